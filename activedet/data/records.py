@@ -1,0 +1,157 @@
+"""The per-image record and the dataset container every reader produces and every writer consumes.
+
+Conventions (the contract shared by readers, writers, training, evaluation and strategies):
+
+* ``boxes`` are ``float32[N, 4]`` in ``(x1, y1, x2, y2)`` **pixel** coordinates of the original image, with
+  ``0 <= x1 < x2 <= width`` and ``0 <= y1 < y2 <= height`` once validated.
+* ``labels`` are ``int64[N]`` in ``1..C`` where ``C = len(class_names)``; 0 is reserved for background, as in
+  torchvision's detection models.
+* ``difficult`` (Pascal VOC) and ``iscrowd`` (COCO) are ``bool[N]``. Difficult objects are ignored by VOC
+  evaluation; crowd regions are ignore regions for COCO evaluation. Neither is used as a training target.
+* A record with ``N = 0`` is an image that is known to contain no object (a valid, "empty" label).
+* The position of a record in :attr:`DetectionDataset.records` is its **pool index**; active-learning artefacts
+  (``X_L_{cycle}.npy`` ...) store these indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["ImageRecord", "DetectionDataset", "Problem", "DatasetError"]
+
+
+@dataclass
+class ImageRecord:
+    """One image and its annotations.
+
+    Args:
+        image_id: unique id within the dataset (VOC file stem, COCO image id as text, YOLO relative stem).
+        file_name: absolute path of the image file.
+        width, height: image size in pixels.
+        boxes: ``float32[N, 4]`` xyxy pixels.
+        labels: ``int64[N]`` in ``1..C``.
+        difficult: ``bool[N]`` (VOC ``<difficult>``).
+        iscrowd: ``bool[N]`` (COCO ``iscrowd``).
+    """
+
+    image_id: str
+    file_name: Path
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    difficult: np.ndarray | None = None
+    iscrowd: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.file_name = Path(self.file_name)
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        n = len(self.boxes)
+        if len(self.labels) != n:
+            raise ValueError(f"image {self.image_id!r}: {n} boxes but {len(self.labels)} labels; "
+                             "every box needs exactly one label")
+        self.difficult = np.zeros(n, bool) if self.difficult is None else np.asarray(self.difficult, bool)
+        self.iscrowd = np.zeros(n, bool) if self.iscrowd is None else np.asarray(self.iscrowd, bool)
+        if len(self.difficult) != n or len(self.iscrowd) != n:
+            raise ValueError(f"image {self.image_id!r}: difficult/iscrowd flags must have one entry per box ({n})")
+
+    @property
+    def num_boxes(self) -> int:
+        return int(len(self.boxes))
+
+    def subset(self, keep: np.ndarray) -> "ImageRecord":
+        """The same image with only the boxes selected by the boolean or index array ``keep``."""
+        return ImageRecord(self.image_id, self.file_name, self.width, self.height, self.boxes[keep],
+                           self.labels[keep], self.difficult[keep], self.iscrowd[keep])
+
+
+@dataclass
+class DetectionDataset:
+    """An ordered list of :class:`ImageRecord` with class names.
+
+    Args:
+        records: the images; a record's position is its pool index.
+        class_names: ``C`` names; label ``l`` means ``class_names[l - 1]``.
+        category_ids: optional original COCO category id of each contiguous label (``category_ids[l - 1]``);
+            writers and COCO evaluation use it to map labels back. ``None`` means ids ``1..C``.
+        root: directory the dataset was read from (informational).
+    """
+
+    records: list[ImageRecord]
+    class_names: list[str]
+    category_ids: list[int] | None = None
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.class_names = list(self.class_names)
+        if self.category_ids is not None:
+            self.category_ids = [int(c) for c in self.category_ids]
+            if len(self.category_ids) != len(self.class_names):
+                raise ValueError(f"category_ids has {len(self.category_ids)} entries but there are "
+                                 f"{len(self.class_names)} class names; give one id per class")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> ImageRecord:
+        return self.records[index]
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return iter(self.records)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def label_to_category_id(self, label: int) -> int:
+        """Original (e.g. COCO) category id of contiguous label ``label`` in ``1..C``."""
+        return self.category_ids[label - 1] if self.category_ids is not None else int(label)
+
+    def subset(self, indices: Sequence[int]) -> "DetectionDataset":
+        """A dataset holding ``records[i]`` for ``i`` in ``indices`` (same classes)."""
+        return DetectionDataset([self.records[i] for i in indices], self.class_names, self.category_ids, self.root)
+
+    def num_boxes(self) -> int:
+        return int(sum(r.num_boxes for r in self.records))
+
+    def class_counts(self) -> np.ndarray:
+        """``int64[C]`` number of boxes per class (index ``l - 1`` for label ``l``)."""
+        counts = np.zeros(self.num_classes, np.int64)
+        for r in self.records:
+            np.add.at(counts, r.labels - 1, 1)
+        return counts
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found while reading or validating a dataset.
+
+    ``location`` names the file and, where known, the line, element or JSON field; ``message`` says what was
+    expected and what was found; ``hint`` says what to do. ``severity`` is ``"error"`` or ``"warning"``
+    (warnings are fixes applied under an explicit policy, e.g. a clipped box; they are reported, never silent).
+    """
+
+    location: str
+    message: str
+    hint: str = ""
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}"
+        return f"{text} -> {self.hint}" if self.hint else text
+
+
+class DatasetError(ValueError):
+    """Raised when a dataset has errors; ``problems`` lists every one of them (not only the first)."""
+
+    def __init__(self, problems: Sequence[Problem], what: str = "dataset"):
+        self.problems = list(problems)
+        errors = [p for p in self.problems if p.severity == "error"]
+        shown = "\n".join(f"  - {p}" for p in errors[:50])
+        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        super().__init__(f"{what} has {len(errors)} problem(s):\n{shown}{more}")

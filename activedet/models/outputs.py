@@ -1,0 +1,71 @@
+"""The one per-image detector output type that every adapter returns and every strategy reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+__all__ = ["Detections", "OPTIONAL_FIELDS"]
+
+#: Optional fields a caller may request from ``predict(..., fields=...)``.
+OPTIONAL_FIELDS = frozenset({"class_probs", "proposals", "embedding", "dense_probs"})
+
+
+@dataclass
+class Detections:
+    """Post-NMS detections of one image, plus optional per-detection and per-image extras.
+
+    Always present:
+        boxes: ``float32[N, 4]`` xyxy in **original-image pixels** (the size the image had before the model's
+            internal resize).
+        scores: ``float32[N]`` confidence of the predicted class, in [0, 1], sorted descending.
+        labels: ``int64[N]`` predicted class in ``1..C``.
+        prob_kind: ``"sigmoid"`` (RetinaNet, FCOS: independent per-class probabilities, no background column)
+            or ``"softmax"`` (Faster R-CNN, SSD: a distribution over ``C + 1`` classes, column 0 = background).
+
+    Present only when requested (``None`` otherwise), all computed in the same forward pass:
+        class_probs: ``float32[N, K]`` the full class vector each detection came from: ``K = C`` sigmoid
+            vector of the source anchor/point for sigmoid heads, ``K = C + 1`` softmax row of the source RoI
+            (Faster R-CNN) or default box (SSD) for softmax heads.
+        proposals: ``float32[N, 4]`` xyxy original pixels, the RPN proposal each detection was regressed from
+            (two-stage detectors only; ``None`` for single-stage ones even when requested).
+        embedding: ``float32[D]`` pooled image embedding (global average of the backbone/FPN feature map
+            named in the adapter's docstring).
+        dense_probs: ``float32[A, K]`` class probabilities of every anchor/point/default box of the image before
+            score thresholding and NMS (same ``K`` convention as ``class_probs``; single-stage detectors only).
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    prob_kind: str = "sigmoid"
+    class_probs: Tensor | None = None
+    proposals: Tensor | None = None
+    embedding: Tensor | None = None
+    dense_probs: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def to(self, device: torch.device | str) -> "Detections":
+        """A copy with every tensor moved to ``device``."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if isinstance(getattr(self, f.name), Tensor)}
+        return replace(self, **moved)
+
+    def as_target_dict(self) -> dict[str, Tensor]:
+        """``{"boxes", "scores", "labels"}``, the dict torchvision's models return in eval mode."""
+        return {"boxes": self.boxes, "scores": self.scores, "labels": self.labels}
+
+    @staticmethod
+    def check_fields(requested: Iterable[str]) -> frozenset[str]:
+        """Validate names passed as ``fields=``; raises ``ValueError`` listing the valid ones."""
+        requested = frozenset(requested)
+        unknown = sorted(requested - OPTIONAL_FIELDS)
+        if unknown:
+            raise ValueError(f"Unknown Detections field(s) {unknown}; valid optional fields are "
+                             f"{sorted(OPTIONAL_FIELDS)}")
+        return requested
