@@ -1,0 +1,151 @@
+"""The ``activedet`` command line. Every command is a thin layer over a library function.
+
+Run ``activedet COMMAND --help`` for each command's options. Errors in user input (config, data, arguments) are
+printed as one clear message and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    print(f"{title}:")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            print(f"  {key:>22s}  {value:.4f}")
+        elif isinstance(value, int):
+            print(f"  {key:>22s}  {value}")
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .workflows import evaluate_from_config, train_from_config
+
+    cfg = load_config(args.config, args.set)
+    model, result = train_from_config(cfg, resume=args.resume, progress=not args.quiet)
+    print(f"trained {result.epochs_completed} epoch(s) in {result.wall_time_s:.1f} s"
+          + (f"; best validation {cfg.val_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
+             if result.best_metric is not None else ""))
+    if cfg.test_data is not None and not args.no_eval:
+        _print_metrics(evaluate_from_config(cfg, model, progress=not args.quiet), "test metrics")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .config import load_config
+    from .workflows import evaluate_from_config
+
+    cfg = load_config(args.config, args.set)
+    metrics = evaluate_from_config(cfg, checkpoint=args.checkpoint, split=args.split, progress=not args.quiet)
+    _print_metrics(metrics, f"{args.split} metrics")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .data.io import format_problems, validate_path
+
+    options = {"box_policy": args.box_policy, "clip_tolerance": args.clip_tolerance}
+    if args.format == "voc" and args.sets:
+        options["sets"] = tuple(tuple(s.split("/")) for s in args.sets)
+    if args.format == "coco" and args.image_root:
+        options["image_root"] = args.image_root
+    problems = validate_path(args.format, args.path, **options)
+    print(format_problems(problems))
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+
+def cmd_generate(args) -> int:
+    from .data.synth import generate_dataset
+
+    out = generate_dataset(args.name, args.out, seed=args.seed, overwrite=args.overwrite)
+    manifest = json.loads((Path(out) / "manifest.json").read_text())
+    print(f"wrote the '{args.name}' dataset (seed {args.seed}) to {out}")
+    for split, info in manifest.get("splits", {}).items():
+        print(f"  {split:>5s}: {info.get('images')} images, {info.get('boxes')} boxes")
+    return 0
+
+
+def cmd_detectors(args) -> int:
+    from .models import DETECTORS
+
+    for name, builder in DETECTORS.items():
+        print(f"{name:<34s} {(builder.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), seed=args.seed, progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="activedet", description="Active learning for object detection.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p):
+        p.add_argument("config", help="YAML or JSON config file")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key (value read as YAML), repeatable")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("train", help="train a detector from a config file (works under torchrun)")
+    with_config(p)
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if present")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation after training")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on the test (or val) split")
+    with_config(p)
+    p.add_argument("--checkpoint", required=True, help="a .pt file written by `activedet train`")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("validate", help="check a VOC/COCO/YOLO dataset and report every problem")
+    p.add_argument("format", choices=("voc", "coco", "yolo"))
+    p.add_argument("path", help="VOCdevkit (or VOC<year>) dir, COCO JSON file, or YOLO root")
+    p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval")
+    p.add_argument("--image-root", help="COCO: directory file_name entries are relative to")
+    p.add_argument("--box-policy", choices=("error", "clip"), default="error")
+    p.add_argument("--clip-tolerance", type=float, default=2.0, help="pixels a box may overflow under 'clip'")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("generate-data", help="write the offline benchmark data (tiny, quickstart, bench)")
+    p.add_argument("name", help="tiny, quickstart or bench")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("detectors", help="list the detectors that configs can name")
+    p.set_defaults(func=cmd_detectors)
+
+    p = sub.add_parser("demo", help="the quickstart: generate data, train a CPU-sized detector, evaluate")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
+        print(f"activedet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

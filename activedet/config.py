@@ -1,0 +1,222 @@
+"""The CLI's one flat configuration file (YAML, or JSON), validated into a typed :class:`Config`.
+
+No inheritance, no includes, no object graphs: every key is a field below. Relative paths are resolved against
+the directory of the config file, so a config and its data can move together. An unknown key, a wrong type or
+an out-of-range value is a :class:`ConfigError` naming the file, the key, what is allowed and what was found
+(with the closest valid key for a typo). The library itself takes keyword arguments; this module only maps the
+file onto them (:meth:`Config.train_options`, :meth:`Config.model_kwargs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .engine.train import OptionError, TrainOptions
+
+__all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "parse_override"]
+
+DATA_FORMATS = ("coco", "voc", "yolo")
+BOX_POLICIES = ("error", "clip")
+METRICS = ("voc", "coco", "froc")
+PATH_KEYS = ("train_data", "val_data", "test_data", "image_root", "weights", "weights_backbone", "out_dir")
+
+
+class ConfigError(ValueError):
+    """A problem in a config file; the message names the file and key."""
+
+
+@dataclass
+class Config:
+    """Every key of a config file. Training keys are those of :class:`activedet.engine.train.TrainOptions`.
+
+    Data:
+        data_format: ``coco`` (a JSON file per split), ``voc`` (a VOCdevkit directory) or ``yolo`` (a root per split).
+        train_data / val_data / test_data: path of each split (``val_data``/``test_data`` optional). For ``voc``,
+            the devkit directory; the ``voc_*_sets`` keys say which year/image-set files form each split.
+        image_root: COCO only: directory that ``file_name`` entries are relative to (default: the JSON's folder).
+        voc_train_sets / voc_val_sets / voc_test_sets: ``"YEAR/SET"`` entries combined in the given order, e.g.
+            ``["2007/trainval", "2012/trainval"]`` is MI-AOD's VOC07+12 pool.
+        box_policy, clip_tolerance: ``error`` on any out-of-image box, or ``clip`` boxes that overflow by at most
+            ``clip_tolerance`` pixels (each clip is reported as a warning).
+    Model:
+        detector: a name listed by ``activedet detectors``; backbone, min_size, max_size, norm,
+        trainable_backbone_layers, score_thresh, nms_thresh, detections_per_img: builder keywords
+        (``null`` = the detector's own default); weights / weights_backbone: a local file or a torchvision enum
+        name (downloaded by torchvision when online).
+    Evaluation and run:
+        metrics: any of ``voc`` (mAP@0.5, 11-point and area), ``coco`` (pycocotools AP), ``froc``.
+        eval_batch_size: images per inference batch. out_dir: run directory. device: ``auto``, ``cpu``, ``cuda``.
+    """
+
+    train_data: str
+    data_format: str = "coco"
+    val_data: str | None = None
+    test_data: str | None = None
+    image_root: str | None = None
+    voc_train_sets: list[str] = field(default_factory=lambda: ["2007/trainval"])
+    voc_val_sets: list[str] = field(default_factory=list)
+    voc_test_sets: list[str] = field(default_factory=lambda: ["2007/test"])
+    box_policy: str = "error"
+    clip_tolerance: float = 2.0
+
+    detector: str = "retinanet"
+    backbone: str | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    weights: str | None = None
+    weights_backbone: str | None = None
+    norm: str | None = None
+    trainable_backbone_layers: int | None = None
+    score_thresh: float | None = None
+    nms_thresh: float | None = None
+    detections_per_img: int | None = None
+
+    epochs: int = 12
+    batch_size: int = 4
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    warmup_factor: float = 0.001
+    lr_schedule: str = "step"
+    lr_steps: list[int] = field(default_factory=lambda: [8, 11])
+    lr_gamma: float = 0.1
+    grad_clip: float | None = None
+    amp: bool = True
+    hflip_prob: float = 0.5
+    eval_every: int = 1
+    early_stopping_patience: int | None = None
+    val_metric: str = "mAP_area"
+    num_workers: int = 0
+    seed: int = 0
+    log_every: int = 10
+
+    metrics: list[str] = field(default_factory=lambda: ["voc", "coco"])
+    eval_batch_size: int = 8
+    out_dir: str = "runs/train"
+    device: str = "auto"
+
+    def train_options(self) -> TrainOptions:
+        names = {f.name for f in dataclasses.fields(TrainOptions)}
+        return TrainOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Builder keywords that the file sets (``null`` ones are left to the detector's defaults)."""
+        keys = ("backbone", "min_size", "max_size", "weights", "weights_backbone", "norm",
+                "trainable_backbone_layers", "score_thresh", "nms_thresh", "detections_per_img")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp) -> str:
+    text = tp.__name__ if isinstance(tp, type) else str(tp)
+    return text.replace("NoneType", "null")
+
+
+def _matches(value: Any, tp) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _check_choices(cfg: Config, where: str) -> None:
+    def fail(key, allowed, got):
+        raise ConfigError(f"{where}: key '{key}' must be {allowed}; found {got!r}")
+
+    if cfg.data_format not in DATA_FORMATS:
+        fail("data_format", f"one of {list(DATA_FORMATS)}", cfg.data_format)
+    if cfg.box_policy not in BOX_POLICIES:
+        fail("box_policy", f"one of {list(BOX_POLICIES)}", cfg.box_policy)
+    if cfg.clip_tolerance < 0:
+        fail("clip_tolerance", "a number >= 0", cfg.clip_tolerance)
+    bad = [m for m in cfg.metrics if m not in METRICS]
+    if bad or not cfg.metrics:
+        fail("metrics", f"a non-empty list of {list(METRICS)}", cfg.metrics)
+    if cfg.eval_batch_size < 1:
+        fail("eval_batch_size", "an int >= 1", cfg.eval_batch_size)
+    for key in ("voc_train_sets", "voc_val_sets", "voc_test_sets"):
+        for entry in getattr(cfg, key):
+            if entry.count("/") != 1:
+                fail(key, "a list of 'YEAR/SET' strings such as '2007/trainval'", entry)
+    try:
+        cfg.train_options()
+    except OptionError as exc:
+        fail(exc.name, exc.expected, exc.got)
+
+
+def config_from_dict(data: dict[str, Any], *, where: str = "config", base_dir: Path | None = None) -> Config:
+    """Validate a mapping into a :class:`Config`; ``base_dir`` resolves relative paths."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of key: value at the top level; found "
+                          f"{type(data).__name__}")
+    hints = typing.get_type_hints(Config)
+    for key, value in data.items():
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), hints, n=1)
+            tip = f"; did you mean '{close[0]}'?" if close else f"; valid keys are {sorted(hints)}"
+            raise ConfigError(f"{where}: unknown key '{key}'{tip}")
+        if not _matches(value, hints[key]):
+            raise ConfigError(f"{where}: key '{key}' must be of type {_type_name(hints[key])}; found "
+                              f"{value!r} ({type(value).__name__})")
+    if "train_data" not in data:
+        raise ConfigError(f"{where}: missing required key 'train_data' (path of the training/pool split)")
+    values = {k: (float(v) if hints[k] in (float, float | None) and isinstance(v, int) else v)
+              for k, v in data.items()}
+    if base_dir is not None:
+        for key in PATH_KEYS:
+            raw = values.get(key)
+            if not isinstance(raw, str) or Path(raw).is_absolute():
+                continue
+            # weights may also be a torchvision enum name ("DEFAULT"): only an existing file is a path
+            if key in ("weights", "weights_backbone") and not (base_dir / raw).exists():
+                continue
+            values[key] = str((base_dir / raw).resolve())
+    cfg = Config(**values)
+    _check_choices(cfg, where)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"key=value"`` from the command line, the value read as YAML (``epochs=3``, ``lr_steps=[4, 6]``)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value; found {text!r}")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read and validate a YAML or JSON config file, applying ``key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    data = {} if data is None else data
+    if isinstance(data, dict):
+        data = dict(data, **dict(parse_override(o) for o in overrides or []))
+    return config_from_dict(data, where=str(path), base_dir=path.parent)

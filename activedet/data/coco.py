@@ -1,0 +1,280 @@
+"""COCO JSON detection annotations: reader, writer and validation.
+
+Conventions:
+
+* ``bbox`` in the file is ``[x, y, width, height]`` in pixels (0-based, continuous); records hold
+  ``(x, y, x + width, y + height)``.
+* Category ids (any positive ints, e.g. ``1, 3, 90``) become contiguous labels ``1..C`` in ascending id order;
+  ``dataset.category_ids[label - 1]`` maps a label back to its id.
+* ``ImageRecord.image_id`` is ``str(image["id"])``; ``file_name`` is resolved against ``image_root`` (default: the
+  JSON file's directory) unless it is absolute.
+* Images without annotations are kept as empty images (``N = 0``). ``iscrowd`` is kept; other annotation fields
+  (``segmentation``, ``area``, annotation ids) are not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .records import DetectionDataset, ImageRecord, Problem
+from .validate import (check_boxes, check_image_file, check_options, find_duplicates, raise_for_problems,
+                       write_text_atomic)
+
+__all__ = ["read_coco", "scan_coco", "write_coco"]
+
+_JSON_HINT = "see https://cocodataset.org/#format-data for the object detection format"
+
+
+def read_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
+              box_policy: str = "error", clip_tolerance: float = 2.0, check_images: bool = True) -> DetectionDataset:
+    """Read a COCO detection JSON file into a :class:`DetectionDataset`.
+
+    Args:
+        json_path: the annotation file (``instances_train2017.json`` ...).
+        image_root: directory relative ``file_name`` entries are resolved against; default: the JSON's directory.
+        box_policy, clip_tolerance: what to do with boxes outside the image (see :mod:`activedet.data.validate`);
+            ``clip_tolerance`` is in pixels.
+        check_images: open every image header to check that it exists, is readable, and has the annotated size.
+
+    Raises:
+        DatasetError: listing every error found (warnings are issued as one ``DatasetWarning``).
+    """
+    dataset, problems = scan_coco(json_path, image_root=image_root, box_policy=box_policy,
+                                  clip_tolerance=clip_tolerance, check_images=check_images)
+    raise_for_problems(problems, f"COCO file {json_path}")
+    return dataset
+
+
+def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
+              box_policy: str = "error", clip_tolerance: float = 2.0,
+              check_images: bool = True) -> tuple[DetectionDataset, list[Problem]]:
+    """Like :func:`read_coco` but never raises for dataset problems: returns ``(dataset, problems)``.
+
+    The dataset is only trustworthy when no problem has ``severity == "error"``.
+    """
+    check_options("read_coco", box_policy=box_policy, clip_tolerance=clip_tolerance)
+    json_path = Path(json_path)
+    image_root = Path(os.path.abspath(json_path.parent if image_root is None else image_root))
+    name = json_path.name
+    data, problems = _load_json(json_path)
+    if data is None:
+        return DetectionDataset([], [], root=image_root), problems
+    category_ids, class_names = _parse_categories(data, name, problems)
+    images = _parse_images(data, name, image_root, problems)
+    objects = _parse_annotations(data, name, images, {c: i + 1 for i, c in enumerate(category_ids)}, problems)
+    records = []
+    for image_id, (where, path, width, height) in images.items():
+        rows = objects.get(image_id, [])
+        if check_images:
+            problems += check_image_file(path, width, height, f"{where}.file_name")
+        boxes, box_problems = check_boxes([r[1] for r in rows], width, height, lambda i: rows[i][0],
+                                          box_policy=box_policy, clip_tolerance=clip_tolerance)
+        problems += box_problems
+        records.append(ImageRecord(str(image_id), path, width, height, boxes, [r[2] for r in rows],
+                                   iscrowd=[r[3] for r in rows]))
+    return DetectionDataset(records, class_names, category_ids, root=image_root), problems
+
+
+def _load_json(json_path: Path) -> tuple[dict | None, list[Problem]]:
+    name = json_path.name
+    try:
+        text = json_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [Problem(name, f"annotation file not found: {json_path}", "check the path")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(name, f"cannot read {json_path}: {exc}", "check that it is a UTF-8 JSON file")]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, [Problem(f"{name}:{exc.lineno}:{exc.colno}", f"malformed JSON: {exc.msg}",
+                              "fix the JSON syntax (a truncated file usually means an interrupted download)")]
+    if not isinstance(data, dict):
+        return None, [Problem(name, f"expected a JSON object with 'images', 'annotations' and 'categories'; "
+                                    f"found {type(data).__name__}", _JSON_HINT)]
+    return data, []
+
+
+def _field(entry: dict, key: str, where: str, kinds: tuple, expected: str, problems: list[Problem],
+           required: bool = True):
+    """``entry[key]`` if present and of one of ``kinds`` (never ``bool`` unless asked), else ``None`` + problem."""
+    if key not in entry:
+        if required:
+            problems.append(Problem(f"{where}.{key}", f"missing required field {key!r} ({expected})", _JSON_HINT))
+        return None
+    value = entry[key]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        problems.append(Problem(f"{where}.{key}", f"expected {expected}; found {json.dumps(value)[:80]}", _JSON_HINT))
+        return None
+    return value
+
+
+def _entries(data: dict, key: str, name: str, problems: list[Problem]) -> list[tuple[str, dict]]:
+    """``(location, entry)`` for each object in the top-level list ``data[key]``."""
+    hint = "add an empty list if there are none" if key == "annotations" else _JSON_HINT
+    if key not in data:
+        problems.append(Problem(name, f"missing required top-level field {key!r} (a list)", hint))
+        return []
+    if not isinstance(data[key], list):
+        problems.append(Problem(f"{name}: {key}", f"expected a list; found {type(data[key]).__name__}", _JSON_HINT))
+        return []
+    out = []
+    for i, entry in enumerate(data[key]):
+        if isinstance(entry, dict):
+            out.append((f"{name}: {key}[{i}]", entry))
+        else:
+            problems.append(Problem(f"{name}: {key}[{i}]", f"expected an object; found {json.dumps(entry)[:80]}",
+                                    _JSON_HINT))
+    return out
+
+
+def _parse_categories(data: dict, name: str, problems: list[Problem]) -> tuple[list[int], list[str]]:
+    """Category ids in ascending order and their names."""
+    found = []
+    for where, entry in _entries(data, "categories", name, problems):
+        cat_id = _field(entry, "id", where, (int,), "an integer id", problems)
+        cat_name = _field(entry, "name", where, (str,), "a string", problems)
+        if cat_id is not None and cat_name is not None:
+            found.append((cat_id, cat_name, where))
+    problems += find_duplicates(((c, f"{w}.id") for c, _, w in found), "category id",
+                                "give every category its own id")
+    problems += find_duplicates(((n, f"{w}.name") for _, n, w in found), "category name",
+                                "give every category its own name")
+    unique = sorted({c: n for c, n, _ in reversed(found)}.items())
+    return [c for c, _ in unique], [n for _, n in unique]
+
+
+def _parse_images(data: dict, name: str, image_root: Path, problems: list[Problem]) -> dict:
+    """``{coco image id: (location, absolute path, width, height)}`` in file order."""
+    images, paths, seen = {}, [], {}
+    for where, entry in _entries(data, "images", name, problems):
+        image_id = _field(entry, "id", where, (int, str), "an integer id", problems)
+        file_name = _field(entry, "file_name", where, (str,), "a relative or absolute path", problems)
+        width = _field(entry, "width", where, (int,), "a positive integer (pixels)", problems)
+        height = _field(entry, "height", where, (int,), "a positive integer (pixels)", problems)
+        for key, value in (("width", width), ("height", height)):
+            if value is not None and value <= 0:
+                problems.append(Problem(f"{where}.{key}", f"expected a positive integer (pixels); found {value}",
+                                        "fix the image size"))
+        if None in (image_id, file_name, width, height) or width <= 0 or height <= 0:
+            continue
+        if str(image_id) in seen:
+            problems.append(Problem(f"{where}.id", f"duplicate image id {image_id!r} (first seen at {seen[str(image_id)]})",
+                                    "give every image its own id"))
+            continue
+        seen[str(image_id)] = f"{where}.id"
+        path = Path(os.path.abspath(image_root / file_name))
+        paths.append((str(path), f"{where}.file_name"))
+        images[image_id] = (where, path, width, height)
+    problems += find_duplicates(paths, "image file", "list every image file once")
+    return images
+
+
+def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, int],
+                       problems: list[Problem]) -> dict:
+    """``{coco image id: [(location of bbox, xyxy, label, iscrowd), ...]}`` in file order."""
+    objects: dict = {}
+    for where, entry in _entries(data, "annotations", name, problems):
+        image_id = _field(entry, "image_id", where, (int, str), "the id of an image in 'images'", problems)
+        category_id = _field(entry, "category_id", where, (int,), "the id of a category", problems)
+        bbox = _field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
+        iscrowd = _field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
+        if image_id is not None and image_id not in images:
+            problems.append(Problem(f"{where}.image_id", f"refers to image id {image_id!r}, which is not in 'images'",
+                                    "add the image to 'images' or remove this annotation"))
+        if category_id is not None and category_id not in labels:
+            problems.append(Problem(f"{where}.category_id", f"refers to category id {category_id}, which is not in "
+                                    f"'categories' (ids: {sorted(labels)})",
+                                    "add the category to 'categories' or fix the id"))
+        if bbox is not None and (len(bbox) != 4 or not all(_is_number(v) for v in bbox)):
+            problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height] (4 numbers); "
+                                                     f"found {json.dumps(bbox)[:80]}", _JSON_HINT))
+            bbox = None
+        if iscrowd not in (0, 1):
+            problems.append(Problem(f"{where}.iscrowd", f"expected 0 or 1; found {iscrowd!r}", _JSON_HINT))
+        if None in (bbox, category_id) or image_id not in images or category_id not in labels:
+            continue
+        x, y, w, h = (float(v) for v in bbox)
+        objects.setdefault(image_id, []).append((f"{where}.bbox", (x, y, x + w, y + h), labels[category_id],
+                                                 bool(iscrowd)))
+    return objects
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
+               image_root: str | os.PathLike | None = None) -> Path:
+    """Write ``dataset`` as a COCO detection JSON file, atomically (temporary file + ``os.replace``).
+
+    ``file_name`` is written relative to ``image_root`` when given and the image is under it, else absolute.
+    Image ids: a record whose ``image_id`` is an int-like string (``"42"``) keeps it; any other record gets the
+    next unused int, in record order (deterministic). Category ids come from ``dataset.category_ids`` (default
+    ``1..C``); ``bbox`` is ``[x, y, w, h]`` pixels, ``area = w * h``. Reading the file back with
+    :func:`read_coco` reproduces ids, sizes, boxes, labels, ``iscrowd``, class names and category ids exactly.
+    Returns ``json_path``.
+    """
+    json_path = Path(json_path)
+    category_ids = dataset.category_ids or list(range(1, dataset.num_classes + 1))
+    image_ids = _coco_image_ids([r.image_id for r in dataset])
+    images, annotations = [], []
+    for record, image_id in zip(dataset, image_ids):
+        images.append({"id": image_id, "file_name": _file_name(record.file_name, image_root),
+                       "width": int(record.width), "height": int(record.height)})
+        for box, label, crowd in zip(record.boxes.astype(np.float64), record.labels, record.iscrowd):
+            if not 1 <= label <= len(category_ids):
+                raise ValueError(f"image {record.image_id!r}: label {label} is outside 1..{len(category_ids)} "
+                                 f"(there are {len(category_ids)} class names)")
+            x, y, w, h = box[0], box[1], box[2] - box[0], box[3] - box[1]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": category_ids[label - 1], "bbox": [_num(v) for v in (x, y, w, h)],
+                                "area": _num(w * h), "iscrowd": int(crowd)})
+    categories = [{"id": c, "name": n, "supercategory": ""} for c, n in zip(category_ids, dataset.class_names)]
+    data = {"info": {"description": "written by activedet"}, "licenses": [], "images": images,
+            "annotations": annotations, "categories": categories}
+    write_text_atomic(json_path, json.dumps(data, allow_nan=False))
+    return json_path
+
+
+def _coco_image_ids(ids: list[str]) -> list[int]:
+    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if duplicated:
+        raise ValueError(f"image ids must be unique to write COCO; repeated: {duplicated[:10]}")
+    int_like = {i: int(i) for i in ids if _is_int_like(i)}
+    next_id = max(int_like.values(), default=0) + 1
+    out = []
+    for image_id in ids:
+        if image_id in int_like:
+            out.append(int_like[image_id])
+        else:
+            out.append(next_id)
+            next_id += 1
+    return out
+
+
+def _is_int_like(text: str) -> bool:
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
+
+
+def _file_name(path: Path, image_root: str | os.PathLike | None) -> str:
+    path = Path(os.path.abspath(path))
+    if image_root is not None:
+        try:
+            return path.relative_to(os.path.abspath(image_root)).as_posix()
+        except ValueError:  # not under image_root: keep it absolute rather than writing "../.."
+            pass
+    return str(path)
+
+
+def _num(value: float) -> int | float:
+    """JSON-friendly number: integers without ``.0``; other floats written exactly (shortest repr)."""
+    value = float(value)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value

@@ -1,0 +1,82 @@
+"""Atomic file writes and checkpoints loaded with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (nothing pickled beyond what
+``torch.load(weights_only=True)`` accepts)::
+
+    {"model": state_dict, "optimizer": ..., "scheduler": ..., "scaler": ..., "epoch": int (epochs completed),
+     "best_metric": float | None, "best_epoch": int | None, "bad_evals": int, "meta": {...}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "save_checkpoint", "load_checkpoint",
+           "file_sha256"]
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers see the old file or the new one, never half.
+
+    The temporary file is created in the destination directory so the final ``os.replace`` stays on one
+    file system (and is atomic on POSIX).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Save ``state`` atomically with ``torch.save``."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint saved by :func:`save_checkpoint` (``weights_only=True``: no arbitrary code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the path of a .pt file written by "
+                                "`activedet train` (e.g. RUN_DIR/best.pt or RUN_DIR/last.pt)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupted or foreign file: say which and why
+        raise ValueError(f"checkpoint {path} could not be loaded with weights_only=True ({exc}); "
+                         "it is corrupt or was not written by activedet") from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"checkpoint {path} has no 'model' entry; expected a dict written by activedet "
+                         "(a bare state_dict can be passed as the model's `weights` instead)")
+    return state
+
+
+def file_sha256(path: str | Path, length: int = 12) -> str:
+    """First ``length`` hex digits of the SHA-256 of a file (used to name the checkpoint behind a result)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]

@@ -1,0 +1,53 @@
+"""Streaming inference over a dataset, sharded across processes under torchrun."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.records import DetectionDataset
+from ..data.torch_dataset import DetectionTorchDataset, collate_detection
+from ..models.outputs import Detections
+from . import distributed as dist_utils
+
+__all__ = ["iter_predictions", "predict_dataset"]
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+@torch.no_grad()
+def iter_predictions(model: torch.nn.Module, dataset: DetectionDataset, indices: Sequence[int] | None = None, *,
+                     device: torch.device | str = "cpu", batch_size: int = 8, fields: Iterable[str] = (),
+                     num_workers: int = 0, progress: bool = False) -> Iterator[tuple[int, Detections]]:
+    """Yield ``(pool_index, Detections on CPU)`` for this process's shard of ``indices``, in order.
+
+    Under torchrun, rank ``r`` of ``W`` handles ``indices[r::W]``; in one process, all of them. Results are
+    produced batch by batch, so a caller that reduces each one to a score keeps memory flat in the pool size.
+    The model is used through its ``predict(images, fields)`` method with the test transform (no augmentation).
+    """
+    indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    shard = indices[dist_utils.rank()::dist_utils.world_size()]
+    loader = torch.utils.data.DataLoader(DetectionTorchDataset(dataset, shard, train=False),
+                                         batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                         collate_fn=collate_detection)
+    model = _unwrap(model)
+    bar = tqdm(loader, desc="predict", disable=not (progress and dist_utils.is_main_process()), leave=False)
+    for images, targets in bar:
+        outputs = model.predict([img.to(device) for img in images], fields=fields)
+        for target, output in zip(targets, outputs):
+            yield int(target["index"]), output.to("cpu")
+
+
+def predict_dataset(model: torch.nn.Module, dataset: DetectionDataset, indices: Sequence[int] | None = None, *,
+                    device: torch.device | str = "cpu", batch_size: int = 8, fields: Iterable[str] = (),
+                    num_workers: int = 0, progress: bool = False) -> list[Detections]:
+    """Detections for ``indices`` (default: every record), in the order of ``indices``, on every rank."""
+    indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    local = list(iter_predictions(model, dataset, indices, device=device, batch_size=batch_size, fields=fields,
+                                  num_workers=num_workers, progress=progress))
+    by_index = {i: d for part in dist_utils.all_gather_object(local) for i, d in part}
+    return [by_index[i] for i in indices]

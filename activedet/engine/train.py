@@ -1,0 +1,341 @@
+"""Detector training in the shape of torchvision's ``references/detection/engine.py``, ready for torchrun.
+
+The loop, in one process or many::
+
+    for epoch in range(start_epoch, epochs):
+        seed the epoch (sampler permutation, augmentation, torchvision's samplers)
+        for images, targets in loader:              # DistributedSampler: this rank's share of the batch
+            loss = sum(model(images, targets).values())
+            backward (AMP on CUDA), clip, step, per-iteration lr schedule, log a JSON line
+        evaluate on the validation split (every `eval_every` epochs), keep the best, stop early on a plateau
+        save last.pt atomically (rank 0), barrier
+
+``batch_size`` is the **global** batch: each of W processes takes ``batch_size / W`` images, and DDP's gradient
+average makes a step equal to the one-process step on the same images (exactly so for losses that average over
+images and for frozen/group normalisation; BatchNorm statistics are per process).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.records import DetectionDataset
+from ..data.torch_dataset import DetectionTorchDataset, collate_detection
+from . import distributed as dist_utils
+from .checkpoint import load_checkpoint, save_checkpoint
+from .inference import predict_dataset
+
+__all__ = ["OptionError", "TrainOptions", "TrainResult", "train_detector", "build_optimizer", "build_lr_lambda"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+
+
+class OptionError(ValueError):
+    """An invalid training option; ``name``, ``expected`` and ``got`` let the CLI name its config key."""
+
+    def __init__(self, name: str, expected: str, got):
+        self.name, self.expected, self.got = name, expected, got
+        super().__init__(f"The '{name}' training option must be {expected}. Got {got!r} instead.")
+
+
+def _check(ok: bool, name: str, expected: str, got) -> None:
+    if not ok:
+        raise OptionError(name, expected, got)
+
+
+@dataclass
+class TrainOptions:
+    """How to train; every field is also a key of the CLI config file.
+
+    Attributes:
+        epochs: passes over the training images.
+        batch_size: global images per optimiser step (divided across torchrun processes).
+        optimizer: ``"sgd"`` (momentum, as the detection references) or ``"adamw"`` (robust from scratch).
+        lr: peak learning rate after warm-up.
+        momentum: SGD momentum (ignored by AdamW).
+        weight_decay: L2 / decoupled weight decay.
+        warmup_iters: linear warm-up length in iterations (0 disables); starts at ``lr * warmup_factor``.
+        warmup_factor: initial fraction of ``lr`` during warm-up.
+        lr_schedule: ``"step"`` (multiply by ``lr_gamma`` at each epoch in ``lr_steps``), ``"cosine"`` (to 0 at the
+            last iteration) or ``"constant"``.
+        lr_steps: epochs at which a step schedule decays.
+        lr_gamma: decay factor of the step schedule.
+        grad_clip: max global gradient L2 norm, or ``None`` for no clipping.
+        amp: mixed precision on CUDA (ignored on CPU).
+        hflip_prob: horizontal-flip probability of training images.
+        eval_every: evaluate on the validation split every this many epochs (when one is given).
+        early_stopping_patience: stop after this many evaluations without improvement (``None``: never).
+        val_metric: key of :func:`activedet.evaluation.voc_map` used to pick the best epoch.
+        num_workers: DataLoader worker processes.
+        seed: seeds sampling order, augmentation and torchvision's internal samplers.
+        log_every: write a JSON line every this many iterations.
+    """
+
+    epochs: int = 12
+    batch_size: int = 4
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    warmup_factor: float = 0.001
+    lr_schedule: str = "step"
+    lr_steps: list[int] = field(default_factory=lambda: [8, 11])
+    lr_gamma: float = 0.1
+    grad_clip: float | None = None
+    amp: bool = True
+    hflip_prob: float = 0.5
+    eval_every: int = 1
+    early_stopping_patience: int | None = None
+    val_metric: str = "mAP_area"
+    num_workers: int = 0
+    seed: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", "an int >= 1", self.epochs)
+        _check(self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
+        _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
+        _check(self.lr > 0, "lr", "a float > 0", self.lr)
+        _check(self.warmup_iters >= 0, "warmup_iters", "an int >= 0", self.warmup_iters)
+        _check(0 < self.warmup_factor <= 1, "warmup_factor", "a float in (0, 1]", self.warmup_factor)
+        _check(self.lr_schedule in SCHEDULES, "lr_schedule", f"one of {list(SCHEDULES)}", self.lr_schedule)
+        _check(0 < self.lr_gamma <= 1, "lr_gamma", "a float in (0, 1]", self.lr_gamma)
+        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "a float > 0 or null", self.grad_clip)
+        _check(0 <= self.hflip_prob <= 1, "hflip_prob", "a float in [0, 1]", self.hflip_prob)
+        _check(self.eval_every >= 1, "eval_every", "an int >= 1", self.eval_every)
+        _check(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+               "early_stopping_patience", "an int >= 1 or null", self.early_stopping_patience)
+        _check(self.num_workers >= 0, "num_workers", "an int >= 0", self.num_workers)
+        _check(self.log_every >= 1, "log_every", "an int >= 1", self.log_every)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_detector` did: epochs completed, the chosen epoch and its validation metric."""
+
+    epochs_completed: int
+    best_epoch: int | None
+    best_metric: float | None
+    stopped_early: bool
+    history: list[dict] = field(default_factory=list)
+    last_checkpoint: Path | None = None
+    best_checkpoint: Path | None = None
+    wall_time_s: float = 0.0
+
+
+def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if options.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum,
+                               weight_decay=options.weight_decay)
+    return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
+
+
+def build_lr_lambda(options: TrainOptions, iters_per_epoch: int):
+    """Multiplier of ``lr`` at iteration ``it`` (0-based, counted over the whole run)."""
+    total = max(1, options.epochs * iters_per_epoch)
+
+    def factor(it: int) -> float:
+        warm = 1.0
+        if it < options.warmup_iters:
+            alpha = it / options.warmup_iters
+            warm = options.warmup_factor * (1 - alpha) + alpha
+        if options.lr_schedule == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
+        if options.lr_schedule == "step":
+            epoch = it // max(1, iters_per_epoch)
+            return warm * options.lr_gamma ** sum(epoch >= s for s in options.lr_steps)
+        return warm
+
+    return factor
+
+
+class _JsonLog:
+    """Append-only JSON-lines log written by rank 0 only."""
+
+    def __init__(self, path: Path | None):
+        self.path = path if dist_utils.is_main_process() else None
+
+    def write(self, **record) -> None:
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _loader(train_set: DetectionDataset, options: TrainOptions) -> tuple[torch.utils.data.DataLoader, object]:
+    world = dist_utils.world_size()
+    if options.batch_size % world:
+        raise ValueError(f"The 'batch_size' training option ({options.batch_size}) must be divisible by the number "
+                         f"of processes ({world}); it is the global batch size")
+    data = DetectionTorchDataset(train_set, train=True, hflip_prob=options.hflip_prob, seed=options.seed)
+    sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=dist_utils.rank(),
+                                                  shuffle=True, seed=options.seed, drop_last=False)
+    loader = torch.utils.data.DataLoader(data, batch_size=options.batch_size // world, sampler=sampler,
+                                         num_workers=options.num_workers, collate_fn=collate_detection)
+    return loader, sampler
+
+
+def _reduce_losses(loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
+    values = torch.stack([v.detach().float() for v in loss_dict.values()])
+    if dist_utils.is_distributed():
+        torch.distributed.all_reduce(values)
+        values /= dist_utils.world_size()
+    return {k: float(v) for k, v in zip(loss_dict, values)}
+
+
+def _train_one_epoch(model, loader, optimizer, scheduler, scaler, options, epoch, device, log, progress):
+    model.train()
+    use_amp = options.amp and device.type == "cuda"
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False,
+               disable=not (progress and dist_utils.is_main_process()))
+    sums: dict[str, float] = {}
+    for step, (images, targets) in enumerate(bar):
+        images = [img.to(device) for img in images]
+        targets = [{k: v.to(device) for k, v in t.items() if k != "index"} for t in targets]
+        with torch.autocast(device.type, enabled=use_amp):
+            loss_dict = model(images, targets)
+            loss = sum(loss_dict.values())
+        reduced = _reduce_losses(loss_dict)
+        total = sum(reduced.values())
+        if not math.isfinite(total):
+            raise FloatingPointError(f"training loss is {total} at epoch {epoch + 1}, iteration {step} "
+                                     f"({reduced}); lower 'lr', raise 'warmup_iters' or set 'grad_clip'")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if options.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        for k, v in reduced.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if step % options.log_every == 0:
+            lr = optimizer.param_groups[0]["lr"]
+            log.write(event="iter", epoch=epoch + 1, iter=step, lr=lr, loss=total, **reduced)
+            bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
+    return {k: v / max(1, len(loader)) for k, v in sums.items()}
+
+
+def _validate(model, val_set, options, device, batch_size) -> float:
+    from ..evaluation import voc_map  # evaluation imports nothing from engine; kept local to avoid a cycle
+
+    predictions = predict_dataset(model, val_set, device=device, batch_size=batch_size)
+    metrics = voc_map(val_set, predictions)
+    if options.val_metric not in metrics:
+        raise ValueError(f"The 'val_metric' training option must be one of "
+                         f"{sorted(k for k, v in metrics.items() if isinstance(v, float))}. "
+                         f"Got {options.val_metric!r} instead.")
+    return float(metrics[options.val_metric])
+
+
+def _restore(path: Path, model, optimizer, scheduler, scaler, device) -> dict:
+    state = load_checkpoint(path, map_location=device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    return state
+
+
+def _state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, bad_evals, history) -> dict:
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "epoch": epoch, "best_metric": best_metric, "best_epoch": best_epoch,
+            "bad_evals": bad_evals, "history": history}
+
+
+def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *, val_set: DetectionDataset | None = None,
+                   options: TrainOptions | None = None, out_dir: str | Path | None = None,
+                   device: str | torch.device = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train ``model`` (a torchvision-style detector returning a loss dict in train mode) on ``train_set``.
+
+    Args:
+        model: detector built by :func:`activedet.models.build_detector`; trained in place.
+        train_set: training records (e.g. ``pool.subset(labelled_indices)``).
+        val_set: optional validation records: enables best-epoch selection and early stopping. When given, the
+            model ends with the weights of the best validation epoch. Never pass the test split here.
+        options: :class:`TrainOptions`.
+        out_dir: where ``last.pt``, ``best.pt`` and ``train_log.jsonl`` go (rank 0 writes); ``None`` keeps
+            everything in memory (no resume possible).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... chosen now, not at import.
+        resume: continue from ``out_dir/last.pt`` if it exists (same options required).
+        progress: show a progress bar (rank 0).
+    """
+    options = options or TrainOptions()
+    device = dist_utils.resolve_device(device)
+    started = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and dist_utils.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+    log = _JsonLog(out / "train_log.jsonl" if out is not None else None)
+    model.to(device)
+    ddp_model = model
+    if dist_utils.is_distributed():
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    loader, sampler = _loader(train_set, options)
+    optimizer = build_optimizer(model, options)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_lr_lambda(options, len(loader)))
+    scaler = torch.amp.GradScaler(device.type, enabled=options.amp and device.type == "cuda")
+
+    start_epoch, best_metric, best_epoch, bad_evals, history = 0, None, None, 0, []
+    last = out / "last.pt" if out is not None else None
+    best = out / "best.pt" if out is not None else None
+    if resume and last is not None and last.is_file():
+        state = _restore(last, model, optimizer, scheduler, scaler, device)
+        start_epoch, best_metric, best_epoch = state["epoch"], state["best_metric"], state["best_epoch"]
+        bad_evals, history = state["bad_evals"], list(state["history"])
+        log.write(event="resume", epoch=start_epoch)
+
+    stopped_early, best_state = False, None
+    for epoch in range(start_epoch, options.epochs):
+        if stopped_early:
+            break
+        sampler.set_epoch(epoch)
+        loader.dataset.set_epoch(epoch)
+        # torchvision's RPN/RoI samplers draw from the global RNG; seeding per epoch makes resume exact.
+        torch.manual_seed(options.seed * 100_003 + epoch)
+        losses = _train_one_epoch(ddp_model, loader, optimizer, scheduler, scaler, options, epoch, device, log,
+                                  progress)
+        entry = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in losses.items()}}
+        is_best = False
+        if val_set is not None and ((epoch + 1) % options.eval_every == 0 or epoch + 1 == options.epochs):
+            metric = _validate(model, val_set, options, device, max(1, options.batch_size))
+            entry[f"val_{options.val_metric}"] = metric
+            is_best = best_metric is None or metric > best_metric
+            if is_best:
+                best_metric, best_epoch, bad_evals = metric, epoch + 1, 0
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                bad_evals += 1
+                stopped_early = (options.early_stopping_patience is not None
+                                 and bad_evals >= options.early_stopping_patience)
+        history.append(entry)
+        log.write(event="epoch", **entry)
+        if out is not None and dist_utils.is_main_process():
+            state = _state(model, optimizer, scheduler, scaler, epoch + 1, best_metric, best_epoch, bad_evals,
+                           history)
+            if is_best:
+                save_checkpoint(best, {"model": state["model"], "epoch": epoch + 1, "best_metric": best_metric})
+            save_checkpoint(last, state)
+        dist_utils.barrier()
+        if stopped_early:
+            log.write(event="early_stop", epoch=epoch + 1, best_epoch=best_epoch)
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif best_epoch is not None and best is not None and best.is_file():  # resumed after the best epoch
+        model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
+    return TrainResult(epochs_completed=len(history), best_epoch=best_epoch, best_metric=best_metric,
+                       stopped_early=stopped_early, history=history, last_checkpoint=last, best_checkpoint=best,
+                       wall_time_s=time.perf_counter() - started)

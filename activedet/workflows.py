@@ -1,0 +1,98 @@
+"""Config-driven workflows behind the CLI: load the splits, build the detector, train, evaluate.
+
+Each function takes a validated :class:`~activedet.config.Config`; the library underneath takes keyword arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+from .data.io import read_dataset
+from .data.records import DetectionDataset
+from .engine import distributed as dist_utils
+from .engine.checkpoint import atomic_write_json, load_checkpoint
+from .engine.inference import predict_dataset
+from .engine.train import TrainResult, train_detector
+from .evaluation import evaluate
+from .models import build_detector
+
+__all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_config"]
+
+
+def load_split(cfg: Config, split: str) -> DetectionDataset | None:
+    """Read the ``train``/``val``/``test`` split named by the config (``None`` when the config has none)."""
+    path = getattr(cfg, f"{split}_data")
+    if path is None:
+        return None
+    options: dict[str, Any] = {"box_policy": cfg.box_policy, "clip_tolerance": cfg.clip_tolerance}
+    if cfg.data_format == "voc":
+        path_sets = getattr(cfg, f"voc_{split}_sets")
+        if not path_sets:
+            return None
+        options["sets"] = tuple(tuple(entry.split("/")) for entry in path_sets)
+    if cfg.data_format == "coco" and cfg.image_root is not None:
+        options["image_root"] = cfg.image_root
+    return read_dataset(cfg.data_format, path, **options)
+
+
+def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
+    return build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
+
+
+def _check_same_classes(train: DetectionDataset, other: DetectionDataset | None, split: str) -> None:
+    if other is not None and other.class_names != train.class_names:
+        raise ValueError(f"the {split} split's classes {other.class_names} differ from the training split's "
+                         f"{train.class_names}; both must list the same classes in the same order")
+
+
+def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = True) -> tuple[torch.nn.Module,
+                                                                                           TrainResult]:
+    """Train on the config's train split (validating on ``val_data`` when set) and write ``out_dir``."""
+    device = dist_utils.resolve_device(cfg.device)
+    dist_utils.init_distributed(device)
+    train, val = load_split(cfg, "train"), load_split(cfg, "val")
+    _check_same_classes(train, val, "val")
+    out = Path(cfg.out_dir)
+    if dist_utils.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, train.num_classes)
+    result = train_detector(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
+                            resume=resume, progress=progress)
+    return model, result
+
+
+def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, checkpoint: str | Path | None = None,
+                         split: str = "test", progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``model`` (or the weights in ``checkpoint``) on a split with the config's metrics.
+
+    Writes ``out_dir/metrics_{split}.json`` (rank 0) and returns the metrics dict, which also holds
+    ``num_images``, ``seconds`` and ``images_per_second`` of the inference.
+    """
+    device = dist_utils.resolve_device(cfg.device)
+    dist_utils.init_distributed(device)
+    data = load_split(cfg, split)
+    if data is None:
+        raise ValueError(f"the config has no {split} split: set '{split}_data'"
+                         + (f" and 'voc_{split}_sets'" if cfg.data_format == "voc" else ""))
+    if len(data) == 0:
+        raise ValueError(f"the {split} split ({getattr(cfg, f'{split}_data')}) has no images; evaluation needs some")
+    if model is None:
+        model = build_model(cfg, data.num_classes)
+        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    model.to(device)
+    started = time.perf_counter()
+    predictions = predict_dataset(model, data, device=device, batch_size=cfg.eval_batch_size, progress=progress)
+    seconds = time.perf_counter() - started
+    metrics = evaluate(data, predictions, metrics=tuple(cfg.metrics))
+    metrics.update(num_images=len(data), seconds=seconds, images_per_second=len(data) / max(seconds, 1e-9))
+    if dist_utils.is_main_process():
+        atomic_write_json(Path(cfg.out_dir) / f"metrics_{split}.json", json.loads(json.dumps(metrics, default=float)))
+    return metrics

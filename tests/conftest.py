@@ -1,0 +1,48 @@
+"""Shared fixtures: a toy detection dataset written to disk (two classes of coloured squares, empty images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from activedet.data.records import DetectionDataset, ImageRecord
+
+torch.set_num_threads(2)
+
+
+def make_toy_dataset(root: Path, n_images: int = 8, size: tuple[int, int] = (96, 80), seed: int = 0,
+                     empty_every: int = 4) -> DetectionDataset:
+    """Images of ``size`` (w, h) with 0-3 filled squares: red = label 1 ("red"), blue = label 2 ("blue").
+
+    Every ``empty_every``-th image has no object. Deterministic from ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    records = []
+    for i in range(n_images):
+        canvas = np.full((height, width, 3), 200, np.uint8)
+        canvas += rng.integers(0, 30, canvas.shape, dtype=np.uint8)
+        count = 0 if i % empty_every == empty_every - 1 else int(rng.integers(1, 4))
+        boxes, labels = [], []
+        for _ in range(count):
+            side = int(rng.integers(14, 30))
+            x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+            label = int(rng.integers(1, 3))
+            canvas[y:y + side, x:x + side] = (220, 30, 30) if label == 1 else (30, 30, 220)
+            boxes.append([x, y, x + side, y + side])
+            labels.append(label)
+        path = root / f"img_{i:03d}.png"
+        Image.fromarray(canvas).save(path)
+        records.append(ImageRecord(f"img_{i:03d}", path, width, height, np.array(boxes, np.float32).reshape(-1, 4),
+                                   np.array(labels, np.int64)))
+    return DetectionDataset(records, ["red", "blue"], root=root)
+
+
+@pytest.fixture
+def toy_dataset(tmp_path) -> DetectionDataset:
+    return make_toy_dataset(tmp_path / "toy")
