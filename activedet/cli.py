@@ -17,6 +17,8 @@ __all__ = ["main", "build_parser"]
 def _print_metrics(metrics: dict, title: str) -> None:
     print(f"{title}:")
     for key, value in metrics.items():
+        if key.count("/") > 1:  # per-class entries stay in the JSON file
+            continue
         if isinstance(value, float):
             print(f"  {key:>22s}  {value:.4f}")
         elif isinstance(value, int):
@@ -53,10 +55,12 @@ def cmd_validate(args) -> int:
     options = {"box_policy": args.box_policy, "clip_tolerance": args.clip_tolerance}
     if args.format == "voc" and args.sets:
         options["sets"] = tuple(tuple(s.split("/")) for s in args.sets)
+    if args.format == "voc" and args.class_names:
+        options["class_names"] = args.class_names
     if args.format == "coco" and args.image_root:
         options["image_root"] = args.image_root
     problems = validate_path(args.format, args.path, **options)
-    print(format_problems(problems))
+    print(format_problems(problems, source=args.path))
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=("voc", "coco", "yolo"))
     p.add_argument("path", help="VOCdevkit (or VOC<year>) dir, COCO JSON file, or YOLO root")
     p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval")
+    p.add_argument("--class-names", nargs="*", metavar="NAME", help="VOC: class names (default: the 20 VOC classes)")
     p.add_argument("--image-root", help="COCO: directory file_name entries are relative to")
     p.add_argument("--box-policy", choices=("error", "clip"), default="error")
     p.add_argument("--clip-tolerance", type=float, default=2.0, help="pixels a box may overflow under 'clip'")
@@ -140,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         if args.debug:
             raise
         print(f"activedet {args.command}: error: {exc}", file=sys.stderr)

@@ -45,6 +45,7 @@ class Config:
         image_root: COCO only: directory that ``file_name`` entries are relative to (default: the JSON's folder).
         voc_train_sets / voc_val_sets / voc_test_sets: ``"YEAR/SET"`` entries combined in the given order, e.g.
             ``["2007/trainval", "2012/trainval"]`` is MI-AOD's VOC07+12 pool.
+        class_names: VOC only: the class names in label order (default: the 20 Pascal VOC classes).
         box_policy, clip_tolerance: ``error`` on any out-of-image box, or ``clip`` boxes that overflow by at most
             ``clip_tolerance`` pixels (each clip is reported as a warning).
     Model:
@@ -65,6 +66,7 @@ class Config:
     voc_train_sets: list[str] = field(default_factory=lambda: ["2007/trainval"])
     voc_val_sets: list[str] = field(default_factory=list)
     voc_test_sets: list[str] = field(default_factory=lambda: ["2007/test"])
+    class_names: list[str] | None = None
     box_policy: str = "error"
     clip_tolerance: float = 2.0
 

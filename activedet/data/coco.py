@@ -8,8 +8,9 @@ Conventions:
   ``dataset.category_ids[label - 1]`` maps a label back to its id.
 * ``ImageRecord.image_id`` is ``str(image["id"])``; ``file_name`` is resolved against ``image_root`` (default: the
   JSON file's directory) unless it is absolute.
-* Images without annotations are kept as empty images (``N = 0``). ``iscrowd`` is kept; other annotation fields
-  (``segmentation``, ``area``, annotation ids) are not.
+* Images without annotations are kept as empty images (``N = 0``). ``iscrowd`` is kept, and so is ``difficult``
+  (not standard COCO: optional, 0 or 1; written only for difficult boxes, ignored by pycocotools); other
+  annotation fields (``segmentation``, ``area``, annotation ids) are not.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from .records import DetectionDataset, ImageRecord, Problem
 from .validate import (check_boxes, check_image_file, check_options, find_duplicates, raise_for_problems,
-                       write_text_atomic)
+                       shortest_float, write_text_atomic)
 
 __all__ = ["read_coco", "scan_coco", "write_coco"]
 
@@ -68,7 +69,10 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
     images = _parse_images(data, name, image_root, problems)
     objects = _parse_annotations(data, name, images, {c: i + 1 for i, c in enumerate(category_ids)}, problems)
     records = []
-    for image_id, (where, path, width, height) in images.items():
+    for image_id, image in images.items():
+        if image is None:
+            continue
+        where, path, width, height = image
         rows = objects.get(image_id, [])
         if check_images:
             problems += check_image_file(path, width, height, f"{where}.file_name")
@@ -76,7 +80,7 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
                                           box_policy=box_policy, clip_tolerance=clip_tolerance)
         problems += box_problems
         records.append(ImageRecord(str(image_id), path, width, height, boxes, [r[2] for r in rows],
-                                   iscrowd=[r[3] for r in rows]))
+                                   iscrowd=[r[3] for r in rows], difficult=[r[4] for r in rows]))
     return DetectionDataset(records, class_names, category_ids, root=image_root), problems
 
 
@@ -149,7 +153,7 @@ def _parse_categories(data: dict, name: str, problems: list[Problem]) -> tuple[l
 
 
 def _parse_images(data: dict, name: str, image_root: Path, problems: list[Problem]) -> dict:
-    """``{coco image id: (location, absolute path, width, height)}`` in file order."""
+    """``{coco image id: (location, absolute path, width, height) or None if invalid}`` in file order."""
     images, paths, seen = {}, [], {}
     for where, entry in _entries(data, "images", name, problems):
         image_id = _field(entry, "id", where, (int, str), "an integer id", problems)
@@ -160,13 +164,16 @@ def _parse_images(data: dict, name: str, image_root: Path, problems: list[Proble
             if value is not None and value <= 0:
                 problems.append(Problem(f"{where}.{key}", f"expected a positive integer (pixels); found {value}",
                                         "fix the image size"))
-        if None in (image_id, file_name, width, height) or width <= 0 or height <= 0:
+        if image_id is None:
             continue
         if str(image_id) in seen:
-            problems.append(Problem(f"{where}.id", f"duplicate image id {image_id!r} (first seen at {seen[str(image_id)]})",
-                                    "give every image its own id"))
+            problems.append(Problem(f"{where}.id", f"duplicate image id {image_id!r} (first seen at "
+                                    f"{seen[str(image_id)]})", "give every image its own id"))
             continue
         seen[str(image_id)] = f"{where}.id"
+        images[image_id] = None  # known, but unusable until proven valid: its annotations are not reported again
+        if None in (file_name, width, height) or width <= 0 or height <= 0:
+            continue
         path = Path(os.path.abspath(image_root / file_name))
         paths.append((str(path), f"{where}.file_name"))
         images[image_id] = (where, path, width, height)
@@ -176,32 +183,40 @@ def _parse_images(data: dict, name: str, image_root: Path, problems: list[Proble
 
 def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, int],
                        problems: list[Problem]) -> dict:
-    """``{coco image id: [(location of bbox, xyxy, label, iscrowd), ...]}`` in file order."""
+    """``{coco image id: [(location of bbox, xyxy, label, iscrowd, difficult), ...]}`` in file order."""
     objects: dict = {}
     for where, entry in _entries(data, "annotations", name, problems):
         image_id = _field(entry, "image_id", where, (int, str), "the id of an image in 'images'", problems)
-        category_id = _field(entry, "category_id", where, (int,), "the id of a category", problems)
-        bbox = _field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
-        iscrowd = _field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
+        row = _parse_annotation(entry, where, labels, problems)
         if image_id is not None and image_id not in images:
             problems.append(Problem(f"{where}.image_id", f"refers to image id {image_id!r}, which is not in 'images'",
                                     "add the image to 'images' or remove this annotation"))
-        if category_id is not None and category_id not in labels:
-            problems.append(Problem(f"{where}.category_id", f"refers to category id {category_id}, which is not in "
-                                    f"'categories' (ids: {sorted(labels)})",
-                                    "add the category to 'categories' or fix the id"))
-        if bbox is not None and (len(bbox) != 4 or not all(_is_number(v) for v in bbox)):
-            problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height] (4 numbers); "
-                                                     f"found {json.dumps(bbox)[:80]}", _JSON_HINT))
-            bbox = None
-        if iscrowd not in (0, 1):
-            problems.append(Problem(f"{where}.iscrowd", f"expected 0 or 1; found {iscrowd!r}", _JSON_HINT))
-        if None in (bbox, category_id) or image_id not in images or category_id not in labels:
-            continue
-        x, y, w, h = (float(v) for v in bbox)
-        objects.setdefault(image_id, []).append((f"{where}.bbox", (x, y, x + w, y + h), labels[category_id],
-                                                 bool(iscrowd)))
+        elif row is not None and images.get(image_id) is not None:  # an invalid image has its own problem
+            objects.setdefault(image_id, []).append(row)
     return objects
+
+
+def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
+                      problems: list[Problem]) -> tuple[str, tuple, int, bool, bool] | None:
+    category_id = _field(entry, "category_id", where, (int,), "the id of a category", problems)
+    bbox = _field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
+    iscrowd = _field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
+    difficult = _field(entry, "difficult", where, (int, bool), "0 or 1", problems, required=False) or 0
+    count = len(problems)
+    if category_id is not None and category_id not in labels:
+        problems.append(Problem(f"{where}.category_id", f"refers to category id {category_id}, which is not in "
+                                f"'categories' (ids: {sorted(labels)})",
+                                "add the category to 'categories' or fix the id"))
+    if bbox is not None and (len(bbox) != 4 or not all(_is_number(v) for v in bbox)):
+        problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height] (4 numbers); "
+                                                 f"found {json.dumps(bbox)[:80]}", _JSON_HINT))
+    for key, flag in (("iscrowd", iscrowd), ("difficult", difficult)):
+        if flag not in (0, 1):
+            problems.append(Problem(f"{where}.{key}", f"expected 0 or 1; found {flag!r}", _JSON_HINT))
+    if len(problems) > count or None in (category_id, bbox):
+        return None
+    x, y, w, h = (float(v) for v in bbox)
+    return f"{where}.bbox", (x, y, x + w, y + h), labels[category_id], bool(iscrowd), bool(difficult)
 
 
 def _is_number(value: object) -> bool:
@@ -215,8 +230,9 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
     ``file_name`` is written relative to ``image_root`` when given and the image is under it, else absolute.
     Image ids: a record whose ``image_id`` is an int-like string (``"42"``) keeps it; any other record gets the
     next unused int, in record order (deterministic). Category ids come from ``dataset.category_ids`` (default
-    ``1..C``); ``bbox`` is ``[x, y, w, h]`` pixels, ``area = w * h``. Reading the file back with
-    :func:`read_coco` reproduces ids, sizes, boxes, labels, ``iscrowd``, class names and category ids exactly.
+    ``1..C``); ``bbox`` is ``[x, y, w, h]`` pixels with the fewest digits that read back to the same float32,
+    ``area = w * h``; difficult boxes get ``"difficult": 1``. Reading the file back with :func:`read_coco`
+    reproduces ids, sizes, boxes, labels, flags, class names and category ids exactly.
     Returns ``json_path``.
     """
     json_path = Path(json_path)
@@ -226,14 +242,16 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
     for record, image_id in zip(dataset, image_ids):
         images.append({"id": image_id, "file_name": _file_name(record.file_name, image_root),
                        "width": int(record.width), "height": int(record.height)})
-        for box, label, crowd in zip(record.boxes.astype(np.float64), record.labels, record.iscrowd):
+        for box, label, crowd, difficult in zip(record.boxes, record.labels, record.iscrowd, record.difficult):
             if not 1 <= label <= len(category_ids):
                 raise ValueError(f"image {record.image_id!r}: label {label} is outside 1..{len(category_ids)} "
                                  f"(there are {len(category_ids)} class names)")
-            x, y, w, h = box[0], box[1], box[2] - box[0], box[3] - box[1]
+            x, y, w, h = _xywh(box)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": category_ids[label - 1], "bbox": [_num(v) for v in (x, y, w, h)],
                                 "area": _num(w * h), "iscrowd": int(crowd)})
+            if difficult:
+                annotations[-1]["difficult"] = 1
     categories = [{"id": c, "name": n, "supercategory": ""} for c, n in zip(category_ids, dataset.class_names)]
     data = {"info": {"description": "written by activedet"}, "licenses": [], "images": images,
             "annotations": annotations, "categories": categories}
@@ -272,6 +290,16 @@ def _file_name(path: Path, image_root: str | os.PathLike | None) -> str:
         except ValueError:  # not under image_root: keep it absolute rather than writing "../.."
             pass
     return str(path)
+
+
+def _xywh(box: np.ndarray) -> tuple[float, float, float, float]:
+    """``[x, y, w, h]`` with the fewest digits such that :func:`read_coco` (``x2 = x + w`` in float64, then
+    float32) gives back exactly the float32 ``box``."""
+    x = shortest_float(box[0], float(box[0]), lambda v: v)
+    y = shortest_float(box[1], float(box[1]), lambda v: v)
+    w = shortest_float(box[2], float(box[2]) - x, lambda v: x + v)
+    h = shortest_float(box[3], float(box[3]) - y, lambda v: y + v)
+    return x, y, w, h
 
 
 def _num(value: float) -> int | float:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import uuid
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -46,6 +46,7 @@ __all__ = [
     "find_duplicates",
     "raise_for_problems",
     "format_problems",
+    "shortest_float",
     "write_text_atomic",
     "place_image",
 ]
@@ -186,7 +187,7 @@ def format_problems(problems: Sequence[Problem], source: str | os.PathLike | Non
     """A readable multi-line report: errors, then warnings, then a summary line.
 
     The summary reads ``"3 errors, 1 warning in SOURCE"``; without ``source`` it names the file of the
-    problems (or how many files they are in).
+    problems (or how many files they are in), and an empty list gives ``"0 errors, 0 warnings"``.
     """
     errors = [p for p in problems if p.severity == "error"]
     warns = [p for p in problems if p.severity != "error"]
@@ -195,10 +196,11 @@ def format_problems(problems: Sequence[Problem], source: str | os.PathLike | Non
         if group:
             lines.append(f"{title}:")
             lines.extend(f"  {p}" for p in group)
-    if source is None:
+    if source is None and problems:
         files = Counter(_file_of(p.location) for p in problems)
         source = next(iter(files)) if len(files) == 1 else f"{len(files)} files"
-    lines.append(f"{_plural(len(errors), 'error')}, {_plural(len(warns), 'warning')} in {source}")
+    where = "" if source is None else f" in {source}"
+    lines.append(f"{_plural(len(errors), 'error')}, {_plural(len(warns), 'warning')}{where}")
     return "\n".join(lines)
 
 
@@ -215,6 +217,25 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+# --------------------------------------------------------------------------------------------------------- numbers
+
+def shortest_float(target: float, guess: float, read: Callable[[float], float]) -> float:
+    """The number with the fewest significant decimal digits near ``guess`` that a reader turns back into
+    ``target``: ``float32(read(value)) == float32(target)``. Integers come out as integral floats.
+
+    Writers use it so that files hold ``30.1`` rather than ``30.100000381469727`` while reading them back
+    reproduces the ``float32`` coordinates exactly. ``guess`` itself (17 digits) is the fallback.
+    """
+    target = np.float32(target)
+    if guess.is_integer() and np.float32(read(guess)) == target:
+        return guess
+    for digits in range(1, 18):
+        value = float(f"{guess:.{digits}g}")
+        if np.float32(read(value)) == target:
+            return value
+    return guess
+
+
 # ----------------------------------------------------------------------------------------------------------- files
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -222,13 +243,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     reader never sees a half-written file. Creates missing parent directories."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # not tempfile.mkstemp: its files are private (0600); this one gets the usual umask-based permissions
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -238,6 +260,9 @@ def place_image(src: Path, dst: Path, mode: str) -> None:
     if mode == "none":
         return
     src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"image {src} does not exist, so it cannot be put at {dst}; fix the record's "
+                                "file_name or pass images='none' to write the annotations only")
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() and os.path.samefile(src, dst):
         return

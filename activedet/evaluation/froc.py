@@ -85,7 +85,7 @@ def froc(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequenc
     np.maximum.at(detected_from, gt_idx, det_scores[det_idx])
     curve = _froc_curve(det_scores, det_scores[is_fp], detected_from[counted], len(dataset))
 
-    # Step reading; the small tolerance keeps e.g. 3 FP within 0.1 FP/img x 30 images = 3.0000000000000004.
+    # Step reading; the tolerance lets 29 FP pass a rate of 0.29 FP/img x 100 images = 28.999999999999996.
     at = np.searchsorted(curve["num_false_positives"], np.asarray(rates) * len(dataset) + 1e-9, side="right") - 1
     sensitivity = curve["sensitivity"][at].tolist()
     return {

@@ -4,25 +4,27 @@ Conventions
 -----------
 * **Boxes** are ``xyxy`` in continuous pixel coordinates (pixel *edges*, as in :mod:`activedet.data.records`), so
   ``width = x2 - x1`` and ``IoU = intersection / union`` with no ``+ 1``. The VOC devkit adds 1 because it reads
-  coordinates as inclusive pixel *indices*; on 1-based VOC XML boxes the two differ by well under 1 % in IoU.
+  coordinates as inclusive pixel *indices*; the two conventions differ noticeably only for boxes a few pixels wide.
 * **Matching** follows the VOC devkit (and mmdetection's ``eval_map``). Within one image, a detection of class
-  ``c`` is compared with every ground-truth (GT) box of class ``c``, difficult ones included, and takes the one
+  ``c`` is compared with every ground-truth (GT) box of class ``c``, ignored ones included, and takes the one
   with the largest IoU (the first in annotation order on ties). If that IoU is below ``iou_threshold`` the
-  detection is a false positive (FP). Otherwise, if the GT is *difficult* the detection is ignored (neither TP nor
-  FP); if the GT was already claimed by a higher-scored detection it is an FP (duplicate); else it is a true
+  detection is a false positive (FP). Otherwise, if the GT is *ignored* the detection is ignored too (neither TP
+  nor FP); if the GT was already claimed by a higher-scored detection it is an FP (duplicate); else it is a true
   positive (TP) and claims the GT. A detection whose max-IoU GT is taken is an FP even when a second, unclaimed GT
   also overlaps it by ``>= iou_threshold`` (devkit behaviour; COCO would try the next GT). Because the max-IoU GT
   does not depend on what was claimed before, the greedy pass reduces to "the first detection in score order that
   points at a GT is its TP", which is what makes the computation vectorisable.
+* **Ignored GTs** are the ``difficult`` ones (VOC) and, beyond the VOC devkit, the ``iscrowd`` ones (COCO crowd
+  regions are not objects to find; VOC records have none). They do not count in recall.
 * **Ranking**: per class, detections are sorted by score (descending) over the whole set; ties keep the input order
   (image index, then position in the image's prediction). The devkit's unstable sort leaves ties arbitrary.
-* **Recall** is ``TP / num_gt`` with ``num_gt`` the number of non-difficult GT boxes of the class.
+* **Recall** is ``TP / num_gt`` with ``num_gt`` the number of GT boxes of the class that are not ignored.
 * **11-point AP (VOC2007)**: ``mean over t in {0, 0.1, ..., 1} of max(precision[recall >= t])`` (0 when no recall
   reaches ``t``). The thresholds are exactly ``i / 10``; the devkit's ``np.arange(0, 1.1, 0.1)`` holds
   ``0.30000000000000004`` etc., so a recall of exactly 0.3, 0.6 or 0.7 misses "its" point there (a tiny bias).
 * **Area AP (VOC2010+, "all-point")**: precision made monotonically non-increasing from the right, then
   ``sum (r[i+1] - r[i]) * p_interp(r[i+1])`` over the recall change points.
-* **mAP** is the mean over the classes with at least one non-difficult GT. A class without one has AP ``NaN``
+* **mAP** is the mean over the classes with at least one GT that is not ignored. A class without one has AP ``NaN``
   (``num_gt == 0`` in ``per_class``) and is excluded; if no class has a GT, mAP is ``NaN``.
 
 The helpers that turn inputs into flat arrays (``_as_dataset``, ``_flatten_ground_truth``,
@@ -52,7 +54,8 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
 
     Args:
         dataset: ground truth, a :class:`DetectionDataset` or a list of :class:`ImageRecord` (then give
-            ``class_names``). Boxes ``float32[N, 4]`` xyxy pixels, labels in ``1..C``; ``difficult`` GTs are ignored.
+            ``class_names``). Boxes ``float32[N, 4]`` xyxy pixels, labels in ``1..C``; ``difficult`` and
+            ``iscrowd`` GTs are ignored.
         predictions: one entry per record, in the same order: a :class:`Detections` or a mapping with ``"boxes"``
             (``[N, 4]`` xyxy original-image pixels), ``"scores"`` (``[N]``) and ``"labels"`` (``[N]`` in ``1..C``);
             torch tensors or numpy arrays. An image without detections needs an entry with ``N = 0``.
@@ -62,21 +65,22 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
     Returns:
         ``{"mAP_11pt", "mAP_area"}``: floats in ``[0, 1]`` (``NaN`` if no class has a GT);
         ``"iou_threshold"``; ``"num_classes_evaluated"``: classes with ``num_gt > 0`` (the ones averaged);
-        ``"per_class"``: ``{name: {"ap_11pt", "ap_area", "num_gt", "num_det"}}`` with ``num_gt`` the non-difficult
-        GT count (AP ``NaN`` when 0) and ``num_det`` the number of detections predicted with that class.
+        ``"per_class"``: ``{name: {"ap_11pt", "ap_area", "num_gt", "num_det"}}`` with ``num_gt`` the count of
+        GTs that are not ignored (AP ``NaN`` when 0) and ``num_det`` the number of detections predicted with that class.
     """
     dataset = _as_dataset(dataset, class_names)
     _check_iou_threshold(iou_threshold)
     num_classes = dataset.num_classes
-    gt_image, gt_boxes, gt_labels, gt_difficult, _ = _flatten_ground_truth(dataset)
+    gt_image, gt_boxes, gt_labels, difficult, iscrowd = _flatten_ground_truth(dataset)
+    gt_ignored = difficult | iscrowd
     det_image, det_boxes, det_scores, det_labels = _flatten_predictions(predictions, dataset)
 
     # Rank by class, then by descending score; lexsort is stable, so ties keep the input order.
     ranking = np.lexsort((-det_scores, det_labels))
     is_tp, is_ignored = _match_voc(det_image * num_classes + det_labels - 1, det_boxes,
-                                   gt_image * num_classes + gt_labels - 1, gt_boxes, gt_difficult,
+                                   gt_image * num_classes + gt_labels - 1, gt_boxes, gt_ignored,
                                    ranking, iou_threshold)
-    num_gt = np.bincount(gt_labels[~gt_difficult] - 1, minlength=num_classes)
+    num_gt = np.bincount(gt_labels[~gt_ignored] - 1, minlength=num_classes)
     num_det = np.bincount(det_labels - 1, minlength=num_classes)
 
     order = ranking[~is_ignored[ranking]]
@@ -98,7 +102,7 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
 
 
 def _match_voc(det_key: np.ndarray, det_boxes: np.ndarray, gt_key: np.ndarray, gt_boxes: np.ndarray,
-               gt_difficult: np.ndarray, ranking: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+               gt_ignored: np.ndarray, ranking: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """``(is_tp, is_ignored)``, both ``bool[D]``, by the devkit rule.
 
     ``*_key`` = image * C + class - 1 (a detection meets the GTs with the same key); ``ranking`` = detection
@@ -109,7 +113,7 @@ def _match_voc(det_key: np.ndarray, det_boxes: np.ndarray, gt_key: np.ndarray, g
     iou = _paired_iou(det_boxes[det_idx], gt_boxes[gt_idx])
     best_iou, best_gt = _best_match(iou, det_idx, gt_idx, counts)
     hit = best_iou >= iou_threshold
-    is_ignored = hit & gt_difficult[np.maximum(best_gt, 0)]
+    is_ignored = hit & gt_ignored[np.maximum(best_gt, 0)]
     claims = hit & ~is_ignored
 
     # The first claim of each GT, in the ranking order, is the TP; later claims of the same GT are duplicates.

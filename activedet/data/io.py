@@ -1,0 +1,54 @@
+"""One entry point for the dataset formats: read, write and validate by format name.
+
+``fmt`` is one of :data:`FORMATS`; ``path`` is what the format's reader takes (VOCdevkit or ``VOC{year}``
+directory, COCO JSON file, YOLO root directory) and ``**options`` are that reader's or writer's keyword
+arguments (see :func:`~activedet.data.voc.read_voc`, :func:`~activedet.data.coco.read_coco`,
+:func:`~activedet.data.yolo.read_yolo` and their writers).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from . import coco, voc, yolo
+from .records import DetectionDataset, Problem
+from .validate import check_choice, format_problems
+
+__all__ = ["FORMATS", "read_dataset", "write_dataset", "validate_path", "format_problems"]
+
+FORMATS = ("voc", "coco", "yolo")
+
+_READERS: dict[str, Callable[..., DetectionDataset]] = {"voc": voc.read_voc, "coco": coco.read_coco,
+                                                        "yolo": yolo.read_yolo}
+_SCANNERS: dict[str, Callable[..., tuple[DetectionDataset, list[Problem]]]] = {
+    "voc": voc.scan_voc, "coco": coco.scan_coco, "yolo": yolo.scan_yolo}
+_WRITERS: dict[str, Callable[..., Path]] = {"voc": voc.write_voc, "coco": coco.write_coco,
+                                            "yolo": yolo.write_yolo}
+
+
+def read_dataset(fmt: str, path: str | os.PathLike, **options) -> DetectionDataset:
+    """Read the dataset at ``path`` in format ``fmt``; raises ``DatasetError`` listing every error."""
+    check_choice("read_dataset", "fmt", fmt, FORMATS)
+    return _READERS[fmt](path, **options)
+
+
+def write_dataset(fmt: str, dataset: DetectionDataset, path: str | os.PathLike, **options) -> Path:
+    """Write ``dataset`` to ``path`` in format ``fmt`` and return the path written."""
+    check_choice("write_dataset", "fmt", fmt, FORMATS)
+    return _WRITERS[fmt](dataset, path, **options)
+
+
+def validate_path(fmt: str, path: str | os.PathLike, **options) -> list[Problem]:
+    """Every problem (errors and warnings) of the dataset at ``path``, without raising for them.
+
+    This backs ``activedet validate FORMAT PATH``; render the list with :func:`format_problems`. Invalid
+    ``options`` (e.g. an unknown ``box_policy``) still raise ``ValueError``/``TypeError``.
+    """
+    check_choice("validate_path", "fmt", fmt, FORMATS)
+    if not Path(path).exists():
+        return [Problem(str(path), f"path does not exist: {os.path.abspath(path)}",
+                        "give the VOCdevkit directory (voc), the JSON file (coco) or the dataset root (yolo)")]
+    _, problems = _SCANNERS[fmt](path, **options)
+    return problems

@@ -1,0 +1,333 @@
+"""Pascal VOC XML annotations (VOCdevkit layout): reader, writer and validation.
+
+Layout: ``VOCdevkit/VOC{year}/{Annotations/*.xml, ImageSets/Main/{set}.txt, JPEGImages/*}``.
+
+Conventions:
+
+* VOC XML coordinates are 1-based inclusive pixel indices. Records hold continuous 0-based pixel coordinates:
+  ``x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax`` (so a box covering the whole image is
+  ``(0, 0, width, height)``). :func:`write_voc` inverts this exactly.
+* ``image_id`` is ``f"{year}/{stem}"``, unique across years; several ``(year, set)`` pairs are concatenated in
+  the order given, records in ImageSets-file order within each (VOC07+12 trainval: pool indices 0..5010 are
+  VOC2007, 5011..16550 VOC2012, as in MI-AOD).
+* ``<difficult>`` is kept. ``<iscrowd>`` (not standard VOC) is read when present and written when set.
+* The image is ``JPEGImages/<filename>`` (``<filename>`` element), or ``JPEGImages/{stem}.jpg`` without one.
+* Locations in problems use XPath's 1-based indices: ``object[2]`` is the second ``<object>``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .records import DetectionDataset, ImageRecord, Problem
+from .validate import (IMAGE_MODES, check_boxes, check_choice, check_image_file, check_options, find_duplicates,
+                       place_image, raise_for_problems, read_image_size, shortest_float, write_text_atomic)
+
+__all__ = ["VOC_CLASSES", "read_voc", "scan_voc", "write_voc"]
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
+    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+_COORDS = ("xmin", "ymin", "xmax", "ymax")
+_OFFSETS = (1.0, 1.0, 0.0, 0.0)  # xyxy = (xmin, ymin, xmax, ymax) - offsets
+
+
+def read_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
+             class_names: Sequence[str] = VOC_CLASSES, box_policy: str = "error", clip_tolerance: float = 2.0,
+             check_images: bool = True) -> DetectionDataset:
+    """Read one or several Pascal VOC ``(year, image set)`` pairs into one :class:`DetectionDataset`.
+
+    Args:
+        devkit_root: a ``VOCdevkit`` directory holding ``VOC{year}/`` directories, or a single ``VOC{year}``
+            directory (one that has ``Annotations/``), in which case every pair in ``sets`` must use that year.
+        sets: ``(year, image_set)`` pairs, e.g. ``(("2007", "trainval"), ("2012", "trainval"))``; combined in
+            this order.
+        class_names: the ``C`` class names; label ``l`` is ``class_names[l - 1]``. Default: the 20 VOC classes.
+        box_policy, clip_tolerance: what to do with boxes outside the image (see :mod:`activedet.data.validate`);
+            ``clip_tolerance`` is in pixels.
+        check_images: open every image header to check that it exists, is readable, and has the annotated size.
+            Images whose ``<size>`` is missing or zero are opened regardless (with a warning).
+
+    Raises:
+        DatasetError: listing every error found (warnings are issued as one ``DatasetWarning``).
+    """
+    dataset, problems = scan_voc(devkit_root, sets=sets, class_names=class_names, box_policy=box_policy,
+                                 clip_tolerance=clip_tolerance, check_images=check_images)
+    raise_for_problems(problems, f"Pascal VOC dataset {devkit_root}")
+    return dataset
+
+
+def scan_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
+             class_names: Sequence[str] = VOC_CLASSES, box_policy: str = "error", clip_tolerance: float = 2.0,
+             check_images: bool = True) -> tuple[DetectionDataset, list[Problem]]:
+    """Like :func:`read_voc` but never raises for dataset problems: returns ``(dataset, problems)``.
+
+    The dataset is only trustworthy when no problem has ``severity == "error"``.
+    """
+    check_options("read_voc", box_policy=box_policy, clip_tolerance=clip_tolerance)
+    root = Path(os.path.abspath(devkit_root))
+    options = {"class_index": {n: i + 1 for i, n in enumerate(class_names)}, "box_policy": box_policy,
+               "clip_tolerance": clip_tolerance, "check_images": check_images}
+    records, problems, listed, files = [], [], {}, []
+    for year, image_set in _normalise_sets(sets, root):
+        voc_dir, prefix = _year_dir(root, year)
+        if not voc_dir.is_dir():
+            problems.append(Problem(prefix.rstrip("/") or str(root), f"directory not found: {voc_dir}",
+                                    "pass a VOCdevkit directory holding VOC{year}/, or a single VOC{year} directory"))
+            continue
+        stems, set_problems = _read_image_set(voc_dir, prefix, image_set)
+        problems += set_problems
+        for stem, listed_at in stems:
+            if f"{year}/{stem}" in listed:
+                problems.append(Problem(listed_at, f"image id {stem!r} of VOC{year} is listed again (first at "
+                                        f"{listed[f'{year}/{stem}']})", "list every image once"))
+                continue
+            listed[f"{year}/{stem}"] = listed_at
+            record, record_problems = _read_record(voc_dir, prefix, year, stem, listed_at, **options)
+            problems += record_problems
+            if record is not None:
+                records.append(record)
+                files.append((str(record.file_name), f"{prefix}Annotations/{stem}.xml: filename"))
+    problems += find_duplicates(files, "image file", "give every annotation its own image (<filename>)")
+    return DetectionDataset(records, list(class_names), root=root), problems
+
+
+def _normalise_sets(sets: Sequence, root: Path) -> list[tuple[str, str]]:
+    if isinstance(sets, str):
+        raise ValueError(f"The 'sets' parameter of read_voc must hold (year, image_set) pairs such as "
+                         f"(('2007', 'trainval'),). Got {sets!r} instead.")
+    if len(sets) == 2 and all(isinstance(s, (str, int)) for s in sets):
+        sets = (tuple(sets),)  # a single ("2007", "trainval") pair
+    pairs = []
+    for pair in sets:
+        if len(pair) != 2:
+            raise ValueError(f"The 'sets' parameter of read_voc must hold (year, image_set) pairs such as "
+                             f"('2007', 'trainval'). Got {pair!r} instead.")
+        pairs.append((str(pair[0]), str(pair[1])))
+    years = sorted({year for year, _ in pairs})
+    single = re.fullmatch(r"VOC(\d{4})", root.name)
+    if (root / "Annotations").is_dir() and (len(years) > 1 or (single and years != [single[1]])):
+        raise ValueError(f"{root} is a single VOC directory but 'sets' asks for years {years}; pass the "
+                         "VOCdevkit directory that holds a VOC{year} directory for each")
+    return pairs
+
+
+def _year_dir(root: Path, year: str) -> tuple[Path, str]:
+    """The ``VOC{year}`` directory and the location prefix used in problems (relative to ``root``)."""
+    if (root / "Annotations").is_dir():
+        return root, ""
+    return root / f"VOC{year}", f"VOC{year}/"
+
+
+def _read_image_set(voc_dir: Path, prefix: str, image_set: str) -> tuple[list[tuple[str, str]], list[Problem]]:
+    """``(stem, location)`` pairs listed in ``ImageSets/Main/{image_set}.txt``, in file order."""
+    relative = f"ImageSets/Main/{image_set}.txt"
+    path = voc_dir / relative
+    if not path.is_file():
+        existing = sorted(p.stem for p in (voc_dir / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
+        return [], [Problem(prefix + relative, f"image set file not found: {path}",
+                            f"choose one of the existing sets {existing}" if existing else
+                            "create it with one image id (annotation file stem) per line")]
+    stems, problems = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if len(fields) == 1:
+            stems.append((fields[0], f"{prefix}{relative}:{number}"))
+        elif fields:
+            problems.append(Problem(f"{prefix}{relative}:{number}", f"expected one image id per line; found "
+                                    f"{len(fields)} fields {line.strip()!r}",
+                                    "use a Main/ image list such as trainval.txt (class files such as "
+                                    "aeroplane_trainval.txt are not image lists)"))
+    return stems, problems
+
+
+def _read_record(voc_dir: Path, prefix: str, year: str, stem: str, listed_at: str, *, class_index: dict[str, int],
+                 box_policy: str, clip_tolerance: float, check_images: bool) -> tuple[ImageRecord | None, list]:
+    """One annotation file -> record (``None`` when the XML cannot be used at all) and its problems."""
+    where = f"{prefix}Annotations/{stem}.xml"
+    try:
+        tree = ET.parse(voc_dir / "Annotations" / f"{stem}.xml")
+    except FileNotFoundError:
+        return None, [Problem(where, f"annotation file not found (image id listed at {listed_at})",
+                              "add the XML file or remove the id from the ImageSets file")]
+    except ET.ParseError as exc:
+        line, column = exc.position
+        return None, [Problem(f"{where}:{line}:{column}", f"malformed XML: {exc}", "fix the XML syntax")]
+    xml = tree.getroot()
+    image_path = Path(voc_dir / "JPEGImages" / (_text(xml, "filename") or f"{stem}.jpg"))
+    problems: list[Problem] = []
+    rows = [_read_object(obj, f"{where}: object[{k}]", class_index, problems)
+            for k, obj in enumerate(xml.findall("object"), start=1)]
+    rows = [row for row in rows if row is not None]
+    size = _image_size(xml, where, image_path, check_images, problems)
+    if size is None:
+        return None, problems
+    boxes, box_problems = check_boxes(np.array([r[1] for r in rows], np.float64), size[0], size[1],
+                                      lambda i: f"{rows[i][0]}/bndbox", box_policy=box_policy,
+                                      clip_tolerance=clip_tolerance)
+    record = ImageRecord(f"{year}/{stem}", image_path, size[0], size[1], boxes, [r[2] for r in rows],
+                         difficult=[r[3] for r in rows], iscrowd=[r[4] for r in rows])
+    return record, problems + box_problems
+
+
+def _image_size(xml: ET.Element, where: str, image_path: Path, check_images: bool,
+                problems: list[Problem]) -> tuple[int, int] | None:
+    """``(width, height)`` from ``<size>``, else from the image header (with a warning); checks the image."""
+    count = len(problems)
+    size = _read_size(xml, where, problems)
+    if size is not None:
+        if check_images:
+            problems += check_image_file(image_path, size[0], size[1], f"{where}: filename")
+        return size
+    if len(problems) > count:  # a malformed <size> is an error, not a missing one
+        return None
+    size, problem = read_image_size(image_path, f"{where}: filename")
+    if problem is not None:
+        problems.append(problem)
+        return None
+    problems.append(Problem(f"{where}: size", f"<size> is missing or zero; used {size[0]}x{size[1]} from the "
+                            f"image header of {image_path}", "add <size><width>/<height> to the XML",
+                            severity="warning"))
+    return size
+
+
+def _text(element: ET.Element, path: str) -> str | None:
+    found = element.find(path)
+    return None if found is None or found.text is None or not found.text.strip() else found.text.strip()
+
+
+def _read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[int, int] | None:
+    """``(width, height)`` from ``<size>``; ``None`` when missing or zero (the caller reads the image)."""
+    values = []
+    for tag in ("width", "height"):
+        text = _text(xml, f"size/{tag}")
+        try:
+            value = float(text) if text is not None else 0.0
+        except ValueError:
+            value = None
+        if value is None or not value.is_integer() or value < 0:
+            problems.append(Problem(f"{where}: size/{tag}", f"expected a non-negative integer (pixels); found "
+                                    f"{text!r}", "fix the image size in the XML"))
+            value = 0.0
+        values.append(int(value))
+    return (values[0], values[1]) if min(values) > 0 else None
+
+
+def _read_object(obj: ET.Element, where: str, class_index: dict[str, int],
+                 problems: list[Problem]) -> tuple[str, list[float], int, bool, bool] | None:
+    """``(location, xyxy, label, difficult, iscrowd)`` of one ``<object>``, or ``None`` (problems appended)."""
+    count = len(problems)
+    name = _text(obj, "name")
+    if name is None:
+        problems.append(Problem(f"{where}/name", "missing required element <name>", "add the class name"))
+    elif name not in class_index:
+        problems.append(Problem(f"{where}/name", f"unknown class name {name!r}; valid names are "
+                                f"{list(class_index)}", "fix the name or pass class_names= with every class"))
+    xyxy = []
+    for tag, offset in zip(_COORDS, _OFFSETS):
+        text = _text(obj, f"bndbox/{tag}")
+        if text is None:
+            problems.append(Problem(f"{where}/bndbox/{tag}", f"missing required element <{tag}>",
+                                    "every <bndbox> needs <xmin>, <ymin>, <xmax> and <ymax> (1-based pixels)"))
+            continue
+        try:
+            xyxy.append(float(text) - offset)
+        except ValueError:
+            problems.append(Problem(f"{where}/bndbox/{tag}", f"expected a number (pixels); found {text!r}",
+                                    "fix the coordinate"))
+    difficult = _flag(obj, "difficult", where, problems)
+    iscrowd = _flag(obj, "iscrowd", where, problems)
+    if len(problems) > count:
+        return None
+    return where, xyxy, class_index[name], difficult, iscrowd
+
+
+def _flag(obj: ET.Element, tag: str, where: str, problems: list[Problem]) -> bool:
+    text = _text(obj, tag)
+    if text not in (None, "0", "1"):
+        problems.append(Problem(f"{where}/{tag}", f"expected 0 or 1; found {text!r}", f"fix <{tag}>"))
+    return text == "1"
+
+
+def write_voc(dataset: DetectionDataset, voc_dir: str | os.PathLike, *, image_set: str = "trainval",
+              images: str = "link") -> Path:
+    """Write ``dataset`` as one ``VOC{year}``-style directory and return ``voc_dir``.
+
+    Writes ``Annotations/{stem}.xml`` (stem = ``image_id`` after any ``"year/"``), ``ImageSets/Main/
+    {image_set}.txt`` listing the stems in record order, and the images as ``JPEGImages/{stem}{suffix}``
+    (the original suffix is kept): ``images="link"`` hard-links (copying where that fails), ``"copy"`` copies,
+    ``"none"`` writes no images. Coordinates are written 1-based (``xmin = x1 + 1``, ``xmax = x2``); integers
+    stay integers, other values get the shortest text that reads back to the same ``float32``, so
+    ``read_voc`` reproduces sizes, boxes, labels and flags exactly (ids become ``f"{year}/{stem}"``).
+    """
+    check_choice("write_voc", "images", images, IMAGE_MODES)
+    voc_dir = Path(voc_dir)
+    stems = [r.image_id.rsplit("/", 1)[-1] for r in dataset]
+    _check_writable(dataset, stems)
+    for record, stem in zip(dataset, stems):
+        filename = stem + record.file_name.suffix
+        xml = _record_xml(record, filename, dataset.class_names, voc_dir.name)
+        write_text_atomic(voc_dir / "Annotations" / f"{stem}.xml", xml)
+        place_image(record.file_name, voc_dir / "JPEGImages" / filename, images)
+    write_text_atomic(voc_dir / "ImageSets" / "Main" / f"{image_set}.txt", "".join(f"{s}\n" for s in stems))
+    return voc_dir
+
+
+def _check_writable(dataset: DetectionDataset, stems: list[str]) -> None:
+    bad = [s for s in stems if not s or s in (".", "..") or "\\" in s or any(c.isspace() for c in s)]
+    if bad:
+        raise ValueError(f"cannot use image ids ending in {bad[:5]} as VOC file names; give the records "
+                         "image ids like '2007/000005' or '000005'")
+    seen: dict[str, str] = {}
+    for record, stem in zip(dataset, stems):
+        if stem in seen:
+            raise ValueError(f"image ids {seen[stem]!r} and {record.image_id!r} would both be written as "
+                             f"Annotations/{stem}.xml; write them to different VOC directories")
+        seen[stem] = record.image_id
+        if record.num_boxes and not (1 <= record.labels.min() and record.labels.max() <= dataset.num_classes):
+            raise ValueError(f"image {record.image_id!r}: labels must be in 1..{dataset.num_classes}; "
+                             f"found {sorted(set(record.labels.tolist()))}")
+
+
+def _record_xml(record: ImageRecord, filename: str, class_names: list[str], folder: str) -> str:
+    root = ET.Element("annotation")
+    _sub(root, "folder", folder)
+    _sub(root, "filename", filename)
+    size = _sub(root, "size")
+    for tag, value in (("width", record.width), ("height", record.height), ("depth", 3)):
+        _sub(size, tag, str(int(value)))
+    _sub(root, "segmented", "0")
+    for box, label, difficult, crowd in zip(record.boxes, record.labels, record.difficult, record.iscrowd):
+        obj = _sub(root, "object")
+        _sub(obj, "name", class_names[label - 1])
+        _sub(obj, "pose", "Unspecified")
+        _sub(obj, "truncated", "0")
+        _sub(obj, "difficult", str(int(difficult)))
+        if crowd:
+            _sub(obj, "iscrowd", "1")
+        bndbox = _sub(obj, "bndbox")
+        for tag, value, offset in zip(_COORDS, box, _OFFSETS):
+            _sub(bndbox, tag, _coordinate_text(value, offset))
+    ET.indent(root, space="\t")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
+    element = ET.SubElement(parent, tag)
+    element.text = text
+    return element
+
+
+def _coordinate_text(value: np.float32, offset: float) -> str:
+    """Shortest text ``t`` with ``float32(float(t) - offset) == value`` (the reader's arithmetic); an integral
+    value is written without a decimal point."""
+    number = shortest_float(value, float(value) + offset, lambda v: v - offset)
+    return str(int(number)) if number.is_integer() else repr(number)

@@ -1,0 +1,188 @@
+"""Plumbing shared by the detector adapters: argument checks, the ``predict`` wrapper, and the single-stage
+eval forward that keeps what torchvision's ``forward`` discards.
+
+Private to :mod:`activedet.models`; users call the builders and ``model.predict``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn, Tensor
+from torchvision.models.detection.image_list import ImageList
+
+from .outputs import Detections
+
+__all__: list[str] = []
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Argument checks. Messages have one shape: "The 'x' parameter of f must be ... Got ... instead."
+# ----------------------------------------------------------------------------------------------------------
+def check_choice(func: str, name: str, value: Any, allowed: Iterable[Any]) -> None:
+    allowed = sorted(allowed)
+    if value not in allowed:
+        raise ValueError(f"The {name!r} parameter of {func} must be one of {allowed}. Got {value!r} instead.")
+
+
+def check_int(func: str, name: str, value: Any, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not ok:
+        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"The {name!r} parameter of {func} must be an int {bounds}. Got {value!r} instead.")
+
+
+def check_float(func: str, name: str, value: Any, low: float, high: float) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+    if not ok:
+        raise ValueError(f"The {name!r} parameter of {func} must be a float in [{low}, {high}]. "
+                         f"Got {value!r} instead.")
+
+
+def check_sizes(func: str, name: str, value: Any, num_levels: int) -> None:
+    """``value`` must be a sequence of ``num_levels`` positive numbers or of non-empty tuples of them."""
+    def positive(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+    ok = isinstance(value, (list, tuple)) and len(value) == num_levels and all(
+        positive(v) or (isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v))) for v in value)
+    if not ok:
+        raise ValueError(f"The {name!r} parameter of {func} must be a sequence of {num_levels} positive sizes "
+                         f"(one per feature level). Got {value!r} instead.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# predict(): eval mode, no grad, restores every submodule's mode afterwards.
+# ----------------------------------------------------------------------------------------------------------
+class PredictMixin:
+    """Adds ``predict(images, fields)`` to a torchvision detector subclass that implements ``_predict``."""
+
+    #: ``"sigmoid"`` or ``"softmax"``, see :class:`~activedet.models.outputs.Detections`.
+    prob_kind: str = "sigmoid"
+
+    def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
+        """Detections of each image, with the optional ``fields`` computed in the same forward pass.
+
+        Args:
+            images: float ``[3, H, W]`` tensors in ``[0, 1]``, any sizes.
+            fields: optional :class:`Detections` fields to fill (``class_probs``, ``proposals``, ``embedding``,
+                ``dense_probs``); the others are ``None``.
+
+        Runs without gradients in eval mode; the train/eval mode of every submodule is restored afterwards.
+        """
+        requested = Detections.check_fields(fields)
+        images = list(images)
+        if not images:
+            return []
+        modes = [(module, module.training) for module in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self._predict(images, requested)
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Single-stage eval forward (RetinaNet, FCOS, SSD): the same steps as torchvision's forward, keeping the parts.
+# ----------------------------------------------------------------------------------------------------------
+def dense_forward(model: nn.Module, images: list[Tensor]):
+    """transform -> backbone -> head -> anchors, exactly as the eval branch of torchvision's ``forward``.
+
+    Returns ``(image_list, original_sizes, features, head_outputs, anchors)`` with ``features`` the list of
+    ``[B, D, h_l, w_l]`` maps, ``head_outputs`` the head's dict of ``[B, A, *]`` tensors (``A`` anchors of all
+    levels concatenated) and ``anchors`` a list of ``B`` tensors ``[A, 4]`` in resized-image pixels.
+    """
+    original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+    image_list, _ = model.transform(images)
+    features = model.backbone(image_list.tensors)
+    if isinstance(features, Tensor):
+        features = OrderedDict([("0", features)])
+    features = list(features.values())
+    head_outputs = model.head(features)
+    anchors = model.anchor_generator(image_list, features)
+    return image_list, original_sizes, features, head_outputs, anchors
+
+
+def split_by_level(head_outputs: dict[str, Tensor], anchors: list[Tensor], features: list[Tensor]):
+    """Split ``[B, A, *]`` head outputs and ``[A, 4]`` anchors into per-level lists (RetinaNet/FCOS layout)."""
+    num_locations = [f.shape[-2] * f.shape[-1] for f in features]
+    anchors_per_location = head_outputs["cls_logits"].shape[1] // sum(num_locations)
+    num_anchors_per_level = [n * anchors_per_location for n in num_locations]
+    split_outputs = {k: list(v.split(num_anchors_per_level, dim=1)) for k, v in head_outputs.items()}
+    split_anchors = [list(a.split(num_anchors_per_level)) for a in anchors]
+    return split_outputs, split_anchors
+
+
+def inside_image(anchors: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """``bool[A]``: anchors whose centre lies in the (resized, unpadded) image, i.e. not on batch padding."""
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2  # [A, 2] as (x, y)
+    return (centres[:, 0] < image_size[1]) & (centres[:, 1] < image_size[0])
+
+
+def pooled_embedding(feature_map: Tensor, image_list: ImageList) -> list[Tensor]:
+    """Global average of ``feature_map`` ``[B, D, h, w]`` over each image's unpadded area -> ``B`` x ``[D]``.
+
+    Averaging only the cells that cover the image (not the batch padding) makes the embedding independent
+    of which other images share the batch.
+    """
+    padded_h, padded_w = image_list.tensors.shape[-2:]
+    _, _, h, w = feature_map.shape
+    embeddings = []
+    for i, (img_h, img_w) in enumerate(image_list.image_sizes):
+        rows = max(1, math.ceil(img_h * h / padded_h))
+        cols = max(1, math.ceil(img_w * w / padded_w))
+        embeddings.append(feature_map[i, :, :rows, :cols].mean(dim=(1, 2)))  # [D]
+    return embeddings
+
+
+def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozenset[str],
+                         probs_fn: Callable[[dict[str, Tensor]], Tensor], split_levels: bool) -> list[Detections]:
+    """``predict`` of a single-stage model whose ``postprocess_with_sources`` returns ``anchor_idxs``.
+
+    Args:
+        probs_fn: head outputs -> ``[B, A, K]`` class probabilities of every anchor (the ``K`` convention of
+            :class:`Detections`).
+        split_levels: whether the model's postprocessing takes per-level lists (RetinaNet/FCOS) or the
+            concatenated outputs (SSD).
+    """
+    image_list, original_sizes, features, head_outputs, anchors = dense_forward(model, images)
+    if split_levels:
+        outputs, anchors_in = split_by_level(head_outputs, anchors, features)
+    else:
+        outputs, anchors_in = head_outputs, anchors
+    detections = model.postprocess_with_sources(outputs, anchors_in, image_list.image_sizes)
+    detections = model.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+    probs = probs_fn(head_outputs) if fields & {"class_probs", "dense_probs"} else None  # [B, A, K]
+    embeddings = pooled_embedding(features[-1], image_list) if "embedding" in fields else None
+    results = []
+    for i, det in enumerate(detections):
+        results.append(Detections(
+            boxes=det["boxes"], scores=det["scores"], labels=det["labels"], prob_kind=model.prob_kind,
+            class_probs=probs[i, det["anchor_idxs"]] if "class_probs" in fields else None,
+            embedding=embeddings[i] if embeddings is not None else None,
+            dense_probs=(probs[i, inside_image(anchors[i], image_list.image_sizes[i])]
+                         if "dense_probs" in fields else None),
+        ))
+    return results
+
+
+def strip_sources(detections: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """torchvision's ``{"boxes", "scores", "labels"}`` dicts, without the carried source indices."""
+    return [{k: d[k] for k in ("boxes", "scores", "labels")} for d in detections]
+
+
+def overwrite_frozen_eps(model: nn.Module, eps: float) -> None:
+    """Set ``eps`` of every FrozenBatchNorm2d (torchvision's COCO_V1 ResNet-50 weights were trained with 0)."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.eps = eps

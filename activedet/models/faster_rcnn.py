@@ -1,0 +1,236 @@
+"""Faster R-CNN adapter: torchvision's FasterRCNN with a RoI head that remembers each detection's source
+RoI, plus ``predict`` returning :class:`Detections`.
+
+Class convention: the box predictor scores a softmax over ``C + 1`` classes per RoI, column 0 = background,
+so labels are ``1..C`` and ``class_probs`` rows are ``C + 1`` wide (``class_probs[i, labels[i]] == scores[i]``).
+
+Embedding: global average of the coarsest pyramid level (``"pool"``, the max-pooled top level) over the
+image's unpadded area, ``fpn_channels``-d.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import (FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+                                                      FasterRCNN_ResNet50_FPN_Weights, FastRCNNPredictor,
+                                                      TwoMLPHead)
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.transform import resize_boxes
+from torchvision.ops import MultiScaleRoIAlign, boxes as box_ops
+
+from ._common import PredictMixin, check_choice, check_float, check_int, check_sizes, overwrite_frozen_eps, pooled_embedding
+from .backbones import FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers, uses_pretrained
+from .outputs import Detections
+from .weights import WeightsSpec, load_weights, resolve_weights
+
+__all__ = ["FasterRCNNDetector", "SourceTrackingRoIHeads", "build_faster_rcnn", "FASTER_RCNN_DEFAULTS"]
+
+#: Per-backbone defaults. ``anchor_sizes``: RPN anchor sizes per pyramid level (ratios 0.5, 1, 2);
+#: ``rpn_*``/``box_*``: proposal counts per image and RoI sampling (torchvision's for the big backbones).
+FASTER_RCNN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "resnet50": dict(returned_layers=[1, 2, 3, 4], roi_levels=["0", "1", "2", "3"],
+                     anchor_sizes=((32,), (64,), (128,), (256,), (512,)), fpn_channels=256,
+                     representation_size=1024, min_size=800, max_size=1333, rpn_pre_nms_top_n_train=2000,
+                     rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
+                     rpn_batch_size_per_image=256, box_batch_size_per_image=512),
+    "mobilenet_v3_large": dict(returned_layers=[4, 5], roi_levels=["0", "1"],
+                               anchor_sizes=((32, 64, 128, 256, 512),) * 3, fpn_channels=256,
+                               representation_size=1024, min_size=800, max_size=1333,
+                               rpn_pre_nms_top_n_train=2000, rpn_pre_nms_top_n_test=1000,
+                               rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
+                               rpn_batch_size_per_image=256, box_batch_size_per_image=512),
+    # strides 8, 16, 32, 64: two sizes an half-octave apart per level cover 12-136 px; few proposals.
+    "tiny": dict(returned_layers=[2, 3, 4], roi_levels=["0", "1", "2"],
+                 anchor_sizes=((12, 17), (24, 34), (48, 68), (96, 136)), fpn_channels=64,
+                 representation_size=256, min_size=128, max_size=213, rpn_pre_nms_top_n_train=300,
+                 rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_train=150, rpn_post_nms_top_n_test=50,
+                 rpn_batch_size_per_image=128, box_batch_size_per_image=128),
+}
+FASTER_RCNN_DEFAULTS["resnet18"] = FASTER_RCNN_DEFAULTS["resnet50"]
+
+
+class SourceTrackingRoIHeads(RoIHeads):
+    """torchvision ``RoIHeads`` whose postprocessing also returns each detection's source RoI index."""
+
+    @classmethod
+    def from_roi_heads(cls, heads: RoIHeads) -> "SourceTrackingRoIHeads":
+        """The same box head, predictor and settings as ``heads`` (box-only RoI heads)."""
+        return cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
+                   heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
+                   heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
+                   heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img)
+
+    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
+        # type: (Tensor, Tensor, list[Tensor], list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]
+        boxes, scores, labels, _ = self.postprocess_with_sources(class_logits, box_regression, proposals,
+                                                                 image_shapes)
+        return boxes, scores, labels
+
+    def postprocess_with_sources(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
+                                 image_shapes: list[tuple[int, int]]):
+        """torchvision's ``postprocess_detections`` that also returns ``roi_idxs``.
+
+        Args:
+            class_logits: ``[R, C + 1]`` for the RoIs of all images; box_regression: ``[R, (C + 1) * 4]``.
+            proposals: per image ``[R_i, 4]`` (resized-image pixels).
+
+        Returns per-image lists of boxes ``[N, 4]``, scores ``[N]``, labels ``[N]`` (``1..C``) and roi_idxs
+        ``int64[N]``: the index in ``proposals[i]`` of the RoI each detection was regressed from.
+        """
+        num_classes = class_logits.shape[-1]
+        boxes_per_image = [p.shape[0] for p in proposals]
+        pred_boxes = self.box_coder.decode(box_regression, proposals).split(boxes_per_image)  # [R_i, C + 1, 4]
+        pred_scores = F.softmax(class_logits, -1).split(boxes_per_image)  # [R_i, C + 1]
+        results: tuple[list[Tensor], ...] = ([], [], [], [])
+        for boxes, scores, image_shape in zip(pred_boxes, pred_scores, image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
+            labels = torch.arange(num_classes, device=scores.device).view(1, -1).expand_as(scores)
+            roi_idxs = torch.arange(scores.shape[0], device=scores.device).view(-1, 1).expand_as(scores)
+            # drop the background column, then one candidate per (RoI, class): [R_i * C, ...]
+            boxes, scores = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1)
+            labels, roi_idxs = labels[:, 1:].reshape(-1), roi_idxs[:, 1:].reshape(-1)
+            keep = torch.where(scores > self.score_thresh)[0]
+            keep = keep[box_ops.remove_small_boxes(boxes[keep], min_size=1e-2)]
+            keep = keep[box_ops.batched_nms(boxes[keep], scores[keep], labels[keep], self.nms_thresh)]
+            keep = keep[: self.detections_per_img]
+            for result, tensor in zip(results, (boxes, scores, labels, roi_idxs)):
+                result.append(tensor[keep])
+        return results
+
+
+class FasterRCNNDetector(PredictMixin, FasterRCNN):
+    """torchvision ``FasterRCNN`` with :class:`SourceTrackingRoIHeads`.
+
+    Training and the plain eval forward are torchvision's. ``predict(images, fields)`` returns
+    :class:`Detections` with ``prob_kind="softmax"``:
+
+    * ``class_probs`` ``[N, C + 1]``: softmax row of the detection's source RoI.
+    * ``proposals`` ``[N, 4]``: that RoI (the RPN proposal), in original-image pixels.
+    * ``embedding`` ``[fpn_channels]``: mean of the ``"pool"`` pyramid level.
+    * ``dense_probs``: ``None`` (two-stage).
+    """
+
+    prob_kind = "softmax"
+
+    def __init__(self, backbone, num_classes=None, **kwargs):
+        super().__init__(backbone, num_classes, **kwargs)
+        self.roi_heads = SourceTrackingRoIHeads.from_roi_heads(self.roi_heads)
+
+    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        image_list, _ = self.transform(images)
+        features = self.backbone(image_list.tensors)
+        proposals, _ = self.rpn(image_list, features)
+        heads = self.roi_heads
+        box_features = heads.box_head(heads.box_roi_pool(features, proposals, image_list.image_sizes))
+        class_logits, box_regression = heads.box_predictor(box_features)  # [R, C + 1], [R, (C + 1) * 4]
+        boxes, scores, labels, roi_idxs = heads.postprocess_with_sources(class_logits, box_regression, proposals,
+                                                                         image_list.image_sizes)
+        detections = [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(boxes, scores, labels)]
+        detections = self.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+        probs = F.softmax(class_logits, -1).split([p.shape[0] for p in proposals])  # [R_i, C + 1]
+        embeddings = pooled_embedding(list(features.values())[-1], image_list) if "embedding" in fields else None
+        results = []
+        for i, det in enumerate(detections):
+            source = proposals[i][roi_idxs[i]]  # [N, 4] resized-image pixels
+            results.append(Detections(
+                boxes=det["boxes"], scores=det["scores"], labels=det["labels"], prob_kind=self.prob_kind,
+                class_probs=probs[i][roi_idxs[i]] if "class_probs" in fields else None,
+                proposals=(resize_boxes(source, image_list.image_sizes[i], original_sizes[i])
+                           if "proposals" in fields else None),
+                embedding=embeddings[i] if embeddings is not None else None,
+            ))
+        return results
+
+
+def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size: int | None = None,
+                      max_size: int | None = None, weights: WeightsSpec = None,
+                      weights_backbone: WeightsSpec = None, weights_strict: bool = True,
+                      trainable_backbone_layers: int | None = None, norm: str | None = None,
+                      anchor_sizes: Sequence[Sequence[float]] | None = None, fpn_channels: int | None = None,
+                      score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
+                      **rpn_and_box_options: int) -> FasterRCNNDetector:
+    """A Faster R-CNN (FPN) for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
+
+    Args:
+        num_classes: ``C``, foreground classes.
+        backbone: one of :data:`~activedet.models.backbones.FPN_BACKBONES`; ``"resnet50"`` and
+            ``"mobilenet_v3_large"`` are torchvision's ``fasterrcnn_resnet50_fpn`` and
+            ``fasterrcnn_mobilenet_v3_large_fpn`` architectures.
+        min_size, max_size: torchvision's resize range; default per backbone (:data:`FASTER_RCNN_DEFAULTS`).
+        weights: detector weights (see :mod:`activedet.models.weights`); torchvision names
+            ``FasterRCNN_ResNet50_FPN_Weights`` / ``FasterRCNN_MobileNet_V3_Large_FPN_Weights`` (90 classes).
+        weights_backbone: backbone body weights (see :func:`~activedet.models.backbones.build_fpn_backbone`).
+        weights_strict: ``False`` loads only the tensors of ``weights`` whose name and shape match.
+        trainable_backbone_layers, norm: see ``build_fpn_backbone``; default 3 / ``"frozen"`` when starting
+            from torchvision weights, all / ``"batchnorm"`` otherwise.
+        anchor_sizes: RPN anchor sizes, one tuple per pyramid level.
+        fpn_channels: pyramid width; default 256, 64 for ``tiny``.
+        score_thresh, nms_thresh, detections_per_img: the box head's postprocessing.
+        **rpn_and_box_options: any of ``rpn_pre_nms_top_n_train``, ``rpn_pre_nms_top_n_test``,
+            ``rpn_post_nms_top_n_train``, ``rpn_post_nms_top_n_test``, ``rpn_batch_size_per_image``,
+            ``box_batch_size_per_image``, ``representation_size`` (ints >= 1; defaults per backbone).
+    """
+    func = "build_faster_rcnn"
+    check_int(func, "num_classes", num_classes, 1)
+    check_choice(func, "backbone", backbone, FPN_BACKBONES)
+    enums = {"resnet50": [FasterRCNN_ResNet50_FPN_Weights],
+             "mobilenet_v3_large": [FasterRCNN_MobileNet_V3_Large_FPN_Weights]}.get(backbone, [])
+    weights = resolve_weights(weights, enums, func=func, param="weights")
+    defaults = FASTER_RCNN_DEFAULTS[backbone]
+    options = _options(func, defaults, rpn_and_box_options)
+    min_size = defaults["min_size"] if min_size is None else min_size
+    max_size = defaults["max_size"] if max_size is None else max_size
+    fpn_channels = defaults["fpn_channels"] if fpn_channels is None else fpn_channels
+    anchor_sizes = defaults["anchor_sizes"] if anchor_sizes is None else anchor_sizes
+    check_int(func, "min_size", min_size, 1)
+    check_int(func, "max_size", max_size, min_size)
+    check_float(func, "score_thresh", score_thresh, 0.0, 1.0)
+    check_float(func, "nms_thresh", nms_thresh, 0.0, 1.0)
+    check_int(func, "detections_per_img", detections_per_img, 1)
+    check_sizes(func, "anchor_sizes", anchor_sizes, len(defaults["returned_layers"]) + 1)
+    sizes = tuple(tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in anchor_sizes)
+    if len({len(s) for s in sizes}) != 1:
+        raise ValueError(f"The 'anchor_sizes' parameter of {func} must give the same number of sizes at every "
+                         f"level (the RPN head is shared). Got {anchor_sizes!r} instead.")
+    if trainable_backbone_layers is not None:
+        check_int(func, "trainable_backbone_layers", trainable_backbone_layers, 0, NUM_STAGES[backbone])
+    pretrained = uses_pretrained(weights, weights_backbone)
+    body = build_fpn_backbone(backbone, weights_backbone=weights_backbone,
+                              trainable_layers=(default_trainable_layers(backbone, pretrained)
+                                                if trainable_backbone_layers is None else trainable_backbone_layers),
+                              norm=default_norm(pretrained) if norm is None else norm,
+                              returned_layers=defaults["returned_layers"], fpn_channels=fpn_channels)
+    representation_size = options.pop("representation_size")
+    roi_pool = MultiScaleRoIAlign(featmap_names=defaults["roi_levels"], output_size=7, sampling_ratio=2)
+    model = FasterRCNNDetector(
+        body, None, min_size=min_size, max_size=max_size,
+        rpn_anchor_generator=AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes)), box_roi_pool=roi_pool,
+        box_head=TwoMLPHead(fpn_channels * 7 * 7, representation_size),
+        box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
+        box_score_thresh=score_thresh, box_nms_thresh=nms_thresh, box_detections_per_img=detections_per_img,
+        **options)
+    member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
+    if member == FasterRCNN_ResNet50_FPN_Weights.COCO_V1:
+        overwrite_frozen_eps(model, 0.0)
+    return model
+
+
+def _options(func: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, int]:
+    """Per-backbone RPN/box-sampling defaults overridden by ``given`` (validated)."""
+    names = ["rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
+             "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_batch_size_per_image",
+             "representation_size"]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise TypeError(f"{func}() got unexpected keyword argument(s) {unknown}; the RPN/box options are {names}.")
+    options = {name: given.get(name, defaults[name]) for name in names}
+    for name, value in options.items():
+        check_int(func, name, value, 1)
+    return options

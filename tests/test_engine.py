@@ -1,0 +1,89 @@
+"""The training engine: loss goes down, schedules, checkpoints, exact resume, early stopping, errors."""
+
+import json
+
+import pytest
+import torch
+
+from activedet.engine.checkpoint import load_checkpoint
+from activedet.engine.train import TrainOptions, build_lr_lambda, train_detector
+from activedet.models import build_detector
+
+
+def tiny_model(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return build_detector("retinanet", 2, backbone="tiny", min_size=96, max_size=96, **kwargs)
+
+
+def options(**overrides):
+    base = dict(epochs=2, batch_size=4, optimizer="adamw", lr=2e-3, warmup_iters=2, lr_steps=[100],
+                hflip_prob=0.5, amp=False, seed=0, log_every=1)
+    return TrainOptions(**{**base, **overrides})
+
+
+def test_training_lowers_the_loss_and_logs_json_lines(toy_dataset, tmp_path):
+    result = train_detector(tiny_model(), toy_dataset, options=options(epochs=6), out_dir=tmp_path, device="cpu",
+                            progress=False)
+    losses = [h["train_classification"] + h["train_bbox_regression"] for h in result.history]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    iters = [x for x in lines if x["event"] == "iter"]
+    assert len(iters) == 6 * 2 and {"lr", "loss", "classification", "bbox_regression", "epoch"} <= set(iters[0])
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 6
+
+
+def test_resume_after_an_interruption_is_exact(toy_dataset, tmp_path):
+    straight = tiny_model()
+    train_detector(straight, toy_dataset, options=options(epochs=3), out_dir=tmp_path / "a", device="cpu",
+                   progress=False)
+    # a run stopped after epoch 1 (its last.pt is all that survives), then resumed from a different init
+    train_detector(tiny_model(), toy_dataset, options=options(epochs=1), out_dir=tmp_path / "b", device="cpu",
+                   progress=False)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
+    resumed = tiny_model(seed=123)
+    result = train_detector(resumed, toy_dataset, options=options(epochs=3), out_dir=tmp_path / "b",
+                            device="cpu", resume=True, progress=False)
+    assert result.epochs_completed == 3 and len(result.history) == 3
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_validation_picks_the_best_epoch_and_stops_early(toy_dataset, tmp_path):
+    opts = options(epochs=8, lr=1e-9, warmup_iters=0, early_stopping_patience=2)  # lr ~0: no improvement
+    result = train_detector(tiny_model(), toy_dataset, val_set=toy_dataset, options=opts, out_dir=tmp_path,
+                            device="cpu", progress=False)
+    assert result.stopped_early and result.epochs_completed == 3 and result.best_epoch == 1
+    assert (tmp_path / "best.pt").is_file()
+    assert all("val_mAP_area" in h for h in result.history)
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("constant", [0.5, 1.0, 1.0, 1.0, 1.0]),
+    ("step", [0.5, 1.0, 1.0, 0.1, 0.1]),
+])
+def test_lr_schedules(schedule, expected):
+    factor = build_lr_lambda(TrainOptions(epochs=5, lr_schedule=schedule, lr_steps=[3], warmup_iters=2,
+                                          warmup_factor=0.5), iters_per_epoch=1)
+    assert [round(factor(i), 6) for i in range(5)] == expected
+
+
+def test_cosine_schedule_ends_at_zero():
+    factor = build_lr_lambda(TrainOptions(epochs=2, lr_schedule="cosine", warmup_iters=0), iters_per_epoch=5)
+    assert factor(0) == 1.0 and abs(factor(5) - 0.5) < 1e-9 and factor(10) < 1e-9
+
+
+@pytest.mark.parametrize("field, value, pattern", [
+    ("epochs", 0, r"The 'epochs' training option must be an int >= 1. Got 0 instead."),
+    ("optimizer", "adam", r"The 'optimizer' training option must be one of \['sgd', 'adamw'\]"),
+    ("grad_clip", 0.0, r"The 'grad_clip' training option must be a float > 0 or null"),
+])
+def test_option_errors(field, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        TrainOptions(**{field: value})
+
+
+def test_non_finite_loss_is_an_error_that_says_what_to_do(toy_dataset):
+    with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf).*lower 'lr'"):
+        train_detector(tiny_model(), toy_dataset, options=options(epochs=1, optimizer="sgd", lr=1e12,
+                                                                   warmup_iters=0), device="cpu", progress=False)
