@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from .records import DetectionDataset, ImageRecord, Problem
 from .validate import (check_boxes, check_image_file, check_options, find_duplicates, raise_for_problems,
-                       shortest_float, write_text_atomic)
+                       shortest_float)
 
 __all__ = ["read_coco", "scan_coco", "write_coco"]
 
@@ -255,7 +256,7 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
     categories = [{"id": c, "name": n, "supercategory": ""} for c, n in zip(category_ids, dataset.class_names)]
     data = {"info": {"description": "written by activedet"}, "licenses": [], "images": images,
             "annotations": annotations, "categories": categories}
-    write_text_atomic(json_path, json.dumps(data, allow_nan=False))
+    atomic_write_text(json_path, json.dumps(data, allow_nan=False))
     return json_path
 
 

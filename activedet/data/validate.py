@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -47,7 +46,7 @@ __all__ = [
     "raise_for_problems",
     "format_problems",
     "shortest_float",
-    "write_text_atomic",
+    
     "place_image",
 ]
 
@@ -237,22 +236,6 @@ def shortest_float(target: float, guess: float, read: Callable[[float], float]) 
 
 
 # ----------------------------------------------------------------------------------------------------------- files
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same directory and ``os.replace``, so a
-    reader never sees a half-written file. Creates missing parent directories."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # not tempfile.mkstemp: its files are private (0600); this one gets the usual umask-based permissions
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
 
 def place_image(src: Path, dst: Path, mode: str) -> None:
     """Put image ``src`` at ``dst``: ``"link"`` hard-links (copying where linking fails, e.g. across file

@@ -25,9 +25,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from .records import DetectionDataset, ImageRecord, Problem
 from .validate import (IMAGE_MODES, check_boxes, check_choice, check_image_file, check_options, find_duplicates,
-                       place_image, raise_for_problems, read_image_size, shortest_float, write_text_atomic)
+                       place_image, raise_for_problems, read_image_size, shortest_float)
 
 __all__ = ["VOC_CLASSES", "read_voc", "scan_voc", "write_voc"]
 
@@ -275,9 +276,9 @@ def write_voc(dataset: DetectionDataset, voc_dir: str | os.PathLike, *, image_se
     for record, stem in zip(dataset, stems):
         filename = stem + record.file_name.suffix
         xml = _record_xml(record, filename, dataset.class_names, voc_dir.name)
-        write_text_atomic(voc_dir / "Annotations" / f"{stem}.xml", xml)
+        atomic_write_text(voc_dir / "Annotations" / f"{stem}.xml", xml)
         place_image(record.file_name, voc_dir / "JPEGImages" / filename, images)
-    write_text_atomic(voc_dir / "ImageSets" / "Main" / f"{image_set}.txt", "".join(f"{s}\n" for s in stems))
+    atomic_write_text(voc_dir / "ImageSets" / "Main" / f"{image_set}.txt", "".join(f"{s}\n" for s in stems))
     return voc_dir
 
 

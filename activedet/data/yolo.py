@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from .records import DetectionDataset, ImageRecord, Problem
 from .validate import (IMAGE_MODES, check_boxes, check_choice, check_options, find_duplicates, place_image,
-                       raise_for_problems, read_image_size, write_text_atomic)
+                       raise_for_problems, read_image_size)
 
 __all__ = ["IMAGE_EXTENSIONS", "read_yolo", "scan_yolo", "write_yolo"]
 
@@ -217,10 +218,10 @@ def write_yolo(dataset: DetectionDataset, root: str | os.PathLike, *, images: st
     check_choice("write_yolo", "flagged", flagged, ("error", "keep", "omit"))
     root = Path(root)
     _check_writable(dataset, flagged)
-    write_text_atomic(root / "classes.txt", "".join(f"{n}\n" for n in dataset.class_names))
+    atomic_write_text(root / "classes.txt", "".join(f"{n}\n" for n in dataset.class_names))
     for record in dataset:
         keep = ~(record.difficult | record.iscrowd) if flagged == "omit" else slice(None)
-        write_text_atomic(root / "labels" / f"{record.image_id}.txt", _label_text(record.subset(keep)))
+        atomic_write_text(root / "labels" / f"{record.image_id}.txt", _label_text(record.subset(keep)))
         place_image(record.file_name, root / "images" / f"{record.image_id}{record.file_name.suffix}", images)
     return root
 

@@ -8,9 +8,12 @@ with ``out_channels == fpn_channels``. Backbones:
 name                    ``returned_layers`` refer  default ``returned_layers``  strides of the returned maps
 ======================  ========================  ==========================  ===========================
 ``resnet50/resnet18``   ``layer1..layer4`` (1-4)   ``[1, 2, 3, 4]``             4, 8, 16, 32
-``mobilenet_v3_large``  stages 0-5 (torchvision)   ``[4, 5]``                   16, 32
+``mobilenet_v3_large``  stages 0-5 (torchvision)   ``[4, 5]``                   32, 32 (as torchvision)
 ``tiny``                ``layer1..layer4`` (1-4)   ``[2, 3, 4]``                8, 16, 32
 ======================  ========================  ==========================  ===========================
+
+MobileNetV3 stage ``k`` starts at its ``k``-th strided block, so stages 3, 4, 5 have strides 16, 32, 32;
+torchvision's Faster R-CNN uses ``[4, 5]`` (both stride 32), our RetinaNet/FCOS use ``[3, 5]``.
 
 ``extra_blocks`` (default ``LastLevelMaxPool``, one more map named ``"pool"`` at twice the last stride) is
 torchvision's ``ExtraFPNBlock``.

@@ -24,8 +24,10 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import MultiScaleRoIAlign, boxes as box_ops
 
-from ._common import PredictMixin, check_choice, check_float, check_int, check_sizes, overwrite_frozen_eps, pooled_embedding
-from .backbones import FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers, uses_pretrained
+from ._common import (PredictMixin, check_choice, check_float, check_int, check_sizes, overwrite_frozen_eps,
+                      pooled_embedding)
+from .backbones import (FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers,
+                        uses_pretrained)
 from .outputs import Detections
 from .weights import WeightsSpec, load_weights, resolve_weights
 

@@ -24,8 +24,10 @@ from torchvision.models.detection.fcos import FCOS_ResNet50_FPN_Weights, FCOSHea
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from ._common import PredictMixin, check_choice, check_float, check_int, check_sizes, single_stage_predict, strip_sources
-from .backbones import FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers, uses_pretrained
+from ._common import (PredictMixin, check_choice, check_float, check_int, check_sizes, single_stage_predict,
+                      strip_sources)
+from .backbones import (FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers,
+                        uses_pretrained)
 from .outputs import Detections
 from .weights import WeightsSpec, load_weights, resolve_weights
 
@@ -41,7 +43,7 @@ FCOS_DEFAULTS: dict[str, dict[str, Any]] = {
     "resnet18": dict(returned_layers=[2, 3, 4], extra="p6p7", anchor_sizes=(8, 16, 32, 64, 128),
                      center_sampling_radius=1.5, fpn_channels=256, min_size=800, max_size=1333),
     # strides 16, 32, 64, 128
-    "mobilenet_v3_large": dict(returned_layers=[4, 5], extra="p6p7", anchor_sizes=(16, 32, 64, 128),
+    "mobilenet_v3_large": dict(returned_layers=[3, 5], extra="p6p7", anchor_sizes=(16, 32, 64, 128),
                                center_sampling_radius=1.5, fpn_channels=256, min_size=800, max_size=1333),
     # strides 8, 16, 32, 64 with sizes of half the stride: levels own max side distances 0-32, 32-64, 64-128
     # and 128+ px, so 10-60 px objects spread over the two finest levels instead of all landing on the

@@ -23,7 +23,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 
 from ._common import (PredictMixin, check_choice, check_float, check_int, check_sizes, overwrite_frozen_eps,
                       single_stage_predict, strip_sources)
-from .backbones import FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers, uses_pretrained
+from .backbones import (FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers,
+                        uses_pretrained)
 from .outputs import Detections
 from .weights import WeightsSpec, load_weights, resolve_weights
 
@@ -37,7 +38,7 @@ RETINANET_DEFAULTS: dict[str, dict[str, Any]] = {
     "resnet18": dict(returned_layers=[2, 3, 4], extra="p6p7", anchor_sizes=(32, 64, 128, 256, 512),
                      fpn_channels=256, min_size=800, max_size=1333),
     # strides 16, 32, 64, 128
-    "mobilenet_v3_large": dict(returned_layers=[4, 5], extra="p6p7", anchor_sizes=(64, 128, 256, 512),
+    "mobilenet_v3_large": dict(returned_layers=[3, 5], extra="p6p7", anchor_sizes=(32, 64, 128, 256),
                                fpn_channels=256, min_size=800, max_size=1333),
     # strides 8, 16, 32, 64: anchors 12-152 px for 10-60 px objects in 96-160 px images
     "tiny": dict(returned_layers=[2, 3, 4], extra="pool", anchor_sizes=(12, 24, 48, 96),

@@ -249,7 +249,10 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
     weights = resolve_weights(weights, enums, func=func, param="weights")
     defaults = SSD_DEFAULTS[variant]
     size = defaults["size"] if size is None else size
-    check_int(func, "size", size, _VGG_MIN_SIZE if variant == "ssd300_vgg16" else 32)
+    check_int(func, "size", size, 32)
+    if variant == "ssd300_vgg16" and size < _VGG_MIN_SIZE:
+        raise ValueError(f"The 'size' parameter of {func} must be an int >= {_VGG_MIN_SIZE} for 'ssd300_vgg16' "
+                         f"(its last two extra layers are unpadded 3x3 convolutions). Got {size!r} instead.")
     post = {k: defaults[k] if v is None else v for k, v in dict(
         score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
         topk_candidates=topk_candidates).items()}

@@ -38,6 +38,8 @@ __all__ = ["WeightsSpec", "LoadResult", "is_local_file", "read_state_dict", "res
 
 WeightsSpec = Union[None, str, os.PathLike, WeightsEnum]
 
+_ADVICE = ("Check that the builder arguments (backbone, variant, num_classes, norm) match those the weights were "
+           "trained with, or pass weights_strict=False to load only the tensors whose names and shapes match.")
 _FILE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 _ENUM_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -107,10 +109,12 @@ def resolve_weights_enum(spec: str | WeightsEnum, enums: Sequence[type[WeightsEn
             accepted[f"{enum.__name__}.{name}"] = enum[name]
             if position == 0:
                 accepted[name] = enum[name]
+    if spec not in accepted and not accepted:
+        raise ValueError(f"The {param!r} parameter of {func} must be None or a path to an existing weights file "
+                         f"(this architecture has no torchvision weights). Got {spec!r} instead.")
     if spec not in accepted:
-        choices = sorted(accepted) if accepted else "nothing: this architecture has no torchvision weights"
         raise ValueError(f"The {param!r} parameter of {func} must be None, a path to an existing weights file, "
-                         f"or a torchvision weights name in {choices}. Got {spec!r} instead.")
+                         f"or a torchvision weights name in {sorted(accepted)}. Got {spec!r} instead.")
     return accepted[spec]
 
 
@@ -148,14 +152,14 @@ def load_state_dict_into(model: nn.Module, state_dict: dict[str, Tensor], *, str
         else:
             to_load[name] = tensor
     # strict=False here so torchvision's own version hooks (old key names) still apply; we report ourselves.
-    incompatible = model.load_state_dict(to_load, strict=False)
+    try:
+        incompatible = model.load_state_dict(to_load, strict=False)
+    except RuntimeError as error:  # a shape mismatch that appeared only after such a hook renamed keys
+        raise ValueError(f"Could not load {source} into {type(model).__name__}: {error}. {_ADVICE}") from error
     result.missing = [k for k in incompatible.missing_keys if not any(m.startswith(k + ":") for m in result.mismatched)]
     result.unexpected = list(incompatible.unexpected_keys)
     if result and strict:
-        raise ValueError(f"Could not load {source} into {type(model).__name__}: {result.describe()}. Check that the "
-                         f"builder arguments (backbone, num_classes, variant, norm) match those the weights were "
-                         f"trained with, or pass weights_strict=False to load only the tensors whose names and "
-                         f"shapes match.")
+        raise ValueError(f"Could not load {source} into {type(model).__name__}: {result.describe()}. {_ADVICE}")
     if result:
         warnings.warn(f"Loaded {source} partially into {type(model).__name__}; skipped {result.describe()}.",
                       stacklevel=3)

@@ -1,0 +1,127 @@
+"""What a query strategy is: a per-image scoring function plus a selection step, and what it needs.
+
+The active-learning loop drives every strategy the same way, never by name::
+
+    pool = ScoredPool.collect((i, det) for i, det in predictions_of_unlabelled_images, strategy)
+    labelled = ScoredPool.collect(..., strategy) if strategy.needs_labelled else None
+    for pick in strategy.select(SelectionInput(pool, labelled, budget_hint, rng)):
+        ... take picks until the budget (images, or boxes revealed) is spent
+
+* ``score(det) -> float | None`` is a pure function of one image's :class:`~activedet.models.outputs.Detections`:
+  larger = more informative = pick first. It returns ``None`` when the image has no detection to score
+  (the strategy's explicit empty-image policy decides what happens to those). Scores are reduced as the
+  detections are produced, so memory does not grow with anchors x pool size.
+* ``select(inputs) -> Iterator[int]`` yields **pool indices** in pick order, lazily, so a budget counted in boxes
+  can stop as soon as enough boxes have been revealed. It draws randomness only from ``inputs.rng``.
+* ``needs`` names the optional :class:`Detections` fields the scoring pass must fill (``"class_probs"``,
+  ``"embedding"``, ...); the loop requests exactly those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..models.outputs import Detections
+
+__all__ = ["Strategy", "ScoredPool", "SelectionInput"]
+
+
+@dataclass
+class ScoredPool:
+    """Per-image reductions of a scoring pass over some pool images.
+
+    Attributes:
+        indices: ``int64[M]`` pool indices, in the order they were scored.
+        scores: ``float64[M]`` informativeness (larger = pick first); ``NaN`` exactly where ``empty`` is True.
+        empty: ``bool[M]`` the score function returned ``None`` (no detection to score).
+        embeddings: ``float32[M, D]`` image embeddings, or ``None`` when the strategy does not need them.
+        num_detections: ``int64[M]`` detections per image (for reports).
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    empty: np.ndarray
+    embeddings: np.ndarray | None = None
+    num_detections: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return int(len(self.indices))
+
+    @classmethod
+    def collect(cls, items: Iterable[tuple[int, Detections]], strategy: "Strategy") -> "ScoredPool":
+        """Reduce ``(pool_index, Detections)`` pairs one at a time with ``strategy.score`` (and keep embeddings)."""
+        indices, scores, counts, embeddings = [], [], [], []
+        for index, det in items:
+            value = strategy.score(det) if strategy.score is not None else 0.0
+            indices.append(index)
+            scores.append(np.nan if value is None else float(value))
+            counts.append(len(det))
+            if "embedding" in strategy.needs:
+                embeddings.append(det.embedding.float().numpy())
+        return cls.from_lists(indices, scores, counts, embeddings if "embedding" in strategy.needs else None)
+
+    @classmethod
+    def from_lists(cls, indices, scores, counts, embeddings=None) -> "ScoredPool":
+        scores = np.asarray(scores, np.float64)
+        emb = None
+        if embeddings is not None:
+            emb = np.stack(embeddings).astype(np.float32) if len(embeddings) else np.zeros((0, 0), np.float32)
+        return cls(np.asarray(indices, np.int64), scores, np.isnan(scores), emb, np.asarray(counts, np.int64))
+
+    @classmethod
+    def concatenate(cls, parts: list["ScoredPool"]) -> "ScoredPool":
+        """Join shards (e.g. gathered from torchrun processes), sorted by pool index for a rank-independent order."""
+        indices = np.concatenate([p.indices for p in parts]) if parts else np.zeros(0, np.int64)
+        order = np.argsort(indices, kind="stable")
+        embeddings = None
+        if parts and parts[0].embeddings is not None:
+            embeddings = np.concatenate([p.embeddings for p in parts if len(p)] or [parts[0].embeddings])[order]
+        cat = (lambda name: np.concatenate([getattr(p, name) for p in parts])[order])
+        return cls(indices[order], cat("scores"), cat("empty"), embeddings, cat("num_detections"))
+
+
+@dataclass
+class SelectionInput:
+    """Everything a selection step may use.
+
+    Attributes:
+        pool: the scored unlabelled images (candidates).
+        labelled: the labelled images' reductions (embeddings for diversity methods), or ``None`` when the
+            strategy does not set ``needs_labelled``.
+        budget_hint: the number of images the loop expects to take (exact for image budgets, an estimate from
+            boxes per labelled image for box budgets); hybrids size their candidate set from it.
+        rng: the only source of randomness.
+    """
+
+    pool: ScoredPool
+    labelled: ScoredPool | None
+    budget_hint: int
+    rng: np.random.Generator
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A query strategy.
+
+    Attributes:
+        name: registry name.
+        description: one line for ``activedet strategies``.
+        score: per-image informativeness, or ``None`` for strategies that do not score images (random, pure
+            diversity).
+        select: the selection step (see the module docstring).
+        needs: optional :class:`Detections` fields the scoring pass must produce.
+        needs_labelled: the labelled images must be passed through the model too (e.g. core-set distances).
+        needs_inference: False only for strategies that never look at the model (random): the loop then skips
+            the scoring pass entirely.
+    """
+
+    name: str
+    description: str
+    score: Callable[[Detections], float | None] | None
+    select: Callable[[SelectionInput], Iterator[int]]
+    needs: frozenset[str] = frozenset()
+    needs_labelled: bool = False
+    needs_inference: bool = True

@@ -1,0 +1,346 @@
+"""Diversity selection on image embeddings: greedy k-centre (core-set), k-means++ D² seeding, k-means round-robin.
+
+Every selector here is a generator over pool indices driven by :class:`~activedet.strategies.base.SelectionInput`:
+``inputs.pool.embeddings`` ``float32[M, D]`` are the candidates, ``inputs.labelled.embeddings`` ``float32[L, D]``
+(``L`` may be 0) the images already labelled. Distances are Euclidean on the embeddings as given.
+
+Core-set and k-means++ share :class:`_NearestCentre`, an **exact** nearest-centre assignment of the pool points that
+is updated lazily with the triangle inequality, so that picking ``B`` of ``M`` points does not cost ``B·M·D``:
+
+* every pool point ``x`` belongs to the cluster of its nearest centre ``a`` (labelled images and picks so far) and
+  stores ``δ(x) = ||x - a||``; every cluster stores ``r_a = max δ`` over its members;
+* a new centre ``c`` is only *recorded*. A cluster is brought up to date ("synced") only when it matters: when it
+  holds the current maximum ``r`` (core-set) or when one of its points was proposed (k-means++). Centres with
+  ``||a - c|| >= 2 r_a`` cannot be nearer to any member (``||x - c|| >= ||a - c|| - ||x - a|| >= δ(x)``) and are
+  skipped, as are members with ``2 δ(x) <= ||a - c||``;
+* since ``δ`` only decreases, a stale ``r_a`` is an upper bound, so the cluster with the largest ``r`` that is up to
+  date holds the exact ``argmax δ``; for D² sampling a stale ``δ`` is an upper bound and an accept/reject step with
+  probability ``δ²/δ_stale²`` makes the draw exactly ``∝ δ²``.
+
+The work is therefore proportional to the pool points whose nearest centre may change, which is small for image
+embeddings (clustered, low intrinsic dimension) and approaches ``B·M·D`` only for structureless data (isotropic
+noise, where every centre is roughly equidistant from every point). ``projection_dim`` trades exactness for speed
+there: a Gaussian random projection (Johnson-Lindenstrauss) to ``projection_dim`` dimensions, distances then
+distorted by a factor ``1 ± O(1/sqrt(projection_dim))``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+from .base import ScoredPool, SelectionInput
+
+__all__ = ["coreset_select", "kmeanspp_select", "kmeans_select", "embeddings_of", "random_projection",
+           "min_distances"]
+
+_REL = 1e-5            # relative slack on every pruning test, so float32 rounding can never wrongly prune
+_WORK = 1 << 22        # target rows x centres per distance block: bounds temporary memory (~16-64 MiB)
+_ROWS = 1 << 14        # rows per gathered block of pool embeddings
+_NEVER = np.iinfo(np.int64).max  # "synced" value of an empty cluster: nothing to update
+
+
+def embeddings_of(inputs: SelectionInput, strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(pool float32[M, D], labelled float32[L, D])`` from ``inputs``, checked to be present and finite.
+
+    Raises ``ValueError`` naming the first pool (or labelled) index with a non-finite embedding.
+    """
+    pool = _checked(inputs.pool, strategy, "pool")
+    dim = pool.shape[1]
+    labelled = np.zeros((0, dim), np.float32)
+    if inputs.labelled is not None and len(inputs.labelled):
+        labelled = _checked(inputs.labelled, strategy, "labelled")
+        if labelled.shape[1] != dim:
+            raise ValueError(f"{strategy}: labelled embeddings have {labelled.shape[1]} dimensions, pool "
+                             f"embeddings {dim}")
+    return pool, labelled
+
+
+def _checked(part: ScoredPool, strategy: str, what: str) -> np.ndarray:
+    emb = part.embeddings
+    if emb is None:
+        raise ValueError(f"{strategy} needs {what} embeddings (Detections.embedding); got none")
+    emb = np.ascontiguousarray(emb, dtype=np.float32).reshape(len(part), -1)
+    for lo in range(0, len(emb), _ROWS):  # blocks: a [M, D] boolean temporary would be as large as the input
+        bad = ~np.isfinite(emb[lo:lo + _ROWS]).all(axis=1)
+        if bad.any():
+            index = int(part.indices[lo + int(bad.argmax())])
+            raise ValueError(f"{strategy}: non-finite embedding for {what} index {index}")
+    return emb
+
+
+def random_projection(arrays: list[np.ndarray], dim: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Project each ``float32[n, D]`` array with one Gaussian matrix ``float32[D, dim] / sqrt(dim)`` from ``rng``.
+
+    Johnson-Lindenstrauss: pairwise distances are preserved up to ``1 ± O(1/sqrt(dim))`` with high probability,
+    independent of ``n`` and ``D``.
+    """
+    proj = (rng.standard_normal((arrays[0].shape[1], dim)) / np.sqrt(dim)).astype(np.float32)
+    out = []
+    for a in arrays:
+        res = np.empty((a.shape[0], dim), np.float32)
+        for lo in range(0, a.shape[0], _ROWS * 4):
+            np.matmul(a[lo:lo + _ROWS * 4], proj, out=res[lo:lo + _ROWS * 4])
+        out.append(res)
+    return out
+
+
+def _sqdist_rows(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Exact ``float32[n]`` squared distances of ``rows [n, D]`` to one centre ``[D]`` (0 for identical rows)."""
+    diff = rows - centre
+    return np.einsum("ij,ij->i", diff, diff)
+
+
+def _nearest(rows: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(distance float32[n], argmin int64[n])`` of ``rows [n, D]`` to their nearest of ``centres [k, D]``.
+
+    The argmin comes from the expanded form ``|x|² - 2 x·c + |c|²`` (one matrix product); the returned distance is
+    then recomputed from the difference, so it is exact (0 for a row identical to its centre).
+    """
+    if centres.shape[0] == 1:
+        return np.sqrt(_sqdist_rows(rows, centres[0])), np.zeros(rows.shape[0], np.int64)
+    approx = rows @ centres.T
+    approx *= -2
+    approx += np.einsum("ij,ij->i", centres, centres)[None, :]
+    arg = approx.argmin(axis=1)
+    diff = rows - centres[arg]
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff)), arg
+
+
+def min_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """``float64[n]`` distance of each of ``points [n, D]`` to its nearest of ``centres [k, D]`` (inf if k == 0).
+
+    Brute force in blocks (``O(n·k·D)`` work, bounded memory); used where every distance is needed anyway.
+    """
+    out = np.full(points.shape[0], np.inf)
+    if centres.shape[0] == 0:
+        return out
+    step = max(1, _WORK // max(1, centres.shape[0]))
+    for lo in range(0, points.shape[0], step):
+        out[lo:lo + step] = _nearest(points[lo:lo + step], centres)[0]
+    return out
+
+
+class _NearestCentre:
+    """Exact nearest-centre assignment of pool points ``X [M, D]``, kept up to date lazily (module docstring).
+
+    Cluster ``a`` (the centre added ``a``-th) has ``members[a]`` (pool positions), ``r[a] = max δ`` over them
+    (``-1`` when empty), ``s2[a] = Σ δ²`` and ``synced[a]``: its members are exact w.r.t. centres ``< synced[a]``.
+    """
+
+    def __init__(self, X: np.ndarray, first_centre: np.ndarray, capacity: int):
+        self.X = X
+        self.C = np.empty((max(2, capacity), X.shape[1]), np.float32)
+        self.C[0] = first_centre
+        self.K = 1
+        self.delta = np.empty(X.shape[0], np.float32)
+        for lo in range(0, X.shape[0], _ROWS):
+            self.delta[lo:lo + _ROWS] = np.sqrt(_sqdist_rows(X[lo:lo + _ROWS], first_centre))
+        self.owner = np.zeros(X.shape[0], np.int64)
+        self.members = [np.arange(X.shape[0])]
+        self.r = np.full(len(self.C), -1.0, np.float32)
+        self.s2 = np.zeros(len(self.C))
+        self.synced = np.full(len(self.C), _NEVER)
+        self.synced[0] = 1
+        self._refresh(0)
+        self.remaining = X.shape[0]
+
+    def add_centres(self, vectors: np.ndarray) -> None:
+        """Record new centres ``[k, D]``; no pool point is touched until its cluster is synced."""
+        need = self.K + len(vectors)
+        if need > len(self.C):
+            grow = max(need, 2 * len(self.C)) - len(self.C)
+            self.C = np.concatenate([self.C, np.empty((grow, self.C.shape[1]), np.float32)])
+            self.r = np.concatenate([self.r, np.full(grow, -1.0, np.float32)])
+            self.s2 = np.concatenate([self.s2, np.zeros(grow)])
+            self.synced = np.concatenate([self.synced, np.full(grow, _NEVER)])
+        self.C[self.K:need] = vectors
+        self.members.extend(np.zeros(0, np.int64) for _ in range(len(vectors)))
+        self.K = need
+
+    def take(self, i: int, as_centre: bool = True) -> None:
+        """Remove pool position ``i`` from the candidates and (by default) make it a centre."""
+        a = int(self.owner[i])
+        self.members[a] = self.members[a][self.members[a] != i]
+        self.delta[i] = 0.0
+        self.remaining -= 1
+        self._refresh(a)
+        if as_centre:
+            self.add_centres(self.X[i:i + 1])
+
+    def is_synced(self, a: int) -> bool:
+        return self.synced[a] >= self.K
+
+    def sync(self, a: int) -> None:
+        """Bring every member of cluster ``a`` up to date with the centres added since its last sync."""
+        start, end = int(self.synced[a]), self.K
+        while start < end and len(self.members[a]):
+            # few centres per block while the cluster is large: the first block usually empties most of it
+            stop = min(end, start + max(1, _WORK // len(self.members[a])))
+            self._sync_block(a, np.arange(start, stop))
+            start = stop
+        self.synced[a] = end if len(self.members[a]) else _NEVER
+
+    def _sync_block(self, a: int, ids: np.ndarray) -> None:
+        gap = np.sqrt(_sqdist_rows(self.C[ids], self.C[a]))
+        near = gap < 2 * self.r[a] * (1 + _REL)
+        if not near.any():
+            return
+        ids, gap = ids[near], gap[near]
+        m = self.members[a]
+        cand = np.flatnonzero(self.delta[m] * 2 * (1 + _REL) > gap.min())
+        moved_pos, moved_to, moved_d = [], [], []
+        for lo in range(0, len(cand), _ROWS):
+            pos = cand[lo:lo + _ROWS]
+            dist, arg = _nearest(self.X[m[pos]], self.C[ids])
+            better = dist < self.delta[m[pos]]
+            moved_pos.append(pos[better]), moved_to.append(ids[arg[better]]), moved_d.append(dist[better])
+        moved_pos = np.concatenate(moved_pos) if moved_pos else np.zeros(0, np.int64)
+        if len(moved_pos) == 0:
+            return
+        points = m[moved_pos]
+        self.delta[points] = np.concatenate(moved_d)
+        keep = np.ones(len(m), bool)
+        keep[moved_pos] = False
+        self.members[a] = m[keep]
+        self._refresh(a)
+        self._receive(points, np.concatenate(moved_to), clean_until=int(ids[-1]) + 1)
+
+    def _receive(self, points: np.ndarray, targets: np.ndarray, clean_until: int) -> None:
+        """Append ``points`` to clusters ``targets``; they are exact w.r.t. centres ``< clean_until``."""
+        order = np.argsort(targets, kind="stable")
+        points, targets = points[order], targets[order]
+        bounds = np.flatnonzero(np.diff(targets)) + 1
+        for group in np.split(np.arange(len(points)), bounds):
+            b = int(targets[group[0]])
+            self.members[b] = np.concatenate([self.members[b], points[group]])
+            self.owner[points[group]] = b
+            d = self.delta[points[group]]
+            self.r[b] = max(self.r[b], d.max())
+            self.s2[b] += float(np.dot(d.astype(np.float64), d))
+            self.synced[b] = min(self.synced[b], clean_until)
+
+    def _refresh(self, a: int) -> None:
+        d = self.delta[self.members[a]]
+        self.r[a] = d.max() if len(d) else -1.0
+        self.s2[a] = float(np.dot(d.astype(np.float64), d))
+
+    def farthest(self) -> int | None:
+        """Pool position of the exact ``argmax δ`` over the remaining points, or ``None``.
+
+        Ties: the lowest cluster number (oldest centre), then the first member in the cluster's member order.
+        """
+        while self.remaining:
+            a = int(np.argmax(self.r[:self.K]))
+            if self.is_synced(a):
+                m = self.members[a]
+                return int(m[np.argmax(self.delta[m])])
+            self.sync(a)
+        return None
+
+    def sample_d2(self, rng: np.random.Generator) -> int | None:
+        """Pool position drawn with probability ``∝ δ²`` (exact), or ``None`` when none remain.
+
+        Draws from the possibly stale ``δ`` (an upper bound), syncs the drawn point's cluster and accepts with
+        probability ``δ²/δ_stale²``. If every remaining point coincides with a centre, draws uniformly.
+        """
+        while self.remaining:
+            cum = np.cumsum(self.s2[:self.K])
+            if cum[-1] <= 0:
+                a = int(rng.choice(np.flatnonzero(self.r[:self.K] >= 0)))
+                return int(rng.choice(self.members[a]))
+            a = _draw(cum, rng)
+            m = self.members[a]
+            w = self.delta[m].astype(np.float64) ** 2
+            i = int(m[_draw(np.cumsum(w), rng)])
+            if self.is_synced(a):
+                return i
+            stale = float(self.delta[i])
+            self.sync(a)
+            if rng.random() * stale ** 2 < float(self.delta[i]) ** 2:
+                return i
+        return None
+
+
+def _draw(cum: np.ndarray, rng: np.random.Generator) -> int:
+    """Index ``j`` with probability ``(cum[j] - cum[j-1]) / cum[-1]``; zero-weight entries are never returned."""
+    j = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+    return min(j, int(np.flatnonzero(np.diff(cum, prepend=0.0) > 0)[-1]))
+
+
+def coreset_select(inputs: SelectionInput, *, projection_dim: int | None = None) -> Iterator[int]:
+    """Greedy k-centre (Sener & Savarese 2018): pick the pool image farthest from labelled ∪ picked, repeatedly.
+
+    ``δ(x) = min distance to labelled ∪ picked``; each step yields ``argmax δ`` (ties: see
+    :meth:`_NearestCentre.farthest`). With no labelled image the first pick is uniform from ``inputs.rng``.
+    Exact on the given embeddings; with ``projection_dim`` exact on their random projection (approximate).
+    """
+    yield from _centre_loop(inputs, "coreset", projection_dim, lambda nc: nc.farthest())
+
+
+def kmeanspp_select(inputs: SelectionInput, *, projection_dim: int | None = None) -> Iterator[int]:
+    """k-means++ D² seeding as a batch selector, the labelled images being the initial centres.
+
+    Each step draws a pool image with probability ``∝ δ(x)²`` (``δ`` as in :func:`coreset_select`), so an image
+    identical to a labelled or picked one (``δ = 0``) is drawn only when all remaining images are. With no
+    labelled image the first pick is uniform. All randomness from ``inputs.rng``.
+    """
+    yield from _centre_loop(inputs, "kmeanspp", projection_dim, lambda nc: nc.sample_d2(inputs.rng))
+
+
+def _centre_loop(inputs: SelectionInput, name: str, projection_dim: int | None,
+                 pick: Callable[[_NearestCentre], int | None]) -> Iterator[int]:
+    pool, labelled = embeddings_of(inputs, name)
+    if len(pool) == 0:
+        return
+    if projection_dim is not None:
+        pool, labelled = random_projection([pool, labelled], projection_dim, inputs.rng)
+    capacity = len(labelled) + min(len(pool), max(1, inputs.budget_hint)) + 1
+    if len(labelled):
+        index = _NearestCentre(pool, labelled[0], capacity)
+        index.add_centres(labelled[1:])
+    else:
+        first = int(inputs.rng.integers(len(pool)))
+        index = _NearestCentre(pool, pool[first], capacity)
+        index.take(first, as_centre=False)
+        yield int(inputs.pool.indices[first])
+    while (i := pick(index)) is not None:
+        index.take(i)
+        yield int(inputs.pool.indices[i])
+
+
+def kmeans_select(inputs: SelectionInput, *, n_clusters: int | str = 10) -> Iterator[int]:
+    """k-means on the pool embeddings, then round-robin over clusters, one member per cluster per round.
+
+    * ``n_clusters``: an int (10 as in med_sslal) or ``"budget"`` for ``inputs.budget_hint``; capped at the pool
+      size. scikit-learn ``KMeans(n_init=1)`` seeded from ``inputs.rng`` (cost ``O(iterations·M·k·D)``).
+    * Every round visits every non-exhausted cluster once, so all clusters are covered before any repeats.
+    * Cluster order within a round: with labelled images, by the mean distance of the cluster's members to the
+      nearest labelled image, largest first (least covered first); without, by size, largest first. Ties: by
+      cluster number.
+    * Member order within a cluster: a random order from ``inputs.rng``, weighted by the distance ``w`` to the
+      nearest labelled image (weighted sampling without replacement, key ``log(u) / w``): members far from the
+      labelled set tend to come first and members identical to a labelled image come last. Without labelled
+      images all weights are equal: a uniform random member per round, as med_sslal.
+    """
+    pool, labelled = embeddings_of(inputs, "kmeans")
+    if len(pool) == 0:
+        return
+    k = min(len(pool), inputs.budget_hint if n_clusters == "budget" else int(n_clusters))
+    seed = int(inputs.rng.integers(2**31 - 1))
+    labels = KMeans(n_clusters=max(1, k), n_init=1, random_state=seed).fit_predict(pool)
+    covered = min_distances(pool, labelled) if len(labelled) else np.ones(len(pool))
+    with np.errstate(divide="ignore"):
+        key = np.log(inputs.rng.random(len(pool))) / covered  # -inf for a member identical to a labelled image
+    by_cluster = np.lexsort((-key, labels))          # cluster by cluster, best member first
+    starts = np.searchsorted(labels[by_cluster], labels[by_cluster], side="left")
+    round_of = np.empty(len(pool), np.int64)
+    round_of[by_cluster] = np.arange(len(pool)) - starts
+    sizes = np.bincount(labels, minlength=k)
+    urgency = np.bincount(labels, covered, minlength=k) / np.maximum(sizes, 1) if len(labelled) else sizes
+    rank = np.empty(k, np.int64)
+    rank[np.lexsort((np.arange(k), -urgency))] = np.arange(k)
+    for i in np.lexsort((rank[labels], round_of)):
+        yield int(inputs.pool.indices[i])
