@@ -53,6 +53,12 @@ class Config:
         trainable_backbone_layers, score_thresh, nms_thresh, detections_per_img: builder keywords
         (``null`` = the detector's own default); weights / weights_backbone: a local file or a torchvision enum
         name (downloaded by torchvision when online).
+    Active learning (``activedet run``; see :class:`activedet.al.plan.LoopOptions`):
+        strategy: a name listed by ``activedet strategies``; strategy_options: its keyword options.
+        initial_labelled, budget: an int count or a float fraction of the pool in (0, 1];
+        budget_unit: ``images`` or ``boxes``; cycles / max_labelled: when to stop; score_subset: score only a
+        random part of the unlabelled pool per cycle; warm_start: start each cycle from the previous weights;
+        keep_checkpoints: recent cycle checkpoints kept on disk.
     Evaluation and run:
         metrics: any of ``voc`` (mAP@0.5, 11-point and area), ``coco`` (pycocotools AP), ``froc``.
         eval_batch_size: images per inference batch. out_dir: run directory. device: ``auto``, ``cpu``, ``cuda``.
@@ -103,6 +109,17 @@ class Config:
     seed: int = 0
     log_every: int = 10
 
+    strategy: str = "random"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    initial_labelled: int | float = 0.05
+    budget: int | float = 0.025
+    budget_unit: str = "images"
+    cycles: int | None = 7
+    max_labelled: int | float | None = None
+    score_subset: int | float | None = None
+    warm_start: bool = False
+    keep_checkpoints: int = 2
+
     metrics: list[str] = field(default_factory=lambda: ["voc", "coco"])
     eval_batch_size: int = 8
     out_dir: str = "runs/train"
@@ -117,6 +134,12 @@ class Config:
         keys = ("backbone", "min_size", "max_size", "weights", "weights_backbone", "norm",
                 "trainable_backbone_layers", "score_thresh", "nms_thresh", "detections_per_img")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def loop_options(self):
+        from .al.plan import LoopOptions
+
+        names = {f.name for f in dataclasses.fields(LoopOptions)}
+        return LoopOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -133,6 +156,10 @@ def _matches(value: Any, tp) -> bool:
         return any(_matches(value, arg) for arg in typing.get_args(tp))
     if tp is type(None):
         return value is None
+    if tp is Any:
+        return True
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if origin is list:
         (item,) = typing.get_args(tp)
         return isinstance(value, list) and all(_matches(v, item) for v in value)
@@ -166,6 +193,34 @@ def _check_choices(cfg: Config, where: str) -> None:
         cfg.train_options()
     except OptionError as exc:
         fail(exc.name, exc.expected, exc.got)
+    _check_active_learning(cfg, fail)
+    try:
+        _strategy(cfg)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: key 'strategy'/'strategy_options': {exc}") from None
+
+
+def _strategy(cfg: Config):
+    from .strategies import get_strategy
+
+    return get_strategy(cfg.strategy, **cfg.strategy_options)
+
+
+def _check_active_learning(cfg: Config, fail) -> None:
+    for key in ("initial_labelled", "budget", "max_labelled", "score_subset"):
+        value = getattr(cfg, key)
+        if isinstance(value, float) and not 0.0 < value <= 1.0:
+            fail(key, "a fraction in (0, 1] (float) or a count >= 1 (int)", value)
+        if isinstance(value, int) and value < 1:
+            fail(key, "a count >= 1 (int) or a fraction in (0, 1] (float)", value)
+    if cfg.budget_unit not in ("images", "boxes"):
+        fail("budget_unit", "one of ['images', 'boxes']", cfg.budget_unit)
+    if cfg.cycles is not None and cfg.cycles < 0:
+        fail("cycles", "an int >= 0 or null", cfg.cycles)
+    if cfg.cycles is None and cfg.max_labelled is None:
+        fail("cycles", "set, or 'max_labelled' set, so that the run stops", None)
+    if cfg.keep_checkpoints < 1:
+        fail("keep_checkpoints", "an int >= 1", cfg.keep_checkpoints)
 
 
 def config_from_dict(data: dict[str, Any], *, where: str = "config", base_dir: Path | None = None) -> Config:

@@ -98,3 +98,73 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
     if dist_utils.is_main_process():
         atomic_write_json(Path(cfg.out_dir) / f"metrics_{split}.json", json.loads(json.dumps(metrics, default=float)))
     return metrics
+
+
+# keys that may differ when a run directory is continued: they change how, not what, is computed
+RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_size", "out_dir"})
+
+
+def check_run_dir(cfg: Config, run_dir: Path) -> None:
+    """A run directory continues only the config that started it; name the keys that differ otherwise."""
+    saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        if (run_dir / "ledger.npz").is_file():
+            raise ValueError(f"{run_dir} has a ledger but no config.json; it was not written by activedet run")
+        return
+    saved = json.loads(saved_path.read_text())
+    current = cfg.to_dict()
+    diffs = [f"'{k}' is {saved.get(k)!r} there but {current.get(k)!r} here" for k in sorted(set(saved) | set(current))
+             if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)]
+    if diffs:
+        raise ValueError(f"run directory {run_dir} was started with a different config: {'; '.join(diffs[:8])}. "
+                         "Use a new out_dir for a new experiment, or `activedet resume "
+                         f"{run_dir}` to continue it with its own config")
+
+
+def check_strategy_supported(strategy, model: torch.nn.Module, detector: str) -> None:
+    """Fail before any work when the strategy needs outputs the detector cannot produce."""
+    provides = getattr(model, "PROVIDES", frozenset())
+    missing = sorted(set(strategy.needs) - set(provides))
+    if missing:
+        raise ValueError(f"strategy '{strategy.name}' needs {missing} from the detector, but '{detector}' provides "
+                         f"only {sorted(provides)}; choose another detector or strategy")
+
+
+def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress: bool = True):
+    """Start or continue the active-learning run of ``cfg`` in ``run_dir`` (default ``cfg.out_dir``)."""
+    from .al.loop import ActiveLearningRun
+    from .config import _strategy
+
+    run_dir = Path(run_dir or cfg.out_dir)
+    device = dist_utils.resolve_device(cfg.device)
+    dist_utils.init_distributed(device)
+    check_run_dir(cfg, run_dir)
+    pool, test, val = load_split(cfg, "train"), load_split(cfg, "test"), load_split(cfg, "val")
+    if test is None or len(test) == 0:
+        raise ValueError("an active-learning run needs a non-empty test split: set 'test_data'"
+                         + (" and 'voc_test_sets'" if cfg.data_format == "voc" else ""))
+    _check_same_classes(pool, test, "test")
+    _check_same_classes(pool, val, "val")
+    options, strategy = cfg.loop_options(), _strategy(cfg)
+    options.check(len(pool))
+    torch.manual_seed(cfg.seed)
+    check_strategy_supported(strategy, build_model(cfg, pool.num_classes), cfg.detector)
+    if dist_utils.is_main_process():
+        atomic_write_json(run_dir / "config.json", cfg.to_dict())
+    dist_utils.barrier()
+    run = ActiveLearningRun(run_dir=run_dir, pool=pool, test=test, val=val,
+                            build_model=lambda: build_model(cfg, pool.num_classes), strategy=strategy,
+                            options=options, train_options=cfg.train_options(), metrics=tuple(cfg.metrics),
+                            device=device, batch_size=cfg.eval_batch_size, progress=progress)
+    return run.run()
+
+
+def resume_run(run_dir: str | Path, *, overrides: list[str] | None = None, progress: bool = True):
+    """Continue the run in ``run_dir`` with the config saved there (``device``-like keys may be overridden)."""
+    from .config import load_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.json: it is not an activedet run directory")
+    cfg = load_config(run_dir / "config.json", overrides)
+    return run_from_config(cfg, run_dir, progress=progress)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torchvision.models.detection as tv_detection
-from torch.nn import functional as F
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from activedet.models.backbones import build_fpn_backbone
@@ -26,7 +23,7 @@ VARIANTS = {
     "ssd-tiny": (build_ssd, dict(variant="tiny"), 12, 4),
     "faster_rcnn-tiny": (build_faster_rcnn, dict(backbone="tiny"), 12, 4),
     "ssdlite-160": (build_ssd, dict(variant="ssdlite320_mobilenet_v3_large", size=160), 8, 3),
-    "ssd300_vgg16-268": (build_ssd, dict(variant="ssd300_vgg16", size=268), 3, 2),
+    "ssd300_vgg16-268": (build_ssd, dict(variant="ssd300_vgg16", size=268), 2, 2),
 }
 SIGMOID = {"retinanet-tiny", "fcos-tiny"}
 TWO_STAGE = {"faster_rcnn-tiny"}
@@ -88,8 +85,7 @@ def test_training_lowers_the_loss(name):
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    print(name, losses)
-    assert losses[-1] < losses[0], losses
+    assert losses[-1] < 0.8 * losses[0], losses
 
 
 def _check_types(det: Detections, name: str, height: int, width: int) -> None:
@@ -173,7 +169,16 @@ def test_boxes_are_in_original_image_pixels(name):
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_no_detections_and_empty_images(name):
-    model = _build(name, score_thresh=1.0).eval()
+    model = _predict_model(name)
+    heads = model.roi_heads if name in TWO_STAGE else model
+    heads.score_thresh = 1.0
+    try:
+        _check_no_detections(model, name)
+    finally:
+        heads.score_thresh = 0.005
+
+
+def _check_no_detections(model, name: str) -> None:
     K = C if name in SIGMOID else C + 1
     blank = torch.zeros(3, 80, 80)
     detections = model.predict([blank, torch.rand(3, 64, 64)], fields=["class_probs", "proposals", "embedding",
@@ -208,7 +213,7 @@ def _force_class(model, name: str, label: int) -> None:
             bias[:, label] = 10.0
 
 
-@pytest.mark.parametrize("name", ["retinanet-tiny", "fcos-tiny", "ssd-tiny", "faster_rcnn-tiny"])
+@pytest.mark.parametrize("name", ["retinanet-tiny", "fcos-tiny", "ssd-tiny", "faster_rcnn-tiny", "ssdlite-160"])
 def test_labels_are_class_indices_1_to_C(name):
     model = _build(name).eval()
     _force_class(model, name, label=2)

@@ -59,8 +59,8 @@ def test_validation_picks_the_best_epoch_and_stops_early(toy_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("schedule, expected", [
-    ("constant", [0.5, 1.0, 1.0, 1.0, 1.0]),
-    ("step", [0.5, 1.0, 1.0, 0.1, 0.1]),
+    ("constant", [0.5, 0.75, 1.0, 1.0, 1.0]),
+    ("step", [0.5, 0.75, 1.0, 0.1, 0.1]),
 ])
 def test_lr_schedules(schedule, expected):
     factor = build_lr_lambda(TrainOptions(epochs=5, lr_schedule=schedule, lr_steps=[3], warmup_iters=2,

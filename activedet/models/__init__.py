@@ -1,0 +1,69 @@
+"""Detectors: one adapter file per torchvision family, and the flat name -> builder map configs refer to.
+
+Every detector trains like torchvision's (``model(images, targets) -> loss dict``) and predicts the documented
+per-image type with ``model.predict(images, fields=...) -> list[Detections]``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+
+from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
+from .fcos import FCOSDetector, build_fcos
+from .outputs import OPTIONAL_FIELDS, Detections
+from .retinanet import RetinaNetDetector, build_retinanet
+from .ssd import SSDDetector, build_ssd
+
+__all__ = ["DETECTORS", "build_detector", "Detections", "OPTIONAL_FIELDS", "build_retinanet", "build_fcos",
+           "build_ssd", "build_faster_rcnn", "RetinaNetDetector", "FCOSDetector", "SSDDetector",
+           "FasterRCNNDetector"]
+
+SSD_BACKBONES = {"vgg16": "ssd300_vgg16", "mobilenet_v3_large": "ssdlite320_mobilenet_v3_large", "tiny": "tiny"}
+
+
+def ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None = None, **kwargs: Any) -> SSDDetector:
+    """SSD: backbone vgg16 (SSD300), mobilenet_v3_large (SSDlite320) or tiny (CPU-sized); min_size = input side.
+
+    The config's generic ``backbone`` / ``min_size`` keys map onto :func:`build_ssd`'s ``variant`` / ``size``;
+    every other keyword goes to :func:`build_ssd` unchanged.
+    """
+    if backbone not in SSD_BACKBONES:
+        raise ValueError(f"The 'backbone' parameter of ssd must be one of {sorted(SSD_BACKBONES)}. "
+                         f"Got {backbone!r} instead.")
+    return build_ssd(num_classes, variant=SSD_BACKBONES[backbone], size=min_size, **kwargs)
+
+
+#: The flat map of detector names that configs and the CLI accept.
+DETECTORS: dict[str, Callable[..., nn.Module]] = {
+    "retinanet": build_retinanet,
+    "fcos": build_fcos,
+    "ssd": ssd,
+    "faster_rcnn": build_faster_rcnn,
+}
+
+
+def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build detector ``name`` for ``num_classes`` foreground classes (labels 1..C) with builder keywords.
+
+    Raises ``ValueError`` for an unknown name (listing the valid ones) or a keyword the builder does not take
+    (listing the ones it does).
+    """
+    if name not in DETECTORS:
+        close = difflib.get_close_matches(name, DETECTORS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ValueError(f"Unknown detector '{name}'; {hint}valid detectors are {sorted(DETECTORS)}")
+    builder = DETECTORS[name]
+    params = inspect.signature(builder).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) and builder is not ssd
+    accepted = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    if builder is ssd:
+        accepted = sorted(set(accepted) | {k for k, p in inspect.signature(build_ssd).parameters.items()
+                                           if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"variant", "size"})
+    unknown = sorted(set(kwargs) - set(accepted)) if not accepts_any else []
+    if unknown:
+        raise ValueError(f"detector '{name}' does not take {unknown}; it accepts {accepted}")
+    return builder(num_classes, **kwargs)

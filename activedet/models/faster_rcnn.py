@@ -119,6 +119,8 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     """
 
     prob_kind = "softmax"
+    #: the optional Detections fields this detector can fill (others stay None even when requested)
+    PROVIDES = frozenset({"class_probs", "proposals", "embedding"})
 
     def __init__(self, backbone, num_classes=None, **kwargs):
         super().__init__(backbone, num_classes, **kwargs)

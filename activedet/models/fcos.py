@@ -66,6 +66,8 @@ class FCOSDetector(PredictMixin, FCOS):
     """
 
     prob_kind = "sigmoid"
+    #: the optional Detections fields this detector can fill (others stay None even when requested)
+    PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
 
     def postprocess_detections(self, head_outputs, anchors, image_shapes):
         return strip_sources(self.postprocess_with_sources(head_outputs, anchors, image_shapes))
@@ -85,16 +87,14 @@ class FCOSDetector(PredictMixin, FCOS):
         """
         detections = []
         for index, image_shape in enumerate(image_shapes):
-            boxes, scores, labels, anchor_idxs = [], [], [], []
-            offset = 0
-            for level in range(len(anchors[index])):
-                candidates = self._level_candidates(
+            candidates, offset = [], 0
+            for level, anchors_per_level in enumerate(anchors[index]):
+                boxes, scores, labels, anchor_idxs = self._level_candidates(
                     head_outputs["bbox_regression"][level][index], head_outputs["cls_logits"][level][index],
-                    head_outputs["bbox_ctrness"][level][index], anchors[index][level], image_shape)
-                boxes.append(candidates[0]), scores.append(candidates[1]), labels.append(candidates[2])
-                anchor_idxs.append(candidates[3] + offset)
-                offset += anchors[index][level].shape[0]
-            boxes, scores, labels, anchor_idxs = (torch.cat(t) for t in (boxes, scores, labels, anchor_idxs))
+                    head_outputs["bbox_ctrness"][level][index], anchors_per_level, image_shape)
+                candidates.append((boxes, scores, labels, anchor_idxs + offset))
+                offset += anchors_per_level.shape[0]
+            boxes, scores, labels, anchor_idxs = (torch.cat(t) for t in zip(*candidates))
             keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
             detections.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep],
                                "anchor_idxs": anchor_idxs[keep]})

@@ -62,6 +62,8 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
     """
 
     prob_kind = "sigmoid"
+    #: the optional Detections fields this detector can fill (others stay None even when requested)
+    PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
 
     def postprocess_detections(self, head_outputs, anchors, image_shapes):
         # type: (dict[str, list[Tensor]], list[list[Tensor]], list[tuple[int, int]]) -> list[dict[str, Tensor]]
@@ -81,17 +83,15 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
         """
         detections = []
         for index, image_shape in enumerate(image_shapes):
-            boxes, scores, labels, anchor_idxs = [], [], [], []
-            offset = 0
+            candidates, offset = [], 0
             for box_regression_per_level, logits_per_level, anchors_per_level in zip(
                     [br[index] for br in head_outputs["bbox_regression"]],
                     [cl[index] for cl in head_outputs["cls_logits"]], anchors[index]):
-                level = self._level_candidates(box_regression_per_level, logits_per_level, anchors_per_level,
-                                               image_shape)
-                boxes.append(level[0]), scores.append(level[1]), labels.append(level[2])
-                anchor_idxs.append(level[3] + offset)
+                boxes, scores, labels, anchor_idxs = self._level_candidates(
+                    box_regression_per_level, logits_per_level, anchors_per_level, image_shape)
+                candidates.append((boxes, scores, labels, anchor_idxs + offset))
                 offset += anchors_per_level.shape[0]
-            boxes, scores, labels, anchor_idxs = (torch.cat(t) for t in (boxes, scores, labels, anchor_idxs))
+            boxes, scores, labels, anchor_idxs = (torch.cat(t) for t in zip(*candidates))
             keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
             detections.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep],
                                "anchor_idxs": anchor_idxs[keep]})

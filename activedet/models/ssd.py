@@ -35,7 +35,8 @@ from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ._common import PredictMixin, check_choice, check_float, check_int, single_stage_predict, strip_sources
-from .backbones import NORMS, TINY_STAGES, TinyBackbone, default_norm, freeze_stages, norm_layer_for
+from .backbones import (NORMS, TINY_STAGES, TinyBackbone, default_norm, freeze_stages, norm_layer_for,
+                        uses_pretrained)
 from .outputs import Detections
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights, resolve_weights_enum
 
@@ -71,6 +72,8 @@ class SSDDetector(PredictMixin, SSD):
     """
 
     prob_kind = "softmax"
+    #: the optional Detections fields this detector can fill (others stay None even when requested)
+    PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
 
     def postprocess_detections(self, head_outputs, image_anchors, image_shapes):
         return strip_sources(self.postprocess_with_sources(head_outputs, image_anchors, image_shapes))
@@ -234,10 +237,11 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
         weights_backbone: backbone weights: a local file or a torchvision name of ``vgg16`` (``"DEFAULT"`` is
             ``IMAGENET1K_FEATURES``, as torchvision's SSD) / ``mobilenet_v3_large``; a local file for tiny.
         weights_strict: ``False`` loads only the tensors of ``weights`` whose name and shape match.
-        trainable_backbone_layers: trainable stages from the last; default all from scratch, else 4 (VGG16),
-            6 (SSDlite), 3 (tiny).
+        trainable_backbone_layers: trainable stages from the last; default all from scratch, else (with
+            ``weights_backbone`` or torchvision ``weights``) 4 (VGG16), 6 (SSDlite), 3 (tiny), as torchvision.
         norm: ``"batchnorm"``, ``"frozen"`` or ``"group"`` for SSDlite (default ``"batchnorm"`` as torchvision)
-            and tiny (default ``"frozen"`` with ``weights_backbone``); VGG16 has no normalisation layers.
+            and tiny (default ``"frozen"`` with ``weights_backbone``); VGG16 has no normalisation layers, so
+            ``norm`` changes nothing there (it is batch-independent whatever the value).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: postprocessing, default per variant
             (:data:`SSD_DEFAULTS`).
     """
@@ -260,7 +264,7 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
     check_float(func, "nms_thresh", post["nms_thresh"], 0.0, 1.0)
     check_int(func, "detections_per_img", post["detections_per_img"], 1)
     check_int(func, "topk_candidates", post["topk_candidates"], 1)
-    pretrained = weights_backbone is not None
+    pretrained = uses_pretrained(weights, weights_backbone)
     if trainable_backbone_layers is None:
         trainable_backbone_layers = defaults["pretrained_trainable"] if pretrained else defaults["stages"]
     check_int(func, "trainable_backbone_layers", trainable_backbone_layers, 0, defaults["stages"])

@@ -26,10 +26,13 @@ distorted by a factor ``1 ± O(1/sqrt(projection_dim))``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Callable, Iterator
 
 import numpy as np
 from sklearn.cluster import KMeans
+from threadpoolctl import ThreadpoolController
 
 from .base import ScoredPool, SelectionInput
 
@@ -39,6 +42,7 @@ __all__ = ["coreset_select", "kmeanspp_select", "kmeans_select", "embeddings_of"
 _REL = 1e-5            # relative slack on every pruning test, so float32 rounding can never wrongly prune
 _WORK = 1 << 22        # target rows x centres per distance block: bounds temporary memory (~16-64 MiB)
 _ROWS = 1 << 14        # rows per gathered block of pool embeddings
+_SMALL = 1 << 20       # matrix products with fewer rows x centres run on one BLAS thread (see _blas_threads)
 _NEVER = np.iinfo(np.int64).max  # "synced" value of an empty cluster: nothing to update
 
 
@@ -87,26 +91,59 @@ def random_projection(arrays: list[np.ndarray], dim: int, rng: np.random.Generat
     return out
 
 
-def _sqdist_rows(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Exact ``float32[n]`` squared distances of ``rows [n, D]`` to one centre ``[D]`` (0 for identical rows)."""
-    diff = rows - centre
+def _sqdist_rows(rows: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Exact ``float32[n]`` squared distances of ``rows [n, D]`` to ``centres`` (``[D]`` or one per row ``[n, D]``).
+
+    Computed from the difference, so a row identical to its centre gets exactly 0.
+    """
+    diff = rows - centres
     return np.einsum("ij,ij->i", diff, diff)
 
 
-def _nearest(rows: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(distance float32[n], argmin int64[n])`` of ``rows [n, D]`` to their nearest of ``centres [k, D]``.
+def _sqnorms(a: np.ndarray) -> np.ndarray:
+    out = np.empty(len(a), np.float32)
+    for lo in range(0, len(a), _ROWS):
+        out[lo:lo + _ROWS] = np.einsum("ij,ij->i", a[lo:lo + _ROWS], a[lo:lo + _ROWS])
+    return out
 
-    The argmin comes from the expanded form ``|x|² - 2 x·c + |c|²`` (one matrix product); the returned distance is
-    then recomputed from the difference, so it is exact (0 for a row identical to its centre).
+
+def _nearest_sq(rows: np.ndarray, rows_sq: np.ndarray, centres: np.ndarray,
+                centres_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(squared distance float32[n], argmin int64[n])`` of ``rows [n, D]`` to the nearest of ``centres [k, D]``.
+
+    One matrix product on the expanded form ``|x|² - 2 x·c + |c|²`` (``rows_sq``, ``centres_sq`` are the squared
+    norms), so the values carry float32 cancellation error (absolute, ``~1e-7 (|x|² + |c|²)``); callers that keep
+    a value recompute it with :func:`_sqdist_rows`.
     """
-    if centres.shape[0] == 1:
-        return np.sqrt(_sqdist_rows(rows, centres[0])), np.zeros(rows.shape[0], np.int64)
-    approx = rows @ centres.T
-    approx *= -2
-    approx += np.einsum("ij,ij->i", centres, centres)[None, :]
-    arg = approx.argmin(axis=1)
-    diff = rows - centres[arg]
-    return np.sqrt(np.einsum("ij,ij->i", diff, diff)), arg
+    if len(centres) == 1:
+        return _sqdist_rows(rows, centres[0]), np.zeros(len(rows), np.int64)
+    with _blas_threads(len(rows) * len(centres)):
+        prod = rows @ centres.T
+    prod *= -2
+    prod += centres_sq
+    arg = prod.argmin(axis=1)
+    best = prod[np.arange(len(rows)), arg] + rows_sq
+    return np.maximum(best, 0, out=best), arg
+
+
+@functools.lru_cache(maxsize=1)
+def _controller() -> tuple[ThreadpoolController, int]:
+    """The BLAS thread controller and the BLAS's own thread count, inspected once on first use (not at import)."""
+    controller = ThreadpoolController()
+    threads = [lib.num_threads for lib in controller.select(user_api="blas").lib_controllers]
+    return controller, max(threads, default=1)
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    """Run the greedy loops' many small products on one BLAS thread: a multi-threaded small GEMM costs ~1-2 ms
+    instead of ~20 µs when the cores are shared (the thread hand-off waits for a time slice)."""
+    return _controller()[0].limit(limits=1, user_api="blas")
+
+
+def _blas_threads(pairs: int) -> contextlib.AbstractContextManager:
+    """All BLAS threads again for a large product (``pairs`` = rows x centres) inside :func:`_one_blas_thread`."""
+    controller, threads = _controller()
+    return controller.limit(limits=threads, user_api="blas") if pairs >= _SMALL else contextlib.nullcontext()
 
 
 def min_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -117,9 +154,12 @@ def min_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     out = np.full(points.shape[0], np.inf)
     if centres.shape[0] == 0:
         return out
-    step = max(1, _WORK // max(1, centres.shape[0]))
+    centres_sq = _sqnorms(centres)
+    step = max(1, _WORK // centres.shape[0])
     for lo in range(0, points.shape[0], step):
-        out[lo:lo + step] = _nearest(points[lo:lo + step], centres)[0]
+        rows = points[lo:lo + step]
+        arg = _nearest_sq(rows, _sqnorms(rows), centres, centres_sq)[1]
+        out[lo:lo + step] = np.sqrt(_sqdist_rows(rows, centres[arg]))
     return out
 
 
@@ -135,6 +175,9 @@ class _NearestCentre:
         self.C = np.empty((max(2, capacity), X.shape[1]), np.float32)
         self.C[0] = first_centre
         self.K = 1
+        self.csq = np.zeros(len(self.C), np.float32)
+        self.csq[0] = np.dot(first_centre, first_centre)
+        self.xsq = _sqnorms(X)
         self.delta = np.empty(X.shape[0], np.float32)
         for lo in range(0, X.shape[0], _ROWS):
             self.delta[lo:lo + _ROWS] = np.sqrt(_sqdist_rows(X[lo:lo + _ROWS], first_centre))
@@ -154,9 +197,11 @@ class _NearestCentre:
             grow = max(need, 2 * len(self.C)) - len(self.C)
             self.C = np.concatenate([self.C, np.empty((grow, self.C.shape[1]), np.float32)])
             self.r = np.concatenate([self.r, np.full(grow, -1.0, np.float32)])
+            self.csq = np.concatenate([self.csq, np.zeros(grow, np.float32)])
             self.s2 = np.concatenate([self.s2, np.zeros(grow)])
             self.synced = np.concatenate([self.synced, np.full(grow, _NEVER)])
         self.C[self.K:need] = vectors
+        self.csq[self.K:need] = _sqnorms(vectors)
         self.members.extend(np.zeros(0, np.int64) for _ in range(len(vectors)))
         self.K = need
 
@@ -177,36 +222,52 @@ class _NearestCentre:
         """Bring every member of cluster ``a`` up to date with the centres added since its last sync."""
         start, end = int(self.synced[a]), self.K
         while start < end and len(self.members[a]):
-            # few centres per block while the cluster is large: the first block usually empties most of it
-            stop = min(end, start + max(1, _WORK // len(self.members[a])))
-            self._sync_block(a, np.arange(start, stop))
+            # fewer centres per block while the cluster is large (the first block usually empties most of it),
+            # but at least 64: each gathered row then serves enough distance computations
+            stop = min(end, start + max(64, _WORK // len(self.members[a])))
+            self._sync_block(a, start, stop)
             start = stop
         self.synced[a] = end if len(self.members[a]) else _NEVER
 
-    def _sync_block(self, a: int, ids: np.ndarray) -> None:
+    def _sync_block(self, a: int, start: int, stop: int) -> None:
+        """Sync cluster ``a`` with centres ``start..stop-1``."""
+        reach = 2 * self.r[a] * (1 + _REL)
+        # expanded-form squared gaps on a contiguous slice (one matrix-vector product); the float32 cancellation
+        # error is absorbed by the slack, and the few centres within reach get exact gaps below
+        approx = self.C[start:stop] @ (-2 * self.C[a])
+        approx += self.csq[start:stop] + self.csq[a]
+        slack = _REL * (self.csq[start:stop] + self.csq[a])
+        ids = start + np.flatnonzero(approx < reach * reach + slack)
+        if len(ids) == 0:
+            return
         gap = np.sqrt(_sqdist_rows(self.C[ids], self.C[a]))
-        near = gap < 2 * self.r[a] * (1 + _REL)
+        near = gap < reach
         if not near.any():
             return
         ids, gap = ids[near], gap[near]
         m = self.members[a]
         cand = np.flatnonzero(self.delta[m] * 2 * (1 + _REL) > gap.min())
-        moved_pos, moved_to, moved_d = [], [], []
-        for lo in range(0, len(cand), _ROWS):
-            pos = cand[lo:lo + _ROWS]
-            dist, arg = _nearest(self.X[m[pos]], self.C[ids])
-            better = dist < self.delta[m[pos]]
-            moved_pos.append(pos[better]), moved_to.append(ids[arg[better]]), moved_d.append(dist[better])
-        moved_pos = np.concatenate(moved_pos) if moved_pos else np.zeros(0, np.int64)
-        if len(moved_pos) == 0:
+        if len(cand) == 0:
             return
-        points = m[moved_pos]
-        self.delta[points] = np.concatenate(moved_d)
+        moved_pos, moved_to = [], []
+        step = max(256, _WORK // len(ids))
+        for lo in range(0, len(cand), step):
+            pos = cand[lo:lo + step]
+            d2, arg = _nearest_sq(self.X[m[pos]], self.xsq[m[pos]], self.C[ids], self.csq[ids])
+            better = d2 < np.square(self.delta[m[pos]]) * (1 + _REL)
+            moved_pos.append(pos[better]), moved_to.append(ids[arg[better]])
+        moved_pos, moved_to = np.concatenate(moved_pos), np.concatenate(moved_to)
+        exact = np.sqrt(_sqdist_rows(self.X[m[moved_pos]], self.C[moved_to]))
+        better = exact < self.delta[m[moved_pos]]
+        if not better.any():
+            return
+        moved_pos, points = moved_pos[better], m[moved_pos[better]]
+        self.delta[points] = exact[better]
         keep = np.ones(len(m), bool)
         keep[moved_pos] = False
         self.members[a] = m[keep]
         self._refresh(a)
-        self._receive(points, np.concatenate(moved_to), clean_until=int(ids[-1]) + 1)
+        self._receive(points, moved_to[better], clean_until=stop)
 
     def _receive(self, points: np.ndarray, targets: np.ndarray, clean_until: int) -> None:
         """Append ``points`` to clusters ``targets``; they are exact w.r.t. centres ``< clean_until``."""
@@ -232,12 +293,13 @@ class _NearestCentre:
 
         Ties: the lowest cluster number (oldest centre), then the first member in the cluster's member order.
         """
-        while self.remaining:
-            a = int(np.argmax(self.r[:self.K]))
-            if self.is_synced(a):
-                m = self.members[a]
-                return int(m[np.argmax(self.delta[m])])
-            self.sync(a)
+        with _one_blas_thread():
+            while self.remaining:
+                a = int(np.argmax(self.r[:self.K]))
+                if self.is_synced(a):
+                    m = self.members[a]
+                    return int(m[np.argmax(self.delta[m])])
+                self.sync(a)
         return None
 
     def sample_d2(self, rng: np.random.Generator) -> int | None:
@@ -246,6 +308,10 @@ class _NearestCentre:
         Draws from the possibly stale ``δ`` (an upper bound), syncs the drawn point's cluster and accepts with
         probability ``δ²/δ_stale²``. If every remaining point coincides with a centre, draws uniformly.
         """
+        with _one_blas_thread():
+            return self._sample_d2(rng)
+
+    def _sample_d2(self, rng: np.random.Generator) -> int | None:
         while self.remaining:
             cum = np.cumsum(self.s2[:self.K])
             if cum[-1] <= 0:

@@ -1,0 +1,281 @@
+"""The active-learning cycle. It reads like the algorithm and never looks at a strategy's name::
+
+    ledger = initial labelled set drawn from the seed (the same for every strategy)
+    for cycle t = 0, 1, ...:
+        train    on the labelled images                      -> cycles/t/model.pt
+        evaluate on the test split                           -> cycles/t/metrics.json
+        stop when the cycle count or labelled fraction is reached
+        score    the unlabelled pool (or a random subset)    -> cycles/t/scores.npz
+        select   the budget (images, or boxes revealed)      -> cycles/t/selection.json
+        label    the oracle reveals the selected images      -> ledger.npz (the cycle advances)
+
+Every stage writes its output atomically, and a stage whose output exists is loaded instead of recomputed, so
+a run killed at any moment resumes (``activedet resume RUN_DIR``) at the first missing output and ends with the
+same labelled sets and metrics as an uninterrupted run. Each stage draws its randomness from
+``(seed, cycle, stage)`` only. Under torchrun every process runs the loop: training and scoring are sharded,
+selection is computed identically on every rank from the gathered scores, and rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_write, atomic_write_json
+from ..data.records import DetectionDataset
+from ..engine import distributed as dist_utils
+from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from ..engine.inference import iter_predictions, predict_dataset
+from ..engine.train import TrainOptions, train_detector
+from ..evaluation import evaluate
+from ..strategies.base import ScoredPool, SelectionInput, Strategy
+from .ledger import Ledger
+from .oracle import SimulatedOracle
+from .plan import LoopOptions, derive_seed, initial_indices
+
+__all__ = ["ActiveLearningRun"]
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+    atomic_write(path, write)
+
+
+@dataclass
+class ActiveLearningRun:
+    """One run: a pool, a test split, a detector recipe, a strategy and a run directory.
+
+    Args:
+        run_dir: where the ledger and every artefact go.
+        pool: the images that can be labelled (labels are revealed by ``oracle``).
+        test: the evaluation split (never used for training or selection).
+        build_model: returns a freshly initialised detector; called with torch seeded by the run seed so the
+            initial weights are the same in every cycle and for every strategy.
+        strategy: the query strategy.
+        options: the loop settings (:class:`~activedet.al.plan.LoopOptions`).
+        train_options: how each cycle trains.
+        val: optional validation split for best-epoch selection / early stopping.
+        oracle: reveals labels; defaults to the ground truth of ``pool`` (simulation).
+        metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`).
+        device, batch_size: inference device and batch size for evaluation and scoring.
+    """
+
+    run_dir: Path
+    pool: DetectionDataset
+    test: DetectionDataset
+    build_model: Callable[[], torch.nn.Module]
+    strategy: Strategy
+    options: LoopOptions
+    train_options: TrainOptions
+    val: DetectionDataset | None = None
+    oracle: SimulatedOracle | None = None
+    metrics: tuple[str, ...] = ("voc",)
+    device: torch.device | str = "cpu"
+    batch_size: int = 8
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.run_dir)
+        self.oracle = self.oracle or SimulatedOracle(self.pool)
+        self.pool_ids = [r.image_id for r in self.pool.records]
+
+    # ----------------------------------------------------------------------------------------------- the cycle
+    def run(self) -> Ledger:
+        ledger = self._load_or_start()
+        while True:
+            t = ledger.cycle
+            self._write_index_files(ledger)
+            model, checkpoint = self._train(ledger, t)
+            self._evaluate(model, ledger, t)
+            if self.options.finished(ledger):
+                break
+            scored = self._score(model, ledger, t)
+            picks = self._select(scored, ledger, t, checkpoint)
+            ledger = self._label(ledger, picks)
+        self._write_metrics_log()
+        return ledger
+
+    # ----------------------------------------------------------------------------------------------- stages
+    def _cycle_dir(self, t: int) -> Path:
+        return self.run_dir / "cycles" / str(t)
+
+    def _load_or_start(self) -> Ledger:
+        path = self.run_dir / "ledger.npz"
+        if path.is_file():
+            return Ledger.load(path, pool_ids=self.pool_ids)
+        ledger = Ledger.initial(self.pool_ids, initial_indices(len(self.pool), self.options))
+        if dist_utils.is_main_process():
+            ledger.save(path)
+        dist_utils.barrier()
+        return ledger
+
+    def _write_index_files(self, ledger: Ledger) -> None:
+        t = ledger.cycle
+        if not dist_utils.is_main_process() or (self.run_dir / f"X_U_{t}.npy").is_file():
+            return
+        labelled = ledger.labelled()
+        _write_npy(self.run_dir / f"X_L_{t}.npy", labelled)
+        atomic_write(self.run_dir / f"labelled_{t}.txt",
+                     lambda tmp: tmp.write_text("".join(f"{self.pool_ids[i]}\n" for i in labelled)))
+        _write_npy(self.run_dir / f"X_U_{t}.npy", ledger.unlabelled())
+
+    def _train(self, ledger: Ledger, t: int) -> tuple[torch.nn.Module, str]:
+        path = self._cycle_dir(t) / "model.pt"
+        torch.manual_seed(self.options.seed)
+        model = self.build_model()
+        if path.is_file():
+            model.load_state_dict(load_checkpoint(path)["model"])
+            return model.to(self.device), file_sha256(path)
+        if self.options.warm_start and t > 0:
+            model.load_state_dict(load_checkpoint(self._cycle_dir(t - 1) / "model.pt")["model"])
+        train_dir = self._cycle_dir(t) / "train"
+        options = replace(self.train_options, seed=derive_seed(self.options.seed, t, "train"))
+        result = train_detector(model, self.pool.subset(ledger.labelled()), val_set=self.val, options=options,
+                                out_dir=train_dir, device=self.device, resume=True, progress=self.progress)
+        if dist_utils.is_main_process():
+            save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "train_seconds": result.wall_time_s,
+                                   "epochs": result.epochs_completed, "best_epoch": result.best_epoch,
+                                   "history": result.history})
+            shutil.rmtree(train_dir, ignore_errors=True)
+            self._prune_checkpoints(t)
+        dist_utils.barrier()
+        return model, file_sha256(path)
+
+    def _prune_checkpoints(self, t: int) -> None:
+        for old in range(0, t - self.options.keep_checkpoints + 1):
+            (self._cycle_dir(old) / "model.pt").unlink(missing_ok=True)
+
+    def _evaluate(self, model: torch.nn.Module, ledger: Ledger, t: int) -> None:
+        path = self._cycle_dir(t) / "metrics.json"
+        if path.is_file():
+            return
+        started = time.perf_counter()
+        predictions = predict_dataset(model, self.test, device=self.device, batch_size=self.batch_size)
+        metrics = evaluate(self.test, predictions, metrics=self.metrics)
+        labelled = ledger.labelled()
+        train_state = load_checkpoint(self._cycle_dir(t) / "model.pt")
+        record = {"cycle": t, "strategy": self.strategy.name, "seed": self.options.seed,
+                  "labelled_images": int(len(labelled)),
+                  "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
+                  "metrics": metrics, "train": {"epochs": train_state["epochs"], "best_epoch": train_state["best_epoch"],
+                                                "history": train_state["history"]},
+                  "seconds": {"train": train_state["train_seconds"], "evaluate": time.perf_counter() - started}}
+        if dist_utils.is_main_process():
+            atomic_write_json(path, record)
+            self._write_metrics_log()
+        dist_utils.barrier()
+
+    def _score(self, model: torch.nn.Module, ledger: Ledger, t: int) -> tuple[ScoredPool, ScoredPool | None]:
+        path = self._cycle_dir(t) / "scores.npz"
+        if path.is_file():
+            return _load_scores(path)
+        started = time.perf_counter()
+        candidates = self.options.scoring_subset(ledger.unlabelled(), t)
+        pool = self._scored(model, candidates)
+        labelled = self._scored(model, ledger.labelled()) if self.strategy.needs_labelled else None
+        if dist_utils.is_main_process():
+            _save_scores(path, pool, labelled, seconds=time.perf_counter() - started)
+        dist_utils.barrier()
+        return pool, labelled
+
+    def _scored(self, model: torch.nn.Module, indices: np.ndarray) -> ScoredPool:
+        if not self.strategy.needs_inference:
+            return ScoredPool.from_lists(indices, np.zeros(len(indices)), np.zeros(len(indices)))
+        stream = iter_predictions(model, self.pool, indices, device=self.device, batch_size=self.batch_size,
+                                  fields=self.strategy.needs, progress=self.progress)
+        local = ScoredPool.collect(stream, self.strategy)
+        return ScoredPool.concatenate(dist_utils.all_gather_object(local))
+
+    def _select(self, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
+        path = self._cycle_dir(t) / "selection.json"
+        if path.is_file():
+            return json.loads(path.read_text())["picks"]
+        started = time.perf_counter()
+        pool, labelled = scored
+        rng = np.random.default_rng(derive_seed(self.options.seed, t, "select"))
+        hint = self.options.budget_hint(len(self.pool), ledger, self.oracle)
+        picks = self.options.take_budget(
+            self.strategy.select(SelectionInput(pool, labelled, hint, rng)), self.oracle, len(self.pool))
+        score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
+        records = [{"index": int(i), "rank": rank, "cycle": t, "strategy": self.strategy.name,
+                    "score": None if not self.strategy.score or np.isnan(score_of[i]) else score_of[i],
+                    "image_id": self.pool_ids[i], "boxes": self.oracle.num_boxes(i), "checkpoint": checkpoint}
+                   for rank, i in enumerate(picks)]
+        if dist_utils.is_main_process():
+            atomic_write_json(path, {"cycle": t, "strategy": self.strategy.name, "budget": self.options.budget,
+                                     "budget_unit": self.options.budget_unit, "picks": records,
+                                     "seconds": time.perf_counter() - started})
+        dist_utils.barrier()
+        return records
+
+    def _label(self, ledger: Ledger, picks: list[dict]) -> Ledger:
+        self.oracle.reveal([p["index"] for p in picks])
+        ledger = ledger.label(picks)
+        if dist_utils.is_main_process():
+            ledger.save(self.run_dir / "ledger.npz")
+        dist_utils.barrier()
+        return ledger
+
+    # ----------------------------------------------------------------------------------------------- the log
+    def _write_metrics_log(self) -> None:
+        """``metrics.jsonl``: one line per evaluated cycle, rebuilt from the per-cycle files (idempotent)."""
+        if not dist_utils.is_main_process():
+            return
+        lines = []
+        for t in range(0, 10_000):
+            path = self._cycle_dir(t) / "metrics.json"
+            if not path.is_file():
+                break
+            record = json.loads(path.read_text())
+            record.pop("train", None)
+            for stage in ("scores", "selection"):
+                extra = self._cycle_dir(t) / f"{stage}.{'npz' if stage == 'scores' else 'json'}"
+                if extra.is_file():
+                    record["seconds"][stage] = _stage_seconds(extra)
+            lines.append(json.dumps(record, sort_keys=True))
+        atomic_write(self.run_dir / "metrics.jsonl", lambda tmp: tmp.write_text("".join(f"{x}\n" for x in lines)))
+
+
+def _stage_seconds(path: Path) -> float:
+    if path.suffix == ".json":
+        return float(json.loads(path.read_text())["seconds"])
+    with np.load(path, allow_pickle=False) as data:
+        return float(data["seconds"])
+
+
+def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None, *, seconds: float) -> None:
+    arrays = {"seconds": np.array(seconds)}
+    for prefix, part in (("pool", pool), ("labelled", labelled)):
+        if part is None:
+            continue
+        arrays.update({f"{prefix}_indices": part.indices, f"{prefix}_scores": part.scores,
+                       f"{prefix}_num_detections": part.num_detections})
+        if part.embeddings is not None:
+            arrays[f"{prefix}_embeddings"] = part.embeddings
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    atomic_write(path, write)
+
+
+def _load_scores(path: Path) -> tuple[ScoredPool, ScoredPool | None]:
+    with np.load(path, allow_pickle=False) as data:
+        parts = []
+        for prefix in ("pool", "labelled"):
+            if f"{prefix}_indices" not in data:
+                parts.append(None)
+                continue
+            emb = data[f"{prefix}_embeddings"] if f"{prefix}_embeddings" in data else None
+            parts.append(ScoredPool.from_lists(data[f"{prefix}_indices"], data[f"{prefix}_scores"],
+                                               data[f"{prefix}_num_detections"], emb))
+    return parts[0], parts[1]

@@ -1,0 +1,134 @@
+"""The loop's settings and the small decisions derived from them: initial set, budgets, stopping, seeds.
+
+Counts given as an ``int`` are numbers of images (or boxes); a ``float`` is a fraction of the pool in (0, 1].
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .ledger import Ledger
+
+__all__ = ["LoopOptions", "derive_seed", "initial_indices", "PlanError"]
+
+BUDGET_UNITS = ("images", "boxes")
+
+
+class PlanError(ValueError):
+    """Settings that cannot work for this pool (checked before any work starts)."""
+
+
+def derive_seed(seed: int, cycle: int, stage: str) -> int:
+    """A 32-bit seed that depends only on the run seed, the cycle and the stage name."""
+    return int(np.random.SeedSequence([seed, cycle, zlib.crc32(stage.encode())]).generate_state(1)[0])
+
+
+def _count(value: int | float, total: int) -> int:
+    return int(value) if isinstance(value, int) else int(round(value * total))
+
+
+@dataclass
+class LoopOptions:
+    """How the active-learning cycle runs.
+
+    Attributes:
+        initial_labelled: images in the initial labelled set (int), or a fraction of the pool (float in (0, 1]).
+            Drawn from ``seed`` alone, so every strategy of a seed starts from the same set (paired comparison).
+        budget: images (or boxes, see ``budget_unit``) to label per cycle; an int, or a fraction of the pool.
+        budget_unit: ``"images"``, or ``"boxes"``: images are taken in pick order until the boxes their revealed
+            labels contain reach the budget (the image that crosses it is kept).
+        cycles: number of selection rounds; the run ends after evaluating cycle ``cycles``.
+        max_labelled: alternatively stop once this many images (int) or this fraction of the pool is labelled.
+        score_subset: score only a random subset of the unlabelled pool each cycle (int images or fraction of
+            the unlabelled pool), as MI-AOD does on COCO; ``None`` scores all of it.
+        warm_start: train each cycle from the previous cycle's weights instead of the initial ones.
+        keep_checkpoints: how many recent cycle checkpoints to keep on disk.
+        seed: the run seed (initial set, training, subsets, selection).
+    """
+
+    initial_labelled: int | float = 0.05
+    budget: int | float = 0.025
+    budget_unit: str = "images"
+    cycles: int | None = 7
+    max_labelled: int | float | None = None
+    score_subset: int | float | None = None
+    warm_start: bool = False
+    keep_checkpoints: int = 2
+    seed: int = 0
+
+    def check(self, pool_size: int) -> None:
+        """Raise :class:`PlanError` for settings that cannot work on a pool of ``pool_size`` images."""
+        for name in ("initial_labelled", "budget", "max_labelled", "score_subset"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not 0.0 < value <= 1.0:
+                raise PlanError(f"The '{name}' setting must be a fraction in (0, 1] or an int count. Got {value} "
+                                "instead.")
+            if isinstance(value, int) and value < 1:
+                raise PlanError(f"The '{name}' setting must be >= 1. Got {value} instead.")
+        if self.budget_unit not in BUDGET_UNITS:
+            raise PlanError(f"The 'budget_unit' setting must be one of {list(BUDGET_UNITS)}. Got "
+                            f"{self.budget_unit!r} instead.")
+        if self.cycles is None and self.max_labelled is None:
+            raise PlanError("Set 'cycles' or 'max_labelled' (or both): otherwise the run never stops.")
+        if self.cycles is not None and self.cycles < 0:
+            raise PlanError(f"The 'cycles' setting must be >= 0. Got {self.cycles} instead.")
+        if self.keep_checkpoints < 1:
+            raise PlanError(f"The 'keep_checkpoints' setting must be >= 1. Got {self.keep_checkpoints} instead.")
+        initial = _count(self.initial_labelled, pool_size)
+        if not 1 <= initial <= pool_size:
+            raise PlanError(f"The initial labelled set ({self.initial_labelled!r} -> {initial} images) must hold "
+                            f"between 1 and the pool's {pool_size} images.")
+        if self.budget_unit == "images" and (self.cycles or 0) > 0 and _count(self.budget, pool_size) > pool_size - initial:
+            raise PlanError(f"The budget ({self.budget!r} -> {_count(self.budget, pool_size)} images per cycle) is "
+                            f"larger than the unlabelled pool ({pool_size - initial} images after the initial "
+                            "set); lower 'budget' or 'initial_labelled'.")
+
+    def finished(self, ledger: Ledger) -> bool:
+        """Whether the run ends after evaluating the current cycle."""
+        pool_size = len(ledger.labelled_at)
+        if self.cycles is not None and ledger.cycle >= self.cycles:
+            return True
+        if self.max_labelled is not None and len(ledger.labelled()) >= _count(self.max_labelled, pool_size):
+            return True
+        return len(ledger.unlabelled()) == 0
+
+    def scoring_subset(self, unlabelled: np.ndarray, cycle: int) -> np.ndarray:
+        """The unlabelled images to score at ``cycle`` (sorted pool indices)."""
+        if self.score_subset is None:
+            return unlabelled
+        size = min(len(unlabelled), _count(self.score_subset, len(unlabelled)))
+        rng = np.random.default_rng(derive_seed(self.seed, cycle, "score_subset"))
+        return np.sort(rng.choice(unlabelled, size=size, replace=False))
+
+    def budget_hint(self, pool_size: int, ledger: Ledger, oracle) -> int:
+        """Images the selection is expected to take (exact for image budgets; from boxes/image for boxes)."""
+        budget = _count(self.budget, pool_size)
+        if self.budget_unit == "images":
+            return budget
+        labelled = ledger.labelled()
+        per_image = sum(oracle.num_boxes(i) for i in labelled) / max(1, len(labelled))
+        return max(1, int(np.ceil(budget / max(per_image, 1e-6))))
+
+    def take_budget(self, picks: Iterator[int], oracle, pool_size: int) -> list[int]:
+        """Consume the strategy's picks until the budget is spent (or the candidates run out)."""
+        budget, taken, spent = _count(self.budget, pool_size), [], 0
+        for index in picks:
+            taken.append(int(index))
+            spent += 1 if self.budget_unit == "images" else oracle.num_boxes(int(index))
+            if spent >= budget:
+                break
+        if len(set(taken)) != len(taken):
+            raise RuntimeError("the strategy selected an image twice; this is a bug in the strategy")
+        return taken
+
+
+def initial_indices(pool_size: int, options: LoopOptions) -> np.ndarray:
+    """The initial labelled set: sorted pool indices drawn from ``options.seed`` alone."""
+    options.check(pool_size)
+    rng = np.random.default_rng(derive_seed(options.seed, 0, "initial"))
+    size = _count(options.initial_labelled, pool_size)
+    return np.sort(rng.choice(pool_size, size=size, replace=False))
