@@ -75,6 +75,50 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .workflows import run_from_config
+
+    cfg = load_config(args.config, args.set)
+    ledger = run_from_config(cfg, args.out, progress=not args.quiet)
+    print(f"run finished at cycle {ledger.cycle} with {len(ledger.labelled())} labelled images; "
+          f"artefacts in {args.out or cfg.out_dir}")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from .workflows import resume_run
+
+    ledger = resume_run(args.run_dir, overrides=args.set, progress=not args.quiet)
+    print(f"run finished at cycle {ledger.cycle} with {len(ledger.labelled())} labelled images")
+    return 0
+
+
+def cmd_strategies(args) -> int:
+    from .strategies import list_strategies
+
+    for name, description in list_strategies():
+        print(f"{name:<20s} {description}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import format_table, write_report
+
+    summary = write_report(args.runs, args.out, metric=args.metric, baseline=args.baseline)
+    print(format_table(summary))
+    print(f"\nwrote {args.out}/report.md, summary.json and the plots")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    run_bench(args.config, strategies=args.strategies, seeds=args.seeds, out=args.out, overrides=args.set,
+              metric=args.metric, progress=not args.quiet)
+    return 0
+
+
 def cmd_detectors(args) -> int:
     from .models import DETECTORS
 
@@ -129,6 +173,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("run", help="run active learning from a config (start, or continue the same config)")
+    with_config(p)
+    p.add_argument("--out", help="run directory (default: the config's out_dir)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue an interrupted run with the config saved in its directory")
+    p.add_argument("run_dir")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key that does not change results (device, num_workers, ...)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("strategies", help="list the query strategies with a one-line description")
+    p.set_defaults(func=cmd_strategies)
+
+    p = sub.add_parser("report", help="tables and plots comparing runs (mean +- std over seeds)")
+    p.add_argument("runs", nargs="+", help="run directories, or directories containing runs")
+    p.add_argument("--out", default="report", help="where report.md, summary.json and the PNGs go")
+    p.add_argument("--metric", default="voc/mAP_area", help="metric key of metrics.jsonl to compare")
+    p.add_argument("--baseline", default="random", help="strategy the label savings are measured against")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bench", help="paired comparison: every strategy x seed from one config, then the report")
+    with_config(p)
+    p.add_argument("--strategies", nargs="+", required=True, help="strategy names (options via NAME:key=value,...)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", required=True, help="directory holding one run per strategy and seed, and the report")
+    p.add_argument("--metric", default="voc/mAP_area")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("detectors", help="list the detectors that configs can name")
     p.set_defaults(func=cmd_detectors)

@@ -3,9 +3,9 @@
     python benchmarks/bench_selection.py                      # the default matrix (takes a few minutes)
     python benchmarks/bench_selection.py --strategy coreset --n 1000000 --budget 10000 --data mixture
 
-Each case runs in a fresh subprocess so that its peak RSS (``VmHWM``) is its own; ``base RSS`` is the process
-after the embeddings were generated (the pool itself is ``N·D·4`` bytes), ``peak RSS`` the high-water mark during
-the selection. Data models (all ``float32``, deterministic from ``--seed``):
+Each case runs in a fresh subprocess. ``base RSS`` is the process once the embeddings exist (Python, torch and
+the pool itself, ``N·D·4`` bytes: 977 MiB for 1,000,000 x 256), ``peak RSS`` the high-water mark during the
+selection (``VmHWM`` reset just before it); the difference is what the selection allocates. Data models (all ``float32``, deterministic from ``--seed``):
 
 * ``mixture``: what pooled detector features look like to a distance computation: 1,000 clusters of random size
   (Dirichlet) with centres ``~ N(0, I)``, each member = centre + a 16-dimensional cluster-specific spread
@@ -26,8 +26,7 @@ import time
 
 import numpy as np
 
-from activedet.strategies.registry import get_strategy
-from activedet.strategies.base import ScoredPool, SelectionInput
+from activedet.strategies import ScoredPool, SelectionInput, get_strategy
 
 DEFAULT_CASES = [
     # strategy, options, data, N, budget
@@ -55,12 +54,18 @@ def make_embeddings(kind: str, n: int, dim: int, rng: np.random.Generator) -> np
     centres = rng.standard_normal((n_clusters, dim), dtype=np.float32)
     spreads = rng.standard_normal((n_clusters, rank, dim), dtype=np.float32) * (0.25 / np.sqrt(rank))
     labels = rng.choice(n_clusters, size=n, p=rng.dirichlet(np.ones(n_clusters)))
-    for lo in range(0, n, 1 << 15):
-        lab = labels[lo:lo + (1 << 15)]
+    for lo in range(0, n, 1 << 12):
+        lab = labels[lo:lo + (1 << 12)]
         coef = rng.standard_normal((len(lab), 1, rank), dtype=np.float32)
         out[lo:lo + len(lab)] = (centres[lab] + (coef @ spreads[lab])[:, 0]
                                  + 0.02 * rng.standard_normal((len(lab), dim), dtype=np.float32))
     return out
+
+
+def _reset_peak_rss() -> None:
+    """Make ``VmHWM`` restart from the current RSS (Linux >= 4.0), so the peak is the selection's own."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _rss_mib(field: str) -> float:
@@ -79,6 +84,7 @@ def run_case(strategy: str, options: dict, data: str, n: int, budget: int, n_lab
     pool = ScoredPool(np.arange(n), np.zeros(n), np.zeros(n, bool), pool_emb)
     labelled = ScoredPool(np.arange(n_labelled), np.zeros(n_labelled), np.zeros(n_labelled, bool), lab_emb)
     strat = get_strategy(strategy, **options)
+    _reset_peak_rss()
     base = _rss_mib("VmRSS")
     start = time.perf_counter()
     picks = []
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, __file__, "--strategy", strategy, "--options", json.dumps(options), "--data", data,
                "--n", str(n), "--budget", str(budget), "--labelled", str(args.labelled), "--dim",
                str(args.dim), "--seed", str(args.seed)]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(f"{strategy} {options} {data} N={n}: failed\n{out.stderr[-2000:]}", flush=True)
             continue

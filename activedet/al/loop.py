@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .._faults import kill_point
 from ..atomic import atomic_write, atomic_write_json
 from ..data.records import DetectionDataset
 from ..engine import distributed as dist_utils
@@ -90,17 +91,26 @@ class ActiveLearningRun:
 
     # ----------------------------------------------------------------------------------------------- the cycle
     def run(self) -> Ledger:
+        """Run (or resume) the cycles until the stopping rule holds; returns the final ledger."""
+        self.options.check(len(self.pool))
+        if len(self.test) == 0:
+            raise ValueError("the test split has no images; an active-learning run needs one to evaluate each cycle")
         ledger = self._load_or_start()
         while True:
             t = ledger.cycle
             self._write_index_files(ledger)
             model, checkpoint = self._train(ledger, t)
+            kill_point("train", t)
             self._evaluate(model, ledger, t)
+            kill_point("evaluate", t)
             if self.options.finished(ledger):
                 break
             scored = self._score(model, ledger, t)
+            kill_point("score", t)
             picks = self._select(scored, ledger, t, checkpoint)
+            kill_point("select", t)
             ledger = self._label(ledger, picks)
+            kill_point("label", t)
         self._write_metrics_log()
         return ledger
 
@@ -132,12 +142,14 @@ class ActiveLearningRun:
         path = self._cycle_dir(t) / "model.pt"
         torch.manual_seed(self.options.seed)
         model = self.build_model()
+        train_dir = self._cycle_dir(t) / "train"
         if path.is_file():
+            if dist_utils.is_main_process():
+                shutil.rmtree(train_dir, ignore_errors=True)  # left over when killed right after model.pt
             model.load_state_dict(load_checkpoint(path)["model"])
             return model.to(self.device), file_sha256(path)
         if self.options.warm_start and t > 0:
             model.load_state_dict(load_checkpoint(self._cycle_dir(t - 1) / "model.pt")["model"])
-        train_dir = self._cycle_dir(t) / "train"
         options = replace(self.train_options, seed=derive_seed(self.options.seed, t, "train"))
         result = train_detector(model, self.pool.subset(ledger.labelled()), val_set=self.val, options=options,
                                 out_dir=train_dir, device=self.device, resume=True, progress=self.progress)
@@ -151,7 +163,7 @@ class ActiveLearningRun:
         return model, file_sha256(path)
 
     def _prune_checkpoints(self, t: int) -> None:
-        for old in range(0, t - self.options.keep_checkpoints + 1):
+        for old in range(1, t - self.options.keep_checkpoints + 1):  # cycle 0 is kept: bench shares it
             (self._cycle_dir(old) / "model.pt").unlink(missing_ok=True)
 
     def _evaluate(self, model: torch.nn.Module, ledger: Ledger, t: int) -> None:

@@ -76,7 +76,9 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
         where, path, width, height = image
         rows = objects.get(image_id, [])
         if check_images:
-            problems += check_image_file(path, width, height, f"{where}.file_name")
+            hint = (f"put the image at that path, fix the path in the annotations, or set image_root (config key "
+                    f"'image_root', CLI --image-root) to the directory file_name is relative to (now {image_root})")
+            problems += check_image_file(path, width, height, f"{where}.file_name", hint=hint)
         boxes, box_problems = check_boxes([r[1] for r in rows], width, height, lambda i: rows[i][0],
                                           box_policy=box_policy, clip_tolerance=clip_tolerance)
         problems += box_problems

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .._faults import kill_point
 from ..data.records import DetectionDataset
 from ..data.torch_dataset import DetectionTorchDataset, collate_detection
 from . import distributed as dist_utils
@@ -329,6 +330,7 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *, val_s
                 save_checkpoint(best, {"model": state["model"], "epoch": epoch + 1, "best_metric": best_metric})
             save_checkpoint(last, state)
         dist_utils.barrier()
+        kill_point("train_epoch", epoch + 1)
         if stopped_early:
             log.write(event="early_stop", epoch=epoch + 1, best_epoch=best_epoch)
 

@@ -51,6 +51,8 @@ def embeddings_of(inputs: SelectionInput, strategy: str) -> tuple[np.ndarray, np
 
     Raises ``ValueError`` naming the first pool (or labelled) index with a non-finite embedding.
     """
+    if len(inputs.pool) == 0:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
     pool = _checked(inputs.pool, strategy, "pool")
     dim = pool.shape[1]
     labelled = np.zeros((0, dim), np.float32)
@@ -155,7 +157,7 @@ def min_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     if centres.shape[0] == 0:
         return out
     centres_sq = _sqnorms(centres)
-    step = max(1, _WORK // centres.shape[0])
+    step = max(1, min(_ROWS, _WORK // centres.shape[0]))
     for lo in range(0, points.shape[0], step):
         rows = points[lo:lo + step]
         arg = _nearest_sq(rows, _sqnorms(rows), centres, centres_sq)[1]
@@ -223,8 +225,8 @@ class _NearestCentre:
         start, end = int(self.synced[a]), self.K
         while start < end and len(self.members[a]):
             # fewer centres per block while the cluster is large (the first block usually empties most of it),
-            # but at least 64: each gathered row then serves enough distance computations
-            stop = min(end, start + max(64, _WORK // len(self.members[a])))
+            # but at least 64 so each gathered row serves enough distance computations, at most 8192 (memory)
+            stop = min(end, start + min(8192, max(64, _WORK // len(self.members[a]))))
             self._sync_block(a, start, stop)
             start = stop
         self.synced[a] = end if len(self.members[a]) else _NEVER
@@ -249,25 +251,27 @@ class _NearestCentre:
         cand = np.flatnonzero(self.delta[m] * 2 * (1 + _REL) > gap.min())
         if len(cand) == 0:
             return
-        moved_pos, moved_to = [], []
-        step = max(256, _WORK // len(ids))
+        moved_pos, moved_to, moved_d = [], [], []
+        step = max(256, min(_ROWS, _WORK // len(ids)))
         for lo in range(0, len(cand), step):
             pos = cand[lo:lo + step]
-            d2, arg = _nearest_sq(self.X[m[pos]], self.xsq[m[pos]], self.C[ids], self.csq[ids])
-            better = d2 < np.square(self.delta[m[pos]]) * (1 + _REL)
-            moved_pos.append(pos[better]), moved_to.append(ids[arg[better]])
-        moved_pos, moved_to = np.concatenate(moved_pos), np.concatenate(moved_to)
-        exact = np.sqrt(_sqdist_rows(self.X[m[moved_pos]], self.C[moved_to]))
-        better = exact < self.delta[m[moved_pos]]
-        if not better.any():
+            rows, old = self.X[m[pos]], self.delta[m[pos]]
+            d2, arg = _nearest_sq(rows, self.xsq[m[pos]], self.C[ids], self.csq[ids])
+            maybe = np.flatnonzero(d2 < np.square(old) * (1 + _REL))
+            exact = np.sqrt(_sqdist_rows(rows[maybe], self.C[ids[arg[maybe]]]))
+            better = exact < old[maybe]  # the kept distances are exact (0 for identical rows)
+            moved_pos.append(pos[maybe[better]]), moved_to.append(ids[arg[maybe[better]]])
+            moved_d.append(exact[better])
+        moved_pos = np.concatenate(moved_pos)
+        if len(moved_pos) == 0:
             return
-        moved_pos, points = moved_pos[better], m[moved_pos[better]]
-        self.delta[points] = exact[better]
+        points = m[moved_pos]
+        self.delta[points] = np.concatenate(moved_d)
         keep = np.ones(len(m), bool)
         keep[moved_pos] = False
         self.members[a] = m[keep]
         self._refresh(a)
-        self._receive(points, moved_to[better], clean_until=stop)
+        self._receive(points, np.concatenate(moved_to), clean_until=stop)
 
     def _receive(self, points: np.ndarray, targets: np.ndarray, clean_until: int) -> None:
         """Append ``points`` to clusters ``targets``; they are exact w.r.t. centres ``< clean_until``."""
@@ -291,7 +295,8 @@ class _NearestCentre:
     def farthest(self) -> int | None:
         """Pool position of the exact ``argmax δ`` over the remaining points, or ``None``.
 
-        Ties: the lowest cluster number (oldest centre), then the first member in the cluster's member order.
+        Exact ties are broken deterministically but not by pool index: by cluster (oldest centre first), then by
+        the cluster's member order.
         """
         with _one_blas_thread():
             while self.remaining:
@@ -306,7 +311,7 @@ class _NearestCentre:
         """Pool position drawn with probability ``∝ δ²`` (exact), or ``None`` when none remain.
 
         Draws from the possibly stale ``δ`` (an upper bound), syncs the drawn point's cluster and accepts with
-        probability ``δ²/δ_stale²``. If every remaining point coincides with a centre, draws uniformly.
+        probability ``δ²/δ_stale²``. If every remaining point coincides with a centre, draws uniformly among them.
         """
         with _one_blas_thread():
             return self._sample_d2(rng)
@@ -315,16 +320,15 @@ class _NearestCentre:
         while self.remaining:
             cum = np.cumsum(self.s2[:self.K])
             if cum[-1] <= 0:
-                a = int(rng.choice(np.flatnonzero(self.r[:self.K] >= 0)))
-                return int(rng.choice(self.members[a]))
+                return int(rng.choice(np.concatenate(self.members)))
             a = _draw(cum, rng)
             m = self.members[a]
-            w = self.delta[m].astype(np.float64) ** 2
-            i = int(m[_draw(np.cumsum(w), rng)])
+            i = int(m[_draw(np.cumsum(self.delta[m].astype(np.float64) ** 2), rng)])
             if self.is_synced(a):
                 return i
             stale = float(self.delta[i])
-            self.sync(a)
+            while not self.is_synced(int(self.owner[i])):  # i may move to a cluster that is itself stale
+                self.sync(int(self.owner[i]))
             if rng.random() * stale ** 2 < float(self.delta[i]) ** 2:
                 return i
         return None

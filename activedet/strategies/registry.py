@@ -1,0 +1,253 @@
+"""The flat registry of query strategies: ``name -> factory``, and the option checks every factory shares.
+
+A factory takes keyword options only, checks their values, binds them into a scoring function and a selection
+step (the plain functions of :mod:`.uncertainty` and :mod:`.diversity`) and returns a
+:class:`~activedet.strategies.base.Strategy`. The first line of its docstring is the description that
+``activedet strategies`` prints. ::
+
+    strategy = get_strategy("entropy", aggregation="sum", empty_policy="skip")
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import math
+from itertools import islice
+from numbers import Integral, Real
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .base import ScoredPool, SelectionInput, Strategy
+from .diversity import coreset_select, kmeans_select, kmeanspp_select
+from .uncertainty import (AGGREGATIONS, EMPTY_POLICIES, image_uncertainty, random_select, rank_select)
+
+__all__ = ["STRATEGIES", "get_strategy", "list_strategies", "hybrid_select"]
+
+
+# ---------------------------------------------------------------------------------------------- option checks
+
+def _choice(strategy: str, name: str, value: Any, choices: tuple) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"The '{name}' parameter of {strategy} must be one of {list(choices)}. "
+                         f"Got {value!r} instead.")
+
+
+def _number(strategy: str, name: str, value: Any, kind: type, low: float, high: float = math.inf,
+            extra: str = "") -> None:
+    """sklearn-style check that ``value`` is an int (``kind=int``) or a real in ``[low, high]``."""
+    ok_type = isinstance(value, Integral if kind is int else Real) and not isinstance(value, bool)
+    if not ok_type or not low <= value <= high or (kind is float and not math.isfinite(value)):
+        upper = "inf)" if high == math.inf else f"{high}]"
+        raise ValueError(f"The '{name}' parameter of {strategy} must be {'an int' if kind is int else 'a float'}"
+                         f" in [{low}, {upper}{extra}. Got {value!r} instead.")
+
+
+def _flag(strategy: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"The '{name}' parameter of {strategy} must be an instance of 'bool'. "
+                         f"Got {value!r} instead.")
+
+
+def _options_of(factory: Callable) -> list[str]:
+    return [p.name for p in inspect.signature(factory).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+def _unknown_options(strategy: str, given: dict, valid: list[str]) -> None:
+    unknown = [name for name in given if name not in valid]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise ValueError(f"Unknown option {unknown[0]!r} for strategy {strategy!r}{hint} Valid options of "
+                         f"{strategy}: {valid}")
+
+
+def _description(factory: Callable) -> str:
+    return inspect.getdoc(factory).splitlines()[0]
+
+
+# ------------------------------------------------------------------------------------------------- baselines
+
+def random() -> Strategy:
+    """Uniform random sample of the unlabelled pool; no inference at all (methods.md §1.1)."""
+    return Strategy("random", _description(random), score=None, select=random_select, needs_inference=False)
+
+
+def _uncertainty(measure: str, factory: Callable, score_threshold: float, aggregation: str, topk: int,
+                 use_class_probs: bool, empty_policy: str) -> Strategy:
+    _number(measure, "score_threshold", score_threshold, float, 0, 1)
+    _choice(measure, "aggregation", aggregation, AGGREGATIONS)
+    _number(measure, "topk", topk, int, 1)
+    _flag(measure, "use_class_probs", use_class_probs)
+    _choice(measure, "empty_policy", empty_policy, EMPTY_POLICIES)
+    score = functools.partial(image_uncertainty, measure=measure, score_threshold=float(score_threshold),
+                              aggregation=aggregation, topk=int(topk), use_class_probs=use_class_probs)
+    select = functools.partial(rank_select, empty_policy=empty_policy, strategy=measure)
+    needs = frozenset({"class_probs"}) if use_class_probs else frozenset()
+    return Strategy(measure, _description(factory), score=score, select=select, needs=needs)
+
+
+def least_confidence(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
+                     use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+    """Least confidence of the detections, 1 - s (or 1 - max class probability), reduced per image.
+
+    Options (shared by ``margin`` and ``entropy``; per-detection formulas in :mod:`.uncertainty`):
+        score_threshold: detections with ``score >= score_threshold`` are scored (0.05, the usual test threshold).
+        aggregation: ``"max"`` | ``"mean"`` | ``"sum"`` | ``"topk_mean"`` over those detections (methods.md §0.3).
+        topk: k of ``topk_mean`` (3: close to the typical number of objects per image, about 2.5 in VOC, so the
+            score averages over the objects present instead of being set by one near-threshold duplicate, and it
+            does not grow with crowding as ``sum`` does).
+        use_class_probs: use the full class vector (``needs={"class_probs"}``) instead of the score alone.
+        empty_policy: where images with no detection at or above the threshold go: ``"lowest"`` (after every
+            scored image), ``"highest"`` (first), ``"skip"`` (never selected), ``"random_fill"`` (after every
+            scored image, in random order). Ties between scored images: by pool index.
+    """
+    return _uncertainty("least_confidence", least_confidence, score_threshold, aggregation, topk,
+                        use_class_probs, empty_policy)
+
+
+def margin(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
+           use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+    """Margin (1-vs-2) uncertainty of the detections, 1 - (p(1) - p(2)), reduced per image.
+
+    Options as :func:`least_confidence`.
+    """
+    return _uncertainty("margin", margin, score_threshold, aggregation, topk, use_class_probs, empty_policy)
+
+
+def entropy(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
+            use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+    """Entropy of the detections (binary of the score, or of the class vector), reduced per image.
+
+    Options as :func:`least_confidence`.
+    """
+    return _uncertainty("entropy", entropy, score_threshold, aggregation, topk, use_class_probs, empty_policy)
+
+
+# ------------------------------------------------------------------------------------------------- diversity
+
+def _projection(strategy: str, projection_dim: int | None) -> None:
+    if projection_dim is not None:
+        _number(strategy, "projection_dim", projection_dim, int, 1, extra=" or None")
+
+
+def _diversity(name: str, factory: Callable, select: Callable) -> Strategy:
+    return Strategy(name, _description(factory), score=None, select=select, needs=frozenset({"embedding"}),
+                    needs_labelled=True)
+
+
+def coreset(*, projection_dim: int | None = None) -> Strategy:
+    """Core-set greedy k-centre on image embeddings: the image farthest from labelled and picked ones, in turn.
+
+    Options:
+        projection_dim: ``None`` (default) = exact; an int = greedy on a Gaussian random projection of the
+            embeddings to that many dimensions (approximate, much faster on structureless embeddings; see
+            :mod:`.diversity`).
+    """
+    _projection("coreset", projection_dim)
+    return _diversity("coreset", coreset, functools.partial(coreset_select, projection_dim=projection_dim))
+
+
+def kmeanspp(*, projection_dim: int | None = None) -> Strategy:
+    """k-means++ D² sampling on image embeddings, the labelled images being the initial centres.
+
+    Options:
+        projection_dim: as for ``coreset``.
+    """
+    _projection("kmeanspp", projection_dim)
+    return _diversity("kmeanspp", kmeanspp, functools.partial(kmeanspp_select, projection_dim=projection_dim))
+
+
+def kmeans(*, n_clusters: int | str = 10) -> Strategy:
+    """k-means on image embeddings, then one image per cluster per round, least-covered clusters first.
+
+    Options:
+        n_clusters: number of clusters (10, as med_sslal) or ``"budget"`` for the loop's budget hint.
+    """
+    if n_clusters != "budget":
+        _number("kmeans", "n_clusters", n_clusters, int, 1, extra=" or 'budget'")
+    return _diversity("kmeans", kmeans, functools.partial(kmeans_select, n_clusters=n_clusters))
+
+
+# ---------------------------------------------------------------------------------------------------- hybrid
+
+UNCERTAINTY = ("least_confidence", "margin", "entropy")
+DIVERSITY = ("coreset", "kmeans", "kmeanspp")
+
+
+def hybrid(*, uncertainty: str = "entropy", diversity: str = "coreset", factor: float = 2.0,
+           **options: Any) -> Strategy:
+    """Uncertainty pre-filter to the top factor x budget images, then a diversity selector on those (§7.5).
+
+    Options:
+        uncertainty: ``"least_confidence"`` | ``"margin"`` | ``"entropy"`` (default), ranks the pool.
+        diversity: ``"coreset"`` (default) | ``"kmeans"`` | ``"kmeanspp"``, picks among the candidates.
+        factor: candidates = the top ``ceil(factor x budget_hint)`` images (2.0, med_sslal; CALD 1.2, PPAL 4).
+        **options: the chosen uncertainty's and diversity's own options (``aggregation``, ``projection_dim``...).
+    """
+    _choice("hybrid", "uncertainty", uncertainty, UNCERTAINTY)
+    _choice("hybrid", "diversity", diversity, DIVERSITY)
+    _number("hybrid", "factor", factor, float, 1)
+    u_factory, d_factory = STRATEGIES[uncertainty], STRATEGIES[diversity]
+    _unknown_options("hybrid", options, ["uncertainty", "diversity", "factor"] + _options_of(u_factory)
+                     + _options_of(d_factory))
+    ranker = u_factory(**{k: v for k, v in options.items() if k in _options_of(u_factory)})
+    picker = d_factory(**{k: v for k, v in options.items() if k in _options_of(d_factory)})
+    select = functools.partial(hybrid_select, ranker=ranker, picker=picker, factor=float(factor))
+    return Strategy("hybrid", _description(hybrid), score=ranker.score, select=select,
+                    needs=ranker.needs | picker.needs, needs_labelled=ranker.needs_labelled or picker.needs_labelled)
+
+
+def hybrid_select(inputs: SelectionInput, *, ranker: Strategy, picker: Strategy, factor: float) -> Iterator[int]:
+    """Candidates = the first ``ceil(factor · budget_hint)`` picks of ``ranker``; yield ``picker``'s picks among
+    them. Stops when the candidates are exhausted: never yields an image outside them."""
+    _number("hybrid selection", "budget_hint", inputs.budget_hint, int, 1)
+    n = math.ceil(factor * inputs.budget_hint)
+    chosen = np.fromiter(islice(ranker.select(inputs), n), np.int64)
+    order = np.argsort(inputs.pool.indices, kind="stable")
+    positions = order[np.searchsorted(inputs.pool.indices[order], chosen)]
+    sub = SelectionInput(_subset(inputs.pool, positions), inputs.labelled, inputs.budget_hint, inputs.rng)
+    yield from picker.select(sub)
+
+
+def _subset(pool: ScoredPool, positions: np.ndarray) -> ScoredPool:
+    counts = pool.num_detections[positions] if len(pool.num_detections) == len(pool) else pool.num_detections
+    embeddings = pool.embeddings[positions] if pool.embeddings is not None else None
+    return ScoredPool(pool.indices[positions], pool.scores[positions], pool.empty[positions], embeddings, counts)
+
+
+# -------------------------------------------------------------------------------------------------- registry
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "random": random,
+    "least_confidence": least_confidence,
+    "margin": margin,
+    "entropy": entropy,
+    "coreset": coreset,
+    "kmeans": kmeans,
+    "kmeanspp": kmeanspp,
+    "hybrid": hybrid,
+}
+
+
+def get_strategy(name: str, **options: Any) -> Strategy:
+    """The registered strategy ``name`` built with ``options``.
+
+    Raises ``ValueError`` for an unknown name (with the closest valid name and the full list), an unknown option
+    (naming the strategy and its valid options) or a bad option value (sklearn-style message).
+    """
+    if name not in STRATEGIES:
+        close = difflib.get_close_matches(str(name), STRATEGIES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise ValueError(f"Unknown strategy {name!r}{hint} Valid strategies: {list(STRATEGIES)}")
+    factory = STRATEGIES[name]
+    if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values()):
+        _unknown_options(name, options, _options_of(factory))
+    return factory(**options)
+
+
+def list_strategies() -> list[tuple[str, str]]:
+    """``[(name, one-line description)]`` in registry order."""
+    return [(name, _description(factory)) for name, factory in STRATEGIES.items()]

@@ -1,0 +1,171 @@
+"""The baselines of methods.md §1: random sampling and detection-level uncertainty (least confidence, margin,
+entropy), each a per-detection measure reduced to one score per image, then a ranking.
+
+Per-detection values ``u`` (larger = more uncertain), for detections with ``score >= score_threshold``:
+
+- ``least_confidence``: scores only ``1 - s``; softmax ``1 - max_{c>=1} p_c``; sigmoid ``1 - max_c σ_c``.
+- ``margin``: scores only ``1 - |2s - 1|``; softmax ``1 - (p_(1) - p_(2))``, the two largest entries of the whole
+  ``C+1`` row; sigmoid ``1 - (q_(1) - q_(2))`` over ``q = [σ_1, ..., σ_C, 1 - max_c σ_c]``.
+- ``entropy``: scores only ``H_b(s)``; softmax ``H(p)`` over the ``C+1`` row; sigmoid ``Σ_c H_b(σ_c)``.
+
+Here ``s`` is the detection score, ``p`` a softmax ``class_probs`` row ``[C+1]`` (column 0 = background) and ``σ`` a
+sigmoid ``class_probs`` row ``[C]``; the class vector is used only with ``use_class_probs=True``.
+
+* With scores only, the detection score ``s`` is treated as a two-way distribution ``[1 - s, s]`` (methods.md
+  §1.2, ISAL), so ``prob_kind`` does not matter; ``prob_kind`` selects the column convention of ``class_probs``.
+* Sigmoid margin: the competitors of the top class are the second class and "the top class is absent"
+  (``1 - max σ``); with one class this is exactly the scores-only ``1 - |2s - 1|``.
+* Entropies are in nats (natural log), with ``0 log 0 = 0``. ``H_b(s) = -s log s - (1 - s) log(1 - s)``.
+
+Image score: ``aggregation`` over those values, ``max`` (default), ``mean``, ``sum`` or ``topk_mean`` (mean of the
+``topk`` largest; all of them when there are fewer). No detection at or above the threshold: the image score is
+``None`` and the selection's ``empty_policy`` decides (:func:`ranked_positions`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..models.outputs import Detections
+from .base import ScoredPool, SelectionInput
+
+__all__ = ["MEASURES", "AGGREGATIONS", "EMPTY_POLICIES", "detection_uncertainty", "aggregate",
+           "image_uncertainty", "ranked_positions", "rank_select", "random_select"]
+
+MEASURES = ("least_confidence", "margin", "entropy")
+AGGREGATIONS = ("max", "mean", "sum", "topk_mean")
+EMPTY_POLICIES = ("lowest", "highest", "skip", "random_fill")
+
+
+def _binary_entropy(p: Tensor) -> Tensor:
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p))
+
+
+def _top2_margin(probs: Tensor) -> Tensor:
+    """``1 - (p_(1) - p_(2))`` per row of ``probs [N, K >= 2]``."""
+    top = probs.topk(2, dim=1).values
+    return 1 - (top[:, 0] - top[:, 1])
+
+
+def detection_uncertainty(det: Detections, measure: str, use_class_probs: bool = False) -> Tensor:
+    """``float64[N]`` uncertainty of every detection of ``det`` under ``measure`` (see the module table).
+
+    Raises ``ValueError`` for non-finite inputs, a missing or misshapen ``class_probs``, or an unknown
+    ``prob_kind``.
+    """
+    scores = det.scores.detach().to(torch.float64).reshape(-1)
+    if not use_class_probs:
+        return {"least_confidence": lambda s: 1 - s, "margin": lambda s: 1 - (2 * s - 1).abs(),
+                "entropy": _binary_entropy}[measure](scores)
+    probs = _class_probs(det, measure)
+    if det.prob_kind == "softmax":
+        if measure == "least_confidence":
+            return 1 - probs[:, 1:].max(dim=1).values
+        if measure == "margin":
+            return _top2_margin(probs)
+        return -torch.special.xlogy(probs, probs).sum(dim=1)
+    if measure == "least_confidence":
+        return 1 - probs.max(dim=1).values
+    if measure == "margin":
+        absent = 1 - probs.max(dim=1, keepdim=True).values
+        return _top2_margin(torch.cat([probs, absent], dim=1))
+    return _binary_entropy(probs).sum(dim=1)
+
+
+def _class_probs(det: Detections, measure: str) -> Tensor:
+    if det.prob_kind not in ("sigmoid", "softmax"):
+        raise ValueError(f"{measure}: unknown Detections.prob_kind {det.prob_kind!r}; expected 'sigmoid' or "
+                         f"'softmax'")
+    if det.class_probs is None:
+        raise ValueError(f"{measure} with use_class_probs=True needs Detections.class_probs; the scoring pass "
+                         f"did not fill it (strategy.needs must include 'class_probs')")
+    probs = det.class_probs.detach().to(torch.float64)
+    least = 2 if det.prob_kind == "softmax" else 1
+    if probs.dim() != 2 or probs.shape[0] != len(det) or probs.shape[1] < least:
+        raise ValueError(f"{measure}: class_probs must be [N={len(det)}, K>={least}] for a {det.prob_kind} "
+                         f"head; got {list(probs.shape)}")
+    if not torch.isfinite(probs).all():
+        raise ValueError(f"{measure}: non-finite class_probs in detection {_first_bad(probs)}")
+    return probs
+
+
+def _first_bad(values: Tensor) -> int:
+    bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+    return int(bad.nonzero()[0, 0])
+
+
+def aggregate(values: Tensor, aggregation: str, topk: int = 3) -> float:
+    """Reduce ``float64[n >= 1]`` per-detection values to one image score."""
+    if aggregation == "max":
+        return float(values.max())
+    if aggregation == "mean":
+        return float(values.mean())
+    if aggregation == "sum":
+        return float(values.sum())
+    return float(values.topk(min(topk, values.numel())).values.mean())
+
+
+def image_uncertainty(det: Detections, *, measure: str, score_threshold: float = 0.05, aggregation: str = "max",
+                      topk: int = 3, use_class_probs: bool = False) -> float | None:
+    """One image's uncertainty: ``aggregation`` of :func:`detection_uncertainty` over detections with
+    ``score >= score_threshold``; ``None`` when there is none (an empty image).
+
+    Raises ``ValueError`` if any detection score (thresholded or not) or used class vector is non-finite: a NaN
+    score would otherwise silently fail the threshold test.
+    """
+    scores = det.scores.reshape(-1)
+    if not torch.isfinite(scores).all():
+        raise ValueError(f"{measure}: non-finite detection score in detection {_first_bad(scores[:, None])}")
+    keep = scores >= score_threshold
+    if not bool(keep.any()):
+        return None
+    values = detection_uncertainty(det, measure, use_class_probs)[keep]
+    value = aggregate(values, aggregation, topk)
+    if not np.isfinite(value):
+        raise ValueError(f"{measure}: non-finite image score {value}")
+    return value
+
+
+def _check_scores(pool: ScoredPool, strategy: str) -> None:
+    bad = ~pool.empty & ~np.isfinite(pool.scores)
+    if bad.any():
+        index = int(pool.indices[bad.argmax()])
+        raise ValueError(f"{strategy}: non-finite score {pool.scores[bad.argmax()]} for pool index {index}")
+
+
+def ranked_positions(pool: ScoredPool, empty_policy: str, rng: np.random.Generator) -> np.ndarray:
+    """``int64`` positions into ``pool``, most informative first, with the empty images placed by ``empty_policy``.
+
+    Scored images by score, descending; ties by pool index, ascending (deterministic, no randomness). Empty
+    images (``pool.empty``): ``"lowest"`` after every scored image, ``"highest"`` before, both by pool index;
+    ``"skip"`` never; ``"random_fill"`` after every scored image in a random order from ``rng``.
+    """
+    scored = np.flatnonzero(~pool.empty)
+    scored = scored[np.lexsort((pool.indices[scored], -pool.scores[scored]))]
+    empty = np.flatnonzero(pool.empty)
+    empty = empty[np.argsort(pool.indices[empty], kind="stable")]
+    if empty_policy == "lowest":
+        return np.concatenate([scored, empty])
+    if empty_policy == "highest":
+        return np.concatenate([empty, scored])
+    if empty_policy == "skip":
+        return scored
+    return np.concatenate([scored, empty[rng.permutation(len(empty))]])
+
+
+def rank_select(inputs: SelectionInput, *, empty_policy: str = "lowest", strategy: str = "uncertainty"
+                ) -> Iterator[int]:
+    """Yield pool indices by :func:`ranked_positions` (raises ``ValueError`` naming a non-finite score's index)."""
+    _check_scores(inputs.pool, strategy)
+    for position in ranked_positions(inputs.pool, empty_policy, inputs.rng):
+        yield int(inputs.pool.indices[position])
+
+
+def random_select(inputs: SelectionInput) -> Iterator[int]:
+    """Yield the pool indices in a uniform random order drawn from ``inputs.rng`` (scores are ignored)."""
+    for position in inputs.rng.permutation(len(inputs.pool)):
+        yield int(inputs.pool.indices[position])

@@ -1,0 +1,148 @@
+"""The active-learning loop end to end: every strategy, artefacts, bad input, determinism, kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from activedet.al.ledger import Ledger, LedgerError
+from activedet.config import ConfigError, load_config
+from activedet.data.synth import generate_dataset
+from activedet.strategies import STRATEGIES
+from activedet.workflows import resume_run, run_from_config
+
+BASE = {
+    "data_format": "coco", "detector": "ssd", "backbone": "tiny", "min_size": 96,
+    "epochs": 2, "batch_size": 4, "optimizer": "adamw", "lr": 0.003, "warmup_iters": 2, "lr_schedule": "constant",
+    "hflip_prob": 0.0, "amp": False, "metrics": ["voc"], "eval_batch_size": 8, "device": "cpu",
+    "initial_labelled": 6, "budget": 4, "cycles": 2, "log_every": 5,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    return generate_dataset("tiny", tmp_path_factory.mktemp("synth") / "tiny", seed=0)
+
+
+def write_config(tmp_path: Path, data: Path, **overrides) -> Path:
+    cfg = {**BASE, "train_data": str(data / "annotations/train.json"), "test_data": str(data / "annotations/test.json"),
+           "image_root": str(data), "out_dir": str(tmp_path / "run"), **overrides}
+    path = tmp_path / "config.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def outcome(run_dir: Path) -> tuple[np.ndarray, list]:
+    ledger = Ledger.load(run_dir / "ledger.npz")
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return ledger.labelled_at, [(x["cycle"], x["labelled_images"], x["labelled_boxes"], x["metrics"]) for x in lines]
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_two_cycles_with_every_strategy(strategy, tiny_data, tmp_path):
+    ledger = run_from_config(load_config(write_config(tmp_path, tiny_data, strategy=strategy)), progress=False)
+    run = tmp_path / "run"
+    assert ledger.cycle == 2 and len(ledger.labelled()) == 6 + 2 * 4
+    for t in range(3):
+        labelled, unlabelled = np.load(run / f"X_L_{t}.npy"), np.load(run / f"X_U_{t}.npy")
+        assert len(labelled) == 6 + 4 * t and len(labelled) + len(unlabelled) == 24
+        assert not set(labelled) & set(unlabelled)
+        assert len((run / f"labelled_{t}.txt").read_text().split()) == len(labelled)
+    for t in range(2):
+        picks = json.loads((run / "cycles" / str(t) / "selection.json").read_text())["picks"]
+        assert len(picks) == 4 and all(p["strategy"] == strategy and len(p["checkpoint"]) == 12 for p in picks)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and "voc/mAP_area" in json.loads(lines[-1])["metrics"]
+
+
+def test_box_budget_and_warm_start(tiny_data, tmp_path):
+    run_from_config(load_config(write_config(tmp_path, tiny_data, strategy="entropy", budget=10,
+                                             budget_unit="boxes", warm_start=True, cycles=1)), progress=False)
+    picks = json.loads((tmp_path / "run/cycles/0/selection.json").read_text())["picks"]
+    boxes = [p["boxes"] for p in picks]
+    assert sum(boxes) >= 10 and sum(boxes[:-1]) < 10  # the image that crosses the budget is the last one
+
+
+def test_same_seed_same_initial_set_for_every_strategy(tiny_data, tmp_path):
+    sets = []
+    for strategy in ("random", "entropy"):
+        cfg = load_config(write_config(tmp_path / strategy, tiny_data, strategy=strategy, cycles=0))
+        sets.append(run_from_config(cfg, progress=False).labelled().tolist())
+    assert sets[0] == sets[1]
+
+
+@pytest.mark.parametrize("overrides, error, pattern", [
+    ({"budget": 30}, ValueError, r"budget \(30 -> 30 images per cycle\) is larger than the unlabelled pool "
+                                 r"\(18 images"),
+    ({"initial_labelled": 1.5}, ConfigError, r"key 'initial_labelled' must be a fraction in \(0, 1\]"),
+    ({"strategy": "entropi"}, ConfigError, r"Unknown strategy 'entropi'; did you mean 'entropy'"),
+])
+def test_bad_plans_fail_before_any_work(overrides, error, pattern, tiny_data, tmp_path):
+    with pytest.raises(error, match=pattern):
+        run_from_config(load_config(write_config(tmp_path, tiny_data, **overrides)), progress=False)
+    assert not (tmp_path / "run" / "ledger.npz").exists()
+
+
+def test_empty_test_split_is_rejected(tiny_data, tmp_path):
+    empty = tmp_path / "empty.json"
+    data = json.loads((tiny_data / "annotations/test.json").read_text())
+    empty.write_text(json.dumps({**data, "images": [], "annotations": []}))
+    with pytest.raises(ValueError, match="needs a non-empty test split"):
+        run_from_config(load_config(write_config(tmp_path, tiny_data, test_data=str(empty))), progress=False)
+
+
+def test_run_dir_from_another_config_and_corrupt_ledger(tiny_data, tmp_path):
+    run_from_config(load_config(write_config(tmp_path, tiny_data, cycles=0)), progress=False)
+    before = (tmp_path / "run" / "ledger.npz").read_bytes()
+    with pytest.raises(ValueError, match=r"was started with a different config: 'lr' is 0.003 there but 0.01 here"):
+        run_from_config(load_config(write_config(tmp_path, tiny_data, cycles=0, lr=0.01)), progress=False)
+    (tmp_path / "run" / "ledger.npz").write_bytes(before[: len(before) // 2])
+    with pytest.raises(LedgerError, match=r"ledger.npz is corrupt .* start the run again in a new directory"):
+        resume_run(tmp_path / "run", progress=False)
+
+
+def test_strategy_needs_the_detector_cannot_meet(tiny_data, tmp_path, monkeypatch):
+    from activedet import strategies
+
+    original = strategies.get_strategy
+
+    def needs_proposals(name, **options):
+        from dataclasses import replace
+        return replace(original(name, **options), needs=frozenset({"proposals"}))
+
+    monkeypatch.setattr(strategies, "get_strategy", needs_proposals)
+    with pytest.raises(ValueError, match=r"needs \['proposals'\] from the detector, but 'ssd' provides only"):
+        run_from_config(load_config(write_config(tmp_path, tiny_data, strategy="entropy")), progress=False)
+
+
+def run_cli(args, env_extra=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "activedet", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_sigkill_at_several_stages_then_resume_gives_the_same_run(tiny_data, tmp_path):
+    straight = write_config(tmp_path / "straight", tiny_data, strategy="entropy")
+    proc = run_cli(["run", str(straight), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    killed = write_config(tmp_path / "killed", tiny_data, strategy="entropy")
+    run_dir = tmp_path / "killed" / "run"
+    points = ["train_epoch:1", "train:0", "score:0", "select:0", "label:0", "evaluate:1", "train_epoch:2"]
+    proc = run_cli(["run", str(killed), "--quiet"], {"ACTIVEDET_KILL_AT": points[0]})
+    assert proc.returncode == -9, proc.stderr
+    for point in points[1:]:
+        proc = run_cli(["resume", str(run_dir), "--quiet"], {"ACTIVEDET_KILL_AT": point})
+        assert proc.returncode == -9, (point, proc.stderr)
+    proc = run_cli(["resume", str(run_dir), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
+    assert np.array_equal(a[0], b[0])
+    assert a[1] == b[1]
