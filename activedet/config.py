@@ -102,6 +102,8 @@ class Config:
     grad_clip: float | None = None
     amp: bool = True
     hflip_prob: float = 0.5
+    scale_jitter: float = 0.0
+    color_jitter: float = 0.0
     eval_every: int = 1
     early_stopping_patience: int | None = None
     val_metric: str = "mAP_area"

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from . import augment
 from .records import DetectionDataset, ImageRecord
 
 __all__ = ["DetectionTorchDataset", "collate_detection", "load_image"]
@@ -42,19 +43,23 @@ class DetectionTorchDataset(torch.utils.data.Dataset):
     Args:
         dataset: the records.
         indices: pool indices to expose (default: all), e.g. the labelled set of a cycle.
-        train: apply training augmentation (horizontal flip with probability ``hflip_prob``).
-        hflip_prob: probability of a horizontal flip when ``train``.
+        train: apply the training augmentations below (see :mod:`activedet.data.augment`).
+        hflip_prob: probability of a horizontal flip.
+        scale_jitter: zoom in/out by up to this fraction with a random translation (0 disables).
+        color_jitter: strength of the colour jitter (random channel order, brightness, contrast; 0 disables).
         seed: base seed of the augmentation randomness.
     """
 
     def __init__(self, dataset: DetectionDataset, indices: Sequence[int] | None = None, *, train: bool = False,
-                 hflip_prob: float = 0.0, seed: int = 0):
-        if not 0.0 <= hflip_prob <= 1.0:
-            raise ValueError(f"The 'hflip_prob' parameter must be in [0, 1]. Got {hflip_prob} instead.")
+                 hflip_prob: float = 0.0, scale_jitter: float = 0.0, color_jitter: float = 0.0, seed: int = 0):
+        for name, value, high in (("hflip_prob", hflip_prob, 1.0), ("scale_jitter", scale_jitter, 0.9),
+                                  ("color_jitter", color_jitter, 1.0)):
+            if not 0.0 <= value <= high:
+                raise ValueError(f"The '{name}' parameter must be in [0, {high}]. Got {value} instead.")
         self.dataset = dataset
         self.indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
         self.train = train
-        self.hflip_prob = hflip_prob
+        self.hflip_prob, self.scale_jitter, self.color_jitter = hflip_prob, scale_jitter, color_jitter
         self.seed = seed
         self.epoch = 0
 
@@ -75,15 +80,20 @@ class DetectionTorchDataset(torch.utils.data.Dataset):
                              "fix the annotation's size")
         boxes, labels = _training_target(record) if self.train else (record.boxes, record.labels)
         boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-        if self.train and self.hflip_prob > 0:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            if rng.random() < self.hflip_prob:
-                image = image.flip(-1)
-                boxes = torch.stack([record.width - boxes[:, 2], boxes[:, 1],
-                                     record.width - boxes[:, 0], boxes[:, 3]], dim=1)
-        target = {"boxes": boxes, "labels": torch.as_tensor(labels, dtype=torch.int64),
-                  "index": torch.tensor(index)}
-        return image, target
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+        if self.train:
+            image, boxes, labels = self._augment(image, boxes, labels, np.random.default_rng([self.seed, self.epoch,
+                                                                                              index]))
+        return image, {"boxes": boxes, "labels": labels, "index": torch.tensor(index)}
+
+    def _augment(self, image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator):
+        if self.hflip_prob > 0 and rng.random() < self.hflip_prob:
+            image, boxes = augment.hflip(image, boxes)
+        if self.scale_jitter > 0:
+            image, boxes, labels = augment.zoom(image, boxes, labels, rng, jitter=self.scale_jitter)
+        if self.color_jitter > 0:
+            image = augment.color_jitter(image, rng, strength=self.color_jitter)
+        return image, boxes, labels
 
 
 def collate_detection(batch):

@@ -72,6 +72,8 @@ class TrainOptions:
         grad_clip: max global gradient L2 norm, or ``None`` for no clipping.
         amp: mixed precision on CUDA (ignored on CPU).
         hflip_prob: horizontal-flip probability of training images.
+        scale_jitter: zoom training images in/out by up to this fraction, with a random shift (0: off).
+        color_jitter: colour-jitter strength for training images (channel order, brightness, contrast; 0: off).
         eval_every: evaluate on the validation split every this many epochs (when one is given).
         early_stopping_patience: stop after this many evaluations without improvement (``None``: never).
         val_metric: key of :func:`activedet.evaluation.voc_map` used to pick the best epoch.
@@ -94,6 +96,8 @@ class TrainOptions:
     grad_clip: float | None = None
     amp: bool = True
     hflip_prob: float = 0.5
+    scale_jitter: float = 0.0
+    color_jitter: float = 0.0
     eval_every: int = 1
     early_stopping_patience: int | None = None
     val_metric: str = "mAP_area"
@@ -112,6 +116,8 @@ class TrainOptions:
         _check(0 < self.lr_gamma <= 1, "lr_gamma", "a float in (0, 1]", self.lr_gamma)
         _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "a float > 0 or null", self.grad_clip)
         _check(0 <= self.hflip_prob <= 1, "hflip_prob", "a float in [0, 1]", self.hflip_prob)
+        _check(0 <= self.scale_jitter <= 0.9, "scale_jitter", "a float in [0, 0.9]", self.scale_jitter)
+        _check(0 <= self.color_jitter <= 1, "color_jitter", "a float in [0, 1]", self.color_jitter)
         _check(self.eval_every >= 1, "eval_every", "an int >= 1", self.eval_every)
         _check(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
                "early_stopping_patience", "an int >= 1 or null", self.early_stopping_patience)
@@ -177,7 +183,9 @@ def _loader(train_set: DetectionDataset, options: TrainOptions) -> tuple[torch.u
     if options.batch_size % world:
         raise ValueError(f"The 'batch_size' training option ({options.batch_size}) must be divisible by the number "
                          f"of processes ({world}); it is the global batch size")
-    data = DetectionTorchDataset(train_set, train=True, hflip_prob=options.hflip_prob, seed=options.seed)
+    data = DetectionTorchDataset(train_set, train=True, hflip_prob=options.hflip_prob,
+                                 scale_jitter=options.scale_jitter, color_jitter=options.color_jitter,
+                                 seed=options.seed)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=dist_utils.rank(),
                                                   shuffle=True, seed=options.seed, drop_last=False)
     loader = torch.utils.data.DataLoader(data, batch_size=options.batch_size // world, sampler=sampler,

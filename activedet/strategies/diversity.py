@@ -120,8 +120,7 @@ def _nearest_sq(rows: np.ndarray, rows_sq: np.ndarray, centres: np.ndarray,
     if len(centres) == 1:
         return _sqdist_rows(rows, centres[0]), np.zeros(len(rows), np.int64)
     with _blas_threads(len(rows) * len(centres)):
-        prod = rows @ centres.T
-    prod *= -2
+        prod = rows @ (-2 * centres).T
     prod += centres_sq
     arg = prod.argmin(axis=1)
     best = prod[np.arange(len(rows)), arg] + rows_sq
@@ -277,15 +276,15 @@ class _NearestCentre:
         """Append ``points`` to clusters ``targets``; they are exact w.r.t. centres ``< clean_until``."""
         order = np.argsort(targets, kind="stable")
         points, targets = points[order], targets[order]
-        bounds = np.flatnonzero(np.diff(targets)) + 1
-        for group in np.split(np.arange(len(points)), bounds):
-            b = int(targets[group[0]])
-            self.members[b] = np.concatenate([self.members[b], points[group]])
-            self.owner[points[group]] = b
-            d = self.delta[points[group]]
-            self.r[b] = max(self.r[b], d.max())
-            self.s2[b] += float(np.dot(d.astype(np.float64), d))
-            self.synced[b] = min(self.synced[b], clean_until)
+        starts = np.flatnonzero(np.diff(targets, prepend=-1))
+        clusters, d = targets[starts], self.delta[points]
+        self.owner[points] = targets
+        self.r[clusters] = np.maximum(self.r[clusters], np.maximum.reduceat(d, starts))
+        self.s2[clusters] += np.add.reduceat(np.square(d, dtype=np.float64), starts)
+        self.synced[clusters] = np.minimum(self.synced[clusters], clean_until)
+        ends = starts.tolist()[1:] + [len(points)]
+        for b, lo, hi in zip(clusters.tolist(), starts.tolist(), ends):
+            self.members[b] = np.concatenate([self.members[b], points[lo:hi]])
 
     def _refresh(self, a: int) -> None:
         d = self.delta[self.members[a]]
