@@ -100,8 +100,9 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
     return metrics
 
 
-# keys that may differ when a run directory is continued: they change how, not what, is computed
-RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_size", "out_dir"})
+# keys that may differ when a run directory is continued: they change how (or how far), not what, is computed
+RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_size", "out_dir", "cycles",
+                            "max_labelled", "keep_checkpoints"})
 
 
 def check_run_dir(cfg: Config, run_dir: Path) -> None:

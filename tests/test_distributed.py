@@ -38,3 +38,36 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert len(a["scores"]) == len(b["scores"]) == 8
     for x, y in zip(a["scores"], b["scores"]):
         assert x.shape == y.shape and torch.allclose(x, y, atol=1e-4)
+
+
+def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path):
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    from activedet.data.synth import generate_dataset
+
+    data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
+    cfg = {"data_format": "coco", "train_data": str(data / "annotations/train.json"),
+           "test_data": str(data / "annotations/test.json"), "image_root": str(data), "detector": "ssd",
+           "backbone": "tiny", "min_size": 96, "epochs": 1, "batch_size": 4, "optimizer": "adamw", "lr": 0.003,
+           "warmup_iters": 0, "hflip_prob": 0.0, "amp": False, "metrics": ["voc"], "device": "cpu",
+           "strategy": "hybrid", "strategy_options": {"uncertainty": "entropy", "diversity": "coreset"},
+           "initial_labelled": 6, "budget": 5, "cycles": 0, "eval_batch_size": 3}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    run([sys.executable, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"),
+         "--quiet"], tmp_path)  # cycle 0 trained once, in one process
+    for name in ("one", "two"):
+        shutil.copytree(tmp_path / "a", tmp_path / name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACTIVEDET_KILL_AT": "select:0"}  # stop right after selecting
+    extend = ["-m", "activedet", "resume", "--set", "cycles=1", "--quiet"]
+    subprocess.run([sys.executable, *extend, str(tmp_path / "one")], env=env, timeout=600)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    *extend, str(tmp_path / "two")], env=env, timeout=600, capture_output=True)
+    picks = [json.loads((tmp_path / name / "cycles/0/selection.json").read_text())["picks"] for name in ("one", "two")]
+    assert len(picks[0]) == 5 and [p["index"] for p in picks[0]] == [p["index"] for p in picks[1]]
+    scores = [np.load(tmp_path / name / "cycles/0/scores.npz") for name in ("one", "two")]
+    assert np.array_equal(scores[0]["pool_indices"], scores[1]["pool_indices"])
+    assert np.allclose(scores[0]["pool_scores"], scores[1]["pool_scores"], atol=1e-5)
+    assert np.allclose(scores[0]["labelled_embeddings"], scores[1]["labelled_embeddings"], atol=1e-5)

@@ -107,7 +107,8 @@ class Ledger:
         """Raise :class:`LedgerError` when the ledger is inconsistent or made for another pool."""
         problems = []
         if self.labelled_at.dtype != np.int64 or self.labelled_at.ndim != 1:
-            problems.append(f"labelled_at must be int64[N], found {self.labelled_at.dtype}{list(self.labelled_at.shape)}")
+            found = f"{self.labelled_at.dtype}{list(self.labelled_at.shape)}"
+            problems.append(f"labelled_at must be int64[N], found {found}")
         elif len(self.labelled_at) != len(self.pool_ids):
             problems.append(f"{len(self.labelled_at)} labelled_at entries for {len(self.pool_ids)} pool images")
         elif (self.labelled_at < UNLABELLED).any():
@@ -118,8 +119,8 @@ class Ledger:
             if sorted(selected) != expected.tolist():
                 problems.append("the picks do not match the images labelled after cycle 0")
         if not problems and pool_ids is not None and list(pool_ids) != self.pool_ids:
-            problems.append(f"it was made for another pool ({len(self.pool_ids)} images, first "
-                            f"{self.pool_ids[:2]}) than this run's ({len(pool_ids)} images, first {list(pool_ids)[:2]})")
+            problems.append(f"it was made for another pool ({len(self.pool_ids)} images, first {self.pool_ids[:2]}) "
+                            f"than this run's ({len(pool_ids)} images, first {list(pool_ids)[:2]})")
         if problems:
             raise LedgerError(f"{where}: invalid ledger: {'; '.join(problems)}; restore it from a backup or start "
                               "the run again in a new directory")

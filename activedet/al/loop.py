@@ -178,8 +178,8 @@ class ActiveLearningRun:
         record = {"cycle": t, "strategy": self.strategy.name, "seed": self.options.seed,
                   "labelled_images": int(len(labelled)),
                   "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
-                  "metrics": metrics, "train": {"epochs": train_state["epochs"], "best_epoch": train_state["best_epoch"],
-                                                "history": train_state["history"]},
+                  "metrics": metrics,
+                  "train": {k: train_state[k] for k in ("epochs", "best_epoch", "history")},
                   "seconds": {"train": train_state["train_seconds"], "evaluate": time.perf_counter() - started}}
         if dist_utils.is_main_process():
             atomic_write_json(path, record)

@@ -82,7 +82,8 @@ class LoopOptions:
         if not 1 <= initial <= pool_size:
             raise PlanError(f"The initial labelled set ({self.initial_labelled!r} -> {initial} images) must hold "
                             f"between 1 and the pool's {pool_size} images.")
-        if self.budget_unit == "images" and (self.cycles or 0) > 0 and _count(self.budget, pool_size) > pool_size - initial:
+        selects = self.budget_unit == "images" and (self.cycles or 0) > 0
+        if selects and _count(self.budget, pool_size) > pool_size - initial:
             raise PlanError(f"The budget ({self.budget!r} -> {_count(self.budget, pool_size)} images per cycle) is "
                             f"larger than the unlabelled pool ({pool_size - initial} images after the initial "
                             "set); lower 'budget' or 'initial_labelled'.")

@@ -31,7 +31,7 @@ import functools
 from typing import Callable, Iterator
 
 import numpy as np
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from threadpoolctl import ThreadpoolController
 
 from .base import ScoredPool, SelectionInput
@@ -43,6 +43,7 @@ _REL = 1e-5            # relative slack on every pruning test, so float32 roundi
 _WORK = 1 << 22        # target rows x centres per distance block: bounds temporary memory (~16-64 MiB)
 _ROWS = 1 << 14        # rows per gathered block of pool embeddings
 _SMALL = 1 << 20       # matrix products with fewer rows x centres run on one BLAS thread (see _blas_threads)
+_LLOYD_MAX = 100_000   # kmeans: full-batch KMeans up to this many pool images, MiniBatchKMeans above
 _NEVER = np.iinfo(np.int64).max  # "synced" value of an empty cluster: nothing to update
 
 
@@ -384,7 +385,9 @@ def kmeans_select(inputs: SelectionInput, *, n_clusters: int | str = 10) -> Iter
     """k-means on the pool embeddings, then round-robin over clusters, one member per cluster per round.
 
     * ``n_clusters``: an int (10 as in med_sslal) or ``"budget"`` for ``inputs.budget_hint``; capped at the pool
-      size. scikit-learn ``KMeans(n_init=1)`` seeded from ``inputs.rng`` (cost ``O(iterations·M·k·D)``).
+      size. scikit-learn ``KMeans(n_init=1)`` (cost ``O(iterations·M·k·D)``, and it copies the pool) up to
+      100,000 pool images, ``MiniBatchKMeans(batch_size=4096)`` above (no copy; ~10 s for 1,000,000 x 256 with
+      k = 10 on 2 cores, where ``KMeans`` took ~100 s and 2 GB more), both seeded from ``inputs.rng``.
     * Every round visits every non-exhausted cluster once, so all clusters are covered before any repeats.
     * Cluster order within a round: with labelled images, by the mean distance of the cluster's members to the
       nearest labelled image, largest first (least covered first); without, by size, largest first. Ties: by
@@ -397,19 +400,29 @@ def kmeans_select(inputs: SelectionInput, *, n_clusters: int | str = 10) -> Iter
     pool, labelled = embeddings_of(inputs, "kmeans")
     if len(pool) == 0:
         return
-    k = min(len(pool), inputs.budget_hint if n_clusters == "budget" else int(n_clusters))
+    k = max(1, min(len(pool), inputs.budget_hint if n_clusters == "budget" else int(n_clusters)))
     seed = int(inputs.rng.integers(2**31 - 1))
-    labels = KMeans(n_clusters=max(1, k), n_init=1, random_state=seed).fit_predict(pool)
-    covered = min_distances(pool, labelled) if len(labelled) else np.ones(len(pool))
+    if len(pool) <= _LLOYD_MAX:
+        labels = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(pool)
+    else:
+        labels = MiniBatchKMeans(n_clusters=k, n_init=1, batch_size=4096, random_state=seed).fit_predict(pool)
+    covered = min_distances(pool, labelled) if len(labelled) else None
+    for i in _round_robin(labels, k, covered, inputs.rng):
+        yield int(inputs.pool.indices[i])
+
+
+def _round_robin(labels: np.ndarray, k: int, covered: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Positions in pick order for cluster ``labels int[M]`` and distances to the labelled set ``covered
+    float[M]`` (``None``: no labelled image); see :func:`kmeans_select` for the order."""
+    weight = np.ones(len(labels)) if covered is None else covered
     with np.errstate(divide="ignore"):
-        key = np.log(inputs.rng.random(len(pool))) / covered  # -inf for a member identical to a labelled image
-    by_cluster = np.lexsort((-key, labels))          # cluster by cluster, best member first
+        key = np.log(rng.random(len(labels))) / weight  # -inf for a member identical to a labelled image
+    by_cluster = np.lexsort((-key, labels))  # cluster by cluster, best member first
     starts = np.searchsorted(labels[by_cluster], labels[by_cluster], side="left")
-    round_of = np.empty(len(pool), np.int64)
-    round_of[by_cluster] = np.arange(len(pool)) - starts
+    round_of = np.empty(len(labels), np.int64)
+    round_of[by_cluster] = np.arange(len(labels)) - starts
     sizes = np.bincount(labels, minlength=k)
-    urgency = np.bincount(labels, covered, minlength=k) / np.maximum(sizes, 1) if len(labelled) else sizes
+    urgency = sizes if covered is None else np.bincount(labels, covered, minlength=k) / np.maximum(sizes, 1)
     rank = np.empty(k, np.int64)
     rank[np.lexsort((np.arange(k), -urgency))] = np.arange(k)
-    for i in np.lexsort((rank[labels], round_of)):
-        yield int(inputs.pool.indices[i])
+    return np.lexsort((rank[labels], round_of))
