@@ -27,7 +27,8 @@ __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "parse_ov
 DATA_FORMATS = ("coco", "voc", "yolo")
 BOX_POLICIES = ("error", "clip")
 METRICS = ("voc", "coco", "froc")
-PATH_KEYS = ("train_data", "val_data", "test_data", "image_root", "weights", "weights_backbone", "out_dir")
+PATH_KEYS = ("train_data", "val_data", "test_data", "image_root", "val_image_root", "test_image_root", "weights",
+             "weights_backbone", "out_dir")
 
 
 class ConfigError(ValueError):
@@ -42,7 +43,9 @@ class Config:
         data_format: ``coco`` (a JSON file per split), ``voc`` (a VOCdevkit directory) or ``yolo`` (a root per split).
         train_data / val_data / test_data: path of each split (``val_data``/``test_data`` optional). For ``voc``,
             the devkit directory; the ``voc_*_sets`` keys say which year/image-set files form each split.
-        image_root: COCO only: directory that ``file_name`` entries are relative to (default: the JSON's folder).
+        image_root: COCO only: directory that ``file_name`` entries are relative to (default: the JSON's folder);
+            val_image_root / test_image_root: the same for the other splits (default: ``image_root``), e.g.
+            COCO's ``train2017/`` and ``val2017/``.
         voc_train_sets / voc_val_sets / voc_test_sets: ``"YEAR/SET"`` entries combined in the given order, e.g.
             ``["2007/trainval", "2012/trainval"]`` is MI-AOD's VOC07+12 pool.
         class_names: VOC only: the class names in label order (default: the 20 Pascal VOC classes).
@@ -69,6 +72,8 @@ class Config:
     val_data: str | None = None
     test_data: str | None = None
     image_root: str | None = None
+    val_image_root: str | None = None
+    test_image_root: str | None = None
     voc_train_sets: list[str] = field(default_factory=lambda: ["2007/trainval"])
     voc_val_sets: list[str] = field(default_factory=list)
     voc_test_sets: list[str] = field(default_factory=lambda: ["2007/test"])

@@ -38,8 +38,9 @@ def load_split(cfg: Config, split: str) -> DetectionDataset | None:
         options["sets"] = tuple(tuple(entry.split("/")) for entry in path_sets)
         if cfg.class_names is not None:
             options["class_names"] = cfg.class_names
-    if cfg.data_format == "coco" and cfg.image_root is not None:
-        options["image_root"] = cfg.image_root
+    image_root = (getattr(cfg, f"{split}_image_root") if split != "train" else None) or cfg.image_root
+    if cfg.data_format == "coco" and image_root is not None:
+        options["image_root"] = image_root
     return read_dataset(cfg.data_format, path, **options)
 
 

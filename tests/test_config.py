@@ -1,6 +1,7 @@
 """The flat config file: types, ranges, unknown keys with suggestions, relative paths, overrides."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,16 @@ def test_overrides_are_validated_like_file_keys(tmp_path):
 def test_model_kwargs_leave_unset_keys_to_the_detector():
     cfg = config_from_dict({"train_data": "t", "backbone": "tiny", "min_size": 128})
     assert cfg.model_kwargs() == {"backbone": "tiny", "min_size": 128}
+
+
+@pytest.mark.parametrize("preset", sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_preset_is_a_valid_complete_config(preset):
+    cfg = load_config(preset)
+    assert cfg.train_data and cfg.test_data
+
+
+def test_voc0712_preset_is_the_published_protocol():
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "voc0712_retinanet.yaml")
+    assert cfg.voc_train_sets == ["2007/trainval", "2012/trainval"] and cfg.voc_test_sets == ["2007/test"]
+    assert (cfg.initial_labelled, cfg.budget, cfg.cycles) == (827, 413, 7)

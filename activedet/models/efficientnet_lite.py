@@ -259,6 +259,9 @@ def pretrained_from_spec(spec: str | os.PathLike | None, *, func: str = "build_f
     if isinstance(spec, str) and spec == PACKAGE_SPEC:
         return True
     if is_local_file(spec):
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(f"The {param!r} parameter of {func} names the file {str(spec)!r}, which does not "
+                                    f"exist. Pass None, {PACKAGE_SPEC!r} or an existing file saved with torch.save.")
         return spec
     raise ValueError(f"The {param!r} parameter of {func} must be None, {PACKAGE_SPEC!r} (the ImageNet weights of "
                      f"the installed package {PACKAGE[1]!r}) or a path to a weights file for 'efficientnet_lite0'. "
