@@ -43,6 +43,7 @@ _REL = 1e-5            # relative slack on every pruning test, so float32 roundi
 _WORK = 1 << 22        # target rows x centres per distance block: bounds temporary memory (~16-64 MiB)
 _ROWS = 1 << 14        # rows per gathered block of pool embeddings
 _SMALL = 1 << 20       # matrix products with fewer rows x centres run on one BLAS thread (see _blas_threads)
+_CHECK_ONE = 1 << 16    # check one point alone against at most this many unsynced centres before syncing all
 _LLOYD_MAX = 100_000   # kmeans: full-batch KMeans up to this many pool images, MiniBatchKMeans above
 _NEVER = np.iinfo(np.int64).max  # "synced" value of an empty cluster: nothing to update
 
@@ -292,26 +293,48 @@ class _NearestCentre:
         self.r[a] = d.max() if len(d) else -1.0
         self.s2[a] = float(np.dot(d.astype(np.float64), d))
 
+    def exact_delta(self, i: int) -> float:
+        """The current ``δ`` of pool position ``i`` (its stored value may be stale), without changing any state."""
+        start = int(self.synced[self.owner[i]])
+        if start >= self.K:
+            return float(self.delta[i])
+        approx = self.C[start:self.K] @ (-2 * self.X[i])
+        approx += self.csq[start:self.K]
+        j = start + int(np.argmin(approx))
+        return min(float(self.delta[i]), float(np.sqrt(_sqdist_rows(self.X[i:i + 1], self.C[j])[0])))
+
     def farthest(self) -> int | None:
         """Pool position of the exact ``argmax δ`` over the remaining points, or ``None``.
 
-        Exact ties are broken deterministically but not by pool index: by cluster (oldest centre first), then by
-        the cluster's member order.
+        The largest stored ``δ`` (an upper bound) is checked alone first: if its exact value still beats every
+        other bound it is the answer; otherwise its cluster is synced. Exact ties are broken deterministically
+        but not by pool index: by cluster (oldest centre first), then by the cluster's member order.
         """
         with _one_blas_thread():
             while self.remaining:
                 a = int(np.argmax(self.r[:self.K]))
-                if self.is_synced(a):
-                    m = self.members[a]
-                    return int(m[np.argmax(self.delta[m])])
+                m = self.members[a]
+                i = int(m[np.argmax(self.delta[m])])
+                if self.is_synced(a) or (self.K - self.synced[a] <= _CHECK_ONE
+                                         and self.exact_delta(i) >= self._rival(a)):
+                    return i
                 self.sync(a)
         return None
+
+    def _rival(self, a: int) -> float:
+        """The largest bound outside the top member of cluster ``a``: other clusters' ``r``, and ``a``'s second."""
+        top, self.r[a] = self.r[a], -np.inf
+        rival = float(self.r[:self.K].max())
+        self.r[a] = top
+        m = self.members[a]
+        return max(rival, float(np.partition(self.delta[m], -2)[-2])) if len(m) > 1 else rival
 
     def sample_d2(self, rng: np.random.Generator) -> int | None:
         """Pool position drawn with probability ``∝ δ²`` (exact), or ``None`` when none remain.
 
-        Draws from the possibly stale ``δ`` (an upper bound), syncs the drawn point's cluster and accepts with
-        probability ``δ²/δ_stale²``. If every remaining point coincides with a centre, draws uniformly among them.
+        Draws from the stored ``δ`` (upper bounds, possibly stale) and accepts with probability
+        ``δ²/δ_stored²`` using the drawn point's exact ``δ``; a rejection syncs the point's cluster so the bounds
+        tighten. If every remaining point coincides with a centre, draws uniformly among them.
         """
         with _one_blas_thread():
             return self._sample_d2(rng)
@@ -326,11 +349,17 @@ class _NearestCentre:
             i = int(m[_draw(np.cumsum(self.delta[m].astype(np.float64) ** 2), rng)])
             if self.is_synced(a):
                 return i
-            stale = float(self.delta[i])
-            while not self.is_synced(int(self.owner[i])):  # i may move to a cluster that is itself stale
-                self.sync(int(self.owner[i]))
-            if rng.random() * stale ** 2 < float(self.delta[i]) ** 2:
+            stored = float(self.delta[i])
+            if self.K - self.synced[a] <= _CHECK_ONE:
+                exact = self.exact_delta(i)
+            else:  # too many unsynced centres to check one point alone: sync, following i if it moves
+                while not self.is_synced(int(self.owner[i])):
+                    self.sync(int(self.owner[i]))
+                exact = float(self.delta[i])
+            if rng.random() * stored ** 2 < exact ** 2:
                 return i
+            if not self.is_synced(a):
+                self.sync(a)
         return None
 
 

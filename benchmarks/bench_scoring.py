@@ -1,0 +1,116 @@
+"""Pool-scoring cost of each single-pass strategy, relative to plain inference, and peak memory vs pool size.
+
+Usage (prints measured numbers; not a test):
+
+    python benchmarks/bench_scoring.py --data data/quickstart --detector retinanet --backbone tiny
+    python benchmarks/bench_scoring.py --data data/quickstart --rss 400 1600
+
+* throughput: the same model and images, run once as plain inference (``predict`` with no optional fields, each
+  output dropped) and once per strategy (its fields requested, each output reduced by ``ScoredPool.collect``);
+  best of ``--repeats`` timings each, reported as images/s and as a ratio to plain inference.
+* ``--rss N ...``: for each N, a fresh process scores N pool images (the pool's indices repeated as needed) with
+  the strategy needing the most fields, and reports its peak resident memory (``ru_maxrss``). Streaming
+  reduction keeps it flat in N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from activedet.data import read_coco
+from activedet.engine.inference import iter_predictions
+from activedet.models import build_detector
+from activedet.strategies import STRATEGIES, get_strategy
+from activedet.strategies.base import ScoredPool
+
+
+def load(args):
+    pool = read_coco(Path(args.data) / "annotations" / "train.json", image_root=args.data)
+    torch.manual_seed(0)
+    kwargs = {"backbone": args.backbone, "min_size": args.size}
+    if args.detector != "ssd":
+        kwargs["max_size"] = args.size
+    model = build_detector(args.detector, pool.num_classes, **kwargs).eval()
+    return pool, model
+
+
+def indices_for(pool, count: int) -> list[int]:
+    return [i % len(pool) for i in range(count)]
+
+
+def timed(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def throughput(args) -> None:
+    pool, model = load(args)
+    indices = indices_for(pool, args.images)
+    run = lambda fields: iter_predictions(model, pool, indices, batch_size=args.batch_size, fields=fields)
+    plain = timed(lambda: [None for _ in run(())], args.repeats)
+    print(f"{args.detector}/{args.backbone} {args.size}px, {len(indices)} images, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'plain inference':<20s} {len(indices) / plain:8.1f} img/s  1.00x")
+    for name in sorted(STRATEGIES):
+        strategy = get_strategy(name)
+        if not strategy.needs_inference:
+            continue
+        seconds = timed(lambda: ScoredPool.collect(run(strategy.needs), strategy), args.repeats)
+        print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x  needs={sorted(strategy.needs)}")
+
+
+def peak_rss(args) -> None:
+    for count in args.rss:
+        out = subprocess.run([sys.executable, __file__, "--data", args.data, "--detector", args.detector,
+                              "--backbone", args.backbone, "--size", str(args.size), "--rss-child", str(count)],
+                             capture_output=True, text=True, check=True)
+        print(out.stdout.strip())
+
+
+def rss_child(args) -> None:
+    pool, model = load(args)
+    strategy = get_strategy("hybrid")  # entropy scores + embeddings: the most per-image state kept
+    indices = indices_for(pool, args.rss_child)
+    started = time.perf_counter()
+    scored = ScoredPool.collect(iter_predictions(model, pool, indices, batch_size=args.batch_size,
+                                                 fields=strategy.needs), strategy)
+    seconds = time.perf_counter() - started
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"pool of {len(indices):6d} images: peak RSS {rss_mb:7.1f} MB, scored in {seconds:6.1f} s, "
+          f"kept {scored.embeddings.nbytes / 1024:.0f} kB of embeddings + {scored.scores.nbytes / 1024:.0f} kB scores")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data/quickstart", help="a dataset written by activedet generate-data")
+    parser.add_argument("--detector", default="retinanet")
+    parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rss", type=int, nargs="*", help="pool sizes for the peak-memory measurement")
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args)
+    elif args.rss:
+        peak_rss(args)
+    else:
+        throughput(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The command line end to end on the tiny generated data: generate, validate, train, eval, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from activedet.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "tiny"
+    assert main(["generate-data", "tiny", "--out", str(out)]) == 0
+    return out
+
+
+def test_generate_data_refuses_to_overwrite(tiny, capsys):
+    assert main(["generate-data", "tiny", "--out", str(tiny)]) == 2
+    assert "pass overwrite=True (CLI: --overwrite)" in capsys.readouterr().err
+
+
+def test_validate_reports_every_problem_and_exit_code(tiny, tmp_path, capsys):
+    assert main(["validate", "coco", str(tiny / "annotations/train.json"), "--image-root", str(tiny)]) == 0
+    assert "0 errors" in capsys.readouterr().out
+    data = json.loads((tiny / "annotations/train.json").read_text())
+    data["annotations"][0]["bbox"] = [-50, 0, 10, 10]
+    data["annotations"][1]["category_id"] = 999
+    data["images"][2]["file_name"] = "missing.png"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    assert main(["validate", "coco", str(broken), "--image-root", str(tiny)]) == 1
+    out = capsys.readouterr().out
+    assert "annotations[0].bbox" in out and "annotations[1].category_id" in out and "missing.png" in out
+    assert "3 errors" in out
+
+
+def test_train_then_eval_a_checkpoint(tiny, tmp_path, capsys):
+    cfg = {"train_data": str(tiny / "annotations/train.json"), "val_data": str(tiny / "annotations/val.json"),
+           "test_data": str(tiny / "annotations/test.json"), "image_root": str(tiny), "detector": "fcos",
+           "backbone": "tiny", "min_size": 96, "max_size": 96, "epochs": 2, "batch_size": 4, "optimizer": "adamw",
+           "lr": 0.002, "warmup_iters": 2, "amp": False, "metrics": ["voc", "coco", "froc"], "device": "cpu",
+           "out_dir": str(tmp_path / "train")}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "trained 2 epoch(s)" in out and "voc/mAP_11pt" in out and "coco/AP" in out and "froc/cpm" in out
+    assert (tmp_path / "train/best.pt").is_file() and (tmp_path / "train/metrics_test.json").is_file()
+    assert main(["eval", str(path), "--checkpoint", str(tmp_path / "train/last.pt"), "--split", "val",
+                 "--quiet"]) == 0
+    assert "val metrics" in capsys.readouterr().out
+
+
+def test_user_errors_exit_2_with_one_clear_line(tmp_path, capsys):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("train_data: x.json\nepoch: 3\n")
+    assert main(["train", str(path)]) == 2
+    assert "unknown key 'epoch'; did you mean 'epochs'?" in capsys.readouterr().err
+    assert main(["eval", str(path.with_name("nope.yaml")), "--checkpoint", "x.pt"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_listings(capsys):
+    assert main(["strategies"]) == 0 and "entropy" in capsys.readouterr().out
+    assert main(["detectors"]) == 0 and "faster_rcnn" in capsys.readouterr().out
