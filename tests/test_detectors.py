@@ -309,8 +309,8 @@ def test_unknown_torchvision_weights_names(call, match):
 
 @pytest.mark.parametrize("call, match", [
     (lambda: build_retinanet(C, backbone="resnet5"),
-     r"The 'backbone' parameter of build_retinanet must be one of \['mobilenet_v3_large', 'resnet18', "
-     r"'resnet50', 'tiny'\]. Got 'resnet5' instead."),
+     r"The 'backbone' parameter of build_retinanet must be one of \['efficientnet_lite0', 'mobilenet_v3_large', "
+     r"'resnet18', 'resnet50', 'tiny'\]. Got 'resnet5' instead."),
     (lambda: build_fcos(0, backbone="tiny"), r"'num_classes' parameter of build_fcos must be an int >= 1. Got 0"),
     (lambda: build_ssd(C, variant="ssd512"), r"'variant' parameter of build_ssd must be one of .*Got 'ssd512'"),
     (lambda: build_ssd(C, variant="ssd300_vgg16", size=200),

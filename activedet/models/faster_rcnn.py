@@ -55,6 +55,7 @@ FASTER_RCNN_DEFAULTS: dict[str, dict[str, Any]] = {
                  rpn_batch_size_per_image=128, box_batch_size_per_image=128),
 }
 FASTER_RCNN_DEFAULTS["resnet18"] = FASTER_RCNN_DEFAULTS["resnet50"]
+FASTER_RCNN_DEFAULTS["efficientnet_lite0"] = FASTER_RCNN_DEFAULTS["tiny"]  # same strides 8-64
 
 
 class SourceTrackingRoIHeads(RoIHeads):

@@ -50,6 +50,9 @@ FCOS_DEFAULTS: dict[str, dict[str, Any]] = {
     # first; radius 3.0 keeps torchvision's +-1.5-stride sampling window.
     "tiny": dict(returned_layers=[2, 3, 4], extra="pool", anchor_sizes=(4, 8, 16, 32),
                  center_sampling_radius=3.0, fpn_channels=64, min_size=128, max_size=213),
+    # as tiny: strides 8, 16, 32, 64, same level sizes and sampling radius
+    "efficientnet_lite0": dict(returned_layers=[2, 3, 4], extra="pool", anchor_sizes=(4, 8, 16, 32),
+                               center_sampling_radius=3.0, fpn_channels=64, min_size=128, max_size=213),
 }
 
 

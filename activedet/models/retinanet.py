@@ -43,6 +43,9 @@ RETINANET_DEFAULTS: dict[str, dict[str, Any]] = {
     # strides 8, 16, 32, 64: anchors 12-152 px for 10-60 px objects in 96-160 px images
     "tiny": dict(returned_layers=[2, 3, 4], extra="pool", anchor_sizes=(12, 24, 48, 96),
                  fpn_channels=64, min_size=128, max_size=213),
+    # as tiny: strides 8, 16, 32, 64 (stages 2-4: 40, 112, 320 channels), same anchors and head width
+    "efficientnet_lite0": dict(returned_layers=[2, 3, 4], extra="pool", anchor_sizes=(12, 24, 48, 96),
+                               fpn_channels=64, min_size=128, max_size=213),
 }
 
 
