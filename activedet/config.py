@@ -214,20 +214,12 @@ def _strategy(cfg: Config):
 
 
 def _check_active_learning(cfg: Config, fail) -> None:
-    for key in ("initial_labelled", "budget", "max_labelled", "score_subset"):
-        value = getattr(cfg, key)
-        if isinstance(value, float) and not 0.0 < value <= 1.0:
-            fail(key, "a fraction in (0, 1] (float) or a count >= 1 (int)", value)
-        if isinstance(value, int) and value < 1:
-            fail(key, "a count >= 1 (int) or a fraction in (0, 1] (float)", value)
-    if cfg.budget_unit not in ("images", "boxes"):
-        fail("budget_unit", "one of ['images', 'boxes']", cfg.budget_unit)
-    if cfg.cycles is not None and cfg.cycles < 0:
-        fail("cycles", "an int >= 0 or null", cfg.cycles)
-    if cfg.cycles is None and cfg.max_labelled is None:
-        fail("cycles", "set, or 'max_labelled' set, so that the run stops", None)
-    if cfg.keep_checkpoints < 1:
-        fail("keep_checkpoints", "an int >= 1", cfg.keep_checkpoints)
+    from .al.plan import PlanError
+
+    try:
+        cfg.loop_options().check_values()
+    except PlanError as exc:
+        fail(exc.name, exc.expected, exc.got)
 
 
 def config_from_dict(data: dict[str, Any], *, where: str = "config", base_dir: Path | None = None) -> Config:

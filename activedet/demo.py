@@ -28,6 +28,7 @@ def run_demo(out: Path, *, seed: int = 0, progress: bool = True):
     if not QUICKSTART_CONFIG.is_file():
         raise FileNotFoundError(f"{QUICKSTART_CONFIG} is missing; run the demo from a source checkout of activedet")
     started = time.perf_counter()
+    out = Path(out).resolve()  # config overrides are read relative to the config file, so pass absolute paths
     data = out / "data"
     if not (data / "manifest.json").is_file():
         generate_dataset("quickstart", data, seed=seed)

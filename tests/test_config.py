@@ -94,3 +94,17 @@ def test_voc0712_preset_is_the_published_protocol():
     cfg = load_config(Path(__file__).parent.parent / "configs" / "voc0712_retinanet.yaml")
     assert cfg.voc_train_sets == ["2007/trainval", "2012/trainval"] and cfg.voc_test_sets == ["2007/test"]
     assert (cfg.initial_labelled, cfg.budget, cfg.cycles) == (827, 413, 7)
+
+
+def test_config_keys_mirror_the_library_defaults():
+    """The flat file repeats the keyword arguments of TrainOptions and LoopOptions; they must not drift."""
+    import dataclasses
+
+    from activedet.al.plan import LoopOptions
+    from activedet.config import Config
+    from activedet.engine.train import TrainOptions
+
+    cfg = config_from_dict({"train_data": "t"})
+    for cls, built in ((TrainOptions, cfg.train_options()), (LoopOptions, cfg.loop_options())):
+        assert {f.name for f in dataclasses.fields(cls)} <= {f.name for f in dataclasses.fields(Config)}
+        assert built == cls(), cls.__name__

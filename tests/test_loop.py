@@ -146,3 +146,20 @@ def test_sigkill_at_several_stages_then_resume_gives_the_same_run(tiny_data, tmp
     a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
     assert np.array_equal(a[0], b[0])
     assert a[1] == b[1]
+
+
+def test_bench_shares_cycle_zero_and_writes_the_report(tiny_data, tmp_path, capsys):
+    from activedet.cli import main
+
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    assert main(["bench", str(config), "--strategies", "random", "entropy:aggregation=sum", "--seeds", "0",
+                 "--out", str(tmp_path / "bench"), "--quiet"]) == 0
+    runs = tmp_path / "bench" / "runs"
+    a = json.loads((runs / "random/seed0/cycles/0/metrics.json").read_text())
+    b = json.loads((runs / "entropy[aggregation=sum]/seed0/cycles/0/metrics.json").read_text())
+    assert a["metrics"] == b["metrics"] and b["strategy"] == "entropy"  # trained once, shared
+    assert (runs / "random/seed0/cycles/0/model.pt").read_bytes() == \
+        (runs / "entropy[aggregation=sum]/seed0/cycles/0/model.pt").read_bytes()
+    report = tmp_path / "bench" / "report"
+    assert (report / "report.md").is_file() and (report / "metric_vs_images.png").is_file()
+    assert "entropy[aggregation=sum]" in capsys.readouterr().out

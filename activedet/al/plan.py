@@ -19,7 +19,13 @@ BUDGET_UNITS = ("images", "boxes")
 
 
 class PlanError(ValueError):
-    """Settings that cannot work for this pool (checked before any work starts)."""
+    """Settings that cannot work (checked before any work starts). ``name``/``expected``/``got`` are set for
+    single-setting errors so the CLI can name the config key."""
+
+    def __init__(self, name: str, expected: str | None = None, got=None):
+        self.name, self.expected, self.got = name, expected, got
+        super().__init__(name if expected is None else
+                         f"The '{name}' setting must be {expected}. Got {got!r} instead.")
 
 
 def derive_seed(seed: int, cycle: int, stage: str) -> int:
@@ -60,24 +66,29 @@ class LoopOptions:
     keep_checkpoints: int = 2
     seed: int = 0
 
-    def check(self, pool_size: int) -> None:
-        """Raise :class:`PlanError` for settings that cannot work on a pool of ``pool_size`` images."""
+    def check_values(self) -> None:
+        """Raise :class:`PlanError` for values that are wrong whatever the pool (types, ranges, stopping rule)."""
+        def fail(name: str, expected: str) -> None:
+            raise PlanError(name, expected, getattr(self, name))
+
         for name in ("initial_labelled", "budget", "max_labelled", "score_subset"):
             value = getattr(self, name)
             if isinstance(value, float) and not 0.0 < value <= 1.0:
-                raise PlanError(f"The '{name}' setting must be a fraction in (0, 1] or an int count. Got {value} "
-                                "instead.")
+                fail(name, "a fraction in (0, 1] (float) or a count >= 1 (int)")
             if isinstance(value, int) and value < 1:
-                raise PlanError(f"The '{name}' setting must be >= 1. Got {value} instead.")
+                fail(name, "a count >= 1 (int) or a fraction in (0, 1] (float)")
         if self.budget_unit not in BUDGET_UNITS:
-            raise PlanError(f"The 'budget_unit' setting must be one of {list(BUDGET_UNITS)}. Got "
-                            f"{self.budget_unit!r} instead.")
+            fail("budget_unit", f"one of {list(BUDGET_UNITS)}")
         if self.cycles is None and self.max_labelled is None:
-            raise PlanError("Set 'cycles' or 'max_labelled' (or both): otherwise the run never stops.")
+            fail("cycles", "set, or 'max_labelled' set, so that the run stops")
         if self.cycles is not None and self.cycles < 0:
-            raise PlanError(f"The 'cycles' setting must be >= 0. Got {self.cycles} instead.")
+            fail("cycles", "an int >= 0 or null")
         if self.keep_checkpoints < 1:
-            raise PlanError(f"The 'keep_checkpoints' setting must be >= 1. Got {self.keep_checkpoints} instead.")
+            fail("keep_checkpoints", "an int >= 1")
+
+    def check(self, pool_size: int) -> None:
+        """Raise :class:`PlanError` for settings that cannot work on a pool of ``pool_size`` images."""
+        self.check_values()
         initial = _count(self.initial_labelled, pool_size)
         if not 1 <= initial <= pool_size:
             raise PlanError(f"The initial labelled set ({self.initial_labelled!r} -> {initial} images) must hold "
