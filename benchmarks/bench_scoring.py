@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from activedet.data import read_coco
@@ -68,7 +67,8 @@ def throughput(args) -> None:
         if not strategy.needs_inference:
             continue
         seconds = timed(lambda: ScoredPool.collect(run(strategy.needs), strategy), args.repeats)
-        print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x  needs={sorted(strategy.needs)}")
+        print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x  "
+              f"needs={sorted(strategy.needs)}")
 
 
 def peak_rss(args) -> None:

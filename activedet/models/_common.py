@@ -11,7 +11,10 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
+from functools import partial
+
 from torch import nn, Tensor
+from torchvision.ops.misc import FrozenBatchNorm2d
 from torchvision.models.detection.image_list import ImageList
 
 from .outputs import Detections
@@ -52,6 +55,25 @@ def check_sizes(func: str, name: str, value: Any, num_levels: int) -> None:
     if not ok:
         raise ValueError(f"The {name!r} parameter of {func} must be a sequence of {num_levels} positive sizes "
                          f"(one per feature level). Got {value!r} instead.")
+
+
+#: normalisation layers the builders accept (``norm=``)
+NORMS = ("batchnorm", "frozen", "group")
+
+
+def group_norm(num_channels: int) -> nn.GroupNorm:
+    """GroupNorm with ``gcd(32, num_channels)`` groups, so that any channel count works."""
+    return nn.GroupNorm(math.gcd(32, num_channels), num_channels)
+
+
+def norm_layer_for(norm: str, *, eps: float = 1e-5, momentum: float = 0.1) -> Callable[[int], nn.Module]:
+    """``num_channels -> module`` for ``norm`` in :data:`NORMS` (``eps``/``momentum`` apply to BatchNorm)."""
+    check_choice("norm_layer_for", "norm", norm, NORMS)
+    if norm == "batchnorm":
+        return partial(nn.BatchNorm2d, eps=eps, momentum=momentum)
+    if norm == "frozen":
+        return partial(FrozenBatchNorm2d, eps=eps)
+    return group_norm
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -36,18 +36,16 @@ The FPN itself has no normalisation layers.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
-from functools import partial
 from typing import Callable, Sequence
 
 import torchvision
 from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool
-from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
+from torchvision.ops.misc import Conv2dNormActivation
 
-from ._common import check_choice, check_int
+from ._common import NORMS, check_choice, check_int, group_norm, norm_layer_for  # noqa: F401 (re-exported)
 from .efficientnet_lite import efficientnet_lite0_fpn, pretrained_from_spec
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights_enum
 
@@ -56,26 +54,10 @@ __all__ = ["FPN_BACKBONES", "NORMS", "TinyBackbone", "build_fpn_backbone", "buil
            "freeze_stages", "TINY_STAGES", "NUM_STAGES"]
 
 FPN_BACKBONES = ("efficientnet_lite0", "mobilenet_v3_large", "resnet18", "resnet50", "tiny")
-NORMS = ("batchnorm", "frozen", "group")
 _TINY_CHANNELS = (16, 24, 32, 64, 96)  # stem, layer1..layer4
 TINY_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 NUM_STAGES = {"resnet50": 5, "resnet18": 5, "tiny": 5, "mobilenet_v3_large": 6, "efficientnet_lite0": 5}
 _FUNC = "build_fpn_backbone"
-
-
-def group_norm(num_channels: int) -> nn.GroupNorm:
-    """GroupNorm with ``gcd(32, num_channels)`` groups, so that any channel count works."""
-    return nn.GroupNorm(math.gcd(32, num_channels), num_channels)
-
-
-def norm_layer_for(norm: str, *, eps: float = 1e-5, momentum: float = 0.1) -> Callable[[int], nn.Module]:
-    """``num_channels -> module`` for ``norm`` in :data:`NORMS` (``eps``/``momentum`` apply to BatchNorm)."""
-    check_choice("norm_layer_for", "norm", norm, NORMS)
-    if norm == "batchnorm":
-        return partial(nn.BatchNorm2d, eps=eps, momentum=momentum)
-    if norm == "frozen":
-        return partial(FrozenBatchNorm2d, eps=eps)
-    return group_norm
 
 
 def uses_pretrained(weights: WeightsSpec, weights_backbone: WeightsSpec) -> bool:

@@ -39,16 +39,14 @@ import importlib
 import math
 import os
 from collections import OrderedDict
-from functools import partial
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
-from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ._common import check_choice, check_int
+from ._common import check_choice, check_int, norm_layer_for
 from .weights import is_local_file, load_state_dict_into, read_state_dict
 
 __all__ = ["EfficientNetLite0", "EfficientNetLite0FPN", "efficientnet_lite0_fpn", "load_efficientnet_lite0_weights",
@@ -128,11 +126,7 @@ class MBConvBlock(nn.Module):
 
 def _norm_layer(norm: str) -> Callable[[int], nn.Module]:
     """``num_channels -> module`` with the TF BatchNorm conventions (``eps=1e-3``, TF momentum 0.99)."""
-    if norm == "batchnorm":
-        return partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
-    if norm == "frozen":
-        return partial(FrozenBatchNorm2d, eps=1e-3)
-    return lambda channels: nn.GroupNorm(math.gcd(32, channels), channels)
+    return norm_layer_for(norm, eps=1e-3, momentum=0.01)
 
 
 class EfficientNetLite0(nn.Module):
