@@ -2,8 +2,9 @@
 
 Usage (prints measured numbers; not a test):
 
-    python benchmarks/bench_scoring.py --data data/quickstart --detector retinanet --backbone tiny
-    python benchmarks/bench_scoring.py --data data/quickstart --rss 400 1600
+    python benchmarks/bench_scoring.py --data data/quickstart --detector faster_rcnn \
+        --backbone efficientnet_lite0 --checkpoint runs/quickstart-train/best.pt
+    python benchmarks/bench_scoring.py ... --rss 400 1600
 
 * throughput: the same model and images, run once as plain inference (``predict`` with no optional fields, each
   output dropped) and once per strategy (its fields requested, each output reduced by ``ScoredPool.collect``);
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 from activedet.data import read_coco
+from activedet.engine.checkpoint import load_checkpoint
 from activedet.engine.inference import iter_predictions
 from activedet.models import build_detector
 from activedet.strategies import STRATEGIES, get_strategy
@@ -38,6 +40,8 @@ def load(args):
     if args.detector != "ssd":
         kwargs["max_size"] = args.size
     model = build_detector(args.detector, pool.num_classes, **kwargs).eval()
+    if args.checkpoint:
+        model.load_state_dict(load_checkpoint(args.checkpoint)["model"])
     return pool, model
 
 
@@ -74,7 +78,8 @@ def throughput(args) -> None:
 def peak_rss(args) -> None:
     for count in args.rss:
         out = subprocess.run([sys.executable, __file__, "--data", args.data, "--detector", args.detector,
-                              "--backbone", args.backbone, "--size", str(args.size), "--rss-child", str(count)],
+                              "--backbone", args.backbone, "--size", str(args.size), "--rss-child", str(count)]
+                             + (["--checkpoint", args.checkpoint] if args.checkpoint else []),
                              capture_output=True, text=True, check=True)
         print(out.stdout.strip())
 
@@ -98,6 +103,7 @@ def main() -> None:
     parser.add_argument("--detector", default="retinanet")
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--checkpoint", help="trained weights (a checkpoint of `activedet train` for this detector)")
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
