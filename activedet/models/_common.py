@@ -57,6 +57,21 @@ def check_sizes(func: str, name: str, value: Any, num_levels: int) -> None:
                          f"(one per feature level). Got {value!r} instead.")
 
 
+def with_defaults(defaults: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """``given`` with every ``None`` replaced by the per-backbone default of the same name."""
+    return {name: defaults[name] if value is None else value for name, value in given.items()}
+
+
+def check_resize_and_postprocess(func: str, *, min_size: Any, max_size: Any, score_thresh: Any, nms_thresh: Any,
+                                 detections_per_img: Any) -> None:
+    """The argument checks every FPN builder shares (sklearn-style messages naming ``func``)."""
+    check_int(func, "min_size", min_size, 1)
+    check_int(func, "max_size", max_size, min_size)
+    check_float(func, "score_thresh", score_thresh, 0.0, 1.0)
+    check_float(func, "nms_thresh", nms_thresh, 0.0, 1.0)
+    check_int(func, "detections_per_img", detections_per_img, 1)
+
+
 #: normalisation layers the builders accept (``norm=``)
 NORMS = ("batchnorm", "frozen", "group")
 

@@ -17,17 +17,35 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import (FasterRCNN_MobileNet_V3_Large_FPN_Weights,
-                                                      FasterRCNN_ResNet50_FPN_Weights, FastRCNNPredictor,
-                                                      TwoMLPHead)
+from torchvision.models.detection.faster_rcnn import (
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    FasterRCNN_ResNet50_FPN_Weights,
+    FastRCNNPredictor,
+    TwoMLPHead,
+)
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.transform import resize_boxes
-from torchvision.ops import MultiScaleRoIAlign, boxes as box_ops
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import boxes as box_ops
 
-from ._common import (PredictMixin, check_choice, check_float, check_int, check_sizes, overwrite_frozen_eps,
-                      pooled_embedding)
-from .backbones import (FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers,
-                        uses_pretrained)
+from ._common import (
+    PredictMixin,
+    check_choice,
+    check_int,
+    check_resize_and_postprocess,
+    check_sizes,
+    overwrite_frozen_eps,
+    pooled_embedding,
+    with_defaults,
+)
+from .backbones import (
+    FPN_BACKBONES,
+    NUM_STAGES,
+    build_fpn_backbone,
+    default_norm,
+    default_trainable_layers,
+    uses_pretrained,
+)
 from .outputs import Detections
 from .weights import WeightsSpec, load_weights, resolve_weights
 
@@ -190,15 +208,10 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
     weights = resolve_weights(weights, enums, func=func, param="weights")
     defaults = FASTER_RCNN_DEFAULTS[backbone]
     options = _options(func, defaults, rpn_and_box_options)
-    min_size = defaults["min_size"] if min_size is None else min_size
-    max_size = defaults["max_size"] if max_size is None else max_size
-    fpn_channels = defaults["fpn_channels"] if fpn_channels is None else fpn_channels
-    anchor_sizes = defaults["anchor_sizes"] if anchor_sizes is None else anchor_sizes
-    check_int(func, "min_size", min_size, 1)
-    check_int(func, "max_size", max_size, min_size)
-    check_float(func, "score_thresh", score_thresh, 0.0, 1.0)
-    check_float(func, "nms_thresh", nms_thresh, 0.0, 1.0)
-    check_int(func, "detections_per_img", detections_per_img, 1)
+    min_size, max_size, fpn_channels, anchor_sizes = with_defaults(
+        defaults, min_size=min_size, max_size=max_size, fpn_channels=fpn_channels, anchor_sizes=anchor_sizes).values()
+    check_resize_and_postprocess(func, min_size=min_size, max_size=max_size, score_thresh=score_thresh,
+                                 nms_thresh=nms_thresh, detections_per_img=detections_per_img)
     check_sizes(func, "anchor_sizes", anchor_sizes, len(defaults["returned_layers"]) + 1)
     sizes = tuple(tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in anchor_sizes)
     if len({len(s) for s in sizes}) != 1:

@@ -24,10 +24,25 @@ from torchvision.models.detection.fcos import FCOS_ResNet50_FPN_Weights, FCOSHea
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from ._common import (PredictMixin, check_choice, check_float, check_int, check_sizes, single_stage_predict,
-                      strip_sources)
-from .backbones import (FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers,
-                        uses_pretrained)
+from ._common import (
+    PredictMixin,
+    check_choice,
+    check_float,
+    check_int,
+    check_resize_and_postprocess,
+    check_sizes,
+    single_stage_predict,
+    strip_sources,
+    with_defaults,
+)
+from .backbones import (
+    FPN_BACKBONES,
+    NUM_STAGES,
+    build_fpn_backbone,
+    default_norm,
+    default_trainable_layers,
+    uses_pretrained,
+)
 from .outputs import Detections
 from .weights import WeightsSpec, load_weights, resolve_weights
 
@@ -154,17 +169,12 @@ def build_fcos(num_classes: int, *, backbone: str = "resnet50", min_size: int | 
     enums = [FCOS_ResNet50_FPN_Weights] if backbone == "resnet50" else []
     weights = resolve_weights(weights, enums, func=func, param="weights")
     defaults = FCOS_DEFAULTS[backbone]
-    min_size = defaults["min_size"] if min_size is None else min_size
-    max_size = defaults["max_size"] if max_size is None else max_size
-    fpn_channels = defaults["fpn_channels"] if fpn_channels is None else fpn_channels
-    anchor_sizes = defaults["anchor_sizes"] if anchor_sizes is None else anchor_sizes
+    min_size, max_size, fpn_channels, anchor_sizes = with_defaults(
+        defaults, min_size=min_size, max_size=max_size, fpn_channels=fpn_channels, anchor_sizes=anchor_sizes).values()
     radius = defaults["center_sampling_radius"] if center_sampling_radius is None else center_sampling_radius
-    check_int(func, "min_size", min_size, 1)
-    check_int(func, "max_size", max_size, min_size)
+    check_resize_and_postprocess(func, min_size=min_size, max_size=max_size, score_thresh=score_thresh,
+                                 nms_thresh=nms_thresh, detections_per_img=detections_per_img)
     check_float(func, "center_sampling_radius", radius, 0.0, float("inf"))
-    check_float(func, "score_thresh", score_thresh, 0.0, 1.0)
-    check_float(func, "nms_thresh", nms_thresh, 0.0, 1.0)
-    check_int(func, "detections_per_img", detections_per_img, 1)
     check_int(func, "topk_candidates", topk_candidates, 1)
     if not (isinstance(fpn_channels, int) and fpn_channels >= 32 and fpn_channels % 32 == 0):
         raise ValueError(f"The 'fpn_channels' parameter of {func} must be a positive multiple of 32 (the FCOS "

@@ -21,10 +21,25 @@ from torchvision.models.detection.retinanet import RetinaNet_ResNet50_FPN_Weight
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from ._common import (PredictMixin, check_choice, check_float, check_int, check_sizes, overwrite_frozen_eps,
-                      single_stage_predict, strip_sources)
-from .backbones import (FPN_BACKBONES, NUM_STAGES, build_fpn_backbone, default_norm, default_trainable_layers,
-                        uses_pretrained)
+from ._common import (
+    PredictMixin,
+    check_choice,
+    check_int,
+    check_resize_and_postprocess,
+    check_sizes,
+    overwrite_frozen_eps,
+    single_stage_predict,
+    strip_sources,
+    with_defaults,
+)
+from .backbones import (
+    FPN_BACKBONES,
+    NUM_STAGES,
+    build_fpn_backbone,
+    default_norm,
+    default_trainable_layers,
+    uses_pretrained,
+)
 from .outputs import Detections
 from .weights import WeightsSpec, load_weights, resolve_weights
 
@@ -157,15 +172,10 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
     enums = [RetinaNet_ResNet50_FPN_Weights] if backbone == "resnet50" else []
     weights = resolve_weights(weights, enums, func=func, param="weights")
     defaults = RETINANET_DEFAULTS[backbone]
-    min_size = defaults["min_size"] if min_size is None else min_size
-    max_size = defaults["max_size"] if max_size is None else max_size
-    fpn_channels = defaults["fpn_channels"] if fpn_channels is None else fpn_channels
-    anchor_sizes = defaults["anchor_sizes"] if anchor_sizes is None else anchor_sizes
-    check_int(func, "min_size", min_size, 1)
-    check_int(func, "max_size", max_size, min_size)
-    check_float(func, "score_thresh", score_thresh, 0.0, 1.0)
-    check_float(func, "nms_thresh", nms_thresh, 0.0, 1.0)
-    check_int(func, "detections_per_img", detections_per_img, 1)
+    min_size, max_size, fpn_channels, anchor_sizes = with_defaults(
+        defaults, min_size=min_size, max_size=max_size, fpn_channels=fpn_channels, anchor_sizes=anchor_sizes).values()
+    check_resize_and_postprocess(func, min_size=min_size, max_size=max_size, score_thresh=score_thresh,
+                                 nms_thresh=nms_thresh, detections_per_img=detections_per_img)
     check_int(func, "topk_candidates", topk_candidates, 1)
     num_levels = len(defaults["returned_layers"]) + (2 if defaults["extra"] == "p6p7" else 1)
     check_sizes(func, "anchor_sizes", anchor_sizes, num_levels)
