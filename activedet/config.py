@@ -55,7 +55,11 @@ class Config:
         detector: a name listed by ``activedet detectors``; backbone, min_size, max_size, norm,
         trainable_backbone_layers, score_thresh, nms_thresh, detections_per_img: builder keywords
         (``null`` = the detector's own default); weights / weights_backbone: a local file or a torchvision enum
-        name (downloaded by torchvision when online).
+        name (downloaded by torchvision when online); detector_options: any other keyword of the detector's
+        builder (e.g. ``anchor_sizes``, MI-AOD's ``lambda_dis``).
+    Training: the keys of :class:`~activedet.engine.train.TrainOptions`, plus training: the per-cycle procedure
+        (``auto`` = the detector's own: ``miaod`` for the ``miaod`` detector, else ``standard``) and
+        training_options: its options (see :mod:`activedet.engine.trainers`).
     Active learning (``activedet run``; see :class:`activedet.al.plan.LoopOptions`):
         strategy: a name listed by ``activedet strategies``; strategy_options: its keyword options.
         initial_labelled, budget: an int count or a float fraction of the pool in (0, 1];
@@ -92,6 +96,7 @@ class Config:
     score_thresh: float | None = None
     nms_thresh: float | None = None
     detections_per_img: int | None = None
+    detector_options: dict[str, Any] = field(default_factory=dict)
 
     epochs: int = 12
     batch_size: int = 4
@@ -115,6 +120,8 @@ class Config:
     num_workers: int = 0
     seed: int = 0
     log_every: int = 10
+    training: str = "auto"
+    training_options: dict[str, Any] = field(default_factory=dict)
 
     strategy: str = "random"
     strategy_options: dict[str, Any] = field(default_factory=dict)
@@ -140,7 +147,14 @@ class Config:
         """Builder keywords that the file sets (``null`` ones are left to the detector's defaults)."""
         keys = ("backbone", "min_size", "max_size", "weights", "weights_backbone", "norm",
                 "trainable_backbone_layers", "score_thresh", "nms_thresh", "detections_per_img")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        given = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return {**given, **self.detector_options}
+
+    def trainer(self):
+        """The per-cycle training procedure (:mod:`activedet.engine.trainers`) with its options bound."""
+        from .engine.trainers import get_trainer
+
+        return get_trainer(self.training, self.detector, self.training_options)
 
     def loop_options(self):
         from .al.plan import LoopOptions
@@ -198,8 +212,12 @@ def _check_choices(cfg: Config, where: str) -> None:
                 fail(key, "a list of 'YEAR/SET' strings such as '2007/trainval'", entry)
     try:
         cfg.train_options()
+        cfg.trainer()
     except OptionError as exc:
         fail(exc.name, exc.expected, exc.got)
+    clash = sorted(k for k in cfg.detector_options if k in dataclasses.asdict(cfg))
+    if clash:
+        fail(f"detector_options.{clash[0]}", f"absent: '{clash[0]}' is a top-level key", cfg.detector_options)
     _check_active_learning(cfg, fail)
     try:
         _strategy(cfg)

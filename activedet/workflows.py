@@ -18,7 +18,7 @@ from .data.records import DetectionDataset
 from .engine import distributed as dist_utils
 from .engine.checkpoint import atomic_write_json, load_checkpoint
 from .engine.inference import predict_dataset
-from .engine.train import TrainResult, train_detector
+from .engine.train import TrainResult
 from .evaluation import evaluate
 from .models import build_detector
 
@@ -67,7 +67,7 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
         atomic_write_json(out / "config.json", cfg.to_dict())
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train.num_classes)
-    result = train_detector(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
+    result = cfg.trainer()(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
                             resume=resume, progress=progress)
     return model, result
 
@@ -156,7 +156,7 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     dist_utils.barrier()
     run = ActiveLearningRun(run_dir=run_dir, pool=pool, test=test, val=val,
                             build_model=lambda: build_model(cfg, pool.num_classes), strategy=strategy,
-                            options=options, train_options=cfg.train_options(), metrics=tuple(cfg.metrics),
+                            options=options, train_options=cfg.train_options(), trainer=cfg.trainer(), metrics=tuple(cfg.metrics),
                             device=device, batch_size=cfg.eval_batch_size, progress=progress)
     return run.run()
 

@@ -34,7 +34,7 @@ from ..data.records import DetectionDataset
 from ..engine import distributed as dist_utils
 from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..engine.inference import iter_predictions, predict_dataset
-from ..engine.train import TrainOptions, train_detector
+from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
 from ..strategies.base import ScoredPool, SelectionInput, Strategy
 from .ledger import Ledger
@@ -64,6 +64,8 @@ class ActiveLearningRun:
         strategy: the query strategy.
         options: the loop settings (:class:`~activedet.al.plan.LoopOptions`).
         train_options: how each cycle trains.
+        trainer: the per-cycle training procedure (:mod:`activedet.engine.trainers`); it is given the labelled
+            images and the unlabelled pool (semi-supervised procedures such as MI-AOD train on both).
         val: optional validation split for best-epoch selection / early stopping.
         oracle: reveals labels; defaults to the ground truth of ``pool`` (simulation).
         metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`).
@@ -77,6 +79,7 @@ class ActiveLearningRun:
     strategy: Strategy
     options: LoopOptions
     train_options: TrainOptions
+    trainer: Callable[..., TrainResult] = train_detector
     val: DetectionDataset | None = None
     oracle: SimulatedOracle | None = None
     metrics: tuple[str, ...] = ("voc",)
@@ -151,8 +154,9 @@ class ActiveLearningRun:
         if self.options.warm_start and t > 0:
             model.load_state_dict(load_checkpoint(self._cycle_dir(t - 1) / "model.pt")["model"])
         options = replace(self.train_options, seed=derive_seed(self.options.seed, t, "train"))
-        result = train_detector(model, self.pool.subset(ledger.labelled()), val_set=self.val, options=options,
-                                out_dir=train_dir, device=self.device, resume=True, progress=self.progress)
+        result = self.trainer(model, self.pool.subset(ledger.labelled()),
+                              unlabelled=self.pool.subset(ledger.unlabelled()), val_set=self.val, options=options,
+                              out_dir=train_dir, device=self.device, resume=True, progress=self.progress)
         if dist_utils.is_main_process():
             save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "train_seconds": result.wall_time_s,
                                    "epochs": result.epochs_completed, "best_epoch": result.best_epoch,

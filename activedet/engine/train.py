@@ -263,14 +263,15 @@ def _state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, 
             "bad_evals": bad_evals, "history": history}
 
 
-def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *, val_set: DetectionDataset | None = None,
-                   options: TrainOptions | None = None, out_dir: str | Path | None = None,
-                   device: str | torch.device = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
+def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
+                   unlabelled: DetectionDataset | None = None, val_set: DetectionDataset | None = None,
+                   options: TrainOptions | None = None, out_dir: str | Path | None = None, device: str | torch.device = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``model`` (a torchvision-style detector returning a loss dict in train mode) on ``train_set``.
 
     Args:
         model: detector built by :func:`activedet.models.build_detector`; trained in place.
         train_set: training records (e.g. ``pool.subset(labelled_indices)``).
+        unlabelled: ignored (supervised training); part of the interface of :mod:`activedet.engine.trainers`.
         val_set: optional validation records: enables best-epoch selection and early stopping. When given, the
             model ends with the weights of the best validation epoch. Never pass the test split here.
         options: :class:`TrainOptions`.

@@ -14,13 +14,14 @@ from torch import nn
 
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
+from .miaod import MIAODRetinaNet, build_miaod
 from .outputs import OPTIONAL_FIELDS, Detections
 from .retinanet import RetinaNetDetector, build_retinanet
 from .ssd import SSDDetector, build_ssd
 
 __all__ = ["DETECTORS", "build_detector", "Detections", "OPTIONAL_FIELDS", "build_retinanet", "build_fcos",
            "build_ssd", "build_faster_rcnn", "RetinaNetDetector", "FCOSDetector", "SSDDetector",
-           "FasterRCNNDetector"]
+           "FasterRCNNDetector", "build_miaod", "MIAODRetinaNet"]
 
 SSD_BACKBONES = {"vgg16": "ssd300_vgg16", "mobilenet_v3_large": "ssdlite320_mobilenet_v3_large", "tiny": "tiny"}
 
@@ -43,6 +44,7 @@ DETECTORS: dict[str, Callable[..., nn.Module]] = {
     "fcos": build_fcos,
     "ssd": ssd,
     "faster_rcnn": build_faster_rcnn,
+    "miaod": build_miaod,
 }
 
 

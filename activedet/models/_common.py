@@ -181,7 +181,8 @@ def pooled_embedding(feature_map: Tensor, image_list: ImageList) -> list[Tensor]
 
 
 def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozenset[str],
-                         probs_fn: Callable[[dict[str, Tensor]], Tensor], split_levels: bool) -> list[Detections]:
+                         probs_fn: Callable[[dict[str, Tensor]], Tensor], split_levels: bool,
+                         extras: Callable[..., list[dict[str, Tensor]]] | None = None) -> list[Detections]:
     """``predict`` of a single-stage model whose ``postprocess_with_sources`` returns ``anchor_idxs``.
 
     Args:
@@ -189,6 +190,8 @@ def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozens
             :class:`Detections`).
         split_levels: whether the model's postprocessing takes per-level lists (RetinaNet/FCOS) or the
             concatenated outputs (SSD).
+        extras: ``(head_outputs, anchors, image_sizes, features, detections) -> [dict]``, further
+            :class:`Detections` fields per image (detections in resized pixels, with ``anchor_idxs``).
     """
     image_list, original_sizes, features, head_outputs, anchors = dense_forward(model, images)
     if split_levels:
@@ -196,6 +199,8 @@ def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozens
     else:
         outputs, anchors_in = head_outputs, anchors
     detections = model.postprocess_with_sources(outputs, anchors_in, image_list.image_sizes)
+    more = (extras(head_outputs, anchors, image_list.image_sizes, features, detections) if extras is not None
+            else [{} for _ in detections])
     detections = model.transform.postprocess(detections, image_list.image_sizes, original_sizes)
     probs = probs_fn(head_outputs) if fields & {"class_probs", "dense_probs"} else None  # [B, A, K]
     embeddings = pooled_embedding(features[-1], image_list) if "embedding" in fields else None
@@ -207,6 +212,7 @@ def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozens
             embedding=embeddings[i] if embeddings is not None else None,
             dense_probs=(probs[i, inside_image(anchors[i], image_list.image_sizes[i])]
                          if "dense_probs" in fields else None),
+            **more[i],
         ))
     return results
 

@@ -11,7 +11,8 @@ from torch import Tensor
 __all__ = ["Detections", "OPTIONAL_FIELDS"]
 
 #: Optional fields a caller may request from ``predict(..., fields=...)``.
-OPTIONAL_FIELDS = frozenset({"class_probs", "proposals", "embedding", "dense_probs"})
+OPTIONAL_FIELDS = frozenset({"class_probs", "proposals", "embedding", "dense_probs", "class_probs_2",
+                             "dense_probs_2", "dense_weights"})
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Detections:
             named in the adapter's docstring).
         dense_probs: ``float32[A, K]`` class probabilities of every anchor/point/default box of the image before
             score thresholding and NMS (same ``K`` convention as ``class_probs``; single-stage detectors only).
+        class_probs_2, dense_probs_2: as ``class_probs`` / ``dense_probs`` for a second classifier of the same
+            anchors (MI-AOD's adversarial classifier ``f2``; ``None`` for detectors with one classifier).
+        dense_weights: ``float32[A, C]`` MI-AOD's MIL instance weights of the same anchors as ``dense_probs``.
     """
 
     boxes: Tensor
@@ -46,6 +50,9 @@ class Detections:
     proposals: Tensor | None = None
     embedding: Tensor | None = None
     dense_probs: Tensor | None = None
+    class_probs_2: Tensor | None = None
+    dense_probs_2: Tensor | None = None
+    dense_weights: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .base import ScoredPool, SelectionInput, Strategy
+from .dense import discrepancy_score
 from .diversity import coreset_select, kmeans_select, kmeanspp_select
 from .uncertainty import (AGGREGATIONS, EMPTY_POLICIES, image_uncertainty, random_select, rank_select)
 
@@ -171,6 +172,29 @@ def kmeans(*, n_clusters: int | str = 10) -> Strategy:
     return _diversity("kmeans", kmeans, functools.partial(kmeans_select, n_clusters=n_clusters))
 
 
+# ----------------------------------------------------------------------------------------------- dense scores
+
+def miaod(*, topk: int = 10000, topk_fraction: float = 0.1, weighted: bool = False) -> Strategy:
+    """MI-AOD: mean of the top-k anchor disagreements of the two adversarial classifiers (detector: miaod).
+
+    Options (methods.md §3.3; formulas in :mod:`.dense`):
+        topk, topk_fraction: ``k = min(topk, ceil(topk_fraction x anchors))``: 10,000 (the released value) on
+            VOC-sized images, the top 10 % of anchors on small ones.
+        weighted: ``False`` (default, the released code): squared disagreement; ``True``: the paper's
+            |p1 - p2| re-weighted by the MIL instance weights.
+    """
+    _number("miaod", "topk", topk, int, 1)
+    _number("miaod", "topk_fraction", topk_fraction, float, 0, 1)
+    if topk_fraction == 0:
+        raise ValueError("The 'topk_fraction' parameter of miaod must be a float in (0, 1]. Got 0 instead.")
+    _flag("miaod", "weighted", weighted)
+    score = functools.partial(discrepancy_score, topk=int(topk), topk_fraction=float(topk_fraction),
+                              weighted=weighted)
+    needs = frozenset({"dense_probs", "dense_probs_2"} | ({"dense_weights"} if weighted else set()))
+    return Strategy("miaod", _description(miaod), score=score,
+                    select=functools.partial(rank_select, empty_policy="lowest", strategy="miaod"), needs=needs)
+
+
 # ---------------------------------------------------------------------------------------------------- hybrid
 
 UNCERTAINTY = ("least_confidence", "margin", "entropy")
@@ -229,6 +253,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "kmeans": kmeans,
     "kmeanspp": kmeanspp,
     "hybrid": hybrid,
+    "miaod": miaod,
 }
 
 

@@ -1,0 +1,239 @@
+"""MI-AOD (Yuan et al., CVPR 2021; first released as MIAL) on torchvision's RetinaNet (methods.md §3).
+
+The head has four parallel towers on every pyramid level:
+
+* ``classification_head`` (``f1``) and ``classification_head_2`` (``f2``): the two adversarial instance
+  classifiers, sigmoid per class, built one after the other so their random initialisations differ;
+* ``regression_head`` (``f_r``): torchvision's box regressor (L1 loss, as torchvision's v1 RetinaNet);
+* ``mil_head`` (``f_mil``): the multiple-instance classifier.
+
+Per image and pyramid level, with ``z1, z2, zm`` the foreground logits ``[N_l, C]`` of ``f1, f2, f_mil``, the
+MIL instance weights are (the released code's version, methods.md §3.1)::
+
+    w[i, c] = softmax_c(zm[i])[c] * softmax_i( max_c sigmoid((z1[i, c] + z2[i, c]) / 2) )     # 2nd factor detached
+
+and the image-level class score is ``y_hat[c] = clamp(max_level sum_i w[i, c], 1e-5, 1 - 1e-5)``. With
+``mil_weighting="class"`` the second factor is the paper's class-specific ``softmax_i(sigmoid((z1 + z2) / 2)[i, c])``.
+With a single class, ``softmax_c`` of one logit is identically 1 (the MIL loss would have no gradient and the
+image score would be stuck at 1), so ``sigmoid(zm)`` is used instead: a softmax over the class and an implicit
+zero background logit. Softmaxes over instances run over the anchors whose centre lies on the image (batch
+padding is excluded).
+
+Training (``model.train()``), ``model(images, targets, stage=...)`` returns a loss dict:
+
+* labelled images (``targets`` given): ``classification`` = (focal(f1) + focal(f2)) / 2, ``bbox_regression``,
+  and ``mil`` = BCE(y_hat, class presence) except in the ``"max"`` stage;
+* unlabelled images (``targets=None``): ``"min"`` stage: ``discrepancy`` = λ Σ_i mean_c |p1 - p2| w and ``mil``
+  against the pseudo labels ``1[max_i (p1 + p2) / 2 >= 0.5]`` (zero for the whole batch when any image has no
+  pseudo-positive class, as the released code does); ``"max"`` stage: ``discrepancy`` = λ Σ_i mean_c
+  (1 - |p1 - p2|) w. Sums run over anchors, levels and the images of the batch (as the released code).
+
+So ``model(images, targets)`` is the label-set training step, and the plain trainer can train this detector.
+:func:`activedet.engine.miaod.train_miaod` runs the adversarial schedule. At test time only ``f1`` and ``f_r``
+produce detections (as the released code).
+
+``predict`` adds, on request, ``class_probs_2`` / ``dense_probs_2`` (the same as ``class_probs`` / ``dense_probs``
+for ``f2``) and ``dense_weights`` (``w`` of every in-image anchor), so the MI-AOD score is computed in the same
+streaming pass as every other strategy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.models.detection.retinanet import RetinaNetClassificationHead, RetinaNetHead
+
+from ._common import check_choice, check_float, inside_image, single_stage_predict
+from .outputs import Detections
+from .retinanet import RetinaNetDetector, build_retinanet
+from .weights import WeightsSpec
+
+__all__ = ["MIAODHead", "MIAODRetinaNet", "build_miaod", "mil_weights", "mil_image_scores", "STAGES",
+           "MIL_WEIGHTINGS"]
+
+STAGES = ("label", "min", "max")
+MIL_WEIGHTINGS = ("code", "class")
+
+
+class MIAODHead(RetinaNetHead):
+    """torchvision's RetinaNet head (``f1`` + ``f_r``) plus ``f2`` and the MIL classifier ``f_mil``.
+
+    ``forward`` returns ``cls_logits`` (f1), ``cls_logits_2`` (f2), ``mil_logits`` and ``bbox_regression``, each
+    ``[B, A, *]`` over all levels (torchvision's layout), so torchvision's eval forward runs unchanged on f1.
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int):
+        super().__init__(in_channels, num_anchors, num_classes)
+        self.classification_head_2 = RetinaNetClassificationHead(in_channels, num_anchors, num_classes)
+        self.mil_head = RetinaNetClassificationHead(in_channels, num_anchors, num_classes)
+
+    def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
+        return {"cls_logits": self.classification_head(x), "cls_logits_2": self.classification_head_2(x),
+                "mil_logits": self.mil_head(x), "bbox_regression": self.regression_head(x)}
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
+        # type: (list[dict[str, Tensor]], dict[str, Tensor], list[Tensor], list[Tensor]) -> dict[str, Tensor]
+        focal_1 = self.classification_head.compute_loss(targets, head_outputs, matched_idxs)
+        focal_2 = self.classification_head_2.compute_loss(
+            targets, {"cls_logits": head_outputs["cls_logits_2"]}, matched_idxs)
+        return {"classification": (focal_1 + focal_2) / 2,
+                "bbox_regression": self.regression_head.compute_loss(targets, head_outputs, anchors, matched_idxs)}
+
+    def adversarial_classifiers(self) -> list[torch.nn.Module]:
+        """``[f1, f2]``: the only modules the maximising stage trains, frozen in the minimising stage."""
+        return [self.classification_head, self.classification_head_2]
+
+
+def mil_weights(z1: Tensor, z2: Tensor, zm: Tensor, level_sizes: list[int], valid: Tensor,
+                weighting: str = "code") -> Tensor:
+    """MIL instance weights ``w`` ``[B, A, C]`` from foreground logits ``[B, A, C]`` of f1, f2 and f_mil.
+
+    Args:
+        level_sizes: anchors per pyramid level (the instance softmax runs within a level).
+        valid: ``bool[B, A]`` anchors on the image (not batch padding); invalid anchors get weight 0.
+        weighting: ``"code"`` (max over classes, then softmax over instances; the released code) or ``"class"``
+            (softmax over instances per class; the paper's Eq. 5).
+    """
+    class_factor = torch.sigmoid(zm) if zm.shape[-1] == 1 else torch.softmax(zm, dim=-1)
+    mean_probs = torch.sigmoid((z1 + z2) / 2).detach()
+    instance = mean_probs.amax(dim=-1, keepdim=True) if weighting == "code" else mean_probs  # [B, A, 1 | C]
+    parts = []
+    for inst, mask in zip(instance.split(level_sizes, dim=1), valid.split(level_sizes, dim=1)):
+        logits = inst.masked_fill(~mask[..., None], float("-inf"))
+        parts.append(torch.nan_to_num(torch.softmax(logits, dim=1), nan=0.0))  # a level with no valid anchor: 0
+    return class_factor * torch.cat(parts, dim=1)
+
+
+def mil_image_scores(weights: Tensor, level_sizes: list[int]) -> Tensor:
+    """``y_hat`` ``[B, C]``: per level the sum of the weights over instances, max over levels, clamped."""
+    per_level = torch.stack([w.sum(dim=1) for w in weights.split(level_sizes, dim=1)])  # [L, B, C]
+    return per_level.amax(dim=0).clamp(1e-5, 1 - 1e-5)
+
+
+class MIAODRetinaNet(RetinaNetDetector):
+    """RetinaNet with the MI-AOD head; see the module docstring for the training losses per stage."""
+
+    PROVIDES = RetinaNetDetector.PROVIDES | frozenset({"class_probs_2", "dense_probs_2", "dense_weights"})
+
+    def __init__(self, *args: Any, lambda_dis: float = 0.5, mil_weighting: str = "code", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lambda_dis = float(lambda_dis)
+        self.mil_weighting = mil_weighting
+
+    def forward(self, images, targets=None, stage: str = "label"):
+        """Eval: torchvision's detections from f1 + f_r. Train: the loss dict of ``stage`` (module docstring)."""
+        if not self.training:
+            return super().forward(images, targets)
+        if stage not in STAGES:
+            raise ValueError(f"The 'stage' parameter of MIAODRetinaNet.forward must be one of {list(STAGES)}. "
+                             f"Got {stage!r} instead.")
+        image_list, targets = self.transform(images, targets)
+        features = list(self.backbone(image_list.tensors).values())
+        head_outputs = self.head(features)
+        anchors = self.anchor_generator(image_list, features)
+        level_sizes = [f.shape[-2] * f.shape[-1] * (head_outputs["cls_logits"].shape[1]
+                                                    // sum(g.shape[-2] * g.shape[-1] for g in features))
+                       for f in features]
+        valid = torch.stack([inside_image(a, s) for a, s in zip(anchors, image_list.image_sizes)])  # [B, A]
+        z1, z2, zm = (head_outputs[k][..., 1:] for k in ("cls_logits", "cls_logits_2", "mil_logits"))
+        weights = mil_weights(z1, z2, zm, level_sizes, valid, self.mil_weighting)
+        if targets is not None:
+            losses = self.compute_loss(targets, head_outputs, anchors)
+            if stage != "max":
+                presence = torch.zeros_like(z1[:, 0, :])
+                for row, target in zip(presence, targets):
+                    row[target["labels"] - 1] = 1.0
+                losses["mil"] = F.binary_cross_entropy(mil_image_scores(weights, level_sizes), presence)
+            return losses
+        p1, p2 = torch.sigmoid(z1), torch.sigmoid(z2)
+        gap = (p1 - p2).abs()
+        if stage == "max":
+            gap = 1 - gap
+        elif stage == "label":
+            raise ValueError("stage 'label' trains on labelled images only: pass targets")
+        losses = {"discrepancy": self.lambda_dis * ((gap * weights.detach()).mean(dim=-1) * valid).sum()}
+        if stage == "min":
+            with torch.no_grad():
+                mean = ((p1 + p2) / 2).masked_fill(~valid[..., None], 0.0)
+                pseudo = (mean.amax(dim=1) >= 0.5).float()  # [B, C]
+            ignore = bool((pseudo.sum(dim=1) == 0).any())
+            bce = F.binary_cross_entropy(mil_image_scores(weights, level_sizes), pseudo)
+            losses["mil"] = bce * 0.0 if ignore else bce
+        return losses
+
+    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        def probs(head_outputs: dict[str, Tensor]) -> Tensor:
+            return torch.sigmoid(head_outputs["cls_logits"][..., 1:])
+
+        def extras(head_outputs, anchors, image_sizes, features, detections) -> list[dict[str, Tensor]]:
+            wanted = fields & {"class_probs_2", "dense_probs_2", "dense_weights"}
+            if not wanted:
+                return [{} for _ in detections]
+            z1, z2, zm = (head_outputs[k][..., 1:] for k in ("cls_logits", "cls_logits_2", "mil_logits"))
+            p2 = torch.sigmoid(z2)
+            valid = torch.stack([inside_image(a, s) for a, s in zip(anchors, image_sizes)])
+            weights = None
+            if "dense_weights" in wanted:
+                per_location = z1.shape[1] // sum(f.shape[-2] * f.shape[-1] for f in features)
+                level_sizes = [f.shape[-2] * f.shape[-1] * per_location for f in features]
+                weights = mil_weights(z1, z2, zm, level_sizes, valid, self.mil_weighting)
+            out = []
+            for i, det in enumerate(detections):
+                item = {}
+                if "class_probs_2" in wanted:
+                    item["class_probs_2"] = p2[i, det["anchor_idxs"]]
+                if "dense_probs_2" in wanted:
+                    item["dense_probs_2"] = p2[i, valid[i]]
+                if weights is not None:
+                    item["dense_weights"] = weights[i, valid[i]]
+                out.append(item)
+            return out
+
+        return single_stage_predict(self, images, fields, probs, split_levels=True, extras=extras)
+
+
+def build_miaod(num_classes: int, *, backbone: str = "resnet50", min_size: int | None = None,
+                max_size: int | None = None, weights: WeightsSpec = None, weights_backbone: WeightsSpec = None,
+                weights_strict: bool = True, trainable_backbone_layers: int | None = None, norm: str | None = None,
+                anchor_sizes: Any = None, fpn_channels: int | None = None, score_thresh: float = 0.05,
+                nms_thresh: float = 0.5, detections_per_img: int = 100, topk_candidates: int = 1000,
+                lambda_dis: float = 0.5, mil_weighting: str = "code") -> MIAODRetinaNet:
+    """An MI-AOD RetinaNet for ``num_classes`` foreground classes: :func:`build_retinanet` with the MI-AOD head.
+
+    Args:
+        lambda_dis: λ, weight of the instance-discrepancy losses (0.5, the released default).
+        mil_weighting: ``"code"`` (default, the released code) or ``"class"`` (the paper's class-specific
+            instance weighting); see the module docstring.
+        every other argument: as :func:`build_retinanet` (same per-backbone defaults, :data:`RETINANET_DEFAULTS`).
+            ``weights`` may be a torchvision RetinaNet checkpoint: with ``weights_strict=False`` f1, f_r and the
+            trunk load from it and f2 / f_mil keep their random initialisation.
+    """
+    func = "build_miaod"
+    check_float(func, "lambda_dis", lambda_dis, 0.0, math.inf)
+    check_choice(func, "mil_weighting", mil_weighting, MIL_WEIGHTINGS)
+    template = build_retinanet(num_classes, backbone=backbone, min_size=min_size, max_size=max_size,
+                               weights_backbone=weights_backbone, trainable_backbone_layers=trainable_backbone_layers,
+                               norm=norm, anchor_sizes=anchor_sizes, fpn_channels=fpn_channels,
+                               score_thresh=score_thresh, nms_thresh=nms_thresh,
+                               detections_per_img=detections_per_img, topk_candidates=topk_candidates)
+    fpn = template.head.classification_head.conv[0][0].in_channels
+    num_anchors = template.anchor_generator.num_anchors_per_location()[0]
+    head = MIAODHead(fpn, num_anchors, num_classes + 1)
+    model = MIAODRetinaNet(template.backbone, num_classes + 1, min_size=template.transform.min_size[0],
+                           max_size=template.transform.max_size, anchor_generator=template.anchor_generator,
+                           head=head, score_thresh=score_thresh, nms_thresh=nms_thresh,
+                           detections_per_img=detections_per_img, topk_candidates=topk_candidates,
+                           lambda_dis=lambda_dis, mil_weighting=mil_weighting)
+    if weights is not None:
+        from .retinanet import RetinaNet_ResNet50_FPN_Weights
+        from .weights import load_weights, resolve_weights
+
+        enums = [RetinaNet_ResNet50_FPN_Weights] if backbone == "resnet50" else []
+        load_weights(model, resolve_weights(weights, enums, func=func, param="weights"), enums,
+                     strict=weights_strict, func=func, param="weights")
+    return model
+
