@@ -10,6 +10,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from activedet.models.backbones import build_fpn_backbone
 from activedet.models.faster_rcnn import build_faster_rcnn
 from activedet.models.fcos import build_fcos
+from activedet.models.miaod import build_miaod
 from activedet.models.outputs import Detections
 from activedet.models.retinanet import build_retinanet
 from activedet.models.ssd import build_ssd
@@ -19,13 +20,14 @@ C = 3  # foreground classes
 #: Every registered family/variant at a CPU size: (builder, kwargs, training steps, batch size).
 VARIANTS = {
     "retinanet-tiny": (build_retinanet, dict(backbone="tiny"), 12, 4),
+    "miaod-tiny": (build_miaod, dict(backbone="tiny"), 12, 4),
     "fcos-tiny": (build_fcos, dict(backbone="tiny"), 12, 4),
     "ssd-tiny": (build_ssd, dict(variant="tiny"), 12, 4),
     "faster_rcnn-tiny": (build_faster_rcnn, dict(backbone="tiny"), 12, 4),
     "ssdlite-160": (build_ssd, dict(variant="ssdlite320_mobilenet_v3_large", size=160), 8, 3),
     "ssd300_vgg16-268": (build_ssd, dict(variant="ssd300_vgg16", size=268), 2, 2),
 }
-SIGMOID = {"retinanet-tiny", "fcos-tiny"}
+SIGMOID = {"retinanet-tiny", "fcos-tiny", "miaod-tiny"}
 TWO_STAGE = {"faster_rcnn-tiny"}
 
 
@@ -213,7 +215,8 @@ def _force_class(model, name: str, label: int) -> None:
             bias[:, label] = 10.0
 
 
-@pytest.mark.parametrize("name", ["retinanet-tiny", "fcos-tiny", "ssd-tiny", "faster_rcnn-tiny", "ssdlite-160"])
+@pytest.mark.parametrize("name", ["retinanet-tiny", "miaod-tiny", "fcos-tiny", "ssd-tiny", "faster_rcnn-tiny",
+                                  "ssdlite-160"])
 def test_labels_are_class_indices_1_to_C(name):
     model = _build(name).eval()
     _force_class(model, name, label=2)
