@@ -49,6 +49,22 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .config import load_config
+    from .predict import draw_predictions, format_predictions, predict_images
+
+    cfg = load_config(args.config, args.set)
+    results = predict_images(cfg, args.checkpoint, args.images, min_score=args.min_score)
+    print(format_predictions(results))
+    if args.json:
+        from .atomic import atomic_write_json
+        atomic_write_json(Path(args.json), results)
+    if args.draw:
+        for path in draw_predictions(results, args.draw):
+            print(f"wrote {path}")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from .data.io import format_problems, validate_path
 
@@ -156,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a .pt file written by `activedet train`")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="boxes of single images with their uncertainty and the image's score")
+    with_config(p)
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--checkpoint", required=True, help="a .pt file (activedet train, or RUN/cycles/T/model.pt)")
+    p.add_argument("--min-score", type=float, default=0.3, help="list boxes with at least this score (default 0.3)")
+    p.add_argument("--draw", metavar="DIR", help="also write a PNG per image with the boxes and uncertainties")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="check a VOC/COCO/YOLO dataset and report every problem")
     p.add_argument("format", choices=("voc", "coco", "yolo"))

@@ -156,7 +156,8 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     dist_utils.barrier()
     run = ActiveLearningRun(run_dir=run_dir, pool=pool, test=test, val=val,
                             build_model=lambda: build_model(cfg, pool.num_classes), strategy=strategy,
-                            options=options, train_options=cfg.train_options(), trainer=cfg.trainer(), metrics=tuple(cfg.metrics),
+                            options=options, train_options=cfg.train_options(), trainer=cfg.trainer(),
+                            metrics=tuple(cfg.metrics),
                             device=device, batch_size=cfg.eval_batch_size, progress=progress)
     return run.run()
 

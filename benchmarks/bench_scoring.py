@@ -5,6 +5,8 @@ Usage (prints measured numbers; not a test):
     python benchmarks/bench_scoring.py --data data/quickstart --detector faster_rcnn \
         --backbone efficientnet_lite0 --checkpoint runs/quickstart-train/best.pt
     python benchmarks/bench_scoring.py ... --rss 400 1600
+    python benchmarks/bench_scoring.py --data data/bench --detector miaod --backbone efficientnet_lite0 \
+        --checkpoint RUN/cycles/0/model.pt --strategies miaod entropy --compare-detectors retinanet
 
 * throughput: the same model and images, run once as plain inference (``predict`` with no optional fields, each
   output dropped) and once per strategy (its fields requested, each output reduced by ``ScoredPool.collect``);
@@ -33,14 +35,16 @@ from activedet.strategies import STRATEGIES, get_strategy
 from activedet.strategies.base import ScoredPool
 
 
-def load(args):
+def load(args, detector: str | None = None):
+    """The pool and the model (``detector`` defaults to ``--detector``; only that one loads ``--checkpoint``)."""
     pool = read_coco(Path(args.data) / "annotations" / "train.json", image_root=args.data)
     torch.manual_seed(0)
+    name = detector or args.detector
     kwargs = {"backbone": args.backbone, "min_size": args.size}
-    if args.detector != "ssd":
+    if name != "ssd":
         kwargs["max_size"] = args.size
-    model = build_detector(args.detector, pool.num_classes, **kwargs).eval()
-    if args.checkpoint:
+    model = build_detector(name, pool.num_classes, **kwargs).eval()
+    if args.checkpoint and name == args.detector:
         model.load_state_dict(load_checkpoint(args.checkpoint)["model"])
     return pool, model
 
@@ -66,9 +70,15 @@ def throughput(args) -> None:
     print(f"{args.detector}/{args.backbone} {args.size}px, {len(indices)} images, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads")
     print(f"{'plain inference':<20s} {len(indices) / plain:8.1f} img/s  1.00x")
-    for name in sorted(STRATEGIES):
+    for other in args.compare_detectors or []:  # plain inference of another detector with the same backbone
+        _, reference = load(args, other)
+        seconds = timed(lambda: [None for _ in iter_predictions(reference, pool, indices, batch_size=args.batch_size)],
+                        args.repeats)
+        print(f"{'plain ' + other:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x")
+    provides = getattr(model, "PROVIDES", frozenset())
+    for name in args.strategies or sorted(STRATEGIES):
         strategy = get_strategy(name)
-        if not strategy.needs_inference:
+        if not strategy.needs_inference or not strategy.needs <= provides:
             continue
         seconds = timed(lambda: ScoredPool.collect(run(strategy.needs), strategy), args.repeats)
         print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x  "
@@ -107,6 +117,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--strategies", nargs="*", help="strategies to time (default: every one the detector serves)")
+    parser.add_argument("--compare-detectors", nargs="*", metavar="NAME",
+                        help="also time plain inference of these detectors (same backbone and size, untrained)")
     parser.add_argument("--rss", type=int, nargs="*", help="pool sizes for the peak-memory measurement")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

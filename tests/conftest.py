@@ -46,3 +46,11 @@ def make_toy_dataset(root: Path, n_images: int = 8, size: tuple[int, int] = (96,
 @pytest.fixture
 def toy_dataset(tmp_path) -> DetectionDataset:
     return make_toy_dataset(tmp_path / "toy")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The generated ``tiny`` dataset (24-image pool), written once per test session."""
+    from activedet.data.synth import generate_dataset
+
+    return generate_dataset("tiny", tmp_path_factory.mktemp("synth") / "tiny", seed=0)

@@ -66,3 +66,34 @@ def test_user_errors_exit_2_with_one_clear_line(tmp_path, capsys):
 def test_listings(capsys):
     assert main(["strategies"]) == 0 and "entropy" in capsys.readouterr().out
     assert main(["detectors"]) == 0 and "faster_rcnn" in capsys.readouterr().out
+
+
+def test_train_miaod_then_predict_single_images_with_their_uncertainty(tiny, tmp_path, capsys):
+    from PIL import Image
+
+    cfg = {"train_data": str(tiny / "annotations/train.json"), "image_root": str(tiny), "detector": "miaod",
+           "backbone": "tiny", "min_size": 96, "max_size": 96, "batch_size": 4, "optimizer": "adamw", "lr": 0.002,
+           "warmup_iters": 2, "amp": False, "device": "cpu", "out_dir": str(tmp_path / "train"),
+           "strategy": "miaod", "score_thresh": 0.01,
+           "training_options": {"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path), "--quiet", "--no-eval"]) == 0
+    assert "trained 4 epoch(s)" in capsys.readouterr().out  # label | min | max | label
+    images = sorted((tiny / "images").rglob("*.png"))[:2]
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (64, 48), (0, 0, 0)).save(blank)
+    args = ["predict", str(path), *map(str, images), str(blank), "--checkpoint", str(tmp_path / "train/last.pt"),
+            "--min-score", "0.01", "--draw", str(tmp_path / "drawn"), "--json", str(tmp_path / "pred.json"),
+            "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "miaod image score:" in out and "disagreement" in out and "blank.png  (64x48" in out
+    results = json.loads((tmp_path / "pred.json").read_text())
+    assert len(results) == 3 and all(r["image_score"] >= 0 for r in results)
+    boxes = [b for r in results for b in r["boxes"]]
+    assert boxes and all(b["disagreement"] >= 0 and 0.01 <= b["score"] <= 1 for b in boxes)
+    assert len(list((tmp_path / "drawn").glob("*.png"))) == 3
+    checkpoint = str(tmp_path / "train/last.pt")
+    assert main(["predict", str(path), str(tmp_path / "nope.png"), "--checkpoint", checkpoint]) == 2
+    assert "image file(s) not found" in capsys.readouterr().err

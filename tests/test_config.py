@@ -90,10 +90,23 @@ def test_every_shipped_preset_is_a_valid_complete_config(preset):
     assert cfg.train_data and cfg.test_data
 
 
-def test_voc0712_preset_is_the_published_protocol():
-    cfg = load_config(Path(__file__).parent.parent / "configs" / "voc0712_retinanet.yaml")
+@pytest.mark.parametrize("name", ["voc0712_retinanet", "voc0712_miaod"])
+def test_voc0712_presets_are_the_published_protocol(name):
+    cfg = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
     assert cfg.voc_train_sets == ["2007/trainval", "2012/trainval"] and cfg.voc_test_sets == ["2007/test"]
-    assert (cfg.initial_labelled, cfg.budget, cfg.cycles) == (827, 413, 7)
+    # 827 + 6 x 413 = 3305 = 20% of 16551: cycles 0..6 are the 7 published points
+    assert (cfg.initial_labelled, cfg.budget, cfg.cycles) == (827, 413, 6)
+    assert cfg.initial_labelled + cfg.cycles * cfg.budget == 3305  # 827 + 6 x 413: 20% of 16551, rounded down
+
+
+def test_miaod_presets_are_the_released_recipe():
+    for name in ("voc0712_miaod", "coco_miaod", "bench_miaod"):
+        cfg = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
+        assert cfg.detector == "miaod" and cfg.strategy == "miaod" and cfg.trainer().func.__name__ == "train_miaod"
+    voc = load_config(Path(__file__).parent.parent / "configs" / "voc0712_miaod.yaml")
+    assert voc.trainer().keywords["training_options"].repeat_labelled == 2 and voc.lr == 0.001 and voc.seed == 666
+    coco = load_config(Path(__file__).parent.parent / "configs" / "coco_miaod.yaml")
+    assert (coco.initial_labelled, coco.budget, coco.cycles, coco.score_subset) == (0.02, 0.02, 4, 0.2)
 
 
 def test_config_keys_mirror_the_library_defaults():

@@ -14,7 +14,6 @@ import yaml
 
 from activedet.al.ledger import Ledger, LedgerError
 from activedet.config import ConfigError, load_config
-from activedet.data.synth import generate_dataset
 from activedet.strategies import STRATEGIES
 from activedet.workflows import resume_run, run_from_config
 
@@ -24,11 +23,6 @@ BASE = {
     "hflip_prob": 0.0, "amp": False, "metrics": ["voc"], "eval_batch_size": 8, "device": "cpu",
     "initial_labelled": 6, "budget": 4, "cycles": 2, "log_every": 5,
 }
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory) -> Path:
-    return generate_dataset("tiny", tmp_path_factory.mktemp("synth") / "tiny", seed=0)
 
 
 def write_config(tmp_path: Path, data: Path, **overrides) -> Path:

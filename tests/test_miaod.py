@@ -15,7 +15,7 @@ from activedet.engine.train import OptionError, TrainOptions, build_optimizer
 from activedet.models import Detections, build_detector
 from activedet.strategies import get_strategy
 from activedet.workflows import run_from_config
-from test_loop import outcome, run_cli, tiny_data, write_config  # noqa: F401  (tiny_data is a fixture)
+from test_loop import outcome, run_cli, write_config
 
 EMPTY = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
 FIELDS = {"class_probs", "class_probs_2", "dense_probs", "dense_probs_2", "dense_weights", "embedding"}

@@ -265,7 +265,8 @@ def _state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, 
 
 def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
                    unlabelled: DetectionDataset | None = None, val_set: DetectionDataset | None = None,
-                   options: TrainOptions | None = None, out_dir: str | Path | None = None, device: str | torch.device = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
+                   options: TrainOptions | None = None, out_dir: str | Path | None = None,
+                   device: str | torch.device = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``model`` (a torchvision-style detector returning a loss dict in train mode) on ``train_set``.
 
     Args:

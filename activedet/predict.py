@@ -1,0 +1,129 @@
+"""``activedet predict``: the detections of single images with their uncertainty, as the strategy sees them.
+
+For each image: every box with its class, score and per-box uncertainty, and the image's score under the config's
+strategy (the number the loop would rank it by). Per-box uncertainty columns:
+
+* ``disagreement``: detectors with two classifiers (MI-AOD): ``mean_c (p1 - p2)^2`` at the box's source anchor,
+  the instance uncertainty MI-AOD's image score is built from;
+* ``least_confidence`` / ``margin`` / ``entropy``: when the config's strategy is one of them, its per-detection
+  value (:func:`activedet.strategies.uncertainty.detection_uncertainty`).
+
+``draw`` writes a PNG per image with the boxes, labels, scores and uncertainties.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_write
+from .config import Config, _strategy
+from .data.torch_dataset import load_image
+from .engine import distributed as dist_utils
+from .engine.checkpoint import load_checkpoint
+from .strategies.dense import anchor_disagreement
+from .strategies.uncertainty import MEASURES, detection_uncertainty
+
+__all__ = ["predict_images", "format_predictions", "draw_predictions"]
+
+
+def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path], *, num_classes: int | None = None,
+                   class_names: list[str] | None = None, min_score: float = 0.0) -> list[dict[str, Any]]:
+    """Detections of each image file with per-box uncertainties and the image score (module docstring).
+
+    Args:
+        cfg: the config the checkpoint was trained with (detector, strategy).
+        checkpoint: a ``.pt`` file with a ``"model"`` state (``activedet train`` / a run's ``cycles/T/model.pt``).
+        images: image files.
+        num_classes, class_names: the label space; default: read from the config's training data.
+        min_score: boxes below this score are left out of the result (the image score uses every detection).
+    """
+    from .workflows import build_model, load_split
+
+    missing = [str(p) for p in images if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"image file(s) not found: {missing}")
+    if num_classes is None or class_names is None:
+        names = load_split(cfg, "train").class_names
+        class_names, num_classes = class_names or list(names), num_classes or len(names)
+    strategy = _strategy(cfg)
+    model = build_model(cfg, num_classes)
+    state = load_checkpoint(checkpoint)
+    if "model" not in state:
+        raise ValueError(f"{checkpoint}: no 'model' entry; expected a checkpoint written by activedet train/run")
+    model.load_state_dict(state["model"])
+    model.to(dist_utils.resolve_device(cfg.device))
+    provides = getattr(model, "PROVIDES", frozenset())
+    fields = set(strategy.needs) | ({"class_probs", "class_probs_2"} & provides)
+    measure = strategy.name if strategy.name in MEASURES else None
+    results = []
+    for path in images:
+        image = load_image(path)
+        det = model.predict([image.to(next(model.parameters()).device)], fields=fields)[0].to("cpu")
+        columns: dict[str, torch.Tensor] = {}
+        if det.class_probs_2 is not None:
+            columns["disagreement"] = anchor_disagreement(det.class_probs, det.class_probs_2)
+        if measure is not None:
+            use_probs = bool(cfg.strategy_options.get("use_class_probs", False))
+            columns[measure] = detection_uncertainty(det, measure, use_probs)
+        score = strategy.score(det) if strategy.score is not None else None
+        keep = det.scores >= min_score
+        boxes = []
+        for j in torch.nonzero(keep).flatten().tolist():
+            label = int(det.labels[j])
+            boxes.append({"box": [round(float(v), 1) for v in det.boxes[j]], "label": label,
+                          "class": class_names[label - 1] if label - 1 < len(class_names) else str(label),
+                          "score": float(det.scores[j]), **{k: float(v[j]) for k, v in columns.items()}})
+        results.append({"image": str(path), "width": int(image.shape[-1]), "height": int(image.shape[-2]),
+                        "strategy": strategy.name, "image_score": score, "detections": len(det), "boxes": boxes})
+    return results
+
+
+def format_predictions(results: list[dict[str, Any]]) -> str:
+    """A plain-text table per image."""
+    lines = []
+    for item in results:
+        score = "none (no detection to score)" if item["image_score"] is None else f"{item['image_score']:.6g}"
+        lines.append(f"{item['image']}  ({item['width']}x{item['height']}, {item['detections']} detection(s)); "
+                     f"{item['strategy']} image score: {score}")
+        extra = [k for k in item["boxes"][0] if k not in ("box", "label", "class", "score")] if item["boxes"] else []
+        lines.append("  " + "  ".join([f"{'class':>12s}", f"{'score':>6s}", *[f"{k:>16s}" for k in extra],
+                                       "box (x1, y1, x2, y2)"]))
+        for b in item["boxes"]:
+            lines.append("  " + "  ".join([f"{b['class']:>12s}", f"{b['score']:6.3f}",
+                                           *[f"{b[k]:16.6g}" for k in extra], str(b["box"])]))
+        if not item["boxes"]:
+            lines.append("  (no box at or above the score threshold)")
+    return "\n".join(lines)
+
+
+def draw_predictions(results: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Write ``OUT/<image stem>.png`` with each box, its class, score and first uncertainty column."""
+    from PIL import Image, ImageDraw
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for k, item in enumerate(results):
+        with Image.open(item["image"]) as img:
+            canvas = img.convert("RGB")
+        scale = max(1, 384 // max(canvas.size))
+        canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.Resampling.NEAREST)
+        pen = ImageDraw.Draw(canvas)
+        for b in item["boxes"]:
+            x1, y1, x2, y2 = (v * scale for v in b["box"])
+            pen.rectangle((x1, y1, x2, y2), outline=(255, 40, 40), width=2)
+            extra = [f"{key[:4]} {b[key]:.2g}" for key in b if key not in ("box", "label", "class", "score")][:1]
+            pen.text((x1 + 2, max(0, y1 - 11)), " ".join([b["class"], f"{b['score']:.2f}", *extra]),
+                     fill=(255, 255, 0))
+        if item["image_score"] is not None:
+            pen.text((2, 2), f"{item['strategy']}: {item['image_score']:.3g}", fill=(0, 255, 255))
+        path = out / f"{k:03d}_{Path(item['image']).stem}.png"
+
+        def write(tmp: Path, image=canvas) -> None:
+            image.save(tmp, format="PNG")
+        atomic_write(path, write)
+        written.append(path)
+    return written
