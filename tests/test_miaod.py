@@ -46,6 +46,18 @@ def test_losses_of_each_stage_are_finite_and_named(stage):
     assert all(torch.isfinite(v) for v in unlabelled.values())
 
 
+def test_head_outputs_shapes_and_finiteness():
+    model, images, _ = model_and_batch()
+    image_list, _ = model.transform(images)
+    features = list(model.backbone(image_list.tensors).values())
+    outputs = model.head(features)
+    anchors = sum(f.shape[-2] * f.shape[-1] for f in features) * 9
+    assert set(outputs) == {"cls_logits", "cls_logits_2", "mil_logits", "bbox_regression"}
+    for key, width in (("cls_logits", 4), ("cls_logits_2", 4), ("mil_logits", 4), ("bbox_regression", 4)):
+        assert outputs[key].shape == (2, anchors, width) and torch.isfinite(outputs[key]).all()
+    assert not torch.equal(outputs["cls_logits"], outputs["cls_logits_2"])  # different random initialisations
+
+
 def test_unknown_stage_is_an_error():
     model, images, targets = model_and_batch()
     model.train()

@@ -19,13 +19,21 @@ from activedet.strategies.uncertainty import detection_uncertainty, image_uncert
 OFFSET = 100  # pool index = OFFSET + position, so a selector that yields positions fails
 
 
-def det(scores, kind="sigmoid", probs=None, embedding=None) -> Detections:
+def det(scores, kind="sigmoid", probs=None, embedding=None, dense_seed=None) -> Detections:
+    """Detections with the given scores; ``dense_seed`` adds dense fields of 40 anchors x 2 classes (two
+    classifiers and MIL weights, as the MI-AOD detector returns them)."""
     scores = torch.tensor(scores, dtype=torch.float32)
     n = len(scores)
+    dense = {}
+    if dense_seed is not None:
+        g = torch.Generator().manual_seed(dense_seed)
+        dense = {"dense_probs": torch.rand(40, 2, generator=g), "dense_probs_2": torch.rand(40, 2, generator=g),
+                 "dense_weights": torch.rand(40, 2, generator=g) / 40}
     return Detections(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4), scores=scores,
                       labels=torch.ones(n, dtype=torch.int64), prob_kind=kind,
                       class_probs=None if probs is None else torch.tensor(np.asarray(probs, np.float32)),
-                      embedding=None if embedding is None else torch.tensor(embedding, dtype=torch.float32))
+                      embedding=None if embedding is None else torch.tensor(embedding, dtype=torch.float32),
+                      **dense)
 
 
 def collect(dets, strategy, start=OFFSET) -> ScoredPool:
@@ -47,12 +55,12 @@ def mixed_pool() -> list[Detections]:
     for i, scores in enumerate([[0.9, 0.3], [0.55], [0.97, 0.8, 0.6], [0.02], [], [0.7], [0.4, 0.35], [0.99],
                                 [0.5, 0.1], [0.65, 0.62]]):
         probs = np.array([[s, 1 - s] for s in scores]).reshape(-1, 2)
-        dets.append(det(scores, probs=probs, embedding=centres[i % 3] + rng.normal(0, 0.5, 3)))
+        dets.append(det(scores, probs=probs, embedding=centres[i % 3] + rng.normal(0, 0.5, 3), dense_seed=i))
     return dets
 
 
 def labelled_pool() -> list[Detections]:
-    return [det([0.9], probs=[[0.9, 0.1]], embedding=[0.2, 0.1, 0.0])]
+    return [det([0.9], probs=[[0.9, 0.1]], embedding=[0.2, 0.1, 0.0], dense_seed=99)]
 
 
 CONFIGS = [(name, {}) for name in STRATEGIES] + [
@@ -62,6 +70,7 @@ CONFIGS = [(name, {}) for name in STRATEGIES] + [
     ("kmeanspp", {"projection_dim": 2}), ("kmeans", {"n_clusters": "budget"}),
     ("hybrid", {"diversity": "kmeans", "uncertainty": "margin", "n_clusters": 2}),
     ("hybrid", {"diversity": "kmeanspp", "factor": 1.5, "use_class_probs": True}),
+    ("miaod", {"weighted": True, "topk": 5}),
 ]
 
 

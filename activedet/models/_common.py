@@ -148,11 +148,16 @@ def dense_forward(model: nn.Module, images: list[Tensor]):
     return image_list, original_sizes, features, head_outputs, anchors
 
 
+def anchors_per_level(num_anchors: int, features: list[Tensor]) -> list[int]:
+    """Anchors of each pyramid level, from the total ``A`` of a ``[B, A, *]`` head output and the feature maps."""
+    num_locations = [f.shape[-2] * f.shape[-1] for f in features]
+    per_location = num_anchors // sum(num_locations)
+    return [n * per_location for n in num_locations]
+
+
 def split_by_level(head_outputs: dict[str, Tensor], anchors: list[Tensor], features: list[Tensor]):
     """Split ``[B, A, *]`` head outputs and ``[A, 4]`` anchors into per-level lists (RetinaNet/FCOS layout)."""
-    num_locations = [f.shape[-2] * f.shape[-1] for f in features]
-    anchors_per_location = head_outputs["cls_logits"].shape[1] // sum(num_locations)
-    num_anchors_per_level = [n * anchors_per_location for n in num_locations]
+    num_anchors_per_level = anchors_per_level(head_outputs["cls_logits"].shape[1], features)
     split_outputs = {k: list(v.split(num_anchors_per_level, dim=1)) for k, v in head_outputs.items()}
     split_anchors = [list(a.split(num_anchors_per_level)) for a in anchors]
     return split_outputs, split_anchors

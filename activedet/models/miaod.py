@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead, RetinaNetHead
 
-from ._common import check_choice, check_float, inside_image, single_stage_predict
+from ._common import anchors_per_level, check_choice, check_float, inside_image, single_stage_predict
 from .outputs import Detections
 from .retinanet import RetinaNetDetector, build_retinanet
 from .weights import WeightsSpec
@@ -135,9 +135,7 @@ class MIAODRetinaNet(RetinaNetDetector):
         features = list(self.backbone(image_list.tensors).values())
         head_outputs = self.head(features)
         anchors = self.anchor_generator(image_list, features)
-        level_sizes = [f.shape[-2] * f.shape[-1] * (head_outputs["cls_logits"].shape[1]
-                                                    // sum(g.shape[-2] * g.shape[-1] for g in features))
-                       for f in features]
+        level_sizes = anchors_per_level(head_outputs["cls_logits"].shape[1], features)
         valid = torch.stack([inside_image(a, s) for a, s in zip(anchors, image_list.image_sizes)])  # [B, A]
         z1, z2, zm = (head_outputs[k][..., 1:] for k in ("cls_logits", "cls_logits_2", "mil_logits"))
         weights = mil_weights(z1, z2, zm, level_sizes, valid, self.mil_weighting)
@@ -178,9 +176,8 @@ class MIAODRetinaNet(RetinaNetDetector):
             valid = torch.stack([inside_image(a, s) for a, s in zip(anchors, image_sizes)])
             weights = None
             if "dense_weights" in wanted:
-                per_location = z1.shape[1] // sum(f.shape[-2] * f.shape[-1] for f in features)
-                level_sizes = [f.shape[-2] * f.shape[-1] * per_location for f in features]
-                weights = mil_weights(z1, z2, zm, level_sizes, valid, self.mil_weighting)
+                weights = mil_weights(z1, z2, zm, anchors_per_level(z1.shape[1], features), valid,
+                                      self.mil_weighting)
             out = []
             for i, det in enumerate(detections):
                 item = {}
