@@ -259,3 +259,25 @@ def test_sigkill_inside_every_stage_then_resume_gives_the_same_run(tiny_data, tm
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     picks = json.loads((run_dir / "cycles/0/selection.json").read_text())["picks"]
     assert all(p["strategy"] == "miaod" and p["score"] >= 0 for p in picks)
+
+
+@pytest.mark.parametrize("weighting", ["code", "class"])
+def test_mil_weights_softmax_over_the_anchors_of_each_level(weighting):
+    from activedet.models.miaod import mil_image_scores, mil_weights
+
+    torch.manual_seed(0)
+    z1, z2, zm = torch.randn(2, 7, 3), torch.randn(2, 7, 3), torch.randn(2, 7, 3)
+    valid = torch.ones(2, 7, dtype=torch.bool)
+    valid[1, 3] = False  # a padding anchor of the second image, in the first level
+    w = mil_weights(z1, z2, zm, [4, 3], valid, weighting)
+    assert w[1, 3].abs().sum() == 0
+    instance = w / torch.softmax(zm, dim=-1)  # the instance factor
+    for level in (slice(0, 4), slice(4, 7)):
+        sums = instance[:, level].sum(dim=1)  # [B, C]
+        torch.testing.assert_close(sums, torch.ones(2, 3))
+    if weighting == "code":  # max over classes first: one factor per anchor, the same for every class
+        torch.testing.assert_close(instance, instance[..., :1].expand_as(instance))
+    else:
+        assert not torch.allclose(instance, instance[..., :1].expand_as(instance))
+    scores = mil_image_scores(w, [4, 3])
+    assert scores.shape == (2, 3) and scores.min() >= 1e-5 and scores.max() <= 1 - 1e-5
