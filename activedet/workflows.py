@@ -106,6 +106,19 @@ RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_si
                             "max_labelled", "keep_checkpoints"})
 
 
+def config_defaults() -> dict[str, Any]:
+    """Every config key's default (``train_data`` has none and is left out)."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(Config):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def check_run_dir(cfg: Config, run_dir: Path) -> None:
     """A run directory continues only the config that started it; name the keys that differ otherwise."""
     saved_path = run_dir / "config.json"
@@ -113,7 +126,9 @@ def check_run_dir(cfg: Config, run_dir: Path) -> None:
         if (run_dir / "ledger.npz").is_file():
             raise ValueError(f"{run_dir} has a ledger but no config.json; it was not written by activedet run")
         return
-    saved = json.loads(saved_path.read_text())
+    # a key the saved config lacks was added to activedet after the run started: it had the key's default
+    defaults = config_defaults()
+    saved = {**{k: v for k, v in defaults.items() if k not in RESUMABLE_KEYS}, **json.loads(saved_path.read_text())}
     current = cfg.to_dict()
     diffs = [f"'{k}' is {saved.get(k)!r} there but {current.get(k)!r} here" for k in sorted(set(saved) | set(current))
              if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)]

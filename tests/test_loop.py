@@ -109,6 +109,21 @@ def test_run_dir_from_another_config_and_corrupt_ledger(tiny_data, tmp_path):
         resume_run(tmp_path / "run", progress=False)
 
 
+def test_run_dir_from_an_older_version_without_newer_keys_continues(tiny_data, tmp_path):
+    """Keys added to activedet after a run started (absent from its config.json) count as their defaults."""
+    config = write_config(tmp_path, tiny_data, cycles=0)
+    run_from_config(load_config(config), progress=False)
+    saved = json.loads((tmp_path / "run/config.json").read_text())
+    for key in ("training", "training_options", "detector_options"):
+        del saved[key]
+    (tmp_path / "run/config.json").write_text(json.dumps(saved))
+    run_from_config(load_config(config), progress=False)  # no "started with a different config" error
+    saved["lr"] = 0.5
+    (tmp_path / "run/config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"'lr' is 0.5 there but 0.003 here"):
+        run_from_config(load_config(config), progress=False)
+
+
 def test_strategy_needs_the_detector_cannot_meet(tiny_data, tmp_path, monkeypatch):
     from activedet import strategies
 
