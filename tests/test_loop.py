@@ -144,20 +144,26 @@ def run_cli(args, env_extra=None):
                           timeout=600)
 
 
-def test_sigkill_at_several_stages_then_resume_gives_the_same_run(tiny_data, tmp_path):
-    straight = write_config(tmp_path / "straight", tiny_data, strategy="entropy")
-    proc = run_cli(["run", str(straight), "--quiet"])
-    assert proc.returncode == 0, proc.stderr
-    killed = write_config(tmp_path / "killed", tiny_data, strategy="entropy")
-    run_dir = tmp_path / "killed" / "run"
-    points = ["train_epoch:1", "train:0", "score:0", "select:0", "label:0", "evaluate:1", "train_epoch:2"]
-    proc = run_cli(["run", str(killed), "--quiet"], {"ACTIVEDET_KILL_AT": points[0]})
+def kill_then_resume(config: Path, run_dir: Path, points: list[str]) -> None:
+    """``activedet run`` SIGKILLed at ``points[0]``, each ``activedet resume`` SIGKILLed at the next point, then a
+    final resume that must finish."""
+    proc = run_cli(["run", str(config), "--quiet"], {"ACTIVEDET_KILL_AT": points[0]})
     assert proc.returncode == -9, proc.stderr
     for point in points[1:]:
         proc = run_cli(["resume", str(run_dir), "--quiet"], {"ACTIVEDET_KILL_AT": point})
         assert proc.returncode == -9, (point, proc.stderr)
     proc = run_cli(["resume", str(run_dir), "--quiet"])
     assert proc.returncode == 0, proc.stderr
+
+
+def test_sigkill_at_several_stages_then_resume_gives_the_same_run(tiny_data, tmp_path):
+    straight = write_config(tmp_path / "straight", tiny_data, strategy="entropy")
+    proc = run_cli(["run", str(straight), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    killed = write_config(tmp_path / "killed", tiny_data, strategy="entropy")
+    run_dir = tmp_path / "killed" / "run"
+    kill_then_resume(killed, run_dir,
+                     ["train_epoch:1", "train:0", "score:0", "select:0", "label:0", "evaluate:1", "train_epoch:2"])
     a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
     assert np.array_equal(a[0], b[0])
     assert a[1] == b[1]

@@ -15,7 +15,7 @@ from activedet.engine.train import OptionError, TrainOptions, build_optimizer
 from activedet.models import Detections, build_detector
 from activedet.strategies import get_strategy
 from activedet.workflows import run_from_config
-from test_loop import outcome, run_cli, write_config
+from test_loop import kill_then_resume, outcome, run_cli, write_config
 
 EMPTY = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
 FIELDS = {"class_probs", "class_probs_2", "dense_probs", "dense_probs_2", "dense_weights", "embedding"}
@@ -247,14 +247,8 @@ def test_sigkill_inside_every_stage_then_resume_gives_the_same_run(tiny_data, tm
     killed = write_config(tmp_path / "killed", tiny_data, **MIAOD_RUN)
     run_dir = tmp_path / "killed" / "run"
     # units: label label | min min | max max | label label  -> kill inside each stage, and in the next cycle
-    points = ["train_epoch:1", "train_epoch:3", "train_epoch:5", "train_epoch:7", "score:0", "train_epoch:4"]
-    proc = run_cli(["run", str(killed), "--quiet"], {"ACTIVEDET_KILL_AT": points[0]})
-    assert proc.returncode == -9, proc.stderr
-    for point in points[1:]:
-        proc = run_cli(["resume", str(run_dir), "--quiet"], {"ACTIVEDET_KILL_AT": point})
-        assert proc.returncode == -9, (point, proc.stderr)
-    proc = run_cli(["resume", str(run_dir), "--quiet"])
-    assert proc.returncode == 0, proc.stderr
+    kill_then_resume(killed, run_dir,
+                     ["train_epoch:1", "train_epoch:3", "train_epoch:5", "train_epoch:7", "score:0", "train_epoch:4"])
     a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     picks = json.loads((run_dir / "cycles/0/selection.json").read_text())["picks"]

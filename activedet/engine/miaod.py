@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 
 from .._faults import kill_point
 from ..data.records import DetectionDataset, ImageRecord
-from ..data.torch_dataset import DetectionTorchDataset, collate_detection
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
-from .train import OptionError, TrainOptions, TrainResult, _JsonLog, _reduce_losses, build_optimizer
+from .train import (OptionError, TrainOptions, TrainResult, _loader, _output_dir, _reduce_losses, build_optimizer,
+                    warmup_multiplier)
 
 __all__ = ["MIAODOptions", "miaod_schedule", "train_miaod", "stage_parameters"]
 
@@ -125,17 +125,6 @@ def _without_labels(record: ImageRecord) -> ImageRecord:
     return ImageRecord(record.image_id, record.file_name, record.width, record.height)
 
 
-def _loader(records: DetectionDataset, options: TrainOptions, seed: int):
-    world = dist_utils.world_size()
-    data = DetectionTorchDataset(records, train=True, hflip_prob=options.hflip_prob,
-                                 scale_jitter=options.scale_jitter, color_jitter=options.color_jitter, seed=seed)
-    sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=dist_utils.rank(), shuffle=True,
-                                                  seed=seed, drop_last=False)
-    loader = torch.utils.data.DataLoader(data, batch_size=options.batch_size // world, sampler=sampler,
-                                         num_workers=options.num_workers, collate_fn=collate_detection)
-    return loader, sampler
-
-
 def _epochs(loader, sampler, first_epoch: int):
     """Batches of successive sampler epochs, forever (the unlabelled stream of the adversarial stages)."""
     epoch = first_epoch
@@ -170,20 +159,14 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
     if not hasattr(model.head, "adversarial_classifiers"):
         raise ValueError(f"training 'miaod' needs the 'miaod' detector (two adversarial classifiers); got "
                          f"{type(model).__name__}. Set detector: miaod or training: standard")
-    if options.batch_size % dist_utils.world_size():
-        raise ValueError(f"The 'batch_size' training option ({options.batch_size}) must be divisible by the number "
-                         f"of processes ({dist_utils.world_size()}); it is the global batch size")
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and dist_utils.is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-    log = _JsonLog(out / "train_log.jsonl" if out is not None else None)
+    labelled_loader, labelled_sampler = _loader(train_set, options)  # checks batch_size against the processes
+    out, log = _output_dir(out_dir)
     model.to(device)
     units = miaod_schedule(training_options, options.lr_gamma)
     repeat = training_options.repeat_labelled
 
-    labelled_loader, labelled_sampler = _loader(train_set, options, options.seed)
     unlabelled_stream = None
     if unlabelled is not None and len(unlabelled):
         count = min(len(unlabelled), max(1, round(training_options.unlabelled_ratio * len(train_set))))
@@ -237,7 +220,7 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
                     imgs = [img.to(device) for img in imgs]
                     if tgts is not None:
                         tgts = [{k: v.to(device) for k, v in t.items() if k != "index"} for t in tgts]
-                    lr = options.lr * unit.lr_factor * _warmup(options, global_step)
+                    lr = options.lr * unit.lr_factor * warmup_multiplier(options, global_step)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     loss_dict = ddp_model(imgs, tgts, stage=unit.stage)
@@ -274,9 +257,3 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
     return TrainResult(epochs_completed=len(history), best_epoch=None, best_metric=None, stopped_early=False,
                        history=history, last_checkpoint=last, wall_time_s=time.perf_counter() - started)
 
-
-def _warmup(options: TrainOptions, step: int) -> float:
-    if step >= options.warmup_iters:
-        return 1.0
-    alpha = step / options.warmup_iters
-    return options.warmup_factor * (1 - alpha) + alpha

@@ -147,15 +147,20 @@ def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.opti
     return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
 
 
+def warmup_multiplier(options: TrainOptions, it: int) -> float:
+    """Linear warm-up from ``warmup_factor`` to 1 over the first ``warmup_iters`` iterations (1 afterwards)."""
+    if it >= options.warmup_iters:
+        return 1.0
+    alpha = it / options.warmup_iters
+    return options.warmup_factor * (1 - alpha) + alpha
+
+
 def build_lr_lambda(options: TrainOptions, iters_per_epoch: int):
     """Multiplier of ``lr`` at iteration ``it`` (0-based, counted over the whole run)."""
     total = max(1, options.epochs * iters_per_epoch)
 
     def factor(it: int) -> float:
-        warm = 1.0
-        if it < options.warmup_iters:
-            alpha = it / options.warmup_iters
-            warm = options.warmup_factor * (1 - alpha) + alpha
+        warm = warmup_multiplier(options, it)
         if options.lr_schedule == "cosine":
             return warm * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
         if options.lr_schedule == "step":
@@ -164,6 +169,14 @@ def build_lr_lambda(options: TrainOptions, iters_per_epoch: int):
         return warm
 
     return factor
+
+
+def _output_dir(out_dir: str | Path | None) -> tuple[Path | None, "_JsonLog"]:
+    """``out_dir`` as a Path (created by rank 0) and the ``train_log.jsonl`` log in it (``None``: in memory)."""
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and dist_utils.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+    return out, _JsonLog(out / "train_log.jsonl" if out is not None else None)
 
 
 class _JsonLog:
@@ -178,16 +191,18 @@ class _JsonLog:
                 fh.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def _loader(train_set: DetectionDataset, options: TrainOptions) -> tuple[torch.utils.data.DataLoader, object]:
+def _loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None = None
+            ) -> tuple[torch.utils.data.DataLoader, object]:
+    """This rank's shuffled, augmented loader of ``train_set`` and its sampler (``seed``: ``options.seed``)."""
     world = dist_utils.world_size()
+    seed = options.seed if seed is None else seed
     if options.batch_size % world:
         raise ValueError(f"The 'batch_size' training option ({options.batch_size}) must be divisible by the number "
                          f"of processes ({world}); it is the global batch size")
     data = DetectionTorchDataset(train_set, train=True, hflip_prob=options.hflip_prob,
-                                 scale_jitter=options.scale_jitter, color_jitter=options.color_jitter,
-                                 seed=options.seed)
+                                 scale_jitter=options.scale_jitter, color_jitter=options.color_jitter, seed=seed)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=dist_utils.rank(),
-                                                  shuffle=True, seed=options.seed, drop_last=False)
+                                                  shuffle=True, seed=seed, drop_last=False)
     loader = torch.utils.data.DataLoader(data, batch_size=options.batch_size // world, sampler=sampler,
                                          num_workers=options.num_workers, collate_fn=collate_detection)
     return loader, sampler
@@ -285,10 +300,7 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
     options = options or TrainOptions()
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and dist_utils.is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-    log = _JsonLog(out / "train_log.jsonl" if out is not None else None)
+    out, log = _output_dir(out_dir)
     model.to(device)
     ddp_model = model
     if dist_utils.is_distributed():

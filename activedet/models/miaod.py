@@ -114,6 +114,15 @@ def mil_image_scores(weights: Tensor, level_sizes: list[int]) -> Tensor:
     return per_level.amax(dim=0).clamp(1e-5, 1 - 1e-5)
 
 
+def _foreground_logits(head_outputs: dict[str, Tensor], anchors: list[Tensor], image_sizes: list[tuple[int, int]]
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """f1, f2 and f_mil logits ``[B, A, C]`` without the never-trained channel 0, and ``valid`` ``bool[B, A]``:
+    anchors whose centre lies on the image."""
+    z1, z2, zm = (head_outputs[k][..., 1:] for k in ("cls_logits", "cls_logits_2", "mil_logits"))
+    valid = torch.stack([inside_image(a, size) for a, size in zip(anchors, image_sizes)])
+    return z1, z2, zm, valid
+
+
 class MIAODRetinaNet(RetinaNetDetector):
     """RetinaNet with the MI-AOD head; see the module docstring for the training losses per stage."""
 
@@ -136,8 +145,7 @@ class MIAODRetinaNet(RetinaNetDetector):
         head_outputs = self.head(features)
         anchors = self.anchor_generator(image_list, features)
         level_sizes = anchors_per_level(head_outputs["cls_logits"].shape[1], features)
-        valid = torch.stack([inside_image(a, s) for a, s in zip(anchors, image_list.image_sizes)])  # [B, A]
-        z1, z2, zm = (head_outputs[k][..., 1:] for k in ("cls_logits", "cls_logits_2", "mil_logits"))
+        z1, z2, zm, valid = _foreground_logits(head_outputs, anchors, image_list.image_sizes)
         weights = mil_weights(z1, z2, zm, level_sizes, valid, self.mil_weighting)
         if targets is not None:
             losses = self.compute_loss(targets, head_outputs, anchors)
@@ -171,9 +179,8 @@ class MIAODRetinaNet(RetinaNetDetector):
             wanted = fields & {"class_probs_2", "dense_probs_2", "dense_weights"}
             if not wanted:
                 return [{} for _ in detections]
-            z1, z2, zm = (head_outputs[k][..., 1:] for k in ("cls_logits", "cls_logits_2", "mil_logits"))
+            z1, z2, zm, valid = _foreground_logits(head_outputs, anchors, image_sizes)
             p2 = torch.sigmoid(z2)
-            valid = torch.stack([inside_image(a, s) for a, s in zip(anchors, image_sizes)])
             weights = None
             if "dense_weights" in wanted:
                 weights = mil_weights(z1, z2, zm, anchors_per_level(z1.shape[1], features), valid,
