@@ -10,6 +10,7 @@ file onto them (:meth:`Config.train_options`, :meth:`Config.model_kwargs`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import difflib
 import json
 import types
@@ -56,7 +57,9 @@ class Config:
         trainable_backbone_layers, score_thresh, nms_thresh, detections_per_img: builder keywords
         (``null`` = the detector's own default); weights / weights_backbone: a local file or a torchvision enum
         name (downloaded by torchvision when online); detector_options: any other keyword of the detector's
-        builder (e.g. ``anchor_sizes``, MI-AOD's ``lambda_dis``).
+        builder (e.g. ``anchor_sizes``, MI-AOD's ``lambda_dis``, MC-dropout's ``dropout``); ensemble_size: train
+        that many independently initialised detectors per cycle (deep ensemble; the ``ensemble`` strategy scores
+        with all of them, evaluation uses member 0).
     Training: the keys of :class:`~activedet.engine.train.TrainOptions`, plus training: the per-cycle procedure
         (``auto`` = the detector's own: ``miaod`` for the ``miaod`` detector, else ``standard``) and
         training_options: its options (see :mod:`activedet.engine.trainers`).
@@ -97,6 +100,7 @@ class Config:
     nms_thresh: float | None = None
     detections_per_img: int | None = None
     detector_options: dict[str, Any] = field(default_factory=dict)
+    ensemble_size: int = 1
 
     epochs: int = 12
     batch_size: int = 4
@@ -151,10 +155,12 @@ class Config:
         return {**given, **self.detector_options}
 
     def trainer(self):
-        """The per-cycle training procedure (:mod:`activedet.engine.trainers`) with its options bound."""
-        from .engine.trainers import get_trainer
+        """The per-cycle training procedure (:mod:`activedet.engine.trainers`) with its options bound; with
+        ``ensemble_size`` > 1, that procedure applied to each member in turn."""
+        from .engine.trainers import get_trainer, train_ensemble
 
-        return get_trainer(self.training, self.detector, self.training_options)
+        trainer = get_trainer(self.training, self.detector, self.training_options)
+        return trainer if self.ensemble_size == 1 else functools.partial(train_ensemble, member_trainer=trainer)
 
     def loop_options(self):
         from .al.plan import LoopOptions
@@ -206,6 +212,9 @@ def _check_choices(cfg: Config, where: str) -> None:
         fail("metrics", f"a non-empty list of {list(METRICS)}", cfg.metrics)
     if cfg.eval_batch_size < 1:
         fail("eval_batch_size", "an int >= 1", cfg.eval_batch_size)
+    if cfg.ensemble_size < 1:
+        fail("ensemble_size", "an int >= 1 (the number of independently trained detectors; 1 = no ensemble)",
+             cfg.ensemble_size)
     for key in ("voc_train_sets", "voc_val_sets", "voc_test_sets"):
         for entry in getattr(cfg, key):
             if entry.count("/") != 1:

@@ -20,7 +20,7 @@ from .engine.checkpoint import atomic_write_json, load_checkpoint
 from .engine.inference import predict_dataset
 from .engine.train import TrainResult
 from .evaluation import evaluate
-from .models import build_detector
+from .models import EnsembleDetector, build_detector
 
 __all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_config"]
 
@@ -45,7 +45,12 @@ def load_split(cfg: Config, split: str) -> DetectionDataset | None:
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
-    return build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
+    """The config's detector, or an :class:`~activedet.models.EnsembleDetector` of ``ensemble_size`` of them built
+    one after the other (member 0 is the model a single build gives with the same torch seed)."""
+    if cfg.ensemble_size == 1:
+        return build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
+    return EnsembleDetector([build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
+                             for _ in range(cfg.ensemble_size)])
 
 
 def _check_same_classes(train: DetectionDataset, other: DetectionDataset | None, split: str) -> None:
@@ -140,6 +145,8 @@ def check_run_dir(cfg: Config, run_dir: Path) -> None:
 
 def check_strategy_supported(strategy, model: torch.nn.Module, detector: str) -> None:
     """Fail before any work when the strategy needs outputs the detector cannot produce."""
+    if strategy.predictor is not None:
+        model = strategy.predictor(model)  # raises ValueError naming what to change
     provides = getattr(model, "PROVIDES", frozenset())
     missing = sorted(set(strategy.needs) - set(provides))
     if missing:

@@ -7,6 +7,8 @@ Usage (prints measured numbers; not a test):
     python benchmarks/bench_scoring.py ... --rss 400 1600
     python benchmarks/bench_scoring.py --data data/bench --detector miaod --backbone efficientnet_lite0 \
         --checkpoint RUN/cycles/0/model.pt --strategies miaod entropy --compare-detectors retinanet
+    python benchmarks/bench_scoring.py --data data/bench --detector retinanet --backbone efficientnet_lite0 \
+        --checkpoint RUN/cycles/0/model.pt --dropout 0.25 --strategies mc_dropout entropy
 
 * throughput: the same model and images, run once as plain inference (``predict`` with no optional fields, each
   output dropped) and once per strategy (its fields requested, each output reduced by ``ScoredPool.collect``);
@@ -30,7 +32,7 @@ import torch
 from activedet.data import read_coco
 from activedet.engine.checkpoint import load_checkpoint
 from activedet.engine.inference import iter_predictions
-from activedet.models import build_detector
+from activedet.models import EnsembleDetector, build_detector
 from activedet.strategies import STRATEGIES, get_strategy
 from activedet.strategies.base import ScoredPool
 
@@ -43,7 +45,13 @@ def load(args, detector: str | None = None):
     kwargs = {"backbone": args.backbone, "min_size": args.size}
     if name != "ssd":
         kwargs["max_size"] = args.size
-    model = build_detector(name, pool.num_classes, **kwargs).eval()
+    if args.dropout and name == args.detector:
+        kwargs["dropout"] = args.dropout
+    if args.ensemble_size > 1 and name == args.detector:
+        model = EnsembleDetector([build_detector(name, pool.num_classes, **kwargs) for _ in range(args.ensemble_size)])
+    else:
+        model = build_detector(name, pool.num_classes, **kwargs)
+    model.eval()
     if args.checkpoint and name == args.detector:
         model.load_state_dict(load_checkpoint(args.checkpoint)["model"])
     return pool, model
@@ -75,12 +83,16 @@ def throughput(args) -> None:
         seconds = timed(lambda: [None for _ in iter_predictions(reference, pool, indices, batch_size=args.batch_size)],
                         args.repeats)
         print(f"{'plain ' + other:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x")
-    provides = getattr(model, "PROVIDES", frozenset())
     for name in args.strategies or sorted(STRATEGIES):
-        strategy = get_strategy(name)
-        if not strategy.needs_inference or not strategy.needs <= provides:
+        strategy = get_strategy(name, **({"passes": args.passes} if name == "mc_dropout" else {}))
+        try:
+            provider = strategy.predictor(model) if strategy.predictor is not None else model
+        except ValueError:
+            continue  # e.g. mc_dropout on a model without dropout
+        if not strategy.needs_inference or not strategy.needs <= getattr(provider, "PROVIDES", frozenset()):
             continue
-        seconds = timed(lambda: ScoredPool.collect(run(strategy.needs), strategy), args.repeats)
+        stream = lambda: iter_predictions(provider, pool, indices, batch_size=args.batch_size, fields=strategy.needs)
+        seconds = timed(lambda: ScoredPool.collect(stream(), strategy).finalize(strategy), args.repeats)
         print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x  "
               f"needs={sorted(strategy.needs)}")
 
@@ -120,6 +132,9 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", help="strategies to time (default: every one the detector serves)")
     parser.add_argument("--compare-detectors", nargs="*", metavar="NAME",
                         help="also time plain inference of these detectors (same backbone and size, untrained)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="head dropout of --detector (for mc_dropout)")
+    parser.add_argument("--passes", type=int, default=20, help="MC-dropout passes")
+    parser.add_argument("--ensemble-size", type=int, default=1, help="members of --detector (for ensemble)")
     parser.add_argument("--rss", type=int, nargs="*", help="pool sizes for the peak-memory measurement")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -206,10 +206,11 @@ class ActiveLearningRun:
     def _scored(self, model: torch.nn.Module, indices: np.ndarray) -> ScoredPool:
         if not self.strategy.needs_inference:
             return ScoredPool.from_lists(indices, np.zeros(len(indices)), np.zeros(len(indices)))
-        stream = iter_predictions(model, self.pool, indices, device=self.device, batch_size=self.batch_size,
+        predictor = self.strategy.predictor(model) if self.strategy.predictor is not None else model
+        stream = iter_predictions(predictor, self.pool, indices, device=self.device, batch_size=self.batch_size,
                                   fields=self.strategy.needs, progress=self.progress)
         local = ScoredPool.collect(stream, self.strategy)
-        return ScoredPool.concatenate(dist_utils.all_gather_object(local))
+        return ScoredPool.concatenate(dist_utils.all_gather_object(local)).finalize(self.strategy)
 
     def _select(self, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
         path = self._cycle_dir(t) / "selection.json"

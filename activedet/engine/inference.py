@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -15,19 +15,20 @@ from . import distributed as dist_utils
 __all__ = ["iter_predictions", "predict_dataset"]
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def _unwrap(model: torch.nn.Module | Any) -> torch.nn.Module | Any:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 @torch.no_grad()
-def iter_predictions(model: torch.nn.Module, dataset: DetectionDataset, indices: Sequence[int] | None = None, *,
+def iter_predictions(model: torch.nn.Module | Any, dataset: DetectionDataset, indices: Sequence[int] | None = None, *,
                      device: torch.device | str = "cpu", batch_size: int = 8, fields: Iterable[str] = (),
                      num_workers: int = 0, progress: bool = False) -> Iterator[tuple[int, Detections]]:
     """Yield ``(pool_index, Detections on CPU)`` for this process's shard of ``indices``, in order.
 
     Under torchrun, rank ``r`` of ``W`` handles ``indices[r::W]``; in one process, all of them. Results are
     produced batch by batch, so a caller that reduces each one to a score keeps memory flat in the pool size.
-    The model is used through its ``predict(images, fields)`` method with the test transform (no augmentation).
+    The model is used through its ``predict(images, fields)`` method with the test transform (no augmentation);
+    any object with that method serves (e.g. :class:`~activedet.models.StochasticPredictor`).
     """
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     shard = indices[dist_utils.rank()::dist_utils.world_size()]

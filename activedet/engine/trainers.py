@@ -11,12 +11,18 @@ ignores it).
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
-from .miaod import MIAODOptions, train_miaod
-from .train import OptionError, train_detector
+import numpy as np
 
-__all__ = ["TRAINERS", "resolve_training", "get_trainer"]
+from . import distributed as dist_utils
+from .checkpoint import load_checkpoint, save_checkpoint
+from .miaod import MIAODOptions, train_miaod
+from .train import OptionError, TrainResult, train_detector
+
+__all__ = ["TRAINERS", "resolve_training", "get_trainer", "train_ensemble"]
 
 #: name -> (trainer, options class or None when it takes no ``training_options``)
 TRAINERS: dict[str, tuple[Callable, type | None]] = {
@@ -52,3 +58,36 @@ def get_trainer(training: str, detector: str, training_options: dict | None = No
                               f"absent: training '{name}' takes no training_options", given[sorted(given)[0]])
         return trainer
     return functools.partial(trainer, training_options=options_class.from_dict(given))
+
+
+def train_ensemble(model, labelled, *, member_trainer: Callable, unlabelled=None, val_set=None, options=None,
+                   out_dir=None, device="auto", resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train every member of an :class:`~activedet.models.EnsembleDetector` independently with ``member_trainer``.
+
+    Member 0 trains with ``options.seed`` (so it is exactly the model the plain detector would be), member ``m``
+    with a seed derived from ``(options.seed, m)``: different data order and augmentation as well as a different
+    initialisation. Each finished member is saved to ``out_dir/member{m}/member.pt``, so a killed run resumes at
+    the member it was training (and inside it, from that member's ``last.pt``). Training cost is ``M`` times the
+    member's. Returns member 0's result with the wall time of all members.
+    """
+    results = []
+    for m, member in enumerate(model.members):
+        member_dir = Path(out_dir) / f"member{m}" if out_dir is not None else None
+        done = member_dir / "member.pt" if member_dir is not None else None
+        if resume and done is not None and done.is_file():
+            saved = load_checkpoint(done)
+            member.load_state_dict(saved["model"])
+            results.append(TrainResult(**saved["result"]))
+            continue
+        seed = options.seed if m == 0 else int(np.random.SeedSequence([options.seed, m]).generate_state(1)[0])
+        result = member_trainer(member, labelled, unlabelled=unlabelled, val_set=val_set,
+                                options=replace(options, seed=seed), out_dir=member_dir, device=device, resume=resume,
+                                progress=progress)
+        results.append(result)
+        if done is not None and dist_utils.is_main_process():
+            summary = {k: getattr(result, k) for k in ("epochs_completed", "best_epoch", "best_metric",
+                                                       "stopped_early", "history", "wall_time_s")}
+            save_checkpoint(done, {"model": member.state_dict(), "result": summary})
+        dist_utils.barrier()
+    return replace(results[0], wall_time_s=sum(r.wall_time_s for r in results), last_checkpoint=None,
+                   best_checkpoint=None)

@@ -12,16 +12,19 @@ from typing import Any, Callable
 
 from torch import nn
 
+from .almdn import MDNRetinaNet, MDNSSD, build_almdn_retinanet, build_almdn_ssd
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
 from .miaod import MIAODRetinaNet, build_miaod
 from .outputs import OPTIONAL_FIELDS, Detections
 from .retinanet import RetinaNetDetector, build_retinanet
 from .ssd import SSDDetector, build_ssd
+from .stochastic import EnsembleDetector, StochasticPredictor
 
 __all__ = ["DETECTORS", "build_detector", "Detections", "OPTIONAL_FIELDS", "build_retinanet", "build_fcos",
            "build_ssd", "build_faster_rcnn", "RetinaNetDetector", "FCOSDetector", "SSDDetector",
-           "FasterRCNNDetector", "build_miaod", "MIAODRetinaNet"]
+           "FasterRCNNDetector", "build_miaod", "MIAODRetinaNet", "EnsembleDetector", "StochasticPredictor",
+           "build_almdn_ssd", "build_almdn_retinanet", "MDNSSD", "MDNRetinaNet"]
 
 SSD_BACKBONES = {"vgg16": "ssd300_vgg16", "mobilenet_v3_large": "ssdlite320_mobilenet_v3_large", "tiny": "tiny"}
 
@@ -38,6 +41,15 @@ def ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None = Non
     return build_ssd(num_classes, variant=SSD_BACKBONES[backbone], size=min_size, **kwargs)
 
 
+def almdn_ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None = None, **kwargs: Any) -> MDNSSD:
+    """AL-MDN SSD: backbone and min_size as :func:`ssd`; ``components``, ``cls_loss``, ``beta`` and every other
+    keyword go to :func:`build_almdn_ssd`."""
+    if backbone not in SSD_BACKBONES:
+        raise ValueError(f"The 'backbone' parameter of almdn_ssd must be one of {sorted(SSD_BACKBONES)}. "
+                         f"Got {backbone!r} instead.")
+    return build_almdn_ssd(num_classes, variant=SSD_BACKBONES[backbone], size=min_size, **kwargs)
+
+
 #: The flat map of detector names that configs and the CLI accept.
 DETECTORS: dict[str, Callable[..., nn.Module]] = {
     "retinanet": build_retinanet,
@@ -45,7 +57,15 @@ DETECTORS: dict[str, Callable[..., nn.Module]] = {
     "ssd": ssd,
     "faster_rcnn": build_faster_rcnn,
     "miaod": build_miaod,
+    "almdn_ssd": almdn_ssd,
+    "almdn_retinanet": build_almdn_retinanet,
 }
+
+
+#: builders whose ``**kwargs`` go to another builder: (that builder, its keywords the wrapper sets itself)
+_FORWARDS = {ssd: ((build_ssd,), {"variant", "size"}),
+             almdn_ssd: ((build_almdn_ssd, build_ssd), {"variant", "size", "dropout"}),
+             build_almdn_retinanet: ((build_retinanet,), {"dropout"})}
 
 
 def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -60,11 +80,14 @@ def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
         raise ValueError(f"Unknown detector '{name}'; {hint}valid detectors are {sorted(DETECTORS)}")
     builder = DETECTORS[name]
     params = inspect.signature(builder).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) and builder is not ssd
-    accepted = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
-    if builder is ssd:
-        accepted = sorted(set(accepted) | {k for k, p in inspect.signature(build_ssd).parameters.items()
-                                           if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"variant", "size"})
+    accepted = {k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if builder in _FORWARDS:  # wrappers that pass their other keywords on to another builder
+        targets, hidden = _FORWARDS[builder]
+        accepted |= {k for target in targets for k, p in inspect.signature(target).parameters.items()
+                     if p.kind is inspect.Parameter.KEYWORD_ONLY} - hidden
+        accepts_any = False
+    accepted = sorted(accepted)
     unknown = sorted(set(kwargs) - set(accepted)) if not accepts_any else []
     if unknown:
         raise ValueError(f"detector '{name}' does not take {unknown}; it accepts {accepted}")

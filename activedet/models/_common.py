@@ -186,20 +186,27 @@ def pooled_embedding(feature_map: Tensor, image_list: ImageList) -> list[Tensor]
 
 
 def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozenset[str],
-                         probs_fn: Callable[[dict[str, Tensor]], Tensor], split_levels: bool,
                          extras: Callable[..., list[dict[str, Tensor]]] | None = None) -> list[Detections]:
-    """``predict`` of a single-stage model whose ``postprocess_with_sources`` returns ``anchor_idxs``.
+    """``predict`` of a single-stage adapter: one :func:`dense_forward`, then :func:`dense_detections`."""
+    return dense_detections(model, *dense_forward(model, images), fields=fields, extras=extras)
+
+
+def dense_detections(model: nn.Module, image_list: ImageList, original_sizes: list[tuple[int, int]],
+                     features: list[Tensor], head_outputs: dict[str, Tensor], anchors: list[Tensor], *,
+                     fields: frozenset[str], extras: Callable[..., list[dict[str, Tensor]]] | None = None,
+                     dense_extras: dict[str, Tensor] | None = None) -> list[Detections]:
+    """Detections of a single-stage model from its head outputs (torchvision's postprocessing, sources kept).
+
+    The model implements ``postprocess_with_sources`` (returning ``anchor_idxs``), ``dense_class_probs(head_outputs)
+    -> [B, A, K]`` (the ``K`` convention of :class:`Detections`) and ``SPLIT_LEVELS`` (whether its postprocessing
+    takes per-level lists, as RetinaNet/FCOS, or the concatenated outputs, as SSD).
 
     Args:
-        probs_fn: head outputs -> ``[B, A, K]`` class probabilities of every anchor (the ``K`` convention of
-            :class:`Detections`).
-        split_levels: whether the model's postprocessing takes per-level lists (RetinaNet/FCOS) or the
-            concatenated outputs (SSD).
         extras: ``(head_outputs, anchors, image_sizes, features, detections) -> [dict]``, further
             :class:`Detections` fields per image (detections in resized pixels, with ``anchor_idxs``).
+        dense_extras: ``{field: [B, A]}`` per-anchor values; each requested one is kept for the in-image anchors.
     """
-    image_list, original_sizes, features, head_outputs, anchors = dense_forward(model, images)
-    if split_levels:
+    if model.SPLIT_LEVELS:
         outputs, anchors_in = split_by_level(head_outputs, anchors, features)
     else:
         outputs, anchors_in = head_outputs, anchors
@@ -207,16 +214,18 @@ def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozens
     more = (extras(head_outputs, anchors, image_list.image_sizes, features, detections) if extras is not None
             else [{} for _ in detections])
     detections = model.transform.postprocess(detections, image_list.image_sizes, original_sizes)
-    probs = probs_fn(head_outputs) if fields & {"class_probs", "dense_probs"} else None  # [B, A, K]
+    probs = model.dense_class_probs(head_outputs) if fields & {"class_probs", "dense_probs"} else None  # [B, A, K]
     embeddings = pooled_embedding(features[-1], image_list) if "embedding" in fields else None
+    per_anchor = {name: values for name, values in (dense_extras or {}).items() if name in fields}
     results = []
     for i, det in enumerate(detections):
+        inside = inside_image(anchors[i], image_list.image_sizes[i])
         results.append(Detections(
             boxes=det["boxes"], scores=det["scores"], labels=det["labels"], prob_kind=model.prob_kind,
             class_probs=probs[i, det["anchor_idxs"]] if "class_probs" in fields else None,
             embedding=embeddings[i] if embeddings is not None else None,
-            dense_probs=(probs[i, inside_image(anchors[i], image_list.image_sizes[i])]
-                         if "dense_probs" in fields else None),
+            dense_probs=probs[i, inside] if "dense_probs" in fields else None,
+            **{name: values[i, inside] for name, values in per_anchor.items()},
             **more[i],
         ))
     return results

@@ -47,6 +47,7 @@ from .backbones import (
     uses_pretrained,
 )
 from .outputs import Detections
+from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["FasterRCNNDetector", "SourceTrackingRoIHeads", "build_faster_rcnn", "FASTER_RCNN_DEFAULTS"]
@@ -141,15 +142,28 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "proposals", "embedding"})
 
+    def dropout_sites(self) -> list[torch.nn.Module]:
+        """``fc7`` and the box predictor: MC-dropout (``dropout=``) acts after ``fc6`` and after ``fc7``."""
+        return [self.roi_heads.box_head.fc7, self.roi_heads.box_predictor]
+
     def __init__(self, backbone, num_classes=None, **kwargs):
         super().__init__(backbone, num_classes, **kwargs)
         self.roi_heads = SourceTrackingRoIHeads.from_roi_heads(self.roi_heads)
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        return self.detect_from_proposals(*self.propose(images), fields=fields)
+
+    def propose(self, images: list[Tensor]):
+        """transform -> backbone -> RPN: ``(image_list, original_sizes, features, proposals)`` (eval mode)."""
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         image_list, _ = self.transform(images)
         features = self.backbone(image_list.tensors)
         proposals, _ = self.rpn(image_list, features)
+        return image_list, original_sizes, features, proposals
+
+    def detect_from_proposals(self, image_list, original_sizes, features, proposals, *,
+                              fields: frozenset[str]) -> list[Detections]:
+        """The RoI head's detections from :meth:`propose`'s outputs (run it once per MC-dropout pass)."""
         heads = self.roi_heads
         box_features = heads.box_head(heads.box_roi_pool(features, proposals, image_list.image_sizes))
         class_logits, box_regression = heads.box_predictor(box_features)  # [R, C + 1], [R, (C + 1) * 4]
@@ -178,7 +192,7 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
                       trainable_backbone_layers: int | None = None, norm: str | None = None,
                       anchor_sizes: Sequence[Sequence[float]] | None = None, fpn_channels: int | None = None,
                       score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
-                      **rpn_and_box_options: int) -> FasterRCNNDetector:
+                      dropout: float = 0.0, **rpn_and_box_options: int) -> FasterRCNNDetector:
     """A Faster R-CNN (FPN) for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
     Args:
@@ -196,6 +210,8 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
         anchor_sizes: RPN anchor sizes, one tuple per pyramid level.
         fpn_channels: pyramid width; default 256, 64 for ``tiny``.
         score_thresh, nms_thresh, detections_per_img: the box head's postprocessing.
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+            trains with it, and only the ``mc_dropout`` strategy samples it at query time.
         **rpn_and_box_options: any of ``rpn_pre_nms_top_n_train``, ``rpn_pre_nms_top_n_test``,
             ``rpn_post_nms_top_n_train``, ``rpn_post_nms_top_n_test``, ``rpn_batch_size_per_image``,
             ``box_batch_size_per_image``, ``representation_size`` (ints >= 1; defaults per backbone).
@@ -234,6 +250,7 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
         box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
         box_score_thresh=score_thresh, box_nms_thresh=nms_thresh, box_detections_per_img=detections_per_img,
         **options)
+    add_head_dropout(model.dropout_sites(), dropout)
     member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
     if member == FasterRCNN_ResNet50_FPN_Weights.COCO_V1:
         overwrite_frozen_eps(model, 0.0)

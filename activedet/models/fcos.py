@@ -44,6 +44,7 @@ from .backbones import (
     uses_pretrained,
 )
 from .outputs import Detections
+from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["FCOSDetector", "build_fcos", "FCOS_DEFAULTS"]
@@ -86,6 +87,14 @@ class FCOSDetector(PredictMixin, FCOS):
     prob_kind = "sigmoid"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
+    #: postprocessing takes per-level lists; how each head output averages over stochastic predictions
+    SPLIT_LEVELS = True
+    HEAD_OUTPUT_KINDS = {"cls_logits": "sigmoid", "bbox_regression": "linear", "bbox_ctrness": "sigmoid"}
+
+    def dropout_sites(self) -> list[torch.nn.Module]:
+        """The final convolutions of both towers: MC-dropout (``dropout=``) acts on their input."""
+        regression = self.head.regression_head
+        return [self.head.classification_head.cls_logits, regression.bbox_reg, regression.bbox_ctrness]
 
     def postprocess_detections(self, head_outputs, anchors, image_shapes):
         return strip_sources(self.postprocess_with_sources(head_outputs, anchors, image_shapes))
@@ -132,11 +141,12 @@ class FCOSDetector(PredictMixin, FCOS):
         boxes = self.box_coder.decode(box_regression[anchor_idxs], anchors[anchor_idxs])
         return box_ops.clip_boxes_to_image(boxes, image_shape), scores, labels, anchor_idxs
 
-    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
-        def probs(head_outputs: dict[str, Tensor]) -> Tensor:
-            return torch.sigmoid(head_outputs["cls_logits"][..., 1:])  # [B, A, C]
+    def dense_class_probs(self, head_outputs: dict[str, Tensor]) -> Tensor:
+        """``[B, A, C]`` class sigmoids of every anchor (channel 0, never trained, dropped)."""
+        return torch.sigmoid(head_outputs["cls_logits"][..., 1:])
 
-        return single_stage_predict(self, images, fields, probs, split_levels=True)
+    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        return single_stage_predict(self, images, fields)
 
 
 def build_fcos(num_classes: int, *, backbone: str = "resnet50", min_size: int | None = None,
@@ -144,7 +154,7 @@ def build_fcos(num_classes: int, *, backbone: str = "resnet50", min_size: int | 
                weights_strict: bool = True, trainable_backbone_layers: int | None = None, norm: str | None = None,
                anchor_sizes: Sequence[float] | None = None, center_sampling_radius: float | None = None,
                fpn_channels: int | None = None, score_thresh: float = 0.2, nms_thresh: float = 0.6,
-               detections_per_img: int = 100, topk_candidates: int = 1000) -> FCOSDetector:
+               detections_per_img: int = 100, topk_candidates: int = 1000, dropout: float = 0.0) -> FCOSDetector:
     """An FCOS detector for ``num_classes`` foreground classes (labels ``1..C``).
 
     Args:
@@ -162,6 +172,8 @@ def build_fcos(num_classes: int, *, backbone: str = "resnet50", min_size: int | 
         center_sampling_radius: positives lie within ``radius * size`` of a box centre.
         fpn_channels: pyramid width; default 256, 64 for ``tiny`` (a multiple of 32: the head's GroupNorm).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's postprocessing.
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+            trains with it, and only the ``mc_dropout`` strategy samples it at query time.
     """
     func = "build_fcos"
     check_int(func, "num_classes", num_classes, 1)
@@ -201,5 +213,6 @@ def build_fcos(num_classes: int, *, backbone: str = "resnet50", min_size: int | 
                          anchor_generator=anchor_generator, head=head, center_sampling_radius=radius,
                          score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
                          topk_candidates=topk_candidates)
+    add_head_dropout(model.dropout_sites(), dropout)
     load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
     return model

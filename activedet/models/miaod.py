@@ -172,9 +172,6 @@ class MIAODRetinaNet(RetinaNetDetector):
         return losses
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
-        def probs(head_outputs: dict[str, Tensor]) -> Tensor:
-            return torch.sigmoid(head_outputs["cls_logits"][..., 1:])
-
         def extras(head_outputs, anchors, image_sizes, features, detections) -> list[dict[str, Tensor]]:
             wanted = fields & {"class_probs_2", "dense_probs_2", "dense_weights"}
             if not wanted:
@@ -197,7 +194,7 @@ class MIAODRetinaNet(RetinaNetDetector):
                 out.append(item)
             return out
 
-        return single_stage_predict(self, images, fields, probs, split_levels=True, extras=extras)
+        return single_stage_predict(self, images, fields, extras=extras)
 
 
 def build_miaod(num_classes: int, *, backbone: str = "resnet50", min_size: int | None = None,

@@ -8,11 +8,15 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
-__all__ = ["Detections", "OPTIONAL_FIELDS"]
+__all__ = ["Detections", "OPTIONAL_FIELDS", "UNCERTAINTY_TYPES"]
 
 #: Optional fields a caller may request from ``predict(..., fields=...)``.
 OPTIONAL_FIELDS = frozenset({"class_probs", "proposals", "embedding", "dense_probs", "class_probs_2",
-                             "dense_probs_2", "dense_weights"})
+                             "dense_probs_2", "dense_weights", "dense_expected_entropy", "dense_box_var", "passes",
+                             "uncertainties"})
+
+#: the four AL-MDN uncertainties, in the column order of ``Detections.uncertainties``
+UNCERTAINTY_TYPES = ("aleatoric_loc", "epistemic_loc", "aleatoric_cls", "epistemic_cls")
 
 
 @dataclass
@@ -40,6 +44,19 @@ class Detections:
         class_probs_2, dense_probs_2: as ``class_probs`` / ``dense_probs`` for a second classifier of the same
             anchors (MI-AOD's adversarial classifier ``f2``; ``None`` for detectors with one classifier).
         dense_weights: ``float32[A, C]`` MI-AOD's MIL instance weights of the same anchors as ``dense_probs``.
+
+    Filled by several predictions of the same image (MC-dropout passes or ensemble members, see
+    :mod:`activedet.models.stochastic`); ``dense_probs`` is then the mean over the ``T`` predictions:
+        dense_expected_entropy: ``float32[A]`` mean over the predictions of each anchor's entropy (binary entropies
+            summed over classes for sigmoid heads, the entropy of the ``C + 1`` softmax for softmax heads).
+        dense_box_var: ``float32[A]`` variance over the predictions of each anchor's box regression output, summed
+            over its 4 coordinates (encoded deltas, so scale-free).
+        passes: ``list[Detections]``, one per prediction, each with ``class_probs``.
+
+    Filled by mixture-density heads (AL-MDN, :mod:`activedet.models.almdn`):
+        uncertainties: ``float32[N, 4]`` per detection, the columns of :data:`UNCERTAINTY_TYPES`: aleatoric and
+            epistemic localisation uncertainty (max over the 4 box coordinates) and aleatoric and epistemic
+            classification uncertainty (of the detected class).
     """
 
     boxes: Tensor
@@ -53,6 +70,10 @@ class Detections:
     class_probs_2: Tensor | None = None
     dense_probs_2: Tensor | None = None
     dense_weights: Tensor | None = None
+    dense_expected_entropy: Tensor | None = None
+    dense_box_var: Tensor | None = None
+    passes: list["Detections"] | None = None
+    uncertainties: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -61,6 +82,8 @@ class Detections:
         """A copy with every tensor moved to ``device``."""
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
                  if isinstance(getattr(self, f.name), Tensor)}
+        if self.passes is not None:
+            moved["passes"] = [p.to(device) for p in self.passes]
         return replace(self, **moved)
 
     def as_target_dict(self) -> dict[str, Tensor]:

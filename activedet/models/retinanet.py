@@ -41,6 +41,7 @@ from .backbones import (
     uses_pretrained,
 )
 from .outputs import Detections
+from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["RetinaNetDetector", "build_retinanet", "RETINANET_DEFAULTS"]
@@ -82,6 +83,13 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
     prob_kind = "sigmoid"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
+    #: postprocessing takes per-level lists; how each head output averages over stochastic predictions
+    SPLIT_LEVELS = True
+    HEAD_OUTPUT_KINDS = {"cls_logits": "sigmoid", "bbox_regression": "linear"}
+
+    def dropout_sites(self) -> list[torch.nn.Module]:
+        """The final convolutions of both towers: MC-dropout (``dropout=``) acts on their input."""
+        return [self.head.classification_head.cls_logits, self.head.regression_head.bbox_reg]
 
     def postprocess_detections(self, head_outputs, anchors, image_shapes):
         # type: (dict[str, list[Tensor]], list[list[Tensor]], list[tuple[int, int]]) -> list[dict[str, Tensor]]
@@ -129,11 +137,12 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
         boxes = self.box_coder.decode_single(box_regression[anchor_idxs], anchors[anchor_idxs])
         return box_ops.clip_boxes_to_image(boxes, image_shape), scores, labels, anchor_idxs
 
-    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
-        def probs(head_outputs: dict[str, Tensor]) -> Tensor:
-            return torch.sigmoid(head_outputs["cls_logits"][..., 1:])  # [B, A, C]
+    def dense_class_probs(self, head_outputs: dict[str, Tensor]) -> Tensor:
+        """``[B, A, C]`` class sigmoids of every anchor (channel 0, never trained, dropped)."""
+        return torch.sigmoid(head_outputs["cls_logits"][..., 1:])
 
-        return single_stage_predict(self, images, fields, probs, split_levels=True)
+    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        return single_stage_predict(self, images, fields)
 
 
 def _anchor_generator(anchor_sizes: Sequence[Any]) -> AnchorGenerator:
@@ -148,7 +157,7 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
                     weights_strict: bool = True, trainable_backbone_layers: int | None = None,
                     norm: str | None = None, anchor_sizes: Sequence[Any] | None = None,
                     fpn_channels: int | None = None, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                    detections_per_img: int = 100, topk_candidates: int = 1000) -> RetinaNetDetector:
+                    detections_per_img: int = 100, topk_candidates: int = 1000, dropout: float = 0.0) -> RetinaNetDetector:
     """A RetinaNet for ``num_classes`` foreground classes (labels ``1..C``).
 
     Args:
@@ -165,6 +174,8 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
         anchor_sizes: per pyramid level, a base size (3 octave scales) or a tuple of sizes.
         fpn_channels: pyramid width; default 256, 64 for ``tiny``.
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's postprocessing.
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+            trains with it, and only the ``mc_dropout`` strategy samples it at query time.
     """
     func = "build_retinanet"
     check_int(func, "num_classes", num_classes, 1)
@@ -195,6 +206,7 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
                               anchor_generator=anchor_generator, head=head, score_thresh=score_thresh,
                               nms_thresh=nms_thresh, detections_per_img=detections_per_img,
                               topk_candidates=topk_candidates)
+    add_head_dropout(model.dropout_sites(), dropout)
     member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
     if member == RetinaNet_ResNet50_FPN_Weights.COCO_V1:
         overwrite_frozen_eps(model, 0.0)

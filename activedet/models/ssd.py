@@ -38,6 +38,7 @@ from ._common import PredictMixin, check_choice, check_float, check_int, single_
 from .backbones import (NORMS, TINY_STAGES, TinyBackbone, default_norm, freeze_stages, norm_layer_for,
                         uses_pretrained)
 from .outputs import Detections
+from .stochastic import add_head_dropout
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights, resolve_weights_enum
 
 __all__ = ["SSDDetector", "TinySSDExtractor", "build_ssd", "SSD_VARIANTS", "SSD_DEFAULTS"]
@@ -74,6 +75,13 @@ class SSDDetector(PredictMixin, SSD):
     prob_kind = "softmax"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
+    #: postprocessing takes the concatenated outputs; how each head output averages over stochastic predictions
+    SPLIT_LEVELS = False
+    HEAD_OUTPUT_KINDS = {"cls_logits": "softmax", "bbox_regression": "linear"}
+
+    def dropout_sites(self) -> list[nn.Module]:
+        """Every per-level prediction convolution: MC-dropout (``dropout=``) acts on the feature map it reads."""
+        return [*self.head.classification_head.module_list, *self.head.regression_head.module_list]
 
     def postprocess_detections(self, head_outputs, image_anchors, image_shapes):
         return strip_sources(self.postprocess_with_sources(head_outputs, image_anchors, image_shapes))
@@ -107,11 +115,12 @@ class SSDDetector(PredictMixin, SSD):
         labels = torch.full_like(order, label)
         return scores, labels, anchor_idxs[order]
 
-    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
-        def probs(head_outputs: dict[str, Tensor]) -> Tensor:
-            return F.softmax(head_outputs["cls_logits"], dim=-1)  # [B, A, C + 1]
+    def dense_class_probs(self, head_outputs: dict[str, Tensor]) -> Tensor:
+        """``[B, A, C + 1]`` softmax of every default box."""
+        return F.softmax(head_outputs["cls_logits"], dim=-1)
 
-        return single_stage_predict(self, images, fields, probs, split_levels=False)
+    def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        return single_stage_predict(self, images, fields)
 
 
 class TinySSDExtractor(nn.Module):
@@ -225,7 +234,8 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
               weights: WeightsSpec = None, weights_backbone: WeightsSpec = None, weights_strict: bool = True,
               trainable_backbone_layers: int | None = None, norm: str | None = None,
               score_thresh: float | None = None, nms_thresh: float | None = None,
-              detections_per_img: int | None = None, topk_candidates: int | None = None) -> SSDDetector:
+              detections_per_img: int | None = None, topk_candidates: int | None = None,
+              dropout: float = 0.0) -> SSDDetector:
     """An SSD for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
     Args:
@@ -244,6 +254,8 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
             ``norm`` changes nothing there (it is batch-independent whatever the value).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: postprocessing, default per variant
             (:data:`SSD_DEFAULTS`).
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+            trains with it, and only the ``mc_dropout`` strategy samples it at query time.
     """
     func = "build_ssd"
     check_int(func, "num_classes", num_classes, 1)
@@ -276,5 +288,6 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
                         num_classes + 1)
     model = SSDDetector(extractor, anchor_generator, (size, size), num_classes + 1, head=head,
                         image_mean=defaults["image_mean"], image_std=defaults["image_std"], **post)
+    add_head_dropout(model.dropout_sites(), dropout)
     load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
     return model

@@ -20,7 +20,7 @@ The active-learning loop drives every strategy the same way, never by name::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -39,6 +39,7 @@ class ScoredPool:
         empty: ``bool[M]`` the score function returned ``None`` (no detection to score).
         embeddings: ``float32[M, D]`` image embeddings, or ``None`` when the strategy does not need them.
         num_detections: ``int64[M]`` detections per image (for reports).
+        vectors: ``float64[M, F]`` per-image score vectors of a strategy with a pool-level ``combine`` step.
     """
 
     indices: np.ndarray
@@ -46,20 +47,28 @@ class ScoredPool:
     empty: np.ndarray
     embeddings: np.ndarray | None = None
     num_detections: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    vectors: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.indices))
 
     @classmethod
     def collect(cls, items: Iterable[tuple[int, Detections]], strategy: "Strategy") -> "ScoredPool":
-        """Reduce ``(pool_index, Detections)`` pairs one at a time with ``strategy.score`` (and keep embeddings)."""
-        indices, scores, counts, embeddings = [], [], [], []
+        """Reduce ``(pool_index, Detections)`` pairs one at a time with ``strategy.score`` (and keep embeddings).
+
+        For a strategy with a pool-level ``combine`` step, ``score`` returns a vector per image; they are kept in
+        ``vectors`` and ``scores`` stay ``NaN`` until :meth:`finalize`.
+        """
+        indices, scores, counts, embeddings, vectors = [], [], [], [], []
         for index, det in items:
             try:
                 value = strategy.score(det) if strategy.score is not None else 0.0
             except ValueError as exc:
                 raise ValueError(f"pool index {index}: {exc}") from None
-            if value is not None and not np.isfinite(value):
+            if strategy.combine is not None:
+                vectors.append(np.asarray(value, np.float64))
+                value = None
+            elif value is not None and not np.isfinite(value):
                 raise ValueError(f"pool index {index}: strategy '{strategy.name}' scored {value}; scores must be "
                                  "finite (None marks an image with nothing to score)")
             indices.append(index)
@@ -67,7 +76,20 @@ class ScoredPool:
             counts.append(len(det))
             if "embedding" in strategy.needs:
                 embeddings.append(det.embedding.float().numpy())
-        return cls.from_lists(indices, scores, counts, embeddings if "embedding" in strategy.needs else None)
+        pool = cls.from_lists(indices, scores, counts, embeddings if "embedding" in strategy.needs else None)
+        if strategy.combine is not None:
+            pool.vectors = np.stack(vectors) if vectors else np.zeros((0, 0))
+        return pool
+
+    def finalize(self, strategy: "Strategy") -> "ScoredPool":
+        """The pool with ``strategy.combine`` applied to the gathered vectors (unchanged for per-image scores)."""
+        if strategy.combine is None:
+            return self
+        scores = np.asarray(strategy.combine(self), np.float64)
+        if scores.shape != (len(self),) or np.isinf(scores).any():
+            raise ValueError(f"strategy '{strategy.name}': the pool-level step returned {scores.shape} scores with "
+                             f"{int(np.isinf(scores).sum())} infinite; expected {len(self)} finite or NaN values")
+        return ScoredPool(self.indices, scores, np.isnan(scores), self.embeddings, self.num_detections)
 
     @classmethod
     def from_lists(cls, indices, scores, counts, embeddings=None) -> "ScoredPool":
@@ -82,11 +104,15 @@ class ScoredPool:
         """Join shards (e.g. gathered from torchrun processes), sorted by pool index for a rank-independent order."""
         indices = np.concatenate([p.indices for p in parts]) if parts else np.zeros(0, np.int64)
         order = np.argsort(indices, kind="stable")
-        embeddings = None
-        if parts and parts[0].embeddings is not None:
-            embeddings = np.concatenate([p.embeddings for p in parts if len(p)] or [parts[0].embeddings])[order]
+
+        def joined(name: str) -> np.ndarray | None:
+            if not parts or getattr(parts[0], name) is None:
+                return None
+            return np.concatenate([getattr(p, name) for p in parts if len(p)] or [getattr(parts[0], name)])[order]
+
         cat = (lambda name: np.concatenate([getattr(p, name) for p in parts])[order])
-        return cls(indices[order], cat("scores"), cat("empty"), embeddings, cat("num_detections"))
+        return cls(indices[order], cat("scores"), cat("empty"), joined("embeddings"), cat("num_detections"),
+                   joined("vectors"))
 
 
 @dataclass
@@ -122,6 +148,12 @@ class Strategy:
         needs_labelled: the labelled images must be passed through the model too (e.g. core-set distances).
         needs_inference: False only for strategies that never look at the model (random): the loop then skips
             the scoring pass entirely.
+        predictor: ``model -> object with predict(images, fields)`` used for the scoring pass instead of the model
+            (several stochastic passes, an ensemble's members); ``None`` = the model itself. It raises
+            ``ValueError`` saying what to change when the model cannot serve the strategy.
+        combine: ``ScoredPool -> float64[M]`` for strategies whose ``score`` returns a vector per image
+            (``float64[F]``): the pool-level step that turns the ``[M, F]`` vectors into one score per image
+            (AL-MDN normalises over all detections of the pool); ``NaN`` marks an image with nothing to score.
     """
 
     name: str
@@ -131,3 +163,5 @@ class Strategy:
     needs: frozenset[str] = frozenset()
     needs_labelled: bool = False
     needs_inference: bool = True
+    predictor: Callable[[Any], Any] | None = None
+    combine: Callable[["ScoredPool"], np.ndarray] | None = None

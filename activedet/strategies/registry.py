@@ -21,7 +21,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .base import ScoredPool, SelectionInput, Strategy
+from ..models.stochastic import StochasticPredictor
+from .almdn import almdn_combine, almdn_vector
 from .dense import discrepancy_score
+from .stochastic import DENSE_MEASURES, dense_stochastic_score, matched_stochastic_score
 from .diversity import coreset_select, kmeans_select, kmeanspp_select
 from .uncertainty import (AGGREGATIONS, EMPTY_POLICIES, image_uncertainty, random_select, rank_select)
 
@@ -195,6 +198,92 @@ def miaod(*, topk: int = 10000, topk_fraction: float = 0.1, weighted: bool = Fal
                     select=functools.partial(rank_select, empty_policy="lowest", strategy="miaod"), needs=needs)
 
 
+def almdn(*, score_threshold: float = 0.5, empty_policy: str = "lowest") -> Strategy:
+    """AL-MDN: max of the z-normalised aleatoric/epistemic loc/cls uncertainties, one pass (detector: almdn_*).
+
+    Options (methods.md §4.4; formulas in :mod:`.almdn`):
+        score_threshold: detections with ``score >= score_threshold`` are scored (0.5, the released code).
+        empty_policy: where images with no such detection go (``"lowest"``, as the released -99999).
+    """
+    _number("almdn", "score_threshold", score_threshold, float, 0, 1)
+    _choice("almdn", "empty_policy", empty_policy, EMPTY_POLICIES)
+    return Strategy("almdn", _description(almdn), score=functools.partial(almdn_vector,
+                                                                          score_threshold=float(score_threshold)),
+                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy="almdn"),
+                    needs=frozenset({"uncertainties"}), combine=almdn_combine)
+
+
+# ------------------------------------------------------------------------------------- several predictions
+
+FORMULATIONS = ("dense", "matched")
+
+
+def _stochastic(name: str, factory: Callable, predictor: Callable, formulation: str, measure: str,
+                score_threshold: float, aggregation: str, topk: int, detection_threshold: float,
+                iou_threshold: float, same_label: bool, cluster_aggregation: str, empty_policy: str) -> Strategy:
+    _choice(name, "formulation", formulation, FORMULATIONS)
+    _choice(name, "measure", measure, DENSE_MEASURES)
+    _number(name, "score_threshold", score_threshold, float, 0, 1)
+    _choice(name, "aggregation", aggregation, ("max", "topk_mean"))
+    _number(name, "topk", topk, int, 1)
+    _number(name, "detection_threshold", detection_threshold, float, 0, 1)
+    _number(name, "iou_threshold", iou_threshold, float, 0, 1)
+    _flag(name, "same_label", same_label)
+    _choice(name, "cluster_aggregation", cluster_aggregation, ("min", "mean"))
+    _choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
+    if formulation == "dense":
+        score = functools.partial(dense_stochastic_score, measure=measure, score_threshold=float(score_threshold),
+                                  aggregation=aggregation, topk=int(topk))
+        needs = frozenset({"dense_probs", "dense_expected_entropy", "dense_box_var"})
+    else:
+        score = functools.partial(matched_stochastic_score, detection_threshold=float(detection_threshold),
+                                  iou_threshold=float(iou_threshold), same_label=same_label,
+                                  cluster_aggregation=cluster_aggregation)
+        needs = frozenset({"passes"})
+    return Strategy(name, _description(factory), score=score, needs=needs, predictor=predictor,
+                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
+
+
+def mc_dropout(*, passes: int = 20, formulation: str = "dense", measure: str = "mutual_information",
+               score_threshold: float = 0.05, aggregation: str = "max", topk: int = 10,
+               detection_threshold: float = 0.5, iou_threshold: float = 0.5, same_label: bool = False,
+               cluster_aggregation: str = "min", empty_policy: str = "lowest") -> Strategy:
+    """MC-dropout: T stochastic passes of the head's dropout, dense (anchor) or box-matched uncertainty (§2).
+
+    Needs a detector trained with head dropout (``detector_options: {dropout: 0.25}``). Formulas in
+    :mod:`.stochastic`.
+
+    Options:
+        passes: T, stochastic passes per image (20, maskAL's default); the backbone runs once.
+        formulation: ``"dense"`` (single-stage detectors: per-anchor uncertainty) or ``"matched"`` (any detector,
+            the only one for Faster R-CNN: detections clustered across passes).
+        measure: dense: ``"mutual_information"`` (BALD, default), ``"entropy"`` (predictive) or ``"box_variance"``.
+        score_threshold: dense: anchors whose mean top foreground probability is at least this count (0.05).
+        aggregation, topk: dense: ``"max"`` over those anchors, or ``"topk_mean"`` of the ``topk`` largest.
+        detection_threshold, iou_threshold, same_label: matched: detections with score >= 0.5 are clustered at
+            IoU > 0.5 (maskAL's defaults), optionally only with detections of the same label.
+        cluster_aggregation: matched: image score 1 - ``"min"`` (default) or 1 - ``"mean"`` cluster certainty.
+        empty_policy: where images with nothing to score go (see ``least_confidence``).
+    """
+    _number("mc_dropout", "passes", passes, int, 2)
+    predictor = functools.partial(StochasticPredictor.mc_dropout, passes=int(passes))
+    return _stochastic("mc_dropout", mc_dropout, predictor, formulation, measure, score_threshold, aggregation, topk,
+                       detection_threshold, iou_threshold, same_label, cluster_aggregation, empty_policy)
+
+
+def ensemble(*, formulation: str = "dense", measure: str = "mutual_information", score_threshold: float = 0.05,
+             aggregation: str = "max", topk: int = 10, detection_threshold: float = 0.5, iou_threshold: float = 0.5,
+             same_label: bool = False, cluster_aggregation: str = "min", empty_policy: str = "lowest") -> Strategy:
+    """Deep ensemble: disagreement of M independently trained detectors, dense or box-matched (§2).
+
+    Needs ``ensemble_size`` >= 2 in the config (training costs M times the detector's). Options as
+    ``mc_dropout`` without ``passes``: each member predicts once.
+    """
+    return _stochastic("ensemble", ensemble, StochasticPredictor.ensemble, formulation, measure, score_threshold,
+                       aggregation, topk, detection_threshold, iou_threshold, same_label, cluster_aggregation,
+                       empty_policy)
+
+
 # ---------------------------------------------------------------------------------------------------- hybrid
 
 UNCERTAINTY = ("least_confidence", "margin", "entropy")
@@ -254,6 +343,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "kmeanspp": kmeanspp,
     "hybrid": hybrid,
     "miaod": miaod,
+    "almdn": almdn,
+    "mc_dropout": mc_dropout,
+    "ensemble": ensemble,
 }
 
 

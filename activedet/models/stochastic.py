@@ -1,0 +1,283 @@
+"""Several predictions of one image: MC-dropout passes and deep-ensemble members (methods.md §2).
+
+* :class:`HeadDropout` / :func:`add_head_dropout`: dropout in front of a detector's prediction layers. Every
+  builder takes ``dropout=p``; the adapter's ``dropout_sites()`` names where it goes (RetinaNet/FCOS: before the
+  final convolution of each tower; SSD: before every per-level prediction convolution; Faster R-CNN: after
+  ``fc6`` and after ``fc7``). The dropout acts through a forward pre-hook on those layers, so the state dict,
+  and therefore torchvision's and our checkpoints, are the same as without it. The model trains with it.
+* :class:`EnsembleDetector`: ``M`` members of one architecture, built one after the other (so their random
+  initialisations differ) and trained independently (:func:`activedet.engine.trainers.train_ensemble`). Its own
+  ``predict`` is member 0's: the ensemble is a device for querying, and the cycle's model, evaluated and exported,
+  is member 0, trained with the run's seed exactly as the plain detector is.
+* :class:`StochasticPredictor`: ``predict(images, fields)`` like a detector's, from ``T`` predictions of each image
+  (``T`` dropout passes, or one pass per member), reduced as they are produced so memory does not grow with ``T``:
+
+  - single-stage detectors (the anchors are the same in every prediction): the detections of the *mean*
+    prediction (class probabilities and box deltas averaged anchor by anchor, then torchvision's postprocessing),
+    ``dense_probs`` = the mean class probabilities, ``dense_expected_entropy`` and ``dense_box_var``;
+  - any detector, on request (``"passes"``): each prediction's post-NMS detections with ``class_probs``, for
+    the box-matched formulation. Faster R-CNN offers only this one (its proposals are regressed per pass);
+    its main detections are member 0's deterministic prediction.
+
+  MC-dropout computes the backbone (and, for Faster R-CNN, the RPN) once per image and runs only the head ``T``
+  times: with dropout only in the head, everything before it is the same in every pass.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Iterable, Iterator, Sequence
+
+import torch
+from torch import nn, Tensor
+
+from ._common import check_float, dense_detections, dense_forward
+from .outputs import Detections
+
+__all__ = ["HeadDropout", "add_head_dropout", "has_head_dropout", "mc_dropout_mode", "EnsembleDetector",
+           "StochasticPredictor", "prediction_entropy"]
+
+_EPS = 1e-7
+
+
+class HeadDropout(nn.Dropout):
+    """The dropout MC-dropout switches on at query time (no other dropout of the model is touched)."""
+
+
+def _dropout_before(module: nn.Module, args: tuple) -> tuple:
+    return (module.head_dropout(args[0]), *args[1:])
+
+
+def add_head_dropout(sites: Iterable[nn.Module], p: float) -> None:
+    """Apply ``HeadDropout(p)`` to the input of each module in ``sites`` (p = 0 adds nothing)."""
+    check_float("add_head_dropout", "p", p, 0.0, 0.95)
+    if p == 0:
+        return
+    for site in sites:
+        site.head_dropout = HeadDropout(p)  # a submodule: follows .train()/.eval() and DDP, has no state
+        site.register_forward_pre_hook(_dropout_before)
+
+
+def has_head_dropout(model: nn.Module) -> bool:
+    return any(isinstance(m, HeadDropout) and m.p > 0 for m in model.modules())
+
+
+def mc_dropout_mode(model: nn.Module):
+    """Context: eval mode (BatchNorm uses running statistics) with only the :class:`HeadDropout` layers sampling;
+    every module's mode is restored on exit."""
+    return _modes([model], sample_dropout=True)
+
+
+def prediction_entropy(probs: Tensor, prob_kind: str) -> Tensor:
+    """Entropy of each row of ``probs`` ``[..., K]``: of the distribution (softmax heads), or the sum of the
+    per-class binary entropies (sigmoid heads). Natural log."""
+    p = probs.float().clamp(_EPS, 1 - _EPS)
+    if prob_kind == "softmax":
+        return -(p * p.log()).sum(dim=-1)
+    return -(p * p.log() + (1 - p) * (1 - p).log()).sum(dim=-1)
+
+
+class EnsembleDetector(nn.Module):
+    """``M`` detectors of one architecture (module docstring). ``predict`` and the eval forward are member 0's."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if len(members) < 1:
+            raise ValueError("The 'members' parameter of EnsembleDetector must hold at least one detector. Got 0.")
+        self.members = nn.ModuleList(members)
+        self.prob_kind = getattr(members[0], "prob_kind", "sigmoid")
+        self.PROVIDES = getattr(members[0], "PROVIDES", frozenset())
+
+    def forward(self, images, targets=None):
+        if self.training:
+            raise RuntimeError("an EnsembleDetector trains member by member (activedet.engine.trainers."
+                               "train_ensemble); call a member for its training losses")
+        return self.members[0](images)
+
+    def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
+        return self.members[0].predict(images, fields)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class StochasticPredictor:
+    """``T`` predictions per image from MC-dropout passes or ensemble members (module docstring).
+
+    Build it with :meth:`mc_dropout` or :meth:`ensemble`; both check the model and say what to change.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], passes: int, sample_dropout: bool):
+        self.members = list(members)
+        self.passes = passes
+        self.sample_dropout = sample_dropout
+        ref = self.members[0]
+        self.prob_kind = ref.prob_kind
+        self.dense = hasattr(ref, "HEAD_OUTPUT_KINDS")
+        stochastic = {"passes"} | ({"dense_probs", "dense_expected_entropy", "dense_box_var"} if self.dense else set())
+        self.PROVIDES = frozenset(getattr(ref, "PROVIDES", frozenset()) | stochastic)
+
+    @classmethod
+    def mc_dropout(cls, model: nn.Module, *, passes: int = 20) -> "StochasticPredictor":
+        model = _unwrap(model)
+        if isinstance(model, EnsembleDetector):
+            model = model.members[0]
+        if not has_head_dropout(model):
+            raise ValueError(f"MC-dropout needs dropout in the detector's head, and this {type(model).__name__} has "
+                             "none: set detector_options: {dropout: 0.25} in the config (or dropout=0.25 in the "
+                             "builder), so that it trains with dropout")
+        if not (hasattr(model, "HEAD_OUTPUT_KINDS") or hasattr(model, "detect_from_proposals")):
+            raise ValueError(f"MC-dropout supports RetinaNet, FCOS, SSD and Faster R-CNN; got {type(model).__name__}")
+        return cls([model], passes, sample_dropout=True)
+
+    @classmethod
+    def ensemble(cls, model: nn.Module) -> "StochasticPredictor":
+        model = _unwrap(model)
+        if not isinstance(model, EnsembleDetector) or len(model.members) < 2:
+            raise ValueError("the ensemble strategy needs an ensemble of at least 2 detectors: set ensemble_size: 3 "
+                             "(or more) in the config; the model is a single "
+                             f"{type(model).__name__ if not isinstance(model, EnsembleDetector) else 'member'}")
+        if not (hasattr(model.members[0], "HEAD_OUTPUT_KINDS") or hasattr(model.members[0], "detect_from_proposals")):
+            raise ValueError("ensembles support RetinaNet, FCOS, SSD and Faster R-CNN members; got "
+                             f"{type(model.members[0]).__name__}")
+        return cls(list(model.members), 1, sample_dropout=False)
+
+    @property
+    def num_predictions(self) -> int:
+        return len(self.members) * self.passes
+
+    def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
+        requested = Detections.check_fields(fields)
+        images = list(images)
+        if not images:
+            return []
+        with torch.no_grad(), _modes(self.members, self.sample_dropout):
+            if self.dense:
+                return self._dense(images, requested)
+            return self._matched(images, requested)
+
+    # ------------------------------------------------------------------------------------------- single stage
+    def _dense(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        ref = self.members[0]
+        moments = _Moments(ref)
+        passes: list[list[Detections]] = []
+        first = None
+        for member in self.members:
+            image_list, original_sizes, features, head_outputs, anchors = parts = dense_forward(member, images)
+            first = first if first is not None else parts
+            for t in range(self.passes):
+                if t > 0:
+                    head_outputs = member.head(features)
+                moments.add(head_outputs)
+                if "passes" in fields:
+                    passes.append(dense_detections(member, image_list, original_sizes, features, head_outputs,
+                                                   anchors, fields=frozenset({"class_probs"})))
+        mean_outputs, per_anchor = moments.result()
+        image_list, original_sizes, features, _, anchors = first
+        results = dense_detections(ref, image_list, original_sizes, features, mean_outputs, anchors,
+                                   fields=fields - {"passes"}, dense_extras=per_anchor)
+        return _with_passes(results, passes, fields)
+
+    # ---------------------------------------------------------------------------------------------- two stage
+    def _matched(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
+        passes: list[list[Detections]] = []
+        results = None
+        for m, member in enumerate(self.members):
+            parts = member.propose(images)
+            if m == 0:
+                with _dropout_off(member):
+                    results = member.detect_from_proposals(*parts, fields=(fields - {"passes"}) | {"class_probs"})
+                if not self.sample_dropout:
+                    passes.append(results)
+                    continue
+            for _ in range(self.passes):
+                passes.append(member.detect_from_proposals(*parts, fields=frozenset({"class_probs"})))
+        if "class_probs" not in fields:
+            results = [replace(r, class_probs=None) for r in results]
+        return _with_passes(results, passes, fields)
+
+
+def _with_passes(results: list[Detections], passes: list[list[Detections]], fields: frozenset[str]
+                 ) -> list[Detections]:
+    if "passes" not in fields:
+        return results
+    return [replace(r, passes=[p[i] for p in passes]) for i, r in enumerate(results)]
+
+
+@contextmanager
+def _modes(members: list[nn.Module], sample_dropout: bool) -> Iterator[None]:
+    modes = [(module, module.training) for member in members for module in member.modules()]
+    for member in members:
+        member.eval()
+        if sample_dropout:
+            for module in member.modules():
+                if isinstance(module, HeadDropout):
+                    module.train()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextmanager
+def _dropout_off(model: nn.Module) -> Iterator[None]:
+    layers = [(m, m.training) for m in model.modules() if isinstance(m, HeadDropout)]
+    for layer, _ in layers:
+        layer.eval()
+    try:
+        yield
+    finally:
+        for layer, training in layers:
+            layer.training = training
+
+
+def _to_prob(values: Tensor, kind: str) -> Tensor:
+    if kind == "sigmoid":
+        return torch.sigmoid(values.float())
+    if kind == "softmax":
+        return torch.softmax(values.float(), dim=-1)
+    return values.float()
+
+
+def _from_prob(mean: Tensor, kind: str) -> Tensor:
+    if kind == "sigmoid":
+        return torch.logit(mean.clamp(_EPS, 1 - _EPS))
+    if kind == "softmax":
+        return mean.clamp_min(_EPS).log()
+    return mean
+
+
+class _Moments:
+    """Running sums over predictions: each head output in probability space, the entropy of the class
+    probabilities, and the first two moments of the box regression output."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.kinds = model.HEAD_OUTPUT_KINDS
+        self.count = 0
+        self.sums: dict[str, Tensor] = {}
+        self.entropy = self.box_sum = self.box_sq = None
+
+    def add(self, head_outputs: dict[str, Tensor]) -> None:
+        def acc(old: Tensor | None, new: Tensor) -> Tensor:
+            return new if old is None else old + new
+
+        self.count += 1
+        for key, kind in self.kinds.items():
+            self.sums[key] = acc(self.sums.get(key), _to_prob(head_outputs[key], kind))
+        probs = self.model.dense_class_probs(head_outputs)  # [B, A, K]
+        self.entropy = acc(self.entropy, prediction_entropy(probs, self.model.prob_kind))
+        deltas = head_outputs["bbox_regression"].float()  # [B, A, 4]
+        self.box_sum = acc(self.box_sum, deltas)
+        self.box_sq = acc(self.box_sq, deltas * deltas)
+
+    def result(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        n = self.count
+        mean_outputs = {key: _from_prob(total / n, self.kinds[key]) for key, total in self.sums.items()}
+        box_mean = self.box_sum / n
+        variance = (self.box_sq / n - box_mean * box_mean).clamp_min(0).sum(dim=-1)  # [B, A]
+        return mean_outputs, {"dense_expected_entropy": self.entropy / n, "dense_box_var": variance}
+
