@@ -7,6 +7,7 @@ import torch
 import torchvision.models.detection as tv_detection
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from activedet.models.almdn import build_almdn_retinanet, build_almdn_ssd
 from activedet.models.backbones import build_fpn_backbone
 from activedet.models.faster_rcnn import build_faster_rcnn
 from activedet.models.fcos import build_fcos
@@ -24,10 +25,13 @@ VARIANTS = {
     "fcos-tiny": (build_fcos, dict(backbone="tiny"), 12, 4),
     "ssd-tiny": (build_ssd, dict(variant="tiny"), 12, 4),
     "faster_rcnn-tiny": (build_faster_rcnn, dict(backbone="tiny"), 12, 4),
+    "almdn_ssd-tiny": (build_almdn_ssd, dict(variant="tiny"), 12, 4),
+    "almdn_retinanet-tiny": (build_almdn_retinanet, dict(backbone="tiny"), 24, 4),
+    "retinanet-dropout": (build_retinanet, dict(backbone="tiny", dropout=0.2), 12, 4),
     "ssdlite-160": (build_ssd, dict(variant="ssdlite320_mobilenet_v3_large", size=160), 8, 3),
     "ssd300_vgg16-268": (build_ssd, dict(variant="ssd300_vgg16", size=268), 2, 2),
 }
-SIGMOID = {"retinanet-tiny", "fcos-tiny", "miaod-tiny"}
+SIGMOID = {"retinanet-tiny", "fcos-tiny", "miaod-tiny", "almdn_retinanet-tiny", "retinanet-dropout"}
 TWO_STAGE = {"faster_rcnn-tiny"}
 
 

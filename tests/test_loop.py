@@ -42,7 +42,10 @@ def outcome(run_dir: Path) -> tuple[np.ndarray, list]:
 
 #: strategies that need a particular detector, and the cheapest settings of its own training
 NEEDS_DETECTOR = {"miaod": {"detector": "miaod", "training_options": {"label_epochs": 1, "outer_loops": 1,
-                                                                       "repeat_labelled": 1}}}
+                                                                       "repeat_labelled": 1}},
+                  "almdn": {"detector": "almdn_ssd", "strategy_options": {"score_threshold": 0.05}},
+                  "mc_dropout": {"detector_options": {"dropout": 0.25}, "strategy_options": {"passes": 3}},
+                  "ensemble": {"ensemble_size": 2}}
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

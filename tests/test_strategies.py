@@ -28,7 +28,12 @@ def det(scores, kind="sigmoid", probs=None, embedding=None, dense_seed=None) -> 
     if dense_seed is not None:
         g = torch.Generator().manual_seed(dense_seed)
         dense = {"dense_probs": torch.rand(40, 2, generator=g), "dense_probs_2": torch.rand(40, 2, generator=g),
-                 "dense_weights": torch.rand(40, 2, generator=g) / 40}
+                 "dense_weights": torch.rand(40, 2, generator=g) / 40,
+                 "dense_expected_entropy": torch.rand(40, generator=g) * 0.5,
+                 "dense_box_var": torch.rand(40, generator=g), "uncertainties": torch.rand(n, 4, generator=g)}
+        boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4)
+        dense["passes"] = [Detections(boxes + torch.rand(n, 4, generator=g), scores, torch.ones(n, dtype=torch.int64),
+                                      kind) for _ in range(3)]
     return Detections(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4), scores=scores,
                       labels=torch.ones(n, dtype=torch.int64), prob_kind=kind,
                       class_probs=None if probs is None else torch.tensor(np.asarray(probs, np.float32)),
@@ -71,6 +76,8 @@ CONFIGS = [(name, {}) for name in STRATEGIES] + [
     ("hybrid", {"diversity": "kmeans", "uncertainty": "margin", "n_clusters": 2}),
     ("hybrid", {"diversity": "kmeanspp", "factor": 1.5, "use_class_probs": True}),
     ("miaod", {"weighted": True, "topk": 5}),
+    ("mc_dropout", {"formulation": "matched", "detection_threshold": 0.3}),
+    ("ensemble", {"measure": "box_variance", "aggregation": "topk_mean"}), ("almdn", {"score_threshold": 0.3}),
 ]
 
 

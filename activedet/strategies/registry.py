@@ -276,8 +276,10 @@ def ensemble(*, formulation: str = "dense", measure: str = "mutual_information",
              same_label: bool = False, cluster_aggregation: str = "min", empty_policy: str = "lowest") -> Strategy:
     """Deep ensemble: disagreement of M independently trained detectors, dense or box-matched (§2).
 
-    Needs ``ensemble_size`` >= 2 in the config (training costs M times the detector's). Options as
-    ``mc_dropout`` without ``passes``: each member predicts once.
+    Needs ``ensemble_size`` >= 2 in the config (training costs M times the detector's); each member predicts once.
+
+    Options (meanings as for ``mc_dropout``): formulation, measure, score_threshold, aggregation, topk,
+    detection_threshold, iou_threshold, same_label, cluster_aggregation, empty_policy.
     """
     return _stochastic("ensemble", ensemble, StochasticPredictor.ensemble, formulation, measure, score_threshold,
                        aggregation, topk, detection_threshold, iou_threshold, same_label, cluster_aggregation,
