@@ -54,7 +54,8 @@ def cmd_predict(args) -> int:
     from .predict import draw_predictions, format_predictions, predict_images
 
     cfg = load_config(args.config, args.set)
-    results = predict_images(cfg, args.checkpoint, args.images, min_score=args.min_score)
+    results = predict_images(cfg, args.checkpoint, args.images, min_score=args.min_score,
+                             uncertainty=args.uncertainty)
     print(format_predictions(results))
     if args.json:
         from .atomic import atomic_write_json
@@ -180,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=0.3, help="list boxes with at least this score (default 0.3)")
     p.add_argument("--draw", metavar="DIR", help="also write a PNG per image with the boxes and uncertainties")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="every per-box uncertainty the model gives: AL-MDN's four, MC-dropout/ensemble agreement "
+                        "across passes, the score's entropy (drawn on the image with --draw)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="check a VOC/COCO/YOLO dataset and report every problem")

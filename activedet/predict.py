@@ -8,6 +8,16 @@ strategy (the number the loop would rank it by). Per-box uncertainty columns:
 * ``least_confidence`` / ``margin`` / ``entropy``: when the config's strategy is one of them, its per-detection
   value (:func:`activedet.strategies.uncertainty.detection_uncertainty`).
 
+With ``uncertainty=True`` (``activedet predict --uncertainty``) every per-box uncertainty the model can give:
+
+* ``entropy``: binary entropy of the box's score (any detector);
+* AL-MDN detectors: ``aleatoric_loc``, ``epistemic_loc``, ``aleatoric_cls``, ``epistemic_cls`` from the mixture head;
+* detectors trained with head dropout (T passes, ``passes`` of the strategy options or 20) and ensembles (one pass
+  per member): the boxes are those of the mean prediction (single-stage) or the deterministic one (Faster
+  R-CNN); each is matched to its best-overlapping box of every pass (IoU > 0.5) and gets ``mc_semantic``,
+  ``mc_spatial``, ``mc_occurrence`` certainties and ``mc_uncertainty = 1 - their product``
+  (:mod:`activedet.strategies.stochastic`).
+
 ``draw`` writes a PNG per image with the boxes, labels, scores and uncertainties.
 """
 
@@ -23,14 +33,24 @@ from .config import Config, _strategy
 from .data.torch_dataset import load_image
 from .engine import distributed as dist_utils
 from .engine.checkpoint import load_checkpoint
+from .models import Detections, EnsembleDetector, StochasticPredictor
+from .models.outputs import UNCERTAINTY_TYPES
+from .models.stochastic import has_head_dropout
 from .strategies.dense import anchor_disagreement
+from .strategies.stochastic import detection_certainties
 from .strategies.uncertainty import MEASURES, detection_uncertainty
 
 __all__ = ["predict_images", "format_predictions", "draw_predictions"]
 
+#: short labels drawn on images
+_SHORT = {"aleatoric_loc": "al.loc", "epistemic_loc": "ep.loc", "aleatoric_cls": "al.cls", "epistemic_cls": "ep.cls",
+          "mc_uncertainty": "mc.u", "mc_semantic": "mc.sem", "mc_spatial": "mc.spl", "mc_occurrence": "mc.occ",
+          "entropy": "H", "disagreement": "dis"}
+
 
 def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path], *, num_classes: int | None = None,
-                   class_names: list[str] | None = None, min_score: float = 0.0) -> list[dict[str, Any]]:
+                   class_names: list[str] | None = None, min_score: float = 0.0,
+                   uncertainty: bool = False) -> list[dict[str, Any]]:
     """Detections of each image file with per-box uncertainties and the image score (module docstring).
 
     Args:
@@ -39,6 +59,7 @@ def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path]
         images: image files.
         num_classes, class_names: the label space; default: read from the config's training data.
         min_score: boxes below this score are left out of the result (the image score uses every detection).
+        uncertainty: add every per-box uncertainty the model can give (module docstring).
     """
     from .workflows import build_model, load_split
 
@@ -55,20 +76,19 @@ def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path]
         raise ValueError(f"{checkpoint}: no 'model' entry; expected a checkpoint written by activedet train/run")
     model.load_state_dict(state["model"])
     model.to(dist_utils.resolve_device(cfg.device))
-    provides = getattr(model, "PROVIDES", frozenset())
+    predictor = _predictor(cfg, model, strategy, uncertainty)
+    provides = getattr(predictor, "PROVIDES", frozenset())
     fields = set(strategy.needs) | ({"class_probs", "class_probs_2"} & provides)
+    if uncertainty:
+        fields |= {"uncertainties", "passes"} & provides
     measure = strategy.name if strategy.name in MEASURES else None
     results = []
     for path in images:
         image = load_image(path)
-        det = model.predict([image.to(next(model.parameters()).device)], fields=fields)[0].to("cpu")
-        columns: dict[str, torch.Tensor] = {}
-        if det.class_probs_2 is not None:
-            columns["disagreement"] = anchor_disagreement(det.class_probs, det.class_probs_2)
-        if measure is not None:
-            use_probs = bool(cfg.strategy_options.get("use_class_probs", False))
-            columns[measure] = detection_uncertainty(det, measure, use_probs)
-        score = strategy.score(det) if strategy.score is not None else None
+        det = predictor.predict([image.to(next(model.parameters()).device)], fields=fields)[0].to("cpu")
+        columns = _columns(det, measure, bool(cfg.strategy_options.get("use_class_probs", False)), uncertainty)
+        # a pool-normalised score (AL-MDN) has no meaning for one image: None
+        score = strategy.score(det) if strategy.score is not None and strategy.combine is None else None
         keep = det.scores >= min_score
         boxes = []
         for j in torch.nonzero(keep).flatten().tolist():
@@ -81,11 +101,42 @@ def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path]
     return results
 
 
+def _predictor(cfg: Config, model: torch.nn.Module, strategy, uncertainty: bool):
+    """What predicts: the strategy's own predictor (MC-dropout, ensembles), else, for ``--uncertainty``, the
+    stochastic predictor the model supports, else the model."""
+    if strategy.predictor is not None:
+        return strategy.predictor(model)
+    if uncertainty and isinstance(model, EnsembleDetector) and len(model.members) > 1:
+        return StochasticPredictor.ensemble(model)
+    if uncertainty and has_head_dropout(model):
+        return StochasticPredictor.mc_dropout(model, passes=int(cfg.strategy_options.get("passes", 20)))
+    return model
+
+
+def _columns(det: Detections, measure: str | None, use_probs: bool, uncertainty: bool) -> dict[str, torch.Tensor]:
+    columns: dict[str, torch.Tensor] = {}
+    if det.class_probs_2 is not None:
+        columns["disagreement"] = anchor_disagreement(det.class_probs, det.class_probs_2)
+    if measure is not None:
+        columns[measure] = detection_uncertainty(det, measure, use_probs)
+    if not uncertainty:
+        return columns
+    columns.setdefault("entropy", detection_uncertainty(det, "entropy", False))
+    if det.uncertainties is not None:
+        columns.update({name: det.uncertainties[:, k] for k, name in enumerate(UNCERTAINTY_TYPES)})
+    if det.passes is not None:
+        parts = detection_certainties(det)
+        columns.update({"mc_semantic": parts[:, 0], "mc_spatial": parts[:, 1], "mc_occurrence": parts[:, 2],
+                        "mc_uncertainty": 1 - parts.prod(dim=1)})
+    return columns
+
+
 def format_predictions(results: list[dict[str, Any]]) -> str:
     """A plain-text table per image."""
     lines = []
     for item in results:
-        score = "none (no detection to score)" if item["image_score"] is None else f"{item['image_score']:.6g}"
+        score = ("none (no detection to score, or a score normalised over the whole pool)"
+                 if item["image_score"] is None else f"{item['image_score']:.6g}")
         lines.append(f"{item['image']}  ({item['width']}x{item['height']}, {item['detections']} detection(s)); "
                      f"{item['strategy']} image score: {score}")
         extra = [k for k in item["boxes"][0] if k not in ("box", "label", "class", "score")] if item["boxes"] else []
@@ -100,7 +151,8 @@ def format_predictions(results: list[dict[str, Any]]) -> str:
 
 
 def draw_predictions(results: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Write ``OUT/<image stem>.png`` with each box, its class, score and first uncertainty column."""
+    """Write ``OUT/<image stem>.png`` with each box, its class, score and uncertainty columns (the first above the
+    box, the others inside it)."""
     from PIL import Image, ImageDraw
 
     out = Path(out_dir)
@@ -115,9 +167,12 @@ def draw_predictions(results: list[dict[str, Any]], out_dir: str | Path) -> list
         for b in item["boxes"]:
             x1, y1, x2, y2 = (v * scale for v in b["box"])
             pen.rectangle((x1, y1, x2, y2), outline=(255, 40, 40), width=2)
-            extra = [f"{key[:4]} {b[key]:.2g}" for key in b if key not in ("box", "label", "class", "score")][:1]
-            pen.text((x1 + 2, max(0, y1 - 11)), " ".join([b["class"], f"{b['score']:.2f}", *extra]),
+            extra = [f"{_SHORT.get(key, key[:4])} {b[key]:.2g}" for key in b
+                     if key not in ("box", "label", "class", "score")]
+            pen.text((x1 + 2, max(0, y1 - 11)), " ".join([b["class"], f"{b['score']:.2f}", *extra[:1]]),
                      fill=(255, 255, 0))
+            for row, text in enumerate(extra[1:]):  # every further uncertainty on its own line inside the box
+                pen.text((x1 + 2, y1 + 2 + 10 * row), text, fill=(255, 255, 0))
         if item["image_score"] is not None:
             pen.text((2, 2), f"{item['strategy']}: {item['image_score']:.3g}", fill=(0, 255, 255))
         path = out / f"{k:03d}_{Path(item['image']).stem}.png"

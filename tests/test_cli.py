@@ -97,3 +97,36 @@ def test_train_miaod_then_predict_single_images_with_their_uncertainty(tiny, tmp
     checkpoint = str(tmp_path / "train/last.pt")
     assert main(["predict", str(path), str(tmp_path / "nope.png"), "--checkpoint", checkpoint]) == 2
     assert "image file(s) not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, columns", [
+    ({"detector": "almdn_ssd", "strategy": "almdn"}, ["aleatoric_loc", "epistemic_loc", "aleatoric_cls",
+                                                        "epistemic_cls", "entropy"]),
+    ({"detector_options": {"dropout": 0.3}, "strategy": "mc_dropout"}, ["mc_uncertainty", "mc_spatial", "entropy"]),
+    ({"ensemble_size": 2, "strategy": "ensemble"}, ["mc_uncertainty", "mc_occurrence"]),
+])
+def test_predict_uncertainty_shows_and_draws_every_per_box_uncertainty(tiny, tmp_path, capsys, extra, columns):
+    import torch
+
+    from activedet.config import load_config
+    from activedet.workflows import build_model, load_split
+
+    cfg = {"train_data": str(tiny / "annotations/train.json"), "image_root": str(tiny), "detector": "ssd",
+           "backbone": "tiny", "min_size": 96, "device": "cpu", "out_dir": str(tmp_path / "out"),
+           "strategy_options": {"passes": 4} if "detector_options" in extra else {}, **extra}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    torch.manual_seed(0)
+    config = load_config(path)
+    torch.save({"model": build_model(config, load_split(config, "train").num_classes).state_dict()},
+               tmp_path / "model.pt")
+    images = sorted((tiny / "images").rglob("*.png"))[:2]
+    assert main(["predict", str(path), *map(str, images), "--checkpoint", str(tmp_path / "model.pt"), "--min-score",
+                 "0.0", "--uncertainty", "--json", str(tmp_path / "pred.json"), "--draw", str(tmp_path / "drawn"),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    boxes = [b for r in json.loads((tmp_path / "pred.json").read_text()) for b in r["boxes"]]
+    assert boxes and all(c in b and b[c] >= 0 for b in boxes for c in columns), boxes[:1]
+    assert all(c in out for c in columns) and len(list((tmp_path / "drawn").glob("*.png"))) == 2
+    if "mc_uncertainty" in columns:
+        assert all(0 <= b["mc_uncertainty"] <= 1 for b in boxes)

@@ -38,7 +38,7 @@ from ..models.outputs import Detections
 from ..models.stochastic import prediction_entropy
 
 __all__ = ["DENSE_MEASURES", "dense_stochastic_score", "cluster_predictions", "cluster_certainties",
-           "matched_stochastic_score"]
+           "detection_certainties", "matched_stochastic_score"]
 
 DENSE_MEASURES = ("mutual_information", "entropy", "box_variance")
 
@@ -106,15 +106,33 @@ def _semantic_certainty(det: Detections, j: int) -> float:
 
 
 def cluster_certainties(passes: list[Detections], clusters: list[list[tuple[int, int]]]) -> torch.Tensor:
-    """``float[K]``: ``u_sem · u_spl · u_n`` of each cluster (module docstring)."""
+    """``float64[K, 3]``: semantic, spatial and occurrence certainty of each cluster (module docstring); their
+    product is the cluster certainty ``u_k``."""
     values = []
     for members in clusters:
         boxes = torch.stack([passes[t].boxes[j].float() for t, j in members])  # [n, 4]
         spatial = float(box_iou(boxes, boxes.mean(dim=0, keepdim=True)).mean())
         semantic = sum(_semantic_certainty(passes[t], j) for t, j in members) / len(members)
         occurrence = min(1.0, len(members) / len(passes))
-        values.append(semantic * spatial * occurrence)
-    return torch.tensor(values, dtype=torch.float64)
+        values.append([semantic, spatial, occurrence])
+    return torch.tensor(values, dtype=torch.float64).reshape(-1, 3)
+
+
+def detection_certainties(det: Detections, *, iou_threshold: float = 0.5) -> torch.Tensor:
+    """``float64[N, 3]``: the certainty components of each of ``det``'s detections, from the predictions in
+    ``det.passes``: its members are, per prediction, the detection of best IoU above ``iou_threshold``. A detection
+    no prediction reproduces has certainty 0."""
+    rows = []
+    for j in range(len(det)):
+        members = []
+        for t, other in enumerate(det.passes or []):
+            if len(other):
+                overlap = box_iou(det.boxes[j:j + 1].float(), other.boxes.float())[0]
+                best = int(overlap.argmax())
+                if float(overlap[best]) > iou_threshold:
+                    members.append((t, best))
+        rows.append(cluster_certainties(det.passes, [members])[0] if members else torch.zeros(3, dtype=torch.float64))
+    return torch.stack(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)
 
 
 def matched_stochastic_score(det: Detections, *, detection_threshold: float = 0.5, iou_threshold: float = 0.5,
@@ -127,6 +145,6 @@ def matched_stochastic_score(det: Detections, *, detection_threshold: float = 0.
                                    same_label=same_label)
     if not clusters:
         return None
-    certainty = cluster_certainties(det.passes, clusters)
+    certainty = cluster_certainties(det.passes, clusters).prod(dim=1)
     reduced = certainty.min() if cluster_aggregation == "min" else certainty.mean()
     return float(1 - reduced)
