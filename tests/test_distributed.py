@@ -41,10 +41,11 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert x.shape == y.shape and torch.allclose(x, y, atol=1e-4)
 
 
-@pytest.mark.parametrize("detector,strategy", [("ssd", "hybrid"), ("miaod", "miaod")])
+@pytest.mark.parametrize("detector,strategy", [("ssd", "hybrid"), ("miaod", "miaod"), ("almdn_ssd", "almdn")])
 def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detector, strategy):
     """Cycle 0 is trained once (MI-AOD: by two gloo processes, its DDP stages), then the pool is scored by one
-    process and by two: the same scores and the same picks."""
+    process and by two: the same scores and the same picks (AL-MDN: its pool-level normalisation runs on the
+    gathered statistics of both shards)."""
     import shutil
 
     import numpy as np
@@ -60,6 +61,8 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
            "strategy": strategy, "initial_labelled": 6, "budget": 5, "cycles": 0, "eval_batch_size": 3}
     if strategy == "hybrid":
         cfg["strategy_options"] = {"uncertainty": "entropy", "diversity": "coreset"}
+    elif strategy == "almdn":
+        cfg["strategy_options"] = {"score_threshold": 0.05}
     else:
         cfg.update(max_size=96, training_options={"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1})
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))

@@ -172,6 +172,22 @@ def test_sigkill_at_several_stages_then_resume_gives_the_same_run(tiny_data, tmp
     assert a[1] == b[1]
 
 
+def test_sigkill_inside_an_ensemble_and_mc_dropout_scoring_then_resume_gives_the_same_run(tiny_data, tmp_path):
+    """Members train one after the other (a kill resumes at the member it hit) and the stochastic passes of the
+    scoring stage are seeded by (seed, cycle), so a resumed run scores and selects exactly as a straight one."""
+    extra = {"strategy": "mc_dropout", "ensemble_size": 2, "detector_options": {"dropout": 0.25},
+             "strategy_options": {"passes": 3}, "cycles": 1}
+    straight = write_config(tmp_path / "straight", tiny_data, **extra)
+    assert run_cli(["run", str(straight), "--quiet"]).returncode == 0
+    killed = write_config(tmp_path / "killed", tiny_data, **extra)
+    run_dir = tmp_path / "killed" / "run"
+    kill_then_resume(killed, run_dir, ["train_epoch:2", "train_epoch:1", "train:0"])
+    a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+    scores = [np.load(d / "cycles/0/scores.npz")["pool_scores"] for d in (tmp_path / "straight/run", run_dir)]
+    assert np.array_equal(scores[0], scores[1])
+
+
 def test_bench_shares_cycle_zero_and_writes_the_report(tiny_data, tmp_path, capsys):
     from activedet.cli import main
 

@@ -195,6 +195,7 @@ class ActiveLearningRun:
         if path.is_file():
             return _load_scores(path)
         started = time.perf_counter()
+        torch.manual_seed(derive_seed(self.options.seed, t, "score"))  # stochastic passes (MC-dropout) repeat on resume
         candidates = self.options.scoring_subset(ledger.unlabelled(), t)
         pool = self._scored(model, candidates)
         labelled = self._scored(model, ledger.labelled()) if self.strategy.needs_labelled else None
