@@ -66,6 +66,23 @@ def test_two_cycles_with_every_strategy(strategy, tiny_data, tmp_path):
     assert len(lines) == 3 and "voc/mAP_area" in json.loads(lines[-1])["metrics"]
 
 
+@pytest.mark.parametrize("strategy", ["mc_dropout", "ensemble"])
+def test_box_matched_stochastic_scores_with_faster_rcnn(strategy, tiny_data, tmp_path):
+    extra = ({"detector_options": {"dropout": 0.25}, "strategy_options": {"passes": 3, "formulation": "matched",
+                                                                         "detection_threshold": 0.05}}
+             if strategy == "mc_dropout" else {"ensemble_size": 2, "strategy_options": {"formulation": "matched",
+                                                                                        "detection_threshold": 0.05}})
+    config = write_config(tmp_path, tiny_data, detector="faster_rcnn", strategy=strategy, cycles=1, **extra)
+    ledger = run_from_config(load_config(config), progress=False)
+    assert len(ledger.labelled()) == 10
+    picks = json.loads((tmp_path / "run/cycles/0/selection.json").read_text())["picks"]
+    assert any(p["score"] is not None for p in picks)  # clusters were formed and scored
+    dense = write_config(tmp_path / "dense", tiny_data, detector="faster_rcnn", strategy=strategy,
+                         **{**extra, "strategy_options": {}})
+    with pytest.raises(ValueError, match="formulation: matched"):
+        run_from_config(load_config(dense), progress=False)
+
+
 def test_box_budget_and_warm_start(tiny_data, tmp_path):
     run_from_config(load_config(write_config(tmp_path, tiny_data, strategy="entropy", budget=10,
                                              budget_unit="boxes", warm_start=True, cycles=1)), progress=False)

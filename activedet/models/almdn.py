@@ -8,7 +8,8 @@ Every anchor (default box) predicts a mixture of ``K`` components (``components=
   mixture weight ``π_k`` per anchor (softmax over ``k``).
 
 Head outputs (``[B, A, ...]``, all levels): ``loc_mu``/``loc_sigma_logit``/``loc_pi`` ``[B, A, K, 4]``,
-``cls_mu``/``cls_var_logit`` ``[B, A, K, C + 1]``, ``cls_pi`` ``[B, A, K]`` (σ and v are the sigmoids of the logits), and the mixed prediction torchvision's postprocessing reads:
+``cls_mu``/``cls_var_logit`` ``[B, A, K, C + 1]``, ``cls_pi`` ``[B, A, K]`` (σ and v are the sigmoids of the
+logits), and the mixed prediction torchvision's postprocessing reads:
 ``bbox_regression = Σ_k π_kj μ_kj`` and ``cls_logits`` whose softmax (SSD) or sigmoid (RetinaNet) is the mixture
 probability ``p = Σ_k π_k P(μ_k)``, with ``P`` the softmax (SSD) or the per-class sigmoid (RetinaNet). So inference
 is torchvision's, on ordinary detections.
@@ -47,7 +48,6 @@ import math
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn, Tensor
 from torchvision.ops.focal_loss import sigmoid_focal_loss
 
@@ -319,11 +319,13 @@ def _check_mdn(func: str, components: Any, cls_loss: Any, beta: Any, separable: 
     check_choice(func, "cls_loss", cls_loss, CLS_LOSSES)
     check_float(func, "beta", beta, 1e-6, math.inf)
     if not isinstance(separable, bool):
-        raise ValueError(f"The 'separable' parameter of {func} must be an instance of 'bool'. Got {separable!r} instead.")
+        raise ValueError(f"The 'separable' parameter of {func} must be an instance of 'bool'. "
+                         f"Got {separable!r} instead.")
 
 
 def build_almdn_ssd(num_classes: int, *, components: int = 4, cls_loss: str = "type1", beta: float = 2.0,
-                    separable: bool = True, weights: WeightsSpec = None, weights_strict: bool = True, **ssd_options: Any) -> MDNSSD:
+                    separable: bool = True, weights: WeightsSpec = None, weights_strict: bool = True,
+                    **ssd_options: Any) -> MDNSSD:
     """An SSD with the AL-MDN head for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
     Args:

@@ -157,7 +157,8 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
                     weights_strict: bool = True, trainable_backbone_layers: int | None = None,
                     norm: str | None = None, anchor_sizes: Sequence[Any] | None = None,
                     fpn_channels: int | None = None, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                    detections_per_img: int = 100, topk_candidates: int = 1000, dropout: float = 0.0) -> RetinaNetDetector:
+                    detections_per_img: int = 100, topk_candidates: int = 1000,
+                    dropout: float = 0.0) -> RetinaNetDetector:
     """A RetinaNet for ``num_classes`` foreground classes (labels ``1..C``).
 
     Args:

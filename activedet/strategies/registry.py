@@ -232,6 +232,7 @@ def _stochastic(name: str, factory: Callable, predictor: Callable, formulation: 
     _choice(name, "cluster_aggregation", cluster_aggregation, ("min", "mean"))
     _choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
     if formulation == "dense":
+        predictor = functools.partial(_dense_predictor, predictor=predictor, strategy=name)
         score = functools.partial(dense_stochastic_score, measure=measure, score_threshold=float(score_threshold),
                                   aggregation=aggregation, topk=int(topk))
         needs = frozenset({"dense_probs", "dense_expected_entropy", "dense_box_var"})
@@ -242,6 +243,15 @@ def _stochastic(name: str, factory: Callable, predictor: Callable, formulation: 
         needs = frozenset({"passes"})
     return Strategy(name, _description(factory), score=score, needs=needs, predictor=predictor,
                     select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
+
+
+def _dense_predictor(model: Any, *, predictor: Callable, strategy: str) -> Any:
+    built = predictor(model)
+    if not built.dense:
+        raise ValueError(f"strategy '{strategy}' with formulation 'dense' needs a single-stage detector (the same "
+                         f"anchors in every prediction); {type(built.members[0]).__name__} is two-stage: set "
+                         "strategy_options: {formulation: matched}")
+    return built
 
 
 def mc_dropout(*, passes: int = 20, formulation: str = "dense", measure: str = "mutual_information",
