@@ -48,6 +48,7 @@ import math
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn, Tensor
 from torchvision.ops.focal_loss import sigmoid_focal_loss
 
@@ -166,7 +167,9 @@ def _component_probs(cls_mu: Tensor, kind: str) -> Tensor:
 def mixture_loc_nll(target: Tensor, mu: Tensor, sigma: Tensor, pi: Tensor, beta: float = 2.0) -> Tensor:
     """``float[P]``: ``-(1/β) Σ_j log(Σ_k π_kj G(t_j; μ_kj, σ_kj) + 1e-9)`` (module docstring) for targets ``[P, 4]``
     and mixture parameters ``[P, K, 4]``."""
-    z = (target.unsqueeze(1) - mu) / sigma
+    # σ is a sigmoid: in float32 it reaches 0 for logits below about -88, and t/0 made a training run NaN (bench
+    # seed 1, epoch 12); 1e-4 is far below any σ that fits the data (the kernel's normaliser adds 0.3 anyway)
+    z = (target.unsqueeze(1) - mu) / sigma.clamp_min(1e-4)
     log_kernel = -0.5 * z * z - math.log(math.sqrt(2 * math.pi)) - torch.log(sigma + 0.3)
     log_mix = torch.logsumexp(torch.log(pi.clamp_min(1e-12)) + log_kernel, dim=1)  # [P, 4]
     log_mix = torch.logaddexp(log_mix, torch.full_like(log_mix, math.log(1e-9)))
@@ -178,7 +181,8 @@ def _sampled_logits(outputs: dict[str, Tensor], training: bool) -> Tensor:
     mu = outputs["cls_mu"]
     if not training:
         return mu
-    return mu + torch.sigmoid(outputs["cls_var_logit"]).sqrt() * torch.randn_like(mu)
+    # √sigmoid(x) as exp(½ logsigmoid(x)): the same value, with a finite gradient where the variance underflows to 0
+    return mu + torch.exp(0.5 * F.logsigmoid(outputs["cls_var_logit"])) * torch.randn_like(mu)
 
 
 def detection_uncertainties(outputs: dict[str, Tensor], image: int, anchor_idxs: Tensor, channels: Tensor,
