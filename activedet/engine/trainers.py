@@ -20,7 +20,7 @@ import numpy as np
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
 from .miaod import MIAODOptions, train_miaod
-from .train import OptionError, TrainResult, train_detector
+from .train import OptionError, TrainOptions, TrainResult, train_detector
 
 __all__ = ["TRAINERS", "resolve_training", "get_trainer", "train_ensemble"]
 
@@ -70,6 +70,7 @@ def train_ensemble(model, labelled, *, member_trainer: Callable, unlabelled=None
     the member it was training (and inside it, from that member's ``last.pt``). Training cost is ``M`` times the
     member's. Returns member 0's result with the wall time of all members.
     """
+    options = options or TrainOptions()
     results = []
     for m, member in enumerate(model.members):
         member_dir = Path(out_dir) / f"member{m}" if out_dir is not None else None
