@@ -9,6 +9,8 @@ Usage (prints measured numbers; not a test):
         --checkpoint RUN/cycles/0/model.pt --strategies miaod entropy --compare-detectors retinanet
     python benchmarks/bench_scoring.py --data data/bench --detector retinanet --backbone efficientnet_lite0 \
         --checkpoint RUN/cycles/0/model.pt --dropout 0.25 --strategies mc_dropout entropy
+    python benchmarks/bench_scoring.py --data data/bench --detector almdn_retinanet --backbone efficientnet_lite0 \
+        --checkpoint RUN/cycles/0/model.pt --strategies almdn --compare-detectors retinanet=PLAIN_RUN/cycles/0/model.pt
 
 * throughput: the same model and images, run once as plain inference (``predict`` with no optional fields, each
   output dropped) and once per strategy (its fields requested, each output reduced by ``ScoredPool.collect``);
@@ -43,7 +45,7 @@ def load(args, detector: str | None = None):
     torch.manual_seed(0)
     name = detector or args.detector
     kwargs = {"backbone": args.backbone, "min_size": args.size}
-    if name != "ssd":
+    if "ssd" not in name:
         kwargs["max_size"] = args.size
     if args.dropout and name == args.detector:
         kwargs["dropout"] = args.dropout
@@ -79,7 +81,10 @@ def throughput(args) -> None:
           f"{torch.get_num_threads()} threads")
     print(f"{'plain inference':<20s} {len(indices) / plain:8.1f} img/s  1.00x")
     for other in args.compare_detectors or []:  # plain inference of another detector with the same backbone
+        other, _, weights = other.partition("=")
         _, reference = load(args, other)
+        if weights:
+            reference.load_state_dict(load_checkpoint(weights)["model"])
         seconds = timed(lambda: [None for _ in iter_predictions(reference, pool, indices, batch_size=args.batch_size)],
                         args.repeats)
         print(f"{'plain ' + other:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x")
@@ -130,8 +135,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--strategies", nargs="*", help="strategies to time (default: every one the detector serves)")
-    parser.add_argument("--compare-detectors", nargs="*", metavar="NAME",
-                        help="also time plain inference of these detectors (same backbone and size, untrained)")
+    parser.add_argument("--compare-detectors", nargs="*", metavar="NAME[=CHECKPOINT]",
+                        help="also time plain inference of these detectors (same backbone and size; untrained "
+                             "unless a checkpoint is given)")
     parser.add_argument("--dropout", type=float, default=0.0, help="head dropout of --detector (for mc_dropout)")
     parser.add_argument("--passes", type=int, default=20, help="MC-dropout passes")
     parser.add_argument("--ensemble-size", type=int, default=1, help="members of --detector (for ensemble)")
