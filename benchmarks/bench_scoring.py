@@ -40,21 +40,23 @@ from activedet.strategies.base import ScoredPool
 
 
 def load(args, detector: str | None = None):
-    """The pool and the model (``detector`` defaults to ``--detector``; only that one loads ``--checkpoint``)."""
+    """The pool and the model: ``--detector`` with ``--checkpoint`` (and ``--dropout``/``--ensemble-size``), or the
+    plain ``detector`` when given."""
     pool = read_coco(Path(args.data) / "annotations" / "train.json", image_root=args.data)
     torch.manual_seed(0)
     name = detector or args.detector
     kwargs = {"backbone": args.backbone, "min_size": args.size}
     if "ssd" not in name:
         kwargs["max_size"] = args.size
-    if args.dropout and name == args.detector:
+    main = detector is None  # --dropout, --ensemble-size and --checkpoint describe the main model only
+    if args.dropout and main:
         kwargs["dropout"] = args.dropout
-    if args.ensemble_size > 1 and name == args.detector:
+    if args.ensemble_size > 1 and main:
         model = EnsembleDetector([build_detector(name, pool.num_classes, **kwargs) for _ in range(args.ensemble_size)])
     else:
         model = build_detector(name, pool.num_classes, **kwargs)
     model.eval()
-    if args.checkpoint and name == args.detector:
+    if args.checkpoint and main:
         model.load_state_dict(load_checkpoint(args.checkpoint)["model"])
     return pool, model
 
