@@ -37,6 +37,7 @@ from activedet.engine.inference import iter_predictions
 from activedet.models import EnsembleDetector, build_detector
 from activedet.strategies import STRATEGIES, get_strategy
 from activedet.strategies.base import ScoredPool
+from bench_training import parse_variant
 
 
 def load(args, detector: str | None = None):
@@ -51,6 +52,8 @@ def load(args, detector: str | None = None):
     main = detector is None  # --dropout, --ensemble-size and --checkpoint describe the main model only
     if args.dropout and main:
         kwargs["dropout"] = args.dropout
+    if main:
+        kwargs.update(parse_variant(f"x:{','.join(args.option)}")[1])
     if args.ensemble_size > 1 and main:
         model = EnsembleDetector([build_detector(name, pool.num_classes, **kwargs) for _ in range(args.ensemble_size)])
     else:
@@ -142,6 +145,8 @@ def main() -> None:
                              "unless a checkpoint is given)")
     parser.add_argument("--dropout", type=float, default=0.0, help="head dropout of --detector (for mc_dropout)")
     parser.add_argument("--passes", type=int, default=20, help="MC-dropout passes")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="another builder keyword of --detector, e.g. separable=false")
     parser.add_argument("--ensemble-size", type=int, default=1, help="members of --detector (for ensemble)")
     parser.add_argument("--rss", type=int, nargs="*", help="pool sizes for the peak-memory measurement")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
