@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from functools import partial
@@ -94,6 +95,17 @@ def norm_layer_for(norm: str, *, eps: float = 1e-5, momentum: float = 0.1) -> Ca
 # ----------------------------------------------------------------------------------------------------------
 # predict(): eval mode, no grad, restores every submodule's mode afterwards.
 # ----------------------------------------------------------------------------------------------------------
+@contextmanager
+def restored_modes(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Context: the train/eval mode of each of ``modules`` is put back on exit, whatever the body changed."""
+    modes = [(module, module.training) for module in modules]
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 class PredictMixin:
     """Adds ``predict(images, fields)`` to a torchvision detector subclass that implements ``_predict``."""
 
@@ -114,14 +126,9 @@ class PredictMixin:
         images = list(images)
         if not images:
             return []
-        modes = [(module, module.training) for module in self.modules()]
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self._predict(images, requested)
-        finally:
-            for module, training in modes:
-                module.training = training
+        with restored_modes(self.modules()), torch.no_grad():
+            self.eval()
+            return self._predict(images, requested)
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
         raise NotImplementedError

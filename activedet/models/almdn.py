@@ -134,7 +134,7 @@ class MDNHead(nn.Module):
         mu, var, pi = cls.split([anchors * k * c, anchors * k * c, anchors * k], dim=1)
         mu, var = mu.view(b, anchors, k, c, h, w), var.view(b, anchors, k, c, h, w)
         pi = torch.softmax(pi.view(b, anchors, k, 1, h, w), dim=2)
-        probs = torch.softmax(mu, dim=3) if self.kind == "softmax" else torch.sigmoid(mu)
+        probs = _component_probs(mu, self.kind, dim=3)
         mixed = (pi * probs).sum(dim=2)  # [B, A_l, C + 1, H, W]
         loc = self.loc_layers[layer](self.reg_tower(x))
         loc_mu, loc_sigma, loc_pi = (t.view(b, anchors, k, 4, h, w) for t in loc.split(anchors * k * 4, dim=1))
@@ -161,8 +161,9 @@ def _separable(in_channels: int, out_channels: int) -> nn.Sequential:
                          nn.Conv2d(in_channels, out_channels, 1))
 
 
-def _component_probs(cls_mu: Tensor, kind: str) -> Tensor:
-    return torch.softmax(cls_mu, dim=-1) if kind == "softmax" else torch.sigmoid(cls_mu)
+def _component_probs(cls_mu: Tensor, kind: str, dim: int = -1) -> Tensor:
+    """``P(μ_k)``: softmax over the class dimension ``dim`` (SSD) or per-class sigmoids (RetinaNet)."""
+    return torch.softmax(cls_mu, dim=dim) if kind == "softmax" else torch.sigmoid(cls_mu)
 
 
 def mixture_loc_nll(target: Tensor, mu: Tensor, sigma: Tensor, pi: Tensor, beta: float = 2.0) -> Tensor:
@@ -175,6 +176,15 @@ def mixture_loc_nll(target: Tensor, mu: Tensor, sigma: Tensor, pi: Tensor, beta:
     log_mix = torch.logsumexp(torch.log(pi.clamp_min(1e-12)) + log_kernel, dim=1)  # [P, 4]
     log_mix = torch.logaddexp(log_mix, torch.full_like(log_mix, math.log(1e-9)))
     return -(log_mix.sum(dim=-1)) / beta
+
+
+def _positive_loc_nll(outputs: dict[str, Tensor], image: int, positives: Tensor, gt_boxes: Tensor, anchors: Tensor,
+                      box_coder, beta: float) -> Tensor:
+    """Summed mixture NLL of image ``image``'s positive anchors against their matched boxes ``gt_boxes``."""
+    encoded = box_coder.encode_single(gt_boxes, anchors[positives])
+    return mixture_loc_nll(encoded, outputs["loc_mu"][image, positives],
+                           torch.sigmoid(outputs["loc_sigma_logit"][image, positives]),
+                           outputs["loc_pi"][image, positives], beta).sum()
 
 
 def _sampled_logits(outputs: dict[str, Tensor], training: bool) -> Tensor:
@@ -224,9 +234,6 @@ class MDNSSD(SSDDetector):
         super().__init__(*args, **kwargs)
         self.cls_loss, self.beta = cls_loss, float(beta)
 
-    def dropout_sites(self) -> list[nn.Module]:
-        return [*self.head.cls_layers, *self.head.loc_layers]
-
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor], anchors: list[Tensor],
                      matched_idxs: list[Tensor]) -> dict[str, Tensor]:
         """Mixture NLL + mixture classification with 3:1 hard-negative mining, both / N (module docstring)."""
@@ -234,10 +241,8 @@ class MDNSSD(SSDDetector):
         for i, (target, anchors_i, matched) in enumerate(zip(targets, anchors, matched_idxs)):
             fg = torch.where(matched >= 0)[0]
             num_foreground += fg.numel()
-            encoded = self.box_coder.encode_single(target["boxes"][matched[fg]], anchors_i[fg])
-            loc_losses.append(mixture_loc_nll(encoded, head_outputs["loc_mu"][i, fg],
-                                              torch.sigmoid(head_outputs["loc_sigma_logit"][i, fg]),
-                                              head_outputs["loc_pi"][i, fg], self.beta).sum())
+            loc_losses.append(_positive_loc_nll(head_outputs, i, fg, target["boxes"][matched[fg]], anchors_i,
+                                                self.box_coder, self.beta))
             labels = torch.zeros_like(matched)
             labels[fg] = target["labels"][matched[fg]]
             cls_targets.append(labels)
@@ -289,10 +294,8 @@ class _MDNRetinaHead(MDNHead):
             else:
                 mixed = (pi.unsqueeze(-1) * torch.sigmoid(z)).sum(dim=1).clamp(1e-7, 1 - 1e-7)  # [V, C + 1]
                 cls_losses.append(_focal_of_probability(mixed, onehot[valid]).sum() / n)
-            encoded = self.box_coder.encode_single(target["boxes"][matched[fg]], anchors_i[fg])
-            loc_losses.append(mixture_loc_nll(encoded, head_outputs["loc_mu"][i, fg],
-                                              torch.sigmoid(head_outputs["loc_sigma_logit"][i, fg]),
-                                              head_outputs["loc_pi"][i, fg], self.beta).sum() / n)
+            loc_losses.append(_positive_loc_nll(head_outputs, i, fg, target["boxes"][matched[fg]], anchors_i,
+                                                self.box_coder, self.beta) / n)
         b = max(1, len(targets))
         return {"classification": sum(cls_losses) / b, "bbox_regression": sum(loc_losses) / b}
 
@@ -308,9 +311,6 @@ class MDNRetinaNet(RetinaNetDetector):
     """RetinaNet with the AL-MDN head (module docstring); ``predict`` adds ``uncertainties`` on request."""
 
     PROVIDES = RetinaNetDetector.PROVIDES | frozenset({"uncertainties"})
-
-    def dropout_sites(self) -> list[nn.Module]:
-        return [*self.head.cls_layers, *self.head.loc_layers]
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
         return single_stage_predict(self, images, fields, extras=_uncertainty_extras(fields, "sigmoid"))

@@ -32,10 +32,10 @@ from typing import Iterable, Iterator, Sequence
 import torch
 from torch import nn, Tensor
 
-from ._common import check_float, dense_detections, dense_forward
+from ._common import check_float, dense_detections, dense_forward, restored_modes
 from .outputs import Detections
 
-__all__ = ["HeadDropout", "add_head_dropout", "has_head_dropout", "mc_dropout_mode", "EnsembleDetector",
+__all__ = ["HeadDropout", "add_head_dropout", "has_head_dropout", "EnsembleDetector",
            "StochasticPredictor", "prediction_entropy"]
 
 _EPS = 1e-7
@@ -61,12 +61,6 @@ def add_head_dropout(sites: Iterable[nn.Module], p: float) -> None:
 
 def has_head_dropout(model: nn.Module) -> bool:
     return any(isinstance(m, HeadDropout) and m.p > 0 for m in model.modules())
-
-
-def mc_dropout_mode(model: nn.Module):
-    """Context: eval mode (BatchNorm uses running statistics) with only the :class:`HeadDropout` layers sampling;
-    every module's mode is restored on exit."""
-    return _modes([model], sample_dropout=True)
 
 
 def prediction_entropy(probs: Tensor, prob_kind: str) -> Tensor:
@@ -128,8 +122,7 @@ class StochasticPredictor:
             raise ValueError(f"MC-dropout needs dropout in the detector's head, and this {type(model).__name__} has "
                              "none: set detector_options: {dropout: 0.25} in the config (or dropout=0.25 in the "
                              "builder), so that it trains with dropout")
-        if not (hasattr(model, "HEAD_OUTPUT_KINDS") or hasattr(model, "detect_from_proposals")):
-            raise ValueError(f"MC-dropout supports RetinaNet, FCOS, SSD and Faster R-CNN; got {type(model).__name__}")
+        _check_family("MC-dropout passes", model)
         return cls([model], passes, sample_dropout=True)
 
     @classmethod
@@ -139,14 +132,8 @@ class StochasticPredictor:
             raise ValueError("the ensemble strategy needs an ensemble of at least 2 detectors: set ensemble_size: 3 "
                              "(or more) in the config; the model is a single "
                              f"{type(model).__name__ if not isinstance(model, EnsembleDetector) else 'member'}")
-        if not (hasattr(model.members[0], "HEAD_OUTPUT_KINDS") or hasattr(model.members[0], "detect_from_proposals")):
-            raise ValueError("ensembles support RetinaNet, FCOS, SSD and Faster R-CNN members; got "
-                             f"{type(model.members[0]).__name__}")
+        _check_family("ensembles", model.members[0])
         return cls(list(model.members), 1, sample_dropout=False)
-
-    @property
-    def num_predictions(self) -> int:
-        return len(self.members) * self.passes
 
     def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
         requested = Detections.check_fields(fields)
@@ -199,6 +186,13 @@ class StochasticPredictor:
         return _with_passes(results, passes, fields)
 
 
+def _check_family(method: str, model: nn.Module) -> None:
+    """Dense predictions need ``HEAD_OUTPUT_KINDS`` (single-stage adapters), matched ones ``detect_from_proposals``."""
+    if not (hasattr(model, "HEAD_OUTPUT_KINDS") or hasattr(model, "detect_from_proposals")):
+        raise ValueError(f"{method} need a RetinaNet, FCOS, SSD or Faster R-CNN detector; got "
+                         f"{type(model).__name__}")
+
+
 def _with_passes(results: list[Detections], passes: list[list[Detections]], fields: frozenset[str]
                  ) -> list[Detections]:
     if "passes" not in fields:
@@ -208,30 +202,24 @@ def _with_passes(results: list[Detections], passes: list[list[Detections]], fiel
 
 @contextmanager
 def _modes(members: list[nn.Module], sample_dropout: bool) -> Iterator[None]:
-    modes = [(module, module.training) for member in members for module in member.modules()]
-    for member in members:
-        member.eval()
-        if sample_dropout:
-            for module in member.modules():
-                if isinstance(module, HeadDropout):
-                    module.train()
-    try:
+    """Eval mode (BatchNorm on running statistics); with ``sample_dropout`` only the HeadDropout layers sample."""
+    with restored_modes(m for member in members for m in member.modules()):
+        for member in members:
+            member.eval()
+            if sample_dropout:
+                for module in member.modules():
+                    if isinstance(module, HeadDropout):
+                        module.train()
         yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 @contextmanager
 def _dropout_off(model: nn.Module) -> Iterator[None]:
-    layers = [(m, m.training) for m in model.modules() if isinstance(m, HeadDropout)]
-    for layer, _ in layers:
-        layer.eval()
-    try:
+    layers = [m for m in model.modules() if isinstance(m, HeadDropout)]
+    with restored_modes(layers):
+        for layer in layers:
+            layer.eval()
         yield
-    finally:
-        for layer, training in layers:
-            layer.training = training
 
 
 def _to_prob(values: Tensor, kind: str) -> Tensor:
