@@ -13,7 +13,7 @@ __all__ = ["Detections", "OPTIONAL_FIELDS", "UNCERTAINTY_TYPES"]
 #: Optional fields a caller may request from ``predict(..., fields=...)``.
 OPTIONAL_FIELDS = frozenset({"class_probs", "proposals", "embedding", "dense_probs", "class_probs_2",
                              "dense_probs_2", "dense_weights", "dense_expected_entropy", "dense_box_var", "passes",
-                             "uncertainties"})
+                             "uncertainties", "views", "features"})
 
 #: the four AL-MDN uncertainties, in the column order of ``Detections.uncertainties``
 UNCERTAINTY_TYPES = ("aleatoric_loc", "epistemic_loc", "aleatoric_cls", "epistemic_cls")
@@ -57,6 +57,17 @@ class Detections:
         uncertainties: ``float32[N, 4]`` per detection, the columns of :data:`UNCERTAINTY_TYPES`: aleatoric and
             epistemic localisation uncertainty (max over the 4 box coordinates) and aleatoric and epistemic
             classification uncertainty (of the detected class).
+
+    Filled by a view predictor (:mod:`activedet.models.views`: augmented or noisy copies of the image, CALD and
+    localization stability):
+        views: ``list[Detections]``, the detections of each view of the image, **in that view's pixel frame**;
+            each carries ``reference_boxes``.
+        reference_boxes: (on a view) ``float32[R, 4]`` this image's parent detections (the reference pass, in the
+            parent's order) mapped into the view's pixel frame (enclosing rectangles where the view rotates).
+
+    Per-detection embeddings (PPAL's category-conditioned matching):
+        features: ``float32[N, D]`` one feature vector per detection (the adapter's docstring says which map and
+            where it is sampled).
     """
 
     boxes: Tensor
@@ -74,6 +85,9 @@ class Detections:
     dense_box_var: Tensor | None = None
     passes: list["Detections"] | None = None
     uncertainties: Tensor | None = None
+    views: list["Detections"] | None = None
+    reference_boxes: Tensor | None = None
+    features: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -82,8 +96,9 @@ class Detections:
         """A copy with every tensor moved to ``device``."""
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
                  if isinstance(getattr(self, f.name), Tensor)}
-        if self.passes is not None:
-            moved["passes"] = [p.to(device) for p in self.passes]
+        for name in ("passes", "views"):
+            if getattr(self, name) is not None:
+                moved[name] = [p.to(device) for p in getattr(self, name)]
         return replace(self, **moved)
 
     def as_target_dict(self) -> dict[str, Tensor]:
