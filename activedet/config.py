@@ -69,8 +69,11 @@ class Config:
             of ``compose``: ``factors`` and one mapping of options per criterion name).
         initial_labelled, budget: an int count or a float fraction of the pool in (0, 1];
         budget_unit: ``images`` or ``boxes``; cycles / max_labelled: when to stop; score_subset: score only a
-        random part of the unlabelled pool per cycle; warm_start: start each cycle from the previous weights;
-        keep_checkpoints: recent cycle checkpoints kept on disk.
+        random part of the unlabelled pool per cycle; warm_start: start each cycle from the previous weights
+        (fine-tuning); keep_checkpoints: recent cycle checkpoints kept on disk.
+        pseudo_labels: ``null`` (off) or a mapping of :class:`~activedet.engine.pseudo.PseudoLabelOptions`
+        (``{}`` = med_sslal's defaults): train each cycle also on the previous model's confident detections on the
+        unlabelled images; pseudo_label_subset: pseudo-label only a random part of the unlabelled pool.
     Evaluation and run:
         metrics: any of ``voc`` (mAP@0.5, 11-point and area), ``coco`` (pycocotools AP), ``froc``.
         eval_batch_size: images per inference batch. out_dir: run directory. device: ``auto``, ``cpu``, ``cuda``.
@@ -138,6 +141,8 @@ class Config:
     max_labelled: int | float | None = None
     score_subset: int | float | None = None
     warm_start: bool = False
+    pseudo_labels: dict[str, Any] | None = None
+    pseudo_label_subset: int | float | None = None
     keep_checkpoints: int = 2
 
     metrics: list[str] = field(default_factory=lambda: ["voc", "coco"])
@@ -163,6 +168,12 @@ class Config:
 
         trainer = get_trainer(self.training, self.detector, self.training_options)
         return trainer if self.ensemble_size == 1 else functools.partial(train_ensemble, member_trainer=trainer)
+
+    def pseudo_label_options(self):
+        """:class:`~activedet.engine.pseudo.PseudoLabelOptions` of ``pseudo_labels``, or ``None`` when off."""
+        from .engine.pseudo import PseudoLabelOptions
+
+        return None if self.pseudo_labels is None else PseudoLabelOptions.from_dict(self.pseudo_labels)
 
     def loop_options(self):
         from .al.plan import LoopOptions
@@ -224,6 +235,7 @@ def _check_choices(cfg: Config, where: str) -> None:
     try:
         cfg.train_options()
         cfg.trainer()
+        cfg.pseudo_label_options()
     except OptionError as exc:
         fail(exc.name, exc.expected, exc.got)
     clash = sorted(k for k in cfg.detector_options if k in dataclasses.asdict(cfg))

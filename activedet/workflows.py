@@ -180,7 +180,7 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     run = ActiveLearningRun(run_dir=run_dir, pool=pool, test=test, val=val,
                             build_model=lambda: build_model(cfg, pool.num_classes), strategy=strategy,
                             options=options, train_options=cfg.train_options(), trainer=cfg.trainer(),
-                            metrics=tuple(cfg.metrics),
+                            pseudo_labels=cfg.pseudo_label_options(), metrics=tuple(cfg.metrics),
                             device=device, batch_size=cfg.eval_batch_size, progress=progress)
     return run.run()
 

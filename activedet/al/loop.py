@@ -2,7 +2,9 @@
 
     ledger = initial labelled set drawn from the seed (the same for every strategy)
     for cycle t = 0, 1, ...:
-        train    on the labelled images                      -> cycles/t/model.pt
+        pseudo   (optional, t > 0) model t-1's confident detections on the unlabelled images
+                                                             -> cycles/t/pseudo_labels.json
+        train    on the labelled (+ pseudo-labelled) images  -> cycles/t/model.pt
         evaluate on the test split                           -> cycles/t/metrics.json
         stop when the cycle count or labelled fraction is reached
         score    the unlabelled pool (or a random subset)    -> cycles/t/scores.npz
@@ -36,6 +38,8 @@ from ..data.records import DetectionDataset
 from ..engine import distributed as dist_utils
 from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..engine.inference import iter_predictions, predict_dataset
+from ..engine.pseudo import (PseudoLabelOptions, PseudoLabelRecord, load_pseudo_labels, pseudo_label_records,
+                             pseudo_label_stats, save_pseudo_labels, with_pseudo_labels)
 from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
 from ..strategies.base import ScoredPool, SelectionInput, Strategy, shortlist
@@ -69,6 +73,9 @@ class ActiveLearningRun:
         trainer: the per-cycle training procedure (:mod:`activedet.engine.trainers`); it is given the labelled
             images and the unlabelled pool (semi-supervised procedures such as MI-AOD train on both).
         val: optional validation split for best-epoch selection / early stopping.
+        pseudo_labels: optional :class:`~activedet.engine.pseudo.PseudoLabelOptions`: from cycle 1 on, train on the
+            previous cycle's model's confident detections on the unlabelled images as well (methods.md §9). They
+            are regenerated every cycle, the images stay unlabelled (queryable) and never count as annotation.
         oracle: reveals labels; defaults to the ground truth of ``pool`` (simulation).
         metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`).
         device, batch_size: inference device and batch size for evaluation and scoring.
@@ -83,6 +90,7 @@ class ActiveLearningRun:
     train_options: TrainOptions
     trainer: Callable[..., TrainResult] = train_detector
     val: DetectionDataset | None = None
+    pseudo_labels: PseudoLabelOptions | None = None
     oracle: SimulatedOracle | None = None
     metrics: tuple[str, ...] = ("voc",)
     device: torch.device | str = "cpu"
@@ -104,7 +112,9 @@ class ActiveLearningRun:
         while True:
             t = ledger.cycle
             self._write_index_files(ledger)
-            model, checkpoint = self._train(ledger, t)
+            pseudo = self._pseudo_labels(ledger, t)
+            kill_point("pseudo", t)
+            model, checkpoint = self._train(ledger, t, pseudo)
             kill_point("train", t)
             self._evaluate(model, ledger, t)
             kill_point("evaluate", t)
@@ -143,7 +153,27 @@ class ActiveLearningRun:
                      lambda tmp: tmp.write_text("".join(f"{self.pool_ids[i]}\n" for i in labelled)))
         _write_npy(self.run_dir / f"X_U_{t}.npy", ledger.unlabelled())
 
-    def _train(self, ledger: Ledger, t: int) -> tuple[torch.nn.Module, str]:
+    def _pseudo_labels(self, ledger: Ledger, t: int) -> list[PseudoLabelRecord]:
+        """Cycle ``t``'s pseudo labels, made by cycle ``t - 1``'s model on (a subset of) the unlabelled pool."""
+        if self.pseudo_labels is None or t == 0:
+            return []
+        path = self._cycle_dir(t) / "pseudo_labels.json"
+        if not path.is_file() and not (self._cycle_dir(t) / "model.pt").is_file():
+            torch.manual_seed(self.options.seed)
+            model = self.build_model()
+            model.load_state_dict(load_checkpoint(self._cycle_dir(t - 1) / "model.pt")["model"])
+            candidates = self.options.pseudo_subset(ledger.unlabelled(), t)
+            local = list(iter_predictions(model.to(self.device), self.pool, candidates, device=self.device,
+                                          batch_size=self.batch_size, progress=self.progress))
+            gathered = sorted((p for part in dist_utils.all_gather_object(local) for p in part), key=lambda p: p[0])
+            records = pseudo_label_records(gathered, self.pool, self.pseudo_labels)
+            if dist_utils.is_main_process():
+                save_pseudo_labels(path, records)
+            dist_utils.barrier()
+            return records
+        return load_pseudo_labels(path, self.pool) if path.is_file() else []
+
+    def _train(self, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> tuple[torch.nn.Module, str]:
         path = self._cycle_dir(t) / "model.pt"
         torch.manual_seed(self.options.seed)
         model = self.build_model()
@@ -156,7 +186,7 @@ class ActiveLearningRun:
         if self.options.warm_start and t > 0:
             model.load_state_dict(load_checkpoint(self._cycle_dir(t - 1) / "model.pt")["model"])
         options = replace(self.train_options, seed=derive_seed(self.options.seed, t, "train"))
-        result = self.trainer(model, self.pool.subset(ledger.labelled()),
+        result = self.trainer(model, with_pseudo_labels(self.pool.subset(ledger.labelled()), pseudo),
                               unlabelled=self.pool.subset(ledger.unlabelled()), val_set=self.val, options=options,
                               out_dir=train_dir, device=self.device, resume=True, progress=self.progress)
         if dist_utils.is_main_process():
@@ -186,11 +216,16 @@ class ActiveLearningRun:
                   "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
                   "metrics": metrics,
                   "train": {k: train_state[k] for k in ("epochs", "best_epoch", "history")},
+                  "pseudo_labels": self._pseudo_stats(t),
                   "seconds": {"train": train_state["train_seconds"], "evaluate": time.perf_counter() - started}}
         if dist_utils.is_main_process():
             atomic_write_json(path, record)
             self._write_metrics_log()
         dist_utils.barrier()
+
+    def _pseudo_stats(self, t: int) -> dict | None:
+        path = self._cycle_dir(t) / "pseudo_labels.json"
+        return pseudo_label_stats(load_pseudo_labels(path, self.pool)) if path.is_file() else None
 
     def _score(self, model: torch.nn.Module, ledger: Ledger, t: int) -> tuple[ScoredPool, ScoredPool | None]:
         """Score the candidates stage by stage; returns the last stage's ``(pool, labelled)`` reductions."""

@@ -51,7 +51,10 @@ class LoopOptions:
         max_labelled: alternatively stop once this many images (int) or this fraction of the pool is labelled.
         score_subset: score only a random subset of the unlabelled pool each cycle (int images or fraction of
             the unlabelled pool), as MI-AOD does on COCO; ``None`` scores all of it.
-        warm_start: train each cycle from the previous cycle's weights instead of the initial ones.
+        warm_start: train each cycle from the previous cycle's weights instead of the initial ones (fine-tuning,
+            the medical framework's default).
+        pseudo_label_subset: with pseudo labels on, label only a random subset of the unlabelled pool each cycle
+            (int images or fraction of the unlabelled pool); ``None`` uses all of it.
         keep_checkpoints: how many recent cycle checkpoints to keep on disk.
         seed: the run seed (initial set, training, subsets, selection).
     """
@@ -63,6 +66,7 @@ class LoopOptions:
     max_labelled: int | float | None = None
     score_subset: int | float | None = None
     warm_start: bool = False
+    pseudo_label_subset: int | float | None = None
     keep_checkpoints: int = 2
     seed: int = 0
 
@@ -71,7 +75,7 @@ class LoopOptions:
         def fail(name: str, expected: str) -> None:
             raise PlanError(name, expected, getattr(self, name))
 
-        for name in ("initial_labelled", "budget", "max_labelled", "score_subset"):
+        for name in ("initial_labelled", "budget", "max_labelled", "score_subset", "pseudo_label_subset"):
             value = getattr(self, name)
             if isinstance(value, float) and not 0.0 < value <= 1.0:
                 fail(name, "a fraction in (0, 1] (float) or a count >= 1 (int)")
@@ -110,10 +114,17 @@ class LoopOptions:
 
     def scoring_subset(self, unlabelled: np.ndarray, cycle: int) -> np.ndarray:
         """The unlabelled images to score at ``cycle`` (sorted pool indices)."""
-        if self.score_subset is None:
+        return self._subset(unlabelled, cycle, self.score_subset, "score_subset")
+
+    def pseudo_subset(self, unlabelled: np.ndarray, cycle: int) -> np.ndarray:
+        """The unlabelled images to pseudo-label for training ``cycle`` (sorted pool indices)."""
+        return self._subset(unlabelled, cycle, self.pseudo_label_subset, "pseudo_subset")
+
+    def _subset(self, unlabelled: np.ndarray, cycle: int, count: int | float | None, stage: str) -> np.ndarray:
+        if count is None:
             return unlabelled
-        size = min(len(unlabelled), _count(self.score_subset, len(unlabelled)))
-        rng = np.random.default_rng(derive_seed(self.seed, cycle, "score_subset"))
+        size = min(len(unlabelled), _count(count, len(unlabelled)))
+        rng = np.random.default_rng(derive_seed(self.seed, cycle, stage))
         return np.sort(rng.choice(unlabelled, size=size, replace=False))
 
     def budget_hint(self, pool_size: int, ledger: Ledger, oracle) -> int:
