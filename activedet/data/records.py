@@ -15,6 +15,7 @@ Conventions (the contract shared by readers, writers, training, evaluation and s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -36,6 +37,8 @@ class ImageRecord:
         labels: ``int64[N]`` in ``1..C``.
         difficult: ``bool[N]`` (VOC ``<difficult>``).
         iscrowd: ``bool[N]`` (COCO ``iscrowd``).
+        loss_weight: multiplier of this image's training loss, finite and ``>= 0`` (1: a human label; pseudo-labelled
+            images get the pseudo-label weight λ, see :mod:`activedet.engine.pseudo`; 0: left out of training).
     """
 
     image_id: str
@@ -46,9 +49,16 @@ class ImageRecord:
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     difficult: np.ndarray | None = None
     iscrowd: np.ndarray | None = None
+    loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.file_name = Path(self.file_name)
+        weight = self.loss_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not (
+                math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"image {self.image_id!r}: loss_weight must be a finite float >= 0. Got {weight!r} "
+                             "instead.")
+        self.loss_weight = float(weight)
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         n = len(self.boxes)
@@ -65,9 +75,9 @@ class ImageRecord:
         return int(len(self.boxes))
 
     def subset(self, keep: np.ndarray) -> "ImageRecord":
-        """The same image with only the boxes selected by the boolean or index array ``keep``."""
+        """The same image (and loss weight) with only the boxes selected by the boolean or index array ``keep``."""
         return ImageRecord(self.image_id, self.file_name, self.width, self.height, self.boxes[keep],
-                           self.labels[keep], self.difficult[keep], self.iscrowd[keep])
+                           self.labels[keep], self.difficult[keep], self.iscrowd[keep], self.loss_weight)
 
 
 @dataclass

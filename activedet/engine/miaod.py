@@ -33,8 +33,8 @@ from .._faults import kill_point
 from ..data.records import DetectionDataset, ImageRecord
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
-from .train import (OptionError, TrainOptions, TrainResult, _loader, _output_dir, _reduce_losses, build_optimizer,
-                    warmup_multiplier)
+from .train import (OptionError, TrainOptions, TrainResult, _attach_tensorboard, _loader, _output_dir,
+                    _reduce_losses, build_optimizer, warmup_multiplier)
 
 __all__ = ["MIAODOptions", "miaod_schedule", "train_miaod", "stage_parameters"]
 
@@ -143,7 +143,8 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
 
     Args:
         model: the detector, trained in place.
-        train_set: the labelled images.
+        train_set: the labelled images; every ``loss_weight`` must be 1 (pseudo-labelled images are refused: MI-AOD's
+            stages use the unlabelled pool their own way).
         unlabelled: the unlabelled pool; the schedule trains on a random subset of it (``unlabelled_ratio``
             times the labelled count, drawn from ``options.seed``). ``None`` or empty: the adversarial stages
             see only labelled batches.
@@ -159,10 +160,16 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
     if not hasattr(model.head, "adversarial_classifiers"):
         raise ValueError(f"training 'miaod' needs the 'miaod' detector (two adversarial classifiers); got "
                          f"{type(model).__name__}. Set detector: miaod or training: standard")
+    weighted = [r.image_id for r in train_set.records if r.loss_weight != 1.0]
+    if weighted:
+        raise ValueError(f"training 'miaod' does not support per-image loss weights (pseudo labels): "
+                         f"{len(weighted)} labelled image(s) have loss_weight != 1, e.g. {weighted[0]!r}. "
+                         "Train pseudo labels with training: standard, or turn pseudo labelling off")
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()
     labelled_loader, labelled_sampler = _loader(train_set, options)  # checks batch_size against the processes
     out, log = _output_dir(out_dir)
+    _attach_tensorboard(log, out, options, len(labelled_loader))
     model.to(device)
     units = miaod_schedule(training_options, options.lr_gamma)
     repeat = training_options.repeat_labelled
@@ -253,6 +260,7 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
         dist_utils.barrier()
         kill_point("train_epoch", u + 1)
 
+    log.close()
     stage_parameters(model, "label", base)
     return TrainResult(epochs_completed=len(history), best_epoch=None, best_metric=None, stopped_early=False,
                        history=history, last_checkpoint=last, wall_time_s=time.perf_counter() - started)

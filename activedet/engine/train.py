@@ -5,7 +5,7 @@ The loop, in one process or many::
     for epoch in range(start_epoch, epochs):
         seed the epoch (sampler permutation, augmentation, torchvision's samplers)
         for images, targets in loader:              # DistributedSampler: this rank's share of the batch
-            loss = sum(model(images, targets).values())
+            loss = sum(model(images, targets).values())    # images of loss weight != 1: weighted_loss_dict
             backward (AMP on CUDA), clip, step, per-iteration lr schedule, log a JSON line
         evaluate on the validation split (every `eval_every` epochs), keep the best, stop early on a plateau
         save last.pt atomically (rank 0), barrier
@@ -13,6 +13,9 @@ The loop, in one process or many::
 ``batch_size`` is the **global** batch: each of W processes takes ``batch_size / W`` images, and DDP's gradient
 average makes a step equal to the one-process step on the same images (exactly so for losses that average over
 images and for frozen/group normalisation; BatchNorm statistics are per process).
+
+Each record's ``loss_weight`` (1 for human labels, λ for pseudo labels, see :mod:`activedet.engine.pseudo`) scales
+its image's loss: see :func:`weighted_loss_dict`. Images of weight 0 are left out of the epochs altogether.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import predict_dataset
 
-__all__ = ["OptionError", "TrainOptions", "TrainResult", "train_detector", "build_optimizer", "build_lr_lambda"]
+__all__ = ["OptionError", "TrainOptions", "TrainResult", "train_detector", "build_optimizer", "build_lr_lambda",
+           "weighted_loss_dict"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
@@ -80,6 +84,8 @@ class TrainOptions:
         num_workers: DataLoader worker processes.
         seed: seeds sampling order, augmentation and torchvision's internal samplers.
         log_every: write a JSON line every this many iterations.
+        tensorboard: also write the logged losses, lr and validation metric as TensorBoard scalars under
+            ``out_dir/tensorboard`` (needs ``pip install tensorboard``; tags in :mod:`activedet.tensorboard`).
     """
 
     epochs: int = 12
@@ -104,6 +110,7 @@ class TrainOptions:
     num_workers: int = 0
     seed: int = 0
     log_every: int = 10
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "an int >= 1", self.epochs)
@@ -123,6 +130,7 @@ class TrainOptions:
                "early_stopping_patience", "an int >= 1 or null", self.early_stopping_patience)
         _check(self.num_workers >= 0, "num_workers", "an int >= 0", self.num_workers)
         _check(self.log_every >= 1, "log_every", "an int >= 1", self.log_every)
+        _check(isinstance(self.tensorboard, bool), "tensorboard", "true or false", self.tensorboard)
 
 
 @dataclass
@@ -180,15 +188,37 @@ def _output_dir(out_dir: str | Path | None) -> tuple[Path | None, "_JsonLog"]:
 
 
 class _JsonLog:
-    """Append-only JSON-lines log written by rank 0 only."""
+    """Append-only JSON-lines log written by rank 0 only; ``tensorboard`` also receives every record."""
 
     def __init__(self, path: Path | None):
         self.path = path if dist_utils.is_main_process() else None
+        self.tensorboard = None
 
     def write(self, **record) -> None:
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.record(record)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+
+
+def _attach_tensorboard(log: _JsonLog, out: Path | None, options: "TrainOptions", iters_per_epoch: int) -> None:
+    """With ``options.tensorboard``, send the log's records to ``out/tensorboard`` too (rank 0 writes)."""
+    if not options.tensorboard:
+        return
+    from ..tensorboard import TrainingScalars, require_tensorboard  # optional dependency: imported on demand
+
+    if out is None:
+        raise ValueError("The 'tensorboard' training option needs an out_dir to write to; training with "
+                         "out_dir=None keeps everything in memory")
+    require_tensorboard()  # on every rank, so no rank waits at a barrier for one that failed
+    if dist_utils.is_main_process():
+        log.tensorboard = TrainingScalars(out / "tensorboard", iters_per_epoch)
 
 
 def _loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None = None
@@ -199,7 +229,12 @@ def _loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None
     if options.batch_size % world:
         raise ValueError(f"The 'batch_size' training option ({options.batch_size}) must be divisible by the number "
                          f"of processes ({world}); it is the global batch size")
-    data = DetectionTorchDataset(train_set, train=True, hflip_prob=options.hflip_prob,
+    # weight 0 images would only dilute their batch's mean loss; leaving them out keeps training exactly as
+    # without them (same sampler order and schedule)
+    weighted = [i for i, record in enumerate(train_set.records) if record.loss_weight > 0]
+    if train_set.records and not weighted:
+        raise ValueError(f"all {len(train_set)} training images have loss_weight 0; nothing to train on")
+    data = DetectionTorchDataset(train_set, weighted, train=True, hflip_prob=options.hflip_prob,
                                  scale_jitter=options.scale_jitter, color_jitter=options.color_jitter, seed=seed)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=dist_utils.rank(),
                                                   shuffle=True, seed=seed, drop_last=False)
@@ -216,6 +251,39 @@ def _reduce_losses(loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in zip(loss_dict, values)}
 
 
+def weighted_loss_dict(model, images: list[torch.Tensor], targets: list[dict], weights: list[float]
+                       ) -> dict[str, torch.Tensor]:
+    """The loss dict of a batch whose images have loss weights ``weights`` (one float ``w_i >= 0`` per image).
+
+    torchvision detectors return one loss dict per batch, so the batch is split into groups of equal weight (in the
+    order of their first image), each group goes through ``model`` on its own, and every loss term is combined as
+
+        ``L = Σ_g w_g n_g L_g / Σ_g n_g``    (group ``g``: ``n_g`` images of weight ``w_g``, loss ``L_g``)
+
+    For losses that average per-image losses over the batch (RetinaNet, FCOS, SSD, MI-AOD) this is the batch mean
+    of ``w_i`` times image ``i``'s loss; for Faster R-CNN, whose terms average over the sampled anchors and RoIs of
+    the whole batch, it is the image-count-weighted mean of the groups' losses. BatchNorm layers in training mode
+    normalise each group with its own statistics (as separate processes would). :func:`train_detector` calls this
+    only for batches with a weight other than 1; all-1 batches run ``model(images, targets)`` as they always did.
+    """
+    groups: dict[float, list[int]] = {}
+    for i, weight in enumerate(weights):
+        groups.setdefault(float(weight), []).append(i)
+    combined: dict[str, torch.Tensor] = {}
+    for weight, members in groups.items():
+        losses = model([images[i] for i in members], [targets[i] for i in members])
+        factor = weight * len(members) / len(weights)
+        for name, value in losses.items():
+            combined[name] = combined[name] + factor * value if name in combined else factor * value
+    return combined
+
+
+def _loss_weights(loader, targets: list[dict]) -> list[float]:
+    """The ``loss_weight`` of each target's record (``index`` is the position in the training set)."""
+    records = loader.dataset.dataset.records
+    return [records[int(t["index"])].loss_weight for t in targets]
+
+
 def _train_one_epoch(model, loader, optimizer, scheduler, scaler, options, epoch, device, log, progress):
     model.train()
     use_amp = options.amp and device.type == "cuda"
@@ -223,10 +291,14 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, options, epoch
                disable=not (progress and dist_utils.is_main_process()))
     sums: dict[str, float] = {}
     for step, (images, targets) in enumerate(bar):
+        weights = _loss_weights(loader, targets)
         images = [img.to(device) for img in images]
         targets = [{k: v.to(device) for k, v in t.items() if k != "index"} for t in targets]
         with torch.autocast(device.type, enabled=use_amp):
-            loss_dict = model(images, targets)
+            if all(w == 1.0 for w in weights):  # human labels only: exactly the unweighted step
+                loss_dict = model(images, targets)
+            else:
+                loss_dict = weighted_loss_dict(model, images, targets, weights)
             loss = sum(loss_dict.values())
         reduced = _reduce_losses(loss_dict)
         total = sum(reduced.values())
@@ -307,6 +379,7 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     loader, sampler = _loader(train_set, options)
+    _attach_tensorboard(log, out, options, len(loader))
     optimizer = build_optimizer(model, options)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_lr_lambda(options, len(loader)))
     scaler = torch.amp.GradScaler(device.type, enabled=options.amp and device.type == "cuda")
@@ -356,6 +429,7 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
         if stopped_early:
             log.write(event="early_stop", epoch=epoch + 1, best_epoch=best_epoch)
 
+    log.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     elif best_epoch is not None and best is not None and best.is_file():  # resumed after the best epoch
