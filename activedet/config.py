@@ -129,6 +129,7 @@ class Config:
     num_workers: int = 0
     seed: int = 0
     log_every: int = 10
+    tensorboard: bool = False
     training: str = "auto"
     training_options: dict[str, Any] = field(default_factory=dict)
 

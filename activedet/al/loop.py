@@ -42,6 +42,7 @@ from ..engine.pseudo import (PseudoLabelOptions, PseudoLabelRecord, load_pseudo_
                              pseudo_label_stats, save_pseudo_labels, with_pseudo_labels)
 from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
+from ..tensorboard import log_cycle
 from ..strategies.base import ScoredPool, SelectionInput, Strategy, shortlist
 from .ledger import Ledger
 from .oracle import SimulatedOracle
@@ -193,10 +194,20 @@ class ActiveLearningRun:
             save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "train_seconds": result.wall_time_s,
                                    "epochs": result.epochs_completed, "best_epoch": result.best_epoch,
                                    "history": result.history})
+            self._keep_training_logs(train_dir, t)
             shutil.rmtree(train_dir, ignore_errors=True)
             self._prune_checkpoints(t)
         dist_utils.barrier()
         return model, file_sha256(path)
+
+    def _keep_training_logs(self, train_dir: Path, t: int) -> None:
+        """Move the training's TensorBoard logs to ``RUN/tensorboard/train/cycle{t}`` (``train/`` is deleted)."""
+        for logs in sorted(train_dir.glob("**/tensorboard")):
+            part = logs.parent.relative_to(train_dir)
+            target = self.run_dir / "tensorboard" / "train" / f"cycle{t}" / part
+            shutil.rmtree(target, ignore_errors=True)  # a killed earlier attempt
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(logs), str(target))
 
     def _prune_checkpoints(self, t: int) -> None:
         for old in range(1, t - self.options.keep_checkpoints + 1):  # cycle 0 is kept: bench shares it
@@ -221,6 +232,8 @@ class ActiveLearningRun:
         if dist_utils.is_main_process():
             atomic_write_json(path, record)
             self._write_metrics_log()
+            if self.train_options.tensorboard:
+                log_cycle(self.run_dir, t, metrics, {}, record["pseudo_labels"])
         dist_utils.barrier()
 
     def _pseudo_stats(self, t: int) -> dict | None:
@@ -288,6 +301,11 @@ class ActiveLearningRun:
                     "score": None if not stage.score or np.isnan(score_of[i]) else score_of[i],
                     "image_id": self.pool_ids[i], "boxes": self.oracle.num_boxes(i), "checkpoint": checkpoint}
                    for rank, i in enumerate(picks)]
+        if dist_utils.is_main_process() and self.train_options.tensorboard:
+            scores = [r["score"] for r in records if r["score"] is not None]
+            log_cycle(self.run_dir, t, {}, {"images": len(records), "boxes": sum(r["boxes"] for r in records),
+                                            "scored_images": len(pool), "mean_score": float(np.mean(scores))
+                                            if scores else float("nan")})
         if dist_utils.is_main_process():
             atomic_write_json(path, {"cycle": t, "strategy": self.strategy.name, "budget": self.options.budget,
                                      "budget_unit": self.options.budget_unit, "picks": records,
