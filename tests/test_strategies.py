@@ -36,8 +36,9 @@ def det(scores, kind="sigmoid", probs=None, embedding=None, dense_seed=None) -> 
                                       kind) for _ in range(3)]
         dense["proposals"] = boxes + torch.rand(n, 4, generator=g)
         if probs is not None:  # two views (CALD, localization stability), the reference boxes unmoved
-            dense["views"] = [Detections(boxes + torch.rand(n, 4, generator=g), scores, torch.ones(n, dtype=torch.int64),
-                                         kind, class_probs=torch.tensor(np.asarray(probs, np.float32)),
+            labels = torch.ones(n, dtype=torch.int64)
+            dense["views"] = [Detections(boxes + torch.rand(n, 4, generator=g), scores, labels, kind,
+                                         class_probs=torch.tensor(np.asarray(probs, np.float32)),
                                          reference_boxes=boxes) for _ in range(2)]
     return Detections(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4), scores=scores,
                       labels=torch.ones(n, dtype=torch.int64), prob_kind=kind,

@@ -45,7 +45,8 @@ def test_resize_scales_the_image_and_the_boxes_by_the_exact_ratios():
     assert boxes[0].tolist() == pytest.approx([8.0, 4.0, 24.0, 20.0])
     assert bright_extent(view) == [8, 4, 24, 20]
     view, boxes = Resize(0.8)(torch.zeros(3, 7, 9), torch.tensor([[0.0, 0.0, 9.0, 7.0]]), gen())
-    assert view.shape == (3, 6, 7) and boxes[0].tolist() == pytest.approx([0.0, 0.0, 7.0, 6.0])  # round(5.6), round(7.2)
+    # round(5.6) x round(7.2)
+    assert view.shape == (3, 6, 7) and boxes[0].tolist() == pytest.approx([0.0, 0.0, 7.0, 6.0])
 
 
 def test_rotation_by_90_degrees_moves_pixels_and_boxes_alike():
