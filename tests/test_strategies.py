@@ -35,6 +35,12 @@ def det(scores, kind="sigmoid", probs=None, embedding=None, dense_seed=None) -> 
         boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4)
         dense["passes"] = [Detections(boxes + torch.rand(n, 4, generator=g), scores, torch.ones(n, dtype=torch.int64),
                                       kind) for _ in range(3)]
+        dense["proposals"] = boxes + torch.rand(n, 4, generator=g)
+        if probs is not None:  # two views (CALD, localization stability), the reference boxes unmoved
+            labels = torch.ones(n, dtype=torch.int64)
+            dense["views"] = [Detections(boxes + torch.rand(n, 4, generator=g), scores, labels, kind,
+                                         class_probs=torch.tensor(np.asarray(probs, np.float32)),
+                                         reference_boxes=boxes) for _ in range(2)]
     return Detections(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4), scores=scores,
                       labels=torch.ones(n, dtype=torch.int64), prob_kind=kind,
                       class_probs=None if probs is None else torch.tensor(np.asarray(probs, np.float32)),

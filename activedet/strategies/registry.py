@@ -22,14 +22,18 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .base import SelectionInput, Strategy
-from ..models.stochastic import StochasticPredictor
+from ..models.stochastic import EnsembleDetector, StochasticPredictor
+from ..models.views import ViewPredictor, noise_views, parse_views
 from .almdn import almdn_combine, almdn_vector
+from .cald import cald_informativeness, cald_references, class_score_vector, distribution_order
+from .localization import localization_stability as _stability_score, localization_tightness as _tightness_score
+from .localization import top_references
 from .dense import discrepancy_score
 from .stochastic import DENSE_MEASURES, dense_stochastic_score, matched_stochastic_score
 from .diversity import coreset_select, kmeans_select, kmeanspp_select
 from .uncertainty import (AGGREGATIONS, EMPTY_POLICIES, image_uncertainty, random_select, rank_select)
 
-__all__ = ["STRATEGIES", "get_strategy", "list_strategies", "hybrid_select"]
+__all__ = ["STRATEGIES", "get_strategy", "list_strategies", "hybrid_select", "cald_distribution_select"]
 
 
 # ---------------------------------------------------------------------------------------------- option checks
@@ -297,6 +301,148 @@ def ensemble(*, formulation: str = "dense", measure: str = "mutual_information",
                        empty_policy)
 
 
+
+# -------------------------------------------------------------------------------- localization and views
+
+def _detector_of(model: Any) -> Any:
+    """The detector that predicts: DDP's module, an ensemble's member 0."""
+    model = getattr(model, "module", model)
+    return model.members[0] if isinstance(model, EnsembleDetector) else model
+
+
+def _two_stage(model: Any, *, strategy: str) -> Any:
+    detector = _detector_of(model)
+    if "proposals" not in getattr(detector, "PROVIDES", frozenset()):
+        raise ValueError(f"strategy '{strategy}' needs the RPN proposal of each detection, which only a two-stage "
+                         f"detector gives; {type(detector).__name__} is single-stage: use a two-stage detector "
+                         "such as faster_rcnn (detector: faster_rcnn)")
+    return model
+
+
+def localization_tightness(*, empty_policy: str = "lowest") -> Strategy:
+    """Localization tightness with classification (LT/C): proposal-to-box IoU against confidence (two-stage, §5.1).
+
+    Informativeness ``1 - min_j |IoU(box_j, proposal_j) + P_max(j) - 1|`` (formulas in :mod:`.localization`);
+    needs a two-stage detector (faster_rcnn), checked before any work.
+
+    Options:
+        empty_policy: where images with no detection go: ``"lowest"`` (default; the released code's J = 1.0 ranks
+            them last), ``"highest"``, ``"skip"``, ``"random_fill"`` (see ``least_confidence``).
+    """
+    _choice("localization_tightness", "empty_policy", empty_policy, EMPTY_POLICIES)
+    return Strategy("localization_tightness", _description(localization_tightness), score=_tightness_score,
+                    select=functools.partial(rank_select, empty_policy=empty_policy,
+                                             strategy="localization_tightness"),
+                    needs=frozenset({"proposals", "class_probs"}),
+                    predictor=functools.partial(_two_stage, strategy="localization_tightness"))
+
+
+def _view_predictor(model: Any, *, views: str | tuple[int, float], references: Callable) -> ViewPredictor:
+    built = parse_views(views) if isinstance(views, str) else noise_views(*views)
+    return ViewPredictor(model, built, references=references)
+
+
+def localization_stability(*, with_classification: bool = True, noise_levels: int = 6, noise_step: float = 8.0,
+                           max_references: int = 30, empty_policy: str = "lowest") -> Strategy:
+    """Localization stability (LS+C or LS): IoU of the top detections with those of noisy copies (any detector, §5.2).
+
+    Formulas in :mod:`.localization`; the copies come from a :class:`~activedet.models.views.ViewPredictor`
+    (1 + ``noise_levels`` passes per image).
+
+    Options:
+        with_classification: ``True`` (default, LS+C): ``max_j (1 - P_max(j)) - S_I``; ``False`` (pure LS):
+            ``-S_I``.
+        noise_levels, noise_step: the copies have Gaussian noise of std ``noise_step x n`` (0-255 scale) for
+            ``n = 1..noise_levels`` (6 and 8, the paper's and the released code's).
+        max_references: the detections with the largest ``P_max`` that are tracked (30, the released code).
+        empty_policy: where images with no detection go: ``"lowest"`` (default; the released code scores them 0,
+            mid-ranking), ``"highest"``, ``"skip"``, ``"random_fill"`` (see ``least_confidence``).
+    """
+    name = "localization_stability"
+    _flag(name, "with_classification", with_classification)
+    _number(name, "noise_levels", noise_levels, int, 1, 20)
+    _number(name, "noise_step", noise_step, float, 0, 255)
+    _number(name, "max_references", max_references, int, 1)
+    _choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
+    references = functools.partial(top_references, max_references=int(max_references))
+    return Strategy(name, _description(localization_stability),
+                    score=functools.partial(_stability_score, with_classification=with_classification,
+                                            max_references=int(max_references)),
+                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name),
+                    needs=frozenset({"views", "class_probs"}),
+                    predictor=functools.partial(_view_predictor, views=(int(noise_levels), float(noise_step)),
+                                                references=references))
+
+
+def _cald_references(det: Any, *, max_references: int, subsample_above: int) -> Any:
+    return cald_references(len(det), max_references, subsample_above)
+
+
+def _class_scores(det: Any) -> dict[str, np.ndarray]:
+    return {"class_scores": class_score_vector(det)}
+
+
+def cald_distribution_select(inputs: SelectionInput, *, update: bool = False) -> Iterator[int]:
+    """CALD stage 2: pool indices by :func:`~.cald.distribution_order` of the candidates' ``class_scores`` extras
+    against ``inputs.labelled_class_counts`` / ``inputs.num_labelled``."""
+    pool = inputs.pool
+    if len(pool) == 0:
+        return
+    extras = pool.extras
+    if "class_scores" not in extras:
+        raise ValueError("cald's distribution stage needs the class-score vector of each candidate "
+                         "(ScoredPool.extras['class_scores'], from the stage's describe); the pool has "
+                         f"{sorted(extras)}")
+    scores = np.stack([np.asarray(q, np.float64).reshape(-1) for q in extras["class_scores"]])
+    counts = inputs.labelled_class_counts
+    if counts is not None and np.asarray(counts).reshape(-1).shape[0] != scores.shape[1]:
+        raise ValueError(f"cald: labelled_class_counts has {np.asarray(counts).size} classes but the detector's "
+                         f"class scores have {scores.shape[1]}")
+    for position in distribution_order(scores, counts, inputs.num_labelled, update=update):
+        yield int(pool.indices[position])
+
+
+def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, subsample_above: int = 40,
+         shortlist: float = 1.2, update_distribution: bool = False, empty_policy: str = "highest") -> Strategy:
+    """CALD: consistency of detections across augmented views, then class-distribution selection (§6).
+
+    Stage 1 ranks the pool by ``-C(x)`` (least consistent first); stage 2 scores the first ``shortlist x budget``
+    of them again and picks by the class-score distribution (formulas in :mod:`.cald`). Every image costs
+    ``1 + len(views)`` passes (the shortlisted ones twice). Any detector.
+
+    Options:
+        views: CALD's augmentation letters (``"FCDR"``, the released default: flip, cutout, down-resize x0.8,
+            rotation 5°; also ``G`` noise, ``N`` six noise levels, ``S`` salt and pepper; see
+            :mod:`activedet.models.views`).
+        beta: the base point of the consistency (1.3).
+        max_references, subsample_above: more than ``subsample_above`` (40) detections: keep ``max_references``
+            (50) at evenly spaced ranks as references (the released code's quirk).
+        shortlist: stage-2 candidates = the first ``ceil(shortlist x budget)`` of stage 1 (1.2, the released ``mr``).
+        update_distribution: stage 2 adds each pick's class scores to the labelled distribution before the next
+            pick (``False``, as released).
+        empty_policy: where images with no detection go in stage 1: ``"highest"`` (default; the released code's
+            consistency 0 ranks them first), ``"lowest"``, ``"skip"``, ``"random_fill"``.
+    """
+    _number("cald", "beta", beta, float, 0, 3)
+    _number("cald", "max_references", max_references, int, 1)
+    _number("cald", "subsample_above", subsample_above, int, 1)
+    _number("cald", "shortlist", shortlist, float, 1)
+    _flag("cald", "update_distribution", update_distribution)
+    _choice("cald", "empty_policy", empty_policy, EMPTY_POLICIES)
+    parse_views(views, owner="cald")
+    references = functools.partial(_cald_references, max_references=int(max_references),
+                                   subsample_above=int(subsample_above))
+    common = dict(score=functools.partial(cald_informativeness, beta=float(beta), max_references=int(max_references),
+                                          subsample_above=int(subsample_above)),
+                  needs=frozenset({"views", "class_probs"}),
+                  predictor=functools.partial(_view_predictor, views=views, references=references))
+    stage1 = Strategy("cald", _description(cald), select=functools.partial(rank_select, empty_policy=empty_policy,
+                                                                           strategy="cald"), **common)
+    stage2 = Strategy("cald", _description(cald), select=functools.partial(
+        cald_distribution_select, update=update_distribution), describe=_class_scores, **common)
+    return dataclasses.replace(stage1, then=stage2, shortlist=float(shortlist))
+
+
 # ---------------------------------------------------------------------------------------------------- hybrid
 
 UNCERTAINTY = ("least_confidence", "margin", "entropy")
@@ -402,6 +548,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "almdn": almdn,
     "mc_dropout": mc_dropout,
     "ensemble": ensemble,
+    "localization_tightness": localization_tightness,
+    "localization_stability": localization_stability,
+    "cald": cald,
     "compose": compose,
 }
 

@@ -1,0 +1,136 @@
+"""Localization tightness and localization stability (Kao et al., ACCV 2018; methods.md §5), as pure functions of
+one image's :class:`~activedet.models.outputs.Detections`. Larger = more informative; ``None`` = nothing to score.
+
+``P_max(j)``, the confidence of detection ``j`` (:func:`max_foreground_prob`), is the largest entry of its class
+vector without the background: columns ``1..C`` of the ``C + 1`` softmax row (Faster R-CNN, SSD), or the largest of
+the ``C`` independent sigmoids (RetinaNet, FCOS), which can exceed the detection's own score when another class
+of the same anchor is stronger.
+
+* **LT/C** (§5.1, two-stage detectors: each detection's RPN proposal ``r_j``): ``J_j = |IoU(b_j, r_j) +
+  P_max(j) - 1|``, small when tightness and confidence disagree; image value ``J = min_j J_j``; informativeness
+  ``1 - J`` in [0, 1]. No detection: ``None`` (the released code initialises ``J`` at 1.0, informativeness 0, so
+  such images rank last: the strategy's ``empty_policy="lowest"`` does the same explicitly).
+* **LS+C / LS** (§5.2, any detector): the references are the ``max_references`` detections with the largest
+  ``P_max`` (30, as the released code), taken from the detector's output as is (no score threshold beyond the
+  detector's own, as the released code); each view ``n`` (noisy copy) gives ``C_n(j) = max_b IoU(b_j, b)`` over the
+  view's detections (0 when it has none), ``S_B(j) = mean_n C_n(j)``, ``S_I = Σ_j P_max(j) S_B(j) / Σ_j P_max(j)``.
+  LS+C: ``max_j (1 - P_max(j)) - S_I``; pure LS: ``-S_I``. No reference detection: ``None`` (the released code
+  scores 0, i.e. mid-ranking; the strategy's ``empty_policy`` places them explicitly).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..models.outputs import Detections
+
+__all__ = ["max_foreground_prob", "paired_iou", "pairwise_iou", "top_references", "localization_tightness",
+           "localization_stability"]
+
+
+def max_foreground_prob(det: Detections, method: str = "localization") -> Tensor:
+    """``float64[N]`` ``P_max`` of each detection (module docstring). Raises ``ValueError`` when ``class_probs`` is
+    missing, misshapen or non-finite, or ``prob_kind`` is unknown."""
+    probs = det.class_probs
+    if probs is None:
+        raise ValueError(f"{method} needs Detections.class_probs; the scoring pass did not fill it "
+                         "(strategy.needs must include 'class_probs')")
+    if det.prob_kind not in ("softmax", "sigmoid"):
+        raise ValueError(f"{method}: unknown Detections.prob_kind {det.prob_kind!r}; expected 'sigmoid' or 'softmax'")
+    first = 1 if det.prob_kind == "softmax" else 0
+    if probs.dim() != 2 or probs.shape[0] != len(det) or probs.shape[1] <= first:
+        raise ValueError(f"{method}: class_probs must be [N={len(det)}, K>{first}] for a {det.prob_kind} head; "
+                         f"got {list(probs.shape)}")
+    probs = probs.detach().to(torch.float64)
+    if not torch.isfinite(probs).all():
+        raise ValueError(f"{method}: non-finite class_probs")
+    if len(det) == 0:
+        return probs.new_zeros(0)
+    return probs[:, first:].max(dim=1).values
+
+
+def _area(boxes: Tensor) -> Tensor:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def paired_iou(a: Tensor, b: Tensor) -> Tensor:
+    """``float64[N]`` IoU of ``a[i]`` with ``b[i]`` (xyxy); 0 where the union is empty."""
+    a, b = a.to(torch.float64), b.to(torch.float64)
+    iw = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp_min(0)
+    ih = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp_min(0)
+    inter = iw * ih
+    union = _area(a) + _area(b) - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
+
+
+def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
+    """``float64[N, M]`` IoU of every ``a[i]`` with every ``b[k]`` (xyxy); 0 where the union is empty."""
+    a, b = a.to(torch.float64)[:, None, :], b.to(torch.float64)[None, :, :]
+    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
+    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp_min(0)
+    inter = iw * ih
+    union = _area(a) + _area(b) - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
+
+
+def localization_tightness(det: Detections) -> float | None:
+    """LT/C informativeness ``1 - min_j |IoU(b_j, r_j) + P_max(j) - 1|`` (module docstring); ``None`` without
+    detections. Raises ``ValueError`` when ``proposals`` is missing (a single-stage detector)."""
+    if det.proposals is None:
+        raise ValueError("localization_tightness needs Detections.proposals (the RPN proposal of each detection), "
+                         "which only two-stage detectors give: use detector faster_rcnn")
+    if len(det) == 0:
+        return None
+    if det.proposals.shape != det.boxes.shape:
+        raise ValueError(f"localization_tightness: proposals must be [N={len(det)}, 4]; got "
+                         f"{list(det.proposals.shape)}")
+    tightness = paired_iou(det.boxes, det.proposals)
+    disagreement = (tightness + max_foreground_prob(det, "localization_tightness") - 1).abs()
+    return 1.0 - min(1.0, float(disagreement.min()))
+
+
+def top_references(det: Detections, max_references: int = 30) -> Tensor:
+    """``int64`` indices of the ``max_references`` detections with the largest ``P_max`` (all when fewer), in
+    descending ``P_max`` order, ties by detection order."""
+    pmax = max_foreground_prob(det, "localization_stability")
+    order = torch.sort(-pmax, stable=True).indices
+    return order[:max_references]
+
+
+def localization_stability(det: Detections, *, with_classification: bool = True, max_references: int = 30
+                           ) -> float | None:
+    """LS+C (``with_classification``) or pure LS informativeness of one image (module docstring).
+
+    ``det.views`` are the noisy copies, each with ``reference_boxes`` = ``det.boxes`` in its frame. ``None`` when
+    ``det`` has no detection. Raises ``ValueError`` when the views are missing or do not match ``det``.
+    """
+    if len(det) == 0:
+        return None
+    views = _checked_views(det, "localization_stability")
+    keep = top_references(det, max_references)
+    pmax = max_foreground_prob(det, "localization_stability")[keep]
+    stability = torch.zeros(len(keep), dtype=torch.float64)
+    for view in views:
+        if len(view):
+            ious = pairwise_iou(view.reference_boxes[keep], view.boxes)
+            stability += ious.max(dim=1).values
+    stability /= len(views)
+    image_stability = float((pmax * stability).sum() / pmax.sum().clamp_min(1e-12))
+    if not with_classification:
+        return -image_stability
+    return float((1 - pmax).max()) - image_stability
+
+
+def _checked_views(det: Detections, method: str) -> list[Detections]:
+    if det.views is None:
+        raise ValueError(f"{method} needs Detections.views; the scoring pass did not fill them (use the strategy's "
+                         "predictor, a ViewPredictor, and request 'views')")
+    if len(det.views) == 0:
+        raise ValueError(f"{method}: an image with {len(det)} detections has no views")
+    for v, view in enumerate(det.views):
+        if view.reference_boxes is None or view.reference_boxes.shape[0] != len(det):
+            got = None if view.reference_boxes is None else list(view.reference_boxes.shape)
+            raise ValueError(f"{method}: view {v} must carry reference_boxes [{len(det)}, 4] (one per detection of "
+                             f"the image); got {got}")
+    return list(det.views)
