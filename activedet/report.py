@@ -122,17 +122,17 @@ def _find_run_dirs(path: Path) -> list[Path]:
 
 
 def _load_run(run_dir: Path) -> Run:
-    strategy, options, seed = _read_config(run_dir)
+    strategy, options, seed, extras = _read_config(run_dir)
     records = _read_records(run_dir / "metrics.jsonl", strategy, seed)
     keys = sorted({key for record in records for key in record["metrics"]})
     column = (lambda name: np.array([float(r[name]) for r in records], np.float64))
     # None (null or absent key) becomes NaN in a float64 array.
     metrics = {key: np.array([r["metrics"].get(key) for r in records], np.float64) for key in keys}
-    return Run(run_dir, strategy_label(strategy, options), seed, np.arange(len(records), dtype=np.int64),
+    return Run(run_dir, strategy_label(strategy, options) + extras, seed, np.arange(len(records), dtype=np.int64),
                column("labelled_images"), column("labelled_boxes"), metrics)
 
 
-def _read_config(run_dir: Path) -> tuple[str, dict, int]:
+def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
     path = run_dir / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"run {run_dir} has metrics.jsonl but no config.json; the report needs the run's "
@@ -152,7 +152,10 @@ def _read_config(run_dir: Path) -> tuple[str, dict, int]:
         raise ValueError(f"'seed' in {path} must be an int. Got {seed!r} instead.")
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"'strategy_options' in {path} must be an object or absent. Got {options!r} instead.")
-    return strategy, options or {}, seed
+    # loop settings that change what an arm is: shown after the strategy label
+    extras = "".join(label for key, label in (("pseudo_labels", " +pseudo"), ("warm_start", " +fine-tune"))
+                     if config.get(key) not in (None, False))
+    return strategy, options or {}, seed, extras
 
 
 def _read_records(path: Path, strategy: str, seed: int) -> list[dict]:
