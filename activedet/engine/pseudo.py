@@ -152,9 +152,9 @@ def _clip_to_image(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarr
     return clipped, valid
 
 
-def _confident(detections: Detections, record: ImageRecord, thresholds: np.ndarray,
-               options: PseudoLabelOptions) -> PseudoLabelRecord | None:
-    """The pseudo-labelled copy of ``record`` with its image's kept detections, best first (``None``: none kept)."""
+def _pseudo_record(index: int, detections: Detections, record: ImageRecord, thresholds: np.ndarray,
+                   options: PseudoLabelOptions) -> PseudoLabelRecord | None:
+    """A copy of pool record ``index`` holding its image's kept detections, best first (``None``: none kept)."""
     boxes = detections.boxes.detach().cpu().numpy().astype(np.float32).reshape(-1, 4)
     scores = detections.scores.detach().cpu().numpy().astype(np.float32).reshape(-1)
     labels = detections.labels.detach().cpu().numpy().astype(np.int64).reshape(-1)
@@ -175,7 +175,7 @@ def _confident(detections: Detections, record: ImageRecord, thresholds: np.ndarr
     if len(keep) == 0:
         return None
     return PseudoLabelRecord(record.image_id, record.file_name, record.width, record.height, boxes[keep],
-                             labels[keep], loss_weight=options.loss_weight, scores=scores[keep])
+                             labels[keep], loss_weight=options.loss_weight, pool_index=index, scores=scores[keep])
 
 
 def pseudo_label_records(predictions: Iterable[tuple[int, Detections]], pool: DetectionDataset,
@@ -204,9 +204,8 @@ def pseudo_label_records(predictions: Iterable[tuple[int, Detections]], pool: De
         if index in seen:
             raise ValueError(f"two predictions for pool index {index}; give each unlabelled image once")
         seen.add(index)
-        pseudo = _confident(detections, pool.records[index], thresholds, options)
+        pseudo = _pseudo_record(index, detections, pool.records[index], thresholds, options)
         if pseudo is not None:
-            pseudo.pool_index = index
             records.append(pseudo)
     return records
 

@@ -260,11 +260,14 @@ def weighted_loss_dict(model, images: list[torch.Tensor], targets: list[dict], w
 
         ``L = Σ_g w_g n_g L_g / Σ_g n_g``    (group ``g``: ``n_g`` images of weight ``w_g``, loss ``L_g``)
 
-    For losses that average per-image losses over the batch (RetinaNet, FCOS, SSD, MI-AOD) this is the batch mean
-    of ``w_i`` times image ``i``'s loss; for Faster R-CNN, whose terms average over the sampled anchors and RoIs of
-    the whole batch, it is the image-count-weighted mean of the groups' losses. BatchNorm layers in training mode
-    normalise each group with its own statistics (as separate processes would). :func:`train_detector` calls this
-    only for batches with a weight other than 1; all-1 batches run ``model(images, targets)`` as they always did.
+    For losses that average per-image losses over the batch (RetinaNet) this is the batch mean of
+    ``w_i`` times image ``i``'s loss. Where a term is normalised over the whole batch instead (FCOS, SSD, AL-MDN: by the
+    batch's foreground count; Faster R-CNN: over its sampled anchors and RoIs), it is the image-count-weighted mean
+    of the groups' losses, each group normalised by its own count, which is what each group would give on its own.
+    BatchNorm layers in training mode normalise each group with its own statistics (as separate processes would).
+    :func:`train_detector` calls this only for batches with a weight other than 1; all-1 batches run
+    ``model(images, targets)`` exactly as they did before loss weights existed. Under DDP each process combines its
+    own share of the batch and DDP averages the gradients (checked: a 2-process gloo run matches one process).
     """
     groups: dict[float, list[int]] = {}
     for i, weight in enumerate(weights):
