@@ -27,13 +27,18 @@ without it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Iterable, Sequence
+
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 
 from ._common import check_choice, check_float
+from .outputs import Detections
 
-__all__ = ["ClassDifficultyEMA", "ABSENT_POLICIES", "aligned_iou", "difficulty_module", "find_difficulty"]
+__all__ = ["ClassDifficultyEMA", "ABSENT_POLICIES", "aligned_iou", "difficulty_module", "find_difficulty",
+           "DifficultyPredictor"]
 
 ABSENT_POLICIES = ("keep", "decay")
 
@@ -124,3 +129,32 @@ def find_difficulty(model: nn.Module) -> ClassDifficultyEMA | None:
         if isinstance(module, ClassDifficultyEMA):
             return module
     return None
+
+
+class DifficultyPredictor:
+    """``predict(images, fields)`` of ``model`` that also attaches the model's ``class_quality`` (PPAL's DCUS).
+
+    Raises ``ValueError`` saying which ``detector_options`` to set when the model keeps no class difficulty, or
+    when its difficulty was never updated (a model built with ``difficulty_ema`` but not trained).
+    """
+
+    def __init__(self, model: nn.Module, *, strategy: str = "ppal"):
+        difficulty = find_difficulty(model)
+        if difficulty is None:
+            raise ValueError(f"strategy '{strategy}' needs the per-class difficulty learned during training, and "
+                             f"{type(model).__name__} keeps none: set detector_options: {{difficulty_ema: true}} "
+                             "(detector faster_rcnn or retinanet) and train again")
+        if int(difficulty.updates) == 0:
+            raise ValueError(f"strategy '{strategy}': the model's class difficulty was never updated (0 training "
+                             "iterations with detector_options: {difficulty_ema: true}); train the model first")
+        self.model = model
+        self.class_quality = difficulty.quality.detach().float().cpu().clone()
+        self.prob_kind = getattr(model, "prob_kind", "sigmoid")
+        self.PROVIDES = frozenset(getattr(model, "PROVIDES", frozenset()) | {"class_quality"})
+
+    def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
+        fields = Detections.check_fields(fields)
+        detections = self.model.predict(images, fields - {"class_quality"})
+        if "class_quality" not in fields:
+            return detections
+        return [replace(det, class_quality=self.class_quality.to(det.scores.device)) for det in detections]
