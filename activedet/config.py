@@ -64,7 +64,9 @@ class Config:
         (``auto`` = the detector's own: ``miaod`` for the ``miaod`` detector, else ``standard``) and
         training_options: its options (see :mod:`activedet.engine.trainers`).
     Active learning (``activedet run``; see :class:`activedet.al.plan.LoopOptions`):
-        strategy: a name listed by ``activedet strategies``; strategy_options: its keyword options.
+        strategy: a name listed by ``activedet strategies``, or a list of them applied in order (``compose``:
+            e.g. ``[localization_tightness, kmeans]``); strategy_options: its keyword options (for a list, those
+            of ``compose``: ``factors`` and one mapping of options per criterion name).
         initial_labelled, budget: an int count or a float fraction of the pool in (0, 1];
         budget_unit: ``images`` or ``boxes``; cycles / max_labelled: when to stop; score_subset: score only a
         random part of the unlabelled pool per cycle; warm_start: start each cycle from the previous weights;
@@ -127,7 +129,7 @@ class Config:
     training: str = "auto"
     training_options: dict[str, Any] = field(default_factory=dict)
 
-    strategy: str = "random"
+    strategy: str | list[str] = "random"
     strategy_options: dict[str, Any] = field(default_factory=dict)
     initial_labelled: int | float = 0.05
     budget: int | float = 0.025
@@ -237,6 +239,8 @@ def _check_choices(cfg: Config, where: str) -> None:
 def _strategy(cfg: Config):
     from .strategies import get_strategy
 
+    if isinstance(cfg.strategy, list):  # criteria in order: uncertainty ones narrow the pool, the last picks
+        return get_strategy("compose", criteria=cfg.strategy, **cfg.strategy_options)
     return get_strategy(cfg.strategy, **cfg.strategy_options)
 
 

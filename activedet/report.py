@@ -2,7 +2,8 @@
 
 A run directory is what the active-learning loop writes::
 
-    RUN/config.json    the resolved config: "strategy" (str), "seed" (int), optional "strategy_options" (dict)
+    RUN/config.json    the resolved config: "strategy" (str; a list of criteria is shown "a+b"), "seed" (int),
+                       optional "strategy_options" (dict)
     RUN/metrics.jsonl  one JSON object per completed cycle, cycles 0, 1, 2, ... in order:
         {"cycle": 0, "labelled_images": 40, "labelled_boxes": 131,
          "metrics": {"voc/mAP_area": 0.41, ...}, "seconds": {...}, "strategy": ..., "seed": ...}
@@ -143,6 +144,8 @@ def _read_config(run_dir: Path) -> tuple[str, dict, int]:
     if not isinstance(config, dict):
         raise ValueError(f"{path} must hold a JSON object. Got {type(config).__name__} instead.")
     strategy, seed, options = config.get("strategy"), config.get("seed"), config.get("strategy_options")
+    if isinstance(strategy, list) and strategy and all(isinstance(s, str) and s for s in strategy):
+        strategy = "+".join(strategy)  # a composition of criteria, named as the loop names it
     if not isinstance(strategy, str) or not strategy:
         raise ValueError(f"'strategy' in {path} must be a non-empty string. Got {strategy!r} instead.")
     if isinstance(seed, bool) or not isinstance(seed, int):

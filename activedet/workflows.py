@@ -144,14 +144,15 @@ def check_run_dir(cfg: Config, run_dir: Path) -> None:
 
 
 def check_strategy_supported(strategy, model: torch.nn.Module, detector: str) -> None:
-    """Fail before any work when the strategy needs outputs the detector cannot produce."""
-    if strategy.predictor is not None:
-        model = strategy.predictor(model)  # raises ValueError naming what to change
-    provides = getattr(model, "PROVIDES", frozenset())
-    missing = sorted(set(strategy.needs) - set(provides))
-    if missing:
-        raise ValueError(f"strategy '{strategy.name}' needs {missing} from the detector, but '{detector}' provides "
-                         f"only {sorted(provides)}; choose another detector or strategy")
+    """Fail before any work when a stage of the strategy needs outputs the detector cannot produce."""
+    for stage in strategy.stages:
+        predictor = stage.predictor(model) if stage.predictor is not None else model  # raises naming what to change
+        provides = getattr(predictor, "PROVIDES", frozenset())
+        missing = sorted(set(stage.needs) - set(provides))
+        if missing:
+            what = f"strategy '{strategy.name}'" + (f" (stage '{stage.name}')" if stage is not strategy else "")
+            raise ValueError(f"{what} needs {missing} from the detector, but '{detector}' provides only "
+                             f"{sorted(provides)}; choose another detector or strategy")
 
 
 def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress: bool = True):

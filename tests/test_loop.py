@@ -14,7 +14,7 @@ import yaml
 
 from activedet.al.ledger import Ledger, LedgerError
 from activedet.config import ConfigError, load_config
-from activedet.strategies import STRATEGIES
+from activedet.strategies import STRATEGIES, get_strategy
 from activedet.workflows import resume_run, run_from_config
 
 BASE = {
@@ -61,7 +61,8 @@ def test_two_cycles_with_every_strategy(strategy, tiny_data, tmp_path):
         assert len((run / f"labelled_{t}.txt").read_text().split()) == len(labelled)
     for t in range(2):
         picks = json.loads((run / "cycles" / str(t) / "selection.json").read_text())["picks"]
-        assert len(picks) == 4 and all(p["strategy"] == strategy and len(p["checkpoint"]) == 12 for p in picks)
+        name = get_strategy(strategy).name  # compose is named after its criteria
+        assert len(picks) == 4 and all(p["strategy"] == name and len(p["checkpoint"]) == 12 for p in picks)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and "voc/mAP_area" in json.loads(lines[-1])["metrics"]
 
@@ -203,6 +204,41 @@ def test_sigkill_inside_an_ensemble_and_mc_dropout_scoring_then_resume_gives_the
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     scores = [np.load(d / "cycles/0/scores.npz")["pool_scores"] for d in (tmp_path / "straight/run", run_dir)]
     assert np.array_equal(scores[0], scores[1])
+
+
+def test_composed_criteria_score_the_shortlist_and_resume_between_stages(tiny_data, tmp_path):
+    """``strategy: [entropy, coreset]``: entropy scores the pool, core-set only entropy's top 2 x budget; a kill
+    between the two stages resumes to the same run."""
+    extra = {"strategy": ["entropy", "coreset"], "cycles": 1, "strategy_options": {"factors": [1.5]}}
+    straight = write_config(tmp_path / "straight", tiny_data, **extra)
+    assert run_cli(["run", str(straight), "--quiet"]).returncode == 0
+    run = tmp_path / "straight" / "run"
+    first, second = np.load(run / "cycles/0/scores.npz"), np.load(run / "cycles/0/scores.stage1.npz")
+    assert len(first["pool_indices"]) == 24 - 6 and len(second["pool_indices"]) == 6  # ceil(1.5 x 4)
+    entropy_order = first["pool_indices"][np.argsort(-np.nan_to_num(first["pool_scores"], nan=-np.inf),
+                                                     kind="stable")]
+    assert set(second["pool_indices"]) == set(entropy_order[:6]) and "labelled_embeddings" in second
+    picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
+    assert {p["index"] for p in picks} <= set(second["pool_indices"])
+    assert {p["strategy"] for p in picks} == {"entropy+coreset"}
+    killed = write_config(tmp_path / "killed", tiny_data, **extra)
+    kill_then_resume(killed, tmp_path / "killed" / "run", ["stage0:0", "stage1:0"])
+    a, b = outcome(run), outcome(tmp_path / "killed" / "run")
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+    assert "entropy+coreset" in (run / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("options, pattern", [
+    ({"criteria": ["coreset", "entropy"]}, "criterion 'coreset' cannot narrow the pool"),
+    ({"criteria": ["entropy", "nope"]}, "must be a list of at least 2 registered strategy names"),
+    ({"criteria": ["entropy", "coreset"], "factors": [0.5]}, r"'factors' parameter of compose must be a float in \[1"),
+    ({"criteria": ["entropy", "coreset"], "factors": [2, 3]}, "must be a list of 1 floats"),
+    ({"criteria": ["entropy", "coreset"], "kmeans": {}}, "Unknown option 'kmeans' for strategy 'compose'"),
+    ({"criteria": ["entropy", "coreset"], "coreset": {"projection": 2}}, "Unknown option 'projection'"),
+])
+def test_compose_rejects_bad_criteria_with_the_reason(options, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        get_strategy("compose", **options)
 
 
 def test_bench_shares_cycle_zero_and_writes_the_report(tiny_data, tmp_path, capsys):

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from activedet.models.outputs import Detections
-from activedet.strategies import STRATEGIES, ScoredPool, SelectionInput, get_strategy, list_strategies
+from activedet.strategies import (STRATEGIES, ScoredPool, SelectionInput, get_strategy, list_strategies,
+                                  shortlist)
 from activedet.strategies import diversity
 from activedet.strategies.diversity import coreset_select, kmeans_select, kmeanspp_select
 from activedet.strategies.uncertainty import detection_uncertainty, image_uncertainty
@@ -46,9 +47,17 @@ def collect(dets, strategy, start=OFFSET) -> ScoredPool:
 
 
 def select(strategy, dets, labelled_dets=(), budget=4, seed=0) -> list[int]:
-    pool = collect(dets, strategy)
-    labelled = collect(labelled_dets, strategy, start=0) if strategy.needs_labelled else None
-    return list(strategy.select(SelectionInput(pool, labelled, budget, np.random.default_rng(seed))))
+    """The loop's selection on hand-built detections; a chain's later stages score its shortlist (the same
+    detections stand for every stage's predictions)."""
+    rng = np.random.default_rng(seed)
+    positions = list(range(len(dets)))
+    for stage in strategy.stages:
+        pool = ScoredPool.collect(((OFFSET + i, dets[i]) for i in positions), stage)
+        labelled = collect(labelled_dets, stage, start=0) if stage.needs_labelled else None
+        inputs = SelectionInput(pool, labelled, budget, rng)
+        if stage.then is None:
+            return list(stage.select(inputs))
+        positions = [int(i) - OFFSET for i in shortlist(stage, inputs)]
 
 
 def mixed_pool() -> list[Detections]:
@@ -92,6 +101,8 @@ def test_every_strategy_selects_distinct_pool_indices_deterministically(name, op
     assert len(picks) == len(set(picks)) and set(picks) <= set(range(OFFSET, OFFSET + len(dets)))
     if name == "hybrid":
         assert len(picks) == math.ceil(options.get("factor", 2.0) * 3)
+    elif strategy.then is not None:  # a chain: the last stage picks among the shortlisted candidates
+        assert len(picks) == math.ceil(strategy.shortlist * 3)
     elif options.get("empty_policy") == "skip":
         assert set(picks) == set(range(OFFSET, OFFSET + len(dets))) - {OFFSET + 3, OFFSET + 4}
     else:
@@ -111,7 +122,8 @@ def test_every_strategy_handles_an_empty_pool_and_is_lazy(name):
 def test_registry_names_descriptions_and_needs():
     assert [n for n, _ in list_strategies()] == list(STRATEGIES)
     for name, description in list_strategies():
-        assert description and "\n" not in description and get_strategy(name).name == name
+        assert description and "\n" not in description
+        assert get_strategy(name).name == (name if name != "compose" else "entropy+kmeans")
     assert get_strategy("random").needs_inference is False and get_strategy("random").score is None
     assert get_strategy("entropy").needs == frozenset()
     assert get_strategy("margin", use_class_probs=True).needs == {"class_probs"}

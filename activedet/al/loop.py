@@ -6,6 +6,8 @@
         evaluate on the test split                           -> cycles/t/metrics.json
         stop when the cycle count or labelled fraction is reached
         score    the unlabelled pool (or a random subset)    -> cycles/t/scores.npz
+                 (a chained strategy: each next stage scores the previous stage's shortlist
+                                                             -> cycles/t/scores.stage{k}.npz)
         select   the budget (images, or boxes revealed)      -> cycles/t/selection.json
         label    the oracle reveals the selected images      -> ledger.npz (the cycle advances)
 
@@ -36,7 +38,7 @@ from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..engine.inference import iter_predictions, predict_dataset
 from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
-from ..strategies.base import ScoredPool, SelectionInput, Strategy
+from ..strategies.base import ScoredPool, SelectionInput, Strategy, shortlist
 from .ledger import Ledger
 from .oracle import SimulatedOracle
 from .plan import LoopOptions, derive_seed, initial_indices
@@ -191,41 +193,64 @@ class ActiveLearningRun:
         dist_utils.barrier()
 
     def _score(self, model: torch.nn.Module, ledger: Ledger, t: int) -> tuple[ScoredPool, ScoredPool | None]:
-        path = self._cycle_dir(t) / "scores.npz"
+        """Score the candidates stage by stage; returns the last stage's ``(pool, labelled)`` reductions."""
+        candidates = self.options.scoring_subset(ledger.unlabelled(), t)
+        scored = None
+        for k, stage in enumerate(self.strategy.stages):
+            if k > 0:
+                candidates = self._shortlist(self.strategy.stages[k - 1], scored, ledger, t, k)
+            scored = self._score_stage(model, stage, k, candidates, ledger, t)
+            kill_point(f"stage{k}", t)
+        return scored
+
+    def _score_stage(self, model, stage: Strategy, k: int, candidates: np.ndarray, ledger: Ledger, t: int):
+        path = self._cycle_dir(t) / ("scores.npz" if k == 0 else f"scores.stage{k}.npz")
         if path.is_file():
             return _load_scores(path)
         started = time.perf_counter()
-        torch.manual_seed(derive_seed(self.options.seed, t, "score"))  # stochastic passes (MC-dropout) repeat on resume
-        candidates = self.options.scoring_subset(ledger.unlabelled(), t)
-        pool = self._scored(model, candidates)
-        labelled = self._scored(model, ledger.labelled()) if self.strategy.needs_labelled else None
+        # stochastic passes (MC-dropout, augmented views) repeat on resume
+        torch.manual_seed(derive_seed(self.options.seed, t, "score" if k == 0 else f"score{k}"))
+        pool = self._scored(model, stage, candidates)
+        labelled = self._scored(model, stage, ledger.labelled()) if stage.needs_labelled else None
         if dist_utils.is_main_process():
             _save_scores(path, pool, labelled, seconds=time.perf_counter() - started)
         dist_utils.barrier()
         return pool, labelled
 
-    def _scored(self, model: torch.nn.Module, indices: np.ndarray) -> ScoredPool:
-        if not self.strategy.needs_inference:
+    def _shortlist(self, stage: Strategy, scored, ledger: Ledger, t: int, k: int) -> np.ndarray:
+        """The first ``ceil(shortlist x budget hint)`` picks of ``stage``: the next stage's candidates."""
+        rng = np.random.default_rng(derive_seed(self.options.seed, t, f"shortlist{k}"))
+        return shortlist(stage, self._selection_input(scored, ledger, rng))
+
+    def _selection_input(self, scored, ledger: Ledger, rng: np.random.Generator) -> SelectionInput:
+        pool, labelled = scored
+        labelled_indices = ledger.labelled()
+        return SelectionInput(pool, labelled, self.options.budget_hint(len(self.pool), ledger, self.oracle), rng,
+                              labelled_class_counts=self.oracle.class_counts(labelled_indices),
+                              num_labelled=int(len(labelled_indices)))
+
+    def _scored(self, model: torch.nn.Module, stage: Strategy, indices: np.ndarray) -> ScoredPool:
+        if not stage.needs_inference:
             return ScoredPool.from_lists(indices, np.zeros(len(indices)), np.zeros(len(indices)))
-        predictor = self.strategy.predictor(model) if self.strategy.predictor is not None else model
+        predictor = stage.predictor(model) if stage.predictor is not None else model
         stream = iter_predictions(predictor, self.pool, indices, device=self.device, batch_size=self.batch_size,
-                                  fields=self.strategy.needs, progress=self.progress)
-        local = ScoredPool.collect(stream, self.strategy)
-        return ScoredPool.concatenate(dist_utils.all_gather_object(local)).finalize(self.strategy)
+                                  fields=stage.needs, progress=self.progress)
+        local = ScoredPool.collect(stream, stage)
+        return ScoredPool.concatenate(dist_utils.all_gather_object(local)).finalize(stage)
 
     def _select(self, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
         path = self._cycle_dir(t) / "selection.json"
         if path.is_file():
             return json.loads(path.read_text())["picks"]
         started = time.perf_counter()
-        pool, labelled = scored
         rng = np.random.default_rng(derive_seed(self.options.seed, t, "select"))
-        hint = self.options.budget_hint(len(self.pool), ledger, self.oracle)
-        picks = self.options.take_budget(
-            self.strategy.select(SelectionInput(pool, labelled, hint, rng)), self.oracle, len(self.pool))
+        inputs = self._selection_input(scored, ledger, rng)
+        stage = self.strategy.stages[-1]
+        picks = self.options.take_budget(stage.select(inputs), self.oracle, len(self.pool))
+        pool = inputs.pool
         score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
         records = [{"index": int(i), "rank": rank, "cycle": t, "strategy": self.strategy.name,
-                    "score": None if not self.strategy.score or np.isnan(score_of[i]) else score_of[i],
+                    "score": None if not stage.score or np.isnan(score_of[i]) else score_of[i],
                     "image_id": self.pool_ids[i], "boxes": self.oracle.num_boxes(i), "checkpoint": checkpoint}
                    for rank, i in enumerate(picks)]
         if dist_utils.is_main_process():
@@ -255,10 +280,11 @@ class ActiveLearningRun:
                 break
             record = json.loads(path.read_text())
             record.pop("train", None)
-            for stage in ("scores", "selection"):
-                extra = self._cycle_dir(t) / f"{stage}.{'npz' if stage == 'scores' else 'json'}"
-                if extra.is_file():
-                    record["seconds"][stage] = _stage_seconds(extra)
+            scores = sorted(self._cycle_dir(t).glob("scores*.npz"))
+            if scores:
+                record["seconds"]["scores"] = sum(_stage_seconds(p) for p in scores)
+            if (self._cycle_dir(t) / "selection.json").is_file():
+                record["seconds"]["selection"] = _stage_seconds(self._cycle_dir(t) / "selection.json")
             lines.append(json.dumps(record, sort_keys=True))
         atomic_write(self.run_dir / "metrics.jsonl", lambda tmp: tmp.write_text("".join(f"{x}\n" for x in lines)))
 
@@ -279,6 +305,9 @@ def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None, *, s
                        f"{prefix}_num_detections": part.num_detections})
         if part.embeddings is not None:
             arrays[f"{prefix}_embeddings"] = part.embeddings
+        for name, values in part.extras.items():  # ragged per-image arrays: concatenated, with their lengths
+            arrays[f"{prefix}_extra_{name}"] = np.concatenate(values) if values else np.zeros(0)
+            arrays[f"{prefix}_extralen_{name}"] = np.array([len(v) for v in values], np.int64)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -294,6 +323,12 @@ def _load_scores(path: Path) -> tuple[ScoredPool, ScoredPool | None]:
                 parts.append(None)
                 continue
             emb = data[f"{prefix}_embeddings"] if f"{prefix}_embeddings" in data else None
-            parts.append(ScoredPool.from_lists(data[f"{prefix}_indices"], data[f"{prefix}_scores"],
-                                               data[f"{prefix}_num_detections"], emb))
+            part = ScoredPool.from_lists(data[f"{prefix}_indices"], data[f"{prefix}_scores"],
+                                         data[f"{prefix}_num_detections"], emb)
+            for key in data.files:
+                if key.startswith(f"{prefix}_extralen_"):
+                    name = key[len(f"{prefix}_extralen_"):]
+                    bounds = np.cumsum(data[key])[:-1]
+                    part.extras[name] = list(np.split(data[f"{prefix}_extra_{name}"], bounds)) if len(data[key]) else []
+            parts.append(part)
     return parts[0], parts[1]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from ..data.records import DetectionDataset
 
 __all__ = ["SimulatedOracle"]
@@ -21,6 +23,10 @@ class SimulatedOracle:
 
     def num_boxes(self, index: int) -> int:
         return self.pool.records[index].num_boxes
+
+    def class_counts(self, indices: Sequence[int]) -> np.ndarray:
+        """``float64[C]`` revealed boxes per class (index ``l - 1`` for label ``l``) over ``indices``."""
+        return self.pool.subset(indices).class_counts().astype(np.float64)
 
     def reveal(self, indices: Sequence[int]) -> None:
         """Nothing to do: the labels are already in ``pool``; a human oracle would import them here."""

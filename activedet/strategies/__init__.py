@@ -11,7 +11,7 @@ Registered: ``random``, ``least_confidence``, ``margin``, ``entropy`` (methods.m
 :mod:`.diversity`.
 """
 
-from .base import ScoredPool, SelectionInput, Strategy
+from .base import ScoredPool, SelectionInput, Strategy, shortlist
 from .registry import STRATEGIES, get_strategy, list_strategies
 
-__all__ = ["Strategy", "ScoredPool", "SelectionInput", "STRATEGIES", "get_strategy", "list_strategies"]
+__all__ = ["Strategy", "ScoredPool", "SelectionInput", "shortlist", "STRATEGIES", "get_strategy", "list_strategies"]

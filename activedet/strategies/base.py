@@ -15,18 +15,29 @@ The active-learning loop drives every strategy the same way, never by name::
   can stop as soon as enough boxes have been revealed. It draws randomness only from ``inputs.rng``.
 * ``needs`` names the optional :class:`Detections` fields the scoring pass must fill (``"class_probs"``,
   ``"embedding"``, ...); the loop requests exactly those.
+* ``describe(det) -> {name: array}`` (optional) keeps per-image arrays beyond the score (CALD's class-score vector,
+  PPAL's per-detection features) in ``ScoredPool.extras`` for ``select``.
+* A strategy may be the first stage of a **chain**: ``then`` is the next stage and ``shortlist`` its candidate
+  factor. The loop takes the first ``ceil(shortlist x budget_hint)`` picks of this stage's ``select`` as the
+  candidates, scores only those with ``then`` (its own predictor, fields and ``describe``), and so on; the last
+  stage's ``select`` gives the picks. Uncertainty criteria narrow the pool, a diversity criterion picks the batch
+  (methods.md §7.5), and each stage pays inference only on its candidates::
+
+      pool -> [stage 1 scores all] -> top 2B -> [stage 2 scores 2B] -> B picks
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from ..models.outputs import Detections
 
-__all__ = ["Strategy", "ScoredPool", "SelectionInput"]
+__all__ = ["Strategy", "ScoredPool", "SelectionInput", "shortlist"]
 
 
 @dataclass
@@ -40,6 +51,9 @@ class ScoredPool:
         embeddings: ``float32[M, D]`` image embeddings, or ``None`` when the strategy does not need them.
         num_detections: ``int64[M]`` detections per image (for reports).
         vectors: ``float64[M, F]`` per-image score vectors of a strategy with a pool-level ``combine`` step.
+        extras: ``{name: [array per image]}`` from the strategy's ``describe`` (aligned with ``indices``; arrays
+            have at least one dimension, those of one name share their dtype and trailing shape, the first axis
+            may vary per image).
     """
 
     indices: np.ndarray
@@ -48,6 +62,7 @@ class ScoredPool:
     embeddings: np.ndarray | None = None
     num_detections: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     vectors: np.ndarray | None = None
+    extras: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(len(self.indices))
@@ -60,6 +75,7 @@ class ScoredPool:
         ``vectors`` and ``scores`` stay ``NaN`` until :meth:`finalize`.
         """
         indices, scores, counts, embeddings, vectors = [], [], [], [], []
+        extras: dict[str, list[np.ndarray]] = {}
         for index, det in items:
             try:
                 value = strategy.score(det) if strategy.score is not None else 0.0
@@ -76,9 +92,13 @@ class ScoredPool:
             counts.append(len(det))
             if "embedding" in strategy.needs:
                 embeddings.append(det.embedding.float().numpy())
+            if strategy.describe is not None:
+                for name, array in strategy.describe(det).items():
+                    extras.setdefault(name, []).append(np.atleast_1d(np.asarray(array)))
         pool = cls.from_lists(indices, scores, counts, embeddings if "embedding" in strategy.needs else None)
         if strategy.combine is not None:
             pool.vectors = np.stack(vectors) if vectors else np.zeros((0, 0))
+        pool.extras = extras
         return pool
 
     def finalize(self, strategy: "Strategy") -> "ScoredPool":
@@ -89,7 +109,22 @@ class ScoredPool:
         if scores.shape != (len(self),) or np.isinf(scores).any():
             raise ValueError(f"strategy '{strategy.name}': the pool-level step returned {scores.shape} scores with "
                              f"{int(np.isinf(scores).sum())} infinite; expected {len(self)} finite or NaN values")
-        return ScoredPool(self.indices, scores, np.isnan(scores), self.embeddings, self.num_detections)
+        return ScoredPool(self.indices, scores, np.isnan(scores), self.embeddings, self.num_detections,
+                          extras=self.extras)
+
+    def subset(self, positions: np.ndarray) -> "ScoredPool":
+        """The images at ``positions`` (positions in this pool, not pool indices), every per-image field kept."""
+        positions = np.asarray(positions, np.int64)
+        take = (lambda a: None if a is None else a[positions])
+        counts = self.num_detections[positions] if len(self.num_detections) == len(self) else self.num_detections
+        return ScoredPool(self.indices[positions], self.scores[positions], self.empty[positions],
+                          take(self.embeddings), counts, take(self.vectors),
+                          {k: [v[p] for p in positions] for k, v in self.extras.items()})
+
+    def positions_of(self, indices: np.ndarray) -> np.ndarray:
+        """Positions in this pool of the given pool ``indices`` (each must be present)."""
+        order = np.argsort(self.indices, kind="stable")
+        return order[np.searchsorted(self.indices[order], np.asarray(indices, np.int64))]
 
     @classmethod
     def from_lists(cls, indices, scores, counts, embeddings=None) -> "ScoredPool":
@@ -111,8 +146,11 @@ class ScoredPool:
             return np.concatenate([getattr(p, name) for p in parts if len(p)] or [getattr(parts[0], name)])[order]
 
         cat = (lambda name: np.concatenate([getattr(p, name) for p in parts])[order])
+        names = parts[0].extras.keys() if parts else ()
+        flat = {k: [a for p in parts for a in p.extras.get(k, [])] for k in names}
+        extras = {k: [v[i] for i in order] for k, v in flat.items() if len(v) == len(indices)}
         return cls(indices[order], cat("scores"), cat("empty"), joined("embeddings"), cat("num_detections"),
-                   joined("vectors"))
+                   joined("vectors"), extras)
 
 
 @dataclass
@@ -126,12 +164,17 @@ class SelectionInput:
         budget_hint: the number of images the loop expects to take (exact for image budgets, an estimate from
             boxes per labelled image for box budgets); hybrids size their candidate set from it.
         rng: the only source of randomness.
+        labelled_class_counts: ``float64[C]`` ground-truth boxes per class (index ``l - 1`` for label ``l``)
+            summed over the labelled images (CALD's class-distribution stage), or ``None`` when not known.
+        num_labelled: number of labelled images.
     """
 
     pool: ScoredPool
     labelled: ScoredPool | None
     budget_hint: int
     rng: np.random.Generator
+    labelled_class_counts: np.ndarray | None = None
+    num_labelled: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +197,9 @@ class Strategy:
         combine: ``ScoredPool -> float64[M]`` for strategies whose ``score`` returns a vector per image
             (``float64[F]``): the pool-level step that turns the ``[M, F]`` vectors into one score per image
             (AL-MDN normalises over all detections of the pool); ``NaN`` marks an image with nothing to score.
+        describe: ``Detections -> {name: array}``, per-image arrays kept for ``select`` in ``ScoredPool.extras``.
+        then, shortlist: the next stage of a chain and this stage's candidate factor: ``then`` scores only the
+            first ``ceil(shortlist x budget_hint)`` picks of this stage (module docstring).
     """
 
     name: str
@@ -165,3 +211,30 @@ class Strategy:
     needs_inference: bool = True
     predictor: Callable[[Any], Any] | None = None
     combine: Callable[["ScoredPool"], np.ndarray] | None = None
+    describe: Callable[[Detections], dict[str, np.ndarray]] | None = None
+    then: "Strategy | None" = None
+    shortlist: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.then is None) != (self.shortlist is None):
+            raise ValueError(f"strategy '{self.name}': 'then' and 'shortlist' go together (a chained stage needs "
+                             f"its candidate factor); got then={self.then and self.then.name!r}, "
+                             f"shortlist={self.shortlist!r}")
+
+    @property
+    def stages(self) -> list["Strategy"]:
+        """This strategy and the stages chained after it, in order."""
+        out, stage = [], self
+        while stage is not None:
+            out.append(stage)
+            stage = stage.then
+        return out
+
+
+def shortlist(stage: Strategy, inputs: SelectionInput) -> np.ndarray:
+    """``int64`` pool indices: the first ``ceil(stage.shortlist x budget_hint)`` picks of ``stage``, the candidates
+    its next stage scores."""
+    if stage.shortlist is None:
+        raise ValueError(f"strategy '{stage.name}' is not followed by another stage; it has no shortlist")
+    n = math.ceil(stage.shortlist * inputs.budget_hint)
+    return np.fromiter(islice(stage.select(inputs), n), np.int64)
