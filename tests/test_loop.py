@@ -45,7 +45,8 @@ NEEDS_DETECTOR = {"miaod": {"detector": "miaod", "training_options": {"label_epo
                                                                        "repeat_labelled": 1}},
                   "almdn": {"detector": "almdn_ssd", "strategy_options": {"score_threshold": 0.05}},
                   "mc_dropout": {"detector_options": {"dropout": 0.25}, "strategy_options": {"passes": 3}},
-                  "ensemble": {"ensemble_size": 2}}
+                  "ensemble": {"ensemble_size": 2},
+                  "ppal": {"detector_options": {"difficulty_ema": True}}}
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
