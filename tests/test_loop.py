@@ -46,7 +46,7 @@ NEEDS_DETECTOR = {"miaod": {"detector": "miaod", "training_options": {"label_epo
                   "almdn": {"detector": "almdn_ssd", "strategy_options": {"score_threshold": 0.05}},
                   "mc_dropout": {"detector_options": {"dropout": 0.25}, "strategy_options": {"passes": 3}},
                   "ensemble": {"ensemble_size": 2},
-                  "ppal": {"detector_options": {"difficulty_ema": True}}}
+                  "ppal": {"detector": "faster_rcnn", "detector_options": {"difficulty_ema": True}}}
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

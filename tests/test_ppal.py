@@ -196,7 +196,7 @@ def test_training_is_identical_with_the_difficulty_ema(name):
     assert set(tracked_state) - set(plain_state) == difficulty and len(difficulty) == 3
     for key, value in plain_state.items():
         assert torch.equal(value, tracked_state[key]), key
-    ema = DifficultyPredictor(tracked).class_quality
+    ema = DifficultyPredictor(tracked).class_quality()
     assert int(tracked_state[next(k for k in difficulty if k.endswith("updates"))]) == 3
     assert (ema > 0).all() and (ema < 1).all()  # every class was seen
 
@@ -204,8 +204,9 @@ def test_training_is_identical_with_the_difficulty_ema(name):
 def test_models_without_a_trained_difficulty_are_rejected():
     with pytest.raises(ValueError, match=r"detector_options: \{difficulty_ema: true\}"):
         DifficultyPredictor(build_faster_rcnn(C, backbone="tiny"))
+    untrained = DifficultyPredictor(build_retinanet(C, backbone="tiny", difficulty_ema=True))
     with pytest.raises(ValueError, match="never updated"):
-        DifficultyPredictor(build_retinanet(C, backbone="tiny", difficulty_ema=True))
+        untrained.predict([torch.rand(3, 64, 64)], fields={"class_quality"})
     with pytest.raises(ValueError, match="'difficulty_absent' parameter of build_faster_rcnn"):
         build_faster_rcnn(C, backbone="tiny", difficulty_ema=True, difficulty_absent="forget")
 

@@ -134,8 +134,9 @@ def find_difficulty(model: nn.Module) -> ClassDifficultyEMA | None:
 class DifficultyPredictor:
     """``predict(images, fields)`` of ``model`` that also attaches the model's ``class_quality`` (PPAL's DCUS).
 
-    Raises ``ValueError`` saying which ``detector_options`` to set when the model keeps no class difficulty, or
-    when its difficulty was never updated (a model built with ``difficulty_ema`` but not trained).
+    Raises ``ValueError`` saying which ``detector_options`` to set when the model keeps no class difficulty (at
+    construction, so a run fails before any training), and from ``predict`` when the difficulty was never updated
+    (a model built with ``difficulty_ema`` but not trained).
     """
 
     def __init__(self, model: nn.Module, *, strategy: str = "ppal"):
@@ -144,17 +145,21 @@ class DifficultyPredictor:
             raise ValueError(f"strategy '{strategy}' needs the per-class difficulty learned during training, and "
                              f"{type(model).__name__} keeps none: set detector_options: {{difficulty_ema: true}} "
                              "(detector faster_rcnn or retinanet) and train again")
-        if int(difficulty.updates) == 0:
-            raise ValueError(f"strategy '{strategy}': the model's class difficulty was never updated (0 training "
-                             "iterations with detector_options: {difficulty_ema: true}); train the model first")
-        self.model = model
-        self.class_quality = difficulty.quality.detach().float().cpu().clone()
+        self.model, self.difficulty, self.strategy = model, difficulty, strategy
         self.prob_kind = getattr(model, "prob_kind", "sigmoid")
         self.PROVIDES = frozenset(getattr(model, "PROVIDES", frozenset()) | {"class_quality"})
 
+    def class_quality(self) -> Tensor:
+        """``float32[C]`` the learned ``Q`` (a copy); raises ``ValueError`` if it was never updated."""
+        if int(self.difficulty.updates) == 0:
+            raise ValueError(f"strategy '{self.strategy}': the model's class difficulty was never updated (0 training "
+                             "iterations with detector_options: {difficulty_ema: true}); train the model first")
+        return self.difficulty.quality.detach().float().clone()
+
     def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
         fields = Detections.check_fields(fields)
+        quality = self.class_quality() if "class_quality" in fields else None
         detections = self.model.predict(images, fields - {"class_quality"})
-        if "class_quality" not in fields:
+        if quality is None:
             return detections
-        return [replace(det, class_quality=self.class_quality.to(det.scores.device)) for det in detections]
+        return [replace(det, class_quality=quality.to(det.scores.device)) for det in detections]
