@@ -57,7 +57,8 @@ def test_observe_computes_the_quality_and_class_means():
     ema.observe(torch.tensor([1, 1, 3]), torch.tensor([0.5, 1.0, 0.2]), torch.tensor([1.0, 0.25, 1.0]))
     expected_1 = (0.5 ** 0.6 + 0.25 ** 0.4) / 2
     assert ema.quality.tolist() == pytest.approx([expected_1, 0.0, 0.2 ** 0.6])
-    assert aligned_iou(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[5.0, 0, 15, 10]])).item() == pytest.approx(1 / 3)
+    iou = aligned_iou(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[5.0, 0, 15, 10]]))
+    assert iou.item() == pytest.approx(1 / 3)
 
 
 # --------------------------------------------------------------------------------------------------- DCUS

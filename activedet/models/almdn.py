@@ -371,8 +371,9 @@ def build_almdn_retinanet(num_classes: int, *, components: int = 4, cls_loss: st
         components, cls_loss, beta, separable: as :func:`build_almdn_ssd`.
         weights: a checkpoint of this model (local file); ``weights_strict=False`` loads the tensors whose name
             and shape match (e.g. the backbone of a plain RetinaNet checkpoint).
-        **retinanet_options: any keyword of :func:`~activedet.models.build_retinanet` except ``dropout`` and ``difficulty_*``. The
-            classification and regression towers are RetinaNet's; only the final layers become mixtures.
+        **retinanet_options: any keyword of :func:`~activedet.models.build_retinanet` except ``dropout`` and
+            ``difficulty_*``. The classification and regression towers are RetinaNet's; only the final layers
+            become mixtures.
     """
     func = "build_almdn_retinanet"
     _check_mdn(func, components, cls_loss, beta, separable, retinanet_options)

@@ -34,12 +34,12 @@ from torchvision.models.detection.retinanet import RetinaNet_ResNet50_FPN_Weight
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from ._common import anchors_per_level as _anchors_per_level
 from ._common import (
     PredictMixin,
     check_choice,
     check_int,
     check_resize_and_postprocess,
-    anchors_per_level,
     check_sizes,
     dense_detections,
     dense_forward,
@@ -222,7 +222,7 @@ def _detection_features(head_outputs: dict[str, Tensor], anchors: list[Tensor], 
                         padded_size: tuple[int, int]) -> list[dict[str, Tensor]]:
     """``{"features": [N, D]}`` per image: each detection's tower output at its source anchor's level, sampled at
     the box centre (boxes in resized pixels, ``anchor_idxs`` into the image's anchors of all levels)."""
-    level_ends = torch.tensor(anchors_per_level(head_outputs["cls_logits"].shape[1], features)).cumsum(0)
+    level_ends = torch.tensor(_anchors_per_level(head_outputs["cls_logits"].shape[1], features)).cumsum(0)
     results = []
     for i, det in enumerate(detections):
         levels = torch.bucketize(det["anchor_idxs"].cpu(), level_ends, right=True)  # [N] level of each source
