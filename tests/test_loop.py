@@ -48,7 +48,8 @@ NEEDS_DETECTOR = {"miaod": {"detector": "miaod", "training_options": {"label_epo
                   "ensemble": {"ensemble_size": 2},
                   "localization_tightness": {"detector": "faster_rcnn"},  # proposals: two-stage only
                   "localization_stability": {"strategy_options": {"noise_levels": 2}},
-                  "cald": {"strategy_options": {"views": "FD"}}}
+                  "cald": {"strategy_options": {"views": "FD"}},
+                  "ppal": {"detector": "faster_rcnn", "detector_options": {"difficulty_ema": True}}}
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

@@ -65,7 +65,8 @@ DETECTORS: dict[str, Callable[..., nn.Module]] = {
 #: builders whose ``**kwargs`` go to another builder: (that builder, its keywords the wrapper sets itself)
 _FORWARDS = {ssd: ((build_ssd,), {"variant", "size"}),
              almdn_ssd: ((build_almdn_ssd, build_ssd), {"variant", "size", "dropout"}),
-             build_almdn_retinanet: ((build_retinanet,), {"dropout"})}
+             build_almdn_retinanet: ((build_retinanet,), {"dropout", "difficulty_ema", "difficulty_momentum",
+                                                          "difficulty_xi", "difficulty_absent"})}
 
 
 def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:

@@ -320,6 +320,10 @@ def _check_mdn(func: str, components: Any, cls_loss: Any, beta: Any, separable: 
     if "dropout" in options:
         raise ValueError(f"{func} does not take 'dropout': AL-MDN's uncertainties come from one deterministic pass "
                          "(use detector ssd/retinanet with dropout for MC-dropout)")
+    difficulty = sorted(name for name in options if name.startswith("difficulty_"))
+    if difficulty:
+        raise ValueError(f"{func} does not take {difficulty}: PPAL's class difficulty is kept by the plain "
+                         "retinanet and faster_rcnn detectors")
     check_int(func, "components", components, 1)
     check_choice(func, "cls_loss", cls_loss, CLS_LOSSES)
     check_float(func, "beta", beta, 1e-6, math.inf)
@@ -367,8 +371,9 @@ def build_almdn_retinanet(num_classes: int, *, components: int = 4, cls_loss: st
         components, cls_loss, beta, separable: as :func:`build_almdn_ssd`.
         weights: a checkpoint of this model (local file); ``weights_strict=False`` loads the tensors whose name
             and shape match (e.g. the backbone of a plain RetinaNet checkpoint).
-        **retinanet_options: any keyword of :func:`~activedet.models.build_retinanet` except ``dropout``. The
-            classification and regression towers are RetinaNet's; only the final layers become mixtures.
+        **retinanet_options: any keyword of :func:`~activedet.models.build_retinanet` except ``dropout`` and
+            ``difficulty_*``. The classification and regression towers are RetinaNet's; only the final layers
+            become mixtures.
     """
     func = "build_almdn_retinanet"
     _check_mdn(func, components, cls_loss, beta, separable, retinanet_options)

@@ -6,6 +6,15 @@ so labels are ``1..C`` and ``class_probs`` rows are ``C + 1`` wide (``class_prob
 
 Embedding: global average of the coarsest pyramid level (``"pool"``, the max-pooled top level) over the
 image's unpadded area, ``fpn_channels``-d.
+
+Per-detection features (PPAL's category-conditioned matching): the box head's output representation
+(``representation_size``-d, after ``fc7``) of the RoI the detection was regressed from. This replaces the paper's
+RetinaNet classification-tower feature sampled at the box centre: it is the two-stage head's own per-object
+representation, computed in the same pass at no extra cost.
+
+Class difficulty (``difficulty_ema=True``, PPAL's DCUS; see :mod:`.difficulty`): the training samples are the RoI
+head's sampled positive proposals; ``q`` uses the softmax probability of the GT class and the IoU of the proposal's
+class-specific regressed box (for the GT class) with its matched GT box.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from torchvision.models.detection.faster_rcnn import (
     FastRCNNPredictor,
     TwoMLPHead,
 )
-from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
@@ -38,6 +47,7 @@ from ._common import (
     pooled_embedding,
     with_defaults,
 )
+from .difficulty import ClassDifficultyEMA, aligned_iou, difficulty_module
 from .backbones import (
     FPN_BACKBONES,
     NUM_STAGES,
@@ -78,7 +88,12 @@ FASTER_RCNN_DEFAULTS["efficientnet_lite0"] = FASTER_RCNN_DEFAULTS["tiny"]  # sam
 
 
 class SourceTrackingRoIHeads(RoIHeads):
-    """torchvision ``RoIHeads`` whose postprocessing also returns each detection's source RoI index."""
+    """torchvision ``RoIHeads`` whose postprocessing also returns each detection's source RoI index, and which
+    updates an optional :class:`~activedet.models.difficulty.ClassDifficultyEMA` (``difficulty``) in training."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.difficulty: ClassDifficultyEMA | None = None
 
     @classmethod
     def from_roi_heads(cls, heads: RoIHeads) -> "SourceTrackingRoIHeads":
@@ -87,6 +102,34 @@ class SourceTrackingRoIHeads(RoIHeads):
                    heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
                    heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
                    heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img)
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        if not (self.training and self.difficulty is not None):
+            return super().forward(features, proposals, image_shapes, targets)
+        # torchvision's box-only training branch, plus the no-grad quality update between prediction and loss
+        proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        class_logits, box_regression = self.box_predictor(box_features)
+        self._observe_quality(class_logits, box_regression, proposals, labels, regression_targets)
+        loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+
+    @torch.no_grad()
+    def _observe_quality(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
+                         labels: list[Tensor], regression_targets: list[Tensor]) -> None:
+        """Feed the sampled positive RoIs' ``(GT class, p_c, IoU)`` to ``self.difficulty``.
+
+        ``class_logits`` ``[R, C + 1]``, ``box_regression`` ``[R, (C + 1) * 4]`` for the sampled RoIs of all
+        images; ``proposals``, ``labels`` (0 = background), ``regression_targets`` per image, as sampled.
+        """
+        rois, labels, targets = torch.cat(proposals), torch.cat(labels), torch.cat(regression_targets)
+        positive = torch.where(labels > 0)[0]
+        gt_labels = labels[positive]
+        probs = F.softmax(class_logits[positive].float(), -1).gather(1, gt_labels[:, None])[:, 0]
+        deltas = box_regression.reshape(box_regression.shape[0], -1, 4)[positive, gt_labels]  # [P, 4]
+        predicted = self.box_coder.decode_single(deltas.float(), rois[positive])
+        matched_gt = self.box_coder.decode_single(targets[positive].float(), rois[positive])
+        self.difficulty.observe(gt_labels, probs, aligned_iou(predicted, matched_gt))
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         # type: (Tensor, Tensor, list[Tensor], list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]
@@ -135,12 +178,13 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     * ``class_probs`` ``[N, C + 1]``: softmax row of the detection's source RoI.
     * ``proposals`` ``[N, 4]``: that RoI (the RPN proposal), in original-image pixels.
     * ``embedding`` ``[fpn_channels]``: mean of the ``"pool"`` pyramid level.
+    * ``features`` ``[N, representation_size]``: the box head's output for that RoI.
     * ``dense_probs``: ``None`` (two-stage).
     """
 
     prob_kind = "softmax"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
-    PROVIDES = frozenset({"class_probs", "proposals", "embedding"})
+    PROVIDES = frozenset({"class_probs", "proposals", "embedding", "features"})
 
     def dropout_sites(self) -> list[torch.nn.Module]:
         """``fc7`` and the box predictor: MC-dropout (``dropout=``) acts after ``fc6`` and after ``fc7``."""
@@ -171,7 +215,9 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
                                                                          image_list.image_sizes)
         detections = [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(boxes, scores, labels)]
         detections = self.transform.postprocess(detections, image_list.image_sizes, original_sizes)
-        probs = F.softmax(class_logits, -1).split([p.shape[0] for p in proposals])  # [R_i, C + 1]
+        rois_per_image = [p.shape[0] for p in proposals]
+        probs = F.softmax(class_logits, -1).split(rois_per_image)  # [R_i, C + 1]
+        box_features = box_features.split(rois_per_image)  # [R_i, representation_size]
         embeddings = pooled_embedding(list(features.values())[-1], image_list) if "embedding" in fields else None
         results = []
         for i, det in enumerate(detections):
@@ -182,6 +228,7 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
                 proposals=(resize_boxes(source, image_list.image_sizes[i], original_sizes[i])
                            if "proposals" in fields else None),
                 embedding=embeddings[i] if embeddings is not None else None,
+                features=box_features[i][roi_idxs[i]] if "features" in fields else None,
             ))
         return results
 
@@ -192,7 +239,9 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
                       trainable_backbone_layers: int | None = None, norm: str | None = None,
                       anchor_sizes: Sequence[Sequence[float]] | None = None, fpn_channels: int | None = None,
                       score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
-                      dropout: float = 0.0, **rpn_and_box_options: int) -> FasterRCNNDetector:
+                      dropout: float = 0.0, difficulty_ema: bool = False, difficulty_momentum: float = 0.99,
+                      difficulty_xi: float = 0.6, difficulty_absent: str = "keep",
+                      **rpn_and_box_options: int) -> FasterRCNNDetector:
     """A Faster R-CNN (FPN) for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
     Args:
@@ -212,6 +261,12 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
         score_thresh, nms_thresh, detections_per_img: the box head's postprocessing.
         dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
+        difficulty_ema: maintain PPAL's per-class difficulty during training (needed by the ``ppal`` strategy):
+            a :class:`~activedet.models.difficulty.ClassDifficultyEMA` at ``roi_heads.difficulty`` whose buffers
+            go into the state dict. Gradients and training are unchanged. It is attached after ``weights`` are
+            loaded and starts fresh (a difficulty belongs to one training run).
+        difficulty_momentum, difficulty_xi, difficulty_absent: its base momentum (0.99), ``ξ`` (0.6) and the
+            absent-class policy (``"keep"``, our fix, or ``"decay"``, the official code), see :mod:`.difficulty`.
         **rpn_and_box_options: any of ``rpn_pre_nms_top_n_train``, ``rpn_pre_nms_top_n_test``,
             ``rpn_post_nms_top_n_train``, ``rpn_post_nms_top_n_test``, ``rpn_batch_size_per_image``,
             ``box_batch_size_per_image``, ``representation_size`` (ints >= 1; defaults per backbone).
@@ -252,6 +307,8 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
         **options)
     add_head_dropout(model.dropout_sites(), dropout)
     member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
+    model.roi_heads.difficulty = difficulty_module(func, num_classes, difficulty_ema, difficulty_momentum,
+                                                   difficulty_xi, difficulty_absent)
     if member == FasterRCNN_ResNet50_FPN_Weights.COCO_V1:
         overwrite_frozen_eps(model, 0.0)
     return model

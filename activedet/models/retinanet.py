@@ -7,13 +7,26 @@ layout (torchvision's COCO weights load unchanged) but never emit channel 0 as a
 
 Embedding: global average of the coarsest pyramid level (``"p7"`` for ResNet/MobileNet, ``"pool"`` = P6 for
 ``tiny``) over the image's unpadded area, ``fpn_channels``-d.
+
+Per-detection features (PPAL's category-conditioned matching, methods.md §7.4): the classification tower's output
+(after its stacked convolutions, before ``cls_logits``; ``fpn_channels``-d) at the pyramid level of the detection's
+source anchor, bilinearly sampled (``grid_sample``) at the box centre. Feature cell ``(i, j)`` of a level with stride
+``s`` is taken to cover pixels ``[j s, (j + 1) s)`` of the padded batch (the official code normalises by the unpadded
+image size instead, which shifts the samples on padded images).
+
+Class difficulty (``difficulty_ema=True``, PPAL's DCUS; see :mod:`.difficulty`): the training samples are the
+positive anchors (matched as torchvision's loss matches them); ``q`` uses the sigmoid of the GT class and the IoU of
+the anchor's decoded box with its matched GT box, as the official ``RetinaQualityEMAHead``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -21,12 +34,15 @@ from torchvision.models.detection.retinanet import RetinaNet_ResNet50_FPN_Weight
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from ._common import anchors_per_level as _anchors_per_level
 from ._common import (
     PredictMixin,
     check_choice,
     check_int,
     check_resize_and_postprocess,
     check_sizes,
+    dense_detections,
+    dense_forward,
     overwrite_frozen_eps,
     single_stage_predict,
     strip_sources,
@@ -40,6 +56,7 @@ from .backbones import (
     default_trainable_layers,
     uses_pretrained,
 )
+from .difficulty import ClassDifficultyEMA, aligned_iou, difficulty_module
 from .outputs import Detections
 from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
@@ -77,19 +94,57 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
     * ``dense_probs`` ``[A, C]``: the same for every anchor whose centre lies in the image (all levels,
       level-major then location then anchor shape, as the head orders them).
     * ``embedding`` ``[fpn_channels]``: mean of the coarsest pyramid level.
+    * ``features`` ``[N, fpn_channels]``: classification-tower output sampled at the box centre (module docstring).
     * ``proposals``: ``None`` (single-stage).
+
+    With ``difficulty`` (a :class:`~activedet.models.difficulty.ClassDifficultyEMA`, builder option
+    ``difficulty_ema``), every training loss computation also updates the per-class difficulty.
     """
 
     prob_kind = "sigmoid"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
-    PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
+    PROVIDES = frozenset({"class_probs", "embedding", "dense_probs", "features"})
     #: postprocessing takes per-level lists; how each head output averages over stochastic predictions
     SPLIT_LEVELS = True
     HEAD_OUTPUT_KINDS = {"cls_logits": "sigmoid", "bbox_regression": "linear"}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.difficulty: ClassDifficultyEMA | None = None
+
     def dropout_sites(self) -> list[torch.nn.Module]:
         """The final convolutions of both towers: MC-dropout (``dropout=``) acts on their input."""
         return [self.head.classification_head.cls_logits, self.head.regression_head.bbox_reg]
+
+    def compute_loss(self, targets, head_outputs, anchors):
+        # type: (list[dict[str, Tensor]], dict[str, Tensor], list[Tensor]) -> dict[str, Tensor]
+        matched_idxs = []  # torchvision's matching: -1 background, -2 ignored, >= 0 the GT index
+        for anchors_per_image, targets_per_image in zip(anchors, targets):
+            if targets_per_image["boxes"].numel() == 0:
+                matched_idxs.append(torch.full((anchors_per_image.size(0),), -1, dtype=torch.int64,
+                                               device=anchors_per_image.device))
+                continue
+            matched_idxs.append(self.proposal_matcher(box_ops.box_iou(targets_per_image["boxes"], anchors_per_image)))
+        if self.difficulty is not None:
+            self._observe_quality(targets, head_outputs, anchors, matched_idxs)
+        return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
+
+    @torch.no_grad()
+    def _observe_quality(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
+                         anchors: list[Tensor], matched_idxs: list[Tensor]) -> None:
+        """Feed the positive anchors' ``(GT class, sigmoid of that class, IoU)`` to ``self.difficulty``."""
+        labels, probs, ious = [], [], []
+        for i, (anchors_per_image, matched) in enumerate(zip(anchors, matched_idxs)):
+            positive = torch.where(matched >= 0)[0]
+            gt_boxes = targets[i]["boxes"][matched[positive]]
+            gt_labels = targets[i]["labels"][matched[positive]]  # the channel index, as torchvision's loss
+            logits = head_outputs["cls_logits"][i, positive].float()  # [P, C + 1]
+            predicted = self.box_coder.decode_single(head_outputs["bbox_regression"][i, positive].float(),
+                                                     anchors_per_image[positive])
+            labels.append(gt_labels)
+            probs.append(torch.sigmoid(logits.gather(1, gt_labels[:, None])[:, 0]))
+            ious.append(aligned_iou(predicted, gt_boxes.float()))
+        self.difficulty.observe(torch.cat(labels), torch.cat(probs), torch.cat(ious))
 
     def postprocess_detections(self, head_outputs, anchors, image_shapes):
         # type: (dict[str, list[Tensor]], list[list[Tensor]], list[tuple[int, int]]) -> list[dict[str, Tensor]]
@@ -142,7 +197,48 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
         return torch.sigmoid(head_outputs["cls_logits"][..., 1:])
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
-        return single_stage_predict(self, images, fields)
+        if "features" not in fields:
+            return single_stage_predict(self, images, fields)
+        with _captured_inputs(self.head.classification_head.cls_logits) as towers:  # one [B, D, h, w] per level
+            parts = dense_forward(self, images)
+        padded_size = tuple(parts[0].tensors.shape[-2:])
+        return dense_detections(self, *parts, fields=fields,
+                                extras=partial(_detection_features, towers=towers, padded_size=padded_size))
+
+
+@contextmanager
+def _captured_inputs(module: torch.nn.Module) -> Iterator[list[Tensor]]:
+    """Context: the list of the first inputs ``module`` receives while open (one per call, in call order)."""
+    captured: list[Tensor] = []
+    handle = module.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def _detection_features(head_outputs: dict[str, Tensor], anchors: list[Tensor], image_sizes: list[tuple[int, int]],
+                        features: list[Tensor], detections: list[dict[str, Tensor]], *, towers: list[Tensor],
+                        padded_size: tuple[int, int]) -> list[dict[str, Tensor]]:
+    """``{"features": [N, D]}`` per image: each detection's tower output at its source anchor's level, sampled at
+    the box centre (boxes in resized pixels, ``anchor_idxs`` into the image's anchors of all levels)."""
+    level_ends = torch.tensor(_anchors_per_level(head_outputs["cls_logits"].shape[1], features)).cumsum(0)
+    results = []
+    for i, det in enumerate(detections):
+        levels = torch.bucketize(det["anchor_idxs"].cpu(), level_ends, right=True)  # [N] level of each source
+        centres = (det["boxes"][:, :2] + det["boxes"][:, 2:]) / 2  # [N, 2] (x, y), resized-image pixels
+        out = centres.new_zeros((centres.shape[0], towers[0].shape[1]))
+        for level, tower in enumerate(towers):
+            mask = (levels == level).to(out.device)
+            if not bool(mask.any()):
+                continue
+            stride_y, stride_x = padded_size[0] // tower.shape[-2], padded_size[1] // tower.shape[-1]
+            extent = centres.new_tensor([tower.shape[-1] * stride_x, tower.shape[-2] * stride_y])
+            grid = (centres[mask] / extent * 2 - 1).view(1, 1, -1, 2)  # grid_sample's [-1, 1], x first
+            sampled = F.grid_sample(tower[i:i + 1], grid, mode="bilinear", align_corners=False)  # [1, D, 1, n]
+            out[mask] = sampled[0, :, 0].T
+        results.append({"features": out})
+    return results
 
 
 def _anchor_generator(anchor_sizes: Sequence[Any]) -> AnchorGenerator:
@@ -158,7 +254,8 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
                     norm: str | None = None, anchor_sizes: Sequence[Any] | None = None,
                     fpn_channels: int | None = None, score_thresh: float = 0.05, nms_thresh: float = 0.5,
                     detections_per_img: int = 100, topk_candidates: int = 1000,
-                    dropout: float = 0.0) -> RetinaNetDetector:
+                    dropout: float = 0.0, difficulty_ema: bool = False, difficulty_momentum: float = 0.99,
+                    difficulty_xi: float = 0.6, difficulty_absent: str = "keep") -> RetinaNetDetector:
     """A RetinaNet for ``num_classes`` foreground classes (labels ``1..C``).
 
     Args:
@@ -177,6 +274,8 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's postprocessing.
         dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
+        difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent: PPAL's per-class difficulty, kept
+            at ``difficulty`` (see :func:`~activedet.models.build_faster_rcnn` and :mod:`.difficulty`).
     """
     func = "build_retinanet"
     check_int(func, "num_classes", num_classes, 1)
@@ -209,6 +308,8 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
                               topk_candidates=topk_candidates)
     add_head_dropout(model.dropout_sites(), dropout)
     member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
+    model.difficulty = difficulty_module(func, num_classes, difficulty_ema, difficulty_momentum, difficulty_xi,
+                                         difficulty_absent)
     if member == RetinaNet_ResNet50_FPN_Weights.COCO_V1:
         overwrite_frozen_eps(model, 0.0)
     return model

@@ -1,0 +1,212 @@
+"""PPAL (Plug-and-Play Active Learning, CVPR 2024): difficulty-calibrated uncertainty sampling (DCUS), then
+category-conditioned matching (CCM) k-medoids on the DCUS shortlist (methods.md §7.4).
+
+**DCUS** (a per-image score, larger = pick first). The detector keeps a per-class quality ``Q_c`` learned during
+training (:mod:`activedet.models.difficulty`; it reaches the score as ``Detections.class_quality`` through
+:class:`~activedet.models.difficulty.DifficultyPredictor`). Class weight
+
+    w_c = 1 + α β log(1 + b (1 - Q_c)),   b = e^(1/α) - 1,
+
+so ``w_c`` runs from 1 (``Q_c = 1``, easy) to ``1 + β`` (``Q_c = 0``, hard). Image score ``Σ_j w_{c_j} H_b(s_j)``
+over the detections with ``s_j >= score_threshold`` whose box has ``sqrt(w h) > min_size`` and aspect ratio
+``max(w/h, h/w) < max_aspect`` (boxes are already clipped to the image by the detectors). No such detection: the
+score is ``None`` and the image ranks after every scored one (the official code scores it 0, the sum over nothing,
+which ranks it with the lowest too).
+
+``min_size`` is in original-image pixels. The official 16 px is for VOC/COCO images (about 500 px a side), where it
+drops about 3 % of the image side; our default 4 px keeps that proportion on the 128 px benchmark images, whose
+objects are 10-60 px (16 px would drop most small objects). Set 16 for VOC/COCO-sized images.
+
+**CCM distance** between images ``i`` and ``j`` from their detections with ``s > score_threshold`` (the top
+``max_detections`` by score), each with a feature ``f`` (``Detections.features``), label and score:
+
+    d(a, b) = 1 - cos(f_a, f_b) if label_a == label_b else 2,   d(a, j) = min_{b in j} d(a, b),
+    D(i -> j) = Σ_a s_a d(a, j) / Σ_a s_a,   D(i, j) = (D(i -> j) + D(j -> i)) / 2,   D(i, i) = 0.
+
+An image with no such detection: ``D = 0`` to another such image and ``D = 2`` (the cost of a detection that
+nothing matches) to every other image. The official code gives it distance 0 to every image, which makes it the
+ideal medoid of any cluster. Features are L2-normalised and kept as float16 between scoring and selection.
+
+**k-medoids** on ``D`` with ``K = budget``: greedy farthest-first initialisation from a first medoid drawn from the
+selection generator, then up to ``iterations`` rounds of (assign every image to its nearest medoid, a medoid to
+itself; new medoid of a cluster = its member with the smallest summed distance to the members), stopping early
+when the medoids no longer change. The medoids are yielded largest cluster first (ties: pool index); if the loop
+asks for more (a budget counted in boxes), the other images follow, farthest from their medoid first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..models.outputs import Detections
+from .base import SelectionInput
+
+__all__ = ["class_weights", "valid_boxes", "dcus_score", "ccm_describe", "ccm_distances", "kmedoids",
+           "kmedoids_select"]
+
+_MAX_WORK = 1 << 24  # row detections x (images x detections per image) per distance chunk (64 MiB of float32)
+
+
+def class_weights(quality: Tensor, alpha: float = 0.3, beta: float = 0.2) -> Tensor:
+    """``w_c = 1 + α β log(1 + b (1 - Q_c))``, ``b = e^(1/α) - 1``, for ``quality`` ``[C]`` in [0, 1]."""
+    b = math.expm1(1.0 / alpha)
+    return 1 + alpha * beta * torch.log1p(b * (1 - quality.double().clamp(0, 1)))
+
+
+def valid_boxes(boxes: Tensor, min_size: float, max_aspect: float) -> Tensor:
+    """``bool[N]``: ``sqrt(w h) > min_size`` and ``max(w/h, h/w) < max_aspect`` for xyxy ``boxes`` ``[N, 4]``."""
+    wh = (boxes[:, 2:] - boxes[:, :2]).double().clamp(min=0)
+    w, h = wh[:, 0], wh[:, 1]
+    eps = 1e-10
+    return (torch.sqrt(w * h) > min_size) & (w / (h + eps) < max_aspect) & (h / (w + eps) < max_aspect)
+
+
+def dcus_score(det: Detections, *, alpha: float = 0.3, beta: float = 0.2, score_threshold: float = 0.05,
+               min_size: float = 4.0, max_aspect: float = 5.0) -> float | None:
+    """DCUS image score (module docstring); ``None`` when no detection passes the score and box filters.
+
+    Needs ``det.class_quality`` ``[C]`` (from :class:`~activedet.models.difficulty.DifficultyPredictor`).
+    """
+    if det.class_quality is None:
+        raise ValueError("the DCUS score needs Detections.class_quality: score through "
+                         "activedet.models.difficulty.DifficultyPredictor with fields={'class_quality'}")
+    scores = det.scores.double().reshape(-1)
+    keep = (scores >= score_threshold) & valid_boxes(det.boxes, min_size, max_aspect)
+    if not bool(keep.any()):
+        return None
+    labels = det.labels[keep].long()
+    num_classes = det.class_quality.numel()
+    if int(labels.min()) < 1 or int(labels.max()) > num_classes:
+        raise ValueError(f"detection labels must be in 1..{num_classes} (the length of class_quality); got "
+                         f"{sorted(set(labels.tolist()))}")
+    s = scores[keep]
+    entropy = -(torch.special.xlogy(s, s) + torch.special.xlogy(1 - s, 1 - s))
+    return float((class_weights(det.class_quality, alpha, beta)[labels - 1] * entropy).sum())
+
+
+def ccm_describe(det: Detections, *, score_threshold: float = 0.05,
+                 max_detections: int = 100) -> dict[str, np.ndarray]:
+    """What CCM keeps of one image: its detections with ``score > score_threshold``, the ``max_detections`` best:
+    ``features`` ``float16[N, D]`` (L2-normalised), ``labels`` ``int64[N]``, ``scores`` ``float32[N]``."""
+    if det.features is None:
+        raise ValueError("CCM needs per-detection features: predict with fields={'features'}")
+    if det.features.shape[0] != len(det):
+        raise ValueError(f"Detections.features has {det.features.shape[0]} rows for {len(det)} detections")
+    scores = det.scores.float().reshape(-1)
+    keep = torch.where(scores > score_threshold)[0]
+    keep = keep[scores[keep].argsort(descending=True, stable=True)][:max_detections]
+    features = F.normalize(det.features[keep].float(), dim=1)
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("non-finite per-detection features")
+    return {"features": features.half().cpu().numpy(), "labels": det.labels[keep].long().cpu().numpy(),
+            "scores": scores[keep].cpu().numpy()}
+
+
+def _padded(features: list[np.ndarray], labels: list[np.ndarray], scores: list[np.ndarray]):
+    """``[M, N, D]`` features, ``[M, N]`` labels and scores, zero-padded; padding has label -1 and score 0."""
+    m, n = len(features), max((len(s) for s in scores), default=0)
+    dim = next((f.shape[1] for f in features if f.ndim == 2 and f.shape[0]), 1)
+    feats, labs, scs = torch.zeros(m, n, dim), torch.full((m, n), -1, dtype=torch.int64), torch.zeros(m, n)
+    for i, (f, lab, s) in enumerate(zip(features, labels, scores)):
+        if len(s):
+            feats[i, :len(s)] = torch.from_numpy(np.asarray(f, np.float32))
+            labs[i, :len(s)] = torch.from_numpy(np.asarray(lab, np.int64))
+            scs[i, :len(s)] = torch.from_numpy(np.asarray(s, np.float32))
+    return feats, labs, scs
+
+
+def ccm_distances(features: list[np.ndarray], labels: list[np.ndarray], scores: list[np.ndarray]) -> np.ndarray:
+    """``float64[M, M]`` symmetric CCM image distances (module docstring) from per-image ``features [N_i, D]``
+    (L2-normalised), ``labels [N_i]`` and ``scores [N_i]`` (positive weights), in chunks of row detections."""
+    feats, labs, scs = _padded(features, labels, scores)
+    m, n = labs.shape
+    present = labs >= 0  # [M, N] real detections (padding has label -1)
+    directed = torch.zeros(m, m, dtype=torch.float64)  # D(i -> j)
+    rows = torch.nonzero(present)  # [T, 2]: (image, detection) of every real detection
+    chunk = max(1, _MAX_WORK // max(1, m * n))
+    for lo in range(0, len(rows), chunk):
+        image, slot = rows[lo:lo + chunk].T
+        d = 1 - torch.einsum("td,jnd->tjn", feats[image, slot], feats)  # [t, M, N]
+        d = torch.where(labs[image, slot][:, None, None] == labs[None], d.clamp(0, 2), torch.full_like(d, 2.0))
+        d = torch.where(present[None], d, torch.full_like(d, math.inf)).amin(dim=2)  # [t, M]: nearest in image j
+        d = torch.where(torch.isinf(d), torch.full_like(d, 2.0), d)  # image j has no detection: unmatched
+        directed.index_add_(0, image, scs[image, slot, None].double() * d.double())
+    weight = scs.double().sum(dim=1)  # [M]
+    has = weight > 0
+    directed = torch.where(has[:, None], directed / weight.clamp(min=1e-12)[:, None],
+                           torch.where(has[None, :], 2.0, 0.0).double())
+    distances = 0.5 * (directed + directed.T)
+    distances.fill_diagonal_(0)
+    return distances.numpy()
+
+
+def kmedoids(distances: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 100) -> np.ndarray:
+    """``int64[k]`` medoid positions of a k-medoids clustering of ``distances [M, M]`` (module docstring);
+    all ``M`` positions when ``k >= M``."""
+    m = len(distances)
+    if k >= m:
+        return np.arange(m)
+    medoids = [int(rng.integers(m))]
+    nearest = distances[:, medoids[0]].copy()
+    for _ in range(1, k):  # farthest-first
+        candidates = nearest.copy()
+        candidates[medoids] = -1
+        medoids.append(int(candidates.argmax()))
+        nearest = np.minimum(nearest, distances[:, medoids[-1]])
+    medoids = np.asarray(medoids, np.int64)
+    for _ in range(iterations):
+        assignment = _assign(distances, medoids)
+        updated = np.array([_medoid_of(distances, np.flatnonzero(assignment == c)) for c in range(k)], np.int64)
+        if np.array_equal(updated, medoids):
+            break
+        medoids = updated
+    return medoids
+
+
+def _assign(distances: np.ndarray, medoids: np.ndarray) -> np.ndarray:
+    """``int64[M]`` cluster of every position: its nearest medoid (first on ties); a medoid is its own."""
+    assignment = distances[:, medoids].argmin(axis=1)
+    assignment[medoids] = np.arange(len(medoids))
+    return assignment
+
+
+def _medoid_of(distances: np.ndarray, members: np.ndarray) -> int:
+    return int(members[distances[np.ix_(members, members)].sum(axis=1).argmin()])
+
+
+def kmedoids_select(inputs: SelectionInput, *, iterations: int = 100) -> Iterator[int]:
+    """Yield the ``K = inputs.budget_hint`` k-medoids of the pool under the CCM distance, then the other images
+    (module docstring). Reads ``inputs.pool.extras`` ``{"features", "labels", "scores"}`` (from
+    :func:`ccm_describe`)."""
+    pool = inputs.pool
+    if len(pool) == 0:
+        return
+    extras = getattr(pool, "extras", None) or {}
+    missing = [name for name in ("features", "labels", "scores") if name not in extras]
+    if missing:
+        raise ValueError(f"CCM k-medoids needs the pool's per-image {missing} (ScoredPool.extras, from "
+                         "ccm_describe); got none")
+    if not isinstance(inputs.budget_hint, int) or inputs.budget_hint < 1:
+        raise ValueError(f"The 'budget_hint' parameter of CCM k-medoids must be an int >= 1. "
+                         f"Got {inputs.budget_hint!r} instead.")
+    distances = ccm_distances(extras["features"], extras["labels"], extras["scores"])
+    medoids = kmedoids(distances, min(inputs.budget_hint, len(pool)), inputs.rng, iterations)
+    for position in _pick_order(distances, medoids, pool.indices):
+        yield int(pool.indices[position])
+
+
+def _pick_order(distances: np.ndarray, medoids: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Medoids by cluster size (largest first, ties by pool index), then the rest farthest from their medoid
+    first (ties by pool index)."""
+    assignment = _assign(distances, medoids)
+    sizes = np.bincount(assignment, minlength=len(medoids))
+    first = medoids[np.lexsort((indices[medoids], -sizes))]
+    rest = np.setdiff1d(np.arange(len(distances)), medoids)
+    gap = distances[rest, medoids[assignment[rest]]]
+    return np.concatenate([first, rest[np.lexsort((indices[rest], -gap))]]).astype(np.int64)
