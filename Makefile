@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch and torchvision are installed together so pip picks a matching pair (see DEVELOPERS.md).
 	$(PY) -m pip install torch torchvision
-	$(PY) -m pip install -e ".[test,efficientnet]"
+	$(PY) -m pip install -e ".[test,efficientnet,tensorboard]"
 	$(PY) -c "import torch, torchvision.ops; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)
 
