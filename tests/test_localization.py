@@ -59,6 +59,20 @@ def test_tightness_takes_the_minimum_over_detections_and_pmax_without_background
     assert localization_tightness(dets([], [], proposals=[])) is None
 
 
+def test_pure_tightness_ranks_the_loosest_box_first_whatever_the_confidence():
+    tight_unsure = dets([BOX], [[0.9, 0.1]], proposals=[BOX])  # +C: J = |1 + 0.1 - 1| = 0.1
+    loose_sure = dets([BOX], [[0.01, 0.99]], proposals=[shifted(BOX, 20)])  # +C: J = 1/3 + 0.99 - 1
+    assert localization_tightness(tight_unsure, with_classification=False) == pytest.approx(0.0)
+    assert localization_tightness(loose_sure, with_classification=False) == pytest.approx(1 - 1 / 3)
+    strategy = get_strategy("localization_tightness", with_classification=False)
+    pool = ScoredPool.collect(enumerate([tight_unsure, loose_sure]), strategy)
+    assert list(strategy.select(SelectionInput(pool, None, 2, np.random.default_rng(0)))) == [1, 0]
+    # with +C the order flips: the tight box with a low confidence disagrees most
+    plus_c = get_strategy("localization_tightness")
+    pool = ScoredPool.collect(enumerate([tight_unsure, loose_sure]), plus_c)
+    assert list(plus_c.select(SelectionInput(pool, None, 2, np.random.default_rng(0)))) == [0, 1]
+
+
 def test_tightness_fails_early_on_a_single_stage_detector():
     strategy = get_strategy("localization_tightness")
     torch.manual_seed(0)

@@ -74,8 +74,9 @@ def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
 
 
-def localization_tightness(det: Detections) -> float | None:
-    """LT/C informativeness ``1 - min_j |IoU(b_j, r_j) + P_max(j) - 1|`` (module docstring); ``None`` without
+def localization_tightness(det: Detections, *, with_classification: bool = True) -> float | None:
+    """LT/C informativeness ``1 - min_j |IoU(b_j, r_j) + P_max(j) - 1|`` (module docstring), or with
+    ``with_classification=False`` pure LT ``1 - min_j IoU(b_j, r_j)`` (the loosest box); ``None`` without
     detections. Raises ``ValueError`` when ``proposals`` is missing (a single-stage detector)."""
     if det.proposals is None:
         raise ValueError("localization_tightness needs Detections.proposals (the RPN proposal of each detection), "
@@ -86,6 +87,8 @@ def localization_tightness(det: Detections) -> float | None:
         raise ValueError(f"localization_tightness: proposals must be [N={len(det)}, 4]; got "
                          f"{list(det.proposals.shape)}")
     tightness = paired_iou(det.boxes, det.proposals)
+    if not with_classification:
+        return 1.0 - float(tightness.min())
     disagreement = (tightness + max_foreground_prob(det, "localization_tightness") - 1).abs()
     return 1.0 - min(1.0, float(disagreement.min()))
 

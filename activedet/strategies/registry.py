@@ -321,18 +321,22 @@ def _two_stage(model: Any, *, strategy: str) -> Any:
     return model
 
 
-def localization_tightness(*, empty_policy: str = "lowest") -> Strategy:
-    """Localization tightness with classification (LT/C): proposal-to-box IoU against confidence (two-stage, §5.1).
+def localization_tightness(*, with_classification: bool = True, empty_policy: str = "lowest") -> Strategy:
+    """Localization tightness (LT/C or LT): proposal-to-box IoU, against confidence with +C (two-stage, §5.1).
 
     Informativeness ``1 - min_j |IoU(box_j, proposal_j) + P_max(j) - 1|`` (formulas in :mod:`.localization`);
     needs a two-stage detector (faster_rcnn), checked before any work.
 
     Options:
+        with_classification: ``True`` (default, LT/C) as above; ``False`` (pure LT): ``1 - min_j IoU(box_j,
+            proposal_j)``, the image with the loosest box first.
         empty_policy: where images with no detection go: ``"lowest"`` (default; the released code's J = 1.0 ranks
             them last), ``"highest"``, ``"skip"``, ``"random_fill"`` (see ``least_confidence``).
     """
+    _flag("localization_tightness", "with_classification", with_classification)
     _choice("localization_tightness", "empty_policy", empty_policy, EMPTY_POLICIES)
-    return Strategy("localization_tightness", _description(localization_tightness), score=_tightness_score,
+    return Strategy("localization_tightness", _description(localization_tightness),
+                    score=functools.partial(_tightness_score, with_classification=with_classification),
                     select=functools.partial(rank_select, empty_policy=empty_policy,
                                              strategy="localization_tightness"),
                     needs=frozenset({"proposals", "class_probs"}),
