@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from .engine.train import OptionError, TrainOptions
+from .engine.trainers import resolve_training
 
 __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "parse_override"]
 
@@ -239,6 +240,9 @@ def _check_choices(cfg: Config, where: str) -> None:
         cfg.pseudo_label_options()
     except OptionError as exc:
         fail(exc.name, exc.expected, exc.got)
+    if cfg.pseudo_labels is not None and resolve_training(cfg.training, cfg.detector) == "miaod":
+        fail("pseudo_labels", "null with training 'miaod' (MI-AOD trains on the unlabelled images its own way; "
+             "pseudo labels need training 'standard')", cfg.pseudo_labels)
     clash = sorted(k for k in cfg.detector_options if k in dataclasses.asdict(cfg))
     if clash:
         fail(f"detector_options.{clash[0]}", f"absent: '{clash[0]}' is a top-level key", cfg.detector_options)

@@ -64,7 +64,7 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
         cfg["strategy_options"] = {"uncertainty": "entropy", "diversity": "coreset"}
     elif strategy == "almdn":
         cfg["strategy_options"] = {"score_threshold": 0.05}
-    elif strategy == "cald":  # a chain: augmented views (random cutouts) and a second stage on the shortlist
+    elif strategy == "cald":  # a chain: augmented views (random cutouts) and a selection-only second stage
         cfg["strategy_options"] = {"views": "FCDR"}
     else:
         cfg.update(max_size=96, training_options={"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1})
@@ -88,7 +88,5 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
     if strategy == "hybrid":
         assert np.allclose(scores[0]["labelled_embeddings"], scores[1]["labelled_embeddings"], atol=1e-5)
     if strategy == "cald":
-        second = [np.load(tmp_path / name / "cycles/0/scores.stage1.npz") for name in ("one", "two")]
         assert scores[0]["pool_num_detections"].sum() > 0 and np.isfinite(scores[0]["pool_scores"]).any()
-        assert np.array_equal(second[0]["pool_indices"], second[1]["pool_indices"])
-        assert np.allclose(second[0]["pool_extra_class_scores"], second[1]["pool_extra_class_scores"], atol=1e-5)
+        assert np.allclose(scores[0]["pool_extra_class_scores"], scores[1]["pool_extra_class_scores"], atol=1e-5)

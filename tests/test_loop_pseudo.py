@@ -84,3 +84,30 @@ def test_bad_pseudo_label_options_are_config_errors(value, pattern, tiny_data, t
     config = write_config(tmp_path, tiny_data, pseudo_labels=value)
     with pytest.raises(ConfigError, match=pattern):
         load_config(config)
+
+
+def test_pseudo_labels_with_miaod_training_are_a_config_error(tiny_data, tmp_path):
+    config = write_config(tmp_path, tiny_data, detector="miaod", pseudo_labels={})
+    with pytest.raises(ConfigError, match="key 'pseudo_labels' must be null with training 'miaod'"):
+        load_config(config)
+
+
+def test_unknown_class_in_pseudo_thresholds_fails_before_any_training(tiny_data, tmp_path):
+    config = write_config(tmp_path, tiny_data, pseudo_labels={"class_thresholds": {"unicorn": 0.5}})
+    with pytest.raises(ValueError, match="class_thresholds.*unicorn"):
+        run_from_config(load_config(config), progress=False)
+    assert not (tmp_path / "run" / "cycles" / "0" / "model.pt").exists()
+
+
+def test_weighted_pseudo_labels_are_refused_under_torchrun(toy_dataset, monkeypatch):
+    """One forward per weight group would desynchronise DDP's collectives across processes (a hang)."""
+    from dataclasses import replace
+
+    from activedet.engine import train
+    from activedet.engine.train import TrainOptions
+
+    monkeypatch.setattr(train.dist_utils, "world_size", lambda: 2)
+    weighted = replace(toy_dataset, records=[replace(r, loss_weight=0.5) for r in toy_dataset.records])
+    with pytest.raises(ValueError, match="loss weights other than 0 and 1.*under torchrun"):
+        train._loader(weighted, TrainOptions(batch_size=2))
+    train._loader(toy_dataset, TrainOptions(batch_size=2))  # weight 1: fine

@@ -57,14 +57,17 @@ def select(strategy, dets, labelled_dets=(), budget=4, seed=0) -> list[int]:
     """The loop's selection on hand-built detections; a chain's later stages score its shortlist (the same
     detections stand for every stage's predictions)."""
     rng = np.random.default_rng(seed)
-    positions = list(range(len(dets)))
+    candidates, pool, labelled = np.arange(len(dets)) + OFFSET, None, None
     for stage in strategy.stages:
-        pool = ScoredPool.collect(((OFFSET + i, dets[i]) for i in positions), stage)
-        labelled = collect(labelled_dets, stage, start=0) if stage.needs_labelled else None
+        if pool is not None and not stage.needs_inference:  # selection-only: the previous stage's reductions
+            pool = pool.subset(pool.positions_of(candidates))
+        else:
+            pool = ScoredPool.collect(((int(i), dets[int(i) - OFFSET]) for i in candidates), stage)
+            labelled = collect(labelled_dets, stage, start=0) if stage.needs_labelled else None
         inputs = SelectionInput(pool, labelled, budget, rng)
         if stage.then is None:
             return list(stage.select(inputs))
-        positions = [int(i) - OFFSET for i in shortlist(stage, inputs)]
+        candidates = shortlist(stage, inputs)
 
 
 def mixed_pool() -> list[Detections]:

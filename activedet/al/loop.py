@@ -107,6 +107,8 @@ class ActiveLearningRun:
     def run(self) -> Ledger:
         """Run (or resume) the cycles until the stopping rule holds; returns the final ledger."""
         self.options.check(len(self.pool))
+        if self.pseudo_labels is not None:
+            self.pseudo_labels.thresholds(self.pool.class_names)  # per-class thresholds name known classes
         if len(self.test) == 0:
             raise ValueError("the test split has no images; an active-learning run needs one to evaluate each cycle")
         ledger = self._load_or_start()
@@ -191,10 +193,10 @@ class ActiveLearningRun:
                               unlabelled=self.pool.subset(ledger.unlabelled()), val_set=self.val, options=options,
                               out_dir=train_dir, device=self.device, resume=True, progress=self.progress)
         if dist_utils.is_main_process():
+            self._keep_training_logs(train_dir, t)  # before model.pt: a resume deletes train/
             save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "train_seconds": result.wall_time_s,
                                    "epochs": result.epochs_completed, "best_epoch": result.best_epoch,
                                    "history": result.history})
-            self._keep_training_logs(train_dir, t)
             shutil.rmtree(train_dir, ignore_errors=True)
             self._prune_checkpoints(t)
         dist_utils.barrier()
@@ -247,6 +249,10 @@ class ActiveLearningRun:
         for k, stage in enumerate(self.strategy.stages):
             if k > 0:
                 candidates = self._shortlist(self.strategy.stages[k - 1], scored, ledger, t, k)
+                if not stage.needs_inference:  # a selection-only stage picks from the previous stage's reductions
+                    pool, labelled = scored
+                    scored = pool.subset(pool.positions_of(candidates)), labelled
+                    continue
             scored = self._score_stage(model, stage, k, candidates, ledger, t)
             kill_point(f"stage{k}", t)
         return scored
@@ -296,20 +302,23 @@ class ActiveLearningRun:
         stage = self.strategy.stages[-1]
         picks = self.options.take_budget(stage.select(inputs), self.oracle, len(self.pool))
         pool = inputs.pool
+        # the score shown: the last stage's, or for a selection-only last stage the previous stage's it picks from
+        shown = stage.score is not None or (not stage.needs_inference and len(self.strategy.stages) > 1
+                                            and self.strategy.stages[-2].score is not None)
         score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
         records = [{"index": int(i), "rank": rank, "cycle": t, "strategy": self.strategy.name,
-                    "score": None if not stage.score or np.isnan(score_of[i]) else score_of[i],
+                    "score": None if not shown or np.isnan(score_of[i]) else score_of[i],
                     "image_id": self.pool_ids[i], "boxes": self.oracle.num_boxes(i), "checkpoint": checkpoint}
                    for rank, i in enumerate(picks)]
-        if dist_utils.is_main_process() and self.train_options.tensorboard:
-            scores = [r["score"] for r in records if r["score"] is not None]
-            log_cycle(self.run_dir, t, {}, {"images": len(records), "boxes": sum(r["boxes"] for r in records),
-                                            "scored_images": len(pool), "mean_score": float(np.mean(scores))
-                                            if scores else float("nan")})
         if dist_utils.is_main_process():
             atomic_write_json(path, {"cycle": t, "strategy": self.strategy.name, "budget": self.options.budget,
                                      "budget_unit": self.options.budget_unit, "picks": records,
                                      "seconds": time.perf_counter() - started})
+            if self.train_options.tensorboard:
+                scores = [r["score"] for r in records if r["score"] is not None]
+                log_cycle(self.run_dir, t, {}, {"images": len(records), "boxes": sum(r["boxes"] for r in records),
+                                                "candidates": len(pool), "mean_score": float(np.mean(scores))
+                                                if scores else float("nan")})
         dist_utils.barrier()
         return records
 

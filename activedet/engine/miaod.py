@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .._faults import kill_point
 from ..data.records import DetectionDataset, ImageRecord
+from .pseudo import PseudoLabelRecord
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
 from .train import (OptionError, TrainOptions, TrainResult, _attach_tensorboard, _loader, _output_dir,
@@ -160,10 +161,10 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
     if not hasattr(model.head, "adversarial_classifiers"):
         raise ValueError(f"training 'miaod' needs the 'miaod' detector (two adversarial classifiers); got "
                          f"{type(model).__name__}. Set detector: miaod or training: standard")
-    weighted = [r.image_id for r in train_set.records if r.loss_weight != 1.0]
+    weighted = [r.image_id for r in train_set.records if r.loss_weight != 1.0 or isinstance(r, PseudoLabelRecord)]
     if weighted:
         raise ValueError(f"training 'miaod' does not support per-image loss weights (pseudo labels): "
-                         f"{len(weighted)} labelled image(s) have loss_weight != 1, e.g. {weighted[0]!r}. "
+                         f"{len(weighted)} training image(s) are pseudo-labelled or weighted, e.g. {weighted[0]!r}. "
                          "Train pseudo labels with training: standard, or turn pseudo labelling off")
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()

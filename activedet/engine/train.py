@@ -234,6 +234,12 @@ def _loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None
     weighted = [i for i, record in enumerate(train_set.records) if record.loss_weight > 0]
     if train_set.records and not weighted:
         raise ValueError(f"all {len(train_set)} training images have loss_weight 0; nothing to train on")
+    if world > 1 and any(record.loss_weight not in (0.0, 1.0) for record in train_set.records):
+        # a weighted batch runs one forward per weight group, and processes whose shares hold different groups
+        # would run different numbers of DDP forwards (mismatched collectives: a hang)
+        raise ValueError("per-image loss weights other than 0 and 1 (pseudo_labels.loss_weight) are not supported "
+                         f"under torchrun ({world} processes); set pseudo_labels.loss_weight to 1.0 or run in one "
+                         "process")
     data = DetectionTorchDataset(train_set, weighted, train=True, hflip_prob=options.hflip_prob,
                                  scale_jitter=options.scale_jitter, color_jitter=options.color_jitter, seed=seed)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=dist_utils.rank(),
@@ -266,8 +272,9 @@ def weighted_loss_dict(model, images: list[torch.Tensor], targets: list[dict], w
     of the groups' losses, each group normalised by its own count, which is what each group would give on its own.
     BatchNorm layers in training mode normalise each group with its own statistics (as separate processes would).
     :func:`train_detector` calls this only for batches with a weight other than 1; all-1 batches run
-    ``model(images, targets)`` exactly as they did before loss weights existed. Under DDP each process combines its
-    own share of the batch and DDP averages the gradients (checked: a 2-process gloo run matches one process).
+    ``model(images, targets)`` exactly as they did before loss weights existed. Not under DDP: processes whose
+    shares hold different groups would run different numbers of forwards (:func:`train_detector` refuses weights
+    other than 0 and 1 there).
     """
     groups: dict[float, list[int]] = {}
     for i, weight in enumerate(weights):

@@ -20,7 +20,9 @@ The active-learning loop drives every strategy the same way, never by name::
 * A strategy may be the first stage of a **chain**: ``then`` is the next stage and ``shortlist`` its candidate
   factor. The loop takes the first ``ceil(shortlist x budget_hint)`` picks of this stage's ``select`` as the
   candidates, scores only those with ``then`` (its own predictor, fields and ``describe``), and so on; the last
-  stage's ``select`` gives the picks. Uncertainty criteria narrow the pool, a diversity criterion picks the batch
+  stage's ``select`` gives the picks. A later stage with ``needs_inference=False`` runs no pass: it selects from
+  the previous stage's reductions of its candidates (CALD's distribution stage reads the class-score vectors kept
+  by the consistency pass). Uncertainty criteria narrow the pool, a diversity criterion picks the batch
   (methods.md §7.5), and each stage pays inference only on its candidates::
 
       pool -> [stage 1 scores all] -> top 2B -> [stage 2 scores 2B] -> B picks
@@ -146,9 +148,13 @@ class ScoredPool:
             return np.concatenate([getattr(p, name) for p in parts if len(p)] or [getattr(parts[0], name)])[order]
 
         cat = (lambda name: np.concatenate([getattr(p, name) for p in parts])[order])
-        names = parts[0].extras.keys() if parts else ()
+        names = sorted({k for p in parts if len(p) for k in p.extras})
+        for p in parts:
+            if len(p) and any(len(p.extras.get(k, ())) != len(p) for k in names):
+                raise ValueError(f"ScoredPool.concatenate: a shard's extras {sorted(p.extras)} do not cover its "
+                                 f"{len(p)} images for every name of {names}")
         flat = {k: [a for p in parts for a in p.extras.get(k, [])] for k in names}
-        extras = {k: [v[i] for i in order] for k, v in flat.items() if len(v) == len(indices)}
+        extras = {k: [v[i] for i in order] for k, v in flat.items()}
         return cls(indices[order], cat("scores"), cat("empty"), joined("embeddings"), cat("num_detections"),
                    joined("vectors"), extras)
 

@@ -412,9 +412,9 @@ def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, su
          shortlist: float = 1.2, update_distribution: bool = False, empty_policy: str = "highest") -> Strategy:
     """CALD: consistency of detections across augmented views, then class-distribution selection (§6).
 
-    Stage 1 ranks the pool by ``-C(x)`` (least consistent first); stage 2 scores the first ``shortlist x budget``
-    of them again and picks by the class-score distribution (formulas in :mod:`.cald`). Every image costs
-    ``1 + len(views)`` passes (the shortlisted ones twice). Any detector.
+    Stage 1 ranks the pool by ``-C(x)`` (least consistent first) and keeps each image's class-score vector from
+    the same views; stage 2 (no inference) picks among the first ``shortlist x budget`` by the class-score
+    distribution (formulas in :mod:`.cald`). Every image costs ``1 + len(views)`` passes. Any detector.
 
     Options:
         views: CALD's augmentation letters (``"FCDR"``, the released default: flip, cutout, down-resize x0.8,
@@ -438,14 +438,14 @@ def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, su
     parse_views(views, owner="cald")
     references = functools.partial(_cald_references, max_references=int(max_references),
                                    subsample_above=int(subsample_above))
-    common = dict(score=functools.partial(cald_informativeness, beta=float(beta), max_references=int(max_references),
-                                          subsample_above=int(subsample_above)),
-                  needs=frozenset({"views", "class_probs"}),
-                  predictor=functools.partial(_view_predictor, views=views, references=references))
-    stage1 = Strategy("cald", _description(cald), select=functools.partial(rank_select, empty_policy=empty_policy,
-                                                                           strategy="cald"), **common)
-    stage2 = Strategy("cald", _description(cald), select=functools.partial(
-        cald_distribution_select, update=update_distribution), describe=_class_scores, **common)
+    score = functools.partial(cald_informativeness, beta=float(beta), max_references=int(max_references),
+                              subsample_above=int(subsample_above))
+    stage1 = Strategy("cald", _description(cald), score=score, describe=_class_scores,
+                      select=functools.partial(rank_select, empty_policy=empty_policy, strategy="cald"),
+                      needs=frozenset({"views", "class_probs"}),
+                      predictor=functools.partial(_view_predictor, views=views, references=references))
+    stage2 = Strategy("cald", _description(cald), score=None, needs_inference=False,
+                      select=functools.partial(cald_distribution_select, update=update_distribution))
     return dataclasses.replace(stage1, then=stage2, shortlist=float(shortlist))
 
 
