@@ -250,3 +250,17 @@ def overwrite_frozen_eps(model: nn.Module, eps: float) -> None:
     for module in model.modules():
         if isinstance(module, FrozenBatchNorm2d):
             module.eps = eps
+
+
+def broadcast_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of xyxy boxes ``a[..., 4]`` and ``b[..., 4]`` broadcast against each other (``[N, 4]`` with ``[N, 4]``:
+    box by box; ``a[:, None]`` with ``b[None]``: every pair); 0 where the union is empty. Computed in ``a``'s
+    dtype."""
+    b = b.to(a.dtype)
+    top_left = torch.maximum(a[..., :2], b[..., :2])
+    bottom_right = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+    union = ((a[..., 2:] - a[..., :2]).clamp(min=0).prod(dim=-1) + (b[..., 2:] - b[..., :2]).clamp(min=0).prod(dim=-1)
+             - inter)
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+

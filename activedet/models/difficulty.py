@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 
-from ._common import check_choice, check_float
+from ._common import broadcast_iou, check_choice, check_float
 from .outputs import Detections
 
 __all__ = ["ClassDifficultyEMA", "ABSENT_POLICIES", "aligned_iou", "difficulty_module", "find_difficulty",
@@ -45,13 +45,7 @@ ABSENT_POLICIES = ("keep", "decay")
 
 def aligned_iou(a: Tensor, b: Tensor) -> Tensor:
     """``[N]`` IoU of ``a[i]`` with ``b[i]`` for xyxy boxes ``a``, ``b`` ``[N, 4]`` (0 where the union is empty)."""
-    top_left = torch.maximum(a[:, :2], b[:, :2])
-    bottom_right = torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(dim=1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(dim=1)
-    union = area_a + area_b - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+    return broadcast_iou(a, b)
 
 
 class ClassDifficultyEMA(nn.Module):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..models._common import broadcast_iou
 from ..models.outputs import Detections
 
 __all__ = ["max_foreground_prob", "paired_iou", "pairwise_iou", "top_references", "localization_tightness",
@@ -50,28 +51,14 @@ def max_foreground_prob(det: Detections, method: str = "localization") -> Tensor
     return probs[:, first:].max(dim=1).values
 
 
-def _area(boxes: Tensor) -> Tensor:
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
 def paired_iou(a: Tensor, b: Tensor) -> Tensor:
     """``float64[N]`` IoU of ``a[i]`` with ``b[i]`` (xyxy); 0 where the union is empty."""
-    a, b = a.to(torch.float64), b.to(torch.float64)
-    iw = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp_min(0)
-    ih = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp_min(0)
-    inter = iw * ih
-    union = _area(a) + _area(b) - inter
-    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
+    return broadcast_iou(a.to(torch.float64), b)
 
 
 def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     """``float64[N, M]`` IoU of every ``a[i]`` with every ``b[k]`` (xyxy); 0 where the union is empty."""
-    a, b = a.to(torch.float64)[:, None, :], b.to(torch.float64)[None, :, :]
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp_min(0)
-    inter = iw * ih
-    union = _area(a) + _area(b) - inter
-    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
+    return broadcast_iou(a.to(torch.float64)[:, None, :], b[None, :, :])
 
 
 def localization_tightness(det: Detections, *, with_classification: bool = True) -> float | None:
