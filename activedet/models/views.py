@@ -244,7 +244,7 @@ class ViewPredictor:
     def __init__(self, model: nn.Module, views: Sequence[View],
                  references: Callable[[Detections], Tensor] | None = None):
         if len(views) == 0:
-            raise ValueError("The 'views' parameter of ViewPredictor must hold at least one view. Got 0.")
+            raise ValueError("The 'views' parameter of ViewPredictor must hold at least one view. Got 0 views instead.")
         self.model = _unwrap(model)
         self.views = list(views)
         self.references = references

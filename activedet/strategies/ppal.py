@@ -187,11 +187,11 @@ def kmedoids_select(inputs: SelectionInput, *, iterations: int = 100) -> Iterato
     pool = inputs.pool
     if len(pool) == 0:
         return
-    extras = getattr(pool, "extras", None) or {}
+    extras = pool.extras
     missing = [name for name in ("features", "labels", "scores") if name not in extras]
     if missing:
         raise ValueError(f"CCM k-medoids needs the pool's per-image {missing} (ScoredPool.extras, from "
-                         "ccm_describe); got none")
+                         f"ccm_describe); the pool has {sorted(extras)}")
     if not isinstance(inputs.budget_hint, int) or inputs.budget_hint < 1:
         raise ValueError(f"The 'budget_hint' parameter of CCM k-medoids must be an int >= 1. "
                          f"Got {inputs.budget_hint!r} instead.")
