@@ -49,7 +49,10 @@ NEEDS_DETECTOR = {"miaod": {"detector": "miaod", "training_options": {"label_epo
                   "localization_tightness": {"detector": "faster_rcnn"},  # proposals: two-stage only
                   "localization_stability": {"strategy_options": {"noise_levels": 2}},
                   "cald": {"strategy_options": {"views": "FD"}},
-                  "ppal": {"detector": "faster_rcnn", "detector_options": {"difficulty_ema": True}}}
+                  "ppal": {"detector": "faster_rcnn", "detector_options": {"difficulty_ema": True}},
+                  # the medical framework's list: localization tightness narrows, k-means diversity picks
+                  "compose": {"detector": "faster_rcnn", "strategy_options": {
+                      "criteria": ["localization_tightness", "kmeans"], "kmeans": {"n_clusters": 3}}}}
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
@@ -65,7 +68,8 @@ def test_two_cycles_with_every_strategy(strategy, tiny_data, tmp_path):
         assert len((run / f"labelled_{t}.txt").read_text().split()) == len(labelled)
     for t in range(2):
         picks = json.loads((run / "cycles" / str(t) / "selection.json").read_text())["picks"]
-        name = get_strategy(strategy).name  # compose is named after its criteria
+        # compose is named after its criteria
+        name = get_strategy(strategy, **NEEDS_DETECTOR.get(strategy, {}).get("strategy_options", {})).name
         assert len(picks) == 4 and all(p["strategy"] == name and len(p["checkpoint"]) == 12 for p in picks)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and "voc/mAP_area" in json.loads(lines[-1])["metrics"]
