@@ -264,3 +264,13 @@ def test_bench_shares_cycle_zero_and_writes_the_report(tiny_data, tmp_path, caps
     report = tmp_path / "bench" / "report"
     assert (report / "report.md").is_file() and (report / "metric_vs_images.png").is_file()
     assert "entropy[aggregation=sum]" in capsys.readouterr().out
+
+
+def test_a_strategy_that_selects_nothing_stops_with_the_reason(tiny_data, tmp_path):
+    """Nothing reaches score 1.0 and empty images are skipped: the cycle cannot advance, so the run stops with what
+    to change instead of looping."""
+    config = write_config(tmp_path, tiny_data, strategy="entropy", cycles=1,
+                          strategy_options={"score_threshold": 1.0, "empty_policy": "skip"})
+    with pytest.raises(ValueError, match="strategy 'entropy' selected no image from the 18 candidates"):
+        run_from_config(load_config(config), progress=False)
+    assert not (tmp_path / "run/cycles/0/selection.json").exists()

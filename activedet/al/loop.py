@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -301,6 +302,16 @@ class ActiveLearningRun:
         inputs = self._selection_input(scored, ledger, rng)
         stage = self.strategy.stages[-1]
         picks = self.options.take_budget(stage.select(inputs), self.oracle, len(self.pool))
+        wanted = min(inputs.budget_hint, len(ledger.unlabelled()))
+        if not picks and wanted:  # nothing labelled: the cycle could not advance
+            raise ValueError(f"cycle {t}: strategy '{self.strategy.name}' selected no image from the "
+                             f"{len(inputs.pool)} candidates (with empty_policy 'skip', every candidate had nothing "
+                             "to score); set strategy_options empty_policy to 'lowest' (or lower score_threshold) and "
+                             "start again in a new out_dir")
+        if self.options.budget_unit == "images" and len(picks) < wanted and dist_utils.is_main_process():
+            warnings.warn(f"cycle {t}: strategy '{self.strategy.name}' selected {len(picks)} of the {wanted} images "
+                          "the budget allows (an empty_policy of 'skip', or a chained stage's shortlist shorter than "
+                          "the budget); the cycle continues with fewer", stacklevel=2)
         pool = inputs.pool
         # the score shown: the last stage's, or for a selection-only last stage the previous stage's it picks from
         shown = stage.score is not None or (not stage.needs_inference and len(self.strategy.stages) > 1
