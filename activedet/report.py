@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -260,6 +260,10 @@ class StrategySummary:
         auc_images, auc_boxes: ``float64[S]`` normalised AUC per seed (seed order).
         images_needed, boxes_needed: ``float64[C]`` labels the baseline needs for this metric (NaN: outside).
         images_saved_pct, boxes_saved_pct: ``float64[C]`` ``100 * (1 - used / needed)``.
+        metric_per_seed: ``float64[S, C]`` the metric of each seed's run per cycle.
+        paired_difference: ``float64[S]`` per seed, the metric at the last common cycle minus the baseline's run
+            of the same seed at the same cycle (the paired comparison that shared initial sets allow; NaN where
+            the baseline has no run of that seed).
     """
 
     strategy: str
@@ -278,6 +282,8 @@ class StrategySummary:
     boxes_needed: np.ndarray
     images_saved_pct: np.ndarray
     boxes_saved_pct: np.ndarray
+    metric_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    paired_difference: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def auc_images_mean_std(self) -> tuple[float, float]:
@@ -315,7 +321,8 @@ class StrategySummary:
             "labelled_boxes": {"mean": self.boxes_mean, "std": self.boxes_std},
             "auc_images": auc(self.auc_images, self.auc_images_mean_std),
             "auc_boxes": auc(self.auc_boxes, self.auc_boxes_mean_std),
-            "final_metric": dict(zip(("mean", "std"), self.final_mean_std)),
+            "final_metric": {**dict(zip(("mean", "std"), self.final_mean_std)), "per_seed": self.metric_per_seed[:, -1],
+                             "paired_difference": self.paired_difference},
             "labels_saved": {
                 "images": saved(self.images_needed, self.images_saved_pct, self.mean_images_saved_pct),
                 "boxes": saved(self.boxes_needed, self.boxes_saved_pct, self.mean_boxes_saved_pct)},
@@ -385,7 +392,18 @@ def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: st
     elif baseline is not None:
         for s in strategies.values():
             _labels_saved(s, strategies[baseline])
+            _paired_difference(s, strategies[baseline])
     return Summary(metric, baseline, strategies, warnings)
+
+
+def _paired_difference(s: StrategySummary, base: StrategySummary) -> None:
+    """Per seed: this strategy's metric at its last common cycle minus the baseline's at that cycle, same seed."""
+    t = len(s.cycles) - 1
+    if len(base.cycles) <= t:
+        return
+    at_t = dict(zip(base.seeds, base.metric_per_seed[:, t]))
+    s.paired_difference = np.array([s.metric_per_seed[i, t] - at_t.get(seed, np.nan)
+                                    for i, seed in enumerate(s.seeds)])
 
 
 def _check_metric(runs: list[Run], metric: str) -> None:
@@ -415,7 +433,8 @@ def _summarize_strategy(label: str, runs: list[Run], metric: str, warnings: list
         auc_images=np.array([normalised_auc(x, y) for x, y in zip(images, values)]),
         auc_boxes=np.array([normalised_auc(x, y) for x, y in zip(boxes, values)]),
         images_needed=undefined(), boxes_needed=undefined(),
-        images_saved_pct=undefined(), boxes_saved_pct=undefined())
+        images_saved_pct=undefined(), boxes_saved_pct=undefined(),
+        metric_per_seed=values.astype(np.float64), paired_difference=np.full(len(runs), np.nan))
 
 
 def _warn_unpaired(strategies: dict[str, StrategySummary], warnings: list[str]) -> None:
@@ -466,9 +485,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def format_table(summary: Summary) -> str:
     """Markdown tables (pipes): one row per strategy, then one row per (strategy, cycle); then the warnings."""
     m, base = summary.metric, summary.baseline or "baseline"
-    header = ["strategy", "AUC (images)", "AUC (boxes)", f"final {m}", f"images saved vs {base}",
-              f"boxes saved vs {base}", "seeds"]
+    header = ["strategy", "AUC (images)", "AUC (boxes)", f"final {m}", f"final - {base}, per seed",
+              f"images saved vs {base}", f"boxes saved vs {base}", "seeds"]
     rows = [[label, _pm(*s.auc_images_mean_std), _pm(*s.auc_boxes_mean_std), _pm(*s.final_mean_std),
+             " / ".join("n/a" if np.isnan(d) else f"{d:+.4f}" for d in s.paired_difference) or "n/a",
              _pct(s.mean_images_saved_pct), _pct(s.mean_boxes_saved_pct), str(len(s.seeds))]
             for label, s in summary.strategies.items()]
     cycle_header = ["strategy", "cycle", "labelled images", "labelled boxes", m,

@@ -206,9 +206,10 @@ def test_duplicate_strategy_and_seed_is_an_error(tmp_path):
 def test_format_table_is_markdown(runs_root):
     text = format_table(summarize(load_runs(runs_root)))
     lines = text.splitlines()
-    assert ("| strategy | AUC (images) | AUC (boxes) | final voc/mAP_area | images saved vs random "
-            "| boxes saved vs random | seeds |") in lines
-    assert "| entropy | 0.4000 ± 0.0141 | 0.4000 ± 0.0141 | 0.5000 ± 0.0141 | 33.3% | 0.0% | 2 |" in lines
+    assert ("| strategy | AUC (images) | AUC (boxes) | final voc/mAP_area | final - random, per seed "
+            "| images saved vs random | boxes saved vs random | seeds |") in lines
+    assert ("| entropy | 0.4000 ± 0.0141 | 0.4000 ± 0.0141 | 0.5000 ± 0.0141 | +0.1000 / +0.1000 | 33.3% | 0.0% "
+            "| 2 |") in lines
     assert "| entropy | 0 | 10 | 10 | 0.3000 ± 0.0141 | 50.0% | 75.0% |" in lines
     assert "| entropy | 2 | 30 | 90 | 0.5000 ± 0.0141 | n/a | n/a |" in lines
     table_lines = [line for line in lines if line.startswith("|")]
