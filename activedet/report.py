@@ -153,8 +153,8 @@ def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"'strategy_options' in {path} must be an object or absent. Got {options!r} instead.")
     # loop settings that change what an arm is: shown after the strategy label
-    extras = "".join(label for key, label in (("pseudo_labels", " +pseudo"), ("warm_start", " +fine-tune"))
-                     if config.get(key) not in (None, False))
+    extras = (strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else "")
+    extras += " +fine-tune" if config.get("warm_start") else ""
     return strategy, options or {}, seed, extras
 
 
