@@ -120,7 +120,7 @@ class ActiveLearningRun:
             kill_point("pseudo", t)
             model, checkpoint = self._train(ledger, t, pseudo)
             kill_point("train", t)
-            self._evaluate(model, ledger, t)
+            self._evaluate(model, ledger, t, pseudo)
             kill_point("evaluate", t)
             if self.options.finished(ledger):
                 break
@@ -163,9 +163,7 @@ class ActiveLearningRun:
             return []
         path = self._cycle_dir(t) / "pseudo_labels.json"
         if not path.is_file() and not (self._cycle_dir(t) / "model.pt").is_file():
-            torch.manual_seed(self.options.seed)
-            model = self.build_model()
-            model.load_state_dict(load_checkpoint(self._cycle_dir(t - 1) / "model.pt")["model"])
+            model = self._model(weights_of=t - 1)
             candidates = self.options.pseudo_subset(ledger.unlabelled(), t)
             local = list(iter_predictions(model.to(self.device), self.pool, candidates, device=self.device,
                                           batch_size=self.batch_size, progress=self.progress))
@@ -177,18 +175,23 @@ class ActiveLearningRun:
             return records
         return load_pseudo_labels(path, self.pool) if path.is_file() else []
 
-    def _train(self, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> tuple[torch.nn.Module, str]:
-        path = self._cycle_dir(t) / "model.pt"
+    def _model(self, weights_of: int | None = None) -> torch.nn.Module:
+        """A freshly built model (torch seeded by the run seed, so the initial weights never change), with cycle
+        ``weights_of``'s trained weights when given."""
         torch.manual_seed(self.options.seed)
         model = self.build_model()
+        if weights_of is not None:
+            model.load_state_dict(load_checkpoint(self._cycle_dir(weights_of) / "model.pt")["model"])
+        return model
+
+    def _train(self, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> tuple[torch.nn.Module, str]:
+        path = self._cycle_dir(t) / "model.pt"
         train_dir = self._cycle_dir(t) / "train"
         if path.is_file():
             if dist_utils.is_main_process():
                 shutil.rmtree(train_dir, ignore_errors=True)  # left over when killed right after model.pt
-            model.load_state_dict(load_checkpoint(path)["model"])
-            return model.to(self.device), file_sha256(path)
-        if self.options.warm_start and t > 0:
-            model.load_state_dict(load_checkpoint(self._cycle_dir(t - 1) / "model.pt")["model"])
+            return self._model(weights_of=t).to(self.device), file_sha256(path)
+        model = self._model(weights_of=t - 1 if self.options.warm_start and t > 0 else None)
         options = replace(self.train_options, seed=derive_seed(self.options.seed, t, "train"))
         result = self.trainer(model, with_pseudo_labels(self.pool.subset(ledger.labelled()), pseudo),
                               unlabelled=self.pool.subset(ledger.unlabelled()), val_set=self.val, options=options,
@@ -216,7 +219,7 @@ class ActiveLearningRun:
         for old in range(1, t - self.options.keep_checkpoints + 1):  # cycle 0 is kept: bench shares it
             (self._cycle_dir(old) / "model.pt").unlink(missing_ok=True)
 
-    def _evaluate(self, model: torch.nn.Module, ledger: Ledger, t: int) -> None:
+    def _evaluate(self, model: torch.nn.Module, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> None:
         path = self._cycle_dir(t) / "metrics.json"
         if path.is_file():
             return
@@ -230,7 +233,7 @@ class ActiveLearningRun:
                   "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
                   "metrics": metrics,
                   "train": {k: train_state[k] for k in ("epochs", "best_epoch", "history")},
-                  "pseudo_labels": self._pseudo_stats(t),
+                  "pseudo_labels": pseudo_label_stats(pseudo) if self.pseudo_labels is not None and t > 0 else None,
                   "seconds": {"train": train_state["train_seconds"], "evaluate": time.perf_counter() - started}}
         if dist_utils.is_main_process():
             atomic_write_json(path, record)
@@ -238,10 +241,6 @@ class ActiveLearningRun:
             if self.train_options.tensorboard:
                 log_cycle(self.run_dir, t, metrics, {}, record["pseudo_labels"])
         dist_utils.barrier()
-
-    def _pseudo_stats(self, t: int) -> dict | None:
-        path = self._cycle_dir(t) / "pseudo_labels.json"
-        return pseudo_label_stats(load_pseudo_labels(path, self.pool)) if path.is_file() else None
 
     def _score(self, model: torch.nn.Module, ledger: Ledger, t: int) -> tuple[ScoredPool, ScoredPool | None]:
         """Score the candidates stage by stage; returns the last stage's ``(pool, labelled)`` reductions."""

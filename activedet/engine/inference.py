@@ -9,14 +9,11 @@ from tqdm.auto import tqdm
 
 from ..data.records import DetectionDataset
 from ..data.torch_dataset import DetectionTorchDataset, collate_detection
+from ..models._common import unwrap_ddp
 from ..models.outputs import Detections
 from . import distributed as dist_utils
 
 __all__ = ["iter_predictions", "predict_dataset"]
-
-
-def _unwrap(model: torch.nn.Module | Any) -> torch.nn.Module | Any:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 @torch.no_grad()
@@ -35,7 +32,7 @@ def iter_predictions(model: torch.nn.Module | Any, dataset: DetectionDataset, in
     loader = torch.utils.data.DataLoader(DetectionTorchDataset(dataset, shard, train=False),
                                          batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                          collate_fn=collate_detection)
-    model = _unwrap(model)
+    model = unwrap_ddp(model)
     bar = tqdm(loader, desc="predict", disable=not (progress and dist_utils.is_main_process()), leave=False)
     for images, targets in bar:
         outputs = model.predict([img.to(device) for img in images], fields=fields)

@@ -264,3 +264,8 @@ def broadcast_iou(a: Tensor, b: Tensor) -> Tensor:
              - inter)
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
 
+
+def unwrap_ddp(model: Any) -> Any:
+    """The module inside a ``DistributedDataParallel`` wrapper (anything else unchanged)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+

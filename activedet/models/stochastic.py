@@ -32,10 +32,10 @@ from typing import Iterable, Iterator, Sequence
 import torch
 from torch import nn, Tensor
 
-from ._common import check_float, dense_detections, dense_forward, restored_modes
+from ._common import check_float, dense_detections, dense_forward, restored_modes, unwrap_ddp
 from .outputs import Detections
 
-__all__ = ["HeadDropout", "add_head_dropout", "has_head_dropout", "EnsembleDetector",
+__all__ = ["HeadDropout", "add_head_dropout", "has_head_dropout", "EnsembleDetector", "predicting_detector",
            "StochasticPredictor", "prediction_entropy"]
 
 _EPS = 1e-7
@@ -93,8 +93,10 @@ class EnsembleDetector(nn.Module):
         return self.members[0].predict(images, fields)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+def predicting_detector(model: nn.Module) -> nn.Module:
+    """The detector that predicts for ``model``: the module inside DDP, an ensemble's member 0."""
+    model = unwrap_ddp(model)
+    return model.members[0] if isinstance(model, EnsembleDetector) else model
 
 
 class StochasticPredictor:
@@ -115,9 +117,7 @@ class StochasticPredictor:
 
     @classmethod
     def mc_dropout(cls, model: nn.Module, *, passes: int = 20) -> "StochasticPredictor":
-        model = _unwrap(model)
-        if isinstance(model, EnsembleDetector):
-            model = model.members[0]
+        model = predicting_detector(model)
         if not has_head_dropout(model):
             raise ValueError(f"MC-dropout needs dropout in the detector's head, and this {type(model).__name__} has "
                              "none: set detector_options: {dropout: 0.25} in the config (or dropout=0.25 in the "
@@ -127,7 +127,7 @@ class StochasticPredictor:
 
     @classmethod
     def ensemble(cls, model: nn.Module) -> "StochasticPredictor":
-        model = _unwrap(model)
+        model = unwrap_ddp(model)
         if not isinstance(model, EnsembleDetector) or len(model.members) < 2:
             raise ValueError("the ensemble strategy needs an ensemble of at least 2 detectors: set ensemble_size: 3 "
                              "(or more) in the config; the model is a single "

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from ._common import check_float, check_int
+from ._common import check_float, check_int, unwrap_ddp
 from .outputs import Detections
 
 __all__ = ["Flip", "Cutout", "Resize", "Rotate", "Noise", "SaltPepper", "View", "VIEW_LETTERS", "parse_views",
@@ -210,10 +210,6 @@ def parse_views(spec: str, owner: str = "parse_views") -> list[View]:
     return [view for letter in spec for view in VIEW_LETTERS[letter]()]
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def _image_seed(base: int, image: Tensor) -> int:
     """A per-image seed from the predictor's base seed and the image's content (CRC-32 of its bytes)."""
     crc = zlib.crc32(image.detach().float().cpu().contiguous().numpy().tobytes())
@@ -245,7 +241,7 @@ class ViewPredictor:
                  references: Callable[[Detections], Tensor] | None = None):
         if len(views) == 0:
             raise ValueError("The 'views' parameter of ViewPredictor must hold at least one view. Got 0 views instead.")
-        self.model = _unwrap(model)
+        self.model = unwrap_ddp(model)
         self.views = list(views)
         self.references = references
         self.prob_kind = getattr(self.model, "prob_kind", "sigmoid")

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..models.outputs import Detections
 
-__all__ = ["Strategy", "ScoredPool", "SelectionInput", "shortlist"]
+__all__ = ["Strategy", "ScoredPool", "SelectionInput", "shortlist", "first_picks"]
 
 
 @dataclass
@@ -242,5 +242,11 @@ def shortlist(stage: Strategy, inputs: SelectionInput) -> np.ndarray:
     its next stage scores."""
     if stage.shortlist is None:
         raise ValueError(f"strategy '{stage.name}' is not followed by another stage; it has no shortlist")
-    n = math.ceil(stage.shortlist * inputs.budget_hint)
-    return np.fromiter(islice(stage.select(inputs), n), np.int64)
+    return first_picks(stage, inputs, stage.shortlist)
+
+
+def first_picks(strategy: Strategy, inputs: SelectionInput, factor: float) -> np.ndarray:
+    """``int64`` pool indices: the first ``ceil(factor x budget_hint)`` picks of ``strategy`` (fewer when its
+    candidates run out)."""
+    n = math.ceil(factor * inputs.budget_hint)
+    return np.fromiter(islice(strategy.select(inputs), n), np.int64)

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from ..models.outputs import Detections
 from .base import SelectionInput
+from .uncertainty import binary_entropy
 
 __all__ = ["class_weights", "valid_boxes", "dcus_score", "ccm_describe", "ccm_distances", "kmedoids",
            "kmedoids_select"]
@@ -86,8 +87,7 @@ def dcus_score(det: Detections, *, alpha: float = 0.3, beta: float = 0.2, score_
         raise ValueError(f"detection labels must be in 1..{num_classes} (the length of class_quality); got "
                          f"{sorted(set(labels.tolist()))}")
     s = scores[keep]
-    entropy = -(torch.special.xlogy(s, s) + torch.special.xlogy(1 - s, 1 - s))
-    return float((class_weights(det.class_quality, alpha, beta)[labels - 1] * entropy).sum())
+    return float((class_weights(det.class_quality, alpha, beta)[labels - 1] * binary_entropy(s)).sum())
 
 
 def ccm_describe(det: Detections, *, score_threshold: float = 0.05,

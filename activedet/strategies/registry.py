@@ -15,15 +15,14 @@ import difflib
 import functools
 import inspect
 import math
-from itertools import islice
 from numbers import Integral, Real
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .base import SelectionInput, Strategy
+from .base import SelectionInput, Strategy, first_picks
 from ..models.difficulty import DifficultyPredictor
-from ..models.stochastic import EnsembleDetector, StochasticPredictor
+from ..models.stochastic import StochasticPredictor, predicting_detector
 from ..models.views import ViewPredictor, noise_views, parse_views
 from .almdn import almdn_combine, almdn_vector
 from .cald import cald_informativeness, cald_references, class_score_vector, distribution_order
@@ -306,14 +305,8 @@ def ensemble(*, formulation: str = "dense", measure: str = "mutual_information",
 
 # -------------------------------------------------------------------------------- localization and views
 
-def _detector_of(model: Any) -> Any:
-    """The detector that predicts: DDP's module, an ensemble's member 0."""
-    model = getattr(model, "module", model)
-    return model.members[0] if isinstance(model, EnsembleDetector) else model
-
-
 def _two_stage(model: Any, *, strategy: str) -> Any:
-    detector = _detector_of(model)
+    detector = predicting_detector(model)
     if "proposals" not in getattr(detector, "PROVIDES", frozenset()):
         raise ValueError(f"strategy '{strategy}' needs the RPN proposal of each detection, which only a two-stage "
                          f"detector gives; {type(detector).__name__} is single-stage: use a two-stage detector "
@@ -482,8 +475,7 @@ def hybrid_select(inputs: SelectionInput, *, ranker: Strategy, picker: Strategy,
     """Candidates = the first ``ceil(factor · budget_hint)`` picks of ``ranker``; yield ``picker``'s picks among
     them. Stops when the candidates are exhausted: never yields an image outside them."""
     _number("hybrid selection", "budget_hint", inputs.budget_hint, int, 1)
-    n = math.ceil(factor * inputs.budget_hint)
-    chosen = np.fromiter(islice(ranker.select(inputs), n), np.int64)
+    chosen = first_picks(ranker, inputs, factor)
     yield from picker.select(dataclasses.replace(inputs, pool=inputs.pool.subset(inputs.pool.positions_of(chosen))))
 
 

@@ -33,7 +33,7 @@ from torch import Tensor
 from ..models.outputs import Detections
 from .base import ScoredPool, SelectionInput
 
-__all__ = ["MEASURES", "AGGREGATIONS", "EMPTY_POLICIES", "detection_uncertainty", "aggregate",
+__all__ = ["MEASURES", "AGGREGATIONS", "EMPTY_POLICIES", "binary_entropy", "detection_uncertainty", "aggregate",
            "image_uncertainty", "ranked_positions", "rank_select", "random_select"]
 
 MEASURES = ("least_confidence", "margin", "entropy")
@@ -41,7 +41,8 @@ AGGREGATIONS = ("max", "mean", "sum", "topk_mean")
 EMPTY_POLICIES = ("lowest", "highest", "skip", "random_fill")
 
 
-def _binary_entropy(p: Tensor) -> Tensor:
+def binary_entropy(p: Tensor) -> Tensor:
+    """``H_b(p)`` elementwise, in nats, with ``0 log 0 = 0``."""
     return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p))
 
 
@@ -60,7 +61,7 @@ def detection_uncertainty(det: Detections, measure: str, use_class_probs: bool =
     scores = det.scores.detach().to(torch.float64).reshape(-1)
     if not use_class_probs:
         return {"least_confidence": lambda s: 1 - s, "margin": lambda s: 1 - (2 * s - 1).abs(),
-                "entropy": _binary_entropy}[measure](scores)
+                "entropy": binary_entropy}[measure](scores)
     probs = _class_probs(det, measure)
     if det.prob_kind == "softmax":
         if measure == "least_confidence":
@@ -73,7 +74,7 @@ def detection_uncertainty(det: Detections, measure: str, use_class_probs: bool =
     if measure == "margin":
         absent = 1 - probs.max(dim=1, keepdim=True).values
         return _top2_margin(torch.cat([probs, absent], dim=1))
-    return _binary_entropy(probs).sum(dim=1)
+    return binary_entropy(probs).sum(dim=1)
 
 
 def _class_probs(det: Detections, measure: str) -> Tensor:
