@@ -248,9 +248,13 @@ def _check_choices(cfg: Config, where: str) -> None:
         fail(f"detector_options.{clash[0]}", f"absent: '{clash[0]}' is a top-level key", cfg.detector_options)
     _check_active_learning(cfg, fail)
     try:
-        _strategy(cfg)
+        strategy = _strategy(cfg)
     except ValueError as exc:
         raise ConfigError(f"{where}: key 'strategy'/'strategy_options': {exc}") from None
+    needs_val = [stage.name for stage in strategy.stages if stage.needs_val]
+    if needs_val and cfg.val_data is None:
+        fail("val_data", f"the path of a validation split disjoint from the test split (strategy "
+             f"'{strategy.name}' computes its validation-loss gradient there)", None)
 
 
 def _strategy(cfg: Config):

@@ -35,7 +35,7 @@ import torch
 
 from .._faults import kill_point
 from ..atomic import atomic_write, atomic_write_json
-from ..data.records import DetectionDataset
+from ..data.records import DetectionDataset, check_disjoint
 from ..engine import distributed as dist_utils
 from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..engine.inference import iter_predictions, predict_dataset
@@ -44,7 +44,7 @@ from ..engine.pseudo import (PseudoLabelOptions, PseudoLabelRecord, load_pseudo_
 from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
 from ..tensorboard import log_cycle
-from ..strategies.base import ScoredPool, SelectionInput, Strategy, shortlist
+from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strategy, shortlist
 from .ledger import Ledger
 from .oracle import SimulatedOracle
 from .plan import LoopOptions, derive_seed, initial_indices
@@ -112,6 +112,11 @@ class ActiveLearningRun:
             self.pseudo_labels.thresholds(self.pool.class_names)  # per-class thresholds name known classes
         if len(self.test) == 0:
             raise ValueError("the test split has no images; an active-learning run needs one to evaluate each cycle")
+        needs_val = [stage.name for stage in self.strategy.stages if stage.needs_val]
+        if needs_val and (self.val is None or len(self.val) == 0):
+            raise ValueError(f"strategy '{self.strategy.name}' ({', '.join(needs_val)}) needs a validation split: "
+                             "set 'val_data' (val= in the library) to labelled images disjoint from the test split")
+        check_disjoint(self.pool, self.test, self.val)
         ledger = self._load_or_start()
         while True:
             t = ledger.cycle
@@ -264,8 +269,11 @@ class ActiveLearningRun:
         started = time.perf_counter()
         # stochastic passes (MC-dropout, augmented views) repeat on resume
         torch.manual_seed(derive_seed(self.options.seed, t, "score" if k == 0 else f"score{k}"))
-        pool = self._scored(model, stage, candidates)
-        labelled = self._scored(model, stage, ledger.labelled()) if stage.needs_labelled else None
+        context = ScoringContext(labelled=self.pool.subset(ledger.labelled()), val=self.val, device=self.device,
+                                 batch_size=self.batch_size, seed=derive_seed(self.options.seed, t, f"context{k}"),
+                                 out_dir=self._cycle_dir(t))
+        pool = self._scored(model, stage, candidates, context)
+        labelled = self._scored(model, stage, ledger.labelled(), context) if stage.needs_labelled else None
         if dist_utils.is_main_process():
             _save_scores(path, pool, labelled, seconds=time.perf_counter() - started)
         dist_utils.barrier()
@@ -283,10 +291,11 @@ class ActiveLearningRun:
                               labelled_class_counts=self.oracle.class_counts(labelled_indices),
                               num_labelled=int(len(labelled_indices)))
 
-    def _scored(self, model: torch.nn.Module, stage: Strategy, indices: np.ndarray) -> ScoredPool:
+    def _scored(self, model: torch.nn.Module, stage: Strategy, indices: np.ndarray,
+                context: ScoringContext) -> ScoredPool:
         if not stage.needs_inference:
             return ScoredPool.from_lists(indices, np.zeros(len(indices)), np.zeros(len(indices)))
-        predictor = stage.predictor(model) if stage.predictor is not None else model
+        predictor = stage.predictor(model, context) if stage.predictor is not None else model
         stream = iter_predictions(predictor, self.pool, indices, device=self.device, batch_size=self.batch_size,
                                   fields=stage.needs, progress=self.progress)
         local = ScoredPool.collect(stream, stage)

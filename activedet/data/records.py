@@ -165,3 +165,26 @@ class DatasetError(ValueError):
         shown = "\n".join(f"  - {p}" for p in errors[:50])
         more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
         super().__init__(f"{what} has {len(errors)} problem(s):\n{shown}{more}")
+
+
+def image_identity(record: ImageRecord) -> tuple[str, int | None]:
+    """What makes two records the same image: the resolved file path (and the position inside a container
+    file such as a CIFAR batch)."""
+    return str(Path(record.file_name).resolve()), getattr(record, "image_index", None)
+
+
+def check_disjoint(pool: DetectionDataset, test: DetectionDataset, val: DetectionDataset | None = None) -> None:
+    """Raise ``ValueError`` when two of the splits share an image file (validation or pool images in the test
+    split leak the test set into training and selection choices; validation images in the pool can be queried
+    and trained on). Names the splits, the number shared and the first few files."""
+    splits = [("pool (train)", pool), ("test", test)] + ([("validation", val)] if val is not None else [])
+    seen = [(name, {image_identity(r) for r in data.records}) for name, data in splits]
+    for a in range(len(seen)):
+        for b in range(a + 1, len(seen)):
+            shared = sorted(seen[a][1] & seen[b][1])
+            if shared:
+                shown = ", ".join(p if i is None else f"{p}[{i}]" for p, i in shared[:3])
+                raise ValueError(f"the {seen[a][0]} and {seen[b][0]} splits share {len(shared)} image(s), e.g. "
+                                 f"{shown}; every split must hold different images (a shared image leaks the "
+                                 "evaluation into training or selection): point the config's *_data keys at "
+                                 "disjoint image sets")

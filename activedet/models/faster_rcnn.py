@@ -185,6 +185,11 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     prob_kind = "softmax"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "proposals", "embedding", "features"})
+    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use (ISAL, §8.2),
+    #: and the official per-tensor scales of its inverse-HVP recursion
+    INFLUENCE_PARAMETERS = ("rpn.head.cls_logits.weight", "rpn.head.bbox_pred.weight",
+                            "roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.bbox_pred.weight")
+    INFLUENCE_SCALES = (1000.0, 1000.0, 5000.0, 1000.0)
 
     def dropout_sites(self) -> list[torch.nn.Module]:
         """``fc7`` and the box predictor: MC-dropout (``dropout=``) acts after ``fc6`` and after ``fc7``."""

@@ -87,6 +87,11 @@ class FCOSDetector(PredictMixin, FCOS):
     prob_kind = "sigmoid"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
+    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use (ISAL, §8.2),
+    #: and the official per-tensor scales of its inverse-HVP recursion (cls, reg, centerness)
+    INFLUENCE_PARAMETERS = ("head.classification_head.cls_logits.weight", "head.regression_head.bbox_reg.weight",
+                            "head.regression_head.bbox_ctrness.weight")
+    INFLUENCE_SCALES = (100.0, 8000.0, 5000.0)
     #: postprocessing takes per-level lists; how each head output averages over stochastic predictions
     SPLIT_LEVELS = True
     HEAD_OUTPUT_KINDS = {"cls_logits": "sigmoid", "bbox_regression": "linear", "bbox_ctrness": "sigmoid"}

@@ -13,7 +13,7 @@ __all__ = ["Detections", "OPTIONAL_FIELDS", "UNCERTAINTY_TYPES"]
 #: Optional fields a caller may request from ``predict(..., fields=...)``.
 OPTIONAL_FIELDS = frozenset({"class_probs", "proposals", "embedding", "dense_probs", "class_probs_2",
                              "dense_probs_2", "dense_weights", "dense_expected_entropy", "dense_box_var", "passes",
-                             "uncertainties", "views", "features", "class_quality"})
+                             "uncertainties", "views", "features", "class_quality", "influence"})
 
 #: the four AL-MDN uncertainties, in the column order of ``Detections.uncertainties``
 UNCERTAINTY_TYPES = ("aleatoric_loc", "epistemic_loc", "aleatoric_cls", "epistemic_cls")
@@ -72,6 +72,10 @@ class Detections:
     Filled by :class:`~activedet.models.difficulty.DifficultyPredictor` (PPAL's difficulty-calibrated uncertainty):
         class_quality: ``float32[C]`` the model's per-class quality ``Q_c`` learned during training (index
             ``c - 1`` for class ``c``; 0 = hard, 1 = easy), the same tensor for every image.
+
+    Filled by :class:`~activedet.models.influence.InfluencePredictor` (ISAL):
+        influence: ``float64[]`` the predicted change of the validation loss from training on this image with its
+            pseudo labels (negative = helpful); ``None`` when the image has no pseudo label to score.
     """
 
     boxes: Tensor
@@ -93,6 +97,7 @@ class Detections:
     reference_boxes: Tensor | None = None
     features: Tensor | None = None
     class_quality: Tensor | None = None
+    influence: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])

@@ -104,6 +104,9 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
     prob_kind = "sigmoid"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "embedding", "dense_probs", "features"})
+    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use (ISAL, §0.2);
+    #: the official code gives no RetinaNet scales, so the recursion's scales default to "auto"
+    INFLUENCE_PARAMETERS = ("head.classification_head.cls_logits.weight", "head.regression_head.bbox_reg.weight")
     #: postprocessing takes per-level lists; how each head output averages over stochastic predictions
     SPLIT_LEVELS = True
     HEAD_OUTPUT_KINDS = {"cls_logits": "sigmoid", "bbox_regression": "linear"}

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..models.outputs import Detections
 
-__all__ = ["Strategy", "ScoredPool", "SelectionInput", "shortlist", "first_picks"]
+__all__ = ["Strategy", "ScoredPool", "SelectionInput", "ScoringContext", "shortlist", "first_picks"]
 
 
 @dataclass
@@ -183,6 +183,28 @@ class SelectionInput:
     num_labelled: int = 0
 
 
+@dataclass
+class ScoringContext:
+    """What a strategy's predictor may use beyond the model (``Strategy.predictor(model, context)``).
+
+    Attributes:
+        labelled: the labelled images (with their labels), e.g. ISAL's inverse-HVP recursion.
+        val: the validation split, or ``None`` when the run has none (a strategy with ``needs_val`` is refused
+            before any work then).
+        device: where to compute.
+        batch_size: inference batch size.
+        seed: this cycle's scoring seed (``(run seed, cycle, stage)``).
+        out_dir: the cycle directory, where a predictor may leave a small JSON of its own statistics (rank 0).
+    """
+
+    labelled: Any
+    val: Any
+    device: Any = "cpu"
+    batch_size: int = 8
+    seed: int = 0
+    out_dir: Any = None
+
+
 @dataclass(frozen=True)
 class Strategy:
     """A query strategy.
@@ -197,13 +219,15 @@ class Strategy:
         needs_labelled: the labelled images must be passed through the model too (e.g. core-set distances).
         needs_inference: False only for strategies that never look at the model (random): the loop then skips
             the scoring pass entirely.
-        predictor: ``model -> object with predict(images, fields)`` used for the scoring pass instead of the model
-            (several stochastic passes, an ensemble's members); ``None`` = the model itself. It raises
-            ``ValueError`` saying what to change when the model cannot serve the strategy.
+        predictor: ``(model, context=None) -> object with predict(images, fields)`` used for the scoring pass
+            instead of the model (several stochastic passes, an ensemble's members, influence); ``None`` = the model
+            itself. The loop passes a :class:`ScoringContext`; a capability check passes none (the predictor must
+            then do no work). It raises ``ValueError`` saying what to change when the model cannot serve.
         combine: ``ScoredPool -> float64[M]`` for strategies whose ``score`` returns a vector per image
             (``float64[F]``): the pool-level step that turns the ``[M, F]`` vectors into one score per image
             (AL-MDN normalises over all detections of the pool); ``NaN`` marks an image with nothing to score.
         describe: ``Detections -> {name: array}``, per-image arrays kept for ``select`` in ``ScoredPool.extras``.
+        needs_val: the predictor uses the validation split (the loop refuses to start without one).
         then, shortlist: the next stage of a chain and this stage's candidate factor: ``then`` scores only the
             first ``ceil(shortlist x budget_hint)`` picks of this stage (module docstring).
     """
@@ -220,6 +244,7 @@ class Strategy:
     describe: Callable[[Detections], dict[str, np.ndarray]] | None = None
     then: "Strategy | None" = None
     shortlist: float | None = None
+    needs_val: bool = False
 
     def __post_init__(self) -> None:
         if (self.then is None) != (self.shortlist is None):

@@ -22,6 +22,7 @@ import numpy as np
 
 from .base import SelectionInput, Strategy, first_picks
 from ..models.difficulty import DifficultyPredictor
+from ..models.influence import InfluenceOptions, InfluencePredictor
 from ..models.stochastic import StochasticPredictor, predicting_detector
 from ..models.views import ViewPredictor, noise_views, parse_views
 from .almdn import almdn_combine, almdn_vector
@@ -243,6 +244,7 @@ def _stochastic(name: str, factory: Callable, predictor: Callable, formulation: 
                                   aggregation=aggregation, topk=int(topk))
         needs = frozenset({"dense_probs", "dense_expected_entropy", "dense_box_var"})
     else:
+        predictor = functools.partial(_model_only, build=predictor)
         score = functools.partial(matched_stochastic_score, detection_threshold=float(detection_threshold),
                                   iou_threshold=float(iou_threshold), same_label=same_label,
                                   cluster_aggregation=cluster_aggregation)
@@ -251,7 +253,12 @@ def _stochastic(name: str, factory: Callable, predictor: Callable, formulation: 
                     select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
 
 
-def _dense_predictor(model: Any, *, predictor: Callable, strategy: str) -> Any:
+def _model_only(model: Any, context: Any = None, *, build: Callable) -> Any:
+    """A predictor that needs nothing from the scoring context."""
+    return build(model)
+
+
+def _dense_predictor(model: Any, context: Any = None, *, predictor: Callable, strategy: str) -> Any:
     built = predictor(model)
     if not built.dense:
         raise ValueError(f"strategy '{strategy}' with formulation 'dense' needs a single-stage detector (the same "
@@ -305,7 +312,7 @@ def ensemble(*, formulation: str = "dense", measure: str = "mutual_information",
 
 # -------------------------------------------------------------------------------- localization and views
 
-def _two_stage(model: Any, *, strategy: str) -> Any:
+def _two_stage(model: Any, context: Any = None, *, strategy: str) -> Any:
     detector = predicting_detector(model)
     if "proposals" not in getattr(detector, "PROVIDES", frozenset()):
         raise ValueError(f"strategy '{strategy}' needs the RPN proposal of each detection, which only a two-stage "
@@ -336,7 +343,8 @@ def localization_tightness(*, with_classification: bool = True, empty_policy: st
                     predictor=functools.partial(_two_stage, strategy="localization_tightness"))
 
 
-def _view_predictor(model: Any, *, views: str | tuple[int, float], references: Callable) -> ViewPredictor:
+def _view_predictor(model: Any, context: Any = None, *, views: str | tuple[int, float], references: Callable
+                    ) -> ViewPredictor:
     built = parse_views(views) if isinstance(views, str) else noise_views(*views)
     return ViewPredictor(model, built, references=references)
 
@@ -576,8 +584,58 @@ def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score
                               min_size=float(min_size), max_aspect=float(max_aspect))
     return Strategy("ppal", _description(ppal), score=score,
                     select=functools.partial(rank_select, empty_policy="lowest", strategy="ppal"),
-                    needs=frozenset({"class_quality"}), predictor=DifficultyPredictor, then=ccm,
+                    needs=frozenset({"class_quality"}),
+                    predictor=functools.partial(_model_only, build=DifficultyPredictor), then=ccm,
                     shortlist=float(shortlist))
+
+
+# -------------------------------------------------------------------------------------------------- influence
+
+def influence_score(det: Any) -> float | None:
+    """Informativeness of one image for ISAL: minus its influence (the most helpful image first); ``None`` for an
+    image with no pseudo label (the unscored bucket)."""
+    return None if det.influence is None else -float(det.influence)
+
+
+def _influence_predictor(model: Any, context: Any = None, *, options: InfluenceOptions) -> InfluencePredictor:
+    return InfluencePredictor(predicting_detector(model), context, options=options)
+
+
+def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, damping: float = 0.01,
+              scales: list[float] | str | None = None, empty_policy: str = "random_fill") -> Strategy:
+    """ISAL influence: predicted change of the validation loss from training on the image's pseudo labels (§8).
+
+    Needs a validation split (``val_data``, disjoint from the test split) and a model whose adapter names its last
+    prediction layers (fcos, faster_rcnn, retinanet, classifier); see :mod:`activedet.models.influence`.
+
+    Options:
+        score_threshold: detections at or above this score are the pseudo labels (0.1, the released command;
+            images with none go to the unscored bucket).
+        recursion_images: labelled images visited by the inverse-HVP recursion (1000, the official count per
+            GPU), in a seeded random order; the main cost control with the config's ``score_subset``.
+        damping: ``d`` of the recursion (0.01).
+        scales: ``S`` per influence parameter tensor (a list in the adapter's ``INFLUENCE_PARAMETERS`` order),
+            ``"auto"`` (twice each block's largest Hessian eigenvalue, by power iteration), or ``null``: the
+            adapter's official values where methods.md gives them (FCOS, Faster R-CNN), else ``"auto"``.
+        empty_policy: where unscored images go: ``"random_fill"`` (ISAL: after every scored image, in random
+            order), ``"lowest"``, ``"highest"`` or ``"skip"``. Order: the most negative influence first.
+    """
+    name = "influence"
+    _number(name, "score_threshold", score_threshold, float, 0, 1)
+    _number(name, "recursion_images", recursion_images, int, 1)
+    _number(name, "damping", damping, float, 0, 1)
+    _choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
+    if isinstance(scales, str):
+        _choice(name, "scales", scales, ("auto",))
+    elif scales is not None and not (isinstance(scales, (list, tuple)) and scales and all(
+            isinstance(x, Real) and not isinstance(x, bool) and x > 0 for x in scales)):
+        raise ValueError(f"The 'scales' option of strategy 'influence' must be a list of numbers > 0 (one per "
+                         f"influence parameter), 'auto' or null. Got {scales!r} instead.")
+    options = InfluenceOptions(float(score_threshold), int(recursion_images), float(damping),
+                               tuple(float(x) for x in scales) if isinstance(scales, (list, tuple)) else scales)
+    return Strategy(name, _description(influence), score=influence_score, needs=frozenset({"influence"}),
+                    predictor=functools.partial(_influence_predictor, options=options), needs_val=True,
+                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
 
 
 # -------------------------------------------------------------------------------------------------- registry
@@ -600,6 +658,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "cald": cald,
     "ppal": ppal,
     "compose": compose,
+    "influence": influence,
 }
 
 
