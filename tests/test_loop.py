@@ -51,13 +51,16 @@ NEEDS_DETECTOR = {"miaod": {"detector": "miaod", "training_options": {"label_epo
                   "cald": {"strategy_options": {"views": "FD"}},
                   "ppal": {"detector": "faster_rcnn", "detector_options": {"difficulty_ema": True}},
                   # the medical framework's list: localization tightness narrows, k-means diversity picks
+                  # ISAL: pseudo labels need detections >= 0.1, which the tiny Faster R-CNN gives after 2 epochs
+                  "influence": {"detector": "faster_rcnn", "strategy_options": {"recursion_images": 4}},
                   "compose": {"detector": "faster_rcnn", "strategy_options": {
                       "criteria": ["localization_tightness", "kmeans"], "kmeans": {"n_clusters": 3}}}}
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_two_cycles_with_every_strategy(strategy, tiny_data, tmp_path):
-    config = write_config(tmp_path, tiny_data, strategy=strategy, **NEEDS_DETECTOR.get(strategy, {}))
+    val = {"val_data": str(tiny_data / "annotations/val.json")} if get_strategy(strategy).needs_val else {}
+    config = write_config(tmp_path, tiny_data, strategy=strategy, **NEEDS_DETECTOR.get(strategy, {}), **val)
     ledger = run_from_config(load_config(config), progress=False)
     run = tmp_path / "run"
     assert ledger.cycle == 2 and len(ledger.labelled()) == 6 + 2 * 4
