@@ -19,6 +19,8 @@ from activedet.data.io import read_dataset, validate_path, write_dataset
 from activedet.data.records import DatasetError, ImageRecord
 from activedet.data.torch_dataset import DetectionTorchDataset, load_image
 from activedet.data.validate import DatasetWarning
+from activedet.engine.pseudo import load_pseudo_labels, pseudo_label_records, save_pseudo_labels
+from activedet.models import Detections
 
 
 def random_images(n: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:
@@ -221,9 +223,15 @@ def test_read_cifar_image_checks_the_file_name_and_index(cifar):
         load_image(directory / "other.bin", 0)
 
 
-def test_record_image_index_is_checked_and_kept_by_subset():
+def test_record_image_index_is_checked_and_kept_by_copies(cifar, tmp_path):
     record = ImageRecord("a/1", "a.bin", 32, 32, [[0, 0, 32, 32]], [1], image_index=1)
     assert record.subset(np.array([True])).image_index == 1
+    pool = read_cifar(cifar[1])
+    guess = Detections(torch.tensor([[0.0, 0, 32, 32]]), torch.tensor([0.9]), torch.tensor([2]))
+    pseudo = pseudo_label_records([(1, guess)], pool)
+    assert pseudo[0].image_index == 1 and pseudo[0].image_id == pool[1].image_id
+    save_pseudo_labels(tmp_path / "pseudo.json", pseudo)
+    assert load_pseudo_labels(tmp_path / "pseudo.json", pool)[0].image_index == 1
     with pytest.raises(ValueError, match="image_index must be None or an int >= 0. Got -1 instead"):
         ImageRecord("a/1", "a.bin", 32, 32, image_index=-1)
 
