@@ -69,26 +69,41 @@ def cmd_predict(args) -> int:
 def cmd_validate(args) -> int:
     from .data.io import format_problems, validate_path
 
-    options = {"box_policy": args.box_policy, "clip_tolerance": args.clip_tolerance}
+    detection = args.format in ("voc", "coco", "yolo")
+    options = {"box_policy": args.box_policy, "clip_tolerance": args.clip_tolerance} if detection else {}
     if args.format == "voc" and args.sets:
         options["sets"] = tuple(tuple(s.split("/")) for s in args.sets)
-    if args.format == "voc" and args.class_names:
+    if args.format in ("voc", "imagefolder", "cifar") and args.class_names:
         options["class_names"] = args.class_names
     if args.format == "coco" and args.image_root:
         options["image_root"] = args.image_root
-    problems = validate_path(args.format, args.path, **options)
+    if args.format == "cifar":  # both splits unless one is named; a problem of the shared files is listed once
+        splits = [args.split] if args.split else ["train", "test"]
+        problems = list(dict.fromkeys(p for split in splits
+                                      for p in validate_path("cifar", args.path, split=split, **options)))
+    else:
+        problems = validate_path(args.format, args.path, **options)
     print(format_problems(problems, source=args.path))
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
 def cmd_generate(args) -> int:
-    from .data.synth import generate_dataset
+    from .data.classification import generate_digits_classification
+    from .data.synth import SYNTH_SIZES, generate_dataset
 
-    out = generate_dataset(args.name, args.out, seed=args.seed, overwrite=args.overwrite)
+    names = sorted([*SYNTH_SIZES, "digits-classification"])
+    if args.name not in names:
+        raise ValueError(f"The 'name' argument of generate-data must be one of {names}. "
+                         f"Got {args.name!r} instead.")
+    if args.name == "digits-classification":
+        out = generate_digits_classification(args.out, seed=args.seed, overwrite=args.overwrite)
+    else:
+        out = generate_dataset(args.name, args.out, seed=args.seed, overwrite=args.overwrite)
     manifest = json.loads((Path(out) / "manifest.json").read_text())
     print(f"wrote the '{args.name}' dataset (seed {args.seed}) to {out}")
     for split, info in manifest.get("splits", {}).items():
-        print(f"  {split:>5s}: {info.get('images')} images, {info.get('boxes')} boxes")
+        boxes = f", {info['boxes']} boxes" if "boxes" in info else ""
+        print(f"  {split:>5s}: {info.get('images')} images{boxes}")
     return 0
 
 
@@ -186,18 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "across passes, the score's entropy (drawn on the image with --draw)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("validate", help="check a VOC/COCO/YOLO dataset and report every problem")
-    p.add_argument("format", choices=("voc", "coco", "yolo"))
-    p.add_argument("path", help="VOCdevkit (or VOC<year>) dir, COCO JSON file, or YOLO root")
+    p = sub.add_parser("validate", help="check a VOC/COCO/YOLO/ImageFolder/CIFAR dataset and report every problem")
+    p.add_argument("format", choices=("voc", "coco", "yolo", "imagefolder", "cifar"))
+    p.add_argument("path", help="VOCdevkit (or VOC<year>) dir, COCO JSON file, YOLO root, ImageFolder root "
+                                "(ROOT/<class>/<image>), or CIFAR binary dir (cifar-10-batches-bin, cifar-100-binary)")
     p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval")
-    p.add_argument("--class-names", nargs="*", metavar="NAME", help="VOC: class names (default: the 20 VOC classes)")
+    p.add_argument("--class-names", nargs="*", metavar="NAME",
+                   help="class names in label order (VOC default: the 20 VOC classes; ImageFolder default: the sorted "
+                        "class folders; CIFAR default: the meta file)")
     p.add_argument("--image-root", help="COCO: directory file_name entries are relative to")
-    p.add_argument("--box-policy", choices=("error", "clip"), default="error")
-    p.add_argument("--clip-tolerance", type=float, default=2.0, help="pixels a box may overflow under 'clip'")
+    p.add_argument("--split", choices=("train", "test"), help="CIFAR: check only this split (default: both)")
+    p.add_argument("--box-policy", choices=("error", "clip"), default="error", help="VOC/COCO/YOLO")
+    p.add_argument("--clip-tolerance", type=float, default=2.0,
+                   help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("generate-data", help="write the offline benchmark data (tiny, quickstart, bench)")
-    p.add_argument("name", help="tiny, quickstart or bench")
+    p = sub.add_parser("generate-data", help="write the offline benchmark data (detection: tiny, quickstart, "
+                                             "bench; classification: digits-classification)")
+    p.add_argument("name", help="tiny, quickstart or bench (detection scenes, COCO + VOC), or digits-classification "
+                                "(32x32 digits as ImageFolder train/val/test trees)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")

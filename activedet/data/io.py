@@ -1,9 +1,16 @@
 """One entry point for the dataset formats: read, write and validate by format name.
 
 ``fmt`` is one of :data:`FORMATS`; ``path`` is what the format's reader takes (VOCdevkit or ``VOC{year}``
-directory, COCO JSON file, YOLO root directory) and ``**options`` are that reader's or writer's keyword
-arguments (see :func:`~activedet.data.voc.read_voc`, :func:`~activedet.data.coco.read_coco`,
-:func:`~activedet.data.yolo.read_yolo` and their writers).
+directory, COCO JSON file, YOLO root directory, ImageFolder root, CIFAR binary directory) and ``**options`` are
+that reader's or writer's keyword arguments (see :func:`~activedet.data.voc.read_voc`,
+:func:`~activedet.data.coco.read_coco`, :func:`~activedet.data.yolo.read_yolo`,
+:func:`~activedet.data.classification.read_imagefolder`, :func:`~activedet.data.classification.read_cifar` and
+their writers).
+
+The classification formats ``imagefolder`` and ``cifar`` have no dataset writer here: their writers
+(:func:`~activedet.data.classification.write_imagefolder`, :func:`~activedet.data.classification.write_cifar`)
+take pixel arrays and labels, not a :class:`DetectionDataset`, so :func:`write_dataset` accepts only
+:data:`WRITABLE_FORMATS`.
 """
 
 from __future__ import annotations
@@ -12,18 +19,21 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from . import coco, voc, yolo
+from . import classification, coco, voc, yolo
 from .records import DetectionDataset, Problem
 from .validate import check_choice, format_problems
 
-__all__ = ["FORMATS", "read_dataset", "write_dataset", "validate_path", "format_problems"]
+__all__ = ["FORMATS", "WRITABLE_FORMATS", "read_dataset", "write_dataset", "validate_path", "format_problems"]
 
-FORMATS = ("voc", "coco", "yolo")
+FORMATS = ("voc", "coco", "yolo", "imagefolder", "cifar")
+WRITABLE_FORMATS = ("voc", "coco", "yolo")
 
-_READERS: dict[str, Callable[..., DetectionDataset]] = {"voc": voc.read_voc, "coco": coco.read_coco,
-                                                        "yolo": yolo.read_yolo}
+_READERS: dict[str, Callable[..., DetectionDataset]] = {
+    "voc": voc.read_voc, "coco": coco.read_coco, "yolo": yolo.read_yolo,
+    "imagefolder": classification.read_imagefolder, "cifar": classification.read_cifar}
 _SCANNERS: dict[str, Callable[..., tuple[DetectionDataset, list[Problem]]]] = {
-    "voc": voc.scan_voc, "coco": coco.scan_coco, "yolo": yolo.scan_yolo}
+    "voc": voc.scan_voc, "coco": coco.scan_coco, "yolo": yolo.scan_yolo,
+    "imagefolder": classification.scan_imagefolder, "cifar": classification.scan_cifar}
 _WRITERS: dict[str, Callable[..., Path]] = {"voc": voc.write_voc, "coco": coco.write_coco,
                                             "yolo": yolo.write_yolo}
 
@@ -35,8 +45,8 @@ def read_dataset(fmt: str, path: str | os.PathLike, **options) -> DetectionDatas
 
 
 def write_dataset(fmt: str, dataset: DetectionDataset, path: str | os.PathLike, **options) -> Path:
-    """Write ``dataset`` to ``path`` in format ``fmt`` and return the path written."""
-    check_choice("write_dataset", "fmt", fmt, FORMATS)
+    """Write ``dataset`` to ``path`` in format ``fmt`` (one of :data:`WRITABLE_FORMATS`) and return the path."""
+    check_choice("write_dataset", "fmt", fmt, WRITABLE_FORMATS)
     return _WRITERS[fmt](dataset, path, **options)
 
 
@@ -49,6 +59,7 @@ def validate_path(fmt: str, path: str | os.PathLike, **options) -> list[Problem]
     check_choice("validate_path", "fmt", fmt, FORMATS)
     if not Path(path).exists():
         return [Problem(str(path), f"path does not exist: {os.path.abspath(path)}",
-                        "give the VOCdevkit directory (voc), the JSON file (coco) or the dataset root (yolo)")]
+                        "give the VOCdevkit directory (voc), the JSON file (coco), the dataset root (yolo, "
+                        "imagefolder) or the cifar-10-batches-bin / cifar-100-binary directory (cifar)")]
     _, problems = _SCANNERS[fmt](path, **options)
     return problems

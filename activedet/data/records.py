@@ -11,6 +11,13 @@ Conventions (the contract shared by readers, writers, training, evaluation and s
 * A record with ``N = 0`` is an image that is known to contain no object (a valid, "empty" label).
 * The position of a record in :attr:`DetectionDataset.records` is its **pool index**; active-learning artefacts
   (``X_L_{cycle}.npy`` ...) store these indices.
+* ``image_index`` is ``None`` for an ordinary image file; for a file holding many images (a CIFAR binary batch)
+  it is the image's position inside ``file_name``.
+
+Image classification uses the same records: a classified image is an ``ImageRecord`` with exactly one box
+covering the whole image, ``[0, 0, width, height]``, whose label is the image's class ``c`` in ``1..C``. The
+ledger, the oracle (one box = one label), class counts and every dataset tool then work unchanged; see
+:mod:`activedet.data.classification` for the ImageFolder and CIFAR readers.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ class ImageRecord:
         iscrowd: ``bool[N]`` (COCO ``iscrowd``).
         loss_weight: multiplier of this image's training loss, finite and ``>= 0`` (1: a human label; pseudo-labelled
             images get the pseudo-label weight λ, see :mod:`activedet.engine.pseudo`; 0: left out of training).
+        image_index: position of the image inside a multi-image container ``file_name`` (the record number in a
+            CIFAR binary batch, an int ``>= 0``); ``None`` (default) for an ordinary image file.
     """
 
     image_id: str
@@ -50,9 +59,16 @@ class ImageRecord:
     difficult: np.ndarray | None = None
     iscrowd: np.ndarray | None = None
     loss_weight: float = 1.0
+    image_index: int | None = None
 
     def __post_init__(self) -> None:
         self.file_name = Path(self.file_name)
+        index = self.image_index
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+                raise ValueError(f"image {self.image_id!r}: image_index must be None or an int >= 0. Got {index!r} "
+                                 "instead.")
+            self.image_index = int(index)
         weight = self.loss_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not (
                 math.isfinite(weight) and weight >= 0):
@@ -75,9 +91,11 @@ class ImageRecord:
         return int(len(self.boxes))
 
     def subset(self, keep: np.ndarray) -> "ImageRecord":
-        """The same image (and loss weight) with only the boxes selected by the boolean or index array ``keep``."""
+        """The same image (loss weight, image index) with only the boxes selected by the boolean or index array
+        ``keep``."""
         return ImageRecord(self.image_id, self.file_name, self.width, self.height, self.boxes[keep],
-                           self.labels[keep], self.difficult[keep], self.iscrowd[keep], self.loss_weight)
+                           self.labels[keep], self.difficult[keep], self.iscrowd[keep], self.loss_weight,
+                           self.image_index)
 
 
 @dataclass

@@ -49,14 +49,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..atomic import atomic_write_dir
 from .coco import write_coco
 from .records import DetectionDataset, ImageRecord
 from .voc import write_voc
@@ -465,35 +464,13 @@ def generate_dataset(name: str, out_dir: str | os.PathLike, *, seed: int = 0, ov
         seed: non-negative int; the same ``(name, seed)`` gives byte-identical files.
         overwrite: replace an existing non-empty ``out_dir``.
 
-    Generation happens in a temporary directory next to ``out_dir``, renamed into place at the end: an
-    interrupted generation never leaves a partial dataset at ``out_dir``."""
+    Generation happens in a temporary directory next to ``out_dir``, renamed into place at the end
+    (:func:`activedet.atomic.atomic_write_dir`): an interrupted generation never leaves a partial dataset at
+    ``out_dir``."""
     if name not in SYNTH_SIZES:
         raise ValueError(f"The 'name' parameter of generate_dataset must be one of {sorted(SYNTH_SIZES)}. "
                          f"Got {name!r} instead.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"The 'seed' parameter of generate_dataset must be a non-negative int. Got {seed!r} instead.")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a directory; choose another output directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists and is not empty; pass overwrite=True "
-                              "(CLI: --overwrite) to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        _generate_into(tmp, name, SYNTH_SIZES[name], int(seed))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private (0o700)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # cleanup only; the original error propagates
-        raise
-    return out_dir
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``, first moving an existing ``target`` aside and deleting it afterwards."""
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    if target.exists():
-        os.rename(target, old / target.name)
-    os.rename(new, target)
-    shutil.rmtree(old)
+    return atomic_write_dir(out_dir, lambda tmp: _generate_into(tmp, name, SYNTH_SIZES[name], int(seed)),
+                            overwrite=overwrite)

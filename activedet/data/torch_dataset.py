@@ -20,15 +20,21 @@ from PIL import Image
 from torch import Tensor
 
 from . import augment
+from .classification import read_cifar_image
 from .records import DetectionDataset, ImageRecord
 
 __all__ = ["DetectionTorchDataset", "collate_detection", "load_image"]
 
 
-def load_image(path) -> Tensor:
-    """``float32[3, H, W]`` in [0, 1] from an image file (converted to RGB)."""
-    with Image.open(path) as img:
-        array = np.asarray(img.convert("RGB"), dtype=np.uint8)
+def load_image(path, image_index: int | None = None) -> Tensor:
+    """``float32[3, H, W]`` in [0, 1] from an image file (converted to RGB), or with ``image_index`` from record
+    ``image_index`` of the CIFAR binary file ``path`` (see :func:`~activedet.data.classification.read_cifar_image`;
+    only that record is read)."""
+    if image_index is not None:
+        array = read_cifar_image(path, image_index)
+    else:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -73,7 +79,7 @@ class DetectionTorchDataset(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> tuple[Tensor, dict[str, Tensor]]:
         index = self.indices[position]
         record = self.dataset.records[index]
-        image = load_image(record.file_name)
+        image = load_image(record.file_name, record.image_index)
         if image.shape[1:] != (record.height, record.width):
             raise ValueError(f"{record.file_name}: image is {image.shape[2]}x{image.shape[1]} pixels but its "
                              f"annotation says {record.width}x{record.height}; run `activedet validate` and "

@@ -123,7 +123,8 @@ def stage_parameters(model: torch.nn.Module, stage: str, base: dict[str, bool]) 
 
 
 def _without_labels(record: ImageRecord) -> ImageRecord:
-    return ImageRecord(record.image_id, record.file_name, record.width, record.height)
+    return ImageRecord(record.image_id, record.file_name, record.width, record.height,
+                       image_index=record.image_index)
 
 
 def _epochs(loader, sampler, first_epoch: int):

@@ -175,7 +175,8 @@ def _pseudo_record(index: int, detections: Detections, record: ImageRecord, thre
     if len(keep) == 0:
         return None
     return PseudoLabelRecord(record.image_id, record.file_name, record.width, record.height, boxes[keep],
-                             labels[keep], loss_weight=options.loss_weight, pool_index=index, scores=scores[keep])
+                             labels[keep], loss_weight=options.loss_weight, image_index=record.image_index,
+                             pool_index=index, scores=scores[keep])
 
 
 def pseudo_label_records(predictions: Iterable[tuple[int, Detections]], pool: DetectionDataset,
@@ -190,8 +191,8 @@ def pseudo_label_records(predictions: Iterable[tuple[int, Detections]], pool: De
 
     Returns:
         One :class:`PseudoLabelRecord` per image with at least one kept detection, in the order of
-        ``predictions``: a copy of the pool record (id, file, size) whose boxes (clipped to the image; boxes with
-        no area left are dropped), labels and scores are the kept detections, best first, with
+        ``predictions``: a copy of the pool record (id, file, image index, size) whose boxes (clipped to the
+        image; boxes with no area left are dropped), labels and scores are the kept detections, best first, with
         ``loss_weight = options.loss_weight``.
     """
     options = options or PseudoLabelOptions()
@@ -254,7 +255,8 @@ def _record_from_item(item, pool: DetectionDataset) -> PseudoLabelRecord:
     if len(labels) and not ((labels >= 1) & (labels <= pool.num_classes)).all():
         raise ValueError(f"labels must be in 1..{pool.num_classes}. Got {labels.tolist()} instead")
     return PseudoLabelRecord(record.image_id, record.file_name, record.width, record.height, boxes, labels,
-                             loss_weight=item.get("loss_weight", 1.0), pool_index=index, scores=item["scores"])
+                             loss_weight=item.get("loss_weight", 1.0), image_index=record.image_index,
+                             pool_index=index, scores=item["scores"])
 
 
 def load_pseudo_labels(path: str | Path, pool: DetectionDataset) -> list[PseudoLabelRecord]:
