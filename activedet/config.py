@@ -28,7 +28,7 @@ __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "parse_ov
 
 DATA_FORMATS = ("coco", "voc", "yolo")
 BOX_POLICIES = ("error", "clip")
-METRICS = ("voc", "coco", "froc")
+METRICS = ("voc", "coco", "froc", "accuracy")
 PATH_KEYS = ("train_data", "val_data", "test_data", "image_root", "val_image_root", "test_image_root", "weights",
              "weights_backbone", "out_dir")
 
@@ -76,7 +76,8 @@ class Config:
         (``{}`` = med_sslal's defaults): train each cycle also on the previous model's confident detections on the
         unlabelled images; pseudo_label_subset: pseudo-label only a random part of the unlabelled pool.
     Evaluation and run:
-        metrics: any of ``voc`` (mAP@0.5, 11-point and area), ``coco`` (pycocotools AP), ``froc``.
+        metrics: any of ``voc`` (mAP@0.5, 11-point and area), ``coco`` (pycocotools AP), ``froc``, ``accuracy``
+            (``detector: classifier``).
         eval_batch_size: images per inference batch. out_dir: run directory. device: ``auto``, ``cpu``, ``cuda``.
     """
 

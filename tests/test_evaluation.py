@@ -360,7 +360,8 @@ def test_bad_parameters_raise_value_error():
         voc_map(ds, preds, iou_threshold=0)
     with pytest.raises(ValueError, match=r"'fps_per_image' parameter .* Got \[\]"):
         froc(ds, preds, fps_per_image=[])
-    with pytest.raises(ValueError, match=r"'metrics' parameter .*\['voc', 'coco', 'froc'\]. Got \('map',\)"):
+    with pytest.raises(ValueError, match=r"'metrics' parameter .*\['voc', 'coco', 'froc', 'accuracy'\]. "
+                                         r"Got \('map',\)"):
         evaluate(ds, preds, metrics=("map",))
     with pytest.raises(ValueError, match=r"'options' parameter .* \['froc'\]"):
         evaluate(ds, preds, options={"froc": {}})

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .._faults import kill_point
 from ..data.records import DetectionDataset
 from ..data.torch_dataset import DetectionTorchDataset, collate_detection
+from ..models._common import unwrap_ddp
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import predict_dataset
@@ -41,6 +42,10 @@ __all__ = ["OptionError", "TrainOptions", "TrainResult", "train_detector", "buil
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
+#: the keys ``val_metric`` may name, per model ``task`` (a model without a ``task`` attribute is a detector)
+VAL_METRICS = {"detection": ("mAP_11pt", "mAP_area"), "classification": ("mean_per_class", "top1")}
+#: largest ``scale_jitter`` that keeps a classifier's whole-image box (zoom keeps boxes with >= 1/2 of their area)
+CLASSIFICATION_MAX_SCALE_JITTER = 0.4
 
 
 class OptionError(ValueError):
@@ -80,7 +85,9 @@ class TrainOptions:
         color_jitter: colour-jitter strength for training images (channel order, brightness, contrast; 0: off).
         eval_every: evaluate on the validation split every this many epochs (when one is given).
         early_stopping_patience: stop after this many evaluations without improvement (``None``: never).
-        val_metric: key of :func:`activedet.evaluation.voc_map` used to pick the best epoch.
+        val_metric: the validation number that picks the best epoch: for detectors a key of
+            :func:`activedet.evaluation.voc_map` (``mAP_area`` or ``mAP_11pt``), for classifiers (``task ==
+            "classification"``) of :func:`activedet.evaluation.accuracy`: ``top1`` or ``mean_per_class``.
         num_workers: DataLoader worker processes.
         seed: seeds sampling order, augmentation and torchvision's internal samplers.
         log_every: write a JSON line every this many iterations.
@@ -332,15 +339,30 @@ def _train_one_epoch(model, loader, optimizer, scheduler, scaler, options, epoch
     return {k: v / max(1, len(loader)) for k, v in sums.items()}
 
 
+def _task(model) -> str:
+    """``"classification"`` for :class:`~activedet.models.ImageClassifier`, ``"detection"`` for the detectors."""
+    return getattr(unwrap_ddp(model), "task", "detection")
+
+
+def _check_task_options(model, options: TrainOptions, validating: bool) -> None:
+    """Options that depend on the model's task, checked before the first epoch."""
+    task = _task(model)
+    if validating and options.val_metric not in VAL_METRICS[task]:
+        raise OptionError("val_metric", f"one of {list(VAL_METRICS[task])} for a {task} model", options.val_metric)
+    if task == "classification" and options.scale_jitter > CLASSIFICATION_MAX_SCALE_JITTER:
+        # a stronger zoom-in crops the whole-image box below half its area, and the crop drops the image's label
+        raise OptionError("scale_jitter", f"a float in [0, {CLASSIFICATION_MAX_SCALE_JITTER}] for a classifier "
+                          "(a larger zoom crops away the whole-image box that carries the label)", options.scale_jitter)
+
+
 def _validate(model, val_set, options, device, batch_size) -> float:
-    from ..evaluation import voc_map  # evaluation imports nothing from engine; kept local to avoid a cycle
+    """``options.val_metric`` on ``val_set``: accuracy for a classifier, VOC mAP for a detector (the name was
+    checked by :func:`_check_task_options`)."""
+    # evaluation imports nothing from engine; kept local to avoid a cycle
+    from ..evaluation import accuracy, voc_map
 
     predictions = predict_dataset(model, val_set, device=device, batch_size=batch_size)
-    metrics = voc_map(val_set, predictions)
-    if options.val_metric not in metrics:
-        raise ValueError(f"The 'val_metric' training option must be one of "
-                         f"{sorted(k for k, v in metrics.items() if isinstance(v, float))}. "
-                         f"Got {options.val_metric!r} instead.")
+    metrics = (accuracy if _task(model) == "classification" else voc_map)(val_set, predictions)
     return float(metrics[options.val_metric])
 
 
@@ -367,7 +389,8 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
     """Train ``model`` (a torchvision-style detector returning a loss dict in train mode) on ``train_set``.
 
     Args:
-        model: detector built by :func:`activedet.models.build_detector`; trained in place.
+        model: detector built by :func:`activedet.models.build_detector`, the ``classifier`` included (validated
+            with :func:`activedet.evaluation.accuracy` instead of VOC mAP); trained in place.
         train_set: training records (e.g. ``pool.subset(labelled_indices)``).
         unlabelled: ignored (supervised training); part of the interface of :mod:`activedet.engine.trainers`.
         val_set: optional validation records: enables best-epoch selection and early stopping. When given, the
@@ -380,6 +403,7 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
         progress: show a progress bar (rank 0).
     """
     options = options or TrainOptions()
+    _check_task_options(model, options, validating=val_set is not None)
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()
     out, log = _output_dir(out_dir)

@@ -1,4 +1,5 @@
-"""Detection metrics: PASCAL VOC mAP, COCO AP (pycocotools) and FROC, plus :func:`evaluate`, which runs several.
+"""Detection metrics: PASCAL VOC mAP, COCO AP (pycocotools) and FROC; classification accuracy (one whole-image label
+per record, :mod:`.accuracy`); and :func:`evaluate`, which runs several.
 
 Every metric takes the ground truth (a :class:`~activedet.data.records.DetectionDataset`, or a list of
 :class:`~activedet.data.records.ImageRecord` plus ``class_names``) and one prediction per record, in dataset order: a
@@ -14,15 +15,16 @@ from typing import Any
 
 from activedet.data.records import DetectionDataset, ImageRecord
 
+from .accuracy import accuracy
 from .coco import COCO_METRICS, coco_ap
 from .froc import DEEPLESION_FPS_PER_IMAGE, LUNA16_FPS_PER_IMAGE, froc
 from .voc import voc_map
 
-__all__ = ["evaluate", "METRICS", "voc_map", "coco_ap", "froc", "COCO_METRICS", "LUNA16_FPS_PER_IMAGE",
+__all__ = ["evaluate", "METRICS", "voc_map", "coco_ap", "froc", "accuracy", "COCO_METRICS", "LUNA16_FPS_PER_IMAGE",
            "DEEPLESION_FPS_PER_IMAGE"]
 
 #: Metric names :func:`evaluate` accepts.
-METRICS = ("voc", "coco", "froc")
+METRICS = ("voc", "coco", "froc", "accuracy")
 
 
 def evaluate(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
@@ -34,7 +36,8 @@ def evaluate(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Seq
         dataset: ground truth; a :class:`DetectionDataset` or a list of :class:`ImageRecord` with ``class_names``.
         predictions: one entry per record, in order (see the package docstring).
         metrics: names from :data:`METRICS`: ``"voc"`` (:func:`voc_map`), ``"coco"`` (:func:`coco_ap`), ``"froc"``
-            (:func:`froc`); a single name is accepted too.
+            (:func:`froc`), ``"accuracy"`` (:func:`accuracy`, classification records only); a single name is
+            accepted too.
         class_names: the ``C`` class names, only when ``dataset`` is a list of records.
         options: keyword arguments per metric, e.g. ``{"voc": {"iou_threshold": 0.7}, "froc": {"fps_per_image":
             DEEPLESION_FPS_PER_IMAGE}}``.
@@ -49,6 +52,8 @@ def evaluate(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Seq
           ``coco/AR1``, ``coco/AR10``, ``coco/AR100``, ``coco/ARs``, ``coco/ARm``, ``coco/ARl`` and ``coco/{name}/AP``.
         * ``froc``: ``froc/sensitivity@{rate}`` per rate (``rate`` formatted with ``:g``, e.g. ``0.125``),
           ``froc/cpm``, ``froc/num_gt``.
+        * ``accuracy``: ``accuracy/top1``, ``accuracy/mean_per_class``, ``accuracy/num_images`` and, per class
+          ``name``, ``accuracy/{name}/accuracy`` (``NaN`` without images of the class), ``accuracy/{name}/num_images``.
     """
     names = _check_metrics(metrics, options)
     options = options or {}
@@ -63,6 +68,10 @@ def evaluate(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Seq
             result = coco_ap(dataset, predictions, class_names=class_names, **kwargs)
             flat.update({f"coco/{k}": result[k] for k in COCO_METRICS})
             flat.update({f"coco/{cls}/AP": v for cls, v in result["per_class"].items()})
+        elif name == "accuracy":
+            result = accuracy(dataset, predictions, class_names=class_names, **kwargs)
+            flat.update({f"accuracy/{k}": result[k] for k in ("top1", "mean_per_class", "num_images")})
+            flat.update({f"accuracy/{cls}/{k}": v for cls, row in result["per_class"].items() for k, v in row.items()})
         else:
             result = froc(dataset, predictions, class_names=class_names, **kwargs)
             flat.update({f"froc/sensitivity@{r:g}": s for r, s in zip(result["fps_per_image"], result["sensitivity"])})

@@ -1,7 +1,9 @@
 """Detectors: one adapter file per torchvision family, and the flat name -> builder map configs refer to.
 
 Every detector trains like torchvision's (``model(images, targets) -> loss dict``) and predicts the documented
-per-image type with ``model.predict(images, fields=...) -> list[Detections]``.
+per-image type with ``model.predict(images, fields=...) -> list[Detections]``. The image classifier
+(``"classifier"``, :mod:`.classifier`) has the same interface: one whole-image box per image, in training and in
+its predictions.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .almdn import MDNRetinaNet, MDNSSD, build_almdn_retinanet, build_almdn_ssd
+from .classifier import ImageClassifier, build_classifier
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
 from .miaod import MIAODRetinaNet, build_miaod
@@ -24,7 +27,8 @@ from .stochastic import EnsembleDetector, StochasticPredictor
 __all__ = ["DETECTORS", "build_detector", "Detections", "OPTIONAL_FIELDS", "build_retinanet", "build_fcos",
            "build_ssd", "build_faster_rcnn", "RetinaNetDetector", "FCOSDetector", "SSDDetector",
            "FasterRCNNDetector", "build_miaod", "MIAODRetinaNet", "EnsembleDetector", "StochasticPredictor",
-           "build_almdn_ssd", "build_almdn_retinanet", "MDNSSD", "MDNRetinaNet"]
+           "build_almdn_ssd", "build_almdn_retinanet", "MDNSSD", "MDNRetinaNet", "build_classifier",
+           "ImageClassifier"]
 
 SSD_BACKBONES = {"vgg16": "ssd300_vgg16", "mobilenet_v3_large": "ssdlite320_mobilenet_v3_large", "tiny": "tiny"}
 
@@ -59,6 +63,7 @@ DETECTORS: dict[str, Callable[..., nn.Module]] = {
     "miaod": build_miaod,
     "almdn_ssd": almdn_ssd,
     "almdn_retinanet": build_almdn_retinanet,
+    "classifier": build_classifier,
 }
 
 
