@@ -26,7 +26,9 @@ from .engine.trainers import resolve_training
 
 __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "parse_override"]
 
-DATA_FORMATS = ("coco", "voc", "yolo")
+DATA_FORMATS = ("coco", "voc", "yolo", "imagefolder", "cifar")
+#: formats whose images carry one class label each (image classification; ``detector: classifier``)
+CLASSIFICATION_FORMATS = ("imagefolder", "cifar")
 BOX_POLICIES = ("error", "clip")
 METRICS = ("voc", "coco", "froc", "accuracy")
 PATH_KEYS = ("train_data", "val_data", "test_data", "image_root", "val_image_root", "test_image_root", "weights",
@@ -42,7 +44,9 @@ class Config:
     """Every key of a config file. Training keys are those of :class:`activedet.engine.train.TrainOptions`.
 
     Data:
-        data_format: ``coco`` (a JSON file per split), ``voc`` (a VOCdevkit directory) or ``yolo`` (a root per split).
+        data_format: ``coco`` (a JSON file per split), ``voc`` (a VOCdevkit directory) or ``yolo`` (a root per split);
+            image classification: ``imagefolder`` (a ``root/<class>/<image>`` tree per split) or ``cifar`` (the
+            binary CIFAR-10/100 directory for both ``train_data`` and ``test_data``: its train and test batches).
         train_data / val_data / test_data: path of each split (``val_data``/``test_data`` optional). For ``voc``,
             the devkit directory; the ``voc_*_sets`` keys say which year/image-set files form each split.
         image_root: COCO only: directory that ``file_name`` entries are relative to (default: the JSON's folder);
@@ -50,11 +54,14 @@ class Config:
             COCO's ``train2017/`` and ``val2017/``.
         voc_train_sets / voc_val_sets / voc_test_sets: ``"YEAR/SET"`` entries combined in the given order, e.g.
             ``["2007/trainval", "2012/trainval"]`` is MI-AOD's VOC07+12 pool.
-        class_names: VOC only: the class names in label order (default: the 20 Pascal VOC classes).
+        class_names: VOC: the class names in label order (default: the 20 Pascal VOC classes); ImageFolder/CIFAR:
+            optional, the class names in label order (default: the sorted folder names / the batches' meta file).
         box_policy, clip_tolerance: ``error`` on any out-of-image box, or ``clip`` boxes that overflow by at most
             ``clip_tolerance`` pixels (each clip is reported as a warning).
     Model:
-        detector: a name listed by ``activedet detectors``; backbone, min_size, max_size, norm,
+        detector: a name listed by ``activedet detectors`` (``classifier`` for image classification, with
+        ``backbone`` ``small`` or ``resnet18`` and ``min_size`` the input side; then ``metrics: [accuracy]`` and, with a
+        validation split, ``val_metric: top1``); backbone, min_size, max_size, norm,
         trainable_backbone_layers, score_thresh, nms_thresh, detections_per_img: builder keywords
         (``null`` = the detector's own default); weights / weights_backbone: a local file or a torchvision enum
         name (downloaded by torchvision when online); detector_options: any other keyword of the detector's
@@ -219,6 +226,7 @@ def _check_choices(cfg: Config, where: str) -> None:
 
     if cfg.data_format not in DATA_FORMATS:
         fail("data_format", f"one of {list(DATA_FORMATS)}", cfg.data_format)
+    _check_task(cfg, fail)
     if cfg.box_policy not in BOX_POLICIES:
         fail("box_policy", f"one of {list(BOX_POLICIES)}", cfg.box_policy)
     if cfg.clip_tolerance < 0:
@@ -256,6 +264,26 @@ def _check_choices(cfg: Config, where: str) -> None:
     if needs_val and cfg.val_data is None:
         fail("val_data", f"the path of a validation split disjoint from the test split (strategy "
              f"'{strategy.name}' computes its validation-loss gradient there)", None)
+
+
+def _check_task(cfg: Config, fail) -> None:
+    """Classification (``detector: classifier``) and detection keys must not mix."""
+    classifier = cfg.detector == "classifier"
+    if cfg.data_format in CLASSIFICATION_FORMATS and not classifier:
+        fail("detector", f"'classifier' with data_format '{cfg.data_format}' (one class label per image, no boxes)",
+             cfg.detector)
+    if classifier:
+        if any(m != "accuracy" for m in cfg.metrics):
+            fail("metrics", "[accuracy] for detector 'classifier' (box metrics need boxes)", cfg.metrics)
+        if cfg.val_data is not None and cfg.val_metric not in ("top1", "mean_per_class"):
+            fail("val_metric", "'top1' or 'mean_per_class' for detector 'classifier' (the best epoch is chosen on the "
+                 "validation accuracy)", cfg.val_metric)
+    elif "accuracy" in cfg.metrics:
+        fail("metrics", f"a list of {[m for m in METRICS if m != 'accuracy']} for detector '{cfg.detector}' "
+             "('accuracy' is for detector 'classifier')", cfg.metrics)
+    if cfg.data_format == "cifar" and cfg.val_data is not None:
+        fail("val_data", "null with data_format 'cifar' (the binary CIFAR release has a train and a test split only; "
+             "write a validation split as an ImageFolder tree and use data_format imagefolder)", cfg.val_data)
 
 
 def _strategy(cfg: Config):

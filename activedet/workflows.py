@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .config import Config
+from .config import CLASSIFICATION_FORMATS, Config
 from .data.io import read_dataset
 from .data.records import DetectionDataset
 from .engine import distributed as dist_utils
@@ -30,7 +30,12 @@ def load_split(cfg: Config, split: str) -> DetectionDataset | None:
     path = getattr(cfg, f"{split}_data")
     if path is None:
         return None
-    options: dict[str, Any] = {"box_policy": cfg.box_policy, "clip_tolerance": cfg.clip_tolerance}
+    if cfg.data_format in CLASSIFICATION_FORMATS:
+        options: dict[str, Any] = {} if cfg.class_names is None else {"class_names": cfg.class_names}
+        if cfg.data_format == "cifar":
+            options["split"] = "test" if split == "test" else "train"
+        return read_dataset(cfg.data_format, path, **options)
+    options = {"box_policy": cfg.box_policy, "clip_tolerance": cfg.clip_tolerance}
     if cfg.data_format == "voc":
         path_sets = getattr(cfg, f"voc_{split}_sets")
         if not path_sets:
@@ -53,6 +58,18 @@ def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
                              for _ in range(cfg.ensemble_size)])
 
 
+def check_classification_labels(cfg: Config, data: DetectionDataset | None, split: str) -> None:
+    """With ``detector: classifier`` every image needs exactly one label (one whole-image box); checked before any
+    work so that bad data never stops a run halfway."""
+    if cfg.detector != "classifier" or data is None:
+        return
+    bad = [r.image_id for r in data.records if r.num_boxes != 1]
+    if bad:
+        raise ValueError(f"the {split} split ({getattr(cfg, f'{split}_data')}) has {len(bad)} image(s) without exactly "
+                         f"one label (e.g. {bad[:3]}); detector 'classifier' needs one class label per image: use "
+                         "data_format imagefolder/cifar, or give each image one whole-image box")
+
+
 def _check_same_classes(train: DetectionDataset, other: DetectionDataset | None, split: str) -> None:
     if other is not None and other.class_names != train.class_names:
         raise ValueError(f"the {split} split's classes {other.class_names} differ from the training split's "
@@ -66,6 +83,8 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
     dist_utils.init_distributed(device)
     train, val = load_split(cfg, "train"), load_split(cfg, "val")
     _check_same_classes(train, val, "val")
+    for data, split in ((train, "train"), (val, "val")):
+        check_classification_labels(cfg, data, split)
     out = Path(cfg.out_dir)
     if dist_utils.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +189,8 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
                          + (" and 'voc_test_sets'" if cfg.data_format == "voc" else ""))
     _check_same_classes(pool, test, "test")
     _check_same_classes(pool, val, "val")
+    for data, split in ((pool, "train"), (test, "test"), (val, "val")):
+        check_classification_labels(cfg, data, split)
     options, strategy = cfg.loop_options(), _strategy(cfg)
     options.check(len(pool))
     torch.manual_seed(cfg.seed)
