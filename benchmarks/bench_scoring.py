@@ -11,11 +11,16 @@ Usage (prints measured numbers; not a test):
         --checkpoint RUN/cycles/0/model.pt --dropout 0.25 --strategies mc_dropout entropy
     python benchmarks/bench_scoring.py --data data/bench --detector almdn_retinanet --backbone efficientnet_lite0 \
         --checkpoint RUN/cycles/0/model.pt --strategies almdn --compare-detectors retinanet=PLAIN_RUN/cycles/0/model.pt
+    python benchmarks/bench_scoring.py --data data/bench --detector faster_rcnn --backbone efficientnet_lite0 \
+        --checkpoint RUN/cycles/0/model.pt --strategies influence entropy --labelled 200 --val-images 500
 
 * throughput: the same model and images, run once as plain inference (``predict`` with no optional fields, each
   output dropped) and once per strategy (its fields requested, each output reduced by ``ScoredPool.collect``;
   a chained strategy's later stages score the shortlist of a ``--budget``-image query, as in the loop);
   best of ``--repeats`` timings each, reported as pool images/s and as a ratio to plain inference.
+* a strategy that needs a validation split (``influence``) gets the first ``--labelled`` pool images as its labelled
+  set and the first ``--val-images`` of ``annotations/val.json``; its one-off set-up per query (the validation
+  gradient and the inverse-HVP recursion) is timed once and printed apart from the per-image rate.
 * ``--rss N ...``: for each N, a fresh process scores N pool images (the pool's indices repeated as needed) with
   the strategy needing the most fields, and reports its peak resident memory (``ru_maxrss``). Streaming
   reduction keeps it flat in N.
@@ -38,7 +43,7 @@ from activedet.engine.checkpoint import load_checkpoint
 from activedet.engine.inference import iter_predictions
 from activedet.models import EnsembleDetector, build_detector
 from activedet.strategies import STRATEGIES, get_strategy
-from activedet.strategies.base import ScoredPool, SelectionInput, shortlist
+from activedet.strategies.base import ScoredPool, ScoringContext, SelectionInput, shortlist
 from bench_training import parse_variant
 
 
@@ -103,6 +108,16 @@ def throughput(args) -> None:
             continue  # e.g. mc_dropout on a model without dropout
         if not strategy.needs_inference or not strategy.needs <= getattr(provider, "PROVIDES", frozenset()):
             continue
+        setup = ""
+        if strategy.needs_val:
+            started = time.perf_counter()
+            provider = strategy.predictor(model, scoring_context(args, pool))
+            setup = f"  + {time.perf_counter() - started:.1f} s set-up per query"
+            stream = lambda: iter_predictions(provider, pool, indices, batch_size=args.batch_size,  # noqa: E731
+                                              fields=strategy.needs)
+            seconds = timed(lambda: ScoredPool.collect(stream(), strategy), args.repeats)
+            print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x{setup}")
+            continue
         try:
             seconds = timed(lambda: score_chain(strategy, model, pool, indices, args), args.repeats)
         except ValueError as exc:  # a later stage the model cannot serve
@@ -111,6 +126,13 @@ def throughput(args) -> None:
         stages = f" ({len(strategy.stages)} stages, budget {args.budget})" if strategy.then is not None else ""
         print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x  "
               f"needs={sorted(set().union(*(s.needs for s in strategy.stages)))}{stages}")
+
+
+def scoring_context(args, pool) -> ScoringContext:
+    """The labelled and validation images a strategy with ``needs_val`` (influence) uses."""
+    val = read_coco(Path(args.data) / "annotations" / "val.json", image_root=args.data)
+    return ScoringContext(labelled=pool.subset(range(args.labelled)), val=val.subset(range(min(args.val_images,
+                                                                                                len(val)))), seed=0)
 
 
 def score_chain(strategy, model, pool, indices, args) -> ScoredPool:
@@ -169,6 +191,8 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="another builder keyword of --detector, e.g. separable=false")
     parser.add_argument("--ensemble-size", type=int, default=1, help="members of --detector (for ensemble)")
+    parser.add_argument("--labelled", type=int, default=200, help="labelled images of a strategy with needs_val")
+    parser.add_argument("--val-images", type=int, default=500, help="validation images of a strategy with needs_val")
     parser.add_argument("--rss", type=int, nargs="*", help="pool sizes for the peak-memory measurement")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
