@@ -50,7 +50,8 @@ def test_wrong_type_names_key_expected_and_found():
     ("lr", -0.1, r"key 'lr' must be a float > 0; found -0.1"),
     ("optimizer", "adam", r"key 'optimizer' must be one of \['sgd', 'adamw'\]; found 'adam'"),
     ("hflip_prob", 1.5, r"key 'hflip_prob' must be a float in \[0, 1\]"),
-    ("data_format", "kitti", r"key 'data_format' must be one of \['coco', 'voc', 'yolo', 'imagefolder', 'cifar'\]; found 'kitti'"),
+    ("data_format", "kitti",
+     r"key 'data_format' must be one of \['coco', 'voc', 'yolo', 'imagefolder', 'cifar'\]; found 'kitti'"),
     ("metrics", ["voc", "map"], r"key 'metrics' must be a non-empty list of"),
     ("voc_train_sets", ["2007"], r"key 'voc_train_sets' must be a list of 'YEAR/SET' strings"),
 ])

@@ -90,3 +90,43 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
     if strategy == "cald":
         assert scores[0]["pool_num_detections"].sum() > 0 and np.isfinite(scores[0]["pool_scores"]).any()
         assert np.allclose(scores[0]["pool_extra_class_scores"], scores[1]["pool_extra_class_scores"], atol=1e-5)
+
+
+def test_influence_under_two_gloo_processes(tmp_path):
+    """ISAL under torchrun: each process sums the gradient of its share of the validation split (their sum is the
+    one-process v), runs its own recursion on its share of the labelled images (the results are averaged, as the
+    released 4-GPU code does) and scores its shard of the pool; the same images are scored and the budget is met."""
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    from activedet.data.synth import generate_dataset
+
+    data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
+    cfg = {"data_format": "coco", "train_data": str(data / "annotations/train.json"),
+           "val_data": str(data / "annotations/val.json"), "test_data": str(data / "annotations/test.json"),
+           "image_root": str(data), "detector": "faster_rcnn", "backbone": "tiny", "min_size": 96, "epochs": 1,
+           "batch_size": 4, "optimizer": "adamw", "lr": 0.003, "warmup_iters": 0, "hflip_prob": 0.0, "amp": False,
+           "metrics": ["voc"], "device": "cpu", "strategy": "influence", "eval_every": 5,
+           "strategy_options": {"score_threshold": 0.0, "recursion_images": 6}, "initial_labelled": 6, "budget": 5,
+           "cycles": 0, "eval_batch_size": 3}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    run([sys.executable, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"),
+         "--quiet"], tmp_path)  # cycle 0 trained once
+    for name in ("one", "two"):
+        shutil.copytree(tmp_path / "a", tmp_path / name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACTIVEDET_KILL_AT": "select:0"}
+    extend = ["-m", "activedet", "resume", "--set", "cycles=1", "--quiet"]
+    subprocess.run([sys.executable, *extend, str(tmp_path / "one")], env=env, timeout=600)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    *extend, str(tmp_path / "two")], env=env, timeout=600, capture_output=True)
+    stats = [json.loads((tmp_path / name / "cycles/0/influence.json").read_text()) for name in ("one", "two")]
+    assert stats[0]["v_norm"] == pytest.approx(stats[1]["v_norm"], rel=1e-4)
+    assert (stats[0]["steps"], stats[1]["steps"]) == (6, 3)  # each of the two processes: half the labelled images
+    scores = [np.load(tmp_path / name / "cycles/0/scores.npz") for name in ("one", "two")]
+    assert np.array_equal(scores[0]["pool_indices"], scores[1]["pool_indices"])
+    assert np.array_equal(np.isnan(scores[0]["pool_scores"]), np.isnan(scores[1]["pool_scores"]))
+    assert np.isfinite(scores[0]["pool_scores"]).sum() > 5
+    picks = [json.loads((tmp_path / name / "cycles/0/selection.json").read_text())["picks"] for name in ("one", "two")]
+    assert len(picks[0]) == len(picks[1]) == 5
