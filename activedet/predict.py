@@ -104,6 +104,14 @@ def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path]
 def _predictor(cfg: Config, model: torch.nn.Module, strategy, uncertainty: bool):
     """What predicts: the strategy's own predictor (MC-dropout, ensembles), else, for ``--uncertainty``, the
     stochastic predictor the model supports, else the model."""
+    if strategy.predictor is not None and any(stage.needs_val for stage in strategy.stages):
+        # influence: the checkpoint's training split stands for the labelled set, against the validation split
+        from .strategies.base import ScoringContext
+        from .workflows import load_split
+
+        context = ScoringContext(labelled=load_split(cfg, "train"), val=load_split(cfg, "val"),
+                                 device=dist_utils.resolve_device(cfg.device), seed=cfg.seed)
+        return strategy.predictor(model, context)
     if strategy.predictor is not None:
         return strategy.predictor(model)
     if uncertainty and isinstance(model, EnsembleDetector) and len(model.members) > 1:

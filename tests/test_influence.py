@@ -245,3 +245,32 @@ def test_two_detection_cycles_score_by_influence_and_log_the_recursion(tiny_data
         picks = json.loads((tmp_path / f"run/cycles/{t}/selection.json").read_text())["picks"]
         scored = [p["score"] for p in picks if p["score"] is not None]
         assert scored == sorted(scored, reverse=True) and scored  # the most negative influence first
+
+
+def test_predict_scores_single_images_by_influence(tiny_data, tmp_path):
+    """``activedet predict`` with the influence strategy: the checkpoint's training split is the labelled set."""
+    import json
+
+    import yaml
+
+    from activedet.cli import main
+    from activedet.config import load_config
+    from activedet.workflows import build_model, load_split
+
+    cfg = {"train_data": str(tiny_data / "annotations/train.json"), "val_data": str(tiny_data / "annotations/val.json"),
+           "image_root": str(tiny_data), "detector": "faster_rcnn", "backbone": "tiny", "min_size": 96,
+           "device": "cpu", "out_dir": str(tmp_path / "out"), "strategy": "influence",
+           "strategy_options": {"score_threshold": 0.0, "recursion_images": 3}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    torch.manual_seed(0)
+    config = load_config(path)
+    torch.save({"model": build_model(config, load_split(config, "train").num_classes).state_dict()},
+               tmp_path / "model.pt")
+    images = sorted((tiny_data / "images").rglob("*.png"))[:2]
+    assert main(["predict", str(path), *map(str, images), "--checkpoint", str(tmp_path / "model.pt"),
+                 "--json", str(tmp_path / "pred.json"), "--quiet"]) == 0
+    results = json.loads((tmp_path / "pred.json").read_text())
+    assert [r["strategy"] for r in results] == ["influence"] * 2
+    assert all(r["image_score"] is None or np.isfinite(r["image_score"]) for r in results)
+    assert any(r["image_score"] is not None for r in results)
