@@ -13,6 +13,8 @@ Usage (prints measured numbers; not a test):
         --checkpoint RUN/cycles/0/model.pt --strategies almdn --compare-detectors retinanet=PLAIN_RUN/cycles/0/model.pt
     python benchmarks/bench_scoring.py --data data/bench --detector faster_rcnn --backbone efficientnet_lite0 \
         --checkpoint RUN/cycles/0/model.pt --strategies influence entropy --labelled 200 --val-images 500
+    python benchmarks/bench_scoring.py --data data/digits --format imagefolder --detector classifier \
+        --backbone small --size 32 --checkpoint RUN/cycles/1/model.pt --strategies influence least_confidence
 
 * throughput: the same model and images, run once as plain inference (``predict`` with no optional fields, each
   output dropped) and once per strategy (its fields requested, each output reduced by ``ScoredPool.collect``;
@@ -38,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from activedet.data import read_coco
+from activedet.data import read_coco, read_imagefolder
 from activedet.engine.checkpoint import load_checkpoint
 from activedet.engine.inference import iter_predictions
 from activedet.models import EnsembleDetector, build_detector
@@ -50,11 +52,11 @@ from bench_training import parse_variant
 def load(args, detector: str | None = None):
     """The pool and the model: ``--detector`` with ``--checkpoint`` (and ``--dropout``/``--ensemble-size``), or the
     plain ``detector`` when given."""
-    pool = read_coco(Path(args.data) / "annotations" / "train.json", image_root=args.data)
+    pool = read_split(args, "train")
     torch.manual_seed(0)
     name = detector or args.detector
     kwargs = {"backbone": args.backbone, "min_size": args.size}
-    if "ssd" not in name:
+    if "ssd" not in name and name != "classifier":
         kwargs["max_size"] = args.size
     main = detector is None  # --dropout, --ensemble-size and --checkpoint describe the main model only
     if args.dropout and main:
@@ -69,6 +71,13 @@ def load(args, detector: str | None = None):
     if args.checkpoint and main:
         model.load_state_dict(load_checkpoint(args.checkpoint)["model"])
     return pool, model
+
+
+def read_split(args, split: str):
+    """``--data``'s split: ``annotations/{split}.json`` (COCO) or the ``{split}/`` ImageFolder tree."""
+    if args.format == "imagefolder":
+        return read_imagefolder(Path(args.data) / split)
+    return read_coco(Path(args.data) / "annotations" / f"{split}.json", image_root=args.data)
 
 
 def indices_for(pool, count: int) -> list[int]:
@@ -130,7 +139,7 @@ def throughput(args) -> None:
 
 def scoring_context(args, pool) -> ScoringContext:
     """The labelled and validation images a strategy with ``needs_val`` (influence) uses."""
-    val = read_coco(Path(args.data) / "annotations" / "val.json", image_root=args.data)
+    val = read_split(args, "val")
     return ScoringContext(labelled=pool.subset(range(args.labelled)), val=val.subset(range(min(args.val_images,
                                                                                                 len(val)))), seed=0)
 
@@ -176,6 +185,8 @@ def main() -> None:
     parser.add_argument("--detector", default="retinanet")
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--format", choices=["coco", "imagefolder"], default="coco",
+                        help="coco: DATA/annotations/{train,val}.json; imagefolder: DATA/{train,val}/ (classifiers)")
     parser.add_argument("--checkpoint", help="trained weights (a checkpoint of `activedet train` for this detector)")
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=16)

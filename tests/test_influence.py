@@ -71,6 +71,20 @@ def test_the_recursion_converges_to_the_damped_block_scaled_inverse_hvp_of_a_qua
     torch.testing.assert_close(torch.cat(h), 50.0 * torch.linalg.solve(hessian, v), rtol=1e-6, atol=1e-8)
 
 
+def test_adaptive_scales_recover_from_a_scale_below_the_curvature():
+    hessian = torch.diag(torch.tensor([50.0, 1.0], dtype=torch.float64))
+    v = [torch.tensor([1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64)]
+    hvp = lambda h: [50.0 * h[0], h[1]]  # noqa: E731
+    h, stats = lissa(v, [hvp] * 50, damping=0.1, scales=[10.0, 10.0])  # 1 - 0.1 - 50/10 = -4.1: diverges
+    assert stats["norms"][-1] > 1e20 and stats["scale_increases"] == 0
+    h, stats = lissa(v, [hvp] * 3000, damping=0.1, scales=[10.0, 10.0], adapt=True)
+    assert stats["scale_increases"] == 1 and stats["scales"] == [40.0, 10.0]
+    expected = torch.linalg.solve(0.1 * torch.eye(2, dtype=torch.float64)
+                                  + torch.diag(torch.tensor([1 / 40, 1 / 10], dtype=torch.float64)) @ hessian,
+                                  torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(torch.cat(h), expected)
+
+
 def test_a_non_finite_product_resets_its_block_and_influence_skips_non_finite_blocks():
     v = [torch.ones(2), torch.ones(3)]
     bad = lambda h: [h[0] * 0.5, torch.full((3,), float("nan"))]  # noqa: E731

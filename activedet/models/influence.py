@@ -60,8 +60,8 @@ class InfluenceOptions:
         scales: ``S`` per parameter tensor, in ``INFLUENCE_PARAMETERS`` order; ``None`` = the adapter's
             ``INFLUENCE_SCALES`` (the official values where the spec gives them) and, for adapters without,
             ``"auto"``; ``"auto"`` = twice the largest Hessian eigenvalue magnitude of each block, estimated by
-            power iteration on the first labelled images (a scale at least that large keeps the recursion from
-            diverging along positive-curvature directions).
+            power iteration on the first 10 labelled images of the recursion, and raised 4x for a block whose
+            recursion outgrows twice its bound ``‖v_b‖ / d`` (a heuristic guard: another image may curve more).
     """
 
     score_threshold: float = 0.1
@@ -140,8 +140,8 @@ def hessian_vector_product(loss: Tensor, params: Sequence[Tensor], vector: Block
     return loss_gradient(dot, params)
 
 
-def lissa(v: Blocks, hvps: Iterable[Callable[[Blocks], Blocks]], *, damping: float, scales: Sequence[float]
-          ) -> tuple[Blocks, dict[str, Any]]:
+def lissa(v: Blocks, hvps: Iterable[Callable[[Blocks], Blocks]], *, damping: float, scales: Sequence[float],
+          adapt: bool = False) -> tuple[Blocks, dict[str, Any]]:
     """The recursion ``h_j = v + (1 - d) h_{j-1} - hvp_j(h_{j-1}) / S`` (block-wise), from ``h_0 = v``.
 
     Args:
@@ -149,25 +149,36 @@ def lissa(v: Blocks, hvps: Iterable[Callable[[Blocks], Blocks]], *, damping: flo
         hvps: one callable per step, ``h -> H_j h`` (the Hessian of step ``j``'s loss times ``h``).
         damping: ``d``.
         scales: ``S`` per block.
+        adapt: guard against divergence: for a positive semi-definite Hessian the fixed point's norm is at most
+            ``‖v_b‖ / d`` per block, so a block whose norm passes twice that has a scale below its curvature; its
+            scale is multiplied by 4 and the block restarts from ``v_b`` (``auto`` scales use this; fixed scales,
+            as released, do not).
 
-    Returns ``(h, stats)``; ``stats`` has ``steps``, ``resets`` (blocks reset to ``v`` for a non-finite product)
-    and ``norms`` (``‖h_j‖`` after each step).
+    Returns ``(h, stats)``; ``stats`` has ``steps``, ``resets`` (blocks reset to ``v`` for a non-finite product),
+    ``scale_increases`` (adaptive restarts), ``scales`` (the final ones) and ``norms`` (``‖h_j‖`` after each step).
     """
     if len(scales) != len(v):
         raise ValueError(f"The 'scales' parameter of lissa must give one scale per block ({len(v)}). Got "
                          f"{len(scales)} instead.")
     h = [x.clone() for x in v]
-    resets, norms = 0, []
+    scales = [float(x) for x in scales]
+    bounds = [2 * float(x.norm()) / damping if adapt and damping > 0 else math.inf for x in v]
+    resets, increases, norms = 0, 0, []
     for hvp in hvps:
         products = hvp(h)
-        for b, (vb, hb, pb, s) in enumerate(zip(v, h, products, scales)):
+        for b, (vb, hb, pb) in enumerate(zip(v, h, products)):
             if not torch.isfinite(pb).all():
                 h[b] = vb.clone()
                 resets += 1
-            else:
-                h[b] = vb + (1 - damping) * hb - pb / s
+                continue
+            h[b] = vb + (1 - damping) * hb - pb / scales[b]
+            if not float(h[b].norm()) <= bounds[b]:
+                scales[b] *= 4.0
+                h[b] = vb.clone()
+                increases += 1
         norms.append(float(torch.sqrt(sum((x.double() ** 2).sum() for x in h))))
-    return h, {"steps": len(norms), "resets": resets, "norms": norms}
+    return h, {"steps": len(norms), "resets": resets, "scale_increases": increases, "scales": scales,
+               "norms": norms}
 
 
 def influence_of(gradient: Blocks, s_test: Blocks) -> float:
@@ -278,12 +289,12 @@ class InfluencePredictor:
 
             scales = self.scales
             if scales == "auto":
-                scales = self._auto_scales(list(_items(ctx.labelled, mine[:5], ctx.device)), hvp_of, params)
+                scales = self._auto_scales(list(_items(ctx.labelled, mine[:10], ctx.device)), hvp_of, params)
             steps = (hvp_of(i, img, t) for i, img, t in _items(ctx.labelled, mine, ctx.device))
-            s_test, stats = lissa(v, steps, damping=self.options.damping, scales=scales)
+            s_test, stats = lissa(v, steps, damping=self.options.damping, scales=scales, adapt=self.scales == "auto")
             self.s_test = _all_reduce(s_test, "mean")
         norms = stats.pop("norms")
-        self.stats.update(stats, scales=[float(s) for s in scales], damping=self.options.damping,
+        self.stats.update(stats, damping=self.options.damping,
                           score_threshold=self.options.score_threshold, validation_images=len(ctx.val),
                           recursion_images=len(order), v_norm=_norm(v), s_test_norm=_norm(self.s_test),
                           recursion_norms=[norms[k] for k in sorted({0, len(norms) // 4, len(norms) // 2,
