@@ -97,6 +97,7 @@ CONFIGS = [(name, {}) for name in STRATEGIES] + [
     ("miaod", {"weighted": True, "topk": 5}),
     ("mc_dropout", {"formulation": "matched", "detection_threshold": 0.3}),
     ("ensemble", {"measure": "box_variance", "aggregation": "topk_mean"}), ("almdn", {"score_threshold": 0.3}),
+    ("influence", {"scales": "auto", "empty_policy": "lowest"}), ("influence", {"scales": [10.0, 20.0]}),
 ]
 
 
