@@ -278,8 +278,8 @@ class InfluencePredictor:
             v = _all_reduce(v, "sum")
             # s_test: the recursion over labelled images in a seeded order, one recursion per process, averaged
             order = np.random.default_rng([ctx.seed, 1]).permutation(len(ctx.labelled))[:self.options.recursion_images]
-            mine = [int(i) for i in order[dist_utils.rank()::dist_utils.world_size()]]
-            if not mine:
+            mine = [int(i) for i in order[dist_utils.rank()::dist_utils.world_size()]]  # may be empty: h = v
+            if len(order) == 0:  # the same on every process
                 raise ValueError("strategy 'influence' needs labelled images for its recursion; the labelled set is "
                                  "empty (set initial_labelled > 0)")
 
@@ -290,6 +290,7 @@ class InfluencePredictor:
             scales = self.scales
             if scales == "auto":
                 scales = self._auto_scales(list(_items(ctx.labelled, mine[:10], ctx.device)), hvp_of, params)
+                scales = [max(s) for s in zip(*dist_utils.all_gather_object(scales))]  # one set for every process
             steps = (hvp_of(i, img, t) for i, img, t in _items(ctx.labelled, mine, ctx.device))
             s_test, stats = lissa(v, steps, damping=self.options.damping, scales=scales, adapt=self.scales == "auto")
             self.s_test = _all_reduce(s_test, "mean")
