@@ -11,7 +11,10 @@
                  (a chained strategy: each next stage scores the previous stage's shortlist
                                                              -> cycles/t/scores.stage{k}.npz)
         select   the budget (images, or boxes revealed)      -> cycles/t/selection.json
-        label    the oracle reveals the selected images      -> ledger.npz (the cycle advances)
+        export   the batch with the model's predictions      -> cycles/t/query/ (images, pre-annotations)
+        label    the batch's labels are imported             -> imports/NNNN.json, then ledger.npz (the cycle
+                 (simulation: the oracle writes them from the ground truth, cycles/t/oracle_labels.json; people:
+                 ``activedet import``, and the run waits, persisted, until every image of the batch is labelled)
 
 Every stage writes its output atomically, and a stage whose output exists is loaded instead of recomputed, so
 a run killed at any moment resumes (``activedet resume RUN_DIR``) at the first missing output and ends with the
@@ -45,6 +48,8 @@ from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
 from ..tensorboard import log_cycle
 from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strategy, shortlist
+from .annotation import apply_imports, import_labels, pending_images, read_native_labels, write_native_labels
+from .export import export_batch
 from .ledger import Ledger
 from .oracle import SimulatedOracle
 from .plan import LoopOptions, derive_seed, initial_indices
@@ -79,6 +84,11 @@ class ActiveLearningRun:
             previous cycle's model's confident detections on the unlabelled images as well (methods.md §9). They
             are regenerated every cycle, the images stay unlabelled (queryable) and never count as annotation.
         oracle: reveals labels; defaults to the ground truth of ``pool`` (simulation).
+        human: people label the query batches (``activedet import``); the run stops, awaiting labels, after each
+            export (:attr:`awaiting` is then the batch's pending image ids). Unlabelled pool images hold no boxes
+            until their labels are imported.
+        initial: the initial labelled set (pool indices); default: drawn from the seed (``options``).
+        export_format, export_images: how each batch is exported (:func:`~activedet.al.export.export_batch`).
         metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`).
         device, batch_size: inference device and batch size for evaluation and scoring.
     """
@@ -98,11 +108,16 @@ class ActiveLearningRun:
     device: torch.device | str = "cpu"
     batch_size: int = 8
     progress: bool = False
+    human: bool = False
+    initial: np.ndarray | None = None
+    export_format: str = "activedet"
+    export_images: str = "none"
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
         self.oracle = self.oracle or SimulatedOracle(self.pool)
         self.pool_ids = [r.image_id for r in self.pool.records]
+        self.awaiting: list[str] = []
 
     # ----------------------------------------------------------------------------------------------- the cycle
     def run(self) -> Ledger:
@@ -118,6 +133,8 @@ class ActiveLearningRun:
                              "set 'val_data' (val= in the library) to labelled images disjoint from the test split")
         check_disjoint(self.pool, self.test, self.val)
         ledger = self._load_or_start()
+        if self.human:
+            apply_imports(self.run_dir, self.pool)
         while True:
             t = ledger.cycle
             self._write_index_files(ledger)
@@ -133,7 +150,12 @@ class ActiveLearningRun:
             kill_point("score", t)
             picks = self._select(scored, ledger, t, checkpoint)
             kill_point("select", t)
-            ledger = self._label(ledger, picks)
+            self._export(model, picks, t)
+            kill_point("export", t)
+            labelled = self._label(ledger, picks, t)
+            if labelled is None:  # people are labelling the batch: the run waits, persisted
+                return ledger
+            ledger = labelled
             kill_point("label", t)
         self._write_metrics_log()
         return ledger
@@ -146,7 +168,8 @@ class ActiveLearningRun:
         path = self.run_dir / "ledger.npz"
         if path.is_file():
             return Ledger.load(path, pool_ids=self.pool_ids)
-        ledger = Ledger.initial(self.pool_ids, initial_indices(len(self.pool), self.options))
+        initial = self.initial if self.initial is not None else initial_indices(len(self.pool), self.options)
+        ledger = Ledger.initial(self.pool_ids, initial)
         if dist_utils.is_main_process():
             ledger.save(path)
         dist_utils.barrier()
@@ -327,7 +350,8 @@ class ActiveLearningRun:
         score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
         records = [{"index": int(i), "rank": rank, "cycle": t, "strategy": self.strategy.name,
                     "score": None if not shown or np.isnan(score_of[i]) else score_of[i],
-                    "image_id": self.pool_ids[i], "boxes": self.oracle.num_boxes(i), "checkpoint": checkpoint}
+                    "image_id": self.pool_ids[i], "boxes": None if self.human else self.oracle.num_boxes(i),
+                    "checkpoint": checkpoint}
                    for rank, i in enumerate(picks)]
         if dist_utils.is_main_process():
             atomic_write_json(path, {"cycle": t, "strategy": self.strategy.name, "budget": self.options.budget,
@@ -335,13 +359,41 @@ class ActiveLearningRun:
                                      "seconds": time.perf_counter() - started})
             if self.train_options.tensorboard:
                 scores = [r["score"] for r in records if r["score"] is not None]
-                log_cycle(self.run_dir, t, {}, {"images": len(records), "boxes": sum(r["boxes"] for r in records),
+                log_cycle(self.run_dir, t, {}, {"images": len(records), "boxes": sum(r["boxes"] or 0 for r in records),
                                                 "candidates": len(pool), "mean_score": float(np.mean(scores))
                                                 if scores else float("nan")})
         dist_utils.barrier()
         return records
 
-    def _label(self, ledger: Ledger, picks: list[dict]) -> Ledger:
+    def _export(self, model: torch.nn.Module, picks: list[dict], t: int) -> None:
+        """``cycles/t/query/``: the batch, its images (copied, linked or not at all) and the model's predictions as
+        pre-annotations in ``export_format``; ``cycles/t/predictions.json`` keeps the predictions for reports."""
+        folder = self._cycle_dir(t) / "query"
+        if (folder / "batch.json").is_file():
+            return
+        indices = [p["index"] for p in picks]
+        predictions = predict_dataset(model, self.pool, indices, device=self.device, batch_size=self.batch_size)
+        if dist_utils.is_main_process():
+            export_batch(folder, self.pool, picks, predictions, fmt=self.export_format, images=self.export_images,
+                         predictions_file=self._cycle_dir(t) / "predictions.json")
+        dist_utils.barrier()
+
+    def _label(self, ledger: Ledger, picks: list[dict], t: int) -> Ledger | None:
+        """The ledger with the batch labelled once every image of it has imported labels, else ``None``."""
+        batch = [p["image_id"] for p in picks]
+        if not self.human and dist_utils.is_main_process() and pending_images(self.run_dir, batch):
+            # the simulation's oracle hands in the ground truth through the same import as people's files
+            path = write_native_labels(self._cycle_dir(t) / "oracle_labels.json",
+                                       [self.pool.records[p["index"]] for p in picks], self.pool.class_names,
+                                       annotator="simulated oracle")
+            import_labels(self.run_dir, read_native_labels(path, self.pool.class_names), cycle=t, batch=batch,
+                          pool=self.pool, clip_tolerance=float("inf"))
+        dist_utils.barrier()
+        self.awaiting = pending_images(self.run_dir, batch)
+        if self.awaiting:
+            return None
+        if self.human:
+            apply_imports(self.run_dir, self.pool)
         self.oracle.reveal([p["index"] for p in picks])
         ledger = ledger.label(picks)
         if dist_utils.is_main_process():

@@ -1,0 +1,221 @@
+"""Labels that arrive from outside the run: imported files, each one committed atomically as one import record.
+
+A query batch (the picks of cycle ``t``, ``cycles/t/selection.json``) is labelled by **imports**: each
+``activedet import`` (or, in simulation, the oracle's own file) that changes anything writes one record
+``RUN/imports/NNNN.json`` with the labels of the images it brings, when, from which file and, where the file says,
+by whom. That file is the commit point: a run killed during an import has either the record (the import happened)
+or not (it did not), never half of one; the ledger, which is derived, is brought up to date from the records when
+the run is next loaded (:func:`complete_cycles`). Importing the same labels again changes nothing (no record);
+labels that contradict earlier ones for the same image are refused with the list of images.
+
+The native label file (``activedet-labels``), the format the simulation's oracle writes and :func:`read_labels`
+reads besides the annotation tools' exports, is JSON::
+
+    {"format": "activedet-labels", "images": {"IMAGE_ID": {"boxes": [[x1, y1, x2, y2], ...], "labels": ["cat", ...],
+                                                           "difficult": [false, ...], "annotator": "ann@x"}, ...}}
+
+Boxes are xyxy pixels of the original image; ``labels`` are class names; ``difficult`` is optional; an image with an
+empty ``boxes`` list is a valid empty label.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..atomic import atomic_write_json
+from ..data.records import DetectionDataset, ImageRecord
+
+__all__ = ["LabelSet", "ImportResult", "read_native_labels", "write_native_labels", "import_labels",
+           "load_import_records", "apply_imports", "pending_images", "NATIVE_FORMAT"]
+
+NATIVE_FORMAT = "activedet-labels"
+
+
+@dataclass
+class LabelSet:
+    """Labels read from one file: per image id, boxes ``float32[N, 4]`` (xyxy pixels), labels ``int64[N]`` in
+    ``1..C``, optional ``difficult`` ``bool[N]``, and the annotator when the file names one."""
+
+    source: str
+    boxes: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    difficult: dict[str, np.ndarray] = field(default_factory=dict)
+    annotators: dict[str, str | None] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportResult:
+    """What an import did: ``record`` (the path written, ``None`` when nothing changed), the images it labelled,
+    the images it repeated unchanged, and the batch images still pending afterwards."""
+
+    record: Path | None
+    labelled: list[str]
+    unchanged: list[str]
+    pending: list[str]
+
+
+class ImportError_(ValueError):
+    """An import that was refused; nothing was merged."""
+
+
+# ----------------------------------------------------------------------------------------------- native files
+def write_native_labels(path: str | Path, records: Sequence[ImageRecord], class_names: Sequence[str], *,
+                        annotator: str | None = None) -> Path:
+    """Write ``records``' annotations as a native label file (what the simulation's oracle hands in)."""
+    images = {}
+    for r in records:
+        images[r.image_id] = {"boxes": r.boxes.astype(float).tolist(),
+                              "labels": [class_names[int(label) - 1] for label in r.labels],
+                              "difficult": r.difficult.astype(bool).tolist(), "annotator": annotator}
+    return atomic_write_json(Path(path), {"format": NATIVE_FORMAT, "images": images})
+
+
+def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelSet:
+    """Read a native label file (module docstring); raises ``ValueError`` naming the file and the image."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such label file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); export the labels again") from None
+    if not isinstance(data, dict) or data.get("format") != NATIVE_FORMAT or not isinstance(data.get("images"), dict):
+        raise ValueError(f"{path}: expected an object with \"format\": \"{NATIVE_FORMAT}\" and an \"images\" mapping")
+    index = {name: i + 1 for i, name in enumerate(class_names)}
+    out = LabelSet(str(path))
+    problems = []
+    for image_id, item in data["images"].items():
+        where = f"{path}: image {image_id!r}"
+        if not isinstance(item, dict) or not isinstance(item.get("boxes"), list) or not isinstance(
+                item.get("labels"), list) or len(item["boxes"]) != len(item["labels"]):
+            problems.append(f"{where}: expected \"boxes\" and \"labels\" lists of the same length")
+            continue
+        unknown = sorted({str(name) for name in item["labels"] if name not in index})
+        if unknown:
+            problems.append(f"{where}: unknown class(es) {unknown}; the run's classes are {list(class_names)}")
+            continue
+        try:
+            boxes = np.asarray(item["boxes"], np.float64).reshape(-1, 4)
+        except (TypeError, ValueError):
+            problems.append(f"{where}: boxes must be [x1, y1, x2, y2] numbers")
+            continue
+        out.boxes[image_id] = boxes.astype(np.float32)
+        out.labels[image_id] = np.asarray([index[name] for name in item["labels"]], np.int64)
+        difficult = item.get("difficult") or [False] * len(boxes)
+        out.difficult[image_id] = np.asarray(difficult, bool).reshape(-1)
+        out.annotators[image_id] = item.get("annotator")
+    if problems:
+        raise ValueError("\n".join(problems[:20]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- imports
+def _imports_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "imports"
+
+
+def load_import_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every import record of the run, in import order."""
+    folder = _imports_dir(Path(run_dir))
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("[0-9][0-9][0-9][0-9].json"))]
+
+
+def _imported(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """``image_id -> its labels entry`` over all records (later records never contradict earlier ones)."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in load_import_records(run_dir):
+        for image_id, entry in record["images"].items():
+            out[image_id] = {**entry, "import": record["number"], "cycle": record["cycle"]}
+    return out
+
+
+def apply_imports(run_dir: str | Path, pool: DetectionDataset) -> dict[str, dict[str, Any]]:
+    """Put every imported label into ``pool``'s records (in place) and return the imported entries by image id."""
+    imported = _imported(Path(run_dir))
+    position = {r.image_id: i for i, r in enumerate(pool.records)}
+    index = {name: i + 1 for i, name in enumerate(pool.class_names)}
+    for image_id, entry in imported.items():
+        i = position[image_id]
+        old = pool.records[i]
+        labels = np.asarray([index[n] for n in entry["labels"]], np.int64)
+        pool.records[i] = ImageRecord(old.image_id, old.file_name, old.width, old.height,
+                                      np.asarray(entry["boxes"], np.float32).reshape(-1, 4), labels,
+                                      np.asarray(entry.get("difficult") or [False] * len(labels), bool),
+                                      None, old.loss_weight, image_index=old.image_index)
+    return imported
+
+
+def pending_images(run_dir: str | Path, batch: Sequence[str]) -> list[str]:
+    """The image ids of ``batch`` that no import has labelled yet, in batch order."""
+    imported = _imported(Path(run_dir))
+    return [i for i in batch if i not in imported]
+
+
+def _same(entry: dict[str, Any], boxes: np.ndarray, names: list[str]) -> bool:
+    old = np.asarray(entry["boxes"], np.float64).reshape(-1, 4)
+    return entry["labels"] == names and old.shape == boxes.shape and bool(np.allclose(old, boxes, atol=1e-3))
+
+
+def import_labels(run_dir: str | Path, labels: LabelSet, *, cycle: int, batch: Sequence[str],
+                  pool: DetectionDataset, clip_tolerance: float = 2.0, annotator: str | None = None) -> ImportResult:
+    """Validate ``labels`` against the pending ``batch`` of ``cycle`` and commit them as one import record.
+
+    Refused, with every problem listed and nothing written: images not in the batch, boxes that are not finite, are
+    empty or lie outside the image by more than ``clip_tolerance`` pixels (those within it are clipped), and labels
+    that contradict an earlier import of the same image. Images of the batch the file does not mention stay pending.
+    ``annotator`` is recorded where the file names none.
+    """
+    run_dir = Path(run_dir)
+    source = Path(labels.source)
+    batch_set = set(batch)
+    records = {r.image_id: r for r in pool.records}
+    imported = _imported(run_dir)
+    problems, conflicts, new, unchanged = [], [], {}, []
+    outside = sorted(set(labels.boxes) - batch_set)
+    if outside:
+        problems.append(f"{len(outside)} image(s) are not in cycle {cycle}'s query batch: {outside[:10]}"
+                        + (" ..." if len(outside) > 10 else "") + "; import only the images `activedet query` exported")
+    for image_id in sorted(set(labels.boxes) & batch_set):
+        boxes, record = labels.boxes[image_id].astype(np.float64), records[image_id]
+        bad = [j for j, b in enumerate(boxes) if not (np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1])]
+        limit = np.array([record.width, record.height, record.width, record.height], np.float64)
+        off = [j for j, b in enumerate(boxes) if (b < -clip_tolerance).any() or (b - limit > clip_tolerance).any()]
+        if bad or off:
+            problems.append(f"image {image_id!r} ({record.width}x{record.height}): box(es) "
+                            + ", ".join(f"#{j} {boxes[j].round(1).tolist()}" for j in (bad + off)[:5])
+                            + " are empty, not finite or outside the image; fix them in the annotation tool")
+            continue
+        boxes = np.clip(boxes, 0, limit)
+        names = [pool.class_names[int(label) - 1] for label in labels.labels[image_id]]
+        if image_id in imported:
+            if _same(imported[image_id], boxes, names):
+                unchanged.append(image_id)
+            else:
+                conflicts.append(image_id)
+            continue
+        new[image_id] = {"boxes": boxes.tolist(), "labels": names,
+                         "difficult": labels.difficult.get(image_id, np.zeros(len(boxes), bool)).tolist(),
+                         "annotator": labels.annotators.get(image_id) or annotator}
+    if conflicts:
+        problems.append(f"{len(conflicts)} image(s) already have different imported labels: {conflicts[:20]}; "
+                        "labels are not overwritten (correct them in the earlier file's place, or leave them out)")
+    if problems:
+        raise ImportError_(f"{source}: import refused, nothing merged:\n" + "\n".join(f"  - {p}" for p in problems))
+    path = None
+    if new:
+        number = len(load_import_records(run_dir)) + 1
+        path = _imports_dir(run_dir) / f"{number:04d}.json"
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16] if source.is_file() else None
+        atomic_write_json(path, {"number": number, "cycle": cycle, "source": str(source), "sha256": digest,
+                                 "imported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                                 "skipped": labels.skipped, "images": new})
+    pending = [i for i in batch if i not in imported and i not in new]
+    return ImportResult(path, sorted(new), unchanged, pending)

@@ -1,0 +1,94 @@
+"""Export a query batch for annotation: the images, and the model's predictions as pre-annotations.
+
+``cycles/t/query/`` holds ``batch.json`` (written last: the export's commit point) with one entry per image of the
+batch (image id, file, size, rank, strategy score), ``images/`` (copied, hard-linked, or absent with
+``images="none"``) and the pre-annotations in one format:
+
+* ``activedet``: the native label file (:mod:`activedet.al.annotation`) of the predictions, with their scores;
+* ``coco`` / ``voc`` / ``yolo``: the predictions written by the dataset writers (``predictions.json``, ``voc/``,
+  ``yolo/``).
+
+Predictions whose score is below ``min_score`` are left out of the pre-annotations (they are kept, all of them, in
+``cycles/t/predictions.json`` for reports).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..atomic import atomic_write_json
+from ..data.records import DetectionDataset, ImageRecord
+from ..data.validate import place_image
+from ..models.outputs import Detections
+
+__all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "export_batch"]
+
+EXPORT_FORMATS = ("activedet", "coco", "voc", "yolo")
+IMAGE_MODES = ("copy", "link", "none")
+
+
+def _prediction_records(pool: DetectionDataset, picks: Sequence[dict], predictions: Sequence[Detections],
+                        min_score: float) -> list[ImageRecord]:
+    out = []
+    for pick, det in zip(picks, predictions):
+        record = pool.records[pick["index"]]
+        keep = (det.scores >= min_score).numpy()
+        out.append(ImageRecord(record.image_id, record.file_name, record.width, record.height,
+                               det.boxes.numpy()[keep], det.labels.numpy()[keep], image_index=record.image_index))
+    return out
+
+
+def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dict], predictions: Sequence[Detections],
+                 *, fmt: str = "activedet", images: str = "copy", min_score: float = 0.3,
+                 predictions_file: str | Path | None = None) -> Path:
+    """Write the batch ``picks`` (selection records) with ``predictions`` (one per pick) into ``folder``."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"The 'fmt' parameter of export_batch must be one of {list(EXPORT_FORMATS)}. Got {fmt!r} "
+                         "instead.")
+    if images not in IMAGE_MODES:
+        raise ValueError(f"The 'images' parameter of export_batch must be one of {list(IMAGE_MODES)}. Got "
+                         f"{images!r} instead.")
+    folder = Path(folder)
+    records = _prediction_records(pool, picks, predictions, min_score)
+    files = {}
+    for record in records:
+        name = f"{record.image_id.replace('/', '__')}{Path(record.file_name).suffix or '.png'}"
+        files[record.image_id] = name
+        if images != "none" and record.image_index is None:
+            place_image(record.file_name, folder / "images" / name, images)
+    scores = {r.image_id: d.scores.numpy()[(d.scores >= min_score).numpy()] for r, d in zip(records, predictions)}
+    if fmt == "activedet":
+        entries = {r.image_id: {"boxes": r.boxes.astype(float).tolist(),
+                                "labels": [pool.class_names[int(label) - 1] for label in r.labels],
+                                "scores": scores[r.image_id].astype(float).tolist(), "annotator": None}
+                   for r in records}
+        atomic_write_json(folder / "pre_annotations.json", {"format": "activedet-labels", "images": entries})
+    elif fmt == "coco":
+        from ..data.coco import write_coco
+
+        write_coco(DetectionDataset(records, pool.class_names, pool.category_ids), folder / "pre_annotations.json")
+    else:
+        from ..data.io import write_dataset
+
+        write_dataset(fmt, DetectionDataset(records, pool.class_names, pool.category_ids), folder / fmt,
+                      images="none")
+    if predictions_file is not None:
+        atomic_write_json(Path(predictions_file), {
+            pick["image_id"]: {"boxes": det.boxes.numpy().astype(float).tolist(),
+                               "scores": det.scores.numpy().astype(float).tolist(),
+                               "labels": det.labels.numpy().astype(int).tolist()}
+            for pick, det in zip(picks, predictions)})
+    batch: list[dict[str, Any]] = [
+        {"image_id": r.image_id, "file": files[r.image_id], "source": str(r.file_name), "width": r.width,
+         "height": r.height, "rank": p["rank"], "score": p["score"]} for r, p in zip(records, picks)]
+    atomic_write_json(folder / "batch.json", {"cycle": int(picks[0]["cycle"]) if picks else None, "format": fmt,
+                                              "images": batch, "class_names": list(pool.class_names)})
+    return folder
+
+
+def read_batch(folder: str | Path) -> dict[str, Any]:
+    """The ``batch.json`` of an exported batch."""
+    return json.loads((Path(folder) / "batch.json").read_text())
+
