@@ -112,17 +112,71 @@ def cmd_run(args) -> int:
     from .workflows import run_from_config
 
     cfg = load_config(args.config, args.set)
-    ledger = run_from_config(cfg, args.out, progress=not args.quiet)
-    print(f"run finished at cycle {ledger.cycle} with {len(ledger.labelled())} labelled images; "
-          f"artefacts in {args.out or cfg.out_dir}")
+    run_from_config(cfg, args.out, progress=not args.quiet)
+    _print_status(args.out or cfg.out_dir)
     return 0
 
 
 def cmd_resume(args) -> int:
     from .workflows import resume_run
 
-    ledger = resume_run(args.run_dir, overrides=args.set, progress=not args.quiet)
-    print(f"run finished at cycle {ledger.cycle} with {len(ledger.labelled())} labelled images")
+    resume_run(args.run_dir, overrides=args.set, progress=not args.quiet)
+    _print_status(args.run_dir)
+    return 0
+
+
+def _print_status(run_dir) -> None:
+    from .workflows import run_status
+
+    status = run_status(run_dir)
+    if status["pending"]:
+        print(f"cycle {status['cycle']}: awaiting labels for {len(status['pending'])} images exported to "
+              f"{status['query_folder']}; label them, then `activedet import {run_dir} FILE`")
+    else:
+        print(f"run {status['state']} at cycle {status['cycle']} with {status['labelled_images']} labelled images; "
+              f"artefacts in {run_dir}")
+
+
+def cmd_query(args) -> int:
+    """Train if needed, score, select and export the next batch; the run then waits for its labels."""
+    from .workflows import resume_run, run_status
+
+    status = run_status(args.run_dir)
+    if status["pending"]:
+        print(f"cycle {status['cycle']} is still awaiting labels for {len(status['pending'])} images exported to "
+              f"{status['query_folder']}; import them first (`activedet import {args.run_dir} FILE`)")
+        return 1
+    overrides = list(args.set) + ([f"export_format={args.format}"] if args.format else [])
+    resume_run(args.run_dir, overrides=overrides, progress=not args.quiet)
+    _print_status(args.run_dir)
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .workflows import import_into_run
+
+    result = import_into_run(args.run_dir, args.file, fmt=args.format, annotator=args.annotator)
+    print(f"imported {len(result.labelled)} images from {args.file}"
+          + (f" ({len(result.unchanged)} unchanged)" if result.unchanged else "")
+          + (f"; {len(result.pending)} images still pending" if result.pending else
+             f"; the batch is complete: `activedet query {args.run_dir}` continues"))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .workflows import run_status
+
+    status = run_status(args.run_dir)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    for key in ("cycle", "state", "labelled_images", "labelled_boxes", "imports"):
+        print(f"{key:16s} {status[key]}")
+    print(f"{'pending':16s} {len(status['pending'])}" + (f" (in {status['query_folder']})" if status["pending"]
+                                                          else ""))
+    metrics = status["last_metrics"] or {}
+    shown = {k: v for k, v in metrics.items() if k.count("/") <= 1 and isinstance(v, float)}
+    print(f"{'last metrics':16s} " + ", ".join(f"{k} {v:.4f}" for k, v in list(shown.items())[:6]))
     return 0
 
 
@@ -236,6 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a key that does not change results (device, num_workers, ...)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("query", help="train if needed, score, select and export the next batch for annotation")
+    p.add_argument("run_dir")
+    p.add_argument("--format", help="pre-annotation format of the export (default: the config's export_format)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a resumable key")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("import", help="import the labels people made for the pending batch")
+    p.add_argument("run_dir")
+    p.add_argument("file", help="the annotation file (or folder) exported by the annotation tool")
+    p.add_argument("--format", default="auto", help="auto (from the file), activedet, labelstudio, cvat_xml, coco")
+    p.add_argument("--annotator", help="recorded for images whose file names no annotator")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("status", help="cycle, state, labelled images and boxes, pending images, last metrics")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("strategies", help="list the query strategies with a one-line description")
     p.set_defaults(func=cmd_strategies)

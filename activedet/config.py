@@ -31,8 +31,8 @@ DATA_FORMATS = ("coco", "voc", "yolo", "imagefolder", "cifar")
 CLASSIFICATION_FORMATS = ("imagefolder", "cifar")
 BOX_POLICIES = ("error", "clip")
 METRICS = ("voc", "coco", "froc", "accuracy")
-PATH_KEYS = ("train_data", "val_data", "test_data", "image_root", "val_image_root", "test_image_root", "weights",
-             "weights_backbone", "out_dir")
+PATH_KEYS = ("train_data", "unlabelled_data", "val_data", "test_data", "image_root", "val_image_root",
+             "test_image_root", "weights", "weights_backbone", "out_dir")
 
 
 class ConfigError(ValueError):
@@ -79,6 +79,11 @@ class Config:
         budget_unit: ``images`` or ``boxes``; cycles / max_labelled: when to stop; score_subset: score only a
         random part of the unlabelled pool per cycle; warm_start: start each cycle from the previous weights
         (fine-tuning); keep_checkpoints: recent cycle checkpoints kept on disk.
+        oracle: ``simulated`` (the ground truth of ``train_data`` labels each batch) or ``human`` (people do:
+        ``activedet query`` exports a batch, ``activedet import`` brings its labels; ``train_data`` is then the
+        labelled start and ``unlabelled_data`` a folder of images nobody has labelled); export_format /
+        export_images: how each batch is exported (``activedet``, ``coco``, ``voc``, ``yolo``; ``copy``, ``link``
+        or ``none`` for the images).
         pseudo_labels: ``null`` (off) or a mapping of :class:`~activedet.engine.pseudo.PseudoLabelOptions`
         (``{}`` = med_sslal's defaults): train each cycle also on the previous model's confident detections on the
         unlabelled images; pseudo_label_subset: pseudo-label only a random part of the unlabelled pool.
@@ -154,6 +159,10 @@ class Config:
     pseudo_labels: dict[str, Any] | None = None
     pseudo_label_subset: int | float | None = None
     keep_checkpoints: int = 2
+    oracle: str = "simulated"
+    unlabelled_data: str | None = None
+    export_format: str = "activedet"
+    export_images: str = "copy"
 
     metrics: list[str] = field(default_factory=lambda: ["voc", "coco"])
     eval_batch_size: int = 8
@@ -256,6 +265,7 @@ def _check_choices(cfg: Config, where: str) -> None:
     if clash:
         fail(f"detector_options.{clash[0]}", f"absent: '{clash[0]}' is a top-level key", cfg.detector_options)
     _check_active_learning(cfg, fail)
+    _check_oracle(cfg, fail)
     try:
         strategy = _strategy(cfg)
     except ValueError as exc:
@@ -264,6 +274,23 @@ def _check_choices(cfg: Config, where: str) -> None:
     if needs_val and cfg.val_data is None:
         fail("val_data", f"the path of a validation split disjoint from the test split (strategy "
              f"'{strategy.name}' computes its validation-loss gradient there)", None)
+
+
+def _check_oracle(cfg: Config, fail) -> None:
+    from .al.export import EXPORT_FORMATS, IMAGE_MODES
+
+    if cfg.oracle not in ("simulated", "human"):
+        fail("oracle", "'simulated' or 'human'", cfg.oracle)
+    if cfg.export_format not in EXPORT_FORMATS:
+        fail("export_format", f"one of {list(EXPORT_FORMATS)}", cfg.export_format)
+    if cfg.export_images not in IMAGE_MODES:
+        fail("export_images", f"one of {list(IMAGE_MODES)}", cfg.export_images)
+    if cfg.oracle == "simulated" and cfg.unlabelled_data is not None:
+        fail("unlabelled_data", "null with oracle 'simulated' (the simulation labels images from train_data's "
+             "annotations; set oracle: human to label a folder of unlabelled images)", cfg.unlabelled_data)
+    if cfg.oracle == "human" and cfg.budget_unit != "images":
+        fail("budget_unit", "'images' with oracle 'human' (the boxes of an unlabelled image are unknown until it is "
+             "labelled)", cfg.budget_unit)
 
 
 def _check_task(cfg: Config, fail) -> None:

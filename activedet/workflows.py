@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import CLASSIFICATION_FORMATS, Config
 from .data.io import read_dataset
-from .data.records import DetectionDataset
+from .data.records import DetectionDataset, ImageRecord
 from .engine import distributed as dist_utils
 from .engine.checkpoint import atomic_write_json, load_checkpoint
 from .engine.inference import predict_dataset
@@ -127,7 +128,7 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
 
 # keys that may differ when a run directory is continued: they change how (or how far), not what, is computed
 RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_size", "out_dir", "cycles",
-                            "max_labelled", "keep_checkpoints"})
+                            "max_labelled", "keep_checkpoints", "export_format", "export_images"})
 
 
 def config_defaults() -> dict[str, Any]:
@@ -141,6 +142,36 @@ def config_defaults() -> dict[str, Any]:
         elif f.default_factory is not dataclasses.MISSING:
             out[f.name] = f.default_factory()
     return out
+
+
+def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> DetectionDataset:
+    """``pool`` followed by every image under ``folder`` (recursively, sorted; ids = relative paths without the
+    suffix), unlabelled: no boxes until people label them."""
+    from PIL import Image
+
+    if folder is None:
+        return pool
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"unlabelled_data {root} is not a directory; give the folder of images to label")
+    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+    known = {r.image_id for r in pool.records}
+    records, problems = [], []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()):
+        image_id = path.relative_to(root).with_suffix("").as_posix()
+        if image_id in known:
+            problems.append(f"{path}: image id {image_id!r} is also in train_data")
+            continue
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+        except OSError as exc:
+            problems.append(f"{path}: not a readable image ({exc})")
+            continue
+        records.append(ImageRecord(image_id, path, width, height))
+    if problems:
+        raise ValueError(f"unlabelled_data {root}: {len(problems)} problem(s):\n" + "\n".join(problems[:20]))
+    return DetectionDataset(pool.records + records, pool.class_names, pool.category_ids, pool.root)
 
 
 def check_run_dir(cfg: Config, run_dir: Path) -> None:
@@ -184,6 +215,10 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     dist_utils.init_distributed(device)
     check_run_dir(cfg, run_dir)
     pool, test, val = load_split(cfg, "train"), load_split(cfg, "test"), load_split(cfg, "val")
+    initial = None
+    if cfg.oracle == "human":  # the annotated images are the labelled start, the folder the unlabelled pool
+        initial = np.arange(len(pool))
+        pool = with_unlabelled_images(pool, cfg.unlabelled_data)
     if test is None or len(test) == 0:
         raise ValueError("an active-learning run needs a non-empty test split: set 'test_data'"
                          + (" and 'voc_test_sets'" if cfg.data_format == "voc" else ""))
@@ -202,7 +237,9 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
                             build_model=lambda: build_model(cfg, pool.num_classes), strategy=strategy,
                             options=options, train_options=cfg.train_options(), trainer=cfg.trainer(),
                             pseudo_labels=cfg.pseudo_label_options(), metrics=tuple(cfg.metrics),
-                            device=device, batch_size=cfg.eval_batch_size, progress=progress)
+                            device=device, batch_size=cfg.eval_batch_size, progress=progress,
+                            human=cfg.oracle == "human", initial=initial, export_format=cfg.export_format,
+                            export_images=cfg.export_images)
     return run.run()
 
 
@@ -215,3 +252,62 @@ def resume_run(run_dir: str | Path, *, overrides: list[str] | None = None, progr
         raise FileNotFoundError(f"{run_dir} has no config.json: it is not an activedet run directory")
     cfg = load_config(run_dir / "config.json", overrides)
     return run_from_config(cfg, run_dir, progress=progress)
+
+
+def run_status(run_dir: str | Path) -> dict[str, Any]:
+    """Where a run stands, from its files: cycle, state (``running``, ``awaiting labels``, ``finished``), labelled
+    images and boxes, the pending batch, the query folder, the imports and the last evaluated metrics."""
+    from .al.annotation import load_import_records, pending_images
+    from .al.ledger import Ledger
+
+    run_dir = Path(run_dir)
+    ledger = Ledger.load(run_dir / "ledger.npz")
+    t = ledger.cycle
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] if (
+        run_dir / "metrics.jsonl").is_file() else []
+    selection = run_dir / "cycles" / str(t) / "selection.json"
+    query = run_dir / "cycles" / str(t) / "query"
+    pending: list[str] = []
+    state = "running"
+    if selection.is_file() and (query / "batch.json").is_file():
+        batch = [p["image_id"] for p in json.loads(selection.read_text())["picks"]]
+        pending = pending_images(run_dir, batch)
+        state = "awaiting labels" if pending else "labelled, ready for the next query"
+    elif lines and lines[-1]["cycle"] == t and not selection.is_file():
+        state = "finished" if (run_dir / "cycles" / str(t) / "metrics.json").is_file() else "running"
+    last = lines[-1] if lines else None
+    return {"run_dir": str(run_dir), "cycle": t, "state": state, "labelled_images": int(len(ledger.labelled())),
+            "labelled_boxes": last["labelled_boxes"] if last and last["cycle"] == t else None,
+            "pending": pending, "query_folder": str(query) if pending else None,
+            "imports": len(load_import_records(run_dir)),
+            "last_metrics": {"cycle": last["cycle"], **last["metrics"]} if last else None}
+
+
+def _run_pool(cfg: Config) -> DetectionDataset:
+    """The pool of a run, as the loop builds it (a human run: the labelled start, then the unlabelled folder)."""
+    pool = load_split(cfg, "train")
+    return with_unlabelled_images(pool, cfg.unlabelled_data) if cfg.oracle == "human" else pool
+
+
+def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto", annotator: str | None = None):
+    """Validate the labels in ``file`` against the run's pending batch and commit them (one import record).
+
+    Raises ``ValueError`` (nothing merged) when the run awaits no labels, the file is malformed, or any image, class
+    or box is wrong; returns :class:`~activedet.al.annotation.ImportResult`.
+    """
+    from .al.annotation import import_labels, read_labels
+    from .config import load_config
+
+    run_dir = Path(run_dir)
+    status = run_status(run_dir)
+    if not status["pending"]:
+        raise ValueError(f"{run_dir} is not awaiting labels (state: {status['state']}, cycle {status['cycle']}); "
+                         f"`activedet query {run_dir}` exports the next batch to label")
+    cfg = load_config(run_dir / "config.json")
+    pool = _run_pool(cfg)
+    t = status["cycle"]
+    picks = json.loads((run_dir / "cycles" / str(t) / "selection.json").read_text())["picks"]
+    sizes = {r.image_id: (r.width, r.height) for r in pool.records}
+    labels = read_labels(fmt, file, pool.class_names, sizes=sizes)
+    return import_labels(run_dir, labels, cycle=t, batch=[p["image_id"] for p in picks], pool=pool,
+                         clip_tolerance=cfg.clip_tolerance, annotator=annotator)

@@ -32,8 +32,8 @@ import numpy as np
 from ..atomic import atomic_write_json
 from ..data.records import DetectionDataset, ImageRecord
 
-__all__ = ["LabelSet", "ImportResult", "read_native_labels", "write_native_labels", "import_labels",
-           "load_import_records", "apply_imports", "pending_images", "NATIVE_FORMAT"]
+__all__ = ["LabelSet", "ImportResult", "read_labels", "LABEL_FORMATS", "read_native_labels", "write_native_labels",
+           "import_labels", "load_import_records", "apply_imports", "pending_images", "NATIVE_FORMAT"]
 
 NATIVE_FORMAT = "activedet-labels"
 
@@ -115,6 +115,36 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelSet
     if problems:
         raise ValueError("\n".join(problems[:20]))
     return out
+
+
+def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
+                sizes: dict[str, tuple[int, int]] | None = None) -> LabelSet:
+    """Read an annotation file in ``fmt`` (``auto``: told from the file) into a :class:`LabelSet`.
+
+    ``sizes`` (``image_id -> (width, height)``) serves formats with relative coordinates.
+    """
+    path = Path(path)
+    if fmt == "auto":
+        fmt = _detect_format(path)
+    if fmt == "activedet":
+        return read_native_labels(path, class_names)
+    raise ValueError(f"{path}: label format {fmt!r} is not supported; use one of {list(LABEL_FORMATS)}")
+
+
+LABEL_FORMATS = ("auto", "activedet")
+
+
+def _detect_format(path: Path) -> str:
+    """The format of ``path`` from its content."""
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc}); export the labels again") from None
+        if isinstance(data, dict) and data.get("format") == NATIVE_FORMAT:
+            return "activedet"
+    raise ValueError(f"{path}: cannot tell the label format from the file; pass --format (one of "
+                     f"{list(LABEL_FORMATS[1:])})")
 
 
 # ----------------------------------------------------------------------------------------------- imports

@@ -1,0 +1,124 @@
+"""People as the oracle: a run from a folder of unlabelled images, query -> labels -> import -> query, persisted
+between commands; partial, repeated, conflicting and wrong imports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from activedet.al.annotation import load_import_records, write_native_labels
+from activedet.cli import main
+from activedet.config import ConfigError, load_config
+from activedet.data.coco import read_coco
+from activedet.workflows import import_into_run, run_from_config, run_status
+from test_loop import write_config
+
+
+@pytest.fixture
+def human_run(tiny_data, tmp_path):
+    """A human run: the tiny train split is the labelled start, the val split's images (copied without any
+    annotation) the unlabelled folder; the val annotations play the annotator's knowledge."""
+    folder = tmp_path / "unlabelled"
+    truth = read_coco(tiny_data / "annotations/val.json", image_root=tiny_data)
+    known = {}
+    for record in truth.records:
+        target = folder / f"val_{record.image_id}{record.file_name.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record.file_name, target)
+        record.image_id = target.stem  # the id the run gives the folder's image
+        known[record.image_id] = record
+    config = write_config(tmp_path, tiny_data, oracle="human", unlabelled_data=str(folder), strategy="entropy",
+                          initial_labelled=1, budget=3, cycles=2)
+    return config, tmp_path / "run", known, truth.class_names
+
+
+def labels_file(path: Path, truth, class_names, image_ids, annotator="ann@example.org") -> Path:
+    return write_native_labels(path, [truth[i] for i in image_ids], class_names, annotator=annotator)
+
+
+def test_two_human_cycles_with_partial_repeated_and_wrong_imports(human_run, tmp_path, capsys):
+    config, run, truth, class_names = human_run
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert "awaiting labels for 3 images" in capsys.readouterr().out
+    status = run_status(run)
+    assert status["state"] == "awaiting labels" and status["cycle"] == 0 and len(status["pending"]) == 3
+    batch = json.loads((run / "cycles/0/query/batch.json").read_text())
+    assert [b["image_id"] for b in batch["images"]] == status["pending"]
+    assert all((run / "cycles/0/query/images" / b["file"]).is_file() for b in batch["images"])
+    assert (run / "cycles/0/query/pre_annotations.json").is_file()
+    first, rest = status["pending"][:1], status["pending"][1:]
+    # a partial batch: the rest stays pending
+    part = import_into_run(run, labels_file(tmp_path / "part.json", truth, class_names, first))
+    assert part.labelled == first and part.pending == rest and part.record.name == "0001.json"
+    # the same file again changes nothing
+    again = import_into_run(run, tmp_path / "part.json")
+    assert again.record is None and again.unchanged == first and len(load_import_records(run)) == 1
+    # conflicting labels for an imported image, and an image not in the batch: refused, nothing merged
+    wrong = json.loads((tmp_path / "part.json").read_text())
+    wrong["images"][first[0]]["boxes"] = [[1, 1, 20, 20]]
+    wrong["images"][first[0]]["labels"] = [class_names[0]]
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong))
+    with pytest.raises(ValueError, match=f"already have different imported labels: \\['{first[0]}'\\]"):
+        import_into_run(run, tmp_path / "wrong.json")
+    stranger = next(i for i in truth if i not in status["pending"])
+    with pytest.raises(ValueError, match=f"not in cycle 0's query batch: \\['{stranger}'\\]"):
+        import_into_run(run, labels_file(tmp_path / "stranger.json", truth, class_names, [stranger] + rest))
+    assert len(load_import_records(run)) == 1 and run_status(run)["pending"] == rest
+    # a query while images are pending is refused
+    assert main(["query", str(run), "--quiet"]) == 1
+    assert main(["import", str(run), str(labels_file(tmp_path / "rest.json", truth, class_names, rest))]) == 0
+    assert "the batch is complete" in capsys.readouterr().out
+    assert main(["query", str(run), "--quiet"]) == 0  # trains cycle 1 on the imported labels, exports batch 2
+    status = run_status(run)
+    assert status["cycle"] == 1 and status["state"] == "awaiting labels" and status["labelled_images"] == 24 + 3
+    line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert line["labelled_boxes"] == sum(truth[i].num_boxes for i in first + rest) + json.loads(
+        (run / "metrics.jsonl").read_text().splitlines()[0])["labelled_boxes"]
+    records = load_import_records(run)
+    assert [r["number"] for r in records] == [1, 2] and records[0]["images"][first[0]]["annotator"] == "ann@example.org"
+
+
+def test_bad_files_and_boxes_are_refused(human_run, tmp_path):
+    config, run, truth, class_names = human_run
+    run_from_config(load_config(config), progress=False)
+    pending = run_status(run)["pending"]
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json: not valid JSON"):
+        import_into_run(run, tmp_path / "broken.json")
+    outside = {"format": "activedet-labels", "images": {pending[0]: {"boxes": [[0, 0, 5000, 10]],
+                                                                      "labels": [class_names[0]]}}}
+    (tmp_path / "outside.json").write_text(json.dumps(outside))
+    with pytest.raises(ValueError, match=f"image '{pending[0]}' .*outside the image"):
+        import_into_run(run, tmp_path / "outside.json")
+    unknown = {"format": "activedet-labels", "images": {pending[0]: {"boxes": [[0, 0, 5, 5]], "labels": ["zebra"]}}}
+    (tmp_path / "unknown.json").write_text(json.dumps(unknown))
+    with pytest.raises(ValueError, match="unknown class\\(es\\) \\['zebra'\\]"):
+        import_into_run(run, tmp_path / "unknown.json")
+    empty = {"format": "activedet-labels", "images": {pending[0]: {"boxes": [], "labels": []}}}
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
+    assert import_into_run(run, tmp_path / "empty.json").labelled == [pending[0]]  # an empty label is a label
+    assert load_import_records(run)[0]["images"][pending[0]]["boxes"] == []
+    assert not (run / "imports" / "0002.json").exists()
+
+
+def test_human_config_checks(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="key 'unlabelled_data' must be null with oracle 'simulated'"):
+        load_config(write_config(tmp_path, tiny_data, unlabelled_data=str(tmp_path)))
+    with pytest.raises(ConfigError, match="key 'budget_unit' must be 'images' with oracle 'human'"):
+        load_config(write_config(tmp_path, tiny_data, oracle="human", budget_unit="boxes"))
+
+
+def test_simulation_labels_every_batch_through_an_import_record(tiny_data, tmp_path):
+    run_from_config(load_config(write_config(tmp_path, tiny_data, strategy="random", cycles=1)), progress=False)
+    records = load_import_records(tmp_path / "run")
+    assert len(records) == 1 and len(records[0]["images"]) == 4
+    assert {e["annotator"] for e in records[0]["images"].values()} == {"simulated oracle"}
+    oracle = json.loads((tmp_path / "run/cycles/0/oracle_labels.json").read_text())
+    assert sorted(oracle["images"]) == sorted(records[0]["images"])
+    assert np.isfinite(run_status(tmp_path / "run")["last_metrics"]["voc/mAP_area"])
+    with pytest.raises(ValueError, match="is not awaiting labels \\(state: finished, cycle 1\\)"):
+        import_into_run(tmp_path / "run", tmp_path / "run/cycles/0/oracle_labels.json")
