@@ -2,7 +2,8 @@
 itself right after that stage's output is written (a real, unclean kill: no cleanup, no flushing).
 
 Points: ``train_epoch:E`` (after epoch E's checkpoint of any training), ``train:T``, ``evaluate:T``, ``score:T``,
-``select:T``, ``label:T`` (after the ledger of cycle T's selection is saved). Unset in normal use; costs one
+``select:T``, ``export:T``, ``label:T`` (after the ledger of cycle T's selection is saved), ``import_write:N`` /
+``import:N`` (just before / after import record N is committed). Unset in normal use; costs one
 environment lookup per stage.
 """
 

@@ -300,7 +300,8 @@ def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto",
 
     run_dir = Path(run_dir)
     status = run_status(run_dir)
-    if not status["pending"]:
+    exported = run_dir / "cycles" / str(status["cycle"]) / "query" / "batch.json"
+    if not exported.is_file():  # (a complete batch still takes the same labels again: nothing changes)
         raise ValueError(f"{run_dir} is not awaiting labels (state: {status['state']}, cycle {status['cycle']}); "
                          f"`activedet query {run_dir}` exports the next batch to label")
     cfg = load_config(run_dir / "config.json")

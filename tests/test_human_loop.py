@@ -122,3 +122,25 @@ def test_simulation_labels_every_batch_through_an_import_record(tiny_data, tmp_p
     assert np.isfinite(run_status(tmp_path / "run")["last_metrics"]["voc/mAP_area"])
     with pytest.raises(ValueError, match="is not awaiting labels \\(state: finished, cycle 1\\)"):
         import_into_run(tmp_path / "run", tmp_path / "run/cycles/0/oracle_labels.json")
+
+
+@pytest.mark.parametrize("point, committed", [("import_write", False), ("import", True)])
+def test_a_kill_during_import_leaves_the_run_before_or_after_it(point, committed, human_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    config, run, truth, class_names = human_run
+    run_from_config(load_config(config), progress=False)
+    pending = run_status(run)["pending"]
+    file = labels_file(tmp_path / "all.json", truth, class_names, pending)
+    env = {**os.environ, "ACTIVEDET_KILL_AT": f"{point}:1"}
+    done = subprocess.run([sys.executable, "-m", "activedet", "import", str(run), str(file)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9  # SIGKILL
+    status = run_status(run)
+    assert status["pending"] == ([] if committed else pending)
+    assert sorted(p.name for p in (run / "imports").glob("*")) == (["0001.json"] if committed else [])
+    result = import_into_run(run, file)  # importing again: the same end state either way
+    assert result.pending == [] and (result.record is None) == committed
+    assert len(load_import_records(run)) == 1

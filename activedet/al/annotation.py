@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._faults import kill_point
 from ..atomic import atomic_write_json
 from ..data.records import DetectionDataset, ImageRecord
 
@@ -243,9 +244,11 @@ def import_labels(run_dir: str | Path, labels: LabelSet, *, cycle: int, batch: S
     if new:
         number = len(load_import_records(run_dir)) + 1
         path = _imports_dir(run_dir) / f"{number:04d}.json"
+        kill_point("import_write", number)  # the crash tests: killed before the commit
         digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16] if source.is_file() else None
         atomic_write_json(path, {"number": number, "cycle": cycle, "source": str(source), "sha256": digest,
                                  "imported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                                  "skipped": labels.skipped, "images": new})
+        kill_point("import", number)  # ... and right after it
     pending = [i for i in batch if i not in imported and i not in new]
     return ImportResult(path, sorted(new), unchanged, pending)
