@@ -144,3 +144,56 @@ def test_a_kill_during_import_leaves_the_run_before_or_after_it(point, committed
     result = import_into_run(run, file)  # importing again: the same end state either way
     assert result.pending == [] and (result.record is None) == committed
     assert len(load_import_records(run)) == 1
+
+
+def test_two_human_cycles_through_label_studio_then_cvat(human_run, tmp_path):
+    """query -> Label Studio export (percent boxes, completed_by) -> import -> query -> CVAT COCO export (its own
+    category order) -> import: the ledger holds the people's labels and who made them."""
+    config, run, truth, class_names = human_run
+    assert main(["run", str(config), "--set", "export_format=labelstudio", "--quiet"]) == 0
+    tasks = json.loads((run / "cycles/0/query/tasks.json").read_text())
+    assert len(tasks) == 3 and all(t["predictions"][0]["result"] is not None for t in tasks)
+    export = []
+    for n, task in enumerate(tasks):  # what Label Studio exports once a person has drawn the true boxes
+        record = truth[task["data"]["activedet_image_id"]]
+        result = [{"type": "rectanglelabels", "from_name": "label", "to_name": "image",
+                   "original_width": record.width, "original_height": record.height,
+                   "value": {"x": 100 * b[0] / record.width, "y": 100 * b[1] / record.height,
+                             "width": 100 * (b[2] - b[0]) / record.width, "height": 100 * (b[3] - b[1]) / record.height,
+                             "rotation": 0, "rectanglelabels": [class_names[int(c) - 1]]}}
+                  for b, c in zip(record.boxes.tolist(), record.labels)]
+        export.append({**task, "annotations": [{"id": n, "completed_by": {"email": "lena@example.org"},
+                                                "was_cancelled": False, "result": result}]})
+    (tmp_path / "ls_export.json").write_text(json.dumps(export))
+    assert main(["import", str(run), str(tmp_path / "ls_export.json")]) == 0
+    assert main(["query", str(run), "--format", "cvat_coco", "--quiet"]) == 0
+    batch = json.loads((run / "cycles/1/query/batch.json").read_text())["images"]
+    assert (run / "cycles/1/query/pre_annotations.json").is_file()
+    order = list(reversed(class_names))  # CVAT numbers the categories in its own order
+    coco = {"images": [], "annotations": [], "categories": [{"id": k + 1, "name": n} for k, n in enumerate(order)]}
+    for k, entry in enumerate(batch):
+        record = truth[entry["image_id"]]
+        coco["images"].append({"id": k + 1, "file_name": entry["file"], "width": record.width,
+                               "height": record.height})
+        for b, c in zip(record.boxes.tolist(), record.labels):
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": k + 1, "iscrowd": 0,
+                                        "category_id": order.index(class_names[int(c) - 1]) + 1,
+                                        "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": 1.0})
+    (tmp_path / "cvat.json").write_text(json.dumps(coco))
+    assert main(["import", str(run), str(tmp_path / "cvat.json")]) == 0
+    records = load_import_records(run)
+    assert [r["cycle"] for r in records] == [0, 1]
+    assert {e["annotator"] for e in records[0]["images"].values()} == {"lena@example.org"}
+    for record in records:
+        for image_id, entry in record["images"].items():
+            np.testing.assert_allclose(np.asarray(entry["boxes"]).reshape(-1, 4), truth[image_id].boxes, atol=1e-3)
+            assert entry["labels"] == [class_names[int(c) - 1] for c in truth[image_id].labels]
+    assert main(["query", str(run), "--quiet"]) == 0  # cycle 2: the last one (cycles: 2) is evaluated, no query
+    status = run_status(run)
+    assert status["state"] == "finished" and status["cycle"] == 2 and status["labelled_images"] == 24 + 6
+    from activedet.al.ledger import Ledger
+
+    ledger = Ledger.load(run / "ledger.npz")
+    assert sorted(p["image_id"] for p in ledger.picks) == sorted(i for r in records for i in r["images"])
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    assert "| entropy | 2 | 30 |" in (tmp_path / "report/report.md").read_text()

@@ -124,26 +124,51 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
 
     ``sizes`` (``image_id -> (width, height)``) serves formats with relative coordinates.
     """
+    from ..data import annotation_io
+
     path = Path(path)
+    if fmt not in LABEL_FORMATS:
+        raise ValueError(f"label format {fmt!r} is not one of {list(LABEL_FORMATS)}")
+    if not path.exists():
+        raise ValueError(f"{path}: no such label file or folder")
     if fmt == "auto":
         fmt = _detect_format(path)
     if fmt == "activedet":
         return read_native_labels(path, class_names)
-    raise ValueError(f"{path}: label format {fmt!r} is not supported; use one of {list(LABEL_FORMATS)}")
+    options = {"images": sizes} if fmt in ("labelstudio", "yolo") else {}
+    read = annotation_io.read_labels(fmt, path, class_names, **options)
+    out = LabelSet(str(path), skipped=list(read.skipped) + [f"{i}: not labelled in the file (stays pending)"
+                                                            for i in read.unlabelled])
+    for image_id, (boxes, labels) in read.labels.items():
+        out.boxes[image_id], out.labels[image_id] = boxes, labels
+        out.annotators[image_id] = read.annotators.get(image_id)
+    return out
 
 
-LABEL_FORMATS = ("auto", "activedet")
+#: formats :func:`read_labels` takes: the native file and the annotation tools' exports
+LABEL_FORMATS = ("auto", "activedet", "labelstudio", "cvat_xml", "coco", "voc", "yolo")
 
 
 def _detect_format(path: Path) -> str:
-    """The format of ``path`` from its content."""
-    if path.suffix.lower() == ".json":
+    """The format of ``path`` from its content: native/Label Studio/COCO JSON, CVAT XML, a VOC or YOLO folder."""
+    if path.is_dir():
+        if any(path.rglob("*.xml")):
+            return "voc"
+        if any(path.rglob("*.txt")):
+            return "yolo"
+    elif path.suffix.lower() == ".xml":
+        return "cvat_xml"
+    elif path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: not valid JSON ({exc}); export the labels again") from None
         if isinstance(data, dict) and data.get("format") == NATIVE_FORMAT:
             return "activedet"
+        if isinstance(data, list):
+            return "labelstudio"
+        if isinstance(data, dict) and "images" in data and "annotations" in data:
+            return "coco"
     raise ValueError(f"{path}: cannot tell the label format from the file; pass --format (one of "
                      f"{list(LABEL_FORMATS[1:])})")
 

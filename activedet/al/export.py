@@ -5,7 +5,12 @@ batch (image id, file, size, rank, strategy score), ``images/`` (copied, hard-li
 ``images="none"``) and the pre-annotations in one format:
 
 * ``activedet``: the native label file (:mod:`activedet.al.annotation`) of the predictions, with their scores;
-* ``coco`` / ``voc`` / ``yolo``: the predictions written by the dataset writers (``predictions.json``, ``voc/``,
+* ``labelstudio``: Label Studio tasks (``tasks.json``: rectangle labels in percent, each prediction with its score,
+  the task with the strategy's score; ``data.image`` = ``images/FILE``, to be served by Label Studio's local
+  storage or replaced by your URLs), importable into a project with a ``RectangleLabels`` control named
+  ``label`` on an image named ``image``;
+* ``cvat_coco``: a COCO 1.0 file CVAT imports as annotations (``pre_annotations.json``, boxes with a score);
+* ``coco`` / ``voc`` / ``yolo``: the predictions written by the dataset writers (``pre_annotations.json``, ``voc/``,
   ``yolo/``).
 
 Predictions whose score is below ``min_score`` are left out of the pre-annotations (they are kept, all of them, in
@@ -25,8 +30,14 @@ from ..models.outputs import Detections
 
 __all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "export_batch"]
 
-EXPORT_FORMATS = ("activedet", "coco", "voc", "yolo")
+EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "yolo")
 IMAGE_MODES = ("copy", "link", "none")
+
+
+def _kept(det: Detections, min_score: float):
+    """The detections written as pre-annotations: score at least ``min_score`` and a box with an area."""
+    boxes = det.boxes.numpy()
+    return (det.scores >= min_score).numpy() & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
 def _prediction_records(pool: DetectionDataset, picks: Sequence[dict], predictions: Sequence[Detections],
@@ -34,9 +45,9 @@ def _prediction_records(pool: DetectionDataset, picks: Sequence[dict], predictio
     out = []
     for pick, det in zip(picks, predictions):
         record = pool.records[pick["index"]]
-        keep = (det.scores >= min_score).numpy()
+        boxes, keep = det.boxes.numpy(), _kept(det, min_score)
         out.append(ImageRecord(record.image_id, record.file_name, record.width, record.height,
-                               det.boxes.numpy()[keep], det.labels.numpy()[keep], image_index=record.image_index))
+                               boxes[keep], det.labels.numpy()[keep], image_index=record.image_index))
     return out
 
 
@@ -58,13 +69,22 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
         files[record.image_id] = name
         if images != "none" and record.image_index is None:
             place_image(record.file_name, folder / "images" / name, images)
-    scores = {r.image_id: d.scores.numpy()[(d.scores >= min_score).numpy()] for r, d in zip(records, predictions)}
+    scores = {r.image_id: d.scores.numpy()[_kept(d, min_score)] for r, d in zip(records, predictions)}
     if fmt == "activedet":
         entries = {r.image_id: {"boxes": r.boxes.astype(float).tolist(),
                                 "labels": [pool.class_names[int(label) - 1] for label in r.labels],
                                 "scores": scores[r.image_id].astype(float).tolist(), "annotator": None}
                    for r in records}
         atomic_write_json(folder / "pre_annotations.json", {"format": "activedet-labels", "images": entries})
+    elif fmt in ("labelstudio", "cvat_coco"):
+        from ..data.annotation_io import ExportItem, write_cvat_coco, write_labelstudio_tasks
+
+        items = [ExportItem(r.image_id, f"images/{files[r.image_id]}", r.width, r.height, r.boxes, r.labels,
+                            scores[r.image_id], p["score"]) for r, p in zip(records, picks)]
+        if fmt == "labelstudio":
+            write_labelstudio_tasks(items, pool.class_names, folder / "tasks.json")
+        else:
+            write_cvat_coco(items, pool.class_names, folder / "pre_annotations.json")
     elif fmt == "coco":
         from ..data.coco import write_coco
 
