@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m activedet demo --out runs/quickstart
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -c "import torchvision.ops"
 	$(PY) -m pytest -q
+
+# tests/test_html_report.py renders the HTML report in Debian's headless chromium. Installed here when missing
+# (needs root and the Debian package registry: ~120 MB, ~15 s); otherwise that one test fails saying how to install it.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends chromium) || \
+		echo "chromium not installed (needs root and apt-get): tests/test_html_report.py will fail"
 
 clean:
 	rm -rf runs $(VENV)

@@ -194,6 +194,11 @@ def cmd_report(args) -> int:
     summary = write_report(args.runs, args.out, metric=args.metric, baseline=args.baseline)
     print(format_table(summary))
     print(f"\nwrote {args.out}/report.md, summary.json and the plots")
+    if args.html:
+        from .html_report import write_html_report
+
+        page = write_html_report(args.runs, args.out, metric=args.metric, thumbnails_per_cycle=args.thumbnails)
+        print(f"wrote {page} (open it in a browser; thumbnails in {page.parent / 'thumbs'})")
     return 0
 
 
@@ -315,9 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables and plots comparing runs (mean +- std over seeds)")
     p.add_argument("runs", nargs="+", help="run directories, or directories containing runs")
-    p.add_argument("--out", default="report", help="where report.md, summary.json and the PNGs go")
+    p.add_argument("--out", default="report", help="where report.md, summary.json, the PNGs (and index.html) go")
     p.add_argument("--metric", default="voc/mAP_area", help="metric key of metrics.jsonl to compare")
     p.add_argument("--baseline", default="random", help="strategy the label savings are measured against")
+    p.add_argument("--html", action="store_true",
+                   help="also write OUT/index.html: SVG curves, per-class table, each cycle's queried images")
+    p.add_argument("--thumbnails", type=int, default=12, metavar="N",
+                   help="with --html: queried images shown per cycle (the first N by rank)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="paired comparison: every strategy x seed from one config, then the report")

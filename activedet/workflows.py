@@ -26,8 +26,11 @@ from .models import EnsembleDetector, build_detector
 __all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_config"]
 
 
-def load_split(cfg: Config, split: str) -> DetectionDataset | None:
-    """Read the ``train``/``val``/``test`` split named by the config (``None`` when the config has none)."""
+def load_split(cfg: Config, split: str, *, check_images: bool = True) -> DetectionDataset | None:
+    """Read the ``train``/``val``/``test`` split named by the config (``None`` when the config has none).
+
+    ``check_images=False`` skips opening every image header of a VOC or COCO split (YOLO needs the sizes, class
+    folders list their files): for readers of the records only, such as the HTML report."""
     path = getattr(cfg, f"{split}_data")
     if path is None:
         return None
@@ -36,7 +39,7 @@ def load_split(cfg: Config, split: str) -> DetectionDataset | None:
         if cfg.data_format == "cifar":
             options["split"] = "test" if split == "test" else "train"
         return read_dataset(cfg.data_format, path, **options)
-    options = {"box_policy": cfg.box_policy, "clip_tolerance": cfg.clip_tolerance}
+    options = {"box_policy": cfg.box_policy, "clip_tolerance": cfg.clip_tolerance, "check_images": check_images}
     if cfg.data_format == "voc":
         path_sets = getattr(cfg, f"voc_{split}_sets")
         if not path_sets:

@@ -1,0 +1,424 @@
+"""A static HTML report over active-learning runs: ``OUT/index.html`` plus ``OUT/thumbs/*.png``.
+
+The page opens from disk (``file://``): no server, no JavaScript, no network. It holds
+
+1. **Learning curves** (the metric vs labelled images, and vs labelled boxes): one line per strategy label
+   through the per-cycle means over seeds, a band of ± one sample standard deviation, as inline SVG written here
+   (same colours as the PNG plots of :mod:`activedet.plots`). Means and labels follow :mod:`activedet.report`.
+2. **Per-class values of the last cycle of each run**: the per-class keys of the metric's family in
+   ``metrics.jsonl`` (``voc/<class>/ap_area`` for ``voc/mAP_area``, ``voc/<class>/ap_11pt`` for ``voc/mAP_11pt``,
+   ``accuracy/<class>/accuracy`` for ``accuracy/*``, ``coco/<class>/AP`` for ``coco/*``), one row per class
+   (sorted by name), one column per run, and the metric itself in the last row.
+3. **What each cycle queried**, per run: the first ``thumbnails_per_cycle`` picks of ``RUN/cycles/t/selection.json``
+   by rank, as thumbnails captioned with the reason for the pick (``rank 3, entropy score 0.82``; rank 1 = picked
+   first, i.e. ``rank`` 0 in the file). The image is the pool record ``pick["index"]`` of the run's training split,
+   read through ``RUN/config.json`` (:func:`activedet.config.load_config` and
+   :func:`activedet.workflows.load_split`). Drawn on it:
+
+   * the **ground-truth boxes** of the record (green, with the class name): what the oracle revealed;
+   * the **predicted boxes** (orange, class and score) when ``RUN/cycles/t/predictions.json`` exists: the model of
+     cycle t on the picked images, ``{"<image_id>": {"boxes": [[x1, y1, x2, y2], ...], "scores": [...],
+     "labels": [...]}}`` with xyxy boxes in original-image pixels and labels ``1..C`` (the records' convention).
+     Boxes scoring below ``min_score`` are left out. The report never runs a model: running each cycle's
+     ``model.pt`` over its picks would cost more than the rest of the report, so without that file only the
+     ground truth is drawn (the page says so).
+
+A missing or unreadable file (config, pool, image, selection, predictions) gives a visible placeholder with the
+reason, never an exception; only the curves' inputs (``metrics.jsonl``, ``config.json``) are required, with the
+errors of :func:`activedet.report.load_runs`. Every text put into the page is escaped (:func:`html.escape`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .atomic import atomic_write, atomic_write_text
+from .plots import _COLORS
+from .report import Run, Summary, load_runs, summarize
+
+__all__ = ["write_html_report", "DEFAULT_METRICS"]
+
+#: The metric shown when none is given: the first of these that every run reports.
+DEFAULT_METRICS = ("voc/mAP_area", "accuracy/top1", "coco/AP", "froc/cpm")
+
+_GT_COLOR, _PRED_COLOR = (40, 200, 40), (255, 140, 0)
+_esc = html.escape
+
+
+def write_html_report(run_dirs: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
+                      metric: str | None = None, thumbnails_per_cycle: int = 12, thumb_size: int = 160,
+                      min_score: float = 0.3) -> Path:
+    """Write ``out_dir/index.html`` and its thumbnails ``out_dir/thumbs/*.png``; return the path of ``index.html``.
+
+    Args:
+        run_dirs: run directories, or directories containing runs (as :func:`activedet.report.load_runs`).
+        out_dir: created if needed; other files in it are left alone (thumbnails of an earlier report with the same
+            names are replaced).
+        metric: the ``metrics.jsonl`` key of the curves; ``None``: the first of :data:`DEFAULT_METRICS` that every
+            run reports.
+        thumbnails_per_cycle: picks shown per cycle (the first by rank), an int >= 0.
+        thumb_size: the longer side of a thumbnail in pixels, an int in [16, 2048].
+        min_score: predicted boxes scoring below this are not drawn.
+
+    Raises ``ValueError`` / ``FileNotFoundError`` as :func:`activedet.report.load_runs` and
+    :func:`activedet.report.summarize` do; nothing below the curves raises (see the module docstring).
+    """
+    if isinstance(thumbnails_per_cycle, bool) or not isinstance(thumbnails_per_cycle, int) or thumbnails_per_cycle < 0:
+        raise ValueError(f"The 'thumbnails_per_cycle' parameter of write_html_report must be an int >= 0. "
+                         f"Got {thumbnails_per_cycle!r} instead.")
+    if isinstance(thumb_size, bool) or not isinstance(thumb_size, int) or not 16 <= thumb_size <= 2048:
+        raise ValueError(f"The 'thumb_size' parameter of write_html_report must be an int in [16, 2048]. "
+                         f"Got {thumb_size!r} instead.")
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not math.isfinite(min_score):
+        raise ValueError(f"The 'min_score' parameter of write_html_report must be a finite number. "
+                         f"Got {min_score!r} instead.")
+    runs = sorted(load_runs(run_dirs), key=lambda run: (run.strategy, run.seed))
+    summary = summarize(runs, metric=metric or _default_metric(runs), baseline=None)
+    out_dir = Path(out_dir)
+    thumbs = _Thumbnails(out_dir, thumb_size, min_score)
+    body = [f"<h1>Active-learning report: {_esc(summary.metric)}</h1>",
+            f"<p>{len(runs)} run(s), {len(summary.strategies)} strategy label(s). Curves: mean over seeds, band "
+            "± one sample standard deviation.</p>",
+            *(f'<p class="warning">{_esc(w)}</p>' for w in summary.warnings),
+            "<h2>Learning curves</h2>",
+            f'<div class="plots">{"".join(_figure(summary, axis) for axis in ("images", "boxes"))}</div>',
+            "<h2>Per class, last cycle of each run</h2>", _per_class_table(runs, summary.metric),
+            "<h2>Queried images</h2>", _THUMB_LEGEND,
+            *(_run_section(run, k, thumbs, thumbnails_per_cycle) for k, run in enumerate(runs))]
+    page = _PAGE.format(title=_esc(f"activedet report: {summary.metric}"), size=thumb_size, body="\n".join(body))
+    return atomic_write_text(out_dir / "index.html", page)
+
+
+def _default_metric(runs: list[Run]) -> str:
+    for name in DEFAULT_METRICS:
+        if all(name in run.metrics for run in runs):
+            return name
+    available = sorted(set().union(*(run.metrics for run in runs)))
+    raise ValueError(f"The 'metric' parameter of write_html_report is needed: the runs report none of "
+                     f"{', '.join(DEFAULT_METRICS)} in every run; choose one of {', '.join(available) or '(none)'}")
+
+
+# ---------------------------------------------------------------------------------------------------------- curves
+_W, _H = 600, 360  # SVG size in px, two side by side in a 1280 px window; the plot area is inside the margins
+_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 20, 36, 50
+
+
+def _nice_axis(values: np.ndarray) -> tuple[list[float], int]:
+    """Ticks (1, 2 or 5 times a power of ten apart) covering the finite ``values``, and the decimals to show."""
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    if hi - lo < 1e-12:  # one point, or a flat curve: open a window around it
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
+    raw = (hi - lo) / 5
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    return [k * step for k in range(first, last + 1)], max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def _path(points: list[tuple[float, float]]) -> str:
+    """SVG path data through ``points``; a point with a NaN coordinate breaks the line."""
+    commands, pen_down = [], False
+    for x, y in points:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            pen_down = False
+            continue
+        commands.append(f"{'L' if pen_down else 'M'}{x:.1f},{y:.1f}")
+        pen_down = True
+    return " ".join(commands)
+
+
+def _figure(summary: Summary, axis: str) -> str:
+    """A ``<figure>``: the SVG of the metric vs the mean labelled ``axis`` ("images" or "boxes"), and its legend."""
+    series = [(label, getattr(s, f"{axis}_mean"), s.metric_mean, s.metric_std, len(s.seeds))
+              for label, s in summary.strategies.items()]  # sorted labels: the colours of activedet.plots
+    x_ticks, x_decimals = _nice_axis(np.concatenate([x for _, x, *_ in series]))
+    y_ticks, y_decimals = _nice_axis(np.concatenate([v for _, _, y, std, _ in series for v in (y, y - std, y + std)]))
+    x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+
+    def px(v: float) -> float:
+        return _LEFT + (v - x0) / (x1 - x0) * (_W - _LEFT - _RIGHT)
+
+    def py(v: float) -> float:
+        return _H - _BOTTOM - (v - y0) / (y1 - y0) * (_H - _TOP - _BOTTOM)
+
+    title = f"{summary.metric} vs labelled {axis}"
+    parts = [f'<svg class="curves" xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
+             f'viewBox="0 0 {_W} {_H}" role="img" aria-label="{_esc(title)}">',
+             f'<text x="{_W / 2:.0f}" y="20" text-anchor="middle" class="title">{_esc(title)}</text>']
+    for v in x_ticks:
+        parts.append(f'<line class="grid" x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{_TOP}" y2="{_H - _BOTTOM}"/>'
+                     f'<text x="{px(v):.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle">{v:.{x_decimals}f}</text>')
+    for v in y_ticks:
+        parts.append(f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{py(v):.1f}" y2="{py(v):.1f}"/>'
+                     f'<text x="{_LEFT - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.{y_decimals}f}</text>')
+    parts.append(f'<text x="{(_LEFT + _W - _RIGHT) / 2:.0f}" y="{_H - 10}" text-anchor="middle">labelled {axis} '
+                 f'(mean over seeds)</text><text transform="translate(16,{(_TOP + _H - _BOTTOM) / 2:.0f}) '
+                 f'rotate(-90)" text-anchor="middle">{_esc(summary.metric)}</text>')
+    legend = []
+    for rank, (label, x, y, std, n_seeds) in enumerate(series):
+        color = _COLORS[rank % len(_COLORS)]
+        dash = f' stroke-dasharray="{6 + rank // len(_COLORS)} 3"' if rank >= len(_COLORS) else ""
+        parts.append(f'<g class="strategy"><title>{_esc(label)} (n={n_seeds})</title>')
+        band = np.isfinite(std) & np.isfinite(y) & np.isfinite(x)
+        if band.all() and len(x) > 1:  # a single seed has no spread to draw
+            outline = [(px(a), py(b + s)) for a, b, s in zip(x, y, std)]
+            outline += [(px(a), py(b - s)) for a, b, s in zip(x[::-1], y[::-1], std[::-1])]
+            parts.append(f'<path class="band" d="{_path(outline)} Z" fill="{color}" fill-opacity="0.18"/>')
+        parts.append(f'<path class="curve" d="{_path([(px(a), py(b)) for a, b in zip(x, y)])}" fill="none" '
+                     f'stroke="{color}" stroke-width="2"{dash}/>')
+        for t, (a, b, s) in enumerate(zip(x, y, std)):
+            if math.isfinite(a) and math.isfinite(b):
+                spread = f" ± {s:.4f}" if math.isfinite(s) else ""
+                parts.append(f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="3" fill="{color}"><title>'
+                             f'{_esc(label)}, cycle {t}: {a:g} {axis}, {b:.4f}{spread}</title></circle>')
+        parts.append("</g>")
+        legend.append(f'<li><span class="swatch" style="background:{color}"></span>{_esc(label)} (n={n_seeds})</li>')
+    parts.append("</svg>")
+    return f'<figure class="plot">{"".join(parts)}<ul class="legend">{"".join(legend)}</ul></figure>'
+
+
+# ------------------------------------------------------------------------------------------------------- per class
+def _per_class_suffix(metric: str) -> tuple[str, str | None]:
+    family, _, overall = metric.partition("/")
+    suffix = {"voc": "ap_11pt" if overall == "mAP_11pt" else "ap_area", "accuracy": "accuracy",
+              "coco": "AP"}.get(family)
+    return family, suffix
+
+
+def _per_class_table(runs: list[Run], metric: str) -> str:
+    """One row per class, one column per run: the per-class value at the run's last cycle."""
+    family, suffix = _per_class_suffix(metric)
+    if suffix is None:
+        return f"<p>Metric {_esc(metric)} has no per-class values.</p>"
+    head, tail = f"{family}/", f"/{suffix}"
+    keys = {key[len(head):-len(tail)]: key for run in runs for key in run.metrics
+            if key.startswith(head) and key.endswith(tail) and len(key) > len(head) + len(tail)}
+    if not keys:
+        return f"<p>The runs report no per-class key {_esc(f'{family}/<class>/{suffix}')}.</p>"
+
+    def cell(run: Run, key: str) -> str:
+        values = run.metrics.get(key)
+        value = float(values[-1]) if values is not None else math.nan
+        return f"<td>{value:.4f}</td>" if math.isfinite(value) else '<td class="na">n/a</td>'
+
+    header = "".join(f"<th>{_esc(run.strategy)}<br>seed {run.seed}<br><small>cycle {len(run.cycles) - 1}, "
+                     f"{run.labelled_images[-1]:g} images</small></th>" for run in runs)
+    rows = [f"<tr><th scope=\"row\">{_esc(name)}</th>{''.join(cell(run, key) for run in runs)}</tr>"
+            for name, key in sorted(keys.items())]
+    total = f"<tr><th scope=\"row\">{_esc(metric)}</th>{''.join(cell(run, metric) for run in runs)}</tr>"
+    return (f'<div class="scroll"><table class="per-class"><caption>{_esc(f"{family}/<class>/{suffix}")}'
+            f"</caption><thead><tr><th>class</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody>"
+            f"<tfoot>{total}</tfoot></table></div>")
+
+
+# ----------------------------------------------------------------------------------------------- queried images
+def _run_section(run: Run, k: int, thumbs: "_Thumbnails", per_cycle: int) -> str:
+    """The thumbnails of every cycle's picks of run number ``k`` (thumbnail files ``thumbs/r{k}_c{t}_{j}.png``)."""
+    pool, problem = thumbs.pool(run.path)
+    parts = [f'<section class="run"><h3>{_esc(run.strategy)}, seed {run.seed}</h3>',
+             f'<p class="path">{_esc(str(run.path))}</p>']
+    if problem:
+        parts.append(f'<p class="warning">pool images unavailable: {_esc(problem)}</p>')
+    cycles_dir = run.path / "cycles"
+    cycles = sorted((int(d.name), d) for d in (cycles_dir.iterdir() if cycles_dir.is_dir() else [])
+                    if d.name.isdigit() and (d / "selection.json").is_file())
+    if not cycles:
+        parts.append("<p>No cycles/t/selection.json: nothing was queried yet.</p>")
+    for t, cycle_dir in cycles:
+        picks, note = _read_picks(cycle_dir / "selection.json")
+        predictions, prediction_note = _read_predictions(cycle_dir / "predictions.json")
+        shown = picks[:per_cycle]
+        more = f", the first {len(shown)} by rank shown" if len(shown) < len(picks) else ""
+        parts.append(f"<h4>cycle {t}: {len(picks)} image(s) queried by the model of cycle {t}{more}</h4>"
+                     f'<p class="note">{_esc(note or prediction_note)}</p><div class="thumbs">')
+        parts += [thumbs.figure(pool, pick, predictions, f"r{k:03d}_c{t:03d}_{j:03d}.png", run.strategy)
+                  for j, pick in enumerate(shown)]
+        parts.append("</div>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _read_picks(path: Path) -> tuple[list[dict], str | None]:
+    """The picks of a selection.json sorted by rank, and a note when the file could not be used."""
+    try:
+        picks = json.loads(path.read_text(encoding="utf-8")).get("picks")
+    except (OSError, ValueError, AttributeError) as exc:
+        return [], f"{path} unreadable: {exc}"
+    if not isinstance(picks, list) or not all(isinstance(p, dict) for p in picks):
+        return [], f"{path}: 'picks' must be a list of objects"
+    rank = (lambda p: p["rank"] if isinstance(p.get("rank"), (int, float)) else math.inf)
+    return sorted(picks, key=rank), None
+
+
+def _read_predictions(path: Path) -> tuple[dict | None, str]:
+    if not path.is_file():
+        return None, "No predictions.json for this cycle: ground-truth boxes only."
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"{path.name} unreadable ({exc}): ground-truth boxes only."
+    if not isinstance(data, dict):
+        return None, f"{path.name} must hold an object keyed by image_id: ground-truth boxes only."
+    return data, "Predicted boxes (orange) from predictions.json; ground truth in green."
+
+
+def _predicted_boxes(entry, min_score: float) -> list[tuple[np.ndarray, float, int]]:
+    """``(xyxy box, score, label)`` of one predictions.json entry, scores >= ``min_score``; ValueError if malformed."""
+    if not isinstance(entry, dict):
+        raise ValueError("an entry must be an object with boxes, scores and labels")
+    boxes = np.asarray(entry.get("boxes", []), np.float64).reshape(-1, 4)
+    scores = np.asarray(entry.get("scores", []), np.float64).reshape(-1)
+    labels = np.asarray(entry.get("labels", []), np.int64).reshape(-1)
+    if not len(boxes) == len(scores) == len(labels):
+        raise ValueError(f"{len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels")
+    if not np.isfinite(boxes).all() or (boxes[:, 2:] < boxes[:, :2]).any():
+        raise ValueError("boxes must be finite [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
+    return [(box, float(s), int(label)) for box, s, label in zip(boxes, scores, labels) if s >= min_score]
+
+
+def _reason(pick: dict, strategy: str) -> str:
+    """``rank 3, entropy score 0.82`` (rank 1 = picked first)."""
+    rank, score = pick.get("rank"), pick.get("score")
+    shown_rank = f"rank {rank + 1}" if isinstance(rank, int) and not isinstance(rank, bool) else "rank ?"
+    name = pick.get("strategy") if isinstance(pick.get("strategy"), str) else strategy
+    if isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score):
+        return f"{shown_rank}, {name} score {score:.3g}"
+    return f"{shown_rank}, {name} (no score)"
+
+
+class _Thumbnails:
+    """Reads each run's pool (once per distinct training split) and writes thumbnails into ``out_dir/thumbs``."""
+
+    def __init__(self, out_dir: Path, size: int, min_score: float):
+        self.dir, self.size, self.min_score = out_dir / "thumbs", size, min_score
+        self._pools: dict[str, tuple] = {}
+
+    def pool(self, run_dir: Path):
+        """``(DetectionDataset, None)``, or ``(None, why not)``."""
+        from .config import load_config
+        from .workflows import load_split
+
+        try:
+            cfg = load_config(run_dir / "config.json")
+        except (OSError, ValueError) as exc:
+            return None, str(exc)  # a ConfigError names the file
+        key = json.dumps([getattr(cfg, name, None) for name in ("data_format", "train_data", "image_root",
+                          "voc_train_sets", "class_names", "box_policy", "clip_tolerance")], default=str)
+        if key not in self._pools:
+            try:
+                dataset = load_split(cfg, "train", check_images=False)
+                self._pools[key] = (dataset, None) if dataset is not None else (None, "the config has no train split")
+            except (OSError, ValueError) as exc:
+                self._pools[key] = (None, f"reading the training split {cfg.train_data}: {exc}")
+        return self._pools[key]
+
+    def figure(self, pool, pick: dict, predictions: dict | None, name: str, strategy: str) -> str:
+        """A ``<figure>``: the thumbnail (or a placeholder saying why there is none) and the reason for the pick."""
+        index, image_id = pick.get("index"), pick.get("image_id")
+        notes, drawn = [], None
+        if pool is None:
+            notes.append("pool unavailable")
+        elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(pool):
+            notes.append(f"index {index!r} is not in the pool of {len(pool)} images")
+        elif image_id is not None and pool.records[index].image_id != str(image_id):
+            notes.append(f"pool index {index} is image {pool.records[index].image_id!r}, not {image_id!r}: "
+                         "the training split changed since the run")
+        else:
+            record, predicted = pool.records[index], []
+            if predictions is not None and record.image_id in predictions:
+                try:
+                    predicted = _predicted_boxes(predictions[record.image_id], self.min_score)
+                except (TypeError, ValueError) as exc:
+                    notes.append(f"predictions of this image malformed ({exc})")
+            drawn = self._draw(record, pool.class_names, predicted, self.dir / name)
+            if isinstance(drawn, str):
+                notes.append(drawn)
+                drawn = None
+        if drawn is not None:
+            image = (f'<img src="thumbs/{_esc(name)}" width="{drawn[0]}" height="{drawn[1]}" '
+                     f'alt="{_esc(str(image_id))}">')
+        else:
+            image = f'<div class="placeholder" title="{_esc(notes[0])}">image unavailable</div>'
+        boxes = pick.get("boxes")
+        detail = "image id unknown" if image_id is None else str(image_id)
+        detail += f" · {boxes} box(es)" if isinstance(boxes, int) else ""
+        extra = "".join(f'<br><span class="warning">{_esc(n)}</span>' for n in notes)
+        return (f'<figure class="thumb">{image}<figcaption>{_esc(_reason(pick, strategy))}<br>'
+                f'<span class="id">{_esc(detail)}</span>{extra}</figcaption></figure>')
+
+    def _draw(self, record, class_names: list[str], predicted: list, path: Path) -> tuple[int, int] | str:
+        """Write the thumbnail of ``record`` with its boxes; its size, or why it could not be read."""
+        from PIL import Image, ImageDraw
+
+        from .data.torch_dataset import load_image
+
+        try:
+            pixels = load_image(record.file_name, record.image_index)  # float32[3, H, W] in [0, 1]
+        except (OSError, ValueError) as exc:
+            return f"image unreadable: {exc}"
+        image = Image.fromarray(pixels.mul(255).round().byte().permute(1, 2, 0).numpy())
+        scale = self.size / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR)
+        pen = ImageDraw.Draw(image)
+        name_of = (lambda label: class_names[label - 1] if 1 <= label <= len(class_names) else f"class {label}")
+        for box, label in zip(record.boxes, record.labels):
+            x1, y1, x2, y2 = (float(v) * scale for v in box)
+            pen.rectangle((x1, y1, x2, y2), outline=_GT_COLOR, width=2)
+            pen.text((x1 + 2, y1 + 1), name_of(int(label)), fill=_GT_COLOR)
+        for box, score, label in predicted:
+            x1, y1, x2, y2 = (float(v) * scale for v in box)
+            pen.rectangle((x1, y1, x2, y2), outline=_PRED_COLOR, width=1)
+            pen.text((x1 + 2, max(0.0, y2 - 11)), f"{name_of(label)} {score:.2f}", fill=_PRED_COLOR)
+        atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+        return image.size
+
+
+_THUMB_LEGEND = ("<p>Each cycle's picks, first by rank (rank 1 = picked first), captioned with the strategy's score. "
+                 "<span style=\"color:#28c828\">Green</span>: the ground-truth boxes the oracle revealed. "
+                 "<span style=\"color:#ff8c00\">Orange</span>: the cycle model's predicted boxes with their scores, "
+                 "drawn when RUN/cycles/t/predictions.json exists (the report runs no model).</p>")
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+svg.curves {{ background: #fff; border: 1px solid #ddd; font-size: 12px; }}
+svg.curves .title {{ font-size: 14px; font-weight: bold; }}
+svg.curves .grid {{ stroke: #e4e4e4; }}
+.plots {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+figure.plot {{ margin: 0; }}
+ul.legend {{ list-style: none; padding: 0; font-size: 13px; max-width: 600px; }}
+.swatch {{ display: inline-block; width: 14px; height: 4px; margin-right: 6px; vertical-align: middle; }}
+.scroll {{ overflow-x: auto; }}
+table.per-class {{ border-collapse: collapse; font-size: 13px; }}
+table.per-class th, table.per-class td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+table.per-class th[scope=row] {{ text-align: left; }}
+td.na {{ color: #999; }}
+.thumbs {{ display: flex; flex-wrap: wrap; gap: 10px; }}
+figure.thumb {{ margin: 0; width: {size}px; font-size: 12px; }}
+figure.thumb img {{ display: block; image-rendering: pixelated; border: 1px solid #ccc; }}
+.placeholder {{ width: {size}px; height: {size}px; box-sizing: border-box; border: 2px dashed #c33;
+  background: #fbeaea; color: #a00; display: flex; flex-direction: column; justify-content: center;
+  align-items: center; text-align: center; overflow: hidden; padding: 4px; word-break: break-word; }}
+.id, .path, .note {{ color: #666; }}
+.warning {{ color: #a00; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
