@@ -312,10 +312,17 @@ class _Thumbnails:
         except (OSError, ValueError) as exc:
             return None, str(exc)  # a ConfigError names the file
         key = json.dumps([getattr(cfg, name, None) for name in ("data_format", "train_data", "image_root",
-                          "voc_train_sets", "class_names", "box_policy", "clip_tolerance")], default=str)
+                          "voc_train_sets", "class_names", "box_policy", "clip_tolerance", "oracle",
+                          "unlabelled_data")] + [str(run_dir) if cfg.oracle == "human" else None], default=str)
         if key not in self._pools:
             try:
                 dataset = load_split(cfg, "train", check_images=False)
+                if dataset is not None and cfg.oracle == "human":  # the unlabelled folder, with the imported labels
+                    from .al.annotation import apply_imports
+                    from .workflows import with_unlabelled_images
+
+                    dataset = with_unlabelled_images(dataset, cfg.unlabelled_data)
+                    apply_imports(run_dir, dataset)
                 self._pools[key] = (dataset, None) if dataset is not None else (None, "the config has no train split")
             except (OSError, ValueError) as exc:
                 self._pools[key] = (None, f"reading the training split {cfg.train_data}: {exc}")

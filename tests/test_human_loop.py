@@ -195,5 +195,7 @@ def test_two_human_cycles_through_label_studio_then_cvat(human_run, tmp_path):
 
     ledger = Ledger.load(run / "ledger.npz")
     assert sorted(p["image_id"] for p in ledger.picks) == sorted(i for r in records for i in r["images"])
-    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    assert main(["report", str(run), "--out", str(tmp_path / "report"), "--html"]) == 0
     assert "| entropy | 2 | 30 |" in (tmp_path / "report/report.md").read_text()
+    page = (tmp_path / "report/index.html").read_text()
+    assert page.count('src="thumbs/') == 6 and 'class="placeholder"' not in page  # both batches, images found
