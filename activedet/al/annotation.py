@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,25 +31,14 @@ import numpy as np
 
 from .._faults import kill_point
 from ..atomic import atomic_write_json
+from ..data.annotation_io import LabelImport, read_labels as read_tool_labels
 from ..data.records import DetectionDataset, ImageRecord
 
-__all__ = ["LabelSet", "ImportResult", "read_labels", "LABEL_FORMATS", "read_native_labels", "write_native_labels",
-           "import_labels", "load_import_records", "apply_imports", "pending_images", "NATIVE_FORMAT"]
+__all__ = ["ImportResult", "ImportRefused", "read_labels", "LABEL_FORMATS", "read_native_labels",
+           "write_native_labels", "import_labels", "load_import_records", "apply_imports", "pending_images",
+           "NATIVE_FORMAT"]
 
 NATIVE_FORMAT = "activedet-labels"
-
-
-@dataclass
-class LabelSet:
-    """Labels read from one file: per image id, boxes ``float32[N, 4]`` (xyxy pixels), labels ``int64[N]`` in
-    ``1..C``, optional ``difficult`` ``bool[N]``, and the annotator when the file names one."""
-
-    source: str
-    boxes: dict[str, np.ndarray] = field(default_factory=dict)
-    labels: dict[str, np.ndarray] = field(default_factory=dict)
-    difficult: dict[str, np.ndarray] = field(default_factory=dict)
-    annotators: dict[str, str | None] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -63,7 +52,7 @@ class ImportResult:
     pending: list[str]
 
 
-class ImportError_(ValueError):
+class ImportRefused(ValueError):
     """An import that was refused; nothing was merged."""
 
 
@@ -79,7 +68,7 @@ def write_native_labels(path: str | Path, records: Sequence[ImageRecord], class_
     return atomic_write_json(Path(path), {"format": NATIVE_FORMAT, "images": images})
 
 
-def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelSet:
+def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelImport:
     """Read a native label file (module docstring); raises ``ValueError`` naming the file and the image."""
     path = Path(path)
     try:
@@ -91,7 +80,7 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelSet
     if not isinstance(data, dict) or data.get("format") != NATIVE_FORMAT or not isinstance(data.get("images"), dict):
         raise ValueError(f"{path}: expected an object with \"format\": \"{NATIVE_FORMAT}\" and an \"images\" mapping")
     index = {name: i + 1 for i, name in enumerate(class_names)}
-    out = LabelSet(str(path))
+    out = LabelImport({}, {}, [], str(path))
     problems = []
     for image_id, item in data["images"].items():
         where = f"{path}: image {image_id!r}"
@@ -108,8 +97,8 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelSet
         except (TypeError, ValueError):
             problems.append(f"{where}: boxes must be [x1, y1, x2, y2] numbers")
             continue
-        out.boxes[image_id] = boxes.astype(np.float32)
-        out.labels[image_id] = np.asarray([index[name] for name in item["labels"]], np.int64)
+        out.labels[image_id] = (boxes.astype(np.float32),
+                                np.asarray([index[name] for name in item["labels"]], np.int64))
         difficult = item.get("difficult") or [False] * len(boxes)
         out.difficult[image_id] = np.asarray(difficult, bool).reshape(-1)
         out.annotators[image_id] = item.get("annotator")
@@ -119,13 +108,12 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelSet
 
 
 def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
-                sizes: dict[str, tuple[int, int]] | None = None) -> LabelSet:
-    """Read an annotation file in ``fmt`` (``auto``: told from the file) into a :class:`LabelSet`.
+                sizes: dict[str, tuple[int, int]] | None = None) -> LabelImport:
+    """Read an annotation file in ``fmt`` (``auto``: told from the file): the native file here, the annotation
+    tools' exports by :func:`activedet.data.annotation_io.read_labels`.
 
     ``sizes`` (``image_id -> (width, height)``) serves formats with relative coordinates.
     """
-    from ..data import annotation_io
-
     path = Path(path)
     if fmt not in LABEL_FORMATS:
         raise ValueError(f"label format {fmt!r} is not one of {list(LABEL_FORMATS)}")
@@ -136,13 +124,7 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
     if fmt == "activedet":
         return read_native_labels(path, class_names)
     options = {"images": sizes} if fmt in ("labelstudio", "yolo") else {}
-    read = annotation_io.read_labels(fmt, path, class_names, **options)
-    out = LabelSet(str(path), skipped=list(read.skipped) + [f"{i}: not labelled in the file (stays pending)"
-                                                            for i in read.unlabelled])
-    for image_id, (boxes, labels) in read.labels.items():
-        out.boxes[image_id], out.labels[image_id] = boxes, labels
-        out.annotators[image_id] = read.annotators.get(image_id)
-    return out
+    return read_tool_labels(fmt, path, class_names, **options)
 
 
 #: formats :func:`read_labels` takes: the native file and the annotation tools' exports
@@ -184,10 +166,10 @@ def load_import_records(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("[0-9][0-9][0-9][0-9].json"))]
 
 
-def _imported(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """``image_id -> its labels entry`` over all records (later records never contradict earlier ones)."""
+def _imported(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``image_id -> its labels entry`` over import ``records`` (later records never contradict earlier ones)."""
     out: dict[str, dict[str, Any]] = {}
-    for record in load_import_records(run_dir):
+    for record in records:
         for image_id, entry in record["images"].items():
             out[image_id] = {**entry, "import": record["number"], "cycle": record["cycle"]}
     return out
@@ -195,7 +177,7 @@ def _imported(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 def apply_imports(run_dir: str | Path, pool: DetectionDataset) -> dict[str, dict[str, Any]]:
     """Put every imported label into ``pool``'s records (in place) and return the imported entries by image id."""
-    imported = _imported(Path(run_dir))
+    imported = _imported(load_import_records(run_dir))
     position = {r.image_id: i for i, r in enumerate(pool.records)}
     index = {name: i + 1 for i, name in enumerate(pool.class_names)}
     for image_id, entry in imported.items():
@@ -211,7 +193,7 @@ def apply_imports(run_dir: str | Path, pool: DetectionDataset) -> dict[str, dict
 
 def pending_images(run_dir: str | Path, batch: Sequence[str]) -> list[str]:
     """The image ids of ``batch`` that no import has labelled yet, in batch order."""
-    imported = _imported(Path(run_dir))
+    imported = _imported(load_import_records(run_dir))
     return [i for i in batch if i not in imported]
 
 
@@ -220,7 +202,7 @@ def _same(entry: dict[str, Any], boxes: np.ndarray, names: list[str]) -> bool:
     return entry["labels"] == names and old.shape == boxes.shape and bool(np.allclose(old, boxes, atol=1e-3))
 
 
-def import_labels(run_dir: str | Path, labels: LabelSet, *, cycle: int, batch: Sequence[str],
+def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch: Sequence[str],
                   pool: DetectionDataset, clip_tolerance: float = 2.0, annotator: str | None = None) -> ImportResult:
     """Validate ``labels`` against the pending ``batch`` of ``cycle`` and commit them as one import record.
 
@@ -233,14 +215,15 @@ def import_labels(run_dir: str | Path, labels: LabelSet, *, cycle: int, batch: S
     source = Path(labels.source)
     batch_set = set(batch)
     records = {r.image_id: r for r in pool.records}
-    imported = _imported(run_dir)
+    existing = load_import_records(run_dir)
+    imported = _imported(existing)
     problems, conflicts, new, unchanged = [], [], {}, []
-    outside = sorted(set(labels.boxes) - batch_set)
+    outside = sorted(set(labels.labels) - batch_set)
     if outside:
         problems.append(f"{len(outside)} image(s) are not in cycle {cycle}'s query batch: {outside[:10]}"
                         + (" ..." if len(outside) > 10 else "") + "; import only the images `activedet query` exported")
-    for image_id in sorted(set(labels.boxes) & batch_set):
-        boxes, record = labels.boxes[image_id].astype(np.float64), records[image_id]
+    for image_id in sorted(set(labels.labels) & batch_set):
+        boxes, record = labels.labels[image_id][0].astype(np.float64), records[image_id]
         bad = [j for j, b in enumerate(boxes) if not (np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1])]
         limit = np.array([record.width, record.height, record.width, record.height], np.float64)
         off = [j for j, b in enumerate(boxes) if (b < -clip_tolerance).any() or (b - limit > clip_tolerance).any()]
@@ -250,7 +233,7 @@ def import_labels(run_dir: str | Path, labels: LabelSet, *, cycle: int, batch: S
                             + " are empty, not finite or outside the image; fix them in the annotation tool")
             continue
         boxes = np.clip(boxes, 0, limit)
-        names = [pool.class_names[int(label) - 1] for label in labels.labels[image_id]]
+        names = [pool.class_names[int(label) - 1] for label in labels.labels[image_id][1]]
         if image_id in imported:
             if _same(imported[image_id], boxes, names):
                 unchanged.append(image_id)
@@ -264,16 +247,17 @@ def import_labels(run_dir: str | Path, labels: LabelSet, *, cycle: int, batch: S
         problems.append(f"{len(conflicts)} image(s) already have different imported labels: {conflicts[:20]}; "
                         "labels are not overwritten (correct them in the earlier file's place, or leave them out)")
     if problems:
-        raise ImportError_(f"{source}: import refused, nothing merged:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ImportRefused(f"{source}: import refused, nothing merged:\n" + "\n".join(f"  - {p}" for p in problems))
     path = None
     if new:
-        number = len(load_import_records(run_dir)) + 1
+        number = len(existing) + 1
         path = _imports_dir(run_dir) / f"{number:04d}.json"
         kill_point("import_write", number)  # the crash tests: killed before the commit
         digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16] if source.is_file() else None
         atomic_write_json(path, {"number": number, "cycle": cycle, "source": str(source), "sha256": digest,
                                  "imported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                                 "skipped": labels.skipped, "images": new})
+                                 "skipped": labels.skipped + [f"{i}: not labelled in the file (stays pending)"
+                                                              for i in labels.unlabelled], "images": new})
         kill_point("import", number)  # ... and right after it
     pending = [i for i in batch if i not in imported and i not in new]
     return ImportResult(path, sorted(new), unchanged, pending)

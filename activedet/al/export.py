@@ -19,7 +19,6 @@ Predictions whose score is below ``min_score`` are left out of the pre-annotatio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -106,9 +105,3 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
     atomic_write_json(folder / "batch.json", {"cycle": int(picks[0]["cycle"]) if picks else None, "format": fmt,
                                               "images": batch, "class_names": list(pool.class_names)})
     return folder
-
-
-def read_batch(folder: str | Path) -> dict[str, Any]:
-    """The ``batch.json`` of an exported batch."""
-    return json.loads((Path(folder) / "batch.json").read_text())
-

@@ -127,6 +127,8 @@ class LabelImport:
             crowd/difficult boxes), one per task or image.
         source: the file (or folder) read.
         unlabelled: ids of images present in the file that nobody labelled (no annotation, or all cancelled).
+        difficult: ``{image_id: bool[N]}`` VOC-style difficult flags, where the file keeps them (the run's native
+            label file, :mod:`activedet.al.annotation`); absent images have none.
     """
 
     labels: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -134,6 +136,7 @@ class LabelImport:
     skipped: list[str]
     source: str
     unlabelled: list[str] = field(default_factory=list)
+    difficult: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class _Collector:
