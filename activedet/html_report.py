@@ -11,9 +11,9 @@ The page opens from disk (``file://``): no server, no JavaScript, no network. It
    (sorted by name), one column per run, and the metric itself in the last row.
 3. **What each cycle queried**, per run: the first ``thumbnails_per_cycle`` picks of ``RUN/cycles/t/selection.json``
    by rank, as thumbnails captioned with the reason for the pick (``rank 3, entropy score 0.82``; rank 1 = picked
-   first, i.e. ``rank`` 0 in the file). The image is the pool record ``pick["index"]`` of the run's training split,
-   read through ``RUN/config.json`` (:func:`activedet.config.load_config` and
-   :func:`activedet.workflows.load_split`). Drawn on it:
+   first, i.e. ``rank`` 0 in the file). The image is the pool record ``pick["index"]`` of the run's pool (the
+   training split, and for a human run the unlabelled folder with the imported labels), read through
+   ``RUN/config.json`` (:func:`activedet.config.load_config` and :func:`activedet.workflows.run_pool`). Drawn on it:
 
    * the **ground-truth boxes** of the record (green, with the class name): what the oracle revealed;
    * the **predicted boxes** (orange, class and score) when ``RUN/cycles/t/predictions.json`` exists: the model of
@@ -305,7 +305,7 @@ class _Thumbnails:
     def pool(self, run_dir: Path):
         """``(DetectionDataset, None)``, or ``(None, why not)``."""
         from .config import load_config
-        from .workflows import load_split
+        from .workflows import run_pool
 
         try:
             cfg = load_config(run_dir / "config.json")
@@ -316,12 +316,10 @@ class _Thumbnails:
                           "unlabelled_data")] + [str(run_dir) if cfg.oracle == "human" else None], default=str)
         if key not in self._pools:
             try:
-                dataset = load_split(cfg, "train", check_images=False)
-                if dataset is not None and cfg.oracle == "human":  # the unlabelled folder, with the imported labels
+                dataset = run_pool(cfg, check_images=False)
+                if dataset is not None and cfg.oracle == "human":  # the unlabelled folder's images, as labelled
                     from .al.annotation import apply_imports
-                    from .workflows import with_unlabelled_images
 
-                    dataset = with_unlabelled_images(dataset, cfg.unlabelled_data)
                     apply_imports(run_dir, dataset)
                 self._pools[key] = (dataset, None) if dataset is not None else (None, "the config has no train split")
             except (OSError, ValueError) as exc:

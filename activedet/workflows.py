@@ -286,10 +286,11 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
             "last_metrics": {"cycle": last["cycle"], **last["metrics"]} if last else None}
 
 
-def _run_pool(cfg: Config) -> DetectionDataset:
-    """The pool of a run, as the loop builds it (a human run: the labelled start, then the unlabelled folder)."""
-    pool = load_split(cfg, "train")
-    return with_unlabelled_images(pool, cfg.unlabelled_data) if cfg.oracle == "human" else pool
+def run_pool(cfg: Config, *, check_images: bool = True) -> DetectionDataset | None:
+    """The pool of a run, as the loop builds it (a human run: the labelled start, then the unlabelled folder);
+    ``check_images`` as :func:`load_split`."""
+    pool = load_split(cfg, "train", check_images=check_images)
+    return with_unlabelled_images(pool, cfg.unlabelled_data) if cfg.oracle == "human" and pool is not None else pool
 
 
 def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto", annotator: str | None = None):
@@ -308,7 +309,7 @@ def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto",
         raise ValueError(f"{run_dir} is not awaiting labels (state: {status['state']}, cycle {status['cycle']}); "
                          f"`activedet query {run_dir}` exports the next batch to label")
     cfg = load_config(run_dir / "config.json")
-    pool = _run_pool(cfg)
+    pool = run_pool(cfg)
     t = status["cycle"]
     picks = json.loads((run_dir / "cycles" / str(t) / "selection.json").read_text())["picks"]
     sizes = {r.image_id: (r.width, r.height) for r in pool.records}
