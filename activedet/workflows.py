@@ -150,7 +150,7 @@ def config_defaults() -> dict[str, Any]:
 def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> DetectionDataset:
     """``pool`` followed by every image under ``folder`` (recursively, sorted; ids = relative paths without the
     suffix), unlabelled: no boxes until people label them."""
-    from PIL import Image
+    from .data.validate import read_image_size
 
     if folder is None:
         return pool
@@ -165,13 +165,11 @@ def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> Detect
         if image_id in known:
             problems.append(f"{path}: image id {image_id!r} is also in train_data")
             continue
-        try:
-            with Image.open(path) as img:
-                width, height = img.size
-        except OSError as exc:
-            problems.append(f"{path}: not a readable image ({exc})")
+        size, problem = read_image_size(path, str(path))
+        if problem is not None:
+            problems.append(str(problem))
             continue
-        records.append(ImageRecord(image_id, path, width, height))
+        records.append(ImageRecord(image_id, path, *size))
     if problems:
         raise ValueError(f"unlabelled_data {root}: {len(problems)} problem(s):\n" + "\n".join(problems[:20]))
     return DetectionDataset(pool.records + records, pool.class_names, pool.category_ids, pool.root)
