@@ -54,3 +54,20 @@ def tiny_data(tmp_path_factory) -> Path:
     from activedet.data.synth import generate_dataset
 
     return generate_dataset("tiny", tmp_path_factory.mktemp("synth") / "tiny", seed=0)
+
+
+def untrained_checkpoint(cfg: dict, tmp_path: Path) -> tuple[Path, Path]:
+    """``(config path, checkpoint path)``: ``cfg`` written as a YAML config and the weights of its model as built
+    with torch seeded by 0 (no training), for commands that take a config and a checkpoint."""
+    import yaml
+
+    from activedet.config import load_config
+    from activedet.workflows import build_model, load_split
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    torch.manual_seed(0)
+    config = load_config(path)
+    torch.save({"model": build_model(config, load_split(config, "train").num_classes).state_dict()},
+               tmp_path / "model.pt")
+    return path, tmp_path / "model.pt"

@@ -106,22 +106,15 @@ def test_train_miaod_then_predict_single_images_with_their_uncertainty(tiny, tmp
     ({"ensemble_size": 2, "strategy": "ensemble"}, ["mc_uncertainty", "mc_occurrence"]),
 ])
 def test_predict_uncertainty_shows_and_draws_every_per_box_uncertainty(tiny, tmp_path, capsys, extra, columns):
-    import torch
 
-    from activedet.config import load_config
-    from activedet.workflows import build_model, load_split
+    from conftest import untrained_checkpoint
 
     cfg = {"train_data": str(tiny / "annotations/train.json"), "image_root": str(tiny), "detector": "ssd",
            "backbone": "tiny", "min_size": 96, "device": "cpu", "out_dir": str(tmp_path / "out"),
            "strategy_options": {"passes": 4} if "detector_options" in extra else {}, **extra}
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    torch.manual_seed(0)
-    config = load_config(path)
-    torch.save({"model": build_model(config, load_split(config, "train").num_classes).state_dict()},
-               tmp_path / "model.pt")
+    path, checkpoint = untrained_checkpoint(cfg, tmp_path)
     images = sorted((tiny / "images").rglob("*.png"))[:2]
-    assert main(["predict", str(path), *map(str, images), "--checkpoint", str(tmp_path / "model.pt"), "--min-score",
+    assert main(["predict", str(path), *map(str, images), "--checkpoint", str(checkpoint), "--min-score",
                  "0.0", "--uncertainty", "--json", str(tmp_path / "pred.json"), "--draw", str(tmp_path / "drawn"),
                  "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -265,24 +265,17 @@ def test_predict_scores_single_images_by_influence(tiny_data, tmp_path):
     """``activedet predict`` with the influence strategy: the checkpoint's training split is the labelled set."""
     import json
 
-    import yaml
 
     from activedet.cli import main
-    from activedet.config import load_config
-    from activedet.workflows import build_model, load_split
+    from conftest import untrained_checkpoint
 
     cfg = {"train_data": str(tiny_data / "annotations/train.json"), "val_data": str(tiny_data / "annotations/val.json"),
            "image_root": str(tiny_data), "detector": "faster_rcnn", "backbone": "tiny", "min_size": 96,
            "device": "cpu", "out_dir": str(tmp_path / "out"), "strategy": "influence",
            "strategy_options": {"score_threshold": 0.0, "recursion_images": 3}}
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    torch.manual_seed(0)
-    config = load_config(path)
-    torch.save({"model": build_model(config, load_split(config, "train").num_classes).state_dict()},
-               tmp_path / "model.pt")
+    path, checkpoint = untrained_checkpoint(cfg, tmp_path)
     images = sorted((tiny_data / "images").rglob("*.png"))[:2]
-    assert main(["predict", str(path), *map(str, images), "--checkpoint", str(tmp_path / "model.pt"),
+    assert main(["predict", str(path), *map(str, images), "--checkpoint", str(checkpoint),
                  "--json", str(tmp_path / "pred.json"), "--quiet"]) == 0
     results = json.loads((tmp_path / "pred.json").read_text())
     assert [r["strategy"] for r in results] == ["influence"] * 2
