@@ -85,8 +85,8 @@ class ActiveLearningRun:
             are regenerated every cycle, the images stay unlabelled (queryable) and never count as annotation.
         oracle: reveals labels; defaults to the ground truth of ``pool`` (simulation).
         human: people label the query batches (``activedet import``); the run stops, awaiting labels, after each
-            export (:attr:`awaiting` is then the batch's pending image ids). Unlabelled pool images hold no boxes
-            until their labels are imported.
+            export (:func:`activedet.workflows.run_status` lists the pending images). Unlabelled pool images
+            hold no boxes until their labels are imported.
         initial: the initial labelled set (pool indices); default: drawn from the seed (``options``).
         export_format, export_images: how each batch is exported (:func:`~activedet.al.export.export_batch`).
         metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`).
@@ -117,7 +117,6 @@ class ActiveLearningRun:
         self.run_dir = Path(self.run_dir)
         self.oracle = self.oracle or SimulatedOracle(self.pool)
         self.pool_ids = [r.image_id for r in self.pool.records]
-        self.awaiting: list[str] = []
 
     # ----------------------------------------------------------------------------------------------- the cycle
     def run(self) -> Ledger:
@@ -389,8 +388,7 @@ class ActiveLearningRun:
             import_labels(self.run_dir, read_native_labels(path, self.pool.class_names), cycle=t, batch=batch,
                           pool=self.pool, clip_tolerance=float("inf"))
         dist_utils.barrier()
-        self.awaiting = pending_images(self.run_dir, batch)
-        if self.awaiting:
+        if pending_images(self.run_dir, batch):
             return None
         if self.human:
             apply_imports(self.run_dir, self.pool)
