@@ -42,6 +42,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from ._common import NORMS, PredictMixin, check_choice, check_float, check_int, norm_layer_for
 from .backbones import build_body
+from .efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
 from .outputs import Detections
 from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
@@ -51,8 +52,6 @@ __all__ = ["ImageClassifier", "SmallConvNet", "build_classifier", "CLASSIFIER_BA
 CLASSIFIER_BACKBONES = ("resnet18", "small")
 #: default square input side per backbone
 CLASSIFIER_MIN_SIZE = {"small": 32, "resnet18": 224}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _SMALL_CHANNELS = (32, 64, 128, 128)
 _SMALL_STRIDES = (1, 2, 2, 2)
 
