@@ -146,7 +146,8 @@ def cmd_query(args) -> int:
         print(f"cycle {status['cycle']} is still awaiting labels for {len(status['pending'])} images exported to "
               f"{status['query_folder']}; import them first (`activedet import {args.run_dir} FILE`)")
         return 1
-    overrides = list(args.set) + ([f"export_format={args.format}"] if args.format else [])
+    overrides = list(args.set) + ([f"export_format={args.format}"] if args.format else []) + (
+        [f"export_min_score={args.min_score}"] if args.min_score is not None else [])
     resume_run(args.run_dir, overrides=overrides, progress=not args.quiet)
     _print_status(args.run_dir)
     return 0
@@ -299,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="train if needed, score, select and export the next batch for annotation")
     p.add_argument("run_dir")
     p.add_argument("--format", help="pre-annotation format of the export (default: the config's export_format)")
+    p.add_argument("--min-score", type=float, help="lowest detection score written as a pre-annotation "
+                   "(default: the config's export_min_score, 0.3)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a resumable key")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_query)

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import difflib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -82,8 +83,10 @@ class Config:
         oracle: ``simulated`` (the ground truth of ``train_data`` labels each batch) or ``human`` (people do:
         ``activedet query`` exports a batch, ``activedet import`` brings its labels; ``train_data`` is then the
         labelled start and ``unlabelled_data`` a folder of images nobody has labelled); export_format /
-        export_images: how each batch is exported (``activedet``, ``coco``, ``voc``, ``yolo``; ``copy``, ``link``
-        or ``none`` for the images).
+        export_images: how each batch is exported (``activedet``, ``labelstudio``, ``cvat_coco``, ``coco``, ``voc``,
+        ``yolo``; ``copy``, ``link`` or ``none`` for the images); export_min_score: the lowest detection score
+        written as a pre-annotation; labelstudio_url_prefix / labelstudio_document_root: Label Studio tasks name
+        each image as the prefix + its path relative to the root (Label Studio's local files storage).
         pseudo_labels: ``null`` (off) or a mapping of :class:`~activedet.engine.pseudo.PseudoLabelOptions`
         (``{}`` = med_sslal's defaults): train each cycle also on the previous model's confident detections on the
         unlabelled images; pseudo_label_subset: pseudo-label only a random part of the unlabelled pool.
@@ -163,6 +166,9 @@ class Config:
     unlabelled_data: str | None = None
     export_format: str = "activedet"
     export_images: str = "copy"
+    export_min_score: float = 0.3
+    labelstudio_url_prefix: str = "/data/local-files/?d="
+    labelstudio_document_root: str | None = "/"
 
     metrics: list[str] = field(default_factory=lambda: ["voc", "coco"])
     eval_batch_size: int = 8
@@ -285,6 +291,12 @@ def _check_oracle(cfg: Config, fail) -> None:
         fail("export_format", f"one of {list(EXPORT_FORMATS)}", cfg.export_format)
     if cfg.export_images not in IMAGE_MODES:
         fail("export_images", f"one of {list(IMAGE_MODES)}", cfg.export_images)
+    if not 0 <= cfg.export_min_score <= 1:
+        fail("export_min_score", "a number in [0, 1] (the lowest detection score written as a pre-annotation)",
+             cfg.export_min_score)
+    if cfg.labelstudio_document_root is not None and not os.path.isabs(cfg.labelstudio_document_root):
+        fail("labelstudio_document_root", "an absolute folder path (Label Studio's "
+             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, '/' by default) or null", cfg.labelstudio_document_root)
     if cfg.oracle == "simulated" and cfg.unlabelled_data is not None:
         fail("unlabelled_data", "null with oracle 'simulated' (the simulation labels images from train_data's "
              "annotations; set oracle: human to label a folder of unlabelled images)", cfg.unlabelled_data)

@@ -131,7 +131,8 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
 
 # keys that may differ when a run directory is continued: they change how (or how far), not what, is computed
 RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_size", "out_dir", "cycles",
-                            "max_labelled", "keep_checkpoints", "export_format", "export_images"})
+                            "max_labelled", "keep_checkpoints", "export_format", "export_images",
+                            "export_min_score", "labelstudio_url_prefix", "labelstudio_document_root"})
 
 
 def config_defaults() -> dict[str, Any]:
@@ -240,7 +241,10 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
                             pseudo_labels=cfg.pseudo_label_options(), metrics=tuple(cfg.metrics),
                             device=device, batch_size=cfg.eval_batch_size, progress=progress,
                             human=cfg.oracle == "human", initial=initial, export_format=cfg.export_format,
-                            export_images=cfg.export_images)
+                            export_images=cfg.export_images,
+                            export_options={"min_score": cfg.export_min_score,
+                                            "labelstudio_url_prefix": cfg.labelstudio_url_prefix,
+                                            "labelstudio_document_root": cfg.labelstudio_document_root})
     return run.run()
 
 

@@ -6,9 +6,11 @@ batch (image id, file, size, rank, strategy score), ``images/`` (copied, hard-li
 
 * ``activedet``: the native label file (:mod:`activedet.al.annotation`) of the predictions, with their scores;
 * ``labelstudio``: Label Studio tasks (``tasks.json``: rectangle labels in percent, each prediction with its score,
-  the task with the strategy's score; ``data.image`` = ``images/FILE``, to be served by Label Studio's local
-  storage or replaced by your URLs), importable into a project with a ``RectangleLabels`` control named
-  ``label`` on an image named ``image``;
+  the task with the strategy's score) and the project's labeling interface (``label_config.xml``: a
+  ``RectangleLabels`` control named ``label`` on an image named ``image``, one ``Label`` per class). Each task's
+  ``data.image`` is ``labelstudio_url_prefix`` + the image's path relative to ``labelstudio_document_root``
+  (by default ``/data/local-files/?d=`` + the absolute path without its leading ``/``: what Label Studio's local
+  files storage serves); with ``labelstudio_document_root=None`` it is ``images/FILE``, relative to the folder;
 * ``cvat_coco``: a COCO 1.0 file CVAT imports as annotations (``pre_annotations.json``, boxes with a score);
 * ``coco`` / ``voc`` / ``yolo``: the predictions written by the dataset writers (``pre_annotations.json``, ``voc/``,
   ``yolo/``).
@@ -19,18 +21,65 @@ Predictions whose score is below ``min_score`` are left out of the pre-annotatio
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote
 
-from ..atomic import atomic_write_json
+from ..atomic import atomic_write_json, atomic_write_text
 from ..data.records import DetectionDataset, ImageRecord
 from ..data.validate import place_image
 from ..models.outputs import Detections
 
-__all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "export_batch"]
+__all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "LABELSTUDIO_URL_PREFIX", "export_batch", "labelstudio_config",
+           "check_export_options"]
 
 EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "yolo")
 IMAGE_MODES = ("copy", "link", "none")
+#: Label Studio's URL of a file served by its local files storage (``?d=`` a path relative to its document root)
+LABELSTUDIO_URL_PREFIX = "/data/local-files/?d="
+
+
+def check_export_options(caller: str, *, min_score: object = 0.3, labelstudio_url_prefix: object = "",
+                         labelstudio_document_root: object = None) -> None:
+    """Raise ``ValueError`` (naming ``caller``'s parameter) for an invalid pre-annotation score cut-off or Label
+    Studio URL setting."""
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not (
+            math.isfinite(min_score) and 0 <= min_score <= 1):
+        raise ValueError(f"The 'min_score' parameter of {caller} must be a number in [0, 1] (the lowest detection "
+                         f"score written as a pre-annotation). Got {min_score!r} instead.")
+    if not isinstance(labelstudio_url_prefix, str):
+        raise ValueError(f"The 'labelstudio_url_prefix' parameter of {caller} must be a string (e.g. "
+                         f"{LABELSTUDIO_URL_PREFIX!r}). Got {labelstudio_url_prefix!r} instead.")
+    root = labelstudio_document_root
+    if root is not None and not (isinstance(root, (str, os.PathLike)) and os.path.isabs(root)):
+        raise ValueError(f"The 'labelstudio_document_root' parameter of {caller} must be an absolute folder path "
+                         f"(Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, '/' by default) or None. Got "
+                         f"{root!r} instead.")
+
+
+def labelstudio_config(class_names: Sequence[str]) -> str:
+    """The labeling interface (Settings -> Labeling Interface -> Code) that reads activedet's tasks: an image
+    ``image`` (``$image``) with a ``RectangleLabels`` control ``label`` of one ``Label`` per class."""
+    from xml.sax.saxutils import quoteattr
+
+    labels = "".join(f"\n    <Label value={quoteattr(name)}/>" for name in class_names)
+    return (f'<View>\n  <Image name="image" value="$image"/>\n  <RectangleLabels name="label" toName="image" '
+            f'canRotate="false">{labels}\n  </RectangleLabels>\n</View>\n')
+
+
+def _labelstudio_ref(image: Path, folder: Path, prefix: str, root: str | None) -> str:
+    """The URL Label Studio loads ``image`` from: ``prefix`` + its path relative to ``root`` (URL-quoted), or
+    ``images/FILE`` relative to the export ``folder`` when ``root`` is None."""
+    if root is None:
+        return prefix + quote(Path(os.path.relpath(os.path.abspath(image), os.path.abspath(folder))).as_posix())
+    path, root = os.path.abspath(image), os.path.abspath(root)
+    if os.path.commonpath([path, root]) != root:
+        raise ValueError(f"image {path} is not inside labelstudio_document_root {root!r}, so Label Studio cannot "
+                         "serve it; set labelstudio_document_root to a folder above the run directory (and "
+                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the same folder)")
+    return prefix + quote(Path(os.path.relpath(path, root)).as_posix())
 
 
 def _kept(det: Detections, min_score: float):
@@ -52,14 +101,20 @@ def _prediction_records(pool: DetectionDataset, picks: Sequence[dict], predictio
 
 def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dict], predictions: Sequence[Detections],
                  *, fmt: str = "activedet", images: str = "copy", min_score: float = 0.3,
-                 predictions_file: str | Path | None = None) -> Path:
-    """Write the batch ``picks`` (selection records) with ``predictions`` (one per pick) into ``folder``."""
+                 predictions_file: str | Path | None = None, labelstudio_url_prefix: str = LABELSTUDIO_URL_PREFIX,
+                 labelstudio_document_root: str | None = "/") -> Path:
+    """Write the batch ``picks`` (selection records) with ``predictions`` (one per pick) into ``folder``.
+
+    ``min_score``: the lowest detection score written as a pre-annotation. ``labelstudio_url_prefix`` and
+    ``labelstudio_document_root``: how ``labelstudio`` tasks name their images (module docstring)."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"The 'fmt' parameter of export_batch must be one of {list(EXPORT_FORMATS)}. Got {fmt!r} "
                          "instead.")
     if images not in IMAGE_MODES:
         raise ValueError(f"The 'images' parameter of export_batch must be one of {list(IMAGE_MODES)}. Got "
                          f"{images!r} instead.")
+    check_export_options("export_batch", min_score=min_score, labelstudio_url_prefix=labelstudio_url_prefix,
+                         labelstudio_document_root=labelstudio_document_root)
     folder = Path(folder)
     records = _prediction_records(pool, picks, predictions, min_score)
     files = {}
@@ -78,10 +133,16 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
     elif fmt in ("labelstudio", "cvat_coco"):
         from ..data.annotation_io import ExportItem, write_cvat_coco, write_labelstudio_tasks
 
-        items = [ExportItem(r.image_id, f"images/{files[r.image_id]}", r.width, r.height, r.boxes, r.labels,
+        refs = {r.image_id: f"images/{files[r.image_id]}" for r in records}
+        if fmt == "labelstudio":
+            refs = {r.image_id: _labelstudio_ref(folder / "images" / files[r.image_id] if images != "none"
+                                                 else Path(r.file_name), folder, labelstudio_url_prefix,
+                                                 labelstudio_document_root) for r in records}
+        items = [ExportItem(r.image_id, refs[r.image_id], r.width, r.height, r.boxes, r.labels,
                             scores[r.image_id], p["score"]) for r, p in zip(records, picks)]
         if fmt == "labelstudio":
             write_labelstudio_tasks(items, pool.class_names, folder / "tasks.json")
+            atomic_write_text(folder / "label_config.xml", labelstudio_config(pool.class_names))
         else:
             write_cvat_coco(items, pool.class_names, folder / "pre_annotations.json")
     elif fmt == "coco":

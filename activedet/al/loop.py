@@ -29,7 +29,7 @@ import json
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -88,7 +88,8 @@ class ActiveLearningRun:
             export (:func:`activedet.workflows.run_status` lists the pending images). Unlabelled pool images
             hold no boxes until their labels are imported.
         initial: the initial labelled set (pool indices); default: drawn from the seed (``options``).
-        export_format, export_images: how each batch is exported (:func:`~activedet.al.export.export_batch`).
+        export_format, export_images, export_options: how each batch is exported (``fmt``, ``images`` and the
+            keyword options of :func:`~activedet.al.export.export_batch`: ``min_score``, the Label Studio URLs).
         metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`).
         device, batch_size: inference device and batch size for evaluation and scoring.
     """
@@ -112,6 +113,7 @@ class ActiveLearningRun:
     initial: np.ndarray | None = None
     export_format: str = "activedet"
     export_images: str = "none"
+    export_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -374,7 +376,7 @@ class ActiveLearningRun:
         predictions = predict_dataset(model, self.pool, indices, device=self.device, batch_size=self.batch_size)
         if dist_utils.is_main_process():
             export_batch(folder, self.pool, picks, predictions, fmt=self.export_format, images=self.export_images,
-                         predictions_file=self._cycle_dir(t) / "predictions.json")
+                         predictions_file=self._cycle_dir(t) / "predictions.json", **self.export_options)
         dist_utils.barrier()
 
     def _label(self, ledger: Ledger, picks: list[dict], t: int) -> Ledger | None:
