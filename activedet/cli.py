@@ -156,7 +156,8 @@ def cmd_query(args) -> int:
 def cmd_import(args) -> int:
     from .workflows import import_into_run
 
-    result = import_into_run(args.run_dir, args.file, fmt=args.format, annotator=args.annotator)
+    result = import_into_run(args.run_dir, args.file, fmt=args.format, annotator=args.annotator,
+                             empty_means_labelled=args.empty_means_labelled)
     print(f"imported {len(result.labelled)} images from {args.file}"
           + (f" ({len(result.unchanged)} unchanged)" if result.unchanged else "")
           + (f"; {len(result.pending)} images still pending" if result.pending else
@@ -309,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="import the labels people made for the pending batch")
     p.add_argument("run_dir")
     p.add_argument("file", help="the annotation file (or folder) exported by the annotation tool")
-    p.add_argument("--format", default="auto", help="auto (from the file), activedet, labelstudio, cvat_xml, coco")
+    p.add_argument("--format", default="auto", help="auto (told from the file), activedet, labelstudio (JSON), "
+                   "labelstudio_min, labelstudio_coco, labelstudio_voc, labelstudio_yolo, cvat_xml, coco, voc, yolo, "
+                   "or datumaro:NAME (any dataset format Datumaro reads; pip install activedet[datumaro])")
+    p.add_argument("--empty-means-labelled", action="store_true",
+                   help="cvat_xml, coco, datumaro: an image in the file without boxes was looked at and has nothing "
+                        "to box (say so for a finished job only; otherwise such images stay pending)")
     p.add_argument("--annotator", help="recorded for images whose file names no annotator")
     p.set_defaults(func=cmd_import)
 

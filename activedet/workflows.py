@@ -295,7 +295,8 @@ def run_pool(cfg: Config, *, check_images: bool = True) -> DetectionDataset | No
     return with_unlabelled_images(pool, cfg.unlabelled_data) if cfg.oracle == "human" and pool is not None else pool
 
 
-def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto", annotator: str | None = None):
+def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto", annotator: str | None = None,
+                    empty_means_labelled: bool = False):
     """Validate the labels in ``file`` against the run's pending batch and commit them (one import record).
 
     Raises ``ValueError`` (nothing merged) when the run awaits no labels, the file is malformed, or any image, class
@@ -315,6 +316,6 @@ def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto",
     t = status["cycle"]
     picks = json.loads((run_dir / "cycles" / str(t) / "selection.json").read_text())["picks"]
     sizes = {r.image_id: (r.width, r.height) for r in pool.records}
-    labels = read_labels(fmt, file, pool.class_names, sizes=sizes)
+    labels = read_labels(fmt, file, pool.class_names, sizes=sizes, empty_means_labelled=empty_means_labelled)
     return import_labels(run_dir, labels, cycle=t, batch=[p["image_id"] for p in picks], pool=pool,
                          clip_tolerance=cfg.clip_tolerance, annotator=annotator)

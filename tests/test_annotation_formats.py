@@ -116,8 +116,16 @@ def test_labelstudio_last_non_cancelled_annotation_wins(tmp_path):
     boxes, labels = result.labels["a"]
     np.testing.assert_array_equal(boxes, [[20, 10, 60, 30]])
     np.testing.assert_array_equal(labels, [2])
-    assert result.annotators == {"a": "2"}
+    assert result.annotators == {"a": None}  # a bare user id names nobody outside that server
     assert len(result.skipped) == 1 and "task 7: used annotations[1]" in result.skipped[0]
+
+
+@pytest.mark.parametrize("by, who", [({"id": 3, "email": "ann@example.org", "first_name": "Ann"}, "ann@example.org"),
+                                     ({"id": 3, "email": "", "first_name": "Ann", "last_name": "Lee"}, "Ann Lee"),
+                                     ({"id": 3}, None), (3, None), ("ann@example.org", "ann@example.org")])
+def test_labelstudio_annotator_is_an_email_or_a_name_never_a_user_id(tmp_path, by, who):
+    path = write_json(tmp_path / "e.json", [task(7, "a.jpg", annotation(rect("cat", 0, 0, 10, 10), by=by))])
+    assert read_labelstudio_export(path, CLASSES).annotators == {"a": who}
 
 
 def test_labelstudio_cancelled_only_is_not_labelled_but_empty_result_is_an_empty_label(tmp_path):
@@ -235,8 +243,12 @@ CVAT_XML = """<?xml version="1.0" encoding="utf-8"?>
 
 def test_cvat_xml_boxes_empty_image_and_skipped_shapes(tmp_path):
     (tmp_path / "annotations.xml").write_text(CVAT_XML)
+    # CVAT exports every image of a job, finished or not: an image without any shape stays pending ...
     result = read_cvat_xml(tmp_path / "annotations.xml", CLASSES)
-    assert list(result.labels) == ["000005", "000007"]
+    assert list(result.labels) == ["000005"] and result.unlabelled == ["000007"]
+    # ... unless the job is finished
+    result = read_cvat_xml(tmp_path / "annotations.xml", CLASSES, empty_means_labelled=True)
+    assert list(result.labels) == ["000005", "000007"] and result.unlabelled == []
     boxes, labels = result.labels["000005"]
     np.testing.assert_array_equal(boxes, [[20.5, 10, 80, 60.25], [0, 0, 200, 100]])
     np.testing.assert_array_equal(labels, [1, 3])
@@ -272,7 +284,9 @@ def test_cvat_coco_maps_categories_by_name(tmp_path):
                 {"id": 2, "image_id": 1, "category_id": 3, "bbox": [0.5, 0, 1, 1]},
                 {"id": 3, "image_id": 1, "category_id": 2, "bbox": [0, 0, 5, 5], "iscrowd": 1}]}
     result = read_coco_labels(write_json(tmp_path / "instances_default.json", data), CLASSES)
-    assert list(result.labels) == ["000005", "000007"]
+    assert list(result.labels) == ["000005"] and result.unlabelled == ["000007"]  # COCO cannot say: pending
+    result = read_coco_labels(tmp_path / "instances_default.json", CLASSES, empty_means_labelled=True)
+    assert list(result.labels) == ["000005", "000007"] and result.unlabelled == []
     boxes, labels = result.labels["000005"]
     np.testing.assert_array_equal(boxes, [[10, 20, 40, 60], [0.5, 0, 1.5, 1]])
     np.testing.assert_array_equal(labels, [3, 2])
@@ -334,7 +348,8 @@ def test_read_labels_voc_and_yolo_folders(tmp_path):
         read_labels("yolo", tmp_path / "yolo", CLASSES, images={"a": (200, 100)})
     with pytest.raises(ValueError, match=r"'fmt' parameter of read_labels must be one of \('labelstudio'"):
         read_labels("labelme", tmp_path, CLASSES)
-    assert LABEL_FORMATS == ("labelstudio", "cvat_xml", "coco", "voc", "yolo")
+    assert LABEL_FORMATS == ("labelstudio", "labelstudio_min", "labelstudio_coco", "labelstudio_voc",
+                             "labelstudio_yolo", "cvat_xml", "coco", "voc", "yolo")
 
 
 def test_export_item_from_detections():

@@ -180,7 +180,8 @@ def test_two_human_cycles_through_label_studio_then_cvat(human_run, tmp_path):
                                         "category_id": order.index(class_names[int(c) - 1]) + 1,
                                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": 1.0})
     (tmp_path / "cvat.json").write_text(json.dumps(coco))
-    assert main(["import", str(run), str(tmp_path / "cvat.json")]) == 0
+    # the job is finished: its images without a box are labelled as having nothing to box (else they stay pending)
+    assert main(["import", str(run), str(tmp_path / "cvat.json"), "--empty-means-labelled"]) == 0
     records = load_import_records(run)
     assert [r["cycle"] for r in records] == [0, 1]
     assert {e["annotator"] for e in records[0]["images"].values()} == {"lena@example.org"}

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._faults import kill_point
 from ..atomic import atomic_write_json
-from ..data.annotation_io import LabelImport, read_labels as read_tool_labels
+from ..data.annotation_io import EMPTY_AMBIGUOUS, LabelImport, read_labels as read_tool_labels
 from ..data.records import DetectionDataset, ImageRecord
 
 __all__ = ["ImportResult", "ImportRefused", "read_labels", "LABEL_FORMATS", "read_native_labels",
@@ -108,36 +108,52 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelImp
 
 
 def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
-                sizes: dict[str, tuple[int, int]] | None = None) -> LabelImport:
-    """Read an annotation file in ``fmt`` (``auto``: told from the file): the native file here, the annotation
-    tools' exports by :func:`activedet.data.annotation_io.read_labels`.
+                sizes: dict[str, tuple[int, int]] | None = None, empty_means_labelled: bool = False) -> LabelImport:
+    """Read an annotation file in ``fmt`` (``auto``: told from the file; ``datumaro:<name>``: any of Datumaro's
+    dataset formats): the native file here, the annotation tools' exports by
+    :func:`activedet.data.annotation_io.read_labels`.
 
-    ``sizes`` (``image_id -> (width, height)``) serves formats with relative coordinates.
+    ``sizes`` (``image_id -> (width, height)``, the run's images) serves formats with relative coordinates and
+    maps exported file names back to image ids. ``empty_means_labelled``: in a CVAT XML, COCO or Datumaro file,
+    an image without boxes is a label (nothing to box) rather than pending: say so only for a finished job.
     """
     path = Path(path)
-    if fmt not in LABEL_FORMATS:
-        raise ValueError(f"label format {fmt!r} is not one of {list(LABEL_FORMATS)}")
+    datumaro = isinstance(fmt, str) and fmt.startswith("datumaro:") and len(fmt) > len("datumaro:")
+    if fmt not in LABEL_FORMATS and not datumaro:
+        raise ValueError(f"label format {fmt!r} is not one of {list(LABEL_FORMATS)} or datumaro:<name>")
     if not path.exists():
         raise ValueError(f"{path}: no such label file or folder")
     if fmt == "auto":
         fmt = _detect_format(path)
+    if empty_means_labelled and not (datumaro or fmt in EMPTY_AMBIGUOUS):
+        raise ValueError(f"empty_means_labelled (--empty-means-labelled) applies to the formats that list images "
+                         f"nobody may have labelled ({', '.join(EMPTY_AMBIGUOUS)}, datumaro:<name>), not to "
+                         f"{fmt!r}, whose files say which images were labelled; leave it out")
     if fmt == "activedet":
         return read_native_labels(path, class_names)
-    options = {"images": sizes} if fmt in ("labelstudio", "yolo") else {}
+    options: dict[str, Any] = {}
+    if fmt.startswith("labelstudio") or fmt == "yolo" or datumaro:
+        options["images"] = sizes
+    if fmt in EMPTY_AMBIGUOUS or datumaro:
+        options["empty_means_labelled"] = empty_means_labelled
     return read_tool_labels(fmt, path, class_names, **options)
 
 
-#: formats :func:`read_labels` takes: the native file and the annotation tools' exports
-LABEL_FORMATS = ("auto", "activedet", "labelstudio", "cvat_xml", "coco", "voc", "yolo")
+#: formats :func:`read_labels` takes: the native file and the annotation tools' exports (and ``datumaro:<name>``)
+LABEL_FORMATS = ("auto", "activedet", "labelstudio", "labelstudio_min", "labelstudio_coco", "labelstudio_voc",
+                 "labelstudio_yolo", "cvat_xml", "coco", "voc", "yolo")
 
 
 def _detect_format(path: Path) -> str:
     """The format of ``path`` from its content: native/Label Studio/COCO JSON, CVAT XML, a VOC or YOLO folder."""
     if path.is_dir():
-        if any(path.rglob("*.xml")):
-            return "voc"
+        if (path / "result.json").is_file():
+            return _detect_format(path / "result.json")
+        xml = next(path.rglob("*.xml"), None)
+        if xml is not None:
+            return "labelstudio_voc" if _by_label_studio(xml) else "voc"
         if any(path.rglob("*.txt")):
-            return "yolo"
+            return "labelstudio_yolo" if _by_label_studio(path / "notes.json") else "yolo"
     elif path.suffix.lower() == ".xml":
         return "cvat_xml"
     elif path.suffix.lower() == ".json":
@@ -148,11 +164,22 @@ def _detect_format(path: Path) -> str:
         if isinstance(data, dict) and data.get("format") == NATIVE_FORMAT:
             return "activedet"
         if isinstance(data, list):
-            return "labelstudio"
+            minimal = data and isinstance(data[0], dict) and "annotation_id" in data[0] and "annotations" not in data[0]
+            return "labelstudio_min" if minimal else "labelstudio"
         if isinstance(data, dict) and "images" in data and "annotations" in data:
-            return "coco"
+            info = data.get("info")
+            return "labelstudio_coco" if isinstance(info, dict) and info.get("contributor") == "Label Studio" else "coco"
     raise ValueError(f"{path}: cannot tell the label format from the file; pass --format (one of "
                      f"{list(LABEL_FORMATS[1:])})")
+
+
+def _by_label_studio(path: Path) -> bool:
+    """Whether a VOC XML file or a YOLO ``notes.json`` was written by Label Studio's converter."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")[:4000]
+    except OSError:
+        return False
+    return "<name>Label Studio</name>" in text or '"contributor": "Label Studio"' in text
 
 
 # ----------------------------------------------------------------------------------------------- imports

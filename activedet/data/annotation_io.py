@@ -42,7 +42,11 @@ __all__ = ["ExportItem", "LabelImport", "LABEL_FORMATS", "write_labelstudio_task
            "read_cvat_xml", "write_cvat_coco", "read_coco_labels", "read_voc_labels", "read_yolo_labels",
            "read_labels"]
 
-LABEL_FORMATS = ("labelstudio", "cvat_xml", "coco", "voc", "yolo")
+LABEL_FORMATS = ("labelstudio", "labelstudio_min", "labelstudio_coco", "labelstudio_voc", "labelstudio_yolo",
+                 "cvat_xml", "coco", "voc", "yolo")
+#: formats whose files list images nobody may have labelled yet (an unfinished job): an image without any shape
+#: there is pending unless ``empty_means_labelled`` (Datumaro's formats, ``datumaro:<name>``, too)
+EMPTY_AMBIGUOUS = ("cvat_xml", "coco")
 
 _LS_HINT = "export the project from Label Studio with Export -> JSON (not JSON-MIN, CSV or COCO)"
 _CVAT_HINT = "export the task from CVAT as 'CVAT for images 1.1'"
@@ -121,8 +125,9 @@ class LabelImport:
     Attributes:
         labels: ``{image_id: (boxes float32[N, 4] xyxy pixels, labels int64[N] in 1..C)}`` in file order;
             ``N = 0`` is an image labelled as containing no object.
-        annotators: ``{image_id: who labelled it}`` (Label Studio's ``completed_by`` e-mail or user id);
-            ``None`` where the format does not say.
+        annotators: ``{image_id: who labelled it}`` (the e-mail, else the name, where the export carries it, as
+            Label Studio's export snapshots with ``completed_by`` expanded do); ``None`` where the format does not
+            say or gives only a user id.
         skipped: human-readable notes on what was left out (other shapes, cancelled or extra annotations,
             crowd/difficult boxes), one per task or image.
         source: the file (or folder) read.
@@ -252,7 +257,8 @@ def read_labelstudio_export(path: str | os.PathLike, class_names: Sequence[str],
     """Read Label Studio's JSON export (a list of tasks with ``annotations``) of ``rectanglelabels`` boxes.
 
     * The image id is ``data.activedet_image_id`` (written by :func:`write_labelstudio_tasks`), else the file
-      stem of ``data[image_key]`` without Label Studio's upload prefix.
+      stem of ``data[image_key]`` without Label Studio's upload prefix, mapped to the ids of ``images`` as
+      :func:`activedet.data.labelstudio_exports.labelstudio_image_id` does.
     * Of a task's annotations, the **last non-cancelled one in the file's order** is used (Label Studio lists
       them in creation order); the others are noted in ``skipped``. A task whose annotations are all cancelled,
       or that has none, is not labelled (``unlabelled``); a non-cancelled annotation with an empty ``result``
@@ -268,7 +274,13 @@ def read_labelstudio_export(path: str | os.PathLike, class_names: Sequence[str],
     path = Path(path)
     out = _Collector(path, class_names, "Label Studio export")
     tasks = _load_json(path, list, "a JSON list of tasks", _LS_HINT, out.problems)
-    for i, task in enumerate(tasks or []):
+    return _read_ls_tasks(tasks or [], path, out, images, image_key)
+
+
+def _read_ls_tasks(tasks: list, path: Path, out: _Collector, images: dict[str, tuple[int, int]] | None,
+                   image_key: str) -> LabelImport:
+    """The labels of Label Studio ``tasks`` (as in its JSON export) read from ``path``."""
+    for i, task in enumerate(tasks):
         where = f"{path.name}: tasks[{i}]"
         if not isinstance(task, dict):
             out.problems.append(Problem(where, f"expected a task object; found {_short(task)}", _LS_HINT))
@@ -276,7 +288,7 @@ def read_labelstudio_export(path: str | os.PathLike, class_names: Sequence[str],
         item = f"task {task.get('id', i)!s}"
         out.begin()
         where = f"{path.name}: {item} (tasks[{i}])"
-        image_id = _ls_image_id(task, where, image_key, out.problems)
+        image_id = _ls_image_id(task, where, image_key, out.problems, images)
         annotation, k = _ls_pick_annotation(task, where, item, out)
         if image_id is None or annotation is None:
             if image_id is not None and k is None:
@@ -296,7 +308,8 @@ def read_labelstudio_export(path: str | os.PathLike, class_names: Sequence[str],
     return out.result()
 
 
-def _ls_image_id(task: dict, where: str, image_key: str, problems: list[Problem]) -> str | None:
+def _ls_image_id(task: dict, where: str, image_key: str, problems: list[Problem],
+                 images: dict | None = None) -> str | None:
     data = task.get("data")
     if not isinstance(data, dict):
         problems.append(Problem(f"{where}.data", f"missing task field 'data' (an object); task keys are "
@@ -310,6 +323,10 @@ def _ls_image_id(task: dict, where: str, image_key: str, problems: list[Problem]
                                 f"{_short(image_id)}", "restore the value written by activedet query"))
         return None
     ref = data.get(image_key)
+    if isinstance(ref, str) and images is not None and _ref_stem(ref):
+        from .labelstudio_exports import labelstudio_image_id
+
+        return labelstudio_image_id(ref, images)
     stem = _ref_stem(ref) if isinstance(ref, str) else ""
     if not stem:
         problems.append(Problem(f"{where}.data.{image_key}", f"expected the image URL or path; found "
@@ -401,19 +418,31 @@ def _ls_size(result: dict, where: str, size: tuple[int, int] | None,
 
 
 def _ls_annotator(completed_by: object) -> str | None:
+    """The e-mail, else the full name, of a ``completed_by`` user object; ``None`` for a bare user id (Label
+    Studio's plain JSON export), which names nobody outside that server."""
     if isinstance(completed_by, dict):
-        completed_by = completed_by.get("email") or completed_by.get("id")
-    return None if completed_by is None or isinstance(completed_by, bool) else str(completed_by)
+        name = " ".join(str(completed_by.get(k) or "") for k in ("first_name", "last_name")).strip()
+        value = completed_by.get("email") or name
+        return str(value) if value else None
+    if isinstance(completed_by, str) and completed_by and not completed_by.isdigit():
+        return completed_by
+    return None
 
 
 # -------------------------------------------------------------------------------------------------------- CVAT
 
-def read_cvat_xml(path: str | os.PathLike, class_names: Sequence[str]) -> LabelImport:
+def read_cvat_xml(path: str | os.PathLike, class_names: Sequence[str], *,
+                  empty_means_labelled: bool = False) -> LabelImport:
     """Read a "CVAT for images 1.1" XML export: every ``<image name=...>`` with its ``<box>`` elements.
 
-    The image id is the file stem of ``name``; an ``<image>`` without ``<box>`` is an empty label. Coordinates
-    ``xtl, ytl, xbr, ybr`` are pixels. Other shapes (``<polygon>``, ``<points>``, ``<tag>`` ...) are noted in
-    ``skipped``; a ``<box>`` with a label not in ``class_names`` or a non-zero ``rotation`` is an error.
+    The image id is the file stem of ``name``. Coordinates ``xtl, ytl, xbr, ybr`` are pixels. Other shapes
+    (``<polygon>``, ``<points>``, ``<tag>`` ...) are noted in ``skipped``; a ``<box>`` with a label not in
+    ``class_names`` or a non-zero ``rotation`` is an error.
+
+    CVAT exports every image of a job, finished or not, and its XML says nothing of the job's state: an
+    ``<image>`` with no element at all is **not labelled** (``unlabelled``: it stays pending) unless
+    ``empty_means_labelled`` (the job is finished: every image in the file was looked at). An image with a
+    ``<tag>`` (e.g. a tag label "no objects") or any other shape but no ``<box>`` is an empty label.
     """
     path = Path(path)
     out = _Collector(path, class_names, "CVAT XML export")
@@ -441,6 +470,9 @@ def read_cvat_xml(path: str | os.PathLike, class_names: Sequence[str]) -> LabelI
                 other.append(shape.tag)
         if other:
             out.skipped.append(f"{item}: left out {len(other)} shape(s) {sorted(set(other))}; only <box> is read")
+        if len(image) == 0 and not empty_means_labelled:
+            out.unlabelled.append(_ref_stem(name))
+            continue
         out.add(_ref_stem(name), item, rows)
     return out.result()
 
@@ -490,16 +522,26 @@ def write_cvat_coco(items: Iterable[ExportItem], class_names: Sequence[str], pat
 
 # ------------------------------------------------------------------------------------------ COCO, VOC and YOLO
 
-def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str]) -> LabelImport:
+def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str], *,
+                     empty_means_labelled: bool = False) -> LabelImport:
     """Read a COCO detection JSON (CVAT's "COCO 1.0" export, or any tool's) as labels.
 
     Categories are matched to ``class_names`` **by name** (CVAT numbers them from 1 in its own order); the
-    image id is the file stem of ``file_name``; images without annotations are empty labels. Each annotation's
-    ``bbox`` is the box (a ``segmentation`` is not read); crowd annotations (``iscrowd: 1``) are noted in
-    ``skipped``. An annotation of a category not in ``class_names`` is an error; a CVAT ``attributes.rotation``
-    other than 0 too.
+    image id is the file stem of ``file_name``. Each annotation's ``bbox`` is the box (a ``segmentation`` is not
+    read); crowd annotations (``iscrowd: 1``) are noted in ``skipped``. An annotation of a category not in
+    ``class_names`` is an error; a CVAT ``attributes.rotation`` other than 0 too.
+
+    COCO cannot tell an image nobody has labelled yet from one with nothing to box, and CVAT exports every image
+    of a job, finished or not: an image without annotations is **not labelled** (``unlabelled``: it stays
+    pending) unless ``empty_means_labelled`` (every image in the file was looked at: the job is finished).
     """
-    path = Path(path)
+    return _read_coco(Path(path), class_names, image_id_of=_ref_stem, empty_means_labelled=empty_means_labelled)
+
+
+def _read_coco(path: Path, class_names: Sequence[str], *, image_id_of, empty_means_labelled: bool,
+               newest_first: bool = False) -> LabelImport:
+    """COCO labels; ``image_id_of(file_name)`` names each image; ``newest_first``: several image entries of one
+    image are its annotations, newest first (Label Studio), and only the first is read."""
     out = _Collector(path, class_names, "COCO file")
     data = _load_json(path, dict, "a JSON object with 'images', 'annotations' and 'categories'", coco._JSON_HINT,
                       out.problems)
@@ -516,7 +558,7 @@ def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str]) -> Lab
         if image_id in images:
             out.problems.append(Problem(f"{where}.id", f"duplicate image id {image_id!r}", "export again"))
         elif image_id is not None and file_name is not None and _ref_stem(file_name):
-            images[image_id] = (_ref_stem(file_name), f"image {file_name!r}")
+            images[image_id] = (image_id_of(file_name), f"image {file_name!r}")
             boxes[image_id], crowd[image_id] = [], 0
     for where, entry in coco._entries(data, "annotations", path.name, out.problems):
         image_id = coco._field(entry, "image_id", where, (int, str), "the id of an image in 'images'", out.problems)
@@ -528,12 +570,21 @@ def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str]) -> Lab
         elif image_id is not None:
             row = _coco_box(entry, where, images[image_id][1], names, out)
             boxes[image_id] += [row] if row is not None else [None]  # None: an invalid annotation
+    used = set()
     for image_id, (stem, item) in images.items():
+        if newest_first and stem in used:
+            out.skipped.append(f"{item} (id {image_id}): an older annotation of {stem!r}, left out (the newest one "
+                               "comes first)")
+            continue
+        used.add(stem)
         if None in boxes[image_id]:
             continue
         out.begin()
         if crowd[image_id]:
             out.skipped.append(f"{item}: left out {crowd[image_id]} crowd annotation(s) (iscrowd: 1)")
+        elif not boxes[image_id] and not empty_means_labelled:
+            out.unlabelled.append(stem)
+            continue
         out.add(stem, item, boxes[image_id])
     return out.result()
 
@@ -645,14 +696,24 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
 # ---------------------------------------------------------------------------------------------------- dispatch
 
 def read_labels(fmt: str, path: str | os.PathLike, class_names: Sequence[str], **options) -> LabelImport:
-    """Read people's labels in format ``fmt`` (one of :data:`LABEL_FORMATS`); ``options`` go to that reader
-    (``images=`` for ``labelstudio`` and ``yolo``, ``image_key=`` for ``labelstudio``)."""
+    """Read people's labels in format ``fmt`` (one of :data:`LABEL_FORMATS`, or ``datumaro:<name>`` for any of
+    Datumaro's dataset formats); ``options`` go to that reader (``images=`` for the ``labelstudio*`` formats,
+    ``yolo`` and Datumaro's, ``image_key=`` for ``labelstudio``, ``empty_means_labelled=`` for
+    :data:`EMPTY_AMBIGUOUS` and Datumaro's)."""
+    if isinstance(fmt, str) and fmt.startswith("datumaro:"):
+        from .datumaro_io import read_datumaro_labels
+
+        return read_datumaro_labels(path, class_names, fmt.split(":", 1)[1], **options)
     check_choice("read_labels", "fmt", fmt, LABEL_FORMATS)
-    readers = {"labelstudio": read_labelstudio_export, "cvat_xml": read_cvat_xml, "coco": read_coco_labels,
+    from . import labelstudio_exports as ls
+
+    readers = {"labelstudio": read_labelstudio_export, "labelstudio_min": ls.read_labelstudio_min,
+               "labelstudio_coco": ls.read_labelstudio_coco, "labelstudio_voc": ls.read_labelstudio_voc,
+               "labelstudio_yolo": ls.read_labelstudio_yolo, "cvat_xml": read_cvat_xml, "coco": read_coco_labels,
                "voc": read_voc_labels, "yolo": read_yolo_labels}
-    if fmt == "yolo" and options.get("images") is None:
-        raise ValueError("read_labels('yolo', ...) needs images={image_id: (width, height)}: YOLO coordinates are "
-                         "normalised by the image size, which the label files do not store")
+    if fmt in ("yolo", "labelstudio_yolo") and options.get("images") is None:
+        raise ValueError(f"read_labels({fmt!r}, ...) needs images={{image_id: (width, height)}}: YOLO coordinates "
+                         "are normalised by the image size, which the label files do not store")
     return readers[fmt](path, class_names, **options)
 
 
