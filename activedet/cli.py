@@ -162,6 +162,9 @@ def cmd_import(args) -> int:
           + (f" ({len(result.unchanged)} unchanged)" if result.unchanged else "")
           + (f"; {len(result.pending)} images still pending" if result.pending else
              f"; the batch is complete: `activedet query {args.run_dir}` continues"))
+    if result.not_labelled:
+        print(f"{len(result.not_labelled)} images in the file have no box and no sign that anyone labelled them; they "
+              "stay pending (once the job is finished, import its export again with --empty-means-labelled)")
     return 0
 
 

@@ -184,11 +184,11 @@ def test_an_unfinished_cvat_job_then_its_finished_export_equal_the_finished_expo
         return result, {i: (e["boxes"], e["labels"]) for r in load_import_records(tmp) for i, e in r["images"].items()}
 
     first, _ = run(tmp_path / "two_steps", [(unfinished, False)])
-    assert first.labelled == ["a"] and first.pending == ["b", "c", "d"]  # b, c, d: nobody said they are done
+    assert first.labelled == ["a"] and first.pending == first.not_labelled == ["b", "c", "d"]  # not said done
     two_steps, labels_two = run(tmp_path / "two_steps", [(finished, True)])
     one_step, labels_one = run(tmp_path / "one_step", [(finished, True)])
     assert labels_two == labels_one and sorted(labels_one) == batch and two_steps.pending == one_step.pending == []
     assert labels_one["c"] == ([], []) and labels_one["b"][1] == ["two", "six"]
     # the finished export without the flag leaves the image with nothing to box pending
     partial, _ = run(tmp_path / "no_flag", [(finished, False)])
-    assert partial.pending == ["c"]
+    assert partial.pending == partial.not_labelled == ["c"]

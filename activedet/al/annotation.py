@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,12 +44,14 @@ NATIVE_FORMAT = "activedet-labels"
 @dataclass
 class ImportResult:
     """What an import did: ``record`` (the path written, ``None`` when nothing changed), the images it labelled,
-    the images it repeated unchanged, and the batch images still pending afterwards."""
+    the images it repeated unchanged, the batch images still pending afterwards, and the images the file lists
+    without saying they were labelled (they stay pending)."""
 
     record: Path | None
     labelled: list[str]
     unchanged: list[str]
     pending: list[str]
+    not_labelled: list[str] = field(default_factory=list)
 
 
 class ImportRefused(ValueError):
@@ -287,4 +289,4 @@ def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch
                                                               for i in labels.unlabelled], "images": new})
         kill_point("import", number)  # ... and right after it
     pending = [i for i in batch if i not in imported and i not in new]
-    return ImportResult(path, sorted(new), unchanged, pending)
+    return ImportResult(path, sorted(new), unchanged, pending, [i for i in labels.unlabelled if i in pending])
