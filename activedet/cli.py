@@ -163,8 +163,9 @@ def cmd_import(args) -> int:
           + (f"; {len(result.pending)} images still pending" if result.pending else
              f"; the batch is complete: `activedet query {args.run_dir}` continues"))
     if result.not_labelled:
-        print(f"{len(result.not_labelled)} images in the file have no box and no sign that anyone labelled them; they "
-              "stay pending (once the job is finished, import its export again with --empty-means-labelled)")
+        print(f"{len(result.not_labelled)} images in the file are not labelled there (skipped, or listed with no box "
+              "or tag) and stay pending; for a finished CVAT or COCO job, --empty-means-labelled imports them as "
+              "images with nothing to box")
     return 0
 
 

@@ -192,3 +192,15 @@ def test_an_unfinished_cvat_job_then_its_finished_export_equal_the_finished_expo
     # the finished export without the flag leaves the image with nothing to box pending
     partial, _ = run(tmp_path / "no_flag", [(finished, False)])
     assert partial.pending == partial.not_labelled == ["c"]
+
+
+def test_config_checks_the_export_options(tiny_data, tmp_path):
+    from activedet.config import ConfigError, load_config
+    from test_loop import write_config
+
+    with pytest.raises(ConfigError, match=r"key 'export_min_score' must be a number in \[0, 1\].*found 1.5"):
+        load_config(write_config(tmp_path, tiny_data, export_min_score=1.5))
+    with pytest.raises(ConfigError, match="key 'labelstudio_document_root' must be an absolute folder path"):
+        load_config(write_config(tmp_path, tiny_data, labelstudio_document_root="data"))
+    cfg = load_config(write_config(tmp_path, tiny_data, export_min_score=0.05, labelstudio_document_root=None))
+    assert cfg.export_min_score == 0.05 and cfg.labelstudio_document_root is None
