@@ -71,6 +71,20 @@ def test_the_annotator_is_the_email_where_the_export_carries_it():
     assert set(read("local_json_min.json").annotators.values()) == {None}
 
 
+def test_json_min_reads_rectangles_of_any_control_name_and_skips_other_regions(tmp_path):
+    rows = json.loads((FIXTURES / "local_json_min.json").read_text())
+    for row in rows:  # a project whose RectangleLabels control is named "box", with a polygon tool too
+        if "label" in row:
+            row["box"] = row.pop("label")
+    rows[0]["outline"] = [{"points": [[1, 1], [5, 5], [1, 5]], "polygonlabels": ["three"], "original_width": 96,
+                           "original_height": 96}]
+    (tmp_path / "min.json").write_text(json.dumps(rows))
+    result = read_labels("labelstudio_min", tmp_path / "min.json", CLASSES, sizes=SIZES)
+    check(result, "val_3", VAL_3)
+    check(result, "setB/val_7", VAL_7_NEWER)
+    assert any("polygonlabels" in note for note in result.skipped)
+
+
 def test_voc_keeps_the_oldest_annotation_in_truncated_zero_based_pixels():
     result = read("local_voc")
     assert sorted(result.labels) == ["setB/val_7", "val_3"]  # no file for an image without boxes: pending

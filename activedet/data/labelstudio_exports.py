@@ -66,47 +66,53 @@ def read_labelstudio_coco(path: str | os.PathLike, class_names: Sequence[str], *
 
 
 def read_labelstudio_min(path: str | os.PathLike, class_names: Sequence[str], *,
-                         images: dict[str, tuple[int, int]] | None = None, image_key: str = "image",
-                         from_name: str = "label") -> LabelImport:
-    """Read Label Studio's JSON-MIN export: one row per annotation, newest first, ``row[from_name]`` its
-    rectangles (the ``RectangleLabels`` control's name).
+                         images: dict[str, tuple[int, int]] | None = None, image_key: str = "image") -> LabelImport:
+    """Read Label Studio's JSON-MIN export: one row per annotation, newest first; a control's regions are a
+    list of objects under its name (``"label": [{"x": ..., "rectanglelabels": [...]}, ...]``).
 
     Each task's first (newest) row is read as a task with one annotation, as
     :func:`~activedet.data.annotation_io.read_labelstudio_export` reads them; older rows are noted in ``skipped``.
-    ``annotator`` is recorded where it is not a bare user id.
+    A row without regions is an empty label. ``annotator`` is recorded where it is not a bare user id.
     """
     path = Path(path)
     out = aio._Collector(path, class_names, "Label Studio JSON-MIN export")
     rows = aio._load_json(path, list, "a JSON list of annotation rows", aio._LS_HINT, out.problems)
     tasks, seen = [], set()
     for k, row in enumerate(rows or []):
-        task_id = row.get("id", k) if isinstance(row, dict) else k
+        if not isinstance(row, dict):
+            tasks.append(row)  # reported by the task reader
+            continue
+        task_id = row.get("id", f"row {k}")
         if task_id in seen:
             out.skipped.append(f"task {task_id}: an older annotation ({row.get('annotation_id')}) left out (the "
                                "newest one comes first)")
             continue
         seen.add(task_id)
-        if not isinstance(row, dict):
-            tasks.append(row)  # reported by the task reader
-            continue
-        data = {key: value for key, value in row.items() if key not in (from_name, "annotator", "annotation_id")}
+        regions = {key: value for key, value in row.items() if _is_regions(value)}
+        data = {key: value for key, value in row.items()
+                if key not in regions and key not in ("annotator", "annotation_id")}
         if "activedet_image_id" not in data and isinstance(data.get(image_key), str):
             data["activedet_image_id"] = labelstudio_image_id(data[image_key], images)
-        regions = row.get(from_name) or []
-        result = [_min_region(region) for region in (regions if isinstance(regions, list) else [regions])]
+        result = [_min_region(region) for value in regions.values() for region in value]
         tasks.append({"id": task_id, "data": data, "annotations": [
             {"completed_by": row.get("annotator"), "was_cancelled": False, "result": result}]})
     return aio._read_ls_tasks(tasks, path, out, images, image_key)
 
 
-def _min_region(region: object) -> object:
-    """A JSON-MIN rectangle (``x, y, width, height, rotation, rectanglelabels, original_width/height``) as a
-    JSON export result."""
-    if not isinstance(region, dict):
-        return region
+def _is_regions(value: object) -> bool:
+    """Whether a JSON-MIN field holds a control's regions (objects with a position, e.g. ``x``/``y``)."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, dict) and ("x" in v or "points" in v) for v in value)
+
+
+def _min_region(region: dict) -> dict:
+    """A JSON-MIN region (``x, y, width, height, rotation, rectanglelabels, original_width/height``) as a JSON
+    export result; regions without ``rectanglelabels`` (polygons, keypoints ...) keep their first ``*labels`` key
+    as their type, to be noted in ``skipped``."""
     value = {k: v for k, v in region.items() if k not in ("original_width", "original_height")}
     size = {k: region[k] for k in ("original_width", "original_height") if k in region}
-    return {"type": "rectanglelabels" if "rectanglelabels" in region else "other", "value": value, **size}
+    kind = next((k for k in region if k.endswith("labels")), "unknown")
+    return {"type": kind, "value": value, **size}
 
 
 def read_labelstudio_voc(path: str | os.PathLike, class_names: Sequence[str], *,
