@@ -48,7 +48,7 @@ LABEL_FORMATS = ("labelstudio", "labelstudio_min", "labelstudio_coco", "labelstu
 #: there is pending unless ``empty_means_labelled`` (Datumaro's formats, ``datumaro:<name>``, too)
 EMPTY_AMBIGUOUS = ("cvat_xml", "coco")
 
-_LS_HINT = "export the project from Label Studio with Export -> JSON (not JSON-MIN, CSV or COCO)"
+_LS_HINT = "export the project from Label Studio with Export -> JSON (or pass --format for its other exports)"
 _CVAT_HINT = "export the task from CVAT as 'CVAT for images 1.1'"
 
 
