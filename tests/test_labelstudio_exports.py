@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from activedet.al.annotation import import_labels, load_import_records, read_labels
+from activedet.al.annotation import ImportRefused, import_labels, load_import_records, read_labels
 from activedet.al.export import export_batch
 from activedet.data.labelstudio_exports import labelstudio_image_id
 from activedet.data.records import DatasetError, DetectionDataset, ImageRecord
@@ -63,6 +63,21 @@ def test_json_json_min_and_coco_keep_the_newest_annotation(name, fmt):
     # val_6 was skipped in Label Studio: the JSON lists it as not labelled, the others leave it out
     assert result.unlabelled == (["val_6"] if fmt == "labelstudio" else [])
     assert any("older" in note or "used annotations[1]" in note for note in result.skipped)
+
+
+def test_the_exports_that_keep_the_newest_annotation_import_alike_into_a_run(tmp_path):
+    records = [ImageRecord(i, tmp_path / f"{i}.png", *SIZES[i]) for i in SIZES]
+    pool, batch = DetectionDataset(records, CLASSES), list(SIZES)
+    first = import_labels(tmp_path / "run", read("local_json_with_emails.json"), cycle=0, batch=batch, pool=pool)
+    assert first.labelled == ["setB/val_1", "setB/val_7", "val_3"] and first.pending == ["val_6"]
+    assert {e["annotator"] for e in load_import_records(tmp_path / "run")[0]["images"].values()} == {"ann@example.org"}
+    for name in ("local_json.json", "local_json_min.json", "local_coco"):
+        again = import_labels(tmp_path / "run", read(name), cycle=0, batch=batch, pool=pool)
+        assert again.record is None and sorted(again.unchanged) == first.labelled
+    # YOLO keeps the oldest annotation of setB/val_7: it contradicts the newest, and is refused naming the image
+    with pytest.raises(ImportRefused, match=r"already have different imported labels: \['setB/val_7'\]"):
+        import_labels(tmp_path / "run", read("local_yolo"), cycle=0, batch=batch, pool=pool)
+    assert len(load_import_records(tmp_path / "run")) == 1
 
 
 def test_the_annotator_is_the_email_where_the_export_carries_it():
