@@ -22,7 +22,8 @@ from activedet.models.outputs import Detections
 
 FIXTURES = Path(__file__).parent / "fixtures" / "labelstudio"
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-SIZES = {image_id: tuple(size) for image_id, size in json.loads((FIXTURES / "live_run.json").read_text())["batch"].items()}
+LIVE = json.loads((FIXTURES / "live_run.json").read_text())
+SIZES = {image_id: tuple(size) for image_id, size in LIVE["batch"].items()}
 # what was drawn in Label Studio, in pixels of the 96x96 images (percent x 0.96); setB/val_7: the newer annotation
 VAL_3 = ([[9.6, 12, 38.4, 50.4], [48.48, 4.8, 67.92, 28.8]], ["three", "seven"])
 VAL_7_NEWER = ([[19.2, 28.8, 57.6, 62.4], [57.6, 57.6, 86.4, 86.4]], ["two", "four"])
@@ -40,9 +41,8 @@ def check(result, image_id: str, expected, atol: float = 1e-4) -> None:
 
 
 def test_the_live_run_served_every_task_image():
-    live = json.loads((FIXTURES / "live_run.json").read_text())
-    assert live["label_studio"] == "1.23.2"
-    assert all(served == [200, "image/png", True] for served in live["served"].values())
+    assert LIVE["label_studio"] == "1.23.2"
+    assert all(served == [200, "image/png", True] for served in LIVE["served"].values())
     tasks = json.loads((FIXTURES / "tasks.json").read_text())
     for task in tasks:
         url = task["data"]["image"]
@@ -51,8 +51,9 @@ def test_the_live_run_served_every_task_image():
         assert name == task["data"]["activedet_image_id"].replace("/", "__") + ".png"
 
 
-@pytest.mark.parametrize("name, fmt", [("local_json.json", "labelstudio"), ("local_json_min.json", "labelstudio_min"),
-                                       ("local_coco", "labelstudio_coco"), ("local_coco/result.json", "labelstudio_coco")])
+@pytest.mark.parametrize("name, fmt", [("local_json.json", "labelstudio"),
+                                       ("local_json_min.json", "labelstudio_min"), ("local_coco", "labelstudio_coco"),
+                                       ("local_coco/result.json", "labelstudio_coco")])
 def test_json_json_min_and_coco_keep_the_newest_annotation(name, fmt):
     result = read(name)
     assert read_labels(fmt, FIXTURES / name, CLASSES, sizes=SIZES).labels.keys() == result.labels.keys()
@@ -170,7 +171,8 @@ def test_labelstudio_export_urls_min_score_and_label_config(tmp_path):
     assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=q/images/a.png",
                                                    "/data/local-files/?d=q/images/setB__b.png"]
     assert [len(t["predictions"][0]["result"]) for t in tasks] == [2, 2]
-    assert '<RectangleLabels name="label" toName="image" canRotate="false">' in (folder / "label_config.xml").read_text()
+    interface = (folder / "label_config.xml").read_text()
+    assert '<RectangleLabels name="label" toName="image" canRotate="false">' in interface
     again = export_batch(tmp_path / "q2", pool, picks, predictions, fmt="labelstudio", images="none")
     refs = [t["data"]["image"] for t in json.loads((again / "tasks.json").read_text())]
     assert refs == ["/data/local-files/?d=" + str(r.file_name.absolute()).lstrip("/") for r in pool.records]

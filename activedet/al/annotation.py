@@ -170,7 +170,8 @@ def _detect_format(path: Path) -> str:
             return "labelstudio_min" if minimal else "labelstudio"
         if isinstance(data, dict) and "images" in data and "annotations" in data:
             info = data.get("info")
-            return "labelstudio_coco" if isinstance(info, dict) and info.get("contributor") == "Label Studio" else "coco"
+            by_label_studio = isinstance(info, dict) and info.get("contributor") == "Label Studio"
+            return "labelstudio_coco" if by_label_studio else "coco"
     raise ValueError(f"{path}: cannot tell the label format from the file; pass --format (one of "
                      f"{list(LABEL_FORMATS[1:])})")
 

@@ -17,7 +17,7 @@ row per annotation, newest first, and name images after their URL:
   (up to 2 px off the drawn box);
 * YOLO's ``classes.txt`` lists the classes alphabetically; they are matched to the run's classes by name.
 
-Only annotated tasks are in an export made with Label Studio's defaults; an export of *all* tasks would list
+Only annotated tasks are in an export made with the export API's defaults; one of *all* tasks would list
 unannotated tasks as images without boxes in COCO and YOLO, indistinguishable from empty ones: do not import one.
 """
 
