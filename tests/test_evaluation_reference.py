@@ -242,7 +242,8 @@ def _voc_detections(ds, seed):
         boxes = np.clip(np.array(boxes, float).reshape(-1, 4), 0, [120, 100, 120, 100])
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
         keep = slice(0, 0) if i % 7 == 3 else slice(None)
-        out.append({"boxes": boxes[keep], "scores": rng.random(len(boxes))[keep], "labels": np.array(labels, int)[keep]})
+        scores, labels = rng.random(len(boxes)), np.array(labels, int)
+        out.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
     return out
 
 
@@ -450,3 +451,45 @@ def test_froc_matching_options_are_checked():
         froc(ds, preds, matching="centre", iou_threshold=0.3)
     assert froc(ds, preds, iou_threshold=0.7)["iou_threshold"] == 0.7
     assert evaluate(ds, preds, metrics="froc", options={"froc": {"matching": "centre"}})["froc/cpm"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------- config
+
+def test_config_voc_rules_default_to_the_devkit_for_voc_data_only():
+    from activedet.config import ConfigError, config_from_dict
+
+    def options(**keys):
+        return config_from_dict({"train_data": "x", **keys}).evaluation_options()
+
+    assert options(data_format="voc") == {"voc": {"rules": "devkit"}}
+    assert options(data_format="coco") == {"voc": {"rules": "continuous"}}
+    assert options(data_format="voc", metric_options={"voc": {"rules": "continuous", "iou_threshold": 0.7}}) == {
+        "voc": {"rules": "continuous", "iou_threshold": 0.7}}
+    assert options(data_format="voc", metrics=["coco", "froc"], metric_options={"froc": {"matching": "centre"}}) == {
+        "froc": {"matching": "centre"}}
+    with pytest.raises(ConfigError, match=r"key 'metric_options': The 'matching' parameter must be one of "
+                                          r"\['iou', 'centre'\]. Got 'center'"):
+        options(metrics=["froc"], metric_options={"froc": {"matching": "center"}})
+    with pytest.raises(ConfigError, match=r"key 'metric_options': .* keys \['froc'\] that are not among the "
+                                          r"requested metrics \['voc', 'coco'\]"):
+        options(metric_options={"froc": {}})
+
+
+def test_evaluation_and_the_loop_get_the_resolved_options(tiny_data, tmp_path, monkeypatch):
+    import activedet.workflows as workflows
+    from activedet.al.loop import ActiveLearningRun
+    from activedet.config import config_from_dict
+    from activedet.data.synth import SYNTH_CLASSES
+
+    cfg = config_from_dict({"data_format": "voc", "train_data": str(tiny_data / "voc"),
+                            "test_data": str(tiny_data / "voc"), "voc_train_sets": ["2007/train"],
+                            "voc_test_sets": ["2007/test"], "class_names": list(SYNTH_CLASSES), "detector": "fcos",
+                            "backbone": "tiny", "min_size": 64, "max_size": 64, "metrics": ["voc"],
+                            "device": "cpu", "out_dir": str(tmp_path / "out"), "cycles": 1})
+    seen = []
+    monkeypatch.setattr(workflows, "evaluate", lambda *a, **k: seen.append(k["options"]) or evaluate(*a, **k))
+    model = workflows.build_model(cfg, 10)
+    assert "voc/mAP_area" in workflows.evaluate_from_config(cfg, model, progress=False)
+    monkeypatch.setattr(ActiveLearningRun, "run", lambda run: seen.append(run.metric_options))
+    workflows.run_from_config(cfg, progress=False)
+    assert seen == [{"voc": {"rules": "devkit"}}] * 2

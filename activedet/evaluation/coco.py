@@ -1,4 +1,4 @@
-"""COCO box AP through pycocotools itself (methods.md section 10.2); this module only converts the inputs.
+"""COCO box AP through pycocotools itself (rules: docs/evaluation.md); this module only converts the inputs.
 
 Conventions
 -----------

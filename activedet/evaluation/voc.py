@@ -11,7 +11,7 @@ Rules
   VOC file this is exactly the devkit's arithmetic on the file's own integers.
 * A detection matches its max-IoU GT only when ``IoU > iou_threshold`` (strictly).
 * 11-point AP uses the devkit's recall points ``np.arange(0, 1.1, 0.1)`` (``0.30000000000000004``, ... as the
-  py-faster-rcnn port and mmdetection have them): a recall of exactly 0.3, 0.6 or 0.7 does not reach "its" point.
+  py-faster-rcnn port has them): a recall of exactly 0.3, 0.6 or 0.7 does not reach "its" point.
   ``mAP_11pt`` is the VOC2007 metric, ``mAP_area`` the VOC2010+ one.
 
 ``rules="continuous"`` (the default of this function; what the config uses for data that is not in VOC format):
@@ -25,15 +25,15 @@ Rules
 
 Both rule sets share everything else:
 
-* **Matching** follows the VOC devkit (and mmdetection's ``eval_map``). Within one image, a detection of class
-  ``c`` is compared with every ground-truth (GT) box of class ``c``, ignored ones included, and takes the one
-  with the largest IoU (the first in annotation order on ties). If that IoU does not match (see the rules) the
-  detection is a false positive (FP). Otherwise, if the GT is *ignored* the detection is ignored too (neither TP
-  nor FP); if the GT was already claimed by a higher-scored detection it is an FP (duplicate); else it is a true
-  positive (TP) and claims the GT. A detection whose max-IoU GT is taken is an FP even when a second, unclaimed GT
-  also overlaps it enough (devkit behaviour; COCO would try the next GT). Because the max-IoU GT
-  does not depend on what was claimed before, the greedy pass reduces to "the first detection in score order that
-  points at a GT is its TP", which is what makes the computation vectorisable.
+* **Matching** follows the VOC devkit (and mmdetection's ``eval_map``, which matches at ``IoU >= 0.5``). Within one
+  image, a detection of class ``c`` is compared with every ground-truth (GT) box of class ``c``, ignored ones
+  included, and takes the one with the largest IoU (the first in annotation order on ties). If that IoU does not
+  match (see the rules) the detection is a false positive (FP). Otherwise, if the GT is *ignored* the detection is
+  ignored too (neither TP nor FP); if the GT was already claimed by a higher-scored detection it is an FP
+  (duplicate); else it is a true positive (TP) and claims the GT. A detection whose max-IoU GT is taken is an FP
+  even when a second, unclaimed GT also overlaps it enough (devkit behaviour; COCO would try the next GT). Because
+  the max-IoU GT does not depend on what was claimed before, the greedy pass reduces to "the first detection in
+  score order that points at a GT is its TP", which is what makes the computation vectorisable.
 * **Ignored GTs** are the ``difficult`` ones (VOC) and, beyond the VOC devkit, the ``iscrowd`` ones (COCO crowd
   regions are not objects to find; VOC records have none). They do not count in recall.
 * **Ranking**: per class, detections are sorted by score (descending) over the whole set; ties keep the input order
