@@ -92,7 +92,9 @@ class Config:
         unlabelled images; pseudo_label_subset: pseudo-label only a random part of the unlabelled pool.
     Evaluation and run:
         metrics: any of ``voc`` (mAP@0.5, 11-point and area), ``coco`` (pycocotools AP), ``froc``, ``accuracy``
-            (``detector: classifier``).
+            (``detector: classifier``). metric_options: keyword options per metric (:func:`activedet.evaluation.
+            evaluate`), e.g. ``{voc: {rules: continuous}, froc: {matching: centre}}``; ``voc`` uses the devkit's rules
+            on ``data_format: voc`` data and the continuous ones otherwise unless ``rules`` is given.
         eval_batch_size: images per inference batch. out_dir: run directory. device: ``auto``, ``cpu``, ``cuda``.
     """
 
@@ -171,6 +173,7 @@ class Config:
     labelstudio_document_root: str | None = "/"
 
     metrics: list[str] = field(default_factory=lambda: ["voc", "coco"])
+    metric_options: dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int = 8
     out_dir: str = "runs/train"
     device: str = "auto"
@@ -205,6 +208,15 @@ class Config:
 
         names = {f.name for f in dataclasses.fields(LoopOptions)}
         return LoopOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+    def evaluation_options(self) -> dict[str, dict[str, Any]]:
+        """``metric_options`` with the VOC rules filled in: the devkit's for ``data_format: voc``, else continuous."""
+        options = {name: dict(given) if isinstance(given, dict) else given
+                   for name, given in self.metric_options.items()}
+        if "voc" in self.metrics and isinstance(options.get("voc", {}), dict):
+            default = "devkit" if self.data_format == "voc" else "continuous"
+            options["voc"] = {"rules": default, **options.get("voc", {})}
+        return options
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -249,6 +261,7 @@ def _check_choices(cfg: Config, where: str) -> None:
     bad = [m for m in cfg.metrics if m not in METRICS]
     if bad or not cfg.metrics:
         fail("metrics", f"a non-empty list of {list(METRICS)}", cfg.metrics)
+    _check_metric_options(cfg, where)
     if cfg.eval_batch_size < 1:
         fail("eval_batch_size", "an int >= 1", cfg.eval_batch_size)
     if cfg.ensemble_size < 1:
@@ -280,6 +293,15 @@ def _check_choices(cfg: Config, where: str) -> None:
     if needs_val and cfg.val_data is None:
         fail("val_data", f"the path of a validation split disjoint from the test split (strategy "
              f"'{strategy.name}' computes its validation-loss gradient there)", None)
+
+
+def _check_metric_options(cfg: Config, where: str) -> None:
+    from .evaluation import check_options
+
+    try:
+        check_options(cfg.metrics, cfg.evaluation_options())
+    except ValueError as exc:
+        raise ConfigError(f"{where}: key 'metric_options': {exc}") from None
 
 
 def _check_oracle(cfg: Config, fail) -> None:

@@ -122,7 +122,7 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
     started = time.perf_counter()
     predictions = predict_dataset(model, data, device=device, batch_size=cfg.eval_batch_size, progress=progress)
     seconds = time.perf_counter() - started
-    metrics = evaluate(data, predictions, metrics=tuple(cfg.metrics))
+    metrics = evaluate(data, predictions, metrics=tuple(cfg.metrics), options=cfg.evaluation_options())
     metrics.update(num_images=len(data), seconds=seconds, images_per_second=len(data) / max(seconds, 1e-9))
     if dist_utils.is_main_process():
         atomic_write_json(Path(cfg.out_dir) / f"metrics_{split}.json", json.loads(json.dumps(metrics, default=float)))
@@ -239,6 +239,7 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
                             build_model=lambda: build_model(cfg, pool.num_classes), strategy=strategy,
                             options=options, train_options=cfg.train_options(), trainer=cfg.trainer(),
                             pseudo_labels=cfg.pseudo_label_options(), metrics=tuple(cfg.metrics),
+                            metric_options=cfg.evaluation_options(),
                             device=device, batch_size=cfg.eval_batch_size, progress=progress,
                             human=cfg.oracle == "human", initial=initial, export_format=cfg.export_format,
                             export_images=cfg.export_images,

@@ -122,7 +122,8 @@ def test_voc_iou_exactly_at_threshold_matches():
 
 
 def _reference_voc(records, preds, num_classes, iou_threshold=0.5):
-    """Per-class (ap_11pt, ap_area) by the devkit's detection-by-detection loop (crowd ignored like difficult)."""
+    """Per-class (ap_11pt, ap_area) by the devkit's detection-by-detection loop under the continuous rules (no + 1,
+    IoU >= threshold, exact recall points; crowd ignored like difficult)."""
     def iou(box, boxes):
         iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
         ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
@@ -180,7 +181,7 @@ def _random_case(seed, num_images=60):
     return dataset(*records, names=("a", "b", "c")), preds
 
 
-def test_voc_matches_devkit_loop_on_random_data():
+def test_voc_continuous_rules_match_a_reference_loop_on_random_data():
     for seed in range(3):
         ds, preds = _random_case(seed)
         result = voc_map(ds, preds)

@@ -31,7 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -90,7 +90,8 @@ class ActiveLearningRun:
         initial: the initial labelled set (pool indices); default: drawn from the seed (``options``).
         export_format, export_images, export_options: how each batch is exported (``fmt``, ``images`` and the
             keyword options of :func:`~activedet.al.export.export_batch`: ``min_score``, the Label Studio URLs).
-        metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`).
+        metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`); metric_options: their
+            keyword options (``evaluate``'s ``options``).
         device, batch_size: inference device and batch size for evaluation and scoring.
     """
 
@@ -106,6 +107,7 @@ class ActiveLearningRun:
     pseudo_labels: PseudoLabelOptions | None = None
     oracle: SimulatedOracle | None = None
     metrics: tuple[str, ...] = ("voc",)
+    metric_options: dict[str, dict[str, Any]] | None = None
     device: torch.device | str = "cpu"
     batch_size: int = 8
     progress: bool = False
@@ -254,7 +256,7 @@ class ActiveLearningRun:
             return
         started = time.perf_counter()
         predictions = predict_dataset(model, self.test, device=self.device, batch_size=self.batch_size)
-        metrics = evaluate(self.test, predictions, metrics=self.metrics)
+        metrics = evaluate(self.test, predictions, metrics=self.metrics, options=self.metric_options)
         labelled = ledger.labelled()
         train_state = load_checkpoint(self._cycle_dir(t) / "model.pt")
         record = {"cycle": t, "strategy": self.strategy.name, "seed": self.options.seed,

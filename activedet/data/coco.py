@@ -9,13 +9,16 @@ Conventions:
 * ``ImageRecord.image_id`` is ``str(image["id"])``; ``file_name`` is resolved against ``image_root`` (default: the
   JSON file's directory) unless it is absolute.
 * Images without annotations are kept as empty images (``N = 0``). ``iscrowd`` is kept, and so is ``difficult``
-  (not standard COCO: optional, 0 or 1; written only for difficult boxes, ignored by pycocotools); other
-  annotation fields (``segmentation``, ``area``, annotation ids) are not.
+  (not standard COCO: optional, 0 or 1; written only for difficult boxes, ignored by pycocotools). ``area``
+  (optional, a number ``>= 0``; the segment area in the official files) is kept in ``ImageRecord.area`` (``NaN``
+  where absent): COCO evaluation sorts objects into its small/medium/large buckets by it, as pycocotools does.
+  Other annotation fields (``segmentation``, annotation ids) are not kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -83,7 +86,8 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
                                           box_policy=box_policy, clip_tolerance=clip_tolerance)
         problems += box_problems
         records.append(ImageRecord(str(image_id), path, width, height, boxes, [r[2] for r in rows],
-                                   iscrowd=[r[3] for r in rows], difficult=[r[4] for r in rows]))
+                                   iscrowd=[r[3] for r in rows], difficult=[r[4] for r in rows],
+                                   area=[r[5] for r in rows]))
     return DetectionDataset(records, class_names, category_ids, root=image_root), problems
 
 
@@ -186,7 +190,8 @@ def _parse_images(data: dict, name: str, image_root: Path, problems: list[Proble
 
 def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, int],
                        problems: list[Problem]) -> dict:
-    """``{coco image id: [(location of bbox, xyxy, label, iscrowd, difficult), ...]}`` in file order."""
+    """``{coco image id: [(location of bbox, xyxy, label, iscrowd, difficult, area or NaN), ...]}`` in file
+    order."""
     objects: dict = {}
     for where, entry in _entries(data, "annotations", name, problems):
         image_id = _field(entry, "image_id", where, (int, str), "the id of an image in 'images'", problems)
@@ -200,12 +205,16 @@ def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, in
 
 
 def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
-                      problems: list[Problem]) -> tuple[str, tuple, int, bool, bool] | None:
+                      problems: list[Problem]) -> tuple[str, tuple, int, bool, bool, float] | None:
     category_id = _field(entry, "category_id", where, (int,), "the id of a category", problems)
     bbox = _field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
     iscrowd = _field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
     difficult = _field(entry, "difficult", where, (int, bool), "0 or 1", problems, required=False) or 0
     count = len(problems)
+    area = _field(entry, "area", where, (int, float), "a number >= 0 (square pixels)", problems, required=False)
+    if area is not None and not (math.isfinite(area) and area >= 0):
+        problems.append(Problem(f"{where}.area", f"expected a number >= 0 (square pixels); found {area!r}",
+                                "fix the area or remove the field (the box area is used then)"))
     if category_id is not None and category_id not in labels:
         problems.append(Problem(f"{where}.category_id", f"refers to category id {category_id}, which is not in "
                                 f"'categories' (ids: {sorted(labels)})",
@@ -219,7 +228,8 @@ def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
     if len(problems) > count or None in (category_id, bbox):
         return None
     x, y, w, h = (float(v) for v in bbox)
-    return f"{where}.bbox", (x, y, x + w, y + h), labels[category_id], bool(iscrowd), bool(difficult)
+    return (f"{where}.bbox", (x, y, x + w, y + h), labels[category_id], bool(iscrowd), bool(difficult),
+            float("nan") if area is None else float(area))
 
 
 def _is_number(value: object) -> bool:
@@ -234,8 +244,9 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
     Image ids: a record whose ``image_id`` is an int-like string (``"42"``) keeps it; any other record gets the
     next unused int, in record order (deterministic). Category ids come from ``dataset.category_ids`` (default
     ``1..C``); ``bbox`` is ``[x, y, w, h]`` pixels with the fewest digits that read back to the same float32,
-    ``area = w * h``; difficult boxes get ``"difficult": 1``. Reading the file back with :func:`read_coco`
-    reproduces ids, sizes, boxes, labels, flags, class names and category ids exactly.
+    ``area`` the record's ``area`` where known, else ``w * h``; difficult boxes get ``"difficult": 1``. Reading the
+    file back with :func:`read_coco` reproduces ids, sizes, boxes, labels, flags, known areas, class names and
+    category ids exactly.
     Returns ``json_path``.
     """
     json_path = Path(json_path)
@@ -245,14 +256,15 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
     for record, image_id in zip(dataset, image_ids):
         images.append({"id": image_id, "file_name": _file_name(record.file_name, image_root),
                        "width": int(record.width), "height": int(record.height)})
-        for box, label, crowd, difficult in zip(record.boxes, record.labels, record.iscrowd, record.difficult):
+        for box, label, crowd, difficult, area in zip(record.boxes, record.labels, record.iscrowd, record.difficult,
+                                                      record.area):
             if not 1 <= label <= len(category_ids):
                 raise ValueError(f"image {record.image_id!r}: label {label} is outside 1..{len(category_ids)} "
                                  f"(there are {len(category_ids)} class names)")
             x, y, w, h = _xywh(box)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": category_ids[label - 1], "bbox": [_num(v) for v in (x, y, w, h)],
-                                "area": _num(w * h), "iscrowd": int(crowd)})
+                                "area": _num(w * h if math.isnan(area) else area), "iscrowd": int(crowd)})
             if difficult:
                 annotations[-1]["difficult"] = 1
     categories = [{"id": c, "name": n, "supercategory": ""} for c, n in zip(category_ids, dataset.class_names)]

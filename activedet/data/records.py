@@ -8,6 +8,9 @@ Conventions (the contract shared by readers, writers, training, evaluation and s
   torchvision's detection models.
 * ``difficult`` (Pascal VOC) and ``iscrowd`` (COCO) are ``bool[N]``. Difficult objects are ignored by VOC
   evaluation; crowd regions are ignore regions for COCO evaluation. Neither is used as a training target.
+* ``area`` is ``float64[N]``: the object's area as the annotation file states it (COCO ``area``, the segment area in
+  the official files), ``NaN`` where the file gives none. Only COCO evaluation reads it (its small/medium/large
+  buckets); it is not a training target and is not updated when boxes are augmented.
 * A record with ``N = 0`` is an image that is known to contain no object (a valid, "empty" label).
 * The position of a record in :attr:`DetectionDataset.records` is its **pool index**; active-learning artefacts
   (``X_L_{cycle}.npy`` ...) store these indices.
@@ -48,6 +51,8 @@ class ImageRecord:
             images get the pseudo-label weight λ, see :mod:`activedet.engine.pseudo`; 0: left out of training).
         image_index: position of the image inside a multi-image container ``file_name`` (the record number in a
             CIFAR binary batch, an int ``>= 0``); ``None`` (default) for an ordinary image file.
+        area: ``float64[N]`` annotated object areas in square pixels (COCO ``area``), ``NaN`` where unknown;
+            ``None`` (default): unknown for every box.
     """
 
     image_id: str
@@ -60,6 +65,7 @@ class ImageRecord:
     iscrowd: np.ndarray | None = None
     loss_weight: float = 1.0
     image_index: int | None = None
+    area: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.file_name = Path(self.file_name)
@@ -85,6 +91,10 @@ class ImageRecord:
         self.iscrowd = np.zeros(n, bool) if self.iscrowd is None else np.asarray(self.iscrowd, bool)
         if len(self.difficult) != n or len(self.iscrowd) != n:
             raise ValueError(f"image {self.image_id!r}: difficult/iscrowd flags must have one entry per box ({n})")
+        self.area = np.full(n, np.nan) if self.area is None else np.asarray(self.area, np.float64).reshape(-1)
+        if len(self.area) != n or bool(np.any(self.area < 0)) or bool(np.any(np.isinf(self.area))):
+            raise ValueError(f"image {self.image_id!r}: area must have one finite value >= 0 (or NaN: unknown) per "
+                             f"box ({n}). Got {self.area.tolist()[:10]}.")
 
     @property
     def num_boxes(self) -> int:
@@ -95,7 +105,7 @@ class ImageRecord:
         ``keep``."""
         return ImageRecord(self.image_id, self.file_name, self.width, self.height, self.boxes[keep],
                            self.labels[keep], self.difficult[keep], self.iscrowd[keep], self.loss_weight,
-                           self.image_index)
+                           self.image_index, self.area[keep])
 
 
 @dataclass

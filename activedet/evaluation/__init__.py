@@ -1,15 +1,17 @@
-"""Detection metrics: PASCAL VOC mAP, COCO AP (pycocotools) and FROC; classification accuracy (one whole-image label
-per record, :mod:`.accuracy`); and :func:`evaluate`, which runs several.
+"""Detection metrics: PASCAL VOC mAP (the devkit's rules or continuous-pixel ones), COCO AP (pycocotools) and FROC
+(IoU or centre-in-box hits); classification accuracy (one whole-image label per record, :mod:`.accuracy`); and
+:func:`evaluate`, which runs several.
 
 Every metric takes the ground truth (a :class:`~activedet.data.records.DetectionDataset`, or a list of
 :class:`~activedet.data.records.ImageRecord` plus ``class_names``) and one prediction per record, in dataset order: a
 :class:`~activedet.models.outputs.Detections` or a mapping with ``"boxes"`` (``[N, 4]`` xyxy original-image pixels),
 ``"scores"`` (``[N]``) and ``"labels"`` (``[N]`` in ``1..C``), as torch tensors or numpy arrays. Each module's
-docstring states its conventions (IoU without ``+ 1``, tie order, ignored boxes, what ``NaN`` means).
+docstring states its conventions (box arithmetic, thresholds, tie order, ignored boxes, what ``NaN`` means).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,14 +19,15 @@ from activedet.data.records import DetectionDataset, ImageRecord
 
 from .accuracy import accuracy
 from .coco import COCO_METRICS, coco_ap
-from .froc import DEEPLESION_FPS_PER_IMAGE, LUNA16_FPS_PER_IMAGE, froc
-from .voc import voc_map
+from .froc import DEEPLESION_FPS_PER_IMAGE, FROC_MATCHINGS, LUNA16_FPS_PER_IMAGE, froc
+from .voc import VOC_RULES, voc_map
 
-__all__ = ["evaluate", "METRICS", "voc_map", "coco_ap", "froc", "accuracy", "COCO_METRICS", "LUNA16_FPS_PER_IMAGE",
-           "DEEPLESION_FPS_PER_IMAGE"]
+__all__ = ["evaluate", "check_options", "METRICS", "voc_map", "coco_ap", "froc", "accuracy", "COCO_METRICS",
+           "VOC_RULES", "FROC_MATCHINGS", "LUNA16_FPS_PER_IMAGE", "DEEPLESION_FPS_PER_IMAGE"]
 
 #: Metric names :func:`evaluate` accepts.
 METRICS = ("voc", "coco", "froc", "accuracy")
+_FUNCTIONS = {"voc": voc_map, "coco": coco_ap, "froc": froc, "accuracy": accuracy}
 
 
 def evaluate(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
@@ -39,8 +42,8 @@ def evaluate(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Seq
             (:func:`froc`), ``"accuracy"`` (:func:`accuracy`, classification records only); a single name is
             accepted too.
         class_names: the ``C`` class names, only when ``dataset`` is a list of records.
-        options: keyword arguments per metric, e.g. ``{"voc": {"iou_threshold": 0.7}, "froc": {"fps_per_image":
-            DEEPLESION_FPS_PER_IMAGE}}``.
+        options: keyword arguments per metric, e.g. ``{"voc": {"rules": "devkit"}, "froc": {"matching": "centre",
+            "fps_per_image": DEEPLESION_FPS_PER_IMAGE}}``.
 
     Returns:
         Keys prefixed by the metric name; values are floats or ints, ``NaN`` where a metric is undefined (no ground
@@ -79,6 +82,15 @@ def evaluate(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Seq
     return flat
 
 
+def check_options(metrics: Sequence[str] | str, options: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """Raise ``ValueError`` now if :func:`evaluate` would reject ``metrics`` or ``options`` later (an unknown metric
+    or option name, a bad option value), by running the metrics once on a one-image, one-box case."""
+    names = _check_metrics(metrics, options)
+    record = ImageRecord("check", "check.png", 10, 10, [[0, 0, 10, 10]], [1])
+    evaluate([record], [{"boxes": [[0.0, 0.0, 10.0, 10.0]], "scores": [1.0], "labels": [1]}], metrics=names,
+             class_names=["check"], options=options)
+
+
 def _check_metrics(metrics: Sequence[str] | str, options: Mapping[str, Any] | None) -> list[str]:
     """The requested metric names, in order and without repeats; raises on an unknown name or option key."""
     names = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -90,4 +102,14 @@ def _check_metrics(metrics: Sequence[str] | str, options: Mapping[str, Any] | No
     if stray:
         raise ValueError(f"The 'options' parameter of evaluate has keys {stray} that are not among the requested "
                          f"metrics {names}; give options only for requested metrics.")
+    for name, given in (options or {}).items():
+        if not isinstance(given, Mapping):
+            raise ValueError(f"The 'options' parameter of evaluate must map each metric to a mapping of its options. "
+                             f"Got {given!r} for {name!r}.")
+        allowed = [p for p in inspect.signature(_FUNCTIONS[name]).parameters
+                   if p not in ("dataset", "predictions", "class_names")]
+        bad = sorted(set(given) - set(allowed))
+        if bad:
+            raise ValueError(f"The 'options' parameter of evaluate has unknown options {bad} for metric {name!r}; "
+                             f"it takes {allowed}.")
     return list(dict.fromkeys(names))

@@ -1,15 +1,18 @@
-"""COCO box AP through pycocotools itself (methods.md section 10.2); this module only converts the inputs.
+"""COCO box AP through pycocotools itself (rules: docs/evaluation.md); this module only converts the inputs.
 
 Conventions
 -----------
 * The ground-truth ``COCO`` object is built in memory from the records: the COCO **image id is the record's
   position** in the dataset (its pool index), so the result does not depend on the ``image_id`` strings; categories
   are ``dataset.label_to_category_id(l)`` for ``l`` in ``1..C`` (the original, possibly non-contiguous ids); boxes
-  become ``[x, y, w, h]`` with ``w = x2 - x1`` (continuous pixels, no ``+ 1``); ``area = w * h``; ``iscrowd`` is
-  kept, so crowd boxes are ignore regions.
-* ``area`` is the **box** area. Official COCO annotations use the segmentation area, which decides the
-  small/medium/large bucket of each GT, so ``APs/APm/APl`` can differ slightly from the official numbers (``AP``,
-  ``AP50``, ``AP75`` do not depend on it).
+  become ``[x, y, w, h]`` with ``w = x2 - x1`` (continuous pixels, no ``+ 1``); ``iscrowd`` is kept, so crowd
+  boxes are ignore regions.
+* ``area`` decides the small/medium/large bucket of each GT (``APs/APm/APl``, ``ARs/ARm/ARl``). It is the
+  record's ``area`` (the annotation file's ``area``, the segment area in official COCO files) where known, as
+  pycocotools reads it from the file, and the box area ``w * h`` where the file gives none (VOC, YOLO, records
+  built in code). Detections always use their box area (as ``COCO.loadRes`` does).
+* Per-class AP is read from ``eval["precision"]`` at the position of the class's category id in
+  ``params.catIds`` (pycocotools sorts the ids), so it is attached to the right class whatever the id order.
 * ``difficult`` flags (VOC) have no COCO counterpart: difficult boxes are evaluated as ordinary objects.
   Use :func:`activedet.evaluation.voc_map` for VOC data.
 * Predictions are sent as ``[x, y, w, h]`` with the original category id; ``COCOeval(iouType="bbox")`` runs with its
@@ -87,7 +90,7 @@ def coco_ap(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
         evaluator.accumulate()
         evaluator.summarize()
     result: dict[str, Any] = {name: _nan_if_missing(evaluator.stats[i]) for name, i in COCO_METRICS.items()}
-    result["per_class"] = _per_class_ap(evaluator, dataset.class_names)
+    result["per_class"] = _per_class_ap(evaluator, category_ids, dataset.class_names)
     return result
 
 
@@ -96,10 +99,10 @@ def _ground_truth_coco(dataset: DetectionDataset, category_ids: np.ndarray) -> C
     image, boxes, labels, _, iscrowd = _flatten_ground_truth(dataset)
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     annotations = [
-        {"id": k + 1, "image_id": i, "category_id": c, "bbox": [x, y, w, h], "area": w * h, "iscrowd": int(crowd)}
-        for k, (i, c, x, y, w, h, crowd) in enumerate(zip(
+        {"id": k + 1, "image_id": i, "category_id": c, "bbox": [x, y, w, h], "area": a, "iscrowd": int(crowd)}
+        for k, (i, c, x, y, w, h, a, crowd) in enumerate(zip(
             image.tolist(), category_ids[labels - 1].tolist(), boxes[:, 0].tolist(), boxes[:, 1].tolist(),
-            widths.tolist(), heights.tolist(), iscrowd.tolist()))
+            widths.tolist(), heights.tolist(), _ground_truth_area(dataset, boxes).tolist(), iscrowd.tolist()))
     ]
     coco = COCO()
     coco.dataset = {
@@ -111,11 +114,21 @@ def _ground_truth_coco(dataset: DetectionDataset, category_ids: np.ndarray) -> C
     return coco
 
 
-def _per_class_ap(evaluator: COCOeval, class_names: Sequence[str]) -> dict[str, float]:
-    """AP per category from ``eval["precision"]`` ``[T, R, K, A, M]``: all areas (A=0), 100 detections (M=-1)."""
+def _ground_truth_area(dataset: DetectionDataset, boxes: np.ndarray) -> np.ndarray:
+    """``float64[G]``: each GT's annotated area where known, else its box area (``boxes`` flattened in order)."""
+    area = np.concatenate([r.area for r in dataset.records]).astype(np.float64)
+    box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return np.where(np.isnan(area), box_area, area)
+
+
+def _per_class_ap(evaluator: COCOeval, category_ids: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """AP per category from ``eval["precision"]`` ``[T, R, K, A, M]``: all areas (A=0), 100 detections (M=-1); the
+    K axis follows ``params.catIds``, not the label order."""
     precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    positions = list(evaluator.params.catIds)
     per_class = {}
-    for k, name in enumerate(class_names):
+    for cat_id, name in zip(category_ids.tolist(), class_names):
+        k = positions.index(cat_id)
         valid = precision[:, :, k][precision[:, :, k] > -1]
         per_class[name] = float(np.mean(valid)) if valid.size else float("nan")
     return per_class
@@ -124,7 +137,7 @@ def _per_class_ap(evaluator: COCOeval, class_names: Sequence[str]) -> dict[str, 
 def _result_without_predictions(dataset: DetectionDataset) -> dict[str, Any]:
     """The result of an empty prediction set: 0 where the metric's area range has a non-crowd GT, else NaN."""
     _, boxes, labels, _, iscrowd = _flatten_ground_truth(dataset)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area = _ground_truth_area(dataset, boxes)
     result: dict[str, Any] = {}
     for name in COCO_METRICS:
         low, high = _AREA_RANGE[_METRIC_AREA.get(name, "all")]

@@ -1,16 +1,24 @@
-"""FROC: sensitivity at given false positives per image, and the CPM (methods.md section 10.3).
+"""FROC: sensitivity at given false positives per image, and the CPM (competition performance metric).
 
 Conventions
 -----------
 * Detections of all images are pooled and the score threshold is swept over every distinct score (plus "keep
   nothing"). At a threshold ``s`` only detections with ``score >= s`` exist.
-* A ground-truth (GT) box is **detected** when at least one detection has ``IoU >= iou_threshold`` with it (IoU over
-  continuous xyxy pixels, no ``+ 1``), whatever the label unless ``class_aware=True``. Each GT counts once, however
-  many detections hit it. One detection may detect several overlapping GTs.
+* **Hit**, by ``matching``:
+
+  - ``"iou"`` (the default; the DeepLesion convention): the detection has ``IoU >= iou_threshold`` with the GT box
+    (IoU over continuous xyxy pixels, no ``+ 1``; ``iou_threshold`` 0.5 by default);
+  - ``"centre"`` (the LUNA16 convention carried to 2-D boxes): the detection's centre lies strictly inside the GT
+    box. LUNA16 counts a candidate whose centre is closer to a nodule's centre than the nodule's radius; the GT box
+    plays the nodule here.
+
+  A ground-truth (GT) box is **detected** when at least one detection hits it, whatever the label unless
+  ``class_aware=True``. Each GT counts once, however many detections hit it. One detection may detect several
+  overlapping GTs.
 * A detection that hits no GT is a **false positive** (FP). A detection that only hits GTs that other,
-  higher-scored detections already hit is *not* an FP by default (LUNA16 convention: it is ignored, neither TP nor
-  FP); with ``duplicates_as_fp=True`` it is an FP (the stricter variant). Ties in score are ranked by input order
-  (image index, then position).
+  higher-scored detections already hit is *not* an FP by default (as LUNA16's script does: it is ignored, neither
+  TP nor FP); with ``duplicates_as_fp=True`` it is an FP (the stricter variant). Ties in score are ranked by input
+  order (image index, then position).
 * ``difficult`` and ``iscrowd`` GTs are **ignored**: they are not counted in ``#GT``, and a detection that hits one
   of them (and no counted GT) is not an FP.
 * ``sensitivity = #detected GT / #GT`` (``NaN`` when the dataset has no counted GT); ``FP/img = #FP / #images`` over
@@ -34,7 +42,10 @@ from activedet.data.records import DetectionDataset, ImageRecord
 from .voc import (_as_dataset, _check_iou_threshold, _flatten_ground_truth, _flatten_predictions,
                   _paired_iou, _pairs_with_equal_key)
 
-__all__ = ["froc", "LUNA16_FPS_PER_IMAGE", "DEEPLESION_FPS_PER_IMAGE"]
+__all__ = ["froc", "FROC_MATCHINGS", "LUNA16_FPS_PER_IMAGE", "DEEPLESION_FPS_PER_IMAGE"]
+
+#: How a detection hits a GT: by IoU (DeepLesion) or by its centre inside the GT box (LUNA16).
+FROC_MATCHINGS = ("iou", "centre")
 
 #: The 7 rates of LUNA16's CPM.
 LUNA16_FPS_PER_IMAGE = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -43,8 +54,8 @@ DEEPLESION_FPS_PER_IMAGE = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def froc(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
-         fps_per_image: Sequence[float] = LUNA16_FPS_PER_IMAGE, iou_threshold: float = 0.5,
-         class_aware: bool = False, duplicates_as_fp: bool = False,
+         fps_per_image: Sequence[float] = LUNA16_FPS_PER_IMAGE, matching: str = "iou",
+         iou_threshold: float | None = None, class_aware: bool = False, duplicates_as_fp: bool = False,
          class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Sensitivity at each rate of ``fps_per_image`` and their mean (CPM); see the module docstring.
 
@@ -53,20 +64,25 @@ def froc(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequenc
             ``class_names``). ``difficult`` and ``iscrowd`` boxes are ignored.
         predictions: one entry per record, in order: a ``Detections`` or a mapping with ``"boxes"`` (``[N, 4]`` xyxy
             original-image pixels), ``"scores"`` (``[N]``), ``"labels"`` (``[N]`` in ``1..C``); torch or numpy.
-        fps_per_image: the false-positive rates (FP per image, positive) to read the curve at.
-        iou_threshold: minimum IoU in ``(0, 1]`` for a detection to hit a GT.
+        fps_per_image: the false-positive rates (FP per image, positive) to read the curve at; default LUNA16's 7
+            (:data:`DEEPLESION_FPS_PER_IMAGE` for DeepLesion's).
+        matching: ``"iou"`` (IoU with the GT box, DeepLesion) or ``"centre"`` (detection centre inside the GT box,
+            LUNA16); see the module docstring.
+        iou_threshold: minimum IoU in ``(0, 1]`` for a detection to hit a GT, only with ``matching="iou"``
+            (default 0.5).
         class_aware: a detection hits only GTs of its own label (default: any GT).
         duplicates_as_fp: count a detection that hits only already-detected GTs as an FP (default: ignore it).
         class_names: the ``C`` class names, only when ``dataset`` is a list of records.
 
     Returns:
         ``"fps_per_image"``: the rates (list of float); ``"sensitivity"``: the sensitivity at each rate (list of
-        float); ``"cpm"``: their mean; ``"num_gt"``, ``"num_images"``, ``"iou_threshold"``; ``"curve"``: the operating
+        float); ``"cpm"``: their mean; ``"num_gt"``, ``"num_images"``, ``"matching"``, ``"iou_threshold"`` (``None``
+        with ``matching="centre"``); ``"curve"``: the operating
         points as numpy arrays ``{"thresholds", "num_false_positives", "fps_per_image", "sensitivity"}`` of length
         ``K + 1`` (K distinct scores, descending; the first point, threshold ``inf``, keeps nothing).
     """
     dataset = _as_dataset(dataset, class_names)
-    _check_iou_threshold(iou_threshold)
+    iou_threshold = _check_matching(matching, iou_threshold)
     rates = _check_rates(fps_per_image)
     gt_image, gt_boxes, gt_labels, difficult, iscrowd = _flatten_ground_truth(dataset)
     det_image, det_boxes, det_scores, det_labels = _flatten_predictions(predictions, dataset)
@@ -75,7 +91,10 @@ def froc(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequenc
     det_key, gt_key = ((det_image * c + det_labels - 1, gt_image * c + gt_labels - 1) if class_aware
                        else (det_image, gt_image))
     det_idx, gt_idx, _ = _pairs_with_equal_key(det_key, gt_key)
-    hit = _paired_iou(det_boxes[det_idx], gt_boxes[gt_idx]) >= iou_threshold
+    if matching == "iou":
+        hit = _paired_iou(det_boxes[det_idx], gt_boxes[gt_idx]) >= iou_threshold
+    else:
+        hit = _centre_inside(det_boxes[det_idx], gt_boxes[gt_idx])
     det_idx, gt_idx = det_idx[hit], gt_idx[hit]
     counted = ~(difficult | iscrowd)
 
@@ -94,9 +113,30 @@ def froc(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequenc
         "cpm": float(np.mean(sensitivity)),
         "num_gt": int(counted.sum()),
         "num_images": len(dataset),
-        "iou_threshold": float(iou_threshold),
+        "matching": matching,
+        "iou_threshold": iou_threshold,
         "curve": curve,
     }
+
+
+def _check_matching(matching: str, iou_threshold: float | None) -> float | None:
+    """The IoU threshold to use (``None`` for centre matching); raises on a bad or contradictory choice."""
+    if matching not in FROC_MATCHINGS:
+        raise ValueError(f"The 'matching' parameter must be one of {list(FROC_MATCHINGS)}. Got {matching!r} instead.")
+    if matching == "centre":
+        if iou_threshold is not None:
+            raise ValueError(f"The 'iou_threshold' parameter applies to matching 'iou' only. Got {iou_threshold!r} "
+                             "with matching 'centre'; leave it out.")
+        return None
+    iou_threshold = 0.5 if iou_threshold is None else iou_threshold
+    _check_iou_threshold(iou_threshold)
+    return float(iou_threshold)
+
+
+def _centre_inside(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``bool[P]``: the centre of ``det[i]`` lies strictly inside ``gt[i]`` (``float64[P, 4]`` xyxy boxes)."""
+    cx, cy = (det[:, 0] + det[:, 2]) / 2, (det[:, 1] + det[:, 3]) / 2
+    return (gt[:, 0] < cx) & (cx < gt[:, 2]) & (gt[:, 1] < cy) & (cy < gt[:, 3])
 
 
 def _check_rates(fps_per_image: Sequence[float]) -> tuple[float, ...]:

@@ -1,27 +1,47 @@
-"""PASCAL VOC mean average precision (methods.md section 10.1), vectorised over the whole test set.
+"""PASCAL VOC mean average precision, vectorised over the whole test set, under two rule sets.
 
-Conventions
------------
-* **Boxes** are ``xyxy`` in continuous pixel coordinates (pixel *edges*, as in :mod:`activedet.data.records`), so
-  ``width = x2 - x1`` and ``IoU = intersection / union`` with no ``+ 1``. The VOC devkit adds 1 because it reads
-  coordinates as inclusive pixel *indices*; the two conventions differ noticeably only for boxes a few pixels wide.
-* **Matching** follows the VOC devkit (and mmdetection's ``eval_map``). Within one image, a detection of class
-  ``c`` is compared with every ground-truth (GT) box of class ``c``, ignored ones included, and takes the one
-  with the largest IoU (the first in annotation order on ties). If that IoU is below ``iou_threshold`` the
-  detection is a false positive (FP). Otherwise, if the GT is *ignored* the detection is ignored too (neither TP
-  nor FP); if the GT was already claimed by a higher-scored detection it is an FP (duplicate); else it is a true
-  positive (TP) and claims the GT. A detection whose max-IoU GT is taken is an FP even when a second, unclaimed GT
-  also overlaps it by ``>= iou_threshold`` (devkit behaviour; COCO would try the next GT). Because the max-IoU GT
-  does not depend on what was claimed before, the greedy pass reduces to "the first detection in score order that
-  points at a GT is its TP", which is what makes the computation vectorisable.
+Rules
+-----
+``rules="devkit"`` reproduces the official VOC devkit (``VOCevaldet.m``, and its Python port in py-faster-rcnn's
+``voc_eval.py``), the rules behind published VOC numbers:
+
+* Boxes are taken in VOC's 1-based inclusive pixel indices, the inverse of :func:`activedet.data.read_voc`
+  (``xmin = x1 + 1, ymin = y1 + 1, xmax = x2, ymax = y2``; predictions live in the same frame as the records, so
+  they are converted the same way), and widths, heights, intersections and areas get the devkit's ``+ 1``. For a
+  VOC file this is exactly the devkit's arithmetic on the file's own integers.
+* A detection matches its max-IoU GT only when ``IoU > iou_threshold`` (strictly).
+* 11-point AP uses the devkit's recall points ``np.arange(0, 1.1, 0.1)`` (``0.30000000000000004``, ... as the
+  py-faster-rcnn port has them): a recall of exactly 0.3, 0.6 or 0.7 does not reach "its" point.
+  ``mAP_11pt`` is the VOC2007 metric, ``mAP_area`` the VOC2010+ one.
+
+``rules="continuous"`` (the default of this function; what the config uses for data that is not in VOC format):
+
+* Boxes are ``xyxy`` in continuous pixel coordinates (pixel *edges*, as in :mod:`activedet.data.records`), so
+  ``width = x2 - x1`` and ``IoU = intersection / union`` with no ``+ 1``. Because :func:`~activedet.data.read_voc`
+  already turns ``xmin`` into ``xmin - 1``, this is the same IoU as the devkit's on VOC data (up to float
+  rounding): the two rule sets differ only in the two points below.
+* A detection matches when ``IoU >= iou_threshold``.
+* 11-point AP uses the exact recall points ``i / 10``.
+
+Both rule sets share everything else:
+
+* **Matching** follows the VOC devkit (and mmdetection's ``eval_map``, which matches at ``IoU >= 0.5``). Within one
+  image, a detection of class ``c`` is compared with every ground-truth (GT) box of class ``c``, ignored ones
+  included, and takes the one with the largest IoU (the first in annotation order on ties). If that IoU does not
+  match (see the rules) the detection is a false positive (FP). Otherwise, if the GT is *ignored* the detection is
+  ignored too (neither TP nor FP); if the GT was already claimed by a higher-scored detection it is an FP
+  (duplicate); else it is a true positive (TP) and claims the GT. A detection whose max-IoU GT is taken is an FP
+  even when a second, unclaimed GT also overlaps it enough (devkit behaviour; COCO would try the next GT). Because
+  the max-IoU GT does not depend on what was claimed before, the greedy pass reduces to "the first detection in
+  score order that points at a GT is its TP", which is what makes the computation vectorisable.
 * **Ignored GTs** are the ``difficult`` ones (VOC) and, beyond the VOC devkit, the ``iscrowd`` ones (COCO crowd
   regions are not objects to find; VOC records have none). They do not count in recall.
 * **Ranking**: per class, detections are sorted by score (descending) over the whole set; ties keep the input order
-  (image index, then position in the image's prediction). The devkit's unstable sort leaves ties arbitrary.
+  (image index, then position in the image's prediction). The devkit's unstable sort leaves ties arbitrary (with
+  tied scores, the only way ``rules="devkit"`` can differ from the devkit beyond float rounding).
 * **Recall** is ``TP / num_gt`` with ``num_gt`` the number of GT boxes of the class that are not ignored.
-* **11-point AP (VOC2007)**: ``mean over t in {0, 0.1, ..., 1} of max(precision[recall >= t])`` (0 when no recall
-  reaches ``t``). The thresholds are exactly ``i / 10``; the devkit's ``np.arange(0, 1.1, 0.1)`` holds
-  ``0.30000000000000004`` etc., so a recall of exactly 0.3, 0.6 or 0.7 misses "its" point there (a tiny bias).
+* **11-point AP (VOC2007)**: ``mean over the 11 recall points t of max(precision[recall >= t])`` (0 when no recall
+  reaches ``t``); the points depend on the rules (above).
 * **Area AP (VOC2010+, "all-point")**: precision made monotonically non-increasing from the right, then
   ``sum (r[i+1] - r[i]) * p_interp(r[i+1])`` over the recall change points.
 * **mAP** is the mean over the classes with at least one GT that is not ignored. A class without one has AP ``NaN``
@@ -43,13 +63,20 @@ import torch
 from activedet.data.records import DetectionDataset, ImageRecord
 from activedet.models.outputs import Detections
 
-__all__ = ["voc_map"]
+__all__ = ["voc_map", "VOC_RULES"]
+
+#: The rule sets :func:`voc_map` offers (see the module docstring).
+VOC_RULES = ("devkit", "continuous")
 
 _PREDICTION_KEYS = ("boxes", "scores", "labels")
+_TO_DEVKIT = np.array([1.0, 1.0, 0.0, 0.0])  # record xyxy -> VOC (xmin, ymin, xmax, ymax), as write_voc converts
+# The 11 recall points: exact ones, and the devkit's (np.arange accumulates 0.1, so 0.30000000000000004 etc.).
+_RECALL_POINTS = {"continuous": np.arange(11) / 10.0, "devkit": np.arange(0.0, 1.1, 0.1)}
 
 
 def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
-            class_names: Sequence[str] | None = None, iou_threshold: float = 0.5) -> dict[str, Any]:
+            class_names: Sequence[str] | None = None, iou_threshold: float = 0.5,
+            rules: str = "continuous") -> dict[str, Any]:
     """PASCAL VOC AP per class and mAP, in both the 11-point and the area variant (see the module docstring).
 
     Args:
@@ -60,26 +87,33 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
             (``[N, 4]`` xyxy original-image pixels), ``"scores"`` (``[N]``) and ``"labels"`` (``[N]`` in ``1..C``);
             torch tensors or numpy arrays. An image without detections needs an entry with ``N = 0``.
         class_names: the ``C`` class names, only when ``dataset`` is a list of records.
-        iou_threshold: minimum IoU in ``(0, 1]`` for a detection to match a GT box.
+        iou_threshold: IoU in ``(0, 1]`` a detection needs to match a GT box (``>=``; ``>`` under the devkit rules).
+        rules: ``"devkit"`` (the official VOC devkit: ``+ 1`` pixel boxes, ``IoU > 0.5``, its 11 recall points) or
+            ``"continuous"`` (continuous pixel boxes, ``IoU >= 0.5``, exact recall points); see the module docstring.
 
     Returns:
         ``{"mAP_11pt", "mAP_area"}``: floats in ``[0, 1]`` (``NaN`` if no class has a GT);
-        ``"iou_threshold"``; ``"num_classes_evaluated"``: classes with ``num_gt > 0`` (the ones averaged);
+        ``"iou_threshold"``, ``"rules"``; ``"num_classes_evaluated"``: classes with ``num_gt > 0`` (the ones averaged);
         ``"per_class"``: ``{name: {"ap_11pt", "ap_area", "num_gt", "num_det"}}`` with ``num_gt`` the count of
         GTs that are not ignored (AP ``NaN`` when 0) and ``num_det`` the number of detections predicted with that class.
     """
     dataset = _as_dataset(dataset, class_names)
     _check_iou_threshold(iou_threshold)
+    if rules not in VOC_RULES:
+        raise ValueError(f"The 'rules' parameter must be one of {list(VOC_RULES)}. Got {rules!r} instead.")
     num_classes = dataset.num_classes
     gt_image, gt_boxes, gt_labels, difficult, iscrowd = _flatten_ground_truth(dataset)
     gt_ignored = difficult | iscrowd
     det_image, det_boxes, det_scores, det_labels = _flatten_predictions(predictions, dataset)
+    devkit = rules == "devkit"
+    if devkit:  # VOC's 1-based inclusive pixel indices, the inverse of read_voc
+        gt_boxes, det_boxes = gt_boxes + _TO_DEVKIT, det_boxes + _TO_DEVKIT
 
     # Rank by class, then by descending score; lexsort is stable, so ties keep the input order.
     ranking = np.lexsort((-det_scores, det_labels))
     is_tp, is_ignored = _match_voc(det_image * num_classes + det_labels - 1, det_boxes,
                                    gt_image * num_classes + gt_labels - 1, gt_boxes, gt_ignored,
-                                   ranking, iou_threshold)
+                                   ranking, iou_threshold, devkit)
     num_gt = np.bincount(gt_labels[~gt_ignored] - 1, minlength=num_classes)
     num_det = np.bincount(det_labels - 1, minlength=num_classes)
 
@@ -88,7 +122,7 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
     per_class = {}
     for c, name in enumerate(dataset.class_names):
         tp_ranked = is_tp[order[class_starts[c]:class_starts[c + 1]]]
-        ap_11pt, ap_area = _average_precisions(tp_ranked, int(num_gt[c]))
+        ap_11pt, ap_area = _average_precisions(tp_ranked, int(num_gt[c]), _RECALL_POINTS[rules])
         per_class[name] = {"ap_11pt": ap_11pt, "ap_area": ap_area, "num_gt": int(num_gt[c]),
                            "num_det": int(num_det[c])}
     evaluated = [v for v in per_class.values() if v["num_gt"] > 0]
@@ -96,23 +130,25 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
         "mAP_11pt": float(np.mean([v["ap_11pt"] for v in evaluated])) if evaluated else float("nan"),
         "mAP_area": float(np.mean([v["ap_area"] for v in evaluated])) if evaluated else float("nan"),
         "iou_threshold": float(iou_threshold),
+        "rules": rules,
         "num_classes_evaluated": len(evaluated),
         "per_class": per_class,
     }
 
 
 def _match_voc(det_key: np.ndarray, det_boxes: np.ndarray, gt_key: np.ndarray, gt_boxes: np.ndarray,
-               gt_ignored: np.ndarray, ranking: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(is_tp, is_ignored)``, both ``bool[D]``, by the devkit rule.
+               gt_ignored: np.ndarray, ranking: np.ndarray, iou_threshold: float,
+               devkit: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(is_tp, is_ignored)``, both ``bool[D]``, by the devkit's greedy rule.
 
     ``*_key`` = image * C + class - 1 (a detection meets the GTs with the same key); ``ranking`` = detection
-    indices by class, then descending score.
+    indices by class, then descending score; ``devkit``: ``+ 1`` pixel IoU and a strict threshold.
     """
     num_dets = len(det_key)
     det_idx, gt_idx, counts = _pairs_with_equal_key(det_key, gt_key)
-    iou = _paired_iou(det_boxes[det_idx], gt_boxes[gt_idx])
+    iou = _paired_iou(det_boxes[det_idx], gt_boxes[gt_idx], plus_one=devkit)
     best_iou, best_gt = _best_match(iou, det_idx, gt_idx, counts)
-    hit = best_iou >= iou_threshold
+    hit = best_iou > iou_threshold if devkit else best_iou >= iou_threshold
     is_ignored = hit & gt_ignored[np.maximum(best_gt, 0)]
     claims = hit & ~is_ignored
 
@@ -145,8 +181,9 @@ def _best_match(iou: np.ndarray, det_idx: np.ndarray, gt_idx: np.ndarray,
     return best_iou, best_gt
 
 
-def _average_precisions(tp_ranked: np.ndarray, num_gt: int) -> tuple[float, float]:
-    """``(ap_11pt, ap_area)`` of one class from its TP flags in ranking order (FP = not TP); NaN if ``num_gt == 0``."""
+def _average_precisions(tp_ranked: np.ndarray, num_gt: int, recall_points: np.ndarray) -> tuple[float, float]:
+    """``(ap_11pt, ap_area)`` of one class from its TP flags in ranking order (FP = not TP); NaN if ``num_gt == 0``.
+    ``recall_points``: the 11 thresholds of the 11-point AP."""
     if num_gt == 0:
         return float("nan"), float("nan")
     tp = np.cumsum(tp_ranked)
@@ -154,7 +191,7 @@ def _average_precisions(tp_ranked: np.ndarray, num_gt: int) -> tuple[float, floa
     precision = tp / np.arange(1, len(tp_ranked) + 1)
     # Envelope: the best precision reachable at this recall or beyond.
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    first_reaching = np.searchsorted(recall, np.arange(11) / 10.0, side="left")
+    first_reaching = np.searchsorted(recall, recall_points, side="left")
     padded = np.append(envelope, 0.0)
     ap_11pt = float(np.mean(padded[first_reaching]))
 
@@ -300,10 +337,15 @@ def _pairs_with_equal_key(det_key: np.ndarray, gt_key: np.ndarray) -> tuple[np.n
     return det_idx, gt_idx, counts
 
 
-def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of ``a[i]`` with ``b[i]`` for ``float64[P, 4]`` xyxy boxes, no ``+ 1``; 0 when the union is empty."""
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0.0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0.0, None)
+def _paired_iou(a: np.ndarray, b: np.ndarray, *, plus_one: bool = False) -> np.ndarray:
+    """IoU of ``a[i]`` with ``b[i]`` for ``float64[P, 4]`` xyxy boxes; 0 when the union is empty.
+
+    ``plus_one``: the boxes are inclusive pixel indices, so every width and height is ``x2 - x1 + 1`` (the devkit).
+    """
+    one = 1.0 if plus_one else 0.0
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + one, 0.0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + one, 0.0, None)
     inter = iw * ih
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    union = ((a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
+             + (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one) - inter)
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
