@@ -330,11 +330,12 @@ def test_read_labels_voc_and_yolo_folders(tmp_path):
     np.testing.assert_allclose(result.labels["a"][0], [[50, 25, 150, 75], [0, 0, 100, 50]])
     np.testing.assert_array_equal(result.labels["a"][1], [1, 3])
     assert result.labels["b"][0].shape == (0, 4)
-    with pytest.raises(DatasetError, match="b.txt: no image size for image id 'b'"):
+    with pytest.raises(DatasetError, match="labels/b.txt: no image of the run is named like this label file "
+                                           "\\(image id 'b'\\)"):
         read_labels("yolo", tmp_path / "yolo", CLASSES, images={"a": (200, 100)})
     with pytest.raises(ValueError, match=r"'fmt' parameter of read_labels must be one of \('labelstudio'"):
         read_labels("labelme", tmp_path, CLASSES)
-    assert LABEL_FORMATS == ("labelstudio", "cvat_xml", "coco", "voc", "yolo")
+    assert LABEL_FORMATS == ("labelstudio", "cvat_xml", "coco", "voc", "cvat_voc", "yolo")
 
 
 def test_export_item_from_detections():

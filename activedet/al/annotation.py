@@ -112,7 +112,8 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
     """Read an annotation file in ``fmt`` (``auto``: told from the file): the native file here, the annotation
     tools' exports by :func:`activedet.data.annotation_io.read_labels`.
 
-    ``sizes`` (``image_id -> (width, height)``) serves formats with relative coordinates.
+    ``sizes`` (``image_id -> (width, height)``, the run's images) serves formats with relative coordinates and maps
+    the file's image names to image ids (:func:`~activedet.data.annotation_io.image_id_from_name`).
     """
     path = Path(path)
     if fmt not in LABEL_FORMATS:
@@ -123,19 +124,21 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
         fmt = _detect_format(path)
     if fmt == "activedet":
         return read_native_labels(path, class_names)
-    options = {"images": sizes} if fmt in ("labelstudio", "yolo") else {}
-    return read_tool_labels(fmt, path, class_names, **options)
+    return read_tool_labels(fmt, path, class_names, images=sizes)
 
 
 #: formats :func:`read_labels` takes: the native file and the annotation tools' exports
-LABEL_FORMATS = ("auto", "activedet", "labelstudio", "cvat_xml", "coco", "voc", "yolo")
+LABEL_FORMATS = ("auto", "activedet", "labelstudio", "cvat_xml", "coco", "voc", "cvat_voc", "yolo")
 
 
 def _detect_format(path: Path) -> str:
     """The format of ``path`` from its content: native/Label Studio/COCO JSON, CVAT XML, a VOC or YOLO folder."""
     if path.is_dir():
         if any(path.rglob("*.xml")):
-            return "voc"
+            raise ValueError(f"{path}: Pascal VOC files come in two coordinate conventions that the files do not "
+                             "name; pass --format voc (1-based pixel indices: the VOC2007/2012 devkit files and "
+                             "activedet's voc export) or --format cvat_voc (0-based: CVAT, Datumaro and "
+                             "activedet's cvat_voc export)")
         if any(path.rglob("*.txt")):
             return "yolo"
     elif path.suffix.lower() == ".xml":

@@ -10,7 +10,7 @@ Conventions:
   JSON file's directory) unless it is absolute.
 * Images without annotations are kept as empty images (``N = 0``). ``iscrowd`` is kept, and so is ``difficult``
   (not standard COCO: optional, 0 or 1; written only for difficult boxes, ignored by pycocotools); other
-  annotation fields (``segmentation``, ``area``, annotation ids) are not.
+  annotation fields (``segmentation``, ``area``, annotation ids) are not read (:func:`write_coco` writes them).
 """
 
 from __future__ import annotations
@@ -234,8 +234,9 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
     Image ids: a record whose ``image_id`` is an int-like string (``"42"``) keeps it; any other record gets the
     next unused int, in record order (deterministic). Category ids come from ``dataset.category_ids`` (default
     ``1..C``); ``bbox`` is ``[x, y, w, h]`` pixels with the fewest digits that read back to the same float32,
-    ``area = w * h``; difficult boxes get ``"difficult": 1``. Reading the file back with :func:`read_coco`
-    reproduces ids, sizes, boxes, labels, flags, class names and category ids exactly.
+    ``area = w * h``, ``segmentation: []`` (a box, as CVAT writes one); difficult boxes get ``"difficult": 1``.
+    Reading the file back with :func:`read_coco` reproduces ids, sizes, boxes, labels, flags, class names and
+    category ids exactly.
     Returns ``json_path``.
     """
     json_path = Path(json_path)
@@ -252,7 +253,7 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
             x, y, w, h = _xywh(box)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": category_ids[label - 1], "bbox": [_num(v) for v in (x, y, w, h)],
-                                "area": _num(w * h), "iscrowd": int(crowd)})
+                                "area": _num(w * h), "iscrowd": int(crowd), "segmentation": []})
             if difficult:
                 annotations[-1]["difficult"] = 1
     categories = [{"id": c, "name": n, "supercategory": ""} for c, n in zip(category_ids, dataset.class_names)]
