@@ -576,7 +576,8 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
 
     The image id is the XML file's name (relative to the folder) mapped by :func:`image_id_from_name` onto
     ``images`` (the run's image ids; without them, the file stem). A file without ``<object>`` is an empty
-    label; ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not training targets).
+    label, and so is an image listed in ``ImageSets/Main/*.txt`` without a file (CVAT and Datumaro write none for
+    an image without objects); ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not training targets).
     """
     path = Path(path)
     folder = path.parent if path.is_file() else path / "Annotations" if (path / "Annotations").is_dir() else path
@@ -602,7 +603,31 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
         if flagged:
             out.skipped.append(f"{name}: left out {flagged} difficult/iscrowd object(s)")
         out.add(image_id_from_name(name, images), name, rows)
+    if not path.is_file():
+        _voc_listed_without_file(folder, {f.relative_to(folder).with_suffix("").as_posix() for f in files}, images,
+                                 out)
     return out.result()
+
+
+def _voc_listed_without_file(folder: Path, annotated: set[str], images: Container[str] | None,
+                             out: _Collector) -> None:
+    """Images listed in ``ImageSets/Main/*.txt`` without an annotation file are empty labels: CVAT and Datumaro
+    write no XML for an image without objects."""
+    lists = folder.parent / "ImageSets" / "Main" if folder.name == "Annotations" else folder / "ImageSets" / "Main"
+    empty = {}
+    for listing in sorted(lists.glob("*.txt")) if lists.is_dir() else []:
+        if "_" in listing.stem:  # a per-class list (aeroplane_trainval.txt), not an image list
+            continue
+        for number, line in enumerate(listing.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            stem = line.split()[0] if line.split() else ""
+            if stem and stem not in annotated and stem not in empty:
+                empty[stem] = f"ImageSets/Main/{listing.name}:{number}"
+    for stem, where in empty.items():
+        out.begin()
+        out.add(_known_id(stem, images) if images is not None else stem, where, [])
+    if empty:
+        out.skipped.append(f"{len(empty)} image(s) listed in ImageSets/Main without an annotation file read as "
+                           "labelled with no objects (how CVAT and Datumaro write an image without objects)")
 
 
 def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,

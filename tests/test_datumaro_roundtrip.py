@@ -1,0 +1,146 @@
+"""Round trips through Datumaro, the converter CVAT uses: a query batch exported by activedet (images in a sub-folder
+of the unlabelled folder, an image with no boxes, classes in a non-alphabetical order) is read by Datumaro's own
+readers (which must see exactly the boxes activedet meant), written again by Datumaro's writers with the class list
+shuffled and first without two images, and imported back into the run: the same boxes to the pixel, the same
+classes, the missing images pending until the complete export arrives, and nothing else in the run changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import datumaro as dm
+import numpy as np
+import pytest
+import torch
+
+from activedet.al.annotation import load_import_records
+from activedet.al.export import export_batch
+from activedet.config import load_config
+from activedet.data.annotation_io import export_file_name
+from activedet.data.coco import read_coco
+from activedet.models.outputs import Detections
+from activedet.workflows import import_into_run, run_from_config, run_pool, run_status
+from test_loop import write_config
+
+#: per image of the batch, in pick order (cycled): boxes on multiples of 3 px, so that every format's text (YOLO's
+#: 6 decimals of a fraction of the 96 px side, CVAT's 2 decimals) holds them exactly; labels 10, 1, 5, 3 are "nine",
+#: "zero", "four", "two"; the first image has none
+BOXES = [[], [[3, 6, 33, 36]], [[0, 0, 96, 96], [45, 12, 93, 27]], [[12, 48, 30, 90], [3, 3, 96, 93], [6, 9, 12, 15]]]
+LABELS = [[], [10], [1, 5], [3, 10, 1]]
+
+
+@pytest.fixture(scope="module")
+def pending_run(tiny_data, tmp_path_factory):
+    """A human run awaiting labels for 6 of the 8 unlabelled images, half of them in the folder's ``setB/``."""
+    tmp = tmp_path_factory.mktemp("dm_run")
+    truth = read_coco(tiny_data / "annotations/val.json", image_root=tiny_data)
+    for k, record in enumerate(truth.records):
+        target = tmp / "unlabelled" / ("setB" if k % 2 else "") / f"v_{record.image_id}{record.file_name.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record.file_name, target)
+    config = write_config(tmp, tiny_data, oracle="human", unlabelled_data=str(tmp / "unlabelled"), strategy="random",
+                          initial_labelled=2, budget=6, cycles=1, epochs=1, batch_size=2)
+    run_from_config(load_config(config), progress=False)
+    assert run_status(tmp / "run")["state"] == "awaiting labels"
+    return tmp / "run"
+
+
+def batch_labels(run: Path) -> tuple[list[dict], dict[str, tuple[np.ndarray, list[str]]]]:
+    """The batch's picks and the labels the test hands in: ``{image_id: (boxes float32, class names)}``."""
+    picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
+    names = load_config(run / "config.json")
+    class_names = run_pool(names).class_names
+    labels = {}
+    for k, pick in enumerate(picks):
+        boxes, classes = BOXES[k % 4], LABELS[k % 4]
+        labels[pick["image_id"]] = (np.array(boxes, np.float32).reshape(-1, 4), [class_names[c - 1] for c in classes])
+    return picks, labels
+
+
+def export_for_people(run: Path, folder: Path, fmt: str) -> dict:
+    """``activedet``'s export of the pending batch in ``fmt`` with the test's labels as its boxes."""
+    cfg = load_config(run / "config.json")
+    pool = run_pool(cfg)
+    picks, labels = batch_labels(run)
+    index = {n: i + 1 for i, n in enumerate(pool.class_names)}
+    predictions = [Detections(boxes=torch.tensor(labels[p["image_id"]][0]).reshape(-1, 4),
+                              scores=torch.full((len(labels[p["image_id"]][1]),), 0.9),
+                              labels=torch.tensor([index[n] for n in labels[p["image_id"]][1]], dtype=torch.int64),
+                              prob_kind="sigmoid") for p in picks]
+    export_batch(folder, pool, picks, predictions, fmt=fmt, images="copy")
+    return labels
+
+
+def snapshot(run: Path) -> dict[str, str]:
+    return {p.relative_to(run).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def check_datumaro_sees(dataset: dm.Dataset, labels: dict) -> None:
+    """Datumaro's reader gives exactly the boxes and classes activedet wrote, for every exported image."""
+    categories = dataset.categories()[dm.AnnotationType.label]
+    seen = {}
+    for item in dataset:
+        boxes = [a for a in item.annotations if a.type == dm.AnnotationType.bbox]
+        seen[item.id] = ([[b.x, b.y, b.x + b.w, b.y + b.h] for b in boxes], [categories[b.label].name for b in boxes])
+    expected = {export_file_name(i, ""): (b.tolist(), n) for i, (b, n) in labels.items()}
+    assert {k: (sorted(zip(n, b))) for k, (b, n) in seen.items()} == {
+        k: sorted(zip(n, b)) for k, (b, n) in expected.items()}
+
+
+#: (activedet export format, the folder Datumaro reads in the export, Datumaro's reader and writer with their
+#: options, the file or folder of Datumaro's output that is imported, activedet's import format)
+CASES = {
+    "coco": ("coco", ".", "coco_instances", {}, "annotations/instances_default.json", "coco"),
+    "cvat_xml": ("coco", ".", "coco_instances", {}, None, "cvat_xml"),  # Datumaro writes CVAT for images 1.1
+    "voc": ("voc", "voc", "voc", {"coordinate_mode": "voc-one-based"}, ".", "voc"),
+    "cvat_voc": ("cvat_voc", "voc", "voc", {}, ".", "cvat_voc"),
+    "yolo": ("yolo", "yolo", "yolo", {}, ".", "yolo"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_batch_round_trips_through_datumaro(case, pending_run, tmp_path):
+    export_fmt, read_at, dm_format, options, imported_at, import_fmt = CASES[case]
+    run = tmp_path / "run"
+    shutil.copytree(pending_run, run)
+    labels = export_for_people(run, tmp_path / "query", export_fmt)
+    dataset = dm.Dataset.import_from(str(tmp_path / "query" / read_at), dm_format, **options)
+    check_datumaro_sees(dataset, labels)
+    names = [c.name for c in dataset.categories()[dm.AnnotationType.label]]
+    shuffled = names[3:] + names[:3][::-1]  # the tool's own class order
+    dataset = dataset.transform("project_labels", dst_labels=shuffled)
+    writer = "cvat" if import_fmt == "cvat_xml" else dm_format
+    before = snapshot(run)
+    pending = run_status(run)["pending"]
+    later = [pending[0], pending[3]]  # the empty image and one with boxes: not in the first export
+    partial = dm.Dataset.from_extractors(dataset)
+    for image_id in later:
+        partial.remove(export_file_name(image_id, ""), next(iter(dataset.subsets())))
+    results = []
+    for name, part in (("partial", partial), ("complete", dataset)):
+        out = tmp_path / f"datumaro_{name}"
+        part.export(str(out), writer, save_media=True, **options)
+        target = out / (imported_at or next(p.name for p in out.glob("*.xml")))
+        results.append(import_into_run(run, target, fmt=import_fmt))
+        if name == "partial":
+            assert results[0].pending == later and sorted(results[0].labelled) == sorted(set(pending) - set(later))
+    assert results[1].labelled == sorted(later) and results[1].pending == []
+    assert sorted(results[1].unchanged) == sorted(set(pending) - set(later))
+    imported = {}
+    for record in load_import_records(run):
+        imported.update(record["images"])
+    assert sorted(imported) == sorted(labels)
+    for image_id, (boxes, classes) in labels.items():  # 0 px: the float32 boxes are equal
+        order = np.lexsort(np.asarray(imported[image_id]["boxes"], np.float64).reshape(-1, 4).T[::-1])
+        expected = np.lexsort(boxes.astype(np.float64).T[::-1])
+        np.testing.assert_array_equal(np.asarray(imported[image_id]["boxes"], np.float32).reshape(-1, 4)[order],
+                                      boxes[expected])
+        assert [imported[image_id]["labels"][i] for i in order] == [classes[i] for i in expected]
+    after = snapshot(run)
+    assert {k: v for k, v in after.items() if not k.startswith("imports/")} == before
+    assert sorted(k for k in after if k.startswith("imports/")) == ["imports/0001.json", "imports/0002.json"]
+    assert run_status(run)["state"] == "labelled, ready for the next query"
