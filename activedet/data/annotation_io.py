@@ -577,7 +577,8 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
     The image id is the XML file's name (relative to the folder) mapped by :func:`image_id_from_name` onto
     ``images`` (the run's image ids; without them, the file stem). A file without ``<object>`` is an empty
     label, and so is an image listed in ``ImageSets/Main/*.txt`` without a file (CVAT and Datumaro write none for
-    an image without objects); ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not training targets).
+    an image without objects); ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not
+    training targets).
     """
     path = Path(path)
     folder = path.parent if path.is_file() else path / "Annotations" if (path / "Annotations").is_dir() else path
