@@ -144,3 +144,37 @@ def test_a_batch_round_trips_through_datumaro(case, pending_run, tmp_path):
     assert {k: v for k, v in after.items() if not k.startswith("imports/")} == before
     assert sorted(k for k in after if k.startswith("imports/")) == ["imports/0001.json", "imports/0002.json"]
     assert run_status(run)["state"] == "labelled, ready for the next query"
+
+
+def test_the_command_line_imports_a_darknet_export_with_its_own_class_order(pending_run, tmp_path, capsys):
+    """A YOLO export whose obj.names lists the classes in another order imports the right classes; a stale second
+    class list, and a label file of an image the run does not have, are refused naming the file, with the run
+    untouched and no Python-only advice."""
+    from activedet.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(pending_run, run)
+    labels = export_for_people(run, tmp_path / "query", "yolo")
+    root = tmp_path / "query" / "yolo"
+    names = (root / "obj.names").read_text().split()
+    order = names[::-1]  # the tool's own class order: every class index changes
+    for file in (root / "obj_train_data").glob("*.txt"):
+        lines = [line.split() for line in file.read_text().splitlines()]
+        file.write_text("".join(f"{order.index(names[int(c)])} {' '.join(rest)}\n" for c, *rest in lines))
+    (root / "obj.names").write_text("".join(f"{n}\n" for n in order))
+    before = snapshot(run)
+    assert main(["import", str(run), str(root)]) == 2  # data.yaml still holds the old order
+    assert "obj.names and data.yaml: the class lists disagree" in capsys.readouterr().err
+    (root / "data.yaml").unlink()
+    (root / "obj_train_data" / "zebra.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    assert main(["import", str(run), str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "obj_train_data/zebra.txt: no image of the run is named like this label file" in err
+    assert "images=" not in err and snapshot(run) == before
+    (root / "obj_train_data" / "zebra.txt").unlink()
+    assert main(["import", str(run), str(root)]) == 0  # the Darknet root folder, format told from the files
+    assert "the batch is complete" in capsys.readouterr().out
+    imported = load_import_records(run)[0]["images"]
+    for image_id, (boxes, classes) in labels.items():
+        np.testing.assert_array_equal(np.asarray(imported[image_id]["boxes"], np.float32).reshape(-1, 4), boxes)
+        assert imported[image_id]["labels"] == classes
