@@ -178,3 +178,45 @@ def test_the_command_line_imports_a_darknet_export_with_its_own_class_order(pend
     for image_id, (boxes, classes) in labels.items():
         np.testing.assert_array_equal(np.asarray(imported[image_id]["boxes"], np.float32).reshape(-1, 4), boxes)
         assert imported[image_id]["labels"] == classes
+
+
+def test_label_studio_tasks_of_sub_folder_images_import_back_by_their_image_name(pending_run, tmp_path):
+    """A Label Studio export whose tasks kept only the image URL (not the image id activedet wrote) still names
+    the sub-folder images: the exported file name maps back to the image."""
+    run = tmp_path / "run"
+    shutil.copytree(pending_run, run)
+    labels = export_for_people(run, tmp_path / "query", "labelstudio")
+    tasks = json.loads((tmp_path / "query/tasks.json").read_text())
+    for task in tasks:  # a person accepted the pre-annotations; the export lost the image id
+        task["annotations"] = [{"id": task["id"], "result": task.pop("predictions")[0]["result"]}]
+        del task["data"]["activedet_image_id"]
+    assert any("setB__" in task["data"]["image"] for task in tasks)
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    assert import_into_run(run, tmp_path / "export.json").pending == []
+    imported = load_import_records(run)[0]["images"]
+    for image_id, (boxes, classes) in labels.items():
+        np.testing.assert_allclose(np.asarray(imported[image_id]["boxes"]).reshape(-1, 4), boxes, atol=1e-4)
+        assert imported[image_id]["labels"] == classes
+
+
+@pytest.mark.parametrize("fmt", ["coco", "cvat_voc"])
+def test_labels_of_a_resized_image_are_refused(fmt, pending_run, tmp_path):
+    """Boxes drawn on a resized copy of an image (the file states another size) would land in the wrong place."""
+    run = tmp_path / "run"
+    shutil.copytree(pending_run, run)
+    export_for_people(run, tmp_path / "query", fmt)
+    first = run_status(run)["pending"][0]
+    if fmt == "coco":
+        path = tmp_path / "query/annotations/instances_default.json"
+        data = json.loads(path.read_text())
+        data["images"][0]["width"] = 48
+        path.write_text(json.dumps(data))
+    else:
+        path = tmp_path / "query/voc"
+        xml = path / "Annotations" / f"{export_file_name(first, '.xml')}"
+        xml.write_text(xml.read_text().replace("<width>96</width>", "<width>48</width>"))
+    before = snapshot(run)
+    with pytest.raises(ValueError, match=f"image '{first}': the file gives its size \\(width, height\\) as 48x96 but "
+                                         "the image is 96x96"):
+        import_into_run(run, path, fmt=fmt)
+    assert snapshot(run) == before

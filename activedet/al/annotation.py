@@ -227,6 +227,12 @@ def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch
                         + (" ..." if len(outside) > 10 else "") + "; import only the images `activedet query` exported")
     for image_id in sorted(set(labels.labels) & batch_set):
         boxes, record = labels.labels[image_id][0].astype(np.float64), records[image_id]
+        stated = labels.sizes.get(image_id)
+        if stated is not None and tuple(stated) != (record.width, record.height):
+            problems.append(f"image {image_id!r}: the file gives its size (width, height) as {stated[0]}x{stated[1]} "
+                            f"but the image is {record.width}x{record.height}, so its boxes are in other pixels; "
+                            "label the original images, or export from a task that holds them")
+            continue
         bad = [j for j, b in enumerate(boxes) if not (np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1])]
         limit = np.array([record.width, record.height, record.width, record.height], np.float64)
         off = [j for j, b in enumerate(boxes) if (b < -clip_tolerance).any() or (b - limit > clip_tolerance).any()]

@@ -129,6 +129,8 @@ class LabelImport:
         unlabelled: ids of images present in the file that nobody labelled (no annotation, or all cancelled).
         difficult: ``{image_id: bool[N]}`` VOC-style difficult flags, where the file keeps them (the run's native
             label file, :mod:`activedet.al.annotation`); absent images have none.
+        sizes: ``{image_id: (width, height)}`` the image size the file states, where it states one (COCO, VOC): the
+            boxes are in pixels of an image of that size.
     """
 
     labels: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -137,6 +139,7 @@ class LabelImport:
     source: str
     unlabelled: list[str] = field(default_factory=list)
     difficult: dict[str, np.ndarray] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class _Collector:
@@ -150,6 +153,7 @@ class _Collector:
         self.unlabelled: list[str] = []
         self.found: dict[str, list[tuple[str, np.ndarray, np.ndarray, str | None]]] = {}
         self.mark = 0
+        self.sizes: dict[str, tuple[int, int]] = {}
 
     def begin(self) -> None:
         """Start reading one image: :meth:`add` leaves it out if a problem is found from here on (an image
@@ -189,7 +193,8 @@ class _Collector:
         if self.problems:
             raise DatasetError(self.problems, f"{self.what} {self.source}")
         unlabelled = [i for i in dict.fromkeys(self.unlabelled) if i not in labels]
-        return LabelImport(labels, annotators, self.skipped, str(self.source), unlabelled)
+        sizes = {i: size for i, size in self.sizes.items() if i in labels}
+        return LabelImport(labels, annotators, self.skipped, str(self.source), unlabelled, sizes=sizes)
 
     def label(self, name: object, where: str, item: str | None = None) -> int | None:
         """The label ``1..C`` of class ``name``, or ``None`` with a problem (naming ``item`` when ``where`` does
@@ -519,6 +524,9 @@ def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str], *,
             out.problems.append(Problem(f"{where}.id", f"duplicate image id {image_id!r}", "export again"))
         elif image_id is not None and file_name is not None and _ref_stem(file_name):
             entries[image_id] = (image_id_from_name(file_name, images), f"image {file_name!r}")
+            size = (entry.get("width"), entry.get("height"))
+            if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+                out.sizes[entries[image_id][0]] = size
             boxes[image_id], crowd[image_id] = [], 0
     for where, entry in coco._entries(data, "annotations", path.name, out.problems):
         image_id = coco._field(entry, "image_id", where, (int, str), "the id of an image in 'images'", out.problems)
@@ -603,7 +611,11 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
                 rows.append(row[:3])
         if flagged:
             out.skipped.append(f"{name}: left out {flagged} difficult/iscrowd object(s)")
-        out.add(image_id_from_name(name, images), name, rows)
+        image_id = image_id_from_name(name, images)
+        size = voc._read_size(root, name, [])  # a missing or unreadable size is not checked
+        if size is not None:
+            out.sizes[image_id] = size
+        out.add(image_id, name, rows)
     if not path.is_file():
         _voc_listed_without_file(folder, {f.relative_to(folder).with_suffix("").as_posix() for f in files}, images,
                                  out)
@@ -797,6 +809,7 @@ def _resolve_ids(result: LabelImport, images: Container[str]) -> LabelImport:
     result.annotators = {ids.get(k, k): v for k, v in result.annotators.items()}
     result.difficult = {ids.get(k, k): v for k, v in result.difficult.items()}
     result.unlabelled = [_known_id(k, images) for k in result.unlabelled]
+    result.sizes = {ids.get(k, k): v for k, v in result.sizes.items()}
     return result
 
 
