@@ -99,6 +99,7 @@ CASES = {
     "voc": ("voc", "voc", "voc", {"coordinate_mode": "voc-one-based"}, ".", "voc"),
     "cvat_voc": ("cvat_voc", "voc", "voc", {}, ".", "cvat_voc"),
     "yolo": ("yolo", "yolo", "yolo", {}, ".", "yolo"),
+    "yolo_ultralytics": ("yolo", "yolo", "yolo", {}, ".", "yolo"),  # Datumaro writes data.yaml, labels/<subset>/
 }
 
 
@@ -113,13 +114,16 @@ def test_a_batch_round_trips_through_datumaro(case, pending_run, tmp_path):
     names = [c.name for c in dataset.categories()[dm.AnnotationType.label]]
     shuffled = names[3:] + names[:3][::-1]  # the tool's own class order
     dataset = dataset.transform("project_labels", dst_labels=shuffled)
-    writer = "cvat" if import_fmt == "cvat_xml" else dm_format
+    writer = {"cvat_xml": "cvat", "yolo_ultralytics": "yolo_ultralytics"}.get(case, dm_format)
+    if case == "yolo_ultralytics":  # Ultralytics wants a train and a val subset
+        dataset = dataset.transform("random_split", splits=[("train", 0.5), ("val", 0.5)], seed=0)
     before = snapshot(run)
     pending = run_status(run)["pending"]
     later = [pending[0], pending[3]]  # the empty image and one with boxes: not in the first export
     partial = dm.Dataset.from_extractors(dataset)
+    subset = {item.id: item.subset for item in dataset}
     for image_id in later:
-        partial.remove(export_file_name(image_id, ""), next(iter(dataset.subsets())))
+        partial.remove(export_file_name(image_id, ""), subset[export_file_name(image_id, "")])
     results = []
     for name, part in (("partial", partial), ("complete", dataset)):
         out = tmp_path / f"datumaro_{name}"
