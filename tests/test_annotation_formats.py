@@ -316,7 +316,8 @@ def test_read_labels_voc_and_yolo_folders(tmp_path):
     assert result.labels["b"][0].shape == (0, 4) and result.skipped == ["a.xml: left out 1 difficult/iscrowd object(s)"]
     (voc / "c.xml").write_text("<annotation><object><name>horse</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
                                "<xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>")
-    with pytest.raises(DatasetError, match=r"c\.xml: object\[1\]/name: unknown class name 'horse'"):
+    with pytest.raises(DatasetError, match=r"c\.xml: object\[1\]/name: unknown class name 'horse'.* -> rename the "
+                                           r"label in the annotation tool, or add the class to the run's classes"):
         read_labels("voc", tmp_path / "voc", CLASSES)
 
     labels = tmp_path / "yolo" / "labels"

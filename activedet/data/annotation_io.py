@@ -604,7 +604,8 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
         rows, flagged = [], 0
         out.begin()
         for k, obj in enumerate(root.findall("object"), start=1):
-            row = voc._read_object(obj, f"{name}: object[{k}]", out.class_index, out.problems, offsets)
+            row = voc._read_object(obj, f"{name}: object[{k}]", out.class_index, out.problems, offsets,
+                                   "rename the label in the annotation tool, or add the class to the run's classes")
             if row is not None and (row[3] or row[4]):
                 flagged += 1
             elif row is not None:

@@ -225,16 +225,18 @@ def _read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[in
 
 
 def _read_object(obj: ET.Element, where: str, class_index: dict[str, int], problems: list[Problem],
-                 offsets: tuple[float, ...] = _OFFSETS) -> tuple[str, list[float], int, bool, bool] | None:
+                 offsets: tuple[float, ...] = _OFFSETS, unknown_hint: str = "fix the name or pass class_names= "
+                 "with every class") -> tuple[str, list[float], int, bool, bool] | None:
     """``(location, xyxy, label, difficult, iscrowd)`` of one ``<object>``, or ``None`` (problems appended);
-    ``xyxy = (xmin, ymin, xmax, ymax) - offsets`` (the devkit's 1-based indices by default)."""
+    ``xyxy = (xmin, ymin, xmax, ymax) - offsets`` (the devkit's 1-based indices by default); ``unknown_hint`` is
+    the advice given for a class name not in ``class_index``."""
     count = len(problems)
     name = _text(obj, "name")
     if name is None:
         problems.append(Problem(f"{where}/name", "missing required element <name>", "add the class name"))
     elif name not in class_index:
         problems.append(Problem(f"{where}/name", f"unknown class name {name!r}; valid names are "
-                                f"{list(class_index)}", "fix the name or pass class_names= with every class"))
+                                f"{list(class_index)}", unknown_hint))
     xyxy = []
     for tag, offset in zip(_COORDS, offsets):
         text = _text(obj, f"bndbox/{tag}")

@@ -262,7 +262,8 @@ def write_darknet(dataset: DetectionDataset, root: str | os.PathLike, *, images:
 def _check_writable(dataset: DetectionDataset, flagged: str) -> None:
     for name in dataset.class_names:
         if not name.strip() or "\n" in name or name != name.strip():
-            raise ValueError(f"class name {name!r} cannot be written to classes.txt (one name per line)")
+            raise ValueError(f"class name {name!r} cannot be written as one line of a class list (classes.txt, "
+                             "obj.names)")
     problems = find_duplicates(((r.image_id, r.image_id) for r in dataset), "image id", "")
     if problems:
         raise ValueError(f"image ids must be unique to write YOLO; {problems[0].message}")
