@@ -128,6 +128,8 @@ def test_yolo_ultralytics_layout_with_a_names_mapping(tmp_path):
 def test_yolo_without_a_class_list_is_refused_naming_the_file_and_the_class(tmp_path):
     root = tmp_path / "export"
     (root / "obj_train_data").mkdir(parents=True)
+    (root / "obj_train_data" / "setB__x.txt").write_text("")  # an empty file needs no class list
+    assert read_labels("yolo", root, CLASSES, images=IDS).labels["setB/x"][0].shape == (0, 4)
     (root / "obj_train_data" / "x.txt").write_text("0 0.5 0.5 0.5 0.5\n2 0.5 0.5 0.5 0.5\n")
     with pytest.raises(DatasetError, match=r"obj_train_data/x\.txt:1: class\(es\) \[0, 2\] have no name: no obj\.names"
                                            r", data\.yaml, classes\.txt in .*add classes\.txt"):

@@ -9,7 +9,9 @@ Conventions:
 
 * An image is identified by a string ``image_id``. Files we wrote carry it (Label Studio:
   ``data.activedet_image_id``); otherwise it is the **file stem** of the image name the tool reports
-  (``/data/upload/3/1a2b3c4d-000005.jpg`` -> ``"000005"``: Label Studio's upload prefix is removed).
+  (``/data/upload/3/1a2b3c4d-000005.jpg`` -> ``"000005"``: Label Studio's upload prefix is removed), and, given the
+  run's image ids (``images=``), the id that name stands for (:func:`image_id_from_name`: an image of a
+  sub-folder is exported as ``setB__x.jpg`` by :func:`export_file_name` and read back as ``"setB/x"``).
 * Boxes come back as :class:`LabelImport` ``labels[image_id] = (float32[N, 4] xyxy pixels, int64[N] in 1..C)``,
   mapped onto ``class_names`` **by name**; an image with ``N = 0`` is a valid empty label (the person saw
   nothing to box), unlike an image that nobody labelled, which is absent (``LabelImport.unlabelled``).
@@ -40,7 +42,7 @@ from .validate import check_choice
 
 __all__ = ["ExportItem", "LabelImport", "LABEL_FORMATS", "write_labelstudio_tasks", "read_labelstudio_export",
            "read_cvat_xml", "write_cvat_coco", "read_coco_labels", "read_voc_labels", "read_yolo_labels",
-           "read_labels"]
+           "read_labels", "export_file_name", "image_id_from_name"]
 
 LABEL_FORMATS = ("labelstudio", "cvat_xml", "coco", "voc", "cvat_voc", "yolo")
 
@@ -672,7 +674,7 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
         where = file.relative_to(path).as_posix()
         out.begin()
         rows = yolo._read_label_file(file, where, None if names is None else len(names), out.problems)
-        if names is None:
+        if names is None and rows:  # (an empty file needs no class list)
             for location, label, _ in rows:
                 missing.setdefault(label - 1, location)
             continue
