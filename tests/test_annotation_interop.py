@@ -263,3 +263,14 @@ def test_two_images_exported_under_one_name_are_refused(small_batch, tmp_path):
     picks[1]["image_id"] = "setB__x"
     with pytest.raises(ValueError, match=r"images 'setB/x' and 'setB__x' would both be exported as 'setB__x.png'"):
         export_batch(tmp_path / "q", pool, picks, predictions, fmt="coco")
+
+
+def test_an_unlabelled_folder_with_two_images_of_one_exported_name_is_refused_before_the_run(tmp_path):
+    from activedet.workflows import with_unlabelled_images
+
+    for name in ("setB/x.png", "setB__x.png"):
+        (tmp_path / "pool" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "pool" / name)
+    with pytest.raises(ValueError, match=r"setB__x\.png: would be exported for labelling under the same name as "
+                                         r".*setB/x\.png \('setB__x'"):
+        with_unlabelled_images(DetectionDataset([], CLASSES), str(tmp_path / "pool"))
