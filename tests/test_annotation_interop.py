@@ -274,3 +274,13 @@ def test_an_unlabelled_folder_with_two_images_of_one_exported_name_is_refused_be
     with pytest.raises(ValueError, match=r"setB__x\.png: would be exported for labelling under the same name as "
                                          r".*setB/x\.png \('setB__x'"):
         with_unlabelled_images(DetectionDataset([], CLASSES), str(tmp_path / "pool"))
+
+
+def test_a_coco_export_folder_reads_its_one_annotation_file(small_batch, tmp_path):
+    folder = export_batch(tmp_path / "q", *small_batch, fmt="coco")
+    sizes = {r.image_id: (40, 20) for r in small_batch[0]}
+    assert sorted(read_run_labels("auto", folder, ["dog", "cat", "person"], sizes=sizes).labels) == ["setB/x", "y"]
+    (folder / "annotations/instances_val.json").write_text("{}")
+    with pytest.raises(DatasetError, match=r"expected one annotations/\*\.json file in .*; found "
+                                           r"\['instances_default\.json', 'instances_val\.json'\] -> give the COCO"):
+        read_labels("coco", folder, CLASSES)

@@ -94,7 +94,7 @@ def check_datumaro_sees(dataset: dm.Dataset, labels: dict) -> None:
 #: (activedet export format, the folder Datumaro reads in the export, Datumaro's reader and writer with their
 #: options, the file or folder of Datumaro's output that is imported, activedet's import format)
 CASES = {
-    "coco": ("coco", ".", "coco_instances", {}, "annotations/instances_default.json", "coco"),
+    "coco": ("coco", ".", "coco_instances", {}, ".", "auto"),  # the export folder, its format told from the files
     "cvat_xml": ("coco", ".", "coco_instances", {}, None, "cvat_xml"),  # Datumaro writes CVAT for images 1.1
     "voc": ("voc", "voc", "voc", {"coordinate_mode": "voc-one-based"}, ".", "voc"),
     "cvat_voc": ("cvat_voc", "voc", "voc", {}, ".", "cvat_voc"),

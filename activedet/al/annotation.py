@@ -134,6 +134,8 @@ LABEL_FORMATS = ("auto", "activedet", "labelstudio", "cvat_xml", "coco", "voc", 
 def _detect_format(path: Path) -> str:
     """The format of ``path`` from its content: native/Label Studio/COCO JSON, CVAT XML, a VOC or YOLO folder."""
     if path.is_dir():
+        if (path / "annotations").is_dir() and any((path / "annotations").glob("*.json")):
+            return "coco"  # the folder of a COCO export (CVAT, Datumaro): annotations/*.json next to images/
         if any(path.rglob("*.xml")):
             raise ValueError(f"{path}: Pascal VOC files come in two coordinate conventions that the files do not "
                              "name; pass --format voc (1-based pixel indices: the VOC2007/2012 devkit files and "

@@ -499,7 +499,8 @@ def write_cvat_coco(items: Iterable[ExportItem], class_names: Sequence[str], pat
 
 def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str], *,
                      images: Container[str] | None = None) -> LabelImport:
-    """Read a COCO detection JSON (CVAT's "COCO 1.0" export, or any tool's) as labels.
+    """Read a COCO detection JSON (CVAT's "COCO 1.0" export, or any tool's) as labels; ``path`` is the file, or
+    the export's folder holding one ``annotations/*.json``.
 
     Categories are matched to ``class_names`` **by name** (CVAT numbers them from 1 in its own order); the
     image id is ``file_name`` mapped by :func:`image_id_from_name` onto ``images`` (the run's image ids; without
@@ -508,7 +509,7 @@ def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str], *,
     ``skipped``. An annotation of a category not in ``class_names`` is an error; a CVAT ``attributes.rotation``
     other than 0 too.
     """
-    path = Path(path)
+    path = _coco_file(Path(path))
     out = _Collector(path, class_names, "COCO file")
     data = _load_json(path, dict, "a JSON object with 'images', 'annotations' and 'categories'", coco._JSON_HINT,
                       out.problems)
@@ -548,6 +549,19 @@ def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str], *,
             out.skipped.append(f"{item}: left out {crowd[image_id]} crowd annotation(s) (iscrowd: 1)")
         out.add(stem, item, boxes[image_id])
     return out.result()
+
+
+def _coco_file(path: Path) -> Path:
+    """``path``, or for the folder of a COCO export (CVAT's and Datumaro's layout) its one
+    ``annotations/*.json`` file."""
+    if not path.is_dir():
+        return path
+    files = sorted((path / "annotations").glob("*.json"))
+    if len(files) != 1:
+        raise DatasetError([Problem(path.name, f"expected one annotations/*.json file in {os.path.abspath(path)}; "
+                                    f"found {[f.name for f in files]}", "give the COCO JSON file to import")],
+                           f"COCO export {path}")
+    return files[0]
 
 
 def _coco_box(entry: dict, where: str, item: str, names: dict, out: _Collector) -> tuple | None:
