@@ -167,7 +167,8 @@ def test_voc_conventions_are_explicit(tmp_path):
     write_voc(dataset, tmp_path / "zero", images="none", one_based=False)
     assert "<xmin>1</xmin>" in (tmp_path / "devkit/Annotations/x.xml").read_text()
     assert "<xmin>0</xmin>" in (tmp_path / "zero/Annotations/x.xml").read_text()
-    assert (tmp_path / "zero/labelmap.txt").read_text() == "# label:color_rgb:parts:actions\ncat:::\ndog:::\nperson:::\n"
+    labelmap = (tmp_path / "zero/labelmap.txt").read_text()
+    assert labelmap == "# label:color_rgb:parts:actions\ncat:::\ndog:::\nperson:::\n"
     for fmt, folder in (("voc", "devkit"), ("cvat_voc", "zero")):
         result = read_labels(fmt, tmp_path / folder, CLASSES)
         np.testing.assert_array_equal(result.labels["x"][0], boxes)  # exact in its own convention
