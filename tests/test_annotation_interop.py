@@ -172,8 +172,11 @@ def test_voc_conventions_are_explicit(tmp_path):
     for fmt, folder in (("voc", "devkit"), ("cvat_voc", "zero")):
         result = read_labels(fmt, tmp_path / folder, CLASSES)
         np.testing.assert_array_equal(result.labels["x"][0], boxes)  # exact in its own convention
-    wrong = read_labels("voc", tmp_path / "zero", CLASSES).labels["x"][0]  # the other convention: 1 px off
-    np.testing.assert_array_equal(wrong - boxes, [[-1, -1, 0, 0]] * 2)
+    with pytest.raises(DatasetError, match=r"x\.xml: object\[1\]/bndbox: xmin, ymin = 0, 0: below 1, which 1-based "
+                                           r"pixel indices cannot be.* -> import it as cvat_voc \(--format cvat_voc\)"):
+        read_labels("voc", tmp_path / "zero", CLASSES)  # a box on the border gives the convention away
+    wrong = read_labels("cvat_voc", tmp_path / "devkit", CLASSES).labels["x"][0]  # the other convention: 1 px off
+    np.testing.assert_array_equal(wrong - boxes, [[1, 1, 0, 0]] * 2)
     import datumaro as dm
 
     for folder, mode in (("zero", "dm-zero-based"), ("devkit", "voc-one-based")):  # Datumaro's own reader

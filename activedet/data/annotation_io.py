@@ -622,7 +622,12 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
         for k, obj in enumerate(root.findall("object"), start=1):
             row = voc._read_object(obj, f"{name}: object[{k}]", out.class_index, out.problems, offsets,
                                    "rename the label in the annotation tool, or add the class to the run's classes")
-            if row is not None and (row[3] or row[4]):
+            if row is not None and one_based and min(row[1][:2]) < 0:  # xmin or ymin below 1: not a 1-based index
+                out.problems.append(Problem(f"{name}: object[{k}]/bndbox", f"xmin, ymin = {row[1][0] + 1:g}, "
+                                            f"{row[1][1] + 1:g}: below 1, which 1-based pixel indices cannot be; the "
+                                            "file uses 0-based coordinates (as CVAT and Datumaro write)",
+                                            "import it as cvat_voc (--format cvat_voc)"))
+            elif row is not None and (row[3] or row[4]):
                 flagged += 1
             elif row is not None:
                 rows.append(row[:3])
