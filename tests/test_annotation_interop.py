@@ -185,12 +185,17 @@ def test_voc_conventions_are_explicit(tmp_path):
         assert seen == sorted(boxes.tolist())  # 0 px: Datumaro sees the boxes written, in either convention
 
 
-def test_auto_format_refuses_a_voc_folder(tmp_path):
+def test_auto_format_refuses_a_voc_folder_and_names_the_file_of_a_cvat_folder(tmp_path):
     (tmp_path / "voc" / "Annotations").mkdir(parents=True)
     (tmp_path / "voc" / "Annotations" / "x.xml").write_text("<annotation/>")
     with pytest.raises(ValueError, match=r"two coordinate conventions .* pass --format voc \(1-based .* or --format "
                                          r"cvat_voc \(0-based"):
         read_run_labels("auto", tmp_path / "voc", CLASSES)
+    (tmp_path / "cvat").mkdir()
+    (tmp_path / "cvat" / "default.xml").write_text("<annotations><version>1.1</version></annotations>")
+    with pytest.raises(ValueError, match=r"cvat: a folder holding CVAT XML; import its file default\.xml "
+                                         r"\(--format cvat_xml\)"):
+        read_run_labels("auto", tmp_path / "cvat", CLASSES)
 
 
 def test_voc_image_listed_without_annotation_file_is_an_empty_label(tmp_path):

@@ -136,7 +136,11 @@ def _detect_format(path: Path) -> str:
     if path.is_dir():
         if (path / "annotations").is_dir() and any((path / "annotations").glob("*.json")):
             return "coco"  # the folder of a COCO export (CVAT, Datumaro): annotations/*.json next to images/
-        if any(path.rglob("*.xml")):
+        xml = sorted(path.rglob("*.xml"))
+        if xml and _xml_root(xml[0]) == "annotations":
+            raise ValueError(f"{path}: a folder holding CVAT XML; import its file "
+                             f"{xml[0].relative_to(path).as_posix()} (--format cvat_xml)")
+        if xml:
             raise ValueError(f"{path}: Pascal VOC files come in two coordinate conventions that the files do not "
                              "name; pass --format voc (1-based pixel indices: the VOC2007/2012 devkit files and "
                              "activedet's voc export) or --format cvat_voc (0-based: CVAT, Datumaro and "
@@ -158,6 +162,16 @@ def _detect_format(path: Path) -> str:
             return "coco"
     raise ValueError(f"{path}: cannot tell the label format from the file; pass --format (one of "
                      f"{list(LABEL_FORMATS[1:])})")
+
+
+def _xml_root(path: Path) -> str | None:
+    """The tag of the XML file's root element (``None`` when unreadable)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        return next(ET.iterparse(path, events=("start",)))[1].tag
+    except (ET.ParseError, OSError, StopIteration):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------- imports
