@@ -123,6 +123,7 @@ def test_yolo_ultralytics_layout_with_a_names_mapping(tmp_path):
     (root / "train.txt").write_text("./images/train/x.jpg\n")
     (root / "labels" / "train" / "x.txt").write_text("1 0.5 0.5 0.5 0.5\n")
     assert read_labels("yolo", root, CLASSES, images=IDS).labels["x"][1].tolist() == [1]
+    assert read_labels("yolo", root / "data.yaml", CLASSES, images=IDS).labels["x"][1].tolist() == [1]
 
 
 def test_yolo_without_a_class_list_is_refused_naming_the_file_and_the_class(tmp_path):

@@ -680,6 +680,8 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
     * An empty file is an empty label.
     """
     path = Path(path)
+    if path.is_file() and path.name in (*_YOLO_NAME_FILES, "obj.data"):  # the export's class list or config
+        path = path.parent
     out = _Collector(path, class_names, "YOLO labels")
     base = _yolo_base(path)
     names, names_file, listed = _yolo_names(base, out.problems)
