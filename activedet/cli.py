@@ -315,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("file", help="the annotation file (or folder) exported by the annotation tool")
     p.add_argument("--format", default="auto", help="auto (told from the file), activedet, labelstudio (JSON), "
-                   "labelstudio_min, labelstudio_coco, labelstudio_voc, labelstudio_yolo, cvat_xml, coco, voc, yolo, "
-                   "or datumaro:NAME (any dataset format Datumaro reads; pip install activedet[datumaro])")
+                   "labelstudio_min, labelstudio_coco, labelstudio_voc, labelstudio_yolo, cvat_xml, coco, voc (1-based), "
+                   "cvat_voc (0-based), yolo, or datumaro:NAME (any dataset format Datumaro reads; pip install activedet[datumaro])")
     p.add_argument("--empty-means-labelled", action="store_true",
                    help="cvat_xml, coco, datumaro: an image in the file without boxes was looked at and has nothing "
                         "to box (say so for a finished job only; otherwise such images stay pending)")

@@ -84,9 +84,10 @@ class Config:
         ``activedet query`` exports a batch, ``activedet import`` brings its labels; ``train_data`` is then the
         labelled start and ``unlabelled_data`` a folder of images nobody has labelled); export_format /
         export_images: how each batch is exported (``activedet``, ``labelstudio``, ``cvat_coco``, ``coco``, ``voc``,
-        ``yolo``; ``copy``, ``link`` or ``none`` for the images); export_min_score: the lowest detection score
-        written as a pre-annotation; labelstudio_url_prefix / labelstudio_document_root: Label Studio tasks name
-        each image as the prefix + its path relative to the root (Label Studio's local files storage).
+        ``cvat_voc``, ``yolo``: :data:`~activedet.al.export.EXPORT_FORMATS`; ``copy``, ``link`` or ``none`` for the
+        images); export_min_score: the lowest detection score written as a pre-annotation;
+        labelstudio_url_prefix / labelstudio_document_root: Label Studio tasks name each image as the prefix + its
+        path relative to the root (Label Studio's local files storage).
         pseudo_labels: ``null`` (off) or a mapping of :class:`~activedet.engine.pseudo.PseudoLabelOptions`
         (``{}`` = med_sslal's defaults): train each cycle also on the previous model's confident detections on the
         unlabelled images; pseudo_label_subset: pseudo-label only a random part of the unlabelled pool.

@@ -151,6 +151,7 @@ def config_defaults() -> dict[str, Any]:
 def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> DetectionDataset:
     """``pool`` followed by every image under ``folder`` (recursively, sorted; ids = relative paths without the
     suffix), unlabelled: no boxes until people label them."""
+    from .data.annotation_io import export_file_name
     from .data.validate import read_image_size
 
     if folder is None:
@@ -160,11 +161,16 @@ def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> Detect
         raise ValueError(f"unlabelled_data {root} is not a directory; give the folder of images to label")
     suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
     known = {r.image_id for r in pool.records}
-    records, problems = [], []
+    records, problems, exported = [], [], {}
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()):
         image_id = path.relative_to(root).with_suffix("").as_posix()
         if image_id in known:
             problems.append(f"{path}: image id {image_id!r} is also in train_data")
+            continue
+        name = export_file_name(image_id, "")  # the name annotation tools get: sub-folders flattened
+        if exported.setdefault(name, path) != path:
+            problems.append(f"{path}: would be exported for labelling under the same name as {exported[name]} "
+                            f"({name!r}: a '/' becomes '__'); rename one of them")
             continue
         size, problem = read_image_size(path, str(path))
         if problem is not None:

@@ -330,7 +330,8 @@ def test_read_labels_voc_and_yolo_folders(tmp_path):
     assert result.labels["b"][0].shape == (0, 4) and result.skipped == ["a.xml: left out 1 difficult/iscrowd object(s)"]
     (voc / "c.xml").write_text("<annotation><object><name>horse</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
                                "<xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>")
-    with pytest.raises(DatasetError, match=r"c\.xml: object\[1\]/name: unknown class name 'horse'"):
+    with pytest.raises(DatasetError, match=r"c\.xml: object\[1\]/name: unknown class name 'horse'.* -> rename the "
+                                           r"label in the annotation tool, or add the class to the run's classes"):
         read_labels("voc", tmp_path / "voc", CLASSES)
 
     labels = tmp_path / "yolo" / "labels"
@@ -344,12 +345,13 @@ def test_read_labels_voc_and_yolo_folders(tmp_path):
     np.testing.assert_allclose(result.labels["a"][0], [[50, 25, 150, 75], [0, 0, 100, 50]])
     np.testing.assert_array_equal(result.labels["a"][1], [1, 3])
     assert result.labels["b"][0].shape == (0, 4)
-    with pytest.raises(DatasetError, match="b.txt: no image size for image id 'b'"):
+    with pytest.raises(DatasetError, match="labels/b.txt: no image of the run is named like this label file "
+                                           "\\(image id 'b'\\)"):
         read_labels("yolo", tmp_path / "yolo", CLASSES, images={"a": (200, 100)})
     with pytest.raises(ValueError, match=r"'fmt' parameter of read_labels must be one of \('labelstudio'"):
         read_labels("labelme", tmp_path, CLASSES)
     assert LABEL_FORMATS == ("labelstudio", "labelstudio_min", "labelstudio_coco", "labelstudio_voc",
-                             "labelstudio_yolo", "cvat_xml", "coco", "voc", "yolo")
+                             "labelstudio_yolo", "cvat_xml", "coco", "voc", "cvat_voc", "yolo")
 
 
 def test_export_item_from_detections():

@@ -115,9 +115,10 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
     dataset formats): the native file here, the annotation tools' exports by
     :func:`activedet.data.annotation_io.read_labels`.
 
-    ``sizes`` (``image_id -> (width, height)``, the run's images) serves formats with relative coordinates and
-    maps exported file names back to image ids. ``empty_means_labelled``: in a CVAT XML, COCO or Datumaro file,
-    an image without boxes is a label (nothing to box) rather than pending: say so only for a finished job.
+    ``sizes`` (``image_id -> (width, height)``, the run's images) serves formats with relative coordinates and maps
+    the file's image names to image ids (:func:`~activedet.data.annotation_io.image_id_from_name`).
+    ``empty_means_labelled``: in a CVAT XML, COCO or Datumaro file, an image without boxes is a label (nothing to
+    box) rather than pending: say so only for a finished job.
     """
     path = Path(path)
     datumaro = isinstance(fmt, str) and fmt.startswith("datumaro:") and len(fmt) > len("datumaro:")
@@ -134,16 +135,14 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
     if fmt == "activedet":
         return read_native_labels(path, class_names)
     options: dict[str, Any] = {}
-    if fmt.startswith("labelstudio") or fmt == "yolo" or datumaro:
-        options["images"] = sizes
     if fmt in EMPTY_AMBIGUOUS or datumaro:
         options["empty_means_labelled"] = empty_means_labelled
-    return read_tool_labels(fmt, path, class_names, **options)
+    return read_tool_labels(fmt, path, class_names, images=sizes, **options)
 
 
 #: formats :func:`read_labels` takes: the native file and the annotation tools' exports (and ``datumaro:<name>``)
 LABEL_FORMATS = ("auto", "activedet", "labelstudio", "labelstudio_min", "labelstudio_coco", "labelstudio_voc",
-                 "labelstudio_yolo", "cvat_xml", "coco", "voc", "yolo")
+                 "labelstudio_yolo", "cvat_xml", "coco", "voc", "cvat_voc", "yolo")
 
 
 def _detect_format(path: Path) -> str:
@@ -151,9 +150,19 @@ def _detect_format(path: Path) -> str:
     if path.is_dir():
         if (path / "result.json").is_file():
             return _detect_format(path / "result.json")
-        xml = next(path.rglob("*.xml"), None)
-        if xml is not None:
-            return "labelstudio_voc" if _by_label_studio(xml) else "voc"
+        if (path / "annotations").is_dir() and any((path / "annotations").glob("*.json")):
+            return "coco"  # the folder of a COCO export (CVAT, Datumaro): annotations/*.json next to images/
+        xml = sorted(path.rglob("*.xml"))
+        if xml and _by_label_studio(xml[0]):
+            return "labelstudio_voc"
+        if xml and _xml_root(xml[0]) == "annotations":
+            raise ValueError(f"{path}: a folder holding CVAT XML; import its file "
+                             f"{xml[0].relative_to(path).as_posix()} (--format cvat_xml)")
+        if xml:
+            raise ValueError(f"{path}: Pascal VOC files come in two coordinate conventions that the files do not "
+                             "name; pass --format voc (1-based pixel indices: the VOC2007/2012 devkit files and "
+                             "activedet's voc export) or --format cvat_voc (0-based: CVAT, Datumaro and "
+                             "activedet's cvat_voc export)")
         if any(path.rglob("*.txt")):
             return "labelstudio_yolo" if _by_label_studio(path / "notes.json") else "yolo"
     elif path.suffix.lower() == ".xml":
@@ -183,6 +192,14 @@ def _by_label_studio(path: Path) -> bool:
     except OSError:
         return False
     return "<name>Label Studio</name>" in text or '"contributor": "Label Studio"' in text
+def _xml_root(path: Path) -> str | None:
+    """The tag of the XML file's root element (``None`` when unreadable)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        return next(ET.iterparse(path, events=("start",)))[1].tag
+    except (ET.ParseError, OSError, StopIteration):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------- imports
@@ -254,6 +271,12 @@ def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch
                         + (" ..." if len(outside) > 10 else "") + "; import only the images `activedet query` exported")
     for image_id in sorted(set(labels.labels) & batch_set):
         boxes, record = labels.labels[image_id][0].astype(np.float64), records[image_id]
+        stated = labels.sizes.get(image_id)
+        if stated is not None and tuple(stated) != (record.width, record.height):
+            problems.append(f"image {image_id!r}: the file gives its size (width, height) as {stated[0]}x{stated[1]} "
+                            f"but the image is {record.width}x{record.height}, so its boxes are in other pixels; "
+                            "label the original images, or export from a task that holds them")
+            continue
         bad = [j for j, b in enumerate(boxes) if not (np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1])]
         limit = np.array([record.width, record.height, record.width, record.height], np.float64)
         off = [j for j, b in enumerate(boxes) if (b < -clip_tolerance).any() or (b - limit > clip_tolerance).any()]

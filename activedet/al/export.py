@@ -12,8 +12,16 @@ batch (image id, file, size, rank, strategy score), ``images/`` (copied, hard-li
   (by default ``/data/local-files/?d=`` + the absolute path without its leading ``/``: what Label Studio's local
   files storage serves); with ``labelstudio_document_root=None`` it is ``images/FILE``, relative to the folder;
 * ``cvat_coco``: a COCO 1.0 file CVAT imports as annotations (``pre_annotations.json``, boxes with a score);
-* ``coco`` / ``voc`` / ``yolo``: the predictions written by the dataset writers (``pre_annotations.json``, ``voc/``,
-  ``yolo/``).
+* ``coco``: ``annotations/instances_default.json`` next to ``images/`` (the layout of CVAT's and Datumaro's COCO),
+  ``file_name`` relative to ``images/``, each box with ``area``, ``iscrowd: 0`` and an empty ``segmentation``;
+* ``voc`` / ``cvat_voc``: ``voc/`` (``Annotations/``, ``ImageSets/Main/``, ``labelmap.txt``) with the devkit's
+  1-based pixel indices (``voc``) or the 0-based coordinates CVAT and Datumaro use (``cvat_voc``);
+* ``yolo``: ``yolo/`` in the Darknet layout CVAT ("YOLO 1.1") and Datumaro read: ``obj.names``, ``obj.data``,
+  ``train.txt``, ``data.yaml`` and ``obj_train_data/`` with each image (unless ``images="none"``) next to its label
+  file of the same name.
+
+Every image is exported as one flat file name: its id with ``/`` (a sub-folder of the unlabelled folder) written as
+``__`` (:func:`~activedet.data.annotation_io.export_file_name`); the importers map such names back.
 
 Predictions whose score is below ``min_score`` are left out of the pre-annotations (they are kept, all of them, in
 ``cycles/t/predictions.json`` for reports).
@@ -35,7 +43,7 @@ from ..models.outputs import Detections
 __all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "LABELSTUDIO_URL_PREFIX", "export_batch", "labelstudio_config",
            "check_export_options"]
 
-EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "yolo")
+EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "cvat_voc", "yolo")
 IMAGE_MODES = ("copy", "link", "none")
 #: Label Studio's URL of a file served by its local files storage (``?d=`` a path relative to its document root)
 LABELSTUDIO_URL_PREFIX = "/data/local-files/?d="
@@ -99,6 +107,41 @@ def _prediction_records(pool: DetectionDataset, picks: Sequence[dict], predictio
     return out
 
 
+def _file_names(records: Sequence[ImageRecord]) -> dict[str, str]:
+    """``image_id -> exported file name``; two images of the batch that would share a name are an error."""
+    from ..data.annotation_io import export_file_name
+
+    files, owner = {}, {}
+    for record in records:
+        name = export_file_name(record.image_id, Path(record.file_name).suffix or ".png")
+        if name in owner:
+            raise ValueError(f"images {owner[name]!r} and {record.image_id!r} would both be exported as {name!r}; "
+                             "rename one of them in the unlabelled folder (a '/' is exported as '__')")
+        files[record.image_id], owner[name] = name, record.image_id
+    return files
+
+
+def _write_dataset_format(fmt: str, folder: Path, records: list[ImageRecord], files: dict[str, str],
+                          pool: DetectionDataset, images: str) -> None:
+    """The predictions as a COCO, VOC or YOLO export whose image names are the exported files' names."""
+    from ..data.coco import write_coco
+    from ..data.voc import write_voc
+    from ..data.yolo import write_darknet
+
+    named = []
+    for r in records:  # each record named and placed as its exported file
+        name = files[r.image_id]
+        named.append(ImageRecord(Path(name).stem, folder / "images" / name, r.width, r.height, r.boxes, r.labels))
+    dataset = DetectionDataset(named, pool.class_names, pool.category_ids)
+    if fmt == "coco":
+        write_coco(dataset, folder / "annotations" / "instances_default.json", image_root=folder / "images")
+    elif fmt in ("voc", "cvat_voc"):
+        write_voc(dataset, folder / "voc", image_set="default", images="none", one_based=fmt == "voc")
+    else:
+        exported = images != "none" and all(r.image_index is None for r in records)
+        write_darknet(dataset, folder / "yolo", images="link" if exported else "none")
+
+
 def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dict], predictions: Sequence[Detections],
                  *, fmt: str = "activedet", images: str = "copy", min_score: float = 0.3,
                  predictions_file: str | Path | None = None, labelstudio_url_prefix: str = LABELSTUDIO_URL_PREFIX,
@@ -117,12 +160,10 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
                          labelstudio_document_root=labelstudio_document_root)
     folder = Path(folder)
     records = _prediction_records(pool, picks, predictions, min_score)
-    files = {}
+    files = _file_names(records)
     for record in records:
-        name = f"{record.image_id.replace('/', '__')}{Path(record.file_name).suffix or '.png'}"
-        files[record.image_id] = name
         if images != "none" and record.image_index is None:
-            place_image(record.file_name, folder / "images" / name, images)
+            place_image(record.file_name, folder / "images" / files[record.image_id], images)
     scores = {r.image_id: d.scores.numpy()[_kept(d, min_score)] for r, d in zip(records, predictions)}
     if fmt == "activedet":
         entries = {r.image_id: {"boxes": r.boxes.astype(float).tolist(),
@@ -145,15 +186,8 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
             atomic_write_text(folder / "label_config.xml", labelstudio_config(pool.class_names))
         else:
             write_cvat_coco(items, pool.class_names, folder / "pre_annotations.json")
-    elif fmt == "coco":
-        from ..data.coco import write_coco
-
-        write_coco(DetectionDataset(records, pool.class_names, pool.category_ids), folder / "pre_annotations.json")
     else:
-        from ..data.io import write_dataset
-
-        write_dataset(fmt, DetectionDataset(records, pool.class_names, pool.category_ids), folder / fmt,
-                      images="none")
+        _write_dataset_format(fmt, folder, records, files, pool, images)
     if predictions_file is not None:
         atomic_write_json(Path(predictions_file), {
             pick["image_id"]: {"boxes": det.boxes.numpy().astype(float).tolist(),

@@ -9,7 +9,9 @@ Conventions:
 
 * An image is identified by a string ``image_id``. Files we wrote carry it (Label Studio:
   ``data.activedet_image_id``); otherwise it is the **file stem** of the image name the tool reports
-  (``/data/upload/3/1a2b3c4d-000005.jpg`` -> ``"000005"``: Label Studio's upload prefix is removed).
+  (``/data/upload/3/1a2b3c4d-000005.jpg`` -> ``"000005"``: Label Studio's upload prefix is removed), and, given the
+  run's image ids (``images=``), the id that name stands for (:func:`image_id_from_name`: an image of a
+  sub-folder is exported as ``setB__x.jpg`` by :func:`export_file_name` and read back as ``"setB/x"``).
 * Boxes come back as :class:`LabelImport` ``labels[image_id] = (float32[N, 4] xyxy pixels, int64[N] in 1..C)``,
   mapped onto ``class_names`` **by name**; an image with ``N = 0`` is a valid empty label (the person saw
   nothing to box), unlike an image that nobody labelled, which is absent (``LabelImport.unlabelled``).
@@ -28,7 +30,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
+from typing import Container, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -40,10 +42,10 @@ from .validate import check_choice
 
 __all__ = ["ExportItem", "LabelImport", "LABEL_FORMATS", "write_labelstudio_tasks", "read_labelstudio_export",
            "read_cvat_xml", "write_cvat_coco", "read_coco_labels", "read_voc_labels", "read_yolo_labels",
-           "read_labels"]
+           "read_labels", "export_file_name", "image_id_from_name"]
 
 LABEL_FORMATS = ("labelstudio", "labelstudio_min", "labelstudio_coco", "labelstudio_voc", "labelstudio_yolo",
-                 "cvat_xml", "coco", "voc", "yolo")
+                 "cvat_xml", "coco", "voc", "cvat_voc", "yolo")
 #: formats whose files list images nobody may have labelled yet (an unfinished job): an image without any shape
 #: there is pending unless ``empty_means_labelled`` (Datumaro's formats, ``datumaro:<name>``, too)
 EMPTY_AMBIGUOUS = ("cvat_xml", "coco")
@@ -134,6 +136,8 @@ class LabelImport:
         unlabelled: ids of images present in the file that nobody labelled (no annotation, or all cancelled).
         difficult: ``{image_id: bool[N]}`` VOC-style difficult flags, where the file keeps them (the run's native
             label file, :mod:`activedet.al.annotation`); absent images have none.
+        sizes: ``{image_id: (width, height)}`` the image size the file states, where it states one (COCO, VOC): the
+            boxes are in pixels of an image of that size.
     """
 
     labels: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -142,6 +146,7 @@ class LabelImport:
     source: str
     unlabelled: list[str] = field(default_factory=list)
     difficult: dict[str, np.ndarray] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class _Collector:
@@ -155,6 +160,7 @@ class _Collector:
         self.unlabelled: list[str] = []
         self.found: dict[str, list[tuple[str, np.ndarray, np.ndarray, str | None]]] = {}
         self.mark = 0
+        self.sizes: dict[str, tuple[int, int]] = {}
 
     def begin(self) -> None:
         """Start reading one image: :meth:`add` leaves it out if a problem is found from here on (an image
@@ -194,7 +200,8 @@ class _Collector:
         if self.problems:
             raise DatasetError(self.problems, f"{self.what} {self.source}")
         unlabelled = [i for i in dict.fromkeys(self.unlabelled) if i not in labels]
-        return LabelImport(labels, annotators, self.skipped, str(self.source), unlabelled)
+        sizes = {i: size for i, size in self.sizes.items() if i in labels}
+        return LabelImport(labels, annotators, self.skipped, str(self.source), unlabelled, sizes=sizes)
 
     def label(self, name: object, where: str, item: str | None = None) -> int | None:
         """The label ``1..C`` of class ``name``, or ``None`` with a problem (naming ``item`` when ``where`` does
@@ -523,19 +530,22 @@ def write_cvat_coco(items: Iterable[ExportItem], class_names: Sequence[str], pat
 # ------------------------------------------------------------------------------------------ COCO, VOC and YOLO
 
 def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str], *,
-                     empty_means_labelled: bool = False) -> LabelImport:
-    """Read a COCO detection JSON (CVAT's "COCO 1.0" export, or any tool's) as labels.
+                     images: Container[str] | None = None, empty_means_labelled: bool = False) -> LabelImport:
+    """Read a COCO detection JSON (CVAT's "COCO 1.0" export, or any tool's) as labels; ``path`` is the file, or
+    the export's folder holding one ``annotations/*.json``.
 
     Categories are matched to ``class_names`` **by name** (CVAT numbers them from 1 in its own order); the
-    image id is the file stem of ``file_name``. Each annotation's ``bbox`` is the box (a ``segmentation`` is not
-    read); crowd annotations (``iscrowd: 1``) are noted in ``skipped``. An annotation of a category not in
-    ``class_names`` is an error; a CVAT ``attributes.rotation`` other than 0 too.
+    image id is ``file_name`` mapped by :func:`image_id_from_name` onto ``images`` (the run's image ids; without
+    them, the file stem). Each annotation's ``bbox`` is the box (a ``segmentation`` is not read); crowd
+    annotations (``iscrowd: 1``) are noted in ``skipped``. An annotation of a category not in ``class_names`` is
+    an error; a CVAT ``attributes.rotation`` other than 0 too.
 
     COCO cannot tell an image nobody has labelled yet from one with nothing to box, and CVAT exports every image
     of a job, finished or not: an image without annotations is **not labelled** (``unlabelled``: it stays
     pending) unless ``empty_means_labelled`` (every image in the file was looked at: the job is finished).
     """
-    return _read_coco(Path(path), class_names, image_id_of=_ref_stem, empty_means_labelled=empty_means_labelled)
+    return _read_coco(_coco_file(Path(path)), class_names, image_id_of=lambda name: image_id_from_name(name, images),
+                      empty_means_labelled=empty_means_labelled)
 
 
 def _read_coco(path: Path, class_names: Sequence[str], *, image_id_of, empty_means_labelled: bool,
@@ -551,27 +561,30 @@ def _read_coco(path: Path, class_names: Sequence[str], *, image_id_of, empty_mea
     for where, entry in coco._entries(data, "categories", path.name, out.problems):
         cat_id = coco._field(entry, "id", where, (int,), "an integer id", out.problems)
         names[cat_id] = coco._field(entry, "name", where, (str,), "a string", out.problems)
-    images, boxes, crowd = {}, {}, {}
+    entries, boxes, crowd = {}, {}, {}
     for where, entry in coco._entries(data, "images", path.name, out.problems):
         image_id = coco._field(entry, "id", where, (int, str), "an integer id", out.problems)
         file_name = coco._field(entry, "file_name", where, (str,), "the image file name", out.problems)
-        if image_id in images:
+        if image_id in entries:
             out.problems.append(Problem(f"{where}.id", f"duplicate image id {image_id!r}", "export again"))
         elif image_id is not None and file_name is not None and _ref_stem(file_name):
-            images[image_id] = (image_id_of(file_name), f"image {file_name!r}")
+            entries[image_id] = (image_id_of(file_name), f"image {file_name!r}")
+            size = (entry.get("width"), entry.get("height"))
+            if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+                out.sizes[entries[image_id][0]] = size
             boxes[image_id], crowd[image_id] = [], 0
     for where, entry in coco._entries(data, "annotations", path.name, out.problems):
         image_id = coco._field(entry, "image_id", where, (int, str), "the id of an image in 'images'", out.problems)
-        if image_id is not None and image_id not in images:
+        if image_id is not None and image_id not in entries:
             out.problems.append(Problem(f"{where}.image_id", f"refers to image id {image_id!r}, which is not in "
                                         "'images'", "export again, or remove this annotation"))
         elif image_id is not None and entry.get("iscrowd") in (1, True):
             crowd[image_id] += 1
         elif image_id is not None:
-            row = _coco_box(entry, where, images[image_id][1], names, out)
+            row = _coco_box(entry, where, entries[image_id][1], names, out)
             boxes[image_id] += [row] if row is not None else [None]  # None: an invalid annotation
     used = set()
-    for image_id, (stem, item) in images.items():
+    for image_id, (stem, item) in entries.items():
         if newest_first and stem in used:
             out.skipped.append(f"{item} (id {image_id}): an older annotation of {stem!r}, left out (the newest one "
                                "comes first)")
@@ -587,6 +600,19 @@ def _read_coco(path: Path, class_names: Sequence[str], *, image_id_of, empty_mea
             continue
         out.add(stem, item, boxes[image_id])
     return out.result()
+
+
+def _coco_file(path: Path) -> Path:
+    """``path``, or for the folder of a COCO export (CVAT's and Datumaro's layout) its one
+    ``annotations/*.json`` file."""
+    if not path.is_dir():
+        return path
+    files = sorted((path / "annotations").glob("*.json"))
+    if len(files) != 1:
+        raise DatasetError([Problem(path.name, f"expected one annotations/*.json file in {os.path.abspath(path)}; "
+                                    f"found {[f.name for f in files]}", "give the COCO JSON file to import")],
+                           f"COCO export {path}")
+    return files[0]
 
 
 def _coco_box(entry: dict, where: str, item: str, names: dict, out: _Collector) -> tuple | None:
@@ -613,108 +639,263 @@ def _coco_box(entry: dict, where: str, item: str, names: dict, out: _Collector) 
     return f"{where}.bbox", [x, y, x + w, y + h], label
 
 
-def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str]) -> LabelImport:
+def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_based: bool = True,
+                    images: Container[str] | None = None) -> LabelImport:
     """Read a folder of Pascal VOC XML files (or its ``Annotations/`` subfolder, or one ``.xml`` file).
 
-    The image id is the XML file's stem; coordinates are VOC's 1-based pixels, converted as
-    :mod:`activedet.data.voc` does (``x1 = xmin - 1``, ``x2 = xmax``). A file without ``<object>`` is an empty
-    label; ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not training targets).
+    Pascal VOC coordinates come in two conventions, so the caller says which one the files use:
+
+    * ``one_based=True``: the devkit's 1-based pixel indices (the VOC2007/2012 files, activedet's ``voc``
+      export), converted as :mod:`activedet.data.voc` does (``x1 = xmin - 1``, ``x2 = xmax``);
+    * ``one_based=False``: the 0-based pixel coordinates CVAT and Datumaro write (``x1 = xmin``, ``x2 = xmax``).
+
+    The image id is the XML file's name (relative to the folder) mapped by :func:`image_id_from_name` onto
+    ``images`` (the run's image ids; without them, the file stem). A file without ``<object>`` is an empty
+    label, and so is an image listed in ``ImageSets/Main/*.txt`` without a file (CVAT and Datumaro write none for
+    an image without objects); ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not
+    training targets).
     """
     path = Path(path)
     folder = path.parent if path.is_file() else path / "Annotations" if (path / "Annotations").is_dir() else path
     out = _Collector(path, class_names, "Pascal VOC annotations")
-    files = [path] if path.is_file() else sorted(folder.glob("*.xml"))
+    files = [path] if path.is_file() else sorted(folder.rglob("*.xml"))
     if not files:
         out.problems.append(Problem(path.name, f"no .xml files in {os.path.abspath(folder)}",
                                     "give the folder holding the VOC XML files"))
+    offsets = voc._OFFSETS if one_based else voc._ZERO_OFFSETS
     for file in files:
-        root = _load_xml(file, out.problems, name=os.path.relpath(file, folder))
+        name = file.relative_to(folder).as_posix()
+        root = _load_xml(file, out.problems, name=name)
         if root is None:
             continue
-        item, rows, flagged = f"{file.name}", [], 0
+        rows, flagged = [], 0
         out.begin()
         for k, obj in enumerate(root.findall("object"), start=1):
-            row = voc._read_object(obj, f"{os.path.relpath(file, folder)}: object[{k}]", out.class_index,
-                                   out.problems)
-            if row is not None and (row[3] or row[4]):
+            row = voc._read_object(obj, f"{name}: object[{k}]", out.class_index, out.problems, offsets,
+                                   "rename the label in the annotation tool, or add the class to the run's classes")
+            if row is not None and one_based and min(row[1][:2]) < 0:  # xmin or ymin below 1: not a 1-based index
+                out.problems.append(Problem(f"{name}: object[{k}]/bndbox", f"xmin, ymin = {row[1][0] + 1:g}, "
+                                            f"{row[1][1] + 1:g}: below 1, which 1-based pixel indices cannot be; the "
+                                            "file uses 0-based coordinates (as CVAT and Datumaro write)",
+                                            "import it as cvat_voc (--format cvat_voc)"))
+            elif row is not None and (row[3] or row[4]):
                 flagged += 1
             elif row is not None:
                 rows.append(row[:3])
         if flagged:
-            out.skipped.append(f"{item}: left out {flagged} difficult/iscrowd object(s)")
-        out.add(file.stem, item, rows)
+            out.skipped.append(f"{name}: left out {flagged} difficult/iscrowd object(s)")
+        image_id = image_id_from_name(name, images)
+        size = voc._read_size(root, name, [])  # a missing or unreadable size is not checked
+        if size is not None:
+            out.sizes[image_id] = size
+        out.add(image_id, name, rows)
+    if not path.is_file():
+        _voc_listed_without_file(folder, {f.relative_to(folder).with_suffix("").as_posix() for f in files}, images,
+                                 out)
     return out.result()
+
+
+def _voc_listed_without_file(folder: Path, annotated: set[str], images: Container[str] | None,
+                             out: _Collector) -> None:
+    """Images listed in ``ImageSets/Main/*.txt`` without an annotation file are empty labels: CVAT and Datumaro
+    write no XML for an image without objects."""
+    lists = folder.parent / "ImageSets" / "Main" if folder.name == "Annotations" else folder / "ImageSets" / "Main"
+    empty = {}
+    for listing in sorted(lists.glob("*.txt")) if lists.is_dir() else []:
+        if "_" in listing.stem:  # a per-class list (aeroplane_trainval.txt), not an image list
+            continue
+        for number, line in enumerate(listing.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            stem = line.split()[0] if line.split() else ""
+            if stem and stem not in annotated and stem not in empty:
+                empty[stem] = f"ImageSets/Main/{listing.name}:{number}"
+    for stem, where in empty.items():
+        out.begin()
+        out.add(_known_id(stem, images) if images is not None else stem, where, [])
+    if empty:
+        out.skipped.append(f"{len(empty)} image(s) listed in ImageSets/Main without an annotation file read as "
+                           "labelled with no objects (how CVAT and Datumaro write an image without objects)")
 
 
 def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
                      images: dict[str, tuple[int, int]]) -> LabelImport:
-    """Read a folder of YOLO ``.txt`` label files (or its ``labels/`` subfolder) as labels.
+    """Read YOLO ``.txt`` label files as labels: a Darknet/CVAT/Datumaro export (``obj.names``, ``obj.data``,
+    ``obj_<subset>_data/``), an Ultralytics one (``data.yaml``, ``labels/<subset>/``), or a folder of label files
+    with ``classes.txt``.
 
-    The image id is the label file's path relative to the folder without ``.txt`` (the stem in a flat folder).
-    YOLO coordinates are normalised, so ``images[image_id] = (width, height)`` is needed for every file. Class
-    indices are 0-based: into the folder's ``classes.txt``/``data.yaml`` names (then matched to ``class_names``
-    by name) when it has one, else into ``class_names``. An empty file is an empty label.
+    * Class indices are 0-based into the export's own class list (``obj.names``, the ``names =`` file of
+      ``obj.data``, ``data.yaml``'s ``names`` or ``classes.txt``, next to the labels or one level up), matched
+      to ``class_names`` **by name**. No class list, lists that disagree, an index past the list's end or a
+      name not in ``class_names`` are errors naming the label file, the line and the class.
+    * The image of a label file is its path mapped by :func:`image_id_from_name` onto ``images``
+      (``{image_id: (width, height)}``, which also gives the sizes the normalised coordinates need).
+    * An empty file is an empty label.
     """
     path = Path(path)
-    folder = path / "labels" if (path / "labels").is_dir() else path
+    if path.is_file() and path.name in (*_YOLO_NAME_FILES, "obj.data"):  # the export's class list or config
+        path = path.parent
     out = _Collector(path, class_names, "YOLO labels")
-    num_classes, mapping = len(out.class_index), None
-    names_files = [root / n for root in dict.fromkeys([path, folder]) for n in yolo._NAME_FILES]
-    names_file = next((f for f in names_files if f.is_file()), None)
-    if names_file is not None:  # the tool's class order, matched to ours by name
-        names, name_problems = yolo._read_names(names_file.parent, names_file.name)
-        out.problems += name_problems
-        num_classes = None if name_problems else len(names)
-        mapping = names
-    files = sorted(f for f in folder.rglob("*.txt") if f.name != "classes.txt")
+    base = _yolo_base(path)
+    names, names_file, listed = _yolo_names(base, out.problems)
+    files = _yolo_label_files(path, base, listed)
     if not files:
-        out.problems.append(Problem(path.name, f"no .txt label files in {os.path.abspath(folder)}",
-                                    "give the folder holding the YOLO label files"))
+        out.problems.append(Problem(path.name, f"no .txt label files in {os.path.abspath(path)}",
+                                    "give the folder of the YOLO export (holding obj.names, data.yaml or "
+                                    "classes.txt and the label files)"))
+    missing: dict[int, str] = {}  # class index -> first line using it, when the export has no class list
     for file in files:
+        where = file.relative_to(path).as_posix()
         out.begin()
-        image_id = file.relative_to(folder).with_suffix("").as_posix()
-        where = file.relative_to(folder).as_posix()
-        rows = yolo._read_label_file(file, where, num_classes, out.problems)
-        if num_classes is None:
+        rows = yolo._read_label_file(file, where, None if names is None else len(names), out.problems)
+        if names is None and rows:  # (an empty file needs no class list)
+            for location, label, _ in rows:
+                missing.setdefault(label - 1, location)
             continue
+        image_id = image_id_from_name(where, images)
         if image_id not in images:
-            out.problems.append(Problem(where, f"no image size for image id {image_id!r}; YOLO coordinates are "
-                                        "normalised", "pass images={image_id: (width, height)} for every file"))
+            out.problems.append(Problem(where, f"no image of the run is named like this label file (image id "
+                                        f"{image_id!r})", "keep each label file named after its image, as the "
+                                        "export wrote it (NAME.txt for NAME.jpg)"))
             continue
         width, height = images[image_id]
         pixels = []
         for location, label, (cx, cy, w, h) in rows:
-            if mapping is not None:  # a class of the tool's that is not ours is an error only where it is used
-                label = out.label(mapping[label - 1], location, f"class {label - 1} of {names_file.name}")
+            label = out.label(names[label - 1], location, f"class {label - 1} of {names_file}")
             if label is not None:
                 pixels.append((location, [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
                                           (cy + h / 2) * height], label))
         out.add(image_id, where, pixels)
+    if missing and names_file is None:
+        out.problems.append(Problem(next(iter(missing.values())), f"class(es) {sorted(missing)} have no name: "
+                                    f"no {', '.join(_YOLO_NAME_FILES)} in {os.path.abspath(base)}",
+                                    "export again with the class list (CVAT's and Datumaro's YOLO exports hold "
+                                    "obj.names), or add classes.txt with the tool's class names, one per line in "
+                                    "class-index order"))
     return out.result()
+
+
+#: the files a YOLO export keeps its class names in (Darknet/CVAT/Datumaro, Ultralytics, plain folders)
+_YOLO_NAME_FILES = ("obj.names", "data.yaml", "classes.txt")
+
+
+def _yolo_base(path: Path) -> Path:
+    """The folder whose class list describes the labels under ``path``: ``path`` itself, or, for a ``labels``,
+    ``labels/<subset>`` or ``obj_<subset>_data`` folder without one, the export's root."""
+    candidates = [path]
+    if path.name == "labels" or re.fullmatch(r"obj_\w+_data", path.name):
+        candidates.append(path.parent)
+    if path.parent.name == "labels":
+        candidates.append(path.parent.parent)
+    return next((c for c in candidates if any((c / n).is_file() for n in (*_YOLO_NAME_FILES, "obj.data"))), path)
+
+
+def _yolo_names(base: Path, problems: list[Problem]) -> tuple[list[str] | None, str | None, set[Path]]:
+    """``(names, file, listed)``: the export's class names and the file they came from (``None`` when there is
+    none or it is broken), and the image-list files its ``obj.data``/``data.yaml`` name (not label files)."""
+    found, listed = [], set()
+    config = base / "obj.data"
+    if config.is_file():
+        for line in config.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            value = value.strip()
+            if key.strip() not in ("", "classes", "backup") and value:
+                target = base / value if (base / value).is_file() else base / PurePosixPath(value).name
+                if key.strip() == "names":
+                    found.append(target)
+                else:
+                    listed.add(target)
+    found += [base / n for n in _YOLO_NAME_FILES if (base / n).is_file()]
+    lists = {}
+    for file in dict.fromkeys(p.resolve() for p in found if p.is_file()):
+        names, name_problems = yolo._read_names(base, file)
+        problems += name_problems
+        if file.name == "data.yaml":
+            listed.update(_yaml_lists(base, file))
+        if not name_problems:
+            lists[os.path.relpath(file, base)] = names
+    if len({tuple(n) for n in lists.values()}) > 1:
+        problems.append(Problem(" and ".join(lists), "the class lists disagree: " + "; ".join(
+            f"{k}: {v}" for k, v in lists.items()), "keep the class list the labels were written with"))
+        return None, "?", listed
+    if not lists:
+        return None, ("?" if found else None), listed
+    return next(iter(lists.values())), next(iter(lists)), listed
+
+
+def _yaml_lists(base: Path, file: Path) -> set[Path]:
+    import yaml  # a project dependency, imported where needed
+
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return set()
+    values = [data.get(k) for k in ("train", "val", "test")] if isinstance(data, dict) else []
+    return {base / v for v in values if isinstance(v, str) and v.endswith(".txt")}
+
+
+def _yolo_label_files(path: Path, base: Path, listed: set[Path]) -> list[Path]:
+    """The label files of a YOLO export: under ``labels/`` (Ultralytics), under ``obj_<subset>_data/`` (Darknet,
+    CVAT, Datumaro), else every ``.txt`` file but the class list and the image lists."""
+    if (path / "labels").is_dir():
+        return sorted((path / "labels").rglob("*.txt"))
+    darknet = sorted(d for d in path.glob("obj_*_data") if d.is_dir())
+    if darknet:
+        return sorted(f for d in darknet for f in d.rglob("*.txt"))
+    skip = {p.resolve() for p in listed} | {(base / n).resolve() for n in _YOLO_NAME_FILES}
+    return sorted(f for f in path.rglob("*.txt") if f.resolve() not in skip)
 
 
 # ---------------------------------------------------------------------------------------------------- dispatch
 
-def read_labels(fmt: str, path: str | os.PathLike, class_names: Sequence[str], **options) -> LabelImport:
+def read_labels(fmt: str, path: str | os.PathLike, class_names: Sequence[str], *,
+                images: dict[str, tuple[int, int]] | None = None, **options) -> LabelImport:
     """Read people's labels in format ``fmt`` (one of :data:`LABEL_FORMATS`, or ``datumaro:<name>`` for any of
-    Datumaro's dataset formats); ``options`` go to that reader (``images=`` for the ``labelstudio*`` formats,
-    ``yolo`` and Datumaro's, ``image_key=`` for ``labelstudio``, ``empty_means_labelled=`` for
-    :data:`EMPTY_AMBIGUOUS` and Datumaro's)."""
+    Datumaro's dataset formats); ``options`` go to that reader (``image_key=`` for ``labelstudio``,
+    ``empty_means_labelled=`` for :data:`EMPTY_AMBIGUOUS` and Datumaro's).
+
+    ``images = {image_id: (width, height)}``, the run's images, serves the formats with relative coordinates
+    (``yolo``, Label Studio without ``original_width``) and maps every name the file gives to an image id with
+    :func:`image_id_from_name` (an exported ``setB__x.jpg`` is ``setB/x``).
+    """
     if isinstance(fmt, str) and fmt.startswith("datumaro:"):
         from .datumaro_io import read_datumaro_labels
 
-        return read_datumaro_labels(path, class_names, fmt.split(":", 1)[1], **options)
+        result = read_datumaro_labels(path, class_names, fmt.split(":", 1)[1], images=images, **options)
+        return result if images is None else _resolve_ids(result, images)
     check_choice("read_labels", "fmt", fmt, LABEL_FORMATS)
     from . import labelstudio_exports as ls
 
     readers = {"labelstudio": read_labelstudio_export, "labelstudio_min": ls.read_labelstudio_min,
                "labelstudio_coco": ls.read_labelstudio_coco, "labelstudio_voc": ls.read_labelstudio_voc,
                "labelstudio_yolo": ls.read_labelstudio_yolo, "cvat_xml": read_cvat_xml, "coco": read_coco_labels,
-               "voc": read_voc_labels, "yolo": read_yolo_labels}
-    if fmt in ("yolo", "labelstudio_yolo") and options.get("images") is None:
+               "voc": read_voc_labels, "cvat_voc": read_voc_labels, "yolo": read_yolo_labels}
+    if fmt in ("yolo", "labelstudio_yolo") and images is None:
         raise ValueError(f"read_labels({fmt!r}, ...) needs images={{image_id: (width, height)}}: YOLO coordinates "
                          "are normalised by the image size, which the label files do not store")
-    return readers[fmt](path, class_names, **options)
+    if fmt != "cvat_xml" and images is not None:
+        options["images"] = images
+    if fmt in ("voc", "cvat_voc"):
+        options["one_based"] = fmt == "voc"
+    result = readers[fmt](path, class_names, **options)
+    return result if images is None else _resolve_ids(result, images)
+
+
+def _resolve_ids(result: LabelImport, images: Container[str]) -> LabelImport:
+    """``result`` with its image names mapped to the ids of ``images`` (:func:`image_id_from_name`); two names of
+    one image are an error naming both."""
+    ids = {key: _known_id(key, images) for key in result.labels}
+    seen: dict[str, str] = {}
+    for key, image_id in ids.items():
+        if image_id in seen:
+            raise DatasetError([Problem(Path(result.source).name, f"{seen[image_id]!r} and {key!r} both name "
+                                        f"image {image_id!r}", "keep one of them in the export")],
+                               f"labels {result.source}")
+        seen[image_id] = key
+    result.labels = {ids[k]: v for k, v in result.labels.items()}
+    result.annotators = {ids.get(k, k): v for k, v in result.annotators.items()}
+    result.difficult = {ids.get(k, k): v for k, v in result.difficult.items()}
+    result.unlabelled = [_known_id(k, images) for k in result.unlabelled]
+    result.sizes = {ids.get(k, k): v for k, v in result.sizes.items()}
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -762,6 +943,46 @@ def _ref_stem(ref: str) -> str:
     if "upload" in path.parts[:-1]:
         stem = re.sub(r"^[0-9a-f]{4,32}-", "", stem)
     return stem
+
+
+#: what an image id's ``/`` becomes in an exported file name (annotation tools keep one flat folder of images)
+_FOLDER_SEPARATOR = "__"
+
+
+def export_file_name(image_id: str, suffix: str) -> str:
+    """The file name an image is exported under: its id with each ``/`` (a sub-folder of the unlabelled folder)
+    written as ``__``, plus ``suffix`` (``"setB/x"``, ``".jpg"`` -> ``"setB__x.jpg"``).
+    :func:`image_id_from_name` maps it back."""
+    return image_id.replace("/", _FOLDER_SEPARATOR) + suffix
+
+
+def image_id_from_name(name: str, image_ids: Container[str] | None = None) -> str:
+    """The image id an annotation tool's image (or label file) name stands for; every reader maps names this way.
+
+    ``name`` is a file name, a relative path, a URL or a Label Studio ``?d=`` path, with its suffix. Without
+    ``image_ids`` the id is the file stem (Label Studio's upload prefix removed). With the ids of the run's
+    images, the first of these that is an id wins: the stem with as many of its parent folders as match
+    (``"data/setB/x.jpg"`` -> ``"setB/x"``), the stem alone, then the stem with ``__`` read as ``/`` (the name
+    :func:`export_file_name` wrote, ``"setB__x.jpg"`` -> ``"setB/x"``); else the stem (which then names an image
+    the run does not have).
+    """
+    path = _ref_path(name)
+    stem = _ref_stem(name)
+    if image_ids is None:
+        return stem
+    return _known_id(PurePosixPath(*path.parts[:-1], stem).as_posix() if stem else "", image_ids)
+
+
+def _known_id(key: str, image_ids: Container[str]) -> str:
+    """The id of ``image_ids`` that the suffix-less path ``key`` names (see :func:`image_id_from_name`)."""
+    parts = [p for p in key.split("/") if p and p != "/"]
+    for start in range(len(parts)):
+        candidate = "/".join(parts[start:])
+        if candidate in image_ids:
+            return candidate
+    stem = parts[-1] if parts else key
+    decoded = stem.replace(_FOLDER_SEPARATOR, "/")
+    return decoded if decoded in image_ids else stem
 
 
 def _load_json(path: Path, kind: type, expected: str, hint: str, problems: list[Problem]):

@@ -12,7 +12,7 @@ Conventions:
   (not standard COCO: optional, 0 or 1; written only for difficult boxes, ignored by pycocotools). ``area``
   (optional, a number ``>= 0``; the segment area in the official files) is kept in ``ImageRecord.area`` (``NaN``
   where absent): COCO evaluation sorts objects into its small/medium/large buckets by it, as pycocotools does.
-  Other annotation fields (``segmentation``, annotation ids) are not kept.
+  Other annotation fields (``segmentation``, annotation ids) are not read (:func:`write_coco` writes them).
 """
 
 from __future__ import annotations
@@ -244,8 +244,9 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
     Image ids: a record whose ``image_id`` is an int-like string (``"42"``) keeps it; any other record gets the
     next unused int, in record order (deterministic). Category ids come from ``dataset.category_ids`` (default
     ``1..C``); ``bbox`` is ``[x, y, w, h]`` pixels with the fewest digits that read back to the same float32,
-    ``area`` the record's ``area`` where known, else ``w * h``; difficult boxes get ``"difficult": 1``. Reading the
-    file back with :func:`read_coco` reproduces ids, sizes, boxes, labels, flags, known areas, class names and
+    ``area`` the record's ``area`` where known, else ``w * h``, ``segmentation: []`` (a box, as CVAT writes one);
+    difficult boxes get ``"difficult": 1``. Reading the file back with :func:`read_coco` reproduces ids, sizes,
+    boxes, labels, flags, known areas, class names and
     category ids exactly.
     Returns ``json_path``.
     """
@@ -264,7 +265,8 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
             x, y, w, h = _xywh(box)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": category_ids[label - 1], "bbox": [_num(v) for v in (x, y, w, h)],
-                                "area": _num(w * h if math.isnan(area) else area), "iscrowd": int(crowd)})
+                                "area": _num(w * h if math.isnan(area) else area), "iscrowd": int(crowd),
+                                "segmentation": []})
             if difficult:
                 annotations[-1]["difficult"] = 1
     categories = [{"id": c, "name": n, "supercategory": ""} for c, n in zip(category_ids, dataset.class_names)]

@@ -43,14 +43,16 @@ _UPLOAD = re.compile(r"^[0-9a-f]{8}-")
 def labelstudio_image_id(name: str, known: Collection[str] | None = None) -> str:
     """The image id of an image name in a Label Studio export (a URL, a path or a file name).
 
-    Tried in order, the first that is in ``known`` wins: the file stem; without an upload's ``<8 hex>-`` prefix;
-    each of those with ``__`` read as a sub-folder separator (``setB__x`` -> ``setB/x``). Without ``known`` (or
-    when none matches) the stem without the upload prefix.
+    Names map as every reader maps them (:func:`~activedet.data.annotation_io.image_id_from_name`: sub-folders,
+    ``setB__x`` -> ``setB/x``); a name that is not one of ``known`` is tried again without the ``<8 hex>-``
+    prefix Label Studio gives uploaded files (its VOC, COCO and YOLO exports keep it in file names). Without
+    ``known``: the stem without that prefix.
     """
-    stem = aio._ref_path(name).stem
-    bare = _UPLOAD.sub("", stem)
-    candidates = [stem, bare, stem.replace("__", "/"), bare.replace("__", "/")]
-    return next((c for c in candidates if known is not None and c in known), bare)
+    image_id = aio.image_id_from_name(name, known)
+    if known is not None and image_id in known:
+        return image_id
+    path = aio._ref_path(name)
+    return aio.image_id_from_name(str(path.with_name(_UPLOAD.sub("", path.name))), known)
 
 
 def read_labelstudio_coco(path: str | os.PathLike, class_names: Sequence[str], *,
@@ -118,11 +120,10 @@ def _min_region(region: dict) -> dict:
 def read_labelstudio_voc(path: str | os.PathLike, class_names: Sequence[str], *,
                          images: Collection[str] | None = None) -> LabelImport:
     """Read Label Studio's Pascal VOC export (the folder, its ``Annotations/``, or one file): module docstring."""
-    devkit = aio.read_voc_labels(path, class_names)
+    devkit = aio.read_voc_labels(path, class_names, one_based=False)  # Label Studio writes 0-based coordinates
     out = aio._Collector(Path(path), class_names, "Label Studio VOC export")
     for name, (boxes, labels) in devkit.labels.items():
         boxes = boxes.astype(np.float64)
-        boxes[:, :2] += 1  # the devkit reader's x1 = xmin - 1; Label Studio's xmin is 0-based
         out.begin()
         out.add(labelstudio_image_id(name, images), f"{name}.xml",
                 [(f"{name}.xml: object[{k}]", box.tolist(), int(label))

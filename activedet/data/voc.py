@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
@@ -39,6 +40,7 @@ VOC_CLASSES = (
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
 _OFFSETS = (1.0, 1.0, 0.0, 0.0)  # xyxy = (xmin, ymin, xmax, ymax) - offsets
+_ZERO_OFFSETS = (0.0, 0.0, 0.0, 0.0)  # the 0-based convention (CVAT, Datumaro): xyxy = (xmin, ymin, xmax, ymax)
 
 
 def read_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
@@ -222,22 +224,25 @@ def _read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[in
     return (values[0], values[1]) if min(values) > 0 else None
 
 
-def _read_object(obj: ET.Element, where: str, class_index: dict[str, int],
-                 problems: list[Problem]) -> tuple[str, list[float], int, bool, bool] | None:
-    """``(location, xyxy, label, difficult, iscrowd)`` of one ``<object>``, or ``None`` (problems appended)."""
+def _read_object(obj: ET.Element, where: str, class_index: dict[str, int], problems: list[Problem],
+                 offsets: tuple[float, ...] = _OFFSETS, unknown_hint: str = "fix the name or pass class_names= "
+                 "with every class") -> tuple[str, list[float], int, bool, bool] | None:
+    """``(location, xyxy, label, difficult, iscrowd)`` of one ``<object>``, or ``None`` (problems appended);
+    ``xyxy = (xmin, ymin, xmax, ymax) - offsets`` (the devkit's 1-based indices by default); ``unknown_hint`` is
+    the advice given for a class name not in ``class_index``."""
     count = len(problems)
     name = _text(obj, "name")
     if name is None:
         problems.append(Problem(f"{where}/name", "missing required element <name>", "add the class name"))
     elif name not in class_index:
         problems.append(Problem(f"{where}/name", f"unknown class name {name!r}; valid names are "
-                                f"{list(class_index)}", "fix the name or pass class_names= with every class"))
+                                f"{list(class_index)}", unknown_hint))
     xyxy = []
-    for tag, offset in zip(_COORDS, _OFFSETS):
+    for tag, offset in zip(_COORDS, offsets):
         text = _text(obj, f"bndbox/{tag}")
         if text is None:
             problems.append(Problem(f"{where}/bndbox/{tag}", f"missing required element <{tag}>",
-                                    "every <bndbox> needs <xmin>, <ymin>, <xmax> and <ymax> (1-based pixels)"))
+                                    "every <bndbox> needs <xmin>, <ymin>, <xmax> and <ymax> (pixels)"))
             continue
         try:
             xyxy.append(float(text) - offset)
@@ -259,26 +264,36 @@ def _flag(obj: ET.Element, tag: str, where: str, problems: list[Problem]) -> boo
 
 
 def write_voc(dataset: DetectionDataset, voc_dir: str | os.PathLike, *, image_set: str = "trainval",
-              images: str = "link") -> Path:
+              images: str = "link", one_based: bool = True) -> Path:
     """Write ``dataset`` as one ``VOC{year}``-style directory and return ``voc_dir``.
 
     Writes ``Annotations/{stem}.xml`` (stem = ``image_id`` after any ``"year/"``), ``ImageSets/Main/
-    {image_set}.txt`` listing the stems in record order, and the images as ``JPEGImages/{stem}{suffix}``
+    {image_set}.txt`` listing the stems in record order, ``labelmap.txt`` (the class names in label order, in the
+    ``name:color:parts:actions`` form CVAT and Datumaro read) and the images as ``JPEGImages/{stem}{suffix}``
     (the original suffix is kept): ``images="link"`` hard-links (copying where that fails), ``"copy"`` copies,
-    ``"none"`` writes no images. Coordinates are written 1-based (``xmin = x1 + 1``, ``xmax = x2``); integers
-    stay integers, other values get the shortest text that reads back to the same ``float32``, so
-    ``read_voc`` reproduces sizes, boxes, labels and flags exactly (ids become ``f"{year}/{stem}"``).
+    ``"none"`` writes no images. Coordinates are written 1-based (``xmin = x1 + 1``, ``xmax = x2``: the
+    devkit's pixel indices), or with ``one_based=False`` as the 0-based coordinates CVAT and Datumaro write
+    (``xmin = x1``). Integers stay integers, other values get the shortest text that reads back to the same
+    ``float32``, so ``read_voc`` reproduces sizes, boxes, labels and flags of a 1-based file exactly (ids become
+    ``f"{year}/{stem}"``).
     """
     check_choice("write_voc", "images", images, IMAGE_MODES)
     voc_dir = Path(voc_dir)
     stems = [r.image_id.rsplit("/", 1)[-1] for r in dataset]
     _check_writable(dataset, stems)
+    offsets = _OFFSETS if one_based else _ZERO_OFFSETS
     for record, stem in zip(dataset, stems):
         filename = stem + record.file_name.suffix
-        xml = _record_xml(record, filename, dataset.class_names, voc_dir.name)
+        xml = _record_xml(record, filename, dataset.class_names, voc_dir.name, offsets)
         atomic_write_text(voc_dir / "Annotations" / f"{stem}.xml", xml)
         place_image(record.file_name, voc_dir / "JPEGImages" / filename, images)
     atomic_write_text(voc_dir / "ImageSets" / "Main" / f"{image_set}.txt", "".join(f"{s}\n" for s in stems))
+    if any(":" in name or "\n" in name for name in dataset.class_names):
+        warnings.warn(f"{voc_dir}: no labelmap.txt written: a class name holds ':' or a line break, which that "
+                      f"file cannot hold ({dataset.class_names})", stacklevel=2)
+    else:
+        atomic_write_text(voc_dir / "labelmap.txt", "# label:color_rgb:parts:actions\n"
+                          + "".join(f"{name}:::\n" for name in dataset.class_names))
     return voc_dir
 
 
@@ -298,7 +313,8 @@ def _check_writable(dataset: DetectionDataset, stems: list[str]) -> None:
                              f"found {sorted(set(record.labels.tolist()))}")
 
 
-def _record_xml(record: ImageRecord, filename: str, class_names: list[str], folder: str) -> str:
+def _record_xml(record: ImageRecord, filename: str, class_names: list[str], folder: str,
+                offsets: tuple[float, ...] = _OFFSETS) -> str:
     root = ET.Element("annotation")
     _sub(root, "folder", folder)
     _sub(root, "filename", filename)
@@ -315,7 +331,7 @@ def _record_xml(record: ImageRecord, filename: str, class_names: list[str], fold
         if crowd:
             _sub(obj, "iscrowd", "1")
         bndbox = _sub(obj, "bndbox")
-        for tag, value, offset in zip(_COORDS, box, _OFFSETS):
+        for tag, value, offset in zip(_COORDS, box, offsets):
             _sub(bndbox, tag, _coordinate_text(value, offset))
     ET.indent(root, space="\t")
     return ET.tostring(root, encoding="unicode") + "\n"

@@ -31,7 +31,7 @@ from .records import DetectionDataset, ImageRecord, Problem
 from .validate import (IMAGE_MODES, check_boxes, check_choice, check_options, find_duplicates, place_image,
                        raise_for_problems, read_image_size)
 
-__all__ = ["IMAGE_EXTENSIONS", "read_yolo", "scan_yolo", "write_yolo"]
+__all__ = ["IMAGE_EXTENSIONS", "read_yolo", "scan_yolo", "write_yolo", "write_darknet"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _NAME_FILES = ("classes.txt", "data.yaml")
@@ -226,10 +226,44 @@ def write_yolo(dataset: DetectionDataset, root: str | os.PathLike, *, images: st
     return root
 
 
+def write_darknet(dataset: DetectionDataset, root: str | os.PathLike, *, images: str = "link",
+                  flagged: str = "error") -> Path:
+    """Write ``dataset`` in the Darknet layout that CVAT ("YOLO 1.1") and Datumaro ("yolo") import and export; returns
+    ``root``.
+
+    Writes ``obj.names`` (one class per line, line 1 = class 0), ``obj.data`` (``classes``, ``train``, ``names``
+    with Darknet's ``data/`` prefix), ``train.txt`` (the images), ``data.yaml`` (``names`` and ``nc``, for tools
+    that read the class list from there) and, in ``obj_train_data/``, each image as ``{image_id}{suffix}`` with
+    its labels in ``{image_id}.txt`` (the same name). ``images`` and ``flagged`` as :func:`write_yolo`.
+    """
+    import yaml  # a project dependency; imported here so that importing activedet stays light
+
+    check_choice("write_darknet", "images", images, IMAGE_MODES)
+    check_choice("write_darknet", "flagged", flagged, ("error", "keep", "omit"))
+    root = Path(root)
+    _check_writable(dataset, flagged)
+    names = "".join(f"{n}\n" for n in dataset.class_names)
+    atomic_write_text(root / "obj.names", names)
+    atomic_write_text(root / "obj.data", f"classes = {dataset.num_classes}\ntrain = data/train.txt\n"
+                      "names = data/obj.names\nbackup = backup/\n")
+    atomic_write_text(root / "data.yaml", yaml.safe_dump({"names": list(dataset.class_names),
+                                                          "nc": dataset.num_classes}, sort_keys=False))
+    listed = []
+    for record in dataset:
+        keep = ~(record.difficult | record.iscrowd) if flagged == "omit" else slice(None)
+        atomic_write_text(root / "obj_train_data" / f"{record.image_id}.txt", _label_text(record.subset(keep)))
+        name = f"{record.image_id}{record.file_name.suffix}"
+        place_image(record.file_name, root / "obj_train_data" / name, images)
+        listed.append(f"data/obj_train_data/{name}\n")
+    atomic_write_text(root / "train.txt", "".join(listed))
+    return root
+
+
 def _check_writable(dataset: DetectionDataset, flagged: str) -> None:
     for name in dataset.class_names:
         if not name.strip() or "\n" in name or name != name.strip():
-            raise ValueError(f"class name {name!r} cannot be written to classes.txt (one name per line)")
+            raise ValueError(f"class name {name!r} cannot be written as one line of a class list (classes.txt, "
+                             "obj.names)")
     problems = find_duplicates(((r.image_id, r.image_id) for r in dataset), "image id", "")
     if problems:
         raise ValueError(f"image ids must be unique to write YOLO; {problems[0].message}")
