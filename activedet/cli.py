@@ -164,7 +164,7 @@ def cmd_import(args) -> int:
              f"; the batch is complete: `activedet query {args.run_dir}` continues"))
     if result.not_labelled:
         print(f"{len(result.not_labelled)} images in the file are not labelled there (skipped, or listed with no box "
-              "or tag) and stay pending; for a finished CVAT or COCO job, --empty-means-labelled imports them as "
+              "or tag) and stay pending; for a finished job (CVAT, COCO, VOC, YOLO), --empty-means-labelled imports them as "
               "images with nothing to box")
     return 0
 
@@ -318,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "labelstudio_min, labelstudio_coco, labelstudio_voc, labelstudio_yolo, cvat_xml, coco, voc (1-based), "
                    "cvat_voc (0-based), yolo, or datumaro:NAME (any dataset format Datumaro reads; pip install activedet[datumaro])")
     p.add_argument("--empty-means-labelled", action="store_true",
-                   help="cvat_xml, coco, datumaro: an image in the file without boxes was looked at and has nothing "
+                   help="cvat_xml, coco, voc, cvat_voc, yolo, datumaro: an image the file lists without boxes was looked "
+                        "at and has nothing "
                         "to box (say so for a finished job only; otherwise such images stay pending)")
     p.add_argument("--annotator", help="recorded for images whose file names no annotator")
     p.set_defaults(func=cmd_import)

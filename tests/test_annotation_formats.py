@@ -344,6 +344,9 @@ def test_read_labels_voc_and_yolo_folders(tmp_path):
     result = read_labels("yolo", tmp_path / "yolo", CLASSES, images={"a": (200, 100), "b": (10, 10)})
     np.testing.assert_allclose(result.labels["a"][0], [[50, 25, 150, 75], [0, 0, 100, 50]])
     np.testing.assert_array_equal(result.labels["a"][1], [1, 3])
+    assert "b" not in result.labels and result.unlabelled == ["b"]  # an empty file: maybe nobody labelled it yet
+    result = read_labels("yolo", tmp_path / "yolo", CLASSES, images={"a": (200, 100), "b": (10, 10)},
+                         empty_means_labelled=True)
     assert result.labels["b"][0].shape == (0, 4)
     with pytest.raises(DatasetError, match="labels/b.txt: no image of the run is named like this label file "
                                            "\\(image id 'b'\\)"):

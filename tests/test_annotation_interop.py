@@ -132,7 +132,8 @@ def test_yolo_without_a_class_list_is_refused_naming_the_file_and_the_class(tmp_
     root = tmp_path / "export"
     (root / "obj_train_data").mkdir(parents=True)
     (root / "obj_train_data" / "setB__x.txt").write_text("")  # an empty file needs no class list
-    assert read_labels("yolo", root, CLASSES, images=IDS).labels["setB/x"][0].shape == (0, 4)
+    result = read_labels("yolo", root, CLASSES, images=IDS, empty_means_labelled=True)
+    assert result.labels["setB/x"][0].shape == (0, 4)
     (root / "obj_train_data" / "x.txt").write_text("0 0.5 0.5 0.5 0.5\n2 0.5 0.5 0.5 0.5\n")
     with pytest.raises(DatasetError, match=r"obj_train_data/x\.txt:1: class\(es\) \[0, 2\] have no name: no obj\.names"
                                            r", data\.yaml, classes\.txt in .*add classes\.txt"):
@@ -201,7 +202,7 @@ def test_auto_format_refuses_a_voc_folder_and_names_the_file_of_a_cvat_folder(tm
         read_run_labels("auto", tmp_path / "cvat", CLASSES)
 
 
-def test_voc_image_listed_without_annotation_file_is_an_empty_label(tmp_path):
+def test_voc_image_listed_without_annotation_file_is_pending_or_an_empty_label(tmp_path):
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
     (tmp_path / "Annotations" / "x.xml").write_text("<annotation><object><name>dog</name><bndbox><xmin>1</xmin>"
@@ -209,7 +210,9 @@ def test_voc_image_listed_without_annotation_file_is_an_empty_label(tmp_path):
                                                     "</annotation>")
     (tmp_path / "ImageSets" / "Main" / "default.txt").write_text("x\nsetB__x\n")
     (tmp_path / "ImageSets" / "Main" / "dog_default.txt").write_text("x 1\nzebra -1\n")  # a per-class list
-    result = read_labels("cvat_voc", tmp_path, CLASSES, images=IDS)
+    result = read_labels("cvat_voc", tmp_path, CLASSES, images=IDS)  # maybe an image of an unfinished job
+    assert sorted(result.labels) == ["x"] and result.unlabelled == ["setB/x"]
+    result = read_labels("cvat_voc", tmp_path, CLASSES, images=IDS, empty_means_labelled=True)
     assert sorted(result.labels) == ["setB/x", "x"] and result.labels["setB/x"][0].shape == (0, 4)
     assert "1 image(s) listed in ImageSets/Main without an annotation file" in result.skipped[0]
 
@@ -256,7 +259,7 @@ def test_yolo_export_is_the_darknet_layout_and_reads_back(small_batch, tmp_path)
     assert yaml.safe_load((folder / "yolo/data.yaml").read_text()) == {"names": ["person", "cat", "dog"], "nc": 3}
     assert (folder / "yolo/train.txt").read_text() == "data/obj_train_data/setB__x.png\ndata/obj_train_data/y.png\n"
     sizes = {r.image_id: (40, 20) for r in small_batch[0]}
-    result = read_labels("yolo", folder / "yolo", ["dog", "cat", "person"], images=sizes)
+    result = read_labels("yolo", folder / "yolo", ["dog", "cat", "person"], images=sizes, empty_means_labelled=True)
     np.testing.assert_array_equal(result.labels["setB/x"][0], [[2, 4, 10, 12]])
     assert result.labels["setB/x"][1].tolist() == [1] and result.labels["y"][0].shape == (0, 4)
 

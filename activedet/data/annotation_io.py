@@ -47,8 +47,9 @@ __all__ = ["ExportItem", "LabelImport", "LABEL_FORMATS", "write_labelstudio_task
 LABEL_FORMATS = ("labelstudio", "labelstudio_min", "labelstudio_coco", "labelstudio_voc", "labelstudio_yolo",
                  "cvat_xml", "coco", "voc", "cvat_voc", "yolo")
 #: formats whose files list images nobody may have labelled yet (an unfinished job): an image without any shape
-#: there is pending unless ``empty_means_labelled`` (Datumaro's formats, ``datumaro:<name>``, too)
-EMPTY_AMBIGUOUS = ("cvat_xml", "coco")
+#: there is pending unless ``empty_means_labelled`` (Datumaro's formats, ``datumaro:<name>``, too). In VOC, an
+#: image listed in ``ImageSets/Main`` without an annotation file; in YOLO, an empty label file.
+EMPTY_AMBIGUOUS = ("cvat_xml", "coco", "voc", "cvat_voc", "yolo")
 
 _LS_HINT = "export the project from Label Studio with Export -> JSON (or pass --format for its other exports)"
 _CVAT_HINT = "export the task from CVAT as 'CVAT for images 1.1'"
@@ -640,7 +641,7 @@ def _coco_box(entry: dict, where: str, item: str, names: dict, out: _Collector) 
 
 
 def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_based: bool = True,
-                    images: Container[str] | None = None) -> LabelImport:
+                    images: Container[str] | None = None, empty_means_labelled: bool = False) -> LabelImport:
     """Read a folder of Pascal VOC XML files (or its ``Annotations/`` subfolder, or one ``.xml`` file).
 
     Pascal VOC coordinates come in two conventions, so the caller says which one the files use:
@@ -651,8 +652,9 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
 
     The image id is the XML file's name (relative to the folder) mapped by :func:`image_id_from_name` onto
     ``images`` (the run's image ids; without them, the file stem). A file without ``<object>`` is an empty
-    label, and so is an image listed in ``ImageSets/Main/*.txt`` without a file (CVAT and Datumaro write none for
-    an image without objects); ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not
+    label. An image listed in ``ImageSets/Main/*.txt`` without a file (CVAT and Datumaro write none for an image
+    without objects, and list every image of a job, finished or not) is **not labelled** (it stays pending)
+    unless ``empty_means_labelled`` (the job is finished); ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not
     training targets).
     """
     path = Path(path)
@@ -691,14 +693,15 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
         out.add(image_id, name, rows)
     if not path.is_file():
         _voc_listed_without_file(folder, {f.relative_to(folder).with_suffix("").as_posix() for f in files}, images,
-                                 out)
+                                 out, empty_means_labelled)
     return out.result()
 
 
 def _voc_listed_without_file(folder: Path, annotated: set[str], images: Container[str] | None,
-                             out: _Collector) -> None:
-    """Images listed in ``ImageSets/Main/*.txt`` without an annotation file are empty labels: CVAT and Datumaro
-    write no XML for an image without objects."""
+                             out: _Collector, empty_means_labelled: bool) -> None:
+    """Images listed in ``ImageSets/Main/*.txt`` without an annotation file: CVAT and Datumaro write no XML for an
+    image without objects, and list every image of the job: empty labels if ``empty_means_labelled``, else
+    pending (``unlabelled``)."""
     lists = folder.parent / "ImageSets" / "Main" if folder.name == "Annotations" else folder / "ImageSets" / "Main"
     empty = {}
     for listing in sorted(lists.glob("*.txt")) if lists.is_dir() else []:
@@ -709,15 +712,19 @@ def _voc_listed_without_file(folder: Path, annotated: set[str], images: Containe
             if stem and stem not in annotated and stem not in empty:
                 empty[stem] = f"ImageSets/Main/{listing.name}:{number}"
     for stem, where in empty.items():
+        image_id = _known_id(stem, images) if images is not None else stem
+        if not empty_means_labelled:
+            out.unlabelled.append(image_id)
+            continue
         out.begin()
-        out.add(_known_id(stem, images) if images is not None else stem, where, [])
-    if empty:
+        out.add(image_id, where, [])
+    if empty and empty_means_labelled:
         out.skipped.append(f"{len(empty)} image(s) listed in ImageSets/Main without an annotation file read as "
                            "labelled with no objects (how CVAT and Datumaro write an image without objects)")
 
 
 def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
-                     images: dict[str, tuple[int, int]]) -> LabelImport:
+                     images: dict[str, tuple[int, int]], empty_means_labelled: bool = False) -> LabelImport:
     """Read YOLO ``.txt`` label files as labels: a Darknet/CVAT/Datumaro export (``obj.names``, ``obj.data``,
     ``obj_<subset>_data/``), an Ultralytics one (``data.yaml``, ``labels/<subset>/``), or a folder of label files
     with ``classes.txt``.
@@ -728,7 +735,8 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
       name not in ``class_names`` are errors naming the label file, the line and the class.
     * The image of a label file is its path mapped by :func:`image_id_from_name` onto ``images``
       (``{image_id: (width, height)}``, which also gives the sizes the normalised coordinates need).
-    * An empty file is an empty label.
+    * An empty file is **not labelled** (the image stays pending) unless ``empty_means_labelled``: CVAT and
+      Datumaro write one for every image of a job, finished or not.
     """
     path = Path(path)
     if path.is_file() and path.name in (*_YOLO_NAME_FILES, "obj.data"):  # the export's class list or config
@@ -755,6 +763,9 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
             out.problems.append(Problem(where, f"no image of the run is named like this label file (image id "
                                         f"{image_id!r})", "keep each label file named after its image, as the "
                                         "export wrote it (NAME.txt for NAME.jpg)"))
+            continue
+        if not rows and not empty_means_labelled:
+            out.unlabelled.append(image_id)
             continue
         width, height = images[image_id]
         pixels = []

@@ -120,7 +120,7 @@ def _min_region(region: dict) -> dict:
 def read_labelstudio_voc(path: str | os.PathLike, class_names: Sequence[str], *,
                          images: Collection[str] | None = None) -> LabelImport:
     """Read Label Studio's Pascal VOC export (the folder, its ``Annotations/``, or one file): module docstring."""
-    devkit = aio.read_voc_labels(path, class_names, one_based=False)  # Label Studio writes 0-based coordinates
+    devkit = aio.read_voc_labels(path, class_names, one_based=False, empty_means_labelled=True)  # Label Studio writes 0-based coordinates
     out = aio._Collector(Path(path), class_names, "Label Studio VOC export")
     for name, (boxes, labels) in devkit.labels.items():
         boxes = boxes.astype(np.float64)
@@ -149,7 +149,7 @@ def read_labelstudio_yolo(path: str | os.PathLike, class_names: Sequence[str], *
                                     "normalised boxes cannot be converted", "import only the exported batch's "
                                     "labels") for name in missing], f"Label Studio YOLO export {path}")
     sizes = {name: images[image_id] for name, image_id in names.items()}
-    tool = aio.read_yolo_labels(path, class_names, images=sizes)
+    tool = aio.read_yolo_labels(path, class_names, images=sizes, empty_means_labelled=True)  # annotated tasks only
     out = aio._Collector(path, class_names, "Label Studio YOLO export")
     for name, (boxes, labels) in tool.labels.items():
         out.begin()
