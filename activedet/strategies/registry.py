@@ -184,21 +184,25 @@ def kmeans(*, n_clusters: int | str = 10) -> Strategy:
 
 # ----------------------------------------------------------------------------------------------- dense scores
 
-def miaod(*, topk: int = 10000, topk_fraction: float = 0.1, weighted: bool = False) -> Strategy:
+def miaod(*, topk: int = 10000, topk_fraction: float | None = 0.1, weighted: bool = False) -> Strategy:
     """MI-AOD: mean of the top-k anchor disagreements of the two adversarial classifiers (detector: miaod).
 
     Options (methods.md §3.3; formulas in :mod:`.dense`):
-        topk, topk_fraction: ``k = min(topk, ceil(topk_fraction x anchors))``: 10,000 (the released value) on
-            VOC-sized images, the top 10 % of anchors on small ones.
+        topk, topk_fraction: ``k = min(topk, ceil(topk_fraction x anchors))``: 10,000 on large images, the top
+            10 % of anchors on small ones; ``topk_fraction: null``: the released fixed ``k = topk`` whatever the
+            anchor count (an image with fewer anchors averages all of them).
         weighted: ``False`` (default, the released code): squared disagreement; ``True``: the paper's
             |p1 - p2| re-weighted by the MIL instance weights.
     """
     _number("miaod", "topk", topk, int, 1)
-    _number("miaod", "topk_fraction", topk_fraction, float, 0, 1)
-    if topk_fraction == 0:
-        raise ValueError("The 'topk_fraction' parameter of miaod must be a float in (0, 1]. Got 0 instead.")
+    if topk_fraction is not None:
+        _number("miaod", "topk_fraction", topk_fraction, float, 0, 1, extra=" or None (the released fixed k)")
+        if topk_fraction == 0:
+            raise ValueError("The 'topk_fraction' parameter of miaod must be a float in (0, 1] or None (the released "
+                             "fixed k). Got 0 instead.")
     _flag("miaod", "weighted", weighted)
-    score = functools.partial(discrepancy_score, topk=int(topk), topk_fraction=float(topk_fraction),
+    fraction = None if topk_fraction is None else float(topk_fraction)
+    score = functools.partial(discrepancy_score, topk=int(topk), topk_fraction=fraction,
                               weighted=weighted)
     needs = frozenset({"dense_probs", "dense_probs_2"} | ({"dense_weights"} if weighted else set()))
     return Strategy("miaod", _description(miaod), score=score,

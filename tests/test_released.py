@@ -1,0 +1,124 @@
+"""Released-exact modes of the seed methods: each test shows the released behaviour (docs/deviations.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from activedet.config import load_config
+from activedet.engine import miaod as miaod_engine
+from activedet.engine.miaod import MIAODOptions, train_miaod
+from activedet.engine.train import OptionError, TrainOptions
+from activedet.models import Detections, build_detector
+from activedet.strategies import get_strategy
+from activedet.strategies.dense import topk_count
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _preset(name: str) -> dict:
+    return yaml.safe_load((CONFIGS / name).read_text())
+
+
+# ------------------------------------------------------------------------------------------------------ MI-AOD
+
+@pytest.mark.parametrize("anchors", [3_060, 68_000, 117_000, 250_000])
+def test_miaod_released_k_is_a_fixed_10000_whatever_the_anchor_count(anchors):
+    assert topk_count(anchors, 10_000, None) == min(10_000, anchors)
+    assert topk_count(anchors, 10_000, 0.1) == min(10_000, -(-anchors // 10))  # the default: 10 % of the anchors
+
+
+def test_miaod_released_score_averages_the_top_10000_anchors():
+    gen = torch.Generator().manual_seed(0)
+    p1, p2 = torch.rand(40_000, 3, generator=gen), torch.rand(40_000, 3, generator=gen)
+    det = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), dense_probs=p1,
+                     dense_probs_2=p2)
+    per_anchor = (p1 - p2).pow(2).mean(dim=1)
+    released = get_strategy("miaod", topk_fraction=None).score(det)
+    assert released == pytest.approx(float(per_anchor.sort(descending=True).values[:10_000].mean()), rel=1e-6)
+    default = get_strategy("miaod").score(det)  # k = 4000 here
+    assert default == pytest.approx(float(per_anchor.sort(descending=True).values[:4_000].mean()), rel=1e-6)
+    assert default > released
+    small = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64),
+                       dense_probs=p1[:500], dense_probs_2=p2[:500])
+    assert get_strategy("miaod", topk_fraction=None).score(small) == pytest.approx(float(per_anchor[:500].mean()),
+                                                                                   rel=1e-6)
+
+
+def test_miaod_presets_say_the_released_values():
+    voc, coco = _preset("voc0712_miaod.yaml"), _preset("coco_miaod.yaml")
+    for name in ("voc0712_miaod.yaml", "coco_miaod.yaml"):
+        cfg = load_config(CONFIGS / name)  # the values validate, and the trainer and strategy build from them
+        assert cfg.trainer().keywords["training_options"].warmup_per_stage is (name == "coco_miaod.yaml")
+        assert get_strategy(cfg.strategy, **cfg.strategy_options).name == "miaod"
+    for preset in (voc, coco):
+        assert preset["strategy_options"] == {"topk": 10000, "topk_fraction": None, "weighted": False}
+        assert preset["weight_decay"] == 1e-4  # configs/MIAOD.py and for_coco/MIAOD.py: weight_decay=0.0001
+        assert (preset["lr"], preset["momentum"], preset["optimizer"], preset["seed"]) == (1e-3, 0.9, "sgd", 666)
+        assert preset["batch_size"] == 2  # samples_per_gpu=2 on one GPU
+    assert voc["warmup_iters"] == 0  # configs/MIAOD.py: lr_config has no warm-up
+    assert voc["training_options"].get("warmup_per_stage", False) is False
+    assert (coco["warmup_iters"], coco["warmup_factor"]) == (500, 0.001)  # for_coco/MIAOD.py, linear
+    assert coco["training_options"]["warmup_per_stage"] is True  # a new mmcv runner per stage
+    assert coco["score_subset"] == 117266 // 5  # for_coco/active_datasets.py: a fixed 23,453 images
+
+
+def _warmup_steps(monkeypatch, toy_dataset, per_stage: bool) -> list[int]:
+    seen: list[int] = []
+    original = miaod_engine.warmup_multiplier
+
+    def spy(options, it):
+        seen.append(it)
+        return original(options, it)
+
+    monkeypatch.setattr(miaod_engine, "warmup_multiplier", spy)
+    torch.manual_seed(0)
+    model = build_detector("miaod", 2, backbone="tiny", min_size=96, max_size=160)
+
+    def cheap_forward(self, images, targets=None, stage="label"):  # the schedule is under test, not the losses
+        return {"loss": sum((p * 0).sum() for p in self.parameters() if p.requires_grad) + 1.0}
+
+    monkeypatch.setattr(type(model), "forward", cheap_forward)
+    options = TrainOptions(batch_size=4, optimizer="sgd", lr=1e-3, warmup_iters=2, hflip_prob=0.0, amp=False,
+                           num_workers=0)
+    schedule = MIAODOptions(label_epochs=1, adversarial_epochs=1, outer_loops=1, repeat_labelled=2,
+                            lr_drop_epochs=0, warmup_per_stage=per_stage)
+    train_miaod(model, toy_dataset.subset(range(4)), unlabelled=toy_dataset.subset(range(4, 8)), options=options,
+                training_options=schedule, device="cpu", progress=False)
+    return seen
+
+
+def test_miaod_warmup_restarts_with_every_stage_as_the_released_coco_config(monkeypatch, toy_dataset):
+    # 4 stages (label, min, max, label) x 2 passes x 1 labelled batch; adversarial stages step twice per batch
+    per_stage = _warmup_steps(monkeypatch, toy_dataset, True)
+    assert per_stage == [0, 1] + [0, 0, 1, 1] * 2 + [0, 1]
+    once = _warmup_steps(monkeypatch, toy_dataset, False)
+    assert once == [0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7]
+    with pytest.raises(OptionError, match="'training_options.warmup_per_stage' training option must be true or"):
+        MIAODOptions(warmup_per_stage="yes")
+
+
+def test_miaod_dense_scores_do_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    model = build_detector("miaod", 3, backbone="tiny", min_size=96, max_size=160)
+    with torch.no_grad():  # non-zero biases, as after training: padding then changes the border features
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if name.endswith(("bias", "running_mean")):
+                tensor.uniform_(-0.5, 0.5)
+    gen = torch.Generator().manual_seed(1)
+    small, large, odd = (torch.rand(3, 96, 96, generator=gen), torch.rand(3, 96, 160, generator=gen),
+                         torch.rand(3, 90, 120, generator=gen))
+    fields = {"dense_probs", "dense_probs_2", "dense_weights"}
+    alone = model.predict([small], fields)[0]
+    strategy = get_strategy("miaod", topk_fraction=None)
+    for batch in ([small, large], [large, small, odd], [odd, small]):
+        together = model.predict(batch, fields)[[i for i, img in enumerate(batch) if img is small][0]]
+        for name in fields:
+            assert torch.allclose(getattr(together, name), getattr(alone, name), atol=1e-6), name
+        assert strategy.score(together) == pytest.approx(strategy.score(alone), rel=1e-5)
+        assert torch.allclose(together.boxes, alone.boxes, atol=1e-4)
+    odd_alone = model.predict([odd], fields)[0]
+    assert torch.allclose(model.predict([large, odd], fields)[1].dense_probs, odd_alone.dense_probs, atol=1e-6)
