@@ -115,10 +115,64 @@ def test_miaod_dense_scores_do_not_depend_on_the_batch():
     alone = model.predict([small], fields)[0]
     strategy = get_strategy("miaod", topk_fraction=None)
     for batch in ([small, large], [large, small, odd], [odd, small]):
-        together = model.predict(batch, fields)[[i for i, img in enumerate(batch) if img is small][0]]
+        together = model.predict(batch, fields)[next(i for i, img in enumerate(batch) if img is small)]
         for name in fields:
             assert torch.allclose(getattr(together, name), getattr(alone, name), atol=1e-6), name
         assert strategy.score(together) == pytest.approx(strategy.score(alone), rel=1e-5)
         assert torch.allclose(together.boxes, alone.boxes, atol=1e-4)
     odd_alone = model.predict([odd], fields)[0]
     assert torch.allclose(model.predict([large, odd], fields)[1].dense_probs, odd_alone.dense_probs, atol=1e-6)
+
+
+# -------------------------------------------------------------------------------------------------------- PPAL
+
+def _retinanet_with_many_detections():
+    from activedet.models.difficulty import find_difficulty
+    from activedet.models.retinanet import build_retinanet
+
+    torch.manual_seed(0)
+    model = build_retinanet(3, backbone="tiny", min_size=128, max_size=128, difficulty_ema=True)
+    find_difficulty(model).updates.fill_(1)  # as after training: DCUS reads the class quality
+    with torch.no_grad():
+        model.head.classification_head.cls_logits.bias.zero_()  # every (anchor, class) scores about 0.5
+    return model
+
+
+def test_ppal_released_dcus_scores_200_detections_without_a_pre_nms_threshold():
+    model = _retinanet_with_many_detections()
+    image = [torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))]
+    before = (model.score_thresh, model.topk_candidates, model.detections_per_img)
+    paper = get_strategy("ppal").predictor(model, None).predict(image, {"class_quality"})[0]
+    released_predictor = get_strategy("ppal", dcus_postprocess="released").predictor(model, None)
+    released = released_predictor.predict(image, {"class_quality"})[0]
+    assert len(paper) == 100 and len(released) == 200  # the released RetinaHeadUncertainty's max_per_img
+    assert (model.score_thresh, model.topk_candidates, model.detections_per_img) == before  # restored
+    dcus = get_strategy("ppal", dcus_postprocess="released")
+    assert dcus.score(released) > dcus.score(paper) > 0  # the 100 extra detections add to the sum
+    with pytest.raises(ValueError, match=r"'dcus_postprocess' parameter of ppal must be one of \['detector', "):
+        get_strategy("ppal", dcus_postprocess="official")
+
+
+def test_ppal_released_ccm_distance_matches_same_rank_detections_and_empty_images_at_zero():
+    import numpy as np
+
+    from activedet.strategies.ppal import ccm_distances
+
+    feats = [np.array([[1, 0], [0, 1]], np.float32), np.array([[0.6, 0.8]], np.float32),
+             np.array([[0, 1], [1, 0]], np.float32), np.zeros((0, 2), np.float32)]
+    labels = [np.array([1, 2]), np.array([1]), np.array([3, 2]), np.zeros(0, np.int64)]
+    scores = [np.array([0.9, 0.3], np.float32), np.array([0.5], np.float32), np.array([0.9, 0.8], np.float32),
+              np.zeros(0, np.float32)]
+    paper = ccm_distances(feats, labels, scores)
+    released = ccm_distances(feats, labels, scores, distance="released")
+    # images 0 and 1: their first detections share label 1 -> 0 in the released code, 1 - cos = 0.4 in the paper
+    assert paper[0, 1] == pytest.approx(0.5 * ((0.9 * 0.4 + 0.3 * 2) / 1.2 + 0.4), abs=1e-6)
+    assert released[0, 1] == pytest.approx(0.5 * (0.3 * 2 / (1.2 + 1e-5) + 0.0), abs=1e-6)
+    # images 0 and 2: the second detections share label 2 with orthogonal features: 1 (paper) or 0 (released)
+    assert paper[0, 2] == pytest.approx(0.5 * ((0.9 * 2 + 0.3 * 1) / 1.2 + (0.9 * 2 + 0.8 * 1) / 1.7), abs=1e-6)
+    assert released[0, 2] == pytest.approx(0.5 * (0.9 * 2 / (1.2 + 1e-5) + 0.9 * 2 / (1.7 + 1e-5)), abs=1e-6)
+    # the image with no detection: 2 from every image with some (paper), 0 from every image (released)
+    assert np.allclose(paper[3, :3], 2.0) and np.allclose(released[3], 0.0) and np.allclose(released[:, 3], 0.0)
+    assert np.allclose(released, released.T)
+    with pytest.raises(ValueError, match=r"'distance' parameter of ppal must be one of \['paper', 'released'\]"):
+        get_strategy("ppal", distance="code")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .base import SelectionInput, Strategy, first_picks
-from ..models.difficulty import DifficultyPredictor
+from ..models.difficulty import RELEASED_DCUS_POSTPROCESS, DifficultyPredictor
 from ..models.influence import InfluenceOptions, InfluencePredictor
 from ..models.stochastic import StochasticPredictor, predicting_detector
 from ..models.views import ViewPredictor, noise_views, parse_views
@@ -32,7 +32,7 @@ from .localization import top_references
 from .dense import discrepancy_score
 from .stochastic import DENSE_MEASURES, dense_stochastic_score, matched_stochastic_score
 from .diversity import coreset_select, kmeans_select, kmeanspp_select
-from .ppal import ccm_describe, dcus_score, kmedoids_select
+from .ppal import CCM_DISTANCES, ccm_describe, dcus_score, kmedoids_select
 from .uncertainty import (AGGREGATIONS, EMPTY_POLICIES, image_uncertainty, random_select, rank_select)
 
 __all__ = ["STRATEGIES", "get_strategy", "list_strategies", "hybrid_select", "cald_distribution_select"]
@@ -547,7 +547,7 @@ def compose(*, criteria: list[str] = ("entropy", "kmeans"), factors: list[float]
 
 def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score_threshold: float = 0.05,
          min_size: float = 4.0, max_aspect: float = 5.0, max_detections: int = 100,
-         iterations: int = 100) -> Strategy:
+         iterations: int = 100, dcus_postprocess: str = "detector", distance: str = "paper") -> Strategy:
     """PPAL: difficulty-calibrated uncertainty shortlist, then category-conditioned k-medoids (§7.4).
 
     Needs a detector trained with ``detector_options: {difficulty_ema: true}`` (``faster_rcnn``, our benchmark
@@ -567,6 +567,13 @@ def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score
         max_detections: CCM uses an image's ``max_detections`` best detections (100, as the official code).
         iterations: at most this many k-medoids assign/update rounds (100, as the official code); it stops
             earlier when the medoids no longer change.
+        dcus_postprocess: the detections DCUS scores: ``"detector"`` (default: the detector's own postprocessing,
+            e.g. score > 0.05 before NMS and 100 per image) or ``"released"`` (the released DCUS inference: no
+            score threshold before NMS, 3000 candidates per level, 200 per image; ``score_threshold`` still
+            applies after it, as in the released sampler).
+        distance: CCM image distance: ``"paper"`` (default) or ``"released"`` (the released code's: the r-th
+            detections of two images match at 0 when their labels agree, and an image with no detection is at
+            distance 0 from every image; see :mod:`.ppal`).
 
     Empty images: no DCUS detection ranks an image after every scored one (the official score 0 does the same);
     for CCM an image without detections is at distance 2 from every image with some and 0 from one without.
@@ -579,8 +586,11 @@ def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score
     _number("ppal", "max_aspect", max_aspect, float, 1)
     _number("ppal", "max_detections", max_detections, int, 1)
     _number("ppal", "iterations", iterations, int, 1)
+    _choice("ppal", "dcus_postprocess", dcus_postprocess, ("detector", "released"))
+    _choice("ppal", "distance", distance, CCM_DISTANCES)
     ccm = Strategy("ppal_ccm", "PPAL's second stage: category-conditioned k-medoids on the DCUS shortlist.",
-                   score=None, select=functools.partial(kmedoids_select, iterations=int(iterations)),
+                   score=None, select=functools.partial(kmedoids_select, iterations=int(iterations),
+                                                        distance=distance),
                    needs=frozenset({"features"}),
                    describe=functools.partial(ccm_describe, score_threshold=float(score_threshold),
                                               max_detections=int(max_detections)))
@@ -589,7 +599,10 @@ def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score
     return Strategy("ppal", _description(ppal), score=score,
                     select=functools.partial(rank_select, empty_policy="lowest", strategy="ppal"),
                     needs=frozenset({"class_quality"}),
-                    predictor=functools.partial(_model_only, build=DifficultyPredictor), then=ccm,
+                    predictor=functools.partial(_model_only, build=functools.partial(
+                        DifficultyPredictor,
+                        postprocess=RELEASED_DCUS_POSTPROCESS if dcus_postprocess == "released" else None)),
+                    then=ccm,
                     shortlist=float(shortlist))
 
 
