@@ -37,6 +37,7 @@ from torch import nn, Tensor
 
 from ._common import broadcast_iou, check_choice, check_float
 from .outputs import Detections
+from .stochastic import predicting_detector
 
 __all__ = ["ClassDifficultyEMA", "ABSENT_POLICIES", "aligned_iou", "difficulty_module", "find_difficulty",
            "DifficultyPredictor", "RELEASED_DCUS_POSTPROCESS", "overridden_postprocessing"]
@@ -178,8 +179,6 @@ class DifficultyPredictor:
     def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
         fields = Detections.check_fields(fields)
         quality = self.class_quality() if "class_quality" in fields else None
-        from .stochastic import predicting_detector  # the detector that predicts (through DDP, ensembles)
-
         with overridden_postprocessing(predicting_detector(self.model), self.postprocess):
             detections = self.model.predict(images, fields - {"class_quality"})
         if quality is None:
