@@ -176,3 +176,48 @@ def test_ppal_released_ccm_distance_matches_same_rank_detections_and_empty_image
     assert np.allclose(released, released.T)
     with pytest.raises(ValueError, match=r"'distance' parameter of ppal must be one of \['paper', 'released'\]"):
         get_strategy("ppal", distance="code")
+
+
+# ----------------------------------------------------------------------------------------------- ISAL (images)
+
+def test_isal_released_classification_mode(tmp_path, monkeypatch):
+    """All weights (no vectors), one scale 1e4, 4 recursions averaged, argmax pseudo labels (threshold 0)."""
+    from activedet.models import influence as influence_module
+    from activedet.strategies.base import ScoredPool, ScoringContext
+    from activedet.engine.inference import iter_predictions
+    from test_influence import colour_images
+
+    calls = []
+    original = influence_module.lissa
+
+    def spy(v, hvps, **kwargs):
+        hvps = list(hvps)
+        h, stats = original(v, hvps, **kwargs)
+        calls.append((len(hvps), [b.clone() for b in h], kwargs["scales"]))
+        return h, stats
+
+    monkeypatch.setattr(influence_module, "lissa", spy)
+    torch.manual_seed(0)
+    model = build_detector("classifier", 2, backbone="small", min_size=32)
+    rgbs = [(0.8, 0, 0.2), (0.2, 0, 0.8), (0.7, 0, 0.3), (0.3, 0, 0.7)] * 2
+    labelled = colour_images(tmp_path, rgbs, [1, 2, 1, 2] * 2, "l")
+    val = colour_images(tmp_path, [(0.6, 0, 0.4)] * 2, [1, 1], "v")
+    pool = colour_images(tmp_path, [(0.45, 0, 0.55), (0.7, 0, 0.3), (0.5, 0, 0.5)], [1, 1, 2], "u")
+    strategy = get_strategy("influence", parameters="all_weights", scales=1e4, recursions=4, recursion_images=8,
+                            score_threshold=0.0)
+    predictor = strategy.predictor(model, ScoringContext(labelled=labelled, val=val, seed=0))
+    weights = [n for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1]
+    assert predictor.stats["parameters"] == weights and len(weights) > 1 and "fc.weight" in weights
+    assert all(not n.endswith("bias") for n in weights)
+    assert [c[0] for c in calls] == [2, 2, 2, 2]  # 4 recursions over consecutive shares of the 8 images
+    assert all(list(c[2]) == [1e4] * len(weights) for c in calls)  # one scale for every tensor
+    for b, block in enumerate(predictor.s_test):  # the average of the 4 recursions
+        assert torch.allclose(block, sum(c[1][b] for c in calls) / 4, atol=1e-7)
+    scored = ScoredPool.collect(iter_predictions(predictor, pool, fields=strategy.needs), strategy)
+    assert not scored.empty.any()  # every image has its argmax pseudo label
+    with pytest.raises(ValueError, match=r"'parameters' parameter of influence must be one of \['last', "):
+        get_strategy("influence", parameters="all")
+    with pytest.raises(ValueError, match="'recursions' parameter of influence must be at most recursion_images"):
+        get_strategy("influence", recursions=5, recursion_images=4)
+    with pytest.raises(ValueError, match="'scales' option of strategy 'influence' must be a number > 0"):
+        get_strategy("influence", scales=-1.0)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .base import SelectionInput, Strategy, first_picks
 from ..models.difficulty import RELEASED_DCUS_POSTPROCESS, DifficultyPredictor
-from ..models.influence import InfluenceOptions, InfluencePredictor
+from ..models.influence import INFLUENCE_PARAMETER_SETS, InfluenceOptions, InfluencePredictor
 from ..models.stochastic import StochasticPredictor, predicting_detector
 from ..models.views import ViewPredictor, noise_views, parse_views
 from .almdn import almdn_combine, almdn_vector
@@ -619,7 +619,8 @@ def _influence_predictor(model: Any, context: Any = None, *, options: InfluenceO
 
 
 def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, damping: float = 0.01,
-              scales: list[float] | str | None = None, empty_policy: str = "random_fill") -> Strategy:
+              scales: list[float] | float | str | None = None, empty_policy: str = "random_fill",
+              parameters: str = "last", recursions: int = 1) -> Strategy:
     """ISAL influence: predicted change of the validation loss from training on the image's pseudo labels (§8).
 
     Needs a validation split (``val_data``, disjoint from the test split) and a model whose adapter names its last
@@ -634,7 +635,12 @@ def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, dam
         scales: ``S`` per influence parameter tensor (a list in the adapter's ``INFLUENCE_PARAMETERS`` order),
             ``"auto"`` (twice each block's largest Hessian eigenvalue on 10 labelled images, by power iteration,
             raised 4x for a block that diverges), or ``null``: the
-            adapter's official values where methods.md gives them (FCOS, Faster R-CNN), else ``"auto"``.
+            adapter's official values where methods.md gives them (FCOS, Faster R-CNN), else ``"auto"``. One
+            number: the same ``S`` for every tensor (the released classification code: 10000).
+        parameters: ``"last"`` (the adapter's last prediction layers' weights) or ``"all_weights"`` (every
+            trainable weight that is not a vector, as the released classification code).
+        recursions: the ``recursion_images`` split into this many consecutive recursions, each from ``v``,
+            averaged (1; the released classification code: 4 of 250).
         empty_policy: where unscored images go: ``"random_fill"`` (ISAL: after every scored image, in random
             order), ``"lowest"``, ``"highest"`` or ``"skip"``. Order: the most negative influence first.
     """
@@ -643,14 +649,25 @@ def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, dam
     _number(name, "recursion_images", recursion_images, int, 1)
     _number(name, "damping", damping, float, 0, 1)
     _choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
+    _choice(name, "parameters", parameters, INFLUENCE_PARAMETER_SETS)
+    _number(name, "recursions", recursions, int, 1)
+    if int(recursions) > int(recursion_images):
+        raise ValueError(f"The 'recursions' parameter of influence must be at most recursion_images "
+                         f"({recursion_images}): each recursion needs images. Got {recursions!r} instead.")
+    single = isinstance(scales, Real) and not isinstance(scales, bool)
     if isinstance(scales, str):
         _choice(name, "scales", scales, ("auto",))
-    elif scales is not None and not (isinstance(scales, (list, tuple)) and scales and all(
+    elif single and not (math.isfinite(scales) and scales > 0):
+        raise ValueError(f"The 'scales' option of strategy 'influence' must be a number > 0, a list of numbers > 0 "
+                         f"(one per influence parameter), 'auto' or null. Got {scales!r} instead.")
+    elif not single and scales is not None and not (isinstance(scales, (list, tuple)) and scales and all(
             isinstance(x, Real) and not isinstance(x, bool) and x > 0 for x in scales)):
-        raise ValueError(f"The 'scales' option of strategy 'influence' must be a list of numbers > 0 (one per "
-                         f"influence parameter), 'auto' or null. Got {scales!r} instead.")
-    options = InfluenceOptions(float(score_threshold), int(recursion_images), float(damping),
-                               tuple(float(x) for x in scales) if isinstance(scales, (list, tuple)) else scales)
+        raise ValueError(f"The 'scales' option of strategy 'influence' must be a number > 0, a list of numbers > 0 "
+                         f"(one per influence parameter), 'auto' or null. Got {scales!r} instead.")
+    scale_value = (float(scales) if single else tuple(float(x) for x in scales)
+                   if isinstance(scales, (list, tuple)) else scales)
+    options = InfluenceOptions(float(score_threshold), int(recursion_images), float(damping), scale_value,
+                               parameters=parameters, recursions=int(recursions))
     return Strategy(name, _description(influence), score=influence_score, needs=frozenset({"influence"}),
                     predictor=functools.partial(_influence_predictor, options=options), needs_val=True,
                     select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
