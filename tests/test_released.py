@@ -221,3 +221,39 @@ def test_isal_released_classification_mode(tmp_path, monkeypatch):
         get_strategy("influence", recursions=5, recursion_images=4)
     with pytest.raises(ValueError, match="'scales' option of strategy 'influence' must be a number > 0"):
         get_strategy("influence", scales=-1.0)
+
+
+# ------------------------------------------------------------------------------------------------------ AL-MDN
+
+def _default_boxes(generator) -> torch.Tensor:
+    from torchvision.models.detection.image_list import ImageList
+
+    maps = [torch.zeros(1, 1, s, s) for s in (38, 19, 10, 5, 3, 1)]
+    return generator(ImageList(torch.zeros(1, 3, 300, 300), [(300, 300)]), maps)[0]
+
+
+@pytest.mark.parametrize(("scales", "first"), [("voc", 30.0), ("coco", 21.0)])
+def test_almdn_ssd300_default_boxes_use_the_dataset_scales_of_the_released_config(scales, first):
+    model = build_detector("almdn_ssd", 20, backbone="vgg16", box_scales=scales)
+    boxes = _default_boxes(model.anchor_generator)
+    assert boxes.shape == (8732, 4)  # 38²·4 + 19²·6 + 10²·6 + 5²·6 + 3²·4 + 1²·4
+    # data/config.py: min_sizes [30, 60, 111, 162, 213, 264] (voc300_active) or [21, 45, ...] (coco300_active),
+    # each map's second square box sqrt(min * max); centred at (j + 0.5) * step
+    second = {"voc": (30 * 60) ** 0.5, "coco": (21 * 45) ** 0.5}[scales]
+    sides = boxes[:4, 2:] - boxes[:4, :2]
+    assert torch.allclose(boxes[0], torch.tensor([4 - first / 2, 4 - first / 2, 4 + first / 2, 4 + first / 2]),
+                          atol=1e-3)
+    assert torch.allclose(sides[1], torch.tensor([second, second]), atol=1e-3)
+    last = boxes[-4:]  # the 1x1 map: 264 (voc) or 261 (coco) px, clipped to the image
+    assert float((last[0, 2:] - last[0, :2]).max()) == pytest.approx({"voc": 264.0, "coco": 261.0}[scales], abs=1e-3)
+
+
+def test_almdn_presets_and_box_scale_errors():
+    for name, scales in (("voc07_almdn.yaml", "voc"), ("coco_almdn.yaml", "coco")):
+        cfg = load_config(CONFIGS / name)
+        assert cfg.detector == "almdn_ssd" and cfg.detector_options["box_scales"] == scales
+        assert (cfg.weight_decay, cfg.lr, cfg.batch_size, cfg.seed) == (5e-4, 1e-3, 32, 314)
+    with pytest.raises(ValueError, match="'box_scales' parameter of build_ssd applies to variant 'ssd300_vgg16'"):
+        build_detector("ssd", 2, backbone="tiny", box_scales="voc")
+    with pytest.raises(ValueError, match=r"'box_scales' parameter of build_ssd must be one of \['coco', 'voc'\]"):
+        build_detector("ssd", 2, backbone="tiny", box_scales="pascal")
