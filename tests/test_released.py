@@ -257,3 +257,40 @@ def test_almdn_presets_and_box_scale_errors():
         build_detector("ssd", 2, backbone="tiny", box_scales="voc")
     with pytest.raises(ValueError, match=r"'box_scales' parameter of build_ssd must be one of \['coco', 'voc'\]"):
         build_detector("ssd", 2, backbone="tiny", box_scales="pascal")
+
+
+# -------------------------------------------------------------------------------------------------------- CALD
+
+def _js(p, q):
+    import numpy as np
+
+    p, q = np.asarray(p, float) / np.sum(p), np.asarray(q, float) / np.sum(q)
+    m = (p + q) / 2
+    return 0.5 * np.sum(p * np.log(p / m)) + 0.5 * np.sum(q * np.log(q / m))
+
+
+def _softmax(x):
+    import numpy as np
+
+    e = np.exp(np.asarray(x, float) - np.max(x))
+    return e / e.sum()
+
+
+def test_cald_uniform_variant_picks_the_most_balancing_candidates_as_the_released_u_option():
+    import numpy as np
+
+    from activedet.strategies.cald import distribution_order
+
+    counts, labelled = np.array([6.0, 0.0, 2.0]), 2  # n̄ = [3, 0, 1]
+    q = np.array([[0.9, 0.0, 0.1], [0.0, 0.9, 0.0], [0.0, 0.0, 0.0], [0.0, 0.2, 0.8], [0.5, 0.5, 0.5]])
+    mean = counts / labelled
+    uniform = [_js(_softmax(mean + row), np.ones(3) / 3) for row in q]
+    divergence = [_js(_softmax(mean), _softmax(row)) for row in q]
+    rest = [1, 0, 3, 4]  # row 2 is all zero: first in both (cls_kldiv adds those before the loop)
+    assert list(distribution_order(q, counts, labelled, objective="uniform")) == \
+        [2] + sorted(rest, key=lambda i: (uniform[i], i))
+    assert list(distribution_order(q, counts, labelled)) == [2] + sorted(rest, key=lambda i: (-divergence[i], i))
+    stage2 = get_strategy("cald", distribution="uniform").then
+    assert stage2.select.keywords["objective"] == "uniform"
+    with pytest.raises(ValueError, match=r"'distribution' parameter of cald must be one of \['divergence', "):
+        get_strategy("cald", distribution="balanced")

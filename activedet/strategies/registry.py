@@ -26,7 +26,8 @@ from ..models.influence import INFLUENCE_PARAMETER_SETS, InfluenceOptions, Influ
 from ..models.stochastic import StochasticPredictor, predicting_detector
 from ..models.views import ViewPredictor, noise_views, parse_views
 from .almdn import almdn_combine, almdn_vector
-from .cald import cald_informativeness, cald_references, class_score_vector, distribution_order
+from .cald import (DISTRIBUTION_OBJECTIVES, cald_informativeness, cald_references, class_score_vector,
+                   distribution_order)
 from .localization import localization_stability as _stability_score, localization_tightness as _tightness_score
 from .localization import top_references
 from .dense import discrepancy_score
@@ -393,7 +394,8 @@ def _class_scores(det: Any) -> dict[str, np.ndarray]:
     return {"class_scores": class_score_vector(det)}
 
 
-def cald_distribution_select(inputs: SelectionInput, *, update: bool = False) -> Iterator[int]:
+def cald_distribution_select(inputs: SelectionInput, *, update: bool = False,
+                             objective: str = "divergence") -> Iterator[int]:
     """CALD stage 2: pool indices by :func:`~.cald.distribution_order` of the candidates' ``class_scores`` extras
     against ``inputs.labelled_class_counts`` / ``inputs.num_labelled``."""
     pool = inputs.pool
@@ -409,12 +411,13 @@ def cald_distribution_select(inputs: SelectionInput, *, update: bool = False) ->
     if counts is not None and np.asarray(counts).reshape(-1).shape[0] != scores.shape[1]:
         raise ValueError(f"cald: labelled_class_counts has {np.asarray(counts).size} classes but the detector's "
                          f"class scores have {scores.shape[1]}")
-    for position in distribution_order(scores, counts, inputs.num_labelled, update=update):
+    for position in distribution_order(scores, counts, inputs.num_labelled, update=update, objective=objective):
         yield int(pool.indices[position])
 
 
 def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, subsample_above: int = 40,
-         shortlist: float = 1.2, update_distribution: bool = False, empty_policy: str = "highest") -> Strategy:
+         shortlist: float = 1.2, update_distribution: bool = False, empty_policy: str = "highest",
+         distribution: str = "divergence") -> Strategy:
     """CALD: consistency of detections across augmented views, then class-distribution selection (§6).
 
     Stage 1 ranks the pool by ``-C(x)`` (least consistent first) and keeps each image's class-score vector from
@@ -433,8 +436,12 @@ def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, su
             pick (``False``, as released).
         empty_policy: where images with no detection go in stage 1: ``"highest"`` (default; the released code's
             consistency 0 ranks them first), ``"lowest"``, ``"skip"``, ``"random_fill"``.
+        distribution: stage 2's objective: ``"divergence"`` (default: the class scores least like the labelled
+            distribution first) or ``"uniform"`` (the released ``-u`` option: the candidates that make the labelled
+            distribution most balanced first).
     """
     _number("cald", "beta", beta, float, 0, 3)
+    _choice("cald", "distribution", distribution, DISTRIBUTION_OBJECTIVES)
     _number("cald", "max_references", max_references, int, 1)
     _number("cald", "subsample_above", subsample_above, int, 1)
     _number("cald", "shortlist", shortlist, float, 1)
@@ -450,7 +457,8 @@ def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, su
                       needs=frozenset({"views", "class_probs"}),
                       predictor=functools.partial(_view_predictor, views=views, references=references))
     stage2 = Strategy("cald", _description(cald), score=None, needs_inference=False,
-                      select=functools.partial(cald_distribution_select, update=update_distribution))
+                      select=functools.partial(cald_distribution_select, update=update_distribution,
+                                               objective=distribution))
     return dataclasses.replace(stage1, then=stage2, shortlist=float(shortlist))
 
 
