@@ -294,3 +294,29 @@ def test_cald_uniform_variant_picks_the_most_balancing_candidates_as_the_release
     assert stage2.select.keywords["objective"] == "uniform"
     with pytest.raises(ValueError, match=r"'distribution' parameter of cald must be one of \['divergence', "):
         get_strategy("cald", distribution="balanced")
+
+
+# ---------------------------------------------------------------------------------- medical framework (k-means)
+
+def test_kmeans_released_order_is_cluster_number_order_with_uniform_members():
+    import numpy as np
+
+    from activedet.strategies.diversity import kmeans_select
+    from test_strategies import run
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [20.0, 20.0]])
+    labels = np.repeat(np.arange(4), [6, 3, 5, 2])
+    points = centres[labels] + rng.normal(0, 0.5, (len(labels), 2))
+    labelled = points[:1] + 0.0  # image 0 is a copy of a labelled image
+    last_in_cluster = []
+    for seed in range(5):
+        picks = run(kmeans_select, points, labelled, seed=seed, n_clusters=4, order="released")
+        assert sorted(picks) == list(range(len(points)))
+        first = labels[picks[:4]].tolist()  # the same cluster order in every round, whatever the labelled set
+        sizes = np.bincount(labels)
+        assert labels[picks].tolist() == [c for r in range(6) for c in first if sizes[c] > r]
+        last_in_cluster.append([p for p in picks if labels[p] == 0][-1] == 0)
+    assert not all(last_in_cluster)  # members are uniform: the copy of a labelled image is not pushed last
+    with pytest.raises(ValueError, match=r"'order' parameter of kmeans must be one of \['coverage', 'released'\]"):
+        get_strategy("kmeans", order="random")

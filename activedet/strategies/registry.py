@@ -32,7 +32,7 @@ from .localization import localization_stability as _stability_score, localizati
 from .localization import top_references
 from .dense import discrepancy_score
 from .stochastic import DENSE_MEASURES, dense_stochastic_score, matched_stochastic_score
-from .diversity import coreset_select, kmeans_select, kmeanspp_select
+from .diversity import KMEANS_ORDERS, coreset_select, kmeans_select, kmeanspp_select
 from .ppal import CCM_DISTANCES, ccm_describe, dcus_score, kmedoids_select
 from .uncertainty import (AGGREGATIONS, EMPTY_POLICIES, image_uncertainty, random_select, rank_select)
 
@@ -172,15 +172,18 @@ def kmeanspp(*, projection_dim: int | None = None) -> Strategy:
     return _diversity("kmeanspp", kmeanspp, functools.partial(kmeanspp_select, projection_dim=projection_dim))
 
 
-def kmeans(*, n_clusters: int | str = 10) -> Strategy:
+def kmeans(*, n_clusters: int | str = 10, order: str = "coverage") -> Strategy:
     """k-means on image embeddings, then one image per cluster per round, least-covered clusters first.
 
     Options:
         n_clusters: number of clusters (10, as med_sslal) or ``"budget"`` for the loop's budget hint.
+        order: ``"coverage"`` (default: least-covered clusters first, members far from the labelled set first)
+            or ``"released"`` (the medical framework's code: clusters in number order, a uniform random member).
     """
     if n_clusters != "budget":
         _number("kmeans", "n_clusters", n_clusters, int, 1, extra=" or 'budget'")
-    return _diversity("kmeans", kmeans, functools.partial(kmeans_select, n_clusters=n_clusters))
+    _choice("kmeans", "order", order, KMEANS_ORDERS)
+    return _diversity("kmeans", kmeans, functools.partial(kmeans_select, n_clusters=n_clusters, order=order))
 
 
 # ----------------------------------------------------------------------------------------------- dense scores
