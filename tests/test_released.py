@@ -320,3 +320,25 @@ def test_kmeans_released_order_is_cluster_number_order_with_uniform_members():
     assert not all(last_in_cluster)  # members are uniform: the copy of a labelled image is not pushed last
     with pytest.raises(ValueError, match=r"'order' parameter of kmeans must be one of \['coverage', 'released'\]"):
         get_strategy("kmeans", order="random")
+
+
+def test_ensemble_dense_scores_do_not_depend_on_the_batch():
+    from activedet.models.stochastic import EnsembleDetector, StochasticPredictor
+
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        member = build_detector("retinanet", 2, backbone="tiny", min_size=96, max_size=160)
+        with torch.no_grad():
+            for name, tensor in [*member.named_parameters(), *member.named_buffers()]:
+                if name.endswith(("bias", "running_mean")):
+                    tensor.uniform_(-0.5, 0.5)
+        members.append(member)
+    predictor = StochasticPredictor.ensemble(EnsembleDetector(members))
+    gen = torch.Generator().manual_seed(2)
+    small, large = torch.rand(3, 96, 96, generator=gen), torch.rand(3, 96, 160, generator=gen)
+    fields = {"dense_probs", "dense_expected_entropy", "dense_box_var"}
+    alone = predictor.predict([small], fields)[0]
+    together = predictor.predict([large, small], fields)[1]
+    for name in fields:
+        assert torch.allclose(getattr(together, name), getattr(alone, name), atol=1e-6), name
