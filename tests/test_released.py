@@ -342,3 +342,94 @@ def test_ensemble_dense_scores_do_not_depend_on_the_batch():
     together = predictor.predict([large, small], fields)[1]
     for name in fields:
         assert torch.allclose(getattr(together, name), getattr(alone, name), atol=1e-6), name
+
+
+# ------------------------------------------------------------------------------------- SSD augmentation (AL-MDN)
+
+def _white_box_image(box, size=(3, 90, 120)) -> torch.Tensor:
+    image = torch.zeros(size)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    image[:, y0:y1, x0:x1] = 1.0
+    return image
+
+
+def _bright_extent(image: torch.Tensor) -> list[float]:
+    ys, xs = torch.nonzero(image[0] > 0.5, as_tuple=True)
+    return [float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1]
+
+
+def test_ssd_expand_and_crop_move_the_boxes_with_the_pixels():
+    import numpy as np
+
+    from activedet.data import augment
+
+    box = torch.tensor([[30.0, 20.0, 70.0, 60.0]])
+    image = _white_box_image(box[0])
+    expanded = crops = 0
+    for seed in range(40):
+        out, moved = augment.ssd_expand(image, box, np.random.default_rng(seed))
+        assert out.shape == image.shape
+        if not torch.equal(out, image):
+            expanded += 1
+            assert np.allclose(_bright_extent(out), moved[0].tolist(), atol=1.5)
+            assert torch.allclose(out[:, 0, 0], torch.tensor(augment.SSD_MEAN)) or moved[0, 0] < 1
+        out, kept, labels = augment.ssd_crop(image, box, torch.tensor([3]), np.random.default_rng(seed))
+        if not torch.equal(out, image):
+            crops += 1
+            assert labels.tolist() == [3] and out.shape == image.shape
+            assert np.allclose(_bright_extent(out), kept[0].tolist(), atol=2.5)
+    assert 10 < expanded < 30 and crops > 20  # expand half the time; crop in 5 of 6 modes
+    empty = augment.ssd_crop(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), np.random.default_rng(0))
+    assert torch.equal(empty[0], image) and len(empty[1]) == 0
+
+
+def test_ssd_crop_returns_clipped_boxes_in_the_output_frame():
+    import numpy as np
+
+    from activedet.data import augment
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [40.0, 30.0, 80.0, 60.0], [105.0, 75.0, 120.0, 90.0]])
+    image = torch.rand(3, 90, 120, generator=torch.Generator().manual_seed(0))
+    for seed in range(30):
+        out, kept, labels = augment.ssd_crop(image, boxes, torch.tensor([1, 2, 3]), np.random.default_rng(seed))
+        assert len(kept) == len(labels) >= 1 and out.shape == image.shape
+        assert bool(((kept[:, 2:] - kept[:, :2]) > 0).all())
+        assert bool((kept >= 0).all()) and bool((kept[:, [0, 2]] <= 120.001).all())
+
+
+def test_ssd_photometric_stays_in_range_and_the_dataset_applies_it_reproducibly(toy_dataset):
+    import numpy as np
+
+    from activedet.data import augment
+    from activedet.data.torch_dataset import DetectionTorchDataset
+
+    image = torch.rand(3, 40, 50, generator=torch.Generator().manual_seed(0))
+    changed = 0
+    for seed in range(10):
+        out = augment.ssd_photometric(image, np.random.default_rng(seed))
+        assert out.shape == image.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+        changed += not torch.allclose(out, image, atol=1e-5)
+    assert changed >= 8
+    data = DetectionTorchDataset(toy_dataset, train=True, ssd_augment=True, seed=3)
+    again = DetectionTorchDataset(toy_dataset, train=True, ssd_augment=True, seed=3)
+    for position in range(len(data)):  # includes the toy images without boxes
+        (a, ta), (b, tb) = data[position], again[position]
+        assert torch.equal(a, b) and torch.equal(ta["boxes"], tb["boxes"])
+        assert len(ta["boxes"]) == len(ta["labels"])
+
+
+def test_ssd_augment_option_is_checked():
+    from activedet.config import ConfigError, config_from_dict
+
+    assert TrainOptions(ssd_augment=True).ssd_augment
+    with pytest.raises(OptionError, match="'ssd_augment' training option must be true or false"):
+        TrainOptions(ssd_augment=1)
+    with pytest.raises(ConfigError, match="ssd_augment"):
+        config_from_dict({"train_data": "t", "ssd_augment": "yes"})
+    for name in ("voc07_almdn.yaml", "coco_almdn.yaml"):
+        assert load_config(CONFIGS / name).ssd_augment is True
+    from activedet.engine.train import _check_task_options
+
+    classifier = build_detector("classifier", 2, backbone="small", min_size=32)
+    with pytest.raises(OptionError, match="'ssd_augment' training option must be false for a classifier"):
+        _check_task_options(classifier, TrainOptions(ssd_augment=True), validating=False)
