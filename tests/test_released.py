@@ -433,3 +433,25 @@ def test_ssd_augment_option_is_checked():
     classifier = build_detector("classifier", 2, backbone="small", min_size=32)
     with pytest.raises(OptionError, match="'ssd_augment' training option must be false for a classifier"):
         _check_task_options(classifier, TrainOptions(ssd_augment=True), validating=False)
+
+
+def test_pseudo_labels_exclude_the_previous_shortlist_as_the_released_medical_framework(tiny_data, tmp_path):
+    import json
+
+    import numpy as np
+
+    from activedet.engine.pseudo import PseudoLabelOptions
+    from activedet.workflows import run_from_config
+    from test_loop import write_config
+
+    config = write_config(tmp_path, tiny_data, cycles=1, strategy=["entropy", "kmeans"],
+                          pseudo_labels={"score_threshold": 0.0, "top1_only": True, "exclude": "shortlist"})
+    run_from_config(load_config(config), progress=False)
+    run = tmp_path / "run"
+    shortlist = set(np.load(run / "cycles/0/scores.stage1.npz")["pool_indices"].tolist())
+    scored = set(np.load(run / "cycles/0/scores.npz")["pool_indices"].tolist())
+    pseudo = {p["index"] for p in json.loads((run / "cycles/1/pseudo_labels.json").read_text())["images"]}
+    assert shortlist and pseudo and not pseudo & shortlist  # threshold 0: every other unlabelled image
+    assert pseudo == scored - shortlist
+    with pytest.raises(OptionError, match="'pseudo_labels.exclude' training option must be 'selected' or"):
+        PseudoLabelOptions(exclude="picked")
