@@ -143,6 +143,7 @@ class Config:
     hflip_prob: float = 0.5
     scale_jitter: float = 0.0
     color_jitter: float = 0.0
+    ssd_augment: bool = False
     eval_every: int = 1
     early_stopping_patience: int | None = None
     val_metric: str = "mAP_area"

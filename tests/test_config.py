@@ -107,7 +107,8 @@ def test_miaod_presets_are_the_released_recipe():
     voc = load_config(Path(__file__).parent.parent / "configs" / "voc0712_miaod.yaml")
     assert voc.trainer().keywords["training_options"].repeat_labelled == 2 and voc.lr == 0.001 and voc.seed == 666
     coco = load_config(Path(__file__).parent.parent / "configs" / "coco_miaod.yaml")
-    assert (coco.initial_labelled, coco.budget, coco.cycles, coco.score_subset) == (0.02, 0.02, 4, 0.2)
+    # the released for_coco code scores a fixed 117266 // 5 = 23,453 unlabelled images per cycle
+    assert (coco.initial_labelled, coco.budget, coco.cycles, coco.score_subset) == (0.02, 0.02, 4, 23453)
 
 
 def test_config_keys_mirror_the_library_defaults():

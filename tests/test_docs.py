@@ -20,3 +20,57 @@ def test_every_strategy_detector_and_command_is_documented():
     commands = build_parser()._subparsers._group_actions[0].choices
     for name in [*STRATEGIES, *DETECTORS, *commands]:
         assert f"`{name}" in README or f"activedet {name}" in README, name
+
+
+# ------------------------------------------------------------------------------ the shipped method specification
+ROOT = Path(__file__).parent.parent
+METHODS = ROOT / "docs" / "methods.md"
+
+
+def _sections(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", text, flags=re.MULTILINE))
+
+
+def _citations(text: str) -> list[str]:
+    """Every ``§N`` in the clause that follows each ``methods.md`` (e.g. ``methods.md §2 and §4``, ``§5-§7, §9``)."""
+    import re
+
+    cited = []
+    for match in re.finditer(r"methods\.md", text):
+        clause = re.split(r"\)|\n\n|\. |;", text[match.end():match.end() + 200])[0]
+        cited += re.findall(r"§(\d+(?:\.\d+)?)", clause)
+    return cited
+
+
+def test_every_methods_md_citation_names_a_section_of_the_shipped_file():
+    sections = _sections(METHODS.read_text())
+    assert {"0.3", "3.3", "7.4", "8.6", "12"} <= sections
+    files = [ROOT / "README.md", ROOT / "DEVELOPERS.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "activedet").rglob("*.py"))]
+    cited = {(str(f.relative_to(ROOT)), n) for f in files for n in _citations(f.read_text())}
+    assert len({n for _, n in cited}) >= 15  # the parser finds the README's and the sources' citations
+    missing = sorted((f, n) for f, n in cited if n not in sections)
+    assert not missing, f"methods.md has no section for {missing}"
+    # references inside the specification itself ("see §10"), except the papers' own sections
+    import re
+
+    inner = re.findall(r"(?<!paper )§(\d+(?:\.\d+)?)", METHODS.read_text())
+    assert inner and not sorted(set(inner) - sections)
+
+
+def test_the_citation_parser_reads_lists_and_ranges():
+    assert _citations("see methods.md §2 and §4; not §9") == ["2", "4"]
+    assert _citations("(methods.md §5-§7, §9). Then §1") == ["5", "7", "9"]
+
+
+def test_deviation_rows_name_tests_that_exist():
+    import re
+
+    text = (ROOT / "docs" / "deviations.md").read_text()
+    tests = "".join(f.read_text() for f in sorted((ROOT / "tests").glob("test_*.py")))
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", text))
+    assert len(named) >= 10
+    assert not sorted(n for n in named if f"def {n}(" not in tests)
+    assert "deviations.md" in METHODS.read_text() and "docs/deviations.md" in README

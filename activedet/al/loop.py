@@ -196,6 +196,8 @@ class ActiveLearningRun:
         if not path.is_file() and not (self._cycle_dir(t) / "model.pt").is_file():
             model = self._model(weights_of=t - 1)
             candidates = self.options.pseudo_subset(ledger.unlabelled(), t)
+            if self.pseudo_labels.exclude == "shortlist":
+                candidates = np.setdiff1d(candidates, self._shortlisted(t - 1))
             local = list(iter_predictions(model.to(self.device), self.pool, candidates, device=self.device,
                                           batch_size=self.batch_size, progress=self.progress))
             gathered = sorted((p for part in dist_utils.all_gather_object(local) for p in part), key=lambda p: p[0])
@@ -205,6 +207,12 @@ class ActiveLearningRun:
             dist_utils.barrier()
             return records
         return load_pseudo_labels(path, self.pool) if path.is_file() else []
+
+    def _shortlisted(self, t: int) -> np.ndarray:
+        """Pool indices cycle ``t``'s last scoring stage after the first scored (its shortlist; empty for a
+        one-stage strategy, whose shortlist is its selection)."""
+        stages = sorted(self._cycle_dir(t).glob("scores.stage*.npz"), key=lambda p: int(p.stem[len("scores.stage"):]))
+        return _load_scores(stages[-1])[0].indices if stages else np.zeros(0, np.int64)
 
     def _model(self, weights_of: int | None = None) -> torch.nn.Module:
         """A freshly built model (torch seeded by the run seed, so the initial weights never change), with cycle

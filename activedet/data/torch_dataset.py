@@ -53,11 +53,14 @@ class DetectionTorchDataset(torch.utils.data.Dataset):
         hflip_prob: probability of a horizontal flip.
         scale_jitter: zoom in/out by up to this fraction with a random translation (0 disables).
         color_jitter: strength of the colour jitter (random channel order, brightness, contrast; 0 disables).
+        ssd_augment: SSD's photometric distortion, expansion and random crop first
+            (:func:`~activedet.data.augment.ssd_augment`).
         seed: base seed of the augmentation randomness.
     """
 
     def __init__(self, dataset: DetectionDataset, indices: Sequence[int] | None = None, *, train: bool = False,
-                 hflip_prob: float = 0.0, scale_jitter: float = 0.0, color_jitter: float = 0.0, seed: int = 0):
+                 hflip_prob: float = 0.0, scale_jitter: float = 0.0, color_jitter: float = 0.0,
+                 ssd_augment: bool = False, seed: int = 0):
         for name, value, high in (("hflip_prob", hflip_prob, 1.0), ("scale_jitter", scale_jitter, 0.9),
                                   ("color_jitter", color_jitter, 1.0)):
             if not 0.0 <= value <= high:
@@ -66,6 +69,7 @@ class DetectionTorchDataset(torch.utils.data.Dataset):
         self.indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
         self.train = train
         self.hflip_prob, self.scale_jitter, self.color_jitter = hflip_prob, scale_jitter, color_jitter
+        self.ssd_augment = bool(ssd_augment)
         self.seed = seed
         self.epoch = 0
 
@@ -93,6 +97,8 @@ class DetectionTorchDataset(torch.utils.data.Dataset):
         return image, {"boxes": boxes, "labels": labels, "index": torch.tensor(index)}
 
     def _augment(self, image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator):
+        if self.ssd_augment:
+            image, boxes, labels = augment.ssd_augment(image, boxes, labels, rng)
         if self.hflip_prob > 0 and rng.random() < self.hflip_prob:
             image, boxes = augment.hflip(image, boxes)
         if self.scale_jitter > 0:

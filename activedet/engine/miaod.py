@@ -51,6 +51,9 @@ class MIAODOptions:
         repeat_labelled: passes over the labelled set per unit (``X_L_repeat`` = 2).
         lr_drop_epochs: final units run at ``lr * lr_gamma`` (1: the released step at the last mmcv epoch).
         unlabelled_ratio: unlabelled training images per labelled image (1.0: as many, as the released code).
+        warmup_per_stage: ``False``: the linear warm-up (``warmup_iters``) runs once, at the start of the cycle;
+            ``True``: it restarts with every stage, as the released COCO config does (mmcv's warm-up counts the
+            iterations of each new runner, and the released code starts one per stage).
     """
 
     label_epochs: int = 3
@@ -59,6 +62,7 @@ class MIAODOptions:
     repeat_labelled: int = 2
     lr_drop_epochs: int = 1
     unlabelled_ratio: float = 1.0
+    warmup_per_stage: bool = False
 
     def __post_init__(self) -> None:
         for name in ("label_epochs", "adversarial_epochs", "repeat_labelled"):
@@ -69,6 +73,8 @@ class MIAODOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise OptionError(f"training_options.{name}", "an int >= 0", value)
+        if not isinstance(self.warmup_per_stage, bool):
+            raise OptionError("training_options.warmup_per_stage", "true or false", self.warmup_per_stage)
         ratio = self.unlabelled_ratio
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 100:
             raise OptionError("training_options.unlabelled_ratio", "a float in (0, 100]", ratio)
@@ -196,6 +202,9 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
         log.write(event="resume", unit=start)
 
     optimizer, ddp_model, block, global_step = None, model, None, start * repeat * len(labelled_loader)
+    stage_start = {}  # block -> global step of its first iteration (the per-stage warm-up counts from there)
+    for k, unit in enumerate(units):
+        stage_start.setdefault(unit.block, k * repeat * len(labelled_loader))
     for u in range(start, len(units)):
         unit = units[u]
         if unit.block != block:  # a new stage: its trainable parameters and a fresh optimiser
@@ -229,7 +238,9 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
                     imgs = [img.to(device) for img in imgs]
                     if tgts is not None:
                         tgts = [{k: v.to(device) for k, v in t.items() if k != "index"} for t in tgts]
-                    lr = options.lr * unit.lr_factor * warmup_multiplier(options, global_step)
+                    warm_step = global_step - stage_start[unit.block] if training_options.warmup_per_stage \
+                        else global_step
+                    lr = options.lr * unit.lr_factor * warmup_multiplier(options, warm_step)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     loss_dict = ddp_model(imgs, tgts, stage=unit.stage)

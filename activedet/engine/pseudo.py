@@ -62,6 +62,10 @@ class PseudoLabelOptions:
         class_agnostic_nms: IoU threshold of an extra NMS over the kept boxes of all classes together, which
             removes a box that another class's better box overlaps (``None``: off; detectors already apply
             per-class NMS).
+        exclude: which unlabelled images are not pseudo-labelled: ``"selected"`` (only the images the previous
+            cycle selected, which are labelled by then) or ``"shortlist"`` (also every image of the previous
+            cycle's shortlist, the candidates its last stage scored: the medical framework's released code, which
+            pseudo-labels only the images outside its ``budget x criteria`` uncertainty shortlist).
     """
 
     score_threshold: float = 0.8
@@ -70,6 +74,7 @@ class PseudoLabelOptions:
     max_boxes: int | None = None
     loss_weight: float = 1.0
     class_agnostic_nms: float | None = None
+    exclude: str = "selected"
 
     def __post_init__(self) -> None:
         _check(_is_real(self.score_threshold) and 0 <= self.score_threshold <= 1, "score_threshold",
@@ -86,6 +91,7 @@ class PseudoLabelOptions:
                                           and self.max_boxes >= 1), "max_boxes", "an int >= 1 or null", self.max_boxes)
         _check(_is_real(self.loss_weight) and self.loss_weight >= 0, "loss_weight", "a finite float >= 0",
                self.loss_weight)
+        _check(self.exclude in ("selected", "shortlist"), "exclude", "'selected' or 'shortlist'", self.exclude)
         nms = self.class_agnostic_nms
         _check(nms is None or (_is_real(nms) and 0 < nms <= 1), "class_agnostic_nms",
                "an IoU threshold in (0, 1] or null", nms)

@@ -83,6 +83,8 @@ class TrainOptions:
         hflip_prob: horizontal-flip probability of training images.
         scale_jitter: zoom training images in/out by up to this fraction, with a random shift (0: off).
         color_jitter: colour-jitter strength for training images (channel order, brightness, contrast; 0: off).
+        ssd_augment: SSD's training augmentation before the others: photometric distortion, zoom-out expansion
+            and random crop (:func:`activedet.data.augment.ssd_augment`; AL-MDN's recipe).
         eval_every: evaluate on the validation split every this many epochs (when one is given).
         early_stopping_patience: stop after this many evaluations without improvement (``None``: never).
         val_metric: the validation number that picks the best epoch: for detectors a key of
@@ -111,6 +113,7 @@ class TrainOptions:
     hflip_prob: float = 0.5
     scale_jitter: float = 0.0
     color_jitter: float = 0.0
+    ssd_augment: bool = False
     eval_every: int = 1
     early_stopping_patience: int | None = None
     val_metric: str = "mAP_area"
@@ -132,6 +135,7 @@ class TrainOptions:
         _check(0 <= self.hflip_prob <= 1, "hflip_prob", "a float in [0, 1]", self.hflip_prob)
         _check(0 <= self.scale_jitter <= 0.9, "scale_jitter", "a float in [0, 0.9]", self.scale_jitter)
         _check(0 <= self.color_jitter <= 1, "color_jitter", "a float in [0, 1]", self.color_jitter)
+        _check(isinstance(self.ssd_augment, bool), "ssd_augment", "true or false", self.ssd_augment)
         _check(self.eval_every >= 1, "eval_every", "an int >= 1", self.eval_every)
         _check(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
                "early_stopping_patience", "an int >= 1 or null", self.early_stopping_patience)
@@ -248,7 +252,8 @@ def _loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None
                          f"under torchrun ({world} processes); set pseudo_labels.loss_weight to 1.0 or run in one "
                          "process")
     data = DetectionTorchDataset(train_set, weighted, train=True, hflip_prob=options.hflip_prob,
-                                 scale_jitter=options.scale_jitter, color_jitter=options.color_jitter, seed=seed)
+                                 scale_jitter=options.scale_jitter, color_jitter=options.color_jitter,
+                                 ssd_augment=options.ssd_augment, seed=seed)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=dist_utils.rank(),
                                                   shuffle=True, seed=seed, drop_last=False)
     loader = torch.utils.data.DataLoader(data, batch_size=options.batch_size // world, sampler=sampler,
@@ -353,6 +358,9 @@ def _check_task_options(model, options: TrainOptions, validating: bool) -> None:
         # a stronger zoom-in crops the whole-image box below half its area, and the crop drops the image's label
         raise OptionError("scale_jitter", f"a float in [0, {CLASSIFICATION_MAX_SCALE_JITTER}] for a classifier "
                           "(a larger zoom crops away the whole-image box that carries the label)", options.scale_jitter)
+    if task == "classification" and options.ssd_augment:
+        raise OptionError("ssd_augment", "false for a classifier (its random crop can cut away the whole-image box "
+                          "that carries the label)", options.ssd_augment)
 
 
 def _validate(model, val_set, options, device, batch_size) -> float:

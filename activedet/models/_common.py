@@ -146,13 +146,56 @@ def dense_forward(model: nn.Module, images: list[Tensor]):
     """
     original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
     image_list, _ = model.transform(images)
+    return (image_list, original_sizes, *_forward_batch(model, image_list))
+
+
+def _forward_batch(model: nn.Module, image_list: ImageList):
     features = model.backbone(image_list.tensors)
     if isinstance(features, Tensor):
         features = OrderedDict([("0", features)])
     features = list(features.values())
     head_outputs = model.head(features)
     anchors = model.anchor_generator(image_list, features)
-    return image_list, original_sizes, features, head_outputs, anchors
+    return features, head_outputs, anchors
+
+
+#: Fields computed from every anchor of an image: they must not depend on the other images of the batch.
+DENSE_FIELDS = frozenset({"dense_probs", "dense_probs_2", "dense_weights", "dense_expected_entropy",
+                          "dense_box_var"})
+
+
+def solo_groups(image_list: ImageList, size_divisible: int) -> list[tuple[list[int], ImageList]]:
+    """The images of a batch grouped by the padded size each would have in a batch of its own (its resized size
+    rounded up to ``size_divisible``), each group an :class:`ImageList` cropped to that size.
+
+    The crop holds exactly the tensor a batch of one would (the image, then zeros), so a forward pass per group
+    gives every image the features, anchors and dense scores it gets alone, whatever else shares the batch.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (h, w) in enumerate(image_list.image_sizes):
+        key = (math.ceil(h / size_divisible) * size_divisible, math.ceil(w / size_divisible) * size_divisible)
+        groups.setdefault(key, []).append(i)
+    if len(groups) == 1 and next(iter(groups)) == tuple(image_list.tensors.shape[-2:]):
+        return [(list(range(len(image_list.image_sizes))), image_list)]
+    return [(idx, ImageList(image_list.tensors[idx, :, :h, :w], [image_list.image_sizes[i] for i in idx]))
+            for (h, w), idx in groups.items()]
+
+
+def solo_group_indices(model: nn.Module, images: list[Tensor]) -> list[list[int]]:
+    """Indices of ``images`` grouped as :func:`solo_groups` does (one extra resize of each image)."""
+    image_list, _ = model.transform(images)
+    return [idx for idx, _ in solo_groups(image_list, model.transform.size_divisible)]
+
+
+def in_solo_groups(images: list, predict: Callable[[list], list], groups: list[list[int]]) -> list:
+    """``predict`` run on each group of ``images`` separately, the results put back in the input order."""
+    if len(groups) == 1:
+        return predict(images)
+    results: list = [None] * len(images)
+    for idx in groups:
+        for i, result in zip(idx, predict([images[i] for i in idx])):
+            results[i] = result
+    return results
 
 
 def anchors_per_level(num_anchors: int, features: list[Tensor]) -> list[int]:
@@ -194,8 +237,23 @@ def pooled_embedding(feature_map: Tensor, image_list: ImageList) -> list[Tensor]
 
 def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozenset[str],
                          extras: Callable[..., list[dict[str, Tensor]]] | None = None) -> list[Detections]:
-    """``predict`` of a single-stage adapter: one :func:`dense_forward`, then :func:`dense_detections`."""
-    return dense_detections(model, *dense_forward(model, images), fields=fields, extras=extras)
+    """``predict`` of a single-stage adapter: one :func:`dense_forward`, then :func:`dense_detections`.
+
+    When a dense field is requested the backbone and head run once per group of :func:`solo_groups`, so every
+    image's dense scores are those of a batch of one (the released MI-AOD scores at batch 1), not a function of
+    the batch's padding.
+    """
+    if not fields & DENSE_FIELDS:
+        return dense_detections(model, *dense_forward(model, images), fields=fields, extras=extras)
+    original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+    image_list, _ = model.transform(images)
+    results: list = [None] * len(images)
+    for idx, group in solo_groups(image_list, model.transform.size_divisible):
+        detections = dense_detections(model, group, [original_sizes[i] for i in idx], *_forward_batch(model, group),
+                                      fields=fields, extras=extras)
+        for i, det in zip(idx, detections):
+            results[i] = det
+    return results
 
 
 def dense_detections(model: nn.Module, image_list: ImageList, original_sizes: list[tuple[int, int]],

@@ -27,8 +27,9 @@ without it.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -36,9 +37,10 @@ from torch import nn, Tensor
 
 from ._common import broadcast_iou, check_choice, check_float
 from .outputs import Detections
+from .stochastic import predicting_detector
 
 __all__ = ["ClassDifficultyEMA", "ABSENT_POLICIES", "aligned_iou", "difficulty_module", "find_difficulty",
-           "DifficultyPredictor"]
+           "DifficultyPredictor", "RELEASED_DCUS_POSTPROCESS", "overridden_postprocessing"]
 
 ABSENT_POLICIES = ("keep", "decay")
 
@@ -125,21 +127,45 @@ def find_difficulty(model: nn.Module) -> ClassDifficultyEMA | None:
     return None
 
 
+#: PPAL's released DCUS inference (``configs/*_active_learning/al_inference/retinanet_uncertainty.py`` with its
+#: ``RetinaHeadUncertainty``): no score threshold before NMS, 3000 candidates per level, 200 detections per image.
+RELEASED_DCUS_POSTPROCESS = {"score_thresh": 0.0, "topk_candidates": 3000, "detections_per_img": 200}
+
+
+@contextmanager
+def overridden_postprocessing(model: nn.Module, values: dict[str, float] | None) -> Iterator[None]:
+    """The postprocessing attributes ``values`` (``score_thresh``, ``topk_candidates``, ``detections_per_img``)
+    temporarily set on ``model`` and its ``roi_heads`` wherever they exist; restored on exit."""
+    holders = [m for m in (model, getattr(model, "roi_heads", None)) if m is not None]
+    saved = [(h, name, getattr(h, name)) for h in holders for name in (values or {}) if hasattr(h, name)]
+    try:
+        for h, name, _ in saved:
+            setattr(h, name, values[name])
+        yield
+    finally:
+        for h, name, value in saved:
+            setattr(h, name, value)
+
+
 class DifficultyPredictor:
     """``predict(images, fields)`` of ``model`` that also attaches the model's ``class_quality`` (PPAL's DCUS).
+
+    ``postprocess``: detector postprocessing used while predicting (``None``: the detector's own;
+    :data:`RELEASED_DCUS_POSTPROCESS`: the released DCUS inference).
 
     Raises ``ValueError`` saying which ``detector_options`` to set when the model keeps no class difficulty (at
     construction, so a run fails before any training), and from ``predict`` when the difficulty was never updated
     (a model built with ``difficulty_ema`` but not trained).
     """
 
-    def __init__(self, model: nn.Module, *, strategy: str = "ppal"):
+    def __init__(self, model: nn.Module, *, strategy: str = "ppal", postprocess: dict[str, float] | None = None):
         difficulty = find_difficulty(model)
         if difficulty is None:
             raise ValueError(f"strategy '{strategy}' needs the per-class difficulty learned during training, and "
                              f"{type(model).__name__} keeps none: set detector_options: {{difficulty_ema: true}} "
                              "(detector faster_rcnn or retinanet) and train again")
         self.model, self.difficulty, self.strategy = model, difficulty, strategy
+        self.postprocess = dict(postprocess) if postprocess else None
         self.prob_kind = getattr(model, "prob_kind", "sigmoid")
         self.PROVIDES = frozenset(getattr(model, "PROVIDES", frozenset()) | {"class_quality"})
 
@@ -153,7 +179,8 @@ class DifficultyPredictor:
     def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
         fields = Detections.check_fields(fields)
         quality = self.class_quality() if "class_quality" in fields else None
-        detections = self.model.predict(images, fields - {"class_quality"})
+        with overridden_postprocessing(predicting_detector(self.model), self.postprocess):
+            detections = self.model.predict(images, fields - {"class_quality"})
         if quality is None:
             return detections
         return [replace(det, class_quality=quality.to(det.scores.device)) for det in detections]

@@ -57,7 +57,13 @@ class InfluenceOptions:
         recursion_images: labelled images the recursion visits (official: 1000 per GPU), in a seeded random
             order; under torchrun each process runs its own recursion on its share and the results are averaged.
         damping: ``d`` of the recursion.
-        scales: ``S`` per parameter tensor, in ``INFLUENCE_PARAMETERS`` order; ``None`` = the adapter's
+        parameters: ``"last"``: the weights the adapter names (``INFLUENCE_PARAMETERS``); ``"all_weights"``:
+            every trainable parameter that is not a vector (all convolution and linear weights, no biases or norm
+            parameters), as the released classification code.
+        recursions: independent recursions the ``recursion_images`` are split into (consecutive, equal shares),
+            each restarting from ``v``, averaged (the released classification code: 4 of 250 images).
+        scales: ``S`` per parameter tensor, in ``INFLUENCE_PARAMETERS`` order, or one number for every tensor
+            (the released classification code: 1e4); ``None`` = the adapter's
             ``INFLUENCE_SCALES`` (the official values where the spec gives them) and, for adapters without,
             ``"auto"``; ``"auto"`` = twice the largest Hessian eigenvalue magnitude of each block, estimated by
             power iteration on the first 10 labelled images of the recursion, and raised 4x for a block whose
@@ -67,13 +73,21 @@ class InfluenceOptions:
     score_threshold: float = 0.1
     recursion_images: int = 1000
     damping: float = 0.01
-    scales: tuple[float, ...] | str | None = None
+    scales: tuple[float, ...] | float | str | None = None
+    parameters: str = "last"
+    recursions: int = 1
+
+
+INFLUENCE_PARAMETER_SETS = ("last", "all_weights")
 
 
 # ---------------------------------------------------------------------------------------------- the pieces
-def influence_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """``(name, parameter)`` of the weights named by the adapter's ``INFLUENCE_PARAMETERS``, in that order."""
+def influence_parameters(model: nn.Module, which: str = "last") -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of the weights named by the adapter's ``INFLUENCE_PARAMETERS``, in that order;
+    ``which="all_weights"``: every trainable parameter with more than one dimension, in the model's order."""
     model = unwrap_ddp(model)
+    if which == "all_weights":
+        return [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1]
     names = getattr(model, "INFLUENCE_PARAMETERS", None)
     if not names:
         raise ValueError(f"influence needs the last prediction layers' weights, but {type(model).__name__} does not "
@@ -231,8 +245,14 @@ class InfluencePredictor:
         self.model = unwrap_ddp(model)
         self.options = options
         self.context = context
-        names = [n for n, _ in influence_parameters(self.model)]
-        scales = options.scales if options.scales is not None else (default_scales(self.model) or "auto")
+        names = [n for n, _ in influence_parameters(self.model, options.parameters)]
+        if not names:
+            raise ValueError("strategy 'influence': the model has no trainable weight for option parameters="
+                             f"{options.parameters!r}")
+        default = default_scales(self.model) if options.parameters == "last" else None
+        scales = options.scales if options.scales is not None else (default or "auto")
+        if isinstance(scales, (int, float)) and not isinstance(scales, bool):
+            scales = (float(scales),) * len(names)
         if not isinstance(scales, str) and len(scales) != len(names):
             raise ValueError(f"strategy 'influence': option 'scales' must give one scale per influence parameter "
                              f"{names} ({len(names)}). Got {list(scales)} instead.")
@@ -246,9 +266,9 @@ class InfluencePredictor:
     # ------------------------------------------------------------------ the validation gradient and s_test
     def _work_copy(self) -> tuple[nn.Module, list[nn.Parameter]]:
         work = copy.deepcopy(self.model).to(self.context.device)
+        params = [p for _, p in influence_parameters(work, self.options.parameters)]
         for p in work.parameters():
             p.requires_grad_(False)
-        params = [p for _, p in influence_parameters(work)]
         for p in params:
             p.requires_grad_(True)
         return work, params
@@ -291,8 +311,7 @@ class InfluencePredictor:
             if scales == "auto":
                 scales = self._auto_scales(list(_items(ctx.labelled, mine[:10], ctx.device)), hvp_of, params)
                 scales = [max(s) for s in zip(*dist_utils.all_gather_object(scales))]  # one set for every process
-            steps = (hvp_of(i, img, t) for i, img, t in _items(ctx.labelled, mine, ctx.device))
-            s_test, stats = lissa(v, steps, damping=self.options.damping, scales=scales, adapt=self.scales == "auto")
+            s_test, stats = self._recursions(v, mine, hvp_of, scales)
             self.s_test = _all_reduce(s_test, "mean")
         norms = stats.pop("norms")
         self.stats.update(stats, damping=self.options.damping,
@@ -309,6 +328,21 @@ class InfluencePredictor:
             warnings.warn(f"influence: the inverse-HVP recursion is still growing after {len(norms)} steps "
                           f"(norm {norms[3 * len(norms) // 4]:.3g} -> {norms[-1]:.3g}); raise 'scales' or 'damping' "
                           "(or set scales: auto)", stacklevel=2)
+
+    def _recursions(self, v: Blocks, mine: list[int], hvp_of, scales) -> tuple[Blocks, dict[str, Any]]:
+        """``options.recursions`` recursions over consecutive shares of ``mine``, each from ``v``, averaged."""
+        chunks = [[int(i) for i in c] for c in np.array_split(np.asarray(mine, dtype=np.int64),
+                                                                 self.options.recursions) if len(c)] or [[]]
+        results, stats = [], {"steps": 0, "resets": 0, "scale_increases": 0, "norms": []}
+        for chunk in chunks:
+            steps = (hvp_of(i, img, t) for i, img, t in _items(self.context.labelled, chunk, self.context.device))
+            h, part = lissa(v, steps, damping=self.options.damping, scales=scales, adapt=self.scales == "auto")
+            results.append(h)
+            for key in ("steps", "resets", "scale_increases"):
+                stats[key] += part[key]
+            stats["norms"] += part["norms"]
+            stats["scales"] = part["scales"]
+        return [sum(blocks) / len(results) for blocks in zip(*results)], stats
 
     def _auto_scales(self, items, hvp_of, params) -> list[float]:
         generator = torch.Generator().manual_seed(int(self.context.seed) % 2**62)

@@ -41,10 +41,18 @@ from .outputs import Detections
 from .stochastic import add_head_dropout
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights, resolve_weights_enum
 
-__all__ = ["SSDDetector", "TinySSDExtractor", "build_ssd", "SSD_VARIANTS", "SSD_DEFAULTS"]
+__all__ = ["SSDDetector", "TinySSDExtractor", "build_ssd", "SSD_VARIANTS", "SSD_DEFAULTS", "SSD300_BOX_SCALES"]
 
 SSD_VARIANTS = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "tiny")
 _VGG_MIN_SIZE = 268
+
+#: Relative default-box scales of SSD300's six maps (the seventh closes the last map's extra box): ``coco`` is
+#: torchvision's (the SSD paper's COCO setting: 21-315 px at 300), ``voc`` the SSD paper's VOC setting (30-315 px;
+#: AL-MDN's ``voc300_active`` config, min_sizes 30/60/111/162/213/264 and max 315).
+SSD300_BOX_SCALES: dict[str, list[float]] = {
+    "coco": [0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
+    "voc": [0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05],
+}
 
 #: Per-variant defaults (torchvision's for the first two).
 SSD_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -209,12 +217,13 @@ def _out_channels(extractor: nn.Module, size: int) -> list[int]:
     return [m.shape[1] for m in maps.values()]
 
 
-def _parts(variant: str, size: int, weights_backbone: WeightsSpec, trainable_layers: int, norm: str):
+def _parts(variant: str, size: int, weights_backbone: WeightsSpec, trainable_layers: int, norm: str,
+           box_scales: str = "coco"):
     """(extractor, default-box generator, head factory) of ``variant``."""
     if variant == "ssd300_vgg16":
         extractor = _vgg_extractor(weights_backbone, trainable_layers)
         boxes = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2, 3], [2], [2]],
-                                    scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
+                                    scales=list(SSD300_BOX_SCALES[box_scales]),
                                     steps=[s * size / 300 for s in (8, 16, 32, 64, 100, 300)])
         return extractor, boxes, SSDHead
     if variant == "ssdlite320_mobilenet_v3_large":
@@ -235,7 +244,7 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
               trainable_backbone_layers: int | None = None, norm: str | None = None,
               score_thresh: float | None = None, nms_thresh: float | None = None,
               detections_per_img: int | None = None, topk_candidates: int | None = None,
-              dropout: float = 0.0) -> SSDDetector:
+              dropout: float = 0.0, box_scales: str = "coco") -> SSDDetector:
     """An SSD for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
     Args:
@@ -256,10 +265,16 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
             (:data:`SSD_DEFAULTS`).
         dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
+        box_scales: ``ssd300_vgg16`` only: ``"coco"`` (default, torchvision's default boxes) or ``"voc"`` (the SSD
+            paper's and AL-MDN's VOC default boxes, :data:`SSD300_BOX_SCALES`).
     """
     func = "build_ssd"
     check_int(func, "num_classes", num_classes, 1)
     check_choice(func, "variant", variant, SSD_VARIANTS)
+    check_choice(func, "box_scales", box_scales, tuple(SSD300_BOX_SCALES))
+    if box_scales != "coco" and variant != "ssd300_vgg16":
+        raise ValueError(f"The 'box_scales' parameter of {func} applies to variant 'ssd300_vgg16' only; variant "
+                         f"{variant!r} has its own default boxes. Remove box_scales or use variant ssd300_vgg16.")
     enums = {"ssd300_vgg16": [SSD300_VGG16_Weights],
              "ssdlite320_mobilenet_v3_large": [SSDLite320_MobileNet_V3_Large_Weights]}.get(variant, [])
     weights = resolve_weights(weights, enums, func=func, param="weights")
@@ -283,7 +298,7 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
     norm = (default_norm(pretrained) if variant == "tiny" else "batchnorm") if norm is None else norm
     check_choice(func, "norm", norm, NORMS)
     extractor, anchor_generator, head_factory = _parts(variant, size, weights_backbone,
-                                                       trainable_backbone_layers, norm)
+                                                       trainable_backbone_layers, norm, box_scales)
     head = head_factory(_out_channels(extractor, size), anchor_generator.num_anchors_per_location(),
                         num_classes + 1)
     model = SSDDetector(extractor, anchor_generator, (size, size), num_classes + 1, head=head,

@@ -32,7 +32,8 @@ from typing import Iterable, Iterator, Sequence
 import torch
 from torch import nn, Tensor
 
-from ._common import check_float, dense_detections, dense_forward, restored_modes, unwrap_ddp
+from ._common import (DENSE_FIELDS, check_float, dense_detections, dense_forward, in_solo_groups, restored_modes,
+                      solo_group_indices, unwrap_ddp)
 from .outputs import Detections
 
 __all__ = ["HeadDropout", "add_head_dropout", "has_head_dropout", "EnsembleDetector", "predicting_detector",
@@ -142,7 +143,9 @@ class StochasticPredictor:
             return []
         with torch.no_grad(), _modes(self.members, self.sample_dropout):
             if self.dense:
-                return self._dense(images, requested)
+                groups = (solo_group_indices(self.members[0], images) if requested & DENSE_FIELDS
+                          else [list(range(len(images)))])
+                return in_solo_groups(images, lambda part: self._dense(part, requested), groups)
             return self._matched(images, requested)
 
     # ------------------------------------------------------------------------------------------- single stage

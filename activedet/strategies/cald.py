@@ -27,6 +27,9 @@ released code gives it ``C = 0``, the most informative value, so the strategy's 
 * :func:`distribution_order` picks every all-zero ``q`` first, then by ``JS(softmax(n̄), softmax(q))``
   descending, ``n̄`` = mean GT boxes per class over the labelled images (0 without labelled images). The released
   code never updates ``n̄``; ``update=True`` adds each pick's ``q`` to the labelled set (its commented-out line).
+  ``objective="uniform"`` is the released ``-u`` variant: after the all-zero rows, the smallest
+  ``JS(softmax(n̄ + q), uniform)`` first, i.e. the candidates that bring the class distribution closest to
+  balanced.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from ..models.outputs import Detections
 from .localization import _checked_views, max_foreground_prob, pairwise_iou
 
 __all__ = ["cald_references", "js_divergence", "view_consistency", "cald_consistency", "cald_informativeness",
-           "class_score_vector", "distribution_order"]
+           "class_score_vector", "distribution_order", "DISTRIBUTION_OBJECTIVES"]
 
 _EPS = 1e-12
 
@@ -139,8 +142,11 @@ def _js_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return js_divergence(torch.from_numpy(np.broadcast_to(p, q.shape).copy()), torch.from_numpy(q)).numpy()
 
 
+DISTRIBUTION_OBJECTIVES = ("divergence", "uniform")
+
+
 def distribution_order(class_scores: np.ndarray, labelled_class_counts: np.ndarray | None, num_labelled: int,
-                       *, update: bool = False) -> Iterator[int]:
+                       *, update: bool = False, objective: str = "divergence") -> Iterator[int]:
     """Positions into ``class_scores`` ``[M, C]`` in CALD's stage-2 pick order (module docstring), lazily.
 
     Args:
@@ -149,9 +155,14 @@ def distribution_order(class_scores: np.ndarray, labelled_class_counts: np.ndarr
             image).
         num_labelled: the number of labelled images (the mean's denominator).
         update: add each pick's ``q`` to the labelled set before the next pick (default False, as released).
+        objective: ``"divergence"`` (default): the largest ``JS(softmax(n̄), softmax(q))`` first; ``"uniform"``
+            (the released ``-u``): the smallest ``JS(softmax(n̄ + q), uniform)`` first.
 
-    All-zero rows first, by position; then the largest JS first, ties by position.
+    All-zero rows first, by position; then by the objective, ties by position.
     """
+    if objective not in DISTRIBUTION_OBJECTIVES:
+        raise ValueError(f"The 'objective' parameter of distribution_order must be one of "
+                         f"{list(DISTRIBUTION_OBJECTIVES)}. Got {objective!r} instead.")
     scores = np.asarray(class_scores, np.float64).reshape(len(class_scores), -1)
     num_classes = scores.shape[1]
     totals = (np.zeros(num_classes) if labelled_class_counts is None
@@ -164,8 +175,11 @@ def distribution_order(class_scores: np.ndarray, labelled_class_counts: np.ndarr
     remaining = np.flatnonzero(~zero)
     while len(remaining):
         mean = totals / count if count > 0 else np.zeros(num_classes)
-        js = _js_rows(_softmax(mean), _softmax(scores[remaining]))
-        order = np.lexsort((remaining, -js))
+        if objective == "uniform":
+            key = _js_rows(np.full(num_classes, 1.0 / num_classes), _softmax(mean + scores[remaining]))
+        else:
+            key = -_js_rows(_softmax(mean), _softmax(scores[remaining]))
+        order = np.lexsort((remaining, key))
         if not update:
             yield from (int(remaining[i]) for i in order)
             return

@@ -4,10 +4,10 @@ MI-AOD (methods.md §3.3): per anchor ``i`` the disagreement of the two adversar
 ``u_i = mean_c (p1[i, c] - p2[i, c])^2`` (the released code), or with ``weighted=True`` the paper's re-weighted
 ``u_i = mean_c |p1[i, c] - p2[i, c]| * w[i, c]``; the image score is the mean of the ``k`` largest ``u_i``.
 
-``k``: the released code uses 10,000 at 1000x600 input, where an image has about 100,000-117,000 anchors, i.e.
-roughly the top 10 %. A fixed 10,000 would average every anchor of a small image (a 128 px image has about 3,000),
-so ``k = min(topk, ceil(topk_fraction * A))`` with ``topk = 10000`` and ``topk_fraction = 0.1``: the released
-value on VOC-sized images, the same share of anchors on small ones.
+``k``: the released code takes a fixed ``k = 10000`` whatever the image size (an image with fewer anchors averages
+all of them); that is ``topk_fraction=None``. At 1000x600 input an image has about 68,000-117,000 anchors, so
+10,000 is roughly the top 10-15 %; a fixed 10,000 averages every anchor of a small image (a 128 px image has about
+3,000). ``topk_fraction=0.1`` (the default) keeps the same share on any size: ``k = min(topk, ceil(0.1 * A))``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from ..models.outputs import Detections
 __all__ = ["anchor_disagreement", "discrepancy_score", "topk_count"]
 
 
-def topk_count(num_anchors: int, topk: int, topk_fraction: float) -> int:
-    """``k = min(topk, ceil(topk_fraction * num_anchors))``, at least 1 (for a non-empty image)."""
+def topk_count(num_anchors: int, topk: int, topk_fraction: float | None) -> int:
+    """``k = min(topk, ceil(topk_fraction * num_anchors))``, at least 1 (for a non-empty image); with
+    ``topk_fraction=None`` the released fixed ``k = topk`` (``min(topk, num_anchors)`` anchors are averaged)."""
+    if topk_fraction is None:
+        return max(1, min(topk, num_anchors))
     return max(1, min(topk, math.ceil(topk_fraction * num_anchors)))
 
 
@@ -34,7 +37,7 @@ def anchor_disagreement(probs_1: torch.Tensor, probs_2: torch.Tensor, weights: t
     return ((probs_1.float() - probs_2.float()).abs() * weights.float()).mean(dim=-1)
 
 
-def discrepancy_score(det: Detections, *, topk: int = 10000, topk_fraction: float = 0.1,
+def discrepancy_score(det: Detections, *, topk: int = 10000, topk_fraction: float | None = 0.1,
                       weighted: bool = False) -> float | None:
     """MI-AOD image uncertainty: mean of the ``k`` largest anchor disagreements (module docstring).
 

@@ -423,7 +423,10 @@ def _centre_loop(inputs: SelectionInput, name: str, projection_dim: int | None,
         yield int(inputs.pool.indices[i])
 
 
-def kmeans_select(inputs: SelectionInput, *, n_clusters: int | str = 10) -> Iterator[int]:
+KMEANS_ORDERS = ("coverage", "released")
+
+
+def kmeans_select(inputs: SelectionInput, *, n_clusters: int | str = 10, order: str = "coverage") -> Iterator[int]:
     """k-means on the pool embeddings, then round-robin over clusters, one member per cluster per round.
 
     * ``n_clusters``: an int (10 as in med_sslal) or ``"budget"`` for ``inputs.budget_hint``; capped at the pool
@@ -448,14 +451,16 @@ def kmeans_select(inputs: SelectionInput, *, n_clusters: int | str = 10) -> Iter
         labels = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(pool)
     else:
         labels = MiniBatchKMeans(n_clusters=k, n_init=1, batch_size=4096, random_state=seed).fit_predict(pool)
-    covered = min_distances(pool, labelled) if len(labelled) else None
-    for i in _round_robin(labels, k, covered, inputs.rng):
+    covered = min_distances(pool, labelled) if len(labelled) and order == "coverage" else None
+    for i in _round_robin(labels, k, covered, inputs.rng, by_number=order == "released"):
         yield int(inputs.pool.indices[i])
 
 
-def _round_robin(labels: np.ndarray, k: int, covered: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+def _round_robin(labels: np.ndarray, k: int, covered: np.ndarray | None, rng: np.random.Generator,
+                 by_number: bool = False) -> np.ndarray:
     """Positions in pick order for cluster ``labels int[M]`` and distances to the labelled set ``covered
-    float[M]`` (``None``: no labelled image); see :func:`kmeans_select` for the order."""
+    float[M]`` (``None``: no labelled image); see :func:`kmeans_select` for the order (``by_number``: clusters in
+    number order in every round)."""
     weight = np.ones(len(labels)) if covered is None else covered
     with np.errstate(divide="ignore"):
         key = np.log(rng.random(len(labels))) / weight  # -inf for a member identical to a labelled image
@@ -467,4 +472,6 @@ def _round_robin(labels: np.ndarray, k: int, covered: np.ndarray | None, rng: np
     urgency = sizes if covered is None else np.bincount(labels, covered, minlength=k) / np.maximum(sizes, 1)
     rank = np.empty(k, np.int64)
     rank[np.lexsort((np.arange(k), -urgency))] = np.arange(k)
+    if by_number:
+        rank = np.arange(k)
     return np.lexsort((rank[labels], round_of))

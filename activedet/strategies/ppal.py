@@ -24,8 +24,16 @@ objects are 10-60 px (16 px would drop most small objects). Set 16 for VOC/COCO-
     D(i -> j) = Σ_a s_a d(a, j) / Σ_a s_a,   D(i, j) = (D(i -> j) + D(j -> i)) / 2,   D(i, i) = 0.
 
 An image with no such detection: ``D = 0`` to another such image and ``D = 2`` (the cost of a detection that
-nothing matches) to every other image. The official code gives it distance 0 to every image, which makes it the
-ideal medoid of any cluster. Features are L2-normalised and kept as float16 between scoring and selection.
+nothing matches) to every other image. Features are L2-normalised and kept as float16 between scoring and
+selection. This is the paper's distance (``distance="paper"``).
+
+``distance="released"`` computes what the released code computes (``mmdet/ppal/models/utils.py``,
+``get_img_score_distance_matrix_slow``), two differences from the paper: (1) detections are ranked by score in
+each image, and the ``r``-th detection of image ``i`` and the ``r``-th of image ``j`` are at distance 0 when their
+labels agree, whatever their features (the code zeroes the diagonal of every image pair's detection matrix, not
+only of an image with itself); (2) an image with no detection above the threshold is at distance 0 from every
+image, which makes it the ideal medoid of any cluster. The score normalisation ``Σ_a s_a + 1e-5`` is also the
+code's.
 
 **k-medoids** on ``D`` with ``K = budget``: greedy farthest-first initialisation from a first medoid drawn from the
 selection generator, then up to ``iterations`` rounds of (assign every image to its nearest medoid, a medoid to
@@ -49,7 +57,7 @@ from .base import SelectionInput
 from .uncertainty import binary_entropy
 
 __all__ = ["class_weights", "valid_boxes", "dcus_score", "ccm_describe", "ccm_distances", "kmedoids",
-           "kmedoids_select"]
+           "kmedoids_select", "CCM_DISTANCES"]
 
 _MAX_WORK = 1 << 24  # row detections x (images x detections per image) per distance chunk (64 MiB of float32)
 
@@ -121,9 +129,18 @@ def _padded(features: list[np.ndarray], labels: list[np.ndarray], scores: list[n
     return feats, labs, scs
 
 
-def ccm_distances(features: list[np.ndarray], labels: list[np.ndarray], scores: list[np.ndarray]) -> np.ndarray:
+CCM_DISTANCES = ("paper", "released")
+
+
+def ccm_distances(features: list[np.ndarray], labels: list[np.ndarray], scores: list[np.ndarray], *,
+                  distance: str = "paper") -> np.ndarray:
     """``float64[M, M]`` symmetric CCM image distances (module docstring) from per-image ``features [N_i, D]``
-    (L2-normalised), ``labels [N_i]`` and ``scores [N_i]`` (positive weights), in chunks of row detections."""
+    (L2-normalised), ``labels [N_i]`` and ``scores [N_i]`` (positive weights, in descending order), in chunks of
+    row detections. ``distance``: ``"paper"`` or ``"released"`` (module docstring)."""
+    if distance not in CCM_DISTANCES:
+        raise ValueError(f"The 'distance' parameter of ccm_distances must be one of {list(CCM_DISTANCES)}. "
+                         f"Got {distance!r} instead.")
+    released = distance == "released"
     feats, labs, scs = _padded(features, labels, scores)
     m, n = labs.shape
     present = labs >= 0  # [M, N] real detections (padding has label -1)
@@ -133,12 +150,21 @@ def ccm_distances(features: list[np.ndarray], labels: list[np.ndarray], scores: 
     for lo in range(0, len(rows), chunk):
         image, slot = rows[lo:lo + chunk].T
         d = 1 - torch.einsum("td,jnd->tjn", feats[image, slot], feats)  # [t, M, N]
-        d = torch.where(labs[image, slot][:, None, None] == labs[None], d.clamp(0, 2), torch.full_like(d, 2.0))
+        same_label = labs[image, slot][:, None, None] == labs[None]
+        if released:  # the r-th detections of two images match at 0 when their labels agree
+            d = torch.where(same_label & (torch.arange(n)[None, None, :] == slot[:, None, None]), 0.0, d)
+        d = torch.where(same_label, d.clamp(0, 2), torch.full_like(d, 2.0))
         d = torch.where(present[None], d, torch.full_like(d, math.inf)).amin(dim=2)  # [t, M]: nearest in image j
-        d = torch.where(torch.isinf(d), torch.full_like(d, 2.0), d)  # image j has no detection: unmatched
+        # image j has no detection: unmatched (2), or 0 in the released code
+        d = torch.where(torch.isinf(d), torch.full_like(d, 0.0 if released else 2.0), d)
         directed.index_add_(0, image, scs[image, slot, None].double() * d.double())
     weight = scs.double().sum(dim=1)  # [M]
     has = weight > 0
+    if released:  # Σ_a s_a d(a, j) / (Σ_a s_a + 1e-5), and 0 when image j has no detection
+        directed = torch.where(has[None, :], directed / (weight[:, None] + 1e-5), 0.0).double()
+        distances = 0.5 * (directed + directed.T)
+        distances.fill_diagonal_(0)
+        return distances.numpy()
     directed = torch.where(has[:, None], directed / weight.clamp(min=1e-12)[:, None],
                            torch.where(has[None, :], 2.0, 0.0).double())
     distances = 0.5 * (directed + directed.T)
@@ -180,7 +206,7 @@ def _medoid_of(distances: np.ndarray, members: np.ndarray) -> int:
     return int(members[distances[np.ix_(members, members)].sum(axis=1).argmin()])
 
 
-def kmedoids_select(inputs: SelectionInput, *, iterations: int = 100) -> Iterator[int]:
+def kmedoids_select(inputs: SelectionInput, *, iterations: int = 100, distance: str = "paper") -> Iterator[int]:
     """Yield the ``K = inputs.budget_hint`` k-medoids of the pool under the CCM distance, then the other images
     (module docstring). Reads ``inputs.pool.extras`` ``{"features", "labels", "scores"}`` (from
     :func:`ccm_describe`)."""
@@ -195,7 +221,7 @@ def kmedoids_select(inputs: SelectionInput, *, iterations: int = 100) -> Iterato
     if not isinstance(inputs.budget_hint, int) or inputs.budget_hint < 1:
         raise ValueError(f"The 'budget_hint' parameter of CCM k-medoids must be an int >= 1. "
                          f"Got {inputs.budget_hint!r} instead.")
-    distances = ccm_distances(extras["features"], extras["labels"], extras["scores"])
+    distances = ccm_distances(extras["features"], extras["labels"], extras["scores"], distance=distance)
     medoids = kmedoids(distances, min(inputs.budget_hint, len(pool)), inputs.rng, iterations)
     for position in _pick_order(distances, medoids, pool.indices):
         yield int(pool.indices[position])

@@ -21,18 +21,19 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .base import SelectionInput, Strategy, first_picks
-from ..models.difficulty import DifficultyPredictor
-from ..models.influence import InfluenceOptions, InfluencePredictor
+from ..models.difficulty import RELEASED_DCUS_POSTPROCESS, DifficultyPredictor
+from ..models.influence import INFLUENCE_PARAMETER_SETS, InfluenceOptions, InfluencePredictor
 from ..models.stochastic import StochasticPredictor, predicting_detector
 from ..models.views import ViewPredictor, noise_views, parse_views
 from .almdn import almdn_combine, almdn_vector
-from .cald import cald_informativeness, cald_references, class_score_vector, distribution_order
+from .cald import (DISTRIBUTION_OBJECTIVES, cald_informativeness, cald_references, class_score_vector,
+                   distribution_order)
 from .localization import localization_stability as _stability_score, localization_tightness as _tightness_score
 from .localization import top_references
 from .dense import discrepancy_score
 from .stochastic import DENSE_MEASURES, dense_stochastic_score, matched_stochastic_score
-from .diversity import coreset_select, kmeans_select, kmeanspp_select
-from .ppal import ccm_describe, dcus_score, kmedoids_select
+from .diversity import KMEANS_ORDERS, coreset_select, kmeans_select, kmeanspp_select
+from .ppal import CCM_DISTANCES, ccm_describe, dcus_score, kmedoids_select
 from .uncertainty import (AGGREGATIONS, EMPTY_POLICIES, image_uncertainty, random_select, rank_select)
 
 __all__ = ["STRATEGIES", "get_strategy", "list_strategies", "hybrid_select", "cald_distribution_select"]
@@ -171,34 +172,41 @@ def kmeanspp(*, projection_dim: int | None = None) -> Strategy:
     return _diversity("kmeanspp", kmeanspp, functools.partial(kmeanspp_select, projection_dim=projection_dim))
 
 
-def kmeans(*, n_clusters: int | str = 10) -> Strategy:
+def kmeans(*, n_clusters: int | str = 10, order: str = "coverage") -> Strategy:
     """k-means on image embeddings, then one image per cluster per round, least-covered clusters first.
 
     Options:
         n_clusters: number of clusters (10, as med_sslal) or ``"budget"`` for the loop's budget hint.
+        order: ``"coverage"`` (default: least-covered clusters first, members far from the labelled set first)
+            or ``"released"`` (the medical framework's code: clusters in number order, a uniform random member).
     """
     if n_clusters != "budget":
         _number("kmeans", "n_clusters", n_clusters, int, 1, extra=" or 'budget'")
-    return _diversity("kmeans", kmeans, functools.partial(kmeans_select, n_clusters=n_clusters))
+    _choice("kmeans", "order", order, KMEANS_ORDERS)
+    return _diversity("kmeans", kmeans, functools.partial(kmeans_select, n_clusters=n_clusters, order=order))
 
 
 # ----------------------------------------------------------------------------------------------- dense scores
 
-def miaod(*, topk: int = 10000, topk_fraction: float = 0.1, weighted: bool = False) -> Strategy:
+def miaod(*, topk: int = 10000, topk_fraction: float | None = 0.1, weighted: bool = False) -> Strategy:
     """MI-AOD: mean of the top-k anchor disagreements of the two adversarial classifiers (detector: miaod).
 
     Options (methods.md §3.3; formulas in :mod:`.dense`):
-        topk, topk_fraction: ``k = min(topk, ceil(topk_fraction x anchors))``: 10,000 (the released value) on
-            VOC-sized images, the top 10 % of anchors on small ones.
+        topk, topk_fraction: ``k = min(topk, ceil(topk_fraction x anchors))``: 10,000 on large images, the top
+            10 % of anchors on small ones; ``topk_fraction: null``: the released fixed ``k = topk`` whatever the
+            anchor count (an image with fewer anchors averages all of them).
         weighted: ``False`` (default, the released code): squared disagreement; ``True``: the paper's
             |p1 - p2| re-weighted by the MIL instance weights.
     """
     _number("miaod", "topk", topk, int, 1)
-    _number("miaod", "topk_fraction", topk_fraction, float, 0, 1)
-    if topk_fraction == 0:
-        raise ValueError("The 'topk_fraction' parameter of miaod must be a float in (0, 1]. Got 0 instead.")
+    if topk_fraction is not None:
+        _number("miaod", "topk_fraction", topk_fraction, float, 0, 1, extra=" or None (the released fixed k)")
+        if topk_fraction == 0:
+            raise ValueError("The 'topk_fraction' parameter of miaod must be a float in (0, 1] or None (the released "
+                             "fixed k). Got 0 instead.")
     _flag("miaod", "weighted", weighted)
-    score = functools.partial(discrepancy_score, topk=int(topk), topk_fraction=float(topk_fraction),
+    fraction = None if topk_fraction is None else float(topk_fraction)
+    score = functools.partial(discrepancy_score, topk=int(topk), topk_fraction=fraction,
                               weighted=weighted)
     needs = frozenset({"dense_probs", "dense_probs_2"} | ({"dense_weights"} if weighted else set()))
     return Strategy("miaod", _description(miaod), score=score,
@@ -389,7 +397,8 @@ def _class_scores(det: Any) -> dict[str, np.ndarray]:
     return {"class_scores": class_score_vector(det)}
 
 
-def cald_distribution_select(inputs: SelectionInput, *, update: bool = False) -> Iterator[int]:
+def cald_distribution_select(inputs: SelectionInput, *, update: bool = False,
+                             objective: str = "divergence") -> Iterator[int]:
     """CALD stage 2: pool indices by :func:`~.cald.distribution_order` of the candidates' ``class_scores`` extras
     against ``inputs.labelled_class_counts`` / ``inputs.num_labelled``."""
     pool = inputs.pool
@@ -405,12 +414,13 @@ def cald_distribution_select(inputs: SelectionInput, *, update: bool = False) ->
     if counts is not None and np.asarray(counts).reshape(-1).shape[0] != scores.shape[1]:
         raise ValueError(f"cald: labelled_class_counts has {np.asarray(counts).size} classes but the detector's "
                          f"class scores have {scores.shape[1]}")
-    for position in distribution_order(scores, counts, inputs.num_labelled, update=update):
+    for position in distribution_order(scores, counts, inputs.num_labelled, update=update, objective=objective):
         yield int(pool.indices[position])
 
 
 def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, subsample_above: int = 40,
-         shortlist: float = 1.2, update_distribution: bool = False, empty_policy: str = "highest") -> Strategy:
+         shortlist: float = 1.2, update_distribution: bool = False, empty_policy: str = "highest",
+         distribution: str = "divergence") -> Strategy:
     """CALD: consistency of detections across augmented views, then class-distribution selection (§6).
 
     Stage 1 ranks the pool by ``-C(x)`` (least consistent first) and keeps each image's class-score vector from
@@ -429,8 +439,12 @@ def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, su
             pick (``False``, as released).
         empty_policy: where images with no detection go in stage 1: ``"highest"`` (default; the released code's
             consistency 0 ranks them first), ``"lowest"``, ``"skip"``, ``"random_fill"``.
+        distribution: stage 2's objective: ``"divergence"`` (default: the class scores least like the labelled
+            distribution first) or ``"uniform"`` (the released ``-u`` option: the candidates that make the labelled
+            distribution most balanced first).
     """
     _number("cald", "beta", beta, float, 0, 3)
+    _choice("cald", "distribution", distribution, DISTRIBUTION_OBJECTIVES)
     _number("cald", "max_references", max_references, int, 1)
     _number("cald", "subsample_above", subsample_above, int, 1)
     _number("cald", "shortlist", shortlist, float, 1)
@@ -446,7 +460,8 @@ def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, su
                       needs=frozenset({"views", "class_probs"}),
                       predictor=functools.partial(_view_predictor, views=views, references=references))
     stage2 = Strategy("cald", _description(cald), score=None, needs_inference=False,
-                      select=functools.partial(cald_distribution_select, update=update_distribution))
+                      select=functools.partial(cald_distribution_select, update=update_distribution,
+                                               objective=distribution))
     return dataclasses.replace(stage1, then=stage2, shortlist=float(shortlist))
 
 
@@ -543,7 +558,7 @@ def compose(*, criteria: list[str] = ("entropy", "kmeans"), factors: list[float]
 
 def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score_threshold: float = 0.05,
          min_size: float = 4.0, max_aspect: float = 5.0, max_detections: int = 100,
-         iterations: int = 100) -> Strategy:
+         iterations: int = 100, dcus_postprocess: str = "detector", distance: str = "paper") -> Strategy:
     """PPAL: difficulty-calibrated uncertainty shortlist, then category-conditioned k-medoids (§7.4).
 
     Needs a detector trained with ``detector_options: {difficulty_ema: true}`` (``faster_rcnn``, our benchmark
@@ -563,6 +578,13 @@ def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score
         max_detections: CCM uses an image's ``max_detections`` best detections (100, as the official code).
         iterations: at most this many k-medoids assign/update rounds (100, as the official code); it stops
             earlier when the medoids no longer change.
+        dcus_postprocess: the detections DCUS scores: ``"detector"`` (default: the detector's own postprocessing,
+            e.g. score > 0.05 before NMS and 100 per image) or ``"released"`` (the released DCUS inference: no
+            score threshold before NMS, 3000 candidates per level, 200 per image; ``score_threshold`` still
+            applies after it, as in the released sampler).
+        distance: CCM image distance: ``"paper"`` (default) or ``"released"`` (the released code's: the r-th
+            detections of two images match at 0 when their labels agree, and an image with no detection is at
+            distance 0 from every image; see :mod:`.ppal`).
 
     Empty images: no DCUS detection ranks an image after every scored one (the official score 0 does the same);
     for CCM an image without detections is at distance 2 from every image with some and 0 from one without.
@@ -575,8 +597,11 @@ def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score
     _number("ppal", "max_aspect", max_aspect, float, 1)
     _number("ppal", "max_detections", max_detections, int, 1)
     _number("ppal", "iterations", iterations, int, 1)
+    _choice("ppal", "dcus_postprocess", dcus_postprocess, ("detector", "released"))
+    _choice("ppal", "distance", distance, CCM_DISTANCES)
     ccm = Strategy("ppal_ccm", "PPAL's second stage: category-conditioned k-medoids on the DCUS shortlist.",
-                   score=None, select=functools.partial(kmedoids_select, iterations=int(iterations)),
+                   score=None, select=functools.partial(kmedoids_select, iterations=int(iterations),
+                                                        distance=distance),
                    needs=frozenset({"features"}),
                    describe=functools.partial(ccm_describe, score_threshold=float(score_threshold),
                                               max_detections=int(max_detections)))
@@ -585,7 +610,10 @@ def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score
     return Strategy("ppal", _description(ppal), score=score,
                     select=functools.partial(rank_select, empty_policy="lowest", strategy="ppal"),
                     needs=frozenset({"class_quality"}),
-                    predictor=functools.partial(_model_only, build=DifficultyPredictor), then=ccm,
+                    predictor=functools.partial(_model_only, build=functools.partial(
+                        DifficultyPredictor,
+                        postprocess=RELEASED_DCUS_POSTPROCESS if dcus_postprocess == "released" else None)),
+                    then=ccm,
                     shortlist=float(shortlist))
 
 
@@ -602,7 +630,8 @@ def _influence_predictor(model: Any, context: Any = None, *, options: InfluenceO
 
 
 def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, damping: float = 0.01,
-              scales: list[float] | str | None = None, empty_policy: str = "random_fill") -> Strategy:
+              scales: list[float] | float | str | None = None, empty_policy: str = "random_fill",
+              parameters: str = "last", recursions: int = 1) -> Strategy:
     """ISAL influence: predicted change of the validation loss from training on the image's pseudo labels (§8).
 
     Needs a validation split (``val_data``, disjoint from the test split) and a model whose adapter names its last
@@ -617,7 +646,12 @@ def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, dam
         scales: ``S`` per influence parameter tensor (a list in the adapter's ``INFLUENCE_PARAMETERS`` order),
             ``"auto"`` (twice each block's largest Hessian eigenvalue on 10 labelled images, by power iteration,
             raised 4x for a block that diverges), or ``null``: the
-            adapter's official values where methods.md gives them (FCOS, Faster R-CNN), else ``"auto"``.
+            adapter's official values where methods.md gives them (FCOS, Faster R-CNN), else ``"auto"``. One
+            number: the same ``S`` for every tensor (the released classification code: 10000).
+        parameters: ``"last"`` (the adapter's last prediction layers' weights) or ``"all_weights"`` (every
+            trainable weight that is not a vector, as the released classification code).
+        recursions: the ``recursion_images`` split into this many consecutive recursions, each from ``v``,
+            averaged (1; the released classification code: 4 of 250).
         empty_policy: where unscored images go: ``"random_fill"`` (ISAL: after every scored image, in random
             order), ``"lowest"``, ``"highest"`` or ``"skip"``. Order: the most negative influence first.
     """
@@ -626,14 +660,25 @@ def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, dam
     _number(name, "recursion_images", recursion_images, int, 1)
     _number(name, "damping", damping, float, 0, 1)
     _choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
+    _choice(name, "parameters", parameters, INFLUENCE_PARAMETER_SETS)
+    _number(name, "recursions", recursions, int, 1)
+    if int(recursions) > int(recursion_images):
+        raise ValueError(f"The 'recursions' parameter of influence must be at most recursion_images "
+                         f"({recursion_images}): each recursion needs images. Got {recursions!r} instead.")
+    single = isinstance(scales, Real) and not isinstance(scales, bool)
     if isinstance(scales, str):
         _choice(name, "scales", scales, ("auto",))
-    elif scales is not None and not (isinstance(scales, (list, tuple)) and scales and all(
+    elif single and not (math.isfinite(scales) and scales > 0):
+        raise ValueError(f"The 'scales' option of strategy 'influence' must be a number > 0, a list of numbers > 0 "
+                         f"(one per influence parameter), 'auto' or null. Got {scales!r} instead.")
+    elif not single and scales is not None and not (isinstance(scales, (list, tuple)) and scales and all(
             isinstance(x, Real) and not isinstance(x, bool) and x > 0 for x in scales)):
-        raise ValueError(f"The 'scales' option of strategy 'influence' must be a list of numbers > 0 (one per "
-                         f"influence parameter), 'auto' or null. Got {scales!r} instead.")
-    options = InfluenceOptions(float(score_threshold), int(recursion_images), float(damping),
-                               tuple(float(x) for x in scales) if isinstance(scales, (list, tuple)) else scales)
+        raise ValueError(f"The 'scales' option of strategy 'influence' must be a number > 0, a list of numbers > 0 "
+                         f"(one per influence parameter), 'auto' or null. Got {scales!r} instead.")
+    scale_value = (float(scales) if single else tuple(float(x) for x in scales)
+                   if isinstance(scales, (list, tuple)) else scales)
+    options = InfluenceOptions(float(score_threshold), int(recursion_images), float(damping), scale_value,
+                               parameters=parameters, recursions=int(recursions))
     return Strategy(name, _description(influence), score=influence_score, needs=frozenset({"influence"}),
                     predictor=functools.partial(_influence_predictor, options=options), needs_val=True,
                     select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
