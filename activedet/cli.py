@@ -77,13 +77,25 @@ def cmd_validate(args) -> int:
         options["class_names"] = args.class_names
     if args.format == "coco" and args.image_root:
         options["image_root"] = args.image_root
+    checked = None
     if args.format == "cifar":  # both splits unless one is named; a problem of the shared files is listed once
         splits = [args.split] if args.split else ["train", "test"]
         problems = list(dict.fromkeys(p for split in splits
                                       for p in validate_path("cifar", args.path, split=split, **options)))
+    elif args.format == "voc":  # every image set found unless --sets names some
+        from .data.voc import validate_voc
+
+        checked, skipped, problems = validate_voc(args.path, **options)
     else:
         problems = validate_path(args.format, args.path, **options)
-    print(format_problems(problems, source=args.path))
+    source = args.path
+    if checked is not None:
+        source = f"{args.path}, image sets {', '.join(checked)}" if checked else f"{args.path} (no image set)"
+        if skipped:
+            print(f"skipped {len(skipped)} per-class list{'s' * (len(skipped) > 1)} ({skipped[0]}"
+                  f"{', ...' * (len(skipped) > 1)}): each lists the images of one class, not a split")
+    print(format_problems(problems, source=source, examples=None if args.verbose else 3,
+                          more=" (--verbose lists every one)"))
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
@@ -264,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=("voc", "coco", "yolo", "imagefolder", "cifar"))
     p.add_argument("path", help="VOCdevkit (or VOC<year>) dir, COCO JSON file, YOLO root, ImageFolder root "
                                 "(ROOT/<class>/<image>), or CIFAR binary dir (cifar-10-batches-bin, cifar-100-binary)")
-    p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval")
+    p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval "
+                                                                  "(default: every ImageSets/Main/*.txt found)")
     p.add_argument("--class-names", nargs="*", metavar="NAME",
                    help="class names in label order (VOC default: the 20 VOC classes; ImageFolder default: the sorted "
                         "class folders; CIFAR default: the meta file)")
@@ -273,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box-policy", choices=("error", "clip"), default="error", help="VOC/COCO/YOLO")
     p.add_argument("--clip-tolerance", type=float, default=2.0,
                    help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'")
+    p.add_argument("--verbose", action="store_true", help="list every problem (default: a few of each kind)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("generate-data", help="write the offline benchmark data (detection: tiny, quickstart, "

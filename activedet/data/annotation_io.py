@@ -632,7 +632,7 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
             continue
         width, height = images[image_id]
         pixels = []
-        for location, label, (cx, cy, w, h) in rows:
+        for location, label, (cx, cy, w, h), _ in rows:
             if mapping is not None:  # a class of the tool's that is not ours is an error only where it is used
                 label = out.label(mapping[label - 1], location, f"class {label - 1} of {names_file.name}")
             if label is not None:

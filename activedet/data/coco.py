@@ -80,7 +80,8 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
                     f"'image_root', CLI --image-root) to the directory file_name is relative to (now {image_root})")
             problems += check_image_file(path, width, height, f"{where}.file_name", hint=hint)
         boxes, box_problems = check_boxes([r[1] for r in rows], width, height, lambda i: rows[i][0],
-                                          box_policy=box_policy, clip_tolerance=clip_tolerance)
+                                          box_policy=box_policy, clip_tolerance=clip_tolerance,
+                                          quote=lambda i: f"bbox={json.dumps(rows[i][5])}")
         problems += box_problems
         records.append(ImageRecord(str(image_id), path, width, height, boxes, [r[2] for r in rows],
                                    iscrowd=[r[3] for r in rows], difficult=[r[4] for r in rows]))
@@ -200,7 +201,7 @@ def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, in
 
 
 def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
-                      problems: list[Problem]) -> tuple[str, tuple, int, bool, bool] | None:
+                      problems: list[Problem]) -> tuple[str, tuple, int, bool, bool, list] | None:
     category_id = _field(entry, "category_id", where, (int,), "the id of a category", problems)
     bbox = _field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
     iscrowd = _field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
@@ -219,7 +220,7 @@ def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
     if len(problems) > count or None in (category_id, bbox):
         return None
     x, y, w, h = (float(v) for v in bbox)
-    return f"{where}.bbox", (x, y, x + w, y + h), labels[category_id], bool(iscrowd), bool(difficult)
+    return f"{where}.bbox", (x, y, x + w, y + h), labels[category_id], bool(iscrowd), bool(difficult), bbox
 
 
 def _is_number(value: object) -> bool:
