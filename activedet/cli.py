@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML or JSON config file")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key (value read as YAML), repeatable")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--quiet", action="store_true", help="no progress bars and no dataset warnings")
 
     p = sub.add_parser("train", help="train a detector from a config file (works under torchrun)")
     with_config(p)
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write OUT/index.html: SVG curves, per-class table, each cycle's queried images")
     p.add_argument("--thumbnails", type=int, default=12, metavar="N",
                    help="with --html: queried images shown per cycle (the first N by rank)")
+    p.add_argument("--quiet", action="store_true", help="no dataset warnings (e.g. clipped boxes)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="paired comparison: every strategy x seed from one config, then the report")
@@ -362,15 +364,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_dataset_warnings(command: str, quiet: bool) -> None:
+    """Dataset warnings (e.g. clipped boxes: one line per dataset) as plain lines on stderr without Python's source
+    line; none with --quiet. Call inside ``warnings.catch_warnings()``."""
+    from .data.validate import DatasetWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DatasetWarning):
+            print(f"activedet {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("ignore" if quiet else "default", DatasetWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        if args.debug:
-            raise
-        print(f"activedet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        _show_dataset_warnings(args.command, getattr(args, "quiet", False))
+        try:
+            return args.func(args)
+        except (ValueError, FileNotFoundError, FileExistsError) as exc:
+            if args.debug:
+                raise
+            print(f"activedet {args.command}: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

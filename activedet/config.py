@@ -24,7 +24,7 @@ import yaml
 from .engine.train import OptionError, TrainOptions
 from .engine.trainers import resolve_training
 
-__all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "parse_override"]
+__all__ = ["Config", "ConfigError", "config_error", "load_config", "config_from_dict", "parse_override"]
 
 DATA_FORMATS = ("coco", "voc", "yolo", "imagefolder", "cifar")
 #: formats whose images carry one class label each (image classification; ``detector: classifier``)
@@ -37,6 +37,12 @@ PATH_KEYS = ("train_data", "unlabelled_data", "val_data", "test_data", "image_ro
 
 class ConfigError(ValueError):
     """A problem in a config file; the message names the file and key."""
+
+
+def config_error(cfg: "Config", key: str, message: str) -> ConfigError:
+    """A :class:`ConfigError` for a problem found after loading (e.g. against the data): ``"FILE: key 'KEY':
+    MESSAGE"``, FILE being the file ``cfg`` was read from (``cfg.source``)."""
+    return ConfigError(f"{getattr(cfg, 'source', 'config')}: key '{key}': {message}")
 
 
 @dataclass
@@ -358,6 +364,7 @@ def config_from_dict(data: dict[str, Any], *, where: str = "config", base_dir: P
                 continue
             values[key] = str((base_dir / raw).resolve())
     cfg = Config(**values)
+    cfg.source = where  # not a key: the file later errors name
     _check_choices(cfg, where)
     return cfg
 
