@@ -81,8 +81,8 @@ def _builder_key(message: str) -> str:
     """The config key behind a detector builder's error (its parameter name, or ``detector_options.NAME``)."""
     import re
 
-    found = re.search(r"The '(\w+)' parameter|unexpected keyword argument '(\w+)'", message)
-    name = found and (found[1] or found[2])
+    found = re.search(r"The '(\w+)' parameter|unexpected keyword argument '(\w+)'|does not take \['(\w+)'", message)
+    name = found and (found[1] or found[2] or found[3])
     if not name:
         return "detector"
     return name if name in Config.__dataclass_fields__ else f"detector_options.{name}"

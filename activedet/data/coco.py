@@ -4,8 +4,12 @@ Conventions:
 
 * ``bbox`` in the file is ``[x, y, width, height]`` in pixels (0-based, continuous); records hold
   ``(x, y, x + width, y + height)``.
-* Category ids (any positive ints, e.g. ``1, 3, 90``) become contiguous labels ``1..C`` in ascending id order;
-  ``dataset.category_ids[label - 1]`` maps a label back to its id.
+* Category ids (ints, e.g. ``1, 3, 90``) become contiguous labels ``1..C`` in ascending id order;
+  ``dataset.category_ids[label - 1]`` maps a label back to its id. Label 0 is the background, so a category that
+  is the background is not a class: one named ``background`` (any case) or with id 0, when no annotation uses it
+  (kwcoco writes ``{"id": 0, "name": "background"}``), is left out with a warning. A ``background`` category that
+  annotations use is an error; a category with id 0 and another name that annotations use is an ordinary class
+  (files with 0-based ids).
 * ``ImageRecord.image_id`` is ``str(image["id"])``; ``file_name`` is resolved against ``image_root`` (default: the
   JSON file's directory) unless it is absolute.
 * Images without annotations are kept as empty images (``N = 0``). ``iscrowd`` is kept, and so is ``difficult``
@@ -67,6 +71,7 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
     if data is None:
         return DetectionDataset([], [], root=image_root), problems
     category_ids, class_names = _parse_categories(data, name, problems)
+    category_ids, class_names = _without_background(data, name, category_ids, class_names, problems)
     images = _parse_images(data, name, image_root, problems)
     objects = _parse_annotations(data, name, images, {c: i + 1 for i, c in enumerate(category_ids)}, problems)
     records = []
@@ -154,6 +159,31 @@ def _parse_categories(data: dict, name: str, problems: list[Problem]) -> tuple[l
                                 "give every category its own name")
     unique = sorted({c: n for c, n, _ in reversed(found)}.items())
     return [c for c, _ in unique], [n for _, n in unique]
+
+
+def _without_background(data: dict, name: str, category_ids: list[int], class_names: list[str],
+                        problems: list[Problem]) -> tuple[list[int], list[str]]:
+    """Leave out the category that is the background (see the module notes), saying so once."""
+    annotations = data.get("annotations") if isinstance(data.get("annotations"), list) else []
+    used = Counter(a.get("category_id") for a in annotations if isinstance(a, dict))
+    where = {c.get("id"): f"{name}: categories[{i}]" for i, c in enumerate(data.get("categories") or [])
+             if isinstance(c, dict)}
+    keep = []
+    for cat_id, cat_name in zip(category_ids, class_names):
+        named = cat_name.strip().lower() == "background"
+        if named and used[cat_id]:
+            problems.append(Problem(where[cat_id], f"category {cat_id} {cat_name!r} is the background, but "
+                                    f"{used[cat_id]} annotation(s) use it (label 0 means no object)",
+                                    "remove those annotations, or rename the category if it is a real class",
+                                    kind="annotations of the background category"))
+        elif named or (cat_id == 0 and not used[cat_id]):
+            problems.append(Problem(where[cat_id], f"category {cat_id} {cat_name!r} has no annotations and is taken "
+                                    "as the background (label 0), not as a class",
+                                    "nothing to do; remove the category from the file to silence this",
+                                    severity="warning", kind="background category"))
+            continue
+        keep.append((cat_id, cat_name))
+    return [c for c, _ in keep], [n for _, n in keep]
 
 
 def _parse_images(data: dict, name: str, image_root: Path, problems: list[Problem]) -> dict:
