@@ -236,3 +236,20 @@ def test_a_missing_split_file_is_a_config_error(tiny_config):
     cfg = load_config(tiny_config, ["val_data=missing.json"])
     with pytest.raises(ConfigError, match=r"cfg\.yaml: key 'val_data': .*missing\.json does not exist"):
         run_from_config(cfg, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------- docs
+
+def test_config_reference_lists_every_backbone_and_the_package_weights():
+    from pathlib import Path
+
+    from activedet.models import SSD_BACKBONES
+    from activedet.models.backbones import FPN_BACKBONES
+    from activedet.models.classifier import CLASSIFIER_BACKBONES
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `backbone` |"))
+    missing = [name for name in (*FPN_BACKBONES, *SSD_BACKBONES, *CLASSIFIER_BACKBONES) if f"`{name}`" not in row]
+    assert not missing, f"the backbone row of the config reference lacks {missing}"
+    row = next(line for line in readme.splitlines() if line.startswith("| `weights_backbone` |"))
+    assert "`package`" in row and "efficientnet_lite0" in row
