@@ -253,3 +253,25 @@ def test_config_reference_lists_every_backbone_and_the_package_weights():
     assert not missing, f"the backbone row of the config reference lacks {missing}"
     row = next(line for line in readme.splitlines() if line.startswith("| `weights_backbone` |"))
     assert "`package`" in row and "efficientnet_lite0" in row
+
+
+def test_the_own_data_guide_shows_what_validate_prints_now(tmp_path, capsys, monkeypatch):
+    """The guide's toy data, made by the script it shows, gives the validate output it pastes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    guide = (Path(__file__).parent.parent / "docs" / "own-data.md").read_text()
+    script = guide.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "make_trees.py").write_text(script)
+    subprocess.run([sys.executable, "make_trees.py", "."], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    stems = sorted(p.stem for p in (tmp_path / "trees/Annotations").glob("*.xml"))
+    (tmp_path / "trees/ImageSets/Main").mkdir(parents=True)
+    (tmp_path / "trees/ImageSets/Main/trainval.txt").write_text("".join(f"{s}\n" for s in stems[:30]))
+    (tmp_path / "trees/ImageSets/Main/test.txt").write_text("".join(f"{s}\n" for s in stems[-10:]))
+    for arguments in (["validate", "voc", "trees"], ["validate", "voc", "trees", "--class-names", "Alive", "Dead",
+                                                    "Tree"]):
+        main(arguments)
+        shown = f"$ activedet {' '.join(arguments)}\n{capsys.readouterr().out}```"
+        assert shown in guide, shown
