@@ -39,7 +39,7 @@ class ConfigError(ValueError):
     """A problem in a config file; the message names the file and key."""
 
 
-def config_error(cfg: "Config", key: str, message: str) -> ConfigError:
+def config_error(cfg: Config, key: str, message: str) -> ConfigError:
     """A :class:`ConfigError` for a problem found after loading (e.g. against the data): ``"FILE: key 'KEY':
     MESSAGE"``, FILE being the file ``cfg`` was read from (``cfg.source``)."""
     return ConfigError(f"{getattr(cfg, 'source', 'config')}: key '{key}': {message}")

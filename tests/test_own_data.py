@@ -41,7 +41,7 @@ def write_voc_folder(root, n_images=400, boxes_per_image=4, sets=None):
         (voc / "Annotations" / f"{stem}.xml").write_text(
             f"<annotation><filename>{stem}.png</filename><size><width>32</width><height>32</height></size>"
             f"{objects}</annotation>")
-    sets = sets if sets is not None else {"trainval": range(0, n_images * 3 // 4), "test": range(n_images * 3 // 4, n_images)}
+    sets = sets if sets is not None else {"trainval": range(n_images * 3 // 4), "test": range(n_images * 3 // 4, n_images)}
     for name, indices in sets.items():
         (voc / "ImageSets/Main" / f"{name}.txt").write_text("".join(f"{stems[i]}\n" for i in indices))
     return voc
@@ -151,6 +151,9 @@ def test_cli_shows_the_clip_summary_once_without_source_lines_and_quiet_silences
         "image: 18" in err[0]
     assert main(["eval", str(config), "--checkpoint", str(checkpoint), "--quiet"]) == 0
     assert "warning" not in capsys.readouterr().err.lower()
+    assert main(["train", str(config), "--set", "epochs=1", "--set", "batch_size=6", "--no-eval"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line.lower()]
+    assert len(err) == 1 and err[0].startswith("activedet train: warning: COCO file ")
 
 
 # ------------------------------------------------------------------------------------------------------- bench

@@ -65,7 +65,8 @@ def read_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] 
     """
     dataset, problems = scan_voc(devkit_root, sets=sets, class_names=class_names, box_policy=box_policy,
                                  clip_tolerance=clip_tolerance, check_images=check_images)
-    raise_for_problems(problems, f"Pascal VOC dataset {devkit_root}")
+    image_sets = ", ".join(f"{year}/{name}" for year, name in _normalise_sets(sets, Path(devkit_root)))
+    raise_for_problems(problems, f"Pascal VOC dataset {devkit_root} ({image_sets})")
     return dataset
 
 
