@@ -96,8 +96,9 @@ def check_classification_labels(cfg: Config, data: DetectionDataset | None, spli
     bad = [r.image_id for r in data.records if r.num_boxes != 1]
     if bad:
         raise config_error(cfg, f"{split}_data", f"the {split} split ({getattr(cfg, f'{split}_data')}) has {len(bad)} "
-                           f"image(s) without exactly one label (e.g. {bad[:3]}); detector 'classifier' needs one class "
-                           "label per image: use data_format imagefolder/cifar, or give each image one whole-image box")
+                           f"image(s) without exactly one label (e.g. {bad[:3]}); detector 'classifier' needs one "
+                           "class label per image: use data_format imagefolder/cifar, or give each image one "
+                           "whole-image box")
 
 
 def _check_same_classes(cfg: Config, train: DetectionDataset, other: DetectionDataset | None, split: str) -> None:

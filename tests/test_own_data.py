@@ -41,7 +41,8 @@ def write_voc_folder(root, n_images=400, boxes_per_image=4, sets=None):
         (voc / "Annotations" / f"{stem}.xml").write_text(
             f"<annotation><filename>{stem}.png</filename><size><width>32</width><height>32</height></size>"
             f"{objects}</annotation>")
-    sets = sets if sets is not None else {"trainval": range(n_images * 3 // 4), "test": range(n_images * 3 // 4, n_images)}
+    split = n_images * 3 // 4
+    sets = sets if sets is not None else {"trainval": range(split), "test": range(split, n_images)}
     for name, indices in sets.items():
         (voc / "ImageSets/Main" / f"{name}.txt").write_text("".join(f"{stems[i]}\n" for i in indices))
     return voc
@@ -130,7 +131,8 @@ def test_clipped_boxes_give_one_warning_line_per_dataset(tmp_path):
     message = str(caught[0].message)
     assert "\n" not in message and len(caught[0].message.problems) == 18
     assert re.fullmatch(r"COCO file .*clip\.json: box clipped to the image: 18 \(e\.g\. clip\.json: annotations\[0\]"
-                        r"\.bbox: clipped box bbox=\[-1, 4, 12, 10\] .*\) \(activedet validate lists every one\)",
+                        r"\.bbox: clipped box bbox=\[-1, 4, 12, 10\] .*\) \(activedet validate --verbose lists every "
+                        r"one\)",
                         message)
 
 
@@ -160,7 +162,8 @@ def test_cli_shows_the_clip_summary_once_without_source_lines_and_quiet_silences
 
 @pytest.fixture
 def tiny_config(tiny_data, tmp_path):
-    cfg = {"train_data": str(tiny_data / "annotations/train.json"), "test_data": str(tiny_data / "annotations/test.json"),
+    cfg = {"train_data": str(tiny_data / "annotations/train.json"),
+           "test_data": str(tiny_data / "annotations/test.json"),
            "image_root": str(tiny_data), "detector": "fcos", "backbone": "tiny", "min_size": 96, "max_size": 96,
            "epochs": 1, "amp": False, "metrics": ["voc"], "device": "cpu", "initial_labelled": 6, "budget": 4,
            "cycles": 1, "out_dir": str(tmp_path / "run")}

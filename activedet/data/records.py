@@ -236,7 +236,8 @@ class DatasetError(ValueError):
     def __init__(self, problems: Sequence[Problem], what: str = "dataset"):
         self.problems = list(problems)
         errors = [p for p in self.problems if p.severity == "error"]
-        shown = "\n".join(group_problem_lines(errors, examples=5, more=" (activedet validate lists every one)"))
+        shown = "\n".join(group_problem_lines(errors, examples=5,
+                                               more=" (activedet validate --verbose lists every one)"))
         super().__init__(f"{what} has {len(errors)} problem(s):\n{shown}")
 
 

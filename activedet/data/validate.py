@@ -207,7 +207,7 @@ def warning_summary(problems: Sequence[Problem], what: str) -> str:
         groups.setdefault(p.kind or p.message, []).append(p)
     parts = [str(group[0]) if len(group) == 1 else
              f"{kind}: {len(group)} (e.g. {group[0].location}: {group[0].message})" for kind, group in groups.items()]
-    more = " (activedet validate lists every one)" if len(problems) > 1 else ""
+    more = " (activedet validate --verbose lists every one)" if len(problems) > 1 else ""
     return f"{what}: " + "; ".join(parts) + more
 
 

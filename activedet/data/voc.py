@@ -111,7 +111,8 @@ def _describe_classes(class_names: Sequence[str]) -> str:
     if tuple(class_names) == VOC_CLASSES:
         return "the class names are the 20 Pascal VOC classes (the default when no class names are given)"
     names = list(class_names)
-    return f"valid names are {names}" if len(names) <= 12 else f"valid names are {names[:12]} and {len(names) - 12} more"
+    return f"valid names are {names}" if len(names) <= 12 else \
+        f"valid names are {names[:12]} and {len(names) - 12} more"
 
 
 def _used_names(dataset: DetectionDataset) -> set[str]:
@@ -125,8 +126,9 @@ def _with_class_fix(problems: list[Problem], class_names: Sequence[str], used: s
     if not unknown:
         return problems
     names = sorted(used | set(unknown)) if tuple(class_names) == VOC_CLASSES else [*class_names, *unknown]
+    flags = " ".join(shlex.quote(n) for n in names)
     fix = (f"fix misspelt names, or list every class in label order: config key class_names: {json.dumps(names)} "
-           f"(CLI: activedet validate voc {shlex.quote(str(path))} --class-names {' '.join(shlex.quote(n) for n in names)}; "
+           f"(CLI: activedet validate voc {shlex.quote(str(path))} --class-names {flags}; "
            f"Python: class_names={names!r})")
     return [dataclasses.replace(p, hint=fix) if p.kind == "unknown class name" else p for p in problems]
 
