@@ -63,7 +63,7 @@ class Config:
         class_names: VOC: the class names in label order (default: the 20 Pascal VOC classes); ImageFolder/CIFAR:
             optional, the class names in label order (default: the sorted folder names / the batches' meta file).
         box_policy, clip_tolerance: ``error`` on any out-of-image box, or ``clip`` boxes that overflow by at most
-            ``clip_tolerance`` pixels (each clip is reported as a warning).
+            ``clip_tolerance`` pixels (reported as one warning line per dataset).
     Model:
         detector: a name listed by ``activedet detectors`` (``classifier`` for image classification, with
         ``backbone`` ``small`` or ``resnet18`` and ``min_size`` the input side; then ``metrics: [accuracy]`` and, with a
