@@ -217,8 +217,8 @@ def check_run_dir(cfg: Config, run_dir: Path) -> None:
     diffs = [f"'{k}' is {saved.get(k)!r} there but {current.get(k)!r} here" for k in sorted(set(saved) | set(current))
              if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)]
     if diffs:
-        raise ValueError(f"run directory {run_dir} was started with a different config: {'; '.join(diffs[:8])}. "
-                         "Use a new out_dir for a new experiment, or `activedet resume "
+        raise ValueError(f"{getattr(cfg, 'source', 'config')}: run directory {run_dir} was started with a different "
+                         f"config: {'; '.join(diffs[:8])}. Use a new out_dir for a new experiment, or `activedet resume "
                          f"{run_dir}` to continue it with its own config")
 
 
