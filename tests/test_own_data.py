@@ -282,3 +282,14 @@ def test_the_own_data_guide_shows_what_validate_prints_now(tmp_path, capsys, mon
         main(arguments)
         shown = f"$ activedet {' '.join(arguments)}\n{capsys.readouterr().out}```"
         assert shown in guide, shown
+
+
+def test_a_zero_based_voc_box_says_why_it_is_outside(tmp_path):
+    voc = write_voc_folder(tmp_path, n_images=1, boxes_per_image=1, sets={"trainval": [0]})
+    xml = voc / "Annotations/img0000.xml"
+    xml.write_text(xml.read_text().replace("<xmin>1</xmin>", "<xmin>0</xmin>"))
+    with pytest.raises(DatasetError, match=re.escape(
+            "extends 1 px beyond the left edge of the 32x32 image -> VOC pixel coordinates start at 1, so xmin=0 or "
+            "ymin=0 lies 1 px outside the image (tools that write 0-based coordinates do this): fix the coordinates, "
+            "or pass box_policy='clip'")):
+        read_voc(tmp_path, sets=[("2007", "trainval")], class_names=NAMES)

@@ -259,7 +259,17 @@ def _read_record(voc_dir: Path, prefix: str, year: str, stem: str, listed_at: st
                                       clip_tolerance=clip_tolerance, quote=lambda i: rows[i][5])
     record = ImageRecord(f"{year}/{stem}", image_path, size[0], size[1], boxes, [r[2] for r in rows],
                          difficult=[r[3] for r in rows], iscrowd=[r[4] for r in rows])
-    return record, problems + box_problems
+    return record, problems + [_zero_based_hint(p, rows) for p in box_problems]
+
+
+def _zero_based_hint(problem: Problem, rows: list) -> Problem:
+    """A box outside the image because its file writes ``xmin=0``/``ymin=0``: say why (VOC counts from 1)."""
+    written = {f"{row[0]}/bndbox": row[5] for row in rows}.get(problem.location, "")
+    if problem.kind != "box outside the image" or not re.search(r"\b[xy]min=0(\.0*)?(,|$)", written):
+        return problem
+    return dataclasses.replace(problem, hint="VOC pixel coordinates start at 1, so xmin=0 or ymin=0 lies 1 px outside "
+                                             "the image (tools that write 0-based coordinates do this): "
+                                             + problem.hint)
 
 
 def _image_size(xml: ET.Element, where: str, image_path: Path, check_images: bool,
