@@ -8,6 +8,7 @@ other strategies' runs of that seed (their ledgers start from the same initial s
 
 from __future__ import annotations
 
+import difflib
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from .config import load_config
 from .report import format_table, strategy_label, write_report
 from .workflows import run_from_config
 
-__all__ = ["run_bench", "parse_strategy_spec"]
+__all__ = ["run_bench", "parse_strategy_spec", "check_bench_arguments"]
 
 
 def parse_strategy_spec(spec: str) -> tuple[str, dict]:
@@ -28,10 +29,68 @@ def parse_strategy_spec(spec: str) -> tuple[str, dict]:
     options = {}
     for item in filter(None, rest.split(",")):
         if "=" not in item:
-            raise ValueError(f"strategy option {item!r} in {spec!r} must be key=value (e.g. entropy:aggregation=sum)")
+            raise ValueError(f"argument --strategies: option {item!r} in {spec!r} must be key=value (e.g. "
+                             "entropy:aggregation=sum)")
         key, value = item.split("=", 1)
         options[key.strip()] = yaml.safe_load(value)
     return name.strip(), options
+
+
+def check_bench_arguments(config: str | Path, *, strategies: list[str], seeds: list[int],
+                          overrides: list[str] | None, metric: str) -> None:
+    """Fail before any work, naming the argument: an unknown strategy or option in ``--strategies``, a seed listed
+    twice, a ``--metric`` the config does not compute, or a config that does not load with each strategy."""
+    from .strategies import STRATEGIES, get_strategy
+
+    for spec in strategies:
+        name, options = parse_strategy_spec(spec)
+        if name not in STRATEGIES:
+            close = difflib.get_close_matches(name, STRATEGIES, n=1)
+            raise ValueError(f"argument --strategies: unknown strategy {name!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; valid names: {', '.join(STRATEGIES)} (`activedet strategies` describes them)")
+        try:
+            get_strategy(name, **options)
+        except ValueError as exc:
+            raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"argument --seeds: seed {repeated[0]} is listed twice; give each seed once")
+    configs = []
+    for spec in strategies:
+        name, options = parse_strategy_spec(spec)
+        cfg = load_config(config, list(overrides or []) + [f"strategy={name}", f"seed={seeds[0]}",
+                                                            f"strategy_options={json.dumps(options)}"])
+        family = metric.split("/", 1)[0]
+        if family not in cfg.metrics:
+            raise ValueError(f"argument --metric: {metric!r} is a '{family}' metric, but the config {config} computes "
+                             f"only {cfg.metrics} (key 'metrics'); pass a metric of those, e.g. --metric "
+                             f"{_example_metric(cfg.metrics[0])}, or add '{family}' to 'metrics'")
+        configs.append((spec, cfg))
+    _check_supported(configs)
+
+
+def _check_supported(configs: list) -> None:
+    """Every strategy can score with the config's detector (built once, untrained; the pool is read for its
+    classes without opening the images)."""
+    import torch
+
+    from .config import _strategy
+    from .workflows import build_model, check_strategy_supported, load_split
+
+    pool = load_split(configs[0][1], "train", check_images=False)
+    with torch.random.fork_rng():
+        model = build_model(configs[0][1], pool.num_classes)
+    for spec, cfg in configs:
+        try:
+            check_strategy_supported(_strategy(cfg), model, cfg.detector)
+        except ValueError as exc:
+            raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
+
+
+def _example_metric(family: str) -> str:
+    return {"voc": "voc/mAP_area", "coco": "coco/AP", "froc": "froc/cpm", "accuracy": "accuracy/top1"}.get(
+        family, family)
 
 
 def _share_cycle_zero(source: Path, target: Path, strategy: str) -> None:
@@ -54,7 +113,8 @@ def run_bench(config: str | Path, *, strategies: list[str], seeds: list[int], ou
     specs = [parse_strategy_spec(s) for s in strategies]
     labels = [strategy_label(name, options) for name, options in specs]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"--strategies lists the same strategy twice: {labels}")
+        raise ValueError(f"argument --strategies lists the same strategy twice: {labels}")
+    check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
     for seed in seeds:
         first_run = None
         for (name, options), label in zip(specs, labels):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -77,13 +78,25 @@ def cmd_validate(args) -> int:
         options["class_names"] = args.class_names
     if args.format == "coco" and args.image_root:
         options["image_root"] = args.image_root
+    checked = None
     if args.format == "cifar":  # both splits unless one is named; a problem of the shared files is listed once
         splits = [args.split] if args.split else ["train", "test"]
         problems = list(dict.fromkeys(p for split in splits
                                       for p in validate_path("cifar", args.path, split=split, **options)))
+    elif args.format == "voc":  # every image set found unless --sets names some
+        from .data.voc import validate_voc
+
+        checked, skipped, problems = validate_voc(args.path, **options)
     else:
         problems = validate_path(args.format, args.path, **options)
-    print(format_problems(problems, source=args.path))
+    source = args.path
+    if checked is not None:
+        source = f"{args.path}, image sets {', '.join(checked)}" if checked else f"{args.path} (no image set)"
+        if skipped:
+            print(f"skipped {len(skipped)} per-class list{'s' * (len(skipped) > 1)} ({skipped[0]}"
+                  f"{', ...' * (len(skipped) > 1)}): each lists the images of one class, not a split")
+    print(format_problems(problems, source=source, examples=None if args.verbose else 3,
+                          more=" (--verbose lists every one)"))
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
@@ -240,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML or JSON config file")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key (value read as YAML), repeatable")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--quiet", action="store_true", help="no progress bars and no dataset warnings")
 
     p = sub.add_parser("train", help="train a detector from a config file (works under torchrun)")
     with_config(p)
@@ -270,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=("voc", "coco", "yolo", "imagefolder", "cifar"))
     p.add_argument("path", help="VOCdevkit (or VOC<year>) dir, COCO JSON file, YOLO root, ImageFolder root "
                                 "(ROOT/<class>/<image>), or CIFAR binary dir (cifar-10-batches-bin, cifar-100-binary)")
-    p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval")
+    p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval "
+                                                                  "(default: every ImageSets/Main/*.txt found)")
     p.add_argument("--class-names", nargs="*", metavar="NAME",
                    help="class names in label order (VOC default: the 20 VOC classes; ImageFolder default: the sorted "
                         "class folders; CIFAR default: the meta file)")
@@ -279,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box-policy", choices=("error", "clip"), default="error", help="VOC/COCO/YOLO")
     p.add_argument("--clip-tolerance", type=float, default=2.0,
                    help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'")
+    p.add_argument("--verbose", action="store_true", help="list every problem (default: a few of each kind)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("generate-data", help="write the offline benchmark data (detection: tiny, quickstart, "
@@ -341,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write OUT/index.html: SVG curves, per-class table, each cycle's queried images")
     p.add_argument("--thumbnails", type=int, default=12, metavar="N",
                    help="with --html: queried images shown per cycle (the first N by rank)")
+    p.add_argument("--quiet", action="store_true", help="no dataset warnings (e.g. clipped boxes)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="paired comparison: every strategy x seed from one config, then the report")
@@ -362,15 +378,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_dataset_warnings(command: str, quiet: bool) -> None:
+    """Dataset warnings (e.g. clipped boxes: one line per dataset) as plain lines on stderr without Python's source
+    line; none with --quiet. Call inside ``warnings.catch_warnings()``."""
+    from .data.validate import DatasetWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DatasetWarning):
+            print(f"activedet {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("ignore" if quiet else "default", DatasetWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        if args.debug:
-            raise
-        print(f"activedet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        _show_dataset_warnings(args.command, getattr(args, "quiet", False))
+        try:
+            return args.func(args)
+        except (ValueError, FileNotFoundError, FileExistsError) as exc:
+            if args.debug:
+                raise
+            print(f"activedet {args.command}: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import yaml
 from .engine.train import OptionError, TrainOptions
 from .engine.trainers import resolve_training
 
-__all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "parse_override"]
+__all__ = ["Config", "ConfigError", "config_error", "load_config", "config_from_dict", "parse_override"]
 
 DATA_FORMATS = ("coco", "voc", "yolo", "imagefolder", "cifar")
 #: formats whose images carry one class label each (image classification; ``detector: classifier``)
@@ -38,6 +38,12 @@ PATH_KEYS = ("train_data", "unlabelled_data", "val_data", "test_data", "image_ro
 
 class ConfigError(ValueError):
     """A problem in a config file; the message names the file and key."""
+
+
+def config_error(cfg: Config, key: str, message: str) -> ConfigError:
+    """A :class:`ConfigError` for a problem found after loading (e.g. against the data): ``"FILE: key 'KEY':
+    MESSAGE"``, FILE being the file ``cfg`` was read from (``cfg.source``)."""
+    return ConfigError(f"{getattr(cfg, 'source', 'config')}: key '{key}': {message}")
 
 
 @dataclass
@@ -58,7 +64,7 @@ class Config:
         class_names: VOC: the class names in label order (default: the 20 Pascal VOC classes); ImageFolder/CIFAR:
             optional, the class names in label order (default: the sorted folder names / the batches' meta file).
         box_policy, clip_tolerance: ``error`` on any out-of-image box, or ``clip`` boxes that overflow by at most
-            ``clip_tolerance`` pixels (each clip is reported as a warning).
+            ``clip_tolerance`` pixels (reported as one warning line per dataset).
     Model:
         detector: a name listed by ``activedet detectors`` (``classifier`` for image classification, with
         ``backbone`` ``small`` or ``resnet18`` and ``min_size`` the input side; then ``metrics: [accuracy]`` and, with a
@@ -394,6 +400,7 @@ def config_from_dict(data: dict[str, Any], *, where: str = "config", base_dir: P
                 continue
             values[key] = str((base_dir / raw).resolve())
     cfg = Config(**values)
+    cfg.source = where  # not a key: the file later errors name
     _check_choices(cfg, where)
     return cfg
 

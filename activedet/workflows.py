@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import CLASSIFICATION_FORMATS, Config
+from .config import CLASSIFICATION_FORMATS, Config, config_error
 from .data.io import read_dataset
-from .data.records import DetectionDataset, ImageRecord
+from .data.records import DatasetError, DetectionDataset, ImageRecord
 from .engine import distributed as dist_utils
 from .engine.checkpoint import atomic_write_json, load_checkpoint
 from .engine.inference import predict_dataset
@@ -34,6 +34,18 @@ def load_split(cfg: Config, split: str, *, check_images: bool = True) -> Detecti
     path = getattr(cfg, f"{split}_data")
     if path is None:
         return None
+    if not Path(path).exists():
+        raise config_error(cfg, f"{split}_data", f"{path} does not exist; give the path of the {split} split's "
+                           "annotations (a relative path is read from the config file's folder)")
+    try:
+        return _read_split(cfg, split, path, check_images)
+    except DatasetError as exc:  # name the config file and key; the problems name the files inside the data
+        sets = f" with 'voc_{split}_sets' {getattr(cfg, f'voc_{split}_sets')}" if cfg.data_format == "voc" else ""
+        raise DatasetError(exc.problems, f"{getattr(cfg, 'source', 'config')}: key '{split}_data' ({path}{sets})") \
+            from None
+
+
+def _read_split(cfg: Config, split: str, path: str, check_images: bool) -> DetectionDataset | None:
     if cfg.data_format in CLASSIFICATION_FORMATS:
         options: dict[str, Any] = {} if cfg.class_names is None else {"class_names": cfg.class_names}
         if cfg.data_format == "cifar":
@@ -56,10 +68,24 @@ def load_split(cfg: Config, split: str, *, check_images: bool = True) -> Detecti
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
     """The config's detector, or an :class:`~activedet.models.EnsembleDetector` of ``ensemble_size`` of them built
     one after the other (member 0 is the model a single build gives with the same torch seed)."""
-    if cfg.ensemble_size == 1:
-        return build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
-    return EnsembleDetector([build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
-                             for _ in range(cfg.ensemble_size)])
+    try:
+        if cfg.ensemble_size == 1:
+            return build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
+        return EnsembleDetector([build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
+                                 for _ in range(cfg.ensemble_size)])
+    except (TypeError, ValueError) as exc:  # a builder keyword from the config: name the file and the key
+        raise config_error(cfg, _builder_key(str(exc)), str(exc)) from None
+
+
+def _builder_key(message: str) -> str:
+    """The config key behind a detector builder's error (its parameter name, or ``detector_options.NAME``)."""
+    import re
+
+    found = re.search(r"The '(\w+)' parameter|unexpected keyword argument '(\w+)'|does not take \['(\w+)'", message)
+    name = found and (found[1] or found[2] or found[3])
+    if not name:
+        return "detector"
+    return name if name in Config.__dataclass_fields__ else f"detector_options.{name}"
 
 
 def check_classification_labels(cfg: Config, data: DetectionDataset | None, split: str) -> None:
@@ -69,15 +95,16 @@ def check_classification_labels(cfg: Config, data: DetectionDataset | None, spli
         return
     bad = [r.image_id for r in data.records if r.num_boxes != 1]
     if bad:
-        raise ValueError(f"the {split} split ({getattr(cfg, f'{split}_data')}) has {len(bad)} image(s) without exactly "
-                         f"one label (e.g. {bad[:3]}); detector 'classifier' needs one class label per image: use "
-                         "data_format imagefolder/cifar, or give each image one whole-image box")
+        raise config_error(cfg, f"{split}_data", f"the {split} split ({getattr(cfg, f'{split}_data')}) has {len(bad)} "
+                           f"image(s) without exactly one label (e.g. {bad[:3]}); detector 'classifier' needs one "
+                           "class label per image: use data_format imagefolder/cifar, or give each image one "
+                           "whole-image box")
 
 
-def _check_same_classes(train: DetectionDataset, other: DetectionDataset | None, split: str) -> None:
+def _check_same_classes(cfg: Config, train: DetectionDataset, other: DetectionDataset | None, split: str) -> None:
     if other is not None and other.class_names != train.class_names:
-        raise ValueError(f"the {split} split's classes {other.class_names} differ from the training split's "
-                         f"{train.class_names}; both must list the same classes in the same order")
+        raise config_error(cfg, f"{split}_data", f"the {split} split's classes {other.class_names} differ from the "
+                           f"training split's {train.class_names}; both must list the same classes in the same order")
 
 
 def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = True) -> tuple[torch.nn.Module,
@@ -86,7 +113,7 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
     device = dist_utils.resolve_device(cfg.device)
     dist_utils.init_distributed(device)
     train, val = load_split(cfg, "train"), load_split(cfg, "val")
-    _check_same_classes(train, val, "val")
+    _check_same_classes(cfg, train, val, "val")
     for data, split in ((train, "train"), (val, "val")):
         check_classification_labels(cfg, data, split)
     out = Path(cfg.out_dir)
@@ -111,10 +138,11 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
     dist_utils.init_distributed(device)
     data = load_split(cfg, split)
     if data is None:
-        raise ValueError(f"the config has no {split} split: set '{split}_data'"
-                         + (f" and 'voc_{split}_sets'" if cfg.data_format == "voc" else ""))
+        raise config_error(cfg, f"{split}_data", f"the config has no {split} split: set '{split}_data'"
+                           + (f" and 'voc_{split}_sets'" if cfg.data_format == "voc" else ""))
     if len(data) == 0:
-        raise ValueError(f"the {split} split ({getattr(cfg, f'{split}_data')}) has no images; evaluation needs some")
+        raise config_error(cfg, f"{split}_data", f"the {split} split ({getattr(cfg, f'{split}_data')}) has no images; "
+                           "evaluation needs some")
     if model is None:
         model = build_model(cfg, data.num_classes)
         model.load_state_dict(load_checkpoint(checkpoint)["model"])
@@ -196,8 +224,8 @@ def check_run_dir(cfg: Config, run_dir: Path) -> None:
     diffs = [f"'{k}' is {saved.get(k)!r} there but {current.get(k)!r} here" for k in sorted(set(saved) | set(current))
              if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)]
     if diffs:
-        raise ValueError(f"run directory {run_dir} was started with a different config: {'; '.join(diffs[:8])}. "
-                         "Use a new out_dir for a new experiment, or `activedet resume "
+        raise ValueError(f"{getattr(cfg, 'source', 'config')}: run directory {run_dir} was started with a different "
+                         f"config: {'; '.join(diffs[:8])}. Use a new out_dir for a new experiment, or `activedet resume "
                          f"{run_dir}` to continue it with its own config")
 
 
@@ -216,7 +244,8 @@ def check_strategy_supported(strategy, model: torch.nn.Module, detector: str) ->
 def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress: bool = True):
     """Start or continue the active-learning run of ``cfg`` in ``run_dir`` (default ``cfg.out_dir``)."""
     from .al.loop import ActiveLearningRun
-    from .config import _strategy
+    from .al.plan import PlanError
+    from .config import ConfigError, _strategy
 
     run_dir = Path(run_dir or cfg.out_dir)
     device = dist_utils.resolve_device(cfg.device)
@@ -226,18 +255,29 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     initial = None
     if cfg.oracle == "human":  # the annotated images are the labelled start, the folder the unlabelled pool
         initial = np.arange(len(pool))
-        pool = with_unlabelled_images(pool, cfg.unlabelled_data)
+        try:
+            pool = with_unlabelled_images(pool, cfg.unlabelled_data)
+        except ValueError as exc:
+            raise config_error(cfg, "unlabelled_data", str(exc)) from None
     if test is None or len(test) == 0:
-        raise ValueError("an active-learning run needs a non-empty test split: set 'test_data'"
-                         + (" and 'voc_test_sets'" if cfg.data_format == "voc" else ""))
-    _check_same_classes(pool, test, "test")
-    _check_same_classes(pool, val, "val")
+        raise config_error(cfg, "test_data", "an active-learning run needs a non-empty test split: set 'test_data'"
+                           + (" and 'voc_test_sets'" if cfg.data_format == "voc" else ""))
+    _check_same_classes(cfg, pool, test, "test")
+    _check_same_classes(cfg, pool, val, "val")
     for data, split in ((pool, "train"), (test, "test"), (val, "val")):
         check_classification_labels(cfg, data, split)
     options, strategy = cfg.loop_options(), _strategy(cfg)
-    options.check(len(pool))
+    try:
+        options.check(len(pool))
+    except PlanError as exc:
+        raise config_error(cfg, exc.key or exc.name, str(exc)) from None
     torch.manual_seed(cfg.seed)
-    check_strategy_supported(strategy, build_model(cfg, pool.num_classes), cfg.detector)
+    try:
+        check_strategy_supported(strategy, build_model(cfg, pool.num_classes), cfg.detector)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise config_error(cfg, "strategy", str(exc)) from None
     if dist_utils.is_main_process():
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
     dist_utils.barrier()

@@ -163,7 +163,7 @@ def test_labelstudio_unknown_label_and_rotation_name_the_task(tmp_path):
 def test_a_task_with_an_error_is_not_also_a_conflict(tmp_path):
     path = write_json(tmp_path / "e.json", [task(1, "a.jpg", annotation(rect("horse", 0, 0, 10, 10))),
                                             task(2, "a.jpg", annotation(rect("cat", 0, 0, 10, 10)))])
-    with pytest.raises(DatasetError, match=r"has 1 problem\(s\):\n  - e\.json: task 1 .*unknown label 'horse'"):
+    with pytest.raises(DatasetError, match=r"has 1 problem\(s\):\n  e\.json: task 1 .*unknown label 'horse'"):
         read_labelstudio_export(path, CLASSES)
 
 

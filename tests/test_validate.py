@@ -56,16 +56,19 @@ VOC_CASES = {
     "bad difficult": ("Annotations/000007.xml", "<difficult>0</difficult>", "<difficult>yes</difficult>",
                       r"000007\.xml: object\[1\]/difficult: expected 0 or 1; found 'yes'"),
     "box outside": ("Annotations/000005.xml", "<xmax>64</xmax>", "<xmax>70</xmax>",
-                    r"000005\.xml: object\[1\]/bndbox: box xyxy=\(0, 0, 70, 48\) extends 6 px beyond the 64x48 "
-                    r"image -> fix the coordinates, or pass box_policy='clip'"),
+                    r"000005\.xml: object\[1\]/bndbox: box xmin=1, ymin=1, xmax=70, ymax=48 \(xyxy=\(0, 0, 70, 48\) "
+                    r"in 0-based pixels\) extends 6 px beyond the right edge of the 64x48 image -> fix the "
+                    r"coordinates, or pass box_policy='clip' \(config key box_policy: clip; CLI --box-policy clip\)"),
     "zero width": ("Annotations/000007.xml", "<xmax>20</xmax>", "<xmax>10</xmax>",
                    r"000007\.xml: object\[1\]/bndbox: box must have a positive width and height; found "
-                   r"xyxy=\(10, 10, 10, 20\) \(width 0, height 10 px\) -> fix the coordinates"),
+                   r"xmin=11, ymin=11, xmax=10, ymax=20 \(xyxy=\(10, 10, 10, 20\) in 0-based pixels\) "
+                   r"\(width 0, height 10 px\) -> fix the coordinates"),
     "inverted box": ("Annotations/000007.xml", "<xmax>20</xmax>", "<xmax>5</xmax>",  # 0-based: x1 = 11 - 1
                      r"object\[1\]/bndbox: box must have a positive width and height; found "
-                     r"xyxy=\(10, 10, 5, 20\) \(width -5"),
+                     r"xmin=11, ymin=11, xmax=5, ymax=20 \(xyxy=\(10, 10, 5, 20\) in 0-based pixels\) \(width -5"),
     "NaN coordinate": ("Annotations/000007.xml", "<ymin>11</ymin>", "<ymin>nan</ymin>",
-                       r"object\[1\]/bndbox: box coordinates must be finite numbers; found xyxy=\(10, nan, 20, 20\)"),
+                       r"object\[1\]/bndbox: box coordinates must be finite numbers; found xmin=11, ymin=nan, "
+                       r"xmax=20, ymax=20 \(xyxy=\(10, nan, 20, 20\)"),
     "size mismatch": ("Annotations/000007.xml", "<width>96</width>", "<width>97</width>",
                       r"000007\.xml: filename: annotation says the image is 97x80 \(width x height\) but "
                       r".*000007\.jpg is 96x80 pixels -> fix the size"),
@@ -94,9 +97,12 @@ def test_voc_problem_is_reported_with_location_and_hint(voc, case):
 
 
 def test_voc_unknown_class_name_names_file_object_found_and_valid(voc):
+    # the fix is exact: the class list that covers every name found, as config key, CLI flag and Python keyword
     with pytest.raises(DatasetError, match=re.escape(
             "Annotations/000005.xml: object[2]/name: unknown class name 'person'; valid names are ['cat', 'dog'] "
-            "-> fix the name or pass class_names= with every class")):
+            "-> fix misspelt names, or list every class in label order: config key class_names: "
+            '["cat", "dog", "person"] (CLI: activedet validate voc ') + ".*" + re.escape(
+            "VOC2007 --class-names cat dog person; Python: class_names=['cat', 'dog', 'person'])")):
         read_voc(voc, class_names=["cat", "dog"])
 
 
@@ -187,7 +193,7 @@ COCO_CASES = {
                    r"annotations\[2\]\.bbox: expected \[x, y, width, height\] \(4 numbers\); found \[1, 2, 3\]"),
     "text bbox": (_set(["annotations", 2, "bbox"], [1, "2", 3, 4]), r"annotations\[2\]\.bbox: expected \[x, y"),
     "NaN bbox": (_set(["annotations", 0, "bbox"], [float("nan"), 1, 2, 3]),
-                 r"annotations\[0\]\.bbox: box coordinates must be finite numbers; found xyxy=\(nan, 1, nan, 4\)"),
+                 r"annotations\[0\]\.bbox: box coordinates must be finite numbers; found bbox=\[NaN, 1, 2, 3\] \(xyxy=\(nan, 1, nan, 4\)"),
     "zero height": (_set(["annotations", 0, "bbox"], [1, 2, 3, 0]),
                     r"annotations\[0\]\.bbox: box must have a positive width and height; .*height 0 px"),
     "bad iscrowd": (_set(["annotations", 1, "iscrowd"], 2), r"annotations\[1\]\.iscrowd: expected 0 or 1; found 2"),
@@ -236,7 +242,8 @@ def yolo(tmp_path):
     ("2 0.5 0.5 0.2 0.2", r"labels/a\.txt:2: class index 2 is not an integer in 0\.\.1 \(2 class names\)"),
     ("0.5 0.5 0.5 0.2 0.2", r"labels/a\.txt:2: class index 0\.5 is not a non-negative integer"),
     ("-1 0.5 0.5 0.2 0.2", r"labels/a\.txt:2: class index -1 is not a non-negative integer"),
-    ("1 0.95 0.5 0.2 0.2", r"labels/a\.txt:2: box xyxy=\(54\.4, 19\.2, 67\.2, 28\.8\) extends 3\.2 px beyond"),
+    ("1 0.95 0.5 0.2 0.2", r"labels/a\.txt:2: box cx cy w h = 0\.95 0\.5 0\.2 0\.2 \(xyxy=\(54\.4, 19\.2, 67\.2, "
+                           r"28\.8\) in 0-based pixels\) extends 3\.2 px beyond the right edge"),
     ("1 0.5 0.5 0 0.2", r"labels/a\.txt:2: box must have a positive width and height"),
 ])
 def test_yolo_label_line_problems_name_file_and_line(yolo, line, pattern):
@@ -265,17 +272,19 @@ def test_yolo_dataset_level_problems(yolo):
 def test_box_policy_error_versus_clip_with_a_warning(tmp_path, coco):
     coco["annotations"][0]["bbox"] = [-1.5, 10, 20, 20]  # 1.5 px left of the image
     path = save(tmp_path, coco)
-    with pytest.raises(DatasetError, match=r"annotations\[0\]\.bbox: box xyxy=\(-1\.5, 10, 18\.5, 30\) extends 1\.5 "
-                                           r"px beyond the 64x48 image -> fix the coordinates, or pass "
+    with pytest.raises(DatasetError, match=r"annotations\[0\]\.bbox: box bbox=\[-1\.5, 10, 20, 20\] \(xyxy=\(-1\.5, "
+                                           r"10, 18\.5, 30\) in 0-based pixels\) extends 1\.5 px beyond the left "
+                                           r"edge of the 64x48 image -> fix the coordinates, or pass "
                                            r"box_policy='clip' .* clip_tolerance=2 px"):
         read_coco(path)
-    with pytest.warns(DatasetWarning, match=r"annotations\[0\]\.bbox: clipped box xyxy=\(-1\.5, 10, 18\.5, 30\) "
-                                            r"to \(0, 10, 18\.5, 30\)"):
+    with pytest.warns(DatasetWarning, match=r"annotations\[0\]\.bbox: clipped box bbox=\[-1\.5, 10, 20, 20\] "
+                                            r"\(xyxy=\(-1\.5, 10, 18\.5, 30\) in 0-based pixels\) to "
+                                            r"xyxy=\(0, 10, 18\.5, 30\)"):
         dataset = read_coco(path, box_policy="clip")
     np.testing.assert_array_equal(dataset[0].boxes, [[0, 10, 18.5, 30]])
     problems = validate_path("coco", path, box_policy="clip")
     assert [p.severity for p in problems] == ["warning"]
-    with pytest.raises(DatasetError, match=r"extends 1\.5 px beyond the 64x48 image, more than "
+    with pytest.raises(DatasetError, match=r"extends 1\.5 px beyond the left edge of the 64x48 image, more than "
                                            r"clip_tolerance=1 px -> fix the coordinates; this is too far"):
         read_coco(path, box_policy="clip", clip_tolerance=1.0)
 

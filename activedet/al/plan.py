@@ -22,8 +22,9 @@ class PlanError(ValueError):
     """Settings that cannot work (checked before any work starts). ``name``/``expected``/``got`` are set for
     single-setting errors so the CLI can name the config key."""
 
-    def __init__(self, name: str, expected: str | None = None, got=None):
+    def __init__(self, name: str, expected: str | None = None, got=None, *, key: str | None = None):
         self.name, self.expected, self.got = name, expected, got
+        self.key = key if expected is None else name  # the setting at fault
         super().__init__(name if expected is None else
                          f"The '{name}' setting must be {expected}. Got {got!r} instead.")
 
@@ -96,12 +97,13 @@ class LoopOptions:
         initial = _count(self.initial_labelled, pool_size)
         if not 1 <= initial <= pool_size:
             raise PlanError(f"The initial labelled set ({self.initial_labelled!r} -> {initial} images) must hold "
-                            f"between 1 and the pool's {pool_size} images.")
+                            f"between 1 and the pool's {pool_size} images; set 'initial_labelled' to a count in "
+                            f"1..{pool_size} or a fraction of the pool.", key="initial_labelled")
         selects = self.budget_unit == "images" and (self.cycles or 0) > 0
         if selects and _count(self.budget, pool_size) > pool_size - initial:
             raise PlanError(f"The budget ({self.budget!r} -> {_count(self.budget, pool_size)} images per cycle) is "
                             f"larger than the unlabelled pool ({pool_size - initial} images after the initial "
-                            "set); lower 'budget' or 'initial_labelled'.")
+                            "set); lower 'budget' or 'initial_labelled'.", key="budget")
 
     def finished(self, ledger: Ledger) -> bool:
         """Whether the run ends after evaluating the current cycle."""

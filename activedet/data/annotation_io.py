@@ -755,7 +755,7 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
         out.begin()
         rows = yolo._read_label_file(file, where, None if names is None else len(names), out.problems)
         if names is None and rows:  # (an empty file needs no class list)
-            for location, label, _ in rows:
+            for location, label, *_ in rows:
                 missing.setdefault(label - 1, location)
             continue
         image_id = image_id_from_name(where, images)
@@ -769,7 +769,7 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
             continue
         width, height = images[image_id]
         pixels = []
-        for location, label, (cx, cy, w, h) in rows:
+        for location, label, (cx, cy, w, h), _ in rows:
             label = out.label(names[label - 1], location, f"class {label - 1} of {names_file}")
             if label is not None:
                 pixels.append((location, [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,

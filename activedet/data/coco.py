@@ -4,8 +4,12 @@ Conventions:
 
 * ``bbox`` in the file is ``[x, y, width, height]`` in pixels (0-based, continuous); records hold
   ``(x, y, x + width, y + height)``.
-* Category ids (any positive ints, e.g. ``1, 3, 90``) become contiguous labels ``1..C`` in ascending id order;
-  ``dataset.category_ids[label - 1]`` maps a label back to its id.
+* Category ids (ints, e.g. ``1, 3, 90``) become contiguous labels ``1..C`` in ascending id order;
+  ``dataset.category_ids[label - 1]`` maps a label back to its id. Label 0 is the background, so a category that
+  is the background is not a class: one named ``background`` (any case) or with id 0, when no annotation uses it
+  (kwcoco writes ``{"id": 0, "name": "background"}``), is left out with a warning. A ``background`` category that
+  annotations use is an error; a category with id 0 and another name that annotations use is an ordinary class
+  (files with 0-based ids).
 * ``ImageRecord.image_id`` is ``str(image["id"])``; ``file_name`` is resolved against ``image_root`` (default: the
   JSON file's directory) unless it is absolute.
 * Images without annotations are kept as empty images (``N = 0``). ``iscrowd`` is kept, and so is ``difficult``
@@ -70,6 +74,7 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
     if data is None:
         return DetectionDataset([], [], root=image_root), problems
     category_ids, class_names = _parse_categories(data, name, problems)
+    category_ids, class_names = _without_background(data, name, category_ids, class_names, problems)
     images = _parse_images(data, name, image_root, problems)
     objects = _parse_annotations(data, name, images, {c: i + 1 for i, c in enumerate(category_ids)}, problems)
     records = []
@@ -83,7 +88,8 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
                     f"'image_root', CLI --image-root) to the directory file_name is relative to (now {image_root})")
             problems += check_image_file(path, width, height, f"{where}.file_name", hint=hint)
         boxes, box_problems = check_boxes([r[1] for r in rows], width, height, lambda i: rows[i][0],
-                                          box_policy=box_policy, clip_tolerance=clip_tolerance)
+                                          box_policy=box_policy, clip_tolerance=clip_tolerance,
+                                          quote=lambda i: f"bbox={json.dumps(rows[i][6])}")
         problems += box_problems
         records.append(ImageRecord(str(image_id), path, width, height, boxes, [r[2] for r in rows],
                                    iscrowd=[r[3] for r in rows], difficult=[r[4] for r in rows],
@@ -159,6 +165,31 @@ def _parse_categories(data: dict, name: str, problems: list[Problem]) -> tuple[l
     return [c for c, _ in unique], [n for _, n in unique]
 
 
+def _without_background(data: dict, name: str, category_ids: list[int], class_names: list[str],
+                        problems: list[Problem]) -> tuple[list[int], list[str]]:
+    """Leave out the category that is the background (see the module notes), saying so once."""
+    annotations = data.get("annotations") if isinstance(data.get("annotations"), list) else []
+    used = Counter(a.get("category_id") for a in annotations if isinstance(a, dict))
+    where = {c.get("id"): f"{name}: categories[{i}]" for i, c in enumerate(data.get("categories") or [])
+             if isinstance(c, dict)}
+    keep = []
+    for cat_id, cat_name in zip(category_ids, class_names):
+        named = cat_name.strip().lower() == "background"
+        if named and used[cat_id]:
+            problems.append(Problem(where[cat_id], f"category {cat_id} {cat_name!r} is the background, but "
+                                    f"{used[cat_id]} annotation(s) use it (label 0 means no object)",
+                                    "remove those annotations, or rename the category if it is a real class",
+                                    kind="annotations of the background category"))
+        elif named or (cat_id == 0 and not used[cat_id]):
+            problems.append(Problem(where[cat_id], f"category {cat_id} {cat_name!r} has no annotations and is taken "
+                                    "as the background (label 0), not as a class",
+                                    "nothing to do; remove the category from the file to silence this",
+                                    severity="warning", kind="background category"))
+            continue
+        keep.append((cat_id, cat_name))
+    return [c for c, _ in keep], [n for _, n in keep]
+
+
 def _parse_images(data: dict, name: str, image_root: Path, problems: list[Problem]) -> dict:
     """``{coco image id: (location, absolute path, width, height) or None if invalid}`` in file order."""
     images, paths, seen = {}, [], {}
@@ -205,7 +236,7 @@ def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, in
 
 
 def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
-                      problems: list[Problem]) -> tuple[str, tuple, int, bool, bool, float] | None:
+                      problems: list[Problem]) -> tuple[str, tuple, int, bool, bool, float, list] | None:
     category_id = _field(entry, "category_id", where, (int,), "the id of a category", problems)
     bbox = _field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
     iscrowd = _field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
@@ -229,7 +260,7 @@ def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
         return None
     x, y, w, h = (float(v) for v in bbox)
     return (f"{where}.bbox", (x, y, x + w, y + h), labels[category_id], bool(iscrowd), bool(difficult),
-            float("nan") if area is None else float(area))
+            float("nan") if area is None else float(area), bbox)
 
 
 def _is_number(value: object) -> bool:

@@ -26,13 +26,14 @@ ledger, the oracle (one box = one label), class counts and every dataset tool th
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["ImageRecord", "DetectionDataset", "Problem", "DatasetError"]
+__all__ = ["ImageRecord", "DetectionDataset", "Problem", "DatasetError", "group_problem_lines"]
 
 
 @dataclass
@@ -178,10 +179,65 @@ class Problem:
     message: str
     hint: str = ""
     severity: str = "error"
+    #: what kind of problem this is (e.g. ``"unknown class name"``); reports group problems by it
+    kind: str = ""
+    #: the offending value as found in the file (e.g. the unknown class name); reports list the distinct ones
+    value: str | None = None
 
     def __str__(self) -> str:
         text = f"{self.location}: {self.message}"
         return f"{text} -> {self.hint}" if self.hint else text
+
+
+def group_problem_lines(problems: Sequence[Problem], *, examples: int = 3, more: str = "") -> list[str]:
+    """Problems grouped by kind: a lone problem is one line; a group is a title line (kind, count, files and the
+    distinct values found), up to ``examples`` of its problems, how many more there are (``more`` says how to see
+    them) and the shared hint once. Groups keep the order of their first problem."""
+    groups: dict[str, list[Problem]] = {}
+    for p in problems:
+        groups.setdefault(p.kind or p.hint or p.message, []).append(p)
+    lines = []
+    for group in groups.values():
+        if len(group) == 1:
+            lines.append(f"  {group[0]}")
+            continue
+        files = len({_file_of(p.location) for p in group})
+        title = group[0].kind or _common_words([p.message for p in group]) or "problems"
+        values = Counter(p.value for p in group if p.value is not None)
+        found = ", ".join(f"{v!r} ({n})" for v, n in values.most_common(10))
+        found += f" and {len(values) - 10} more" if len(values) > 10 else ""
+        lines.append(f"  {title}: {len(group)} in {files} file{'' if files == 1 else 's'}"
+                     + (f"; found {found}" if found else ""))
+        hints = {p.hint for p in group}
+        shared = len(hints) == 1
+        lines.extend(f"    {p.location}: {p.message}" if shared else f"    {p}" for p in group[:examples])
+        if len(group) > examples:
+            lines.append(f"    ... and {len(group) - examples} more{more}")
+        if shared and group[0].hint:
+            lines.append(f"    -> {group[0].hint}")
+    return lines
+
+
+def _common_words(messages: Sequence[str]) -> str:
+    """The words every message starts with (``"unknown class name"`` ...), without trailing punctuation."""
+    words = messages[0].split()
+    for message in messages[1:]:
+        other = message.split()
+        n = 0
+        while n < min(len(words), len(other)) and words[n] == other[n]:
+            n += 1
+        words = words[:n]
+    return " ".join(words).rstrip(" ;:,(")
+
+
+def _file_of(location: str) -> str:
+    """The file part of a location: ``"labels/a.txt:3"`` or ``"a.xml: object[1]"`` -> the file."""
+    file = location.split(": ", 1)[0]
+    head, _, tail = file.rpartition(":")
+    while head and tail.isdigit():
+        file = head
+        head, _, tail = file.rpartition(":")
+    return file
 
 
 class DatasetError(ValueError):
@@ -190,9 +246,9 @@ class DatasetError(ValueError):
     def __init__(self, problems: Sequence[Problem], what: str = "dataset"):
         self.problems = list(problems)
         errors = [p for p in self.problems if p.severity == "error"]
-        shown = "\n".join(f"  - {p}" for p in errors[:50])
-        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
-        super().__init__(f"{what} has {len(errors)} problem(s):\n{shown}{more}")
+        shown = "\n".join(group_problem_lines(errors, examples=5,
+                                               more=" (activedet validate --verbose lists every one)"))
+        super().__init__(f"{what} has {len(errors)} problem(s):\n{shown}")
 
 
 def image_identity(record: ImageRecord) -> tuple[str, int | None]:

@@ -31,7 +31,7 @@ from typing import Callable, Hashable, Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .records import DatasetError, Problem
+from .records import DatasetError, Problem, _file_of, group_problem_lines
 
 __all__ = [
     "BOX_POLICIES",
@@ -45,8 +45,8 @@ __all__ = [
     "find_duplicates",
     "raise_for_problems",
     "format_problems",
+    "warning_summary",
     "shortest_float",
-    
     "place_image",
 ]
 
@@ -55,7 +55,12 @@ IMAGE_MODES = ("link", "copy", "none")
 
 
 class DatasetWarning(UserWarning):
-    """Issued by a reader whose dataset has warnings (e.g. clipped boxes) but no errors."""
+    """Issued by a reader whose dataset has warnings (e.g. clipped boxes) but no errors: one line per dataset,
+    one part per kind of warning; ``problems`` holds every warning."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 def check_choice(caller: str, name: str, value: object, choices: Sequence[object]) -> None:
@@ -105,12 +110,14 @@ def check_image_file(path: Path, width: int, height: int, location: str, *, hint
 # ----------------------------------------------------------------------------------------------------------- boxes
 
 def check_boxes(boxes: np.ndarray, width: int, height: int, locate: Callable[[int], str], *,
-                box_policy: str = "error", clip_tolerance: float = 2.0) -> tuple[np.ndarray, list[Problem]]:
+                box_policy: str = "error", clip_tolerance: float = 2.0,
+                quote: Callable[[int], str] | None = None) -> tuple[np.ndarray, list[Problem]]:
     """Check ``boxes`` (``[N, 4]`` xyxy pixels) against a ``width x height`` image under the box policy.
 
     The check is done on the ``float32`` values that will be stored. ``locate(i)`` names where box ``i`` came
-    from. Returns the ``float32[N, 4]`` boxes (clipped ones replaced when ``box_policy="clip"``) and the
-    problems: errors for invalid boxes, one warning per clipped box.
+    from; ``quote(i)``, when given, is box ``i`` as the file writes it (``"xmin=0, ymin=42, ..."``): messages show
+    it first, with the converted xyxy pixels beside it. Returns the ``float32[N, 4]`` boxes (clipped ones replaced
+    when ``box_policy="clip"``) and the problems: errors for invalid boxes, one warning per clipped box.
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4).astype(np.float32)
     values = boxes.astype(np.float64)
@@ -119,38 +126,48 @@ def check_boxes(boxes: np.ndarray, width: int, height: int, locate: Callable[[in
     inside = (values[:, :2] >= 0).all(axis=1) & (values[:, 2] <= width) & (values[:, 3] <= height)
     problems = []
     for i in np.flatnonzero(~(finite & positive & inside)):
-        fixed, problem = _check_box(values[i], width, height, locate(int(i)), box_policy, clip_tolerance)
+        fixed, problem = _check_box(values[i], width, height, locate(int(i)), box_policy, clip_tolerance,
+                                    None if quote is None else quote(int(i)))
         boxes[i] = fixed
         problems.append(problem)
     return boxes, problems
 
 
 def _check_box(box: np.ndarray, width: int, height: int, location: str, box_policy: str,
-               clip_tolerance: float) -> tuple[np.ndarray, Problem]:
-    shown = _format_box(box)
+               clip_tolerance: float, quoted: str | None = None) -> tuple[np.ndarray, Problem]:
+    shown = f"xyxy={_format_box(box)}" if quoted is None else f"{quoted} (xyxy={_format_box(box)} in 0-based pixels)"
     if not np.isfinite(box).all():
-        return box, Problem(location, f"box coordinates must be finite numbers; found xyxy={shown}",
-                            "fix or remove this annotation")
+        return box, Problem(location, f"box coordinates must be finite numbers; found {shown}",
+                            "fix or remove this annotation", kind="box with a non-finite coordinate")
     box_w, box_h = box[2] - box[0], box[3] - box[1]
     if box_w <= 0 or box_h <= 0:
-        return box, Problem(location, f"box must have a positive width and height; found xyxy={shown} "
+        return box, Problem(location, f"box must have a positive width and height; found {shown} "
                                       f"(width {box_w:g}, height {box_h:g} px)",
-                            "fix the coordinates (x2 > x1 and y2 > y1) or remove this annotation")
+                            "fix the coordinates (x2 > x1 and y2 > y1) or remove this annotation",
+                            kind="box without area")
     excess = float(max(-box[0], -box[1], box[2] - width, box[3] - height))
-    outside = f"box xyxy={shown} extends {excess:g} px beyond the {width}x{height} image"
+    edges = [edge for edge, out in zip(("left", "top", "right", "bottom"),
+                                       (box[0] < 0, box[1] < 0, box[2] > width, box[3] > height)) if out]
+    outside = (f"box {shown} extends {excess:g} px beyond the {' and '.join(edges)} edge{'s' * (len(edges) > 1)} "
+               f"of the {width}x{height} image")
     if box_policy == "error":
-        return box, Problem(location, outside, "fix the coordinates, or pass box_policy='clip' to clip boxes that "
-                                               f"exceed the image by at most clip_tolerance={clip_tolerance:g} px")
+        return box, Problem(location, outside, "fix the coordinates, or pass box_policy='clip' (config key "
+                                               "box_policy: clip; CLI --box-policy clip) to clip boxes that exceed "
+                                               f"the image by at most clip_tolerance={clip_tolerance:g} px",
+                            kind="box outside the image")
     if excess > clip_tolerance:
         return box, Problem(location, f"{outside}, more than clip_tolerance={clip_tolerance:g} px",
-                            "fix the coordinates; this is too far outside to be a rounding error")
+                            "fix the coordinates; this is too far outside to be a rounding error",
+                            kind="box too far outside the image to clip")
     clipped = np.clip(box, 0, [width, height, width, height])
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
         return box, Problem(location, f"{outside}; clipped to the image it is empty: xyxy={_format_box(clipped)}",
-                            "fix or remove this annotation")
-    return clipped, Problem(location, f"clipped box xyxy={shown} to {_format_box(clipped)}: it extended "
-                                      f"{excess:g} px beyond the {width}x{height} image",
-                            "fix the annotation to silence this warning", severity="warning")
+                            "fix or remove this annotation", kind="box empty once clipped")
+    return clipped, Problem(location, f"clipped box {shown} to xyxy={_format_box(clipped)}: it extended "
+                                      f"{excess:g} px beyond the {' and '.join(edges)} edge{'s' * (len(edges) > 1)} "
+                                      f"of the {width}x{height} image",
+                            "fix the annotation to silence this warning", severity="warning",
+                            kind="box clipped to the image")
 
 
 def _format_box(box: np.ndarray) -> str:
@@ -175,18 +192,34 @@ def find_duplicates(items: Iterable[tuple[Hashable, str]], what: str, hint: str)
 
 def raise_for_problems(problems: Sequence[Problem], what: str) -> None:
     """Raise one :class:`DatasetError` listing every error; otherwise issue one :class:`DatasetWarning`
-    with every warning (if any)."""
+    summing the warnings (if any) up in one line (:func:`warning_summary`)."""
     if any(p.severity == "error" for p in problems):
         raise DatasetError(problems, what)
     if problems:
-        warnings.warn(DatasetWarning(format_problems(problems, source=what)), stacklevel=3)
+        warnings.warn(DatasetWarning(warning_summary(problems, what), problems), stacklevel=3)
 
 
-def format_problems(problems: Sequence[Problem], source: str | os.PathLike | None = None) -> str:
+def warning_summary(problems: Sequence[Problem], what: str) -> str:
+    """One line: ``"WHAT: box clipped to the image: 311 (e.g. LOCATION: MESSAGE); ..."``, a lone warning in
+    full. ``activedet validate`` lists every one."""
+    groups: dict[str, list[Problem]] = {}
+    for p in problems:
+        groups.setdefault(p.kind or p.message, []).append(p)
+    parts = [str(group[0]) if len(group) == 1 else
+             f"{kind}: {len(group)} (e.g. {group[0].location}: {group[0].message})" for kind, group in groups.items()]
+    more = " (activedet validate --verbose lists every one)" if len(problems) > 1 else ""
+    return f"{what}: " + "; ".join(parts) + more
+
+
+def format_problems(problems: Sequence[Problem], source: str | os.PathLike | None = None, *,
+                    examples: int | None = None, more: str = "") -> str:
     """A readable multi-line report: errors, then warnings, then a summary line.
 
-    The summary reads ``"3 errors, 1 warning in SOURCE"``; without ``source`` it names the file of the
-    problems (or how many files they are in), and an empty list gives ``"0 errors, 0 warnings"``.
+    ``examples=None`` lists every problem; an int groups problems by kind (:func:`group_problem_lines`: one title
+    line per kind with its count and the distinct values found, that many examples, the shared hint once;
+    ``more`` follows the count of those not shown). The summary reads ``"3 errors, 1 warning in SOURCE"``;
+    without ``source`` it names the file of the problems (or how many files they are in), and an empty list gives
+    ``"0 errors, 0 warnings"``.
     """
     errors = [p for p in problems if p.severity == "error"]
     warns = [p for p in problems if p.severity != "error"]
@@ -194,22 +227,16 @@ def format_problems(problems: Sequence[Problem], source: str | os.PathLike | Non
     for title, group in (("errors", errors), ("warnings", warns)):
         if group:
             lines.append(f"{title}:")
-            lines.extend(f"  {p}" for p in group)
+            if examples is None:
+                lines.extend(f"  {p}" for p in group)
+            else:
+                lines.extend(group_problem_lines(group, examples=examples, more=more))
     if source is None and problems:
         files = Counter(_file_of(p.location) for p in problems)
         source = next(iter(files)) if len(files) == 1 else f"{len(files)} files"
     where = "" if source is None else f" in {source}"
     lines.append(f"{_plural(len(errors), 'error')}, {_plural(len(warns), 'warning')}{where}")
     return "\n".join(lines)
-
-
-def _file_of(location: str) -> str:
-    file = location.split(": ", 1)[0]
-    head, _, tail = file.rpartition(":")
-    while head and tail.isdigit():  # "labels/a.txt:3" or "x.xml:12:5" -> the file
-        file = head
-        head, _, tail = file.rpartition(":")
-    return file
 
 
 def _plural(count: int, word: str) -> str:

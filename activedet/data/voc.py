@@ -17,8 +17,11 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
+import shlex
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -31,7 +34,7 @@ from .records import DetectionDataset, ImageRecord, Problem
 from .validate import (IMAGE_MODES, check_boxes, check_choice, check_image_file, check_options, find_duplicates,
                        place_image, raise_for_problems, read_image_size, shortest_float)
 
-__all__ = ["VOC_CLASSES", "read_voc", "scan_voc", "write_voc"]
+__all__ = ["VOC_CLASSES", "read_voc", "scan_voc", "write_voc", "find_image_sets", "validate_voc"]
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -64,7 +67,8 @@ def read_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] 
     """
     dataset, problems = scan_voc(devkit_root, sets=sets, class_names=class_names, box_policy=box_policy,
                                  clip_tolerance=clip_tolerance, check_images=check_images)
-    raise_for_problems(problems, f"Pascal VOC dataset {devkit_root}")
+    image_sets = ", ".join(f"{year}/{name}" for year, name in _normalise_sets(sets, Path(devkit_root)))
+    raise_for_problems(problems, f"Pascal VOC dataset {devkit_root} ({image_sets})")
     return dataset
 
 
@@ -78,7 +82,8 @@ def scan_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] 
     check_options("read_voc", box_policy=box_policy, clip_tolerance=clip_tolerance)
     root = Path(os.path.abspath(devkit_root))
     options = {"class_index": {n: i + 1 for i, n in enumerate(class_names)}, "box_policy": box_policy,
-               "clip_tolerance": clip_tolerance, "check_images": check_images}
+               "clip_tolerance": clip_tolerance, "check_images": check_images,
+               "known": _describe_classes(class_names)}
     records, problems, listed, files = [], [], {}, []
     for year, image_set in _normalise_sets(sets, root):
         voc_dir, prefix = _year_dir(root, year)
@@ -100,7 +105,84 @@ def scan_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] 
                 records.append(record)
                 files.append((str(record.file_name), f"{prefix}Annotations/{stem}.xml: filename"))
     problems += find_duplicates(files, "image file", "give every annotation its own image (<filename>)")
-    return DetectionDataset(records, list(class_names), root=root), problems
+    dataset = DetectionDataset(records, list(class_names), root=root)
+    return dataset, _with_class_fix(problems, class_names, _used_names(dataset), devkit_root)
+
+
+def _describe_classes(class_names: Sequence[str]) -> str:
+    if tuple(class_names) == VOC_CLASSES:
+        return "the class names are the 20 Pascal VOC classes (the default when no class names are given)"
+    names = list(class_names)
+    return f"valid names are {names}" if len(names) <= 12 else \
+        f"valid names are {names[:12]} and {len(names) - 12} more"
+
+
+def _used_names(dataset: DetectionDataset) -> set[str]:
+    return {dataset.class_names[label - 1] for r in dataset.records for label in r.labels.tolist()}
+
+
+def _with_class_fix(problems: list[Problem], class_names: Sequence[str], used: set[str],
+                    path: str | os.PathLike) -> list[Problem]:
+    """Give every unknown-class problem the same exact fix: the class list that covers every name found."""
+    unknown = sorted({p.value for p in problems if p.kind == "unknown class name"})
+    if not unknown:
+        return problems
+    names = sorted(used | set(unknown)) if tuple(class_names) == VOC_CLASSES else [*class_names, *unknown]
+    flags = " ".join(shlex.quote(n) for n in names)
+    fix = (f"fix misspelt names, or list every class in label order: config key class_names: {json.dumps(names)} "
+           f"(CLI: activedet validate voc {shlex.quote(str(path))} --class-names {flags}; "
+           f"Python: class_names={names!r})")
+    return [dataclasses.replace(p, hint=fix) if p.kind == "unknown class name" else p for p in problems]
+
+
+def find_image_sets(devkit_root: str | os.PathLike) -> tuple[list[tuple[str, str]], list[str]]:
+    """Every ``(year, image set)`` under a VOCdevkit (or single ``VOC{year}``) directory, from the
+    ``ImageSets/Main/*.txt`` files, and the files skipped: per-class lists such as ``aeroplane_trainval.txt``."""
+    root = Path(devkit_root)
+    if (root / "Annotations").is_dir():
+        single = re.fullmatch(r"VOC(\d{4})", root.name)
+        dirs = [(single[1] if single else "2007", root, "")]
+    else:
+        dirs = [(d.name[3:], d, f"{d.name}/") for d in sorted(root.glob("VOC[0-9][0-9][0-9][0-9]")) if d.is_dir()]
+    sets, skipped = [], []
+    for year, voc_dir, prefix in dirs:
+        for file in sorted((voc_dir / "ImageSets" / "Main").glob("*.txt")):
+            if "_" in file.stem:
+                skipped.append(f"{prefix}ImageSets/Main/{file.name}")
+            else:
+                sets.append((year, file.stem))
+    return sets, skipped
+
+
+def validate_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] | None = None,
+                 class_names: Sequence[str] = VOC_CLASSES, **options) -> tuple[list[str], list[str], list[Problem]]:
+    """Check image sets one at a time (every set :func:`find_image_sets` finds when ``sets`` is ``None``), so that
+    sets which overlap (train, val, trainval) are not reported as listing an image twice.
+
+    Returns ``(checked, skipped, problems)``: ``"2007/trainval (400 images)"`` per set checked, the files skipped,
+    and every problem once. ``options`` are :func:`scan_voc`'s.
+    """
+    root = Path(devkit_root)
+    if not root.is_dir():
+        return [], [], [Problem(str(devkit_root), f"directory not found: {os.path.abspath(root)}",
+                                "give a VOCdevkit directory holding VOC{year}/, or one directory holding "
+                                "Annotations/, ImageSets/Main/ and JPEGImages/")]
+    skipped: list[str] = []
+    if sets is None:
+        sets, skipped = find_image_sets(root)
+    if not sets:
+        return [], skipped, [Problem(str(devkit_root), "no image sets found (ImageSets/Main/*.txt lists the image ids "
+                                     "of each split)", "write ImageSets/Main/trainval.txt with one image id (an "
+                                     "annotation file name without .xml) per line, e.g. in the folder holding "
+                                     "Annotations/: ls Annotations | sed 's/\\.xml$//' > ImageSets/Main/trainval.txt")]
+    single = (root / "Annotations").is_dir()
+    checked, problems, used = [], [], set()
+    for year, image_set in _normalise_sets(sets, root):
+        dataset, found = scan_voc(root, sets=((year, image_set),), class_names=class_names, **options)
+        checked.append(f"{image_set if single else f'{year}/{image_set}'} ({len(dataset)} images)")
+        problems += found
+        used |= _used_names(dataset)
+    return checked, skipped, list(dict.fromkeys(_with_class_fix(problems, class_names, used, devkit_root)))
 
 
 def _normalise_sets(sets: Sequence, root: Path) -> list[tuple[str, str]]:
@@ -153,7 +235,8 @@ def _read_image_set(voc_dir: Path, prefix: str, image_set: str) -> tuple[list[tu
 
 
 def _read_record(voc_dir: Path, prefix: str, year: str, stem: str, listed_at: str, *, class_index: dict[str, int],
-                 box_policy: str, clip_tolerance: float, check_images: bool) -> tuple[ImageRecord | None, list]:
+                 box_policy: str, clip_tolerance: float, check_images: bool,
+                 known: str) -> tuple[ImageRecord | None, list]:
     """One annotation file -> record (``None`` when the XML cannot be used at all) and its problems."""
     where = f"{prefix}Annotations/{stem}.xml"
     try:
@@ -167,7 +250,7 @@ def _read_record(voc_dir: Path, prefix: str, year: str, stem: str, listed_at: st
     xml = tree.getroot()
     image_path = Path(voc_dir / "JPEGImages" / (_text(xml, "filename") or f"{stem}.jpg"))
     problems: list[Problem] = []
-    rows = [_read_object(obj, f"{where}: object[{k}]", class_index, problems)
+    rows = [_read_object(obj, f"{where}: object[{k}]", class_index, problems, known=known)
             for k, obj in enumerate(xml.findall("object"), start=1)]
     rows = [row for row in rows if row is not None]
     size = _image_size(xml, where, image_path, check_images, problems)
@@ -175,10 +258,20 @@ def _read_record(voc_dir: Path, prefix: str, year: str, stem: str, listed_at: st
         return None, problems
     boxes, box_problems = check_boxes(np.array([r[1] for r in rows], np.float64), size[0], size[1],
                                       lambda i: f"{rows[i][0]}/bndbox", box_policy=box_policy,
-                                      clip_tolerance=clip_tolerance)
+                                      clip_tolerance=clip_tolerance, quote=lambda i: rows[i][5])
     record = ImageRecord(f"{year}/{stem}", image_path, size[0], size[1], boxes, [r[2] for r in rows],
                          difficult=[r[3] for r in rows], iscrowd=[r[4] for r in rows])
-    return record, problems + box_problems
+    return record, problems + [_zero_based_hint(p, rows) for p in box_problems]
+
+
+def _zero_based_hint(problem: Problem, rows: list) -> Problem:
+    """A box outside the image because its file writes ``xmin=0``/``ymin=0``: say why (VOC counts from 1)."""
+    written = {f"{row[0]}/bndbox": row[5] for row in rows}.get(problem.location, "")
+    if problem.kind != "box outside the image" or not re.search(r"\b[xy]min=0(\.0*)?(,|$)", written):
+        return problem
+    return dataclasses.replace(problem, hint="VOC pixel coordinates start at 1, so xmin=0 or ymin=0 lies 1 px outside "
+                                             "the image (tools that write 0-based coordinates do this): "
+                                             + problem.hint)
 
 
 def _image_size(xml: ET.Element, where: str, image_path: Path, check_images: bool,
@@ -225,25 +318,29 @@ def _read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[in
 
 
 def _read_object(obj: ET.Element, where: str, class_index: dict[str, int], problems: list[Problem],
-                 offsets: tuple[float, ...] = _OFFSETS, unknown_hint: str = "fix the name or pass class_names= "
-                 "with every class") -> tuple[str, list[float], int, bool, bool] | None:
-    """``(location, xyxy, label, difficult, iscrowd)`` of one ``<object>``, or ``None`` (problems appended);
-    ``xyxy = (xmin, ymin, xmax, ymax) - offsets`` (the devkit's 1-based indices by default); ``unknown_hint`` is
-    the advice given for a class name not in ``class_index``."""
+                 offsets: tuple[float, ...] = _OFFSETS, unknown_hint: str = "fix the name or give every class name",
+                 *, known: str | None = None) -> tuple[str, list[float], int, bool, bool, str] | None:
+    """``(location, xyxy, label, difficult, iscrowd, the box as written)`` of one ``<object>``, or ``None``
+    (problems appended). ``xyxy = (xmin, ymin, xmax, ymax) - offsets`` (the devkit's 1-based indices by default).
+    ``known`` describes the valid class names (default: lists them); ``unknown_hint`` is the advice for a class
+    name not in ``class_index`` (a reader gives it its exact fix once the whole dataset is read:
+    :func:`_with_class_fix`)."""
     count = len(problems)
     name = _text(obj, "name")
     if name is None:
         problems.append(Problem(f"{where}/name", "missing required element <name>", "add the class name"))
     elif name not in class_index:
-        problems.append(Problem(f"{where}/name", f"unknown class name {name!r}; valid names are "
-                                f"{list(class_index)}", unknown_hint))
-    xyxy = []
+        problems.append(Problem(f"{where}/name", f"unknown class name {name!r}; "
+                                f"{known or _describe_classes(list(class_index))}",
+                                unknown_hint, kind="unknown class name", value=name))
+    xyxy, written = [], []
     for tag, offset in zip(_COORDS, offsets):
         text = _text(obj, f"bndbox/{tag}")
         if text is None:
             problems.append(Problem(f"{where}/bndbox/{tag}", f"missing required element <{tag}>",
                                     "every <bndbox> needs <xmin>, <ymin>, <xmax> and <ymax> (pixels)"))
             continue
+        written.append(f"{tag}={text}")
         try:
             xyxy.append(float(text) - offset)
         except ValueError:
@@ -253,7 +350,7 @@ def _read_object(obj: ET.Element, where: str, class_index: dict[str, int], probl
     iscrowd = _flag(obj, "iscrowd", where, problems)
     if len(problems) > count:
         return None
-    return where, xyxy, class_index[name], difficult, iscrowd
+    return where, xyxy, class_index[name], difficult, iscrowd, ", ".join(written)
 
 
 def _flag(obj: ET.Element, tag: str, where: str, problems: list[Problem]) -> bool:

@@ -86,7 +86,8 @@ def scan_yolo(root: str | os.PathLike, *, names_file: str | os.PathLike | None =
         cx, cy, w, h = np.array([r[2] for r in rows], np.float64).reshape(-1, 4).T
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1) * np.tile(size, 2)
         boxes, box_problems = check_boxes(boxes, size[0], size[1], lambda i: rows[i][0],
-                                          box_policy=box_policy, clip_tolerance=clip_tolerance)
+                                          box_policy=box_policy, clip_tolerance=clip_tolerance,
+                                          quote=lambda i: "cx cy w h = " + " ".join(rows[i][3]))
         problems += box_problems
         records.append(ImageRecord(image_id, path, size[0], size[1], boxes, [r[1] for r in rows]))
     problems += _orphan_labels(root, {image_id for image_id, _ in images})
@@ -161,7 +162,7 @@ def _yaml_names(path: Path, where: str) -> tuple[list[str], list[Problem]]:
 
 
 def _read_label_file(path: Path, where: str, num_classes: int | None,
-                     problems: list[Problem]) -> list[tuple[str, int, list[float]]]:
+                     problems: list[Problem]) -> list[tuple[str, int, list[float], list[str]]]:
     """``(location, label, [cx, cy, w, h])`` per valid line; a missing file means an empty image."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -181,7 +182,7 @@ def _read_label_file(path: Path, where: str, num_classes: int | None,
 
 
 def _parse_line(fields: list[str], where: str, num_classes: int | None,
-                problems: list[Problem]) -> tuple[str, int, list[float]] | None:
+                problems: list[Problem]) -> tuple[str, int, list[float], list[str]] | None:
     if len(fields) != 5:
         extra = " (segmentation polygons are not supported; convert them to boxes)" if len(fields) > 5 else ""
         problems.append(Problem(where, f"expected 5 fields 'class cx cy w h'; found {len(fields)}{extra}",
@@ -200,7 +201,7 @@ def _parse_line(fields: list[str], where: str, num_classes: int | None,
         problems.append(Problem(where, f"class index {fields[0]} is not an integer in 0..{num_classes - 1} "
                                 f"({num_classes} class names)", "fix the class index or add the class name"))
         return None
-    return where, int(cls) + 1, values[1:]
+    return where, int(cls) + 1, values[1:], fields[1:]
 
 
 def write_yolo(dataset: DetectionDataset, root: str | os.PathLike, *, images: str = "link",
