@@ -257,6 +257,32 @@ def test_cvat_xml_boxes_empty_image_and_skipped_shapes(tmp_path):
     assert result.skipped == ["image 'images/000005.jpg': left out 1 shape(s) ['polygon']; only <box> is read"]
 
 
+def test_cvat_zip_export_reads_as_its_annotations_xml(tmp_path):
+    """CVAT downloads "CVAT for images 1.1" as a zip: annotations.xml (and the images when asked)."""
+    import zipfile
+
+    from activedet.al.annotation import read_labels as read_run_labels
+
+    (tmp_path / "annotations.xml").write_text(CVAT_XML)
+    with zipfile.ZipFile(tmp_path / "task.zip", "w") as archive:
+        archive.writestr("annotations.xml", CVAT_XML)
+        archive.writestr("images/a.png", b"not read")
+    from_xml = read_cvat_xml(tmp_path / "annotations.xml", CLASSES)
+    for result in (read_cvat_xml(tmp_path / "task.zip", CLASSES), read_run_labels("auto", tmp_path / "task.zip",
+                                                                                   CLASSES)):
+        assert result.labels.keys() == from_xml.labels.keys() and result.unlabelled == from_xml.unlabelled
+        for image_id, (boxes, labels) in from_xml.labels.items():
+            np.testing.assert_array_equal(result.labels[image_id][0], boxes)
+            np.testing.assert_array_equal(result.labels[image_id][1], labels)
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("labels/a.txt", "0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(DatasetError, match=r"other.zip: no annotations.xml at the top of the zip"):
+        read_cvat_xml(tmp_path / "other.zip", CLASSES)
+    (tmp_path / "broken.zip").write_bytes(b"PK not a zip")
+    with pytest.raises(DatasetError, match=r"broken.zip: not a readable zip file"):
+        read_cvat_xml(tmp_path / "broken.zip", CLASSES)
+
+
 def test_cvat_xml_errors_name_image_and_label(tmp_path):
     text = CVAT_XML.replace('label="cat"', 'label="horse"').replace('rotation="0.0"', 'rotation="30"')
     (tmp_path / "annotations.xml").write_text(text)

@@ -167,6 +167,8 @@ def _detect_format(path: Path) -> str:
             return "labelstudio_yolo" if _by_label_studio(path / "notes.json") else "yolo"
     elif path.suffix.lower() == ".xml":
         return "cvat_xml"
+    elif path.suffix.lower() == ".zip":
+        return "cvat_xml"  # CVAT's download: annotations.xml (+ images); read_cvat_xml says if it is not one
     elif path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

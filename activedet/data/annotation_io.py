@@ -28,6 +28,7 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Container, Iterable, Sequence
@@ -441,7 +442,8 @@ def _ls_annotator(completed_by: object) -> str | None:
 
 def read_cvat_xml(path: str | os.PathLike, class_names: Sequence[str], *,
                   empty_means_labelled: bool = False) -> LabelImport:
-    """Read a "CVAT for images 1.1" XML export: every ``<image name=...>`` with its ``<box>`` elements.
+    """Read a "CVAT for images 1.1" export: every ``<image name=...>`` with its ``<box>`` elements. ``path`` is
+    the XML file or the zip CVAT downloads (its ``annotations.xml`` is read; the images in it are not needed).
 
     The image id is the file stem of ``name``. Coordinates ``xtl, ytl, xbr, ybr`` are pixels. Other shapes
     (``<polygon>``, ``<points>``, ``<tag>`` ...) are noted in ``skipped``; a ``<box>`` with a label not in
@@ -454,7 +456,7 @@ def read_cvat_xml(path: str | os.PathLike, class_names: Sequence[str], *,
     """
     path = Path(path)
     out = _Collector(path, class_names, "CVAT XML export")
-    root = _load_xml(path, out.problems)
+    root = _load_cvat_zip(path, out.problems) if path.suffix.lower() == ".zip" else _load_xml(path, out.problems)
     if root is not None and (root.tag != "annotations" or root.find("track") is not None):
         found = "<track> elements (a video export)" if root.tag == "annotations" else f"root <{root.tag}>"
         out.problems.append(Problem(path.name, f"expected <annotations> with <image> elements; found {found}",
@@ -1014,6 +1016,26 @@ def _load_json(path: Path, kind: type, expected: str, hint: str, problems: list[
         problems.append(Problem(path.name, f"expected {expected}; found {_short(data)}", hint))
         return None
     return data
+
+
+def _load_cvat_zip(path: Path, problems: list[Problem]) -> ET.Element | None:
+    """The root of ``annotations.xml`` in a CVAT export zip, or ``None`` with a problem."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read("annotations.xml")
+    except FileNotFoundError:
+        problems.append(Problem(path.name, f"file not found: {os.path.abspath(path)}", "check the path"))
+    except KeyError:
+        problems.append(Problem(path.name, "no annotations.xml at the top of the zip", _CVAT_HINT))
+    except (zipfile.BadZipFile, OSError) as exc:
+        problems.append(Problem(path.name, f"not a readable zip file ({exc})", "download the export again"))
+    else:
+        try:
+            return ET.fromstring(data)
+        except ET.ParseError as exc:
+            problems.append(Problem(f"{path.name}/annotations.xml:{exc.position[0]}:{exc.position[1]}",
+                                    f"malformed XML: {exc}", "export the task again"))
+    return None
 
 
 def _load_xml(path: Path, problems: list[Problem], name: str | None = None) -> ET.Element | None:
