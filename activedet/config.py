@@ -144,6 +144,7 @@ class Config:
     seed: int = 0
     log_every: int = 10
     tensorboard: bool = False
+    epoch_checkpoints: str = "last_best"
     training: str = "auto"
     training_options: dict[str, Any] = field(default_factory=dict)
 

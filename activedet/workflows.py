@@ -131,7 +131,8 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
 
 # keys that may differ when a run directory is continued: they change how (or how far), not what, is computed
 RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_size", "out_dir", "cycles",
-                            "max_labelled", "keep_checkpoints", "export_format", "export_images"})
+                            "max_labelled", "keep_checkpoints", "export_format", "export_images",
+                            "epoch_checkpoints"})
 
 
 def config_defaults() -> dict[str, Any]:
