@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .config import CLASSIFICATION_FORMATS, Config
+from .data.images import ImageDecodeError
 from .data.io import read_dataset
 from .data.records import DetectionDataset, ImageRecord
 from .engine import distributed as dist_utils
@@ -50,7 +51,27 @@ def load_split(cfg: Config, split: str, *, check_images: bool = True) -> Detecti
     image_root = (getattr(cfg, f"{split}_image_root") if split != "train" else None) or cfg.image_root
     if cfg.data_format == "coco" and image_root is not None:
         options["image_root"] = image_root
-    return read_dataset(cfg.data_format, path, **options)
+    data = read_dataset(cfg.data_format, path, **options)
+    return without_bad_images(data, split) if cfg.bad_images == "skip" and check_images else data
+
+
+def without_bad_images(data: DetectionDataset, split: str) -> DetectionDataset:
+    """``data`` without the records whose image file cannot be decoded in full (``bad_images: skip``), with one
+    warning naming them."""
+    import warnings
+
+    from .data.images import decode_problems
+    from .data.validate import DatasetWarning
+
+    problems = decode_problems((r.file_name, str(i)) for i, r in enumerate(data.records) if r.image_index is None)
+    if not problems:
+        return data
+    bad = {int(p.location) for p in problems}
+    shown = "\n".join(f"  {p.message}" for p in problems[:20])
+    more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    warnings.warn(DatasetWarning(f"bad_images: skip: left {len(bad)} of the {len(data)} images of the {split} split out, "
+                                 f"their files cannot be decoded:\n{shown}{more}"), stacklevel=2)
+    return data.subset([i for i in range(len(data)) if i not in bad])
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
@@ -89,12 +110,12 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
     _check_same_classes(train, val, "val")
     for data, split in ((train, "train"), (val, "val")):
         check_classification_labels(cfg, data, split)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, train.num_classes)  # weights files are read here: before anything is written
     out = Path(cfg.out_dir)
     if dist_utils.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, train.num_classes)
     result = cfg.trainer()(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
                             resume=resume, progress=progress)
     return model, result
@@ -242,7 +263,11 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
                             device=device, batch_size=cfg.eval_batch_size, progress=progress,
                             human=cfg.oracle == "human", initial=initial, export_format=cfg.export_format,
                             export_images=cfg.export_images)
-    return run.run()
+    try:
+        return run.run()
+    except ImageDecodeError as exc:  # every finished stage is on disk (training: up to its last epoch)
+        raise ImageDecodeError(exc.path, f"{exc.reason}. The run stopped with every finished stage saved; after "
+                               f"fixing the file, `activedet resume {run_dir}` continues from there") from None
 
 
 def resume_run(run_dir: str | Path, *, overrides: list[str] | None = None, progress: bool = True):
