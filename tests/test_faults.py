@@ -5,8 +5,13 @@ malformed inputs each stops with a message naming the file and leaves no run dir
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +25,7 @@ from activedet.data.torch_dataset import load_image
 from activedet.data.validate import DatasetWarning
 from activedet.workflows import run_from_config
 
-from test_loop import write_config
+from test_loop import outcome, write_config
 
 #: the files a run's result is made of: two runs of one config must write them byte for byte the same
 RESULT_FILES = ("ledger.npz", "metrics.jsonl", "cycles/0/model.pt", "cycles/0/metrics.json", "cycles/0/scores.npz",
@@ -262,3 +267,75 @@ def test_bad_input_corpus_each_names_the_file_and_leaves_no_run_behind(name, bre
     err = capsys.readouterr().err
     assert file in err and re.search(says, err), err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------ SIGKILL at random moments
+
+def _cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ACTIVEDET_KILL_AT", None)
+    return subprocess.Popen([sys.executable, "-m", "activedet", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds a live process has used (Linux ``/proc``): a clock that load on the machine does not stretch."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_until(proc: subprocess.Popen, cpu_seconds: float = float("inf"), markers: tuple = ()) -> tuple[bool, list]:
+    """Let ``proc`` run until it has used ``cpu_seconds`` (then SIGKILL it) or ends; returns whether it was killed
+    and, per marker (a function of nothing), the CPU seconds at which it first held (``None``: never seen)."""
+    used, seen = 0.0, [None] * len(markers)
+    while proc.poll() is None:
+        try:
+            used = _cpu_seconds(proc.pid)
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):  # exiting
+            continue
+        seen = [at if at is not None or not marker() else used for at, marker in zip(seen, markers)]
+        if used >= cpu_seconds:
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+            return True, seen
+        time.sleep(0.02)
+    assert proc.returncode == 0, proc.stderr.read()
+    return False, seen
+
+
+def test_sigkill_at_seeded_random_moments_of_a_cli_run_then_resume_gives_the_same_run(tiny_data, tmp_path):
+    """Not only at the named fault points: ``activedet run``/``resume`` is SIGKILLed at moments drawn from a seeded
+    generator over the working part of an uninterrupted run (wherever they land: training, evaluation, scoring,
+    selection, a write), resumed until it finishes, and must end with the same files, byte for byte. Moments are
+    measured in the process's CPU time, which a busy machine does not stretch as it does wall time."""
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("reads the CPU time of the run from /proc (Linux)")
+    extra = {"strategy": "entropy", "cycles": 1, "epochs": 2}
+    straight = write_config(tmp_path / "straight", tiny_data, **extra)
+    done = tmp_path / "straight/run/metrics.jsonl"  # the last output: both cycles evaluated
+    _, (ready, finished) = _run_until(_cli(["run", str(straight), "--quiet"]), markers=(
+        (tmp_path / "straight/run/config.json").is_file,  # data read, model built: the loop starts
+        lambda: done.is_file() and len(done.read_text().splitlines()) == 2))
+    assert ready is not None and finished is not None and finished > ready
+    killed = write_config(tmp_path / "killed", tiny_data, **extra)
+    run_dir = tmp_path / "killed/run"
+
+    def start() -> subprocess.Popen:
+        args = ["resume", str(run_dir)] if (run_dir / "config.json").is_file() else ["run", str(killed)]
+        return _cli([*args, "--quiet"])
+
+    # cumulative fractions of the work; each process starts again from its imports and data checks
+    moments = np.sort(np.random.default_rng(21).uniform(0.05, 0.95, size=3))
+    hits = 0
+    for gap in np.diff(moments, prepend=0.0):
+        hit, _ = _run_until(start(), ready + gap * (finished - ready))
+        hits += hit
+        if not hit:  # finished first: the later starts have nothing left to do
+            break
+    assert hits >= 1 and (run_dir / "config.json").is_file()
+    _run_until(start())
+    a, b = tmp_path / "straight/run", run_dir
+    assert np.array_equal(outcome(a)[0], outcome(b)[0])
+    for file in ("metrics.jsonl", "ledger.npz", "cycles/0/selection.json", "cycles/0/scores.npz",
+                 "cycles/1/model.pt", "cycles/1/metrics.json"):
+        assert (a / file).read_bytes() == (b / file).read_bytes(), f"{file} differs"
