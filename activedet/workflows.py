@@ -69,8 +69,8 @@ def without_bad_images(data: DetectionDataset, split: str) -> DetectionDataset:
     bad = {int(p.location) for p in problems}
     shown = "\n".join(f"  {p.message}" for p in problems[:20])
     more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-    warnings.warn(DatasetWarning(f"bad_images: skip: left {len(bad)} of the {len(data)} images of the {split} split out, "
-                                 f"their files cannot be decoded:\n{shown}{more}"), stacklevel=2)
+    warnings.warn(DatasetWarning(f"bad_images: skip: left {len(bad)} of the {len(data)} images of the {split} split "
+                                 f"out, their files cannot be decoded:\n{shown}{more}"), stacklevel=2)
     return data.subset([i for i in range(len(data)) if i not in bad])
 
 
@@ -116,8 +116,15 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
     if dist_utils.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
-    result = cfg.trainer()(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
-                            resume=resume, progress=progress)
+    try:
+        result = cfg.trainer()(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
+                                resume=resume, progress=progress)
+    except ImageDecodeError as exc:
+        if exc.path is None:
+            raise
+        raise ImageDecodeError(exc.path, f"{exc.reason}. Training stopped with its finished epochs saved in {out}; "
+                               "after fixing the file, `activedet train CONFIG --resume` continues from there"
+                               ) from None
     return model, result
 
 
@@ -266,6 +273,8 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     try:
         return run.run()
     except ImageDecodeError as exc:  # every finished stage is on disk (training: up to its last epoch)
+        if exc.path is None:
+            raise
         raise ImageDecodeError(exc.path, f"{exc.reason}. The run stopped with every finished stage saved; after "
                                f"fixing the file, `activedet resume {run_dir}` continues from there") from None
 

@@ -23,7 +23,6 @@ from activedet.config import load_config
 from activedet.data.images import ImageDecodeError
 from activedet.data.torch_dataset import load_image
 from activedet.data.validate import DatasetWarning
-from activedet.workflows import run_from_config
 
 from test_loop import outcome, write_config
 
@@ -45,18 +44,14 @@ def truncate(path: Path) -> bytes:
     return original
 
 
-def test_two_runs_of_one_config_write_identical_result_files(tiny_data, tmp_path):
-    for name in ("a", "b"):
-        run_from_config(load_config(write_config(tmp_path / name, tiny_data, strategy="entropy", cycles=1,
-                                                 epochs=1)), progress=False)
-    a, b = tmp_path / "a/run", tmp_path / "b/run"
-    for file in RESULT_FILES:
-        assert (a / file).read_bytes() == (b / file).read_bytes(), f"{file} differs"
-    assert "seconds" not in json.loads((a / "cycles/0/selection.json").read_text())
-    timing = [json.loads(line) for line in (a / "timing.jsonl").read_text().splitlines()]
-    assert [t["cycle"] for t in timing] == [0, 1]
-    assert set(timing[0]["seconds"]) == {"train", "evaluate", "scores", "select"}
-    assert set(timing[1]["seconds"]) == {"train", "evaluate"} and timing[0]["seconds"]["train"] > 0
+def test_the_same_checkpoint_state_saves_to_the_same_bytes(tmp_path):
+    import torch
+
+    from activedet.engine.checkpoint import save_checkpoint
+
+    state = {"model": {"w": torch.arange(6.0)}, "cycle": 0, "history": [{"epoch": 1, "train_loss": 0.5}]}
+    a, b = save_checkpoint(tmp_path / "a.pt", state), save_checkpoint(tmp_path / "sub/b.pt", state)
+    assert a.read_bytes() == b.read_bytes()
 
 
 # ------------------------------------------------------------------------------------------------ image decoding
@@ -104,6 +99,8 @@ def test_train_with_a_truncated_image_stops_naming_the_file_without_a_traceback(
     err = capsys.readouterr().err
     assert f"image {victim} cannot be used: OSError: image file is truncated" in err
     assert "Traceback" not in err and "activedet validate FORMAT PATH --decode" in err
+    assert f"Training stopped with its finished epochs saved in {tmp_path / 'run'}; after fixing the file, " \
+           "`activedet train CONFIG --resume` continues" in err
 
 
 def test_bad_images_skip_leaves_undecodable_images_out_with_one_warning(data, tmp_path, capsys):
@@ -119,17 +116,22 @@ def test_bad_images_skip_leaves_undecodable_images_out_with_one_warning(data, tm
 
 
 def test_a_run_stopped_by_a_truncated_image_keeps_its_state_and_resumes_after_the_fix(data, tmp_path, capsys):
-    victim = data / "images/train/train_00010.png"
+    from activedet.al.plan import initial_indices
+
+    config = write_config(tmp_path, data, epochs=1, cycles=1, strategy="entropy")
+    unlabelled = sorted(set(range(24)) - set(initial_indices(24, load_config(config).loop_options()).tolist()))
+    victim = data / f"images/train/train_{unlabelled[0]:05d}.png"  # read first when the pool is scored
     original = truncate(victim)
-    config = write_config(tmp_path, data, epochs=1, cycles=1, initial_labelled=24 - 4, budget=4)
     assert main(["run", str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
     run = tmp_path / "run"
     assert f"image {victim} cannot be used: OSError: image file is truncated" in err and "Traceback" not in err
     assert f"The run stopped with every finished stage saved; after fixing the file, `activedet resume {run}`" in err
-    assert (run / "ledger.npz").is_file() and not (run / "cycles/0/model.pt").exists()
+    trained = (run / "cycles/0/model.pt").read_bytes()  # cycle 0 trained and evaluated before scoring stopped
+    assert (run / "cycles/0/metrics.json").is_file() and not (run / "cycles/0/scores.npz").exists()
     victim.write_bytes(original)
     assert main(["resume", str(run), "--quiet"]) == 0
+    assert (run / "cycles/0/model.pt").read_bytes() == trained
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
 
@@ -303,11 +305,12 @@ def _run_until(proc: subprocess.Popen, cpu_seconds: float = float("inf"), marker
     return False, seen
 
 
-def test_sigkill_at_seeded_random_moments_of_a_cli_run_then_resume_gives_the_same_run(tiny_data, tmp_path):
-    """Not only at the named fault points: ``activedet run``/``resume`` is SIGKILLed at moments drawn from a seeded
-    generator over the working part of an uninterrupted run (wherever they land: training, evaluation, scoring,
-    selection, a write), resumed until it finishes, and must end with the same files, byte for byte. Moments are
-    measured in the process's CPU time, which a busy machine does not stretch as it does wall time."""
+def test_runs_of_one_config_killed_at_random_moments_or_not_write_identical_files(tiny_data, tmp_path):
+    """Two runs of one config write the same result files, byte for byte (wall-clock times are kept in timing
+    files), also when one of them is SIGKILLed, not only at the named fault points but at moments drawn from a
+    seeded generator over the working part of the uninterrupted run (wherever they land: training, evaluation,
+    scoring, selection, a write), and resumed until it finishes. Moments are measured in the process's CPU time,
+    which a busy machine does not stretch as it does wall time."""
     if not Path("/proc/self/stat").is_file():
         pytest.skip("reads the CPU time of the run from /proc (Linux)")
     extra = {"strategy": "entropy", "cycles": 1, "epochs": 2}
@@ -336,6 +339,11 @@ def test_sigkill_at_seeded_random_moments_of_a_cli_run_then_resume_gives_the_sam
     _run_until(start())
     a, b = tmp_path / "straight/run", run_dir
     assert np.array_equal(outcome(a)[0], outcome(b)[0])
-    for file in ("metrics.jsonl", "ledger.npz", "cycles/0/selection.json", "cycles/0/scores.npz",
-                 "cycles/1/model.pt", "cycles/1/metrics.json"):
+    for file in RESULT_FILES:
         assert (a / file).read_bytes() == (b / file).read_bytes(), f"{file} differs"
+    selection = json.loads((a / "cycles/0/selection.json").read_text())
+    assert "seconds" not in selection and all(len(p["checkpoint"]) == 12 for p in selection["picks"])
+    timing = [json.loads(line) for line in (a / "timing.jsonl").read_text().splitlines()]
+    assert [t["cycle"] for t in timing] == [0, 1] and timing[0]["seconds"]["train"] > 0
+    assert set(timing[0]["seconds"]) == {"train", "evaluate", "scores", "select"}
+    assert set(timing[1]["seconds"]) == {"train", "evaluate"}

@@ -20,7 +20,8 @@ Every stage writes its output atomically, and a stage whose output exists is loa
 a run killed at any moment resumes (``activedet resume RUN_DIR``) at the first missing output and ends with the
 same labelled sets and metrics as an uninterrupted run. Each stage draws its randomness from
 ``(seed, cycle, stage)`` only, and wall-clock times are kept apart (``cycles/t/timing.json``, ``timing.jsonl``),
-so two runs of the same config write byte-identical ledgers, selections, scores, metrics and model files. Under torchrun every process runs the loop: training and scoring are sharded,
+so two runs of the same config write byte-identical ledgers, selections, scores, metrics and model files.
+Under torchrun every process runs the loop: training and scoring are sharded,
 selection is computed identically on every rank from the gathered scores, and rank 0 writes the files.
 """
 
@@ -227,8 +228,8 @@ class ActiveLearningRun:
         if dist_utils.is_main_process():
             self._keep_training_logs(train_dir, t)  # before model.pt: a resume deletes train/
             self._record_seconds(t, "train", result.wall_time_s)
-            save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "epochs": result.epochs_completed, "best_epoch": result.best_epoch,
-                                   "history": result.history})
+            save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "epochs": result.epochs_completed,
+                                   "best_epoch": result.best_epoch, "history": result.history})
             shutil.rmtree(train_dir, ignore_errors=True)
             self._prune_checkpoints(t)
         dist_utils.barrier()

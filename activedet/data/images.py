@@ -37,7 +37,11 @@ _HINT = ("replace the file with a valid image, or remove the image from the anno
 class ImageDecodeError(ValueError):
     """An image file that cannot be read in full; ``path`` names it."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike, reason: str | None = None):
+        if reason is None:  # re-raised with one argument, e.g. by a DataLoader worker: the message as it is
+            self.path, self.reason = None, str(path)
+            super().__init__(str(path))
+            return
         self.path, self.reason = Path(path), reason
         super().__init__(f"image {path} cannot be used: {reason}; {_HINT}")
 

@@ -54,8 +54,8 @@ def validate_path(fmt: str, path: str | os.PathLike, **options) -> list[Problem]
     """Every problem (errors and warnings) of the dataset at ``path``, without raising for them.
 
     This backs ``activedet validate FORMAT PATH``; render the list with :func:`format_problems`. ``decode=True``
-    (``--decode``) also decodes every image file in full, in parallel (a truncated file passes the header check). Invalid
-    ``options`` (e.g. an unknown ``box_policy``) still raise ``ValueError``/``TypeError``.
+    (``--decode``) also decodes every image file in full, in parallel (a truncated file passes the header check).
+    Invalid ``options`` (e.g. an unknown ``box_policy``) still raise ``ValueError``/``TypeError``.
     """
     check_choice("validate_path", "fmt", fmt, FORMATS)
     decode = options.pop("decode", False)
