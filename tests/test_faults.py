@@ -91,10 +91,11 @@ def test_a_truncated_image_passes_the_header_check_and_fails_validate_decode_nam
     assert "1 error" in out and "train_00004" not in out
 
 
-def test_train_with_a_truncated_image_stops_naming_the_file_without_a_traceback(data, tmp_path, capsys):
+@pytest.mark.parametrize("workers", [0, 1])  # 1: the error comes back from a DataLoader worker process
+def test_train_with_a_truncated_image_stops_naming_the_file_without_a_traceback(workers, data, tmp_path, capsys):
     victim = data / "images/train/train_00003.png"
     truncate(victim)
-    config = write_config(tmp_path, data, epochs=1, initial_labelled=24)
+    config = write_config(tmp_path, data, epochs=1, num_workers=workers)
     assert main(["train", str(config), "--quiet", "--no-eval"]) == 2
     err = capsys.readouterr().err
     assert f"image {victim} cannot be used: OSError: image file is truncated" in err
@@ -118,7 +119,8 @@ def test_bad_images_skip_leaves_undecodable_images_out_with_one_warning(data, tm
 def test_a_run_stopped_by_a_truncated_image_keeps_its_state_and_resumes_after_the_fix(data, tmp_path, capsys):
     from activedet.al.plan import initial_indices
 
-    config = write_config(tmp_path, data, epochs=1, cycles=1, strategy="entropy")
+    # epoch_checkpoints: all keeps each cycle's epoch weights once its training directory is removed
+    config = write_config(tmp_path, data, epochs=1, cycles=1, strategy="entropy", epoch_checkpoints="all")
     unlabelled = sorted(set(range(24)) - set(initial_indices(24, load_config(config).loop_options()).tolist()))
     victim = data / f"images/train/train_{unlabelled[0]:05d}.png"  # read first when the pool is scored
     original = truncate(victim)
@@ -129,6 +131,8 @@ def test_a_run_stopped_by_a_truncated_image_keeps_its_state_and_resumes_after_th
     assert f"The run stopped with every finished stage saved; after fixing the file, `activedet resume {run}`" in err
     trained = (run / "cycles/0/model.pt").read_bytes()  # cycle 0 trained and evaluated before scoring stopped
     assert (run / "cycles/0/metrics.json").is_file() and not (run / "cycles/0/scores.npz").exists()
+    assert [p.name for p in (run / "cycles/0/epochs").iterdir()] == ["epoch_1.pt"]
+    assert not (run / "cycles/0/train").exists()
     victim.write_bytes(original)
     assert main(["resume", str(run), "--quiet"]) == 0
     assert (run / "cycles/0/model.pt").read_bytes() == trained

@@ -236,7 +236,12 @@ class ActiveLearningRun:
         return model, file_sha256(path)
 
     def _keep_training_logs(self, train_dir: Path, t: int) -> None:
-        """Move the training's TensorBoard logs to ``RUN/tensorboard/train/cycle{t}`` (``train/`` is deleted)."""
+        """Move the training's TensorBoard logs to ``RUN/tensorboard/train/cycle{t}`` and, with ``epoch_checkpoints:
+        all``, its per-epoch weights to ``cycles/t/epochs/`` (``train/`` is deleted)."""
+        for weights in sorted(train_dir.glob("**/epoch_*.pt")):
+            target = self._cycle_dir(t) / "epochs" / weights.relative_to(train_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            weights.replace(target)
         for logs in sorted(train_dir.glob("**/tensorboard")):
             part = logs.parent.relative_to(train_dir)
             target = self.run_dir / "tensorboard" / "train" / f"cycle{t}" / part

@@ -18,6 +18,7 @@ A file that cannot be decoded in full (missing, truncated, not an image, an unkn
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
@@ -38,10 +39,14 @@ class ImageDecodeError(ValueError):
     """An image file that cannot be read in full; ``path`` names it."""
 
     def __init__(self, path: str | os.PathLike, reason: str | None = None):
-        if reason is None:  # re-raised with one argument, e.g. by a DataLoader worker: the message as it is
-            self.path, self.reason = None, str(path)
-            super().__init__(str(path))
-            return
+        if reason is None:  # re-raised with its message only (a DataLoader worker's, after the worker's traceback)
+            last = (str(path).strip().splitlines() or [""])[-1].split("ImageDecodeError: ", 1)[-1]
+            found = re.fullmatch(rf"image (.+?) cannot be used: (.*); {re.escape(_HINT)}", last)
+            if found is None:
+                self.path, self.reason = None, str(path)
+                super().__init__(str(path))
+                return
+            path, reason = found.groups()
         self.path, self.reason = Path(path), reason
         super().__init__(f"image {path} cannot be used: {reason}; {_HINT}")
 
