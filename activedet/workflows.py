@@ -39,7 +39,8 @@ def load_split(cfg: Config, split: str, *, check_images: bool = True) -> Detecti
         options: dict[str, Any] = {} if cfg.class_names is None else {"class_names": cfg.class_names}
         if cfg.data_format == "cifar":
             options["split"] = "test" if split == "test" else "train"
-        return read_dataset(cfg.data_format, path, **options)
+        data = read_dataset(cfg.data_format, path, **options)
+        return without_bad_images(data, split) if cfg.bad_images == "skip" else data
     options = {"box_policy": cfg.box_policy, "clip_tolerance": cfg.clip_tolerance, "check_images": check_images}
     if cfg.data_format == "voc":
         path_sets = getattr(cfg, f"voc_{split}_sets")

@@ -228,8 +228,10 @@ class ActiveLearningRun:
         if dist_utils.is_main_process():
             self._keep_training_logs(train_dir, t)  # before model.pt: a resume deletes train/
             self._record_seconds(t, "train", result.wall_time_s)
+            # history through JSON: entries restored on a resume must pickle as those made in one go (pickle
+            # shares repeated strings by identity), so a resumed run writes the same bytes as an uninterrupted one
             save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "epochs": result.epochs_completed,
-                                   "best_epoch": result.best_epoch, "history": result.history})
+                                   "best_epoch": result.best_epoch, "history": json.loads(json.dumps(result.history))})
             shutil.rmtree(train_dir, ignore_errors=True)
             self._prune_checkpoints(t)
         dist_utils.barrier()
