@@ -101,6 +101,8 @@ def _share_cycle_zero(source: Path, target: Path, strategy: str) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src / "model.pt", dst / ".model.pt.copy")
     (dst / ".model.pt.copy").replace(dst / "model.pt")
+    if (src / "timing.json").is_file():
+        shutil.copyfile(src / "timing.json", dst / "timing.json")
     metrics = json.loads((src / "metrics.json").read_text())
     metrics["strategy"] = strategy
     atomic_write_json(dst / "metrics.json", metrics)

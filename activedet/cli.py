@@ -79,6 +79,7 @@ def cmd_validate(args) -> int:
     if args.format == "coco" and args.image_root:
         options["image_root"] = args.image_root
     checked = None
+    options["decode"] = args.decode
     if args.format == "cifar":  # both splits unless one is named; a problem of the shared files is listed once
         splits = [args.split] if args.split else ["train", "test"]
         problems = list(dict.fromkeys(p for split in splits
@@ -294,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-tolerance", type=float, default=2.0,
                    help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'")
     p.add_argument("--verbose", action="store_true", help="list every problem (default: a few of each kind)")
+    p.add_argument("--decode", action="store_true",
+                   help="decode every image file in full, in parallel (finds truncated or corrupt files; slower)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("generate-data", help="write the offline benchmark data (detection: tiny, quickstart, "

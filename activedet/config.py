@@ -65,6 +65,9 @@ class Config:
             optional, the class names in label order (default: the sorted folder names / the batches' meta file).
         box_policy, clip_tolerance: ``error`` on any out-of-image box, or ``clip`` boxes that overflow by at most
             ``clip_tolerance`` pixels (reported as one warning line per dataset).
+        bad_images: ``stop`` (an image file that cannot be decoded ends the command with a message naming it; a run
+            keeps every finished stage) or ``skip`` (every image is decoded when a split is read and those that fail
+            are left out, with one warning naming them).
     Model:
         detector: a name listed by ``activedet detectors`` (``classifier`` for image classification, with
         ``backbone`` ``small`` or ``resnet18`` and ``min_size`` the input side; then ``metrics: [accuracy]`` and, with a
@@ -118,6 +121,7 @@ class Config:
     class_names: list[str] | None = None
     box_policy: str = "error"
     clip_tolerance: float = 2.0
+    bad_images: str = "stop"
 
     detector: str = "retinanet"
     backbone: str | None = None
@@ -157,6 +161,7 @@ class Config:
     seed: int = 0
     log_every: int = 10
     tensorboard: bool = False
+    epoch_checkpoints: str = "last_best"
     training: str = "auto"
     training_options: dict[str, Any] = field(default_factory=dict)
 
@@ -264,6 +269,8 @@ def _check_choices(cfg: Config, where: str) -> None:
     _check_task(cfg, fail)
     if cfg.box_policy not in BOX_POLICIES:
         fail("box_policy", f"one of {list(BOX_POLICIES)}", cfg.box_policy)
+    if cfg.bad_images not in ("stop", "skip"):
+        fail("bad_images", "'stop' or 'skip'", cfg.bad_images)
     if cfg.clip_tolerance < 0:
         fail("clip_tolerance", "a number >= 0", cfg.clip_tolerance)
     bad = [m for m in cfg.metrics if m not in METRICS]

@@ -23,6 +23,7 @@ With ``uncertainty=True`` (``activedet predict --uncertainty``) every per-box un
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ import torch
 
 from .atomic import atomic_write
 from .config import Config, _strategy
+from .data.images import ImageDecodeError
 from .data.torch_dataset import load_image
+from .data.validate import DatasetWarning
 from .engine import distributed as dist_utils
 from .engine.checkpoint import load_checkpoint
 from .models import Detections, EnsembleDetector, StochasticPredictor
@@ -58,7 +61,8 @@ def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path]
         checkpoint: a ``.pt`` file with a ``"model"`` state (``activedet train`` / a run's ``cycles/T/model.pt``).
         images: image files.
         num_classes, class_names: the label space; default: read from the config's training data.
-        min_score: boxes below this score are left out of the result (the image score uses every detection).
+        min_score: boxes below this score are left out of ``boxes`` (``detections`` counts them all, and the image
+            score uses every detection).
         uncertainty: add every per-box uncertainty the model can give (module docstring).
     """
     from .workflows import build_model, load_split
@@ -84,7 +88,13 @@ def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path]
     measure = strategy.name if strategy.name in MEASURES else None
     results = []
     for path in images:
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except ImageDecodeError as exc:
+            if cfg.bad_images != "skip":
+                raise
+            warnings.warn(DatasetWarning(f"bad_images: skip: left {path} out: {exc.reason}"), stacklevel=2)
+            continue
         det = predictor.predict([image.to(next(model.parameters()).device)], fields=fields)[0].to("cpu")
         columns = _columns(det, measure, bool(cfg.strategy_options.get("use_class_probs", False)), uncertainty)
         # a pool-normalised score (AL-MDN) has no meaning for one image: None
@@ -97,7 +107,8 @@ def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path]
                           "class": class_names[label - 1] if label - 1 < len(class_names) else str(label),
                           "score": float(det.scores[j]), **{k: float(v[j]) for k, v in columns.items()}})
         results.append({"image": str(path), "width": int(image.shape[-1]), "height": int(image.shape[-2]),
-                        "strategy": strategy.name, "image_score": score, "detections": len(det), "boxes": boxes})
+                        "strategy": strategy.name, "image_score": score, "detections": len(det),
+                        "min_score": min_score, "boxes": boxes})
     return results
 
 
@@ -145,8 +156,12 @@ def format_predictions(results: list[dict[str, Any]]) -> str:
     for item in results:
         score = ("none (no detection to score, or a score normalised over the whole pool)"
                  if item["image_score"] is None else f"{item['image_score']:.6g}")
-        lines.append(f"{item['image']}  ({item['width']}x{item['height']}, {item['detections']} detection(s)); "
-                     f"{item['strategy']} image score: {score}")
+        total, shown = item["detections"], len(item["boxes"])
+        listed = (f"all {total} shown" if shown == total else
+                  f"{shown} shown: those with score >= {item.get('min_score', 0.0):g}")
+        basis = f" (from all {total} detections)" if item["image_score"] is not None and shown != total else ""
+        lines.append(f"{item['image']}  ({item['width']}x{item['height']}; {total} detection(s), {listed}); "
+                     f"{item['strategy']} image score: {score}{basis}")
         extra = [k for k in item["boxes"][0] if k not in ("box", "label", "class", "score")] if item["boxes"] else []
         lines.append("  " + "  ".join([f"{'class':>12s}", f"{'score':>6s}", *[f"{k:>16s}" for k in extra],
                                        "box (x1, y1, x2, y2)"]))
@@ -167,8 +182,8 @@ def draw_predictions(results: list[dict[str, Any]], out_dir: str | Path) -> list
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for k, item in enumerate(results):
-        with Image.open(item["image"]) as img:
-            canvas = img.convert("RGB")
+        pixels = load_image(item["image"])  # the pixels the model saw (high bit depths scaled as in training)
+        canvas = Image.fromarray(pixels.mul(255).round().byte().permute(1, 2, 0).numpy())
         scale = max(1, 384 // max(canvas.size))
         canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.Resampling.NEAREST)
         pen = ImageDraw.Draw(canvas)

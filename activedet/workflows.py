@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .config import CLASSIFICATION_FORMATS, Config, config_error
+from .data.images import ImageDecodeError
 from .data.io import read_dataset
 from .data.records import DatasetError, DetectionDataset, ImageRecord
 from .engine import distributed as dist_utils
@@ -50,7 +51,8 @@ def _read_split(cfg: Config, split: str, path: str, check_images: bool) -> Detec
         options: dict[str, Any] = {} if cfg.class_names is None else {"class_names": cfg.class_names}
         if cfg.data_format == "cifar":
             options["split"] = "test" if split == "test" else "train"
-        return read_dataset(cfg.data_format, path, **options)
+        data = read_dataset(cfg.data_format, path, **options)
+        return without_bad_images(data, split) if cfg.bad_images == "skip" else data
     options = {"box_policy": cfg.box_policy, "clip_tolerance": cfg.clip_tolerance, "check_images": check_images}
     if cfg.data_format == "voc":
         path_sets = getattr(cfg, f"voc_{split}_sets")
@@ -62,7 +64,27 @@ def _read_split(cfg: Config, split: str, path: str, check_images: bool) -> Detec
     image_root = (getattr(cfg, f"{split}_image_root") if split != "train" else None) or cfg.image_root
     if cfg.data_format == "coco" and image_root is not None:
         options["image_root"] = image_root
-    return read_dataset(cfg.data_format, path, **options)
+    data = read_dataset(cfg.data_format, path, **options)
+    return without_bad_images(data, split) if cfg.bad_images == "skip" and check_images else data
+
+
+def without_bad_images(data: DetectionDataset, split: str) -> DetectionDataset:
+    """``data`` without the records whose image file cannot be decoded in full (``bad_images: skip``), with one
+    warning naming them."""
+    import warnings
+
+    from .data.images import decode_problems
+    from .data.validate import DatasetWarning
+
+    problems = decode_problems((r.file_name, str(i)) for i, r in enumerate(data.records) if r.image_index is None)
+    if not problems:
+        return data
+    bad = {int(p.location) for p in problems}
+    shown = "\n".join(f"  {p.message}" for p in problems[:20])
+    more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    warnings.warn(DatasetWarning(f"bad_images: skip: left {len(bad)} of the {len(data)} images of the {split} split "
+                                 f"out, their files cannot be decoded:\n{shown}{more}"), stacklevel=2)
+    return data.subset([i for i in range(len(data)) if i not in bad])
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
@@ -116,14 +138,21 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
     _check_same_classes(cfg, train, val, "val")
     for data, split in ((train, "train"), (val, "val")):
         check_classification_labels(cfg, data, split)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, train.num_classes)  # weights files are read here: before anything is written
     out = Path(cfg.out_dir)
     if dist_utils.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, train.num_classes)
-    result = cfg.trainer()(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
-                            resume=resume, progress=progress)
+    try:
+        result = cfg.trainer()(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
+                                resume=resume, progress=progress)
+    except ImageDecodeError as exc:
+        if exc.path is None:
+            raise
+        raise ImageDecodeError(exc.path, f"{exc.reason}. Training stopped with its finished epochs saved in {out}; "
+                               "after fixing the file, `activedet train CONFIG --resume` continues from there"
+                               ) from None
     return model, result
 
 
@@ -160,7 +189,8 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
 # keys that may differ when a run directory is continued: they change how (or how far), not what, is computed
 RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_size", "out_dir", "cycles",
                             "max_labelled", "keep_checkpoints", "export_format", "export_images",
-                            "export_min_score", "labelstudio_url_prefix", "labelstudio_document_root"})
+                            "export_min_score", "labelstudio_url_prefix", "labelstudio_document_root",
+                            "epoch_checkpoints"})
 
 
 def config_defaults() -> dict[str, Any]:
@@ -292,7 +322,13 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
                             export_options={"min_score": cfg.export_min_score,
                                             "labelstudio_url_prefix": cfg.labelstudio_url_prefix,
                                             "labelstudio_document_root": cfg.labelstudio_document_root})
-    return run.run()
+    try:
+        return run.run()
+    except ImageDecodeError as exc:  # every finished stage is on disk (training: up to its last epoch)
+        if exc.path is None:
+            raise
+        raise ImageDecodeError(exc.path, f"{exc.reason}. The run stopped with every finished stage saved; after "
+                               f"fixing the file, `activedet resume {run_dir}` continues from there") from None
 
 
 def resume_run(run_dir: str | Path, *, overrides: list[str] | None = None, progress: bool = True):

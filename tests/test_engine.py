@@ -37,9 +37,10 @@ def test_resume_after_an_interruption_is_exact(toy_dataset, tmp_path):
     straight = tiny_model()
     train_detector(straight, toy_dataset, options=options(epochs=3), out_dir=tmp_path / "a", device="cpu",
                    progress=False)
-    # a run stopped after epoch 1 (its last.pt is all that survives), then resumed from a different init
-    train_detector(tiny_model(), toy_dataset, options=options(epochs=1), out_dir=tmp_path / "b", device="cpu",
-                   progress=False)
+    # a run stopped after epoch 1 (its last.pt is all that survives), then resumed from a different init; "all"
+    # keeps the optimizer state in last.pt when the 1-epoch training ends, as a run killed there would have it
+    train_detector(tiny_model(), toy_dataset, options=options(epochs=1, epoch_checkpoints="all"),
+                   out_dir=tmp_path / "b", device="cpu", progress=False)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
     resumed = tiny_model(seed=123)
     result = train_detector(resumed, toy_dataset, options=options(epochs=3), out_dir=tmp_path / "b",
@@ -87,3 +88,46 @@ def test_non_finite_loss_is_an_error_that_says_what_to_do(toy_dataset):
     with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf).*lower 'lr'"):
         train_detector(tiny_model(), toy_dataset, options=options(epochs=1, optimizer="sgd", lr=1e12,
                                                                    warmup_iters=0), device="cpu", progress=False)
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_epoch_checkpoints_keep_last_and_best_weights_by_default_and_all_or_last_on_request(toy_dataset, tmp_path):
+    kept = {}
+    for policy in ("last_best", "last", "all"):
+        model = tiny_model()
+        train_detector(model, toy_dataset, val_set=toy_dataset, options=options(epochs=2, epoch_checkpoints=policy),
+                       out_dir=tmp_path / policy, device="cpu", progress=False)
+        kept[policy] = sorted(p.name for p in (tmp_path / policy).glob("*.pt"))
+        last = load_checkpoint(tmp_path / policy / "last.pt")
+        assert ("optimizer" in last) == (policy == "all") and last["epoch"] == 2
+        if policy == "last":  # the one file holds the weights training ended with
+            assert all(torch.equal(a, b) for a, b in zip(last["model"].values(), model.state_dict().values()))
+    assert kept == {"last_best": ["best.pt", "last.pt"], "last": ["last.pt"],
+                    "all": ["best.pt", "epoch_1.pt", "epoch_2.pt", "last.pt"]}
+    assert all(torch.equal(a, b) for a, b in zip(_weights(tmp_path / "all/epoch_2.pt").values(),
+                                                 _weights(tmp_path / "last_best/last.pt").values()))
+
+
+@pytest.mark.parametrize("policy", ["last_best", "last"])
+def test_a_finished_training_resumes_to_the_same_model_and_refuses_to_extend(policy, toy_dataset, tmp_path):
+    opts = options(epochs=2, epoch_checkpoints=policy)
+    first = tiny_model()
+    train_detector(first, toy_dataset, val_set=toy_dataset, options=opts, out_dir=tmp_path, device="cpu",
+                   progress=False)
+    again = tiny_model(seed=5)
+    train_detector(again, toy_dataset, val_set=toy_dataset, options=opts, out_dir=tmp_path, device="cpu",
+                   resume=True, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(ValueError, match=r"last.pt holds only the weights of a training that ended at epoch 2, so it "
+                                         r"cannot continue to epoch 3; .*epoch_checkpoints: all"):
+        train_detector(tiny_model(), toy_dataset, options=options(epochs=3, epoch_checkpoints=policy),
+                       out_dir=tmp_path, device="cpu", resume=True, progress=False)
+
+
+def test_epoch_checkpoints_is_validated():
+    with pytest.raises(ValueError, match=r"The 'epoch_checkpoints' training option must be one of "
+                                         r"\['last_best', 'last', 'all'\]. Got 'best' instead."):
+        TrainOptions(epoch_checkpoints="best")

@@ -78,7 +78,8 @@ class Ledger:
         return Ledger(labelled_at, self.pool_ids, self.picks + [dict(p) for p in picks])
 
     def save(self, path: str | Path) -> Path:
-        meta = json.dumps({"pool_ids": self.pool_ids, "picks": self.picks})
+        # sorted keys: picks read back from selection.json (on a resume) give the same bytes as those made in memory
+        meta = json.dumps({"pool_ids": self.pool_ids, "picks": self.picks}, sort_keys=True)
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:

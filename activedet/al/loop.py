@@ -19,7 +19,9 @@
 Every stage writes its output atomically, and a stage whose output exists is loaded instead of recomputed, so
 a run killed at any moment resumes (``activedet resume RUN_DIR``) at the first missing output and ends with the
 same labelled sets and metrics as an uninterrupted run. Each stage draws its randomness from
-``(seed, cycle, stage)`` only. Under torchrun every process runs the loop: training and scoring are sharded,
+``(seed, cycle, stage)`` only, and wall-clock times are kept apart (``cycles/t/timing.json``, ``timing.jsonl``),
+so two runs of the same config write byte-identical ledgers, selections, scores, metrics and model files.
+Under torchrun every process runs the loop: training and scoring are sharded,
 selection is computed identically on every rank from the gathered scores, and rank 0 writes the files.
 """
 
@@ -237,16 +239,23 @@ class ActiveLearningRun:
                               out_dir=train_dir, device=self.device, resume=True, progress=self.progress)
         if dist_utils.is_main_process():
             self._keep_training_logs(train_dir, t)  # before model.pt: a resume deletes train/
-            save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "train_seconds": result.wall_time_s,
-                                   "epochs": result.epochs_completed, "best_epoch": result.best_epoch,
-                                   "history": result.history})
+            self._record_seconds(t, "train", result.wall_time_s)
+            # history through JSON: entries restored on a resume must pickle as those made in one go (pickle
+            # shares repeated strings by identity), so a resumed run writes the same bytes as an uninterrupted one
+            save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "epochs": result.epochs_completed,
+                                   "best_epoch": result.best_epoch, "history": json.loads(json.dumps(result.history))})
             shutil.rmtree(train_dir, ignore_errors=True)
             self._prune_checkpoints(t)
         dist_utils.barrier()
         return model, file_sha256(path)
 
     def _keep_training_logs(self, train_dir: Path, t: int) -> None:
-        """Move the training's TensorBoard logs to ``RUN/tensorboard/train/cycle{t}`` (``train/`` is deleted)."""
+        """Move the training's TensorBoard logs to ``RUN/tensorboard/train/cycle{t}`` and, with ``epoch_checkpoints:
+        all``, its per-epoch weights to ``cycles/t/epochs/`` (``train/`` is deleted)."""
+        for weights in sorted(train_dir.glob("**/epoch_*.pt")):
+            target = self._cycle_dir(t) / "epochs" / weights.relative_to(train_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            weights.replace(target)
         for logs in sorted(train_dir.glob("**/tensorboard")):
             part = logs.parent.relative_to(train_dir)
             target = self.run_dir / "tensorboard" / "train" / f"cycle{t}" / part
@@ -272,9 +281,9 @@ class ActiveLearningRun:
                   "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
                   "metrics": metrics,
                   "train": {k: train_state[k] for k in ("epochs", "best_epoch", "history")},
-                  "pseudo_labels": pseudo_label_stats(pseudo) if self.pseudo_labels is not None and t > 0 else None,
-                  "seconds": {"train": train_state["train_seconds"], "evaluate": time.perf_counter() - started}}
+                  "pseudo_labels": pseudo_label_stats(pseudo) if self.pseudo_labels is not None and t > 0 else None}
         if dist_utils.is_main_process():
+            self._record_seconds(t, "evaluate", time.perf_counter() - started)
             atomic_write_json(path, record)
             self._write_metrics_log()
             if self.train_options.tensorboard:
@@ -309,7 +318,8 @@ class ActiveLearningRun:
         pool = self._scored(model, stage, candidates, context)
         labelled = self._scored(model, stage, ledger.labelled(), context) if stage.needs_labelled else None
         if dist_utils.is_main_process():
-            _save_scores(path, pool, labelled, seconds=time.perf_counter() - started)
+            self._record_seconds(t, "score" if k == 0 else f"score{k}", time.perf_counter() - started)
+            _save_scores(path, pool, labelled)
         dist_utils.barrier()
         return pool, labelled
 
@@ -365,9 +375,9 @@ class ActiveLearningRun:
                     "checkpoint": checkpoint}
                    for rank, i in enumerate(picks)]
         if dist_utils.is_main_process():
+            self._record_seconds(t, "select", time.perf_counter() - started)
             atomic_write_json(path, {"cycle": t, "strategy": self.strategy.name, "budget": self.options.budget,
-                                     "budget_unit": self.options.budget_unit, "picks": records,
-                                     "seconds": time.perf_counter() - started})
+                                     "budget_unit": self.options.budget_unit, "picks": records})
             if self.train_options.tensorboard:
                 scores = [r["score"] for r in records if r["score"] is not None]
                 log_cycle(self.run_dir, t, {}, {"images": len(records), "boxes": sum(r["boxes"] or 0 for r in records),
@@ -412,35 +422,39 @@ class ActiveLearningRun:
         return ledger
 
     # ----------------------------------------------------------------------------------------------- the log
+    def _record_seconds(self, t: int, stage: str, seconds: float) -> None:
+        """Add a stage's wall-clock seconds to ``cycles/t/timing.json`` (rank 0; written before the stage's output,
+        so a stage whose output exists has its time; kept out of every file a result depends on)."""
+        path = self._cycle_dir(t) / "timing.json"
+        timing = json.loads(path.read_text()) if path.is_file() else {}
+        atomic_write_json(path, {**timing, stage: seconds})
+
     def _write_metrics_log(self) -> None:
-        """``metrics.jsonl``: one line per evaluated cycle, rebuilt from the per-cycle files (idempotent)."""
+        """``metrics.jsonl``: one line per evaluated cycle, rebuilt from the per-cycle files (idempotent), and
+        ``timing.jsonl``: the cycles' wall-clock seconds per stage (``scores``: every scoring stage together)."""
         if not dist_utils.is_main_process():
             return
-        lines = []
+        lines, timings = [], []
         for t in range(0, 10_000):
             path = self._cycle_dir(t) / "metrics.json"
             if not path.is_file():
                 break
             record = json.loads(path.read_text())
             record.pop("train", None)
-            scores = sorted(self._cycle_dir(t).glob("scores*.npz"))
-            if scores:
-                record["seconds"]["scores"] = sum(_stage_seconds(p) for p in scores)
-            if (self._cycle_dir(t) / "selection.json").is_file():
-                record["seconds"]["selection"] = _stage_seconds(self._cycle_dir(t) / "selection.json")
+            record.pop("seconds", None)  # written by earlier versions
             lines.append(json.dumps(record, sort_keys=True))
+            timing_path = self._cycle_dir(t) / "timing.json"
+            stages = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+            seconds = {k: v for k, v in stages.items() if not k.startswith("score")}
+            if any(k.startswith("score") for k in stages):
+                seconds["scores"] = sum(v for k, v in stages.items() if k.startswith("score"))
+            timings.append(json.dumps({"cycle": t, "seconds": seconds}, sort_keys=True))
         atomic_write(self.run_dir / "metrics.jsonl", lambda tmp: tmp.write_text("".join(f"{x}\n" for x in lines)))
+        atomic_write(self.run_dir / "timing.jsonl", lambda tmp: tmp.write_text("".join(f"{x}\n" for x in timings)))
 
 
-def _stage_seconds(path: Path) -> float:
-    if path.suffix == ".json":
-        return float(json.loads(path.read_text())["seconds"])
-    with np.load(path, allow_pickle=False) as data:
-        return float(data["seconds"])
-
-
-def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None, *, seconds: float) -> None:
-    arrays = {"seconds": np.array(seconds)}
+def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None) -> None:
+    arrays = {}
     for prefix, part in (("pool", pool), ("labelled", labelled)):
         if part is None:
             continue

@@ -53,13 +53,23 @@ def write_dataset(fmt: str, dataset: DetectionDataset, path: str | os.PathLike, 
 def validate_path(fmt: str, path: str | os.PathLike, **options) -> list[Problem]:
     """Every problem (errors and warnings) of the dataset at ``path``, without raising for them.
 
-    This backs ``activedet validate FORMAT PATH``; render the list with :func:`format_problems`. Invalid
-    ``options`` (e.g. an unknown ``box_policy``) still raise ``ValueError``/``TypeError``.
+    This backs ``activedet validate FORMAT PATH``; render the list with :func:`format_problems`. ``decode=True``
+    (``--decode``) also decodes every image file in full, in parallel (a truncated file passes the header check).
+    Invalid ``options`` (e.g. an unknown ``box_policy``) still raise ``ValueError``/``TypeError``.
     """
     check_choice("validate_path", "fmt", fmt, FORMATS)
+    decode = options.pop("decode", False)
     if not Path(path).exists():
         return [Problem(str(path), f"path does not exist: {os.path.abspath(path)}",
                         "give the VOCdevkit directory (voc), the JSON file (coco), the dataset root (yolo, "
                         "imagefolder) or the cifar-10-batches-bin / cifar-100-binary directory (cifar)")]
-    _, problems = _SCANNERS[fmt](path, **options)
+    dataset, problems = _SCANNERS[fmt](path, **options)
+    if decode:  # the whole of every image file, not only its header (those already reported are left out)
+        from .images import decode_problems
+
+        reported = "\n".join(p.message for p in problems)  # e.g. an unreadable header: listed once
+        base = Path(path) if Path(path).is_dir() else Path(path).parent
+        files = [(r.file_name, os.path.relpath(r.file_name, base)) for r in dataset.records
+                 if r.image_index is None and str(r.file_name) not in reported and Path(r.file_name).is_file()]
+        problems = problems + decode_problems(files)
     return problems

@@ -16,25 +16,24 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from . import augment
 from .classification import read_cifar_image
+from .images import read_image_array
 from .records import DetectionDataset, ImageRecord
 
 __all__ = ["DetectionTorchDataset", "collate_detection", "load_image"]
 
 
 def load_image(path, image_index: int | None = None) -> Tensor:
-    """``float32[3, H, W]`` in [0, 1] from an image file (converted to RGB), or with ``image_index`` from record
-    ``image_index`` of the CIFAR binary file ``path`` (see :func:`~activedet.data.classification.read_cifar_image`;
-    only that record is read)."""
-    if image_index is not None:
-        array = read_cifar_image(path, image_index)
-    else:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    """``float32[3, H, W]`` in [0, 1] from an image file (converted to RGB, high bit depths scaled to their range:
+    :func:`~activedet.data.images.read_image_array`), or with ``image_index`` from record ``image_index`` of the CIFAR
+    binary file ``path`` (see :func:`~activedet.data.classification.read_cifar_image`; only that record is read).
+    A file that cannot be decoded raises :class:`~activedet.data.images.ImageDecodeError` naming it."""
+    array = read_cifar_image(path, image_index) if image_index is not None else read_image_array(path)
+    if array.dtype != np.uint8:  # high bit depth: already float in [0, 1]
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 

@@ -160,7 +160,7 @@ def validate_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, st
     sets which overlap (train, val, trainval) are not reported as listing an image twice.
 
     Returns ``(checked, skipped, problems)``: ``"2007/trainval (400 images)"`` per set checked, the files skipped,
-    and every problem once. ``options`` are :func:`scan_voc`'s.
+    and every problem once. ``options`` are :func:`scan_voc`'s, and ``decode=True`` decodes every image in full.
     """
     root = Path(devkit_root)
     if not root.is_dir():
@@ -175,13 +175,21 @@ def validate_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, st
                                      "of each split)", "write ImageSets/Main/trainval.txt with one image id (an "
                                      "annotation file name without .xml) per line, e.g. in the folder holding "
                                      "Annotations/: ls Annotations | sed 's/\\.xml$//' > ImageSets/Main/trainval.txt")]
+    decode = options.pop("decode", False)
     single = (root / "Annotations").is_dir()
-    checked, problems, used = [], [], set()
+    checked, problems, used, files = [], [], set(), {}
     for year, image_set in _normalise_sets(sets, root):
         dataset, found = scan_voc(root, sets=((year, image_set),), class_names=class_names, **options)
         checked.append(f"{image_set if single else f'{year}/{image_set}'} ({len(dataset)} images)")
         problems += found
         used |= _used_names(dataset)
+        files.update((str(r.file_name), None) for r in dataset.records)
+    if decode:  # the whole of every image file, not only its header (those already reported are left out)
+        from .images import decode_problems
+
+        reported = "\n".join(p.message for p in problems)
+        problems += decode_problems([(f, os.path.relpath(f, root)) for f in files
+                                     if f not in reported and Path(f).is_file()])
     return checked, skipped, list(dict.fromkeys(_with_class_fix(problems, class_names, used, devkit_root)))
 
 

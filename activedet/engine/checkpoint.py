@@ -22,8 +22,11 @@ __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "save_check
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Save ``state`` atomically with ``torch.save``."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Save ``state`` atomically with ``torch.save``; the same ``state`` always gives the same bytes."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: torch names the archive's folder after a path (the temp name)
+            torch.save(state, fh)
+    return atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -41,6 +41,8 @@ __all__ = ["OptionError", "TrainOptions", "TrainResult", "train_detector", "buil
            "weighted_loss_dict"]
 
 OPTIMIZERS = ("sgd", "adamw")
+#: what ``epoch_checkpoints`` keeps in ``out_dir`` once training ends (see :class:`TrainOptions`)
+EPOCH_CHECKPOINTS = ("last_best", "last", "all")
 SCHEDULES = ("step", "cosine", "constant")
 #: the keys ``val_metric`` may name, per model ``task`` (a model without a ``task`` attribute is a detector)
 VAL_METRICS = {"detection": ("mAP_11pt", "mAP_area"), "classification": ("mean_per_class", "top1")}
@@ -95,6 +97,12 @@ class TrainOptions:
         log_every: write a JSON line every this many iterations.
         tensorboard: also write the logged losses, lr and validation metric as TensorBoard scalars under
             ``out_dir/tensorboard`` (needs ``pip install tensorboard``; tags in :mod:`activedet.tensorboard`).
+        epoch_checkpoints: what ``out_dir`` keeps once training ends. While it runs, ``last.pt`` holds the latest
+            epoch with the optimizer state (a resume is exact) and ``best.pt`` the best validation epoch's weights.
+            ``"last_best"`` (default): both, ``last.pt`` reduced to the weights; ``"last"``: only ``last.pt``, holding
+            the weights training ends with (the best validation epoch's when a validation split picks one);
+            ``"all"``: ``last.pt`` with its optimizer state, ``best.pt`` and the weights of every epoch
+            (``epoch_N.pt``).
     """
 
     epochs: int = 12
@@ -121,6 +129,7 @@ class TrainOptions:
     seed: int = 0
     log_every: int = 10
     tensorboard: bool = False
+    epoch_checkpoints: str = "last_best"
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "an int >= 1", self.epochs)
@@ -142,6 +151,8 @@ class TrainOptions:
         _check(self.num_workers >= 0, "num_workers", "an int >= 0", self.num_workers)
         _check(self.log_every >= 1, "log_every", "an int >= 1", self.log_every)
         _check(isinstance(self.tensorboard, bool), "tensorboard", "true or false", self.tensorboard)
+        _check(self.epoch_checkpoints in EPOCH_CHECKPOINTS, "epoch_checkpoints", f"one of {list(EPOCH_CHECKPOINTS)}",
+               self.epoch_checkpoints)
 
 
 @dataclass
@@ -374,9 +385,15 @@ def _validate(model, val_set, options, device, batch_size) -> float:
     return float(metrics[options.val_metric])
 
 
-def _restore(path: Path, model, optimizer, scheduler, scaler, device) -> dict:
+def _restore(path: Path, model, optimizer, scheduler, scaler, device, epochs: int) -> dict:
     state = load_checkpoint(path, map_location=device)
     model.load_state_dict(state["model"])
+    if "optimizer" not in state:  # reduced to the weights when training ended (epoch_checkpoints)
+        if state["epoch"] < epochs:
+            raise ValueError(f"{path} holds only the weights of a training that ended at epoch {state['epoch']}, so "
+                             f"it cannot continue to epoch {epochs}; train in a new out_dir (or keep the optimizer "
+                             "state with epoch_checkpoints: all)")
+        return state
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
@@ -388,6 +405,20 @@ def _state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, 
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch, "best_metric": best_metric, "best_epoch": best_epoch,
             "bad_evals": bad_evals, "history": history}
+
+
+def _finish_checkpoints(out: Path, state: dict, model, options: TrainOptions) -> None:
+    """Reduce ``out`` to what ``options.epoch_checkpoints`` keeps (rank 0, once training has ended). Each step
+    leaves a directory from which a resume ends with the same model."""
+    if options.epoch_checkpoints == "all" or "optimizer" not in state:
+        return
+    # the file, not ``state``: its tensors are the model's own, which may now hold the best epoch's weights
+    slim = {k: v for k, v in load_checkpoint(out / "last.pt").items() if k not in ("optimizer", "scheduler", "scaler")}
+    if options.epoch_checkpoints == "last":
+        slim.update(model=model.state_dict(), final=True)  # the weights training ends with: best.pt is not needed
+    save_checkpoint(out / "last.pt", slim)
+    if options.epoch_checkpoints == "last":
+        (out / "best.pt").unlink(missing_ok=True)
 
 
 def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
@@ -429,8 +460,9 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
     start_epoch, best_metric, best_epoch, bad_evals, history = 0, None, None, 0, []
     last = out / "last.pt" if out is not None else None
     best = out / "best.pt" if out is not None else None
+    state: dict = {}
     if resume and last is not None and last.is_file():
-        state = _restore(last, model, optimizer, scheduler, scaler, device)
+        state = _restore(last, model, optimizer, scheduler, scaler, device, options.epochs)
         start_epoch, best_metric, best_epoch = state["epoch"], state["best_metric"], state["best_epoch"]
         bad_evals, history = state["bad_evals"], list(state["history"])
         log.write(event="resume", epoch=start_epoch)
@@ -465,6 +497,8 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
                            history)
             if is_best:
                 save_checkpoint(best, {"model": state["model"], "epoch": epoch + 1, "best_metric": best_metric})
+            if options.epoch_checkpoints == "all":
+                save_checkpoint(out / f"epoch_{epoch + 1}.pt", {"model": state["model"], "epoch": epoch + 1})
             save_checkpoint(last, state)
         dist_utils.barrier()
         kill_point("train_epoch", epoch + 1)
@@ -474,8 +508,13 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
     log.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif state.get("final"):  # resumed a finished training whose last.pt holds the weights it ended with
+        pass
     elif best_epoch is not None and best is not None and best.is_file():  # resumed after the best epoch
         model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
+    if out is not None and dist_utils.is_main_process() and state:
+        _finish_checkpoints(out, state, model, options)
+    dist_utils.barrier()
     return TrainResult(epochs_completed=len(history), best_epoch=best_epoch, best_metric=best_metric,
                        stopped_early=stopped_early, history=history, last_checkpoint=last, best_checkpoint=best,
                        wall_time_s=time.perf_counter() - started)

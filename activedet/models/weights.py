@@ -76,13 +76,23 @@ def is_local_file(spec: WeightsSpec) -> bool:
             or text.lower().endswith(_FILE_SUFFIXES) or not _ENUM_NAME.match(text))
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """The ``state_dict`` stored at ``path`` (a bare state_dict or a checkpoint dict with a ``"model"`` key)."""
+def read_state_dict(path: str | os.PathLike, *, func: str | None = None,
+                    param: str | None = None) -> dict[str, Tensor]:
+    """The ``state_dict`` stored at ``path`` (a bare state_dict or a checkpoint dict with a ``"model"`` key);
+    errors name the ``param`` parameter of ``func`` when given."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Weights file {str(path)!r} does not exist. Pass None, an existing file saved "
                                 f"with torch.save, or a torchvision weights name such as 'DEFAULT'.")
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch.save file (text, an image, a truncated download) or unsafe pickle
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        subject = (f"The {param!r} parameter of {func} names the file {str(path)!r}, which" if param else
+                   f"Weights file {str(path)!r}")
+        raise ValueError(f"{subject} is not a weights file that torch.load(weights_only=True) can read "
+                         f"({type(exc).__name__}: {reason}). Pass a state_dict or an activedet checkpoint saved with "
+                         "torch.save, or a torchvision weights name such as 'DEFAULT'.") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
         loaded = loaded["model"]
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
@@ -176,7 +186,8 @@ def load_weights(model: nn.Module, spec: WeightsSpec, enums: Sequence[type[Weigh
     if resolved is None:
         return None
     if isinstance(resolved, Path):
-        load_state_dict_into(model, read_state_dict(resolved), strict=strict, source=f"{str(resolved)!r}")
+        load_state_dict_into(model, read_state_dict(resolved, func=func, param=param), strict=strict,
+                             source=f"{str(resolved)!r}")
         return None
     member = resolved
     state_dict = member.get_state_dict(progress=True, check_hash=True)
