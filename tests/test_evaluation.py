@@ -282,35 +282,7 @@ def test_froc_class_aware_option():
     assert aware["sensitivity"] == [0.0, 0.0] and aware["curve"]["fps_per_image"][-1] == 1.0
 
 
-def _reference_froc_curve(ds, preds, duplicates_as_fp):
-    """(FP/img, sensitivity) at every distinct score, recomputed from scratch for each threshold."""
-    def iou(a, b):
-        iw, ih = max(0, min(a[2], b[2]) - max(a[0], b[0])), max(0, min(a[3], b[3]) - max(a[1], b[1]))
-        return iw * ih / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih)
-
-    dets = [(s, i, b) for i, p in enumerate(preds) for b, s in zip(p["boxes"], p["scores"])]
-    dets.sort(key=lambda t: -t[0])  # stable: ties in input order
-    counted = sum(int((~(r.difficult | r.iscrowd)).sum()) for r in ds)
-    points = []
-    for threshold in sorted({s for s, _, _ in dets}, reverse=True):
-        found, fp = set(), 0
-        for s, i, box in (d for d in dets if d[0] >= threshold):
-            r = ds[i]
-            hits = [j for j in range(r.num_boxes) if iou(box, r.boxes[j]) >= 0.5]
-            real = {(i, j) for j in hits if not (r.difficult[j] or r.iscrowd[j])}
-            fp += not hits or (duplicates_as_fp and bool(real) and real <= found)
-            found |= real
-        points.append((fp / len(ds), len(found) / counted))
-    return points
-
-
-@pytest.mark.parametrize("duplicates_as_fp", [False, True])
-def test_froc_curve_matches_brute_force_on_random_data(duplicates_as_fp):
-    ds, preds = _random_case(1, num_images=30)
-    curve = froc(ds, preds, duplicates_as_fp=duplicates_as_fp)["curve"]
-    expected = np.array(_reference_froc_curve(ds, preds, duplicates_as_fp))
-    np.testing.assert_allclose(curve["fps_per_image"][1:], expected[:, 0])
-    np.testing.assert_allclose(curve["sensitivity"][1:], expected[:, 1])
+# The FROC curve against a brute-force reference (both matchings): tests/test_evaluation_reference.py
 
 
 def test_froc_without_ground_truth_is_nan():
