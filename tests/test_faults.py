@@ -307,9 +307,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run_until(proc: subprocess.Popen, cpu_seconds: float = float("inf"), markers: tuple = ()) -> tuple[bool, list]:
-    """Let ``proc`` run until it has used ``cpu_seconds`` (then SIGKILL it) or ends; returns whether it was killed
-    and, per marker (a function of nothing), the CPU seconds at which it first held (``None``: never seen)."""
+def _run_until(proc: subprocess.Popen, cpu_seconds: float = float("inf"), markers: tuple = ()
+               ) -> tuple[bool, list, float]:
+    """Let ``proc`` run until it has used ``cpu_seconds`` (then SIGKILL it) or ends. Returns whether the kill ended
+    it, per marker (a function of nothing) the CPU seconds at which it first held (``None``: not seen while the
+    process ran), and the last CPU seconds seen."""
     used, seen = 0.0, [None] * len(markers)
     while proc.poll() is None:
         try:
@@ -319,11 +321,12 @@ def _run_until(proc: subprocess.Popen, cpu_seconds: float = float("inf"), marker
         seen = [at if at is not None or not marker() else used for at, marker in zip(seen, markers)]
         if used >= cpu_seconds:
             proc.send_signal(signal.SIGKILL)
-            assert proc.wait(timeout=60) == -signal.SIGKILL
-            return True, seen
+            if proc.wait(timeout=60) == -signal.SIGKILL:
+                return True, seen, used
+            break  # it ended on its own just before the signal
         time.sleep(0.02)
-    assert proc.returncode == 0, proc.stderr.read()
-    return False, seen
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    return False, seen, used
 
 
 def test_runs_of_one_config_killed_at_random_moments_or_not_write_identical_files(tiny_data, tmp_path):
@@ -337,10 +340,11 @@ def test_runs_of_one_config_killed_at_random_moments_or_not_write_identical_file
     extra = {"strategy": "entropy", "cycles": 1, "epochs": 2}
     straight = write_config(tmp_path / "straight", tiny_data, **extra)
     done = tmp_path / "straight/run/metrics.jsonl"  # the last output: both cycles evaluated
-    _, (ready, finished) = _run_until(_cli(["run", str(straight), "--quiet"]), markers=(
+    _, (ready, finished), used = _run_until(_cli(["run", str(straight), "--quiet"]), markers=(
         (tmp_path / "straight/run/config.json").is_file,  # data read, model built: the loop starts
         lambda: done.is_file() and len(done.read_text().splitlines()) == 2))
-    assert ready is not None and finished is not None and finished > ready
+    finished = used if finished is None else finished  # it may end within one look at the files
+    assert ready is not None and finished > ready
     killed = write_config(tmp_path / "killed", tiny_data, **extra)
     run_dir = tmp_path / "killed/run"
 
@@ -352,11 +356,11 @@ def test_runs_of_one_config_killed_at_random_moments_or_not_write_identical_file
     moments = np.sort(np.random.default_rng(21).uniform(0.05, 0.95, size=3))
     hits = 0
     for gap in np.diff(moments, prepend=0.0):
-        hit, _ = _run_until(start(), ready + gap * (finished - ready))
+        hit, _, _ = _run_until(start(), ready + gap * (finished - ready))
         hits += hit
         if not hit:  # finished first: the later starts have nothing left to do
             break
-    assert hits >= 1 and (run_dir / "config.json").is_file()
+    assert hits >= 1
     _run_until(start())
     a, b = tmp_path / "straight/run", run_dir
     assert np.array_equal(outcome(a)[0], outcome(b)[0])
