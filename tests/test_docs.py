@@ -74,3 +74,61 @@ def test_deviation_rows_name_tests_that_exist():
     assert len(named) >= 10
     assert not sorted(n for n in named if f"def {n}(" not in tests)
     assert "deviations.md" in METHODS.read_text() and "docs/deviations.md" in README
+
+
+# ------------------------------------------------------------------------------ links between the documents
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped (``-`` and ``_`` kept), spaces to ``-``."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    import re
+
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.MULTILINE | re.DOTALL)
+    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.MULTILINE)}
+
+
+def _relative_links(path: Path) -> list[str]:
+    import re
+
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.MULTILINE | re.DOTALL)
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    return [t for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:", t)]  # http:, https:, mailto: are external
+
+
+def _broken_links(files: list[Path]) -> tuple[int, list[str]]:
+    """How many relative links ``files`` hold, and those whose file or heading does not exist."""
+    checked, broken = 0, []
+    for source in files:
+        for link in _relative_links(source):
+            target, _, anchor = link.partition("#")
+            path = (source.parent / target).resolve() if target else source
+            checked += 1
+            if not path.exists():
+                broken.append(f"{source.name}: {link} (no file {target})")
+            elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+                broken.append(f"{source.name}: {link} (no heading #{anchor} in {target or source.name})")
+    return checked, broken
+
+
+def test_the_link_checker_finds_missing_files_and_headings(tmp_path):
+    assert _slug("1.2 Detection-level uncertainty (least confidence / margin / entropy)") == \
+        "12-detection-level-uncertainty-least-confidence--margin--entropy"
+    assert _slug("The quickstart demo (`make demo`)") == "the-quickstart-demo-make-demo"
+    (tmp_path / "a.md").write_text("# A\n\n## The quickstart demo (`make demo`)\n\n```\n## not a heading\n```\n")
+    (tmp_path / "b.md").write_text(
+        "[ok](a.md) [ok](a.md#the-quickstart-demo-make-demo) [self](#b) [web](https://example.org/x)\n"
+        "[gone](c.md) [no heading](a.md#not-a-heading) [image](a.png)\n\n# B\n```\n[in code](d.md)\n```\n")
+    checked, broken = _broken_links([tmp_path / "b.md"])
+    assert checked == 6
+    assert broken == ["b.md: c.md (no file c.md)", "b.md: a.md#not-a-heading (no heading #not-a-heading in a.md)",
+                      "b.md: a.png (no file a.png)"]
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    checked, broken = _broken_links([ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    assert checked >= 30  # the README's methods table alone links 15 sections
+    assert not broken, "broken links:\n" + "\n".join(broken)

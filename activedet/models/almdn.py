@@ -37,7 +37,7 @@ classification, the components' filters stacked (the same function as ``K`` sepa
 The mixture multiplies the head's outputs by about ``3K`` (``K (2 (C + 1) + 1)`` class and ``12 K`` box channels per
 anchor instead of ``C + 1`` and 4), so with the released code's dense 3x3 convolutions those layers take a large
 share of a small detector's time (AL-MDN RetinaNet-EfficientNet-Lite0 at 128 px, untrained: 0.71x the plain
-RetinaNet's throughput with them, 0.89x with separable layers; README "Measured results"). By default
+RetinaNet's throughput with them, 0.89x with separable layers; docs/benchmarks.md). By default
 (``separable=True``) each layer is a 3x3 depthwise convolution followed by a 1x1 convolution, as SSDLite's heads
 are: the same receptive field, about 9x fewer multiply-adds in the wide layer. ``separable=False`` restores the
 dense 3x3 layers.
