@@ -22,7 +22,6 @@ from activedet.cli import main
 from activedet.config import load_config
 from activedet.data.images import ImageDecodeError
 from activedet.data.torch_dataset import load_image
-from activedet.data.validate import DatasetWarning
 
 from test_loop import outcome, write_config
 
