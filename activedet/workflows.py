@@ -209,7 +209,7 @@ def config_defaults() -> dict[str, Any]:
 def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> DetectionDataset:
     """``pool`` followed by every image under ``folder`` (recursively, sorted; ids = relative paths without the
     suffix), unlabelled: no boxes until people label them."""
-    from .data.annotation_io import export_file_name
+    from .interop import export_file_name
     from .data.validate import read_image_size
 
     if folder is None:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from activedet.data.annotation_io import (LABEL_FORMATS, ExportItem, LabelImport, read_coco_labels, read_cvat_xml,
+from activedet.interop import (LABEL_FORMATS, ExportItem, LabelImport, read_coco_labels, read_cvat_xml,
                                           read_labels, read_labelstudio_export, write_cvat_coco,
                                           write_labelstudio_tasks)
 from activedet.data.coco import read_coco

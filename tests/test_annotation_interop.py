@@ -12,7 +12,7 @@ from PIL import Image
 
 from activedet.al.annotation import read_labels as read_run_labels
 from activedet.al.export import export_batch
-from activedet.data.annotation_io import export_file_name, image_id_from_name, read_labels
+from activedet.interop import export_file_name, image_id_from_name, read_labels
 from activedet.data.records import DatasetError, DetectionDataset, ImageRecord
 from activedet.data.voc import write_voc
 from activedet.models.outputs import Detections

@@ -19,7 +19,7 @@ import torch
 from activedet.al.annotation import load_import_records
 from activedet.al.export import export_batch
 from activedet.config import load_config
-from activedet.data.annotation_io import export_file_name
+from activedet.interop import export_file_name
 from activedet.data.coco import read_coco
 from activedet.models.outputs import Detections
 from activedet.workflows import import_into_run, run_from_config, run_pool, run_status

@@ -16,7 +16,7 @@ from PIL import Image
 
 from activedet.al.annotation import ImportRefused, import_labels, load_import_records, read_labels
 from activedet.al.export import export_batch
-from activedet.data.labelstudio_exports import labelstudio_image_id
+from activedet.interop import labelstudio_image_id
 from activedet.data.records import DatasetError, DetectionDataset, ImageRecord
 from activedet.models.outputs import Detections
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._faults import kill_point
 from ..atomic import atomic_write_json
-from ..data.annotation_io import EMPTY_AMBIGUOUS, LabelImport, read_labels as read_tool_labels
+from ..interop import EMPTY_AMBIGUOUS, LabelImport, read_labels as read_tool_labels
 from ..data.records import DetectionDataset, ImageRecord
 
 __all__ = ["ImportResult", "ImportRefused", "read_labels", "LABEL_FORMATS", "read_native_labels",
@@ -113,10 +113,10 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
                 sizes: dict[str, tuple[int, int]] | None = None, empty_means_labelled: bool = False) -> LabelImport:
     """Read an annotation file in ``fmt`` (``auto``: told from the file; ``datumaro:<name>``: any of Datumaro's
     dataset formats): the native file here, the annotation tools' exports by
-    :func:`activedet.data.annotation_io.read_labels`.
+    :func:`activedet.interop.read_labels`.
 
     ``sizes`` (``image_id -> (width, height)``, the run's images) serves formats with relative coordinates and maps
-    the file's image names to image ids (:func:`~activedet.data.annotation_io.image_id_from_name`).
+    the file's image names to image ids (:func:`~activedet.interop.image_id_from_name`).
     ``empty_means_labelled``: in a CVAT XML, COCO or Datumaro file, an image without boxes is a label (nothing to
     box) rather than pending: say so only for a finished job.
     """

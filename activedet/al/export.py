@@ -21,7 +21,7 @@ batch (image id, file, size, rank, strategy score), ``images/`` (copied, hard-li
   file of the same name.
 
 Every image is exported as one flat file name: its id with ``/`` (a sub-folder of the unlabelled folder) written as
-``__`` (:func:`~activedet.data.annotation_io.export_file_name`); the importers map such names back.
+``__`` (:func:`~activedet.interop.export_file_name`); the importers map such names back.
 
 Predictions whose score is below ``min_score`` are left out of the pre-annotations (they are kept, all of them, in
 ``cycles/t/predictions.json`` for reports).
@@ -109,7 +109,7 @@ def _prediction_records(pool: DetectionDataset, picks: Sequence[dict], predictio
 
 def _file_names(records: Sequence[ImageRecord]) -> dict[str, str]:
     """``image_id -> exported file name``; two images of the batch that would share a name are an error."""
-    from ..data.annotation_io import export_file_name
+    from ..interop import export_file_name
 
     files, owner = {}, {}
     for record in records:
@@ -172,7 +172,7 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
                    for r in records}
         atomic_write_json(folder / "pre_annotations.json", {"format": "activedet-labels", "images": entries})
     elif fmt in ("labelstudio", "cvat_coco"):
-        from ..data.annotation_io import ExportItem, write_cvat_coco, write_labelstudio_tasks
+        from ..interop import ExportItem, write_cvat_coco, write_labelstudio_tasks
 
         refs = {r.image_id: f"images/{files[r.image_id]}" for r in records}
         if fmt == "labelstudio":

@@ -36,7 +36,7 @@ from .validate import (check_boxes, check_image_file, check_options, find_duplic
 
 __all__ = ["read_coco", "scan_coco", "write_coco"]
 
-_JSON_HINT = "see https://cocodataset.org/#format-data for the object detection format"
+JSON_HINT = "see https://cocodataset.org/#format-data for the object detection format"
 
 
 def read_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
@@ -112,32 +112,32 @@ def _load_json(json_path: Path) -> tuple[dict | None, list[Problem]]:
                               "fix the JSON syntax (a truncated file usually means an interrupted download)")]
     if not isinstance(data, dict):
         return None, [Problem(name, f"expected a JSON object with 'images', 'annotations' and 'categories'; "
-                                    f"found {type(data).__name__}", _JSON_HINT)]
+                                    f"found {type(data).__name__}", JSON_HINT)]
     return data, []
 
 
-def _field(entry: dict, key: str, where: str, kinds: tuple, expected: str, problems: list[Problem],
+def json_field(entry: dict, key: str, where: str, kinds: tuple, expected: str, problems: list[Problem],
            required: bool = True):
     """``entry[key]`` if present and of one of ``kinds`` (never ``bool`` unless asked), else ``None`` + problem."""
     if key not in entry:
         if required:
-            problems.append(Problem(f"{where}.{key}", f"missing required field {key!r} ({expected})", _JSON_HINT))
+            problems.append(Problem(f"{where}.{key}", f"missing required field {key!r} ({expected})", JSON_HINT))
         return None
     value = entry[key]
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        problems.append(Problem(f"{where}.{key}", f"expected {expected}; found {json.dumps(value)[:80]}", _JSON_HINT))
+        problems.append(Problem(f"{where}.{key}", f"expected {expected}; found {json.dumps(value)[:80]}", JSON_HINT))
         return None
     return value
 
 
-def _entries(data: dict, key: str, name: str, problems: list[Problem]) -> list[tuple[str, dict]]:
+def json_entries(data: dict, key: str, name: str, problems: list[Problem]) -> list[tuple[str, dict]]:
     """``(location, entry)`` for each object in the top-level list ``data[key]``."""
-    hint = "add an empty list if there are none" if key == "annotations" else _JSON_HINT
+    hint = "add an empty list if there are none" if key == "annotations" else JSON_HINT
     if key not in data:
         problems.append(Problem(name, f"missing required top-level field {key!r} (a list)", hint))
         return []
     if not isinstance(data[key], list):
-        problems.append(Problem(f"{name}: {key}", f"expected a list; found {type(data[key]).__name__}", _JSON_HINT))
+        problems.append(Problem(f"{name}: {key}", f"expected a list; found {type(data[key]).__name__}", JSON_HINT))
         return []
     out = []
     for i, entry in enumerate(data[key]):
@@ -145,16 +145,16 @@ def _entries(data: dict, key: str, name: str, problems: list[Problem]) -> list[t
             out.append((f"{name}: {key}[{i}]", entry))
         else:
             problems.append(Problem(f"{name}: {key}[{i}]", f"expected an object; found {json.dumps(entry)[:80]}",
-                                    _JSON_HINT))
+                                    JSON_HINT))
     return out
 
 
 def _parse_categories(data: dict, name: str, problems: list[Problem]) -> tuple[list[int], list[str]]:
     """Category ids in ascending order and their names."""
     found = []
-    for where, entry in _entries(data, "categories", name, problems):
-        cat_id = _field(entry, "id", where, (int,), "an integer id", problems)
-        cat_name = _field(entry, "name", where, (str,), "a string", problems)
+    for where, entry in json_entries(data, "categories", name, problems):
+        cat_id = json_field(entry, "id", where, (int,), "an integer id", problems)
+        cat_name = json_field(entry, "name", where, (str,), "a string", problems)
         if cat_id is not None and cat_name is not None:
             found.append((cat_id, cat_name, where))
     problems += find_duplicates(((c, f"{w}.id") for c, _, w in found), "category id",
@@ -193,11 +193,11 @@ def _without_background(data: dict, name: str, category_ids: list[int], class_na
 def _parse_images(data: dict, name: str, image_root: Path, problems: list[Problem]) -> dict:
     """``{coco image id: (location, absolute path, width, height) or None if invalid}`` in file order."""
     images, paths, seen = {}, [], {}
-    for where, entry in _entries(data, "images", name, problems):
-        image_id = _field(entry, "id", where, (int, str), "an integer id", problems)
-        file_name = _field(entry, "file_name", where, (str,), "a relative or absolute path", problems)
-        width = _field(entry, "width", where, (int,), "a positive integer (pixels)", problems)
-        height = _field(entry, "height", where, (int,), "a positive integer (pixels)", problems)
+    for where, entry in json_entries(data, "images", name, problems):
+        image_id = json_field(entry, "id", where, (int, str), "an integer id", problems)
+        file_name = json_field(entry, "file_name", where, (str,), "a relative or absolute path", problems)
+        width = json_field(entry, "width", where, (int,), "a positive integer (pixels)", problems)
+        height = json_field(entry, "height", where, (int,), "a positive integer (pixels)", problems)
         for key, value in (("width", width), ("height", height)):
             if value is not None and value <= 0:
                 problems.append(Problem(f"{where}.{key}", f"expected a positive integer (pixels); found {value}",
@@ -224,8 +224,8 @@ def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, in
     """``{coco image id: [(location of bbox, xyxy, label, iscrowd, difficult, area or NaN), ...]}`` in file
     order."""
     objects: dict = {}
-    for where, entry in _entries(data, "annotations", name, problems):
-        image_id = _field(entry, "image_id", where, (int, str), "the id of an image in 'images'", problems)
+    for where, entry in json_entries(data, "annotations", name, problems):
+        image_id = json_field(entry, "image_id", where, (int, str), "the id of an image in 'images'", problems)
         row = _parse_annotation(entry, where, labels, problems)
         if image_id is not None and image_id not in images:
             problems.append(Problem(f"{where}.image_id", f"refers to image id {image_id!r}, which is not in 'images'",
@@ -237,12 +237,12 @@ def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, in
 
 def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
                       problems: list[Problem]) -> tuple[str, tuple, int, bool, bool, float, list] | None:
-    category_id = _field(entry, "category_id", where, (int,), "the id of a category", problems)
-    bbox = _field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
-    iscrowd = _field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
-    difficult = _field(entry, "difficult", where, (int, bool), "0 or 1", problems, required=False) or 0
+    category_id = json_field(entry, "category_id", where, (int,), "the id of a category", problems)
+    bbox = json_field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
+    iscrowd = json_field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
+    difficult = json_field(entry, "difficult", where, (int, bool), "0 or 1", problems, required=False) or 0
     count = len(problems)
-    area = _field(entry, "area", where, (int, float), "a number >= 0 (square pixels)", problems, required=False)
+    area = json_field(entry, "area", where, (int, float), "a number >= 0 (square pixels)", problems, required=False)
     if area is not None and not (math.isfinite(area) and area >= 0):
         problems.append(Problem(f"{where}.area", f"expected a number >= 0 (square pixels); found {area!r}",
                                 "fix the area or remove the field (the box area is used then)"))
@@ -250,12 +250,12 @@ def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
         problems.append(Problem(f"{where}.category_id", f"refers to category id {category_id}, which is not in "
                                 f"'categories' (ids: {sorted(labels)})",
                                 "add the category to 'categories' or fix the id"))
-    if bbox is not None and (len(bbox) != 4 or not all(_is_number(v) for v in bbox)):
+    if bbox is not None and (len(bbox) != 4 or not all(is_number(v) for v in bbox)):
         problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height] (4 numbers); "
-                                                 f"found {json.dumps(bbox)[:80]}", _JSON_HINT))
+                                                 f"found {json.dumps(bbox)[:80]}", JSON_HINT))
     for key, flag in (("iscrowd", iscrowd), ("difficult", difficult)):
         if flag not in (0, 1):
-            problems.append(Problem(f"{where}.{key}", f"expected 0 or 1; found {flag!r}", _JSON_HINT))
+            problems.append(Problem(f"{where}.{key}", f"expected 0 or 1; found {flag!r}", JSON_HINT))
     if len(problems) > count or None in (category_id, bbox):
         return None
     x, y, w, h = (float(v) for v in bbox)
@@ -263,7 +263,7 @@ def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
             float("nan") if area is None else float(area), bbox)
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -293,10 +293,10 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
             if not 1 <= label <= len(category_ids):
                 raise ValueError(f"image {record.image_id!r}: label {label} is outside 1..{len(category_ids)} "
                                  f"(there are {len(category_ids)} class names)")
-            x, y, w, h = _xywh(box)
+            x, y, w, h = xyxy_to_xywh(box)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": category_ids[label - 1], "bbox": [_num(v) for v in (x, y, w, h)],
-                                "area": _num(w * h if math.isnan(area) else area), "iscrowd": int(crowd),
+                                "category_id": category_ids[label - 1], "bbox": [json_number(v) for v in (x, y, w, h)],
+                                "area": json_number(w * h if math.isnan(area) else area), "iscrowd": int(crowd),
                                 "segmentation": []})
             if difficult:
                 annotations[-1]["difficult"] = 1
@@ -340,7 +340,7 @@ def _file_name(path: Path, image_root: str | os.PathLike | None) -> str:
     return str(path)
 
 
-def _xywh(box: np.ndarray) -> tuple[float, float, float, float]:
+def xyxy_to_xywh(box: np.ndarray) -> tuple[float, float, float, float]:
     """``[x, y, w, h]`` with the fewest digits such that :func:`read_coco` (``x2 = x + w`` in float64, then
     float32) gives back exactly the float32 ``box``."""
     x = shortest_float(box[0], float(box[0]), lambda v: v)
@@ -350,7 +350,7 @@ def _xywh(box: np.ndarray) -> tuple[float, float, float, float]:
     return x, y, w, h
 
 
-def _num(value: float) -> int | float:
+def json_number(value: float) -> int | float:
     """JSON-friendly number: integers without ``.0``; other floats written exactly (shortest repr)."""
     value = float(value)
     return int(value) if value.is_integer() and abs(value) < 2**53 else value

@@ -42,8 +42,8 @@ VOC_CLASSES = (
 )
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
-_OFFSETS = (1.0, 1.0, 0.0, 0.0)  # xyxy = (xmin, ymin, xmax, ymax) - offsets
-_ZERO_OFFSETS = (0.0, 0.0, 0.0, 0.0)  # the 0-based convention (CVAT, Datumaro): xyxy = (xmin, ymin, xmax, ymax)
+ONE_BASED_OFFSETS = (1.0, 1.0, 0.0, 0.0)  # xyxy = (xmin, ymin, xmax, ymax) - offsets
+ZERO_BASED_OFFSETS = (0.0, 0.0, 0.0, 0.0)  # the 0-based convention (CVAT, Datumaro): xyxy = (xmin, ymin, xmax, ymax)
 
 
 def read_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
@@ -258,7 +258,7 @@ def _read_record(voc_dir: Path, prefix: str, year: str, stem: str, listed_at: st
     xml = tree.getroot()
     image_path = Path(voc_dir / "JPEGImages" / (_text(xml, "filename") or f"{stem}.jpg"))
     problems: list[Problem] = []
-    rows = [_read_object(obj, f"{where}: object[{k}]", class_index, problems, known=known)
+    rows = [read_object(obj, f"{where}: object[{k}]", class_index, problems, known=known)
             for k, obj in enumerate(xml.findall("object"), start=1)]
     rows = [row for row in rows if row is not None]
     size = _image_size(xml, where, image_path, check_images, problems)
@@ -286,7 +286,7 @@ def _image_size(xml: ET.Element, where: str, image_path: Path, check_images: boo
                 problems: list[Problem]) -> tuple[int, int] | None:
     """``(width, height)`` from ``<size>``, else from the image header (with a warning); checks the image."""
     count = len(problems)
-    size = _read_size(xml, where, problems)
+    size = read_size(xml, where, problems)
     if size is not None:
         if check_images:
             problems += check_image_file(image_path, size[0], size[1], f"{where}: filename")
@@ -308,7 +308,7 @@ def _text(element: ET.Element, path: str) -> str | None:
     return None if found is None or found.text is None or not found.text.strip() else found.text.strip()
 
 
-def _read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[int, int] | None:
+def read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[int, int] | None:
     """``(width, height)`` from ``<size>``; ``None`` when missing or zero (the caller reads the image)."""
     values = []
     for tag in ("width", "height"):
@@ -325,8 +325,8 @@ def _read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[in
     return (values[0], values[1]) if min(values) > 0 else None
 
 
-def _read_object(obj: ET.Element, where: str, class_index: dict[str, int], problems: list[Problem],
-                 offsets: tuple[float, ...] = _OFFSETS, unknown_hint: str = "fix the name or give every class name",
+def read_object(obj: ET.Element, where: str, class_index: dict[str, int], problems: list[Problem],
+                 offsets: tuple[float, ...] = ONE_BASED_OFFSETS, unknown_hint: str = "fix the name or give every class name",
                  *, known: str | None = None) -> tuple[str, list[float], int, bool, bool, str] | None:
     """``(location, xyxy, label, difficult, iscrowd, the box as written)`` of one ``<object>``, or ``None``
     (problems appended). ``xyxy = (xmin, ymin, xmax, ymax) - offsets`` (the devkit's 1-based indices by default).
@@ -386,7 +386,7 @@ def write_voc(dataset: DetectionDataset, voc_dir: str | os.PathLike, *, image_se
     voc_dir = Path(voc_dir)
     stems = [r.image_id.rsplit("/", 1)[-1] for r in dataset]
     _check_writable(dataset, stems)
-    offsets = _OFFSETS if one_based else _ZERO_OFFSETS
+    offsets = ONE_BASED_OFFSETS if one_based else ZERO_BASED_OFFSETS
     for record, stem in zip(dataset, stems):
         filename = stem + record.file_name.suffix
         xml = _record_xml(record, filename, dataset.class_names, voc_dir.name, offsets)
@@ -419,7 +419,7 @@ def _check_writable(dataset: DetectionDataset, stems: list[str]) -> None:
 
 
 def _record_xml(record: ImageRecord, filename: str, class_names: list[str], folder: str,
-                offsets: tuple[float, ...] = _OFFSETS) -> str:
+                offsets: tuple[float, ...] = ONE_BASED_OFFSETS) -> str:
     root = ET.Element("annotation")
     _sub(root, "folder", folder)
     _sub(root, "filename", filename)

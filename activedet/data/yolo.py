@@ -69,7 +69,7 @@ def scan_yolo(root: str | os.PathLike, *, names_file: str | os.PathLike | None =
     del check_images  # see read_yolo: image headers are always read
     check_options("read_yolo", box_policy=box_policy, clip_tolerance=clip_tolerance)
     root = Path(os.path.abspath(root))
-    class_names, problems = _read_names(root, names_file)
+    class_names, problems = read_names(root, names_file)
     num_classes = None if problems else len(class_names)  # unknown: do not report every class index as well
     images = _image_files(root, problems)
     problems += find_duplicates(((image_id, f"images/{p.relative_to(root / 'images').as_posix()}")
@@ -82,7 +82,7 @@ def scan_yolo(root: str | os.PathLike, *, names_file: str | os.PathLike | None =
             problems.append(problem)
             continue
         label_path = root / "labels" / f"{image_id}.txt"
-        rows = _read_label_file(label_path, f"labels/{image_id}.txt", num_classes, problems)
+        rows = read_label_file(label_path, f"labels/{image_id}.txt", num_classes, problems)
         cx, cy, w, h = np.array([r[2] for r in rows], np.float64).reshape(-1, 4).T
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1) * np.tile(size, 2)
         boxes, box_problems = check_boxes(boxes, size[0], size[1], lambda i: rows[i][0],
@@ -119,7 +119,7 @@ def _orphan_labels(root: Path, image_ids: set[str]) -> list[Problem]:
     return problems
 
 
-def _read_names(root: Path, names_file: str | os.PathLike | None) -> tuple[list[str], list[Problem]]:
+def read_names(root: Path, names_file: str | os.PathLike | None) -> tuple[list[str], list[Problem]]:
     """Class names (index = YOLO class) from ``names_file`` or the default files."""
     if names_file is None:
         found = [root / n for n in _NAME_FILES if (root / n).is_file()]
@@ -161,7 +161,7 @@ def _yaml_names(path: Path, where: str) -> tuple[list[str], list[Problem]]:
     return [n.strip() for n in names], []
 
 
-def _read_label_file(path: Path, where: str, num_classes: int | None,
+def read_label_file(path: Path, where: str, num_classes: int | None,
                      problems: list[Problem]) -> list[tuple[str, int, list[float], list[str]]]:
     """``(location, label, [cx, cy, w, h])`` per valid line; a missing file means an empty image."""
     try:

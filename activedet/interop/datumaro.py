@@ -13,9 +13,9 @@ import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from .annotation_io import LabelImport, _Collector
-from .labelstudio_exports import labelstudio_image_id
-from .records import DatasetError, Problem
+from ..data.records import DatasetError, Problem
+from .common import Collector, LabelImport
+from .labelstudio import labelstudio_image_id
 
 __all__ = ["INSTALL_HINT", "read_datumaro_labels"]
 
@@ -50,7 +50,7 @@ def read_datumaro_labels(path: str | os.PathLike, class_names: Sequence[str], na
                            f"Datumaro dataset {path}") from None
     categories = dataset.categories().get(AnnotationType.label)
     label_names = [c.name for c in categories.items] if categories is not None else []
-    out = _Collector(path, class_names, f"Datumaro {name} dataset")
+    out = Collector(path, class_names, f"Datumaro {name} dataset")
     for item in items:
         image_id = item.id if images is None or item.id in images else labelstudio_image_id(item.id, images)
         where = f"item {item.id!r}" + (f" ({item.subset})" if item.subset and item.subset != "default" else "")
