@@ -64,7 +64,15 @@ def _read_split(cfg: Config, split: str, path: str, check_images: bool) -> Detec
     image_root = (getattr(cfg, f"{split}_image_root") if split != "train" else None) or cfg.image_root
     if cfg.data_format == "coco" and image_root is not None:
         options["image_root"] = image_root
-    data = read_dataset(cfg.data_format, path, **options)
+    if cfg.data_format == "coco":  # a columnar index, built once per source file and memory-mapped afterwards
+        from .data.coco_index import scan_coco_index
+        from .data.index import cached_index
+
+        data = cached_index("coco", path, cache_dir=Path(cfg.out_dir) / "cache", scan=scan_coco_index,
+                            what=f"COCO file {path}",
+                            **options).dataset()
+    else:
+        data = read_dataset(cfg.data_format, path, **options)
     return without_bad_images(data, split) if cfg.bad_images == "skip" and check_images else data
 
 
@@ -237,7 +245,7 @@ def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> Detect
         records.append(ImageRecord(image_id, path, *size))
     if problems:
         raise ValueError(f"unlabelled_data {root}: {len(problems)} problem(s):\n" + "\n".join(problems[:20]))
-    return DetectionDataset(pool.records + records, pool.class_names, pool.category_ids, pool.root)
+    return DetectionDataset(list(pool.records) + records, pool.class_names, pool.category_ids, pool.root)
 
 
 def check_run_dir(cfg: Config, run_dir: Path) -> None:

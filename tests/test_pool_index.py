@@ -14,7 +14,7 @@ from activedet.data import coco_index
 from activedet.data.coco import read_coco, scan_coco, write_coco
 from activedet.data.coco_index import build_coco_index, scan_coco_index
 from activedet.data.index import PoolIndex, RecordView, StaleIndex, StringColumn, cached_index
-from activedet.data.records import DatasetError
+from activedet.data.records import DatasetError, ImageRecord
 
 from conftest import make_toy_dataset
 
@@ -157,6 +157,12 @@ def test_saved_index_is_memory_mapped_and_equal(tmp_path):
     assert records[-1].image_id == "9" and [r.image_id for r in records[1:]] == ["5", "9"]
     with pytest.raises(IndexError, match="record 3 out of range for a pool of 3 images"):
         records[3]
+    old = records[2]  # people's labels replace a record (here: the image that had no box)
+    labelled = ImageRecord(old.image_id, old.file_name, old.width, old.height, [[1, 1, 9, 9]], [2])
+    records[-1] = labelled
+    assert records[2] is labelled and [r.num_boxes for r in records] == [2, 1, 1]
+    with pytest.raises(TypeError, match="cannot be deleted"):
+        del records[0]
 
 
 def test_string_column_round_trips_non_ascii_and_empty_strings():
@@ -171,21 +177,21 @@ class Builds:
 
     def __call__(self, path, **options):
         self.count += 1
-        return build_coco_index(path, **options)
+        return scan_coco_index(path, **options)
 
 
 def test_cached_index_is_reused_and_rebuilt_when_stale_or_damaged(tmp_path):
     path = coco_file(tmp_path)
     cache, build = tmp_path / "cache", Builds()
-    first = cached_index("coco", path, cache_dir=cache, build=build, check_images=False)
-    again = cached_index("coco", path, cache_dir=cache, build=build, check_images=False)
+    first = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
+    again = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
     assert build.count == 1
     assert_same_dataset(again.dataset(), first.dataset())
     (folder,) = cache.iterdir()
 
     stat = path.stat()  # the source changed: same size, newer time
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    cached_index("coco", path, cache_dir=cache, build=build, check_images=False)
+    cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
     assert build.count == 2
 
     (folder,) = [f for f in cache.iterdir() if (f / "meta.json").exists() and
@@ -196,13 +202,26 @@ def test_cached_index_is_reused_and_rebuilt_when_stale_or_damaged(tmp_path):
     boxes.write_bytes(bytes(raw))
     with pytest.raises(StaleIndex, match="boxes.npy: missing, truncated or changed"):
         PoolIndex.load(folder)
-    rebuilt = cached_index("coco", path, cache_dir=cache, build=build, check_images=False)
+    rebuilt = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
     assert build.count == 3
     assert_same_dataset(rebuilt.dataset(), first.dataset())
 
     (folder / "meta.json").write_text("{not json")
-    cached_index("coco", path, cache_dir=cache, build=build, check_images=False)
+    cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
     assert build.count == 4
 
-    cached_index("coco", path, cache_dir=cache, build=build, check_images=False, box_policy="clip")
+    cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False, box_policy="clip")
     assert build.count == 5  # other options: another index
+
+
+def test_a_dataset_with_warnings_is_not_cached_and_errors_raise(tmp_path):
+    path = coco_file(tmp_path, annotations=lambda a: a + [{"image_id": 9, "category_id": 3, "bbox": [45, 0, 6, 10]}])
+    cache, build = tmp_path / "cache", Builds()
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="clipped"):
+            index = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False, box_policy="clip")
+    assert build.count == 2 and not cache.exists()
+    assert index.boxes[index.box_start[2]].tolist() == [45, 0, 50, 10]
+    with pytest.raises(DatasetError, match="extends 1 px beyond the right edge"):
+        cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
+    assert not cache.exists()

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,25 +210,47 @@ class StaleIndex(Exception):
     """A saved index that must not be used (it is rebuilt); the message says why."""
 
 
-class RecordView(Sequence[ImageRecord]):
-    """The records of a :class:`PoolIndex`, each built when asked for (``records[i]``, iteration, slices)."""
+class RecordView(MutableSequence[ImageRecord]):
+    """The records of a :class:`PoolIndex`, each built when asked for (``records[i]``, iteration, slices).
+
+    A record can be replaced (``records[i] = record``: labels imported by people on top of the pool); the
+    replacements are kept in memory beside the index. The length is the index's: records are not inserted or
+    deleted.
+    """
 
     def __init__(self, index: PoolIndex):
         self.index = index
+        self.replaced: dict[int, ImageRecord] = {}
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self.index.record(j) for j in range(*i.indices(len(self)))]
+    def _position(self, i) -> int:
         i = int(i)
         if not -len(self) <= i < len(self):
             raise IndexError(f"record {i} out of range for a pool of {len(self)} images")
-        return self.index.record(i % len(self))
+        return i % len(self)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = self._position(i)
+        return self.replaced[i] if i in self.replaced else self.index.record(i)
+
+    def __setitem__(self, i, record: ImageRecord) -> None:  # type: ignore[override]
+        if not isinstance(record, ImageRecord):
+            raise TypeError(f"records[{i}] must be an ImageRecord. Got {type(record).__name__} instead.")
+        self.replaced[self._position(i)] = record
+
+    def __delitem__(self, i) -> None:
+        raise TypeError("the records of a pool index cannot be deleted (a record's position is its pool index)")
+
+    def insert(self, i, record) -> None:
+        raise TypeError("records cannot be inserted into a pool index (a record's position is its pool index); "
+                        "build a DetectionDataset from list(records) + new ones")
 
     def __iter__(self) -> Iterator[ImageRecord]:
-        return (self.index.record(i) for i in range(len(self)))
+        return (self[i] for i in range(len(self)))
 
 
 def _digest(path: Path) -> str:
@@ -248,9 +270,15 @@ def source_key(fmt: str, path: str | os.PathLike, options: dict) -> dict:
             "version": FORMAT_VERSION}
 
 
-def cached_index(fmt: str, path: str | os.PathLike, *, cache_dir: str | os.PathLike, build, **options) -> PoolIndex:
+def cached_index(fmt: str, path: str | os.PathLike, *, cache_dir: str | os.PathLike, scan, what: str,
+                 **options) -> PoolIndex:
     """The index of the dataset at ``path``, loaded from ``cache_dir`` when a valid one is there, else built with
-    ``build(path, **options) -> PoolIndex`` and saved. The folder name is a digest of :func:`source_key`."""
+    ``scan(path, **options) -> (PoolIndex, problems)``; errors raise :class:`DatasetError`, warnings are issued
+    (both introduced by ``what``, e.g. ``"COCO file PATH"``).
+    Only a dataset without any problem is saved (one with warnings is read again next time, so its warnings are
+    shown again). The folder name is a digest of :func:`source_key`."""
+    from .validate import raise_for_problems
+
     key = source_key(fmt, path, options)
     name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
     folder = Path(cache_dir) / f"{fmt}-{name}"
@@ -259,6 +287,9 @@ def cached_index(fmt: str, path: str | os.PathLike, *, cache_dir: str | os.PathL
             return PoolIndex.load(folder, key=key)
         except StaleIndex:
             pass  # rebuilt below, replacing the folder
-    index = build(path, **options)
+    index, problems = scan(path, **options)
+    raise_for_problems(problems, what)
+    if problems:
+        return index
     index.save(folder, key=key)
     return PoolIndex.load(folder, key=key, verify=False)
