@@ -230,6 +230,25 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_scale(args) -> int:
+    from .bench_scale import bench_scale, format_table
+
+    rows = bench_scale(args.images, out=args.out, boxes_per_image=args.boxes_per_image, seed=args.seed)
+    print(format_table(rows))
+    return 0
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(float(part)) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected image counts >= 1 separated by commas (e.g. 100000,1000000); "
+                                         f"found {text!r}")
+    return sizes
+
+
 def cmd_detectors(args) -> int:
     from .models import DETECTORS
 
@@ -369,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory holding one run per strategy and seed, and the report")
     p.add_argument("--metric", default="voc/mAP_area")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-scale", help="time and memory of a pool of N images, step by step, beside pycocotools")
+    p.add_argument("--images", type=_sizes, default=[100_000], metavar="N[,N...]",
+                   help="pool sizes to measure, e.g. 100000,300000,1000000 (default 100000)")
+    p.add_argument("--boxes-per-image", type=float, default=2.0, help="mean boxes per image (Poisson; default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic pool")
+    p.add_argument("--out", type=Path, default=None,
+                   help="keep the files in this folder (default: a temporary folder, removed afterwards)")
+    p.set_defaults(func=cmd_bench_scale)
 
     p = sub.add_parser("detectors", help="list the detectors that configs can name")
     p.set_defaults(func=cmd_detectors)

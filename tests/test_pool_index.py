@@ -225,3 +225,25 @@ def test_a_dataset_with_warnings_is_not_cached_and_errors_raise(tmp_path):
     with pytest.raises(DatasetError, match="extends 1 px beyond the right edge"):
         cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
     assert not cache.exists()
+
+
+def test_synthetic_pool_is_valid_coco_and_bench_scale_prints_its_table(tmp_path, capsys, monkeypatch):
+    from activedet.bench_scale import write_synthetic_coco
+    from activedet.cli import main
+
+    boxes = write_synthetic_coco(tmp_path / "pool.json", 250, boxes_per_image=3.0, seed=1)
+    expected = read_coco(tmp_path / "pool.json", check_images=False)  # the detailed reader accepts every entry
+    assert len(expected) == 250 and expected.num_boxes() == boxes > 500
+    fast_only(monkeypatch)
+    assert_same_dataset(build_coco_index(tmp_path / "pool.json", check_images=False).dataset(), expected)
+    monkeypatch.undo()
+
+    assert main(["bench-scale", "--images", "200,400", "--out", str(tmp_path / "bench")]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    steps = ["pycocotools COCO()", "index build (first read)", "cached index (later read)"]
+    assert [line.split(" | ")[1] for line in table[1:]] == steps * 2
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| 200"] * 3 + ["| 400"] * 3
+    assert (tmp_path / "bench" / "pool-400" / "run" / "cache").is_dir()
+    with pytest.raises(SystemExit):
+        main(["bench-scale", "--images", "0"])
+    assert "expected image counts >= 1 separated by commas" in capsys.readouterr().err
