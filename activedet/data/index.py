@@ -171,9 +171,14 @@ class PoolIndex:
                 "category_ids": self.category_ids, "root": None if self.root is None else str(self.root)}
         atomic_write_json(tmp / "meta.json", meta)
         old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
-        if folder.exists():
+        try:
             folder.rename(old)
-        tmp.rename(folder)
+        except FileNotFoundError:
+            pass
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process (a torchrun rank) saved the same index first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
         return folder
 
@@ -292,4 +297,4 @@ def cached_index(fmt: str, path: str | os.PathLike, *, cache_dir: str | os.PathL
     if problems:
         return index
     index.save(folder, key=key)
-    return PoolIndex.load(folder, key=key, verify=False)
+    return index
