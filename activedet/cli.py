@@ -201,10 +201,14 @@ def cmd_status(args) -> int:
 
 
 def cmd_strategies(args) -> int:
-    from .strategies import list_strategies
+    from .strategies import METHODS
 
-    for name, description in list_strategies():
-        print(f"{name:<20s} {description}")
+    for method in METHODS.values():
+        print(f"{method.name:<24s}{method.description}")
+        wants = [f"{key}: {', '.join(sorted(values))}" for key, values in
+                 (("needs", method.needs), ("requires", method.requires)) if values]
+        if wants:
+            print(f"{'':<24s}  {'; '.join(wants)}")
     return 0
 
 

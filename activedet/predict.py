@@ -39,7 +39,7 @@ from .engine.checkpoint import load_checkpoint
 from .models import Detections, EnsembleDetector, StochasticPredictor
 from .models.outputs import UNCERTAINTY_TYPES
 from .models.stochastic import has_head_dropout
-from .strategies.dense import anchor_disagreement
+from .strategies.miaod import anchor_disagreement
 from .strategies.stochastic import detection_certainties
 from .strategies.uncertainty import MEASURES, detection_uncertainty
 

@@ -17,7 +17,7 @@ from activedet.strategies import ScoredPool, SelectionInput, get_strategy
 from activedet.strategies.cald import (cald_consistency, cald_references, class_score_vector, distribution_order,
                                        js_divergence)
 from activedet.strategies.localization import localization_stability, localization_tightness, max_foreground_prob
-from activedet.strategies.registry import cald_distribution_select
+from activedet.strategies.cald import cald_distribution_select
 
 BOX = [10.0, 10.0, 50.0, 50.0]
 

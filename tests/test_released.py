@@ -14,7 +14,7 @@ from activedet.engine.miaod import MIAODOptions, train_miaod
 from activedet.engine.train import OptionError, TrainOptions
 from activedet.models import Detections, build_detector
 from activedet.strategies import get_strategy
-from activedet.strategies.dense import topk_count
+from activedet.strategies.miaod import topk_count
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -301,7 +301,7 @@ def test_cald_uniform_variant_picks_the_most_balancing_candidates_as_the_release
 def test_kmeans_released_order_is_cluster_number_order_with_uniform_members():
     import numpy as np
 
-    from activedet.strategies.diversity import kmeans_select
+    from activedet.strategies.kmeans import kmeans_select
     from test_strategies import run
 
     rng = np.random.default_rng(0)

@@ -14,7 +14,8 @@ from activedet.models.outputs import Detections
 from activedet.strategies import (STRATEGIES, ScoredPool, SelectionInput, get_strategy, list_strategies,
                                   shortlist)
 from activedet.strategies import diversity
-from activedet.strategies.diversity import coreset_select, kmeans_select, kmeanspp_select
+from activedet.strategies.diversity import coreset_select, kmeanspp_select
+from activedet.strategies.kmeans import kmeans_select
 from activedet.strategies.uncertainty import detection_uncertainty, image_uncertainty
 
 OFFSET = 100  # pool index = OFFSET + position, so a selector that yields positions fails

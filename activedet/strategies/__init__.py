@@ -1,17 +1,34 @@
 """Query strategies: what to label next.
 
-A strategy is a per-image scoring function plus a selection step (see :mod:`.base`); the registry maps flat
-names to factories::
+A strategy is a per-image scoring function plus a selection step (see :mod:`.base`). Each method is one module
+holding its scoring, its selection, its factory and their documentation; the factory is registered by name with
+:func:`~.registry.register`, and :func:`get_strategy` builds one::
 
     from activedet.strategies import get_strategy, list_strategies
     strategy = get_strategy("hybrid", uncertainty="entropy", diversity="coreset", factor=2.0)
 
-Registered: ``random``, ``least_confidence``, ``margin``, ``entropy`` (methods.md §1), ``coreset``, ``kmeans``,
-``kmeanspp`` and ``hybrid`` (§7). The plain scoring and selection functions live in :mod:`.uncertainty` and
-:mod:`.diversity`.
+Importing this package imports every method module below, which registers the built-in methods (and does
+nothing else). ``activedet strategies`` lists them; :func:`~activedet.strategy_names.strategy_names` reads their
+names without importing anything heavy.
+
+=====================================  =====================================================================
+module                                 methods
+=====================================  =====================================================================
+:mod:`.random`                         ``random`` (methods.md §1.1)
+:mod:`.uncertainty`                    ``least_confidence``, ``margin``, ``entropy`` (§1)
+:mod:`.diversity`, :mod:`.kmeans`      ``coreset``, ``kmeanspp``; ``kmeans`` (§7)
+:mod:`.hybrid`, :mod:`.compose`        ``hybrid``; ``compose``, a chain of criteria (§7.1, §7.5)
+:mod:`.stochastic`                     ``mc_dropout``, ``ensemble`` (§2)
+:mod:`.miaod`, :mod:`.almdn`           ``miaod`` (§3.3), ``almdn`` (§4.4)
+:mod:`.localization`, :mod:`.cald`     ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
+:mod:`.ppal`, :mod:`.influence`        ``ppal`` (§7.4); ``influence``, ISAL (§8)
+=====================================  =====================================================================
 """
 
+from . import random, uncertainty, diversity, kmeans, hybrid, compose  # noqa: F401  (registers the methods)
+from . import stochastic, miaod, almdn, localization, cald, ppal, influence  # noqa: F401
 from .base import ScoredPool, SelectionInput, Strategy, shortlist
-from .registry import STRATEGIES, get_strategy, list_strategies
+from .registry import METHODS, STRATEGIES, get_strategy, list_strategies, register, strategy_names
 
-__all__ = ["Strategy", "ScoredPool", "SelectionInput", "shortlist", "STRATEGIES", "get_strategy", "list_strategies"]
+__all__ = ["Strategy", "ScoredPool", "SelectionInput", "shortlist", "STRATEGIES", "METHODS", "register",
+           "get_strategy", "list_strategies", "strategy_names"]

@@ -1,4 +1,5 @@
-"""AL-MDN image scores (methods.md §4.4): four uncertainties per detection, normalised over the pool.
+"""AL-MDN image scores (methods.md §4.4): four uncertainties per detection, normalised over the pool (the mixture
+density head is :mod:`activedet.models.almdn`).
 
 1. Detections with ``score >= score_threshold`` (0.5, the released code) are kept; each carries the four values of
    ``Detections.uncertainties`` (aleatoric/epistemic x localisation/classification, from the mixture head).
@@ -16,12 +17,17 @@ over the pool (standard deviation 0) contributes a z-score of 0.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..models.outputs import UNCERTAINTY_TYPES, Detections
-from .base import ScoredPool
+from .base import ScoredPool, Strategy
+from .checks import choice, number, summary
+from .registry import register
+from .uncertainty import EMPTY_POLICIES, rank_select
 
-__all__ = ["almdn_vector", "almdn_combine"]
+__all__ = ["almdn_vector", "almdn_combine", "almdn"]
 
 _T = len(UNCERTAINTY_TYPES)
 
@@ -50,3 +56,19 @@ def almdn_combine(pool: ScoredPool) -> np.ndarray:
     z = np.where(std > 0, (maxima - mean) / np.where(std > 0, std, 1.0), 0.0)
     z[np.isnan(maxima)] = np.nan
     return np.where(np.isnan(maxima).all(axis=1), np.nan, np.nanmax(np.where(np.isnan(z), -np.inf, z), axis=1))
+
+
+@register("almdn", needs={"uncertainties"}, requires={"almdn_detector"})
+def almdn(*, score_threshold: float = 0.5, empty_policy: str = "lowest") -> Strategy:
+    """AL-MDN: max of the z-normalised aleatoric/epistemic loc/cls uncertainties, one pass (detector: almdn_*).
+
+    Options (methods.md §4.4; formulas above):
+        score_threshold: detections with ``score >= score_threshold`` are scored (0.5, the released code).
+        empty_policy: where images with no such detection go (``"lowest"``, as the released -99999).
+    """
+    number("almdn", "score_threshold", score_threshold, float, 0, 1)
+    choice("almdn", "empty_policy", empty_policy, EMPTY_POLICIES)
+    return Strategy("almdn", summary(almdn),
+                    score=functools.partial(almdn_vector, score_threshold=float(score_threshold)),
+                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy="almdn"),
+                    needs=frozenset({"uncertainties"}), combine=almdn_combine)

@@ -1,4 +1,5 @@
-"""CALD, consistency-based active learning for detection (methods.md §6), as pure functions.
+"""CALD, consistency-based active learning for detection (methods.md §6): the scores as pure functions, then
+the strategy.
 
 **Stage 1, consistency** ``C(x)`` (:func:`cald_consistency`) of one image's
 :class:`~activedet.models.outputs.Detections` whose ``views`` come from a
@@ -34,17 +35,25 @@ released code gives it ``C = 0``, the most informative value, so the strategy's 
 
 from __future__ import annotations
 
-from typing import Iterator
+import dataclasses
+import functools
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..models.outputs import Detections
+from ..models.views import parse_views
+from .base import SelectionInput, Strategy
+from .checks import choice, flag, number, summary
 from .localization import _checked_views, max_foreground_prob, pairwise_iou
+from .predictors import view_predictor
+from .registry import register
+from .uncertainty import EMPTY_POLICIES, rank_select
 
 __all__ = ["cald_references", "js_divergence", "view_consistency", "cald_consistency", "cald_informativeness",
-           "class_score_vector", "distribution_order", "DISTRIBUTION_OBJECTIVES"]
+           "class_score_vector", "distribution_order", "DISTRIBUTION_OBJECTIVES", "cald_distribution_select", "cald"]
 
 _EPS = 1e-12
 
@@ -187,3 +196,82 @@ def distribution_order(class_scores: np.ndarray, labelled_class_counts: np.ndarr
         yield int(pick)
         totals, count = totals + scores[pick], count + 1
         remaining = remaining[remaining != pick]
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+def _cald_references(det: Any, *, max_references: int, subsample_above: int) -> Any:
+    return cald_references(len(det), max_references, subsample_above)
+
+
+def _class_scores(det: Any) -> dict[str, np.ndarray]:
+    return {"class_scores": class_score_vector(det)}
+
+
+def cald_distribution_select(inputs: SelectionInput, *, update: bool = False,
+                             objective: str = "divergence") -> Iterator[int]:
+    """CALD stage 2: pool indices by :func:`~.cald.distribution_order` of the candidates' ``class_scores`` extras
+    against ``inputs.labelled_class_counts`` / ``inputs.num_labelled``."""
+    pool = inputs.pool
+    if len(pool) == 0:
+        return
+    extras = pool.extras
+    if "class_scores" not in extras:
+        raise ValueError("cald's distribution stage needs the class-score vector of each candidate "
+                         "(ScoredPool.extras['class_scores'], from the stage's describe); the pool has "
+                         f"{sorted(extras)}")
+    scores = np.stack([np.asarray(q, np.float64).reshape(-1) for q in extras["class_scores"]])
+    counts = inputs.labelled_class_counts
+    if counts is not None and np.asarray(counts).reshape(-1).shape[0] != scores.shape[1]:
+        raise ValueError(f"cald: labelled_class_counts has {np.asarray(counts).size} classes but the detector's "
+                         f"class scores have {scores.shape[1]}")
+    for position in distribution_order(scores, counts, inputs.num_labelled, update=update, objective=objective):
+        yield int(pool.indices[position])
+
+
+@register("cald", needs={"views", "class_probs"}, requires={"passes"})
+def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, subsample_above: int = 40,
+         shortlist: float = 1.2, update_distribution: bool = False, empty_policy: str = "highest",
+         distribution: str = "divergence") -> Strategy:
+    """CALD: consistency of detections across augmented views, then class-distribution selection (§6).
+
+    Stage 1 ranks the pool by ``-C(x)`` (least consistent first) and keeps each image's class-score vector from
+    the same views; stage 2 (no inference) picks among the first ``shortlist x budget`` by the class-score
+    distribution (formulas above). Every image costs ``1 + len(views)`` passes. Any detector.
+
+    Options:
+        views: CALD's augmentation letters (``"FCDR"``, the released default: flip, cutout, down-resize x0.8,
+            rotation 5°; also ``G`` noise, ``N`` six noise levels, ``S`` salt and pepper; see
+            :mod:`activedet.models.views`).
+        beta: the base point of the consistency (1.3).
+        max_references, subsample_above: more than ``subsample_above`` (40) detections: keep ``max_references``
+            (50) at evenly spaced ranks as references (the released code's quirk).
+        shortlist: stage-2 candidates = the first ``ceil(shortlist x budget)`` of stage 1 (1.2, the released ``mr``).
+        update_distribution: stage 2 adds each pick's class scores to the labelled distribution before the next
+            pick (``False``, as released).
+        empty_policy: where images with no detection go in stage 1: ``"highest"`` (default; the released code's
+            consistency 0 ranks them first), ``"lowest"``, ``"skip"``, ``"random_fill"``.
+        distribution: stage 2's objective: ``"divergence"`` (default: the class scores least like the labelled
+            distribution first) or ``"uniform"`` (the released ``-u`` option: the candidates that make the labelled
+            distribution most balanced first).
+    """
+    number("cald", "beta", beta, float, 0, 3)
+    choice("cald", "distribution", distribution, DISTRIBUTION_OBJECTIVES)
+    number("cald", "max_references", max_references, int, 1)
+    number("cald", "subsample_above", subsample_above, int, 1)
+    number("cald", "shortlist", shortlist, float, 1)
+    flag("cald", "update_distribution", update_distribution)
+    choice("cald", "empty_policy", empty_policy, EMPTY_POLICIES)
+    parse_views(views, owner="cald")
+    references = functools.partial(_cald_references, max_references=int(max_references),
+                                   subsample_above=int(subsample_above))
+    score = functools.partial(cald_informativeness, beta=float(beta), max_references=int(max_references),
+                              subsample_above=int(subsample_above))
+    stage1 = Strategy("cald", summary(cald), score=score, describe=_class_scores,
+                      select=functools.partial(rank_select, empty_policy=empty_policy, strategy="cald"),
+                      needs=frozenset({"views", "class_probs"}),
+                      predictor=functools.partial(view_predictor, views=views, references=references))
+    stage2 = Strategy("cald", summary(cald), score=None, needs_inference=False,
+                      select=functools.partial(cald_distribution_select, update=update_distribution,
+                                               objective=distribution))
+    return dataclasses.replace(stage1, then=stage2, shortlist=float(shortlist))

@@ -1,4 +1,5 @@
-"""Diversity selection on image embeddings: greedy k-centre (core-set), k-means++ D² seeding, k-means round-robin.
+"""Diversity selection on image embeddings (methods.md §7): greedy k-centre (``coreset``) and k-means++ D² seeding
+(``kmeanspp``); k-means round-robin (``kmeans``) is in :mod:`.kmeans` and shares the helpers here.
 
 Every selector here is a generator over pool indices driven by :class:`~activedet.strategies.base.SelectionInput`:
 ``inputs.pool.embeddings`` ``float32[M, D]`` are the candidates, ``inputs.labelled.embeddings`` ``float32[L, D]``
@@ -39,13 +40,14 @@ import functools
 from typing import Callable, Iterator
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
 from threadpoolctl import ThreadpoolController
 
-from .base import ScoredPool, SelectionInput
+from .base import ScoredPool, SelectionInput, Strategy
+from .checks import number, summary
+from .registry import register
 
-__all__ = ["coreset_select", "kmeanspp_select", "kmeans_select", "embeddings_of", "random_projection",
-           "min_distances"]
+__all__ = ["coreset_select", "kmeanspp_select", "embeddings_of", "random_projection", "min_distances", "coreset",
+           "kmeanspp", "diversity_strategy"]
 
 _REL = 1e-5            # relative slack on every pruning test, so float32 rounding can never wrongly prune
 _WORK = 1 << 22        # members x centres per sync block: a large cluster is synced against few centres at a time
@@ -53,7 +55,6 @@ _ROWS = 1 << 14        # rows per gathered block of pool embeddings
 _CACHE = 1 << 18       # rows x centres per distance matrix (1 MiB): it stays in cache for the passes after the GEMM
 _SMALL = 1 << 20       # matrix products with fewer rows x centres run on one BLAS thread (see _blas_threads)
 _CHECK_ONE = 1 << 16    # check one point alone against at most this many unsynced centres before syncing all
-_LLOYD_MAX = 100_000   # kmeans: full-batch KMeans up to this many pool images, MiniBatchKMeans above
 _NEVER = np.iinfo(np.int64).max  # "synced" value of an empty cluster: nothing to update
 
 
@@ -423,55 +424,39 @@ def _centre_loop(inputs: SelectionInput, name: str, projection_dim: int | None,
         yield int(inputs.pool.indices[i])
 
 
-KMEANS_ORDERS = ("coverage", "released")
+# ------------------------------------------------------------------------------------------------ strategies
+
+def projection_check(strategy: str, projection_dim: int | None) -> None:
+    """``projection_dim`` must be ``None`` or an int >= 1."""
+    if projection_dim is not None:
+        number(strategy, "projection_dim", projection_dim, int, 1, extra=" or None")
 
 
-def kmeans_select(inputs: SelectionInput, *, n_clusters: int | str = 10, order: str = "coverage") -> Iterator[int]:
-    """k-means on the pool embeddings, then round-robin over clusters, one member per cluster per round.
+def diversity_strategy(name: str, factory: Callable, select: Callable) -> Strategy:
+    """A selection-only strategy on the embeddings of the pool and of the labelled images."""
+    return Strategy(name, summary(factory), score=None, select=select, needs=frozenset({"embedding"}),
+                    needs_labelled=True)
 
-    * ``n_clusters``: an int (10 as in med_sslal) or ``"budget"`` for ``inputs.budget_hint``; capped at the pool
-      size. scikit-learn ``KMeans(n_init=1)`` (cost ``O(iterations·M·k·D)``, and it copies the pool) up to
-      100,000 pool images, ``MiniBatchKMeans(batch_size=4096)`` above (no copy; ~10 s for 1,000,000 x 256 with
-      k = 10 on 2 cores, where ``KMeans`` took ~100 s and 2 GB more), both seeded from ``inputs.rng``.
-    * Every round visits every non-exhausted cluster once, so all clusters are covered before any repeats.
-    * Cluster order within a round: with labelled images, by the mean distance of the cluster's members to the
-      nearest labelled image, largest first (least covered first); without, by size, largest first. Ties: by
-      cluster number.
-    * Member order within a cluster: a random order from ``inputs.rng``, weighted by the distance ``w`` to the
-      nearest labelled image (weighted sampling without replacement, key ``log(u) / w``): members far from the
-      labelled set tend to come first and members identical to a labelled image come last. Without labelled
-      images all weights are equal: a uniform random member per round, as med_sslal.
+
+@register("coreset", needs={"embedding"}, requires={"labelled"})
+def coreset(*, projection_dim: int | None = None) -> Strategy:
+    """Core-set greedy k-centre on image embeddings: the image farthest from labelled and picked ones, in turn.
+
+    Options:
+        projection_dim: ``None`` (default) = exact; an int = greedy on a Gaussian random projection of the
+            embeddings to that many dimensions (approximate, much faster on structureless embeddings; see
+            :mod:`.diversity`).
     """
-    pool, labelled = embeddings_of(inputs, "kmeans")
-    if len(pool) == 0:
-        return
-    k = max(1, min(len(pool), inputs.budget_hint if n_clusters == "budget" else int(n_clusters)))
-    seed = int(inputs.rng.integers(2**31 - 1))
-    if len(pool) <= _LLOYD_MAX:
-        labels = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(pool)
-    else:
-        labels = MiniBatchKMeans(n_clusters=k, n_init=1, batch_size=4096, random_state=seed).fit_predict(pool)
-    covered = min_distances(pool, labelled) if len(labelled) and order == "coverage" else None
-    for i in _round_robin(labels, k, covered, inputs.rng, by_number=order == "released"):
-        yield int(inputs.pool.indices[i])
+    projection_check("coreset", projection_dim)
+    return diversity_strategy("coreset", coreset, functools.partial(coreset_select, projection_dim=projection_dim))
 
 
-def _round_robin(labels: np.ndarray, k: int, covered: np.ndarray | None, rng: np.random.Generator,
-                 by_number: bool = False) -> np.ndarray:
-    """Positions in pick order for cluster ``labels int[M]`` and distances to the labelled set ``covered
-    float[M]`` (``None``: no labelled image); see :func:`kmeans_select` for the order (``by_number``: clusters in
-    number order in every round)."""
-    weight = np.ones(len(labels)) if covered is None else covered
-    with np.errstate(divide="ignore"):
-        key = np.log(rng.random(len(labels))) / weight  # -inf for a member identical to a labelled image
-    by_cluster = np.lexsort((-key, labels))  # cluster by cluster, best member first
-    starts = np.searchsorted(labels[by_cluster], labels[by_cluster], side="left")
-    round_of = np.empty(len(labels), np.int64)
-    round_of[by_cluster] = np.arange(len(labels)) - starts
-    sizes = np.bincount(labels, minlength=k)
-    urgency = sizes if covered is None else np.bincount(labels, covered, minlength=k) / np.maximum(sizes, 1)
-    rank = np.empty(k, np.int64)
-    rank[np.lexsort((np.arange(k), -urgency))] = np.arange(k)
-    if by_number:
-        rank = np.arange(k)
-    return np.lexsort((rank[labels], round_of))
+@register("kmeanspp", needs={"embedding"}, requires={"labelled"})
+def kmeanspp(*, projection_dim: int | None = None) -> Strategy:
+    """k-means++ D² sampling on image embeddings, the labelled images being the initial centres.
+
+    Options:
+        projection_dim: as for ``coreset``.
+    """
+    projection_check("kmeanspp", projection_dim)
+    return diversity_strategy("kmeanspp", kmeanspp, functools.partial(kmeanspp_select, projection_dim=projection_dim))

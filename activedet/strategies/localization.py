@@ -1,5 +1,6 @@
 """Localization tightness and localization stability (Kao et al., ACCV 2018; methods.md §5), as pure functions of
-one image's :class:`~activedet.models.outputs.Detections`. Larger = more informative; ``None`` = nothing to score.
+one image's :class:`~activedet.models.outputs.Detections`, and the two strategies. Larger = more informative;
+``None`` = nothing to score.
 
 ``P_max(j)``, the confidence of detection ``j`` (:func:`max_foreground_prob`), is the largest entry of its class
 vector without the background: columns ``1..C`` of the ``C + 1`` softmax row (Faster R-CNN, SSD), or the largest of
@@ -20,14 +21,23 @@ of the same anchor is stronger.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from ..models._common import broadcast_iou
 from ..models.outputs import Detections
+from ..models.stochastic import predicting_detector
+from .base import Strategy
+from .checks import choice, flag, number, summary
+from .predictors import view_predictor
+from .registry import register
+from .uncertainty import EMPTY_POLICIES, rank_select
 
 __all__ = ["max_foreground_prob", "paired_iou", "pairwise_iou", "top_references", "localization_tightness",
-           "localization_stability"]
+           "localization_stability", "localization_tightness_strategy", "localization_stability_strategy"]
 
 
 def max_foreground_prob(det: Detections, method: str = "localization") -> Tensor:
@@ -124,3 +134,71 @@ def _checked_views(det: Detections, method: str) -> list[Detections]:
             raise ValueError(f"{method}: view {v} must carry reference_boxes [{len(det)}, 4] (one per detection of "
                              f"the image); got {got}")
     return list(det.views)
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+def _two_stage(model: Any, context: Any = None, *, strategy: str) -> Any:
+    detector = predicting_detector(model)
+    if "proposals" not in getattr(detector, "PROVIDES", frozenset()):
+        raise ValueError(f"strategy '{strategy}' needs the RPN proposal of each detection, which only a two-stage "
+                         f"detector gives; {type(detector).__name__} is single-stage: use a two-stage detector "
+                         "such as faster_rcnn (detector: faster_rcnn)")
+    return model
+
+
+@register("localization_tightness", needs={"proposals", "class_probs"}, requires={"two_stage"})
+def localization_tightness_strategy(*, with_classification: bool = True, empty_policy: str = "lowest") -> Strategy:
+    """Localization tightness (LT/C or LT): proposal-to-box IoU, against confidence with +C (two-stage, §5.1).
+
+    Informativeness ``1 - min_j |IoU(box_j, proposal_j) + P_max(j) - 1|`` (formulas above);
+    needs a two-stage detector (faster_rcnn), checked before any work.
+
+    Options:
+        with_classification: ``True`` (default, LT/C) as above; ``False`` (pure LT): ``1 - min_j IoU(box_j,
+            proposal_j)``, the image with the loosest box first.
+        empty_policy: where images with no detection go: ``"lowest"`` (default; the released code's J = 1.0 ranks
+            them last), ``"highest"``, ``"skip"``, ``"random_fill"`` (see ``least_confidence``).
+    """
+    flag("localization_tightness", "with_classification", with_classification)
+    choice("localization_tightness", "empty_policy", empty_policy, EMPTY_POLICIES)
+    return Strategy("localization_tightness", summary(localization_tightness_strategy),
+                    score=functools.partial(localization_tightness, with_classification=with_classification),
+                    select=functools.partial(rank_select, empty_policy=empty_policy,
+                                             strategy="localization_tightness"),
+                    needs=frozenset({"proposals", "class_probs"}),
+                    predictor=functools.partial(_two_stage, strategy="localization_tightness"))
+
+
+@register("localization_stability", needs={"views", "class_probs"}, requires={"passes"})
+def localization_stability_strategy(*, with_classification: bool = True, noise_levels: int = 6,
+                                    noise_step: float = 8.0, max_references: int = 30,
+                                    empty_policy: str = "lowest") -> Strategy:
+    """Localization stability (LS+C or LS): IoU of the top detections with those of noisy copies (any detector, §5.2).
+
+    Formulas above; the copies come from a :class:`~activedet.models.views.ViewPredictor`
+    (1 + ``noise_levels`` passes per image).
+
+    Options:
+        with_classification: ``True`` (default, LS+C): ``max_j (1 - P_max(j)) - S_I``; ``False`` (pure LS):
+            ``-S_I``.
+        noise_levels, noise_step: the copies have Gaussian noise of std ``noise_step x n`` (0-255 scale) for
+            ``n = 1..noise_levels`` (6 and 8, the paper's and the released code's).
+        max_references: the detections with the largest ``P_max`` that are tracked (30, the released code).
+        empty_policy: where images with no detection go: ``"lowest"`` (default; the released code scores them 0,
+            mid-ranking), ``"highest"``, ``"skip"``, ``"random_fill"`` (see ``least_confidence``).
+    """
+    name = "localization_stability"
+    flag(name, "with_classification", with_classification)
+    number(name, "noise_levels", noise_levels, int, 1, 20)
+    number(name, "noise_step", noise_step, float, 0, 255)
+    number(name, "max_references", max_references, int, 1)
+    choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
+    references = functools.partial(top_references, max_references=int(max_references))
+    return Strategy(name, summary(localization_stability_strategy),
+                    score=functools.partial(localization_stability, with_classification=with_classification,
+                                            max_references=int(max_references)),
+                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name),
+                    needs=frozenset({"views", "class_probs"}),
+                    predictor=functools.partial(view_predictor, views=(int(noise_levels), float(noise_step)),
+                                                references=references))

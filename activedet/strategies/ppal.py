@@ -44,6 +44,7 @@ asks for more (a budget counted in boxes), the other images follow, farthest fro
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterator
 
@@ -52,12 +53,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models.difficulty import RELEASED_DCUS_POSTPROCESS, DifficultyPredictor
 from ..models.outputs import Detections
-from .base import SelectionInput
-from .uncertainty import binary_entropy
+from .base import SelectionInput, Strategy
+from .checks import choice, number, summary
+from .predictors import model_only
+from .registry import register
+from .uncertainty import binary_entropy, rank_select
 
 __all__ = ["class_weights", "valid_boxes", "dcus_score", "ccm_describe", "ccm_distances", "kmedoids",
-           "kmedoids_select", "CCM_DISTANCES"]
+           "kmedoids_select", "CCM_DISTANCES", "ppal"]
 
 _MAX_WORK = 1 << 24  # row detections x (images x detections per image) per distance chunk (64 MiB of float32)
 
@@ -236,3 +241,67 @@ def _pick_order(distances: np.ndarray, medoids: np.ndarray, indices: np.ndarray)
     rest = np.setdiff1d(np.arange(len(distances)), medoids)
     gap = distances[rest, medoids[assignment[rest]]]
     return np.concatenate([first, rest[np.lexsort((indices[rest], -gap))]]).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+@register("ppal", needs={"class_quality", "features"}, requires={"difficulty_ema"})
+def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score_threshold: float = 0.05,
+         min_size: float = 4.0, max_aspect: float = 5.0, max_detections: int = 100,
+         iterations: int = 100, dcus_postprocess: str = "detector", distance: str = "paper") -> Strategy:
+    """PPAL: difficulty-calibrated uncertainty shortlist, then category-conditioned k-medoids (§7.4).
+
+    Needs a detector trained with ``detector_options: {difficulty_ema: true}`` (``faster_rcnn``, our benchmark
+    detector, or ``retinanet``, the paper's; see :mod:`activedet.models.difficulty`). Two stages (formulas
+    above): DCUS scores the pool and its top ``shortlist x budget`` images go on; only those are predicted
+    again for per-detection features, and k-medoids under the CCM image distance picks ``budget`` of them.
+
+    Options:
+        shortlist: DCUS candidates per image of budget (4.0, the official ``budget_expand_ratio``).
+        alpha, beta: DCUS class weight ``1 + α β log(1 + (e^(1/α) - 1)(1 - Q_c))``, between 1 and ``1 + β``
+            (0.3 and 0.2, the official ``class_weight_alpha`` and ``class_weight_ub``).
+        score_threshold: detections scored by DCUS (``s >= score_threshold``) and matched by CCM
+            (``s > score_threshold``); 0.05 as the official code.
+        min_size, max_aspect: DCUS ignores boxes with ``sqrt(w h) <= min_size`` pixels or aspect ratio
+            ``>= max_aspect`` (5.0). The official 16 px suits ~500 px VOC/COCO images; the default 4 px keeps the
+            same share of the image side on the 128 px benchmark images (set 16 for VOC/COCO).
+        max_detections: CCM uses an image's ``max_detections`` best detections (100, as the official code).
+        iterations: at most this many k-medoids assign/update rounds (100, as the official code); it stops
+            earlier when the medoids no longer change.
+        dcus_postprocess: the detections DCUS scores: ``"detector"`` (default: the detector's own postprocessing,
+            e.g. score > 0.05 before NMS and 100 per image) or ``"released"`` (the released DCUS inference: no
+            score threshold before NMS, 3000 candidates per level, 200 per image; ``score_threshold`` still
+            applies after it, as in the released sampler).
+        distance: CCM image distance: ``"paper"`` (default) or ``"released"`` (the released code's: the r-th
+            detections of two images match at 0 when their labels agree, and an image with no detection is at
+            distance 0 from every image, above).
+
+    Empty images: no DCUS detection ranks an image after every scored one (the official score 0 does the same);
+    for CCM an image without detections is at distance 2 from every image with some and 0 from one without.
+    """
+    number("ppal", "shortlist", shortlist, float, 1)
+    number("ppal", "alpha", alpha, float, 1e-3, 100)
+    number("ppal", "beta", beta, float, 0)
+    number("ppal", "score_threshold", score_threshold, float, 0, 1)
+    number("ppal", "min_size", min_size, float, 0)
+    number("ppal", "max_aspect", max_aspect, float, 1)
+    number("ppal", "max_detections", max_detections, int, 1)
+    number("ppal", "iterations", iterations, int, 1)
+    choice("ppal", "dcus_postprocess", dcus_postprocess, ("detector", "released"))
+    choice("ppal", "distance", distance, CCM_DISTANCES)
+    ccm = Strategy("ppal_ccm", "PPAL's second stage: category-conditioned k-medoids on the DCUS shortlist.",
+                   score=None, select=functools.partial(kmedoids_select, iterations=int(iterations),
+                                                        distance=distance),
+                   needs=frozenset({"features"}),
+                   describe=functools.partial(ccm_describe, score_threshold=float(score_threshold),
+                                              max_detections=int(max_detections)))
+    score = functools.partial(dcus_score, alpha=float(alpha), beta=float(beta), score_threshold=float(score_threshold),
+                              min_size=float(min_size), max_aspect=float(max_aspect))
+    return Strategy("ppal", summary(ppal), score=score,
+                    select=functools.partial(rank_select, empty_policy="lowest", strategy="ppal"),
+                    needs=frozenset({"class_quality"}),
+                    predictor=functools.partial(model_only, build=functools.partial(
+                        DifficultyPredictor,
+                        postprocess=RELEASED_DCUS_POSTPROCESS if dcus_postprocess == "released" else None)),
+                    then=ccm,
+                    shortlist=float(shortlist))

@@ -29,16 +29,23 @@ default) or ``1 - mean_k u_k`` (``"mean"``). No cluster: nothing to score.
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any, Callable
 
 import torch
 from torchvision.ops import box_iou
 
 from ..models.outputs import Detections
-from ..models.stochastic import prediction_entropy
+from ..models.stochastic import StochasticPredictor, prediction_entropy
+from .base import Strategy
+from .checks import choice, flag, number, summary
+from .predictors import model_only
+from .registry import register
+from .uncertainty import EMPTY_POLICIES, rank_select
 
 __all__ = ["DENSE_MEASURES", "dense_stochastic_score", "cluster_predictions", "cluster_certainties",
-           "detection_certainties", "matched_stochastic_score"]
+           "detection_certainties", "matched_stochastic_score", "FORMULATIONS", "mc_dropout", "ensemble"]
 
 DENSE_MEASURES = ("mutual_information", "entropy", "box_variance")
 
@@ -148,3 +155,90 @@ def matched_stochastic_score(det: Detections, *, detection_threshold: float = 0.
     certainty = cluster_certainties(det.passes, clusters).prod(dim=1)
     reduced = certainty.min() if cluster_aggregation == "min" else certainty.mean()
     return float(1 - reduced)
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+FORMULATIONS = ("dense", "matched")
+
+
+def _stochastic(name: str, factory: Callable, predictor: Callable, formulation: str, measure: str,
+                score_threshold: float, aggregation: str, topk: int, detection_threshold: float,
+                iou_threshold: float, same_label: bool, cluster_aggregation: str, empty_policy: str) -> Strategy:
+    choice(name, "formulation", formulation, FORMULATIONS)
+    choice(name, "measure", measure, DENSE_MEASURES)
+    number(name, "score_threshold", score_threshold, float, 0, 1)
+    choice(name, "aggregation", aggregation, ("max", "topk_mean"))
+    number(name, "topk", topk, int, 1)
+    number(name, "detection_threshold", detection_threshold, float, 0, 1)
+    number(name, "iou_threshold", iou_threshold, float, 0, 1)
+    flag(name, "same_label", same_label)
+    choice(name, "cluster_aggregation", cluster_aggregation, ("min", "mean"))
+    choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
+    if formulation == "dense":
+        predictor = functools.partial(_dense_predictor, predictor=predictor, strategy=name)
+        score = functools.partial(dense_stochastic_score, measure=measure, score_threshold=float(score_threshold),
+                                  aggregation=aggregation, topk=int(topk))
+        needs = frozenset({"dense_probs", "dense_expected_entropy", "dense_box_var"})
+    else:
+        predictor = functools.partial(model_only, build=predictor)
+        score = functools.partial(matched_stochastic_score, detection_threshold=float(detection_threshold),
+                                  iou_threshold=float(iou_threshold), same_label=same_label,
+                                  cluster_aggregation=cluster_aggregation)
+        needs = frozenset({"passes"})
+    return Strategy(name, summary(factory), score=score, needs=needs, predictor=predictor,
+                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
+
+
+def _dense_predictor(model: Any, context: Any = None, *, predictor: Callable, strategy: str) -> Any:
+    built = predictor(model)
+    if not built.dense:
+        raise ValueError(f"strategy '{strategy}' with formulation 'dense' needs a single-stage detector (the same "
+                         f"anchors in every prediction); {type(built.members[0]).__name__} is two-stage: set "
+                         "strategy_options: {formulation: matched}")
+    return built
+
+
+@register("mc_dropout", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"},
+          requires={"passes", "head_dropout"})
+def mc_dropout(*, passes: int = 20, formulation: str = "dense", measure: str = "mutual_information",
+               score_threshold: float = 0.05, aggregation: str = "max", topk: int = 10,
+               detection_threshold: float = 0.5, iou_threshold: float = 0.5, same_label: bool = False,
+               cluster_aggregation: str = "min", empty_policy: str = "lowest") -> Strategy:
+    """MC-dropout: T stochastic passes of the head's dropout, dense (anchor) or box-matched uncertainty (§2).
+
+    Needs a detector trained with head dropout (``detector_options: {dropout: 0.25}``). Formulas above.
+
+    Options:
+        passes: T, stochastic passes per image (20, maskAL's default); the backbone runs once.
+        formulation: ``"dense"`` (single-stage detectors: per-anchor uncertainty) or ``"matched"`` (any detector,
+            the only one for Faster R-CNN: detections clustered across passes).
+        measure: dense: ``"mutual_information"`` (BALD, default), ``"entropy"`` (predictive) or ``"box_variance"``.
+        score_threshold: dense: anchors whose mean top foreground probability is at least this count (0.05).
+        aggregation, topk: dense: ``"max"`` over those anchors, or ``"topk_mean"`` of the ``topk`` largest.
+        detection_threshold, iou_threshold, same_label: matched: detections with score >= 0.5 are clustered at
+            IoU > 0.5 (maskAL's defaults), optionally only with detections of the same label.
+        cluster_aggregation: matched: image score 1 - ``"min"`` (default) or 1 - ``"mean"`` cluster certainty.
+        empty_policy: where images with nothing to score go (see ``least_confidence``).
+    """
+    number("mc_dropout", "passes", passes, int, 2)
+    predictor = functools.partial(StochasticPredictor.mc_dropout, passes=int(passes))
+    return _stochastic("mc_dropout", mc_dropout, predictor, formulation, measure, score_threshold, aggregation, topk,
+                       detection_threshold, iou_threshold, same_label, cluster_aggregation, empty_policy)
+
+
+@register("ensemble", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"},
+          requires={"passes", "ensemble"})
+def ensemble(*, formulation: str = "dense", measure: str = "mutual_information", score_threshold: float = 0.05,
+             aggregation: str = "max", topk: int = 10, detection_threshold: float = 0.5, iou_threshold: float = 0.5,
+             same_label: bool = False, cluster_aggregation: str = "min", empty_policy: str = "lowest") -> Strategy:
+    """Deep ensemble: disagreement of M independently trained detectors, dense or box-matched (§2).
+
+    Needs ``ensemble_size`` >= 2 in the config (training costs M times the detector's); each member predicts once.
+
+    Options (meanings as for ``mc_dropout``): formulation, measure, score_threshold, aggregation, topk,
+    detection_threshold, iou_threshold, same_label, cluster_aggregation, empty_policy.
+    """
+    return _stochastic("ensemble", ensemble, StochasticPredictor.ensemble, formulation, measure, score_threshold,
+                       aggregation, topk, detection_threshold, iou_threshold, same_label, cluster_aggregation,
+                       empty_policy)

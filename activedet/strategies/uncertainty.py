@@ -1,5 +1,5 @@
-"""The baselines of methods.md §1: random sampling and detection-level uncertainty (least confidence, margin,
-entropy), each a per-detection measure reduced to one score per image, then a ranking.
+"""Detection-level uncertainty, the baselines of methods.md §1: ``least_confidence``, ``margin`` and ``entropy``,
+each a per-detection measure reduced to one score per image, then a ranking (random sampling: :mod:`.random`).
 
 Per-detection values ``u`` (larger = more uncertain), for detections with ``score >= score_threshold``:
 
@@ -24,17 +24,20 @@ Image score: ``aggregation`` over those values, ``max`` (default), ``mean``, ``s
 
 from __future__ import annotations
 
-from typing import Iterator
+import functools
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..models.outputs import Detections
-from .base import ScoredPool, SelectionInput
+from .base import ScoredPool, SelectionInput, Strategy
+from .checks import choice, flag, number, summary
+from .registry import register
 
 __all__ = ["MEASURES", "AGGREGATIONS", "EMPTY_POLICIES", "binary_entropy", "detection_uncertainty", "aggregate",
-           "image_uncertainty", "ranked_positions", "rank_select", "random_select"]
+           "image_uncertainty", "ranked_positions", "rank_select", "least_confidence", "margin", "entropy"]
 
 MEASURES = ("least_confidence", "margin", "entropy")
 AGGREGATIONS = ("max", "mean", "sum", "topk_mean")
@@ -166,7 +169,57 @@ def rank_select(inputs: SelectionInput, *, empty_policy: str = "lowest", strateg
         yield int(inputs.pool.indices[position])
 
 
-def random_select(inputs: SelectionInput) -> Iterator[int]:
-    """Yield the pool indices in a uniform random order drawn from ``inputs.rng`` (scores are ignored)."""
-    for position in inputs.rng.permutation(len(inputs.pool)):
-        yield int(inputs.pool.indices[position])
+# ------------------------------------------------------------------------------------------------ strategies
+
+def _uncertainty(measure: str, factory: Callable, score_threshold: float, aggregation: str, topk: int,
+                 use_class_probs: bool, empty_policy: str) -> Strategy:
+    number(measure, "score_threshold", score_threshold, float, 0, 1)
+    choice(measure, "aggregation", aggregation, AGGREGATIONS)
+    number(measure, "topk", topk, int, 1)
+    flag(measure, "use_class_probs", use_class_probs)
+    choice(measure, "empty_policy", empty_policy, EMPTY_POLICIES)
+    score = functools.partial(image_uncertainty, measure=measure, score_threshold=float(score_threshold),
+                              aggregation=aggregation, topk=int(topk), use_class_probs=use_class_probs)
+    select = functools.partial(rank_select, empty_policy=empty_policy, strategy=measure)
+    needs = frozenset({"class_probs"}) if use_class_probs else frozenset()
+    return Strategy(measure, summary(factory), score=score, select=select, needs=needs)
+
+
+@register("least_confidence")
+def least_confidence(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
+                     use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+    """Least confidence of the detections, 1 - s (or 1 - max class probability), reduced per image.
+
+    Options (shared by ``margin`` and ``entropy``; per-detection formulas in :mod:`.uncertainty`):
+        score_threshold: detections with ``score >= score_threshold`` are scored (0.05, the usual test threshold).
+        aggregation: ``"max"`` | ``"mean"`` | ``"sum"`` | ``"topk_mean"`` over those detections (methods.md §0.3).
+        topk: k of ``topk_mean`` (3: close to the typical number of objects per image, about 2.5 in VOC, so the
+            score averages over the objects present instead of being set by one near-threshold duplicate, and it
+            does not grow with crowding as ``sum`` does).
+        use_class_probs: use the full class vector (``needs={"class_probs"}``) instead of the score alone.
+        empty_policy: where images with no detection at or above the threshold go: ``"lowest"`` (after every
+            scored image), ``"highest"`` (first), ``"skip"`` (never selected), ``"random_fill"`` (after every
+            scored image, in random order). Ties between scored images: by pool index.
+    """
+    return _uncertainty("least_confidence", least_confidence, score_threshold, aggregation, topk,
+                        use_class_probs, empty_policy)
+
+
+@register("margin")
+def margin(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
+           use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+    """Margin (1-vs-2) uncertainty of the detections, 1 - (p(1) - p(2)), reduced per image.
+
+    Options as :func:`least_confidence`.
+    """
+    return _uncertainty("margin", margin, score_threshold, aggregation, topk, use_class_probs, empty_policy)
+
+
+@register("entropy")
+def entropy(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
+            use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+    """Entropy of the detections (binary of the score, or of the class vector), reduced per image.
+
+    Options as :func:`least_confidence`.
+    """
+    return _uncertainty("entropy", entropy, score_threshold, aggregation, topk, use_class_probs, empty_policy)

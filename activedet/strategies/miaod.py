@@ -1,6 +1,7 @@
-"""Anchor-level (dense) scores: computed from every anchor of an image, before score thresholding and NMS.
+"""MI-AOD (methods.md §3.3): an anchor-level (dense) score, from every anchor of an image before score thresholding
+and NMS; the detector with the two adversarial classifiers is :mod:`activedet.models.miaod`.
 
-MI-AOD (methods.md §3.3): per anchor ``i`` the disagreement of the two adversarial classifiers,
+Per anchor ``i`` the disagreement of the two adversarial classifiers,
 ``u_i = mean_c (p1[i, c] - p2[i, c])^2`` (the released code), or with ``weighted=True`` the paper's re-weighted
 ``u_i = mean_c |p1[i, c] - p2[i, c]| * w[i, c]``; the image score is the mean of the ``k`` largest ``u_i``.
 
@@ -12,13 +13,18 @@ all of them); that is ``topk_fraction=None``. At 1000x600 input an image has abo
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 from ..models.outputs import Detections
+from .base import Strategy
+from .checks import flag, number, summary
+from .registry import register
+from .uncertainty import rank_select
 
-__all__ = ["anchor_disagreement", "discrepancy_score", "topk_count"]
+__all__ = ["anchor_disagreement", "discrepancy_score", "topk_count", "miaod"]
 
 
 def topk_count(num_anchors: int, topk: int, topk_fraction: float | None) -> int:
@@ -52,3 +58,29 @@ def discrepancy_score(det: Detections, *, topk: int = 10000, topk_fraction: floa
         return None
     k = topk_count(values.numel(), topk, topk_fraction)
     return float(values.topk(k).values.mean())
+
+
+@register("miaod", needs={"dense_probs", "dense_probs_2"}, requires={"miaod_detector"})
+def miaod(*, topk: int = 10000, topk_fraction: float | None = 0.1, weighted: bool = False) -> Strategy:
+    """MI-AOD: mean of the top-k anchor disagreements of the two adversarial classifiers (detector: miaod).
+
+    Options (methods.md §3.3; formulas above):
+        topk, topk_fraction: ``k = min(topk, ceil(topk_fraction x anchors))``: 10,000 on large images, the top
+            10 % of anchors on small ones; ``topk_fraction: null``: the released fixed ``k = topk`` whatever the
+            anchor count (an image with fewer anchors averages all of them).
+        weighted: ``False`` (default, the released code): squared disagreement; ``True``: the paper's
+            |p1 - p2| re-weighted by the MIL instance weights.
+    """
+    number("miaod", "topk", topk, int, 1)
+    if topk_fraction is not None:
+        number("miaod", "topk_fraction", topk_fraction, float, 0, 1, extra=" or None (the released fixed k)")
+        if topk_fraction == 0:
+            raise ValueError("The 'topk_fraction' parameter of miaod must be a float in (0, 1] or None (the released "
+                             "fixed k). Got 0 instead.")
+    flag("miaod", "weighted", weighted)
+    fraction = None if topk_fraction is None else float(topk_fraction)
+    score = functools.partial(discrepancy_score, topk=int(topk), topk_fraction=fraction,
+                              weighted=weighted)
+    needs = frozenset({"dense_probs", "dense_probs_2"} | ({"dense_weights"} if weighted else set()))
+    return Strategy("miaod", summary(miaod), score=score,
+                    select=functools.partial(rank_select, empty_policy="lowest", strategy="miaod"), needs=needs)
