@@ -106,8 +106,8 @@ def test_progress_without_a_terminal_prints_one_plain_line_per_epoch(capsys):
     err = capsys.readouterr().err
     assert "\r" not in err
     lines = err.splitlines()
-    assert len(lines) == 3 and all(re.fullmatch(rf"epoch {i + 1}/3: loss \d+\.\d{{4}}, lr 1\.00e-01 \(\d+\.\d s\)", line)
-                                   for i, line in enumerate(lines))
+    pattern = r"epoch {}/3: loss \d+\.\d{{4}}, lr 1\.00e-01 \(\d+\.\d s\)"
+    assert len(lines) == 3 and all(re.fullmatch(pattern.format(i + 1), line) for i, line in enumerate(lines))
     make_trainer([hooks.Progress(False)], epochs=3).train()
     assert capsys.readouterr().err == ""
 

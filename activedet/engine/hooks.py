@@ -186,7 +186,8 @@ class BestEpoch(HookBase):
         return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "bad_evals": self.bad_evals}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best_metric, self.best_epoch, self.bad_evals = state["best_metric"], state["best_epoch"], state["bad_evals"]
+        self.best_metric, self.best_epoch = state["best_metric"], state["best_epoch"]
+        self.bad_evals = state["bad_evals"]
         self.final = bool(state.get("final"))  # a finished training whose last.pt holds the weights it ended with
 
     def after_epoch(self) -> None:

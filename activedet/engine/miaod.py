@@ -238,7 +238,8 @@ class MIAODStages(HookBase):
         if dist_utils.is_distributed():
             device = trainer.device
             trainer.forward_model = torch.nn.parallel.DistributedDataParallel(
-                trainer.model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+                trainer.model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True)
 
     def before_step(self) -> None:
         trainer, unit = self.trainer, self.trainer.unit

@@ -107,8 +107,8 @@ class Trainer:
                  grad_clip: float | None = None, forward_model: torch.nn.Module | None = None, hooks=()):
         self.model, self.loader, self.optimizer = model, loader, optimizer
         self.forward_model = forward_model if forward_model is not None else model
-        self.max_epochs, self.device, self.scheduler, self.amp, self.grad_clip = max_epochs, device, scheduler, amp, \
-            grad_clip
+        self.max_epochs, self.device, self.scheduler = max_epochs, device, scheduler
+        self.amp, self.grad_clip = amp, grad_clip
         self.scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
         self.start_epoch, self.epoch, self.step, self.iter = 0, 0, 0, 0
         self.history: list[dict] = []
