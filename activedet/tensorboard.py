@@ -56,7 +56,8 @@ def _scalars(prefix: str, values: dict) -> Iterator[tuple[str, float]]:
 
 
 class TrainingScalars:
-    """Turns the training log's records (``_JsonLog.write``) into TensorBoard scalars (tags: module docstring).
+    """Turns the training log's records (:mod:`activedet.engine.hooks`) into TensorBoard scalars (tags: module
+    docstring).
 
     Args:
         log_dir: the event files' directory (``out_dir/tensorboard``).

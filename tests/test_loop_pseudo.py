@@ -109,5 +109,5 @@ def test_weighted_pseudo_labels_are_refused_under_torchrun(toy_dataset, monkeypa
     monkeypatch.setattr(train.dist_utils, "world_size", lambda: 2)
     weighted = replace(toy_dataset, records=[replace(r, loss_weight=0.5) for r in toy_dataset.records])
     with pytest.raises(ValueError, match="loss weights other than 0 and 1.*under torchrun"):
-        train._loader(weighted, TrainOptions(batch_size=2))
-    train._loader(toy_dataset, TrainOptions(batch_size=2))  # weight 1: fine
+        train.train_loader(weighted, TrainOptions(batch_size=2))
+    train.train_loader(toy_dataset, TrainOptions(batch_size=2))  # weight 1: fine

@@ -223,9 +223,9 @@ def assert_identical(a, b):
 
 def reference_training(model, data, opts):
     """The training loop as it was before loss weights: one forward per batch, the plain sum of the losses."""
-    from activedet.engine.train import _loader
+    from activedet.engine.train import train_loader
 
-    loader, sampler = _loader(data, opts)
+    loader, sampler = train_loader(data, opts)
     optimizer = build_optimizer(model, opts)
     model.train()
     for epoch in range(opts.epochs):

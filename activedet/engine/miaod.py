@@ -1,4 +1,5 @@
-"""MI-AOD's per-cycle training schedule (methods.md §3.3) as data, run by one plain PyTorch loop.
+"""MI-AOD's per-cycle training schedule (methods.md §3.3) as data, run by the one training loop
+(:class:`~activedet.engine.trainer.Trainer`: one epoch per unit).
 
 The schedule is a list of units; one unit is one mmcv "epoch" of the released code, i.e. ``repeat_labelled``
 passes over the labelled set::
@@ -11,7 +12,9 @@ passes over the labelled set::
         label x label_epochs        all parameters
     the last ``lr_drop_epochs`` units run at lr x lr_gamma
 
-A fresh optimiser is built at each stage boundary (the released code starts a new runner per stage). The
+A fresh optimiser is built at each stage boundary (the released code starts a new runner per stage): the
+:class:`MIAODStages` hook does it, with each stage's trainable parameters and learning rate; :class:`MIAODTrainer`
+draws the unit's batches and turns each labelled batch (with its unlabelled partner) into one or two steps. The
 unlabelled training images are a random subset of the unlabelled pool, as many as the labelled images,
 redrawn every cycle from the training seed; their labels are removed before they reach the model. After every
 unit ``last.pt`` is written atomically, so a run killed in the middle of any stage resumes at the next unit and
@@ -20,24 +23,21 @@ ends with the same weights as an uninterrupted one (CPU).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .._faults import kill_point
 from ..data.records import DetectionDataset, ImageRecord
-from .pseudo import PseudoLabelRecord
 from . import distributed as dist_utils
-from .checkpoint import load_checkpoint, save_checkpoint
-from .train import (OptionError, TrainOptions, TrainResult, _attach_tensorboard, _loader, _output_dir,
-                    _reduce_losses, build_optimizer, warmup_multiplier)
+from . import hooks
+from .pseudo import PseudoLabelRecord
+from .train import OptionError, TrainOptions, TrainResult, build_optimizer, train_loader, warmup_multiplier
+from .trainer import HookBase, Trainer
 
-__all__ = ["MIAODOptions", "miaod_schedule", "train_miaod", "stage_parameters"]
+__all__ = ["MIAODOptions", "miaod_schedule", "train_miaod", "stage_parameters", "MIAODTrainer", "MIAODStages"]
 
 
 @dataclass
@@ -133,14 +133,123 @@ def _without_labels(record: ImageRecord) -> ImageRecord:
                        image_index=record.image_index)
 
 
-def _epochs(loader, sampler, first_epoch: int):
+def _epochs(loader, first_epoch: int):
     """Batches of successive sampler epochs, forever (the unlabelled stream of the adversarial stages)."""
     epoch = first_epoch
     while True:
-        sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         loader.dataset.set_epoch(epoch)
         yield from loader
         epoch += 1
+
+
+class MIAODTrainer(Trainer):
+    """The :class:`~activedet.engine.trainer.Trainer` of one MI-AOD cycle: epoch ``u`` is unit ``units[u]``.
+
+    A unit is ``repeat`` passes over the labelled loader; in the adversarial stages (``min``, ``max``) each labelled
+    batch is paired with the next batch of the unlabelled stream, and one iteration is two optimizer steps: the
+    labelled batch's losses (``l_*`` in the history), then the unlabelled batch's (``u_*``), each with the model's
+    ``stage``. ``last.pt`` holds the weights, the stage's optimizer state, the units done and the history.
+    """
+
+    def __init__(self, model, labelled_loader, *, units: list[Unit], repeat: int, unlabelled_loader, lr: float,
+                 device: torch.device, grad_clip: float | None, hooks=()):
+        self.units, self.repeat, self.unlabelled_loader, self.lr = units, repeat, unlabelled_loader, lr
+        self.resumed_optimizer: tuple[int, dict] | None = None  # (block, state) of a resumed stage
+        super().__init__(model, labelled_loader, None, max_epochs=len(units), device=device, grad_clip=grad_clip,
+                         hooks=hooks)
+
+    @property
+    def unit(self) -> Unit:
+        return self.units[self.epoch]
+
+    @property
+    def iters_per_epoch(self) -> int:
+        return self.repeat * len(self.loader)
+
+    def describe(self) -> str:
+        return f"miaod {self.epoch + 1}/{len(self.units)} {self.unit.stage}"
+
+    def batches(self):
+        """``(images, targets, unlabelled images or None)`` for every labelled batch of the unit's passes."""
+        u = self.epoch
+        stream = None
+        if self.unit.stage != "label" and self.unlabelled_loader is not None:
+            stream = _epochs(self.unlabelled_loader, u * self.repeat)
+        for r in range(self.repeat):
+            self.loader.sampler.set_epoch(u * self.repeat + r)
+            self.loader.dataset.set_epoch(u * self.repeat + r)
+            for images, targets in self.loader:
+                yield images, targets, (next(stream)[0] if stream is not None else None)
+
+    def forward_losses(self, batch):
+        images, targets, unlabelled = batch
+        targets = [{k: v.to(self.device) for k, v in t.items() if k != "index"} for t in targets]
+        parts = [("l_", images, targets)] + ([("u_", unlabelled, None)] if unlabelled is not None else [])
+        for prefix, imgs, tgts in parts:
+            losses = self.forward_model([img.to(self.device) for img in imgs], tgts, stage=self.unit.stage)
+            yield {prefix + k: v for k, v in losses.items()}
+
+    def epoch_entry(self, means: dict[str, float]) -> dict:
+        return {"unit": self.epoch + 1, "stage": self.unit.stage, "lr": self.lr * self.unit.lr_factor,
+                **{f"train_{k}": v for k, v in means.items()}}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "unit": self.epoch + 1,
+                "block": self.unit.block, "history": self.history}
+
+    def load_state_dict(self, state: dict, source: str = "the checkpoint") -> None:
+        self.model.load_state_dict(state["model"])
+        self.start_epoch, self.history = state["unit"], list(state["history"])
+        self.resumed_optimizer = (state["block"], state["optimizer"])
+        self.log(event="resume", unit=self.start_epoch)
+
+
+class MIAODStages(HookBase):
+    """Switches MI-AOD's stages: at each new stage its trainable parameters (:func:`stage_parameters`), a fresh
+    optimiser (the resumed one when a resume lands inside the stage it was saved in) and, under torchrun, a new DDP
+    wrapper; before each iteration the unit's learning rate with the linear warm-up (counted from the cycle's start,
+    or from the stage's with ``warmup_per_stage``). At the end every parameter is back to its own ``requires_grad``.
+    """
+
+    def __init__(self, options: TrainOptions, warmup_per_stage: bool):
+        self.options, self.warmup_per_stage = options, warmup_per_stage
+        self.block = None
+
+    def before_train(self) -> None:
+        trainer = self.trainer
+        self.base = {name: p.requires_grad for name, p in trainer.model.named_parameters()}
+        self.stage_start = {}  # block -> global iteration of its first step (the per-stage warm-up counts from there)
+        for k, unit in enumerate(trainer.units):
+            self.stage_start.setdefault(unit.block, k * trainer.iters_per_epoch)
+
+    def before_epoch(self) -> None:
+        trainer, unit = self.trainer, self.trainer.unit
+        if unit.block == self.block:
+            return
+        self.block = unit.block
+        stage_parameters(trainer.model, unit.stage, self.base)
+        trainer.optimizer = build_optimizer(trainer.model, self.options)
+        if trainer.resumed_optimizer is not None:
+            if trainer.resumed_optimizer[0] == unit.block:
+                trainer.optimizer.load_state_dict(trainer.resumed_optimizer[1])
+            trainer.resumed_optimizer = None
+        trainer.forward_model = trainer.model
+        if dist_utils.is_distributed():
+            device = trainer.device
+            trainer.forward_model = torch.nn.parallel.DistributedDataParallel(
+                trainer.model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True)
+
+    def before_step(self) -> None:
+        trainer, unit = self.trainer, self.trainer.unit
+        warm_step = trainer.iter - self.stage_start[unit.block] if self.warmup_per_stage else trainer.iter
+        lr = self.options.lr * unit.lr_factor * warmup_multiplier(self.options, warm_step)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+
+    def after_train(self) -> None:
+        stage_parameters(self.trainer.model, "label", self.base)
 
 
 def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabelled: DetectionDataset | None = None,
@@ -175,106 +284,30 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
                          "Train pseudo labels with training: standard, or turn pseudo labelling off")
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()
-    labelled_loader, labelled_sampler = _loader(train_set, options)  # checks batch_size against the processes
-    out, log = _output_dir(out_dir)
-    _attach_tensorboard(log, out, options, len(labelled_loader))
+    labelled_loader, _ = train_loader(train_set, options)  # checks batch_size against the processes
+    out = hooks.output_dir(out_dir)
+    tensorboard = hooks.TensorBoard.for_options(options, out, len(labelled_loader))
     model.to(device)
     units = miaod_schedule(training_options, options.lr_gamma)
-    repeat = training_options.repeat_labelled
 
-    unlabelled_stream = None
+    unlabelled_loader = None
     if unlabelled is not None and len(unlabelled):
         count = min(len(unlabelled), max(1, round(training_options.unlabelled_ratio * len(train_set))))
         rng = np.random.default_rng([options.seed, 0x6D69616F64])  # "miaod": independent of the labelled order
         chosen = np.sort(rng.choice(len(unlabelled), size=count, replace=False))
         images_only = DetectionDataset([_without_labels(unlabelled.records[i]) for i in chosen],
                                        unlabelled.class_names, unlabelled.category_ids, unlabelled.root)
-        unlabelled_loader, unlabelled_sampler = _loader(images_only, options, options.seed + 1)
-    base = {name: p.requires_grad for name, p in model.named_parameters()}
+        unlabelled_loader, _ = train_loader(images_only, options, options.seed + 1)
 
-    start, history, optimizer_state = 0, [], None
-    last = out / "last.pt" if out is not None else None
-    if resume and last is not None and last.is_file():
-        state = load_checkpoint(last, map_location=device)
-        model.load_state_dict(state["model"])
-        start, history = state["unit"], list(state["history"])
-        optimizer_state = state["optimizer"] if start < len(units) and units[start].block == state["block"] else None
-        log.write(event="resume", unit=start)
-
-    optimizer, ddp_model, block, global_step = None, model, None, start * repeat * len(labelled_loader)
-    stage_start = {}  # block -> global step of its first iteration (the per-stage warm-up counts from there)
-    for k, unit in enumerate(units):
-        stage_start.setdefault(unit.block, k * repeat * len(labelled_loader))
-    for u in range(start, len(units)):
-        unit = units[u]
-        if unit.block != block:  # a new stage: its trainable parameters and a fresh optimiser
-            block = unit.block
-            stage_parameters(model, unit.stage, base)
-            optimizer = build_optimizer(model, options)
-            if optimizer_state is not None:
-                optimizer.load_state_dict(optimizer_state)
-                optimizer_state = None
-            ddp_model = model
-            if dist_utils.is_distributed():
-                ddp_model = torch.nn.parallel.DistributedDataParallel(
-                    model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-        torch.manual_seed(options.seed * 100_003 + u)
-        if unit.stage != "label" and unlabelled is not None and len(unlabelled):
-            unlabelled_stream = _epochs(unlabelled_loader, unlabelled_sampler, u * repeat)
-        else:
-            unlabelled_stream = None
-        model.train()
-        sums: dict[str, float] = {}
-        bar = tqdm(total=repeat * len(labelled_loader), desc=f"miaod {u + 1}/{len(units)} {unit.stage}",
-                   leave=False, disable=not (progress and dist_utils.is_main_process()))
-        for r in range(repeat):
-            labelled_sampler.set_epoch(u * repeat + r)
-            labelled_loader.dataset.set_epoch(u * repeat + r)
-            for images, targets in labelled_loader:
-                batches = [(images, targets)]
-                if unlabelled_stream is not None:
-                    batches.append((next(unlabelled_stream)[0], None))
-                for imgs, tgts in batches:
-                    imgs = [img.to(device) for img in imgs]
-                    if tgts is not None:
-                        tgts = [{k: v.to(device) for k, v in t.items() if k != "index"} for t in tgts]
-                    warm_step = global_step - stage_start[unit.block] if training_options.warmup_per_stage \
-                        else global_step
-                    lr = options.lr * unit.lr_factor * warmup_multiplier(options, warm_step)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    loss_dict = ddp_model(imgs, tgts, stage=unit.stage)
-                    reduced = _reduce_losses(loss_dict)
-                    total = sum(reduced.values())
-                    if not math.isfinite(total):
-                        raise FloatingPointError(f"MI-AOD loss is {total} in unit {u + 1} ({unit.stage}): {reduced}; "
-                                                 "lower 'lr' or set 'grad_clip'")
-                    optimizer.zero_grad(set_to_none=True)
-                    sum(loss_dict.values()).backward()
-                    if options.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                                       options.grad_clip)
-                    optimizer.step()
-                    prefix = "l_" if tgts is not None else "u_"
-                    for k, v in reduced.items():
-                        sums[prefix + k] = sums.get(prefix + k, 0.0) + v
-                global_step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
-        bar.close()
-        steps = max(1, repeat * len(labelled_loader))
-        entry = {"unit": u + 1, "stage": unit.stage, "lr": options.lr * unit.lr_factor,
-                 **{f"train_{k}": v / steps for k, v in sums.items()}}
-        history.append(entry)
-        log.write(event="unit", **entry)
-        if last is not None and dist_utils.is_main_process():
-            save_checkpoint(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "unit": u + 1,
-                                   "block": unit.block, "history": history})
-        dist_utils.barrier()
-        kill_point("train_epoch", u + 1)
-
-    log.close()
-    stage_parameters(model, "label", base)
-    return TrainResult(epochs_completed=len(history), best_epoch=None, best_metric=None, stopped_early=False,
-                       history=history, last_checkpoint=last, wall_time_s=time.perf_counter() - started)
-
+    checkpoint = hooks.Checkpoint(out, resume)
+    trainer = MIAODTrainer(
+        model, labelled_loader, units=units, repeat=training_options.repeat_labelled,
+        unlabelled_loader=unlabelled_loader, lr=options.lr, device=device, grad_clip=options.grad_clip,
+        hooks=[MIAODStages(options, training_options.warmup_per_stage), hooks.SeedEpochs(options.seed),
+               hooks.Progress(progress),
+               hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, epoch_event="unit"),
+               *tensorboard, checkpoint])
+    trainer.train()
+    return TrainResult(epochs_completed=len(trainer.history), best_epoch=None, best_metric=None, stopped_early=False,
+                       history=trainer.history, last_checkpoint=checkpoint.last,
+                       wall_time_s=time.perf_counter() - started)

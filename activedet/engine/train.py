@@ -1,14 +1,16 @@
 """Detector training in the shape of torchvision's ``references/detection/engine.py``, ready for torchrun.
 
-The loop, in one process or many::
+:func:`train_detector` runs the :class:`~activedet.engine.trainer.Trainer` loop with the standard hooks of
+:mod:`activedet.engine.hooks`; in one process or many it amounts to::
 
     for epoch in range(start_epoch, epochs):
-        seed the epoch (sampler permutation, augmentation, torchvision's samplers)
+        seed the epoch (sampler permutation, augmentation, torchvision's samplers)        # SeedEpochs
         for images, targets in loader:              # DistributedSampler: this rank's share of the batch
             loss = sum(model(images, targets).values())    # images of loss weight != 1: weighted_loss_dict
-            backward (AMP on CUDA), clip, step, per-iteration lr schedule, log a JSON line
+            backward (AMP on CUDA), clip, step, per-iteration lr schedule                 # Trainer.run_step
+            log a JSON line every `log_every` iterations                                    # TrainingLog
         evaluate on the validation split (every `eval_every` epochs), keep the best, stop early on a plateau
-        save last.pt atomically (rank 0), barrier
+        save last.pt atomically (rank 0), barrier                                          # Checkpoint
 
 ``batch_size`` is the **global** batch: each of W processes takes ``batch_size / W`` images, and DDP's gradient
 average makes a step equal to the one-process step on the same images (exactly so for losses that average over
@@ -20,25 +22,24 @@ its image's loss: see :func:`weighted_loss_dict`. Images of weight 0 are left ou
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .._faults import kill_point
 from ..data.records import DetectionDataset
 from ..data.torch_dataset import DetectionTorchDataset, collate_detection
 from ..models._common import unwrap_ddp
 from . import distributed as dist_utils
-from .checkpoint import load_checkpoint, save_checkpoint
+from . import hooks
+from .hooks import output_dir
 from .inference import predict_dataset
+from .trainer import Trainer
 
 __all__ = ["OptionError", "TrainOptions", "TrainResult", "train_detector", "build_optimizer", "build_lr_lambda",
-           "weighted_loss_dict"]
+           "warmup_multiplier", "train_loader", "weighted_loss_dict", "DetectorTrainer"]
 
 OPTIMIZERS = ("sgd", "adamw")
 #: what ``epoch_checkpoints`` keeps in ``out_dir`` once training ends (see :class:`TrainOptions`)
@@ -201,50 +202,8 @@ def build_lr_lambda(options: TrainOptions, iters_per_epoch: int):
     return factor
 
 
-def _output_dir(out_dir: str | Path | None) -> tuple[Path | None, "_JsonLog"]:
-    """``out_dir`` as a Path (created by rank 0) and the ``train_log.jsonl`` log in it (``None``: in memory)."""
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and dist_utils.is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-    return out, _JsonLog(out / "train_log.jsonl" if out is not None else None)
-
-
-class _JsonLog:
-    """Append-only JSON-lines log written by rank 0 only; ``tensorboard`` also receives every record."""
-
-    def __init__(self, path: Path | None):
-        self.path = path if dist_utils.is_main_process() else None
-        self.tensorboard = None
-
-    def write(self, **record) -> None:
-        if self.path is not None:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, sort_keys=True) + "\n")
-        if self.tensorboard is not None:
-            self.tensorboard.record(record)
-
-    def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-            self.tensorboard = None
-
-
-def _attach_tensorboard(log: _JsonLog, out: Path | None, options: "TrainOptions", iters_per_epoch: int) -> None:
-    """With ``options.tensorboard``, send the log's records to ``out/tensorboard`` too (rank 0 writes)."""
-    if not options.tensorboard:
-        return
-    from ..tensorboard import TrainingScalars, require_tensorboard  # optional dependency: imported on demand
-
-    if out is None:
-        raise ValueError("The 'tensorboard' training option needs an out_dir to write to; training with "
-                         "out_dir=None keeps everything in memory")
-    require_tensorboard()  # on every rank, so no rank waits at a barrier for one that failed
-    if dist_utils.is_main_process():
-        log.tensorboard = TrainingScalars(out / "tensorboard", iters_per_epoch)
-
-
-def _loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None = None
-            ) -> tuple[torch.utils.data.DataLoader, object]:
+def train_loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None = None
+                 ) -> tuple[torch.utils.data.DataLoader, object]:
     """This rank's shuffled, augmented loader of ``train_set`` and its sampler (``seed``: ``options.seed``)."""
     world = dist_utils.world_size()
     seed = options.seed if seed is None else seed
@@ -270,14 +229,6 @@ def _loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None
     loader = torch.utils.data.DataLoader(data, batch_size=options.batch_size // world, sampler=sampler,
                                          num_workers=options.num_workers, collate_fn=collate_detection)
     return loader, sampler
-
-
-def _reduce_losses(loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
-    values = torch.stack([v.detach().float() for v in loss_dict.values()])
-    if dist_utils.is_distributed():
-        torch.distributed.all_reduce(values)
-        values /= dist_utils.world_size()
-    return {k: float(v) for k, v in zip(loss_dict, values)}
 
 
 def weighted_loss_dict(model, images: list[torch.Tensor], targets: list[dict], weights: list[float]
@@ -311,48 +262,21 @@ def weighted_loss_dict(model, images: list[torch.Tensor], targets: list[dict], w
     return combined
 
 
-def _loss_weights(loader, targets: list[dict]) -> list[float]:
-    """The ``loss_weight`` of each target's record (``index`` is the position in the training set)."""
-    records = loader.dataset.dataset.records
-    return [records[int(t["index"])].loss_weight for t in targets]
+class DetectorTrainer(Trainer):
+    """The :class:`~activedet.engine.trainer.Trainer` of :func:`train_detector`: each image's loss is scaled by its
+    record's ``loss_weight`` (:func:`weighted_loss_dict`; batches of weight 1 only run the plain forward)."""
 
-
-def _train_one_epoch(model, loader, optimizer, scheduler, scaler, options, epoch, device, log, progress):
-    model.train()
-    use_amp = options.amp and device.type == "cuda"
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False,
-               disable=not (progress and dist_utils.is_main_process()))
-    sums: dict[str, float] = {}
-    for step, (images, targets) in enumerate(bar):
-        weights = _loss_weights(loader, targets)
-        images = [img.to(device) for img in images]
-        targets = [{k: v.to(device) for k, v in t.items() if k != "index"} for t in targets]
-        with torch.autocast(device.type, enabled=use_amp):
+    def forward_losses(self, batch):
+        images, targets = batch
+        records = self.loader.dataset.dataset.records  # ``index``: the position in the training set
+        weights = [records[int(t["index"])].loss_weight for t in targets]
+        images = [img.to(self.device) for img in images]
+        targets = [{k: v.to(self.device) for k, v in t.items() if k != "index"} for t in targets]
+        with torch.autocast(self.device.type, enabled=self.amp):
             if all(w == 1.0 for w in weights):  # human labels only: exactly the unweighted step
-                loss_dict = model(images, targets)
+                yield self.forward_model(images, targets)
             else:
-                loss_dict = weighted_loss_dict(model, images, targets, weights)
-            loss = sum(loss_dict.values())
-        reduced = _reduce_losses(loss_dict)
-        total = sum(reduced.values())
-        if not math.isfinite(total):
-            raise FloatingPointError(f"training loss is {total} at epoch {epoch + 1}, iteration {step} "
-                                     f"({reduced}); lower 'lr', raise 'warmup_iters' or set 'grad_clip'")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if options.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        for k, v in reduced.items():
-            sums[k] = sums.get(k, 0.0) + v
-        if step % options.log_every == 0:
-            lr = optimizer.param_groups[0]["lr"]
-            log.write(event="iter", epoch=epoch + 1, iter=step, lr=lr, loss=total, **reduced)
-            bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
-    return {k: v / max(1, len(loader)) for k, v in sums.items()}
+                yield weighted_loss_dict(self.forward_model, images, targets, weights)
 
 
 def _task(model) -> str:
@@ -385,42 +309,6 @@ def _validate(model, val_set, options, device, batch_size) -> float:
     return float(metrics[options.val_metric])
 
 
-def _restore(path: Path, model, optimizer, scheduler, scaler, device, epochs: int) -> dict:
-    state = load_checkpoint(path, map_location=device)
-    model.load_state_dict(state["model"])
-    if "optimizer" not in state:  # reduced to the weights when training ended (epoch_checkpoints)
-        if state["epoch"] < epochs:
-            raise ValueError(f"{path} holds only the weights of a training that ended at epoch {state['epoch']}, so "
-                             f"it cannot continue to epoch {epochs}; train in a new out_dir (or keep the optimizer "
-                             "state with epoch_checkpoints: all)")
-        return state
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    return state
-
-
-def _state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, bad_evals, history) -> dict:
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch, "best_metric": best_metric, "best_epoch": best_epoch,
-            "bad_evals": bad_evals, "history": history}
-
-
-def _finish_checkpoints(out: Path, state: dict, model, options: TrainOptions) -> None:
-    """Reduce ``out`` to what ``options.epoch_checkpoints`` keeps (rank 0, once training has ended). Each step
-    leaves a directory from which a resume ends with the same model."""
-    if options.epoch_checkpoints == "all" or "optimizer" not in state:
-        return
-    # the file, not ``state``: its tensors are the model's own, which may now hold the best epoch's weights
-    slim = {k: v for k, v in load_checkpoint(out / "last.pt").items() if k not in ("optimizer", "scheduler", "scaler")}
-    if options.epoch_checkpoints == "last":
-        slim.update(model=model.state_dict(), final=True)  # the weights training ends with: best.pt is not needed
-    save_checkpoint(out / "last.pt", slim)
-    if options.epoch_checkpoints == "last":
-        (out / "best.pt").unlink(missing_ok=True)
-
-
 def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
                    unlabelled: DetectionDataset | None = None, val_set: DetectionDataset | None = None,
                    options: TrainOptions | None = None, out_dir: str | Path | None = None,
@@ -445,76 +333,34 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
     _check_task_options(model, options, validating=val_set is not None)
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()
-    out, log = _output_dir(out_dir)
+    out = output_dir(out_dir)
     model.to(device)
     ddp_model = model
     if dist_utils.is_distributed():
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    loader, sampler = _loader(train_set, options)
-    _attach_tensorboard(log, out, options, len(loader))
+    loader, _ = train_loader(train_set, options)
+    tensorboard = hooks.TensorBoard.for_options(options, out, len(loader))
     optimizer = build_optimizer(model, options)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_lr_lambda(options, len(loader)))
-    scaler = torch.amp.GradScaler(device.type, enabled=options.amp and device.type == "cuda")
-
-    start_epoch, best_metric, best_epoch, bad_evals, history = 0, None, None, 0, []
-    last = out / "last.pt" if out is not None else None
+    use_amp = options.amp and device.type == "cuda"
+    evaluate = None
+    if val_set is not None:
+        def evaluate(m):
+            return _validate(m, val_set, options, device, max(1, options.batch_size))
     best = out / "best.pt" if out is not None else None
-    state: dict = {}
-    if resume and last is not None and last.is_file():
-        state = _restore(last, model, optimizer, scheduler, scaler, device, options.epochs)
-        start_epoch, best_metric, best_epoch = state["epoch"], state["best_metric"], state["best_epoch"]
-        bad_evals, history = state["bad_evals"], list(state["history"])
-        log.write(event="resume", epoch=start_epoch)
-
-    stopped_early, best_state = False, None
-    for epoch in range(start_epoch, options.epochs):
-        if stopped_early:
-            break
-        sampler.set_epoch(epoch)
-        loader.dataset.set_epoch(epoch)
-        # torchvision's RPN/RoI samplers draw from the global RNG; seeding per epoch makes resume exact.
-        torch.manual_seed(options.seed * 100_003 + epoch)
-        losses = _train_one_epoch(ddp_model, loader, optimizer, scheduler, scaler, options, epoch, device, log,
-                                  progress)
-        entry = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in losses.items()}}
-        is_best = False
-        if val_set is not None and ((epoch + 1) % options.eval_every == 0 or epoch + 1 == options.epochs):
-            metric = _validate(model, val_set, options, device, max(1, options.batch_size))
-            entry[f"val_{options.val_metric}"] = metric
-            is_best = best_metric is None or metric > best_metric
-            if is_best:
-                best_metric, best_epoch, bad_evals = metric, epoch + 1, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            else:
-                bad_evals += 1
-                stopped_early = (options.early_stopping_patience is not None
-                                 and bad_evals >= options.early_stopping_patience)
-        history.append(entry)
-        log.write(event="epoch", **entry)
-        if out is not None and dist_utils.is_main_process():
-            state = _state(model, optimizer, scheduler, scaler, epoch + 1, best_metric, best_epoch, bad_evals,
-                           history)
-            if is_best:
-                save_checkpoint(best, {"model": state["model"], "epoch": epoch + 1, "best_metric": best_metric})
-            if options.epoch_checkpoints == "all":
-                save_checkpoint(out / f"epoch_{epoch + 1}.pt", {"model": state["model"], "epoch": epoch + 1})
-            save_checkpoint(last, state)
-        dist_utils.barrier()
-        kill_point("train_epoch", epoch + 1)
-        if stopped_early:
-            log.write(event="early_stop", epoch=epoch + 1, best_epoch=best_epoch)
-
-    log.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    elif state.get("final"):  # resumed a finished training whose last.pt holds the weights it ended with
-        pass
-    elif best_epoch is not None and best is not None and best.is_file():  # resumed after the best epoch
-        model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
-    if out is not None and dist_utils.is_main_process() and state:
-        _finish_checkpoints(out, state, model, options)
-    dist_utils.barrier()
-    return TrainResult(epochs_completed=len(history), best_epoch=best_epoch, best_metric=best_metric,
-                       stopped_early=stopped_early, history=history, last_checkpoint=last, best_checkpoint=best,
+    best_epoch = hooks.BestEpoch(evaluate, options.val_metric, options.eval_every, options.early_stopping_patience,
+                                 best)
+    checkpoint = hooks.Checkpoint(out, resume, options.epoch_checkpoints)
+    trainer = DetectorTrainer(
+        model, loader, optimizer, max_epochs=options.epochs, device=device, scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=use_amp), amp=use_amp, grad_clip=options.grad_clip,
+        forward_model=ddp_model,
+        hooks=[hooks.SeedEpochs(options.seed), best_epoch, hooks.Progress(progress),
+               hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, every=options.log_every),
+               *tensorboard, checkpoint])
+    trainer.train()
+    return TrainResult(epochs_completed=len(trainer.history), best_epoch=best_epoch.best_epoch,
+                       best_metric=best_epoch.best_metric, stopped_early=trainer.should_stop,
+                       history=trainer.history, last_checkpoint=checkpoint.last, best_checkpoint=best,
                        wall_time_s=time.perf_counter() - started)
