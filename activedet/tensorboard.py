@@ -109,7 +109,9 @@ def log_cycle(run_dir: str | Path, cycle: int, metrics: dict, selection_stats: d
     """
     if not dist_utils.is_main_process():
         return
-    writer = summary_writer(Path(run_dir) / "tensorboard")
+    from .al.rundir import RunDir
+
+    writer = summary_writer(RunDir(run_dir).tensorboard)
     try:
         for prefix, values in (("metrics", metrics), ("selection", selection_stats), ("pseudo", pseudo_stats or {})):
             for tag, value in _scalars(prefix, values):
