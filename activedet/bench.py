@@ -100,7 +100,7 @@ def _share_cycle_zero(source: Path, target: Path, strategy: str) -> None:
     if dst.metrics.is_file() or not src.metrics.is_file() or not src.model.is_file():
         return
     dst.path.mkdir(parents=True, exist_ok=True)
-    copy = dst.model.with_name(f".{dst.model.name}.copy")  # the model first, whole, before the metrics
+    copy = dst.model.with_name(f".{dst.model.name}.copy")  # copied aside, then renamed: never a partial model
     shutil.copyfile(src.model, copy)
     copy.replace(dst.model)
     if src.timing.is_file():

@@ -170,3 +170,15 @@ def test_the_oracle_must_label_the_runs_own_pool_and_box_budgets_need_a_previewe
     with pytest.raises(NotImplementedError, match=r"Oracle must implement request\(batch\) -> Labels \| Pending"):
         Oracle(kwargs["pool"]).request(None)
     assert Pending(["a"]).folder is None
+
+
+def test_an_oracle_answer_that_is_neither_labels_nor_pending_stops_the_run_naming_the_oracle(toy_run):
+    class Forgetful(Oracle):
+        def request(self, batch):
+            return None
+
+    kwargs, _ = toy_run
+    with pytest.raises(TypeError, match=r"Forgetful.request must return Labels or Pending \(activedet.al.oracle\). "
+                                        r"Got NoneType instead."):
+        ActiveLearningRun(**kwargs, oracle=Forgetful(kwargs["pool"])).run()
+    assert not load_import_records(kwargs["run_dir"]) and Ledger.load(RunDir(kwargs["run_dir"]).ledger).cycle == 0

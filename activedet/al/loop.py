@@ -53,7 +53,7 @@ from ..tensorboard import log_cycle
 from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strategy, shortlist
 from .annotation import pending_images
 from .ledger import Ledger
-from .oracle import Labels, Oracle, QueryBatch, SimulatedOracle, commit_labels
+from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
 from .plan import LoopOptions, derive_seed, initial_indices
 from .rundir import RunDir
 
@@ -391,6 +391,9 @@ class ActiveLearningRun:
         dist_utils.barrier()  # every process has looked before the answer is committed
         if asked:
             answer = self.oracle.request(batch)
+            if not isinstance(answer, (Labels, Pending)):
+                raise TypeError(f"{type(self.oracle).__name__}.request must return Labels or Pending "
+                                f"(activedet.al.oracle). Got {type(answer).__name__} instead.")
             if isinstance(answer, Labels):
                 commit_labels(batch, answer)
         if pending_images(self.rundir, batch.image_ids):

@@ -15,8 +15,8 @@ The loop's whole conversation with an oracle (every process of a distributed run
 
 and the annotation cost the budget and the metrics count: :meth:`Oracle.num_boxes` of a labelled image,
 :meth:`Oracle.preview_boxes` of an image before it is labelled (``None`` unless :attr:`Oracle.previews_cost`;
-without it a ``budget_unit`` of ``boxes`` is refused). The loop never asks who labels; a new kind of annotator is a subclass
-that implements :meth:`Oracle.request`.
+without it a ``budget_unit`` of ``boxes`` is refused). The loop never asks who labels; a new kind of annotator is a
+subclass that implements :meth:`Oracle.request`.
 """
 
 from __future__ import annotations
