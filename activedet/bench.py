@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .al.rundir import RunDir
 from .atomic import atomic_write_json
 from .config import load_config
 from .report import format_table, strategy_label, write_report
@@ -95,17 +96,18 @@ def _example_metric(family: str) -> str:
 
 def _share_cycle_zero(source: Path, target: Path, strategy: str) -> None:
     """Give ``target`` the cycle-0 model and metrics of ``source`` (same seed, same initial set)."""
-    src, dst = source / "cycles" / "0", target / "cycles" / "0"
-    if (dst / "metrics.json").is_file() or not (src / "metrics.json").is_file() or not (src / "model.pt").is_file():
+    src, dst = RunDir(source).cycle(0), RunDir(target).cycle(0)
+    if dst.metrics.is_file() or not src.metrics.is_file() or not src.model.is_file():
         return
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src / "model.pt", dst / ".model.pt.copy")
-    (dst / ".model.pt.copy").replace(dst / "model.pt")
-    if (src / "timing.json").is_file():
-        shutil.copyfile(src / "timing.json", dst / "timing.json")
-    metrics = json.loads((src / "metrics.json").read_text())
+    dst.path.mkdir(parents=True, exist_ok=True)
+    copy = dst.model.with_name(f".{dst.model.name}.copy")  # copied aside, then renamed: never a partial model
+    shutil.copyfile(src.model, copy)
+    copy.replace(dst.model)
+    if src.timing.is_file():
+        shutil.copyfile(src.timing, dst.timing)
+    metrics = json.loads(src.metrics.read_text())
     metrics["strategy"] = strategy
-    atomic_write_json(dst / "metrics.json", metrics)
+    atomic_write_json(dst.metrics, metrics)
 
 
 def run_bench(config: str | Path, *, strategies: list[str], seeds: list[int], out: str | Path,

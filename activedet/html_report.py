@@ -39,6 +39,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .al.rundir import RunDir
 from .atomic import atomic_write, atomic_write_text
 from .plots import _COLORS
 from .report import Run, Summary, load_runs, summarize
@@ -228,14 +229,13 @@ def _run_section(run: Run, k: int, thumbs: "_Thumbnails", per_cycle: int) -> str
              f'<p class="path">{_esc(str(run.path))}</p>']
     if problem:
         parts.append(f'<p class="warning">pool images unavailable: {_esc(problem)}</p>')
-    cycles_dir = run.path / "cycles"
-    cycles = sorted((int(d.name), d) for d in (cycles_dir.iterdir() if cycles_dir.is_dir() else [])
-                    if d.name.isdigit() and (d / "selection.json").is_file())
+    run_dir = RunDir(run.path)
+    cycles = [(t, run_dir.cycle(t)) for t in run_dir.cycles() if run_dir.cycle(t).selection.is_file()]
     if not cycles:
         parts.append("<p>No cycles/t/selection.json: nothing was queried yet.</p>")
-    for t, cycle_dir in cycles:
-        picks, note = _read_picks(cycle_dir / "selection.json")
-        predictions, prediction_note = _read_predictions(cycle_dir / "predictions.json")
+    for t, files in cycles:
+        picks, note = _read_picks(files.selection)
+        predictions, prediction_note = _read_predictions(files.predictions)
         shown = picks[:per_cycle]
         more = f", the first {len(shown)} by rank shown" if len(shown) < len(picks) else ""
         parts.append(f"<h4>cycle {t}: {len(picks)} image(s) queried by the model of cycle {t}{more}</h4>"
@@ -308,7 +308,7 @@ class _Thumbnails:
         from .workflows import run_pool
 
         try:
-            cfg = load_config(run_dir / "config.json")
+            cfg = load_config(RunDir(run_dir).config)
         except (OSError, ValueError) as exc:
             return None, str(exc)  # a ConfigError names the file
         key = json.dumps([getattr(cfg, name, None) for name in ("data_format", "train_data", "image_root",

@@ -41,6 +41,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .al.rundir import RunDir
 from .atomic import atomic_write
 from .plots import plot
 
@@ -111,9 +112,10 @@ def load_runs(run_dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> list
 def _find_run_dirs(path: Path) -> list[Path]:
     if not path.exists():
         raise FileNotFoundError(f"run directory {path} does not exist")
-    if (path / "metrics.jsonl").is_file():
+    log = RunDir(path).metrics_log
+    if log.is_file():
         return [path]
-    found = sorted(p.parent for p in path.rglob("metrics.jsonl") if p.is_file()) if path.is_dir() else []
+    found = sorted(p.parent for p in path.rglob(log.name) if p.is_file()) if path.is_dir() else []
     if not found:
         raise FileNotFoundError(
             f"{path} has no metrics.jsonl and no subdirectory with one; pass a run directory written by the "
@@ -123,7 +125,7 @@ def _find_run_dirs(path: Path) -> list[Path]:
 
 def _load_run(run_dir: Path) -> Run:
     strategy, options, seed, extras = _read_config(run_dir)
-    records = _read_records(run_dir / "metrics.jsonl", strategy, seed)
+    records = _read_records(RunDir(run_dir).metrics_log, strategy, seed)
     keys = sorted({key for record in records for key in record["metrics"]})
     column = (lambda name: np.array([float(r[name]) for r in records], np.float64))
     # None (null or absent key) becomes NaN in a float64 array.
@@ -133,7 +135,7 @@ def _load_run(run_dir: Path) -> Run:
 
 
 def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
-    path = run_dir / "config.json"
+    path = RunDir(run_dir).config
     if not path.is_file():
         raise FileNotFoundError(f"run {run_dir} has metrics.jsonl but no config.json; the report needs the run's "
                                 "'strategy' and 'seed' from the config.json the active-learning loop writes")

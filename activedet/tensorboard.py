@@ -17,6 +17,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Iterator
 
+from .al.rundir import RunDir
 from .engine import distributed as dist_utils
 
 __all__ = ["INSTALL_HINT", "require_tensorboard", "summary_writer", "TrainingScalars", "log_cycle"]
@@ -110,7 +111,7 @@ def log_cycle(run_dir: str | Path, cycle: int, metrics: dict, selection_stats: d
     """
     if not dist_utils.is_main_process():
         return
-    writer = summary_writer(Path(run_dir) / "tensorboard")
+    writer = summary_writer(RunDir(run_dir).tensorboard)
     try:
         for prefix, values in (("metrics", metrics), ("selection", selection_stats), ("pseudo", pseudo_stats or {})):
             for tag, value in _scalars(prefix, values):

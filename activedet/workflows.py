@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .al.rundir import RunDir
 from .config import CLASSIFICATION_FORMATS, Config, config_error
 from .data.images import ImageDecodeError
 from .data.io import read_dataset
@@ -250,9 +251,9 @@ def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> Detect
 
 def check_run_dir(cfg: Config, run_dir: Path) -> None:
     """A run directory continues only the config that started it; name the keys that differ otherwise."""
-    saved_path = run_dir / "config.json"
+    saved_path = RunDir(run_dir).config
     if not saved_path.is_file():
-        if (run_dir / "ledger.npz").is_file():
+        if RunDir(run_dir).ledger.is_file():
             raise ValueError(f"{run_dir} has a ledger but no config.json; it was not written by activedet run")
         return
     # a key the saved config lacks was added to activedet after the run started: it had the key's default
@@ -281,7 +282,9 @@ def check_strategy_supported(strategy, model: torch.nn.Module, detector: str) ->
 
 def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress: bool = True):
     """Start or continue the active-learning run of ``cfg`` in ``run_dir`` (default ``cfg.out_dir``)."""
+    from .al.export import BatchExport
     from .al.loop import ActiveLearningRun
+    from .al.oracle import HumanOracle, SimulatedOracle
     from .al.plan import PlanError
     from .config import ConfigError, _strategy
 
@@ -317,19 +320,19 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     except ValueError as exc:
         raise config_error(cfg, "strategy", str(exc)) from None
     if dist_utils.is_main_process():
-        atomic_write_json(run_dir / "config.json", cfg.to_dict())
+        atomic_write_json(RunDir(run_dir).config, cfg.to_dict())
     dist_utils.barrier()
+    export = BatchExport(cfg.export_format, cfg.export_images, {
+        "min_score": cfg.export_min_score, "labelstudio_url_prefix": cfg.labelstudio_url_prefix,
+        "labelstudio_document_root": cfg.labelstudio_document_root})
     run = ActiveLearningRun(run_dir=run_dir, pool=pool, test=test, val=val,
                             build_model=lambda: build_model(cfg, pool.num_classes), strategy=strategy,
                             options=options, train_options=cfg.train_options(), trainer=cfg.trainer(),
                             pseudo_labels=cfg.pseudo_label_options(), metrics=tuple(cfg.metrics),
                             metric_options=cfg.evaluation_options(),
                             device=device, batch_size=cfg.eval_batch_size, progress=progress,
-                            human=cfg.oracle == "human", initial=initial, export_format=cfg.export_format,
-                            export_images=cfg.export_images,
-                            export_options={"min_score": cfg.export_min_score,
-                                            "labelstudio_url_prefix": cfg.labelstudio_url_prefix,
-                                            "labelstudio_document_root": cfg.labelstudio_document_root})
+                            oracle=(HumanOracle if cfg.oracle == "human" else SimulatedOracle)(pool, export=export),
+                            initial=initial)
     try:
         return run.run()
     except ImageDecodeError as exc:  # every finished stage is on disk (training: up to its last epoch)
@@ -344,9 +347,9 @@ def resume_run(run_dir: str | Path, *, overrides: list[str] | None = None, progr
     from .config import load_config
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    if not RunDir(run_dir).config.is_file():
         raise FileNotFoundError(f"{run_dir} has no config.json: it is not an activedet run directory")
-    cfg = load_config(run_dir / "config.json", overrides)
+    cfg = load_config(RunDir(run_dir).config, overrides)
     return run_from_config(cfg, run_dir, progress=progress)
 
 
@@ -356,21 +359,19 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     from .al.annotation import load_import_records, pending_images
     from .al.ledger import Ledger
 
-    run_dir = Path(run_dir)
-    ledger = Ledger.load(run_dir / "ledger.npz")
+    run_dir, run = Path(run_dir), RunDir(run_dir)
+    ledger = Ledger.load(run.ledger)
     t = ledger.cycle
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] if (
-        run_dir / "metrics.jsonl").is_file() else []
-    selection = run_dir / "cycles" / str(t) / "selection.json"
-    query = run_dir / "cycles" / str(t) / "query"
+    lines = [json.loads(x) for x in run.metrics_log.read_text().splitlines()] if run.metrics_log.is_file() else []
+    selection, query = run.cycle(t).selection, run.cycle(t).query
     pending: list[str] = []
     state = "running"
-    if selection.is_file() and (query / "batch.json").is_file():
+    if selection.is_file() and run.cycle(t).query_batch.is_file():
         batch = [p["image_id"] for p in json.loads(selection.read_text())["picks"]]
         pending = pending_images(run_dir, batch)
         state = "awaiting labels" if pending else "labelled, ready for the next query"
     elif lines and lines[-1]["cycle"] == t and not selection.is_file():
-        state = "finished" if (run_dir / "cycles" / str(t) / "metrics.json").is_file() else "running"
+        state = "finished" if run.cycle(t).metrics.is_file() else "running"
     last = lines[-1] if lines else None
     return {"run_dir": str(run_dir), "cycle": t, "state": state, "labelled_images": int(len(ledger.labelled())),
             "labelled_boxes": last["labelled_boxes"] if last and last["cycle"] == t else None,
@@ -396,16 +397,16 @@ def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto",
     from .al.annotation import import_labels, read_labels
     from .config import load_config
 
-    run_dir = Path(run_dir)
+    run_dir, run = Path(run_dir), RunDir(run_dir)
     status = run_status(run_dir)
-    exported = run_dir / "cycles" / str(status["cycle"]) / "query" / "batch.json"
+    exported = run.cycle(status["cycle"]).query_batch
     if not exported.is_file():  # (a complete batch still takes the same labels again: nothing changes)
         raise ValueError(f"{run_dir} is not awaiting labels (state: {status['state']}, cycle {status['cycle']}); "
                          f"`activedet query {run_dir}` exports the next batch to label")
-    cfg = load_config(run_dir / "config.json")
+    cfg = load_config(run.config)
     pool = run_pool(cfg)
     t = status["cycle"]
-    picks = json.loads((run_dir / "cycles" / str(t) / "selection.json").read_text())["picks"]
+    picks = json.loads(run.cycle(t).selection.read_text())["picks"]
     sizes = {r.image_id: (r.width, r.height) for r in pool.records}
     labels = read_labels(fmt, file, pool.class_names, sizes=sizes, empty_means_labelled=empty_means_labelled)
     return import_labels(run_dir, labels, cycle=t, batch=[p["image_id"] for p in picks], pool=pool,

@@ -1,14 +1,15 @@
 """Labels that arrive from outside the run: imported files, each one committed atomically as one import record.
 
 A query batch (the picks of cycle ``t``, ``cycles/t/selection.json``) is labelled by **imports**: each
-``activedet import`` (or, in simulation, the oracle's own file) that changes anything writes one record
+``activedet import`` (or an oracle's answer, :mod:`activedet.al.oracle`) that changes anything writes one record
 ``RUN/imports/NNNN.json`` with the labels of the images it brings, when, from which file and, where the file says,
 by whom. That file is the commit point: a run killed during an import has either the record (the import happened)
 or not (it did not), never half of one; the ledger, which is derived, is brought up to date from the records when
-the run is next loaded (:func:`complete_cycles`). Importing the same labels again changes nothing (no record);
-labels that contradict earlier ones for the same image are refused with the list of images.
+the run next continues (a batch joins the ledger once no image of it is pending). Importing the same labels again
+changes nothing (no record); labels that contradict earlier ones for the same image are refused with the list of
+images.
 
-The native label file (``activedet-labels``), the format the simulation's oracle writes and :func:`read_labels`
+The native label file (``activedet-labels``), the format an oracle's answer is committed in and :func:`read_labels`
 reads besides the annotation tools' exports, is JSON::
 
     {"format": "activedet-labels", "images": {"IMAGE_ID": {"boxes": [[x1, y1, x2, y2], ...], "labels": ["cat", ...],
@@ -33,6 +34,7 @@ from .._faults import kill_point
 from ..atomic import atomic_write_json
 from ..interop import EMPTY_AMBIGUOUS, LabelImport, read_labels as read_tool_labels
 from ..data.records import DetectionDataset, ImageRecord
+from .rundir import RunDir
 
 __all__ = ["ImportResult", "ImportRefused", "read_labels", "LABEL_FORMATS", "read_native_labels",
            "write_native_labels", "import_labels", "load_import_records", "apply_imports", "pending_images",
@@ -61,7 +63,7 @@ class ImportRefused(ValueError):
 # ----------------------------------------------------------------------------------------------- native files
 def write_native_labels(path: str | Path, records: Sequence[ImageRecord], class_names: Sequence[str], *,
                         annotator: str | None = None) -> Path:
-    """Write ``records``' annotations as a native label file (what the simulation's oracle hands in)."""
+    """Write ``records``' annotations as a native label file (how an oracle's answer is handed in)."""
     images = {}
     for r in records:
         images[r.image_id] = {"boxes": r.boxes.astype(float).tolist(),
@@ -205,14 +207,9 @@ def _xml_root(path: Path) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------- imports
-def _imports_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "imports"
-
-
 def load_import_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every import record of the run, in import order."""
-    folder = _imports_dir(Path(run_dir))
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("[0-9][0-9][0-9][0-9].json"))]
+    return [json.loads(p.read_text()) for p in RunDir(run_dir).import_files()]
 
 
 def _imported(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -306,7 +303,7 @@ def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch
     path = None
     if new:
         number = len(existing) + 1
-        path = _imports_dir(run_dir) / f"{number:04d}.json"
+        path = RunDir(run_dir).import_file(number)
         kill_point("import_write", number)  # the crash tests: killed before the commit
         digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16] if source.is_file() else None
         atomic_write_json(path, {"number": number, "cycle": cycle, "source": str(source), "sha256": digest,

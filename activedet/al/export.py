@@ -31,22 +31,35 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 from ..atomic import atomic_write_json, atomic_write_text
 from ..data.records import DetectionDataset, ImageRecord
 from ..data.validate import place_image
 from ..models.outputs import Detections
+from .rundir import BATCH_FILE
 
-__all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "LABELSTUDIO_URL_PREFIX", "export_batch", "labelstudio_config",
-           "check_export_options"]
+__all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "LABELSTUDIO_URL_PREFIX", "BatchExport", "export_batch",
+           "labelstudio_config", "check_export_options"]
 
 EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "cvat_voc", "yolo")
 IMAGE_MODES = ("copy", "link", "none")
 #: Label Studio's URL of a file served by its local files storage (``?d=`` a path relative to its document root)
 LABELSTUDIO_URL_PREFIX = "/data/local-files/?d="
+
+
+@dataclass(frozen=True)
+class BatchExport:
+    """How each query batch of a run is exported: ``fmt`` (:data:`EXPORT_FORMATS`), ``images``
+    (:data:`IMAGE_MODES`) and ``options``, the keyword options of :func:`export_batch` (``min_score``,
+    ``labelstudio_url_prefix``, ``labelstudio_document_root``)."""
+
+    fmt: str = "activedet"
+    images: str = "none"
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def check_export_options(caller: str, *, min_score: object = 0.3, labelstudio_url_prefix: object = "",
@@ -197,6 +210,6 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
     batch: list[dict[str, Any]] = [
         {"image_id": r.image_id, "file": files[r.image_id], "source": str(r.file_name), "width": r.width,
          "height": r.height, "rank": p["rank"], "score": p["score"]} for r, p in zip(records, picks)]
-    atomic_write_json(folder / "batch.json", {"cycle": int(picks[0]["cycle"]) if picks else None, "format": fmt,
-                                              "images": batch, "class_names": list(pool.class_names)})
+    atomic_write_json(folder / BATCH_FILE, {"cycle": int(picks[0]["cycle"]) if picks else None, "format": fmt,
+                                            "images": batch, "class_names": list(pool.class_names)})
     return folder

@@ -11,14 +11,15 @@
                  (a chained strategy: each next stage scores the previous stage's shortlist
                                                              -> cycles/t/scores.stage{k}.npz)
         select   the budget (images, or boxes revealed)      -> cycles/t/selection.json
-        export   the batch with the model's predictions      -> cycles/t/query/ (images, pre-annotations)
-        label    the batch's labels are imported             -> imports/NNNN.json, then ledger.npz (the cycle
-                 (simulation: the oracle writes them from the ground truth, cycles/t/oracle_labels.json; people:
-                 ``activedet import``, and the run waits, persisted, until every image of the batch is labelled)
+        label    the oracle is asked for the batch's labels  -> imports/NNNN.json, then ledger.npz
+                 (:mod:`activedet.al.oracle`: the simulation exports the batch to cycles/t/query/ and answers
+                 from the ground truth, cycles/t/oracle_labels.json; people's oracle exports it and the run waits,
+                 persisted, until ``activedet import`` has labelled every image of the batch)
 
-Every stage writes its output atomically, and a stage whose output exists is loaded instead of recomputed, so
-a run killed at any moment resumes (``activedet resume RUN_DIR``) at the first missing output and ends with the
-same labelled sets and metrics as an uninterrupted run. Each stage draws its randomness from
+Every path is named by :class:`~activedet.al.rundir.RunDir`. Every stage writes its output atomically, and a stage
+whose output exists is loaded instead of recomputed, so a run killed at any moment resumes
+(``activedet resume RUN_DIR``) at the first missing output and ends with the same labelled sets and metrics as an
+uninterrupted run. Each stage draws its randomness from
 ``(seed, cycle, stage)`` only, and wall-clock times are kept apart (``cycles/t/timing.json``, ``timing.jsonl``),
 so two runs of the same config write byte-identical ledgers, selections, scores, metrics and model files.
 Under torchrun every process runs the loop: training and scoring are sharded,
@@ -31,7 +32,7 @@ import json
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,11 +51,11 @@ from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
 from ..tensorboard import log_cycle
 from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strategy, shortlist
-from .annotation import apply_imports, import_labels, pending_images, read_native_labels, write_native_labels
-from .export import export_batch
+from .annotation import pending_images
 from .ledger import Ledger
-from .oracle import SimulatedOracle
+from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
 from .plan import LoopOptions, derive_seed, initial_indices
+from .rundir import RunDir
 
 __all__ = ["ActiveLearningRun"]
 
@@ -71,7 +72,7 @@ class ActiveLearningRun:
     """One run: a pool, a test split, a detector recipe, a strategy and a run directory.
 
     Args:
-        run_dir: where the ledger and every artefact go.
+        run_dir: where the ledger and every artefact go (a path or a :class:`~activedet.al.rundir.RunDir`).
         pool: the images that can be labelled (labels are revealed by ``oracle``).
         test: the evaluation split (never used for training or selection).
         build_model: returns a freshly initialised detector; called with torch seeded by the run seed so the
@@ -85,19 +86,16 @@ class ActiveLearningRun:
         pseudo_labels: optional :class:`~activedet.engine.pseudo.PseudoLabelOptions`: from cycle 1 on, train on the
             previous cycle's model's confident detections on the unlabelled images as well (methods.md §9). They
             are regenerated every cycle, the images stay unlabelled (queryable) and never count as annotation.
-        oracle: reveals labels; defaults to the ground truth of ``pool`` (simulation).
-        human: people label the query batches (``activedet import``); the run stops, awaiting labels, after each
-            export (:func:`activedet.workflows.run_status` lists the pending images). Unlabelled pool images
-            hold no boxes until their labels are imported.
+        oracle: labels the query batches (:class:`~activedet.al.oracle.Oracle`, built on this ``pool``); default:
+            :class:`~activedet.al.oracle.SimulatedOracle` (the ground truth of ``pool``). With
+            :class:`~activedet.al.oracle.HumanOracle` the run stops, awaiting labels, after each export.
         initial: the initial labelled set (pool indices); default: drawn from the seed (``options``).
-        export_format, export_images, export_options: how each batch is exported (``fmt``, ``images`` and the
-            keyword options of :func:`~activedet.al.export.export_batch`: ``min_score``, the Label Studio URLs).
         metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`); metric_options: their
             keyword options (``evaluate``'s ``options``).
         device, batch_size: inference device and batch size for evaluation and scoring.
     """
 
-    run_dir: Path
+    run_dir: Path | RunDir
     pool: DetectionDataset
     test: DetectionDataset
     build_model: Callable[[], torch.nn.Module]
@@ -107,21 +105,22 @@ class ActiveLearningRun:
     trainer: Callable[..., TrainResult] = train_detector
     val: DetectionDataset | None = None
     pseudo_labels: PseudoLabelOptions | None = None
-    oracle: SimulatedOracle | None = None
+    oracle: Oracle | None = None
     metrics: tuple[str, ...] = ("voc",)
     metric_options: dict[str, dict[str, Any]] | None = None
     device: torch.device | str = "cpu"
     batch_size: int = 8
     progress: bool = False
-    human: bool = False
     initial: np.ndarray | None = None
-    export_format: str = "activedet"
-    export_images: str = "none"
-    export_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.run_dir = Path(self.run_dir)
+        self.rundir = RunDir(self.run_dir)
+        self.run_dir = self.rundir.root
         self.oracle = self.oracle or SimulatedOracle(self.pool)
+        if self.oracle.pool is not self.pool:  # labels revealed into another dataset would never be trained on
+            raise ValueError(f"The 'oracle' parameter of ActiveLearningRun must label the run's pool: build it on the "
+                             f"same dataset passed as pool= (e.g. {type(self.oracle).__name__}(pool)). Got an oracle "
+                             "of another dataset instead.")
         self.pool_ids = [r.image_id for r in self.pool.records]
 
     # ----------------------------------------------------------------------------------------------- the cycle
@@ -136,10 +135,12 @@ class ActiveLearningRun:
         if needs_val and (self.val is None or len(self.val) == 0):
             raise ValueError(f"strategy '{self.strategy.name}' ({', '.join(needs_val)}) needs a validation split: "
                              "set 'val_data' (val= in the library) to labelled images disjoint from the test split")
+        if self.options.budget_unit == "boxes" and not self.oracle.previews_cost:
+            raise ValueError(f"budget_unit 'boxes' spends each picked image's boxes before it is labelled, which "
+                             f"{type(self.oracle).__name__} cannot tell; use budget_unit 'images'")
         check_disjoint(self.pool, self.test, self.val)
         ledger = self._load_or_start()
-        if self.human:
-            apply_imports(self.run_dir, self.pool)
+        self.oracle.reveal(self.rundir)
         while True:
             t = ledger.cycle
             self._write_index_files(ledger)
@@ -155,10 +156,8 @@ class ActiveLearningRun:
             kill_point("score", t)
             picks = self._select(scored, ledger, t, checkpoint)
             kill_point("select", t)
-            self._export(model, picks, t)
-            kill_point("export", t)
-            labelled = self._label(ledger, picks, t)
-            if labelled is None:  # people are labelling the batch: the run waits, persisted
+            labelled = self._label(model, ledger, picks, t)
+            if labelled is None:  # the oracle's labels are pending (people labelling): the run waits, persisted
                 return ledger
             ledger = labelled
             kill_point("label", t)
@@ -166,11 +165,8 @@ class ActiveLearningRun:
         return ledger
 
     # ----------------------------------------------------------------------------------------------- stages
-    def _cycle_dir(self, t: int) -> Path:
-        return self.run_dir / "cycles" / str(t)
-
     def _load_or_start(self) -> Ledger:
-        path = self.run_dir / "ledger.npz"
+        path = self.rundir.ledger
         if path.is_file():
             return Ledger.load(path, pool_ids=self.pool_ids)
         initial = self.initial if self.initial is not None else initial_indices(len(self.pool), self.options)
@@ -182,20 +178,20 @@ class ActiveLearningRun:
 
     def _write_index_files(self, ledger: Ledger) -> None:
         t = ledger.cycle
-        if not dist_utils.is_main_process() or (self.run_dir / f"X_U_{t}.npy").is_file():
+        if not dist_utils.is_main_process() or self.rundir.unlabelled_indices(t).is_file():
             return
         labelled = ledger.labelled()
-        _write_npy(self.run_dir / f"X_L_{t}.npy", labelled)
-        atomic_write(self.run_dir / f"labelled_{t}.txt",
+        _write_npy(self.rundir.labelled_indices(t), labelled)
+        atomic_write(self.rundir.labelled_ids(t),
                      lambda tmp: tmp.write_text("".join(f"{self.pool_ids[i]}\n" for i in labelled)))
-        _write_npy(self.run_dir / f"X_U_{t}.npy", ledger.unlabelled())
+        _write_npy(self.rundir.unlabelled_indices(t), ledger.unlabelled())
 
     def _pseudo_labels(self, ledger: Ledger, t: int) -> list[PseudoLabelRecord]:
         """Cycle ``t``'s pseudo labels, made by cycle ``t - 1``'s model on (a subset of) the unlabelled pool."""
         if self.pseudo_labels is None or t == 0:
             return []
-        path = self._cycle_dir(t) / "pseudo_labels.json"
-        if not path.is_file() and not (self._cycle_dir(t) / "model.pt").is_file():
+        path = self.rundir.cycle(t).pseudo_labels
+        if not path.is_file() and not self.rundir.cycle(t).model.is_file():
             model = self._model(weights_of=t - 1)
             candidates = self.options.pseudo_subset(ledger.unlabelled(), t)
             if self.pseudo_labels.exclude == "shortlist":
@@ -213,8 +209,9 @@ class ActiveLearningRun:
     def _shortlisted(self, t: int) -> np.ndarray:
         """Pool indices cycle ``t``'s last scoring stage after the first scored (its shortlist; empty for a
         one-stage strategy, whose shortlist is its selection)."""
-        stages = sorted(self._cycle_dir(t).glob("scores.stage*.npz"), key=lambda p: int(p.stem[len("scores.stage"):]))
-        return _load_scores(stages[-1])[0].indices if stages else np.zeros(0, np.int64)
+        files = self.rundir.cycle(t)
+        stages = files.scored_stages()
+        return _load_scores(files.scores_stage(stages[-1]))[0].indices if stages else np.zeros(0, np.int64)
 
     def _model(self, weights_of: int | None = None) -> torch.nn.Module:
         """A freshly built model (torch seeded by the run seed, so the initial weights never change), with cycle
@@ -222,12 +219,11 @@ class ActiveLearningRun:
         torch.manual_seed(self.options.seed)
         model = self.build_model()
         if weights_of is not None:
-            model.load_state_dict(load_checkpoint(self._cycle_dir(weights_of) / "model.pt")["model"])
+            model.load_state_dict(load_checkpoint(self.rundir.cycle(weights_of).model)["model"])
         return model
 
     def _train(self, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> tuple[torch.nn.Module, str]:
-        path = self._cycle_dir(t) / "model.pt"
-        train_dir = self._cycle_dir(t) / "train"
+        path, train_dir = self.rundir.cycle(t).model, self.rundir.cycle(t).train_dir
         if path.is_file():
             if dist_utils.is_main_process():
                 shutil.rmtree(train_dir, ignore_errors=True)  # left over when killed right after model.pt
@@ -253,29 +249,29 @@ class ActiveLearningRun:
         """Move the training's TensorBoard logs to ``RUN/tensorboard/train/cycle{t}`` and, with ``epoch_checkpoints:
         all``, its per-epoch weights to ``cycles/t/epochs/`` (``train/`` is deleted)."""
         for weights in sorted(train_dir.glob("**/epoch_*.pt")):
-            target = self._cycle_dir(t) / "epochs" / weights.relative_to(train_dir)
+            target = self.rundir.cycle(t).epochs_dir / weights.relative_to(train_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
             weights.replace(target)
         for logs in sorted(train_dir.glob("**/tensorboard")):
             part = logs.parent.relative_to(train_dir)
-            target = self.run_dir / "tensorboard" / "train" / f"cycle{t}" / part
+            target = self.rundir.tensorboard_train(t) / part
             shutil.rmtree(target, ignore_errors=True)  # a killed earlier attempt
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(logs), str(target))
 
     def _prune_checkpoints(self, t: int) -> None:
         for old in range(1, t - self.options.keep_checkpoints + 1):  # cycle 0 is kept: bench shares it
-            (self._cycle_dir(old) / "model.pt").unlink(missing_ok=True)
+            self.rundir.cycle(old).model.unlink(missing_ok=True)
 
     def _evaluate(self, model: torch.nn.Module, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> None:
-        path = self._cycle_dir(t) / "metrics.json"
+        path = self.rundir.cycle(t).metrics
         if path.is_file():
             return
         started = time.perf_counter()
         predictions = predict_dataset(model, self.test, device=self.device, batch_size=self.batch_size)
         metrics = evaluate(self.test, predictions, metrics=self.metrics, options=self.metric_options)
         labelled = ledger.labelled()
-        train_state = load_checkpoint(self._cycle_dir(t) / "model.pt")
+        train_state = load_checkpoint(self.rundir.cycle(t).model)
         record = {"cycle": t, "strategy": self.strategy.name, "seed": self.options.seed,
                   "labelled_images": int(len(labelled)),
                   "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
@@ -306,7 +302,7 @@ class ActiveLearningRun:
         return scored
 
     def _score_stage(self, model, stage: Strategy, k: int, candidates: np.ndarray, ledger: Ledger, t: int):
-        path = self._cycle_dir(t) / ("scores.npz" if k == 0 else f"scores.stage{k}.npz")
+        path = self.rundir.cycle(t).scores_stage(k)
         if path.is_file():
             return _load_scores(path)
         started = time.perf_counter()
@@ -314,7 +310,7 @@ class ActiveLearningRun:
         torch.manual_seed(derive_seed(self.options.seed, t, "score" if k == 0 else f"score{k}"))
         context = ScoringContext(labelled=self.pool.subset(ledger.labelled()), val=self.val, device=self.device,
                                  batch_size=self.batch_size, seed=derive_seed(self.options.seed, t, f"context{k}"),
-                                 out_dir=self._cycle_dir(t))
+                                 out_dir=self.rundir.cycle(t).path)
         pool = self._scored(model, stage, candidates, context)
         labelled = self._scored(model, stage, ledger.labelled(), context) if stage.needs_labelled else None
         if dist_utils.is_main_process():
@@ -346,7 +342,7 @@ class ActiveLearningRun:
         return ScoredPool.concatenate(dist_utils.all_gather_object(local)).finalize(stage)
 
     def _select(self, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
-        path = self._cycle_dir(t) / "selection.json"
+        path = self.rundir.cycle(t).selection
         if path.is_file():
             return json.loads(path.read_text())["picks"]
         started = time.perf_counter()
@@ -371,7 +367,7 @@ class ActiveLearningRun:
         score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
         records = [{"index": int(i), "rank": rank, "cycle": t, "strategy": self.strategy.name,
                     "score": None if not shown or np.isnan(score_of[i]) else score_of[i],
-                    "image_id": self.pool_ids[i], "boxes": None if self.human else self.oracle.num_boxes(i),
+                    "image_id": self.pool_ids[i], "boxes": self.oracle.preview_boxes(i),
                     "checkpoint": checkpoint}
                    for rank, i in enumerate(picks)]
         if dist_utils.is_main_process():
@@ -386,38 +382,26 @@ class ActiveLearningRun:
         dist_utils.barrier()
         return records
 
-    def _export(self, model: torch.nn.Module, picks: list[dict], t: int) -> None:
-        """``cycles/t/query/``: the batch, its images (copied, linked or not at all) and the model's predictions as
-        pre-annotations in ``export_format``; ``cycles/t/predictions.json`` keeps the predictions for reports."""
-        folder = self._cycle_dir(t) / "query"
-        if (folder / "batch.json").is_file():
-            return
-        indices = [p["index"] for p in picks]
-        predictions = predict_dataset(model, self.pool, indices, device=self.device, batch_size=self.batch_size)
-        if dist_utils.is_main_process():
-            export_batch(folder, self.pool, picks, predictions, fmt=self.export_format, images=self.export_images,
-                         predictions_file=self._cycle_dir(t) / "predictions.json", **self.export_options)
-        dist_utils.barrier()
-
-    def _label(self, ledger: Ledger, picks: list[dict], t: int) -> Ledger | None:
-        """The ledger with the batch labelled once every image of it has imported labels, else ``None``."""
-        batch = [p["image_id"] for p in picks]
-        if not self.human and dist_utils.is_main_process() and pending_images(self.run_dir, batch):
-            # the simulation's oracle hands in the ground truth through the same import as people's files
-            path = write_native_labels(self._cycle_dir(t) / "oracle_labels.json",
-                                       [self.pool.records[p["index"]] for p in picks], self.pool.class_names,
-                                       annotator="simulated oracle")
-            import_labels(self.run_dir, read_native_labels(path, self.pool.class_names), cycle=t, batch=batch,
-                          pool=self.pool, clip_tolerance=float("inf"))
-        dist_utils.barrier()
-        if pending_images(self.run_dir, batch):
+    def _label(self, model: torch.nn.Module, ledger: Ledger, picks: list[dict], t: int) -> Ledger | None:
+        """The ledger with the batch labelled once every image of it has imported labels, else ``None``. The oracle
+        is asked only while images are pending (a resumed run whose batch is complete goes on)."""
+        batch = QueryBatch(t, picks, self.rundir, self.pool, predict=lambda: predict_dataset(
+            model, self.pool, [p["index"] for p in picks], device=self.device, batch_size=self.batch_size))
+        asked = bool(pending_images(self.rundir, batch.image_ids))
+        dist_utils.barrier()  # every process has looked before the answer is committed
+        if asked:
+            answer = self.oracle.request(batch)
+            if not isinstance(answer, (Labels, Pending)):
+                raise TypeError(f"{type(self.oracle).__name__}.request must return Labels or Pending "
+                                f"(activedet.al.oracle). Got {type(answer).__name__} instead.")
+            if isinstance(answer, Labels):
+                commit_labels(batch, answer)
+        if pending_images(self.rundir, batch.image_ids):
             return None
-        if self.human:
-            apply_imports(self.run_dir, self.pool)
-        self.oracle.reveal([p["index"] for p in picks])
+        self.oracle.reveal(self.rundir)
         ledger = ledger.label(picks)
         if dist_utils.is_main_process():
-            ledger.save(self.run_dir / "ledger.npz")
+            ledger.save(self.rundir.ledger)
         dist_utils.barrier()
         return ledger
 
@@ -425,7 +409,7 @@ class ActiveLearningRun:
     def _record_seconds(self, t: int, stage: str, seconds: float) -> None:
         """Add a stage's wall-clock seconds to ``cycles/t/timing.json`` (rank 0; written before the stage's output,
         so a stage whose output exists has its time; kept out of every file a result depends on)."""
-        path = self._cycle_dir(t) / "timing.json"
+        path = self.rundir.cycle(t).timing
         timing = json.loads(path.read_text()) if path.is_file() else {}
         atomic_write_json(path, {**timing, stage: seconds})
 
@@ -435,22 +419,22 @@ class ActiveLearningRun:
         if not dist_utils.is_main_process():
             return
         lines, timings = [], []
-        for t in range(0, 10_000):
-            path = self._cycle_dir(t) / "metrics.json"
-            if not path.is_file():
+        for expected, t in enumerate(self.rundir.cycles()):
+            path = self.rundir.cycle(t).metrics
+            if t != expected or not path.is_file():
                 break
             record = json.loads(path.read_text())
             record.pop("train", None)
             record.pop("seconds", None)  # written by earlier versions
             lines.append(json.dumps(record, sort_keys=True))
-            timing_path = self._cycle_dir(t) / "timing.json"
+            timing_path = self.rundir.cycle(t).timing
             stages = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
             seconds = {k: v for k, v in stages.items() if not k.startswith("score")}
             if any(k.startswith("score") for k in stages):
                 seconds["scores"] = sum(v for k, v in stages.items() if k.startswith("score"))
             timings.append(json.dumps({"cycle": t, "seconds": seconds}, sort_keys=True))
-        atomic_write(self.run_dir / "metrics.jsonl", lambda tmp: tmp.write_text("".join(f"{x}\n" for x in lines)))
-        atomic_write(self.run_dir / "timing.jsonl", lambda tmp: tmp.write_text("".join(f"{x}\n" for x in timings)))
+        atomic_write(self.rundir.metrics_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in lines)))
+        atomic_write(self.rundir.timing_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in timings)))
 
 
 def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None) -> None:
