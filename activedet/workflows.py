@@ -195,15 +195,8 @@ RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_si
 
 def config_defaults() -> dict[str, Any]:
     """Every config key's default (``train_data`` has none and is left out)."""
-    import dataclasses
-
-    out = {}
-    for f in dataclasses.fields(Config):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
+    return {name: f.get_default(call_default_factory=True) for name, f in Config.model_fields.items()
+            if not f.is_required()}
 
 
 def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> DetectionDataset:
