@@ -6,7 +6,7 @@ Torch-free, so the config schema (:mod:`activedet.config`) can import them witho
 from __future__ import annotations
 
 __all__ = ["DATA_FORMATS", "CLASSIFICATION_FORMATS", "BOX_POLICIES", "BAD_IMAGES", "METRICS", "ORACLES",
-           "EXPORT_FORMATS", "IMAGE_MODES", "BUDGET_UNITS", "OPTIMIZERS", "SCHEDULES", "EPOCH_CHECKPOINTS"]
+           "EXPORT_FORMATS", "IMAGE_MODES", "BUDGET_UNITS", "VAL_METRICS", "OPTIMIZERS", "SCHEDULES", "EPOCH_CHECKPOINTS"]
 
 #: dataset layouts ``data_format`` names
 DATA_FORMATS = ("coco", "voc", "yolo", "imagefolder", "cifar")
@@ -26,6 +26,8 @@ EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "cvat_
 IMAGE_MODES = ("copy", "link", "none")
 #: what an active-learning budget counts
 BUDGET_UNITS = ("images", "boxes")
+#: the validation numbers ``val_metric`` may name, per model task (a detector's VOC mAP, a classifier's accuracy)
+VAL_METRICS = {"detection": ("mAP_11pt", "mAP_area"), "classification": ("mean_per_class", "top1")}
 #: training optimisers (:func:`activedet.engine.train.build_optimizer`)
 OPTIMIZERS = ("sgd", "adamw")
 #: learning-rate schedules (:func:`activedet.engine.train.build_lr_lambda`)

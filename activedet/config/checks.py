@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ..constants import CLASSIFICATION_FORMATS, METRICS
+from ..constants import CLASSIFICATION_FORMATS, METRICS, VAL_METRICS
 from .schema import Config, key_fields
 
 __all__ = ["check_config", "strategy_of"]
@@ -65,7 +65,7 @@ def _check_task(cfg: Config) -> None:
     if classifier:
         if any(m != "accuracy" for m in cfg.metrics):
             _fail("metrics", "[accuracy] for detector 'classifier' (box metrics need boxes)", cfg.metrics)
-        if cfg.val_data is not None and cfg.val_metric not in ("top1", "mean_per_class"):
+        if cfg.val_data is not None and cfg.val_metric not in VAL_METRICS["classification"]:
             _fail("val_metric", "'top1' or 'mean_per_class' for detector 'classifier' (the best epoch is chosen on "
                   "the validation accuracy)", cfg.val_metric)
     elif "accuracy" in cfg.metrics:
