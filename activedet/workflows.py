@@ -107,7 +107,7 @@ def _builder_key(message: str) -> str:
     name = found and (found[1] or found[2] or found[3])
     if not name:
         return "detector"
-    return name if name in Config.__dataclass_fields__ else f"detector_options.{name}"
+    return name if name in Config.model_fields else f"detector_options.{name}"
 
 
 def check_classification_labels(cfg: Config, data: DetectionDataset | None, split: str) -> None:

@@ -1,4 +1,4 @@
-"""The README documents every config key, strategy, detector and command (so docs cannot drift silently)."""
+"""The README and docs/config.md document every config key, strategy, detector and command (so docs cannot drift)."""
 
 from pathlib import Path
 
