@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal, Union
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-__all__ = ["option", "Count", "pydantic_type", "describe", "constrained", "type_name", "first_errors", "check_fields"]
+__all__ = ["option", "Count", "hints", "pydantic_type", "describe", "constrained", "type_name", "first_errors",
+           "check_fields"]
 
 #: a count of images (int >= 1) or a fraction of the pool (float in (0, 1])
 Count = Union[Annotated[int, Ge(1)], Annotated[float, Gt(0), Le(1)]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..constants import EPOCH_CHECKPOINTS, OPTIMIZERS, SCHEDULES
+from ..constants import EPOCH_CHECKPOINTS, OPTIMIZERS, SCHEDULES, VAL_METRICS
 from ..fields import check_fields, option
 
 __all__ = ["OptionError", "TrainOptions"]
@@ -55,7 +55,8 @@ class TrainOptions:
     early_stopping_patience: int | None = option(None, "stop after N validations without improvement (null: "
                                                  "never)", ge=1)
     val_metric: str = option("mAP_area", "the validation number that picks the best epoch: `mAP_area` or "
-                             "`mAP_11pt` (VOC, continuous rules); for `classifier`: `top1` or `mean_per_class`")
+                             "`mAP_11pt` (VOC, continuous rules); for `classifier`: `top1` or `mean_per_class`",
+                             choices=[name for names in VAL_METRICS.values() for name in names])
     num_workers: int = option(0, "DataLoader worker processes", ge=0)
     seed: int = option(0, "run seed: initial set, training order, augmentation, subsets, selection")
     log_every: int = option(10, "iterations between JSON log lines", ge=1)
