@@ -12,6 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .constants import BOX_POLICIES, DATA_FORMATS
+
 __all__ = ["main", "build_parser"]
 
 
@@ -304,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="check a VOC/COCO/YOLO/ImageFolder/CIFAR dataset and report every problem")
-    p.add_argument("format", choices=("voc", "coco", "yolo", "imagefolder", "cifar"))
+    p.add_argument("format", choices=DATA_FORMATS)
     p.add_argument("path", help="VOCdevkit (or VOC<year>) dir, COCO JSON file, YOLO root, ImageFolder root "
                                 "(ROOT/<class>/<image>), or CIFAR binary dir (cifar-10-batches-bin, cifar-100-binary)")
     p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval "
@@ -314,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "class folders; CIFAR default: the meta file)")
     p.add_argument("--image-root", help="COCO: directory file_name entries are relative to")
     p.add_argument("--split", choices=("train", "test"), help="CIFAR: check only this split (default: both)")
-    p.add_argument("--box-policy", choices=("error", "clip"), default="error", help="VOC/COCO/YOLO")
+    p.add_argument("--box-policy", choices=BOX_POLICIES, default="error", help="VOC/COCO/YOLO")
     p.add_argument("--clip-tolerance", type=float, default=2.0,
                    help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'")
     p.add_argument("--verbose", action="store_true", help="list every problem (default: a few of each kind)")

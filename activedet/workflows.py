@@ -69,9 +69,8 @@ def _read_split(cfg: Config, split: str, path: str, check_images: bool) -> Detec
         from .data.coco_index import scan_coco_index
         from .data.index import cached_index
 
-        data = cached_index("coco", path, cache_dir=Path(cfg.out_dir) / "cache", scan=scan_coco_index,
-                            what=f"COCO file {path}",
-                            **options).dataset()
+        data = cached_index("coco", path, cache_dir=RunDir(cfg.out_dir).cache, scan=scan_coco_index,
+                            what=f"COCO file {path}", **options).dataset()
     else:
         data = read_dataset(cfg.data_format, path, **options)
     return without_bad_images(data, split) if cfg.bad_images == "skip" and check_images else data
@@ -116,7 +115,7 @@ def _builder_key(message: str) -> str:
     name = found and (found[1] or found[2] or found[3])
     if not name:
         return "detector"
-    return name if name in Config.__dataclass_fields__ else f"detector_options.{name}"
+    return name if name in Config.model_fields else f"detector_options.{name}"
 
 
 def check_classification_labels(cfg: Config, data: DetectionDataset | None, split: str) -> None:
@@ -204,15 +203,8 @@ RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_si
 
 def config_defaults() -> dict[str, Any]:
     """Every config key's default (``train_data`` has none and is left out)."""
-    import dataclasses
-
-    out = {}
-    for f in dataclasses.fields(Config):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
+    return {name: f.get_default(call_default_factory=True) for name, f in Config.model_fields.items()
+            if not f.is_required()}
 
 
 def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> DetectionDataset:

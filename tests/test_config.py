@@ -1,11 +1,16 @@
 """The flat config file: types, ranges, unknown keys with suggestions, relative paths, overrides."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from activedet.config import ConfigError, config_from_dict, load_config
+from activedet.config import ConfigError, config_from_dict, config_keys, load_config
+
+ROOT = Path(__file__).parent.parent
 
 
 def write(tmp_path, text, name="cfg.yaml"):
@@ -112,14 +117,78 @@ def test_miaod_presets_are_the_released_recipe():
 
 
 def test_config_keys_mirror_the_library_defaults():
-    """The flat file repeats the keyword arguments of TrainOptions and LoopOptions; they must not drift."""
+    """The flat file's training and loop keys are the fields of TrainOptions and LoopOptions; they must not drift."""
     import dataclasses
 
     from activedet.al.plan import LoopOptions
-    from activedet.config import Config
-    from activedet.engine.train import TrainOptions
+    from activedet.config import config_keys
+    from activedet.engine.options import TrainOptions
 
     cfg = config_from_dict({"train_data": "t"})
     for cls, built in ((TrainOptions, cfg.train_options()), (LoopOptions, cfg.loop_options())):
-        assert {f.name for f in dataclasses.fields(cls)} <= {f.name for f in dataclasses.fields(Config)}
+        assert {f.name for f in dataclasses.fields(cls)} <= set(config_keys())
         assert built == cls(), cls.__name__
+
+
+def test_a_key_declared_twice_is_declared_alike():
+    """``seed`` is a field of both TrainOptions and LoopOptions; the config has one key, so they must agree."""
+    import dataclasses
+
+    from activedet.al.plan import LoopOptions
+    from activedet.engine.options import TrainOptions
+
+    train = {f.name: f for f in dataclasses.fields(TrainOptions)}
+    shared = [f for f in dataclasses.fields(LoopOptions) if f.name in train]
+    assert [f.name for f in shared] == ["seed"]
+    for f in shared:
+        assert (f.type, f.default, dict(f.metadata)) == (train[f.name].type, train[f.name].default,
+                                                          dict(train[f.name].metadata))
+
+
+def test_importing_the_config_loads_neither_torch_nor_sklearn():
+    code = ("import sys, activedet.config; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert out.strip() == "[]", out
+
+
+def test_docs_config_md_is_generated_from_the_schema():
+    from activedet.config.reference import REFERENCE_PATH, render_reference
+
+    written = (ROOT / REFERENCE_PATH).read_text(encoding="utf-8")
+    assert written == render_reference(), ("docs/config.md is stale; regenerate it with "
+                                           "`python -m activedet.config` from the repository root")
+    for key in config_keys():
+        assert f"| `{key}` |" in written, key
+
+
+@pytest.mark.parametrize("key, value, pattern", [
+    ("initial_labelled", 1.5, r"key 'initial_labelled' must be a fraction in \(0, 1\] \(float\) or a count >= 1 "
+                              r"\(int\); found 1.5"),
+    ("budget", 0, r"key 'budget' must be a count >= 1 \(int\) or a fraction in \(0, 1\] \(float\); found 0$"),
+    ("max_labelled", "half", r"key 'max_labelled' must be of type int \| float \| null; found 'half' \(str\)"),
+    ("cycles", -1, r"key 'cycles' must be an int >= 0 or null; found -1"),
+    ("metrics", [], r"key 'metrics' must be a non-empty list of \['voc', 'coco', 'froc', 'accuracy'\]; found \[\]"),
+    ("export_images", "move", r"key 'export_images' must be one of \['copy', 'link', 'none'\]; found 'move'"),
+    ("grad_clip", 0, r"key 'grad_clip' must be a float > 0 or null; found 0"),
+    ("detector_options", {1: 2}, r"key 'detector_options' must be of type dict\[str, Any\]; found \{1: 2\}"),
+    ("strategy", 3, r"key 'strategy' must be of type str \| list\[str\]; found 3 \(int\)"),
+])
+def test_schema_errors_name_the_key_the_allowed_and_the_found_value(key, value, pattern):
+    with pytest.raises(ConfigError, match=r"^config: " + pattern) as info:
+        config_from_dict({"train_data": "t", key: value})
+    assert "pydantic" not in str(info.value) and "validation error" not in str(info.value)
+
+
+def test_the_stopping_rule_needs_cycles_or_max_labelled():
+    with pytest.raises(ConfigError, match=r"key 'cycles' must be set, or 'max_labelled' set, so that the run stops"):
+        config_from_dict({"train_data": "t", "cycles": None})
+    assert config_from_dict({"train_data": "t", "cycles": None, "max_labelled": 0.5}).loop_options().cycles is None
+
+
+def test_config_is_read_back_from_its_dict():
+    cfg = config_from_dict({"train_data": "t", "lr_steps": [2], "strategy": ["entropy", "kmeans"]})
+    again = config_from_dict(cfg.to_dict())
+    assert again.to_dict() == cfg.to_dict() and again.lr_steps == [2] and again.source == "config"
+    assert config_from_dict({"train_data": "t"}).lr_steps is not config_from_dict({"train_data": "t"}).lr_steps

@@ -236,7 +236,7 @@ def test_io_dispatches_every_format_and_converts_between_them(tmp_path):
     for fmt in FORMATS:
         assert "path does not exist" in validate_path(fmt, tmp_path / "missing")[0].message
     with pytest.raises(ValueError, match=r"The 'fmt' parameter of read_dataset must be one of "
-                                         r"\('voc', 'coco', 'yolo', 'imagefolder', 'cifar'\). "
+                                         r"\('coco', 'voc', 'yolo', 'imagefolder', 'cifar'\). "
                                          r"Got 'kitti' instead."):
         read_dataset("kitti", tmp_path)
 

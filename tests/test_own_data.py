@@ -254,7 +254,7 @@ def test_config_reference_lists_every_backbone_and_the_package_weights():
     from activedet.models.backbones import FPN_BACKBONES
     from activedet.models.classifier import CLASSIFIER_BACKBONES
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| `backbone` |"))
     missing = [name for name in (*FPN_BACKBONES, *SSD_BACKBONES, *CLASSIFIER_BACKBONES) if f"`{name}`" not in row]
     assert not missing, f"the backbone row of the config reference lacks {missing}"

@@ -304,7 +304,7 @@ def test_reader_options_are_checked(tmp_path, coco):
     with pytest.raises(ValueError, match="The 'clip_tolerance' parameter of read_coco must be a finite number"):
         read_coco(path, clip_tolerance=-1)
     with pytest.raises(ValueError, match=re.escape("The 'images' parameter of write_voc must be one of "
-                                                   "('link', 'copy', 'none'). Got 'move' instead.")):
+                                                   "('copy', 'link', 'none'). Got 'move' instead.")):
         write_voc(read_coco(path), tmp_path / "VOC2007", images="move")
 
 

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 from ..atomic import atomic_write_json, atomic_write_text
+from ..constants import EXPORT_FORMATS, IMAGE_MODES
 from ..data.records import DetectionDataset, ImageRecord
 from ..data.validate import place_image
 from ..models.outputs import Detections
@@ -45,8 +46,6 @@ from .rundir import BATCH_FILE
 __all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "LABELSTUDIO_URL_PREFIX", "BatchExport", "export_batch",
            "labelstudio_config", "check_export_options"]
 
-EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "cvat_voc", "yolo")
-IMAGE_MODES = ("copy", "link", "none")
 #: Label Studio's URL of a file served by its local files storage (``?d=`` a path relative to its document root)
 LABELSTUDIO_URL_PREFIX = "/data/local-files/?d="
 

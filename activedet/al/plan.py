@@ -11,11 +11,11 @@ from typing import Iterator
 
 import numpy as np
 
+from ..constants import BUDGET_UNITS
+from ..fields import Count, check_fields, option
 from .ledger import Ledger
 
 __all__ = ["LoopOptions", "derive_seed", "initial_indices", "PlanError"]
-
-BUDGET_UNITS = ("images", "boxes")
 
 
 class PlanError(ValueError):
@@ -40,56 +40,37 @@ def _count(value: int | float, total: int) -> int:
 
 @dataclass
 class LoopOptions:
-    """How the active-learning cycle runs.
+    """How the active-learning cycle runs; every field is also a key of the CLI config file (its help:
+    ``docs/config.md``). :meth:`check_values` (or :meth:`check` against a pool) raises :class:`PlanError` for
+    settings that cannot work.
 
-    Attributes:
-        initial_labelled: images in the initial labelled set (int), or a fraction of the pool (float in (0, 1]).
-            Drawn from ``seed`` alone, so every strategy of a seed starts from the same set (paired comparison).
-        budget: images (or boxes, see ``budget_unit``) to label per cycle; an int, or a fraction of the pool.
-        budget_unit: ``"images"``, or ``"boxes"``: images are taken in pick order until the boxes their revealed
-            labels contain reach the budget (the image that crosses it is kept).
-        cycles: number of selection rounds; the run ends after evaluating cycle ``cycles``.
-        max_labelled: alternatively stop once this many images (int) or this fraction of the pool is labelled.
-        score_subset: score only a random subset of the unlabelled pool each cycle (int images or fraction of
-            the unlabelled pool), as MI-AOD does on COCO; ``None`` scores all of it.
-        warm_start: train each cycle from the previous cycle's weights instead of the initial ones (fine-tuning,
-            the medical framework's default).
-        pseudo_label_subset: with pseudo labels on, label only a random subset of the unlabelled pool each cycle
-            (int images or fraction of the unlabelled pool); ``None`` uses all of it.
-        keep_checkpoints: how many recent cycle checkpoints to keep on disk.
-        seed: the run seed (initial set, training, subsets, selection).
+    The initial set is drawn from ``seed`` alone, so every strategy of a seed starts from the same set (paired
+    comparison). With ``budget_unit: boxes`` images are taken in pick order until the boxes their revealed labels
+    contain reach the budget (the image that crosses it is kept).
     """
 
-    initial_labelled: int | float = 0.05
-    budget: int | float = 0.025
-    budget_unit: str = "images"
-    cycles: int | None = 7
-    max_labelled: int | float | None = None
-    score_subset: int | float | None = None
-    warm_start: bool = False
-    pseudo_label_subset: int | float | None = None
-    keep_checkpoints: int = 2
-    seed: int = 0
+    initial_labelled: Count = option(0.05, "initial labelled images: int count or float fraction of the pool in "
+                                     "(0, 1]; drawn from `seed` only")
+    budget: Count = option(0.025, "images (or boxes) to label per cycle: int, or float fraction of the pool")
+    budget_unit: str = option("images", "`images` or `boxes` (images taken in pick order until their revealed "
+                              "boxes reach the budget)", choices=BUDGET_UNITS)
+    cycles: int | None = option(7, "selection rounds (the run evaluates cycles 0..N); null: stop at "
+                                "`max_labelled`", ge=0)
+    max_labelled: Count | None = option(None, "or stop at this many labelled images (int) / fraction of the pool")
+    score_subset: Count | None = option(None, "score only a random subset of the unlabelled pool per cycle (int "
+                                        "images or fraction of the unlabelled pool), as MI-AOD on COCO; null: all")
+    warm_start: bool = option(False, "fine-tune: start each cycle from the previous cycle's weights instead of the "
+                              "initial ones (the medical framework's default)")
+    pseudo_label_subset: Count | None = option(None, "with pseudo labels on, pseudo-label only a random subset of "
+                                               "the unlabelled pool per cycle (int or fraction); null: all")
+    keep_checkpoints: int = option(2, "recent cycle checkpoints kept on disk (cycle 0's is always kept)", ge=1)
+    seed: int = option(0, "run seed: initial set, training order, augmentation, subsets, selection")
 
     def check_values(self) -> None:
         """Raise :class:`PlanError` for values that are wrong whatever the pool (types, ranges, stopping rule)."""
-        def fail(name: str, expected: str) -> None:
-            raise PlanError(name, expected, getattr(self, name))
-
-        for name in ("initial_labelled", "budget", "max_labelled", "score_subset", "pseudo_label_subset"):
-            value = getattr(self, name)
-            if isinstance(value, float) and not 0.0 < value <= 1.0:
-                fail(name, "a fraction in (0, 1] (float) or a count >= 1 (int)")
-            if isinstance(value, int) and value < 1:
-                fail(name, "a count >= 1 (int) or a fraction in (0, 1] (float)")
-        if self.budget_unit not in BUDGET_UNITS:
-            fail("budget_unit", f"one of {list(BUDGET_UNITS)}")
+        check_fields(self, PlanError)
         if self.cycles is None and self.max_labelled is None:
-            fail("cycles", "set, or 'max_labelled' set, so that the run stops")
-        if self.cycles is not None and self.cycles < 0:
-            fail("cycles", "an int >= 0 or null")
-        if self.keep_checkpoints < 1:
-            fail("keep_checkpoints", "an int >= 1")
+            raise PlanError("cycles", "set, or 'max_labelled' set, so that the run stops", self.cycles)
 
     def check(self, pool_size: int) -> None:
         """Raise :class:`PlanError` for settings that cannot work on a pool of ``pool_size`` images."""

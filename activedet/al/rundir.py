@@ -162,6 +162,11 @@ class RunDir:
         return self.root / "timing.jsonl"
 
     @property
+    def cache(self) -> Path:
+        """Pool indexes built from the run's source files (rebuilt whenever stale; safe to delete)."""
+        return self.root / "cache"
+
+    @property
     def imports(self) -> Path:
         """The folder of import records."""
         return self.root / "imports"

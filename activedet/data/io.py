@@ -19,13 +19,14 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..constants import DATA_FORMATS
 from . import classification, coco, voc, yolo
 from .records import DetectionDataset, Problem
 from .validate import check_choice, format_problems
 
 __all__ = ["FORMATS", "WRITABLE_FORMATS", "read_dataset", "write_dataset", "validate_path", "format_problems"]
 
-FORMATS = ("voc", "coco", "yolo", "imagefolder", "cifar")
+FORMATS = DATA_FORMATS
 WRITABLE_FORMATS = ("voc", "coco", "yolo")
 
 _READERS: dict[str, Callable[..., DetectionDataset]] = {

@@ -31,6 +31,7 @@ from typing import Callable, Hashable, Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..constants import BOX_POLICIES, IMAGE_MODES
 from .records import DatasetError, Problem, _file_of, group_problem_lines
 
 __all__ = [
@@ -50,8 +51,6 @@ __all__ = [
     "place_image",
 ]
 
-BOX_POLICIES = ("error", "clip")
-IMAGE_MODES = ("link", "copy", "none")
 
 
 class DatasetWarning(UserWarning):

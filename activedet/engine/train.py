@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ..constants import VAL_METRICS
 from ..data.records import DetectionDataset
 from ..data.torch_dataset import DetectionTorchDataset, collate_detection
 from ..models._common import unwrap_ddp
@@ -36,124 +37,14 @@ from . import distributed as dist_utils
 from . import hooks
 from .hooks import output_dir
 from .inference import predict_dataset
+from .options import OptionError, TrainOptions
 from .trainer import Trainer
 
 __all__ = ["OptionError", "TrainOptions", "TrainResult", "train_detector", "build_optimizer", "build_lr_lambda",
            "warmup_multiplier", "train_loader", "weighted_loss_dict", "DetectorTrainer"]
 
-OPTIMIZERS = ("sgd", "adamw")
-#: what ``epoch_checkpoints`` keeps in ``out_dir`` once training ends (see :class:`TrainOptions`)
-EPOCH_CHECKPOINTS = ("last_best", "last", "all")
-SCHEDULES = ("step", "cosine", "constant")
-#: the keys ``val_metric`` may name, per model ``task`` (a model without a ``task`` attribute is a detector)
-VAL_METRICS = {"detection": ("mAP_11pt", "mAP_area"), "classification": ("mean_per_class", "top1")}
 #: largest ``scale_jitter`` that keeps a classifier's whole-image box (zoom keeps boxes with >= 1/2 of their area)
 CLASSIFICATION_MAX_SCALE_JITTER = 0.4
-
-
-class OptionError(ValueError):
-    """An invalid training option; ``name``, ``expected`` and ``got`` let the CLI name its config key."""
-
-    def __init__(self, name: str, expected: str, got):
-        self.name, self.expected, self.got = name, expected, got
-        super().__init__(f"The '{name}' training option must be {expected}. Got {got!r} instead.")
-
-
-def _check(ok: bool, name: str, expected: str, got) -> None:
-    if not ok:
-        raise OptionError(name, expected, got)
-
-
-@dataclass
-class TrainOptions:
-    """How to train; every field is also a key of the CLI config file.
-
-    Attributes:
-        epochs: passes over the training images.
-        batch_size: global images per optimiser step (divided across torchrun processes).
-        optimizer: ``"sgd"`` (momentum, as the detection references) or ``"adamw"`` (robust from scratch).
-        lr: peak learning rate after warm-up.
-        momentum: SGD momentum (ignored by AdamW).
-        weight_decay: L2 / decoupled weight decay.
-        warmup_iters: linear warm-up length in iterations (0 disables); starts at ``lr * warmup_factor``.
-        warmup_factor: initial fraction of ``lr`` during warm-up.
-        lr_schedule: ``"step"`` (multiply by ``lr_gamma`` at each epoch in ``lr_steps``), ``"cosine"`` (to 0 at the
-            last iteration) or ``"constant"``.
-        lr_steps: epochs at which a step schedule decays.
-        lr_gamma: decay factor of the step schedule.
-        grad_clip: max global gradient L2 norm, or ``None`` for no clipping.
-        amp: mixed precision on CUDA (ignored on CPU).
-        hflip_prob: horizontal-flip probability of training images.
-        scale_jitter: zoom training images in/out by up to this fraction, with a random shift (0: off).
-        color_jitter: colour-jitter strength for training images (channel order, brightness, contrast; 0: off).
-        ssd_augment: SSD's training augmentation before the others: photometric distortion, zoom-out expansion
-            and random crop (:func:`activedet.data.augment.ssd_augment`; AL-MDN's recipe).
-        eval_every: evaluate on the validation split every this many epochs (when one is given).
-        early_stopping_patience: stop after this many evaluations without improvement (``None``: never).
-        val_metric: the validation number that picks the best epoch: for detectors a key of
-            :func:`activedet.evaluation.voc_map` (``mAP_area`` or ``mAP_11pt``), for classifiers (``task ==
-            "classification"``) of :func:`activedet.evaluation.accuracy`: ``top1`` or ``mean_per_class``.
-        num_workers: DataLoader worker processes.
-        seed: seeds sampling order, augmentation and torchvision's internal samplers.
-        log_every: write a JSON line every this many iterations.
-        tensorboard: also write the logged losses, lr and validation metric as TensorBoard scalars under
-            ``out_dir/tensorboard`` (needs ``pip install tensorboard``; tags in :mod:`activedet.tensorboard`).
-        epoch_checkpoints: what ``out_dir`` keeps once training ends. While it runs, ``last.pt`` holds the latest
-            epoch with the optimizer state (a resume is exact) and ``best.pt`` the best validation epoch's weights.
-            ``"last_best"`` (default): both, ``last.pt`` reduced to the weights; ``"last"``: only ``last.pt``, holding
-            the weights training ends with (the best validation epoch's when a validation split picks one);
-            ``"all"``: ``last.pt`` with its optimizer state, ``best.pt`` and the weights of every epoch
-            (``epoch_N.pt``).
-    """
-
-    epochs: int = 12
-    batch_size: int = 4
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 100
-    warmup_factor: float = 0.001
-    lr_schedule: str = "step"
-    lr_steps: list[int] = field(default_factory=lambda: [8, 11])
-    lr_gamma: float = 0.1
-    grad_clip: float | None = None
-    amp: bool = True
-    hflip_prob: float = 0.5
-    scale_jitter: float = 0.0
-    color_jitter: float = 0.0
-    ssd_augment: bool = False
-    eval_every: int = 1
-    early_stopping_patience: int | None = None
-    val_metric: str = "mAP_area"
-    num_workers: int = 0
-    seed: int = 0
-    log_every: int = 10
-    tensorboard: bool = False
-    epoch_checkpoints: str = "last_best"
-
-    def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "epochs", "an int >= 1", self.epochs)
-        _check(self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
-        _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
-        _check(self.lr > 0, "lr", "a float > 0", self.lr)
-        _check(self.warmup_iters >= 0, "warmup_iters", "an int >= 0", self.warmup_iters)
-        _check(0 < self.warmup_factor <= 1, "warmup_factor", "a float in (0, 1]", self.warmup_factor)
-        _check(self.lr_schedule in SCHEDULES, "lr_schedule", f"one of {list(SCHEDULES)}", self.lr_schedule)
-        _check(0 < self.lr_gamma <= 1, "lr_gamma", "a float in (0, 1]", self.lr_gamma)
-        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "a float > 0 or null", self.grad_clip)
-        _check(0 <= self.hflip_prob <= 1, "hflip_prob", "a float in [0, 1]", self.hflip_prob)
-        _check(0 <= self.scale_jitter <= 0.9, "scale_jitter", "a float in [0, 0.9]", self.scale_jitter)
-        _check(0 <= self.color_jitter <= 1, "color_jitter", "a float in [0, 1]", self.color_jitter)
-        _check(isinstance(self.ssd_augment, bool), "ssd_augment", "true or false", self.ssd_augment)
-        _check(self.eval_every >= 1, "eval_every", "an int >= 1", self.eval_every)
-        _check(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
-               "early_stopping_patience", "an int >= 1 or null", self.early_stopping_patience)
-        _check(self.num_workers >= 0, "num_workers", "an int >= 0", self.num_workers)
-        _check(self.log_every >= 1, "log_every", "an int >= 1", self.log_every)
-        _check(isinstance(self.tensorboard, bool), "tensorboard", "true or false", self.tensorboard)
-        _check(self.epoch_checkpoints in EPOCH_CHECKPOINTS, "epoch_checkpoints", f"one of {list(EPOCH_CHECKPOINTS)}",
-               self.epoch_checkpoints)
 
 
 @dataclass

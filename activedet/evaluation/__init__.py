@@ -17,6 +17,7 @@ from typing import Any
 
 from activedet.data.records import DetectionDataset, ImageRecord
 
+from ..constants import METRICS  # metric names evaluate accepts
 from .accuracy import accuracy
 from .coco import COCO_METRICS, coco_ap
 from .froc import DEEPLESION_FPS_PER_IMAGE, FROC_MATCHINGS, LUNA16_FPS_PER_IMAGE, froc
@@ -25,8 +26,6 @@ from .voc import VOC_RULES, voc_map
 __all__ = ["evaluate", "check_options", "METRICS", "voc_map", "coco_ap", "froc", "accuracy", "COCO_METRICS",
            "VOC_RULES", "FROC_MATCHINGS", "LUNA16_FPS_PER_IMAGE", "DEEPLESION_FPS_PER_IMAGE"]
 
-#: Metric names :func:`evaluate` accepts.
-METRICS = ("voc", "coco", "froc", "accuracy")
 _FUNCTIONS = {"voc": voc_map, "coco": coco_ap, "froc": froc, "accuracy": accuracy}
 
 

@@ -1,0 +1,36 @@
+"""The closed lists of names that options and config keys choose from, each defined once.
+
+Torch-free, so the config schema (:mod:`activedet.config`) can import them without loading the models.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DATA_FORMATS", "CLASSIFICATION_FORMATS", "BOX_POLICIES", "BAD_IMAGES", "METRICS", "ORACLES",
+           "EXPORT_FORMATS", "IMAGE_MODES", "BUDGET_UNITS", "VAL_METRICS", "OPTIMIZERS", "SCHEDULES", "EPOCH_CHECKPOINTS"]
+
+#: dataset layouts ``data_format`` names
+DATA_FORMATS = ("coco", "voc", "yolo", "imagefolder", "cifar")
+#: formats whose images carry one class label each (image classification; ``detector: classifier``)
+CLASSIFICATION_FORMATS = ("imagefolder", "cifar")
+#: what to do with a box that leaves its image: refuse it, or clip it within a tolerance
+BOX_POLICIES = ("error", "clip")
+#: what to do with an image file that cannot be decoded
+BAD_IMAGES = ("stop", "skip")
+#: evaluation protocols (:func:`activedet.evaluation.evaluate`)
+METRICS = ("voc", "coco", "froc", "accuracy")
+#: who labels each selected batch
+ORACLES = ("simulated", "human")
+#: file formats of an exported batch (:func:`activedet.al.export.export_batch`)
+EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "cvat_voc", "yolo")
+#: how an export places its images: a copy, a hard link, or not at all
+IMAGE_MODES = ("copy", "link", "none")
+#: what an active-learning budget counts
+BUDGET_UNITS = ("images", "boxes")
+#: the validation numbers ``val_metric`` may name, per model task (a detector's VOC mAP, a classifier's accuracy)
+VAL_METRICS = {"detection": ("mAP_11pt", "mAP_area"), "classification": ("mean_per_class", "top1")}
+#: training optimisers (:func:`activedet.engine.train.build_optimizer`)
+OPTIMIZERS = ("sgd", "adamw")
+#: learning-rate schedules (:func:`activedet.engine.train.build_lr_lambda`)
+SCHEDULES = ("step", "cosine", "constant")
+#: what a training directory keeps once training ends (see ``TrainOptions.epoch_checkpoints``)
+EPOCH_CHECKPOINTS = ("last_best", "last", "all")
