@@ -19,7 +19,6 @@ from .al.rundir import RunDir
 from .atomic import atomic_write_json
 from .config import load_config
 from .report import format_table, strategy_label, write_report
-from .workflows import run_from_config
 
 __all__ = ["run_bench", "parse_strategy_spec", "check_bench_arguments"]
 
@@ -41,25 +40,28 @@ def check_bench_arguments(config: str | Path, *, strategies: list[str], seeds: l
                           overrides: list[str] | None, metric: str) -> None:
     """Fail before any work, naming the argument: an unknown strategy or option in ``--strategies``, a seed listed
     twice, a ``--metric`` the config does not compute, or a config that does not load with each strategy."""
-    from .strategies import STRATEGIES, get_strategy
+    from .strategy_names import strategy_names  # the names without importing the methods: a typo fails at once
 
-    for spec in strategies:
-        name, options = parse_strategy_spec(spec)
-        if name not in STRATEGIES:
-            close = difflib.get_close_matches(name, STRATEGIES, n=1)
+    known = strategy_names()
+    specs = [(spec, *parse_strategy_spec(spec)) for spec in strategies]
+    for spec, name, _ in specs:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
             raise ValueError(f"argument --strategies: unknown strategy {name!r}"
                              + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; valid names: {', '.join(STRATEGIES)} (`activedet strategies` describes them)")
+                             + f"; valid names: {', '.join(known)} (`activedet strategies` describes them)")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"argument --seeds: seed {repeated[0]} is listed twice; give each seed once")
+    from .strategies import get_strategy
+
+    for spec, name, options in specs:
         try:
             get_strategy(name, **options)
         except ValueError as exc:
             raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-    if repeated:
-        raise ValueError(f"argument --seeds: seed {repeated[0]} is listed twice; give each seed once")
     configs = []
-    for spec in strategies:
-        name, options = parse_strategy_spec(spec)
+    for spec, name, options in specs:
         cfg = load_config(config, list(overrides or []) + [f"strategy={name}", f"seed={seeds[0]}",
                                                             f"strategy_options={json.dumps(options)}"])
         family = metric.split("/", 1)[0]
@@ -119,6 +121,8 @@ def run_bench(config: str | Path, *, strategies: list[str], seeds: list[int], ou
     if len(set(labels)) != len(labels):
         raise ValueError(f"argument --strategies lists the same strategy twice: {labels}")
     check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
+    from .workflows import run_from_config  # torch and the methods: only once the arguments are known good
+
     for seed in seeds:
         first_run = None
         for (name, options), label in zip(specs, labels):

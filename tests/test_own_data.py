@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import warnings
 
@@ -174,7 +176,7 @@ def tiny_config(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("arguments, pattern", [
     (["--strategies", "random", "entropyy"], "argument --strategies: unknown strategy 'entropyy' (did you mean "
-                                             "'entropy'?); valid names: random, least_confidence, margin, entropy,"),
+                                             "'entropy'?); valid names: almdn, cald, compose, coreset, ensemble,"),
     (["--strategies", "random", "entropy:aggregation=summ"], "argument --strategies 'entropy:aggregation=summ': The "
                                                             "'aggregation' parameter of entropy must be one of"),
     (["--strategies", "random", "mc_dropout"], "argument --strategies 'mc_dropout': MC-dropout needs dropout in the "
@@ -191,6 +193,18 @@ def test_bench_rejects_bad_arguments_before_any_work(tiny_config, tmp_path, caps
     assert main(["bench", str(tiny_config), *arguments, "--out", str(tmp_path / "bench"), "--quiet"]) == 2
     assert time.perf_counter() - started < 1.0
     assert pattern in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
+
+
+def test_bench_typo_fails_without_loading_the_methods(tiny_config, tmp_path):
+    """A mistyped strategy name is refused from the method modules' source: torch is never imported."""
+    script = (f"import sys; from activedet.cli import main; "
+              f"rc = main(['bench', {str(tiny_config)!r}, '--strategies', 'random', 'entropyy', '--out', "
+              f"{str(tmp_path / 'bench')!r}]); print('torch loaded:', 'torch' in sys.modules); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "argument --strategies: unknown strategy 'entropyy' (did you mean 'entropy'?)" in done.stderr
+    assert "torch loaded: False" in done.stdout
     assert not (tmp_path / "bench").exists()
 
 
