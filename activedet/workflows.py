@@ -28,11 +28,16 @@ from .models import EnsembleDetector, build_detector
 __all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_config"]
 
 
-def load_split(cfg: Config, split: str, *, check_images: bool = True) -> DetectionDataset | None:
+def load_split(cfg: Config, split: str, *, check_images: bool = True,
+               deferred: list | None = None) -> DetectionDataset | None:
     """Read the ``train``/``val``/``test`` split named by the config (``None`` when the config has none).
 
     ``check_images=False`` skips opening every image header of a VOC or COCO split (YOLO needs the sizes, class
-    folders list their files): for readers of the records only, such as the HTML report."""
+    folders list their files): for readers of the records only, such as the HTML report.
+
+    A COCO split is read through the pool index cached in the run's ``cache/`` folder. The cache is written only
+    into a started run (its ``config.json`` exists), or, given ``deferred``, by the callables appended to it: a
+    command that validates everything before writing anything calls them once it has."""
     path = getattr(cfg, f"{split}_data")
     if path is None:
         return None
@@ -40,14 +45,15 @@ def load_split(cfg: Config, split: str, *, check_images: bool = True) -> Detecti
         raise config_error(cfg, f"{split}_data", f"{path} does not exist; give the path of the {split} split's "
                            "annotations (a relative path is read from the config file's folder)")
     try:
-        return _read_split(cfg, split, path, check_images)
+        return _read_split(cfg, split, path, check_images, deferred)
     except DatasetError as exc:  # name the config file and key; the problems name the files inside the data
         sets = f" with 'voc_{split}_sets' {getattr(cfg, f'voc_{split}_sets')}" if cfg.data_format == "voc" else ""
         raise DatasetError(exc.problems, f"{getattr(cfg, 'source', 'config')}: key '{split}_data' ({path}{sets})") \
             from None
 
 
-def _read_split(cfg: Config, split: str, path: str, check_images: bool) -> DetectionDataset | None:
+def _read_split(cfg: Config, split: str, path: str, check_images: bool,
+                deferred: list | None) -> DetectionDataset | None:
     if cfg.data_format in CLASSIFICATION_FORMATS:
         options: dict[str, Any] = {} if cfg.class_names is None else {"class_names": cfg.class_names}
         if cfg.data_format == "cifar":
@@ -69,8 +75,10 @@ def _read_split(cfg: Config, split: str, path: str, check_images: bool) -> Detec
         from .data.coco_index import scan_coco_index
         from .data.index import cached_index
 
-        data = cached_index("coco", path, cache_dir=RunDir(cfg.out_dir).cache, scan=scan_coco_index,
-                            what=f"COCO file {path}", **options).dataset()
+        run = RunDir(cfg.out_dir)
+        save = True if run.config.is_file() else deferred if deferred is not None else False
+        data = cached_index("coco", path, cache_dir=run.cache, scan=scan_coco_index, what=f"COCO file {path}",
+                            save=save, **options).dataset()
     else:
         data = read_dataset(cfg.data_format, path, **options)
     return without_bad_images(data, split) if cfg.bad_images == "skip" and check_images else data
@@ -284,7 +292,8 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     device = dist_utils.resolve_device(cfg.device)
     dist_utils.init_distributed(device)
     check_run_dir(cfg, run_dir)
-    pool, test, val = load_split(cfg, "train"), load_split(cfg, "test"), load_split(cfg, "val")
+    deferred: list = []  # the pool index caches: written with config.json, once everything is validated
+    pool, test, val = (load_split(cfg, split, deferred=deferred) for split in ("train", "test", "val"))
     initial = None
     if cfg.oracle == "human":  # the annotated images are the labelled start, the folder the unlabelled pool
         initial = np.arange(len(pool))
@@ -313,6 +322,8 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
         raise config_error(cfg, "strategy", str(exc)) from None
     if dist_utils.is_main_process():
         atomic_write_json(RunDir(run_dir).config, cfg.to_dict())
+        for save in deferred:
+            save()
     dist_utils.barrier()
     export = BatchExport(cfg.export_format, cfg.export_images, {
         "min_score": cfg.export_min_score, "labelstudio_url_prefix": cfg.labelstudio_url_prefix,

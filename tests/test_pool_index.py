@@ -227,6 +227,21 @@ def test_a_dataset_with_warnings_is_not_cached_and_errors_raise(tmp_path):
     assert not cache.exists()
 
 
+def test_the_cache_is_written_only_when_asked_or_deferred(tmp_path):
+    path = coco_file(tmp_path)
+    cache, build = tmp_path / "cache", Builds()
+    cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False, save=False)
+    assert not cache.exists()
+    deferred: list = []
+    index = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False,
+                         save=deferred)
+    assert not cache.exists() and len(deferred) == 1
+    deferred[0]()
+    again = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
+    assert build.count == 2  # the deferred save wrote the index the third call loaded
+    assert_same_dataset(again.dataset(), index.dataset())
+
+
 def test_synthetic_pool_is_valid_coco_and_bench_scale_prints_its_table(tmp_path, capsys, monkeypatch):
     from activedet.bench_scale import write_synthetic_coco
     from activedet.cli import main

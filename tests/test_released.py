@@ -9,9 +9,8 @@ import torch
 import yaml
 
 from activedet.config import load_config
-from activedet.engine import miaod as miaod_engine
 from activedet.engine.miaod import MIAODOptions, train_miaod
-from activedet.engine.train import OptionError, TrainOptions
+from activedet.engine.train import OptionError, TrainOptions, warmup_multiplier
 from activedet.models import Detections, build_detector
 from activedet.strategies import get_strategy
 from activedet.strategies.miaod import topk_count
@@ -66,15 +65,16 @@ def test_miaod_presets_say_the_released_values():
     assert coco["score_subset"] == 117266 // 5  # for_coco/active_datasets.py: a fixed 23,453 images
 
 
-def _warmup_steps(monkeypatch, toy_dataset, per_stage: bool) -> list[int]:
-    seen: list[int] = []
-    original = miaod_engine.warmup_multiplier
+def _step_learning_rates(monkeypatch, toy_dataset, per_stage: bool) -> list[float]:
+    """The learning rate of every optimizer step of one MI-AOD cycle."""
+    seen: list[float] = []
+    original = torch.optim.SGD.step
 
-    def spy(options, it):
-        seen.append(it)
-        return original(options, it)
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(miaod_engine, "warmup_multiplier", spy)
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
     torch.manual_seed(0)
     model = build_detector("miaod", 2, backbone="tiny", min_size=96, max_size=160)
 
@@ -82,21 +82,28 @@ def _warmup_steps(monkeypatch, toy_dataset, per_stage: bool) -> list[int]:
         return {"loss": sum((p * 0).sum() for p in self.parameters() if p.requires_grad) + 1.0}
 
     monkeypatch.setattr(type(model), "forward", cheap_forward)
-    options = TrainOptions(batch_size=4, optimizer="sgd", lr=1e-3, warmup_iters=2, hflip_prob=0.0, amp=False,
-                           num_workers=0)
     schedule = MIAODOptions(label_epochs=1, adversarial_epochs=1, outer_loops=1, repeat_labelled=2,
                             lr_drop_epochs=0, warmup_per_stage=per_stage)
-    train_miaod(model, toy_dataset.subset(range(4)), unlabelled=toy_dataset.subset(range(4, 8)), options=options,
-                training_options=schedule, device="cpu", progress=False)
+    train_miaod(model, toy_dataset.subset(range(4)), unlabelled=toy_dataset.subset(range(4, 8)),
+                options=WARMUP_OPTIONS, training_options=schedule, device="cpu", progress=False)
     return seen
+
+
+WARMUP_OPTIONS = TrainOptions(batch_size=4, optimizer="sgd", lr=1e-3, warmup_iters=2, hflip_prob=0.0, amp=False,
+                              num_workers=0)
 
 
 def test_miaod_warmup_restarts_with_every_stage_as_the_released_coco_config(monkeypatch, toy_dataset):
     # 4 stages (label, min, max, label) x 2 passes x 1 labelled batch; adversarial stages step twice per batch
-    per_stage = _warmup_steps(monkeypatch, toy_dataset, True)
-    assert per_stage == [0, 1] + [0, 0, 1, 1] * 2 + [0, 1]
-    once = _warmup_steps(monkeypatch, toy_dataset, False)
-    assert once == [0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7]
+    def lr(it):  # the learning rate of warm-up iteration `it`
+        return pytest.approx(WARMUP_OPTIONS.lr * warmup_multiplier(WARMUP_OPTIONS, it))
+
+    per_stage = _step_learning_rates(monkeypatch, toy_dataset, True)
+    assert per_stage == [lr(it) for it in [0, 1] + [0, 0, 1, 1] * 2 + [0, 1]]
+    assert lr(0) != lr(1) != lr(2)  # the three are told apart: the warm-up is seen restarting
+    monkeypatch.undo()
+    once = _step_learning_rates(monkeypatch, toy_dataset, False)
+    assert once == [lr(it) for it in [0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7]]
     with pytest.raises(OptionError, match="'training_options.warmup_per_stage' training option must be true or"):
         MIAODOptions(warmup_per_stage="yes")
 

@@ -276,12 +276,15 @@ def source_key(fmt: str, path: str | os.PathLike, options: dict) -> dict:
 
 
 def cached_index(fmt: str, path: str | os.PathLike, *, cache_dir: str | os.PathLike, scan, what: str,
-                 **options) -> PoolIndex:
+                 save: bool | list = True, **options) -> PoolIndex:
     """The index of the dataset at ``path``, loaded from ``cache_dir`` when a valid one is there, else built with
     ``scan(path, **options) -> (PoolIndex, problems)``; errors raise :class:`DatasetError`, warnings are issued
     (both introduced by ``what``, e.g. ``"COCO file PATH"``).
     Only a dataset without any problem is saved (one with warnings is read again next time, so its warnings are
-    shown again). The folder name is a digest of :func:`source_key`."""
+    shown again). The folder name is a digest of :func:`source_key`.
+
+    ``save=False`` never writes; a list defers the write: a callable that saves the index is appended to it (a
+    command that must validate everything before it writes anything calls them once it has)."""
     from .validate import raise_for_problems
 
     key = source_key(fmt, path, options)
@@ -294,7 +297,10 @@ def cached_index(fmt: str, path: str | os.PathLike, *, cache_dir: str | os.PathL
             pass  # rebuilt below, replacing the folder
     index, problems = scan(path, **options)
     raise_for_problems(problems, what)
-    if problems:
+    if problems or save is False:
         return index
-    index.save(folder, key=key)
+    if isinstance(save, list):
+        save.append(lambda: index.save(folder, key=key))
+    else:
+        index.save(folder, key=key)
     return index
