@@ -21,6 +21,8 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(PY) -c "import torchvision.ops"
+	$(PY) -m ruff check activedet tests benchmarks
+	$(PY) -m ruff format --check activedet tests benchmarks
 	$(PY) -m pytest -q
 
 # tests/test_html_report.py renders the HTML report in Debian's headless chromium. Installed here when missing

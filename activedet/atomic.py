@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_dir"]
 
@@ -40,9 +41,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` (``\\n`` line ends) atomically."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "x", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
+
     return atomic_write(path, write)
 
 
@@ -62,8 +65,9 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None], *, overwri
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a directory; choose another output directory")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"{path} already exists and is not empty; pass overwrite=True "
-                              "(CLI: --overwrite) to replace it")
+        raise FileExistsError(
+            f"{path} already exists and is not empty; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     try:

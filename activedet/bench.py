@@ -29,27 +29,31 @@ def parse_strategy_spec(spec: str) -> tuple[str, dict]:
     options = {}
     for item in filter(None, rest.split(",")):
         if "=" not in item:
-            raise ValueError(f"argument --strategies: option {item!r} in {spec!r} must be key=value (e.g. "
-                             "entropy:aggregation=sum)")
+            raise ValueError(
+                f"argument --strategies: option {item!r} in {spec!r} must be key=value (e.g. entropy:aggregation=sum)"
+            )
         key, value = item.split("=", 1)
         options[key.strip()] = yaml.safe_load(value)
     return name.strip(), options
 
 
-def check_bench_arguments(config: str | Path, *, strategies: list[str], seeds: list[int],
-                          overrides: list[str] | None, metric: str) -> None:
+def check_bench_arguments(
+    config: str | Path, *, strategies: list[str], seeds: list[int], overrides: list[str] | None, metric: str
+) -> None:
     """Fail before any work, naming the argument: an unknown strategy or option in ``--strategies``, a seed listed
     twice, a ``--metric`` the config does not compute, or a config that does not load with each strategy."""
     from .strategy_names import strategy_names  # the names without importing the methods: a typo fails at once
 
     known = strategy_names()
     specs = [(spec, *parse_strategy_spec(spec)) for spec in strategies]
-    for spec, name, _ in specs:
+    for _, name, _ in specs:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
-            raise ValueError(f"argument --strategies: unknown strategy {name!r}"
-                             + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; valid names: {', '.join(known)} (`activedet strategies` describes them)")
+            raise ValueError(
+                f"argument --strategies: unknown strategy {name!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; valid names: {', '.join(known)} (`activedet strategies` describes them)"
+            )
     repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
     if repeated:
         raise ValueError(f"argument --seeds: seed {repeated[0]} is listed twice; give each seed once")
@@ -62,13 +66,17 @@ def check_bench_arguments(config: str | Path, *, strategies: list[str], seeds: l
             raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
     configs = []
     for spec, name, options in specs:
-        cfg = load_config(config, list(overrides or []) + [f"strategy={name}", f"seed={seeds[0]}",
-                                                            f"strategy_options={json.dumps(options)}"])
+        cfg = load_config(
+            config,
+            list(overrides or []) + [f"strategy={name}", f"seed={seeds[0]}", f"strategy_options={json.dumps(options)}"],
+        )
         family = metric.split("/", 1)[0]
         if family not in cfg.metrics:
-            raise ValueError(f"argument --metric: {metric!r} is a '{family}' metric, but the config {config} computes "
-                             f"only {cfg.metrics} (key 'metrics'); pass a metric of those, e.g. --metric "
-                             f"{_example_metric(cfg.metrics[0])}, or add '{family}' to 'metrics'")
+            raise ValueError(
+                f"argument --metric: {metric!r} is a '{family}' metric, but the config {config} computes "
+                f"only {cfg.metrics} (key 'metrics'); pass a metric of those, e.g. --metric "
+                f"{_example_metric(cfg.metrics[0])}, or add '{family}' to 'metrics'"
+            )
         configs.append((spec, cfg))
     _check_supported(configs)
 
@@ -93,7 +101,8 @@ def _check_supported(configs: list) -> None:
 
 def _example_metric(family: str) -> str:
     return {"voc": "voc/mAP_area", "coco": "coco/AP", "froc": "froc/cpm", "accuracy": "accuracy/top1"}.get(
-        family, family)
+        family, family
+    )
 
 
 def _share_cycle_zero(source: Path, target: Path, strategy: str) -> None:
@@ -112,8 +121,16 @@ def _share_cycle_zero(source: Path, target: Path, strategy: str) -> None:
     atomic_write_json(dst.metrics, metrics)
 
 
-def run_bench(config: str | Path, *, strategies: list[str], seeds: list[int], out: str | Path,
-              overrides: list[str] | None = None, metric: str = "voc/mAP_area", progress: bool = True):
+def run_bench(
+    config: str | Path,
+    *,
+    strategies: list[str],
+    seeds: list[int],
+    out: str | Path,
+    overrides: list[str] | None = None,
+    metric: str = "voc/mAP_area",
+    progress: bool = True,
+):
     """Run every strategy for every seed from one config and write ``OUT/report``; returns the summary."""
     out = Path(out)
     specs = [parse_strategy_spec(s) for s in strategies]
@@ -127,15 +144,23 @@ def run_bench(config: str | Path, *, strategies: list[str], seeds: list[int], ou
         first_run = None
         for (name, options), label in zip(specs, labels):
             run_dir = out / "runs" / label / f"seed{seed}"
-            cfg = load_config(config, list(overrides or []) + [f"strategy={name}", f"seed={seed}",
-                                                                f"out_dir={run_dir.resolve()}",
-                                                                f"strategy_options={json.dumps(options)}"])
+            cfg = load_config(
+                config,
+                list(overrides or [])
+                + [
+                    f"strategy={name}",
+                    f"seed={seed}",
+                    f"out_dir={run_dir.resolve()}",
+                    f"strategy_options={json.dumps(options)}",
+                ],
+            )
             if first_run is not None:
                 _share_cycle_zero(first_run, run_dir, name)
             print(f"[bench] seed {seed}, strategy {label} -> {run_dir}")
             run_from_config(cfg, run_dir, progress=progress)
             first_run = first_run or run_dir
-    summary = write_report([out / "runs"], out / "report", metric=metric,
-                           baseline="random" if "random" in labels else labels[0])
+    summary = write_report(
+        [out / "runs"], out / "report", metric=metric, baseline="random" if "random" in labels else labels[0]
+    )
     print(format_table(summary))
     return summary

@@ -33,8 +33,9 @@ import numpy as np
 __all__ = ["write_synthetic_coco", "bench_scale", "main"]
 
 
-def write_synthetic_coco(path: str | os.PathLike, n_images: int, *, boxes_per_image: float = 2.0,
-                         n_classes: int = 20, seed: int = 0) -> int:
+def write_synthetic_coco(
+    path: str | os.PathLike, n_images: int, *, boxes_per_image: float = 2.0, n_classes: int = 20, seed: int = 0
+) -> int:
     """Write a COCO detection file of ``n_images`` images (320-1279 x 240-959 px, no pixel files) with a
     Poisson(``boxes_per_image``) number of valid boxes each; returns the number of boxes. Deterministic in ``seed``.
     Written in blocks, so memory stays small whatever ``n_images``."""
@@ -47,21 +48,33 @@ def write_synthetic_coco(path: str | os.PathLike, n_images: int, *, boxes_per_im
         f.write('], "images": [')
         for start in range(0, n_images, 100_000):
             rows = range(start, min(n_images, start + 100_000))
-            f.write((", " if start else "") + ", ".join(
-                f'{{"id": {i + 1}, "file_name": "images/{i:08d}.jpg", "width": {width[i]}, "height": {height[i]}}}'
-                for i in rows))
+            f.write(
+                (", " if start else "")
+                + ", ".join(
+                    f'{{"id": {i + 1}, "file_name": "images/{i:08d}.jpg", "width": {width[i]}, "height": {height[i]}}}'
+                    for i in rows
+                )
+            )
         f.write('], "annotations": [')
         next_id = 1
         for start in range(0, n_images, 100_000):
-            owner = np.repeat(np.arange(start, min(n_images, start + 100_000)), counts[start:start + 100_000])
+            owner = np.repeat(np.arange(start, min(n_images, start + 100_000)), counts[start : start + 100_000])
             w = rng.uniform(0.05, 0.5, len(owner)) * width[owner]
             h = rng.uniform(0.05, 0.5, len(owner)) * height[owner]
-            x, y = rng.uniform(0, 1, len(owner)) * (width[owner] - w), rng.uniform(0, 1, len(owner)) * (height[owner] - h)
+            x, y = (
+                rng.uniform(0, 1, len(owner)) * (width[owner] - w),
+                rng.uniform(0, 1, len(owner)) * (height[owner] - h),
+            )
             cat = rng.integers(1, n_classes + 1, len(owner))
-            f.write((", " if next_id > 1 and len(owner) else "") + ", ".join(
-                f'{{"id": {next_id + k}, "image_id": {owner[k] + 1}, "category_id": {cat[k]}, '
-                f'"bbox": [{x[k]:.2f}, {y[k]:.2f}, {w[k]:.2f}, {h[k]:.2f}], "area": {w[k] * h[k]:.2f}, "iscrowd": 0}}'
-                for k in range(len(owner))))
+            f.write(
+                (", " if next_id > 1 and len(owner) else "")
+                + ", ".join(
+                    f'{{"id": {next_id + k}, "image_id": {owner[k] + 1}, "category_id": {cat[k]}, '
+                    f'"bbox": [{x[k]:.2f}, {y[k]:.2f}, {w[k]:.2f}, {h[k]:.2f}], '
+                    f'"area": {w[k] * h[k]:.2f}, "iscrowd": 0}}'
+                    for k in range(len(owner))
+                )
+            )
             next_id += len(owner)
         f.write("]}")
     return int(counts.sum())
@@ -85,8 +98,14 @@ def _step_index(folder: Path) -> dict:
     from .data.coco_index import scan_coco_index
     from .data.index import cached_index
 
-    index = cached_index("coco", folder / "pool.json", cache_dir=folder / "run" / "cache", scan=scan_coco_index,
-                         what="COCO file pool.json", check_images=False)
+    index = cached_index(
+        "coco",
+        folder / "pool.json",
+        cache_dir=folder / "run" / "cache",
+        scan=scan_coco_index,
+        what="COCO file pool.json",
+        check_images=False,
+    )
     return {"images": len(index), "boxes": int(index.box_counts().sum())}
 
 
@@ -103,16 +122,18 @@ def _child(step: str, folder: Path) -> None:
 
 def _run(step: str, folder: Path) -> dict:
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "activedet.bench_scale", "--step", step, str(folder)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "activedet.bench_scale", "--step", step, str(folder)], capture_output=True, text=True
+    )
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(f"bench-scale step {step!r} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]), seconds=seconds)
 
 
-def bench_scale(sizes: list[int], *, out: Path | None = None, boxes_per_image: float = 2.0, seed: int = 0,
-                echo=print) -> list[dict]:
+def bench_scale(
+    sizes: list[int], *, out: Path | None = None, boxes_per_image: float = 2.0, seed: int = 0, echo=print
+) -> list[dict]:
     """Measure every step for every size (see the module notes); returns one row per (size, step)."""
     base = Path(tempfile.mkdtemp(prefix="activedet-bench-scale-")) if out is None else Path(out)
     rows = []
@@ -125,10 +146,15 @@ def bench_scale(sizes: list[int], *, out: Path | None = None, boxes_per_image: f
             start = time.perf_counter()
             boxes = write_synthetic_coco(folder / "pool.json", n, boxes_per_image=boxes_per_image, seed=seed)
             size_mb = (folder / "pool.json").stat().st_size / 2**20
-            echo(f"{n:,} images, {boxes:,} boxes: wrote pool.json ({size_mb:,.0f} MB) in "
-                 f"{time.perf_counter() - start:.1f} s")
-            for label, step in (("pycocotools COCO()", "pycocotools"), ("index build (first read)", "index"),
-                                ("cached index (later read)", "index")):
+            echo(
+                f"{n:,} images, {boxes:,} boxes: wrote pool.json ({size_mb:,.0f} MB) in "
+                f"{time.perf_counter() - start:.1f} s"
+            )
+            for label, step in (
+                ("pycocotools COCO()", "pycocotools"),
+                ("index build (first read)", "index"),
+                ("cached index (later read)", "index"),
+            ):
                 row = dict(_run(step, folder), size=n, step=label)
                 rows.append(row)
                 echo(f"  {label:<30} {row['seconds']:7.2f} s   peak RSS {row['peak_rss_mb']:7.0f} MB")
@@ -143,8 +169,10 @@ def format_table(rows: list[dict]) -> str:
     lines = ["| images | step | seconds | x COCO() | peak RSS (MB) |", "|---:|---|---:|---:|---:|"]
     reference = {r["size"]: r["seconds"] for r in rows if r["step"].startswith("pycocotools")}
     for r in rows:
-        lines.append(f"| {r['size']:,} | {r['step']} | {r['seconds']:.2f} | {r['seconds'] / reference[r['size']]:.2f} "
-                     f"| {r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {r['size']:,} | {r['step']} | {r['seconds']:.2f} | {r['seconds'] / reference[r['size']]:.2f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 

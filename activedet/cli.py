@@ -34,9 +34,14 @@ def cmd_train(args) -> int:
 
     cfg = load_config(args.config, args.set)
     model, result = train_from_config(cfg, resume=args.resume, progress=not args.quiet)
-    print(f"trained {result.epochs_completed} epoch(s) in {result.wall_time_s:.1f} s"
-          + (f"; best validation {cfg.val_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
-             if result.best_metric is not None else ""))
+    print(
+        f"trained {result.epochs_completed} epoch(s) in {result.wall_time_s:.1f} s"
+        + (
+            f"; best validation {cfg.val_metric} {result.best_metric:.4f} at epoch {result.best_epoch}"
+            if result.best_metric is not None
+            else ""
+        )
+    )
     if cfg.test_data is not None and not args.no_eval:
         _print_metrics(evaluate_from_config(cfg, model, progress=not args.quiet), "test metrics")
     return 0
@@ -57,11 +62,11 @@ def cmd_predict(args) -> int:
     from .predict import draw_predictions, format_predictions, predict_images
 
     cfg = load_config(args.config, args.set)
-    results = predict_images(cfg, args.checkpoint, args.images, min_score=args.min_score,
-                             uncertainty=args.uncertainty)
+    results = predict_images(cfg, args.checkpoint, args.images, min_score=args.min_score, uncertainty=args.uncertainty)
     print(format_predictions(results))
     if args.json:
         from .atomic import atomic_write_json
+
         atomic_write_json(Path(args.json), results)
     if args.draw:
         for path in draw_predictions(results, args.draw):
@@ -84,8 +89,9 @@ def cmd_validate(args) -> int:
     options["decode"] = args.decode
     if args.format == "cifar":  # both splits unless one is named; a problem of the shared files is listed once
         splits = [args.split] if args.split else ["train", "test"]
-        problems = list(dict.fromkeys(p for split in splits
-                                      for p in validate_path("cifar", args.path, split=split, **options)))
+        problems = list(
+            dict.fromkeys(p for split in splits for p in validate_path("cifar", args.path, split=split, **options))
+        )
     elif args.format == "voc":  # every image set found unless --sets names some
         from .data.voc import validate_voc
 
@@ -96,10 +102,15 @@ def cmd_validate(args) -> int:
     if checked is not None:
         source = f"{args.path}, image sets {', '.join(checked)}" if checked else f"{args.path} (no image set)"
         if skipped:
-            print(f"skipped {len(skipped)} per-class list{'s' * (len(skipped) > 1)} ({skipped[0]}"
-                  f"{', ...' * (len(skipped) > 1)}): each lists the images of one class, not a split")
-    print(format_problems(problems, source=source, examples=None if args.verbose else 3,
-                          more=" (--verbose lists every one)"))
+            print(
+                f"skipped {len(skipped)} per-class list{'s' * (len(skipped) > 1)} ({skipped[0]}"
+                f"{', ...' * (len(skipped) > 1)}): each lists the images of one class, not a split"
+            )
+    print(
+        format_problems(
+            problems, source=source, examples=None if args.verbose else 3, more=" (--verbose lists every one)"
+        )
+    )
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
@@ -109,8 +120,7 @@ def cmd_generate(args) -> int:
 
     names = sorted([*SYNTH_SIZES, "digits-classification"])
     if args.name not in names:
-        raise ValueError(f"The 'name' argument of generate-data must be one of {names}. "
-                         f"Got {args.name!r} instead.")
+        raise ValueError(f"The 'name' argument of generate-data must be one of {names}. Got {args.name!r} instead.")
     if args.name == "digits-classification":
         out = generate_digits_classification(args.out, seed=args.seed, overwrite=args.overwrite)
     else:
@@ -146,11 +156,15 @@ def _print_status(run_dir) -> None:
 
     status = run_status(run_dir)
     if status["pending"]:
-        print(f"cycle {status['cycle']}: awaiting labels for {len(status['pending'])} images exported to "
-              f"{status['query_folder']}; label them, then `activedet import {run_dir} FILE`")
+        print(
+            f"cycle {status['cycle']}: awaiting labels for {len(status['pending'])} images exported to "
+            f"{status['query_folder']}; label them, then `activedet import {run_dir} FILE`"
+        )
     else:
-        print(f"run {status['state']} at cycle {status['cycle']} with {status['labelled_images']} labelled images; "
-              f"artefacts in {run_dir}")
+        print(
+            f"run {status['state']} at cycle {status['cycle']} with {status['labelled_images']} labelled images; "
+            f"artefacts in {run_dir}"
+        )
 
 
 def cmd_query(args) -> int:
@@ -159,11 +173,16 @@ def cmd_query(args) -> int:
 
     status = run_status(args.run_dir)
     if status["pending"]:
-        print(f"cycle {status['cycle']} is still awaiting labels for {len(status['pending'])} images exported to "
-              f"{status['query_folder']}; import them first (`activedet import {args.run_dir} FILE`)")
+        print(
+            f"cycle {status['cycle']} is still awaiting labels for {len(status['pending'])} images exported to "
+            f"{status['query_folder']}; import them first (`activedet import {args.run_dir} FILE`)"
+        )
         return 1
-    overrides = list(args.set) + ([f"export_format={args.format}"] if args.format else []) + (
-        [f"export_min_score={args.min_score}"] if args.min_score is not None else [])
+    overrides = (
+        list(args.set)
+        + ([f"export_format={args.format}"] if args.format else [])
+        + ([f"export_min_score={args.min_score}"] if args.min_score is not None else [])
+    )
     resume_run(args.run_dir, overrides=overrides, progress=not args.quiet)
     _print_status(args.run_dir)
     return 0
@@ -172,16 +191,28 @@ def cmd_query(args) -> int:
 def cmd_import(args) -> int:
     from .workflows import import_into_run
 
-    result = import_into_run(args.run_dir, args.file, fmt=args.format, annotator=args.annotator,
-                             empty_means_labelled=args.empty_means_labelled)
-    print(f"imported {len(result.labelled)} images from {args.file}"
-          + (f" ({len(result.unchanged)} unchanged)" if result.unchanged else "")
-          + (f"; {len(result.pending)} images still pending" if result.pending else
-             f"; the batch is complete: `activedet query {args.run_dir}` continues"))
+    result = import_into_run(
+        args.run_dir,
+        args.file,
+        fmt=args.format,
+        annotator=args.annotator,
+        empty_means_labelled=args.empty_means_labelled,
+    )
+    print(
+        f"imported {len(result.labelled)} images from {args.file}"
+        + (f" ({len(result.unchanged)} unchanged)" if result.unchanged else "")
+        + (
+            f"; {len(result.pending)} images still pending"
+            if result.pending
+            else f"; the batch is complete: `activedet query {args.run_dir}` continues"
+        )
+    )
     if result.not_labelled:
-        print(f"{len(result.not_labelled)} images in the file are not labelled there (skipped, or listed with no box "
-              "or tag) and stay pending; for a finished job (CVAT, COCO, VOC, YOLO), --empty-means-labelled imports them as "
-              "images with nothing to box")
+        print(
+            f"{len(result.not_labelled)} images in the file are not labelled there (skipped, or listed with no box "
+            "or tag) and stay pending; for a finished job (CVAT, COCO, VOC, YOLO), --empty-means-labelled imports "
+            "them as images with nothing to box"
+        )
     return 0
 
 
@@ -194,8 +225,9 @@ def cmd_status(args) -> int:
         return 0
     for key in ("cycle", "state", "labelled_images", "labelled_boxes", "imports"):
         print(f"{key:16s} {status[key]}")
-    print(f"{'pending':16s} {len(status['pending'])}" + (f" (in {status['query_folder']})" if status["pending"]
-                                                          else ""))
+    print(
+        f"{'pending':16s} {len(status['pending'])}" + (f" (in {status['query_folder']})" if status["pending"] else "")
+    )
     metrics = status["last_metrics"] or {}
     shown = {k: v for k, v in metrics.items() if k.count("/") <= 1 and isinstance(v, float)}
     print(f"{'last metrics':16s} " + ", ".join(f"{k} {v:.4f}" for k, v in list(shown.items())[:6]))
@@ -207,8 +239,11 @@ def cmd_strategies(args) -> int:
 
     for method in METHODS.values():
         print(f"{method.name:<24s}{method.description}")
-        wants = [f"{key}: {', '.join(sorted(values))}" for key, values in
-                 (("needs", method.needs), ("requires", method.requires)) if values]
+        wants = [
+            f"{key}: {', '.join(sorted(values))}"
+            for key, values in (("needs", method.needs), ("requires", method.requires))
+            if values
+        ]
         if wants:
             print(f"{'':<24s}  {'; '.join(wants)}")
     return 0
@@ -231,8 +266,15 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    run_bench(args.config, strategies=args.strategies, seeds=args.seeds, out=args.out, overrides=args.set,
-              metric=args.metric, progress=not args.quiet)
+    run_bench(
+        args.config,
+        strategies=args.strategies,
+        seeds=args.seeds,
+        out=args.out,
+        overrides=args.set,
+        metric=args.metric,
+        progress=not args.quiet,
+    )
     return 0
 
 
@@ -250,8 +292,9 @@ def _sizes(text: str) -> list[int]:
     except ValueError:
         sizes = []
     if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected image counts >= 1 separated by commas (e.g. 100000,1000000); "
-                                         f"found {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected image counts >= 1 separated by commas (e.g. 100000,1000000); found {text!r}"
+        )
     return sizes
 
 
@@ -277,8 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p):
         p.add_argument("config", help="YAML or JSON config file")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key (value read as YAML), repeatable")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key (value read as YAML), repeatable",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bars and no dataset warnings")
 
     p = sub.add_parser("train", help="train a detector from a config file (works under torchrun)")
@@ -300,34 +348,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=0.3, help="list boxes with at least this score (default 0.3)")
     p.add_argument("--draw", metavar="DIR", help="also write a PNG per image with the boxes and uncertainties")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--uncertainty", action="store_true",
-                   help="every per-box uncertainty the model gives: AL-MDN's four, MC-dropout/ensemble agreement "
-                        "across passes, the score's entropy (drawn on the image with --draw)")
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="every per-box uncertainty the model gives: AL-MDN's four, MC-dropout/ensemble agreement "
+        "across passes, the score's entropy (drawn on the image with --draw)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="check a VOC/COCO/YOLO/ImageFolder/CIFAR dataset and report every problem")
     p.add_argument("format", choices=DATA_FORMATS)
-    p.add_argument("path", help="VOCdevkit (or VOC<year>) dir, COCO JSON file, YOLO root, ImageFolder root "
-                                "(ROOT/<class>/<image>), or CIFAR binary dir (cifar-10-batches-bin, cifar-100-binary)")
-    p.add_argument("--sets", nargs="*", metavar="YEAR/SET", help="VOC image sets, e.g. 2007/trainval 2012/trainval "
-                                                                  "(default: every ImageSets/Main/*.txt found)")
-    p.add_argument("--class-names", nargs="*", metavar="NAME",
-                   help="class names in label order (VOC default: the 20 VOC classes; ImageFolder default: the sorted "
-                        "class folders; CIFAR default: the meta file)")
+    p.add_argument(
+        "path",
+        help="VOCdevkit (or VOC<year>) dir, COCO JSON file, YOLO root, ImageFolder root "
+        "(ROOT/<class>/<image>), or CIFAR binary dir (cifar-10-batches-bin, cifar-100-binary)",
+    )
+    p.add_argument(
+        "--sets",
+        nargs="*",
+        metavar="YEAR/SET",
+        help="VOC image sets, e.g. 2007/trainval 2012/trainval (default: every ImageSets/Main/*.txt found)",
+    )
+    p.add_argument(
+        "--class-names",
+        nargs="*",
+        metavar="NAME",
+        help="class names in label order (VOC default: the 20 VOC classes; ImageFolder default: the sorted "
+        "class folders; CIFAR default: the meta file)",
+    )
     p.add_argument("--image-root", help="COCO: directory file_name entries are relative to")
     p.add_argument("--split", choices=("train", "test"), help="CIFAR: check only this split (default: both)")
     p.add_argument("--box-policy", choices=BOX_POLICIES, default="error", help="VOC/COCO/YOLO")
-    p.add_argument("--clip-tolerance", type=float, default=2.0,
-                   help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'")
+    p.add_argument(
+        "--clip-tolerance", type=float, default=2.0, help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'"
+    )
     p.add_argument("--verbose", action="store_true", help="list every problem (default: a few of each kind)")
-    p.add_argument("--decode", action="store_true",
-                   help="decode every image file in full, in parallel (finds truncated or corrupt files; slower)")
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="decode every image file in full, in parallel (finds truncated or corrupt files; slower)",
+    )
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("generate-data", help="write the offline benchmark data (detection: tiny, quickstart, "
-                                             "bench; classification: digits-classification)")
-    p.add_argument("name", help="tiny, quickstart or bench (detection scenes, COCO + VOC), or digits-classification "
-                                "(32x32 digits as ImageFolder train/val/test trees)")
+    p = sub.add_parser(
+        "generate-data",
+        help="write the offline benchmark data (detection: tiny, quickstart, "
+        "bench; classification: digits-classification)",
+    )
+    p.add_argument(
+        "name",
+        help="tiny, quickstart or bench (detection scenes, COCO + VOC), or digits-classification "
+        "(32x32 digits as ImageFolder train/val/test trees)",
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
@@ -340,16 +412,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="continue an interrupted run with the config saved in its directory")
     p.add_argument("run_dir")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key that does not change results (device, num_workers, ...)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key that does not change results (device, num_workers, ...)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("query", help="train if needed, score, select and export the next batch for annotation")
     p.add_argument("run_dir")
     p.add_argument("--format", help="pre-annotation format of the export (default: the config's export_format)")
-    p.add_argument("--min-score", type=float, help="lowest detection score written as a pre-annotation "
-                   "(default: the config's export_min_score, 0.3)")
+    p.add_argument(
+        "--min-score",
+        type=float,
+        help="lowest detection score written as a pre-annotation (default: the config's export_min_score, 0.3)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a resumable key")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_query)
@@ -357,13 +437,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="import the labels people made for the pending batch")
     p.add_argument("run_dir")
     p.add_argument("file", help="the annotation file (or folder) exported by the annotation tool")
-    p.add_argument("--format", default="auto", help="auto (told from the file), activedet, labelstudio (JSON), "
-                   "labelstudio_min, labelstudio_coco, labelstudio_voc, labelstudio_yolo, cvat_xml, coco, voc (1-based), "
-                   "cvat_voc (0-based), yolo, or datumaro:NAME (any dataset format Datumaro reads; pip install activedet[datumaro])")
-    p.add_argument("--empty-means-labelled", action="store_true",
-                   help="cvat_xml, coco, voc, cvat_voc, yolo, datumaro: an image the file lists without boxes was looked "
-                        "at and has nothing "
-                        "to box (say so for a finished job only; otherwise such images stay pending)")
+    p.add_argument(
+        "--format",
+        default="auto",
+        help="auto (told from the file), activedet, labelstudio (JSON), "
+        "labelstudio_min, labelstudio_coco, labelstudio_voc, labelstudio_yolo, cvat_xml, coco, voc (1-based), "
+        "cvat_voc (0-based), yolo, or datumaro:NAME (any dataset format Datumaro reads; "
+        "pip install activedet[datumaro])",
+    )
+    p.add_argument(
+        "--empty-means-labelled",
+        action="store_true",
+        help="cvat_xml, coco, voc, cvat_voc, yolo, datumaro: an image the file lists without boxes was looked "
+        "at and has nothing "
+        "to box (say so for a finished job only; otherwise such images stay pending)",
+    )
     p.add_argument("--annotator", help="recorded for images whose file names no annotator")
     p.set_defaults(func=cmd_import)
 
@@ -380,10 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="where report.md, summary.json, the PNGs (and index.html) go")
     p.add_argument("--metric", default="voc/mAP_area", help="metric key of metrics.jsonl to compare")
     p.add_argument("--baseline", default="random", help="strategy the label savings are measured against")
-    p.add_argument("--html", action="store_true",
-                   help="also write OUT/index.html: SVG curves, per-class table, each cycle's queried images")
-    p.add_argument("--thumbnails", type=int, default=12, metavar="N",
-                   help="with --html: queried images shown per cycle (the first N by rank)")
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="also write OUT/index.html: SVG curves, per-class table, each cycle's queried images",
+    )
+    p.add_argument(
+        "--thumbnails",
+        type=int,
+        default=12,
+        metavar="N",
+        help="with --html: queried images shown per cycle (the first N by rank)",
+    )
     p.add_argument("--quiet", action="store_true", help="no dataset warnings (e.g. clipped boxes)")
     p.set_defaults(func=cmd_report)
 
@@ -396,12 +492,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-scale", help="time and memory of a pool of N images, step by step, beside pycocotools")
-    p.add_argument("--images", type=_sizes, default=[100_000], metavar="N[,N...]",
-                   help="pool sizes to measure, e.g. 100000,300000,1000000 (default 100000)")
+    p.add_argument(
+        "--images",
+        type=_sizes,
+        default=[100_000],
+        metavar="N[,N...]",
+        help="pool sizes to measure, e.g. 100000,300000,1000000 (default 100000)",
+    )
     p.add_argument("--boxes-per-image", type=float, default=2.0, help="mean boxes per image (Poisson; default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic pool")
-    p.add_argument("--out", type=Path, default=None,
-                   help="keep the files in this folder (default: a temporary folder, removed afterwards)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="keep the files in this folder (default: a temporary folder, removed afterwards)",
+    )
     p.set_defaults(func=cmd_bench_scale)
 
     p = sub.add_parser("detectors", help="list the detectors that configs can name")

@@ -5,8 +5,21 @@ Torch-free, so the config schema (:mod:`activedet.config`) can import them witho
 
 from __future__ import annotations
 
-__all__ = ["DATA_FORMATS", "CLASSIFICATION_FORMATS", "BOX_POLICIES", "BAD_IMAGES", "METRICS", "ORACLES",
-           "EXPORT_FORMATS", "IMAGE_MODES", "BUDGET_UNITS", "VAL_METRICS", "OPTIMIZERS", "SCHEDULES", "EPOCH_CHECKPOINTS"]
+__all__ = [
+    "DATA_FORMATS",
+    "CLASSIFICATION_FORMATS",
+    "BOX_POLICIES",
+    "BAD_IMAGES",
+    "METRICS",
+    "ORACLES",
+    "EXPORT_FORMATS",
+    "IMAGE_MODES",
+    "BUDGET_UNITS",
+    "VAL_METRICS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "EPOCH_CHECKPOINTS",
+]
 
 #: dataset layouts ``data_format`` names
 DATA_FORMATS = ("coco", "voc", "yolo", "imagefolder", "cifar")

@@ -32,9 +32,21 @@ def run_demo(out: Path, *, seed: int = 0, progress: bool = True):
     data = out / "data"
     if not (data / "manifest.json").is_file():
         generate_dataset("quickstart", data, seed=seed)
-    overrides = [f"train_data={data / 'annotations' / 'train.json'}", "val_data=null", "epochs=8",
-                 f"test_data={data / 'annotations' / 'test.json'}", f"image_root={data}"]
-    summary = run_bench(QUICKSTART_CONFIG, strategies=list(DEMO_STRATEGIES), seeds=[seed], out=out,
-                        overrides=overrides, metric="voc/mAP_area", progress=progress)
+    overrides = [
+        f"train_data={data / 'annotations' / 'train.json'}",
+        "val_data=null",
+        "epochs=8",
+        f"test_data={data / 'annotations' / 'test.json'}",
+        f"image_root={data}",
+    ]
+    summary = run_bench(
+        QUICKSTART_CONFIG,
+        strategies=list(DEMO_STRATEGIES),
+        seeds=[seed],
+        out=out,
+        overrides=overrides,
+        metric="voc/mAP_area",
+        progress=progress,
+    )
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; report and plots in {out / 'report'}")
     return summary

@@ -18,18 +18,37 @@ from typing import Annotated, Any, Literal, Union
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-__all__ = ["option", "Count", "hints", "pydantic_type", "describe", "constrained", "type_name", "first_errors",
-           "check_fields"]
+__all__ = [
+    "option",
+    "Count",
+    "hints",
+    "pydantic_type",
+    "describe",
+    "constrained",
+    "type_name",
+    "first_errors",
+    "check_fields",
+]
 
 #: a count of images (int >= 1) or a fraction of the pool (float in (0, 1])
 Count = Union[Annotated[int, Ge(1)], Annotated[float, Gt(0), Le(1)]]
 _BOUNDS = {"ge": Ge, "gt": Gt, "le": Le, "lt": Lt}
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
-           ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-           min_items: int | None = None, pattern: str | None = None, expected: str | None = None,
-           path: bool | str = False) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices: tuple | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    min_items: int | None = None,
+    pattern: str | None = None,
+    expected: str | None = None,
+    path: bool | str = False,
+) -> Any:
     """A dataclass field with its one-line ``help`` and allowed values.
 
     ``choices`` restricts a ``str`` (or the items of a ``list[str]``); ``ge``/``gt``/``le``/``lt`` bound a number
@@ -40,8 +59,15 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple
     instance; no default makes the key required.
     """
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
-    meta = {"help": help, "choices": tuple(choices) if choices else None, "bounds": bounds, "min_items": min_items,
-            "pattern": pattern, "expected": expected, "path": path}
+    meta = {
+        "help": help,
+        "choices": tuple(choices) if choices else None,
+        "bounds": bounds,
+        "min_items": min_items,
+        "pattern": pattern,
+        "expected": expected,
+        "path": path,
+    }
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=functools.partial(copy.deepcopy, default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -70,10 +96,12 @@ def pydantic_type(f: dataclasses.Field, tp) -> Any:
     meta = f.metadata
     inner, nullable = _optional(tp)
     if meta.get("choices") or meta.get("pattern"):
+
         def restrict(t):
             if meta.get("choices"):
                 return Literal[meta["choices"]]
             return Annotated[t, Field(pattern=meta["pattern"])]
+
         inner = list[restrict(str)] if typing.get_origin(inner) is list else restrict(inner)
     extra = [_BOUNDS[k](v) for k, v in meta.get("bounds", {}).items()]
     if meta.get("min_items"):
@@ -88,7 +116,7 @@ def _interval(bounds: dict) -> str:
     high = next(((k, v) for k, v in bounds.items() if k in ("le", "lt")), None)
     if low and high:
         return f" in {'[' if low[0] == 'ge' else '('}{low[1]}, {high[1]}{']' if high[0] == 'le' else ')'}"
-    (name, value), = [low or high]
+    ((name, value),) = [low or high]
     return f" {dict(ge='>=', gt='>', le='<=', lt='<')[name]} {value}"
 
 
@@ -105,8 +133,15 @@ def describe(f: dataclasses.Field, tp, value: Any = None) -> str:
         return text + (" or null" if nullable else "")
     if meta.get("choices"):
         listed = f"one of {list(meta['choices'])}"
-        text = (f"a non-empty list of {list(meta['choices'])}" if meta.get("min_items") else f"a list of "
-                f"{list(meta['choices'])}") if typing.get_origin(inner) is list else listed
+        text = (
+            (
+                f"a non-empty list of {list(meta['choices'])}"
+                if meta.get("min_items")
+                else f"a list of {list(meta['choices'])}"
+            )
+            if typing.get_origin(inner) is list
+            else listed
+        )
     elif inner is bool:
         text = "true or false"
     elif inner in (int, float):
@@ -119,8 +154,14 @@ def describe(f: dataclasses.Field, tp, value: Any = None) -> str:
 def constrained(f: dataclasses.Field, tp) -> bool:
     """Whether the field allows less than its type does (choices, bounds, a pattern, a :data:`Count`)."""
     meta = f.metadata
-    return bool(meta.get("choices") or meta.get("bounds") or meta.get("expected") or meta.get("min_items")
-                or meta.get("pattern") or _optional(tp)[0] == Count)
+    return bool(
+        meta.get("choices")
+        or meta.get("bounds")
+        or meta.get("expected")
+        or meta.get("min_items")
+        or meta.get("pattern")
+        or _optional(tp)[0] == Count
+    )
 
 
 def type_name(tp) -> str:

@@ -34,8 +34,8 @@ import html
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -53,9 +53,15 @@ _GT_COLOR, _PRED_COLOR = (40, 200, 40), (255, 140, 0)
 _esc = html.escape
 
 
-def write_html_report(run_dirs: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
-                      metric: str | None = None, thumbnails_per_cycle: int = 12, thumb_size: int = 160,
-                      min_score: float = 0.3) -> Path:
+def write_html_report(
+    run_dirs: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    metric: str | None = None,
+    thumbnails_per_cycle: int = 12,
+    thumb_size: int = 160,
+    min_score: float = 0.3,
+) -> Path:
     """Write ``out_dir/index.html`` and its thumbnails ``out_dir/thumbs/*.png``; return the path of ``index.html``.
 
     Args:
@@ -72,27 +78,35 @@ def write_html_report(run_dirs: str | os.PathLike | Iterable[str | os.PathLike],
     :func:`activedet.report.summarize` do; nothing below the curves raises (see the module docstring).
     """
     if isinstance(thumbnails_per_cycle, bool) or not isinstance(thumbnails_per_cycle, int) or thumbnails_per_cycle < 0:
-        raise ValueError(f"The 'thumbnails_per_cycle' parameter of write_html_report must be an int >= 0. "
-                         f"Got {thumbnails_per_cycle!r} instead.")
+        raise ValueError(
+            f"The 'thumbnails_per_cycle' parameter of write_html_report must be an int >= 0. "
+            f"Got {thumbnails_per_cycle!r} instead."
+        )
     if isinstance(thumb_size, bool) or not isinstance(thumb_size, int) or not 16 <= thumb_size <= 2048:
-        raise ValueError(f"The 'thumb_size' parameter of write_html_report must be an int in [16, 2048]. "
-                         f"Got {thumb_size!r} instead.")
+        raise ValueError(
+            f"The 'thumb_size' parameter of write_html_report must be an int in [16, 2048]. Got {thumb_size!r} instead."
+        )
     if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not math.isfinite(min_score):
-        raise ValueError(f"The 'min_score' parameter of write_html_report must be a finite number. "
-                         f"Got {min_score!r} instead.")
+        raise ValueError(
+            f"The 'min_score' parameter of write_html_report must be a finite number. Got {min_score!r} instead."
+        )
     runs = sorted(load_runs(run_dirs), key=lambda run: (run.strategy, run.seed))
     summary = summarize(runs, metric=metric or _default_metric(runs), baseline=None)
     out_dir = Path(out_dir)
     thumbs = _Thumbnails(out_dir, thumb_size, min_score)
-    body = [f"<h1>Active-learning report: {_esc(summary.metric)}</h1>",
-            f"<p>{len(runs)} run(s), {len(summary.strategies)} strategy label(s). Curves: mean over seeds, band "
-            "± one sample standard deviation.</p>",
-            *(f'<p class="warning">{_esc(w)}</p>' for w in summary.warnings),
-            "<h2>Learning curves</h2>",
-            f'<div class="plots">{"".join(_figure(summary, axis) for axis in ("images", "boxes"))}</div>',
-            "<h2>Per class, last cycle of each run</h2>", _per_class_table(runs, summary.metric),
-            "<h2>Queried images</h2>", _THUMB_LEGEND,
-            *(_run_section(run, k, thumbs, thumbnails_per_cycle) for k, run in enumerate(runs))]
+    body = [
+        f"<h1>Active-learning report: {_esc(summary.metric)}</h1>",
+        f"<p>{len(runs)} run(s), {len(summary.strategies)} strategy label(s). Curves: mean over seeds, band "
+        "± one sample standard deviation.</p>",
+        *(f'<p class="warning">{_esc(w)}</p>' for w in summary.warnings),
+        "<h2>Learning curves</h2>",
+        f'<div class="plots">{"".join(_figure(summary, axis) for axis in ("images", "boxes"))}</div>',
+        "<h2>Per class, last cycle of each run</h2>",
+        _per_class_table(runs, summary.metric),
+        "<h2>Queried images</h2>",
+        _THUMB_LEGEND,
+        *(_run_section(run, k, thumbs, thumbnails_per_cycle) for k, run in enumerate(runs)),
+    ]
     page = _PAGE.format(title=_esc(f"activedet report: {summary.metric}"), size=thumb_size, body="\n".join(body))
     return atomic_write_text(out_dir / "index.html", page)
 
@@ -102,8 +116,10 @@ def _default_metric(runs: list[Run]) -> str:
         if all(name in run.metrics for run in runs):
             return name
     available = sorted(set().union(*(run.metrics for run in runs)))
-    raise ValueError(f"The 'metric' parameter of write_html_report is needed: the runs report none of "
-                     f"{', '.join(DEFAULT_METRICS)} in every run; choose one of {', '.join(available) or '(none)'}")
+    raise ValueError(
+        f"The 'metric' parameter of write_html_report is needed: the runs report none of "
+        f"{', '.join(DEFAULT_METRICS)} in every run; choose one of {', '.join(available) or '(none)'}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- curves
@@ -139,8 +155,10 @@ def _path(points: list[tuple[float, float]]) -> str:
 
 def _figure(summary: Summary, axis: str) -> str:
     """A ``<figure>``: the SVG of the metric vs the mean labelled ``axis`` ("images" or "boxes"), and its legend."""
-    series = [(label, getattr(s, f"{axis}_mean"), s.metric_mean, s.metric_std, len(s.seeds))
-              for label, s in summary.strategies.items()]  # sorted labels: the colours of activedet.plots
+    series = [
+        (label, getattr(s, f"{axis}_mean"), s.metric_mean, s.metric_std, len(s.seeds))
+        for label, s in summary.strategies.items()
+    ]  # sorted labels: the colours of activedet.plots
     x_ticks, x_decimals = _nice_axis(np.concatenate([x for _, x, *_ in series]))
     y_ticks, y_decimals = _nice_axis(np.concatenate([v for _, _, y, std, _ in series for v in (y, y - std, y + std)]))
     x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
@@ -152,18 +170,26 @@ def _figure(summary: Summary, axis: str) -> str:
         return _H - _BOTTOM - (v - y0) / (y1 - y0) * (_H - _TOP - _BOTTOM)
 
     title = f"{summary.metric} vs labelled {axis}"
-    parts = [f'<svg class="curves" xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
-             f'viewBox="0 0 {_W} {_H}" role="img" aria-label="{_esc(title)}">',
-             f'<text x="{_W / 2:.0f}" y="20" text-anchor="middle" class="title">{_esc(title)}</text>']
+    parts = [
+        f'<svg class="curves" xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
+        f'viewBox="0 0 {_W} {_H}" role="img" aria-label="{_esc(title)}">',
+        f'<text x="{_W / 2:.0f}" y="20" text-anchor="middle" class="title">{_esc(title)}</text>',
+    ]
     for v in x_ticks:
-        parts.append(f'<line class="grid" x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{_TOP}" y2="{_H - _BOTTOM}"/>'
-                     f'<text x="{px(v):.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle">{v:.{x_decimals}f}</text>')
+        parts.append(
+            f'<line class="grid" x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{_TOP}" y2="{_H - _BOTTOM}"/>'
+            f'<text x="{px(v):.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle">{v:.{x_decimals}f}</text>'
+        )
     for v in y_ticks:
-        parts.append(f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{py(v):.1f}" y2="{py(v):.1f}"/>'
-                     f'<text x="{_LEFT - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.{y_decimals}f}</text>')
-    parts.append(f'<text x="{(_LEFT + _W - _RIGHT) / 2:.0f}" y="{_H - 10}" text-anchor="middle">labelled {axis} '
-                 f'(mean over seeds)</text><text transform="translate(16,{(_TOP + _H - _BOTTOM) / 2:.0f}) '
-                 f'rotate(-90)" text-anchor="middle">{_esc(summary.metric)}</text>')
+        parts.append(
+            f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{py(v):.1f}" y2="{py(v):.1f}"/>'
+            f'<text x="{_LEFT - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.{y_decimals}f}</text>'
+        )
+    parts.append(
+        f'<text x="{(_LEFT + _W - _RIGHT) / 2:.0f}" y="{_H - 10}" text-anchor="middle">labelled {axis} '
+        f'(mean over seeds)</text><text transform="translate(16,{(_TOP + _H - _BOTTOM) / 2:.0f}) '
+        f'rotate(-90)" text-anchor="middle">{_esc(summary.metric)}</text>'
+    )
     legend = []
     for rank, (label, x, y, std, n_seeds) in enumerate(series):
         color = _COLORS[rank % len(_COLORS)]
@@ -174,13 +200,17 @@ def _figure(summary: Summary, axis: str) -> str:
             outline = [(px(a), py(b + s)) for a, b, s in zip(x, y, std)]
             outline += [(px(a), py(b - s)) for a, b, s in zip(x[::-1], y[::-1], std[::-1])]
             parts.append(f'<path class="band" d="{_path(outline)} Z" fill="{color}" fill-opacity="0.18"/>')
-        parts.append(f'<path class="curve" d="{_path([(px(a), py(b)) for a, b in zip(x, y)])}" fill="none" '
-                     f'stroke="{color}" stroke-width="2"{dash}/>')
+        parts.append(
+            f'<path class="curve" d="{_path([(px(a), py(b)) for a, b in zip(x, y)])}" fill="none" '
+            f'stroke="{color}" stroke-width="2"{dash}/>'
+        )
         for t, (a, b, s) in enumerate(zip(x, y, std)):
             if math.isfinite(a) and math.isfinite(b):
                 spread = f" ± {s:.4f}" if math.isfinite(s) else ""
-                parts.append(f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="3" fill="{color}"><title>'
-                             f'{_esc(label)}, cycle {t}: {a:g} {axis}, {b:.4f}{spread}</title></circle>')
+                parts.append(
+                    f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="3" fill="{color}"><title>'
+                    f"{_esc(label)}, cycle {t}: {a:g} {axis}, {b:.4f}{spread}</title></circle>"
+                )
         parts.append("</g>")
         legend.append(f'<li><span class="swatch" style="background:{color}"></span>{_esc(label)} (n={n_seeds})</li>')
     parts.append("</svg>")
@@ -190,8 +220,9 @@ def _figure(summary: Summary, axis: str) -> str:
 # ------------------------------------------------------------------------------------------------------- per class
 def _per_class_suffix(metric: str) -> tuple[str, str | None]:
     family, _, overall = metric.partition("/")
-    suffix = {"voc": "ap_11pt" if overall == "mAP_11pt" else "ap_area", "accuracy": "accuracy",
-              "coco": "AP"}.get(family)
+    suffix = {"voc": "ap_11pt" if overall == "mAP_11pt" else "ap_area", "accuracy": "accuracy", "coco": "AP"}.get(
+        family
+    )
     return family, suffix
 
 
@@ -201,8 +232,12 @@ def _per_class_table(runs: list[Run], metric: str) -> str:
     if suffix is None:
         return f"<p>Metric {_esc(metric)} has no per-class values.</p>"
     head, tail = f"{family}/", f"/{suffix}"
-    keys = {key[len(head):-len(tail)]: key for run in runs for key in run.metrics
-            if key.startswith(head) and key.endswith(tail) and len(key) > len(head) + len(tail)}
+    keys = {
+        key[len(head) : -len(tail)]: key
+        for run in runs
+        for key in run.metrics
+        if key.startswith(head) and key.endswith(tail) and len(key) > len(head) + len(tail)
+    }
     if not keys:
         return f"<p>The runs report no per-class key {_esc(f'{family}/<class>/{suffix}')}.</p>"
 
@@ -211,22 +246,31 @@ def _per_class_table(runs: list[Run], metric: str) -> str:
         value = float(values[-1]) if values is not None else math.nan
         return f"<td>{value:.4f}</td>" if math.isfinite(value) else '<td class="na">n/a</td>'
 
-    header = "".join(f"<th>{_esc(run.strategy)}<br>seed {run.seed}<br><small>cycle {len(run.cycles) - 1}, "
-                     f"{run.labelled_images[-1]:g} images</small></th>" for run in runs)
-    rows = [f"<tr><th scope=\"row\">{_esc(name)}</th>{''.join(cell(run, key) for run in runs)}</tr>"
-            for name, key in sorted(keys.items())]
-    total = f"<tr><th scope=\"row\">{_esc(metric)}</th>{''.join(cell(run, metric) for run in runs)}</tr>"
-    return (f'<div class="scroll"><table class="per-class"><caption>{_esc(f"{family}/<class>/{suffix}")}'
-            f"</caption><thead><tr><th>class</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody>"
-            f"<tfoot>{total}</tfoot></table></div>")
+    header = "".join(
+        f"<th>{_esc(run.strategy)}<br>seed {run.seed}<br><small>cycle {len(run.cycles) - 1}, "
+        f"{run.labelled_images[-1]:g} images</small></th>"
+        for run in runs
+    )
+    rows = [
+        f'<tr><th scope="row">{_esc(name)}</th>{"".join(cell(run, key) for run in runs)}</tr>'
+        for name, key in sorted(keys.items())
+    ]
+    total = f'<tr><th scope="row">{_esc(metric)}</th>{"".join(cell(run, metric) for run in runs)}</tr>'
+    return (
+        f'<div class="scroll"><table class="per-class"><caption>{_esc(f"{family}/<class>/{suffix}")}'
+        f"</caption><thead><tr><th>class</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody>"
+        f"<tfoot>{total}</tfoot></table></div>"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- queried images
-def _run_section(run: Run, k: int, thumbs: "_Thumbnails", per_cycle: int) -> str:
+def _run_section(run: Run, k: int, thumbs: _Thumbnails, per_cycle: int) -> str:
     """The thumbnails of every cycle's picks of run number ``k`` (thumbnail files ``thumbs/r{k}_c{t}_{j}.png``)."""
     pool, problem = thumbs.pool(run.path)
-    parts = [f'<section class="run"><h3>{_esc(run.strategy)}, seed {run.seed}</h3>',
-             f'<p class="path">{_esc(str(run.path))}</p>']
+    parts = [
+        f'<section class="run"><h3>{_esc(run.strategy)}, seed {run.seed}</h3>',
+        f'<p class="path">{_esc(str(run.path))}</p>',
+    ]
     if problem:
         parts.append(f'<p class="warning">pool images unavailable: {_esc(problem)}</p>')
     run_dir = RunDir(run.path)
@@ -238,10 +282,14 @@ def _run_section(run: Run, k: int, thumbs: "_Thumbnails", per_cycle: int) -> str
         predictions, prediction_note = _read_predictions(files.predictions)
         shown = picks[:per_cycle]
         more = f", the first {len(shown)} by rank shown" if len(shown) < len(picks) else ""
-        parts.append(f"<h4>cycle {t}: {len(picks)} image(s) queried by the model of cycle {t}{more}</h4>"
-                     f'<p class="note">{_esc(note or prediction_note)}</p><div class="thumbs">')
-        parts += [thumbs.figure(pool, pick, predictions, f"r{k:03d}_c{t:03d}_{j:03d}.png", run.strategy)
-                  for j, pick in enumerate(shown)]
+        parts.append(
+            f"<h4>cycle {t}: {len(picks)} image(s) queried by the model of cycle {t}{more}</h4>"
+            f'<p class="note">{_esc(note or prediction_note)}</p><div class="thumbs">'
+        )
+        parts += [
+            thumbs.figure(pool, pick, predictions, f"r{k:03d}_c{t:03d}_{j:03d}.png", run.strategy)
+            for j, pick in enumerate(shown)
+        ]
         parts.append("</div>")
     parts.append("</section>")
     return "\n".join(parts)
@@ -255,7 +303,7 @@ def _read_picks(path: Path) -> tuple[list[dict], str | None]:
         return [], f"{path} unreadable: {exc}"
     if not isinstance(picks, list) or not all(isinstance(p, dict) for p in picks):
         return [], f"{path}: 'picks' must be a list of objects"
-    rank = (lambda p: p["rank"] if isinstance(p.get("rank"), (int, float)) else math.inf)
+    rank = lambda p: p["rank"] if isinstance(p.get("rank"), (int, float)) else math.inf
     return sorted(picks, key=rank), None
 
 
@@ -311,9 +359,24 @@ class _Thumbnails:
             cfg = load_config(RunDir(run_dir).config)
         except (OSError, ValueError) as exc:
             return None, str(exc)  # a ConfigError names the file
-        key = json.dumps([getattr(cfg, name, None) for name in ("data_format", "train_data", "image_root",
-                          "voc_train_sets", "class_names", "box_policy", "clip_tolerance", "oracle",
-                          "unlabelled_data")] + [str(run_dir) if cfg.oracle == "human" else None], default=str)
+        key = json.dumps(
+            [
+                getattr(cfg, name, None)
+                for name in (
+                    "data_format",
+                    "train_data",
+                    "image_root",
+                    "voc_train_sets",
+                    "class_names",
+                    "box_policy",
+                    "clip_tolerance",
+                    "oracle",
+                    "unlabelled_data",
+                )
+            ]
+            + [str(run_dir) if cfg.oracle == "human" else None],
+            default=str,
+        )
         if key not in self._pools:
             try:
                 dataset = run_pool(cfg, check_images=False)
@@ -335,8 +398,10 @@ class _Thumbnails:
         elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(pool):
             notes.append(f"index {index!r} is not in the pool of {len(pool)} images")
         elif image_id is not None and pool.records[index].image_id != str(image_id):
-            notes.append(f"pool index {index} is image {pool.records[index].image_id!r}, not {image_id!r}: "
-                         "the training split changed since the run")
+            notes.append(
+                f"pool index {index} is image {pool.records[index].image_id!r}, not {image_id!r}: "
+                "the training split changed since the run"
+            )
         else:
             record, predicted = pool.records[index], []
             if predictions is not None and record.image_id in predictions:
@@ -349,16 +414,19 @@ class _Thumbnails:
                 notes.append(drawn)
                 drawn = None
         if drawn is not None:
-            image = (f'<img src="thumbs/{_esc(name)}" width="{drawn[0]}" height="{drawn[1]}" '
-                     f'alt="{_esc(str(image_id))}">')
+            image = (
+                f'<img src="thumbs/{_esc(name)}" width="{drawn[0]}" height="{drawn[1]}" alt="{_esc(str(image_id))}">'
+            )
         else:
             image = f'<div class="placeholder" title="{_esc(notes[0])}">image unavailable</div>'
         boxes = pick.get("boxes")
         detail = "image id unknown" if image_id is None else str(image_id)
         detail += f" · {boxes} box(es)" if isinstance(boxes, int) else ""
         extra = "".join(f'<br><span class="warning">{_esc(n)}</span>' for n in notes)
-        return (f'<figure class="thumb">{image}<figcaption>{_esc(_reason(pick, strategy))}<br>'
-                f'<span class="id">{_esc(detail)}</span>{extra}</figcaption></figure>')
+        return (
+            f'<figure class="thumb">{image}<figcaption>{_esc(_reason(pick, strategy))}<br>'
+            f'<span class="id">{_esc(detail)}</span>{extra}</figcaption></figure>'
+        )
 
     def _draw(self, record, class_names: list[str], predicted: list, path: Path) -> tuple[int, int] | str:
         """Write the thumbnail of ``record`` with its boxes; its size, or why it could not be read."""
@@ -372,10 +440,12 @@ class _Thumbnails:
             return f"image unreadable: {exc}"
         image = Image.fromarray(pixels.mul(255).round().byte().permute(1, 2, 0).numpy())
         scale = self.size / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+            Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR,
+        )
         pen = ImageDraw.Draw(image)
-        name_of = (lambda label: class_names[label - 1] if 1 <= label <= len(class_names) else f"class {label}")
+        name_of = lambda label: class_names[label - 1] if 1 <= label <= len(class_names) else f"class {label}"
         for box, label in zip(record.boxes, record.labels):
             x1, y1, x2, y2 = (float(v) * scale for v in box)
             pen.rectangle((x1, y1, x2, y2), outline=_GT_COLOR, width=2)
@@ -388,10 +458,12 @@ class _Thumbnails:
         return image.size
 
 
-_THUMB_LEGEND = ("<p>Each cycle's picks, first by rank (rank 1 = picked first), captioned with the strategy's score. "
-                 "<span style=\"color:#28c828\">Green</span>: the ground-truth boxes the oracle revealed. "
-                 "<span style=\"color:#ff8c00\">Orange</span>: the cycle model's predicted boxes with their scores, "
-                 "drawn when RUN/cycles/t/predictions.json exists (the report runs no model).</p>")
+_THUMB_LEGEND = (
+    "<p>Each cycle's picks, first by rank (rank 1 = picked first), captioned with the strategy's score. "
+    '<span style="color:#28c828">Green</span>: the ground-truth boxes the oracle revealed. '
+    '<span style="color:#ff8c00">Orange</span>: the cycle model\'s predicted boxes with their scores, '
+    "drawn when RUN/cycles/t/predictions.json exists (the report runs no model).</p>"
+)
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">

@@ -23,12 +23,11 @@ __all__ = ["plot", "PLOT_FILES"]
 PLOT_FILES = {"images": "metric_vs_images.png", "boxes": "metric_vs_boxes.png"}
 
 # matplotlib's tab10, fixed here so a strategy's colour depends only on its rank among the sorted labels.
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 _LINESTYLES = ("-", "--", "-.", ":")
 
 
-def plot(summary: "Summary", out_dir: str | os.PathLike) -> list[Path]:
+def plot(summary: Summary, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``metric_vs_images.png`` and ``metric_vs_boxes.png`` into ``out_dir``; return their paths.
 
     One line per strategy (label and number of seeds in the legend) through the per-cycle means, with a shaded
@@ -42,7 +41,7 @@ def plot(summary: "Summary", out_dir: str | os.PathLike) -> list[Path]:
     return [_plot_axis(summary, axis, out_dir / name) for axis, name in PLOT_FILES.items()]
 
 
-def _plot_axis(summary: "Summary", axis: str, path: Path) -> Path:
+def _plot_axis(summary: Summary, axis: str, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -50,8 +49,10 @@ def _plot_axis(summary: "Summary", axis: str, path: Path) -> Path:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for rank, label in enumerate(sorted(summary.strategies)):
-        style = {"color": _COLORS[rank % len(_COLORS)],
-                 "linestyle": _LINESTYLES[(rank // len(_COLORS)) % len(_LINESTYLES)]}
+        style = {
+            "color": _COLORS[rank % len(_COLORS)],
+            "linestyle": _LINESTYLES[(rank // len(_COLORS)) % len(_LINESTYLES)],
+        }
         _draw_strategy(ax, summary.strategies[label], axis, style)
     ax.set_xlabel(f"labelled {axis} (mean over seeds)")
     ax.set_ylabel(f"{summary.metric} (mean ± std over seeds)")
@@ -62,13 +63,22 @@ def _plot_axis(summary: "Summary", axis: str, path: Path) -> Path:
     return path
 
 
-def _draw_strategy(ax, s: "StrategySummary", axis: str, style: dict) -> None:
+def _draw_strategy(ax, s: StrategySummary, axis: str, style: dict) -> None:
     x = s.images_mean if axis == "images" else s.boxes_mean
     y, y_std = s.metric_mean, s.metric_std
     # Horizontal bars only where the box count varies between seeds (image budgets are usually exact).
     x_err = s.boxes_std if axis == "boxes" and np.all(np.isfinite(s.boxes_std)) and np.any(s.boxes_std > 0) else None
-    ax.errorbar(x, y, xerr=x_err, marker="o", markersize=3, capsize=2, linewidth=1.5,
-                label=f"{s.strategy} (n={len(s.seeds)})", **style)
+    ax.errorbar(
+        x,
+        y,
+        xerr=x_err,
+        marker="o",
+        markersize=3,
+        capsize=2,
+        linewidth=1.5,
+        label=f"{s.strategy} (n={len(s.seeds)})",
+        **style,
+    )
     band = np.isfinite(y_std)
     if band.any():  # a single seed has no spread to draw
         ax.fill_between(x, y - y_std, y + y_std, where=band, color=style["color"], alpha=0.18, linewidth=0)

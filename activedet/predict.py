@@ -46,14 +46,30 @@ from .strategies.uncertainty import MEASURES, detection_uncertainty
 __all__ = ["predict_images", "format_predictions", "draw_predictions"]
 
 #: short labels drawn on images
-_SHORT = {"aleatoric_loc": "al.loc", "epistemic_loc": "ep.loc", "aleatoric_cls": "al.cls", "epistemic_cls": "ep.cls",
-          "mc_uncertainty": "mc.u", "mc_semantic": "mc.sem", "mc_spatial": "mc.spl", "mc_occurrence": "mc.occ",
-          "entropy": "H", "disagreement": "dis"}
+_SHORT = {
+    "aleatoric_loc": "al.loc",
+    "epistemic_loc": "ep.loc",
+    "aleatoric_cls": "al.cls",
+    "epistemic_cls": "ep.cls",
+    "mc_uncertainty": "mc.u",
+    "mc_semantic": "mc.sem",
+    "mc_spatial": "mc.spl",
+    "mc_occurrence": "mc.occ",
+    "entropy": "H",
+    "disagreement": "dis",
+}
 
 
-def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path], *, num_classes: int | None = None,
-                   class_names: list[str] | None = None, min_score: float = 0.0,
-                   uncertainty: bool = False) -> list[dict[str, Any]]:
+def predict_images(
+    cfg: Config,
+    checkpoint: str | Path,
+    images: list[str | Path],
+    *,
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
+    min_score: float = 0.0,
+    uncertainty: bool = False,
+) -> list[dict[str, Any]]:
     """Detections of each image file with per-box uncertainties and the image score (module docstring).
 
     Args:
@@ -103,12 +119,27 @@ def predict_images(cfg: Config, checkpoint: str | Path, images: list[str | Path]
         boxes = []
         for j in torch.nonzero(keep).flatten().tolist():
             label = int(det.labels[j])
-            boxes.append({"box": [round(float(v), 1) for v in det.boxes[j]], "label": label,
-                          "class": class_names[label - 1] if label - 1 < len(class_names) else str(label),
-                          "score": float(det.scores[j]), **{k: float(v[j]) for k, v in columns.items()}})
-        results.append({"image": str(path), "width": int(image.shape[-1]), "height": int(image.shape[-2]),
-                        "strategy": strategy.name, "image_score": score, "detections": len(det),
-                        "min_score": min_score, "boxes": boxes})
+            boxes.append(
+                {
+                    "box": [round(float(v), 1) for v in det.boxes[j]],
+                    "label": label,
+                    "class": class_names[label - 1] if label - 1 < len(class_names) else str(label),
+                    "score": float(det.scores[j]),
+                    **{k: float(v[j]) for k, v in columns.items()},
+                }
+            )
+        results.append(
+            {
+                "image": str(path),
+                "width": int(image.shape[-1]),
+                "height": int(image.shape[-2]),
+                "strategy": strategy.name,
+                "image_score": score,
+                "detections": len(det),
+                "min_score": min_score,
+                "boxes": boxes,
+            }
+        )
     return results
 
 
@@ -120,8 +151,12 @@ def _predictor(cfg: Config, model: torch.nn.Module, strategy, uncertainty: bool)
         from .strategies.base import ScoringContext
         from .workflows import load_split
 
-        context = ScoringContext(labelled=load_split(cfg, "train"), val=load_split(cfg, "val"),
-                                 device=dist_utils.resolve_device(cfg.device), seed=cfg.seed)
+        context = ScoringContext(
+            labelled=load_split(cfg, "train"),
+            val=load_split(cfg, "val"),
+            device=dist_utils.resolve_device(cfg.device),
+            seed=cfg.seed,
+        )
         return strategy.predictor(model, context)
     if strategy.predictor is not None:
         return strategy.predictor(model)
@@ -145,8 +180,14 @@ def _columns(det: Detections, measure: str | None, use_probs: bool, uncertainty:
         columns.update({name: det.uncertainties[:, k] for k, name in enumerate(UNCERTAINTY_TYPES)})
     if det.passes is not None:
         parts = detection_certainties(det)
-        columns.update({"mc_semantic": parts[:, 0], "mc_spatial": parts[:, 1], "mc_occurrence": parts[:, 2],
-                        "mc_uncertainty": 1 - parts.prod(dim=1)})
+        columns.update(
+            {
+                "mc_semantic": parts[:, 0],
+                "mc_spatial": parts[:, 1],
+                "mc_occurrence": parts[:, 2],
+                "mc_uncertainty": 1 - parts.prod(dim=1),
+            }
+        )
     return columns
 
 
@@ -154,20 +195,34 @@ def format_predictions(results: list[dict[str, Any]]) -> str:
     """A plain-text table per image."""
     lines = []
     for item in results:
-        score = ("none (no detection to score, or a score normalised over the whole pool)"
-                 if item["image_score"] is None else f"{item['image_score']:.6g}")
+        score = (
+            "none (no detection to score, or a score normalised over the whole pool)"
+            if item["image_score"] is None
+            else f"{item['image_score']:.6g}"
+        )
         total, shown = item["detections"], len(item["boxes"])
-        listed = (f"all {total} shown" if shown == total else
-                  f"{shown} shown: those with score >= {item.get('min_score', 0.0):g}")
+        listed = (
+            f"all {total} shown"
+            if shown == total
+            else f"{shown} shown: those with score >= {item.get('min_score', 0.0):g}"
+        )
         basis = f" (from all {total} detections)" if item["image_score"] is not None and shown != total else ""
-        lines.append(f"{item['image']}  ({item['width']}x{item['height']}; {total} detection(s), {listed}); "
-                     f"{item['strategy']} image score: {score}{basis}")
+        lines.append(
+            f"{item['image']}  ({item['width']}x{item['height']}; {total} detection(s), {listed}); "
+            f"{item['strategy']} image score: {score}{basis}"
+        )
         extra = [k for k in item["boxes"][0] if k not in ("box", "label", "class", "score")] if item["boxes"] else []
-        lines.append("  " + "  ".join([f"{'class':>12s}", f"{'score':>6s}", *[f"{k:>16s}" for k in extra],
-                                       "box (x1, y1, x2, y2)"]))
+        lines.append(
+            "  "
+            + "  ".join([f"{'class':>12s}", f"{'score':>6s}", *[f"{k:>16s}" for k in extra], "box (x1, y1, x2, y2)"])
+        )
         for b in item["boxes"]:
-            lines.append("  " + "  ".join([f"{b['class']:>12s}", f"{b['score']:6.3f}",
-                                           *[f"{b[k]:16.6g}" for k in extra], str(b["box"])]))
+            lines.append(
+                "  "
+                + "  ".join(
+                    [f"{b['class']:>12s}", f"{b['score']:6.3f}", *[f"{b[k]:16.6g}" for k in extra], str(b["box"])]
+                )
+            )
         if not item["boxes"]:
             lines.append("  (no box at or above the score threshold)")
     return "\n".join(lines)
@@ -190,10 +245,12 @@ def draw_predictions(results: list[dict[str, Any]], out_dir: str | Path) -> list
         for b in item["boxes"]:
             x1, y1, x2, y2 = (v * scale for v in b["box"])
             pen.rectangle((x1, y1, x2, y2), outline=(255, 40, 40), width=2)
-            extra = [f"{_SHORT.get(key, key[:4])} {b[key]:.2g}" for key in b
-                     if key not in ("box", "label", "class", "score")]
-            pen.text((x1 + 2, max(0, y1 - 11)), " ".join([b["class"], f"{b['score']:.2f}", *extra[:1]]),
-                     fill=(255, 255, 0))
+            extra = [
+                f"{_SHORT.get(key, key[:4])} {b[key]:.2g}" for key in b if key not in ("box", "label", "class", "score")
+            ]
+            pen.text(
+                (x1 + 2, max(0, y1 - 11)), " ".join([b["class"], f"{b['score']:.2f}", *extra[:1]]), fill=(255, 255, 0)
+            )
             for row, text in enumerate(extra[1:]):  # every further uncertainty on its own line inside the box
                 pen.text((x1 + 2, y1 + 2 + 10 * row), text, fill=(255, 255, 0))
         if item["image_score"] is not None:
@@ -202,6 +259,7 @@ def draw_predictions(results: list[dict[str, Any]], out_dir: str | Path) -> list
 
         def write(tmp: Path, image=canvas) -> None:
             image.save(tmp, format="PNG")
+
         atomic_write(path, write)
         written.append(path)
     return written

@@ -35,9 +35,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -45,8 +45,19 @@ from .al.rundir import RunDir
 from .atomic import atomic_write
 from .plots import plot
 
-__all__ = ["Run", "StrategySummary", "Summary", "load_runs", "summarize", "format_table", "plot",
-           "write_report", "strategy_label", "normalised_auc", "labels_needed"]
+__all__ = [
+    "Run",
+    "StrategySummary",
+    "Summary",
+    "load_runs",
+    "summarize",
+    "format_table",
+    "plot",
+    "write_report",
+    "strategy_label",
+    "normalised_auc",
+    "labels_needed",
+]
 
 _REQUIRED_FIELDS = ("cycle", "labelled_images", "labelled_boxes", "metrics")
 
@@ -82,8 +93,10 @@ def strategy_label(strategy: str, options: dict | None = None) -> str:
     """
     if not options:
         return strategy
-    shown = (f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'), sort_keys=True)}"
-             for key, value in sorted(options.items()))
+    shown = (
+        f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'), sort_keys=True)}"
+        for key, value in sorted(options.items())
+    )
     return f"{strategy}[{','.join(shown)}]"
 
 
@@ -102,8 +115,10 @@ def load_runs(run_dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         for run_dir in _find_run_dirs(Path(given)):
             found.setdefault(run_dir.resolve(), run_dir)
     if not found:
-        raise ValueError("load_runs got no paths; pass run directories (each with metrics.jsonl and config.json) "
-                         "or a directory containing them")
+        raise ValueError(
+            "load_runs got no paths; pass run directories (each with metrics.jsonl and config.json) "
+            "or a directory containing them"
+        )
     runs = [_load_run(run_dir) for run_dir in found.values()]
     _check_unique(runs)
     return runs
@@ -119,7 +134,8 @@ def _find_run_dirs(path: Path) -> list[Path]:
     if not found:
         raise FileNotFoundError(
             f"{path} has no metrics.jsonl and no subdirectory with one; pass a run directory written by the "
-            "active-learning loop (RUN/metrics.jsonl and RUN/config.json) or a directory containing runs")
+            "active-learning loop (RUN/metrics.jsonl and RUN/config.json) or a directory containing runs"
+        )
     return found
 
 
@@ -127,18 +143,27 @@ def _load_run(run_dir: Path) -> Run:
     strategy, options, seed, extras = _read_config(run_dir)
     records = _read_records(RunDir(run_dir).metrics_log, strategy, seed)
     keys = sorted({key for record in records for key in record["metrics"]})
-    column = (lambda name: np.array([float(r[name]) for r in records], np.float64))
+    column = lambda name: np.array([float(r[name]) for r in records], np.float64)
     # None (null or absent key) becomes NaN in a float64 array.
     metrics = {key: np.array([r["metrics"].get(key) for r in records], np.float64) for key in keys}
-    return Run(run_dir, strategy_label(strategy, options) + extras, seed, np.arange(len(records), dtype=np.int64),
-               column("labelled_images"), column("labelled_boxes"), metrics)
+    return Run(
+        run_dir,
+        strategy_label(strategy, options) + extras,
+        seed,
+        np.arange(len(records), dtype=np.int64),
+        column("labelled_images"),
+        column("labelled_boxes"),
+        metrics,
+    )
 
 
 def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
     path = RunDir(run_dir).config
     if not path.is_file():
-        raise FileNotFoundError(f"run {run_dir} has metrics.jsonl but no config.json; the report needs the run's "
-                                "'strategy' and 'seed' from the config.json the active-learning loop writes")
+        raise FileNotFoundError(
+            f"run {run_dir} has metrics.jsonl but no config.json; the report needs the run's "
+            "'strategy' and 'seed' from the config.json the active-learning loop writes"
+        )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -155,7 +180,7 @@ def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"'strategy_options' in {path} must be an object or absent. Got {options!r} instead.")
     # loop settings that change what an arm is: shown after the strategy label
-    extras = (strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else "")
+    extras = strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else ""
     extras += " +fine-tune" if config.get("warm_start") else ""
     return strategy, options or {}, seed, extras
 
@@ -170,8 +195,10 @@ def _read_records(path: Path, strategy: str, seed: int) -> list[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                                 "fix or delete the line (a run killed mid-write leaves a partial last line)") from exc
+                raise ValueError(
+                    f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                    "fix or delete the line (a run killed mid-write leaves a partial last line)"
+                ) from exc
             _check_record(record, where, len(records), strategy, seed)
             records.append(record)
     return records
@@ -182,11 +209,14 @@ def _check_record(record, where: str, expected_cycle: int, strategy: str, seed: 
         raise ValueError(f"{where}: expected a JSON object. Got {type(record).__name__} instead.")
     missing = [name for name in _REQUIRED_FIELDS if name not in record]
     if missing:
-        raise ValueError(f"{where}: missing field(s) {', '.join(missing)}; each line needs "
-                         f"{', '.join(_REQUIRED_FIELDS)}")
+        raise ValueError(
+            f"{where}: missing field(s) {', '.join(missing)}; each line needs {', '.join(_REQUIRED_FIELDS)}"
+        )
     if record["cycle"] != expected_cycle:
-        raise ValueError(f"{where}: expected cycle {expected_cycle} (cycles must be 0, 1, 2, ... in order, "
-                         f"each once). Got {record['cycle']!r} instead.")
+        raise ValueError(
+            f"{where}: expected cycle {expected_cycle} (cycles must be 0, 1, 2, ... in order, "
+            f"each once). Got {record['cycle']!r} instead."
+        )
     for name in ("labelled_images", "labelled_boxes"):
         if isinstance(record[name], bool) or not isinstance(record[name], (int, float)):
             raise ValueError(f"{where}: '{name}' must be a number. Got {record[name]!r} instead.")
@@ -197,8 +227,10 @@ def _check_record(record, where: str, expected_cycle: int, strategy: str, seed: 
             raise ValueError(f"{where}: metric {key!r} must be a number or null. Got {value!r} instead.")
     for name, expected in (("strategy", strategy), ("seed", seed)):
         if name in record and record[name] != expected:
-            raise ValueError(f"{where}: '{name}' is {record[name]!r} but config.json says {expected!r}; "
-                             "the run directory mixes two runs")
+            raise ValueError(
+                f"{where}: '{name}' is {record[name]!r} but config.json says {expected!r}; "
+                "the run directory mixes two runs"
+            )
 
 
 def _check_unique(runs: list[Run]) -> None:
@@ -206,8 +238,10 @@ def _check_unique(runs: list[Run]) -> None:
     for run in runs:
         other = seen.setdefault((run.strategy, run.seed), run.path)
         if other != run.path:
-            raise ValueError(f"runs {other} and {run.path} are both strategy {run.strategy!r} with seed {run.seed}; "
-                             "a paired comparison needs one run per (strategy, seed): pass only one of them")
+            raise ValueError(
+                f"runs {other} and {run.path} are both strategy {run.strategy!r} with seed {run.seed}; "
+                "a paired comparison needs one run per (strategy, seed): pass only one of them"
+            )
 
 
 def normalised_auc(x, y) -> float:
@@ -314,21 +348,29 @@ class StrategySummary:
 
     def to_dict(self) -> dict:
         """JSON-ready numbers (NaN -> None)."""
-        auc = (lambda per_seed, ms: {"mean": ms[0], "std": ms[1], "per_seed": per_seed})
-        saved = (lambda needed, pct, mean: {"needed_by_baseline": needed, "saved_pct": pct, "mean_saved_pct": mean})
-        return _jsonable({
-            "seeds": self.seeds, "runs": [str(p) for p in self.paths], "cycles": self.cycles,
-            "metric": {"mean": self.metric_mean, "std": self.metric_std},
-            "labelled_images": {"mean": self.images_mean, "std": self.images_std},
-            "labelled_boxes": {"mean": self.boxes_mean, "std": self.boxes_std},
-            "auc_images": auc(self.auc_images, self.auc_images_mean_std),
-            "auc_boxes": auc(self.auc_boxes, self.auc_boxes_mean_std),
-            "final_metric": {**dict(zip(("mean", "std"), self.final_mean_std)), "per_seed": self.metric_per_seed[:, -1],
-                             "paired_difference": self.paired_difference},
-            "labels_saved": {
-                "images": saved(self.images_needed, self.images_saved_pct, self.mean_images_saved_pct),
-                "boxes": saved(self.boxes_needed, self.boxes_saved_pct, self.mean_boxes_saved_pct)},
-        })
+        auc = lambda per_seed, ms: {"mean": ms[0], "std": ms[1], "per_seed": per_seed}
+        saved = lambda needed, pct, mean: {"needed_by_baseline": needed, "saved_pct": pct, "mean_saved_pct": mean}
+        return _jsonable(
+            {
+                "seeds": self.seeds,
+                "runs": [str(p) for p in self.paths],
+                "cycles": self.cycles,
+                "metric": {"mean": self.metric_mean, "std": self.metric_std},
+                "labelled_images": {"mean": self.images_mean, "std": self.images_std},
+                "labelled_boxes": {"mean": self.boxes_mean, "std": self.boxes_std},
+                "auc_images": auc(self.auc_images, self.auc_images_mean_std),
+                "auc_boxes": auc(self.auc_boxes, self.auc_boxes_mean_std),
+                "final_metric": {
+                    **dict(zip(("mean", "std"), self.final_mean_std)),
+                    "per_seed": self.metric_per_seed[:, -1],
+                    "paired_difference": self.paired_difference,
+                },
+                "labels_saved": {
+                    "images": saved(self.images_needed, self.images_saved_pct, self.mean_images_saved_pct),
+                    "boxes": saved(self.boxes_needed, self.boxes_saved_pct, self.mean_boxes_saved_pct),
+                },
+            }
+        )
 
 
 @dataclass(eq=False)
@@ -348,12 +390,18 @@ class Summary:
 
     def to_dict(self) -> dict:
         """JSON-ready (NaN -> None), as written to ``summary.json``."""
-        return {"metric": self.metric, "baseline": self.baseline, "warnings": list(self.warnings),
-                "conventions": {"std": "sample standard deviation over seeds (ddof=1); null for one seed",
-                                "auc": "trapezoid area under metric vs labelled count / x range, per seed",
-                                "labels_saved": "100 * (1 - used / baseline needed at equal mean metric); "
-                                                "null outside the baseline's curve; mean over cycles >= 1"},
-                "strategies": {label: s.to_dict() for label, s in self.strategies.items()}}
+        return {
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "warnings": list(self.warnings),
+            "conventions": {
+                "std": "sample standard deviation over seeds (ddof=1); null for one seed",
+                "auc": "trapezoid area under metric vs labelled count / x range, per seed",
+                "labels_saved": "100 * (1 - used / baseline needed at equal mean metric); "
+                "null outside the baseline's curve; mean over cycles >= 1",
+            },
+            "strategies": {label: s.to_dict() for label, s in self.strategies.items()},
+        }
 
 
 def _jsonable(obj):
@@ -389,8 +437,10 @@ def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: st
     strategies = {label: _summarize_strategy(label, groups[label], metric, warnings) for label in sorted(groups)}
     _warn_unpaired(strategies, warnings)
     if baseline is not None and baseline not in strategies:
-        warnings.append(f"baseline {baseline!r} is not among the strategies ({', '.join(strategies)}); "
-                        "labels saved are not computed")
+        warnings.append(
+            f"baseline {baseline!r} is not among the strategies ({', '.join(strategies)}); "
+            "labels saved are not computed"
+        )
     elif baseline is not None:
         for s in strategies.values():
             _labels_saved(s, strategies[baseline])
@@ -404,19 +454,22 @@ def _paired_difference(s: StrategySummary, base: StrategySummary) -> None:
     if len(base.cycles) <= t:
         return
     at_t = dict(zip(base.seeds, base.metric_per_seed[:, t]))
-    s.paired_difference = np.array([s.metric_per_seed[i, t] - at_t.get(seed, np.nan)
-                                    for i, seed in enumerate(s.seeds)])
+    s.paired_difference = np.array([s.metric_per_seed[i, t] - at_t.get(seed, np.nan) for i, seed in enumerate(s.seeds)])
 
 
 def _check_metric(runs: list[Run], metric: str) -> None:
     available = sorted(set().union(*(run.metrics for run in runs)))
     if metric not in available:
-        raise ValueError(f"The 'metric' parameter must be one of the metrics the runs report: "
-                         f"{', '.join(available) or '(none)'}. Got {metric!r} instead.")
+        raise ValueError(
+            f"The 'metric' parameter must be one of the metrics the runs report: "
+            f"{', '.join(available) or '(none)'}. Got {metric!r} instead."
+        )
     lacking = [str(run.path) for run in runs if metric not in run.metrics]
     if lacking:
-        raise ValueError(f"metric {metric!r} is missing from {len(lacking)} run(s): {', '.join(lacking)}; "
-                         "choose a metric every run reports or leave those runs out")
+        raise ValueError(
+            f"metric {metric!r} is missing from {len(lacking)} run(s): {', '.join(lacking)}; "
+            "choose a metric every run reports or leave those runs out"
+        )
 
 
 def _summarize_strategy(label: str, runs: list[Run], metric: str, warnings: list[str]) -> StrategySummary:
@@ -428,15 +481,24 @@ def _summarize_strategy(label: str, runs: list[Run], metric: str, warnings: list
     values = np.stack([run.metrics[metric][:n] for run in runs])  # [S, C]
     images = np.stack([run.labelled_images[:n] for run in runs])
     boxes = np.stack([run.labelled_boxes[:n] for run in runs])
-    undefined = (lambda: np.full(n, np.nan))
+    undefined = lambda: np.full(n, np.nan)
     return StrategySummary(
-        label, [run.seed for run in runs], [run.path for run in runs], np.arange(n, dtype=np.int64),
-        *_mean_std(values), *_mean_std(images), *_mean_std(boxes),
+        label,
+        [run.seed for run in runs],
+        [run.path for run in runs],
+        np.arange(n, dtype=np.int64),
+        *_mean_std(values),
+        *_mean_std(images),
+        *_mean_std(boxes),
         auc_images=np.array([normalised_auc(x, y) for x, y in zip(images, values)]),
         auc_boxes=np.array([normalised_auc(x, y) for x, y in zip(boxes, values)]),
-        images_needed=undefined(), boxes_needed=undefined(),
-        images_saved_pct=undefined(), boxes_saved_pct=undefined(),
-        metric_per_seed=values.astype(np.float64), paired_difference=np.full(len(runs), np.nan))
+        images_needed=undefined(),
+        boxes_needed=undefined(),
+        images_saved_pct=undefined(),
+        boxes_saved_pct=undefined(),
+        metric_per_seed=values.astype(np.float64),
+        paired_difference=np.full(len(runs), np.nan),
+    )
 
 
 def _warn_unpaired(strategies: dict[str, StrategySummary], warnings: list[str]) -> None:
@@ -445,8 +507,10 @@ def _warn_unpaired(strategies: dict[str, StrategySummary], warnings: list[str]) 
         warnings.append(f"strategies were run with different seeds, so the comparison is not paired ({seeds})")
     if len({len(s.cycles) for s in strategies.values()}) > 1:
         cycles = ", ".join(f"{label}: {len(s.cycles)}" for label, s in strategies.items())
-        warnings.append(f"strategies cover different numbers of cycles ({cycles}); their AUCs and final metrics "
-                        "span different budgets and are not directly comparable")
+        warnings.append(
+            f"strategies cover different numbers of cycles ({cycles}); their AUCs and final metrics "
+            "span different budgets and are not directly comparable"
+        )
 
 
 def _labels_saved(s: StrategySummary, base: StrategySummary) -> None:
@@ -479,7 +543,7 @@ def _pct(value: float) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    cell = (lambda text: str(text).replace("|", "\\|"))
+    cell = lambda text: str(text).replace("|", "\\|")
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
 
@@ -487,29 +551,73 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def format_table(summary: Summary) -> str:
     """Markdown tables (pipes): one row per strategy, then one row per (strategy, cycle); then the warnings."""
     m, base = summary.metric, summary.baseline or "baseline"
-    header = ["strategy", "AUC (images)", "AUC (boxes)", f"final {m}", f"final - {base}, per seed",
-              f"images saved vs {base}", f"boxes saved vs {base}", "seeds"]
-    rows = [[label, _pm(*s.auc_images_mean_std), _pm(*s.auc_boxes_mean_std), _pm(*s.final_mean_std),
-             " / ".join("n/a" if np.isnan(d) else f"{d:+.4f}" for d in s.paired_difference) or "n/a",
-             _pct(s.mean_images_saved_pct), _pct(s.mean_boxes_saved_pct), str(len(s.seeds))]
-            for label, s in summary.strategies.items()]
-    cycle_header = ["strategy", "cycle", "labelled images", "labelled boxes", m,
-                    f"images saved vs {base}", f"boxes saved vs {base}"]
-    cycle_rows = [[label, str(t), _count(s.images_mean[t], s.images_std[t]), _count(s.boxes_mean[t], s.boxes_std[t]),
-                   _pm(s.metric_mean[t], s.metric_std[t]), _pct(s.images_saved_pct[t]), _pct(s.boxes_saved_pct[t])]
-                  for label, s in summary.strategies.items() for t in s.cycles]
-    saved = (f"Labels saved: 100 * (1 - used / needed by `{base}` to reach the same mean metric), mean over "
-             f"cycles >= 1; n/a outside {base}'s curve." if summary.baseline else "Labels saved: no baseline.")
-    lines = [f"Metric `{m}`, mean ± std over seeds (sample std). AUC: area under the metric vs labelled images "
-             f"(boxes) curve divided by its x range, per seed. {saved}",
-             "", *_table(header, rows), "", *_table(cycle_header, cycle_rows)]
+    header = [
+        "strategy",
+        "AUC (images)",
+        "AUC (boxes)",
+        f"final {m}",
+        f"final - {base}, per seed",
+        f"images saved vs {base}",
+        f"boxes saved vs {base}",
+        "seeds",
+    ]
+    rows = [
+        [
+            label,
+            _pm(*s.auc_images_mean_std),
+            _pm(*s.auc_boxes_mean_std),
+            _pm(*s.final_mean_std),
+            " / ".join("n/a" if np.isnan(d) else f"{d:+.4f}" for d in s.paired_difference) or "n/a",
+            _pct(s.mean_images_saved_pct),
+            _pct(s.mean_boxes_saved_pct),
+            str(len(s.seeds)),
+        ]
+        for label, s in summary.strategies.items()
+    ]
+    cycle_header = [
+        "strategy",
+        "cycle",
+        "labelled images",
+        "labelled boxes",
+        m,
+        f"images saved vs {base}",
+        f"boxes saved vs {base}",
+    ]
+    cycle_rows = [
+        [
+            label,
+            str(t),
+            _count(s.images_mean[t], s.images_std[t]),
+            _count(s.boxes_mean[t], s.boxes_std[t]),
+            _pm(s.metric_mean[t], s.metric_std[t]),
+            _pct(s.images_saved_pct[t]),
+            _pct(s.boxes_saved_pct[t]),
+        ]
+        for label, s in summary.strategies.items()
+        for t in s.cycles
+    ]
+    saved = (
+        f"Labels saved: 100 * (1 - used / needed by `{base}` to reach the same mean metric), mean over "
+        f"cycles >= 1; n/a outside {base}'s curve."
+        if summary.baseline
+        else "Labels saved: no baseline."
+    )
+    lines = [
+        f"Metric `{m}`, mean ± std over seeds (sample std). AUC: area under the metric vs labelled images "
+        f"(boxes) curve divided by its x range, per seed. {saved}",
+        "",
+        *_table(header, rows),
+        "",
+        *_table(cycle_header, cycle_rows),
+    ]
     if summary.warnings:
         lines += ["", "Warnings:", *(f"- {w}" for w in summary.warnings)]
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dirs, out_dir: str | os.PathLike, *, metric: str = "voc/mAP_area",
-                 baseline: str | None = "random") -> Summary:
+def write_report(
+    run_dirs, out_dir: str | os.PathLike, *, metric: str = "voc/mAP_area", baseline: str | None = "random"
+) -> Summary:
     """Load, summarise and write ``summary.json``, ``report.md`` and the two plots into ``out_dir``.
 
     ``summary.json`` is strict JSON (NaN written as null). Every file is written atomically.

@@ -13,9 +13,9 @@ writes. Tags and steps:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from numbers import Real
 from pathlib import Path
-from typing import Iterator
 
 from .al.rundir import RunDir
 from .engine import distributed as dist_utils
@@ -31,8 +31,9 @@ def require_tensorboard() -> None:
         import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it; importing it first names the culprit)
         import torch.utils.tensorboard  # noqa: F401
     except ImportError as error:
-        raise ImportError(f"TensorBoard logging needs the 'tensorboard' package, which is not installed: "
-                          f"{INSTALL_HINT}") from error
+        raise ImportError(
+            f"TensorBoard logging needs the 'tensorboard' package, which is not installed: {INSTALL_HINT}"
+        ) from error
 
 
 def summary_writer(log_dir: str | Path):
@@ -93,8 +94,9 @@ class TrainingScalars:
         self.writer.close()
 
 
-def log_cycle(run_dir: str | Path, cycle: int, metrics: dict, selection_stats: dict,
-              pseudo_stats: dict | None = None) -> None:
+def log_cycle(
+    run_dir: str | Path, cycle: int, metrics: dict, selection_stats: dict, pseudo_stats: dict | None = None
+) -> None:
     """Write one active-learning cycle's scalars to ``run_dir/tensorboard`` at step ``cycle`` (rank 0 only).
 
     Args:

@@ -28,8 +28,9 @@ from .models import EnsembleDetector, build_detector
 __all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_config"]
 
 
-def load_split(cfg: Config, split: str, *, check_images: bool = True,
-               deferred: list | None = None) -> DetectionDataset | None:
+def load_split(
+    cfg: Config, split: str, *, check_images: bool = True, deferred: list | None = None
+) -> DetectionDataset | None:
     """Read the ``train``/``val``/``test`` split named by the config (``None`` when the config has none).
 
     ``check_images=False`` skips opening every image header of a VOC or COCO split (YOLO needs the sizes, class
@@ -42,18 +43,24 @@ def load_split(cfg: Config, split: str, *, check_images: bool = True,
     if path is None:
         return None
     if not Path(path).exists():
-        raise config_error(cfg, f"{split}_data", f"{path} does not exist; give the path of the {split} split's "
-                           "annotations (a relative path is read from the config file's folder)")
+        raise config_error(
+            cfg,
+            f"{split}_data",
+            f"{path} does not exist; give the path of the {split} split's "
+            "annotations (a relative path is read from the config file's folder)",
+        )
     try:
         return _read_split(cfg, split, path, check_images, deferred)
     except DatasetError as exc:  # name the config file and key; the problems name the files inside the data
         sets = f" with 'voc_{split}_sets' {getattr(cfg, f'voc_{split}_sets')}" if cfg.data_format == "voc" else ""
-        raise DatasetError(exc.problems, f"{getattr(cfg, 'source', 'config')}: key '{split}_data' ({path}{sets})") \
-            from None
+        raise DatasetError(
+            exc.problems, f"{getattr(cfg, 'source', 'config')}: key '{split}_data' ({path}{sets})"
+        ) from None
 
 
-def _read_split(cfg: Config, split: str, path: str, check_images: bool,
-                deferred: list | None) -> DetectionDataset | None:
+def _read_split(
+    cfg: Config, split: str, path: str, check_images: bool, deferred: list | None
+) -> DetectionDataset | None:
     if cfg.data_format in CLASSIFICATION_FORMATS:
         options: dict[str, Any] = {} if cfg.class_names is None else {"class_names": cfg.class_names}
         if cfg.data_format == "cifar":
@@ -77,8 +84,9 @@ def _read_split(cfg: Config, split: str, path: str, check_images: bool,
 
         run = RunDir(cfg.out_dir)
         save = True if run.config.is_file() else deferred if deferred is not None else False
-        data = cached_index("coco", path, cache_dir=run.cache, scan=scan_coco_index, what=f"COCO file {path}",
-                            save=save, **options).dataset()
+        data = cached_index(
+            "coco", path, cache_dir=run.cache, scan=scan_coco_index, what=f"COCO file {path}", save=save, **options
+        ).dataset()
     else:
         data = read_dataset(cfg.data_format, path, **options)
     return without_bad_images(data, split) if cfg.bad_images == "skip" and check_images else data
@@ -98,8 +106,13 @@ def without_bad_images(data: DetectionDataset, split: str) -> DetectionDataset:
     bad = {int(p.location) for p in problems}
     shown = "\n".join(f"  {p.message}" for p in problems[:20])
     more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-    warnings.warn(DatasetWarning(f"bad_images: skip: left {len(bad)} of the {len(data)} images of the {split} split "
-                                 f"out, their files cannot be decoded:\n{shown}{more}"), stacklevel=2)
+    warnings.warn(
+        DatasetWarning(
+            f"bad_images: skip: left {len(bad)} of the {len(data)} images of the {split} split "
+            f"out, their files cannot be decoded:\n{shown}{more}"
+        ),
+        stacklevel=2,
+    )
     return data.subset([i for i in range(len(data)) if i not in bad])
 
 
@@ -109,8 +122,9 @@ def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
     try:
         if cfg.ensemble_size == 1:
             return build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
-        return EnsembleDetector([build_detector(cfg.detector, num_classes, **cfg.model_kwargs())
-                                 for _ in range(cfg.ensemble_size)])
+        return EnsembleDetector(
+            [build_detector(cfg.detector, num_classes, **cfg.model_kwargs()) for _ in range(cfg.ensemble_size)]
+        )
     except (TypeError, ValueError) as exc:  # a builder keyword from the config: name the file and the key
         raise config_error(cfg, _builder_key(str(exc)), str(exc)) from None
 
@@ -133,20 +147,29 @@ def check_classification_labels(cfg: Config, data: DetectionDataset | None, spli
         return
     bad = [r.image_id for r in data.records if r.num_boxes != 1]
     if bad:
-        raise config_error(cfg, f"{split}_data", f"the {split} split ({getattr(cfg, f'{split}_data')}) has {len(bad)} "
-                           f"image(s) without exactly one label (e.g. {bad[:3]}); detector 'classifier' needs one "
-                           "class label per image: use data_format imagefolder/cifar, or give each image one "
-                           "whole-image box")
+        raise config_error(
+            cfg,
+            f"{split}_data",
+            f"the {split} split ({getattr(cfg, f'{split}_data')}) has {len(bad)} "
+            f"image(s) without exactly one label (e.g. {bad[:3]}); detector 'classifier' needs one "
+            "class label per image: use data_format imagefolder/cifar, or give each image one "
+            "whole-image box",
+        )
 
 
 def _check_same_classes(cfg: Config, train: DetectionDataset, other: DetectionDataset | None, split: str) -> None:
     if other is not None and other.class_names != train.class_names:
-        raise config_error(cfg, f"{split}_data", f"the {split} split's classes {other.class_names} differ from the "
-                           f"training split's {train.class_names}; both must list the same classes in the same order")
+        raise config_error(
+            cfg,
+            f"{split}_data",
+            f"the {split} split's classes {other.class_names} differ from the "
+            f"training split's {train.class_names}; both must list the same classes in the same order",
+        )
 
 
-def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = True) -> tuple[torch.nn.Module,
-                                                                                           TrainResult]:
+def train_from_config(
+    cfg: Config, *, resume: bool = False, progress: bool = True
+) -> tuple[torch.nn.Module, TrainResult]:
     """Train on the config's train split (validating on ``val_data`` when set) and write ``out_dir``."""
     device = dist_utils.resolve_device(cfg.device)
     dist_utils.init_distributed(device)
@@ -161,19 +184,35 @@ def train_from_config(cfg: Config, *, resume: bool = False, progress: bool = Tru
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
     try:
-        result = cfg.trainer()(model, train, val_set=val, options=cfg.train_options(), out_dir=out, device=device,
-                                resume=resume, progress=progress)
+        result = cfg.trainer()(
+            model,
+            train,
+            val_set=val,
+            options=cfg.train_options(),
+            out_dir=out,
+            device=device,
+            resume=resume,
+            progress=progress,
+        )
     except ImageDecodeError as exc:
         if exc.path is None:
             raise
-        raise ImageDecodeError(exc.path, f"{exc.reason}. Training stopped with its finished epochs saved in {out}; "
-                               "after fixing the file, `activedet train CONFIG --resume` continues from there"
-                               ) from None
+        raise ImageDecodeError(
+            exc.path,
+            f"{exc.reason}. Training stopped with its finished epochs saved in {out}; "
+            "after fixing the file, `activedet train CONFIG --resume` continues from there",
+        ) from None
     return model, result
 
 
-def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, checkpoint: str | Path | None = None,
-                         split: str = "test", progress: bool = True) -> dict[str, Any]:
+def evaluate_from_config(
+    cfg: Config,
+    model: torch.nn.Module | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    split: str = "test",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Evaluate ``model`` (or the weights in ``checkpoint``) on a split with the config's metrics.
 
     Writes ``out_dir/metrics_{split}.json`` (rank 0) and returns the metrics dict, which also holds
@@ -183,11 +222,18 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
     dist_utils.init_distributed(device)
     data = load_split(cfg, split)
     if data is None:
-        raise config_error(cfg, f"{split}_data", f"the config has no {split} split: set '{split}_data'"
-                           + (f" and 'voc_{split}_sets'" if cfg.data_format == "voc" else ""))
+        raise config_error(
+            cfg,
+            f"{split}_data",
+            f"the config has no {split} split: set '{split}_data'"
+            + (f" and 'voc_{split}_sets'" if cfg.data_format == "voc" else ""),
+        )
     if len(data) == 0:
-        raise config_error(cfg, f"{split}_data", f"the {split} split ({getattr(cfg, f'{split}_data')}) has no images; "
-                           "evaluation needs some")
+        raise config_error(
+            cfg,
+            f"{split}_data",
+            f"the {split} split ({getattr(cfg, f'{split}_data')}) has no images; evaluation needs some",
+        )
     if model is None:
         model = build_model(cfg, data.num_classes)
         model.load_state_dict(load_checkpoint(checkpoint)["model"])
@@ -203,23 +249,38 @@ def evaluate_from_config(cfg: Config, model: torch.nn.Module | None = None, *, c
 
 
 # keys that may differ when a run directory is continued: they change how (or how far), not what, is computed
-RESUMABLE_KEYS = frozenset({"device", "num_workers", "log_every", "eval_batch_size", "out_dir", "cycles",
-                            "max_labelled", "keep_checkpoints", "export_format", "export_images",
-                            "export_min_score", "labelstudio_url_prefix", "labelstudio_document_root",
-                            "epoch_checkpoints"})
+RESUMABLE_KEYS = frozenset(
+    {
+        "device",
+        "num_workers",
+        "log_every",
+        "eval_batch_size",
+        "out_dir",
+        "cycles",
+        "max_labelled",
+        "keep_checkpoints",
+        "export_format",
+        "export_images",
+        "export_min_score",
+        "labelstudio_url_prefix",
+        "labelstudio_document_root",
+        "epoch_checkpoints",
+    }
+)
 
 
 def config_defaults() -> dict[str, Any]:
     """Every config key's default (``train_data`` has none and is left out)."""
-    return {name: f.get_default(call_default_factory=True) for name, f in Config.model_fields.items()
-            if not f.is_required()}
+    return {
+        name: f.get_default(call_default_factory=True) for name, f in Config.model_fields.items() if not f.is_required()
+    }
 
 
 def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> DetectionDataset:
     """``pool`` followed by every image under ``folder`` (recursively, sorted; ids = relative paths without the
     suffix), unlabelled: no boxes until people label them."""
-    from .interop import export_file_name
     from .data.validate import read_image_size
+    from .interop import export_file_name
 
     if folder is None:
         return pool
@@ -236,8 +297,10 @@ def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> Detect
             continue
         name = export_file_name(image_id, "")  # the name annotation tools get: sub-folders flattened
         if exported.setdefault(name, path) != path:
-            problems.append(f"{path}: would be exported for labelling under the same name as {exported[name]} "
-                            f"({name!r}: a '/' becomes '__'); rename one of them")
+            problems.append(
+                f"{path}: would be exported for labelling under the same name as {exported[name]} "
+                f"({name!r}: a '/' becomes '__'); rename one of them"
+            )
             continue
         size, problem = read_image_size(path, str(path))
         if problem is not None:
@@ -260,12 +323,17 @@ def check_run_dir(cfg: Config, run_dir: Path) -> None:
     defaults = config_defaults()
     saved = {**{k: v for k, v in defaults.items() if k not in RESUMABLE_KEYS}, **json.loads(saved_path.read_text())}
     current = cfg.to_dict()
-    diffs = [f"'{k}' is {saved.get(k)!r} there but {current.get(k)!r} here" for k in sorted(set(saved) | set(current))
-             if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)]
+    diffs = [
+        f"'{k}' is {saved.get(k)!r} there but {current.get(k)!r} here"
+        for k in sorted(set(saved) | set(current))
+        if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)
+    ]
     if diffs:
-        raise ValueError(f"{getattr(cfg, 'source', 'config')}: run directory {run_dir} was started with a different "
-                         f"config: {'; '.join(diffs[:8])}. Use a new out_dir for a new experiment, or `activedet resume "
-                         f"{run_dir}` to continue it with its own config")
+        raise ValueError(
+            f"{getattr(cfg, 'source', 'config')}: run directory {run_dir} was started with a different "
+            f"config: {'; '.join(diffs[:8])}. Use a new out_dir for a new experiment, or `activedet resume "
+            f"{run_dir}` to continue it with its own config"
+        )
 
 
 def check_strategy_supported(strategy, model: torch.nn.Module, detector: str) -> None:
@@ -276,8 +344,10 @@ def check_strategy_supported(strategy, model: torch.nn.Module, detector: str) ->
         missing = sorted(set(stage.needs) - set(provides))
         if missing:
             what = f"strategy '{strategy.name}'" + (f" (stage '{stage.name}')" if stage is not strategy else "")
-            raise ValueError(f"{what} needs {missing} from the detector, but '{detector}' provides only "
-                             f"{sorted(provides)}; choose another detector or strategy")
+            raise ValueError(
+                f"{what} needs {missing} from the detector, but '{detector}' provides only "
+                f"{sorted(provides)}; choose another detector or strategy"
+            )
 
 
 def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress: bool = True):
@@ -302,8 +372,12 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
         except ValueError as exc:
             raise config_error(cfg, "unlabelled_data", str(exc)) from None
     if test is None or len(test) == 0:
-        raise config_error(cfg, "test_data", "an active-learning run needs a non-empty test split: set 'test_data'"
-                           + (" and 'voc_test_sets'" if cfg.data_format == "voc" else ""))
+        raise config_error(
+            cfg,
+            "test_data",
+            "an active-learning run needs a non-empty test split: set 'test_data'"
+            + (" and 'voc_test_sets'" if cfg.data_format == "voc" else ""),
+        )
     _check_same_classes(cfg, pool, test, "test")
     _check_same_classes(cfg, pool, val, "val")
     for data, split in ((pool, "train"), (test, "test"), (val, "val")):
@@ -325,24 +399,44 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
         for save in deferred:
             save()
     dist_utils.barrier()
-    export = BatchExport(cfg.export_format, cfg.export_images, {
-        "min_score": cfg.export_min_score, "labelstudio_url_prefix": cfg.labelstudio_url_prefix,
-        "labelstudio_document_root": cfg.labelstudio_document_root})
-    run = ActiveLearningRun(run_dir=run_dir, pool=pool, test=test, val=val,
-                            build_model=lambda: build_model(cfg, pool.num_classes), strategy=strategy,
-                            options=options, train_options=cfg.train_options(), trainer=cfg.trainer(),
-                            pseudo_labels=cfg.pseudo_label_options(), metrics=tuple(cfg.metrics),
-                            metric_options=cfg.evaluation_options(),
-                            device=device, batch_size=cfg.eval_batch_size, progress=progress,
-                            oracle=(HumanOracle if cfg.oracle == "human" else SimulatedOracle)(pool, export=export),
-                            initial=initial)
+    export = BatchExport(
+        cfg.export_format,
+        cfg.export_images,
+        {
+            "min_score": cfg.export_min_score,
+            "labelstudio_url_prefix": cfg.labelstudio_url_prefix,
+            "labelstudio_document_root": cfg.labelstudio_document_root,
+        },
+    )
+    run = ActiveLearningRun(
+        run_dir=run_dir,
+        pool=pool,
+        test=test,
+        val=val,
+        build_model=lambda: build_model(cfg, pool.num_classes),
+        strategy=strategy,
+        options=options,
+        train_options=cfg.train_options(),
+        trainer=cfg.trainer(),
+        pseudo_labels=cfg.pseudo_label_options(),
+        metrics=tuple(cfg.metrics),
+        metric_options=cfg.evaluation_options(),
+        device=device,
+        batch_size=cfg.eval_batch_size,
+        progress=progress,
+        oracle=(HumanOracle if cfg.oracle == "human" else SimulatedOracle)(pool, export=export),
+        initial=initial,
+    )
     try:
         return run.run()
     except ImageDecodeError as exc:  # every finished stage is on disk (training: up to its last epoch)
         if exc.path is None:
             raise
-        raise ImageDecodeError(exc.path, f"{exc.reason}. The run stopped with every finished stage saved; after "
-                               f"fixing the file, `activedet resume {run_dir}` continues from there") from None
+        raise ImageDecodeError(
+            exc.path,
+            f"{exc.reason}. The run stopped with every finished stage saved; after "
+            f"fixing the file, `activedet resume {run_dir}` continues from there",
+        ) from None
 
 
 def resume_run(run_dir: str | Path, *, overrides: list[str] | None = None, progress: bool = True):
@@ -376,11 +470,17 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     elif lines and lines[-1]["cycle"] == t and not selection.is_file():
         state = "finished" if run.cycle(t).metrics.is_file() else "running"
     last = lines[-1] if lines else None
-    return {"run_dir": str(run_dir), "cycle": t, "state": state, "labelled_images": int(len(ledger.labelled())),
-            "labelled_boxes": last["labelled_boxes"] if last and last["cycle"] == t else None,
-            "pending": pending, "query_folder": str(query) if pending else None,
-            "imports": len(load_import_records(run_dir)),
-            "last_metrics": {"cycle": last["cycle"], **last["metrics"]} if last else None}
+    return {
+        "run_dir": str(run_dir),
+        "cycle": t,
+        "state": state,
+        "labelled_images": int(len(ledger.labelled())),
+        "labelled_boxes": last["labelled_boxes"] if last and last["cycle"] == t else None,
+        "pending": pending,
+        "query_folder": str(query) if pending else None,
+        "imports": len(load_import_records(run_dir)),
+        "last_metrics": {"cycle": last["cycle"], **last["metrics"]} if last else None,
+    }
 
 
 def run_pool(cfg: Config, *, check_images: bool = True) -> DetectionDataset | None:
@@ -390,8 +490,14 @@ def run_pool(cfg: Config, *, check_images: bool = True) -> DetectionDataset | No
     return with_unlabelled_images(pool, cfg.unlabelled_data) if cfg.oracle == "human" and pool is not None else pool
 
 
-def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto", annotator: str | None = None,
-                    empty_means_labelled: bool = False):
+def import_into_run(
+    run_dir: str | Path,
+    file: str | Path,
+    *,
+    fmt: str = "auto",
+    annotator: str | None = None,
+    empty_means_labelled: bool = False,
+):
     """Validate the labels in ``file`` against the run's pending batch and commit them (one import record).
 
     Raises ``ValueError`` (nothing merged) when the run awaits no labels, the file is malformed, or any image, class
@@ -404,13 +510,22 @@ def import_into_run(run_dir: str | Path, file: str | Path, *, fmt: str = "auto",
     status = run_status(run_dir)
     exported = run.cycle(status["cycle"]).query_batch
     if not exported.is_file():  # (a complete batch still takes the same labels again: nothing changes)
-        raise ValueError(f"{run_dir} is not awaiting labels (state: {status['state']}, cycle {status['cycle']}); "
-                         f"`activedet query {run_dir}` exports the next batch to label")
+        raise ValueError(
+            f"{run_dir} is not awaiting labels (state: {status['state']}, cycle {status['cycle']}); "
+            f"`activedet query {run_dir}` exports the next batch to label"
+        )
     cfg = load_config(run.config)
     pool = run_pool(cfg)
     t = status["cycle"]
     picks = json.loads(run.cycle(t).selection.read_text())["picks"]
     sizes = {r.image_id: (r.width, r.height) for r in pool.records}
     labels = read_labels(fmt, file, pool.class_names, sizes=sizes, empty_means_labelled=empty_means_labelled)
-    return import_labels(run_dir, labels, cycle=t, batch=[p["image_id"] for p in picks], pool=pool,
-                         clip_tolerance=cfg.clip_tolerance, annotator=annotator)
+    return import_labels(
+        run_dir,
+        labels,
+        cycle=t,
+        batch=[p["image_id"] for p in picks],
+        pool=pool,
+        clip_tolerance=cfg.clip_tolerance,
+        annotator=annotator,
+    )

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_training import parse_variant
 
 from activedet.data import read_coco, read_imagefolder
 from activedet.engine.checkpoint import load_checkpoint
@@ -46,7 +47,6 @@ from activedet.engine.inference import iter_predictions
 from activedet.models import EnsembleDetector, build_detector
 from activedet.strategies import STRATEGIES, get_strategy
 from activedet.strategies.base import ScoredPool, ScoringContext, SelectionInput, shortlist
-from bench_training import parse_variant
 
 
 def load(args, detector: str | None = None):
@@ -98,16 +98,19 @@ def throughput(args) -> None:
     indices = indices_for(pool, args.images)
     run = lambda fields: iter_predictions(model, pool, indices, batch_size=args.batch_size, fields=fields)
     plain = timed(lambda: [None for _ in run(())], args.repeats)
-    print(f"{args.detector}/{args.backbone} {args.size}px, {len(indices)} images, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"{args.detector}/{args.backbone} {args.size}px, {len(indices)} images, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"{'plain inference':<20s} {len(indices) / plain:8.1f} img/s  1.00x")
     for other in args.compare_detectors or []:  # plain inference of another detector with the same backbone
         other, _, weights = other.partition("=")
         _, reference = load(args, other)
         if weights:
             reference.load_state_dict(load_checkpoint(weights)["model"])
-        seconds = timed(lambda: [None for _ in iter_predictions(reference, pool, indices, batch_size=args.batch_size)],
-                        args.repeats)
+        seconds = timed(
+            lambda: [None for _ in iter_predictions(reference, pool, indices, batch_size=args.batch_size)], args.repeats
+        )
         print(f"{'plain ' + other:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x")
     for name in args.strategies or sorted(STRATEGIES):
         strategy = get_strategy(name, **({"passes": args.passes} if name == "mc_dropout" else {}))
@@ -122,8 +125,13 @@ def throughput(args) -> None:
             started = time.perf_counter()
             provider = strategy.predictor(model, scoring_context(args, pool))
             setup = f"  + {time.perf_counter() - started:.1f} s set-up per query"
-            stream = lambda: iter_predictions(provider, pool, indices, batch_size=args.batch_size,  # noqa: E731
-                                              fields=strategy.needs)
+            stream = lambda: iter_predictions(
+                provider,
+                pool,
+                indices,
+                batch_size=args.batch_size,  # noqa: E731
+                fields=strategy.needs,
+            )
             seconds = timed(lambda: ScoredPool.collect(stream(), strategy), args.repeats)
             print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x{setup}")
             continue
@@ -133,15 +141,18 @@ def throughput(args) -> None:
             print(f"{name:<20s} skipped: {exc}")
             continue
         stages = f" ({len(strategy.stages)} stages, budget {args.budget})" if strategy.then is not None else ""
-        print(f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x  "
-              f"needs={sorted(set().union(*(s.needs for s in strategy.stages)))}{stages}")
+        print(
+            f"{name:<20s} {len(indices) / seconds:8.1f} img/s  {plain / seconds:.2f}x  "
+            f"needs={sorted(set().union(*(s.needs for s in strategy.stages)))}{stages}"
+        )
 
 
 def scoring_context(args, pool) -> ScoringContext:
     """The labelled and validation images a strategy with ``needs_val`` (influence) uses."""
     val = read_split(args, "val")
-    return ScoringContext(labelled=pool.subset(range(args.labelled)), val=val.subset(range(min(args.val_images,
-                                                                                                len(val)))), seed=0)
+    return ScoringContext(
+        labelled=pool.subset(range(args.labelled)), val=val.subset(range(min(args.val_images, len(val)))), seed=0
+    )
 
 
 def score_chain(strategy, model, pool, indices, args) -> ScoredPool:
@@ -159,10 +170,26 @@ def score_chain(strategy, model, pool, indices, args) -> ScoredPool:
 
 def peak_rss(args) -> None:
     for count in args.rss:
-        out = subprocess.run([sys.executable, __file__, "--data", args.data, "--detector", args.detector,
-                              "--backbone", args.backbone, "--size", str(args.size), "--rss-child", str(count)]
-                             + (["--checkpoint", args.checkpoint] if args.checkpoint else []),
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--data",
+                args.data,
+                "--detector",
+                args.detector,
+                "--backbone",
+                args.backbone,
+                "--size",
+                str(args.size),
+                "--rss-child",
+                str(count),
+            ]
+            + (["--checkpoint", args.checkpoint] if args.checkpoint else []),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         print(out.stdout.strip())
 
 
@@ -171,12 +198,15 @@ def rss_child(args) -> None:
     strategy = get_strategy("hybrid")  # entropy scores + embeddings: the most per-image state kept
     indices = indices_for(pool, args.rss_child)
     started = time.perf_counter()
-    scored = ScoredPool.collect(iter_predictions(model, pool, indices, batch_size=args.batch_size,
-                                                 fields=strategy.needs), strategy)
+    scored = ScoredPool.collect(
+        iter_predictions(model, pool, indices, batch_size=args.batch_size, fields=strategy.needs), strategy
+    )
     seconds = time.perf_counter() - started
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"pool of {len(indices):6d} images: peak RSS {rss_mb:7.1f} MB, scored in {seconds:6.1f} s, "
-          f"kept {scored.embeddings.nbytes / 1024:.0f} kB of embeddings + {scored.scores.nbytes / 1024:.0f} kB scores")
+    print(
+        f"pool of {len(indices):6d} images: peak RSS {rss_mb:7.1f} MB, scored in {seconds:6.1f} s, "
+        f"kept {scored.embeddings.nbytes / 1024:.0f} kB of embeddings + {scored.scores.nbytes / 1024:.0f} kB scores"
+    )
 
 
 def main() -> None:
@@ -185,22 +215,39 @@ def main() -> None:
     parser.add_argument("--detector", default="retinanet")
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--format", choices=["coco", "imagefolder"], default="coco",
-                        help="coco: DATA/annotations/{train,val}.json; imagefolder: DATA/{train,val}/ (classifiers)")
+    parser.add_argument(
+        "--format",
+        choices=["coco", "imagefolder"],
+        default="coco",
+        help="coco: DATA/annotations/{train,val}.json; imagefolder: DATA/{train,val}/ (classifiers)",
+    )
     parser.add_argument("--checkpoint", help="trained weights (a checkpoint of `activedet train` for this detector)")
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--strategies", nargs="*", help="strategies to time (default: every one the detector serves)")
-    parser.add_argument("--compare-detectors", nargs="*", metavar="NAME[=CHECKPOINT]",
-                        help="also time plain inference of these detectors (same backbone and size; untrained "
-                             "unless a checkpoint is given)")
+    parser.add_argument(
+        "--compare-detectors",
+        nargs="*",
+        metavar="NAME[=CHECKPOINT]",
+        help="also time plain inference of these detectors (same backbone and size; untrained "
+        "unless a checkpoint is given)",
+    )
     parser.add_argument("--dropout", type=float, default=0.0, help="head dropout of --detector (for mc_dropout)")
     parser.add_argument("--passes", type=int, default=20, help="MC-dropout passes")
-    parser.add_argument("--budget", type=int, default=100,
-                        help="images per query: a chained strategy's later stages score its shortlist for it")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="another builder keyword of --detector, e.g. separable=false")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=100,
+        help="images per query: a chained strategy's later stages score its shortlist for it",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another builder keyword of --detector, e.g. separable=false",
+    )
     parser.add_argument("--ensemble-size", type=int, default=1, help="members of --detector (for ensemble)")
     parser.add_argument("--labelled", type=int, default=200, help="labelled images of a strategy with needs_val")
     parser.add_argument("--val-images", type=int, default=500, help="validation images of a strategy with needs_val")

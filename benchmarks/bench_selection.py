@@ -54,17 +54,18 @@ def make_embeddings(kind: str, n: int, dim: int, rng: np.random.Generator) -> np
     out = np.empty((n, dim), np.float32)
     if kind == "isotropic":
         for lo in range(0, n, 1 << 16):
-            out[lo:lo + (1 << 16)] = rng.standard_normal((min(n - lo, 1 << 16), dim), dtype=np.float32)
+            out[lo : lo + (1 << 16)] = rng.standard_normal((min(n - lo, 1 << 16), dim), dtype=np.float32)
         return out
     n_clusters, rank = 1000, 16
     centres = rng.standard_normal((n_clusters, dim), dtype=np.float32)
     spreads = rng.standard_normal((n_clusters, rank, dim), dtype=np.float32) * (0.25 / np.sqrt(rank))
     labels = rng.choice(n_clusters, size=n, p=rng.dirichlet(np.ones(n_clusters)))
     for lo in range(0, n, 1 << 12):
-        lab = labels[lo:lo + (1 << 12)]
+        lab = labels[lo : lo + (1 << 12)]
         coef = rng.standard_normal((len(lab), 1, rank), dtype=np.float32)
-        out[lo:lo + len(lab)] = (centres[lab] + (coef @ spreads[lab])[:, 0]
-                                 + 0.02 * rng.standard_normal((len(lab), dim), dtype=np.float32))
+        out[lo : lo + len(lab)] = (
+            centres[lab] + (coef @ spreads[lab])[:, 0] + 0.02 * rng.standard_normal((len(lab), dim), dtype=np.float32)
+        )
     return out
 
 
@@ -82,8 +83,9 @@ def _rss_mib(field: str) -> float:
     return float("nan")
 
 
-def run_case(strategy: str, options: dict, data: str, n: int, budget: int, n_labelled: int, dim: int,
-             seed: int) -> dict:
+def run_case(
+    strategy: str, options: dict, data: str, n: int, budget: int, n_labelled: int, dim: int, seed: int
+) -> dict:
     rng = np.random.default_rng(seed)
     both = make_embeddings(data, n + n_labelled, dim, rng)
     pool_emb, lab_emb = both[:n], both[n:]
@@ -100,10 +102,20 @@ def run_case(strategy: str, options: dict, data: str, n: int, budget: int, n_lab
             break
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert len(set(picks)) == len(picks) == min(budget, n)
-    return {"strategy": strategy, "options": options, "data": data, "N": n, "D": dim, "L": n_labelled,
-            "B": budget, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
-            "load": round(os.getloadavg()[0], 1), "base_rss_mib": round(base),
-            "peak_rss_mib": round(_rss_mib("VmHWM"))}
+    return {
+        "strategy": strategy,
+        "options": options,
+        "data": data,
+        "N": n,
+        "D": dim,
+        "L": n_labelled,
+        "B": budget,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "load": round(os.getloadavg()[0], 1),
+        "base_rss_mib": round(base),
+        "peak_rss_mib": round(_rss_mib("VmHWM")),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,23 +130,59 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.strategy:
-        print(json.dumps(run_case(args.strategy, json.loads(args.options), args.data, args.n, args.budget,
-                                  args.labelled, args.dim, args.seed)), flush=True)
+        print(
+            json.dumps(
+                run_case(
+                    args.strategy,
+                    json.loads(args.options),
+                    args.data,
+                    args.n,
+                    args.budget,
+                    args.labelled,
+                    args.dim,
+                    args.seed,
+                )
+            ),
+            flush=True,
+        )
         return
-    print(f"{'strategy':<9} {'options':<22} {'data':<9} {'N':>9} {'L':>6} {'B':>6} {'seconds':>8} {'cpu s':>7} "
-          f"{'load':>5} {'base RSS MiB':>12} {'peak RSS MiB':>12}", flush=True)
+    print(
+        f"{'strategy':<9} {'options':<22} {'data':<9} {'N':>9} {'L':>6} {'B':>6} {'seconds':>8} {'cpu s':>7} "
+        f"{'load':>5} {'base RSS MiB':>12} {'peak RSS MiB':>12}",
+        flush=True,
+    )
     for strategy, options, data, n, budget in DEFAULT_CASES:
-        cmd = [sys.executable, __file__, "--strategy", strategy, "--options", json.dumps(options), "--data", data,
-               "--n", str(n), "--budget", str(budget), "--labelled", str(args.labelled), "--dim",
-               str(args.dim), "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--strategy",
+            strategy,
+            "--options",
+            json.dumps(options),
+            "--data",
+            data,
+            "--n",
+            str(n),
+            "--budget",
+            str(budget),
+            "--labelled",
+            str(args.labelled),
+            "--dim",
+            str(args.dim),
+            "--seed",
+            str(args.seed),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(f"{strategy} {options} {data} N={n}: failed\n{out.stderr[-2000:]}", flush=True)
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{strategy:<9} {json.dumps(options):<22} {data:<9} {n:>9} {r['L']:>6} {budget:>6} "
-              f"{r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} {r['load']:>5} {r['base_rss_mib']:>12} "
-              f"{r['peak_rss_mib']:>12}", flush=True)
+        print(
+            f"{strategy:<9} {json.dumps(options):<22} {data:<9} {n:>9} {r['L']:>6} {budget:>6} "
+            f"{r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} {r['load']:>5} {r['base_rss_mib']:>12} "
+            f"{r['peak_rss_mib']:>12}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     pool = read_coco(Path(args.data) / "annotations" / "train.json", image_root=args.data)
-    print(f"{args.backbone} {args.size}px, batch {args.batch_size}, {args.steps} timed steps, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"{args.backbone} {args.size}px, batch {args.batch_size}, {args.steps} timed steps, "
+        f"{torch.get_num_threads()} threads"
+    )
     reference = None
     for text in args.variant:
         name, options = parse_variant(text)

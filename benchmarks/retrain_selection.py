@@ -46,15 +46,26 @@ def main() -> None:
         model = build_model(cfg, pool.num_classes)
         options = replace(cfg.train_options(), seed=derive_seed(seed, args.cycle, "train"))
         started = time.perf_counter()
-        cfg.trainer()(model, pool.subset(labelled), unlabelled=pool.subset(np.setdiff1d(np.arange(len(pool)),
-                                                                                        labelled)),
-                      options=options, device=device, progress=False)
+        cfg.trainer()(
+            model,
+            pool.subset(labelled),
+            unlabelled=pool.subset(np.setdiff1d(np.arange(len(pool)), labelled)),
+            options=options,
+            device=device,
+            progress=False,
+        )
         seconds = time.perf_counter() - started
-        metrics = evaluate(test, predict_dataset(model, test, device=device, batch_size=cfg.eval_batch_size),
-                           metrics=tuple(cfg.metrics))
+        metrics = evaluate(
+            test,
+            predict_dataset(model, test, device=device, batch_size=cfg.eval_batch_size),
+            metrics=tuple(cfg.metrics),
+        )
         boxes = sum(pool.records[i].num_boxes for i in labelled)
-        print(f"{run_dir} cycle {args.cycle}: {len(labelled)} images, {boxes} boxes, trained by {args.config} in "
-              f"{seconds:.0f} s: {args.metric} {metrics[args.metric]:.4f}", flush=True)
+        print(
+            f"{run_dir} cycle {args.cycle}: {len(labelled)} images, {boxes} boxes, trained by {args.config} in "
+            f"{seconds:.0f} s: {args.metric} {metrics[args.metric]:.4f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

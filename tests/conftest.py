@@ -14,8 +14,9 @@ from activedet.data.records import DetectionDataset, ImageRecord
 torch.set_num_threads(2)
 
 
-def make_toy_dataset(root: Path, n_images: int = 8, size: tuple[int, int] = (96, 80), seed: int = 0,
-                     empty_every: int = 4) -> DetectionDataset:
+def make_toy_dataset(
+    root: Path, n_images: int = 8, size: tuple[int, int] = (96, 80), seed: int = 0, empty_every: int = 4
+) -> DetectionDataset:
     """Images of ``size`` (w, h) with 0-3 filled squares: red = label 1 ("red"), blue = label 2 ("blue").
 
     Every ``empty_every``-th image has no object. Deterministic from ``seed``.
@@ -33,13 +34,21 @@ def make_toy_dataset(root: Path, n_images: int = 8, size: tuple[int, int] = (96,
             side = int(rng.integers(14, 30))
             x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
             label = int(rng.integers(1, 3))
-            canvas[y:y + side, x:x + side] = (220, 30, 30) if label == 1 else (30, 30, 220)
+            canvas[y : y + side, x : x + side] = (220, 30, 30) if label == 1 else (30, 30, 220)
             boxes.append([x, y, x + side, y + side])
             labels.append(label)
         path = root / f"img_{i:03d}.png"
         Image.fromarray(canvas).save(path)
-        records.append(ImageRecord(f"img_{i:03d}", path, width, height, np.array(boxes, np.float32).reshape(-1, 4),
-                                   np.array(labels, np.int64)))
+        records.append(
+            ImageRecord(
+                f"img_{i:03d}",
+                path,
+                width,
+                height,
+                np.array(boxes, np.float32).reshape(-1, 4),
+                np.array(labels, np.int64),
+            )
+        )
     return DetectionDataset(records, ["red", "blue"], root=root)
 
 
@@ -68,6 +77,7 @@ def untrained_checkpoint(cfg: dict, tmp_path: Path) -> tuple[Path, Path]:
     path.write_text(yaml.safe_dump(cfg))
     torch.manual_seed(0)
     config = load_config(path)
-    torch.save({"model": build_model(config, load_split(config, "train").num_classes).state_dict()},
-               tmp_path / "model.pt")
+    torch.save(
+        {"model": build_model(config, load_split(config, "train").num_classes).state_dict()}, tmp_path / "model.pt"
+    )
     return path, tmp_path / "model.pt"

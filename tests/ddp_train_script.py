@@ -23,8 +23,18 @@ def main(out_dir: str) -> None:
     torch.manual_seed(0)
     # group norm: batch statistics would differ between 1 process x 4 images and 2 processes x 2 images
     model = build_detector("retinanet", 2, backbone="tiny", norm="group", min_size=96, max_size=96)
-    options = TrainOptions(epochs=2, batch_size=4, optimizer="sgd", lr=0.01, warmup_iters=2, lr_steps=[100],
-                           hflip_prob=0.5, amp=False, seed=0, log_every=1)
+    options = TrainOptions(
+        epochs=2,
+        batch_size=4,
+        optimizer="sgd",
+        lr=0.01,
+        warmup_iters=2,
+        lr_steps=[100],
+        hflip_prob=0.5,
+        amp=False,
+        seed=0,
+        log_every=1,
+    )
     train_detector(model, data, val_set=data, options=options, out_dir=out / "run", device="cpu", progress=False)
     predictions = predict_dataset(model, data, device="cpu", batch_size=3)
     if dist_utils.is_main_process():

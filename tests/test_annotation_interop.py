@@ -12,26 +12,29 @@ from PIL import Image
 
 from activedet.al.annotation import read_labels as read_run_labels
 from activedet.al.export import export_batch
-from activedet.interop import export_file_name, image_id_from_name, read_labels
 from activedet.data.records import DatasetError, DetectionDataset, ImageRecord
 from activedet.data.voc import write_voc
+from activedet.interop import export_file_name, image_id_from_name, read_labels
 from activedet.models.outputs import Detections
 
 CLASSES = ["cat", "dog", "person"]
 IDS = {"setB/x": (200, 100), "x": (64, 48), "a__b": (10, 10), "img.v2": (10, 10)}
 
 
-@pytest.mark.parametrize("name, image_id", [
-    ("setB__x.jpg", "setB/x"),  # the exported name of a sub-folder image
-    ("images/setB__x.jpg", "setB/x"),
-    ("obj_train_data/setB__x.txt", "setB/x"),
-    ("labels/train/setB/x.txt", "setB/x"),  # folders kept
-    ("/data/local-files/?d=unlabelled/setB/x.jpg", "setB/x"),
-    ("http://host/x.jpg", "x"),
-    ("a__b.png", "a__b"),  # an id that holds "__" itself
-    ("img.v2.jpg", "img.v2"),
-    ("other.jpg", "other"),  # no such image: the stem (the import then names it)
-])
+@pytest.mark.parametrize(
+    "name, image_id",
+    [
+        ("setB__x.jpg", "setB/x"),  # the exported name of a sub-folder image
+        ("images/setB__x.jpg", "setB/x"),
+        ("obj_train_data/setB__x.txt", "setB/x"),
+        ("labels/train/setB/x.txt", "setB/x"),  # folders kept
+        ("/data/local-files/?d=unlabelled/setB/x.jpg", "setB/x"),
+        ("http://host/x.jpg", "x"),
+        ("a__b.png", "a__b"),  # an id that holds "__" itself
+        ("img.v2.jpg", "img.v2"),
+        ("other.jpg", "other"),  # no such image: the stem (the import then names it)
+    ],
+)
 def test_image_id_from_name(name, image_id):
     assert image_id_from_name(name, IDS) == image_id
 
@@ -43,28 +46,51 @@ def test_export_file_name_and_no_ids():
 
 def sub_folder_exports(tmp_path):
     """One file per format naming the exported ``setB__x.jpg`` (200 x 100) with one dog box (20, 10, 80, 60)."""
-    (tmp_path / "cvat.xml").write_text('<annotations><image id="0" name="setB__x.jpg" width="200" height="100">'
-                                       '<box label="dog" xtl="20" ytl="10" xbr="80" ybr="60"/></image></annotations>')
-    coco = {"images": [{"id": 1, "file_name": "setB__x.jpg", "width": 200, "height": 100}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [20, 10, 60, 50]}],
-            "categories": [{"id": 1, "name": "dog"}]}
+    (tmp_path / "cvat.xml").write_text(
+        '<annotations><image id="0" name="setB__x.jpg" width="200" height="100">'
+        '<box label="dog" xtl="20" ytl="10" xbr="80" ybr="60"/></image></annotations>'
+    )
+    coco = {
+        "images": [{"id": 1, "file_name": "setB__x.jpg", "width": 200, "height": 100}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [20, 10, 60, 50]}],
+        "categories": [{"id": 1, "name": "dog"}],
+    }
     (tmp_path / "coco.json").write_text(json.dumps(coco))
     for name, (x1, y1) in (("voc", (21, 11)), ("cvat_voc", (20, 10))):
         (tmp_path / name / "Annotations").mkdir(parents=True)
         (tmp_path / name / "Annotations" / "setB__x.xml").write_text(
             f"<annotation><object><name>dog</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>80</xmax>"
-            "<ymax>60</ymax></bndbox></object></annotation>")
+            "<ymax>60</ymax></bndbox></object></annotation>"
+        )
     (tmp_path / "yolo" / "obj_train_data").mkdir(parents=True)
     (tmp_path / "yolo" / "obj.names").write_text("dog\n")
     (tmp_path / "yolo" / "obj_train_data" / "setB__x.txt").write_text("0 0.25 0.35 0.3 0.5\n")
-    task = {"id": 1, "data": {"image": "/data/local-files/?d=query/images/setB__x.jpg"},
-            "annotations": [{"id": 1, "result": [{"type": "rectanglelabels", "original_width": 200,
-                                                  "original_height": 100, "value": {
-                                                      "x": 10, "y": 10, "width": 30, "height": 50,
-                                                      "rectanglelabels": ["dog"]}}]}]}
+    task = {
+        "id": 1,
+        "data": {"image": "/data/local-files/?d=query/images/setB__x.jpg"},
+        "annotations": [
+            {
+                "id": 1,
+                "result": [
+                    {
+                        "type": "rectanglelabels",
+                        "original_width": 200,
+                        "original_height": 100,
+                        "value": {"x": 10, "y": 10, "width": 30, "height": 50, "rectanglelabels": ["dog"]},
+                    }
+                ],
+            }
+        ],
+    }
     (tmp_path / "ls.json").write_text(json.dumps([task]))
-    return {"cvat_xml": "cvat.xml", "coco": "coco.json", "voc": "voc", "cvat_voc": "cvat_voc", "yolo": "yolo",
-            "labelstudio": "ls.json"}
+    return {
+        "cvat_xml": "cvat.xml",
+        "coco": "coco.json",
+        "voc": "voc",
+        "cvat_voc": "cvat_voc",
+        "yolo": "yolo",
+        "labelstudio": "ls.json",
+    }
 
 
 def test_every_reader_maps_exported_sub_folder_names(tmp_path):
@@ -76,18 +102,31 @@ def test_every_reader_maps_exported_sub_folder_names(tmp_path):
 
 
 def test_two_names_of_one_image_with_different_labels_are_an_error(tmp_path):
-    coco = {"images": [{"id": 1, "file_name": "setB__x.jpg", "width": 200, "height": 100},
-                       {"id": 2, "file_name": "setB/x.jpg", "width": 200, "height": 100}],
-            "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [20, 10, 60, 50]}],
-            "categories": [{"id": 1, "name": "dog"}]}
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "setB__x.jpg", "width": 200, "height": 100},
+            {"id": 2, "file_name": "setB/x.jpg", "width": 200, "height": 100},
+        ],
+        "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [20, 10, 60, 50]}],
+        "categories": [{"id": 1, "name": "dog"}],
+    }
     (tmp_path / "coco.json").write_text(json.dumps(coco))
-    with pytest.raises(DatasetError, match=r"1 image id\(s\) labelled more than once with different boxes: 'setB/x' "
-                                           r"\(image 'setB__x.jpg', image 'setB/x.jpg'\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"1 image id\(s\) labelled more than once with different boxes: 'setB/x' "
+        r"\(image 'setB__x.jpg', image 'setB/x.jpg'\)",
+    ):
         read_labels("coco", tmp_path / "coco.json", CLASSES, images=IDS, empty_means_labelled=True)
-    box = {"type": "rectanglelabels", "original_width": 200, "original_height": 100,
-           "value": {"x": 10, "y": 10, "width": 30, "height": 40, "rectanglelabels": ["dog"]}}
-    tasks = [{"id": 1, "data": {"image": "a.jpg", "activedet_image_id": "setB/x"}, "annotations": [{"result": []}]},
-             {"id": 2, "data": {"image": "images/setB__x.jpg"}, "annotations": [{"result": [box]}]}]
+    box = {
+        "type": "rectanglelabels",
+        "original_width": 200,
+        "original_height": 100,
+        "value": {"x": 10, "y": 10, "width": 30, "height": 40, "rectanglelabels": ["dog"]},
+    }
+    tasks = [
+        {"id": 1, "data": {"image": "a.jpg", "activedet_image_id": "setB/x"}, "annotations": [{"result": []}]},
+        {"id": 2, "data": {"image": "images/setB__x.jpg"}, "annotations": [{"result": [box]}]},
+    ]
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
     with pytest.raises(DatasetError, match=r"1 image id\(s\) labelled more than once with different boxes: 'setB/x'"):
         read_labels("labelstudio", tmp_path / "ls.json", CLASSES, images=IDS)
@@ -95,12 +134,14 @@ def test_two_names_of_one_image_with_different_labels_are_an_error(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------- YOLO
 
+
 def darknet(root, names, lines, *, labels_dir="obj_train_data"):
     """A Darknet export as CVAT and Datumaro write it: obj.names, obj.data, train.txt and the label files."""
     (root / labels_dir).mkdir(parents=True)
     (root / "obj.names").write_text("".join(f"{n}\n" for n in names))
-    (root / "obj.data").write_text(f"classes = {len(names)}\ntrain = data/train.txt\nnames = data/obj.names\n"
-                                   "backup = backup/\n")
+    (root / "obj.data").write_text(
+        f"classes = {len(names)}\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n"
+    )
     (root / "train.txt").write_text("".join(f"data/{labels_dir}/{n}.jpg\n" for n in lines))
     for name, text in lines.items():
         (root / labels_dir / f"{name}.txt").write_text(text)
@@ -108,8 +149,11 @@ def darknet(root, names, lines, *, labels_dir="obj_train_data"):
 
 
 def test_yolo_shuffled_obj_names_import_the_right_classes(tmp_path):
-    root = darknet(tmp_path / "export", ["person", "dog", "cat"], {"x": "0 0.5 0.5 0.5 0.5\n2 0.25 0.25 0.5 0.5\n",
-                                                                    "setB__x": "1 0.5 0.5 1 1\n"})
+    root = darknet(
+        tmp_path / "export",
+        ["person", "dog", "cat"],
+        {"x": "0 0.5 0.5 0.5 0.5\n2 0.25 0.25 0.5 0.5\n", "setB__x": "1 0.5 0.5 1 1\n"},
+    )
     result = read_labels("yolo", root, CLASSES, images=IDS)
     assert result.labels["x"][1].tolist() == [3, 1]  # person, cat: by name, not by index
     np.testing.assert_allclose(result.labels["x"][0], [[16, 12, 48, 36], [0, 0, 32, 24]])
@@ -135,8 +179,11 @@ def test_yolo_without_a_class_list_is_refused_naming_the_file_and_the_class(tmp_
     result = read_labels("yolo", root, CLASSES, images=IDS, empty_means_labelled=True)
     assert result.labels["setB/x"][0].shape == (0, 4)
     (root / "obj_train_data" / "x.txt").write_text("0 0.5 0.5 0.5 0.5\n2 0.5 0.5 0.5 0.5\n")
-    with pytest.raises(DatasetError, match=r"obj_train_data/x\.txt:1: class\(es\) \[0, 2\] have no name: no obj\.names"
-                                           r", data\.yaml, classes\.txt in .*add classes\.txt"):
+    with pytest.raises(
+        DatasetError,
+        match=r"obj_train_data/x\.txt:1: class\(es\) \[0, 2\] have no name: no obj\.names"
+        r", data\.yaml, classes\.txt in .*add classes\.txt",
+    ):
         read_labels("yolo", root, CLASSES, images=IDS)
 
 
@@ -154,13 +201,17 @@ def test_yolo_unknown_or_missing_or_disagreeing_class_names(tmp_path):
 
 def test_yolo_label_file_of_no_image_names_the_file(tmp_path):
     root = darknet(tmp_path / "a", ["dog"], {"zebra": "0 0.5 0.5 0.5 0.5\n"})
-    with pytest.raises(DatasetError, match=r"obj_train_data/zebra\.txt: no image of the run is named like this label "
-                                           r"file \(image id 'zebra'\)") as raised:
+    with pytest.raises(
+        DatasetError,
+        match=r"obj_train_data/zebra\.txt: no image of the run is named like this label "
+        r"file \(image id 'zebra'\)",
+    ) as raised:
         read_labels("yolo", root, CLASSES, images=IDS)
     assert "images=" not in str(raised.value)
 
 
 # -------------------------------------------------------------------------------------------------------- VOC
+
 
 def test_voc_conventions_are_explicit(tmp_path):
     image = tmp_path / "x.png"
@@ -176,8 +227,11 @@ def test_voc_conventions_are_explicit(tmp_path):
     for fmt, folder in (("voc", "devkit"), ("cvat_voc", "zero")):
         result = read_labels(fmt, tmp_path / folder, CLASSES)
         np.testing.assert_array_equal(result.labels["x"][0], boxes)  # exact in its own convention
-    with pytest.raises(DatasetError, match=r"x\.xml: object\[1\]/bndbox: xmin, ymin = 0, 0: below 1, which 1-based "
-                                           r"pixel indices cannot be.* -> import it as cvat_voc \(--format cvat_voc\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"x\.xml: object\[1\]/bndbox: xmin, ymin = 0, 0: below 1, which 1-based "
+        r"pixel indices cannot be.* -> import it as cvat_voc \(--format cvat_voc\)",
+    ):
         read_labels("voc", tmp_path / "zero", CLASSES)  # a box on the border gives the convention away
     wrong = read_labels("cvat_voc", tmp_path / "devkit", CLASSES).labels["x"][0]  # the other convention: 1 px off
     np.testing.assert_array_equal(wrong - boxes, [[1, 1, 0, 0]] * 2)
@@ -192,22 +246,30 @@ def test_voc_conventions_are_explicit(tmp_path):
 def test_auto_format_refuses_a_voc_folder_and_names_the_file_of_a_cvat_folder(tmp_path):
     (tmp_path / "voc" / "Annotations").mkdir(parents=True)
     (tmp_path / "voc" / "Annotations" / "x.xml").write_text("<annotation/>")
-    with pytest.raises(ValueError, match=r"two coordinate conventions .* pass --format voc \(1-based .* or --format "
-                                         r"cvat_voc \(0-based"):
+    with pytest.raises(
+        ValueError,
+        match=r"two coordinate conventions .* pass --format voc \(1-based .* or --format "
+        r"cvat_voc \(0-based",
+    ):
         read_run_labels("auto", tmp_path / "voc", CLASSES)
     (tmp_path / "cvat").mkdir()
     (tmp_path / "cvat" / "default.xml").write_text("<annotations><version>1.1</version></annotations>")
-    with pytest.raises(ValueError, match=r"cvat: a folder holding CVAT XML; import its file default\.xml "
-                                         r"\(--format cvat_xml\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cvat: a folder holding CVAT XML; import its file default\.xml "
+        r"\(--format cvat_xml\)",
+    ):
         read_run_labels("auto", tmp_path / "cvat", CLASSES)
 
 
 def test_voc_image_listed_without_annotation_file_is_pending_or_an_empty_label(tmp_path):
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
-    (tmp_path / "Annotations" / "x.xml").write_text("<annotation><object><name>dog</name><bndbox><xmin>1</xmin>"
-                                                    "<ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
-                                                    "</annotation>")
+    (tmp_path / "Annotations" / "x.xml").write_text(
+        "<annotation><object><name>dog</name><bndbox><xmin>1</xmin>"
+        "<ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+        "</annotation>"
+    )
     (tmp_path / "ImageSets" / "Main" / "default.txt").write_text("x\nsetB__x\n")
     (tmp_path / "ImageSets" / "Main" / "dog_default.txt").write_text("x 1\nzebra -1\n")  # a per-class list
     result = read_labels("cvat_voc", tmp_path, CLASSES, images=IDS)  # maybe an image of an unfinished job
@@ -218,6 +280,7 @@ def test_voc_image_listed_without_annotation_file_is_pending_or_an_empty_label(t
 
 
 # ----------------------------------------------------------------------------------------------------- exports
+
 
 @pytest.fixture
 def small_batch(tmp_path):
@@ -230,10 +293,20 @@ def small_batch(tmp_path):
         records.append(ImageRecord(image_id, path, 40, 20))
     pool = DetectionDataset(records, ["person", "cat", "dog"])
     picks = [{"index": i, "rank": i, "score": 1.0, "cycle": 0, "image_id": r.image_id} for i, r in enumerate(records)]
-    predictions = [Detections(boxes=torch.tensor([[2.0, 4.0, 10.0, 12.0]]), scores=torch.tensor([0.9]),
-                              labels=torch.tensor([3]), prob_kind="sigmoid"),
-                   Detections(boxes=torch.zeros(0, 4), scores=torch.zeros(0), labels=torch.zeros(0, dtype=torch.int64),
-                              prob_kind="sigmoid")]
+    predictions = [
+        Detections(
+            boxes=torch.tensor([[2.0, 4.0, 10.0, 12.0]]),
+            scores=torch.tensor([0.9]),
+            labels=torch.tensor([3]),
+            prob_kind="sigmoid",
+        ),
+        Detections(
+            boxes=torch.zeros(0, 4),
+            scores=torch.zeros(0),
+            labels=torch.zeros(0, dtype=torch.int64),
+            prob_kind="sigmoid",
+        ),
+    ]
     return pool, picks, predictions
 
 
@@ -242,19 +315,39 @@ def test_coco_export_is_the_layout_cvat_imports(small_batch, tmp_path):
     data = json.loads((folder / "annotations/instances_default.json").read_text())
     assert [i["file_name"] for i in data["images"]] == ["setB__x.png", "y.png"]
     assert all((folder / "images" / i["file_name"]).is_file() for i in data["images"])
-    assert data["annotations"][0] | {"id": 0} == {"id": 0, "image_id": data["images"][0]["id"], "category_id": 3,
-                                                 "bbox": [2, 4, 8, 8], "area": 64, "iscrowd": 0, "segmentation": []}
+    assert data["annotations"][0] | {"id": 0} == {
+        "id": 0,
+        "image_id": data["images"][0]["id"],
+        "category_id": 3,
+        "bbox": [2, 4, 8, 8],
+        "area": 64,
+        "iscrowd": 0,
+        "segmentation": [],
+    }
     sizes = {r.image_id: (40, 20) for r in small_batch[0]}
-    result = read_labels("coco", folder / "annotations/instances_default.json", ["dog", "cat", "person"],
-                         images=sizes, empty_means_labelled=True)  # a finished job: 'y' has nothing to box
+    result = read_labels(
+        "coco",
+        folder / "annotations/instances_default.json",
+        ["dog", "cat", "person"],
+        images=sizes,
+        empty_means_labelled=True,
+    )  # a finished job: 'y' has nothing to box
     assert result.labels["setB/x"][1].tolist() == [1] and result.labels["y"][0].shape == (0, 4)
 
 
 def test_yolo_export_is_the_darknet_layout_and_reads_back(small_batch, tmp_path):
     folder = export_batch(tmp_path / "q", *small_batch, fmt="yolo")
     files = sorted(p.relative_to(folder / "yolo").as_posix() for p in (folder / "yolo").rglob("*") if p.is_file())
-    assert files == ["data.yaml", "obj.data", "obj.names", "obj_train_data/setB__x.png", "obj_train_data/setB__x.txt",
-                     "obj_train_data/y.png", "obj_train_data/y.txt", "train.txt"]
+    assert files == [
+        "data.yaml",
+        "obj.data",
+        "obj.names",
+        "obj_train_data/setB__x.png",
+        "obj_train_data/setB__x.txt",
+        "obj_train_data/y.png",
+        "obj_train_data/y.txt",
+        "train.txt",
+    ]
     assert (folder / "yolo/obj.names").read_text() == "person\ncat\ndog\n"
     assert yaml.safe_load((folder / "yolo/data.yaml").read_text()) == {"names": ["person", "cat", "dog"], "nc": 3}
     assert (folder / "yolo/train.txt").read_text() == "data/obj_train_data/setB__x.png\ndata/obj_train_data/y.png\n"
@@ -286,8 +379,11 @@ def test_an_unlabelled_folder_with_two_images_of_one_exported_name_is_refused_be
     for name in ("setB/x.png", "setB__x.png"):
         (tmp_path / "pool" / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "pool" / name)
-    with pytest.raises(ValueError, match=r"setB__x\.png: would be exported for labelling under the same name as "
-                                         r".*setB/x\.png \('setB__x'"):
+    with pytest.raises(
+        ValueError,
+        match=r"setB__x\.png: would be exported for labelling under the same name as "
+        r".*setB/x\.png \('setB__x'",
+    ):
         with_unlabelled_images(DetectionDataset([], CLASSES), str(tmp_path / "pool"))
 
 
@@ -297,6 +393,9 @@ def test_a_coco_export_folder_reads_its_one_annotation_file(small_batch, tmp_pat
     labels = read_run_labels("auto", folder, ["dog", "cat", "person"], sizes=sizes, empty_means_labelled=True).labels
     assert sorted(labels) == ["setB/x", "y"]
     (folder / "annotations/instances_val.json").write_text("{}")
-    with pytest.raises(DatasetError, match=r"expected one annotations/\*\.json file in .*; found "
-                                           r"\['instances_default\.json', 'instances_val\.json'\] -> give the COCO"):
+    with pytest.raises(
+        DatasetError,
+        match=r"expected one annotations/\*\.json file in .*; found "
+        r"\['instances_default\.json', 'instances_val\.json'\] -> give the COCO",
+    ):
         read_labels("coco", folder, CLASSES)

@@ -10,7 +10,7 @@ from activedet.data.torch_dataset import DetectionTorchDataset
 
 def square_image(x0=20, y0=30, side=16, size=(3, 80, 96)):
     image = torch.zeros(size)
-    image[:, y0:y0 + side, x0:x0 + side] = 1.0
+    image[:, y0 : y0 + side, x0 : x0 + side] = 1.0
     return image, torch.tensor([[x0, y0, x0 + side, y0 + side]], dtype=torch.float32)
 
 
@@ -28,8 +28,9 @@ def test_hflip_moves_the_box():
 @pytest.mark.parametrize("seed", range(8))
 def test_zoom_keeps_boxes_on_their_objects(seed):
     image, boxes = square_image()
-    out, moved, labels = augment.zoom(image, boxes, torch.tensor([3]), np.random.default_rng(seed), jitter=0.4,
-                                      min_visible=0.99)
+    out, moved, labels = augment.zoom(
+        image, boxes, torch.tensor([3]), np.random.default_rng(seed), jitter=0.4, min_visible=0.99
+    )
     assert out.shape == image.shape
     if len(moved):  # the square stayed in the window
         assert labels.tolist() == [3]
@@ -51,8 +52,9 @@ def test_color_jitter_keeps_range_and_shape():
 
 
 def test_dataset_augmentation_is_a_function_of_seed_epoch_and_index(toy_dataset):
-    make = lambda: DetectionTorchDataset(toy_dataset, train=True, hflip_prob=0.5, scale_jitter=0.3,
-                                         color_jitter=0.3, seed=7)
+    make = lambda: DetectionTorchDataset(
+        toy_dataset, train=True, hflip_prob=0.5, scale_jitter=0.3, color_jitter=0.3, seed=7
+    )
     a, b = make(), make()
     assert all(torch.equal(a[i][0], b[i][0]) for i in range(len(a)))
     b.set_epoch(1)

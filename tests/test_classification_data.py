@@ -12,9 +12,16 @@ import pytest
 import torch
 
 from activedet.cli import main
-from activedet.data.classification import (DIGITS_SPLITS, generate_digits_classification, read_cifar,
-                                           read_cifar_image, read_imagefolder, scan_imagefolder, write_cifar,
-                                           write_imagefolder)
+from activedet.data.classification import (
+    DIGITS_SPLITS,
+    generate_digits_classification,
+    read_cifar,
+    read_cifar_image,
+    read_imagefolder,
+    scan_imagefolder,
+    write_cifar,
+    write_imagefolder,
+)
 from activedet.data.io import read_dataset, validate_path, write_dataset
 from activedet.data.records import DatasetError, ImageRecord
 from activedet.data.torch_dataset import DetectionTorchDataset, load_image
@@ -38,6 +45,7 @@ def assert_whole_image_boxes(dataset) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- ImageFolder
+
 
 @pytest.fixture
 def folder(tmp_path):
@@ -114,15 +122,23 @@ def test_write_imagefolder_checks_its_arguments(tmp_path):
     with pytest.raises(ValueError, match="stems must be distinct within each class"):
         write_imagefolder(random_images(2), [1, 1], ["a"], tmp_path, stems=["x", "x"])
     with pytest.raises(ValueError, match="The 'fmt' parameter of write_dataset must be one of"):
-        write_dataset("imagefolder", read_imagefolder(write_imagefolder(random_images(1), [1], ["a"], tmp_path)),
-                      tmp_path / "copy")
+        write_dataset(
+            "imagefolder",
+            read_imagefolder(write_imagefolder(random_images(1), [1], ["a"], tmp_path)),
+            tmp_path / "copy",
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------- CIFAR
 
-CIFAR_LAYOUTS = {"cifar10": ("batches.meta.txt", ["data_batch_1", "data_batch_1", "data_batch_2", "data_batch_3",
-                                                  "data_batch_4", "data_batch_5"], [0, 1, 0, 0, 0, 0]),
-                 "cifar100": ("fine_label_names.txt", ["train"] * 6, [0, 1, 2, 3, 4, 5])}
+CIFAR_LAYOUTS = {
+    "cifar10": (
+        "batches.meta.txt",
+        ["data_batch_1", "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"],
+        [0, 1, 0, 0, 0, 0],
+    ),
+    "cifar100": ("fine_label_names.txt", ["train"] * 6, [0, 1, 2, 3, 4, 5]),
+}
 
 
 @pytest.fixture(params=sorted(CIFAR_LAYOUTS))
@@ -165,8 +181,11 @@ def test_cifar_truncated_file(cifar):
     data = (directory / name).read_bytes()
     (directory / name).write_bytes(data[:-10])
     title = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[variant]
-    with pytest.raises(DatasetError, match=rf"{name}: file size {len(data) - 10} bytes is not a multiple of the "
-                                           rf"{record}-byte {title} record"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"{name}: file size {len(data) - 10} bytes is not a multiple of the "
+        rf"{record}-byte {title} record",
+    ):
         read_cifar(directory)
     assert len(read_cifar(directory, split="test")) == 2
 
@@ -177,8 +196,11 @@ def test_cifar_label_byte_out_of_range(cifar):
     data = bytearray((directory / name).read_bytes())
     data[record + offset] = 7
     (directory / name).write_bytes(bytes(data))
-    with pytest.raises(DatasetError, match=rf"{name}: record 1: label byte 7 is not below the number of classes "
-                                           r"\(3\)"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"{name}: record 1: label byte 7 is not below the number of classes "
+        r"\(3\)",
+    ):
         read_cifar(directory, split="test")
     assert len(read_cifar(directory, split="test", class_names=[str(i) for i in range(8)])) == 2
     problems = validate_path("cifar", directory, split="test")
@@ -188,10 +210,13 @@ def test_cifar_label_byte_out_of_range(cifar):
 def test_cifar_missing_files(cifar, tmp_path):
     variant, directory, _, _ = cifar
     (directory / ("data_batch_3.bin" if variant == "cifar10" else "train.bin")).unlink()
-    expected = (r"CIFAR-10 train split: missing data_batch_3.bin .* holds CIFAR-10 \(cifar-10-batches-bin/\): "
-                r"data_batch_1.bin, .*, data_batch_5.bin, test_batch.bin and batches.meta.txt" if variant == "cifar10"
-                else r"CIFAR-100 train split: missing train.bin .* holds CIFAR-100 \(cifar-100-binary/\): train.bin, "
-                     r"test.bin and fine_label_names.txt")
+    expected = (
+        r"CIFAR-10 train split: missing data_batch_3.bin .* holds CIFAR-10 \(cifar-10-batches-bin/\): "
+        r"data_batch_1.bin, .*, data_batch_5.bin, test_batch.bin and batches.meta.txt"
+        if variant == "cifar10"
+        else r"CIFAR-100 train split: missing train.bin .* holds CIFAR-100 \(cifar-100-binary/\): train.bin, "
+        r"test.bin and fine_label_names.txt"
+    )
     with pytest.raises(DatasetError, match=expected):
         read_cifar(directory)
     (tmp_path / "nothing").mkdir()
@@ -238,6 +263,7 @@ def test_record_image_index_is_checked_and_kept_by_copies(cifar, tmp_path):
 
 # --------------------------------------------------------------------------------------------------------- digits
 
+
 def tree_digest(root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -262,7 +288,8 @@ def test_digits_classification(tmp_path, capsys):
     image = as_uint8(load_image(splits["test"][0].file_name))
     assert (image[..., 0] == image[..., 2]).all() and image.max() > 200
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["splits"]["val"]["class_counts"] == dict(zip(splits["val"].class_names,
-                                                                 splits["val"].class_counts().tolist()))
+    assert manifest["splits"]["val"]["class_counts"] == dict(
+        zip(splits["val"].class_names, splits["val"].class_counts().tolist())
+    )
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
         generate_digits_classification(root)

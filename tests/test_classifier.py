@@ -161,10 +161,19 @@ def test_weighted_loss_is_the_weighted_mean_of_per_image_losses():
 @pytest.mark.parametrize("labels, found", [([1, 2], "2 labels"), ([], "0 labels")])
 def test_a_target_without_exactly_one_label_is_an_error(labels, found):
     model = build_classifier(C).train()
-    targets = [_target(1), {"boxes": torch.zeros(len(labels), 4), "labels": torch.tensor(labels, dtype=torch.int64),
-                            "index": torch.tensor(7)}]
-    with pytest.raises(ValueError, match=rf"exactly one label per image.*whole image.*Got {found} in target 1 "
-                                         rf"\(pool index 7\)"):
+    targets = [
+        _target(1),
+        {
+            "boxes": torch.zeros(len(labels), 4),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "index": torch.tensor(7),
+        },
+    ]
+    with pytest.raises(
+        ValueError,
+        match=rf"exactly one label per image.*whole image.*Got {found} in target 1 "
+        rf"\(pool index 7\)",
+    ):
         model([torch.rand(3, 32, 32)] * 2, targets)
     with pytest.raises(ValueError, match=r"labels in 1\.\.3\. Got 4 in target 0 instead"):
         model([torch.rand(3, 32, 32)], [_target(4)])
@@ -185,22 +194,37 @@ def test_hflip_keeps_the_whole_image_box(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 def test_registered_and_unknown_keywords_are_errors():
     assert DETECTORS["classifier"] is build_classifier
-    with pytest.raises(ValueError, match=r"detector 'classifier' does not take \['max_size'\]; it accepts \["
-                                         r"'backbone', 'dropout', 'min_size', 'norm', 'weights'"):
+    with pytest.raises(
+        ValueError,
+        match=r"detector 'classifier' does not take \['max_size'\]; it accepts \["
+        r"'backbone', 'dropout', 'min_size', 'norm', 'weights'",
+    ):
         build_detector("classifier", C, max_size=64)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(backbone="tiny"), r"'backbone' parameter of build_classifier must be one of \['resnet18', 'small'\]\. "
-                            r"Got 'tiny' instead"),
-    (dict(min_size=0), r"'min_size' parameter of build_classifier must be an int >= 1\. Got 0 instead"),
-    (dict(dropout=1.0), r"'dropout' parameter of build_classifier must be a float in \[0\.0, 0\.95\]"),
-    (dict(weights="DEFAULT"), r"'weights' parameter of build_classifier must be None or a path to an existing "
-                              r"weights file"),
-    (dict(backbone="resnet18", weights_backbone="IMAGENET9"), r"'weights_backbone' parameter of build_classifier "
-                                                              r"must be None.*ResNet18_Weights\.IMAGENET1K_V1"),
-    (dict(norm="group", weights_backbone="x.pt"), r"'norm' parameter of build_classifier cannot be 'group'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            dict(backbone="tiny"),
+            r"'backbone' parameter of build_classifier must be one of \['resnet18', 'small'\]\. "
+            r"Got 'tiny' instead",
+        ),
+        (dict(min_size=0), r"'min_size' parameter of build_classifier must be an int >= 1\. Got 0 instead"),
+        (dict(dropout=1.0), r"'dropout' parameter of build_classifier must be a float in \[0\.0, 0\.95\]"),
+        (
+            dict(weights="DEFAULT"),
+            r"'weights' parameter of build_classifier must be None or a path to an existing "
+            r"weights file",
+        ),
+        (
+            dict(backbone="resnet18", weights_backbone="IMAGENET9"),
+            r"'weights_backbone' parameter of build_classifier "
+            r"must be None.*ResNet18_Weights\.IMAGENET1K_V1",
+        ),
+        (dict(norm="group", weights_backbone="x.pt"), r"'norm' parameter of build_classifier cannot be 'group'"),
+    ],
+)
 def test_argument_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_classifier(C, **kwargs)
@@ -221,19 +245,23 @@ def test_weights_round_trip_through_a_local_file(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 def _accuracy_case():
     names = ["cat", "dog", "bird"]
-    records = [ImageRecord(f"i{k}", f"i{k}.png", 10, 10, [[0, 0, 10, 10]], [label])
-               for k, label in enumerate([1, 1, 2, 2, 1])]
+    records = [
+        ImageRecord(f"i{k}", f"i{k}.png", 10, 10, [[0, 0, 10, 10]], [label]) for k, label in enumerate([1, 1, 2, 2, 1])
+    ]
 
     def det(labels, scores):
         n = len(labels)
-        return Detections(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4),
-                          scores=torch.tensor(scores, dtype=torch.float32), labels=torch.tensor(labels).long())
+        return Detections(
+            boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4),
+            scores=torch.tensor(scores, dtype=torch.float32),
+            labels=torch.tensor(labels).long(),
+        )
 
     predictions = [
-        det([1], [0.9]),                  # right
-        det([1, 2], [0.3, 0.8]),          # the top-scoring detection says dog: wrong
-        det([2], [0.6]),                  # right
-        det([], []),                      # no detection: wrong
+        det([1], [0.9]),  # right
+        det([1, 2], [0.3, 0.8]),  # the top-scoring detection says dog: wrong
+        det([2], [0.6]),  # right
+        det([], []),  # no detection: wrong
         {"boxes": np.array([[0, 0, 10, 10]]), "scores": np.array([0.5]), "labels": np.array([1])},  # right
     ]
     return records, names, predictions
@@ -253,8 +281,11 @@ def test_accuracy_on_a_hand_made_case():
 def test_accuracy_needs_one_label_per_record():
     records, names, predictions = _accuracy_case()
     records[2] = ImageRecord("two-cats", "x.png", 10, 10, [[0, 0, 5, 5], [5, 5, 10, 10]], [1, 1])
-    with pytest.raises(ValueError, match=r"dataset\[2\] \(image_id 'two-cats'\) has 2 labels; accuracy needs exactly "
-                                         r"one per image"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataset\[2\] \(image_id 'two-cats'\) has 2 labels; accuracy needs exactly "
+        r"one per image",
+    ):
         accuracy(records, predictions, class_names=names)
 
 
@@ -271,8 +302,19 @@ def test_evaluate_accuracy_keys():
 # train_detector
 # ------------------------------------------------------------------------------------------------------------
 def _options(**overrides) -> TrainOptions:
-    base = dict(epochs=2, batch_size=4, optimizer="adamw", lr=1e-2, warmup_iters=0, lr_schedule="constant",
-                hflip_prob=0.5, amp=True, seed=0, log_every=1, val_metric="top1")
+    base = dict(
+        epochs=2,
+        batch_size=4,
+        optimizer="adamw",
+        lr=1e-2,
+        warmup_iters=0,
+        lr_schedule="constant",
+        hflip_prob=0.5,
+        amp=True,
+        seed=0,
+        log_every=1,
+        val_metric="top1",
+    )
     return TrainOptions(**{**base, **overrides})
 
 
@@ -281,8 +323,15 @@ def test_train_detector_validates_with_accuracy(tmp_path):
     for record in train.records[:4]:
         record.loss_weight = 0.5  # pseudo-label weights: weighted_loss_dict's groups
     val = _colour_dataset(tmp_path / "val", 6, seed=1)
-    result = train_detector(build_classifier(2), train, val_set=val, options=_options(), out_dir=tmp_path / "run",
-                            device="cpu", progress=False)
+    result = train_detector(
+        build_classifier(2),
+        train,
+        val_set=val,
+        options=_options(),
+        out_dir=tmp_path / "run",
+        device="cpu",
+        progress=False,
+    )
     assert result.epochs_completed == 2 and result.best_epoch in (1, 2)
     assert [set(h) for h in result.history] == [{"epoch", "train_loss_classifier", "val_top1"}] * 2
     assert result.best_metric == max(h["val_top1"] for h in result.history)
@@ -291,14 +340,29 @@ def test_train_detector_validates_with_accuracy(tmp_path):
 
 def test_classifier_option_errors(tmp_path):
     train = _colour_dataset(tmp_path / "train", 4)
-    with pytest.raises(OptionError, match=r"'val_metric' training option must be one of \['mean_per_class', "
-                                          r"'top1'\] for a classification model\. Got 'mAP_area' instead"):
-        train_detector(build_classifier(2), train, val_set=train, options=_options(val_metric="mAP_area"),
-                       device="cpu", progress=False)
-    with pytest.raises(OptionError, match=r"'scale_jitter' training option must be a float in \[0, 0\.4\] for a "
-                                          r"classifier"):
+    with pytest.raises(
+        OptionError,
+        match=r"'val_metric' training option must be one of \['mean_per_class', "
+        r"'top1'\] for a classification model\. Got 'mAP_area' instead",
+    ):
+        train_detector(
+            build_classifier(2),
+            train,
+            val_set=train,
+            options=_options(val_metric="mAP_area"),
+            device="cpu",
+            progress=False,
+        )
+    with pytest.raises(
+        OptionError,
+        match=r"'scale_jitter' training option must be a float in \[0, 0\.4\] for a "
+        r"classifier",
+    ):
         train_detector(build_classifier(2), train, options=_options(scale_jitter=0.5), device="cpu", progress=False)
     detector = build_detector("retinanet", 2, backbone="tiny", min_size=64, max_size=64)
-    with pytest.raises(OptionError, match=r"must be one of \['mAP_11pt', 'mAP_area'\] for a detection model\. Got "
-                                          r"'top1' instead"):
+    with pytest.raises(
+        OptionError,
+        match=r"must be one of \['mAP_11pt', 'mAP_area'\] for a detection model\. Got "
+        r"'top1' instead",
+    ):
         train_detector(detector, train, val_set=train, options=_options(), device="cpu", progress=False)

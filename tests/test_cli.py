@@ -38,19 +38,32 @@ def test_validate_reports_every_problem_and_exit_code(tiny, tmp_path, capsys):
 
 
 def test_train_then_eval_a_checkpoint(tiny, tmp_path, capsys):
-    cfg = {"train_data": str(tiny / "annotations/train.json"), "val_data": str(tiny / "annotations/val.json"),
-           "test_data": str(tiny / "annotations/test.json"), "image_root": str(tiny), "detector": "fcos",
-           "backbone": "tiny", "min_size": 96, "max_size": 96, "epochs": 2, "batch_size": 4, "optimizer": "adamw",
-           "lr": 0.002, "warmup_iters": 2, "amp": False, "metrics": ["voc", "coco", "froc"], "device": "cpu",
-           "out_dir": str(tmp_path / "train")}
+    cfg = {
+        "train_data": str(tiny / "annotations/train.json"),
+        "val_data": str(tiny / "annotations/val.json"),
+        "test_data": str(tiny / "annotations/test.json"),
+        "image_root": str(tiny),
+        "detector": "fcos",
+        "backbone": "tiny",
+        "min_size": 96,
+        "max_size": 96,
+        "epochs": 2,
+        "batch_size": 4,
+        "optimizer": "adamw",
+        "lr": 0.002,
+        "warmup_iters": 2,
+        "amp": False,
+        "metrics": ["voc", "coco", "froc"],
+        "device": "cpu",
+        "out_dir": str(tmp_path / "train"),
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "trained 2 epoch(s)" in out and "voc/mAP_11pt" in out and "coco/AP" in out and "froc/cpm" in out
     assert (tmp_path / "train/best.pt").is_file() and (tmp_path / "train/metrics_test.json").is_file()
-    assert main(["eval", str(path), "--checkpoint", str(tmp_path / "train/last.pt"), "--split", "val",
-                 "--quiet"]) == 0
+    assert main(["eval", str(path), "--checkpoint", str(tmp_path / "train/last.pt"), "--split", "val", "--quiet"]) == 0
     assert "val metrics" in capsys.readouterr().out
 
 
@@ -71,11 +84,24 @@ def test_listings(capsys):
 def test_train_miaod_then_predict_single_images_with_their_uncertainty(tiny, tmp_path, capsys):
     from PIL import Image
 
-    cfg = {"train_data": str(tiny / "annotations/train.json"), "image_root": str(tiny), "detector": "miaod",
-           "backbone": "tiny", "min_size": 96, "max_size": 96, "batch_size": 4, "optimizer": "adamw", "lr": 0.002,
-           "warmup_iters": 2, "amp": False, "device": "cpu", "out_dir": str(tmp_path / "train"),
-           "strategy": "miaod", "score_thresh": 0.01,
-           "training_options": {"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1}}
+    cfg = {
+        "train_data": str(tiny / "annotations/train.json"),
+        "image_root": str(tiny),
+        "detector": "miaod",
+        "backbone": "tiny",
+        "min_size": 96,
+        "max_size": 96,
+        "batch_size": 4,
+        "optimizer": "adamw",
+        "lr": 0.002,
+        "warmup_iters": 2,
+        "amp": False,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "train"),
+        "strategy": "miaod",
+        "score_thresh": 0.01,
+        "training_options": {"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1},
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path), "--quiet", "--no-eval"]) == 0
@@ -83,9 +109,21 @@ def test_train_miaod_then_predict_single_images_with_their_uncertainty(tiny, tmp
     images = sorted((tiny / "images").rglob("*.png"))[:2]
     blank = tmp_path / "blank.png"
     Image.new("RGB", (64, 48), (0, 0, 0)).save(blank)
-    args = ["predict", str(path), *map(str, images), str(blank), "--checkpoint", str(tmp_path / "train/last.pt"),
-            "--min-score", "0.01", "--draw", str(tmp_path / "drawn"), "--json", str(tmp_path / "pred.json"),
-            "--quiet"]
+    args = [
+        "predict",
+        str(path),
+        *map(str, images),
+        str(blank),
+        "--checkpoint",
+        str(tmp_path / "train/last.pt"),
+        "--min-score",
+        "0.01",
+        "--draw",
+        str(tmp_path / "drawn"),
+        "--json",
+        str(tmp_path / "pred.json"),
+        "--quiet",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "miaod image score:" in out and "disagreement" in out and "blank.png  (64x48" in out
@@ -99,24 +137,54 @@ def test_train_miaod_then_predict_single_images_with_their_uncertainty(tiny, tmp
     assert "image file(s) not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, columns", [
-    ({"detector": "almdn_ssd", "strategy": "almdn"}, ["aleatoric_loc", "epistemic_loc", "aleatoric_cls",
-                                                        "epistemic_cls", "entropy"]),
-    ({"detector_options": {"dropout": 0.3}, "strategy": "mc_dropout"}, ["mc_uncertainty", "mc_spatial", "entropy"]),
-    ({"ensemble_size": 2, "strategy": "ensemble"}, ["mc_uncertainty", "mc_occurrence"]),
-])
+@pytest.mark.parametrize(
+    "extra, columns",
+    [
+        (
+            {"detector": "almdn_ssd", "strategy": "almdn"},
+            ["aleatoric_loc", "epistemic_loc", "aleatoric_cls", "epistemic_cls", "entropy"],
+        ),
+        ({"detector_options": {"dropout": 0.3}, "strategy": "mc_dropout"}, ["mc_uncertainty", "mc_spatial", "entropy"]),
+        ({"ensemble_size": 2, "strategy": "ensemble"}, ["mc_uncertainty", "mc_occurrence"]),
+    ],
+)
 def test_predict_uncertainty_shows_and_draws_every_per_box_uncertainty(tiny, tmp_path, capsys, extra, columns):
 
     from conftest import untrained_checkpoint
 
-    cfg = {"train_data": str(tiny / "annotations/train.json"), "image_root": str(tiny), "detector": "ssd",
-           "backbone": "tiny", "min_size": 96, "device": "cpu", "out_dir": str(tmp_path / "out"),
-           "strategy_options": {"passes": 4} if "detector_options" in extra else {}, **extra}
+    cfg = {
+        "train_data": str(tiny / "annotations/train.json"),
+        "image_root": str(tiny),
+        "detector": "ssd",
+        "backbone": "tiny",
+        "min_size": 96,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "out"),
+        "strategy_options": {"passes": 4} if "detector_options" in extra else {},
+        **extra,
+    }
     path, checkpoint = untrained_checkpoint(cfg, tmp_path)
     images = sorted((tiny / "images").rglob("*.png"))[:2]
-    assert main(["predict", str(path), *map(str, images), "--checkpoint", str(checkpoint), "--min-score",
-                 "0.0", "--uncertainty", "--json", str(tmp_path / "pred.json"), "--draw", str(tmp_path / "drawn"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                *map(str, images),
+                "--checkpoint",
+                str(checkpoint),
+                "--min-score",
+                "0.0",
+                "--uncertainty",
+                "--json",
+                str(tmp_path / "pred.json"),
+                "--draw",
+                str(tmp_path / "drawn"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     boxes = [b for r in json.loads((tmp_path / "pred.json").read_text()) for b in r["boxes"]]
     assert boxes and all(c in b and b[c] >= 0 for b in boxes for c in columns), boxes[:1]

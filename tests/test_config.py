@@ -50,16 +50,22 @@ def test_wrong_type_names_key_expected_and_found():
         config_from_dict({"train_data": "t", "amp": 1})
 
 
-@pytest.mark.parametrize("key, value, pattern", [
-    ("epochs", 0, r"key 'epochs' must be an int >= 1; found 0"),
-    ("lr", -0.1, r"key 'lr' must be a float > 0; found -0.1"),
-    ("optimizer", "adam", r"key 'optimizer' must be one of \['sgd', 'adamw'\]; found 'adam'"),
-    ("hflip_prob", 1.5, r"key 'hflip_prob' must be a float in \[0, 1\]"),
-    ("data_format", "kitti",
-     r"key 'data_format' must be one of \['coco', 'voc', 'yolo', 'imagefolder', 'cifar'\]; found 'kitti'"),
-    ("metrics", ["voc", "map"], r"key 'metrics' must be a non-empty list of"),
-    ("voc_train_sets", ["2007"], r"key 'voc_train_sets' must be a list of 'YEAR/SET' strings"),
-])
+@pytest.mark.parametrize(
+    "key, value, pattern",
+    [
+        ("epochs", 0, r"key 'epochs' must be an int >= 1; found 0"),
+        ("lr", -0.1, r"key 'lr' must be a float > 0; found -0.1"),
+        ("optimizer", "adam", r"key 'optimizer' must be one of \['sgd', 'adamw'\]; found 'adam'"),
+        ("hflip_prob", 1.5, r"key 'hflip_prob' must be a float in \[0, 1\]"),
+        (
+            "data_format",
+            "kitti",
+            r"key 'data_format' must be one of \['coco', 'voc', 'yolo', 'imagefolder', 'cifar'\]; found 'kitti'",
+        ),
+        ("metrics", ["voc", "map"], r"key 'metrics' must be a non-empty list of"),
+        ("voc_train_sets", ["2007"], r"key 'voc_train_sets' must be a list of 'YEAR/SET' strings"),
+    ],
+)
 def test_out_of_range_values(key, value, pattern):
     with pytest.raises(ConfigError, match=pattern):
         config_from_dict({"train_data": "t", key: value})
@@ -89,8 +95,9 @@ def test_model_kwargs_leave_unset_keys_to_the_detector():
     assert cfg.model_kwargs() == {"backbone": "tiny", "min_size": 128}
 
 
-@pytest.mark.parametrize("preset", sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "preset", sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_preset_is_a_valid_complete_config(preset):
     cfg = load_config(preset)
     assert cfg.train_data and cfg.test_data
@@ -141,15 +148,25 @@ def test_a_key_declared_twice_is_declared_alike():
     shared = [f for f in dataclasses.fields(LoopOptions) if f.name in train]
     assert [f.name for f in shared] == ["seed"]
     for f in shared:
-        assert (f.type, f.default, dict(f.metadata)) == (train[f.name].type, train[f.name].default,
-                                                          dict(train[f.name].metadata))
+        assert (f.type, f.default, dict(f.metadata)) == (
+            train[f.name].type,
+            train[f.name].default,
+            dict(train[f.name].metadata),
+        )
 
 
 def test_importing_the_config_loads_neither_torch_nor_sklearn():
-    code = ("import sys, activedet.config; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'sklearn')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    code = (
+        "import sys, activedet.config; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'sklearn')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     assert out.strip() == "[]", out
 
 
@@ -157,24 +174,32 @@ def test_docs_config_md_is_generated_from_the_schema():
     from activedet.config.reference import REFERENCE_PATH, render_reference
 
     written = (ROOT / REFERENCE_PATH).read_text(encoding="utf-8")
-    assert written == render_reference(), ("docs/config.md is stale; regenerate it with "
-                                           "`python -m activedet.config` from the repository root")
+    assert written == render_reference(), (
+        "docs/config.md is stale; regenerate it with `python -m activedet.config` from the repository root"
+    )
     for key in config_keys():
         assert f"| `{key}` |" in written, key
 
 
-@pytest.mark.parametrize("key, value, pattern", [
-    ("initial_labelled", 1.5, r"key 'initial_labelled' must be a fraction in \(0, 1\] \(float\) or a count >= 1 "
-                              r"\(int\); found 1.5"),
-    ("budget", 0, r"key 'budget' must be a count >= 1 \(int\) or a fraction in \(0, 1\] \(float\); found 0$"),
-    ("max_labelled", "half", r"key 'max_labelled' must be of type int \| float \| null; found 'half' \(str\)"),
-    ("cycles", -1, r"key 'cycles' must be an int >= 0 or null; found -1"),
-    ("metrics", [], r"key 'metrics' must be a non-empty list of \['voc', 'coco', 'froc', 'accuracy'\]; found \[\]"),
-    ("export_images", "move", r"key 'export_images' must be one of \['copy', 'link', 'none'\]; found 'move'"),
-    ("grad_clip", 0, r"key 'grad_clip' must be a float > 0 or null; found 0"),
-    ("detector_options", {1: 2}, r"key 'detector_options' must be of type dict\[str, Any\]; found \{1: 2\}"),
-    ("strategy", 3, r"key 'strategy' must be of type str \| list\[str\]; found 3 \(int\)"),
-])
+@pytest.mark.parametrize(
+    "key, value, pattern",
+    [
+        (
+            "initial_labelled",
+            1.5,
+            r"key 'initial_labelled' must be a fraction in \(0, 1\] \(float\) or a count >= 1 "
+            r"\(int\); found 1.5",
+        ),
+        ("budget", 0, r"key 'budget' must be a count >= 1 \(int\) or a fraction in \(0, 1\] \(float\); found 0$"),
+        ("max_labelled", "half", r"key 'max_labelled' must be of type int \| float \| null; found 'half' \(str\)"),
+        ("cycles", -1, r"key 'cycles' must be an int >= 0 or null; found -1"),
+        ("metrics", [], r"key 'metrics' must be a non-empty list of \['voc', 'coco', 'froc', 'accuracy'\]; found \[\]"),
+        ("export_images", "move", r"key 'export_images' must be one of \['copy', 'link', 'none'\]; found 'move'"),
+        ("grad_clip", 0, r"key 'grad_clip' must be a float > 0 or null; found 0"),
+        ("detector_options", {1: 2}, r"key 'detector_options' must be of type dict\[str, Any\]; found \{1: 2\}"),
+        ("strategy", 3, r"key 'strategy' must be of type str \| list\[str\]; found 3 \(int\)"),
+    ],
+)
 def test_schema_errors_name_the_key_the_allowed_and_the_found_value(key, value, pattern):
     with pytest.raises(ConfigError, match=r"^config: " + pattern) as info:
         config_from_dict({"train_data": "t", key: value})

@@ -22,13 +22,33 @@ def coco_dataset(tmp_path):
     in their own order, a sub-folder image exported as setB__val_1, a polygon, and an image with nothing drawn."""
     (tmp_path / "images/default").mkdir(parents=True)
     (tmp_path / "annotations").mkdir()
-    data = {"images": [{"id": 1, "file_name": "setB__val_1.png", "width": 96, "height": 96},
-                       {"id": 2, "file_name": "val_3.png", "width": 96, "height": 96}],
-            "categories": [{"id": 1, "name": "nine"}, {"id": 2, "name": "two"}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1.5, 2, 28.5, 38], "area": 1083,
-                             "iscrowd": 0, "segmentation": []},
-                            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [10, 10, 20, 20], "area": 400,
-                             "iscrowd": 0, "segmentation": []}]}
+    data = {
+        "images": [
+            {"id": 1, "file_name": "setB__val_1.png", "width": 96, "height": 96},
+            {"id": 2, "file_name": "val_3.png", "width": 96, "height": 96},
+        ],
+        "categories": [{"id": 1, "name": "nine"}, {"id": 2, "name": "two"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [1.5, 2, 28.5, 38],
+                "area": 1083,
+                "iscrowd": 0,
+                "segmentation": [],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 2,
+                "bbox": [10, 10, 20, 20],
+                "area": 400,
+                "iscrowd": 0,
+                "segmentation": [],
+            },
+        ],
+    }
     (tmp_path / "annotations/instances_default.json").write_text(json.dumps(data))
     return tmp_path
 
@@ -52,8 +72,11 @@ def test_datumaro_errors_name_the_format_and_the_fix(coco_dataset, monkeypatch):
     with pytest.raises(ValueError, match="is not one of .* or datumaro:<name>"):
         read_labels("datumaro:", coco_dataset, CLASSES, sizes=SIZES)
     monkeypatch.setitem(sys.modules, "datumaro", None)  # as if it were not installed
-    with pytest.raises(ImportError, match=r"needs Datumaro: pip install datumaro \(or pip install "
-                                          r"activedet\[datumaro\]\)"):
+    with pytest.raises(
+        ImportError,
+        match=r"needs Datumaro: pip install datumaro \(or pip install "
+        r"activedet\[datumaro\]\)",
+    ):
         read_labels("datumaro:coco_instances", coco_dataset, CLASSES, sizes=SIZES)
 
 

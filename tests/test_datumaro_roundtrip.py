@@ -15,15 +15,15 @@ import datumaro as dm
 import numpy as np
 import pytest
 import torch
+from test_loop import write_config
 
 from activedet.al.annotation import load_import_records
 from activedet.al.export import export_batch
 from activedet.config import load_config
-from activedet.interop import export_file_name
 from activedet.data.coco import read_coco
+from activedet.interop import export_file_name
 from activedet.models.outputs import Detections
 from activedet.workflows import import_into_run, run_from_config, run_pool, run_status
-from test_loop import write_config
 
 #: per image of the batch, in pick order (cycled): boxes on multiples of 3 px, so that every format's text (YOLO's
 #: 6 decimals of a fraction of the 96 px side, CVAT's 2 decimals) holds them exactly; labels 10, 1, 5, 3 are "nine",
@@ -41,8 +41,18 @@ def pending_run(tiny_data, tmp_path_factory):
         target = tmp / "unlabelled" / ("setB" if k % 2 else "") / f"v_{record.image_id}{record.file_name.suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(record.file_name, target)
-    config = write_config(tmp, tiny_data, oracle="human", unlabelled_data=str(tmp / "unlabelled"), strategy="random",
-                          initial_labelled=2, budget=6, cycles=1, epochs=1, batch_size=2)
+    config = write_config(
+        tmp,
+        tiny_data,
+        oracle="human",
+        unlabelled_data=str(tmp / "unlabelled"),
+        strategy="random",
+        initial_labelled=2,
+        budget=6,
+        cycles=1,
+        epochs=1,
+        batch_size=2,
+    )
     run_from_config(load_config(config), progress=False)
     assert run_status(tmp / "run")["state"] == "awaiting labels"
     return tmp / "run"
@@ -66,17 +76,25 @@ def export_for_people(run: Path, folder: Path, fmt: str) -> dict:
     pool = run_pool(cfg)
     picks, labels = batch_labels(run)
     index = {n: i + 1 for i, n in enumerate(pool.class_names)}
-    predictions = [Detections(boxes=torch.tensor(labels[p["image_id"]][0]).reshape(-1, 4),
-                              scores=torch.full((len(labels[p["image_id"]][1]),), 0.9),
-                              labels=torch.tensor([index[n] for n in labels[p["image_id"]][1]], dtype=torch.int64),
-                              prob_kind="sigmoid") for p in picks]
+    predictions = [
+        Detections(
+            boxes=torch.tensor(labels[p["image_id"]][0]).reshape(-1, 4),
+            scores=torch.full((len(labels[p["image_id"]][1]),), 0.9),
+            labels=torch.tensor([index[n] for n in labels[p["image_id"]][1]], dtype=torch.int64),
+            prob_kind="sigmoid",
+        )
+        for p in picks
+    ]
     export_batch(folder, pool, picks, predictions, fmt=fmt, images="copy")
     return labels
 
 
 def snapshot(run: Path) -> dict[str, str]:
-    return {p.relative_to(run).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(run).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.rglob("*"))
+        if p.is_file()
+    }
 
 
 def check_datumaro_sees(dataset: dm.Dataset, labels: dict) -> None:
@@ -88,7 +106,8 @@ def check_datumaro_sees(dataset: dm.Dataset, labels: dict) -> None:
         seen[item.id] = ([[b.x, b.y, b.x + b.w, b.y + b.h] for b in boxes], [categories[b.label].name for b in boxes])
     expected = {export_file_name(i, ""): (b.tolist(), n) for i, (b, n) in labels.items()}
     assert {k: (sorted(zip(n, b))) for k, (b, n) in seen.items()} == {
-        k: sorted(zip(n, b)) for k, (b, n) in expected.items()}
+        k: sorted(zip(n, b)) for k, (b, n) in expected.items()
+    }
 
 
 #: (activedet export format, the folder Datumaro reads in the export, Datumaro's reader and writer with their
@@ -133,8 +152,9 @@ def test_a_batch_round_trips_through_datumaro(case, pending_run, tmp_path):
         out = tmp_path / f"datumaro_{name}"
         part.export(str(out), writer, save_media=True, **options)
         target = out / (imported_at or next(p.name for p in out.glob("*.xml")))
-        results.append(import_into_run(run, target, fmt=import_fmt,
-                                       empty_means_labelled=ambiguous and name == "complete"))
+        results.append(
+            import_into_run(run, target, fmt=import_fmt, empty_means_labelled=ambiguous and name == "complete")
+        )
         if name == "partial":
             assert sorted(results[0].pending) == waiting
             assert sorted(results[0].labelled) == sorted(set(pending) - set(waiting))
@@ -147,8 +167,9 @@ def test_a_batch_round_trips_through_datumaro(case, pending_run, tmp_path):
     for image_id, (boxes, classes) in labels.items():  # 0 px: the float32 boxes are equal
         order = np.lexsort(np.asarray(imported[image_id]["boxes"], np.float64).reshape(-1, 4).T[::-1])
         expected = np.lexsort(boxes.astype(np.float64).T[::-1])
-        np.testing.assert_array_equal(np.asarray(imported[image_id]["boxes"], np.float32).reshape(-1, 4)[order],
-                                      boxes[expected])
+        np.testing.assert_array_equal(
+            np.asarray(imported[image_id]["boxes"], np.float32).reshape(-1, 4)[order], boxes[expected]
+        )
         assert [imported[image_id]["labels"][i] for i in order] == [classes[i] for i in expected]
     after = snapshot(run)
     assert {k: v for k, v in after.items() if not k.startswith("imports/")} == before
@@ -220,7 +241,9 @@ def test_labels_of_a_resized_image_are_refused(fmt, pending_run, tmp_path):
     if fmt == "coco":
         path = tmp_path / "query/annotations/instances_default.json"
         data = json.loads(path.read_text())
-        entry = next(e for e in data["images"] if e["file_name"] == export_file_name(first, Path(e["file_name"]).suffix))
+        entry = next(
+            e for e in data["images"] if e["file_name"] == export_file_name(first, Path(e["file_name"]).suffix)
+        )
         entry["width"] = 48
         path.write_text(json.dumps(data))
     else:
@@ -228,7 +251,9 @@ def test_labels_of_a_resized_image_are_refused(fmt, pending_run, tmp_path):
         xml = path / "Annotations" / f"{export_file_name(first, '.xml')}"
         xml.write_text(xml.read_text().replace("<width>96</width>", "<width>48</width>"))
     before = snapshot(run)
-    with pytest.raises(ValueError, match=f"image '{first}': the file gives its size \\(width, height\\) as 48x96 but "
-                                         "the image is 96x96"):
+    with pytest.raises(
+        ValueError,
+        match=f"image '{first}': the file gives its size \\(width, height\\) as 48x96 but the image is 96x96",
+    ):
         import_into_run(run, path, fmt=fmt)
     assert snapshot(run) == before

@@ -129,7 +129,7 @@ def test_predict_returns_every_requested_field(name):
             assert det.dense_probs.dim() == 2 and det.dense_probs.shape[1] == K
         rows = torch.arange(n)
         if name == "fcos-tiny":  # score = sqrt(p_class * centerness)
-            assert torch.all(det.scores ** 2 <= det.class_probs[rows, det.labels - 1] + 1e-6)
+            assert torch.all(det.scores**2 <= det.class_probs[rows, det.labels - 1] + 1e-6)
         elif name in SIGMOID:
             torch.testing.assert_close(det.class_probs[rows, det.labels - 1], det.scores)
         else:
@@ -187,8 +187,9 @@ def test_no_detections_and_empty_images(name):
 def _check_no_detections(model, name: str) -> None:
     K = C if name in SIGMOID else C + 1
     blank = torch.zeros(3, 80, 80)
-    detections = model.predict([blank, torch.rand(3, 64, 64)], fields=["class_probs", "proposals", "embedding",
-                                                                        "dense_probs"])
+    detections = model.predict(
+        [blank, torch.rand(3, 64, 64)], fields=["class_probs", "proposals", "embedding", "dense_probs"]
+    )
     for det in detections:
         _check_types(det, name, 80, 80)
         assert len(det) == 0 and det.class_probs.shape == (0, K)
@@ -219,8 +220,9 @@ def _force_class(model, name: str, label: int) -> None:
             bias[:, label] = 10.0
 
 
-@pytest.mark.parametrize("name", ["retinanet-tiny", "miaod-tiny", "fcos-tiny", "ssd-tiny", "faster_rcnn-tiny",
-                                  "ssdlite-160"])
+@pytest.mark.parametrize(
+    "name", ["retinanet-tiny", "miaod-tiny", "fcos-tiny", "ssd-tiny", "faster_rcnn-tiny", "ssdlite-160"]
+)
 def test_labels_are_class_indices_1_to_C(name):
     model = _build(name).eval()
     _force_class(model, name, label=2)
@@ -231,8 +233,11 @@ def test_labels_are_class_indices_1_to_C(name):
 
 
 def test_fpn_backbones_strides_and_norms():
-    for name, size, strides in [("tiny", 128, [8, 16, 32, 64]), ("resnet18", 64, [4, 8, 16, 32, 64]),
-                                ("mobilenet_v3_large", 64, [32, 32, 64])]:
+    for name, size, strides in [
+        ("tiny", 128, [8, 16, 32, 64]),
+        ("resnet18", 64, [4, 8, 16, 32, 64]),
+        ("mobilenet_v3_large", 64, [32, 32, 64]),
+    ]:
         backbone = build_fpn_backbone(name, fpn_channels=32, norm="group").eval()
         maps = backbone(torch.rand(1, 3, size, size))
         assert [size // m.shape[-1] for m in maps.values()] == strides
@@ -253,14 +258,18 @@ def test_torchvision_backbones_build_and_predict(builder, backbone):
     assert det.embedding.shape == (256,) and det.class_probs.shape[0] == len(det)
 
 
-@pytest.mark.parametrize("ours, theirs", [
-    (lambda: build_retinanet(90, backbone="resnet50"), tv_detection.retinanet_resnet50_fpn),
-    (lambda: build_fcos(90, backbone="resnet50"), tv_detection.fcos_resnet50_fpn),
-    (lambda: build_faster_rcnn(90, backbone="resnet50"), tv_detection.fasterrcnn_resnet50_fpn),
-    (lambda: build_faster_rcnn(90, backbone="mobilenet_v3_large"), tv_detection.fasterrcnn_mobilenet_v3_large_fpn),
-    (lambda: build_ssd(90, variant="ssd300_vgg16"), tv_detection.ssd300_vgg16),
-    (lambda: build_ssd(90, variant="ssdlite320_mobilenet_v3_large"), tv_detection.ssdlite320_mobilenet_v3_large),
-], ids=["retinanet", "fcos", "faster_rcnn", "faster_rcnn_mobile", "ssd300", "ssdlite"])
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (lambda: build_retinanet(90, backbone="resnet50"), tv_detection.retinanet_resnet50_fpn),
+        (lambda: build_fcos(90, backbone="resnet50"), tv_detection.fcos_resnet50_fpn),
+        (lambda: build_faster_rcnn(90, backbone="resnet50"), tv_detection.fasterrcnn_resnet50_fpn),
+        (lambda: build_faster_rcnn(90, backbone="mobilenet_v3_large"), tv_detection.fasterrcnn_mobilenet_v3_large_fpn),
+        (lambda: build_ssd(90, variant="ssd300_vgg16"), tv_detection.ssd300_vgg16),
+        (lambda: build_ssd(90, variant="ssdlite320_mobilenet_v3_large"), tv_detection.ssdlite320_mobilenet_v3_large),
+    ],
+    ids=["retinanet", "fcos", "faster_rcnn", "faster_rcnn_mobile", "ssd300", "ssdlite"],
+)
 def test_architectures_match_torchvision_so_its_weights_load(ours, theirs):
     with torch.device("meta"):  # shapes only: no memory, no init cost
         model = ours()
@@ -297,42 +306,62 @@ def test_weights_round_trip_through_a_local_file(tmp_path):
     assert torch.equal(detector.backbone.body.layer4[1][0].weight, body.layer4[1][0].weight)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: build_retinanet(C, backbone="resnet50", weights="RetinaNet_ResNet50_FPN_Weights.COCO_V9"),
-     r"The 'weights' parameter of build_retinanet must be None, a path .* weights name in \[.*"
-     r"'RetinaNet_ResNet50_FPN_Weights.COCO_V1'.*Got 'RetinaNet_ResNet50_FPN_Weights.COCO_V9' instead"),
-    (lambda: build_retinanet(C, backbone="resnet50", weights="RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1"),
-     r"Got 'RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1' instead"),
-    (lambda: build_fcos(C, backbone="tiny", weights="DEFAULT"),
-     r"'weights' parameter of build_fcos must be None or a path .* no torchvision weights\). Got 'DEFAULT'"),
-    (lambda: build_ssd(C, variant="tiny", weights_backbone="DEFAULT"), r"'weights_backbone'.*no torchvision"),
-    (lambda: build_faster_rcnn(C, backbone="resnet18", weights_backbone="ResNet50_Weights.IMAGENET1K_V2"),
-     r"'weights_backbone' parameter of build_fpn_backbone.*'ResNet18_Weights.IMAGENET1K_V1'"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: build_retinanet(C, backbone="resnet50", weights="RetinaNet_ResNet50_FPN_Weights.COCO_V9"),
+            r"The 'weights' parameter of build_retinanet must be None, a path .* weights name in \[.*"
+            r"'RetinaNet_ResNet50_FPN_Weights.COCO_V1'.*Got 'RetinaNet_ResNet50_FPN_Weights.COCO_V9' instead",
+        ),
+        (
+            lambda: build_retinanet(C, backbone="resnet50", weights="RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1"),
+            r"Got 'RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1' instead",
+        ),
+        (
+            lambda: build_fcos(C, backbone="tiny", weights="DEFAULT"),
+            r"'weights' parameter of build_fcos must be None or a path .* no torchvision weights\). Got 'DEFAULT'",
+        ),
+        (lambda: build_ssd(C, variant="tiny", weights_backbone="DEFAULT"), r"'weights_backbone'.*no torchvision"),
+        (
+            lambda: build_faster_rcnn(C, backbone="resnet18", weights_backbone="ResNet50_Weights.IMAGENET1K_V2"),
+            r"'weights_backbone' parameter of build_fpn_backbone.*'ResNet18_Weights.IMAGENET1K_V1'",
+        ),
+    ],
+)
 def test_unknown_torchvision_weights_names(call, match):
     with pytest.raises(ValueError, match=match):
         call()
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: build_retinanet(C, backbone="resnet5"),
-     r"The 'backbone' parameter of build_retinanet must be one of \['efficientnet_lite0', 'mobilenet_v3_large', "
-     r"'resnet18', 'resnet50', 'tiny'\]. Got 'resnet5' instead."),
-    (lambda: build_fcos(0, backbone="tiny"), r"'num_classes' parameter of build_fcos must be an int >= 1. Got 0"),
-    (lambda: build_ssd(C, variant="ssd512"), r"'variant' parameter of build_ssd must be one of .*Got 'ssd512'"),
-    (lambda: build_ssd(C, variant="ssd300_vgg16", size=200),
-     r"'size' parameter of build_ssd must be an int >= 268 for 'ssd300_vgg16' .* Got 200"),
-    (lambda: build_faster_rcnn(C, backbone="tiny", norm="layer"), r"'norm' parameter .* Got 'layer'"),
-    (lambda: build_retinanet(C, backbone="tiny", anchor_sizes=(16, 32)), r"'anchor_sizes' .* 4 positive sizes"),
-    (lambda: build_fcos(C, backbone="tiny", fpn_channels=48), r"'fpn_channels' .* multiple of 32 .* Got 48"),
-    (lambda: build_retinanet(C, backbone="tiny", score_thresh=1.5), r"'score_thresh' .* \[0.0, 1.0\]. Got 1.5"),
-    (lambda: build_faster_rcnn(C, backbone="tiny", trainable_backbone_layers=6),
-     r"'trainable_backbone_layers' parameter of build_faster_rcnn must be an int in \[0, 5\]. Got 6"),
-    (lambda: build_fpn_backbone("resnet18", weights_backbone="DEFAULT", norm="group"), r"cannot be 'group'"),
-    (lambda: build_fpn_backbone("tiny", returned_layers=[0, 5]), r"'returned_layers' .* \[1, 4\]"),
-    (lambda: build_faster_rcnn(C, backbone="tiny", rpn_post_nms_top_n_test=0), r"'rpn_post_nms_top_n_test'"),
-    (lambda: _build("ssd-tiny").predict([torch.rand(3, 64, 64)], fields=["logits"]), r"Unknown Detections field"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: build_retinanet(C, backbone="resnet5"),
+            r"The 'backbone' parameter of build_retinanet must be one of \['efficientnet_lite0', 'mobilenet_v3_large', "
+            r"'resnet18', 'resnet50', 'tiny'\]. Got 'resnet5' instead.",
+        ),
+        (lambda: build_fcos(0, backbone="tiny"), r"'num_classes' parameter of build_fcos must be an int >= 1. Got 0"),
+        (lambda: build_ssd(C, variant="ssd512"), r"'variant' parameter of build_ssd must be one of .*Got 'ssd512'"),
+        (
+            lambda: build_ssd(C, variant="ssd300_vgg16", size=200),
+            r"'size' parameter of build_ssd must be an int >= 268 for 'ssd300_vgg16' .* Got 200",
+        ),
+        (lambda: build_faster_rcnn(C, backbone="tiny", norm="layer"), r"'norm' parameter .* Got 'layer'"),
+        (lambda: build_retinanet(C, backbone="tiny", anchor_sizes=(16, 32)), r"'anchor_sizes' .* 4 positive sizes"),
+        (lambda: build_fcos(C, backbone="tiny", fpn_channels=48), r"'fpn_channels' .* multiple of 32 .* Got 48"),
+        (lambda: build_retinanet(C, backbone="tiny", score_thresh=1.5), r"'score_thresh' .* \[0.0, 1.0\]. Got 1.5"),
+        (
+            lambda: build_faster_rcnn(C, backbone="tiny", trainable_backbone_layers=6),
+            r"'trainable_backbone_layers' parameter of build_faster_rcnn must be an int in \[0, 5\]. Got 6",
+        ),
+        (lambda: build_fpn_backbone("resnet18", weights_backbone="DEFAULT", norm="group"), r"cannot be 'group'"),
+        (lambda: build_fpn_backbone("tiny", returned_layers=[0, 5]), r"'returned_layers' .* \[1, 4\]"),
+        (lambda: build_faster_rcnn(C, backbone="tiny", rpn_post_nms_top_n_test=0), r"'rpn_post_nms_top_n_test'"),
+        (lambda: _build("ssd-tiny").predict([torch.rand(3, 64, 64)], fields=["logits"]), r"Unknown Detections field"),
+    ],
+)
 def test_argument_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -26,8 +26,10 @@ def iteration_losses(run_dir: Path) -> list[float]:
 def test_two_gloo_processes_match_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run([sys.executable, str(SCRIPT), str(one)], tmp_path)
-    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
-         str(two)], tmp_path)
+    run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(two)],
+        tmp_path,
+    )
     a, b = torch.load(one / "final.pt"), torch.load(two / "final.pt")
     losses_one, losses_two = iteration_losses(one / "run"), iteration_losses(two / "run")
     assert len(losses_one) == len(losses_two) == 4  # 2 epochs x (8 images / global batch 4)
@@ -41,8 +43,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert x.shape == y.shape and torch.allclose(x, y, atol=1e-4)
 
 
-@pytest.mark.parametrize("detector,strategy", [("ssd", "hybrid"), ("miaod", "miaod"), ("almdn_ssd", "almdn"),
-                                               ("ssd", "cald")])
+@pytest.mark.parametrize(
+    "detector,strategy", [("ssd", "hybrid"), ("miaod", "miaod"), ("almdn_ssd", "almdn"), ("ssd", "cald")]
+)
 def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detector, strategy):
     """Cycle 0 is trained once (MI-AOD: by two gloo processes, its DDP stages), then the pool is scored by one
     process and by two: the same scores and the same picks (AL-MDN: its pool-level normalisation runs on the
@@ -55,11 +58,29 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
     from activedet.data.synth import generate_dataset
 
     data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
-    cfg = {"data_format": "coco", "train_data": str(data / "annotations/train.json"),
-           "test_data": str(data / "annotations/test.json"), "image_root": str(data), "detector": detector,
-           "backbone": "tiny", "min_size": 96, "epochs": 1, "batch_size": 4, "optimizer": "adamw", "lr": 0.003,
-           "warmup_iters": 0, "hflip_prob": 0.0, "amp": False, "metrics": ["voc"], "device": "cpu",
-           "strategy": strategy, "initial_labelled": 6, "budget": 5, "cycles": 0, "eval_batch_size": 3}
+    cfg = {
+        "data_format": "coco",
+        "train_data": str(data / "annotations/train.json"),
+        "test_data": str(data / "annotations/test.json"),
+        "image_root": str(data),
+        "detector": detector,
+        "backbone": "tiny",
+        "min_size": 96,
+        "epochs": 1,
+        "batch_size": 4,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "warmup_iters": 0,
+        "hflip_prob": 0.0,
+        "amp": False,
+        "metrics": ["voc"],
+        "device": "cpu",
+        "strategy": strategy,
+        "initial_labelled": 6,
+        "budget": 5,
+        "cycles": 0,
+        "eval_batch_size": 3,
+    }
     if strategy == "hybrid":
         cfg["strategy_options"] = {"uncertainty": "entropy", "diversity": "coreset"}
     elif strategy == "almdn":
@@ -69,17 +90,35 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
     else:
         cfg.update(max_size=96, training_options={"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1})
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-                if detector == "miaod" else [sys.executable])
-    run([*launcher, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"),
-         "--quiet"], tmp_path)  # cycle 0 trained once
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        if detector == "miaod"
+        else [sys.executable]
+    )
+    run(
+        [*launcher, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"), "--quiet"],
+        tmp_path,
+    )  # cycle 0 trained once
     for name in ("one", "two"):
         shutil.copytree(tmp_path / "a", tmp_path / name)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACTIVEDET_KILL_AT": "select:0"}  # stop right after selecting
     extend = ["-m", "activedet", "resume", "--set", "cycles=1", "--quiet"]
     subprocess.run([sys.executable, *extend, str(tmp_path / "one")], env=env, timeout=600)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    *extend, str(tmp_path / "two")], env=env, timeout=600, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            *extend,
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        timeout=600,
+        capture_output=True,
+    )
     picks = [json.loads((tmp_path / name / "cycles/0/selection.json").read_text())["picks"] for name in ("one", "two")]
     assert len(picks[0]) == 5 and [p["index"] for p in picks[0]] == [p["index"] for p in picks[1]]
     scores = [np.load(tmp_path / name / "cycles/0/scores.npz") for name in ("one", "two")]
@@ -104,23 +143,57 @@ def test_influence_under_two_gloo_processes(tmp_path):
     from activedet.data.synth import generate_dataset
 
     data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
-    cfg = {"data_format": "coco", "train_data": str(data / "annotations/train.json"),
-           "val_data": str(data / "annotations/val.json"), "test_data": str(data / "annotations/test.json"),
-           "image_root": str(data), "detector": "faster_rcnn", "backbone": "tiny", "min_size": 96, "epochs": 1,
-           "batch_size": 4, "optimizer": "adamw", "lr": 0.003, "warmup_iters": 0, "hflip_prob": 0.0, "amp": False,
-           "metrics": ["voc"], "device": "cpu", "strategy": "influence", "eval_every": 5,
-           "strategy_options": {"score_threshold": 0.0, "recursion_images": 6}, "initial_labelled": 6, "budget": 5,
-           "cycles": 0, "eval_batch_size": 3}
+    cfg = {
+        "data_format": "coco",
+        "train_data": str(data / "annotations/train.json"),
+        "val_data": str(data / "annotations/val.json"),
+        "test_data": str(data / "annotations/test.json"),
+        "image_root": str(data),
+        "detector": "faster_rcnn",
+        "backbone": "tiny",
+        "min_size": 96,
+        "epochs": 1,
+        "batch_size": 4,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "warmup_iters": 0,
+        "hflip_prob": 0.0,
+        "amp": False,
+        "metrics": ["voc"],
+        "device": "cpu",
+        "strategy": "influence",
+        "eval_every": 5,
+        "strategy_options": {"score_threshold": 0.0, "recursion_images": 6},
+        "initial_labelled": 6,
+        "budget": 5,
+        "cycles": 0,
+        "eval_batch_size": 3,
+    }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    run([sys.executable, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"),
-         "--quiet"], tmp_path)  # cycle 0 trained once
+    run(
+        [sys.executable, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"), "--quiet"],
+        tmp_path,
+    )  # cycle 0 trained once
     for name in ("one", "two"):
         shutil.copytree(tmp_path / "a", tmp_path / name)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACTIVEDET_KILL_AT": "select:0"}
     extend = ["-m", "activedet", "resume", "--set", "cycles=1", "--quiet"]
     subprocess.run([sys.executable, *extend, str(tmp_path / "one")], env=env, timeout=600)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    *extend, str(tmp_path / "two")], env=env, timeout=600, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            *extend,
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        timeout=600,
+        capture_output=True,
+    )
     stats = [json.loads((tmp_path / name / "cycles/0/influence.json").read_text()) for name in ("one", "two")]
     assert stats[0]["v_norm"] == pytest.approx(stats[1]["v_norm"], rel=1e-4)
     assert (stats[0]["steps"], stats[1]["steps"]) == (6, 3)  # each of the two processes: half the labelled images

@@ -39,7 +39,7 @@ def _citations(text: str) -> list[str]:
 
     cited = []
     for match in re.finditer(r"methods\.md", text):
-        clause = re.split(r"\)|\n\n|\. |;", text[match.end():match.end() + 200])[0]
+        clause = re.split(r"\)|\n\n|\. |;", text[match.end() : match.end() + 200])[0]
         cited += re.findall(r"§(\d+(?:\.\d+)?)", clause)
     return cited
 
@@ -47,8 +47,12 @@ def _citations(text: str) -> list[str]:
 def test_every_methods_md_citation_names_a_section_of_the_shipped_file():
     sections = _sections(METHODS.read_text())
     assert {"0.3", "3.3", "7.4", "8.6", "12"} <= sections
-    files = [ROOT / "README.md", ROOT / "DEVELOPERS.md", *sorted((ROOT / "docs").glob("*.md")),
-             *sorted((ROOT / "activedet").rglob("*.py"))]
+    files = [
+        ROOT / "README.md",
+        ROOT / "DEVELOPERS.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "activedet").rglob("*.py")),
+    ]
     cited = {(str(f.relative_to(ROOT)), n) for f in files for n in _citations(f.read_text())}
     assert len({n for _, n in cited}) >= 15  # the parser finds the README's and the sources' citations
     missing = sorted((f, n) for f, n in cited if n not in sections)
@@ -115,17 +119,23 @@ def _broken_links(files: list[Path]) -> tuple[int, list[str]]:
 
 
 def test_the_link_checker_finds_missing_files_and_headings(tmp_path):
-    assert _slug("1.2 Detection-level uncertainty (least confidence / margin / entropy)") == \
-        "12-detection-level-uncertainty-least-confidence--margin--entropy"
+    assert (
+        _slug("1.2 Detection-level uncertainty (least confidence / margin / entropy)")
+        == "12-detection-level-uncertainty-least-confidence--margin--entropy"
+    )
     assert _slug("The quickstart demo (`make demo`)") == "the-quickstart-demo-make-demo"
     (tmp_path / "a.md").write_text("# A\n\n## The quickstart demo (`make demo`)\n\n```\n## not a heading\n```\n")
     (tmp_path / "b.md").write_text(
         "[ok](a.md) [ok](a.md#the-quickstart-demo-make-demo) [self](#b) [web](https://example.org/x)\n"
-        "[gone](c.md) [no heading](a.md#not-a-heading) [image](a.png)\n\n# B\n```\n[in code](d.md)\n```\n")
+        "[gone](c.md) [no heading](a.md#not-a-heading) [image](a.png)\n\n# B\n```\n[in code](d.md)\n```\n"
+    )
     checked, broken = _broken_links([tmp_path / "b.md"])
     assert checked == 6
-    assert broken == ["b.md: c.md (no file c.md)", "b.md: a.md#not-a-heading (no heading #not-a-heading in a.md)",
-                      "b.md: a.png (no file a.png)"]
+    assert broken == [
+        "b.md: c.md (no file c.md)",
+        "b.md: a.md#not-a-heading (no heading #not-a-heading in a.md)",
+        "b.md: a.png (no file a.png)",
+    ]
 
 
 def test_every_relative_link_in_the_readme_and_docs_resolves():

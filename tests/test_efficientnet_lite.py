@@ -12,9 +12,18 @@ import pytest
 import torch
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from activedet.models.efficientnet_lite import (IMAGENET_MEAN, IMAGENET_STD, LITE0_MEAN, LITE0_STAGE_CHANNELS,
-                                                LITE0_STD, PACKAGE, EfficientNetLite0, efficientnet_lite0_fpn,
-                                                load_efficientnet_lite0_weights, pretrained_from_spec)
+from activedet.models.efficientnet_lite import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LITE0_MEAN,
+    LITE0_STAGE_CHANNELS,
+    LITE0_STD,
+    PACKAGE,
+    EfficientNetLite0,
+    efficientnet_lite0_fpn,
+    load_efficientnet_lite0_weights,
+    pretrained_from_spec,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -29,13 +38,22 @@ def _reference_layout() -> dict[str, tuple[int, ...]]:
     Rows (repeats, kernel, stride, expand, in, out) are TensorFlow's ``efficientnet_lite_builder`` block
     strings (``r1_k3_s11_e1_i32_o16`` ...); names are ``efficientnet_pytorch``'s.
     """
+
     def bn(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
         return {f"{prefix}.{n}": (channels,) for n in ("weight", "bias", "running_mean", "running_var")} | {
-            f"{prefix}.num_batches_tracked": ()}
+            f"{prefix}.num_batches_tracked": ()
+        }
 
     layout = {"_conv_stem.weight": (32, 3, 3, 3), **bn("_bn0", 32)}
-    rows = [(1, 3, 1, 32, 16), (2, 3, 6, 16, 24), (2, 5, 6, 24, 40), (3, 3, 6, 40, 80), (3, 5, 6, 80, 112),
-            (4, 5, 6, 112, 192), (1, 3, 6, 192, 320)]
+    rows = [
+        (1, 3, 1, 32, 16),
+        (2, 3, 6, 16, 24),
+        (2, 5, 6, 24, 40),
+        (3, 3, 6, 40, 80),
+        (3, 5, 6, 80, 112),
+        (4, 5, 6, 112, 192),
+        (1, 3, 6, 192, 320),
+    ]
     index = 0
     for repeats, kernel, expand, in_channels, out_channels in rows:
         for r in range(repeats):
@@ -43,11 +61,19 @@ def _reference_layout() -> dict[str, tuple[int, ...]]:
             hidden, p = cin * expand, f"_blocks.{index}"
             if expand != 1:
                 layout |= {f"{p}._expand_conv.weight": (hidden, cin, 1, 1), **bn(f"{p}._bn0", hidden)}
-            layout |= {f"{p}._depthwise_conv.weight": (hidden, 1, kernel, kernel), **bn(f"{p}._bn1", hidden),
-                       f"{p}._project_conv.weight": (out_channels, hidden, 1, 1), **bn(f"{p}._bn2", out_channels)}
+            layout |= {
+                f"{p}._depthwise_conv.weight": (hidden, 1, kernel, kernel),
+                **bn(f"{p}._bn1", hidden),
+                f"{p}._project_conv.weight": (out_channels, hidden, 1, 1),
+                **bn(f"{p}._bn2", out_channels),
+            }
             index += 1
-    return layout | {"_conv_head.weight": (1280, 320, 1, 1), **bn("_bn1", 1280), "_fc.weight": (1000, 1280),
-                     "_fc.bias": (1000,)}
+    return layout | {
+        "_conv_head.weight": (1280, 320, 1, 1),
+        **bn("_bn1", 1280),
+        "_fc.weight": (1000, 1280),
+        "_fc.bias": (1000,),
+    }
 
 
 def test_state_dict_layout_matches_the_package_file():
@@ -98,8 +124,9 @@ def test_same_padding_pads_after_on_even_inputs():
 
 def test_input_statistics_are_converted_to_the_weights_convention():
     native = EfficientNetLite0(num_stages=1, num_classes=None).eval()
-    converted = EfficientNetLite0(num_stages=1, num_classes=None, input_mean=IMAGENET_MEAN,
-                                  input_std=IMAGENET_STD).eval()
+    converted = EfficientNetLite0(
+        num_stages=1, num_classes=None, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD
+    ).eval()
     converted.load_state_dict(native.state_dict())
     pixels = torch.rand(1, 3, 32, 32)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -122,8 +149,9 @@ def test_fpn_levels_freezing_and_norms():
     trainable = {int(n.split(".")[1]) for n, p in backbone.body.named_parameters() if p.requires_grad}
     assert trainable == set(range(5, 16))  # stages 3-4 = blocks 5-15; the stem is frozen
     assert not hasattr(backbone.body, "_fc")
-    short = efficientnet_lite0_fpn(pretrained=False, trainable_layers=5, norm="group", returned_layers=[1, 2],
-                                   fpn_channels=16)
+    short = efficientnet_lite0_fpn(
+        pretrained=False, trainable_layers=5, norm="group", returned_layers=[1, 2], fpn_channels=16
+    )
     assert len(short.body._blocks) == 5 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in short.modules())
     loss = sum(m.sum() for m in short.train()(torch.rand(2, 3, 64, 64)).values())
     loss.backward()  # every parameter is used: DDP needs no find_unused_parameters
@@ -133,27 +161,49 @@ def test_fpn_levels_freezing_and_norms():
 def test_pretrained_from_a_local_file_loads_into_a_truncated_body(tmp_path):
     full = EfficientNetLite0()
     torch.save(full.state_dict(), tmp_path / "lite0.pth")
-    backbone = efficientnet_lite0_fpn(pretrained=tmp_path / "lite0.pth", trainable_layers=3, norm="frozen",
-                                      returned_layers=[2, 3])
+    backbone = efficientnet_lite0_fpn(
+        pretrained=tmp_path / "lite0.pth", trainable_layers=3, norm="frozen", returned_layers=[2, 3]
+    )
     assert torch.equal(backbone.body._blocks[10]._project_conv.weight, full._blocks[10]._project_conv.weight)
     assert len(backbone.body._blocks) == 11
     assert pretrained_from_spec(None) is False and pretrained_from_spec("package") is True
     assert pretrained_from_spec(str(tmp_path / "lite0.pth")) == str(tmp_path / "lite0.pth")
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: pretrained_from_spec("DEFAULT"), ValueError,
-     r"'weights_backbone' parameter of build_fpn_backbone must be None, 'package' .* Got 'DEFAULT' instead"),
-    (lambda: pretrained_from_spec("missing/lite0.pth"), FileNotFoundError, r"'missing/lite0.pth', which does not"),
-    (lambda: efficientnet_lite0_fpn(pretrained=True, trainable_layers=3, norm="group"), ValueError,
-     r"cannot be 'group' with pretrained weights"),
-    (lambda: efficientnet_lite0_fpn(pretrained=False, trainable_layers=3, norm="batchnorm", returned_layers=[4, 2]),
-     ValueError, r"'returned_layers' .* increasing list of stage indices in \[1, 4\]. Got \[4, 2\]"),
-    (lambda: efficientnet_lite0_fpn(pretrained=False, trainable_layers=6, norm="batchnorm"), ValueError,
-     r"'trainable_layers' parameter of efficientnet_lite0_fpn must be an int in \[0, 5\]. Got 6"),
-    (lambda: EfficientNetLite0(num_stages=3)(torch.rand(1, 3, 32, 32)), ValueError, r"'num_classes' .* must be None"),
-    (lambda: EfficientNetLite0(num_classes=None)(torch.rand(1, 3, 32, 32)), RuntimeError, r"forward_stages"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: pretrained_from_spec("DEFAULT"),
+            ValueError,
+            r"'weights_backbone' parameter of build_fpn_backbone must be None, 'package' .* Got 'DEFAULT' instead",
+        ),
+        (lambda: pretrained_from_spec("missing/lite0.pth"), FileNotFoundError, r"'missing/lite0.pth', which does not"),
+        (
+            lambda: efficientnet_lite0_fpn(pretrained=True, trainable_layers=3, norm="group"),
+            ValueError,
+            r"cannot be 'group' with pretrained weights",
+        ),
+        (
+            lambda: efficientnet_lite0_fpn(
+                pretrained=False, trainable_layers=3, norm="batchnorm", returned_layers=[4, 2]
+            ),
+            ValueError,
+            r"'returned_layers' .* increasing list of stage indices in \[1, 4\]. Got \[4, 2\]",
+        ),
+        (
+            lambda: efficientnet_lite0_fpn(pretrained=False, trainable_layers=6, norm="batchnorm"),
+            ValueError,
+            r"'trainable_layers' parameter of efficientnet_lite0_fpn must be an int in \[0, 5\]. Got 6",
+        ),
+        (
+            lambda: EfficientNetLite0(num_stages=3)(torch.rand(1, 3, 32, 32)),
+            ValueError,
+            r"'num_classes' .* must be None",
+        ),
+        (lambda: EfficientNetLite0(num_classes=None)(torch.rand(1, 3, 32, 32)), RuntimeError, r"forward_stages"),
+    ],
+)
 def test_argument_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
@@ -178,8 +228,9 @@ def test_package_weights_load_strictly_and_classify_confidently():
     sky = torch.stack([0.7 - 0.3 * rows, 0.8 - 0.2 * rows, 0.9 - 0.1 * rows])
     ground = torch.stack([0.3 + 0.1 * cols, 0.5 + 0 * cols, 0.2 + 0 * cols])
     scene = torch.where(rows > 0.6, ground, sky)
-    scene = torch.where((cols - 0.7) ** 2 + (rows - 0.25) ** 2 < 0.01, torch.tensor([1.0, 0.95, 0.6]).view(3, 1, 1),
-                        scene)
+    scene = torch.where(
+        (cols - 0.7) ** 2 + (rows - 0.25) ** 2 < 0.01, torch.tensor([1.0, 0.95, 0.6]).view(3, 1, 1), scene
+    )
     x = ((scene - torch.tensor(LITE0_MEAN).view(3, 1, 1)) / torch.tensor(LITE0_STD).view(3, 1, 1))[None]
     with torch.no_grad():
         probs, flipped = model(x).softmax(-1), model(x.flip(-1)).softmax(-1)

@@ -16,14 +16,25 @@ def tiny_model(seed=0, **kwargs):
 
 
 def options(**overrides):
-    base = dict(epochs=2, batch_size=4, optimizer="adamw", lr=2e-3, warmup_iters=2, lr_steps=[100],
-                hflip_prob=0.5, amp=False, seed=0, log_every=1)
+    base = dict(
+        epochs=2,
+        batch_size=4,
+        optimizer="adamw",
+        lr=2e-3,
+        warmup_iters=2,
+        lr_steps=[100],
+        hflip_prob=0.5,
+        amp=False,
+        seed=0,
+        log_every=1,
+    )
     return TrainOptions(**{**base, **overrides})
 
 
 def test_training_lowers_the_loss_and_logs_json_lines(toy_dataset, tmp_path):
-    result = train_detector(tiny_model(), toy_dataset, options=options(epochs=6), out_dir=tmp_path, device="cpu",
-                            progress=False)
+    result = train_detector(
+        tiny_model(), toy_dataset, options=options(epochs=6), out_dir=tmp_path, device="cpu", progress=False
+    )
     losses = [h["train_classification"] + h["train_bbox_regression"] for h in result.history]
     assert len(losses) == 6 and losses[-1] < losses[0]
     lines = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
@@ -35,16 +46,30 @@ def test_training_lowers_the_loss_and_logs_json_lines(toy_dataset, tmp_path):
 
 def test_resume_after_an_interruption_is_exact(toy_dataset, tmp_path):
     straight = tiny_model()
-    train_detector(straight, toy_dataset, options=options(epochs=3), out_dir=tmp_path / "a", device="cpu",
-                   progress=False)
+    train_detector(
+        straight, toy_dataset, options=options(epochs=3), out_dir=tmp_path / "a", device="cpu", progress=False
+    )
     # a run stopped after epoch 1 (its last.pt is all that survives), then resumed from a different init; "all"
     # keeps the optimizer state in last.pt when the 1-epoch training ends, as a run killed there would have it
-    train_detector(tiny_model(), toy_dataset, options=options(epochs=1, epoch_checkpoints="all"),
-                   out_dir=tmp_path / "b", device="cpu", progress=False)
+    train_detector(
+        tiny_model(),
+        toy_dataset,
+        options=options(epochs=1, epoch_checkpoints="all"),
+        out_dir=tmp_path / "b",
+        device="cpu",
+        progress=False,
+    )
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
     resumed = tiny_model(seed=123)
-    result = train_detector(resumed, toy_dataset, options=options(epochs=3), out_dir=tmp_path / "b",
-                            device="cpu", resume=True, progress=False)
+    result = train_detector(
+        resumed,
+        toy_dataset,
+        options=options(epochs=3),
+        out_dir=tmp_path / "b",
+        device="cpu",
+        resume=True,
+        progress=False,
+    )
     assert result.epochs_completed == 3 and len(result.history) == 3
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
@@ -52,20 +77,25 @@ def test_resume_after_an_interruption_is_exact(toy_dataset, tmp_path):
 
 def test_validation_picks_the_best_epoch_and_stops_early(toy_dataset, tmp_path):
     opts = options(epochs=8, lr=1e-9, warmup_iters=0, early_stopping_patience=2)  # lr ~0: no improvement
-    result = train_detector(tiny_model(), toy_dataset, val_set=toy_dataset, options=opts, out_dir=tmp_path,
-                            device="cpu", progress=False)
+    result = train_detector(
+        tiny_model(), toy_dataset, val_set=toy_dataset, options=opts, out_dir=tmp_path, device="cpu", progress=False
+    )
     assert result.stopped_early and result.epochs_completed == 3 and result.best_epoch == 1
     assert (tmp_path / "best.pt").is_file()
     assert all("val_mAP_area" in h for h in result.history)
 
 
-@pytest.mark.parametrize("schedule, expected", [
-    ("constant", [0.5, 0.75, 1.0, 1.0, 1.0]),
-    ("step", [0.5, 0.75, 1.0, 0.1, 0.1]),
-])
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ("constant", [0.5, 0.75, 1.0, 1.0, 1.0]),
+        ("step", [0.5, 0.75, 1.0, 0.1, 0.1]),
+    ],
+)
 def test_lr_schedules(schedule, expected):
-    factor = build_lr_lambda(TrainOptions(epochs=5, lr_schedule=schedule, lr_steps=[3], warmup_iters=2,
-                                          warmup_factor=0.5), iters_per_epoch=1)
+    factor = build_lr_lambda(
+        TrainOptions(epochs=5, lr_schedule=schedule, lr_steps=[3], warmup_iters=2, warmup_factor=0.5), iters_per_epoch=1
+    )
     assert [round(factor(i), 6) for i in range(5)] == expected
 
 
@@ -74,11 +104,14 @@ def test_cosine_schedule_ends_at_zero():
     assert factor(0) == 1.0 and abs(factor(5) - 0.5) < 1e-9 and factor(10) < 1e-9
 
 
-@pytest.mark.parametrize("field, value, pattern", [
-    ("epochs", 0, r"The 'epochs' training option must be an int >= 1. Got 0 instead."),
-    ("optimizer", "adam", r"The 'optimizer' training option must be one of \['sgd', 'adamw'\]"),
-    ("grad_clip", 0.0, r"The 'grad_clip' training option must be a float > 0 or null"),
-])
+@pytest.mark.parametrize(
+    "field, value, pattern",
+    [
+        ("epochs", 0, r"The 'epochs' training option must be an int >= 1. Got 0 instead."),
+        ("optimizer", "adam", r"The 'optimizer' training option must be one of \['sgd', 'adamw'\]"),
+        ("grad_clip", 0.0, r"The 'grad_clip' training option must be a float > 0 or null"),
+    ],
+)
 def test_option_errors(field, value, pattern):
     with pytest.raises(ValueError, match=pattern):
         TrainOptions(**{field: value})
@@ -86,8 +119,13 @@ def test_option_errors(field, value, pattern):
 
 def test_non_finite_loss_is_an_error_that_says_what_to_do(toy_dataset):
     with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf).*lower 'lr'"):
-        train_detector(tiny_model(), toy_dataset, options=options(epochs=1, optimizer="sgd", lr=1e12,
-                                                                   warmup_iters=0), device="cpu", progress=False)
+        train_detector(
+            tiny_model(),
+            toy_dataset,
+            options=options(epochs=1, optimizer="sgd", lr=1e12, warmup_iters=0),
+            device="cpu",
+            progress=False,
+        )
 
 
 def _weights(path):
@@ -98,36 +136,72 @@ def test_epoch_checkpoints_keep_last_and_best_weights_by_default_and_all_or_last
     kept = {}
     for policy in ("last_best", "last", "all"):
         model = tiny_model()
-        train_detector(model, toy_dataset, val_set=toy_dataset, options=options(epochs=2, epoch_checkpoints=policy),
-                       out_dir=tmp_path / policy, device="cpu", progress=False)
+        train_detector(
+            model,
+            toy_dataset,
+            val_set=toy_dataset,
+            options=options(epochs=2, epoch_checkpoints=policy),
+            out_dir=tmp_path / policy,
+            device="cpu",
+            progress=False,
+        )
         kept[policy] = sorted(p.name for p in (tmp_path / policy).glob("*.pt"))
         last = load_checkpoint(tmp_path / policy / "last.pt")
         assert ("optimizer" in last) == (policy == "all") and last["epoch"] == 2
         if policy == "last":  # the one file holds the weights training ended with
             assert all(torch.equal(a, b) for a, b in zip(last["model"].values(), model.state_dict().values()))
-    assert kept == {"last_best": ["best.pt", "last.pt"], "last": ["last.pt"],
-                    "all": ["best.pt", "epoch_1.pt", "epoch_2.pt", "last.pt"]}
-    assert all(torch.equal(a, b) for a, b in zip(_weights(tmp_path / "all/epoch_2.pt").values(),
-                                                 _weights(tmp_path / "last_best/last.pt").values()))
+    assert kept == {
+        "last_best": ["best.pt", "last.pt"],
+        "last": ["last.pt"],
+        "all": ["best.pt", "epoch_1.pt", "epoch_2.pt", "last.pt"],
+    }
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            _weights(tmp_path / "all/epoch_2.pt").values(), _weights(tmp_path / "last_best/last.pt").values()
+        )
+    )
 
 
 @pytest.mark.parametrize("policy", ["last_best", "last"])
 def test_a_finished_training_resumes_to_the_same_model_and_refuses_to_extend(policy, toy_dataset, tmp_path):
     opts = options(epochs=2, epoch_checkpoints=policy)
     first = tiny_model()
-    train_detector(first, toy_dataset, val_set=toy_dataset, options=opts, out_dir=tmp_path, device="cpu",
-                   progress=False)
+    train_detector(
+        first, toy_dataset, val_set=toy_dataset, options=opts, out_dir=tmp_path, device="cpu", progress=False
+    )
     again = tiny_model(seed=5)
-    train_detector(again, toy_dataset, val_set=toy_dataset, options=opts, out_dir=tmp_path, device="cpu",
-                   resume=True, progress=False)
+    train_detector(
+        again,
+        toy_dataset,
+        val_set=toy_dataset,
+        options=opts,
+        out_dir=tmp_path,
+        device="cpu",
+        resume=True,
+        progress=False,
+    )
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
-    with pytest.raises(ValueError, match=r"last.pt holds only the weights of a training that ended at epoch 2, so it "
-                                         r"cannot continue to epoch 3; .*epoch_checkpoints: all"):
-        train_detector(tiny_model(), toy_dataset, options=options(epochs=3, epoch_checkpoints=policy),
-                       out_dir=tmp_path, device="cpu", resume=True, progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"last.pt holds only the weights of a training that ended at epoch 2, so it "
+        r"cannot continue to epoch 3; .*epoch_checkpoints: all",
+    ):
+        train_detector(
+            tiny_model(),
+            toy_dataset,
+            options=options(epochs=3, epoch_checkpoints=policy),
+            out_dir=tmp_path,
+            device="cpu",
+            resume=True,
+            progress=False,
+        )
 
 
 def test_epoch_checkpoints_is_validated():
-    with pytest.raises(ValueError, match=r"The 'epoch_checkpoints' training option must be one of "
-                                         r"\['last_best', 'last', 'all'\]. Got 'best' instead."):
+    with pytest.raises(
+        ValueError,
+        match=r"The 'epoch_checkpoints' training option must be one of "
+        r"\['last_best', 'last', 'all'\]. Got 'best' instead.",
+    ):
         TrainOptions(epoch_checkpoints="best")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from activedet.data.records import DetectionDataset, ImageRecord
-from activedet.evaluation import evaluate, froc, coco_ap, voc_map
+from activedet.evaluation import coco_ap, evaluate, froc, voc_map
 from activedet.models.outputs import Detections
 
 A, B, C, D = (10, 10, 50, 50), (60, 10, 90, 40), (10, 60, 40, 90), (55, 55, 95, 95)  # disjoint boxes
@@ -38,6 +38,7 @@ def aps(result, name="a"):
 
 
 # ------------------------------------------------------------------------------------------------------- VOC
+
 
 @pytest.mark.parametrize("kind", ["detections", "torch", "numpy"])
 def test_voc_perfect_predictions_give_ap_1(kind):
@@ -124,6 +125,7 @@ def test_voc_iou_exactly_at_threshold_matches():
 def _reference_voc(records, preds, num_classes, iou_threshold=0.5):
     """Per-class (ap_11pt, ap_area) by the devkit's detection-by-detection loop under the continuous rules (no + 1,
     IoU >= threshold, exact recall points; crowd ignored like difficult)."""
+
     def iou(box, boxes):
         iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
         ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
@@ -135,8 +137,15 @@ def _reference_voc(records, preds, num_classes, iou_threshold=0.5):
         gt = [(r.boxes[r.labels == c].astype(float), (r.difficult | r.iscrowd)[r.labels == c]) for r in records]
         used = [np.zeros(len(g), bool) for g, _ in gt]
         npos = sum(int((~d).sum()) for _, d in gt)
-        dets = sorted(((s, i, b) for i, p in enumerate(preds)
-                       for b, s, lab in zip(p["boxes"], p["scores"], p["labels"]) if lab == c), key=lambda t: -t[0])
+        dets = sorted(
+            (
+                (s, i, b)
+                for i, p in enumerate(preds)
+                for b, s, lab in zip(p["boxes"], p["scores"], p["labels"])
+                if lab == c
+            ),
+            key=lambda t: -t[0],
+        )
         tp = []
         for _, i, box in dets:
             boxes, difficult = gt[i]
@@ -168,16 +177,29 @@ def _random_case(seed, num_images=60):
     for i in range(num_images):
         n = int(rng.integers(0, 5))
         labels = rng.integers(1, 4, n)
-        records.append(record(i, grid[rng.choice(len(grid), n, replace=False)], labels,
-                              difficult=rng.random(n) < 0.2, iscrowd=rng.random(n) < 0.1))
+        records.append(
+            record(
+                i,
+                grid[rng.choice(len(grid), n, replace=False)],
+                labels,
+                difficult=rng.random(n) < 0.2,
+                iscrowd=rng.random(n) < 0.1,
+            )
+        )
         m = int(rng.integers(0, 8))
         source = rng.integers(0, max(n, 1), m)
         near_gt = (rng.random(m) < 0.7) & (n > 0)
-        boxes = np.where(near_gt[:, None], records[-1].boxes[source % max(n, 1)] if n else 0,
-                         grid[rng.integers(0, len(grid), m)]) + rng.normal(0, 3, (m, 4)).clip(-2, 2)
+        boxes = np.where(
+            near_gt[:, None], records[-1].boxes[source % max(n, 1)] if n else 0, grid[rng.integers(0, len(grid), m)]
+        ) + rng.normal(0, 3, (m, 4)).clip(-2, 2)
         keep_label = (rng.random(m) < 0.7) & near_gt
-        preds.append({"boxes": boxes, "scores": rng.random(m).round(2),  # rounding makes ties
-                      "labels": np.where(keep_label, labels[source % max(n, 1)] if n else 1, rng.integers(1, 4, m))})
+        preds.append(
+            {
+                "boxes": boxes,
+                "scores": rng.random(m).round(2),  # rounding makes ties
+                "labels": np.where(keep_label, labels[source % max(n, 1)] if n else 1, rng.integers(1, 4, m)),
+            }
+        )
     return dataset(*records, names=("a", "b", "c")), preds
 
 
@@ -197,8 +219,12 @@ SMALL, MEDIUM, LARGE = (10, 10, 30, 30), (50, 10, 100, 60), (10, 70, 150, 190)  
 
 def _coco_case():
     # Labels 1 and 2 stand for COCO categories 3 and 17; every class has boxes in every area range.
-    records = [record(0, [SMALL, MEDIUM, LARGE], [1, 2, 1], size=200), record(1, [LARGE, SMALL], [2, 2], size=200),
-               record(2, [MEDIUM], [1], size=200), record(3, size=200)]
+    records = [
+        record(0, [SMALL, MEDIUM, LARGE], [1, 2, 1], size=200),
+        record(1, [LARGE, SMALL], [2, 2], size=200),
+        record(2, [MEDIUM], [1], size=200),
+        record(3, size=200),
+    ]
     return DetectionDataset(records, ["car", "dog"], category_ids=[3, 17])
 
 
@@ -244,15 +270,19 @@ def test_coco_is_silent_unless_verbose(capsys):
 
 # ------------------------------------------------------------------------------------------------------ FROC
 
+
 def _froc_case():
     # 4 images, 4 counted GTs (a, b | c | d, difficult e | none). Detections, by score:
     #   .95 a (detects a)  .90 FP (img 3)  .85 a again (duplicate)  .80 c  .70 e (difficult: ignored)
     #   .60 FP (img 0)     .50 FP (img 1)  .40 d                    .30 FP (img 2); b is never found.
     e = (60, 60, 90, 90)
-    ds = dataset(record(0, [A, B]), record(1, [C]), record(2, [D, (5, 5, 30, 30)], difficult=[False, True]),
-                 record(3))
-    preds = [pred([A, A, FAR], [0.95, 0.85, 0.6]), pred([C, FAR], [0.8, 0.5]),
-             pred([(5, 5, 30, 30), D, e], [0.7, 0.4, 0.3]), pred([FAR], [0.9])]
+    ds = dataset(record(0, [A, B]), record(1, [C]), record(2, [D, (5, 5, 30, 30)], difficult=[False, True]), record(3))
+    preds = [
+        pred([A, A, FAR], [0.95, 0.85, 0.6]),
+        pred([C, FAR], [0.8, 0.5]),
+        pred([(5, 5, 30, 30), D, e], [0.7, 0.4, 0.3]),
+        pred([FAR], [0.9]),
+    ]
     return ds, preds
 
 
@@ -292,6 +322,7 @@ def test_froc_without_ground_truth_is_nan():
 
 # ------------------------------------------------------------------------------------------- evaluate + errors
 
+
 def test_evaluate_returns_flat_json_able_dict():
     ds = _coco_case()
     preds = [pred(r.boxes, np.linspace(0.9, 0.5, r.num_boxes), r.labels) for r in ds]
@@ -309,17 +340,23 @@ def _bad(**override):
     return p
 
 
-@pytest.mark.parametrize("predictions, match", [
-    ([pred()], r"one entry per dataset image \(2\).*Got 1"),
-    ([pred(), _bad(labels=torch.tensor([0]))], r"predictions\[1\]\['labels'\] must be in 1\.\.2\. Got 0"),
-    ([pred(), _bad(labels=torch.tensor([3]))], r"must be in 1\.\.2\. Got 3"),
-    ([_bad(boxes=torch.zeros(1, 3)), pred()], r"predictions\[0\]\['boxes'\] must have shape \[N, 4\]. Got \[1, 3\]"),
-    ([_bad(scores=torch.ones(2)), pred()], r"\['scores'\] must have shape \[1\].*Got \[2\]"),
-    ([{"boxes": torch.zeros(0, 4)}, pred()], r"predictions\[0\] must have keys.*Missing \['scores', 'labels'\]"),
-    ([pred(), 5], r"predictions\[1\] must be a Detections or a mapping.*Got int"),
-    ([_bad(boxes=torch.tensor([[50.0, 10, 10, 50]])), pred()], r"x1 <= x2.*Got \[50\.0"),
-    ([_bad(scores=torch.tensor([float("nan")])), pred()], r"\['scores'\] must be finite"),
-])
+@pytest.mark.parametrize(
+    "predictions, match",
+    [
+        ([pred()], r"one entry per dataset image \(2\).*Got 1"),
+        ([pred(), _bad(labels=torch.tensor([0]))], r"predictions\[1\]\['labels'\] must be in 1\.\.2\. Got 0"),
+        ([pred(), _bad(labels=torch.tensor([3]))], r"must be in 1\.\.2\. Got 3"),
+        (
+            [_bad(boxes=torch.zeros(1, 3)), pred()],
+            r"predictions\[0\]\['boxes'\] must have shape \[N, 4\]. Got \[1, 3\]",
+        ),
+        ([_bad(scores=torch.ones(2)), pred()], r"\['scores'\] must have shape \[1\].*Got \[2\]"),
+        ([{"boxes": torch.zeros(0, 4)}, pred()], r"predictions\[0\] must have keys.*Missing \['scores', 'labels'\]"),
+        ([pred(), 5], r"predictions\[1\] must be a Detections or a mapping.*Got int"),
+        ([_bad(boxes=torch.tensor([[50.0, 10, 10, 50]])), pred()], r"x1 <= x2.*Got \[50\.0"),
+        ([_bad(scores=torch.tensor([float("nan")])), pred()], r"\['scores'\] must be finite"),
+    ],
+)
 def test_bad_predictions_raise_value_error(predictions, match):
     ds = dataset(record(0, [A]), record(1), names=("a", "b"))
     for metric in (voc_map, coco_ap, froc):
@@ -333,8 +370,11 @@ def test_bad_parameters_raise_value_error():
         voc_map(ds, preds, iou_threshold=0)
     with pytest.raises(ValueError, match=r"'fps_per_image' parameter .* Got \[\]"):
         froc(ds, preds, fps_per_image=[])
-    with pytest.raises(ValueError, match=r"'metrics' parameter .*\['voc', 'coco', 'froc', 'accuracy'\]. "
-                                         r"Got \('map',\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"'metrics' parameter .*\['voc', 'coco', 'froc', 'accuracy'\]. "
+        r"Got \('map',\)",
+    ):
         evaluate(ds, preds, metrics=("map",))
     with pytest.raises(ValueError, match=r"'options' parameter .* \['froc'\]"):
         evaluate(ds, preds, options={"froc": {}})

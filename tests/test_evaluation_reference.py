@@ -35,11 +35,17 @@ def _coco_file(path, seed=0, num_images=40):
         for _ in range(int(rng.integers(0, 5)) if i % 5 else 0):  # every 5th image has no box
             w, h = (int(v) for v in rng.integers(8, 140, 2))
             x, y = int(rng.integers(0, 200 - w)), int(rng.integers(0, 200 - h))
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "bbox": [x, y, w, h],
-                                "category_id": CATEGORIES[int(rng.integers(0, 4))][0],
-                                "area": float(w * h * rng.uniform(0.3, 1.0)), "iscrowd": int(rng.random() < 0.05)})
-    data = {"images": images, "annotations": annotations,
-            "categories": [{"id": c, "name": n} for c, n in CATEGORIES]}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "bbox": [x, y, w, h],
+                    "category_id": CATEGORIES[int(rng.integers(0, 4))][0],
+                    "area": float(w * h * rng.uniform(0.3, 1.0)),
+                    "iscrowd": int(rng.random() < 0.05),
+                }
+            )
+    data = {"images": images, "annotations": annotations, "categories": [{"id": c, "name": n} for c, n in CATEGORIES]}
     path.write_text(json.dumps(data))
     return data
 
@@ -57,13 +63,24 @@ def _coco_detections(data, seed=1):
             for _ in range(int(rng.integers(0, 3))):
                 x, y, w, h = (np.array(a["bbox"], float) + np.round(rng.normal(0, 4, 4) * 4) / 4).tolist()
                 cat = a["category_id"] if rng.random() < 0.8 else CATEGORIES[int(rng.integers(0, 4))][0]
-                results.append({"image_id": image["id"], "category_id": cat,
-                                "bbox": [max(x, 0.0), max(y, 0.0), max(w, 1.0), max(h, 1.0)], "score": rng.random()})
+                results.append(
+                    {
+                        "image_id": image["id"],
+                        "category_id": cat,
+                        "bbox": [max(x, 0.0), max(y, 0.0), max(w, 1.0), max(h, 1.0)],
+                        "score": rng.random(),
+                    }
+                )
         for _ in range(int(rng.integers(0, 3))):
             w, h = (rng.integers(16, 400, 2) / 4).tolist()
-            results.append({"image_id": image["id"], "category_id": CATEGORIES[int(rng.integers(0, 4))][0],
-                            "bbox": [float(rng.integers(0, 400) / 4), float(rng.integers(0, 400) / 4), w, h],
-                            "score": rng.random()})
+            results.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": CATEGORIES[int(rng.integers(0, 4))][0],
+                    "bbox": [float(rng.integers(0, 400) / 4), float(rng.integers(0, 400) / 4), w, h],
+                    "score": rng.random(),
+                }
+            )
     return results
 
 
@@ -95,8 +112,10 @@ def _predictions(ds, results, image_ids):
         boxes[k].append([x, y, x + w, y + h])
         scores[k].append(r["score"])
         labels[k].append(label_of[r["category_id"]])
-    return [{"boxes": np.array(b, float).reshape(-1, 4), "scores": np.array(s, float), "labels": np.array(lab, int)}
-            for b, s, lab in zip(boxes, scores, labels)]
+    return [
+        {"boxes": np.array(b, float).reshape(-1, 4), "scores": np.array(s, float), "labels": np.array(lab, int)}
+        for b, s, lab in zip(boxes, scores, labels)
+    ]
 
 
 def _shuffled_labels(ds, order):
@@ -104,8 +123,20 @@ def _shuffled_labels(ds, order):
     so ``category_ids`` are no longer ascending."""
     new_label = np.empty(ds.num_classes + 1, np.int64)
     new_label[np.array(order) + 1] = np.arange(1, ds.num_classes + 1)
-    records = [ImageRecord(r.image_id, r.file_name, r.width, r.height, r.boxes, new_label[r.labels], r.difficult,
-                           r.iscrowd, area=r.area) for r in ds.records]
+    records = [
+        ImageRecord(
+            r.image_id,
+            r.file_name,
+            r.width,
+            r.height,
+            r.boxes,
+            new_label[r.labels],
+            r.difficult,
+            r.iscrowd,
+            area=r.area,
+        )
+        for r in ds.records
+    ]
     return DetectionDataset(records, [ds.class_names[k] for k in order], [ds.category_ids[k] for k in order])
 
 
@@ -143,7 +174,7 @@ def test_coco_size_buckets_use_the_annotated_area_as_pycocotools_does(tmp_path):
     path, data, results, ds = _coco_case(tmp_path)
     boxes = np.array([a["bbox"] for a in data["annotations"]], float)
     areas = np.array([a["area"] for a in data["annotations"]])
-    edges = [0, 32 ** 2, 96 ** 2, np.inf]
+    edges = [0, 32**2, 96**2, np.inf]
     assert (np.digitize(boxes[:, 2] * boxes[:, 3], edges) != np.digitize(areas, edges)).sum() >= 5
     np.testing.assert_array_equal(np.concatenate([r.area for r in ds]), areas)
 
@@ -152,8 +183,9 @@ def test_coco_size_buckets_use_the_annotated_area_as_pycocotools_does(tmp_path):
     ours = coco_ap(ds, predictions)
     _assert_stats_equal(ours, stats)  # all 12, to float precision
     # With the box area instead (the file's area dropped), the size buckets move: the test can tell them apart.
-    unknown = [ImageRecord(r.image_id, r.file_name, r.width, r.height, r.boxes, r.labels, iscrowd=r.iscrowd)
-               for r in ds]
+    unknown = [
+        ImageRecord(r.image_id, r.file_name, r.width, r.height, r.boxes, r.labels, iscrowd=r.iscrowd) for r in ds
+    ]
     box_area = coco_ap(DetectionDataset(unknown, ds.class_names, ds.category_ids), predictions)
     assert box_area["AP"] == ours["AP"] and box_area["AP50"] == ours["AP50"]
     assert any(abs(box_area[k] - ours[k]) > 1e-3 for k in ("APs", "APm", "APl", "ARs", "ARm", "ARl"))
@@ -175,15 +207,20 @@ def test_coco_area_round_trips_through_write_and_read(tmp_path):
 
 def test_coco_file_without_area_gets_nan_and_a_bad_area_is_reported(tmp_path):
     path = tmp_path / "a.json"
-    data = {"images": [{"id": 1, "file_name": "1.jpg", "width": 50, "height": 50}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}],
-            "categories": [{"id": 1, "name": "a"}]}
+    data = {
+        "images": [{"id": 1, "file_name": "1.jpg", "width": 50, "height": 50}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}],
+        "categories": [{"id": 1, "name": "a"}],
+    }
     path.write_text(json.dumps(data))
     assert math.isnan(read_coco(path, check_images=False)[0].area[0])
     data["annotations"][0]["area"] = -3
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=r"annotations\[0\]\.area: expected a number >= 0 \(square pixels\); "
-                                         r"found -3"):
+    with pytest.raises(
+        ValueError,
+        match=r"annotations\[0\]\.area: expected a number >= 0 \(square pixels\); "
+        r"found -3",
+    ):
         read_coco(path, check_images=False)
     with pytest.raises(ValueError, match=r"area must have one finite value >= 0 \(or NaN: unknown\) per box \(1\)"):
         ImageRecord("0", "0.jpg", 50, 50, [[0, 0, 10, 10]], [1], area=[1.0, 2.0])
@@ -252,8 +289,13 @@ def _parse_rec(path):
     objects = []
     for obj in ET.parse(path).findall("object"):
         box = obj.find("bndbox")
-        objects.append({"name": obj.find("name").text, "difficult": int(obj.find("difficult").text),
-                        "bbox": [int(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]})
+        objects.append(
+            {
+                "name": obj.find("name").text,
+                "difficult": int(obj.find("difficult").text),
+                "bbox": [int(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")],
+            }
+        )
     return objects
 
 
@@ -280,8 +322,11 @@ def _devkit_eval(recs, detections, classname, ovthresh=0.5):
         objs = [o for o in objects if o["name"] == classname]
         difficult = np.array([o["difficult"] for o in objs]).astype(bool)
         npos += int(np.sum(~difficult))
-        class_recs[image] = {"bbox": np.array([o["bbox"] for o in objs], float).reshape(-1, 4),
-                             "difficult": difficult, "det": [False] * len(objs)}
+        class_recs[image] = {
+            "bbox": np.array([o["bbox"] for o in objs], float).reshape(-1, 4),
+            "difficult": difficult,
+            "det": [False] * len(objs),
+        }
     if npos == 0:
         return float("nan"), float("nan")
     image_ids = [d[0] for d in detections]
@@ -305,8 +350,11 @@ def _devkit_eval(recs, detections, classname, ovthresh=0.5):
             iw = np.maximum(ixmax - ixmin + 1.0, 0.0)
             ih = np.maximum(iymax - iymin + 1.0, 0.0)
             inters = iw * ih
-            uni = ((bb[2] - bb[0] + 1.0) * (bb[3] - bb[1] + 1.0)
-                   + (BBGT[:, 2] - BBGT[:, 0] + 1.0) * (BBGT[:, 3] - BBGT[:, 1] + 1.0) - inters)
+            uni = (
+                (bb[2] - bb[0] + 1.0) * (bb[3] - bb[1] + 1.0)
+                + (BBGT[:, 2] - BBGT[:, 0] + 1.0) * (BBGT[:, 3] - BBGT[:, 1] + 1.0)
+                - inters
+            )
             overlaps = inters / uni
             ovmax = np.max(overlaps)
             jmax = np.argmax(overlaps)
@@ -341,8 +389,12 @@ def test_voc_devkit_rules_match_the_devkit_loop_on_the_xml_files(tmp_path, seed)
     ours = voc_map(ds, preds, rules="devkit")
     for label, name in enumerate(VOC_NAMES, 1):
         # A results file: the records' frame back to VOC's 1-based indices (xmin = x1 + 1, xmax = x2).
-        detections = [(stem, s, b[0] + 1, b[1] + 1, b[2], b[3]) for stem, p in zip(stems, preds)
-                      for b, s, lab in zip(p["boxes"], p["scores"], p["labels"]) if lab == label]
+        detections = [
+            (stem, s, b[0] + 1, b[1] + 1, b[2], b[3])
+            for stem, p in zip(stems, preds)
+            for b, s, lab in zip(p["boxes"], p["scores"], p["labels"])
+            if lab == label
+        ]
         expected = _devkit_eval(recs, detections, name)
         got = ours["per_class"][name]
         assert 0.05 < expected[1] < 0.95  # a non-trivial mix of TPs, FPs, duplicates and difficult hits
@@ -377,12 +429,16 @@ def test_voc_rules_option_is_checked_and_reported():
     assert evaluate(ds, preds, metrics="voc", options={"voc": {"rules": "devkit"}})["voc/mAP_area"] == 1.0
     with pytest.raises(ValueError, match=r"'rules' parameter must be one of \['devkit', 'continuous'\]. Got 'vod'"):
         voc_map(ds, preds, rules="vod")
-    with pytest.raises(ValueError, match=r"unknown options \['rule'\] for metric 'voc'; it takes \['iou_threshold', "
-                                         r"'rules'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown options \['rule'\] for metric 'voc'; it takes \['iou_threshold', "
+        r"'rules'\]",
+    ):
         evaluate(ds, preds, metrics="voc", options={"voc": {"rule": "devkit"}})
 
 
 # ------------------------------------------------------------------------------------------------------ FROC
+
 
 def _box(*xyxy):
     return np.array(xyxy, float)
@@ -392,8 +448,11 @@ def test_froc_centre_matching_hits_on_the_centre_not_the_overlap():
     # GT (0, 0, 40, 40). A: a small box at the GT's centre (IoU 0.0625, centre inside). B: a box mostly on the GT
     # (IoU 0.6) whose centre (21, 20) is inside too. C: a box that overlaps the GT's corner (centre (45, 45) outside).
     ds = DetectionDataset([ImageRecord("0", "0.jpg", 100, 100, [[0, 0, 40, 40]], [1])], ["a"])
-    for boxes, iou_hit, centre_hit in (([[15, 15, 25, 25]], False, True), ([[2, 0, 40, 40]], True, True),
-                                       ([[30, 30, 60, 60]], False, False)):
+    for boxes, iou_hit, centre_hit in (
+        ([[15, 15, 25, 25]], False, True),
+        ([[2, 0, 40, 40]], True, True),
+        ([[30, 30, 60, 60]], False, False),
+    ):
         preds = [{"boxes": boxes, "scores": [0.9], "labels": [1]}]
         assert froc(ds, preds, fps_per_image=[1])["sensitivity"] == [float(iou_hit)]
         centre = froc(ds, preds, fps_per_image=[1], matching="centre")
@@ -405,13 +464,14 @@ def test_froc_centre_matching_hits_on_the_centre_not_the_overlap():
 
 def _reference_curve(ds, preds, hit, duplicates_as_fp):
     """(FP/img, sensitivity) at every distinct score, from scratch for each threshold, with the hit rule ``hit``."""
-    dets = sorted(((s, i, b) for i, p in enumerate(preds) for b, s in zip(p["boxes"], p["scores"])),
-                  key=lambda t: -t[0])
+    dets = sorted(
+        ((s, i, b) for i, p in enumerate(preds) for b, s in zip(p["boxes"], p["scores"])), key=lambda t: -t[0]
+    )
     counted = sum(int((~(r.difficult | r.iscrowd)).sum()) for r in ds)
     points = []
     for threshold in sorted({s for s, _, _ in dets}, reverse=True):
         found, fp = set(), 0
-        for s, i, box in (d for d in dets if d[0] >= threshold):
+        for _, i, box in (d for d in dets if d[0] >= threshold):
             r = ds[i]
             hits = [j for j in range(r.num_boxes) if hit(box, r.boxes[j])]
             real = {(i, j) for j in hits if not (r.difficult[j] or r.iscrowd[j])}
@@ -455,6 +515,7 @@ def test_froc_matching_options_are_checked():
 
 # ---------------------------------------------------------------------------------------------------- config
 
+
 def test_config_voc_rules_default_to_the_devkit_for_voc_data_only():
     from activedet.config import ConfigError, config_from_dict
 
@@ -464,14 +525,22 @@ def test_config_voc_rules_default_to_the_devkit_for_voc_data_only():
     assert options(data_format="voc") == {"voc": {"rules": "devkit"}}
     assert options(data_format="coco") == {"voc": {"rules": "continuous"}}
     assert options(data_format="voc", metric_options={"voc": {"rules": "continuous", "iou_threshold": 0.7}}) == {
-        "voc": {"rules": "continuous", "iou_threshold": 0.7}}
+        "voc": {"rules": "continuous", "iou_threshold": 0.7}
+    }
     assert options(data_format="voc", metrics=["coco", "froc"], metric_options={"froc": {"matching": "centre"}}) == {
-        "froc": {"matching": "centre"}}
-    with pytest.raises(ConfigError, match=r"key 'metric_options': The 'matching' parameter must be one of "
-                                          r"\['iou', 'centre'\]. Got 'center'"):
+        "froc": {"matching": "centre"}
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'metric_options': The 'matching' parameter must be one of "
+        r"\['iou', 'centre'\]. Got 'center'",
+    ):
         options(metrics=["froc"], metric_options={"froc": {"matching": "center"}})
-    with pytest.raises(ConfigError, match=r"key 'metric_options': .* keys \['froc'\] that are not among the "
-                                          r"requested metrics \['voc', 'coco'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'metric_options': .* keys \['froc'\] that are not among the "
+        r"requested metrics \['voc', 'coco'\]",
+    ):
         options(metric_options={"froc": {}})
 
 
@@ -481,11 +550,24 @@ def test_evaluation_and_the_loop_get_the_resolved_options(tiny_data, tmp_path, m
     from activedet.config import config_from_dict
     from activedet.data.synth import SYNTH_CLASSES
 
-    cfg = config_from_dict({"data_format": "voc", "train_data": str(tiny_data / "voc"),
-                            "test_data": str(tiny_data / "voc"), "voc_train_sets": ["2007/train"],
-                            "voc_test_sets": ["2007/test"], "class_names": list(SYNTH_CLASSES), "detector": "fcos",
-                            "backbone": "tiny", "min_size": 64, "max_size": 64, "metrics": ["voc"],
-                            "device": "cpu", "out_dir": str(tmp_path / "out"), "cycles": 1})
+    cfg = config_from_dict(
+        {
+            "data_format": "voc",
+            "train_data": str(tiny_data / "voc"),
+            "test_data": str(tiny_data / "voc"),
+            "voc_train_sets": ["2007/train"],
+            "voc_test_sets": ["2007/test"],
+            "class_names": list(SYNTH_CLASSES),
+            "detector": "fcos",
+            "backbone": "tiny",
+            "min_size": 64,
+            "max_size": 64,
+            "metrics": ["voc"],
+            "device": "cpu",
+            "out_dir": str(tmp_path / "out"),
+            "cycles": 1,
+        }
+    )
     seen = []
     monkeypatch.setattr(workflows, "evaluate", lambda *a, **k: seen.append(k["options"]) or evaluate(*a, **k))
     model = workflows.build_model(cfg, 10)

@@ -17,17 +17,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_loop import outcome, write_config
 
 from activedet.cli import main
 from activedet.config import load_config
 from activedet.data.images import ImageDecodeError
 from activedet.data.torch_dataset import load_image
 
-from test_loop import outcome, write_config
-
 #: the files a run's result is made of: two runs of one config must write them byte for byte the same
-RESULT_FILES = ("ledger.npz", "metrics.jsonl", "cycles/0/model.pt", "cycles/0/metrics.json", "cycles/0/scores.npz",
-                "cycles/0/selection.json", "cycles/1/model.pt", "cycles/1/metrics.json")
+RESULT_FILES = (
+    "ledger.npz",
+    "metrics.jsonl",
+    "cycles/0/model.pt",
+    "cycles/0/metrics.json",
+    "cycles/0/scores.npz",
+    "cycles/0/selection.json",
+    "cycles/1/model.pt",
+    "cycles/1/metrics.json",
+)
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
@@ -55,6 +62,7 @@ def test_the_same_checkpoint_state_saves_to_the_same_bytes(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ image decoding
 
+
 def test_sixteen_bit_grayscale_is_scaled_to_its_range_not_clipped(tmp_path):
     values = (np.arange(80 * 96).reshape(80, 96) * 8).astype(np.uint16)  # 0 .. 61432
     Image.fromarray(values).save(tmp_path / "g16.png")
@@ -70,23 +78,30 @@ def test_sixteen_bit_grayscale_is_scaled_to_its_range_not_clipped(tmp_path):
 
 def test_a_high_bit_depth_image_of_unknown_range_is_refused_naming_it(tmp_path):
     Image.fromarray(np.full((8, 8), 70_000, np.int32)).save(tmp_path / "i32.tif")
-    with pytest.raises(ImageDecodeError, match=r"image .*i32.tif cannot be used: 32-bit integer grayscale \(PIL mode "
-                                               r"I\) with values in \[70000, 70000\], whose range is unknown"):
+    with pytest.raises(
+        ImageDecodeError,
+        match=r"image .*i32.tif cannot be used: 32-bit integer grayscale \(PIL mode "
+        r"I\) with values in \[70000, 70000\], whose range is unknown",
+    ):
         load_image(tmp_path / "i32.tif")
 
 
 def test_a_truncated_image_passes_the_header_check_and_fails_validate_decode_naming_it(data, capsys):
     victim = data / "images/train/train_00003.png"
     truncate(victim)
-    Image.fromarray((np.arange(96 * 96).reshape(96, 96) * 7).astype(np.uint16)).save(data / "images/train/"
-                                                                                         "train_00004.png")
+    Image.fromarray((np.arange(96 * 96).reshape(96, 96) * 7).astype(np.uint16)).save(
+        data / "images/train/train_00004.png"
+    )
     args = ["validate", "coco", str(data / "annotations/train.json"), "--image-root", str(data)]
     assert main(args) == 0  # header only: the 16-bit image is fine, the truncated one is not seen
     capsys.readouterr()
     assert main([*args, "--decode"]) == 1
     out = capsys.readouterr().out
-    assert re.search(r"images/train/train_00003.png: image .*train_00003.png cannot be decoded: OSError: image file "
-                     r"is truncated", out), out
+    assert re.search(
+        r"images/train/train_00003.png: image .*train_00003.png cannot be decoded: OSError: image file "
+        r"is truncated",
+        out,
+    ), out
     assert "1 error" in out and "train_00004" not in out
 
 
@@ -116,8 +131,10 @@ def test_train_with_a_truncated_image_stops_naming_the_file_without_a_traceback(
     err = capsys.readouterr().err
     assert f"image {victim} cannot be used: OSError: image file is truncated" in err
     assert "Traceback" not in err and "activedet validate FORMAT PATH --decode" in err
-    assert f"Training stopped with its finished epochs saved in {tmp_path / 'run'}; after fixing the file, " \
-           "`activedet train CONFIG --resume` continues" in err
+    assert (
+        f"Training stopped with its finished epochs saved in {tmp_path / 'run'}; after fixing the file, "
+        "`activedet train CONFIG --resume` continues" in err
+    )
 
 
 def test_bad_images_skip_leaves_undecodable_images_out_with_one_warning(data, tmp_path, capsys):
@@ -127,8 +144,11 @@ def test_bad_images_skip_leaves_undecodable_images_out_with_one_warning(data, tm
     assert main(["train", str(config), "--no-eval"]) == 0  # the CLI prints dataset warnings as plain lines
     out, err = capsys.readouterr()
     assert "trained 1 epoch(s)" in out
-    assert re.search(r"warning: bad_images: skip: left 1 of the 24 images of the train split out, their files cannot "
-                     rf"be decoded:\n  image {re.escape(str(victim))}", err), err
+    assert re.search(
+        r"warning: bad_images: skip: left 1 of the 24 images of the train split out, their files cannot "
+        rf"be decoded:\n  image {re.escape(str(victim))}",
+        err,
+    ), err
     with pytest.raises(Exception, match=r"key 'bad_images' must be 'stop' or 'skip'; found 'ignore'"):
         load_config(write_config(tmp_path / "bad", data, bad_images="ignore"))
 
@@ -158,31 +178,72 @@ def test_a_run_stopped_by_a_truncated_image_keeps_its_state_and_resumes_after_th
 
 # ---------------------------------------------------------------------------------------------------- predict
 
+
 def test_predict_says_how_many_detections_are_shown_and_what_the_image_score_uses(data, tmp_path, capsys):
     from conftest import untrained_checkpoint
 
-    cfg = {"train_data": str(data / "annotations/train.json"), "image_root": str(data), "detector": "ssd",
-           "backbone": "tiny", "min_size": 96, "device": "cpu", "strategy": "entropy", "score_thresh": 0.0}
+    cfg = {
+        "train_data": str(data / "annotations/train.json"),
+        "image_root": str(data),
+        "detector": "ssd",
+        "backbone": "tiny",
+        "min_size": 96,
+        "device": "cpu",
+        "strategy": "entropy",
+        "score_thresh": 0.0,
+    }
     path, checkpoint = untrained_checkpoint(cfg, tmp_path)
     image = data / "images/test/test_00000.png"
-    assert main(["predict", str(path), str(image), "--checkpoint", str(checkpoint), "--min-score", "0",
-                 "--json", str(tmp_path / "all.json")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                str(image),
+                "--checkpoint",
+                str(checkpoint),
+                "--min-score",
+                "0",
+                "--json",
+                str(tmp_path / "all.json"),
+            ]
+        )
+        == 0
+    )
     scores = sorted(b["score"] for b in json.loads((tmp_path / "all.json").read_text())[0]["boxes"])
     total, threshold = len(scores), scores[len(scores) // 2]
     assert f"(96x96; {total} detection(s), all {total} shown); entropy image score: " in capsys.readouterr().out
-    assert main(["predict", str(path), str(image), "--checkpoint", str(checkpoint), "--min-score", str(threshold),
-                 "--json", str(tmp_path / "some.json")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                str(image),
+                "--checkpoint",
+                str(checkpoint),
+                "--min-score",
+                str(threshold),
+                "--json",
+                str(tmp_path / "some.json"),
+            ]
+        )
+        == 0
+    )
     shown = sum(s >= threshold for s in scores)
     assert 0 < shown < total
     out = capsys.readouterr().out
-    assert re.search(rf"\(96x96; {total} detection\(s\), {shown} shown: those with score >= {threshold:g}\); entropy "
-                     rf"image score: [0-9.e-]+ \(from all {total} detections\)", out), out
+    assert re.search(
+        rf"\(96x96; {total} detection\(s\), {shown} shown: those with score >= {threshold:g}\); entropy "
+        rf"image score: [0-9.e-]+ \(from all {total} detections\)",
+        out,
+    ), out
     truncate(image)
     assert main(["predict", str(path), str(image), "--checkpoint", str(checkpoint)]) == 2
     assert f"image {image} cannot be used: OSError" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------- weights
+
 
 @pytest.mark.parametrize("key", ["weights", "weights_backbone"])
 @pytest.mark.parametrize("command", ["train", "run"])
@@ -192,8 +253,11 @@ def test_a_weights_key_naming_a_non_weights_file_fails_before_anything_is_writte
     config = write_config(tmp_path, data, **{key: str(bad)})
     assert main([command, str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert re.search(rf"The '{key}' parameter of \w+ names the file '{re.escape(str(bad))}', which is not a weights "
-                     r"file that torch.load\(weights_only=True\) can read \(\w+Error: ", err), err
+    assert re.search(
+        rf"The '{key}' parameter of \w+ names the file '{re.escape(str(bad))}', which is not a weights "
+        r"file that torch.load\(weights_only=True\) can read \(\w+Error: ",
+        err,
+    ), err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
@@ -206,6 +270,7 @@ def test_a_rejected_set_writes_nothing(data, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- bad-input corpus
+
 
 def _edit_json(path: Path, edit) -> None:
     data = json.loads(path.read_text())
@@ -220,8 +285,14 @@ def _edit_text(path: Path, old: str, new: str) -> None:
 
 
 def _voc(root: Path) -> dict:
-    return {"data_format": "voc", "train_data": str(root / "voc"), "test_data": str(root / "voc"),
-            "voc_train_sets": ["2007/train"], "voc_test_sets": ["2007/test"], "class_names": CLASSES}
+    return {
+        "data_format": "voc",
+        "train_data": str(root / "voc"),
+        "test_data": str(root / "voc"),
+        "voc_train_sets": ["2007/train"],
+        "voc_test_sets": ["2007/test"],
+        "class_names": CLASSES,
+    }
 
 
 def _yolo(root: Path) -> dict:
@@ -236,53 +307,124 @@ def _yolo(root: Path) -> dict:
 #: (name, breaks the data and returns config overrides, the file the error must name, what it must say)
 CORPUS = [
     ("coco: not JSON", lambda r: (r / "annotations/train.json").write_text('{"images": ['), "train.json", "JSON"),
-    ("coco: images not a list", lambda r: _edit_json(r / "annotations/train.json",
-                                                     lambda d: d.update(images={})), "train.json", "images"),
-    ("coco: bbox of 3 numbers", lambda r: _edit_json(r / "annotations/train.json",
-                                                     lambda d: d["annotations"][0].update(bbox=[1, 2, 3])),
-     "train.json", r"annotations\[0\]\.bbox"),
-    ("coco: unknown image id", lambda r: _edit_json(r / "annotations/train.json",
-                                                    lambda d: d["annotations"][0].update(image_id=9999)),
-     "train.json", r"annotations\[0\]\.image_id"),
-    ("coco: unknown category", lambda r: _edit_json(r / "annotations/train.json",
-                                                    lambda d: d["annotations"][0].update(category_id=99)),
-     "train.json", r"annotations\[0\]\.category_id"),
-    ("coco: negative box width", lambda r: _edit_json(r / "annotations/train.json",
-                                                      lambda d: d["annotations"][0].update(bbox=[5, 5, -3, 4])),
-     "train.json", r"annotations\[0\]\.bbox"),
-    ("coco: missing image file", lambda r: (r / "images/train/train_00002.png").unlink(), "train_00002.png",
-     "not found"),
-    ("image: not an image", lambda r: (r / "images/train/train_00002.png").write_text("hello"), "train_00002.png",
-     "cannot read image file"),
-    ("image: empty file", lambda r: (r / "images/train/train_00002.png").write_bytes(b""), "train_00002.png",
-     "cannot read image file"),
-    ("image: size differs from the annotation", lambda r: Image.new("RGB", (50, 40)).save(
-        r / "images/train/train_00002.png"), "train_00002.png", "50x40"),
-    ("voc: truncated XML", lambda r: (_voc(r), truncate(r / "voc/Annotations/train_00002.xml"))[0],
-     "train_00002.xml", "XML"),
-    ("voc: width not a number", lambda r: (_voc(r), _edit_text(r / "voc/Annotations/train_00002.xml",
-                                                               "<width>96</width>", "<width>wide</width>"))[0],
-     "train_00002.xml", "width"),
-    ("voc: xmax below xmin", lambda r: (_voc(r), _edit_text(r / "voc/Annotations/train_00002.xml", "<xmax>",
-                                                            "<xmax>-"))[0], "train_00002.xml", "xmax|width"),
-    ("voc: unknown class", lambda r: (_voc(r), _edit_text(r / "voc/Annotations/train_00002.xml", "<name>",
-                                                          "<name>Tree"))[0], "train_00002.xml", "class"),
-    ("voc: listed image without annotation", lambda r: (_voc(r), (r / "voc/Annotations/train_00002.xml").unlink())[0],
-     "train_00002", "not found|does not exist|missing"),
-    ("yolo: 4 fields", lambda r: (_yolo(r), (r / "yolo_train/labels/3.txt").write_text(
-        "1 0.5 0.5 0.2\n"))[0], "labels/3.txt", "5"),
-    ("yolo: class out of range", lambda r: (_yolo(r), (r / "yolo_train/labels/3.txt").write_text(
-        "42 0.5 0.5 0.2 0.2\n"))[0], "labels/3.txt", "42"),
-    ("yolo: coordinates above 1", lambda r: (_yolo(r), (r / "yolo_train/labels/3.txt").write_text(
-        "1 1.5 0.5 0.2 0.2\n"))[0], "labels/3.txt", r"1\.5|beyond the 96x96 image"),
-    ("yolo: not numbers", lambda r: (_yolo(r), (r / "yolo_train/labels/3.txt").write_text(
-        "1 a b c d\n"))[0], "labels/3.txt", "number|float"),
+    (
+        "coco: images not a list",
+        lambda r: _edit_json(r / "annotations/train.json", lambda d: d.update(images={})),
+        "train.json",
+        "images",
+    ),
+    (
+        "coco: bbox of 3 numbers",
+        lambda r: _edit_json(r / "annotations/train.json", lambda d: d["annotations"][0].update(bbox=[1, 2, 3])),
+        "train.json",
+        r"annotations\[0\]\.bbox",
+    ),
+    (
+        "coco: unknown image id",
+        lambda r: _edit_json(r / "annotations/train.json", lambda d: d["annotations"][0].update(image_id=9999)),
+        "train.json",
+        r"annotations\[0\]\.image_id",
+    ),
+    (
+        "coco: unknown category",
+        lambda r: _edit_json(r / "annotations/train.json", lambda d: d["annotations"][0].update(category_id=99)),
+        "train.json",
+        r"annotations\[0\]\.category_id",
+    ),
+    (
+        "coco: negative box width",
+        lambda r: _edit_json(r / "annotations/train.json", lambda d: d["annotations"][0].update(bbox=[5, 5, -3, 4])),
+        "train.json",
+        r"annotations\[0\]\.bbox",
+    ),
+    (
+        "coco: missing image file",
+        lambda r: (r / "images/train/train_00002.png").unlink(),
+        "train_00002.png",
+        "not found",
+    ),
+    (
+        "image: not an image",
+        lambda r: (r / "images/train/train_00002.png").write_text("hello"),
+        "train_00002.png",
+        "cannot read image file",
+    ),
+    (
+        "image: empty file",
+        lambda r: (r / "images/train/train_00002.png").write_bytes(b""),
+        "train_00002.png",
+        "cannot read image file",
+    ),
+    (
+        "image: size differs from the annotation",
+        lambda r: Image.new("RGB", (50, 40)).save(r / "images/train/train_00002.png"),
+        "train_00002.png",
+        "50x40",
+    ),
+    (
+        "voc: truncated XML",
+        lambda r: (_voc(r), truncate(r / "voc/Annotations/train_00002.xml"))[0],
+        "train_00002.xml",
+        "XML",
+    ),
+    (
+        "voc: width not a number",
+        lambda r: (
+            _voc(r),
+            _edit_text(r / "voc/Annotations/train_00002.xml", "<width>96</width>", "<width>wide</width>"),
+        )[0],
+        "train_00002.xml",
+        "width",
+    ),
+    (
+        "voc: xmax below xmin",
+        lambda r: (_voc(r), _edit_text(r / "voc/Annotations/train_00002.xml", "<xmax>", "<xmax>-"))[0],
+        "train_00002.xml",
+        "xmax|width",
+    ),
+    (
+        "voc: unknown class",
+        lambda r: (_voc(r), _edit_text(r / "voc/Annotations/train_00002.xml", "<name>", "<name>Tree"))[0],
+        "train_00002.xml",
+        "class",
+    ),
+    (
+        "voc: listed image without annotation",
+        lambda r: (_voc(r), (r / "voc/Annotations/train_00002.xml").unlink())[0],
+        "train_00002",
+        "not found|does not exist|missing",
+    ),
+    (
+        "yolo: 4 fields",
+        lambda r: (_yolo(r), (r / "yolo_train/labels/3.txt").write_text("1 0.5 0.5 0.2\n"))[0],
+        "labels/3.txt",
+        "5",
+    ),
+    (
+        "yolo: class out of range",
+        lambda r: (_yolo(r), (r / "yolo_train/labels/3.txt").write_text("42 0.5 0.5 0.2 0.2\n"))[0],
+        "labels/3.txt",
+        "42",
+    ),
+    (
+        "yolo: coordinates above 1",
+        lambda r: (_yolo(r), (r / "yolo_train/labels/3.txt").write_text("1 1.5 0.5 0.2 0.2\n"))[0],
+        "labels/3.txt",
+        r"1\.5|beyond the 96x96 image",
+    ),
+    (
+        "yolo: not numbers",
+        lambda r: (_yolo(r), (r / "yolo_train/labels/3.txt").write_text("1 a b c d\n"))[0],
+        "labels/3.txt",
+        "number|float",
+    ),
 ]
 
 
 @pytest.mark.parametrize("name, breaks, file, says", CORPUS, ids=[c[0] for c in CORPUS])
-def test_bad_input_corpus_each_names_the_file_and_leaves_no_run_behind(name, breaks, file, says, data, tmp_path,
-                                                                        capsys):
+def test_bad_input_corpus_each_names_the_file_and_leaves_no_run_behind(
+    name, breaks, file, says, data, tmp_path, capsys
+):
     overrides = breaks(data)
     overrides = overrides if isinstance(overrides, dict) else {}
     config = write_config(tmp_path, data, **overrides)
@@ -294,11 +436,17 @@ def test_bad_input_corpus_each_names_the_file_and_leaves_no_run_behind(name, bre
 
 # ------------------------------------------------------------------------------------ SIGKILL at random moments
 
+
 def _cli(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("ACTIVEDET_KILL_AT", None)
-    return subprocess.Popen([sys.executable, "-m", "activedet", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "activedet", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -307,8 +455,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run_until(proc: subprocess.Popen, cpu_seconds: float = float("inf"), markers: tuple = ()
-               ) -> tuple[bool, list, float]:
+def _run_until(
+    proc: subprocess.Popen, cpu_seconds: float = float("inf"), markers: tuple = ()
+) -> tuple[bool, list, float]:
     """Let ``proc`` run until it has used ``cpu_seconds`` (then SIGKILL it) or ends. Returns whether the kill ended
     it, per marker (a function of nothing) the CPU seconds at which it first held (``None``: not seen while the
     process ran), and the last CPU seconds seen."""
@@ -340,9 +489,13 @@ def test_runs_of_one_config_killed_at_random_moments_or_not_write_identical_file
     extra = {"strategy": "entropy", "cycles": 1, "epochs": 2}
     straight = write_config(tmp_path / "straight", tiny_data, **extra)
     done = tmp_path / "straight/run/metrics.jsonl"  # the last output: both cycles evaluated
-    _, (ready, finished), used = _run_until(_cli(["run", str(straight), "--quiet"]), markers=(
-        (tmp_path / "straight/run/config.json").is_file,  # data read, model built: the loop starts
-        lambda: done.is_file() and len(done.read_text().splitlines()) == 2))
+    _, (ready, finished), used = _run_until(
+        _cli(["run", str(straight), "--quiet"]),
+        markers=(
+            (tmp_path / "straight/run/config.json").is_file,  # data read, model built: the loop starts
+            lambda: done.is_file() and len(done.read_text().splitlines()) == 2,
+        ),
+    )
     finished = used if finished is None else finished  # it may end within one look at the files
     assert ready is not None and finished > ready
     killed = write_config(tmp_path / "killed", tiny_data, **extra)

@@ -61,6 +61,7 @@ def assert_same(expected, actual, *, ids=True):
 
 # ---------------------------------------------------------------------------------------------------- Pascal VOC
 
+
 def test_voc_round_trip_is_exact(tmp_path):
     dataset = make_dataset(tmp_path, ids=("2007/000005", "2007/000007", "2007/000009"))
     write_voc(dataset, tmp_path / "VOC2007", image_set="trainval", images="link")
@@ -70,7 +71,8 @@ def test_voc_round_trip_is_exact(tmp_path):
     again = tmp_path / "again" / "VOC2007"
     write_voc(back, again, images="copy")
     assert (again / "Annotations" / "000005.xml").read_text() == (
-        tmp_path / "VOC2007" / "Annotations" / "000005.xml").read_text()
+        tmp_path / "VOC2007" / "Annotations" / "000005.xml"
+    ).read_text()
     assert_same(dataset, read_voc(again, class_names=CLASSES))
 
 
@@ -92,8 +94,14 @@ def test_voc_sets_are_combined_in_the_stated_order(tmp_path):
     write_voc(make_dataset(tmp_path, ids=("000009", "000005", "000007")), devkit / "VOC2007")
     write_voc(make_dataset(tmp_path / "b", ids=("2008_000002", "2008_000001", "2008_000003")), devkit / "VOC2012")
     both = read_voc(devkit, sets=(("2007", "trainval"), ("2012", "trainval")), class_names=CLASSES)
-    assert [r.image_id for r in both] == ["2007/000009", "2007/000005", "2007/000007",
-                                          "2012/2008_000002", "2012/2008_000001", "2012/2008_000003"]
+    assert [r.image_id for r in both] == [
+        "2007/000009",
+        "2007/000005",
+        "2007/000007",
+        "2012/2008_000002",
+        "2012/2008_000001",
+        "2012/2008_000003",
+    ]
     reverse = read_voc(devkit, sets=(("2012", "trainval"), ("2007", "trainval")), class_names=CLASSES)
     assert [r.image_id for r in reverse] == [r.image_id for r in both[3:]] + [r.image_id for r in both[:3]]
     single = read_voc(devkit / "VOC2012", sets=("2012", "trainval"), class_names=CLASSES)
@@ -117,6 +125,7 @@ def test_voc_default_classes_are_the_20_standard_names():
 
 # ----------------------------------------------------------------------------------------------------------- COCO
 
+
 def test_coco_round_trip_is_exact_with_non_contiguous_category_ids(tmp_path):
     dataset = make_dataset(tmp_path, ids=("5", "7", "9"), category_ids=[1, 3, 90])
     json_path = write_coco(dataset, tmp_path / "ann" / "train.json")
@@ -133,9 +142,11 @@ def test_coco_round_trip_is_exact_with_non_contiguous_category_ids(tmp_path):
 
 def test_coco_categories_map_to_contiguous_labels_in_ascending_id_order(tmp_path):
     make_image(tmp_path / "a.jpg", (64, 48))
-    data = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": c, "bbox": [1, 2, 3, 4]} for c in (90, 1, 3)],
-            "categories": [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 3, "name": "car"}]}
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": c, "bbox": [1, 2, 3, 4]} for c in (90, 1, 3)],
+        "categories": [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+    }
     (tmp_path / "a.json").write_text(json.dumps(data))
     dataset = read_coco(tmp_path / "a.json")
     assert dataset.class_names == ["person", "car", "toothbrush"] and dataset.category_ids == [1, 3, 90]
@@ -148,9 +159,14 @@ def test_coco_file_names_relative_and_absolute(tmp_path):
     images = tmp_path / "images"
     make_image(images / "rel.jpg", (64, 48))
     absolute = make_image(tmp_path / "elsewhere" / "abs.png", (80, 64))
-    data = {"images": [{"id": 1, "file_name": "rel.jpg", "width": 64, "height": 48},
-                       {"id": 2, "file_name": str(absolute), "width": 80, "height": 64}],
-            "annotations": [], "categories": [{"id": 1, "name": "cat"}]}
+    data = {
+        "images": [
+            {"id": 1, "file_name": "rel.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": str(absolute), "width": 80, "height": 64},
+        ],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
     (tmp_path / "ann.json").write_text(json.dumps(data))
     dataset = read_coco(tmp_path / "ann.json", image_root=images)
     assert [r.file_name for r in dataset] == [images / "rel.jpg", absolute]
@@ -171,6 +187,7 @@ def test_write_coco_keeps_int_like_image_ids_and_numbers_the_others(tmp_path):
 
 # ----------------------------------------------------------------------------------------------------------- YOLO
 
+
 def test_yolo_round_trip(tmp_path):
     dataset = make_dataset(tmp_path, ids=("train/a", "train/b", "val/c"))
     with pytest.raises(ValueError, match="difficult/iscrowd box.*flagged='keep'"):
@@ -180,8 +197,9 @@ def test_yolo_round_trip(tmp_path):
     assert (tmp_path / "yolo" / "labels" / "train" / "a.txt").read_text().startswith("0 0.5 0.5 1.0 1.0\n")
     assert (tmp_path / "yolo" / "labels" / "val" / "c.txt").read_text() == ""
     back = read_yolo(tmp_path / "yolo")
-    plain = DetectionDataset([ImageRecord(r.image_id, r.file_name, r.width, r.height, r.boxes, r.labels)
-                              for r in dataset], CLASSES)  # YOLO stores no difficult/iscrowd flags
+    plain = DetectionDataset(
+        [ImageRecord(r.image_id, r.file_name, r.width, r.height, r.boxes, r.labels) for r in dataset], CLASSES
+    )  # YOLO stores no difficult/iscrowd flags
     # documented tolerance: float32 rounding of the float64 normalisation; equal in practice
     assert_same(plain, back)
     omitted = read_yolo(write_yolo(dataset, tmp_path / "omit", flagged="omit"))
@@ -204,12 +222,15 @@ def test_yolo_missing_or_empty_label_file_is_an_empty_image(tmp_path):
     assert dataset[2].labels.tolist() == [2]
 
 
-@pytest.mark.parametrize("file_name, text", [
-    ("data.yaml", "path: .\nnames: [cat, dog]\n"),
-    ("data.yaml", "names:\n  0: cat\n  1: dog\n"),
-    ("classes.txt", "cat\ndog\n"),
-    ("names/custom.yml", "names:\n  - cat\n  - dog\n"),
-])
+@pytest.mark.parametrize(
+    "file_name, text",
+    [
+        ("data.yaml", "path: .\nnames: [cat, dog]\n"),
+        ("data.yaml", "names:\n  0: cat\n  1: dog\n"),
+        ("classes.txt", "cat\ndog\n"),
+        ("names/custom.yml", "names:\n  - cat\n  - dog\n"),
+    ],
+)
 def test_yolo_class_names_from_classes_txt_or_data_yaml(tmp_path, file_name, text):
     make_image(tmp_path / "images" / "a.jpg", (64, 48))
     (tmp_path / file_name).parent.mkdir(exist_ok=True)
@@ -219,6 +240,7 @@ def test_yolo_class_names_from_classes_txt_or_data_yaml(tmp_path, file_name, tex
 
 
 # ------------------------------------------------------------------------------------------------------ dispatcher
+
 
 def test_io_dispatches_every_format_and_converts_between_them(tmp_path):
     voc = make_dataset(tmp_path, ids=("2007/000005", "2007/000007", "2007/000009"))
@@ -235,9 +257,12 @@ def test_io_dispatches_every_format_and_converts_between_them(tmp_path):
     assert validate_path("yolo", tmp_path / "yolo") == []
     for fmt in FORMATS:
         assert "path does not exist" in validate_path(fmt, tmp_path / "missing")[0].message
-    with pytest.raises(ValueError, match=r"The 'fmt' parameter of read_dataset must be one of "
-                                         r"\('coco', 'voc', 'yolo', 'imagefolder', 'cifar'\). "
-                                         r"Got 'kitti' instead."):
+    with pytest.raises(
+        ValueError,
+        match=r"The 'fmt' parameter of read_dataset must be one of "
+        r"\('coco', 'voc', 'yolo', 'imagefolder', 'cifar'\). "
+        r"Got 'kitti' instead.",
+    ):
         read_dataset("kitti", tmp_path)
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_loop import write_config
 
 from activedet.cli import main
 from activedet.config import load_config
 from activedet.html_report import write_html_report
 from activedet.workflows import run_from_config
-from test_loop import write_config
 
 HOSTILE = "<script>alert(1)</script>&"
 ARTIFACTS = Path(os.environ.get("ACTIVEDET_TEST_ARTIFACTS") or Path(__file__).parent.parent / "test-artifacts")
@@ -28,9 +28,17 @@ def make_run(root: Path, config: dict, values, picks_per_cycle: list[list[dict]]
     run = root / f"{config['strategy']}-{config['seed']}".replace("/", "_")
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(config))
-    lines = [json.dumps({"cycle": t, "labelled_images": 6 + 4 * t, "labelled_boxes": 10 + 7 * t,
-                         "metrics": {"voc/mAP_area": v, "voc/red/ap_area": v + 0.1, "voc/a<b/ap_area": None}})
-             for t, v in enumerate(values)]
+    lines = [
+        json.dumps(
+            {
+                "cycle": t,
+                "labelled_images": 6 + 4 * t,
+                "labelled_boxes": 10 + 7 * t,
+                "metrics": {"voc/mAP_area": v, "voc/red/ap_area": v + 0.1, "voc/a<b/ap_area": None},
+            }
+        )
+        for t, v in enumerate(values)
+    ]
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     for t, picks in enumerate(picks_per_cycle):
         (run / "cycles" / str(t)).mkdir(parents=True)
@@ -51,16 +59,31 @@ def test_page_has_curves_per_class_table_thumbnails_and_placeholders(tiny_data, 
     ids = [str(image["id"]) for image in images]
     missing = data / images[3]["file_name"]
     missing.unlink()  # a pick whose image file is gone: a placeholder, the page is still written
-    picks = [{"index": i, "rank": rank, "cycle": 0, "strategy": "entropy", "score": score, "image_id": ids[i],
-              "boxes": 1, "checkpoint": "abc"}
-             for rank, (i, score) in enumerate([(5, 0.82), (3, 0.5), (7, 0.4), (9, 0.3), (11, None)])]
+    picks = [
+        {
+            "index": i,
+            "rank": rank,
+            "cycle": 0,
+            "strategy": "entropy",
+            "score": score,
+            "image_id": ids[i],
+            "boxes": 1,
+            "checkpoint": "abc",
+        }
+        for rank, (i, score) in enumerate([(5, 0.82), (3, 0.5), (7, 0.4), (9, 0.3), (11, None)])
+    ]
     entropy = make_run(tmp_path / "runs", config, [0.2, 0.3], [picks])
     (entropy / "cycles" / "1").mkdir()
     (entropy / "cycles" / "1" / "selection.json").write_text("{not json")  # unreadable: a note
-    (entropy / "cycles" / "0" / "predictions.json").write_text(json.dumps(
-        {ids[5]: {"boxes": [[5, 5, 40, 40], [1, 1, 2, 2]], "scores": [0.9, 0.1], "labels": [1, 2]},
-         ids[7]: {"boxes": [[1, 2, 3]], "scores": [0.9], "labels": [1]},  # malformed entries: a note
-         ids[9]: {"boxes": [[40, 40, 5, 5]], "scores": [0.9], "labels": [1]}}))
+    (entropy / "cycles" / "0" / "predictions.json").write_text(
+        json.dumps(
+            {
+                ids[5]: {"boxes": [[5, 5, 40, 40], [1, 1, 2, 2]], "scores": [0.9, 0.1], "labels": [1, 2]},
+                ids[7]: {"boxes": [[1, 2, 3]], "scores": [0.9], "labels": [1]},  # malformed entries: a note
+                ids[9]: {"boxes": [[40, 40, 5, 5]], "scores": [0.9], "labels": [1]},
+            }
+        )
+    )
     make_run(tmp_path / "runs", {"strategy": HOSTILE, "seed": 0}, [0.25, 0.35], [[{"index": 0, "rank": 0}]])
 
     page_path = write_html_report(tmp_path / "runs", tmp_path / "report", thumbnails_per_cycle=4, thumb_size=96)
@@ -97,15 +120,30 @@ def find_chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         if shutil.which(name):
             return shutil.which(name)
-    pytest.fail("chromium is not installed; this test renders the HTML report with headless chromium. On Debian/"
-                "Ubuntu: `apt-get install -y --no-install-recommends chromium` (`make test` does it when run as "
-                "root), then run the test again", pytrace=False)
+    pytest.fail(
+        "chromium is not installed; this test renders the HTML report with headless chromium. On Debian/"
+        "Ubuntu: `apt-get install -y --no-install-recommends chromium` (`make test` does it when run as "
+        "root), then run the test again",
+        pytrace=False,
+    )
 
 
 def chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--hide-scrollbars", f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, f"chromium exited with {done.returncode}:\n{done.stderr[-3000:]}"
     return done
 
@@ -116,8 +154,9 @@ def test_report_of_a_real_run_renders_in_headless_chromium(tiny_data, tmp_path):
     run = tmp_path / "run"
     picks = json.loads((run / "cycles" / "0" / "selection.json").read_text())["picks"]
     # what the query command will write: the cycle model's boxes on its picks (here made up, one per image)
-    (run / "cycles" / "0" / "predictions.json").write_text(json.dumps(
-        {p["image_id"]: {"boxes": [[4, 4, 60, 50]], "scores": [0.77], "labels": [1]} for p in picks}))
+    (run / "cycles" / "0" / "predictions.json").write_text(
+        json.dumps({p["image_id"]: {"boxes": [[4, 4, 60, 50]], "scores": [0.77], "labels": [1]} for p in picks})
+    )
     out = tmp_path / "report"
     assert main(["report", str(run), "--out", str(out), "--html", "--baseline", "entropy"]) == 0
     assert {"report.md", "summary.json", "index.html", "thumbs"} <= {p.name for p in out.iterdir()}
@@ -129,8 +168,14 @@ def test_report_of_a_real_run_renders_in_headless_chromium(tiny_data, tmp_path):
     assert "entropy score" in dom and '<table class="per-class">' in dom
 
     screenshot = tmp_path / "html_report.png"
-    chromium(browser, tmp_path / "profile", f"--screenshot={screenshot}", "--window-size=1280,2000",
-             "--force-device-scale-factor=1", url)
+    chromium(
+        browser,
+        tmp_path / "profile",
+        f"--screenshot={screenshot}",
+        "--window-size=1280,2000",
+        "--force-device-scale-factor=1",
+        url,
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(screenshot, ARTIFACTS / "html_report.png")
     shutil.copytree(out, ARTIFACTS / "html_report", dirs_exist_ok=True)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_loop import write_config
 
 from activedet.al.annotation import load_import_records, write_native_labels
 from activedet.cli import main
 from activedet.config import ConfigError, load_config
 from activedet.data.coco import read_coco
 from activedet.workflows import import_into_run, run_from_config, run_status
-from test_loop import write_config
 
 
 @pytest.fixture
@@ -31,8 +31,16 @@ def human_run(tiny_data, tmp_path):
         shutil.copy(record.file_name, target)
         record.image_id = target.stem  # the id the run gives the folder's image
         known[record.image_id] = record
-    config = write_config(tmp_path, tiny_data, oracle="human", unlabelled_data=str(folder), strategy="entropy",
-                          initial_labelled=1, budget=3, cycles=2)
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        oracle="human",
+        unlabelled_data=str(folder),
+        strategy="entropy",
+        initial_labelled=1,
+        budget=3,
+        cycles=2,
+    )
     return config, tmp_path / "run", known, truth.class_names
 
 
@@ -76,8 +84,11 @@ def test_two_human_cycles_with_partial_repeated_and_wrong_imports(human_run, tmp
     status = run_status(run)
     assert status["cycle"] == 1 and status["state"] == "awaiting labels" and status["labelled_images"] == 24 + 3
     line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert line["labelled_boxes"] == sum(truth[i].num_boxes for i in first + rest) + json.loads(
-        (run / "metrics.jsonl").read_text().splitlines()[0])["labelled_boxes"]
+    assert (
+        line["labelled_boxes"]
+        == sum(truth[i].num_boxes for i in first + rest)
+        + json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["labelled_boxes"]
+    )
     records = load_import_records(run)
     assert [r["number"] for r in records] == [1, 2] and records[0]["images"][first[0]]["annotator"] == "ann@example.org"
 
@@ -89,8 +100,10 @@ def test_bad_files_and_boxes_are_refused(human_run, tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json: not valid JSON"):
         import_into_run(run, tmp_path / "broken.json")
-    outside = {"format": "activedet-labels", "images": {pending[0]: {"boxes": [[0, 0, 5000, 10]],
-                                                                      "labels": [class_names[0]]}}}
+    outside = {
+        "format": "activedet-labels",
+        "images": {pending[0]: {"boxes": [[0, 0, 5000, 10]], "labels": [class_names[0]]}},
+    }
     (tmp_path / "outside.json").write_text(json.dumps(outside))
     with pytest.raises(ValueError, match=f"image '{pending[0]}' .*outside the image"):
         import_into_run(run, tmp_path / "outside.json")
@@ -135,8 +148,13 @@ def test_a_kill_during_import_leaves_the_run_before_or_after_it(point, committed
     pending = run_status(run)["pending"]
     file = labels_file(tmp_path / "all.json", truth, class_names, pending)
     env = {**os.environ, "ACTIVEDET_KILL_AT": f"{point}:1"}
-    done = subprocess.run([sys.executable, "-m", "activedet", "import", str(run), str(file)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "activedet", "import", str(run), str(file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == -9  # SIGKILL
     status = run_status(run)
     assert status["pending"] == ([] if committed else pending)
@@ -156,14 +174,32 @@ def test_two_human_cycles_through_label_studio_then_cvat(human_run, tmp_path):
     export = []
     for n, task in enumerate(tasks):  # what Label Studio exports once a person has drawn the true boxes
         record = truth[task["data"]["activedet_image_id"]]
-        result = [{"type": "rectanglelabels", "from_name": "label", "to_name": "image",
-                   "original_width": record.width, "original_height": record.height,
-                   "value": {"x": 100 * b[0] / record.width, "y": 100 * b[1] / record.height,
-                             "width": 100 * (b[2] - b[0]) / record.width, "height": 100 * (b[3] - b[1]) / record.height,
-                             "rotation": 0, "rectanglelabels": [class_names[int(c) - 1]]}}
-                  for b, c in zip(record.boxes.tolist(), record.labels)]
-        export.append({**task, "annotations": [{"id": n, "completed_by": {"email": "lena@example.org"},
-                                                "was_cancelled": False, "result": result}]})
+        result = [
+            {
+                "type": "rectanglelabels",
+                "from_name": "label",
+                "to_name": "image",
+                "original_width": record.width,
+                "original_height": record.height,
+                "value": {
+                    "x": 100 * b[0] / record.width,
+                    "y": 100 * b[1] / record.height,
+                    "width": 100 * (b[2] - b[0]) / record.width,
+                    "height": 100 * (b[3] - b[1]) / record.height,
+                    "rotation": 0,
+                    "rectanglelabels": [class_names[int(c) - 1]],
+                },
+            }
+            for b, c in zip(record.boxes.tolist(), record.labels)
+        ]
+        export.append(
+            {
+                **task,
+                "annotations": [
+                    {"id": n, "completed_by": {"email": "lena@example.org"}, "was_cancelled": False, "result": result}
+                ],
+            }
+        )
     (tmp_path / "ls_export.json").write_text(json.dumps(export))
     assert main(["import", str(run), str(tmp_path / "ls_export.json")]) == 0
     assert main(["query", str(run), "--format", "cvat_coco", "--quiet"]) == 0
@@ -173,12 +209,18 @@ def test_two_human_cycles_through_label_studio_then_cvat(human_run, tmp_path):
     coco = {"images": [], "annotations": [], "categories": [{"id": k + 1, "name": n} for k, n in enumerate(order)]}
     for k, entry in enumerate(batch):
         record = truth[entry["image_id"]]
-        coco["images"].append({"id": k + 1, "file_name": entry["file"], "width": record.width,
-                               "height": record.height})
+        coco["images"].append({"id": k + 1, "file_name": entry["file"], "width": record.width, "height": record.height})
         for b, c in zip(record.boxes.tolist(), record.labels):
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": k + 1, "iscrowd": 0,
-                                        "category_id": order.index(class_names[int(c) - 1]) + 1,
-                                        "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": 1.0})
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": k + 1,
+                    "iscrowd": 0,
+                    "category_id": order.index(class_names[int(c) - 1]) + 1,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    "area": 1.0,
+                }
+            )
     (tmp_path / "cvat.json").write_text(json.dumps(coco))
     # the job is finished: its images without a box are labelled as having nothing to box (else they stay pending)
     assert main(["import", str(run), str(tmp_path / "cvat.json"), "--empty-means-labelled"]) == 0

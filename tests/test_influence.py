@@ -11,8 +11,15 @@ from torch import nn
 from activedet.data.records import DetectionDataset, ImageRecord, check_disjoint
 from activedet.engine.inference import iter_predictions
 from activedet.models import build_detector
-from activedet.models.influence import (InfluenceOptions, InfluencePredictor, hessian_vector_product, influence_of,
-                                        influence_parameters, lissa, loss_gradient)
+from activedet.models.influence import (
+    InfluenceOptions,
+    InfluencePredictor,
+    hessian_vector_product,
+    influence_of,
+    influence_parameters,
+    lissa,
+    loss_gradient,
+)
 from activedet.models.outputs import Detections
 from activedet.strategies import get_strategy
 from activedet.strategies.base import ScoredPool, ScoringContext, SelectionInput
@@ -27,8 +34,10 @@ def tiny_loss(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> t
 
 def test_gradient_and_hvp_match_finite_differences():
     g = torch.Generator().manual_seed(0)
-    params = [torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True),
-              torch.randn(2, 4, generator=g, dtype=torch.float64, requires_grad=True)]
+    params = [
+        torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 4, generator=g, dtype=torch.float64, requires_grad=True),
+    ]
     x, y = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.tensor([0, 1, 1, 0, 1])
     grads = loss_gradient(tiny_loss(params, x, y), params)
     eps = 1e-6
@@ -79,9 +88,11 @@ def test_adaptive_scales_recover_from_a_scale_below_the_curvature():
     assert stats["norms"][-1] > 1e20 and stats["scale_increases"] == 0
     h, stats = lissa(v, [hvp] * 3000, damping=0.1, scales=[10.0, 10.0], adapt=True)
     assert stats["scale_increases"] == 1 and stats["scales"] == [40.0, 10.0]
-    expected = torch.linalg.solve(0.1 * torch.eye(2, dtype=torch.float64)
-                                  + torch.diag(torch.tensor([1 / 40, 1 / 10], dtype=torch.float64)) @ hessian,
-                                  torch.ones(2, dtype=torch.float64))
+    expected = torch.linalg.solve(
+        0.1 * torch.eye(2, dtype=torch.float64)
+        + torch.diag(torch.tensor([1 / 40, 1 / 10], dtype=torch.float64)) @ hessian,
+        torch.ones(2, dtype=torch.float64),
+    )
     torch.testing.assert_close(torch.cat(h), expected)
 
 
@@ -124,9 +135,15 @@ class ColourClassifier(nn.Module):
         out = []
         for img, p in zip(images, probs):
             h, w = img.shape[-2:]
-            out.append(Detections(torch.tensor([[0.0, 0.0, float(w), float(h)]]), p.max().reshape(1),
-                                  (p.argmax() + 1).reshape(1), "softmax",
-                                  class_probs=torch.cat([torch.zeros(1), p]).reshape(1, 3)))
+            out.append(
+                Detections(
+                    torch.tensor([[0.0, 0.0, float(w), float(h)]]),
+                    p.max().reshape(1),
+                    (p.argmax() + 1).reshape(1),
+                    "softmax",
+                    class_probs=torch.cat([torch.zeros(1), p]).reshape(1, 3),
+                )
+            )
         return out
 
 
@@ -171,10 +188,12 @@ def test_detectors_score_pseudo_labelled_images_and_leave_the_model_untouched(de
     predictor = strategy.predictor(model, context)
     assert predictor.stats["steps"] == 3 and len(predictor.stats["scales"]) == len(names)
     # an image with no object as pseudo label source too (index 7 has no box; threshold 0 keeps every detection)
-    first = ScoredPool.collect(iter_predictions(predictor, toy_dataset, [2, 6, 7], batch_size=1,
-                                                fields=strategy.needs), strategy)
-    again = ScoredPool.collect(iter_predictions(predictor, toy_dataset, [7, 2], batch_size=1, fields=strategy.needs),
-                               strategy)
+    first = ScoredPool.collect(
+        iter_predictions(predictor, toy_dataset, [2, 6, 7], batch_size=1, fields=strategy.needs), strategy
+    )
+    again = ScoredPool.collect(
+        iter_predictions(predictor, toy_dataset, [7, 2], batch_size=1, fields=strategy.needs), strategy
+    )
     assert np.isfinite(first.scores[~first.empty]).all()
     np.testing.assert_allclose(first.scores[[2, 0]], again.scores, rtol=1e-5, equal_nan=True)  # order-independent
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
@@ -186,8 +205,9 @@ def test_images_without_pseudo_labels_go_to_the_unscored_bucket(toy_dataset):
     model = build_detector("fcos", 2, backbone="tiny", min_size=96)
     strategy = get_strategy("influence", score_threshold=1.0, recursion_images=2)  # nothing reaches 1.0
     context = ScoringContext(labelled=toy_dataset.subset([0, 1]), val=toy_dataset.subset([4]), seed=0)
-    scored = ScoredPool.collect(iter_predictions(strategy.predictor(model, context), toy_dataset, [2, 5, 6],
-                                                 fields=strategy.needs), strategy)
+    scored = ScoredPool.collect(
+        iter_predictions(strategy.predictor(model, context), toy_dataset, [2, 5, 6], fields=strategy.needs), strategy
+    )
     assert scored.empty.all()
     picks = list(strategy.select(SelectionInput(scored, None, 2, np.random.default_rng(0))))
     assert sorted(picks) == [2, 5, 6]  # random fill
@@ -228,14 +248,20 @@ def test_overlapping_splits_are_errors(toy_dataset):
 
 
 def test_a_run_needs_a_validation_split_disjoint_from_the_test_split(tiny_data, tmp_path):
+    from test_loop import write_config
+
     from activedet.config import ConfigError, load_config
     from activedet.workflows import run_from_config
-    from test_loop import write_config
 
     with pytest.raises(ConfigError, match="key 'val_data' must be the path of a validation split"):
         load_config(write_config(tmp_path, tiny_data, strategy="influence", detector="faster_rcnn"))
-    leaky = write_config(tmp_path, tiny_data, strategy="influence", detector="faster_rcnn",
-                         val_data=str(tiny_data / "annotations/test.json"))
+    leaky = write_config(
+        tmp_path,
+        tiny_data,
+        strategy="influence",
+        detector="faster_rcnn",
+        val_data=str(tiny_data / "annotations/test.json"),
+    )
     with pytest.raises(ValueError, match="test and validation splits share"):
         run_from_config(load_config(leaky), progress=False)
     assert not (tmp_path / "run" / "ledger.npz").exists()  # refused before any work
@@ -244,13 +270,19 @@ def test_a_run_needs_a_validation_split_disjoint_from_the_test_split(tiny_data, 
 def test_two_detection_cycles_score_by_influence_and_log_the_recursion(tiny_data, tmp_path):
     import json
 
-    from activedet.config import load_config
-    from activedet.workflows import run_from_config
     from test_loop import write_config
 
-    config = write_config(tmp_path, tiny_data, strategy="influence", detector="faster_rcnn",
-                          val_data=str(tiny_data / "annotations/val.json"),
-                          strategy_options={"recursion_images": 3, "score_threshold": 0.05})
+    from activedet.config import load_config
+    from activedet.workflows import run_from_config
+
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        strategy="influence",
+        detector="faster_rcnn",
+        val_data=str(tiny_data / "annotations/val.json"),
+        strategy_options={"recursion_images": 3, "score_threshold": 0.05},
+    )
     ledger = run_from_config(load_config(config), progress=False)
     assert len(ledger.labelled()) == 6 + 2 * 4
     for t in range(2):
@@ -265,18 +297,39 @@ def test_predict_scores_single_images_by_influence(tiny_data, tmp_path):
     """``activedet predict`` with the influence strategy: the checkpoint's training split is the labelled set."""
     import json
 
-
-    from activedet.cli import main
     from conftest import untrained_checkpoint
 
-    cfg = {"train_data": str(tiny_data / "annotations/train.json"), "val_data": str(tiny_data / "annotations/val.json"),
-           "image_root": str(tiny_data), "detector": "faster_rcnn", "backbone": "tiny", "min_size": 96,
-           "device": "cpu", "out_dir": str(tmp_path / "out"), "strategy": "influence",
-           "strategy_options": {"score_threshold": 0.0, "recursion_images": 3}}
+    from activedet.cli import main
+
+    cfg = {
+        "train_data": str(tiny_data / "annotations/train.json"),
+        "val_data": str(tiny_data / "annotations/val.json"),
+        "image_root": str(tiny_data),
+        "detector": "faster_rcnn",
+        "backbone": "tiny",
+        "min_size": 96,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "out"),
+        "strategy": "influence",
+        "strategy_options": {"score_threshold": 0.0, "recursion_images": 3},
+    }
     path, checkpoint = untrained_checkpoint(cfg, tmp_path)
     images = sorted((tiny_data / "images").rglob("*.png"))[:2]
-    assert main(["predict", str(path), *map(str, images), "--checkpoint", str(checkpoint),
-                 "--json", str(tmp_path / "pred.json"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                *map(str, images),
+                "--checkpoint",
+                str(checkpoint),
+                "--json",
+                str(tmp_path / "pred.json"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "pred.json").read_text())
     assert [r["strategy"] for r in results] == ["influence"] * 2
     assert all(r["image_score"] is None or np.isfinite(r["image_score"]) for r in results)

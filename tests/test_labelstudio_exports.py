@@ -16,8 +16,8 @@ from PIL import Image
 
 from activedet.al.annotation import ImportRefused, import_labels, load_import_records, read_labels
 from activedet.al.export import export_batch
-from activedet.interop import labelstudio_image_id
 from activedet.data.records import DatasetError, DetectionDataset, ImageRecord
+from activedet.interop import labelstudio_image_id
 from activedet.models.outputs import Detections
 
 FIXTURES = Path(__file__).parent / "fixtures" / "labelstudio"
@@ -51,9 +51,15 @@ def test_the_live_run_served_every_task_image():
         assert name == task["data"]["activedet_image_id"].replace("/", "__") + ".png"
 
 
-@pytest.mark.parametrize("name, fmt", [("local_json.json", "labelstudio"),
-                                       ("local_json_min.json", "labelstudio_min"), ("local_coco", "labelstudio_coco"),
-                                       ("local_coco/result.json", "labelstudio_coco")])
+@pytest.mark.parametrize(
+    "name, fmt",
+    [
+        ("local_json.json", "labelstudio"),
+        ("local_json_min.json", "labelstudio_min"),
+        ("local_coco", "labelstudio_coco"),
+        ("local_coco/result.json", "labelstudio_coco"),
+    ],
+)
 def test_json_json_min_and_coco_keep_the_newest_annotation(name, fmt):
     result = read(name)
     assert read_labels(fmt, FIXTURES / name, CLASSES, sizes=SIZES).labels.keys() == result.labels.keys()
@@ -92,8 +98,9 @@ def test_json_min_reads_rectangles_of_any_control_name_and_skips_other_regions(t
     for row in rows:  # a project whose RectangleLabels control is named "box", with a polygon tool too
         if "label" in row:
             row["box"] = row.pop("label")
-    rows[0]["outline"] = [{"points": [[1, 1], [5, 5], [1, 5]], "polygonlabels": ["three"], "original_width": 96,
-                           "original_height": 96}]
+    rows[0]["outline"] = [
+        {"points": [[1, 1], [5, 5], [1, 5]], "polygonlabels": ["three"], "original_width": 96, "original_height": 96}
+    ]
     (tmp_path / "min.json").write_text(json.dumps(rows))
     result = read_labels("labelstudio_min", tmp_path / "min.json", CLASSES, sizes=SIZES)
     check(result, "val_3", VAL_3)
@@ -150,51 +157,82 @@ def test_empty_means_labelled_applies_only_where_empty_is_ambiguous():
 
 # ------------------------------------------------------------------------------------------------- the export
 
+
 def _pool(tmp_path: Path) -> tuple[DetectionDataset, list[dict], list[Detections]]:
     records = []
-    for k, image_id in enumerate(["a", "setB/b"]):
+    for image_id in ["a", "setB/b"]:
         path = tmp_path / "pool" / f"{image_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (40, 30)).save(path)
         records.append(ImageRecord(image_id, path, 40, 30))
     picks = [{"index": k, "image_id": r.image_id, "rank": k, "score": 1.0, "cycle": 0} for k, r in enumerate(records)]
-    det = Detections(boxes=torch.tensor([[1.0, 2, 10, 12], [0, 0, 5, 5]]), scores=torch.tensor([0.9, 0.2]),
-                     labels=torch.tensor([2, 1]), prob_kind="softmax")
+    det = Detections(
+        boxes=torch.tensor([[1.0, 2, 10, 12], [0, 0, 5, 5]]),
+        scores=torch.tensor([0.9, 0.2]),
+        labels=torch.tensor([2, 1]),
+        prob_kind="softmax",
+    )
     return DetectionDataset(records, ["cat", "dog"]), picks, [det, det]
 
 
 def test_labelstudio_export_urls_min_score_and_label_config(tmp_path):
     pool, picks, predictions = _pool(tmp_path)
-    folder = export_batch(tmp_path / "q", pool, picks, predictions, fmt="labelstudio", min_score=0.1,
-                          labelstudio_document_root=str(tmp_path))
+    folder = export_batch(
+        tmp_path / "q",
+        pool,
+        picks,
+        predictions,
+        fmt="labelstudio",
+        min_score=0.1,
+        labelstudio_document_root=str(tmp_path),
+    )
     tasks = json.loads((folder / "tasks.json").read_text())
-    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=q/images/a.png",
-                                                   "/data/local-files/?d=q/images/setB__b.png"]
+    assert [t["data"]["image"] for t in tasks] == [
+        "/data/local-files/?d=q/images/a.png",
+        "/data/local-files/?d=q/images/setB__b.png",
+    ]
     assert [len(t["predictions"][0]["result"]) for t in tasks] == [2, 2]
     interface = (folder / "label_config.xml").read_text()
     assert '<RectangleLabels name="label" toName="image" canRotate="false">' in interface
     again = export_batch(tmp_path / "q2", pool, picks, predictions, fmt="labelstudio", images="none")
     refs = [t["data"]["image"] for t in json.loads((again / "tasks.json").read_text())]
     assert refs == ["/data/local-files/?d=" + str(r.file_name.absolute()).lstrip("/") for r in pool.records]
-    plain = export_batch(tmp_path / "q3", pool, picks, predictions, fmt="labelstudio", min_score=0.5,
-                         labelstudio_url_prefix="", labelstudio_document_root=None)
+    plain = export_batch(
+        tmp_path / "q3",
+        pool,
+        picks,
+        predictions,
+        fmt="labelstudio",
+        min_score=0.5,
+        labelstudio_url_prefix="",
+        labelstudio_document_root=None,
+    )
     tasks = json.loads((plain / "tasks.json").read_text())
     assert [t["data"]["image"] for t in tasks] == ["images/a.png", "images/setB__b.png"]
     assert [len(t["predictions"][0]["result"]) for t in tasks] == [1, 1]
     with pytest.raises(ValueError, match="is not inside labelstudio_document_root"):
-        export_batch(tmp_path / "q4", pool, picks, predictions, fmt="labelstudio",
-                     labelstudio_document_root=str(tmp_path / "elsewhere"))
+        export_batch(
+            tmp_path / "q4",
+            pool,
+            picks,
+            predictions,
+            fmt="labelstudio",
+            labelstudio_document_root=str(tmp_path / "elsewhere"),
+        )
     with pytest.raises(ValueError, match=r"'min_score' parameter of export_batch must be a number in \[0, 1\]"):
         export_batch(tmp_path / "q5", pool, picks, predictions, min_score=1.5)
 
 
 # ------------------------------------------------------------------------------------ unfinished CVAT jobs
 
+
 def _cvat(path: Path, images: dict[str, list[tuple[str, list[float]]] | None]) -> Path:
     body = []
     for k, (name, boxes) in enumerate(images.items()):
-        shapes = "".join(f'<box label="{label}" xtl="{b[0]}" ytl="{b[1]}" xbr="{b[2]}" ybr="{b[3]}" occluded="0"/>'
-                         for label, b in boxes or [])
+        shapes = "".join(
+            f'<box label="{label}" xtl="{b[0]}" ytl="{b[1]}" xbr="{b[2]}" ybr="{b[3]}" occluded="0"/>'
+            for label, b in boxes or []
+        )
         body.append(f'<image id="{k}" name="{name}.png" width="96" height="96">{shapes}</image>')
     path.write_text(f"<annotations><version>1.1</version>{''.join(body)}</annotations>")
     return path
@@ -205,8 +243,10 @@ def test_an_unfinished_cvat_job_then_its_finished_export_equal_the_finished_expo
     pool, batch = DetectionDataset(records, CLASSES), ["a", "b", "c", "d"]
     box = [1.0, 2.0, 30.0, 40.0]
     unfinished = _cvat(tmp_path / "job_unfinished.xml", {"a": [("one", box)], "b": [], "c": [], "d": []})
-    finished = _cvat(tmp_path / "job_finished.xml", {"a": [("one", box)], "b": [("two", box), ("six", box)],
-                                                     "c": [], "d": [("nine", box)]})
+    finished = _cvat(
+        tmp_path / "job_finished.xml",
+        {"a": [("one", box)], "b": [("two", box), ("six", box)], "c": [], "d": [("nine", box)]},
+    )
 
     def run(tmp: Path, files: list[tuple[Path, bool]]) -> dict:
         for file, finished_job in files:
@@ -226,8 +266,9 @@ def test_an_unfinished_cvat_job_then_its_finished_export_equal_the_finished_expo
 
 
 def test_config_checks_the_export_options(tiny_data, tmp_path):
-    from activedet.config import ConfigError, load_config
     from test_loop import write_config
+
+    from activedet.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=r"key 'export_min_score' must be a number in \[0, 1\].*found 1.5"):
         load_config(write_config(tmp_path, tiny_data, export_min_score=1.5))

@@ -14,10 +14,15 @@ from activedet.models.outputs import Detections
 from activedet.models.retinanet import build_retinanet
 from activedet.models.views import ViewPredictor
 from activedet.strategies import ScoredPool, SelectionInput, get_strategy
-from activedet.strategies.cald import (cald_consistency, cald_references, class_score_vector, distribution_order,
-                                       js_divergence)
+from activedet.strategies.cald import (
+    cald_consistency,
+    cald_distribution_select,
+    cald_references,
+    class_score_vector,
+    distribution_order,
+    js_divergence,
+)
 from activedet.strategies.localization import localization_stability, localization_tightness, max_foreground_prob
-from activedet.strategies.cald import cald_distribution_select
 
 BOX = [10.0, 10.0, 50.0, 50.0]
 
@@ -29,10 +34,18 @@ def dets(boxes, probs, kind="softmax", proposals=None, views=None, reference_box
     fg = probs[:, first:]
     scores = fg.max(dim=1).values if len(boxes) else torch.zeros(0)
     labels = fg.argmax(dim=1) + 1 if len(boxes) else torch.zeros(0, dtype=torch.int64)
-    return Detections(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), scores, labels, kind, class_probs=probs,
-                      proposals=None if proposals is None else torch.tensor(proposals).reshape(-1, 4),
-                      views=views, reference_boxes=None if reference_boxes is None else
-                      torch.tensor(reference_boxes, dtype=torch.float32).reshape(-1, 4))
+    return Detections(
+        torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        scores,
+        labels,
+        kind,
+        class_probs=probs,
+        proposals=None if proposals is None else torch.tensor(proposals).reshape(-1, 4),
+        views=views,
+        reference_boxes=None
+        if reference_boxes is None
+        else torch.tensor(reference_boxes, dtype=torch.float32).reshape(-1, 4),
+    )
 
 
 def shifted(box, dx):
@@ -40,6 +53,7 @@ def shifted(box, dx):
 
 
 # ------------------------------------------------------------------------------------------------------ LT/C
+
 
 def test_tightness_picks_the_image_where_tightness_and_confidence_disagree():
     tight_confident = dets([BOX], [[0.05, 0.95]], proposals=[BOX])  # IoU 1, P 0.95: J = 0.95
@@ -76,14 +90,16 @@ def test_pure_tightness_ranks_the_loosest_box_first_whatever_the_confidence():
 def test_tightness_fails_early_on_a_single_stage_detector():
     strategy = get_strategy("localization_tightness")
     torch.manual_seed(0)
-    with pytest.raises(ValueError, match="RetinaNetDetector is single-stage: use a two-stage detector such as "
-                                         "faster_rcnn"):
+    with pytest.raises(
+        ValueError, match="RetinaNetDetector is single-stage: use a two-stage detector such as faster_rcnn"
+    ):
         strategy.predictor(build_retinanet(2, backbone="tiny"))
     with pytest.raises(ValueError, match="needs Detections.proposals"):
         localization_tightness(dets([BOX], [[0.1, 0.9]]))
 
 
 # -------------------------------------------------------------------------------------------------------- LS
+
 
 def noisy_views(det: Detections, view_boxes: list[list[list[float]]]) -> list[Detections]:
     return [dets(boxes, [[0.2, 0.8]] * len(boxes), reference_boxes=det.boxes.tolist()) for boxes in view_boxes]
@@ -92,8 +108,9 @@ def noisy_views(det: Detections, view_boxes: list[list[list[float]]]) -> list[De
 def test_stability_ranks_the_unstable_image_first_and_matches_the_formula():
     ref = dets([BOX, [60.0, 10.0, 90.0, 40.0]], [[0.1, 0.9], [0.4, 0.6]])
     stable = dets(ref.boxes.tolist(), ref.class_probs.tolist(), views=noisy_views(ref, [ref.boxes.tolist()] * 3))
-    unstable = dets(ref.boxes.tolist(), ref.class_probs.tolist(),
-                    views=noisy_views(ref, [[shifted(BOX, 20)], [], [BOX]]))
+    unstable = dets(
+        ref.boxes.tolist(), ref.class_probs.tolist(), views=noisy_views(ref, [[shifted(BOX, 20)], [], [BOX]])
+    )
     assert localization_stability(stable) == pytest.approx(0.4 - 1.0)
     s_b = [(1 / 3 + 0 + 1) / 3, (300 / 2200) / 3]  # box 1: IoU 1/3, no detection, IoU 1; box 2: 300 / 2200, 0, 0
     s_i = (0.9 * s_b[0] + 0.6 * s_b[1]) / 1.5
@@ -114,6 +131,7 @@ def test_stability_keeps_the_top_references_by_pmax():
 
 
 # ------------------------------------------------------------------------------------------------------ CALD
+
 
 def test_js_divergence_natural_log_on_renormalised_vectors():
     assert js_divergence(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])).item() == pytest.approx(math.log(2))
@@ -159,8 +177,9 @@ def test_cald_references_evenly_spaced_past_40():
 
 def test_class_score_vector_averages_per_class_maxima_over_original_and_views():
     ref = dets([BOX, BOX], [[0.1, 0.8, 0.1], [0.3, 0.1, 0.6]])
-    det = dets(ref.boxes.tolist(), ref.class_probs.tolist(),
-               views=cald_views(ref, [([BOX], [[0.5, 0.4, 0.1]]), ([], [])]))
+    det = dets(
+        ref.boxes.tolist(), ref.class_probs.tolist(), views=cald_views(ref, [([BOX], [[0.5, 0.4, 0.1]]), ([], [])])
+    )
     assert class_score_vector(det).tolist() == pytest.approx([(0.8 + 0.4 + 0) / 3, 0.6 / 3])
     sigmoid = dets([BOX], [[0.7, 0.2]], kind="sigmoid", views=[])
     assert class_score_vector(sigmoid).tolist() == pytest.approx([0.7, 0.0])
@@ -201,6 +220,7 @@ def test_cald_distribution_select_reads_the_pool_extras_and_yields_pool_indices(
 
 
 # ------------------------------------------------------------------------------------------------ registry
+
 
 def test_registry_options_are_checked():
     with pytest.raises(ValueError, match="The 'views' parameter of cald must be letters"):

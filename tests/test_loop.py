@@ -18,16 +18,37 @@ from activedet.strategies import STRATEGIES, get_strategy
 from activedet.workflows import resume_run, run_from_config
 
 BASE = {
-    "data_format": "coco", "detector": "ssd", "backbone": "tiny", "min_size": 96,
-    "epochs": 2, "batch_size": 4, "optimizer": "adamw", "lr": 0.003, "warmup_iters": 2, "lr_schedule": "constant",
-    "hflip_prob": 0.0, "amp": False, "metrics": ["voc"], "eval_batch_size": 8, "device": "cpu",
-    "initial_labelled": 6, "budget": 4, "cycles": 2, "log_every": 5,
+    "data_format": "coco",
+    "detector": "ssd",
+    "backbone": "tiny",
+    "min_size": 96,
+    "epochs": 2,
+    "batch_size": 4,
+    "optimizer": "adamw",
+    "lr": 0.003,
+    "warmup_iters": 2,
+    "lr_schedule": "constant",
+    "hflip_prob": 0.0,
+    "amp": False,
+    "metrics": ["voc"],
+    "eval_batch_size": 8,
+    "device": "cpu",
+    "initial_labelled": 6,
+    "budget": 4,
+    "cycles": 2,
+    "log_every": 5,
 }
 
 
 def write_config(tmp_path: Path, data: Path, **overrides) -> Path:
-    cfg = {**BASE, "train_data": str(data / "annotations/train.json"), "test_data": str(data / "annotations/test.json"),
-           "image_root": str(data), "out_dir": str(tmp_path / "run"), **overrides}
+    cfg = {
+        **BASE,
+        "train_data": str(data / "annotations/train.json"),
+        "test_data": str(data / "annotations/test.json"),
+        "image_root": str(data),
+        "out_dir": str(tmp_path / "run"),
+        **overrides,
+    }
     path = tmp_path / "config.yaml"
     tmp_path.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
@@ -41,20 +62,23 @@ def outcome(run_dir: Path) -> tuple[np.ndarray, list]:
 
 
 #: strategies that need a particular detector, and the cheapest settings of its own training
-NEEDS_DETECTOR = {"miaod": {"detector": "miaod", "training_options": {"label_epochs": 1, "outer_loops": 1,
-                                                                       "repeat_labelled": 1}},
-                  "almdn": {"detector": "almdn_ssd", "strategy_options": {"score_threshold": 0.05}},
-                  "mc_dropout": {"detector_options": {"dropout": 0.25}, "strategy_options": {"passes": 3}},
-                  "ensemble": {"ensemble_size": 2},
-                  "localization_tightness": {"detector": "faster_rcnn"},  # proposals: two-stage only
-                  "localization_stability": {"strategy_options": {"noise_levels": 2}},
-                  "cald": {"strategy_options": {"views": "FD"}},
-                  "ppal": {"detector": "faster_rcnn", "detector_options": {"difficulty_ema": True}},
-                  # the medical framework's list: localization tightness narrows, k-means diversity picks
-                  # ISAL: pseudo labels need detections >= 0.1, which the tiny Faster R-CNN gives after 2 epochs
-                  "influence": {"detector": "faster_rcnn", "strategy_options": {"recursion_images": 4}},
-                  "compose": {"detector": "faster_rcnn", "strategy_options": {
-                      "criteria": ["localization_tightness", "kmeans"], "kmeans": {"n_clusters": 3}}}}
+NEEDS_DETECTOR = {
+    "miaod": {"detector": "miaod", "training_options": {"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1}},
+    "almdn": {"detector": "almdn_ssd", "strategy_options": {"score_threshold": 0.05}},
+    "mc_dropout": {"detector_options": {"dropout": 0.25}, "strategy_options": {"passes": 3}},
+    "ensemble": {"ensemble_size": 2},
+    "localization_tightness": {"detector": "faster_rcnn"},  # proposals: two-stage only
+    "localization_stability": {"strategy_options": {"noise_levels": 2}},
+    "cald": {"strategy_options": {"views": "FD"}},
+    "ppal": {"detector": "faster_rcnn", "detector_options": {"difficulty_ema": True}},
+    # the medical framework's list: localization tightness narrows, k-means diversity picks
+    # ISAL: pseudo labels need detections >= 0.1, which the tiny Faster R-CNN gives after 2 epochs
+    "influence": {"detector": "faster_rcnn", "strategy_options": {"recursion_images": 4}},
+    "compose": {
+        "detector": "faster_rcnn",
+        "strategy_options": {"criteria": ["localization_tightness", "kmeans"], "kmeans": {"n_clusters": 3}},
+    },
+}
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
@@ -80,24 +104,35 @@ def test_two_cycles_with_every_strategy(strategy, tiny_data, tmp_path):
 
 @pytest.mark.parametrize("strategy", ["mc_dropout", "ensemble"])
 def test_box_matched_stochastic_scores_with_faster_rcnn(strategy, tiny_data, tmp_path):
-    extra = ({"detector_options": {"dropout": 0.25}, "strategy_options": {"passes": 3, "formulation": "matched",
-                                                                         "detection_threshold": 0.05}}
-             if strategy == "mc_dropout" else {"ensemble_size": 2, "strategy_options": {"formulation": "matched",
-                                                                                        "detection_threshold": 0.05}})
+    extra = (
+        {
+            "detector_options": {"dropout": 0.25},
+            "strategy_options": {"passes": 3, "formulation": "matched", "detection_threshold": 0.05},
+        }
+        if strategy == "mc_dropout"
+        else {"ensemble_size": 2, "strategy_options": {"formulation": "matched", "detection_threshold": 0.05}}
+    )
     config = write_config(tmp_path, tiny_data, detector="faster_rcnn", strategy=strategy, cycles=1, **extra)
     ledger = run_from_config(load_config(config), progress=False)
     assert len(ledger.labelled()) == 10
     picks = json.loads((tmp_path / "run/cycles/0/selection.json").read_text())["picks"]
     assert any(p["score"] is not None for p in picks)  # clusters were formed and scored
-    dense = write_config(tmp_path / "dense", tiny_data, detector="faster_rcnn", strategy=strategy,
-                         **{**extra, "strategy_options": {}})
+    dense = write_config(
+        tmp_path / "dense", tiny_data, detector="faster_rcnn", strategy=strategy, **{**extra, "strategy_options": {}}
+    )
     with pytest.raises(ValueError, match="formulation: matched"):
         run_from_config(load_config(dense), progress=False)
 
 
 def test_box_budget_and_warm_start(tiny_data, tmp_path):
-    run_from_config(load_config(write_config(tmp_path, tiny_data, strategy="entropy", budget=10,
-                                             budget_unit="boxes", warm_start=True, cycles=1)), progress=False)
+    run_from_config(
+        load_config(
+            write_config(
+                tmp_path, tiny_data, strategy="entropy", budget=10, budget_unit="boxes", warm_start=True, cycles=1
+            )
+        ),
+        progress=False,
+    )
     picks = json.loads((tmp_path / "run/cycles/0/selection.json").read_text())["picks"]
     boxes = [p["boxes"] for p in picks]
     assert sum(boxes) >= 10 and sum(boxes[:-1]) < 10  # the image that crosses the budget is the last one
@@ -111,12 +146,19 @@ def test_same_seed_same_initial_set_for_every_strategy(tiny_data, tmp_path):
     assert sets[0] == sets[1]
 
 
-@pytest.mark.parametrize("overrides, error, pattern", [
-    ({"budget": 30}, ValueError, r"budget \(30 -> 30 images per cycle\) is larger than the unlabelled pool "
-                                 r"\(18 images"),
-    ({"initial_labelled": 1.5}, ConfigError, r"key 'initial_labelled' must be a fraction in \(0, 1\]"),
-    ({"strategy": "entropi"}, ConfigError, r"Unknown strategy 'entropi'; did you mean 'entropy'"),
-])
+@pytest.mark.parametrize(
+    "overrides, error, pattern",
+    [
+        (
+            {"budget": 30},
+            ValueError,
+            r"budget \(30 -> 30 images per cycle\) is larger than the unlabelled pool "
+            r"\(18 images",
+        ),
+        ({"initial_labelled": 1.5}, ConfigError, r"key 'initial_labelled' must be a fraction in \(0, 1\]"),
+        ({"strategy": "entropi"}, ConfigError, r"Unknown strategy 'entropi'; did you mean 'entropy'"),
+    ],
+)
 def test_bad_plans_fail_before_any_work(overrides, error, pattern, tiny_data, tmp_path):
     with pytest.raises(error, match=pattern):
         run_from_config(load_config(write_config(tmp_path, tiny_data, **overrides)), progress=False)
@@ -163,6 +205,7 @@ def test_strategy_needs_the_detector_cannot_meet(tiny_data, tmp_path, monkeypatc
 
     def needs_proposals(name, **options):
         from dataclasses import replace
+
         return replace(original(name, **options), needs=frozenset({"proposals"}))
 
     monkeypatch.setattr(strategies, "get_strategy", needs_proposals)
@@ -172,8 +215,9 @@ def test_strategy_needs_the_detector_cannot_meet(tiny_data, tmp_path, monkeypatc
 
 def run_cli(args, env_extra=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "activedet", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "activedet", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def kill_then_resume(config: Path, run_dir: Path, points: list[str]) -> None:
@@ -194,8 +238,9 @@ def test_sigkill_at_several_stages_then_resume_gives_the_same_run(tiny_data, tmp
     assert proc.returncode == 0, proc.stderr
     killed = write_config(tmp_path / "killed", tiny_data, strategy="entropy")
     run_dir = tmp_path / "killed" / "run"
-    kill_then_resume(killed, run_dir,
-                     ["train_epoch:1", "train:0", "score:0", "select:0", "label:0", "evaluate:1", "train_epoch:2"])
+    kill_then_resume(
+        killed, run_dir, ["train_epoch:1", "train:0", "score:0", "select:0", "label:0", "evaluate:1", "train_epoch:2"]
+    )
     a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
     assert np.array_equal(a[0], b[0])
     assert a[1] == b[1]
@@ -204,8 +249,13 @@ def test_sigkill_at_several_stages_then_resume_gives_the_same_run(tiny_data, tmp
 def test_sigkill_inside_an_ensemble_and_mc_dropout_scoring_then_resume_gives_the_same_run(tiny_data, tmp_path):
     """Members train one after the other (a kill resumes at the member it hit) and the stochastic passes of the
     scoring stage are seeded by (seed, cycle), so a resumed run scores and selects exactly as a straight one."""
-    extra = {"strategy": "mc_dropout", "ensemble_size": 2, "detector_options": {"dropout": 0.25},
-             "strategy_options": {"passes": 3}, "cycles": 1}
+    extra = {
+        "strategy": "mc_dropout",
+        "ensemble_size": 2,
+        "detector_options": {"dropout": 0.25},
+        "strategy_options": {"passes": 3},
+        "cycles": 1,
+    }
     straight = write_config(tmp_path / "straight", tiny_data, **extra)
     assert run_cli(["run", str(straight), "--quiet"]).returncode == 0
     killed = write_config(tmp_path / "killed", tiny_data, **extra)
@@ -226,8 +276,7 @@ def test_composed_criteria_score_the_shortlist_and_resume_between_stages(tiny_da
     run = tmp_path / "straight" / "run"
     first, second = np.load(run / "cycles/0/scores.npz"), np.load(run / "cycles/0/scores.stage1.npz")
     assert len(first["pool_indices"]) == 24 - 6 and len(second["pool_indices"]) == 6  # ceil(1.5 x 4)
-    entropy_order = first["pool_indices"][np.argsort(-np.nan_to_num(first["pool_scores"], nan=-np.inf),
-                                                     kind="stable")]
+    entropy_order = first["pool_indices"][np.argsort(-np.nan_to_num(first["pool_scores"], nan=-np.inf), kind="stable")]
     assert set(second["pool_indices"]) == set(entropy_order[:6]) and "labelled_embeddings" in second
     picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
     assert {p["index"] for p in picks} <= set(second["pool_indices"])
@@ -239,14 +288,20 @@ def test_composed_criteria_score_the_shortlist_and_resume_between_stages(tiny_da
     assert "entropy+coreset" in (run / "metrics.jsonl").read_text()
 
 
-@pytest.mark.parametrize("options, pattern", [
-    ({"criteria": ["coreset", "entropy"]}, "criterion 'coreset' cannot narrow the pool"),
-    ({"criteria": ["entropy", "nope"]}, "must be a list of at least 2 registered strategy names"),
-    ({"criteria": ["entropy", "coreset"], "factors": [0.5]}, r"'factors' parameter of compose must be a float in \[1"),
-    ({"criteria": ["entropy", "coreset"], "factors": [2, 3]}, "must be a list of 1 floats"),
-    ({"criteria": ["entropy", "coreset"], "kmeans": {}}, "Unknown option 'kmeans' for strategy 'compose'"),
-    ({"criteria": ["entropy", "coreset"], "coreset": {"projection": 2}}, "Unknown option 'projection'"),
-])
+@pytest.mark.parametrize(
+    "options, pattern",
+    [
+        ({"criteria": ["coreset", "entropy"]}, "criterion 'coreset' cannot narrow the pool"),
+        ({"criteria": ["entropy", "nope"]}, "must be a list of at least 2 registered strategy names"),
+        (
+            {"criteria": ["entropy", "coreset"], "factors": [0.5]},
+            r"'factors' parameter of compose must be a float in \[1",
+        ),
+        ({"criteria": ["entropy", "coreset"], "factors": [2, 3]}, "must be a list of 1 floats"),
+        ({"criteria": ["entropy", "coreset"], "kmeans": {}}, "Unknown option 'kmeans' for strategy 'compose'"),
+        ({"criteria": ["entropy", "coreset"], "coreset": {"projection": 2}}, "Unknown option 'projection'"),
+    ],
+)
 def test_compose_rejects_bad_criteria_with_the_reason(options, pattern):
     with pytest.raises(ValueError, match=pattern):
         get_strategy("compose", **options)
@@ -256,14 +311,30 @@ def test_bench_shares_cycle_zero_and_writes_the_report(tiny_data, tmp_path, caps
     from activedet.cli import main
 
     config = write_config(tmp_path, tiny_data, cycles=1)
-    assert main(["bench", str(config), "--strategies", "random", "entropy:aggregation=sum", "--seeds", "0",
-                 "--out", str(tmp_path / "bench"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(config),
+                "--strategies",
+                "random",
+                "entropy:aggregation=sum",
+                "--seeds",
+                "0",
+                "--out",
+                str(tmp_path / "bench"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     runs = tmp_path / "bench" / "runs"
     a = json.loads((runs / "random/seed0/cycles/0/metrics.json").read_text())
     b = json.loads((runs / "entropy[aggregation=sum]/seed0/cycles/0/metrics.json").read_text())
     assert a["metrics"] == b["metrics"] and b["strategy"] == "entropy"  # trained once, shared
-    assert (runs / "random/seed0/cycles/0/model.pt").read_bytes() == \
-        (runs / "entropy[aggregation=sum]/seed0/cycles/0/model.pt").read_bytes()
+    assert (runs / "random/seed0/cycles/0/model.pt").read_bytes() == (
+        runs / "entropy[aggregation=sum]/seed0/cycles/0/model.pt"
+    ).read_bytes()
     report = tmp_path / "bench" / "report"
     assert (report / "report.md").is_file() and (report / "metric_vs_images.png").is_file()
     assert "entropy[aggregation=sum]" in capsys.readouterr().out
@@ -272,8 +343,13 @@ def test_bench_shares_cycle_zero_and_writes_the_report(tiny_data, tmp_path, caps
 def test_a_strategy_that_selects_nothing_stops_with_the_reason(tiny_data, tmp_path):
     """Nothing reaches score 1.0 and empty images are skipped: the cycle cannot advance, so the run stops with what
     to change instead of looping."""
-    config = write_config(tmp_path, tiny_data, strategy="entropy", cycles=1,
-                          strategy_options={"score_threshold": 1.0, "empty_policy": "skip"})
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        strategy="entropy",
+        cycles=1,
+        strategy_options={"score_threshold": 1.0, "empty_policy": "skip"},
+    )
     with pytest.raises(ValueError, match="strategy 'entropy' selected no image from the 18 candidates"):
         run_from_config(load_config(config), progress=False)
     assert not (tmp_path / "run/cycles/0/selection.json").exists()

@@ -6,15 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from test_loop import kill_then_resume, outcome, run_cli, write_config
 
 from activedet.al.ledger import Ledger
 from activedet.config import ConfigError, load_config
 from activedet.workflows import run_from_config
 
-from test_loop import kill_then_resume, outcome, run_cli, write_config
-
-PSEUDO = {"pseudo_labels": {"score_threshold": 0.0, "top1_only": False, "max_boxes": 3, "loss_weight": 0.5},
-          "strategy": "entropy"}
+PSEUDO = {
+    "pseudo_labels": {"score_threshold": 0.0, "top1_only": False, "max_boxes": 3, "loss_weight": 0.5},
+    "strategy": "entropy",
+}
 
 
 def test_pseudo_labels_train_but_never_count_and_stay_queryable(tiny_data, tmp_path):
@@ -59,8 +60,9 @@ def test_sigkill_around_the_pseudo_label_stage_then_resume_gives_the_same_run(ti
 def test_fine_tuning_with_pseudo_labels_and_tensorboard_logs(tiny_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = write_config(tmp_path, tiny_data, warm_start=True, tensorboard=True, cycles=1,
-                          pseudo_label_subset=5, **PSEUDO)
+    config = write_config(
+        tmp_path, tiny_data, warm_start=True, tensorboard=True, cycles=1, pseudo_label_subset=5, **PSEUDO
+    )
     run_from_config(load_config(config), progress=False)
     run = tmp_path / "run"
     assert len(json.loads((run / "cycles/1/pseudo_labels.json").read_text())["images"]) <= 5
@@ -76,10 +78,13 @@ def test_fine_tuning_with_pseudo_labels_and_tensorboard_logs(tiny_data, tmp_path
         assert any(tag.startswith("train/") for tag in training.Tags()["scalars"]), training.Tags()["scalars"]
 
 
-@pytest.mark.parametrize("value, pattern", [
-    ({"score_threshold": 2}, r"pseudo_labels.score_threshold' must be a float in \[0, 1\]"),
-    ({"top_one": True}, "pseudo_labels.top_one"),
-])
+@pytest.mark.parametrize(
+    "value, pattern",
+    [
+        ({"score_threshold": 2}, r"pseudo_labels.score_threshold' must be a float in \[0, 1\]"),
+        ({"top_one": True}, "pseudo_labels.top_one"),
+    ],
+)
 def test_bad_pseudo_label_options_are_config_errors(value, pattern, tiny_data, tmp_path):
     config = write_config(tmp_path, tiny_data, pseudo_labels=value)
     with pytest.raises(ConfigError, match=pattern):

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_loop import kill_then_resume, outcome, run_cli, write_config
 
 from activedet.config import ConfigError, load_config
 from activedet.engine.miaod import MIAODOptions, miaod_schedule, stage_parameters, train_miaod
@@ -15,7 +16,6 @@ from activedet.engine.train import OptionError, TrainOptions, build_optimizer
 from activedet.models import Detections, build_detector
 from activedet.strategies import get_strategy
 from activedet.workflows import run_from_config
-from test_loop import kill_then_resume, outcome, run_cli, write_config
 
 EMPTY = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
 FIELDS = {"class_probs", "class_probs_2", "dense_probs", "dense_probs_2", "dense_weights", "embedding"}
@@ -25,8 +25,10 @@ def model_and_batch(num_classes: int = 3, seed: int = 0):
     torch.manual_seed(seed)
     model = build_detector("miaod", num_classes, backbone="tiny", min_size=96, max_size=160)
     images = [torch.rand(3, 96, 96), torch.rand(3, 80, 112)]
-    targets = [{"boxes": torch.tensor([[10.0, 12.0, 44.0, 50.0]]), "labels": torch.tensor([min(2, num_classes)])},
-               dict(EMPTY)]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12.0, 44.0, 50.0]]), "labels": torch.tensor([min(2, num_classes)])},
+        dict(EMPTY),
+    ]
     return model, images, targets
 
 
@@ -151,11 +153,17 @@ def test_losses_decrease_on_a_tiny_set(toy_dataset):
     torch.manual_seed(0)
     model = build_detector("miaod", 2, backbone="tiny", min_size=96, max_size=160)
     options = TrainOptions(batch_size=4, optimizer="adamw", lr=3e-3, warmup_iters=0, hflip_prob=0.0, amp=False)
-    schedule = MIAODOptions(label_epochs=6, adversarial_epochs=2, outer_loops=1, repeat_labelled=1,
-                            lr_drop_epochs=0)
+    schedule = MIAODOptions(label_epochs=6, adversarial_epochs=2, outer_loops=1, repeat_labelled=1, lr_drop_epochs=0)
     labelled = toy_dataset.subset(range(4))
-    result = train_miaod(model, labelled, unlabelled=toy_dataset.subset(range(4, 8)), options=options,
-                         training_options=schedule, device="cpu", progress=False)
+    result = train_miaod(
+        model,
+        labelled,
+        unlabelled=toy_dataset.subset(range(4, 8)),
+        options=options,
+        training_options=schedule,
+        device="cpu",
+        progress=False,
+    )
     history = result.history
     label_units = [h for h in history if h["stage"] == "label"]
     first, last = label_units[0], label_units[5]
@@ -172,8 +180,15 @@ def test_labelled_set_smaller_than_a_batch_and_no_unlabelled(toy_dataset):
     options = TrainOptions(batch_size=8, optimizer="adamw", lr=1e-3, warmup_iters=0, hflip_prob=0.0, amp=False)
     schedule = {"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1}
     for unlabelled in (toy_dataset.subset([3, 4, 5]), None):
-        result = train_miaod(model, toy_dataset.subset([0, 1]), unlabelled=unlabelled, options=options,
-                             training_options=schedule, device="cpu", progress=False)
+        result = train_miaod(
+            model,
+            toy_dataset.subset([0, 1]),
+            unlabelled=unlabelled,
+            options=options,
+            training_options=schedule,
+            device="cpu",
+            progress=False,
+        )
         assert [h["stage"] for h in result.history] == ["label", "min", "max", "label"]
 
 
@@ -188,9 +203,15 @@ def test_unlabelled_labels_never_reach_the_model(toy_dataset, monkeypatch):
 
     monkeypatch.setattr(type(model), "forward", spy)
     options = TrainOptions(batch_size=4, optimizer="sgd", lr=1e-3, warmup_iters=0, hflip_prob=0.0, amp=False)
-    train_miaod(model, toy_dataset.subset([0, 1, 2, 3]), unlabelled=toy_dataset.subset([4, 5, 6, 7]),
-                options=options, training_options={"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1},
-                device="cpu", progress=False)
+    train_miaod(
+        model,
+        toy_dataset.subset([0, 1, 2, 3]),
+        unlabelled=toy_dataset.subset([4, 5, 6, 7]),
+        options=options,
+        training_options={"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1},
+        device="cpu",
+        progress=False,
+    )
     assert seen.count(("min", True)) == seen.count(("min", False)) == 1  # one labelled + one unlabelled step
     assert seen.count(("max", True)) == 1 and ("label", True) not in seen
 
@@ -205,12 +226,24 @@ def test_schedule_matches_the_released_config():
 
 def test_scoring_ranks_disagreement_above_agreement():
     agree = torch.full((300, 3), 0.2)
-    det_agree = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64),
-                           dense_probs=agree, dense_probs_2=agree.clone(), dense_weights=torch.full((300, 3), 0.01))
+    det_agree = Detections(
+        torch.zeros(0, 4),
+        torch.zeros(0),
+        torch.zeros(0, dtype=torch.int64),
+        dense_probs=agree,
+        dense_probs_2=agree.clone(),
+        dense_weights=torch.full((300, 3), 0.01),
+    )
     apart = agree.clone()
     apart[:20] = 0.9
-    det_apart = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64),
-                           dense_probs=apart, dense_probs_2=agree.clone(), dense_weights=torch.full((300, 3), 0.01))
+    det_apart = Detections(
+        torch.zeros(0, 4),
+        torch.zeros(0),
+        torch.zeros(0, dtype=torch.int64),
+        dense_probs=apart,
+        dense_probs_2=agree.clone(),
+        dense_weights=torch.full((300, 3), 0.01),
+    )
     for weighted in (False, True):
         strategy = get_strategy("miaod", weighted=weighted)
         assert strategy.score(det_apart) > strategy.score(det_agree) == 0.0
@@ -236,9 +269,14 @@ def test_options_are_validated_with_their_key(tiny_data, tmp_path):
         run_from_config(load_config(write_config(tmp_path, tiny_data, strategy="miaod")), progress=False)
 
 
-MIAOD_RUN = {"detector": "miaod", "strategy": "miaod", "min_size": 96, "max_size": 96, "cycles": 1,
-             "training_options": {"label_epochs": 2, "adversarial_epochs": 2, "outer_loops": 1,
-                                  "repeat_labelled": 1}}
+MIAOD_RUN = {
+    "detector": "miaod",
+    "strategy": "miaod",
+    "min_size": 96,
+    "max_size": 96,
+    "cycles": 1,
+    "training_options": {"label_epochs": 2, "adversarial_epochs": 2, "outer_loops": 1, "repeat_labelled": 1},
+}
 
 
 def test_sigkill_inside_every_stage_then_resume_gives_the_same_run(tiny_data, tmp_path):
@@ -247,8 +285,11 @@ def test_sigkill_inside_every_stage_then_resume_gives_the_same_run(tiny_data, tm
     killed = write_config(tmp_path / "killed", tiny_data, **MIAOD_RUN)
     run_dir = tmp_path / "killed" / "run"
     # units: label label | min min | max max | label label  -> kill inside each stage, and in the next cycle
-    kill_then_resume(killed, run_dir,
-                     ["train_epoch:1", "train_epoch:3", "train_epoch:5", "train_epoch:7", "score:0", "train_epoch:4"])
+    kill_then_resume(
+        killed,
+        run_dir,
+        ["train_epoch:1", "train_epoch:3", "train_epoch:5", "train_epoch:7", "score:0", "train_epoch:4"],
+    )
     a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     picks = json.loads((run_dir / "cycles/0/selection.json").read_text())["picks"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_toy_dataset
 from PIL import Image
 
 from activedet.data import coco_index
@@ -15,8 +16,6 @@ from activedet.data.coco import read_coco, scan_coco, write_coco
 from activedet.data.coco_index import build_coco_index, scan_coco_index
 from activedet.data.index import PoolIndex, RecordView, StaleIndex, StringColumn, cached_index
 from activedet.data.records import DatasetError, ImageRecord
-
-from conftest import make_toy_dataset
 
 
 def assert_same_records(a, b) -> None:
@@ -40,9 +39,11 @@ def coco_file(tmp_path: Path, **changes) -> Path:
     data = {
         "info": {"description": "test"},
         "categories": [{"id": 7, "name": "blue"}, {"id": 3, "name": "red"}],
-        "images": [{"id": 20, "file_name": "a.png", "width": 64, "height": 48},
-                   {"id": 5, "file_name": str(tmp_path / "abs" / "b.png"), "width": 32, "height": 40},
-                   {"id": 9, "file_name": "sub/c.png", "width": 50, "height": 50}],
+        "images": [
+            {"id": 20, "file_name": "a.png", "width": 64, "height": 48},
+            {"id": 5, "file_name": str(tmp_path / "abs" / "b.png"), "width": 32, "height": 40},
+            {"id": 9, "file_name": "sub/c.png", "width": 50, "height": 50},
+        ],
         "annotations": [
             {"id": 1, "image_id": 20, "category_id": 3, "bbox": [1, 2, 10, 20], "area": 150.5, "iscrowd": 0},
             {"id": 2, "image_id": 5, "category_id": 7, "bbox": [0.5, 0.25, 3.125, 4], "iscrowd": 1},
@@ -59,6 +60,7 @@ def coco_file(tmp_path: Path, **changes) -> Path:
 def fast_only(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the detailed reader was used for a plainly valid file")
+
     monkeypatch.setattr(coco_index, "scan_coco", refuse)
 
 
@@ -88,8 +90,7 @@ BAD = {
     "unknown image": {"annotations": lambda a: a + [{"image_id": 99, "category_id": 3, "bbox": [1, 1, 5, 5]}]},
     "duplicate image id": {"images": lambda i: i + [{"id": 9, "file_name": "d.png", "width": 5, "height": 5}]},
     "duplicate file": {"images": lambda i: i + [{"id": 1, "file_name": "sub/../a.png", "width": 5, "height": 5}]},
-    "null area": {"annotations": lambda a: a + [{"image_id": 9, "category_id": 3, "bbox": [1, 1, 5, 5],
-                                                 "area": None}]},
+    "null area": {"annotations": lambda a: a + [{"image_id": 9, "category_id": 3, "bbox": [1, 1, 5, 5], "area": None}]},
     "crowd 2": {"annotations": lambda a: a + [{"image_id": 9, "category_id": 3, "bbox": [1, 1, 5, 5], "iscrowd": 2}]},
     "bool id": {"images": lambda i: i + [{"id": True, "file_name": "e.png", "width": 5, "height": 5}]},
     "zero width": {"images": lambda i: i + [{"id": 2, "file_name": "f.png", "width": 0, "height": 5}]},
@@ -122,13 +123,17 @@ def test_a_file_with_problems_is_reported_as_the_reader_reports_it(tmp_path, cas
 def test_files_the_fast_pass_cannot_vouch_for_still_give_the_readers_result(tmp_path, change):
     options = {"check_images": False}
     if change == "string ids":
-        path = coco_file(tmp_path, images=lambda i: [dict(e, id=f"im{e['id']}") for e in i],
-                         annotations=lambda a: [dict(e, image_id=f"im{e['image_id']}") for e in a])
+        path = coco_file(
+            tmp_path,
+            images=lambda i: [dict(e, id=f"im{e['id']}") for e in i],
+            annotations=lambda a: [dict(e, image_id=f"im{e['image_id']}") for e in a],
+        )
     elif change == "background":
         path = coco_file(tmp_path, categories=lambda c: c + [{"id": 0, "name": "background"}])
     else:
-        path = coco_file(tmp_path, annotations=lambda a: a + [{"image_id": 9, "category_id": 3,
-                                                               "bbox": [45, 0, 6, 10]}])
+        path = coco_file(
+            tmp_path, annotations=lambda a: a + [{"image_id": 9, "category_id": 3, "bbox": [45, 0, 6, 10]}]
+        )
         options.update(box_policy="clip", clip_tolerance=2.0)
     expected, expected_problems = scan_coco(path, **options)
     index, problems = scan_coco_index(path, **options)
@@ -194,8 +199,12 @@ def test_cached_index_is_reused_and_rebuilt_when_stale_or_damaged(tmp_path):
     cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)
     assert build.count == 2
 
-    (folder,) = [f for f in cache.iterdir() if (f / "meta.json").exists() and
-                 json.loads((f / "meta.json").read_text())["key"]["mtime_ns"] == path.stat().st_mtime_ns]
+    (folder,) = [
+        f
+        for f in cache.iterdir()
+        if (f / "meta.json").exists()
+        and json.loads((f / "meta.json").read_text())["key"]["mtime_ns"] == path.stat().st_mtime_ns
+    ]
     boxes = folder / "boxes.npy"
     raw = bytearray(boxes.read_bytes())
     raw[-1] ^= 0xFF  # same size, one flipped bit in the data
@@ -219,7 +228,9 @@ def test_a_dataset_with_warnings_is_not_cached_and_errors_raise(tmp_path):
     cache, build = tmp_path / "cache", Builds()
     for _ in range(2):
         with pytest.warns(UserWarning, match="clipped"):
-            index = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False, box_policy="clip")
+            index = cached_index(
+                "coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False, box_policy="clip"
+            )
     assert build.count == 2 and not cache.exists()
     assert index.boxes[index.box_start[2]].tolist() == [45, 0, 50, 10]
     with pytest.raises(DatasetError, match="extends 1 px beyond the right edge"):
@@ -233,8 +244,7 @@ def test_the_cache_is_written_only_when_asked_or_deferred(tmp_path):
     cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False, save=False)
     assert not cache.exists()
     deferred: list = []
-    index = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False,
-                         save=deferred)
+    index = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False, save=deferred)
     assert not cache.exists() and len(deferred) == 1
     deferred[0]()
     again = cached_index("coco", path, cache_dir=cache, scan=build, what="COCO file", check_images=False)

@@ -14,8 +14,7 @@ from activedet.models.faster_rcnn import build_faster_rcnn
 from activedet.models.outputs import Detections
 from activedet.models.retinanet import build_retinanet
 from activedet.strategies.base import ScoredPool, SelectionInput
-from activedet.strategies.ppal import (ccm_describe, ccm_distances, class_weights, dcus_score, kmedoids,
-                                       kmedoids_select)
+from activedet.strategies.ppal import ccm_describe, ccm_distances, class_weights, dcus_score, kmedoids, kmedoids_select
 
 C = 3
 
@@ -28,13 +27,17 @@ def _one_thread():
 def det(scores, labels, boxes=None, quality=None, features=None) -> Detections:
     n = len(scores)
     boxes = [[0.0, 0.0, 20.0, 20.0]] * n if boxes is None else boxes
-    return Detections(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
-                      scores=torch.tensor(scores, dtype=torch.float32), labels=torch.tensor(labels).long(),
-                      class_quality=None if quality is None else torch.tensor(quality, dtype=torch.float32),
-                      features=None if features is None else torch.tensor(features, dtype=torch.float32))
+    return Detections(
+        boxes=torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
+        scores=torch.tensor(scores, dtype=torch.float32),
+        labels=torch.tensor(labels).long(),
+        class_quality=None if quality is None else torch.tensor(quality, dtype=torch.float32),
+        features=None if features is None else torch.tensor(features, dtype=torch.float32),
+    )
 
 
 # ------------------------------------------------------------------------------------------ difficulty EMA
+
 
 @pytest.mark.parametrize("absent", ["keep", "decay"])
 def test_ema_update_rule_with_an_absent_class(absent):
@@ -47,21 +50,22 @@ def test_ema_update_rule_with_an_absent_class(absent):
     if absent == "keep":
         assert ema.quality[1].item() == pytest.approx(0.5) and ema.momentum[1].item() == pytest.approx(0.9)
     else:  # the official rule: an EMA step towards 0 with the current momentum, which then shrinks
-        assert ema.quality[1].item() == pytest.approx(0.9 ** 2 * 0.5)
-        assert ema.momentum[1].item() == pytest.approx(0.9 ** 3)
+        assert ema.quality[1].item() == pytest.approx(0.9**2 * 0.5)
+        assert ema.momentum[1].item() == pytest.approx(0.9**3)
     assert ema.momentum[0].item() == pytest.approx(0.9) and int(ema.updates) == 2
 
 
 def test_observe_computes_the_quality_and_class_means():
     ema = ClassDifficultyEMA(C, momentum=0.0, xi=0.6)  # momentum 0: Q = this batch's class means
     ema.observe(torch.tensor([1, 1, 3]), torch.tensor([0.5, 1.0, 0.2]), torch.tensor([1.0, 0.25, 1.0]))
-    expected_1 = (0.5 ** 0.6 + 0.25 ** 0.4) / 2
-    assert ema.quality.tolist() == pytest.approx([expected_1, 0.0, 0.2 ** 0.6])
+    expected_1 = (0.5**0.6 + 0.25**0.4) / 2
+    assert ema.quality.tolist() == pytest.approx([expected_1, 0.0, 0.2**0.6])
     iou = aligned_iou(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[5.0, 0, 15, 10]]))
     assert iou.item() == pytest.approx(1 / 3)
 
 
 # --------------------------------------------------------------------------------------------------- DCUS
+
 
 def test_class_weight_formula():
     alpha, beta = 0.3, 0.2
@@ -96,13 +100,24 @@ def test_dcus_filters_and_empty_images():
 
 # ---------------------------------------------------------------------------------------------------- CCM
 
+
 def test_ccm_distance_on_hand_made_features():
-    s = 0.6 ** 2 + 0.8 ** 2  # unit vectors below
-    feats = [np.array([[1, 0], [0, 1]], np.float32), np.array([[0.6, 0.8]], np.float32) / s ** 0.5,
-             np.array([[1, 0]], np.float32), np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)]
+    s = 0.6**2 + 0.8**2  # unit vectors below
+    feats = [
+        np.array([[1, 0], [0, 1]], np.float32),
+        np.array([[0.6, 0.8]], np.float32) / s**0.5,
+        np.array([[1, 0]], np.float32),
+        np.zeros((0, 2), np.float32),
+        np.zeros((0, 2), np.float32),
+    ]
     labels = [np.array([1, 2]), np.array([1]), np.array([3]), np.zeros(0, np.int64), np.zeros(0, np.int64)]
-    scores = [np.array([0.9, 0.3], np.float32), np.array([0.5], np.float32), np.array([0.8], np.float32),
-              np.zeros(0, np.float32), np.zeros(0, np.float32)]
+    scores = [
+        np.array([0.9, 0.3], np.float32),
+        np.array([0.5], np.float32),
+        np.array([0.8], np.float32),
+        np.zeros(0, np.float32),
+        np.zeros(0, np.float32),
+    ]
     d = ccm_distances(feats, labels, scores)
     assert np.allclose(d, d.T) and np.allclose(np.diag(d), 0)
     # 0 -> 1: class 1 matches at 1 - 0.6, class 2 has no partner (2); 1 -> 0: 1 - 0.6. Score-weighted, averaged.
@@ -144,18 +159,19 @@ def test_kmedoids_select_yields_medoids_first_in_a_stable_order():
     assert all(p == picks[0] for p in picks) and len(picks[0]) == 6 and len(set(picks[0])) == 6
     assert set(picks[0][:2]) & {100, 101, 102} and set(picks[0][:2]) & {103, 104, 105}
     with pytest.raises(ValueError, match="extras"):
-        next(kmedoids_select(SelectionInput(ScoredPool.from_lists([1], [1.0], [1]), None, 1,
-                                            np.random.default_rng(0))))
+        next(kmedoids_select(SelectionInput(ScoredPool.from_lists([1], [1.0], [1]), None, 1, np.random.default_rng(0))))
 
 
 # ------------------------------------------------------------------------------------------------ detectors
 
+
 def _batch(seed=0):
     g = torch.Generator().manual_seed(seed)
     images = [torch.rand(3, 128, 128, generator=g) for _ in range(2)]
-    targets = [{"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0], [70.0, 30.0, 120.0, 90.0]]),
-                "labels": torch.tensor([1, 3])},
-               {"boxes": torch.tensor([[20.0, 20.0, 50.0, 44.0]]), "labels": torch.tensor([2])}]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0], [70.0, 30.0, 120.0, 90.0]]), "labels": torch.tensor([1, 3])},
+        {"boxes": torch.tensor([[20.0, 20.0, 50.0, 44.0]]), "labels": torch.tensor([2])},
+    ]
     return images, targets
 
 

@@ -16,9 +16,18 @@ import torch
 
 from activedet.cli import main
 from activedet.models.outputs import Detections
-from activedet.strategies import (METHODS, STRATEGIES, ScoredPool, SelectionInput, Strategy, get_strategy,
-                                  list_strategies, register, strategy_names)
-from activedet.strategies import registry
+from activedet.strategies import (
+    METHODS,
+    STRATEGIES,
+    ScoredPool,
+    SelectionInput,
+    Strategy,
+    get_strategy,
+    list_strategies,
+    register,
+    registry,
+    strategy_names,
+)
 from activedet.strategies.checks import options_of
 from activedet.strategies.uncertainty import rank_select
 
@@ -36,6 +45,7 @@ def restored_registry():
 
 
 # ------------------------------------------------------------------------------------------ every method
+
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_registered_strategy_builds_with_defaults_as_declared(name):
@@ -65,11 +75,17 @@ def test_every_unknown_option_is_refused_naming_the_strategy_the_option_and_the_
 
 
 def test_a_misspelt_option_or_name_gets_the_closest_valid_one():
-    with pytest.raises(ValueError, match=r"Unknown option 'agregation' for strategy 'entropy'; did you mean "
-                                         r"'aggregation'\? Valid options of entropy: \['score_threshold', "):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown option 'agregation' for strategy 'entropy'; did you mean "
+        r"'aggregation'\? Valid options of entropy: \['score_threshold', ",
+    ):
         get_strategy("entropy", agregation="sum")
-    with pytest.raises(ValueError, match=r"Unknown option 'n_cluster' for strategy 'hybrid'; did you mean "
-                                         r"'n_clusters'\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown option 'n_cluster' for strategy 'hybrid'; did you mean "
+        r"'n_clusters'\?",
+    ):
         get_strategy("hybrid", diversity="kmeans", n_cluster=3)
     with pytest.raises(ValueError) as error:
         get_strategy("entropie")
@@ -91,18 +107,26 @@ def test_the_listings_come_from_the_registry(capsys):
 
 # ------------------------------------------------------------------------------------------ a new method
 
+
 def _detections(n: int) -> Detections:
-    return Detections(boxes=torch.zeros(n, 4), scores=torch.full((n,), 0.5), labels=torch.ones(n, dtype=torch.int64),
-                      prob_kind="sigmoid")
+    return Detections(
+        boxes=torch.zeros(n, 4),
+        scores=torch.full((n,), 0.5),
+        labels=torch.ones(n, dtype=torch.int64),
+        prob_kind="sigmoid",
+    )
 
 
 def test_a_new_strategy_is_one_decorated_function(restored_registry, capsys):
     @register("most_detections")
     def most_detections(*, empty_policy: str = "lowest") -> Strategy:
         """The images with the most detections first."""
-        return Strategy("most_detections", "The images with the most detections first.",
-                        score=lambda det: float(len(det)) if len(det) else None,
-                        select=lambda inputs: rank_select(inputs, empty_policy=empty_policy, strategy="x"))
+        return Strategy(
+            "most_detections",
+            "The images with the most detections first.",
+            score=lambda det: float(len(det)) if len(det) else None,
+            select=lambda inputs: rank_select(inputs, empty_policy=empty_policy, strategy="x"),
+        )
 
     strategy = get_strategy("most_detections", empty_policy="skip")
     counts = [2, 0, 5, 1]
@@ -110,8 +134,11 @@ def test_a_new_strategy_is_one_decorated_function(restored_registry, capsys):
     assert list(strategy.select(SelectionInput(pool, None, 2, np.random.default_rng(0)))) == [12, 10, 13]
     assert ("most_detections", "The images with the most detections first.") in list_strategies()
     assert "most_detections" in strategy_names() and "most_detections" in STRATEGIES
-    with pytest.raises(ValueError, match=r"Unknown option 'empty_polcy' for strategy 'most_detections'; did you mean "
-                                         r"'empty_policy'\? Valid options of most_detections: \['empty_policy'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown option 'empty_polcy' for strategy 'most_detections'; did you mean "
+        r"'empty_policy'\? Valid options of most_detections: \['empty_policy'\]",
+    ):
         get_strategy("most_detections", empty_polcy="skip")
     assert main(["strategies"]) == 0 and "most_detections" in capsys.readouterr().out
 
@@ -120,15 +147,21 @@ def test_registration_mistakes_are_refused(restored_registry):
     def ok(*, option: int = 1) -> Strategy:
         """A description."""
 
-    with pytest.raises(ValueError, match=r"register\('entropy'\): the name is taken by "
-                                         r"activedet\.strategies\.uncertainty\.entropy; choose another name"):
+    with pytest.raises(
+        ValueError,
+        match=r"register\('entropy'\): the name is taken by "
+        r"activedet\.strategies\.uncertainty\.entropy; choose another name",
+    ):
         register("entropy")(ok)
     with pytest.raises(ValueError, match=r"a strategy name must be lower-case letters, digits and '_'.*'My-Method'"):
         register("My-Method")
     with pytest.raises(ValueError, match=r"unknown requirement\(s\) \['gpu'\]; valid: \['val', "):
         register("ok", requires={"gpu"})
-    with pytest.raises(ValueError, match=r"must take keyword options only \(def positional\(\*, \.\.\.\)\); "
-                                         r"\['option'\] can be given by position"):
+    with pytest.raises(
+        ValueError,
+        match=r"must take keyword options only \(def positional\(\*, \.\.\.\)\); "
+        r"\['option'\] can be given by position",
+    ):
         register("positional")(lambda option=1: None)
     with pytest.raises(ValueError, match=r"register\('undocumented'\): .* needs a docstring"):
         register("undocumented")(lambda *, option=1: None)
@@ -138,19 +171,21 @@ def test_registration_mistakes_are_refused(restored_registry):
 
 # ------------------------------------------------------------------------------------------ cheap names
 
+
 def test_strategy_names_reads_the_decorators():
     assert strategy_names() == tuple(sorted(METHODS))
 
 
 def test_strategy_names_imports_neither_the_methods_nor_torch():
-    code = ("import sys, time; started = time.process_time(); "
-            "from activedet.strategy_names import strategy_names; names = strategy_names(); "
-            "spent = time.process_time() - started; "
-            "heavy = sorted(m for m in ('torch', 'numpy', 'activedet.strategies') if m in sys.modules); "
-            "print(' '.join(names)); print(heavy); print(spent)")
+    code = (
+        "import sys, time; started = time.process_time(); "
+        "from activedet.strategy_names import strategy_names; names = strategy_names(); "
+        "spent = time.process_time() - started; "
+        "heavy = sorted(m for m in ('torch', 'numpy', 'activedet.strategies') if m in sys.modules); "
+        "print(' '.join(names)); print(heavy); print(spent)"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     names, heavy, spent = result.stdout.splitlines()
     assert names.split() == sorted(METHODS)

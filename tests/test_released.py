@@ -24,6 +24,7 @@ def _preset(name: str) -> dict:
 
 # ------------------------------------------------------------------------------------------------------ MI-AOD
 
+
 @pytest.mark.parametrize("anchors", [3_060, 68_000, 117_000, 250_000])
 def test_miaod_released_k_is_a_fixed_10000_whatever_the_anchor_count(anchors):
     assert topk_count(anchors, 10_000, None) == min(10_000, anchors)
@@ -33,18 +34,25 @@ def test_miaod_released_k_is_a_fixed_10000_whatever_the_anchor_count(anchors):
 def test_miaod_released_score_averages_the_top_10000_anchors():
     gen = torch.Generator().manual_seed(0)
     p1, p2 = torch.rand(40_000, 3, generator=gen), torch.rand(40_000, 3, generator=gen)
-    det = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), dense_probs=p1,
-                     dense_probs_2=p2)
+    det = Detections(
+        torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), dense_probs=p1, dense_probs_2=p2
+    )
     per_anchor = (p1 - p2).pow(2).mean(dim=1)
     released = get_strategy("miaod", topk_fraction=None).score(det)
     assert released == pytest.approx(float(per_anchor.sort(descending=True).values[:10_000].mean()), rel=1e-6)
     default = get_strategy("miaod").score(det)  # k = 4000 here
     assert default == pytest.approx(float(per_anchor.sort(descending=True).values[:4_000].mean()), rel=1e-6)
     assert default > released
-    small = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64),
-                       dense_probs=p1[:500], dense_probs_2=p2[:500])
-    assert get_strategy("miaod", topk_fraction=None).score(small) == pytest.approx(float(per_anchor[:500].mean()),
-                                                                                   rel=1e-6)
+    small = Detections(
+        torch.zeros(0, 4),
+        torch.zeros(0),
+        torch.zeros(0, dtype=torch.int64),
+        dense_probs=p1[:500],
+        dense_probs_2=p2[:500],
+    )
+    assert get_strategy("miaod", topk_fraction=None).score(small) == pytest.approx(
+        float(per_anchor[:500].mean()), rel=1e-6
+    )
 
 
 def test_miaod_presets_say_the_released_values():
@@ -82,15 +90,29 @@ def _step_learning_rates(monkeypatch, toy_dataset, per_stage: bool) -> list[floa
         return {"loss": sum((p * 0).sum() for p in self.parameters() if p.requires_grad) + 1.0}
 
     monkeypatch.setattr(type(model), "forward", cheap_forward)
-    schedule = MIAODOptions(label_epochs=1, adversarial_epochs=1, outer_loops=1, repeat_labelled=2,
-                            lr_drop_epochs=0, warmup_per_stage=per_stage)
-    train_miaod(model, toy_dataset.subset(range(4)), unlabelled=toy_dataset.subset(range(4, 8)),
-                options=WARMUP_OPTIONS, training_options=schedule, device="cpu", progress=False)
+    schedule = MIAODOptions(
+        label_epochs=1,
+        adversarial_epochs=1,
+        outer_loops=1,
+        repeat_labelled=2,
+        lr_drop_epochs=0,
+        warmup_per_stage=per_stage,
+    )
+    train_miaod(
+        model,
+        toy_dataset.subset(range(4)),
+        unlabelled=toy_dataset.subset(range(4, 8)),
+        options=WARMUP_OPTIONS,
+        training_options=schedule,
+        device="cpu",
+        progress=False,
+    )
     return seen
 
 
-WARMUP_OPTIONS = TrainOptions(batch_size=4, optimizer="sgd", lr=1e-3, warmup_iters=2, hflip_prob=0.0, amp=False,
-                              num_workers=0)
+WARMUP_OPTIONS = TrainOptions(
+    batch_size=4, optimizer="sgd", lr=1e-3, warmup_iters=2, hflip_prob=0.0, amp=False, num_workers=0
+)
 
 
 def test_miaod_warmup_restarts_with_every_stage_as_the_released_coco_config(monkeypatch, toy_dataset):
@@ -116,8 +138,11 @@ def test_miaod_dense_scores_do_not_depend_on_the_batch():
             if name.endswith(("bias", "running_mean")):
                 tensor.uniform_(-0.5, 0.5)
     gen = torch.Generator().manual_seed(1)
-    small, large, odd = (torch.rand(3, 96, 96, generator=gen), torch.rand(3, 96, 160, generator=gen),
-                         torch.rand(3, 90, 120, generator=gen))
+    small, large, odd = (
+        torch.rand(3, 96, 96, generator=gen),
+        torch.rand(3, 96, 160, generator=gen),
+        torch.rand(3, 90, 120, generator=gen),
+    )
     fields = {"dense_probs", "dense_probs_2", "dense_weights"}
     alone = model.predict([small], fields)[0]
     strategy = get_strategy("miaod", topk_fraction=None)
@@ -132,6 +157,7 @@ def test_miaod_dense_scores_do_not_depend_on_the_batch():
 
 
 # -------------------------------------------------------------------------------------------------------- PPAL
+
 
 def _retinanet_with_many_detections():
     from activedet.models.difficulty import find_difficulty
@@ -165,11 +191,19 @@ def test_ppal_released_ccm_distance_matches_same_rank_detections_and_empty_image
 
     from activedet.strategies.ppal import ccm_distances
 
-    feats = [np.array([[1, 0], [0, 1]], np.float32), np.array([[0.6, 0.8]], np.float32),
-             np.array([[0, 1], [1, 0]], np.float32), np.zeros((0, 2), np.float32)]
+    feats = [
+        np.array([[1, 0], [0, 1]], np.float32),
+        np.array([[0.6, 0.8]], np.float32),
+        np.array([[0, 1], [1, 0]], np.float32),
+        np.zeros((0, 2), np.float32),
+    ]
     labels = [np.array([1, 2]), np.array([1]), np.array([3, 2]), np.zeros(0, np.int64)]
-    scores = [np.array([0.9, 0.3], np.float32), np.array([0.5], np.float32), np.array([0.9, 0.8], np.float32),
-              np.zeros(0, np.float32)]
+    scores = [
+        np.array([0.9, 0.3], np.float32),
+        np.array([0.5], np.float32),
+        np.array([0.9, 0.8], np.float32),
+        np.zeros(0, np.float32),
+    ]
     paper = ccm_distances(feats, labels, scores)
     released = ccm_distances(feats, labels, scores, distance="released")
     # images 0 and 1: their first detections share label 1 -> 0 in the released code, 1 - cos = 0.4 in the paper
@@ -187,12 +221,14 @@ def test_ppal_released_ccm_distance_matches_same_rank_detections_and_empty_image
 
 # ----------------------------------------------------------------------------------------------- ISAL (images)
 
+
 def test_isal_released_classification_mode(tmp_path, monkeypatch):
     """All weights (no vectors), one scale 1e4, 4 recursions averaged, argmax pseudo labels (threshold 0)."""
+    from test_influence import colour_images
+
+    from activedet.engine.inference import iter_predictions
     from activedet.models import influence as influence_module
     from activedet.strategies.base import ScoredPool, ScoringContext
-    from activedet.engine.inference import iter_predictions
-    from test_influence import colour_images
 
     calls = []
     original = influence_module.lissa
@@ -210,8 +246,9 @@ def test_isal_released_classification_mode(tmp_path, monkeypatch):
     labelled = colour_images(tmp_path, rgbs, [1, 2, 1, 2] * 2, "l")
     val = colour_images(tmp_path, [(0.6, 0, 0.4)] * 2, [1, 1], "v")
     pool = colour_images(tmp_path, [(0.45, 0, 0.55), (0.7, 0, 0.3), (0.5, 0, 0.5)], [1, 1, 2], "u")
-    strategy = get_strategy("influence", parameters="all_weights", scales=1e4, recursions=4, recursion_images=8,
-                            score_threshold=0.0)
+    strategy = get_strategy(
+        "influence", parameters="all_weights", scales=1e4, recursions=4, recursion_images=8, score_threshold=0.0
+    )
     predictor = strategy.predictor(model, ScoringContext(labelled=labelled, val=val, seed=0))
     weights = [n for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1]
     assert predictor.stats["parameters"] == weights and len(weights) > 1 and "fc.weight" in weights
@@ -232,6 +269,7 @@ def test_isal_released_classification_mode(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------------ AL-MDN
 
+
 def _default_boxes(generator) -> torch.Tensor:
     from torchvision.models.detection.image_list import ImageList
 
@@ -248,8 +286,9 @@ def test_almdn_ssd300_default_boxes_use_the_dataset_scales_of_the_released_confi
     # each map's second square box sqrt(min * max); centred at (j + 0.5) * step
     second = {"voc": (30 * 60) ** 0.5, "coco": (21 * 45) ** 0.5}[scales]
     sides = boxes[:4, 2:] - boxes[:4, :2]
-    assert torch.allclose(boxes[0], torch.tensor([4 - first / 2, 4 - first / 2, 4 + first / 2, 4 + first / 2]),
-                          atol=1e-3)
+    assert torch.allclose(
+        boxes[0], torch.tensor([4 - first / 2, 4 - first / 2, 4 + first / 2, 4 + first / 2]), atol=1e-3
+    )
     assert torch.allclose(sides[1], torch.tensor([second, second]), atol=1e-3)
     last = boxes[-4:]  # the 1x1 map: 264 (voc) or 261 (coco) px, clipped to the image
     assert float((last[0, 2:] - last[0, :2]).max()) == pytest.approx({"voc": 264.0, "coco": 261.0}[scales], abs=1e-3)
@@ -267,6 +306,7 @@ def test_almdn_presets_and_box_scale_errors():
 
 
 # -------------------------------------------------------------------------------------------------------- CALD
+
 
 def _js(p, q):
     import numpy as np
@@ -294,8 +334,9 @@ def test_cald_uniform_variant_picks_the_most_balancing_candidates_as_the_release
     uniform = [_js(_softmax(mean + row), np.ones(3) / 3) for row in q]
     divergence = [_js(_softmax(mean), _softmax(row)) for row in q]
     rest = [1, 0, 3, 4]  # row 2 is all zero: first in both (cls_kldiv adds those before the loop)
-    assert list(distribution_order(q, counts, labelled, objective="uniform")) == \
-        [2] + sorted(rest, key=lambda i: (uniform[i], i))
+    assert list(distribution_order(q, counts, labelled, objective="uniform")) == [2] + sorted(
+        rest, key=lambda i: (uniform[i], i)
+    )
     assert list(distribution_order(q, counts, labelled)) == [2] + sorted(rest, key=lambda i: (-divergence[i], i))
     stage2 = get_strategy("cald", distribution="uniform").then
     assert stage2.select.keywords["objective"] == "uniform"
@@ -305,11 +346,12 @@ def test_cald_uniform_variant_picks_the_most_balancing_candidates_as_the_release
 
 # ---------------------------------------------------------------------------------- medical framework (k-means)
 
+
 def test_kmeans_released_order_is_cluster_number_order_with_uniform_members():
     import numpy as np
+    from test_strategies import run
 
     from activedet.strategies.kmeans import kmeans_select
-    from test_strategies import run
 
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [20.0, 20.0]])
@@ -352,6 +394,7 @@ def test_ensemble_dense_scores_do_not_depend_on_the_batch():
 
 
 # ------------------------------------------------------------------------------------- SSD augmentation (AL-MDN)
+
 
 def _white_box_image(box, size=(3, 90, 120)) -> torch.Tensor:
     image = torch.zeros(size)
@@ -446,13 +489,18 @@ def test_pseudo_labels_exclude_the_previous_shortlist_as_the_released_medical_fr
     import json
 
     import numpy as np
+    from test_loop import write_config
 
     from activedet.engine.pseudo import PseudoLabelOptions
     from activedet.workflows import run_from_config
-    from test_loop import write_config
 
-    config = write_config(tmp_path, tiny_data, cycles=1, strategy=["entropy", "kmeans"],
-                          pseudo_labels={"score_threshold": 0.0, "top1_only": True, "exclude": "shortlist"})
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        cycles=1,
+        strategy=["entropy", "kmeans"],
+        pseudo_labels={"score_threshold": 0.0, "top1_only": True, "exclude": "shortlist"},
+    )
     run_from_config(load_config(config), progress=False)
     run = tmp_path / "run"
     shortlist = set(np.load(run / "cycles/0/scores.stage1.npz")["pool_indices"].tolist())

@@ -12,8 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from activedet.report import (format_table, labels_needed, load_runs, normalised_auc, plot, strategy_label,
-                              summarize, write_report)
+from activedet.report import (
+    format_table,
+    labels_needed,
+    load_runs,
+    normalised_auc,
+    plot,
+    strategy_label,
+    summarize,
+    write_report,
+)
 
 IMAGES = (10, 20, 30)
 # random: 0.2, 0.3, 0.4; entropy: 0.3, 0.4, 0.5 (means over seeds 1 and 2, which are -/+ 0.01 around them).
@@ -23,18 +31,37 @@ RANDOM_BOXES = (10, 40, 50)
 ENTROPY_BOXES = (10, 50, 90)
 
 
-def make_run(root: Path, strategy: str, seed: int, values, images=IMAGES, boxes=None, *, options=None,
-             metric: str = "voc/mAP_area") -> Path:
+def make_run(
+    root: Path,
+    strategy: str,
+    seed: int,
+    values,
+    images=IMAGES,
+    boxes=None,
+    *,
+    options=None,
+    metric: str = "voc/mAP_area",
+) -> Path:
     """Write RUN/config.json and RUN/metrics.jsonl with one line per value (cycle t = values[t])."""
     run = root / f"{strategy_label(strategy, options)}-seed{seed}"
     run.mkdir(parents=True)
     config = {"strategy": strategy, "seed": seed, **({"strategy_options": options} if options else {})}
     (run / "config.json").write_text(json.dumps(config))
     boxes = boxes if boxes is not None else tuple(3 * n for n in images)
-    lines = [json.dumps({"cycle": t, "strategy": strategy, "seed": seed, "labelled_images": images[t],
-                         "labelled_boxes": boxes[t], "metrics": {metric: value, "voc/mAP_11pt": value - 0.01},
-                         "seconds": {"train": 1.0}})
-             for t, value in enumerate(values)]
+    lines = [
+        json.dumps(
+            {
+                "cycle": t,
+                "strategy": strategy,
+                "seed": seed,
+                "labelled_images": images[t],
+                "labelled_boxes": boxes[t],
+                "metrics": {metric: value, "voc/mAP_11pt": value - 0.01},
+                "seconds": {"train": 1.0},
+            }
+        )
+        for t, value in enumerate(values)
+    ]
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     return run
 
@@ -130,8 +157,10 @@ def test_runs_of_different_lengths_are_truncated_to_common_cycles(tmp_path):
     assert list(random.cycles) == [0, 1]
     np.testing.assert_allclose(random.metric_mean, RANDOM[:2])
     assert len(summary.strategies["entropy"].cycles) == 3
-    assert any("random: runs have 3 (seed 1), 2 (seed 2) cycles; truncated to the 2 common cycles 0-1" in w
-               for w in summary.warnings)
+    assert any(
+        "random: runs have 3 (seed 1), 2 (seed 2) cycles; truncated to the 2 common cycles 0-1" in w
+        for w in summary.warnings
+    )
     assert any("different numbers of cycles (entropy: 3, random: 2)" in w for w in summary.warnings)
     # random now ends at 0.3 (20 images): entropy's 0.4 and 0.5 lie outside its curve.
     np.testing.assert_allclose(summary.strategies["entropy"].images_needed, [20, np.nan, np.nan])
@@ -142,8 +171,9 @@ def test_seed_mismatch_and_missing_baseline_are_warned(tmp_path):
     make_run(tmp_path, "entropy", 1, ENTROPY)
     make_run(tmp_path, "entropy", 2, ENTROPY)
     summary = summarize(load_runs(tmp_path))
-    assert any("different seeds, so the comparison is not paired (entropy: [1, 2]; random: [1])" in w
-               for w in summary.warnings)
+    assert any(
+        "different seeds, so the comparison is not paired (entropy: [1, 2]; random: [1])" in w for w in summary.warnings
+    )
     summary = summarize(load_runs(tmp_path), baseline="core-set")
     assert any("baseline 'core-set' is not among the strategies (entropy, random)" in w for w in summary.warnings)
     assert np.isnan(summary.strategies["entropy"].images_saved_pct).all()
@@ -157,7 +187,10 @@ def test_load_accepts_runs_and_parents_blank_lines_and_empty_runs(tmp_path):
     empty = make_run(tmp_path / "c", "entropy", 2, ())
     runs = load_runs([run, tmp_path, tmp_path / "b"])  # the same run reached twice is loaded once
     assert sorted((r.strategy, r.seed, len(r.cycles)) for r in runs) == [
-        ("entropy", 1, 3), ("entropy", 2, 0), ("random", 1, 3)]
+        ("entropy", 1, 3),
+        ("entropy", 2, 0),
+        ("random", 1, 3),
+    ]
     assert sorted(runs[0].metrics) == ["voc/mAP_11pt", "voc/mAP_area"]
     summary = summarize(runs)
     assert f"run {empty} has no completed cycle; left out" in summary.warnings
@@ -174,20 +207,30 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="has metrics.jsonl but no config.json"):
         load_runs(run)
     run = make_run(tmp_path / "y", "random", 1, RANDOM)
-    with pytest.raises(ValueError, match=r"must be one of the metrics the runs report: voc/mAP_11pt, "
-                                         r"voc/mAP_area. Got 'coco/AP' instead"):
+    with pytest.raises(
+        ValueError,
+        match=r"must be one of the metrics the runs report: voc/mAP_11pt, "
+        r"voc/mAP_area. Got 'coco/AP' instead",
+    ):
         summarize(load_runs(run), metric="coco/AP")
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"cycle": 1, "labelled_images": 2', r"metrics.jsonl, line 2: not valid JSON"),
-    ('{"cycle": 1, "labelled_images": 20, "labelled_boxes": 3}', r"line 2: missing field\(s\) metrics"),
-    ('{"cycle": 2, "labelled_images": 20, "labelled_boxes": 3, "metrics": {}}', r"line 2: expected cycle 1"),
-    ('{"cycle": 1, "labelled_images": 20, "labelled_boxes": 3, "metrics": {"m": "high"}}',
-     r"line 2: metric 'm' must be a number or null"),
-    ('{"cycle": 1, "seed": 7, "labelled_images": 20, "labelled_boxes": 3, "metrics": {}}',
-     r"line 2: 'seed' is 7 but config.json says 1"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"cycle": 1, "labelled_images": 2', r"metrics.jsonl, line 2: not valid JSON"),
+        ('{"cycle": 1, "labelled_images": 20, "labelled_boxes": 3}', r"line 2: missing field\(s\) metrics"),
+        ('{"cycle": 2, "labelled_images": 20, "labelled_boxes": 3, "metrics": {}}', r"line 2: expected cycle 1"),
+        (
+            '{"cycle": 1, "labelled_images": 20, "labelled_boxes": 3, "metrics": {"m": "high"}}',
+            r"line 2: metric 'm' must be a number or null",
+        ),
+        (
+            '{"cycle": 1, "seed": 7, "labelled_images": 20, "labelled_boxes": 3, "metrics": {}}',
+            r"line 2: 'seed' is 7 but config.json says 1",
+        ),
+    ],
+)
 def test_malformed_lines_name_file_and_line(tmp_path, line, message):
     run = make_run(tmp_path, "random", 1, RANDOM[:1])
     with open(run / "metrics.jsonl", "a") as fh:
@@ -206,10 +249,13 @@ def test_duplicate_strategy_and_seed_is_an_error(tmp_path):
 def test_format_table_is_markdown(runs_root):
     text = format_table(summarize(load_runs(runs_root)))
     lines = text.splitlines()
-    assert ("| strategy | AUC (images) | AUC (boxes) | final voc/mAP_area | final - random, per seed "
-            "| images saved vs random | boxes saved vs random | seeds |") in lines
-    assert ("| entropy | 0.4000 ± 0.0141 | 0.4000 ± 0.0141 | 0.5000 ± 0.0141 | +0.1000 / +0.1000 | 33.3% | 0.0% "
-            "| 2 |") in lines
+    assert (
+        "| strategy | AUC (images) | AUC (boxes) | final voc/mAP_area | final - random, per seed "
+        "| images saved vs random | boxes saved vs random | seeds |"
+    ) in lines
+    assert (
+        "| entropy | 0.4000 ± 0.0141 | 0.4000 ± 0.0141 | 0.5000 ± 0.0141 | +0.1000 / +0.1000 | 33.3% | 0.0% | 2 |"
+    ) in lines
     assert "| entropy | 0 | 10 | 10 | 0.3000 ± 0.0141 | 50.0% | 75.0% |" in lines
     assert "| entropy | 2 | 30 | 90 | 0.5000 ± 0.0141 | n/a | n/a |" in lines
     table_lines = [line for line in lines if line.startswith("|")]

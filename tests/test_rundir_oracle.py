@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_toy_dataset
 
 from activedet.al.annotation import load_import_records
 from activedet.al.ledger import Ledger
@@ -21,32 +22,66 @@ from activedet.engine.train import TrainOptions, TrainResult
 from activedet.models import build_detector
 from activedet.strategies import get_strategy
 
-from conftest import make_toy_dataset
-
 
 def test_every_run_dir_path_maps_to_the_documented_layout(tmp_path):
     run = RunDir(tmp_path)
-    rel = (lambda p: Path(p).relative_to(tmp_path).as_posix())
-    assert {name: rel(getattr(run, name)) for name in ("config", "ledger", "metrics_log", "timing_log", "imports",
-                                                       "tensorboard", "cycles_dir")} == {
-        "config": "config.json", "ledger": "ledger.npz", "metrics_log": "metrics.jsonl", "timing_log": "timing.jsonl",
-        "imports": "imports", "tensorboard": "tensorboard", "cycles_dir": "cycles"}
+    rel = lambda p: Path(p).relative_to(tmp_path).as_posix()
+    assert {
+        name: rel(getattr(run, name))
+        for name in ("config", "ledger", "metrics_log", "timing_log", "imports", "tensorboard", "cycles_dir")
+    } == {
+        "config": "config.json",
+        "ledger": "ledger.npz",
+        "metrics_log": "metrics.jsonl",
+        "timing_log": "timing.jsonl",
+        "imports": "imports",
+        "tensorboard": "tensorboard",
+        "cycles_dir": "cycles",
+    }
     assert rel(run.import_file(7)) == "imports/0007.json" and rel(run.import_file(1234)) == "imports/1234.json"
     assert rel(run.tensorboard_train(3)) == "tensorboard/train/cycle3"
     assert [rel(run.labelled_indices(2)), rel(run.unlabelled_indices(2)), rel(run.labelled_ids(2))] == [
-        "X_L_2.npy", "X_U_2.npy", "labelled_2.txt"]
+        "X_L_2.npy",
+        "X_U_2.npy",
+        "labelled_2.txt",
+    ]
     cycle = run.cycle(4)
     assert isinstance(cycle, CycleDir) and rel(cycle.path) == "cycles/4" and cycle.t == 4
-    assert {name: rel(getattr(cycle, name)) for name in (
-        "model", "train_dir", "epochs_dir", "metrics", "pseudo_labels", "scores", "selection", "predictions",
-        "query", "query_batch", "oracle_labels", "timing")} == {
-        "model": "cycles/4/model.pt", "train_dir": "cycles/4/train", "epochs_dir": "cycles/4/epochs",
-        "metrics": "cycles/4/metrics.json", "pseudo_labels": "cycles/4/pseudo_labels.json",
-        "scores": "cycles/4/scores.npz", "selection": "cycles/4/selection.json",
-        "predictions": "cycles/4/predictions.json", "query": "cycles/4/query", "query_batch": "cycles/4/query/batch.json",
-        "oracle_labels": "cycles/4/oracle_labels.json", "timing": "cycles/4/timing.json"}
+    assert {
+        name: rel(getattr(cycle, name))
+        for name in (
+            "model",
+            "train_dir",
+            "epochs_dir",
+            "metrics",
+            "pseudo_labels",
+            "scores",
+            "selection",
+            "predictions",
+            "query",
+            "query_batch",
+            "oracle_labels",
+            "timing",
+        )
+    } == {
+        "model": "cycles/4/model.pt",
+        "train_dir": "cycles/4/train",
+        "epochs_dir": "cycles/4/epochs",
+        "metrics": "cycles/4/metrics.json",
+        "pseudo_labels": "cycles/4/pseudo_labels.json",
+        "scores": "cycles/4/scores.npz",
+        "selection": "cycles/4/selection.json",
+        "predictions": "cycles/4/predictions.json",
+        "query": "cycles/4/query",
+        "query_batch": "cycles/4/query/batch.json",
+        "oracle_labels": "cycles/4/oracle_labels.json",
+        "timing": "cycles/4/timing.json",
+    }
     assert [rel(cycle.scores_stage(k)) for k in range(3)] == [
-        "cycles/4/scores.npz", "cycles/4/scores.stage1.npz", "cycles/4/scores.stage2.npz"]
+        "cycles/4/scores.npz",
+        "cycles/4/scores.stage1.npz",
+        "cycles/4/scores.stage2.npz",
+    ]
     # path-like, and a RunDir of a RunDir is the same run
     assert os.fspath(run) == str(tmp_path) and os.fspath(cycle) == str(tmp_path / "cycles/4")
     assert RunDir(run) == RunDir(str(tmp_path)) and RunDir(run).root == tmp_path
@@ -88,8 +123,14 @@ class OneAtATime(Oracle):
 
 
 def _without_labels(record: ImageRecord) -> ImageRecord:
-    return ImageRecord(record.image_id, record.file_name, record.width, record.height, np.zeros((0, 4), np.float32),
-                       np.zeros(0, np.int64))
+    return ImageRecord(
+        record.image_id,
+        record.file_name,
+        record.width,
+        record.height,
+        np.zeros((0, 4), np.float32),
+        np.zeros(0, np.int64),
+    )
 
 
 def untrained(model, labelled, **kwargs) -> TrainResult:
@@ -102,14 +143,21 @@ def toy_run(tmp_path):
     """A pool of 7 toy images whose last 4 hold no labels (the oracle knows them), a 2-image test split, and the
     keyword arguments of a one-cycle run (3 labelled, a batch of 2, random picks, no training)."""
     truth = make_toy_dataset(tmp_path / "pool", n_images=7)
-    pool = DetectionDataset([r if i < 3 else _without_labels(r) for i, r in enumerate(truth.records)],
-                            truth.class_names, root=truth.root)
+    pool = DetectionDataset(
+        [r if i < 3 else _without_labels(r) for i, r in enumerate(truth.records)], truth.class_names, root=truth.root
+    )
     test = make_toy_dataset(tmp_path / "test", n_images=2, seed=1)
-    kwargs = dict(run_dir=tmp_path / "run", pool=pool, test=test,
-                  build_model=lambda: build_detector("ssd", 2, backbone="tiny", min_size=96),
-                  strategy=get_strategy("random"), initial=np.arange(3),
-                  options=LoopOptions(initial_labelled=3, budget=2, cycles=1, seed=0),
-                  train_options=TrainOptions(epochs=1), trainer=untrained)
+    kwargs = dict(
+        run_dir=tmp_path / "run",
+        pool=pool,
+        test=test,
+        build_model=lambda: build_detector("ssd", 2, backbone="tiny", min_size=96),
+        strategy=get_strategy("random"),
+        initial=np.arange(3),
+        options=LoopOptions(initial_labelled=3, budget=2, cycles=1, seed=0),
+        train_options=TrainOptions(epochs=1),
+        trainer=untrained,
+    )
     return kwargs, {r.image_id: r for r in truth.records}
 
 
@@ -119,9 +167,9 @@ def test_a_custom_oracle_labels_a_run_through_import_records_with_no_change_to_t
     oracle = OneAtATime(pool, truth)
     ledger = ActiveLearningRun(**kwargs, oracle=oracle).run()
     # half the batch answered: committed as an import record, the run waits for the rest
-    (t, batch), = oracle.requests
+    ((t, batch),) = oracle.requests
     assert t == 0 and ledger.cycle == 0 and len(ledger.labelled()) == 3 and len(batch) == 2
-    record, = load_import_records(run)
+    (record,) = load_import_records(run)
     assert record["cycle"] == 0 and list(record["images"]) == batch[:1]
     assert record["images"][batch[0]]["annotator"] == "one at a time"
     assert record["source"] == str(run.cycle(0).oracle_labels)
@@ -129,8 +177,9 @@ def test_a_custom_oracle_labels_a_run_through_import_records_with_no_change_to_t
     assert not run.cycle(0).query.exists()  # exporting is an oracle's business: this one does not
 
     # a resumed run (a new process: a fresh oracle and pool) asks again for what is pending, then goes on
-    fresh = DetectionDataset([_without_labels(r) if i >= 3 else r for i, r in enumerate(pool.records)],
-                             pool.class_names, root=pool.root)
+    fresh = DetectionDataset(
+        [_without_labels(r) if i >= 3 else r for i, r in enumerate(pool.records)], pool.class_names, root=pool.root
+    )
     again = OneAtATime(fresh, truth)
     ledger = ActiveLearningRun(**{**kwargs, "pool": fresh}, oracle=again).run()
     assert again.requests == [(0, batch)]
@@ -138,18 +187,25 @@ def test_a_custom_oracle_labels_a_run_through_import_records_with_no_change_to_t
     assert [list(r["images"]) for r in load_import_records(run)] == [batch[:1], batch[1:]]
     for image_id in batch:  # the imported labels went into the pool the next cycle trains on
         record = fresh.records[[r.image_id for r in fresh.records].index(image_id)]
-        assert np.allclose(record.boxes, truth[image_id].boxes) and record.labels.tolist() == \
-            truth[image_id].labels.tolist()
+        assert (
+            np.allclose(record.boxes, truth[image_id].boxes)
+            and record.labels.tolist() == truth[image_id].labels.tolist()
+        )
     lines = [json.loads(x) for x in run.metrics_log.read_text().splitlines()]
     assert [x["labelled_images"] for x in lines] == [3, 5]
     assert lines[1]["labelled_boxes"] == sum(truth[i].num_boxes for i in [*batch, "img_000", "img_001", "img_002"])
     # the picks' cost was unknown before labelling: this oracle does not preview it
     assert all(p["boxes"] is None for p in json.loads(run.cycle(0).selection.read_text())["picks"])
     # every file the run wrote is one the RunDir names
-    named = {run.config, run.ledger, run.metrics_log, run.timing_log, *run.import_files()} | {
-        p for t in (0, 1) for p in (run.labelled_indices(t), run.unlabelled_indices(t), run.labelled_ids(t))} | {
-        getattr(run.cycle(t), name) for t in (0, 1) for name in ("model", "metrics", "timing", "scores", "selection",
-                                                                 "oracle_labels")}
+    named = (
+        {run.config, run.ledger, run.metrics_log, run.timing_log, *run.import_files()}
+        | {p for t in (0, 1) for p in (run.labelled_indices(t), run.unlabelled_indices(t), run.labelled_ids(t))}
+        | {
+            getattr(run.cycle(t), name)
+            for t in (0, 1)
+            for name in ("model", "metrics", "timing", "scores", "selection", "oracle_labels")
+        }
+    )
     written = {p for p in run.root.rglob("*") if p.is_file()}
     assert written <= named and run.ledger in written
 
@@ -160,8 +216,11 @@ def test_the_oracle_must_label_the_runs_own_pool_and_box_budgets_need_a_previewe
     with pytest.raises(ValueError, match=r"The 'oracle' parameter of ActiveLearningRun must label the run's pool"):
         ActiveLearningRun(**kwargs, oracle=SimulatedOracle(other))
     boxes = {**kwargs, "options": LoopOptions(initial_labelled=3, budget=4, budget_unit="boxes", cycles=1)}
-    with pytest.raises(ValueError, match=r"budget_unit 'boxes' spends each picked image's boxes before it is "
-                                         r"labelled, which HumanOracle cannot tell; use budget_unit 'images'"):
+    with pytest.raises(
+        ValueError,
+        match=r"budget_unit 'boxes' spends each picked image's boxes before it is "
+        r"labelled, which HumanOracle cannot tell; use budget_unit 'images'",
+    ):
         ActiveLearningRun(**boxes, oracle=HumanOracle(kwargs["pool"])).run()
     assert not Path(kwargs["run_dir"]).exists()
     simulated = SimulatedOracle(kwargs["pool"])
@@ -178,7 +237,10 @@ def test_an_oracle_answer_that_is_neither_labels_nor_pending_stops_the_run_namin
             return None
 
     kwargs, _ = toy_run
-    with pytest.raises(TypeError, match=r"Forgetful.request must return Labels or Pending \(activedet.al.oracle\). "
-                                        r"Got NoneType instead."):
+    with pytest.raises(
+        TypeError,
+        match=r"Forgetful.request must return Labels or Pending \(activedet.al.oracle\). "
+        r"Got NoneType instead.",
+    ):
         ActiveLearningRun(**kwargs, oracle=Forgetful(kwargs["pool"])).run()
     assert not load_import_records(kwargs["run_dir"]) and Ledger.load(RunDir(kwargs["run_dir"]).ledger).cycle == 0

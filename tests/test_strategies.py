@@ -11,9 +11,15 @@ import pytest
 import torch
 
 from activedet.models.outputs import Detections
-from activedet.strategies import (STRATEGIES, ScoredPool, SelectionInput, get_strategy, list_strategies,
-                                  shortlist)
-from activedet.strategies import diversity
+from activedet.strategies import (
+    STRATEGIES,
+    ScoredPool,
+    SelectionInput,
+    diversity,
+    get_strategy,
+    list_strategies,
+    shortlist,
+)
 from activedet.strategies.diversity import coreset_select, kmeanspp_select
 from activedet.strategies.kmeans import kmeans_select
 from activedet.strategies.uncertainty import detection_uncertainty, image_uncertainty
@@ -29,25 +35,44 @@ def det(scores, kind="sigmoid", probs=None, embedding=None, dense_seed=None) -> 
     dense = {}
     if dense_seed is not None:
         g = torch.Generator().manual_seed(dense_seed)
-        dense = {"dense_probs": torch.rand(40, 2, generator=g), "dense_probs_2": torch.rand(40, 2, generator=g),
-                 "dense_weights": torch.rand(40, 2, generator=g) / 40,
-                 "dense_expected_entropy": torch.rand(40, generator=g) * 0.5,
-                 "dense_box_var": torch.rand(40, generator=g), "uncertainties": torch.rand(n, 4, generator=g),
-                 "class_quality": torch.rand(2, generator=g), "features": torch.rand(n, 4, generator=g)}
+        dense = {
+            "dense_probs": torch.rand(40, 2, generator=g),
+            "dense_probs_2": torch.rand(40, 2, generator=g),
+            "dense_weights": torch.rand(40, 2, generator=g) / 40,
+            "dense_expected_entropy": torch.rand(40, generator=g) * 0.5,
+            "dense_box_var": torch.rand(40, generator=g),
+            "uncertainties": torch.rand(n, 4, generator=g),
+            "class_quality": torch.rand(2, generator=g),
+            "features": torch.rand(n, 4, generator=g),
+        }
         boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4)
-        dense["passes"] = [Detections(boxes + torch.rand(n, 4, generator=g), scores, torch.ones(n, dtype=torch.int64),
-                                      kind) for _ in range(3)]
+        dense["passes"] = [
+            Detections(boxes + torch.rand(n, 4, generator=g), scores, torch.ones(n, dtype=torch.int64), kind)
+            for _ in range(3)
+        ]
         dense["proposals"] = boxes + torch.rand(n, 4, generator=g)
         if probs is not None:  # two views (CALD, localization stability), the reference boxes unmoved
             labels = torch.ones(n, dtype=torch.int64)
-            dense["views"] = [Detections(boxes + torch.rand(n, 4, generator=g), scores, labels, kind,
-                                         class_probs=torch.tensor(np.asarray(probs, np.float32)),
-                                         reference_boxes=boxes) for _ in range(2)]
-    return Detections(boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4), scores=scores,
-                      labels=torch.ones(n, dtype=torch.int64), prob_kind=kind,
-                      class_probs=None if probs is None else torch.tensor(np.asarray(probs, np.float32)),
-                      embedding=None if embedding is None else torch.tensor(embedding, dtype=torch.float32),
-                      **dense)
+            dense["views"] = [
+                Detections(
+                    boxes + torch.rand(n, 4, generator=g),
+                    scores,
+                    labels,
+                    kind,
+                    class_probs=torch.tensor(np.asarray(probs, np.float32)),
+                    reference_boxes=boxes,
+                )
+                for _ in range(2)
+            ]
+    return Detections(
+        boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4),
+        scores=scores,
+        labels=torch.ones(n, dtype=torch.int64),
+        prob_kind=kind,
+        class_probs=None if probs is None else torch.tensor(np.asarray(probs, np.float32)),
+        embedding=None if embedding is None else torch.tensor(embedding, dtype=torch.float32),
+        **dense,
+    )
 
 
 def collect(dets, strategy, start=OFFSET) -> ScoredPool:
@@ -77,8 +102,9 @@ def mixed_pool() -> list[Detections]:
     rng = np.random.default_rng(7)
     centres = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0]])
     dets = []
-    for i, scores in enumerate([[0.9, 0.3], [0.55], [0.97, 0.8, 0.6], [0.02], [], [0.7], [0.4, 0.35], [0.99],
-                                [0.5, 0.1], [0.65, 0.62]]):
+    for i, scores in enumerate(
+        [[0.9, 0.3], [0.55], [0.97, 0.8, 0.6], [0.02], [], [0.7], [0.4, 0.35], [0.99], [0.5, 0.1], [0.65, 0.62]]
+    ):
         probs = np.array([[s, 1 - s] for s in scores]).reshape(-1, 2)
         dets.append(det(scores, probs=probs, embedding=centres[i % 3] + rng.normal(0, 0.5, 3), dense_seed=i))
     return dets
@@ -89,20 +115,26 @@ def labelled_pool() -> list[Detections]:
 
 
 CONFIGS = [(name, {}) for name in STRATEGIES] + [
-    ("entropy", {"use_class_probs": True}), ("margin", {"aggregation": "sum", "empty_policy": "highest"}),
+    ("entropy", {"use_class_probs": True}),
+    ("margin", {"aggregation": "sum", "empty_policy": "highest"}),
     ("least_confidence", {"aggregation": "topk_mean", "empty_policy": "random_fill"}),
-    ("entropy", {"aggregation": "mean", "empty_policy": "skip"}), ("coreset", {"projection_dim": 2}),
-    ("kmeanspp", {"projection_dim": 2}), ("kmeans", {"n_clusters": "budget"}),
+    ("entropy", {"aggregation": "mean", "empty_policy": "skip"}),
+    ("coreset", {"projection_dim": 2}),
+    ("kmeanspp", {"projection_dim": 2}),
+    ("kmeans", {"n_clusters": "budget"}),
     ("hybrid", {"diversity": "kmeans", "uncertainty": "margin", "n_clusters": 2}),
     ("hybrid", {"diversity": "kmeanspp", "factor": 1.5, "use_class_probs": True}),
     ("miaod", {"weighted": True, "topk": 5}),
     ("mc_dropout", {"formulation": "matched", "detection_threshold": 0.3}),
-    ("ensemble", {"measure": "box_variance", "aggregation": "topk_mean"}), ("almdn", {"score_threshold": 0.3}),
-    ("influence", {"scales": "auto", "empty_policy": "lowest"}), ("influence", {"scales": [10.0, 20.0]}),
+    ("ensemble", {"measure": "box_variance", "aggregation": "topk_mean"}),
+    ("almdn", {"score_threshold": 0.3}),
+    ("influence", {"scales": "auto", "empty_policy": "lowest"}),
+    ("influence", {"scales": [10.0, 20.0]}),
 ]
 
 
 # ------------------------------------------------------------------------------------------- every strategy
+
 
 @pytest.mark.parametrize("name, options", CONFIGS, ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in CONFIGS])
 def test_every_strategy_selects_distinct_pool_indices_deterministically(name, options):
@@ -147,18 +179,25 @@ def test_registry_names_descriptions_and_needs():
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_every_option_is_documented(name):
     factory = STRATEGIES[name]
-    doc = inspect.getdoc(factory) + (inspect.getdoc(STRATEGIES["least_confidence"]) if "Options as" in
-                                     inspect.getdoc(factory) else "")
+    doc = inspect.getdoc(factory) + (
+        inspect.getdoc(STRATEGIES["least_confidence"]) if "Options as" in inspect.getdoc(factory) else ""
+    )
     for option in inspect.signature(factory).parameters:
         assert option in doc, f"{name}: option {option!r} undocumented"
 
 
 # ---------------------------------------------------------------------------------------------- uncertainty
 
-CONFIDENT = {"scores": ([0.9], "sigmoid", None), "softmax": ([0.9], "softmax", [[0.05, 0.9, 0.05]]),
-             "sigmoid": ([0.9], "sigmoid", [[0.9, 0.02]])}
-UNSURE = {"scores": ([0.55], "sigmoid", None), "softmax": ([0.45], "softmax", [[0.1, 0.45, 0.45]]),
-          "sigmoid": ([0.55], "sigmoid", [[0.55, 0.5]])}
+CONFIDENT = {
+    "scores": ([0.9], "sigmoid", None),
+    "softmax": ([0.9], "softmax", [[0.05, 0.9, 0.05]]),
+    "sigmoid": ([0.9], "sigmoid", [[0.9, 0.02]]),
+}
+UNSURE = {
+    "scores": ([0.55], "sigmoid", None),
+    "softmax": ([0.45], "softmax", [[0.1, 0.45, 0.45]]),
+    "sigmoid": ([0.55], "sigmoid", [[0.55, 0.5]]),
+}
 
 
 @pytest.mark.parametrize("measure", ["least_confidence", "margin", "entropy"])
@@ -169,12 +208,19 @@ def test_the_most_uncertain_image_ranks_first(measure, head):
     assert select(strategy, dets) == [OFFSET + 1, OFFSET, OFFSET + 2]  # ties by pool index
 
 
-@pytest.mark.parametrize("measure, probs, softmax, sigmoid", [
-    ("least_confidence", [[0.6, 0.3, 0.1]], 1 - 0.3, 1 - 0.6),  # softmax ignores the background column
-    ("margin", [[0.6, 0.3, 0.1]], 1 - (0.6 - 0.3), 1 - (0.6 - 0.4)),  # sigmoid: "absent" 1 - 0.6 competes
-    ("entropy", [[0.5, 0.25, 0.25]], 1.5 * math.log(2),
-     3 * 0 + math.log(2) + 2 * -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))),
-])
+@pytest.mark.parametrize(
+    "measure, probs, softmax, sigmoid",
+    [
+        ("least_confidence", [[0.6, 0.3, 0.1]], 1 - 0.3, 1 - 0.6),  # softmax ignores the background column
+        ("margin", [[0.6, 0.3, 0.1]], 1 - (0.6 - 0.3), 1 - (0.6 - 0.4)),  # sigmoid: "absent" 1 - 0.6 competes
+        (
+            "entropy",
+            [[0.5, 0.25, 0.25]],
+            1.5 * math.log(2),
+            3 * 0 + math.log(2) + 2 * -(0.25 * math.log(0.25) + 0.75 * math.log(0.75)),
+        ),
+    ],
+)
 def test_class_vector_formulas_per_head(measure, probs, softmax, sigmoid):
     for kind, expected in [("softmax", softmax), ("sigmoid", sigmoid)]:
         value = detection_uncertainty(det([0.6], kind, probs), measure, use_class_probs=True)
@@ -189,18 +235,24 @@ def test_scores_only_formulas_and_the_one_class_sigmoid_vector_agrees():
     assert detection_uncertainty(d, "entropy").tolist() == pytest.approx([math.log(2), h8, 0.0], abs=1e-6)
     one_class = det([0.3, 0.8], "sigmoid", [[0.3], [0.8]])
     for measure in ("least_confidence", "margin", "entropy"):
-        assert torch.allclose(detection_uncertainty(one_class, measure, True),
-                              detection_uncertainty(one_class, measure, False))
+        assert torch.allclose(
+            detection_uncertainty(one_class, measure, True), detection_uncertainty(one_class, measure, False)
+        )
 
 
 @pytest.mark.parametrize("aggregation, first", [("max", 1), ("mean", 1), ("sum", 0), ("topk_mean", 1)])
 def test_each_aggregation(aggregation, first):
     crowded, sparse = det([0.9, 0.9, 0.9, 0.9]), det([0.5, 0.95])
+
     def h(s):
         return -(s * math.log(s) + (1 - s) * math.log(1 - s))
 
-    expected = {"max": (h(0.9), h(0.5)), "mean": (h(0.9), (h(0.5) + h(0.95)) / 2),
-                "sum": (4 * h(0.9), h(0.5) + h(0.95)), "topk_mean": (h(0.9), (h(0.5) + h(0.95)) / 2)}
+    expected = {
+        "max": (h(0.9), h(0.5)),
+        "mean": (h(0.9), (h(0.5) + h(0.95)) / 2),
+        "sum": (4 * h(0.9), h(0.5) + h(0.95)),
+        "topk_mean": (h(0.9), (h(0.5) + h(0.95)) / 2),
+    }
     strategy = get_strategy("entropy", aggregation=aggregation)
     assert strategy.score(crowded) == pytest.approx(expected[aggregation][0], rel=1e-5)
     assert strategy.score(sparse) == pytest.approx(expected[aggregation][1], rel=1e-5)
@@ -215,8 +267,10 @@ def test_topk_mean_uses_the_k_largest_and_the_threshold_drops_detections():
     assert image_uncertainty(det([]), measure="margin") is None
 
 
-@pytest.mark.parametrize("policy, expected", [
-    ("lowest", [1, 3, 0, 2, 4]), ("highest", [0, 2, 4, 1, 3]), ("skip", [1, 3]), ("random_fill", None)])
+@pytest.mark.parametrize(
+    "policy, expected",
+    [("lowest", [1, 3, 0, 2, 4]), ("highest", [0, 2, 4, 1, 3]), ("skip", [1, 3]), ("random_fill", None)],
+)
 def test_each_empty_policy(policy, expected):
     dets = [det([]), det([0.5]), det([0.01]), det([0.9]), det([])]  # 0, 2, 4 have nothing to score
     strategy = get_strategy("entropy", empty_policy=policy)
@@ -251,10 +305,10 @@ def test_class_probs_must_be_present_and_well_formed():
 
 # ------------------------------------------------------------------------------------------------ diversity
 
+
 def emb_pool(points, start=OFFSET) -> ScoredPool:
     points = np.asarray(points, np.float32)
-    return ScoredPool(np.arange(start, start + len(points)), np.zeros(len(points)), np.zeros(len(points), bool),
-                      points)
+    return ScoredPool(np.arange(start, start + len(points)), np.zeros(len(points)), np.zeros(len(points), bool), points)
 
 
 def run(selector, points, labelled=None, budget=3, seed=0, **options) -> list[int]:
@@ -356,8 +410,9 @@ def test_hybrid_picks_only_from_the_top_factor_times_budget():
     scores = [0.9, 0.5, 0.95, 0.55, 0.6, 0.99, 0.45, 0.8]  # binary entropy order: 1, 3, 6, 4, 7, 0, 2, 5
     dets = [det([s], embedding=[float(i), 0.0]) for i, s in enumerate(scores)]
     for picker in ("coreset", "kmeans", "kmeanspp"):
-        strategy = get_strategy("hybrid", diversity=picker, factor=2.0, **(
-            {"n_clusters": 2} if picker == "kmeans" else {}))
+        strategy = get_strategy(
+            "hybrid", diversity=picker, factor=2.0, **({"n_clusters": 2} if picker == "kmeans" else {})
+        )
         picks = [p - OFFSET for p in select(strategy, dets, [det([0.9], embedding=[0.0, 0.0])], budget=2)]
         assert sorted(picks) == [1, 3, 4, 6]
     picks = select(get_strategy("hybrid", factor=1.3), dets, [det([0.9], embedding=[0.0, 0.0])], budget=2)
@@ -366,25 +421,53 @@ def test_hybrid_picks_only_from_the_top_factor_times_budget():
 
 # --------------------------------------------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("name, options, message", [
-    ("entropi", {}, r"Unknown strategy 'entropi'; did you mean 'entropy'\? Valid strategies: \['random', "),
-    ("entropy", {"aggregaton": "max"}, r"Unknown option 'aggregaton' for strategy 'entropy'; did you mean "
-                                       r"'aggregation'\? Valid options of entropy: \['score_threshold', "),
-    ("random", {"seed": 1}, r"Unknown option 'seed' for strategy 'random'. Valid options of random: \[\]"),
-    ("hybrid", {"n_clusters": 3}, r"Unknown option 'n_clusters' for strategy 'hybrid'.*'projection_dim'\]"),
-    ("entropy", {"aggregation": "median"}, r"The 'aggregation' parameter of entropy must be one of \['max', "
-                                           r"'mean', 'sum', 'topk_mean'\]. Got 'median' instead."),
-    ("margin", {"empty_policy": "zero"}, r"The 'empty_policy' parameter of margin must be one of"),
-    ("least_confidence", {"topk": 0}, r"The 'topk' parameter of least_confidence must be an int in \[1, inf\). "
-                                      r"Got 0 instead."),
-    ("entropy", {"score_threshold": 1.5}, r"The 'score_threshold' parameter of entropy must be a float in "
-                                          r"\[0, 1\]. Got 1.5 instead."),
-    ("entropy", {"use_class_probs": "yes"}, r"'use_class_probs' parameter of entropy must be an instance of 'bool'"),
-    ("coreset", {"projection_dim": 0}, r"'projection_dim' parameter of coreset must be an int in \[1, inf\) or None"),
-    ("kmeans", {"n_clusters": 2.5}, r"'n_clusters' parameter of kmeans must be an int in \[1, inf\) or 'budget'"),
-    ("hybrid", {"factor": 0.5}, r"The 'factor' parameter of hybrid must be a float in \[1, inf\). Got 0.5"),
-    ("hybrid", {"diversity": "badge"}, r"'diversity' parameter of hybrid must be one of \['coreset', 'kmeans', "),
-])
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("entropi", {}, r"Unknown strategy 'entropi'; did you mean 'entropy'\? Valid strategies: \['random', "),
+        (
+            "entropy",
+            {"aggregaton": "max"},
+            r"Unknown option 'aggregaton' for strategy 'entropy'; did you mean "
+            r"'aggregation'\? Valid options of entropy: \['score_threshold', ",
+        ),
+        ("random", {"seed": 1}, r"Unknown option 'seed' for strategy 'random'. Valid options of random: \[\]"),
+        ("hybrid", {"n_clusters": 3}, r"Unknown option 'n_clusters' for strategy 'hybrid'.*'projection_dim'\]"),
+        (
+            "entropy",
+            {"aggregation": "median"},
+            r"The 'aggregation' parameter of entropy must be one of \['max', "
+            r"'mean', 'sum', 'topk_mean'\]. Got 'median' instead.",
+        ),
+        ("margin", {"empty_policy": "zero"}, r"The 'empty_policy' parameter of margin must be one of"),
+        (
+            "least_confidence",
+            {"topk": 0},
+            r"The 'topk' parameter of least_confidence must be an int in \[1, inf\). "
+            r"Got 0 instead.",
+        ),
+        (
+            "entropy",
+            {"score_threshold": 1.5},
+            r"The 'score_threshold' parameter of entropy must be a float in "
+            r"\[0, 1\]. Got 1.5 instead.",
+        ),
+        (
+            "entropy",
+            {"use_class_probs": "yes"},
+            r"'use_class_probs' parameter of entropy must be an instance of 'bool'",
+        ),
+        (
+            "coreset",
+            {"projection_dim": 0},
+            r"'projection_dim' parameter of coreset must be an int in \[1, inf\) or None",
+        ),
+        ("kmeans", {"n_clusters": 2.5}, r"'n_clusters' parameter of kmeans must be an int in \[1, inf\) or 'budget'"),
+        ("hybrid", {"factor": 0.5}, r"The 'factor' parameter of hybrid must be a float in \[1, inf\). Got 0.5"),
+        ("hybrid", {"diversity": "badge"}, r"'diversity' parameter of hybrid must be one of \['coreset', 'kmeans', "),
+    ],
+)
 def test_errors_name_the_problem_and_the_alternatives(name, options, message):
     with pytest.raises(ValueError, match=message):
         get_strategy(name, **options)

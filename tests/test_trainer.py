@@ -34,15 +34,19 @@ class Recorder(HookBase):
     def __init__(self, calls: list, name: str = ""):
         self.calls, self.name = calls, name
         for point in POINTS:
-            setattr(self, point, lambda point=point: self.calls.append((self.name + point, self.trainer.epoch,
-                                                                        self.trainer.step)))
+            setattr(
+                self,
+                point,
+                lambda point=point: self.calls.append((self.name + point, self.trainer.epoch, self.trainer.step)),
+            )
 
 
 def make_trainer(hooks=(), trainer_class=Trainer, epochs: int = 2, **kwargs):
     model = Quadratic()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    return trainer_class(model, batches(), optimizer, max_epochs=epochs, device=torch.device("cpu"), hooks=hooks,
-                         **kwargs)
+    return trainer_class(
+        model, batches(), optimizer, max_epochs=epochs, device=torch.device("cpu"), hooks=hooks, **kwargs
+    )
 
 
 def test_hooks_run_in_the_documented_order():
@@ -123,20 +127,30 @@ def test_progress_on_a_terminal_is_a_bar(monkeypatch):
     assert "\r" in stream.getvalue() and "epoch 2/2" in stream.getvalue()
 
 
-def test_train_detector_without_a_terminal_prints_one_line_per_epoch_with_the_validation_metric(toy_dataset,
-                                                                                                capsys):
+def test_train_detector_without_a_terminal_prints_one_line_per_epoch_with_the_validation_metric(toy_dataset, capsys):
     torch.manual_seed(0)
     model = build_detector("retinanet", 2, backbone="tiny", min_size=96, max_size=96)
     options = TrainOptions(epochs=2, batch_size=2, optimizer="adamw", lr=1e-3, warmup_iters=0, amp=False)
-    train_detector(model, toy_dataset.subset(range(2)), val_set=toy_dataset.subset(range(1)), options=options,
-                   device="cpu", progress=True)
+    train_detector(
+        model,
+        toy_dataset.subset(range(2)),
+        val_set=toy_dataset.subset(range(1)),
+        options=options,
+        device="cpu",
+        progress=True,
+    )
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 2 and all(line.startswith(f"epoch {i + 1}/2: loss ") and "val_mAP_area " in line
-                                   for i, line in enumerate(lines))
+    assert len(lines) == 2 and all(
+        line.startswith(f"epoch {i + 1}/2: loss ") and "val_mAP_area " in line for i, line in enumerate(lines)
+    )
 
 
 def test_the_engine_has_one_optimizer_step():
     engine = Path(__file__).resolve().parents[1] / "activedet" / "engine"
-    sites = [(path.name, line) for path in sorted(engine.glob("*.py")) for line in path.read_text().splitlines()
-             if re.search(r"\b(optimizer|scaler)\.step\(", line)]
+    sites = [
+        (path.name, line)
+        for path in sorted(engine.glob("*.py"))
+        for line in path.read_text().splitlines()
+        if re.search(r"\b(optimizer|scaler)\.step\(", line)
+    ]
     assert len(sites) == 1 and sites[0][0] == "trainer.py", sites

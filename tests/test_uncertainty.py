@@ -42,11 +42,17 @@ def _dets(scores, boxes=None, labels=None, kind="sigmoid", probs=None) -> Detect
     n = len(scores)
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n) if boxes is None else torch.tensor(boxes, dtype=torch.float32)
     labels = torch.ones(n, dtype=torch.int64) if labels is None else torch.tensor(labels)
-    return Detections(boxes.reshape(n, 4), torch.tensor(scores, dtype=torch.float32), labels, kind,
-                      class_probs=None if probs is None else torch.tensor(probs, dtype=torch.float32))
+    return Detections(
+        boxes.reshape(n, 4),
+        torch.tensor(scores, dtype=torch.float32),
+        labels,
+        kind,
+        class_probs=None if probs is None else torch.tensor(probs, dtype=torch.float32),
+    )
 
 
 # ------------------------------------------------------------------------------------------------- AL-MDN head
+
 
 @pytest.mark.parametrize("name, kwargs", MDN)
 def test_mixture_weights_sum_to_one_and_variances_are_positive(name, kwargs):
@@ -70,8 +76,9 @@ def test_mixture_weights_sum_to_one_and_variances_are_positive(name, kwargs):
     assert torch.allclose(out["bbox_regression"], (out["loc_pi"] * out["loc_mu"]).sum(-2), atol=1e-6)
 
 
-@pytest.mark.parametrize("name, kwargs", MDN + [("almdn_ssd", {"backbone": "tiny", "min_size": 96,
-                                                                "cls_loss": "type2", "separable": False})])
+@pytest.mark.parametrize(
+    "name, kwargs", MDN + [("almdn_ssd", {"backbone": "tiny", "min_size": 96, "cls_loss": "type2", "separable": False})]
+)
 def test_mixture_losses_are_finite_and_decrease(name, kwargs):
     model = build_detector(name, C, **kwargs).train()
     images, targets = _images(4), _targets(4)
@@ -104,10 +111,14 @@ def _outputs(agree: bool):
     k, a, c = 4, 6, C + 1
     cls_mu = torch.randn(1, a, 1 if agree else k, c, generator=g).expand(1, a, k, c)
     loc_mu = torch.randn(1, a, 1 if agree else k, 4, generator=g).expand(1, a, k, 4)
-    return {"cls_mu": cls_mu, "cls_var_logit": torch.randn(1, a, k, c, generator=g),
-            "cls_pi": torch.softmax(torch.randn(1, a, k, generator=g), -1), "loc_mu": loc_mu,
-            "loc_sigma_logit": torch.randn(1, a, k, 4, generator=g),
-            "loc_pi": torch.softmax(torch.randn(1, a, k, 4, generator=g), -2)}
+    return {
+        "cls_mu": cls_mu,
+        "cls_var_logit": torch.randn(1, a, k, c, generator=g),
+        "cls_pi": torch.softmax(torch.randn(1, a, k, generator=g), -1),
+        "loc_mu": loc_mu,
+        "loc_sigma_logit": torch.randn(1, a, k, 4, generator=g),
+        "loc_pi": torch.softmax(torch.randn(1, a, k, 4, generator=g), -2),
+    }
 
 
 @pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
@@ -132,8 +143,15 @@ def test_predict_returns_four_uncertainties_per_detection(name, kwargs):
 def test_almdn_score_normalises_over_all_detections_of_the_pool():
     u = [[[1.0, 2, 3, 4], [0, 0, 0, 0]], [[2.0, 2, 1, 1]], [[5.0, 5, 5, 5]], []]
     scores = [[0.9, 0.6], [0.9], [0.1], []]
-    dets = [Detections(torch.zeros(len(s), 4), torch.tensor(s), torch.ones(len(s), dtype=torch.int64),
-                       uncertainties=torch.tensor(x).reshape(-1, 4)) for x, s in zip(u, scores)]
+    dets = [
+        Detections(
+            torch.zeros(len(s), 4),
+            torch.tensor(s),
+            torch.ones(len(s), dtype=torch.int64),
+            uncertainties=torch.tensor(x).reshape(-1, 4),
+        )
+        for x, s in zip(u, scores)
+    ]
     strategy = get_strategy("almdn")
     pool = ScoredPool.collect(enumerate(dets), strategy).finalize(strategy)
     # kept values per type over the pool: (1, 0, 2), (2, 0, 2), (3, 0, 1), (4, 0, 1); population std
@@ -152,9 +170,16 @@ def test_almdn_score_normalises_over_all_detections_of_the_pool():
 
 # ---------------------------------------------------------------------------------------------- MC-dropout
 
-@pytest.mark.parametrize("name, kwargs", [("retinanet", {"backbone": "tiny"}), ("fcos", {"backbone": "tiny"}),
-                                          ("ssd", {"backbone": "tiny", "min_size": 96}),
-                                          ("faster_rcnn", {"backbone": "tiny"})])
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("retinanet", {"backbone": "tiny"}),
+        ("fcos", {"backbone": "tiny"}),
+        ("ssd", {"backbone": "tiny", "min_size": 96}),
+        ("faster_rcnn", {"backbone": "tiny"}),
+    ],
+)
 def test_mc_dropout_passes_differ_and_batchnorm_stays_in_eval(name, kwargs):
     model = build_detector(name, C, dropout=0.3, norm="batchnorm", score_thresh=0.0, **kwargs)
     plain_keys = build_detector(name, C, norm="batchnorm", **kwargs).state_dict().keys()
@@ -199,9 +224,11 @@ def test_without_dropout_or_ensemble_the_predictors_say_what_to_set():
 def test_matching_puts_one_object_from_every_pass_in_one_cluster():
     a = [[10.0, 10.0, 50.0, 50.0], [12.0, 9.0, 52.0, 49.0], [9.0, 11.0, 48.0, 51.0]]
     b = [[60.0, 60.0, 90.0, 95.0], [61.0, 59.0, 91.0, 96.0]]
-    passes = [_dets([0.9, 0.8], [a[0], b[0]]),
-              _dets([0.85, 0.7, 0.6], [b[1], a[1], [11.0, 10.0, 50.0, 51.0]]),  # duplicate of a: 2nd member? no
-              _dets([0.95, 0.3], [a[2], [0.0, 0.0, 5.0, 5.0]])]  # a low-score box is ignored
+    passes = [
+        _dets([0.9, 0.8], [a[0], b[0]]),
+        _dets([0.85, 0.7, 0.6], [b[1], a[1], [11.0, 10.0, 50.0, 51.0]]),  # duplicate of a: 2nd member? no
+        _dets([0.95, 0.3], [a[2], [0.0, 0.0, 5.0, 5.0]]),
+    ]  # a low-score box is ignored
     clusters = cluster_predictions(passes, detection_threshold=0.5, iou_threshold=0.5)
     assert sorted(map(sorted, clusters)) == [[(0, 0), (1, 1), (2, 0)], [(0, 1), (1, 0)], [(1, 2)]]
     # labels can be required to agree
@@ -215,12 +242,16 @@ def test_matched_score_ranks_disagreeing_passes_first():
     shifted = [_dets([0.95], [[10.0 + 6 * t, 10.0, 50.0 + 6 * t, 50.0]]) for t in range(4)]
     missing = [_dets([0.95], [box]), _dets([0.95], [box]), _dets([], []), _dets([], [])]
     unsure = [_dets([0.55], [box]) for _ in range(4)]
-    score = (lambda passes: matched_stochastic_score(Detections(torch.zeros(0, 4), torch.zeros(0),
-                                                                torch.zeros(0, dtype=torch.int64), passes=passes)))
-    values = {name: score(p) for name, p in [("stable", stable), ("shifted", shifted), ("missing", missing),
-                                               ("unsure", unsure)]}
-    assert values["stable"] == pytest.approx(1 - (1 - float(-(0.95 * math.log(0.95) + 0.05 * math.log(0.05))) /
-                                                  math.log(2)), abs=1e-5)
+    score = lambda passes: matched_stochastic_score(
+        Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), passes=passes)
+    )
+    values = {
+        name: score(p)
+        for name, p in [("stable", stable), ("shifted", shifted), ("missing", missing), ("unsure", unsure)]
+    }
+    assert values["stable"] == pytest.approx(
+        1 - (1 - float(-(0.95 * math.log(0.95) + 0.05 * math.log(0.05))) / math.log(2)), abs=1e-5
+    )
     assert values["missing"] > values["stable"] and values["shifted"] > values["stable"]
     assert values["unsure"] > values["stable"]
     assert score([_dets([], []) for _ in range(3)]) is None
@@ -231,12 +262,18 @@ def test_dense_scores_rank_disagreement_first():
     base = dict(boxes=torch.zeros(0, 4), scores=torch.zeros(0), labels=torch.zeros(0, dtype=torch.int64))
     # anchor 0: passes agree on 0.5 (expected entropy = entropy of the mean: MI 0); anchor 1: they disagree
     entropy_of_mean = float(-(0.5 * math.log(0.5) * 2) - (0.01 * math.log(0.01) + 0.99 * math.log(0.99)))
-    agree = Detections(**base, dense_probs=mean[:1], dense_expected_entropy=torch.tensor([entropy_of_mean]),
-                       dense_box_var=torch.tensor([0.0]))
-    disagree = Detections(**base, dense_probs=mean[1:2], dense_expected_entropy=torch.tensor([0.2]),
-                          dense_box_var=torch.tensor([0.3]))
-    background = Detections(**base, dense_probs=mean[2:], dense_expected_entropy=torch.tensor([0.0]),
-                            dense_box_var=torch.tensor([5.0]))
+    agree = Detections(
+        **base,
+        dense_probs=mean[:1],
+        dense_expected_entropy=torch.tensor([entropy_of_mean]),
+        dense_box_var=torch.tensor([0.0]),
+    )
+    disagree = Detections(
+        **base, dense_probs=mean[1:2], dense_expected_entropy=torch.tensor([0.2]), dense_box_var=torch.tensor([0.3])
+    )
+    background = Detections(
+        **base, dense_probs=mean[2:], dense_expected_entropy=torch.tensor([0.0]), dense_box_var=torch.tensor([5.0])
+    )
     mi = [dense_stochastic_score(d) for d in (agree, disagree, background)]
     assert mi[0] == pytest.approx(0.0, abs=1e-5) and mi[1] == pytest.approx(entropy_of_mean - 0.2, abs=1e-5)
     assert mi[2] is None  # no anchor reaches the score threshold
@@ -246,6 +283,7 @@ def test_dense_scores_rank_disagreement_first():
 
 # ------------------------------------------------------------------------------------------------ ensembles
 
+
 def test_ensemble_members_differ_and_member_0_is_the_plain_detector():
     torch.manual_seed(5)
     plain = build_detector("retinanet", C, backbone="tiny")
@@ -253,8 +291,9 @@ def test_ensemble_members_differ_and_member_0_is_the_plain_detector():
     ensemble = EnsembleDetector([build_detector("retinanet", C, backbone="tiny") for _ in range(3)])
     first, second = ensemble.members[0].state_dict(), ensemble.members[1].state_dict()
     assert all(torch.equal(v, first[k]) for k, v in plain.state_dict().items())
-    assert not torch.equal(first["head.classification_head.cls_logits.weight"],
-                           second["head.classification_head.cls_logits.weight"])
+    assert not torch.equal(
+        first["head.classification_head.cls_logits.weight"], second["head.classification_head.cls_logits.weight"]
+    )
     images = _images(1)
     assert torch.equal(ensemble.predict(images)[0].scores, plain.predict(images)[0].scores)
     predictor = StochasticPredictor.ensemble(ensemble)
@@ -266,25 +305,43 @@ def test_train_ensemble_seeds_members_and_resumes_finished_ones(toy_dataset, tmp
     torch.manual_seed(0)
     ensemble = EnsembleDetector([build_detector("ssd", 2, backbone="tiny", min_size=64) for _ in range(2)])
     initial = {k: v.clone() for k, v in ensemble.state_dict().items()}
-    options = TrainOptions(epochs=1, batch_size=4, lr=1e-3, optimizer="adamw", warmup_iters=1, amp=False,
-                           lr_schedule="constant", seed=3)
+    options = TrainOptions(
+        epochs=1, batch_size=4, lr=1e-3, optimizer="adamw", warmup_iters=1, amp=False, lr_schedule="constant", seed=3
+    )
     calls = []
 
     def counting(member, data, **kwargs):
         calls.append(kwargs["options"].seed)
         from activedet.engine.train import train_detector
+
         return train_detector(member, data, **kwargs)
 
-    result = train_ensemble(ensemble, toy_dataset, member_trainer=counting, options=options, out_dir=tmp_path,
-                            device="cpu", resume=True, progress=False)
+    result = train_ensemble(
+        ensemble,
+        toy_dataset,
+        member_trainer=counting,
+        options=options,
+        out_dir=tmp_path,
+        device="cpu",
+        resume=True,
+        progress=False,
+    )
     assert calls[0] == 3 and calls[1] != 3 and result.epochs_completed == 1
     assert (tmp_path / "member0" / "member.pt").is_file() and (tmp_path / "member1" / "member.pt").is_file()
     trained = {k: v.clone() for k, v in ensemble.state_dict().items()}
     assert any(not torch.equal(trained[k], initial[k]) for k in initial)
     ensemble.load_state_dict(initial)
     calls.clear()
-    train_ensemble(ensemble, toy_dataset, member_trainer=counting, options=options, out_dir=tmp_path, device="cpu",
-                   resume=True, progress=False)
+    train_ensemble(
+        ensemble,
+        toy_dataset,
+        member_trainer=counting,
+        options=options,
+        out_dir=tmp_path,
+        device="cpu",
+        resume=True,
+        progress=False,
+    )
     assert calls == [] and all(torch.equal(v, trained[k]) for k, v in ensemble.state_dict().items())
     with pytest.raises(RuntimeError, match="trains member by member"):
         ensemble.train()(_images(1), _targets(1))

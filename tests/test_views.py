@@ -11,8 +11,17 @@ import torch
 from activedet.models.faster_rcnn import build_faster_rcnn
 from activedet.models.retinanet import build_retinanet
 from activedet.models.stochastic import EnsembleDetector
-from activedet.models.views import (Cutout, Flip, Noise, Resize, Rotate, SaltPepper, ViewPredictor, noise_views,
-                                    parse_views)
+from activedet.models.views import (
+    Cutout,
+    Flip,
+    Noise,
+    Resize,
+    Rotate,
+    SaltPepper,
+    ViewPredictor,
+    noise_views,
+    parse_views,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -89,7 +98,7 @@ def test_cutout_keeps_boxes_and_every_accepted_rectangle_covers_10_to_40_percent
         if not zero.any():
             continue
         placed_any = True
-        covered = torch.stack([zero[int(b[1]):int(b[3]), int(b[0]):int(b[2])].sum() for b in boxes]) / areas
+        covered = torch.stack([zero[int(b[1]) : int(b[3]), int(b[0]) : int(b[2])].sum() for b in boxes]) / areas
         assert covered.max() >= 0.1 - 1e-6  # at least one accepted rectangle lies on some box
         side = zero.sum(0).max(), zero.sum(1).max()  # at most 2 rectangles of at most 20 % of each side
         assert side[0] <= 2 * 0.2 * h and side[1] <= 2 * 0.2 * w
@@ -169,8 +178,10 @@ def test_view_predictor_returns_every_view_with_the_mapped_reference_boxes(name)
         flipped = det.views[0].reference_boxes
         assert torch.allclose(flipped[:, [2, 0]], width - det.boxes[:, [0, 2]])
         assert torch.equal(det.views[1].reference_boxes, det.boxes)
-        assert torch.allclose(det.views[2].reference_boxes, det.boxes * torch.tensor(
-            [round(0.8 * width) / width, round(0.8 * image.shape[-2]) / image.shape[-2]] * 2))
+        assert torch.allclose(
+            det.views[2].reference_boxes,
+            det.boxes * torch.tensor([round(0.8 * width) / width, round(0.8 * image.shape[-2]) / image.shape[-2]] * 2),
+        )
         rotated = Rotate(5.0).map_boxes(det.boxes, *image.shape[-2:])
         assert torch.allclose(det.views[3].reference_boxes, rotated)
     torch.manual_seed(0)

@@ -24,21 +24,33 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._faults import kill_point
 from ..atomic import atomic_write_json
-from ..interop import EMPTY_AMBIGUOUS, LabelImport, read_labels as read_tool_labels
 from ..data.records import DetectionDataset, ImageRecord
+from ..interop import EMPTY_AMBIGUOUS, LabelImport
+from ..interop import read_labels as read_tool_labels
 from .rundir import RunDir
 
-__all__ = ["ImportResult", "ImportRefused", "read_labels", "LABEL_FORMATS", "read_native_labels",
-           "write_native_labels", "import_labels", "load_import_records", "apply_imports", "pending_images",
-           "NATIVE_FORMAT"]
+__all__ = [
+    "ImportResult",
+    "ImportRefused",
+    "read_labels",
+    "LABEL_FORMATS",
+    "read_native_labels",
+    "write_native_labels",
+    "import_labels",
+    "load_import_records",
+    "apply_imports",
+    "pending_images",
+    "NATIVE_FORMAT",
+]
 
 NATIVE_FORMAT = "activedet-labels"
 
@@ -61,14 +73,18 @@ class ImportRefused(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------- native files
-def write_native_labels(path: str | Path, records: Sequence[ImageRecord], class_names: Sequence[str], *,
-                        annotator: str | None = None) -> Path:
+def write_native_labels(
+    path: str | Path, records: Sequence[ImageRecord], class_names: Sequence[str], *, annotator: str | None = None
+) -> Path:
     """Write ``records``' annotations as a native label file (how an oracle's answer is handed in)."""
     images = {}
     for r in records:
-        images[r.image_id] = {"boxes": r.boxes.astype(float).tolist(),
-                              "labels": [class_names[int(label) - 1] for label in r.labels],
-                              "difficult": r.difficult.astype(bool).tolist(), "annotator": annotator}
+        images[r.image_id] = {
+            "boxes": r.boxes.astype(float).tolist(),
+            "labels": [class_names[int(label) - 1] for label in r.labels],
+            "difficult": r.difficult.astype(bool).tolist(),
+            "annotator": annotator,
+        }
     return atomic_write_json(Path(path), {"format": NATIVE_FORMAT, "images": images})
 
 
@@ -82,15 +98,19 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelImp
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc}); export the labels again") from None
     if not isinstance(data, dict) or data.get("format") != NATIVE_FORMAT or not isinstance(data.get("images"), dict):
-        raise ValueError(f"{path}: expected an object with \"format\": \"{NATIVE_FORMAT}\" and an \"images\" mapping")
+        raise ValueError(f'{path}: expected an object with "format": "{NATIVE_FORMAT}" and an "images" mapping')
     index = {name: i + 1 for i, name in enumerate(class_names)}
     out = LabelImport({}, {}, [], str(path))
     problems = []
     for image_id, item in data["images"].items():
         where = f"{path}: image {image_id!r}"
-        if not isinstance(item, dict) or not isinstance(item.get("boxes"), list) or not isinstance(
-                item.get("labels"), list) or len(item["boxes"]) != len(item["labels"]):
-            problems.append(f"{where}: expected \"boxes\" and \"labels\" lists of the same length")
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("boxes"), list)
+            or not isinstance(item.get("labels"), list)
+            or len(item["boxes"]) != len(item["labels"])
+        ):
+            problems.append(f'{where}: expected "boxes" and "labels" lists of the same length')
             continue
         unknown = sorted({str(name) for name in item["labels"] if name not in index})
         if unknown:
@@ -101,8 +121,10 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelImp
         except (TypeError, ValueError):
             problems.append(f"{where}: boxes must be [x1, y1, x2, y2] numbers")
             continue
-        out.labels[image_id] = (boxes.astype(np.float32),
-                                np.asarray([index[name] for name in item["labels"]], np.int64))
+        out.labels[image_id] = (
+            boxes.astype(np.float32),
+            np.asarray([index[name] for name in item["labels"]], np.int64),
+        )
         difficult = item.get("difficult") or [False] * len(boxes)
         out.difficult[image_id] = np.asarray(difficult, bool).reshape(-1)
         out.annotators[image_id] = item.get("annotator")
@@ -111,8 +133,14 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelImp
     return out
 
 
-def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
-                sizes: dict[str, tuple[int, int]] | None = None, empty_means_labelled: bool = False) -> LabelImport:
+def read_labels(
+    fmt: str,
+    path: str | Path,
+    class_names: Sequence[str],
+    *,
+    sizes: dict[str, tuple[int, int]] | None = None,
+    empty_means_labelled: bool = False,
+) -> LabelImport:
     """Read an annotation file in ``fmt`` (``auto``: told from the file; ``datumaro:<name>``: any of Datumaro's
     dataset formats): the native file here, the annotation tools' exports by
     :func:`activedet.interop.read_labels`.
@@ -131,9 +159,11 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
     if fmt == "auto":
         fmt = _detect_format(path)
     if empty_means_labelled and not (datumaro or fmt in EMPTY_AMBIGUOUS):
-        raise ValueError(f"empty_means_labelled (--empty-means-labelled) applies to the formats that list images "
-                         f"nobody may have labelled ({', '.join(EMPTY_AMBIGUOUS)}, datumaro:<name>), not to "
-                         f"{fmt!r}, whose files say which images were labelled; leave it out")
+        raise ValueError(
+            f"empty_means_labelled (--empty-means-labelled) applies to the formats that list images "
+            f"nobody may have labelled ({', '.join(EMPTY_AMBIGUOUS)}, datumaro:<name>), not to "
+            f"{fmt!r}, whose files say which images were labelled; leave it out"
+        )
     if fmt == "activedet":
         return read_native_labels(path, class_names)
     options: dict[str, Any] = {}
@@ -143,8 +173,20 @@ def read_labels(fmt: str, path: str | Path, class_names: Sequence[str], *,
 
 
 #: formats :func:`read_labels` takes: the native file and the annotation tools' exports (and ``datumaro:<name>``)
-LABEL_FORMATS = ("auto", "activedet", "labelstudio", "labelstudio_min", "labelstudio_coco", "labelstudio_voc",
-                 "labelstudio_yolo", "cvat_xml", "coco", "voc", "cvat_voc", "yolo")
+LABEL_FORMATS = (
+    "auto",
+    "activedet",
+    "labelstudio",
+    "labelstudio_min",
+    "labelstudio_coco",
+    "labelstudio_voc",
+    "labelstudio_yolo",
+    "cvat_xml",
+    "coco",
+    "voc",
+    "cvat_voc",
+    "yolo",
+)
 
 
 def _detect_format(path: Path) -> str:
@@ -158,13 +200,17 @@ def _detect_format(path: Path) -> str:
         if xml and _by_label_studio(xml[0]):
             return "labelstudio_voc"
         if xml and _xml_root(xml[0]) == "annotations":
-            raise ValueError(f"{path}: a folder holding CVAT XML; import its file "
-                             f"{xml[0].relative_to(path).as_posix()} (--format cvat_xml)")
+            raise ValueError(
+                f"{path}: a folder holding CVAT XML; import its file "
+                f"{xml[0].relative_to(path).as_posix()} (--format cvat_xml)"
+            )
         if xml:
-            raise ValueError(f"{path}: Pascal VOC files come in two coordinate conventions that the files do not "
-                             "name; pass --format voc (1-based pixel indices: the VOC2007/2012 devkit files and "
-                             "activedet's voc export) or --format cvat_voc (0-based: CVAT, Datumaro and "
-                             "activedet's cvat_voc export)")
+            raise ValueError(
+                f"{path}: Pascal VOC files come in two coordinate conventions that the files do not "
+                "name; pass --format voc (1-based pixel indices: the VOC2007/2012 devkit files and "
+                "activedet's voc export) or --format cvat_voc (0-based: CVAT, Datumaro and "
+                "activedet's cvat_voc export)"
+            )
         if any(path.rglob("*.txt")):
             return "labelstudio_yolo" if _by_label_studio(path / "notes.json") else "yolo"
     elif path.suffix.lower() == ".xml":
@@ -185,8 +231,9 @@ def _detect_format(path: Path) -> str:
             info = data.get("info")
             by_label_studio = isinstance(info, dict) and info.get("contributor") == "Label Studio"
             return "labelstudio_coco" if by_label_studio else "coco"
-    raise ValueError(f"{path}: cannot tell the label format from the file; pass --format (one of "
-                     f"{list(LABEL_FORMATS[1:])})")
+    raise ValueError(
+        f"{path}: cannot tell the label format from the file; pass --format (one of {list(LABEL_FORMATS[1:])})"
+    )
 
 
 def _by_label_studio(path: Path) -> bool:
@@ -196,6 +243,8 @@ def _by_label_studio(path: Path) -> bool:
     except OSError:
         return False
     return "<name>Label Studio</name>" in text or '"contributor": "Label Studio"' in text
+
+
 def _xml_root(path: Path) -> str | None:
     """The tag of the XML file's root element (``None`` when unreadable)."""
     import xml.etree.ElementTree as ET
@@ -230,10 +279,18 @@ def apply_imports(run_dir: str | Path, pool: DetectionDataset) -> dict[str, dict
         i = position[image_id]
         old = pool.records[i]
         labels = np.asarray([index[n] for n in entry["labels"]], np.int64)
-        pool.records[i] = ImageRecord(old.image_id, old.file_name, old.width, old.height,
-                                      np.asarray(entry["boxes"], np.float32).reshape(-1, 4), labels,
-                                      np.asarray(entry.get("difficult") or [False] * len(labels), bool),
-                                      None, old.loss_weight, image_index=old.image_index)
+        pool.records[i] = ImageRecord(
+            old.image_id,
+            old.file_name,
+            old.width,
+            old.height,
+            np.asarray(entry["boxes"], np.float32).reshape(-1, 4),
+            labels,
+            np.asarray(entry.get("difficult") or [False] * len(labels), bool),
+            None,
+            old.loss_weight,
+            image_index=old.image_index,
+        )
     return imported
 
 
@@ -248,8 +305,16 @@ def _same(entry: dict[str, Any], boxes: np.ndarray, names: list[str]) -> bool:
     return entry["labels"] == names and old.shape == boxes.shape and bool(np.allclose(old, boxes, atol=1e-3))
 
 
-def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch: Sequence[str],
-                  pool: DetectionDataset, clip_tolerance: float = 2.0, annotator: str | None = None) -> ImportResult:
+def import_labels(
+    run_dir: str | Path,
+    labels: LabelImport,
+    *,
+    cycle: int,
+    batch: Sequence[str],
+    pool: DetectionDataset,
+    clip_tolerance: float = 2.0,
+    annotator: str | None = None,
+) -> ImportResult:
     """Validate ``labels`` against the pending ``batch`` of ``cycle`` and commit them as one import record.
 
     Refused, with every problem listed and nothing written: images not in the batch, boxes that are not finite, are
@@ -266,23 +331,30 @@ def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch
     problems, conflicts, new, unchanged = [], [], {}, []
     outside = sorted(set(labels.labels) - batch_set)
     if outside:
-        problems.append(f"{len(outside)} image(s) are not in cycle {cycle}'s query batch: {outside[:10]}"
-                        + (" ..." if len(outside) > 10 else "") + "; import only the images `activedet query` exported")
+        problems.append(
+            f"{len(outside)} image(s) are not in cycle {cycle}'s query batch: {outside[:10]}"
+            + (" ..." if len(outside) > 10 else "")
+            + "; import only the images `activedet query` exported"
+        )
     for image_id in sorted(set(labels.labels) & batch_set):
         boxes, record = labels.labels[image_id][0].astype(np.float64), records[image_id]
         stated = labels.sizes.get(image_id)
         if stated is not None and tuple(stated) != (record.width, record.height):
-            problems.append(f"image {image_id!r}: the file gives its size (width, height) as {stated[0]}x{stated[1]} "
-                            f"but the image is {record.width}x{record.height}, so its boxes are in other pixels; "
-                            "label the original images, or export from a task that holds them")
+            problems.append(
+                f"image {image_id!r}: the file gives its size (width, height) as {stated[0]}x{stated[1]} "
+                f"but the image is {record.width}x{record.height}, so its boxes are in other pixels; "
+                "label the original images, or export from a task that holds them"
+            )
             continue
         bad = [j for j, b in enumerate(boxes) if not (np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1])]
         limit = np.array([record.width, record.height, record.width, record.height], np.float64)
         off = [j for j, b in enumerate(boxes) if (b < -clip_tolerance).any() or (b - limit > clip_tolerance).any()]
         if bad or off:
-            problems.append(f"image {image_id!r} ({record.width}x{record.height}): box(es) "
-                            + ", ".join(f"#{j} {boxes[j].round(1).tolist()}" for j in (bad + off)[:5])
-                            + " are empty, not finite or outside the image; fix them in the annotation tool")
+            problems.append(
+                f"image {image_id!r} ({record.width}x{record.height}): box(es) "
+                + ", ".join(f"#{j} {boxes[j].round(1).tolist()}" for j in (bad + off)[:5])
+                + " are empty, not finite or outside the image; fix them in the annotation tool"
+            )
             continue
         boxes = np.clip(boxes, 0, limit)
         names = [pool.class_names[int(label) - 1] for label in labels.labels[image_id][1]]
@@ -292,12 +364,17 @@ def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch
             else:
                 conflicts.append(image_id)
             continue
-        new[image_id] = {"boxes": boxes.tolist(), "labels": names,
-                         "difficult": labels.difficult.get(image_id, np.zeros(len(boxes), bool)).tolist(),
-                         "annotator": labels.annotators.get(image_id) or annotator}
+        new[image_id] = {
+            "boxes": boxes.tolist(),
+            "labels": names,
+            "difficult": labels.difficult.get(image_id, np.zeros(len(boxes), bool)).tolist(),
+            "annotator": labels.annotators.get(image_id) or annotator,
+        }
     if conflicts:
-        problems.append(f"{len(conflicts)} image(s) already have different imported labels: {conflicts[:20]}; "
-                        "labels are not overwritten (correct them in the earlier file's place, or leave them out)")
+        problems.append(
+            f"{len(conflicts)} image(s) already have different imported labels: {conflicts[:20]}; "
+            "labels are not overwritten (correct them in the earlier file's place, or leave them out)"
+        )
     if problems:
         raise ImportRefused(f"{source}: import refused, nothing merged:\n" + "\n".join(f"  - {p}" for p in problems))
     path = None
@@ -306,10 +383,19 @@ def import_labels(run_dir: str | Path, labels: LabelImport, *, cycle: int, batch
         path = RunDir(run_dir).import_file(number)
         kill_point("import_write", number)  # the crash tests: killed before the commit
         digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16] if source.is_file() else None
-        atomic_write_json(path, {"number": number, "cycle": cycle, "source": str(source), "sha256": digest,
-                                 "imported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                                 "skipped": labels.skipped + [f"{i}: not labelled in the file (stays pending)"
-                                                              for i in labels.unlabelled], "images": new})
+        atomic_write_json(
+            path,
+            {
+                "number": number,
+                "cycle": cycle,
+                "source": str(source),
+                "sha256": digest,
+                "imported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "skipped": labels.skipped
+                + [f"{i}: not labelled in the file (stays pending)" for i in labels.unlabelled],
+                "images": new,
+            },
+        )
         kill_point("import", number)  # ... and right after it
     pending = [i for i in batch if i not in imported and i not in new]
     return ImportResult(path, sorted(new), unchanged, pending, [i for i in labels.unlabelled if i in pending])

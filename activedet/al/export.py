@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from ..atomic import atomic_write_json, atomic_write_text
@@ -43,8 +44,15 @@ from ..data.validate import place_image
 from ..models.outputs import Detections
 from .rundir import BATCH_FILE
 
-__all__ = ["EXPORT_FORMATS", "IMAGE_MODES", "LABELSTUDIO_URL_PREFIX", "BatchExport", "export_batch",
-           "labelstudio_config", "check_export_options"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "IMAGE_MODES",
+    "LABELSTUDIO_URL_PREFIX",
+    "BatchExport",
+    "export_batch",
+    "labelstudio_config",
+    "check_export_options",
+]
 
 #: Label Studio's URL of a file served by its local files storage (``?d=`` a path relative to its document root)
 LABELSTUDIO_URL_PREFIX = "/data/local-files/?d="
@@ -61,22 +69,36 @@ class BatchExport:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def check_export_options(caller: str, *, min_score: object = 0.3, labelstudio_url_prefix: object = "",
-                         labelstudio_document_root: object = None) -> None:
+def check_export_options(
+    caller: str,
+    *,
+    min_score: object = 0.3,
+    labelstudio_url_prefix: object = "",
+    labelstudio_document_root: object = None,
+) -> None:
     """Raise ``ValueError`` (naming ``caller``'s parameter) for an invalid pre-annotation score cut-off or Label
     Studio URL setting."""
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not (
-            math.isfinite(min_score) and 0 <= min_score <= 1):
-        raise ValueError(f"The 'min_score' parameter of {caller} must be a number in [0, 1] (the lowest detection "
-                         f"score written as a pre-annotation). Got {min_score!r} instead.")
+    if (
+        isinstance(min_score, bool)
+        or not isinstance(min_score, (int, float))
+        or not (math.isfinite(min_score) and 0 <= min_score <= 1)
+    ):
+        raise ValueError(
+            f"The 'min_score' parameter of {caller} must be a number in [0, 1] (the lowest detection "
+            f"score written as a pre-annotation). Got {min_score!r} instead."
+        )
     if not isinstance(labelstudio_url_prefix, str):
-        raise ValueError(f"The 'labelstudio_url_prefix' parameter of {caller} must be a string (e.g. "
-                         f"{LABELSTUDIO_URL_PREFIX!r}). Got {labelstudio_url_prefix!r} instead.")
+        raise ValueError(
+            f"The 'labelstudio_url_prefix' parameter of {caller} must be a string (e.g. "
+            f"{LABELSTUDIO_URL_PREFIX!r}). Got {labelstudio_url_prefix!r} instead."
+        )
     root = labelstudio_document_root
     if root is not None and not (isinstance(root, (str, os.PathLike)) and os.path.isabs(root)):
-        raise ValueError(f"The 'labelstudio_document_root' parameter of {caller} must be an absolute folder path "
-                         f"(Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, '/' by default) or None. Got "
-                         f"{root!r} instead.")
+        raise ValueError(
+            f"The 'labelstudio_document_root' parameter of {caller} must be an absolute folder path "
+            f"(Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, '/' by default) or None. Got "
+            f"{root!r} instead."
+        )
 
 
 def labelstudio_config(class_names: Sequence[str]) -> str:
@@ -85,8 +107,10 @@ def labelstudio_config(class_names: Sequence[str]) -> str:
     from xml.sax.saxutils import quoteattr
 
     labels = "".join(f"\n    <Label value={quoteattr(name)}/>" for name in class_names)
-    return (f'<View>\n  <Image name="image" value="$image"/>\n  <RectangleLabels name="label" toName="image" '
-            f'canRotate="false">{labels}\n  </RectangleLabels>\n</View>\n')
+    return (
+        f'<View>\n  <Image name="image" value="$image"/>\n  <RectangleLabels name="label" toName="image" '
+        f'canRotate="false">{labels}\n  </RectangleLabels>\n</View>\n'
+    )
 
 
 def _labelstudio_ref(image: Path, folder: Path, prefix: str, root: str | None) -> str:
@@ -96,9 +120,11 @@ def _labelstudio_ref(image: Path, folder: Path, prefix: str, root: str | None) -
         return prefix + quote(Path(os.path.relpath(os.path.abspath(image), os.path.abspath(folder))).as_posix())
     path, root = os.path.abspath(image), os.path.abspath(root)
     if os.path.commonpath([path, root]) != root:
-        raise ValueError(f"image {path} is not inside labelstudio_document_root {root!r}, so Label Studio cannot "
-                         "serve it; set labelstudio_document_root to a folder above the run directory (and "
-                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the same folder)")
+        raise ValueError(
+            f"image {path} is not inside labelstudio_document_root {root!r}, so Label Studio cannot "
+            "serve it; set labelstudio_document_root to a folder above the run directory (and "
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the same folder)"
+        )
     return prefix + quote(Path(os.path.relpath(path, root)).as_posix())
 
 
@@ -108,14 +134,24 @@ def _kept(det: Detections, min_score: float):
     return (det.scores >= min_score).numpy() & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
-def _prediction_records(pool: DetectionDataset, picks: Sequence[dict], predictions: Sequence[Detections],
-                        min_score: float) -> list[ImageRecord]:
+def _prediction_records(
+    pool: DetectionDataset, picks: Sequence[dict], predictions: Sequence[Detections], min_score: float
+) -> list[ImageRecord]:
     out = []
     for pick, det in zip(picks, predictions):
         record = pool.records[pick["index"]]
         boxes, keep = det.boxes.numpy(), _kept(det, min_score)
-        out.append(ImageRecord(record.image_id, record.file_name, record.width, record.height,
-                               boxes[keep], det.labels.numpy()[keep], image_index=record.image_index))
+        out.append(
+            ImageRecord(
+                record.image_id,
+                record.file_name,
+                record.width,
+                record.height,
+                boxes[keep],
+                det.labels.numpy()[keep],
+                image_index=record.image_index,
+            )
+        )
     return out
 
 
@@ -127,14 +163,17 @@ def _file_names(records: Sequence[ImageRecord]) -> dict[str, str]:
     for record in records:
         name = export_file_name(record.image_id, Path(record.file_name).suffix or ".png")
         if name in owner:
-            raise ValueError(f"images {owner[name]!r} and {record.image_id!r} would both be exported as {name!r}; "
-                             "rename one of them in the unlabelled folder (a '/' is exported as '__')")
+            raise ValueError(
+                f"images {owner[name]!r} and {record.image_id!r} would both be exported as {name!r}; "
+                "rename one of them in the unlabelled folder (a '/' is exported as '__')"
+            )
         files[record.image_id], owner[name] = name, record.image_id
     return files
 
 
-def _write_dataset_format(fmt: str, folder: Path, records: list[ImageRecord], files: dict[str, str],
-                          pool: DetectionDataset, images: str) -> None:
+def _write_dataset_format(
+    fmt: str, folder: Path, records: list[ImageRecord], files: dict[str, str], pool: DetectionDataset, images: str
+) -> None:
     """The predictions as a COCO, VOC or YOLO export whose image names are the exported files' names."""
     from ..data.coco import write_coco
     from ..data.voc import write_voc
@@ -154,22 +193,37 @@ def _write_dataset_format(fmt: str, folder: Path, records: list[ImageRecord], fi
         write_darknet(dataset, folder / "yolo", images="link" if exported else "none")
 
 
-def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dict], predictions: Sequence[Detections],
-                 *, fmt: str = "activedet", images: str = "copy", min_score: float = 0.3,
-                 predictions_file: str | Path | None = None, labelstudio_url_prefix: str = LABELSTUDIO_URL_PREFIX,
-                 labelstudio_document_root: str | None = "/") -> Path:
+def export_batch(
+    folder: str | Path,
+    pool: DetectionDataset,
+    picks: Sequence[dict],
+    predictions: Sequence[Detections],
+    *,
+    fmt: str = "activedet",
+    images: str = "copy",
+    min_score: float = 0.3,
+    predictions_file: str | Path | None = None,
+    labelstudio_url_prefix: str = LABELSTUDIO_URL_PREFIX,
+    labelstudio_document_root: str | None = "/",
+) -> Path:
     """Write the batch ``picks`` (selection records) with ``predictions`` (one per pick) into ``folder``.
 
     ``min_score``: the lowest detection score written as a pre-annotation. ``labelstudio_url_prefix`` and
     ``labelstudio_document_root``: how ``labelstudio`` tasks name their images (module docstring)."""
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"The 'fmt' parameter of export_batch must be one of {list(EXPORT_FORMATS)}. Got {fmt!r} "
-                         "instead.")
+        raise ValueError(
+            f"The 'fmt' parameter of export_batch must be one of {list(EXPORT_FORMATS)}. Got {fmt!r} instead."
+        )
     if images not in IMAGE_MODES:
-        raise ValueError(f"The 'images' parameter of export_batch must be one of {list(IMAGE_MODES)}. Got "
-                         f"{images!r} instead.")
-    check_export_options("export_batch", min_score=min_score, labelstudio_url_prefix=labelstudio_url_prefix,
-                         labelstudio_document_root=labelstudio_document_root)
+        raise ValueError(
+            f"The 'images' parameter of export_batch must be one of {list(IMAGE_MODES)}. Got {images!r} instead."
+        )
+    check_export_options(
+        "export_batch",
+        min_score=min_score,
+        labelstudio_url_prefix=labelstudio_url_prefix,
+        labelstudio_document_root=labelstudio_document_root,
+    )
     folder = Path(folder)
     records = _prediction_records(pool, picks, predictions, min_score)
     files = _file_names(records)
@@ -178,21 +232,36 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
             place_image(record.file_name, folder / "images" / files[record.image_id], images)
     scores = {r.image_id: d.scores.numpy()[_kept(d, min_score)] for r, d in zip(records, predictions)}
     if fmt == "activedet":
-        entries = {r.image_id: {"boxes": r.boxes.astype(float).tolist(),
-                                "labels": [pool.class_names[int(label) - 1] for label in r.labels],
-                                "scores": scores[r.image_id].astype(float).tolist(), "annotator": None}
-                   for r in records}
+        entries = {
+            r.image_id: {
+                "boxes": r.boxes.astype(float).tolist(),
+                "labels": [pool.class_names[int(label) - 1] for label in r.labels],
+                "scores": scores[r.image_id].astype(float).tolist(),
+                "annotator": None,
+            }
+            for r in records
+        }
         atomic_write_json(folder / "pre_annotations.json", {"format": "activedet-labels", "images": entries})
     elif fmt in ("labelstudio", "cvat_coco"):
         from ..interop import ExportItem, write_cvat_coco, write_labelstudio_tasks
 
         refs = {r.image_id: f"images/{files[r.image_id]}" for r in records}
         if fmt == "labelstudio":
-            refs = {r.image_id: _labelstudio_ref(folder / "images" / files[r.image_id] if images != "none"
-                                                 else Path(r.file_name), folder, labelstudio_url_prefix,
-                                                 labelstudio_document_root) for r in records}
-        items = [ExportItem(r.image_id, refs[r.image_id], r.width, r.height, r.boxes, r.labels,
-                            scores[r.image_id], p["score"]) for r, p in zip(records, picks)]
+            refs = {
+                r.image_id: _labelstudio_ref(
+                    folder / "images" / files[r.image_id] if images != "none" else Path(r.file_name),
+                    folder,
+                    labelstudio_url_prefix,
+                    labelstudio_document_root,
+                )
+                for r in records
+            }
+        items = [
+            ExportItem(
+                r.image_id, refs[r.image_id], r.width, r.height, r.boxes, r.labels, scores[r.image_id], p["score"]
+            )
+            for r, p in zip(records, picks)
+        ]
         if fmt == "labelstudio":
             write_labelstudio_tasks(items, pool.class_names, folder / "tasks.json")
             atomic_write_text(folder / "label_config.xml", labelstudio_config(pool.class_names))
@@ -201,14 +270,36 @@ def export_batch(folder: str | Path, pool: DetectionDataset, picks: Sequence[dic
     else:
         _write_dataset_format(fmt, folder, records, files, pool, images)
     if predictions_file is not None:
-        atomic_write_json(Path(predictions_file), {
-            pick["image_id"]: {"boxes": det.boxes.numpy().astype(float).tolist(),
-                               "scores": det.scores.numpy().astype(float).tolist(),
-                               "labels": det.labels.numpy().astype(int).tolist()}
-            for pick, det in zip(picks, predictions)})
+        atomic_write_json(
+            Path(predictions_file),
+            {
+                pick["image_id"]: {
+                    "boxes": det.boxes.numpy().astype(float).tolist(),
+                    "scores": det.scores.numpy().astype(float).tolist(),
+                    "labels": det.labels.numpy().astype(int).tolist(),
+                }
+                for pick, det in zip(picks, predictions)
+            },
+        )
     batch: list[dict[str, Any]] = [
-        {"image_id": r.image_id, "file": files[r.image_id], "source": str(r.file_name), "width": r.width,
-         "height": r.height, "rank": p["rank"], "score": p["score"]} for r, p in zip(records, picks)]
-    atomic_write_json(folder / BATCH_FILE, {"cycle": int(picks[0]["cycle"]) if picks else None, "format": fmt,
-                                            "images": batch, "class_names": list(pool.class_names)})
+        {
+            "image_id": r.image_id,
+            "file": files[r.image_id],
+            "source": str(r.file_name),
+            "width": r.width,
+            "height": r.height,
+            "rank": p["rank"],
+            "score": p["score"],
+        }
+        for r, p in zip(records, picks)
+    ]
+    atomic_write_json(
+        folder / BATCH_FILE,
+        {
+            "cycle": int(picks[0]["cycle"]) if picks else None,
+            "format": fmt,
+            "images": batch,
+            "class_names": list(pool.class_names),
+        },
+    )
     return folder

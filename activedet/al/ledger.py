@@ -12,9 +12,9 @@ rename, so a run killed at any moment finds either the previous ledger or the ne
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class Ledger:
     picks: list[dict] = field(default_factory=list)
 
     @classmethod
-    def initial(cls, pool_ids: Sequence[str], initial: Sequence[int]) -> "Ledger":
+    def initial(cls, pool_ids: Sequence[str], initial: Sequence[int]) -> Ledger:
         labelled_at = np.full(len(pool_ids), UNLABELLED, np.int64)
         labelled_at[np.asarray(initial, np.int64)] = 0
         return cls(labelled_at, list(pool_ids))
@@ -67,7 +67,7 @@ class Ledger:
         upto = self.cycle if upto is None else upto
         return np.flatnonzero((self.labelled_at == UNLABELLED) | (self.labelled_at > upto))
 
-    def label(self, picks: list[dict]) -> "Ledger":
+    def label(self, picks: list[dict]) -> Ledger:
         """A new ledger with ``picks`` (dicts as in :attr:`picks`) labelled at ``cycle + 1``."""
         indices = np.asarray([p["index"] for p in picks], np.int64)
         if len(indices) and (self.labelled_at[indices] != UNLABELLED).any():
@@ -84,10 +84,11 @@ class Ledger:
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.savez(fh, labelled_at=self.labelled_at, meta=np.array(meta))
+
         return atomic_write(path, write)
 
     @classmethod
-    def load(cls, path: str | Path, *, pool_ids: Sequence[str] | None = None) -> "Ledger":
+    def load(cls, path: str | Path, *, pool_ids: Sequence[str] | None = None) -> Ledger:
         """Read and check a ledger; ``pool_ids`` (the run's dataset) must match the one it was made for."""
         path = Path(path)
         try:
@@ -96,11 +97,15 @@ class Ledger:
                 meta = json.loads(str(data["meta"]))
             ledger = cls(labelled_at, list(meta["pool_ids"]), list(meta["picks"]))
         except FileNotFoundError:
-            raise LedgerError(f"{path} does not exist: this is not an activedet run directory (or it was never "
-                              "started); start a run with `activedet run CONFIG`") from None
+            raise LedgerError(
+                f"{path} does not exist: this is not an activedet run directory (or it was never "
+                "started); start a run with `activedet run CONFIG`"
+            ) from None
         except Exception as exc:
-            raise LedgerError(f"{path} is corrupt ({type(exc).__name__}: {exc}); restore it from a backup or "
-                              "start the run again in a new directory") from None
+            raise LedgerError(
+                f"{path} is corrupt ({type(exc).__name__}: {exc}); restore it from a backup or "
+                "start the run again in a new directory"
+            ) from None
         ledger.check(path, pool_ids)
         return ledger
 
@@ -120,8 +125,12 @@ class Ledger:
             if sorted(selected) != expected.tolist():
                 problems.append("the picks do not match the images labelled after cycle 0")
         if not problems and pool_ids is not None and list(pool_ids) != self.pool_ids:
-            problems.append(f"it was made for another pool ({len(self.pool_ids)} images, first {self.pool_ids[:2]}) "
-                            f"than this run's ({len(pool_ids)} images, first {list(pool_ids)[:2]})")
+            problems.append(
+                f"it was made for another pool ({len(self.pool_ids)} images, first {self.pool_ids[:2]}) "
+                f"than this run's ({len(pool_ids)} images, first {list(pool_ids)[:2]})"
+            )
         if problems:
-            raise LedgerError(f"{where}: invalid ledger: {'; '.join(problems)}; restore it from a backup or start "
-                              "the run again in a new directory")
+            raise LedgerError(
+                f"{where}: invalid ledger: {'; '.join(problems)}; restore it from a backup or start "
+                "the run again in a new directory"
+            )

@@ -32,9 +32,10 @@ import json
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,12 +46,19 @@ from ..data.records import DetectionDataset, check_disjoint
 from ..engine import distributed as dist_utils
 from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..engine.inference import iter_predictions, predict_dataset
-from ..engine.pseudo import (PseudoLabelOptions, PseudoLabelRecord, load_pseudo_labels, pseudo_label_records,
-                             pseudo_label_stats, save_pseudo_labels, with_pseudo_labels)
+from ..engine.pseudo import (
+    PseudoLabelOptions,
+    PseudoLabelRecord,
+    load_pseudo_labels,
+    pseudo_label_records,
+    pseudo_label_stats,
+    save_pseudo_labels,
+    with_pseudo_labels,
+)
 from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
-from ..tensorboard import log_cycle
 from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strategy, shortlist
+from ..tensorboard import log_cycle
 from .annotation import pending_images
 from .ledger import Ledger
 from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
@@ -64,6 +72,7 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, array)
+
     atomic_write(path, write)
 
 
@@ -118,9 +127,11 @@ class ActiveLearningRun:
         self.run_dir = self.rundir.root
         self.oracle = self.oracle or SimulatedOracle(self.pool)
         if self.oracle.pool is not self.pool:  # labels revealed into another dataset would never be trained on
-            raise ValueError(f"The 'oracle' parameter of ActiveLearningRun must label the run's pool: build it on the "
-                             f"same dataset passed as pool= (e.g. {type(self.oracle).__name__}(pool)). Got an oracle "
-                             "of another dataset instead.")
+            raise ValueError(
+                f"The 'oracle' parameter of ActiveLearningRun must label the run's pool: build it on the "
+                f"same dataset passed as pool= (e.g. {type(self.oracle).__name__}(pool)). Got an oracle "
+                "of another dataset instead."
+            )
         self.pool_ids = [r.image_id for r in self.pool.records]
 
     # ----------------------------------------------------------------------------------------------- the cycle
@@ -133,11 +144,15 @@ class ActiveLearningRun:
             raise ValueError("the test split has no images; an active-learning run needs one to evaluate each cycle")
         needs_val = [stage.name for stage in self.strategy.stages if stage.needs_val]
         if needs_val and (self.val is None or len(self.val) == 0):
-            raise ValueError(f"strategy '{self.strategy.name}' ({', '.join(needs_val)}) needs a validation split: "
-                             "set 'val_data' (val= in the library) to labelled images disjoint from the test split")
+            raise ValueError(
+                f"strategy '{self.strategy.name}' ({', '.join(needs_val)}) needs a validation split: "
+                "set 'val_data' (val= in the library) to labelled images disjoint from the test split"
+            )
         if self.options.budget_unit == "boxes" and not self.oracle.previews_cost:
-            raise ValueError(f"budget_unit 'boxes' spends each picked image's boxes before it is labelled, which "
-                             f"{type(self.oracle).__name__} cannot tell; use budget_unit 'images'")
+            raise ValueError(
+                f"budget_unit 'boxes' spends each picked image's boxes before it is labelled, which "
+                f"{type(self.oracle).__name__} cannot tell; use budget_unit 'images'"
+            )
         check_disjoint(self.pool, self.test, self.val)
         ledger = self._load_or_start()
         self.oracle.reveal(self.rundir)
@@ -182,8 +197,9 @@ class ActiveLearningRun:
             return
         labelled = ledger.labelled()
         _write_npy(self.rundir.labelled_indices(t), labelled)
-        atomic_write(self.rundir.labelled_ids(t),
-                     lambda tmp: tmp.write_text("".join(f"{self.pool_ids[i]}\n" for i in labelled)))
+        atomic_write(
+            self.rundir.labelled_ids(t), lambda tmp: tmp.write_text("".join(f"{self.pool_ids[i]}\n" for i in labelled))
+        )
         _write_npy(self.rundir.unlabelled_indices(t), ledger.unlabelled())
 
     def _pseudo_labels(self, ledger: Ledger, t: int) -> list[PseudoLabelRecord]:
@@ -196,8 +212,16 @@ class ActiveLearningRun:
             candidates = self.options.pseudo_subset(ledger.unlabelled(), t)
             if self.pseudo_labels.exclude == "shortlist":
                 candidates = np.setdiff1d(candidates, self._shortlisted(t - 1))
-            local = list(iter_predictions(model.to(self.device), self.pool, candidates, device=self.device,
-                                          batch_size=self.batch_size, progress=self.progress))
+            local = list(
+                iter_predictions(
+                    model.to(self.device),
+                    self.pool,
+                    candidates,
+                    device=self.device,
+                    batch_size=self.batch_size,
+                    progress=self.progress,
+                )
+            )
             gathered = sorted((p for part in dist_utils.all_gather_object(local) for p in part), key=lambda p: p[0])
             records = pseudo_label_records(gathered, self.pool, self.pseudo_labels)
             if dist_utils.is_main_process():
@@ -230,16 +254,32 @@ class ActiveLearningRun:
             return self._model(weights_of=t).to(self.device), file_sha256(path)
         model = self._model(weights_of=t - 1 if self.options.warm_start and t > 0 else None)
         options = replace(self.train_options, seed=derive_seed(self.options.seed, t, "train"))
-        result = self.trainer(model, with_pseudo_labels(self.pool.subset(ledger.labelled()), pseudo),
-                              unlabelled=self.pool.subset(ledger.unlabelled()), val_set=self.val, options=options,
-                              out_dir=train_dir, device=self.device, resume=True, progress=self.progress)
+        result = self.trainer(
+            model,
+            with_pseudo_labels(self.pool.subset(ledger.labelled()), pseudo),
+            unlabelled=self.pool.subset(ledger.unlabelled()),
+            val_set=self.val,
+            options=options,
+            out_dir=train_dir,
+            device=self.device,
+            resume=True,
+            progress=self.progress,
+        )
         if dist_utils.is_main_process():
             self._keep_training_logs(train_dir, t)  # before model.pt: a resume deletes train/
             self._record_seconds(t, "train", result.wall_time_s)
             # history through JSON: entries restored on a resume must pickle as those made in one go (pickle
             # shares repeated strings by identity), so a resumed run writes the same bytes as an uninterrupted one
-            save_checkpoint(path, {"model": model.state_dict(), "cycle": t, "epochs": result.epochs_completed,
-                                   "best_epoch": result.best_epoch, "history": json.loads(json.dumps(result.history))})
+            save_checkpoint(
+                path,
+                {
+                    "model": model.state_dict(),
+                    "cycle": t,
+                    "epochs": result.epochs_completed,
+                    "best_epoch": result.best_epoch,
+                    "history": json.loads(json.dumps(result.history)),
+                },
+            )
             shutil.rmtree(train_dir, ignore_errors=True)
             self._prune_checkpoints(t)
         dist_utils.barrier()
@@ -272,12 +312,16 @@ class ActiveLearningRun:
         metrics = evaluate(self.test, predictions, metrics=self.metrics, options=self.metric_options)
         labelled = ledger.labelled()
         train_state = load_checkpoint(self.rundir.cycle(t).model)
-        record = {"cycle": t, "strategy": self.strategy.name, "seed": self.options.seed,
-                  "labelled_images": int(len(labelled)),
-                  "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
-                  "metrics": metrics,
-                  "train": {k: train_state[k] for k in ("epochs", "best_epoch", "history")},
-                  "pseudo_labels": pseudo_label_stats(pseudo) if self.pseudo_labels is not None and t > 0 else None}
+        record = {
+            "cycle": t,
+            "strategy": self.strategy.name,
+            "seed": self.options.seed,
+            "labelled_images": int(len(labelled)),
+            "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
+            "metrics": metrics,
+            "train": {k: train_state[k] for k in ("epochs", "best_epoch", "history")},
+            "pseudo_labels": pseudo_label_stats(pseudo) if self.pseudo_labels is not None and t > 0 else None,
+        }
         if dist_utils.is_main_process():
             self._record_seconds(t, "evaluate", time.perf_counter() - started)
             atomic_write_json(path, record)
@@ -308,9 +352,14 @@ class ActiveLearningRun:
         started = time.perf_counter()
         # stochastic passes (MC-dropout, augmented views) repeat on resume
         torch.manual_seed(derive_seed(self.options.seed, t, "score" if k == 0 else f"score{k}"))
-        context = ScoringContext(labelled=self.pool.subset(ledger.labelled()), val=self.val, device=self.device,
-                                 batch_size=self.batch_size, seed=derive_seed(self.options.seed, t, f"context{k}"),
-                                 out_dir=self.rundir.cycle(t).path)
+        context = ScoringContext(
+            labelled=self.pool.subset(ledger.labelled()),
+            val=self.val,
+            device=self.device,
+            batch_size=self.batch_size,
+            seed=derive_seed(self.options.seed, t, f"context{k}"),
+            out_dir=self.rundir.cycle(t).path,
+        )
         pool = self._scored(model, stage, candidates, context)
         labelled = self._scored(model, stage, ledger.labelled(), context) if stage.needs_labelled else None
         if dist_utils.is_main_process():
@@ -327,17 +376,30 @@ class ActiveLearningRun:
     def _selection_input(self, scored, ledger: Ledger, rng: np.random.Generator) -> SelectionInput:
         pool, labelled = scored
         labelled_indices = ledger.labelled()
-        return SelectionInput(pool, labelled, self.options.budget_hint(len(self.pool), ledger, self.oracle), rng,
-                              labelled_class_counts=self.oracle.class_counts(labelled_indices),
-                              num_labelled=int(len(labelled_indices)))
+        return SelectionInput(
+            pool,
+            labelled,
+            self.options.budget_hint(len(self.pool), ledger, self.oracle),
+            rng,
+            labelled_class_counts=self.oracle.class_counts(labelled_indices),
+            num_labelled=int(len(labelled_indices)),
+        )
 
-    def _scored(self, model: torch.nn.Module, stage: Strategy, indices: np.ndarray,
-                context: ScoringContext) -> ScoredPool:
+    def _scored(
+        self, model: torch.nn.Module, stage: Strategy, indices: np.ndarray, context: ScoringContext
+    ) -> ScoredPool:
         if not stage.needs_inference:
             return ScoredPool.from_lists(indices, np.zeros(len(indices)), np.zeros(len(indices)))
         predictor = stage.predictor(model, context) if stage.predictor is not None else model
-        stream = iter_predictions(predictor, self.pool, indices, device=self.device, batch_size=self.batch_size,
-                                  fields=stage.needs, progress=self.progress)
+        stream = iter_predictions(
+            predictor,
+            self.pool,
+            indices,
+            device=self.device,
+            batch_size=self.batch_size,
+            fields=stage.needs,
+            progress=self.progress,
+        )
         local = ScoredPool.collect(stream, stage)
         return ScoredPool.concatenate(dist_utils.all_gather_object(local)).finalize(stage)
 
@@ -352,48 +414,87 @@ class ActiveLearningRun:
         picks = self.options.take_budget(stage.select(inputs), self.oracle, len(self.pool))
         wanted = min(inputs.budget_hint, len(ledger.unlabelled()))
         if not picks and wanted:  # nothing labelled: the cycle could not advance
-            raise ValueError(f"cycle {t}: strategy '{self.strategy.name}' selected no image from the "
-                             f"{len(inputs.pool)} candidates (with empty_policy 'skip', every candidate had nothing "
-                             "to score); set strategy_options empty_policy to 'lowest' (or lower score_threshold) and "
-                             "start again in a new out_dir")
+            raise ValueError(
+                f"cycle {t}: strategy '{self.strategy.name}' selected no image from the "
+                f"{len(inputs.pool)} candidates (with empty_policy 'skip', every candidate had nothing "
+                "to score); set strategy_options empty_policy to 'lowest' (or lower score_threshold) and "
+                "start again in a new out_dir"
+            )
         if self.options.budget_unit == "images" and len(picks) < wanted and dist_utils.is_main_process():
-            warnings.warn(f"cycle {t}: strategy '{self.strategy.name}' selected {len(picks)} of the {wanted} images "
-                          "the budget allows (an empty_policy of 'skip', or a chained stage's shortlist shorter than "
-                          "the budget); the cycle continues with fewer", stacklevel=2)
+            warnings.warn(
+                f"cycle {t}: strategy '{self.strategy.name}' selected {len(picks)} of the {wanted} images "
+                "the budget allows (an empty_policy of 'skip', or a chained stage's shortlist shorter than "
+                "the budget); the cycle continues with fewer",
+                stacklevel=2,
+            )
         pool = inputs.pool
         # the score shown: the last stage's, or for a selection-only last stage the previous stage's it picks from
-        shown = stage.score is not None or (not stage.needs_inference and len(self.strategy.stages) > 1
-                                            and self.strategy.stages[-2].score is not None)
+        shown = stage.score is not None or (
+            not stage.needs_inference and len(self.strategy.stages) > 1 and self.strategy.stages[-2].score is not None
+        )
         score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
-        records = [{"index": int(i), "rank": rank, "cycle": t, "strategy": self.strategy.name,
-                    "score": None if not shown or np.isnan(score_of[i]) else score_of[i],
-                    "image_id": self.pool_ids[i], "boxes": self.oracle.preview_boxes(i),
-                    "checkpoint": checkpoint}
-                   for rank, i in enumerate(picks)]
+        records = [
+            {
+                "index": int(i),
+                "rank": rank,
+                "cycle": t,
+                "strategy": self.strategy.name,
+                "score": None if not shown or np.isnan(score_of[i]) else score_of[i],
+                "image_id": self.pool_ids[i],
+                "boxes": self.oracle.preview_boxes(i),
+                "checkpoint": checkpoint,
+            }
+            for rank, i in enumerate(picks)
+        ]
         if dist_utils.is_main_process():
             self._record_seconds(t, "select", time.perf_counter() - started)
-            atomic_write_json(path, {"cycle": t, "strategy": self.strategy.name, "budget": self.options.budget,
-                                     "budget_unit": self.options.budget_unit, "picks": records})
+            atomic_write_json(
+                path,
+                {
+                    "cycle": t,
+                    "strategy": self.strategy.name,
+                    "budget": self.options.budget,
+                    "budget_unit": self.options.budget_unit,
+                    "picks": records,
+                },
+            )
             if self.train_options.tensorboard:
                 scores = [r["score"] for r in records if r["score"] is not None]
-                log_cycle(self.run_dir, t, {}, {"images": len(records), "boxes": sum(r["boxes"] or 0 for r in records),
-                                                "candidates": len(pool), "mean_score": float(np.mean(scores))
-                                                if scores else float("nan")})
+                log_cycle(
+                    self.run_dir,
+                    t,
+                    {},
+                    {
+                        "images": len(records),
+                        "boxes": sum(r["boxes"] or 0 for r in records),
+                        "candidates": len(pool),
+                        "mean_score": float(np.mean(scores)) if scores else float("nan"),
+                    },
+                )
         dist_utils.barrier()
         return records
 
     def _label(self, model: torch.nn.Module, ledger: Ledger, picks: list[dict], t: int) -> Ledger | None:
         """The ledger with the batch labelled once every image of it has imported labels, else ``None``. The oracle
         is asked only while images are pending (a resumed run whose batch is complete goes on)."""
-        batch = QueryBatch(t, picks, self.rundir, self.pool, predict=lambda: predict_dataset(
-            model, self.pool, [p["index"] for p in picks], device=self.device, batch_size=self.batch_size))
+        batch = QueryBatch(
+            t,
+            picks,
+            self.rundir,
+            self.pool,
+            predict=lambda: predict_dataset(
+                model, self.pool, [p["index"] for p in picks], device=self.device, batch_size=self.batch_size
+            ),
+        )
         asked = bool(pending_images(self.rundir, batch.image_ids))
         dist_utils.barrier()  # every process has looked before the answer is committed
         if asked:
             answer = self.oracle.request(batch)
             if not isinstance(answer, (Labels, Pending)):
-                raise TypeError(f"{type(self.oracle).__name__}.request must return Labels or Pending "
-                                f"(activedet.al.oracle). Got {type(answer).__name__} instead.")
+                raise TypeError(
+                    f"{type(self.oracle).__name__}.request must return Labels or Pending "
+                    f"(activedet.al.oracle). Got {type(answer).__name__} instead."
+                )
             if isinstance(answer, Labels):
                 commit_labels(batch, answer)
         if pending_images(self.rundir, batch.image_ids):
@@ -442,8 +543,13 @@ def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None) -> N
     for prefix, part in (("pool", pool), ("labelled", labelled)):
         if part is None:
             continue
-        arrays.update({f"{prefix}_indices": part.indices, f"{prefix}_scores": part.scores,
-                       f"{prefix}_num_detections": part.num_detections})
+        arrays.update(
+            {
+                f"{prefix}_indices": part.indices,
+                f"{prefix}_scores": part.scores,
+                f"{prefix}_num_detections": part.num_detections,
+            }
+        )
         if part.embeddings is not None:
             arrays[f"{prefix}_embeddings"] = part.embeddings
         for name, values in part.extras.items():  # ragged per-image arrays: concatenated, with their lengths
@@ -453,6 +559,7 @@ def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None) -> N
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+
     atomic_write(path, write)
 
 
@@ -464,11 +571,12 @@ def _load_scores(path: Path) -> tuple[ScoredPool, ScoredPool | None]:
                 parts.append(None)
                 continue
             emb = data[f"{prefix}_embeddings"] if f"{prefix}_embeddings" in data else None
-            part = ScoredPool.from_lists(data[f"{prefix}_indices"], data[f"{prefix}_scores"],
-                                         data[f"{prefix}_num_detections"], emb)
+            part = ScoredPool.from_lists(
+                data[f"{prefix}_indices"], data[f"{prefix}_scores"], data[f"{prefix}_num_detections"], emb
+            )
             for key in data.files:
                 if key.startswith(f"{prefix}_extralen_"):
-                    name = key[len(f"{prefix}_extralen_"):]
+                    name = key[len(f"{prefix}_extralen_") :]
                     bounds = np.cumsum(data[key])[:-1]
                     part.extras[name] = list(np.split(data[f"{prefix}_extra_{name}"], bounds)) if len(data[key]) else []
             parts.append(part)

@@ -21,9 +21,9 @@ subclass that implements :meth:`Oracle.request`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -34,8 +34,19 @@ from .annotation import apply_imports, import_labels, pending_images, read_nativ
 from .export import BatchExport, export_batch
 from .rundir import CycleDir, RunDir
 
-__all__ = ["Oracle", "SimulatedOracle", "HumanOracle", "QueryBatch", "Labels", "Pending", "commit_labels",
-           "export_query"]
+__all__ = [
+    "Oracle",
+    "SimulatedOracle",
+    "HumanOracle",
+    "QueryBatch",
+    "Labels",
+    "Pending",
+    "commit_labels",
+    "export_query",
+]
+
+#: the batch export a simulated or human oracle writes unless told otherwise (a frozen, shared value)
+DEFAULT_EXPORT = BatchExport()
 
 
 @dataclass
@@ -142,7 +153,7 @@ class SimulatedOracle(Oracle):
     annotator = "simulated oracle"
     previews_cost = True
 
-    def __init__(self, pool: DetectionDataset, *, export: BatchExport | None = BatchExport()):
+    def __init__(self, pool: DetectionDataset, *, export: BatchExport | None = DEFAULT_EXPORT):
         super().__init__(pool)
         self.export = export
 
@@ -161,7 +172,7 @@ class HumanOracle(Oracle):
     (:func:`activedet.workflows.run_status` lists the pending images). Images of ``pool`` not yet labelled hold no
     boxes until their labels are imported."""
 
-    def __init__(self, pool: DetectionDataset, *, export: BatchExport = BatchExport()):
+    def __init__(self, pool: DetectionDataset, *, export: BatchExport = DEFAULT_EXPORT):
         super().__init__(pool)
         self.export = export
 
@@ -178,8 +189,16 @@ def export_query(batch: QueryBatch, export: BatchExport) -> Path:
     if not files.query_batch.is_file():
         predictions = batch.predictions()
         if dist_utils.is_main_process():
-            export_batch(files.query, batch.pool, batch.picks, predictions, fmt=export.fmt, images=export.images,
-                         predictions_file=files.predictions, **export.options)
+            export_batch(
+                files.query,
+                batch.pool,
+                batch.picks,
+                predictions,
+                fmt=export.fmt,
+                images=export.images,
+                predictions_file=files.predictions,
+                **export.options,
+            )
         dist_utils.barrier()
     kill_point("export", batch.cycle)
     return files.query
@@ -192,6 +211,12 @@ def commit_labels(batch: QueryBatch, labels: Labels) -> None:
     if dist_utils.is_main_process():
         class_names = batch.pool.class_names
         path = write_native_labels(batch.files.oracle_labels, labels.records, class_names, annotator=labels.annotator)
-        import_labels(batch.run, read_native_labels(path, class_names), cycle=batch.cycle, batch=batch.image_ids,
-                      pool=batch.pool, clip_tolerance=float("inf"))
+        import_labels(
+            batch.run,
+            read_native_labels(path, class_names),
+            cycle=batch.cycle,
+            batch=batch.image_ids,
+            pool=batch.pool,
+            clip_tolerance=float("inf"),
+        )
     dist_utils.barrier()

@@ -6,8 +6,8 @@ Counts given as an ``int`` are numbers of images (or boxes); a ``float`` is a fr
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -25,8 +25,7 @@ class PlanError(ValueError):
     def __init__(self, name: str, expected: str | None = None, got=None, *, key: str | None = None):
         self.name, self.expected, self.got = name, expected, got
         self.key = key if expected is None else name  # the setting at fault
-        super().__init__(name if expected is None else
-                         f"The '{name}' setting must be {expected}. Got {got!r} instead.")
+        super().__init__(name if expected is None else f"The '{name}' setting must be {expected}. Got {got!r} instead.")
 
 
 def derive_seed(seed: int, cycle: int, stage: str) -> int:
@@ -49,20 +48,34 @@ class LoopOptions:
     contain reach the budget (the image that crosses it is kept).
     """
 
-    initial_labelled: Count = option(0.05, "initial labelled images: int count or float fraction of the pool in "
-                                     "(0, 1]; drawn from `seed` only")
+    initial_labelled: Count = option(
+        0.05, "initial labelled images: int count or float fraction of the pool in (0, 1]; drawn from `seed` only"
+    )
     budget: Count = option(0.025, "images (or boxes) to label per cycle: int, or float fraction of the pool")
-    budget_unit: str = option("images", "`images` or `boxes` (images taken in pick order until their revealed "
-                              "boxes reach the budget)", choices=BUDGET_UNITS)
-    cycles: int | None = option(7, "selection rounds (the run evaluates cycles 0..N); null: stop at "
-                                "`max_labelled`", ge=0)
+    budget_unit: str = option(
+        "images",
+        "`images` or `boxes` (images taken in pick order until their revealed boxes reach the budget)",
+        choices=BUDGET_UNITS,
+    )
+    cycles: int | None = option(
+        7, "selection rounds (the run evaluates cycles 0..N); null: stop at `max_labelled`", ge=0
+    )
     max_labelled: Count | None = option(None, "or stop at this many labelled images (int) / fraction of the pool")
-    score_subset: Count | None = option(None, "score only a random subset of the unlabelled pool per cycle (int "
-                                        "images or fraction of the unlabelled pool), as MI-AOD on COCO; null: all")
-    warm_start: bool = option(False, "fine-tune: start each cycle from the previous cycle's weights instead of the "
-                              "initial ones (the medical framework's default)")
-    pseudo_label_subset: Count | None = option(None, "with pseudo labels on, pseudo-label only a random subset of "
-                                               "the unlabelled pool per cycle (int or fraction); null: all")
+    score_subset: Count | None = option(
+        None,
+        "score only a random subset of the unlabelled pool per cycle (int "
+        "images or fraction of the unlabelled pool), as MI-AOD on COCO; null: all",
+    )
+    warm_start: bool = option(
+        False,
+        "fine-tune: start each cycle from the previous cycle's weights instead of the "
+        "initial ones (the medical framework's default)",
+    )
+    pseudo_label_subset: Count | None = option(
+        None,
+        "with pseudo labels on, pseudo-label only a random subset of "
+        "the unlabelled pool per cycle (int or fraction); null: all",
+    )
     keep_checkpoints: int = option(2, "recent cycle checkpoints kept on disk (cycle 0's is always kept)", ge=1)
     seed: int = option(0, "run seed: initial set, training order, augmentation, subsets, selection")
 
@@ -77,14 +90,20 @@ class LoopOptions:
         self.check_values()
         initial = _count(self.initial_labelled, pool_size)
         if not 1 <= initial <= pool_size:
-            raise PlanError(f"The initial labelled set ({self.initial_labelled!r} -> {initial} images) must hold "
-                            f"between 1 and the pool's {pool_size} images; set 'initial_labelled' to a count in "
-                            f"1..{pool_size} or a fraction of the pool.", key="initial_labelled")
+            raise PlanError(
+                f"The initial labelled set ({self.initial_labelled!r} -> {initial} images) must hold "
+                f"between 1 and the pool's {pool_size} images; set 'initial_labelled' to a count in "
+                f"1..{pool_size} or a fraction of the pool.",
+                key="initial_labelled",
+            )
         selects = self.budget_unit == "images" and (self.cycles or 0) > 0
         if selects and _count(self.budget, pool_size) > pool_size - initial:
-            raise PlanError(f"The budget ({self.budget!r} -> {_count(self.budget, pool_size)} images per cycle) is "
-                            f"larger than the unlabelled pool ({pool_size - initial} images after the initial "
-                            "set); lower 'budget' or 'initial_labelled'.", key="budget")
+            raise PlanError(
+                f"The budget ({self.budget!r} -> {_count(self.budget, pool_size)} images per cycle) is "
+                f"larger than the unlabelled pool ({pool_size - initial} images after the initial "
+                "set); lower 'budget' or 'initial_labelled'.",
+                key="budget",
+            )
 
     def finished(self, ledger: Ledger) -> bool:
         """Whether the run ends after evaluating the current cycle."""

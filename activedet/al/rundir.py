@@ -88,7 +88,7 @@ class CycleDir:
     def scored_stages(self) -> list[int]:
         """The stages ``k >= 1`` whose scores exist, in order."""
         prefix, suffix = "scores.stage", ".npz"
-        found = [p.name[len(prefix):-len(suffix)] for p in self.path.glob(f"{prefix}*{suffix}")]
+        found = [p.name[len(prefix) : -len(suffix)] for p in self.path.glob(f"{prefix}*{suffix}")]
         return sorted(int(k) for k in found if k.isdigit())
 
     @property

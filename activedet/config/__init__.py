@@ -26,8 +26,16 @@ from ..fields import describe, first_errors, type_name
 from .checks import check_config, strategy_of
 from .schema import Config, key_fields
 
-__all__ = ["Config", "ConfigError", "config_error", "load_config", "config_from_dict", "parse_override",
-           "config_keys", "CLASSIFICATION_FORMATS"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "config_error",
+    "load_config",
+    "config_from_dict",
+    "parse_override",
+    "config_keys",
+    "CLASSIFICATION_FORMATS",
+]
 
 
 class ConfigError(ValueError):
@@ -47,6 +55,7 @@ def config_keys() -> list[str]:
 
 _strategy = strategy_of  # the name bench, predict and workflows import
 
+
 def _resolve_paths(values: dict[str, Any], base_dir: Path) -> None:
     for key, (_, f, _) in key_fields().items():
         raw, kind = values.get(key), f.metadata.get("path")
@@ -64,16 +73,16 @@ def _schema_error(exc: ValidationError, data: dict[str, Any], where: str) -> Con
     _, f, tp = key_fields()[key]
     value = data[key]
     if wrong_type:
-        return ConfigError(f"{where}: key '{key}' must be of type {type_name(tp)}; found {value!r} "
-                           f"({type(value).__name__})")
+        return ConfigError(
+            f"{where}: key '{key}' must be of type {type_name(tp)}; found {value!r} ({type(value).__name__})"
+        )
     return ConfigError(f"{where}: key '{key}' must be {describe(f, tp, value)}; found {value!r}")
 
 
 def config_from_dict(data: dict[str, Any], *, where: str = "config", base_dir: Path | None = None) -> Config:
     """Validate a mapping into a :class:`Config`; ``base_dir`` resolves relative paths."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of key: value at the top level; found "
-                          f"{type(data).__name__}")
+        raise ConfigError(f"{where}: expected a mapping of key: value at the top level; found {type(data).__name__}")
     keys = key_fields()
     for key in data:
         if key not in keys:

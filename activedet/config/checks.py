@@ -60,20 +60,35 @@ def _check_task(cfg: Config) -> None:
     """Classification (``detector: classifier``) and detection keys must not mix."""
     classifier = cfg.detector == "classifier"
     if cfg.data_format in CLASSIFICATION_FORMATS and not classifier:
-        _fail("detector", f"'classifier' with data_format '{cfg.data_format}' (one class label per image, no boxes)",
-              cfg.detector)
+        _fail(
+            "detector",
+            f"'classifier' with data_format '{cfg.data_format}' (one class label per image, no boxes)",
+            cfg.detector,
+        )
     if classifier:
         if any(m != "accuracy" for m in cfg.metrics):
             _fail("metrics", "[accuracy] for detector 'classifier' (box metrics need boxes)", cfg.metrics)
         if cfg.val_data is not None and cfg.val_metric not in VAL_METRICS["classification"]:
-            _fail("val_metric", "'top1' or 'mean_per_class' for detector 'classifier' (the best epoch is chosen on "
-                  "the validation accuracy)", cfg.val_metric)
+            _fail(
+                "val_metric",
+                "'top1' or 'mean_per_class' for detector 'classifier' (the best epoch is chosen on "
+                "the validation accuracy)",
+                cfg.val_metric,
+            )
     elif "accuracy" in cfg.metrics:
-        _fail("metrics", f"a list of {[m for m in METRICS if m != 'accuracy']} for detector '{cfg.detector}' "
-              "('accuracy' is for detector 'classifier')", cfg.metrics)
+        _fail(
+            "metrics",
+            f"a list of {[m for m in METRICS if m != 'accuracy']} for detector '{cfg.detector}' "
+            "('accuracy' is for detector 'classifier')",
+            cfg.metrics,
+        )
     if cfg.data_format == "cifar" and cfg.val_data is not None:
-        _fail("val_data", "null with data_format 'cifar' (the binary CIFAR release has a train and a test split "
-              "only; write a validation split as an ImageFolder tree and use data_format imagefolder)", cfg.val_data)
+        _fail(
+            "val_data",
+            "null with data_format 'cifar' (the binary CIFAR release has a train and a test split "
+            "only; write a validation split as an ImageFolder tree and use data_format imagefolder)",
+            cfg.val_data,
+        )
 
 
 def _check_metric_options(cfg: Config) -> None:
@@ -93,8 +108,12 @@ def _check_training(cfg: Config) -> None:
     cfg.trainer()
     cfg.pseudo_label_options()
     if cfg.pseudo_labels is not None and resolve_training(cfg.training, cfg.detector) == "miaod":
-        _fail("pseudo_labels", "null with training 'miaod' (MI-AOD trains on the unlabelled images its own way; "
-              "pseudo labels need training 'standard')", cfg.pseudo_labels)
+        _fail(
+            "pseudo_labels",
+            "null with training 'miaod' (MI-AOD trains on the unlabelled images its own way; "
+            "pseudo labels need training 'standard')",
+            cfg.pseudo_labels,
+        )
     clash = sorted(k for k in cfg.detector_options if k in key_fields())
     if clash:
         _fail(f"detector_options.{clash[0]}", f"absent: '{clash[0]}' is a top-level key", cfg.detector_options)
@@ -102,14 +121,24 @@ def _check_training(cfg: Config) -> None:
 
 def _check_oracle(cfg: Config) -> None:
     if cfg.labelstudio_document_root is not None and not os.path.isabs(cfg.labelstudio_document_root):
-        _fail("labelstudio_document_root", "an absolute folder path (Label Studio's "
-              "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, '/' by default) or null", cfg.labelstudio_document_root)
+        _fail(
+            "labelstudio_document_root",
+            "an absolute folder path (Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, '/' by default) or null",
+            cfg.labelstudio_document_root,
+        )
     if cfg.oracle == "simulated" and cfg.unlabelled_data is not None:
-        _fail("unlabelled_data", "null with oracle 'simulated' (the simulation labels images from train_data's "
-              "annotations; set oracle: human to label a folder of unlabelled images)", cfg.unlabelled_data)
+        _fail(
+            "unlabelled_data",
+            "null with oracle 'simulated' (the simulation labels images from train_data's "
+            "annotations; set oracle: human to label a folder of unlabelled images)",
+            cfg.unlabelled_data,
+        )
     if cfg.oracle == "human" and cfg.budget_unit != "images":
-        _fail("budget_unit", "'images' with oracle 'human' (the boxes of an unlabelled image are unknown until it "
-              "is labelled)", cfg.budget_unit)
+        _fail(
+            "budget_unit",
+            "'images' with oracle 'human' (the boxes of an unlabelled image are unknown until it is labelled)",
+            cfg.budget_unit,
+        )
 
 
 def strategy_of(cfg: Config):
@@ -127,5 +156,9 @@ def _check_strategy(cfg: Config) -> None:
     except ValueError as exc:
         raise _Explained("'strategy'/'strategy_options'", str(exc)) from None
     if any(stage.needs_val for stage in strategy.stages) and cfg.val_data is None:
-        _fail("val_data", f"the path of a validation split disjoint from the test split (strategy "
-              f"'{strategy.name}' computes its validation-loss gradient there)", None)
+        _fail(
+            "val_data",
+            f"the path of a validation split disjoint from the test split (strategy "
+            f"'{strategy.name}' computes its validation-loss gradient there)",
+            None,
+        )

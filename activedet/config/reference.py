@@ -51,8 +51,9 @@ def render_reference() -> str:
             group = title
             lines += [f"\n## {title}\n", "| key | type | default | allowed | help |", "|---|---|---|---|---|"]
         kind = _cell(type_name(tp)) + (" (*path*)" if f.metadata.get("path") else "")
-        lines.append(f"| `{key}` | {kind} | {_cell(_default(f))} | {_allowed(f, tp)} | "
-                     f"{_cell(f.metadata.get('help', ''))} |")
+        lines.append(
+            f"| `{key}` | {kind} | {_cell(_default(f))} | {_allowed(f, tp)} | {_cell(f.metadata.get('help', ''))} |"
+        )
     return "\n".join(lines) + "\n"
 
 

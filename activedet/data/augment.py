@@ -23,8 +23,9 @@ def hflip(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     return image.flip(-1), torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
-def zoom(image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator, *, jitter: float,
-         min_visible: float = 0.5) -> tuple[Tensor, Tensor, Tensor]:
+def zoom(
+    image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator, *, jitter: float, min_visible: float = 0.5
+) -> tuple[Tensor, Tensor, Tensor]:
     """Scale-and-translate jitter: view a random window of ``1/s`` the image size, ``s ~ U(1 - jitter, 1 + jitter)``.
 
     ``s > 1`` zooms in (a crop); ``s < 1`` zooms out (the image lands on a canvas filled with its mean colour).
@@ -41,15 +42,22 @@ def zoom(image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator,
     pad_r, pad_b = max(0, int(np.ceil(x0 + win_w - width))), max(0, int(np.ceil(y0 + win_h - height)))
     mean = image.mean(dim=(1, 2), keepdim=True)
     canvas = mean.expand(3, height + pad_t + pad_b, width + pad_l + pad_r).clone()
-    canvas[:, pad_t:pad_t + height, pad_l:pad_l + width] = image
+    canvas[:, pad_t : pad_t + height, pad_l : pad_l + width] = image
     left, top = int(round(x0 + pad_l)), int(round(y0 + pad_t))
-    window = canvas[:, top:top + int(round(win_h)), left:left + int(round(win_w))]
+    window = canvas[:, top : top + int(round(win_h)), left : left + int(round(win_w))]
     out = F.interpolate(window[None], size=(height, width), mode="bilinear", align_corners=False)[0]
     # box coordinates in the window, then in the output frame
     sx, sy = width / window.shape[2], height / window.shape[1]
     shifted = boxes - torch.tensor([left - pad_l, top - pad_t] * 2, dtype=boxes.dtype)
-    clipped = torch.stack([shifted[:, 0].clamp(0, window.shape[2]), shifted[:, 1].clamp(0, window.shape[1]),
-                           shifted[:, 2].clamp(0, window.shape[2]), shifted[:, 3].clamp(0, window.shape[1])], dim=1)
+    clipped = torch.stack(
+        [
+            shifted[:, 0].clamp(0, window.shape[2]),
+            shifted[:, 1].clamp(0, window.shape[1]),
+            shifted[:, 2].clamp(0, window.shape[2]),
+            shifted[:, 3].clamp(0, window.shape[1]),
+        ],
+        dim=1,
+    )
     area = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
     kept_area = (clipped[:, 2] - clipped[:, 0]).clamp(min=0) * (clipped[:, 3] - clipped[:, 1]).clamp(min=0)
     keep = kept_area >= min_visible * area.clamp(min=1e-6)
@@ -137,8 +145,9 @@ def ssd_expand(image: Tensor, boxes: Tensor, rng: np.random.Generator) -> tuple[
     small_h, small_w = max(1, round(height / ratio)), max(1, round(width / ratio))
     x0, y0 = min(width - small_w, round(left / ratio)), min(height - small_h, round(top / ratio))
     canvas = torch.tensor(SSD_MEAN, dtype=image.dtype)[:, None, None].expand(3, height, width).clone()
-    canvas[:, y0:y0 + small_h, x0:x0 + small_w] = F.interpolate(image[None], size=(small_h, small_w),
-                                                                mode="bilinear", align_corners=False)[0]
+    canvas[:, y0 : y0 + small_h, x0 : x0 + small_w] = F.interpolate(
+        image[None], size=(small_h, small_w), mode="bilinear", align_corners=False
+    )[0]
     scale = torch.tensor([small_w / width, small_h / height] * 2, dtype=boxes.dtype)
     return canvas.clamp_(0, 1), boxes * scale + torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
 
@@ -149,8 +158,9 @@ def _iou_with(boxes: Tensor, rect: Tensor) -> Tensor:
     return inter / union.clamp(min=1e-12)
 
 
-def ssd_crop(image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator,
-             max_modes: int = 20) -> tuple[Tensor, Tensor, Tensor]:
+def ssd_crop(
+    image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator, max_modes: int = 20
+) -> tuple[Tensor, Tensor, Tensor]:
     """``RandomSampleCrop``: a mode from :data:`SSD_CROP_MODES`; ``None`` keeps the image; otherwise up to 50
     tries of a window with sides ``U(0.3, 1)`` of the image's and aspect ``h / w`` in [0.5, 2] that keeps every
     box whose centre lies strictly inside (at least one), clipped to it; the window is resized to the input size.
@@ -184,15 +194,17 @@ def ssd_crop(image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Genera
             x0, y0, x1, y1 = (int(v) for v in rect)
             window = image[:, y0:y1, x0:x1]
             out = F.interpolate(window[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-            kept = torch.cat([torch.maximum(boxes[keep, :2], rect[:2]), torch.minimum(boxes[keep, 2:], rect[2:])],
-                             dim=1) - rect[:2].repeat(2)
+            kept = torch.cat(
+                [torch.maximum(boxes[keep, :2], rect[:2]), torch.minimum(boxes[keep, 2:], rect[2:])], dim=1
+            ) - rect[:2].repeat(2)
             scale = torch.tensor([width / (x1 - x0), height / (y1 - y0)] * 2, dtype=boxes.dtype)
             return out.clamp_(0, 1), kept * scale, labels[keep]
     return image, boxes, labels
 
 
-def ssd_augment(image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator
-                ) -> tuple[Tensor, Tensor, Tensor]:
+def ssd_augment(
+    image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
     """SSD's training augmentation in the reference order: photometric, expand, crop (the flip is ``hflip``)."""
     image = ssd_photometric(image, rng)
     image, boxes = ssd_expand(image, boxes, rng)

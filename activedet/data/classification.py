@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -45,17 +45,30 @@ from ..atomic import atomic_write, atomic_write_dir, atomic_write_text
 from .records import DetectionDataset, ImageRecord, Problem
 from .validate import check_choice, find_duplicates, raise_for_problems, read_image_size
 
-__all__ = ["IMAGEFOLDER_EXTENSIONS", "CIFAR_SPLITS", "CIFAR_VARIANTS", "DIGITS_SPLITS", "classification_record",
-           "read_imagefolder", "scan_imagefolder", "write_imagefolder", "read_cifar", "scan_cifar", "write_cifar",
-           "read_cifar_image", "generate_digits_classification"]
+__all__ = [
+    "IMAGEFOLDER_EXTENSIONS",
+    "CIFAR_SPLITS",
+    "CIFAR_VARIANTS",
+    "DIGITS_SPLITS",
+    "classification_record",
+    "read_imagefolder",
+    "scan_imagefolder",
+    "write_imagefolder",
+    "read_cifar",
+    "scan_cifar",
+    "write_cifar",
+    "read_cifar_image",
+    "generate_digits_classification",
+]
 
 IMAGEFOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
 CIFAR_SPLITS = ("train", "test")
 _CIFAR_PIXELS = 3 * 32 * 32
 
 
-def classification_record(image_id: str, file_name: str | os.PathLike, width: int, height: int, label: int, *,
-                          image_index: int | None = None) -> ImageRecord:
+def classification_record(
+    image_id: str, file_name: str | os.PathLike, width: int, height: int, label: int, *, image_index: int | None = None
+) -> ImageRecord:
     """The record of an image of class ``label`` (``1..C``): one box ``[0, 0, width, height]`` with that label."""
     return ImageRecord(image_id, file_name, width, height, [[0, 0, width, height]], [label], image_index=image_index)
 
@@ -64,17 +77,27 @@ def _check_class_names(caller: str, class_names: Sequence[str] | None) -> list[s
     if class_names is None:
         return None
     names = list(class_names) if not isinstance(class_names, str) else None
-    if not names or not all(isinstance(n, str) and n.strip() and n == n.strip() and "\n" not in n for n in names) \
-            or len(set(names)) != len(names):
-        raise ValueError(f"The 'class_names' parameter of {caller} must be a non-empty list of distinct, non-blank "
-                         f"strings without surrounding spaces. Got {class_names!r} instead.")
+    if (
+        not names
+        or not all(isinstance(n, str) and n.strip() and n == n.strip() and "\n" not in n for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise ValueError(
+            f"The 'class_names' parameter of {caller} must be a non-empty list of distinct, non-blank "
+            f"strings without surrounding spaces. Got {class_names!r} instead."
+        )
     return names
 
 
 # ----------------------------------------------------------------------------------------------------- ImageFolder
 
-def read_imagefolder(root: str | os.PathLike, *, class_names: Sequence[str] | None = None,
-                     extensions: Sequence[str] = IMAGEFOLDER_EXTENSIONS) -> DetectionDataset:
+
+def read_imagefolder(
+    root: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    extensions: Sequence[str] = IMAGEFOLDER_EXTENSIONS,
+) -> DetectionDataset:
     """Read an ImageFolder tree ``root/<class>/<image>`` (see the module docstring) into a dataset.
 
     Args:
@@ -92,8 +115,12 @@ def read_imagefolder(root: str | os.PathLike, *, class_names: Sequence[str] | No
     return dataset
 
 
-def scan_imagefolder(root: str | os.PathLike, *, class_names: Sequence[str] | None = None,
-                     extensions: Sequence[str] = IMAGEFOLDER_EXTENSIONS) -> tuple[DetectionDataset, list[Problem]]:
+def scan_imagefolder(
+    root: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    extensions: Sequence[str] = IMAGEFOLDER_EXTENSIONS,
+) -> tuple[DetectionDataset, list[Problem]]:
     """Like :func:`read_imagefolder` but never raises for dataset problems: returns ``(dataset, problems)``.
 
     The dataset is only trustworthy when no problem has ``severity == "error"``.
@@ -103,17 +130,31 @@ def scan_imagefolder(root: str | os.PathLike, *, class_names: Sequence[str] | No
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         found = "is not a directory" if root.exists() else "does not exist"
-        return DetectionDataset([], names or [], root=root), [Problem(
-            str(root), f"ImageFolder root {found}", "give the directory that holds one folder per class")]
+        return DetectionDataset([], names or [], root=root), [
+            Problem(str(root), f"ImageFolder root {found}", "give the directory that holds one folder per class")
+        ]
     folders, problems = _class_folders(root, suffixes)
     names = names if names is not None else folders
-    problems += [Problem(f"{f}/", f"class folder {f!r} is not one of class_names {names}", "add it to "
-                         "class_names, or move it out of the dataset root") for f in folders if f not in names]
+    problems += [
+        Problem(
+            f"{f}/",
+            f"class folder {f!r} is not one of class_names {names}",
+            "add it to class_names, or move it out of the dataset root",
+        )
+        for f in folders
+        if f not in names
+    ]
     records, seen = [], 0
     for label, name in enumerate(names, start=1):
         if name not in folders:
-            problems.append(Problem(f"{name}/", f"class {name!r} has no folder {root / name}, so it has no images",
-                                    "add images of this class, or leave it out of class_names", "warning"))
+            problems.append(
+                Problem(
+                    f"{name}/",
+                    f"class {name!r} has no folder {root / name}, so it has no images",
+                    "add images of this class, or leave it out of class_names",
+                    "warning",
+                )
+            )
             continue
         images = _class_images(root, name, suffixes, problems)
         seen += len(images)
@@ -125,19 +166,30 @@ def scan_imagefolder(root: str | os.PathLike, *, class_names: Sequence[str] | No
                 continue
             image_id = f"{name}/{path.relative_to(root / name).with_suffix('').as_posix()}"
             records.append(classification_record(image_id, path, size[0], size[1], label))
-    problems += find_duplicates(((r.image_id, r.file_name.relative_to(root).as_posix()) for r in records),
-                                "image id", "rename one of the files: images may not differ only by suffix")
+    problems += find_duplicates(
+        ((r.image_id, r.file_name.relative_to(root).as_posix()) for r in records),
+        "image id",
+        "rename one of the files: images may not differ only by suffix",
+    )
     if not seen:
-        problems.append(Problem(str(root), f"no images found; expected root/<class>/<image> with a suffix in "
-                                f"{suffixes}", "put each class's images in a folder named after the class"))
+        problems.append(
+            Problem(
+                str(root),
+                f"no images found; expected root/<class>/<image> with a suffix in {suffixes}",
+                "put each class's images in a folder named after the class",
+            )
+        )
     return DetectionDataset(records, names, root=root), problems
 
 
 def _class_folders(root: Path, suffixes: tuple[str, ...]) -> tuple[list[str], list[Problem]]:
     """Sorted names of the visible folders of ``root``, and warnings for images lying directly in ``root``."""
     entries = sorted(e for e in os.listdir(root) if not e.startswith("."))
-    problems = [Problem(e, "image is not inside a class folder; it is ignored", "move it into its class's folder",
-                        "warning") for e in entries if (root / e).is_file() and Path(e).suffix.lower() in suffixes]
+    problems = [
+        Problem(e, "image is not inside a class folder; it is ignored", "move it into its class's folder", "warning")
+        for e in entries
+        if (root / e).is_file() and Path(e).suffix.lower() in suffixes
+    ]
     return [e for e in entries if (root / e).is_dir()], problems
 
 
@@ -152,16 +204,35 @@ def _class_images(root: Path, name: str, suffixes: tuple[str, ...], problems: li
         if path.suffix.lower() in suffixes:
             images.append(path)
         else:
-            problems.append(Problem(path.relative_to(root).as_posix(), f"suffix {path.suffix!r} is not one of "
-                                    f"{suffixes}; file ignored", "remove it, or pass it in extensions=", "warning"))
+            problems.append(
+                Problem(
+                    path.relative_to(root).as_posix(),
+                    f"suffix {path.suffix!r} is not one of {suffixes}; file ignored",
+                    "remove it, or pass it in extensions=",
+                    "warning",
+                )
+            )
     if not images:
-        problems.append(Problem(f"{name}/", f"class folder {name!r} has no images", "add images of this class, or "
-                                "remove the folder (and the class)", "warning"))
+        problems.append(
+            Problem(
+                f"{name}/",
+                f"class folder {name!r} has no images",
+                "add images of this class, or remove the folder (and the class)",
+                "warning",
+            )
+        )
     return images
 
 
-def write_imagefolder(images: np.ndarray | Sequence[np.ndarray], labels: Sequence[int], class_names: Sequence[str],
-                      root: str | os.PathLike, *, stems: Sequence[str] | None = None, atomic: bool = True) -> Path:
+def write_imagefolder(
+    images: np.ndarray | Sequence[np.ndarray],
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    root: str | os.PathLike,
+    *,
+    stems: Sequence[str] | None = None,
+    atomic: bool = True,
+) -> Path:
     """Write images as PNG files ``root/<class_names[label - 1]>/<stem>.png`` and return ``root``.
 
     Args:
@@ -178,14 +249,17 @@ def write_imagefolder(images: np.ndarray | Sequence[np.ndarray], labels: Sequenc
     names = _check_class_names("write_imagefolder", class_names)
     for name in names:
         if name.startswith(".") or "/" in name or "\\" in name:
-            raise ValueError(f"class name {name!r} cannot be a folder name: it may not start with '.' or contain "
-                             "a slash")
+            raise ValueError(
+                f"class name {name!r} cannot be a folder name: it may not start with '.' or contain a slash"
+            )
     images = [_check_image(image, i, "write_imagefolder") for i, image in enumerate(images)]
     labels = _check_labels("write_imagefolder", labels, len(images), len(names))
     stems = [f"img_{i:05d}" for i in range(len(images))] if stems is None else [str(s) for s in stems]
     if len(stems) != len(images) or any(not s or s.startswith(".") or "/" in s or "\\" in s for s in stems):
-        raise ValueError(f"stems must be {len(images)} file names (one per image) without a slash or leading "
-                         f"'.'. Got {len(stems)} of them: {stems[:5]}...")
+        raise ValueError(
+            f"stems must be {len(images)} file names (one per image) without a slash or leading "
+            f"'.'. Got {len(stems)} of them: {stems[:5]}..."
+        )
     paths = [Path(root) / names[label - 1] / f"{stem}.png" for label, stem in zip(labels, stems)]
     if len(set(paths)) != len(paths):
         raise ValueError("stems must be distinct within each class: two images would share one file")
@@ -203,22 +277,30 @@ def _check_image(image, index: int, caller: str, shape: tuple[int, int] | None =
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or (shape and image.shape[:2] != shape):
         want = f"{shape[0]}x{shape[1]}x3" if shape else "HxWx3"
-        raise ValueError(f"{caller}: image {index} must be a uint8 {want} RGB array. Got {image.dtype} of shape "
-                         f"{image.shape} instead.")
+        raise ValueError(
+            f"{caller}: image {index} must be a uint8 {want} RGB array. Got {image.dtype} of shape "
+            f"{image.shape} instead."
+        )
     return image
 
 
 def _check_labels(caller: str, labels: Sequence[int], count: int, num_classes: int) -> np.ndarray:
     labels = np.asarray(labels)
-    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer) or (
-            count and not (labels.min() >= 1 and labels.max() <= num_classes)):
-        raise ValueError(f"The 'labels' parameter of {caller} must be {count} ints in 1..{num_classes} (one per "
-                         f"image). Got {labels.dtype} of shape {labels.shape} with values "
-                         f"{sorted(set(labels.ravel().tolist()))[:10]} instead.")
+    if (
+        labels.shape != (count,)
+        or not np.issubdtype(labels.dtype, np.integer)
+        or (count and not (labels.min() >= 1 and labels.max() <= num_classes))
+    ):
+        raise ValueError(
+            f"The 'labels' parameter of {caller} must be {count} ints in 1..{num_classes} (one per "
+            f"image). Got {labels.dtype} of shape {labels.shape} with values "
+            f"{sorted(set(labels.ravel().tolist()))[:10]} instead."
+        )
     return labels.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------------------- CIFAR
+
 
 @dataclass(frozen=True)
 class _CifarVariant:
@@ -240,10 +322,16 @@ class _CifarVariant:
 
 
 CIFAR_VARIANTS: dict[str, _CifarVariant] = {
-    "cifar10": _CifarVariant("CIFAR-10", "cifar-10-batches-bin", 1, {
-        "train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}, "batches.meta.txt"),
-    "cifar100": _CifarVariant("CIFAR-100", "cifar-100-binary", 2, {"train": ("train.bin",), "test": ("test.bin",)},
-                              "fine_label_names.txt"),
+    "cifar10": _CifarVariant(
+        "CIFAR-10",
+        "cifar-10-batches-bin",
+        1,
+        {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)},
+        "batches.meta.txt",
+    ),
+    "cifar100": _CifarVariant(
+        "CIFAR-100", "cifar-100-binary", 2, {"train": ("train.bin",), "test": ("test.bin",)}, "fine_label_names.txt"
+    ),
 }
 
 
@@ -252,8 +340,7 @@ def _variant_of_file(path: Path) -> _CifarVariant:
         if path.name in variant.files["train"] + variant.files["test"]:
             return variant
     known = "; ".join(v.expected() for v in CIFAR_VARIANTS.values())
-    raise ValueError(f"{path}: not an official CIFAR binary file name, so its record size is unknown; expected "
-                     f"{known}")
+    raise ValueError(f"{path}: not an official CIFAR binary file name, so its record size is unknown; expected {known}")
 
 
 def read_cifar_image(path: str | os.PathLike, image_index: int) -> np.ndarray:
@@ -267,14 +354,17 @@ def read_cifar_image(path: str | os.PathLike, image_index: int) -> np.ndarray:
             fh.seek(int(image_index) * size)
             data = fh.read(size)
     if len(data) != size:
-        raise ValueError(f"{path}: no record {image_index}; the file holds {path.stat().st_size // size} complete "
-                         f"records of {size} bytes. Re-read the dataset with activedet.data.classification.read_cifar")
+        raise ValueError(
+            f"{path}: no record {image_index}; the file holds {path.stat().st_size // size} complete "
+            f"records of {size} bytes. Re-read the dataset with activedet.data.classification.read_cifar"
+        )
     pixels = np.frombuffer(data, np.uint8, offset=size - _CIFAR_PIXELS).reshape(3, 32, 32)  # planes R, G, B
     return np.ascontiguousarray(pixels.transpose(1, 2, 0))
 
 
-def read_cifar(path: str | os.PathLike, *, split: str = "train",
-               class_names: Sequence[str] | None = None) -> DetectionDataset:
+def read_cifar(
+    path: str | os.PathLike, *, split: str = "train", class_names: Sequence[str] | None = None
+) -> DetectionDataset:
     """Read one split of a binary CIFAR-10 or CIFAR-100 directory (see the module docstring) into a dataset.
 
     Args:
@@ -290,8 +380,9 @@ def read_cifar(path: str | os.PathLike, *, split: str = "train",
     return dataset
 
 
-def scan_cifar(path: str | os.PathLike, *, split: str = "train",
-               class_names: Sequence[str] | None = None) -> tuple[DetectionDataset, list[Problem]]:
+def scan_cifar(
+    path: str | os.PathLike, *, split: str = "train", class_names: Sequence[str] | None = None
+) -> tuple[DetectionDataset, list[Problem]]:
     """Like :func:`read_cifar` but never raises for dataset problems: returns ``(dataset, problems)``."""
     check_choice("read_cifar", "split", split, CIFAR_SPLITS)
     names = _check_class_names("read_cifar", class_names)
@@ -303,8 +394,13 @@ def scan_cifar(path: str | os.PathLike, *, split: str = "train",
         names = _read_meta(directory, variant, problems)
     missing = [f for f in variant.files[split] if not (directory / f).is_file()]
     if missing:
-        problems.append(Problem(str(directory), f"{variant.title} {split} split: missing {', '.join(missing)}",
-                                f"a complete directory holds {variant.expected()}; extract the download again"))
+        problems.append(
+            Problem(
+                str(directory),
+                f"{variant.title} {split} split: missing {', '.join(missing)}",
+                f"a complete directory holds {variant.expected()}; extract the download again",
+            )
+        )
     records = []
     for file in variant.files[split]:
         if file not in missing:
@@ -315,19 +411,34 @@ def scan_cifar(path: str | os.PathLike, *, split: str = "train",
 def _detect_variant(directory: Path) -> tuple[_CifarVariant | None, list[Problem]]:
     if not directory.is_dir():
         found = "is not a directory" if directory.exists() else "does not exist"
-        return None, [Problem(str(directory), f"CIFAR path {found}", "give the cifar-10-batches-bin or "
-                              "cifar-100-binary directory of the binary download")]
-    present = {v.title: [f for f in (*v.files["train"], *v.files["test"], v.meta) if (directory / f).is_file()]
-               for v in CIFAR_VARIANTS.values()}
+        return None, [
+            Problem(
+                str(directory),
+                f"CIFAR path {found}",
+                "give the cifar-10-batches-bin or cifar-100-binary directory of the binary download",
+            )
+        ]
+    present = {
+        v.title: [f for f in (*v.files["train"], *v.files["test"], v.meta) if (directory / f).is_file()]
+        for v in CIFAR_VARIANTS.values()
+    }
     found = [v for v in CIFAR_VARIANTS.values() if present[v.title]]
     if len(found) == 1:
         return found[0], []
     if found:
-        return None, [Problem(str(directory), "holds files of both " + " and ".join(
-            f"{v.title} ({', '.join(present[v.title])})" for v in found), "keep each variant in its own directory")]
+        return None, [
+            Problem(
+                str(directory),
+                "holds files of both " + " and ".join(f"{v.title} ({', '.join(present[v.title])})" for v in found),
+                "keep each variant in its own directory",
+            )
+        ]
     inside = [v.directory for v in CIFAR_VARIANTS.values() if (directory / v.directory).is_dir()]
-    hint = (f"give {directory / inside[0]} instead" if inside else
-            "expected " + "; or ".join(v.expected() for v in CIFAR_VARIANTS.values()))
+    hint = (
+        f"give {directory / inside[0]} instead"
+        if inside
+        else "expected " + "; or ".join(v.expected() for v in CIFAR_VARIANTS.values())
+    )
     return None, [Problem(str(directory), "no CIFAR binary files found", hint)]
 
 
@@ -336,23 +447,39 @@ def _read_meta(directory: Path, variant: _CifarVariant, problems: list[Problem])
     try:
         names = [line.strip() for line in (directory / variant.meta).read_text("utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(variant.meta, f"cannot read the class names: {exc}",
-                                "restore the file (one class name per line) or pass class_names="))
+        problems.append(
+            Problem(
+                variant.meta,
+                f"cannot read the class names: {exc}",
+                "restore the file (one class name per line) or pass class_names=",
+            )
+        )
         return None
     if not names:
-        problems.append(Problem(variant.meta, "no class names in the file",
-                                "restore the file (one class name per line) or pass class_names="))
+        problems.append(
+            Problem(
+                variant.meta,
+                "no class names in the file",
+                "restore the file (one class name per line) or pass class_names=",
+            )
+        )
     return names or None
 
 
-def _scan_batch(path: Path, variant: _CifarVariant, num_classes: int | None,
-                problems: list[Problem]) -> list[ImageRecord]:
+def _scan_batch(
+    path: Path, variant: _CifarVariant, num_classes: int | None, problems: list[Problem]
+) -> list[ImageRecord]:
     """The records of one binary file; reports a size that is not whole records and label bytes out of range."""
     size, record_size = path.stat().st_size, variant.record_size
     if size % record_size:
-        problems.append(Problem(path.name, f"file size {size} bytes is not a multiple of the {record_size}-byte "
-                                f"{variant.title} record ({variant.label_bytes} label byte(s) + 3072 pixel bytes)",
-                                f"the file is truncated or not a {variant.title} binary file; extract it again"))
+        problems.append(
+            Problem(
+                path.name,
+                f"file size {size} bytes is not a multiple of the {record_size}-byte "
+                f"{variant.title} record ({variant.label_bytes} label byte(s) + 3072 pixel bytes)",
+                f"the file is truncated or not a {variant.title} binary file; extract it again",
+            )
+        )
         return []
     count = size // record_size
     if count == 0:
@@ -363,16 +490,27 @@ def _scan_batch(path: Path, variant: _CifarVariant, num_classes: int | None,
     records = []
     for index, byte in enumerate(classes.tolist()):
         if num_classes is not None and byte >= num_classes:
-            problems.append(Problem(f"{path.name}: record {index}", f"label byte {byte} is not below the number of "
-                                    f"classes ({num_classes})", "the file is corrupt, or the class names are "
-                                    "incomplete"))
+            problems.append(
+                Problem(
+                    f"{path.name}: record {index}",
+                    f"label byte {byte} is not below the number of classes ({num_classes})",
+                    "the file is corrupt, or the class names are incomplete",
+                )
+            )
             continue
         records.append(classification_record(f"{path.stem}/{index}", path, 32, 32, byte + 1, image_index=index))
     return records
 
 
-def write_cifar(images: np.ndarray, labels: Sequence[int], class_names: Sequence[str],
-                directory: str | os.PathLike, *, variant: str = "cifar10", split: str = "train") -> Path:
+def write_cifar(
+    images: np.ndarray,
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    directory: str | os.PathLike,
+    *,
+    variant: str = "cifar10",
+    split: str = "train",
+) -> Path:
     """Write one split as official binary CIFAR files plus the class names file; return ``directory``.
 
     Args:
@@ -391,16 +529,20 @@ def write_cifar(images: np.ndarray, labels: Sequence[int], class_names: Sequence
     if len(names) > 256:
         raise ValueError(f"write_cifar: a label byte holds at most 256 classes. Got {len(names)} class names.")
     layout = CIFAR_VARIANTS[variant]
-    images = np.stack([_check_image(x, i, "write_cifar", (32, 32)) for i, x in enumerate(images)]) if len(
-        images) else np.zeros((0, 32, 32, 3), np.uint8)
+    images = (
+        np.stack([_check_image(x, i, "write_cifar", (32, 32)) for i, x in enumerate(images)])
+        if len(images)
+        else np.zeros((0, 32, 32, 3), np.uint8)
+    )
     labels = _check_labels("write_cifar", labels, len(images), len(names))
     table = np.zeros((len(images), layout.record_size), np.uint8)
     table[:, layout.label_bytes - 1] = labels - 1
-    table[:, layout.label_bytes:] = images.transpose(0, 3, 1, 2).reshape(len(images), _CIFAR_PIXELS)
+    table[:, layout.label_bytes :] = images.transpose(0, 3, 1, 2).reshape(len(images), _CIFAR_PIXELS)
     directory = Path(directory)
     files = layout.files[split]
     for file, part in zip(files, np.array_split(np.arange(len(images)), len(files))):
-        atomic_write(directory / file, lambda tmp, data=table[part].tobytes(): tmp.write_bytes(data))
+        data = table[part].tobytes()
+        atomic_write(directory / file, lambda tmp, data=data: tmp.write_bytes(data))
     atomic_write_text(directory / layout.meta, "".join(f"{n}\n" for n in names))
     return directory
 
@@ -427,8 +569,9 @@ def generate_digits_classification(out_dir: str | os.PathLike, *, seed: int = 0,
         overwrite: replace an existing non-empty ``out_dir``.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError("The 'seed' parameter of generate_digits_classification must be a non-negative int. "
-                         f"Got {seed!r} instead.")
+        raise ValueError(
+            f"The 'seed' parameter of generate_digits_classification must be a non-negative int. Got {seed!r} instead."
+        )
     return atomic_write_dir(out_dir, lambda tmp: _write_digits(tmp, int(seed)), overwrite=overwrite)
 
 
@@ -442,12 +585,29 @@ def _write_digits(root: Path, seed: int) -> None:
     names = [str(d) for d in range(10)]
     splits = _stratified_split(digits.target, seed)
     for split, indices in splits.items():
-        write_imagefolder(images[indices], digits.target[indices] + 1, names, root / split,
-                          stems=[f"digit_{i:04d}" for i in indices], atomic=False)  # the tree is atomic
-    manifest = {"name": "digits-classification", "seed": seed, "generator": "activedet.data.classification",
-                "classes": names, "image_size": 32, "source": "sklearn.datasets.load_digits (1797 samples)",
-                "splits": {s: {"images": len(i), "class_counts": dict(zip(names, np.bincount(
-                    digits.target[i], minlength=10).tolist()))} for s, i in splits.items()}}
+        write_imagefolder(
+            images[indices],
+            digits.target[indices] + 1,
+            names,
+            root / split,
+            stems=[f"digit_{i:04d}" for i in indices],
+            atomic=False,
+        )  # the tree is atomic
+    manifest = {
+        "name": "digits-classification",
+        "seed": seed,
+        "generator": "activedet.data.classification",
+        "classes": names,
+        "image_size": 32,
+        "source": "sklearn.datasets.load_digits (1797 samples)",
+        "splits": {
+            s: {
+                "images": len(i),
+                "class_counts": dict(zip(names, np.bincount(digits.target[i], minlength=10).tolist())),
+            }
+            for s, i in splits.items()
+        },
+    }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -460,9 +620,9 @@ def _stratified_split(targets: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for digit in range(len(counts)):
         order = rng.permutation(np.flatnonzero(targets == digit))
-        parts["test"] += order[:test[digit]].tolist()
-        parts["val"] += order[test[digit]:test[digit] + val[digit]].tolist()
-        parts["train"] += order[test[digit] + val[digit]:].tolist()
+        parts["test"] += order[: test[digit]].tolist()
+        parts["val"] += order[test[digit] : test[digit] + val[digit]].tolist()
+        parts["train"] += order[test[digit] + val[digit] :].tolist()
     return {split: np.array(sorted(indices), np.int64) for split, indices in parts.items()}
 
 
@@ -470,5 +630,5 @@ def _largest_remainder(counts: np.ndarray, total: int) -> np.ndarray:
     """``int[K]`` shares of ``total`` proportional to ``counts`` (floors, then +1 by largest remainder)."""
     exact = counts * total / counts.sum()
     shares = np.floor(exact).astype(np.int64)
-    shares[np.argsort(shares - exact, kind="stable")[:total - shares.sum()]] += 1
+    shares[np.argsort(shares - exact, kind="stable")[: total - shares.sum()]] += 1
     return shares

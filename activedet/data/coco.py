@@ -31,16 +31,21 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from .records import DetectionDataset, ImageRecord, Problem
-from .validate import (check_boxes, check_image_file, check_options, find_duplicates, raise_for_problems,
-                       shortest_float)
+from .validate import check_boxes, check_image_file, check_options, find_duplicates, raise_for_problems, shortest_float
 
 __all__ = ["read_coco", "scan_coco", "write_coco"]
 
 JSON_HINT = "see https://cocodataset.org/#format-data for the object detection format"
 
 
-def read_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
-              box_policy: str = "error", clip_tolerance: float = 2.0, check_images: bool = True) -> DetectionDataset:
+def read_coco(
+    json_path: str | os.PathLike,
+    *,
+    image_root: str | os.PathLike | None = None,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    check_images: bool = True,
+) -> DetectionDataset:
     """Read a COCO detection JSON file into a :class:`DetectionDataset`.
 
     Args:
@@ -53,15 +58,25 @@ def read_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
     Raises:
         DatasetError: listing every error found (warnings are issued as one ``DatasetWarning``).
     """
-    dataset, problems = scan_coco(json_path, image_root=image_root, box_policy=box_policy,
-                                  clip_tolerance=clip_tolerance, check_images=check_images)
+    dataset, problems = scan_coco(
+        json_path,
+        image_root=image_root,
+        box_policy=box_policy,
+        clip_tolerance=clip_tolerance,
+        check_images=check_images,
+    )
     raise_for_problems(problems, f"COCO file {json_path}")
     return dataset
 
 
-def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
-              box_policy: str = "error", clip_tolerance: float = 2.0,
-              check_images: bool = True) -> tuple[DetectionDataset, list[Problem]]:
+def scan_coco(
+    json_path: str | os.PathLike,
+    *,
+    image_root: str | os.PathLike | None = None,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    check_images: bool = True,
+) -> tuple[DetectionDataset, list[Problem]]:
     """Like :func:`read_coco` but never raises for dataset problems: returns ``(dataset, problems)``.
 
     The dataset is only trustworthy when no problem has ``severity == "error"``.
@@ -84,16 +99,34 @@ def scan_coco(json_path: str | os.PathLike, *, image_root: str | os.PathLike | N
         where, path, width, height = image
         rows = objects.get(image_id, [])
         if check_images:
-            hint = (f"put the image at that path, fix the path in the annotations, or set image_root (config key "
-                    f"'image_root', CLI --image-root) to the directory file_name is relative to (now {image_root})")
+            hint = (
+                f"put the image at that path, fix the path in the annotations, or set image_root (config key "
+                f"'image_root', CLI --image-root) to the directory file_name is relative to (now {image_root})"
+            )
             problems += check_image_file(path, width, height, f"{where}.file_name", hint=hint)
-        boxes, box_problems = check_boxes([r[1] for r in rows], width, height, lambda i: rows[i][0],
-                                          box_policy=box_policy, clip_tolerance=clip_tolerance,
-                                          quote=lambda i: f"bbox={json.dumps(rows[i][6])}")
+        boxes, box_problems = check_boxes(
+            [r[1] for r in rows],
+            width,
+            height,
+            lambda i, rows=rows: rows[i][0],
+            box_policy=box_policy,
+            clip_tolerance=clip_tolerance,
+            quote=lambda i, rows=rows: f"bbox={json.dumps(rows[i][6])}",
+        )
         problems += box_problems
-        records.append(ImageRecord(str(image_id), path, width, height, boxes, [r[2] for r in rows],
-                                   iscrowd=[r[3] for r in rows], difficult=[r[4] for r in rows],
-                                   area=[r[5] for r in rows]))
+        records.append(
+            ImageRecord(
+                str(image_id),
+                path,
+                width,
+                height,
+                boxes,
+                [r[2] for r in rows],
+                iscrowd=[r[3] for r in rows],
+                difficult=[r[4] for r in rows],
+                area=[r[5] for r in rows],
+            )
+        )
     return DetectionDataset(records, class_names, category_ids, root=image_root), problems
 
 
@@ -108,16 +141,27 @@ def _load_json(json_path: Path) -> tuple[dict | None, list[Problem]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, [Problem(f"{name}:{exc.lineno}:{exc.colno}", f"malformed JSON: {exc.msg}",
-                              "fix the JSON syntax (a truncated file usually means an interrupted download)")]
+        return None, [
+            Problem(
+                f"{name}:{exc.lineno}:{exc.colno}",
+                f"malformed JSON: {exc.msg}",
+                "fix the JSON syntax (a truncated file usually means an interrupted download)",
+            )
+        ]
     if not isinstance(data, dict):
-        return None, [Problem(name, f"expected a JSON object with 'images', 'annotations' and 'categories'; "
-                                    f"found {type(data).__name__}", JSON_HINT)]
+        return None, [
+            Problem(
+                name,
+                f"expected a JSON object with 'images', 'annotations' and 'categories'; found {type(data).__name__}",
+                JSON_HINT,
+            )
+        ]
     return data, []
 
 
-def json_field(entry: dict, key: str, where: str, kinds: tuple, expected: str, problems: list[Problem],
-           required: bool = True):
+def json_field(
+    entry: dict, key: str, where: str, kinds: tuple, expected: str, problems: list[Problem], required: bool = True
+):
     """``entry[key]`` if present and of one of ``kinds`` (never ``bool`` unless asked), else ``None`` + problem."""
     if key not in entry:
         if required:
@@ -144,8 +188,9 @@ def json_entries(data: dict, key: str, name: str, problems: list[Problem]) -> li
         if isinstance(entry, dict):
             out.append((f"{name}: {key}[{i}]", entry))
         else:
-            problems.append(Problem(f"{name}: {key}[{i}]", f"expected an object; found {json.dumps(entry)[:80]}",
-                                    JSON_HINT))
+            problems.append(
+                Problem(f"{name}: {key}[{i}]", f"expected an object; found {json.dumps(entry)[:80]}", JSON_HINT)
+            )
     return out
 
 
@@ -157,34 +202,49 @@ def _parse_categories(data: dict, name: str, problems: list[Problem]) -> tuple[l
         cat_name = json_field(entry, "name", where, (str,), "a string", problems)
         if cat_id is not None and cat_name is not None:
             found.append((cat_id, cat_name, where))
-    problems += find_duplicates(((c, f"{w}.id") for c, _, w in found), "category id",
-                                "give every category its own id")
-    problems += find_duplicates(((n, f"{w}.name") for _, n, w in found), "category name",
-                                "give every category its own name")
+    problems += find_duplicates(((c, f"{w}.id") for c, _, w in found), "category id", "give every category its own id")
+    problems += find_duplicates(
+        ((n, f"{w}.name") for _, n, w in found), "category name", "give every category its own name"
+    )
     unique = sorted({c: n for c, n, _ in reversed(found)}.items())
     return [c for c, _ in unique], [n for _, n in unique]
 
 
-def _without_background(data: dict, name: str, category_ids: list[int], class_names: list[str],
-                        problems: list[Problem]) -> tuple[list[int], list[str]]:
+def _without_background(
+    data: dict, name: str, category_ids: list[int], class_names: list[str], problems: list[Problem]
+) -> tuple[list[int], list[str]]:
     """Leave out the category that is the background (see the module notes), saying so once."""
     annotations = data.get("annotations") if isinstance(data.get("annotations"), list) else []
     used = Counter(a.get("category_id") for a in annotations if isinstance(a, dict))
-    where = {c.get("id"): f"{name}: categories[{i}]" for i, c in enumerate(data.get("categories") or [])
-             if isinstance(c, dict)}
+    where = {
+        c.get("id"): f"{name}: categories[{i}]"
+        for i, c in enumerate(data.get("categories") or [])
+        if isinstance(c, dict)
+    }
     keep = []
     for cat_id, cat_name in zip(category_ids, class_names):
         named = cat_name.strip().lower() == "background"
         if named and used[cat_id]:
-            problems.append(Problem(where[cat_id], f"category {cat_id} {cat_name!r} is the background, but "
-                                    f"{used[cat_id]} annotation(s) use it (label 0 means no object)",
-                                    "remove those annotations, or rename the category if it is a real class",
-                                    kind="annotations of the background category"))
+            problems.append(
+                Problem(
+                    where[cat_id],
+                    f"category {cat_id} {cat_name!r} is the background, but "
+                    f"{used[cat_id]} annotation(s) use it (label 0 means no object)",
+                    "remove those annotations, or rename the category if it is a real class",
+                    kind="annotations of the background category",
+                )
+            )
         elif named or (cat_id == 0 and not used[cat_id]):
-            problems.append(Problem(where[cat_id], f"category {cat_id} {cat_name!r} has no annotations and is taken "
-                                    "as the background (label 0), not as a class",
-                                    "nothing to do; remove the category from the file to silence this",
-                                    severity="warning", kind="background category"))
+            problems.append(
+                Problem(
+                    where[cat_id],
+                    f"category {cat_id} {cat_name!r} has no annotations and is taken "
+                    "as the background (label 0), not as a class",
+                    "nothing to do; remove the category from the file to silence this",
+                    severity="warning",
+                    kind="background category",
+                )
+            )
             continue
         keep.append((cat_id, cat_name))
     return [c for c, _ in keep], [n for _, n in keep]
@@ -200,13 +260,21 @@ def _parse_images(data: dict, name: str, image_root: Path, problems: list[Proble
         height = json_field(entry, "height", where, (int,), "a positive integer (pixels)", problems)
         for key, value in (("width", width), ("height", height)):
             if value is not None and value <= 0:
-                problems.append(Problem(f"{where}.{key}", f"expected a positive integer (pixels); found {value}",
-                                        "fix the image size"))
+                problems.append(
+                    Problem(
+                        f"{where}.{key}", f"expected a positive integer (pixels); found {value}", "fix the image size"
+                    )
+                )
         if image_id is None:
             continue
         if str(image_id) in seen:
-            problems.append(Problem(f"{where}.id", f"duplicate image id {image_id!r} (first seen at "
-                                    f"{seen[str(image_id)]})", "give every image its own id"))
+            problems.append(
+                Problem(
+                    f"{where}.id",
+                    f"duplicate image id {image_id!r} (first seen at {seen[str(image_id)]})",
+                    "give every image its own id",
+                )
+            )
             continue
         seen[str(image_id)] = f"{where}.id"
         images[image_id] = None  # known, but unusable until proven valid: its annotations are not reported again
@@ -219,8 +287,7 @@ def _parse_images(data: dict, name: str, image_root: Path, problems: list[Proble
     return images
 
 
-def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, int],
-                       problems: list[Problem]) -> dict:
+def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, int], problems: list[Problem]) -> dict:
     """``{coco image id: [(location of bbox, xyxy, label, iscrowd, difficult, area or NaN), ...]}`` in file
     order."""
     objects: dict = {}
@@ -228,15 +295,21 @@ def _parse_annotations(data: dict, name: str, images: dict, labels: dict[int, in
         image_id = json_field(entry, "image_id", where, (int, str), "the id of an image in 'images'", problems)
         row = _parse_annotation(entry, where, labels, problems)
         if image_id is not None and image_id not in images:
-            problems.append(Problem(f"{where}.image_id", f"refers to image id {image_id!r}, which is not in 'images'",
-                                    "add the image to 'images' or remove this annotation"))
+            problems.append(
+                Problem(
+                    f"{where}.image_id",
+                    f"refers to image id {image_id!r}, which is not in 'images'",
+                    "add the image to 'images' or remove this annotation",
+                )
+            )
         elif row is not None and images.get(image_id) is not None:  # an invalid image has its own problem
             objects.setdefault(image_id, []).append(row)
     return objects
 
 
-def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
-                      problems: list[Problem]) -> tuple[str, tuple, int, bool, bool, float, list] | None:
+def _parse_annotation(
+    entry: dict, where: str, labels: dict[int, int], problems: list[Problem]
+) -> tuple[str, tuple, int, bool, bool, float, list] | None:
     category_id = json_field(entry, "category_id", where, (int,), "the id of a category", problems)
     bbox = json_field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", problems)
     iscrowd = json_field(entry, "iscrowd", where, (int, bool), "0 or 1", problems, required=False) or 0
@@ -244,31 +317,51 @@ def _parse_annotation(entry: dict, where: str, labels: dict[int, int],
     count = len(problems)
     area = json_field(entry, "area", where, (int, float), "a number >= 0 (square pixels)", problems, required=False)
     if area is not None and not (math.isfinite(area) and area >= 0):
-        problems.append(Problem(f"{where}.area", f"expected a number >= 0 (square pixels); found {area!r}",
-                                "fix the area or remove the field (the box area is used then)"))
+        problems.append(
+            Problem(
+                f"{where}.area",
+                f"expected a number >= 0 (square pixels); found {area!r}",
+                "fix the area or remove the field (the box area is used then)",
+            )
+        )
     if category_id is not None and category_id not in labels:
-        problems.append(Problem(f"{where}.category_id", f"refers to category id {category_id}, which is not in "
-                                f"'categories' (ids: {sorted(labels)})",
-                                "add the category to 'categories' or fix the id"))
+        problems.append(
+            Problem(
+                f"{where}.category_id",
+                f"refers to category id {category_id}, which is not in 'categories' (ids: {sorted(labels)})",
+                "add the category to 'categories' or fix the id",
+            )
+        )
     if bbox is not None and (len(bbox) != 4 or not all(is_number(v) for v in bbox)):
-        problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height] (4 numbers); "
-                                                 f"found {json.dumps(bbox)[:80]}", JSON_HINT))
+        problems.append(
+            Problem(
+                f"{where}.bbox", f"expected [x, y, width, height] (4 numbers); found {json.dumps(bbox)[:80]}", JSON_HINT
+            )
+        )
     for key, flag in (("iscrowd", iscrowd), ("difficult", difficult)):
         if flag not in (0, 1):
             problems.append(Problem(f"{where}.{key}", f"expected 0 or 1; found {flag!r}", JSON_HINT))
     if len(problems) > count or None in (category_id, bbox):
         return None
     x, y, w, h = (float(v) for v in bbox)
-    return (f"{where}.bbox", (x, y, x + w, y + h), labels[category_id], bool(iscrowd), bool(difficult),
-            float("nan") if area is None else float(area), bbox)
+    return (
+        f"{where}.bbox",
+        (x, y, x + w, y + h),
+        labels[category_id],
+        bool(iscrowd),
+        bool(difficult),
+        float("nan") if area is None else float(area),
+        bbox,
+    )
 
 
 def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
-               image_root: str | os.PathLike | None = None) -> Path:
+def write_coco(
+    dataset: DetectionDataset, json_path: str | os.PathLike, *, image_root: str | os.PathLike | None = None
+) -> Path:
     """Write ``dataset`` as a COCO detection JSON file, atomically (temporary file + ``os.replace``).
 
     ``file_name`` is written relative to ``image_root`` when given and the image is under it, else absolute.
@@ -286,23 +379,44 @@ def write_coco(dataset: DetectionDataset, json_path: str | os.PathLike, *,
     image_ids = _coco_image_ids([r.image_id for r in dataset])
     images, annotations = [], []
     for record, image_id in zip(dataset, image_ids):
-        images.append({"id": image_id, "file_name": _file_name(record.file_name, image_root),
-                       "width": int(record.width), "height": int(record.height)})
-        for box, label, crowd, difficult, area in zip(record.boxes, record.labels, record.iscrowd, record.difficult,
-                                                      record.area):
+        images.append(
+            {
+                "id": image_id,
+                "file_name": _file_name(record.file_name, image_root),
+                "width": int(record.width),
+                "height": int(record.height),
+            }
+        )
+        for box, label, crowd, difficult, area in zip(
+            record.boxes, record.labels, record.iscrowd, record.difficult, record.area
+        ):
             if not 1 <= label <= len(category_ids):
-                raise ValueError(f"image {record.image_id!r}: label {label} is outside 1..{len(category_ids)} "
-                                 f"(there are {len(category_ids)} class names)")
+                raise ValueError(
+                    f"image {record.image_id!r}: label {label} is outside 1..{len(category_ids)} "
+                    f"(there are {len(category_ids)} class names)"
+                )
             x, y, w, h = xyxy_to_xywh(box)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": category_ids[label - 1], "bbox": [json_number(v) for v in (x, y, w, h)],
-                                "area": json_number(w * h if math.isnan(area) else area), "iscrowd": int(crowd),
-                                "segmentation": []})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_ids[label - 1],
+                    "bbox": [json_number(v) for v in (x, y, w, h)],
+                    "area": json_number(w * h if math.isnan(area) else area),
+                    "iscrowd": int(crowd),
+                    "segmentation": [],
+                }
+            )
             if difficult:
                 annotations[-1]["difficult"] = 1
     categories = [{"id": c, "name": n, "supercategory": ""} for c, n in zip(category_ids, dataset.class_names)]
-    data = {"info": {"description": "written by activedet"}, "licenses": [], "images": images,
-            "annotations": annotations, "categories": categories}
+    data = {
+        "info": {"description": "written by activedet"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
     atomic_write_text(json_path, json.dumps(data, allow_nan=False))
     return json_path
 

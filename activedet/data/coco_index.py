@@ -59,30 +59,51 @@ class _NotPlain(Exception):
     """The fast pass cannot vouch for the file; the detailed reader takes over."""
 
 
-def build_coco_index(json_path: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
-                     box_policy: str = "error", clip_tolerance: float = 2.0, check_images: bool = True) -> PoolIndex:
+def build_coco_index(
+    json_path: str | os.PathLike,
+    *,
+    image_root: str | os.PathLike | None = None,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    check_images: bool = True,
+) -> PoolIndex:
     """The :class:`PoolIndex` of a COCO file (arguments as :func:`~activedet.data.coco.read_coco`).
 
     Raises:
         DatasetError: listing every error found, exactly as ``read_coco`` does.
     """
-    index, problems = scan_coco_index(json_path, image_root=image_root, box_policy=box_policy,
-                                      clip_tolerance=clip_tolerance, check_images=check_images)
+    index, problems = scan_coco_index(
+        json_path,
+        image_root=image_root,
+        box_policy=box_policy,
+        clip_tolerance=clip_tolerance,
+        check_images=check_images,
+    )
     raise_for_problems(problems, f"COCO file {json_path}")
     return index
 
 
-def scan_coco_index(json_path: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
-                    box_policy: str = "error", clip_tolerance: float = 2.0,
-                    check_images: bool = True) -> tuple[PoolIndex, list[Problem]]:
+def scan_coco_index(
+    json_path: str | os.PathLike,
+    *,
+    image_root: str | os.PathLike | None = None,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    check_images: bool = True,
+) -> tuple[PoolIndex, list[Problem]]:
     """Like :func:`build_coco_index` but returns ``(index, problems)`` instead of raising (as ``scan_coco``)."""
     check_options("read_coco", box_policy=box_policy, clip_tolerance=clip_tolerance)
     root = Path(os.path.abspath(Path(json_path).parent if image_root is None else image_root))
     try:
         return _fast(Path(json_path), root, check_images), []
     except (_NotPlain, msgspec.DecodeError, msgspec.ValidationError, OSError):
-        dataset, problems = scan_coco(json_path, image_root=image_root, box_policy=box_policy,
-                                      clip_tolerance=clip_tolerance, check_images=check_images)
+        dataset, problems = scan_coco(
+            json_path,
+            image_root=image_root,
+            box_policy=box_policy,
+            clip_tolerance=clip_tolerance,
+            check_images=check_images,
+        )
         return PoolIndex.from_dataset(dataset), problems
 
 
@@ -93,25 +114,35 @@ def _fast(json_path: Path, root: Path, check_images: bool) -> PoolIndex:
     categories = sorted((c.id, c.name) for c in sections.categories)
     category_ids = np.array([c for c, _ in categories], np.int64)
     names = [n for _, n in categories]
-    if (len(set(category_ids.tolist())) != len(categories) or len(set(names)) != len(names)
-            or any(n.strip().lower() == "background" for n in names) or 0 in category_ids):
+    if (
+        len(set(category_ids.tolist())) != len(categories)
+        or len(set(names)) != len(names)
+        or any(n.strip().lower() == "background" for n in names)
+        or 0 in category_ids
+    ):
         raise _NotPlain("categories need the detailed reader")
 
     images = msgspec.json.decode(sections.images, type=list[_Image])
-    image_ids, width, height = (_column(images, name, dtype) for name, dtype in
-                                (("id", np.int64), ("width", np.int32), ("height", np.int32)))
+    image_ids, width, height = (
+        _column(images, name, dtype) for name, dtype in (("id", np.int64), ("width", np.int32), ("height", np.int32))
+    )
     file_names = list(map(attrgetter("file_name"), images))
     del images
     order = np.argsort(image_ids, kind="stable")
-    if (np.any(width <= 0) or np.any(height <= 0) or np.any(np.diff(image_ids[order]) == 0)
-            or _distinct_files(root, file_names) < len(file_names)):
+    if (
+        np.any(width <= 0)
+        or np.any(height <= 0)
+        or np.any(np.diff(image_ids[order]) == 0)
+        or _distinct_files(root, file_names) < len(file_names)
+    ):
         raise _NotPlain("image entries need the detailed reader")
 
     annotations = msgspec.json.decode(sections.annotations, type=list[_Annotation])
     del sections, data
     n = len(annotations)
-    owner_ids, cats, crowd, difficult = (_column(annotations, name, np.int64)
-                                         for name in ("image_id", "category_id", "iscrowd", "difficult"))
+    owner_ids, cats, crowd, difficult = (
+        _column(annotations, name, np.int64) for name in ("image_id", "category_id", "iscrowd", "difficult")
+    )
     area = _column(annotations, "area", np.float64)
     xywh = np.array(list(map(attrgetter("bbox"), annotations)), np.float64).reshape(-1, 4)
     del annotations
@@ -126,8 +157,14 @@ def _fast(json_path: Path, root: Path, check_images: bool) -> PoolIndex:
     area_ok = np.isnan(area) | (np.isfinite(area) & (area >= 0))
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
     values = boxes.astype(np.float64)
-    valid = (np.isfinite(values).all(axis=1) & (values[:, 2] > values[:, 0]) & (values[:, 3] > values[:, 1])
-             & (values[:, :2] >= 0).all(axis=1) & (values[:, 2] <= width[rows]) & (values[:, 3] <= height[rows]))
+    valid = (
+        np.isfinite(values).all(axis=1)
+        & (values[:, 2] > values[:, 0])
+        & (values[:, 3] > values[:, 1])
+        & (values[:, :2] >= 0).all(axis=1)
+        & (values[:, 2] <= width[rows])
+        & (values[:, 3] <= height[rows])
+    )
     if not np.all(known & flags_ok & area_ok & valid):
         raise _NotPlain("annotations need the detailed reader")
     if check_images:
@@ -137,10 +174,20 @@ def _fast(json_path: Path, root: Path, check_images: bool) -> PoolIndex:
     box_start = np.zeros(len(width) + 1, np.int64)
     np.cumsum(np.bincount(rows, minlength=len(width)), out=box_start[1:])
     flags = (difficult[by_image] * DIFFICULT + crowd[by_image] * ISCROWD).astype(np.uint8)
-    return PoolIndex(StringColumn.from_strings([str(i) for i in image_ids.tolist()]),
-                     StringColumn.from_strings(file_names), width, height, box_start, boxes[by_image],
-                     (label_pos[by_image] + 1).astype(np.int32), flags, area[by_image], names,
-                     category_ids.tolist(), root)
+    return PoolIndex(
+        StringColumn.from_strings([str(i) for i in image_ids.tolist()]),
+        StringColumn.from_strings(file_names),
+        width,
+        height,
+        box_start,
+        boxes[by_image],
+        (label_pos[by_image] + 1).astype(np.int32),
+        flags,
+        area[by_image],
+        names,
+        category_ids.tolist(),
+        root,
+    )
 
 
 def _column(rows: list, name: str, dtype) -> np.ndarray:
@@ -160,6 +207,7 @@ def _distinct_files(root: Path, file_names: list[str]) -> int:
 
 def _check_headers(root: Path, file_names: list[str], width: np.ndarray, height: np.ndarray, name: str) -> None:
     """Every image header read in parallel threads (I/O bound); any problem hands over to the detailed reader."""
+
     def check(i: int) -> bool:
         path = Path(os.path.abspath(root / file_names[i]))
         return not check_image_file(path, int(width[i]), int(height[i]), f"{name}: images[{i}].file_name")

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -31,8 +31,10 @@ from .records import Problem
 __all__ = ["ImageDecodeError", "read_image_array", "decode_problems"]
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
-_HINT = ("replace the file with a valid image, or remove the image from the annotations (`activedet validate FORMAT "
-         "PATH --decode` lists every such file)")
+_HINT = (
+    "replace the file with a valid image, or remove the image from the annotations (`activedet validate FORMAT "
+    "PATH --decode` lists every such file)"
+)
 
 
 class ImageDecodeError(ValueError):
@@ -77,9 +79,12 @@ def _high_bit_depth(img: Image.Image) -> np.ndarray:
         scaled = values.astype(np.float32)
     else:
         low, high = (values.min(), values.max()) if values.size else (0, 0)
-        raise ImageDecodeError(img.filename or "?", f"{'32-bit integer' if img.mode == 'I' else 'floating-point'} "
-                               f"grayscale (PIL mode {img.mode}) with values in [{low}, {high}], whose range is "
-                               "unknown; save it as 8-bit or 16-bit (PNG or TIFF)")
+        raise ImageDecodeError(
+            img.filename or "?",
+            f"{'32-bit integer' if img.mode == 'I' else 'floating-point'} "
+            f"grayscale (PIL mode {img.mode}) with values in [{low}, {high}], whose range is "
+            "unknown; save it as 8-bit or 16-bit (PNG or TIFF)",
+        )
     return np.repeat(scaled[:, :, None], 3, axis=2)
 
 
@@ -94,8 +99,11 @@ def decode_problems(files: Iterable[tuple[str | os.PathLike, str]], *, workers: 
         try:
             read_image_array(path)
         except ImageDecodeError as exc:
-            return Problem(location, f"image {path} cannot be decoded: {exc.reason}",
-                           "replace the file with a valid image, or remove the image from the annotations")
+            return Problem(
+                location,
+                f"image {path} cannot be decoded: {exc.reason}",
+                "replace the file with a valid image, or remove the image from the annotations",
+            )
         return None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -69,7 +69,7 @@ class StringColumn(Sequence[str]):
         i = int(i)
         if i < 0:
             i += len(self)
-        return bytes(self.data[self.offsets[i]:self.offsets[i + 1]]).decode("utf-8")
+        return bytes(self.data[self.offsets[i] : self.offsets[i + 1]]).decode("utf-8")
 
     def to_list(self) -> list[str]:
         """Every string, decoded in one pass (faster than indexing one by one)."""
@@ -119,10 +119,17 @@ class PoolIndex:
         """Image row ``i`` as the :class:`ImageRecord` the readers build."""
         a, b = int(self.box_start[i]), int(self.box_start[i + 1])
         flags = np.asarray(self.flags[a:b])
-        return ImageRecord(self.image_ids[i], self.path(i), int(self.width[i]), int(self.height[i]),
-                           np.array(self.boxes[a:b]), np.asarray(self.labels[a:b], np.int64),
-                           difficult=(flags & DIFFICULT) > 0, iscrowd=(flags & ISCROWD) > 0,
-                           area=np.array(self.area[a:b]))
+        return ImageRecord(
+            self.image_ids[i],
+            self.path(i),
+            int(self.width[i]),
+            int(self.height[i]),
+            np.array(self.boxes[a:b]),
+            np.asarray(self.labels[a:b], np.int64),
+            difficult=(flags & DIFFICULT) > 0,
+            iscrowd=(flags & ISCROWD) > 0,
+            area=np.array(self.area[a:b]),
+        )
 
     def dataset(self) -> DetectionDataset:
         """A :class:`DetectionDataset` over this index; its ``records`` are built on demand."""
@@ -142,19 +149,36 @@ class PoolIndex:
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(shape, dtype)
 
         flags = stack(lambda r: r.difficult * DIFFICULT + r.iscrowd * ISCROWD, (0,), np.uint8)
-        return cls(StringColumn.from_strings([r.image_id for r in records]),
-                   StringColumn.from_strings([str(r.file_name) for r in records]),
-                   np.array([r.width for r in records], np.int32), np.array([r.height for r in records], np.int32),
-                   start, stack(lambda r: r.boxes, (0, 4), np.float32), stack(lambda r: r.labels, (0,), np.int32),
-                   flags, stack(lambda r: r.area, (0,), np.float64), list(dataset.class_names),
-                   dataset.category_ids, None)
+        return cls(
+            StringColumn.from_strings([r.image_id for r in records]),
+            StringColumn.from_strings([str(r.file_name) for r in records]),
+            np.array([r.width for r in records], np.int32),
+            np.array([r.height for r in records], np.int32),
+            start,
+            stack(lambda r: r.boxes, (0, 4), np.float32),
+            stack(lambda r: r.labels, (0,), np.int32),
+            flags,
+            stack(lambda r: r.area, (0,), np.float64),
+            list(dataset.class_names),
+            dataset.category_ids,
+            None,
+        )
 
     # ------------------------------------------------------------------------------------------------ saving
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {"image_ids.data": self.image_ids.data, "image_ids.offsets": self.image_ids.offsets,
-                "file_names.data": self.file_names.data, "file_names.offsets": self.file_names.offsets,
-                "width": self.width, "height": self.height, "box_start": self.box_start, "boxes": self.boxes,
-                "labels": self.labels, "flags": self.flags, "area": self.area}
+        return {
+            "image_ids.data": self.image_ids.data,
+            "image_ids.offsets": self.image_ids.offsets,
+            "file_names.data": self.file_names.data,
+            "file_names.offsets": self.file_names.offsets,
+            "width": self.width,
+            "height": self.height,
+            "box_start": self.box_start,
+            "boxes": self.boxes,
+            "labels": self.labels,
+            "flags": self.flags,
+            "area": self.area,
+        }
 
     def save(self, folder: str | os.PathLike, *, key: dict | None = None) -> Path:
         """Write the index to ``folder`` (replaced as a whole: written beside it, then renamed into place)."""
@@ -165,10 +189,20 @@ class PoolIndex:
         for name, array in self._arrays().items():
             path = tmp / f"{name}.npy"
             np.save(path, np.ascontiguousarray(array))
-            arrays[name] = {"dtype": str(array.dtype), "shape": list(array.shape), "bytes": path.stat().st_size,
-                            "blake2b": _digest(path)}
-        meta = {"format_version": FORMAT_VERSION, "key": key, "arrays": arrays, "class_names": self.class_names,
-                "category_ids": self.category_ids, "root": None if self.root is None else str(self.root)}
+            arrays[name] = {
+                "dtype": str(array.dtype),
+                "shape": list(array.shape),
+                "bytes": path.stat().st_size,
+                "blake2b": _digest(path),
+            }
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "key": key,
+            "arrays": arrays,
+            "class_names": self.class_names,
+            "category_ids": self.category_ids,
+            "root": None if self.root is None else str(self.root),
+        }
         atomic_write_json(tmp / "meta.json", meta)
         old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
         try:
@@ -199,16 +233,29 @@ class PoolIndex:
         arrays = {}
         for name, info in meta["arrays"].items():
             path = folder / f"{name}.npy"
-            if not path.is_file() or path.stat().st_size != info["bytes"] or (verify and _digest(path) != info["blake2b"]):
+            if (
+                not path.is_file()
+                or path.stat().st_size != info["bytes"]
+                or (verify and _digest(path) != info["blake2b"])
+            ):
                 raise StaleIndex(f"{path}: missing, truncated or changed since it was written")
             arrays[name] = np.load(path, mmap_mode="r")
             if str(arrays[name].dtype) != info["dtype"] or list(arrays[name].shape) != info["shape"]:
                 raise StaleIndex(f"{path}: dtype/shape differ from meta.json")
-        return cls(StringColumn(arrays["image_ids.data"], arrays["image_ids.offsets"]),
-                   StringColumn(arrays["file_names.data"], arrays["file_names.offsets"]),
-                   arrays["width"], arrays["height"], arrays["box_start"], arrays["boxes"], arrays["labels"],
-                   arrays["flags"], arrays["area"], meta["class_names"], meta["category_ids"],
-                   None if meta["root"] is None else Path(meta["root"]))
+        return cls(
+            StringColumn(arrays["image_ids.data"], arrays["image_ids.offsets"]),
+            StringColumn(arrays["file_names.data"], arrays["file_names.offsets"]),
+            arrays["width"],
+            arrays["height"],
+            arrays["box_start"],
+            arrays["boxes"],
+            arrays["labels"],
+            arrays["flags"],
+            arrays["area"],
+            meta["class_names"],
+            meta["category_ids"],
+            None if meta["root"] is None else Path(meta["root"]),
+        )
 
 
 class StaleIndex(Exception):
@@ -251,8 +298,10 @@ class RecordView(MutableSequence[ImageRecord]):
         raise TypeError("the records of a pool index cannot be deleted (a record's position is its pool index)")
 
     def insert(self, i, record) -> None:
-        raise TypeError("records cannot be inserted into a pool index (a record's position is its pool index); "
-                        "build a DetectionDataset from list(records) + new ones")
+        raise TypeError(
+            "records cannot be inserted into a pool index (a record's position is its pool index); "
+            "build a DetectionDataset from list(records) + new ones"
+        )
 
     def __iter__(self) -> Iterator[ImageRecord]:
         return (self[i] for i in range(len(self)))
@@ -270,13 +319,26 @@ def source_key(fmt: str, path: str | os.PathLike, options: dict) -> dict:
     """What a cached index is valid for: the format, the source file's absolute path, size and modification time
     (nanoseconds), the reading options and the layout version."""
     stat = os.stat(path)
-    return {"format": fmt, "path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "options": {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in sorted(options.items())},
-            "version": FORMAT_VERSION}
+    return {
+        "format": fmt,
+        "path": os.path.abspath(path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "options": {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in sorted(options.items())},
+        "version": FORMAT_VERSION,
+    }
 
 
-def cached_index(fmt: str, path: str | os.PathLike, *, cache_dir: str | os.PathLike, scan, what: str,
-                 save: bool | list = True, **options) -> PoolIndex:
+def cached_index(
+    fmt: str,
+    path: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike,
+    scan,
+    what: str,
+    save: bool | list = True,
+    **options,
+) -> PoolIndex:
     """The index of the dataset at ``path``, loaded from ``cache_dir`` when a valid one is there, else built with
     ``scan(path, **options) -> (PoolIndex, problems)``; errors raise :class:`DatasetError`, warnings are issued
     (both introduced by ``what``, e.g. ``"COCO file PATH"``).

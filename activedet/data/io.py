@@ -16,8 +16,8 @@ take pixel arrays and labels, not a :class:`DetectionDataset`, so :func:`write_d
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..constants import DATA_FORMATS
 from . import classification, coco, voc, yolo
@@ -30,13 +30,20 @@ FORMATS = DATA_FORMATS
 WRITABLE_FORMATS = ("voc", "coco", "yolo")
 
 _READERS: dict[str, Callable[..., DetectionDataset]] = {
-    "voc": voc.read_voc, "coco": coco.read_coco, "yolo": yolo.read_yolo,
-    "imagefolder": classification.read_imagefolder, "cifar": classification.read_cifar}
+    "voc": voc.read_voc,
+    "coco": coco.read_coco,
+    "yolo": yolo.read_yolo,
+    "imagefolder": classification.read_imagefolder,
+    "cifar": classification.read_cifar,
+}
 _SCANNERS: dict[str, Callable[..., tuple[DetectionDataset, list[Problem]]]] = {
-    "voc": voc.scan_voc, "coco": coco.scan_coco, "yolo": yolo.scan_yolo,
-    "imagefolder": classification.scan_imagefolder, "cifar": classification.scan_cifar}
-_WRITERS: dict[str, Callable[..., Path]] = {"voc": voc.write_voc, "coco": coco.write_coco,
-                                            "yolo": yolo.write_yolo}
+    "voc": voc.scan_voc,
+    "coco": coco.scan_coco,
+    "yolo": yolo.scan_yolo,
+    "imagefolder": classification.scan_imagefolder,
+    "cifar": classification.scan_cifar,
+}
+_WRITERS: dict[str, Callable[..., Path]] = {"voc": voc.write_voc, "coco": coco.write_coco, "yolo": yolo.write_yolo}
 
 
 def read_dataset(fmt: str, path: str | os.PathLike, **options) -> DetectionDataset:
@@ -61,16 +68,24 @@ def validate_path(fmt: str, path: str | os.PathLike, **options) -> list[Problem]
     check_choice("validate_path", "fmt", fmt, FORMATS)
     decode = options.pop("decode", False)
     if not Path(path).exists():
-        return [Problem(str(path), f"path does not exist: {os.path.abspath(path)}",
-                        "give the VOCdevkit directory (voc), the JSON file (coco), the dataset root (yolo, "
-                        "imagefolder) or the cifar-10-batches-bin / cifar-100-binary directory (cifar)")]
+        return [
+            Problem(
+                str(path),
+                f"path does not exist: {os.path.abspath(path)}",
+                "give the VOCdevkit directory (voc), the JSON file (coco), the dataset root (yolo, "
+                "imagefolder) or the cifar-10-batches-bin / cifar-100-binary directory (cifar)",
+            )
+        ]
     dataset, problems = _SCANNERS[fmt](path, **options)
     if decode:  # the whole of every image file, not only its header (those already reported are left out)
         from .images import decode_problems
 
         reported = "\n".join(p.message for p in problems)  # e.g. an unreadable header: listed once
         base = Path(path) if Path(path).is_dir() else Path(path).parent
-        files = [(r.file_name, os.path.relpath(r.file_name, base)) for r in dataset.records
-                 if r.image_index is None and str(r.file_name) not in reported and Path(r.file_name).is_file()]
+        files = [
+            (r.file_name, os.path.relpath(r.file_name, base))
+            for r in dataset.records
+            if r.image_index is None and str(r.file_name) not in reported and Path(r.file_name).is_file()
+        ]
         problems = problems + decode_problems(files)
     return problems

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -73,40 +73,58 @@ class ImageRecord:
         index = self.image_index
         if index is not None:
             if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-                raise ValueError(f"image {self.image_id!r}: image_index must be None or an int >= 0. Got {index!r} "
-                                 "instead.")
+                raise ValueError(
+                    f"image {self.image_id!r}: image_index must be None or an int >= 0. Got {index!r} instead."
+                )
             self.image_index = int(index)
         weight = self.loss_weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not (
-                math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"image {self.image_id!r}: loss_weight must be a finite float >= 0. Got {weight!r} "
-                             "instead.")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float, np.number))
+            or not (math.isfinite(weight) and weight >= 0)
+        ):
+            raise ValueError(
+                f"image {self.image_id!r}: loss_weight must be a finite float >= 0. Got {weight!r} instead."
+            )
         self.loss_weight = float(weight)
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         n = len(self.boxes)
         if len(self.labels) != n:
-            raise ValueError(f"image {self.image_id!r}: {n} boxes but {len(self.labels)} labels; "
-                             "every box needs exactly one label")
+            raise ValueError(
+                f"image {self.image_id!r}: {n} boxes but {len(self.labels)} labels; every box needs exactly one label"
+            )
         self.difficult = np.zeros(n, bool) if self.difficult is None else np.asarray(self.difficult, bool)
         self.iscrowd = np.zeros(n, bool) if self.iscrowd is None else np.asarray(self.iscrowd, bool)
         if len(self.difficult) != n or len(self.iscrowd) != n:
             raise ValueError(f"image {self.image_id!r}: difficult/iscrowd flags must have one entry per box ({n})")
         self.area = np.full(n, np.nan) if self.area is None else np.asarray(self.area, np.float64).reshape(-1)
         if len(self.area) != n or bool(np.any(self.area < 0)) or bool(np.any(np.isinf(self.area))):
-            raise ValueError(f"image {self.image_id!r}: area must have one finite value >= 0 (or NaN: unknown) per "
-                             f"box ({n}). Got {self.area.tolist()[:10]}.")
+            raise ValueError(
+                f"image {self.image_id!r}: area must have one finite value >= 0 (or NaN: unknown) per "
+                f"box ({n}). Got {self.area.tolist()[:10]}."
+            )
 
     @property
     def num_boxes(self) -> int:
         return int(len(self.boxes))
 
-    def subset(self, keep: np.ndarray) -> "ImageRecord":
+    def subset(self, keep: np.ndarray) -> ImageRecord:
         """The same image (loss weight, image index) with only the boxes selected by the boolean or index array
         ``keep``."""
-        return ImageRecord(self.image_id, self.file_name, self.width, self.height, self.boxes[keep],
-                           self.labels[keep], self.difficult[keep], self.iscrowd[keep], self.loss_weight,
-                           self.image_index, self.area[keep])
+        return ImageRecord(
+            self.image_id,
+            self.file_name,
+            self.width,
+            self.height,
+            self.boxes[keep],
+            self.labels[keep],
+            self.difficult[keep],
+            self.iscrowd[keep],
+            self.loss_weight,
+            self.image_index,
+            self.area[keep],
+        )
 
 
 @dataclass
@@ -131,8 +149,10 @@ class DetectionDataset:
         if self.category_ids is not None:
             self.category_ids = [int(c) for c in self.category_ids]
             if len(self.category_ids) != len(self.class_names):
-                raise ValueError(f"category_ids has {len(self.category_ids)} entries but there are "
-                                 f"{len(self.class_names)} class names; give one id per class")
+                raise ValueError(
+                    f"category_ids has {len(self.category_ids)} entries but there are "
+                    f"{len(self.class_names)} class names; give one id per class"
+                )
 
     def __len__(self) -> int:
         return len(self.records)
@@ -151,7 +171,7 @@ class DetectionDataset:
         """Original (e.g. COCO) category id of contiguous label ``label`` in ``1..C``."""
         return self.category_ids[label - 1] if self.category_ids is not None else int(label)
 
-    def subset(self, indices: Sequence[int]) -> "DetectionDataset":
+    def subset(self, indices: Sequence[int]) -> DetectionDataset:
         """A dataset holding ``records[i]`` for ``i`` in ``indices`` (same classes)."""
         return DetectionDataset([self.records[i] for i in indices], self.class_names, self.category_ids, self.root)
 
@@ -206,8 +226,10 @@ def group_problem_lines(problems: Sequence[Problem], *, examples: int = 3, more:
         values = Counter(p.value for p in group if p.value is not None)
         found = ", ".join(f"{v!r} ({n})" for v, n in values.most_common(10))
         found += f" and {len(values) - 10} more" if len(values) > 10 else ""
-        lines.append(f"  {title}: {len(group)} in {files} file{'' if files == 1 else 's'}"
-                     + (f"; found {found}" if found else ""))
+        lines.append(
+            f"  {title}: {len(group)} in {files} file{'' if files == 1 else 's'}"
+            + (f"; found {found}" if found else "")
+        )
         hints = {p.hint for p in group}
         shared = len(hints) == 1
         lines.extend(f"    {p.location}: {p.message}" if shared else f"    {p}" for p in group[:examples])
@@ -246,8 +268,9 @@ class DatasetError(ValueError):
     def __init__(self, problems: Sequence[Problem], what: str = "dataset"):
         self.problems = list(problems)
         errors = [p for p in self.problems if p.severity == "error"]
-        shown = "\n".join(group_problem_lines(errors, examples=5,
-                                               more=" (activedet validate --verbose lists every one)"))
+        shown = "\n".join(
+            group_problem_lines(errors, examples=5, more=" (activedet validate --verbose lists every one)")
+        )
         super().__init__(f"{what} has {len(errors)} problem(s):\n{shown}")
 
 
@@ -268,7 +291,9 @@ def check_disjoint(pool: DetectionDataset, test: DetectionDataset, val: Detectio
             shared = sorted(seen[a][1] & seen[b][1])
             if shared:
                 shown = ", ".join(p if i is None else f"{p}[{i}]" for p, i in shared[:3])
-                raise ValueError(f"the {seen[a][0]} and {seen[b][0]} splits share {len(shared)} image(s), e.g. "
-                                 f"{shown}; every split must hold different images (a shared image leaks the "
-                                 "evaluation into training or selection): point the config's *_data keys at "
-                                 "disjoint image sets")
+                raise ValueError(
+                    f"the {seen[a][0]} and {seen[b][0]} splits share {len(shared)} image(s), e.g. "
+                    f"{shown}; every split must hold different images (a shared image leaks the "
+                    "evaluation into training or selection): point the config's *_data keys at "
+                    "disjoint image sets"
+                )

@@ -112,8 +112,15 @@ class SynthSize:
 # tiny: unit tests (40 images, < 1 s); quickstart: demo, a CPU detector trains on it in minutes;
 # bench: the scene distribution of quickstart, a ten times larger pool. Generation takes ~1 / 7 / 45 s of CPU.
 SYNTH_SIZES: dict[str, SynthSize] = {
-    "tiny": SynthSize(image_size=96, num_train=24, num_val=8, num_test=8, max_objects=5, p_empty=0.15,
-                      scales=(("small", 10, 14), ("medium", 18, 28), ("large", 32, 44))),
+    "tiny": SynthSize(
+        image_size=96,
+        num_train=24,
+        num_val=8,
+        num_test=8,
+        max_objects=5,
+        p_empty=0.15,
+        scales=(("small", 10, 14), ("medium", 18, 28), ("large", 32, 44)),
+    ),
     "quickstart": SynthSize(num_train=400, num_val=100, num_test=200),
     "bench": SynthSize(num_train=4000, num_val=500, num_test=1000),
 }
@@ -262,8 +269,9 @@ def _draw_strokes(rng: np.random.Generator, canvas: np.ndarray) -> None:
         elif kind == 1:
             draw.ellipse(box, outline=_random_colour(rng), width=width)
         else:
-            draw.rectangle(box, fill=_random_colour(rng) if rng.random() < 0.5 else None,
-                           outline=_random_colour(rng), width=width)
+            draw.rectangle(
+                box, fill=_random_colour(rng) if rng.random() < 0.5 else None, outline=_random_colour(rng), width=width
+            )
     layer = np.asarray(overlay.resize((side, side), Image.Resampling.BOX), np.float32) / 255
     canvas *= 1 - layer[..., 3:]
     canvas += layer[..., 3:] * layer[..., :3]
@@ -275,14 +283,14 @@ def _draw_fragments(rng: np.random.Generator, scene: _Scene, size: SynthSize, gl
     for _ in range(int(rng.integers(0, 3))):
         rows, cols = (int(v) for v in rng.permutation([3, int(rng.integers(3, 5))]))
         top, left = (int(v) for v in rng.integers(0, 9 - np.array([rows, cols])))
-        crop = glyphs.alphas[rng.integers(len(glyphs.alphas)), top:top + rows, left:left + cols]
+        crop = glyphs.alphas[rng.integers(len(glyphs.alphas)), top : top + rows, left : left + cols]
         if crop.max() <= 0:
             continue
         _, lo, hi = size.scales[int(rng.choice(len(size.scales), p=size.scale_probs))]
         cell = int(rng.integers(lo, hi + 1))
         patch = _glyph_patch(crop / crop.max(), cell * rows // 8 + 1, cell * cols // 8 + 1, rng.uniform(-12, 12))
         y, x = (int(v) for v in rng.integers(0, side - 1, 2))
-        under = scene.canvas[y:y + patch.shape[0], x:x + patch.shape[1]]
+        under = scene.canvas[y : y + patch.shape[0], x : x + patch.shape[1]]
         _paste(scene.canvas, patch, y, x, _contrast_colour(rng, float(_luminance(under).mean()), size.min_contrast))
 
 
@@ -326,7 +334,7 @@ def _try_place(rng: np.random.Generator, scene: _Scene, size: SynthSize, obj: tu
     ink = _mask_on_canvas(scene.owner.shape, patch, top - by1, left - bx1)
     if not _occlusion_ok(scene, ink, size.max_occlusion):
         return False
-    under = float(_luminance(scene.canvas[top:top + by2 - by1, left:left + bx2 - bx1]).mean())
+    under = float(_luminance(scene.canvas[top : top + by2 - by1, left : left + bx2 - bx1]).mean())
     _paste(scene.canvas, patch, top - by1, left - bx1, _contrast_colour(rng, under, size.min_contrast))
     scene.owner[ink] = len(scene.boxes)
     scene.boxes.append(box)
@@ -376,7 +384,7 @@ def _shoot(rng: np.random.Generator, scene: _Scene, size: SynthSize, base: bool)
     crop shifted by up to max_shift px with a brightness gain / offset and fresh pixel noise."""
     m, s = size.max_shift, size.image_size
     dy, dx = (0, 0) if base else (int(v) for v in rng.integers(-m, m + 1, 2))
-    image = scene.canvas[m + dy:m + dy + s, m + dx:m + dx + s]
+    image = scene.canvas[m + dy : m + dy + s, m + dx : m + dx + s]
     if not base:
         image = image * rng.uniform(0.85, 1.15) + rng.uniform(-0.06, 0.06) + rng.normal(0, 0.015, image.shape)
     offset = np.array([m + dx, m + dy, m + dx, m + dy], np.float32)
@@ -423,13 +431,15 @@ def _split_summary(split: str, dataset: DetectionDataset, groups: list, extras: 
     occluded = np.array([f for _, fs in extras for f in fs], np.float64)
     names = [b for b, _, _ in size.scales]
     return {
-        "images": len(dataset), "boxes": dataset.num_boxes(),
+        "images": len(dataset),
+        "boxes": dataset.num_boxes(),
         "empty_images": sum(r.num_boxes == 0 for r in dataset.records),
         "class_prior": {c: round(float(p), 4) for c, p in zip(SYNTH_CLASSES, _class_prior(size, split))},
         "class_counts": {c: int(n) for c, n in zip(SYNTH_CLASSES, dataset.class_counts())},
         "scale_counts": {b: int((buckets == b).sum()) for b in names},
-        "class_scale_counts": {c: {b: int(((labels == k + 1) & (buckets == b)).sum()) for b in names}
-                               for k, c in enumerate(SYNTH_CLASSES)},
+        "class_scale_counts": {
+            c: {b: int(((labels == k + 1) & (buckets == b)).sum()) for b in names} for k, c in enumerate(SYNTH_CLASSES)
+        },
         "occluded_boxes": int((occluded > 0).sum()),
         "max_occluded_fraction": round(float(occluded.max(initial=0.0)), 4),
         "near_duplicate_groups": [[dataset.records[i].image_id for i in g] for g in groups],
@@ -446,10 +456,17 @@ def _generate_into(root: Path, name: str, size: SynthSize, seed: int) -> None:
         write_voc(dataset, root / "voc", image_set=split, images="link")
         summaries[split] = _split_summary(split, dataset, groups, extras, size)
     manifest = {
-        "name": name, "seed": seed, "generator": "activedet.data.synth", "generator_version": GENERATOR_VERSION,
-        "classes": list(SYNTH_CLASSES), "parameters": asdict(size),
-        "glyph_source": {"dataset": "sklearn.datasets.load_digits",
-                         "train_val_samples": [0, _TEST_GLYPHS_FROM], "test_samples": [_TEST_GLYPHS_FROM, 1797]},
+        "name": name,
+        "seed": seed,
+        "generator": "activedet.data.synth",
+        "generator_version": GENERATOR_VERSION,
+        "classes": list(SYNTH_CLASSES),
+        "parameters": asdict(size),
+        "glyph_source": {
+            "dataset": "sklearn.datasets.load_digits",
+            "train_val_samples": [0, _TEST_GLYPHS_FROM],
+            "test_samples": [_TEST_GLYPHS_FROM, 1797],
+        },
         "splits": summaries,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -468,9 +485,11 @@ def generate_dataset(name: str, out_dir: str | os.PathLike, *, seed: int = 0, ov
     (:func:`activedet.atomic.atomic_write_dir`): an interrupted generation never leaves a partial dataset at
     ``out_dir``."""
     if name not in SYNTH_SIZES:
-        raise ValueError(f"The 'name' parameter of generate_dataset must be one of {sorted(SYNTH_SIZES)}. "
-                         f"Got {name!r} instead.")
+        raise ValueError(
+            f"The 'name' parameter of generate_dataset must be one of {sorted(SYNTH_SIZES)}. Got {name!r} instead."
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"The 'seed' parameter of generate_dataset must be a non-negative int. Got {seed!r} instead.")
-    return atomic_write_dir(out_dir, lambda tmp: _generate_into(tmp, name, SYNTH_SIZES[name], int(seed)),
-                            overwrite=overwrite)
+    return atomic_write_dir(
+        out_dir, lambda tmp: _generate_into(tmp, name, SYNTH_SIZES[name], int(seed)), overwrite=overwrite
+    )

@@ -12,7 +12,7 @@ and a 2-process run sees exactly the images a 1-process run sees.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -57,11 +57,23 @@ class DetectionTorchDataset(torch.utils.data.Dataset):
         seed: base seed of the augmentation randomness.
     """
 
-    def __init__(self, dataset: DetectionDataset, indices: Sequence[int] | None = None, *, train: bool = False,
-                 hflip_prob: float = 0.0, scale_jitter: float = 0.0, color_jitter: float = 0.0,
-                 ssd_augment: bool = False, seed: int = 0):
-        for name, value, high in (("hflip_prob", hflip_prob, 1.0), ("scale_jitter", scale_jitter, 0.9),
-                                  ("color_jitter", color_jitter, 1.0)):
+    def __init__(
+        self,
+        dataset: DetectionDataset,
+        indices: Sequence[int] | None = None,
+        *,
+        train: bool = False,
+        hflip_prob: float = 0.0,
+        scale_jitter: float = 0.0,
+        color_jitter: float = 0.0,
+        ssd_augment: bool = False,
+        seed: int = 0,
+    ):
+        for name, value, high in (
+            ("hflip_prob", hflip_prob, 1.0),
+            ("scale_jitter", scale_jitter, 0.9),
+            ("color_jitter", color_jitter, 1.0),
+        ):
             if not 0.0 <= value <= high:
                 raise ValueError(f"The '{name}' parameter must be in [0, {high}]. Got {value} instead.")
         self.dataset = dataset
@@ -84,15 +96,18 @@ class DetectionTorchDataset(torch.utils.data.Dataset):
         record = self.dataset.records[index]
         image = load_image(record.file_name, record.image_index)
         if image.shape[1:] != (record.height, record.width):
-            raise ValueError(f"{record.file_name}: image is {image.shape[2]}x{image.shape[1]} pixels but its "
-                             f"annotation says {record.width}x{record.height}; run `activedet validate` and "
-                             "fix the annotation's size")
+            raise ValueError(
+                f"{record.file_name}: image is {image.shape[2]}x{image.shape[1]} pixels but its "
+                f"annotation says {record.width}x{record.height}; run `activedet validate` and "
+                "fix the annotation's size"
+            )
         boxes, labels = _training_target(record) if self.train else (record.boxes, record.labels)
         boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
         labels = torch.as_tensor(labels, dtype=torch.int64)
         if self.train:
-            image, boxes, labels = self._augment(image, boxes, labels, np.random.default_rng([self.seed, self.epoch,
-                                                                                              index]))
+            image, boxes, labels = self._augment(
+                image, boxes, labels, np.random.default_rng([self.seed, self.epoch, index])
+            )
         return image, {"boxes": boxes, "labels": labels, "index": torch.tensor(index)}
 
     def _augment(self, image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator):

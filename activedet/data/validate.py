@@ -25,8 +25,8 @@ import os
 import shutil
 import warnings
 from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 
-
 class DatasetWarning(UserWarning):
     """Issued by a reader whose dataset has warnings (e.g. clipped boxes) but no errors: one line per dataset,
     one part per kind of warning; ``problems`` holds every warning."""
@@ -72,11 +71,14 @@ def check_options(caller: str, *, box_policy: str = "error", clip_tolerance: flo
     """Raise ``ValueError`` in the library's message shape when a reader's box options are invalid."""
     check_choice(caller, "box_policy", box_policy, BOX_POLICIES)
     if not (isinstance(clip_tolerance, (int, float)) and 0 <= clip_tolerance < float("inf")):
-        raise ValueError(f"The 'clip_tolerance' parameter of {caller} must be a finite number of pixels >= 0. "
-                         f"Got {clip_tolerance!r} instead.")
+        raise ValueError(
+            f"The 'clip_tolerance' parameter of {caller} must be a finite number of pixels >= 0. "
+            f"Got {clip_tolerance!r} instead."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------- images
+
 
 def read_image_size(path: Path, location: str, *, hint: str = "") -> tuple[tuple[int, int] | None, Problem | None]:
     """``((width, height), None)`` read from the image header (no pixel decoding), or ``(None, problem)``.
@@ -87,11 +89,17 @@ def read_image_size(path: Path, location: str, *, hint: str = "") -> tuple[tuple
         with Image.open(path) as image:
             return (int(image.size[0]), int(image.size[1])), None
     except FileNotFoundError:
-        return None, Problem(location, f"image file not found: {path}",
-                             hint or "put the image at that path or fix the path in the annotations")
+        return None, Problem(
+            location,
+            f"image file not found: {path}",
+            hint or "put the image at that path or fix the path in the annotations",
+        )
     except (UnidentifiedImageError, OSError) as exc:
-        return None, Problem(location, f"cannot read image file {path}: {exc}",
-                             "replace it with a valid image file, or remove the image from the annotations")
+        return None, Problem(
+            location,
+            f"cannot read image file {path}: {exc}",
+            "replace it with a valid image file, or remove the image from the annotations",
+        )
 
 
 def check_image_file(path: Path, width: int, height: int, location: str, *, hint: str = "") -> list[Problem]:
@@ -100,17 +108,30 @@ def check_image_file(path: Path, width: int, height: int, location: str, *, hint
     if problem is not None:
         return [problem]
     if size != (width, height):
-        return [Problem(location, f"annotation says the image is {width}x{height} (width x height) but "
-                                  f"{path} is {size[0]}x{size[1]} pixels",
-                        "fix the size in the annotation (boxes must be in the pixels of the actual image file)")]
+        return [
+            Problem(
+                location,
+                f"annotation says the image is {width}x{height} (width x height) but "
+                f"{path} is {size[0]}x{size[1]} pixels",
+                "fix the size in the annotation (boxes must be in the pixels of the actual image file)",
+            )
+        ]
     return []
 
 
 # ----------------------------------------------------------------------------------------------------------- boxes
 
-def check_boxes(boxes: np.ndarray, width: int, height: int, locate: Callable[[int], str], *,
-                box_policy: str = "error", clip_tolerance: float = 2.0,
-                quote: Callable[[int], str] | None = None) -> tuple[np.ndarray, list[Problem]]:
+
+def check_boxes(
+    boxes: np.ndarray,
+    width: int,
+    height: int,
+    locate: Callable[[int], str],
+    *,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    quote: Callable[[int], str] | None = None,
+) -> tuple[np.ndarray, list[Problem]]:
     """Check ``boxes`` (``[N, 4]`` xyxy pixels) against a ``width x height`` image under the box policy.
 
     The check is done on the ``float32`` values that will be stored. ``locate(i)`` names where box ``i`` came
@@ -125,48 +146,90 @@ def check_boxes(boxes: np.ndarray, width: int, height: int, locate: Callable[[in
     inside = (values[:, :2] >= 0).all(axis=1) & (values[:, 2] <= width) & (values[:, 3] <= height)
     problems = []
     for i in np.flatnonzero(~(finite & positive & inside)):
-        fixed, problem = _check_box(values[i], width, height, locate(int(i)), box_policy, clip_tolerance,
-                                    None if quote is None else quote(int(i)))
+        fixed, problem = _check_box(
+            values[i],
+            width,
+            height,
+            locate(int(i)),
+            box_policy,
+            clip_tolerance,
+            None if quote is None else quote(int(i)),
+        )
         boxes[i] = fixed
         problems.append(problem)
     return boxes, problems
 
 
-def _check_box(box: np.ndarray, width: int, height: int, location: str, box_policy: str,
-               clip_tolerance: float, quoted: str | None = None) -> tuple[np.ndarray, Problem]:
+def _check_box(
+    box: np.ndarray,
+    width: int,
+    height: int,
+    location: str,
+    box_policy: str,
+    clip_tolerance: float,
+    quoted: str | None = None,
+) -> tuple[np.ndarray, Problem]:
     shown = f"xyxy={_format_box(box)}" if quoted is None else f"{quoted} (xyxy={_format_box(box)} in 0-based pixels)"
     if not np.isfinite(box).all():
-        return box, Problem(location, f"box coordinates must be finite numbers; found {shown}",
-                            "fix or remove this annotation", kind="box with a non-finite coordinate")
+        return box, Problem(
+            location,
+            f"box coordinates must be finite numbers; found {shown}",
+            "fix or remove this annotation",
+            kind="box with a non-finite coordinate",
+        )
     box_w, box_h = box[2] - box[0], box[3] - box[1]
     if box_w <= 0 or box_h <= 0:
-        return box, Problem(location, f"box must have a positive width and height; found {shown} "
-                                      f"(width {box_w:g}, height {box_h:g} px)",
-                            "fix the coordinates (x2 > x1 and y2 > y1) or remove this annotation",
-                            kind="box without area")
+        return box, Problem(
+            location,
+            f"box must have a positive width and height; found {shown} (width {box_w:g}, height {box_h:g} px)",
+            "fix the coordinates (x2 > x1 and y2 > y1) or remove this annotation",
+            kind="box without area",
+        )
     excess = float(max(-box[0], -box[1], box[2] - width, box[3] - height))
-    edges = [edge for edge, out in zip(("left", "top", "right", "bottom"),
-                                       (box[0] < 0, box[1] < 0, box[2] > width, box[3] > height)) if out]
-    outside = (f"box {shown} extends {excess:g} px beyond the {' and '.join(edges)} edge{'s' * (len(edges) > 1)} "
-               f"of the {width}x{height} image")
+    edges = [
+        edge
+        for edge, out in zip(
+            ("left", "top", "right", "bottom"), (box[0] < 0, box[1] < 0, box[2] > width, box[3] > height)
+        )
+        if out
+    ]
+    outside = (
+        f"box {shown} extends {excess:g} px beyond the {' and '.join(edges)} edge{'s' * (len(edges) > 1)} "
+        f"of the {width}x{height} image"
+    )
     if box_policy == "error":
-        return box, Problem(location, outside, "fix the coordinates, or pass box_policy='clip' (config key "
-                                               "box_policy: clip; CLI --box-policy clip) to clip boxes that exceed "
-                                               f"the image by at most clip_tolerance={clip_tolerance:g} px",
-                            kind="box outside the image")
+        return box, Problem(
+            location,
+            outside,
+            "fix the coordinates, or pass box_policy='clip' (config key "
+            "box_policy: clip; CLI --box-policy clip) to clip boxes that exceed "
+            f"the image by at most clip_tolerance={clip_tolerance:g} px",
+            kind="box outside the image",
+        )
     if excess > clip_tolerance:
-        return box, Problem(location, f"{outside}, more than clip_tolerance={clip_tolerance:g} px",
-                            "fix the coordinates; this is too far outside to be a rounding error",
-                            kind="box too far outside the image to clip")
+        return box, Problem(
+            location,
+            f"{outside}, more than clip_tolerance={clip_tolerance:g} px",
+            "fix the coordinates; this is too far outside to be a rounding error",
+            kind="box too far outside the image to clip",
+        )
     clipped = np.clip(box, 0, [width, height, width, height])
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-        return box, Problem(location, f"{outside}; clipped to the image it is empty: xyxy={_format_box(clipped)}",
-                            "fix or remove this annotation", kind="box empty once clipped")
-    return clipped, Problem(location, f"clipped box {shown} to xyxy={_format_box(clipped)}: it extended "
-                                      f"{excess:g} px beyond the {' and '.join(edges)} edge{'s' * (len(edges) > 1)} "
-                                      f"of the {width}x{height} image",
-                            "fix the annotation to silence this warning", severity="warning",
-                            kind="box clipped to the image")
+        return box, Problem(
+            location,
+            f"{outside}; clipped to the image it is empty: xyxy={_format_box(clipped)}",
+            "fix or remove this annotation",
+            kind="box empty once clipped",
+        )
+    return clipped, Problem(
+        location,
+        f"clipped box {shown} to xyxy={_format_box(clipped)}: it extended "
+        f"{excess:g} px beyond the {' and '.join(edges)} edge{'s' * (len(edges) > 1)} "
+        f"of the {width}x{height} image",
+        "fix the annotation to silence this warning",
+        severity="warning",
+        kind="box clipped to the image",
+    )
 
 
 def _format_box(box: np.ndarray) -> str:
@@ -174,6 +237,7 @@ def _format_box(box: np.ndarray) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ duplicates
+
 
 def find_duplicates(items: Iterable[tuple[Hashable, str]], what: str, hint: str) -> list[Problem]:
     """One error per repeated key in ``(key, location)`` pairs, naming where the key was first seen."""
@@ -188,6 +252,7 @@ def find_duplicates(items: Iterable[tuple[Hashable, str]], what: str, hint: str)
 
 
 # --------------------------------------------------------------------------------------------------------- reports
+
 
 def raise_for_problems(problems: Sequence[Problem], what: str) -> None:
     """Raise one :class:`DatasetError` listing every error; otherwise issue one :class:`DatasetWarning`
@@ -204,14 +269,17 @@ def warning_summary(problems: Sequence[Problem], what: str) -> str:
     groups: dict[str, list[Problem]] = {}
     for p in problems:
         groups.setdefault(p.kind or p.message, []).append(p)
-    parts = [str(group[0]) if len(group) == 1 else
-             f"{kind}: {len(group)} (e.g. {group[0].location}: {group[0].message})" for kind, group in groups.items()]
+    parts = [
+        str(group[0]) if len(group) == 1 else f"{kind}: {len(group)} (e.g. {group[0].location}: {group[0].message})"
+        for kind, group in groups.items()
+    ]
     more = " (activedet validate --verbose lists every one)" if len(problems) > 1 else ""
     return f"{what}: " + "; ".join(parts) + more
 
 
-def format_problems(problems: Sequence[Problem], source: str | os.PathLike | None = None, *,
-                    examples: int | None = None, more: str = "") -> str:
+def format_problems(
+    problems: Sequence[Problem], source: str | os.PathLike | None = None, *, examples: int | None = None, more: str = ""
+) -> str:
     """A readable multi-line report: errors, then warnings, then a summary line.
 
     ``examples=None`` lists every problem; an int groups problems by kind (:func:`group_problem_lines`: one title
@@ -244,6 +312,7 @@ def _plural(count: int, word: str) -> str:
 
 # --------------------------------------------------------------------------------------------------------- numbers
 
+
 def shortest_float(target: float, guess: float, read: Callable[[float], float]) -> float:
     """The number with the fewest significant decimal digits near ``guess`` that a reader turns back into
     ``target``: ``float32(read(value)) == float32(target)``. Integers come out as integral floats.
@@ -263,6 +332,7 @@ def shortest_float(target: float, guess: float, read: Callable[[float], float]) 
 
 # ----------------------------------------------------------------------------------------------------------- files
 
+
 def place_image(src: Path, dst: Path, mode: str) -> None:
     """Put image ``src`` at ``dst``: ``"link"`` hard-links (copying where linking fails, e.g. across file
     systems), ``"copy"`` copies, ``"none"`` does nothing. An existing ``dst`` is replaced."""
@@ -270,8 +340,10 @@ def place_image(src: Path, dst: Path, mode: str) -> None:
         return
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise FileNotFoundError(f"image {src} does not exist, so it cannot be put at {dst}; fix the record's "
-                                "file_name or pass images='none' to write the annotations only")
+        raise FileNotFoundError(
+            f"image {src} does not exist, so it cannot be put at {dst}; fix the record's "
+            "file_name or pass images='none' to write the annotations only"
+        )
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() and os.path.samefile(src, dst):
         return

@@ -24,21 +24,49 @@ import re
 import shlex
 import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..atomic import atomic_write_text
 from .records import DetectionDataset, ImageRecord, Problem
-from .validate import (IMAGE_MODES, check_boxes, check_choice, check_image_file, check_options, find_duplicates,
-                       place_image, raise_for_problems, read_image_size, shortest_float)
+from .validate import (
+    IMAGE_MODES,
+    check_boxes,
+    check_choice,
+    check_image_file,
+    check_options,
+    find_duplicates,
+    place_image,
+    raise_for_problems,
+    read_image_size,
+    shortest_float,
+)
 
 __all__ = ["VOC_CLASSES", "read_voc", "scan_voc", "write_voc", "find_image_sets", "validate_voc"]
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
@@ -46,9 +74,15 @@ ONE_BASED_OFFSETS = (1.0, 1.0, 0.0, 0.0)  # xyxy = (xmin, ymin, xmax, ymax) - of
 ZERO_BASED_OFFSETS = (0.0, 0.0, 0.0, 0.0)  # the 0-based convention (CVAT, Datumaro): xyxy = (xmin, ymin, xmax, ymax)
 
 
-def read_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
-             class_names: Sequence[str] = VOC_CLASSES, box_policy: str = "error", clip_tolerance: float = 2.0,
-             check_images: bool = True) -> DetectionDataset:
+def read_voc(
+    devkit_root: str | os.PathLike,
+    *,
+    sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
+    class_names: Sequence[str] = VOC_CLASSES,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    check_images: bool = True,
+) -> DetectionDataset:
     """Read one or several Pascal VOC ``(year, image set)`` pairs into one :class:`DetectionDataset`.
 
     Args:
@@ -65,38 +99,64 @@ def read_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] 
     Raises:
         DatasetError: listing every error found (warnings are issued as one ``DatasetWarning``).
     """
-    dataset, problems = scan_voc(devkit_root, sets=sets, class_names=class_names, box_policy=box_policy,
-                                 clip_tolerance=clip_tolerance, check_images=check_images)
+    dataset, problems = scan_voc(
+        devkit_root,
+        sets=sets,
+        class_names=class_names,
+        box_policy=box_policy,
+        clip_tolerance=clip_tolerance,
+        check_images=check_images,
+    )
     image_sets = ", ".join(f"{year}/{name}" for year, name in _normalise_sets(sets, Path(devkit_root)))
     raise_for_problems(problems, f"Pascal VOC dataset {devkit_root} ({image_sets})")
     return dataset
 
 
-def scan_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
-             class_names: Sequence[str] = VOC_CLASSES, box_policy: str = "error", clip_tolerance: float = 2.0,
-             check_images: bool = True) -> tuple[DetectionDataset, list[Problem]]:
+def scan_voc(
+    devkit_root: str | os.PathLike,
+    *,
+    sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
+    class_names: Sequence[str] = VOC_CLASSES,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    check_images: bool = True,
+) -> tuple[DetectionDataset, list[Problem]]:
     """Like :func:`read_voc` but never raises for dataset problems: returns ``(dataset, problems)``.
 
     The dataset is only trustworthy when no problem has ``severity == "error"``.
     """
     check_options("read_voc", box_policy=box_policy, clip_tolerance=clip_tolerance)
     root = Path(os.path.abspath(devkit_root))
-    options = {"class_index": {n: i + 1 for i, n in enumerate(class_names)}, "box_policy": box_policy,
-               "clip_tolerance": clip_tolerance, "check_images": check_images,
-               "known": _describe_classes(class_names)}
+    options = {
+        "class_index": {n: i + 1 for i, n in enumerate(class_names)},
+        "box_policy": box_policy,
+        "clip_tolerance": clip_tolerance,
+        "check_images": check_images,
+        "known": _describe_classes(class_names),
+    }
     records, problems, listed, files = [], [], {}, []
     for year, image_set in _normalise_sets(sets, root):
         voc_dir, prefix = _year_dir(root, year)
         if not voc_dir.is_dir():
-            problems.append(Problem(prefix.rstrip("/") or str(root), f"directory not found: {voc_dir}",
-                                    "pass a VOCdevkit directory holding VOC{year}/, or a single VOC{year} directory"))
+            problems.append(
+                Problem(
+                    prefix.rstrip("/") or str(root),
+                    f"directory not found: {voc_dir}",
+                    "pass a VOCdevkit directory holding VOC{year}/, or a single VOC{year} directory",
+                )
+            )
             continue
         stems, set_problems = _read_image_set(voc_dir, prefix, image_set)
         problems += set_problems
         for stem, listed_at in stems:
             if f"{year}/{stem}" in listed:
-                problems.append(Problem(listed_at, f"image id {stem!r} of VOC{year} is listed again (first at "
-                                        f"{listed[f'{year}/{stem}']})", "list every image once"))
+                problems.append(
+                    Problem(
+                        listed_at,
+                        f"image id {stem!r} of VOC{year} is listed again (first at {listed[f'{year}/{stem}']})",
+                        "list every image once",
+                    )
+                )
                 continue
             listed[f"{year}/{stem}"] = listed_at
             record, record_problems = _read_record(voc_dir, prefix, year, stem, listed_at, **options)
@@ -113,25 +173,29 @@ def _describe_classes(class_names: Sequence[str]) -> str:
     if tuple(class_names) == VOC_CLASSES:
         return "the class names are the 20 Pascal VOC classes (the default when no class names are given)"
     names = list(class_names)
-    return f"valid names are {names}" if len(names) <= 12 else \
-        f"valid names are {names[:12]} and {len(names) - 12} more"
+    return (
+        f"valid names are {names}" if len(names) <= 12 else f"valid names are {names[:12]} and {len(names) - 12} more"
+    )
 
 
 def _used_names(dataset: DetectionDataset) -> set[str]:
     return {dataset.class_names[label - 1] for r in dataset.records for label in r.labels.tolist()}
 
 
-def _with_class_fix(problems: list[Problem], class_names: Sequence[str], used: set[str],
-                    path: str | os.PathLike) -> list[Problem]:
+def _with_class_fix(
+    problems: list[Problem], class_names: Sequence[str], used: set[str], path: str | os.PathLike
+) -> list[Problem]:
     """Give every unknown-class problem the same exact fix: the class list that covers every name found."""
     unknown = sorted({p.value for p in problems if p.kind == "unknown class name"})
     if not unknown:
         return problems
     names = sorted(used | set(unknown)) if tuple(class_names) == VOC_CLASSES else [*class_names, *unknown]
     flags = " ".join(shlex.quote(n) for n in names)
-    fix = (f"fix misspelt names, or list every class in label order: config key class_names: {json.dumps(names)} "
-           f"(CLI: activedet validate voc {shlex.quote(str(path))} --class-names {flags}; "
-           f"Python: class_names={names!r})")
+    fix = (
+        f"fix misspelt names, or list every class in label order: config key class_names: {json.dumps(names)} "
+        f"(CLI: activedet validate voc {shlex.quote(str(path))} --class-names {flags}; "
+        f"Python: class_names={names!r})"
+    )
     return [dataclasses.replace(p, hint=fix) if p.kind == "unknown class name" else p for p in problems]
 
 
@@ -154,8 +218,13 @@ def find_image_sets(devkit_root: str | os.PathLike) -> tuple[list[tuple[str, str
     return sets, skipped
 
 
-def validate_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, str]] | None = None,
-                 class_names: Sequence[str] = VOC_CLASSES, **options) -> tuple[list[str], list[str], list[Problem]]:
+def validate_voc(
+    devkit_root: str | os.PathLike,
+    *,
+    sets: Sequence[tuple[str, str]] | None = None,
+    class_names: Sequence[str] = VOC_CLASSES,
+    **options,
+) -> tuple[list[str], list[str], list[Problem]]:
     """Check image sets one at a time (every set :func:`find_image_sets` finds when ``sets`` is ``None``), so that
     sets which overlap (train, val, trainval) are not reported as listing an image twice.
 
@@ -164,17 +233,35 @@ def validate_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, st
     """
     root = Path(devkit_root)
     if not root.is_dir():
-        return [], [], [Problem(str(devkit_root), f"directory not found: {os.path.abspath(root)}",
-                                "give a VOCdevkit directory holding VOC{year}/, or one directory holding "
-                                "Annotations/, ImageSets/Main/ and JPEGImages/")]
+        return (
+            [],
+            [],
+            [
+                Problem(
+                    str(devkit_root),
+                    f"directory not found: {os.path.abspath(root)}",
+                    "give a VOCdevkit directory holding VOC{year}/, or one directory holding "
+                    "Annotations/, ImageSets/Main/ and JPEGImages/",
+                )
+            ],
+        )
     skipped: list[str] = []
     if sets is None:
         sets, skipped = find_image_sets(root)
     if not sets:
-        return [], skipped, [Problem(str(devkit_root), "no image sets found (ImageSets/Main/*.txt lists the image ids "
-                                     "of each split)", "write ImageSets/Main/trainval.txt with one image id (an "
-                                     "annotation file name without .xml) per line, e.g. in the folder holding "
-                                     "Annotations/: ls Annotations | sed 's/\\.xml$//' > ImageSets/Main/trainval.txt")]
+        return (
+            [],
+            skipped,
+            [
+                Problem(
+                    str(devkit_root),
+                    "no image sets found (ImageSets/Main/*.txt lists the image ids of each split)",
+                    "write ImageSets/Main/trainval.txt with one image id (an "
+                    "annotation file name without .xml) per line, e.g. in the folder holding "
+                    "Annotations/: ls Annotations | sed 's/\\.xml$//' > ImageSets/Main/trainval.txt",
+                )
+            ],
+        )
     decode = options.pop("decode", False)
     single = (root / "Annotations").is_dir()
     checked, problems, used, files = [], [], set(), {}
@@ -188,28 +275,35 @@ def validate_voc(devkit_root: str | os.PathLike, *, sets: Sequence[tuple[str, st
         from .images import decode_problems
 
         reported = "\n".join(p.message for p in problems)
-        problems += decode_problems([(f, os.path.relpath(f, root)) for f in files
-                                     if f not in reported and Path(f).is_file()])
+        problems += decode_problems(
+            [(f, os.path.relpath(f, root)) for f in files if f not in reported and Path(f).is_file()]
+        )
     return checked, skipped, list(dict.fromkeys(_with_class_fix(problems, class_names, used, devkit_root)))
 
 
 def _normalise_sets(sets: Sequence, root: Path) -> list[tuple[str, str]]:
     if isinstance(sets, str):
-        raise ValueError(f"The 'sets' parameter of read_voc must hold (year, image_set) pairs such as "
-                         f"(('2007', 'trainval'),). Got {sets!r} instead.")
+        raise ValueError(
+            f"The 'sets' parameter of read_voc must hold (year, image_set) pairs such as "
+            f"(('2007', 'trainval'),). Got {sets!r} instead."
+        )
     if len(sets) == 2 and all(isinstance(s, (str, int)) for s in sets):
         sets = (tuple(sets),)  # a single ("2007", "trainval") pair
     pairs = []
     for pair in sets:
         if len(pair) != 2:
-            raise ValueError(f"The 'sets' parameter of read_voc must hold (year, image_set) pairs such as "
-                             f"('2007', 'trainval'). Got {pair!r} instead.")
+            raise ValueError(
+                f"The 'sets' parameter of read_voc must hold (year, image_set) pairs such as "
+                f"('2007', 'trainval'). Got {pair!r} instead."
+            )
         pairs.append((str(pair[0]), str(pair[1])))
     years = sorted({year for year, _ in pairs})
     single = re.fullmatch(r"VOC(\d{4})", root.name)
     if (root / "Annotations").is_dir() and (len(years) > 1 or (single and years != [single[1]])):
-        raise ValueError(f"{root} is a single VOC directory but 'sets' asks for years {years}; pass the "
-                         "VOCdevkit directory that holds a VOC{year} directory for each")
+        raise ValueError(
+            f"{root} is a single VOC directory but 'sets' asks for years {years}; pass the "
+            "VOCdevkit directory that holds a VOC{year} directory for each"
+        )
     return pairs
 
 
@@ -226,49 +320,90 @@ def _read_image_set(voc_dir: Path, prefix: str, image_set: str) -> tuple[list[tu
     path = voc_dir / relative
     if not path.is_file():
         existing = sorted(p.stem for p in (voc_dir / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
-        return [], [Problem(prefix + relative, f"image set file not found: {path}",
-                            f"choose one of the existing sets {existing}" if existing else
-                            "create it with one image id (annotation file stem) per line")]
+        return [], [
+            Problem(
+                prefix + relative,
+                f"image set file not found: {path}",
+                f"choose one of the existing sets {existing}"
+                if existing
+                else "create it with one image id (annotation file stem) per line",
+            )
+        ]
     stems, problems = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         fields = line.split()
         if len(fields) == 1:
             stems.append((fields[0], f"{prefix}{relative}:{number}"))
         elif fields:
-            problems.append(Problem(f"{prefix}{relative}:{number}", f"expected one image id per line; found "
-                                    f"{len(fields)} fields {line.strip()!r}",
-                                    "use a Main/ image list such as trainval.txt (class files such as "
-                                    "aeroplane_trainval.txt are not image lists)"))
+            problems.append(
+                Problem(
+                    f"{prefix}{relative}:{number}",
+                    f"expected one image id per line; found {len(fields)} fields {line.strip()!r}",
+                    "use a Main/ image list such as trainval.txt (class files such as "
+                    "aeroplane_trainval.txt are not image lists)",
+                )
+            )
     return stems, problems
 
 
-def _read_record(voc_dir: Path, prefix: str, year: str, stem: str, listed_at: str, *, class_index: dict[str, int],
-                 box_policy: str, clip_tolerance: float, check_images: bool,
-                 known: str) -> tuple[ImageRecord | None, list]:
+def _read_record(
+    voc_dir: Path,
+    prefix: str,
+    year: str,
+    stem: str,
+    listed_at: str,
+    *,
+    class_index: dict[str, int],
+    box_policy: str,
+    clip_tolerance: float,
+    check_images: bool,
+    known: str,
+) -> tuple[ImageRecord | None, list]:
     """One annotation file -> record (``None`` when the XML cannot be used at all) and its problems."""
     where = f"{prefix}Annotations/{stem}.xml"
     try:
         tree = ET.parse(voc_dir / "Annotations" / f"{stem}.xml")
     except FileNotFoundError:
-        return None, [Problem(where, f"annotation file not found (image id listed at {listed_at})",
-                              "add the XML file or remove the id from the ImageSets file")]
+        return None, [
+            Problem(
+                where,
+                f"annotation file not found (image id listed at {listed_at})",
+                "add the XML file or remove the id from the ImageSets file",
+            )
+        ]
     except ET.ParseError as exc:
         line, column = exc.position
         return None, [Problem(f"{where}:{line}:{column}", f"malformed XML: {exc}", "fix the XML syntax")]
     xml = tree.getroot()
     image_path = Path(voc_dir / "JPEGImages" / (_text(xml, "filename") or f"{stem}.jpg"))
     problems: list[Problem] = []
-    rows = [read_object(obj, f"{where}: object[{k}]", class_index, problems, known=known)
-            for k, obj in enumerate(xml.findall("object"), start=1)]
+    rows = [
+        read_object(obj, f"{where}: object[{k}]", class_index, problems, known=known)
+        for k, obj in enumerate(xml.findall("object"), start=1)
+    ]
     rows = [row for row in rows if row is not None]
     size = _image_size(xml, where, image_path, check_images, problems)
     if size is None:
         return None, problems
-    boxes, box_problems = check_boxes(np.array([r[1] for r in rows], np.float64), size[0], size[1],
-                                      lambda i: f"{rows[i][0]}/bndbox", box_policy=box_policy,
-                                      clip_tolerance=clip_tolerance, quote=lambda i: rows[i][5])
-    record = ImageRecord(f"{year}/{stem}", image_path, size[0], size[1], boxes, [r[2] for r in rows],
-                         difficult=[r[3] for r in rows], iscrowd=[r[4] for r in rows])
+    boxes, box_problems = check_boxes(
+        np.array([r[1] for r in rows], np.float64),
+        size[0],
+        size[1],
+        lambda i: f"{rows[i][0]}/bndbox",
+        box_policy=box_policy,
+        clip_tolerance=clip_tolerance,
+        quote=lambda i: rows[i][5],
+    )
+    record = ImageRecord(
+        f"{year}/{stem}",
+        image_path,
+        size[0],
+        size[1],
+        boxes,
+        [r[2] for r in rows],
+        difficult=[r[3] for r in rows],
+        iscrowd=[r[4] for r in rows],
+    )
     return record, problems + [_zero_based_hint(p, rows) for p in box_problems]
 
 
@@ -277,13 +412,16 @@ def _zero_based_hint(problem: Problem, rows: list) -> Problem:
     written = {f"{row[0]}/bndbox": row[5] for row in rows}.get(problem.location, "")
     if problem.kind != "box outside the image" or not re.search(r"\b[xy]min=0(\.0*)?(,|$)", written):
         return problem
-    return dataclasses.replace(problem, hint="VOC pixel coordinates start at 1, so xmin=0 or ymin=0 lies 1 px outside "
-                                             "the image (tools that write 0-based coordinates do this): "
-                                             + problem.hint)
+    return dataclasses.replace(
+        problem,
+        hint="VOC pixel coordinates start at 1, so xmin=0 or ymin=0 lies 1 px outside "
+        "the image (tools that write 0-based coordinates do this): " + problem.hint,
+    )
 
 
-def _image_size(xml: ET.Element, where: str, image_path: Path, check_images: bool,
-                problems: list[Problem]) -> tuple[int, int] | None:
+def _image_size(
+    xml: ET.Element, where: str, image_path: Path, check_images: bool, problems: list[Problem]
+) -> tuple[int, int] | None:
     """``(width, height)`` from ``<size>``, else from the image header (with a warning); checks the image."""
     count = len(problems)
     size = read_size(xml, where, problems)
@@ -297,9 +435,14 @@ def _image_size(xml: ET.Element, where: str, image_path: Path, check_images: boo
     if problem is not None:
         problems.append(problem)
         return None
-    problems.append(Problem(f"{where}: size", f"<size> is missing or zero; used {size[0]}x{size[1]} from the "
-                            f"image header of {image_path}", "add <size><width>/<height> to the XML",
-                            severity="warning"))
+    problems.append(
+        Problem(
+            f"{where}: size",
+            f"<size> is missing or zero; used {size[0]}x{size[1]} from the image header of {image_path}",
+            "add <size><width>/<height> to the XML",
+            severity="warning",
+        )
+    )
     return size
 
 
@@ -318,16 +461,28 @@ def read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[int
         except ValueError:
             value = None
         if value is None or not value.is_integer() or value < 0:
-            problems.append(Problem(f"{where}: size/{tag}", f"expected a non-negative integer (pixels); found "
-                                    f"{text!r}", "fix the image size in the XML"))
+            problems.append(
+                Problem(
+                    f"{where}: size/{tag}",
+                    f"expected a non-negative integer (pixels); found {text!r}",
+                    "fix the image size in the XML",
+                )
+            )
             value = 0.0
         values.append(int(value))
     return (values[0], values[1]) if min(values) > 0 else None
 
 
-def read_object(obj: ET.Element, where: str, class_index: dict[str, int], problems: list[Problem],
-                 offsets: tuple[float, ...] = ONE_BASED_OFFSETS, unknown_hint: str = "fix the name or give every class name",
-                 *, known: str | None = None) -> tuple[str, list[float], int, bool, bool, str] | None:
+def read_object(
+    obj: ET.Element,
+    where: str,
+    class_index: dict[str, int],
+    problems: list[Problem],
+    offsets: tuple[float, ...] = ONE_BASED_OFFSETS,
+    unknown_hint: str = "fix the name or give every class name",
+    *,
+    known: str | None = None,
+) -> tuple[str, list[float], int, bool, bool, str] | None:
     """``(location, xyxy, label, difficult, iscrowd, the box as written)`` of one ``<object>``, or ``None``
     (problems appended). ``xyxy = (xmin, ymin, xmax, ymax) - offsets`` (the devkit's 1-based indices by default).
     ``known`` describes the valid class names (default: lists them); ``unknown_hint`` is the advice for a class
@@ -338,22 +493,34 @@ def read_object(obj: ET.Element, where: str, class_index: dict[str, int], proble
     if name is None:
         problems.append(Problem(f"{where}/name", "missing required element <name>", "add the class name"))
     elif name not in class_index:
-        problems.append(Problem(f"{where}/name", f"unknown class name {name!r}; "
-                                f"{known or _describe_classes(list(class_index))}",
-                                unknown_hint, kind="unknown class name", value=name))
+        problems.append(
+            Problem(
+                f"{where}/name",
+                f"unknown class name {name!r}; {known or _describe_classes(list(class_index))}",
+                unknown_hint,
+                kind="unknown class name",
+                value=name,
+            )
+        )
     xyxy, written = [], []
     for tag, offset in zip(_COORDS, offsets):
         text = _text(obj, f"bndbox/{tag}")
         if text is None:
-            problems.append(Problem(f"{where}/bndbox/{tag}", f"missing required element <{tag}>",
-                                    "every <bndbox> needs <xmin>, <ymin>, <xmax> and <ymax> (pixels)"))
+            problems.append(
+                Problem(
+                    f"{where}/bndbox/{tag}",
+                    f"missing required element <{tag}>",
+                    "every <bndbox> needs <xmin>, <ymin>, <xmax> and <ymax> (pixels)",
+                )
+            )
             continue
         written.append(f"{tag}={text}")
         try:
             xyxy.append(float(text) - offset)
         except ValueError:
-            problems.append(Problem(f"{where}/bndbox/{tag}", f"expected a number (pixels); found {text!r}",
-                                    "fix the coordinate"))
+            problems.append(
+                Problem(f"{where}/bndbox/{tag}", f"expected a number (pixels); found {text!r}", "fix the coordinate")
+            )
     difficult = _flag(obj, "difficult", where, problems)
     iscrowd = _flag(obj, "iscrowd", where, problems)
     if len(problems) > count:
@@ -368,8 +535,14 @@ def _flag(obj: ET.Element, tag: str, where: str, problems: list[Problem]) -> boo
     return text == "1"
 
 
-def write_voc(dataset: DetectionDataset, voc_dir: str | os.PathLike, *, image_set: str = "trainval",
-              images: str = "link", one_based: bool = True) -> Path:
+def write_voc(
+    dataset: DetectionDataset,
+    voc_dir: str | os.PathLike,
+    *,
+    image_set: str = "trainval",
+    images: str = "link",
+    one_based: bool = True,
+) -> Path:
     """Write ``dataset`` as one ``VOC{year}``-style directory and return ``voc_dir``.
 
     Writes ``Annotations/{stem}.xml`` (stem = ``image_id`` after any ``"year/"``), ``ImageSets/Main/
@@ -394,32 +567,48 @@ def write_voc(dataset: DetectionDataset, voc_dir: str | os.PathLike, *, image_se
         place_image(record.file_name, voc_dir / "JPEGImages" / filename, images)
     atomic_write_text(voc_dir / "ImageSets" / "Main" / f"{image_set}.txt", "".join(f"{s}\n" for s in stems))
     if any(":" in name or "\n" in name for name in dataset.class_names):
-        warnings.warn(f"{voc_dir}: no labelmap.txt written: a class name holds ':' or a line break, which that "
-                      f"file cannot hold ({dataset.class_names})", stacklevel=2)
+        warnings.warn(
+            f"{voc_dir}: no labelmap.txt written: a class name holds ':' or a line break, which that "
+            f"file cannot hold ({dataset.class_names})",
+            stacklevel=2,
+        )
     else:
-        atomic_write_text(voc_dir / "labelmap.txt", "# label:color_rgb:parts:actions\n"
-                          + "".join(f"{name}:::\n" for name in dataset.class_names))
+        atomic_write_text(
+            voc_dir / "labelmap.txt",
+            "# label:color_rgb:parts:actions\n" + "".join(f"{name}:::\n" for name in dataset.class_names),
+        )
     return voc_dir
 
 
 def _check_writable(dataset: DetectionDataset, stems: list[str]) -> None:
     bad = [s for s in stems if not s or s in (".", "..") or "\\" in s or any(c.isspace() for c in s)]
     if bad:
-        raise ValueError(f"cannot use image ids ending in {bad[:5]} as VOC file names; give the records "
-                         "image ids like '2007/000005' or '000005'")
+        raise ValueError(
+            f"cannot use image ids ending in {bad[:5]} as VOC file names; give the records "
+            "image ids like '2007/000005' or '000005'"
+        )
     seen: dict[str, str] = {}
     for record, stem in zip(dataset, stems):
         if stem in seen:
-            raise ValueError(f"image ids {seen[stem]!r} and {record.image_id!r} would both be written as "
-                             f"Annotations/{stem}.xml; write them to different VOC directories")
+            raise ValueError(
+                f"image ids {seen[stem]!r} and {record.image_id!r} would both be written as "
+                f"Annotations/{stem}.xml; write them to different VOC directories"
+            )
         seen[stem] = record.image_id
         if record.num_boxes and not (1 <= record.labels.min() and record.labels.max() <= dataset.num_classes):
-            raise ValueError(f"image {record.image_id!r}: labels must be in 1..{dataset.num_classes}; "
-                             f"found {sorted(set(record.labels.tolist()))}")
+            raise ValueError(
+                f"image {record.image_id!r}: labels must be in 1..{dataset.num_classes}; "
+                f"found {sorted(set(record.labels.tolist()))}"
+            )
 
 
-def _record_xml(record: ImageRecord, filename: str, class_names: list[str], folder: str,
-                offsets: tuple[float, ...] = ONE_BASED_OFFSETS) -> str:
+def _record_xml(
+    record: ImageRecord,
+    filename: str,
+    class_names: list[str],
+    folder: str,
+    offsets: tuple[float, ...] = ONE_BASED_OFFSETS,
+) -> str:
     root = ET.Element("annotation")
     _sub(root, "folder", folder)
     _sub(root, "filename", filename)

@@ -28,8 +28,16 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from .records import DetectionDataset, ImageRecord, Problem
-from .validate import (IMAGE_MODES, check_boxes, check_choice, check_options, find_duplicates, place_image,
-                       raise_for_problems, read_image_size)
+from .validate import (
+    IMAGE_MODES,
+    check_boxes,
+    check_choice,
+    check_options,
+    find_duplicates,
+    place_image,
+    raise_for_problems,
+    read_image_size,
+)
 
 __all__ = ["IMAGE_EXTENSIONS", "read_yolo", "scan_yolo", "write_yolo", "write_darknet"]
 
@@ -38,8 +46,14 @@ _NAME_FILES = ("classes.txt", "data.yaml")
 _LINE_HINT = "each line must be 'class cx cy w h': a 0-based class index and 4 numbers normalised to [0, 1]"
 
 
-def read_yolo(root: str | os.PathLike, *, names_file: str | os.PathLike | None = None, box_policy: str = "error",
-              clip_tolerance: float = 2.0, check_images: bool = True) -> DetectionDataset:
+def read_yolo(
+    root: str | os.PathLike,
+    *,
+    names_file: str | os.PathLike | None = None,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    check_images: bool = True,
+) -> DetectionDataset:
     """Read a YOLO txt dataset into a :class:`DetectionDataset` (records sorted by image path).
 
     Args:
@@ -54,14 +68,21 @@ def read_yolo(root: str | os.PathLike, *, names_file: str | os.PathLike | None =
     Raises:
         DatasetError: listing every error found (warnings are issued as one ``DatasetWarning``).
     """
-    dataset, problems = scan_yolo(root, names_file=names_file, box_policy=box_policy,
-                                  clip_tolerance=clip_tolerance, check_images=check_images)
+    dataset, problems = scan_yolo(
+        root, names_file=names_file, box_policy=box_policy, clip_tolerance=clip_tolerance, check_images=check_images
+    )
     raise_for_problems(problems, f"YOLO dataset {root}")
     return dataset
 
 
-def scan_yolo(root: str | os.PathLike, *, names_file: str | os.PathLike | None = None, box_policy: str = "error",
-              clip_tolerance: float = 2.0, check_images: bool = True) -> tuple[DetectionDataset, list[Problem]]:
+def scan_yolo(
+    root: str | os.PathLike,
+    *,
+    names_file: str | os.PathLike | None = None,
+    box_policy: str = "error",
+    clip_tolerance: float = 2.0,
+    check_images: bool = True,
+) -> tuple[DetectionDataset, list[Problem]]:
     """Like :func:`read_yolo` but never raises for dataset problems: returns ``(dataset, problems)``.
 
     The dataset is only trustworthy when no problem has ``severity == "error"``.
@@ -72,9 +93,11 @@ def scan_yolo(root: str | os.PathLike, *, names_file: str | os.PathLike | None =
     class_names, problems = read_names(root, names_file)
     num_classes = None if problems else len(class_names)  # unknown: do not report every class index as well
     images = _image_files(root, problems)
-    problems += find_duplicates(((image_id, f"images/{p.relative_to(root / 'images').as_posix()}")
-                                 for image_id, p in images), "image id",
-                                "images may not differ only by suffix: they would share one label file")
+    problems += find_duplicates(
+        ((image_id, f"images/{p.relative_to(root / 'images').as_posix()}") for image_id, p in images),
+        "image id",
+        "images may not differ only by suffix: they would share one label file",
+    )
     records = []
     for image_id, path in images:
         size, problem = read_image_size(path, f"images/{path.relative_to(root / 'images').as_posix()}")
@@ -85,9 +108,15 @@ def scan_yolo(root: str | os.PathLike, *, names_file: str | os.PathLike | None =
         rows = read_label_file(label_path, f"labels/{image_id}.txt", num_classes, problems)
         cx, cy, w, h = np.array([r[2] for r in rows], np.float64).reshape(-1, 4).T
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1) * np.tile(size, 2)
-        boxes, box_problems = check_boxes(boxes, size[0], size[1], lambda i: rows[i][0],
-                                          box_policy=box_policy, clip_tolerance=clip_tolerance,
-                                          quote=lambda i: "cx cy w h = " + " ".join(rows[i][3]))
+        boxes, box_problems = check_boxes(
+            boxes,
+            size[0],
+            size[1],
+            lambda i, rows=rows: rows[i][0],
+            box_policy=box_policy,
+            clip_tolerance=clip_tolerance,
+            quote=lambda i, rows=rows: "cx cy w h = " + " ".join(rows[i][3]),
+        )
         problems += box_problems
         records.append(ImageRecord(image_id, path, size[0], size[1], boxes, [r[1] for r in rows]))
     problems += _orphan_labels(root, {image_id for image_id, _ in images})
@@ -98,8 +127,13 @@ def _image_files(root: Path, problems: list[Problem]) -> list[tuple[str, Path]]:
     """``(image_id, path)`` of every image under ``root/images``, sorted by relative path."""
     image_dir = root / "images"
     if not image_dir.is_dir():
-        problems.append(Problem("images", f"image directory not found: {image_dir}",
-                                "put the images in root/images/ and their labels in root/labels/"))
+        problems.append(
+            Problem(
+                "images",
+                f"image directory not found: {image_dir}",
+                "put the images in root/images/ and their labels in root/labels/",
+            )
+        )
         return []
     paths = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     return [(p.relative_to(image_dir).with_suffix("").as_posix(), p) for p in paths]
@@ -114,8 +148,13 @@ def _orphan_labels(root: Path, image_ids: set[str]) -> list[Problem]:
     for path in sorted(label_dir.rglob("*.txt")):
         image_id = path.relative_to(label_dir).with_suffix("").as_posix()
         if image_id not in image_ids and image_id != "classes":
-            problems.append(Problem(f"labels/{image_id}.txt", f"label file has no image images/{image_id}"
-                                    f"{{{','.join(IMAGE_EXTENSIONS)}}}", "add the image or delete the label file"))
+            problems.append(
+                Problem(
+                    f"labels/{image_id}.txt",
+                    f"label file has no image images/{image_id}{{{','.join(IMAGE_EXTENSIONS)}}}",
+                    "add the image or delete the label file",
+                )
+            )
     return problems
 
 
@@ -124,9 +163,13 @@ def read_names(root: Path, names_file: str | os.PathLike | None) -> tuple[list[s
     if names_file is None:
         found = [root / n for n in _NAME_FILES if (root / n).is_file()]
         if not found:
-            return [], [Problem("classes.txt", f"no class names: neither {' nor '.join(_NAME_FILES)} is in {root}",
-                                "create classes.txt with one class name per line (line 1 = class 0), "
-                                "or pass names_file=")]
+            return [], [
+                Problem(
+                    "classes.txt",
+                    f"no class names: neither {' nor '.join(_NAME_FILES)} is in {root}",
+                    "create classes.txt with one class name per line (line 1 = class 0), or pass names_file=",
+                )
+            ]
         path = found[0]
     else:
         path = root / names_file  # an absolute names_file stays absolute
@@ -138,8 +181,11 @@ def read_names(root: Path, names_file: str | os.PathLike | None) -> tuple[list[s
     lines = path.read_text(encoding="utf-8").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
-    problems = [Problem(f"{where}:{i}", "empty class name", "remove the blank line (line n names class n - 1)")
-                for i, line in enumerate(lines, start=1) if not line.strip()]
+    problems = [
+        Problem(f"{where}:{i}", "empty class name", "remove the blank line (line n names class n - 1)")
+        for i, line in enumerate(lines, start=1)
+        if not line.strip()
+    ]
     return [line.strip() for line in lines], problems
 
 
@@ -161,8 +207,9 @@ def _yaml_names(path: Path, where: str) -> tuple[list[str], list[Problem]]:
     return [n.strip() for n in names], []
 
 
-def read_label_file(path: Path, where: str, num_classes: int | None,
-                     problems: list[Problem]) -> list[tuple[str, int, list[float], list[str]]]:
+def read_label_file(
+    path: Path, where: str, num_classes: int | None, problems: list[Problem]
+) -> list[tuple[str, int, list[float], list[str]]]:
     """``(location, label, [cx, cy, w, h])`` per valid line; a missing file means an empty image."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -181,12 +228,12 @@ def read_label_file(path: Path, where: str, num_classes: int | None,
     return rows
 
 
-def _parse_line(fields: list[str], where: str, num_classes: int | None,
-                problems: list[Problem]) -> tuple[str, int, list[float], list[str]] | None:
+def _parse_line(
+    fields: list[str], where: str, num_classes: int | None, problems: list[Problem]
+) -> tuple[str, int, list[float], list[str]] | None:
     if len(fields) != 5:
         extra = " (segmentation polygons are not supported; convert them to boxes)" if len(fields) > 5 else ""
-        problems.append(Problem(where, f"expected 5 fields 'class cx cy w h'; found {len(fields)}{extra}",
-                                _LINE_HINT))
+        problems.append(Problem(where, f"expected 5 fields 'class cx cy w h'; found {len(fields)}{extra}", _LINE_HINT))
         return None
     try:
         values = [float(v) for v in fields]
@@ -198,14 +245,20 @@ def _parse_line(fields: list[str], where: str, num_classes: int | None,
         problems.append(Problem(where, f"class index {fields[0]} is not a non-negative integer", _LINE_HINT))
         return None
     if num_classes is not None and cls >= num_classes:
-        problems.append(Problem(where, f"class index {fields[0]} is not an integer in 0..{num_classes - 1} "
-                                f"({num_classes} class names)", "fix the class index or add the class name"))
+        problems.append(
+            Problem(
+                where,
+                f"class index {fields[0]} is not an integer in 0..{num_classes - 1} ({num_classes} class names)",
+                "fix the class index or add the class name",
+            )
+        )
         return None
     return where, int(cls) + 1, values[1:], fields[1:]
 
 
-def write_yolo(dataset: DetectionDataset, root: str | os.PathLike, *, images: str = "link",
-               flagged: str = "error") -> Path:
+def write_yolo(
+    dataset: DetectionDataset, root: str | os.PathLike, *, images: str = "link", flagged: str = "error"
+) -> Path:
     """Write ``dataset`` as a YOLO txt dataset under ``root`` and return ``root``.
 
     Writes ``classes.txt``, ``labels/{image_id}.txt`` (an empty file for an empty image) and the images as
@@ -227,8 +280,9 @@ def write_yolo(dataset: DetectionDataset, root: str | os.PathLike, *, images: st
     return root
 
 
-def write_darknet(dataset: DetectionDataset, root: str | os.PathLike, *, images: str = "link",
-                  flagged: str = "error") -> Path:
+def write_darknet(
+    dataset: DetectionDataset, root: str | os.PathLike, *, images: str = "link", flagged: str = "error"
+) -> Path:
     """Write ``dataset`` in the Darknet layout that CVAT ("YOLO 1.1") and Datumaro ("yolo") import and export; returns
     ``root``.
 
@@ -245,10 +299,14 @@ def write_darknet(dataset: DetectionDataset, root: str | os.PathLike, *, images:
     _check_writable(dataset, flagged)
     names = "".join(f"{n}\n" for n in dataset.class_names)
     atomic_write_text(root / "obj.names", names)
-    atomic_write_text(root / "obj.data", f"classes = {dataset.num_classes}\ntrain = data/train.txt\n"
-                      "names = data/obj.names\nbackup = backup/\n")
-    atomic_write_text(root / "data.yaml", yaml.safe_dump({"names": list(dataset.class_names),
-                                                          "nc": dataset.num_classes}, sort_keys=False))
+    atomic_write_text(
+        root / "obj.data",
+        f"classes = {dataset.num_classes}\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n",
+    )
+    atomic_write_text(
+        root / "data.yaml",
+        yaml.safe_dump({"names": list(dataset.class_names), "nc": dataset.num_classes}, sort_keys=False),
+    )
     listed = []
     for record in dataset:
         keep = ~(record.difficult | record.iscrowd) if flagged == "omit" else slice(None)
@@ -263,8 +321,9 @@ def write_darknet(dataset: DetectionDataset, root: str | os.PathLike, *, images:
 def _check_writable(dataset: DetectionDataset, flagged: str) -> None:
     for name in dataset.class_names:
         if not name.strip() or "\n" in name or name != name.strip():
-            raise ValueError(f"class name {name!r} cannot be written as one line of a class list (classes.txt, "
-                             "obj.names)")
+            raise ValueError(
+                f"class name {name!r} cannot be written as one line of a class list (classes.txt, obj.names)"
+            )
     problems = find_duplicates(((r.image_id, r.image_id) for r in dataset), "image id", "")
     if problems:
         raise ValueError(f"image ids must be unique to write YOLO; {problems[0].message}")
@@ -273,13 +332,17 @@ def _check_writable(dataset: DetectionDataset, flagged: str) -> None:
         if any(p in ("", ".", "..") for p in parts) or "\\" in record.image_id:
             raise ValueError(f"image id {record.image_id!r} cannot be used as a relative path under images/")
         if record.num_boxes and not (1 <= record.labels.min() and record.labels.max() <= dataset.num_classes):
-            raise ValueError(f"image {record.image_id!r}: labels must be in 1..{dataset.num_classes}; "
-                             f"found {sorted(set(record.labels.tolist()))}")
+            raise ValueError(
+                f"image {record.image_id!r}: labels must be in 1..{dataset.num_classes}; "
+                f"found {sorted(set(record.labels.tolist()))}"
+            )
         flags = int((record.difficult | record.iscrowd).sum())
         if flags and flagged == "error":
-            raise ValueError(f"image {record.image_id!r} has {flags} difficult/iscrowd box(es), which YOLO cannot "
-                             "mark; pass flagged='keep' to write them as ordinary boxes or flagged='omit' to "
-                             "leave them out")
+            raise ValueError(
+                f"image {record.image_id!r} has {flags} difficult/iscrowd box(es), which YOLO cannot "
+                "mark; pass flagged='keep' to write them as ordinary boxes or flagged='omit' to "
+                "leave them out"
+            )
 
 
 def _label_text(record: ImageRecord) -> str:
@@ -288,5 +351,7 @@ def _label_text(record: ImageRecord) -> str:
     size = np.array([record.width, record.height], np.float64)
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / size
     extent = (boxes[:, 2:] - boxes[:, :2]) / size
-    return "".join(f"{label - 1} {c[0]!r} {c[1]!r} {e[0]!r} {e[1]!r}\n"
-                   for label, c, e in zip(record.labels, centre.tolist(), extent.tolist()))
+    return "".join(
+        f"{label - 1} {c[0]!r} {c[1]!r} {e[0]!r} {e[1]!r}\n"
+        for label, c, e in zip(record.labels, centre.tolist(), extent.tolist())
+    )

@@ -13,8 +13,17 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "is_distributed", "rank", "world_size", "is_main_process", "barrier",
-           "all_gather_object", "broadcast_object", "resolve_device"]
+__all__ = [
+    "init_distributed",
+    "is_distributed",
+    "rank",
+    "world_size",
+    "is_main_process",
+    "barrier",
+    "all_gather_object",
+    "broadcast_object",
+    "resolve_device",
+]
 
 
 def is_distributed() -> bool:
@@ -50,8 +59,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "cuda":
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} was requested but CUDA is not available on this machine; "
-                           "use device: cpu (or auto)")
+        raise RuntimeError(
+            f"device={device!r} was requested but CUDA is not available on this machine; use device: cpu (or auto)"
+        )
     return torch.device(device)
 
 

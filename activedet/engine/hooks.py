@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -71,8 +71,9 @@ class Progress(HookBase):
     def before_epoch(self) -> None:
         self.started = time.perf_counter()
         if self.tty:
-            self.bar = tqdm(total=self.trainer.iters_per_epoch, desc=self.trainer.describe(), leave=False,
-                            file=self.stream)
+            self.bar = tqdm(
+                total=self.trainer.iters_per_epoch, desc=self.trainer.describe(), leave=False, file=self.stream
+            )
 
     def _lr(self) -> float:
         return self.trainer.optimizer.param_groups[0]["lr"]
@@ -91,8 +92,11 @@ class Progress(HookBase):
             loss = sum(v for k, v in entry.items() if k.startswith("train_"))
             parts = [f"loss {loss:.4f}", f"lr {self._lr():.2e}"]
             parts += [f"{k} {v:.4f}" for k, v in entry.items() if k.startswith("val_")]
-            print(f"{self.trainer.describe()}: {', '.join(parts)} ({time.perf_counter() - self.started:.1f} s)",
-                  file=self.stream, flush=True)
+            print(
+                f"{self.trainer.describe()}: {', '.join(parts)} ({time.perf_counter() - self.started:.1f} s)",
+                file=self.stream,
+                flush=True,
+            )
 
 
 class TrainingLog(HookBase):
@@ -120,8 +124,14 @@ class TrainingLog(HookBase):
         trainer = self.trainer
         if self.every is not None and trainer.step % self.every == 0:
             losses = trainer.step_losses
-            trainer.log(event="iter", epoch=trainer.epoch + 1, iter=trainer.step,
-                        lr=trainer.optimizer.param_groups[0]["lr"], loss=sum(losses.values()), **losses)
+            trainer.log(
+                event="iter",
+                epoch=trainer.epoch + 1,
+                iter=trainer.step,
+                lr=trainer.optimizer.param_groups[0]["lr"],
+                loss=sum(losses.values()),
+                **losses,
+            )
 
     def after_epoch(self) -> None:
         self.trainer.log(event=self.epoch_event, **self.trainer.entry)
@@ -141,13 +151,15 @@ class TensorBoard(HookBase):
         self.scalars = TrainingScalars(log_dir, iters_per_epoch) if dist_utils.is_main_process() else None
 
     @classmethod
-    def for_options(cls, options, out: Path | None, iters_per_epoch: int) -> list["TensorBoard"]:
+    def for_options(cls, options, out: Path | None, iters_per_epoch: int) -> list[TensorBoard]:
         """``[TensorBoard(out / "tensorboard", ...)]`` when ``options.tensorboard``, else ``[]``."""
         if not options.tensorboard:
             return []
         if out is None:
-            raise ValueError("The 'tensorboard' training option needs an out_dir to write to; training with "
-                             "out_dir=None keeps everything in memory")
+            raise ValueError(
+                "The 'tensorboard' training option needs an out_dir to write to; training with "
+                "out_dir=None keeps everything in memory"
+            )
         return [cls(out / "tensorboard", iters_per_epoch)]
 
     def write(self, record: dict) -> None:
@@ -175,8 +187,14 @@ class BestEpoch(HookBase):
         best_path: ``best.pt``; ``None`` writes nothing.
     """
 
-    def __init__(self, evaluate: Callable[[torch.nn.Module], float] | None, metric: str, eval_every: int = 1,
-                 patience: int | None = None, best_path: Path | None = None):
+    def __init__(
+        self,
+        evaluate: Callable[[torch.nn.Module], float] | None,
+        metric: str,
+        eval_every: int = 1,
+        patience: int | None = None,
+        best_path: Path | None = None,
+    ):
         self.evaluate, self.metric, self.eval_every, self.patience = evaluate, metric, eval_every, patience
         self.best_path = best_path
         self.best_metric, self.best_epoch, self.bad_evals = None, None, 0
@@ -201,8 +219,9 @@ class BestEpoch(HookBase):
             self.best_metric, self.best_epoch, self.bad_evals = metric, epoch, 0
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
             if self.best_path is not None and dist_utils.is_main_process():
-                save_checkpoint(self.best_path, {"model": trainer.model.state_dict(), "epoch": epoch,
-                                                 "best_metric": metric})
+                save_checkpoint(
+                    self.best_path, {"model": trainer.model.state_dict(), "epoch": epoch, "best_metric": metric}
+                )
         else:
             self.bad_evals += 1
             trainer.should_stop = self.patience is not None and self.bad_evals >= self.patience
@@ -245,8 +264,10 @@ class Checkpoint(HookBase):
         if self.out is not None and dist_utils.is_main_process():
             self.state = trainer.state_dict()
             if self.policy == "all":
-                save_checkpoint(self.out / f"epoch_{trainer.epoch + 1}.pt",
-                                {"model": self.state["model"], "epoch": trainer.epoch + 1})
+                save_checkpoint(
+                    self.out / f"epoch_{trainer.epoch + 1}.pt",
+                    {"model": self.state["model"], "epoch": trainer.epoch + 1},
+                )
             save_checkpoint(self.last, self.state)
         dist_utils.barrier()
         kill_point("train_epoch", trainer.epoch + 1)

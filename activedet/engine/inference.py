@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -17,9 +18,17 @@ __all__ = ["iter_predictions", "predict_dataset"]
 
 
 @torch.no_grad()
-def iter_predictions(model: torch.nn.Module | Any, dataset: DetectionDataset, indices: Sequence[int] | None = None, *,
-                     device: torch.device | str = "cpu", batch_size: int = 8, fields: Iterable[str] = (),
-                     num_workers: int = 0, progress: bool = False) -> Iterator[tuple[int, Detections]]:
+def iter_predictions(
+    model: torch.nn.Module | Any,
+    dataset: DetectionDataset,
+    indices: Sequence[int] | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    fields: Iterable[str] = (),
+    num_workers: int = 0,
+    progress: bool = False,
+) -> Iterator[tuple[int, Detections]]:
     """Yield ``(pool_index, Detections on CPU)`` for this process's shard of ``indices``, in order.
 
     Under torchrun, rank ``r`` of ``W`` handles ``indices[r::W]``; in one process, all of them. Results are
@@ -28,10 +37,14 @@ def iter_predictions(model: torch.nn.Module | Any, dataset: DetectionDataset, in
     any object with that method serves (e.g. :class:`~activedet.models.StochasticPredictor`).
     """
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
-    shard = indices[dist_utils.rank()::dist_utils.world_size()]
-    loader = torch.utils.data.DataLoader(DetectionTorchDataset(dataset, shard, train=False),
-                                         batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                         collate_fn=collate_detection)
+    shard = indices[dist_utils.rank() :: dist_utils.world_size()]
+    loader = torch.utils.data.DataLoader(
+        DetectionTorchDataset(dataset, shard, train=False),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_detection,
+    )
     model = unwrap_ddp(model)
     bar = tqdm(loader, desc="predict", disable=not (progress and dist_utils.is_main_process()), leave=False)
     for images, targets in bar:
@@ -40,12 +53,30 @@ def iter_predictions(model: torch.nn.Module | Any, dataset: DetectionDataset, in
             yield int(target["index"]), output.to("cpu")
 
 
-def predict_dataset(model: torch.nn.Module, dataset: DetectionDataset, indices: Sequence[int] | None = None, *,
-                    device: torch.device | str = "cpu", batch_size: int = 8, fields: Iterable[str] = (),
-                    num_workers: int = 0, progress: bool = False) -> list[Detections]:
+def predict_dataset(
+    model: torch.nn.Module,
+    dataset: DetectionDataset,
+    indices: Sequence[int] | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    fields: Iterable[str] = (),
+    num_workers: int = 0,
+    progress: bool = False,
+) -> list[Detections]:
     """Detections for ``indices`` (default: every record), in the order of ``indices``, on every rank."""
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
-    local = list(iter_predictions(model, dataset, indices, device=device, batch_size=batch_size, fields=fields,
-                                  num_workers=num_workers, progress=progress))
+    local = list(
+        iter_predictions(
+            model,
+            dataset,
+            indices,
+            device=device,
+            batch_size=batch_size,
+            fields=fields,
+            num_workers=num_workers,
+            progress=progress,
+        )
+    )
     by_index = {i: d for part in dist_utils.all_gather_object(local) for i, d in part}
     return [by_index[i] for i in indices]

@@ -79,16 +79,18 @@ class MIAODOptions:
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 100:
             raise OptionError("training_options.unlabelled_ratio", "a float in (0, 100]", ratio)
         if self.lr_drop_epochs > self.label_epochs:
-            raise OptionError("training_options.lr_drop_epochs", f"at most label_epochs ({self.label_epochs})",
-                              self.lr_drop_epochs)
+            raise OptionError(
+                "training_options.lr_drop_epochs", f"at most label_epochs ({self.label_epochs})", self.lr_drop_epochs
+            )
 
     @classmethod
-    def from_dict(cls, options: dict) -> "MIAODOptions":
+    def from_dict(cls, options: dict) -> MIAODOptions:
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise OptionError(f"training_options.{unknown[0]}", f"one of {valid} (options of training: miaod)",
-                              unknown[0])
+            raise OptionError(
+                f"training_options.{unknown[0]}", f"one of {valid} (options of training: miaod)", unknown[0]
+            )
         return cls(**options)
 
 
@@ -105,8 +107,11 @@ def miaod_schedule(options: MIAODOptions, lr_gamma: float = 0.1) -> list[Unit]:
     """The flat list of units (module docstring)."""
     blocks = [("label", options.label_epochs)]
     for _ in range(options.outer_loops):
-        blocks += [("min", options.adversarial_epochs), ("max", options.adversarial_epochs),
-                   ("label", options.label_epochs)]
+        blocks += [
+            ("min", options.adversarial_epochs),
+            ("max", options.adversarial_epochs),
+            ("label", options.label_epochs),
+        ]
     units = [Unit(stage, b, 1.0) for b, (stage, n) in enumerate(blocks) for _ in range(n)]
     for k in range(len(units) - options.lr_drop_epochs, len(units)):
         units[k] = Unit(units[k].stage, units[k].block, lr_gamma)
@@ -129,8 +134,7 @@ def stage_parameters(model: torch.nn.Module, stage: str, base: dict[str, bool]) 
 
 
 def _without_labels(record: ImageRecord) -> ImageRecord:
-    return ImageRecord(record.image_id, record.file_name, record.width, record.height,
-                       image_index=record.image_index)
+    return ImageRecord(record.image_id, record.file_name, record.width, record.height, image_index=record.image_index)
 
 
 def _epochs(loader, first_epoch: int):
@@ -152,12 +156,24 @@ class MIAODTrainer(Trainer):
     ``stage``. ``last.pt`` holds the weights, the stage's optimizer state, the units done and the history.
     """
 
-    def __init__(self, model, labelled_loader, *, units: list[Unit], repeat: int, unlabelled_loader, lr: float,
-                 device: torch.device, grad_clip: float | None, hooks=()):
+    def __init__(
+        self,
+        model,
+        labelled_loader,
+        *,
+        units: list[Unit],
+        repeat: int,
+        unlabelled_loader,
+        lr: float,
+        device: torch.device,
+        grad_clip: float | None,
+        hooks=(),
+    ):
         self.units, self.repeat, self.unlabelled_loader, self.lr = units, repeat, unlabelled_loader, lr
         self.resumed_optimizer: tuple[int, dict] | None = None  # (block, state) of a resumed stage
-        super().__init__(model, labelled_loader, None, max_epochs=len(units), device=device, grad_clip=grad_clip,
-                         hooks=hooks)
+        super().__init__(
+            model, labelled_loader, None, max_epochs=len(units), device=device, grad_clip=grad_clip, hooks=hooks
+        )
 
     @property
     def unit(self) -> Unit:
@@ -191,12 +207,21 @@ class MIAODTrainer(Trainer):
             yield {prefix + k: v for k, v in losses.items()}
 
     def epoch_entry(self, means: dict[str, float]) -> dict:
-        return {"unit": self.epoch + 1, "stage": self.unit.stage, "lr": self.lr * self.unit.lr_factor,
-                **{f"train_{k}": v for k, v in means.items()}}
+        return {
+            "unit": self.epoch + 1,
+            "stage": self.unit.stage,
+            "lr": self.lr * self.unit.lr_factor,
+            **{f"train_{k}": v for k, v in means.items()},
+        }
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "unit": self.epoch + 1,
-                "block": self.unit.block, "history": self.history}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "unit": self.epoch + 1,
+            "block": self.unit.block,
+            "history": self.history,
+        }
 
     def load_state_dict(self, state: dict, source: str = "the checkpoint") -> None:
         self.model.load_state_dict(state["model"])
@@ -238,8 +263,8 @@ class MIAODStages(HookBase):
         if dist_utils.is_distributed():
             device = trainer.device
             trainer.forward_model = torch.nn.parallel.DistributedDataParallel(
-                trainer.model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True)
+                trainer.model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            )
 
     def before_step(self) -> None:
         trainer, unit = self.trainer, self.trainer.unit
@@ -252,10 +277,19 @@ class MIAODStages(HookBase):
         stage_parameters(self.trainer.model, "label", self.base)
 
 
-def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabelled: DetectionDataset | None = None,
-                val_set: DetectionDataset | None = None, options: TrainOptions | None = None,
-                training_options: MIAODOptions | dict | None = None, out_dir: str | Path | None = None,
-                device: str | torch.device = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
+def train_miaod(
+    model: torch.nn.Module,
+    train_set: DetectionDataset,
+    *,
+    unlabelled: DetectionDataset | None = None,
+    val_set: DetectionDataset | None = None,
+    options: TrainOptions | None = None,
+    training_options: MIAODOptions | dict | None = None,
+    out_dir: str | Path | None = None,
+    device: str | torch.device = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
     """Train an MI-AOD detector (:class:`~activedet.models.miaod.MIAODRetinaNet`) for one cycle.
 
     Args:
@@ -275,13 +309,17 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
     if not isinstance(training_options, MIAODOptions):
         training_options = MIAODOptions.from_dict(dict(training_options or {}))
     if not hasattr(model.head, "adversarial_classifiers"):
-        raise ValueError(f"training 'miaod' needs the 'miaod' detector (two adversarial classifiers); got "
-                         f"{type(model).__name__}. Set detector: miaod or training: standard")
+        raise ValueError(
+            f"training 'miaod' needs the 'miaod' detector (two adversarial classifiers); got "
+            f"{type(model).__name__}. Set detector: miaod or training: standard"
+        )
     weighted = [r.image_id for r in train_set.records if r.loss_weight != 1.0 or isinstance(r, PseudoLabelRecord)]
     if weighted:
-        raise ValueError(f"training 'miaod' does not support per-image loss weights (pseudo labels): "
-                         f"{len(weighted)} training image(s) are pseudo-labelled or weighted, e.g. {weighted[0]!r}. "
-                         "Train pseudo labels with training: standard, or turn pseudo labelling off")
+        raise ValueError(
+            f"training 'miaod' does not support per-image loss weights (pseudo labels): "
+            f"{len(weighted)} training image(s) are pseudo-labelled or weighted, e.g. {weighted[0]!r}. "
+            "Train pseudo labels with training: standard, or turn pseudo labelling off"
+        )
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()
     labelled_loader, _ = train_loader(train_set, options)  # checks batch_size against the processes
@@ -295,19 +333,40 @@ def train_miaod(model: torch.nn.Module, train_set: DetectionDataset, *, unlabell
         count = min(len(unlabelled), max(1, round(training_options.unlabelled_ratio * len(train_set))))
         rng = np.random.default_rng([options.seed, 0x6D69616F64])  # "miaod": independent of the labelled order
         chosen = np.sort(rng.choice(len(unlabelled), size=count, replace=False))
-        images_only = DetectionDataset([_without_labels(unlabelled.records[i]) for i in chosen],
-                                       unlabelled.class_names, unlabelled.category_ids, unlabelled.root)
+        images_only = DetectionDataset(
+            [_without_labels(unlabelled.records[i]) for i in chosen],
+            unlabelled.class_names,
+            unlabelled.category_ids,
+            unlabelled.root,
+        )
         unlabelled_loader, _ = train_loader(images_only, options, options.seed + 1)
 
     checkpoint = hooks.Checkpoint(out, resume)
     trainer = MIAODTrainer(
-        model, labelled_loader, units=units, repeat=training_options.repeat_labelled,
-        unlabelled_loader=unlabelled_loader, lr=options.lr, device=device, grad_clip=options.grad_clip,
-        hooks=[MIAODStages(options, training_options.warmup_per_stage), hooks.SeedEpochs(options.seed),
-               hooks.Progress(progress),
-               hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, epoch_event="unit"),
-               *tensorboard, checkpoint])
+        model,
+        labelled_loader,
+        units=units,
+        repeat=training_options.repeat_labelled,
+        unlabelled_loader=unlabelled_loader,
+        lr=options.lr,
+        device=device,
+        grad_clip=options.grad_clip,
+        hooks=[
+            MIAODStages(options, training_options.warmup_per_stage),
+            hooks.SeedEpochs(options.seed),
+            hooks.Progress(progress),
+            hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, epoch_event="unit"),
+            *tensorboard,
+            checkpoint,
+        ],
+    )
     trainer.train()
-    return TrainResult(epochs_completed=len(trainer.history), best_epoch=None, best_metric=None, stopped_early=False,
-                       history=trainer.history, last_checkpoint=checkpoint.last,
-                       wall_time_s=time.perf_counter() - started)
+    return TrainResult(
+        epochs_completed=len(trainer.history),
+        best_epoch=None,
+        best_metric=None,
+        stopped_early=False,
+        history=trainer.history,
+        last_checkpoint=checkpoint.last,
+        wall_time_s=time.perf_counter() - started,
+    )

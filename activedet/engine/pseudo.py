@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -29,8 +29,15 @@ from ..data.records import DetectionDataset, ImageRecord
 from ..models.outputs import Detections
 from .train import OptionError
 
-__all__ = ["PseudoLabelOptions", "PseudoLabelRecord", "pseudo_label_records", "with_pseudo_labels",
-           "pseudo_label_stats", "save_pseudo_labels", "load_pseudo_labels"]
+__all__ = [
+    "PseudoLabelOptions",
+    "PseudoLabelRecord",
+    "pseudo_label_records",
+    "with_pseudo_labels",
+    "pseudo_label_stats",
+    "save_pseudo_labels",
+    "load_pseudo_labels",
+]
 
 FILE_FORMAT = "activedet-pseudo-labels"
 FILE_VERSION = 1
@@ -77,27 +84,46 @@ class PseudoLabelOptions:
     exclude: str = "selected"
 
     def __post_init__(self) -> None:
-        _check(_is_real(self.score_threshold) and 0 <= self.score_threshold <= 1, "score_threshold",
-               "a float in [0, 1]", self.score_threshold)
+        _check(
+            _is_real(self.score_threshold) and 0 <= self.score_threshold <= 1,
+            "score_threshold",
+            "a float in [0, 1]",
+            self.score_threshold,
+        )
         thresholds = self.class_thresholds
-        _check(thresholds is None or isinstance(thresholds, (dict, list, tuple)), "class_thresholds",
-               "null, a list of per-class floats or a dict {class name or label: float}", thresholds)
+        _check(
+            thresholds is None or isinstance(thresholds, (dict, list, tuple)),
+            "class_thresholds",
+            "null, a list of per-class floats or a dict {class name or label: float}",
+            thresholds,
+        )
         values = thresholds.values() if isinstance(thresholds, dict) else (thresholds or [])
         for value in values:
-            _check(_is_real(value) and 0 <= value <= 1, "class_thresholds", "thresholds that are floats in [0, 1]",
-                   value)
+            _check(
+                _is_real(value) and 0 <= value <= 1, "class_thresholds", "thresholds that are floats in [0, 1]", value
+            )
         _check(isinstance(self.top1_only, bool), "top1_only", "true or false", self.top1_only)
-        _check(self.max_boxes is None or (isinstance(self.max_boxes, int) and not isinstance(self.max_boxes, bool)
-                                          and self.max_boxes >= 1), "max_boxes", "an int >= 1 or null", self.max_boxes)
-        _check(_is_real(self.loss_weight) and self.loss_weight >= 0, "loss_weight", "a finite float >= 0",
-               self.loss_weight)
+        _check(
+            self.max_boxes is None
+            or (isinstance(self.max_boxes, int) and not isinstance(self.max_boxes, bool) and self.max_boxes >= 1),
+            "max_boxes",
+            "an int >= 1 or null",
+            self.max_boxes,
+        )
+        _check(
+            _is_real(self.loss_weight) and self.loss_weight >= 0, "loss_weight", "a finite float >= 0", self.loss_weight
+        )
         _check(self.exclude in ("selected", "shortlist"), "exclude", "'selected' or 'shortlist'", self.exclude)
         nms = self.class_agnostic_nms
-        _check(nms is None or (_is_real(nms) and 0 < nms <= 1), "class_agnostic_nms",
-               "an IoU threshold in (0, 1] or null", nms)
+        _check(
+            nms is None or (_is_real(nms) and 0 < nms <= 1),
+            "class_agnostic_nms",
+            "an IoU threshold in (0, 1] or null",
+            nms,
+        )
 
     @classmethod
-    def from_dict(cls, options: dict) -> "PseudoLabelOptions":
+    def from_dict(cls, options: dict) -> PseudoLabelOptions:
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(options) - set(valid))
         if unknown:
@@ -113,8 +139,12 @@ class PseudoLabelOptions:
         table = np.full(len(class_names) + 1, float(self.score_threshold))
         given = self.class_thresholds
         if isinstance(given, (list, tuple)):
-            _check(len(given) == len(class_names), "class_thresholds",
-                   f"a list of {len(class_names)} thresholds, one per class {list(class_names)}", given)
+            _check(
+                len(given) == len(class_names),
+                "class_thresholds",
+                f"a list of {len(class_names)} thresholds, one per class {list(class_names)}",
+                given,
+            )
             table[1:] = given
         elif isinstance(given, dict):
             for key, value in given.items():
@@ -123,9 +153,11 @@ class PseudoLabelOptions:
                 elif isinstance(key, int) and not isinstance(key, bool) and 1 <= key <= len(class_names):
                     table[key] = value
                 else:
-                    raise OptionError("pseudo_labels.class_thresholds",
-                                      f"keys that are class names {list(class_names)} or labels 1..{len(class_names)}",
-                                      key)
+                    raise OptionError(
+                        "pseudo_labels.class_thresholds",
+                        f"keys that are class names {list(class_names)} or labels 1..{len(class_names)}",
+                        key,
+                    )
         return table
 
 
@@ -158,8 +190,9 @@ def _clip_to_image(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarr
     return clipped, valid
 
 
-def _pseudo_record(index: int, detections: Detections, record: ImageRecord, thresholds: np.ndarray,
-                   options: PseudoLabelOptions) -> PseudoLabelRecord | None:
+def _pseudo_record(
+    index: int, detections: Detections, record: ImageRecord, thresholds: np.ndarray, options: PseudoLabelOptions
+) -> PseudoLabelRecord | None:
     """A copy of pool record ``index`` holding its image's kept detections, best first (``None``: none kept)."""
     boxes = detections.boxes.detach().cpu().numpy().astype(np.float32).reshape(-1, 4)
     scores = detections.scores.detach().cpu().numpy().astype(np.float32).reshape(-1)
@@ -168,25 +201,38 @@ def _pseudo_record(index: int, detections: Detections, record: ImageRecord, thre
     if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
         raise ValueError(f"image {record.image_id!r}: non-finite detection boxes or scores; the model diverged")
     if len(labels) and not ((labels >= 1) & (labels < len(thresholds))).all():
-        raise ValueError(f"image {record.image_id!r}: detection labels must be in 1..{len(thresholds) - 1}. "
-                         f"Got {sorted(set(labels.tolist()))} instead")
+        raise ValueError(
+            f"image {record.image_id!r}: detection labels must be in 1..{len(thresholds) - 1}. "
+            f"Got {sorted(set(labels.tolist()))} instead"
+        )
     keep = np.flatnonzero(valid & (scores >= thresholds[labels]))
     keep = keep[np.argsort(-scores[keep], kind="stable")]
     if options.class_agnostic_nms is not None and len(keep):
-        kept = torchvision.ops.nms(torch.from_numpy(boxes[keep]), torch.from_numpy(scores[keep]).float(),
-                                   float(options.class_agnostic_nms))
+        kept = torchvision.ops.nms(
+            torch.from_numpy(boxes[keep]), torch.from_numpy(scores[keep]).float(), float(options.class_agnostic_nms)
+        )
         keep = keep[kept.numpy()]
     limit = 1 if options.top1_only else options.max_boxes
     keep = keep[:limit] if limit is not None else keep
     if len(keep) == 0:
         return None
-    return PseudoLabelRecord(record.image_id, record.file_name, record.width, record.height, boxes[keep],
-                             labels[keep], loss_weight=options.loss_weight, image_index=record.image_index,
-                             pool_index=index, scores=scores[keep])
+    return PseudoLabelRecord(
+        record.image_id,
+        record.file_name,
+        record.width,
+        record.height,
+        boxes[keep],
+        labels[keep],
+        loss_weight=options.loss_weight,
+        image_index=record.image_index,
+        pool_index=index,
+        scores=scores[keep],
+    )
 
 
-def pseudo_label_records(predictions: Iterable[tuple[int, Detections]], pool: DetectionDataset,
-                         options: PseudoLabelOptions | None = None) -> list[PseudoLabelRecord]:
+def pseudo_label_records(
+    predictions: Iterable[tuple[int, Detections]], pool: DetectionDataset, options: PseudoLabelOptions | None = None
+) -> list[PseudoLabelRecord]:
     """A new record with the confident detections of each predicted image; images with none give no record.
 
     Args:
@@ -219,15 +265,17 @@ def pseudo_label_records(predictions: Iterable[tuple[int, Detections]], pool: De
 
 def with_pseudo_labels(labelled: DetectionDataset, pseudo: Sequence[ImageRecord]) -> DetectionDataset:
     """The training set: ``labelled``'s records followed by ``pseudo``'s (same classes; neither is modified)."""
-    return DetectionDataset([*labelled.records, *pseudo], labelled.class_names, labelled.category_ids,
-                            labelled.root)
+    return DetectionDataset([*labelled.records, *pseudo], labelled.class_names, labelled.category_ids, labelled.root)
 
 
 def pseudo_label_stats(records: Sequence[PseudoLabelRecord]) -> dict[str, float]:
     """``images``, ``boxes`` and ``mean_score`` (mean over boxes; NaN when there is none) of a cycle's pseudo labels."""
     scores = np.concatenate([r.scores for r in records]) if records else np.zeros(0, np.float32)
-    return {"images": len(records), "boxes": int(len(scores)),
-            "mean_score": float(scores.mean()) if len(scores) else float("nan")}
+    return {
+        "images": len(records),
+        "boxes": int(len(scores)),
+        "mean_score": float(scores.mean()) if len(scores) else float("nan"),
+    }
 
 
 def save_pseudo_labels(path: str | Path, records: Sequence[PseudoLabelRecord]) -> Path:
@@ -236,10 +284,18 @@ def save_pseudo_labels(path: str | Path, records: Sequence[PseudoLabelRecord]) -
     Layout: ``{"format": "activedet-pseudo-labels", "version": 1, "images": [{"index", "image_id", "boxes"
     (xyxy pixels), "labels", "scores", "loss_weight"}, ...]}``.
     """
-    images = [{"index": r.pool_index, "image_id": r.image_id, "boxes": r.boxes.tolist(), "labels": r.labels.tolist(),
-               "scores": r.scores.tolist(), "loss_weight": r.loss_weight} for r in records]
-    return atomic_write_json(path, {"format": FILE_FORMAT, "version": FILE_VERSION, "images": images},
-                             allow_nan=False)
+    images = [
+        {
+            "index": r.pool_index,
+            "image_id": r.image_id,
+            "boxes": r.boxes.tolist(),
+            "labels": r.labels.tolist(),
+            "scores": r.scores.tolist(),
+            "loss_weight": r.loss_weight,
+        }
+        for r in records
+    ]
+    return atomic_write_json(path, {"format": FILE_FORMAT, "version": FILE_VERSION, "images": images}, allow_nan=False)
 
 
 def _record_from_item(item, pool: DetectionDataset) -> PseudoLabelRecord:
@@ -251,8 +307,10 @@ def _record_from_item(item, pool: DetectionDataset) -> PseudoLabelRecord:
         raise ValueError(f"index {index!r} is not a pool index (the pool has {len(pool)} images)")
     record = pool.records[index]
     if item["image_id"] != record.image_id:
-        raise ValueError(f"image_id {item['image_id']!r} but pool index {index} is image {record.image_id!r}; "
-                         "the file was made for another pool")
+        raise ValueError(
+            f"image_id {item['image_id']!r} but pool index {index} is image {record.image_id!r}; "
+            "the file was made for another pool"
+        )
     boxes = np.asarray(item["boxes"], dtype=np.float32).reshape(-1, 4)
     labels = np.asarray(item["labels"], dtype=np.int64).reshape(-1)
     clipped, valid = _clip_to_image(boxes, record.width, record.height)
@@ -260,9 +318,18 @@ def _record_from_item(item, pool: DetectionDataset) -> PseudoLabelRecord:
         raise ValueError(f"boxes must lie inside the {record.width}x{record.height} image with positive area")
     if len(labels) and not ((labels >= 1) & (labels <= pool.num_classes)).all():
         raise ValueError(f"labels must be in 1..{pool.num_classes}. Got {labels.tolist()} instead")
-    return PseudoLabelRecord(record.image_id, record.file_name, record.width, record.height, boxes, labels,
-                             loss_weight=item.get("loss_weight", 1.0), image_index=record.image_index,
-                             pool_index=index, scores=item["scores"])
+    return PseudoLabelRecord(
+        record.image_id,
+        record.file_name,
+        record.width,
+        record.height,
+        boxes,
+        labels,
+        loss_weight=item.get("loss_weight", 1.0),
+        image_index=record.image_index,
+        pool_index=index,
+        scores=item["scores"],
+    )
 
 
 def load_pseudo_labels(path: str | Path, pool: DetectionDataset) -> list[PseudoLabelRecord]:
@@ -279,8 +346,9 @@ def load_pseudo_labels(path: str | Path, pool: DetectionDataset) -> list[PseudoL
     if not isinstance(data, dict) or data.get("format") != FILE_FORMAT or not isinstance(data.get("images"), list):
         raise ValueError(f"{path}: not a pseudo-label file (expected format {FILE_FORMAT!r} and an 'images' list)")
     if data.get("version") != FILE_VERSION:
-        raise ValueError(f"{path}: pseudo-label file version {data.get('version')!r}; this activedet reads "
-                         f"version {FILE_VERSION}")
+        raise ValueError(
+            f"{path}: pseudo-label file version {data.get('version')!r}; this activedet reads version {FILE_VERSION}"
+        )
     records = []
     for i, item in enumerate(data["images"]):
         try:

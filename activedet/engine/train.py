@@ -40,8 +40,18 @@ from .inference import predict_dataset
 from .options import OptionError, TrainOptions
 from .trainer import Trainer
 
-__all__ = ["OptionError", "TrainOptions", "TrainResult", "train_detector", "build_optimizer", "build_lr_lambda",
-           "warmup_multiplier", "train_loader", "weighted_loss_dict", "DetectorTrainer"]
+__all__ = [
+    "OptionError",
+    "TrainOptions",
+    "TrainResult",
+    "train_detector",
+    "build_optimizer",
+    "build_lr_lambda",
+    "warmup_multiplier",
+    "train_loader",
+    "weighted_loss_dict",
+    "DetectorTrainer",
+]
 
 #: largest ``scale_jitter`` that keeps a classifier's whole-image box (zoom keeps boxes with >= 1/2 of their area)
 CLASSIFICATION_MAX_SCALE_JITTER = 0.4
@@ -64,8 +74,7 @@ class TrainResult:
 def build_optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if options.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum,
-                               weight_decay=options.weight_decay)
+        return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
     return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
 
 
@@ -93,14 +102,17 @@ def build_lr_lambda(options: TrainOptions, iters_per_epoch: int):
     return factor
 
 
-def train_loader(train_set: DetectionDataset, options: TrainOptions, seed: int | None = None
-                 ) -> tuple[torch.utils.data.DataLoader, object]:
+def train_loader(
+    train_set: DetectionDataset, options: TrainOptions, seed: int | None = None
+) -> tuple[torch.utils.data.DataLoader, object]:
     """This rank's shuffled, augmented loader of ``train_set`` and its sampler (``seed``: ``options.seed``)."""
     world = dist_utils.world_size()
     seed = options.seed if seed is None else seed
     if options.batch_size % world:
-        raise ValueError(f"The 'batch_size' training option ({options.batch_size}) must be divisible by the number "
-                         f"of processes ({world}); it is the global batch size")
+        raise ValueError(
+            f"The 'batch_size' training option ({options.batch_size}) must be divisible by the number "
+            f"of processes ({world}); it is the global batch size"
+        )
     # weight 0 images would only dilute their batch's mean loss; leaving them out keeps training exactly as
     # without them (same sampler order and schedule)
     weighted = [i for i, record in enumerate(train_set.records) if record.loss_weight > 0]
@@ -109,21 +121,37 @@ def train_loader(train_set: DetectionDataset, options: TrainOptions, seed: int |
     if world > 1 and any(record.loss_weight not in (0.0, 1.0) for record in train_set.records):
         # a weighted batch runs one forward per weight group, and processes whose shares hold different groups
         # would run different numbers of DDP forwards (mismatched collectives: a hang)
-        raise ValueError("per-image loss weights other than 0 and 1 (pseudo_labels.loss_weight) are not supported "
-                         f"under torchrun ({world} processes); set pseudo_labels.loss_weight to 1.0 or run in one "
-                         "process")
-    data = DetectionTorchDataset(train_set, weighted, train=True, hflip_prob=options.hflip_prob,
-                                 scale_jitter=options.scale_jitter, color_jitter=options.color_jitter,
-                                 ssd_augment=options.ssd_augment, seed=seed)
-    sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=dist_utils.rank(),
-                                                  shuffle=True, seed=seed, drop_last=False)
-    loader = torch.utils.data.DataLoader(data, batch_size=options.batch_size // world, sampler=sampler,
-                                         num_workers=options.num_workers, collate_fn=collate_detection)
+        raise ValueError(
+            "per-image loss weights other than 0 and 1 (pseudo_labels.loss_weight) are not supported "
+            f"under torchrun ({world} processes); set pseudo_labels.loss_weight to 1.0 or run in one "
+            "process"
+        )
+    data = DetectionTorchDataset(
+        train_set,
+        weighted,
+        train=True,
+        hflip_prob=options.hflip_prob,
+        scale_jitter=options.scale_jitter,
+        color_jitter=options.color_jitter,
+        ssd_augment=options.ssd_augment,
+        seed=seed,
+    )
+    sampler = torch.utils.data.DistributedSampler(
+        data, num_replicas=world, rank=dist_utils.rank(), shuffle=True, seed=seed, drop_last=False
+    )
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=options.batch_size // world,
+        sampler=sampler,
+        num_workers=options.num_workers,
+        collate_fn=collate_detection,
+    )
     return loader, sampler
 
 
-def weighted_loss_dict(model, images: list[torch.Tensor], targets: list[dict], weights: list[float]
-                       ) -> dict[str, torch.Tensor]:
+def weighted_loss_dict(
+    model, images: list[torch.Tensor], targets: list[dict], weights: list[float]
+) -> dict[str, torch.Tensor]:
     """The loss dict of a batch whose images have loss weights ``weights`` (one float ``w_i >= 0`` per image).
 
     torchvision detectors return one loss dict per batch, so the batch is split into groups of equal weight (in the
@@ -182,11 +210,18 @@ def _check_task_options(model, options: TrainOptions, validating: bool) -> None:
         raise OptionError("val_metric", f"one of {list(VAL_METRICS[task])} for a {task} model", options.val_metric)
     if task == "classification" and options.scale_jitter > CLASSIFICATION_MAX_SCALE_JITTER:
         # a stronger zoom-in crops the whole-image box below half its area, and the crop drops the image's label
-        raise OptionError("scale_jitter", f"a float in [0, {CLASSIFICATION_MAX_SCALE_JITTER}] for a classifier "
-                          "(a larger zoom crops away the whole-image box that carries the label)", options.scale_jitter)
+        raise OptionError(
+            "scale_jitter",
+            f"a float in [0, {CLASSIFICATION_MAX_SCALE_JITTER}] for a classifier "
+            "(a larger zoom crops away the whole-image box that carries the label)",
+            options.scale_jitter,
+        )
     if task == "classification" and options.ssd_augment:
-        raise OptionError("ssd_augment", "false for a classifier (its random crop can cut away the whole-image box "
-                          "that carries the label)", options.ssd_augment)
+        raise OptionError(
+            "ssd_augment",
+            "false for a classifier (its random crop can cut away the whole-image box that carries the label)",
+            options.ssd_augment,
+        )
 
 
 def _validate(model, val_set, options, device, batch_size) -> float:
@@ -200,10 +235,18 @@ def _validate(model, val_set, options, device, batch_size) -> float:
     return float(metrics[options.val_metric])
 
 
-def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
-                   unlabelled: DetectionDataset | None = None, val_set: DetectionDataset | None = None,
-                   options: TrainOptions | None = None, out_dir: str | Path | None = None,
-                   device: str | torch.device = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
+def train_detector(
+    model: torch.nn.Module,
+    train_set: DetectionDataset,
+    *,
+    unlabelled: DetectionDataset | None = None,
+    val_set: DetectionDataset | None = None,
+    options: TrainOptions | None = None,
+    out_dir: str | Path | None = None,
+    device: str | torch.device = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
     """Train ``model`` (a torchvision-style detector returning a loss dict in train mode) on ``train_set``.
 
     Args:
@@ -229,7 +272,8 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
     ddp_model = model
     if dist_utils.is_distributed():
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     loader, _ = train_loader(train_set, options)
     tensorboard = hooks.TensorBoard.for_options(options, out, len(loader))
     optimizer = build_optimizer(model, options)
@@ -237,21 +281,43 @@ def train_detector(model: torch.nn.Module, train_set: DetectionDataset, *,
     use_amp = options.amp and device.type == "cuda"
     evaluate = None
     if val_set is not None:
+
         def evaluate(m):
             return _validate(m, val_set, options, device, max(1, options.batch_size))
+
     best = out / "best.pt" if out is not None else None
-    best_epoch = hooks.BestEpoch(evaluate, options.val_metric, options.eval_every, options.early_stopping_patience,
-                                 best)
+    best_epoch = hooks.BestEpoch(
+        evaluate, options.val_metric, options.eval_every, options.early_stopping_patience, best
+    )
     checkpoint = hooks.Checkpoint(out, resume, options.epoch_checkpoints)
     trainer = DetectorTrainer(
-        model, loader, optimizer, max_epochs=options.epochs, device=device, scheduler=scheduler,
-        scaler=torch.amp.GradScaler(device.type, enabled=use_amp), amp=use_amp, grad_clip=options.grad_clip,
+        model,
+        loader,
+        optimizer,
+        max_epochs=options.epochs,
+        device=device,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
+        amp=use_amp,
+        grad_clip=options.grad_clip,
         forward_model=ddp_model,
-        hooks=[hooks.SeedEpochs(options.seed), best_epoch, hooks.Progress(progress),
-               hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, every=options.log_every),
-               *tensorboard, checkpoint])
+        hooks=[
+            hooks.SeedEpochs(options.seed),
+            best_epoch,
+            hooks.Progress(progress),
+            hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, every=options.log_every),
+            *tensorboard,
+            checkpoint,
+        ],
+    )
     trainer.train()
-    return TrainResult(epochs_completed=len(trainer.history), best_epoch=best_epoch.best_epoch,
-                       best_metric=best_epoch.best_metric, stopped_early=trainer.should_stop,
-                       history=trainer.history, last_checkpoint=checkpoint.last, best_checkpoint=best,
-                       wall_time_s=time.perf_counter() - started)
+    return TrainResult(
+        epochs_completed=len(trainer.history),
+        best_epoch=best_epoch.best_epoch,
+        best_metric=best_epoch.best_metric,
+        stopped_early=trainer.should_stop,
+        history=trainer.history,
+        last_checkpoint=checkpoint.last,
+        best_checkpoint=best,
+        wall_time_s=time.perf_counter() - started,
+    )

@@ -52,7 +52,7 @@ class HookBase:
     back in :meth:`load_state_dict`.
     """
 
-    trainer: "Trainer" = None
+    trainer: Trainer = None
 
     def before_train(self) -> None:
         """Before the first epoch (after the trainer is built)."""
@@ -102,9 +102,21 @@ class Trainer:
         hooks: :class:`HookBase` objects, run in this order at every point.
     """
 
-    def __init__(self, model: torch.nn.Module, loader, optimizer: torch.optim.Optimizer | None, *, max_epochs: int,
-                 device: torch.device, scheduler=None, scaler: torch.amp.GradScaler | None = None, amp: bool = False,
-                 grad_clip: float | None = None, forward_model: torch.nn.Module | None = None, hooks=()):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loader,
+        optimizer: torch.optim.Optimizer | None,
+        *,
+        max_epochs: int,
+        device: torch.device,
+        scheduler=None,
+        scaler: torch.amp.GradScaler | None = None,
+        amp: bool = False,
+        grad_clip: float | None = None,
+        forward_model: torch.nn.Module | None = None,
+        hooks=(),
+    ):
         self.model, self.loader, self.optimizer = model, loader, optimizer
         self.forward_model = forward_model if forward_model is not None else model
         self.max_epochs, self.device, self.scheduler = max_epochs, device, scheduler
@@ -142,11 +154,13 @@ class Trainer:
         """Run the loop shown in :class:`HookBase`."""
         self._call("before_train")
         self.iter = self.start_epoch * self.iters_per_epoch
-        for self.epoch in range(self.start_epoch, self.max_epochs):
+        for epoch in range(self.start_epoch, self.max_epochs):
+            self.epoch = epoch
             self._call("before_epoch")
             self.forward_model.train()
             self._sums: dict[str, float] = {}
-            for self.step, batch in enumerate(self.batches()):
+            for step, batch in enumerate(self.batches()):
+                self.step = step
                 self._call("before_step")
                 self.run_step(batch)
                 self.iter += 1
@@ -183,15 +197,18 @@ class Trainer:
             reduced = reduce_losses(loss_dict)
             total = sum(reduced.values())
             if not math.isfinite(total):
-                raise FloatingPointError(f"training loss is {total} at {self.describe()}, iteration {self.step} "
-                                         f"({reduced}); lower 'lr', raise 'warmup_iters' or set 'grad_clip'")
+                raise FloatingPointError(
+                    f"training loss is {total} at {self.describe()}, iteration {self.step} "
+                    f"({reduced}); lower 'lr', raise 'warmup_iters' or set 'grad_clip'"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(sum(loss_dict.values())).backward()
             if self.grad_clip is not None:
                 self.scaler.unscale_(self.optimizer)
                 # the optimizer's parameters: a parameter frozen since an earlier stage keeps a stale gradient
-                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                               self.grad_clip)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for g in self.optimizer.param_groups for p in g["params"]], self.grad_clip
+                )
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.step_losses = reduced
@@ -211,9 +228,13 @@ class Trainer:
     def state_dict(self) -> dict:
         """What ``last.pt`` holds: weights, optimizer, scheduler and scaler states, the epochs done, every hook's
         entries and the history."""
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                 "scaler": self.scaler.state_dict(), "epoch": self.epoch + 1}
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch + 1,
+        }
         for hook in self.hooks:
             state.update(hook.state_dict())
         state["history"] = self.history
@@ -229,9 +250,11 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         if "optimizer" not in state:
             if state["epoch"] < self.max_epochs:
-                raise ValueError(f"{source} holds only the weights of a training that "
-                                 f"ended at epoch {state['epoch']}, so it cannot continue to epoch {self.max_epochs}; "
-                                 "train in a new out_dir (or keep the optimizer state with epoch_checkpoints: all)")
+                raise ValueError(
+                    f"{source} holds only the weights of a training that "
+                    f"ended at epoch {state['epoch']}, so it cannot continue to epoch {self.max_epochs}; "
+                    "train in a new out_dir (or keep the optimizer state with epoch_checkpoints: all)"
+                )
         else:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None:

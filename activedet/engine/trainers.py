@@ -11,9 +11,9 @@ ignores it).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -42,8 +42,11 @@ def resolve_training(training: str, detector: str) -> str:
         raise OptionError("training", f"'auto' or one of {list(TRAINERS)}", training)
     if training in DETECTOR_TRAINING.values() and DETECTOR_TRAINING.get(detector) != training:
         needed = [d for d, t in DETECTOR_TRAINING.items() if t == training]
-        raise OptionError("training", f"'standard' or 'auto' for detector '{detector}' (training '{training}' "
-                          f"needs detector {needed})", training)
+        raise OptionError(
+            "training",
+            f"'standard' or 'auto' for detector '{detector}' (training '{training}' needs detector {needed})",
+            training,
+        )
     return training
 
 
@@ -54,14 +57,28 @@ def get_trainer(training: str, detector: str, training_options: dict | None = No
     given = dict(training_options or {})
     if options_class is None:
         if given:
-            raise OptionError(f"training_options.{sorted(given)[0]}",
-                              f"absent: training '{name}' takes no training_options", given[sorted(given)[0]])
+            raise OptionError(
+                f"training_options.{sorted(given)[0]}",
+                f"absent: training '{name}' takes no training_options",
+                given[sorted(given)[0]],
+            )
         return trainer
     return functools.partial(trainer, training_options=options_class.from_dict(given))
 
 
-def train_ensemble(model, labelled, *, member_trainer: Callable, unlabelled=None, val_set=None, options=None,
-                   out_dir=None, device="auto", resume: bool = False, progress: bool = True) -> TrainResult:
+def train_ensemble(
+    model,
+    labelled,
+    *,
+    member_trainer: Callable,
+    unlabelled=None,
+    val_set=None,
+    options=None,
+    out_dir=None,
+    device="auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
     """Train every member of an :class:`~activedet.models.EnsembleDetector` independently with ``member_trainer``.
 
     Member 0 trains with ``options.seed`` (so it is exactly the model the plain detector would be), member ``m``
@@ -81,14 +98,25 @@ def train_ensemble(model, labelled, *, member_trainer: Callable, unlabelled=None
             results.append(TrainResult(**saved["result"]))
             continue
         seed = options.seed if m == 0 else int(np.random.SeedSequence([options.seed, m]).generate_state(1)[0])
-        result = member_trainer(member, labelled, unlabelled=unlabelled, val_set=val_set,
-                                options=replace(options, seed=seed), out_dir=member_dir, device=device, resume=resume,
-                                progress=progress)
+        result = member_trainer(
+            member,
+            labelled,
+            unlabelled=unlabelled,
+            val_set=val_set,
+            options=replace(options, seed=seed),
+            out_dir=member_dir,
+            device=device,
+            resume=resume,
+            progress=progress,
+        )
         results.append(result)
         if done is not None and dist_utils.is_main_process():
-            summary = {k: getattr(result, k) for k in ("epochs_completed", "best_epoch", "best_metric",
-                                                       "stopped_early", "history", "wall_time_s")}
+            summary = {
+                k: getattr(result, k)
+                for k in ("epochs_completed", "best_epoch", "best_metric", "stopped_early", "history", "wall_time_s")
+            }
             save_checkpoint(done, {"model": member.state_dict(), "result": summary})
         dist_utils.barrier()
-    return replace(results[0], wall_time_s=sum(r.wall_time_s for r in results), last_checkpoint=None,
-                   best_checkpoint=None)
+    return replace(
+        results[0], wall_time_s=sum(r.wall_time_s for r in results), last_checkpoint=None, best_checkpoint=None
+    )

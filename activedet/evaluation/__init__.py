@@ -23,15 +23,32 @@ from .coco import COCO_METRICS, coco_ap
 from .froc import DEEPLESION_FPS_PER_IMAGE, FROC_MATCHINGS, LUNA16_FPS_PER_IMAGE, froc
 from .voc import VOC_RULES, voc_map
 
-__all__ = ["evaluate", "check_options", "METRICS", "voc_map", "coco_ap", "froc", "accuracy", "COCO_METRICS",
-           "VOC_RULES", "FROC_MATCHINGS", "LUNA16_FPS_PER_IMAGE", "DEEPLESION_FPS_PER_IMAGE"]
+__all__ = [
+    "evaluate",
+    "check_options",
+    "METRICS",
+    "voc_map",
+    "coco_ap",
+    "froc",
+    "accuracy",
+    "COCO_METRICS",
+    "VOC_RULES",
+    "FROC_MATCHINGS",
+    "LUNA16_FPS_PER_IMAGE",
+    "DEEPLESION_FPS_PER_IMAGE",
+]
 
 _FUNCTIONS = {"voc": voc_map, "coco": coco_ap, "froc": froc, "accuracy": accuracy}
 
 
-def evaluate(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
-             metrics: Sequence[str] | str = ("voc",), class_names: Sequence[str] | None = None,
-             options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float | int]:
+def evaluate(
+    dataset: DetectionDataset | Sequence[ImageRecord],
+    predictions: Sequence[Any],
+    *,
+    metrics: Sequence[str] | str = ("voc",),
+    class_names: Sequence[str] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, float | int]:
     """Run the requested metrics and return their numbers in one flat dict (ready for ``json.dumps``).
 
     Args:
@@ -86,8 +103,13 @@ def check_options(metrics: Sequence[str] | str, options: Mapping[str, Mapping[st
     or option name, a bad option value), by running the metrics once on a one-image, one-box case."""
     names = _check_metrics(metrics, options)
     record = ImageRecord("check", "check.png", 10, 10, [[0, 0, 10, 10]], [1])
-    evaluate([record], [{"boxes": [[0.0, 0.0, 10.0, 10.0]], "scores": [1.0], "labels": [1]}], metrics=names,
-             class_names=["check"], options=options)
+    evaluate(
+        [record],
+        [{"boxes": [[0.0, 0.0, 10.0, 10.0]], "scores": [1.0], "labels": [1]}],
+        metrics=names,
+        class_names=["check"],
+        options=options,
+    )
 
 
 def _check_metrics(metrics: Sequence[str] | str, options: Mapping[str, Any] | None) -> list[str]:
@@ -95,20 +117,31 @@ def _check_metrics(metrics: Sequence[str] | str, options: Mapping[str, Any] | No
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise ValueError(f"The 'metrics' parameter of evaluate must be a non-empty list of names from "
-                         f"{list(METRICS)}. Got {metrics!r} instead.")
+        raise ValueError(
+            f"The 'metrics' parameter of evaluate must be a non-empty list of names from "
+            f"{list(METRICS)}. Got {metrics!r} instead."
+        )
     stray = sorted(set(options or {}) - set(names))
     if stray:
-        raise ValueError(f"The 'options' parameter of evaluate has keys {stray} that are not among the requested "
-                         f"metrics {names}; give options only for requested metrics.")
+        raise ValueError(
+            f"The 'options' parameter of evaluate has keys {stray} that are not among the requested "
+            f"metrics {names}; give options only for requested metrics."
+        )
     for name, given in (options or {}).items():
         if not isinstance(given, Mapping):
-            raise ValueError(f"The 'options' parameter of evaluate must map each metric to a mapping of its options. "
-                             f"Got {given!r} for {name!r}.")
-        allowed = [p for p in inspect.signature(_FUNCTIONS[name]).parameters
-                   if p not in ("dataset", "predictions", "class_names")]
+            raise ValueError(
+                f"The 'options' parameter of evaluate must map each metric to a mapping of its options. "
+                f"Got {given!r} for {name!r}."
+            )
+        allowed = [
+            p
+            for p in inspect.signature(_FUNCTIONS[name]).parameters
+            if p not in ("dataset", "predictions", "class_names")
+        ]
         bad = sorted(set(given) - set(allowed))
         if bad:
-            raise ValueError(f"The 'options' parameter of evaluate has unknown options {bad} for metric {name!r}; "
-                             f"it takes {allowed}.")
+            raise ValueError(
+                f"The 'options' parameter of evaluate has unknown options {bad} for metric {name!r}; "
+                f"it takes {allowed}."
+            )
     return list(dict.fromkeys(names))

@@ -27,8 +27,12 @@ from .voc import _as_dataset, _flatten_ground_truth, _flatten_predictions
 __all__ = ["accuracy"]
 
 
-def accuracy(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
-             class_names: Sequence[str] | None = None) -> dict[str, Any]:
+def accuracy(
+    dataset: DetectionDataset | Sequence[ImageRecord],
+    predictions: Sequence[Any],
+    *,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Top-1 accuracy, per-class accuracy and their mean (see the module docstring).
 
     Args:
@@ -67,10 +71,12 @@ def _true_classes(dataset: DetectionDataset) -> np.ndarray:
     """``int64[M]``: the single label of each record (labels checked to lie in ``1..C``)."""
     for i, record in enumerate(dataset.records):
         if len(record.labels) != 1:
-            raise ValueError(f"dataset[{i}] (image_id {record.image_id!r}) has {len(record.labels)} labels; "
-                             f"accuracy needs exactly one per image (a classification record is one box covering "
-                             f"the whole image, [0, 0, w, h], with labels=[c]). Evaluate detection data with "
-                             f"'voc' or 'coco'.")
+            raise ValueError(
+                f"dataset[{i}] (image_id {record.image_id!r}) has {len(record.labels)} labels; "
+                f"accuracy needs exactly one per image (a classification record is one box covering "
+                f"the whole image, [0, 0, w, h], with labels=[c]). Evaluate detection data with "
+                f"'voc' or 'coco'."
+            )
     _, _, labels, _, _ = _flatten_ground_truth(dataset)
     return labels
 

@@ -42,17 +42,33 @@ from .voc import _as_dataset, _flatten_ground_truth, _flatten_predictions
 __all__ = ["coco_ap", "COCO_METRICS"]
 
 #: Keys of :func:`coco_ap`'s result, with the index of each in ``COCOeval.stats``.
-COCO_METRICS = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5, "AR1": 6, "AR10": 7, "AR100": 8,
-                "ARs": 9, "ARm": 10, "ARl": 11}
+COCO_METRICS = {
+    "AP": 0,
+    "AP50": 1,
+    "AP75": 2,
+    "APs": 3,
+    "APm": 4,
+    "APl": 5,
+    "AR1": 6,
+    "AR10": 7,
+    "AR100": 8,
+    "ARs": 9,
+    "ARm": 10,
+    "ARl": 11,
+}
 
 # COCOeval's area ranges (inclusive bounds, in square pixels) for the metrics above.
-_AREA_RANGE = {"all": (0.0, 1e10), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2),
-               "large": (96.0 ** 2, 1e10)}
+_AREA_RANGE = {"all": (0.0, 1e10), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 _METRIC_AREA = {"APs": "small", "APm": "medium", "APl": "large", "ARs": "small", "ARm": "medium", "ARl": "large"}
 
 
-def coco_ap(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
-            class_names: Sequence[str] | None = None, verbose: bool = False) -> dict[str, Any]:
+def coco_ap(
+    dataset: DetectionDataset | Sequence[ImageRecord],
+    predictions: Sequence[Any],
+    *,
+    class_names: Sequence[str] | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
     """COCO box AP/AR of ``predictions`` against ``dataset`` (see the module docstring for the conventions).
 
     Args:
@@ -81,9 +97,12 @@ def coco_ap(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
         coco_gt = _ground_truth_coco(dataset, category_ids)
-        results = [{"image_id": i, "category_id": c, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
-                   for i, c, (x1, y1, x2, y2), s in zip(image.tolist(), category_ids[labels - 1].tolist(),
-                                                        boxes.tolist(), scores.tolist())]
+        results = [
+            {"image_id": i, "category_id": c, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+            for i, c, (x1, y1, x2, y2), s in zip(
+                image.tolist(), category_ids[labels - 1].tolist(), boxes.tolist(), scores.tolist()
+            )
+        ]
         coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         evaluator.evaluate()
@@ -100,9 +119,18 @@ def _ground_truth_coco(dataset: DetectionDataset, category_ids: np.ndarray) -> C
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     annotations = [
         {"id": k + 1, "image_id": i, "category_id": c, "bbox": [x, y, w, h], "area": a, "iscrowd": int(crowd)}
-        for k, (i, c, x, y, w, h, a, crowd) in enumerate(zip(
-            image.tolist(), category_ids[labels - 1].tolist(), boxes[:, 0].tolist(), boxes[:, 1].tolist(),
-            widths.tolist(), heights.tolist(), _ground_truth_area(dataset, boxes).tolist(), iscrowd.tolist()))
+        for k, (i, c, x, y, w, h, a, crowd) in enumerate(
+            zip(
+                image.tolist(),
+                category_ids[labels - 1].tolist(),
+                boxes[:, 0].tolist(),
+                boxes[:, 1].tolist(),
+                widths.tolist(),
+                heights.tolist(),
+                _ground_truth_area(dataset, boxes).tolist(),
+                iscrowd.tolist(),
+            )
+        )
     ]
     coco = COCO()
     coco.dataset = {

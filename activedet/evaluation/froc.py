@@ -39,8 +39,14 @@ import numpy as np
 
 from activedet.data.records import DetectionDataset, ImageRecord
 
-from .voc import (_as_dataset, _check_iou_threshold, _flatten_ground_truth, _flatten_predictions,
-                  _paired_iou, _pairs_with_equal_key)
+from .voc import (
+    _as_dataset,
+    _check_iou_threshold,
+    _flatten_ground_truth,
+    _flatten_predictions,
+    _paired_iou,
+    _pairs_with_equal_key,
+)
 
 __all__ = ["froc", "FROC_MATCHINGS", "LUNA16_FPS_PER_IMAGE", "DEEPLESION_FPS_PER_IMAGE"]
 
@@ -53,10 +59,17 @@ LUNA16_FPS_PER_IMAGE = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 DEEPLESION_FPS_PER_IMAGE = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def froc(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
-         fps_per_image: Sequence[float] = LUNA16_FPS_PER_IMAGE, matching: str = "iou",
-         iou_threshold: float | None = None, class_aware: bool = False, duplicates_as_fp: bool = False,
-         class_names: Sequence[str] | None = None) -> dict[str, Any]:
+def froc(
+    dataset: DetectionDataset | Sequence[ImageRecord],
+    predictions: Sequence[Any],
+    *,
+    fps_per_image: Sequence[float] = LUNA16_FPS_PER_IMAGE,
+    matching: str = "iou",
+    iou_threshold: float | None = None,
+    class_aware: bool = False,
+    duplicates_as_fp: bool = False,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Sensitivity at each rate of ``fps_per_image`` and their mean (CPM); see the module docstring.
 
     Args:
@@ -88,8 +101,9 @@ def froc(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequenc
     det_image, det_boxes, det_scores, det_labels = _flatten_predictions(predictions, dataset)
 
     c = dataset.num_classes
-    det_key, gt_key = ((det_image * c + det_labels - 1, gt_image * c + gt_labels - 1) if class_aware
-                       else (det_image, gt_image))
+    det_key, gt_key = (
+        (det_image * c + det_labels - 1, gt_image * c + gt_labels - 1) if class_aware else (det_image, gt_image)
+    )
     det_idx, gt_idx, _ = _pairs_with_equal_key(det_key, gt_key)
     if matching == "iou":
         hit = _paired_iou(det_boxes[det_idx], gt_boxes[gt_idx]) >= iou_threshold
@@ -125,8 +139,10 @@ def _check_matching(matching: str, iou_threshold: float | None) -> float | None:
         raise ValueError(f"The 'matching' parameter must be one of {list(FROC_MATCHINGS)}. Got {matching!r} instead.")
     if matching == "centre":
         if iou_threshold is not None:
-            raise ValueError(f"The 'iou_threshold' parameter applies to matching 'iou' only. Got {iou_threshold!r} "
-                             "with matching 'centre'; leave it out.")
+            raise ValueError(
+                f"The 'iou_threshold' parameter applies to matching 'iou' only. Got {iou_threshold!r} "
+                "with matching 'centre'; leave it out."
+            )
         return None
     iou_threshold = 0.5 if iou_threshold is None else iou_threshold
     _check_iou_threshold(iou_threshold)
@@ -145,13 +161,16 @@ def _check_rates(fps_per_image: Sequence[float]) -> tuple[float, ...]:
     except (TypeError, ValueError):
         rates = ()
     if not rates or not all(np.isfinite(r) and r > 0 for r in rates):
-        raise ValueError(f"The 'fps_per_image' parameter must be a non-empty sequence of positive, finite floats. "
-                         f"Got {fps_per_image!r} instead.")
+        raise ValueError(
+            f"The 'fps_per_image' parameter must be a non-empty sequence of positive, finite floats. "
+            f"Got {fps_per_image!r} instead."
+        )
     return rates
 
 
-def _false_positives(det_idx: np.ndarray, gt_idx: np.ndarray, counted: np.ndarray, det_scores: np.ndarray,
-                     duplicates_as_fp: bool) -> np.ndarray:
+def _false_positives(
+    det_idx: np.ndarray, gt_idx: np.ndarray, counted: np.ndarray, det_scores: np.ndarray, duplicates_as_fp: bool
+) -> np.ndarray:
     """``bool[D]``: detections that count as FP, given the hitting pairs ``(det_idx[P], gt_idx[P])``.
 
     ``counted`` is ``bool[G]`` (False for ignored GTs); ``det_scores`` is ``float64[D]``.
@@ -175,8 +194,9 @@ def _false_positives(det_idx: np.ndarray, gt_idx: np.ndarray, counted: np.ndarra
     return is_fp
 
 
-def _froc_curve(det_scores: np.ndarray, fp_scores: np.ndarray, detected_from: np.ndarray,
-                num_images: int) -> dict[str, np.ndarray]:
+def _froc_curve(
+    det_scores: np.ndarray, fp_scores: np.ndarray, detected_from: np.ndarray, num_images: int
+) -> dict[str, np.ndarray]:
     """Operating points at every distinct score, descending, after a first point that keeps nothing.
 
     ``fp_scores``: scores of the FP detections; ``detected_from``: per counted GT, the best score of a detection
@@ -188,5 +208,9 @@ def _froc_curve(det_scores: np.ndarray, fp_scores: np.ndarray, detected_from: np
     num_detected = len(gt_sorted) - np.searchsorted(gt_sorted, thresholds, side="left")
     num_gt = len(detected_from)
     sensitivity = num_detected / num_gt if num_gt else np.full(len(thresholds), np.nan)
-    return {"thresholds": thresholds, "num_false_positives": num_fp, "fps_per_image": num_fp / num_images,
-            "sensitivity": sensitivity}
+    return {
+        "thresholds": thresholds,
+        "num_false_positives": num_fp,
+        "fps_per_image": num_fp / num_images,
+        "sensitivity": sensitivity,
+    }

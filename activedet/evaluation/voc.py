@@ -74,9 +74,14 @@ _TO_DEVKIT = np.array([1.0, 1.0, 0.0, 0.0])  # record xyxy -> VOC (xmin, ymin, x
 _RECALL_POINTS = {"continuous": np.arange(11) / 10.0, "devkit": np.arange(0.0, 1.1, 0.1)}
 
 
-def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequence[Any], *,
-            class_names: Sequence[str] | None = None, iou_threshold: float = 0.5,
-            rules: str = "continuous") -> dict[str, Any]:
+def voc_map(
+    dataset: DetectionDataset | Sequence[ImageRecord],
+    predictions: Sequence[Any],
+    *,
+    class_names: Sequence[str] | None = None,
+    iou_threshold: float = 0.5,
+    rules: str = "continuous",
+) -> dict[str, Any]:
     """PASCAL VOC AP per class and mAP, in both the 11-point and the area variant (see the module docstring).
 
     Args:
@@ -111,9 +116,16 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
 
     # Rank by class, then by descending score; lexsort is stable, so ties keep the input order.
     ranking = np.lexsort((-det_scores, det_labels))
-    is_tp, is_ignored = _match_voc(det_image * num_classes + det_labels - 1, det_boxes,
-                                   gt_image * num_classes + gt_labels - 1, gt_boxes, gt_ignored,
-                                   ranking, iou_threshold, devkit)
+    is_tp, is_ignored = _match_voc(
+        det_image * num_classes + det_labels - 1,
+        det_boxes,
+        gt_image * num_classes + gt_labels - 1,
+        gt_boxes,
+        gt_ignored,
+        ranking,
+        iou_threshold,
+        devkit,
+    )
     num_gt = np.bincount(gt_labels[~gt_ignored] - 1, minlength=num_classes)
     num_det = np.bincount(det_labels - 1, minlength=num_classes)
 
@@ -121,10 +133,9 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
     class_starts = np.searchsorted(det_labels[order], np.arange(1, num_classes + 2))
     per_class = {}
     for c, name in enumerate(dataset.class_names):
-        tp_ranked = is_tp[order[class_starts[c]:class_starts[c + 1]]]
+        tp_ranked = is_tp[order[class_starts[c] : class_starts[c + 1]]]
         ap_11pt, ap_area = _average_precisions(tp_ranked, int(num_gt[c]), _RECALL_POINTS[rules])
-        per_class[name] = {"ap_11pt": ap_11pt, "ap_area": ap_area, "num_gt": int(num_gt[c]),
-                           "num_det": int(num_det[c])}
+        per_class[name] = {"ap_11pt": ap_11pt, "ap_area": ap_area, "num_gt": int(num_gt[c]), "num_det": int(num_det[c])}
     evaluated = [v for v in per_class.values() if v["num_gt"] > 0]
     return {
         "mAP_11pt": float(np.mean([v["ap_11pt"] for v in evaluated])) if evaluated else float("nan"),
@@ -136,9 +147,16 @@ def voc_map(dataset: DetectionDataset | Sequence[ImageRecord], predictions: Sequ
     }
 
 
-def _match_voc(det_key: np.ndarray, det_boxes: np.ndarray, gt_key: np.ndarray, gt_boxes: np.ndarray,
-               gt_ignored: np.ndarray, ranking: np.ndarray, iou_threshold: float,
-               devkit: bool) -> tuple[np.ndarray, np.ndarray]:
+def _match_voc(
+    det_key: np.ndarray,
+    det_boxes: np.ndarray,
+    gt_key: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_ignored: np.ndarray,
+    ranking: np.ndarray,
+    iou_threshold: float,
+    devkit: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(is_tp, is_ignored)``, both ``bool[D]``, by the devkit's greedy rule.
 
     ``*_key`` = image * C + class - 1 (a detection meets the GTs with the same key); ``ranking`` = detection
@@ -160,8 +178,9 @@ def _match_voc(det_key: np.ndarray, det_boxes: np.ndarray, gt_key: np.ndarray, g
     return is_tp, is_ignored
 
 
-def _best_match(iou: np.ndarray, det_idx: np.ndarray, gt_idx: np.ndarray,
-                counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _best_match(
+    iou: np.ndarray, det_idx: np.ndarray, gt_idx: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per detection, the largest IoU over its pairs and the GT index reaching it (first one on ties).
 
     ``iou``, ``det_idx``, ``gt_idx`` are ``[P]`` pairs grouped by detection (as ``_pairs_with_equal_key`` returns
@@ -206,22 +225,29 @@ def _average_precisions(tp_ranked: np.ndarray, num_gt: int, recall_points: np.nd
 # Input handling shared by voc.py, coco.py and froc.py.
 # ---------------------------------------------------------------------------------------------------------------
 
-def _as_dataset(dataset: DetectionDataset | Sequence[ImageRecord],
-                class_names: Sequence[str] | None) -> DetectionDataset:
+
+def _as_dataset(
+    dataset: DetectionDataset | Sequence[ImageRecord], class_names: Sequence[str] | None
+) -> DetectionDataset:
     """The ground truth as a non-empty :class:`DetectionDataset` with unique class names."""
     if isinstance(dataset, DetectionDataset):
         if class_names is not None:
-            raise ValueError("The 'class_names' parameter is only for a list of ImageRecord; a DetectionDataset "
-                             "already has class names. Got both.")
+            raise ValueError(
+                "The 'class_names' parameter is only for a list of ImageRecord; a DetectionDataset "
+                "already has class names. Got both."
+            )
     else:
         records = list(dataset)
         bad = [i for i, r in enumerate(records) if not isinstance(r, ImageRecord)]
         if bad:
-            raise ValueError(f"The 'dataset' parameter must be a DetectionDataset or a list of ImageRecord. "
-                             f"Got {type(records[bad[0]]).__name__} at index {bad[0]}.")
+            raise ValueError(
+                f"The 'dataset' parameter must be a DetectionDataset or a list of ImageRecord. "
+                f"Got {type(records[bad[0]]).__name__} at index {bad[0]}."
+            )
         if class_names is None:
-            raise ValueError("The 'class_names' parameter is required when 'dataset' is a list of ImageRecord. "
-                             "Got None.")
+            raise ValueError(
+                "The 'class_names' parameter is required when 'dataset' is a list of ImageRecord. Got None."
+            )
         dataset = DetectionDataset(records, list(class_names))
     if len(dataset) == 0:
         raise ValueError("The 'dataset' parameter must hold at least one image. Got 0 images.")
@@ -247,8 +273,10 @@ def _flatten_ground_truth(dataset: DetectionDataset) -> tuple[np.ndarray, ...]:
     iscrowd = np.concatenate([r.iscrowd for r in records]).astype(bool)
     bad = np.flatnonzero((labels < 1) | (labels > dataset.num_classes))
     if len(bad):
-        raise ValueError(f"dataset[{image[bad[0]]}] (image_id {records[image[bad[0]]].image_id!r}) has label "
-                         f"{labels[bad[0]]}; ground-truth labels must be in 1..{dataset.num_classes}.")
+        raise ValueError(
+            f"dataset[{image[bad[0]]}] (image_id {records[image[bad[0]]].image_id!r}) has label "
+            f"{labels[bad[0]]}; ground-truth labels must be in 1..{dataset.num_classes}."
+        )
     return image, boxes, labels, difficult, iscrowd
 
 
@@ -259,11 +287,14 @@ def _flatten_predictions(predictions: Sequence[Any], dataset: DetectionDataset) 
     a box with ``x2 < x1`` or ``y2 < y1``, or a label outside ``1..C``.
     """
     if isinstance(predictions, (Mapping, Detections)) or not isinstance(predictions, Sequence):
-        raise ValueError(f"The 'predictions' parameter must be a list with one entry per image. "
-                         f"Got {type(predictions).__name__}.")
+        raise ValueError(
+            f"The 'predictions' parameter must be a list with one entry per image. Got {type(predictions).__name__}."
+        )
     if len(predictions) != len(dataset):
-        raise ValueError(f"The 'predictions' parameter must have one entry per dataset image ({len(dataset)}), in "
-                         f"dataset order. Got {len(predictions)} entries.")
+        raise ValueError(
+            f"The 'predictions' parameter must have one entry per dataset image ({len(dataset)}), in "
+            f"dataset order. Got {len(predictions)} entries."
+        )
     per_image = [_prediction_arrays(p, i) for i, p in enumerate(predictions)]
     counts = np.array([len(s) for _, s, _ in per_image], np.int64)
     image = np.repeat(np.arange(len(per_image)), counts)
@@ -280,8 +311,10 @@ def _flatten_predictions(predictions: Sequence[Any], dataset: DetectionDataset) 
         if bad.any():
             d = int(np.flatnonzero(bad)[0])
             found = boxes[d].tolist() if key == "'boxes'" else (scores[d] if key == "'scores'" else labels[d])
-            raise ValueError(f"predictions[{image[d]}][{key}] {expected}. Got {found} at position "
-                             f"{d - int(np.searchsorted(image, image[d]))}.")
+            raise ValueError(
+                f"predictions[{image[d]}][{key}] {expected}. Got {found} at position "
+                f"{d - int(np.searchsorted(image, image[d]))}."
+            )
     return image, boxes, scores, labels.astype(np.int64)
 
 
@@ -295,8 +328,10 @@ def _prediction_arrays(prediction: Any, index: int) -> tuple[np.ndarray, np.ndar
             raise ValueError(f"predictions[{index}] must have keys {list(_PREDICTION_KEYS)}. Missing {missing}.")
         fields = {k: prediction[k] for k in _PREDICTION_KEYS}
     else:
-        raise ValueError(f"predictions[{index}] must be a Detections or a mapping with keys "
-                         f"{list(_PREDICTION_KEYS)}. Got {type(prediction).__name__}.")
+        raise ValueError(
+            f"predictions[{index}] must be a Detections or a mapping with keys "
+            f"{list(_PREDICTION_KEYS)}. Got {type(prediction).__name__}."
+        )
     boxes, scores, labels = (_to_numpy(fields[k]) for k in _PREDICTION_KEYS)
     if boxes.size == 0 and boxes.ndim <= 2:
         boxes = boxes.reshape(0, 4)
@@ -305,8 +340,9 @@ def _prediction_arrays(prediction: Any, index: int) -> tuple[np.ndarray, np.ndar
     n = len(boxes)
     for key, array in (("scores", scores), ("labels", labels)):
         if array.shape != (n,):
-            raise ValueError(f"predictions[{index}][{key!r}] must have shape [{n}] (one per box). "
-                             f"Got {list(array.shape)}.")
+            raise ValueError(
+                f"predictions[{index}][{key!r}] must have shape [{n}] (one per box). Got {list(array.shape)}."
+            )
     if n and not (np.issubdtype(labels.dtype, np.integer) or np.array_equal(labels, np.round(labels))):
         raise ValueError(f"predictions[{index}]['labels'] must be integers. Got {labels[:5].tolist()}...")
     return boxes.astype(np.float64), scores.astype(np.float64), labels
@@ -346,6 +382,9 @@ def _paired_iou(a: np.ndarray, b: np.ndarray, *, plus_one: bool = False) -> np.n
     iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + one, 0.0, None)
     ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + one, 0.0, None)
     inter = iw * ih
-    union = ((a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
-             + (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one) - inter)
+    union = (
+        (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
+        + (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
+        - inter
+    )
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

@@ -27,10 +27,34 @@ from .common import ExportItem, LabelImport, export_file_name, image_id_from_nam
 from .cvat import read_cvat_xml, write_cvat_coco
 from .folders import read_coco_labels, read_voc_labels, read_yolo_labels
 from .labels import EMPTY_AMBIGUOUS, LABEL_FORMATS, read_labels
-from .labelstudio import (labelstudio_image_id, read_labelstudio_coco, read_labelstudio_export, read_labelstudio_min,
-                          read_labelstudio_voc, read_labelstudio_yolo, write_labelstudio_tasks)
+from .labelstudio import (
+    labelstudio_image_id,
+    read_labelstudio_coco,
+    read_labelstudio_export,
+    read_labelstudio_min,
+    read_labelstudio_voc,
+    read_labelstudio_yolo,
+    write_labelstudio_tasks,
+)
 
-__all__ = ["EMPTY_AMBIGUOUS", "ExportItem", "LABEL_FORMATS", "LabelImport", "export_file_name", "image_id_from_name",
-           "labelstudio_image_id", "read_coco_labels", "read_cvat_xml", "read_labels", "read_labelstudio_coco",
-           "read_labelstudio_export", "read_labelstudio_min", "read_labelstudio_voc", "read_labelstudio_yolo",
-           "read_voc_labels", "read_yolo_labels", "write_cvat_coco", "write_labelstudio_tasks"]
+__all__ = [
+    "EMPTY_AMBIGUOUS",
+    "ExportItem",
+    "LABEL_FORMATS",
+    "LabelImport",
+    "export_file_name",
+    "image_id_from_name",
+    "labelstudio_image_id",
+    "read_coco_labels",
+    "read_cvat_xml",
+    "read_labels",
+    "read_labelstudio_coco",
+    "read_labelstudio_export",
+    "read_labelstudio_min",
+    "read_labelstudio_voc",
+    "read_labelstudio_yolo",
+    "read_voc_labels",
+    "read_yolo_labels",
+    "write_cvat_coco",
+    "write_labelstudio_tasks",
+]

@@ -8,15 +8,14 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Container, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
 from ..data.records import DatasetError, Problem
-
 
 LS_HINT = "export the project from Label Studio with Export -> JSON (or pass --format for its other exports)"
 CVAT_HINT = "export the task from CVAT as 'CVAT for images 1.1'"
@@ -49,8 +48,10 @@ class ExportItem:
     def __post_init__(self) -> None:
         name = f"ExportItem {self.image_id!r}"
         if not isinstance(self.image_id, str) or not self.image_id or not isinstance(self.image_ref, str):
-            raise ValueError(f"{name}: image_id must be a non-empty string and image_ref a string. Got "
-                             f"{self.image_id!r} and {self.image_ref!r} instead.")
+            raise ValueError(
+                f"{name}: image_id must be a non-empty string and image_ref a string. Got "
+                f"{self.image_id!r} and {self.image_ref!r} instead."
+            )
         for key in ("width", "height"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -58,17 +59,24 @@ class ExportItem:
             setattr(self, key, int(value))
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
         self.labels = np.asarray(self.labels).reshape(-1).astype(np.int64)
-        bad = ~np.isfinite(self.boxes).all(axis=1) | (self.boxes[:, 2] <= self.boxes[:, 0]) | (
-            self.boxes[:, 3] <= self.boxes[:, 1])
+        bad = (
+            ~np.isfinite(self.boxes).all(axis=1)
+            | (self.boxes[:, 2] <= self.boxes[:, 0])
+            | (self.boxes[:, 3] <= self.boxes[:, 1])
+        )
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{name}: box {k} xyxy={self.boxes[k].tolist()} is not finite or has no area; "
-                             "leave such detections out of the export")
+            raise ValueError(
+                f"{name}: box {k} xyxy={self.boxes[k].tolist()} is not finite or has no area; "
+                "leave such detections out of the export"
+            )
         if self.scores is not None:
             self.scores = np.asarray(self.scores, np.float64).reshape(-1)
         if len(self.labels) != len(self.boxes) or (self.scores is not None and len(self.scores) != len(self.boxes)):
-            raise ValueError(f"{name}: {len(self.boxes)} boxes, {len(self.labels)} labels and "
-                             f"{None if self.scores is None else len(self.scores)} scores; give one of each per box")
+            raise ValueError(
+                f"{name}: {len(self.boxes)} boxes, {len(self.labels)} labels and "
+                f"{None if self.scores is None else len(self.scores)} scores; give one of each per box"
+            )
         if self.scores is not None and not np.isfinite(self.scores).all():
             raise ValueError(f"{name}: scores must be finite. Got {self.scores.tolist()} instead.")
         if self.image_score is not None:
@@ -77,13 +85,24 @@ class ExportItem:
             self.image_score = float(self.image_score)
 
     @classmethod
-    def from_detections(cls, image_id: str, image_ref: str, width: int, height: int, detections,
-                        image_score: float | None = None) -> "ExportItem":
+    def from_detections(
+        cls, image_id: str, image_ref: str, width: int, height: int, detections, image_score: float | None = None
+    ) -> ExportItem:
         """An item from a :class:`~activedet.models.outputs.Detections` (its ``boxes``, ``labels``, ``scores``)."""
+
         def array(value):
             return np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
-        return cls(image_id, image_ref, width, height, array(detections.boxes), array(detections.labels),
-                   array(detections.scores), image_score)
+
+        return cls(
+            image_id,
+            image_ref,
+            width,
+            height,
+            array(detections.boxes),
+            array(detections.labels),
+            array(detections.scores),
+            image_score,
+        )
 
 
 @dataclass
@@ -133,23 +152,33 @@ class Collector:
         with an error in its boxes is not also reported as an empty label or a conflict)."""
         self.mark = len(self.problems)
 
-    def add(self, image_id: str, item: str, rows: list[tuple[str, Sequence[float], int]],
-            annotator: str | None = None) -> None:
+    def add(
+        self, image_id: str, item: str, rows: list[tuple[str, Sequence[float], int]], annotator: str | None = None
+    ) -> None:
         """Record the boxes ``rows = [(location, xyxy pixels, label), ...]`` of ``image_id`` found at ``item``."""
         if len(self.problems) > self.mark:
             return
         boxes = np.array([r[1] for r in rows], np.float64).reshape(-1, 4).astype(np.float32)
         for (where, _, _), box in zip(rows, boxes.astype(np.float64)):
             if not np.isfinite(box).all():
-                self.problems.append(Problem(where, f"box coordinates must be finite numbers; found xyxy="
-                                             f"{box.tolist()}", "fix or delete this box in the annotation tool"))
+                self.problems.append(
+                    Problem(
+                        where,
+                        f"box coordinates must be finite numbers; found xyxy={box.tolist()}",
+                        "fix or delete this box in the annotation tool",
+                    )
+                )
             elif box[2] <= box[0] or box[3] <= box[1]:
-                self.problems.append(Problem(where, f"box must have a positive width and height; found xyxy="
-                                             f"{box.tolist()}", "fix or delete this box in the annotation tool"))
+                self.problems.append(
+                    Problem(
+                        where,
+                        f"box must have a positive width and height; found xyxy={box.tolist()}",
+                        "fix or delete this box in the annotation tool",
+                    )
+                )
         if len(self.problems) > self.mark:
             return
-        self.found.setdefault(image_id, []).append((item, boxes, np.array([r[2] for r in rows], np.int64),
-                                                    annotator))
+        self.found.setdefault(image_id, []).append((item, boxes, np.array([r[2] for r in rows], np.int64), annotator))
 
     def result(self) -> LabelImport:
         labels, annotators, conflicts = {}, {}, []
@@ -159,10 +188,15 @@ class Collector:
                 conflicts.append(f"{image_id!r} ({', '.join(e[0] for e in entries)})")
             labels[image_id], annotators[image_id] = (boxes, classes), annotator
         if conflicts:
-            self.problems.append(Problem(self.name, f"{len(conflicts)} image id(s) labelled more than once with "
-                                         f"different boxes: {'; '.join(conflicts)}",
-                                         "keep one labelled copy of each image (delete the duplicates in the "
-                                         "annotation tool and export again)"))
+            self.problems.append(
+                Problem(
+                    self.name,
+                    f"{len(conflicts)} image id(s) labelled more than once with "
+                    f"different boxes: {'; '.join(conflicts)}",
+                    "keep one labelled copy of each image (delete the duplicates in the "
+                    "annotation tool and export again)",
+                )
+            )
         if self.problems:
             raise DatasetError(self.problems, f"{self.what} {self.source}")
         unlabelled = [i for i in dict.fromkeys(self.unlabelled) if i not in labels]
@@ -174,25 +208,32 @@ class Collector:
         not)."""
         if isinstance(name, str) and name in self.class_index:
             return self.class_index[name]
-        self.problems.append(Problem(where, f"{item_prefix(item)}unknown label {name!r}; the class names are "
-                                     f"{list(self.class_index)}", "rename the label in the annotation tool, or "
-                                     "add the class to the run's class names"))
+        self.problems.append(
+            Problem(
+                where,
+                f"{item_prefix(item)}unknown label {name!r}; the class names are {list(self.class_index)}",
+                "rename the label in the annotation tool, or add the class to the run's class names",
+            )
+        )
         return None
 
 
 def same_labels(boxes_a: np.ndarray, labels_a: np.ndarray, boxes_b: np.ndarray, labels_b: np.ndarray) -> bool:
     """Whether two box sets are equal up to order."""
+
     def rows(boxes, labels):
         table = np.concatenate([labels[:, None].astype(np.float64), boxes.astype(np.float64)], axis=1)
         return table[np.lexsort(table.T[::-1])]
+
     return len(boxes_a) == len(boxes_b) and np.array_equal(rows(boxes_a, labels_a), rows(boxes_b, labels_b))
 
 
 def class_index_of(class_names: Sequence[str]) -> dict[str, int]:
     names = list(class_names)
     if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"class_names must be distinct non-empty strings (label l is class_names[l - 1]). Got "
-                         f"{names!r} instead.")
+        raise ValueError(
+            f"class_names must be distinct non-empty strings (label l is class_names[l - 1]). Got {names!r} instead."
+        )
     return {n: i for i, n in enumerate(names, start=1)}
 
 
@@ -206,8 +247,10 @@ def check_items(items: Iterable[ExportItem], num_classes: int, caller: str) -> l
             raise ValueError(f"{caller}: image id {item.image_id!r} is exported twice; give each image once")
         seen.add(item.image_id)
         if len(item.labels) and not (item.labels.min() >= 1 and item.labels.max() <= num_classes):
-            raise ValueError(f"{caller}: image {item.image_id!r} has labels {sorted(set(item.labels.tolist()))} "
-                             f"outside 1..{num_classes} ({num_classes} class names)")
+            raise ValueError(
+                f"{caller}: image {item.image_id!r} has labels {sorted(set(item.labels.tolist()))} "
+                f"outside 1..{num_classes} ({num_classes} class names)"
+            )
     return items
 
 
@@ -284,8 +327,13 @@ def load_json(path: Path, kind: type, expected: str, hint: str, problems: list[P
         problems.append(Problem(path.name, f"cannot read {path}: {exc}", "give a UTF-8 JSON file"))
         return None
     except json.JSONDecodeError as exc:
-        problems.append(Problem(f"{path.name}:{exc.lineno}:{exc.colno}", f"malformed JSON: {exc.msg}",
-                                "fix the JSON (a truncated file usually means an interrupted download) or " + hint))
+        problems.append(
+            Problem(
+                f"{path.name}:{exc.lineno}:{exc.colno}",
+                f"malformed JSON: {exc.msg}",
+                "fix the JSON (a truncated file usually means an interrupted download) or " + hint,
+            )
+        )
         return None
     if not isinstance(data, kind):
         problems.append(Problem(path.name, f"expected {expected}; found {short_repr(data)}", hint))
@@ -300,8 +348,13 @@ def load_xml(path: Path, problems: list[Problem], name: str | None = None) -> ET
     except FileNotFoundError:
         problems.append(Problem(name, f"file not found: {os.path.abspath(path)}", "check the path"))
     except ET.ParseError as exc:
-        problems.append(Problem(f"{name}:{exc.position[0]}:{exc.position[1]}", f"malformed XML: {exc}",
-                                "fix the XML syntax, or export the file again"))
+        problems.append(
+            Problem(
+                f"{name}:{exc.position[0]}:{exc.position[1]}",
+                f"malformed XML: {exc}",
+                "fix the XML syntax, or export the file again",
+            )
+        )
     except OSError as exc:
         problems.append(Problem(name, f"cannot read {path}: {exc}", "check the file"))
     return None

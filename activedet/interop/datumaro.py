@@ -22,8 +22,14 @@ __all__ = ["INSTALL_HINT", "read_datumaro_labels"]
 INSTALL_HINT = "pip install datumaro (or pip install activedet[datumaro])"
 
 
-def read_datumaro_labels(path: str | os.PathLike, class_names: Sequence[str], name: str, *,
-                         images: Collection[str] | None = None, empty_means_labelled: bool = False) -> LabelImport:
+def read_datumaro_labels(
+    path: str | os.PathLike,
+    class_names: Sequence[str],
+    name: str,
+    *,
+    images: Collection[str] | None = None,
+    empty_means_labelled: bool = False,
+) -> LabelImport:
     """Read the dataset at ``path`` in Datumaro's format ``name`` (e.g. ``cvat``, ``coco_instances``,
     ``voc_detection``, ``yolo``, ``kitti_detection``, ``label_me``) as labels; ``images``: the run's image ids."""
     path = Path(path)
@@ -44,10 +50,17 @@ def read_datumaro_labels(path: str | os.PathLike, class_names: Sequence[str], na
         while causes[-1].__cause__ is not None and len(causes) < 5:
             causes.append(causes[-1].__cause__)
         found = " <- ".join(f"{type(c).__name__}: {c}" for c in causes)
-        raise DatasetError([Problem(path.name, f"Datumaro cannot read it as {name!r}: {found}",
-                                    "check the format name, and that the path is the dataset's root folder "
-                                    "laid out as that format wants (with its images folder)")],
-                           f"Datumaro dataset {path}") from None
+        raise DatasetError(
+            [
+                Problem(
+                    path.name,
+                    f"Datumaro cannot read it as {name!r}: {found}",
+                    "check the format name, and that the path is the dataset's root folder "
+                    "laid out as that format wants (with its images folder)",
+                )
+            ],
+            f"Datumaro dataset {path}",
+        ) from None
     categories = dataset.categories().get(AnnotationType.label)
     label_names = [c.name for c in categories.items] if categories is not None else []
     out = Collector(path, class_names, f"Datumaro {name} dataset")
@@ -62,20 +75,31 @@ def read_datumaro_labels(path: str | os.PathLike, class_names: Sequence[str], na
                 continue
             label = None
             if ann.label is None or not 0 <= ann.label < len(label_names):
-                out.problems.append(Problem(f"{where}: box {k}", f"has no label (label index {ann.label!r})",
-                                            "give every box a class in the annotation tool"))
+                out.problems.append(
+                    Problem(
+                        f"{where}: box {k}",
+                        f"has no label (label index {ann.label!r})",
+                        "give every box a class in the annotation tool",
+                    )
+                )
             else:
                 label = out.label(label_names[ann.label], f"{where}: box {k}")
             rotation = (ann.attributes or {}).get("rotation", 0)
             if rotation not in (0, 0.0, None, "0"):
-                out.problems.append(Problem(f"{where}: box {k}", f"rotated by {rotation} degrees; only axis-aligned "
-                                            "boxes can be imported", "set its rotation to 0 in the annotation tool"))
+                out.problems.append(
+                    Problem(
+                        f"{where}: box {k}",
+                        f"rotated by {rotation} degrees; only axis-aligned boxes can be imported",
+                        "set its rotation to 0 in the annotation tool",
+                    )
+                )
             elif label is not None:
                 x, y, w, h = (float(v) for v in ann.get_bbox())
                 rows.append((f"{where}: box {k}", [x, y, x + w, y + h], label))
         if other:
-            out.skipped.append(f"{where}: left out {len(other)} annotation(s) of type {sorted(set(other))}; only "
-                               "boxes are read")
+            out.skipped.append(
+                f"{where}: left out {len(other)} annotation(s) of type {sorted(set(other))}; only boxes are read"
+            )
         if not item.annotations and not empty_means_labelled:
             out.unlabelled.append(image_id)
             continue

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Container, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Container, Sequence
-
 
 from ..data import coco, voc, yolo
 from ..data.records import DatasetError, Problem
 from .common import Collector, LabelImport, image_id_from_name, known_id, load_json, load_xml, ref_stem, short_repr
 
 
-def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str], *,
-                     images: Container[str] | None = None, empty_means_labelled: bool = False) -> LabelImport:
+def read_coco_labels(
+    path: str | os.PathLike,
+    class_names: Sequence[str],
+    *,
+    images: Container[str] | None = None,
+    empty_means_labelled: bool = False,
+) -> LabelImport:
     """Read a COCO detection JSON (CVAT's "COCO 1.0" export, or any tool's) as labels; ``path`` is the file, or
     the export's folder holding one ``annotations/*.json``.
 
@@ -28,17 +32,23 @@ def read_coco_labels(path: str | os.PathLike, class_names: Sequence[str], *,
     of a job, finished or not: an image without annotations is **not labelled** (``unlabelled``: it stays
     pending) unless ``empty_means_labelled`` (every image in the file was looked at: the job is finished).
     """
-    return read_coco_file(_coco_file(Path(path)), class_names, image_id_of=lambda name: image_id_from_name(name, images),
-                      empty_means_labelled=empty_means_labelled)
+    return read_coco_file(
+        _coco_file(Path(path)),
+        class_names,
+        image_id_of=lambda name: image_id_from_name(name, images),
+        empty_means_labelled=empty_means_labelled,
+    )
 
 
-def read_coco_file(path: Path, class_names: Sequence[str], *, image_id_of, empty_means_labelled: bool,
-               newest_first: bool = False) -> LabelImport:
+def read_coco_file(
+    path: Path, class_names: Sequence[str], *, image_id_of, empty_means_labelled: bool, newest_first: bool = False
+) -> LabelImport:
     """COCO labels; ``image_id_of(file_name)`` names each image; ``newest_first``: several image entries of one
     image are its annotations, newest first (Label Studio), and only the first is read."""
     out = Collector(path, class_names, "COCO file")
-    data = load_json(path, dict, "a JSON object with 'images', 'annotations' and 'categories'", coco.JSON_HINT,
-                      out.problems)
+    data = load_json(
+        path, dict, "a JSON object with 'images', 'annotations' and 'categories'", coco.JSON_HINT, out.problems
+    )
     if data is None:
         return out.result()
     names = {}
@@ -60,8 +70,13 @@ def read_coco_file(path: Path, class_names: Sequence[str], *, image_id_of, empty
     for where, entry in coco.json_entries(data, "annotations", path.name, out.problems):
         image_id = coco.json_field(entry, "image_id", where, (int, str), "the id of an image in 'images'", out.problems)
         if image_id is not None and image_id not in entries:
-            out.problems.append(Problem(f"{where}.image_id", f"refers to image id {image_id!r}, which is not in "
-                                        "'images'", "export again, or remove this annotation"))
+            out.problems.append(
+                Problem(
+                    f"{where}.image_id",
+                    f"refers to image id {image_id!r}, which is not in 'images'",
+                    "export again, or remove this annotation",
+                )
+            )
         elif image_id is not None and entry.get("iscrowd") in (1, True):
             crowd[image_id] += 1
         elif image_id is not None:
@@ -70,8 +85,9 @@ def read_coco_file(path: Path, class_names: Sequence[str], *, image_id_of, empty
     used = set()
     for image_id, (stem, item) in entries.items():
         if newest_first and stem in used:
-            out.skipped.append(f"{item} (id {image_id}): an older annotation of {stem!r}, left out (the newest one "
-                               "comes first)")
+            out.skipped.append(
+                f"{item} (id {image_id}): an older annotation of {stem!r}, left out (the newest one comes first)"
+            )
             continue
         used.add(stem)
         if None in boxes[image_id]:
@@ -93,9 +109,16 @@ def _coco_file(path: Path) -> Path:
         return path
     files = sorted((path / "annotations").glob("*.json"))
     if len(files) != 1:
-        raise DatasetError([Problem(path.name, f"expected one annotations/*.json file in {os.path.abspath(path)}; "
-                                    f"found {[f.name for f in files]}", "give the COCO JSON file to import")],
-                           f"COCO export {path}")
+        raise DatasetError(
+            [
+                Problem(
+                    path.name,
+                    f"expected one annotations/*.json file in {os.path.abspath(path)}; found {[f.name for f in files]}",
+                    "give the COCO JSON file to import",
+                )
+            ],
+            f"COCO export {path}",
+        )
     return files[0]
 
 
@@ -105,26 +128,45 @@ def _coco_box(entry: dict, where: str, item: str, names: dict, out: Collector) -
     bbox = coco.json_field(entry, "bbox", where, (list,), "[x, y, width, height] in pixels", out.problems)
     label = None
     if category is not None and category not in names:
-        out.problems.append(Problem(f"{where}.category_id", f"refers to category id {category}, which is not in "
-                                    "'categories'", "export again, or fix the id"))
+        out.problems.append(
+            Problem(
+                f"{where}.category_id",
+                f"refers to category id {category}, which is not in 'categories'",
+                "export again, or fix the id",
+            )
+        )
     elif category is not None and names[category] is not None:
         label = out.label(names[category], f"{where}.category_id", item)
     if bbox is not None and (len(bbox) != 4 or not all(coco.is_number(v) for v in bbox)):
-        out.problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height] (4 numbers); found "
-                                    f"{short_repr(bbox)}", coco.JSON_HINT))
+        out.problems.append(
+            Problem(
+                f"{where}.bbox", f"expected [x, y, width, height] (4 numbers); found {short_repr(bbox)}", coco.JSON_HINT
+            )
+        )
     attributes = entry.get("attributes")
     rotation = attributes.get("rotation", 0) if isinstance(attributes, dict) else 0
     if rotation not in (0, None):
-        out.problems.append(Problem(f"{where}.attributes.rotation", f"{item}: box rotated by {rotation} degrees; "
-                                    "only axis-aligned boxes can be imported", "set its rotation to 0 in CVAT"))
+        out.problems.append(
+            Problem(
+                f"{where}.attributes.rotation",
+                f"{item}: box rotated by {rotation} degrees; only axis-aligned boxes can be imported",
+                "set its rotation to 0 in CVAT",
+            )
+        )
     if len(out.problems) > count or label is None or bbox is None:
         return None
     x, y, w, h = (float(v) for v in bbox)
     return f"{where}.bbox", [x, y, x + w, y + h], label
 
 
-def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_based: bool = True,
-                    images: Container[str] | None = None, empty_means_labelled: bool = False) -> LabelImport:
+def read_voc_labels(
+    path: str | os.PathLike,
+    class_names: Sequence[str],
+    *,
+    one_based: bool = True,
+    images: Container[str] | None = None,
+    empty_means_labelled: bool = False,
+) -> LabelImport:
     """Read a folder of Pascal VOC XML files (or its ``Annotations/`` subfolder, or one ``.xml`` file).
 
     Pascal VOC coordinates come in two conventions, so the caller says which one the files use:
@@ -137,16 +179,19 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
     ``images`` (the run's image ids; without them, the file stem). A file without ``<object>`` is an empty
     label. An image listed in ``ImageSets/Main/*.txt`` without a file (CVAT and Datumaro write none for an image
     without objects, and list every image of a job, finished or not) is **not labelled** (it stays pending)
-    unless ``empty_means_labelled`` (the job is finished); ``<difficult>1`` and ``<iscrowd>1`` objects are noted in ``skipped`` (they are not
-    training targets).
+    unless ``empty_means_labelled`` (the job is finished); ``<difficult>1`` and ``<iscrowd>1`` objects are noted in
+    ``skipped`` (they are not training targets).
     """
     path = Path(path)
     folder = path.parent if path.is_file() else path / "Annotations" if (path / "Annotations").is_dir() else path
     out = Collector(path, class_names, "Pascal VOC annotations")
     files = [path] if path.is_file() else sorted(folder.rglob("*.xml"))
     if not files:
-        out.problems.append(Problem(path.name, f"no .xml files in {os.path.abspath(folder)}",
-                                    "give the folder holding the VOC XML files"))
+        out.problems.append(
+            Problem(
+                path.name, f"no .xml files in {os.path.abspath(folder)}", "give the folder holding the VOC XML files"
+            )
+        )
     offsets = voc.ONE_BASED_OFFSETS if one_based else voc.ZERO_BASED_OFFSETS
     for file in files:
         name = file.relative_to(folder).as_posix()
@@ -156,13 +201,24 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
         rows, flagged = [], 0
         out.begin()
         for k, obj in enumerate(root.findall("object"), start=1):
-            row = voc.read_object(obj, f"{name}: object[{k}]", out.class_index, out.problems, offsets,
-                                   "rename the label in the annotation tool, or add the class to the run's classes")
+            row = voc.read_object(
+                obj,
+                f"{name}: object[{k}]",
+                out.class_index,
+                out.problems,
+                offsets,
+                "rename the label in the annotation tool, or add the class to the run's classes",
+            )
             if row is not None and one_based and min(row[1][:2]) < 0:  # xmin or ymin below 1: not a 1-based index
-                out.problems.append(Problem(f"{name}: object[{k}]/bndbox", f"xmin, ymin = {row[1][0] + 1:g}, "
-                                            f"{row[1][1] + 1:g}: below 1, which 1-based pixel indices cannot be; the "
-                                            "file uses 0-based coordinates (as CVAT and Datumaro write)",
-                                            "import it as cvat_voc (--format cvat_voc)"))
+                out.problems.append(
+                    Problem(
+                        f"{name}: object[{k}]/bndbox",
+                        f"xmin, ymin = {row[1][0] + 1:g}, "
+                        f"{row[1][1] + 1:g}: below 1, which 1-based pixel indices cannot be; the "
+                        "file uses 0-based coordinates (as CVAT and Datumaro write)",
+                        "import it as cvat_voc (--format cvat_voc)",
+                    )
+                )
             elif row is not None and (row[3] or row[4]):
                 flagged += 1
             elif row is not None:
@@ -175,13 +231,15 @@ def read_voc_labels(path: str | os.PathLike, class_names: Sequence[str], *, one_
             out.sizes[image_id] = size
         out.add(image_id, name, rows)
     if not path.is_file():
-        _voc_listed_without_file(folder, {f.relative_to(folder).with_suffix("").as_posix() for f in files}, images,
-                                 out, empty_means_labelled)
+        _voc_listed_without_file(
+            folder, {f.relative_to(folder).with_suffix("").as_posix() for f in files}, images, out, empty_means_labelled
+        )
     return out.result()
 
 
-def _voc_listed_without_file(folder: Path, annotated: set[str], images: Container[str] | None,
-                             out: Collector, empty_means_labelled: bool) -> None:
+def _voc_listed_without_file(
+    folder: Path, annotated: set[str], images: Container[str] | None, out: Collector, empty_means_labelled: bool
+) -> None:
     """Images listed in ``ImageSets/Main/*.txt`` without an annotation file: CVAT and Datumaro write no XML for an
     image without objects, and list every image of the job: empty labels if ``empty_means_labelled``, else
     pending (``unlabelled``)."""
@@ -202,12 +260,19 @@ def _voc_listed_without_file(folder: Path, annotated: set[str], images: Containe
         out.begin()
         out.add(image_id, where, [])
     if empty and empty_means_labelled:
-        out.skipped.append(f"{len(empty)} image(s) listed in ImageSets/Main without an annotation file read as "
-                           "labelled with no objects (how CVAT and Datumaro write an image without objects)")
+        out.skipped.append(
+            f"{len(empty)} image(s) listed in ImageSets/Main without an annotation file read as "
+            "labelled with no objects (how CVAT and Datumaro write an image without objects)"
+        )
 
 
-def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
-                     images: dict[str, tuple[int, int]], empty_means_labelled: bool = False) -> LabelImport:
+def read_yolo_labels(
+    path: str | os.PathLike,
+    class_names: Sequence[str],
+    *,
+    images: dict[str, tuple[int, int]],
+    empty_means_labelled: bool = False,
+) -> LabelImport:
     """Read YOLO ``.txt`` label files as labels: a Darknet/CVAT/Datumaro export (``obj.names``, ``obj.data``,
     ``obj_<subset>_data/``), an Ultralytics one (``data.yaml``, ``labels/<subset>/``), or a folder of label files
     with ``classes.txt``.
@@ -229,9 +294,13 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
     names, names_file, listed = _yolo_names(base, out.problems)
     files = _yolo_label_files(path, base, listed)
     if not files:
-        out.problems.append(Problem(path.name, f"no .txt label files in {os.path.abspath(path)}",
-                                    "give the folder of the YOLO export (holding obj.names, data.yaml or "
-                                    "classes.txt and the label files)"))
+        out.problems.append(
+            Problem(
+                path.name,
+                f"no .txt label files in {os.path.abspath(path)}",
+                "give the folder of the YOLO export (holding obj.names, data.yaml or classes.txt and the label files)",
+            )
+        )
     missing: dict[int, str] = {}  # class index -> first line using it, when the export has no class list
     for file in files:
         where = file.relative_to(path).as_posix()
@@ -243,9 +312,13 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
             continue
         image_id = image_id_from_name(where, images)
         if image_id not in images:
-            out.problems.append(Problem(where, f"no image of the run is named like this label file (image id "
-                                        f"{image_id!r})", "keep each label file named after its image, as the "
-                                        "export wrote it (NAME.txt for NAME.jpg)"))
+            out.problems.append(
+                Problem(
+                    where,
+                    f"no image of the run is named like this label file (image id {image_id!r})",
+                    "keep each label file named after its image, as the export wrote it (NAME.txt for NAME.jpg)",
+                )
+            )
             continue
         if not rows and not empty_means_labelled:
             out.unlabelled.append(image_id)
@@ -255,15 +328,25 @@ def read_yolo_labels(path: str | os.PathLike, class_names: Sequence[str], *,
         for location, label, (cx, cy, w, h), _ in rows:
             label = out.label(names[label - 1], location, f"class {label - 1} of {names_file}")
             if label is not None:
-                pixels.append((location, [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
-                                          (cy + h / 2) * height], label))
+                pixels.append(
+                    (
+                        location,
+                        [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height],
+                        label,
+                    )
+                )
         out.add(image_id, where, pixels)
     if missing and names_file is None:
-        out.problems.append(Problem(next(iter(missing.values())), f"class(es) {sorted(missing)} have no name: "
-                                    f"no {', '.join(_YOLO_NAME_FILES)} in {os.path.abspath(base)}",
-                                    "export again with the class list (CVAT's and Datumaro's YOLO exports hold "
-                                    "obj.names), or add classes.txt with the tool's class names, one per line in "
-                                    "class-index order"))
+        out.problems.append(
+            Problem(
+                next(iter(missing.values())),
+                f"class(es) {sorted(missing)} have no name: "
+                f"no {', '.join(_YOLO_NAME_FILES)} in {os.path.abspath(base)}",
+                "export again with the class list (CVAT's and Datumaro's YOLO exports hold "
+                "obj.names), or add classes.txt with the tool's class names, one per line in "
+                "class-index order",
+            )
+        )
     return out.result()
 
 
@@ -307,8 +390,13 @@ def _yolo_names(base: Path, problems: list[Problem]) -> tuple[list[str] | None, 
         if not name_problems:
             lists[os.path.relpath(file, base)] = names
     if len({tuple(n) for n in lists.values()}) > 1:
-        problems.append(Problem(" and ".join(lists), "the class lists disagree: " + "; ".join(
-            f"{k}: {v}" for k, v in lists.items()), "keep the class list the labels were written with"))
+        problems.append(
+            Problem(
+                " and ".join(lists),
+                "the class lists disagree: " + "; ".join(f"{k}: {v}" for k, v in lists.items()),
+                "keep the class list the labels were written with",
+            )
+        )
         return None, "?", listed
     if not lists:
         return None, ("?" if found else None), listed

@@ -27,23 +27,40 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..atomic import atomic_write_json
 from ..data.records import DatasetError, Problem
+from .common import (
+    LS_HINT,
+    Collector,
+    ExportItem,
+    LabelImport,
+    check_items,
+    class_index_of,
+    image_id_from_name,
+    load_json,
+    read_number,
+    ref_path,
+    ref_stem,
+    short_repr,
+)
 from .folders import read_coco_file, read_voc_labels, read_yolo_labels
-from .common import (LS_HINT, Collector, ExportItem, LabelImport, check_items, class_index_of, image_id_from_name,
-                     load_json, read_number, ref_path,
-                     ref_stem, short_repr)
 
 
-def write_labelstudio_tasks(items: Iterable[ExportItem], class_names: Sequence[str], path: str | os.PathLike, *,
-                            from_name: str = "label", to_name: str = "image", model_version: str = "activedet",
-                            image_key: str = "image") -> Path:
+def write_labelstudio_tasks(
+    items: Iterable[ExportItem],
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    from_name: str = "label",
+    to_name: str = "image",
+    model_version: str = "activedet",
+    image_key: str = "image",
+) -> Path:
     """Write Label Studio tasks (Import -> JSON), one per item, with its detections as pre-annotations.
 
     Each task is ``{"id": 1.., "data": {image_key: image_ref, "activedet_image_id": image_id}, "predictions":
@@ -62,22 +79,46 @@ def write_labelstudio_tasks(items: Iterable[ExportItem], class_names: Sequence[s
         result = []
         for k, (box, label) in enumerate(zip(item.boxes.astype(np.float64) / size * 100, item.labels), start=1):
             x1, y1, x2, y2 = box.tolist()
-            value = {"x": x1, "y": y1, "width": x2 - x1, "height": y2 - y1, "rotation": 0,
-                     "rectanglelabels": [names[label - 1]]}
-            result.append({"id": f"activedet-{i}-{k}", "type": "rectanglelabels", "from_name": from_name,
-                           "to_name": to_name, "original_width": item.width, "original_height": item.height,
-                           "image_rotation": 0, "value": value})
+            value = {
+                "x": x1,
+                "y": y1,
+                "width": x2 - x1,
+                "height": y2 - y1,
+                "rotation": 0,
+                "rectanglelabels": [names[label - 1]],
+            }
+            result.append(
+                {
+                    "id": f"activedet-{i}-{k}",
+                    "type": "rectanglelabels",
+                    "from_name": from_name,
+                    "to_name": to_name,
+                    "original_width": item.width,
+                    "original_height": item.height,
+                    "image_rotation": 0,
+                    "value": value,
+                }
+            )
             if item.scores is not None:
                 result[-1]["score"] = float(item.scores[k - 1])
         prediction = {"model_version": model_version, "score": item.image_score, "result": result}
-        tasks.append({"id": i, "data": {image_key: item.image_ref, "activedet_image_id": item.image_id},
-                      "predictions": [prediction]})
+        tasks.append(
+            {
+                "id": i,
+                "data": {image_key: item.image_ref, "activedet_image_id": item.image_id},
+                "predictions": [prediction],
+            }
+        )
     return atomic_write_json(path, tasks, allow_nan=False)
 
 
-def read_labelstudio_export(path: str | os.PathLike, class_names: Sequence[str], *,
-                            images: dict[str, tuple[int, int]] | None = None,
-                            image_key: str = "image") -> LabelImport:
+def read_labelstudio_export(
+    path: str | os.PathLike,
+    class_names: Sequence[str],
+    *,
+    images: dict[str, tuple[int, int]] | None = None,
+    image_key: str = "image",
+) -> LabelImport:
     """Read Label Studio's JSON export (a list of tasks with ``annotations``) of ``rectanglelabels`` boxes.
 
     * The image id is ``data.activedet_image_id`` (written by :func:`write_labelstudio_tasks`), else the file
@@ -101,8 +142,9 @@ def read_labelstudio_export(path: str | os.PathLike, class_names: Sequence[str],
     return read_ls_tasks(tasks or [], path, out, images, image_key)
 
 
-def read_ls_tasks(tasks: list, path: Path, out: Collector, images: dict[str, tuple[int, int]] | None,
-                   image_key: str) -> LabelImport:
+def read_ls_tasks(
+    tasks: list, path: Path, out: Collector, images: dict[str, tuple[int, int]] | None, image_key: str
+) -> LabelImport:
     """The labels of Label Studio ``tasks`` (as in its JSON export) read from ``path``."""
     for i, task in enumerate(tasks):
         where = f"{path.name}: tasks[{i}]"
@@ -126,34 +168,47 @@ def read_ls_tasks(tasks: list, path: Path, out: Collector, images: dict[str, tup
             if row is not None:
                 rows.append(row)
         if other:
-            out.skipped.append(f"{item} ({image_id}): left out {len(other)} result(s) of type "
-                               f"{sorted(set(other))}; only rectanglelabels are read")
+            out.skipped.append(
+                f"{item} ({image_id}): left out {len(other)} result(s) of type "
+                f"{sorted(set(other))}; only rectanglelabels are read"
+            )
         out.add(image_id, item, rows, _ls_annotator(annotation.get("completed_by")))
     return out.result()
 
 
-def _ls_image_id(task: dict, where: str, image_key: str, problems: list[Problem],
-                 images: dict | None = None) -> str | None:
+def _ls_image_id(
+    task: dict, where: str, image_key: str, problems: list[Problem], images: dict | None = None
+) -> str | None:
     data = task.get("data")
     if not isinstance(data, dict):
-        problems.append(Problem(f"{where}.data", f"missing task field 'data' (an object); task keys are "
-                                f"{sorted(task)}", LS_HINT))
+        problems.append(
+            Problem(f"{where}.data", f"missing task field 'data' (an object); task keys are {sorted(task)}", LS_HINT)
+        )
         return None
     if "activedet_image_id" in data:
         image_id = data["activedet_image_id"]
         if isinstance(image_id, (str, int)) and not isinstance(image_id, bool) and str(image_id):
             return str(image_id)
-        problems.append(Problem(f"{where}.data.activedet_image_id", f"expected an image id string; found "
-                                f"{short_repr(image_id)}", "restore the value written by activedet query"))
+        problems.append(
+            Problem(
+                f"{where}.data.activedet_image_id",
+                f"expected an image id string; found {short_repr(image_id)}",
+                "restore the value written by activedet query",
+            )
+        )
         return None
     ref = data.get(image_key)
     if isinstance(ref, str) and images is not None and ref_stem(ref):
         return labelstudio_image_id(ref, images)
     stem = ref_stem(ref) if isinstance(ref, str) else ""
     if not stem:
-        problems.append(Problem(f"{where}.data.{image_key}", f"expected the image URL or path; found "
-                                f"{short_repr(ref)} (data keys: {sorted(data)})",
-                                "pass image_key= with the data key of the project's <Image value=\"$...\">"))
+        problems.append(
+            Problem(
+                f"{where}.data.{image_key}",
+                f"expected the image URL or path; found {short_repr(ref)} (data keys: {sorted(data)})",
+                'pass image_key= with the data key of the project\'s <Image value="$...">',
+            )
+        )
         return None
     return stem
 
@@ -163,14 +218,20 @@ def _ls_pick_annotation(task: dict, where: str, item: str, out: Collector) -> tu
     ``(None, index)`` when that annotation is malformed (a problem is recorded)."""
     annotations = task.get("annotations", task.get("completions", []))  # "completions": Label Studio < 1.0
     if not isinstance(annotations, list):
-        out.problems.append(Problem(f"{where}.annotations", f"expected a list; found {short_repr(annotations)}",
-                                    LS_HINT))
+        out.problems.append(
+            Problem(f"{where}.annotations", f"expected a list; found {short_repr(annotations)}", LS_HINT)
+        )
         return None, -1
     valid = []
     for k, annotation in enumerate(annotations):
         if not isinstance(annotation, dict):
-            out.problems.append(Problem(f"{where}.annotations[{k}]", f"expected an annotation object; found "
-                                        f"{short_repr(annotation)}", LS_HINT))
+            out.problems.append(
+                Problem(
+                    f"{where}.annotations[{k}]",
+                    f"expected an annotation object; found {short_repr(annotation)}",
+                    LS_HINT,
+                )
+            )
             return None, k
         if not annotation.get("was_cancelled", False):
             valid.append(k)
@@ -178,39 +239,58 @@ def _ls_pick_annotation(task: dict, where: str, item: str, out: Collector) -> tu
         return None, None
     k = valid[-1]
     if not isinstance(annotations[k].get("result"), list):
-        out.problems.append(Problem(f"{where}.annotations[{k}].result", f"expected a list of regions; found "
-                                    f"{short_repr(annotations[k].get('result'))}", LS_HINT))
+        out.problems.append(
+            Problem(
+                f"{where}.annotations[{k}].result",
+                f"expected a list of regions; found {short_repr(annotations[k].get('result'))}",
+                LS_HINT,
+            )
+        )
         return None, k
     cancelled = len(annotations) - len(valid)
     if len(valid) > 1 or cancelled:
-        out.skipped.append(f"{item}: used annotations[{k}] (the last one not cancelled); left out "
-                           f"{len(valid) - 1} earlier and {cancelled} cancelled annotation(s)")
+        out.skipped.append(
+            f"{item}: used annotations[{k}] (the last one not cancelled); left out "
+            f"{len(valid) - 1} earlier and {cancelled} cancelled annotation(s)"
+        )
     return annotations[k], k
 
 
-def _ls_box(result: object, where: str, size: tuple[int, int] | None, out: Collector,
-            other: list[str]) -> tuple[str, list[float], int] | None:
+def _ls_box(
+    result: object, where: str, size: tuple[int, int] | None, out: Collector, other: list[str]
+) -> tuple[str, list[float], int] | None:
     """``(location, xyxy pixels, label)`` of one ``rectanglelabels`` result; ``None`` for other types/errors."""
     if not isinstance(result, dict) or not isinstance(result.get("value"), dict):
-        out.problems.append(Problem(where, f"expected a region object with a 'value' object; found "
-                                    f"{short_repr(result)}", LS_HINT))
+        out.problems.append(
+            Problem(where, f"expected a region object with a 'value' object; found {short_repr(result)}", LS_HINT)
+        )
         return None
     if result.get("type") != "rectanglelabels":
         other.append(str(result.get("type")))
         return None
     value, count = result["value"], len(out.problems)
-    numbers = [read_number(value.get(key), f"{where}.value.{key}", "a number (percent)", out.problems)
-               for key in ("x", "y", "width", "height")]
+    numbers = [
+        read_number(value.get(key), f"{where}.value.{key}", "a number (percent)", out.problems)
+        for key in ("x", "y", "width", "height")
+    ]
     rotation = read_number(value.get("rotation", 0), f"{where}.value.rotation", "a number (degrees)", out.problems)
     if rotation not in (None, 0):
-        out.problems.append(Problem(f"{where}.value.rotation", f"rectangle rotated by {rotation:g} "
-                                    "degrees; only axis-aligned boxes can be imported",
-                                    "set its rotation to 0 in Label Studio (and canRotate=\"false\" on "
-                                    "<RectangleLabels>), then export again"))
+        out.problems.append(
+            Problem(
+                f"{where}.value.rotation",
+                f"rectangle rotated by {rotation:g} degrees; only axis-aligned boxes can be imported",
+                'set its rotation to 0 in Label Studio (and canRotate="false" on <RectangleLabels>), then export again',
+            )
+        )
     names = value.get("rectanglelabels")
     if not (isinstance(names, list) and len(names) == 1):
-        out.problems.append(Problem(f"{where}.value.rectanglelabels", f"expected exactly one label; found "
-                                    f"{short_repr(names)}", "give the rectangle one label in Label Studio"))
+        out.problems.append(
+            Problem(
+                f"{where}.value.rectanglelabels",
+                f"expected exactly one label; found {short_repr(names)}",
+                "give the rectangle one label in Label Studio",
+            )
+        )
         label = None
     else:
         label = out.label(names[0], f"{where}.value.rectanglelabels")
@@ -221,21 +301,32 @@ def _ls_box(result: object, where: str, size: tuple[int, int] | None, out: Colle
     return where, [x * width, y * height, (x + w) * width, (y + h) * height], label
 
 
-def _ls_size(result: dict, where: str, size: tuple[int, int] | None,
-             problems: list[Problem]) -> tuple[float | None, float | None]:
+def _ls_size(
+    result: dict, where: str, size: tuple[int, int] | None, problems: list[Problem]
+) -> tuple[float | None, float | None]:
     if "original_width" in result or "original_height" in result:
         width = read_number(result.get("original_width"), f"{where}.original_width", "a positive number", problems)
         height = read_number(result.get("original_height"), f"{where}.original_height", "a positive number", problems)
         if width is not None and height is not None and width > 0 and height > 0:
             return width, height
         if width is not None and height is not None:
-            problems.append(Problem(where, f"image size {width}x{height} is not positive",
-                                    "export again once Label Studio has loaded the image"))
+            problems.append(
+                Problem(
+                    where,
+                    f"image size {width}x{height} is not positive",
+                    "export again once Label Studio has loaded the image",
+                )
+            )
         return None, None
     if size is not None:
         return float(size[0]), float(size[1])
-    problems.append(Problem(where, "no original_width/original_height and no size for this image",
-                            "pass images={image_id: (width, height)} to convert its percentages to pixels"))
+    problems.append(
+        Problem(
+            where,
+            "no original_width/original_height and no size for this image",
+            "pass images={image_id: (width, height)} to convert its percentages to pixels",
+        )
+    )
     return None, None
 
 
@@ -271,20 +362,31 @@ def labelstudio_image_id(name: str, known: Collection[str] | None = None) -> str
     return image_id_from_name(str(path.with_name(_UPLOAD.sub("", path.name))), known)
 
 
-def read_labelstudio_coco(path: str | os.PathLike, class_names: Sequence[str], *,
-                          images: Collection[str] | None = None) -> LabelImport:
+def read_labelstudio_coco(
+    path: str | os.PathLike, class_names: Sequence[str], *, images: Collection[str] | None = None
+) -> LabelImport:
     """Read Label Studio's COCO export (``result.json``, or the folder holding it): module docstring.
 
     ``images``: the batch's image ids (a mapping's keys will do), to map exported names back to them.
     """
     path = Path(path)
     path = path / "result.json" if path.is_dir() else path
-    return read_coco_file(path, class_names, image_id_of=lambda name: labelstudio_image_id(name, images),
-                          empty_means_labelled=True, newest_first=True)
+    return read_coco_file(
+        path,
+        class_names,
+        image_id_of=lambda name: labelstudio_image_id(name, images),
+        empty_means_labelled=True,
+        newest_first=True,
+    )
 
 
-def read_labelstudio_min(path: str | os.PathLike, class_names: Sequence[str], *,
-                         images: dict[str, tuple[int, int]] | None = None, image_key: str = "image") -> LabelImport:
+def read_labelstudio_min(
+    path: str | os.PathLike,
+    class_names: Sequence[str],
+    *,
+    images: dict[str, tuple[int, int]] | None = None,
+    image_key: str = "image",
+) -> LabelImport:
     """Read Label Studio's JSON-MIN export: one row per annotation, newest first; a control's regions are a
     list of objects under its name (``"label": [{"x": ..., "rectanglelabels": [...]}, ...]``).
 
@@ -302,25 +404,36 @@ def read_labelstudio_min(path: str | os.PathLike, class_names: Sequence[str], *,
             continue
         task_id = row.get("id", f"row {k}")
         if task_id in seen:
-            out.skipped.append(f"task {task_id}: an older annotation ({row.get('annotation_id')}) left out (the "
-                               "newest one comes first)")
+            out.skipped.append(
+                f"task {task_id}: an older annotation ({row.get('annotation_id')}) left out (the "
+                "newest one comes first)"
+            )
             continue
         seen.add(task_id)
         regions = {key: value for key, value in row.items() if _is_regions(value)}
-        data = {key: value for key, value in row.items()
-                if key not in regions and key not in ("annotator", "annotation_id")}
+        data = {
+            key: value for key, value in row.items() if key not in regions and key not in ("annotator", "annotation_id")
+        }
         if "activedet_image_id" not in data and isinstance(data.get(image_key), str):
             data["activedet_image_id"] = labelstudio_image_id(data[image_key], images)
         result = [_min_region(region) for value in regions.values() for region in value]
-        tasks.append({"id": task_id, "data": data, "annotations": [
-            {"completed_by": row.get("annotator"), "was_cancelled": False, "result": result}]})
+        tasks.append(
+            {
+                "id": task_id,
+                "data": data,
+                "annotations": [{"completed_by": row.get("annotator"), "was_cancelled": False, "result": result}],
+            }
+        )
     return read_ls_tasks(tasks, path, out, images, image_key)
 
 
 def _is_regions(value: object) -> bool:
     """Whether a JSON-MIN field holds a control's regions (objects with a position, e.g. ``x``/``y``)."""
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(v, dict) and ("x" in v or "points" in v) for v in value)
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, dict) and ("x" in v or "points" in v) for v in value)
+    )
 
 
 def _min_region(region: dict) -> dict:
@@ -333,45 +446,71 @@ def _min_region(region: dict) -> dict:
     return {"type": kind, "value": value, **size}
 
 
-def read_labelstudio_voc(path: str | os.PathLike, class_names: Sequence[str], *,
-                         images: Collection[str] | None = None) -> LabelImport:
+def read_labelstudio_voc(
+    path: str | os.PathLike, class_names: Sequence[str], *, images: Collection[str] | None = None
+) -> LabelImport:
     """Read Label Studio's Pascal VOC export (the folder, its ``Annotations/``, or one file): module docstring."""
-    devkit = read_voc_labels(path, class_names, one_based=False, empty_means_labelled=True)  # Label Studio writes 0-based coordinates
+    devkit = read_voc_labels(
+        path, class_names, one_based=False, empty_means_labelled=True
+    )  # Label Studio writes 0-based coordinates
     out = Collector(Path(path), class_names, "Label Studio VOC export")
     for name, (boxes, labels) in devkit.labels.items():
         boxes = boxes.astype(np.float64)
         out.begin()
-        out.add(labelstudio_image_id(name, images), f"{name}.xml",
-                [(f"{name}.xml: object[{k}]", box.tolist(), int(label))
-                 for k, (box, label) in enumerate(zip(boxes, labels), start=1)])
+        out.add(
+            labelstudio_image_id(name, images),
+            f"{name}.xml",
+            [
+                (f"{name}.xml: object[{k}]", box.tolist(), int(label))
+                for k, (box, label) in enumerate(zip(boxes, labels), start=1)
+            ],
+        )
     result = out.result()
     result.skipped = devkit.skipped + result.skipped
     return result
 
 
-def read_labelstudio_yolo(path: str | os.PathLike, class_names: Sequence[str], *,
-                          images: dict[str, tuple[int, int]]) -> LabelImport:
+def read_labelstudio_yolo(
+    path: str | os.PathLike, class_names: Sequence[str], *, images: dict[str, tuple[int, int]]
+) -> LabelImport:
     """Read Label Studio's YOLO export (the folder with ``classes.txt`` and ``labels/``): module docstring.
 
     ``images``: ``{image_id: (width, height)}`` of the batch (YOLO coordinates are normalised).
     """
     path = Path(path)
     folder = path / "labels" if (path / "labels").is_dir() else path
-    names = {f.relative_to(folder).with_suffix("").as_posix(): labelstudio_image_id(f.name, images)
-             for f in folder.rglob("*.txt") if f.name != "classes.txt"}
+    names = {
+        f.relative_to(folder).with_suffix("").as_posix(): labelstudio_image_id(f.name, images)
+        for f in folder.rglob("*.txt")
+        if f.name != "classes.txt"
+    }
     missing = sorted(name for name, image_id in names.items() if image_id not in images)
     if missing:
-        raise DatasetError([Problem(f"{name}.txt", f"image {names[name]!r} is not one of the run's images, so its "
-                                    "normalised boxes cannot be converted", "import only the exported batch's "
-                                    "labels") for name in missing], f"Label Studio YOLO export {path}")
+        raise DatasetError(
+            [
+                Problem(
+                    f"{name}.txt",
+                    f"image {names[name]!r} is not one of the run's images, so its "
+                    "normalised boxes cannot be converted",
+                    "import only the exported batch's labels",
+                )
+                for name in missing
+            ],
+            f"Label Studio YOLO export {path}",
+        )
     sizes = {name: images[image_id] for name, image_id in names.items()}
     tool = read_yolo_labels(path, class_names, images=sizes, empty_means_labelled=True)  # annotated tasks only
     out = Collector(path, class_names, "Label Studio YOLO export")
     for name, (boxes, labels) in tool.labels.items():
         out.begin()
-        out.add(names[name], f"{name}.txt", [(f"{name}.txt: line {k}", box.tolist(), int(label))
-                                             for k, (box, label) in enumerate(zip(boxes, labels), start=1)])
+        out.add(
+            names[name],
+            f"{name}.txt",
+            [
+                (f"{name}.txt: line {k}", box.tolist(), int(label))
+                for k, (box, label) in enumerate(zip(boxes, labels), start=1)
+            ],
+        )
     result = out.result()
     result.skipped = tool.skipped + result.skipped
     return result
-

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
-from .almdn import MDNRetinaNet, MDNSSD, build_almdn_retinanet, build_almdn_ssd
+from .almdn import MDNSSD, MDNRetinaNet, build_almdn_retinanet, build_almdn_ssd
 from .classifier import ImageClassifier, build_classifier
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
@@ -24,11 +25,30 @@ from .retinanet import RetinaNetDetector, build_retinanet
 from .ssd import SSDDetector, build_ssd
 from .stochastic import EnsembleDetector, StochasticPredictor
 
-__all__ = ["DETECTORS", "build_detector", "Detections", "OPTIONAL_FIELDS", "build_retinanet", "build_fcos",
-           "build_ssd", "build_faster_rcnn", "RetinaNetDetector", "FCOSDetector", "SSDDetector",
-           "FasterRCNNDetector", "build_miaod", "MIAODRetinaNet", "EnsembleDetector", "StochasticPredictor",
-           "build_almdn_ssd", "build_almdn_retinanet", "MDNSSD", "MDNRetinaNet", "build_classifier",
-           "ImageClassifier"]
+__all__ = [
+    "DETECTORS",
+    "build_detector",
+    "Detections",
+    "OPTIONAL_FIELDS",
+    "build_retinanet",
+    "build_fcos",
+    "build_ssd",
+    "build_faster_rcnn",
+    "RetinaNetDetector",
+    "FCOSDetector",
+    "SSDDetector",
+    "FasterRCNNDetector",
+    "build_miaod",
+    "MIAODRetinaNet",
+    "EnsembleDetector",
+    "StochasticPredictor",
+    "build_almdn_ssd",
+    "build_almdn_retinanet",
+    "MDNSSD",
+    "MDNRetinaNet",
+    "build_classifier",
+    "ImageClassifier",
+]
 
 SSD_BACKBONES = {"vgg16": "ssd300_vgg16", "mobilenet_v3_large": "ssdlite320_mobilenet_v3_large", "tiny": "tiny"}
 
@@ -40,8 +60,9 @@ def ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None = Non
     every other keyword goes to :func:`build_ssd` unchanged.
     """
     if backbone not in SSD_BACKBONES:
-        raise ValueError(f"The 'backbone' parameter of ssd must be one of {sorted(SSD_BACKBONES)}. "
-                         f"Got {backbone!r} instead.")
+        raise ValueError(
+            f"The 'backbone' parameter of ssd must be one of {sorted(SSD_BACKBONES)}. Got {backbone!r} instead."
+        )
     return build_ssd(num_classes, variant=SSD_BACKBONES[backbone], size=min_size, **kwargs)
 
 
@@ -49,8 +70,9 @@ def almdn_ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None
     """AL-MDN SSD: backbone and min_size as :func:`ssd`; ``components``, ``cls_loss``, ``beta`` and every other
     keyword go to :func:`build_almdn_ssd`."""
     if backbone not in SSD_BACKBONES:
-        raise ValueError(f"The 'backbone' parameter of almdn_ssd must be one of {sorted(SSD_BACKBONES)}. "
-                         f"Got {backbone!r} instead.")
+        raise ValueError(
+            f"The 'backbone' parameter of almdn_ssd must be one of {sorted(SSD_BACKBONES)}. Got {backbone!r} instead."
+        )
     return build_almdn_ssd(num_classes, variant=SSD_BACKBONES[backbone], size=min_size, **kwargs)
 
 
@@ -68,10 +90,14 @@ DETECTORS: dict[str, Callable[..., nn.Module]] = {
 
 
 #: builders whose ``**kwargs`` go to another builder: (that builder, its keywords the wrapper sets itself)
-_FORWARDS = {ssd: ((build_ssd,), {"variant", "size"}),
-             almdn_ssd: ((build_almdn_ssd, build_ssd), {"variant", "size", "dropout"}),
-             build_almdn_retinanet: ((build_retinanet,), {"dropout", "difficulty_ema", "difficulty_momentum",
-                                                          "difficulty_xi", "difficulty_absent"})}
+_FORWARDS = {
+    ssd: ((build_ssd,), {"variant", "size"}),
+    almdn_ssd: ((build_almdn_ssd, build_ssd), {"variant", "size", "dropout"}),
+    build_almdn_retinanet: (
+        (build_retinanet,),
+        {"dropout", "difficulty_ema", "difficulty_momentum", "difficulty_xi", "difficulty_absent"},
+    ),
+}
 
 
 def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -90,8 +116,12 @@ def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if builder in _FORWARDS:  # wrappers that pass their other keywords on to another builder
         targets, hidden = _FORWARDS[builder]
-        accepted |= {k for target in targets for k, p in inspect.signature(target).parameters.items()
-                     if p.kind is inspect.Parameter.KEYWORD_ONLY} - hidden
+        accepted |= {
+            k
+            for target in targets
+            for k, p in inspect.signature(target).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        } - hidden
         accepts_any = False
     accepted = sorted(accepted)
     unknown = sorted(set(kwargs) - set(accepted)) if not accepts_any else []

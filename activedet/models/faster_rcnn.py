@@ -19,7 +19,8 @@ class-specific regressed box (for the GT class) with its matched GT box.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,6 @@ from ._common import (
     pooled_embedding,
     with_defaults,
 )
-from .difficulty import ClassDifficultyEMA, aligned_iou, difficulty_module
 from .backbones import (
     FPN_BACKBONES,
     NUM_STAGES,
@@ -56,6 +56,7 @@ from .backbones import (
     default_trainable_layers,
     uses_pretrained,
 )
+from .difficulty import ClassDifficultyEMA, aligned_iou, difficulty_module
 from .outputs import Detections
 from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
@@ -65,23 +66,52 @@ __all__ = ["FasterRCNNDetector", "SourceTrackingRoIHeads", "build_faster_rcnn", 
 #: Per-backbone defaults. ``anchor_sizes``: RPN anchor sizes per pyramid level (ratios 0.5, 1, 2);
 #: ``rpn_*``/``box_*``: proposal counts per image and RoI sampling (torchvision's for the big backbones).
 FASTER_RCNN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "resnet50": dict(returned_layers=[1, 2, 3, 4], roi_levels=["0", "1", "2", "3"],
-                     anchor_sizes=((32,), (64,), (128,), (256,), (512,)), fpn_channels=256,
-                     representation_size=1024, min_size=800, max_size=1333, rpn_pre_nms_top_n_train=2000,
-                     rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
-                     rpn_batch_size_per_image=256, box_batch_size_per_image=512),
-    "mobilenet_v3_large": dict(returned_layers=[4, 5], roi_levels=["0", "1"],
-                               anchor_sizes=((32, 64, 128, 256, 512),) * 3, fpn_channels=256,
-                               representation_size=1024, min_size=800, max_size=1333,
-                               rpn_pre_nms_top_n_train=2000, rpn_pre_nms_top_n_test=1000,
-                               rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
-                               rpn_batch_size_per_image=256, box_batch_size_per_image=512),
+    "resnet50": dict(
+        returned_layers=[1, 2, 3, 4],
+        roi_levels=["0", "1", "2", "3"],
+        anchor_sizes=((32,), (64,), (128,), (256,), (512,)),
+        fpn_channels=256,
+        representation_size=1024,
+        min_size=800,
+        max_size=1333,
+        rpn_pre_nms_top_n_train=2000,
+        rpn_pre_nms_top_n_test=1000,
+        rpn_post_nms_top_n_train=2000,
+        rpn_post_nms_top_n_test=1000,
+        rpn_batch_size_per_image=256,
+        box_batch_size_per_image=512,
+    ),
+    "mobilenet_v3_large": dict(
+        returned_layers=[4, 5],
+        roi_levels=["0", "1"],
+        anchor_sizes=((32, 64, 128, 256, 512),) * 3,
+        fpn_channels=256,
+        representation_size=1024,
+        min_size=800,
+        max_size=1333,
+        rpn_pre_nms_top_n_train=2000,
+        rpn_pre_nms_top_n_test=1000,
+        rpn_post_nms_top_n_train=2000,
+        rpn_post_nms_top_n_test=1000,
+        rpn_batch_size_per_image=256,
+        box_batch_size_per_image=512,
+    ),
     # strides 8, 16, 32, 64: two sizes an half-octave apart per level cover 12-136 px; few proposals.
-    "tiny": dict(returned_layers=[2, 3, 4], roi_levels=["0", "1", "2"],
-                 anchor_sizes=((12, 17), (24, 34), (48, 68), (96, 136)), fpn_channels=64,
-                 representation_size=256, min_size=128, max_size=213, rpn_pre_nms_top_n_train=300,
-                 rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_train=150, rpn_post_nms_top_n_test=50,
-                 rpn_batch_size_per_image=128, box_batch_size_per_image=128),
+    "tiny": dict(
+        returned_layers=[2, 3, 4],
+        roi_levels=["0", "1", "2"],
+        anchor_sizes=((12, 17), (24, 34), (48, 68), (96, 136)),
+        fpn_channels=64,
+        representation_size=256,
+        min_size=128,
+        max_size=213,
+        rpn_pre_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=150,
+        rpn_post_nms_top_n_train=150,
+        rpn_post_nms_top_n_test=50,
+        rpn_batch_size_per_image=128,
+        box_batch_size_per_image=128,
+    ),
 }
 FASTER_RCNN_DEFAULTS["resnet18"] = FASTER_RCNN_DEFAULTS["resnet50"]
 FASTER_RCNN_DEFAULTS["efficientnet_lite0"] = FASTER_RCNN_DEFAULTS["tiny"]  # same strides 8-64
@@ -96,12 +126,21 @@ class SourceTrackingRoIHeads(RoIHeads):
         self.difficulty: ClassDifficultyEMA | None = None
 
     @classmethod
-    def from_roi_heads(cls, heads: RoIHeads) -> "SourceTrackingRoIHeads":
+    def from_roi_heads(cls, heads: RoIHeads) -> SourceTrackingRoIHeads:
         """The same box head, predictor and settings as ``heads`` (box-only RoI heads)."""
-        return cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
-                   heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
-                   heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
-                   heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img)
+        return cls(
+            heads.box_roi_pool,
+            heads.box_head,
+            heads.box_predictor,
+            heads.proposal_matcher.high_threshold,
+            heads.proposal_matcher.low_threshold,
+            heads.fg_bg_sampler.batch_size_per_image,
+            heads.fg_bg_sampler.positive_fraction,
+            heads.box_coder.weights,
+            heads.score_thresh,
+            heads.nms_thresh,
+            heads.detections_per_img,
+        )
 
     def forward(self, features, proposals, image_shapes, targets=None):
         if not (self.training and self.difficulty is not None):
@@ -115,8 +154,14 @@ class SourceTrackingRoIHeads(RoIHeads):
         return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
 
     @torch.no_grad()
-    def _observe_quality(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
-                         labels: list[Tensor], regression_targets: list[Tensor]) -> None:
+    def _observe_quality(
+        self,
+        class_logits: Tensor,
+        box_regression: Tensor,
+        proposals: list[Tensor],
+        labels: list[Tensor],
+        regression_targets: list[Tensor],
+    ) -> None:
         """Feed the sampled positive RoIs' ``(GT class, p_c, IoU)`` to ``self.difficulty``.
 
         ``class_logits`` ``[R, C + 1]``, ``box_regression`` ``[R, (C + 1) * 4]`` for the sampled RoIs of all
@@ -133,12 +178,12 @@ class SourceTrackingRoIHeads(RoIHeads):
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         # type: (Tensor, Tensor, list[Tensor], list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]
-        boxes, scores, labels, _ = self.postprocess_with_sources(class_logits, box_regression, proposals,
-                                                                 image_shapes)
+        boxes, scores, labels, _ = self.postprocess_with_sources(class_logits, box_regression, proposals, image_shapes)
         return boxes, scores, labels
 
-    def postprocess_with_sources(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
-                                 image_shapes: list[tuple[int, int]]):
+    def postprocess_with_sources(
+        self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor], image_shapes: list[tuple[int, int]]
+    ):
         """torchvision's ``postprocess_detections`` that also returns ``roi_idxs``.
 
         Args:
@@ -187,8 +232,12 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     PROVIDES = frozenset({"class_probs", "proposals", "embedding", "features"})
     #: the last prediction layers' weights (biases excluded) whose gradients influence functions use (ISAL, §8.2),
     #: and the official per-tensor scales of its inverse-HVP recursion
-    INFLUENCE_PARAMETERS = ("rpn.head.cls_logits.weight", "rpn.head.bbox_pred.weight",
-                            "roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.bbox_pred.weight")
+    INFLUENCE_PARAMETERS = (
+        "rpn.head.cls_logits.weight",
+        "rpn.head.bbox_pred.weight",
+        "roi_heads.box_predictor.cls_score.weight",
+        "roi_heads.box_predictor.bbox_pred.weight",
+    )
     INFLUENCE_SCALES = (1000.0, 1000.0, 5000.0, 1000.0)
 
     def dropout_sites(self) -> list[torch.nn.Module]:
@@ -210,14 +259,16 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
         proposals, _ = self.rpn(image_list, features)
         return image_list, original_sizes, features, proposals
 
-    def detect_from_proposals(self, image_list, original_sizes, features, proposals, *,
-                              fields: frozenset[str]) -> list[Detections]:
+    def detect_from_proposals(
+        self, image_list, original_sizes, features, proposals, *, fields: frozenset[str]
+    ) -> list[Detections]:
         """The RoI head's detections from :meth:`propose`'s outputs (run it once per MC-dropout pass)."""
         heads = self.roi_heads
         box_features = heads.box_head(heads.box_roi_pool(features, proposals, image_list.image_sizes))
         class_logits, box_regression = heads.box_predictor(box_features)  # [R, C + 1], [R, (C + 1) * 4]
-        boxes, scores, labels, roi_idxs = heads.postprocess_with_sources(class_logits, box_regression, proposals,
-                                                                         image_list.image_sizes)
+        boxes, scores, labels, roi_idxs = heads.postprocess_with_sources(
+            class_logits, box_regression, proposals, image_list.image_sizes
+        )
         detections = [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(boxes, scores, labels)]
         detections = self.transform.postprocess(detections, image_list.image_sizes, original_sizes)
         rois_per_image = [p.shape[0] for p in proposals]
@@ -227,26 +278,48 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
         results = []
         for i, det in enumerate(detections):
             source = proposals[i][roi_idxs[i]]  # [N, 4] resized-image pixels
-            results.append(Detections(
-                boxes=det["boxes"], scores=det["scores"], labels=det["labels"], prob_kind=self.prob_kind,
-                class_probs=probs[i][roi_idxs[i]] if "class_probs" in fields else None,
-                proposals=(resize_boxes(source, image_list.image_sizes[i], original_sizes[i])
-                           if "proposals" in fields else None),
-                embedding=embeddings[i] if embeddings is not None else None,
-                features=box_features[i][roi_idxs[i]] if "features" in fields else None,
-            ))
+            results.append(
+                Detections(
+                    boxes=det["boxes"],
+                    scores=det["scores"],
+                    labels=det["labels"],
+                    prob_kind=self.prob_kind,
+                    class_probs=probs[i][roi_idxs[i]] if "class_probs" in fields else None,
+                    proposals=(
+                        resize_boxes(source, image_list.image_sizes[i], original_sizes[i])
+                        if "proposals" in fields
+                        else None
+                    ),
+                    embedding=embeddings[i] if embeddings is not None else None,
+                    features=box_features[i][roi_idxs[i]] if "features" in fields else None,
+                )
+            )
         return results
 
 
-def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size: int | None = None,
-                      max_size: int | None = None, weights: WeightsSpec = None,
-                      weights_backbone: WeightsSpec = None, weights_strict: bool = True,
-                      trainable_backbone_layers: int | None = None, norm: str | None = None,
-                      anchor_sizes: Sequence[Sequence[float]] | None = None, fpn_channels: int | None = None,
-                      score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
-                      dropout: float = 0.0, difficulty_ema: bool = False, difficulty_momentum: float = 0.99,
-                      difficulty_xi: float = 0.6, difficulty_absent: str = "keep",
-                      **rpn_and_box_options: int) -> FasterRCNNDetector:
+def build_faster_rcnn(
+    num_classes: int,
+    *,
+    backbone: str = "resnet50",
+    min_size: int | None = None,
+    max_size: int | None = None,
+    weights: WeightsSpec = None,
+    weights_backbone: WeightsSpec = None,
+    weights_strict: bool = True,
+    trainable_backbone_layers: int | None = None,
+    norm: str | None = None,
+    anchor_sizes: Sequence[Sequence[float]] | None = None,
+    fpn_channels: int | None = None,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    dropout: float = 0.0,
+    difficulty_ema: bool = False,
+    difficulty_momentum: float = 0.99,
+    difficulty_xi: float = 0.6,
+    difficulty_absent: str = "keep",
+    **rpn_and_box_options: int,
+) -> FasterRCNNDetector:
     """A Faster R-CNN (FPN) for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
     Args:
@@ -279,41 +352,67 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
     func = "build_faster_rcnn"
     check_int(func, "num_classes", num_classes, 1)
     check_choice(func, "backbone", backbone, FPN_BACKBONES)
-    enums = {"resnet50": [FasterRCNN_ResNet50_FPN_Weights],
-             "mobilenet_v3_large": [FasterRCNN_MobileNet_V3_Large_FPN_Weights]}.get(backbone, [])
+    enums = {
+        "resnet50": [FasterRCNN_ResNet50_FPN_Weights],
+        "mobilenet_v3_large": [FasterRCNN_MobileNet_V3_Large_FPN_Weights],
+    }.get(backbone, [])
     weights = resolve_weights(weights, enums, func=func, param="weights")
     defaults = FASTER_RCNN_DEFAULTS[backbone]
     options = _options(func, defaults, rpn_and_box_options)
     min_size, max_size, fpn_channels, anchor_sizes = with_defaults(
-        defaults, min_size=min_size, max_size=max_size, fpn_channels=fpn_channels, anchor_sizes=anchor_sizes).values()
-    check_resize_and_postprocess(func, min_size=min_size, max_size=max_size, score_thresh=score_thresh,
-                                 nms_thresh=nms_thresh, detections_per_img=detections_per_img)
+        defaults, min_size=min_size, max_size=max_size, fpn_channels=fpn_channels, anchor_sizes=anchor_sizes
+    ).values()
+    check_resize_and_postprocess(
+        func,
+        min_size=min_size,
+        max_size=max_size,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+    )
     check_sizes(func, "anchor_sizes", anchor_sizes, len(defaults["returned_layers"]) + 1)
     sizes = tuple(tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in anchor_sizes)
     if len({len(s) for s in sizes}) != 1:
-        raise ValueError(f"The 'anchor_sizes' parameter of {func} must give the same number of sizes at every "
-                         f"level (the RPN head is shared). Got {anchor_sizes!r} instead.")
+        raise ValueError(
+            f"The 'anchor_sizes' parameter of {func} must give the same number of sizes at every "
+            f"level (the RPN head is shared). Got {anchor_sizes!r} instead."
+        )
     if trainable_backbone_layers is not None:
         check_int(func, "trainable_backbone_layers", trainable_backbone_layers, 0, NUM_STAGES[backbone])
     pretrained = uses_pretrained(weights, weights_backbone)
-    body = build_fpn_backbone(backbone, weights_backbone=weights_backbone,
-                              trainable_layers=(default_trainable_layers(backbone, pretrained)
-                                                if trainable_backbone_layers is None else trainable_backbone_layers),
-                              norm=default_norm(pretrained) if norm is None else norm,
-                              returned_layers=defaults["returned_layers"], fpn_channels=fpn_channels)
+    body = build_fpn_backbone(
+        backbone,
+        weights_backbone=weights_backbone,
+        trainable_layers=(
+            default_trainable_layers(backbone, pretrained)
+            if trainable_backbone_layers is None
+            else trainable_backbone_layers
+        ),
+        norm=default_norm(pretrained) if norm is None else norm,
+        returned_layers=defaults["returned_layers"],
+        fpn_channels=fpn_channels,
+    )
     representation_size = options.pop("representation_size")
     roi_pool = MultiScaleRoIAlign(featmap_names=defaults["roi_levels"], output_size=7, sampling_ratio=2)
     model = FasterRCNNDetector(
-        body, None, min_size=min_size, max_size=max_size,
-        rpn_anchor_generator=AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes)), box_roi_pool=roi_pool,
+        body,
+        None,
+        min_size=min_size,
+        max_size=max_size,
+        rpn_anchor_generator=AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes)),
+        box_roi_pool=roi_pool,
         box_head=TwoMLPHead(fpn_channels * 7 * 7, representation_size),
         box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
-        box_score_thresh=score_thresh, box_nms_thresh=nms_thresh, box_detections_per_img=detections_per_img,
-        **options)
+        box_score_thresh=score_thresh,
+        box_nms_thresh=nms_thresh,
+        box_detections_per_img=detections_per_img,
+        **options,
+    )
     add_head_dropout(model.dropout_sites(), dropout)
     member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
-    model.roi_heads.difficulty = difficulty_module(func, num_classes, difficulty_ema, difficulty_momentum,
-                                                   difficulty_xi, difficulty_absent)
+    model.roi_heads.difficulty = difficulty_module(
+        func, num_classes, difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent
+    )
     if member == FasterRCNN_ResNet50_FPN_Weights.COCO_V1:
         overwrite_frozen_eps(model, 0.0)
     return model
@@ -321,9 +420,15 @@ def build_faster_rcnn(num_classes: int, *, backbone: str = "resnet50", min_size:
 
 def _options(func: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, int]:
     """Per-backbone RPN/box-sampling defaults overridden by ``given`` (validated)."""
-    names = ["rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
-             "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_batch_size_per_image",
-             "representation_size"]
+    names = [
+        "rpn_pre_nms_top_n_train",
+        "rpn_pre_nms_top_n_test",
+        "rpn_post_nms_top_n_train",
+        "rpn_post_nms_top_n_test",
+        "rpn_batch_size_per_image",
+        "box_batch_size_per_image",
+        "representation_size",
+    ]
     unknown = sorted(set(given) - set(names))
     if unknown:
         raise TypeError(f"{func}() got unexpected keyword argument(s) {unknown}; the RPN/box options are {names}.")

@@ -30,10 +30,11 @@ import copy
 import hashlib
 import math
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +43,16 @@ from torch import Tensor, nn
 from ._common import restored_modes, unwrap_ddp
 from .outputs import Detections
 
-__all__ = ["InfluenceOptions", "InfluencePredictor", "influence_parameters", "loss_gradient",
-           "hessian_vector_product", "lissa", "influence_of", "default_scales"]
+__all__ = [
+    "InfluenceOptions",
+    "InfluencePredictor",
+    "influence_parameters",
+    "loss_gradient",
+    "hessian_vector_product",
+    "lissa",
+    "influence_of",
+    "default_scales",
+]
 
 Blocks = list[Tensor]
 
@@ -90,8 +99,10 @@ def influence_parameters(model: nn.Module, which: str = "last") -> list[tuple[st
         return [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1]
     names = getattr(model, "INFLUENCE_PARAMETERS", None)
     if not names:
-        raise ValueError(f"influence needs the last prediction layers' weights, but {type(model).__name__} does not "
-                         "name them (INFLUENCE_PARAMETERS); use detector fcos, faster_rcnn, retinanet or classifier")
+        raise ValueError(
+            f"influence needs the last prediction layers' weights, but {type(model).__name__} does not "
+            "name them (INFLUENCE_PARAMETERS); use detector fcos, faster_rcnn, retinanet or classifier"
+        )
     params = dict(model.named_parameters())
     out = []
     for name in names:
@@ -99,8 +110,9 @@ def influence_parameters(model: nn.Module, which: str = "last") -> list[tuple[st
             prefix = name.rsplit(".", 1)[0] + "."
             inner = [k for k, p in params.items() if k.startswith(prefix) and k.endswith(".weight") and p.dim() > 1]
             if len(inner) != 1:
-                raise ValueError(f"{type(model).__name__}.INFLUENCE_PARAMETERS names {name!r}, which the model does "
-                                 "not have")
+                raise ValueError(
+                    f"{type(model).__name__}.INFLUENCE_PARAMETERS names {name!r}, which the model does not have"
+                )
             name = inner[0]
         out.append((name, params[name]))
     return out
@@ -120,8 +132,12 @@ def loss_mode(model: nn.Module) -> Iterator[None]:
     with restored_modes(model.modules()):
         model.train()
         for module in model.modules():
-            if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d, nn.GroupNorm,
-                                   nn.LayerNorm)) or "BatchNorm" in type(module).__name__:
+            if (
+                isinstance(
+                    module, (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d, nn.GroupNorm, nn.LayerNorm)
+                )
+                or "BatchNorm" in type(module).__name__
+            ):
                 module.eval()
         yield
 
@@ -154,8 +170,14 @@ def hessian_vector_product(loss: Tensor, params: Sequence[Tensor], vector: Block
     return loss_gradient(dot, params)
 
 
-def lissa(v: Blocks, hvps: Iterable[Callable[[Blocks], Blocks]], *, damping: float, scales: Sequence[float],
-          adapt: bool = False) -> tuple[Blocks, dict[str, Any]]:
+def lissa(
+    v: Blocks,
+    hvps: Iterable[Callable[[Blocks], Blocks]],
+    *,
+    damping: float,
+    scales: Sequence[float],
+    adapt: bool = False,
+) -> tuple[Blocks, dict[str, Any]]:
     """The recursion ``h_j = v + (1 - d) h_{j-1} - hvp_j(h_{j-1}) / S`` (block-wise), from ``h_0 = v``.
 
     Args:
@@ -172,8 +194,9 @@ def lissa(v: Blocks, hvps: Iterable[Callable[[Blocks], Blocks]], *, damping: flo
     ``scale_increases`` (adaptive restarts), ``scales`` (the final ones) and ``norms`` (``‖h_j‖`` after each step).
     """
     if len(scales) != len(v):
-        raise ValueError(f"The 'scales' parameter of lissa must give one scale per block ({len(v)}). Got "
-                         f"{len(scales)} instead.")
+        raise ValueError(
+            f"The 'scales' parameter of lissa must give one scale per block ({len(v)}). Got {len(scales)} instead."
+        )
     h = [x.clone() for x in v]
     scales = [float(x) for x in scales]
     bounds = [2 * float(x.norm()) / damping if adapt and damping > 0 else math.inf for x in v]
@@ -191,8 +214,7 @@ def lissa(v: Blocks, hvps: Iterable[Callable[[Blocks], Blocks]], *, damping: flo
                 h[b] = vb.clone()
                 increases += 1
         norms.append(float(torch.sqrt(sum((x.double() ** 2).sum() for x in h))))
-    return h, {"steps": len(norms), "resets": resets, "scale_increases": increases, "scales": scales,
-               "norms": norms}
+    return h, {"steps": len(norms), "resets": resets, "scale_increases": increases, "scales": scales, "norms": norms}
 
 
 def influence_of(gradient: Blocks, s_test: Blocks) -> float:
@@ -204,8 +226,13 @@ def influence_of(gradient: Blocks, s_test: Blocks) -> float:
     return total
 
 
-def _largest_eigenvalue(hvp: Callable[[Blocks], Blocks], shapes: list[tuple[torch.Size, torch.device]], block: int,
-                        iterations: int, generator: torch.Generator) -> float:
+def _largest_eigenvalue(
+    hvp: Callable[[Blocks], Blocks],
+    shapes: list[tuple[torch.Size, torch.device]],
+    block: int,
+    iterations: int,
+    generator: torch.Generator,
+) -> float:
     """``|λ_max|`` of the Hessian's diagonal block ``block`` by power iteration."""
     shape, device = shapes[block]
     x = torch.randn(shape, generator=generator).to(device)
@@ -247,15 +274,18 @@ class InfluencePredictor:
         self.context = context
         names = [n for n, _ in influence_parameters(self.model, options.parameters)]
         if not names:
-            raise ValueError("strategy 'influence': the model has no trainable weight for option parameters="
-                             f"{options.parameters!r}")
+            raise ValueError(
+                f"strategy 'influence': the model has no trainable weight for option parameters={options.parameters!r}"
+            )
         default = default_scales(self.model) if options.parameters == "last" else None
         scales = options.scales if options.scales is not None else (default or "auto")
         if isinstance(scales, (int, float)) and not isinstance(scales, bool):
             scales = (float(scales),) * len(names)
         if not isinstance(scales, str) and len(scales) != len(names):
-            raise ValueError(f"strategy 'influence': option 'scales' must give one scale per influence parameter "
-                             f"{names} ({len(names)}). Got {list(scales)} instead.")
+            raise ValueError(
+                f"strategy 'influence': option 'scales' must give one scale per influence parameter "
+                f"{names} ({len(names)}). Got {list(scales)} instead."
+            )
         self.scales = scales
         self.PROVIDES = getattr(self.model, "PROVIDES", frozenset()) | {"influence"}
         self.s_test: Blocks | None = None
@@ -284,28 +314,33 @@ class InfluencePredictor:
 
         ctx = self.context
         if ctx.val is None or len(ctx.val) == 0:
-            raise ValueError("strategy 'influence' needs a validation split (its validation-loss gradient); set "
-                             "'val_data' to images disjoint from the test split")
+            raise ValueError(
+                "strategy 'influence' needs a validation split (its validation-loss gradient); set "
+                "'val_data' to images disjoint from the test split"
+            )
         work, params = self._work_copy()
         self._work, self._params = work, params
         with loss_mode(work), torch.enable_grad():
             # v: the summed validation gradient, each process summing its share
             v = [torch.zeros_like(p) for p in params]
-            val_items = list(range(len(ctx.val)))[dist_utils.rank()::dist_utils.world_size()]
+            val_items = list(range(len(ctx.val)))[dist_utils.rank() :: dist_utils.world_size()]
             for index, image, target in _items(ctx.val, val_items, ctx.device):
                 grads = loss_gradient(self._loss(work, image, target, index, "val"), params)
                 v = [a + g.detach() for a, g in zip(v, grads)]
             v = _all_reduce(v, "sum")
             # s_test: the recursion over labelled images in a seeded order, one recursion per process, averaged
-            order = np.random.default_rng([ctx.seed, 1]).permutation(len(ctx.labelled))[:self.options.recursion_images]
-            mine = [int(i) for i in order[dist_utils.rank()::dist_utils.world_size()]]  # may be empty: h = v
+            order = np.random.default_rng([ctx.seed, 1]).permutation(len(ctx.labelled))[: self.options.recursion_images]
+            mine = [int(i) for i in order[dist_utils.rank() :: dist_utils.world_size()]]  # may be empty: h = v
             if len(order) == 0:  # the same on every process
-                raise ValueError("strategy 'influence' needs labelled images for its recursion; the labelled set is "
-                                 "empty (set initial_labelled > 0)")
+                raise ValueError(
+                    "strategy 'influence' needs labelled images for its recursion; the labelled set is "
+                    "empty (set initial_labelled > 0)"
+                )
 
             def hvp_of(index: int, image: Tensor, target: dict[str, Tensor]):
-                return lambda h: [x.detach() for x in hessian_vector_product(
-                    self._loss(work, image, target, index, "hvp"), params, h)]
+                return lambda h: [
+                    x.detach() for x in hessian_vector_product(self._loss(work, image, target, index, "hvp"), params, h)
+                ]
 
             scales = self.scales
             if scales == "auto":
@@ -314,25 +349,39 @@ class InfluencePredictor:
             s_test, stats = self._recursions(v, mine, hvp_of, scales)
             self.s_test = _all_reduce(s_test, "mean")
         norms = stats.pop("norms")
-        self.stats.update(stats, damping=self.options.damping,
-                          score_threshold=self.options.score_threshold, validation_images=len(ctx.val),
-                          recursion_images=len(order), v_norm=_norm(v), s_test_norm=_norm(self.s_test),
-                          recursion_norms=[norms[k] for k in sorted({0, len(norms) // 4, len(norms) // 2,
-                                                                     3 * len(norms) // 4, len(norms) - 1})]
-                          if norms else [])
+        self.stats.update(
+            stats,
+            damping=self.options.damping,
+            score_threshold=self.options.score_threshold,
+            validation_images=len(ctx.val),
+            recursion_images=len(order),
+            v_norm=_norm(v),
+            s_test_norm=_norm(self.s_test),
+            recursion_norms=[
+                norms[k] for k in sorted({0, len(norms) // 4, len(norms) // 2, 3 * len(norms) // 4, len(norms) - 1})
+            ]
+            if norms
+            else [],
+        )
         if ctx.out_dir is not None and dist_utils.is_main_process():
             from ..atomic import atomic_write_json
 
             atomic_write_json(Path(ctx.out_dir) / "influence.json", self.stats)
         if norms and len(norms) >= 8 and norms[-1] > 2 * norms[3 * len(norms) // 4]:
-            warnings.warn(f"influence: the inverse-HVP recursion is still growing after {len(norms)} steps "
-                          f"(norm {norms[3 * len(norms) // 4]:.3g} -> {norms[-1]:.3g}); raise 'scales' or 'damping' "
-                          "(or set scales: auto)", stacklevel=2)
+            warnings.warn(
+                f"influence: the inverse-HVP recursion is still growing after {len(norms)} steps "
+                f"(norm {norms[3 * len(norms) // 4]:.3g} -> {norms[-1]:.3g}); raise 'scales' or 'damping' "
+                "(or set scales: auto)",
+                stacklevel=2,
+            )
 
     def _recursions(self, v: Blocks, mine: list[int], hvp_of, scales) -> tuple[Blocks, dict[str, Any]]:
         """``options.recursions`` recursions over consecutive shares of ``mine``, each from ``v``, averaged."""
-        chunks = [[int(i) for i in c] for c in np.array_split(np.asarray(mine, dtype=np.int64),
-                                                                 self.options.recursions) if len(c)] or [[]]
+        chunks = [
+            [int(i) for i in c]
+            for c in np.array_split(np.asarray(mine, dtype=np.int64), self.options.recursions)
+            if len(c)
+        ] or [[]]
         results, stats = [], {"steps": 0, "resets": 0, "scale_increases": 0, "norms": []}
         for chunk in chunks:
             steps = (hvp_of(i, img, t) for i, img, t in _items(self.context.labelled, chunk, self.context.device))
@@ -357,8 +406,10 @@ class InfluencePredictor:
     # ------------------------------------------------------------------ per-image influence
     def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
         if self.s_test is None:
-            raise RuntimeError("InfluencePredictor was built without a scoring context (a capability check); the "
-                               "loop builds it with one")
+            raise RuntimeError(
+                "InfluencePredictor was built without a scoring context (a capability check); the "
+                "loop builds it with one"
+            )
         fields = frozenset(fields) - {"influence"}
         with lowered_score_threshold(self.model, self.options.score_threshold):
             detections = self.model.predict(images, fields=fields)
@@ -382,12 +433,12 @@ class InfluencePredictor:
         return out
 
 
-
 # ---------------------------------------------------------------------------------------------- helpers
 def _content_seed(image: Tensor) -> int:
     """A seed from the image's pixels: an image's sampling draw does not depend on its batch or process."""
     digest = hashlib.blake2b(image.detach().cpu().numpy().tobytes(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 2
+
 
 def _items(dataset, indices: Sequence[int], device) -> Iterator[tuple[int, Tensor, dict[str, Tensor]]]:
     """``(index, image, training target)`` of ``dataset.records[i]`` one at a time, on ``device``."""
@@ -396,8 +447,11 @@ def _items(dataset, indices: Sequence[int], device) -> Iterator[tuple[int, Tenso
     loader = DetectionTorchDataset(dataset, list(indices), train=True)  # training targets, no augmentation
     for position in range(len(loader)):
         image, target = loader[position]
-        yield int(target["index"]), image.to(device), {"boxes": target["boxes"].to(device),
-                                                       "labels": target["labels"].to(device)}
+        yield (
+            int(target["index"]),
+            image.to(device),
+            {"boxes": target["boxes"].to(device), "labels": target["labels"].to(device)},
+        )
 
 
 @contextmanager

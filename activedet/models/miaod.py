@@ -52,8 +52,7 @@ from .outputs import Detections
 from .retinanet import RetinaNetDetector, build_retinanet
 from .weights import WeightsSpec
 
-__all__ = ["MIAODHead", "MIAODRetinaNet", "build_miaod", "mil_weights", "mil_image_scores", "STAGES",
-           "MIL_WEIGHTINGS"]
+__all__ = ["MIAODHead", "MIAODRetinaNet", "build_miaod", "mil_weights", "mil_image_scores", "STAGES", "MIL_WEIGHTINGS"]
 
 STAGES = ("label", "min", "max")
 MIL_WEIGHTINGS = ("code", "class")
@@ -72,24 +71,32 @@ class MIAODHead(RetinaNetHead):
         self.mil_head = RetinaNetClassificationHead(in_channels, num_anchors, num_classes)
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
-        return {"cls_logits": self.classification_head(x), "cls_logits_2": self.classification_head_2(x),
-                "mil_logits": self.mil_head(x), "bbox_regression": self.regression_head(x)}
+        return {
+            "cls_logits": self.classification_head(x),
+            "cls_logits_2": self.classification_head_2(x),
+            "mil_logits": self.mil_head(x),
+            "bbox_regression": self.regression_head(x),
+        }
 
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
         # type: (list[dict[str, Tensor]], dict[str, Tensor], list[Tensor], list[Tensor]) -> dict[str, Tensor]
         focal_1 = self.classification_head.compute_loss(targets, head_outputs, matched_idxs)
         focal_2 = self.classification_head_2.compute_loss(
-            targets, {"cls_logits": head_outputs["cls_logits_2"]}, matched_idxs)
-        return {"classification": (focal_1 + focal_2) / 2,
-                "bbox_regression": self.regression_head.compute_loss(targets, head_outputs, anchors, matched_idxs)}
+            targets, {"cls_logits": head_outputs["cls_logits_2"]}, matched_idxs
+        )
+        return {
+            "classification": (focal_1 + focal_2) / 2,
+            "bbox_regression": self.regression_head.compute_loss(targets, head_outputs, anchors, matched_idxs),
+        }
 
     def adversarial_classifiers(self) -> list[torch.nn.Module]:
         """``[f1, f2]``: the only modules the maximising stage trains, frozen in the minimising stage."""
         return [self.classification_head, self.classification_head_2]
 
 
-def mil_weights(z1: Tensor, z2: Tensor, zm: Tensor, level_sizes: list[int], valid: Tensor,
-                weighting: str = "code") -> Tensor:
+def mil_weights(
+    z1: Tensor, z2: Tensor, zm: Tensor, level_sizes: list[int], valid: Tensor, weighting: str = "code"
+) -> Tensor:
     """MIL instance weights ``w`` ``[B, A, C]`` from foreground logits ``[B, A, C]`` of f1, f2 and f_mil.
 
     Args:
@@ -114,8 +121,9 @@ def mil_image_scores(weights: Tensor, level_sizes: list[int]) -> Tensor:
     return per_level.amax(dim=0).clamp(1e-5, 1 - 1e-5)
 
 
-def _foreground_logits(head_outputs: dict[str, Tensor], anchors: list[Tensor], image_sizes: list[tuple[int, int]]
-                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _foreground_logits(
+    head_outputs: dict[str, Tensor], anchors: list[Tensor], image_sizes: list[tuple[int, int]]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """f1, f2 and f_mil logits ``[B, A, C]`` without the never-trained channel 0, and ``valid`` ``bool[B, A]``:
     anchors whose centre lies on the image."""
     z1, z2, zm = (head_outputs[k][..., 1:] for k in ("cls_logits", "cls_logits_2", "mil_logits"))
@@ -138,8 +146,9 @@ class MIAODRetinaNet(RetinaNetDetector):
         if not self.training:
             return super().forward(images, targets)
         if stage not in STAGES:
-            raise ValueError(f"The 'stage' parameter of MIAODRetinaNet.forward must be one of {list(STAGES)}. "
-                             f"Got {stage!r} instead.")
+            raise ValueError(
+                f"The 'stage' parameter of MIAODRetinaNet.forward must be one of {list(STAGES)}. Got {stage!r} instead."
+            )
         image_list, targets = self.transform(images, targets)
         features = list(self.backbone(image_list.tensors).values())
         head_outputs = self.head(features)
@@ -180,8 +189,7 @@ class MIAODRetinaNet(RetinaNetDetector):
             p2 = torch.sigmoid(z2)
             weights = None
             if "dense_weights" in wanted:
-                weights = mil_weights(z1, z2, zm, anchors_per_level(z1.shape[1], features), valid,
-                                      self.mil_weighting)
+                weights = mil_weights(z1, z2, zm, anchors_per_level(z1.shape[1], features), valid, self.mil_weighting)
             out = []
             for i, det in enumerate(detections):
                 item = {}
@@ -197,12 +205,26 @@ class MIAODRetinaNet(RetinaNetDetector):
         return single_stage_predict(self, images, fields, extras=extras)
 
 
-def build_miaod(num_classes: int, *, backbone: str = "resnet50", min_size: int | None = None,
-                max_size: int | None = None, weights: WeightsSpec = None, weights_backbone: WeightsSpec = None,
-                weights_strict: bool = True, trainable_backbone_layers: int | None = None, norm: str | None = None,
-                anchor_sizes: Any = None, fpn_channels: int | None = None, score_thresh: float = 0.05,
-                nms_thresh: float = 0.5, detections_per_img: int = 100, topk_candidates: int = 1000,
-                lambda_dis: float = 0.5, mil_weighting: str = "code") -> MIAODRetinaNet:
+def build_miaod(
+    num_classes: int,
+    *,
+    backbone: str = "resnet50",
+    min_size: int | None = None,
+    max_size: int | None = None,
+    weights: WeightsSpec = None,
+    weights_backbone: WeightsSpec = None,
+    weights_strict: bool = True,
+    trainable_backbone_layers: int | None = None,
+    norm: str | None = None,
+    anchor_sizes: Any = None,
+    fpn_channels: int | None = None,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    topk_candidates: int = 1000,
+    lambda_dis: float = 0.5,
+    mil_weighting: str = "code",
+) -> MIAODRetinaNet:
     """An MI-AOD RetinaNet for ``num_classes`` foreground classes: :func:`build_retinanet` with the MI-AOD head.
 
     Args:
@@ -216,25 +238,49 @@ def build_miaod(num_classes: int, *, backbone: str = "resnet50", min_size: int |
     func = "build_miaod"
     check_float(func, "lambda_dis", lambda_dis, 0.0, math.inf)
     check_choice(func, "mil_weighting", mil_weighting, MIL_WEIGHTINGS)
-    template = build_retinanet(num_classes, backbone=backbone, min_size=min_size, max_size=max_size,
-                               weights_backbone=weights_backbone, trainable_backbone_layers=trainable_backbone_layers,
-                               norm=norm, anchor_sizes=anchor_sizes, fpn_channels=fpn_channels,
-                               score_thresh=score_thresh, nms_thresh=nms_thresh,
-                               detections_per_img=detections_per_img, topk_candidates=topk_candidates)
+    template = build_retinanet(
+        num_classes,
+        backbone=backbone,
+        min_size=min_size,
+        max_size=max_size,
+        weights_backbone=weights_backbone,
+        trainable_backbone_layers=trainable_backbone_layers,
+        norm=norm,
+        anchor_sizes=anchor_sizes,
+        fpn_channels=fpn_channels,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+        topk_candidates=topk_candidates,
+    )
     fpn = template.head.classification_head.conv[0][0].in_channels
     num_anchors = template.anchor_generator.num_anchors_per_location()[0]
     head = MIAODHead(fpn, num_anchors, num_classes + 1)
-    model = MIAODRetinaNet(template.backbone, num_classes + 1, min_size=template.transform.min_size[0],
-                           max_size=template.transform.max_size, anchor_generator=template.anchor_generator,
-                           head=head, score_thresh=score_thresh, nms_thresh=nms_thresh,
-                           detections_per_img=detections_per_img, topk_candidates=topk_candidates,
-                           lambda_dis=lambda_dis, mil_weighting=mil_weighting)
+    model = MIAODRetinaNet(
+        template.backbone,
+        num_classes + 1,
+        min_size=template.transform.min_size[0],
+        max_size=template.transform.max_size,
+        anchor_generator=template.anchor_generator,
+        head=head,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+        topk_candidates=topk_candidates,
+        lambda_dis=lambda_dis,
+        mil_weighting=mil_weighting,
+    )
     if weights is not None:
         from .retinanet import RetinaNet_ResNet50_FPN_Weights
         from .weights import load_weights, resolve_weights
 
         enums = [RetinaNet_ResNet50_FPN_Weights] if backbone == "resnet50" else []
-        load_weights(model, resolve_weights(weights, enums, func=func, param="weights"), enums,
-                     strict=weights_strict, func=func, param="weights")
+        load_weights(
+            model,
+            resolve_weights(weights, enums, func=func, param="weights"),
+            enums,
+            strict=weights_strict,
+            func=func,
+            param="weights",
+        )
     return model
-

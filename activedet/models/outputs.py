@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from typing import Iterable
 
 import torch
 from torch import Tensor
@@ -11,9 +11,25 @@ from torch import Tensor
 __all__ = ["Detections", "OPTIONAL_FIELDS", "UNCERTAINTY_TYPES"]
 
 #: Optional fields a caller may request from ``predict(..., fields=...)``.
-OPTIONAL_FIELDS = frozenset({"class_probs", "proposals", "embedding", "dense_probs", "class_probs_2",
-                             "dense_probs_2", "dense_weights", "dense_expected_entropy", "dense_box_var", "passes",
-                             "uncertainties", "views", "features", "class_quality", "influence"})
+OPTIONAL_FIELDS = frozenset(
+    {
+        "class_probs",
+        "proposals",
+        "embedding",
+        "dense_probs",
+        "class_probs_2",
+        "dense_probs_2",
+        "dense_weights",
+        "dense_expected_entropy",
+        "dense_box_var",
+        "passes",
+        "uncertainties",
+        "views",
+        "features",
+        "class_quality",
+        "influence",
+    }
+)
 
 #: the four AL-MDN uncertainties, in the column order of ``Detections.uncertainties``
 UNCERTAINTY_TYPES = ("aleatoric_loc", "epistemic_loc", "aleatoric_cls", "epistemic_cls")
@@ -91,9 +107,9 @@ class Detections:
     dense_weights: Tensor | None = None
     dense_expected_entropy: Tensor | None = None
     dense_box_var: Tensor | None = None
-    passes: list["Detections"] | None = None
+    passes: list[Detections] | None = None
     uncertainties: Tensor | None = None
-    views: list["Detections"] | None = None
+    views: list[Detections] | None = None
     reference_boxes: Tensor | None = None
     features: Tensor | None = None
     class_quality: Tensor | None = None
@@ -102,10 +118,11 @@ class Detections:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def to(self, device: torch.device | str) -> "Detections":
+    def to(self, device: torch.device | str) -> Detections:
         """A copy with every tensor moved to ``device``."""
-        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
-                 if isinstance(getattr(self, f.name), Tensor)}
+        moved = {
+            f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)
+        }
         for name in ("passes", "views"):
             if getattr(self, name) is not None:
                 moved[name] = [p.to(device) for p in getattr(self, name)]
@@ -121,6 +138,7 @@ class Detections:
         requested = frozenset(requested)
         unknown = sorted(requested - OPTIONAL_FIELDS)
         if unknown:
-            raise ValueError(f"Unknown Detections field(s) {unknown}; valid optional fields are "
-                             f"{sorted(OPTIONAL_FIELDS)}")
+            raise ValueError(
+                f"Unknown Detections field(s) {unknown}; valid optional fields are {sorted(OPTIONAL_FIELDS)}"
+            )
         return requested

@@ -21,9 +21,10 @@ the anchor's decoded box with its matched GT box, as the official ``RetinaQualit
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,6 @@ from torchvision.models.detection.retinanet import RetinaNet_ResNet50_FPN_Weight
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from ._common import anchors_per_level as _anchors_per_level
 from ._common import (
     PredictMixin,
     check_choice,
@@ -48,6 +48,7 @@ from ._common import (
     strip_sources,
     with_defaults,
 )
+from ._common import anchors_per_level as _anchors_per_level
 from .backbones import (
     FPN_BACKBONES,
     NUM_STAGES,
@@ -66,19 +67,49 @@ __all__ = ["RetinaNetDetector", "build_retinanet", "RETINANET_DEFAULTS"]
 #: Per-backbone defaults. ``anchor_sizes`` are the base size of each pyramid level (finest first); each is
 #: used at scales 1, 2^(1/3), 2^(2/3) and aspect ratios 0.5, 1, 2 (9 anchors per location), as torchvision.
 RETINANET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "resnet50": dict(returned_layers=[2, 3, 4], extra="p6p7", anchor_sizes=(32, 64, 128, 256, 512),
-                     fpn_channels=256, min_size=800, max_size=1333),
-    "resnet18": dict(returned_layers=[2, 3, 4], extra="p6p7", anchor_sizes=(32, 64, 128, 256, 512),
-                     fpn_channels=256, min_size=800, max_size=1333),
+    "resnet50": dict(
+        returned_layers=[2, 3, 4],
+        extra="p6p7",
+        anchor_sizes=(32, 64, 128, 256, 512),
+        fpn_channels=256,
+        min_size=800,
+        max_size=1333,
+    ),
+    "resnet18": dict(
+        returned_layers=[2, 3, 4],
+        extra="p6p7",
+        anchor_sizes=(32, 64, 128, 256, 512),
+        fpn_channels=256,
+        min_size=800,
+        max_size=1333,
+    ),
     # strides 16, 32, 64, 128
-    "mobilenet_v3_large": dict(returned_layers=[3, 5], extra="p6p7", anchor_sizes=(32, 64, 128, 256),
-                               fpn_channels=256, min_size=800, max_size=1333),
+    "mobilenet_v3_large": dict(
+        returned_layers=[3, 5],
+        extra="p6p7",
+        anchor_sizes=(32, 64, 128, 256),
+        fpn_channels=256,
+        min_size=800,
+        max_size=1333,
+    ),
     # strides 8, 16, 32, 64: anchors 12-152 px for 10-60 px objects in 96-160 px images
-    "tiny": dict(returned_layers=[2, 3, 4], extra="pool", anchor_sizes=(12, 24, 48, 96),
-                 fpn_channels=64, min_size=128, max_size=213),
+    "tiny": dict(
+        returned_layers=[2, 3, 4],
+        extra="pool",
+        anchor_sizes=(12, 24, 48, 96),
+        fpn_channels=64,
+        min_size=128,
+        max_size=213,
+    ),
     # as tiny: strides 8, 16, 32, 64 (stages 2-4: 40, 112, 320 channels), same anchors and head width
-    "efficientnet_lite0": dict(returned_layers=[2, 3, 4], extra="pool", anchor_sizes=(12, 24, 48, 96),
-                               fpn_channels=64, min_size=128, max_size=213),
+    "efficientnet_lite0": dict(
+        returned_layers=[2, 3, 4],
+        extra="pool",
+        anchor_sizes=(12, 24, 48, 96),
+        fpn_channels=64,
+        min_size=128,
+        max_size=213,
+    ),
 }
 
 
@@ -124,8 +155,9 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
         matched_idxs = []  # torchvision's matching: -1 background, -2 ignored, >= 0 the GT index
         for anchors_per_image, targets_per_image in zip(anchors, targets):
             if targets_per_image["boxes"].numel() == 0:
-                matched_idxs.append(torch.full((anchors_per_image.size(0),), -1, dtype=torch.int64,
-                                               device=anchors_per_image.device))
+                matched_idxs.append(
+                    torch.full((anchors_per_image.size(0),), -1, dtype=torch.int64, device=anchors_per_image.device)
+                )
                 continue
             matched_idxs.append(self.proposal_matcher(box_ops.box_iou(targets_per_image["boxes"], anchors_per_image)))
         if self.difficulty is not None:
@@ -133,8 +165,13 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
     @torch.no_grad()
-    def _observe_quality(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
-                         anchors: list[Tensor], matched_idxs: list[Tensor]) -> None:
+    def _observe_quality(
+        self,
+        targets: list[dict[str, Tensor]],
+        head_outputs: dict[str, Tensor],
+        anchors: list[Tensor],
+        matched_idxs: list[Tensor],
+    ) -> None:
         """Feed the positive anchors' ``(GT class, sigmoid of that class, IoU)`` to ``self.difficulty``."""
         labels, probs, ious = [], [], []
         for i, (anchors_per_image, matched) in enumerate(zip(anchors, matched_idxs)):
@@ -142,8 +179,9 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
             gt_boxes = targets[i]["boxes"][matched[positive]]
             gt_labels = targets[i]["labels"][matched[positive]]  # the channel index, as torchvision's loss
             logits = head_outputs["cls_logits"][i, positive].float()  # [P, C + 1]
-            predicted = self.box_coder.decode_single(head_outputs["bbox_regression"][i, positive].float(),
-                                                     anchors_per_image[positive])
+            predicted = self.box_coder.decode_single(
+                head_outputs["bbox_regression"][i, positive].float(), anchors_per_image[positive]
+            )
             labels.append(gt_labels)
             probs.append(torch.sigmoid(logits.gather(1, gt_labels[:, None])[:, 0]))
             ious.append(aligned_iou(predicted, gt_boxes.float()))
@@ -153,8 +191,9 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
         # type: (dict[str, list[Tensor]], list[list[Tensor]], list[tuple[int, int]]) -> list[dict[str, Tensor]]
         return strip_sources(self.postprocess_with_sources(head_outputs, anchors, image_shapes))
 
-    def postprocess_with_sources(self, head_outputs: dict[str, list[Tensor]], anchors: list[list[Tensor]],
-                                 image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def postprocess_with_sources(
+        self, head_outputs: dict[str, list[Tensor]], anchors: list[list[Tensor]], image_shapes: list[tuple[int, int]]
+    ) -> list[dict[str, Tensor]]:
         """torchvision's ``postprocess_detections`` that also returns ``anchor_idxs`` (int64[N]).
 
         Args:
@@ -169,20 +208,25 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
         for index, image_shape in enumerate(image_shapes):
             candidates, offset = [], 0
             for box_regression_per_level, logits_per_level, anchors_per_level in zip(
-                    [br[index] for br in head_outputs["bbox_regression"]],
-                    [cl[index] for cl in head_outputs["cls_logits"]], anchors[index]):
+                [br[index] for br in head_outputs["bbox_regression"]],
+                [cl[index] for cl in head_outputs["cls_logits"]],
+                anchors[index],
+            ):
                 boxes, scores, labels, anchor_idxs = self._level_candidates(
-                    box_regression_per_level, logits_per_level, anchors_per_level, image_shape)
+                    box_regression_per_level, logits_per_level, anchors_per_level, image_shape
+                )
                 candidates.append((boxes, scores, labels, anchor_idxs + offset))
                 offset += anchors_per_level.shape[0]
             boxes, scores, labels, anchor_idxs = (torch.cat(t) for t in zip(*candidates))
             keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
-            detections.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep],
-                               "anchor_idxs": anchor_idxs[keep]})
+            detections.append(
+                {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep], "anchor_idxs": anchor_idxs[keep]}
+            )
         return detections
 
-    def _level_candidates(self, box_regression: Tensor, logits: Tensor, anchors: Tensor,
-                          image_shape: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _level_candidates(
+        self, box_regression: Tensor, logits: Tensor, anchors: Tensor, image_shape: tuple[int, int]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Top-scoring (anchor, class) pairs of one level: boxes, scores, labels, anchor indices in the level."""
         fg_logits = logits[:, 1:]  # [HWA, C]: channel 0 is the never-trained background slot
         num_classes = fg_logits.shape[-1]
@@ -205,8 +249,9 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
         with _captured_inputs(self.head.classification_head.cls_logits) as towers:  # one [B, D, h, w] per level
             parts = dense_forward(self, images)
         padded_size = tuple(parts[0].tensors.shape[-2:])
-        return dense_detections(self, *parts, fields=fields,
-                                extras=partial(_detection_features, towers=towers, padded_size=padded_size))
+        return dense_detections(
+            self, *parts, fields=fields, extras=partial(_detection_features, towers=towers, padded_size=padded_size)
+        )
 
 
 @contextmanager
@@ -220,9 +265,16 @@ def _captured_inputs(module: torch.nn.Module) -> Iterator[list[Tensor]]:
         handle.remove()
 
 
-def _detection_features(head_outputs: dict[str, Tensor], anchors: list[Tensor], image_sizes: list[tuple[int, int]],
-                        features: list[Tensor], detections: list[dict[str, Tensor]], *, towers: list[Tensor],
-                        padded_size: tuple[int, int]) -> list[dict[str, Tensor]]:
+def _detection_features(
+    head_outputs: dict[str, Tensor],
+    anchors: list[Tensor],
+    image_sizes: list[tuple[int, int]],
+    features: list[Tensor],
+    detections: list[dict[str, Tensor]],
+    *,
+    towers: list[Tensor],
+    padded_size: tuple[int, int],
+) -> list[dict[str, Tensor]]:
     """``{"features": [N, D]}`` per image: each detection's tower output at its source anchor's level, sampled at
     the box centre (boxes in resized pixels, ``anchor_idxs`` into the image's anchors of all levels)."""
     level_ends = torch.tensor(_anchors_per_level(head_outputs["cls_logits"].shape[1], features)).cumsum(0)
@@ -238,7 +290,7 @@ def _detection_features(head_outputs: dict[str, Tensor], anchors: list[Tensor], 
             stride_y, stride_x = padded_size[0] // tower.shape[-2], padded_size[1] // tower.shape[-1]
             extent = centres.new_tensor([tower.shape[-1] * stride_x, tower.shape[-2] * stride_y])
             grid = (centres[mask] / extent * 2 - 1).view(1, 1, -1, 2)  # grid_sample's [-1, 1], x first
-            sampled = F.grid_sample(tower[i:i + 1], grid, mode="bilinear", align_corners=False)  # [1, D, 1, n]
+            sampled = F.grid_sample(tower[i : i + 1], grid, mode="bilinear", align_corners=False)  # [1, D, 1, n]
             out[mask] = sampled[0, :, 0].T
         results.append({"features": out})
     return results
@@ -246,19 +298,35 @@ def _detection_features(head_outputs: dict[str, Tensor], anchors: list[Tensor], 
 
 def _anchor_generator(anchor_sizes: Sequence[Any]) -> AnchorGenerator:
     """One base size per level at 3 octave scales, or an explicit tuple of sizes per level; ratios 0.5/1/2."""
-    sizes = tuple(tuple(s) if isinstance(s, (list, tuple)) else (s, s * 2 ** (1 / 3), s * 2 ** (2 / 3))
-                  for s in anchor_sizes)
+    sizes = tuple(
+        tuple(s) if isinstance(s, (list, tuple)) else (s, s * 2 ** (1 / 3), s * 2 ** (2 / 3)) for s in anchor_sizes
+    )
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
 
-def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: int | None = None,
-                    max_size: int | None = None, weights: WeightsSpec = None, weights_backbone: WeightsSpec = None,
-                    weights_strict: bool = True, trainable_backbone_layers: int | None = None,
-                    norm: str | None = None, anchor_sizes: Sequence[Any] | None = None,
-                    fpn_channels: int | None = None, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                    detections_per_img: int = 100, topk_candidates: int = 1000,
-                    dropout: float = 0.0, difficulty_ema: bool = False, difficulty_momentum: float = 0.99,
-                    difficulty_xi: float = 0.6, difficulty_absent: str = "keep") -> RetinaNetDetector:
+def build_retinanet(
+    num_classes: int,
+    *,
+    backbone: str = "resnet50",
+    min_size: int | None = None,
+    max_size: int | None = None,
+    weights: WeightsSpec = None,
+    weights_backbone: WeightsSpec = None,
+    weights_strict: bool = True,
+    trainable_backbone_layers: int | None = None,
+    norm: str | None = None,
+    anchor_sizes: Sequence[Any] | None = None,
+    fpn_channels: int | None = None,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    topk_candidates: int = 1000,
+    dropout: float = 0.0,
+    difficulty_ema: bool = False,
+    difficulty_momentum: float = 0.99,
+    difficulty_xi: float = 0.6,
+    difficulty_absent: str = "keep",
+) -> RetinaNetDetector:
     """A RetinaNet for ``num_classes`` foreground classes (labels ``1..C``).
 
     Args:
@@ -287,33 +355,55 @@ def build_retinanet(num_classes: int, *, backbone: str = "resnet50", min_size: i
     weights = resolve_weights(weights, enums, func=func, param="weights")
     defaults = RETINANET_DEFAULTS[backbone]
     min_size, max_size, fpn_channels, anchor_sizes = with_defaults(
-        defaults, min_size=min_size, max_size=max_size, fpn_channels=fpn_channels, anchor_sizes=anchor_sizes).values()
-    check_resize_and_postprocess(func, min_size=min_size, max_size=max_size, score_thresh=score_thresh,
-                                 nms_thresh=nms_thresh, detections_per_img=detections_per_img)
+        defaults, min_size=min_size, max_size=max_size, fpn_channels=fpn_channels, anchor_sizes=anchor_sizes
+    ).values()
+    check_resize_and_postprocess(
+        func,
+        min_size=min_size,
+        max_size=max_size,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+    )
     check_int(func, "topk_candidates", topk_candidates, 1)
     num_levels = len(defaults["returned_layers"]) + (2 if defaults["extra"] == "p6p7" else 1)
     check_sizes(func, "anchor_sizes", anchor_sizes, num_levels)
     if trainable_backbone_layers is not None:
         check_int(func, "trainable_backbone_layers", trainable_backbone_layers, 0, NUM_STAGES[backbone])
     pretrained = uses_pretrained(weights, weights_backbone)
-    extra = (LastLevelP6P7(fpn_channels, fpn_channels) if defaults["extra"] == "p6p7" else LastLevelMaxPool())
-    body = build_fpn_backbone(backbone, weights_backbone=weights_backbone,
-                              trainable_layers=(default_trainable_layers(backbone, pretrained)
-                                                if trainable_backbone_layers is None else trainable_backbone_layers),
-                              norm=default_norm(pretrained) if norm is None else norm,
-                              returned_layers=defaults["returned_layers"], extra_blocks=extra,
-                              fpn_channels=fpn_channels)
+    extra = LastLevelP6P7(fpn_channels, fpn_channels) if defaults["extra"] == "p6p7" else LastLevelMaxPool()
+    body = build_fpn_backbone(
+        backbone,
+        weights_backbone=weights_backbone,
+        trainable_layers=(
+            default_trainable_layers(backbone, pretrained)
+            if trainable_backbone_layers is None
+            else trainable_backbone_layers
+        ),
+        norm=default_norm(pretrained) if norm is None else norm,
+        returned_layers=defaults["returned_layers"],
+        extra_blocks=extra,
+        fpn_channels=fpn_channels,
+    )
     anchor_generator = _anchor_generator(anchor_sizes)
     head = RetinaNetHead(fpn_channels, anchor_generator.num_anchors_per_location()[0], num_classes + 1)
-    model = RetinaNetDetector(body, num_classes + 1, min_size=min_size, max_size=max_size,
-                              anchor_generator=anchor_generator, head=head, score_thresh=score_thresh,
-                              nms_thresh=nms_thresh, detections_per_img=detections_per_img,
-                              topk_candidates=topk_candidates)
+    model = RetinaNetDetector(
+        body,
+        num_classes + 1,
+        min_size=min_size,
+        max_size=max_size,
+        anchor_generator=anchor_generator,
+        head=head,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+        topk_candidates=topk_candidates,
+    )
     add_head_dropout(model.dropout_sites(), dropout)
     member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
-    model.difficulty = difficulty_module(func, num_classes, difficulty_ema, difficulty_momentum, difficulty_xi,
-                                         difficulty_absent)
+    model.difficulty = difficulty_module(
+        func, num_classes, difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent
+    )
     if member == RetinaNet_ResNet50_FPN_Weights.COCO_V1:
         overwrite_frozen_eps(model, 0.0)
     return model
-

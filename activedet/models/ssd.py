@@ -19,24 +19,26 @@ Embedding: global average of the last (coarsest) extractor map: 256-d for VGG16,
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch import nn, Tensor
+from torch import Tensor, nn
 from torchvision.models import MobileNet_V3_Large_Weights, VGG16_Weights
-
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD, SSD300_VGG16_Weights, SSDFeatureExtractorVGG, SSDHead
-from torchvision.models.detection.ssdlite import (SSDLite320_MobileNet_V3_Large_Weights,
-                                                  SSDLiteFeatureExtractorMobileNet, SSDLiteHead)
+from torchvision.models.detection.ssdlite import (
+    SSDLite320_MobileNet_V3_Large_Weights,
+    SSDLiteFeatureExtractorMobileNet,
+    SSDLiteHead,
+)
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ._common import PredictMixin, check_choice, check_float, check_int, single_stage_predict, strip_sources
-from .backbones import (NORMS, TINY_STAGES, TinyBackbone, default_norm, freeze_stages, norm_layer_for,
-                        uses_pretrained)
+from .backbones import NORMS, TINY_STAGES, TinyBackbone, default_norm, freeze_stages, norm_layer_for, uses_pretrained
 from .outputs import Detections
 from .stochastic import add_head_dropout
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights, resolve_weights_enum
@@ -56,15 +58,39 @@ SSD300_BOX_SCALES: dict[str, list[float]] = {
 
 #: Per-variant defaults (torchvision's for the first two).
 SSD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ssd300_vgg16": dict(size=300, score_thresh=0.01, nms_thresh=0.45, detections_per_img=200,
-                         topk_candidates=400, image_mean=[0.48235, 0.45882, 0.40784],
-                         image_std=[1.0 / 255.0] * 3, stages=5, pretrained_trainable=4),
-    "ssdlite320_mobilenet_v3_large": dict(size=320, score_thresh=0.001, nms_thresh=0.55, detections_per_img=300,
-                                          topk_candidates=300, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                                          stages=6, pretrained_trainable=6),
-    "tiny": dict(size=128, score_thresh=0.01, nms_thresh=0.45, detections_per_img=100, topk_candidates=200,
-                 image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], stages=5,
-                 pretrained_trainable=3),
+    "ssd300_vgg16": dict(
+        size=300,
+        score_thresh=0.01,
+        nms_thresh=0.45,
+        detections_per_img=200,
+        topk_candidates=400,
+        image_mean=[0.48235, 0.45882, 0.40784],
+        image_std=[1.0 / 255.0] * 3,
+        stages=5,
+        pretrained_trainable=4,
+    ),
+    "ssdlite320_mobilenet_v3_large": dict(
+        size=320,
+        score_thresh=0.001,
+        nms_thresh=0.55,
+        detections_per_img=300,
+        topk_candidates=300,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+        stages=6,
+        pretrained_trainable=6,
+    ),
+    "tiny": dict(
+        size=128,
+        score_thresh=0.01,
+        nms_thresh=0.45,
+        detections_per_img=100,
+        topk_candidates=200,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        stages=5,
+        pretrained_trainable=3,
+    ),
 }
 
 
@@ -94,8 +120,9 @@ class SSDDetector(PredictMixin, SSD):
     def postprocess_detections(self, head_outputs, image_anchors, image_shapes):
         return strip_sources(self.postprocess_with_sources(head_outputs, image_anchors, image_shapes))
 
-    def postprocess_with_sources(self, head_outputs: dict[str, Tensor], image_anchors: list[Tensor],
-                                 image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def postprocess_with_sources(
+        self, head_outputs: dict[str, Tensor], image_anchors: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> list[dict[str, Tensor]]:
         """torchvision's ``postprocess_detections`` that also returns ``anchor_idxs`` (int64[N]).
 
         Args:
@@ -106,14 +133,21 @@ class SSDDetector(PredictMixin, SSD):
         pred_scores = F.softmax(head_outputs["cls_logits"], dim=-1)  # [B, A, C + 1]
         detections = []
         for box_regression, scores, anchors, image_shape in zip(
-                head_outputs["bbox_regression"], pred_scores, image_anchors, image_shapes):
+            head_outputs["bbox_regression"], pred_scores, image_anchors, image_shapes
+        ):
             boxes = box_ops.clip_boxes_to_image(self.box_coder.decode_single(box_regression, anchors), image_shape)
             candidates = [self._class_candidates(scores[:, label], label) for label in range(1, scores.shape[-1])]
             scores_, labels, anchor_idxs = (torch.cat(t) for t in zip(*candidates))
             boxes = boxes[anchor_idxs]
             keep = box_ops.batched_nms(boxes, scores_, labels, self.nms_thresh)[: self.detections_per_img]
-            detections.append({"boxes": boxes[keep], "scores": scores_[keep], "labels": labels[keep],
-                               "anchor_idxs": anchor_idxs[keep]})
+            detections.append(
+                {
+                    "boxes": boxes[keep],
+                    "scores": scores_[keep],
+                    "labels": labels[keep],
+                    "anchor_idxs": anchor_idxs[keep],
+                }
+            )
         return detections
 
     def _class_candidates(self, scores: Tensor, label: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -189,8 +223,9 @@ def _lite_extractor(weights_backbone: WeightsSpec, trainable_layers: int, norm_l
     if weights_backbone == "DEFAULT":
         weights_backbone = MobileNet_V3_Large_Weights.IMAGENET1K_V1
     # torchvision: the reduced tail (Table 6 of the MobileNetV3 paper) and a N(0, 0.03) init from scratch
-    body = _torchvision_body("mobilenet_v3_large", weights_backbone, norm_layer=norm_layer,
-                             reduced_tail=weights_backbone is None)
+    body = _torchvision_body(
+        "mobilenet_v3_large", weights_backbone, norm_layer=norm_layer, reduced_tail=weights_backbone is None
+    )
     if weights_backbone is None:
         _normal_init(body)
     features = body.features
@@ -217,14 +252,17 @@ def _out_channels(extractor: nn.Module, size: int) -> list[int]:
     return [m.shape[1] for m in maps.values()]
 
 
-def _parts(variant: str, size: int, weights_backbone: WeightsSpec, trainable_layers: int, norm: str,
-           box_scales: str = "coco"):
+def _parts(
+    variant: str, size: int, weights_backbone: WeightsSpec, trainable_layers: int, norm: str, box_scales: str = "coco"
+):
     """(extractor, default-box generator, head factory) of ``variant``."""
     if variant == "ssd300_vgg16":
         extractor = _vgg_extractor(weights_backbone, trainable_layers)
-        boxes = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2, 3], [2], [2]],
-                                    scales=list(SSD300_BOX_SCALES[box_scales]),
-                                    steps=[s * size / 300 for s in (8, 16, 32, 64, 100, 300)])
+        boxes = DefaultBoxGenerator(
+            [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+            scales=list(SSD300_BOX_SCALES[box_scales]),
+            steps=[s * size / 300 for s in (8, 16, 32, 64, 100, 300)],
+        )
         return extractor, boxes, SSDHead
     if variant == "ssdlite320_mobilenet_v3_large":
         norm_layer = norm_layer_for(norm, eps=0.001, momentum=0.03)
@@ -239,12 +277,23 @@ def _parts(variant: str, size: int, weights_backbone: WeightsSpec, trainable_lay
     return TinySSDExtractor(body, norm_layer), boxes, SSDHead
 
 
-def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | None = None,
-              weights: WeightsSpec = None, weights_backbone: WeightsSpec = None, weights_strict: bool = True,
-              trainable_backbone_layers: int | None = None, norm: str | None = None,
-              score_thresh: float | None = None, nms_thresh: float | None = None,
-              detections_per_img: int | None = None, topk_candidates: int | None = None,
-              dropout: float = 0.0, box_scales: str = "coco") -> SSDDetector:
+def build_ssd(
+    num_classes: int,
+    *,
+    variant: str = "ssd300_vgg16",
+    size: int | None = None,
+    weights: WeightsSpec = None,
+    weights_backbone: WeightsSpec = None,
+    weights_strict: bool = True,
+    trainable_backbone_layers: int | None = None,
+    norm: str | None = None,
+    score_thresh: float | None = None,
+    nms_thresh: float | None = None,
+    detections_per_img: int | None = None,
+    topk_candidates: int | None = None,
+    dropout: float = 0.0,
+    box_scales: str = "coco",
+) -> SSDDetector:
     """An SSD for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
     Args:
@@ -273,20 +322,32 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
     check_choice(func, "variant", variant, SSD_VARIANTS)
     check_choice(func, "box_scales", box_scales, tuple(SSD300_BOX_SCALES))
     if box_scales != "coco" and variant != "ssd300_vgg16":
-        raise ValueError(f"The 'box_scales' parameter of {func} applies to variant 'ssd300_vgg16' only; variant "
-                         f"{variant!r} has its own default boxes. Remove box_scales or use variant ssd300_vgg16.")
-    enums = {"ssd300_vgg16": [SSD300_VGG16_Weights],
-             "ssdlite320_mobilenet_v3_large": [SSDLite320_MobileNet_V3_Large_Weights]}.get(variant, [])
+        raise ValueError(
+            f"The 'box_scales' parameter of {func} applies to variant 'ssd300_vgg16' only; variant "
+            f"{variant!r} has its own default boxes. Remove box_scales or use variant ssd300_vgg16."
+        )
+    enums = {
+        "ssd300_vgg16": [SSD300_VGG16_Weights],
+        "ssdlite320_mobilenet_v3_large": [SSDLite320_MobileNet_V3_Large_Weights],
+    }.get(variant, [])
     weights = resolve_weights(weights, enums, func=func, param="weights")
     defaults = SSD_DEFAULTS[variant]
     size = defaults["size"] if size is None else size
     check_int(func, "size", size, 32)
     if variant == "ssd300_vgg16" and size < _VGG_MIN_SIZE:
-        raise ValueError(f"The 'size' parameter of {func} must be an int >= {_VGG_MIN_SIZE} for 'ssd300_vgg16' "
-                         f"(its last two extra layers are unpadded 3x3 convolutions). Got {size!r} instead.")
-    post = {k: defaults[k] if v is None else v for k, v in dict(
-        score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
-        topk_candidates=topk_candidates).items()}
+        raise ValueError(
+            f"The 'size' parameter of {func} must be an int >= {_VGG_MIN_SIZE} for 'ssd300_vgg16' "
+            f"(its last two extra layers are unpadded 3x3 convolutions). Got {size!r} instead."
+        )
+    post = {
+        k: defaults[k] if v is None else v
+        for k, v in dict(
+            score_thresh=score_thresh,
+            nms_thresh=nms_thresh,
+            detections_per_img=detections_per_img,
+            topk_candidates=topk_candidates,
+        ).items()
+    }
     check_float(func, "score_thresh", post["score_thresh"], 0.0, 1.0)
     check_float(func, "nms_thresh", post["nms_thresh"], 0.0, 1.0)
     check_int(func, "detections_per_img", post["detections_per_img"], 1)
@@ -297,12 +358,20 @@ def build_ssd(num_classes: int, *, variant: str = "ssd300_vgg16", size: int | No
     check_int(func, "trainable_backbone_layers", trainable_backbone_layers, 0, defaults["stages"])
     norm = (default_norm(pretrained) if variant == "tiny" else "batchnorm") if norm is None else norm
     check_choice(func, "norm", norm, NORMS)
-    extractor, anchor_generator, head_factory = _parts(variant, size, weights_backbone,
-                                                       trainable_backbone_layers, norm, box_scales)
-    head = head_factory(_out_channels(extractor, size), anchor_generator.num_anchors_per_location(),
-                        num_classes + 1)
-    model = SSDDetector(extractor, anchor_generator, (size, size), num_classes + 1, head=head,
-                        image_mean=defaults["image_mean"], image_std=defaults["image_std"], **post)
+    extractor, anchor_generator, head_factory = _parts(
+        variant, size, weights_backbone, trainable_backbone_layers, norm, box_scales
+    )
+    head = head_factory(_out_channels(extractor, size), anchor_generator.num_anchors_per_location(), num_classes + 1)
+    model = SSDDetector(
+        extractor,
+        anchor_generator,
+        (size, size),
+        num_classes + 1,
+        head=head,
+        image_mean=defaults["image_mean"],
+        image_std=defaults["image_std"],
+        **post,
+    )
     add_head_dropout(model.dropout_sites(), dropout)
     load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
     return model

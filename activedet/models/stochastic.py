@@ -25,19 +25,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterable, Iterator, Sequence
 
 import torch
-from torch import nn, Tensor
+from torch import Tensor, nn
 
-from ._common import (DENSE_FIELDS, check_float, dense_detections, dense_forward, in_solo_groups, restored_modes,
-                      solo_group_indices, unwrap_ddp)
+from ._common import (
+    DENSE_FIELDS,
+    check_float,
+    dense_detections,
+    dense_forward,
+    in_solo_groups,
+    restored_modes,
+    solo_group_indices,
+    unwrap_ddp,
+)
 from .outputs import Detections
 
-__all__ = ["HeadDropout", "add_head_dropout", "has_head_dropout", "EnsembleDetector", "predicting_detector",
-           "StochasticPredictor", "prediction_entropy"]
+__all__ = [
+    "HeadDropout",
+    "add_head_dropout",
+    "has_head_dropout",
+    "EnsembleDetector",
+    "predicting_detector",
+    "StochasticPredictor",
+    "prediction_entropy",
+]
 
 _EPS = 1e-7
 
@@ -86,8 +101,10 @@ class EnsembleDetector(nn.Module):
 
     def forward(self, images, targets=None):
         if self.training:
-            raise RuntimeError("an EnsembleDetector trains member by member (activedet.engine.trainers."
-                               "train_ensemble); call a member for its training losses")
+            raise RuntimeError(
+                "an EnsembleDetector trains member by member (activedet.engine.trainers."
+                "train_ensemble); call a member for its training losses"
+            )
         return self.members[0](images)
 
     def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
@@ -117,22 +134,26 @@ class StochasticPredictor:
         self.PROVIDES = frozenset(getattr(ref, "PROVIDES", frozenset()) | stochastic)
 
     @classmethod
-    def mc_dropout(cls, model: nn.Module, *, passes: int = 20) -> "StochasticPredictor":
+    def mc_dropout(cls, model: nn.Module, *, passes: int = 20) -> StochasticPredictor:
         model = predicting_detector(model)
         if not has_head_dropout(model):
-            raise ValueError(f"MC-dropout needs dropout in the detector's head, and this {type(model).__name__} has "
-                             "none: set detector_options: {dropout: 0.25} in the config (or dropout=0.25 in the "
-                             "builder), so that it trains with dropout")
+            raise ValueError(
+                f"MC-dropout needs dropout in the detector's head, and this {type(model).__name__} has "
+                "none: set detector_options: {dropout: 0.25} in the config (or dropout=0.25 in the "
+                "builder), so that it trains with dropout"
+            )
         _check_family("MC-dropout passes", model)
         return cls([model], passes, sample_dropout=True)
 
     @classmethod
-    def ensemble(cls, model: nn.Module) -> "StochasticPredictor":
+    def ensemble(cls, model: nn.Module) -> StochasticPredictor:
         model = unwrap_ddp(model)
         if not isinstance(model, EnsembleDetector) or len(model.members) < 2:
-            raise ValueError("the ensemble strategy needs an ensemble of at least 2 detectors: set ensemble_size: 3 "
-                             "(or more) in the config; the model is a single "
-                             f"{type(model).__name__ if not isinstance(model, EnsembleDetector) else 'member'}")
+            raise ValueError(
+                "the ensemble strategy needs an ensemble of at least 2 detectors: set ensemble_size: 3 "
+                "(or more) in the config; the model is a single "
+                f"{type(model).__name__ if not isinstance(model, EnsembleDetector) else 'member'}"
+            )
         _check_family("ensembles", model.members[0])
         return cls(list(model.members), 1, sample_dropout=False)
 
@@ -143,8 +164,11 @@ class StochasticPredictor:
             return []
         with torch.no_grad(), _modes(self.members, self.sample_dropout):
             if self.dense:
-                groups = (solo_group_indices(self.members[0], images) if requested & DENSE_FIELDS
-                          else [list(range(len(images)))])
+                groups = (
+                    solo_group_indices(self.members[0], images)
+                    if requested & DENSE_FIELDS
+                    else [list(range(len(images)))]
+                )
                 return in_solo_groups(images, lambda part: self._dense(part, requested), groups)
             return self._matched(images, requested)
 
@@ -162,12 +186,29 @@ class StochasticPredictor:
                     head_outputs = member.head(features)
                 moments.add(head_outputs)
                 if "passes" in fields:
-                    passes.append(dense_detections(member, image_list, original_sizes, features, head_outputs,
-                                                   anchors, fields=frozenset({"class_probs"})))
+                    passes.append(
+                        dense_detections(
+                            member,
+                            image_list,
+                            original_sizes,
+                            features,
+                            head_outputs,
+                            anchors,
+                            fields=frozenset({"class_probs"}),
+                        )
+                    )
         mean_outputs, per_anchor = moments.result()
         image_list, original_sizes, features, _, anchors = first
-        results = dense_detections(ref, image_list, original_sizes, features, mean_outputs, anchors,
-                                   fields=fields - {"passes"}, dense_extras=per_anchor)
+        results = dense_detections(
+            ref,
+            image_list,
+            original_sizes,
+            features,
+            mean_outputs,
+            anchors,
+            fields=fields - {"passes"},
+            dense_extras=per_anchor,
+        )
         return _with_passes(results, passes, fields)
 
     # ---------------------------------------------------------------------------------------------- two stage
@@ -192,12 +233,10 @@ class StochasticPredictor:
 def _check_family(method: str, model: nn.Module) -> None:
     """Dense predictions need ``HEAD_OUTPUT_KINDS`` (single-stage adapters), matched ones ``detect_from_proposals``."""
     if not (hasattr(model, "HEAD_OUTPUT_KINDS") or hasattr(model, "detect_from_proposals")):
-        raise ValueError(f"{method} need a RetinaNet, FCOS, SSD or Faster R-CNN detector; got "
-                         f"{type(model).__name__}")
+        raise ValueError(f"{method} need a RetinaNet, FCOS, SSD or Faster R-CNN detector; got {type(model).__name__}")
 
 
-def _with_passes(results: list[Detections], passes: list[list[Detections]], fields: frozenset[str]
-                 ) -> list[Detections]:
+def _with_passes(results: list[Detections], passes: list[list[Detections]], fields: frozenset[str]) -> list[Detections]:
     if "passes" not in fields:
         return results
     return [replace(r, passes=[p[i] for p in passes]) for i, r in enumerate(results)]
@@ -271,4 +310,3 @@ class _Moments:
         box_mean = self.box_sum / n
         variance = (self.box_sq / n - box_mean * box_mean).clamp_min(0).sum(dim=-1)  # [B, A]
         return mean_outputs, {"dense_expected_entropy": self.entropy / n, "dense_box_var": variance}
-

@@ -34,19 +34,30 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn, Tensor
+from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
 from ._common import check_float, check_int, unwrap_ddp
 from .outputs import Detections
 
-__all__ = ["Flip", "Cutout", "Resize", "Rotate", "Noise", "SaltPepper", "View", "VIEW_LETTERS", "parse_views",
-           "noise_views", "ViewPredictor"]
+__all__ = [
+    "Flip",
+    "Cutout",
+    "Resize",
+    "Rotate",
+    "Noise",
+    "SaltPepper",
+    "View",
+    "VIEW_LETTERS",
+    "parse_views",
+    "noise_views",
+    "ViewPredictor",
+]
 
 View = Callable[[Tensor, Tensor, torch.Generator], "tuple[Tensor, Tensor]"]
 
@@ -122,8 +133,9 @@ class Resize:
     def __call__(self, image: Tensor, boxes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         height, width = image.shape[-2:]
         new_h, new_w = max(1, round(self.factor * height)), max(1, round(self.factor * width))
-        resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
-                                antialias=True)[0].clamp(0, 1)
+        resized = F.interpolate(
+            image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
+        )[0].clamp(0, 1)
         scale = boxes.new_tensor([new_w / width, new_h / height, new_w / width, new_h / height])
         return resized, boxes * scale
 
@@ -150,8 +162,15 @@ class Rotate:
         rx = width / 2 + cos * xs + sin * ys
         ry = height / 2 - sin * xs + cos * ys
         mapped = torch.stack([rx.min(1).values, ry.min(1).values, rx.max(1).values, ry.max(1).values], dim=1)
-        return torch.stack([mapped[:, 0].clamp(0, width), mapped[:, 1].clamp(0, height),
-                            mapped[:, 2].clamp(0, width), mapped[:, 3].clamp(0, height)], dim=1)
+        return torch.stack(
+            [
+                mapped[:, 0].clamp(0, width),
+                mapped[:, 1].clamp(0, height),
+                mapped[:, 2].clamp(0, width),
+                mapped[:, 3].clamp(0, height),
+            ],
+            dim=1,
+        )
 
 
 @dataclass(frozen=True)
@@ -189,8 +208,13 @@ def noise_views(levels: int = 6, step: float = 8.0) -> list[Noise]:
 
 #: the letters :func:`parse_views` accepts, CALD's ``-a`` options, each with the views it stands for
 VIEW_LETTERS: dict[str, Callable[[], list[View]]] = {
-    "F": lambda: [Flip()], "C": lambda: [Cutout()], "D": lambda: [Resize(0.8)], "R": lambda: [Rotate(5.0)],
-    "G": lambda: [Noise(16.0)], "N": lambda: list(noise_views(6, 8.0)), "S": lambda: [SaltPepper(0.1)],
+    "F": lambda: [Flip()],
+    "C": lambda: [Cutout()],
+    "D": lambda: [Resize(0.8)],
+    "R": lambda: [Rotate(5.0)],
+    "G": lambda: [Noise(16.0)],
+    "N": lambda: list(noise_views(6, 8.0)),
+    "S": lambda: [SaltPepper(0.1)],
 }
 
 
@@ -199,21 +223,25 @@ def parse_views(spec: str, owner: str = "parse_views") -> list[View]:
     module table). Raises ``ValueError`` naming an unknown or repeated letter (``owner``: the function or
     strategy named in the message)."""
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"The 'views' parameter of {owner} must be a non-empty string of letters from "
-                         f"{sorted(VIEW_LETTERS)}. Got {spec!r} instead.")
+        raise ValueError(
+            f"The 'views' parameter of {owner} must be a non-empty string of letters from "
+            f"{sorted(VIEW_LETTERS)}. Got {spec!r} instead."
+        )
     unknown = sorted(set(spec) - set(VIEW_LETTERS))
     if unknown or len(set(spec)) != len(spec):
         what = f"unknown letter(s) {unknown}" if unknown else "a repeated letter"
-        raise ValueError(f"The 'views' parameter of {owner} must be letters from {sorted(VIEW_LETTERS)}, each once "
-                         f"(F flip, C cutout, D down-resize, R rotation, G noise, N six noise levels, S salt and "
-                         f"pepper). Got {spec!r} instead ({what}).")
+        raise ValueError(
+            f"The 'views' parameter of {owner} must be letters from {sorted(VIEW_LETTERS)}, each once "
+            f"(F flip, C cutout, D down-resize, R rotation, G noise, N six noise levels, S salt and "
+            f"pepper). Got {spec!r} instead ({what})."
+        )
     return [view for letter in spec for view in VIEW_LETTERS[letter]()]
 
 
 def _image_seed(base: int, image: Tensor) -> int:
     """A per-image seed from the predictor's base seed and the image's content (CRC-32 of its bytes)."""
     crc = zlib.crc32(image.detach().float().cpu().contiguous().numpy().tobytes())
-    return (base * 1_000_003 + crc) % (2 ** 63)
+    return (base * 1_000_003 + crc) % (2**63)
 
 
 class ViewPredictor:
@@ -237,8 +265,9 @@ class ViewPredictor:
     The model runs in eval mode without gradients (its ``predict`` restores every submodule's mode).
     """
 
-    def __init__(self, model: nn.Module, views: Sequence[View],
-                 references: Callable[[Detections], Tensor] | None = None):
+    def __init__(
+        self, model: nn.Module, views: Sequence[View], references: Callable[[Detections], Tensor] | None = None
+    ):
         if len(views) == 0:
             raise ValueError("The 'views' parameter of ViewPredictor must hold at least one view. Got 0 views instead.")
         self.model = unwrap_ddp(model)
@@ -260,13 +289,14 @@ class ViewPredictor:
         if "views" not in requested:
             return refs
         if self._base_seed is None:
-            self._base_seed = int(torch.randint(0, 2 ** 62, ()))
+            self._base_seed = int(torch.randint(0, 2**62, ()))
         with torch.no_grad():
             views = self._predict_views(images, refs, model_fields)
         return [replace(ref, views=per_image) for ref, per_image in zip(refs, views)]
 
-    def _predict_views(self, images: list[Tensor], refs: list[Detections], fields: frozenset[str]
-                       ) -> list[list[Detections]]:
+    def _predict_views(
+        self, images: list[Tensor], refs: list[Detections], fields: frozenset[str]
+    ) -> list[list[Detections]]:
         active = [i for i, ref in enumerate(refs) if len(ref)]
         generators = {i: torch.Generator().manual_seed(_image_seed(self._base_seed, images[i])) for i in active}
         per_image: list[list[Detections]] = [[] for _ in images]
@@ -284,8 +314,13 @@ def _subset(det: Detections, keep: Tensor) -> Detections:
     """``det`` restricted to the detections ``keep`` (indices), every per-detection field alike."""
     n = len(det)
     keep = keep.to(det.boxes.device)
-    per_detection = {name: value[keep] for name, value in vars(det).items()
-                     if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == n
-                     and name in ("boxes", "scores", "labels", "class_probs", "proposals", "class_probs_2",
-                                  "uncertainties", "features")}
+    per_detection = {
+        name: value[keep]
+        for name, value in vars(det).items()
+        if isinstance(value, Tensor)
+        and value.dim() >= 1
+        and value.shape[0] == n
+        and name
+        in ("boxes", "scores", "labels", "class_probs", "proposals", "class_probs_2", "uncertainties", "features")
+    }
     return replace(det, **per_detection)

@@ -25,21 +25,31 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
 
 import torch
-from torch import nn, Tensor
+from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
-__all__ = ["WeightsSpec", "LoadResult", "is_local_file", "read_state_dict", "resolve_weights_enum",
-           "resolve_weights", "load_state_dict_into", "load_weights"]
+__all__ = [
+    "WeightsSpec",
+    "LoadResult",
+    "is_local_file",
+    "read_state_dict",
+    "resolve_weights_enum",
+    "resolve_weights",
+    "load_state_dict_into",
+    "load_weights",
+]
 
-WeightsSpec = Union[None, str, os.PathLike, WeightsEnum]
+WeightsSpec = str | os.PathLike | WeightsEnum | None
 
-_ADVICE = ("Check that the builder arguments (backbone, variant, num_classes, norm) match those the weights were "
-           "trained with, or pass weights_strict=False to load only the tensors whose names and shapes match.")
+_ADVICE = (
+    "Check that the builder arguments (backbone, variant, num_classes, norm) match those the weights were "
+    "trained with, or pass weights_strict=False to load only the tensors whose names and shapes match."
+)
 _FILE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 _ENUM_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -57,8 +67,11 @@ class LoadResult:
 
     def describe(self, limit: int = 5) -> str:
         parts = []
-        for title, items in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("shape-mismatched", self.mismatched)):
+        for title, items in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("shape-mismatched", self.mismatched),
+        ):
             if items:
                 more = f" and {len(items) - limit} more" if len(items) > limit else ""
                 parts.append(f"{len(items)} {title} key(s): {items[:limit]}{more}")
@@ -72,39 +85,53 @@ def is_local_file(spec: WeightsSpec) -> bool:
     if isinstance(spec, os.PathLike):
         return True
     text = str(spec)
-    return (os.path.isfile(text) or "/" in text or os.sep in text
-            or text.lower().endswith(_FILE_SUFFIXES) or not _ENUM_NAME.match(text))
+    return (
+        os.path.isfile(text)
+        or "/" in text
+        or os.sep in text
+        or text.lower().endswith(_FILE_SUFFIXES)
+        or not _ENUM_NAME.match(text)
+    )
 
 
-def read_state_dict(path: str | os.PathLike, *, func: str | None = None,
-                    param: str | None = None) -> dict[str, Tensor]:
+def read_state_dict(path: str | os.PathLike, *, func: str | None = None, param: str | None = None) -> dict[str, Tensor]:
     """The ``state_dict`` stored at ``path`` (a bare state_dict or a checkpoint dict with a ``"model"`` key);
     errors name the ``param`` parameter of ``func`` when given."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Weights file {str(path)!r} does not exist. Pass None, an existing file saved "
-                                f"with torch.save, or a torchvision weights name such as 'DEFAULT'.")
+        raise FileNotFoundError(
+            f"Weights file {str(path)!r} does not exist. Pass None, an existing file saved "
+            f"with torch.save, or a torchvision weights name such as 'DEFAULT'."
+        )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch.save file (text, an image, a truncated download) or unsafe pickle
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        subject = (f"The {param!r} parameter of {func} names the file {str(path)!r}, which" if param else
-                   f"Weights file {str(path)!r}")
-        raise ValueError(f"{subject} is not a weights file that torch.load(weights_only=True) can read "
-                         f"({type(exc).__name__}: {reason}). Pass a state_dict or an activedet checkpoint saved with "
-                         "torch.save, or a torchvision weights name such as 'DEFAULT'.") from None
+        subject = (
+            f"The {param!r} parameter of {func} names the file {str(path)!r}, which"
+            if param
+            else f"Weights file {str(path)!r}"
+        )
+        raise ValueError(
+            f"{subject} is not a weights file that torch.load(weights_only=True) can read "
+            f"({type(exc).__name__}: {reason}). Pass a state_dict or an activedet checkpoint saved with "
+            "torch.save, or a torchvision weights name such as 'DEFAULT'."
+        ) from None
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
         loaded = loaded["model"]
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
-        raise ValueError(f"Weights file {str(path)!r} holds a {type(loaded).__name__}, not a state_dict (a dict "
-                         f"of tensors) nor a checkpoint dict with a 'model' state_dict.")
+        raise ValueError(
+            f"Weights file {str(path)!r} holds a {type(loaded).__name__}, not a state_dict (a dict "
+            f"of tensors) nor a checkpoint dict with a 'model' state_dict."
+        )
     if loaded and all(k.startswith("module.") for k in loaded):
-        loaded = {k[len("module."):]: v for k, v in loaded.items()}
+        loaded = {k[len("module.") :]: v for k, v in loaded.items()}
     return loaded
 
 
-def resolve_weights_enum(spec: str | WeightsEnum, enums: Sequence[type[WeightsEnum]], *, func: str,
-                         param: str) -> WeightsEnum:
+def resolve_weights_enum(
+    spec: str | WeightsEnum, enums: Sequence[type[WeightsEnum]], *, func: str, param: str
+) -> WeightsEnum:
     """The member of one of ``enums`` named by ``spec`` (``"DEFAULT"`` means ``enums[0].DEFAULT``).
 
     Raises ``ValueError`` naming every accepted spelling when ``spec`` names none of them.
@@ -120,16 +147,21 @@ def resolve_weights_enum(spec: str | WeightsEnum, enums: Sequence[type[WeightsEn
             if position == 0:
                 accepted[name] = enum[name]
     if spec not in accepted and not accepted:
-        raise ValueError(f"The {param!r} parameter of {func} must be None or a path to an existing weights file "
-                         f"(this architecture has no torchvision weights). Got {spec!r} instead.")
+        raise ValueError(
+            f"The {param!r} parameter of {func} must be None or a path to an existing weights file "
+            f"(this architecture has no torchvision weights). Got {spec!r} instead."
+        )
     if spec not in accepted:
-        raise ValueError(f"The {param!r} parameter of {func} must be None, a path to an existing weights file, "
-                         f"or a torchvision weights name in {sorted(accepted)}. Got {spec!r} instead.")
+        raise ValueError(
+            f"The {param!r} parameter of {func} must be None, a path to an existing weights file, "
+            f"or a torchvision weights name in {sorted(accepted)}. Got {spec!r} instead."
+        )
     return accepted[spec]
 
 
-def resolve_weights(spec: WeightsSpec, enums: Sequence[type[WeightsEnum]] = (), *, func: str,
-                    param: str) -> Path | WeightsEnum | None:
+def resolve_weights(
+    spec: WeightsSpec, enums: Sequence[type[WeightsEnum]] = (), *, func: str, param: str
+) -> Path | WeightsEnum | None:
     """Check ``spec`` without loading anything: an existing :class:`Path`, a torchvision enum member, or None.
 
     Builders call this first so that a typo fails before a large model is constructed.
@@ -139,15 +171,18 @@ def resolve_weights(spec: WeightsSpec, enums: Sequence[type[WeightsEnum]] = (), 
     if is_local_file(spec):
         path = Path(spec)
         if not path.is_file():
-            raise FileNotFoundError(f"The {param!r} parameter of {func} names the file {str(path)!r}, which does "
-                                    f"not exist. Pass None, an existing file saved with torch.save, or a "
-                                    f"torchvision weights name such as 'DEFAULT'.")
+            raise FileNotFoundError(
+                f"The {param!r} parameter of {func} names the file {str(path)!r}, which does "
+                f"not exist. Pass None, an existing file saved with torch.save, or a "
+                f"torchvision weights name such as 'DEFAULT'."
+            )
         return path
     return resolve_weights_enum(spec, enums, func=func, param=param)
 
 
-def load_state_dict_into(model: nn.Module, state_dict: dict[str, Tensor], *, strict: bool = True,
-                         source: str = "the weights") -> LoadResult:
+def load_state_dict_into(
+    model: nn.Module, state_dict: dict[str, Tensor], *, strict: bool = True, source: str = "the weights"
+) -> LoadResult:
     """Load ``state_dict`` into ``model``; see the module docstring for ``strict``.
 
     Shape-mismatched tensors are never loaded. With ``strict=True`` a non-empty :class:`LoadResult` raises
@@ -171,13 +206,21 @@ def load_state_dict_into(model: nn.Module, state_dict: dict[str, Tensor], *, str
     if result and strict:
         raise ValueError(f"Could not load {source} into {type(model).__name__}: {result.describe()}. {_ADVICE}")
     if result:
-        warnings.warn(f"Loaded {source} partially into {type(model).__name__}; skipped {result.describe()}.",
-                      stacklevel=3)
+        warnings.warn(
+            f"Loaded {source} partially into {type(model).__name__}; skipped {result.describe()}.", stacklevel=3
+        )
     return result
 
 
-def load_weights(model: nn.Module, spec: WeightsSpec, enums: Sequence[type[WeightsEnum]] = (), *,
-                 strict: bool = True, func: str = "load_weights", param: str = "weights") -> WeightsEnum | None:
+def load_weights(
+    model: nn.Module,
+    spec: WeightsSpec,
+    enums: Sequence[type[WeightsEnum]] = (),
+    *,
+    strict: bool = True,
+    func: str = "load_weights",
+    param: str = "weights",
+) -> WeightsEnum | None:
     """Load ``spec`` (None, a local file or a torchvision weights name) into ``model``.
 
     Returns the torchvision enum member used, or ``None`` (nothing loaded, or a local file).
@@ -186,8 +229,9 @@ def load_weights(model: nn.Module, spec: WeightsSpec, enums: Sequence[type[Weigh
     if resolved is None:
         return None
     if isinstance(resolved, Path):
-        load_state_dict_into(model, read_state_dict(resolved, func=func, param=param), strict=strict,
-                             source=f"{str(resolved)!r}")
+        load_state_dict_into(
+            model, read_state_dict(resolved, func=func, param=param), strict=strict, source=f"{str(resolved)!r}"
+        )
         return None
     member = resolved
     state_dict = member.get_state_dict(progress=True, check_hash=True)

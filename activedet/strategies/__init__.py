@@ -25,10 +25,33 @@ module                                 methods
 =====================================  =====================================================================
 """
 
-from . import random, uncertainty, diversity, kmeans, hybrid, compose  # noqa: F401  (registers the methods)
-from . import stochastic, miaod, almdn, localization, cald, ppal, influence  # noqa: F401
+from . import (  # noqa: F401  (registers the methods)  # noqa: F401
+    almdn,
+    cald,
+    compose,
+    diversity,
+    hybrid,
+    influence,
+    kmeans,
+    localization,
+    miaod,
+    ppal,
+    random,
+    stochastic,
+    uncertainty,
+)
 from .base import ScoredPool, SelectionInput, Strategy, shortlist
 from .registry import METHODS, STRATEGIES, get_strategy, list_strategies, register, strategy_names
 
-__all__ = ["Strategy", "ScoredPool", "SelectionInput", "shortlist", "STRATEGIES", "METHODS", "register",
-           "get_strategy", "list_strategies", "strategy_names"]
+__all__ = [
+    "Strategy",
+    "ScoredPool",
+    "SelectionInput",
+    "shortlist",
+    "STRATEGIES",
+    "METHODS",
+    "register",
+    "get_strategy",
+    "list_strategies",
+    "strategy_names",
+]

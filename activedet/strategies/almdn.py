@@ -36,23 +36,25 @@ def almdn_vector(det: Detections, *, score_threshold: float = 0.5) -> np.ndarray
     """``float64[13]``: per type the max (NaN without kept detections), the sum and the sum of squares, then the
     count of kept detections."""
     if det.uncertainties is None:
-        raise ValueError("the AL-MDN score needs Detections.uncertainties from a mixture-density detector "
-                         "(detector: almdn_ssd or almdn_retinanet)")
+        raise ValueError(
+            "the AL-MDN score needs Detections.uncertainties from a mixture-density detector "
+            "(detector: almdn_ssd or almdn_retinanet)"
+        )
     values = det.uncertainties[det.scores >= score_threshold].double().numpy()  # [N', 4]
     if len(values) == 0:
         return np.concatenate([np.full(_T, np.nan), np.zeros(2 * _T + 1)])
-    return np.concatenate([values.max(axis=0), values.sum(axis=0), (values ** 2).sum(axis=0), [len(values)]])
+    return np.concatenate([values.max(axis=0), values.sum(axis=0), (values**2).sum(axis=0), [len(values)]])
 
 
 def almdn_combine(pool: ScoredPool) -> np.ndarray:
     """``float64[M]``: each image's largest z-normalised per-type maximum (NaN for images with nothing kept)."""
     vectors = pool.vectors if pool.vectors is not None and len(pool) else np.zeros((0, 3 * _T + 1))
-    maxima, sums, squares = vectors[:, :_T], vectors[:, _T:2 * _T], vectors[:, 2 * _T:3 * _T]
+    maxima, sums, squares = vectors[:, :_T], vectors[:, _T : 2 * _T], vectors[:, 2 * _T : 3 * _T]
     count = vectors[:, -1].sum()
     if count == 0:
         return np.full(len(vectors), np.nan)
     mean = sums.sum(axis=0) / count
-    std = np.sqrt(np.maximum(squares.sum(axis=0) / count - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(squares.sum(axis=0) / count - mean**2, 0.0))
     z = np.where(std > 0, (maxima - mean) / np.where(std > 0, std, 1.0), 0.0)
     z[np.isnan(maxima)] = np.nan
     return np.where(np.isnan(maxima).all(axis=1), np.nan, np.nanmax(np.where(np.isnan(z), -np.inf, z), axis=1))
@@ -68,7 +70,11 @@ def almdn(*, score_threshold: float = 0.5, empty_policy: str = "lowest") -> Stra
     """
     number("almdn", "score_threshold", score_threshold, float, 0, 1)
     choice("almdn", "empty_policy", empty_policy, EMPTY_POLICIES)
-    return Strategy("almdn", summary(almdn),
-                    score=functools.partial(almdn_vector, score_threshold=float(score_threshold)),
-                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy="almdn"),
-                    needs=frozenset({"uncertainties"}), combine=almdn_combine)
+    return Strategy(
+        "almdn",
+        summary(almdn),
+        score=functools.partial(almdn_vector, score_threshold=float(score_threshold)),
+        select=functools.partial(rank_select, empty_policy=empty_policy, strategy="almdn"),
+        needs=frozenset({"uncertainties"}),
+        combine=almdn_combine,
+    )

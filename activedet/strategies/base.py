@@ -31,9 +31,10 @@ The active-learning loop drives every strategy the same way, never by name::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class ScoredPool:
         return int(len(self.indices))
 
     @classmethod
-    def collect(cls, items: Iterable[tuple[int, Detections]], strategy: "Strategy") -> "ScoredPool":
+    def collect(cls, items: Iterable[tuple[int, Detections]], strategy: Strategy) -> ScoredPool:
         """Reduce ``(pool_index, Detections)`` pairs one at a time with ``strategy.score`` (and keep embeddings).
 
         For a strategy with a pool-level ``combine`` step, ``score`` returns a vector per image; they are kept in
@@ -87,8 +88,10 @@ class ScoredPool:
                 vectors.append(np.asarray(value, np.float64))
                 value = None
             elif value is not None and not np.isfinite(value):
-                raise ValueError(f"pool index {index}: strategy '{strategy.name}' scored {value}; scores must be "
-                                 "finite (None marks an image with nothing to score)")
+                raise ValueError(
+                    f"pool index {index}: strategy '{strategy.name}' scored {value}; scores must be "
+                    "finite (None marks an image with nothing to score)"
+                )
             indices.append(index)
             scores.append(np.nan if value is None else float(value))
             counts.append(len(det))
@@ -103,25 +106,34 @@ class ScoredPool:
         pool.extras = extras
         return pool
 
-    def finalize(self, strategy: "Strategy") -> "ScoredPool":
+    def finalize(self, strategy: Strategy) -> ScoredPool:
         """The pool with ``strategy.combine`` applied to the gathered vectors (unchanged for per-image scores)."""
         if strategy.combine is None:
             return self
         scores = np.asarray(strategy.combine(self), np.float64)
         if scores.shape != (len(self),) or np.isinf(scores).any():
-            raise ValueError(f"strategy '{strategy.name}': the pool-level step returned {scores.shape} scores with "
-                             f"{int(np.isinf(scores).sum())} infinite; expected {len(self)} finite or NaN values")
-        return ScoredPool(self.indices, scores, np.isnan(scores), self.embeddings, self.num_detections,
-                          extras=self.extras)
+            raise ValueError(
+                f"strategy '{strategy.name}': the pool-level step returned {scores.shape} scores with "
+                f"{int(np.isinf(scores).sum())} infinite; expected {len(self)} finite or NaN values"
+            )
+        return ScoredPool(
+            self.indices, scores, np.isnan(scores), self.embeddings, self.num_detections, extras=self.extras
+        )
 
-    def subset(self, positions: np.ndarray) -> "ScoredPool":
+    def subset(self, positions: np.ndarray) -> ScoredPool:
         """The images at ``positions`` (positions in this pool, not pool indices), every per-image field kept."""
         positions = np.asarray(positions, np.int64)
-        take = (lambda a: None if a is None else a[positions])
+        take = lambda a: None if a is None else a[positions]
         counts = self.num_detections[positions] if len(self.num_detections) == len(self) else self.num_detections
-        return ScoredPool(self.indices[positions], self.scores[positions], self.empty[positions],
-                          take(self.embeddings), counts, take(self.vectors),
-                          {k: [v[p] for p in positions] for k, v in self.extras.items()})
+        return ScoredPool(
+            self.indices[positions],
+            self.scores[positions],
+            self.empty[positions],
+            take(self.embeddings),
+            counts,
+            take(self.vectors),
+            {k: [v[p] for p in positions] for k, v in self.extras.items()},
+        )
 
     def positions_of(self, indices: np.ndarray) -> np.ndarray:
         """Positions in this pool of the given pool ``indices`` (each must be present)."""
@@ -129,7 +141,7 @@ class ScoredPool:
         return order[np.searchsorted(self.indices[order], np.asarray(indices, np.int64))]
 
     @classmethod
-    def from_lists(cls, indices, scores, counts, embeddings=None) -> "ScoredPool":
+    def from_lists(cls, indices, scores, counts, embeddings=None) -> ScoredPool:
         scores = np.asarray(scores, np.float64)
         emb = None
         if embeddings is not None:
@@ -137,7 +149,7 @@ class ScoredPool:
         return cls(np.asarray(indices, np.int64), scores, np.isnan(scores), emb, np.asarray(counts, np.int64))
 
     @classmethod
-    def concatenate(cls, parts: list["ScoredPool"]) -> "ScoredPool":
+    def concatenate(cls, parts: list[ScoredPool]) -> ScoredPool:
         """Join shards (e.g. gathered from torchrun processes), sorted by pool index for a rank-independent order."""
         indices = np.concatenate([p.indices for p in parts]) if parts else np.zeros(0, np.int64)
         order = np.argsort(indices, kind="stable")
@@ -147,16 +159,25 @@ class ScoredPool:
                 return None
             return np.concatenate([getattr(p, name) for p in parts if len(p)] or [getattr(parts[0], name)])[order]
 
-        cat = (lambda name: np.concatenate([getattr(p, name) for p in parts])[order])
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])[order]
         names = sorted({k for p in parts if len(p) for k in p.extras})
         for p in parts:
             if len(p) and any(len(p.extras.get(k, ())) != len(p) for k in names):
-                raise ValueError(f"ScoredPool.concatenate: a shard's extras {sorted(p.extras)} do not cover its "
-                                 f"{len(p)} images for every name of {names}")
+                raise ValueError(
+                    f"ScoredPool.concatenate: a shard's extras {sorted(p.extras)} do not cover its "
+                    f"{len(p)} images for every name of {names}"
+                )
         flat = {k: [a for p in parts for a in p.extras.get(k, [])] for k in names}
         extras = {k: [v[i] for i in order] for k, v in flat.items()}
-        return cls(indices[order], cat("scores"), cat("empty"), joined("embeddings"), cat("num_detections"),
-                   joined("vectors"), extras)
+        return cls(
+            indices[order],
+            cat("scores"),
+            cat("empty"),
+            joined("embeddings"),
+            cat("num_detections"),
+            joined("vectors"),
+            extras,
+        )
 
 
 @dataclass
@@ -240,20 +261,22 @@ class Strategy:
     needs_labelled: bool = False
     needs_inference: bool = True
     predictor: Callable[[Any], Any] | None = None
-    combine: Callable[["ScoredPool"], np.ndarray] | None = None
+    combine: Callable[[ScoredPool], np.ndarray] | None = None
     describe: Callable[[Detections], dict[str, np.ndarray]] | None = None
-    then: "Strategy | None" = None
+    then: Strategy | None = None
     shortlist: float | None = None
     needs_val: bool = False
 
     def __post_init__(self) -> None:
         if (self.then is None) != (self.shortlist is None):
-            raise ValueError(f"strategy '{self.name}': 'then' and 'shortlist' go together (a chained stage needs "
-                             f"its candidate factor); got then={self.then and self.then.name!r}, "
-                             f"shortlist={self.shortlist!r}")
+            raise ValueError(
+                f"strategy '{self.name}': 'then' and 'shortlist' go together (a chained stage needs "
+                f"its candidate factor); got then={self.then and self.then.name!r}, "
+                f"shortlist={self.shortlist!r}"
+            )
 
     @property
-    def stages(self) -> list["Strategy"]:
+    def stages(self) -> list[Strategy]:
         """This strategy and the stages chained after it, in order."""
         out, stage = [], self
         while stage is not None:

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +53,18 @@ from .predictors import view_predictor
 from .registry import register
 from .uncertainty import EMPTY_POLICIES, rank_select
 
-__all__ = ["cald_references", "js_divergence", "view_consistency", "cald_consistency", "cald_informativeness",
-           "class_score_vector", "distribution_order", "DISTRIBUTION_OBJECTIVES", "cald_distribution_select", "cald"]
+__all__ = [
+    "cald_references",
+    "js_divergence",
+    "view_consistency",
+    "cald_consistency",
+    "cald_informativeness",
+    "class_score_vector",
+    "distribution_order",
+    "DISTRIBUTION_OBJECTIVES",
+    "cald_distribution_select",
+    "cald",
+]
 
 _EPS = 1e-12
 
@@ -81,8 +92,9 @@ def js_divergence(p: Tensor, q: Tensor) -> Tensor:
     return (0.5 * kl(p) + 0.5 * kl(q)).clamp_min(0)
 
 
-def view_consistency(ref_probs: Tensor, ref_pmax: Tensor, mapped_boxes: Tensor, view: Detections,
-                     beta: float = 1.3) -> float:
+def view_consistency(
+    ref_probs: Tensor, ref_pmax: Tensor, mapped_boxes: Tensor, view: Detections, beta: float = 1.3
+) -> float:
     """``C_v`` of one view (module docstring, step 2-3): ``min(1, min_j c_jv)``, 0 when the view has no detection.
 
     Args:
@@ -100,8 +112,9 @@ def view_consistency(ref_probs: Tensor, ref_pmax: Tensor, mapped_boxes: Tensor, 
     return min(1.0, float(values.min()))
 
 
-def cald_consistency(det: Detections, *, beta: float = 1.3, max_references: int = 50, subsample_above: int = 40
-                     ) -> float | None:
+def cald_consistency(
+    det: Detections, *, beta: float = 1.3, max_references: int = 50, subsample_above: int = 40
+) -> float | None:
     """``C(x)`` of one image (module docstring); ``None`` when it has no detection. Raises ``ValueError`` when
     the views or class vectors are missing or do not match."""
     if len(det) == 0:
@@ -114,8 +127,9 @@ def cald_consistency(det: Detections, *, beta: float = 1.3, max_references: int 
     return float(np.mean(per_view))
 
 
-def cald_informativeness(det: Detections, *, beta: float = 1.3, max_references: int = 50,
-                         subsample_above: int = 40) -> float | None:
+def cald_informativeness(
+    det: Detections, *, beta: float = 1.3, max_references: int = 50, subsample_above: int = 40
+) -> float | None:
     """``-C(x)``: larger = less consistent = pick first; ``None`` without detections."""
     consistency = cald_consistency(det, beta=beta, max_references=max_references, subsample_above=subsample_above)
     return None if consistency is None else -consistency
@@ -123,8 +137,10 @@ def cald_informativeness(det: Detections, *, beta: float = 1.3, max_references: 
 
 def _num_classes(det: Detections) -> int:
     if det.class_probs is None or det.class_probs.dim() != 2:
-        raise ValueError("cald needs Detections.class_probs (its width gives the number of classes); the scoring "
-                         "pass did not fill it (strategy.needs must include 'class_probs')")
+        raise ValueError(
+            "cald needs Detections.class_probs (its width gives the number of classes); the scoring "
+            "pass did not fill it (strategy.needs must include 'class_probs')"
+        )
     return int(det.class_probs.shape[1]) - (1 if det.prob_kind == "softmax" else 0)
 
 
@@ -154,8 +170,14 @@ def _js_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 DISTRIBUTION_OBJECTIVES = ("divergence", "uniform")
 
 
-def distribution_order(class_scores: np.ndarray, labelled_class_counts: np.ndarray | None, num_labelled: int,
-                       *, update: bool = False, objective: str = "divergence") -> Iterator[int]:
+def distribution_order(
+    class_scores: np.ndarray,
+    labelled_class_counts: np.ndarray | None,
+    num_labelled: int,
+    *,
+    update: bool = False,
+    objective: str = "divergence",
+) -> Iterator[int]:
     """Positions into ``class_scores`` ``[M, C]`` in CALD's stage-2 pick order (module docstring), lazily.
 
     Args:
@@ -170,12 +192,17 @@ def distribution_order(class_scores: np.ndarray, labelled_class_counts: np.ndarr
     All-zero rows first, by position; then by the objective, ties by position.
     """
     if objective not in DISTRIBUTION_OBJECTIVES:
-        raise ValueError(f"The 'objective' parameter of distribution_order must be one of "
-                         f"{list(DISTRIBUTION_OBJECTIVES)}. Got {objective!r} instead.")
+        raise ValueError(
+            f"The 'objective' parameter of distribution_order must be one of "
+            f"{list(DISTRIBUTION_OBJECTIVES)}. Got {objective!r} instead."
+        )
     scores = np.asarray(class_scores, np.float64).reshape(len(class_scores), -1)
     num_classes = scores.shape[1]
-    totals = (np.zeros(num_classes) if labelled_class_counts is None
-              else np.asarray(labelled_class_counts, np.float64).reshape(num_classes))
+    totals = (
+        np.zeros(num_classes)
+        if labelled_class_counts is None
+        else np.asarray(labelled_class_counts, np.float64).reshape(num_classes)
+    )
     count = float(num_labelled)
     zero = ~scores.any(axis=1)
     yield from (int(i) for i in np.flatnonzero(zero))
@@ -200,6 +227,7 @@ def distribution_order(class_scores: np.ndarray, labelled_class_counts: np.ndarr
 
 # ------------------------------------------------------------------------------------------------ strategies
 
+
 def _cald_references(det: Any, *, max_references: int, subsample_above: int) -> Any:
     return cald_references(len(det), max_references, subsample_above)
 
@@ -208,8 +236,9 @@ def _class_scores(det: Any) -> dict[str, np.ndarray]:
     return {"class_scores": class_score_vector(det)}
 
 
-def cald_distribution_select(inputs: SelectionInput, *, update: bool = False,
-                             objective: str = "divergence") -> Iterator[int]:
+def cald_distribution_select(
+    inputs: SelectionInput, *, update: bool = False, objective: str = "divergence"
+) -> Iterator[int]:
     """CALD stage 2: pool indices by :func:`~.cald.distribution_order` of the candidates' ``class_scores`` extras
     against ``inputs.labelled_class_counts`` / ``inputs.num_labelled``."""
     pool = inputs.pool
@@ -217,22 +246,34 @@ def cald_distribution_select(inputs: SelectionInput, *, update: bool = False,
         return
     extras = pool.extras
     if "class_scores" not in extras:
-        raise ValueError("cald's distribution stage needs the class-score vector of each candidate "
-                         "(ScoredPool.extras['class_scores'], from the stage's describe); the pool has "
-                         f"{sorted(extras)}")
+        raise ValueError(
+            "cald's distribution stage needs the class-score vector of each candidate "
+            "(ScoredPool.extras['class_scores'], from the stage's describe); the pool has "
+            f"{sorted(extras)}"
+        )
     scores = np.stack([np.asarray(q, np.float64).reshape(-1) for q in extras["class_scores"]])
     counts = inputs.labelled_class_counts
     if counts is not None and np.asarray(counts).reshape(-1).shape[0] != scores.shape[1]:
-        raise ValueError(f"cald: labelled_class_counts has {np.asarray(counts).size} classes but the detector's "
-                         f"class scores have {scores.shape[1]}")
+        raise ValueError(
+            f"cald: labelled_class_counts has {np.asarray(counts).size} classes but the detector's "
+            f"class scores have {scores.shape[1]}"
+        )
     for position in distribution_order(scores, counts, inputs.num_labelled, update=update, objective=objective):
         yield int(pool.indices[position])
 
 
 @register("cald", needs={"views", "class_probs"}, requires={"passes"})
-def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, subsample_above: int = 40,
-         shortlist: float = 1.2, update_distribution: bool = False, empty_policy: str = "highest",
-         distribution: str = "divergence") -> Strategy:
+def cald(
+    *,
+    views: str = "FCDR",
+    beta: float = 1.3,
+    max_references: int = 50,
+    subsample_above: int = 40,
+    shortlist: float = 1.2,
+    update_distribution: bool = False,
+    empty_policy: str = "highest",
+    distribution: str = "divergence",
+) -> Strategy:
     """CALD: consistency of detections across augmented views, then class-distribution selection (§6).
 
     Stage 1 ranks the pool by ``-C(x)`` (least consistent first) and keeps each image's class-score vector from
@@ -263,15 +304,26 @@ def cald(*, views: str = "FCDR", beta: float = 1.3, max_references: int = 50, su
     flag("cald", "update_distribution", update_distribution)
     choice("cald", "empty_policy", empty_policy, EMPTY_POLICIES)
     parse_views(views, owner="cald")
-    references = functools.partial(_cald_references, max_references=int(max_references),
-                                   subsample_above=int(subsample_above))
-    score = functools.partial(cald_informativeness, beta=float(beta), max_references=int(max_references),
-                              subsample_above=int(subsample_above))
-    stage1 = Strategy("cald", summary(cald), score=score, describe=_class_scores,
-                      select=functools.partial(rank_select, empty_policy=empty_policy, strategy="cald"),
-                      needs=frozenset({"views", "class_probs"}),
-                      predictor=functools.partial(view_predictor, views=views, references=references))
-    stage2 = Strategy("cald", summary(cald), score=None, needs_inference=False,
-                      select=functools.partial(cald_distribution_select, update=update_distribution,
-                                               objective=distribution))
+    references = functools.partial(
+        _cald_references, max_references=int(max_references), subsample_above=int(subsample_above)
+    )
+    score = functools.partial(
+        cald_informativeness, beta=float(beta), max_references=int(max_references), subsample_above=int(subsample_above)
+    )
+    stage1 = Strategy(
+        "cald",
+        summary(cald),
+        score=score,
+        describe=_class_scores,
+        select=functools.partial(rank_select, empty_policy=empty_policy, strategy="cald"),
+        needs=frozenset({"views", "class_probs"}),
+        predictor=functools.partial(view_predictor, views=views, references=references),
+    )
+    stage2 = Strategy(
+        "cald",
+        summary(cald),
+        score=None,
+        needs_inference=False,
+        select=functools.partial(cald_distribution_select, update=update_distribution, objective=distribution),
+    )
     return dataclasses.replace(stage1, then=stage2, shortlist=float(shortlist))

@@ -14,8 +14,9 @@ __all__ = ["compose"]
 
 
 @register("compose", needs={"embedding"}, requires={"labelled"})
-def compose(*, criteria: list[str] = ("entropy", "kmeans"), factors: list[float] | None = None,
-            **options: Any) -> Strategy:
+def compose(
+    *, criteria: list[str] = ("entropy", "kmeans"), factors: list[float] | None = None, **options: Any
+) -> Strategy:
     """Criteria applied in order: each but the last narrows the pool to its top factor x budget, the last picks.
 
     The medical framework's list of criteria (e.g. ``[localization_tightness, kmeans]``, methods.md §7.1, §7.5),
@@ -34,32 +35,44 @@ def compose(*, criteria: list[str] = ("entropy", "kmeans"), factors: list[float]
         **options: one mapping per criterion name with that criterion's own options, e.g.
             ``{"kmeans": {"n_clusters": 10}}``.
     """
-    if (not isinstance(criteria, (list, tuple)) or len(criteria) < 2
-            or not all(isinstance(c, str) and c in STRATEGIES for c in criteria)):
-        raise ValueError(f"The 'criteria' parameter of compose must be a list of at least 2 registered strategy "
-                         f"names ({list(STRATEGIES)}). Got {criteria!r} instead.")
+    if (
+        not isinstance(criteria, (list, tuple))
+        or len(criteria) < 2
+        or not all(isinstance(c, str) and c in STRATEGIES for c in criteria)
+    ):
+        raise ValueError(
+            f"The 'criteria' parameter of compose must be a list of at least 2 registered strategy "
+            f"names ({list(STRATEGIES)}). Got {criteria!r} instead."
+        )
     if len(set(criteria)) != len(criteria) or "compose" in criteria:
-        raise ValueError(f"The 'criteria' parameter of compose must name each criterion once and not 'compose'. "
-                         f"Got {criteria!r} instead.")
+        raise ValueError(
+            f"The 'criteria' parameter of compose must name each criterion once and not 'compose'. "
+            f"Got {criteria!r} instead."
+        )
     n = len(criteria)
     if factors is None:
         factors = [float(n - i) for i in range(n - 1)]
     if not isinstance(factors, (list, tuple)) or len(factors) != n - 1:
-        raise ValueError(f"The 'factors' parameter of compose must be a list of {n - 1} floats >= 1 (one per "
-                         f"narrowing criterion). Got {factors!r} instead.")
+        raise ValueError(
+            f"The 'factors' parameter of compose must be a list of {n - 1} floats >= 1 (one per "
+            f"narrowing criterion). Got {factors!r} instead."
+        )
     for factor in factors:
         number("compose", "factors", factor, float, 1)
     unknown_options("compose", options, ["criteria", "factors"] + list(criteria))
     for name, given in options.items():
         if not isinstance(given, dict):
-            raise ValueError(f"The '{name}' option of compose must be a mapping of {name}'s options. "
-                             f"Got {given!r} instead.")
+            raise ValueError(
+                f"The '{name}' option of compose must be a mapping of {name}'s options. Got {given!r} instead."
+            )
     built = [get_strategy(name, **options.get(name, {})) for name in criteria]
     for stage in built[:-1]:
         if stage.score is None or stage.then is not None or stage.combine is not None:
-            raise ValueError(f"compose: criterion '{stage.name}' cannot narrow the pool (it must score each image "
-                             f"on its own in one stage, as least_confidence, entropy, localization_tightness do); "
-                             f"only the last criterion may be {stage.name!r}")
+            raise ValueError(
+                f"compose: criterion '{stage.name}' cannot narrow the pool (it must score each image "
+                f"on its own in one stage, as least_confidence, entropy, localization_tightness do); "
+                f"only the last criterion may be {stage.name!r}"
+            )
     chain = built[-1]
     for stage, factor in zip(reversed(built[:-1]), reversed(factors)):
         chain = dataclasses.replace(stage, then=chain, shortlist=float(factor))

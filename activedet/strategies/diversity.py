@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -46,15 +46,23 @@ from .base import ScoredPool, SelectionInput, Strategy
 from .checks import number, summary
 from .registry import register
 
-__all__ = ["coreset_select", "kmeanspp_select", "embeddings_of", "random_projection", "min_distances", "coreset",
-           "kmeanspp", "diversity_strategy"]
+__all__ = [
+    "coreset_select",
+    "kmeanspp_select",
+    "embeddings_of",
+    "random_projection",
+    "min_distances",
+    "coreset",
+    "kmeanspp",
+    "diversity_strategy",
+]
 
-_REL = 1e-5            # relative slack on every pruning test, so float32 rounding can never wrongly prune
-_WORK = 1 << 22        # members x centres per sync block: a large cluster is synced against few centres at a time
-_ROWS = 1 << 14        # rows per gathered block of pool embeddings
-_CACHE = 1 << 18       # rows x centres per distance matrix (1 MiB): it stays in cache for the passes after the GEMM
-_SMALL = 1 << 20       # matrix products with fewer rows x centres run on one BLAS thread (see _blas_threads)
-_CHECK_ONE = 1 << 16    # check one point alone against at most this many unsynced centres before syncing all
+_REL = 1e-5  # relative slack on every pruning test, so float32 rounding can never wrongly prune
+_WORK = 1 << 22  # members x centres per sync block: a large cluster is synced against few centres at a time
+_ROWS = 1 << 14  # rows per gathered block of pool embeddings
+_CACHE = 1 << 18  # rows x centres per distance matrix (1 MiB): it stays in cache for the passes after the GEMM
+_SMALL = 1 << 20  # matrix products with fewer rows x centres run on one BLAS thread (see _blas_threads)
+_CHECK_ONE = 1 << 16  # check one point alone against at most this many unsynced centres before syncing all
 _NEVER = np.iinfo(np.int64).max  # "synced" value of an empty cluster: nothing to update
 
 
@@ -71,8 +79,9 @@ def embeddings_of(inputs: SelectionInput, strategy: str) -> tuple[np.ndarray, np
     if inputs.labelled is not None and len(inputs.labelled):
         labelled = _checked(inputs.labelled, strategy, "labelled")
         if labelled.shape[1] != dim:
-            raise ValueError(f"{strategy}: labelled embeddings have {labelled.shape[1]} dimensions, pool "
-                             f"embeddings {dim}")
+            raise ValueError(
+                f"{strategy}: labelled embeddings have {labelled.shape[1]} dimensions, pool embeddings {dim}"
+            )
     return pool, labelled
 
 
@@ -82,7 +91,7 @@ def _checked(part: ScoredPool, strategy: str, what: str) -> np.ndarray:
         raise ValueError(f"{strategy} needs {what} embeddings (Detections.embedding); got none")
     emb = np.ascontiguousarray(emb, dtype=np.float32).reshape(len(part), -1)
     for lo in range(0, len(emb), _ROWS):  # blocks: a [M, D] boolean temporary would be as large as the input
-        bad = ~np.isfinite(emb[lo:lo + _ROWS]).all(axis=1)
+        bad = ~np.isfinite(emb[lo : lo + _ROWS]).all(axis=1)
         if bad.any():
             index = int(part.indices[lo + int(bad.argmax())])
             raise ValueError(f"{strategy}: non-finite embedding for {what} index {index}")
@@ -100,7 +109,7 @@ def random_projection(arrays: list[np.ndarray], dim: int, rng: np.random.Generat
     for a in arrays:
         res = np.empty((a.shape[0], dim), np.float32)
         for lo in range(0, a.shape[0], _ROWS * 4):
-            np.matmul(a[lo:lo + _ROWS * 4], proj, out=res[lo:lo + _ROWS * 4])
+            np.matmul(a[lo : lo + _ROWS * 4], proj, out=res[lo : lo + _ROWS * 4])
         out.append(res)
     return out
 
@@ -117,12 +126,13 @@ def _sqdist_rows(rows: np.ndarray, centres: np.ndarray) -> np.ndarray:
 def _sqnorms(a: np.ndarray) -> np.ndarray:
     out = np.empty(len(a), np.float32)
     for lo in range(0, len(a), _ROWS):
-        out[lo:lo + _ROWS] = np.einsum("ij,ij->i", a[lo:lo + _ROWS], a[lo:lo + _ROWS])
+        out[lo : lo + _ROWS] = np.einsum("ij,ij->i", a[lo : lo + _ROWS], a[lo : lo + _ROWS])
     return out
 
 
-def _nearest_sq(rows: np.ndarray, rows_sq: np.ndarray, centres: np.ndarray,
-                centres_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_sq(
+    rows: np.ndarray, rows_sq: np.ndarray, centres: np.ndarray, centres_sq: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``(squared distance float32[n], argmin int64[n])`` of ``rows [n, D]`` to the nearest of ``centres [k, D]``.
 
     One matrix product on the expanded form ``|x|² - 2 x·c + |c|²`` (``rows_sq``, ``centres_sq`` are the squared
@@ -170,9 +180,9 @@ def min_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     centres_sq = _sqnorms(centres)
     step = max(64, min(_ROWS, _CACHE // centres.shape[0]))
     for lo in range(0, points.shape[0], step):
-        rows = points[lo:lo + step]
+        rows = points[lo : lo + step]
         arg = _nearest_sq(rows, _sqnorms(rows), centres, centres_sq)[1]
-        out[lo:lo + step] = np.sqrt(_sqdist_rows(rows, centres[arg]))
+        out[lo : lo + step] = np.sqrt(_sqdist_rows(rows, centres[arg]))
     return out
 
 
@@ -193,7 +203,7 @@ class _NearestCentre:
         self.xsq = _sqnorms(X)
         self.delta = np.empty(X.shape[0], np.float32)
         for lo in range(0, X.shape[0], _ROWS):
-            self.delta[lo:lo + _ROWS] = np.sqrt(_sqdist_rows(X[lo:lo + _ROWS], first_centre))
+            self.delta[lo : lo + _ROWS] = np.sqrt(_sqdist_rows(X[lo : lo + _ROWS], first_centre))
         self.owner = np.zeros(X.shape[0], np.int64)
         self.members = [np.arange(X.shape[0])]
         self.r = np.full(len(self.C), -1.0, np.float32)
@@ -213,8 +223,8 @@ class _NearestCentre:
             self.csq = np.concatenate([self.csq, np.zeros(grow, np.float32)])
             self.s2 = np.concatenate([self.s2, np.zeros(grow)])
             self.synced = np.concatenate([self.synced, np.full(grow, _NEVER)])
-        self.C[self.K:need] = vectors
-        self.csq[self.K:need] = _sqnorms(vectors)
+        self.C[self.K : need] = vectors
+        self.csq[self.K : need] = _sqnorms(vectors)
         self.members.extend(np.zeros(0, np.int64) for _ in range(len(vectors)))
         self.K = need
 
@@ -226,7 +236,7 @@ class _NearestCentre:
         self.remaining -= 1
         self._refresh(a)
         if as_centre:
-            self.add_centres(self.X[i:i + 1])
+            self.add_centres(self.X[i : i + 1])
 
     def is_synced(self, a: int) -> bool:
         return self.synced[a] >= self.K
@@ -280,8 +290,8 @@ class _NearestCentre:
         found = []
         step = max(64, min(_ROWS, _CACHE // len(ids)))
         for lo in range(0, len(points), step):
-            rows, old = self.X[points[lo:lo + step]], self.delta[points[lo:lo + step]]
-            d2, arg = _nearest_sq(rows, self.xsq[points[lo:lo + step]], self.C[ids], self.csq[ids])
+            rows, old = self.X[points[lo : lo + step]], self.delta[points[lo : lo + step]]
+            d2, arg = _nearest_sq(rows, self.xsq[points[lo : lo + step]], self.C[ids], self.csq[ids])
             maybe = np.flatnonzero(d2 < np.square(old) * (1 + _REL))
             exact = np.sqrt(_sqdist_rows(rows[maybe], self.C[ids[arg[maybe]]]))
             better = exact < old[maybe]  # the kept distances are exact (0 for identical rows)
@@ -312,10 +322,10 @@ class _NearestCentre:
         start = int(self.synced[self.owner[i]])
         if start >= self.K:
             return float(self.delta[i])
-        approx = self.C[start:self.K] @ (-2 * self.X[i])
-        approx += self.csq[start:self.K]
+        approx = self.C[start : self.K] @ (-2 * self.X[i])
+        approx += self.csq[start : self.K]
         j = start + int(np.argmin(approx))
-        return min(float(self.delta[i]), float(np.sqrt(_sqdist_rows(self.X[i:i + 1], self.C[j])[0])))
+        return min(float(self.delta[i]), float(np.sqrt(_sqdist_rows(self.X[i : i + 1], self.C[j])[0])))
 
     def farthest(self) -> int | None:
         """Pool position of the exact ``argmax δ`` over the remaining points, or ``None``.
@@ -326,11 +336,12 @@ class _NearestCentre:
         """
         with _one_blas_thread():
             while self.remaining:
-                a = int(np.argmax(self.r[:self.K]))
+                a = int(np.argmax(self.r[: self.K]))
                 m = self.members[a]
                 i = int(m[np.argmax(self.delta[m])])
-                if self.is_synced(a) or (self.K - self.synced[a] <= _CHECK_ONE
-                                         and self.exact_delta(i) >= self._rival(a)):
+                if self.is_synced(a) or (
+                    self.K - self.synced[a] <= _CHECK_ONE and self.exact_delta(i) >= self._rival(a)
+                ):
                     return i
                 self.sync(a)
         return None
@@ -338,7 +349,7 @@ class _NearestCentre:
     def _rival(self, a: int) -> float:
         """The largest bound outside the top member of cluster ``a``: other clusters' ``r``, and ``a``'s second."""
         top, self.r[a] = self.r[a], -np.inf
-        rival = float(self.r[:self.K].max())
+        rival = float(self.r[: self.K].max())
         self.r[a] = top
         m = self.members[a]
         return max(rival, float(np.partition(self.delta[m], -2)[-2])) if len(m) > 1 else rival
@@ -355,7 +366,7 @@ class _NearestCentre:
 
     def _sample_d2(self, rng: np.random.Generator) -> int | None:
         while self.remaining:
-            cum = np.cumsum(self.s2[:self.K])
+            cum = np.cumsum(self.s2[: self.K])
             if cum[-1] <= 0:
                 return int(rng.choice(np.concatenate(self.members)))
             a = _draw(cum, rng)
@@ -370,7 +381,7 @@ class _NearestCentre:
                 while not self.is_synced(int(self.owner[i])):
                     self.sync(int(self.owner[i]))
                 exact = float(self.delta[i])
-            if rng.random() * stored ** 2 < exact ** 2:
+            if rng.random() * stored**2 < exact**2:
                 return i
             if not self.is_synced(a):
                 self.sync(a)
@@ -403,8 +414,9 @@ def kmeanspp_select(inputs: SelectionInput, *, projection_dim: int | None = None
     yield from _centre_loop(inputs, "kmeanspp", projection_dim, lambda nc: nc.sample_d2(inputs.rng))
 
 
-def _centre_loop(inputs: SelectionInput, name: str, projection_dim: int | None,
-                 pick: Callable[[_NearestCentre], int | None]) -> Iterator[int]:
+def _centre_loop(
+    inputs: SelectionInput, name: str, projection_dim: int | None, pick: Callable[[_NearestCentre], int | None]
+) -> Iterator[int]:
     pool, labelled = embeddings_of(inputs, name)
     if len(pool) == 0:
         return
@@ -426,6 +438,7 @@ def _centre_loop(inputs: SelectionInput, name: str, projection_dim: int | None,
 
 # ------------------------------------------------------------------------------------------------ strategies
 
+
 def projection_check(strategy: str, projection_dim: int | None) -> None:
     """``projection_dim`` must be ``None`` or an int >= 1."""
     if projection_dim is not None:
@@ -434,8 +447,9 @@ def projection_check(strategy: str, projection_dim: int | None) -> None:
 
 def diversity_strategy(name: str, factory: Callable, select: Callable) -> Strategy:
     """A selection-only strategy on the embeddings of the pool and of the labelled images."""
-    return Strategy(name, summary(factory), score=None, select=select, needs=frozenset({"embedding"}),
-                    needs_labelled=True)
+    return Strategy(
+        name, summary(factory), score=None, select=select, needs=frozenset({"embedding"}), needs_labelled=True
+    )
 
 
 @register("coreset", needs={"embedding"}, requires={"labelled"})

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .base import SelectionInput, Strategy, first_picks
 from .checks import choice, number, options_of, summary, unknown_options
@@ -18,8 +19,9 @@ DIVERSITY = ("coreset", "kmeans", "kmeanspp")
 
 
 @register("hybrid", needs={"embedding"}, requires={"labelled"})
-def hybrid(*, uncertainty: str = "entropy", diversity: str = "coreset", factor: float = 2.0,
-           **options: Any) -> Strategy:
+def hybrid(
+    *, uncertainty: str = "entropy", diversity: str = "coreset", factor: float = 2.0, **options: Any
+) -> Strategy:
     """Uncertainty pre-filter to the top factor x budget images, then a diversity selector on those (§7.5).
 
     Options:
@@ -32,13 +34,20 @@ def hybrid(*, uncertainty: str = "entropy", diversity: str = "coreset", factor: 
     choice("hybrid", "diversity", diversity, DIVERSITY)
     number("hybrid", "factor", factor, float, 1)
     u_factory, d_factory = STRATEGIES[uncertainty], STRATEGIES[diversity]
-    unknown_options("hybrid", options, ["uncertainty", "diversity", "factor"] + options_of(u_factory)
-                     + options_of(d_factory))
+    unknown_options(
+        "hybrid", options, ["uncertainty", "diversity", "factor"] + options_of(u_factory) + options_of(d_factory)
+    )
     ranker = u_factory(**{k: v for k, v in options.items() if k in options_of(u_factory)})
     picker = d_factory(**{k: v for k, v in options.items() if k in options_of(d_factory)})
     select = functools.partial(hybrid_select, ranker=ranker, picker=picker, factor=float(factor))
-    return Strategy("hybrid", summary(hybrid), score=ranker.score, select=select,
-                    needs=ranker.needs | picker.needs, needs_labelled=ranker.needs_labelled or picker.needs_labelled)
+    return Strategy(
+        "hybrid",
+        summary(hybrid),
+        score=ranker.score,
+        select=select,
+        needs=ranker.needs | picker.needs,
+        needs_labelled=ranker.needs_labelled or picker.needs_labelled,
+    )
 
 
 def hybrid_select(inputs: SelectionInput, *, ranker: Strategy, picker: Strategy, factor: float) -> Iterator[int]:

@@ -33,9 +33,16 @@ def _influence_predictor(model: Any, context: Any = None, *, options: InfluenceO
 
 
 @register("influence", needs={"influence"}, requires={"val"})
-def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, damping: float = 0.01,
-              scales: list[float] | float | str | None = None, empty_policy: str = "random_fill",
-              parameters: str = "last", recursions: int = 1) -> Strategy:
+def influence(
+    *,
+    score_threshold: float = 0.1,
+    recursion_images: int = 1000,
+    damping: float = 0.01,
+    scales: list[float] | float | str | None = None,
+    empty_policy: str = "random_fill",
+    parameters: str = "last",
+    recursions: int = 1,
+) -> Strategy:
     """ISAL influence: predicted change of the validation loss from training on the image's pseudo labels (§8).
 
     Needs a validation split (``val_data``, disjoint from the test split) and a model whose adapter names its last
@@ -67,22 +74,48 @@ def influence(*, score_threshold: float = 0.1, recursion_images: int = 1000, dam
     choice(name, "parameters", parameters, INFLUENCE_PARAMETER_SETS)
     number(name, "recursions", recursions, int, 1)
     if int(recursions) > int(recursion_images):
-        raise ValueError(f"The 'recursions' parameter of influence must be at most recursion_images "
-                         f"({recursion_images}): each recursion needs images. Got {recursions!r} instead.")
+        raise ValueError(
+            f"The 'recursions' parameter of influence must be at most recursion_images "
+            f"({recursion_images}): each recursion needs images. Got {recursions!r} instead."
+        )
     single = isinstance(scales, Real) and not isinstance(scales, bool)
     if isinstance(scales, str):
         choice(name, "scales", scales, ("auto",))
     elif single and not (math.isfinite(scales) and scales > 0):
-        raise ValueError(f"The 'scales' option of strategy 'influence' must be a number > 0, a list of numbers > 0 "
-                         f"(one per influence parameter), 'auto' or null. Got {scales!r} instead.")
-    elif not single and scales is not None and not (isinstance(scales, (list, tuple)) and scales and all(
-            isinstance(x, Real) and not isinstance(x, bool) and x > 0 for x in scales)):
-        raise ValueError(f"The 'scales' option of strategy 'influence' must be a number > 0, a list of numbers > 0 "
-                         f"(one per influence parameter), 'auto' or null. Got {scales!r} instead.")
-    scale_value = (float(scales) if single else tuple(float(x) for x in scales)
-                   if isinstance(scales, (list, tuple)) else scales)
-    options = InfluenceOptions(float(score_threshold), int(recursion_images), float(damping), scale_value,
-                               parameters=parameters, recursions=int(recursions))
-    return Strategy(name, summary(influence), score=influence_score, needs=frozenset({"influence"}),
-                    predictor=functools.partial(_influence_predictor, options=options), needs_val=True,
-                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
+        raise ValueError(
+            f"The 'scales' option of strategy 'influence' must be a number > 0, a list of numbers > 0 "
+            f"(one per influence parameter), 'auto' or null. Got {scales!r} instead."
+        )
+    elif (
+        not single
+        and scales is not None
+        and not (
+            isinstance(scales, (list, tuple))
+            and scales
+            and all(isinstance(x, Real) and not isinstance(x, bool) and x > 0 for x in scales)
+        )
+    ):
+        raise ValueError(
+            f"The 'scales' option of strategy 'influence' must be a number > 0, a list of numbers > 0 "
+            f"(one per influence parameter), 'auto' or null. Got {scales!r} instead."
+        )
+    scale_value = (
+        float(scales) if single else tuple(float(x) for x in scales) if isinstance(scales, (list, tuple)) else scales
+    )
+    options = InfluenceOptions(
+        float(score_threshold),
+        int(recursion_images),
+        float(damping),
+        scale_value,
+        parameters=parameters,
+        recursions=int(recursions),
+    )
+    return Strategy(
+        name,
+        summary(influence),
+        score=influence_score,
+        needs=frozenset({"influence"}),
+        predictor=functools.partial(_influence_predictor, options=options),
+        needs_val=True,
+        select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name),
+    )

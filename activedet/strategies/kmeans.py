@@ -7,7 +7,7 @@ The embeddings and distances are those of :mod:`.diversity` (``inputs.pool.embed
 from __future__ import annotations
 
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
@@ -19,7 +19,7 @@ from .registry import register
 
 __all__ = ["KMEANS_ORDERS", "kmeans_select", "kmeans"]
 
-_LLOYD_MAX = 100_000   # full-batch KMeans up to this many pool images, MiniBatchKMeans above
+_LLOYD_MAX = 100_000  # full-batch KMeans up to this many pool images, MiniBatchKMeans above
 
 
 KMEANS_ORDERS = ("coverage", "released")
@@ -55,8 +55,9 @@ def kmeans_select(inputs: SelectionInput, *, n_clusters: int | str = 10, order: 
         yield int(inputs.pool.indices[i])
 
 
-def _round_robin(labels: np.ndarray, k: int, covered: np.ndarray | None, rng: np.random.Generator,
-                 by_number: bool = False) -> np.ndarray:
+def _round_robin(
+    labels: np.ndarray, k: int, covered: np.ndarray | None, rng: np.random.Generator, by_number: bool = False
+) -> np.ndarray:
     """Positions in pick order for cluster ``labels int[M]`` and distances to the labelled set ``covered
     float[M]`` (``None``: no labelled image); see :func:`kmeans_select` for the order (``by_number``: clusters in
     number order in every round)."""

@@ -36,8 +36,16 @@ from .predictors import view_predictor
 from .registry import register
 from .uncertainty import EMPTY_POLICIES, rank_select
 
-__all__ = ["max_foreground_prob", "paired_iou", "pairwise_iou", "top_references", "localization_tightness",
-           "localization_stability", "localization_tightness_strategy", "localization_stability_strategy"]
+__all__ = [
+    "max_foreground_prob",
+    "paired_iou",
+    "pairwise_iou",
+    "top_references",
+    "localization_tightness",
+    "localization_stability",
+    "localization_tightness_strategy",
+    "localization_stability_strategy",
+]
 
 
 def max_foreground_prob(det: Detections, method: str = "localization") -> Tensor:
@@ -45,14 +53,18 @@ def max_foreground_prob(det: Detections, method: str = "localization") -> Tensor
     missing, misshapen or non-finite, or ``prob_kind`` is unknown."""
     probs = det.class_probs
     if probs is None:
-        raise ValueError(f"{method} needs Detections.class_probs; the scoring pass did not fill it "
-                         "(strategy.needs must include 'class_probs')")
+        raise ValueError(
+            f"{method} needs Detections.class_probs; the scoring pass did not fill it "
+            "(strategy.needs must include 'class_probs')"
+        )
     if det.prob_kind not in ("softmax", "sigmoid"):
         raise ValueError(f"{method}: unknown Detections.prob_kind {det.prob_kind!r}; expected 'sigmoid' or 'softmax'")
     first = 1 if det.prob_kind == "softmax" else 0
     if probs.dim() != 2 or probs.shape[0] != len(det) or probs.shape[1] <= first:
-        raise ValueError(f"{method}: class_probs must be [N={len(det)}, K>{first}] for a {det.prob_kind} head; "
-                         f"got {list(probs.shape)}")
+        raise ValueError(
+            f"{method}: class_probs must be [N={len(det)}, K>{first}] for a {det.prob_kind} head; "
+            f"got {list(probs.shape)}"
+        )
     probs = probs.detach().to(torch.float64)
     if not torch.isfinite(probs).all():
         raise ValueError(f"{method}: non-finite class_probs")
@@ -76,13 +88,16 @@ def localization_tightness(det: Detections, *, with_classification: bool = True)
     ``with_classification=False`` pure LT ``1 - min_j IoU(b_j, r_j)`` (the loosest box); ``None`` without
     detections. Raises ``ValueError`` when ``proposals`` is missing (a single-stage detector)."""
     if det.proposals is None:
-        raise ValueError("localization_tightness needs Detections.proposals (the RPN proposal of each detection), "
-                         "which only two-stage detectors give: use detector faster_rcnn")
+        raise ValueError(
+            "localization_tightness needs Detections.proposals (the RPN proposal of each detection), "
+            "which only two-stage detectors give: use detector faster_rcnn"
+        )
     if len(det) == 0:
         return None
     if det.proposals.shape != det.boxes.shape:
-        raise ValueError(f"localization_tightness: proposals must be [N={len(det)}, 4]; got "
-                         f"{list(det.proposals.shape)}")
+        raise ValueError(
+            f"localization_tightness: proposals must be [N={len(det)}, 4]; got {list(det.proposals.shape)}"
+        )
     tightness = paired_iou(det.boxes, det.proposals)
     if not with_classification:
         return 1.0 - float(tightness.min())
@@ -98,8 +113,9 @@ def top_references(det: Detections, max_references: int = 30) -> Tensor:
     return order[:max_references]
 
 
-def localization_stability(det: Detections, *, with_classification: bool = True, max_references: int = 30
-                           ) -> float | None:
+def localization_stability(
+    det: Detections, *, with_classification: bool = True, max_references: int = 30
+) -> float | None:
     """LS+C (``with_classification``) or pure LS informativeness of one image (module docstring).
 
     ``det.views`` are the noisy copies, each with ``reference_boxes`` = ``det.boxes`` in its frame. ``None`` when
@@ -124,26 +140,33 @@ def localization_stability(det: Detections, *, with_classification: bool = True,
 
 def _checked_views(det: Detections, method: str) -> list[Detections]:
     if det.views is None:
-        raise ValueError(f"{method} needs Detections.views; the scoring pass did not fill them (use the strategy's "
-                         "predictor, a ViewPredictor, and request 'views')")
+        raise ValueError(
+            f"{method} needs Detections.views; the scoring pass did not fill them (use the strategy's "
+            "predictor, a ViewPredictor, and request 'views')"
+        )
     if len(det.views) == 0:
         raise ValueError(f"{method}: an image with {len(det)} detections has no views")
     for v, view in enumerate(det.views):
         if view.reference_boxes is None or view.reference_boxes.shape[0] != len(det):
             got = None if view.reference_boxes is None else list(view.reference_boxes.shape)
-            raise ValueError(f"{method}: view {v} must carry reference_boxes [{len(det)}, 4] (one per detection of "
-                             f"the image); got {got}")
+            raise ValueError(
+                f"{method}: view {v} must carry reference_boxes [{len(det)}, 4] (one per detection of "
+                f"the image); got {got}"
+            )
     return list(det.views)
 
 
 # ------------------------------------------------------------------------------------------------ strategies
 
+
 def _two_stage(model: Any, context: Any = None, *, strategy: str) -> Any:
     detector = predicting_detector(model)
     if "proposals" not in getattr(detector, "PROVIDES", frozenset()):
-        raise ValueError(f"strategy '{strategy}' needs the RPN proposal of each detection, which only a two-stage "
-                         f"detector gives; {type(detector).__name__} is single-stage: use a two-stage detector "
-                         "such as faster_rcnn (detector: faster_rcnn)")
+        raise ValueError(
+            f"strategy '{strategy}' needs the RPN proposal of each detection, which only a two-stage "
+            f"detector gives; {type(detector).__name__} is single-stage: use a two-stage detector "
+            "such as faster_rcnn (detector: faster_rcnn)"
+        )
     return model
 
 
@@ -162,18 +185,25 @@ def localization_tightness_strategy(*, with_classification: bool = True, empty_p
     """
     flag("localization_tightness", "with_classification", with_classification)
     choice("localization_tightness", "empty_policy", empty_policy, EMPTY_POLICIES)
-    return Strategy("localization_tightness", summary(localization_tightness_strategy),
-                    score=functools.partial(localization_tightness, with_classification=with_classification),
-                    select=functools.partial(rank_select, empty_policy=empty_policy,
-                                             strategy="localization_tightness"),
-                    needs=frozenset({"proposals", "class_probs"}),
-                    predictor=functools.partial(_two_stage, strategy="localization_tightness"))
+    return Strategy(
+        "localization_tightness",
+        summary(localization_tightness_strategy),
+        score=functools.partial(localization_tightness, with_classification=with_classification),
+        select=functools.partial(rank_select, empty_policy=empty_policy, strategy="localization_tightness"),
+        needs=frozenset({"proposals", "class_probs"}),
+        predictor=functools.partial(_two_stage, strategy="localization_tightness"),
+    )
 
 
 @register("localization_stability", needs={"views", "class_probs"}, requires={"passes"})
-def localization_stability_strategy(*, with_classification: bool = True, noise_levels: int = 6,
-                                    noise_step: float = 8.0, max_references: int = 30,
-                                    empty_policy: str = "lowest") -> Strategy:
+def localization_stability_strategy(
+    *,
+    with_classification: bool = True,
+    noise_levels: int = 6,
+    noise_step: float = 8.0,
+    max_references: int = 30,
+    empty_policy: str = "lowest",
+) -> Strategy:
     """Localization stability (LS+C or LS): IoU of the top detections with those of noisy copies (any detector, §5.2).
 
     Formulas above; the copies come from a :class:`~activedet.models.views.ViewPredictor`
@@ -195,10 +225,15 @@ def localization_stability_strategy(*, with_classification: bool = True, noise_l
     number(name, "max_references", max_references, int, 1)
     choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
     references = functools.partial(top_references, max_references=int(max_references))
-    return Strategy(name, summary(localization_stability_strategy),
-                    score=functools.partial(localization_stability, with_classification=with_classification,
-                                            max_references=int(max_references)),
-                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name),
-                    needs=frozenset({"views", "class_probs"}),
-                    predictor=functools.partial(view_predictor, views=(int(noise_levels), float(noise_step)),
-                                                references=references))
+    return Strategy(
+        name,
+        summary(localization_stability_strategy),
+        score=functools.partial(
+            localization_stability, with_classification=with_classification, max_references=int(max_references)
+        ),
+        select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name),
+        needs=frozenset({"views", "class_probs"}),
+        predictor=functools.partial(
+            view_predictor, views=(int(noise_levels), float(noise_step)), references=references
+        ),
+    )

@@ -35,24 +35,28 @@ def topk_count(num_anchors: int, topk: int, topk_fraction: float | None) -> int:
     return max(1, min(topk, math.ceil(topk_fraction * num_anchors)))
 
 
-def anchor_disagreement(probs_1: torch.Tensor, probs_2: torch.Tensor, weights: torch.Tensor | None = None
-                        ) -> torch.Tensor:
+def anchor_disagreement(
+    probs_1: torch.Tensor, probs_2: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """``float[A]``: ``mean_c (p1 - p2)^2``, or ``mean_c |p1 - p2| * w`` when ``weights`` ``[A, C]`` are given."""
     if weights is None:
         return (probs_1.float() - probs_2.float()).pow(2).mean(dim=-1)
     return ((probs_1.float() - probs_2.float()).abs() * weights.float()).mean(dim=-1)
 
 
-def discrepancy_score(det: Detections, *, topk: int = 10000, topk_fraction: float | None = 0.1,
-                      weighted: bool = False) -> float | None:
+def discrepancy_score(
+    det: Detections, *, topk: int = 10000, topk_fraction: float | None = 0.1, weighted: bool = False
+) -> float | None:
     """MI-AOD image uncertainty: mean of the ``k`` largest anchor disagreements (module docstring).
 
     Needs ``dense_probs`` and ``dense_probs_2`` (and ``dense_weights`` when ``weighted``). ``None`` only for an
     image with no anchor at all.
     """
     if det.dense_probs is None or det.dense_probs_2 is None or (weighted and det.dense_weights is None):
-        raise ValueError("the MI-AOD score needs dense_probs and dense_probs_2 (and dense_weights when weighted) "
-                         "from a detector with two adversarial classifiers (detector: miaod)")
+        raise ValueError(
+            "the MI-AOD score needs dense_probs and dense_probs_2 (and dense_weights when weighted) "
+            "from a detector with two adversarial classifiers (detector: miaod)"
+        )
     values = anchor_disagreement(det.dense_probs, det.dense_probs_2, det.dense_weights if weighted else None)
     if values.numel() == 0:
         return None
@@ -75,12 +79,18 @@ def miaod(*, topk: int = 10000, topk_fraction: float | None = 0.1, weighted: boo
     if topk_fraction is not None:
         number("miaod", "topk_fraction", topk_fraction, float, 0, 1, extra=" or None (the released fixed k)")
         if topk_fraction == 0:
-            raise ValueError("The 'topk_fraction' parameter of miaod must be a float in (0, 1] or None (the released "
-                             "fixed k). Got 0 instead.")
+            raise ValueError(
+                "The 'topk_fraction' parameter of miaod must be a float in (0, 1] or None (the released "
+                "fixed k). Got 0 instead."
+            )
     flag("miaod", "weighted", weighted)
     fraction = None if topk_fraction is None else float(topk_fraction)
-    score = functools.partial(discrepancy_score, topk=int(topk), topk_fraction=fraction,
-                              weighted=weighted)
+    score = functools.partial(discrepancy_score, topk=int(topk), topk_fraction=fraction, weighted=weighted)
     needs = frozenset({"dense_probs", "dense_probs_2"} | ({"dense_weights"} if weighted else set()))
-    return Strategy("miaod", summary(miaod), score=score,
-                    select=functools.partial(rank_select, empty_policy="lowest", strategy="miaod"), needs=needs)
+    return Strategy(
+        "miaod",
+        summary(miaod),
+        score=score,
+        select=functools.partial(rank_select, empty_policy="lowest", strategy="miaod"),
+        needs=needs,
+    )

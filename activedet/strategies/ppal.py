@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -61,8 +61,17 @@ from .predictors import model_only
 from .registry import register
 from .uncertainty import binary_entropy, rank_select
 
-__all__ = ["class_weights", "valid_boxes", "dcus_score", "ccm_describe", "ccm_distances", "kmedoids",
-           "kmedoids_select", "CCM_DISTANCES", "ppal"]
+__all__ = [
+    "class_weights",
+    "valid_boxes",
+    "dcus_score",
+    "ccm_describe",
+    "ccm_distances",
+    "kmedoids",
+    "kmedoids_select",
+    "CCM_DISTANCES",
+    "ppal",
+]
 
 _MAX_WORK = 1 << 24  # row detections x (images x detections per image) per distance chunk (64 MiB of float32)
 
@@ -81,15 +90,24 @@ def valid_boxes(boxes: Tensor, min_size: float, max_aspect: float) -> Tensor:
     return (torch.sqrt(w * h) > min_size) & (w / (h + eps) < max_aspect) & (h / (w + eps) < max_aspect)
 
 
-def dcus_score(det: Detections, *, alpha: float = 0.3, beta: float = 0.2, score_threshold: float = 0.05,
-               min_size: float = 4.0, max_aspect: float = 5.0) -> float | None:
+def dcus_score(
+    det: Detections,
+    *,
+    alpha: float = 0.3,
+    beta: float = 0.2,
+    score_threshold: float = 0.05,
+    min_size: float = 4.0,
+    max_aspect: float = 5.0,
+) -> float | None:
     """DCUS image score (module docstring); ``None`` when no detection passes the score and box filters.
 
     Needs ``det.class_quality`` ``[C]`` (from :class:`~activedet.models.difficulty.DifficultyPredictor`).
     """
     if det.class_quality is None:
-        raise ValueError("the DCUS score needs Detections.class_quality: score through "
-                         "activedet.models.difficulty.DifficultyPredictor with fields={'class_quality'}")
+        raise ValueError(
+            "the DCUS score needs Detections.class_quality: score through "
+            "activedet.models.difficulty.DifficultyPredictor with fields={'class_quality'}"
+        )
     scores = det.scores.double().reshape(-1)
     keep = (scores >= score_threshold) & valid_boxes(det.boxes, min_size, max_aspect)
     if not bool(keep.any()):
@@ -97,14 +115,15 @@ def dcus_score(det: Detections, *, alpha: float = 0.3, beta: float = 0.2, score_
     labels = det.labels[keep].long()
     num_classes = det.class_quality.numel()
     if int(labels.min()) < 1 or int(labels.max()) > num_classes:
-        raise ValueError(f"detection labels must be in 1..{num_classes} (the length of class_quality); got "
-                         f"{sorted(set(labels.tolist()))}")
+        raise ValueError(
+            f"detection labels must be in 1..{num_classes} (the length of class_quality); got "
+            f"{sorted(set(labels.tolist()))}"
+        )
     s = scores[keep]
     return float((class_weights(det.class_quality, alpha, beta)[labels - 1] * binary_entropy(s)).sum())
 
 
-def ccm_describe(det: Detections, *, score_threshold: float = 0.05,
-                 max_detections: int = 100) -> dict[str, np.ndarray]:
+def ccm_describe(det: Detections, *, score_threshold: float = 0.05, max_detections: int = 100) -> dict[str, np.ndarray]:
     """What CCM keeps of one image: its detections with ``score > score_threshold``, the ``max_detections`` best:
     ``features`` ``float16[N, D]`` (L2-normalised), ``labels`` ``int64[N]``, ``scores`` ``float32[N]``."""
     if det.features is None:
@@ -117,8 +136,11 @@ def ccm_describe(det: Detections, *, score_threshold: float = 0.05,
     features = F.normalize(det.features[keep].float(), dim=1)
     if not bool(torch.isfinite(features).all()):
         raise ValueError("non-finite per-detection features")
-    return {"features": features.half().cpu().numpy(), "labels": det.labels[keep].long().cpu().numpy(),
-            "scores": scores[keep].cpu().numpy()}
+    return {
+        "features": features.half().cpu().numpy(),
+        "labels": det.labels[keep].long().cpu().numpy(),
+        "scores": scores[keep].cpu().numpy(),
+    }
 
 
 def _padded(features: list[np.ndarray], labels: list[np.ndarray], scores: list[np.ndarray]):
@@ -128,23 +150,25 @@ def _padded(features: list[np.ndarray], labels: list[np.ndarray], scores: list[n
     feats, labs, scs = torch.zeros(m, n, dim), torch.full((m, n), -1, dtype=torch.int64), torch.zeros(m, n)
     for i, (f, lab, s) in enumerate(zip(features, labels, scores)):
         if len(s):
-            feats[i, :len(s)] = torch.from_numpy(np.asarray(f, np.float32))
-            labs[i, :len(s)] = torch.from_numpy(np.asarray(lab, np.int64))
-            scs[i, :len(s)] = torch.from_numpy(np.asarray(s, np.float32))
+            feats[i, : len(s)] = torch.from_numpy(np.asarray(f, np.float32))
+            labs[i, : len(s)] = torch.from_numpy(np.asarray(lab, np.int64))
+            scs[i, : len(s)] = torch.from_numpy(np.asarray(s, np.float32))
     return feats, labs, scs
 
 
 CCM_DISTANCES = ("paper", "released")
 
 
-def ccm_distances(features: list[np.ndarray], labels: list[np.ndarray], scores: list[np.ndarray], *,
-                  distance: str = "paper") -> np.ndarray:
+def ccm_distances(
+    features: list[np.ndarray], labels: list[np.ndarray], scores: list[np.ndarray], *, distance: str = "paper"
+) -> np.ndarray:
     """``float64[M, M]`` symmetric CCM image distances (module docstring) from per-image ``features [N_i, D]``
     (L2-normalised), ``labels [N_i]`` and ``scores [N_i]`` (positive weights, in descending order), in chunks of
     row detections. ``distance``: ``"paper"`` or ``"released"`` (module docstring)."""
     if distance not in CCM_DISTANCES:
-        raise ValueError(f"The 'distance' parameter of ccm_distances must be one of {list(CCM_DISTANCES)}. "
-                         f"Got {distance!r} instead.")
+        raise ValueError(
+            f"The 'distance' parameter of ccm_distances must be one of {list(CCM_DISTANCES)}. Got {distance!r} instead."
+        )
     released = distance == "released"
     feats, labs, scs = _padded(features, labels, scores)
     m, n = labs.shape
@@ -153,7 +177,7 @@ def ccm_distances(features: list[np.ndarray], labels: list[np.ndarray], scores: 
     rows = torch.nonzero(present)  # [T, 2]: (image, detection) of every real detection
     chunk = max(1, _MAX_WORK // max(1, m * n))
     for lo in range(0, len(rows), chunk):
-        image, slot = rows[lo:lo + chunk].T
+        image, slot = rows[lo : lo + chunk].T
         d = 1 - torch.einsum("td,jnd->tjn", feats[image, slot], feats)  # [t, M, N]
         same_label = labs[image, slot][:, None, None] == labs[None]
         if released:  # the r-th detections of two images match at 0 when their labels agree
@@ -170,8 +194,9 @@ def ccm_distances(features: list[np.ndarray], labels: list[np.ndarray], scores: 
         distances = 0.5 * (directed + directed.T)
         distances.fill_diagonal_(0)
         return distances.numpy()
-    directed = torch.where(has[:, None], directed / weight.clamp(min=1e-12)[:, None],
-                           torch.where(has[None, :], 2.0, 0.0).double())
+    directed = torch.where(
+        has[:, None], directed / weight.clamp(min=1e-12)[:, None], torch.where(has[None, :], 2.0, 0.0).double()
+    )
     distances = 0.5 * (directed + directed.T)
     distances.fill_diagonal_(0)
     return distances.numpy()
@@ -221,11 +246,14 @@ def kmedoids_select(inputs: SelectionInput, *, iterations: int = 100, distance: 
     extras = pool.extras
     missing = [name for name in ("features", "labels", "scores") if name not in extras]
     if missing:
-        raise ValueError(f"CCM k-medoids needs the pool's per-image {missing} (ScoredPool.extras, from "
-                         f"ccm_describe); the pool has {sorted(extras)}")
+        raise ValueError(
+            f"CCM k-medoids needs the pool's per-image {missing} (ScoredPool.extras, from "
+            f"ccm_describe); the pool has {sorted(extras)}"
+        )
     if not isinstance(inputs.budget_hint, int) or inputs.budget_hint < 1:
-        raise ValueError(f"The 'budget_hint' parameter of CCM k-medoids must be an int >= 1. "
-                         f"Got {inputs.budget_hint!r} instead.")
+        raise ValueError(
+            f"The 'budget_hint' parameter of CCM k-medoids must be an int >= 1. Got {inputs.budget_hint!r} instead."
+        )
     distances = ccm_distances(extras["features"], extras["labels"], extras["scores"], distance=distance)
     medoids = kmedoids(distances, min(inputs.budget_hint, len(pool)), inputs.rng, iterations)
     for position in _pick_order(distances, medoids, pool.indices):
@@ -245,10 +273,21 @@ def _pick_order(distances: np.ndarray, medoids: np.ndarray, indices: np.ndarray)
 
 # ------------------------------------------------------------------------------------------------ strategies
 
+
 @register("ppal", needs={"class_quality", "features"}, requires={"difficulty_ema"})
-def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score_threshold: float = 0.05,
-         min_size: float = 4.0, max_aspect: float = 5.0, max_detections: int = 100,
-         iterations: int = 100, dcus_postprocess: str = "detector", distance: str = "paper") -> Strategy:
+def ppal(
+    *,
+    shortlist: float = 4.0,
+    alpha: float = 0.3,
+    beta: float = 0.2,
+    score_threshold: float = 0.05,
+    min_size: float = 4.0,
+    max_aspect: float = 5.0,
+    max_detections: int = 100,
+    iterations: int = 100,
+    dcus_postprocess: str = "detector",
+    distance: str = "paper",
+) -> Strategy:
     """PPAL: difficulty-calibrated uncertainty shortlist, then category-conditioned k-medoids (§7.4).
 
     Needs a detector trained with ``detector_options: {difficulty_ema: true}`` (``faster_rcnn``, our benchmark
@@ -289,19 +328,36 @@ def ppal(*, shortlist: float = 4.0, alpha: float = 0.3, beta: float = 0.2, score
     number("ppal", "iterations", iterations, int, 1)
     choice("ppal", "dcus_postprocess", dcus_postprocess, ("detector", "released"))
     choice("ppal", "distance", distance, CCM_DISTANCES)
-    ccm = Strategy("ppal_ccm", "PPAL's second stage: category-conditioned k-medoids on the DCUS shortlist.",
-                   score=None, select=functools.partial(kmedoids_select, iterations=int(iterations),
-                                                        distance=distance),
-                   needs=frozenset({"features"}),
-                   describe=functools.partial(ccm_describe, score_threshold=float(score_threshold),
-                                              max_detections=int(max_detections)))
-    score = functools.partial(dcus_score, alpha=float(alpha), beta=float(beta), score_threshold=float(score_threshold),
-                              min_size=float(min_size), max_aspect=float(max_aspect))
-    return Strategy("ppal", summary(ppal), score=score,
-                    select=functools.partial(rank_select, empty_policy="lowest", strategy="ppal"),
-                    needs=frozenset({"class_quality"}),
-                    predictor=functools.partial(model_only, build=functools.partial(
-                        DifficultyPredictor,
-                        postprocess=RELEASED_DCUS_POSTPROCESS if dcus_postprocess == "released" else None)),
-                    then=ccm,
-                    shortlist=float(shortlist))
+    ccm = Strategy(
+        "ppal_ccm",
+        "PPAL's second stage: category-conditioned k-medoids on the DCUS shortlist.",
+        score=None,
+        select=functools.partial(kmedoids_select, iterations=int(iterations), distance=distance),
+        needs=frozenset({"features"}),
+        describe=functools.partial(
+            ccm_describe, score_threshold=float(score_threshold), max_detections=int(max_detections)
+        ),
+    )
+    score = functools.partial(
+        dcus_score,
+        alpha=float(alpha),
+        beta=float(beta),
+        score_threshold=float(score_threshold),
+        min_size=float(min_size),
+        max_aspect=float(max_aspect),
+    )
+    return Strategy(
+        "ppal",
+        summary(ppal),
+        score=score,
+        select=functools.partial(rank_select, empty_policy="lowest", strategy="ppal"),
+        needs=frozenset({"class_quality"}),
+        predictor=functools.partial(
+            model_only,
+            build=functools.partial(
+                DifficultyPredictor, postprocess=RELEASED_DCUS_POSTPROCESS if dcus_postprocess == "released" else None
+            ),
+        ),
+        then=ccm,
+        shortlist=float(shortlist),
+    )

@@ -6,7 +6,8 @@ these adapters bind a method's options with ``functools.partial`` so that the lo
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..models.views import ViewPredictor, noise_views, parse_views
 
@@ -18,8 +19,9 @@ def model_only(model: Any, context: Any = None, *, build: Callable) -> Any:
     return build(model)
 
 
-def view_predictor(model: Any, context: Any = None, *, views: str | tuple[int, float], references: Callable
-                   ) -> ViewPredictor:
+def view_predictor(
+    model: Any, context: Any = None, *, views: str | tuple[int, float], references: Callable
+) -> ViewPredictor:
     """A :class:`~activedet.models.views.ViewPredictor`: ``views`` is a string of view letters (CALD) or
     ``(noise_levels, noise_step)`` (localization stability); ``references`` picks each image's tracked detections."""
     built = parse_views(views) if isinstance(views, str) else noise_views(*views)

@@ -23,7 +23,8 @@ import dataclasses
 import difflib
 import inspect
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..strategy_names import strategy_names
 from .checks import options_of, summary, unknown_options
@@ -31,8 +32,16 @@ from .checks import options_of, summary, unknown_options
 if TYPE_CHECKING:
     from .base import Strategy
 
-__all__ = ["REQUIREMENTS", "Method", "METHODS", "STRATEGIES", "register", "get_strategy", "list_strategies",
-           "strategy_names"]
+__all__ = [
+    "REQUIREMENTS",
+    "Method",
+    "METHODS",
+    "STRATEGIES",
+    "register",
+    "get_strategy",
+    "list_strategies",
+    "strategy_names",
+]
 
 REQUIREMENTS = {
     "val": "a validation split (val_data) beside the test split",
@@ -63,7 +72,7 @@ class Method:
     """
 
     name: str
-    factory: Callable[..., "Strategy"]
+    factory: Callable[..., Strategy]
     needs: frozenset[str] = frozenset()
     requires: frozenset[str] = frozenset()
 
@@ -80,7 +89,7 @@ METHODS: dict[str, Method] = {}
 class _Factories(Mapping):
     """A read-only view of :data:`METHODS` as ``name -> factory``."""
 
-    def __getitem__(self, name: str) -> Callable[..., "Strategy"]:
+    def __getitem__(self, name: str) -> Callable[..., Strategy]:
         return METHODS[name].factory
 
     def __iter__(self) -> Iterator[str]:
@@ -93,7 +102,7 @@ class _Factories(Mapping):
         return f"STRATEGIES({list(METHODS)})"
 
 
-STRATEGIES: Mapping[str, Callable[..., "Strategy"]] = _Factories()
+STRATEGIES: Mapping[str, Callable[..., Strategy]] = _Factories()
 """name -> factory, a read-only view of :data:`METHODS`."""
 
 
@@ -110,30 +119,42 @@ def register(name: str, *, needs: Iterable[str] = (), requires: Iterable[str] = 
     have a docstring whose first line describes it.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"register: a strategy name must be lower-case letters, digits and '_', starting with a "
-                         f"letter (it is a config value); got {name!r}")
+        raise ValueError(
+            f"register: a strategy name must be lower-case letters, digits and '_', starting with a "
+            f"letter (it is a config value); got {name!r}"
+        )
     needs, requires = frozenset(needs), frozenset(requires)
     if not all(isinstance(field, str) for field in needs):
         raise ValueError(f"register({name!r}): needs must be Detections field names (strings); got {sorted(needs)}")
     unknown = sorted(requires - set(REQUIREMENTS))
     if unknown:
-        raise ValueError(f"register({name!r}): unknown requirement(s) {unknown}; valid: {list(REQUIREMENTS)} "
-                         "(add a new one to REQUIREMENTS with the words that describe it)")
+        raise ValueError(
+            f"register({name!r}): unknown requirement(s) {unknown}; valid: {list(REQUIREMENTS)} "
+            "(add a new one to REQUIREMENTS with the words that describe it)"
+        )
 
-    def decorate(factory: Callable[..., "Strategy"]) -> Callable[..., "Strategy"]:
+    def decorate(factory: Callable[..., Strategy]) -> Callable[..., Strategy]:
         where = _where(factory)
-        positional = [p.name for p in inspect.signature(factory).parameters.values()
-                      if p.kind not in (p.KEYWORD_ONLY, p.VAR_KEYWORD)]
+        positional = [
+            p.name
+            for p in inspect.signature(factory).parameters.values()
+            if p.kind not in (p.KEYWORD_ONLY, p.VAR_KEYWORD)
+        ]
         if positional:
-            raise ValueError(f"register({name!r}): {where} must take keyword options only (def {name}(*, ...)); "
-                             f"{positional} can be given by position")
+            raise ValueError(
+                f"register({name!r}): {where} must take keyword options only (def {name}(*, ...)); "
+                f"{positional} can be given by position"
+            )
         if not summary(factory):
-            raise ValueError(f"register({name!r}): {where} needs a docstring; its first line is the description "
-                             "`activedet strategies` prints")
+            raise ValueError(
+                f"register({name!r}): {where} needs a docstring; its first line is the description "
+                "`activedet strategies` prints"
+            )
         taken = METHODS.get(name)
         if taken is not None and _where(taken.factory) != where:
-            raise ValueError(f"register({name!r}): the name is taken by {_where(taken.factory)}; choose another "
-                             f"name for {where}")
+            raise ValueError(
+                f"register({name!r}): the name is taken by {_where(taken.factory)}; choose another name for {where}"
+            )
         METHODS[name] = Method(name, factory, needs, requires)
         return factory
 
@@ -144,7 +165,7 @@ def _where(factory: Callable) -> str:
     return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
 
 
-def get_strategy(name: str, **options: Any) -> "Strategy":
+def get_strategy(name: str, **options: Any) -> Strategy:
     """The registered strategy ``name`` built with ``options``.
 
     Raises ``ValueError`` for an unknown name (with the closest valid name and the full list), an unknown option

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torchvision.ops import box_iou
@@ -44,20 +45,37 @@ from .predictors import model_only
 from .registry import register
 from .uncertainty import EMPTY_POLICIES, rank_select
 
-__all__ = ["DENSE_MEASURES", "dense_stochastic_score", "cluster_predictions", "cluster_certainties",
-           "detection_certainties", "matched_stochastic_score", "FORMULATIONS", "mc_dropout", "ensemble"]
+__all__ = [
+    "DENSE_MEASURES",
+    "dense_stochastic_score",
+    "cluster_predictions",
+    "cluster_certainties",
+    "detection_certainties",
+    "matched_stochastic_score",
+    "FORMULATIONS",
+    "mc_dropout",
+    "ensemble",
+]
 
 DENSE_MEASURES = ("mutual_information", "entropy", "box_variance")
 
 
-def dense_stochastic_score(det: Detections, *, measure: str = "mutual_information", score_threshold: float = 0.05,
-                           aggregation: str = "max", topk: int = 10) -> float | None:
+def dense_stochastic_score(
+    det: Detections,
+    *,
+    measure: str = "mutual_information",
+    score_threshold: float = 0.05,
+    aggregation: str = "max",
+    topk: int = 10,
+) -> float | None:
     """Dense formulation (module docstring). Needs ``dense_probs`` (the mean), ``dense_expected_entropy`` and
     ``dense_box_var``."""
     if det.dense_probs is None or det.dense_expected_entropy is None or det.dense_box_var is None:
-        raise ValueError("the dense MC-dropout/ensemble score needs dense_probs, dense_expected_entropy and "
-                         "dense_box_var from a StochasticPredictor over a single-stage detector; for Faster R-CNN "
-                         "use strategy_options: {formulation: matched}")
+        raise ValueError(
+            "the dense MC-dropout/ensemble score needs dense_probs, dense_expected_entropy and "
+            "dense_box_var from a StochasticPredictor over a single-stage detector; for Faster R-CNN "
+            "use strategy_options: {formulation: matched}"
+        )
     mean = det.dense_probs.float()
     foreground = mean[:, 1:] if det.prob_kind == "softmax" else mean
     if foreground.numel() == 0:
@@ -76,8 +94,9 @@ def dense_stochastic_score(det: Detections, *, measure: str = "mutual_informatio
     return float(values.topk(min(topk, values.numel())).values.mean())
 
 
-def cluster_predictions(passes: list[Detections], *, detection_threshold: float = 0.5, iou_threshold: float = 0.5,
-                        same_label: bool = False) -> list[list[tuple[int, int]]]:
+def cluster_predictions(
+    passes: list[Detections], *, detection_threshold: float = 0.5, iou_threshold: float = 0.5, same_label: bool = False
+) -> list[list[tuple[int, int]]]:
     """Greedy sequential clustering of the detections of ``T`` predictions (module docstring).
 
     Returns the clusters as lists of ``(prediction, detection index)``; at most one member per prediction.
@@ -134,7 +153,7 @@ def detection_certainties(det: Detections, *, iou_threshold: float = 0.5) -> tor
         members = []
         for t, other in enumerate(det.passes or []):
             if len(other):
-                overlap = box_iou(det.boxes[j:j + 1].float(), other.boxes.float())[0]
+                overlap = box_iou(det.boxes[j : j + 1].float(), other.boxes.float())[0]
                 best = int(overlap.argmax())
                 if float(overlap[best]) > iou_threshold:
                     members.append((t, best))
@@ -142,14 +161,23 @@ def detection_certainties(det: Detections, *, iou_threshold: float = 0.5) -> tor
     return torch.stack(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)
 
 
-def matched_stochastic_score(det: Detections, *, detection_threshold: float = 0.5, iou_threshold: float = 0.5,
-                             same_label: bool = False, cluster_aggregation: str = "min") -> float | None:
+def matched_stochastic_score(
+    det: Detections,
+    *,
+    detection_threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    same_label: bool = False,
+    cluster_aggregation: str = "min",
+) -> float | None:
     """Matched formulation (module docstring). Needs ``passes``."""
     if det.passes is None:
-        raise ValueError("the matched MC-dropout/ensemble score needs the per-prediction detections ('passes') "
-                         "from a StochasticPredictor")
-    clusters = cluster_predictions(det.passes, detection_threshold=detection_threshold, iou_threshold=iou_threshold,
-                                   same_label=same_label)
+        raise ValueError(
+            "the matched MC-dropout/ensemble score needs the per-prediction detections ('passes') "
+            "from a StochasticPredictor"
+        )
+    clusters = cluster_predictions(
+        det.passes, detection_threshold=detection_threshold, iou_threshold=iou_threshold, same_label=same_label
+    )
     if not clusters:
         return None
     certainty = cluster_certainties(det.passes, clusters).prod(dim=1)
@@ -162,9 +190,21 @@ def matched_stochastic_score(det: Detections, *, detection_threshold: float = 0.
 FORMULATIONS = ("dense", "matched")
 
 
-def _stochastic(name: str, factory: Callable, predictor: Callable, formulation: str, measure: str,
-                score_threshold: float, aggregation: str, topk: int, detection_threshold: float,
-                iou_threshold: float, same_label: bool, cluster_aggregation: str, empty_policy: str) -> Strategy:
+def _stochastic(
+    name: str,
+    factory: Callable,
+    predictor: Callable,
+    formulation: str,
+    measure: str,
+    score_threshold: float,
+    aggregation: str,
+    topk: int,
+    detection_threshold: float,
+    iou_threshold: float,
+    same_label: bool,
+    cluster_aggregation: str,
+    empty_policy: str,
+) -> Strategy:
     choice(name, "formulation", formulation, FORMULATIONS)
     choice(name, "measure", measure, DENSE_MEASURES)
     number(name, "score_threshold", score_threshold, float, 0, 1)
@@ -177,34 +217,62 @@ def _stochastic(name: str, factory: Callable, predictor: Callable, formulation: 
     choice(name, "empty_policy", empty_policy, EMPTY_POLICIES)
     if formulation == "dense":
         predictor = functools.partial(_dense_predictor, predictor=predictor, strategy=name)
-        score = functools.partial(dense_stochastic_score, measure=measure, score_threshold=float(score_threshold),
-                                  aggregation=aggregation, topk=int(topk))
+        score = functools.partial(
+            dense_stochastic_score,
+            measure=measure,
+            score_threshold=float(score_threshold),
+            aggregation=aggregation,
+            topk=int(topk),
+        )
         needs = frozenset({"dense_probs", "dense_expected_entropy", "dense_box_var"})
     else:
         predictor = functools.partial(model_only, build=predictor)
-        score = functools.partial(matched_stochastic_score, detection_threshold=float(detection_threshold),
-                                  iou_threshold=float(iou_threshold), same_label=same_label,
-                                  cluster_aggregation=cluster_aggregation)
+        score = functools.partial(
+            matched_stochastic_score,
+            detection_threshold=float(detection_threshold),
+            iou_threshold=float(iou_threshold),
+            same_label=same_label,
+            cluster_aggregation=cluster_aggregation,
+        )
         needs = frozenset({"passes"})
-    return Strategy(name, summary(factory), score=score, needs=needs, predictor=predictor,
-                    select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name))
+    return Strategy(
+        name,
+        summary(factory),
+        score=score,
+        needs=needs,
+        predictor=predictor,
+        select=functools.partial(rank_select, empty_policy=empty_policy, strategy=name),
+    )
 
 
 def _dense_predictor(model: Any, context: Any = None, *, predictor: Callable, strategy: str) -> Any:
     built = predictor(model)
     if not built.dense:
-        raise ValueError(f"strategy '{strategy}' with formulation 'dense' needs a single-stage detector (the same "
-                         f"anchors in every prediction); {type(built.members[0]).__name__} is two-stage: set "
-                         "strategy_options: {formulation: matched}")
+        raise ValueError(
+            f"strategy '{strategy}' with formulation 'dense' needs a single-stage detector (the same "
+            f"anchors in every prediction); {type(built.members[0]).__name__} is two-stage: set "
+            "strategy_options: {formulation: matched}"
+        )
     return built
 
 
-@register("mc_dropout", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"},
-          requires={"passes", "head_dropout"})
-def mc_dropout(*, passes: int = 20, formulation: str = "dense", measure: str = "mutual_information",
-               score_threshold: float = 0.05, aggregation: str = "max", topk: int = 10,
-               detection_threshold: float = 0.5, iou_threshold: float = 0.5, same_label: bool = False,
-               cluster_aggregation: str = "min", empty_policy: str = "lowest") -> Strategy:
+@register(
+    "mc_dropout", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"}, requires={"passes", "head_dropout"}
+)
+def mc_dropout(
+    *,
+    passes: int = 20,
+    formulation: str = "dense",
+    measure: str = "mutual_information",
+    score_threshold: float = 0.05,
+    aggregation: str = "max",
+    topk: int = 10,
+    detection_threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    same_label: bool = False,
+    cluster_aggregation: str = "min",
+    empty_policy: str = "lowest",
+) -> Strategy:
     """MC-dropout: T stochastic passes of the head's dropout, dense (anchor) or box-matched uncertainty (§2).
 
     Needs a detector trained with head dropout (``detector_options: {dropout: 0.25}``). Formulas above.
@@ -223,15 +291,37 @@ def mc_dropout(*, passes: int = 20, formulation: str = "dense", measure: str = "
     """
     number("mc_dropout", "passes", passes, int, 2)
     predictor = functools.partial(StochasticPredictor.mc_dropout, passes=int(passes))
-    return _stochastic("mc_dropout", mc_dropout, predictor, formulation, measure, score_threshold, aggregation, topk,
-                       detection_threshold, iou_threshold, same_label, cluster_aggregation, empty_policy)
+    return _stochastic(
+        "mc_dropout",
+        mc_dropout,
+        predictor,
+        formulation,
+        measure,
+        score_threshold,
+        aggregation,
+        topk,
+        detection_threshold,
+        iou_threshold,
+        same_label,
+        cluster_aggregation,
+        empty_policy,
+    )
 
 
-@register("ensemble", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"},
-          requires={"passes", "ensemble"})
-def ensemble(*, formulation: str = "dense", measure: str = "mutual_information", score_threshold: float = 0.05,
-             aggregation: str = "max", topk: int = 10, detection_threshold: float = 0.5, iou_threshold: float = 0.5,
-             same_label: bool = False, cluster_aggregation: str = "min", empty_policy: str = "lowest") -> Strategy:
+@register("ensemble", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"}, requires={"passes", "ensemble"})
+def ensemble(
+    *,
+    formulation: str = "dense",
+    measure: str = "mutual_information",
+    score_threshold: float = 0.05,
+    aggregation: str = "max",
+    topk: int = 10,
+    detection_threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    same_label: bool = False,
+    cluster_aggregation: str = "min",
+    empty_policy: str = "lowest",
+) -> Strategy:
     """Deep ensemble: disagreement of M independently trained detectors, dense or box-matched (§2).
 
     Needs ``ensemble_size`` >= 2 in the config (training costs M times the detector's); each member predicts once.
@@ -239,6 +329,18 @@ def ensemble(*, formulation: str = "dense", measure: str = "mutual_information",
     Options (meanings as for ``mc_dropout``): formulation, measure, score_threshold, aggregation, topk,
     detection_threshold, iou_threshold, same_label, cluster_aggregation, empty_policy.
     """
-    return _stochastic("ensemble", ensemble, StochasticPredictor.ensemble, formulation, measure, score_threshold,
-                       aggregation, topk, detection_threshold, iou_threshold, same_label, cluster_aggregation,
-                       empty_policy)
+    return _stochastic(
+        "ensemble",
+        ensemble,
+        StochasticPredictor.ensemble,
+        formulation,
+        measure,
+        score_threshold,
+        aggregation,
+        topk,
+        detection_threshold,
+        iou_threshold,
+        same_label,
+        cluster_aggregation,
+        empty_policy,
+    )

@@ -25,7 +25,7 @@ Image score: ``aggregation`` over those values, ``max`` (default), ``mean``, ``s
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -36,8 +36,20 @@ from .base import ScoredPool, SelectionInput, Strategy
 from .checks import choice, flag, number, summary
 from .registry import register
 
-__all__ = ["MEASURES", "AGGREGATIONS", "EMPTY_POLICIES", "binary_entropy", "detection_uncertainty", "aggregate",
-           "image_uncertainty", "ranked_positions", "rank_select", "least_confidence", "margin", "entropy"]
+__all__ = [
+    "MEASURES",
+    "AGGREGATIONS",
+    "EMPTY_POLICIES",
+    "binary_entropy",
+    "detection_uncertainty",
+    "aggregate",
+    "image_uncertainty",
+    "ranked_positions",
+    "rank_select",
+    "least_confidence",
+    "margin",
+    "entropy",
+]
 
 MEASURES = ("least_confidence", "margin", "entropy")
 AGGREGATIONS = ("max", "mean", "sum", "topk_mean")
@@ -63,8 +75,11 @@ def detection_uncertainty(det: Detections, measure: str, use_class_probs: bool =
     """
     scores = det.scores.detach().to(torch.float64).reshape(-1)
     if not use_class_probs:
-        return {"least_confidence": lambda s: 1 - s, "margin": lambda s: 1 - (2 * s - 1).abs(),
-                "entropy": binary_entropy}[measure](scores)
+        return {
+            "least_confidence": lambda s: 1 - s,
+            "margin": lambda s: 1 - (2 * s - 1).abs(),
+            "entropy": binary_entropy,
+        }[measure](scores)
     probs = _class_probs(det, measure)
     if det.prob_kind == "softmax":
         if measure == "least_confidence":
@@ -82,16 +97,19 @@ def detection_uncertainty(det: Detections, measure: str, use_class_probs: bool =
 
 def _class_probs(det: Detections, measure: str) -> Tensor:
     if det.prob_kind not in ("sigmoid", "softmax"):
-        raise ValueError(f"{measure}: unknown Detections.prob_kind {det.prob_kind!r}; expected 'sigmoid' or "
-                         f"'softmax'")
+        raise ValueError(f"{measure}: unknown Detections.prob_kind {det.prob_kind!r}; expected 'sigmoid' or 'softmax'")
     if det.class_probs is None:
-        raise ValueError(f"{measure} with use_class_probs=True needs Detections.class_probs; the scoring pass "
-                         f"did not fill it (strategy.needs must include 'class_probs')")
+        raise ValueError(
+            f"{measure} with use_class_probs=True needs Detections.class_probs; the scoring pass "
+            f"did not fill it (strategy.needs must include 'class_probs')"
+        )
     probs = det.class_probs.detach().to(torch.float64)
     least = 2 if det.prob_kind == "softmax" else 1
     if probs.dim() != 2 or probs.shape[0] != len(det) or probs.shape[1] < least:
-        raise ValueError(f"{measure}: class_probs must be [N={len(det)}, K>={least}] for a {det.prob_kind} "
-                         f"head; got {list(probs.shape)}")
+        raise ValueError(
+            f"{measure}: class_probs must be [N={len(det)}, K>={least}] for a {det.prob_kind} "
+            f"head; got {list(probs.shape)}"
+        )
     if not torch.isfinite(probs).all():
         raise ValueError(f"{measure}: non-finite class_probs in detection {_first_bad(probs)}")
     return probs
@@ -113,8 +131,15 @@ def aggregate(values: Tensor, aggregation: str, topk: int = 3) -> float:
     return float(values.topk(min(topk, values.numel())).values.mean())
 
 
-def image_uncertainty(det: Detections, *, measure: str, score_threshold: float = 0.05, aggregation: str = "max",
-                      topk: int = 3, use_class_probs: bool = False) -> float | None:
+def image_uncertainty(
+    det: Detections,
+    *,
+    measure: str,
+    score_threshold: float = 0.05,
+    aggregation: str = "max",
+    topk: int = 3,
+    use_class_probs: bool = False,
+) -> float | None:
     """One image's uncertainty: ``aggregation`` of :func:`detection_uncertainty` over detections with
     ``score >= score_threshold``; ``None`` when there is none (an empty image).
 
@@ -161,8 +186,9 @@ def ranked_positions(pool: ScoredPool, empty_policy: str, rng: np.random.Generat
     return np.concatenate([scored, empty[rng.permutation(len(empty))]])
 
 
-def rank_select(inputs: SelectionInput, *, empty_policy: str = "lowest", strategy: str = "uncertainty"
-                ) -> Iterator[int]:
+def rank_select(
+    inputs: SelectionInput, *, empty_policy: str = "lowest", strategy: str = "uncertainty"
+) -> Iterator[int]:
     """Yield pool indices by :func:`ranked_positions` (raises ``ValueError`` naming a non-finite score's index)."""
     _check_scores(inputs.pool, strategy)
     for position in ranked_positions(inputs.pool, empty_policy, inputs.rng):
@@ -171,23 +197,43 @@ def rank_select(inputs: SelectionInput, *, empty_policy: str = "lowest", strateg
 
 # ------------------------------------------------------------------------------------------------ strategies
 
-def _uncertainty(measure: str, factory: Callable, score_threshold: float, aggregation: str, topk: int,
-                 use_class_probs: bool, empty_policy: str) -> Strategy:
+
+def _uncertainty(
+    measure: str,
+    factory: Callable,
+    score_threshold: float,
+    aggregation: str,
+    topk: int,
+    use_class_probs: bool,
+    empty_policy: str,
+) -> Strategy:
     number(measure, "score_threshold", score_threshold, float, 0, 1)
     choice(measure, "aggregation", aggregation, AGGREGATIONS)
     number(measure, "topk", topk, int, 1)
     flag(measure, "use_class_probs", use_class_probs)
     choice(measure, "empty_policy", empty_policy, EMPTY_POLICIES)
-    score = functools.partial(image_uncertainty, measure=measure, score_threshold=float(score_threshold),
-                              aggregation=aggregation, topk=int(topk), use_class_probs=use_class_probs)
+    score = functools.partial(
+        image_uncertainty,
+        measure=measure,
+        score_threshold=float(score_threshold),
+        aggregation=aggregation,
+        topk=int(topk),
+        use_class_probs=use_class_probs,
+    )
     select = functools.partial(rank_select, empty_policy=empty_policy, strategy=measure)
     needs = frozenset({"class_probs"}) if use_class_probs else frozenset()
     return Strategy(measure, summary(factory), score=score, select=select, needs=needs)
 
 
 @register("least_confidence")
-def least_confidence(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
-                     use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+def least_confidence(
+    *,
+    score_threshold: float = 0.05,
+    aggregation: str = "max",
+    topk: int = 3,
+    use_class_probs: bool = False,
+    empty_policy: str = "lowest",
+) -> Strategy:
     """Least confidence of the detections, 1 - s (or 1 - max class probability), reduced per image.
 
     Options (shared by ``margin`` and ``entropy``; per-detection formulas in :mod:`.uncertainty`):
@@ -201,13 +247,20 @@ def least_confidence(*, score_threshold: float = 0.05, aggregation: str = "max",
             scored image), ``"highest"`` (first), ``"skip"`` (never selected), ``"random_fill"`` (after every
             scored image, in random order). Ties between scored images: by pool index.
     """
-    return _uncertainty("least_confidence", least_confidence, score_threshold, aggregation, topk,
-                        use_class_probs, empty_policy)
+    return _uncertainty(
+        "least_confidence", least_confidence, score_threshold, aggregation, topk, use_class_probs, empty_policy
+    )
 
 
 @register("margin")
-def margin(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
-           use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+def margin(
+    *,
+    score_threshold: float = 0.05,
+    aggregation: str = "max",
+    topk: int = 3,
+    use_class_probs: bool = False,
+    empty_policy: str = "lowest",
+) -> Strategy:
     """Margin (1-vs-2) uncertainty of the detections, 1 - (p(1) - p(2)), reduced per image.
 
     Options as :func:`least_confidence`.
@@ -216,8 +269,14 @@ def margin(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int
 
 
 @register("entropy")
-def entropy(*, score_threshold: float = 0.05, aggregation: str = "max", topk: int = 3,
-            use_class_probs: bool = False, empty_policy: str = "lowest") -> Strategy:
+def entropy(
+    *,
+    score_threshold: float = 0.05,
+    aggregation: str = "max",
+    topk: int = 3,
+    use_class_probs: bool = False,
+    empty_policy: str = "lowest",
+) -> Strategy:
     """Entropy of the detections (binary of the score, or of the class vector), reduced per image.
 
     Options as :func:`least_confidence`.
