@@ -2,6 +2,7 @@
 itself right after that stage's output is written (a real, unclean kill: no cleanup, no flushing).
 
 Points: ``train_epoch:E`` (after epoch E's checkpoint of any training), ``train:T``, ``evaluate:T``, ``score:T``,
+``stageK.PART.shardJ:T`` (after shard J of scoring stage K, PART ``pool`` or ``labelled``, is saved),
 ``select:T``, ``export:T``, ``label:T`` (after the ledger of cycle T's selection is saved), ``import_write:N`` /
 ``import:N`` (just before / after import record N is committed). Unset in normal use; costs one
 environment lookup per stage.

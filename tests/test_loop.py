@@ -353,3 +353,41 @@ def test_a_strategy_that_selects_nothing_stops_with_the_reason(tiny_data, tmp_pa
     with pytest.raises(ValueError, match="strategy 'entropy' selected no image from the 18 candidates"):
         run_from_config(load_config(config), progress=False)
     assert not (tmp_path / "run/cycles/0/selection.json").exists()
+
+
+def test_sigkill_between_score_shards_then_resume_gives_the_same_scores(tiny_data, tmp_path):
+    """Scoring in shards of 5 images: a kill after a shard is saved resumes at the next one; MC-dropout's passes
+    are seeded per shard, so the resumed run scores and selects exactly as a straight one."""
+    extra = {**NEEDS_DETECTOR["mc_dropout"], "strategy": "mc_dropout", "cycles": 1, "score_shard_size": 5}
+    straight = write_config(tmp_path / "straight", tiny_data, **extra)
+    assert run_cli(["run", str(straight), "--quiet"]).returncode == 0
+    killed = write_config(tmp_path / "killed", tiny_data, **extra)
+    run_dir = tmp_path / "killed" / "run"
+    proc = run_cli(["run", str(killed), "--quiet"], {"ACTIVEDET_KILL_AT": "stage0.pool.shard1:0"})
+    assert proc.returncode == -9, proc.stderr
+    shards = run_dir / "cycles/0/scores.stage0.pool.shards"
+    assert sorted(p.name for p in shards.iterdir()) == ["00000.npz", "00001.npz"]
+    assert not (run_dir / "cycles/0/scores.npz").exists()
+    kill_then_resume(killed, run_dir, ["stage0.pool.shard2:0"])  # one more kill in the resumed scoring
+    assert not shards.exists()  # removed once the stage's scores are written
+    a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+    scores = [np.load(d / "cycles/0/scores.npz") for d in (tmp_path / "straight/run", run_dir)]
+    assert len(scores[0]["pool_indices"]) == 18
+    for key in scores[0].files:
+        assert np.array_equal(scores[0][key], scores[1][key], equal_nan=True), key
+
+
+def test_the_shard_size_does_not_change_deterministic_scores(tiny_data, tmp_path):
+    """Core-set scores the pool and the labelled set (embeddings): in shards of 4 or in one, the same files."""
+    runs = []
+    for size in (4, 50_000):
+        config = write_config(tmp_path / str(size), tiny_data, strategy="coreset", cycles=1, score_shard_size=size)
+        run_from_config(load_config(config), progress=False)
+        runs.append(tmp_path / str(size) / "run")
+    a, b = (np.load(run / "cycles/0/scores.npz") for run in runs)
+    assert sorted(a.files) == sorted(b.files) and "labelled_embeddings" in a.files
+    for key in a.files:
+        assert np.array_equal(a[key], b[key], equal_nan=True), key
+    picks = [json.loads((run / "cycles/0/selection.json").read_text())["picks"] for run in runs]
+    assert [p["index"] for p in picks[0]] == [p["index"] for p in picks[1]]

@@ -360,11 +360,15 @@ class ActiveLearningRun:
             seed=derive_seed(self.options.seed, t, f"context{k}"),
             out_dir=self.rundir.cycle(t).path,
         )
-        pool = self._scored(model, stage, candidates, context)
-        labelled = self._scored(model, stage, ledger.labelled(), context) if stage.needs_labelled else None
+        pool = self._scored(model, stage, candidates, context, t, k, "pool")
+        labelled = None
+        if stage.needs_labelled:
+            labelled = self._scored(model, stage, ledger.labelled(), context, t, k, "labelled")
         if dist_utils.is_main_process():
             self._record_seconds(t, "score" if k == 0 else f"score{k}", time.perf_counter() - started)
             _save_scores(path, pool, labelled)
+            for part in ("pool", "labelled"):
+                shutil.rmtree(self.rundir.cycle(t).score_shards(k, part), ignore_errors=True)
         dist_utils.barrier()
         return pool, labelled
 
@@ -386,22 +390,46 @@ class ActiveLearningRun:
         )
 
     def _scored(
-        self, model: torch.nn.Module, stage: Strategy, indices: np.ndarray, context: ScoringContext
+        self,
+        model: torch.nn.Module,
+        stage: Strategy,
+        indices: np.ndarray,
+        context: ScoringContext,
+        t: int,
+        k: int,
+        part: str,
     ) -> ScoredPool:
+        """Score ``indices`` shard by shard (``score_shard_size`` images each). A finished shard is saved before the
+        next starts and loaded on a resume; each shard but the pool's first is seeded by ``(seed, cycle, stage,
+        part, shard)``, so stochastic passes give the same scores whether or not the run was stopped in between."""
         if not stage.needs_inference:
             return ScoredPool.from_lists(indices, np.zeros(len(indices)), np.zeros(len(indices)))
         predictor = stage.predictor(model, context) if stage.predictor is not None else model
-        stream = iter_predictions(
-            predictor,
-            self.pool,
-            indices,
-            device=self.device,
-            batch_size=self.batch_size,
-            fields=stage.needs,
-            progress=self.progress,
-        )
-        local = ScoredPool.collect(stream, stage)
-        return ScoredPool.concatenate(dist_utils.all_gather_object(local)).finalize(stage)
+        size, parts = self.options.score_shard_size, []
+        for j, start in enumerate(range(0, len(indices), size)):
+            path = self.rundir.cycle(t).score_shard(k, part, j)
+            if path.is_file():
+                parts.append(_load_scored(path))
+                continue
+            if j > 0 or part != "pool":  # the pool's first shard goes on from the stage's seed
+                torch.manual_seed(derive_seed(self.options.seed, t, f"score{k}.{part}.shard{j}"))
+            stream = iter_predictions(
+                predictor,
+                self.pool,
+                indices[start : start + size],
+                device=self.device,
+                batch_size=self.batch_size,
+                fields=stage.needs,
+                progress=self.progress,
+            )
+            shard = ScoredPool.concatenate(dist_utils.all_gather_object(ScoredPool.collect(stream, stage)))
+            if dist_utils.is_main_process() and len(indices) > size:  # one shard: the stage's file is enough
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _save_scored(path, shard)
+            dist_utils.barrier()
+            kill_point(f"stage{k}.{part}.shard{j}", t)
+            parts.append(shard)
+        return ScoredPool.concatenate(parts).finalize(stage)
 
     def _select(self, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
         path = self.rundir.cycle(t).selection
@@ -538,24 +566,23 @@ class ActiveLearningRun:
         atomic_write(self.rundir.timing_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in timings)))
 
 
-def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None) -> None:
-    arrays = {}
-    for prefix, part in (("pool", pool), ("labelled", labelled)):
-        if part is None:
-            continue
-        arrays.update(
-            {
-                f"{prefix}_indices": part.indices,
-                f"{prefix}_scores": part.scores,
-                f"{prefix}_num_detections": part.num_detections,
-            }
-        )
-        if part.embeddings is not None:
-            arrays[f"{prefix}_embeddings"] = part.embeddings
-        for name, values in part.extras.items():  # ragged per-image arrays: concatenated, with their lengths
-            arrays[f"{prefix}_extra_{name}"] = np.concatenate(values) if values else np.zeros(0)
-            arrays[f"{prefix}_extralen_{name}"] = np.array([len(v) for v in values], np.int64)
+def _arrays(prefix: str, part: ScoredPool) -> dict[str, np.ndarray]:
+    arrays = {
+        f"{prefix}_indices": part.indices,
+        f"{prefix}_scores": part.scores,
+        f"{prefix}_num_detections": part.num_detections,
+    }
+    if part.embeddings is not None:
+        arrays[f"{prefix}_embeddings"] = part.embeddings
+    if part.vectors is not None:  # a shard before the pool-level step
+        arrays[f"{prefix}_vectors"] = part.vectors
+    for name, values in part.extras.items():  # ragged per-image arrays: concatenated, with their lengths
+        arrays[f"{prefix}_extra_{name}"] = np.concatenate(values) if values else np.zeros(0)
+        arrays[f"{prefix}_extralen_{name}"] = np.array([len(v) for v in values], np.int64)
+    return arrays
 
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
@@ -563,21 +590,36 @@ def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None) -> N
     atomic_write(path, write)
 
 
+def _part(data, prefix: str) -> ScoredPool | None:
+    if f"{prefix}_indices" not in data:
+        return None
+    emb = data[f"{prefix}_embeddings"] if f"{prefix}_embeddings" in data else None
+    part = ScoredPool.from_lists(
+        data[f"{prefix}_indices"], data[f"{prefix}_scores"], data[f"{prefix}_num_detections"], emb
+    )
+    if f"{prefix}_vectors" in data:
+        part.vectors = data[f"{prefix}_vectors"]
+    for key in data.files:
+        if key.startswith(f"{prefix}_extralen_"):
+            name = key[len(f"{prefix}_extralen_") :]
+            bounds = np.cumsum(data[key])[:-1]
+            part.extras[name] = list(np.split(data[f"{prefix}_extra_{name}"], bounds)) if len(data[key]) else []
+    return part
+
+
+def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None) -> None:
+    _write_npz(path, {**_arrays("pool", pool), **(_arrays("labelled", labelled) if labelled is not None else {})})
+
+
 def _load_scores(path: Path) -> tuple[ScoredPool, ScoredPool | None]:
     with np.load(path, allow_pickle=False) as data:
-        parts = []
-        for prefix in ("pool", "labelled"):
-            if f"{prefix}_indices" not in data:
-                parts.append(None)
-                continue
-            emb = data[f"{prefix}_embeddings"] if f"{prefix}_embeddings" in data else None
-            part = ScoredPool.from_lists(
-                data[f"{prefix}_indices"], data[f"{prefix}_scores"], data[f"{prefix}_num_detections"], emb
-            )
-            for key in data.files:
-                if key.startswith(f"{prefix}_extralen_"):
-                    name = key[len(f"{prefix}_extralen_") :]
-                    bounds = np.cumsum(data[key])[:-1]
-                    part.extras[name] = list(np.split(data[f"{prefix}_extra_{name}"], bounds)) if len(data[key]) else []
-            parts.append(part)
-    return parts[0], parts[1]
+        return _part(data, "pool"), _part(data, "labelled")
+
+
+def _save_scored(path: Path, shard: ScoredPool) -> None:
+    _write_npz(path, _arrays("shard", shard))
+
+
+def _load_scored(path: Path) -> ScoredPool:
+    with np.load(path, allow_pickle=False) as data:
+        return _part(data, "shard")

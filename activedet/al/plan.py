@@ -76,6 +76,12 @@ class LoopOptions:
         "with pseudo labels on, pseudo-label only a random subset of "
         "the unlabelled pool per cycle (int or fraction); null: all",
     )
+    score_shard_size: int = option(
+        50_000,
+        "images scored per shard: each finished shard is saved, so a run stopped while scoring resumes at the "
+        "first unfinished one (stochastic passes are seeded per shard)",
+        ge=1,
+    )
     keep_checkpoints: int = option(2, "recent cycle checkpoints kept on disk (cycle 0's is always kept)", ge=1)
     seed: int = option(0, "run seed: initial set, training order, augmentation, subsets, selection")
 

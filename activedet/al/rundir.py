@@ -85,6 +85,15 @@ class CycleDir:
         """Scoring stage ``k``'s scores: ``scores.npz`` for ``k == 0``, ``scores.stage{k}.npz`` after it."""
         return self.path / ("scores.npz" if k == 0 else f"scores.stage{k}.npz")
 
+    def score_shards(self, k: int, part: str) -> Path:
+        """The finished shards of scoring stage ``k`` (``part``: ``pool`` or ``labelled``), one ``NNNNN.npz`` each;
+        removed once the stage's scores are written."""
+        return self.path / f"scores.stage{k}.{part}.shards"
+
+    def score_shard(self, k: int, part: str, j: int) -> Path:
+        """Shard ``j`` of :meth:`score_shards`."""
+        return self.score_shards(k, part) / f"{int(j):05d}.npz"
+
     def scored_stages(self) -> list[int]:
         """The stages ``k >= 1`` whose scores exist, in order."""
         prefix, suffix = "scores.stage", ".npz"

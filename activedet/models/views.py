@@ -257,16 +257,21 @@ class ViewPredictor:
     Without ``"views"`` in ``fields`` only the reference pass runs.
 
     Reproducibility: the randomness of the views (cutout placements, noise) comes from one CPU generator per
-    image, seeded from a base seed and the image's content. The base seed is drawn with ``torch.randint`` from
-    torch's global generator at the first ``predict`` call (not at construction, so building the predictor to
-    check a configuration consumes nothing). Given torch's global seed before that call, the views of an image
-    are therefore the same whatever the batching, the order of the images or the number of processes.
+    image, seeded from a base seed and the image's content. The base seed is ``seed`` when given (the loop passes
+    its scoring seed, so the views of an image do not depend on where a stopped run resumed), else drawn with
+    ``torch.randint`` from torch's global generator at the first ``predict`` call (not at construction, so building
+    the predictor to check a configuration consumes nothing). The views of an image are therefore the same
+    whatever the batching, the order of the images or the number of processes.
 
     The model runs in eval mode without gradients (its ``predict`` restores every submodule's mode).
     """
 
     def __init__(
-        self, model: nn.Module, views: Sequence[View], references: Callable[[Detections], Tensor] | None = None
+        self,
+        model: nn.Module,
+        views: Sequence[View],
+        references: Callable[[Detections], Tensor] | None = None,
+        seed: int | None = None,
     ):
         if len(views) == 0:
             raise ValueError("The 'views' parameter of ViewPredictor must hold at least one view. Got 0 views instead.")
@@ -275,7 +280,7 @@ class ViewPredictor:
         self.references = references
         self.prob_kind = getattr(self.model, "prob_kind", "sigmoid")
         self.PROVIDES = frozenset(getattr(self.model, "PROVIDES", frozenset()) | {"views"})
-        self._base_seed: int | None = None
+        self._base_seed: int | None = None if seed is None else int(seed) % 2**62
 
     def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
         requested = Detections.check_fields(fields)

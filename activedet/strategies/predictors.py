@@ -25,4 +25,5 @@ def view_predictor(
     """A :class:`~activedet.models.views.ViewPredictor`: ``views`` is a string of view letters (CALD) or
     ``(noise_levels, noise_step)`` (localization stability); ``references`` picks each image's tracked detections."""
     built = parse_views(views) if isinstance(views, str) else noise_views(*views)
-    return ViewPredictor(model, built, references=references)
+    seed = getattr(context, "seed", None)  # the scoring seed: a resumed stage draws the same views
+    return ViewPredictor(model, built, references=references, seed=seed)
