@@ -109,7 +109,96 @@ def _step_index(folder: Path) -> dict:
     return {"images": len(index), "boxes": int(index.box_counts().sum())}
 
 
-_STEPS = {"pycocotools": _step_pycocotools, "index": _step_index}
+def _write_test_split(folder: Path) -> Path:
+    """Four 32 x 32 images with one box each: the stand-in's evaluation split."""
+    from PIL import Image
+
+    (folder / "test").mkdir(exist_ok=True)
+    images, annotations = [], []
+    for i in range(4):
+        Image.new("RGB", (32, 32), (40 * i, 90, 160)).save(folder / "test" / f"{i}.png")
+        images.append({"id": i + 1, "file_name": f"test/{i}.png", "width": 32, "height": 32})
+        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [4, 4, 16, 16]})
+    categories = [{"id": c, "name": f"class{c}"} for c in range(1, 21)]
+    path = folder / "test.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def _stand_in_model(num_classes: int):
+    """A detector that costs nothing: no detection on images; on pool indices (no image read), one box whose
+    class probabilities are a fixed function of the index, so every image has a distinct score."""
+    import torch
+
+    from .models.outputs import Detections
+
+    class StandIn(torch.nn.Module):
+        prob_kind = "sigmoid"
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def predict(self, images, fields=()):
+            return [Detections(torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64)) for _ in images]
+
+        def predict_indices(self, indices, fields=()):
+            p = torch.as_tensor(indices, dtype=torch.float64).mul(0.6180339887).remainder(1.0).float() * 0.9 + 0.05
+            box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+            label = torch.ones(1, dtype=torch.int64)
+            return [Detections(box, p[k : k + 1], label) for k in range(len(indices))]
+
+    return StandIn()
+
+
+def _stand_in_trainer(model, labelled, *, unlabelled=None, val_set=None, options=None, out_dir=None, **_):
+    from .engine.train import TrainResult
+
+    return TrainResult(epochs_completed=0, best_epoch=None, best_metric=None, stopped_early=False)
+
+
+def _step_cycle(folder: Path) -> dict:
+    """One active-learning cycle of the real loop on the cached pool, model cost excluded: a stand-in detector
+    scores every unlabelled image (no pixel read) with entropy, the top 1% is selected, the simulated oracle labels
+    it (exported without images), and cycle 1 is evaluated. Run again, the same call resumes a finished run."""
+    from .al.loop import ActiveLearningRun
+    from .al.oracle import SimulatedOracle
+    from .al.plan import LoopOptions
+    from .data.coco import read_coco
+    from .data.coco_index import scan_coco_index
+    from .data.index import cached_index
+    from .engine.train import TrainOptions
+    from .strategies import get_strategy
+
+    index = cached_index(
+        "coco",
+        folder / "pool.json",
+        cache_dir=folder / "run" / "cache",
+        scan=scan_coco_index,
+        what="COCO file pool.json",
+        check_images=False,
+    )
+    pool = index.dataset()
+    test_path = folder / "test.json"
+    test = read_coco(test_path if test_path.is_file() else _write_test_split(folder), image_root=folder)
+    budget = max(1, len(pool) // 100)
+    run = ActiveLearningRun(
+        run_dir=folder / "run",
+        pool=pool,
+        test=test,
+        build_model=lambda: _stand_in_model(pool.num_classes),
+        strategy=get_strategy("entropy"),
+        options=LoopOptions(initial_labelled=budget, budget=budget, cycles=1, seed=0),
+        train_options=TrainOptions(),
+        trainer=_stand_in_trainer,
+        oracle=SimulatedOracle(pool, export=None),  # no pre-annotated export: the images have no pixels
+        batch_size=4096,
+    )
+    ledger = run.run()
+    return {"images": len(pool), "labelled": int(len(ledger.labelled()))}
+
+
+_STEPS = {"pycocotools": _step_pycocotools, "index": _step_index, "cycle": _step_cycle}
 
 
 def _child(step: str, folder: Path) -> None:
@@ -154,6 +243,8 @@ def bench_scale(
                 ("pycocotools COCO()", "pycocotools"),
                 ("index build (first read)", "index"),
                 ("cached index (later read)", "index"),
+                ("one cycle (stand-in model)", "cycle"),
+                ("resume (finished run)", "cycle"),
             ):
                 row = dict(_run(step, folder), size=n, step=label)
                 rows.append(row)

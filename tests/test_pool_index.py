@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,13 @@ import pytest
 from conftest import make_toy_dataset
 from PIL import Image
 
+from activedet.al.ledger import Ledger
+from activedet.al.rundir import RunDir
 from activedet.data import coco_index
 from activedet.data.coco import read_coco, scan_coco, write_coco
 from activedet.data.coco_index import build_coco_index, scan_coco_index
 from activedet.data.index import PoolIndex, RecordView, StaleIndex, StringColumn, cached_index
-from activedet.data.records import DatasetError, ImageRecord
+from activedet.data.records import DatasetError, DetectionDataset, ImageRecord
 
 
 def assert_same_records(a, b) -> None:
@@ -252,6 +255,48 @@ def test_the_cache_is_written_only_when_asked_or_deferred(tmp_path):
     assert_same_dataset(again.dataset(), index.dataset())
 
 
+def test_record_view_answers_whole_column_questions_as_the_records_do(tmp_path):
+    """subset, image_ids, box_counts, class_counts and the split identities over the columns equal those of a
+    list of the same records, with an image without boxes, replaced records and a subset of a subset."""
+    index = build_coco_index(coco_file(tmp_path), check_images=False)
+    view, plain = (
+        index.dataset(),
+        DetectionDataset(list(index.dataset().records), index.class_names, index.category_ids),
+    )
+    replacement = replace(plain.records[2], boxes=np.zeros((0, 4), np.float32), labels=np.zeros(0, np.int64))
+    for data in (view, plain):
+        data.records[2] = replacement
+    for positions in ([2, 0], [1, 1, 2], [], [-1]):
+        a, b = view.subset(positions), plain.subset(positions)
+        assert isinstance(a.records, RecordView)
+        assert_same_records(list(a.records), list(b.records))
+        assert a.image_ids() == b.image_ids() and a.box_counts().tolist() == b.box_counts().tolist()
+        assert a.class_counts().tolist() == b.class_counts().tolist() and a.num_boxes() == b.num_boxes()
+        again_a, again_b = a.subset(list(range(len(a)))[::-1]), b.subset(list(range(len(b)))[::-1])
+        assert_same_records(list(again_a.records), list(again_b.records))
+    assert view.box_counts()[2] == 0 and view.class_counts().tolist() == plain.class_counts().tolist()
+    with pytest.raises(IndexError, match="out of range for 3 records"):
+        view.subset([3])
+
+
+def test_splits_sharing_an_image_are_refused_over_a_pool_index(tmp_path):
+    from activedet.data.records import check_disjoint
+
+    path = coco_file(tmp_path)
+    pool = build_coco_index(path, check_images=False).dataset()
+    other = make_toy_dataset(tmp_path / "other", n_images=2)
+    check_disjoint(pool, other)
+    shared = replace(other.records[0], file_name=tmp_path / "sub" / "c.png")
+    with pytest.raises(ValueError, match=r"the pool \(train\) and test splits share 1 image\(s\), e\.g\. .*sub/c\.png"):
+        check_disjoint(pool, DetectionDataset([shared, other.records[1]], other.class_names))
+    (tmp_path / "sub").mkdir(exist_ok=True)
+    (tmp_path / "sub" / "c.png").write_bytes(b"")
+    (tmp_path / "link.png").symlink_to(tmp_path / "sub" / "c.png")  # a test file linking to a pool file
+    linked = replace(other.records[0], file_name=tmp_path / "link.png")
+    with pytest.raises(ValueError, match=r"share 1 image\(s\)"):
+        check_disjoint(pool, DetectionDataset([linked], other.class_names))
+
+
 def test_synthetic_pool_is_valid_coco_and_bench_scale_prints_its_table(tmp_path, capsys, monkeypatch):
     from activedet.bench_scale import write_synthetic_coco
     from activedet.cli import main
@@ -263,12 +308,23 @@ def test_synthetic_pool_is_valid_coco_and_bench_scale_prints_its_table(tmp_path,
     assert_same_dataset(build_coco_index(tmp_path / "pool.json", check_images=False).dataset(), expected)
     monkeypatch.undo()
 
-    assert main(["bench-scale", "--images", "200,400", "--out", str(tmp_path / "bench")]) == 0
+    assert main(["bench-scale", "--images", "300", "--out", str(tmp_path / "bench")]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    steps = ["pycocotools COCO()", "index build (first read)", "cached index (later read)"]
-    assert [line.split(" | ")[1] for line in table[1:]] == steps * 2
-    assert [line.split(" | ")[0] for line in table[1:]] == ["| 200"] * 3 + ["| 400"] * 3
-    assert (tmp_path / "bench" / "pool-400" / "run" / "cache").is_dir()
+    steps = [
+        "pycocotools COCO()",
+        "index build (first read)",
+        "cached index (later read)",
+        "one cycle (stand-in model)",
+        "resume (finished run)",
+    ]
+    assert [line.split(" | ")[1] for line in table[1:]] == steps
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| 300"] * 5
+    run = RunDir(tmp_path / "bench" / "pool-300" / "run")
+    assert run.cache.is_dir() and run.cycle(1).metrics.is_file()
+    picks = json.loads(run.cycle(0).selection.read_text())["picks"]
+    assert len(picks) == 3 and len(Ledger.load(run.ledger).labelled()) == 6  # 1% initial + 1% per cycle
+    scores = np.load(run.cycle(0).scores)
+    assert len(scores["pool_indices"]) == 297 and np.isfinite(scores["pool_scores"]).all()
     with pytest.raises(SystemExit):
         main(["bench-scale", "--images", "0"])
     assert "expected image counts >= 1 separated by commas" in capsys.readouterr().err

@@ -273,7 +273,7 @@ def _imported(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def apply_imports(run_dir: str | Path, pool: DetectionDataset) -> dict[str, dict[str, Any]]:
     """Put every imported label into ``pool``'s records (in place) and return the imported entries by image id."""
     imported = _imported(load_import_records(run_dir))
-    position = {r.image_id: i for i, r in enumerate(pool.records)}
+    position = {image_id: i for i, image_id in enumerate(pool.image_ids())} if imported else {}
     index = {name: i + 1 for i, name in enumerate(pool.class_names)}
     for image_id, entry in imported.items():
         i = position[image_id]
@@ -325,7 +325,7 @@ def import_labels(
     run_dir = Path(run_dir)
     source = Path(labels.source)
     batch_set = set(batch)
-    records = {r.image_id: r for r in pool.records}
+    position = {image_id: i for i, image_id in enumerate(pool.image_ids())}
     existing = load_import_records(run_dir)
     imported = _imported(existing)
     problems, conflicts, new, unchanged = [], [], {}, []
@@ -337,7 +337,7 @@ def import_labels(
             + "; import only the images `activedet query` exported"
         )
     for image_id in sorted(set(labels.labels) & batch_set):
-        boxes, record = labels.labels[image_id][0].astype(np.float64), records[image_id]
+        boxes, record = labels.labels[image_id][0].astype(np.float64), pool.records[position[image_id]]
         stated = labels.sizes.get(image_id)
         if stated is not None and tuple(stated) != (record.width, record.height):
             problems.append(

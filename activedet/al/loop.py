@@ -132,7 +132,7 @@ class ActiveLearningRun:
                 f"same dataset passed as pool= (e.g. {type(self.oracle).__name__}(pool)). Got an oracle "
                 "of another dataset instead."
             )
-        self.pool_ids = [r.image_id for r in self.pool.records]
+        self.pool_ids = self.pool.image_ids()
 
     # ----------------------------------------------------------------------------------------------- the cycle
     def run(self) -> Ledger:
@@ -317,7 +317,7 @@ class ActiveLearningRun:
             "strategy": self.strategy.name,
             "seed": self.options.seed,
             "labelled_images": int(len(labelled)),
-            "labelled_boxes": int(sum(self.oracle.num_boxes(i) for i in labelled)),
+            "labelled_boxes": self.oracle.count_boxes(labelled),
             "metrics": metrics,
             "train": {k: train_state[k] for k in ("epochs", "best_epoch", "history")},
             "pseudo_labels": pseudo_label_stats(pseudo) if self.pseudo_labels is not None and t > 0 else None,

@@ -132,6 +132,10 @@ class Oracle:
         """The annotation cost of labelled image ``index``, in boxes (difficult ones included: they are drawn too)."""
         return self.pool.records[index].num_boxes
 
+    def count_boxes(self, indices: Sequence[int]) -> int:
+        """:meth:`num_boxes` summed over ``indices`` (read from the pool's columns where it has them)."""
+        return int(self.pool.subset(indices).box_counts().sum())
+
     def preview_boxes(self, index: int) -> int | None:
         """The cost of image ``index`` before it is labelled: :meth:`num_boxes` when :attr:`previews_cost`, else
         ``None`` (not known until its labels arrive)."""

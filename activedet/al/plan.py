@@ -141,7 +141,7 @@ class LoopOptions:
         if self.budget_unit == "images":
             return budget
         labelled = ledger.labelled()
-        per_image = sum(oracle.num_boxes(i) for i in labelled) / max(1, len(labelled))
+        per_image = oracle.count_boxes(labelled) / max(1, len(labelled))
         return max(1, int(np.ceil(budget / max(per_image, 1e-6))))
 
     def take_budget(self, picks: Iterator[int], oracle, pool_size: int) -> list[int]:

@@ -263,19 +263,78 @@ class StaleIndex(Exception):
 
 
 class RecordView(MutableSequence[ImageRecord]):
-    """The records of a :class:`PoolIndex`, each built when asked for (``records[i]``, iteration, slices).
+    """The records of a :class:`PoolIndex` (or of the index rows ``rows``, in that order), each built when asked
+    for (``records[i]``, iteration, slices).
 
     A record can be replaced (``records[i] = record``: labels imported by people on top of the pool); the
-    replacements are kept in memory beside the index. The length is the index's: records are not inserted or
-    deleted.
+    replacements are kept in memory beside the index. The length is fixed: records are not inserted or deleted.
+    The whole-column questions a loop asks of a large pool (:meth:`image_ids`, :meth:`file_names`,
+    :meth:`box_counts`, :meth:`class_counts`, :meth:`subset`) are answered from the columns, without building a record.
     """
 
-    def __init__(self, index: PoolIndex):
+    def __init__(
+        self, index: PoolIndex, rows: np.ndarray | None = None, replaced: dict[int, ImageRecord] | None = None
+    ):
         self.index = index
-        self.replaced: dict[int, ImageRecord] = {}
+        self.rows = None if rows is None else np.asarray(rows, np.int64)
+        self.replaced: dict[int, ImageRecord] = {} if replaced is None else replaced
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.index) if self.rows is None else len(self.rows)
+
+    def _rows(self) -> np.ndarray:
+        return np.arange(len(self.index)) if self.rows is None else self.rows
+
+    def subset(self, positions) -> RecordView:
+        """The records at ``positions`` (of this view), as a view: nothing is built; replacements carried over."""
+        positions = np.asarray(positions, np.int64).reshape(-1)
+        if len(positions) and not (-len(self) <= positions.min() and positions.max() < len(self)):
+            raise IndexError(f"subset positions out of range for {len(self)} records")
+        positions = positions % max(1, len(self))
+        replaced = {}
+        if self.replaced:  # the replaced records that the subset keeps, at their new positions
+            keys = np.fromiter(self.replaced, np.int64, len(self.replaced))
+            hit = np.nonzero(np.isin(positions, keys))[0]
+            replaced = {int(k): self.replaced[int(positions[k])] for k in hit}
+        return RecordView(self.index, self._rows()[positions], replaced)
+
+    def image_ids(self) -> list[str]:
+        ids = self.index.image_ids.to_list()
+        ids = ids if self.rows is None else [ids[r] for r in self.rows.tolist()]
+        for i, record in self.replaced.items():
+            ids[i] = record.image_id
+        return ids
+
+    def file_names(self) -> list[str]:
+        """Each record's file name as the source gives it (relative to the index's ``root``, or absolute)."""
+        names = self.index.file_names.to_list()
+        names = names if self.rows is None else [names[r] for r in self.rows.tolist()]
+        for i, record in self.replaced.items():
+            names[i] = str(record.file_name)
+        return names
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        """``int64[C]``: boxes per class over the records (index ``l - 1`` for label ``l``)."""
+        rows = self._rows()
+        if self.replaced:
+            keep = np.ones(len(rows), bool)
+            keep[list(self.replaced)] = False
+            rows = rows[keep]
+        start, end = self.index.box_start[rows], self.index.box_start[rows + 1]
+        n = end - start
+        boxes = np.repeat(start - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))  # every box row of those images
+        counts = np.bincount(np.asarray(self.index.labels)[boxes] - 1, minlength=num_classes).astype(np.int64)
+        for record in self.replaced.values():
+            np.add.at(counts, record.labels - 1, 1)
+        return counts
+
+    def box_counts(self) -> np.ndarray:
+        """``int64[N]``: boxes per record."""
+        counts = self.index.box_counts()
+        counts = counts.copy() if self.rows is None else counts[self.rows]
+        for i, record in self.replaced.items():
+            counts[i] = record.num_boxes
+        return counts
 
     def _position(self, i) -> int:
         i = int(i)
@@ -287,7 +346,9 @@ class RecordView(MutableSequence[ImageRecord]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         i = self._position(i)
-        return self.replaced[i] if i in self.replaced else self.index.record(i)
+        if i in self.replaced:
+            return self.replaced[i]
+        return self.index.record(i if self.rows is None else int(self.rows[i]))
 
     def __setitem__(self, i, record: ImageRecord) -> None:  # type: ignore[override]
         if not isinstance(record, ImageRecord):

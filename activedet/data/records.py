@@ -26,6 +26,7 @@ ledger, the oracle (one box = one label), class counts and every dataset tool th
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -172,14 +173,33 @@ class DetectionDataset:
         return self.category_ids[label - 1] if self.category_ids is not None else int(label)
 
     def subset(self, indices: Sequence[int]) -> DetectionDataset:
-        """A dataset holding ``records[i]`` for ``i`` in ``indices`` (same classes)."""
-        return DetectionDataset([self.records[i] for i in indices], self.class_names, self.category_ids, self.root)
+        """A dataset holding ``records[i]`` for ``i`` in ``indices`` (same classes); over a pool index, a view of its
+        rows (no record is built)."""
+        if hasattr(self.records, "subset"):
+            records = self.records.subset(indices)
+        else:
+            records = [self.records[i] for i in indices]
+        return DetectionDataset(records, self.class_names, self.category_ids, self.root)
+
+    def image_ids(self) -> list[str]:
+        """Every record's ``image_id``, in pool order (read from the columns of a pool index)."""
+        if hasattr(self.records, "image_ids"):
+            return self.records.image_ids()
+        return [r.image_id for r in self.records]
+
+    def box_counts(self) -> np.ndarray:
+        """``int64[N]``: boxes per record."""
+        if hasattr(self.records, "box_counts"):
+            return self.records.box_counts()
+        return np.array([r.num_boxes for r in self.records], np.int64)
 
     def num_boxes(self) -> int:
-        return int(sum(r.num_boxes for r in self.records))
+        return int(self.box_counts().sum())
 
     def class_counts(self) -> np.ndarray:
         """``int64[C]`` number of boxes per class (index ``l - 1`` for label ``l``)."""
+        if hasattr(self.records, "class_counts"):
+            return self.records.class_counts(self.num_classes)
         counts = np.zeros(self.num_classes, np.int64)
         for r in self.records:
             np.add.at(counts, r.labels - 1, 1)
@@ -285,7 +305,19 @@ def check_disjoint(pool: DetectionDataset, test: DetectionDataset, val: Detectio
     split leak the test set into training and selection choices; validation images in the pool can be queried
     and trained on). Names the splits, the number shared and the first few files."""
     splits = [("pool (train)", pool), ("test", test)] + ([("validation", val)] if val is not None else [])
-    seen = [(name, {image_identity(r) for r in data.records}) for name, data in splits]
+    # the largest split (the pool, possibly millions of images) is resolved only where a file name matches one of
+    # the other splits' resolved names: a pool file that is a symbolic link under another name is not followed
+    largest = max(range(len(splits)), key=lambda k: len(splits[k][1]))
+    seen = [
+        (name, {image_identity(r) for r in data.records} if k != largest else set())
+        for k, (name, data) in enumerate(splits)
+    ]
+    names = {os.path.basename(path) for _, found in seen for path, _ in found}
+    data = splits[largest][1]
+    files = data.records.file_names() if hasattr(data.records, "file_names") else [r.file_name for r in data.records]
+    seen[largest][1].update(
+        image_identity(data.records[i]) for i, name in enumerate(files) if os.path.basename(name) in names
+    )
     for a in range(len(seen)):
         for b in range(a + 1, len(seen)):
             shared = sorted(seen[a][1] & seen[b][1])

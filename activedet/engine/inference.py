@@ -17,7 +17,6 @@ from . import distributed as dist_utils
 __all__ = ["iter_predictions", "predict_dataset"]
 
 
-@torch.no_grad()
 def iter_predictions(
     model: torch.nn.Module | Any,
     dataset: DetectionDataset,
@@ -34,10 +33,20 @@ def iter_predictions(
     Under torchrun, rank ``r`` of ``W`` handles ``indices[r::W]``; in one process, all of them. Results are
     produced batch by batch, so a caller that reduces each one to a score keeps memory flat in the pool size.
     The model is used through its ``predict(images, fields)`` method with the test transform (no augmentation);
-    any object with that method serves (e.g. :class:`~activedet.models.StochasticPredictor`).
+    any object with that method serves (e.g. :class:`~activedet.models.StochasticPredictor`). An object with a
+    ``predict_indices(pool_indices, fields)`` method instead is given the pool indices and no image is read:
+    detections made elsewhere (precomputed), or the zero-cost stand-in of ``activedet bench-scale``.
     """
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     shard = indices[dist_utils.rank() :: dist_utils.world_size()]
+    if hasattr(model, "predict_indices"):
+        show = progress and dist_utils.is_main_process()
+        for start in tqdm(range(0, len(shard), batch_size), desc="predict", disable=not show, leave=False):
+            batch = shard[start : start + batch_size]
+            with torch.no_grad():
+                outputs = model.predict_indices(batch, fields=fields)
+            yield from zip(batch, outputs)
+        return
     loader = torch.utils.data.DataLoader(
         DetectionTorchDataset(dataset, shard, train=False),
         batch_size=batch_size,
@@ -48,9 +57,10 @@ def iter_predictions(
     model = unwrap_ddp(model)
     bar = tqdm(loader, desc="predict", disable=not (progress and dist_utils.is_main_process()), leave=False)
     for images, targets in bar:
-        outputs = model.predict([img.to(device) for img in images], fields=fields)
+        with torch.no_grad():  # around the model only: a no_grad generator would re-enter it at every image
+            outputs = [output.to("cpu") for output in model.predict([img.to(device) for img in images], fields=fields)]
         for target, output in zip(targets, outputs):
-            yield int(target["index"]), output.to("cpu")
+            yield int(target["index"]), output
 
 
 def predict_dataset(

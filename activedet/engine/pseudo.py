@@ -265,6 +265,8 @@ def pseudo_label_records(
 
 def with_pseudo_labels(labelled: DetectionDataset, pseudo: Sequence[ImageRecord]) -> DetectionDataset:
     """The training set: ``labelled``'s records followed by ``pseudo``'s (same classes; neither is modified)."""
+    if not pseudo:  # ``labelled`` itself (a view of a pool index stays a view: no record is built)
+        return labelled
     return DetectionDataset([*labelled.records, *pseudo], labelled.class_names, labelled.category_ids, labelled.root)
 
 

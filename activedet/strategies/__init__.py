@@ -25,21 +25,12 @@ module                                 methods
 =====================================  =====================================================================
 """
 
-from . import (  # noqa: F401  (registers the methods)  # noqa: F401
-    almdn,
-    cald,
-    compose,
-    diversity,
-    hybrid,
-    influence,
-    kmeans,
-    localization,
-    miaod,
-    ppal,
-    random,
-    stochastic,
-    uncertainty,
-)
+# The import order is the registry's order (`activedet strategies`, the error messages): simple methods first.
+# isort: off
+from . import random, uncertainty, diversity, kmeans, hybrid, compose  # noqa: F401  (registers the methods)
+from . import stochastic, miaod, almdn, localization, cald, ppal, influence  # noqa: F401
+
+# isort: on
 from .base import ScoredPool, SelectionInput, Strategy, shortlist
 from .registry import METHODS, STRATEGIES, get_strategy, list_strategies, register, strategy_names
 
