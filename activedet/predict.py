@@ -37,7 +37,7 @@ from .data.validate import DatasetWarning
 from .engine import distributed as dist_utils
 from .engine.checkpoint import load_checkpoint
 from .models import Detections, EnsembleDetector, StochasticPredictor
-from .models.outputs import UNCERTAINTY_TYPES
+from .models.almdn import UNCERTAINTY_TYPES
 from .models.stochastic import has_head_dropout
 from .strategies.miaod import anchor_disagreement
 from .strategies.stochastic import detection_certainties
@@ -169,16 +169,16 @@ def _predictor(cfg: Config, model: torch.nn.Module, strategy, uncertainty: bool)
 
 def _columns(det: Detections, measure: str | None, use_probs: bool, uncertainty: bool) -> dict[str, torch.Tensor]:
     columns: dict[str, torch.Tensor] = {}
-    if det.class_probs_2 is not None:
-        columns["disagreement"] = anchor_disagreement(det.class_probs, det.class_probs_2)
+    if det.extras.get("class_probs_2") is not None:
+        columns["disagreement"] = anchor_disagreement(det.class_probs, det.extras["class_probs_2"])
     if measure is not None:
         columns[measure] = detection_uncertainty(det, measure, use_probs)
     if not uncertainty:
         return columns
     columns.setdefault("entropy", detection_uncertainty(det, "entropy", False))
-    if det.uncertainties is not None:
-        columns.update({name: det.uncertainties[:, k] for k, name in enumerate(UNCERTAINTY_TYPES)})
-    if det.passes is not None:
+    if det.extras.get("uncertainties") is not None:
+        columns.update({name: det.extras["uncertainties"][:, k] for k, name in enumerate(UNCERTAINTY_TYPES)})
+    if det.extras.get("passes") is not None:
         parts = detection_certainties(det)
         columns.update(
             {

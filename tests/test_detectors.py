@@ -365,3 +365,56 @@ def test_unknown_torchvision_weights_names(call, match):
 def test_argument_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ------------------------------------------------------------------------------------- Detections.extras
+
+
+def test_every_extras_key_is_declared_once_and_documented_where_it_is_filled():
+    import importlib
+
+    from activedet import models
+    from activedet.models import outputs
+
+    assert not set(models.EXTRA_FIELDS) & outputs.CORE_OPTIONAL_FIELDS
+    assert models.OPTIONAL_FIELDS == outputs.CORE_OPTIONAL_FIELDS | set(models.EXTRA_FIELDS)
+    declared = [
+        key for module in set(models.EXTRA_FIELDS.values()) for key in importlib.import_module(module).EXTRA_FIELDS
+    ]
+    assert sorted(declared) == sorted(models.EXTRA_FIELDS), "a key declared by two modules"
+    for key, module in models.EXTRA_FIELDS.items():
+        assert f"``{key}``: " in importlib.import_module(module).__doc__, f"{module} does not document {key!r}"
+        assert f"``{key}``" in outputs.Detections.__doc__ and f":mod:`{module}`" in outputs.Detections.__doc__
+    assert "``reference_boxes``" in importlib.import_module("activedet.models.views").__doc__
+    with pytest.raises(ValueError, match=r"Unknown Detections field\(s\) \['reference_boxes'\]; valid optional "):
+        Detections.check_fields({"views", "reference_boxes"})
+    assert Detections.check_fields(models.OPTIONAL_FIELDS) == models.OPTIONAL_FIELDS
+
+
+def _tiny_detections(n: int, **kwargs) -> Detections:
+    return Detections(torch.rand(n, 4), torch.rand(n), torch.ones(n, dtype=torch.int64), **kwargs)
+
+
+def test_to_moves_the_tensors_inside_extras_and_with_extras_copies():
+    view = _tiny_detections(2, extras={"reference_boxes": torch.rand(2, 4)})
+    det = _tiny_detections(
+        2,
+        class_probs=torch.rand(2, 3),
+        extras={
+            "uncertainties": torch.rand(2, 4),
+            "passes": [_tiny_detections(1, class_probs=torch.rand(1, 3)), _tiny_detections(0)],
+            "views": [view],
+            "pair": (torch.rand(1), {"nested": torch.rand(1)}),
+            "note": "kept",
+        },
+    )
+    moved = det.to("meta")
+    assert moved.boxes.is_meta and moved.class_probs.is_meta and moved.extras["uncertainties"].is_meta
+    assert all(p.boxes.is_meta for p in moved.extras["passes"]) and moved.extras["passes"][0].class_probs.is_meta
+    assert moved.extras["views"][0].extras["reference_boxes"].is_meta
+    assert moved.extras["pair"][0].is_meta and moved.extras["pair"][1]["nested"].is_meta
+    assert moved.extras["note"] == "kept" and not det.extras["uncertainties"].is_meta  # the original is unchanged
+    added = det.with_extras(influence=torch.tensor(0.5, dtype=torch.float64))
+    assert "influence" not in det.extras and set(added.extras) == {*det.extras, "influence"}
+    assert added.get("influence") == 0.5 and added.get("class_probs") is det.class_probs
+    assert added.get("class_quality") is None and _tiny_detections(1).extras == {}

@@ -41,10 +41,14 @@ def dets(boxes, probs, kind="softmax", proposals=None, views=None, reference_box
         kind,
         class_probs=probs,
         proposals=None if proposals is None else torch.tensor(proposals).reshape(-1, 4),
-        views=views,
-        reference_boxes=None
-        if reference_boxes is None
-        else torch.tensor(reference_boxes, dtype=torch.float32).reshape(-1, 4),
+        extras={
+            **({} if views is None else {"views": views}),
+            **(
+                {}
+                if reference_boxes is None
+                else {"reference_boxes": torch.tensor(reference_boxes, dtype=torch.float32).reshape(-1, 4)}
+            ),
+        },
     )
 
 
@@ -126,7 +130,7 @@ def test_stability_keeps_the_top_references_by_pmax():
     assert localization_stability(det, max_references=1) == pytest.approx(0.1 - 1.0)  # the 0.3 box is dropped
     with pytest.raises(ValueError, match=r"view 0 must carry reference_boxes \[2, 4\]"):
         localization_stability(dets(ref.boxes.tolist(), ref.class_probs.tolist(), views=[dets([BOX], [[0.1, 0.9]])]))
-    with pytest.raises(ValueError, match="needs Detections.views"):
+    with pytest.raises(ValueError, match=r"needs Detections.extras\['views'\]"):
         localization_stability(ref)
 
 
@@ -245,7 +249,7 @@ def test_strategy_predictors_build_on_tiny_detectors_and_score():
         predictor = strategy.predictor(frcnn)
         assert isinstance(predictor, ViewPredictor)
         det = predictor.predict([image], strategy.needs)[0]
-        assert len(det.views) == (6 if name == "localization_stability" else 4)
+        assert len(det.extras["views"]) == (6 if name == "localization_stability" else 4)
         assert np.isfinite(strategy.score(det))
     lt = get_strategy("localization_tightness")
     det = frcnn.predict([image], lt.needs)[0]

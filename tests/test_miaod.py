@@ -74,14 +74,15 @@ def test_predict_shapes_and_weights():
     dets = model.predict(images, fields=FIELDS)
     for det, image in zip(dets, images):
         anchors = det.dense_probs.shape[0]
-        assert anchors > 0 and det.dense_probs.shape == det.dense_probs_2.shape == det.dense_weights.shape
-        assert det.dense_probs.shape[1] == 3 and det.class_probs_2.shape == (len(det), 3)
-        assert all(torch.isfinite(t).all() for t in (det.dense_probs, det.dense_probs_2, det.dense_weights))
+        probs_2, weights = det.extras["dense_probs_2"], det.extras["dense_weights"]
+        assert anchors > 0 and det.dense_probs.shape == probs_2.shape == weights.shape
+        assert det.dense_probs.shape[1] == 3 and det.extras["class_probs_2"].shape == (len(det), 3)
+        assert all(torch.isfinite(t).all() for t in (det.dense_probs, probs_2, weights))
         # per level the instance softmax sums to 1, times softmax over classes: 4 levels -> each class ~ 4/3
-        assert torch.allclose(det.dense_weights.sum(), torch.tensor(4.0), atol=1e-3)
+        assert torch.allclose(weights.sum(), torch.tensor(4.0), atol=1e-3)
         assert len(det) > 0 and (det.boxes[:, 2] <= image.shape[-1] + 1e-3).all()
     plain = build_detector("retinanet", 3, backbone="tiny").predict(images, fields={"dense_probs_2"})
-    assert plain[0].dense_probs_2 is None  # detectors with one classifier leave it empty
+    assert plain[0].extras.get("dense_probs_2") is None  # detectors with one classifier leave it empty
 
 
 def _changed(before: dict[str, torch.Tensor], model) -> set[str]:
@@ -231,8 +232,7 @@ def test_scoring_ranks_disagreement_above_agreement():
         torch.zeros(0),
         torch.zeros(0, dtype=torch.int64),
         dense_probs=agree,
-        dense_probs_2=agree.clone(),
-        dense_weights=torch.full((300, 3), 0.01),
+        extras={"dense_probs_2": agree.clone(), "dense_weights": torch.full((300, 3), 0.01)},
     )
     apart = agree.clone()
     apart[:20] = 0.9
@@ -241,8 +241,7 @@ def test_scoring_ranks_disagreement_above_agreement():
         torch.zeros(0),
         torch.zeros(0, dtype=torch.int64),
         dense_probs=apart,
-        dense_probs_2=agree.clone(),
-        dense_weights=torch.full((300, 3), 0.01),
+        extras={"dense_probs_2": agree.clone(), "dense_weights": torch.full((300, 3), 0.01)},
     )
     for weighted in (False, True):
         strategy = get_strategy("miaod", weighted=weighted)

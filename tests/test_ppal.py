@@ -31,8 +31,8 @@ def det(scores, labels, boxes=None, quality=None, features=None) -> Detections:
         boxes=torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
         scores=torch.tensor(scores, dtype=torch.float32),
         labels=torch.tensor(labels).long(),
-        class_quality=None if quality is None else torch.tensor(quality, dtype=torch.float32),
         features=None if features is None else torch.tensor(features, dtype=torch.float32),
+        extras={} if quality is None else {"class_quality": torch.tensor(quality, dtype=torch.float32)},
     )
 
 
@@ -232,5 +232,5 @@ def test_difficulty_predictor_attaches_the_class_quality():
     model = _trained(build_faster_rcnn, 1, difficulty_ema=True)
     predictor = DifficultyPredictor(model)
     dets = predictor.predict([torch.rand(3, 128, 128)], fields={"class_quality", "features"})
-    assert torch.equal(dets[0].class_quality, model.roi_heads.difficulty.quality)
+    assert torch.equal(dets[0].extras["class_quality"], model.roi_heads.difficulty.quality)
     assert dets[0].features is not None and "class_quality" in predictor.PROVIDES

@@ -4,7 +4,6 @@ without importing torch. No detector needed."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from activedet.cli import main
+from activedet.models import OPTIONAL_FIELDS
 from activedet.models.outputs import Detections
 from activedet.strategies import (
     METHODS,
@@ -32,7 +32,7 @@ from activedet.strategies.checks import options_of
 from activedet.strategies.uncertainty import rank_select
 
 ROOT = Path(__file__).resolve().parent.parent
-DETECTION_FIELDS = {f.name for f in dataclasses.fields(Detections)}
+DETECTION_FIELDS = set(OPTIONAL_FIELDS)  # the optional Detections fields and the extras keys
 
 
 @pytest.fixture

@@ -35,7 +35,11 @@ def test_miaod_released_score_averages_the_top_10000_anchors():
     gen = torch.Generator().manual_seed(0)
     p1, p2 = torch.rand(40_000, 3, generator=gen), torch.rand(40_000, 3, generator=gen)
     det = Detections(
-        torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), dense_probs=p1, dense_probs_2=p2
+        torch.zeros(0, 4),
+        torch.zeros(0),
+        torch.zeros(0, dtype=torch.int64),
+        dense_probs=p1,
+        extras={"dense_probs_2": p2},
     )
     per_anchor = (p1 - p2).pow(2).mean(dim=1)
     released = get_strategy("miaod", topk_fraction=None).score(det)
@@ -48,7 +52,7 @@ def test_miaod_released_score_averages_the_top_10000_anchors():
         torch.zeros(0),
         torch.zeros(0, dtype=torch.int64),
         dense_probs=p1[:500],
-        dense_probs_2=p2[:500],
+        extras={"dense_probs_2": p2[:500]},
     )
     assert get_strategy("miaod", topk_fraction=None).score(small) == pytest.approx(
         float(per_anchor[:500].mean()), rel=1e-6
@@ -149,7 +153,7 @@ def test_miaod_dense_scores_do_not_depend_on_the_batch():
     for batch in ([small, large], [large, small, odd], [odd, small]):
         together = model.predict(batch, fields)[next(i for i, img in enumerate(batch) if img is small)]
         for name in fields:
-            assert torch.allclose(getattr(together, name), getattr(alone, name), atol=1e-6), name
+            assert torch.allclose(together.get(name), alone.get(name), atol=1e-6), name
         assert strategy.score(together) == pytest.approx(strategy.score(alone), rel=1e-5)
         assert torch.allclose(together.boxes, alone.boxes, atol=1e-4)
     odd_alone = model.predict([odd], fields)[0]
@@ -390,7 +394,7 @@ def test_ensemble_dense_scores_do_not_depend_on_the_batch():
     alone = predictor.predict([small], fields)[0]
     together = predictor.predict([large, small], fields)[1]
     for name in fields:
-        assert torch.allclose(getattr(together, name), getattr(alone, name), atol=1e-6), name
+        assert torch.allclose(together.get(name), alone.get(name), atol=1e-6), name
 
 
 # ------------------------------------------------------------------------------------- SSD augmentation (AL-MDN)

@@ -32,35 +32,35 @@ def det(scores, kind="sigmoid", probs=None, embedding=None, dense_seed=None) -> 
     classifiers and MIL weights, as the MI-AOD detector returns them)."""
     scores = torch.tensor(scores, dtype=torch.float32)
     n = len(scores)
-    dense = {}
+    dense, extras = {}, {}
     if dense_seed is not None:
         g = torch.Generator().manual_seed(dense_seed)
-        dense = {
-            "dense_probs": torch.rand(40, 2, generator=g),
+        dense = {"dense_probs": torch.rand(40, 2, generator=g)}
+        extras = {
             "dense_probs_2": torch.rand(40, 2, generator=g),
             "dense_weights": torch.rand(40, 2, generator=g) / 40,
             "dense_expected_entropy": torch.rand(40, generator=g) * 0.5,
             "dense_box_var": torch.rand(40, generator=g),
             "uncertainties": torch.rand(n, 4, generator=g),
             "class_quality": torch.rand(2, generator=g),
-            "features": torch.rand(n, 4, generator=g),
         }
+        dense["features"] = torch.rand(n, 4, generator=g)
         boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * n).reshape(n, 4)
-        dense["passes"] = [
+        extras["passes"] = [
             Detections(boxes + torch.rand(n, 4, generator=g), scores, torch.ones(n, dtype=torch.int64), kind)
             for _ in range(3)
         ]
         dense["proposals"] = boxes + torch.rand(n, 4, generator=g)
         if probs is not None:  # two views (CALD, localization stability), the reference boxes unmoved
             labels = torch.ones(n, dtype=torch.int64)
-            dense["views"] = [
+            extras["views"] = [
                 Detections(
                     boxes + torch.rand(n, 4, generator=g),
                     scores,
                     labels,
                     kind,
                     class_probs=torch.tensor(np.asarray(probs, np.float32)),
-                    reference_boxes=boxes,
+                    extras={"reference_boxes": boxes},
                 )
                 for _ in range(2)
             ]
@@ -72,6 +72,7 @@ def det(scores, kind="sigmoid", probs=None, embedding=None, dense_seed=None) -> 
         class_probs=None if probs is None else torch.tensor(np.asarray(probs, np.float32)),
         embedding=None if embedding is None else torch.tensor(embedding, dtype=torch.float32),
         **dense,
+        extras=extras,
     )
 
 

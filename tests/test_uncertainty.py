@@ -136,8 +136,8 @@ def test_predict_returns_four_uncertainties_per_detection(name, kwargs):
     model = build_detector(name, C, score_thresh=0.0, **kwargs)
     dets = model.predict(_images(2), fields={"uncertainties", "class_probs"})
     for det in dets:
-        assert det.uncertainties.shape == (len(det), 4) and torch.all(det.uncertainties >= 0)
-    assert model.predict([torch.zeros(3, 64, 64)], fields={"uncertainties"})[0].uncertainties.shape[1] == 4
+        assert det.extras["uncertainties"].shape == (len(det), 4) and torch.all(det.extras["uncertainties"] >= 0)
+    assert model.predict([torch.zeros(3, 64, 64)], fields={"uncertainties"})[0].extras["uncertainties"].shape[1] == 4
 
 
 def test_almdn_score_normalises_over_all_detections_of_the_pool():
@@ -148,7 +148,7 @@ def test_almdn_score_normalises_over_all_detections_of_the_pool():
             torch.zeros(len(s), 4),
             torch.tensor(s),
             torch.ones(len(s), dtype=torch.int64),
-            uncertainties=torch.tensor(x).reshape(-1, 4),
+            extras={"uncertainties": torch.tensor(x).reshape(-1, 4)},
         )
         for x, s in zip(u, scores)
     ]
@@ -164,7 +164,7 @@ def test_almdn_score_normalises_over_all_detections_of_the_pool():
     joined = ScoredPool.concatenate(shards).finalize(strategy)
     assert np.allclose(joined.scores, pool.scores, equal_nan=True)
     assert np.all(np.isnan(almdn_combine(ScoredPool.collect(enumerate(dets[2:]), strategy))))
-    with pytest.raises(ValueError, match="needs Detections.uncertainties"):
+    with pytest.raises(ValueError, match=r"needs Detections.extras\['uncertainties'\]"):
         almdn_vector(dets[0].to("cpu").__class__(torch.zeros(1, 4), torch.ones(1), torch.ones(1, dtype=torch.int64)))
 
 
@@ -198,10 +198,14 @@ def test_mc_dropout_passes_differ_and_batchnorm_stays_in_eval(name, kwargs):
     assert modes and not any(modes)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert model.training and all(m.training for m in model.modules() if isinstance(m, HeadDropout))
-    assert len(det.passes) == 3 and all(p.class_probs is not None for p in det.passes)
-    assert not torch.equal(det.passes[0].scores, det.passes[1].scores)
+    passes = det.extras["passes"]
+    assert len(passes) == 3 and all(p.class_probs is not None for p in passes)
+    assert not torch.equal(passes[0].scores, passes[1].scores)
     if predictor.dense:
-        assert float(det.dense_box_var.max()) > 0 and det.dense_expected_entropy.shape == det.dense_probs.shape[:1]
+        assert (
+            float(det.extras["dense_box_var"].max()) > 0
+            and det.extras["dense_expected_entropy"].shape == det.dense_probs.shape[:1]
+        )
         # the detections are those of the mean prediction, with their mean class vectors
         assert len(det) > 0 and torch.all(det.dense_probs.sum(-1) > 0)
     # an ordinary predict samples nothing: dropout is off in eval mode
@@ -243,7 +247,7 @@ def test_matched_score_ranks_disagreeing_passes_first():
     missing = [_dets([0.95], [box]), _dets([0.95], [box]), _dets([], []), _dets([], [])]
     unsure = [_dets([0.55], [box]) for _ in range(4)]
     score = lambda passes: matched_stochastic_score(
-        Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), passes=passes)
+        Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), extras={"passes": passes})
     )
     values = {
         name: score(p)
@@ -265,14 +269,17 @@ def test_dense_scores_rank_disagreement_first():
     agree = Detections(
         **base,
         dense_probs=mean[:1],
-        dense_expected_entropy=torch.tensor([entropy_of_mean]),
-        dense_box_var=torch.tensor([0.0]),
+        extras={"dense_expected_entropy": torch.tensor([entropy_of_mean]), "dense_box_var": torch.tensor([0.0])},
     )
     disagree = Detections(
-        **base, dense_probs=mean[1:2], dense_expected_entropy=torch.tensor([0.2]), dense_box_var=torch.tensor([0.3])
+        **base,
+        dense_probs=mean[1:2],
+        extras={"dense_expected_entropy": torch.tensor([0.2]), "dense_box_var": torch.tensor([0.3])},
     )
     background = Detections(
-        **base, dense_probs=mean[2:], dense_expected_entropy=torch.tensor([0.0]), dense_box_var=torch.tensor([5.0])
+        **base,
+        dense_probs=mean[2:],
+        extras={"dense_expected_entropy": torch.tensor([0.0]), "dense_box_var": torch.tensor([5.0])},
     )
     mi = [dense_stochastic_score(d) for d in (agree, disagree, background)]
     assert mi[0] == pytest.approx(0.0, abs=1e-5) and mi[1] == pytest.approx(entropy_of_mean - 0.2, abs=1e-5)
@@ -298,7 +305,7 @@ def test_ensemble_members_differ_and_member_0_is_the_plain_detector():
     assert torch.equal(ensemble.predict(images)[0].scores, plain.predict(images)[0].scores)
     predictor = StochasticPredictor.ensemble(ensemble)
     det = predictor.predict(images, fields={"passes", "dense_probs", "dense_expected_entropy", "dense_box_var"})[0]
-    assert len(det.passes) == 3 and float(det.dense_box_var.max()) > 0
+    assert len(det.extras["passes"]) == 3 and float(det.extras["dense_box_var"].max()) > 0
 
 
 def test_train_ensemble_seeds_members_and_resumes_finished_ones(toy_dataset, tmp_path):

@@ -173,29 +173,35 @@ def test_view_predictor_returns_every_view_with_the_mapped_reference_boxes(name)
     plain = model.predict(images(), fields={"class_probs"})
     for image, det, ref in zip(images(), results, plain):
         assert torch.equal(det.boxes, ref.boxes) and det.class_probs is not None and len(det) > 0
-        assert len(det.views) == 4 and all(v.class_probs is not None for v in det.views)
+        views = det.extras["views"]
+        assert len(views) == 4 and all(v.class_probs is not None for v in views)
         width = image.shape[-1]
-        flipped = det.views[0].reference_boxes
+        flipped = views[0].extras["reference_boxes"]
         assert torch.allclose(flipped[:, [2, 0]], width - det.boxes[:, [0, 2]])
-        assert torch.equal(det.views[1].reference_boxes, det.boxes)
+        assert torch.equal(views[1].extras["reference_boxes"], det.boxes)
         assert torch.allclose(
-            det.views[2].reference_boxes,
+            views[2].extras["reference_boxes"],
             det.boxes * torch.tensor([round(0.8 * width) / width, round(0.8 * image.shape[-2]) / image.shape[-2]] * 2),
         )
         rotated = Rotate(5.0).map_boxes(det.boxes, *image.shape[-2:])
-        assert torch.allclose(det.views[3].reference_boxes, rotated)
+        assert torch.allclose(views[3].extras["reference_boxes"], rotated)
     torch.manual_seed(0)
     again = predictor.__class__(model, parse_views("FCDR")).predict(images()[::-1], fields={"views", "class_probs"})
-    assert torch.equal(again[1].views[1].boxes, results[0].views[1].boxes)  # cutout independent of the order
+    assert torch.equal(
+        again[1].extras["views"][1].boxes, results[0].extras["views"][1].boxes
+    )  # cutout independent of the order
 
 
 def test_view_predictor_without_views_requested_runs_only_the_reference_pass_and_narrows_references():
     model = tiny("retinanet")
     predictor = ViewPredictor(EnsembleDetector([model]), noise_views(2), references=lambda d: torch.arange(3))
     plain = predictor.predict(images(), fields={"class_probs"})
-    assert all(d.views is None and len(d) == 3 for d in plain)
+    assert all(d.extras.get("views") is None and len(d) == 3 for d in plain)
     with_views = predictor.predict(images(), fields={"views", "class_probs"})
-    assert all(len(d.views) == 2 and d.views[0].reference_boxes.shape == (3, 4) for d in with_views)
+    assert all(
+        len(d.extras["views"]) == 2 and d.extras["views"][0].extras["reference_boxes"].shape == (3, 4)
+        for d in with_views
+    )
     assert predictor.predict([], fields={"views"}) == [] and "views" in predictor.PROVIDES
     with pytest.raises(ValueError, match="at least one view"):
         ViewPredictor(model, [])
@@ -205,4 +211,4 @@ def test_images_without_reference_detections_get_no_views():
     model = tiny("retinanet")
     predictor = ViewPredictor(model, noise_views(2), references=lambda d: torch.zeros(0, dtype=torch.int64))
     results = predictor.predict(images(), fields={"views", "class_probs"})
-    assert all(len(d) == 0 and d.views == [] for d in results)
+    assert all(len(d) == 0 and d.extras["views"] == [] for d in results)

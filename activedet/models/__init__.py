@@ -15,12 +15,13 @@ from typing import Any
 
 from torch import nn
 
+from . import almdn, difficulty, influence, miaod, stochastic, views
 from .almdn import MDNSSD, MDNRetinaNet, build_almdn_retinanet, build_almdn_ssd
 from .classifier import ImageClassifier, build_classifier
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
 from .miaod import MIAODRetinaNet, build_miaod
-from .outputs import OPTIONAL_FIELDS, Detections
+from .outputs import CORE_OPTIONAL_FIELDS, Detections
 from .retinanet import RetinaNetDetector, build_retinanet
 from .ssd import SSDDetector, build_ssd
 from .stochastic import EnsembleDetector, StochasticPredictor
@@ -29,6 +30,7 @@ __all__ = [
     "DETECTORS",
     "build_detector",
     "Detections",
+    "EXTRA_FIELDS",
     "OPTIONAL_FIELDS",
     "build_retinanet",
     "build_fcos",
@@ -49,6 +51,18 @@ __all__ = [
     "build_classifier",
     "ImageClassifier",
 ]
+
+#: Every ``Detections.extras`` key a caller may request, mapped to the module that fills it, declares it in its
+#: ``EXTRA_FIELDS`` and documents it.
+EXTRA_FIELDS: dict[str, str] = {
+    name: module.__name__
+    for module in (miaod, stochastic, almdn, views, difficulty, influence)
+    for name in sorted(module.EXTRA_FIELDS)
+}
+
+#: Every name ``predict(..., fields=...)`` and ``Strategy.needs`` accept: the optional fields of
+#: :class:`Detections` and the extras keys.
+OPTIONAL_FIELDS = CORE_OPTIONAL_FIELDS | frozenset(EXTRA_FIELDS)
 
 SSD_BACKBONES = {"vgg16": "ssd300_vgg16", "mobilenet_v3_large": "ssdlite320_mobilenet_v3_large", "tiny": "tiny"}
 

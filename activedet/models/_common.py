@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from .outputs import Detections
+from .outputs import CORE_OPTIONAL_FIELDS, Detections
 
 __all__: list[str] = []
 
@@ -124,7 +124,8 @@ class PredictMixin:
         Args:
             images: float ``[3, H, W]`` tensors in ``[0, 1]``, any sizes.
             fields: optional :class:`Detections` fields to fill (``class_probs``, ``proposals``, ``embedding``,
-                ``dense_probs``); the others are ``None``.
+                ``dense_probs``, ``features``) and ``Detections.extras`` keys the detector provides (its
+                ``PROVIDES``); the fields not requested are ``None``, the keys absent.
 
         Runs without gradients in eval mode; the train/eval mode of every submodule is restored afterwards.
         """
@@ -165,7 +166,8 @@ def _forward_batch(model: nn.Module, image_list: ImageList):
     return features, head_outputs, anchors
 
 
-#: Fields computed from every anchor of an image: they must not depend on the other images of the batch.
+#: Fields and extras keys computed from every anchor of an image: they must not depend on the other images of the
+#: batch.
 DENSE_FIELDS = frozenset({"dense_probs", "dense_probs_2", "dense_weights", "dense_expected_entropy", "dense_box_var"})
 
 
@@ -287,9 +289,11 @@ def dense_detections(
     takes per-level lists, as RetinaNet/FCOS, or the concatenated outputs, as SSD).
 
     Args:
-        extras: ``(head_outputs, anchors, image_sizes, features, detections) -> [dict]``, further
-            :class:`Detections` fields per image (detections in resized pixels, with ``anchor_idxs``).
-        dense_extras: ``{field: [B, A]}`` per-anchor values; each requested one is kept for the in-image anchors.
+        extras: ``(head_outputs, anchors, image_sizes, features, detections) -> [dict]``, further values per
+            image (detections in resized pixels, with ``anchor_idxs``): optional :class:`Detections` fields, and
+            ``Detections.extras`` keys for any other name.
+        dense_extras: ``{name: [B, A]}`` per-anchor values; each requested one is kept for the in-image anchors
+            (a field or an extras key alike).
     """
     if model.SPLIT_LEVELS:
         outputs, anchors_in = split_by_level(head_outputs, anchors, features)
@@ -308,6 +312,7 @@ def dense_detections(
     results = []
     for i, det in enumerate(detections):
         inside = inside_image(anchors[i], image_list.image_sizes[i])
+        added = {**{name: values[i, inside] for name, values in per_anchor.items()}, **more[i]}
         results.append(
             Detections(
                 boxes=det["boxes"],
@@ -317,8 +322,8 @@ def dense_detections(
                 class_probs=probs[i, det["anchor_idxs"]] if "class_probs" in fields else None,
                 embedding=embeddings[i] if embeddings is not None else None,
                 dense_probs=probs[i, inside] if "dense_probs" in fields else None,
-                **{name: values[i, inside] for name, values in per_anchor.items()},
-                **more[i],
+                **{name: value for name, value in added.items() if name in CORE_OPTIONAL_FIELDS},
+                extras={name: value for name, value in added.items() if name not in CORE_OPTIONAL_FIELDS},
             )
         )
     return results

@@ -27,10 +27,13 @@ Losses (the released ``multibox_loss_gmm.py``), both normalised by the number of
   the ignore band (IoU 0.4-0.5); type 1 is ``Σ_k π_k focal(ẑ_k, y)``, type 2 the focal loss of the mixed
   probability ``Σ_k π_k sigmoid(ẑ_k)``. The mixture NLL replaces the L1 box loss.
 
-Uncertainties of a detection (from its source anchor, one forward pass; ``predict(fields={"uncertainties"})``):
-aleatoric loc ``max_j Σ_k π_kj σ_kj``; epistemic loc ``max_j Σ_k π_kj (μ_kj - μ̄_j)²``; aleatoric cls
-``Σ_k π_k v_k[c]``; epistemic cls ``Σ_k π_k (P(μ_k)[c] - p[c])²``, for the detected class ``c``
-(columns of :data:`~activedet.models.outputs.UNCERTAINTY_TYPES`).
+Uncertainties of a detection (from its source anchor, one forward pass; ``predict(fields={"uncertainties"})``),
+the ``Detections.extras`` key this module fills (:data:`EXTRA_FIELDS`):
+
+* ``uncertainties``: ``float32[N, 4]`` per detection, the columns of :data:`UNCERTAINTY_TYPES`: aleatoric loc
+  ``max_j Σ_k π_kj σ_kj`` and epistemic loc ``max_j Σ_k π_kj (μ_kj - μ̄_j)²`` (max over the 4 box coordinates
+  ``j``); aleatoric cls ``Σ_k π_k v_k[c]`` and epistemic cls ``Σ_k π_k (P(μ_k)[c] - p[c])²``, for the detected
+  class ``c``.
 
 Prediction layers: the mixture parameters of a level come from one layer for localisation and one for
 classification, the components' filters stacked (the same function as ``K`` separate layers, computed at once).
@@ -60,7 +63,15 @@ from .retinanet import RetinaNetDetector, build_retinanet
 from .ssd import SSDDetector, _out_channels, build_ssd
 from .weights import WeightsSpec, load_weights
 
+#: The ``Detections.extras`` keys this module fills (module docstring).
+EXTRA_FIELDS = frozenset({"uncertainties"})
+
+#: the four AL-MDN uncertainties, in the column order of ``Detections.extras["uncertainties"]``
+UNCERTAINTY_TYPES = ("aleatoric_loc", "epistemic_loc", "aleatoric_cls", "epistemic_cls")
+
 __all__ = [
+    "EXTRA_FIELDS",
+    "UNCERTAINTY_TYPES",
     "MDNHead",
     "MDNSSD",
     "MDNRetinaNet",
@@ -262,7 +273,7 @@ def _uncertainty_extras(fields: frozenset[str], kind: str):
 class MDNSSD(SSDDetector):
     """SSD with the AL-MDN head (module docstring); ``predict`` adds ``uncertainties`` on request."""
 
-    PROVIDES = SSDDetector.PROVIDES | frozenset({"uncertainties"})
+    PROVIDES = SSDDetector.PROVIDES | EXTRA_FIELDS
 
     def __init__(self, *args: Any, cls_loss: str = "type1", beta: float = 2.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -358,7 +369,7 @@ def _focal_of_probability(p: Tensor, y: Tensor, alpha: float = 0.25, gamma: floa
 class MDNRetinaNet(RetinaNetDetector):
     """RetinaNet with the AL-MDN head (module docstring); ``predict`` adds ``uncertainties`` on request."""
 
-    PROVIDES = RetinaNetDetector.PROVIDES | frozenset({"uncertainties"})
+    PROVIDES = RetinaNetDetector.PROVIDES | EXTRA_FIELDS
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
         return single_stage_predict(self, images, fields, extras=_uncertainty_extras(fields, "sigmoid"))

@@ -23,13 +23,17 @@ initialised: per-class sums and counts are all-reduced) and updates the per-clas
 ``momentum``, plus the update count ``updates``), so they are in the state dict and in checkpoints. The update
 consumes no random numbers and touches no parameter or gradient, so training is exactly the same with and
 without it.
+
+:class:`DifficultyPredictor` fills, on request, the ``Detections.extras`` key (:data:`EXTRA_FIELDS`):
+
+* ``class_quality``: ``float32[C]`` the model's per-class quality ``Q_c`` learned during training (index ``c - 1``
+  for class ``c``; 0 = hard, 1 = easy), the same tensor for every image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 
 import torch
 import torch.distributed as dist
@@ -39,7 +43,11 @@ from ._common import broadcast_iou, check_choice, check_float
 from .outputs import Detections
 from .stochastic import predicting_detector
 
+#: The ``Detections.extras`` keys this module fills (module docstring).
+EXTRA_FIELDS = frozenset({"class_quality"})
+
 __all__ = [
+    "EXTRA_FIELDS",
     "ClassDifficultyEMA",
     "ABSENT_POLICIES",
     "aligned_iou",
@@ -157,7 +165,8 @@ def overridden_postprocessing(model: nn.Module, values: dict[str, float] | None)
 
 
 class DifficultyPredictor:
-    """``predict(images, fields)`` of ``model`` that also attaches the model's ``class_quality`` (PPAL's DCUS).
+    """``predict(images, fields)`` of ``model`` that also attaches the model's ``class_quality`` (PPAL's DCUS), an
+    extras key (module docstring).
 
     ``postprocess``: detector postprocessing used while predicting (``None``: the detector's own;
     :data:`RELEASED_DCUS_POSTPROCESS`: the released DCUS inference).
@@ -178,7 +187,7 @@ class DifficultyPredictor:
         self.model, self.difficulty, self.strategy = model, difficulty, strategy
         self.postprocess = dict(postprocess) if postprocess else None
         self.prob_kind = getattr(model, "prob_kind", "sigmoid")
-        self.PROVIDES = frozenset(getattr(model, "PROVIDES", frozenset()) | {"class_quality"})
+        self.PROVIDES = frozenset(getattr(model, "PROVIDES", frozenset()) | EXTRA_FIELDS)
 
     def class_quality(self) -> Tensor:
         """``float32[C]`` the learned ``Q`` (a copy); raises ``ValueError`` if it was never updated."""
@@ -196,4 +205,4 @@ class DifficultyPredictor:
             detections = self.model.predict(images, fields - {"class_quality"})
         if quality is None:
             return detections
-        return [replace(det, class_quality=quality.to(det.scores.device)) for det in detections]
+        return [det.with_extras(class_quality=quality.to(det.scores.device)) for det in detections]

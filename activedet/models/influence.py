@@ -22,6 +22,11 @@ negative first. The official constant ``1 / |U_scored|`` does not change the ord
 Everything here is a pure function of the model's weights, the images and the seed: the model handed in is
 never modified (the gradients are taken on a private copy, so training-time buffers such as PPAL's difficulty EMA
 are left alone).
+
+:class:`InfluencePredictor` fills the ``Detections.extras`` key (:data:`EXTRA_FIELDS`):
+
+* ``influence``: ``float64[]`` the predicted change of the validation loss from training on this image with its
+  pseudo labels (negative = helpful); absent when the image has no pseudo label to score.
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ from torch import Tensor, nn
 from ._common import restored_modes, unwrap_ddp
 from .outputs import Detections
 
+#: The ``Detections.extras`` keys this module fills (module docstring).
+EXTRA_FIELDS = frozenset({"influence"})
+
 __all__ = [
+    "EXTRA_FIELDS",
     "InfluenceOptions",
     "InfluencePredictor",
     "influence_parameters",
@@ -253,13 +262,13 @@ def _largest_eigenvalue(
 
 # ---------------------------------------------------------------------------------------------- the predictor
 class InfluencePredictor:
-    """Predicts like the model and adds each image's ``influence`` (``Detections.influence``).
+    """Predicts like the model and adds each image's ``influence`` (``Detections.extras["influence"]``).
 
     On construction with a scoring context (every process of a torchrun job constructs it) it computes ``v`` on
     the context's validation split and ``s_test`` on its labelled images; ``predict`` then runs the model's own
     ``predict`` with the score threshold lowered to the pseudo-label threshold when needed, takes the detections
     at or above it as targets and returns ``-<∇ℓ(image, targets), s_test>``. An image without such a detection
-    gets ``influence = None`` (the strategy's unscored bucket). Without a context (a capability check) nothing is
+    gets no ``influence`` (the strategy's unscored bucket). Without a context (a capability check) nothing is
     computed and ``predict`` raises.
 
     Args:
@@ -287,7 +296,7 @@ class InfluencePredictor:
                 f"{names} ({len(names)}). Got {list(scales)} instead."
             )
         self.scales = scales
-        self.PROVIDES = getattr(self.model, "PROVIDES", frozenset()) | {"influence"}
+        self.PROVIDES = getattr(self.model, "PROVIDES", frozenset()) | EXTRA_FIELDS
         self.s_test: Blocks | None = None
         self.stats: dict[str, Any] = {"parameters": names}
         if context is not None:
@@ -410,7 +419,7 @@ class InfluencePredictor:
                 "InfluencePredictor was built without a scoring context (a capability check); the "
                 "loop builds it with one"
             )
-        fields = frozenset(fields) - {"influence"}
+        fields = frozenset(fields) - EXTRA_FIELDS
         with lowered_score_threshold(self.model, self.options.score_threshold):
             detections = self.model.predict(images, fields=fields)
         out = []
@@ -428,8 +437,9 @@ class InfluencePredictor:
                 target = {"boxes": boxes[valid], "labels": det.labels[keep][valid].detach()}
                 index = _content_seed(image)
                 grads = loss_gradient(self._loss(self._work, image, target, index, "pool"), self._params)
-                det.influence = torch.tensor(influence_of(grads, self.s_test), dtype=torch.float64)
-                out.append(det)
+                out.append(
+                    det.with_extras(influence=torch.tensor(influence_of(grads, self.s_test), dtype=torch.float64))
+                )
         return out
 
 

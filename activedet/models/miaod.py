@@ -32,9 +32,15 @@ So ``model(images, targets)`` is the label-set training step, and the plain trai
 :func:`activedet.engine.miaod.train_miaod` runs the adversarial schedule. At test time only ``f1`` and ``f_r``
 produce detections (as the released code).
 
-``predict`` adds, on request, ``class_probs_2`` / ``dense_probs_2`` (the same as ``class_probs`` / ``dense_probs``
-for ``f2``) and ``dense_weights`` (``w`` of every in-image anchor), so the MI-AOD score is computed in the same
-streaming pass as every other strategy.
+``predict`` adds, on request, these ``Detections.extras`` keys (:data:`EXTRA_FIELDS`), so the MI-AOD score is
+computed in the same streaming pass as every other strategy:
+
+* ``class_probs_2``: ``float32[N, C]`` as ``class_probs``, from the second classifier ``f2`` (the sigmoid vector
+  of each detection's source anchor);
+* ``dense_probs_2``: ``float32[A, C]`` as ``dense_probs``, from ``f2`` (every in-image anchor);
+* ``dense_weights``: ``float32[A, C]`` the MIL instance weights ``w`` of the same anchors as ``dense_probs``.
+
+Detectors with one classifier never fill them (the key is absent even when requested).
 """
 
 from __future__ import annotations
@@ -52,7 +58,19 @@ from .outputs import Detections
 from .retinanet import RetinaNetDetector, build_retinanet
 from .weights import WeightsSpec
 
-__all__ = ["MIAODHead", "MIAODRetinaNet", "build_miaod", "mil_weights", "mil_image_scores", "STAGES", "MIL_WEIGHTINGS"]
+#: The ``Detections.extras`` keys this module fills (module docstring).
+EXTRA_FIELDS = frozenset({"class_probs_2", "dense_probs_2", "dense_weights"})
+
+__all__ = [
+    "EXTRA_FIELDS",
+    "MIAODHead",
+    "MIAODRetinaNet",
+    "build_miaod",
+    "mil_weights",
+    "mil_image_scores",
+    "STAGES",
+    "MIL_WEIGHTINGS",
+]
 
 STAGES = ("label", "min", "max")
 MIL_WEIGHTINGS = ("code", "class")
@@ -134,7 +152,7 @@ def _foreground_logits(
 class MIAODRetinaNet(RetinaNetDetector):
     """RetinaNet with the MI-AOD head; see the module docstring for the training losses per stage."""
 
-    PROVIDES = RetinaNetDetector.PROVIDES | frozenset({"class_probs_2", "dense_probs_2", "dense_weights"})
+    PROVIDES = RetinaNetDetector.PROVIDES | EXTRA_FIELDS
 
     def __init__(self, *args: Any, lambda_dis: float = 0.5, mil_weighting: str = "code", **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -182,7 +200,7 @@ class MIAODRetinaNet(RetinaNetDetector):
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
         def extras(head_outputs, anchors, image_sizes, features, detections) -> list[dict[str, Tensor]]:
-            wanted = fields & {"class_probs_2", "dense_probs_2", "dense_weights"}
+            wanted = fields & EXTRA_FIELDS
             if not wanted:
                 return [{} for _ in detections]
             z1, z2, zm, valid = _foreground_logits(head_outputs, anchors, image_sizes)

@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["Detections", "OPTIONAL_FIELDS", "UNCERTAINTY_TYPES"]
+__all__ = ["Detections", "CORE_OPTIONAL_FIELDS"]
 
-#: Optional fields a caller may request from ``predict(..., fields=...)``.
-OPTIONAL_FIELDS = frozenset(
-    {
-        "class_probs",
-        "proposals",
-        "embedding",
-        "dense_probs",
-        "class_probs_2",
-        "dense_probs_2",
-        "dense_weights",
-        "dense_expected_entropy",
-        "dense_box_var",
-        "passes",
-        "uncertainties",
-        "views",
-        "features",
-        "class_quality",
-        "influence",
-    }
-)
-
-#: the four AL-MDN uncertainties, in the column order of ``Detections.uncertainties``
-UNCERTAINTY_TYPES = ("aleatoric_loc", "epistemic_loc", "aleatoric_cls", "epistemic_cls")
+#: The optional fields of :class:`Detections` itself, filled by the plain detector adapters on request.
+CORE_OPTIONAL_FIELDS = frozenset({"class_probs", "proposals", "embedding", "dense_probs", "features"})
 
 
 @dataclass
 class Detections:
-    """Post-NMS detections of one image, plus optional per-detection and per-image extras.
+    """Post-NMS detections of one image, the optional outputs the detector interface shares, and one mapping of
+    what a single method adds.
 
     Always present:
         boxes: ``float32[N, 4]`` xyxy in **original-image pixels** (the size the image had before the model's
@@ -47,51 +28,36 @@ class Detections:
         prob_kind: ``"sigmoid"`` (RetinaNet, FCOS: independent per-class probabilities, no background column)
             or ``"softmax"`` (Faster R-CNN, SSD: a distribution over ``C + 1`` classes, column 0 = background).
 
-    Present only when requested (``None`` otherwise), all computed in the same forward pass:
+    Present only when requested (``None`` otherwise), all computed in the same forward pass. These are fields
+    because the plain detector adapters fill them (their ``PROVIDES``) and the method-specific predictors pass
+    them through:
         class_probs: ``float32[N, K]`` the full class vector each detection came from: ``K = C`` sigmoid
             vector of the source anchor/point for sigmoid heads, ``K = C + 1`` softmax row of the source RoI
-            (Faster R-CNN) or default box (SSD) for softmax heads.
+            (Faster R-CNN) or default box (SSD) for softmax heads. Every adapter; read by the uncertainty
+            measures, CALD, localization stability and the matched MC-dropout formulation.
         proposals: ``float32[N, 4]`` xyxy original pixels, the RPN proposal each detection was regressed from
-            (two-stage detectors only; ``None`` for single-stage ones even when requested).
+            (two-stage detectors only; ``None`` for single-stage ones even when requested). Faster R-CNN;
+            read by localization tightness.
         embedding: ``float32[D]`` pooled image embedding (global average of the backbone/FPN feature map
-            named in the adapter's docstring).
+            named in the adapter's docstring). Every adapter; read by the diversity and hybrid strategies.
         dense_probs: ``float32[A, K]`` class probabilities of every anchor/point/default box of the image before
             score thresholding and NMS (same ``K`` convention as ``class_probs``; single-stage detectors only).
-        class_probs_2, dense_probs_2: as ``class_probs`` / ``dense_probs`` for a second classifier of the same
-            anchors (MI-AOD's adversarial classifier ``f2``; ``None`` for detectors with one classifier).
-        dense_weights: ``float32[A, C]`` MI-AOD's MIL instance weights of the same anchors as ``dense_probs``.
+            RetinaNet, FCOS, SSD (and the mean over the predictions of a stochastic predictor); read by MI-AOD
+            and the dense MC-dropout/ensemble scores.
+        features: ``float32[N, D]`` one feature vector per detection (the adapter's docstring says which map
+            and where it is sampled). Faster R-CNN and RetinaNet; read by PPAL's category-conditioned matching.
 
-    Filled by several predictions of the same image (MC-dropout passes or ensemble members, see
-    :mod:`activedet.models.stochastic`); ``dense_probs`` is then the mean over the ``T`` predictions:
-        dense_expected_entropy: ``float32[A]`` mean over the predictions of each anchor's entropy (binary entropies
-            summed over classes for sigmoid heads, the entropy of the ``C + 1`` softmax for softmax heads).
-        dense_box_var: ``float32[A]`` variance over the predictions of each anchor's box regression output, summed
-            over its 4 coordinates (encoded deltas, so scale-free).
-        passes: ``list[Detections]``, one per prediction, each with ``class_probs``.
+    extras: ``{key: value}``, what a single method's detector or predictor adds (empty by default), read as
+        ``det.extras["key"]`` or ``det.extras.get("key")``. Each key is documented in the module that fills it,
+        which declares it in its ``EXTRA_FIELDS``; :data:`activedet.models.EXTRA_FIELDS` maps every key to that
+        module: ``class_probs_2``, ``dense_probs_2``, ``dense_weights`` (:mod:`activedet.models.miaod`);
+        ``passes``, ``dense_expected_entropy``, ``dense_box_var`` (:mod:`activedet.models.stochastic`);
+        ``uncertainties`` (:mod:`activedet.models.almdn`); ``views`` and, on each view, ``reference_boxes``
+        (:mod:`activedet.models.views`); ``class_quality`` (:mod:`activedet.models.difficulty`); ``influence``
+        (:mod:`activedet.models.influence`).
 
-    Filled by mixture-density heads (AL-MDN, :mod:`activedet.models.almdn`):
-        uncertainties: ``float32[N, 4]`` per detection, the columns of :data:`UNCERTAINTY_TYPES`: aleatoric and
-            epistemic localisation uncertainty (max over the 4 box coordinates) and aleatoric and epistemic
-            classification uncertainty (of the detected class).
-
-    Filled by a view predictor (:mod:`activedet.models.views`: augmented or noisy copies of the image, CALD and
-    localization stability):
-        views: ``list[Detections]``, the detections of each view of the image, **in that view's pixel frame**;
-            each carries ``reference_boxes``.
-        reference_boxes: (on a view) ``float32[R, 4]`` this image's parent detections (the reference pass, in the
-            parent's order) mapped into the view's pixel frame (enclosing rectangles where the view rotates).
-
-    Per-detection embeddings (PPAL's category-conditioned matching):
-        features: ``float32[N, D]`` one feature vector per detection (the adapter's docstring says which map and
-            where it is sampled).
-
-    Filled by :class:`~activedet.models.difficulty.DifficultyPredictor` (PPAL's difficulty-calibrated uncertainty):
-        class_quality: ``float32[C]`` the model's per-class quality ``Q_c`` learned during training (index
-            ``c - 1`` for class ``c``; 0 = hard, 1 = easy), the same tensor for every image.
-
-    Filled by :class:`~activedet.models.influence.InfluencePredictor` (ISAL):
-        influence: ``float64[]`` the predicted change of the validation loss from training on this image with its
-            pseudo labels (negative = helpful); ``None`` when the image has no pseudo label to score.
+    A requested name (``predict(..., fields=...)``, ``Strategy.needs``) is a core optional field or an extras key;
+    :data:`activedet.models.OPTIONAL_FIELDS` lists them all and :meth:`check_fields` refuses any other.
     """
 
     boxes: Tensor
@@ -102,31 +68,28 @@ class Detections:
     proposals: Tensor | None = None
     embedding: Tensor | None = None
     dense_probs: Tensor | None = None
-    class_probs_2: Tensor | None = None
-    dense_probs_2: Tensor | None = None
-    dense_weights: Tensor | None = None
-    dense_expected_entropy: Tensor | None = None
-    dense_box_var: Tensor | None = None
-    passes: list[Detections] | None = None
-    uncertainties: Tensor | None = None
-    views: list[Detections] | None = None
-    reference_boxes: Tensor | None = None
     features: Tensor | None = None
-    class_quality: Tensor | None = None
-    influence: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
     def to(self, device: torch.device | str) -> Detections:
-        """A copy with every tensor moved to ``device``."""
+        """A copy with every tensor moved to ``device``, including those in ``extras`` (and in the
+        :class:`Detections`, lists and dicts it holds)."""
         moved = {
             f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)
         }
-        for name in ("passes", "views"):
-            if getattr(self, name) is not None:
-                moved[name] = [p.to(device) for p in getattr(self, name)]
-        return replace(self, **moved)
+        return replace(self, **moved, extras={key: _moved(value, device) for key, value in self.extras.items()})
+
+    def with_extras(self, **values: Any) -> Detections:
+        """A copy whose ``extras`` also hold ``values`` (a new mapping: this one's is left as it is)."""
+        return replace(self, extras={**self.extras, **values})
+
+    def get(self, name: str) -> Any:
+        """The value of a requestable name (see :meth:`check_fields`): the optional field of that name, else the
+        extras key (``None`` when absent)."""
+        return getattr(self, name) if name in CORE_OPTIONAL_FIELDS else self.extras.get(name)
 
     def as_target_dict(self) -> dict[str, Tensor]:
         """``{"boxes", "scores", "labels"}``, the dict torchvision's models return in eval mode."""
@@ -135,6 +98,9 @@ class Detections:
     @staticmethod
     def check_fields(requested: Iterable[str]) -> frozenset[str]:
         """Validate names passed as ``fields=``; raises ``ValueError`` listing the valid ones."""
+        # imported here: the package collects the extras keys from the modules that fill them, which import this one
+        from . import OPTIONAL_FIELDS
+
         requested = frozenset(requested)
         unknown = sorted(requested - OPTIONAL_FIELDS)
         if unknown:
@@ -142,3 +108,17 @@ class Detections:
                 f"Unknown Detections field(s) {unknown}; valid optional fields are {sorted(OPTIONAL_FIELDS)}"
             )
         return requested
+
+
+def _moved(value: Any, device: torch.device | str) -> Any:
+    """``value`` with every tensor in it on ``device``: tensors, :class:`Detections`, lists, tuples and dicts of
+    them; anything else unchanged."""
+    if isinstance(value, (Tensor, Detections)):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_moved(v, device) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_moved(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _moved(v, device) for k, v in value.items()}
+    return value

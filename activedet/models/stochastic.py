@@ -19,6 +19,14 @@
     the box-matched formulation. Faster R-CNN offers only this one (its proposals are regressed per pass);
     its main detections are member 0's deterministic prediction.
 
+  The ``Detections.extras`` keys it fills on request (:data:`EXTRA_FIELDS`), over the ``T`` predictions:
+
+  - ``dense_expected_entropy``: ``float32[A]`` mean over the predictions of each anchor's entropy (binary
+    entropies summed over classes for sigmoid heads, the entropy of the ``C + 1`` softmax for softmax heads);
+  - ``dense_box_var``: ``float32[A]`` variance over the predictions of each anchor's box regression output,
+    summed over its 4 coordinates (encoded deltas, so scale-free);
+  - ``passes``: ``list[Detections]``, one per prediction, each with ``class_probs``.
+
   MC-dropout computes the backbone (and, for Faster R-CNN, the RPN) once per image and runs only the head ``T``
   times: with dropout only in the head, everything before it is the same in every pass.
 """
@@ -45,6 +53,7 @@ from ._common import (
 from .outputs import Detections
 
 __all__ = [
+    "EXTRA_FIELDS",
     "HeadDropout",
     "add_head_dropout",
     "has_head_dropout",
@@ -53,6 +62,9 @@ __all__ = [
     "StochasticPredictor",
     "prediction_entropy",
 ]
+
+#: The ``Detections.extras`` keys this module fills (module docstring).
+EXTRA_FIELDS = frozenset({"passes", "dense_expected_entropy", "dense_box_var"})
 
 _EPS = 1e-7
 
@@ -239,7 +251,7 @@ def _check_family(method: str, model: nn.Module) -> None:
 def _with_passes(results: list[Detections], passes: list[list[Detections]], fields: frozenset[str]) -> list[Detections]:
     if "passes" not in fields:
         return results
-    return [replace(r, passes=[p[i] for p in passes]) for i, r in enumerate(results)]
+    return [r.with_extras(passes=[p[i] for p in passes]) for i, r in enumerate(results)]
 
 
 @contextmanager

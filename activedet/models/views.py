@@ -25,6 +25,14 @@ view               letter  mapping
 :func:`parse_views` turns a letter string (``"FCDR"``, CALD's default) into views; :func:`noise_views` gives the
 localization-stability copies.
 
+:class:`ViewPredictor` fills, on request (``"views"``), these ``Detections.extras`` keys (:data:`EXTRA_FIELDS`):
+
+* ``views``: ``list[Detections]``, the detections of each view of the image, **in that view's pixel frame**;
+  each carries ``reference_boxes``;
+* ``reference_boxes`` (on a view, not requested by name): ``float32[R, 4]`` this image's parent detections (the
+  reference pass, in the parent's order) mapped into the view's pixel frame (enclosing rectangles where the view
+  rotates).
+
 Differences from the released CALD code: its rotation expands the canvas, then resizes the result back to
 ``W x H`` (so nothing is cut off but the content shrinks a little); here the canvas is kept, as a plain rotation.
 Its salt-and-pepper draws per pixel and channel; here too.
@@ -45,7 +53,16 @@ from torchvision.transforms.v2 import functional as TF
 from ._common import check_float, check_int, unwrap_ddp
 from .outputs import Detections
 
+#: The ``Detections.extras`` keys a caller may request from this module (module docstring); each view also
+#: carries ``reference_boxes``.
+EXTRA_FIELDS = frozenset({"views"})
+
+#: ``Detections.extras`` keys with one row per detection (:mod:`.miaod`, :mod:`.almdn`): :func:`_subset` narrows
+#: them with the detections; every other key is per image or per anchor and is kept whole.
+_PER_DETECTION_EXTRAS = ("class_probs_2", "uncertainties")
+
 __all__ = [
+    "EXTRA_FIELDS",
     "Flip",
     "Cutout",
     "Resize",
@@ -297,7 +314,7 @@ class ViewPredictor:
             self._base_seed = int(torch.randint(0, 2**62, ()))
         with torch.no_grad():
             views = self._predict_views(images, refs, model_fields)
-        return [replace(ref, views=per_image) for ref, per_image in zip(refs, views)]
+        return [ref.with_extras(views=per_image) for ref, per_image in zip(refs, views)]
 
     def _predict_views(
         self, images: list[Tensor], refs: list[Detections], fields: frozenset[str]
@@ -311,7 +328,7 @@ class ViewPredictor:
                 break
             predicted = self.model.predict([image for image, _ in built], fields)
             for i, (_, mapped), det in zip(active, built, predicted):
-                per_image[i].append(replace(det, reference_boxes=mapped.to(det.boxes.device)))
+                per_image[i].append(det.with_extras(reference_boxes=mapped.to(det.boxes.device)))
         return per_image
 
 
@@ -319,13 +336,13 @@ def _subset(det: Detections, keep: Tensor) -> Detections:
     """``det`` restricted to the detections ``keep`` (indices), every per-detection field alike."""
     n = len(det)
     keep = keep.to(det.boxes.device)
-    per_detection = {
-        name: value[keep]
-        for name, value in vars(det).items()
-        if isinstance(value, Tensor)
-        and value.dim() >= 1
-        and value.shape[0] == n
-        and name
-        in ("boxes", "scores", "labels", "class_probs", "proposals", "class_probs_2", "uncertainties", "features")
-    }
-    return replace(det, **per_detection)
+
+    def narrowed(values: dict, names: Sequence[str]) -> dict:
+        return {
+            name: value[keep]
+            for name, value in values.items()
+            if name in names and isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == n
+        }
+
+    per_detection = narrowed(vars(det), ("boxes", "scores", "labels", "class_probs", "proposals", "features"))
+    return replace(det, **per_detection, extras={**det.extras, **narrowed(det.extras, _PER_DETECTION_EXTRAS)})

@@ -2,7 +2,7 @@
 density head is :mod:`activedet.models.almdn`).
 
 1. Detections with ``score >= score_threshold`` (0.5, the released code) are kept; each carries the four values of
-   ``Detections.uncertainties`` (aleatoric/epistemic x localisation/classification, from the mixture head).
+   ``Detections.extras["uncertainties"]`` (aleatoric/epistemic x localisation/classification, from the mixture head).
 2. Per image and per type: the max over its kept detections.
 3. Per type: the mean and population standard deviation over **all kept detections of the scored pool** (not over
    the per-image maxima), and each image's max is z-normalised with them.
@@ -21,7 +21,8 @@ import functools
 
 import numpy as np
 
-from ..models.outputs import UNCERTAINTY_TYPES, Detections
+from ..models.almdn import UNCERTAINTY_TYPES
+from ..models.outputs import Detections
 from .base import ScoredPool, Strategy
 from .checks import choice, number, summary
 from .registry import register
@@ -35,12 +36,13 @@ _T = len(UNCERTAINTY_TYPES)
 def almdn_vector(det: Detections, *, score_threshold: float = 0.5) -> np.ndarray:
     """``float64[13]``: per type the max (NaN without kept detections), the sum and the sum of squares, then the
     count of kept detections."""
-    if det.uncertainties is None:
+    uncertainties = det.extras.get("uncertainties")
+    if uncertainties is None:
         raise ValueError(
-            "the AL-MDN score needs Detections.uncertainties from a mixture-density detector "
+            "the AL-MDN score needs Detections.extras['uncertainties'] from a mixture-density detector "
             "(detector: almdn_ssd or almdn_retinanet)"
         )
-    values = det.uncertainties[det.scores >= score_threshold].double().numpy()  # [N', 4]
+    values = uncertainties[det.scores >= score_threshold].double().numpy()  # [N', 4]
     if len(values) == 0:
         return np.concatenate([np.full(_T, np.nan), np.zeros(2 * _T + 1)])
     return np.concatenate([values.max(axis=0), values.sum(axis=0), (values**2).sum(axis=0), [len(values)]])

@@ -2,8 +2,8 @@
 the strategy.
 
 **Stage 1, consistency** ``C(x)`` (:func:`cald_consistency`) of one image's
-:class:`~activedet.models.outputs.Detections` whose ``views`` come from a
-:class:`~activedet.models.views.ViewPredictor` (each view carrying ``reference_boxes``):
+:class:`~activedet.models.outputs.Detections` whose ``extras["views"]`` come from a
+:class:`~activedet.models.views.ViewPredictor` (each view carrying ``extras["reference_boxes"]``):
 
 1. References = the image's detections; more than ``subsample_above`` (40) of them: the ``max_references`` (50)
    at ranks ``round(linspace(0, n - 1, 50))`` (:func:`cald_references`; for 41-49 detections some ranks repeat,
@@ -123,7 +123,9 @@ def cald_consistency(
     keep = cald_references(len(det), max_references, subsample_above)
     ref_probs = det.class_probs[keep]
     ref_pmax = max_foreground_prob(det, "cald")[keep]
-    per_view = [view_consistency(ref_probs, ref_pmax, view.reference_boxes[keep], view, beta) for view in views]
+    per_view = [
+        view_consistency(ref_probs, ref_pmax, view.extras["reference_boxes"][keep], view, beta) for view in views
+    ]
     return float(np.mean(per_view))
 
 
@@ -154,7 +156,7 @@ def _class_maxima(det: Detections, num_classes: int) -> np.ndarray:
 def class_score_vector(det: Detections) -> np.ndarray:
     """``float64[C]`` ``q(x)``: per-class maximum detection score, averaged over the original and its views."""
     num_classes = _num_classes(det)
-    per_prediction = [_class_maxima(d, num_classes) for d in [det, *(det.views or [])]]
+    per_prediction = [_class_maxima(d, num_classes) for d in [det, *(det.extras.get("views") or [])]]
     return np.mean(per_prediction, axis=0)
 
 

@@ -1,8 +1,8 @@
 """ISAL (methods.md §8): the influence of an image's pseudo labels on the validation loss, as a query strategy.
 
-The gradients, Hessian-vector products, the LiSSA recursion and the predictor that fills ``Detections.influence``
-are in :mod:`activedet.models.influence`; this module turns that value into a ranking (the most helpful image
-first) and checks the options.
+The gradients, Hessian-vector products, the LiSSA recursion and the predictor that fills
+``Detections.extras["influence"]`` are in :mod:`activedet.models.influence`; this module turns that value into a
+ranking (the most helpful image first) and checks the options.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ __all__ = ["influence_score", "influence"]
 def influence_score(det: Any) -> float | None:
     """Informativeness of one image for ISAL: minus its influence (the most helpful image first); ``None`` for an
     image with no pseudo label (the unscored bucket)."""
-    return None if det.influence is None else -float(det.influence)
+    influence = det.extras.get("influence")
+    return None if influence is None else -float(influence)
 
 
 def _influence_predictor(model: Any, context: Any = None, *, options: InfluenceOptions) -> InfluencePredictor:

@@ -118,7 +118,8 @@ def localization_stability(
 ) -> float | None:
     """LS+C (``with_classification``) or pure LS informativeness of one image (module docstring).
 
-    ``det.views`` are the noisy copies, each with ``reference_boxes`` = ``det.boxes`` in its frame. ``None`` when
+    ``det.extras["views"]`` are the noisy copies, each with ``extras["reference_boxes"]`` = ``det.boxes`` in its
+    frame (:mod:`activedet.models.views`). ``None`` when
     ``det`` has no detection. Raises ``ValueError`` when the views are missing or do not match ``det``.
     """
     if len(det) == 0:
@@ -129,7 +130,7 @@ def localization_stability(
     stability = torch.zeros(len(keep), dtype=torch.float64)
     for view in views:
         if len(view):
-            ious = pairwise_iou(view.reference_boxes[keep], view.boxes)
+            ious = pairwise_iou(view.extras["reference_boxes"][keep], view.boxes)
             stability += ious.max(dim=1).values
     stability /= len(views)
     image_stability = float((pmax * stability).sum() / pmax.sum().clamp_min(1e-12))
@@ -139,21 +140,23 @@ def localization_stability(
 
 
 def _checked_views(det: Detections, method: str) -> list[Detections]:
-    if det.views is None:
+    views = det.extras.get("views")
+    if views is None:
         raise ValueError(
-            f"{method} needs Detections.views; the scoring pass did not fill them (use the strategy's "
+            f"{method} needs Detections.extras['views']; the scoring pass did not fill them (use the strategy's "
             "predictor, a ViewPredictor, and request 'views')"
         )
-    if len(det.views) == 0:
+    if len(views) == 0:
         raise ValueError(f"{method}: an image with {len(det)} detections has no views")
-    for v, view in enumerate(det.views):
-        if view.reference_boxes is None or view.reference_boxes.shape[0] != len(det):
-            got = None if view.reference_boxes is None else list(view.reference_boxes.shape)
+    for v, view in enumerate(views):
+        mapped = view.extras.get("reference_boxes")
+        if mapped is None or mapped.shape[0] != len(det):
+            got = None if mapped is None else list(mapped.shape)
             raise ValueError(
                 f"{method}: view {v} must carry reference_boxes [{len(det)}, 4] (one per detection of "
                 f"the image); got {got}"
             )
-    return list(det.views)
+    return list(views)
 
 
 # ------------------------------------------------------------------------------------------------ strategies

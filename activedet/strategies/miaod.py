@@ -49,15 +49,16 @@ def discrepancy_score(
 ) -> float | None:
     """MI-AOD image uncertainty: mean of the ``k`` largest anchor disagreements (module docstring).
 
-    Needs ``dense_probs`` and ``dense_probs_2`` (and ``dense_weights`` when ``weighted``). ``None`` only for an
-    image with no anchor at all.
+    Needs ``dense_probs`` and the extras ``dense_probs_2`` (and ``dense_weights`` when ``weighted``) of
+    :mod:`activedet.models.miaod`. ``None`` only for an image with no anchor at all.
     """
-    if det.dense_probs is None or det.dense_probs_2 is None or (weighted and det.dense_weights is None):
+    probs_2, weights = det.extras.get("dense_probs_2"), det.extras.get("dense_weights")
+    if det.dense_probs is None or probs_2 is None or (weighted and weights is None):
         raise ValueError(
             "the MI-AOD score needs dense_probs and dense_probs_2 (and dense_weights when weighted) "
             "from a detector with two adversarial classifiers (detector: miaod)"
         )
-    values = anchor_disagreement(det.dense_probs, det.dense_probs_2, det.dense_weights if weighted else None)
+    values = anchor_disagreement(det.dense_probs, probs_2, weights if weighted else None)
     if values.numel() == 0:
         return None
     k = topk_count(values.numel(), topk, topk_fraction)

@@ -2,7 +2,7 @@
 category-conditioned matching (CCM) k-medoids on the DCUS shortlist (methods.md §7.4).
 
 **DCUS** (a per-image score, larger = pick first). The detector keeps a per-class quality ``Q_c`` learned during
-training (:mod:`activedet.models.difficulty`; it reaches the score as ``Detections.class_quality`` through
+training (:mod:`activedet.models.difficulty`; it reaches the score as ``Detections.extras["class_quality"]`` through
 :class:`~activedet.models.difficulty.DifficultyPredictor`). Class weight
 
     w_c = 1 + α β log(1 + b (1 - Q_c)),   b = e^(1/α) - 1,
@@ -101,11 +101,12 @@ def dcus_score(
 ) -> float | None:
     """DCUS image score (module docstring); ``None`` when no detection passes the score and box filters.
 
-    Needs ``det.class_quality`` ``[C]`` (from :class:`~activedet.models.difficulty.DifficultyPredictor`).
+    Needs ``det.extras["class_quality"]`` ``[C]`` (from :class:`~activedet.models.difficulty.DifficultyPredictor`).
     """
-    if det.class_quality is None:
+    quality = det.extras.get("class_quality")
+    if quality is None:
         raise ValueError(
-            "the DCUS score needs Detections.class_quality: score through "
+            "the DCUS score needs Detections.extras['class_quality']: score through "
             "activedet.models.difficulty.DifficultyPredictor with fields={'class_quality'}"
         )
     scores = det.scores.double().reshape(-1)
@@ -113,14 +114,14 @@ def dcus_score(
     if not bool(keep.any()):
         return None
     labels = det.labels[keep].long()
-    num_classes = det.class_quality.numel()
+    num_classes = quality.numel()
     if int(labels.min()) < 1 or int(labels.max()) > num_classes:
         raise ValueError(
             f"detection labels must be in 1..{num_classes} (the length of class_quality); got "
             f"{sorted(set(labels.tolist()))}"
         )
     s = scores[keep]
-    return float((class_weights(det.class_quality, alpha, beta)[labels - 1] * binary_entropy(s)).sum())
+    return float((class_weights(quality, alpha, beta)[labels - 1] * binary_entropy(s)).sum())
 
 
 def ccm_describe(det: Detections, *, score_threshold: float = 0.05, max_detections: int = 100) -> dict[str, np.ndarray]:

@@ -68,9 +68,10 @@ def dense_stochastic_score(
     aggregation: str = "max",
     topk: int = 10,
 ) -> float | None:
-    """Dense formulation (module docstring). Needs ``dense_probs`` (the mean), ``dense_expected_entropy`` and
-    ``dense_box_var``."""
-    if det.dense_probs is None or det.dense_expected_entropy is None or det.dense_box_var is None:
+    """Dense formulation (module docstring). Needs ``dense_probs`` (the mean) and the extras
+    ``dense_expected_entropy`` and ``dense_box_var`` (:mod:`activedet.models.stochastic`)."""
+    expected_entropy, box_var = det.extras.get("dense_expected_entropy"), det.extras.get("dense_box_var")
+    if det.dense_probs is None or expected_entropy is None or box_var is None:
         raise ValueError(
             "the dense MC-dropout/ensemble score needs dense_probs, dense_expected_entropy and "
             "dense_box_var from a StochasticPredictor over a single-stage detector; for Faster R-CNN "
@@ -84,11 +85,11 @@ def dense_stochastic_score(
     if not bool(keep.any()):
         return None
     if measure == "box_variance":
-        values = det.dense_box_var[keep].float()
+        values = box_var[keep].float()
     else:
         values = prediction_entropy(mean[keep], det.prob_kind)
         if measure == "mutual_information":
-            values = (values - det.dense_expected_entropy[keep].float()).clamp_min(0)
+            values = (values - expected_entropy[keep].float()).clamp_min(0)
     if aggregation == "max":
         return float(values.max())
     return float(values.topk(min(topk, values.numel())).values.mean())
@@ -146,18 +147,19 @@ def cluster_certainties(passes: list[Detections], clusters: list[list[tuple[int,
 
 def detection_certainties(det: Detections, *, iou_threshold: float = 0.5) -> torch.Tensor:
     """``float64[N, 3]``: the certainty components of each of ``det``'s detections, from the predictions in
-    ``det.passes``: its members are, per prediction, the detection of best IoU above ``iou_threshold``. A detection
-    no prediction reproduces has certainty 0."""
+    ``det.extras["passes"]``: its members are, per prediction, the detection of best IoU above ``iou_threshold``. A
+    detection no prediction reproduces has certainty 0."""
+    passes = det.extras.get("passes") or []
     rows = []
     for j in range(len(det)):
         members = []
-        for t, other in enumerate(det.passes or []):
+        for t, other in enumerate(passes):
             if len(other):
                 overlap = box_iou(det.boxes[j : j + 1].float(), other.boxes.float())[0]
                 best = int(overlap.argmax())
                 if float(overlap[best]) > iou_threshold:
                     members.append((t, best))
-        rows.append(cluster_certainties(det.passes, [members])[0] if members else torch.zeros(3, dtype=torch.float64))
+        rows.append(cluster_certainties(passes, [members])[0] if members else torch.zeros(3, dtype=torch.float64))
     return torch.stack(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)
 
 
@@ -169,18 +171,19 @@ def matched_stochastic_score(
     same_label: bool = False,
     cluster_aggregation: str = "min",
 ) -> float | None:
-    """Matched formulation (module docstring). Needs ``passes``."""
-    if det.passes is None:
+    """Matched formulation (module docstring). Needs the extras ``passes`` (:mod:`activedet.models.stochastic`)."""
+    passes = det.extras.get("passes")
+    if passes is None:
         raise ValueError(
             "the matched MC-dropout/ensemble score needs the per-prediction detections ('passes') "
             "from a StochasticPredictor"
         )
     clusters = cluster_predictions(
-        det.passes, detection_threshold=detection_threshold, iou_threshold=iou_threshold, same_label=same_label
+        passes, detection_threshold=detection_threshold, iou_threshold=iou_threshold, same_label=same_label
     )
     if not clusters:
         return None
-    certainty = cluster_certainties(det.passes, clusters).prod(dim=1)
+    certainty = cluster_certainties(passes, clusters).prod(dim=1)
     reduced = certainty.min() if cluster_aggregation == "min" else certainty.mean()
     return float(1 - reduced)
 
