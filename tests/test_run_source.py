@@ -51,13 +51,17 @@ def rename_image_17(coco: dict, train: Path) -> None:
 
 
 def test_status_reads_a_run_without_importing_torch(started):
-    run, _ = started
+    run, train = started
     code = f"import sys; from activedet.cli import main; main(['status', {str(run)!r}]); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0].split() == ["cycle", "0"] and "state            finished" in out
     assert out.splitlines()[-1] == "False", out
     saved = json.loads((run / "pool.json").read_text())
     assert [(p["key"], p["images"], p["format"]) for p in saved["parts"]] == [("train_data", 24, "coco")]
+    edit(train, lambda coco: coco["annotations"].pop())  # a changed file: status reads the pool again, still no torch
+    cached = len(list((run / "cache").iterdir()))
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert again == out and len(list((run / "cache").iterdir())) == cached + 1  # the changed file's index
 
 
 @pytest.mark.parametrize(
