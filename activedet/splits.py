@@ -175,7 +175,8 @@ def pool_fingerprint(cfg: Config, train: DetectionDataset, pool: DetectionDatase
     the images of the unlabelled folder that follow it in ``pool``."""
     from .al.fingerprint import part_fingerprint
 
-    parts = [part_fingerprint("train_data", cfg.train_data, cfg.data_format, train)]
+    sets = cfg.voc_train_sets if cfg.data_format == "voc" else None
+    parts = [part_fingerprint("train_data", cfg.train_data, cfg.data_format, train, sets=sets)]
     if cfg.oracle == "human" and cfg.unlabelled_data is not None:
         folder = DetectionDataset(pool.records[len(train) :], pool.class_names, pool.category_ids)
         parts.append(part_fingerprint("unlabelled_data", cfg.unlabelled_data, "folder", folder))

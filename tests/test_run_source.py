@@ -153,3 +153,23 @@ def test_a_file_name_change_in_a_large_pool_is_located_to_a_block(tmp_path):
             pool_ids=lambda: ids[:-1],
             ledger_ids=lambda: np.array(ids).tolist(),
         )
+
+
+def test_a_voc_image_set_that_lost_an_image_stops_resume(tiny_data, tmp_path):
+    from activedet.data.synth import SYNTH_CLASSES
+
+    data = Path(shutil.copytree(tiny_data, tmp_path / "data"))
+    voc = {"train_data": str(data / "voc"), "test_data": str(data / "voc"), "image_root": None}
+    sets = {"voc_train_sets": ["2007/train"], "voc_test_sets": ["2007/test"], "class_names": list(SYNTH_CLASSES)}
+    config = write_config(tmp_path, data, data_format="voc", **voc, **sets, cycles=0, epochs=1)
+    run_from_config(load_config(config), progress=False)
+    assert json.loads((tmp_path / "run/pool.json").read_text())["parts"][0]["stat"] is None  # a folder
+    image_set = data / "voc/ImageSets/Main/train.txt"
+    image_set.write_text("".join(image_set.read_text().splitlines(keepends=True)[1:]))
+    with pytest.raises(
+        PoolChanged,
+        match=rf"voc \(key 'train_data' with 'voc_train_sets' \['2007/train'\] of {tmp_path / 'run/config.json'}\) "
+        r"changed .*now 23; image 0 was '2007/train_00000', now '2007/train_00001'\. .*Restore the data",
+    ):
+        resume_run(tmp_path / "run", progress=False)
+    assert run_status(tmp_path / "run")["cycle"] == 0  # status checks source files only (a COCO file)

@@ -7,7 +7,7 @@ images differ, the ledger would silently point at other images. A run therefore 
 ``config.json``, ``pool.json``::
 
     {"version": 1,
-     "parts": [{"key": "train_data", "path": "/abs/train.json", "format": "coco",
+     "parts": [{"key": "train_data", "path": "/abs/train.json", "format": "coco",  # (VOC: and its "sets")
                 "images": 1000,                          # the pool's images that came from this source
                 "stat": {"size": ..., "mtime_ns": ...},  # of a source file (COCO); null for a folder
                 "block": 1, "blocks": ["9f0c...", ...],  # digests of the ordered (image id, file name) pairs,
@@ -67,8 +67,11 @@ def _block_digest(columns: Sequence[StringColumn], a: int, z: int) -> str:
     return digest.hexdigest()
 
 
-def part_fingerprint(key: str, path: str | os.PathLike, fmt: str, data: DetectionDataset) -> dict:
-    """The fingerprint of the images of ``data``, read from ``path`` (config key ``key``, format ``fmt``)."""
+def part_fingerprint(
+    key: str, path: str | os.PathLike, fmt: str, data: DetectionDataset, *, sets: list[str] | None = None
+) -> dict:
+    """The fingerprint of the images of ``data``, read from ``path`` (config key ``key``, format ``fmt``; a VOC
+    devkit's image ``sets``, named in messages)."""
     columns = _columns(data)
     n = len(columns[0])
     block = max(1, -(-n // MAX_BLOCKS))
@@ -81,6 +84,7 @@ def part_fingerprint(key: str, path: str | os.PathLike, fmt: str, data: Detectio
         "key": key,
         "path": os.path.abspath(path),
         "format": fmt,
+        **({"sets": list(sets)} if sets else {}),
         "images": n,
         "stat": stat,
         "block": block,
@@ -205,8 +209,9 @@ def _first_id_difference(old: Sequence[str], new: Sequence[str], start: int) -> 
 
 
 def _message(run, part: dict, config: str, what: str) -> str:
+    sets = f" with 'voc_train_sets' {part['sets']}" if part.get("sets") else ""
     return (
-        f"{part['path']} (key '{part['key']}' of {config}) changed since the run in {run} started: {what}. The "
+        f"{part['path']} (key '{part['key']}'{sets} of {config}) changed since the run in {run} started: {what}. The "
         "ledger counts images by their position in the pool, so it would now point at other images. Restore the "
         f"{'file' if part['stat'] is not None else 'data'} as it was when the run started, or start a new run "
         "(a new out_dir) on the changed data"
