@@ -152,7 +152,7 @@ def cmd_resume(args) -> int:
 
 
 def _print_status(run_dir) -> None:
-    from .workflows import run_status
+    from .al.status import run_status
 
     status = run_status(run_dir)
     if status["pending"]:
@@ -169,7 +169,7 @@ def _print_status(run_dir) -> None:
 
 def cmd_query(args) -> int:
     """Train if needed, score, select and export the next batch; the run then waits for its labels."""
-    from .workflows import resume_run, run_status
+    from .al.status import run_status
 
     status = run_status(args.run_dir)
     if status["pending"]:
@@ -183,6 +183,8 @@ def cmd_query(args) -> int:
         + ([f"export_format={args.format}"] if args.format else [])
         + ([f"export_min_score={args.min_score}"] if args.min_score is not None else [])
     )
+    from .workflows import resume_run  # torch: only once there is work to do
+
     resume_run(args.run_dir, overrides=overrides, progress=not args.quiet)
     _print_status(args.run_dir)
     return 0
@@ -217,7 +219,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .workflows import run_status
+    from .al.status import run_status
 
     status = run_status(args.run_dir)
     if args.json:

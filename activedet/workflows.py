@@ -14,106 +14,27 @@ import numpy as np
 import torch
 
 from .al.rundir import RunDir
-from .config import CLASSIFICATION_FORMATS, Config, config_error
+from .al.status import run_status as run_status  # re-exported: its home is torch-free
+from .config import Config, config_error
 from .data.images import ImageDecodeError
-from .data.io import read_dataset
-from .data.records import DatasetError, DetectionDataset, ImageRecord
+from .data.records import DetectionDataset
 from .engine import distributed as dist_utils
 from .engine.checkpoint import atomic_write_json, load_checkpoint
 from .engine.inference import predict_dataset
 from .engine.train import TrainResult
 from .evaluation import evaluate
 from .models import EnsembleDetector, build_detector
+from .splits import (
+    check_classification_labels,
+    check_run_pool,
+    load_split,
+    pool_fingerprint,
+    run_pool,
+    with_unlabelled_images,
+)
+from .splits import without_bad_images as without_bad_images  # re-exported: the splits' home is torch-free
 
 __all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_config"]
-
-
-def load_split(
-    cfg: Config, split: str, *, check_images: bool = True, deferred: list | None = None
-) -> DetectionDataset | None:
-    """Read the ``train``/``val``/``test`` split named by the config (``None`` when the config has none).
-
-    ``check_images=False`` skips opening every image header of a VOC or COCO split (YOLO needs the sizes, class
-    folders list their files): for readers of the records only, such as the HTML report.
-
-    A COCO split is read through the pool index cached in the run's ``cache/`` folder. The cache is written only
-    into a started run (its ``config.json`` exists), or, given ``deferred``, by the callables appended to it: a
-    command that validates everything before writing anything calls them once it has."""
-    path = getattr(cfg, f"{split}_data")
-    if path is None:
-        return None
-    if not Path(path).exists():
-        raise config_error(
-            cfg,
-            f"{split}_data",
-            f"{path} does not exist; give the path of the {split} split's "
-            "annotations (a relative path is read from the config file's folder)",
-        )
-    try:
-        return _read_split(cfg, split, path, check_images, deferred)
-    except DatasetError as exc:  # name the config file and key; the problems name the files inside the data
-        sets = f" with 'voc_{split}_sets' {getattr(cfg, f'voc_{split}_sets')}" if cfg.data_format == "voc" else ""
-        raise DatasetError(
-            exc.problems, f"{getattr(cfg, 'source', 'config')}: key '{split}_data' ({path}{sets})"
-        ) from None
-
-
-def _read_split(
-    cfg: Config, split: str, path: str, check_images: bool, deferred: list | None
-) -> DetectionDataset | None:
-    if cfg.data_format in CLASSIFICATION_FORMATS:
-        options: dict[str, Any] = {} if cfg.class_names is None else {"class_names": cfg.class_names}
-        if cfg.data_format == "cifar":
-            options["split"] = "test" if split == "test" else "train"
-        data = read_dataset(cfg.data_format, path, **options)
-        return without_bad_images(data, split) if cfg.bad_images == "skip" else data
-    options = {"box_policy": cfg.box_policy, "clip_tolerance": cfg.clip_tolerance, "check_images": check_images}
-    if cfg.data_format == "voc":
-        path_sets = getattr(cfg, f"voc_{split}_sets")
-        if not path_sets:
-            return None
-        options["sets"] = tuple(tuple(entry.split("/")) for entry in path_sets)
-        if cfg.class_names is not None:
-            options["class_names"] = cfg.class_names
-    image_root = (getattr(cfg, f"{split}_image_root") if split != "train" else None) or cfg.image_root
-    if cfg.data_format == "coco" and image_root is not None:
-        options["image_root"] = image_root
-    if cfg.data_format == "coco":  # a columnar index, built once per source file and memory-mapped afterwards
-        from .data.coco_index import scan_coco_index
-        from .data.index import cached_index
-
-        run = RunDir(cfg.out_dir)
-        save = True if run.config.is_file() else deferred if deferred is not None else False
-        data = cached_index(
-            "coco", path, cache_dir=run.cache, scan=scan_coco_index, what=f"COCO file {path}", save=save, **options
-        ).dataset()
-    else:
-        data = read_dataset(cfg.data_format, path, **options)
-    return without_bad_images(data, split) if cfg.bad_images == "skip" and check_images else data
-
-
-def without_bad_images(data: DetectionDataset, split: str) -> DetectionDataset:
-    """``data`` without the records whose image file cannot be decoded in full (``bad_images: skip``), with one
-    warning naming them."""
-    import warnings
-
-    from .data.images import decode_problems
-    from .data.validate import DatasetWarning
-
-    problems = decode_problems((r.file_name, str(i)) for i, r in enumerate(data.records) if r.image_index is None)
-    if not problems:
-        return data
-    bad = {int(p.location) for p in problems}
-    shown = "\n".join(f"  {p.message}" for p in problems[:20])
-    more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-    warnings.warn(
-        DatasetWarning(
-            f"bad_images: skip: left {len(bad)} of the {len(data)} images of the {split} split "
-            f"out, their files cannot be decoded:\n{shown}{more}"
-        ),
-        stacklevel=2,
-    )
-    return data.subset([i for i in range(len(data)) if i not in bad])
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
@@ -138,23 +59,6 @@ def _builder_key(message: str) -> str:
     if not name:
         return "detector"
     return name if name in Config.model_fields else f"detector_options.{name}"
-
-
-def check_classification_labels(cfg: Config, data: DetectionDataset | None, split: str) -> None:
-    """With ``detector: classifier`` every image needs exactly one label (one whole-image box); checked before any
-    work so that bad data never stops a run halfway."""
-    if cfg.detector != "classifier" or data is None:
-        return
-    bad = [r.image_id for r in data.records if r.num_boxes != 1]
-    if bad:
-        raise config_error(
-            cfg,
-            f"{split}_data",
-            f"the {split} split ({getattr(cfg, f'{split}_data')}) has {len(bad)} "
-            f"image(s) without exactly one label (e.g. {bad[:3]}); detector 'classifier' needs one "
-            "class label per image: use data_format imagefolder/cifar, or give each image one "
-            "whole-image box",
-        )
 
 
 def _check_same_classes(cfg: Config, train: DetectionDataset, other: DetectionDataset | None, split: str) -> None:
@@ -276,42 +180,6 @@ def config_defaults() -> dict[str, Any]:
     }
 
 
-def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> DetectionDataset:
-    """``pool`` followed by every image under ``folder`` (recursively, sorted; ids = relative paths without the
-    suffix), unlabelled: no boxes until people label them."""
-    from .data.validate import read_image_size
-    from .interop import export_file_name
-
-    if folder is None:
-        return pool
-    root = Path(folder)
-    if not root.is_dir():
-        raise ValueError(f"unlabelled_data {root} is not a directory; give the folder of images to label")
-    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
-    known = {r.image_id for r in pool.records}
-    records, problems, exported = [], [], {}
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()):
-        image_id = path.relative_to(root).with_suffix("").as_posix()
-        if image_id in known:
-            problems.append(f"{path}: image id {image_id!r} is also in train_data")
-            continue
-        name = export_file_name(image_id, "")  # the name annotation tools get: sub-folders flattened
-        if exported.setdefault(name, path) != path:
-            problems.append(
-                f"{path}: would be exported for labelling under the same name as {exported[name]} "
-                f"({name!r}: a '/' becomes '__'); rename one of them"
-            )
-            continue
-        size, problem = read_image_size(path, str(path))
-        if problem is not None:
-            problems.append(str(problem))
-            continue
-        records.append(ImageRecord(image_id, path, *size))
-    if problems:
-        raise ValueError(f"unlabelled_data {root}: {len(problems)} problem(s):\n" + "\n".join(problems[:20]))
-    return DetectionDataset(list(pool.records) + records, pool.class_names, pool.category_ids, pool.root)
-
-
 def check_run_dir(cfg: Config, run_dir: Path) -> None:
     """A run directory continues only the config that started it; name the keys that differ otherwise."""
     saved_path = RunDir(run_dir).config
@@ -353,6 +221,7 @@ def check_strategy_supported(strategy, model: torch.nn.Module, detector: str) ->
 def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress: bool = True):
     """Start or continue the active-learning run of ``cfg`` in ``run_dir`` (default ``cfg.out_dir``)."""
     from .al.export import BatchExport
+    from .al.fingerprint import save_fingerprint
     from .al.loop import ActiveLearningRun
     from .al.oracle import HumanOracle, SimulatedOracle
     from .al.plan import PlanError
@@ -362,15 +231,18 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     device = dist_utils.resolve_device(cfg.device)
     dist_utils.init_distributed(device)
     check_run_dir(cfg, run_dir)
-    deferred: list = []  # the pool index caches: written with config.json, once everything is validated
-    pool, test, val = (load_split(cfg, split, deferred=deferred) for split in ("train", "test", "val"))
-    initial = None
+    deferred: list = []  # the pool index caches and pool.json: written with config.json, once all is validated
+    train, test, val = (load_split(cfg, split, deferred=deferred) for split in ("train", "test", "val"))
+    pool, initial = train, None
     if cfg.oracle == "human":  # the annotated images are the labelled start, the folder the unlabelled pool
         initial = np.arange(len(pool))
         try:
             pool = with_unlabelled_images(pool, cfg.unlabelled_data)
         except ValueError as exc:
             raise config_error(cfg, "unlabelled_data", str(exc)) from None
+    fingerprint = pool_fingerprint(cfg, train, pool)
+    check_run_pool(cfg, run_dir, fingerprint, pool)  # the ledger counts the images the run started with
+    deferred.append(lambda: save_fingerprint(run_dir, fingerprint))
     if test is None or len(test) == 0:
         raise config_error(
             cfg,
@@ -450,46 +322,6 @@ def resume_run(run_dir: str | Path, *, overrides: list[str] | None = None, progr
     return run_from_config(cfg, run_dir, progress=progress)
 
 
-def run_status(run_dir: str | Path) -> dict[str, Any]:
-    """Where a run stands, from its files: cycle, state (``running``, ``awaiting labels``, ``finished``), labelled
-    images and boxes, the pending batch, the query folder, the imports and the last evaluated metrics."""
-    from .al.annotation import load_import_records, pending_images
-    from .al.ledger import Ledger
-
-    run_dir, run = Path(run_dir), RunDir(run_dir)
-    ledger = Ledger.load(run.ledger)
-    t = ledger.cycle
-    lines = [json.loads(x) for x in run.metrics_log.read_text().splitlines()] if run.metrics_log.is_file() else []
-    selection, query = run.cycle(t).selection, run.cycle(t).query
-    pending: list[str] = []
-    state = "running"
-    if selection.is_file() and run.cycle(t).query_batch.is_file():
-        batch = [p["image_id"] for p in json.loads(selection.read_text())["picks"]]
-        pending = pending_images(run_dir, batch)
-        state = "awaiting labels" if pending else "labelled, ready for the next query"
-    elif lines and lines[-1]["cycle"] == t and not selection.is_file():
-        state = "finished" if run.cycle(t).metrics.is_file() else "running"
-    last = lines[-1] if lines else None
-    return {
-        "run_dir": str(run_dir),
-        "cycle": t,
-        "state": state,
-        "labelled_images": int(len(ledger.labelled())),
-        "labelled_boxes": last["labelled_boxes"] if last and last["cycle"] == t else None,
-        "pending": pending,
-        "query_folder": str(query) if pending else None,
-        "imports": len(load_import_records(run_dir)),
-        "last_metrics": {"cycle": last["cycle"], **last["metrics"]} if last else None,
-    }
-
-
-def run_pool(cfg: Config, *, check_images: bool = True) -> DetectionDataset | None:
-    """The pool of a run, as the loop builds it (a human run: the labelled start, then the unlabelled folder);
-    ``check_images`` as :func:`load_split`."""
-    pool = load_split(cfg, "train", check_images=check_images)
-    return with_unlabelled_images(pool, cfg.unlabelled_data) if cfg.oracle == "human" and pool is not None else pool
-
-
 def import_into_run(
     run_dir: str | Path,
     file: str | Path,
@@ -515,7 +347,7 @@ def import_into_run(
             f"`activedet query {run_dir}` exports the next batch to label"
         )
     cfg = load_config(run.config)
-    pool = run_pool(cfg)
+    pool = run_pool(cfg, run_dir=run_dir)
     t = status["cycle"]
     picks = json.loads(run.cycle(t).selection.read_text())["picks"]
     sizes = {r.image_id: (r.width, r.height) for r in pool.records}

@@ -94,7 +94,7 @@ class Ledger:
         try:
             with np.load(path, allow_pickle=False) as data:
                 labelled_at = np.asarray(data["labelled_at"])
-                meta = json.loads(str(data["meta"]))
+                meta = json.loads(str(data["meta"][()]))  # not str(array): numpy prints it first
             ledger = cls(labelled_at, list(meta["pool_ids"]), list(meta["picks"]))
         except FileNotFoundError:
             raise LedgerError(

@@ -173,7 +173,7 @@ class SimulatedOracle(Oracle):
 class HumanOracle(Oracle):
     """People label the batches: each one is exported for annotation (``export``: format, images, options) and the
     run waits, persisted, until ``activedet import`` has brought labels for every image of it
-    (:func:`activedet.workflows.run_status` lists the pending images). Images of ``pool`` not yet labelled hold no
+    (:func:`activedet.al.status.run_status` lists the pending images). Images of ``pool`` not yet labelled hold no
     boxes until their labels are imported."""
 
     def __init__(self, pool: DetectionDataset, *, export: BatchExport = DEFAULT_EXPORT):

@@ -5,11 +5,14 @@ Nothing else in activedet spells a run file name; code asks a :class:`RunDir` (`
 
     RUN/
       config.json              the config the run was started with (``activedet resume`` reads it)
+      pool.json                the pool's fingerprint: its sources, image count and digests of the ordered image
+                               ids and file names (a changed source is refused, :mod:`activedet.al.fingerprint`)
       ledger.npz               the labelled set: for each pool image the cycle it was labelled at (-1: unlabelled)
       metrics.jsonl            one line per evaluated cycle (rebuilt from cycles/t/metrics.json)
       timing.jsonl             the cycles' wall-clock seconds per stage
       X_L_{t}.npy, X_U_{t}.npy, labelled_{t}.txt
                                cycle t's labelled / unlabelled pool indices and labelled image ids
+      cache/                   the pool indexes of the run's COCO files (rebuilt whenever stale; safe to delete)
       imports/NNNN.json        the import records: every label that entered the run, one commit per import
       tensorboard/             TensorBoard logs (per-cycle scalars; train/cycle{t}/: each cycle's training)
       cycles/{t}/
@@ -154,6 +157,11 @@ class RunDir:
     def config(self) -> Path:
         """The config the run was started with."""
         return self.root / "config.json"
+
+    @property
+    def pool(self) -> Path:
+        """The fingerprint of the pool the ledger counts (:mod:`activedet.al.fingerprint`)."""
+        return self.root / "pool.json"
 
     @property
     def ledger(self) -> Path:

@@ -1,0 +1,84 @@
+"""Where a run stands, read from its files without torch (``activedet status`` answers in a fraction of a second
+whatever the pool's size): the ledger, the cycles' metrics and selections, the imports.
+
+The pool itself is read only when its source may have changed (:mod:`activedet.al.fingerprint`): a source file
+whose size and modification time are still those saved in ``pool.json`` is not opened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .annotation import load_import_records, pending_images
+from .ledger import Ledger
+from .rundir import RunDir
+
+__all__ = ["run_status", "check_source"]
+
+
+def run_status(run_dir: str | Path) -> dict[str, Any]:
+    """Where a run stands, from its files: cycle, state (``running``, ``awaiting labels``, ``finished``), labelled
+    images and boxes, the pending batch, the query folder, the imports and the last evaluated metrics.
+
+    Raises :class:`~activedet.al.fingerprint.PoolChanged` when the train split's source file changed the pool's
+    images since the run started (:func:`check_source`)."""
+    run_dir, run = Path(run_dir), RunDir(run_dir)
+    ledger = Ledger.load(run.ledger)
+    check_source(run_dir)
+    t = ledger.cycle
+    lines = [json.loads(x) for x in run.metrics_log.read_text().splitlines()] if run.metrics_log.is_file() else []
+    selection, query = run.cycle(t).selection, run.cycle(t).query
+    pending: list[str] = []
+    state = "running"
+    if selection.is_file() and run.cycle(t).query_batch.is_file():
+        batch = [p["image_id"] for p in json.loads(selection.read_text())["picks"]]
+        pending = pending_images(run_dir, batch)
+        state = "awaiting labels" if pending else "labelled, ready for the next query"
+    elif lines and lines[-1]["cycle"] == t and not selection.is_file():
+        state = "finished" if run.cycle(t).metrics.is_file() else "running"
+    last = lines[-1] if lines else None
+    return {
+        "run_dir": str(run_dir),
+        "cycle": t,
+        "state": state,
+        "labelled_images": int(len(ledger.labelled())),
+        "labelled_boxes": last["labelled_boxes"] if last and last["cycle"] == t else None,
+        "pending": pending,
+        "query_folder": str(query) if pending else None,
+        "imports": len(load_import_records(run_dir)),
+        "last_metrics": {"cycle": last["cycle"], **last["metrics"]} if last else None,
+    }
+
+
+def check_source(run_dir: str | Path) -> None:
+    """Raise :class:`~activedet.al.fingerprint.PoolChanged` when a source file of the run's pool (a COCO file) has
+    another size or modification time than when ``pool.json`` was written and the images read from it differ.
+
+    Cheap where nothing changed (one ``stat`` per file); a changed file is read again (COCO: through the pool
+    index, cached once per version of the file). Folder sources (VOC, YOLO, image folders, ``unlabelled_data``)
+    are not listed here: the commands that read the pool (run, resume, query, import) check them."""
+    from .fingerprint import files_unchanged, load_fingerprint
+
+    saved = load_fingerprint(run_dir)
+    if saved is None or files_unchanged(saved) or not any(p.get("stat") for p in saved["parts"]):
+        return
+    from ..splits import run_pool
+
+    run_pool(_saved_config(RunDir(run_dir)), run_dir=run_dir)
+
+
+def _saved_config(run: RunDir):
+    """The run's ``config.json`` as a :class:`~activedet.config.Config`, checked against the schema only (it was
+    checked in full when the run started; the full checks import every method, torch included)."""
+    from pydantic import ValidationError
+
+    from ..config import Config, load_config
+
+    try:
+        cfg = Config(**json.loads(run.config.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, ValidationError):
+        return load_config(run.config)  # raises, naming the file and the key
+    cfg._source = str(run.config)
+    return cfg
