@@ -199,15 +199,6 @@ def check_run_pool(cfg: Config, run_dir: str | Path, parts: list[dict], pool: De
         saved,
         parts,
         config=str(getattr(cfg, "source", "config")),
-        pool_ids=lambda: _image_ids(pool),
+        pool_ids=pool.image_ids,
         ledger_ids=(lambda: Ledger.load(run.ledger).pool_ids) if run.ledger.is_file() else None,
     )
-
-
-def _image_ids(data: DetectionDataset) -> list[str]:
-    """Every image id of ``data`` (from a pool index's column where it has one: no record built)."""
-    from .data.index import RecordView
-
-    if isinstance(data.records, RecordView):
-        return data.records.index.image_ids.to_list()
-    return [r.image_id for r in data.records]

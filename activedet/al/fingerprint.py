@@ -49,8 +49,9 @@ class PoolChanged(ValueError):
 
 def _columns(data: DetectionDataset) -> tuple[StringColumn, StringColumn]:
     """The image ids and file names of ``data`` as string columns (read from the pool index where it has one)."""
-    if isinstance(data.records, RecordView):
-        return data.records.index.image_ids, data.records.index.file_names
+    view = data.records
+    if isinstance(view, RecordView) and view.rows is None and not view.replaced:  # the index's own rows
+        return view.index.image_ids, view.index.file_names
     records = data.records
     return (
         StringColumn.from_strings([r.image_id for r in records]),
