@@ -6,7 +6,10 @@ each step in a fresh Python process and reports its wall-clock seconds and peak 
 * ``pycocotools COCO()``: the reference reader on the same file;
 * ``index build``: the first read of the file by a run: decoded into the columnar pool index
   (:mod:`activedet.data.coco_index`) and saved in the run's ``cache/`` folder;
-* ``cached index``: a later read, in a new process: the cached index checked (digests) and memory-mapped.
+* ``cached index``: a later read, in a new process: the cached index checked (digests) and memory-mapped;
+* ``one cycle``: one cycle of the real loop on that pool with a stand-in detector that costs nothing and reads no
+  pixels (scoring, selection, labelling, the artefacts), then ``resume``: the same call on the finished run;
+* ``status``: ``activedet status`` on that run.
 
 Every figure is a whole process, from interpreter start to exit.
 
@@ -198,7 +201,21 @@ def _step_cycle(folder: Path) -> dict:
     return {"images": len(pool), "labelled": int(len(ledger.labelled()))}
 
 
-_STEPS = {"pycocotools": _step_pycocotools, "index": _step_index, "cycle": _step_cycle}
+def _step_status(folder: Path) -> dict:
+    """``activedet status`` on the finished run: a later command's start (the ledger of every pool image read)."""
+    import contextlib
+    import io
+
+    from .cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as shown:
+        code = main(["status", str(folder / "run")])
+    if code != 0 or "finished" not in shown.getvalue():
+        raise RuntimeError(f"activedet status exited {code}:\n{shown.getvalue()}")
+    return {"torch_imported": "torch" in sys.modules}
+
+
+_STEPS = {"pycocotools": _step_pycocotools, "index": _step_index, "cycle": _step_cycle, "status": _step_status}
 
 
 def _child(step: str, folder: Path) -> None:
@@ -245,6 +262,7 @@ def bench_scale(
                 ("cached index (later read)", "index"),
                 ("one cycle (stand-in model)", "cycle"),
                 ("resume (finished run)", "cycle"),
+                ("status (later command)", "status"),
             ):
                 row = dict(_run(step, folder), size=n, step=label)
                 rows.append(row)

@@ -316,9 +316,10 @@ def test_synthetic_pool_is_valid_coco_and_bench_scale_prints_its_table(tmp_path,
         "cached index (later read)",
         "one cycle (stand-in model)",
         "resume (finished run)",
+        "status (later command)",
     ]
     assert [line.split(" | ")[1] for line in table[1:]] == steps
-    assert [line.split(" | ")[0] for line in table[1:]] == ["| 300"] * 5
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| 300"] * 6
     run = RunDir(tmp_path / "bench" / "pool-300" / "run")
     assert run.cache.is_dir() and run.cycle(1).metrics.is_file()
     picks = json.loads(run.cycle(0).selection.read_text())["picks"]
