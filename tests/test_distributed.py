@@ -48,8 +48,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 )
 def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detector, strategy):
     """Cycle 0 is trained once (MI-AOD: by two gloo processes, its DDP stages), then the pool is scored by one
-    process and by two: the same scores and the same picks (AL-MDN: its pool-level normalisation runs on the
-    gathered statistics of both shards)."""
+    process and by two, in shards of 4 images: the same scores and the same picks (AL-MDN: its pool-level
+    normalisation runs on the gathered statistics of every shard)."""
     import shutil
 
     import numpy as np
@@ -80,6 +80,7 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
         "budget": 5,
         "cycles": 0,
         "eval_batch_size": 3,
+        "score_shard_size": 4,  # the pool scored in shards: each one split between the processes and gathered
     }
     if strategy == "hybrid":
         cfg["strategy_options"] = {"uncertainty": "entropy", "diversity": "coreset"}
@@ -168,6 +169,7 @@ def test_influence_under_two_gloo_processes(tmp_path):
         "budget": 5,
         "cycles": 0,
         "eval_batch_size": 3,
+        "score_shard_size": 4,  # the pool scored in shards: each one split between the processes and gathered
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     run(
