@@ -48,7 +48,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 )
 def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detector, strategy):
     """Cycle 0 is trained once (MI-AOD: by two gloo processes, its DDP stages), then the pool is scored by one
-    process and by two, in shards of 4 images: the same scores and the same picks (AL-MDN: its pool-level
+    process and by two, in shards of 6 images: the same scores and the same picks (AL-MDN: its pool-level
     normalisation runs on the gathered statistics of every shard)."""
     import shutil
 
@@ -80,7 +80,9 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
         "budget": 5,
         "cycles": 0,
         "eval_batch_size": 3,
-        "score_shard_size": 4,  # the pool scored in shards: each one split between the processes and gathered
+        # the pool scored in 3 shards, each split between the processes and gathered; 6 = 2 processes x batches of
+        # 3, so every forward pass has 3 images with one process or two (other batch sizes change the last bits)
+        "score_shard_size": 6,
     }
     if strategy == "hybrid":
         cfg["strategy_options"] = {"uncertainty": "entropy", "diversity": "coreset"}
@@ -169,7 +171,9 @@ def test_influence_under_two_gloo_processes(tmp_path):
         "budget": 5,
         "cycles": 0,
         "eval_batch_size": 3,
-        "score_shard_size": 4,  # the pool scored in shards: each one split between the processes and gathered
+        # the pool scored in 3 shards, each split between the processes and gathered; 6 = 2 processes x batches of
+        # 3, so every forward pass has 3 images with one process or two (other batch sizes change the last bits)
+        "score_shard_size": 6,
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     run(
