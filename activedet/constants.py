@@ -15,6 +15,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "IMAGE_MODES",
     "BUDGET_UNITS",
+    "INITIAL_SELECTIONS",
     "VAL_METRICS",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -39,6 +40,8 @@ EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "cvat_
 IMAGE_MODES = ("copy", "link", "none")
 #: what an active-learning budget counts
 BUDGET_UNITS = ("images", "boxes")
+#: how the initial labelled set is chosen: at random, or from the pool's embeddings (:mod:`activedet.al.coldstart`)
+INITIAL_SELECTIONS = ("random", "typiclust", "kmeans_medoids")
 #: the validation numbers ``val_metric`` may name, per model task (a detector's VOC mAP, a classifier's accuracy)
 VAL_METRICS = {"detection": ("mAP_11pt", "mAP_area"), "classification": ("mean_per_class", "top1")}
 #: training optimisers (:func:`activedet.engine.train.build_optimizer`)

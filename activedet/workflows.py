@@ -260,12 +260,29 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
     except PlanError as exc:
         raise config_error(cfg, exc.key or exc.name, str(exc)) from None
     torch.manual_seed(cfg.seed)
+    model = build_model(cfg, pool.num_classes)
     try:
-        check_strategy_supported(strategy, build_model(cfg, pool.num_classes), cfg.detector)
+        check_strategy_supported(strategy, model, cfg.detector)
     except ConfigError:
         raise
     except ValueError as exc:
         raise config_error(cfg, "strategy", str(exc)) from None
+    if cfg.initial_selection != "random":  # a cold start clusters the untrained detector's image embeddings
+        if cfg.oracle == "human":
+            raise config_error(
+                cfg,
+                "initial_selection",
+                f"'{cfg.initial_selection}' chooses the initial set of a simulated run, but with oracle: human "
+                "the labelled start is the annotated images of train_data; remove 'initial_selection'",
+            )
+        if "embedding" not in getattr(model, "PROVIDES", frozenset()):
+            raise config_error(
+                cfg,
+                "initial_selection",
+                f"'{cfg.initial_selection}' needs image embeddings, but '{cfg.detector}' provides only "
+                f"{sorted(getattr(model, 'PROVIDES', frozenset()))}; choose another detector or "
+                "initial_selection: random",
+            )
     if dist_utils.is_main_process():
         atomic_write_json(RunDir(run_dir).config, cfg.to_dict())
         for save in deferred:

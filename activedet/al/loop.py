@@ -60,9 +60,10 @@ from ..evaluation import evaluate
 from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strategy, shortlist
 from ..tensorboard import log_cycle
 from .annotation import pending_images
+from .coldstart import cold_start_indices
 from .ledger import Ledger
 from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
-from .plan import LoopOptions, derive_seed, initial_indices
+from .plan import LoopOptions, derive_seed, initial_indices, initial_size
 from .rundir import RunDir
 
 __all__ = ["ActiveLearningRun"]
@@ -184,12 +185,38 @@ class ActiveLearningRun:
         path = self.rundir.ledger
         if path.is_file():
             return Ledger.load(path, pool_ids=self.pool_ids)
-        initial = self.initial if self.initial is not None else initial_indices(len(self.pool), self.options)
-        ledger = Ledger.initial(self.pool_ids, initial)
+        ledger = Ledger.initial(self.pool_ids, self._initial())
         if dist_utils.is_main_process():
             ledger.save(path)
         dist_utils.barrier()
         return ledger
+
+    def _initial(self) -> np.ndarray:
+        """The initial labelled set: given, drawn from the seed, or chosen from the pool's embeddings by the
+        untrained model (:mod:`activedet.al.coldstart`)."""
+        if self.initial is not None:
+            return self.initial
+        if self.options.initial_selection == "random":
+            return initial_indices(len(self.pool), self.options)
+        self.options.check(len(self.pool))
+        model = self._model().to(self.device)
+        stream = iter_predictions(
+            model,
+            self.pool,
+            np.arange(len(self.pool)),
+            device=self.device,
+            batch_size=self.batch_size,
+            fields={"embedding"},
+            progress=self.progress,
+        )
+        local = [(i, det.embedding.float().numpy()) for i, det in stream]
+        gathered = sorted((pair for part in dist_utils.all_gather_object(local) for pair in part), key=lambda p: p[0])
+        return cold_start_indices(
+            np.stack([embedding for _, embedding in gathered]),
+            initial_size(len(self.pool), self.options),
+            method=self.options.initial_selection,
+            seed=derive_seed(self.options.seed, 0, "initial"),
+        )
 
     def _write_index_files(self, ledger: Ledger) -> None:
         t = ledger.cycle

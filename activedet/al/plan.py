@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..constants import BUDGET_UNITS
+from ..constants import BUDGET_UNITS, INITIAL_SELECTIONS
 from ..fields import Count, check_fields, option
 from .ledger import Ledger
 
@@ -50,6 +50,13 @@ class LoopOptions:
 
     initial_labelled: Count = option(
         0.05, "initial labelled images: int count or float fraction of the pool in (0, 1]; drawn from `seed` only"
+    )
+    initial_selection: str = option(
+        "random",
+        "how the initial set is chosen: `random` (from `seed`), or from the pool's embeddings by the untrained "
+        "detector (use pretrained backbone weights): `typiclust` (the most typical image of each of k-means' "
+        "clusters) or `kmeans_medoids` (the image nearest each cluster centre)",
+        choices=INITIAL_SELECTIONS,
     )
     budget: Count = option(0.025, "images (or boxes) to label per cycle: int, or float fraction of the pool")
     budget_unit: str = option(
@@ -155,6 +162,11 @@ class LoopOptions:
         if len(set(taken)) != len(taken):
             raise RuntimeError("the strategy selected an image twice; this is a bug in the strategy")
         return taken
+
+
+def initial_size(pool_size: int, options: LoopOptions) -> int:
+    """The number of images in the initial labelled set."""
+    return _count(options.initial_labelled, pool_size)
 
 
 def initial_indices(pool_size: int, options: LoopOptions) -> np.ndarray:
