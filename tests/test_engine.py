@@ -205,3 +205,15 @@ def test_epoch_checkpoints_is_validated():
         r"\['last_best', 'last', 'all'\]. Got 'best' instead.",
     ):
         TrainOptions(epoch_checkpoints="best")
+
+
+def test_prediction_progress_is_one_plain_line_when_output_is_not_a_terminal(toy_dataset, capsys):
+    """A log file gets one line per prediction pass, not a carriage-return bar."""
+    from activedet.engine.inference import iter_predictions
+
+    model = tiny_model()
+    assert len(list(iter_predictions(model, toy_dataset, range(5), batch_size=2, progress=True))) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("predict: 5 images in ") and "\r" not in err
+    list(iter_predictions(model, toy_dataset, range(5), batch_size=2, progress=False))
+    assert capsys.readouterr().err == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -39,9 +41,9 @@ def iter_predictions(
     """
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     shard = indices[dist_utils.rank() :: dist_utils.world_size()]
+    show = progress and dist_utils.is_main_process()
     if hasattr(model, "predict_indices"):
-        show = progress and dist_utils.is_main_process()
-        for start in tqdm(range(0, len(shard), batch_size), desc="predict", disable=not show, leave=False):
+        for start in _progress(range(0, len(shard), batch_size), show, len(shard)):
             batch = shard[start : start + batch_size]
             with torch.no_grad():
                 outputs = model.predict_indices(batch, fields=fields)
@@ -55,8 +57,7 @@ def iter_predictions(
         collate_fn=collate_detection,
     )
     model = unwrap_ddp(model)
-    bar = tqdm(loader, desc="predict", disable=not (progress and dist_utils.is_main_process()), leave=False)
-    for images, targets in bar:
+    for images, targets in _progress(loader, show, len(shard)):
         with torch.no_grad():  # around the model only: a no_grad generator would re-enter it at every image
             outputs = [output.to("cpu") for output in model.predict([img.to(device) for img in images], fields=fields)]
         for target, output in zip(targets, outputs):
@@ -90,3 +91,17 @@ def predict_dataset(
     )
     by_index = {i: d for part in dist_utils.all_gather_object(local) for i, d in part}
     return [by_index[i] for i in indices]
+
+
+def _progress(batches: Iterable, show: bool, images: int) -> Iterable:
+    """A progress bar over the batches on a terminal; otherwise (a log file, CI) one plain line once they are
+    done; nothing unless ``show``."""
+    if not show:
+        yield from batches
+        return
+    if sys.stderr.isatty():
+        yield from tqdm(batches, desc="predict", leave=False, file=sys.stderr)
+        return
+    started = time.perf_counter()
+    yield from batches
+    print(f"predict: {images} images in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
