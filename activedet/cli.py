@@ -550,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"activedet {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        finally:
+            distributed = sys.modules.get("activedet.engine.distributed")  # loaded only by commands that use torch
+            if distributed is not None:
+                distributed.shutdown()
 
 
 if __name__ == "__main__":

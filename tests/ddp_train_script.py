@@ -39,6 +39,7 @@ def main(out_dir: str) -> None:
     predictions = predict_dataset(model, data, device="cpu", batch_size=3)
     if dist_utils.is_main_process():
         torch.save({"model": model.state_dict(), "scores": [p.scores for p in predictions]}, out / "final.pt")
+    dist_utils.shutdown()
 
 
 if __name__ == "__main__":

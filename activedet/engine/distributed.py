@@ -47,6 +47,13 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown() -> None:
+    """Destroy the process group (when there is one) before the process exits: left to interpreter shutdown, gloo's
+    threads can abort a process that has finished its work ("terminate called without an active exception")."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:1"`` into a device, at call time.
 
