@@ -44,6 +44,15 @@ import numpy as np
 from .al.rundir import RunDir
 from .atomic import atomic_write
 from .plots import plot
+from .savings import (
+    Interval,
+    mean_interval,
+    paired_difference,
+    paired_saved,
+    paired_tables,
+    per_seed_overall,
+    savings_csv,
+)
 
 __all__ = [
     "Run",
@@ -300,6 +309,11 @@ class StrategySummary:
         paired_difference: ``float64[S]`` per seed, the metric at the last common cycle minus the baseline's run
             of the same seed at the same cycle (the paired comparison that shared initial sets allow; NaN where
             the baseline has no run of that seed).
+        images_per_seed, boxes_per_seed: ``float64[S, C]`` each seed's labelled counts per cycle.
+        images_saved_per_seed, boxes_saved_per_seed: ``float64[S, C]`` percent saved against the baseline run
+            of the same seed (:mod:`activedet.savings`); images_saved_bound, boxes_saved_bound: ``bool[S, C]``
+            True where that value is a lower bound (the metric is above the seed's whole baseline curve).
+        metric_difference_per_seed: ``float64[S, C]`` metric minus the same seed's baseline run, per cycle.
     """
 
     strategy: str
@@ -320,6 +334,33 @@ class StrategySummary:
     boxes_saved_pct: np.ndarray
     metric_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     paired_difference: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    images_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    boxes_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    images_saved_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    boxes_saved_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    images_saved_bound: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    boxes_saved_bound: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    metric_difference_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def paired_saved(self, axis: str) -> list[Interval]:
+        """Per cycle: mean over seeds of the paired percent saved (``axis`` "images" or "boxes"), 95% CI."""
+        saved, bound = getattr(self, f"{axis}_saved_per_seed"), getattr(self, f"{axis}_saved_bound")
+        return [mean_interval(saved[:, t], bound[:, t]) for t in range(saved.shape[1])]
+
+    def paired_saved_overall(self, axis: str) -> Interval:
+        """Each seed's paired percent saved averaged over cycles >= 1 where defined, then mean and 95% CI."""
+        saved, bound = getattr(self, f"{axis}_saved_per_seed"), getattr(self, f"{axis}_saved_bound")
+        return mean_interval(*per_seed_overall(saved, bound)) if saved.size else mean_interval([])
+
+    def difference_intervals(self) -> list[Interval]:
+        """Per cycle: mean over seeds of the metric minus the same seed's baseline run, 95% CI."""
+        d = self.metric_difference_per_seed
+        return [mean_interval(d[:, t]) for t in range(d.shape[1])]
+
+    @property
+    def paired_difference_interval(self) -> Interval:
+        """Mean and 95% CI over seeds of :attr:`paired_difference` (the last common cycle)."""
+        return mean_interval(self.paired_difference)
 
     @property
     def auc_images_mean_std(self) -> tuple[float, float]:
@@ -364,13 +405,23 @@ class StrategySummary:
                     **dict(zip(("mean", "std"), self.final_mean_std)),
                     "per_seed": self.metric_per_seed[:, -1],
                     "paired_difference": self.paired_difference,
+                    "paired_difference_ci": self.paired_difference_interval.to_dict(),
                 },
+                "paired_savings": {axis: self._paired_dict(axis) for axis in ("images", "boxes")},
                 "labels_saved": {
                     "images": saved(self.images_needed, self.images_saved_pct, self.mean_images_saved_pct),
                     "boxes": saved(self.boxes_needed, self.boxes_saved_pct, self.mean_boxes_saved_pct),
                 },
             }
         )
+
+    def _paired_dict(self, axis: str) -> dict:
+        return {
+            "per_cycle": [{"cycle": t, **i.to_dict()} for t, i in enumerate(self.paired_saved(axis))],
+            "overall": self.paired_saved_overall(axis).to_dict(),
+            "per_seed_pct": getattr(self, f"{axis}_saved_per_seed"),
+            "per_seed_is_bound": getattr(self, f"{axis}_saved_bound").tolist(),
+        }
 
 
 @dataclass(eq=False)
@@ -399,6 +450,10 @@ class Summary:
                 "auc": "trapezoid area under metric vs labelled count / x range, per seed",
                 "labels_saved": "100 * (1 - used / baseline needed at equal mean metric); "
                 "null outside the baseline's curve; mean over cycles >= 1",
+                "paired_savings": "per seed against the baseline run of the same seed, "
+                "100 * (1 - used / needed); mean over seeds with a 95% Student-t interval (null for one seed); "
+                "bound: true when some seed's metric is above its whole baseline curve, where needed > the "
+                "baseline's last count, so the value is a lower bound; overall: per-seed mean over cycles >= 1",
             },
             "strategies": {label: s.to_dict() for label, s in self.strategies.items()},
         }
@@ -445,6 +500,7 @@ def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: st
         for s in strategies.values():
             _labels_saved(s, strategies[baseline])
             _paired_difference(s, strategies[baseline])
+            _paired_savings(s, strategies[baseline], warnings)
     return Summary(metric, baseline, strategies, warnings)
 
 
@@ -455,6 +511,31 @@ def _paired_difference(s: StrategySummary, base: StrategySummary) -> None:
         return
     at_t = dict(zip(base.seeds, base.metric_per_seed[:, t]))
     s.paired_difference = np.array([s.metric_per_seed[i, t] - at_t.get(seed, np.nan) for i, seed in enumerate(s.seeds)])
+
+
+def _paired_savings(s: StrategySummary, base: StrategySummary, warnings: list[str]) -> None:
+    """Per seed, against the baseline run with the same seed: percent saved (or a bound) and the difference."""
+    rows = {seed: i for i, seed in enumerate(base.seeds)}
+    shape = s.metric_per_seed.shape
+    for axis in ("images", "boxes"):
+        saved, bound = np.full(shape, np.nan), np.zeros(shape, bool)
+        for i, seed in enumerate(s.seeds):
+            if seed in rows:
+                j = rows[seed]
+                base_x = getattr(base, f"{axis}_per_seed")[j]
+                used = getattr(s, f"{axis}_per_seed")[i]
+                saved[i], bound[i] = paired_saved(
+                    used, s.metric_per_seed[i], base_x, base.metric_per_seed[j], labels_needed
+                )
+        setattr(s, f"{axis}_saved_per_seed", saved)
+        setattr(s, f"{axis}_saved_bound", bound)
+    s.metric_difference_per_seed = paired_difference(s.metric_per_seed, s.seeds, base.metric_per_seed, base.seeds)
+    unpaired = [seed for seed in s.seeds if seed not in rows]
+    if unpaired and s is not base:
+        warnings.append(
+            f"{s.strategy}: seed(s) {unpaired} have no {base.strategy!r} run with the same seed; "
+            "left out of the paired savings and differences"
+        )
 
 
 def _check_metric(runs: list[Run], metric: str) -> None:
@@ -498,6 +579,13 @@ def _summarize_strategy(label: str, runs: list[Run], metric: str, warnings: list
         boxes_saved_pct=undefined(),
         metric_per_seed=values.astype(np.float64),
         paired_difference=np.full(len(runs), np.nan),
+        images_per_seed=images,
+        boxes_per_seed=boxes,
+        images_saved_per_seed=np.full((len(runs), n), np.nan),
+        boxes_saved_per_seed=np.full((len(runs), n), np.nan),
+        images_saved_bound=np.zeros((len(runs), n), bool),
+        boxes_saved_bound=np.zeros((len(runs), n), bool),
+        metric_difference_per_seed=np.full((len(runs), n), np.nan),
     )
 
 
@@ -610,6 +698,8 @@ def format_table(summary: Summary) -> str:
         "",
         *_table(cycle_header, cycle_rows),
     ]
+    paired = paired_tables(summary)
+    lines += ["", *paired] if paired else []
     if summary.warnings:
         lines += ["", "Warnings:", *(f"- {w}" for w in summary.warnings)]
     return "\n".join(lines) + "\n"
@@ -618,7 +708,7 @@ def format_table(summary: Summary) -> str:
 def write_report(
     run_dirs, out_dir: str | os.PathLike, *, metric: str = "voc/mAP_area", baseline: str | None = "random"
 ) -> Summary:
-    """Load, summarise and write ``summary.json``, ``report.md`` and the two plots into ``out_dir``.
+    """Load, summarise and write ``summary.json``, ``savings.csv``, ``report.md`` and the plots into ``out_dir``.
 
     ``summary.json`` is strict JSON (NaN written as null). Every file is written atomically.
     """
@@ -627,6 +717,8 @@ def write_report(
     pngs = plot(summary, out_dir)
     text = json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n"
     atomic_write(out_dir / "summary.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    csv_text = savings_csv(summary)
+    atomic_write(out_dir / "savings.csv", lambda tmp: tmp.write_text(csv_text, encoding="utf-8"))
     images = "".join(f"\n![{png.stem}]({png.name})\n" for png in pngs)
     markdown = f"# Active-learning report: {metric}\n\n{format_table(summary)}{images}"
     atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
