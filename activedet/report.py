@@ -27,7 +27,11 @@ An unfinished run simply has fewer lines. Conventions used throughout:
   NaN when that metric is below the baseline's first point or above its best point: the curve is never
   extrapolated. ``saved = 100 * (1 - used / needed)`` percent. The per-strategy figure is the mean over the
   cycles t >= 1 where it is defined; cycle 0 is left out because every strategy trains on the same initial
-  set there, so it says nothing about the strategy.
+  set there, so it says nothing about the strategy. Computed on mean curves, it is NaN wherever the strategy's
+  mean is above the baseline's best point.
+* **Paired labels saved, with 95% intervals** (:mod:`activedet.savings`): the same quantity per seed against the
+  baseline run of the same seed, with a flagged lower bound instead of NaN above the baseline's curve, then the
+  mean over seeds with a Student-t interval; ``write_report`` also writes them to ``savings.csv``.
 """
 
 from __future__ import annotations
@@ -46,9 +50,11 @@ from .atomic import atomic_write
 from .plots import plot
 from .savings import (
     Interval,
+    labels_needed,
+    markdown_table,
     mean_interval,
-    paired_difference,
-    paired_saved,
+    normalised_auc,
+    pair_with_baseline,
     paired_tables,
     per_seed_overall,
     savings_csv,
@@ -251,36 +257,6 @@ def _check_unique(runs: list[Run]) -> None:
                 f"runs {other} and {run.path} are both strategy {run.strategy!r} with seed {run.seed}; "
                 "a paired comparison needs one run per (strategy, seed): pass only one of them"
             )
-
-
-def normalised_auc(x, y) -> float:
-    """Trapezoid area under ``y(x)`` divided by ``x[-1] - x[0]``: the mean of the curve over its x range.
-
-    ``x`` must be non-decreasing. NaN with fewer than two points or a zero x range; NaN values propagate.
-    """
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) < 2 or not x[-1] > x[0]:
-        return math.nan
-    area = np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0)
-    return float(area / (x[-1] - x[0]))
-
-
-def labels_needed(x, y, target: float, *, tol: float = 1e-12) -> float:
-    """The first ``x`` at which the piecewise-linear curve through ``(x, y)`` reaches ``target``.
-
-    NaN when ``target`` is below ``y[0]`` or above ``max(y)`` (outside the curve: never extrapolated), or when
-    the curve or target has NaN. ``tol`` absorbs float round-off in means of equal values.
-    """
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(y) == 0 or not np.isfinite(target) or not np.all(np.isfinite(y)) or not np.all(np.isfinite(x)):
-        return math.nan
-    if target < y[0] - tol or target > y.max() + tol:
-        return math.nan
-    j = int(np.argmax(y >= target - tol))
-    if j == 0:
-        return float(x[0])
-    fraction = (target - y[j - 1]) / (y[j] - y[j - 1])  # y[j-1] < target <= y[j] (within tol)
-    return float(x[j - 1] + min(max(fraction, 0.0), 1.0) * (x[j] - x[j - 1]))
 
 
 def _mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -500,7 +476,7 @@ def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: st
         for s in strategies.values():
             _labels_saved(s, strategies[baseline])
             _paired_difference(s, strategies[baseline])
-            _paired_savings(s, strategies[baseline], warnings)
+            pair_with_baseline(s, strategies[baseline], warnings)
     return Summary(metric, baseline, strategies, warnings)
 
 
@@ -511,31 +487,6 @@ def _paired_difference(s: StrategySummary, base: StrategySummary) -> None:
         return
     at_t = dict(zip(base.seeds, base.metric_per_seed[:, t]))
     s.paired_difference = np.array([s.metric_per_seed[i, t] - at_t.get(seed, np.nan) for i, seed in enumerate(s.seeds)])
-
-
-def _paired_savings(s: StrategySummary, base: StrategySummary, warnings: list[str]) -> None:
-    """Per seed, against the baseline run with the same seed: percent saved (or a bound) and the difference."""
-    rows = {seed: i for i, seed in enumerate(base.seeds)}
-    shape = s.metric_per_seed.shape
-    for axis in ("images", "boxes"):
-        saved, bound = np.full(shape, np.nan), np.zeros(shape, bool)
-        for i, seed in enumerate(s.seeds):
-            if seed in rows:
-                j = rows[seed]
-                base_x = getattr(base, f"{axis}_per_seed")[j]
-                used = getattr(s, f"{axis}_per_seed")[i]
-                saved[i], bound[i] = paired_saved(
-                    used, s.metric_per_seed[i], base_x, base.metric_per_seed[j], labels_needed
-                )
-        setattr(s, f"{axis}_saved_per_seed", saved)
-        setattr(s, f"{axis}_saved_bound", bound)
-    s.metric_difference_per_seed = paired_difference(s.metric_per_seed, s.seeds, base.metric_per_seed, base.seeds)
-    unpaired = [seed for seed in s.seeds if seed not in rows]
-    if unpaired and s is not base:
-        warnings.append(
-            f"{s.strategy}: seed(s) {unpaired} have no {base.strategy!r} run with the same seed; "
-            "left out of the paired savings and differences"
-        )
 
 
 def _check_metric(runs: list[Run], metric: str) -> None:
@@ -630,12 +581,6 @@ def _pct(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:.1f}%"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    cell = lambda text: str(text).replace("|", "\\|")
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-
-
 def format_table(summary: Summary) -> str:
     """Markdown tables (pipes): one row per strategy, then one row per (strategy, cycle); then the warnings."""
     m, base = summary.metric, summary.baseline or "baseline"
@@ -694,9 +639,9 @@ def format_table(summary: Summary) -> str:
         f"Metric `{m}`, mean ± std over seeds (sample std). AUC: area under the metric vs labelled images "
         f"(boxes) curve divided by its x range, per seed. {saved}",
         "",
-        *_table(header, rows),
+        *markdown_table(header, rows),
         "",
-        *_table(cycle_header, cycle_rows),
+        *markdown_table(cycle_header, cycle_rows),
     ]
     paired = paired_tables(summary)
     lines += ["", *paired] if paired else []

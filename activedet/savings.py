@@ -4,7 +4,7 @@ One seed = one initial labelled set shared by every strategy, so a strategy's ru
 the same seed form a pair. Everything here is computed per pair, then summarised over seeds:
 
 * **Saved, per seed and cycle.** ``needed`` = the first labelled count at which the baseline run *of the same
-  seed* reaches this run's metric (:func:`activedet.report.labels_needed`, piecewise linear in that seed's own
+  seed* reaches this run's metric (:func:`labels_needed`, piecewise linear in that seed's own
   counts); ``saved = 100 * (1 - used / needed)`` percent.
 * **Bounds.** When the metric is above every point of the baseline's curve, ``needed`` is unknown but larger
   than the baseline's last labelled count (the baseline had not got there yet), so
@@ -25,10 +25,50 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "mean_interval", "t_quantile", "paired_saved", "paired_difference"]
+__all__ = [
+    "Interval",
+    "labels_needed",
+    "markdown_table",
+    "mean_interval",
+    "normalised_auc",
+    "pair_with_baseline",
+    "paired_difference",
+    "paired_saved",
+    "t_quantile",
+]
 
 #: Confidence level of every interval in the report.
 LEVEL = 0.95
+
+
+def normalised_auc(x, y) -> float:
+    """Trapezoid area under ``y(x)`` divided by ``x[-1] - x[0]``: the mean of the curve over its x range.
+
+    ``x`` must be non-decreasing. NaN with fewer than two points or a zero x range; NaN values propagate.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) < 2 or not x[-1] > x[0]:
+        return math.nan
+    area = np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0)
+    return float(area / (x[-1] - x[0]))
+
+
+def labels_needed(x, y, target: float, *, tol: float = 1e-12) -> float:
+    """The first ``x`` at which the piecewise-linear curve through ``(x, y)`` reaches ``target``.
+
+    NaN when ``target`` is below ``y[0]`` or above ``max(y)`` (outside the curve: never extrapolated), or when
+    the curve or target has NaN. ``tol`` absorbs float round-off in means of equal values.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(y) == 0 or not np.isfinite(target) or not np.all(np.isfinite(y)) or not np.all(np.isfinite(x)):
+        return math.nan
+    if target < y[0] - tol or target > y.max() + tol:
+        return math.nan
+    j = int(np.argmax(y >= target - tol))
+    if j == 0:
+        return float(x[0])
+    fraction = (target - y[j - 1]) / (y[j] - y[j - 1])  # y[j-1] < target <= y[j] (within tol)
+    return float(x[j - 1] + min(max(fraction, 0.0), 1.0) * (x[j] - x[j - 1]))
 
 
 def t_quantile(p: float, df: float) -> float:
@@ -84,7 +124,7 @@ def mean_interval(values, bound=None, *, level: float = LEVEL) -> Interval:
     return Interval(mean, mean - half, mean + half, n, is_bound)
 
 
-def paired_saved(used, metric, base_x, base_metric, labels_needed) -> tuple[np.ndarray, np.ndarray]:
+def paired_saved(used, metric, base_x, base_metric) -> tuple[np.ndarray, np.ndarray]:
     """Per cycle of one run: percent saved against the same seed's baseline run, and whether it is a bound.
 
     ``used``, ``metric``: this run's labelled counts and metric per cycle; ``base_x``, ``base_metric``: the
@@ -102,6 +142,33 @@ def paired_saved(used, metric, base_x, base_metric, labels_needed) -> tuple[np.n
             # above the whole baseline curve: needed > the baseline's last count, so this is a lower bound
             saved[t], is_bound[t] = 100.0 * (1.0 - u / base_x[-1]), True
     return saved, is_bound
+
+
+def pair_with_baseline(s, base, warnings: list[str]) -> None:
+    """Set ``s``'s paired per-seed fields (a :class:`activedet.report.StrategySummary`) against ``base``'s runs.
+
+    Per seed, against the baseline run with the same seed: percent saved (or a bound) and the metric difference.
+    Seeds without a baseline run stay NaN, with a warning appended to ``warnings``.
+    """
+    rows = {seed: i for i, seed in enumerate(base.seeds)}
+    shape = s.metric_per_seed.shape
+    for axis in ("images", "boxes"):
+        saved, bound = np.full(shape, np.nan), np.zeros(shape, bool)
+        for i, seed in enumerate(s.seeds):
+            if seed in rows:
+                j = rows[seed]
+                base_x = getattr(base, f"{axis}_per_seed")[j]
+                used = getattr(s, f"{axis}_per_seed")[i]
+                saved[i], bound[i] = paired_saved(used, s.metric_per_seed[i], base_x, base.metric_per_seed[j])
+        setattr(s, f"{axis}_saved_per_seed", saved)
+        setattr(s, f"{axis}_saved_bound", bound)
+    s.metric_difference_per_seed = paired_difference(s.metric_per_seed, s.seeds, base.metric_per_seed, base.seeds)
+    unpaired = [seed for seed in s.seeds if seed not in rows]
+    if unpaired and s is not base:
+        warnings.append(
+            f"{s.strategy}: seed(s) {unpaired} have no {base.strategy!r} run with the same seed; "
+            "left out of the paired savings and differences"
+        )
 
 
 def per_seed_overall(saved: np.ndarray, is_bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,10 +249,11 @@ def paired_tables(summary) -> list[str]:
         f"metric). ≥: a lower bound, some seed ends above its whole `{base}` curve, where `{base}`'s need is only "
         "known to exceed its last labelled count."
     )
-    return [note, "", *_table(header, rows), "", *_table(cycle_header, cycle_rows)]
+    return [note, "", *markdown_table(header, rows), "", *markdown_table(cycle_header, cycle_rows)]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a Markdown (pipe) table; a "|" inside a cell is escaped."""
     cell = lambda text: str(text).replace("|", "\\|")
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
