@@ -158,3 +158,12 @@ def test_table_json_and_csv(root, tmp_path):
     assert float(last["boxes_saved_ci_low"]) == pytest.approx(ci(CYCLE2, T_975_2)[1])
     assert last["images_saved_n_seeds"] == "3" and rows[1]["images_saved_bound"] == "0"
     assert float(last["metric_difference_ci_high"]) == pytest.approx(dhi)
+    assert (out / "savings_vs_cycle.png").stat().st_size > 5000
+    assert "![savings_vs_cycle](savings_vs_cycle.png)" in (out / "report.md").read_text()
+
+
+def test_no_baseline_no_paired_figures(root, tmp_path):
+    summary = write_report(root, tmp_path / "report", baseline=None)
+    assert not (tmp_path / "report" / "savings_vs_cycle.png").exists()
+    assert (tmp_path / "report" / "savings.csv").read_text().count("\n") == 1  # the header only
+    assert "Paired by seed" not in format_table(summary)
