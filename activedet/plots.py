@@ -17,10 +17,12 @@ from .atomic import atomic_write
 if TYPE_CHECKING:  # only for annotations: report.py imports this module
     from .report import StrategySummary, Summary
 
-__all__ = ["plot", "PLOT_FILES"]
+__all__ = ["plot", "PLOT_FILES", "SAVINGS_PLOT"]
 
 #: File names written by :func:`plot`, by x axis.
 PLOT_FILES = {"images": "metric_vs_images.png", "boxes": "metric_vs_boxes.png"}
+#: File written by :func:`plot` when there is a baseline and another strategy: the paired savings per cycle.
+SAVINGS_PLOT = "savings_vs_cycle.png"
 
 # matplotlib's tab10, fixed here so a strategy's colour depends only on its rank among the sorted labels.
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -34,11 +36,52 @@ def plot(summary: Summary, out_dir: str | os.PathLike) -> list[Path]:
     band of ± one standard deviation of the metric over seeds. x is the mean labelled count per cycle; on the
     boxes plot, horizontal error bars show the standard deviation of the box count over seeds. Colours follow
     the sorted strategy labels (tab10, then line styles change), so the same runs always look the same.
-    Files are written atomically (temporary file in ``out_dir``, then ``os.replace``).
+    With a baseline and at least one other strategy, also ``savings_vs_cycle.png``: per cycle >= 1, the paired
+    percent of images (left) and boxes (right) saved against the baseline, mean over seeds with its 95%
+    interval as error bars; a lower bound (some seed above its whole baseline curve) is drawn as an upward
+    triangle. Files are written atomically (temporary file in ``out_dir``, then ``os.replace``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [_plot_axis(summary, axis, out_dir / name) for axis, name in PLOT_FILES.items()]
+    paths = [_plot_axis(summary, axis, out_dir / name) for axis, name in PLOT_FILES.items()]
+    others = [label for label in sorted(summary.strategies) if label != summary.baseline]
+    if summary.baseline in summary.strategies and others:
+        paths.append(_plot_savings(summary, others, out_dir / SAVINGS_PLOT))
+    return paths
+
+
+def _plot_savings(summary: Summary, others: list[str], path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(9.6, 4.0), dpi=150, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    ranks = {label: rank for rank, label in enumerate(sorted(summary.strategies))}
+    for ax, axis in zip(axes, ("images", "boxes")):
+        for k, label in enumerate(others):
+            s, rank = summary.strategies[label], ranks[label]
+            color = _COLORS[rank % len(_COLORS)]
+            cycles = np.arange(1, len(s.cycles)) + (k - (len(others) - 1) / 2) * 0.06  # side by side, not on top
+            intervals = s.paired_saved(axis)[1:]
+            mean = np.array([i.mean for i in intervals])
+            low, high = np.array([i.low for i in intervals]), np.array([i.high for i in intervals])
+            has_ci = np.isfinite(low)
+            err = np.vstack([np.where(has_ci, mean - low, 0.0), np.where(has_ci, high - mean, 0.0)])
+            ax.errorbar(cycles, mean, yerr=err, color=color, marker="o", markersize=3, capsize=3, label=label)
+            bound = np.array([i.bound for i in intervals], bool)
+            if bound.any():
+                ax.plot(cycles[bound], mean[bound], linestyle="none", marker="^", markersize=8, color=color)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xlabel("cycle")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{axis} saved vs {summary.baseline} (paired by seed)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("% saved, mean and 95% CI (▲: lower bound)")
+    axes[0].legend(loc="best", fontsize="small")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+    return path
 
 
 def _plot_axis(summary: Summary, axis: str, path: Path) -> Path:

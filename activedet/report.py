@@ -27,7 +27,11 @@ An unfinished run simply has fewer lines. Conventions used throughout:
   NaN when that metric is below the baseline's first point or above its best point: the curve is never
   extrapolated. ``saved = 100 * (1 - used / needed)`` percent. The per-strategy figure is the mean over the
   cycles t >= 1 where it is defined; cycle 0 is left out because every strategy trains on the same initial
-  set there, so it says nothing about the strategy.
+  set there, so it says nothing about the strategy. Computed on mean curves, it is NaN wherever the strategy's
+  mean is above the baseline's best point.
+* **Paired labels saved, with 95% intervals** (:mod:`activedet.savings`): the same quantity per seed against the
+  baseline run of the same seed, with a flagged lower bound instead of NaN above the baseline's curve, then the
+  mean over seeds with a Student-t interval; ``write_report`` also writes them to ``savings.csv``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ import numpy as np
 from .al.rundir import RunDir
 from .atomic import atomic_write
 from .plots import plot
+from .savings import (
+    Interval,
+    labels_needed,
+    markdown_table,
+    mean_interval,
+    normalised_auc,
+    pair_with_baseline,
+    paired_tables,
+    per_seed_overall,
+    savings_csv,
+)
 
 __all__ = [
     "Run",
@@ -244,36 +259,6 @@ def _check_unique(runs: list[Run]) -> None:
             )
 
 
-def normalised_auc(x, y) -> float:
-    """Trapezoid area under ``y(x)`` divided by ``x[-1] - x[0]``: the mean of the curve over its x range.
-
-    ``x`` must be non-decreasing. NaN with fewer than two points or a zero x range; NaN values propagate.
-    """
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) < 2 or not x[-1] > x[0]:
-        return math.nan
-    area = np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0)
-    return float(area / (x[-1] - x[0]))
-
-
-def labels_needed(x, y, target: float, *, tol: float = 1e-12) -> float:
-    """The first ``x`` at which the piecewise-linear curve through ``(x, y)`` reaches ``target``.
-
-    NaN when ``target`` is below ``y[0]`` or above ``max(y)`` (outside the curve: never extrapolated), or when
-    the curve or target has NaN. ``tol`` absorbs float round-off in means of equal values.
-    """
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(y) == 0 or not np.isfinite(target) or not np.all(np.isfinite(y)) or not np.all(np.isfinite(x)):
-        return math.nan
-    if target < y[0] - tol or target > y.max() + tol:
-        return math.nan
-    j = int(np.argmax(y >= target - tol))
-    if j == 0:
-        return float(x[0])
-    fraction = (target - y[j - 1]) / (y[j] - y[j - 1])  # y[j-1] < target <= y[j] (within tol)
-    return float(x[j - 1] + min(max(fraction, 0.0), 1.0) * (x[j] - x[j - 1]))
-
-
 def _mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sample std (ddof=1) over axis 0 of ``[seeds, ...]``; std is NaN for one seed."""
     mean = values.mean(axis=0)
@@ -300,6 +285,11 @@ class StrategySummary:
         paired_difference: ``float64[S]`` per seed, the metric at the last common cycle minus the baseline's run
             of the same seed at the same cycle (the paired comparison that shared initial sets allow; NaN where
             the baseline has no run of that seed).
+        images_per_seed, boxes_per_seed: ``float64[S, C]`` each seed's labelled counts per cycle.
+        images_saved_per_seed, boxes_saved_per_seed: ``float64[S, C]`` percent saved against the baseline run
+            of the same seed (:mod:`activedet.savings`); images_saved_bound, boxes_saved_bound: ``bool[S, C]``
+            True where that value is a lower bound (the metric is above the seed's whole baseline curve).
+        metric_difference_per_seed: ``float64[S, C]`` metric minus the same seed's baseline run, per cycle.
     """
 
     strategy: str
@@ -320,6 +310,33 @@ class StrategySummary:
     boxes_saved_pct: np.ndarray
     metric_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     paired_difference: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    images_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    boxes_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    images_saved_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    boxes_saved_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    images_saved_bound: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    boxes_saved_bound: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    metric_difference_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def paired_saved(self, axis: str) -> list[Interval]:
+        """Per cycle: mean over seeds of the paired percent saved (``axis`` "images" or "boxes"), 95% CI."""
+        saved, bound = getattr(self, f"{axis}_saved_per_seed"), getattr(self, f"{axis}_saved_bound")
+        return [mean_interval(saved[:, t], bound[:, t]) for t in range(saved.shape[1])]
+
+    def paired_saved_overall(self, axis: str) -> Interval:
+        """Each seed's paired percent saved averaged over cycles >= 1 where defined, then mean and 95% CI."""
+        saved, bound = getattr(self, f"{axis}_saved_per_seed"), getattr(self, f"{axis}_saved_bound")
+        return mean_interval(*per_seed_overall(saved, bound)) if saved.size else mean_interval([])
+
+    def difference_intervals(self) -> list[Interval]:
+        """Per cycle: mean over seeds of the metric minus the same seed's baseline run, 95% CI."""
+        d = self.metric_difference_per_seed
+        return [mean_interval(d[:, t]) for t in range(d.shape[1])]
+
+    @property
+    def paired_difference_interval(self) -> Interval:
+        """Mean and 95% CI over seeds of :attr:`paired_difference` (the last common cycle)."""
+        return mean_interval(self.paired_difference)
 
     @property
     def auc_images_mean_std(self) -> tuple[float, float]:
@@ -364,13 +381,23 @@ class StrategySummary:
                     **dict(zip(("mean", "std"), self.final_mean_std)),
                     "per_seed": self.metric_per_seed[:, -1],
                     "paired_difference": self.paired_difference,
+                    "paired_difference_ci": self.paired_difference_interval.to_dict(),
                 },
+                "paired_savings": {axis: self._paired_dict(axis) for axis in ("images", "boxes")},
                 "labels_saved": {
                     "images": saved(self.images_needed, self.images_saved_pct, self.mean_images_saved_pct),
                     "boxes": saved(self.boxes_needed, self.boxes_saved_pct, self.mean_boxes_saved_pct),
                 },
             }
         )
+
+    def _paired_dict(self, axis: str) -> dict:
+        return {
+            "per_cycle": [{"cycle": t, **i.to_dict()} for t, i in enumerate(self.paired_saved(axis))],
+            "overall": self.paired_saved_overall(axis).to_dict(),
+            "per_seed_pct": getattr(self, f"{axis}_saved_per_seed"),
+            "per_seed_is_bound": getattr(self, f"{axis}_saved_bound").tolist(),
+        }
 
 
 @dataclass(eq=False)
@@ -399,6 +426,10 @@ class Summary:
                 "auc": "trapezoid area under metric vs labelled count / x range, per seed",
                 "labels_saved": "100 * (1 - used / baseline needed at equal mean metric); "
                 "null outside the baseline's curve; mean over cycles >= 1",
+                "paired_savings": "per seed against the baseline run of the same seed, "
+                "100 * (1 - used / needed); mean over seeds with a 95% Student-t interval (null for one seed); "
+                "bound: true when some seed's metric is above its whole baseline curve, where needed > the "
+                "baseline's last count, so the value is a lower bound; overall: per-seed mean over cycles >= 1",
             },
             "strategies": {label: s.to_dict() for label, s in self.strategies.items()},
         }
@@ -445,6 +476,7 @@ def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: st
         for s in strategies.values():
             _labels_saved(s, strategies[baseline])
             _paired_difference(s, strategies[baseline])
+            pair_with_baseline(s, strategies[baseline], warnings)
     return Summary(metric, baseline, strategies, warnings)
 
 
@@ -498,6 +530,13 @@ def _summarize_strategy(label: str, runs: list[Run], metric: str, warnings: list
         boxes_saved_pct=undefined(),
         metric_per_seed=values.astype(np.float64),
         paired_difference=np.full(len(runs), np.nan),
+        images_per_seed=images,
+        boxes_per_seed=boxes,
+        images_saved_per_seed=np.full((len(runs), n), np.nan),
+        boxes_saved_per_seed=np.full((len(runs), n), np.nan),
+        images_saved_bound=np.zeros((len(runs), n), bool),
+        boxes_saved_bound=np.zeros((len(runs), n), bool),
+        metric_difference_per_seed=np.full((len(runs), n), np.nan),
     )
 
 
@@ -540,12 +579,6 @@ def _count(mean: float, std: float) -> str:
 
 def _pct(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:.1f}%"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    cell = lambda text: str(text).replace("|", "\\|")
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
 
 
 def format_table(summary: Summary) -> str:
@@ -606,10 +639,12 @@ def format_table(summary: Summary) -> str:
         f"Metric `{m}`, mean ± std over seeds (sample std). AUC: area under the metric vs labelled images "
         f"(boxes) curve divided by its x range, per seed. {saved}",
         "",
-        *_table(header, rows),
+        *markdown_table(header, rows),
         "",
-        *_table(cycle_header, cycle_rows),
+        *markdown_table(cycle_header, cycle_rows),
     ]
+    paired = paired_tables(summary)
+    lines += ["", *paired] if paired else []
     if summary.warnings:
         lines += ["", "Warnings:", *(f"- {w}" for w in summary.warnings)]
     return "\n".join(lines) + "\n"
@@ -618,7 +653,7 @@ def format_table(summary: Summary) -> str:
 def write_report(
     run_dirs, out_dir: str | os.PathLike, *, metric: str = "voc/mAP_area", baseline: str | None = "random"
 ) -> Summary:
-    """Load, summarise and write ``summary.json``, ``report.md`` and the two plots into ``out_dir``.
+    """Load, summarise and write ``summary.json``, ``savings.csv``, ``report.md`` and the plots into ``out_dir``.
 
     ``summary.json`` is strict JSON (NaN written as null). Every file is written atomically.
     """
@@ -627,6 +662,8 @@ def write_report(
     pngs = plot(summary, out_dir)
     text = json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n"
     atomic_write(out_dir / "summary.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    csv_text = savings_csv(summary)
+    atomic_write(out_dir / "savings.csv", lambda tmp: tmp.write_text(csv_text, encoding="utf-8"))
     images = "".join(f"\n![{png.stem}]({png.name})\n" for png in pngs)
     markdown = f"# Active-learning report: {metric}\n\n{format_table(summary)}{images}"
     atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
