@@ -36,10 +36,10 @@ from .data.torch_dataset import load_image
 from .data.validate import DatasetWarning
 from .engine import distributed as dist_utils
 from .engine.checkpoint import load_checkpoint
+from .methods.almdn.model import UNCERTAINTY_TYPES
+from .methods.miaod.scoring import anchor_disagreement
 from .models import Detections, EnsembleDetector, StochasticPredictor
-from .models.almdn import UNCERTAINTY_TYPES
 from .models.stochastic import has_head_dropout
-from .strategies.miaod import anchor_disagreement
 from .strategies.stochastic import detection_certainties
 from .strategies.uncertainty import MEASURES, detection_uncertainty
 

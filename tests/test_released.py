@@ -9,11 +9,11 @@ import torch
 import yaml
 
 from activedet.config import load_config
-from activedet.engine.miaod import MIAODOptions, train_miaod
 from activedet.engine.train import OptionError, TrainOptions, warmup_multiplier
+from activedet.methods.miaod.scoring import topk_count
+from activedet.methods.miaod.training import MIAODOptions, train_miaod
 from activedet.models import Detections, build_detector
 from activedet.strategies import get_strategy
-from activedet.strategies.miaod import topk_count
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -19,7 +19,8 @@ module                                 methods
 :mod:`.diversity`, :mod:`.kmeans`      ``coreset``, ``kmeanspp``; ``kmeans`` (§7)
 :mod:`.hybrid`, :mod:`.compose`        ``hybrid``; ``compose``, a chain of criteria (§7.1, §7.5)
 :mod:`.stochastic`                     ``mc_dropout``, ``ensemble`` (§2)
-:mod:`.miaod`, :mod:`.almdn`           ``miaod`` (§3.3), ``almdn`` (§4.4)
+:mod:`~activedet.methods.miaod`       ``miaod`` (§3.3)
+:mod:`~activedet.methods.almdn`       ``almdn`` (§4.4)
 :mod:`.localization`, :mod:`.cald`     ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
 :mod:`.ppal`, :mod:`.influence`        ``ppal`` (§7.4); ``influence``, ISAL (§8)
 =====================================  =====================================================================
@@ -27,12 +28,35 @@ module                                 methods
 
 # The import order is the registry's order (`activedet strategies`, the error messages): simple methods first.
 # isort: off
-from . import random, uncertainty, diversity, kmeans, hybrid, compose  # noqa: F401  (registers the methods)
-from . import stochastic, miaod, almdn, localization, cald, ppal, influence  # noqa: F401
+from . import random, uncertainty, diversity, kmeans, hybrid, compose  # (registers the methods)
+from . import stochastic
+from ..methods.miaod import scoring as _miaod
+from ..methods.almdn import scoring as _almdn
+from . import localization, cald, ppal, influence
 
 # isort: on
+from . import registry
 from .base import ScoredPool, SelectionInput, Strategy, shortlist
 from .registry import METHODS, STRATEGIES, get_strategy, list_strategies, register, strategy_names
+
+# The same order when a method package's scoring module was imported first (it then registers after the others).
+registry.keep_order(
+    (
+        random,
+        uncertainty,
+        diversity,
+        kmeans,
+        hybrid,
+        compose,
+        stochastic,
+        _miaod,
+        _almdn,
+        localization,
+        cald,
+        ppal,
+        influence,
+    )
+)
 
 __all__ = [
     "Strategy",
