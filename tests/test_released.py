@@ -231,7 +231,7 @@ def test_isal_released_classification_mode(tmp_path, monkeypatch):
     from test_influence import colour_images
 
     from activedet.engine.inference import iter_predictions
-    from activedet.models import influence as influence_module
+    from activedet.methods.isal import model as influence_module
     from activedet.strategies.base import ScoredPool, ScoringContext
 
     calls = []

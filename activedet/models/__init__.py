@@ -17,9 +17,10 @@ from torch import nn
 
 from ..methods.almdn import model as almdn
 from ..methods.almdn.model import MDNSSD, MDNRetinaNet, build_almdn_retinanet, build_almdn_ssd
+from ..methods.isal import model as influence
 from ..methods.miaod import model as miaod
 from ..methods.miaod.model import MIAODRetinaNet, build_miaod
-from . import difficulty, influence, stochastic, views
+from . import difficulty, stochastic, views
 from .classifier import ImageClassifier, build_classifier
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos

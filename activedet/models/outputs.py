@@ -54,7 +54,7 @@ class Detections:
         ``passes``, ``dense_expected_entropy``, ``dense_box_var`` (:mod:`activedet.models.stochastic`);
         ``uncertainties`` (:mod:`activedet.methods.almdn.model`); ``views`` and, on each view, ``reference_boxes``
         (:mod:`activedet.models.views`); ``class_quality`` (:mod:`activedet.models.difficulty`); ``influence``
-        (:mod:`activedet.models.influence`).
+        (:mod:`activedet.methods.isal.model`).
 
     A requested name (``predict(..., fields=...)``, ``Strategy.needs``) is a core optional field or an extras key;
     :data:`activedet.models.OPTIONAL_FIELDS` lists them all and :meth:`check_fields` refuses any other.

@@ -22,7 +22,8 @@ module                                 methods
 :mod:`~activedet.methods.miaod`       ``miaod`` (§3.3)
 :mod:`~activedet.methods.almdn`       ``almdn`` (§4.4)
 :mod:`.localization`, :mod:`.cald`     ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
-:mod:`.ppal`, :mod:`.influence`        ``ppal`` (§7.4); ``influence``, ISAL (§8)
+:mod:`.ppal`                           ``ppal`` (§7.4)
+:mod:`~activedet.methods.isal`        ``influence``, ISAL (§8)
 =====================================  =====================================================================
 """
 
@@ -32,7 +33,8 @@ from . import random, uncertainty, diversity, kmeans, hybrid, compose  # (regist
 from . import stochastic
 from ..methods.miaod import scoring as _miaod
 from ..methods.almdn import scoring as _almdn
-from . import localization, cald, ppal, influence
+from . import localization, cald, ppal
+from ..methods.isal import scoring as _influence
 
 # isort: on
 from . import registry
@@ -54,7 +56,7 @@ registry.keep_order(
         localization,
         cald,
         ppal,
-        influence,
+        _influence,
     )
 )
 
