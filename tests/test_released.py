@@ -164,7 +164,7 @@ def test_miaod_dense_scores_do_not_depend_on_the_batch():
 
 
 def _retinanet_with_many_detections():
-    from activedet.models.difficulty import find_difficulty
+    from activedet.methods.ppal.model import find_difficulty
     from activedet.models.retinanet import build_retinanet
 
     torch.manual_seed(0)
@@ -193,7 +193,7 @@ def test_ppal_released_dcus_scores_200_detections_without_a_pre_nms_threshold():
 def test_ppal_released_ccm_distance_matches_same_rank_detections_and_empty_images_at_zero():
     import numpy as np
 
-    from activedet.strategies.ppal import ccm_distances
+    from activedet.methods.ppal.scoring import ccm_distances
 
     feats = [
         np.array([[1, 0], [0, 1]], np.float32),

@@ -20,7 +20,8 @@ from ..methods.almdn.model import MDNSSD, MDNRetinaNet, build_almdn_retinanet, b
 from ..methods.isal import model as influence
 from ..methods.miaod import model as miaod
 from ..methods.miaod.model import MIAODRetinaNet, build_miaod
-from . import difficulty, stochastic, views
+from ..methods.ppal import model as difficulty
+from . import stochastic, views
 from .classifier import ImageClassifier, build_classifier
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos

@@ -53,7 +53,7 @@ class Detections:
         module: ``class_probs_2``, ``dense_probs_2``, ``dense_weights`` (:mod:`activedet.methods.miaod.model`);
         ``passes``, ``dense_expected_entropy``, ``dense_box_var`` (:mod:`activedet.models.stochastic`);
         ``uncertainties`` (:mod:`activedet.methods.almdn.model`); ``views`` and, on each view, ``reference_boxes``
-        (:mod:`activedet.models.views`); ``class_quality`` (:mod:`activedet.models.difficulty`); ``influence``
+        (:mod:`activedet.models.views`); ``class_quality`` (:mod:`activedet.methods.ppal.model`); ``influence``
         (:mod:`activedet.methods.isal.model`).
 
     A requested name (``predict(..., fields=...)``, ``Strategy.needs``) is a core optional field or an extras key;

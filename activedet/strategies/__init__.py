@@ -22,7 +22,7 @@ module                                 methods
 :mod:`~activedet.methods.miaod`       ``miaod`` (§3.3)
 :mod:`~activedet.methods.almdn`       ``almdn`` (§4.4)
 :mod:`.localization`, :mod:`.cald`     ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
-:mod:`.ppal`                           ``ppal`` (§7.4)
+:mod:`~activedet.methods.ppal`        ``ppal`` (§7.4)
 :mod:`~activedet.methods.isal`        ``influence``, ISAL (§8)
 =====================================  =====================================================================
 """
@@ -33,7 +33,8 @@ from . import random, uncertainty, diversity, kmeans, hybrid, compose  # (regist
 from . import stochastic
 from ..methods.miaod import scoring as _miaod
 from ..methods.almdn import scoring as _almdn
-from . import localization, cald, ppal
+from . import localization, cald
+from ..methods.ppal import scoring as _ppal
 from ..methods.isal import scoring as _influence
 
 # isort: on
@@ -55,7 +56,7 @@ registry.keep_order(
         _almdn,
         localization,
         cald,
-        ppal,
+        _ppal,
         _influence,
     )
 )
