@@ -1,7 +1,8 @@
 """Query strategies: what to label next.
 
 A strategy is a per-image scoring function plus a selection step (see :mod:`.base`). Each method is one module
-holding its scoring, its selection, its factory and their documentation; the factory is registered by name with
+holding its scoring, its selection, its factory and their documentation (a method that adds to the model is a
+package of :mod:`activedet.methods`, its ``scoring`` module holding these); the factory is registered by name with
 :func:`~.registry.register`, and :func:`get_strategy` builds one::
 
     from activedet.strategies import get_strategy, list_strategies
@@ -11,20 +12,20 @@ Importing this package imports every method module below, which registers the bu
 nothing else). ``activedet strategies`` lists them; :func:`~activedet.strategy_names.strategy_names` reads their
 names without importing anything heavy.
 
-=====================================  =====================================================================
-module                                 methods
-=====================================  =====================================================================
-:mod:`.random`                         ``random`` (methods.md §1.1)
-:mod:`.uncertainty`                    ``least_confidence``, ``margin``, ``entropy`` (§1)
-:mod:`.diversity`, :mod:`.kmeans`      ``coreset``, ``kmeanspp``; ``kmeans`` (§7)
-:mod:`.hybrid`, :mod:`.compose`        ``hybrid``; ``compose``, a chain of criteria (§7.1, §7.5)
-:mod:`.stochastic`                     ``mc_dropout``, ``ensemble`` (§2)
-:mod:`~activedet.methods.miaod`       ``miaod`` (§3.3)
-:mod:`~activedet.methods.almdn`       ``almdn`` (§4.4)
-:mod:`.localization`, :mod:`.cald`     ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
-:mod:`~activedet.methods.ppal`        ``ppal`` (§7.4)
-:mod:`~activedet.methods.isal`        ``influence``, ISAL (§8)
-=====================================  =====================================================================
+======================================  ====================================================================
+module                                  methods
+======================================  ====================================================================
+:mod:`.random`                          ``random`` (methods.md §1.1)
+:mod:`.uncertainty`                     ``least_confidence``, ``margin``, ``entropy`` (§1)
+:mod:`.diversity`, :mod:`.kmeans`       ``coreset``, ``kmeanspp``; ``kmeans`` (§7)
+:mod:`.hybrid`, :mod:`.compose`         ``hybrid``; ``compose``, a chain of criteria (§7.1, §7.5)
+:mod:`.stochastic`                      ``mc_dropout``, ``ensemble`` (§2)
+:mod:`activedet.methods.miaod`          ``miaod`` (§3.3)
+:mod:`activedet.methods.almdn`          ``almdn`` (§4.4)
+:mod:`.localization`, :mod:`.cald`      ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
+:mod:`activedet.methods.ppal`           ``ppal`` (§7.4)
+:mod:`activedet.methods.isal`           ``influence``, ISAL (§8)
+======================================  ====================================================================
 """
 
 # The import order is the registry's order (`activedet strategies`, the error messages): simple methods first.
