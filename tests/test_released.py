@@ -376,7 +376,7 @@ def test_kmeans_released_order_is_cluster_number_order_with_uniform_members():
 
 
 def test_ensemble_dense_scores_do_not_depend_on_the_batch():
-    from activedet.models.stochastic import EnsembleDetector, StochasticPredictor
+    from activedet.methods.stochastic.model import EnsembleDetector, StochasticPredictor
 
     members = []
     for seed in (0, 1):

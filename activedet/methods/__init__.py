@@ -3,6 +3,8 @@
 =====================  ==================================================================================
 package                what it holds
 =====================  ==================================================================================
+:mod:`.stochastic`     MC-dropout and deep ensembles (methods.md §2): head dropout, the ensemble detector, the
+                       predictor of several passes, the ``mc_dropout`` and ``ensemble`` scores
 :mod:`.miaod`          MI-AOD (§3): the detector with two adversarial classifiers and the MIL head, its
                        per-cycle training schedule, the ``miaod`` score
 :mod:`.almdn`          AL-MDN (§4): the mixture-density heads (SSD, RetinaNet), the ``almdn`` score
@@ -20,8 +22,7 @@ A subpackage's ``__init__`` imports none of its files: :mod:`activedet.strategie
 (``DETECTORS``) and :mod:`activedet.engine.trainers` the training procedures (``TRAINERS``). This package imports
 :mod:`activedet.models` first, so a method's ``model.py`` imported on its own finds the detector map already
 built rather than half-built. Methods without model additions (random, uncertainty, diversity, kmeans, hybrid,
-compose, localization, CALD) and MC-dropout / ensembles (whose head dropout every detector builder takes,
-:mod:`activedet.models.stochastic`) are single modules in :mod:`activedet.strategies`.
+compose, localization, CALD) are single modules in :mod:`activedet.strategies`.
 """
 
 # A method's model.py imports activedet.models, whose __init__ imports that model.py back for DETECTORS: loading

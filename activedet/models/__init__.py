@@ -21,14 +21,15 @@ from ..methods.isal import model as influence
 from ..methods.miaod import model as miaod
 from ..methods.miaod.model import MIAODRetinaNet, build_miaod
 from ..methods.ppal import model as difficulty
-from . import stochastic, views
+from ..methods.stochastic import model as stochastic
+from ..methods.stochastic.model import EnsembleDetector, StochasticPredictor
+from . import views
 from .classifier import ImageClassifier, build_classifier
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
 from .outputs import CORE_OPTIONAL_FIELDS, Detections
 from .retinanet import RetinaNetDetector, build_retinanet
 from .ssd import SSDDetector, build_ssd
-from .stochastic import EnsembleDetector, StochasticPredictor
 
 __all__ = [
     "DETECTORS",

@@ -39,6 +39,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
 from ..methods.ppal.model import ClassDifficultyEMA, aligned_iou, difficulty_module
+from ..methods.stochastic.model import add_head_dropout
 from ._common import (
     PredictMixin,
     check_choice,
@@ -58,7 +59,6 @@ from .backbones import (
     uses_pretrained,
 )
 from .outputs import Detections
-from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["FasterRCNNDetector", "SourceTrackingRoIHeads", "build_faster_rcnn", "FASTER_RCNN_DEFAULTS"]
@@ -337,7 +337,7 @@ def build_faster_rcnn(
         anchor_sizes: RPN anchor sizes, one tuple per pyramid level.
         fpn_channels: pyramid width; default 256, 64 for ``tiny``.
         score_thresh, nms_thresh, detections_per_img: the box head's postprocessing.
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
         difficulty_ema: maintain PPAL's per-class difficulty during training (needed by the ``ppal`` strategy):
             a :class:`~activedet.methods.ppal.model.ClassDifficultyEMA` at ``roi_heads.difficulty`` whose buffers

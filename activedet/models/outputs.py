@@ -51,7 +51,7 @@ class Detections:
         ``det.extras["key"]`` or ``det.extras.get("key")``. Each key is documented in the module that fills it,
         which declares it in its ``EXTRA_FIELDS``; :data:`activedet.models.EXTRA_FIELDS` maps every key to that
         module: ``class_probs_2``, ``dense_probs_2``, ``dense_weights`` (:mod:`activedet.methods.miaod.model`);
-        ``passes``, ``dense_expected_entropy``, ``dense_box_var`` (:mod:`activedet.models.stochastic`);
+        ``passes``, ``dense_expected_entropy``, ``dense_box_var`` (:mod:`activedet.methods.stochastic.model`);
         ``uncertainties`` (:mod:`activedet.methods.almdn.model`); ``views`` and, on each view, ``reference_boxes``
         (:mod:`activedet.models.views`); ``class_quality`` (:mod:`activedet.methods.ppal.model`); ``influence``
         (:mod:`activedet.methods.isal.model`).

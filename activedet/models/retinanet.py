@@ -36,6 +36,7 @@ from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
 from ..methods.ppal.model import ClassDifficultyEMA, aligned_iou, difficulty_module
+from ..methods.stochastic.model import add_head_dropout
 from ._common import (
     PredictMixin,
     check_choice,
@@ -59,7 +60,6 @@ from .backbones import (
     uses_pretrained,
 )
 from .outputs import Detections
-from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["RetinaNetDetector", "build_retinanet", "RETINANET_DEFAULTS"]
@@ -343,7 +343,7 @@ def build_retinanet(
         anchor_sizes: per pyramid level, a base size (3 octave scales) or a tuple of sizes.
         fpn_channels: pyramid width; default 256, 64 for ``tiny``.
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's postprocessing.
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
         difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent: PPAL's per-class difficulty, kept
             at ``difficulty`` (see :func:`~activedet.models.build_faster_rcnn` and :mod:`activedet.methods.ppal.model`).

@@ -19,7 +19,7 @@ module                                  methods
 :mod:`.uncertainty`                     ``least_confidence``, ``margin``, ``entropy`` (§1)
 :mod:`.diversity`, :mod:`.kmeans`       ``coreset``, ``kmeanspp``; ``kmeans`` (§7)
 :mod:`.hybrid`, :mod:`.compose`         ``hybrid``; ``compose``, a chain of criteria (§7.1, §7.5)
-:mod:`.stochastic`                      ``mc_dropout``, ``ensemble`` (§2)
+:mod:`activedet.methods.stochastic`     ``mc_dropout``, ``ensemble`` (§2)
 :mod:`activedet.methods.miaod`          ``miaod`` (§3.3)
 :mod:`activedet.methods.almdn`          ``almdn`` (§4.4)
 :mod:`.localization`, :mod:`.cald`      ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
@@ -31,7 +31,7 @@ module                                  methods
 # The import order is the registry's order (`activedet strategies`, the error messages): simple methods first.
 # isort: off
 from . import random, uncertainty, diversity, kmeans, hybrid, compose  # (registers the methods)
-from . import stochastic
+from ..methods.stochastic import scoring as _stochastic
 from ..methods.miaod import scoring as _miaod
 from ..methods.almdn import scoring as _almdn
 from . import localization, cald
@@ -52,7 +52,7 @@ registry.keep_order(
         kmeans,
         hybrid,
         compose,
-        stochastic,
+        _stochastic,
         _miaod,
         _almdn,
         localization,

@@ -12,11 +12,11 @@ import math
 from numbers import Real
 from typing import Any
 
-from ...models.stochastic import predicting_detector
 from ...strategies.base import Strategy
 from ...strategies.checks import choice, number, summary
 from ...strategies.registry import register
 from ...strategies.uncertainty import EMPTY_POLICIES, rank_select
+from ..stochastic.model import predicting_detector
 from .model import INFLUENCE_PARAMETER_SETS, InfluenceOptions, InfluencePredictor
 
 __all__ = ["influence_score", "influence"]

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from ...models._common import broadcast_iou, check_choice, check_float
 from ...models.outputs import Detections
-from ...models.stochastic import predicting_detector
+from ..stochastic.model import predicting_detector
 
 #: The ``Detections.extras`` keys this module fills (module docstring).
 EXTRA_FIELDS = frozenset({"class_quality"})
