@@ -16,7 +16,7 @@ With ``uncertainty=True`` (``activedet predict --uncertainty``) every per-box un
   per member): the boxes are those of the mean prediction (single-stage) or the deterministic one (Faster
   R-CNN); each is matched to its best-overlapping box of every pass (IoU > 0.5) and gets ``mc_semantic``,
   ``mc_spatial``, ``mc_occurrence`` certainties and ``mc_uncertainty = 1 - their product``
-  (:mod:`activedet.strategies.stochastic`).
+  (:mod:`activedet.methods.stochastic.scoring`).
 
 ``draw`` writes a PNG per image with the boxes, labels, scores and uncertainties.
 """
@@ -36,11 +36,11 @@ from .data.torch_dataset import load_image
 from .data.validate import DatasetWarning
 from .engine import distributed as dist_utils
 from .engine.checkpoint import load_checkpoint
+from .methods.almdn.model import UNCERTAINTY_TYPES
+from .methods.miaod.scoring import anchor_disagreement
+from .methods.stochastic.model import has_head_dropout
+from .methods.stochastic.scoring import detection_certainties
 from .models import Detections, EnsembleDetector, StochasticPredictor
-from .models.almdn import UNCERTAINTY_TYPES
-from .models.stochastic import has_head_dropout
-from .strategies.miaod import anchor_disagreement
-from .strategies.stochastic import detection_certainties
 from .strategies.uncertainty import MEASURES, detection_uncertainty
 
 __all__ = ["predict_images", "format_predictions", "draw_predictions"]

@@ -1,8 +1,9 @@
 """The names of the registered query strategies, read without importing the methods (standard library only).
 
 ``activedet.strategies`` imports every method module, and with them torch; checking a strategy name typed on the
-command line should not cost that. :func:`strategy_names` reads the names from the source of the strategies
-package instead: every ``@register("name", ...)`` decorator on a function or class of a module directly in it.
+command line should not cost that. :func:`strategy_names` reads the names from the source instead: every
+``@register("name", ...)`` decorator on a function or class of a module directly in the strategies package or in
+a method's package (``activedet/methods/<method>/``).
 When the registry is already loaded it also returns the names registered at run time (a method module outside the
 package, imported by the user).
 """
@@ -15,12 +16,15 @@ from pathlib import Path
 
 __all__ = ["strategy_names"]
 
-PACKAGE = Path(__file__).resolve().parent / "strategies"
+ROOT = Path(__file__).resolve().parent
+#: the modules whose decorators register the built-in methods
+SOURCES = ("strategies/*.py", "methods/*/*.py")
 
 
 def strategy_names() -> tuple[str, ...]:
     """The registered strategy names, sorted; the same names as ``activedet.strategies.STRATEGIES``."""
-    names = {name for path in sorted(PACKAGE.glob("*.py")) for name in _registered_in(path)}
+    paths = sorted(path for pattern in SOURCES for path in ROOT.glob(pattern))
+    names = {name for path in paths for name in _registered_in(path)}
     loaded = sys.modules.get("activedet.strategies.registry")
     if loaded is not None:
         names.update(loaded.METHODS)

@@ -7,11 +7,11 @@ import torch
 import torchvision.models.detection as tv_detection
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from activedet.models.almdn import build_almdn_retinanet, build_almdn_ssd
+from activedet.methods.almdn.model import build_almdn_retinanet, build_almdn_ssd
+from activedet.methods.miaod.model import build_miaod
 from activedet.models.backbones import build_fpn_backbone
 from activedet.models.faster_rcnn import build_faster_rcnn
 from activedet.models.fcos import build_fcos
-from activedet.models.miaod import build_miaod
 from activedet.models.outputs import Detections
 from activedet.models.retinanet import build_retinanet
 from activedet.models.ssd import build_ssd

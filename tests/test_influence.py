@@ -10,8 +10,7 @@ from torch import nn
 
 from activedet.data.records import DetectionDataset, ImageRecord, check_disjoint
 from activedet.engine.inference import iter_predictions
-from activedet.models import build_detector
-from activedet.models.influence import (
+from activedet.methods.isal.model import (
     InfluenceOptions,
     InfluencePredictor,
     hessian_vector_product,
@@ -20,6 +19,7 @@ from activedet.models.influence import (
     lissa,
     loss_gradient,
 )
+from activedet.models import build_detector
 from activedet.models.outputs import Detections
 from activedet.strategies import get_strategy
 from activedet.strategies.base import ScoredPool, ScoringContext, SelectionInput

@@ -11,8 +11,8 @@ import torch
 from test_loop import kill_then_resume, outcome, run_cli, write_config
 
 from activedet.config import ConfigError, load_config
-from activedet.engine.miaod import MIAODOptions, miaod_schedule, stage_parameters, train_miaod
 from activedet.engine.train import OptionError, TrainOptions, build_optimizer
+from activedet.methods.miaod.training import MIAODOptions, miaod_schedule, stage_parameters, train_miaod
 from activedet.models import Detections, build_detector
 from activedet.strategies import get_strategy
 from activedet.workflows import run_from_config
@@ -297,7 +297,7 @@ def test_sigkill_inside_every_stage_then_resume_gives_the_same_run(tiny_data, tm
 
 @pytest.mark.parametrize("weighting", ["code", "class"])
 def test_mil_weights_softmax_over_the_anchors_of_each_level(weighting):
-    from activedet.models.miaod import mil_image_scores, mil_weights
+    from activedet.methods.miaod.model import mil_image_scores, mil_weights
 
     torch.manual_seed(0)
     z1, z2, zm = torch.randn(2, 7, 3), torch.randn(2, 7, 3), torch.randn(2, 7, 3)

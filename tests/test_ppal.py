@@ -9,12 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from activedet.models.difficulty import ClassDifficultyEMA, DifficultyPredictor, aligned_iou
+from activedet.methods.ppal.model import ClassDifficultyEMA, DifficultyPredictor, aligned_iou
+from activedet.methods.ppal.scoring import (
+    ccm_describe,
+    ccm_distances,
+    class_weights,
+    dcus_score,
+    kmedoids,
+    kmedoids_select,
+)
 from activedet.models.faster_rcnn import build_faster_rcnn
 from activedet.models.outputs import Detections
 from activedet.models.retinanet import build_retinanet
 from activedet.strategies.base import ScoredPool, SelectionInput
-from activedet.strategies.ppal import ccm_describe, ccm_distances, class_weights, dcus_score, kmedoids, kmedoids_select
 
 C = 3
 

@@ -13,7 +13,6 @@ import torch
 
 from activedet.data.records import DetectionDataset, ImageRecord
 from activedet.data.torch_dataset import DetectionTorchDataset, collate_detection
-from activedet.engine.miaod import train_miaod
 from activedet.engine.pseudo import (
     PseudoLabelOptions,
     PseudoLabelRecord,
@@ -24,6 +23,7 @@ from activedet.engine.pseudo import (
     with_pseudo_labels,
 )
 from activedet.engine.train import OptionError, TrainOptions, build_optimizer, train_detector, weighted_loss_dict
+from activedet.methods.miaod.training import train_miaod
 from activedet.models import Detections, build_detector
 from activedet.tensorboard import log_cycle, require_tensorboard
 

@@ -181,7 +181,8 @@ def test_strategy_names_imports_neither_the_methods_nor_torch():
         "import sys, time; started = time.process_time(); "
         "from activedet.strategy_names import strategy_names; names = strategy_names(); "
         "spent = time.process_time() - started; "
-        "heavy = sorted(m for m in ('torch', 'numpy', 'activedet.strategies') if m in sys.modules); "
+        "heavy = sorted(m for m in ('torch', 'numpy', 'activedet.strategies', 'activedet.methods') "
+        "if m in sys.modules); "
         "print(' '.join(names)); print(heavy); print(spent)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -191,3 +192,22 @@ def test_strategy_names_imports_neither_the_methods_nor_torch():
     assert names.split() == sorted(METHODS)
     assert heavy == "[]"
     assert float(spent) < 1.0  # CPU seconds, which machine load does not stretch
+
+
+def test_strategy_names_reads_the_method_packages_too():
+    packaged = {name for name, method in METHODS.items() if method.factory.__module__.startswith("activedet.methods.")}
+    assert "miaod" in packaged and packaged <= set(strategy_names())
+
+
+def test_the_registry_order_does_not_depend_on_which_method_module_is_imported_first():
+    def order(first_import: str) -> list[str]:
+        code = f"import {first_import}; from activedet.strategies import METHODS; print(' '.join(METHODS))"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    expected = order("activedet.strategies")
+    assert expected == list(METHODS)
+    for first in ("activedet.methods.miaod.scoring", "activedet.methods.almdn.model", "activedet.predict"):
+        assert order(first) == expected, f"import {first} first"

@@ -9,11 +9,11 @@ import torch
 import yaml
 
 from activedet.config import load_config
-from activedet.engine.miaod import MIAODOptions, train_miaod
 from activedet.engine.train import OptionError, TrainOptions, warmup_multiplier
+from activedet.methods.miaod.scoring import topk_count
+from activedet.methods.miaod.training import MIAODOptions, train_miaod
 from activedet.models import Detections, build_detector
 from activedet.strategies import get_strategy
-from activedet.strategies.miaod import topk_count
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -164,7 +164,7 @@ def test_miaod_dense_scores_do_not_depend_on_the_batch():
 
 
 def _retinanet_with_many_detections():
-    from activedet.models.difficulty import find_difficulty
+    from activedet.methods.ppal.model import find_difficulty
     from activedet.models.retinanet import build_retinanet
 
     torch.manual_seed(0)
@@ -193,7 +193,7 @@ def test_ppal_released_dcus_scores_200_detections_without_a_pre_nms_threshold():
 def test_ppal_released_ccm_distance_matches_same_rank_detections_and_empty_images_at_zero():
     import numpy as np
 
-    from activedet.strategies.ppal import ccm_distances
+    from activedet.methods.ppal.scoring import ccm_distances
 
     feats = [
         np.array([[1, 0], [0, 1]], np.float32),
@@ -231,7 +231,7 @@ def test_isal_released_classification_mode(tmp_path, monkeypatch):
     from test_influence import colour_images
 
     from activedet.engine.inference import iter_predictions
-    from activedet.models import influence as influence_module
+    from activedet.methods.isal import model as influence_module
     from activedet.strategies.base import ScoredPool, ScoringContext
 
     calls = []
@@ -376,7 +376,7 @@ def test_kmeans_released_order_is_cluster_number_order_with_uniform_members():
 
 
 def test_ensemble_dense_scores_do_not_depend_on_the_batch():
-    from activedet.models.stochastic import EnsembleDetector, StochasticPredictor
+    from activedet.methods.stochastic.model import EnsembleDetector, StochasticPredictor
 
     members = []
     for seed in (0, 1):

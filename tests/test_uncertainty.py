@@ -10,13 +10,13 @@ import torch
 
 from activedet.engine.train import TrainOptions
 from activedet.engine.trainers import train_ensemble
+from activedet.methods.almdn.model import detection_uncertainties, mixture_loc_nll
+from activedet.methods.almdn.scoring import almdn_combine, almdn_vector
+from activedet.methods.stochastic.model import HeadDropout
+from activedet.methods.stochastic.scoring import cluster_predictions, dense_stochastic_score, matched_stochastic_score
 from activedet.models import EnsembleDetector, StochasticPredictor, build_detector
-from activedet.models.almdn import detection_uncertainties, mixture_loc_nll
 from activedet.models.outputs import Detections
-from activedet.models.stochastic import HeadDropout
 from activedet.strategies import ScoredPool, get_strategy
-from activedet.strategies.almdn import almdn_combine, almdn_vector
-from activedet.strategies.stochastic import cluster_predictions, dense_stochastic_score, matched_stochastic_score
 
 C = 3
 MDN = [("almdn_ssd", {"backbone": "tiny", "min_size": 96}), ("almdn_retinanet", {"backbone": "tiny"})]

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from activedet.methods.stochastic.model import EnsembleDetector
 from activedet.models.faster_rcnn import build_faster_rcnn
 from activedet.models.retinanet import build_retinanet
-from activedet.models.stochastic import EnsembleDetector
 from activedet.models.views import (
     Cutout,
     Flip,

@@ -2,7 +2,7 @@
 
 Everything that is not "compute the losses, step the optimizer" (seeding, progress, logging, validation, best epoch,
 early stopping, checkpoints, MI-AOD's stage switches) is a hook; :mod:`activedet.engine.hooks` has the standard ones.
-:func:`activedet.engine.train.train_detector` and :func:`activedet.engine.miaod.train_miaod` both build a
+:func:`activedet.engine.train.train_detector` and :func:`activedet.methods.miaod.training.train_miaod` both build a
 :class:`Trainer` and call :meth:`Trainer.train`.
 
 To customise training, prefer a hook (it composes with the others) to a subclass. Subclass to change what one step

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..methods.miaod.training import MIAODOptions, train_miaod
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
-from .miaod import MIAODOptions, train_miaod
 from .train import OptionError, TrainOptions, TrainResult, train_detector
 
 __all__ = ["TRAINERS", "resolve_training", "get_trainer", "train_ensemble"]

@@ -15,16 +15,21 @@ from typing import Any
 
 from torch import nn
 
-from . import almdn, difficulty, influence, miaod, stochastic, views
-from .almdn import MDNSSD, MDNRetinaNet, build_almdn_retinanet, build_almdn_ssd
+from ..methods.almdn import model as almdn
+from ..methods.almdn.model import MDNSSD, MDNRetinaNet, build_almdn_retinanet, build_almdn_ssd
+from ..methods.isal import model as influence
+from ..methods.miaod import model as miaod
+from ..methods.miaod.model import MIAODRetinaNet, build_miaod
+from ..methods.ppal import model as difficulty
+from ..methods.stochastic import model as stochastic
+from ..methods.stochastic.model import EnsembleDetector, StochasticPredictor
+from . import views
 from .classifier import ImageClassifier, build_classifier
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
-from .miaod import MIAODRetinaNet, build_miaod
 from .outputs import CORE_OPTIONAL_FIELDS, Detections
 from .retinanet import RetinaNetDetector, build_retinanet
 from .ssd import SSDDetector, build_ssd
-from .stochastic import EnsembleDetector, StochasticPredictor
 
 __all__ = [
     "DETECTORS",

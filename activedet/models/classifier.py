@@ -40,11 +40,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
+from ..methods.stochastic.model import add_head_dropout
 from ._common import NORMS, PredictMixin, check_choice, check_float, check_int, norm_layer_for
 from .backbones import build_body
 from .efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
 from .outputs import Detections
-from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["ImageClassifier", "SmallConvNet", "build_classifier", "CLASSIFIER_BACKBONES", "CLASSIFIER_MIN_SIZE"]
@@ -90,7 +90,7 @@ class ImageClassifier(PredictMixin, nn.Module):
     in ``1..C`` (``ValueError`` otherwise). Eval mode: ``model(images)`` -> torchvision-style
     ``[{"boxes" [1, 4], "scores" [1], "labels" [1]}]``, the plain fields of :meth:`predict`.
 
-    With ``dropout`` (builder option) a :class:`~activedet.models.stochastic.HeadDropout` acts on the input of
+    With ``dropout`` (builder option) a :class:`~activedet.methods.stochastic.model.HeadDropout` acts on the input of
     ``fc`` (training, and MC-dropout at query time); ``embedding`` is taken before it.
 
     Attributes:

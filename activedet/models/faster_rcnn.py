@@ -12,9 +12,9 @@ Per-detection features (PPAL's category-conditioned matching): the box head's ou
 RetinaNet classification-tower feature sampled at the box centre: it is the two-stage head's own per-object
 representation, computed in the same pass at no extra cost.
 
-Class difficulty (``difficulty_ema=True``, PPAL's DCUS; see :mod:`.difficulty`): the training samples are the RoI
-head's sampled positive proposals; ``q`` uses the softmax probability of the GT class and the IoU of the proposal's
-class-specific regressed box (for the GT class) with its matched GT box.
+Class difficulty (``difficulty_ema=True``, PPAL's DCUS; see :mod:`activedet.methods.ppal.model`): the training
+samples are the RoI head's sampled positive proposals; ``q`` uses the softmax probability of the GT class and the
+IoU of the proposal's class-specific regressed box (for the GT class) with its matched GT box.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
+from ..methods.ppal.model import ClassDifficultyEMA, aligned_iou, difficulty_module
+from ..methods.stochastic.model import add_head_dropout
 from ._common import (
     PredictMixin,
     check_choice,
@@ -56,9 +58,7 @@ from .backbones import (
     default_trainable_layers,
     uses_pretrained,
 )
-from .difficulty import ClassDifficultyEMA, aligned_iou, difficulty_module
 from .outputs import Detections
-from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["FasterRCNNDetector", "SourceTrackingRoIHeads", "build_faster_rcnn", "FASTER_RCNN_DEFAULTS"]
@@ -119,7 +119,7 @@ FASTER_RCNN_DEFAULTS["efficientnet_lite0"] = FASTER_RCNN_DEFAULTS["tiny"]  # sam
 
 class SourceTrackingRoIHeads(RoIHeads):
     """torchvision ``RoIHeads`` whose postprocessing also returns each detection's source RoI index, and which
-    updates an optional :class:`~activedet.models.difficulty.ClassDifficultyEMA` (``difficulty``) in training."""
+    updates an optional :class:`~activedet.methods.ppal.model.ClassDifficultyEMA` (``difficulty``) in training."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -337,14 +337,15 @@ def build_faster_rcnn(
         anchor_sizes: RPN anchor sizes, one tuple per pyramid level.
         fpn_channels: pyramid width; default 256, 64 for ``tiny``.
         score_thresh, nms_thresh, detections_per_img: the box head's postprocessing.
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
         difficulty_ema: maintain PPAL's per-class difficulty during training (needed by the ``ppal`` strategy):
-            a :class:`~activedet.models.difficulty.ClassDifficultyEMA` at ``roi_heads.difficulty`` whose buffers
+            a :class:`~activedet.methods.ppal.model.ClassDifficultyEMA` at ``roi_heads.difficulty`` whose buffers
             go into the state dict. Gradients and training are unchanged. It is attached after ``weights`` are
             loaded and starts fresh (a difficulty belongs to one training run).
         difficulty_momentum, difficulty_xi, difficulty_absent: its base momentum (0.99), ``ξ`` (0.6) and the
-            absent-class policy (``"keep"``, our fix, or ``"decay"``, the official code), see :mod:`.difficulty`.
+            absent-class policy (``"keep"``, our fix, or ``"decay"``, the official code), see
+            :mod:`activedet.methods.ppal.model`.
         **rpn_and_box_options: any of ``rpn_pre_nms_top_n_train``, ``rpn_pre_nms_top_n_test``,
             ``rpn_post_nms_top_n_train``, ``rpn_post_nms_top_n_test``, ``rpn_batch_size_per_image``,
             ``box_batch_size_per_image``, ``representation_size`` (ints >= 1; defaults per backbone).

@@ -25,6 +25,7 @@ from torchvision.models.detection.fcos import FCOS_ResNet50_FPN_Weights, FCOSHea
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from ..methods.stochastic.model import add_head_dropout
 from ._common import (
     PredictMixin,
     check_choice,
@@ -45,7 +46,6 @@ from .backbones import (
     uses_pretrained,
 )
 from .outputs import Detections
-from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["FCOSDetector", "build_fcos", "FCOS_DEFAULTS"]
@@ -237,7 +237,7 @@ def build_fcos(
         center_sampling_radius: positives lie within ``radius * size`` of a box centre.
         fpn_channels: pyramid width; default 256, 64 for ``tiny`` (a multiple of 32: the head's GroupNorm).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's postprocessing.
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
     """
     func = "build_fcos"

@@ -50,11 +50,11 @@ class Detections:
     extras: ``{key: value}``, what a single method's detector or predictor adds (empty by default), read as
         ``det.extras["key"]`` or ``det.extras.get("key")``. Each key is documented in the module that fills it,
         which declares it in its ``EXTRA_FIELDS``; :data:`activedet.models.EXTRA_FIELDS` maps every key to that
-        module: ``class_probs_2``, ``dense_probs_2``, ``dense_weights`` (:mod:`activedet.models.miaod`);
-        ``passes``, ``dense_expected_entropy``, ``dense_box_var`` (:mod:`activedet.models.stochastic`);
-        ``uncertainties`` (:mod:`activedet.models.almdn`); ``views`` and, on each view, ``reference_boxes``
-        (:mod:`activedet.models.views`); ``class_quality`` (:mod:`activedet.models.difficulty`); ``influence``
-        (:mod:`activedet.models.influence`).
+        module: ``class_probs_2``, ``dense_probs_2``, ``dense_weights`` (:mod:`activedet.methods.miaod.model`);
+        ``passes``, ``dense_expected_entropy``, ``dense_box_var`` (:mod:`activedet.methods.stochastic.model`);
+        ``uncertainties`` (:mod:`activedet.methods.almdn.model`); ``views`` and, on each view, ``reference_boxes``
+        (:mod:`activedet.models.views`); ``class_quality`` (:mod:`activedet.methods.ppal.model`); ``influence``
+        (:mod:`activedet.methods.isal.model`).
 
     A requested name (``predict(..., fields=...)``, ``Strategy.needs``) is a core optional field or an extras key;
     :data:`activedet.models.OPTIONAL_FIELDS` lists them all and :meth:`check_fields` refuses any other.

@@ -14,9 +14,9 @@ source anchor, bilinearly sampled (``grid_sample``) at the box centre. Feature c
 ``s`` is taken to cover pixels ``[j s, (j + 1) s)`` of the padded batch (the official code normalises by the unpadded
 image size instead, which shifts the samples on padded images).
 
-Class difficulty (``difficulty_ema=True``, PPAL's DCUS; see :mod:`.difficulty`): the training samples are the
-positive anchors (matched as torchvision's loss matches them); ``q`` uses the sigmoid of the GT class and the IoU of
-the anchor's decoded box with its matched GT box, as the official ``RetinaQualityEMAHead``.
+Class difficulty (``difficulty_ema=True``, PPAL's DCUS; see :mod:`activedet.methods.ppal.model`): the training
+samples are the positive anchors (matched as torchvision's loss matches them); ``q`` uses the sigmoid of the GT class
+and the IoU of the anchor's decoded box with its matched GT box, as the official ``RetinaQualityEMAHead``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from torchvision.models.detection.retinanet import RetinaNet_ResNet50_FPN_Weight
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from ..methods.ppal.model import ClassDifficultyEMA, aligned_iou, difficulty_module
+from ..methods.stochastic.model import add_head_dropout
 from ._common import (
     PredictMixin,
     check_choice,
@@ -57,9 +59,7 @@ from .backbones import (
     default_trainable_layers,
     uses_pretrained,
 )
-from .difficulty import ClassDifficultyEMA, aligned_iou, difficulty_module
 from .outputs import Detections
-from .stochastic import add_head_dropout
 from .weights import WeightsSpec, load_weights, resolve_weights
 
 __all__ = ["RetinaNetDetector", "build_retinanet", "RETINANET_DEFAULTS"]
@@ -128,7 +128,7 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
     * ``features`` ``[N, fpn_channels]``: classification-tower output sampled at the box centre (module docstring).
     * ``proposals``: ``None`` (single-stage).
 
-    With ``difficulty`` (a :class:`~activedet.models.difficulty.ClassDifficultyEMA`, builder option
+    With ``difficulty`` (a :class:`~activedet.methods.ppal.model.ClassDifficultyEMA`, builder option
     ``difficulty_ema``), every training loss computation also updates the per-class difficulty.
     """
 
@@ -343,10 +343,10 @@ def build_retinanet(
         anchor_sizes: per pyramid level, a base size (3 octave scales) or a tuple of sizes.
         fpn_channels: pyramid width; default 256, 64 for ``tiny``.
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's postprocessing.
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
         difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent: PPAL's per-class difficulty, kept
-            at ``difficulty`` (see :func:`~activedet.models.build_faster_rcnn` and :mod:`.difficulty`).
+            at ``difficulty`` (see :func:`~activedet.models.build_faster_rcnn` and :mod:`activedet.methods.ppal.model`).
     """
     func = "build_retinanet"
     check_int(func, "num_classes", num_classes, 1)

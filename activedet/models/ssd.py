@@ -37,10 +37,10 @@ from torchvision.models.detection.ssdlite import (
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import Conv2dNormActivation
 
+from ..methods.stochastic.model import add_head_dropout
 from ._common import PredictMixin, check_choice, check_float, check_int, single_stage_predict, strip_sources
 from .backbones import NORMS, TINY_STAGES, TinyBackbone, default_norm, freeze_stages, norm_layer_for, uses_pretrained
 from .outputs import Detections
-from .stochastic import add_head_dropout
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights, resolve_weights_enum
 
 __all__ = ["SSDDetector", "TinySSDExtractor", "build_ssd", "SSD_VARIANTS", "SSD_DEFAULTS", "SSD300_BOX_SCALES"]
@@ -312,7 +312,7 @@ def build_ssd(
             ``norm`` changes nothing there (it is batch-independent whatever the value).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: postprocessing, default per variant
             (:data:`SSD_DEFAULTS`).
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.models.stochastic`; the model
+        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
             trains with it, and only the ``mc_dropout`` strategy samples it at query time.
         box_scales: ``ssd300_vgg16`` only: ``"coco"`` (default, torchvision's default boxes) or ``"voc"`` (the SSD
             paper's and AL-MDN's VOC default boxes, :data:`SSD300_BOX_SCALES`).

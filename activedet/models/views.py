@@ -57,8 +57,9 @@ from .outputs import Detections
 #: carries ``reference_boxes``.
 EXTRA_FIELDS = frozenset({"views"})
 
-#: ``Detections.extras`` keys with one row per detection (:mod:`.miaod`, :mod:`.almdn`): :func:`_subset` narrows
-#: them with the detections; every other key is per image or per anchor and is kept whole.
+#: ``Detections.extras`` keys with one row per detection (:mod:`activedet.methods.miaod.model`,
+#: :mod:`activedet.methods.almdn.model`): :func:`_subset` narrows them with the detections; every other key is per
+#: image or per anchor and is kept whole.
 _PER_DETECTION_EXTRAS = ("class_probs_2", "uncertainties")
 
 __all__ = [

@@ -1,7 +1,8 @@
 """Query strategies: what to label next.
 
 A strategy is a per-image scoring function plus a selection step (see :mod:`.base`). Each method is one module
-holding its scoring, its selection, its factory and their documentation; the factory is registered by name with
+holding its scoring, its selection, its factory and their documentation (a method that adds to the model is a
+package of :mod:`activedet.methods`, its ``scoring`` module holding these); the factory is registered by name with
 :func:`~.registry.register`, and :func:`get_strategy` builds one::
 
     from activedet.strategies import get_strategy, list_strategies
@@ -11,28 +12,55 @@ Importing this package imports every method module below, which registers the bu
 nothing else). ``activedet strategies`` lists them; :func:`~activedet.strategy_names.strategy_names` reads their
 names without importing anything heavy.
 
-=====================================  =====================================================================
-module                                 methods
-=====================================  =====================================================================
-:mod:`.random`                         ``random`` (methods.md §1.1)
-:mod:`.uncertainty`                    ``least_confidence``, ``margin``, ``entropy`` (§1)
-:mod:`.diversity`, :mod:`.kmeans`      ``coreset``, ``kmeanspp``; ``kmeans`` (§7)
-:mod:`.hybrid`, :mod:`.compose`        ``hybrid``; ``compose``, a chain of criteria (§7.1, §7.5)
-:mod:`.stochastic`                     ``mc_dropout``, ``ensemble`` (§2)
-:mod:`.miaod`, :mod:`.almdn`           ``miaod`` (§3.3), ``almdn`` (§4.4)
-:mod:`.localization`, :mod:`.cald`     ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
-:mod:`.ppal`, :mod:`.influence`        ``ppal`` (§7.4); ``influence``, ISAL (§8)
-=====================================  =====================================================================
+======================================  ====================================================================
+module                                  methods
+======================================  ====================================================================
+:mod:`.random`                          ``random`` (methods.md §1.1)
+:mod:`.uncertainty`                     ``least_confidence``, ``margin``, ``entropy`` (§1)
+:mod:`.diversity`, :mod:`.kmeans`       ``coreset``, ``kmeanspp``; ``kmeans`` (§7)
+:mod:`.hybrid`, :mod:`.compose`         ``hybrid``; ``compose``, a chain of criteria (§7.1, §7.5)
+:mod:`activedet.methods.stochastic`     ``mc_dropout``, ``ensemble`` (§2)
+:mod:`activedet.methods.miaod`          ``miaod`` (§3.3)
+:mod:`activedet.methods.almdn`          ``almdn`` (§4.4)
+:mod:`.localization`, :mod:`.cald`      ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
+:mod:`activedet.methods.ppal`           ``ppal`` (§7.4)
+:mod:`activedet.methods.isal`           ``influence``, ISAL (§8)
+======================================  ====================================================================
 """
 
 # The import order is the registry's order (`activedet strategies`, the error messages): simple methods first.
 # isort: off
-from . import random, uncertainty, diversity, kmeans, hybrid, compose  # noqa: F401  (registers the methods)
-from . import stochastic, miaod, almdn, localization, cald, ppal, influence  # noqa: F401
+from . import random, uncertainty, diversity, kmeans, hybrid, compose  # (registers the methods)
+from ..methods.stochastic import scoring as _stochastic
+from ..methods.miaod import scoring as _miaod
+from ..methods.almdn import scoring as _almdn
+from . import localization, cald
+from ..methods.ppal import scoring as _ppal
+from ..methods.isal import scoring as _influence
 
 # isort: on
+from . import registry
 from .base import ScoredPool, SelectionInput, Strategy, shortlist
 from .registry import METHODS, STRATEGIES, get_strategy, list_strategies, register, strategy_names
+
+# The same order when a method package's scoring module was imported first (it then registers after the others).
+registry.keep_order(
+    (
+        random,
+        uncertainty,
+        diversity,
+        kmeans,
+        hybrid,
+        compose,
+        _stochastic,
+        _miaod,
+        _almdn,
+        localization,
+        cald,
+        _ppal,
+        _influence,
+    )
+)
 
 __all__ = [
     "Strategy",

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..methods.stochastic.model import predicting_detector
 from ..models._common import broadcast_iou
 from ..models.outputs import Detections
-from ..models.stochastic import predicting_detector
 from .base import Strategy
 from .checks import choice, flag, number, summary
 from .predictors import view_predictor

@@ -24,6 +24,7 @@ import difflib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..strategy_names import strategy_names
@@ -38,6 +39,7 @@ __all__ = [
     "METHODS",
     "STRATEGIES",
     "register",
+    "keep_order",
     "get_strategy",
     "list_strategies",
     "strategy_names",
@@ -83,7 +85,10 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
-"""name -> :class:`Method`, in registration order (the package imports its method modules in a fixed order)."""
+"""name -> :class:`Method`: the built-in methods in the order of :func:`keep_order`'s modules, then the others in
+registration order."""
+
+_MODULE_RANK: dict[str, int] = {}
 
 
 class _Factories(Mapping):
@@ -156,9 +161,31 @@ def register(name: str, *, needs: Iterable[str] = (), requires: Iterable[str] = 
                 f"register({name!r}): the name is taken by {_where(taken.factory)}; choose another name for {where}"
             )
         METHODS[name] = Method(name, factory, needs, requires)
+        _reorder()
         return factory
 
     return decorate
+
+
+def keep_order(modules: Iterable[ModuleType]) -> None:
+    """List the methods of ``modules`` first, in the order of the modules (registration order within one).
+
+    The order of ``activedet strategies`` and of the error messages would otherwise depend on what was imported
+    first: a method package's ``scoring`` module imported before :mod:`activedet.strategies` registers its method
+    only after the package has imported (and registered) all the others. Methods of other modules follow in
+    registration order.
+    """
+    _MODULE_RANK.clear()
+    _MODULE_RANK.update({module.__name__: rank for rank, module in enumerate(modules)})
+    _reorder()
+
+
+def _reorder() -> None:
+    last = len(_MODULE_RANK)
+    ranked = sorted(METHODS.values(), key=lambda method: _MODULE_RANK.get(method.factory.__module__, last))
+    if [method.name for method in ranked] != list(METHODS):
+        METHODS.clear()
+        METHODS.update((method.name, method) for method in ranked)
 
 
 def _where(factory: Callable) -> str:

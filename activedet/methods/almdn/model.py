@@ -57,11 +57,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.focal_loss import sigmoid_focal_loss
 
-from ._common import check_choice, check_float, check_int, single_stage_predict
-from .outputs import Detections
-from .retinanet import RetinaNetDetector, build_retinanet
-from .ssd import SSDDetector, _out_channels, build_ssd
-from .weights import WeightsSpec, load_weights
+from ...models._common import check_choice, check_float, check_int, single_stage_predict
+from ...models.outputs import Detections
+from ...models.retinanet import RetinaNetDetector, build_retinanet
+from ...models.ssd import SSDDetector, _out_channels, build_ssd
+from ...models.weights import WeightsSpec, load_weights
 
 #: The ``Detections.extras`` keys this module fills (module docstring).
 EXTRA_FIELDS = frozenset({"uncertainties"})

@@ -29,7 +29,7 @@ Training (``model.train()``), ``model(images, targets, stage=...)`` returns a lo
   (1 - |p1 - p2|) w. Sums run over anchors, levels and the images of the batch (as the released code).
 
 So ``model(images, targets)`` is the label-set training step, and the plain trainer can train this detector.
-:func:`activedet.engine.miaod.train_miaod` runs the adversarial schedule. At test time only ``f1`` and ``f_r``
+:func:`activedet.methods.miaod.training.train_miaod` runs the adversarial schedule. At test time only ``f1`` and ``f_r``
 produce detections (as the released code).
 
 ``predict`` adds, on request, these ``Detections.extras`` keys (:data:`EXTRA_FIELDS`), so the MI-AOD score is
@@ -53,10 +53,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead, RetinaNetHead
 
-from ._common import anchors_per_level, check_choice, check_float, inside_image, single_stage_predict
-from .outputs import Detections
-from .retinanet import RetinaNetDetector, build_retinanet
-from .weights import WeightsSpec
+from ...models._common import anchors_per_level, check_choice, check_float, inside_image, single_stage_predict
+from ...models.outputs import Detections
+from ...models.retinanet import RetinaNetDetector, build_retinanet
+from ...models.weights import WeightsSpec
 
 #: The ``Detections.extras`` keys this module fills (module docstring).
 EXTRA_FIELDS = frozenset({"class_probs_2", "dense_probs_2", "dense_weights"})
@@ -289,8 +289,8 @@ def build_miaod(
         mil_weighting=mil_weighting,
     )
     if weights is not None:
-        from .retinanet import RetinaNet_ResNet50_FPN_Weights
-        from .weights import load_weights, resolve_weights
+        from ...models.retinanet import RetinaNet_ResNet50_FPN_Weights
+        from ...models.weights import load_weights, resolve_weights
 
         enums = [RetinaNet_ResNet50_FPN_Weights] if backbone == "resnet50" else []
         load_weights(

@@ -40,7 +40,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from ._common import (
+from ...models._common import (
     DENSE_FIELDS,
     check_float,
     dense_detections,
@@ -50,7 +50,7 @@ from ._common import (
     solo_group_indices,
     unwrap_ddp,
 )
-from .outputs import Detections
+from ...models.outputs import Detections
 
 __all__ = [
     "EXTRA_FIELDS",

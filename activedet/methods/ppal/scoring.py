@@ -2,8 +2,8 @@
 category-conditioned matching (CCM) k-medoids on the DCUS shortlist (methods.md §7.4).
 
 **DCUS** (a per-image score, larger = pick first). The detector keeps a per-class quality ``Q_c`` learned during
-training (:mod:`activedet.models.difficulty`; it reaches the score as ``Detections.extras["class_quality"]`` through
-:class:`~activedet.models.difficulty.DifficultyPredictor`). Class weight
+training (:mod:`activedet.methods.ppal.model`; it reaches the score as ``Detections.extras["class_quality"]`` through
+:class:`~activedet.methods.ppal.model.DifficultyPredictor`). Class weight
 
     w_c = 1 + α β log(1 + b (1 - Q_c)),   b = e^(1/α) - 1,
 
@@ -53,13 +53,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models.difficulty import RELEASED_DCUS_POSTPROCESS, DifficultyPredictor
-from ..models.outputs import Detections
-from .base import SelectionInput, Strategy
-from .checks import choice, number, summary
-from .predictors import model_only
-from .registry import register
-from .uncertainty import binary_entropy, rank_select
+from ...models.outputs import Detections
+from ...strategies.base import SelectionInput, Strategy
+from ...strategies.checks import choice, number, summary
+from ...strategies.predictors import model_only
+from ...strategies.registry import register
+from ...strategies.uncertainty import binary_entropy, rank_select
+from .model import RELEASED_DCUS_POSTPROCESS, DifficultyPredictor
 
 __all__ = [
     "class_weights",
@@ -101,13 +101,13 @@ def dcus_score(
 ) -> float | None:
     """DCUS image score (module docstring); ``None`` when no detection passes the score and box filters.
 
-    Needs ``det.extras["class_quality"]`` ``[C]`` (from :class:`~activedet.models.difficulty.DifficultyPredictor`).
+    Needs ``det.extras["class_quality"]`` ``[C]`` (from :class:`~activedet.methods.ppal.model.DifficultyPredictor`).
     """
     quality = det.extras.get("class_quality")
     if quality is None:
         raise ValueError(
             "the DCUS score needs Detections.extras['class_quality']: score through "
-            "activedet.models.difficulty.DifficultyPredictor with fields={'class_quality'}"
+            "activedet.methods.ppal.model.DifficultyPredictor with fields={'class_quality'}"
         )
     scores = det.scores.double().reshape(-1)
     keep = (scores >= score_threshold) & valid_boxes(det.boxes, min_size, max_aspect)
@@ -292,7 +292,7 @@ def ppal(
     """PPAL: difficulty-calibrated uncertainty shortlist, then category-conditioned k-medoids (§7.4).
 
     Needs a detector trained with ``detector_options: {difficulty_ema: true}`` (``faster_rcnn``, our benchmark
-    detector, or ``retinanet``, the paper's; see :mod:`activedet.models.difficulty`). Two stages (formulas
+    detector, or ``retinanet``, the paper's; see :mod:`activedet.methods.ppal.model`). Two stages (formulas
     above): DCUS scores the pool and its top ``shortlist x budget`` images go on; only those are predicted
     again for per-detection features, and k-medoids under the CCM image distance picks ``budget`` of them.
 

@@ -1,5 +1,5 @@
 """MI-AOD (methods.md §3.3): an anchor-level (dense) score, from every anchor of an image before score thresholding
-and NMS; the detector with the two adversarial classifiers is :mod:`activedet.models.miaod`.
+and NMS; the detector with the two adversarial classifiers is :mod:`.model`.
 
 Per anchor ``i`` the disagreement of the two adversarial classifiers,
 ``u_i = mean_c (p1[i, c] - p2[i, c])^2`` (the released code), or with ``weighted=True`` the paper's re-weighted
@@ -18,11 +18,11 @@ import math
 
 import torch
 
-from ..models.outputs import Detections
-from .base import Strategy
-from .checks import flag, number, summary
-from .registry import register
-from .uncertainty import rank_select
+from ...models.outputs import Detections
+from ...strategies.base import Strategy
+from ...strategies.checks import flag, number, summary
+from ...strategies.registry import register
+from ...strategies.uncertainty import rank_select
 
 __all__ = ["anchor_disagreement", "discrepancy_score", "topk_count", "miaod"]
 
@@ -50,7 +50,7 @@ def discrepancy_score(
     """MI-AOD image uncertainty: mean of the ``k`` largest anchor disagreements (module docstring).
 
     Needs ``dense_probs`` and the extras ``dense_probs_2`` (and ``dense_weights`` when ``weighted``) of
-    :mod:`activedet.models.miaod`. ``None`` only for an image with no anchor at all.
+    :mod:`.model`. ``None`` only for an image with no anchor at all.
     """
     probs_2, weights = det.extras.get("dense_probs_2"), det.extras.get("dense_weights")
     if det.dense_probs is None or probs_2 is None or (weighted and weights is None):

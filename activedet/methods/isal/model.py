@@ -45,8 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._common import restored_modes, unwrap_ddp
-from .outputs import Detections
+from ...models._common import restored_modes, unwrap_ddp
+from ...models.outputs import Detections
 
 #: The ``Detections.extras`` keys this module fills (module docstring).
 EXTRA_FIELDS = frozenset({"influence"})
@@ -319,7 +319,7 @@ class InfluencePredictor:
         return image_loss(work, image, target, seed)
 
     def _prepare(self) -> None:
-        from ..engine import distributed as dist_utils
+        from ...engine import distributed as dist_utils
 
         ctx = self.context
         if ctx.val is None or len(ctx.val) == 0:
@@ -373,7 +373,7 @@ class InfluencePredictor:
             else [],
         )
         if ctx.out_dir is not None and dist_utils.is_main_process():
-            from ..atomic import atomic_write_json
+            from ...atomic import atomic_write_json
 
             atomic_write_json(Path(ctx.out_dir) / "influence.json", self.stats)
         if norms and len(norms) >= 8 and norms[-1] > 2 * norms[3 * len(norms) // 4]:
@@ -452,7 +452,7 @@ def _content_seed(image: Tensor) -> int:
 
 def _items(dataset, indices: Sequence[int], device) -> Iterator[tuple[int, Tensor, dict[str, Tensor]]]:
     """``(index, image, training target)`` of ``dataset.records[i]`` one at a time, on ``device``."""
-    from ..data.torch_dataset import DetectionTorchDataset
+    from ...data.torch_dataset import DetectionTorchDataset
 
     loader = DetectionTorchDataset(dataset, list(indices), train=True)  # training targets, no augmentation
     for position in range(len(loader)):
@@ -480,7 +480,7 @@ def lowered_score_threshold(model: nn.Module, threshold: float) -> Iterator[None
 
 
 def _all_reduce(blocks: Blocks, op: str) -> Blocks:
-    from ..engine import distributed as dist_utils
+    from ...engine import distributed as dist_utils
 
     if not dist_utils.is_distributed():
         return blocks

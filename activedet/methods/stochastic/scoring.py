@@ -1,6 +1,6 @@
 """Scores from several predictions of an image: MC-dropout passes or ensemble members (methods.md §2).
 
-The predictions come from :class:`~activedet.models.StochasticPredictor`; two formulations read them.
+The predictions come from :class:`~.model.StochasticPredictor`; two formulations read them.
 
 **Dense** (single-stage detectors, whose anchors are the same in every prediction; §2.2). Per anchor ``a``, with
 ``p̄_a`` the mean class probabilities over the ``T`` predictions:
@@ -37,13 +37,13 @@ from typing import Any
 import torch
 from torchvision.ops import box_iou
 
-from ..models.outputs import Detections
-from ..models.stochastic import StochasticPredictor, prediction_entropy
-from .base import Strategy
-from .checks import choice, flag, number, summary
-from .predictors import model_only
-from .registry import register
-from .uncertainty import EMPTY_POLICIES, rank_select
+from ...models.outputs import Detections
+from ...strategies.base import Strategy
+from ...strategies.checks import choice, flag, number, summary
+from ...strategies.predictors import model_only
+from ...strategies.registry import register
+from ...strategies.uncertainty import EMPTY_POLICIES, rank_select
+from .model import StochasticPredictor, prediction_entropy
 
 __all__ = [
     "DENSE_MEASURES",
@@ -69,7 +69,7 @@ def dense_stochastic_score(
     topk: int = 10,
 ) -> float | None:
     """Dense formulation (module docstring). Needs ``dense_probs`` (the mean) and the extras
-    ``dense_expected_entropy`` and ``dense_box_var`` (:mod:`activedet.models.stochastic`)."""
+    ``dense_expected_entropy`` and ``dense_box_var`` (:mod:`.model`)."""
     expected_entropy, box_var = det.extras.get("dense_expected_entropy"), det.extras.get("dense_box_var")
     if det.dense_probs is None or expected_entropy is None or box_var is None:
         raise ValueError(
@@ -171,7 +171,7 @@ def matched_stochastic_score(
     same_label: bool = False,
     cluster_aggregation: str = "min",
 ) -> float | None:
-    """Matched formulation (module docstring). Needs the extras ``passes`` (:mod:`activedet.models.stochastic`)."""
+    """Matched formulation (module docstring). Needs the extras ``passes`` (:mod:`.model`)."""
     passes = det.extras.get("passes")
     if passes is None:
         raise ValueError(

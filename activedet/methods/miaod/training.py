@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.records import DetectionDataset, ImageRecord
-from . import distributed as dist_utils
-from . import hooks
-from .pseudo import PseudoLabelRecord
-from .train import OptionError, TrainOptions, TrainResult, build_optimizer, train_loader, warmup_multiplier
-from .trainer import HookBase, Trainer
+from ...data.records import DetectionDataset, ImageRecord
+from ...engine import distributed as dist_utils
+from ...engine import hooks
+from ...engine.pseudo import PseudoLabelRecord
+from ...engine.train import OptionError, TrainOptions, TrainResult, build_optimizer, train_loader, warmup_multiplier
+from ...engine.trainer import HookBase, Trainer
 
 __all__ = ["MIAODOptions", "miaod_schedule", "train_miaod", "stage_parameters", "MIAODTrainer", "MIAODStages"]
 
@@ -290,7 +290,7 @@ def train_miaod(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train an MI-AOD detector (:class:`~activedet.models.miaod.MIAODRetinaNet`) for one cycle.
+    """Train an MI-AOD detector (:class:`~activedet.methods.miaod.model.MIAODRetinaNet`) for one cycle.
 
     Args:
         model: the detector, trained in place.

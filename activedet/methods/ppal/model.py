@@ -39,9 +39,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ._common import broadcast_iou, check_choice, check_float
-from .outputs import Detections
-from .stochastic import predicting_detector
+from ...models._common import broadcast_iou, check_choice, check_float
+from ...models.outputs import Detections
+from ..stochastic.model import predicting_detector
 
 #: The ``Detections.extras`` keys this module fills (module docstring).
 EXTRA_FIELDS = frozenset({"class_quality"})

@@ -1,7 +1,7 @@
 """ISAL (methods.md §8): the influence of an image's pseudo labels on the validation loss, as a query strategy.
 
 The gradients, Hessian-vector products, the LiSSA recursion and the predictor that fills
-``Detections.extras["influence"]`` are in :mod:`activedet.models.influence`; this module turns that value into a
+``Detections.extras["influence"]`` are in :mod:`.model`; this module turns that value into a
 ranking (the most helpful image first) and checks the options.
 """
 
@@ -12,12 +12,12 @@ import math
 from numbers import Real
 from typing import Any
 
-from ..models.influence import INFLUENCE_PARAMETER_SETS, InfluenceOptions, InfluencePredictor
-from ..models.stochastic import predicting_detector
-from .base import Strategy
-from .checks import choice, number, summary
-from .registry import register
-from .uncertainty import EMPTY_POLICIES, rank_select
+from ...strategies.base import Strategy
+from ...strategies.checks import choice, number, summary
+from ...strategies.registry import register
+from ...strategies.uncertainty import EMPTY_POLICIES, rank_select
+from ..stochastic.model import predicting_detector
+from .model import INFLUENCE_PARAMETER_SETS, InfluenceOptions, InfluencePredictor
 
 __all__ = ["influence_score", "influence"]
 
@@ -47,7 +47,7 @@ def influence(
     """ISAL influence: predicted change of the validation loss from training on the image's pseudo labels (§8).
 
     Needs a validation split (``val_data``, disjoint from the test split) and a model whose adapter names its last
-    prediction layers (fcos, faster_rcnn, retinanet, classifier); see :mod:`activedet.models.influence`.
+    prediction layers (fcos, faster_rcnn, retinanet, classifier); see :mod:`.model`.
 
     Options:
         score_threshold: detections at or above this score are the pseudo labels (0.1, the released command;

@@ -1,5 +1,5 @@
 """AL-MDN image scores (methods.md §4.4): four uncertainties per detection, normalised over the pool (the mixture
-density head is :mod:`activedet.models.almdn`).
+density head is :mod:`.model`).
 
 1. Detections with ``score >= score_threshold`` (0.5, the released code) are kept; each carries the four values of
    ``Detections.extras["uncertainties"]`` (aleatoric/epistemic x localisation/classification, from the mixture head).
@@ -21,12 +21,12 @@ import functools
 
 import numpy as np
 
-from ..models.almdn import UNCERTAINTY_TYPES
-from ..models.outputs import Detections
-from .base import ScoredPool, Strategy
-from .checks import choice, number, summary
-from .registry import register
-from .uncertainty import EMPTY_POLICIES, rank_select
+from ...models.outputs import Detections
+from ...strategies.base import ScoredPool, Strategy
+from ...strategies.checks import choice, number, summary
+from ...strategies.registry import register
+from ...strategies.uncertainty import EMPTY_POLICIES, rank_select
+from .model import UNCERTAINTY_TYPES
 
 __all__ = ["almdn_vector", "almdn_combine", "almdn"]
 
