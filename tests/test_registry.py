@@ -211,3 +211,78 @@ def test_the_registry_order_does_not_depend_on_which_method_module_is_imported_f
     assert expected == list(METHODS)
     for first in ("activedet.methods.miaod.scoring", "activedet.methods.almdn.model", "activedet.predict"):
         assert order(first) == expected, f"import {first} first"
+
+
+NEW_METHOD = '''"""The images with the most detections first (a method added as one file)."""
+
+from .base import Strategy
+from .registry import register
+from .uncertainty import rank_select
+
+
+@register("most_detections_file")
+def most_detections_file(*, empty_policy: str = "lowest") -> Strategy:
+    """The images with the most detections first."""
+    return Strategy(
+        "most_detections_file",
+        "The images with the most detections first.",
+        score=lambda det: float(len(det)) if len(det) else None,
+        select=lambda inputs: rank_select(inputs, empty_policy=empty_policy, strategy="most_detections_file"),
+    )
+'''
+
+
+def test_a_new_strategy_is_one_new_file(tiny_data, tmp_path):
+    """Writing one module into activedet/strategies/ is all it takes: listed by `activedet strategies`, named by
+    strategy_names() without torch, and usable by a run's config."""
+    import yaml
+
+    import activedet.strategies
+
+    path = Path(activedet.strategies.__file__).parent / "most_detections_file.py"
+    assert not path.exists()
+    path.write_text(NEW_METHOD)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    try:
+        listed = subprocess.run(
+            [sys.executable, "-m", "activedet", "strategies"], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert listed.returncode == 0 and "most_detections_file" in listed.stdout, listed.stderr
+        names = subprocess.run(
+            [sys.executable, "-c", "from activedet.strategy_names import strategy_names; print(strategy_names())"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert "most_detections_file" in names.stdout
+        config = {
+            "data_format": "coco",
+            "train_data": str(tiny_data / "annotations/train.json"),
+            "test_data": str(tiny_data / "annotations/test.json"),
+            "image_root": str(tiny_data),
+            "detector": "ssd",
+            "backbone": "tiny",
+            "min_size": 96,
+            "epochs": 1,
+            "amp": False,
+            "metrics": ["voc"],
+            "device": "cpu",
+            "initial_labelled": 6,
+            "budget": 4,
+            "cycles": 1,
+            "strategy": "most_detections_file",
+            "out_dir": str(tmp_path / "run"),
+        }
+        (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+        run = subprocess.run(
+            [sys.executable, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--quiet"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert run.returncode == 0, run.stderr
+        picks = yaml.safe_load((tmp_path / "run/cycles/0/selection.json").read_text())["picks"]
+        assert len(picks) == 4 and {p["strategy"] for p in picks} == {"most_detections_file"}
+    finally:
+        path.unlink(missing_ok=True)

@@ -62,6 +62,25 @@ registry.keep_order(
     )
 )
 
+
+def _import_added_methods() -> None:
+    """Import every other module of this folder and every method package's ``scoring`` module: a method added as
+    one new file registers itself (after the built-in ones), with nothing else to edit."""
+    import importlib.util
+    import pkgutil
+    import sys
+    from pathlib import Path
+
+    methods = Path(__file__).resolve().parent.parent / "methods"
+    names = [f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    names += [f"activedet.methods.{m.name}.scoring" for m in pkgutil.iter_modules([str(methods)]) if m.ispkg]
+    for name in sorted(names):
+        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
+_import_added_methods()
+
 __all__ = [
     "Strategy",
     "ScoredPool",
