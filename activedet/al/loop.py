@@ -65,16 +65,9 @@ from .ledger import Ledger
 from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
 from .plan import LoopOptions, derive_seed, initial_indices, initial_size
 from .rundir import RunDir
+from .scores import load_scores, load_shard, save_scores, save_shard, write_npy
 
 __all__ = ["ActiveLearningRun"]
-
-
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
-
-    atomic_write(path, write)
 
 
 @dataclass
@@ -223,11 +216,11 @@ class ActiveLearningRun:
         if not dist_utils.is_main_process() or self.rundir.unlabelled_indices(t).is_file():
             return
         labelled = ledger.labelled()
-        _write_npy(self.rundir.labelled_indices(t), labelled)
+        write_npy(self.rundir.labelled_indices(t), labelled)
         atomic_write(
             self.rundir.labelled_ids(t), lambda tmp: tmp.write_text("".join(f"{self.pool_ids[i]}\n" for i in labelled))
         )
-        _write_npy(self.rundir.unlabelled_indices(t), ledger.unlabelled())
+        write_npy(self.rundir.unlabelled_indices(t), ledger.unlabelled())
 
     def _pseudo_labels(self, ledger: Ledger, t: int) -> list[PseudoLabelRecord]:
         """Cycle ``t``'s pseudo labels, made by cycle ``t - 1``'s model on (a subset of) the unlabelled pool."""
@@ -262,7 +255,7 @@ class ActiveLearningRun:
         one-stage strategy, whose shortlist is its selection)."""
         files = self.rundir.cycle(t)
         stages = files.scored_stages()
-        return _load_scores(files.scores_stage(stages[-1]))[0].indices if stages else np.zeros(0, np.int64)
+        return load_scores(files.scores_stage(stages[-1]))[0].indices if stages else np.zeros(0, np.int64)
 
     def _model(self, weights_of: int | None = None) -> torch.nn.Module:
         """A freshly built model (torch seeded by the run seed, so the initial weights never change), with cycle
@@ -375,7 +368,7 @@ class ActiveLearningRun:
     def _score_stage(self, model, stage: Strategy, k: int, candidates: np.ndarray, ledger: Ledger, t: int):
         path = self.rundir.cycle(t).scores_stage(k)
         if path.is_file():
-            return _load_scores(path)
+            return load_scores(path)
         started = time.perf_counter()
         # stochastic passes (MC-dropout, augmented views) repeat on resume
         torch.manual_seed(derive_seed(self.options.seed, t, "score" if k == 0 else f"score{k}"))
@@ -393,7 +386,7 @@ class ActiveLearningRun:
             labelled = self._scored(model, stage, ledger.labelled(), context, t, k, "labelled")
         if dist_utils.is_main_process():
             self._record_seconds(t, "score" if k == 0 else f"score{k}", time.perf_counter() - started)
-            _save_scores(path, pool, labelled)
+            save_scores(path, pool, labelled)
             for part in ("pool", "labelled"):
                 shutil.rmtree(self.rundir.cycle(t).score_shards(k, part), ignore_errors=True)
         dist_utils.barrier()
@@ -436,7 +429,7 @@ class ActiveLearningRun:
         for j, start in enumerate(range(0, len(indices), size)):
             path = self.rundir.cycle(t).score_shard(k, part, j)
             if path.is_file():
-                parts.append(_load_scored(path))
+                parts.append(load_shard(path))
                 continue
             if j > 0 or part != "pool":  # the pool's first shard goes on from the stage's seed
                 torch.manual_seed(derive_seed(self.options.seed, t, f"score{k}.{part}.shard{j}"))
@@ -452,7 +445,7 @@ class ActiveLearningRun:
             shard = ScoredPool.concatenate(dist_utils.all_gather_object(ScoredPool.collect(stream, stage)))
             if dist_utils.is_main_process() and len(indices) > size:  # one shard: the stage's file is enough
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _save_scored(path, shard)
+                save_shard(path, shard)
             dist_utils.barrier()
             kill_point(f"stage{k}.{part}.shard{j}", t)
             parts.append(shard)
@@ -591,62 +584,3 @@ class ActiveLearningRun:
             timings.append(json.dumps({"cycle": t, "seconds": seconds}, sort_keys=True))
         atomic_write(self.rundir.metrics_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in lines)))
         atomic_write(self.rundir.timing_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in timings)))
-
-
-def _arrays(prefix: str, part: ScoredPool) -> dict[str, np.ndarray]:
-    arrays = {
-        f"{prefix}_indices": part.indices,
-        f"{prefix}_scores": part.scores,
-        f"{prefix}_num_detections": part.num_detections,
-    }
-    if part.embeddings is not None:
-        arrays[f"{prefix}_embeddings"] = part.embeddings
-    if part.vectors is not None:  # a shard before the pool-level step
-        arrays[f"{prefix}_vectors"] = part.vectors
-    for name, values in part.extras.items():  # ragged per-image arrays: concatenated, with their lengths
-        arrays[f"{prefix}_extra_{name}"] = np.concatenate(values) if values else np.zeros(0)
-        arrays[f"{prefix}_extralen_{name}"] = np.array([len(v) for v in values], np.int64)
-    return arrays
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    atomic_write(path, write)
-
-
-def _part(data, prefix: str) -> ScoredPool | None:
-    if f"{prefix}_indices" not in data:
-        return None
-    emb = data[f"{prefix}_embeddings"] if f"{prefix}_embeddings" in data else None
-    part = ScoredPool.from_lists(
-        data[f"{prefix}_indices"], data[f"{prefix}_scores"], data[f"{prefix}_num_detections"], emb
-    )
-    if f"{prefix}_vectors" in data:
-        part.vectors = data[f"{prefix}_vectors"]
-    for key in data.files:
-        if key.startswith(f"{prefix}_extralen_"):
-            name = key[len(f"{prefix}_extralen_") :]
-            bounds = np.cumsum(data[key])[:-1]
-            part.extras[name] = list(np.split(data[f"{prefix}_extra_{name}"], bounds)) if len(data[key]) else []
-    return part
-
-
-def _save_scores(path: Path, pool: ScoredPool, labelled: ScoredPool | None) -> None:
-    _write_npz(path, {**_arrays("pool", pool), **(_arrays("labelled", labelled) if labelled is not None else {})})
-
-
-def _load_scores(path: Path) -> tuple[ScoredPool, ScoredPool | None]:
-    with np.load(path, allow_pickle=False) as data:
-        return _part(data, "pool"), _part(data, "labelled")
-
-
-def _save_scored(path: Path, shard: ScoredPool) -> None:
-    _write_npz(path, _arrays("shard", shard))
-
-
-def _load_scored(path: Path) -> ScoredPool:
-    with np.load(path, allow_pickle=False) as data:
-        return _part(data, "shard")
