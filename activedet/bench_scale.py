@@ -95,13 +95,13 @@ def _step_pycocotools(folder: Path) -> dict:
     return {"images": len(coco.imgs), "boxes": len(coco.anns)}
 
 
-def _step_index(folder: Path) -> dict:
-    """The pool as a run's commands read it (``check_images`` off: the file has no pixels): built into
-    ``run/cache`` the first time, memory-mapped from there afterwards."""
+def _pool_index(folder: Path):
+    """The pool index of ``folder/pool.json`` as a run's commands read it (``check_images`` off: the file has no
+    pixels): built into ``run/cache`` the first time, memory-mapped from there afterwards."""
     from .data.coco_index import scan_coco_index
     from .data.index import cached_index
 
-    index = cached_index(
+    return cached_index(
         "coco",
         folder / "pool.json",
         cache_dir=folder / "run" / "cache",
@@ -109,6 +109,11 @@ def _step_index(folder: Path) -> dict:
         what="COCO file pool.json",
         check_images=False,
     )
+
+
+def _step_index(folder: Path) -> dict:
+    """The first read of the pool (the index built), or a later one (memory-mapped): :func:`_pool_index`."""
+    index = _pool_index(folder)
     return {"images": len(index), "boxes": int(index.box_counts().sum())}
 
 
@@ -168,19 +173,10 @@ def _step_cycle(folder: Path) -> dict:
     from .al.oracle import SimulatedOracle
     from .al.plan import LoopOptions
     from .data.coco import read_coco
-    from .data.coco_index import scan_coco_index
-    from .data.index import cached_index
     from .engine.train import TrainOptions
     from .strategies import get_strategy
 
-    index = cached_index(
-        "coco",
-        folder / "pool.json",
-        cache_dir=folder / "run" / "cache",
-        scan=scan_coco_index,
-        what="COCO file pool.json",
-        check_images=False,
-    )
+    index = _pool_index(folder)
     pool = index.dataset()
     test_path = folder / "test.json"
     test = read_coco(test_path if test_path.is_file() else _write_test_split(folder), image_root=folder)

@@ -73,13 +73,10 @@ def detection_uncertainty(det: Detections, measure: str, use_class_probs: bool =
     Raises ``ValueError`` for non-finite inputs, a missing or misshapen ``class_probs``, or an unknown
     ``prob_kind``.
     """
-    scores = det.scores.detach().to(torch.float64).reshape(-1)
     if not use_class_probs:
-        return {
-            "least_confidence": lambda s: 1 - s,
-            "margin": lambda s: 1 - (2 * s - 1).abs(),
-            "entropy": binary_entropy,
-        }[measure](scores)
+        return torch.from_numpy(
+            _score_uncertainty(det.scores.detach().cpu().to(torch.float64).reshape(-1).numpy(), measure)
+        )
     probs = _class_probs(det, measure)
     if det.prob_kind == "softmax":
         if measure == "least_confidence":
@@ -120,29 +117,21 @@ def _first_bad(values: Tensor) -> int:
     return int(bad.nonzero()[0, 0])
 
 
-def aggregate(values: Tensor, aggregation: str, topk: int = 3) -> float:
-    """Reduce ``float64[n >= 1]`` per-detection values to one image score."""
-    if aggregation == "max":
-        return float(values.max())
-    if aggregation == "mean":
-        return float(values.mean())
-    if aggregation == "sum":
-        return float(values.sum())
-    return float(values.topk(min(topk, values.numel())).values.mean())
-
-
 def _score_uncertainty(s: np.ndarray, measure: str) -> np.ndarray:
-    """:func:`detection_uncertainty` of the scores alone, in numpy."""
+    """The uncertainty of each detection score alone (``use_class_probs=False``), in numpy: on the few values of
+    one image its per-call cost is a tenth of torch's."""
     if measure == "least_confidence":
         return 1 - s
     if measure == "margin":
         return 1 - np.abs(2 * s - 1)
+    if measure != "entropy":
+        raise ValueError(f"unknown uncertainty measure {measure!r}; expected least_confidence, margin or entropy")
     t = 1 - s
     return -(s * np.log(np.where(s > 0, s, 1.0)) + t * np.log(np.where(t > 0, t, 1.0)))  # 0 log 0 = 0
 
 
-def _aggregate(values: np.ndarray, aggregation: str, topk: int) -> float:
-    """:func:`aggregate` in numpy."""
+def aggregate(values: np.ndarray, aggregation: str, topk: int = 3) -> float:
+    """Reduce ``float64[n >= 1]`` per-detection values to one image score."""
     if aggregation == "max":
         return float(values.max())
     if aggregation == "mean":
@@ -179,7 +168,7 @@ def image_uncertainty(
         values = detection_uncertainty(det, measure, use_class_probs)[torch.from_numpy(keep)].numpy()
     else:
         values = _score_uncertainty(scores[keep], measure)
-    value = _aggregate(values, aggregation, topk)
+    value = aggregate(values, aggregation, topk)
     if not np.isfinite(value):
         raise ValueError(f"{measure}: non-finite image score {value}")
     return value
