@@ -79,7 +79,7 @@ def run_parallel(
     share_cycle_zero,
     poll_s: float = 0.5,
 ) -> list[BenchRun]:
-    """Run ``runs`` (first runs of each seed first) as at most ``jobs`` processes; returns those that failed.
+    """Run ``runs`` in the order given, at most ``jobs`` processes at a time; returns those that failed.
 
     ``share_cycle_zero(source, target, strategy)`` copies a head's cycle 0 into a waiting run before it starts. The
     output of run ``r`` goes to ``logs/{label}.seed{seed}.log``.
