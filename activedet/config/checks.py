@@ -127,7 +127,7 @@ def _check_semi_supervised(cfg: Config) -> None:
 
     if cfg.semi_supervised is None:
         return
-    TeacherStudentOptions.from_dict(cfg.semi_supervised).check(cfg.train_options())
+    options = TeacherStudentOptions.from_dict(cfg.semi_supervised)
     if resolve_training(cfg.training, cfg.detector) != "standard":
         _fail(
             "semi_supervised",
@@ -149,6 +149,7 @@ def _check_semi_supervised(cfg: Config) -> None:
             "or semi_supervised: null)",
             cfg.semi_supervised,
         )
+    options.check(cfg.train_options())
 
 
 def _check_oracle(cfg: Config) -> None:
