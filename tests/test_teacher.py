@@ -165,17 +165,46 @@ def _strip_boxes(dataset: DetectionDataset) -> DetectionDataset:
     return DetectionDataset(records, dataset.class_names, root=dataset.root)
 
 
-def _train_tiny(labelled, unlabelled, detector="retinanet", val=None, epochs=2):
-    torch.manual_seed(0)
+def _train_tiny(labelled, unlabelled, detector="retinanet", val=None, epochs=2, seed=0, **kwargs):
+    torch.manual_seed(seed)
     model = build_detector(
         detector, 2, backbone="tiny", min_size=96, max_size=96, score_thresh=0.005, detections_per_img=5
     )
-    options = TrainOptions(epochs=epochs, batch_size=2, lr=0.01, warmup_iters=0, lr_schedule="constant", seed=5)
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=2,
+        lr=0.01,
+        warmup_iters=0,
+        lr_schedule="constant",
+        seed=5,
+        **kwargs.pop("options", {}),
+    )
     ssl = TeacherStudentOptions(burn_in_epochs=1, threshold=0.005, ema_decay=0.5, unlabelled_ratio=1.5)
     result = train_detector(
-        model, labelled, unlabelled=unlabelled, val_set=val, options=options, semi_supervised=ssl, progress=False
+        model,
+        labelled,
+        unlabelled=unlabelled,
+        val_set=val,
+        options=options,
+        semi_supervised=ssl,
+        progress=False,
+        **kwargs,
     )
     return model, result
+
+
+def test_a_resumed_training_continues_with_the_same_teacher(tmp_path):
+    """last.pt holds the teacher: a training stopped after the burn-in resumes to the uninterrupted model."""
+    pool = make_toy_dataset(tmp_path / "toy", n_images=6)
+    labelled, unlabelled = pool.subset([0, 1]), pool.subset([2, 3, 4, 5])
+    straight, _ = _train_tiny(labelled, unlabelled, epochs=3)
+    # stopped after epoch 2 (the teacher's first); "all" keeps last.pt as written then, optimizer state included
+    _train_tiny(labelled, unlabelled, epochs=2, out_dir=tmp_path / "b", options={"epoch_checkpoints": "all"})
+    assert torch.load(tmp_path / "b/last.pt", weights_only=False)["teacher"] is not None
+    resumed, result = _train_tiny(labelled, unlabelled, epochs=3, seed=123, out_dir=tmp_path / "b", resume=True)
+    assert result.epochs_completed == 3
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("detector", ["faster_rcnn", "fcos"])
