@@ -2,11 +2,14 @@
 
 :func:`activedet.engine.train.train_detector` registers, in this order::
 
-    SeedEpochs, BestEpoch, Progress, TrainingLog, TensorBoard (with ``tensorboard: true``), Checkpoint
+    SeedEpochs, TeacherStudent (with ``semi_supervised``), BestEpoch, Progress, TrainingLog,
+    TensorBoard (with ``tensorboard: true``), Checkpoint
 
 Order matters where hooks read each other's results: :class:`BestEpoch` adds the validation metric to the epoch's
 entry before :class:`Progress` prints it and :class:`TrainingLog` writes it, and restores the best weights at the end
-before :class:`Checkpoint` reduces ``out_dir`` to what ``epoch_checkpoints`` keeps. Only rank 0 writes files.
+before :class:`Checkpoint` reduces ``out_dir`` to what ``epoch_checkpoints`` keeps; the teacher-student hook
+(:mod:`activedet.engine.teacher`) copies its teacher into the model before :class:`BestEpoch` restores the best
+epoch's weights. Only rank 0 writes files.
 """
 
 from __future__ import annotations

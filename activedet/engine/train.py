@@ -16,6 +16,10 @@
 average makes a step equal to the one-process step on the same images (exactly so for losses that average over
 images and for frozen/group normalisation; BatchNorm statistics are per process).
 
+With ``semi_supervised`` the :class:`~activedet.engine.teacher.TeacherStudent` hook adds the unlabelled images'
+pseudo-box loss to every step after its burn-in and the model ends with the teacher's weights
+(:mod:`activedet.engine.teacher`).
+
 Each record's ``loss_weight`` (1 for human labels, λ for pseudo labels, see :mod:`activedet.engine.pseudo`) scales
 its image's loss: see :func:`weighted_loss_dict`. Images of weight 0 are left out of the epochs altogether.
 """

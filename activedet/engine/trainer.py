@@ -1,7 +1,8 @@
 """The one training loop: a :class:`Trainer` runs epochs of steps, and :class:`HookBase` objects do the rest.
 
 Everything that is not "compute the losses, step the optimizer" (seeding, progress, logging, validation, best epoch,
-early stopping, checkpoints, MI-AOD's stage switches) is a hook; :mod:`activedet.engine.hooks` has the standard ones.
+early stopping, checkpoints, MI-AOD's stage switches, the teacher-student procedure's teacher) is a hook;
+:mod:`activedet.engine.hooks` has the standard ones.
 :func:`activedet.engine.train.train_detector` and :func:`activedet.methods.miaod.training.train_miaod` both build a
 :class:`Trainer` and call :meth:`Trainer.train`.
 
