@@ -179,7 +179,9 @@ def _train_tiny(labelled, unlabelled, detector="retinanet", val=None, epochs=2, 
         seed=5,
         **kwargs.pop("options", {}),
     )
-    ssl = TeacherStudentOptions(burn_in_epochs=1, threshold=0.005, ema_decay=0.5, unlabelled_ratio=1.5)
+    ssl = TeacherStudentOptions(
+        **{"burn_in_epochs": 1, "threshold": 0.005, "ema_decay": 0.5, "unlabelled_ratio": 1.5, **kwargs.pop("ssl", {})}
+    )
     result = train_detector(
         model,
         labelled,
@@ -229,6 +231,13 @@ def test_teacher_student_training_is_seeded_and_never_reads_the_unlabelled_boxes
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     blind, _ = _train_tiny(labelled, _strip_boxes(unlabelled))  # the pool's ground truth stays hidden
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), blind.state_dict().values()))
+
+
+def test_unlabelled_images_without_pseudo_boxes_train_as_background(tmp_path):
+    pool = make_toy_dataset(tmp_path / "toy", n_images=6)
+    _, result = _train_tiny(pool.subset([0, 1]), pool.subset([2, 3, 4, 5]), ssl={"threshold": 1.0})
+    assert result.history[1]["pseudo_boxes_per_image"] == 0.0
+    assert result.history[1]["train_unsup_classification"] > 0  # every anchor a background target
 
 
 def test_training_ends_with_the_teachers_weights(tmp_path, monkeypatch):
