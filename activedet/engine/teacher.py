@@ -31,8 +31,8 @@ Where this departs from Unbiased Teacher (Liu et al., ICLR'21):
 * ``ema_decay`` 0.999 instead of 0.9996: an active-learning cycle runs far fewer iterations;
 * detectors without separate objectness/classification terms (RetinaNet, FCOS, SSD) train their one
   classification term on pseudo boxes; FCOS's centre-ness (a box-quality target) is left out with the box terms;
-* ``pseudo_losses: all`` also trains the box terms on pseudo boxes (not in the paper: its box regression on pseudo
-  boxes hurt, because scores do not measure localisation quality).
+* ``pseudo_losses: all`` also trains the box terms on pseudo boxes (not in the paper, which leaves them out: a
+  detection's score says little about how well its box is placed).
 
 Under torchrun each process draws its own unlabelled batches from a stream seeded by its rank (untested there).
 """
