@@ -233,7 +233,7 @@ class StrategyKeys:
         "augmented views, with the pseudo boxes of a teacher (the EMA of the student) on "
         "their weak views; the cycle's model is the teacher. A mapping (`{}` = "
         "defaults) of `method` (`teacher_student`), `threshold` (0.7), `ema_decay` "
-        "(0.999), `unsup_weight` (4.0), `burn_in_epochs` (4 supervised-only epochs, "
+        "(0.99), `unsup_weight` (4.0), `burn_in_epochs` (4 supervised-only epochs, "
         "fewer than `epochs`), `unlabelled_ratio` (1.0 unlabelled images per labelled one "
         "in a step), `pseudo_losses` (`classification`, or `all`: box terms too); null = "
         "off; detectors of training `standard` only, not with `pseudo_labels`",

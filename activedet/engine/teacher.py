@@ -28,7 +28,8 @@ Where this departs from Unbiased Teacher (Liu et al., ICLR'21):
 
 * the schedule counts epochs of the labelled set (the burn-in too), not iterations;
 * plain cross-entropy / the detector's own classification loss instead of focal loss in the RoI head;
-* ``ema_decay`` 0.999 instead of 0.9996: an active-learning cycle runs far fewer iterations;
+* ``ema_decay`` 0.99 instead of 0.9996: an active-learning cycle runs tens to thousands of steps, not 180,000, and
+  with a decay near 1 the teacher would stay the burn-in's student (its weights move by ``1 - decay`` per step);
 * detectors without separate objectness/classification terms (RetinaNet, FCOS, SSD) train their one
   classification term on pseudo boxes; FCOS's centre-ness (a box-quality target) is left out with the box terms;
 * ``pseudo_losses: all`` also trains the box terms on pseudo boxes (not in the paper, which leaves them out: a
@@ -88,7 +89,7 @@ class TeacherStudentOptions:
         0.7, "teacher detections with a score >= this become pseudo boxes (Unbiased Teacher: 0.7)", ge=0, le=1
     )
     ema_decay: float = option(
-        0.999, "teacher <- decay * teacher + (1 - decay) * student after every step (1: frozen teacher)", ge=0, le=1
+        0.99, "teacher <- decay * teacher + (1 - decay) * student after every step (1: frozen teacher)", ge=0, le=1
     )
     unsup_weight: float = option(4.0, "weight of the unlabelled (pseudo-box) loss (Unbiased Teacher: 4)", ge=0)
     burn_in_epochs: int = option(
