@@ -1,9 +1,19 @@
 """``activedet bench``: the paired comparison of several strategies over several seeds, then the report.
 
-Run directories are ``OUT/runs/{strategy label}/seed{seed}``; each is an ordinary, resumable run, so an interrupted
-bench continues where it stopped when the same command is run again. Cycle 0 (training on the seed's initial set)
-does not depend on the strategy, so it is trained once per seed and its model and metrics are copied into the
-other strategies' runs of that seed (their ledgers start from the same initial set).
+Each arm is ``STRATEGY[:key=value,...][@KEY=VALUE...]``: a strategy, its options, and config overrides of that arm
+alone (``--set`` overrides every arm). An arm override may set only what the report's label shows
+(``semi_supervised``, ``pseudo_labels``, ``warm_start``); a dotted key sets one option of a mapping, so
+``entropy@semi_supervised.method=teacher_student`` is entropy with teacher-student semi-supervision, labelled
+``entropy +ssl`` (``@semi_supervised={}`` is the same). The paired comparison of semi-supervised active learning is
+``--strategies random random@semi_supervised={} entropy@semi_supervised={}``: ``OUT/report`` compares every arm with
+``random`` (supervised), and each semi-supervised ``random`` arm gets a second report, ``OUT/report-vs-random+ssl``,
+with that arm as the baseline (active learning against random selection, both semi-supervised).
+
+Run directories are ``OUT/runs/{arm label without spaces}/seed{seed}``; each is an ordinary, resumable run, so an
+interrupted bench continues where it stopped when the same command is run again. Cycle 0 (training on the seed's
+initial set) does not depend on the strategy, so it is trained once per seed and arm overrides, and its model and
+metrics are copied into the other strategies' runs of that seed with the same overrides (their ledgers start from
+the same initial set).
 """
 
 from __future__ import annotations
@@ -11,28 +21,50 @@ from __future__ import annotations
 import difflib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .al.rundir import RunDir
 from .atomic import atomic_write_json
-from .config import load_config
-from .report import format_table, strategy_label, write_report
+from .config import load_config, parse_override
+from .report import format_table, label_extras, strategy_label, write_report
 
-__all__ = ["run_bench", "parse_strategy_spec", "check_bench_arguments", "BenchRunsFailed"]
+__all__ = ["run_bench", "parse_strategy_spec", "parse_arm_overrides", "check_bench_arguments", "Arm", "BenchRunsFailed"]
+
+#: the config keys an arm may override: those its report label shows (report.label_extras)
+ARM_KEYS = ("semi_supervised", "pseudo_labels", "warm_start")
 
 
 class BenchRunsFailed(RuntimeError):
     """Some runs of a parallel bench failed; the others finished and the report was written."""
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a bench: its ``--strategies`` spec, strategy, options, resolved config overrides
+    (``key=JSON``) and the label the report gives its runs."""
+
+    spec: str
+    strategy: str
+    options: dict
+    overrides: tuple[str, ...]
+    label: str
+
+    @property
+    def directory(self) -> str:
+        """The runs' folder name: the label without spaces (``entropy+ssl``)."""
+        return self.label.replace(" ", "")
+
+
 def parse_strategy_spec(spec: str) -> tuple[str, dict]:
-    """``"hybrid:uncertainty=entropy,factor=2"`` -> ``("hybrid", {"uncertainty": "entropy", "factor": 2})``.
+    """``"hybrid:uncertainty=entropy,factor=2"`` -> ``("hybrid", {"uncertainty": "entropy", "factor": 2})``; an
+    arm's ``@KEY=VALUE`` overrides are not part of it (:func:`parse_arm_overrides`).
 
     Values are read as YAML, so a list or mapping may hold commas: ``"compose:criteria=[influence,coreset]"``.
     """
-    name, _, rest = spec.partition(":")
+    name, _, rest = spec.split("@", 1)[0].partition(":")
     options = {}
     for item in filter(None, _top_level_items(rest)):
         if "=" not in item:
@@ -62,15 +94,56 @@ def _top_level_items(text: str) -> list[str]:
     return items + [text[start:]]
 
 
+def parse_arm_overrides(spec: str) -> list[tuple[str, object]]:
+    """The ``@KEY=VALUE`` parts of an arm, values read as YAML: ``"entropy@semi_supervised.threshold=0.8"`` ->
+    ``[("semi_supervised.threshold", 0.8)]``. Raises ValueError naming ``--strategies`` for a key an arm may not
+    override (:data:`ARM_KEYS`)."""
+    parsed = []
+    for text in spec.split("@")[1:]:
+        if "=" not in text:
+            raise ValueError(
+                f"argument --strategies: override {text!r} in {spec!r} must be KEY=VALUE "
+                "(e.g. entropy@semi_supervised.method=teacher_student)"
+            )
+        key, value = parse_override(text)
+        if key.split(".", 1)[0] not in ARM_KEYS:
+            raise ValueError(
+                f"argument --strategies: {spec!r} overrides {key.split('.', 1)[0]!r}, but an arm may override only "
+                f"what its report label shows ({', '.join(ARM_KEYS)}); set {key.split('.', 1)[0]!r} for every arm "
+                "with --set, or run a separate bench"
+            )
+        parsed.append((key, value))
+    return parsed
+
+
+def _resolve_overrides(config, shared: list[str], parsed: list[tuple[str, object]]) -> tuple[str, ...]:
+    """``key=JSON`` overrides of an arm: a dotted key updates the mapping the config (with ``--set``) gives."""
+    values: dict[str, object] = {}
+    for key, value in parsed:
+        top, _, sub = key.partition(".")
+        if not sub:
+            values[top] = value
+            continue
+        if top not in values:
+            base = getattr(load_config(config, shared), top)
+            values[top] = dict(base) if isinstance(base, dict) else {}
+        if not isinstance(values[top], dict):
+            raise ValueError(f"argument --strategies: {key!r} sets an option of {top!r}, which is not a mapping")
+        values[top] = {**values[top], sub: value}
+    return tuple(f"{key}={json.dumps(value)}" for key, value in values.items())
+
+
 def check_bench_arguments(
     config: str | Path, *, strategies: list[str], seeds: list[int], overrides: list[str] | None, metric: str
-) -> None:
-    """Fail before any work, naming the argument: an unknown strategy or option in ``--strategies``, a seed listed
-    twice, a ``--metric`` the config does not compute, or a config that does not load with each strategy."""
+) -> list[Arm]:
+    """Fail before any work, naming the argument: an unknown strategy, option or override in ``--strategies``, a
+    seed listed twice, a ``--metric`` the config does not compute, or a config that does not load with each arm.
+    Returns the arms."""
     from .strategy_names import strategy_names  # the names without importing the methods: a typo fails at once
 
     known = strategy_names()
     specs = [(spec, *parse_strategy_spec(spec)) for spec in strategies]
+    arm_overrides = [parse_arm_overrides(spec) for spec in strategies]
     for _, name, _ in specs:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
@@ -89,12 +162,20 @@ def check_bench_arguments(
             get_strategy(name, **options)
         except ValueError as exc:
             raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
-    configs = []
-    for spec, name, options in specs:
-        cfg = load_config(
-            config,
-            list(overrides or []) + [f"strategy={name}", f"seed={seeds[0]}", f"strategy_options={json.dumps(options)}"],
-        )
+    configs, arms = [], []
+    for (spec, name, options), parsed in zip(specs, arm_overrides):
+        shared = list(overrides or [])
+        try:
+            resolved = _resolve_overrides(config, shared, parsed)
+            cfg = load_config(
+                config,
+                shared
+                + list(resolved)
+                + [f"strategy={name}", f"seed={seeds[0]}", f"strategy_options={json.dumps(options)}"],
+            )
+        except ValueError as exc:
+            raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
+        arms.append(Arm(spec, name, options, resolved, strategy_label(name, options) + label_extras(cfg.to_dict())))
         family = metric.split("/", 1)[0]
         if family not in cfg.metrics:
             raise ValueError(
@@ -103,7 +184,11 @@ def check_bench_arguments(
                 f"{_example_metric(cfg.metrics[0])}, or add '{family}' to 'metrics'"
             )
         configs.append((spec, cfg))
+    labels = [arm.label for arm in arms]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"argument --strategies lists the same arm twice: {labels}")
     _check_supported(configs)
+    return arms
 
 
 def _check_supported(configs: list) -> None:
@@ -157,69 +242,75 @@ def run_bench(
     progress: bool = True,
     jobs: int = 1,
 ):
-    """Run every strategy for every seed from one config and write ``OUT/report``; returns the summary.
+    """Run every arm for every seed from one config and write ``OUT/report`` (baseline: ``random``, else the first
+    arm) and ``OUT/report-vs-ARM`` for each ``random`` arm with overrides; returns the first report's summary.
 
-    ``jobs`` > 1 runs up to that many (strategy, seed) runs at once, each in its own process
-    (:mod:`activedet.bench_jobs`); a failed run does not stop the others, and after the report is written a
+    ``jobs`` > 1 runs up to that many (arm, seed) runs at once, each in its own process
+    (:mod:`activedet.bench_jobs`); a failed run does not stop the others, and after the reports are written a
     :class:`BenchRunsFailed` names each failed run and its log.
     """
     out = Path(out)
-    specs = [parse_strategy_spec(s) for s in strategies]
-    labels = [strategy_label(name, options) for name, options in specs]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"argument --strategies lists the same strategy twice: {labels}")
     if jobs < 1:
         raise ValueError(f"argument --jobs: expected a whole number >= 1, got {jobs}")
-    check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
+    arms = check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
     failed = []
     if jobs > 1:
         from .bench_jobs import BenchRun, run_parallel
 
-        heads = {}  # strategy by strategy, each over every seed: the first strategy's runs train each cycle 0
+        heads = {}  # arm by arm, each over every seed: the first run of a seed (and overrides) trains its cycle 0
         runs = []
-        for (name, options), label in zip(specs, labels):
+        for arm in arms:
             for seed in seeds:
-                run = BenchRun(label, name, options, seed, out / "runs" / label / f"seed{seed}", head=heads.get(seed))
-                heads.setdefault(seed, run)
+                run_dir = out / "runs" / arm.directory / f"seed{seed}"
+                head = heads.get((seed, arm.overrides))
+                run = BenchRun(arm.label, arm.strategy, arm.options, seed, run_dir, head=head, overrides=arm.overrides)
+                heads.setdefault((seed, arm.overrides), run)
                 runs.append(run)
         failed = run_parallel(
             config, runs, overrides=overrides, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero
         )
     else:
-        _run_in_turn(config, specs, labels, seeds, out, overrides=overrides, progress=progress)
+        _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress)
+    labels = [arm.label for arm in arms]
     summary = write_report(
         [out / "runs"], out / "report", metric=metric, baseline="random" if "random" in labels else labels[0]
     )
     print(format_table(summary))
+    for arm in arms:
+        if arm.strategy == "random" and arm.overrides and arm.label != "random":
+            second = write_report([out / "runs"], out / f"report-vs-{arm.directory}", metric=metric, baseline=arm.label)
+            print(format_table(second))
     if failed:
         raise BenchRunsFailed(
-            f"{len(failed)} of the bench's runs failed (the report above leaves out what they did not finish): "
-            + "; ".join(f"{run.title} (log {out / 'logs' / f'{run.label}.seed{run.seed}.log'})" for run in failed)
+            f"{len(failed)} of the bench's runs failed (the reports above leave out what they did not finish): "
+            + "; ".join(f"{run.title} (log {run.log_path(out / 'logs')})" for run in failed)
             + ". Fix the cause, then run the same command again: finished runs are kept, the others resume."
         )
     return summary
 
 
-def _run_in_turn(config, specs, labels, seeds, out: Path, *, overrides, progress: bool) -> None:
-    """The sequential bench: per seed, each strategy in turn, the first one's cycle 0 shared with the others."""
+def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progress: bool) -> None:
+    """The sequential bench: per seed, each arm in turn; cycle 0 trained by the first arm of each set of overrides
+    and shared with the others."""
     from .workflows import run_from_config  # torch and the methods: only once the arguments are known good
 
     for seed in seeds:
-        first_run = None
-        for (name, options), label in zip(specs, labels):
-            run_dir = out / "runs" / label / f"seed{seed}"
+        first_runs: dict[tuple[str, ...], Path] = {}  # per arm overrides: cycle 0 depends on them
+        for arm in arms:
+            run_dir = out / "runs" / arm.directory / f"seed{seed}"
             cfg = load_config(
                 config,
                 list(overrides or [])
+                + list(arm.overrides)
                 + [
-                    f"strategy={name}",
+                    f"strategy={arm.strategy}",
                     f"seed={seed}",
                     f"out_dir={run_dir.resolve()}",
-                    f"strategy_options={json.dumps(options)}",
+                    f"strategy_options={json.dumps(arm.options)}",
                 ],
             )
-            if first_run is not None:
-                _share_cycle_zero(first_run, run_dir, name)
-            print(f"[bench] seed {seed}, strategy {label} -> {run_dir}")
+            if arm.overrides in first_runs:
+                _share_cycle_zero(first_runs[arm.overrides], run_dir, arm.strategy)
+            print(f"[bench] seed {seed}, strategy {arm.label} -> {run_dir}")
             run_from_config(cfg, run_dir, progress=progress)
-            first_run = first_run or run_dir
+            first_runs.setdefault(arm.overrides, run_dir)

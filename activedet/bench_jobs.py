@@ -31,7 +31,8 @@ __all__ = ["BenchRun", "run_parallel"]
 
 @dataclass
 class BenchRun:
-    """One (strategy, seed) run of a bench; ``head`` is the run of the same seed whose cycle 0 it shares."""
+    """One (arm, seed) run of a bench; ``head`` is the run of the same seed and overrides whose cycle 0 it shares;
+    ``overrides`` are the arm's own ``key=JSON`` config overrides."""
 
     label: str
     name: str
@@ -39,20 +40,29 @@ class BenchRun:
     seed: int
     run_dir: Path
     head: BenchRun | None = None
+    overrides: tuple[str, ...] = ()
     returncode: int | None = field(default=None, compare=False)
 
     @property
     def title(self) -> str:
         return f"seed {self.seed}, strategy {self.label}"
 
+    def log_path(self, logs: Path) -> Path:
+        """Where the run's output goes: ``logs/{label without spaces}.seed{seed}.log``."""
+        return logs / f"{self.label.replace(' ', '')}.seed{self.seed}.log"
+
 
 def _command(config: Path, run: BenchRun, overrides: list[str]) -> list[str]:
-    sets = list(overrides) + [
-        f"strategy={run.name}",
-        f"seed={run.seed}",
-        f"out_dir={run.run_dir.resolve()}",
-        f"strategy_options={json.dumps(run.options)}",
-    ]
+    sets = (
+        list(overrides)
+        + list(run.overrides)
+        + [
+            f"strategy={run.name}",
+            f"seed={run.seed}",
+            f"out_dir={run.run_dir.resolve()}",
+            f"strategy_options={json.dumps(run.options)}",
+        ]
+    )
     return [sys.executable, "-m", "activedet", "run", str(config), "--quiet"] + [
         arg for value in sets for arg in ("--set", value)
     ]
@@ -82,7 +92,7 @@ def run_parallel(
     """Run ``runs`` in the order given, at most ``jobs`` processes at a time; returns those that failed.
 
     ``share_cycle_zero(source, target, strategy)`` copies a head's cycle 0 into a waiting run before it starts. The
-    output of run ``r`` goes to ``logs/{label}.seed{seed}.log``.
+    output of each run goes to :meth:`BenchRun.log_path`.
     """
     if jobs < 1:
         raise ValueError(f"argument --jobs: expected a whole number >= 1, got {jobs}")
@@ -134,7 +144,7 @@ def _schedule(config, waiting, running, *, overrides, jobs, logs, env, share_cyc
             elif head is not None:
                 share_cycle_zero(head.run_dir, run.run_dir, run.name)
             waiting.remove(run)
-            log = open(logs / f"{run.label}.seed{run.seed}.log", "a")  # closed when the run ends; a resumed run appends
+            log = open(run.log_path(logs), "a")  # closed when the run ends; a resumed run appends
             process = subprocess.Popen(_command(config, run, overrides), stdout=log, stderr=subprocess.STDOUT, env=env)
             running[process] = (run, log)
             print(f"[bench] {run.title} -> {run.run_dir} (log {log.name})", flush=True)

@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="paired comparison: every strategy x seed from one config, then the report")
     with_config(p)
-    p.add_argument("--strategies", nargs="+", required=True, help="strategy names (options via NAME:key=value,...)")
+    p.add_argument("--strategies", nargs="+", required=True, help="arms: NAME[:key=value,...][@KEY=VALUE...]")
     p.add_argument(
         "--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="one run per strategy and seed (default: 5 seeds)"
     )

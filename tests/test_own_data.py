@@ -240,7 +240,7 @@ def tiny_config(tiny_data, tmp_path):
         (
             ["--strategies", "random", "entropyy"],
             "argument --strategies: unknown strategy 'entropyy' (did you mean "
-            "'entropy'?); valid names: almdn, cald, compose, coreset, ensemble,",
+            "'entropy'?); valid names: almdn, cald, class_balance, compose, coreset,",
         ),
         (
             ["--strategies", "random", "entropy:aggregation=summ"],

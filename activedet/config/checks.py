@@ -114,9 +114,42 @@ def _check_training(cfg: Config) -> None:
             "pseudo labels need training 'standard')",
             cfg.pseudo_labels,
         )
+    _check_semi_supervised(cfg)
     clash = sorted(k for k in cfg.detector_options if k in key_fields())
     if clash:
         _fail(f"detector_options.{clash[0]}", f"absent: '{clash[0]}' is a top-level key", cfg.detector_options)
+
+
+def _check_semi_supervised(cfg: Config) -> None:
+    """The teacher-student procedure is a hook of the standard training of a detector."""
+    from ..engine.teacher import TeacherStudentOptions
+    from ..engine.trainers import resolve_training
+
+    if cfg.semi_supervised is None:
+        return
+    options = TeacherStudentOptions.from_dict(cfg.semi_supervised)
+    if resolve_training(cfg.training, cfg.detector) != "standard":
+        _fail(
+            "semi_supervised",
+            f"null with training '{resolve_training(cfg.training, cfg.detector)}' (detector '{cfg.detector}' "
+            "trains on the unlabelled images its own way; the teacher-student procedure is a hook of training "
+            "'standard': choose another detector, or set semi_supervised: null)",
+            cfg.semi_supervised,
+        )
+    if cfg.detector == "classifier":
+        _fail(
+            "semi_supervised",
+            "null with detector 'classifier' (pseudo boxes need a detector; use a detector or semi_supervised: null)",
+            cfg.semi_supervised,
+        )
+    if cfg.pseudo_labels is not None:
+        _fail(
+            "semi_supervised",
+            "null when pseudo_labels is set (two semi-supervised procedures; keep one: set pseudo_labels: null "
+            "or semi_supervised: null)",
+            cfg.semi_supervised,
+        )
+    options.check(cfg.train_options())
 
 
 def _check_oracle(cfg: Config) -> None:

@@ -226,6 +226,18 @@ class StrategyKeys:
         "either, as the medical framework's code); null = off; not "
         "with training `miaod`",
     )
+    semi_supervised: dict[str, Any] | None = option(
+        None,
+        "teacher-student semi-supervision in every cycle (docs/semi-supervised.md): "
+        "a student trains on labelled batches and on the unlabelled images' strongly "
+        "augmented views, with the pseudo boxes of a teacher (the EMA of the student) on "
+        "their weak views; the cycle's model is the teacher. A mapping (`{}` = "
+        "defaults) of `method` (`teacher_student`), `threshold` (0.7), `ema_decay` "
+        "(0.99), `unsup_weight` (4.0), `burn_in_epochs` (4 supervised-only epochs, "
+        "fewer than `epochs`), `unlabelled_ratio` (1.0 unlabelled images per labelled one "
+        "in a step), `pseudo_losses` (`classification`, or `all`: box terms too); null = "
+        "off; detectors of training `standard` only, not with `pseudo_labels`",
+    )
 
 
 @dataclass
@@ -351,12 +363,20 @@ class _ConfigBase(BaseModel):
         return {**given, **self.detector_options}
 
     def trainer(self):
-        """The per-cycle training procedure (:mod:`activedet.engine.trainers`) with its options bound; with
-        ``ensemble_size`` > 1, that procedure applied to each member in turn."""
+        """The per-cycle training procedure (:mod:`activedet.engine.trainers`) with its options (and
+        ``semi_supervised``) bound; with ``ensemble_size`` > 1, that procedure applied to each member in turn."""
         from ..engine.trainers import get_trainer, train_ensemble
 
         trainer = get_trainer(self.training, self.detector, self.training_options)
+        if self.semi_supervised is not None:  # the standard training's teacher-student hook
+            trainer = functools.partial(trainer, semi_supervised=self.semi_supervised_options())
         return trainer if self.ensemble_size == 1 else functools.partial(train_ensemble, member_trainer=trainer)
+
+    def semi_supervised_options(self):
+        """:class:`~activedet.engine.teacher.TeacherStudentOptions` of ``semi_supervised``, or ``None`` when off."""
+        from ..engine.teacher import TeacherStudentOptions
+
+        return None if self.semi_supervised is None else TeacherStudentOptions.from_dict(self.semi_supervised)
 
     def pseudo_label_options(self):
         """:class:`~activedet.engine.pseudo.PseudoLabelOptions` of ``pseudo_labels``, or ``None`` when off."""

@@ -2,11 +2,14 @@
 
 :func:`activedet.engine.train.train_detector` registers, in this order::
 
-    SeedEpochs, BestEpoch, Progress, TrainingLog, TensorBoard (with ``tensorboard: true``), Checkpoint
+    SeedEpochs, TeacherStudent (with ``semi_supervised``), BestEpoch, Progress, TrainingLog,
+    TensorBoard (with ``tensorboard: true``), Checkpoint
 
 Order matters where hooks read each other's results: :class:`BestEpoch` adds the validation metric to the epoch's
 entry before :class:`Progress` prints it and :class:`TrainingLog` writes it, and restores the best weights at the end
-before :class:`Checkpoint` reduces ``out_dir`` to what ``epoch_checkpoints`` keeps. Only rank 0 writes files.
+before :class:`Checkpoint` reduces ``out_dir`` to what ``epoch_checkpoints`` keeps; the teacher-student hook
+(:mod:`activedet.engine.teacher`) copies its teacher into the model before :class:`BestEpoch` restores the best
+epoch's weights. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -185,6 +188,9 @@ class BestEpoch(HookBase):
         eval_every: epochs between validations.
         patience: evaluations without improvement before stopping; ``None``: never stop early.
         best_path: ``best.pt``; ``None`` writes nothing.
+        module: ``() -> the module`` that is validated and whose weights are kept as the best (loaded into the
+            trained model at the end); ``None``: the trained model itself. The teacher-student procedure passes
+            its teacher (:mod:`activedet.engine.teacher`).
     """
 
     def __init__(
@@ -194,9 +200,10 @@ class BestEpoch(HookBase):
         eval_every: int = 1,
         patience: int | None = None,
         best_path: Path | None = None,
+        module: Callable[[], torch.nn.Module] | None = None,
     ):
         self.evaluate, self.metric, self.eval_every, self.patience = evaluate, metric, eval_every, patience
-        self.best_path = best_path
+        self.best_path, self.module = best_path, module
         self.best_metric, self.best_epoch, self.bad_evals = None, None, 0
         self.best_state, self.final = None, False
 
@@ -213,15 +220,14 @@ class BestEpoch(HookBase):
         epoch = trainer.epoch + 1
         if self.evaluate is None or (epoch % self.eval_every and epoch != trainer.max_epochs):
             return
-        metric = self.evaluate(trainer.model)
+        model = self.module() if self.module is not None else trainer.model
+        metric = self.evaluate(model)
         trainer.entry[f"val_{self.metric}"] = metric
         if self.best_metric is None or metric > self.best_metric:
             self.best_metric, self.best_epoch, self.bad_evals = metric, epoch, 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if self.best_path is not None and dist_utils.is_main_process():
-                save_checkpoint(
-                    self.best_path, {"model": trainer.model.state_dict(), "epoch": epoch, "best_metric": metric}
-                )
+                save_checkpoint(self.best_path, {"model": model.state_dict(), "epoch": epoch, "best_metric": metric})
         else:
             self.bad_evals += 1
             trainer.should_stop = self.patience is not None and self.bad_evals >= self.patience

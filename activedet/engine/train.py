@@ -16,6 +16,10 @@
 average makes a step equal to the one-process step on the same images (exactly so for losses that average over
 images and for frozen/group normalisation; BatchNorm statistics are per process).
 
+With ``semi_supervised`` the :class:`~activedet.engine.teacher.TeacherStudent` hook adds the unlabelled images'
+pseudo-box loss to every step after its burn-in and the model ends with the teacher's weights
+(:mod:`activedet.engine.teacher`).
+
 Each record's ``loss_weight`` (1 for human labels, λ for pseudo labels, see :mod:`activedet.engine.pseudo`) scales
 its image's loss: see :func:`weighted_loss_dict`. Images of weight 0 are left out of the epochs altogether.
 """
@@ -38,6 +42,7 @@ from . import hooks
 from .hooks import output_dir
 from .inference import predict_dataset
 from .options import OptionError, TrainOptions
+from .teacher import TeacherStudent, TeacherStudentOptions
 from .trainer import Trainer
 
 __all__ = [
@@ -224,6 +229,31 @@ def _check_task_options(model, options: TrainOptions, validating: bool) -> None:
         )
 
 
+def _teacher_hook(model, unlabelled, options: TrainOptions, semi_supervised) -> TeacherStudent | None:
+    """The teacher-student hook of ``semi_supervised`` (``None`` when off), its combinations checked."""
+    if semi_supervised is None:
+        return None
+    semi_supervised.check(options)
+    if _task(model) != "detection" or not hasattr(unwrap_ddp(model), "predict"):
+        raise ValueError(
+            f"semi_supervised needs a detector with a predict method (the teacher's pseudo boxes); got "
+            f"{type(unwrap_ddp(model)).__name__} ({_task(model)}). Set semi_supervised: null"
+        )
+    if unlabelled is None:
+        raise ValueError(
+            "semi_supervised trains on unlabelled images, and none were given (unlabelled=None); the "
+            "active-learning loop (`activedet run`) passes the unlabelled pool. Set semi_supervised: null to "
+            "train on the labelled images alone"
+        )
+    return TeacherStudent(
+        semi_supervised,
+        unlabelled,
+        batch_size=semi_supervised.unlabelled_batch_size(options.batch_size),
+        hflip_prob=options.hflip_prob,
+        seed=options.seed,
+    )
+
+
 def _validate(model, val_set, options, device, batch_size) -> float:
     """``options.val_metric`` on ``val_set``: accuracy for a classifier, VOC mAP for a detector (the name was
     checked by :func:`_check_task_options`)."""
@@ -246,6 +276,7 @@ def train_detector(
     device: str | torch.device = "auto",
     resume: bool = False,
     progress: bool = True,
+    semi_supervised: TeacherStudentOptions | None = None,
 ) -> TrainResult:
     """Train ``model`` (a torchvision-style detector returning a loss dict in train mode) on ``train_set``.
 
@@ -253,7 +284,8 @@ def train_detector(
         model: detector built by :func:`activedet.models.build_detector`, the ``classifier`` included (validated
             with :func:`activedet.evaluation.accuracy` instead of VOC mAP); trained in place.
         train_set: training records (e.g. ``pool.subset(labelled_indices)``).
-        unlabelled: ignored (supervised training); part of the interface of :mod:`activedet.engine.trainers`.
+        unlabelled: the unlabelled images: trained on by ``semi_supervised``, ignored otherwise (part of the
+            interface of :mod:`activedet.engine.trainers`).
         val_set: optional validation records: enables best-epoch selection and early stopping. When given, the
             model ends with the weights of the best validation epoch. Never pass the test split here.
         options: :class:`TrainOptions`.
@@ -262,9 +294,13 @@ def train_detector(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... chosen now, not at import.
         resume: continue from ``out_dir/last.pt`` if it exists (same options required).
         progress: show a progress bar (rank 0).
+        semi_supervised: :class:`~activedet.engine.teacher.TeacherStudentOptions`: train a student on
+            ``train_set`` and teacher pseudo boxes on ``unlabelled``; the model ends with the teacher's weights
+            (see :mod:`activedet.engine.teacher`). ``None``: supervised training.
     """
     options = options or TrainOptions()
     _check_task_options(model, options, validating=val_set is not None)
+    teacher = _teacher_hook(model, unlabelled, options, semi_supervised)
     device = dist_utils.resolve_device(device)
     started = time.perf_counter()
     out = output_dir(out_dir)
@@ -287,7 +323,12 @@ def train_detector(
 
     best = out / "best.pt" if out is not None else None
     best_epoch = hooks.BestEpoch(
-        evaluate, options.val_metric, options.eval_every, options.early_stopping_patience, best
+        evaluate,
+        options.val_metric,
+        options.eval_every,
+        options.early_stopping_patience,
+        best,
+        module=teacher.evaluated_model if teacher is not None else None,
     )
     checkpoint = hooks.Checkpoint(out, resume, options.epoch_checkpoints)
     trainer = DetectorTrainer(
@@ -303,6 +344,7 @@ def train_detector(
         forward_model=ddp_model,
         hooks=[
             hooks.SeedEpochs(options.seed),
+            *([teacher] if teacher is not None else []),  # before BestEpoch: the best weights restored win
             best_epoch,
             hooks.Progress(progress),
             hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, every=options.log_every),

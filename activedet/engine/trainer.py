@@ -1,7 +1,8 @@
 """The one training loop: a :class:`Trainer` runs epochs of steps, and :class:`HookBase` objects do the rest.
 
 Everything that is not "compute the losses, step the optimizer" (seeding, progress, logging, validation, best epoch,
-early stopping, checkpoints, MI-AOD's stage switches) is a hook; :mod:`activedet.engine.hooks` has the standard ones.
+early stopping, checkpoints, MI-AOD's stage switches, the teacher-student procedure's teacher) is a hook;
+:mod:`activedet.engine.hooks` has the standard ones.
 :func:`activedet.engine.train.train_detector` and :func:`activedet.methods.miaod.training.train_miaod` both build a
 :class:`Trainer` and call :meth:`Trainer.train`.
 
@@ -38,7 +39,7 @@ class HookBase:
             hook.before_epoch()
             for trainer.step, batch in enumerate(trainer.batches()):
                 hook.before_step()
-                trainer.run_step(batch)            # the only optimizer step
+                trainer.run_step(batch)            # the only optimizer step (hooks' extra_losses join its loss)
                 hook.after_step()
             trainer.history.append(trainer.entry)  # then hooks may add to the entry (validation metrics)
             hook.after_epoch()
@@ -62,6 +63,12 @@ class HookBase:
 
     def before_step(self) -> None:
         """Before :meth:`Trainer.run_step` of step ``trainer.step`` (0-based within the epoch)."""
+
+    def extra_losses(self) -> dict[str, torch.Tensor]:
+        """Loss terms added to the step's loss dict before its backward pass, e.g. the teacher-student procedure's
+        unlabelled loss (:mod:`activedet.engine.teacher`); called once for every loss dict of
+        :meth:`Trainer.forward_losses` (one per step in the standard training). Default: none."""
+        return {}
 
     def after_step(self) -> None:
         """After the step; ``trainer.step_losses`` holds its reduced losses."""
@@ -190,10 +197,13 @@ class Trainer:
             yield self.forward_model(images, targets)
 
     def run_step(self, batch) -> None:
-        """One iteration: for each loss dict of :meth:`forward_losses`, check it is finite, backward (scaled under
+        """One iteration: for each loss dict of :meth:`forward_losses` (with every hook's
+        :meth:`~HookBase.extra_losses` added), check it is finite, backward (scaled under
         AMP), clip, optimizer step; then one scheduler step. ``step_losses`` holds the last dict's reduced values and
         the epoch's sums (``entry``'s ``train_*`` means) collect every dict's."""
         for loss_dict in self.forward_losses(batch):
+            for hook in self.hooks:
+                loss_dict = {**loss_dict, **hook.extra_losses()}
             reduced = reduce_losses(loss_dict)
             total = sum(reduced.values())
             if not math.isfinite(total):

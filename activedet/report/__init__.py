@@ -47,7 +47,7 @@ from pathlib import Path
 from ..atomic import atomic_write
 from ..plots import plot
 from ..savings import labels_needed, normalised_auc, savings_csv
-from .runs import Run, load_runs, strategy_label
+from .runs import Run, label_extras, load_runs, strategy_label
 from .summary import StrategySummary, Summary, summarize
 from .tables import format_table
 
@@ -61,6 +61,7 @@ __all__ = [
     "plot",
     "write_report",
     "strategy_label",
+    "label_extras",
     "normalised_auc",
     "labels_needed",
 ]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..al.rundir import RunDir
 
-__all__ = ["Run", "load_runs", "strategy_label"]
+__all__ = ["Run", "load_runs", "strategy_label", "label_extras"]
 
 _REQUIRED_FIELDS = ("cycle", "labelled_images", "labelled_boxes", "metrics")
 
@@ -143,10 +143,21 @@ def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
         raise ValueError(f"'seed' in {path} must be an int. Got {seed!r} instead.")
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"'strategy_options' in {path} must be an object or absent. Got {options!r} instead.")
-    # loop settings that change what an arm is: shown after the strategy label
+    return strategy, options or {}, seed, label_extras(config)
+
+
+def label_extras(config: dict) -> str:
+    """The loop settings of a run's config that change what an arm is, shown after its strategy label:
+    ``" +pseudo[...]"`` (pseudo labels), ``" +ssl[...]"`` (teacher-student semi-supervision, its options but
+    ``method``), ``" +fine-tune"`` (warm start)."""
     extras = strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else ""
+    ssl = config.get("semi_supervised")
+    if ssl is not None:
+        extras += strategy_label(
+            " +ssl", {k: v for k, v in ssl.items() if k != "method"} if isinstance(ssl, dict) else None
+        )
     extras += " +fine-tune" if config.get("warm_start") else ""
-    return strategy, options or {}, seed, extras
+    return extras
 
 
 def _read_records(path: Path, strategy: str, seed: int) -> list[dict]:

@@ -1,0 +1,384 @@
+"""Teacher-student semi-supervision: EMA, thresholds, strong views, the hook in the one training loop, the config
+key and the bench's per-arm overrides. Tiny weights-free detectors on 96 px images, some with no boxes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_toy_dataset
+from test_loop import write_config
+from torchvision import tv_tensors
+
+from activedet.config import ConfigError, load_config
+from activedet.data.records import DetectionDataset
+from activedet.engine.options import OptionError
+from activedet.engine.teacher import (
+    TeacherStudentOptions,
+    ema_update,
+    pseudo_targets,
+    strong_augmentation,
+    strong_views,
+    unsupervised_terms,
+)
+from activedet.engine.train import TrainOptions, train_detector
+from activedet.engine.trainer import HookBase, Trainer
+from activedet.models import build_detector
+from activedet.models.outputs import Detections
+
+SSL = {"semi_supervised": {"method": "teacher_student", "burn_in_epochs": 1, "threshold": 0.05, "ema_decay": 0.9}}
+
+
+# ------------------------------------------------------------------------------------------------ the pieces
+
+
+def test_ema_update_matches_the_formula_by_hand():
+    torch.manual_seed(0)
+    teacher, student = (torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)) for _ in range(2))
+    student.train()
+    student(torch.randn(4, 2))  # moves the student's running statistics and batch counter
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    ema_update(teacher, student, 0.75)
+    after, source = teacher.state_dict(), student.state_dict()
+    for name in ("0.weight", "0.bias", "1.weight", "1.running_mean", "1.running_var"):
+        assert torch.allclose(after[name], 0.75 * before[name] + 0.25 * source[name]), name
+    assert after["1.num_batches_tracked"] == source["1.num_batches_tracked"] == 1  # integer buffer: copied
+    ema_update(teacher, student, 1.0)  # decay 1: the teacher does not move
+    assert torch.equal(teacher.state_dict()["0.weight"], after["0.weight"])
+
+
+def test_pseudo_targets_keep_scores_at_or_above_the_threshold_and_drop_degenerate_boxes():
+    boxes = torch.tensor([[0, 0, 10, 10], [5, 5, 20, 30], [1, 1, 4, 4], [3, 3, 3, 9]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.7, 0.69, 0.95])
+    labels = torch.tensor([1, 2, 1, 2])
+    empty = Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64))
+    targets = pseudo_targets([Detections(boxes, scores, labels), empty], 0.7)
+    assert targets[0]["boxes"].tolist() == [[0, 0, 10, 10], [5, 5, 20, 30]]  # 0.69 below, zero-width box out
+    assert targets[0]["labels"].tolist() == [1, 2] and targets[0]["labels"].dtype == torch.int64
+    assert targets[1]["boxes"].shape == (0, 4) and targets[1]["labels"].shape == (0,)  # no detection: background
+
+
+def test_strong_augmentation_changes_pixels_never_boxes():
+    image = torch.rand(3, 64, 80)
+    boxes = tv_tensors.BoundingBoxes([[4, 6, 30, 40], [50, 10, 79, 63]], format="XYXY", canvas_size=(64, 80))
+    torch.manual_seed(3)
+    changed = 0
+    for _ in range(10):
+        out_image, out_boxes = strong_augmentation()(image, boxes)
+        assert out_image.shape == image.shape and torch.equal(out_boxes, boxes)
+        changed += not torch.equal(out_image, image)
+    assert changed >= 8  # colour jitter alone applies with p 0.8
+
+
+def test_strong_views_are_a_function_of_the_seed_and_leave_the_global_rng_alone():
+    images = [torch.rand(3, 40, 40), torch.rand(3, 32, 48)]
+    state = torch.get_rng_state()
+    a, b, c = strong_views(images, 7), strong_views(images, 7), strong_views(images, 8)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert [v.shape for v in a] == [i.shape for i in images]
+
+
+def test_unsupervised_terms_are_the_classification_ones_unless_all():
+    losses = {k: torch.tensor(1.0) for k in ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")}
+    assert sorted(unsupervised_terms(losses, "classification")) == ["loss_classifier", "loss_objectness"]
+    assert sorted(
+        unsupervised_terms({"classification": 1, "bbox_regression": 2, "bbox_ctrness": 3}, "classification")
+    ) == ["classification"]
+    assert sorted(unsupervised_terms(losses, "all")) == sorted(losses)
+    with pytest.raises(ValueError, match="semi_supervised.pseudo_losses 'classification'.*set semi_supervised"):
+        unsupervised_terms({"mse": torch.tensor(1.0)}, "classification")
+
+
+@pytest.mark.parametrize(
+    "given, pattern",
+    [
+        ({"threshold": 1.5}, r"'semi_supervised.threshold' training option must be a float in \[0, 1\]. Got 1.5"),
+        ({"ema_decay": -0.1}, r"'semi_supervised.ema_decay' training option must be a float in \[0, 1\]"),
+        ({"method": "mean_teacher"}, r"'semi_supervised.method' training option must be one of \['teacher_student'\]"),
+        ({"unlabelled_ratio": 0}, r"'semi_supervised.unlabelled_ratio' training option must be a float in \(0, 16\]"),
+        ({"pseudo_losses": "box"}, r"'semi_supervised.pseudo_losses'.*one of \['classification', 'all'\]"),
+        ({"treshold": 0.5}, r"'semi_supervised.treshold' training option must be one of \['method', 'threshold'"),
+    ],
+)
+def test_bad_options_name_the_key(given, pattern):
+    with pytest.raises(OptionError, match=pattern):
+        TeacherStudentOptions.from_dict(given)
+
+
+def test_the_burn_in_must_leave_epochs_for_the_teacher(toy_dataset):
+    model = build_detector("retinanet", 2, backbone="tiny", min_size=96, max_size=96)
+    with pytest.raises(OptionError, match=r"semi_supervised.burn_in_epochs' .* less than 'epochs' \(2\)"):
+        train_detector(
+            model,
+            toy_dataset,
+            unlabelled=toy_dataset,
+            options=TrainOptions(epochs=2),
+            semi_supervised=TeacherStudentOptions(burn_in_epochs=2),
+        )
+    with pytest.raises(ValueError, match="semi_supervised trains on unlabelled images, and none were given"):
+        train_detector(
+            model, toy_dataset, options=TrainOptions(epochs=2), semi_supervised=TeacherStudentOptions(burn_in_epochs=1)
+        )
+
+
+def test_a_hook_adds_loss_terms_to_the_step():
+    """``extra_losses`` joins the step's loss dict before its one backward pass."""
+
+    class Pull(HookBase):
+        def extra_losses(self):
+            return {"pull": (self.trainer.model.w - 3.0) ** 2}
+
+    model = torch.nn.Module()
+    model.w = torch.nn.Parameter(torch.zeros(()))
+    forward = lambda images, targets: {"zero": model.w * 0.0}  # noqa: E731
+    trainer = Trainer(
+        model,
+        [([torch.zeros(1)], [{}])],
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        max_epochs=1,
+        device=torch.device("cpu"),
+        forward_model=forward,
+        hooks=[Pull()],
+    )
+    trainer.forward_model.train = lambda: None
+    trainer.train()
+    assert trainer.history[0]["train_pull"] == pytest.approx(9.0)
+    assert float(model.w) == pytest.approx(0.6)  # w - lr * 2 (w - 3)
+
+
+# ------------------------------------------------------------------------------------------ the hook trains
+
+
+def _strip_boxes(dataset: DetectionDataset) -> DetectionDataset:
+    from dataclasses import replace
+
+    records = [
+        replace(
+            r, boxes=np.zeros((0, 4), np.float32), labels=np.zeros(0, np.int64), difficult=None, iscrowd=None, area=None
+        )
+        for r in dataset.records
+    ]
+    return DetectionDataset(records, dataset.class_names, root=dataset.root)
+
+
+def _train_tiny(labelled, unlabelled, detector="retinanet", val=None, epochs=2, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = build_detector(
+        detector, 2, backbone="tiny", min_size=96, max_size=96, score_thresh=0.005, detections_per_img=5
+    )
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=2,
+        lr=0.01,
+        warmup_iters=0,
+        lr_schedule="constant",
+        seed=5,
+        **kwargs.pop("options", {}),
+    )
+    ssl = TeacherStudentOptions(
+        **{"burn_in_epochs": 1, "threshold": 0.005, "ema_decay": 0.5, "unlabelled_ratio": 1.5, **kwargs.pop("ssl", {})}
+    )
+    result = train_detector(
+        model,
+        labelled,
+        unlabelled=unlabelled,
+        val_set=val,
+        options=options,
+        semi_supervised=ssl,
+        progress=False,
+        **kwargs,
+    )
+    return model, result
+
+
+def test_a_resumed_training_continues_with_the_same_teacher(tmp_path):
+    """last.pt holds the teacher: a training stopped after the burn-in resumes to the uninterrupted model."""
+    pool = make_toy_dataset(tmp_path / "toy", n_images=6)
+    labelled, unlabelled = pool.subset([0, 1]), pool.subset([2, 3, 4, 5])
+    straight, _ = _train_tiny(labelled, unlabelled, epochs=3)
+    # stopped after epoch 2 (the teacher's first); "all" keeps last.pt as written then, optimizer state included
+    _train_tiny(labelled, unlabelled, epochs=2, out_dir=tmp_path / "b", options={"epoch_checkpoints": "all"})
+    assert torch.load(tmp_path / "b/last.pt", weights_only=False)["teacher"] is not None
+    resumed, result = _train_tiny(labelled, unlabelled, epochs=3, seed=123, out_dir=tmp_path / "b", resume=True)
+    assert result.epochs_completed == 3
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("detector", ["faster_rcnn", "fcos"])
+def test_pseudo_boxes_train_only_the_classification_terms(tmp_path, detector):
+    pool = make_toy_dataset(tmp_path / "toy", n_images=6, empty_every=2)  # half the images have no boxes
+    _, result = _train_tiny(pool.subset([0, 1]), pool.subset([2, 3, 4, 5]), detector)
+    expected = {
+        "faster_rcnn": ["train_unsup_loss_classifier", "train_unsup_loss_objectness"],
+        "fcos": ["train_unsup_classification"],
+    }
+    assert not any(k.startswith("train_unsup_") for k in result.history[0])  # burn-in: supervised only
+    assert sorted(k for k in result.history[1] if k.startswith("train_unsup_")) == expected[detector]
+
+
+def test_teacher_student_training_is_seeded_and_never_reads_the_unlabelled_boxes(tmp_path):
+    pool = make_toy_dataset(tmp_path / "toy", n_images=8)  # images 3 and 7 have no boxes
+    labelled, unlabelled = pool.subset([0, 1, 2, 3]), pool.subset([4, 5, 6, 7])
+    model, result = _train_tiny(labelled, unlabelled)
+    assert "train_unsup_classification" not in result.history[0]
+    assert result.history[1]["train_unsup_classification"] > 0 and result.history[1]["pseudo_boxes_per_image"] > 0
+    again, _ = _train_tiny(labelled, unlabelled)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    blind, _ = _train_tiny(labelled, _strip_boxes(unlabelled))  # the pool's ground truth stays hidden
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), blind.state_dict().values()))
+
+
+def test_unlabelled_images_without_pseudo_boxes_train_as_background(tmp_path):
+    pool = make_toy_dataset(tmp_path / "toy", n_images=6)
+    _, result = _train_tiny(pool.subset([0, 1]), pool.subset([2, 3, 4, 5]), ssl={"threshold": 1.0})
+    assert result.history[1]["pseudo_boxes_per_image"] == 0.0
+    assert result.history[1]["train_unsup_classification"] > 0  # every anchor a background target
+
+
+def test_training_ends_with_the_teachers_weights(tmp_path, monkeypatch):
+    from activedet.engine import teacher as teacher_module
+
+    pool = make_toy_dataset(tmp_path / "toy", n_images=8)
+    seen = {}
+    original = teacher_module.TeacherStudent.after_train
+
+    def spy(self):
+        seen["teacher"] = {k: v.clone() for k, v in self.teacher.state_dict().items()}
+        seen["student"] = {k: v.clone() for k, v in self.trainer.model.state_dict().items()}
+        original(self)
+
+    monkeypatch.setattr(teacher_module.TeacherStudent, "after_train", spy)
+    model, _ = _train_tiny(pool.subset([0, 1]), pool.subset([4, 5, 6, 7]))
+    final = model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in seen["teacher"].items())
+    assert not all(torch.equal(final[k], v) for k, v in seen["student"].items())
+
+
+def test_validation_sees_the_teacher_and_the_best_epoch_keeps_its_weights(tmp_path, monkeypatch):
+    from activedet.engine import train as train_module
+
+    pool = make_toy_dataset(tmp_path / "toy", n_images=8)
+    calls = []
+
+    def validate(model, val_set, options, device, batch_size):
+        calls.append((model, {k: v.clone() for k, v in model.state_dict().items()}))
+        return 1.0 if len(calls) == 2 else 0.0  # epoch 2 (the teacher's first) is the best
+
+    monkeypatch.setattr(train_module, "_validate", validate)
+    model, result = _train_tiny(pool.subset([0, 1]), pool.subset([4, 5, 6, 7]), val=pool.subset([4, 5]), epochs=3)
+    assert len(calls) == 3 and result.best_epoch == 2
+    assert calls[0][0] is model  # burn-in: no teacher yet, the student is validated
+    assert calls[1][0] is not model and calls[2][0] is calls[1][0]  # then the teacher
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in calls[1][1].items())
+
+
+# ---------------------------------------------------------------------------------- config, loop and bench
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        ({"semi_supervised": {"threshold": 2}}, r"key 'semi_supervised.threshold' must be a float in \[0, 1\]"),
+        (
+            {"semi_supervised": {"burn_in_epochs": 2}},
+            r"key 'semi_supervised.burn_in_epochs' must be less than 'epochs'",
+        ),
+        ({"semi_supervised": {"warmup": 1}}, r"key 'semi_supervised.warmup' must be one of \['method'"),
+        (
+            {"semi_supervised": {}, "detector": "miaod"},
+            r"key 'semi_supervised' must be null with training 'miaod' .*semi_supervised: null",
+        ),
+        (
+            {"semi_supervised": {}, "pseudo_labels": {}},
+            r"key 'semi_supervised' must be null when pseudo_labels is set .*pseudo_labels: null",
+        ),
+        ({"semi_supervised": 3}, r"key 'semi_supervised' must be of type"),
+    ],
+)
+def test_bad_semi_supervised_configs_name_the_key_and_the_fix(tiny_data, tmp_path, overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(write_config(tmp_path, tiny_data, **{"epochs": 2, **overrides}))
+
+
+def test_a_semi_supervised_cycle_runs_and_repeats_exactly(tiny_data, tmp_path):
+    from activedet.workflows import run_from_config
+
+    outcomes = []
+    for name in ("a", "b"):
+        cfg = load_config(write_config(tmp_path / name, tiny_data, cycles=1, epochs=2, strategy="entropy", **SSL))
+        run_from_config(cfg, progress=False)
+        run = tmp_path / name / "run"
+        lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        outcomes.append(
+            (
+                [x["metrics"] for x in lines],
+                (run / "cycles/0/model.pt").read_bytes(),
+                (run / "cycles/0/selection.json").read_text(),
+            )
+        )
+        assert lines[-1]["labelled_images"] == 10  # pseudo boxes are never annotation
+        history = torch.load(run / "cycles/1/model.pt", weights_only=False)["history"]
+        assert "train_unsup_classification" not in history[0] and history[1]["train_unsup_classification"] > 0
+    assert outcomes[0] == outcomes[1]
+
+
+def test_bench_arms_override_the_config_and_are_labelled_apart(tiny_data, tmp_path):
+    from activedet.bench import check_bench_arguments, parse_arm_overrides, parse_strategy_spec
+
+    spec = "entropy:aggregation=sum@semi_supervised.threshold=0.5@semi_supervised.burn_in_epochs=1"
+    assert parse_strategy_spec(spec) == ("entropy", {"aggregation": "sum"})
+    assert parse_arm_overrides(spec) == [("semi_supervised.threshold", 0.5), ("semi_supervised.burn_in_epochs", 1)]
+    config = write_config(tmp_path, tiny_data, epochs=2)
+    arms = check_bench_arguments(
+        config,
+        strategies=["random", "random@semi_supervised={burn_in_epochs: 1}", spec],
+        seeds=[0],
+        overrides=None,
+        metric="voc/mAP_area",
+    )
+    assert [a.label for a in arms] == [
+        "random",
+        "random +ssl[burn_in_epochs=1]",
+        "entropy[aggregation=sum] +ssl[burn_in_epochs=1,threshold=0.5]",
+    ]
+    assert arms[1].directory == "random+ssl[burn_in_epochs=1]"
+    assert json.loads(arms[2].overrides[0].split("=", 1)[1]) == {"threshold": 0.5, "burn_in_epochs": 1}
+    with pytest.raises(ValueError, match=r"argument --strategies: 'entropy@lr=0.1' overrides 'lr', but an arm may"):
+        parse_arm_overrides("entropy@lr=0.1")
+    with pytest.raises(ValueError, match=r"argument --strategies 'random@semi_supervised.threshold=3'.*threshold"):
+        check_bench_arguments(
+            config, strategies=["random@semi_supervised.threshold=3"], seeds=[0], overrides=None, metric="voc/mAP_area"
+        )
+    with pytest.raises(ValueError, match="lists the same arm twice"):
+        check_bench_arguments(
+            config,
+            strategies=["random@semi_supervised={}", "random@semi_supervised.method=teacher_student"],
+            seeds=[0],
+            overrides=["epochs=5"],
+            metric="voc/mAP_area",
+        )
+
+
+def test_bench_compares_ssl_arms_with_random_supervised_and_random_ssl(tiny_data, tmp_path, capsys):
+    from activedet.bench import run_bench
+
+    config = write_config(tmp_path, tiny_data, cycles=1, epochs=2)
+    ssl = "semi_supervised={burn_in_epochs: 1, threshold: 0.05}"
+    run_bench(
+        config, strategies=["random", f"random@{ssl}", f"entropy@{ssl}"], seeds=[0], out=tmp_path / "b", progress=False
+    )
+    runs = tmp_path / "b" / "runs"
+    label = "+ssl[burn_in_epochs=1,threshold=0.05]"
+    supervised, semi = runs / "random/seed0", runs / f"random{label}/seed0"
+    # cycle 0 is shared between arms of the same overrides only
+    assert (supervised / "cycles/0/model.pt").read_bytes() != (semi / "cycles/0/model.pt").read_bytes()
+    assert (semi / "cycles/0/model.pt").read_bytes() == (runs / f"entropy{label}/seed0/cycles/0/model.pt").read_bytes()
+    first = json.loads((tmp_path / "b/report/summary.json").read_text())
+    second = json.loads((tmp_path / f"b/report-vs-random{label}/summary.json").read_text())
+    assert first["baseline"] == "random" and second["baseline"] == f"random {label}"
+    assert f"entropy {label}" in capsys.readouterr().out
