@@ -23,7 +23,8 @@ from .engine.checkpoint import atomic_write_json, load_checkpoint
 from .engine.inference import predict_dataset
 from .engine.train import TrainResult
 from .evaluation import evaluate
-from .models import EnsembleDetector, build_detector
+from .methods.stochastic.model import EnsembleDetector
+from .models import build_detector
 from .splits import (
     check_classification_labels,
     check_run_pool,
@@ -38,8 +39,9 @@ __all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_conf
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
-    """The config's detector, or an :class:`~activedet.models.EnsembleDetector` of ``ensemble_size`` of them built
-    one after the other (member 0 is the model a single build gives with the same torch seed)."""
+    """The config's detector, or an :class:`~activedet.methods.stochastic.model.EnsembleDetector` of
+    ``ensemble_size`` of them built one after the other (member 0 is the model a single build gives with the same
+    torch seed)."""
     try:
         if cfg.ensemble_size == 1:
             return build_detector(cfg.detector, num_classes, **cfg.model_kwargs())

@@ -22,13 +22,14 @@ import functools
 import numpy as np
 
 from ...models.outputs import Detections
+from ...plugins import BoxColumns
 from ...strategies.base import ScoredPool, Strategy
 from ...strategies.checks import choice, number, summary
 from ...strategies.registry import register
 from ...strategies.uncertainty import EMPTY_POLICIES, rank_select
 from .model import UNCERTAINTY_TYPES
 
-__all__ = ["almdn_vector", "almdn_combine", "almdn"]
+__all__ = ["almdn_vector", "almdn_combine", "almdn", "BOX_COLUMNS"]
 
 _T = len(UNCERTAINTY_TYPES)
 
@@ -80,3 +81,19 @@ def almdn(*, score_threshold: float = 0.5, empty_policy: str = "lowest") -> Stra
         needs=frozenset({"uncertainties"}),
         combine=almdn_combine,
     )
+
+
+#: ``activedet predict --uncertainty``'s per-box columns for a mixture-density detector (:mod:`activedet.plugins`):
+#: the four uncertainties of :data:`~.model.UNCERTAINTY_TYPES` from the mixture head.
+BOX_COLUMNS = {
+    "uncertainties": BoxColumns(
+        fields=frozenset({"uncertainties"}),
+        columns=lambda det: {name: det.extras["uncertainties"][:, k] for k, name in enumerate(UNCERTAINTY_TYPES)},
+        short={
+            "aleatoric_loc": "al.loc",
+            "epistemic_loc": "ep.loc",
+            "aleatoric_cls": "al.cls",
+            "epistemic_cls": "ep.cls",
+        },
+    )
+}

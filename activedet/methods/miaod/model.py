@@ -63,6 +63,7 @@ EXTRA_FIELDS = frozenset({"class_probs_2", "dense_probs_2", "dense_weights"})
 
 __all__ = [
     "EXTRA_FIELDS",
+    "DETECTORS",
     "MIAODHead",
     "MIAODRetinaNet",
     "build_miaod",
@@ -302,3 +303,7 @@ def build_miaod(
             param="weights",
         )
     return model
+
+
+#: The detector this method adds to ``activedet.models.DETECTORS`` (:mod:`activedet.plugins`).
+DETECTORS = {"miaod": build_miaod}

@@ -1,10 +1,11 @@
 """Several predictions of one image: MC-dropout passes and deep-ensemble members (methods.md §2).
 
-* :class:`HeadDropout` / :func:`add_head_dropout`: dropout in front of a detector's prediction layers. Every
-  builder takes ``dropout=p``; the adapter's ``dropout_sites()`` names where it goes (RetinaNet/FCOS: before the
-  final convolution of each tower; SSD: before every per-level prediction convolution; Faster R-CNN: after
-  ``fc6`` and after ``fc7``). The dropout acts through a forward pre-hook on those layers, so the state dict,
-  and therefore torchvision's and our checkpoints, are the same as without it. The model trains with it.
+* :class:`HeadDropout` / :func:`add_head_dropout` (defined with the adapters, :mod:`activedet.models._common`):
+  dropout in front of a detector's prediction layers. Every builder takes ``dropout=p``; the adapter's
+  ``dropout_sites()`` names where it goes (RetinaNet/FCOS: before the final convolution of each tower; SSD: before
+  every per-level prediction convolution; Faster R-CNN: after ``fc6`` and after ``fc7``). The dropout acts through
+  a forward pre-hook on those layers, so the state dict, and therefore torchvision's and our checkpoints, are the
+  same as without it. The model trains with it.
 * :class:`EnsembleDetector`: ``M`` members of one architecture, built one after the other (so their random
   initialisations differ) and trained independently (:func:`activedet.engine.trainers.train_ensemble`). Its own
   ``predict`` is member 0's: the ensemble is a device for querying, and the cycle's model, evaluated and exported,
@@ -42,9 +43,11 @@ from torch import Tensor, nn
 
 from ...models._common import (
     DENSE_FIELDS,
-    check_float,
+    HeadDropout,
+    add_head_dropout,
     dense_detections,
     dense_forward,
+    has_head_dropout,
     in_solo_groups,
     restored_modes,
     solo_group_indices,
@@ -67,28 +70,6 @@ __all__ = [
 EXTRA_FIELDS = frozenset({"passes", "dense_expected_entropy", "dense_box_var"})
 
 _EPS = 1e-7
-
-
-class HeadDropout(nn.Dropout):
-    """The dropout MC-dropout switches on at query time (no other dropout of the model is touched)."""
-
-
-def _dropout_before(module: nn.Module, args: tuple) -> tuple:
-    return (module.head_dropout(args[0]), *args[1:])
-
-
-def add_head_dropout(sites: Iterable[nn.Module], p: float) -> None:
-    """Apply ``HeadDropout(p)`` to the input of each module in ``sites`` (p = 0 adds nothing)."""
-    check_float("add_head_dropout", "p", p, 0.0, 0.95)
-    if p == 0:
-        return
-    for site in sites:
-        site.head_dropout = HeadDropout(p)  # a submodule: follows .train()/.eval() and DDP, has no state
-        site.register_forward_pre_hook(_dropout_before)
-
-
-def has_head_dropout(model: nn.Module) -> bool:
-    return any(isinstance(m, HeadDropout) and m.p > 0 for m in model.modules())
 
 
 def prediction_entropy(probs: Tensor, prob_kind: str) -> Tensor:
