@@ -9,8 +9,10 @@ module             mapping                 read by
 ``model.py``       ``DETECTORS``           :func:`activedet.models.build_detector` (name -> builder)
 ``model.py``       ``EXTRA_FIELDS``        :data:`activedet.models.EXTRA_FIELDS` (the ``Detections.extras`` keys)
 ``model.py``       ``MODEL_ADDITIONS``     the detector builders (:mod:`activedet.models.additions`)
+``model.py``       ``PER_DETECTION_...``   ``PER_DETECTION_EXTRAS``: extras keys with one row per detection
 ``training.py``    ``TRAINERS``            :mod:`activedet.engine.trainers` (name -> (trainer, options class))
 ``training.py``    ``DETECTOR_TRAINING``   ``training: auto`` (detector name -> its own procedure)
+``training.py``    ``REFUSED_KEYS``        the config check (procedure -> {key that must be null: why})
 ``scoring.py``     ``BOX_COLUMNS``         ``activedet predict`` (extras key -> :class:`BoxColumns`)
 ``scoring.py``     ``PREDICTORS``          ``activedet predict --uncertainty`` (name -> ``(model, options) ->
                                            predictor or None``: the first that applies to the model predicts)

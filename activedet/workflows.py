@@ -23,8 +23,7 @@ from .engine.checkpoint import atomic_write_json, load_checkpoint
 from .engine.inference import predict_dataset
 from .engine.train import TrainResult
 from .evaluation import evaluate
-from .methods.stochastic.model import EnsembleDetector
-from .models import build_detector
+from .models import EnsembleDetector, build_detector
 from .splits import (
     check_classification_labels,
     check_run_pool,
@@ -39,7 +38,7 @@ __all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_conf
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
-    """The config's detector, or an :class:`~activedet.methods.stochastic.model.EnsembleDetector` of
+    """The config's detector, or an :class:`~activedet.models.EnsembleDetector` of
     ``ensemble_size`` of them built one after the other (member 0 is the model a single build gives with the same
     torch seed)."""
     try:

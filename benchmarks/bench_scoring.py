@@ -44,8 +44,7 @@ from bench_training import parse_variant
 from activedet.data import read_coco, read_imagefolder
 from activedet.engine.checkpoint import load_checkpoint
 from activedet.engine.inference import iter_predictions
-from activedet.methods.stochastic.model import EnsembleDetector
-from activedet.models import build_detector
+from activedet.models import EnsembleDetector, build_detector
 from activedet.strategies import STRATEGIES, get_strategy
 from activedet.strategies.base import ScoredPool, ScoringContext, SelectionInput, shortlist
 

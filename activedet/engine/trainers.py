@@ -25,6 +25,7 @@ __all__ = [
     "TRAINERS",  # noqa: F822 (a module __getattr__ attribute)
     "resolve_training",
     "get_trainer",
+    "refused_keys",
     "train_ensemble",
 ]
 
@@ -75,6 +76,14 @@ def resolve_training(training: str, detector: str) -> str:
     return training
 
 
+def refused_keys(training: str) -> dict[str, str]:
+    """The config keys procedure ``training`` cannot be combined with (they must be null), each with the reason:
+    the ``REFUSED_KEYS`` a method package's ``training`` module declares for it (:mod:`activedet.plugins`)."""
+    from ..plugins import collect
+
+    return dict(collect("training", "REFUSED_KEYS").get(training, {}))
+
+
 def get_trainer(training: str, detector: str, training_options: dict | None = None) -> Callable:
     """The trainer for ``training`` (resolved for ``detector``) with its validated ``training_options`` bound."""
     name = resolve_training(training, detector)
@@ -104,7 +113,7 @@ def train_ensemble(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train every member of an ensemble (``model.members``) independently with ``member_trainer``.
+    """Train every member of an :class:`~activedet.models.EnsembleDetector` independently with ``member_trainer``.
 
     Member 0 trains with ``options.seed`` (so it is exactly the model the plain detector would be), member ``m``
     with a seed derived from ``(options.seed, m)``: different data order and augmentation as well as a different

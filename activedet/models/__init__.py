@@ -17,6 +17,7 @@ from torch import nn
 from . import views
 from .additions import builder_keywords, forwards, model_additions
 from .classifier import ImageClassifier, build_classifier
+from .ensemble import EnsembleDetector
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
 from .outputs import CORE_OPTIONAL_FIELDS, Detections
@@ -39,6 +40,7 @@ __all__ = [
     "FasterRCNNDetector",
     "build_classifier",
     "ImageClassifier",
+    "EnsembleDetector",
 ]
 
 SSD_BACKBONES = {"vgg16": "ssd300_vgg16", "mobilenet_v3_large": "ssdlite320_mobilenet_v3_large", "tiny": "tiny"}

@@ -39,6 +39,8 @@ from .head import (
 
 #: The ``Detections.extras`` keys this module fills (module docstring).
 EXTRA_FIELDS = frozenset({"uncertainties"})
+#: Those with one row per detection (narrowed with the detections, e.g. by :mod:`activedet.models.views`).
+PER_DETECTION_EXTRAS = frozenset({"uncertainties"})
 
 #: the four AL-MDN uncertainties, in the column order of ``Detections.extras["uncertainties"]``
 UNCERTAINTY_TYPES = ("aleatoric_loc", "epistemic_loc", "aleatoric_cls", "epistemic_cls")
@@ -269,8 +271,9 @@ def build_almdn_retinanet(
 
 @forwards(build_almdn_ssd, build_ssd, sets={"variant", "size", "dropout"})
 def almdn_ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None = None, **kwargs: Any) -> MDNSSD:
-    """AL-MDN SSD: backbone and min_size as :func:`~activedet.models.ssd`; ``components``, ``cls_loss``, ``beta``
-    and every other keyword go to :func:`build_almdn_ssd`."""
+    """An SSD with the AL-MDN head; backbone and min_size as for ``ssd``.
+
+    ``components``, ``cls_loss``, ``beta`` and every other keyword go to :func:`build_almdn_ssd`."""
     if backbone not in SSD_BACKBONES:
         raise ValueError(
             f"The 'backbone' parameter of almdn_ssd must be one of {sorted(SSD_BACKBONES)}. Got {backbone!r} instead."

@@ -63,7 +63,12 @@ def almdn_combine(pool: ScoredPool) -> np.ndarray:
     return np.where(np.isnan(maxima).all(axis=1), np.nan, np.nanmax(np.where(np.isnan(z), -np.inf, z), axis=1))
 
 
-@register("almdn", needs={"uncertainties"}, requires={"almdn_detector"})
+@register(
+    "almdn",
+    needs={"uncertainties"},
+    requires={"almdn_detector"},
+    defines={"almdn_detector": "an almdn_* detector (mixture-density head)"},
+)
 def almdn(*, score_threshold: float = 0.5, empty_policy: str = "lowest") -> Strategy:
     """AL-MDN: max of the z-normalised aleatoric/epistemic loc/cls uncertainties, one pass (detector: almdn_*).
 

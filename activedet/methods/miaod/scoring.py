@@ -66,7 +66,12 @@ def discrepancy_score(
     return float(values.topk(k).values.mean())
 
 
-@register("miaod", needs={"dense_probs", "dense_probs_2"}, requires={"miaod_detector"})
+@register(
+    "miaod",
+    needs={"dense_probs", "dense_probs_2"},
+    requires={"miaod_detector"},
+    defines={"miaod_detector": "the miaod detector (two adversarial classifiers)"},
+)
 def miaod(*, topk: int = 10000, topk_fraction: float | None = 0.1, weighted: bool = False) -> Strategy:
     """MI-AOD: mean of the top-k anchor disagreements of the two adversarial classifiers (detector: miaod).
 

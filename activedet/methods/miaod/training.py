@@ -46,6 +46,7 @@ __all__ = [
     "MIAODStages",
     "TRAINERS",
     "DETECTOR_TRAINING",
+    "REFUSED_KEYS",
 ]
 
 
@@ -387,3 +388,11 @@ TRAINERS = {"miaod": (train_miaod, MIAODOptions)}
 
 #: ``training: auto`` for the ``miaod`` detector picks this procedure.
 DETECTOR_TRAINING = {"miaod": "miaod"}
+
+#: The config keys this procedure cannot be combined with (they must be null), each with the reason the config
+#: check gives.
+REFUSED_KEYS = {
+    "miaod": {
+        "pseudo_labels": "MI-AOD trains on the unlabelled images its own way; pseudo labels need training 'standard'"
+    }
+}

@@ -6,10 +6,8 @@
   every per-level prediction convolution; Faster R-CNN: after ``fc6`` and after ``fc7``). The dropout acts through
   a forward pre-hook on those layers, so the state dict, and therefore torchvision's and our checkpoints, are the
   same as without it. The model trains with it.
-* :class:`EnsembleDetector`: ``M`` members of one architecture, built one after the other (so their random
-  initialisations differ) and trained independently (:func:`activedet.engine.trainers.train_ensemble`). Its own
-  ``predict`` is member 0's: the ensemble is a device for querying, and the cycle's model, evaluated and exported,
-  is member 0, trained with the run's seed exactly as the plain detector is.
+* :class:`EnsembleDetector` (defined in :mod:`activedet.models.ensemble`): ``M`` members of one architecture,
+  trained independently; the predictor below runs one pass per member.
 * :class:`StochasticPredictor`: ``predict(images, fields)`` like a detector's, from ``T`` predictions of each image
   (``T`` dropout passes, or one pass per member), reduced as they are produced so memory does not grow with ``T``:
 
@@ -53,6 +51,7 @@ from ...models._common import (
     solo_group_indices,
     unwrap_ddp,
 )
+from ...models.ensemble import EnsembleDetector
 from ...models.outputs import Detections
 
 __all__ = [
@@ -79,29 +78,6 @@ def prediction_entropy(probs: Tensor, prob_kind: str) -> Tensor:
     if prob_kind == "softmax":
         return -(p * p.log()).sum(dim=-1)
     return -(p * p.log() + (1 - p) * (1 - p).log()).sum(dim=-1)
-
-
-class EnsembleDetector(nn.Module):
-    """``M`` detectors of one architecture (module docstring). ``predict`` and the eval forward are member 0's."""
-
-    def __init__(self, members: Sequence[nn.Module]):
-        super().__init__()
-        if len(members) < 1:
-            raise ValueError("The 'members' parameter of EnsembleDetector must hold at least one detector. Got 0.")
-        self.members = nn.ModuleList(members)
-        self.prob_kind = getattr(members[0], "prob_kind", "sigmoid")
-        self.PROVIDES = getattr(members[0], "PROVIDES", frozenset())
-
-    def forward(self, images, targets=None):
-        if self.training:
-            raise RuntimeError(
-                "an EnsembleDetector trains member by member (activedet.engine.trainers."
-                "train_ensemble); call a member for its training losses"
-            )
-        return self.members[0](images)
-
-    def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
-        return self.members[0].predict(images, fields)
 
 
 def predicting_detector(model: nn.Module) -> nn.Module:

@@ -264,7 +264,10 @@ def _dense_predictor(model: Any, context: Any = None, *, predictor: Callable, st
 
 
 @register(
-    "mc_dropout", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"}, requires={"passes", "head_dropout"}
+    "mc_dropout",
+    needs={"dense_probs", "dense_expected_entropy", "dense_box_var"},
+    requires={"passes", "head_dropout"},
+    defines={"head_dropout": "a detector trained with head dropout (detector_options: {dropout: ...})"},
 )
 def mc_dropout(
     *,
@@ -315,7 +318,12 @@ def mc_dropout(
     )
 
 
-@register("ensemble", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"}, requires={"passes", "ensemble"})
+@register(
+    "ensemble",
+    needs={"dense_probs", "dense_expected_entropy", "dense_box_var"},
+    requires={"passes", "ensemble"},
+    defines={"ensemble": "ensemble_size >= 2 (training costs that many detectors)"},
+)
 def ensemble(
     *,
     formulation: str = "dense",
