@@ -27,6 +27,7 @@ from .ssd import SSDDetector, build_ssd
 __all__ = [
     "DETECTORS",
     "build_detector",
+    "detector_additions",
     "Detections",
     "EXTRA_FIELDS",
     "OPTIONAL_FIELDS",
