@@ -3,20 +3,17 @@
 For each image: every box with its class, score and per-box uncertainty, and the image's score under the config's
 strategy (the number the loop would rank it by). Per-box uncertainty columns:
 
-* ``disagreement``: detectors with two classifiers (MI-AOD): ``mean_c (p1 - p2)^2`` at the box's source anchor,
-  the instance uncertainty MI-AOD's image score is built from;
 * ``least_confidence`` / ``margin`` / ``entropy``: when the config's strategy is one of them, its per-detection
-  value (:func:`activedet.strategies.uncertainty.detection_uncertainty`).
+  value (:func:`activedet.strategies.uncertainty.detection_uncertainty`);
+* the columns a method package declares for a ``Detections.extras`` key the prediction carries (``BOX_COLUMNS`` of
+  its ``scoring`` module, :class:`activedet.plugins.BoxColumns`), those marked ``always``.
 
 With ``uncertainty=True`` (``activedet predict --uncertainty``) every per-box uncertainty the model can give:
 
 * ``entropy``: binary entropy of the box's score (any detector);
-* AL-MDN detectors: ``aleatoric_loc``, ``epistemic_loc``, ``aleatoric_cls``, ``epistemic_cls`` from the mixture head;
-* detectors trained with head dropout (T passes, ``passes`` of the strategy options or 20) and ensembles (one pass
-  per member): the boxes are those of the mean prediction (single-stage) or the deterministic one (Faster
-  R-CNN); each is matched to its best-overlapping box of every pass (IoU > 0.5) and gets ``mc_semantic``,
-  ``mc_spatial``, ``mc_occurrence`` certainties and ``mc_uncertainty = 1 - their product``
-  (:mod:`activedet.methods.stochastic.scoring`).
+* every column the method packages declare for the extras keys the prediction carries;
+* the prediction is made by the first of the method packages' ``PREDICTORS`` that applies to the model (several
+  passes or members, when the model has them), unless the strategy brings its own predictor.
 
 ``draw`` writes a PNG per image with the boxes, labels, scores and uncertainties.
 """
@@ -36,28 +33,19 @@ from .data.torch_dataset import load_image
 from .data.validate import DatasetWarning
 from .engine import distributed as dist_utils
 from .engine.checkpoint import load_checkpoint
-from .methods.almdn.model import UNCERTAINTY_TYPES
-from .methods.miaod.scoring import anchor_disagreement
-from .methods.stochastic.model import has_head_dropout
-from .methods.stochastic.scoring import detection_certainties
-from .models import Detections, EnsembleDetector, StochasticPredictor
+from .models import Detections
+from .plugins import BoxColumns, collect
 from .strategies.uncertainty import MEASURES, detection_uncertainty
 
 __all__ = ["predict_images", "format_predictions", "draw_predictions"]
 
-#: short labels drawn on images
-_SHORT = {
-    "aleatoric_loc": "al.loc",
-    "epistemic_loc": "ep.loc",
-    "aleatoric_cls": "al.cls",
-    "epistemic_cls": "ep.cls",
-    "mc_uncertainty": "mc.u",
-    "mc_semantic": "mc.sem",
-    "mc_spatial": "mc.spl",
-    "mc_occurrence": "mc.occ",
-    "entropy": "H",
-    "disagreement": "dis",
-}
+#: short labels drawn on images (the method packages' columns bring their own)
+_SHORT = {"entropy": "H"}
+
+
+def _box_columns() -> dict[str, BoxColumns]:
+    """Every method package's ``BOX_COLUMNS`` (extras key -> columns)."""
+    return collect("scoring", "BOX_COLUMNS")
 
 
 def predict_images(
@@ -98,9 +86,10 @@ def predict_images(
     model.to(dist_utils.resolve_device(cfg.device))
     predictor = _predictor(cfg, model, strategy, uncertainty)
     provides = getattr(predictor, "PROVIDES", frozenset())
-    fields = set(strategy.needs) | ({"class_probs", "class_probs_2"} & provides)
-    if uncertainty:
-        fields |= {"uncertainties", "passes"} & provides
+    shown = {key: c for key, c in _box_columns().items() if c.always or uncertainty}
+    fields = set(strategy.needs) | ({"class_probs"} & provides)
+    for c in shown.values():
+        fields |= c.fields & provides
     measure = strategy.name if strategy.name in MEASURES else None
     results = []
     for path in images:
@@ -112,8 +101,8 @@ def predict_images(
             warnings.warn(DatasetWarning(f"bad_images: skip: left {path} out: {exc.reason}"), stacklevel=2)
             continue
         det = predictor.predict([image.to(next(model.parameters()).device)], fields=fields)[0].to("cpu")
-        columns = _columns(det, measure, bool(cfg.strategy_options.get("use_class_probs", False)), uncertainty)
-        # a pool-normalised score (AL-MDN) has no meaning for one image: None
+        columns = _columns(det, measure, bool(cfg.strategy_options.get("use_class_probs", False)), uncertainty, shown)
+        # a pool-normalised score has no meaning for one image: None
         score = strategy.score(det) if strategy.score is not None and strategy.combine is None else None
         keep = det.scores >= min_score
         boxes = []
@@ -144,10 +133,10 @@ def predict_images(
 
 
 def _predictor(cfg: Config, model: torch.nn.Module, strategy, uncertainty: bool):
-    """What predicts: the strategy's own predictor (MC-dropout, ensembles), else, for ``--uncertainty``, the
-    stochastic predictor the model supports, else the model."""
+    """What predicts: the strategy's own predictor, else, for ``--uncertainty``, the first of the method packages'
+    ``PREDICTORS`` that applies to the model, else the model."""
     if strategy.predictor is not None and any(stage.needs_val for stage in strategy.stages):
-        # influence: the checkpoint's training split stands for the labelled set, against the validation split
+        # a predictor that needs the validation split: the checkpoint's training split stands for the labelled set
         from .strategies.base import ScoringContext
         from .workflows import load_split
 
@@ -160,34 +149,25 @@ def _predictor(cfg: Config, model: torch.nn.Module, strategy, uncertainty: bool)
         return strategy.predictor(model, context)
     if strategy.predictor is not None:
         return strategy.predictor(model)
-    if uncertainty and isinstance(model, EnsembleDetector) and len(model.members) > 1:
-        return StochasticPredictor.ensemble(model)
-    if uncertainty and has_head_dropout(model):
-        return StochasticPredictor.mc_dropout(model, passes=int(cfg.strategy_options.get("passes", 20)))
+    if uncertainty:
+        for make in collect("scoring", "PREDICTORS").values():
+            predictor = make(model, cfg.strategy_options)
+            if predictor is not None:
+                return predictor
     return model
 
 
-def _columns(det: Detections, measure: str | None, use_probs: bool, uncertainty: bool) -> dict[str, torch.Tensor]:
+def _columns(
+    det: Detections, measure: str | None, use_probs: bool, uncertainty: bool, shown: dict[str, BoxColumns]
+) -> dict[str, torch.Tensor]:
     columns: dict[str, torch.Tensor] = {}
-    if det.extras.get("class_probs_2") is not None:
-        columns["disagreement"] = anchor_disagreement(det.class_probs, det.extras["class_probs_2"])
     if measure is not None:
         columns[measure] = detection_uncertainty(det, measure, use_probs)
-    if not uncertainty:
-        return columns
-    columns.setdefault("entropy", detection_uncertainty(det, "entropy", False))
-    if det.extras.get("uncertainties") is not None:
-        columns.update({name: det.extras["uncertainties"][:, k] for k, name in enumerate(UNCERTAINTY_TYPES)})
-    if det.extras.get("passes") is not None:
-        parts = detection_certainties(det)
-        columns.update(
-            {
-                "mc_semantic": parts[:, 0],
-                "mc_spatial": parts[:, 1],
-                "mc_occurrence": parts[:, 2],
-                "mc_uncertainty": 1 - parts.prod(dim=1),
-            }
-        )
+    if uncertainty:
+        columns.setdefault("entropy", detection_uncertainty(det, "entropy", False))
+    for key, c in shown.items():
+        if det.extras.get(key) is not None:
+            columns.update(c.columns(det))
     return columns
 
 
@@ -235,6 +215,9 @@ def draw_predictions(results: list[dict[str, Any]], out_dir: str | Path) -> list
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    short = dict(_SHORT)
+    for c in _box_columns().values():
+        short.update(c.short)
     written = []
     for k, item in enumerate(results):
         pixels = load_image(item["image"])  # the pixels the model saw (high bit depths scaled as in training)
@@ -246,7 +229,7 @@ def draw_predictions(results: list[dict[str, Any]], out_dir: str | Path) -> list
             x1, y1, x2, y2 = (v * scale for v in b["box"])
             pen.rectangle((x1, y1, x2, y2), outline=(255, 40, 40), width=2)
             extra = [
-                f"{_SHORT.get(key, key[:4])} {b[key]:.2g}" for key in b if key not in ("box", "label", "class", "score")
+                f"{short.get(key, key[:4])} {b[key]:.2g}" for key in b if key not in ("box", "label", "class", "score")
             ]
             pen.text(
                 (x1 + 2, max(0, y1 - 11)), " ".join([b["class"], f"{b['score']:.2f}", *extra[:1]]), fill=(255, 255, 0)

@@ -38,8 +38,9 @@ __all__ = ["load_split", "build_model", "train_from_config", "evaluate_from_conf
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
-    """The config's detector, or an :class:`~activedet.models.EnsembleDetector` of ``ensemble_size`` of them built
-    one after the other (member 0 is the model a single build gives with the same torch seed)."""
+    """The config's detector, or an :class:`~activedet.models.EnsembleDetector` of
+    ``ensemble_size`` of them built one after the other (member 0 is the model a single build gives with the same
+    torch seed)."""
     try:
         if cfg.ensemble_size == 1:
             return build_detector(cfg.detector, num_classes, **cfg.model_kwargs())

@@ -12,9 +12,9 @@ from activedet.engine.train import TrainOptions
 from activedet.engine.trainers import train_ensemble
 from activedet.methods.almdn.model import detection_uncertainties, mixture_loc_nll
 from activedet.methods.almdn.scoring import almdn_combine, almdn_vector
-from activedet.methods.stochastic.model import HeadDropout
+from activedet.methods.stochastic.model import HeadDropout, StochasticPredictor
 from activedet.methods.stochastic.scoring import cluster_predictions, dense_stochastic_score, matched_stochastic_score
-from activedet.models import EnsembleDetector, StochasticPredictor, build_detector
+from activedet.models import EnsembleDetector, build_detector
 from activedet.models.outputs import Detections
 from activedet.strategies import ScoredPool, get_strategy
 

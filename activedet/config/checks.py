@@ -102,18 +102,15 @@ def _check_metric_options(cfg: Config) -> None:
 
 def _check_training(cfg: Config) -> None:
     """Trainer and pseudo-label options (their factories raise ``OptionError`` naming the key)."""
-    from ..engine.trainers import resolve_training
+    from ..engine.trainers import refused_keys, resolve_training
 
     cfg.train_options()
     cfg.trainer()
     cfg.pseudo_label_options()
-    if cfg.pseudo_labels is not None and resolve_training(cfg.training, cfg.detector) == "miaod":
-        _fail(
-            "pseudo_labels",
-            "null with training 'miaod' (MI-AOD trains on the unlabelled images its own way; "
-            "pseudo labels need training 'standard')",
-            cfg.pseudo_labels,
-        )
+    training = resolve_training(cfg.training, cfg.detector)
+    for key, why in refused_keys(training).items():
+        if getattr(cfg, key) is not None:
+            _fail(key, f"null with training '{training}' ({why})", getattr(cfg, key))
     _check_semi_supervised(cfg)
     clash = sorted(k for k in cfg.detector_options if k in key_fields())
     if clash:

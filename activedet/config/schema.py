@@ -52,7 +52,7 @@ class DataKeys:
     )
     voc_train_sets: list[str] = option(
         ["2007/trainval"],
-        "VOC: `YEAR/SET` lists combined in order (`[2007/trainval, 2012/trainval]` = MI-AOD's VOC07+12 pool)",
+        "VOC: `YEAR/SET` lists combined in order (`[2007/trainval, 2012/trainval]` = the VOC07+12 pool of the papers)",
         pattern=r"^[^/]+/[^/]+$",
         expected=("a list of 'YEAR/SET' strings such as '2007/trainval'"),
     )
@@ -115,18 +115,18 @@ MODEL_KEYS = (
 class ModelKeys:
     detector: str = option(
         "retinanet",
-        "`retinanet`, `fcos`, `ssd`, `faster_rcnn`, `miaod`, `almdn_ssd`, "
-        "`almdn_retinanet` (`activedet detectors`); `classifier`: an image classifier "
+        "`retinanet`, `fcos`, `ssd`, `faster_rcnn`, or a detector a method adds "
+        "(`activedet detectors` lists them all); `classifier`: an image classifier "
         "in the same loop (each image labelled by one box covering the whole image, "
         "`[0, 0, w, h]`; it predicts one such box per image with `class_probs` and "
         "`embedding`; then `metrics: [accuracy]`)",
     )
     backbone: str | None = option(
         None,
-        "`retinanet`, `fcos`, `faster_rcnn`, `miaod`, `almdn_retinanet`: `resnet50` "
+        "`retinanet`, `fcos`, `faster_rcnn` and the detectors built on RetinaNet: `resnet50` "
         "(default), `resnet18`, `mobilenet_v3_large`, `efficientnet_lite0` (2.9M "
         "parameters, the CPU-sized pretrained choice with `weights_backbone: package`), "
-        "`tiny` (0.22M, from scratch); `ssd`, `almdn_ssd`: `vgg16` (default), "
+        "`tiny` (0.22M, from scratch); `ssd` and the detectors built on it: `vgg16` (default), "
         "`mobilenet_v3_large`, `tiny`; `classifier`: `small` (default, 0.24M parameters, "
         "32 px) or `resnet18`; null = detector default",
     )
@@ -162,22 +162,19 @@ class ModelKeys:
     detector_options: dict[str, Any] = option(
         {},
         "any other keyword of the detector's builder: `anchor_sizes`, "
-        "`fpn_channels`; `miaod`: `lambda_dis` (0.5, λ of the discrepancy "
-        "losses), `mil_weighting` (`code` = released code, `class` = the "
-        "paper's Eq. 5); `retinanet`/`fcos`/`ssd`/`faster_rcnn`: `dropout` "
-        "(0, the head's MC-dropout rate; the model trains with it); "
-        "`almdn_*`: `components` (4), `cls_loss` (`type1`/`type2`), `beta` "
-        "(2), `separable` (true: depthwise-separable mixture layers; false: "
-        "the released dense 3x3); `ssd`/`almdn_ssd` with `vgg16`: "
-        "`box_scales` (`coco`: torchvision's default boxes; `voc`: the SSD "
-        "paper's and AL-MDN's VOC ones)",
+        "`fpn_channels`; `retinanet`/`fcos`/`ssd`/`faster_rcnn`/`classifier`: `dropout` "
+        "(0, the rate of the dropout before the head's prediction layers; the model trains with it); "
+        "`ssd` with `vgg16`: `box_scales` (`coco`: torchvision's default boxes; `voc`: the SSD "
+        "paper's VOC ones); a method's detector takes its own keywords and a method may add keywords "
+        "to the detectors above (`activedet detectors` lists both; the method's documentation "
+        "gives their defaults)",
     )
     ensemble_size: int = option(
         1,
-        "train this many independently initialised detectors per cycle (deep ensemble, cost "
-        "×N); the `ensemble` strategy scores with all, evaluation and export use member 0",
+        "train this many independently initialised detectors per cycle (cost ×N); a strategy "
+        "that scores with several trained models uses all, evaluation and export use member 0",
         ge=1,
-        expected="an int >= 1 (the number of independently trained detectors; 1 = no ensemble)",
+        expected="an int >= 1 (the number of independently trained detectors; 1 = a single one)",
     )
 
 
@@ -185,17 +182,14 @@ class ModelKeys:
 class TrainingKeys:
     training: str = option(
         "auto",
-        "per-cycle procedure: `standard` (the epochs/lr schedule above) or `miaod` "
-        "(MI-AOD's stages; `epochs` and `lr_schedule` are then unused); `auto` = the "
-        "detector's own (`miaod` for the `miaod` detector)",
+        "per-cycle procedure: `standard` (the epochs/lr schedule above) or a method's own "
+        "(its schedule replaces `epochs` and `lr_schedule`); `auto` = the detector's own, else "
+        "`standard` (`activedet detectors` lists the procedures)",
     )
     training_options: dict[str, Any] = option(
         {},
-        "the procedure's options; `miaod`: `label_epochs` (3), "
-        "`adversarial_epochs` (1), `outer_loops` (2), `repeat_labelled` (2 "
-        "passes per unit), `lr_drop_epochs` (1 final unit at `lr * "
-        "lr_gamma`), `unlabelled_ratio` (1.0 unlabelled training images per "
-        "labelled one)",
+        "the procedure's options (`activedet detectors` lists each procedure's with their "
+        "defaults; the method's documentation explains them)",
     )
 
 
@@ -224,7 +218,7 @@ class StrategyKeys:
         "1.0), `class_agnostic_nms` (null or an IoU), `exclude` "
         "(`selected`; `shortlist`: not the previous cycle's shortlist "
         "either, as the medical framework's code); null = off; not "
-        "with training `miaod`",
+        "with a procedure that trains on the unlabelled images its own way",
     )
     semi_supervised: dict[str, Any] | None = option(
         None,

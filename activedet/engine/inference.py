@@ -35,7 +35,7 @@ def iter_predictions(
     Under torchrun, rank ``r`` of ``W`` handles ``indices[r::W]``; in one process, all of them. Results are
     produced batch by batch, so a caller that reduces each one to a score keeps memory flat in the pool size.
     The model is used through its ``predict(images, fields)`` method with the test transform (no augmentation);
-    any object with that method serves (e.g. :class:`~activedet.models.StochasticPredictor`). An object with a
+    any object with that method serves (e.g. a predictor of several passes). An object with a
     ``predict_indices(pool_indices, fields)`` method instead is given the pool indices and no image is read:
     detections made elsewhere (precomputed), or the zero-cost stand-in of ``activedet bench-scale``.
     """

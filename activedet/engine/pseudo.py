@@ -57,13 +57,13 @@ class PseudoLabelOptions:
     """Which detections become pseudo labels, and their loss weight (``pseudo_labels`` in a config).
 
     Attributes:
-        score_threshold: a detection is kept when its score is ``>=`` this (0.8: med_sslal; ISAL's noised student
-            uses 0.5).
+        score_threshold: a detection is kept when its score is ``>=`` this (0.8: med_sslal; a noised student
+            may use 0.5, docs/methods.md §8).
         class_thresholds: per-class thresholds overriding ``score_threshold``: ``None``, a list of ``C`` floats in
             label order, or a dict from class name or label (``1..C``) to threshold (classes not named keep
             ``score_threshold``). Checked against the dataset's classes when used.
         top1_only: keep only the image's best kept detection (med_sslal: one box per image); ``False``: every
-            detection above its threshold (ISAL ``--ceal``).
+            detection above its threshold (docs/methods.md §8's ``--ceal``).
         max_boxes: at most this many boxes per image, best first (``None``: no limit).
         loss_weight: λ, the multiplier of a pseudo image's training loss (1.0: the references' equal weight).
         class_agnostic_nms: IoU threshold of an extra NMS over the kept boxes of all classes together, which

@@ -1,10 +1,10 @@
 """The one training loop: a :class:`Trainer` runs epochs of steps, and :class:`HookBase` objects do the rest.
 
 Everything that is not "compute the losses, step the optimizer" (seeding, progress, logging, validation, best epoch,
-early stopping, checkpoints, MI-AOD's stage switches, the teacher-student procedure's teacher) is a hook;
-:mod:`activedet.engine.hooks` has the standard ones.
-:func:`activedet.engine.train.train_detector` and :func:`activedet.methods.miaod.training.train_miaod` both build a
-:class:`Trainer` and call :meth:`Trainer.train`.
+early stopping, checkpoints, a method's stage switches, the teacher-student procedure's teacher) is a hook;
+:mod:`activedet.engine.hooks` has the standard ones. :func:`activedet.engine.train.train_detector` and every
+method's training procedure (:data:`activedet.engine.trainers.TRAINERS`) build a :class:`Trainer` and call
+:meth:`Trainer.train`.
 
 To customise training, prefer a hook (it composes with the others) to a subclass. Subclass to change what one step
 or one epoch is: :meth:`Trainer.batches` (what an epoch iterates over), :meth:`Trainer.forward_losses` (the loss
@@ -97,7 +97,7 @@ class Trainer:
         model: the module being trained (its weights are what checkpoints hold).
         loader: the training batches, ``(images, targets)`` each (a DataLoader; its sampler's and dataset's
             ``set_epoch``, where they have one, are called before each epoch).
-        optimizer: the optimizer (a hook may replace ``trainer.optimizer`` between epochs, as MI-AOD's stages do).
+        optimizer: the optimizer (a hook may replace ``trainer.optimizer`` between epochs, as a staged schedule does).
         max_epochs: epochs to run; training starts at ``start_epoch`` (a resume sets it).
         device: where batches go.
         scheduler: stepped once after every step (``None``: the lr is left to a hook).

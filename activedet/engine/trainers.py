@@ -17,25 +17,51 @@ from pathlib import Path
 
 import numpy as np
 
-from ..methods.miaod.training import MIAODOptions, train_miaod
 from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
 from .train import OptionError, TrainOptions, TrainResult, train_detector
 
-__all__ = ["TRAINERS", "resolve_training", "get_trainer", "train_ensemble"]
+__all__ = [
+    "TRAINERS",  # noqa: F822 (a module __getattr__ attribute)
+    "resolve_training",
+    "get_trainer",
+    "refused_keys",
+    "train_ensemble",
+]
 
-#: name -> (trainer, options class or None when it takes no ``training_options``)
-TRAINERS: dict[str, tuple[Callable, type | None]] = {
-    "standard": (train_detector, None),
-    "miaod": (train_miaod, MIAODOptions),
-}
+#: The procedures of this package; :data:`TRAINERS` adds those the method packages declare.
+BUILTIN_TRAINERS: dict[str, tuple[Callable, type | None]] = {"standard": (train_detector, None)}
 
-#: detectors whose own procedure is not the standard one (``training: auto`` picks it)
-DETECTOR_TRAINING = {"miaod": "miaod"}
+
+def __getattr__(name: str):
+    """``TRAINERS`` and ``DETECTOR_TRAINING``, collected from the method packages' ``training`` modules the first
+    time one is read (:mod:`activedet.plugins`), then kept as plain module attributes.
+
+    * ``TRAINERS``: name -> (trainer, options class or None when it takes no ``training_options``).
+    * ``DETECTOR_TRAINING``: detectors whose own procedure is not the standard one (``training: auto`` picks it).
+    """
+    if name not in ("TRAINERS", "DETECTOR_TRAINING"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..plugins import collect
+
+    values = {
+        "TRAINERS": collect("training", "TRAINERS", BUILTIN_TRAINERS),
+        "DETECTOR_TRAINING": collect("training", "DETECTOR_TRAINING"),
+    }
+    globals().update(values)
+    return values[name]
+
+
+def _registries() -> tuple[dict, dict]:
+    """``(TRAINERS, DETECTOR_TRAINING)``, collected when not yet."""
+    if "TRAINERS" not in globals():
+        __getattr__("TRAINERS")
+    return globals()["TRAINERS"], globals()["DETECTOR_TRAINING"]
 
 
 def resolve_training(training: str, detector: str) -> str:
     """``"auto"`` -> the detector's own procedure; any other name is checked against :data:`TRAINERS`."""
+    TRAINERS, DETECTOR_TRAINING = _registries()  # noqa: N806 (the module attributes, collected on first use)
     if training == "auto":
         return DETECTOR_TRAINING.get(detector, "standard")
     if training not in TRAINERS:
@@ -50,10 +76,18 @@ def resolve_training(training: str, detector: str) -> str:
     return training
 
 
+def refused_keys(training: str) -> dict[str, str]:
+    """The config keys procedure ``training`` cannot be combined with (they must be null), each with the reason:
+    the ``REFUSED_KEYS`` a method package's ``training`` module declares for it (:mod:`activedet.plugins`)."""
+    from ..plugins import collect
+
+    return dict(collect("training", "REFUSED_KEYS").get(training, {}))
+
+
 def get_trainer(training: str, detector: str, training_options: dict | None = None) -> Callable:
     """The trainer for ``training`` (resolved for ``detector``) with its validated ``training_options`` bound."""
     name = resolve_training(training, detector)
-    trainer, options_class = TRAINERS[name]
+    trainer, options_class = _registries()[0][name]
     given = dict(training_options or {})
     if options_class is None:
         if given:

@@ -17,14 +17,11 @@ Each subpackage has the same files: ``model.py`` (heads, losses, predictors: wha
 :func:`~activedet.strategies.registry.register`), ``training.py`` when the method trains differently, and an
 ``__init__.py`` whose docstring is the method's documentation: what it registers and where its defaults live.
 
-A subpackage's ``__init__`` imports none of its files: :mod:`activedet.strategies` imports every ``scoring.py``
-(which registers the method), :mod:`activedet.models` takes the detectors' builders from the ``model.py`` files
-(``DETECTORS``) and :mod:`activedet.engine.trainers` the training procedures (``TRAINERS``). This package imports
-:mod:`activedet.models` first, so a method's ``model.py`` imported on its own finds the detector map already
-built rather than half-built. Methods without model additions (random, uncertainty, diversity, kmeans, hybrid,
-compose, localization, CALD) are single modules in :mod:`activedet.strategies`.
+A subpackage's ``__init__`` imports none of its files, and no generic module names a method:
+:mod:`activedet.strategies` imports every ``scoring.py`` (which registers the method); ``model.py`` declares the
+detectors (``DETECTORS``), the ``Detections.extras`` keys (``EXTRA_FIELDS``) and the model additions
+(``MODEL_ADDITIONS``, :mod:`activedet.models.additions`) and ``training.py`` the training procedures
+(``TRAINERS``, ``DETECTOR_TRAINING``) that :mod:`activedet.models` and :mod:`activedet.engine.trainers` collect on
+first lookup (:mod:`activedet.plugins`). Methods without model additions (random, uncertainty, diversity, kmeans,
+hybrid, compose, localization, CALD) are single modules in :mod:`activedet.strategies`.
 """
-
-# A method's model.py imports activedet.models, whose __init__ imports that model.py back for DETECTORS: loading
-# activedet.models first makes that import the first one, not a circular one.
-from .. import models  # noqa: F401

@@ -9,22 +9,15 @@ its predictions.
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from ..methods.almdn import model as almdn
-from ..methods.almdn.model import MDNSSD, MDNRetinaNet, build_almdn_retinanet, build_almdn_ssd
-from ..methods.isal import model as influence
-from ..methods.miaod import model as miaod
-from ..methods.miaod.model import MIAODRetinaNet, build_miaod
-from ..methods.ppal import model as difficulty
-from ..methods.stochastic import model as stochastic
-from ..methods.stochastic.model import EnsembleDetector, StochasticPredictor
 from . import views
+from .additions import builder_keywords, forwards, model_additions
 from .classifier import ImageClassifier, build_classifier
+from .ensemble import EnsembleDetector
 from .faster_rcnn import FasterRCNNDetector, build_faster_rcnn
 from .fcos import FCOSDetector, build_fcos
 from .outputs import CORE_OPTIONAL_FIELDS, Detections
@@ -34,6 +27,7 @@ from .ssd import SSDDetector, build_ssd
 __all__ = [
     "DETECTORS",
     "build_detector",
+    "detector_additions",
     "Detections",
     "EXTRA_FIELDS",
     "OPTIONAL_FIELDS",
@@ -45,33 +39,15 @@ __all__ = [
     "FCOSDetector",
     "SSDDetector",
     "FasterRCNNDetector",
-    "build_miaod",
-    "MIAODRetinaNet",
-    "EnsembleDetector",
-    "StochasticPredictor",
-    "build_almdn_ssd",
-    "build_almdn_retinanet",
-    "MDNSSD",
-    "MDNRetinaNet",
     "build_classifier",
     "ImageClassifier",
+    "EnsembleDetector",
 ]
-
-#: Every ``Detections.extras`` key a caller may request, mapped to the module that fills it, declares it in its
-#: ``EXTRA_FIELDS`` and documents it.
-EXTRA_FIELDS: dict[str, str] = {
-    name: module.__name__
-    for module in (miaod, stochastic, almdn, views, difficulty, influence)
-    for name in sorted(module.EXTRA_FIELDS)
-}
-
-#: Every name ``predict(..., fields=...)`` and ``Strategy.needs`` accept: the optional fields of
-#: :class:`Detections` and the extras keys.
-OPTIONAL_FIELDS = CORE_OPTIONAL_FIELDS | frozenset(EXTRA_FIELDS)
 
 SSD_BACKBONES = {"vgg16": "ssd300_vgg16", "mobilenet_v3_large": "ssdlite320_mobilenet_v3_large", "tiny": "tiny"}
 
 
+@forwards(build_ssd, sets={"variant", "size"})
 def ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None = None, **kwargs: Any) -> SSDDetector:
     """SSD: backbone vgg16 (SSD300), mobilenet_v3_large (SSDlite320) or tiny (CPU-sized); min_size = input side.
 
@@ -85,38 +61,51 @@ def ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None = Non
     return build_ssd(num_classes, variant=SSD_BACKBONES[backbone], size=min_size, **kwargs)
 
 
-def almdn_ssd(num_classes: int, *, backbone: str = "vgg16", min_size: int | None = None, **kwargs: Any) -> MDNSSD:
-    """AL-MDN SSD: backbone and min_size as :func:`ssd`; ``components``, ``cls_loss``, ``beta`` and every other
-    keyword go to :func:`build_almdn_ssd`."""
-    if backbone not in SSD_BACKBONES:
-        raise ValueError(
-            f"The 'backbone' parameter of almdn_ssd must be one of {sorted(SSD_BACKBONES)}. Got {backbone!r} instead."
-        )
-    return build_almdn_ssd(num_classes, variant=SSD_BACKBONES[backbone], size=min_size, **kwargs)
-
-
-#: The flat map of detector names that configs and the CLI accept.
-DETECTORS: dict[str, Callable[..., nn.Module]] = {
+#: The detectors of this package; :data:`DETECTORS` adds those the method packages declare.
+BUILTIN_DETECTORS: dict[str, Callable[..., nn.Module]] = {
     "retinanet": build_retinanet,
     "fcos": build_fcos,
     "ssd": ssd,
     "faster_rcnn": build_faster_rcnn,
-    "miaod": build_miaod,
-    "almdn_ssd": almdn_ssd,
-    "almdn_retinanet": build_almdn_retinanet,
     "classifier": build_classifier,
 }
 
+#: The module attributes computed on first access (:func:`__getattr__`): they read the method packages.
+_LAZY = ("DETECTORS", "EXTRA_FIELDS", "OPTIONAL_FIELDS")
 
-#: builders whose ``**kwargs`` go to another builder: (that builder, its keywords the wrapper sets itself)
-_FORWARDS = {
-    ssd: ((build_ssd,), {"variant", "size"}),
-    almdn_ssd: ((build_almdn_ssd, build_ssd), {"variant", "size", "dropout"}),
-    build_almdn_retinanet: (
-        (build_retinanet,),
-        {"dropout", "difficulty_ema", "difficulty_momentum", "difficulty_xi", "difficulty_absent"},
-    ),
-}
+
+def __getattr__(name: str) -> Any:
+    """``DETECTORS``, ``EXTRA_FIELDS`` and ``OPTIONAL_FIELDS``, collected from the method packages the first time
+    one is read (so importing this package imports no method), then kept as plain module attributes.
+
+    * ``DETECTORS``: the flat map of detector names that configs and the CLI accept: the built-in ones, then each
+      method package's ``DETECTORS`` (:mod:`activedet.plugins`).
+    * ``EXTRA_FIELDS``: every ``Detections.extras`` key a caller may request, mapped to the module that fills it,
+      declares it in its ``EXTRA_FIELDS`` and documents it.
+    * ``OPTIONAL_FIELDS``: every name ``predict(..., fields=...)`` and ``Strategy.needs`` accept: the optional
+      fields of :class:`Detections` and the extras keys.
+    """
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..plugins import collect, method_modules
+
+    detectors = collect("model", "DETECTORS", BUILTIN_DETECTORS)
+    extra_fields = {
+        key: module.__name__
+        for module in (views, *method_modules("model"))
+        for key in sorted(getattr(module, "EXTRA_FIELDS", ()))
+    }
+    values = {
+        "DETECTORS": detectors,
+        "EXTRA_FIELDS": extra_fields,
+        "OPTIONAL_FIELDS": CORE_OPTIONAL_FIELDS | frozenset(extra_fields),
+    }
+    globals().update(values)
+    return values[name]
+
+
+def _detectors() -> dict[str, Callable[..., nn.Module]]:
+    return globals().get("DETECTORS") or __getattr__("DETECTORS")
 
 
 def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -125,25 +114,21 @@ def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     Raises ``ValueError`` for an unknown name (listing the valid ones) or a keyword the builder does not take
     (listing the ones it does).
     """
-    if name not in DETECTORS:
-        close = difflib.get_close_matches(name, DETECTORS, n=1)
+    detectors = _detectors()
+    if name not in detectors:
+        close = difflib.get_close_matches(name, detectors, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(f"Unknown detector '{name}'; {hint}valid detectors are {sorted(DETECTORS)}")
-    builder = DETECTORS[name]
-    params = inspect.signature(builder).parameters
-    accepted = {k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if builder in _FORWARDS:  # wrappers that pass their other keywords on to another builder
-        targets, hidden = _FORWARDS[builder]
-        accepted |= {
-            k
-            for target in targets
-            for k, p in inspect.signature(target).parameters.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        } - hidden
-        accepts_any = False
-    accepted = sorted(accepted)
+        raise ValueError(f"Unknown detector '{name}'; {hint}valid detectors are {sorted(detectors)}")
+    builder = detectors[name]
+    accepted, accepts_any = builder_keywords(builder)
     unknown = sorted(set(kwargs) - set(accepted)) if not accepts_any else []
     if unknown:
         raise ValueError(f"detector '{name}' does not take {unknown}; it accepts {accepted}")
     return builder(num_classes, **kwargs)
+
+
+def detector_additions(name: str) -> dict[str, str]:
+    """The model additions detector ``name`` takes: each builder keyword -> the summary of its addition."""
+    builder = _detectors()[name]
+    points = getattr(builder, "hook_points", frozenset())
+    return {k: a.summary for a in model_additions(points).values() for k in a.keywords} if points else {}

@@ -362,3 +362,52 @@ def broadcast_iou(a: Tensor, b: Tensor) -> Tensor:
 def unwrap_ddp(model: Any) -> Any:
     """The module inside a ``DistributedDataParallel`` wrapper (anything else unchanged)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Head dropout (every builder's ``dropout=``) and the "training_samples" hook point (models/additions.py).
+# ----------------------------------------------------------------------------------------------------------
+class HeadDropout(nn.Dropout):
+    """The dropout in front of a detector's prediction layers: a predictor that samples several passes switches
+    it (and no other dropout of the model) on at query time."""
+
+
+def _dropout_before(module: nn.Module, args: tuple) -> tuple:
+    return (module.head_dropout(args[0]), *args[1:])
+
+
+def add_head_dropout(sites: Iterable[nn.Module], p: float) -> None:
+    """Apply ``HeadDropout(p)`` to the input of each module in ``sites`` (p = 0 adds nothing)."""
+    check_float("add_head_dropout", "p", p, 0.0, 0.95)
+    if p == 0:
+        return
+    for site in sites:
+        site.head_dropout = HeadDropout(p)  # a submodule: follows .train()/.eval() and DDP, has no state
+        site.register_forward_pre_hook(_dropout_before)
+
+
+def has_head_dropout(model: nn.Module) -> bool:
+    """Whether ``model`` was built with head dropout (``dropout > 0``)."""
+    return any(isinstance(m, HeadDropout) and m.p > 0 for m in model.modules())
+
+
+class SampleObserversMixin:
+    """The ``"training_samples"`` hook point (:mod:`activedet.models.additions`): modules attached with
+    :meth:`add_sample_observer` receive the positive training samples of every training forward pass.
+
+    The class sets ``self.sample_observers = []`` in its ``__init__`` and calls :meth:`notify_observers` when the
+    list is not empty (gathering the samples costs a little, so it is skipped otherwise)."""
+
+    sample_observers: list[nn.Module]
+
+    def add_sample_observer(self, name: str, observer: nn.Module) -> None:
+        """Attach ``observer`` as the submodule ``name`` (its buffers in the state dict) and give it the samples."""
+        self.add_module(name, observer)
+        self.sample_observers.append(observer)
+
+    @torch.no_grad()
+    def notify_observers(self, labels: Tensor, probs: Tensor, ious: Tensor) -> None:
+        """``labels`` int64[P] the GT classes, ``probs`` [P] the predicted probability of each, ``ious`` [P] the
+        IoU of each predicted box with its GT box."""
+        for observer in self.sample_observers:
+            observer.observe(labels, probs, ious)

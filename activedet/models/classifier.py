@@ -40,8 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ..methods.stochastic.model import add_head_dropout
-from ._common import NORMS, PredictMixin, check_choice, check_float, check_int, norm_layer_for
+from ._common import NORMS, PredictMixin, add_head_dropout, check_choice, check_float, check_int, norm_layer_for
 from .backbones import build_body
 from .efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
 from .outputs import Detections
@@ -90,8 +89,8 @@ class ImageClassifier(PredictMixin, nn.Module):
     in ``1..C`` (``ValueError`` otherwise). Eval mode: ``model(images)`` -> torchvision-style
     ``[{"boxes" [1, 4], "scores" [1], "labels" [1]}]``, the plain fields of :meth:`predict`.
 
-    With ``dropout`` (builder option) a :class:`~activedet.methods.stochastic.model.HeadDropout` acts on the input of
-    ``fc`` (training, and MC-dropout at query time); ``embedding`` is taken before it.
+    With ``dropout`` (builder option) a :class:`~activedet.models._common.HeadDropout` acts on the input of
+    ``fc`` (training, and the sampled passes at query time); ``embedding`` is taken before it.
 
     Attributes:
         INFLUENCE_PARAMETERS: names of the last prediction layer's weights whose gradients influence functions

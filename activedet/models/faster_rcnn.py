@@ -7,14 +7,13 @@ so labels are ``1..C`` and ``class_probs`` rows are ``C + 1`` wide (``class_prob
 Embedding: global average of the coarsest pyramid level (``"pool"``, the max-pooled top level) over the
 image's unpadded area, ``fpn_channels``-d.
 
-Per-detection features (PPAL's category-conditioned matching): the box head's output representation
-(``representation_size``-d, after ``fc7``) of the RoI the detection was regressed from. This replaces the paper's
-RetinaNet classification-tower feature sampled at the box centre: it is the two-stage head's own per-object
-representation, computed in the same pass at no extra cost.
+Per-detection features (``features``): the box head's output representation (``representation_size``-d, after
+``fc7``) of the RoI the detection was regressed from: the two-stage head's own per-object representation, computed
+in the same pass at no extra cost (the single-stage adapters sample their classification tower at the box centre).
 
-Class difficulty (``difficulty_ema=True``, PPAL's DCUS; see :mod:`activedet.methods.ppal.model`): the training
-samples are the RoI head's sampled positive proposals; ``q`` uses the softmax probability of the GT class and the
-IoU of the proposal's class-specific regressed box (for the GT class) with its matched GT box.
+Training samples (the ``"training_samples"`` hook point, :mod:`.additions`): the RoI head's sampled positive
+proposals, each with the softmax probability of its GT class and the IoU of the proposal's class-specific regressed
+box (for the GT class) with its matched GT box.
 """
 
 from __future__ import annotations
@@ -38,10 +37,11 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
-from ..methods.ppal.model import ClassDifficultyEMA, aligned_iou, difficulty_module
-from ..methods.stochastic.model import add_head_dropout
 from ._common import (
     PredictMixin,
+    SampleObserversMixin,
+    add_head_dropout,
+    broadcast_iou,
     check_choice,
     check_int,
     check_resize_and_postprocess,
@@ -50,6 +50,7 @@ from ._common import (
     pooled_embedding,
     with_defaults,
 )
+from .additions import attach_additions, offers, take_additions
 from .backbones import (
     FPN_BACKBONES,
     NUM_STAGES,
@@ -117,13 +118,13 @@ FASTER_RCNN_DEFAULTS["resnet18"] = FASTER_RCNN_DEFAULTS["resnet50"]
 FASTER_RCNN_DEFAULTS["efficientnet_lite0"] = FASTER_RCNN_DEFAULTS["tiny"]  # same strides 8-64
 
 
-class SourceTrackingRoIHeads(RoIHeads):
+class SourceTrackingRoIHeads(SampleObserversMixin, RoIHeads):
     """torchvision ``RoIHeads`` whose postprocessing also returns each detection's source RoI index, and which
-    updates an optional :class:`~activedet.methods.ppal.model.ClassDifficultyEMA` (``difficulty``) in training."""
+    gives its sampled positive RoIs to the attached sample observers in training (module docstring)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.difficulty: ClassDifficultyEMA | None = None
+        self.sample_observers: list[torch.nn.Module] = []
 
     @classmethod
     def from_roi_heads(cls, heads: RoIHeads) -> SourceTrackingRoIHeads:
@@ -143,18 +144,18 @@ class SourceTrackingRoIHeads(RoIHeads):
         )
 
     def forward(self, features, proposals, image_shapes, targets=None):
-        if not (self.training and self.difficulty is not None):
+        if not (self.training and self.sample_observers):
             return super().forward(features, proposals, image_shapes, targets)
-        # torchvision's box-only training branch, plus the no-grad quality update between prediction and loss
+        # torchvision's box-only training branch, plus the no-grad observation between prediction and loss
         proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
-        self._observe_quality(class_logits, box_regression, proposals, labels, regression_targets)
+        self._observe_samples(class_logits, box_regression, proposals, labels, regression_targets)
         loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
         return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
 
     @torch.no_grad()
-    def _observe_quality(
+    def _observe_samples(
         self,
         class_logits: Tensor,
         box_regression: Tensor,
@@ -162,7 +163,7 @@ class SourceTrackingRoIHeads(RoIHeads):
         labels: list[Tensor],
         regression_targets: list[Tensor],
     ) -> None:
-        """Feed the sampled positive RoIs' ``(GT class, p_c, IoU)`` to ``self.difficulty``.
+        """Give the sampled positive RoIs' ``(GT class, p_c, IoU)`` to the sample observers.
 
         ``class_logits`` ``[R, C + 1]``, ``box_regression`` ``[R, (C + 1) * 4]`` for the sampled RoIs of all
         images; ``proposals``, ``labels`` (0 = background), ``regression_targets`` per image, as sampled.
@@ -174,7 +175,7 @@ class SourceTrackingRoIHeads(RoIHeads):
         deltas = box_regression.reshape(box_regression.shape[0], -1, 4)[positive, gt_labels]  # [P, 4]
         predicted = self.box_coder.decode_single(deltas.float(), rois[positive])
         matched_gt = self.box_coder.decode_single(targets[positive].float(), rois[positive])
-        self.difficulty.observe(gt_labels, probs, aligned_iou(predicted, matched_gt))
+        self.notify_observers(gt_labels, probs, broadcast_iou(predicted, matched_gt))
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         # type: (Tensor, Tensor, list[Tensor], list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]
@@ -230,7 +231,7 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     prob_kind = "softmax"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "proposals", "embedding", "features"})
-    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use (ISAL, §8.2),
+    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use,
     #: and the official per-tensor scales of its inverse-HVP recursion
     INFLUENCE_PARAMETERS = (
         "rpn.head.cls_logits.weight",
@@ -241,8 +242,12 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     INFLUENCE_SCALES = (1000.0, 1000.0, 5000.0, 1000.0)
 
     def dropout_sites(self) -> list[torch.nn.Module]:
-        """``fc7`` and the box predictor: MC-dropout (``dropout=``) acts after ``fc6`` and after ``fc7``."""
+        """``fc7`` and the box predictor: head dropout (``dropout=``) acts after ``fc6`` and after ``fc7``."""
         return [self.roi_heads.box_head.fc7, self.roi_heads.box_predictor]
+
+    def add_sample_observer(self, name: str, observer: torch.nn.Module) -> None:
+        """The ``"training_samples"`` hook point: ``observer`` becomes ``roi_heads.<name>`` (module docstring)."""
+        self.roi_heads.add_sample_observer(name, observer)
 
     def __init__(self, backbone, num_classes=None, **kwargs):
         super().__init__(backbone, num_classes, **kwargs)
@@ -262,7 +267,7 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     def detect_from_proposals(
         self, image_list, original_sizes, features, proposals, *, fields: frozenset[str]
     ) -> list[Detections]:
-        """The RoI head's detections from :meth:`propose`'s outputs (run it once per MC-dropout pass)."""
+        """The RoI head's detections from :meth:`propose`'s outputs (run it once per head-dropout pass)."""
         heads = self.roi_heads
         box_features = heads.box_head(heads.box_roi_pool(features, proposals, image_list.image_sizes))
         class_logits, box_regression = heads.box_predictor(box_features)  # [R, C + 1], [R, (C + 1) * 4]
@@ -297,6 +302,7 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
         return results
 
 
+@offers("training_samples")
 def build_faster_rcnn(
     num_classes: int,
     *,
@@ -314,11 +320,7 @@ def build_faster_rcnn(
     nms_thresh: float = 0.5,
     detections_per_img: int = 100,
     dropout: float = 0.0,
-    difficulty_ema: bool = False,
-    difficulty_momentum: float = 0.99,
-    difficulty_xi: float = 0.6,
-    difficulty_absent: str = "keep",
-    **rpn_and_box_options: int,
+    **rpn_and_box_options: Any,
 ) -> FasterRCNNDetector:
     """A Faster R-CNN (FPN) for ``num_classes`` foreground classes (labels ``1..C``, softmax over ``C + 1``).
 
@@ -337,20 +339,16 @@ def build_faster_rcnn(
         anchor_sizes: RPN anchor sizes, one tuple per pyramid level.
         fpn_channels: pyramid width; default 256, 64 for ``tiny``.
         score_thresh, nms_thresh, detections_per_img: the box head's postprocessing.
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
-            trains with it, and only the ``mc_dropout`` strategy samples it at query time.
-        difficulty_ema: maintain PPAL's per-class difficulty during training (needed by the ``ppal`` strategy):
-            a :class:`~activedet.methods.ppal.model.ClassDifficultyEMA` at ``roi_heads.difficulty`` whose buffers
-            go into the state dict. Gradients and training are unchanged. It is attached after ``weights`` are
-            loaded and starts fresh (a difficulty belongs to one training run).
-        difficulty_momentum, difficulty_xi, difficulty_absent: its base momentum (0.99), ``ξ`` (0.6) and the
-            absent-class policy (``"keep"``, our fix, or ``"decay"``, the official code), see
-            :mod:`activedet.methods.ppal.model`.
+        dropout: rate of the head dropout (0 = none, :func:`~activedet.models._common.add_head_dropout`); the model
+            trains with it, and a strategy that samples several passes switches it on at query time.
         **rpn_and_box_options: any of ``rpn_pre_nms_top_n_train``, ``rpn_pre_nms_top_n_test``,
             ``rpn_post_nms_top_n_train``, ``rpn_post_nms_top_n_test``, ``rpn_batch_size_per_image``,
-            ``box_batch_size_per_image``, ``representation_size`` (ints >= 1; defaults per backbone).
+            ``box_batch_size_per_image``, ``representation_size`` (ints >= 1; defaults per backbone), and the
+            keywords of the model additions at the ``"training_samples"`` hook point (:mod:`.additions`;
+            ``activedet detectors`` lists them), attached after ``weights`` are loaded.
     """
     func = "build_faster_rcnn"
+    taken = take_additions(func, build_faster_rcnn, rpn_and_box_options)
     check_int(func, "num_classes", num_classes, 1)
     check_choice(func, "backbone", backbone, FPN_BACKBONES)
     enums = {
@@ -411,9 +409,7 @@ def build_faster_rcnn(
     )
     add_head_dropout(model.dropout_sites(), dropout)
     member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
-    model.roi_heads.difficulty = difficulty_module(
-        func, num_classes, difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent
-    )
+    attach_additions(func, model, num_classes, taken)
     if member == FasterRCNN_ResNet50_FPN_Weights.COCO_V1:
         overwrite_frozen_eps(model, 0.0)
     return model

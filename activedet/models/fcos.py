@@ -25,9 +25,9 @@ from torchvision.models.detection.fcos import FCOS_ResNet50_FPN_Weights, FCOSHea
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from ..methods.stochastic.model import add_head_dropout
 from ._common import (
     PredictMixin,
+    add_head_dropout,
     check_choice,
     check_float,
     check_int,
@@ -123,7 +123,7 @@ class FCOSDetector(PredictMixin, FCOS):
     prob_kind = "sigmoid"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "embedding", "dense_probs"})
-    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use (ISAL, §8.2),
+    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use,
     #: and the official per-tensor scales of its inverse-HVP recursion (cls, reg, centerness)
     INFLUENCE_PARAMETERS = (
         "head.classification_head.cls_logits.weight",
@@ -136,7 +136,7 @@ class FCOSDetector(PredictMixin, FCOS):
     HEAD_OUTPUT_KINDS = {"cls_logits": "sigmoid", "bbox_regression": "linear", "bbox_ctrness": "sigmoid"}
 
     def dropout_sites(self) -> list[torch.nn.Module]:
-        """The final convolutions of both towers: MC-dropout (``dropout=``) acts on their input."""
+        """The final convolutions of both towers: head dropout (``dropout=``) acts on their input."""
         regression = self.head.regression_head
         return [self.head.classification_head.cls_logits, regression.bbox_reg, regression.bbox_ctrness]
 
@@ -237,8 +237,8 @@ def build_fcos(
         center_sampling_radius: positives lie within ``radius * size`` of a box centre.
         fpn_channels: pyramid width; default 256, 64 for ``tiny`` (a multiple of 32: the head's GroupNorm).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's postprocessing.
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
-            trains with it, and only the ``mc_dropout`` strategy samples it at query time.
+        dropout: rate of the head dropout (0 = none, :func:`~activedet.models._common.add_head_dropout`); the model
+            trains with it, and a strategy that samples several passes switches it on at query time.
     """
     func = "build_fcos"
     check_int(func, "num_classes", num_classes, 1)

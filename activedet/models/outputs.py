@@ -34,7 +34,8 @@ class Detections:
         class_probs: ``float32[N, K]`` the full class vector each detection came from: ``K = C`` sigmoid
             vector of the source anchor/point for sigmoid heads, ``K = C + 1`` softmax row of the source RoI
             (Faster R-CNN) or default box (SSD) for softmax heads. Every adapter; read by the uncertainty
-            measures, CALD, localization stability and the matched MC-dropout formulation.
+            measures, the view-consistency and localization-stability strategies and the matched formulation of
+            the scores over several passes.
         proposals: ``float32[N, 4]`` xyxy original pixels, the RPN proposal each detection was regressed from
             (two-stage detectors only; ``None`` for single-stage ones even when requested). Faster R-CNN;
             read by localization tightness.
@@ -42,10 +43,11 @@ class Detections:
             named in the adapter's docstring). Every adapter; read by the diversity and hybrid strategies.
         dense_probs: ``float32[A, K]`` class probabilities of every anchor/point/default box of the image before
             score thresholding and NMS (same ``K`` convention as ``class_probs``; single-stage detectors only).
-            RetinaNet, FCOS, SSD (and the mean over the predictions of a stochastic predictor); read by MI-AOD
-            and the dense MC-dropout/ensemble scores.
+            RetinaNet, FCOS, SSD (and the mean over the predictions of a stochastic predictor); read by the
+            anchor-level scores.
         features: ``float32[N, D]`` one feature vector per detection (the adapter's docstring says which map
-            and where it is sampled). Faster R-CNN and RetinaNet; read by PPAL's category-conditioned matching.
+            and where it is sampled). Faster R-CNN and RetinaNet; read by the strategies that match detections
+            across images.
 
     extras: ``{key: value}``, what a single method's detector or predictor adds (empty by default), read as
         ``det.extras["key"]`` or ``det.extras.get("key")``. Each key is documented in the module that fills it,

@@ -8,15 +8,15 @@ layout (torchvision's COCO weights load unchanged) but never emit channel 0 as a
 Embedding: global average of the coarsest pyramid level (``"p7"`` for ResNet/MobileNet, ``"pool"`` = P6 for
 ``tiny``) over the image's unpadded area, ``fpn_channels``-d.
 
-Per-detection features (PPAL's category-conditioned matching, methods.md §7.4): the classification tower's output
+Per-detection features (``features``, e.g. for matching detections across images): the classification tower's output
 (after its stacked convolutions, before ``cls_logits``; ``fpn_channels``-d) at the pyramid level of the detection's
 source anchor, bilinearly sampled (``grid_sample``) at the box centre. Feature cell ``(i, j)`` of a level with stride
 ``s`` is taken to cover pixels ``[j s, (j + 1) s)`` of the padded batch (the official code normalises by the unpadded
 image size instead, which shifts the samples on padded images).
 
-Class difficulty (``difficulty_ema=True``, PPAL's DCUS; see :mod:`activedet.methods.ppal.model`): the training
-samples are the positive anchors (matched as torchvision's loss matches them); ``q`` uses the sigmoid of the GT class
-and the IoU of the anchor's decoded box with its matched GT box, as the official ``RetinaQualityEMAHead``.
+Training samples (the ``"training_samples"`` hook point, :mod:`.additions`): the positive anchors (matched as
+torchvision's loss matches them), each with the sigmoid of its GT class and the IoU of the anchor's decoded box with
+its matched GT box.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from torchvision.models.detection.retinanet import RetinaNet_ResNet50_FPN_Weight
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from ..methods.ppal.model import ClassDifficultyEMA, aligned_iou, difficulty_module
-from ..methods.stochastic.model import add_head_dropout
 from ._common import (
     PredictMixin,
+    SampleObserversMixin,
+    add_head_dropout,
+    broadcast_iou,
     check_choice,
     check_int,
     check_resize_and_postprocess,
@@ -51,6 +52,7 @@ from ._common import (
     with_defaults,
 )
 from ._common import anchors_per_level as _anchors_per_level
+from .additions import attach_additions, offers, refuse_unknown, take_additions
 from .backbones import (
     FPN_BACKBONES,
     NUM_STAGES,
@@ -113,7 +115,7 @@ RETINANET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class RetinaNetDetector(PredictMixin, RetinaNet):
+class RetinaNetDetector(SampleObserversMixin, PredictMixin, RetinaNet):
     """torchvision ``RetinaNet`` whose postprocessing remembers each detection's source anchor.
 
     Training and the plain eval forward are torchvision's (``model(images, targets)`` -> loss dict,
@@ -128,14 +130,14 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
     * ``features`` ``[N, fpn_channels]``: classification-tower output sampled at the box centre (module docstring).
     * ``proposals``: ``None`` (single-stage).
 
-    With ``difficulty`` (a :class:`~activedet.methods.ppal.model.ClassDifficultyEMA`, builder option
-    ``difficulty_ema``), every training loss computation also updates the per-class difficulty.
+    With sample observers attached (:meth:`add_sample_observer`), every training loss computation also gives them
+    the positive anchors (module docstring).
     """
 
     prob_kind = "sigmoid"
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "embedding", "dense_probs", "features"})
-    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use (ISAL, §0.2);
+    #: the last prediction layers' weights (biases excluded) whose gradients influence functions use;
     #: the official code gives no RetinaNet scales, so the recursion's scales default to "auto"
     INFLUENCE_PARAMETERS = ("head.classification_head.cls_logits.weight", "head.regression_head.bbox_reg.weight")
     #: postprocessing takes per-level lists; how each head output averages over stochastic predictions
@@ -144,10 +146,10 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.difficulty: ClassDifficultyEMA | None = None
+        self.sample_observers: list[torch.nn.Module] = []
 
     def dropout_sites(self) -> list[torch.nn.Module]:
-        """The final convolutions of both towers: MC-dropout (``dropout=``) acts on their input."""
+        """The final convolutions of both towers: head dropout (``dropout=``) acts on their input."""
         return [self.head.classification_head.cls_logits, self.head.regression_head.bbox_reg]
 
     def compute_loss(self, targets, head_outputs, anchors):
@@ -160,19 +162,19 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
                 )
                 continue
             matched_idxs.append(self.proposal_matcher(box_ops.box_iou(targets_per_image["boxes"], anchors_per_image)))
-        if self.difficulty is not None:
-            self._observe_quality(targets, head_outputs, anchors, matched_idxs)
+        if self.sample_observers:
+            self._observe_samples(targets, head_outputs, anchors, matched_idxs)
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
     @torch.no_grad()
-    def _observe_quality(
+    def _observe_samples(
         self,
         targets: list[dict[str, Tensor]],
         head_outputs: dict[str, Tensor],
         anchors: list[Tensor],
         matched_idxs: list[Tensor],
     ) -> None:
-        """Feed the positive anchors' ``(GT class, sigmoid of that class, IoU)`` to ``self.difficulty``."""
+        """Give the positive anchors' ``(GT class, sigmoid of that class, IoU)`` to the sample observers."""
         labels, probs, ious = [], [], []
         for i, (anchors_per_image, matched) in enumerate(zip(anchors, matched_idxs)):
             positive = torch.where(matched >= 0)[0]
@@ -184,8 +186,8 @@ class RetinaNetDetector(PredictMixin, RetinaNet):
             )
             labels.append(gt_labels)
             probs.append(torch.sigmoid(logits.gather(1, gt_labels[:, None])[:, 0]))
-            ious.append(aligned_iou(predicted, gt_boxes.float()))
-        self.difficulty.observe(torch.cat(labels), torch.cat(probs), torch.cat(ious))
+            ious.append(broadcast_iou(predicted, gt_boxes.float()))
+        self.notify_observers(torch.cat(labels), torch.cat(probs), torch.cat(ious))
 
     def postprocess_detections(self, head_outputs, anchors, image_shapes):
         # type: (dict[str, list[Tensor]], list[list[Tensor]], list[tuple[int, int]]) -> list[dict[str, Tensor]]
@@ -304,6 +306,7 @@ def _anchor_generator(anchor_sizes: Sequence[Any]) -> AnchorGenerator:
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
 
+@offers("training_samples")
 def build_retinanet(
     num_classes: int,
     *,
@@ -322,10 +325,7 @@ def build_retinanet(
     detections_per_img: int = 100,
     topk_candidates: int = 1000,
     dropout: float = 0.0,
-    difficulty_ema: bool = False,
-    difficulty_momentum: float = 0.99,
-    difficulty_xi: float = 0.6,
-    difficulty_absent: str = "keep",
+    **additions: Any,
 ) -> RetinaNetDetector:
     """A RetinaNet for ``num_classes`` foreground classes (labels ``1..C``).
 
@@ -343,12 +343,14 @@ def build_retinanet(
         anchor_sizes: per pyramid level, a base size (3 octave scales) or a tuple of sizes.
         fpn_channels: pyramid width; default 256, 64 for ``tiny``.
         score_thresh, nms_thresh, detections_per_img, topk_candidates: torchvision's postprocessing.
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
-            trains with it, and only the ``mc_dropout`` strategy samples it at query time.
-        difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent: PPAL's per-class difficulty, kept
-            at ``difficulty`` (see :func:`~activedet.models.build_faster_rcnn` and :mod:`activedet.methods.ppal.model`).
+        dropout: rate of the head dropout (0 = none, :func:`~activedet.models._common.add_head_dropout`); the model
+            trains with it, and a strategy that samples several passes switches it on at query time.
+        **additions: the keywords of the model additions at the ``"training_samples"`` hook point
+            (:mod:`activedet.models.additions`; ``activedet detectors`` lists them).
     """
     func = "build_retinanet"
+    taken = take_additions(func, build_retinanet, additions)
+    refuse_unknown(func, build_retinanet, additions)
     check_int(func, "num_classes", num_classes, 1)
     check_choice(func, "backbone", backbone, FPN_BACKBONES)
     enums = [RetinaNet_ResNet50_FPN_Weights] if backbone == "resnet50" else []
@@ -401,9 +403,7 @@ def build_retinanet(
     )
     add_head_dropout(model.dropout_sites(), dropout)
     member = load_weights(model, weights, enums, strict=weights_strict, func=func, param="weights")
-    model.difficulty = difficulty_module(
-        func, num_classes, difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent
-    )
+    attach_additions(func, model, num_classes, taken)
     if member == RetinaNet_ResNet50_FPN_Weights.COCO_V1:
         overwrite_frozen_eps(model, 0.0)
     return model

@@ -37,8 +37,15 @@ from torchvision.models.detection.ssdlite import (
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ..methods.stochastic.model import add_head_dropout
-from ._common import PredictMixin, check_choice, check_float, check_int, single_stage_predict, strip_sources
+from ._common import (
+    PredictMixin,
+    add_head_dropout,
+    check_choice,
+    check_float,
+    check_int,
+    single_stage_predict,
+    strip_sources,
+)
 from .backbones import NORMS, TINY_STAGES, TinyBackbone, default_norm, freeze_stages, norm_layer_for, uses_pretrained
 from .outputs import Detections
 from .weights import WeightsSpec, is_local_file, load_weights, resolve_weights, resolve_weights_enum
@@ -114,7 +121,7 @@ class SSDDetector(PredictMixin, SSD):
     HEAD_OUTPUT_KINDS = {"cls_logits": "softmax", "bbox_regression": "linear"}
 
     def dropout_sites(self) -> list[nn.Module]:
-        """Every per-level prediction convolution: MC-dropout (``dropout=``) acts on the feature map it reads."""
+        """Every per-level prediction convolution: head dropout (``dropout=``) acts on the feature map it reads."""
         return [*self.head.classification_head.module_list, *self.head.regression_head.module_list]
 
     def postprocess_detections(self, head_outputs, image_anchors, image_shapes):
@@ -312,8 +319,8 @@ def build_ssd(
             ``norm`` changes nothing there (it is batch-independent whatever the value).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: postprocessing, default per variant
             (:data:`SSD_DEFAULTS`).
-        dropout: MC-dropout rate of the head (0 = none), see :mod:`activedet.methods.stochastic.model`; the model
-            trains with it, and only the ``mc_dropout`` strategy samples it at query time.
+        dropout: rate of the head dropout (0 = none, :func:`~activedet.models._common.add_head_dropout`); the model
+            trains with it, and a strategy that samples several passes switches it on at query time.
         box_scales: ``ssd300_vgg16`` only: ``"coco"`` (default, torchvision's default boxes) or ``"voc"`` (the SSD
             paper's and AL-MDN's VOC default boxes, :data:`SSD300_BOX_SCALES`).
     """

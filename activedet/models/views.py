@@ -1,5 +1,5 @@
 """Views of an image with exact box mapping, and a predictor that runs a detector on the image and its views
-(CALD's augmentations, methods.md §6.1; localization stability's noisy copies, §5.2).
+(the consistency-based augmentations of methods.md §6.1; the noisy copies of §5.2).
 
 A *view* is a small callable ``view(image, boxes, generator) -> (view_image, view_boxes)``:
 
@@ -18,11 +18,11 @@ view               letter  mapping
 :class:`Rotate`    ``R``   5° counter-clockwise about the image centre on the same canvas (corners cut off,
                            uncovered pixels 0); boxes -> enclosing rectangle of the rotated corners, clipped
 :class:`Noise`     ``G``   additive Gaussian noise, std 16 on the 0-255 scale (``std / 255`` here), clamped
-                   ``N``   six Gaussian noise views, std ``8 n``, ``n = 1..6`` (CALD's ``multi_ga``, LS's copies)
-:class:`SaltPepper` ``S``  each pixel set to 1 or 0 with probability 0.05 each (CALD's ``sp``, 0.1)
+                   ``N``   six Gaussian noise views, std ``8 n``, ``n = 1..6`` (§6.1's ``multi_ga``, §5.2's copies)
+:class:`SaltPepper` ``S``  each pixel set to 1 or 0 with probability 0.05 each (§6.1's ``sp``, 0.1)
 =================  ======  ==================================================================================
 
-:func:`parse_views` turns a letter string (``"FCDR"``, CALD's default) into views; :func:`noise_views` gives the
+:func:`parse_views` turns a letter string (``"FCDR"``, §6.1's default) into views; :func:`noise_views` gives the
 localization-stability copies.
 
 :class:`ViewPredictor` fills, on request (``"views"``), these ``Detections.extras`` keys (:data:`EXTRA_FIELDS`):
@@ -33,13 +33,14 @@ localization-stability copies.
   reference pass, in the parent's order) mapped into the view's pixel frame (enclosing rectangles where the view
   rotates).
 
-Differences from the released CALD code: its rotation expands the canvas, then resizes the result back to
+Differences from the released code of §6.1: its rotation expands the canvas, then resizes the result back to
 ``W x H`` (so nothing is cut off but the content shrinks a little); here the canvas is kept, as a plain rotation.
 Its salt-and-pepper draws per pixel and channel; here too.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -57,10 +58,16 @@ from .outputs import Detections
 #: carries ``reference_boxes``.
 EXTRA_FIELDS = frozenset({"views"})
 
-#: ``Detections.extras`` keys with one row per detection (:mod:`activedet.methods.miaod.model`,
-#: :mod:`activedet.methods.almdn.model`): :func:`_subset` narrows them with the detections; every other key is per
-#: image or per anchor and is kept whole.
-_PER_DETECTION_EXTRAS = ("class_probs_2", "uncertainties")
+
+@functools.lru_cache(maxsize=1)
+def _per_detection_extras() -> frozenset[str]:
+    """The ``Detections.extras`` keys with one row per detection, as the method packages declare them
+    (``PER_DETECTION_EXTRAS`` of their ``model`` modules): :func:`_subset` narrows them with the detections; every
+    other key is per image or per anchor and is kept whole."""
+    from ..plugins import method_modules
+
+    return frozenset(k for m in method_modules("model") for k in getattr(m, "PER_DETECTION_EXTRAS", ()))
+
 
 __all__ = [
     "EXTRA_FIELDS",
@@ -224,7 +231,7 @@ def noise_views(levels: int = 6, step: float = 8.0) -> list[Noise]:
     return [Noise(step * n) for n in range(1, levels + 1)]
 
 
-#: the letters :func:`parse_views` accepts, CALD's ``-a`` options, each with the views it stands for
+#: the letters :func:`parse_views` accepts (the ``-a`` options of §6.1's released code), each with its views
 VIEW_LETTERS: dict[str, Callable[[], list[View]]] = {
     "F": lambda: [Flip()],
     "C": lambda: [Cutout()],
@@ -266,7 +273,7 @@ class ViewPredictor:
     """``predict(images, fields)`` like a detector's, also running the detector on views of each image.
 
     For each image: a reference pass on the original (the requested ``fields`` minus ``"views"``), optionally
-    narrowed by ``references`` (``Detections -> int64 indices`` of the detections to keep, e.g. CALD's 50
+    narrowed by ``references`` (``Detections -> int64 indices`` of the detections to keep, e.g. 50
     evenly spaced ranks); then each view of the image is built from the image and the reference boxes and
     predicted with the same fields, view by view in batches of the images of the call. The result is the
     reference :class:`Detections` with ``views`` = one ``Detections`` per view, in that view's pixel frame,
@@ -346,4 +353,4 @@ def _subset(det: Detections, keep: Tensor) -> Detections:
         }
 
     per_detection = narrowed(vars(det), ("boxes", "scores", "labels", "class_probs", "proposals", "features"))
-    return replace(det, **per_detection, extras={**det.extras, **narrowed(det.extras, _PER_DETECTION_EXTRAS)})
+    return replace(det, **per_detection, extras={**det.extras, **narrowed(det.extras, _per_detection_extras())})

@@ -8,78 +8,44 @@ package of :mod:`activedet.methods`, its ``scoring`` module holding these); the 
     from activedet.strategies import get_strategy, list_strategies
     strategy = get_strategy("hybrid", uncertainty="entropy", diversity="coreset", factor=2.0)
 
-Importing this package imports every method module below, which registers the built-in methods (and does
-nothing else). ``activedet strategies`` lists them; :func:`~activedet.strategy_names.strategy_names` reads their
-names without importing anything heavy.
-
-======================================  ====================================================================
-module                                  methods
-======================================  ====================================================================
-:mod:`.random`                          ``random`` (methods.md §1.1)
-:mod:`.uncertainty`                     ``least_confidence``, ``margin``, ``entropy`` (§1)
-:mod:`.diversity`, :mod:`.kmeans`       ``coreset``, ``kmeanspp``; ``kmeans`` (§7)
-:mod:`.hybrid`, :mod:`.compose`         ``hybrid``; ``compose``, a chain of criteria (§7.1, §7.5)
-:mod:`activedet.methods.stochastic`     ``mc_dropout``, ``ensemble`` (§2)
-:mod:`activedet.methods.miaod`          ``miaod`` (§3.3)
-:mod:`activedet.methods.almdn`          ``almdn`` (§4.4)
-:mod:`.localization`, :mod:`.cald`      ``localization_tightness``, ``localization_stability`` (§5); ``cald`` (§6)
-:mod:`activedet.methods.ppal`           ``ppal`` (§7.4)
-:mod:`activedet.methods.isal`           ``influence``, ISAL (§8)
-======================================  ====================================================================
+Importing this package imports every method module (and does nothing else): the modules of this folder and every
+method package's ``scoring`` module (:mod:`activedet.methods`), so a method added as one new file registers itself.
+``activedet strategies`` lists them with the paper section each implements (``docs/methods.md``);
+:func:`~activedet.strategy_names.strategy_names` reads their names without importing anything heavy.
 """
 
-# The import order is the registry's order (`activedet strategies`, the error messages): simple methods first.
+import importlib
+import importlib.util
+import pkgutil
+
+# The simple methods first (the order of `activedet strategies` and of the error messages); the others follow.
 # isort: off
 from . import random, uncertainty, diversity, kmeans, hybrid, compose  # (registers the methods)
-from ..methods.stochastic import scoring as _stochastic
-from ..methods.miaod import scoring as _miaod
-from ..methods.almdn import scoring as _almdn
-from . import localization, cald
-from ..methods.ppal import scoring as _ppal
-from ..methods.isal import scoring as _influence
 
 # isort: on
 from . import registry
 from .base import ScoredPool, SelectionInput, Strategy, shortlist
 from .registry import METHODS, STRATEGIES, get_strategy, list_strategies, register, strategy_names
 
-# The same order when a method package's scoring module was imported first (it then registers after the others).
-registry.keep_order(
-    (
-        random,
-        uncertainty,
-        diversity,
-        kmeans,
-        hybrid,
-        compose,
-        _stochastic,
-        _miaod,
-        _almdn,
-        localization,
-        cald,
-        _ppal,
-        _influence,
-    )
-)
+
+def _method_modules() -> list:
+    """Every other module of this folder, then every method package's ``scoring`` module, in name order, imported
+    (registering their methods)."""
+    from ..plugins import method_modules
+
+    own = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    found = []
+    for name in own:
+        module = f"{__name__}.{name}"
+        if importlib.util.find_spec(module) is not None:
+            found.append(importlib.import_module(module))
+    return found + method_modules("scoring")
 
 
-def _import_added_methods() -> None:
-    """Import every other module of this folder and every method package's ``scoring`` module: a method added as
-    one new file registers itself (after the built-in ones), with nothing else to edit."""
-    import importlib.util
-    import pkgutil
-    import sys
-    from pathlib import Path
-
-    methods = Path(__file__).resolve().parent.parent / "methods"
-    names = [f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
-    names += [f"activedet.methods.{m.name}.scoring" for m in pkgutil.iter_modules([str(methods)]) if m.ispkg]
-    for name in sorted(names):
-        if name not in sys.modules and importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
-
-
-_import_added_methods()
+# The same order whichever module was imported first (a method package's scoring module imported on its own
+# registers before the others).
+_first = (random, uncertainty, diversity, kmeans, hybrid, compose)
+registry.keep_order((*_first, *(m for m in _method_modules() if m not in _first)))
 
 __all__ = [
     "Strategy",

@@ -15,15 +15,15 @@ The active-learning loop drives every strategy the same way, never by name::
   can stop as soon as enough boxes have been revealed. It draws randomness only from ``inputs.rng``.
 * ``needs`` names the optional :class:`Detections` fields the scoring pass must fill (``"class_probs"``,
   ``"embedding"``, ...); the loop requests exactly those.
-* ``describe(det) -> {name: array}`` (optional) keeps per-image arrays beyond the score (CALD's class-score vector,
-  PPAL's per-detection features) in ``ScoredPool.extras`` for ``select``.
+* ``describe(det) -> {name: array}`` (optional) keeps per-image arrays beyond the score (a class-score vector,
+  per-detection features) in ``ScoredPool.extras`` for ``select``.
 * A strategy may be the first stage of a **chain**: ``then`` is the next stage and ``shortlist`` its candidate
   factor. The loop takes the first ``ceil(shortlist x budget_hint)`` picks of this stage's ``select`` as the
   candidates, scores only those with ``then`` (its own predictor, fields and ``describe``), and so on; the last
   stage's ``select`` gives the picks. A later stage with ``needs_inference=False`` runs no pass: it selects from
-  the previous stage's reductions of its candidates (CALD's distribution stage reads the class-score vectors kept
-  by the consistency pass). Uncertainty criteria narrow the pool, a diversity criterion picks the batch
-  (methods.md §7.5), and each stage pays inference only on its candidates::
+  the previous stage's reductions of its candidates (e.g. a stage comparing class distributions reads the
+  class-score vectors the previous stage's pass kept). Uncertainty criteria narrow the pool, a diversity criterion
+  picks the batch (methods.md §7.5), and each stage pays inference only on its candidates::
 
       pool -> [stage 1 scores all] -> top 2B -> [stage 2 scores 2B] -> B picks
 """
@@ -192,7 +192,8 @@ class SelectionInput:
             boxes per labelled image for box budgets); hybrids size their candidate set from it.
         rng: the only source of randomness.
         labelled_class_counts: ``float64[C]`` ground-truth boxes per class (index ``l - 1`` for label ``l``)
-            summed over the labelled images (CALD's class-distribution stage), or ``None`` when not known.
+            summed over the labelled images (for a stage that compares class distributions), or ``None`` when not
+            known.
         num_labelled: number of labelled images.
     """
 
@@ -209,7 +210,8 @@ class ScoringContext:
     """What a strategy's predictor may use beyond the model (``Strategy.predictor(model, context)``).
 
     Attributes:
-        labelled: the labelled images (with their labels), e.g. ISAL's inverse-HVP recursion.
+        labelled: the labelled images (with their labels), for a predictor that needs them (e.g. a recursion over
+            the labelled set).
         val: the validation split, or ``None`` when the run has none (a strategy with ``needs_val`` is refused
             before any work then).
         device: where to compute.
@@ -241,12 +243,12 @@ class Strategy:
         needs_inference: False only for strategies that never look at the model (random): the loop then skips
             the scoring pass entirely.
         predictor: ``(model, context=None) -> object with predict(images, fields)`` used for the scoring pass
-            instead of the model (several stochastic passes, an ensemble's members, influence); ``None`` = the model
+            instead of the model (several stochastic passes, several trained models, gradients); ``None`` = the model
             itself. The loop passes a :class:`ScoringContext`; a capability check passes none (the predictor must
             then do no work). It raises ``ValueError`` saying what to change when the model cannot serve.
         combine: ``ScoredPool -> float64[M]`` for strategies whose ``score`` returns a vector per image
             (``float64[F]``): the pool-level step that turns the ``[M, F]`` vectors into one score per image
-            (AL-MDN normalises over all detections of the pool); ``NaN`` marks an image with nothing to score.
+            (e.g. a normalisation over all detections of the pool); ``NaN`` marks an image with nothing to score.
         describe: ``Detections -> {name: array}``, per-image arrays kept for ``select`` in ``ScoredPool.extras``.
         needs_val: the predictor uses the validation split (the loop refuses to start without one).
         then, shortlist: the next stage of a chain and this stage's candidate factor: ``then`` scores only the

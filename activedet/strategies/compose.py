@@ -28,7 +28,7 @@ def compose(
         criteria: registered strategy names, at least 2 (default ``[entropy, kmeans]``). Every one but the last
             must score each image in one stage (an uncertainty criterion such as ``entropy`` or
             ``localization_tightness``; not ``random`` nor a diversity criterion); the last may be any strategy
-            (diversity, uncertainty, or a chained one such as ``ppal``).
+            (diversity, uncertainty, or a chained one).
         factors: candidate factor of each narrowing criterion (``len(criteria) - 1`` floats >= 1). Default: the
             i-th of n criteria keeps ``(n - i) x budget`` images (2 x budget before the last of two criteria,
             as med_sslal's ``budget x number of criteria``).

@@ -27,7 +27,8 @@ def hybrid(
     Options:
         uncertainty: ``"least_confidence"`` | ``"margin"`` | ``"entropy"`` (default), ranks the pool.
         diversity: ``"coreset"`` (default) | ``"kmeans"`` | ``"kmeanspp"``, picks among the candidates.
-        factor: candidates = the top ``ceil(factor x budget_hint)`` images (2.0, med_sslal; CALD 1.2, PPAL 4).
+        factor: candidates = the top ``ceil(factor x budget_hint)`` images (2.0, med_sslal; the papers of
+            docs/methods.md §7 use 1.2 to 4).
         **options: the chosen uncertainty's and diversity's own options (``aggregation``, ``projection_dim``...).
     """
     choice("hybrid", "uncertainty", uncertainty, UNCERTAINTY)

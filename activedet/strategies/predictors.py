@@ -22,8 +22,8 @@ def model_only(model: Any, context: Any = None, *, build: Callable) -> Any:
 def view_predictor(
     model: Any, context: Any = None, *, views: str | tuple[int, float], references: Callable
 ) -> ViewPredictor:
-    """A :class:`~activedet.models.views.ViewPredictor`: ``views`` is a string of view letters (CALD) or
-    ``(noise_levels, noise_step)`` (localization stability); ``references`` picks each image's tracked detections."""
+    """A :class:`~activedet.models.views.ViewPredictor`: ``views`` is a string of view letters or
+    ``(noise_levels, noise_step)`` (noisy copies); ``references`` picks each image's tracked detections."""
     built = parse_views(views) if isinstance(views, str) else noise_views(*views)
     seed = getattr(context, "seed", None)  # the scoring seed: a resumed stage draws the same views
     return ViewPredictor(model, built, references=references, seed=seed)

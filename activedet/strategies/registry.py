@@ -48,15 +48,11 @@ __all__ = [
 REQUIREMENTS = {
     "val": "a validation split (val_data) beside the test split",
     "labelled": "the labelled images pass through the model too",
-    "passes": "several predictions per image (stochastic passes, ensemble members or augmented views)",
-    "head_dropout": "a detector trained with head dropout (detector_options: {dropout: ...})",
-    "ensemble": "ensemble_size >= 2 (training costs that many detectors)",
+    "passes": "several predictions per image (stochastic passes, several trained models or augmented views)",
     "two_stage": "a two-stage detector (RPN proposals: faster_rcnn)",
-    "miaod_detector": "the miaod detector (two adversarial classifiers)",
-    "almdn_detector": "an almdn_* detector (mixture-density head)",
-    "difficulty_ema": "a detector trained with detector_options: {difficulty_ema: true}",
 }
-"""What a method may require of the run beyond detector outputs (``requires=``), with the words that say so."""
+"""What a method may require of the run beyond detector outputs (``requires=``), with the words that say so: these
+shared ones, then those a method defines when it registers (``register(..., defines=...)``)."""
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -111,7 +107,9 @@ STRATEGIES: Mapping[str, Callable[..., Strategy]] = _Factories()
 """name -> factory, a read-only view of :data:`METHODS`."""
 
 
-def register(name: str, *, needs: Iterable[str] = (), requires: Iterable[str] = ()) -> Callable:
+def register(
+    name: str, *, needs: Iterable[str] = (), requires: Iterable[str] = (), defines: Mapping[str, str] | None = None
+) -> Callable:
     """Decorator: register a strategy factory under ``name`` and return it unchanged.
 
     Args:
@@ -119,6 +117,8 @@ def register(name: str, *, needs: Iterable[str] = (), requires: Iterable[str] = 
             under a taken name is refused; the same function again, e.g. on a module reload, replaces itself).
         needs: ``Detections`` fields the default build's scoring passes fill (see :class:`Method`).
         requires: keys of :data:`REQUIREMENTS` the default build needs of the run.
+        defines: requirements this method introduces, ``{key: the words that describe it}`` (e.g. a detector of
+            its own); added to :data:`REQUIREMENTS`. A key already there must come with the same words.
 
     The factory must take keyword options only (``**options`` allowed, for a method that forwards options) and
     have a docstring whose first line describes it.
@@ -131,12 +131,20 @@ def register(name: str, *, needs: Iterable[str] = (), requires: Iterable[str] = 
     needs, requires = frozenset(needs), frozenset(requires)
     if not all(isinstance(field, str) for field in needs):
         raise ValueError(f"register({name!r}): needs must be Detections field names (strings); got {sorted(needs)}")
-    unknown = sorted(requires - set(REQUIREMENTS))
+    defines = dict(defines or {})
+    clash = sorted(k for k, words in defines.items() if REQUIREMENTS.get(k, words) != words)
+    if clash:
+        raise ValueError(
+            f"register({name!r}): requirement(s) {clash} are already defined with other words "
+            f"({ {k: REQUIREMENTS[k] for k in clash} }); use them as they are or choose another key"
+        )
+    unknown = sorted(requires - set(REQUIREMENTS) - set(defines))
     if unknown:
         raise ValueError(
             f"register({name!r}): unknown requirement(s) {unknown}; valid: {list(REQUIREMENTS)} "
-            "(add a new one to REQUIREMENTS with the words that describe it)"
+            "(define a new one with defines={key: the words that describe it})"
         )
+    REQUIREMENTS.update(defines)
 
     def decorate(factory: Callable[..., Strategy]) -> Callable[..., Strategy]:
         where = _where(factory)

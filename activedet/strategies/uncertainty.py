@@ -12,7 +12,7 @@ Here ``s`` is the detection score, ``p`` a softmax ``class_probs`` row ``[C+1]``
 sigmoid ``class_probs`` row ``[C]``; the class vector is used only with ``use_class_probs=True``.
 
 * With scores only, the detection score ``s`` is treated as a two-way distribution ``[1 - s, s]`` (methods.md
-  §1.2, ISAL), so ``prob_kind`` does not matter; ``prob_kind`` selects the column convention of ``class_probs``.
+  §1.2, §8), so ``prob_kind`` does not matter; ``prob_kind`` selects the column convention of ``class_probs``.
 * Sigmoid margin: the competitors of the top class are the second class and "the top class is absent"
   (``1 - max σ``); with one class this is exactly the scores-only ``1 - |2s - 1|``.
 * Entropies are in nats (natural log), with ``0 log 0 = 0``. ``H_b(s) = -s log s - (1 - s) log(1 - s)``.

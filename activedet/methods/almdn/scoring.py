@@ -22,13 +22,14 @@ import functools
 import numpy as np
 
 from ...models.outputs import Detections
+from ...plugins import BoxColumns
 from ...strategies.base import ScoredPool, Strategy
 from ...strategies.checks import choice, number, summary
 from ...strategies.registry import register
 from ...strategies.uncertainty import EMPTY_POLICIES, rank_select
 from .model import UNCERTAINTY_TYPES
 
-__all__ = ["almdn_vector", "almdn_combine", "almdn"]
+__all__ = ["almdn_vector", "almdn_combine", "almdn", "BOX_COLUMNS"]
 
 _T = len(UNCERTAINTY_TYPES)
 
@@ -62,7 +63,12 @@ def almdn_combine(pool: ScoredPool) -> np.ndarray:
     return np.where(np.isnan(maxima).all(axis=1), np.nan, np.nanmax(np.where(np.isnan(z), -np.inf, z), axis=1))
 
 
-@register("almdn", needs={"uncertainties"}, requires={"almdn_detector"})
+@register(
+    "almdn",
+    needs={"uncertainties"},
+    requires={"almdn_detector"},
+    defines={"almdn_detector": "an almdn_* detector (mixture-density head)"},
+)
 def almdn(*, score_threshold: float = 0.5, empty_policy: str = "lowest") -> Strategy:
     """AL-MDN: max of the z-normalised aleatoric/epistemic loc/cls uncertainties, one pass (detector: almdn_*).
 
@@ -80,3 +86,19 @@ def almdn(*, score_threshold: float = 0.5, empty_policy: str = "lowest") -> Stra
         needs=frozenset({"uncertainties"}),
         combine=almdn_combine,
     )
+
+
+#: ``activedet predict --uncertainty``'s per-box columns for a mixture-density detector (:mod:`activedet.plugins`):
+#: the four uncertainties of :data:`~.model.UNCERTAINTY_TYPES` from the mixture head.
+BOX_COLUMNS = {
+    "uncertainties": BoxColumns(
+        fields=frozenset({"uncertainties"}),
+        columns=lambda det: {name: det.extras["uncertainties"][:, k] for k, name in enumerate(UNCERTAINTY_TYPES)},
+        short={
+            "aleatoric_loc": "al.loc",
+            "epistemic_loc": "ep.loc",
+            "aleatoric_cls": "al.cls",
+            "epistemic_cls": "ep.cls",
+        },
+    )
+}

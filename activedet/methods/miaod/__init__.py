@@ -12,9 +12,10 @@ two classifiers disagree on its anchors.
   :func:`~.training.train_miaod`.
 * :mod:`.scoring`: the anchor-level disagreement score and the factory.
 
-Registers: the strategy ``miaod`` (:func:`~.scoring.miaod`, ``requires={"miaod_detector"}``); the detector
-``miaod`` (``activedet.models.DETECTORS``) and the training procedure ``miaod``
-(``activedet.engine.trainers.TRAINERS``; ``training: auto`` picks it for the ``miaod`` detector).
+Registers: the strategy ``miaod`` (:func:`~.scoring.miaod`, ``requires={"miaod_detector"}``) and its ``activedet
+predict`` column ``disagreement`` (``BOX_COLUMNS``); declares the detector ``miaod`` (``DETECTORS`` of
+:mod:`.model`, read by ``activedet.models.DETECTORS``) and the training procedure ``miaod`` (``TRAINERS`` of
+:mod:`.training`; ``training: auto`` picks it for the ``miaod`` detector, which refuses ``pseudo_labels``).
 
 Defaults: the schedule's are :class:`~.training.MIAODOptions` (the released VOC config: ``label_epochs=3``,
 ``adversarial_epochs=1``, ``outer_loops=2``, ``repeat_labelled=2``, ``lr_drop_epochs=1``,

@@ -60,9 +60,12 @@ from ...models.weights import WeightsSpec
 
 #: The ``Detections.extras`` keys this module fills (module docstring).
 EXTRA_FIELDS = frozenset({"class_probs_2", "dense_probs_2", "dense_weights"})
+#: Those with one row per detection (narrowed with the detections, e.g. by :mod:`activedet.models.views`).
+PER_DETECTION_EXTRAS = frozenset({"class_probs_2"})
 
 __all__ = [
     "EXTRA_FIELDS",
+    "DETECTORS",
     "MIAODHead",
     "MIAODRetinaNet",
     "build_miaod",
@@ -302,3 +305,7 @@ def build_miaod(
             param="weights",
         )
     return model
+
+
+#: The detector this method adds to ``activedet.models.DETECTORS`` (:mod:`activedet.plugins`).
+DETECTORS = {"miaod": build_miaod}

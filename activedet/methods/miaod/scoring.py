@@ -19,12 +19,13 @@ import math
 import torch
 
 from ...models.outputs import Detections
+from ...plugins import BoxColumns
 from ...strategies.base import Strategy
 from ...strategies.checks import flag, number, summary
 from ...strategies.registry import register
 from ...strategies.uncertainty import rank_select
 
-__all__ = ["anchor_disagreement", "discrepancy_score", "topk_count", "miaod"]
+__all__ = ["anchor_disagreement", "discrepancy_score", "topk_count", "miaod", "BOX_COLUMNS"]
 
 
 def topk_count(num_anchors: int, topk: int, topk_fraction: float | None) -> int:
@@ -65,7 +66,12 @@ def discrepancy_score(
     return float(values.topk(k).values.mean())
 
 
-@register("miaod", needs={"dense_probs", "dense_probs_2"}, requires={"miaod_detector"})
+@register(
+    "miaod",
+    needs={"dense_probs", "dense_probs_2"},
+    requires={"miaod_detector"},
+    defines={"miaod_detector": "the miaod detector (two adversarial classifiers)"},
+)
 def miaod(*, topk: int = 10000, topk_fraction: float | None = 0.1, weighted: bool = False) -> Strategy:
     """MI-AOD: mean of the top-k anchor disagreements of the two adversarial classifiers (detector: miaod).
 
@@ -95,3 +101,16 @@ def miaod(*, topk: int = 10000, topk_fraction: float | None = 0.1, weighted: boo
         select=functools.partial(rank_select, empty_policy="lowest", strategy="miaod"),
         needs=needs,
     )
+
+
+#: ``activedet predict``'s per-box column for a detector with two classifiers (:mod:`activedet.plugins`):
+#: ``disagreement``, ``mean_c (p1 - p2)^2`` at the box's source anchor, the instance uncertainty the image score is
+#: built from; shown for every prediction.
+BOX_COLUMNS = {
+    "class_probs_2": BoxColumns(
+        fields=frozenset({"class_probs", "class_probs_2"}),
+        columns=lambda det: {"disagreement": anchor_disagreement(det.class_probs, det.extras["class_probs_2"])},
+        short={"disagreement": "dis"},
+        always=True,
+    )
+}

@@ -37,7 +37,17 @@ from ...engine.pseudo import PseudoLabelRecord
 from ...engine.train import OptionError, TrainOptions, TrainResult, build_optimizer, train_loader, warmup_multiplier
 from ...engine.trainer import HookBase, Trainer
 
-__all__ = ["MIAODOptions", "miaod_schedule", "train_miaod", "stage_parameters", "MIAODTrainer", "MIAODStages"]
+__all__ = [
+    "MIAODOptions",
+    "miaod_schedule",
+    "train_miaod",
+    "stage_parameters",
+    "MIAODTrainer",
+    "MIAODStages",
+    "TRAINERS",
+    "DETECTOR_TRAINING",
+    "REFUSED_KEYS",
+]
 
 
 @dataclass
@@ -370,3 +380,19 @@ def train_miaod(
         last_checkpoint=checkpoint.last,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+#: The training procedure this method adds to ``activedet.engine.trainers`` (:mod:`activedet.plugins`):
+#: name -> (trainer, the options class ``training_options`` is validated by).
+TRAINERS = {"miaod": (train_miaod, MIAODOptions)}
+
+#: ``training: auto`` for the ``miaod`` detector picks this procedure.
+DETECTOR_TRAINING = {"miaod": "miaod"}
+
+#: The config keys this procedure cannot be combined with (they must be null), each with the reason the config
+#: check gives.
+REFUSED_KEYS = {
+    "miaod": {
+        "pseudo_labels": "MI-AOD trains on the unlabelled images its own way; pseudo labels need training 'standard'"
+    }
+}

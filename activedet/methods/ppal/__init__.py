@@ -4,8 +4,9 @@ Two stages: difficulty-calibrated uncertainty sampling (DCUS) shortlists the poo
 entropy by how hard its class has been during training; then category-conditioned matching (CCM) k-medoids picks
 a diverse batch from the shortlist.
 
-* :mod:`.model`: the per-class difficulty kept during training (:class:`~.model.ClassDifficultyEMA`, which the
-  retinanet and faster_rcnn builders install with ``difficulty_ema=True``) and the
+* :mod:`.model`: the per-class difficulty kept during training (:class:`~.model.ClassDifficultyEMA`, a model
+  addition, ``MODEL_ADDITIONS``, at the ``"training_samples"`` hook point: the retinanet and faster_rcnn builders
+  install it with ``difficulty_ema=True``) and the
   :class:`~.model.DifficultyPredictor` that fills ``Detections.extras["class_quality"]``.
 * :mod:`.scoring`: the DCUS score, the CCM distance, k-medoids and the factory.
 

@@ -40,6 +40,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ...models._common import broadcast_iou, check_choice, check_float
+from ...models.additions import ModelAddition
 from ...models.outputs import Detections
 from ..stochastic.model import predicting_detector
 
@@ -48,6 +49,7 @@ EXTRA_FIELDS = frozenset({"class_quality"})
 
 __all__ = [
     "EXTRA_FIELDS",
+    "MODEL_ADDITIONS",
     "ClassDifficultyEMA",
     "ABSENT_POLICIES",
     "aligned_iou",
@@ -134,6 +136,43 @@ def difficulty_module(
     check_float(func, "difficulty_xi", xi, 0.0, 1.0)
     check_choice(func, "difficulty_absent", absent, ABSENT_POLICIES)
     return ClassDifficultyEMA(num_classes, momentum=momentum, xi=xi, absent=absent) if enabled else None
+
+
+def attach_difficulty(
+    model: nn.Module,
+    *,
+    func: str,
+    num_classes: int,
+    difficulty_ema: bool,
+    difficulty_momentum: float,
+    difficulty_xi: float,
+    difficulty_absent: str,
+) -> None:
+    """The builders' ``difficulty_*`` keywords: with ``difficulty_ema=True`` a :class:`ClassDifficultyEMA` becomes
+    the sample observer ``difficulty`` of ``model`` (``model.difficulty`` for RetinaNet, ``model.roi_heads.difficulty``
+    for Faster R-CNN), its buffers in the state dict. Gradients and training are unchanged. It is attached after the
+    builder's ``weights`` are loaded and starts fresh (a difficulty belongs to one training run)."""
+    module = difficulty_module(func, num_classes, difficulty_ema, difficulty_momentum, difficulty_xi, difficulty_absent)
+    if module is not None:
+        model.add_sample_observer("difficulty", module)
+
+
+#: What this method adds to the detectors offering the ``"training_samples"`` hook point (retinanet, faster_rcnn):
+#: the builder keywords ``difficulty_ema`` (off), ``difficulty_momentum`` (``m_base``), ``difficulty_xi`` (``ξ``) and
+#: ``difficulty_absent`` (``"keep"``, our fix, or ``"decay"``, the official code), see the module docstring.
+MODEL_ADDITIONS = {
+    "class_difficulty": ModelAddition(
+        point="training_samples",
+        keywords={
+            "difficulty_ema": False,
+            "difficulty_momentum": 0.99,
+            "difficulty_xi": 0.6,
+            "difficulty_absent": "keep",
+        },
+        attach=attach_difficulty,
+        summary="PPAL's per-class difficulty kept during training (difficulty_ema: true; the ppal strategy)",
+    )
+}
 
 
 def find_difficulty(model: nn.Module) -> ClassDifficultyEMA | None:

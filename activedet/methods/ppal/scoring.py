@@ -275,7 +275,12 @@ def _pick_order(distances: np.ndarray, medoids: np.ndarray, indices: np.ndarray)
 # ------------------------------------------------------------------------------------------------ strategies
 
 
-@register("ppal", needs={"class_quality", "features"}, requires={"difficulty_ema"})
+@register(
+    "ppal",
+    needs={"class_quality", "features"},
+    requires={"difficulty_ema"},
+    defines={"difficulty_ema": "a detector trained with detector_options: {difficulty_ema: true}"},
+)
 def ppal(
     *,
     shortlist: float = 4.0,

@@ -1,14 +1,13 @@
 """Several predictions of one image: MC-dropout passes and deep-ensemble members (methods.md §2).
 
-* :class:`HeadDropout` / :func:`add_head_dropout`: dropout in front of a detector's prediction layers. Every
-  builder takes ``dropout=p``; the adapter's ``dropout_sites()`` names where it goes (RetinaNet/FCOS: before the
-  final convolution of each tower; SSD: before every per-level prediction convolution; Faster R-CNN: after
-  ``fc6`` and after ``fc7``). The dropout acts through a forward pre-hook on those layers, so the state dict,
-  and therefore torchvision's and our checkpoints, are the same as without it. The model trains with it.
-* :class:`EnsembleDetector`: ``M`` members of one architecture, built one after the other (so their random
-  initialisations differ) and trained independently (:func:`activedet.engine.trainers.train_ensemble`). Its own
-  ``predict`` is member 0's: the ensemble is a device for querying, and the cycle's model, evaluated and exported,
-  is member 0, trained with the run's seed exactly as the plain detector is.
+* :class:`HeadDropout` / :func:`add_head_dropout` (defined with the adapters, :mod:`activedet.models._common`):
+  dropout in front of a detector's prediction layers. Every builder takes ``dropout=p``; the adapter's
+  ``dropout_sites()`` names where it goes (RetinaNet/FCOS: before the final convolution of each tower; SSD: before
+  every per-level prediction convolution; Faster R-CNN: after ``fc6`` and after ``fc7``). The dropout acts through
+  a forward pre-hook on those layers, so the state dict, and therefore torchvision's and our checkpoints, are the
+  same as without it. The model trains with it.
+* :class:`EnsembleDetector` (defined in :mod:`activedet.models.ensemble`): ``M`` members of one architecture,
+  trained independently; the predictor below runs one pass per member.
 * :class:`StochasticPredictor`: ``predict(images, fields)`` like a detector's, from ``T`` predictions of each image
   (``T`` dropout passes, or one pass per member), reduced as they are produced so memory does not grow with ``T``:
 
@@ -42,14 +41,17 @@ from torch import Tensor, nn
 
 from ...models._common import (
     DENSE_FIELDS,
-    check_float,
+    HeadDropout,
+    add_head_dropout,
     dense_detections,
     dense_forward,
+    has_head_dropout,
     in_solo_groups,
     restored_modes,
     solo_group_indices,
     unwrap_ddp,
 )
+from ...models.ensemble import EnsembleDetector
 from ...models.outputs import Detections
 
 __all__ = [
@@ -69,28 +71,6 @@ EXTRA_FIELDS = frozenset({"passes", "dense_expected_entropy", "dense_box_var"})
 _EPS = 1e-7
 
 
-class HeadDropout(nn.Dropout):
-    """The dropout MC-dropout switches on at query time (no other dropout of the model is touched)."""
-
-
-def _dropout_before(module: nn.Module, args: tuple) -> tuple:
-    return (module.head_dropout(args[0]), *args[1:])
-
-
-def add_head_dropout(sites: Iterable[nn.Module], p: float) -> None:
-    """Apply ``HeadDropout(p)`` to the input of each module in ``sites`` (p = 0 adds nothing)."""
-    check_float("add_head_dropout", "p", p, 0.0, 0.95)
-    if p == 0:
-        return
-    for site in sites:
-        site.head_dropout = HeadDropout(p)  # a submodule: follows .train()/.eval() and DDP, has no state
-        site.register_forward_pre_hook(_dropout_before)
-
-
-def has_head_dropout(model: nn.Module) -> bool:
-    return any(isinstance(m, HeadDropout) and m.p > 0 for m in model.modules())
-
-
 def prediction_entropy(probs: Tensor, prob_kind: str) -> Tensor:
     """Entropy of each row of ``probs`` ``[..., K]``: of the distribution (softmax heads), or the sum of the
     per-class binary entropies (sigmoid heads). Natural log."""
@@ -98,29 +78,6 @@ def prediction_entropy(probs: Tensor, prob_kind: str) -> Tensor:
     if prob_kind == "softmax":
         return -(p * p.log()).sum(dim=-1)
     return -(p * p.log() + (1 - p) * (1 - p).log()).sum(dim=-1)
-
-
-class EnsembleDetector(nn.Module):
-    """``M`` detectors of one architecture (module docstring). ``predict`` and the eval forward are member 0's."""
-
-    def __init__(self, members: Sequence[nn.Module]):
-        super().__init__()
-        if len(members) < 1:
-            raise ValueError("The 'members' parameter of EnsembleDetector must hold at least one detector. Got 0.")
-        self.members = nn.ModuleList(members)
-        self.prob_kind = getattr(members[0], "prob_kind", "sigmoid")
-        self.PROVIDES = getattr(members[0], "PROVIDES", frozenset())
-
-    def forward(self, images, targets=None):
-        if self.training:
-            raise RuntimeError(
-                "an EnsembleDetector trains member by member (activedet.engine.trainers."
-                "train_ensemble); call a member for its training losses"
-            )
-        return self.members[0](images)
-
-    def predict(self, images: Sequence[Tensor], fields: Iterable[str] = ()) -> list[Detections]:
-        return self.members[0].predict(images, fields)
 
 
 def predicting_detector(model: nn.Module) -> nn.Module:

@@ -37,13 +37,15 @@ from typing import Any
 import torch
 from torchvision.ops import box_iou
 
+from ...models._common import has_head_dropout
 from ...models.outputs import Detections
+from ...plugins import BoxColumns
 from ...strategies.base import Strategy
 from ...strategies.checks import choice, flag, number, summary
 from ...strategies.predictors import model_only
 from ...strategies.registry import register
 from ...strategies.uncertainty import EMPTY_POLICIES, rank_select
-from .model import StochasticPredictor, prediction_entropy
+from .model import EnsembleDetector, StochasticPredictor, prediction_entropy
 
 __all__ = [
     "DENSE_MEASURES",
@@ -55,6 +57,8 @@ __all__ = [
     "FORMULATIONS",
     "mc_dropout",
     "ensemble",
+    "BOX_COLUMNS",
+    "PREDICTORS",
 ]
 
 DENSE_MEASURES = ("mutual_information", "entropy", "box_variance")
@@ -260,7 +264,10 @@ def _dense_predictor(model: Any, context: Any = None, *, predictor: Callable, st
 
 
 @register(
-    "mc_dropout", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"}, requires={"passes", "head_dropout"}
+    "mc_dropout",
+    needs={"dense_probs", "dense_expected_entropy", "dense_box_var"},
+    requires={"passes", "head_dropout"},
+    defines={"head_dropout": "a detector trained with head dropout (detector_options: {dropout: ...})"},
 )
 def mc_dropout(
     *,
@@ -311,7 +318,12 @@ def mc_dropout(
     )
 
 
-@register("ensemble", needs={"dense_probs", "dense_expected_entropy", "dense_box_var"}, requires={"passes", "ensemble"})
+@register(
+    "ensemble",
+    needs={"dense_probs", "dense_expected_entropy", "dense_box_var"},
+    requires={"passes", "ensemble"},
+    defines={"ensemble": "ensemble_size >= 2 (training costs that many detectors)"},
+)
 def ensemble(
     *,
     formulation: str = "dense",
@@ -347,3 +359,40 @@ def ensemble(
         cluster_aggregation,
         empty_policy,
     )
+
+
+def _certainty_columns(det: Detections) -> dict[str, torch.Tensor]:
+    parts = detection_certainties(det)
+    return {
+        "mc_semantic": parts[:, 0],
+        "mc_spatial": parts[:, 1],
+        "mc_occurrence": parts[:, 2],
+        "mc_uncertainty": 1 - parts.prod(dim=1),
+    }
+
+
+#: ``activedet predict --uncertainty``'s per-box columns from several predictions (:mod:`activedet.plugins`): the
+#: boxes are those of the mean prediction (single-stage) or the deterministic one (Faster R-CNN); each is matched to
+#: its best-overlapping box of every pass (IoU > 0.5) and gets ``mc_semantic``, ``mc_spatial``, ``mc_occurrence``
+#: certainties and ``mc_uncertainty = 1 - their product`` (:func:`detection_certainties`).
+BOX_COLUMNS = {
+    "passes": BoxColumns(
+        fields=frozenset({"passes"}),
+        columns=_certainty_columns,
+        short={"mc_uncertainty": "mc.u", "mc_semantic": "mc.sem", "mc_spatial": "mc.spl", "mc_occurrence": "mc.occ"},
+    )
+}
+
+
+def uncertainty_predictor(model: torch.nn.Module, strategy_options: dict[str, Any]) -> StochasticPredictor | None:
+    """For ``activedet predict --uncertainty``: an ensemble of several members predicts one pass per member, a
+    detector trained with head dropout ``passes`` (of the strategy options, or 20) passes; other models ``None``."""
+    if isinstance(model, EnsembleDetector) and len(model.members) > 1:
+        return StochasticPredictor.ensemble(model)
+    if has_head_dropout(model):
+        return StochasticPredictor.mc_dropout(model, passes=int(strategy_options.get("passes", 20)))
+    return None
+
+
+#: ``activedet predict --uncertainty``'s predictors (:mod:`activedet.plugins`).
+PREDICTORS = {"stochastic": uncertainty_predictor}
