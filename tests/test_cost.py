@@ -1,0 +1,139 @@
+"""Labelling cost: the per-image arithmetic, predicted costs, cost-aware selection, budgets in boxes and cost with
+the simulation and with people, the report's cost columns, and the config keys' errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from activedet.al.cost import CostError, CostModel, accepted_count, box_iou, check_cost_aware, cost_aware_order
+from activedet.config import ConfigError, config_from_dict
+
+#: every term priced differently so a wrong count shows
+PRICES = CostModel(image_cost=1.0, box_cost=10.0, accept_cost=2.0, correct_cost=5.0, accept_iou=0.5, cost_min_score=0.3)
+
+
+def detections(boxes, labels, scores):
+    """Anything with ``boxes``, ``labels``, ``scores`` (torch tensors, as the detectors return)."""
+    return SimpleNamespace(
+        boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        labels=torch.tensor(labels, dtype=torch.int64),
+        scores=torch.tensor(scores, dtype=torch.float32),
+    )
+
+
+TRUTH = np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float64), np.array([1, 2])
+
+
+def test_accepted_pre_annotations_cost_less_than_drawn_boxes_by_hand():
+    boxes, labels = TRUTH
+    # both boxes predicted well: 1 + 2 * 2 = 5
+    both = detections([[0, 0, 10, 10], [20, 20, 40, 41]], [1, 2], [0.9, 0.8])
+    assert PRICES.actual(boxes, labels, both) == {"cost": 5.0, "boxes": 2, "accepted": 2, "shown": 2}
+    # one right, one of the wrong class, one below cost_min_score (not shown): 1 + 2 + 5 (corrected) + 10 (drawn)
+    mixed = detections([[0, 0, 10, 10], [20, 20, 40, 40], [20, 20, 40, 40]], [1, 1, 2], [0.9, 0.8, 0.1])
+    assert PRICES.actual(boxes, labels, mixed) == {"cost": 18.0, "boxes": 2, "accepted": 1, "shown": 2}
+    # a poorly placed box (IoU 0.25 < 0.5) is corrected and its true box drawn: 1 + 5 + 10 + 10
+    off = detections([[5, 0, 15, 10]], [1], [0.9])
+    assert PRICES.actual(boxes, labels, off)["cost"] == 26.0
+    # no pre-annotations at all: every box drawn
+    assert PRICES.actual(boxes, labels, None) == {"cost": 21.0, "boxes": 2, "accepted": 0, "shown": 0}
+    assert PRICES.cost(2) == 21.0 and PRICES.cost(2, 2, 2) < PRICES.cost(2, 0, 0)
+
+
+def test_empty_images_and_images_with_no_detection():
+    empty = np.zeros((0, 4)), np.zeros(0, np.int64)
+    nothing = detections([], [], [])
+    assert PRICES.actual(*empty, nothing) == {"cost": 1.0, "boxes": 0, "accepted": 0, "shown": 0}
+    # an empty image shown two false positives: both deleted
+    ghosts = detections([[0, 0, 5, 5], [1, 1, 6, 6]], [1, 1], [0.9, 0.5])
+    assert PRICES.actual(*empty, ghosts)["cost"] == 1.0 + 2 * 5.0
+    # an image with boxes but no detection: drawn from scratch
+    assert PRICES.actual(*TRUTH, nothing)["cost"] == 21.0
+    assert PRICES.predict(np.zeros(0)) == (0.0, 1.0)
+
+
+def test_one_prediction_is_accepted_for_one_true_box_at_most():
+    boxes, labels = np.array([[0, 0, 10, 10]]), np.array([1])
+    twice = detections([[0, 0, 10, 10], [0, 0, 10, 11]], [1, 1], [0.6, 0.9])
+    assert accepted_count(boxes, labels, twice.boxes.numpy(), twice.labels.numpy(), twice.scores.numpy(), 0.5) == 1
+    assert PRICES.actual(boxes, labels, twice)["cost"] == 1.0 + 2.0 + 5.0  # the duplicate is deleted
+    assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [0, 0, 0, 0]])).tolist() == [[1 / 3, 0.0]]
+    with pytest.raises(ValueError, match=r"accepted pre-annotations must be in \[0, min\(boxes, shown\)\] = \[0, 1\]"):
+        PRICES.cost(1, 2, 2)
+
+
+def test_predicted_cost_from_detection_scores():
+    scores = np.array([0.9, 0.5, 0.2])  # two shown (>= 0.3), one hidden
+    boxes, cost = PRICES.predict(scores)
+    assert boxes == pytest.approx(1.6)
+    # 1 + (2 * 0.9 + 5 * 0.1) + (2 * 0.5 + 5 * 0.5) + 10 * 0.2
+    assert cost == pytest.approx(1 + 2.3 + 3.5 + 2.0)
+    counted = dataclasses.replace(PRICES, cost_estimate="count")
+    assert counted.predict(scores) == (2.0, 1.0 + 2 * 2.0)
+    # a team that draws every box: the prediction is image + box x expected boxes
+    drawing = dataclasses.replace(PRICES, accept_cost=10.0, correct_cost=0.0)
+    assert drawing.predict(scores)[1] == pytest.approx(1 + 10 * 1.6)
+
+
+def test_cost_aware_order_picks_the_cheaper_of_equally_informative_images():
+    indices, scores = np.array([7, 3, 5, 9]), np.array([0.8, 0.8, 0.4, np.nan])
+    costs = np.array([10.0, 4.0, 1.0, 0.5])
+    # ratios 0.08, 0.2, 0.4; the unscored image last whatever its cost
+    assert cost_aware_order(indices, scores, costs).tolist() == [5, 3, 7, 9]
+    # equal ratio: the cheaper first
+    assert cost_aware_order(np.array([1, 2]), np.array([2.0, 1.0]), np.array([2.0, 1.0])).tolist() == [2, 1]
+    # negative scores are shifted so the least informative scores 0 (it comes last)
+    assert cost_aware_order(np.array([1, 2, 3]), np.array([-3.0, -1.0, -1.0]), np.array([1.0, 1.0, 2.0])).tolist() == [
+        2,
+        3,
+        1,
+    ]
+    with pytest.raises(ValueError, match="cost_aware selection needs a positive, finite predicted cost per image"):
+        cost_aware_order(np.array([1]), np.array([1.0]), np.array([0.0]))
+
+
+def test_cost_aware_needs_a_strategy_that_scores_images():
+    from activedet.strategies import get_strategy
+
+    aware = dataclasses.replace(PRICES, cost_aware=True)
+    check_cost_aware(aware, get_strategy("entropy"))
+    check_cost_aware(PRICES, get_strategy("random"))
+    with pytest.raises(CostError, match=r"The 'cost_aware' setting must be false with strategy 'random'"):
+        check_cost_aware(aware, get_strategy("random"))
+
+
+CONFIG = {"train_data": "train.json", "test_data": "test.json"}
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("box_cost", -1.0, r"box_cost"),
+        ("accept_iou", 0.0, r"accept_iou"),
+        ("cost_min_score", 1.5, r"cost_min_score"),
+        ("cost_estimate", "guess", r"cost_estimate"),
+        ("image_cost", "cheap", r"image_cost"),
+    ],
+)
+def test_a_wrong_cost_key_is_named(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**CONFIG, key: value})
+    with pytest.raises(CostError, match=rf"The '{key}' setting must be"):
+        dataclasses.replace(CostModel(), **{key: value}).check()
+
+
+def test_cost_keys_in_the_config():
+    cfg = config_from_dict({**CONFIG, "image_cost": 2, "box_cost": 30.0, "export_min_score": 0.4})
+    model = cfg.cost_model()
+    assert (model.image_cost, model.box_cost, model.cost_min_score, model.min_score) == (2, 30.0, 0.4, 0.4)
+    assert config_from_dict({**CONFIG, "cost_min_score": 0.6}).cost_model().min_score == 0.6
+    assert CostModel().min_score == 0.3
+    with pytest.raises(ConfigError, match=r"key 'budget' must be an int \(labelling cost per cycle"):
+        config_from_dict({**CONFIG, "budget_unit": "cost", "budget": 0.5})
+    with pytest.raises(ConfigError, match=r"key 'cost_aware' must be false with strategy 'random'"):
+        config_from_dict({**CONFIG, "cost_aware": True})
