@@ -4,6 +4,7 @@ the simulation and with people, the report's cost columns, and the config keys' 
 from __future__ import annotations
 
 import dataclasses
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +12,10 @@ import pytest
 import torch
 
 from activedet.al.cost import CostError, CostModel, accepted_count, box_iou, check_cost_aware, cost_aware_order
-from activedet.config import ConfigError, config_from_dict
+from activedet.al.ledger import Ledger
+from activedet.config import ConfigError, config_from_dict, load_config
+from activedet.workflows import run_from_config
+from tests.test_loop import write_config
 
 #: every term priced differently so a wrong count shows
 PRICES = CostModel(image_cost=1.0, box_cost=10.0, accept_cost=2.0, correct_cost=5.0, accept_iou=0.5, cost_min_score=0.3)
@@ -137,3 +141,26 @@ def test_cost_keys_in_the_config():
         config_from_dict({**CONFIG, "budget_unit": "cost", "budget": 0.5})
     with pytest.raises(ConfigError, match=r"key 'cost_aware' must be false with strategy 'random'"):
         config_from_dict({**CONFIG, "cost_aware": True})
+
+
+def lines(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_cost_budget_in_simulation_spends_actual_costs_and_records_both(tiny_data, tmp_path):
+    prices = {"image_cost": 1.0, "box_cost": 10.0, "accept_cost": 2.0, "correct_cost": 5.0}
+    config = write_config(
+        tmp_path, tiny_data, strategy="entropy", budget_unit="cost", budget=60, cycles=1, cost_aware=True, **prices
+    )
+    run_from_config(load_config(config), progress=False)
+    run, ledger = tmp_path / "run", Ledger.load(tmp_path / "run/ledger.npz")
+    picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
+    spent = [p["cost"] for p in ledger.picks]
+    assert all(p["predicted_cost"] >= 1.0 and p["predicted_boxes"] >= 0 for p in picks)
+    assert sum(spent[:-1]) < 60 <= sum(spent)  # the image that crosses the budget is kept
+    # the actual cost counts the revealed boxes: accepted ones at 2, the others drawn at 10
+    for pick in ledger.picks:
+        assert pick["cost"] == pytest.approx(CostModel(**prices).cost(pick["boxes"], pick["accepted"], pick["shown"]))
+    first, second = lines(run)
+    assert first["labelled_cost"] == pytest.approx(1.0 * first["labelled_images"] + 10.0 * first["labelled_boxes"])
+    assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(spent))
