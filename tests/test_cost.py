@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from activedet.al.annotation import write_native_labels
 from activedet.al.cost import CostError, CostModel, accepted_count, box_iou, check_cost_aware, cost_aware_order
 from activedet.al.ledger import Ledger
 from activedet.config import ConfigError, config_from_dict, load_config
-from activedet.workflows import run_from_config
+from activedet.data.coco import read_coco
+from activedet.workflows import import_into_run, run_from_config, run_status
 from tests.test_loop import write_config
 
 #: every term priced differently so a wrong count shows
@@ -157,6 +160,8 @@ def test_a_cost_budget_in_simulation_spends_actual_costs_and_records_both(tiny_d
     picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
     spent = [p["cost"] for p in ledger.picks]
     assert all(p["predicted_cost"] >= 1.0 and p["predicted_boxes"] >= 0 for p in picks)
+    ratios = [p["score"] / p["predicted_cost"] for p in picks]  # cost_aware: by score per predicted cost
+    assert ratios == sorted(ratios, reverse=True)
     assert sum(spent[:-1]) < 60 <= sum(spent)  # the image that crosses the budget is kept
     # the actual cost counts the revealed boxes: accepted ones at 2, the others drawn at 10
     for pick in ledger.picks:
@@ -164,3 +169,46 @@ def test_a_cost_budget_in_simulation_spends_actual_costs_and_records_both(tiny_d
     first, second = lines(run)
     assert first["labelled_cost"] == pytest.approx(1.0 * first["labelled_images"] + 10.0 * first["labelled_boxes"])
     assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(spent))
+
+
+def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, tmp_path):
+    folder = tmp_path / "unlabelled"
+    truth = read_coco(tiny_data / "annotations/val.json", image_root=tiny_data)
+    known = {}
+    for record in truth.records:
+        target = folder / f"val_{record.image_id}{record.file_name.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record.file_name, target)
+        record.image_id = target.stem
+        known[record.image_id] = record
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        oracle="human",
+        unlabelled_data=str(folder),
+        strategy="entropy",
+        initial_labelled=1,
+        budget_unit="boxes",
+        budget=20,
+        cycles=1,
+        cost_min_score=0.0,  # the untrained detector's low scores are shown: accepts and corrections happen
+    )
+    run = tmp_path / "run"
+    run_from_config(load_config(config), progress=False)
+    picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
+    predicted = [p["predicted_boxes"] for p in picks]
+    assert all(p["boxes"] is None for p in picks)  # people: nothing revealed before labelling
+    assert sum(predicted[:-1]) < 20 <= sum(predicted)
+    pending = run_status(run)["pending"]
+    assert pending == [p["image_id"] for p in picks]
+    labels = write_native_labels(tmp_path / "labels.json", [known[i] for i in pending], truth.class_names)
+    import_into_run(run, labels)
+    run_from_config(load_config(config), progress=False)
+    ledger = Ledger.load(run / "ledger.npz")
+    prices = CostModel(cost_min_score=0.0)
+    for pick in ledger.picks:
+        record = known[pick["image_id"]]
+        assert pick["shown"] >= pick["accepted"] >= 0 and "predicted_cost" in pick
+        assert pick["cost"] == pytest.approx(prices.cost(record.num_boxes, pick["accepted"], pick["shown"]))
+    first, second = lines(run)
+    assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(p["cost"] for p in ledger.picks))
