@@ -61,7 +61,7 @@ from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strate
 from ..tensorboard import log_cycle
 from .annotation import pending_images
 from .coldstart import cold_start_indices
-from .cost import CostModel
+from .cost import CostModel, scores_rank
 from .cost_stage import (
     PickCosts,
     actual_costs,
@@ -496,9 +496,7 @@ class ActiveLearningRun:
             )
         pool = inputs.pool
         # the score shown: the last stage's, or for a selection-only last stage the previous stage's it picks from
-        shown = stage.score is not None or (
-            not stage.needs_inference and len(self.strategy.stages) > 1 and self.strategy.stages[-2].score is not None
-        )
+        shown = scores_rank(self.strategy)
         score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
         predicted = pick_costs(costs, picks) if costs is not None else [{} for _ in picks]
         records = [
