@@ -20,7 +20,11 @@ from .atomic import atomic_write_json
 from .config import load_config
 from .report import format_table, strategy_label, write_report
 
-__all__ = ["run_bench", "parse_strategy_spec", "check_bench_arguments"]
+__all__ = ["run_bench", "parse_strategy_spec", "check_bench_arguments", "BenchRunsFailed"]
+
+
+class BenchRunsFailed(RuntimeError):
+    """Some runs of a parallel bench failed; the others finished and the report was written."""
 
 
 def parse_strategy_spec(spec: str) -> tuple[str, dict]:
@@ -130,14 +134,54 @@ def run_bench(
     overrides: list[str] | None = None,
     metric: str = "voc/mAP_area",
     progress: bool = True,
+    jobs: int = 1,
 ):
-    """Run every strategy for every seed from one config and write ``OUT/report``; returns the summary."""
+    """Run every strategy for every seed from one config and write ``OUT/report``; returns the summary.
+
+    ``jobs`` > 1 runs up to that many (strategy, seed) runs at once, each in its own process
+    (:mod:`activedet.bench_jobs`); a failed run does not stop the others, and after the report is written a
+    :class:`BenchRunsFailed` names each failed run and its log.
+    """
     out = Path(out)
     specs = [parse_strategy_spec(s) for s in strategies]
     labels = [strategy_label(name, options) for name, options in specs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"argument --strategies lists the same strategy twice: {labels}")
+    if jobs < 1:
+        raise ValueError(f"argument --jobs: expected a whole number >= 1, got {jobs}")
     check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
+    failed = []
+    if jobs > 1:
+        from .bench_jobs import BenchRun, run_parallel
+
+        runs = []
+        for seed in seeds:
+            head = None
+            for (name, options), label in zip(specs, labels):
+                run = BenchRun(label, name, options, seed, out / "runs" / label / f"seed{seed}", head=head)
+                runs.append(run)
+                head = head or run
+        runs.sort(key=lambda run: run.head is not None)  # every seed's cycle 0 first
+        failed = run_parallel(
+            config, runs, overrides=overrides, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero
+        )
+    else:
+        _run_in_turn(config, specs, labels, seeds, out, overrides=overrides, progress=progress)
+    summary = write_report(
+        [out / "runs"], out / "report", metric=metric, baseline="random" if "random" in labels else labels[0]
+    )
+    print(format_table(summary))
+    if failed:
+        raise BenchRunsFailed(
+            f"{len(failed)} of the bench's runs failed (the report above leaves out what they did not finish): "
+            + "; ".join(f"{run.title} (log {out / 'logs' / f'{run.label}.seed{run.seed}.log'})" for run in failed)
+            + ". Fix the cause, then run the same command again: finished runs are kept, the others resume."
+        )
+    return summary
+
+
+def _run_in_turn(config, specs, labels, seeds, out: Path, *, overrides, progress: bool) -> None:
+    """The sequential bench: per seed, each strategy in turn, the first one's cycle 0 shared with the others."""
     from .workflows import run_from_config  # torch and the methods: only once the arguments are known good
 
     for seed in seeds:
@@ -159,8 +203,3 @@ def run_bench(
             print(f"[bench] seed {seed}, strategy {label} -> {run_dir}")
             run_from_config(cfg, run_dir, progress=progress)
             first_run = first_run or run_dir
-    summary = write_report(
-        [out / "runs"], out / "report", metric=metric, baseline="random" if "random" in labels else labels[0]
-    )
-    print(format_table(summary))
-    return summary

@@ -266,17 +266,22 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from .bench import BenchRunsFailed, run_bench
 
-    run_bench(
-        args.config,
-        strategies=args.strategies,
-        seeds=args.seeds,
-        out=args.out,
-        overrides=args.set,
-        metric=args.metric,
-        progress=not args.quiet,
-    )
+    try:
+        run_bench(
+            args.config,
+            strategies=args.strategies,
+            seeds=args.seeds,
+            out=args.out,
+            overrides=args.set,
+            metric=args.metric,
+            progress=not args.quiet,
+            jobs=args.jobs,
+        )
+    except BenchRunsFailed as exc:
+        print(f"activedet bench: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -493,6 +498,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="directory holding one run per strategy and seed, and the report")
     p.add_argument("--metric", default="voc/mAP_area")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N strategy x seed runs at once, each its own process (one GPU or many cores)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-scale", help="time and memory of a pool of N images, step by step, beside pycocotools")

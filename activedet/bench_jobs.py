@@ -1,0 +1,122 @@
+"""``activedet bench --jobs N``: the runs of a bench as up to N processes at a time.
+
+Each (strategy, seed) run is its own ``activedet run`` process writing its own run directory, so a run that fails
+(out of memory, a bad method option, a killed process) ends only itself: the others go on, the report is written from
+what finished, and the failed runs are named with their log files. Running the same command again resumes every
+unfinished run where it stopped.
+
+Cycle 0 does not depend on the strategy. As in the sequential bench, the first strategy of each seed trains it; the
+other runs of that seed start once that model and its metrics are saved, from a copy of them (the copy is made by
+this process, before the run starts). Should the first run fail before its cycle 0 is saved, the others train their
+own cycle 0 from the same initial set.
+
+Processes share the machine: each gets ``OMP_NUM_THREADS`` = CPU cores // N (unless the variable is set), and on a
+GPU machine they share its device (``device: auto``), which suits detectors too small to fill one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .al.rundir import RunDir
+
+__all__ = ["BenchRun", "run_parallel"]
+
+
+@dataclass
+class BenchRun:
+    """One (strategy, seed) run of a bench; ``head`` is the run of the same seed whose cycle 0 it shares."""
+
+    label: str
+    name: str
+    options: dict
+    seed: int
+    run_dir: Path
+    head: BenchRun | None = None
+    returncode: int | None = field(default=None, compare=False)
+
+    @property
+    def title(self) -> str:
+        return f"seed {self.seed}, strategy {self.label}"
+
+
+def _command(config: Path, run: BenchRun, overrides: list[str]) -> list[str]:
+    sets = list(overrides) + [
+        f"strategy={run.name}",
+        f"seed={run.seed}",
+        f"out_dir={run.run_dir.resolve()}",
+        f"strategy_options={json.dumps(run.options)}",
+    ]
+    return [sys.executable, "-m", "activedet", "run", str(config), "--quiet"] + [
+        arg for value in sets for arg in ("--set", value)
+    ]
+
+
+def _environment(jobs: int) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    return env
+
+
+def _cycle_zero_saved(run: BenchRun) -> bool:
+    cycle = RunDir(run.run_dir).cycle(0)
+    return cycle.metrics.is_file() and cycle.model.is_file()
+
+
+def run_parallel(
+    config: str | Path,
+    runs: list[BenchRun],
+    *,
+    overrides: list[str] | None,
+    jobs: int,
+    logs: Path,
+    share_cycle_zero,
+    poll_s: float = 0.5,
+) -> list[BenchRun]:
+    """Run ``runs`` (first runs of each seed first) as at most ``jobs`` processes; returns those that failed.
+
+    ``share_cycle_zero(source, target, strategy)`` copies a head's cycle 0 into a waiting run before it starts. The
+    output of run ``r`` goes to ``logs/{label}.seed{seed}.log``.
+    """
+    if jobs < 1:
+        raise ValueError(f"argument --jobs: expected a whole number >= 1, got {jobs}")
+    config = Path(config)
+    logs.mkdir(parents=True, exist_ok=True)
+    env = _environment(jobs)
+    waiting = list(runs)
+    running: dict[subprocess.Popen, tuple[BenchRun, object]] = {}
+    started = time.perf_counter()
+    while waiting or running:
+        for process, (run, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            run.returncode = process.returncode
+            del running[process]
+            outcome = "done" if run.returncode == 0 else f"FAILED (exit {run.returncode}, log {log.name})"
+            print(f"[bench] {run.title}: {outcome} at {time.perf_counter() - started:.0f} s", flush=True)
+        for run in list(waiting):
+            if len(running) >= jobs:
+                break
+            head = run.head
+            if head is not None and not _cycle_zero_saved(head):
+                if head.returncode is None:
+                    continue  # its seed's cycle 0 is still being trained
+            elif head is not None:
+                share_cycle_zero(head.run_dir, run.run_dir, run.name)
+            waiting.remove(run)
+            log = open(logs / f"{run.label}.seed{run.seed}.log", "w")  # noqa: SIM115 (closed when the run ends)
+            process = subprocess.Popen(
+                _command(config, run, overrides or []), stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+            running[process] = (run, log)
+            print(f"[bench] {run.title} -> {run.run_dir} (log {log.name})", flush=True)
+        if waiting or running:
+            time.sleep(poll_s)
+    return [run for run in runs if run.returncode != 0]

@@ -1,0 +1,62 @@
+"""``activedet bench --jobs N``: runs as separate processes give what the sequential bench gives; a failed run stops
+only itself, is named with its log, and the same command resumes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from test_loop import outcome, write_config
+
+from activedet.cli import main
+
+ARMS = ["random", "entropy:aggregation=sum"]
+LABELS = ["random", "entropy[aggregation=sum]"]
+
+
+def bench(config: Path, out: Path, *extra: str) -> int:
+    return main(["bench", str(config), "--strategies", *ARMS, "--seeds", "0", "--out", str(out), "--quiet", *extra])
+
+
+def test_parallel_bench_killed_then_resumed_equals_the_sequential_bench(tiny_data, tmp_path, capsys, monkeypatch):
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    assert bench(config, tmp_path / "in_turn") == 0
+
+    # the runs' processes compute with as many threads as this one did: sums of floats in another order differ
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    # every run is killed right after its cycle-1 model is saved: the cycle 0 of each seed is already shared
+    monkeypatch.setenv("ACTIVEDET_KILL_AT", "train:1")
+    assert bench(config, tmp_path / "parallel", "--jobs", "3") == 1
+    err = capsys.readouterr().err
+    assert "2 of the bench's runs failed" in err and "run the same command again" in err
+    for label in LABELS:
+        for seed in (0,):
+            assert f"seed {seed}, strategy {label} (log " in err
+            assert (tmp_path / "parallel/logs" / f"{label}.seed{seed}.log").is_file()
+    assert (tmp_path / "parallel/report/report.md").is_file()  # written from what finished
+
+    monkeypatch.delenv("ACTIVEDET_KILL_AT")
+    assert bench(config, tmp_path / "parallel", "--jobs", "3") == 0
+    for label in LABELS:
+        for seed in (0,):
+            a = tmp_path / "in_turn/runs" / label / f"seed{seed}"
+            b = tmp_path / "parallel/runs" / label / f"seed{seed}"
+            (labelled_a, lines_a), (labelled_b, lines_b) = outcome(a), outcome(b)
+            assert (labelled_a == labelled_b).all()
+            assert json.dumps(lines_a, sort_keys=True) == json.dumps(lines_b, sort_keys=True)  # NaN-safe
+            assert (a / "cycles/1/model.pt").read_bytes() == (b / "cycles/1/model.pt").read_bytes()
+    for seed in (0,):  # cycle 0 trained once per seed, by its first strategy
+        runs = tmp_path / "parallel/runs"
+        head, tail = (runs / label / f"seed{seed}/cycles/0" for label in LABELS)
+        assert (head / "model.pt").read_bytes() == (tail / "model.pt").read_bytes()
+        assert json.loads((tail / "metrics.json").read_text())["strategy"] == "entropy"
+    summaries = [(tmp_path / out / "report/summary.json").read_text() for out in ("in_turn", "parallel")]
+    assert summaries[0].replace("/in_turn/", "/parallel/") == summaries[1]
+
+
+def test_jobs_below_one_is_refused_before_any_work(tiny_data, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    assert bench(config, tmp_path / "out", "--jobs", "0") == 2
+    assert "argument --jobs: expected a whole number >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
