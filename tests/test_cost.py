@@ -3,6 +3,7 @@ the simulation and with people, the report's cost columns, and the config keys' 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import shutil
@@ -212,3 +213,52 @@ def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, 
         assert pick["cost"] == pytest.approx(prices.cost(record.num_boxes, pick["accepted"], pick["shown"]))
     first, second = lines(run)
     assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(p["cost"] for p in ledger.picks))
+
+
+def with_costs(run_dir, costs):
+    """Add ``labelled_cost`` per cycle to a hand-made run's metrics.jsonl."""
+    path = run_dir / "metrics.jsonl"
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "labelled_cost": c}) + "\n" for r, c in zip(records, costs)))
+
+
+# random costs 10 per image; entropy 10, 5, 5 per image over its cycles: (100, 150, 200) for 10, 20, 30 images
+ENTROPY = {0: (0.2, 0.5, 0.7), 1: (0.2, 0.4, 0.5), 2: (0.2, 0.6, 0.6)}
+# cycle 1, per seed: random needs 400, 300, 500 to reach 0.5, 0.4, 0.6; entropy spent 150
+COST_SAVED_1 = (100 * (1 - 150 / 400), 100 * (1 - 150 / 300), 100 * (1 - 150 / 500))
+
+
+def test_reports_have_cost_columns_and_paired_cost_saved(tmp_path):
+    from activedet.report import format_table, write_report
+    from tests.test_report import make_run
+
+    for seed, values in ENTROPY.items():
+        with_costs(make_run(tmp_path / "runs", "random", seed, (0.2, 0.4, 0.6), images=(10, 30, 50)), (100, 300, 500))
+        with_costs(make_run(tmp_path / "runs", "entropy", seed, values, images=(10, 20, 30)), (100, 150, 200))
+    summary = write_report(tmp_path / "runs", tmp_path / "report")
+    saved = summary.strategies["entropy"].paired_saved("cost")[1]
+    assert (saved.mean, saved.n, saved.bound) == pytest.approx((np.mean(COST_SAVED_1), 3, False))
+    text = format_table(summary)
+    assert "cost saved vs random (cycles >= 1)" in text and "| labelled cost |" in text
+    assert "| entropy | 1 | 20 | 60 | 150 |" in text  # labelled images, boxes, cost (every seed alike: no ±)
+    data = json.loads((tmp_path / "report/summary.json").read_text())["strategies"]["entropy"]
+    assert data["paired_savings"]["cost"]["per_cycle"][1]["mean"] == pytest.approx(np.mean(COST_SAVED_1))
+    assert data["labelled_cost"]["mean"] == [100, 150, 200]
+    with open(tmp_path / "report/savings.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[1]["cost_saved_mean"]) == pytest.approx(np.mean(COST_SAVED_1))
+    assert rows[1]["cost_saved_n_seeds"] == "3" and rows[1]["cost_saved_bound"] == "0"
+
+
+def test_runs_without_costs_leave_the_cost_columns_out_or_empty(tmp_path):
+    from activedet.report import format_table, write_report
+    from tests.test_report import make_run
+
+    make_run(tmp_path / "runs", "random", 0, (0.2, 0.4, 0.6), images=(10, 30, 50))
+    make_run(tmp_path / "runs", "entropy", 0, ENTROPY[0], images=(10, 20, 30))
+    summary = write_report(tmp_path / "runs", tmp_path / "report")
+    assert "cost" not in format_table(summary)
+    with open(tmp_path / "report/savings.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[1]["cost_saved_mean"] == "" and rows[1]["cost_saved_n_seeds"] == "0"
+    assert json.loads((tmp_path / "report/summary.json").read_text())["strategies"]["entropy"]["labelled_cost"] is None
