@@ -154,14 +154,13 @@ def run_bench(
     if jobs > 1:
         from .bench_jobs import BenchRun, run_parallel
 
+        heads = {}  # strategy by strategy, each over every seed: the first strategy's runs train each cycle 0
         runs = []
-        for seed in seeds:
-            head = None
-            for (name, options), label in zip(specs, labels):
-                run = BenchRun(label, name, options, seed, out / "runs" / label / f"seed{seed}", head=head)
+        for (name, options), label in zip(specs, labels):
+            for seed in seeds:
+                run = BenchRun(label, name, options, seed, out / "runs" / label / f"seed{seed}", head=heads.get(seed))
+                heads.setdefault(seed, run)
                 runs.append(run)
-                head = head or run
-        runs.sort(key=lambda run: run.head is not None)  # every seed's cycle 0 first
         failed = run_parallel(
             config, runs, overrides=overrides, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero
         )

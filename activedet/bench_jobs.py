@@ -79,7 +79,7 @@ def run_parallel(
     share_cycle_zero,
     poll_s: float = 0.5,
 ) -> list[BenchRun]:
-    """Run ``runs`` (first runs of each seed first) as at most ``jobs`` processes; returns those that failed.
+    """Run ``runs`` in the order given, at most ``jobs`` processes at a time; returns those that failed.
 
     ``share_cycle_zero(source, target, strategy)`` copies a head's cycle 0 into a waiting run before it starts. The
     output of run ``r`` goes to ``logs/{label}.seed{seed}.log``.
@@ -91,6 +91,29 @@ def run_parallel(
     env = _environment(jobs)
     waiting = list(runs)
     running: dict[subprocess.Popen, tuple[BenchRun, object]] = {}
+    try:
+        _schedule(
+            config,
+            waiting,
+            running,
+            overrides=overrides or [],
+            jobs=jobs,
+            logs=logs,
+            env=env,
+            share_cycle_zero=share_cycle_zero,
+            poll_s=poll_s,
+        )
+    finally:  # interrupted (Ctrl-C, `timeout -s INT`): stop the runs; each resumes from its last saved output
+        for process in running:
+            process.terminate()
+        for process, (run, log) in running.items():
+            process.wait()
+            log.close()
+            print(f"[bench] {run.title}: stopped", flush=True)
+    return [run for run in runs if run.returncode != 0]
+
+
+def _schedule(config, waiting, running, *, overrides, jobs, logs, env, share_cycle_zero, poll_s) -> None:
     started = time.perf_counter()
     while waiting or running:
         for process, (run, log) in list(running.items()):
@@ -111,12 +134,9 @@ def run_parallel(
             elif head is not None:
                 share_cycle_zero(head.run_dir, run.run_dir, run.name)
             waiting.remove(run)
-            log = open(logs / f"{run.label}.seed{run.seed}.log", "w")  # noqa: SIM115 (closed when the run ends)
-            process = subprocess.Popen(
-                _command(config, run, overrides or []), stdout=log, stderr=subprocess.STDOUT, env=env
-            )
+            log = open(logs / f"{run.label}.seed{run.seed}.log", "a")  # closed when the run ends; a resumed run appends
+            process = subprocess.Popen(_command(config, run, overrides), stdout=log, stderr=subprocess.STDOUT, env=env)
             running[process] = (run, log)
             print(f"[bench] {run.title} -> {run.run_dir} (log {log.name})", flush=True)
         if waiting or running:
             time.sleep(poll_s)
-    return [run for run in runs if run.returncode != 0]

@@ -282,6 +282,11 @@ def cmd_bench(args) -> int:
     except BenchRunsFailed as exc:
         print(f"activedet bench: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            "activedet bench: interrupted; run the same command again to resume every unfinished run", file=sys.stderr
+        )
+        return 130
     return 0
 
 

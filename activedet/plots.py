@@ -14,7 +14,7 @@ import numpy as np
 
 from .atomic import atomic_write
 
-if TYPE_CHECKING:  # only for annotations: report.py imports this module
+if TYPE_CHECKING:  # only for annotations: activedet.report imports this module
     from .report import StrategySummary, Summary
 
 __all__ = ["plot", "PLOT_FILES", "SAVINGS_PLOT"]

@@ -24,6 +24,9 @@ uninterrupted run. Each stage draws its randomness from
 so two runs of the same config write byte-identical ledgers, selections, scores, metrics and model files.
 Under torchrun every process runs the loop: training and scoring are sharded,
 selection is computed identically on every rank from the gathered scores, and rank 0 writes the files.
+
+Scoring the pool, stage by stage and shard by shard, is :mod:`activedet.al.scoring`; the files no result depends
+on (timing, the run's logs, the index files, training leftovers) are :mod:`activedet.al.bookkeeping`.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import numpy as np
 import torch
 
 from .._faults import kill_point
-from ..atomic import atomic_write, atomic_write_json
+from ..atomic import atomic_write_json
 from ..data.records import DetectionDataset, check_disjoint
 from ..engine import distributed as dist_utils
 from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
@@ -57,9 +60,10 @@ from ..engine.pseudo import (
 )
 from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
-from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strategy, shortlist
+from ..strategies.base import Strategy
 from ..tensorboard import log_cycle
 from .annotation import pending_images
+from .bookkeeping import keep_training_logs, prune_checkpoints, record_seconds, write_index_files, write_metrics_log
 from .coldstart import cold_start_indices
 from .cost import CostModel, scores_rank
 from .cost_stage import (
@@ -67,7 +71,6 @@ from .cost_stage import (
     actual_costs,
     budget_picks,
     check_cost_setup,
-    cost_per_image,
     labelled_cost,
     pick_costs,
 )
@@ -75,13 +78,13 @@ from .ledger import Ledger
 from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
 from .plan import LoopOptions, derive_seed, initial_indices, initial_size
 from .rundir import RunDir
-from .scores import load_scores, load_shard, save_scores, save_shard, write_npy
+from .scoring import PoolScoring
 
 __all__ = ["ActiveLearningRun"]
 
 
 @dataclass
-class ActiveLearningRun:
+class ActiveLearningRun(PoolScoring):
     """One run: a pool, a test split, a detector recipe, a strategy and a run directory.
 
     Args:
@@ -163,7 +166,7 @@ class ActiveLearningRun:
         self.oracle.reveal(self.rundir)
         while True:
             t = ledger.cycle
-            self._write_index_files(ledger)
+            write_index_files(self.rundir, ledger, self.pool_ids)
             pseudo = self._pseudo_labels(ledger, t)
             kill_point("pseudo", t)
             model, checkpoint = self._train(ledger, t, pseudo)
@@ -181,7 +184,7 @@ class ActiveLearningRun:
                 return ledger
             ledger = labelled
             kill_point("label", t)
-        self._write_metrics_log()
+        write_metrics_log(self.rundir)
         return ledger
 
     # ----------------------------------------------------------------------------------------------- stages
@@ -222,17 +225,6 @@ class ActiveLearningRun:
             seed=derive_seed(self.options.seed, 0, "initial"),
         )
 
-    def _write_index_files(self, ledger: Ledger) -> None:
-        t = ledger.cycle
-        if not dist_utils.is_main_process() or self.rundir.unlabelled_indices(t).is_file():
-            return
-        labelled = ledger.labelled()
-        write_npy(self.rundir.labelled_indices(t), labelled)
-        atomic_write(
-            self.rundir.labelled_ids(t), lambda tmp: tmp.write_text("".join(f"{self.pool_ids[i]}\n" for i in labelled))
-        )
-        write_npy(self.rundir.unlabelled_indices(t), ledger.unlabelled())
-
     def _pseudo_labels(self, ledger: Ledger, t: int) -> list[PseudoLabelRecord]:
         """Cycle ``t``'s pseudo labels, made by cycle ``t - 1``'s model on (a subset of) the unlabelled pool."""
         if self.pseudo_labels is None or t == 0:
@@ -260,13 +252,6 @@ class ActiveLearningRun:
             dist_utils.barrier()
             return records
         return load_pseudo_labels(path, self.pool) if path.is_file() else []
-
-    def _shortlisted(self, t: int) -> np.ndarray:
-        """Pool indices cycle ``t``'s last scoring stage after the first scored (its shortlist; empty for a
-        one-stage strategy, whose shortlist is its selection)."""
-        files = self.rundir.cycle(t)
-        stages = files.scored_stages()
-        return load_scores(files.scores_stage(stages[-1]))[0].indices if stages else np.zeros(0, np.int64)
 
     def _model(self, weights_of: int | None = None) -> torch.nn.Module:
         """A freshly built model (torch seeded by the run seed, so the initial weights never change), with cycle
@@ -297,8 +282,8 @@ class ActiveLearningRun:
             progress=self.progress,
         )
         if dist_utils.is_main_process():
-            self._keep_training_logs(train_dir, t)  # before model.pt: a resume deletes train/
-            self._record_seconds(t, "train", result.wall_time_s)
+            keep_training_logs(self.rundir, train_dir, t)  # before model.pt: a resume deletes train/
+            record_seconds(self.rundir, t, "train", result.wall_time_s)
             # history through JSON: entries restored on a resume must pickle as those made in one go (pickle
             # shares repeated strings by identity), so a resumed run writes the same bytes as an uninterrupted one
             save_checkpoint(
@@ -312,27 +297,9 @@ class ActiveLearningRun:
                 },
             )
             shutil.rmtree(train_dir, ignore_errors=True)
-            self._prune_checkpoints(t)
+            prune_checkpoints(self.rundir, t, self.options.keep_checkpoints)
         dist_utils.barrier()
         return model, file_sha256(path)
-
-    def _keep_training_logs(self, train_dir: Path, t: int) -> None:
-        """Move the training's TensorBoard logs to ``RUN/tensorboard/train/cycle{t}`` and, with ``epoch_checkpoints:
-        all``, its per-epoch weights to ``cycles/t/epochs/`` (``train/`` is deleted)."""
-        for weights in sorted(train_dir.glob("**/epoch_*.pt")):
-            target = self.rundir.cycle(t).epochs_dir / weights.relative_to(train_dir)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            weights.replace(target)
-        for logs in sorted(train_dir.glob("**/tensorboard")):
-            part = logs.parent.relative_to(train_dir)
-            target = self.rundir.tensorboard_train(t) / part
-            shutil.rmtree(target, ignore_errors=True)  # a killed earlier attempt
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(logs), str(target))
-
-    def _prune_checkpoints(self, t: int) -> None:
-        for old in range(1, t - self.options.keep_checkpoints + 1):  # cycle 0 is kept: bench shares it
-            self.rundir.cycle(old).model.unlink(missing_ok=True)
 
     def _evaluate(self, model: torch.nn.Module, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> None:
         path = self.rundir.cycle(t).metrics
@@ -355,115 +322,12 @@ class ActiveLearningRun:
             "pseudo_labels": pseudo_label_stats(pseudo) if self.pseudo_labels is not None and t > 0 else None,
         }
         if dist_utils.is_main_process():
-            self._record_seconds(t, "evaluate", time.perf_counter() - started)
+            record_seconds(self.rundir, t, "evaluate", time.perf_counter() - started)
             atomic_write_json(path, record)
-            self._write_metrics_log()
+            write_metrics_log(self.rundir)
             if self.train_options.tensorboard:
                 log_cycle(self.run_dir, t, metrics, {}, record["pseudo_labels"])
         dist_utils.barrier()
-
-    def _score(self, model: torch.nn.Module, ledger: Ledger, t: int) -> tuple[ScoredPool, ScoredPool | None]:
-        """Score the candidates stage by stage; returns the last stage's ``(pool, labelled)`` reductions."""
-        candidates = self.options.scoring_subset(ledger.unlabelled(), t)
-        scored = None
-        for k, stage in enumerate(self.strategy.stages):
-            if k > 0:
-                candidates = self._shortlist(self.strategy.stages[k - 1], scored, ledger, t, k)
-                if not stage.needs_inference:  # a selection-only stage picks from the previous stage's reductions
-                    pool, labelled = scored
-                    scored = pool.subset(pool.positions_of(candidates)), labelled
-                    continue
-            scored = self._score_stage(model, stage, k, candidates, ledger, t)
-            kill_point(f"stage{k}", t)
-        return scored
-
-    def _score_stage(self, model, stage: Strategy, k: int, candidates: np.ndarray, ledger: Ledger, t: int):
-        path = self.rundir.cycle(t).scores_stage(k)
-        if path.is_file():
-            return load_scores(path)
-        started = time.perf_counter()
-        # stochastic passes (MC-dropout, augmented views) repeat on resume
-        torch.manual_seed(derive_seed(self.options.seed, t, "score" if k == 0 else f"score{k}"))
-        context = ScoringContext(
-            labelled=self.pool.subset(ledger.labelled()),
-            val=self.val,
-            device=self.device,
-            batch_size=self.batch_size,
-            seed=derive_seed(self.options.seed, t, f"context{k}"),
-            out_dir=self.rundir.cycle(t).path,
-        )
-        pool = self._scored(model, stage, candidates, context, t, k, "pool")
-        labelled = None
-        if stage.needs_labelled:
-            labelled = self._scored(model, stage, ledger.labelled(), context, t, k, "labelled")
-        if dist_utils.is_main_process():
-            self._record_seconds(t, "score" if k == 0 else f"score{k}", time.perf_counter() - started)
-            save_scores(path, pool, labelled)
-            for part in ("pool", "labelled"):
-                shutil.rmtree(self.rundir.cycle(t).score_shards(k, part), ignore_errors=True)
-        dist_utils.barrier()
-        return pool, labelled
-
-    def _shortlist(self, stage: Strategy, scored, ledger: Ledger, t: int, k: int) -> np.ndarray:
-        """The first ``ceil(shortlist x budget hint)`` picks of ``stage``: the next stage's candidates."""
-        rng = np.random.default_rng(derive_seed(self.options.seed, t, f"shortlist{k}"))
-        return shortlist(stage, self._selection_input(scored, ledger, rng))
-
-    def _selection_input(self, scored, ledger: Ledger, rng: np.random.Generator) -> SelectionInput:
-        pool, labelled = scored
-        labelled_indices = ledger.labelled()
-        return SelectionInput(
-            pool,
-            labelled,
-            self.options.budget_hint(
-                len(self.pool), ledger, self.oracle, cost_per_image(self.cost, ledger, self.oracle)
-            ),
-            rng,
-            labelled_class_counts=self.oracle.class_counts(labelled_indices),
-            num_labelled=int(len(labelled_indices)),
-        )
-
-    def _scored(
-        self,
-        model: torch.nn.Module,
-        stage: Strategy,
-        indices: np.ndarray,
-        context: ScoringContext,
-        t: int,
-        k: int,
-        part: str,
-    ) -> ScoredPool:
-        """Score ``indices`` shard by shard (``score_shard_size`` images each). A finished shard is saved before the
-        next starts and loaded on a resume; each shard but the pool's first is seeded by ``(seed, cycle, stage,
-        part, shard)``, so stochastic passes give the same scores whether or not the run was stopped in between."""
-        if not stage.needs_inference:
-            return ScoredPool.from_lists(indices, np.zeros(len(indices)), np.zeros(len(indices)))
-        predictor = stage.predictor(model, context) if stage.predictor is not None else model
-        size, parts = self.options.score_shard_size, []
-        for j, start in enumerate(range(0, len(indices), size)):
-            path = self.rundir.cycle(t).score_shard(k, part, j)
-            if path.is_file():
-                parts.append(load_shard(path))
-                continue
-            if j > 0 or part != "pool":  # the pool's first shard goes on from the stage's seed
-                torch.manual_seed(derive_seed(self.options.seed, t, f"score{k}.{part}.shard{j}"))
-            stream = iter_predictions(
-                predictor,
-                self.pool,
-                indices[start : start + size],
-                device=self.device,
-                batch_size=self.batch_size,
-                fields=stage.needs,
-                progress=self.progress,
-            )
-            shard = ScoredPool.concatenate(dist_utils.all_gather_object(ScoredPool.collect(stream, stage)))
-            if dist_utils.is_main_process() and len(indices) > size:  # one shard: the stage's file is enough
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_shard(path, shard)
-            dist_utils.barrier()
-            kill_point(f"stage{k}.{part}.shard{j}", t)
-            parts.append(shard)
-        return ScoredPool.concatenate(parts).finalize(stage)
 
     def _select(self, model, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
         path = self.rundir.cycle(t).selection
@@ -514,7 +378,7 @@ class ActiveLearningRun:
             for rank, i in enumerate(picks)
         ]
         if dist_utils.is_main_process():
-            self._record_seconds(t, "select", time.perf_counter() - started)
+            record_seconds(self.rundir, t, "select", time.perf_counter() - started)
             atomic_write_json(
                 path,
                 {
@@ -575,34 +439,3 @@ class ActiveLearningRun:
             ledger.save(self.rundir.ledger)
         dist_utils.barrier()
         return ledger
-
-    # ----------------------------------------------------------------------------------------------- the log
-    def _record_seconds(self, t: int, stage: str, seconds: float) -> None:
-        """Add a stage's wall-clock seconds to ``cycles/t/timing.json`` (rank 0; written before the stage's output,
-        so a stage whose output exists has its time; kept out of every file a result depends on)."""
-        path = self.rundir.cycle(t).timing
-        timing = json.loads(path.read_text()) if path.is_file() else {}
-        atomic_write_json(path, {**timing, stage: seconds})
-
-    def _write_metrics_log(self) -> None:
-        """``metrics.jsonl``: one line per evaluated cycle, rebuilt from the per-cycle files (idempotent), and
-        ``timing.jsonl``: the cycles' wall-clock seconds per stage (``scores``: every scoring stage together)."""
-        if not dist_utils.is_main_process():
-            return
-        lines, timings = [], []
-        for expected, t in enumerate(self.rundir.cycles()):
-            path = self.rundir.cycle(t).metrics
-            if t != expected or not path.is_file():
-                break
-            record = json.loads(path.read_text())
-            record.pop("train", None)
-            record.pop("seconds", None)  # written by earlier versions
-            lines.append(json.dumps(record, sort_keys=True))
-            timing_path = self.rundir.cycle(t).timing
-            stages = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-            seconds = {k: v for k, v in stages.items() if not k.startswith("score")}
-            if any(k.startswith("score") for k in stages):
-                seconds["scores"] = sum(v for k, v in stages.items() if k.startswith("score"))
-            timings.append(json.dumps({"cycle": t, "seconds": seconds}, sort_keys=True))
-        atomic_write(self.rundir.metrics_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in lines)))
-        atomic_write(self.rundir.timing_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in timings)))
