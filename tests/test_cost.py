@@ -262,3 +262,22 @@ def test_runs_without_costs_leave_the_cost_columns_out_or_empty(tmp_path):
         rows = list(csv.DictReader(fh))
     assert rows[1]["cost_saved_mean"] == "" and rows[1]["cost_saved_n_seeds"] == "0"
     assert json.loads((tmp_path / "report/summary.json").read_text())["strategies"]["entropy"]["labelled_cost"] is None
+
+
+def test_the_library_needs_a_cost_model_for_a_cost_budget_and_for_boxes_with_people():
+    from activedet.al.cost_stage import check_cost_setup
+    from activedet.strategies import get_strategy
+
+    people, simulation = SimpleNamespace(previews_cost=False), SimpleNamespace(previews_cost=True)
+    entropy = get_strategy("entropy")
+    with pytest.raises(ValueError, match=r"budget_unit 'cost' needs a labelling cost model: pass cost=CostModel"):
+        check_cost_setup("cost", simulation, None, entropy)
+    with pytest.raises(
+        ValueError, match=r"or pass cost=CostModel\(\) \(activedet.al.cost\) to spend the boxes predicted"
+    ):
+        check_cost_setup("boxes", people, None, entropy)
+    check_cost_setup("boxes", simulation, None, entropy)
+    for unit in ("boxes", "cost"):
+        check_cost_setup(unit, people, CostModel(), entropy)
+    with pytest.raises(CostError, match=r"The 'box_cost' setting must be a float >= 0. Got -2.0 instead."):
+        check_cost_setup("images", people, CostModel(box_cost=-2.0), entropy)
