@@ -28,17 +28,38 @@ class BenchRunsFailed(RuntimeError):
 
 
 def parse_strategy_spec(spec: str) -> tuple[str, dict]:
-    """``"hybrid:uncertainty=entropy,factor=2"`` -> ``("hybrid", {"uncertainty": "entropy", "factor": 2})``."""
+    """``"hybrid:uncertainty=entropy,factor=2"`` -> ``("hybrid", {"uncertainty": "entropy", "factor": 2})``.
+
+    Values are read as YAML, so a list or mapping may hold commas: ``"compose:criteria=[influence,coreset]"``.
+    """
     name, _, rest = spec.partition(":")
     options = {}
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, _top_level_items(rest)):
         if "=" not in item:
             raise ValueError(
                 f"argument --strategies: option {item!r} in {spec!r} must be key=value (e.g. entropy:aggregation=sum)"
             )
         key, value = item.split("=", 1)
-        options[key.strip()] = yaml.safe_load(value)
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(
+                f"argument --strategies: the value of {key.strip()!r} in {spec!r} is not valid YAML ({problem}); "
+                f"write lists as [a,b] and mappings as {{k: v}}"
+            ) from None
     return name.strip(), options
+
+
+def _top_level_items(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and braces."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    return items + [text[start:]]
 
 
 def check_bench_arguments(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from test_loop import outcome, write_config
 
@@ -60,3 +61,18 @@ def test_jobs_below_one_is_refused_before_any_work(tiny_data, tmp_path, capsys):
     assert bench(config, tmp_path / "out", "--jobs", "0") == 2
     assert "argument --jobs: expected a whole number >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_strategy_options_may_be_lists_and_bad_yaml_is_named():
+    from activedet.bench import parse_strategy_spec
+
+    assert parse_strategy_spec("compose:criteria=[influence,coreset],factors=[3]") == (
+        "compose",
+        {"criteria": ["influence", "coreset"], "factors": [3]},
+    )
+    assert parse_strategy_spec("hybrid:uncertainty=entropy,factor=2") == (
+        "hybrid",
+        {"uncertainty": "entropy", "factor": 2},
+    )
+    with pytest.raises(ValueError, match=r"value of 'criteria' in 'compose:criteria=\[influence' is not valid YAML"):
+        parse_strategy_spec("compose:criteria=[influence")

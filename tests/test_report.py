@@ -140,6 +140,8 @@ def test_single_seed_has_no_std(tmp_path):
 def test_strategy_options_make_separate_variants(tmp_path):
     assert strategy_label("entropy", {"top_k": 5, "aggregation": "sum"}) == "entropy[aggregation=sum,top_k=5]"
     assert strategy_label("entropy", {}) == "entropy"
+    assert strategy_label("compose", {"criteria": ["influence", "coreset"]}) == "compose[criteria=[influence,coreset]]"
+    assert strategy_label("x", {"factors": [2, 3], "m": {"k": 1}}) == 'x[factors=[2,3],m={"k":1}]'
     make_run(tmp_path, "entropy", 1, ENTROPY)
     make_run(tmp_path, "entropy", 1, RANDOM, options={"aggregation": "sum"})
     summary = summarize(load_runs(tmp_path), baseline="entropy")

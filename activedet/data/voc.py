@@ -13,6 +13,10 @@ Conventions:
 * ``<difficult>`` is kept. ``<iscrowd>`` (not standard VOC) is read when present and written when set.
 * The image is ``JPEGImages/<filename>`` (``<filename>`` element), or ``JPEGImages/{stem}.jpg`` without one.
 * Locations in problems use XPath's 1-based indices: ``object[2]`` is the second ``<object>``.
+
+This module reads and validates devkits; one annotation file's elements are read by
+:mod:`activedet.data.voc_xml` and :func:`write_voc` lives in :mod:`activedet.data.voc_write` (both importable
+from here).
 """
 
 from __future__ import annotations
@@ -22,56 +26,29 @@ import json
 import os
 import re
 import shlex
-import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
 from .records import DetectionDataset, ImageRecord, Problem
 from .validate import (
-    IMAGE_MODES,
     check_boxes,
-    check_choice,
     check_image_file,
     check_options,
     find_duplicates,
-    place_image,
     raise_for_problems,
     read_image_size,
-    shortest_float,
 )
+from .voc_write import write_voc
+
+# the offsets are re-exported: activedet.interop.folders reads them from here
+from .voc_xml import ONE_BASED_OFFSETS as ONE_BASED_OFFSETS
+from .voc_xml import VOC_CLASSES, _describe_classes, _text, read_object, read_size
+from .voc_xml import ZERO_BASED_OFFSETS as ZERO_BASED_OFFSETS
 
 __all__ = ["VOC_CLASSES", "read_voc", "scan_voc", "write_voc", "find_image_sets", "validate_voc"]
-
-VOC_CLASSES = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
-
-_COORDS = ("xmin", "ymin", "xmax", "ymax")
-ONE_BASED_OFFSETS = (1.0, 1.0, 0.0, 0.0)  # xyxy = (xmin, ymin, xmax, ymax) - offsets
-ZERO_BASED_OFFSETS = (0.0, 0.0, 0.0, 0.0)  # the 0-based convention (CVAT, Datumaro): xyxy = (xmin, ymin, xmax, ymax)
 
 
 def read_voc(
@@ -167,15 +144,6 @@ def scan_voc(
     problems += find_duplicates(files, "image file", "give every annotation its own image (<filename>)")
     dataset = DetectionDataset(records, list(class_names), root=root)
     return dataset, _with_class_fix(problems, class_names, _used_names(dataset), devkit_root)
-
-
-def _describe_classes(class_names: Sequence[str]) -> str:
-    if tuple(class_names) == VOC_CLASSES:
-        return "the class names are the 20 Pascal VOC classes (the default when no class names are given)"
-    names = list(class_names)
-    return (
-        f"valid names are {names}" if len(names) <= 12 else f"valid names are {names[:12]} and {len(names) - 12} more"
-    )
 
 
 def _used_names(dataset: DetectionDataset) -> set[str]:
@@ -444,201 +412,3 @@ def _image_size(
         )
     )
     return size
-
-
-def _text(element: ET.Element, path: str) -> str | None:
-    found = element.find(path)
-    return None if found is None or found.text is None or not found.text.strip() else found.text.strip()
-
-
-def read_size(xml: ET.Element, where: str, problems: list[Problem]) -> tuple[int, int] | None:
-    """``(width, height)`` from ``<size>``; ``None`` when missing or zero (the caller reads the image)."""
-    values = []
-    for tag in ("width", "height"):
-        text = _text(xml, f"size/{tag}")
-        try:
-            value = float(text) if text is not None else 0.0
-        except ValueError:
-            value = None
-        if value is None or not value.is_integer() or value < 0:
-            problems.append(
-                Problem(
-                    f"{where}: size/{tag}",
-                    f"expected a non-negative integer (pixels); found {text!r}",
-                    "fix the image size in the XML",
-                )
-            )
-            value = 0.0
-        values.append(int(value))
-    return (values[0], values[1]) if min(values) > 0 else None
-
-
-def read_object(
-    obj: ET.Element,
-    where: str,
-    class_index: dict[str, int],
-    problems: list[Problem],
-    offsets: tuple[float, ...] = ONE_BASED_OFFSETS,
-    unknown_hint: str = "fix the name or give every class name",
-    *,
-    known: str | None = None,
-) -> tuple[str, list[float], int, bool, bool, str] | None:
-    """``(location, xyxy, label, difficult, iscrowd, the box as written)`` of one ``<object>``, or ``None``
-    (problems appended). ``xyxy = (xmin, ymin, xmax, ymax) - offsets`` (the devkit's 1-based indices by default).
-    ``known`` describes the valid class names (default: lists them); ``unknown_hint`` is the advice for a class
-    name not in ``class_index`` (a reader gives it its exact fix once the whole dataset is read:
-    :func:`_with_class_fix`)."""
-    count = len(problems)
-    name = _text(obj, "name")
-    if name is None:
-        problems.append(Problem(f"{where}/name", "missing required element <name>", "add the class name"))
-    elif name not in class_index:
-        problems.append(
-            Problem(
-                f"{where}/name",
-                f"unknown class name {name!r}; {known or _describe_classes(list(class_index))}",
-                unknown_hint,
-                kind="unknown class name",
-                value=name,
-            )
-        )
-    xyxy, written = [], []
-    for tag, offset in zip(_COORDS, offsets):
-        text = _text(obj, f"bndbox/{tag}")
-        if text is None:
-            problems.append(
-                Problem(
-                    f"{where}/bndbox/{tag}",
-                    f"missing required element <{tag}>",
-                    "every <bndbox> needs <xmin>, <ymin>, <xmax> and <ymax> (pixels)",
-                )
-            )
-            continue
-        written.append(f"{tag}={text}")
-        try:
-            xyxy.append(float(text) - offset)
-        except ValueError:
-            problems.append(
-                Problem(f"{where}/bndbox/{tag}", f"expected a number (pixels); found {text!r}", "fix the coordinate")
-            )
-    difficult = _flag(obj, "difficult", where, problems)
-    iscrowd = _flag(obj, "iscrowd", where, problems)
-    if len(problems) > count:
-        return None
-    return where, xyxy, class_index[name], difficult, iscrowd, ", ".join(written)
-
-
-def _flag(obj: ET.Element, tag: str, where: str, problems: list[Problem]) -> bool:
-    text = _text(obj, tag)
-    if text not in (None, "0", "1"):
-        problems.append(Problem(f"{where}/{tag}", f"expected 0 or 1; found {text!r}", f"fix <{tag}>"))
-    return text == "1"
-
-
-def write_voc(
-    dataset: DetectionDataset,
-    voc_dir: str | os.PathLike,
-    *,
-    image_set: str = "trainval",
-    images: str = "link",
-    one_based: bool = True,
-) -> Path:
-    """Write ``dataset`` as one ``VOC{year}``-style directory and return ``voc_dir``.
-
-    Writes ``Annotations/{stem}.xml`` (stem = ``image_id`` after any ``"year/"``), ``ImageSets/Main/
-    {image_set}.txt`` listing the stems in record order, ``labelmap.txt`` (the class names in label order, in the
-    ``name:color:parts:actions`` form CVAT and Datumaro read) and the images as ``JPEGImages/{stem}{suffix}``
-    (the original suffix is kept): ``images="link"`` hard-links (copying where that fails), ``"copy"`` copies,
-    ``"none"`` writes no images. Coordinates are written 1-based (``xmin = x1 + 1``, ``xmax = x2``: the
-    devkit's pixel indices), or with ``one_based=False`` as the 0-based coordinates CVAT and Datumaro write
-    (``xmin = x1``). Integers stay integers, other values get the shortest text that reads back to the same
-    ``float32``, so ``read_voc`` reproduces sizes, boxes, labels and flags of a 1-based file exactly (ids become
-    ``f"{year}/{stem}"``).
-    """
-    check_choice("write_voc", "images", images, IMAGE_MODES)
-    voc_dir = Path(voc_dir)
-    stems = [r.image_id.rsplit("/", 1)[-1] for r in dataset]
-    _check_writable(dataset, stems)
-    offsets = ONE_BASED_OFFSETS if one_based else ZERO_BASED_OFFSETS
-    for record, stem in zip(dataset, stems):
-        filename = stem + record.file_name.suffix
-        xml = _record_xml(record, filename, dataset.class_names, voc_dir.name, offsets)
-        atomic_write_text(voc_dir / "Annotations" / f"{stem}.xml", xml)
-        place_image(record.file_name, voc_dir / "JPEGImages" / filename, images)
-    atomic_write_text(voc_dir / "ImageSets" / "Main" / f"{image_set}.txt", "".join(f"{s}\n" for s in stems))
-    if any(":" in name or "\n" in name for name in dataset.class_names):
-        warnings.warn(
-            f"{voc_dir}: no labelmap.txt written: a class name holds ':' or a line break, which that "
-            f"file cannot hold ({dataset.class_names})",
-            stacklevel=2,
-        )
-    else:
-        atomic_write_text(
-            voc_dir / "labelmap.txt",
-            "# label:color_rgb:parts:actions\n" + "".join(f"{name}:::\n" for name in dataset.class_names),
-        )
-    return voc_dir
-
-
-def _check_writable(dataset: DetectionDataset, stems: list[str]) -> None:
-    bad = [s for s in stems if not s or s in (".", "..") or "\\" in s or any(c.isspace() for c in s)]
-    if bad:
-        raise ValueError(
-            f"cannot use image ids ending in {bad[:5]} as VOC file names; give the records "
-            "image ids like '2007/000005' or '000005'"
-        )
-    seen: dict[str, str] = {}
-    for record, stem in zip(dataset, stems):
-        if stem in seen:
-            raise ValueError(
-                f"image ids {seen[stem]!r} and {record.image_id!r} would both be written as "
-                f"Annotations/{stem}.xml; write them to different VOC directories"
-            )
-        seen[stem] = record.image_id
-        if record.num_boxes and not (1 <= record.labels.min() and record.labels.max() <= dataset.num_classes):
-            raise ValueError(
-                f"image {record.image_id!r}: labels must be in 1..{dataset.num_classes}; "
-                f"found {sorted(set(record.labels.tolist()))}"
-            )
-
-
-def _record_xml(
-    record: ImageRecord,
-    filename: str,
-    class_names: list[str],
-    folder: str,
-    offsets: tuple[float, ...] = ONE_BASED_OFFSETS,
-) -> str:
-    root = ET.Element("annotation")
-    _sub(root, "folder", folder)
-    _sub(root, "filename", filename)
-    size = _sub(root, "size")
-    for tag, value in (("width", record.width), ("height", record.height), ("depth", 3)):
-        _sub(size, tag, str(int(value)))
-    _sub(root, "segmented", "0")
-    for box, label, difficult, crowd in zip(record.boxes, record.labels, record.difficult, record.iscrowd):
-        obj = _sub(root, "object")
-        _sub(obj, "name", class_names[label - 1])
-        _sub(obj, "pose", "Unspecified")
-        _sub(obj, "truncated", "0")
-        _sub(obj, "difficult", str(int(difficult)))
-        if crowd:
-            _sub(obj, "iscrowd", "1")
-        bndbox = _sub(obj, "bndbox")
-        for tag, value, offset in zip(_COORDS, box, offsets):
-            _sub(bndbox, tag, _coordinate_text(value, offset))
-    ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
-    element = ET.SubElement(parent, tag)
-    element.text = text
-    return element
-
-
-def _coordinate_text(value: np.float32, offset: float) -> str:
-    """Shortest text ``t`` with ``float32(float(t) - offset) == value`` (the reader's arithmetic); an integral
-    value is written without a decimal point."""
-    number = shortest_float(value, float(value) + offset, lambda v: v - offset)
-    return str(int(number)) if number.is_integer() else repr(number)

@@ -49,16 +49,22 @@ class Run:
 def strategy_label(strategy: str, options: dict | None = None) -> str:
     """``strategy`` plus ``[key=value,...]`` for the given options, keys sorted; the bare name when none.
 
-    Strings are shown as is, other values as compact JSON: ``strategy_label("entropy", {"top_k": 5,
-    "aggregation": "sum"}) == "entropy[aggregation=sum,top_k=5]"``.
+    Strings (and lists of strings) are shown as is, other values as compact JSON: ``strategy_label("entropy",
+    {"top_k": 5, "aggregation": "sum"}) == "entropy[aggregation=sum,top_k=5]"``, ``strategy_label("compose",
+    {"criteria": ["influence", "coreset"]}) == "compose[criteria=[influence,coreset]]"``.
     """
     if not options:
         return strategy
-    shown = (
-        f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'), sort_keys=True)}"
-        for key, value in sorted(options.items())
-    )
+    shown = (f"{key}={_shown(value)}" for key, value in sorted(options.items()))
     return f"{strategy}[{','.join(shown)}]"
+
+
+def _shown(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):  # criteria=[influence,coreset]
+        return f"[{','.join(value)}]"
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def load_runs(run_dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Run]:

@@ -1,0 +1,116 @@
+"""Class balance: a selection step that favours the classes the labelled set has fewest boxes of.
+
+On long-tailed data an uncertainty criterion keeps buying the frequent classes: they fill the pool, so they fill
+its most uncertain images too. This step re-orders candidates by what they add to the rare classes. Each
+candidate ``x`` is described by ``q(x)``, the per-class maximum score of its detections (0 for a class it shows
+none of; detections below ``min_score`` are ignored), the detector's soft guess of which classes it holds. With
+``n_c`` the ground-truth boxes of class ``c`` in the labelled set, picks are made greedily, each maximising
+
+    gain(x) = sum_c q_c(x) / (n_c + 1) ** power
+
+and each pick's ``q`` is added to ``n`` before the next (diminishing returns: ten images of one rare class are
+not all picked before one of another). ``power`` 0 ignores the counts (most confident classes first), 1 (default)
+weighs a class by the inverse of its labelled boxes. Ties, including every candidate with no detection
+(gain 0), go by pool order. Chained after an uncertainty criterion (``strategy: [entropy, class_balance]``) it
+picks among that criterion's shortlist (``factors``, default 2 x budget), so it re-ranks the most uncertain images
+by class rather than replacing uncertainty.
+
+It is a general selection step rather than a published method: a greedy, inverse-frequency version of the
+class-distribution stage of CALD (methods.md §6) with the uncertainty shortlist of §7.5. Any detector; one
+inference pass over its candidates (core fields only).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ..models.outputs import Detections
+from .base import SelectionInput, Strategy
+from .checks import number, summary
+from .registry import register
+
+__all__ = ["class_balance", "class_presence", "balance_order"]
+
+
+def class_presence(labels: np.ndarray, scores: np.ndarray, num_classes: int) -> np.ndarray:
+    """``float64[C]``: the highest of ``scores`` for each class of ``labels`` (index ``l - 1`` for label ``l``), 0 for a
+    class not among them."""
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if len(labels) and (labels.min() < 1 or labels.max() > num_classes):
+        raise ValueError(
+            f"class_balance: detection labels must lie in 1..{num_classes} (the dataset's classes); "
+            f"got {labels.min()}..{labels.max()}"
+        )
+    presence = np.zeros(num_classes)
+    np.maximum.at(presence, labels - 1, np.asarray(scores, np.float64).reshape(-1))
+    return presence
+
+
+def balance_order(presence: np.ndarray, labelled_counts: np.ndarray | None, *, power: float = 1.0) -> Iterator[int]:
+    """Positions into ``presence`` ``[M, C]`` in greedy class-balance order (module docstring), lazily.
+
+    ``labelled_counts``: ``[C]`` ground-truth boxes per class in the labelled set (``None``: all zero). Ties go to
+    the earlier position.
+    """
+    presence = np.asarray(presence, np.float64).reshape(len(presence), -1)
+    counts = np.zeros(presence.shape[1]) if labelled_counts is None else np.asarray(labelled_counts, np.float64)
+    if counts.shape != (presence.shape[1],):
+        raise ValueError(
+            f"class_balance: the labelled set has counts for {counts.size} classes but the detections "
+            f"describe {presence.shape[1]}"
+        )
+    remaining = np.arange(len(presence))
+    while len(remaining):
+        gain = presence[remaining] @ (1.0 / (counts + 1.0) ** power)
+        best = int(np.argmax(gain))  # the first of equal gains
+        if gain[best] <= 0:  # nothing left adds to any class: the rest in the order given
+            yield from (int(i) for i in remaining)
+            return
+        pick = remaining[best]
+        yield int(pick)
+        counts = counts + presence[pick]
+        remaining = np.delete(remaining, best)
+
+
+def _describe(det: Detections, *, min_score: float) -> dict[str, np.ndarray]:
+    keep = (det.scores >= min_score).cpu()
+    labels, scores = det.labels.cpu()[keep], det.scores.detach().cpu()[keep]
+    return {"labelled_scores": torch.stack([labels.double(), scores.double()], dim=1).reshape(-1, 2).numpy()}
+
+
+def _select(inputs: SelectionInput, *, power: float) -> Iterator[int]:
+    pool = inputs.pool
+    if len(pool) == 0:
+        return
+    detections = pool.extras["labelled_scores"]
+    counts = inputs.labelled_class_counts
+    num_classes = (
+        len(counts) if counts is not None else int(max((d[:, 0].max() for d in detections if len(d)), default=1))
+    )
+    presence = np.stack([class_presence(d[:, 0], d[:, 1], num_classes) for d in detections])
+    for position in balance_order(presence, counts, power=power):
+        yield int(pool.indices[position])
+
+
+@register("class_balance")
+def class_balance(*, power: float = 1.0, min_score: float = 0.05) -> Strategy:
+    """Class balance: candidates by what their predicted classes add to the classes with fewest labelled boxes.
+
+    Options:
+        power: how strongly rare classes are preferred: a class weighs ``1 / (labelled boxes + 1) ** power``
+            (1.0; 0 ignores the labelled counts).
+        min_score: detections scoring below this are not counted as evidence of their class (0.05).
+    """
+    number("class_balance", "power", power, float, 0, 4)
+    number("class_balance", "min_score", min_score, float, 0, 1)
+    return Strategy(
+        "class_balance",
+        summary(class_balance),
+        score=None,
+        describe=functools.partial(_describe, min_score=float(min_score)),
+        select=functools.partial(_select, power=float(power)),
+    )

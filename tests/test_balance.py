@@ -1,0 +1,95 @@
+"""Class balance: greedy inverse-frequency re-ranking of candidates by their predicted classes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_loop import write_config
+
+from activedet.al.scores import load_scores
+from activedet.config import load_config
+from activedet.models.outputs import Detections
+from activedet.strategies import get_strategy
+from activedet.strategies.balance import balance_order, class_presence
+from activedet.strategies.base import ScoredPool, SelectionInput
+from activedet.workflows import run_from_config
+
+
+def detections(labels, scores) -> Detections:
+    n = len(labels)
+    return Detections(
+        boxes=torch.tensor([[0.0, 0.0, 4.0, 4.0]] * n).reshape(n, 4),
+        scores=torch.tensor(scores, dtype=torch.float32).reshape(n),
+        labels=torch.tensor(labels, dtype=torch.int64).reshape(n),
+    )
+
+
+def test_greedy_order_by_hand():
+    # labelled: 10 boxes of class 1, none of class 2; rows a, b, c, d
+    presence = np.array([[0.9, 0.0], [0.0, 0.5], [0.2, 0.2], [0.0, 0.0]])
+    # weights 1/11, 1: a .082, b .5, c .218 -> b; counts (10, .5), weights 1/11, 1/1.5: a .082, c .152 -> c;
+    # counts (10.2, .7): a .080 -> a; d adds nothing -> last
+    assert list(balance_order(presence, np.array([10.0, 0.0]))) == [1, 2, 0, 3]
+    # power 0: counts ignored, the strongest evidence of any class first
+    assert list(balance_order(presence, np.array([10.0, 0.0]), power=0)) == [0, 1, 2, 3]
+    # no labelled counts (all zero): a (.9); then b (.5) beats c (.2 / 1.9 + .2 = .305)
+    assert list(balance_order(presence, None)) == [0, 1, 2, 3]
+
+
+def test_ties_and_empty_candidates_keep_the_order_given():
+    presence = np.array([[0.0, 0.0], [0.3, 0.0], [0.3, 0.0], [0.0, 0.0]])
+    assert list(balance_order(presence, np.array([0.0, 5.0]))) == [1, 2, 0, 3]
+
+
+def test_class_presence_takes_each_class_maximum_and_checks_labels():
+    assert class_presence(np.array([2, 2, 1]), np.array([0.3, 0.7, 0.1]), 3).tolist() == [0.1, 0.7, 0.0]
+    assert class_presence(np.zeros(0), np.zeros(0), 2).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match=r"labels must lie in 1\.\.2 .*got 1\.\.3"):
+        class_presence(np.array([1, 3]), np.array([0.5, 0.5]), 2)
+    with pytest.raises(ValueError, match=r"counts for 3 classes but the detections describe 2"):
+        list(balance_order(np.zeros((1, 2)), np.zeros(3)))
+
+
+def test_a_rare_class_candidate_comes_first_and_low_scores_are_not_evidence():
+    strategy = get_strategy("class_balance", min_score=0.2)
+    pool = [
+        detections([1, 1], [0.9, 0.8]),  # frequent class
+        detections([1, 2], [0.9, 0.1]),  # class 2 only below min_score
+        detections([], []),  # no detection
+        detections([2], [0.6]),  # rare class
+    ]
+    scored = ScoredPool.collect(zip(range(10, 14), pool), strategy)
+    inputs = SelectionInput(
+        scored, None, budget_hint=2, rng=np.random.default_rng(0), labelled_class_counts=np.array([50.0, 1.0])
+    )
+    assert list(strategy.select(inputs)) == [13, 10, 11, 12]
+
+
+@pytest.mark.parametrize("options", [{"power": -1}, {"min_score": 1.5}])
+def test_bad_options_are_refused_with_the_name(options):
+    key = next(iter(options))
+    with pytest.raises(ValueError, match=f"'{key}' parameter of class_balance"):
+        get_strategy("class_balance", **options)
+
+
+def test_chained_after_an_uncertainty_criterion_it_re_ranks_the_shortlist(tiny_data, tmp_path):
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        strategy=["entropy", "class_balance"],
+        strategy_options={"factors": [2.0]},
+        cycles=1,
+    )
+    ledger = run_from_config(load_config(config), progress=False)
+    assert len(ledger.labelled()) == 6 + 4
+    picks = json.loads((tmp_path / "run/cycles/0/selection.json").read_text())["picks"]
+    assert len(picks) == 4 and all(p["strategy"] == "entropy+class_balance" for p in picks)
+    # the second stage scored entropy's first 2 x 4 picks and picked among them
+    first, _ = load_scores(tmp_path / "run/cycles/0/scores.npz")
+    second, _ = load_scores(tmp_path / "run/cycles/0/scores.stage1.npz")
+    ranked = np.flatnonzero(~first.empty)[np.argsort(-first.scores[~first.empty], kind="stable")]
+    assert sorted(second.indices.tolist()) == sorted(first.indices[ranked][:8].tolist())
+    assert set(np.flatnonzero(ledger.labelled_at == 1).tolist()) <= set(second.indices.tolist())
