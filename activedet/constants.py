@@ -38,8 +38,8 @@ ORACLES = ("simulated", "human")
 EXPORT_FORMATS = ("activedet", "labelstudio", "cvat_coco", "coco", "voc", "cvat_voc", "yolo")
 #: how an export places its images: a copy, a hard link, or not at all
 IMAGE_MODES = ("copy", "link", "none")
-#: what an active-learning budget counts
-BUDGET_UNITS = ("images", "boxes")
+#: what an active-learning budget counts: images, boxes, or labelling cost (:mod:`activedet.al.cost`)
+BUDGET_UNITS = ("images", "boxes", "cost")
 #: how the initial labelled set is chosen: at random, or from the pool's embeddings (:mod:`activedet.al.coldstart`)
 INITIAL_SELECTIONS = ("random", "typiclust", "kmeans_medoids")
 #: the validation numbers ``val_metric`` may name, per model task (a detector's VOC mAP, a classifier's accuracy)

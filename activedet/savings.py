@@ -16,6 +16,9 @@ the same seed form a pair. Everything here is computed per pair, then summarised
 * **Per strategy**, each seed's savings are first averaged over the cycles >= 1 where defined (cycle 0 is the
   shared initial set), then the mean and interval are taken over seeds.
 * **Metric difference**: this run's metric minus the baseline run's of the same seed at the same cycle.
+* **Axes**: labelled images, labelled boxes and, for runs that record it, the labelled set's labelling cost
+  (:mod:`activedet.al.cost`); the cost columns are shown when some run has costs (``savings.csv`` always has them,
+  empty when none is recorded).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "AXES",
     "Interval",
     "labels_needed",
     "markdown_table",
@@ -39,6 +43,8 @@ __all__ = [
 
 #: Confidence level of every interval in the report.
 LEVEL = 0.95
+#: what "saved" is counted in: labelled images, boxes, and labelling cost (NaN for runs that do not record it)
+AXES = ("images", "boxes", "cost")
 
 
 def normalised_auc(x, y) -> float:
@@ -152,7 +158,7 @@ def pair_with_baseline(s, base, warnings: list[str]) -> None:
     """
     rows = {seed: i for i, seed in enumerate(base.seeds)}
     shape = s.metric_per_seed.shape
-    for axis in ("images", "boxes"):
+    for axis in AXES:
         saved, bound = np.full(shape, np.nan), np.zeros(shape, bool)
         for i, seed in enumerate(s.seeds):
             if seed in rows:
@@ -219,29 +225,28 @@ def paired_tables(summary) -> list[str]:
         return []
     others = {label: s for label, s in summary.strategies.items() if label != base}
     paired = {label: sum(seed in summary.strategies[base].seeds for seed in s.seeds) for label, s in others.items()}
+    axes = shown_axes(summary)
     header = [
         "strategy",
         "paired seeds",
-        f"images saved vs {base} (cycles >= 1)",
-        f"boxes saved vs {base} (cycles >= 1)",
+        *(f"{axis} saved vs {base} (cycles >= 1)" for axis in axes),
         f"final {m} - {base}",
     ]
     rows = [
         [
             label,
             str(paired[label]),
-            _cell(s.paired_saved_overall("images"), paired[label], _pct),
-            _cell(s.paired_saved_overall("boxes"), paired[label], _pct),
+            *(_cell(s.paired_saved_overall(axis), paired[label], _pct) for axis in axes),
             _cell(s.paired_difference_interval, paired[label], _diff),
         ]
         for label, s in others.items()
     ]
-    cycle_header = ["strategy", "cycle", f"images saved vs {base}", f"boxes saved vs {base}", f"{m} - {base}"]
+    cycle_header = ["strategy", "cycle", *(f"{axis} saved vs {base}" for axis in axes), f"{m} - {base}"]
     cycle_rows = []
     for label, s in others.items():
-        images, boxes, diffs = s.paired_saved("images"), s.paired_saved("boxes"), s.difference_intervals()
+        saved, diffs = [s.paired_saved(axis) for axis in axes], s.difference_intervals()
         for t in range(1, len(s.cycles)):
-            cells = (_cell(images[t], paired[label], _pct), _cell(boxes[t], paired[label], _pct))
+            cells = (_cell(per_cycle[t], paired[label], _pct) for per_cycle in saved)
             cycle_rows.append([label, str(t), *cells, _cell(diffs[t], paired[label], _diff)])
     note = (
         f"Paired by seed: each run against the `{base}` run with the same seed (same initial set); mean over "
@@ -250,6 +255,16 @@ def paired_tables(summary) -> list[str]:
         "known to exceed its last labelled count."
     )
     return [note, "", *markdown_table(header, rows), "", *markdown_table(cycle_header, cycle_rows)]
+
+
+def has_cost(summary) -> bool:
+    """Whether some run of ``summary`` recorded its labelling cost (the report then shows the cost columns)."""
+    return any(np.isfinite(getattr(s, "cost_per_seed", np.zeros(0))).any() for s in summary.strategies.values())
+
+
+def shown_axes(summary) -> tuple[str, ...]:
+    """The axes the report's tables show: images and boxes, and cost when some run recorded it."""
+    return AXES if has_cost(summary) else AXES[:2]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -263,15 +278,17 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 CSV_COLUMNS = (
     "strategy",
     "cycle",
-    *(f"{axis}_saved_{k}" for axis in ("images", "boxes") for k in ("mean", "ci_low", "ci_high", "n_seeds", "bound")),
+    *(f"{axis}_saved_{k}" for axis in AXES for k in ("mean", "ci_low", "ci_high", "n_seeds", "bound")),
     *(f"metric_difference_{k}" for k in ("mean", "ci_low", "ci_high", "n_seeds")),
 )
 
 
 def savings_csv(summary) -> str:
-    """CSV text: one row per strategy and cycle, the paired savings (percent) and metric difference.
+    """CSV text: one row per strategy and cycle, the paired savings (percent, in images, boxes and labelling cost)
+    and metric difference.
 
-    Every strategy except the baseline; empty cells for undefined values; ``bound`` is 1 for a lower bound.
+    Every strategy except the baseline; empty cells for undefined values (the cost ones of runs without recorded
+    costs); ``bound`` is 1 for a lower bound.
     Empty (the header only) when there is no baseline among the strategies.
     """
     import csv
@@ -285,10 +302,10 @@ def savings_csv(summary) -> str:
     for label, s in summary.strategies.items():
         if base is None or base not in summary.strategies or label == base:
             continue
-        images, boxes, diffs = s.paired_saved("images"), s.paired_saved("boxes"), s.difference_intervals()
+        saved, diffs = [s.paired_saved(axis) for axis in AXES], s.difference_intervals()
         for t in range(len(s.cycles)):
             row = [label, t]
-            for i in (images[t], boxes[t]):
+            for i in (per_cycle[t] for per_cycle in saved):
                 row += [num(i.mean), num(i.low), num(i.high), i.n, int(i.bound)]
             row += [num(diffs[t].mean), num(diffs[t].low), num(diffs[t].high), diffs[t].n]
             writer.writerow(row)

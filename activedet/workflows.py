@@ -316,6 +316,7 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
         progress=progress,
         oracle=(HumanOracle if cfg.oracle == "human" else SimulatedOracle)(pool, export=export),
         initial=initial,
+        cost=cfg.cost_model(),
     )
     try:
         return run.run()

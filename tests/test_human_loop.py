@@ -121,8 +121,9 @@ def test_bad_files_and_boxes_are_refused(human_run, tmp_path):
 def test_human_config_checks(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="key 'unlabelled_data' must be null with oracle 'simulated'"):
         load_config(write_config(tmp_path, tiny_data, unlabelled_data=str(tmp_path)))
-    with pytest.raises(ConfigError, match="key 'budget_unit' must be 'images' with oracle 'human'"):
-        load_config(write_config(tmp_path, tiny_data, oracle="human", budget_unit="boxes"))
+    # people labelling: a budget in boxes or cost spends the costs predicted from the detector's detections
+    for unit in ("boxes", "cost"):
+        assert load_config(write_config(tmp_path, tiny_data, oracle="human", budget_unit=unit)).budget_unit == unit
 
 
 def test_simulation_labels_every_batch_through_an_import_record(tiny_data, tmp_path):

@@ -65,6 +65,15 @@ from ..tensorboard import log_cycle
 from .annotation import pending_images
 from .bookkeeping import keep_training_logs, prune_checkpoints, record_seconds, write_index_files, write_metrics_log
 from .coldstart import cold_start_indices
+from .cost import CostModel, scores_rank
+from .cost_stage import (
+    PickCosts,
+    actual_costs,
+    budget_picks,
+    check_cost_setup,
+    labelled_cost,
+    pick_costs,
+)
 from .ledger import Ledger
 from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
 from .plan import LoopOptions, derive_seed, initial_indices, initial_size
@@ -100,6 +109,10 @@ class ActiveLearningRun(PoolScoring):
         metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`); metric_options: their
             keyword options (``evaluate``'s ``options``).
         device, batch_size: inference device and batch size for evaluation and scoring.
+        cost: the labelling cost model (:mod:`activedet.al.cost`): each pick records its predicted and actual cost,
+            each cycle the labelled set's (``labelled_cost``); a ``budget_unit`` of ``boxes`` or ``cost`` spends the
+            predicted figure when the oracle cannot preview labels. ``None``: no costs (``budget_unit: cost`` is
+            refused, ``boxes`` needs an oracle that previews labels).
     """
 
     run_dir: Path | RunDir
@@ -119,6 +132,7 @@ class ActiveLearningRun(PoolScoring):
     batch_size: int = 8
     progress: bool = False
     initial: np.ndarray | None = None
+    cost: CostModel | None = None
 
     def __post_init__(self) -> None:
         self.rundir = RunDir(self.run_dir)
@@ -146,11 +160,7 @@ class ActiveLearningRun(PoolScoring):
                 f"strategy '{self.strategy.name}' ({', '.join(needs_val)}) needs a validation split: "
                 "set 'val_data' (val= in the library) to labelled images disjoint from the test split"
             )
-        if self.options.budget_unit == "boxes" and not self.oracle.previews_cost:
-            raise ValueError(
-                f"budget_unit 'boxes' spends each picked image's boxes before it is labelled, which "
-                f"{type(self.oracle).__name__} cannot tell; use budget_unit 'images'"
-            )
+        check_cost_setup(self.options.budget_unit, self.oracle, self.cost, self.strategy)
         check_disjoint(self.pool, self.test, self.val)
         ledger = self._load_or_start()
         self.oracle.reveal(self.rundir)
@@ -167,7 +177,7 @@ class ActiveLearningRun(PoolScoring):
                 break
             scored = self._score(model, ledger, t)
             kill_point("score", t)
-            picks = self._select(scored, ledger, t, checkpoint)
+            picks = self._select(model, scored, ledger, t, checkpoint)
             kill_point("select", t)
             labelled = self._label(model, ledger, picks, t)
             if labelled is None:  # the oracle's labels are pending (people labelling): the run waits, persisted
@@ -306,6 +316,7 @@ class ActiveLearningRun(PoolScoring):
             "seed": self.options.seed,
             "labelled_images": int(len(labelled)),
             "labelled_boxes": self.oracle.count_boxes(labelled),
+            **({} if self.cost is None else {"labelled_cost": labelled_cost(self.cost, ledger, self.oracle)}),
             "metrics": metrics,
             "train": {k: train_state[k] for k in ("epochs", "best_epoch", "history")},
             "pseudo_labels": pseudo_label_stats(pseudo) if self.pseudo_labels is not None and t > 0 else None,
@@ -318,7 +329,7 @@ class ActiveLearningRun(PoolScoring):
                 log_cycle(self.run_dir, t, metrics, {}, record["pseudo_labels"])
         dist_utils.barrier()
 
-    def _select(self, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
+    def _select(self, model, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
         path = self.rundir.cycle(t).selection
         if path.is_file():
             return json.loads(path.read_text())["picks"]
@@ -326,7 +337,12 @@ class ActiveLearningRun(PoolScoring):
         rng = np.random.default_rng(derive_seed(self.options.seed, t, "select"))
         inputs = self._selection_input(scored, ledger, rng)
         stage = self.strategy.stages[-1]
-        picks = self.options.take_budget(stage.select(inputs), self.oracle, len(self.pool))
+        costs = (
+            None
+            if self.cost is None
+            else PickCosts(self.cost, model, self.pool, device=self.device, batch_size=self.batch_size)
+        )
+        picks = budget_picks(stage, inputs, self.options, self.oracle, costs, len(self.pool))
         wanted = min(inputs.budget_hint, len(ledger.unlabelled()))
         if not picks and wanted:  # nothing labelled: the cycle could not advance
             raise ValueError(
@@ -344,10 +360,9 @@ class ActiveLearningRun(PoolScoring):
             )
         pool = inputs.pool
         # the score shown: the last stage's, or for a selection-only last stage the previous stage's it picks from
-        shown = stage.score is not None or (
-            not stage.needs_inference and len(self.strategy.stages) > 1 and self.strategy.stages[-2].score is not None
-        )
+        shown = scores_rank(self.strategy)
         score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
+        predicted = pick_costs(costs, picks) if costs is not None else [{} for _ in picks]
         records = [
             {
                 "index": int(i),
@@ -358,6 +373,7 @@ class ActiveLearningRun(PoolScoring):
                 "image_id": self.pool_ids[i],
                 "boxes": self.oracle.preview_boxes(i),
                 "checkpoint": checkpoint,
+                **predicted[rank],
             }
             for rank, i in enumerate(picks)
         ]
@@ -415,6 +431,9 @@ class ActiveLearningRun(PoolScoring):
         if pending_images(self.rundir, batch.image_ids):
             return None
         self.oracle.reveal(self.rundir)
+        if self.cost is not None:  # the actual cost, against the pre-annotations the batch was shown
+            actual = actual_costs(self.cost, self.pool, batch.indices, batch.predictions())
+            picks = [{**pick, **cost} for pick, cost in zip(picks, actual)]
         ledger = ledger.label(picks)
         if dist_utils.is_main_process():
             ledger.save(self.rundir.ledger)

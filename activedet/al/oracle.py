@@ -15,7 +15,8 @@ The loop's whole conversation with an oracle (every process of a distributed run
 
 and the annotation cost the budget and the metrics count: :meth:`Oracle.num_boxes` of a labelled image,
 :meth:`Oracle.preview_boxes` of an image before it is labelled (``None`` unless :attr:`Oracle.previews_cost`;
-without it a ``budget_unit`` of ``boxes`` is refused). The loop never asks who labels; a new kind of annotator is a
+without it a ``budget_unit`` of ``boxes`` or ``cost`` spends the figures predicted from the detector's detections,
+:mod:`activedet.al.cost`). The loop never asks who labels; a new kind of annotator is a
 subclass that implements :meth:`Oracle.request`.
 """
 
@@ -111,8 +112,8 @@ class Oracle:
     the pool) and set :attr:`previews_cost`.
     """
 
-    #: whether an image's labels (so its cost in boxes) are known before it is labelled, as in simulation; a
-    #: ``budget_unit`` of ``boxes`` needs it
+    #: whether an image's labels (so its cost in boxes) are known before it is labelled, as in simulation; without
+    #: it a ``budget_unit`` of ``boxes`` or ``cost`` spends predicted figures (:mod:`activedet.al.cost`)
     previews_cost: bool = False
 
     def __init__(self, pool: DetectionDataset):

@@ -6,7 +6,7 @@ Counts given as an ``int`` are numbers of images (or boxes); a ``float`` is a fr
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +44,9 @@ class LoopOptions:
     settings that cannot work.
 
     The initial set is drawn from ``seed`` alone, so every strategy of a seed starts from the same set (paired
-    comparison). With ``budget_unit: boxes`` images are taken in pick order until the boxes their revealed labels
-    contain reach the budget (the image that crosses it is kept).
+    comparison). With ``budget_unit: boxes`` (or ``cost``) images are taken in pick order until their boxes (or
+    labelling cost, :mod:`activedet.al.cost`) reach the budget (the image that crosses it is kept): the revealed
+    figure when the oracle previews labels (simulation), else the one predicted from the detector's detections.
     """
 
     initial_labelled: Count = option(
@@ -58,10 +59,13 @@ class LoopOptions:
         "clusters) or `kmeans_medoids` (the image nearest each cluster centre)",
         choices=INITIAL_SELECTIONS,
     )
-    budget: Count = option(0.025, "images (or boxes) to label per cycle: int, or float fraction of the pool")
+    budget: Count = option(
+        0.025, "images (or boxes, or cost) to label per cycle: int, or float fraction of the pool (not for cost)"
+    )
     budget_unit: str = option(
         "images",
-        "`images` or `boxes` (images taken in pick order until their revealed boxes reach the budget)",
+        "`images`, `boxes` or `cost` (images taken in pick order until their boxes / labelling cost reach the "
+        "budget: the revealed figure in simulation, the predicted one with people labelling; see docs/cost.md)",
         choices=BUDGET_UNITS,
     )
     cycles: int | None = option(
@@ -97,6 +101,10 @@ class LoopOptions:
         check_fields(self, PlanError)
         if self.cycles is None and self.max_labelled is None:
             raise PlanError("cycles", "set, or 'max_labelled' set, so that the run stops", self.cycles)
+        if self.budget_unit == "cost" and not isinstance(self.budget, int):
+            raise PlanError(
+                "budget", "an int (labelling cost per cycle, in cost units) with budget_unit 'cost'", self.budget
+            )
 
     def check(self, pool_size: int) -> None:
         """Raise :class:`PlanError` for settings that cannot work on a pool of ``pool_size`` images."""
@@ -142,21 +150,26 @@ class LoopOptions:
         rng = np.random.default_rng(derive_seed(self.seed, cycle, stage))
         return np.sort(rng.choice(unlabelled, size=size, replace=False))
 
-    def budget_hint(self, pool_size: int, ledger: Ledger, oracle) -> int:
-        """Images the selection is expected to take (exact for image budgets; from boxes/image for boxes)."""
+    def budget_hint(self, pool_size: int, ledger: Ledger, oracle, cost_per_image: float | None = None) -> int:
+        """Images the selection is expected to take (exact for image budgets; from the labelled images' boxes per
+        image for boxes, from ``cost_per_image`` (their mean labelling cost) for cost)."""
         budget = _count(self.budget, pool_size)
         if self.budget_unit == "images":
             return budget
         labelled = ledger.labelled()
-        per_image = oracle.count_boxes(labelled) / max(1, len(labelled))
+        if self.budget_unit == "cost" and cost_per_image is not None:
+            per_image = cost_per_image
+        else:
+            per_image = oracle.count_boxes(labelled) / max(1, len(labelled))
         return max(1, int(np.ceil(budget / max(per_image, 1e-6))))
 
-    def take_budget(self, picks: Iterator[int], oracle, pool_size: int) -> list[int]:
-        """Consume the strategy's picks until the budget is spent (or the candidates run out)."""
-        budget, taken, spent = _count(self.budget, pool_size), [], 0
+    def take_budget(self, picks: Iterator[int], spend: Callable[[int], float], pool_size: int) -> list[int]:
+        """Consume the strategy's picks until the budget is spent (or the candidates run out). ``spend(index)``:
+        what a picked image costs in ``budget_unit`` (not called for an image budget)."""
+        budget, taken, spent = _count(self.budget, pool_size), [], 0.0
         for index in picks:
             taken.append(int(index))
-            spent += 1 if self.budget_unit == "images" else oracle.num_boxes(int(index))
+            spent += 1 if self.budget_unit == "images" else spend(int(index))
             if spent >= budget:
                 break
         if len(set(taken)) != len(taken):

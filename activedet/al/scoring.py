@@ -8,7 +8,7 @@ run killed mid-stage goes on from its last shard with the same scores.
 
 :class:`PoolScoring` holds these steps as methods of :class:`~activedet.al.loop.ActiveLearningRun`, which
 inherits it; they read the run's ``rundir``, ``pool``, ``val``, ``strategy``, ``options``, ``oracle``,
-``device``, ``batch_size`` and ``progress``.
+``device``, ``batch_size``, ``progress`` and ``cost``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..engine import distributed as dist_utils
 from ..engine.inference import iter_predictions
 from ..strategies.base import ScoredPool, ScoringContext, SelectionInput, Strategy, shortlist
 from .bookkeeping import record_seconds
+from .cost_stage import cost_per_image
 from .ledger import Ledger
 from .plan import derive_seed
 from .scores import load_scores, load_shard, save_scores, save_shard
@@ -87,7 +88,9 @@ class PoolScoring:
         return SelectionInput(
             pool,
             labelled,
-            self.options.budget_hint(len(self.pool), ledger, self.oracle),
+            self.options.budget_hint(
+                len(self.pool), ledger, self.oracle, cost_per_image(self.cost, ledger, self.oracle)
+            ),
             rng,
             labelled_class_counts=self.oracle.class_counts(labelled_indices),
             num_labelled=int(len(labelled_indices)),

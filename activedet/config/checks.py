@@ -163,12 +163,6 @@ def _check_oracle(cfg: Config) -> None:
             "annotations; set oracle: human to label a folder of unlabelled images)",
             cfg.unlabelled_data,
         )
-    if cfg.oracle == "human" and cfg.budget_unit != "images":
-        _fail(
-            "budget_unit",
-            "'images' with oracle 'human' (the boxes of an unlabelled image are unknown until it is labelled)",
-            cfg.budget_unit,
-        )
 
 
 def strategy_of(cfg: Config):
@@ -185,6 +179,12 @@ def _check_strategy(cfg: Config) -> None:
         strategy = strategy_of(cfg)
     except ValueError as exc:
         raise _Explained("'strategy'/'strategy_options'", str(exc)) from None
+    from ..al.cost import CostError, check_cost_aware
+
+    try:
+        check_cost_aware(cfg.cost_model(), strategy)
+    except CostError as exc:
+        _fail(exc.name, exc.expected, exc.got)
     if any(stage.needs_val for stage in strategy.stages) and cfg.val_data is None:
         _fail(
             "val_data",

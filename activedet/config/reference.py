@@ -23,7 +23,8 @@ One flat YAML (or JSON) file; every key below, nothing else: an unknown key is a
 valid one, and types and allowed values are checked before anything runs. Relative paths (keys marked *path*)
 are resolved against the config file's directory. `--set key=value` overrides a key from the command line.
 Complete presets, no inheritance: `configs/*.yaml`. The training keys are the keyword arguments of
-`activedet.engine.options.TrainOptions`, the active-learning ones those of `activedet.al.plan.LoopOptions`.
+`activedet.engine.options.TrainOptions`, the active-learning ones those of `activedet.al.plan.LoopOptions`,
+the labelling cost ones those of `activedet.al.cost.CostModel` (docs/cost.md).
 """
 
 

@@ -1,7 +1,8 @@
 """Every key of the config file, once: its type, default, allowed values and help.
 
 The training and active-learning keys are the fields of :class:`~activedet.engine.options.TrainOptions` and
-:class:`~activedet.al.plan.LoopOptions` (the library's keyword arguments); the keys below are those only the CLI
+:class:`~activedet.al.plan.LoopOptions` (the library's keyword arguments), the labelling cost keys those of
+:class:`~activedet.al.cost.CostModel`; the keys below are those only the CLI
 has (data, model, human loop, evaluation). :data:`GROUPS` orders them into the sections of ``docs/config.md``;
 :class:`Config` is the strict pydantic model composed from all of them.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
+from ..al.cost import CostModel
 from ..al.plan import LoopOptions
 from ..constants import BAD_IMAGES, BOX_POLICIES, DATA_FORMATS, EXPORT_FORMATS, IMAGE_MODES, METRICS, ORACLES
 from ..engine.options import TrainOptions
@@ -307,6 +309,7 @@ GROUPS = (
     ("Model", (ModelKeys,)),
     ("Training", (TrainOptions, TrainingKeys)),
     ("Active learning", (StrategyKeys, LoopOptions)),
+    ("Labelling cost", (CostModel,)),
     ("Human loop", (HumanLoopKeys,)),
     ("Evaluation and run", (EvaluationKeys,)),
 )
@@ -350,6 +353,15 @@ class _ConfigBase(BaseModel):
 
     def loop_options(self) -> LoopOptions:
         return LoopOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopOptions)})
+
+    def cost_model(self) -> CostModel:
+        """The labelling cost model (:mod:`activedet.al.cost`); ``cost_min_score: null`` = ``export_min_score``."""
+        model = CostModel(**{f.name: getattr(self, f.name) for f in dataclasses.fields(CostModel)})
+        return (
+            model
+            if model.cost_min_score is not None
+            else dataclasses.replace(model, cost_min_score=self.export_min_score)
+        )
 
     def model_kwargs(self) -> dict[str, Any]:
         """Builder keywords that the file sets (``null`` ones are left to the detector's defaults)."""

@@ -7,6 +7,7 @@ A run directory is what the active-learning loop writes::
     RUN/metrics.jsonl  one JSON object per completed cycle, cycles 0, 1, 2, ... in order:
         {"cycle": 0, "labelled_images": 40, "labelled_boxes": 131,
          "metrics": {"voc/mAP_area": 0.41, ...}, "seconds": {...}, "strategy": ..., "seed": ...}
+        and, for runs with a labelling cost model, "labelled_cost": 612.0 (:mod:`activedet.al.cost`)
 
 Cycle 0 is the model trained on the initial labelled set; cycle t has the labels acquired in t selections.
 An unfinished run simply has fewer lines. Conventions used throughout:
@@ -31,7 +32,8 @@ An unfinished run simply has fewer lines. Conventions used throughout:
   mean is above the baseline's best point.
 * **Paired labels saved, with 95% intervals** (:mod:`activedet.savings`): the same quantity per seed against the
   baseline run of the same seed, with a flagged lower bound instead of NaN above the baseline's curve, then the
-  mean over seeds with a Student-t interval; ``write_report`` also writes them to ``savings.csv``.
+  mean over seeds with a Student-t interval; ``write_report`` also writes them to ``savings.csv``. Runs that
+  record ``labelled_cost`` get the same in labelling cost ("cost saved"), and a labelled-cost column per cycle.
 
 The package: :mod:`~activedet.report.runs` reads run directories into :class:`Run` objects,
 :mod:`~activedet.report.summary` computes the :class:`Summary`, :mod:`~activedet.report.tables` formats it as

@@ -32,6 +32,8 @@ class Run:
         labelled_images: ``float64[C]`` labelled images the cycle's model was trained on.
         labelled_boxes: ``float64[C]`` boxes in those images.
         metrics: metric name -> ``float64[C]``; NaN where a cycle reported null or lacked the key.
+        labelled_cost: ``float64[C]`` the labelled set's labelling cost (:mod:`activedet.al.cost`); NaN where a
+            cycle did not record it (runs without a cost model), ``None`` for all NaN.
     """
 
     path: Path
@@ -41,6 +43,7 @@ class Run:
     labelled_images: np.ndarray
     labelled_boxes: np.ndarray
     metrics: dict[str, np.ndarray]
+    labelled_cost: np.ndarray | None = None
 
 
 def strategy_label(strategy: str, options: dict | None = None) -> str:
@@ -118,6 +121,7 @@ def _load_run(run_dir: Path) -> Run:
         column("labelled_images"),
         column("labelled_boxes"),
         metrics,
+        np.array([r.get("labelled_cost") for r in records], np.float64),
     )
 
 
@@ -195,6 +199,9 @@ def _check_record(record, where: str, expected_cycle: int, strategy: str, seed: 
     for name in ("labelled_images", "labelled_boxes"):
         if isinstance(record[name], bool) or not isinstance(record[name], (int, float)):
             raise ValueError(f"{where}: '{name}' must be a number. Got {record[name]!r} instead.")
+    cost = record.get("labelled_cost")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
+        raise ValueError(f"{where}: 'labelled_cost' must be a number or null. Got {cost!r} instead.")
     if not isinstance(record["metrics"], dict):
         raise ValueError(f"{where}: 'metrics' must be an object. Got {record['metrics']!r} instead.")
     for key, value in record["metrics"].items():

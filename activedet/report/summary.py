@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..savings import Interval, labels_needed, mean_interval, normalised_auc, pair_with_baseline, per_seed_overall
+from ..savings import AXES, Interval, labels_needed, mean_interval, normalised_auc, pair_with_baseline, per_seed_overall
 from .runs import Run
 
 __all__ = ["StrategySummary", "Summary", "summarize"]
@@ -50,6 +50,8 @@ class StrategySummary:
             of the same seed (:mod:`activedet.savings`); images_saved_bound, boxes_saved_bound: ``bool[S, C]``
             True where that value is a lower bound (the metric is above the seed's whole baseline curve).
         metric_difference_per_seed: ``float64[S, C]`` metric minus the same seed's baseline run, per cycle.
+        cost_mean, cost_std: ``float64[C]`` the labelled set's labelling cost over seeds (NaN where some seed's run
+            did not record it); cost_per_seed, cost_saved_per_seed, cost_saved_bound: as the images' and boxes'.
     """
 
     strategy: str
@@ -77,9 +79,14 @@ class StrategySummary:
     images_saved_bound: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
     boxes_saved_bound: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
     metric_difference_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    cost_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cost_std: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cost_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    cost_saved_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    cost_saved_bound: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
 
     def paired_saved(self, axis: str) -> list[Interval]:
-        """Per cycle: mean over seeds of the paired percent saved (``axis`` "images" or "boxes"), 95% CI."""
+        """Per cycle: mean over seeds of the paired percent saved (``axis`` "images", "boxes" or "cost"), 95% CI."""
         saved, bound = getattr(self, f"{axis}_saved_per_seed"), getattr(self, f"{axis}_saved_bound")
         return [mean_interval(saved[:, t], bound[:, t]) for t in range(saved.shape[1])]
 
@@ -135,6 +142,9 @@ class StrategySummary:
                 "metric": {"mean": self.metric_mean, "std": self.metric_std},
                 "labelled_images": {"mean": self.images_mean, "std": self.images_std},
                 "labelled_boxes": {"mean": self.boxes_mean, "std": self.boxes_std},
+                "labelled_cost": (
+                    {"mean": self.cost_mean, "std": self.cost_std} if np.isfinite(self.cost_mean).any() else None
+                ),
                 "auc_images": auc(self.auc_images, self.auc_images_mean_std),
                 "auc_boxes": auc(self.auc_boxes, self.auc_boxes_mean_std),
                 "final_metric": {
@@ -143,7 +153,7 @@ class StrategySummary:
                     "paired_difference": self.paired_difference,
                     "paired_difference_ci": self.paired_difference_interval.to_dict(),
                 },
-                "paired_savings": {axis: self._paired_dict(axis) for axis in ("images", "boxes")},
+                "paired_savings": {axis: self._paired_dict(axis) for axis in AXES},
                 "labels_saved": {
                     "images": saved(self.images_needed, self.images_saved_pct, self.mean_images_saved_pct),
                     "boxes": saved(self.boxes_needed, self.boxes_saved_pct, self.mean_boxes_saved_pct),
@@ -273,6 +283,7 @@ def _summarize_strategy(label: str, runs: list[Run], metric: str, warnings: list
     values = np.stack([run.metrics[metric][:n] for run in runs])  # [S, C]
     images = np.stack([run.labelled_images[:n] for run in runs])
     boxes = np.stack([run.labelled_boxes[:n] for run in runs])
+    cost = np.stack([np.full(n, np.nan) if run.labelled_cost is None else run.labelled_cost[:n] for run in runs])
     undefined = lambda: np.full(n, np.nan)
     return StrategySummary(
         label,
@@ -297,6 +308,11 @@ def _summarize_strategy(label: str, runs: list[Run], metric: str, warnings: list
         images_saved_bound=np.zeros((len(runs), n), bool),
         boxes_saved_bound=np.zeros((len(runs), n), bool),
         metric_difference_per_seed=np.full((len(runs), n), np.nan),
+        cost_mean=_mean_std(cost)[0],
+        cost_std=_mean_std(cost)[1],
+        cost_per_seed=cost,
+        cost_saved_per_seed=np.full((len(runs), n), np.nan),
+        cost_saved_bound=np.zeros((len(runs), n), bool),
     )
 
 

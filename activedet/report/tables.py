@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..savings import markdown_table, paired_tables
+from ..savings import has_cost, markdown_table, paired_tables
 from .summary import StrategySummary, Summary
 
 __all__ = ["format_table", "cycle_columns"]
@@ -38,9 +38,11 @@ def cycle_columns(summary: Summary) -> list[tuple[str, Callable[[StrategySummary
     """The per-cycle table's columns after "strategy" and "cycle": ``(header, cell)`` pairs, where
     ``cell(strategy_summary, t)`` formats cycle ``t``. A new per-cycle column is one more pair here."""
     m, base = summary.metric, summary.baseline or "baseline"
+    cost = [("labelled cost", lambda s, t: _count(s.cost_mean[t], s.cost_std[t]))] if has_cost(summary) else []
     return [
         ("labelled images", lambda s, t: _count(s.images_mean[t], s.images_std[t])),
         ("labelled boxes", lambda s, t: _count(s.boxes_mean[t], s.boxes_std[t])),
+        *cost,
         (m, lambda s, t: _pm(s.metric_mean[t], s.metric_std[t])),
         (f"images saved vs {base}", lambda s, t: _pct(s.images_saved_pct[t])),
         (f"boxes saved vs {base}", lambda s, t: _pct(s.boxes_saved_pct[t])),

@@ -1,0 +1,283 @@
+"""Labelling cost: the per-image arithmetic, predicted costs, cost-aware selection, budgets in boxes and cost with
+the simulation and with people, the report's cost columns, and the config keys' errors."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from activedet.al.annotation import write_native_labels
+from activedet.al.cost import CostError, CostModel, accepted_count, box_iou, check_cost_aware, cost_aware_order
+from activedet.al.ledger import Ledger
+from activedet.config import ConfigError, config_from_dict, load_config
+from activedet.data.coco import read_coco
+from activedet.workflows import import_into_run, run_from_config, run_status
+from tests.test_loop import write_config
+
+#: every term priced differently so a wrong count shows
+PRICES = CostModel(image_cost=1.0, box_cost=10.0, accept_cost=2.0, correct_cost=5.0, accept_iou=0.5, cost_min_score=0.3)
+
+
+def detections(boxes, labels, scores):
+    """Anything with ``boxes``, ``labels``, ``scores`` (torch tensors, as the detectors return)."""
+    return SimpleNamespace(
+        boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        labels=torch.tensor(labels, dtype=torch.int64),
+        scores=torch.tensor(scores, dtype=torch.float32),
+    )
+
+
+TRUTH = np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float64), np.array([1, 2])
+
+
+def test_accepted_pre_annotations_cost_less_than_drawn_boxes_by_hand():
+    boxes, labels = TRUTH
+    # both boxes predicted well: 1 + 2 * 2 = 5
+    both = detections([[0, 0, 10, 10], [20, 20, 40, 41]], [1, 2], [0.9, 0.8])
+    assert PRICES.actual(boxes, labels, both) == {"cost": 5.0, "boxes": 2, "accepted": 2, "shown": 2}
+    # one right, one of the wrong class, one below cost_min_score (not shown): 1 + 2 + 5 (corrected) + 10 (drawn)
+    mixed = detections([[0, 0, 10, 10], [20, 20, 40, 40], [20, 20, 40, 40]], [1, 1, 2], [0.9, 0.8, 0.1])
+    assert PRICES.actual(boxes, labels, mixed) == {"cost": 18.0, "boxes": 2, "accepted": 1, "shown": 2}
+    # a poorly placed box (IoU 0.25 < 0.5) is corrected and its true box drawn: 1 + 5 + 10 + 10
+    off = detections([[5, 0, 15, 10]], [1], [0.9])
+    assert PRICES.actual(boxes, labels, off)["cost"] == 26.0
+    # no pre-annotations at all: every box drawn
+    assert PRICES.actual(boxes, labels, None) == {"cost": 21.0, "boxes": 2, "accepted": 0, "shown": 0}
+    assert PRICES.cost(2) == 21.0 and PRICES.cost(2, 2, 2) < PRICES.cost(2, 0, 0)
+
+
+def test_empty_images_and_images_with_no_detection():
+    empty = np.zeros((0, 4)), np.zeros(0, np.int64)
+    nothing = detections([], [], [])
+    assert PRICES.actual(*empty, nothing) == {"cost": 1.0, "boxes": 0, "accepted": 0, "shown": 0}
+    # an empty image shown two false positives: both deleted
+    ghosts = detections([[0, 0, 5, 5], [1, 1, 6, 6]], [1, 1], [0.9, 0.5])
+    assert PRICES.actual(*empty, ghosts)["cost"] == 1.0 + 2 * 5.0
+    # an image with boxes but no detection: drawn from scratch
+    assert PRICES.actual(*TRUTH, nothing)["cost"] == 21.0
+    assert PRICES.predict(np.zeros(0)) == (0.0, 1.0)
+
+
+def test_one_prediction_is_accepted_for_one_true_box_at_most():
+    boxes, labels = np.array([[0, 0, 10, 10]]), np.array([1])
+    twice = detections([[0, 0, 10, 10], [0, 0, 10, 11]], [1, 1], [0.6, 0.9])
+    assert accepted_count(boxes, labels, twice.boxes.numpy(), twice.labels.numpy(), twice.scores.numpy(), 0.5) == 1
+    assert PRICES.actual(boxes, labels, twice)["cost"] == 1.0 + 2.0 + 5.0  # the duplicate is deleted
+    assert box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [0, 0, 0, 0]])).tolist() == [[1 / 3, 0.0]]
+    with pytest.raises(ValueError, match=r"accepted pre-annotations must be in \[0, min\(boxes, shown\)\] = \[0, 1\]"):
+        PRICES.cost(1, 2, 2)
+
+
+def test_predicted_cost_from_detection_scores():
+    scores = np.array([0.9, 0.5, 0.2])  # two shown (>= 0.3), one hidden
+    boxes, cost = PRICES.predict(scores)
+    assert boxes == pytest.approx(1.6)
+    # 1 + (2 * 0.9 + 5 * 0.1) + (2 * 0.5 + 5 * 0.5) + 10 * 0.2
+    assert cost == pytest.approx(1 + 2.3 + 3.5 + 2.0)
+    counted = dataclasses.replace(PRICES, cost_estimate="count")
+    assert counted.predict(scores) == (2.0, 1.0 + 2 * 2.0)
+    # a team that draws every box: the prediction is image + box x expected boxes
+    drawing = dataclasses.replace(PRICES, accept_cost=10.0, correct_cost=0.0)
+    assert drawing.predict(scores)[1] == pytest.approx(1 + 10 * 1.6)
+
+
+def test_cost_aware_order_picks_the_cheaper_of_equally_informative_images():
+    indices, scores = np.array([7, 3, 5, 9]), np.array([0.8, 0.8, 0.4, np.nan])
+    costs = np.array([10.0, 4.0, 1.0, 0.5])
+    # ratios 0.08, 0.2, 0.4; the unscored image last whatever its cost
+    assert cost_aware_order(indices, scores, costs).tolist() == [5, 3, 7, 9]
+    # equal ratio: the cheaper first
+    assert cost_aware_order(np.array([1, 2]), np.array([2.0, 1.0]), np.array([2.0, 1.0])).tolist() == [2, 1]
+    # negative scores are shifted so the least informative scores 0 (it comes last)
+    assert cost_aware_order(np.array([1, 2, 3]), np.array([-3.0, -1.0, -1.0]), np.array([1.0, 1.0, 2.0])).tolist() == [
+        2,
+        3,
+        1,
+    ]
+    with pytest.raises(ValueError, match="cost_aware selection needs a positive, finite predicted cost per image"):
+        cost_aware_order(np.array([1]), np.array([1.0]), np.array([0.0]))
+
+
+def test_cost_aware_needs_a_strategy_that_scores_images():
+    from activedet.strategies import get_strategy
+
+    aware = dataclasses.replace(PRICES, cost_aware=True)
+    check_cost_aware(aware, get_strategy("entropy"))
+    check_cost_aware(PRICES, get_strategy("random"))
+    with pytest.raises(CostError, match=r"The 'cost_aware' setting must be false with strategy 'random'"):
+        check_cost_aware(aware, get_strategy("random"))
+
+
+CONFIG = {"train_data": "train.json", "test_data": "test.json"}
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("box_cost", -1.0, r"box_cost"),
+        ("accept_iou", 0.0, r"accept_iou"),
+        ("cost_min_score", 1.5, r"cost_min_score"),
+        ("cost_estimate", "guess", r"cost_estimate"),
+        ("image_cost", "cheap", r"image_cost"),
+    ],
+)
+def test_a_wrong_cost_key_is_named(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**CONFIG, key: value})
+    with pytest.raises(CostError, match=rf"The '{key}' setting must be"):
+        dataclasses.replace(CostModel(), **{key: value}).check()
+
+
+def test_cost_keys_in_the_config():
+    cfg = config_from_dict({**CONFIG, "image_cost": 2, "box_cost": 30.0, "export_min_score": 0.4})
+    model = cfg.cost_model()
+    assert (model.image_cost, model.box_cost, model.cost_min_score, model.min_score) == (2, 30.0, 0.4, 0.4)
+    assert config_from_dict({**CONFIG, "cost_min_score": 0.6}).cost_model().min_score == 0.6
+    assert CostModel().min_score == 0.3
+    with pytest.raises(ConfigError, match=r"key 'budget' must be an int \(labelling cost per cycle"):
+        config_from_dict({**CONFIG, "budget_unit": "cost", "budget": 0.5})
+    with pytest.raises(ConfigError, match=r"key 'cost_aware' must be false with strategy 'random'"):
+        config_from_dict({**CONFIG, "cost_aware": True})
+
+
+def lines(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_cost_budget_in_simulation_spends_actual_costs_and_records_both(tiny_data, tmp_path):
+    prices = {"image_cost": 1.0, "box_cost": 10.0, "accept_cost": 2.0, "correct_cost": 5.0}
+    config = write_config(
+        tmp_path, tiny_data, strategy="entropy", budget_unit="cost", budget=60, cycles=1, cost_aware=True, **prices
+    )
+    run_from_config(load_config(config), progress=False)
+    run, ledger = tmp_path / "run", Ledger.load(tmp_path / "run/ledger.npz")
+    picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
+    spent = [p["cost"] for p in ledger.picks]
+    assert all(p["predicted_cost"] >= 1.0 and p["predicted_boxes"] >= 0 for p in picks)
+    ratios = [p["score"] / p["predicted_cost"] for p in picks]  # cost_aware: by score per predicted cost
+    assert ratios == sorted(ratios, reverse=True)
+    assert sum(spent[:-1]) < 60 <= sum(spent)  # the image that crosses the budget is kept
+    # the actual cost counts the revealed boxes: accepted ones at 2, the others drawn at 10
+    for pick in ledger.picks:
+        assert pick["cost"] == pytest.approx(CostModel(**prices).cost(pick["boxes"], pick["accepted"], pick["shown"]))
+    first, second = lines(run)
+    assert first["labelled_cost"] == pytest.approx(1.0 * first["labelled_images"] + 10.0 * first["labelled_boxes"])
+    assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(spent))
+
+
+def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, tmp_path):
+    folder = tmp_path / "unlabelled"
+    truth = read_coco(tiny_data / "annotations/val.json", image_root=tiny_data)
+    known = {}
+    for record in truth.records:
+        target = folder / f"val_{record.image_id}{record.file_name.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record.file_name, target)
+        record.image_id = target.stem
+        known[record.image_id] = record
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        oracle="human",
+        unlabelled_data=str(folder),
+        strategy="entropy",
+        initial_labelled=1,
+        budget_unit="boxes",
+        budget=20,
+        cycles=1,
+        cost_min_score=0.0,  # the untrained detector's low scores are shown: accepts and corrections happen
+    )
+    run = tmp_path / "run"
+    run_from_config(load_config(config), progress=False)
+    picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
+    predicted = [p["predicted_boxes"] for p in picks]
+    assert all(p["boxes"] is None for p in picks)  # people: nothing revealed before labelling
+    assert sum(predicted[:-1]) < 20 <= sum(predicted)
+    pending = run_status(run)["pending"]
+    assert pending == [p["image_id"] for p in picks]
+    labels = write_native_labels(tmp_path / "labels.json", [known[i] for i in pending], truth.class_names)
+    import_into_run(run, labels)
+    run_from_config(load_config(config), progress=False)
+    ledger = Ledger.load(run / "ledger.npz")
+    prices = CostModel(cost_min_score=0.0)
+    for pick in ledger.picks:
+        record = known[pick["image_id"]]
+        assert pick["shown"] >= pick["accepted"] >= 0 and "predicted_cost" in pick
+        assert pick["cost"] == pytest.approx(prices.cost(record.num_boxes, pick["accepted"], pick["shown"]))
+    first, second = lines(run)
+    assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(p["cost"] for p in ledger.picks))
+
+
+def with_costs(run_dir, costs):
+    """Add ``labelled_cost`` per cycle to a hand-made run's metrics.jsonl."""
+    path = run_dir / "metrics.jsonl"
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "labelled_cost": c}) + "\n" for r, c in zip(records, costs)))
+
+
+# random costs 10 per image; entropy 10, 5, 5 per image over its cycles: (100, 150, 200) for 10, 20, 30 images
+ENTROPY = {0: (0.2, 0.5, 0.7), 1: (0.2, 0.4, 0.5), 2: (0.2, 0.6, 0.6)}
+# cycle 1, per seed: random needs 400, 300, 500 to reach 0.5, 0.4, 0.6; entropy spent 150
+COST_SAVED_1 = (100 * (1 - 150 / 400), 100 * (1 - 150 / 300), 100 * (1 - 150 / 500))
+
+
+def test_reports_have_cost_columns_and_paired_cost_saved(tmp_path):
+    from activedet.report import format_table, write_report
+    from tests.test_report import make_run
+
+    for seed, values in ENTROPY.items():
+        with_costs(make_run(tmp_path / "runs", "random", seed, (0.2, 0.4, 0.6), images=(10, 30, 50)), (100, 300, 500))
+        with_costs(make_run(tmp_path / "runs", "entropy", seed, values, images=(10, 20, 30)), (100, 150, 200))
+    summary = write_report(tmp_path / "runs", tmp_path / "report")
+    saved = summary.strategies["entropy"].paired_saved("cost")[1]
+    assert (saved.mean, saved.n, saved.bound) == pytest.approx((np.mean(COST_SAVED_1), 3, False))
+    text = format_table(summary)
+    assert "cost saved vs random (cycles >= 1)" in text and "| labelled cost |" in text
+    assert "| entropy | 1 | 20 | 60 | 150 |" in text  # labelled images, boxes, cost (every seed alike: no ±)
+    data = json.loads((tmp_path / "report/summary.json").read_text())["strategies"]["entropy"]
+    assert data["paired_savings"]["cost"]["per_cycle"][1]["mean"] == pytest.approx(np.mean(COST_SAVED_1))
+    assert data["labelled_cost"]["mean"] == [100, 150, 200]
+    with open(tmp_path / "report/savings.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert float(rows[1]["cost_saved_mean"]) == pytest.approx(np.mean(COST_SAVED_1))
+    assert rows[1]["cost_saved_n_seeds"] == "3" and rows[1]["cost_saved_bound"] == "0"
+
+
+def test_runs_without_costs_leave_the_cost_columns_out_or_empty(tmp_path):
+    from activedet.report import format_table, write_report
+    from tests.test_report import make_run
+
+    make_run(tmp_path / "runs", "random", 0, (0.2, 0.4, 0.6), images=(10, 30, 50))
+    make_run(tmp_path / "runs", "entropy", 0, ENTROPY[0], images=(10, 20, 30))
+    summary = write_report(tmp_path / "runs", tmp_path / "report")
+    assert "cost" not in format_table(summary)
+    with open(tmp_path / "report/savings.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[1]["cost_saved_mean"] == "" and rows[1]["cost_saved_n_seeds"] == "0"
+    assert json.loads((tmp_path / "report/summary.json").read_text())["strategies"]["entropy"]["labelled_cost"] is None
+
+
+def test_the_library_needs_a_cost_model_for_a_cost_budget_and_for_boxes_with_people():
+    from activedet.al.cost_stage import check_cost_setup
+    from activedet.strategies import get_strategy
+
+    people, simulation = SimpleNamespace(previews_cost=False), SimpleNamespace(previews_cost=True)
+    entropy = get_strategy("entropy")
+    with pytest.raises(ValueError, match=r"budget_unit 'cost' needs a labelling cost model: pass cost=CostModel"):
+        check_cost_setup("cost", simulation, None, entropy)
+    with pytest.raises(
+        ValueError, match=r"or pass cost=CostModel\(\) \(activedet.al.cost\) to spend the boxes predicted"
+    ):
+        check_cost_setup("boxes", people, None, entropy)
+    check_cost_setup("boxes", simulation, None, entropy)
+    for unit in ("boxes", "cost"):
+        check_cost_setup(unit, people, CostModel(), entropy)
+    with pytest.raises(CostError, match=r"The 'box_cost' setting must be a float >= 0. Got -2.0 instead."):
+        check_cost_setup("images", people, CostModel(box_cost=-2.0), entropy)
