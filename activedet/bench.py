@@ -44,13 +44,15 @@ class BenchRunsFailed(RuntimeError):
 @dataclass(frozen=True)
 class Arm:
     """One arm of a bench: its ``--strategies`` spec, strategy, options, resolved config overrides
-    (``key=JSON``) and the label the report gives its runs."""
+    (``key=JSON``), the label the report gives its runs and the strategy name its runs' records carry (a
+    composition is named after its criteria: ``entropy+coreset``)."""
 
     spec: str
     strategy: str
     options: dict
     overrides: tuple[str, ...]
     label: str
+    recorded: str
 
     @property
     def directory(self) -> str:
@@ -157,13 +159,14 @@ def check_bench_arguments(
         raise ValueError(f"argument --seeds: seed {repeated[0]} is listed twice; give each seed once")
     from .strategies import get_strategy
 
+    recorded = []  # the name the loop records for each arm (a composition is named after its criteria)
     for spec, name, options in specs:
         try:
-            get_strategy(name, **options)
+            recorded.append(get_strategy(name, **options).name)
         except ValueError as exc:
             raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
     configs, arms = [], []
-    for (spec, name, options), parsed in zip(specs, arm_overrides):
+    for (spec, name, options), parsed, loop_name in zip(specs, arm_overrides, recorded):
         shared = list(overrides or [])
         try:
             resolved = _resolve_overrides(config, shared, parsed)
@@ -175,7 +178,8 @@ def check_bench_arguments(
             )
         except ValueError as exc:
             raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
-        arms.append(Arm(spec, name, options, resolved, strategy_label(name, options) + label_extras(cfg.to_dict())))
+        label = strategy_label(name, options) + label_extras(cfg.to_dict())
+        arms.append(Arm(spec, name, options, resolved, label, loop_name))
         family = metric.split("/", 1)[0]
         if family not in cfg.metrics:
             raise ValueError(
@@ -263,7 +267,9 @@ def run_bench(
             for seed in seeds:
                 run_dir = out / "runs" / arm.directory / f"seed{seed}"
                 head = heads.get((seed, arm.overrides))
-                run = BenchRun(arm.label, arm.strategy, arm.options, seed, run_dir, head=head, overrides=arm.overrides)
+                run = BenchRun(
+                    arm.label, arm.strategy, arm.options, seed, run_dir, head, arm.overrides, recorded=arm.recorded
+                )
                 heads.setdefault((seed, arm.overrides), run)
                 runs.append(run)
         failed = run_parallel(
@@ -310,7 +316,7 @@ def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progre
                 ],
             )
             if arm.overrides in first_runs:
-                _share_cycle_zero(first_runs[arm.overrides], run_dir, arm.strategy)
+                _share_cycle_zero(first_runs[arm.overrides], run_dir, arm.recorded)
             print(f"[bench] seed {seed}, strategy {arm.label} -> {run_dir}")
             run_from_config(cfg, run_dir, progress=progress)
             first_runs.setdefault(arm.overrides, run_dir)

@@ -41,6 +41,7 @@ class BenchRun:
     run_dir: Path
     head: BenchRun | None = None
     overrides: tuple[str, ...] = ()
+    recorded: str = ""  # the name the run's records carry (the strategy's own name when empty)
     returncode: int | None = field(default=None, compare=False)
 
     @property
@@ -142,7 +143,7 @@ def _schedule(config, waiting, running, *, overrides, jobs, logs, env, share_cyc
                 if head.returncode is None:
                     continue  # its seed's cycle 0 is still being trained
             elif head is not None:
-                share_cycle_zero(head.run_dir, run.run_dir, run.name)
+                share_cycle_zero(head.run_dir, run.run_dir, run.recorded or run.name)
             waiting.remove(run)
             log = open(run.log_path(logs), "a")  # closed when the run ends; a resumed run appends
             process = subprocess.Popen(_command(config, run, overrides), stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -12,8 +12,8 @@ from test_loop import outcome, write_config
 
 from activedet.cli import main
 
-ARMS = ["random", "entropy:aggregation=sum"]
-LABELS = ["random", "entropy[aggregation=sum]"]
+ARMS = ["random", "compose:criteria=[entropy,coreset]"]
+LABELS = ["random", "compose[criteria=[entropy,coreset]]"]
 
 
 def bench(config: Path, out: Path, *extra: str) -> int:
@@ -51,7 +51,7 @@ def test_parallel_bench_killed_then_resumed_equals_the_sequential_bench(tiny_dat
         runs = tmp_path / "parallel/runs"
         head, tail = (runs / label / f"seed{seed}/cycles/0" for label in LABELS)
         assert (head / "model.pt").read_bytes() == (tail / "model.pt").read_bytes()
-        assert json.loads((tail / "metrics.json").read_text())["strategy"] == "entropy"
+        assert json.loads((tail / "metrics.json").read_text())["strategy"] == "entropy+coreset"  # as the loop names it
     summaries = [(tmp_path / out / "report/summary.json").read_text() for out in ("in_turn", "parallel")]
     assert summaries[0].replace("/in_turn/", "/parallel/") == summaries[1]
 

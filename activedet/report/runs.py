@@ -108,7 +108,10 @@ def _find_run_dirs(path: Path) -> list[Path]:
 
 def _load_run(run_dir: Path) -> Run:
     strategy, options, seed, extras = _read_config(run_dir)
-    records = _read_records(RunDir(run_dir).metrics_log, strategy, seed)
+    criteria = options.get("criteria")
+    # a strategy built from a list of criteria is named after them in the loop's records ("entropy+coreset")
+    named = "+".join(criteria) if isinstance(criteria, list) and all(isinstance(c, str) for c in criteria) else strategy
+    records = _read_records(RunDir(run_dir).metrics_log, named, seed)
     keys = sorted({key for record in records for key in record["metrics"]})
     column = lambda name: np.array([float(r[name]) for r in records], np.float64)
     # None (null or absent key) becomes NaN in a float64 array.
