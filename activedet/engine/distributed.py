@@ -49,8 +49,10 @@ def barrier() -> None:
 
 def shutdown() -> None:
     """Destroy the process group (when there is one) before the process exits: left to interpreter shutdown, gloo's
-    threads can abort a process that has finished its work ("terminate called without an active exception")."""
+    threads can abort a process that has finished its work ("terminate called without an active exception").
+    Every process waits for the others first, so none closes its connections while a peer still uses them."""
     if is_distributed():
+        dist.barrier()
         dist.destroy_process_group()
 
 
