@@ -37,7 +37,16 @@ from ...engine.pseudo import PseudoLabelRecord
 from ...engine.train import OptionError, TrainOptions, TrainResult, build_optimizer, train_loader, warmup_multiplier
 from ...engine.trainer import HookBase, Trainer
 
-__all__ = ["MIAODOptions", "miaod_schedule", "train_miaod", "stage_parameters", "MIAODTrainer", "MIAODStages"]
+__all__ = [
+    "MIAODOptions",
+    "ADAPTIVE_ADVERSARIAL_LR_SCALE",
+    "adversarial_lr_scale",
+    "miaod_schedule",
+    "train_miaod",
+    "stage_parameters",
+    "MIAODTrainer",
+    "MIAODStages",
+]
 
 
 @dataclass
@@ -54,6 +63,15 @@ class MIAODOptions:
         warmup_per_stage: ``False``: the linear warm-up (``warmup_iters``) runs once, at the start of the cycle;
             ``True``: it restarts with every stage, as the released COCO config does (mmcv's warm-up counts the
             iterations of each new runner, and the released code starts one per stage).
+        adversarial_lr_scale: multiplier of the learning rate of the unlabelled steps of the ``min`` and ``max``
+            stages (the discrepancy steps, with the pseudo-label MIL loss in ``min``); the labelled steps of those
+            stages keep the unit's lr. A float in (0, 1], or ``"auto"`` (the default): 1.0 with ``optimizer:
+            sgd`` (the released recipe), :data:`ADAPTIVE_ADVERSARIAL_LR_SCALE` with an adaptive optimiser
+            (``adamw``). Why: the discrepancy loss is a sum of MIL-weighted terms whose weights sum to about one per
+            level, so its gradient is small and SGD (the released optimiser) moves f1/f2 and the trunk only
+            slightly on it; Adam divides the gradient scale out, so at the unit lr every discrepancy step is a
+            full-size step and the maximising stage drives f1/f2 apart faster than the labelled steps can hold
+            them (see :func:`adversarial_lr_scale`).
     """
 
     label_epochs: int = 3
@@ -63,6 +81,7 @@ class MIAODOptions:
     lr_drop_epochs: int = 1
     unlabelled_ratio: float = 1.0
     warmup_per_stage: bool = False
+    adversarial_lr_scale: float | str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("label_epochs", "adversarial_epochs", "repeat_labelled"):
@@ -75,6 +94,9 @@ class MIAODOptions:
                 raise OptionError(f"training_options.{name}", "an int >= 0", value)
         if not isinstance(self.warmup_per_stage, bool):
             raise OptionError("training_options.warmup_per_stage", "true or false", self.warmup_per_stage)
+        scale = self.adversarial_lr_scale
+        if scale != "auto" and (not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 1):
+            raise OptionError("training_options.adversarial_lr_scale", "a float in (0, 1] or 'auto'", scale)
         ratio = self.unlabelled_ratio
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 100:
             raise OptionError("training_options.unlabelled_ratio", "a float in (0, 100]", ratio)
@@ -92,6 +114,20 @@ class MIAODOptions:
                 f"training_options.{unknown[0]}", f"one of {valid} (options of training: miaod)", unknown[0]
             )
         return cls(**options)
+
+
+ADAPTIVE_ADVERSARIAL_LR_SCALE = 0.1
+"""``adversarial_lr_scale: auto`` with an adaptive optimiser (docs/benchmarks.md, MI-AOD section, measures it)."""
+
+
+def adversarial_lr_scale(options: MIAODOptions, optimizer: str) -> float:
+    """The lr multiplier of the adversarial (unlabelled) steps: ``options.adversarial_lr_scale``, or for ``"auto"``
+    1.0 with ``sgd`` (its step follows the small discrepancy gradient, as in the released recipe) and
+    :data:`ADAPTIVE_ADVERSARIAL_LR_SCALE` otherwise (Adam's step is about ``lr`` per coordinate whatever the
+    gradient's scale, so the step itself has to be made small)."""
+    if options.adversarial_lr_scale != "auto":
+        return float(options.adversarial_lr_scale)
+    return 1.0 if optimizer == "sgd" else ADAPTIVE_ADVERSARIAL_LR_SCALE
 
 
 @dataclass(frozen=True)
@@ -167,9 +203,11 @@ class MIAODTrainer(Trainer):
         lr: float,
         device: torch.device,
         grad_clip: float | None,
+        adversarial_scale: float = 1.0,
         hooks=(),
     ):
         self.units, self.repeat, self.unlabelled_loader, self.lr = units, repeat, unlabelled_loader, lr
+        self.adversarial_scale = adversarial_scale
         self.resumed_optimizer: tuple[int, dict] | None = None  # (block, state) of a resumed stage
         super().__init__(
             model, labelled_loader, None, max_epochs=len(units), device=device, grad_clip=grad_clip, hooks=hooks
@@ -204,13 +242,23 @@ class MIAODTrainer(Trainer):
         parts = [("l_", images, targets)] + ([("u_", unlabelled, None)] if unlabelled is not None else [])
         for prefix, imgs, tgts in parts:
             losses = self.forward_model([img.to(self.device) for img in imgs], tgts, stage=self.unit.stage)
+            scale = self.adversarial_scale if prefix == "u_" else 1.0
+            for group in self.optimizer.param_groups:  # the step taken on this dict runs at the scaled lr
+                group["lr"] *= scale
             yield {prefix + k: v for k, v in losses.items()}
+            for group in self.optimizer.param_groups:
+                group["lr"] /= scale
 
     def epoch_entry(self, means: dict[str, float]) -> dict:
         return {
             "unit": self.epoch + 1,
             "stage": self.unit.stage,
             "lr": self.lr * self.unit.lr_factor,
+            **(
+                {"adversarial_lr": self.lr * self.unit.lr_factor * self.adversarial_scale}
+                if self.unit.stage != "label"
+                else {}
+            ),
             **{f"train_{k}": v for k, v in means.items()},
         }
 
@@ -351,6 +399,7 @@ def train_miaod(
         lr=options.lr,
         device=device,
         grad_clip=options.grad_clip,
+        adversarial_scale=adversarial_lr_scale(training_options, options.optimizer),
         hooks=[
             MIAODStages(options, training_options.warmup_per_stage),
             hooks.SeedEpochs(options.seed),
