@@ -10,12 +10,7 @@ import torch
 
 from activedet.config import load_config
 from activedet.engine.train import OptionError, TrainOptions
-from activedet.methods.miaod.training import (
-    ADAPTIVE_ADVERSARIAL_LR_SCALE,
-    MIAODOptions,
-    adversarial_lr_scale,
-    train_miaod,
-)
+from activedet.methods.miaod.training import MIAODOptions, train_miaod
 from activedet.models import build_detector
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -26,19 +21,17 @@ SCHEDULE = {"label_epochs": 1, "adversarial_epochs": 1, "outer_loops": 1, "repea
 STEPS = ["label", "min", "min", "max", "max", "label"]
 
 
-@pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, True, "fast", None])
+@pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, True, "auto", None])
 def test_adversarial_lr_scale_is_validated(bad):
-    with pytest.raises(OptionError, match=r"'training_options.adversarial_lr_scale' .* must be a float in \(0, 1\]"):
+    with pytest.raises(
+        OptionError, match=r"'training_options.adversarial_lr_scale' .* must be a float in \(0, 1\]. Got"
+    ):
         MIAODOptions(adversarial_lr_scale=bad)
 
 
-def test_auto_scale_is_the_released_one_with_sgd_and_small_with_adaptive_optimisers():
-    auto = MIAODOptions()
-    assert auto.adversarial_lr_scale == "auto"
-    assert adversarial_lr_scale(auto, "sgd") == 1.0
-    assert adversarial_lr_scale(auto, "adamw") == ADAPTIVE_ADVERSARIAL_LR_SCALE < 1.0
-    fixed = MIAODOptions(adversarial_lr_scale=0.25)
-    assert adversarial_lr_scale(fixed, "sgd") == adversarial_lr_scale(fixed, "adamw") == 0.25
+def test_default_scale_is_the_released_one():
+    assert MIAODOptions().adversarial_lr_scale == 1.0
+    assert MIAODOptions(adversarial_lr_scale=1).adversarial_lr_scale == 1
 
 
 def _train_recording_steps(toy_dataset, optimizer: str, scale):
@@ -82,10 +75,10 @@ def _train_recording_steps(toy_dataset, optimizer: str, scale):
     return steps, result.history
 
 
-def test_adamw_auto_scales_the_unlabelled_adversarial_steps_and_each_step_updates_its_stage(toy_dataset):
-    steps, history = _train_recording_steps(toy_dataset, "adamw", "auto")
+def test_adamw_scaled_unlabelled_adversarial_steps_and_each_step_updates_its_stage(toy_dataset):
+    steps, history = _train_recording_steps(toy_dataset, "adamw", 0.1)
     assert [s[0] for s in steps] == STEPS
-    scaled = 1e-3 * ADAPTIVE_ADVERSARIAL_LR_SCALE
+    scaled = 1e-4
     assert [s[1] for s in steps] == pytest.approx([1e-3, 1e-3, scaled, 1e-3, scaled, 1e-4])
     assert [h.get("adversarial_lr") for h in history] == pytest.approx([None, scaled, scaled, None])
     adversarial = ("head.classification_head.", "head.classification_head_2.")
@@ -103,17 +96,17 @@ def test_adamw_auto_scales_the_unlabelled_adversarial_steps_and_each_step_update
             assert moved_adversarial and any(n.startswith("backbone.") for n in moved_other), k
 
 
-def test_an_explicit_scale_applies_with_sgd_too(toy_dataset):
-    steps, history = _train_recording_steps(toy_dataset, "sgd", 0.25)
-    assert [s[1] for s in steps] == pytest.approx([1e-3, 1e-3, 2.5e-4, 1e-3, 2.5e-4, 1e-4])
-    assert [h.get("adversarial_lr") for h in history] == pytest.approx([None, 2.5e-4, 2.5e-4, None])
+@pytest.mark.parametrize(("scale", "adversarial"), [(0.25, 2.5e-4), (1.0, 1e-3)])
+def test_sgd_steps_run_at_the_scaled_lr_and_the_default_keeps_the_released_one(toy_dataset, scale, adversarial):
+    steps, history = _train_recording_steps(toy_dataset, "sgd", scale)
+    assert [s[1] for s in steps] == pytest.approx([1e-3, 1e-3, adversarial, 1e-3, adversarial, 1e-4])
+    assert [h.get("adversarial_lr") for h in history] == pytest.approx([None, adversarial, adversarial, None])
 
 
 @pytest.mark.parametrize(
-    ("name", "scale"), [("voc0712_miaod.yaml", 1.0), ("coco_miaod.yaml", 1.0), ("bench_miaod.yaml", 0.1)]
+    ("name", "scale"), [("voc0712_miaod.yaml", 1.0), ("coco_miaod.yaml", 1.0), ("bench_miaod.yaml", 1.0)]
 )
 def test_presets_set_the_scale_explicitly(name, scale):
     cfg = load_config(CONFIGS / name)
     options = cfg.trainer().keywords["training_options"]
-    assert options.adversarial_lr_scale == scale  # explicit, not "auto": the released presets keep SGD's lr
-    assert adversarial_lr_scale(options, cfg.optimizer) == scale
+    assert options.adversarial_lr_scale == scale  # the released lr in every step of the adversarial stages

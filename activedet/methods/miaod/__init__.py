@@ -18,9 +18,8 @@ Registers: the strategy ``miaod`` (:func:`~.scoring.miaod`, ``requires={"miaod_d
 
 Defaults: the schedule's are :class:`~.training.MIAODOptions` (the released VOC config: ``label_epochs=3``,
 ``adversarial_epochs=1``, ``outer_loops=2``, ``repeat_labelled=2``, ``lr_drop_epochs=1``,
-``unlabelled_ratio=1.0``; ``adversarial_lr_scale="auto"``: the unlabelled steps of the ``min`` and ``max`` stages at
-the unit's lr with SGD, as released, and at lr x 0.1 with AdamW, whose steps do not shrink with the small
-discrepancy gradient; the released presets set 1.0); the score's are the factory's keywords (``topk=10000``,
+``unlabelled_ratio=1.0``, ``adversarial_lr_scale=1.0``: the unlabelled steps of the ``min`` and ``max`` stages at
+the unit's lr); the score's are the factory's keywords (``topk=10000``,
 ``topk_fraction=0.1``, ``weighted=False``); the detector's are :func:`~.model.build_miaod`'s (``lambda_dis=0.5``,
 ``mil_weighting="code"``: the released code's).
 """

@@ -39,8 +39,6 @@ from ...engine.trainer import HookBase, Trainer
 
 __all__ = [
     "MIAODOptions",
-    "ADAPTIVE_ADVERSARIAL_LR_SCALE",
-    "adversarial_lr_scale",
     "miaod_schedule",
     "train_miaod",
     "stage_parameters",
@@ -63,15 +61,12 @@ class MIAODOptions:
         warmup_per_stage: ``False``: the linear warm-up (``warmup_iters``) runs once, at the start of the cycle;
             ``True``: it restarts with every stage, as the released COCO config does (mmcv's warm-up counts the
             iterations of each new runner, and the released code starts one per stage).
-        adversarial_lr_scale: multiplier of the learning rate of the unlabelled steps of the ``min`` and ``max``
-            stages (the discrepancy steps, with the pseudo-label MIL loss in ``min``); the labelled steps of those
-            stages keep the unit's lr. A float in (0, 1], or ``"auto"`` (the default): 1.0 with ``optimizer:
-            sgd`` (the released recipe), :data:`ADAPTIVE_ADVERSARIAL_LR_SCALE` with an adaptive optimiser
-            (``adamw``). Why: the discrepancy loss is a sum of MIL-weighted terms whose weights sum to about one per
-            level, so its gradient is small and SGD (the released optimiser) moves f1/f2 and the trunk only
-            slightly on it; Adam divides the gradient scale out, so at the unit lr every discrepancy step is a
-            full-size step and the maximising stage drives f1/f2 apart faster than the labelled steps can hold
-            them (see :func:`adversarial_lr_scale`).
+        adversarial_lr_scale: multiplier (in (0, 1]) of the learning rate of the unlabelled steps of the ``min``
+            and ``max`` stages (the discrepancy steps, with the pseudo-label MIL loss in ``min``); the labelled steps
+            of those stages keep the unit's lr. 1.0 (the default) is the released recipe. Meant for adaptive
+            optimisers, whose step does not shrink with the small gradient of the discrepancy sum as SGD's does; on
+            its own it did not stop the maximising stage from wrecking f1/f2 with AdamW on the bench data
+            (docs/benchmarks.md, MI-AOD section), so it is not on by default.
     """
 
     label_epochs: int = 3
@@ -81,7 +76,7 @@ class MIAODOptions:
     lr_drop_epochs: int = 1
     unlabelled_ratio: float = 1.0
     warmup_per_stage: bool = False
-    adversarial_lr_scale: float | str = "auto"
+    adversarial_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("label_epochs", "adversarial_epochs", "repeat_labelled"):
@@ -95,8 +90,8 @@ class MIAODOptions:
         if not isinstance(self.warmup_per_stage, bool):
             raise OptionError("training_options.warmup_per_stage", "true or false", self.warmup_per_stage)
         scale = self.adversarial_lr_scale
-        if scale != "auto" and (not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 1):
-            raise OptionError("training_options.adversarial_lr_scale", "a float in (0, 1] or 'auto'", scale)
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 1:
+            raise OptionError("training_options.adversarial_lr_scale", "a float in (0, 1]", scale)
         ratio = self.unlabelled_ratio
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 100:
             raise OptionError("training_options.unlabelled_ratio", "a float in (0, 100]", ratio)
@@ -114,20 +109,6 @@ class MIAODOptions:
                 f"training_options.{unknown[0]}", f"one of {valid} (options of training: miaod)", unknown[0]
             )
         return cls(**options)
-
-
-ADAPTIVE_ADVERSARIAL_LR_SCALE = 0.1
-"""``adversarial_lr_scale: auto`` with an adaptive optimiser (docs/benchmarks.md, MI-AOD section, measures it)."""
-
-
-def adversarial_lr_scale(options: MIAODOptions, optimizer: str) -> float:
-    """The lr multiplier of the adversarial (unlabelled) steps: ``options.adversarial_lr_scale``, or for ``"auto"``
-    1.0 with ``sgd`` (its step follows the small discrepancy gradient, as in the released recipe) and
-    :data:`ADAPTIVE_ADVERSARIAL_LR_SCALE` otherwise (Adam's step is about ``lr`` per coordinate whatever the
-    gradient's scale, so the step itself has to be made small)."""
-    if options.adversarial_lr_scale != "auto":
-        return float(options.adversarial_lr_scale)
-    return 1.0 if optimizer == "sgd" else ADAPTIVE_ADVERSARIAL_LR_SCALE
 
 
 @dataclass(frozen=True)
@@ -399,7 +380,7 @@ def train_miaod(
         lr=options.lr,
         device=device,
         grad_clip=options.grad_clip,
-        adversarial_scale=adversarial_lr_scale(training_options, options.optimizer),
+        adversarial_scale=float(training_options.adversarial_lr_scale),
         hooks=[
             MIAODStages(options, training_options.warmup_per_stage),
             hooks.SeedEpochs(options.seed),
