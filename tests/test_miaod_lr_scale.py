@@ -110,3 +110,12 @@ def test_presets_set_the_scale_explicitly(name, scale):
     cfg = load_config(CONFIGS / name)
     options = cfg.trainer().keywords["training_options"]
     assert options.adversarial_lr_scale == scale  # the released lr in every step of the adversarial stages
+
+
+def test_bench_preset_warms_up_every_stage_and_the_released_presets_as_released():
+    warm = {
+        name: load_config(CONFIGS / name).trainer().keywords["training_options"].warmup_per_stage
+        for name in ("voc0712_miaod.yaml", "coco_miaod.yaml", "bench_miaod.yaml")
+    }
+    # AdamW on the bench: a fresh optimiser per stage needs its warm-up; VOC: none (configs/MIAOD.py), COCO: per stage
+    assert warm == {"voc0712_miaod.yaml": False, "coco_miaod.yaml": True, "bench_miaod.yaml": True}

@@ -66,7 +66,8 @@ class MIAODOptions:
             of those stages keep the unit's lr. 1.0 (the default) is the released recipe. Meant for adaptive
             optimisers, whose step does not shrink with the small gradient of the discrepancy sum as SGD's does; on
             its own it did not stop the maximising stage from wrecking f1/f2 with AdamW on the bench data
-            (docs/benchmarks.md, MI-AOD section), so it is not on by default.
+            (docs/benchmarks.md, MI-AOD section), so it is not on by default; ``warmup_per_stage`` did: a fresh
+            Adam's first steps move every weight by about ``lr`` whatever its gradient.
     """
 
     label_epochs: int = 3
