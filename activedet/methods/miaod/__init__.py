@@ -19,7 +19,8 @@ predict`` column ``disagreement`` (``BOX_COLUMNS``); declares the detector ``mia
 
 Defaults: the schedule's are :class:`~.training.MIAODOptions` (the released VOC config: ``label_epochs=3``,
 ``adversarial_epochs=1``, ``outer_loops=2``, ``repeat_labelled=2``, ``lr_drop_epochs=1``,
-``unlabelled_ratio=1.0``); the score's are the factory's keywords (``topk=10000``, ``topk_fraction=0.1``,
-``weighted=False``); the detector's are :func:`~.model.build_miaod`'s (``lambda_dis=0.5``, ``mil_weighting="code"``:
-the released code's).
+``unlabelled_ratio=1.0``, ``adversarial_lr_scale=1.0``: the unlabelled steps of the ``min`` and ``max`` stages at
+the unit's lr); the score's are the factory's keywords (``topk=10000``,
+``topk_fraction=0.1``, ``weighted=False``); the detector's are :func:`~.model.build_miaod`'s (``lambda_dis=0.5``,
+``mil_weighting="code"``: the released code's).
 """

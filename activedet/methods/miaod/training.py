@@ -64,6 +64,13 @@ class MIAODOptions:
         warmup_per_stage: ``False``: the linear warm-up (``warmup_iters``) runs once, at the start of the cycle;
             ``True``: it restarts with every stage, as the released COCO config does (mmcv's warm-up counts the
             iterations of each new runner, and the released code starts one per stage).
+        adversarial_lr_scale: multiplier (in (0, 1]) of the learning rate of the unlabelled steps of the ``min``
+            and ``max`` stages (the discrepancy steps, with the pseudo-label MIL loss in ``min``); the labelled steps
+            of those stages keep the unit's lr. 1.0 (the default) is the released recipe. Meant for adaptive
+            optimisers, whose step does not shrink with the small gradient of the discrepancy sum as SGD's does; on
+            its own it did not stop the maximising stage from wrecking f1/f2 with AdamW on the bench data
+            (docs/benchmarks.md, MI-AOD section), so it is not on by default; ``warmup_per_stage`` did: a fresh
+            Adam's first steps move every weight by about ``lr`` whatever its gradient.
     """
 
     label_epochs: int = 3
@@ -73,6 +80,7 @@ class MIAODOptions:
     lr_drop_epochs: int = 1
     unlabelled_ratio: float = 1.0
     warmup_per_stage: bool = False
+    adversarial_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("label_epochs", "adversarial_epochs", "repeat_labelled"):
@@ -85,6 +93,9 @@ class MIAODOptions:
                 raise OptionError(f"training_options.{name}", "an int >= 0", value)
         if not isinstance(self.warmup_per_stage, bool):
             raise OptionError("training_options.warmup_per_stage", "true or false", self.warmup_per_stage)
+        scale = self.adversarial_lr_scale
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 1:
+            raise OptionError("training_options.adversarial_lr_scale", "a float in (0, 1]", scale)
         ratio = self.unlabelled_ratio
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 100:
             raise OptionError("training_options.unlabelled_ratio", "a float in (0, 100]", ratio)
@@ -177,9 +188,11 @@ class MIAODTrainer(Trainer):
         lr: float,
         device: torch.device,
         grad_clip: float | None,
+        adversarial_scale: float = 1.0,
         hooks=(),
     ):
         self.units, self.repeat, self.unlabelled_loader, self.lr = units, repeat, unlabelled_loader, lr
+        self.adversarial_scale = adversarial_scale
         self.resumed_optimizer: tuple[int, dict] | None = None  # (block, state) of a resumed stage
         super().__init__(
             model, labelled_loader, None, max_epochs=len(units), device=device, grad_clip=grad_clip, hooks=hooks
@@ -214,13 +227,23 @@ class MIAODTrainer(Trainer):
         parts = [("l_", images, targets)] + ([("u_", unlabelled, None)] if unlabelled is not None else [])
         for prefix, imgs, tgts in parts:
             losses = self.forward_model([img.to(self.device) for img in imgs], tgts, stage=self.unit.stage)
+            scale = self.adversarial_scale if prefix == "u_" else 1.0
+            for group in self.optimizer.param_groups:  # the step taken on this dict runs at the scaled lr
+                group["lr"] *= scale
             yield {prefix + k: v for k, v in losses.items()}
+            for group in self.optimizer.param_groups:
+                group["lr"] /= scale
 
     def epoch_entry(self, means: dict[str, float]) -> dict:
         return {
             "unit": self.epoch + 1,
             "stage": self.unit.stage,
             "lr": self.lr * self.unit.lr_factor,
+            **(
+                {"adversarial_lr": self.lr * self.unit.lr_factor * self.adversarial_scale}
+                if self.unit.stage != "label"
+                else {}
+            ),
             **{f"train_{k}": v for k, v in means.items()},
         }
 
@@ -361,6 +384,7 @@ def train_miaod(
         lr=options.lr,
         device=device,
         grad_clip=options.grad_clip,
+        adversarial_scale=float(training_options.adversarial_lr_scale),
         hooks=[
             MIAODStages(options, training_options.warmup_per_stage),
             hooks.SeedEpochs(options.seed),
