@@ -64,7 +64,7 @@ def parse_strategy_spec(spec: str) -> tuple[str, dict]:
     """``"hybrid:uncertainty=entropy,factor=2"`` -> ``("hybrid", {"uncertainty": "entropy", "factor": 2})``; an
     arm's ``@KEY=VALUE`` overrides are not part of it (:func:`parse_arm_overrides`).
 
-    Values are read as YAML, so a list or mapping may hold commas: ``"compose:criteria=[influence,coreset]"``.
+    Values are read as YAML, so a list or mapping may hold commas: ``"compose:criteria=[entropy,coreset]"``.
     """
     name, _, rest = spec.split("@", 1)[0].partition(":")
     options = {}

@@ -51,7 +51,7 @@ def strategy_label(strategy: str, options: dict | None = None) -> str:
 
     Strings (and lists of strings) are shown as is, other values as compact JSON: ``strategy_label("entropy",
     {"top_k": 5, "aggregation": "sum"}) == "entropy[aggregation=sum,top_k=5]"``, ``strategy_label("compose",
-    {"criteria": ["influence", "coreset"]}) == "compose[criteria=[influence,coreset]]"``.
+    {"criteria": ["entropy", "coreset"]}) == "compose[criteria=[entropy,coreset]]"``.
     """
     if not options:
         return strategy
@@ -62,7 +62,7 @@ def strategy_label(strategy: str, options: dict | None = None) -> str:
 def _shown(value) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):  # criteria=[influence,coreset]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):  # criteria=[entropy,coreset]
         return f"[{','.join(value)}]"
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 

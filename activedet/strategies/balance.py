@@ -16,7 +16,7 @@ picks among that criterion's shortlist (``factors``, default 2 x budget), so it 
 by class rather than replacing uncertainty.
 
 It is a general selection step rather than a published method: a greedy, inverse-frequency version of the
-class-distribution stage of CALD (methods.md §6) with the uncertainty shortlist of §7.5. Any detector; one
+consistency method's class-distribution stage (methods.md §6) with the uncertainty shortlist of §7.5. Any detector; one
 inference pass over its candidates (core fields only).
 """
 
