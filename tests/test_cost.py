@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,8 +16,8 @@ from activedet.al.annotation import write_native_labels
 from activedet.al.cost import CostError, CostModel, accepted_count, box_iou, check_cost_aware, cost_aware_order
 from activedet.al.ledger import Ledger
 from activedet.config import ConfigError, config_from_dict, load_config
-from activedet.data.coco import read_coco
 from activedet.workflows import import_into_run, run_from_config, run_status
+from tests.test_human_loop import human_setup
 from tests.test_loop import write_config
 
 #: every term priced differently so a wrong count shows
@@ -173,28 +172,14 @@ def test_a_cost_budget_in_simulation_spends_actual_costs_and_records_both(tiny_d
 
 
 def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, tmp_path):
-    folder = tmp_path / "unlabelled"
-    truth = read_coco(tiny_data / "annotations/val.json", image_root=tiny_data)
-    known = {}
-    for record in truth.records:
-        target = folder / f"val_{record.image_id}{record.file_name.suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(record.file_name, target)
-        record.image_id = target.stem
-        known[record.image_id] = record
-    config = write_config(
-        tmp_path,
+    config, run, known, class_names = human_setup(
         tiny_data,
-        oracle="human",
-        unlabelled_data=str(folder),
-        strategy="entropy",
-        initial_labelled=1,
+        tmp_path,
         budget_unit="boxes",
         budget=20,
         cycles=1,
         cost_min_score=0.0,  # the untrained detector's low scores are shown: accepts and corrections happen
     )
-    run = tmp_path / "run"
     run_from_config(load_config(config), progress=False)
     picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
     predicted = [p["predicted_boxes"] for p in picks]
@@ -202,7 +187,7 @@ def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, 
     assert sum(predicted[:-1]) < 20 <= sum(predicted)
     pending = run_status(run)["pending"]
     assert pending == [p["image_id"] for p in picks]
-    labels = write_native_labels(tmp_path / "labels.json", [known[i] for i in pending], truth.class_names)
+    labels = write_native_labels(tmp_path / "labels.json", [known[i] for i in pending], class_names)
     import_into_run(run, labels)
     run_from_config(load_config(config), progress=False)
     ledger = Ledger.load(run / "ledger.npz")

@@ -18,10 +18,10 @@ from activedet.data.coco import read_coco
 from activedet.workflows import import_into_run, run_from_config, run_status
 
 
-@pytest.fixture
-def human_run(tiny_data, tmp_path):
-    """A human run: the tiny train split is the labelled start, the val split's images (copied without any
-    annotation) the unlabelled folder; the val annotations play the annotator's knowledge."""
+def human_setup(tiny_data, tmp_path, **overrides):
+    """A human run's config: the tiny train split is the labelled start, the val split's images (copied without
+    any annotation) the unlabelled folder; the val annotations play the annotator's knowledge. Returns ``(config,
+    run directory, {image id: true record}, class names)``."""
     folder = tmp_path / "unlabelled"
     truth = read_coco(tiny_data / "annotations/val.json", image_root=tiny_data)
     known = {}
@@ -38,10 +38,15 @@ def human_run(tiny_data, tmp_path):
         unlabelled_data=str(folder),
         strategy="entropy",
         initial_labelled=1,
-        budget=3,
-        cycles=2,
+        **overrides,
     )
     return config, tmp_path / "run", known, truth.class_names
+
+
+@pytest.fixture
+def human_run(tiny_data, tmp_path):
+    """:func:`human_setup` with 3 images per cycle, 2 cycles."""
+    return human_setup(tiny_data, tmp_path, budget=3, cycles=2)
 
 
 def labels_file(path: Path, truth, class_names, image_ids, annotator="ann@example.org") -> Path:

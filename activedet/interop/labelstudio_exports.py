@@ -133,20 +133,26 @@ def read_labelstudio_voc(
     devkit = read_voc_labels(
         path, class_names, one_based=False, empty_means_labelled=True
     )  # Label Studio writes 0-based coordinates
+    ids = {name: labelstudio_image_id(name, images) for name in devkit.labels}
     out = Collector(Path(path), class_names, "Label Studio VOC export")
-    for name, (boxes, labels) in devkit.labels.items():
-        boxes = boxes.astype(np.float64)
+    return _collect(out, devkit, ids, ".xml", "object[{k}]")
+
+
+def _collect(out: Collector, tool, image_ids: dict[str, str], suffix: str, item: str) -> LabelImport:
+    """Every labelled file of ``tool`` (a reader's result: ``labels`` ``{name: (boxes, labels)}`` and ``skipped``)
+    into ``out`` as image ``image_ids[name]``, each box named ``{name}{suffix}: {item}`` (``item`` formats ``k``)."""
+    for name, (boxes, labels) in tool.labels.items():
         out.begin()
         out.add(
-            labelstudio_image_id(name, images),
-            f"{name}.xml",
+            image_ids[name],
+            f"{name}{suffix}",
             [
-                (f"{name}.xml: object[{k}]", box.tolist(), int(label))
-                for k, (box, label) in enumerate(zip(boxes, labels), start=1)
+                (f"{name}{suffix}: {item.format(k=k)}", box.tolist(), int(label))
+                for k, (box, label) in enumerate(zip(np.asarray(boxes, np.float64), labels), start=1)
             ],
         )
     result = out.result()
-    result.skipped = devkit.skipped + result.skipped
+    result.skipped = tool.skipped + result.skipped
     return result
 
 
@@ -180,17 +186,4 @@ def read_labelstudio_yolo(
         )
     sizes = {name: images[image_id] for name, image_id in names.items()}
     tool = read_yolo_labels(path, class_names, images=sizes, empty_means_labelled=True)  # annotated tasks only
-    out = Collector(path, class_names, "Label Studio YOLO export")
-    for name, (boxes, labels) in tool.labels.items():
-        out.begin()
-        out.add(
-            names[name],
-            f"{name}.txt",
-            [
-                (f"{name}.txt: line {k}", box.tolist(), int(label))
-                for k, (box, label) in enumerate(zip(boxes, labels), start=1)
-            ],
-        )
-    result = out.result()
-    result.skipped = tool.skipped + result.skipped
-    return result
+    return _collect(Collector(path, class_names, "Label Studio YOLO export"), tool, names, ".txt", "line {k}")
