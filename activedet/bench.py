@@ -278,20 +278,26 @@ def run_bench(
     else:
         _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress)
     labels = [arm.label for arm in arms]
-    summary = write_report(
-        [out / "runs"], out / "report", metric=metric, baseline="random" if "random" in labels else labels[0]
+    failures = (
+        f"{len(failed)} of the bench's runs failed: "
+        + "; ".join(f"{run.title} (log {run.log_path(out / 'logs')})" for run in failed)
+        + ". Fix the cause, then run the same command again: finished runs are kept, the others resume."
     )
+    try:
+        summary = write_report(
+            [out / "runs"], out / "report", metric=metric, baseline="random" if "random" in labels else labels[0]
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        if failed:  # no report without the failed runs: name them, not only what the report missed
+            raise BenchRunsFailed(f"{failures} No report: {exc}") from None
+        raise
     print(format_table(summary))
     for arm in arms:
         if arm.strategy == "random" and arm.overrides and arm.label != "random":
             second = write_report([out / "runs"], out / f"report-vs-{arm.directory}", metric=metric, baseline=arm.label)
             print(format_table(second))
     if failed:
-        raise BenchRunsFailed(
-            f"{len(failed)} of the bench's runs failed (the reports above leave out what they did not finish): "
-            + "; ".join(f"{run.title} (log {run.log_path(out / 'logs')})" for run in failed)
-            + ". Fix the cause, then run the same command again: finished runs are kept, the others resume."
-        )
+        raise BenchRunsFailed(f"{failures} The reports above leave out what they did not finish.")
     return summary
 
 

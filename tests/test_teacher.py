@@ -209,6 +209,22 @@ def test_a_resumed_training_continues_with_the_same_teacher(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_a_finished_trainings_checkpoint_does_not_bring_the_teacher_back():
+    """last.pt of a finished training (``final``) holds the weights it ended with, which the best epoch may have
+    chosen over the teacher: a resume of it must not copy the teacher back over them."""
+    from types import SimpleNamespace
+
+    from activedet.engine.teacher import TeacherStudent, TeacherStudentOptions
+
+    hook = TeacherStudent(TeacherStudentOptions(), None, batch_size=1, hflip_prob=0.0, seed=0)
+    hook.trainer = SimpleNamespace(model=torch.nn.Linear(2, 2))
+    teacher = torch.nn.Linear(2, 2).state_dict()
+    hook.load_state_dict({"teacher": teacher, "final": True})
+    assert hook.teacher is None
+    hook.load_state_dict({"teacher": teacher})  # stopped mid-training: the teacher resumes
+    assert all(torch.equal(a, b) for a, b in zip(hook.teacher.state_dict().values(), teacher.values()))
+
+
 @pytest.mark.parametrize("detector", ["faster_rcnn", "fcos"])
 def test_pseudo_boxes_train_only_the_classification_terms(tmp_path, detector):
     pool = make_toy_dataset(tmp_path / "toy", n_images=6, empty_every=2)  # half the images have no boxes

@@ -229,11 +229,19 @@ def scores_rank(strategy) -> bool:
 
 
 def check_cost_aware(cost: CostModel, strategy) -> None:
-    """Raise :class:`CostError` when ``cost.cost_aware`` is on and ``strategy`` gives no per-image score."""
+    """Raise :class:`CostError` when ``cost.cost_aware`` is on and ``strategy`` gives no per-image score, or an image
+    may be predicted to cost nothing (``image_cost`` 0): refused before any work, not at the first empty image."""
     if cost.cost_aware and not scores_rank(strategy):
         raise CostError(
             "cost_aware",
             f"false with strategy '{strategy.name}' (it gives no per-image score to divide by the predicted "
             "cost); choose a strategy that scores images, e.g. entropy",
             True,
+        )
+    if cost.cost_aware and not cost.image_cost > 0:
+        raise CostError(
+            "image_cost",
+            "> 0 with cost_aware (an image with no detection is predicted to cost image_cost, and selection "
+            "divides by the predicted cost); set image_cost to the seconds it takes to open and submit an image",
+            cost.image_cost,
         )

@@ -323,6 +323,8 @@ class TeacherStudent(HookBase):
         return {"teacher": self.teacher.state_dict() if self.teacher is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("teacher") is not None:
+        # a finished training's last.pt (``final``) holds the weights it ended with, the teacher's or the best
+        # epoch's: bringing the teacher back would make the resumed training end with other weights
+        if state.get("teacher") is not None and not state.get("final"):
             self.teacher = _frozen_copy(self.trainer.model)
             self.teacher.load_state_dict(state["teacher"])
