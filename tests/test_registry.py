@@ -30,6 +30,7 @@ from activedet.strategies import (
 )
 from activedet.strategies.checks import options_of
 from activedet.strategies.uncertainty import rank_select
+from tests.test_loop import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DETECTION_FIELDS = set(OPTIONAL_FIELDS)  # the optional Detections fields and the extras keys
@@ -255,27 +256,9 @@ def test_a_new_strategy_is_one_new_file(tiny_data, tmp_path):
             timeout=300,
         )
         assert "most_detections_file" in names.stdout
-        config = {
-            "data_format": "coco",
-            "train_data": str(tiny_data / "annotations/train.json"),
-            "test_data": str(tiny_data / "annotations/test.json"),
-            "image_root": str(tiny_data),
-            "detector": "ssd",
-            "backbone": "tiny",
-            "min_size": 96,
-            "epochs": 1,
-            "amp": False,
-            "metrics": ["voc"],
-            "device": "cpu",
-            "initial_labelled": 6,
-            "budget": 4,
-            "cycles": 1,
-            "strategy": "most_detections_file",
-            "out_dir": str(tmp_path / "run"),
-        }
-        (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+        config = write_config(tmp_path, tiny_data, epochs=1, cycles=1, strategy="most_detections_file")
         run = subprocess.run(
-            [sys.executable, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--quiet"],
+            [sys.executable, "-m", "activedet", "run", str(config), "--quiet"],
             capture_output=True,
             text=True,
             env=env,
