@@ -266,15 +266,11 @@ def run_bench(
         for arm in arms:
             for seed in seeds:
                 run_dir = out / "runs" / arm.directory / f"seed{seed}"
-                head = heads.get((seed, arm.overrides))
-                run = BenchRun(
-                    arm.label, arm.strategy, arm.options, seed, run_dir, head, arm.overrides, recorded=arm.recorded
-                )
+                settings = run_settings(arm, seed, run_dir, overrides)
+                run = BenchRun(arm.label, seed, run_dir, settings, arm.recorded, head=heads.get((seed, arm.overrides)))
                 heads.setdefault((seed, arm.overrides), run)
                 runs.append(run)
-        failed = run_parallel(
-            config, runs, overrides=overrides, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero
-        )
+        failed = run_parallel(config, runs, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
     else:
         _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress)
     labels = [arm.label for arm in arms]
@@ -301,6 +297,21 @@ def run_bench(
     return summary
 
 
+def run_settings(arm: Arm, seed: int, run_dir: Path, overrides: list[str] | None) -> list[str]:
+    """The ``key=value`` config overrides of one run of ``arm``, in order: the bench's ``--set``, the arm's own,
+    then its strategy, options, seed and run directory."""
+    return (
+        list(overrides or [])
+        + list(arm.overrides)
+        + [
+            f"strategy={arm.strategy}",
+            f"seed={seed}",
+            f"out_dir={run_dir.resolve()}",
+            f"strategy_options={json.dumps(arm.options)}",
+        ]
+    )
+
+
 def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progress: bool) -> None:
     """The sequential bench: per seed, each arm in turn; cycle 0 trained by the first arm of each set of overrides
     and shared with the others."""
@@ -310,17 +321,7 @@ def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progre
         first_runs: dict[tuple[str, ...], Path] = {}  # per arm overrides: cycle 0 depends on them
         for arm in arms:
             run_dir = out / "runs" / arm.directory / f"seed{seed}"
-            cfg = load_config(
-                config,
-                list(overrides or [])
-                + list(arm.overrides)
-                + [
-                    f"strategy={arm.strategy}",
-                    f"seed={seed}",
-                    f"out_dir={run_dir.resolve()}",
-                    f"strategy_options={json.dumps(arm.options)}",
-                ],
-            )
+            cfg = load_config(config, run_settings(arm, seed, run_dir, overrides))
             if arm.overrides in first_runs:
                 _share_cycle_zero(first_runs[arm.overrides], run_dir, arm.recorded)
             print(f"[bench] seed {seed}, strategy {arm.label} -> {run_dir}")

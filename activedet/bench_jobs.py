@@ -16,7 +16,6 @@ GPU machine they share its device (``device: auto``), which suits detectors too 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -31,17 +30,21 @@ __all__ = ["BenchRun", "run_parallel"]
 
 @dataclass
 class BenchRun:
-    """One (arm, seed) run of a bench; ``head`` is the run of the same seed and overrides whose cycle 0 it shares;
-    ``overrides`` are the arm's own ``key=JSON`` config overrides."""
+    """One (arm, seed) run of a bench.
+
+    Attributes:
+        label: the arm's report label; seed, run_dir: which run and where.
+        settings: its config overrides (``key=value``, given to ``activedet run`` as ``--set`` in order).
+        recorded: the strategy name its records carry (a copied cycle 0 is relabelled to it).
+        head: the run of the same seed and overrides whose cycle 0 it shares (``None``: it trains its own).
+    """
 
     label: str
-    name: str
-    options: dict
     seed: int
     run_dir: Path
+    settings: list[str]
+    recorded: str
     head: BenchRun | None = None
-    overrides: tuple[str, ...] = ()
-    recorded: str = ""  # the name the run's records carry (the strategy's own name when empty)
     returncode: int | None = field(default=None, compare=False)
 
     @property
@@ -53,19 +56,9 @@ class BenchRun:
         return logs / f"{self.label.replace(' ', '')}.seed{self.seed}.log"
 
 
-def _command(config: Path, run: BenchRun, overrides: list[str]) -> list[str]:
-    sets = (
-        list(overrides)
-        + list(run.overrides)
-        + [
-            f"strategy={run.name}",
-            f"seed={run.seed}",
-            f"out_dir={run.run_dir.resolve()}",
-            f"strategy_options={json.dumps(run.options)}",
-        ]
-    )
+def _command(config: Path, run: BenchRun) -> list[str]:
     return [sys.executable, "-m", "activedet", "run", str(config), "--quiet"] + [
-        arg for value in sets for arg in ("--set", value)
+        arg for value in run.settings for arg in ("--set", value)
     ]
 
 
@@ -84,19 +77,16 @@ def run_parallel(
     config: str | Path,
     runs: list[BenchRun],
     *,
-    overrides: list[str] | None,
     jobs: int,
     logs: Path,
     share_cycle_zero,
     poll_s: float = 0.5,
 ) -> list[BenchRun]:
-    """Run ``runs`` in the order given, at most ``jobs`` processes at a time; returns those that failed.
+    """Run ``runs`` in the order given, at most ``jobs`` (>= 1) processes at a time; returns those that failed.
 
     ``share_cycle_zero(source, target, strategy)`` copies a head's cycle 0 into a waiting run before it starts. The
     output of each run goes to :meth:`BenchRun.log_path`.
     """
-    if jobs < 1:
-        raise ValueError(f"argument --jobs: expected a whole number >= 1, got {jobs}")
     config = Path(config)
     logs.mkdir(parents=True, exist_ok=True)
     env = _environment(jobs)
@@ -107,7 +97,6 @@ def run_parallel(
             config,
             waiting,
             running,
-            overrides=overrides or [],
             jobs=jobs,
             logs=logs,
             env=env,
@@ -124,7 +113,7 @@ def run_parallel(
     return [run for run in runs if run.returncode != 0]
 
 
-def _schedule(config, waiting, running, *, overrides, jobs, logs, env, share_cycle_zero, poll_s) -> None:
+def _schedule(config, waiting, running, *, jobs, logs, env, share_cycle_zero, poll_s) -> None:
     started = time.perf_counter()
     while waiting or running:
         for process, (run, log) in list(running.items()):
@@ -143,10 +132,10 @@ def _schedule(config, waiting, running, *, overrides, jobs, logs, env, share_cyc
                 if head.returncode is None:
                     continue  # its seed's cycle 0 is still being trained
             elif head is not None:
-                share_cycle_zero(head.run_dir, run.run_dir, run.recorded or run.name)
+                share_cycle_zero(head.run_dir, run.run_dir, run.recorded)
             waiting.remove(run)
             log = open(run.log_path(logs), "a")  # closed when the run ends; a resumed run appends
-            process = subprocess.Popen(_command(config, run, overrides), stdout=log, stderr=subprocess.STDOUT, env=env)
+            process = subprocess.Popen(_command(config, run), stdout=log, stderr=subprocess.STDOUT, env=env)
             running[process] = (run, log)
             print(f"[bench] {run.title} -> {run.run_dir} (log {log.name})", flush=True)
         if waiting or running:
