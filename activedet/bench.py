@@ -2,7 +2,8 @@
 
 Each arm is ``STRATEGY[:key=value,...][@KEY=VALUE...]``: a strategy, its options, and config overrides of that arm
 alone (``--set`` overrides every arm). An arm override may set only what the report's label shows
-(``semi_supervised``, ``pseudo_labels``, ``warm_start``); a dotted key sets one option of a mapping, so
+(``semi_supervised``, ``pseudo_labels``, ``warm_start``, ``initial_selection``); a dotted key sets one option of a
+mapping, so
 ``entropy@semi_supervised.method=teacher_student`` is entropy with teacher-student semi-supervision, labelled
 ``entropy +ssl`` (``@semi_supervised={}`` is the same). The paired comparison of semi-supervised active learning is
 ``--strategies random random@semi_supervised={} entropy@semi_supervised={}``: ``OUT/report`` compares every arm with
@@ -34,7 +35,7 @@ from .report import format_table, label_extras, strategy_label, write_report
 __all__ = ["run_bench", "parse_strategy_spec", "parse_arm_overrides", "check_bench_arguments", "Arm", "BenchRunsFailed"]
 
 #: the config keys an arm may override: those its report label shows (report.label_extras)
-ARM_KEYS = ("semi_supervised", "pseudo_labels", "warm_start")
+ARM_KEYS = ("semi_supervised", "pseudo_labels", "warm_start", "initial_selection")
 
 
 class BenchRunsFailed(RuntimeError):
@@ -245,6 +246,7 @@ def run_bench(
     metric: str = "voc/mAP_area",
     progress: bool = True,
     jobs: int = 1,
+    baseline_cycles: int | None = None,
 ):
     """Run every arm for every seed from one config and write ``OUT/report`` (baseline: ``random``, else the first
     arm) and ``OUT/report-vs-ARM`` for each ``random`` arm with overrides; returns the first report's summary.
@@ -252,11 +254,21 @@ def run_bench(
     ``jobs`` > 1 runs up to that many (arm, seed) runs at once, each in its own process
     (:mod:`activedet.bench_jobs`); a failed run does not stop the others, and after the reports are written a
     :class:`BenchRunsFailed` names each failed run and its log.
+
+    ``baseline_cycles`` runs the plain ``random`` arm (the baseline of ``OUT/report``) for that many cycles instead
+    of the config's ``cycles``, so that the other arms' last points fall on random's curve and their labels saved
+    are measured instead of bounded (the report compares AUCs and final metrics over the common cycles). Raising it
+    later and running the same command again continues the finished random runs.
     """
     out = Path(out)
     if jobs < 1:
         raise ValueError(f"argument --jobs: expected a whole number >= 1, got {jobs}")
     arms = check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
+    overrides = list(overrides or [])
+    if baseline_cycles is not None:
+        _check_baseline_cycles(config, arms, overrides, baseline_cycles)
+    baseline = "random" if any(arm.label == "random" for arm in arms) else arms[0].label
+    arm_cycles = {baseline: baseline_cycles} if baseline_cycles is not None else {}
     failed = []
     if jobs > 1:
         from .bench_jobs import BenchRun, run_parallel
@@ -266,13 +278,13 @@ def run_bench(
         for arm in arms:
             for seed in seeds:
                 run_dir = out / "runs" / arm.directory / f"seed{seed}"
-                settings = run_settings(arm, seed, run_dir, overrides)
+                settings = run_settings(arm, seed, run_dir, overrides, cycles=arm_cycles.get(arm.label))
                 run = BenchRun(arm.label, seed, run_dir, settings, arm.recorded, head=heads.get((seed, arm.overrides)))
                 heads.setdefault((seed, arm.overrides), run)
                 runs.append(run)
         failed = run_parallel(config, runs, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
     else:
-        _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress)
+        _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress, cycles=arm_cycles)
     labels = [arm.label for arm in arms]
     failures = (
         f"{len(failed)} of the bench's runs failed: "
@@ -297,9 +309,11 @@ def run_bench(
     return summary
 
 
-def run_settings(arm: Arm, seed: int, run_dir: Path, overrides: list[str] | None) -> list[str]:
+def run_settings(
+    arm: Arm, seed: int, run_dir: Path, overrides: list[str] | None, *, cycles: int | None = None
+) -> list[str]:
     """The ``key=value`` config overrides of one run of ``arm``, in order: the bench's ``--set``, the arm's own,
-    then its strategy, options, seed and run directory."""
+    then its strategy, options, seed and run directory, and ``cycles`` when given (a baseline that goes on)."""
     return (
         list(overrides or [])
         + list(arm.overrides)
@@ -309,10 +323,30 @@ def run_settings(arm: Arm, seed: int, run_dir: Path, overrides: list[str] | None
             f"out_dir={run_dir.resolve()}",
             f"strategy_options={json.dumps(arm.options)}",
         ]
+        + ([f"cycles={cycles}"] if cycles is not None else [])
     )
 
 
-def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progress: bool) -> None:
+def _check_baseline_cycles(config, arms: list[Arm], overrides: list[str], cycles: int) -> None:
+    """``--baseline-cycles`` needs a ``random`` arm and at least the cycles the other arms run."""
+    if not any(arm.label == "random" for arm in arms):
+        raise ValueError(
+            "argument --baseline-cycles: no arm is plain 'random', the baseline that goes on; add 'random' to "
+            "--strategies or leave --baseline-cycles out"
+        )
+    planned = load_config(config, overrides).cycles
+    if planned is None or cycles < planned:
+        raise ValueError(
+            f"argument --baseline-cycles: expected at least the config's 'cycles' ({planned}), got {cycles}; "
+            + (
+                "a run that stops at 'max_labelled' has no cycle count to extend: set 'cycles' with --set"
+                if planned is None
+                else f"give a number >= {planned}, or leave it out to run random for {planned} cycles like the others"
+            )
+        )
+
+
+def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progress: bool, cycles: dict) -> None:
     """The sequential bench: per seed, each arm in turn; cycle 0 trained by the first arm of each set of overrides
     and shared with the others."""
     from .workflows import run_from_config  # torch and the methods: only once the arguments are known good
@@ -321,7 +355,7 @@ def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progre
         first_runs: dict[tuple[str, ...], Path] = {}  # per arm overrides: cycle 0 depends on them
         for arm in arms:
             run_dir = out / "runs" / arm.directory / f"seed{seed}"
-            cfg = load_config(config, run_settings(arm, seed, run_dir, overrides))
+            cfg = load_config(config, run_settings(arm, seed, run_dir, overrides, cycles=cycles.get(arm.label)))
             if arm.overrides in first_runs:
                 _share_cycle_zero(first_runs[arm.overrides], run_dir, arm.recorded)
             print(f"[bench] seed {seed}, strategy {arm.label} -> {run_dir}")

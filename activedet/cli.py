@@ -215,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run up to N strategy x seed runs at once, each its own process (one GPU or many cores)",
     )
+    p.add_argument(
+        "--baseline-cycles",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the plain random arm for N cycles (>= the config's cycles) so that every arm's last point is on "
+        "random's curve and its labels saved are measured, not bounded; raise it and rerun to continue",
+    )
     p.set_defaults(func=commands.cmd_bench)
 
     p = sub.add_parser("bench-scale", help="time and memory of a pool of N images, step by step, beside pycocotools")

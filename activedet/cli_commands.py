@@ -291,6 +291,7 @@ def cmd_bench(args) -> int:
             metric=args.metric,
             progress=not args.quiet,
             jobs=args.jobs,
+            baseline_cycles=args.baseline_cycles,
         )
     except BenchRunsFailed as exc:
         print(f"activedet bench: error: {exc}", file=sys.stderr)

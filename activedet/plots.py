@@ -96,7 +96,8 @@ def _plot_axis(summary: Summary, axis: str, path: Path) -> Path:
             "color": _COLORS[rank % len(_COLORS)],
             "linestyle": _LINESTYLES[(rank // len(_COLORS)) % len(_LINESTYLES)],
         }
-        _draw_strategy(ax, summary.strategies[label], axis, style)
+        extended = summary.baseline_extended if label == summary.baseline else None
+        _draw_strategy(ax, extended or summary.strategies[label], axis, style)
     ax.set_xlabel(f"labelled {axis} (mean over seeds)")
     ax.set_ylabel(f"{summary.metric} (mean ± std over seeds)")
     ax.set_title(f"{summary.metric} vs labelled {axis}")

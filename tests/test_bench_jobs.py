@@ -76,3 +76,39 @@ def test_strategy_options_may_be_lists_and_bad_yaml_is_named():
     )
     with pytest.raises(ValueError, match=r"value of 'criteria' in 'compose:criteria=\[influence' is not valid YAML"):
         parse_strategy_spec("compose:criteria=[influence")
+
+
+def test_baseline_cycles_extends_random_only_and_is_checked(tiny_data, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    assert bench(config, tmp_path / "bad", "--baseline-cycles", "0") == 2
+    assert "argument --baseline-cycles: expected at least the config's 'cycles' (1), got 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "out"
+    assert bench(config, out) == 0
+    assert bench(config, out, "--baseline-cycles", "2") == 0  # the finished random run goes on
+    lines = lambda label: (out / "runs" / label / "seed0/metrics.jsonl").read_text().splitlines()
+    assert len(lines("random")) == 3 and len(lines(LABELS[1])) == 2
+    summary = json.loads((out / "report/summary.json").read_text())
+    assert summary["baseline_extended"]["cycles"] == [0, 1, 2]
+    assert summary["strategies"]["random"]["cycles"] == [0, 1]
+    assert "`random` went on to cycle 2" in (out / "report/report.md").read_text()
+
+
+def test_a_cold_start_arm_is_labelled_and_trains_its_own_cycle_zero(tiny_data, tmp_path):
+    from activedet.bench import check_bench_arguments, run_settings
+
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    arms = check_bench_arguments(
+        config,
+        strategies=["random", "random@initial_selection=kmeans_medoids"],
+        seeds=[0],
+        overrides=None,
+        metric="voc/mAP_area",
+    )
+    assert [arm.label for arm in arms] == ["random", "random +kmeans_medoids start"]
+    assert arms[0].overrides != arms[1].overrides  # the key cycle 0 is shared by: a cold start trains its own
+    assert 'initial_selection="kmeans_medoids"' in run_settings(arms[1], 0, tmp_path / "r", None)
+    with pytest.raises(ValueError, match="no arm is plain 'random'"):
+        from activedet.bench import run_bench
+
+        run_bench(config, strategies=["entropy"], seeds=[0], out=tmp_path / "x", baseline_cycles=2)

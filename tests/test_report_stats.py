@@ -167,3 +167,25 @@ def test_no_baseline_no_paired_figures(root, tmp_path):
     assert not (tmp_path / "report" / "savings_vs_cycle.png").exists()
     assert (tmp_path / "report" / "savings.csv").read_text().count("\n") == 1  # the header only
     assert "Paired by seed" not in format_table(summary)
+
+
+def test_a_baseline_that_went_on_measures_what_was_a_bound(tmp_path):
+    """Random run one cycle further (70 images, 0.8): seed 0's last entropy point (0.7 at 30 images) is on its curve
+    now, so the bound becomes a measured 100 * (1 - 30 / 60) = 50%; random's own AUC and final stay over cycles 0-2."""
+    for seed, values in ENTROPY.items():
+        make_run(tmp_path, "random", seed, (0.2, 0.4, 0.6, 0.8), images=(*RANDOM_IMAGES, 70))
+        make_run(tmp_path, "entropy", seed, values, images=ENTROPY_IMAGES)
+    summary = summarize(load_runs(tmp_path))
+    entropy, random = summary.strategies["entropy"], summary.strategies["random"]
+    assert entropy.images_saved_per_seed[0, 2] == pytest.approx(50.0)
+    assert not entropy.images_saved_bound.any()
+    last = entropy.paired_saved("images")[2]
+    assert (last.mean, last.low, last.high) == pytest.approx(ci((50.0, CYCLE2[1], CYCLE2[2]), T_975_2))
+    assert len(random.cycles) == 3 and random.final_mean_std[0] == pytest.approx(0.6)
+    assert len(summary.baseline_extended.cycles) == 4
+    assert not any("different numbers of cycles" in w for w in summary.warnings)
+    np.testing.assert_allclose(entropy.paired_difference, [0.1, -0.1, 0.0], atol=1e-12)  # at cycle 2, same seed
+    text = format_table(summary)
+    assert "`random` went on to cycle 3" in text and "| random | 3 | 70 |" in text
+    data = json.loads(json.dumps(summary.to_dict()))
+    assert data["baseline_extended"]["cycles"] == [0, 1, 2, 3] and data["strategies"]["random"]["cycles"] == [0, 1, 2]

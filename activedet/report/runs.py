@@ -156,7 +156,7 @@ def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
 def label_extras(config: dict) -> str:
     """The loop settings of a run's config that change what an arm is, shown after its strategy label:
     ``" +pseudo[...]"`` (pseudo labels), ``" +ssl[...]"`` (teacher-student semi-supervision, its options but
-    ``method``), ``" +fine-tune"`` (warm start)."""
+    ``method``), ``" +fine-tune"`` (warm start), ``" +typiclust start"`` (an initial set not drawn at random)."""
     extras = strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else ""
     ssl = config.get("semi_supervised")
     if ssl is not None:
@@ -164,6 +164,8 @@ def label_extras(config: dict) -> str:
             " +ssl", {k: v for k, v in ssl.items() if k != "method"} if isinstance(ssl, dict) else None
         )
     extras += " +fine-tune" if config.get("warm_start") else ""
+    start = config.get("initial_selection")
+    extras += f" +{start} start" if start not in (None, "random") else ""
     return extras
 
 

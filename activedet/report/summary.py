@@ -178,12 +178,18 @@ class Summary:
         metric: the metric summarised; baseline: the baseline label (None: labels saved not computed).
         strategies: label -> :class:`StrategySummary`, sorted by label.
         warnings: what the reader must know (unpaired seeds, truncated runs, missing baseline, ...).
+        baseline_extended: the baseline's whole curve when its runs went on for more cycles than any other
+            strategy's (``activedet bench --baseline-cycles``), else None. Labels saved are measured on it, so a
+            strategy that ends above the baseline's compared cycles gets a measured figure, not a bound;
+            ``strategies[baseline]`` holds its first cycles only, so its AUC and final metric span the others'
+            budget.
     """
 
     metric: str
     baseline: str | None
     strategies: dict[str, StrategySummary]
     warnings: list[str]
+    baseline_extended: StrategySummary | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready (NaN -> None), as written to ``summary.json``."""
@@ -200,8 +206,12 @@ class Summary:
                 "100 * (1 - used / needed); mean over seeds with a 95% Student-t interval (null for one seed); "
                 "bound: true when some seed's metric is above its whole baseline curve, where needed > the "
                 "baseline's last count, so the value is a lower bound; overall: per-seed mean over cycles >= 1",
+                "baseline_extended": "the baseline's whole curve when it ran more cycles than the other "
+                "strategies (savings are measured on it); the baseline's entry under strategies covers the "
+                "others' cycles only",
             },
             "strategies": {label: s.to_dict() for label, s in self.strategies.items()},
+            "baseline_extended": None if self.baseline_extended is None else self.baseline_extended.to_dict(),
         }
 
 
@@ -236,6 +246,12 @@ def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: st
     for run in runs:
         groups.setdefault(run.strategy, []).append(run)
     strategies = {label: _summarize_strategy(label, groups[label], metric, warnings) for label in sorted(groups)}
+    extended = None
+    if baseline in strategies and len(strategies) > 1:
+        compared = max(len(s.cycles) for label, s in strategies.items() if label != baseline)
+        if len(strategies[baseline].cycles) > compared:  # went on so that the others' last points are on its curve
+            extended = strategies[baseline]
+            strategies[baseline] = _summarize_strategy(baseline, groups[baseline], metric, [], cycles=compared)
     _warn_unpaired(strategies, warnings)
     if baseline is not None and baseline not in strategies:
         warnings.append(
@@ -243,11 +259,12 @@ def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: st
             "labels saved are not computed"
         )
     elif baseline is not None:
-        for s in strategies.values():
-            _labels_saved(s, strategies[baseline])
-            _paired_difference(s, strategies[baseline])
-            pair_with_baseline(s, strategies[baseline], warnings)
-    return Summary(metric, baseline, strategies, warnings)
+        curve = extended or strategies[baseline]
+        for s in [*strategies.values(), *([extended] if extended else [])]:
+            _labels_saved(s, curve)
+            _paired_difference(s, curve)
+            pair_with_baseline(s, curve, warnings)
+    return Summary(metric, baseline, strategies, warnings, baseline_extended=extended)
 
 
 def _paired_difference(s: StrategySummary, base: StrategySummary) -> None:
@@ -274,9 +291,14 @@ def _check_metric(runs: list[Run], metric: str) -> None:
         )
 
 
-def _summarize_strategy(label: str, runs: list[Run], metric: str, warnings: list[str]) -> StrategySummary:
+def _summarize_strategy(
+    label: str, runs: list[Run], metric: str, warnings: list[str], *, cycles: int | None = None
+) -> StrategySummary:
+    """The summary of one label's runs over the cycles every seed completed (at most ``cycles`` of them)."""
     runs = sorted(runs, key=lambda run: run.seed)
     n = min(len(run.cycles) for run in runs)
+    if cycles is not None and cycles < n:
+        n, warnings = cycles, []  # cut on purpose: no warning
     if any(len(run.cycles) != n for run in runs):
         lengths = ", ".join(f"{len(run.cycles)} (seed {run.seed})" for run in runs)
         warnings.append(f"{label}: runs have {lengths} cycles; truncated to the {n} common cycles 0-{n - 1}")

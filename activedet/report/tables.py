@@ -77,10 +77,12 @@ def format_table(summary: Summary) -> str:
     ]
     columns = cycle_columns(summary)
     cycle_header = ["strategy", "cycle", *(name for name, _ in columns)]
+    curves = dict(summary.strategies)
+    extended = summary.baseline_extended
+    if extended is not None:  # the per-cycle table shows the baseline's whole curve
+        curves[summary.baseline] = extended
     cycle_rows = [
-        [label, str(t), *(cell(s, t) for _, cell in columns)]
-        for label, s in summary.strategies.items()
-        for t in s.cycles
+        [label, str(t), *(cell(s, t) for _, cell in columns)] for label, s in curves.items() for t in s.cycles
     ]
     saved = (
         f"Labels saved: 100 * (1 - used / needed by `{base}` to reach the same mean metric), mean over "
@@ -88,6 +90,13 @@ def format_table(summary: Summary) -> str:
         if summary.baseline
         else "Labels saved: no baseline."
     )
+    if extended is not None:
+        compared = len(summary.strategies[summary.baseline].cycles)
+        saved += (
+            f" `{base}` went on to cycle {len(extended.cycles) - 1} so that the other strategies' last points are on "
+            f"its curve; labels saved are measured on its whole curve, its AUC and final metric over cycles "
+            f"0-{compared - 1} like the others'."
+        )
     lines = [
         f"Metric `{m}`, mean ± std over seeds (sample std). AUC: area under the metric vs labelled images "
         f"(boxes) curve divided by its x range, per seed. {saved}",
