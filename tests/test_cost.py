@@ -270,3 +270,23 @@ def test_the_library_needs_a_cost_model_for_a_cost_budget_and_for_boxes_with_peo
         check_cost_setup(unit, people, CostModel(), entropy)
     with pytest.raises(CostError, match=r"The 'box_cost' setting must be a float >= 0. Got -2.0 instead."):
         check_cost_setup("images", people, CostModel(box_cost=-2.0), entropy)
+
+
+@pytest.mark.parametrize("predicted, taken, warned", [(0.0, 20, True), (2.0, 10, False)])
+def test_a_budget_on_predicted_boxes_stops_at_twice_the_expected_images(predicted, taken, warned, recwarn):
+    """A detector that predicts nothing would spend a boxes budget never: the batch stops at 2 x budget_hint."""
+    from activedet.al.cost_stage import budget_picks
+    from activedet.al.plan import LoopOptions
+
+    options = LoopOptions(budget=20, budget_unit="boxes")
+    costs = SimpleNamespace(
+        cost=CostModel(), prefetch=lambda picks, chunk: picks, predicted=lambda index: (predicted, 1.0 + predicted)
+    )
+    stage = SimpleNamespace(select=lambda inputs: iter(range(1000)))
+    inputs = SimpleNamespace(budget_hint=10)  # 20 boxes at the labelled set's 2 boxes per image
+    people = SimpleNamespace(previews_cost=False)
+    assert budget_picks(stage, inputs, options, people, costs, 1000) == list(range(taken))
+    messages = [str(w.message) for w in recwarn.list]
+    assert (
+        any("the batch stopped at 20 images (2 x the 10" in m and "budget_unit 'cost'" in m for m in messages) == warned
+    )

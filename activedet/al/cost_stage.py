@@ -17,6 +17,7 @@ disk but the picks' records.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from itertools import islice
 
@@ -155,16 +156,38 @@ def check_cost_setup(unit: str, oracle, cost: CostModel | None, strategy) -> Non
         check_cost_aware(cost, strategy)
 
 
+#: a budget spent on predicted figures takes at most this many times the images the labelled set predicts
+PREDICTED_BATCH_CAP = 2
+
+
 def budget_picks(stage, inputs, options, oracle, costs: PickCosts | None, pool_size: int) -> list[int]:
     """The picks of cycle's selection within the budget: ``stage``'s own order, or with ``cost_aware`` the
-    candidates by score / predicted cost; each pick spends what :func:`spender` says."""
+    candidates by score / predicted cost; each pick spends what :func:`spender` says.
+
+    A budget spent on *predicted* boxes or cost (people labelling) stops at :data:`PREDICTED_BATCH_CAP` times
+    ``inputs.budget_hint`` images (the labelled set's boxes or cost per image), with a warning: a weak detector
+    that predicts almost nothing would otherwise send most of the pool to the annotators."""
     if costs is not None and costs.cost.cost_aware:
         picks = iter(costs.order(inputs.pool.indices, inputs.pool.scores).tolist())
     else:
         picks = stage.select(inputs)
     if costs is not None:
         picks = costs.prefetch(picks, inputs.budget_hint)
-    return options.take_budget(picks, spender(options.budget_unit, oracle, costs), pool_size)
+    spend = spender(options.budget_unit, oracle, costs)
+    if options.budget_unit == "images" or oracle.previews_cost:
+        return options.take_budget(picks, spend, pool_size)
+    cap = PREDICTED_BATCH_CAP * max(1, inputs.budget_hint)
+    taken = options.take_budget(islice(picks, cap), spend, pool_size)
+    spent, budget = sum(spend(i) for i in taken), options.budget_count(pool_size)
+    if len(taken) == cap and spent < budget:
+        warnings.warn(
+            f"the batch stopped at {cap} images ({PREDICTED_BATCH_CAP} x the {inputs.budget_hint} that the labelled "
+            f"set's {options.budget_unit} per image give) with {spent:.1f} of the budget's {budget} "
+            f"{options.budget_unit} predicted: the detector predicts few boxes; check its metrics, or use "
+            "budget_unit 'cost', where every image costs image_cost",
+            stacklevel=2,
+        )
+    return taken
 
 
 def cost_per_image(cost: CostModel | None, ledger, oracle) -> float | None:

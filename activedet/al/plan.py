@@ -163,10 +163,14 @@ class LoopOptions:
             per_image = oracle.count_boxes(labelled) / max(1, len(labelled))
         return max(1, int(np.ceil(budget / max(per_image, 1e-6))))
 
+    def budget_count(self, pool_size: int) -> int:
+        """The budget per cycle as a number (a fraction counts the pool's images)."""
+        return _count(self.budget, pool_size)
+
     def take_budget(self, picks: Iterator[int], spend: Callable[[int], float], pool_size: int) -> list[int]:
         """Consume the strategy's picks until the budget is spent (or the candidates run out). ``spend(index)``:
         what a picked image costs in ``budget_unit`` (not called for an image budget)."""
-        budget, taken, spent = _count(self.budget, pool_size), [], 0.0
+        budget, taken, spent = self.budget_count(pool_size), [], 0.0
         for index in picks:
             taken.append(int(index))
             spent += 1 if self.budget_unit == "images" else spend(int(index))
