@@ -12,9 +12,9 @@ with that arm as the baseline (active learning against random selection, both se
 
 Run directories are ``OUT/runs/{arm label without spaces}/seed{seed}``; each is an ordinary, resumable run, so an
 interrupted bench continues where it stopped when the same command is run again. Cycle 0 (training on the seed's
-initial set) does not depend on the strategy, so it is trained once per seed and arm overrides, and its model and
-metrics are copied into the other strategies' runs of that seed with the same overrides (their ledgers start from
-the same initial set).
+initial set) does not depend on the strategy, so it is trained once per seed and arm overrides (compared by value:
+two spellings of one setting share it), and its model and metrics are copied into the other strategies' runs of
+that seed with the same overrides (their ledgers start from the same initial set).
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ class Arm:
     overrides: tuple[str, ...]
     label: str
     recorded: str
+    #: what cycle 0 depends on among the arm's overrides: the resolved values of :data:`ARM_KEYS` (JSON), so two
+    #: spellings of one setting (``@semi_supervised={}``, ``@semi_supervised.method=teacher_student``) share it
+    cycle_zero: str = ""
 
     @property
     def directory(self) -> str:
@@ -180,7 +183,8 @@ def check_bench_arguments(
         except ValueError as exc:
             raise ValueError(f"argument --strategies {spec!r}: {exc}") from None
         label = strategy_label(name, options) + label_extras(cfg.to_dict())
-        arms.append(Arm(spec, name, options, resolved, label, loop_name))
+        cycle_zero = _cycle_zero_key(cfg)
+        arms.append(Arm(spec, name, options, resolved, label, loop_name, cycle_zero))
         family = metric.split("/", 1)[0]
         if family not in cfg.metrics:
             raise ValueError(
@@ -194,6 +198,18 @@ def check_bench_arguments(
         raise ValueError(f"argument --strategies lists the same arm twice: {labels}")
     _check_supported(configs)
     return arms
+
+
+def _cycle_zero_key(cfg) -> str:
+    """The values of :data:`ARM_KEYS` in ``cfg``, semi-supervision with every option resolved, as JSON."""
+    values = {key: cfg.to_dict().get(key) for key in ARM_KEYS}
+    if values["semi_supervised"] is not None:
+        import dataclasses
+
+        from .engine.teacher import TeacherStudentOptions  # torch: only for an arm with semi-supervision
+
+        values["semi_supervised"] = dataclasses.asdict(TeacherStudentOptions.from_dict(values["semi_supervised"]))
+    return json.dumps(values, sort_keys=True, default=str)
 
 
 def _check_supported(configs: list) -> None:
@@ -279,8 +295,8 @@ def run_bench(
             for seed in seeds:
                 run_dir = out / "runs" / arm.directory / f"seed{seed}"
                 settings = run_settings(arm, seed, run_dir, overrides, cycles=arm_cycles.get(arm.label))
-                run = BenchRun(arm.label, seed, run_dir, settings, arm.recorded, head=heads.get((seed, arm.overrides)))
-                heads.setdefault((seed, arm.overrides), run)
+                run = BenchRun(arm.label, seed, run_dir, settings, arm.recorded, head=heads.get((seed, arm.cycle_zero)))
+                heads.setdefault((seed, arm.cycle_zero), run)
                 runs.append(run)
         failed = run_parallel(config, runs, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
     else:
@@ -352,12 +368,12 @@ def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progre
     from .workflows import run_from_config  # torch and the methods: only once the arguments are known good
 
     for seed in seeds:
-        first_runs: dict[tuple[str, ...], Path] = {}  # per arm overrides: cycle 0 depends on them
+        first_runs: dict[str, Path] = {}  # per arm overrides' values: cycle 0 depends on them
         for arm in arms:
             run_dir = out / "runs" / arm.directory / f"seed{seed}"
             cfg = load_config(config, run_settings(arm, seed, run_dir, overrides, cycles=cycles.get(arm.label)))
-            if arm.overrides in first_runs:
-                _share_cycle_zero(first_runs[arm.overrides], run_dir, arm.recorded)
+            if arm.cycle_zero in first_runs:
+                _share_cycle_zero(first_runs[arm.cycle_zero], run_dir, arm.recorded)
             print(f"[bench] seed {seed}, strategy {arm.label} -> {run_dir}")
             run_from_config(cfg, run_dir, progress=progress)
-            first_runs.setdefault(arm.overrides, run_dir)
+            first_runs.setdefault(arm.cycle_zero, run_dir)

@@ -112,3 +112,17 @@ def test_a_cold_start_arm_is_labelled_and_trains_its_own_cycle_zero(tiny_data, t
         from activedet.bench import run_bench
 
         run_bench(config, strategies=["entropy"], seeds=[0], out=tmp_path / "x", baseline_cycles=2)
+
+
+def test_two_spellings_of_one_setting_share_cycle_zero(tiny_data, tmp_path):
+    from activedet.bench import check_bench_arguments
+
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    arms = check_bench_arguments(
+        config,
+        strategies=["random@semi_supervised={}", "entropy@semi_supervised.method=teacher_student", "entropy"],
+        seeds=[0],
+        overrides=["epochs=5"],
+        metric="voc/mAP_area",
+    )
+    assert arms[0].overrides != arms[1].overrides and arms[0].cycle_zero == arms[1].cycle_zero != arms[2].cycle_zero
