@@ -165,10 +165,17 @@ def _strip_boxes(dataset: DetectionDataset) -> DetectionDataset:
     return DetectionDataset(records, dataset.class_names, root=dataset.root)
 
 
-def _train_tiny(labelled, unlabelled, detector="retinanet", val=None, epochs=2, seed=0, **kwargs):
+def _train_tiny(labelled, unlabelled, detector="retinanet", val=None, epochs=2, seed=0, built=None, **kwargs):
     torch.manual_seed(seed)
     model = build_detector(
-        detector, 2, backbone="tiny", min_size=96, max_size=96, score_thresh=0.005, detections_per_img=5
+        detector,
+        2,
+        backbone="tiny",
+        min_size=96,
+        max_size=96,
+        score_thresh=0.005,
+        detections_per_img=5,
+        **(built or {}),
     )
     options = TrainOptions(
         epochs=epochs,
@@ -223,6 +230,19 @@ def test_a_finished_trainings_checkpoint_does_not_bring_the_teacher_back():
     assert hook.teacher is None
     hook.load_state_dict({"teacher": teacher})  # stopped mid-training: the teacher resumes
     assert all(torch.equal(a, b) for a, b in zip(hook.teacher.state_dict().values(), teacher.values()))
+
+
+@pytest.mark.parametrize("detector", ["retinanet", "faster_rcnn"])
+def test_pseudo_boxes_do_not_feed_the_training_sample_observers(tmp_path, detector):
+    """The labelled images have no boxes, so a class-difficulty EMA (an observer of the positive training samples)
+    may see nothing, although the student trains on the teacher's pseudo boxes."""
+    pool = make_toy_dataset(tmp_path / "toy", n_images=6)
+    labelled = _strip_boxes(pool.subset([0, 1]))
+    model, result = _train_tiny(labelled, pool.subset([2, 3, 4, 5]), detector, built={"difficulty_ema": True})
+    assert any(k.startswith("train_unsup_") for k in result.history[1])  # the pseudo-box forward ran
+    assert result.history[1]["pseudo_boxes_per_image"] > 0
+    ema = model.difficulty if detector == "retinanet" else model.roi_heads.difficulty
+    assert int(ema.updates) > 0 and not ema.quality.any()  # called for the labelled batches, with no positive
 
 
 @pytest.mark.parametrize("detector", ["faster_rcnn", "fcos"])

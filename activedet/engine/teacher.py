@@ -53,6 +53,7 @@ from torchvision.transforms import v2
 from ..data.records import DetectionDataset
 from ..data.torch_dataset import DetectionTorchDataset
 from ..fields import check_fields, option
+from ..models._common import observers_paused
 from . import distributed as dist_utils
 from .options import OptionError, TrainOptions
 from .trainer import HookBase
@@ -302,7 +303,8 @@ class TeacherStudent(HookBase):
         self._images += len(targets)
         self._boxes += sum(len(t["labels"]) for t in targets)
         strong = strong_views(weak, _seed(self.seed, trainer.iter))
-        with torch.autocast(trainer.device.type, enabled=trainer.amp):
+        # pseudo boxes are not ground truth: what observes the labelled samples (e.g. a class-difficulty EMA) skips them
+        with torch.autocast(trainer.device.type, enabled=trainer.amp), observers_paused(trainer.model):
             losses = trainer.forward_model([image.to(trainer.device) for image in strong], targets)
         terms = unsupervised_terms(losses, self.options.pseudo_losses)
         return {f"unsup_{name}": self.options.unsup_weight * value for name, value in terms.items()}

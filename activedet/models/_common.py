@@ -408,6 +408,23 @@ class SampleObserversMixin:
     @torch.no_grad()
     def notify_observers(self, labels: Tensor, probs: Tensor, ious: Tensor) -> None:
         """``labels`` int64[P] the GT classes, ``probs`` [P] the predicted probability of each, ``ious`` [P] the
-        IoU of each predicted box with its GT box."""
+        IoU of each predicted box with its GT box. Nothing inside :func:`observers_paused`."""
+        if getattr(self, "observers_paused", False):
+            return
         for observer in self.sample_observers:
             observer.observe(labels, probs, ious)
+
+
+@contextmanager
+def observers_paused(model: nn.Module) -> Iterator[None]:
+    """Within the block, the sample observers of ``model`` (:class:`SampleObserversMixin`) receive nothing: a
+    training forward pass whose targets are not ground truth (pseudo boxes) must not feed statistics of the
+    labelled samples."""
+    hosts = [m for m in model.modules() if isinstance(m, SampleObserversMixin)]
+    for host in hosts:
+        host.observers_paused = True
+    try:
+        yield
+    finally:
+        for host in hosts:
+            host.observers_paused = False
