@@ -264,8 +264,9 @@ def run_bench(
     jobs: int = 1,
     baseline_cycles: int | None = None,
 ):
-    """Run every arm for every seed from one config and write ``OUT/report`` (baseline: ``random``, else the first
-    arm) and ``OUT/report-vs-ARM`` for each ``random`` arm with overrides; returns the first report's summary.
+    """Run every arm for every seed from one config and write ``OUT/report`` (baseline: the ``random`` arm without
+    ``@`` overrides, else the first arm) and ``OUT/report-vs-ARM`` for each ``random`` arm with overrides; returns
+    the first report's summary. The reports compare the config's cycles.
 
     ``jobs`` > 1 runs up to that many (arm, seed) runs at once, each in its own process
     (:mod:`activedet.bench_jobs`); a failed run does not stop the others, and after the reports are written a
@@ -281,9 +282,10 @@ def run_bench(
         raise ValueError(f"argument --jobs: expected a whole number >= 1, got {jobs}")
     arms = check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
     overrides = list(overrides or [])
+    planned = load_config(config, overrides).cycles  # every arm's, but a baseline that goes on
     if baseline_cycles is not None:
-        _check_baseline_cycles(config, arms, overrides, baseline_cycles)
-    baseline = "random" if any(arm.label == "random" for arm in arms) else arms[0].label
+        _check_baseline_cycles(arms, planned, baseline_cycles)
+    baseline = _baseline(arms)
     arm_cycles = {baseline: baseline_cycles} if baseline_cycles is not None else {}
     failed = []
     if jobs > 1:
@@ -301,24 +303,23 @@ def run_bench(
         failed = run_parallel(config, runs, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
     else:
         _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress, cycles=arm_cycles)
-    labels = [arm.label for arm in arms]
     failures = (
         f"{len(failed)} of the bench's runs failed: "
         + "; ".join(f"{run.title} (log {run.log_path(out / 'logs')})" for run in failed)
         + ". Fix the cause, then run the same command again: finished runs are kept, the others resume."
     )
     try:
-        summary = write_report(
-            [out / "runs"], out / "report", metric=metric, baseline="random" if "random" in labels else labels[0]
-        )
+        summary = write_report([out / "runs"], out / "report", metric=metric, baseline=baseline, cycles=planned)
     except (ValueError, FileNotFoundError) as exc:
         if failed:  # no report without the failed runs: name them, not only what the report missed
             raise BenchRunsFailed(f"{failures} No report: {exc}") from None
         raise
     print(format_table(summary))
     for arm in arms:
-        if arm.strategy == "random" and arm.overrides and arm.label != "random":
-            second = write_report([out / "runs"], out / f"report-vs-{arm.directory}", metric=metric, baseline=arm.label)
+        if arm.strategy == "random" and arm.overrides and arm.label != baseline:
+            second = write_report(
+                [out / "runs"], out / f"report-vs-{arm.directory}", metric=metric, baseline=arm.label, cycles=planned
+            )
             print(format_table(second))
     if failed:
         raise BenchRunsFailed(f"{failures} The reports above leave out what they did not finish.")
@@ -343,14 +344,19 @@ def run_settings(
     )
 
 
-def _check_baseline_cycles(config, arms: list[Arm], overrides: list[str], cycles: int) -> None:
-    """``--baseline-cycles`` needs a ``random`` arm and at least the cycles the other arms run."""
-    if not any(arm.label == "random" for arm in arms):
+def _baseline(arms: list[Arm]) -> str:
+    """The label of ``OUT/report``'s baseline: the ``random`` arm without overrides of its own, else the first arm."""
+    return next((arm.label for arm in arms if arm.strategy == "random" and not arm.overrides), arms[0].label)
+
+
+def _check_baseline_cycles(arms: list[Arm], planned: int | None, cycles: int) -> None:
+    """``--baseline-cycles`` needs a ``random`` arm without overrides of its own, and at least the cycles the other
+    arms run."""
+    if not any(arm.strategy == "random" and not arm.overrides for arm in arms):
         raise ValueError(
-            "argument --baseline-cycles: no arm is plain 'random', the baseline that goes on; add 'random' to "
-            "--strategies or leave --baseline-cycles out"
+            "argument --baseline-cycles: no arm is 'random' without @ overrides, the baseline that goes on; add "
+            "'random' to --strategies or leave --baseline-cycles out"
         )
-    planned = load_config(config, overrides).cycles
     if planned is None or cycles < planned:
         raise ValueError(
             f"argument --baseline-cycles: expected at least the config's 'cycles' ({planned}), got {cycles}; "

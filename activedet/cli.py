@@ -186,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="voc/mAP_area", help="metric key of metrics.jsonl to compare")
     p.add_argument("--baseline", default="random", help="strategy the label savings are measured against")
     p.add_argument(
+        "--cycles",
+        type=int,
+        default=None,
+        metavar="N",
+        help="compare cycles 0..N only; a baseline that went on (bench --baseline-cycles) keeps its whole curve "
+        "for the labels saved",
+    )
+    p.add_argument(
         "--html",
         action="store_true",
         help="also write OUT/index.html: SVG curves, per-class table, each cycle's queried images",

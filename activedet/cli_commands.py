@@ -267,7 +267,7 @@ def cmd_strategies(args) -> int:
 def cmd_report(args) -> int:
     from .report import format_table, write_report
 
-    summary = write_report(args.runs, args.out, metric=args.metric, baseline=args.baseline)
+    summary = write_report(args.runs, args.out, metric=args.metric, baseline=args.baseline, cycles=args.cycles)
     print(format_table(summary))
     print(f"\nwrote {args.out}/report.md, summary.json and the plots")
     if args.html:

@@ -106,9 +106,9 @@ def test_a_cold_start_arm_is_labelled_and_trains_its_own_cycle_zero(tiny_data, t
         metric="voc/mAP_area",
     )
     assert [arm.label for arm in arms] == ["random", "random +kmeans_medoids start"]
-    assert arms[0].overrides != arms[1].overrides  # the key cycle 0 is shared by: a cold start trains its own
+    assert arms[0].cycle_zero != arms[1].cycle_zero  # a cold start trains its own cycle 0
     assert 'initial_selection="kmeans_medoids"' in run_settings(arms[1], 0, tmp_path / "r", None)
-    with pytest.raises(ValueError, match="no arm is plain 'random'"):
+    with pytest.raises(ValueError, match="no arm is 'random' without @ overrides"):
         from activedet.bench import run_bench
 
         run_bench(config, strategies=["entropy"], seeds=[0], out=tmp_path / "x", baseline_cycles=2)

@@ -290,3 +290,17 @@ def test_a_budget_on_predicted_boxes_stops_at_twice_the_expected_images(predicte
     assert (
         any("the batch stopped at 20 images (2 x the 10" in m and "budget_unit 'cost'" in m for m in messages) == warned
     )
+
+
+def test_a_cost_budget_is_bounded_by_image_cost_and_not_capped(recwarn):
+    from activedet.al.cost_stage import budget_picks
+    from activedet.al.plan import LoopOptions
+
+    options = LoopOptions(budget=20, budget_unit="cost")
+    costs = SimpleNamespace(
+        cost=CostModel(image_cost=1.0), prefetch=lambda picks, chunk: picks, predicted=lambda index: (0.0, 1.0)
+    )
+    stage = SimpleNamespace(select=lambda inputs: iter(range(1000)))
+    people = SimpleNamespace(previews_cost=False)
+    picks = budget_picks(stage, SimpleNamespace(budget_hint=5), options, people, costs, 1000)
+    assert picks == list(range(20)) and not recwarn.list  # 20 x image_cost, beyond 2 x the hint of 5

@@ -175,7 +175,10 @@ def test_a_baseline_that_went_on_measures_what_was_a_bound(tmp_path):
     for seed, values in ENTROPY.items():
         make_run(tmp_path, "random", seed, (0.2, 0.4, 0.6, 0.8), images=(*RANDOM_IMAGES, 70))
         make_run(tmp_path, "entropy", seed, values, images=ENTROPY_IMAGES)
-    summary = summarize(load_runs(tmp_path))
+    alone = summarize(load_runs(tmp_path))  # without cycles: random's whole curve, and a warning
+    assert alone.baseline_extended is None and len(alone.strategies["random"].cycles) == 4
+    assert any("different numbers of cycles" in w for w in alone.warnings)
+    summary = summarize(load_runs(tmp_path), cycles=2)
     entropy, random = summary.strategies["entropy"], summary.strategies["random"]
     assert entropy.images_saved_per_seed[0, 2] == pytest.approx(50.0)
     assert not entropy.images_saved_bound.any()
@@ -189,3 +192,18 @@ def test_a_baseline_that_went_on_measures_what_was_a_bound(tmp_path):
     assert "`random` went on to cycle 3" in text and "| random | 3 | 70 |" in text
     data = json.loads(json.dumps(summary.to_dict()))
     assert data["baseline_extended"]["cycles"] == [0, 1, 2, 3] and data["strategies"]["random"]["cycles"] == [0, 1, 2]
+
+
+def test_a_baseline_extension_stops_at_its_first_undefined_mean_and_cuts_other_long_arms(tmp_path):
+    for seed, values in ENTROPY.items():
+        make_run(tmp_path, "random", seed, (0.2, 0.4, 0.6, 0.8, math.nan), images=(*RANDOM_IMAGES, 70, 90))
+        make_run(tmp_path, "entropy", seed, values, images=ENTROPY_IMAGES)
+    summary = summarize(load_runs(tmp_path), cycles=2)
+    assert len(summary.baseline_extended.cycles) == 4  # the NaN at cycle 4 is left out, not spread to every saving
+    assert summary.strategies["entropy"].images_saved_per_seed[0, 2] == pytest.approx(50.0)
+    # entropy as the baseline: random's extra cycles are cut to the compared ones, the differences are defined
+    other = summarize(load_runs(tmp_path), baseline="entropy", cycles=2)
+    assert other.baseline_extended is None and len(other.strategies["random"].cycles) == 3
+    np.testing.assert_allclose(other.strategies["random"].paired_difference, [-0.1, 0.1, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match="'cycles' parameter of summarize must be an int >= 0 or None. Got -1"):
+        summarize(load_runs(tmp_path), cycles=-1)

@@ -164,9 +164,10 @@ def budget_picks(stage, inputs, options, oracle, costs: PickCosts | None, pool_s
     """The picks of cycle's selection within the budget: ``stage``'s own order, or with ``cost_aware`` the
     candidates by score / predicted cost; each pick spends what :func:`spender` says.
 
-    A budget spent on *predicted* boxes or cost (people labelling) stops at :data:`PREDICTED_BATCH_CAP` times
-    ``inputs.budget_hint`` images (the labelled set's boxes or cost per image), with a warning: a weak detector
-    that predicts almost nothing would otherwise send most of the pool to the annotators."""
+    A budget spent on *predicted* boxes (people labelling), or predicted cost with ``image_cost`` 0, stops at
+    :data:`PREDICTED_BATCH_CAP` times ``inputs.budget_hint`` images (the labelled set's boxes or cost per image),
+    with a warning: a weak detector that predicts almost nothing would otherwise send most of the pool to the
+    annotators."""
     if costs is not None and costs.cost.cost_aware:
         picks = iter(costs.order(inputs.pool.indices, inputs.pool.scores).tolist())
     else:
@@ -174,17 +175,20 @@ def budget_picks(stage, inputs, options, oracle, costs: PickCosts | None, pool_s
     if costs is not None:
         picks = costs.prefetch(picks, inputs.budget_hint)
     spend = spender(options.budget_unit, oracle, costs)
-    if options.budget_unit == "images" or oracle.previews_cost:
+    unit = options.budget_unit
+    # an image costs nothing predicted only in boxes, or in cost at image_cost 0; else the budget bounds the batch
+    free = unit == "boxes" or (unit == "cost" and costs is not None and costs.cost.image_cost == 0)
+    if oracle.previews_cost or not free:
         return options.take_budget(picks, spend, pool_size)
     cap = PREDICTED_BATCH_CAP * max(1, inputs.budget_hint)
     taken = options.take_budget(islice(picks, cap), spend, pool_size)
     spent, budget = sum(spend(i) for i in taken), options.budget_count(pool_size)
     if len(taken) == cap and spent < budget:
+        fix = "use budget_unit 'cost', where every image costs image_cost" if unit == "boxes" else "set image_cost > 0"
         warnings.warn(
             f"the batch stopped at {cap} images ({PREDICTED_BATCH_CAP} x the {inputs.budget_hint} that the labelled "
-            f"set's {options.budget_unit} per image give) with {spent:.1f} of the budget's {budget} "
-            f"{options.budget_unit} predicted: the detector predicts few boxes; check its metrics, or use "
-            "budget_unit 'cost', where every image costs image_cost",
+            f"set's {unit} per image give) with {spent:.1f} of the budget's {budget} {unit} predicted: the "
+            f"detector predicts few boxes; check its metrics, or {fix}",
             stacklevel=2,
         )
     return taken

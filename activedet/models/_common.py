@@ -420,11 +420,11 @@ def observers_paused(model: nn.Module) -> Iterator[None]:
     """Within the block, the sample observers of ``model`` (:class:`SampleObserversMixin`) receive nothing: a
     training forward pass whose targets are not ground truth (pseudo boxes) must not feed statistics of the
     labelled samples."""
-    hosts = [m for m in model.modules() if isinstance(m, SampleObserversMixin)]
-    for host in hosts:
+    hosts = [(m, getattr(m, "observers_paused", False)) for m in model.modules() if isinstance(m, SampleObserversMixin)]
+    for host, _ in hosts:
         host.observers_paused = True
     try:
         yield
     finally:
-        for host in hosts:
-            host.observers_paused = False
+        for host, before in hosts:
+            host.observers_paused = before

@@ -70,13 +70,19 @@ __all__ = [
 
 
 def write_report(
-    run_dirs, out_dir: str | os.PathLike, *, metric: str = "voc/mAP_area", baseline: str | None = "random"
+    run_dirs,
+    out_dir: str | os.PathLike,
+    *,
+    metric: str = "voc/mAP_area",
+    baseline: str | None = "random",
+    cycles: int | None = None,
 ) -> Summary:
-    """Load, summarise and write ``summary.json``, ``savings.csv``, ``report.md`` and the plots into ``out_dir``.
+    """Load, summarise (:func:`summarize`, ``cycles`` included) and write ``summary.json``, ``savings.csv``,
+    ``report.md`` and the plots into ``out_dir``.
 
     ``summary.json`` is strict JSON (NaN written as null). Every file is written atomically.
     """
-    summary = summarize(load_runs(run_dirs), metric=metric, baseline=baseline)
+    summary = summarize(load_runs(run_dirs), metric=metric, baseline=baseline, cycles=cycles)
     out_dir = Path(out_dir)
     pngs = plot(summary, out_dir)
     text = json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n"

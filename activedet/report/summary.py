@@ -178,10 +178,10 @@ class Summary:
         metric: the metric summarised; baseline: the baseline label (None: labels saved not computed).
         strategies: label -> :class:`StrategySummary`, sorted by label.
         warnings: what the reader must know (unpaired seeds, truncated runs, missing baseline, ...).
-        baseline_extended: the baseline's whole curve when its runs went on for more cycles than any other
-            strategy's (``activedet bench --baseline-cycles``), else None. Labels saved are measured on it, so a
+        baseline_extended: with :func:`summarize`'s ``cycles``, the baseline's whole curve when its runs went on
+            beyond them (``activedet bench --baseline-cycles``), else None. Labels saved are measured on it, so a
             strategy that ends above the baseline's compared cycles gets a measured figure, not a bound;
-            ``strategies[baseline]`` holds its first cycles only, so its AUC and final metric span the others'
+            ``strategies[baseline]`` holds the compared cycles only, so its AUC and final metric span the others'
             budget.
     """
 
@@ -227,13 +227,20 @@ def _jsonable(obj):
     return obj
 
 
-def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: str | None = "random") -> Summary:
+def summarize(
+    runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: str | None = "random", cycles: int | None = None
+) -> Summary:
     """Group runs by strategy label and compute curves, AUCs and labels saved (see the module docstring).
 
     ``baseline`` is the label whose curve defines "labels needed"; ``None`` skips labels saved. A baseline
-    that is not among the runs gives a warning and NaN savings. Raises ``ValueError`` for no runs or a
-    ``metric`` that the runs do not report (the message lists the available keys).
+    that is not among the runs gives a warning and NaN savings. ``cycles`` compares cycles ``0..cycles`` only:
+    every strategy is cut there, but a baseline that went on keeps its whole curve (up to its first undefined
+    mean) as :attr:`Summary.baseline_extended`, and labels saved are measured on it
+    (``activedet bench --baseline-cycles``). Raises ``ValueError`` for no runs or a ``metric`` that the runs do
+    not report (the message lists the available keys).
     """
+    if cycles is not None and (isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0):
+        raise ValueError(f"The 'cycles' parameter of summarize must be an int >= 0 or None. Got {cycles!r} instead.")
     runs, warnings = list(runs), []
     for run in runs:
         if len(run.cycles) == 0:
@@ -247,11 +254,18 @@ def summarize(runs: Iterable[Run], *, metric: str = "voc/mAP_area", baseline: st
         groups.setdefault(run.strategy, []).append(run)
     strategies = {label: _summarize_strategy(label, groups[label], metric, warnings) for label in sorted(groups)}
     extended = None
-    if baseline in strategies and len(strategies) > 1:
-        compared = max(len(s.cycles) for label, s in strategies.items() if label != baseline)
-        if len(strategies[baseline].cycles) > compared:  # went on so that the others' last points are on its curve
-            extended = strategies[baseline]
-            strategies[baseline] = _summarize_strategy(baseline, groups[baseline], metric, [], cycles=compared)
+    if cycles is not None:
+        points = cycles + 1
+        whole = strategies.get(baseline)
+        strategies = {
+            label: s
+            if len(s.cycles) <= points
+            else _summarize_strategy(label, groups[label], metric, [], points=points)
+            for label, s in strategies.items()
+        }
+        defined = 0 if whole is None else int(np.argmin(np.append(np.isfinite(whole.metric_mean), False)))
+        if defined > points:  # went on: the others' last points are on its curve
+            extended = _summarize_strategy(baseline, groups[baseline], metric, [], points=defined)
     _warn_unpaired(strategies, warnings)
     if baseline is not None and baseline not in strategies:
         warnings.append(
@@ -292,13 +306,13 @@ def _check_metric(runs: list[Run], metric: str) -> None:
 
 
 def _summarize_strategy(
-    label: str, runs: list[Run], metric: str, warnings: list[str], *, cycles: int | None = None
+    label: str, runs: list[Run], metric: str, warnings: list[str], *, points: int | None = None
 ) -> StrategySummary:
-    """The summary of one label's runs over the cycles every seed completed (at most ``cycles`` of them)."""
+    """The summary of one label's runs over the cycles every seed completed (at most the first ``points``)."""
     runs = sorted(runs, key=lambda run: run.seed)
     n = min(len(run.cycles) for run in runs)
-    if cycles is not None and cycles < n:
-        n, warnings = cycles, []  # cut on purpose: no warning
+    if points is not None and points < n:
+        n = points
     if any(len(run.cycles) != n for run in runs):
         lengths = ", ".join(f"{len(run.cycles)} (seed {run.seed})" for run in runs)
         warnings.append(f"{label}: runs have {lengths} cycles; truncated to the {n} common cycles 0-{n - 1}")
