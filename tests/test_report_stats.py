@@ -207,3 +207,15 @@ def test_a_baseline_extension_stops_at_its_first_undefined_mean_and_cuts_other_l
     np.testing.assert_allclose(other.strategies["random"].paired_difference, [-0.1, 0.1, 0.0], atol=1e-12)
     with pytest.raises(ValueError, match="'cycles' parameter of summarize must be an int >= 0 or None. Got -1"):
         summarize(load_runs(tmp_path), cycles=-1)
+
+
+def test_report_cycles_option(tmp_path, capsys):
+    from activedet.cli import main
+
+    for seed, values in ENTROPY.items():
+        make_run(tmp_path / "runs", "random", seed, (0.2, 0.4, 0.6, 0.8), images=(*RANDOM_IMAGES, 70))
+        make_run(tmp_path / "runs", "entropy", seed, values, images=ENTROPY_IMAGES)
+    assert main(["report", str(tmp_path / "runs"), "--cycles", "2", "--out", str(tmp_path / "report")]) == 0
+    assert "`random` went on to cycle 3" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "report/summary.json").read_text())
+    assert summary["strategies"]["random"]["cycles"] == [0, 1, 2] and summary["baseline_extended"]["cycles"][-1] == 3
