@@ -198,8 +198,9 @@ class TrainingKeys:
 @dataclass
 class StrategyKeys:
     strategy: str | list[str] = option(
-        "random",
-        "query strategy (`activedet strategies`), or a list of criteria "
+        "hybrid",
+        "query strategy (`activedet strategies`; `hybrid`, the default, is the README's recommendation), or a list "
+        "of criteria "
         "applied in order (`[localization_tightness, kmeans]`: the `compose` "
         "strategy, see the README's Methods)",
     )
