@@ -147,7 +147,7 @@ def test_cost_keys_in_the_config():
     with pytest.raises(ConfigError, match=r"key 'budget' must be an int \(labelling cost per cycle"):
         config_from_dict({**CONFIG, "budget_unit": "cost", "budget": 0.5})
     with pytest.raises(ConfigError, match=r"key 'cost_aware' must be false with strategy 'random'"):
-        config_from_dict({**CONFIG, "cost_aware": True})
+        config_from_dict({**CONFIG, "strategy": "random", "cost_aware": True})
 
 
 def lines(run_dir):
