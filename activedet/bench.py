@@ -56,7 +56,7 @@ class Arm:
     recorded: str
     #: what cycle 0 depends on among the arm's overrides: the resolved values of :data:`ARM_KEYS` (JSON), so two
     #: spellings of one setting (``@semi_supervised={}``, ``@semi_supervised.method=teacher_student``) share it
-    cycle_zero: str = ""
+    cycle_zero: str
 
     @property
     def directory(self) -> str:
@@ -202,7 +202,8 @@ def check_bench_arguments(
 
 def _cycle_zero_key(cfg) -> str:
     """The values of :data:`ARM_KEYS` in ``cfg``, semi-supervision with every option resolved, as JSON."""
-    values = {key: cfg.to_dict().get(key) for key in ARM_KEYS}
+    settings = cfg.to_dict()
+    values = {key: settings.get(key) for key in ARM_KEYS}
     if values["semi_supervised"] is not None:
         import dataclasses
 
@@ -344,15 +345,20 @@ def run_settings(
     )
 
 
+def _plain_random(arms: list[Arm]) -> str | None:
+    """The label of the ``random`` arm without overrides of its own (None: there is none)."""
+    return next((arm.label for arm in arms if arm.strategy == "random" and not arm.overrides), None)
+
+
 def _baseline(arms: list[Arm]) -> str:
     """The label of ``OUT/report``'s baseline: the ``random`` arm without overrides of its own, else the first arm."""
-    return next((arm.label for arm in arms if arm.strategy == "random" and not arm.overrides), arms[0].label)
+    return _plain_random(arms) or arms[0].label
 
 
 def _check_baseline_cycles(arms: list[Arm], planned: int | None, cycles: int) -> None:
     """``--baseline-cycles`` needs a ``random`` arm without overrides of its own, and at least the cycles the other
     arms run."""
-    if not any(arm.strategy == "random" and not arm.overrides for arm in arms):
+    if _plain_random(arms) is None:
         raise ValueError(
             "argument --baseline-cycles: no arm is 'random' without @ overrides, the baseline that goes on; add "
             "'random' to --strategies or leave --baseline-cycles out"

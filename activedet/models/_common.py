@@ -399,6 +399,8 @@ class SampleObserversMixin:
     list is not empty (gathering the samples costs a little, so it is skipped otherwise)."""
 
     sample_observers: list[nn.Module]
+    #: set by :func:`observers_paused`
+    observers_paused: bool = False
 
     def add_sample_observer(self, name: str, observer: nn.Module) -> None:
         """Attach ``observer`` as the submodule ``name`` (its buffers in the state dict) and give it the samples."""
@@ -409,7 +411,7 @@ class SampleObserversMixin:
     def notify_observers(self, labels: Tensor, probs: Tensor, ious: Tensor) -> None:
         """``labels`` int64[P] the GT classes, ``probs`` [P] the predicted probability of each, ``ious`` [P] the
         IoU of each predicted box with its GT box. Nothing inside :func:`observers_paused`."""
-        if getattr(self, "observers_paused", False):
+        if self.observers_paused:
             return
         for observer in self.sample_observers:
             observer.observe(labels, probs, ious)
@@ -420,7 +422,7 @@ def observers_paused(model: nn.Module) -> Iterator[None]:
     """Within the block, the sample observers of ``model`` (:class:`SampleObserversMixin`) receive nothing: a
     training forward pass whose targets are not ground truth (pseudo boxes) must not feed statistics of the
     labelled samples."""
-    hosts = [(m, getattr(m, "observers_paused", False)) for m in model.modules() if isinstance(m, SampleObserversMixin)]
+    hosts = [(m, m.observers_paused) for m in model.modules() if isinstance(m, SampleObserversMixin)]
     for host, _ in hosts:
         host.observers_paused = True
     try:
