@@ -39,6 +39,33 @@ def test_greedy_order_by_hand():
     assert list(balance_order(presence, None)) == [0, 1, 2, 3]
 
 
+def test_per_box_divides_each_gain_by_the_candidate_cost():
+    # one rare object alone (a) against the same rare object among five frequent ones (b): per image b also adds
+    # to class 1, per box a costs 2 where b costs 7
+    presence = np.array([[0.0, 0.9], [0.9, 0.9]])
+    counts = np.array([100.0, 0.0])
+    assert list(balance_order(presence, counts)) == [1, 0]
+    assert list(balance_order(presence, counts, cost=np.array([1.9, 6.3]))) == [0, 1]
+    with pytest.raises(ValueError, match=r"one positive, finite cost per candidate \(2\); got 2 values in \[0\.0"):
+        list(balance_order(presence, counts, cost=np.array([0.0, 1.0])))
+    with pytest.raises(ValueError, match=r"cost per candidate \(2\); got 1 values"):
+        list(balance_order(presence, counts, cost=np.array([1.0])))
+
+
+def test_per_box_prefers_the_rare_object_alone_among_detections():
+    pool = [
+        detections([2, 1, 1, 1, 1, 1], [0.9, 0.9, 0.9, 0.9, 0.9, 0.9]),  # the rare class among five frequent
+        detections([2], [0.8]),  # the rare class alone
+        detections([], []),  # no detection: last either way
+    ]
+    counts = np.array([100.0, 0.0])
+    for per_box, expected in ((False, [10, 11, 12]), (True, [11, 10, 12])):
+        strategy = get_strategy("class_balance", per_box=per_box)
+        scored = ScoredPool.collect(zip(range(10, 13), pool), strategy)
+        inputs = SelectionInput(scored, None, budget_hint=1, rng=np.random.default_rng(0), labelled_class_counts=counts)
+        assert list(strategy.select(inputs)) == expected
+
+
 def test_ties_and_empty_candidates_keep_the_order_given():
     presence = np.array([[0.0, 0.0], [0.3, 0.0], [0.3, 0.0], [0.0, 0.0]])
     assert list(balance_order(presence, np.array([0.0, 5.0]))) == [1, 2, 0, 3]
@@ -68,7 +95,7 @@ def test_a_rare_class_candidate_comes_first_and_low_scores_are_not_evidence():
     assert list(strategy.select(inputs)) == [13, 10, 11, 12]
 
 
-@pytest.mark.parametrize("options", [{"power": -1}, {"min_score": 1.5}])
+@pytest.mark.parametrize("options", [{"power": -1}, {"min_score": 1.5}, {"per_box": 1}])
 def test_bad_options_are_refused_with_the_name(options):
     key = next(iter(options))
     with pytest.raises(ValueError, match=f"'{key}' parameter of class_balance"):

@@ -15,6 +15,11 @@ weighs a class by the inverse of its labelled boxes. Ties, including every candi
 picks among that criterion's shortlist (``factors``, default 2 x budget), so it re-ranks the most uncertain images
 by class rather than replacing uncertainty.
 
+With ``per_box`` the gain is divided by the boxes the image is expected to cost, ``1 + sum`` of its detection
+scores (the scores are the expected number of true boxes, as in :mod:`activedet.al.cost`; the 1 stands for looking
+at the image at all): an image holding one rare object beats one where the same rare object sits among five
+frequent ones, which costs six boxes to label. Use it when boxes, not images, are what the annotation costs.
+
 It is a general selection step rather than a published method: a greedy, inverse-frequency version of the
 consistency method's class-distribution stage (methods.md §6) with the uncertainty shortlist of §7.5. Any detector; one
 inference pass over its candidates (core fields only).
@@ -30,7 +35,7 @@ import torch
 
 from ..models.outputs import Detections
 from .base import SelectionInput, Strategy
-from .checks import number, summary
+from .checks import flag, number, summary
 from .registry import register
 
 __all__ = ["class_balance", "class_presence", "balance_order"]
@@ -50,11 +55,14 @@ def class_presence(labels: np.ndarray, scores: np.ndarray, num_classes: int) -> 
     return presence
 
 
-def balance_order(presence: np.ndarray, labelled_counts: np.ndarray | None, *, power: float = 1.0) -> Iterator[int]:
+def balance_order(
+    presence: np.ndarray, labelled_counts: np.ndarray | None, *, power: float = 1.0, cost: np.ndarray | None = None
+) -> Iterator[int]:
     """Positions into ``presence`` ``[M, C]`` in greedy class-balance order (module docstring), lazily.
 
-    ``labelled_counts``: ``[C]`` ground-truth boxes per class in the labelled set (``None``: all zero). Ties go to
-    the earlier position.
+    ``labelled_counts``: ``[C]`` ground-truth boxes per class in the labelled set (``None``: all zero). ``cost``:
+    ``[M]`` positive costs each gain is divided by (``None``: every candidate costs 1). Ties go to the earlier
+    position.
     """
     presence = np.asarray(presence, np.float64).reshape(len(presence), -1)
     counts = np.zeros(presence.shape[1]) if labelled_counts is None else np.asarray(labelled_counts, np.float64)
@@ -63,9 +71,15 @@ def balance_order(presence: np.ndarray, labelled_counts: np.ndarray | None, *, p
             f"class_balance: the labelled set has counts for {counts.size} classes but the detections "
             f"describe {presence.shape[1]}"
         )
+    cost = np.ones(len(presence)) if cost is None else np.asarray(cost, np.float64).reshape(-1)
+    if cost.shape != (len(presence),) or not (np.isfinite(cost).all() and (cost > 0).all()):
+        raise ValueError(
+            f"class_balance: expected one positive, finite cost per candidate ({len(presence)}); "
+            f"got {cost.size} values{f' in [{cost.min()}, {cost.max()}]' if cost.size else ''}"
+        )
     remaining = np.arange(len(presence))
     while len(remaining):
-        gain = presence[remaining] @ (1.0 / (counts + 1.0) ** power)
+        gain = presence[remaining] @ (1.0 / (counts + 1.0) ** power) / cost[remaining]
         best = int(np.argmax(gain))  # the first of equal gains
         if gain[best] <= 0:  # nothing left adds to any class: the rest in the order given
             yield from (int(i) for i in remaining)
@@ -82,7 +96,7 @@ def _describe(det: Detections, *, min_score: float) -> dict[str, np.ndarray]:
     return {"labelled_scores": torch.stack([labels.double(), scores.double()], dim=1).reshape(-1, 2).numpy()}
 
 
-def _select(inputs: SelectionInput, *, power: float) -> Iterator[int]:
+def _select(inputs: SelectionInput, *, power: float, per_box: bool) -> Iterator[int]:
     pool = inputs.pool
     if len(pool) == 0:
         return
@@ -92,25 +106,29 @@ def _select(inputs: SelectionInput, *, power: float) -> Iterator[int]:
         len(counts) if counts is not None else int(max((d[:, 0].max() for d in detections if len(d)), default=1))
     )
     presence = np.stack([class_presence(d[:, 0], d[:, 1], num_classes) for d in detections])
-    for position in balance_order(presence, counts, power=power):
+    cost = np.array([1.0 + d[:, 1].sum() for d in detections]) if per_box else None
+    for position in balance_order(presence, counts, power=power, cost=cost):
         yield int(pool.indices[position])
 
 
 @register("class_balance")
-def class_balance(*, power: float = 1.0, min_score: float = 0.05) -> Strategy:
+def class_balance(*, power: float = 1.0, min_score: float = 0.05, per_box: bool = False) -> Strategy:
     """Class balance: candidates by what their predicted classes add to the classes with fewest labelled boxes.
 
     Options:
         power: how strongly rare classes are preferred: a class weighs ``1 / (labelled boxes + 1) ** power``
             (1.0; 0 ignores the labelled counts).
         min_score: detections scoring below this are not counted as evidence of their class (0.05).
+        per_box: divide each candidate's gain by its expected boxes, ``1 +`` the sum of its detection scores at or
+            above ``min_score`` (false): rare classes per box labelled rather than per image.
     """
     number("class_balance", "power", power, float, 0, 4)
     number("class_balance", "min_score", min_score, float, 0, 1)
+    flag("class_balance", "per_box", per_box)
     return Strategy(
         "class_balance",
         summary(class_balance),
         score=None,
         describe=functools.partial(_describe, min_score=float(min_score)),
-        select=functools.partial(_select, power=float(power)),
+        select=functools.partial(_select, power=float(power), per_box=per_box),
     )
