@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "name",
-        help="tiny, quickstart or bench (detection scenes, COCO + VOC), or digits-classification "
+        help="tiny, quickstart, bench or bench-balanced (detection scenes, COCO + VOC), or digits-classification "
         "(32x32 digits as ImageFolder train/val/test trees)",
     )
     p.add_argument("--out", required=True, help="output directory")

@@ -12,7 +12,7 @@ from PIL import Image
 
 import activedet.data.synth as synth
 from activedet.data.coco import read_coco
-from activedet.data.synth import SYNTH_CLASSES, SYNTH_SIZES, SynthSize, generate_dataset
+from activedet.data.synth import SYNTH_CLASSES, SYNTH_SIZES, SynthSize, _class_prior, generate_dataset
 from activedet.data.voc import read_voc
 
 SPLITS = ("train", "val", "test")
@@ -133,7 +133,9 @@ def test_test_split_uses_other_glyphs_and_a_flatter_prior(manifest):
 
 
 def test_unknown_name_lists_valid_names(tmp_path):
-    with pytest.raises(ValueError, match=r"must be one of \['bench', 'quickstart', 'tiny'\]. Got 'huge' instead"):
+    with pytest.raises(
+        ValueError, match=r"must be one of \['bench', 'bench-balanced', 'quickstart', 'tiny'\]. Got 'huge' instead"
+    ):
         generate_dataset("huge", tmp_path / "out")
     with pytest.raises(ValueError, match="'seed' parameter of generate_dataset must be a non-negative int"):
         generate_dataset("tiny", tmp_path / "out", seed=-1)
@@ -168,6 +170,14 @@ def test_size_parameters_are_consistent(name):
     assert abs(sum(size.scale_probs) - 1) < 1e-9 and len(size.scale_probs) == len(size.scales)
     assert max(hi for _, _, hi in size.scales) * 1.2 < size.image_size - 2 * size.max_shift
     assert size.dup_group_size[0] >= 2
+
+
+def test_the_balanced_bench_differs_from_bench_only_in_its_even_class_prior():
+    bench, balanced = SYNTH_SIZES["bench"], SYNTH_SIZES["bench-balanced"]
+    assert dataclasses.replace(balanced, zipf_exponent=1.2, test_zipf_exponent=0.5) == bench
+    for split in ("train", "val", "test"):
+        assert np.allclose(_class_prior(balanced, split), 0.1)
+    assert _class_prior(bench, "train")[0] / _class_prior(bench, "train")[9] > 15
 
 
 def test_every_size_parameter_is_documented():

@@ -198,11 +198,10 @@ class TrainingKeys:
 @dataclass
 class StrategyKeys:
     strategy: str | list[str] = option(
-        "hybrid",
-        "query strategy (`activedet strategies`; `hybrid`, the default, is the README's recommendation), or a list "
-        "of criteria "
-        "applied in order (`[localization_tightness, kmeans]`: the `compose` "
-        "strategy, see the README's Methods)",
+        ["entropy", "class_balance"],
+        "query strategy (`activedet strategies`), or a list of criteria applied in order (the `compose` strategy, "
+        "see the README's Methods); the default, the README's recommendation, keeps entropy's 2 x budget most "
+        "uncertain images and picks among them by the classes with fewest labelled boxes",
     )
     strategy_options: dict[str, Any] = option(
         {},

@@ -123,6 +123,8 @@ SYNTH_SIZES: dict[str, SynthSize] = {
     ),
     "quickstart": SynthSize(num_train=400, num_val=100, num_test=200),
     "bench": SynthSize(num_train=4000, num_val=500, num_test=1000),
+    # bench with even classes everywhere: a control for what a strategy gains from the long tail
+    "bench-balanced": SynthSize(num_train=4000, num_val=500, num_test=1000, zipf_exponent=0.0, test_zipf_exponent=0.0),
 }
 
 
@@ -476,7 +478,7 @@ def generate_dataset(name: str, out_dir: str | os.PathLike, *, seed: int = 0, ov
     """Generate the named synthetic detection dataset into ``out_dir`` and return ``out_dir`` as a Path.
 
     Args:
-        name: a key of :data:`SYNTH_SIZES` (``"tiny"``, ``"quickstart"``, ``"bench"``).
+        name: a key of :data:`SYNTH_SIZES` (``"tiny"``, ``"quickstart"``, ``"bench"``, ``"bench-balanced"``).
         out_dir: destination directory; see the module docstring for its layout.
         seed: non-negative int; the same ``(name, seed)`` gives byte-identical files.
         overwrite: replace an existing non-empty ``out_dir``.
