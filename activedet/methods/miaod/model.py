@@ -21,8 +21,9 @@ padding is excluded).
 
 Training (``model.train()``), ``model(images, targets, stage=...)`` returns a loss dict:
 
-* labelled images (``targets`` given): ``classification`` = (focal(f1) + focal(f2)) / 2, ``bbox_regression``,
-  and ``mil`` = BCE(y_hat, class presence) except in the ``"max"`` stage;
+* labelled images (``targets`` given): ``classification`` = (focal(f1) + focal(f2)) / 2 (the released code's;
+  ``classifier_loss="sum"``: focal(f1) + focal(f2)), ``bbox_regression``, and ``mil`` = BCE(y_hat, class presence)
+  except in the ``"max"`` stage;
 * unlabelled images (``targets=None``): ``"min"`` stage: ``discrepancy`` = λ Σ_i mean_c |p1 - p2| w and ``mil``
   against the pseudo labels ``1[max_i (p1 + p2) / 2 >= 0.5]`` (zero for the whole batch when any image has no
   pseudo-positive class, as the released code does); ``"max"`` stage: ``discrepancy`` = λ Σ_i mean_c
@@ -73,10 +74,12 @@ __all__ = [
     "mil_image_scores",
     "STAGES",
     "MIL_WEIGHTINGS",
+    "CLASSIFIER_LOSSES",
 ]
 
 STAGES = ("label", "min", "max")
 MIL_WEIGHTINGS = ("code", "class")
+CLASSIFIER_LOSSES = ("mean", "sum")
 
 
 class MIAODHead(RetinaNetHead):
@@ -84,12 +87,14 @@ class MIAODHead(RetinaNetHead):
 
     ``forward`` returns ``cls_logits`` (f1), ``cls_logits_2`` (f2), ``mil_logits`` and ``bbox_regression``, each
     ``[B, A, *]`` over all levels (torchvision's layout), so torchvision's eval forward runs unchanged on f1.
+    ``classifier_loss`` (``"mean"`` or ``"sum"``) is how :meth:`compute_loss` combines the two focal losses.
     """
 
-    def __init__(self, in_channels: int, num_anchors: int, num_classes: int):
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, classifier_loss: str = "mean"):
         super().__init__(in_channels, num_anchors, num_classes)
         self.classification_head_2 = RetinaNetClassificationHead(in_channels, num_anchors, num_classes)
         self.mil_head = RetinaNetClassificationHead(in_channels, num_anchors, num_classes)
+        self.classifier_loss = classifier_loss
 
     def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
         return {
@@ -106,7 +111,7 @@ class MIAODHead(RetinaNetHead):
             targets, {"cls_logits": head_outputs["cls_logits_2"]}, matched_idxs
         )
         return {
-            "classification": (focal_1 + focal_2) / 2,
+            "classification": (focal_1 + focal_2) / (2 if self.classifier_loss == "mean" else 1),
             "bbox_regression": self.regression_head.compute_loss(targets, head_outputs, anchors, matched_idxs),
         }
 
@@ -245,6 +250,7 @@ def build_miaod(
     topk_candidates: int = 1000,
     lambda_dis: float = 0.5,
     mil_weighting: str = "code",
+    classifier_loss: str = "mean",
 ) -> MIAODRetinaNet:
     """An MI-AOD RetinaNet for ``num_classes`` foreground classes: :func:`build_retinanet` with the MI-AOD head.
 
@@ -252,6 +258,12 @@ def build_miaod(
         lambda_dis: λ, weight of the instance-discrepancy losses (0.5, the released default).
         mil_weighting: ``"code"`` (default, the released code) or ``"class"`` (the paper's class-specific
             instance weighting); see the module docstring.
+        classifier_loss: how the labelled images' focal losses of f1 and f2 combine into ``classification``:
+            ``"mean"`` (default, the released code's ``(FL(f1) + FL(f2)) / 2``) or ``"sum"`` (``FL(f1) + FL(f2)``:
+            each classifier's focal loss at the weight a plain RetinaNet gives its one classifier). The mean halves
+            the classification gradient each classifier sends into the shared trunk and FPN, against an unchanged
+            box-regression gradient; with an adaptive optimiser (AdamW), whose steps on the heads ignore the 1/2,
+            that is its only effect. Under SGD the mean also halves each classifier's own step.
         every other argument: as :func:`build_retinanet` (same per-backbone defaults, :data:`RETINANET_DEFAULTS`).
             ``weights`` may be a torchvision RetinaNet checkpoint: with ``weights_strict=False`` f1, f_r and the
             trunk load from it and f2 / f_mil keep their random initialisation.
@@ -259,6 +271,7 @@ def build_miaod(
     func = "build_miaod"
     check_float(func, "lambda_dis", lambda_dis, 0.0, math.inf)
     check_choice(func, "mil_weighting", mil_weighting, MIL_WEIGHTINGS)
+    check_choice(func, "classifier_loss", classifier_loss, CLASSIFIER_LOSSES)
     template = build_retinanet(
         num_classes,
         backbone=backbone,
@@ -276,7 +289,7 @@ def build_miaod(
     )
     fpn = template.head.classification_head.conv[0][0].in_channels
     num_anchors = template.anchor_generator.num_anchors_per_location()[0]
-    head = MIAODHead(fpn, num_anchors, num_classes + 1)
+    head = MIAODHead(fpn, num_anchors, num_classes + 1, classifier_loss)
     model = MIAODRetinaNet(
         template.backbone,
         num_classes + 1,
