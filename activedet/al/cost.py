@@ -235,7 +235,12 @@ def check_cost_aware(cost: CostModel, strategy) -> None:
         raise CostError(
             "cost_aware",
             f"false with strategy '{strategy.name}' (it gives no per-image score to divide by the predicted "
-            "cost); choose a strategy that scores images, e.g. entropy",
+            "cost); choose a strategy that scores images, e.g. entropy"
+            + (
+                ", or keep this strategy with cost_aware false and class_balance's per_box: true (gain per expected box)"
+                if any(stage.name == "class_balance" for stage in strategy.stages)
+                else ""
+            ),
             True,
         )
     if cost.cost_aware and not cost.image_cost > 0:
