@@ -178,30 +178,6 @@ def test_a_cost_budget_in_simulation_spends_actual_costs_and_records_both(tiny_d
     assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(spent))
 
 
-def test_the_picks_are_predicted_once_for_their_cost_and_their_pre_annotations(tiny_data, tmp_path, monkeypatch):
-    import activedet.al.cost_stage as cost_stage
-    import activedet.al.loop as loop
-
-    predicted = []  # pool indices each single-image inference call was asked for, outside the scoring pass
-
-    def counting(original):
-        def predict(model, dataset, indices=None, **kwargs):
-            if indices is not None and len(dataset) > 8:  # the pool, not the 8-image test split
-                predicted.extend(int(i) for i in indices)
-            return original(model, dataset, indices, **kwargs)
-
-        return predict
-
-    monkeypatch.setattr(cost_stage, "predict_dataset", counting(cost_stage.predict_dataset))
-    monkeypatch.setattr(loop, "predict_dataset", counting(loop.predict_dataset))
-    config = write_config(tmp_path, tiny_data, strategy="entropy", budget=4, cycles=1, image_cost=1.0)
-    run_from_config(load_config(config), progress=False)
-    ledger = Ledger.load(tmp_path / "run/ledger.npz")
-    picked = [p["index"] for p in ledger.picks]
-    assert len(picked) == 4 and all(p["shown"] >= p["accepted"] for p in ledger.picks)
-    assert sorted(predicted) == sorted(picked)  # costed at selection, the same detections pre-annotate the batch
-
-
 def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, tmp_path):
     config, run, known, class_names = human_setup(
         tiny_data,

@@ -11,8 +11,8 @@
     evaluate labelled_cost: the initial set at image_cost + box_cost per box (labelled without a model), plus the
              recorded cost of every pick
 
-The picks' detections serve as the batch's pre-annotations too. Predictions are recomputed on a resume (the model
-is deterministic in eval mode), so nothing here is written to disk but the picks' records.
+Predictions are recomputed on a resume (the model is deterministic in eval mode), so nothing here is written to
+disk but the picks' records.
 """
 
 from __future__ import annotations
@@ -40,13 +40,12 @@ __all__ = [
 
 class PickCosts:
     """Predicted boxes and cost (and the detections behind them) of pool images under ``model``, computed on
-    demand (every process of a distributed run together) and kept: the batch's pre-annotations are these same
-    detections (:meth:`detections`), not a second inference pass."""
+    demand (every process of a distributed run together) and kept."""
 
     def __init__(self, cost: CostModel, model, pool, *, device="cpu", batch_size: int = 8):
         self.cost, self.model, self.pool = cost, model, pool
         self.device, self.batch_size = device, batch_size
-        self._detections: dict[int, object] = {}
+        self._detections: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def ensure(self, indices) -> None:
         """Predict the images of ``indices`` not predicted yet (one sharded pass; every process calls it)."""
@@ -54,21 +53,20 @@ class PickCosts:
         if not missing:
             return
         outputs = predict_dataset(self.model, self.pool, missing, device=self.device, batch_size=self.batch_size)
-        self._detections.update(zip(missing, outputs))
-
-    def detections(self, indices) -> list:
-        """The model's detections on the images of ``indices``, in that order (predicted where not kept yet)."""
-        self.ensure(indices)
-        return [self._detections[int(i)] for i in indices]
+        for index, det in zip(missing, outputs):
+            self._detections[index] = (det.boxes.numpy(), det.labels.numpy(), det.scores.numpy())
 
     def predicted(self, index: int) -> tuple[float, float]:
         """``(expected boxes, expected cost)`` of image ``index`` (:meth:`CostModel.predict`)."""
-        return self.cost.predict(self.detections([index])[0].scores)
+        self.ensure([index])
+        return self.cost.predict(self._detections[int(index)][2])
 
     def actual(self, index: int) -> dict:
         """The cost of image ``index`` as labelled in the pool, against the model's pre-annotations."""
+        self.ensure([index])
+        boxes, labels, scores = self._detections[int(index)]
         record = self.pool.records[int(index)]
-        return self.cost.actual(record.boxes, record.labels, self.detections([index])[0])
+        return self.cost.actual(record.boxes, record.labels, _Detections(boxes, labels, scores))
 
     def order(self, pool_indices: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """The candidates in cost-aware pick order (:func:`~activedet.al.cost.cost_aware_order`)."""
@@ -86,6 +84,13 @@ class PickCosts:
                 return
             self.ensure(ahead)
             yield from ahead
+
+
+class _Detections:
+    """Boxes, labels and scores as :meth:`CostModel.actual` reads them."""
+
+    def __init__(self, boxes, labels, scores):
+        self.boxes, self.labels, self.scores = boxes, labels, scores
 
 
 def spender(unit: str, oracle, costs: PickCosts | None) -> Callable[[int], float]:

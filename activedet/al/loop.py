@@ -177,9 +177,9 @@ class ActiveLearningRun(PoolScoring):
                 break
             scored = self._score(model, ledger, t)
             kill_point("score", t)
-            picks, costs = self._select(model, scored, ledger, t, checkpoint)
+            picks = self._select(model, scored, ledger, t, checkpoint)
             kill_point("select", t)
-            labelled = self._label(model, ledger, picks, t, costs)
+            labelled = self._label(model, ledger, picks, t)
             if labelled is None:  # the oracle's labels are pending (people labelling): the run waits, persisted
                 return ledger
             ledger = labelled
@@ -329,11 +329,10 @@ class ActiveLearningRun(PoolScoring):
                 log_cycle(self.run_dir, t, metrics, {}, record["pseudo_labels"])
         dist_utils.barrier()
 
-    def _select(self, model, scored, ledger: Ledger, t: int, checkpoint: str) -> tuple[list[dict], PickCosts | None]:
-        """The cycle's picks (its selection records), and with a cost model the detections made to cost them."""
+    def _select(self, model, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
         path = self.rundir.cycle(t).selection
         if path.is_file():
-            return json.loads(path.read_text())["picks"], None
+            return json.loads(path.read_text())["picks"]
         started = time.perf_counter()
         rng = np.random.default_rng(derive_seed(self.options.seed, t, "select"))
         inputs = self._selection_input(scored, ledger, rng)
@@ -404,24 +403,18 @@ class ActiveLearningRun(PoolScoring):
                     },
                 )
         dist_utils.barrier()
-        return records, costs
+        return records
 
-    def _label(
-        self, model: torch.nn.Module, ledger: Ledger, picks: list[dict], t: int, costs: PickCosts | None
-    ) -> Ledger | None:
+    def _label(self, model: torch.nn.Module, ledger: Ledger, picks: list[dict], t: int) -> Ledger | None:
         """The ledger with the batch labelled once every image of it has imported labels, else ``None``. The oracle
-        is asked only while images are pending (a resumed run whose batch is complete goes on). The batch's
-        pre-annotations are ``costs``' detections where the selection made them, else predicted here."""
-        indices = [p["index"] for p in picks]
+        is asked only while images are pending (a resumed run whose batch is complete goes on)."""
         batch = QueryBatch(
             t,
             picks,
             self.rundir,
             self.pool,
-            predict=lambda: (
-                costs.detections(indices)
-                if costs is not None
-                else predict_dataset(model, self.pool, indices, device=self.device, batch_size=self.batch_size)
+            predict=lambda: predict_dataset(
+                model, self.pool, [p["index"] for p in picks], device=self.device, batch_size=self.batch_size
             ),
         )
         asked = bool(pending_images(self.rundir, batch.image_ids))
