@@ -90,7 +90,13 @@ def predict_images(
     fields = set(strategy.needs) | ({"class_probs"} & provides)
     for c in shown.values():
         fields |= c.fields & provides
-    measure = strategy.name if strategy.name in MEASURES else None
+    # a list of criteria shows its first (the uncertainty that shortlists), with that criterion's own options
+    first, options = (
+        (cfg.strategy[0], cfg.strategy_options.get(cfg.strategy[0], {}))
+        if isinstance(cfg.strategy, list)
+        else (strategy.name, cfg.strategy_options)
+    )
+    measure = first if first in MEASURES else None
     results = []
     for path in images:
         try:
@@ -101,7 +107,7 @@ def predict_images(
             warnings.warn(DatasetWarning(f"bad_images: skip: left {path} out: {exc.reason}"), stacklevel=2)
             continue
         det = predictor.predict([image.to(next(model.parameters()).device)], fields=fields)[0].to("cpu")
-        columns = _columns(det, measure, bool(cfg.strategy_options.get("use_class_probs", False)), uncertainty, shown)
+        columns = _columns(det, measure, bool(options.get("use_class_probs", False)), uncertainty, shown)
         # a pool-normalised score has no meaning for one image: None
         score = strategy.score(det) if strategy.score is not None and strategy.combine is None else None
         keep = det.scores >= min_score

@@ -120,3 +120,7 @@ def test_chained_after_an_uncertainty_criterion_it_re_ranks_the_shortlist(tiny_d
     ranked = np.flatnonzero(~first.empty)[np.argsort(-first.scores[~first.empty], kind="stable")]
     assert sorted(second.indices.tolist()) == sorted(first.indices[ranked][:8].tolist())
     assert set(np.flatnonzero(ledger.labelled_at == 1).tolist()) <= set(second.indices.tolist())
+    # class balance has no per-image score: each pick shows entropy's, the criterion that shortlisted it
+    entropy_of = dict(zip(first.indices.tolist(), first.scores.tolist()))
+    assert [p["score"] for p in picks] == [entropy_of[p["index"]] for p in picks]
+    assert all(p["score"] is not None for p in picks)

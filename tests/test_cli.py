@@ -191,3 +191,24 @@ def test_predict_uncertainty_shows_and_draws_every_per_box_uncertainty(tiny, tmp
     assert all(c in out for c in columns) and len(list((tmp_path / "drawn").glob("*.png"))) == 2
     if "mc_uncertainty" in columns:
         assert all(0 <= b["mc_uncertainty"] <= 1 for b in boxes)
+
+
+def test_predict_with_the_default_strategy_shows_its_first_criterion_per_box(tiny, tmp_path, capsys):
+    from conftest import untrained_checkpoint
+
+    cfg = {
+        "train_data": str(tiny / "annotations/train.json"),
+        "image_root": str(tiny),
+        "detector": "ssd",
+        "backbone": "tiny",
+        "min_size": 96,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "out"),
+    }
+    path, checkpoint = untrained_checkpoint(cfg, tmp_path)
+    image = sorted((tiny / "images").rglob("*.png"))[0]
+    argv = ["predict", str(path), str(image), "--checkpoint", str(checkpoint), "--min-score", "0.0"]
+    assert main([*argv, "--json", str(tmp_path / "pred.json"), "--quiet"]) == 0
+    (result,) = json.loads((tmp_path / "pred.json").read_text())
+    assert result["strategy"] == "entropy+class_balance" and result["boxes"]
+    assert all(0 <= b["entropy"] for b in result["boxes"])  # entropy, the criterion that shortlists

@@ -113,8 +113,10 @@ def test_cost_aware_needs_a_strategy_that_scores_images():
     with pytest.raises(CostError, match=r"The 'cost_aware' setting must be false with strategy 'random'"):
         check_cost_aware(aware, get_strategy("random"))
     default = get_strategy("compose", criteria=["entropy", "class_balance"])
-    with pytest.raises(CostError, match=r"strategy 'entropy\+class_balance'.*class_balance's per_box: true"):
+    with pytest.raises(CostError, match=r"strategy 'entropy\+class_balance'.*\{class_balance: \{per_box: true\}\}"):
         check_cost_aware(aware, default)
+    with pytest.raises(CostError, match=r"strategy 'class_balance'.*strategy_options \{per_box: true\}"):
+        check_cost_aware(aware, get_strategy("class_balance"))
     free = dataclasses.replace(aware, image_cost=0.0)  # an empty image would be predicted to cost nothing
     check_cost_aware(dataclasses.replace(free, cost_aware=False), get_strategy("entropy"))
     with pytest.raises(CostError, match=r"The 'image_cost' setting must be > 0 with cost_aware"):

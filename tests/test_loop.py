@@ -300,6 +300,12 @@ def test_composed_criteria_score_the_shortlist_and_resume_between_stages(tiny_da
         ({"criteria": ["entropy", "coreset"], "factors": [2, 3]}, "must be a list of 1 floats"),
         ({"criteria": ["entropy", "coreset"], "kmeans": {}}, "Unknown option 'kmeans' for strategy 'compose'"),
         ({"criteria": ["entropy", "coreset"], "coreset": {"projection": 2}}, "Unknown option 'projection'"),
+        (
+            {"criteria": ["entropy", "class_balance"], "per_box": True},
+            r"'per_box' is an option of 'class_balance'; give it under that criterion's name, "
+            r"strategy_options: \{class_balance: \{per_box: \.\.\.\}\}",
+        ),
+        ({"criteria": ["entropy", "class_balance"], "aggregation": "sum"}, "'aggregation' is an option of 'entropy'"),
     ],
 )
 def test_compose_rejects_bad_criteria_with_the_reason(options, pattern):

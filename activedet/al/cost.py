@@ -237,7 +237,9 @@ def check_cost_aware(cost: CostModel, strategy) -> None:
             f"false with strategy '{strategy.name}' (it gives no per-image score to divide by the predicted "
             "cost); choose a strategy that scores images, e.g. entropy"
             + (
-                ", or keep this strategy with cost_aware false and class_balance's per_box: true (gain per expected box)"
+                ", or keep this strategy with cost_aware false and strategy_options "
+                + ("{per_box: true}" if strategy.name == "class_balance" else "{class_balance: {per_box: true}}")
+                + " (class gain per expected box)"
                 if any(stage.name == "class_balance" for stage in strategy.stages)
                 else ""
             ),

@@ -78,6 +78,7 @@ from .ledger import Ledger
 from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
 from .plan import LoopOptions, derive_seed, initial_indices, initial_size
 from .rundir import RunDir
+from .scores import load_scores
 from .scoring import PoolScoring
 
 __all__ = ["ActiveLearningRun"]
@@ -359,9 +360,7 @@ class ActiveLearningRun(PoolScoring):
                 stacklevel=2,
             )
         pool = inputs.pool
-        # the score shown: the last stage's, or for a selection-only last stage the previous stage's it picks from
-        shown = scores_rank(self.strategy)
-        score_of = dict(zip(pool.indices.tolist(), pool.scores.tolist()))
+        score_of = self._shown_scores(pool, t)
         predicted = pick_costs(costs, picks) if costs is not None else [{} for _ in picks]
         records = [
             {
@@ -369,7 +368,7 @@ class ActiveLearningRun(PoolScoring):
                 "rank": rank,
                 "cycle": t,
                 "strategy": self.strategy.name,
-                "score": None if not shown or np.isnan(score_of[i]) else score_of[i],
+                "score": None if np.isnan(score_of.get(i, np.nan)) else score_of[i],
                 "image_id": self.pool_ids[i],
                 "boxes": self.oracle.preview_boxes(i),
                 "checkpoint": checkpoint,
@@ -404,6 +403,18 @@ class ActiveLearningRun(PoolScoring):
                 )
         dist_utils.barrier()
         return records
+
+    def _shown_scores(self, pool, t: int) -> dict[int, float]:
+        """Per candidate, the score its selection record shows: the last stage's, or for a selection-only last stage
+        the previous stage's it picks from; for a last stage without scores that scores its own candidates (a
+        chain ending in ``class_balance``), the last stage before it that scores (its shortlist criterion)."""
+        if scores_rank(self.strategy):
+            return dict(zip(pool.indices.tolist(), pool.scores.tolist()))
+        scoring = [k for k, stage in enumerate(self.strategy.stages) if stage.score is not None]
+        if not scoring:
+            return {}
+        scored, _ = load_scores(self.rundir.cycle(t).scores_stage(scoring[-1]))
+        return dict(zip(scored.indices.tolist(), scored.scores.tolist()))
 
     def _label(self, model: torch.nn.Module, ledger: Ledger, picks: list[dict], t: int) -> Ledger | None:
         """The ledger with the batch labelled once every image of it has imported labels, else ``None``. The oracle

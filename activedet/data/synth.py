@@ -4,7 +4,8 @@ Nothing is downloaded: the objects are the 1,797 real 8x8 handwritten digits bun
 (:func:`sklearn.datasets.load_digits`), drawn into square RGB scenes with the properties that make active
 learning matter on real detection data:
 
-* **Long tail.** Each object's class is drawn i.i.d. from a Zipf prior ``p(d) ∝ (d + 1) ** -s``, ``d = 0..9``.
+* **Long tail.** Each object's class is drawn i.i.d. from a Zipf prior ``p(d) ∝ (d + 1) ** -s``, ``d = 0..9``
+  (``bench-balanced``: ``s = 0`` in every split, the ten classes equally likely; the rest as below).
   Train (the pool) and val: ``s = 1.2``, zero..nine = 40.5, 17.6, 10.9, 7.6, 5.9, 4.7, 3.9, 3.4, 2.9, 2.6 %
   (16:1). Test: ``s = 0.5``, 19.9 .. 6.3 % (3.2:1), *less* long-tailed than the pool so that the rarest class
   keeps enough test instances for a non-degenerate AP (seed 0: "nine" has 34 test boxes in quickstart,
@@ -110,7 +111,8 @@ class SynthSize:
 
 
 # tiny: unit tests (40 images, < 1 s); quickstart: demo, a CPU detector trains on it in minutes;
-# bench: the scene distribution of quickstart, a ten times larger pool. Generation takes ~1 / 7 / 45 s of CPU.
+# bench: the scene distribution of quickstart, a ten times larger pool. Generation takes ~1 / 7 / 45 s of CPU
+# (bench-balanced as bench).
 SYNTH_SIZES: dict[str, SynthSize] = {
     "tiny": SynthSize(
         image_size=96,

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from .base import Strategy
-from .checks import number, summary, unknown_options
+from .checks import number, options_of, summary, unknown_options
 from .registry import STRATEGIES, get_strategy, register
 
 __all__ = ["compose"]
@@ -59,6 +59,14 @@ def compose(
         )
     for factor in factors:
         number("compose", "factors", factor, float, 1)
+    for name in options:
+        owners = [c for c in criteria if name not in criteria and name in options_of(STRATEGIES[c])]
+        if owners:
+            raise ValueError(
+                f"Unknown option {name!r} for strategy 'compose' (a list of criteria): {name!r} is an option of "
+                f"{owners[0]!r}; give it under that criterion's name, strategy_options: "
+                f"{{{owners[0]}: {{{name}: ...}}}}"
+            )
     unknown_options("compose", options, ["criteria", "factors"] + list(criteria))
     for name, given in options.items():
         if not isinstance(given, dict):

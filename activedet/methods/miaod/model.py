@@ -262,8 +262,10 @@ def build_miaod(
             ``"mean"`` (default, the released code's ``(FL(f1) + FL(f2)) / 2``) or ``"sum"`` (``FL(f1) + FL(f2)``:
             each classifier's focal loss at the weight a plain RetinaNet gives its one classifier). The mean halves
             the classification gradient each classifier sends into the shared trunk and FPN, against an unchanged
-            box-regression gradient; with an adaptive optimiser (AdamW), whose steps on the heads ignore the 1/2,
-            that is its only effect. Under SGD the mean also halves each classifier's own step.
+            box-regression gradient; with an adaptive optimiser (AdamW) in the ``label`` stage without gradient
+            clipping, whose steps on the heads ignore the 1/2, that is its only effect (the adversarial stages mix
+            the heads' focal and discrepancy gradients in one optimiser state, where the scale matters too). Under
+            SGD the mean also halves each classifier's own step.
         every other argument: as :func:`build_retinanet` (same per-backbone defaults, :data:`RETINANET_DEFAULTS`).
             ``weights`` may be a torchvision RetinaNet checkpoint: with ``weights_strict=False`` f1, f_r and the
             trunk load from it and f2 / f_mil keep their random initialisation.
