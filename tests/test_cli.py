@@ -137,6 +137,20 @@ def test_train_miaod_then_predict_single_images_with_their_uncertainty(tiny, tmp
     assert "image file(s) not found" in capsys.readouterr().err
 
 
+def untrained_ssd(tiny, tmp_path, **extra) -> dict:
+    """A config for the tiny SSD on the tiny data (commands that take an untrained checkpoint), plus ``extra``."""
+    return {
+        "train_data": str(tiny / "annotations/train.json"),
+        "image_root": str(tiny),
+        "detector": "ssd",
+        "backbone": "tiny",
+        "min_size": 96,
+        "device": "cpu",
+        "out_dir": str(tmp_path / "out"),
+        **extra,
+    }
+
+
 @pytest.mark.parametrize(
     "extra, columns",
     [
@@ -152,17 +166,7 @@ def test_predict_uncertainty_shows_and_draws_every_per_box_uncertainty(tiny, tmp
 
     from conftest import untrained_checkpoint
 
-    cfg = {
-        "train_data": str(tiny / "annotations/train.json"),
-        "image_root": str(tiny),
-        "detector": "ssd",
-        "backbone": "tiny",
-        "min_size": 96,
-        "device": "cpu",
-        "out_dir": str(tmp_path / "out"),
-        "strategy_options": {"passes": 4} if "detector_options" in extra else {},
-        **extra,
-    }
+    cfg = untrained_ssd(tiny, tmp_path, strategy_options={"passes": 4} if "detector_options" in extra else {}, **extra)
     path, checkpoint = untrained_checkpoint(cfg, tmp_path)
     images = sorted((tiny / "images").rglob("*.png"))[:2]
     assert (
@@ -196,16 +200,7 @@ def test_predict_uncertainty_shows_and_draws_every_per_box_uncertainty(tiny, tmp
 def test_predict_with_the_default_strategy_shows_its_first_criterion_per_box(tiny, tmp_path, capsys):
     from conftest import untrained_checkpoint
 
-    cfg = {
-        "train_data": str(tiny / "annotations/train.json"),
-        "image_root": str(tiny),
-        "detector": "ssd",
-        "backbone": "tiny",
-        "min_size": 96,
-        "device": "cpu",
-        "out_dir": str(tmp_path / "out"),
-    }
-    path, checkpoint = untrained_checkpoint(cfg, tmp_path)
+    path, checkpoint = untrained_checkpoint(untrained_ssd(tiny, tmp_path), tmp_path)
     image = sorted((tiny / "images").rglob("*.png"))[0]
     argv = ["predict", str(path), str(image), "--checkpoint", str(checkpoint), "--min-score", "0.0"]
     assert main([*argv, "--json", str(tmp_path / "pred.json"), "--quiet"]) == 0
