@@ -59,13 +59,12 @@ def compose(
         )
     for factor in factors:
         number("compose", "factors", factor, float, 1)
-    for name in options:
-        owners = [c for c in criteria if name not in criteria and name in options_of(STRATEGIES[c])]
-        if owners:
+    for name in (n for n in options if n not in criteria):  # a criterion's option given at the top level
+        owner = next((c for c in criteria if name in options_of(STRATEGIES[c])), None)
+        if owner is not None:
             raise ValueError(
                 f"Unknown option {name!r} for strategy 'compose' (a list of criteria): {name!r} is an option of "
-                f"{owners[0]!r}; give it under that criterion's name, strategy_options: "
-                f"{{{owners[0]}: {{{name}: ...}}}}"
+                f"{owner!r}; give it under that criterion's name, strategy_options: {{{owner}: {{{name}: ...}}}}"
             )
     unknown_options("compose", options, ["criteria", "factors"] + list(criteria))
     for name, given in options.items():
