@@ -190,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="compare cycles 0..N only; a baseline that went on (bench --baseline-cycles) keeps its whole curve "
-        "for the labels saved",
+        help="compare cycles 0..N only (the HTML page too); a baseline that went on (bench --baseline-cycles) keeps "
+        "its whole curve for the labels saved",
     )
     p.add_argument(
         "--html",

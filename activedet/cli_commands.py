@@ -273,7 +273,9 @@ def cmd_report(args) -> int:
     if args.html:
         from .html_report import write_html_report
 
-        page = write_html_report(args.runs, args.out, metric=args.metric, thumbnails_per_cycle=args.thumbnails)
+        page = write_html_report(
+            args.runs, args.out, metric=args.metric, cycles=args.cycles, thumbnails_per_cycle=args.thumbnails
+        )
         print(f"wrote {page} (open it in a browser; thumbnails in {page.parent / 'thumbs'})")
     return 0
 

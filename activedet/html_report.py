@@ -58,6 +58,7 @@ def write_html_report(
     out_dir: str | os.PathLike,
     *,
     metric: str | None = None,
+    cycles: int | None = None,
     thumbnails_per_cycle: int = 12,
     thumb_size: int = 160,
     min_score: float = 0.3,
@@ -70,6 +71,10 @@ def write_html_report(
             names are replaced).
         metric: the ``metrics.jsonl`` key of the curves; ``None``: the first of :data:`DEFAULT_METRICS` that every
             run reports.
+        cycles: show cycles ``0..cycles`` only (as :func:`activedet.report.summarize`): the curves stop there, the
+            per-class table shows each run's values at that cycle (or its last, if it stopped earlier) and the
+            queried images are those of cycles ``0..cycles - 1``, the picks that made the compared labelled sets.
+            ``None``: every cycle.
         thumbnails_per_cycle: picks shown per cycle (the first by rank), an int >= 0.
         thumb_size: the longer side of a thumbnail in pixels, an int in [16, 2048].
         min_score: predicted boxes scoring below this are not drawn.
@@ -91,7 +96,7 @@ def write_html_report(
             f"The 'min_score' parameter of write_html_report must be a finite number. Got {min_score!r} instead."
         )
     runs = sorted(load_runs(run_dirs), key=lambda run: (run.strategy, run.seed))
-    summary = summarize(runs, metric=metric or _default_metric(runs), baseline=None)
+    summary = summarize(runs, metric=metric or _default_metric(runs), baseline=None, cycles=cycles)
     out_dir = Path(out_dir)
     thumbs = Thumbnails(out_dir, thumb_size, min_score)
     body = [
@@ -101,11 +106,11 @@ def write_html_report(
         *(f'<p class="warning">{_esc(w)}</p>' for w in summary.warnings),
         "<h2>Learning curves</h2>",
         f'<div class="plots">{"".join(_figure(summary, axis) for axis in ("images", "boxes"))}</div>',
-        "<h2>Per class, last cycle of each run</h2>",
-        _per_class_table(runs, summary.metric),
+        "<h2>Per class, last cycle of each run</h2>" if cycles is None else f"<h2>Per class, cycle {cycles}</h2>",
+        _per_class_table(runs, summary.metric, cycles),
         "<h2>Queried images</h2>",
         THUMB_LEGEND,
-        *(run_section(run, k, thumbs, thumbnails_per_cycle) for k, run in enumerate(runs)),
+        *(run_section(run, k, thumbs, thumbnails_per_cycle, before=cycles) for k, run in enumerate(runs)),
     ]
     page = _PAGE.format(title=_esc(f"activedet report: {summary.metric}"), size=thumb_size, body="\n".join(body))
     return atomic_write_text(out_dir / "index.html", page)
@@ -226,8 +231,9 @@ def _per_class_suffix(metric: str) -> tuple[str, str | None]:
     return family, suffix
 
 
-def _per_class_table(runs: list[Run], metric: str) -> str:
-    """One row per class, one column per run: the per-class value at the run's last cycle."""
+def _per_class_table(runs: list[Run], metric: str, cycles: int | None = None) -> str:
+    """One row per class, one column per run: the per-class value at cycle ``cycles`` or the run's last cycle,
+    whichever comes first."""
     family, suffix = _per_class_suffix(metric)
     if suffix is None:
         return f"<p>Metric {_esc(metric)} has no per-class values.</p>"
@@ -241,14 +247,16 @@ def _per_class_table(runs: list[Run], metric: str) -> str:
     if not keys:
         return f"<p>The runs report no per-class key {_esc(f'{family}/<class>/{suffix}')}.</p>"
 
+    at = {id(run): len(run.cycles) - 1 if cycles is None else min(cycles, len(run.cycles) - 1) for run in runs}
+
     def cell(run: Run, key: str) -> str:
         values = run.metrics.get(key)
-        value = float(values[-1]) if values is not None else math.nan
+        value = float(values[at[id(run)]]) if values is not None else math.nan
         return f"<td>{value:.4f}</td>" if math.isfinite(value) else '<td class="na">n/a</td>'
 
     header = "".join(
-        f"<th>{_esc(run.strategy)}<br>seed {run.seed}<br><small>cycle {len(run.cycles) - 1}, "
-        f"{run.labelled_images[-1]:g} images</small></th>"
+        f"<th>{_esc(run.strategy)}<br>seed {run.seed}<br><small>cycle {at[id(run)]}, "
+        f"{run.labelled_images[at[id(run)]]:g} images</small></th>"
         for run in runs
     )
     rows = [

@@ -109,6 +109,21 @@ def test_page_has_curves_per_class_table_thumbnails_and_placeholders(tiny_data, 
     assert colour_pixels(thumbs[2], PRED_ORANGE) == 0
 
 
+def test_cycles_cuts_curves_per_class_values_and_queried_images(tmp_path):
+    """cycles=1 of a three-cycle run: the curve has two points, the per-class table shows cycle 1 (0.3 + 0.1), and
+    only cycle 0's picks (those that made cycle 1's labelled set) are shown."""
+    pick = lambda t: [{"index": 0, "rank": 0, "cycle": t, "strategy": "entropy", "score": 0.5}]
+    make_run(tmp_path / "runs", {"strategy": "entropy", "seed": 0}, [0.2, 0.3, 0.5], [pick(0), pick(1)])
+    page = write_html_report(tmp_path / "runs", tmp_path / "all").read_text()
+    assert "<h4>cycle 1:" in page and '<th scope="row">red</th><td>0.6000</td>' in page
+    page = write_html_report(tmp_path / "runs", tmp_path / "cut", cycles=1).read_text()
+    assert "<h2>Per class, cycle 1</h2>" in page and "cycle 1, 10 images" in page
+    assert '<th scope="row">red</th><td>0.4000</td>' in page
+    assert "<h4>cycle 0:" in page and "<h4>cycle 1:" not in page
+    curve = page.split('class="curve"')[1].split("/>")[0]
+    assert curve.count("L") == 1  # two points: M x0 y0 L x1 y1
+
+
 def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="'thumbnails_per_cycle' parameter of write_html_report must be an int >= 0"):
         write_html_report(tmp_path, tmp_path / "out", thumbnails_per_cycle=-1)

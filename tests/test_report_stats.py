@@ -209,13 +209,31 @@ def test_a_baseline_extension_stops_at_its_first_undefined_mean_and_cuts_other_l
         summarize(load_runs(tmp_path), cycles=-1)
 
 
+def test_cycles_warns_only_about_runs_cut_short_within_the_compared_cycles(tmp_path):
+    """Random seed 2 stopped one extension early: the compared cycles 0-2 are complete everywhere, so no truncation
+    warning; the extension is the cycles every random seed finished (0-3)."""
+    for seed, values in ENTROPY.items():
+        extra = (0.8, 0.9) if seed < 2 else (0.8,)
+        make_run(tmp_path, "random", seed, (0.2, 0.4, 0.6, *extra), images=(*RANDOM_IMAGES, 70, 90)[: 3 + len(extra)])
+        make_run(tmp_path, "entropy", seed, values, images=ENTROPY_IMAGES)
+    summary = summarize(load_runs(tmp_path), cycles=2)
+    assert not any("truncated" in w for w in summary.warnings)
+    assert len(summary.strategies["random"].cycles) == 3 and len(summary.baseline_extended.cycles) == 4
+    whole = summarize(load_runs(tmp_path), cycles=4)
+    assert any(
+        "random: runs have 5 (seed 0), 5 (seed 1), 4 (seed 2) cycles; truncated to the 4" in w for w in whole.warnings
+    )
+
+
 def test_report_cycles_option(tmp_path, capsys):
     from activedet.cli import main
 
     for seed, values in ENTROPY.items():
         make_run(tmp_path / "runs", "random", seed, (0.2, 0.4, 0.6, 0.8), images=(*RANDOM_IMAGES, 70))
         make_run(tmp_path / "runs", "entropy", seed, values, images=ENTROPY_IMAGES)
-    assert main(["report", str(tmp_path / "runs"), "--cycles", "2", "--out", str(tmp_path / "report")]) == 0
+    assert main(["report", str(tmp_path / "runs"), "--cycles", "2", "--out", str(tmp_path / "report"), "--html"]) == 0
     assert "`random` went on to cycle 3" in capsys.readouterr().out
     summary = json.loads((tmp_path / "report/summary.json").read_text())
     assert summary["strategies"]["random"]["cycles"] == [0, 1, 2] and summary["baseline_extended"]["cycles"][-1] == 3
+    page = (tmp_path / "report/index.html").read_text()
+    assert "<h2>Per class, cycle 2</h2>" in page and "cycle 3, 70 images" not in page

@@ -252,18 +252,13 @@ def summarize(
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.strategy, []).append(run)
-    strategies = {label: _summarize_strategy(label, groups[label], metric, warnings) for label in sorted(groups)}
+    points = None if cycles is None else cycles + 1
+    strategies = {
+        label: _summarize_strategy(label, groups[label], metric, warnings, points=points) for label in sorted(groups)
+    }
     extended = None
-    if cycles is not None:
-        points = cycles + 1
-        whole = strategies.get(baseline)
-        strategies = {
-            label: s
-            if len(s.cycles) <= points
-            else _summarize_strategy(label, groups[label], metric, [], points=points)
-            for label, s in strategies.items()
-        }
-        defined = 0 if whole is None else int(np.argmin(np.append(np.isfinite(whole.metric_mean), False)))
+    if points is not None and baseline in groups:
+        defined = _defined_points(groups[baseline], metric)
         if defined > points:  # went on: the others' last points are on its curve
             extended = _summarize_strategy(baseline, groups[baseline], metric, [], points=defined)
     _warn_unpaired(strategies, warnings)
@@ -279,6 +274,13 @@ def summarize(
             _paired_difference(s, curve)
             pair_with_baseline(s, curve, warnings)
     return Summary(metric, baseline, strategies, warnings, baseline_extended=extended)
+
+
+def _defined_points(runs: list[Run], metric: str) -> int:
+    """How many leading cycles every run completed with a finite ``metric`` (where the mean curve is defined)."""
+    n = min(len(run.cycles) for run in runs)
+    finite = np.all([np.isfinite(run.metrics[metric][:n]) for run in runs], axis=0)
+    return int(np.argmin(np.append(finite, False)))
 
 
 def _paired_difference(s: StrategySummary, base: StrategySummary) -> None:
@@ -310,10 +312,10 @@ def _summarize_strategy(
 ) -> StrategySummary:
     """The summary of one label's runs over the cycles every seed completed (at most the first ``points``)."""
     runs = sorted(runs, key=lambda run: run.seed)
-    n = min(len(run.cycles) for run in runs)
-    if points is not None and points < n:
-        n = points
-    if any(len(run.cycles) != n for run in runs):
+    lengths = [len(run.cycles) for run in runs]
+    wanted = max(lengths) if points is None else min(points, max(lengths))
+    n = min(*lengths, wanted)
+    if n < wanted:
         lengths = ", ".join(f"{len(run.cycles)} (seed {run.seed})" for run in runs)
         warnings.append(f"{label}: runs have {lengths} cycles; truncated to the {n} common cycles 0-{n - 1}")
     values = np.stack([run.metrics[metric][:n] for run in runs])  # [S, C]

@@ -26,8 +26,9 @@ _GT_COLOR, _PRED_COLOR = (40, 200, 40), (255, 140, 0)
 _esc = html.escape
 
 
-def run_section(run: Run, k: int, thumbs: Thumbnails, per_cycle: int) -> str:
-    """The thumbnails of every cycle's picks of run number ``k`` (thumbnail files ``thumbs/r{k}_c{t}_{j}.png``)."""
+def run_section(run: Run, k: int, thumbs: Thumbnails, per_cycle: int, *, before: int | None = None) -> str:
+    """The thumbnails of every cycle's picks of run number ``k`` (thumbnail files ``thumbs/r{k}_c{t}_{j}.png``);
+    with ``before``, of cycles ``t < before`` only."""
     pool, problem = thumbs.pool(run.path)
     parts = [
         f'<section class="run"><h3>{_esc(run.strategy)}, seed {run.seed}</h3>',
@@ -36,7 +37,11 @@ def run_section(run: Run, k: int, thumbs: Thumbnails, per_cycle: int) -> str:
     if problem:
         parts.append(f'<p class="warning">pool images unavailable: {_esc(problem)}</p>')
     run_dir = RunDir(run.path)
-    cycles = [(t, run_dir.cycle(t)) for t in run_dir.cycles() if run_dir.cycle(t).selection.is_file()]
+    cycles = [
+        (t, run_dir.cycle(t))
+        for t in run_dir.cycles()
+        if (before is None or t < before) and run_dir.cycle(t).selection.is_file()
+    ]
     if not cycles:
         parts.append("<p>No cycles/t/selection.json: nothing was queried yet.</p>")
     for t, files in cycles:
