@@ -10,7 +10,8 @@ mapping, so
 ``random`` (supervised), and each semi-supervised ``random`` arm gets a second report, ``OUT/report-vs-random+ssl``,
 with that arm as the baseline (active learning against random selection, both semi-supervised).
 
-Run directories are ``OUT/runs/{arm label without spaces}/seed{seed}``; each is an ordinary, resumable run, so an
+Run directories are ``OUT/runs/{arm folder}/seed{seed}``, the folder being the arm's label as a file name that every
+common file system accepts (:func:`activedet.bench_jobs.folder_name`); each is an ordinary, resumable run, so an
 interrupted bench continues where it stopped when the same command is run again. Cycle 0 (training on the seed's
 initial set) does not depend on the strategy, so it is trained once per seed and arm overrides (compared by value:
 two spellings of one setting share it), and its model and metrics are copied into the other strategies' runs of
@@ -29,6 +30,7 @@ import yaml
 
 from .al.rundir import RunDir
 from .atomic import atomic_write_json
+from .bench_jobs import folder_name
 from .config import load_config, parse_override
 from .report import format_table, label_extras, strategy_label, write_report
 
@@ -60,8 +62,15 @@ class Arm:
 
     @property
     def directory(self) -> str:
-        """The runs' folder name: the label without spaces (``entropy+ssl``)."""
-        return self.label.replace(" ", "")
+        """The runs' folder name: the label as a safe file name (``entropy+ssl``; :func:`folder_name`)."""
+        return folder_name(self.label)
+
+    def run_dir(self, out: Path, seed: int) -> Path:
+        """``OUT/runs/{directory}/seed{seed}``; runs an earlier version kept under the label without spaces
+        (quotes and colons included) are resumed where they are."""
+        legacy = out / "runs" / self.label.replace(" ", "")
+        folder = legacy if legacy.name != self.directory and legacy.is_dir() else out / "runs" / self.directory
+        return folder / f"seed{seed}"
 
 
 def parse_strategy_spec(spec: str) -> tuple[str, dict]:
@@ -196,6 +205,14 @@ def check_bench_arguments(
     labels = [arm.label for arm in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"argument --strategies lists the same arm twice: {labels}")
+    folders: dict[str, str] = {}
+    for arm in arms:
+        other = folders.setdefault(arm.directory, arm.label)
+        if other != arm.label:
+            raise ValueError(
+                f"argument --strategies: the arms {other!r} and {arm.label!r} would share the run folder "
+                f"{arm.directory!r} (characters a file name cannot hold are replaced); spell one option differently"
+            )
     _check_supported(configs)
     return arms
 
@@ -296,7 +313,7 @@ def run_bench(
         runs = []
         for arm in arms:
             for seed in seeds:
-                run_dir = out / "runs" / arm.directory / f"seed{seed}"
+                run_dir = arm.run_dir(out, seed)
                 settings = run_settings(arm, seed, run_dir, overrides, cycles=arm_cycles.get(arm.label))
                 run = BenchRun(arm.label, seed, run_dir, settings, arm.recorded, head=heads.get((seed, arm.cycle_zero)))
                 heads.setdefault((seed, arm.cycle_zero), run)
@@ -382,7 +399,7 @@ def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progre
     for seed in seeds:
         first_runs: dict[str, Path] = {}  # per arm overrides' values: cycle 0 depends on them
         for arm in arms:
-            run_dir = out / "runs" / arm.directory / f"seed{seed}"
+            run_dir = arm.run_dir(out, seed)
             cfg = load_config(config, run_settings(arm, seed, run_dir, overrides, cycles=cycles.get(arm.label)))
             if arm.cycle_zero in first_runs:
                 _share_cycle_zero(first_runs[arm.cycle_zero], run_dir, arm.recorded)

@@ -16,6 +16,7 @@ GPU machine they share its device (``device: auto``), which suits detectors too 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -52,8 +53,26 @@ class BenchRun:
         return f"seed {self.seed}, strategy {self.label}"
 
     def log_path(self, logs: Path) -> Path:
-        """Where the run's output goes: ``logs/{label without spaces}.seed{seed}.log``."""
-        return logs / f"{self.label.replace(' ', '')}.seed{self.seed}.log"
+        """Where the run's output goes: ``logs/{folder_name(label)}.seed{seed}.log``."""
+        return logs / f"{folder_name(self.label)}.seed{self.seed}.log"
+
+
+#: what an arm's label may not keep in a file name (Windows forbids <>:"/\\|?*; "/" would nest folders anywhere)
+_UNSAFE = {ord(c): "_" for c in "<>/\\|?*"} | {ord(" "): None, ord('"'): None, ord(":"): "="}
+#: labels longer than this get a shortened folder name ending in a digest of the whole label
+_MAX_NAME = 120
+
+
+def folder_name(label: str) -> str:
+    """An arm label as a file name that every common file system accepts: spaces and ``"`` dropped, ``:``
+    written ``=``, the other characters Windows forbids (and control characters) written ``_``, no trailing dot;
+    ``compose[class_balance={"per_box":true},criteria=[entropy,class_balance]]`` ->
+    ``compose[class_balance={per_box=true},criteria=[entropy,class_balance]]``. A label longer than 120
+    characters keeps its first 103 and a 16-hex-digit digest of the whole label, so distinct labels stay apart."""
+    name = "".join(ch if ch.isprintable() else "_" for ch in label.translate(_UNSAFE)).rstrip(".") or "_"
+    if len(name) > _MAX_NAME:
+        name = f"{name[: _MAX_NAME - 17]}-{hashlib.sha1(label.encode()).hexdigest()[:16]}"
+    return name
 
 
 def _command(config: Path, run: BenchRun) -> list[str]:

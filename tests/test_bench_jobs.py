@@ -126,3 +126,28 @@ def test_two_spellings_of_one_setting_share_cycle_zero(tiny_data, tmp_path):
         metric="voc/mAP_area",
     )
     assert arms[0].overrides != arms[1].overrides and arms[0].cycle_zero == arms[1].cycle_zero != arms[2].cycle_zero
+
+
+def test_arm_folders_are_file_names_every_file_system_accepts(tiny_data, tmp_path, monkeypatch):
+    import activedet.bench
+    from activedet.bench import check_bench_arguments
+    from activedet.bench_jobs import folder_name
+
+    spec = "compose:criteria=[entropy,class_balance],class_balance={per_box: true}"
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    (arm,) = check_bench_arguments(config, strategies=[spec], seeds=[0], overrides=None, metric="voc/mAP_area")
+    assert arm.label == 'compose[class_balance={"per_box":true},criteria=[entropy,class_balance]]'
+    assert arm.directory == "compose[class_balance={per_box=true},criteria=[entropy,class_balance]]"
+    assert arm.run_dir(tmp_path / "out", 3) == tmp_path / "out/runs" / arm.directory / "seed3"
+    legacy = tmp_path / "old/runs" / arm.label / "seed0"  # where an earlier version kept the runs: resumed there
+    legacy.mkdir(parents=True)
+    assert arm.run_dir(tmp_path / "old", 0) == legacy
+
+    assert folder_name('a/b\\c|d?e*f<g>h "i":j\tk.') == "a_b_c_d_e_f_g_hi=j_k"
+    long = [folder_name(f"compose[criteria=[{'entropy,' * 20}{tail}]]") for tail in ("coreset", "kmeans")]
+    assert all(len(name) == 120 for name in long) and long[0][:103] == long[1][:103] and long[0] != long[1]
+    monkeypatch.setattr(activedet.bench, "folder_name", lambda label: "same")
+    with pytest.raises(ValueError, match=r"arms 'random' and 'entropy' would share the run folder 'same'"):
+        check_bench_arguments(
+            config, strategies=["random", "entropy"], seeds=[0], overrides=None, metric="voc/mAP_area"
+        )
