@@ -22,5 +22,5 @@ Defaults: the schedule's are :class:`~.training.MIAODOptions` (the released VOC 
 ``unlabelled_ratio=1.0``, ``adversarial_lr_scale=1.0``: the unlabelled steps of the ``min`` and ``max`` stages at
 the unit's lr); the score's are the factory's keywords (``topk=10000``,
 ``topk_fraction=0.1``, ``weighted=False``); the detector's are :func:`~.model.build_miaod`'s (``lambda_dis=0.5``,
-``mil_weighting="code"``, ``classifier_loss="mean"``: the released code's).
+``mil_weighting="code"``, ``classifier_loss="mean"``, ``mil_loss_weight=1.0``: the released code's).
 """

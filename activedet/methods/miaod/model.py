@@ -23,7 +23,7 @@ Training (``model.train()``), ``model(images, targets, stage=...)`` returns a lo
 
 * labelled images (``targets`` given): ``classification`` = (focal(f1) + focal(f2)) / 2 (the released code's;
   ``classifier_loss="sum"``: focal(f1) + focal(f2)), ``bbox_regression``, and ``mil`` = BCE(y_hat, class presence)
-  except in the ``"max"`` stage;
+  except in the ``"max"`` stage (every ``mil`` term is multiplied by ``mil_loss_weight``, 1 as released);
 * unlabelled images (``targets=None``): ``"min"`` stage: ``discrepancy`` = λ Σ_i mean_c |p1 - p2| w and ``mil``
   against the pseudo labels ``1[max_i (p1 + p2) / 2 >= 0.5]`` (zero for the whole batch when any image has no
   pseudo-positive class, as the released code does); ``"max"`` stage: ``discrepancy`` = λ Σ_i mean_c
@@ -162,10 +162,18 @@ class MIAODRetinaNet(RetinaNetDetector):
 
     PROVIDES = RetinaNetDetector.PROVIDES | EXTRA_FIELDS
 
-    def __init__(self, *args: Any, lambda_dis: float = 0.5, mil_weighting: str = "code", **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        lambda_dis: float = 0.5,
+        mil_weighting: str = "code",
+        mil_loss_weight: float = 1.0,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.lambda_dis = float(lambda_dis)
         self.mil_weighting = mil_weighting
+        self.mil_loss_weight = float(mil_loss_weight)
 
     def forward(self, images, targets=None, stage: str = "label"):
         """Eval: torchvision's detections from f1 + f_r. Train: the loss dict of ``stage`` (module docstring)."""
@@ -188,7 +196,8 @@ class MIAODRetinaNet(RetinaNetDetector):
                 presence = torch.zeros_like(z1[:, 0, :])
                 for row, target in zip(presence, targets):
                     row[target["labels"] - 1] = 1.0
-                losses["mil"] = F.binary_cross_entropy(mil_image_scores(weights, level_sizes), presence)
+                bce = F.binary_cross_entropy(mil_image_scores(weights, level_sizes), presence)
+                losses["mil"] = self.mil_loss_weight * bce
             return losses
         p1, p2 = torch.sigmoid(z1), torch.sigmoid(z2)
         gap = (p1 - p2).abs()
@@ -203,7 +212,7 @@ class MIAODRetinaNet(RetinaNetDetector):
                 pseudo = (mean.amax(dim=1) >= 0.5).float()  # [B, C]
             ignore = bool((pseudo.sum(dim=1) == 0).any())
             bce = F.binary_cross_entropy(mil_image_scores(weights, level_sizes), pseudo)
-            losses["mil"] = bce * 0.0 if ignore else bce
+            losses["mil"] = bce * (0.0 if ignore else self.mil_loss_weight)
         return losses
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
@@ -251,6 +260,7 @@ def build_miaod(
     lambda_dis: float = 0.5,
     mil_weighting: str = "code",
     classifier_loss: str = "mean",
+    mil_loss_weight: float = 1.0,
 ) -> MIAODRetinaNet:
     """An MI-AOD RetinaNet for ``num_classes`` foreground classes: :func:`build_retinanet` with the MI-AOD head.
 
@@ -266,6 +276,10 @@ def build_miaod(
             clipping, whose steps on the heads ignore the 1/2, that is its only effect (the adversarial stages mix
             the heads' focal and discrepancy gradients in one optimiser state, where the scale matters too). Under
             SGD the mean also halves each classifier's own step.
+        mil_loss_weight: the weight of the MIL image-classification loss, on labelled images and on the pseudo-labelled
+            unlabelled ones (1, as released). 0 leaves the MIL classifier ``f_mil`` untrained, so the instance
+            weights come from its initialisation: a diagnostic of what the MIL loss costs or gives the detector, not
+            the method.
         every other argument: as :func:`build_retinanet` (same per-backbone defaults, :data:`RETINANET_DEFAULTS`).
             ``weights`` may be a torchvision RetinaNet checkpoint: with ``weights_strict=False`` f1, f_r and the
             trunk load from it and f2 / f_mil keep their random initialisation.
@@ -274,6 +288,7 @@ def build_miaod(
     check_float(func, "lambda_dis", lambda_dis, 0.0, math.inf)
     check_choice(func, "mil_weighting", mil_weighting, MIL_WEIGHTINGS)
     check_choice(func, "classifier_loss", classifier_loss, CLASSIFIER_LOSSES)
+    check_float(func, "mil_loss_weight", mil_loss_weight, 0.0, math.inf)
     template = build_retinanet(
         num_classes,
         backbone=backbone,
@@ -305,6 +320,7 @@ def build_miaod(
         topk_candidates=topk_candidates,
         lambda_dis=lambda_dis,
         mil_weighting=mil_weighting,
+        mil_loss_weight=mil_loss_weight,
     )
     if weights is not None:
         from ...models.retinanet import RetinaNet_ResNet50_FPN_Weights
