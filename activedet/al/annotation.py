@@ -35,6 +35,7 @@ from .._faults import kill_point
 from ..atomic import atomic_write_json
 from ..data.records import DetectionDataset, ImageRecord
 from ..interop import EMPTY_AMBIGUOUS, LabelImport
+from ..interop import LABEL_FORMATS as TOOL_LABEL_FORMATS
 from ..interop import read_labels as read_tool_labels
 from .rundir import RunDir
 
@@ -173,20 +174,7 @@ def read_labels(
 
 
 #: formats :func:`read_labels` takes: the native file and the annotation tools' exports (and ``datumaro:<name>``)
-LABEL_FORMATS = (
-    "auto",
-    "activedet",
-    "labelstudio",
-    "labelstudio_min",
-    "labelstudio_coco",
-    "labelstudio_voc",
-    "labelstudio_yolo",
-    "cvat_xml",
-    "coco",
-    "voc",
-    "cvat_voc",
-    "yolo",
-)
+LABEL_FORMATS = ("auto", "activedet", *TOOL_LABEL_FORMATS)
 
 
 def _detect_format(path: Path) -> str:
