@@ -34,8 +34,9 @@ def test_default_scale_is_the_released_one():
     assert MIAODOptions(adversarial_lr_scale=1).adversarial_lr_scale == 1
 
 
-def _train_recording_steps(toy_dataset, optimizer: str, scale):
-    """Train a tiny MI-AOD for :data:`SCHEDULE`; per optimizer step: (stage, lr, names of the parameters it changed)."""
+def _train_recording_steps(toy_dataset, optimizer: str, scale, optimizers: list | None = None, **schedule):
+    """Train a tiny MI-AOD for :data:`SCHEDULE` (updated by ``schedule``); per optimizer step: (stage, lr, names of
+    the parameters it changed); ``optimizers`` collects the optimizer of every step."""
     torch.manual_seed(0)
     model = build_detector("miaod", 2, backbone="tiny", min_size=96, max_size=160)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -56,6 +57,8 @@ def _train_recording_steps(toy_dataset, optimizer: str, scale):
         params = [p for g in self.param_groups for p in g["params"]]
         assert changed <= {names[id(p)] for p in params}  # only the stage's own parameters move
         steps.append((stages[-1], self.param_groups[0]["lr"], changed))
+        if optimizers is not None:
+            optimizers.append(self)
         return out
 
     with pytest.MonkeyPatch.context() as patch:
@@ -68,7 +71,7 @@ def _train_recording_steps(toy_dataset, optimizer: str, scale):
             options=TrainOptions(
                 batch_size=4, optimizer=optimizer, lr=1e-3, warmup_iters=0, hflip_prob=0.0, amp=False, lr_gamma=0.1
             ),
-            training_options={**SCHEDULE, "adversarial_lr_scale": scale},
+            training_options={**SCHEDULE, **schedule, "adversarial_lr_scale": scale},
             device="cpu",
             progress=False,
         )
@@ -81,6 +84,10 @@ def test_adamw_scaled_unlabelled_adversarial_steps_and_each_step_updates_its_sta
     scaled = 1e-4
     assert [s[1] for s in steps] == pytest.approx([1e-3, 1e-3, scaled, 1e-3, scaled, 1e-4])
     assert [h.get("adversarial_lr") for h in history] == pytest.approx([None, scaled, scaled, None])
+    assert_each_step_moves_its_stage(steps)
+
+
+def assert_each_step_moves_its_stage(steps) -> None:
     adversarial = ("head.classification_head.", "head.classification_head_2.")
     for k, (stage, _, changed) in enumerate(steps):
         moved_adversarial = {n for n in changed if n.startswith(adversarial)}

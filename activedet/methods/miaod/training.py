@@ -71,6 +71,11 @@ class MIAODOptions:
             its own it did not stop the maximising stage from wrecking f1/f2 with AdamW on the bench data
             (docs/benchmarks.md, MI-AOD section), so it is not on by default; ``warmup_per_stage`` did: a fresh
             Adam's first steps move every weight by about ``lr`` whatever its gradient.
+        optimizer_per_stage: ``True`` (the released recipe): a fresh optimiser at every stage, over the stage's
+            trainable parameters; ``False``: one optimiser for the whole cycle, over every trainable parameter,
+            whose state (Adam's moments, SGD's momentum) carries across the stages; a stage's frozen parameters
+            get no gradient, so the optimiser leaves them alone. A deviation meant for adaptive optimisers, whose
+            restarted moment estimates make each stage's first steps large.
     """
 
     label_epochs: int = 3
@@ -81,6 +86,7 @@ class MIAODOptions:
     unlabelled_ratio: float = 1.0
     warmup_per_stage: bool = False
     adversarial_lr_scale: float = 1.0
+    optimizer_per_stage: bool = True
 
     def __post_init__(self) -> None:
         for name in ("label_epochs", "adversarial_epochs", "repeat_labelled"):
@@ -91,8 +97,9 @@ class MIAODOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise OptionError(f"training_options.{name}", "an int >= 0", value)
-        if not isinstance(self.warmup_per_stage, bool):
-            raise OptionError("training_options.warmup_per_stage", "true or false", self.warmup_per_stage)
+        for name in ("warmup_per_stage", "optimizer_per_stage"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(f"training_options.{name}", "true or false", getattr(self, name))
         scale = self.adversarial_lr_scale
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 1:
             raise OptionError("training_options.adversarial_lr_scale", "a float in (0, 1]", scale)
@@ -265,13 +272,16 @@ class MIAODTrainer(Trainer):
 
 class MIAODStages(HookBase):
     """Switches MI-AOD's stages: at each new stage its trainable parameters (:func:`stage_parameters`), a fresh
-    optimiser (the resumed one when a resume lands inside the stage it was saved in) and, under torchrun, a new DDP
-    wrapper; before each iteration the unit's learning rate with the linear warm-up (counted from the cycle's start,
-    or from the stage's with ``warmup_per_stage``). At the end every parameter is back to its own ``requires_grad``.
+    optimiser (the resumed one when a resume lands inside the stage it was saved in; with ``optimizer_per_stage``
+    false one optimiser over every trainable parameter, built at the first stage and resumed whatever the stage)
+    and, under torchrun, a new DDP wrapper; before each iteration the unit's learning rate with the linear warm-up
+    (counted from the cycle's start, or from the stage's with ``warmup_per_stage``). At the end every parameter is
+    back to its own ``requires_grad``.
     """
 
-    def __init__(self, options: TrainOptions, warmup_per_stage: bool):
+    def __init__(self, options: TrainOptions, warmup_per_stage: bool, optimizer_per_stage: bool = True):
         self.options, self.warmup_per_stage = options, warmup_per_stage
+        self.optimizer_per_stage = optimizer_per_stage
         self.block = None
 
     def before_train(self) -> None:
@@ -285,13 +295,16 @@ class MIAODStages(HookBase):
         trainer, unit = self.trainer, self.trainer.unit
         if unit.block == self.block:
             return
-        self.block = unit.block
+        first, self.block = self.block is None, unit.block
+        if self.optimizer_per_stage or first:
+            # per stage: over the stage's parameters; one for the cycle: over all of them (the "label" stage's)
+            stage_parameters(trainer.model, unit.stage if self.optimizer_per_stage else "label", self.base)
+            trainer.optimizer = build_optimizer(trainer.model, self.options)
+            if trainer.resumed_optimizer is not None:
+                if not self.optimizer_per_stage or trainer.resumed_optimizer[0] == unit.block:
+                    trainer.optimizer.load_state_dict(trainer.resumed_optimizer[1])
+                trainer.resumed_optimizer = None
         stage_parameters(trainer.model, unit.stage, self.base)
-        trainer.optimizer = build_optimizer(trainer.model, self.options)
-        if trainer.resumed_optimizer is not None:
-            if trainer.resumed_optimizer[0] == unit.block:
-                trainer.optimizer.load_state_dict(trainer.resumed_optimizer[1])
-            trainer.resumed_optimizer = None
         trainer.forward_model = trainer.model
         if dist_utils.is_distributed():
             device = trainer.device
@@ -386,7 +399,7 @@ def train_miaod(
         grad_clip=options.grad_clip,
         adversarial_scale=float(training_options.adversarial_lr_scale),
         hooks=[
-            MIAODStages(options, training_options.warmup_per_stage),
+            MIAODStages(options, training_options.warmup_per_stage, training_options.optimizer_per_stage),
             hooks.SeedEpochs(options.seed),
             hooks.Progress(progress),
             hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, epoch_event="unit"),
