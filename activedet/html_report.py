@@ -247,16 +247,16 @@ def _per_class_table(runs: list[Run], metric: str, cycles: int | None = None) ->
     if not keys:
         return f"<p>The runs report no per-class key {_esc(f'{family}/<class>/{suffix}')}.</p>"
 
-    at = {id(run): len(run.cycles) - 1 if cycles is None else min(cycles, len(run.cycles) - 1) for run in runs}
+    at = lambda run: len(run.cycles) - 1 if cycles is None else min(cycles, len(run.cycles) - 1)
 
     def cell(run: Run, key: str) -> str:
         values = run.metrics.get(key)
-        value = float(values[at[id(run)]]) if values is not None else math.nan
+        value = float(values[at(run)]) if values is not None else math.nan
         return f"<td>{value:.4f}</td>" if math.isfinite(value) else '<td class="na">n/a</td>'
 
     header = "".join(
-        f"<th>{_esc(run.strategy)}<br>seed {run.seed}<br><small>cycle {at[id(run)]}, "
-        f"{run.labelled_images[at[id(run)]]:g} images</small></th>"
+        f"<th>{_esc(run.strategy)}<br>seed {run.seed}<br><small>cycle {at(run)}, "
+        f"{run.labelled_images[at(run)]:g} images</small></th>"
         for run in runs
     )
     rows = [

@@ -74,8 +74,9 @@ class MIAODOptions:
         optimizer_per_stage: ``True`` (the released recipe): a fresh optimiser at every stage, over the stage's
             trainable parameters; ``False``: one optimiser for the whole cycle, over every trainable parameter,
             whose state (Adam's moments, SGD's momentum) carries across the stages; a stage's frozen parameters
-            get no gradient, so the optimiser leaves them alone. A deviation meant for adaptive optimisers, whose
-            restarted moment estimates make each stage's first steps large.
+            get no gradient, so the optimiser leaves them alone. A deviation for adaptive optimisers, whose
+            restarted moment estimates make each stage's first steps large; on the bench data it lowered the
+            200-image detector (docs/benchmarks.md, MI-AOD section), so it is off by default.
     """
 
     label_epochs: int = 3
