@@ -23,7 +23,8 @@ test: $(STAMP) chromium
 	$(PY) -c "import torchvision.ops"
 	$(PY) -m ruff check activedet tests benchmarks
 	$(PY) -m ruff format --check activedet tests benchmarks
-	$(PY) -m pytest -q
+	# one worker per core (at most 8): the suite is mostly single-threaded CPU work and subprocesses
+	$(PY) -m pytest -q -n auto --maxprocesses 8
 
 # tests/test_html_report.py renders the HTML report in Debian's headless chromium. Installed here when missing
 # (needs root and the Debian package registry: ~120 MB, ~15 s); otherwise that one test fails saying how to install it.

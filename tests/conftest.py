@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,15 @@ from PIL import Image
 
 from activedet.data.records import DetectionDataset, ImageRecord
 
-torch.set_num_threads(2)
+#: torch threads per test process: the cores shared among the pytest-xdist workers (``make test`` runs one per core)
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+torch.set_num_threads(THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    """Every test starts with the worker's share of the cores, whatever the test before it set."""
+    torch.set_num_threads(THREADS)
 
 
 def make_toy_dataset(

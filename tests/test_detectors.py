@@ -37,7 +37,6 @@ TWO_STAGE = {"faster_rcnn-tiny"}
 
 @pytest.fixture(autouse=True)
 def _seeded():
-    torch.set_num_threads(2)
     torch.manual_seed(0)
 
 
@@ -167,8 +166,13 @@ def test_boxes_are_in_original_image_pixels(name):
     assert resized.shape[-2:] != image.shape[-2:]
     scale = torch.tensor([96 / resized.shape[-1], 64 / resized.shape[-2]] * 2)
     assert len(small) > 0 and len(small) == len(large)
-    torch.testing.assert_close(small.boxes, large.boxes * scale, atol=1e-3, rtol=1e-4)
-    torch.testing.assert_close(small.scores, large.scores)
+    # the same detections, matched by box and class: an untrained model's near-tied scores may swap two places
+    distance = (small.boxes[:, None] - (large.boxes * scale)[None]).abs().amax(-1)
+    distance += 1e6 * (small.labels[:, None] != large.labels[None])
+    match = distance.argmin(1)
+    assert len(set(match.tolist())) == len(small)
+    torch.testing.assert_close(small.boxes, large.boxes[match] * scale, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(small.scores, large.scores[match])
     if small.proposals is not None:
         torch.testing.assert_close(small.proposals, large.proposals * scale, atol=1e-3, rtol=1e-4)
 

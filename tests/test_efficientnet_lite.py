@@ -28,7 +28,6 @@ from activedet.models.efficientnet_lite import (
 
 @pytest.fixture(autouse=True)
 def _seeded():
-    torch.set_num_threads(2)
     torch.manual_seed(0)
 
 
