@@ -437,8 +437,8 @@ def test_bad_input_corpus_each_names_the_file_and_leaves_no_run_behind(
 # ------------------------------------------------------------------------------------ SIGKILL at random moments
 
 
-def _cli(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _cli(args: list[str], marks: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACTIVEDET_MARK_FILE": str(marks)}
     env.pop("ACTIVEDET_KILL_AT", None)
     return subprocess.Popen(
         [sys.executable, "-m", "activedet", *args],
@@ -455,66 +455,67 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run_until(
-    proc: subprocess.Popen, cpu_seconds: float = float("inf"), markers: tuple = ()
-) -> tuple[bool, list, float]:
-    """Let ``proc`` run until it has used ``cpu_seconds`` (then SIGKILL it) or ends. Returns whether the kill ended
-    it, per marker (a function of nothing) the CPU seconds at which it first held (``None``: not seen while the
-    process ran), and the last CPU seconds seen."""
-    used, seen = 0.0, [None] * len(markers)
+def _marks(path: Path, pid: int) -> dict[str, float]:
+    """The fault points process ``pid`` has reached, each with the CPU seconds it had used there."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return {point: float(cpu) for p, point, cpu in (line.split() for line in lines) if int(p) == pid}
+
+
+def _run_until(proc: subprocess.Popen, marks: Path, work: float = float("inf")) -> tuple[bool, dict[str, float]]:
+    """Let ``proc`` run until it has used ``work`` CPU seconds after the start of its loop (then SIGKILL it) or
+    ends. The start is the process's own ``start:T`` point, not a fixed CPU time: importing and reading the data
+    costs each process a different time, often more than the loop's whole work on the tiny data. Returns whether
+    the kill ended it, and the fault points it reached with their CPU seconds."""
     while proc.poll() is None:
+        started = _marks(marks, proc.pid)
+        started = next((cpu for point, cpu in started.items() if point.startswith("start:")), None)
         try:
             used = _cpu_seconds(proc.pid)
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):  # exiting
             continue
-        seen = [at if at is not None or not marker() else used for at, marker in zip(seen, markers)]
-        if used >= cpu_seconds:
+        if started is not None and used >= started + work:
             proc.send_signal(signal.SIGKILL)
             if proc.wait(timeout=60) == -signal.SIGKILL:
-                return True, seen, used
+                return True, _marks(marks, proc.pid)
             break  # it ended on its own just before the signal
         time.sleep(0.02)
     assert proc.wait(timeout=60) == 0, proc.stderr.read()
-    return False, seen, used
+    return False, _marks(marks, proc.pid)
 
 
 def test_runs_of_one_config_killed_at_random_moments_or_not_write_identical_files(tiny_data, tmp_path):
     """Two runs of one config write the same result files, byte for byte (wall-clock times are kept in timing
     files), also when one of them is SIGKILLed, not only at the named fault points but at moments drawn from a
-    seeded generator over the working part of the uninterrupted run (wherever they land: training, evaluation,
-    scoring, selection, a write), and resumed until it finishes. Moments are measured in the process's CPU time,
-    which a busy machine does not stretch as it does wall time."""
+    seeded generator over the loop's work in the uninterrupted run (wherever they land: training, evaluation,
+    scoring, selection, a write), and resumed until it finishes. Moments are measured in CPU time from each
+    process's own start of the loop, which neither a busy machine nor the cost of importing stretches."""
     if not Path("/proc/self/stat").is_file():
         pytest.skip("reads the CPU time of the run from /proc (Linux)")
     extra = {"strategy": "entropy", "cycles": 1, "epochs": 2}
     straight = write_config(tmp_path / "straight", tiny_data, **extra)
-    done = tmp_path / "straight/run/metrics.jsonl"  # the last output: both cycles evaluated
-    _, (ready, finished), used = _run_until(
-        _cli(["run", str(straight), "--quiet"]),
-        markers=(
-            (tmp_path / "straight/run/config.json").is_file,  # data read, model built: the loop starts
-            lambda: done.is_file() and len(done.read_text().splitlines()) == 2,
-        ),
+    _, reached = _run_until(
+        _cli(["run", str(straight), "--quiet"], tmp_path / "straight.marks"), tmp_path / "straight.marks"
     )
-    finished = used if finished is None else finished  # it may end within one look at the files
-    assert ready is not None and finished > ready
+    work = reached["evaluate:1"] - reached["start:0"]  # from the loop's start to its last output
+    assert work > 0, reached
     killed = write_config(tmp_path / "killed", tiny_data, **extra)
     run_dir = tmp_path / "killed/run"
+    marks = tmp_path / "killed.marks"
 
     def start() -> subprocess.Popen:
         args = ["resume", str(run_dir)] if (run_dir / "config.json").is_file() else ["run", str(killed)]
-        return _cli([*args, "--quiet"])
+        return _cli([*args, "--quiet"], marks)
 
-    # cumulative fractions of the work; each process starts again from its imports and data checks
-    moments = np.sort(np.random.default_rng(21).uniform(0.05, 0.95, size=3))
+    # cumulative fractions of the work, each process killed that much further on than the last one
+    moments = np.sort(np.random.default_rng(1).uniform(0.05, 0.95, size=3))
     hits = 0
     for gap in np.diff(moments, prepend=0.0):
-        hit, _, _ = _run_until(start(), ready + gap * (finished - ready))
+        hit, _ = _run_until(start(), marks, gap * work)
         hits += hit
         if not hit:  # finished first: the later starts have nothing left to do
             break
     assert hits >= 1
-    _run_until(start())
+    _run_until(start(), marks)
     a, b = tmp_path / "straight/run", run_dir
     assert np.array_equal(outcome(a)[0], outcome(b)[0])
     for file in RESULT_FILES:

@@ -239,7 +239,9 @@ def test_sigkill_at_several_stages_then_resume_gives_the_same_run(tiny_data, tmp
     killed = write_config(tmp_path / "killed", tiny_data, strategy="entropy")
     run_dir = tmp_path / "killed" / "run"
     kill_then_resume(
-        killed, run_dir, ["train_epoch:1", "train:0", "score:0", "select:0", "label:0", "evaluate:1", "train_epoch:2"]
+        killed,
+        run_dir,
+        ["train_epoch:1", "train:0", "score:0", "select:0", "label:0", "start:1", "evaluate:1", "train_epoch:2"],
     )
     a, b = outcome(tmp_path / "straight" / "run"), outcome(run_dir)
     assert np.array_equal(a[0], b[0])

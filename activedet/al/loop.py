@@ -164,6 +164,7 @@ class ActiveLearningRun(PoolScoring):
         check_cost_setup(self.options.budget_unit, self.oracle, self.cost, self.strategy)
         check_disjoint(self.pool, self.test, self.val)
         ledger = self._load_or_start()
+        kill_point("start", ledger.cycle)
         self.oracle.reveal(self.rundir)
         while True:
             t = ledger.cycle
