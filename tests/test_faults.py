@@ -464,8 +464,8 @@ def _marks(path: Path, pid: int) -> dict[str, float]:
 def _run_until(proc: subprocess.Popen, marks: Path, work: float = float("inf")) -> tuple[bool, dict[str, float]]:
     """Let ``proc`` run until it has used ``work`` CPU seconds after the start of its loop (then SIGKILL it) or
     ends. The start is the process's own ``start:T`` point, not a fixed CPU time: importing and reading the data
-    costs each process a different time, often more than the loop's whole work on the tiny data. Returns whether
-    the kill ended it, and the fault points it reached with their CPU seconds."""
+    costs each process a different time, varying by up to half the loop's whole work on the tiny data. Returns
+    whether the kill ended it, and the fault points it reached with their CPU seconds."""
     while proc.poll() is None:
         started = _marks(marks, proc.pid)
         started = next((cpu for point, cpu in started.items() if point.startswith("start:")), None)
