@@ -139,6 +139,18 @@ def test_the_link_checker_finds_missing_files_and_headings(tmp_path):
 
 
 def test_every_relative_link_in_the_readme_and_docs_resolves():
-    checked, broken = _broken_links([ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    docs = [
+        ROOT / "README.md",
+        ROOT / "DEVELOPERS.md",
+        ROOT / "configs/README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]
+    checked, broken = _broken_links(docs)
     assert checked >= 30  # the README's methods table alone links 15 sections
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_every_preset_is_listed_in_the_configs_readme():
+    listed = (ROOT / "configs/README.md").read_text()
+    missing = [f.name for f in sorted((ROOT / "configs").glob("*.yaml")) if f"`{f.name}`" not in listed]
+    assert not missing, f"configs/README.md does not list {missing}"
