@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,25 @@ import torch
 SCRIPT = Path(__file__).parent / "ddp_train_script.py"
 
 
-def run(cmd, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def run(cmd, tmp_path, timeout: float = 600):
+    """Run ``cmd`` in its own process group. Past ``timeout`` every process of the group (the launcher and its
+    workers) gets SIGABRT, which makes Python's fault handler print each one's stack, and the test fails with them:
+    a hung collective shows where it hangs."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"{cmd} still running after {timeout} s; the stacks at SIGABRT:\n{out[-3000:]}{err[-12000:]}")
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
 
 
 def iteration_losses(run_dir: Path) -> list[float]:
