@@ -466,9 +466,10 @@ def _run_until(proc: subprocess.Popen, marks: Path, work: float = float("inf")) 
     ends. The start is the process's own ``start:T`` point, not a fixed CPU time: importing and reading the data
     costs each process a different time, varying by up to half the loop's whole work on the tiny data. Returns
     whether the kill ended it, and the fault points it reached with their CPU seconds."""
+    started = None  # the CPU seconds at this process's start:T point, once it has reached it
     while proc.poll() is None:
-        started = _marks(marks, proc.pid)
-        started = next((cpu for point, cpu in started.items() if point.startswith("start:")), None)
+        if started is None:
+            started = next((cpu for point, cpu in _marks(marks, proc.pid).items() if point.startswith("start:")), None)
         try:
             used = _cpu_seconds(proc.pid)
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):  # exiting
