@@ -5,7 +5,7 @@ Points: ``start:T`` (the loop starts or resumes at cycle T, before it writes any
 epoch E's checkpoint of any training), ``train:T``, ``evaluate:T``, ``score:T``, ``stageK.PART.shardJ:T`` (after
 shard J of scoring stage K, PART ``pool`` or ``labelled``, is saved), ``select:T``, ``export:T``, ``label:T`` (after
 the ledger of cycle T's selection is saved), ``import_write:N`` / ``import:N`` (just before / after import record N
-is committed). Unset in normal use; costs one environment lookup per stage.
+is committed). Unset in normal use; costs two environment lookups per stage.
 
 ``ACTIVEDET_MARK_FILE=path`` appends one line per point reached, ``pid point cpu_seconds`` (the process's CPU time
 so far), so that a test can place kills at moments of the work measured from each process's own start.
