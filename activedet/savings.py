@@ -150,11 +150,14 @@ def paired_saved(used, metric, base_x, base_metric) -> tuple[np.ndarray, np.ndar
     return saved, is_bound
 
 
-def pair_with_baseline(s, base, warnings: list[str]) -> None:
+def pair_with_baseline(s, base, warnings: list[str], *, curves: dict | None = None) -> None:
     """Set ``s``'s paired per-seed fields (a :class:`activedet.report.StrategySummary`) against ``base``'s runs.
 
     Per seed, against the baseline run with the same seed: percent saved (or a bound) and the metric difference.
-    Seeds without a baseline run stay NaN, with a warning appended to ``warnings``.
+    ``curves``: per seed, that baseline run's whole curve (a mapping of ``"metric"`` and each axis in
+    :data:`AXES` to its values per cycle), used for the savings instead of ``base``'s rows, which stop at the
+    cycles every seed shares: a seed whose baseline run went further is measured on all of it. Seeds without a
+    baseline run stay NaN, with a warning appended to ``warnings``.
     """
     rows = {seed: i for i, seed in enumerate(base.seeds)}
     shape = s.metric_per_seed.shape
@@ -163,9 +166,12 @@ def pair_with_baseline(s, base, warnings: list[str]) -> None:
         for i, seed in enumerate(s.seeds):
             if seed in rows:
                 j = rows[seed]
-                base_x = getattr(base, f"{axis}_per_seed")[j]
+                if curves is not None and seed in curves:
+                    base_x, base_metric = curves[seed][axis], curves[seed]["metric"]
+                else:
+                    base_x, base_metric = getattr(base, f"{axis}_per_seed")[j], base.metric_per_seed[j]
                 used = getattr(s, f"{axis}_per_seed")[i]
-                saved[i], bound[i] = paired_saved(used, s.metric_per_seed[i], base_x, base.metric_per_seed[j])
+                saved[i], bound[i] = paired_saved(used, s.metric_per_seed[i], base_x, base_metric)
         setattr(s, f"{axis}_saved_per_seed", saved)
         setattr(s, f"{axis}_saved_bound", bound)
     s.metric_difference_per_seed = paired_difference(s.metric_per_seed, s.seeds, base.metric_per_seed, base.seeds)

@@ -225,6 +225,28 @@ def test_cycles_warns_only_about_runs_cut_short_within_the_compared_cycles(tmp_p
     )
 
 
+def test_a_seed_whose_baseline_run_went_on_is_measured_on_its_whole_run(tmp_path):
+    """Only seed 0's random run went on (70 images, 0.8): the mean curves stop at the 3 cycles every seed shares,
+    but seed 0's last entropy point (0.7 at 30 images) is on its own run's curve, so it is a measured
+    100 * (1 - 30 / 60) = 50%, not the bound 40% that the shared cycles give; the other seeds are unchanged."""
+    for seed, values in ENTROPY.items():
+        extra = ((0.8,), (70,)) if seed == 0 else ((), ())
+        make_run(tmp_path, "random", seed, (0.2, 0.4, 0.6, *extra[0]), images=(*RANDOM_IMAGES, *extra[1]))
+        make_run(tmp_path, "entropy", seed, values, images=ENTROPY_IMAGES)
+    summary = summarize(load_runs(tmp_path))
+    entropy = summary.strategies["entropy"]
+    assert len(summary.strategies["random"].cycles) == 3
+    np.testing.assert_allclose(entropy.images_saved_per_seed[:, 2], [50.0, CYCLE2[1], CYCLE2[2]])
+    np.testing.assert_allclose(entropy.images_saved_per_seed[:, 1], CYCLE1)
+    assert not entropy.images_saved_bound.any()
+    assert any(
+        "random: runs have 4 (seed 0), 3 (seed 1), 3 (seed 2) cycles; truncated to the 3 common cycles 0-2; "
+        "the paired savings use each seed's whole run" in w
+        for w in summary.warnings
+    )
+    np.testing.assert_allclose(entropy.paired_difference, [0.1, -0.1, 0.0], atol=1e-12)
+
+
 def test_report_cycles_option(tmp_path, capsys):
     from activedet.cli import main
 

@@ -31,7 +31,8 @@ An unfinished run simply has fewer lines. Conventions used throughout:
   set there, so it says nothing about the strategy. Computed on mean curves, it is NaN wherever the strategy's
   mean is above the baseline's best point.
 * **Paired labels saved, with 95% intervals** (:mod:`activedet.savings`): the same quantity per seed against the
-  baseline run of the same seed, with a flagged lower bound instead of NaN above the baseline's curve, then the
+  baseline run of the same seed, on every cycle that run completed (even where other seeds' baseline runs
+  stopped earlier), with a flagged lower bound instead of NaN above that run's curve, then the
   mean over seeds with a Student-t interval; ``write_report`` also writes them to ``savings.csv``. Runs that
   record ``labelled_cost`` get the same in labelling cost ("cost saved"), and a labelled-cost column per cycle.
 

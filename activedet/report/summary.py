@@ -254,7 +254,8 @@ def summarize(
         groups.setdefault(run.strategy, []).append(run)
     points = None if cycles is None else cycles + 1
     strategies = {
-        label: _summarize_strategy(label, groups[label], metric, warnings, points=points) for label in sorted(groups)
+        label: _summarize_strategy(label, groups[label], metric, warnings, points=points, baseline=label == baseline)
+        for label in sorted(groups)
     }
     extended = None
     if points is not None and baseline in groups:
@@ -269,10 +270,11 @@ def summarize(
         )
     elif baseline is not None:
         curve = extended or strategies[baseline]
+        whole = {run.seed: _whole_curve(run, metric) for run in groups[baseline]}
         for s in [*strategies.values(), *([extended] if extended else [])]:
             _labels_saved(s, curve)
             _paired_difference(s, curve)
-            pair_with_baseline(s, curve, warnings)
+            pair_with_baseline(s, curve, warnings, curves=whole)
     return Summary(metric, baseline, strategies, warnings, baseline_extended=extended)
 
 
@@ -281,6 +283,20 @@ def _defined_points(runs: list[Run], metric: str) -> int:
     n = min(len(run.cycles) for run in runs)
     finite = np.all([np.isfinite(run.metrics[metric][:n]) for run in runs], axis=0)
     return int(np.argmin(np.append(finite, False)))
+
+
+def _whole_curve(run: Run, metric: str) -> dict[str, np.ndarray]:
+    """One baseline run's curve over its leading cycles with a finite ``metric``, for that seed's paired savings
+    (however far the other seeds' runs went)."""
+    values = run.metrics[metric]
+    n = int(np.argmin(np.append(np.isfinite(values), False)))
+    cost = np.full(len(values), np.nan) if run.labelled_cost is None else run.labelled_cost
+    return {
+        "metric": values[:n],
+        "images": run.labelled_images[:n],
+        "boxes": run.labelled_boxes[:n],
+        "cost": cost[:n],
+    }
 
 
 def _paired_difference(s: StrategySummary, base: StrategySummary) -> None:
@@ -308,16 +324,18 @@ def _check_metric(runs: list[Run], metric: str) -> None:
 
 
 def _summarize_strategy(
-    label: str, runs: list[Run], metric: str, warnings: list[str], *, points: int | None = None
+    label: str, runs: list[Run], metric: str, warnings: list[str], *, points: int | None = None, baseline: bool = False
 ) -> StrategySummary:
-    """The summary of one label's runs over the cycles every seed completed (at most the first ``points``)."""
+    """The summary of one label's runs over the cycles every seed completed (at most the first ``points``).
+    ``baseline``: the label is the baseline, whose runs' whole curves still serve the paired savings."""
     runs = sorted(runs, key=lambda run: run.seed)
     lengths = [len(run.cycles) for run in runs]
     wanted = max(lengths) if points is None else min(points, max(lengths))
     n = min(*lengths, wanted)
     if n < wanted:
         lengths = ", ".join(f"{len(run.cycles)} (seed {run.seed})" for run in runs)
-        warnings.append(f"{label}: runs have {lengths} cycles; truncated to the {n} common cycles 0-{n - 1}")
+        whole = "; the paired savings use each seed's whole run" if baseline else ""
+        warnings.append(f"{label}: runs have {lengths} cycles; truncated to the {n} common cycles 0-{n - 1}{whole}")
     values = np.stack([run.metrics[metric][:n] for run in runs])  # [S, C]
     images = np.stack([run.labelled_images[:n] for run in runs])
     boxes = np.stack([run.labelled_boxes[:n] for run in runs])
