@@ -280,16 +280,19 @@ def summarize(
 
 def _defined_points(runs: list[Run], metric: str) -> int:
     """How many leading cycles every run completed with a finite ``metric`` (where the mean curve is defined)."""
-    n = min(len(run.cycles) for run in runs)
-    finite = np.all([np.isfinite(run.metrics[metric][:n]) for run in runs], axis=0)
-    return int(np.argmin(np.append(finite, False)))
+    return min(_leading_finite(run.metrics[metric]) for run in runs)
+
+
+def _leading_finite(values: np.ndarray) -> int:
+    """How many leading entries of ``values`` are finite."""
+    return int(np.argmin(np.append(np.isfinite(values), False)))
 
 
 def _whole_curve(run: Run, metric: str) -> dict[str, np.ndarray]:
     """One baseline run's curve over its leading cycles with a finite ``metric``, for that seed's paired savings
     (however far the other seeds' runs went)."""
     values = run.metrics[metric]
-    n = int(np.argmin(np.append(np.isfinite(values), False)))
+    n = _leading_finite(values)
     cost = np.full(len(values), np.nan) if run.labelled_cost is None else run.labelled_cost
     return {
         "metric": values[:n],
