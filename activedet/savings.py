@@ -150,32 +150,26 @@ def paired_saved(used, metric, base_x, base_metric) -> tuple[np.ndarray, np.ndar
     return saved, is_bound
 
 
-def pair_with_baseline(s, base, warnings: list[str], *, curves: dict | None = None) -> None:
+def pair_with_baseline(s, base, warnings: list[str], *, curves: dict) -> None:
     """Set ``s``'s paired per-seed fields (a :class:`activedet.report.StrategySummary`) against ``base``'s runs.
 
     Per seed, against the baseline run with the same seed: percent saved (or a bound) and the metric difference.
     ``curves``: per seed, that baseline run's whole curve (a mapping of ``"metric"`` and each axis in
-    :data:`AXES` to its values per cycle), used for the savings instead of ``base``'s rows, which stop at the
-    cycles every seed shares: a seed whose baseline run went further is measured on all of it. Seeds without a
-    baseline run stay NaN, with a warning appended to ``warnings``.
+    :data:`AXES` to its values per cycle), on which the savings are measured; ``base``'s rows, which stop at
+    the cycles every seed shares, give the metric difference. Seeds without a baseline run stay NaN, with a
+    warning appended to ``warnings``.
     """
-    rows = {seed: i for i, seed in enumerate(base.seeds)}
     shape = s.metric_per_seed.shape
     for axis in AXES:
         saved, bound = np.full(shape, np.nan), np.zeros(shape, bool)
         for i, seed in enumerate(s.seeds):
-            if seed in rows:
-                j = rows[seed]
-                if curves is not None and seed in curves:
-                    base_x, base_metric = curves[seed][axis], curves[seed]["metric"]
-                else:
-                    base_x, base_metric = getattr(base, f"{axis}_per_seed")[j], base.metric_per_seed[j]
-                used = getattr(s, f"{axis}_per_seed")[i]
-                saved[i], bound[i] = paired_saved(used, s.metric_per_seed[i], base_x, base_metric)
+            if seed in curves:
+                used, own = getattr(s, f"{axis}_per_seed")[i], curves[seed]
+                saved[i], bound[i] = paired_saved(used, s.metric_per_seed[i], own[axis], own["metric"])
         setattr(s, f"{axis}_saved_per_seed", saved)
         setattr(s, f"{axis}_saved_bound", bound)
     s.metric_difference_per_seed = paired_difference(s.metric_per_seed, s.seeds, base.metric_per_seed, base.seeds)
-    unpaired = [seed for seed in s.seeds if seed not in rows]
+    unpaired = [seed for seed in s.seeds if seed not in curves]
     if unpaired and s is not base:
         warnings.append(
             f"{s.strategy}: seed(s) {unpaired} have no {base.strategy!r} run with the same seed; "
