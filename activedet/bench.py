@@ -36,8 +36,11 @@ from .report import format_table, label_extras, strategy_label, write_report
 
 __all__ = ["run_bench", "parse_strategy_spec", "parse_arm_overrides", "check_bench_arguments", "Arm", "BenchRunsFailed"]
 
-#: the config keys an arm may override: those its report label shows (report.label_extras)
-ARM_KEYS = ("semi_supervised", "pseudo_labels", "warm_start", "initial_selection")
+#: the config keys cycle 0 may depend on: arms that differ in them train their own cycle 0
+CYCLE_ZERO_KEYS = ("semi_supervised", "pseudo_labels", "warm_start", "initial_selection")
+#: the config keys an arm may override: those its report label shows (report.label_extras); a budget in other
+#: units than the others' (``@budget_unit=boxes@budget=320``) changes what the cycles buy, not cycle 0
+ARM_KEYS = (*CYCLE_ZERO_KEYS, "budget_unit", "budget")
 
 
 class BenchRunsFailed(RuntimeError):
@@ -56,7 +59,7 @@ class Arm:
     overrides: tuple[str, ...]
     label: str
     recorded: str
-    #: what cycle 0 depends on among the arm's overrides: the resolved values of :data:`ARM_KEYS` (JSON), so two
+    #: what cycle 0 depends on among the arm's overrides: the resolved values of :data:`CYCLE_ZERO_KEYS` (JSON), so two
     #: spellings of one setting (``@semi_supervised={}``, ``@semi_supervised.method=teacher_student``) share it
     cycle_zero: str
 
@@ -218,9 +221,9 @@ def check_bench_arguments(
 
 
 def _cycle_zero_key(cfg) -> str:
-    """The values of :data:`ARM_KEYS` in ``cfg``, semi-supervision with every option resolved, as JSON."""
+    """The values of :data:`CYCLE_ZERO_KEYS` in ``cfg``, semi-supervision with every option resolved, as JSON."""
     settings = cfg.to_dict()
-    values = {key: settings.get(key) for key in ARM_KEYS}
+    values = {key: settings.get(key) for key in CYCLE_ZERO_KEYS}
     if values["semi_supervised"] is not None:
         import dataclasses
 

@@ -151,3 +151,25 @@ def test_arm_folders_are_file_names_every_file_system_accepts(tiny_data, tmp_pat
         check_bench_arguments(
             config, strategies=["random", "entropy"], seeds=[0], overrides=None, metric="voc/mAP_area"
         )
+
+
+def test_a_box_budget_arm_is_labelled_apart_and_shares_cycle_zero(tiny_data, tmp_path):
+    from activedet.bench import check_bench_arguments, run_settings
+
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    arms = check_bench_arguments(
+        config,
+        strategies=["random", "entropy", "entropy@budget_unit=boxes@budget=12"],
+        seeds=[0],
+        overrides=None,
+        metric="voc/mAP_area",
+    )
+    assert [arm.label for arm in arms] == ["random", "entropy", "entropy +budget[12 boxes]"]
+    assert arms[1].directory != arms[2].directory
+    assert arms[0].cycle_zero == arms[1].cycle_zero == arms[2].cycle_zero  # a budget does not change cycle 0
+    settings = run_settings(arms[2], 0, tmp_path / "r", None)
+    assert 'budget_unit="boxes"' in settings and "budget=12" in settings
+    with pytest.raises(ValueError, match=r"argument --strategies 'entropy@budget_unit=pages'.*budget_unit"):
+        check_bench_arguments(
+            config, strategies=["entropy@budget_unit=pages"], seeds=[0], overrides=None, metric="voc/mAP_area"
+        )

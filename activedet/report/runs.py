@@ -156,7 +156,8 @@ def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
 def label_extras(config: dict) -> str:
     """The loop settings of a run's config that change what an arm is, shown after its strategy label:
     ``" +pseudo[...]"`` (pseudo labels), ``" +ssl[...]"`` (teacher-student semi-supervision, its options but
-    ``method``), ``" +fine-tune"`` (warm start), ``" +typiclust start"`` (an initial set not drawn at random)."""
+    ``method``), ``" +fine-tune"`` (warm start), ``" +typiclust start"`` (an initial set not drawn at random),
+    ``" +budget[320 boxes]"`` (a budget per cycle in boxes or cost rather than images)."""
     extras = strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else ""
     ssl = config.get("semi_supervised")
     if ssl is not None:
@@ -166,6 +167,8 @@ def label_extras(config: dict) -> str:
     extras += " +fine-tune" if config.get("warm_start") else ""
     start = config.get("initial_selection")
     extras += f" +{start} start" if start not in (None, "random") else ""
+    unit = config.get("budget_unit", "images")
+    extras += f" +budget[{config.get('budget')} {unit}]" if unit != "images" else ""
     return extras
 
 
