@@ -16,6 +16,7 @@ from activedet.config import ConfigError, load_config
 from activedet.data.records import DetectionDataset
 from activedet.engine.options import OptionError
 from activedet.engine.teacher import (
+    IGNORED,
     TeacherStudentOptions,
     ema_update,
     pseudo_targets,
@@ -58,6 +59,59 @@ def test_pseudo_targets_keep_scores_at_or_above_the_threshold_and_drop_degenerat
     assert targets[0]["boxes"].tolist() == [[0, 0, 10, 10], [5, 5, 20, 30]]  # 0.69 below, zero-width box out
     assert targets[0]["labels"].tolist() == [1, 2] and targets[0]["labels"].dtype == torch.int64
     assert targets[1]["boxes"].shape == (0, 4) and targets[1]["labels"].shape == (0,)  # no detection: background
+
+
+def test_uncertain_teacher_detections_become_ignored_boxes_below_the_threshold():
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [5, 5, 20, 30], [1, 1, 4, 4], [3, 3, 3, 9], [2, 2, 8, 8]], dtype=torch.float32
+    )
+    scores = torch.tensor([0.9, 0.4, 0.29, 0.5, 0.3])
+    targets = pseudo_targets([Detections(boxes, scores, torch.tensor([1, 2, 1, 2, 1]))], 0.7, ignore_below=0.3)
+    assert targets[0]["boxes"].tolist() == [[0, 0, 10, 10], [5, 5, 20, 30], [2, 2, 8, 8]]  # 0.29 and zero-width out
+    assert targets[0]["labels"].tolist() == [1, IGNORED, IGNORED] and targets[0]["labels"].dtype == torch.int64
+
+
+def _anchors_and_rpn_labels(model, boxes, labels):
+    from torchvision.models.detection.image_list import ImageList
+
+    model.train()
+    images = ImageList(torch.zeros(1, 3, 96, 96), [(96, 96)])
+    features = model.backbone(images.tensors)
+    anchors = model.rpn.anchor_generator(images, list(features.values()))
+    target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels)}
+    return anchors[0], model.rpn.assign_targets_to_anchors(anchors, [target])[0][0]
+
+
+def test_faster_rcnn_anchors_and_rois_near_an_ignored_box_train_as_neither_object_nor_background():
+    from torchvision.ops import box_iou
+
+    torch.manual_seed(0)
+    model = build_detector("faster_rcnn", 2, backbone="tiny", min_size=96, max_size=96)
+    confident, unsure = [8.0, 8.0, 40.0, 40.0], [50.0, 50.0, 90.0, 90.0]
+    anchors, plain = _anchors_and_rpn_labels(model, [confident, unsure], [1, 2])
+    _, ignoring = _anchors_and_rpn_labels(model, [confident, unsure], [1, IGNORED])
+    near = box_iou(torch.tensor([unsure]), anchors)[0] >= 0.3
+    assert (plain[near] != -1).any() and (ignoring[near] == -1).all()  # the RPN: anchors on it sit out
+    assert torch.equal(plain[~near], ignoring[~near])  # elsewhere as torchvision assigns them
+    _, without = _anchors_and_rpn_labels(model, [confident], [1])
+    assert torch.equal(without[~near], ignoring[~near]) and (without[near] == 0).any()  # not background there
+    # the RoI sampler: proposals on the ignored box are never drawn, those far from both boxes are background
+    proposals = [torch.tensor([confident, unsure, [52.0, 51.0, 90.0, 88.0], [0.0, 60.0, 20.0, 95.0]])]
+    target = {"boxes": torch.tensor([confident, unsure]), "labels": torch.tensor([1, IGNORED])}
+    sampled, _, roi_labels, _ = model.roi_heads.select_training_samples(proposals, [target])
+    on_unsure = box_iou(sampled[0], torch.tensor([unsure]))[:, 0] >= 0.5
+    assert not on_unsure.any() and (roi_labels[0] >= 0).all()
+    assert 1 in roi_labels[0].tolist() and 0 in roi_labels[0].tolist()
+
+
+def test_ignored_boxes_are_counted_per_epoch_and_refused_where_the_detector_cannot_ignore(tmp_path):
+    pool = make_toy_dataset(tmp_path / "toy", n_images=6, empty_every=3)
+    labelled, unlabelled = pool.subset([0, 1]), pool.subset([2, 3, 4, 5])
+    _, result = _train_tiny(labelled, unlabelled, "faster_rcnn", ssl={"threshold": 0.9, "ignore_below": 0.001})
+    assert result.history[1]["ignored_boxes_per_image"] > 0 and "ignored_boxes_per_image" not in result.history[0]
+    assert any(k.startswith("train_unsup_") for k in result.history[1])
+    with pytest.raises(OptionError, match=r"'semi_supervised.ignore_below'.*null with RetinaNetDetector"):
+        _train_tiny(labelled, unlabelled, "retinanet", ssl={"threshold": 0.9, "ignore_below": 0.1})
 
 
 def test_strong_augmentation_changes_pixels_never_boxes():
@@ -334,6 +388,14 @@ def test_validation_sees_the_teacher_and_the_best_epoch_keeps_its_weights(tmp_pa
             r"key 'semi_supervised' must be null when pseudo_labels is set .*pseudo_labels: null",
         ),
         ({"semi_supervised": 3}, r"key 'semi_supervised' must be of type"),
+        (
+            {"semi_supervised": {"ignore_below": 0.7}, "detector": "faster_rcnn"},
+            r"key 'semi_supervised.ignore_below' must be less than semi_supervised.threshold \(0.7\)",
+        ),
+        (
+            {"semi_supervised": {"ignore_below": 0.3}},
+            r"key 'semi_supervised.ignore_below' must be null with detector 'ssd' .*faster_rcnn",
+        ),
     ],
 )
 def test_bad_semi_supervised_configs_name_the_key_and_the_fix(tiny_data, tmp_path, overrides, pattern):

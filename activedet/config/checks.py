@@ -139,6 +139,13 @@ def _check_semi_supervised(cfg: Config) -> None:
             "null with detector 'classifier' (pseudo boxes need a detector; use a detector or semi_supervised: null)",
             cfg.semi_supervised,
         )
+    if options.ignore_below is not None and cfg.detector != "faster_rcnn":
+        _fail(
+            "semi_supervised.ignore_below",
+            f"null with detector '{cfg.detector}' (ignored regions need a detector that can train a region as "
+            "neither object nor background: faster_rcnn)",
+            options.ignore_below,
+        )
     if cfg.pseudo_labels is not None:
         _fail(
             "semi_supervised",

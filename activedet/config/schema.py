@@ -231,7 +231,9 @@ class StrategyKeys:
         "defaults) of `method` (`teacher_student`), `threshold` (0.7), `ema_decay` "
         "(0.99), `unsup_weight` (4.0), `burn_in_epochs` (4 supervised-only epochs, "
         "fewer than `epochs`), `unlabelled_ratio` (1.0 unlabelled images per labelled one "
-        "in a step), `pseudo_losses` (`classification`, or `all`: box terms too); null = "
+        "in a step), `ignore_below` (null; faster_rcnn: teacher detections scoring from "
+        "it up to `threshold` are neither object nor background), `pseudo_losses` "
+        "(`classification`, or `all`: box terms too); null = "
         "off; detectors of training `standard` only, not with `pseudo_labels`",
     )
 

@@ -9,6 +9,7 @@ training (:func:`activedet.engine.train.train_detector`) registers a :class:`Tea
         labelled batch   -> the student's supervised loss                     (Trainer.forward_losses)
         unlabelled batch (round(unlabelled_ratio x batch_size) images; weak view: the standard flip)
             teacher(weak view), eval mode, no gradient -> detections with score >= threshold = pseudo boxes
+                (with ignore_below: those scoring in [ignore_below, threshold) = ignored boxes, label -1)
             student(strong view of the same pixels, pseudo boxes) -> classification terms x unsup_weight
                                                                               (TeacherStudent.extra_losses)
         one backward pass and optimizer step on the sum
@@ -62,6 +63,7 @@ __all__ = [
     "TeacherStudentOptions",
     "TeacherStudent",
     "CLASSIFICATION_TERMS",
+    "IGNORED",
     "strong_augmentation",
     "strong_views",
     "pseudo_targets",
@@ -74,6 +76,9 @@ __all__ = [
 #: ``loss_classifier`` and RPN ``loss_objectness`` (what Unbiased Teacher trains on pseudo boxes), the one-stage
 #: detectors' ``classification``
 CLASSIFICATION_TERMS = ("loss_classifier", "loss_objectness", "classification")
+#: the label of a pseudo box the unlabelled loss ignores (``ignore_below``): what it covers is neither object nor
+#: background for the detectors whose class sets ``IGNORES_BOXES = True``
+IGNORED = -1
 
 
 def _refuse(name: str, expected: str, got) -> OptionError:
@@ -99,6 +104,13 @@ class TeacherStudentOptions:
     unlabelled_ratio: float = option(
         1.0, "unlabelled images per labelled image in a step (the unlabelled batch: ratio x batch_size)", gt=0, le=16
     )
+    ignore_below: float | None = option(
+        None,
+        "teacher detections scoring in [ignore_below, threshold) are ignored by the unlabelled loss, neither object "
+        "nor background (null: below `threshold` is background; detectors that support it: faster_rcnn)",
+        ge=0,
+        le=1,
+    )
     pseudo_losses: str = option(
         "classification",
         "terms trained on pseudo boxes: `classification` (objectness and class terms, as Unbiased Teacher) or `all`",
@@ -107,6 +119,13 @@ class TeacherStudentOptions:
 
     def __post_init__(self) -> None:
         check_fields(self, _refuse)
+        if self.ignore_below is not None and self.ignore_below >= self.threshold:
+            raise _refuse(
+                "ignore_below",
+                f"less than semi_supervised.threshold ({self.threshold}): detections scoring in "
+                "[ignore_below, threshold) are ignored; lower it, or set it to null to ignore none",
+                self.ignore_below,
+            )
 
     @classmethod
     def from_dict(cls, options: dict) -> TeacherStudentOptions:
@@ -163,16 +182,31 @@ def strong_views(images: Sequence[Tensor], seed: int) -> list[Tensor]:
         return [transform(image) for image in images]
 
 
-def pseudo_targets(detections: Sequence, threshold: float) -> list[dict[str, Tensor]]:
+def pseudo_targets(
+    detections: Sequence, threshold: float, ignore_below: float | None = None
+) -> list[dict[str, Tensor]]:
     """Training targets from the teacher's detections: the boxes (xyxy pixels of the image the teacher saw)
     whose score is ``>= threshold`` and whose width and height are positive (detectors refuse degenerate boxes),
-    with their labels. An image with no such box gets an empty target (its anchors train as background)."""
+    with their labels. An image with no such box gets an empty target (its anchors train as background).
+
+    With ``ignore_below``, the boxes scoring in ``[ignore_below, threshold)`` follow with the label
+    :data:`IGNORED` (-1): a detector that supports it (``IGNORES_BOXES``) trains what they cover as neither
+    object nor background."""
     targets = []
     for det in detections:
         boxes = det.boxes.detach().float().reshape(-1, 4)
         scores = det.scores.detach().reshape(-1)
-        keep = (scores >= threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        targets.append({"boxes": boxes[keep], "labels": det.labels.detach().reshape(-1)[keep].long()})
+        labels = det.labels.detach().reshape(-1).long()
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        keep = (scores >= threshold) & valid
+        target = {"boxes": boxes[keep], "labels": labels[keep]}
+        if ignore_below is not None:
+            unsure = (scores >= ignore_below) & (scores < threshold) & valid
+            target = {
+                "boxes": torch.cat([target["boxes"], boxes[unsure]]),
+                "labels": torch.cat([target["labels"], torch.full_like(labels[unsure], IGNORED)]),
+            }
+        targets.append(target)
     return targets
 
 
@@ -278,7 +312,7 @@ class TeacherStudent(HookBase):
         )
         self.teacher: torch.nn.Module | None = None
         self._batches: Iterator[list[Tensor]] | None = None
-        self._images = self._boxes = 0
+        self._images = self._boxes = self._ignored = 0
 
     def evaluated_model(self) -> torch.nn.Module:
         """The teacher once it exists, else the student (the trained model)."""
@@ -291,7 +325,7 @@ class TeacherStudent(HookBase):
             trainer.log(event="teacher_init", epoch=trainer.epoch + 1)
         active = self.teacher is not None and self.stream is not None
         self._batches = self.stream.epoch(trainer.epoch) if active else None
-        self._images = self._boxes = 0
+        self._images = self._boxes = self._ignored = 0
 
     def extra_losses(self) -> dict[str, Tensor]:
         if self._batches is None:
@@ -299,9 +333,10 @@ class TeacherStudent(HookBase):
         trainer = self.trainer
         weak = next(self._batches)
         detections = self.teacher.predict([image.to(trainer.device) for image in weak])
-        targets = pseudo_targets(detections, self.options.threshold)
+        targets = pseudo_targets(detections, self.options.threshold, self.options.ignore_below)
         self._images += len(targets)
-        self._boxes += sum(len(t["labels"]) for t in targets)
+        self._boxes += sum(int((t["labels"] != IGNORED).sum()) for t in targets)
+        self._ignored += sum(int((t["labels"] == IGNORED).sum()) for t in targets)
         strong = strong_views(weak, _seed(self.seed, trainer.iter))
         # pseudo boxes are not ground truth: what observes the labelled samples (e.g. a class-difficulty EMA) skips them
         with torch.autocast(trainer.device.type, enabled=trainer.amp), observers_paused(trainer.model):
@@ -316,6 +351,8 @@ class TeacherStudent(HookBase):
     def after_epoch(self) -> None:
         if self._images:
             self.trainer.entry["pseudo_boxes_per_image"] = self._boxes / self._images
+            if self.options.ignore_below is not None:
+                self.trainer.entry["ignored_boxes_per_image"] = self._ignored / self._images
 
     def after_train(self) -> None:
         if self.teacher is not None:

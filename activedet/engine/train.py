@@ -239,6 +239,13 @@ def _teacher_hook(model, unlabelled, options: TrainOptions, semi_supervised) -> 
             f"semi_supervised needs a detector with a predict method (the teacher's pseudo boxes); got "
             f"{type(unwrap_ddp(model)).__name__} ({_task(model)}). Set semi_supervised: null"
         )
+    if semi_supervised.ignore_below is not None and not getattr(unwrap_ddp(model), "IGNORES_BOXES", False):
+        raise OptionError(
+            "semi_supervised.ignore_below",
+            f"null with {type(unwrap_ddp(model)).__name__} (it cannot train a region as neither object nor "
+            "background; detectors that can: faster_rcnn)",
+            semi_supervised.ignore_below,
+        )
     if unlabelled is None:
         raise ValueError(
             "semi_supervised trains on unlabelled images, and none were given (unlabelled=None); the "

@@ -33,6 +33,7 @@ from torchvision.models.detection.faster_rcnn import (
     TwoMLPHead,
 )
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
@@ -215,6 +216,40 @@ class SourceTrackingRoIHeads(SampleObserversMixin, RoIHeads):
         return results
 
 
+class IgnoringRPN(RegionProposalNetwork):
+    """torchvision's ``RegionProposalNetwork`` that also honours target boxes labelled -1 (ignored: a teacher's
+    uncertain detections, :data:`activedet.engine.teacher.IGNORED`): an anchor whose best-overlapping target box is
+    an ignored one, with IoU at least the background threshold (or matched to it as its best anchor), trains
+    neither as object nor as background. Targets without such boxes train exactly as torchvision's."""
+
+    @classmethod
+    def from_rpn(cls, rpn: RegionProposalNetwork) -> IgnoringRPN:
+        """The same anchors, head and settings as ``rpn``."""
+        return cls(
+            rpn.anchor_generator,
+            rpn.head,
+            rpn.proposal_matcher.high_threshold,
+            rpn.proposal_matcher.low_threshold,
+            rpn.fg_bg_sampler.batch_size_per_image,
+            rpn.fg_bg_sampler.positive_fraction,
+            dict(rpn._pre_nms_top_n),
+            dict(rpn._post_nms_top_n),
+            rpn.nms_thresh,
+            rpn.score_thresh,
+        )
+
+    def assign_targets_to_anchors(self, anchors, targets):
+        labels, matched_gt_boxes = super().assign_targets_to_anchors(anchors, targets)
+        for anchor_labels, anchors_per_image, target in zip(labels, anchors, targets):
+            ignored = target["labels"] < 0
+            if not bool(ignored.any()):
+                continue
+            best_iou, best = self.box_similarity(target["boxes"], anchors_per_image).max(0)
+            near = (best_iou >= self.proposal_matcher.low_threshold) | (anchor_labels > 0)
+            anchor_labels[ignored[best] & near] = -1.0
+        return labels, matched_gt_boxes
+
+
 class FasterRCNNDetector(PredictMixin, FasterRCNN):
     """torchvision ``FasterRCNN`` with :class:`SourceTrackingRoIHeads`.
 
@@ -229,6 +264,10 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
     """
 
     prob_kind = "softmax"
+    #: training targets may hold boxes labelled -1, which the RPN and the RoI sampler ignore (semi-supervision's
+    #: uncertain pseudo boxes): torchvision's RoI matcher gives a proposal its box's label, and the sampler draws
+    #: only labels >= 0; :class:`IgnoringRPN` does the same for anchors
+    IGNORES_BOXES = True
     #: the optional Detections fields this detector can fill (others stay None even when requested)
     PROVIDES = frozenset({"class_probs", "proposals", "embedding", "features"})
     #: the last prediction layers' weights (biases excluded) whose gradients influence functions use,
@@ -251,6 +290,7 @@ class FasterRCNNDetector(PredictMixin, FasterRCNN):
 
     def __init__(self, backbone, num_classes=None, **kwargs):
         super().__init__(backbone, num_classes, **kwargs)
+        self.rpn = IgnoringRPN.from_rpn(self.rpn)
         self.roi_heads = SourceTrackingRoIHeads.from_roi_heads(self.roi_heads)
 
     def _predict(self, images: list[Tensor], fields: frozenset[str]) -> list[Detections]:
