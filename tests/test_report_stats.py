@@ -259,3 +259,17 @@ def test_report_cycles_option(tmp_path, capsys):
     assert summary["strategies"]["random"]["cycles"] == [0, 1, 2] and summary["baseline_extended"]["cycles"][-1] == 3
     page = (tmp_path / "report/index.html").read_text()
     assert "<h2>Per class, cycle 2</h2>" in page and "cycle 3, 70 images" not in page
+
+
+def test_the_report_names_the_seeds_whose_baseline_went_further(tmp_path, capsys):
+    from activedet.cli import main
+
+    for seed, values in ENTROPY.items():
+        extra = ((0.8,), (70,)) if seed == 0 else ((), ())
+        make_run(tmp_path / "runs", "random", seed, (0.2, 0.4, 0.6, *extra[0]), images=(*RANDOM_IMAGES, *extra[1]))
+        make_run(tmp_path / "runs", "entropy", seed, values, images=ENTROPY_IMAGES)
+    assert main(["report", str(tmp_path / "runs"), "--cycles", "1", "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report/report.md").read_text()
+    assert "`random` went on to cycle 2 (seed 0 to cycle 3; each seed's labels saved use its own whole run)" in text
+    assert json.loads((tmp_path / "report/summary.json").read_text())["baseline_last_cycle"] == {"0": 3, "1": 2, "2": 2}
+    capsys.readouterr()

@@ -183,6 +183,9 @@ class Summary:
             strategy that ends above the baseline's compared cycles gets a measured figure, not a bound;
             ``strategies[baseline]`` holds the compared cycles only, so its AUC and final metric span the others'
             budget.
+        baseline_last_cycle: seed -> the last cycle of that seed's baseline run with a finite metric (each seed's
+            paired savings are measured on its whole run, which may go beyond ``baseline_extended``'s shared
+            cycles); empty without a baseline.
     """
 
     metric: str
@@ -190,6 +193,7 @@ class Summary:
     strategies: dict[str, StrategySummary]
     warnings: list[str]
     baseline_extended: StrategySummary | None = None
+    baseline_last_cycle: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready (NaN -> None), as written to ``summary.json``."""
@@ -212,6 +216,7 @@ class Summary:
             },
             "strategies": {label: s.to_dict() for label, s in self.strategies.items()},
             "baseline_extended": None if self.baseline_extended is None else self.baseline_extended.to_dict(),
+            "baseline_last_cycle": {str(seed): cycle for seed, cycle in sorted(self.baseline_last_cycle.items())},
         }
 
 
@@ -268,14 +273,16 @@ def summarize(
             f"baseline {baseline!r} is not among the strategies ({', '.join(strategies)}); "
             "labels saved are not computed"
         )
-    elif baseline is not None:
+    last_cycle = {}
+    if baseline is not None and baseline in strategies:
         curve = extended or strategies[baseline]
         whole = {run.seed: _whole_curve(run, metric) for run in groups[baseline]}
+        last_cycle = {seed: len(c["metric"]) - 1 for seed, c in whole.items()}
         for s in [*strategies.values(), *([extended] if extended else [])]:
             _labels_saved(s, curve)
             _paired_difference(s, curve)
             pair_with_baseline(s, curve, warnings, curves=whole)
-    return Summary(metric, baseline, strategies, warnings, baseline_extended=extended)
+    return Summary(metric, baseline, strategies, warnings, baseline_extended=extended, baseline_last_cycle=last_cycle)
 
 
 def _defined_points(runs: list[Run], metric: str) -> int:

@@ -92,8 +92,16 @@ def format_table(summary: Summary) -> str:
     )
     if extended is not None:
         compared = len(summary.strategies[summary.baseline].cycles)
+        shared = len(extended.cycles) - 1
+        further = sorted((c, seed) for seed, c in summary.baseline_last_cycle.items() if c > shared)
+        beyond = (
+            " (" + ", ".join(f"seed {seed} to cycle {c}" for c, seed in further) + "; each seed's labels saved use "
+            "its own whole run)"
+            if further
+            else ""
+        )
         saved += (
-            f" `{base}` went on to cycle {len(extended.cycles) - 1} so that the other strategies' last points are on "
+            f" `{base}` went on to cycle {shared}{beyond} so that the other strategies' last points are on "
             f"its curve; labels saved are measured on its whole curve, its AUC and final metric over cycles "
             f"0-{compared - 1} like the others'."
         )
