@@ -314,7 +314,9 @@ def run_from_config(cfg: Config, run_dir: str | Path | None = None, *, progress:
         device=device,
         batch_size=cfg.eval_batch_size,
         progress=progress,
-        oracle=(HumanOracle if cfg.oracle == "human" else SimulatedOracle)(pool, export=export),
+        oracle=HumanOracle(pool, export=export)
+        if cfg.oracle == "human"
+        else SimulatedOracle(pool, export=export, preview=cfg.simulated_preview),
         initial=initial,
         cost=cfg.cost_model(),
     )

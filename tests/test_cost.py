@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,7 +16,9 @@ import torch
 from activedet.al.annotation import write_native_labels
 from activedet.al.cost import CostError, CostModel, accepted_count, box_iou, check_cost_aware, cost_aware_order
 from activedet.al.ledger import Ledger
+from activedet.bench import parse_arm_overrides
 from activedet.config import ConfigError, config_from_dict, load_config
+from activedet.report import label_extras
 from activedet.workflows import import_into_run, run_from_config, run_status
 from tests.test_human_loop import human_setup
 from tests.test_loop import write_config
@@ -204,9 +207,44 @@ def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, 
     for pick in ledger.picks:
         record = known[pick["image_id"]]
         assert pick["shown"] >= pick["accepted"] >= 0 and "predicted_cost" in pick
+        assert pick["boxes"] == record.num_boxes  # unknown at selection, recorded once labelled
         assert pick["cost"] == pytest.approx(prices.cost(record.num_boxes, pick["accepted"], pick["shown"]))
     first, second = lines(run)
     assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(p["cost"] for p in ledger.picks))
+
+
+def test_a_simulation_without_preview_spends_predicted_boxes_as_people_do(tiny_data, tmp_path):
+    config = write_config(
+        tmp_path, tiny_data, strategy="entropy", budget_unit="boxes", budget=20, cycles=1, simulated_preview=False
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_from_config(load_config(config), progress=False)
+    run, ledger = tmp_path / "run", Ledger.load(tmp_path / "run/ledger.npz")
+    picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
+    predicted = [p["predicted_boxes"] for p in picks]
+    assert picks and all(p["boxes"] is None for p in picks)  # nothing previewed at selection
+    capped = any("the batch stopped at" in str(w.message) for w in caught)  # few predicted boxes: the cap
+    assert capped or sum(predicted[:-1]) < 20 <= sum(predicted)
+    # answered at once, with the true boxes: the ledger and the metrics count what was bought
+    assert [p["index"] for p in ledger.picks] == [p["index"] for p in picks]
+    first, second = lines(run)
+    assert second["labelled_images"] == first["labelled_images"] + len(picks)
+    assert second["labelled_boxes"] == first["labelled_boxes"] + sum(p["boxes"] for p in ledger.picks)
+    seen = write_config(tmp_path / "seen", tiny_data, strategy="entropy", budget_unit="boxes", budget=20, cycles=0)
+    assert load_config(seen).simulated_preview is True
+
+
+def test_a_budget_spent_on_predicted_figures_is_labelled_apart():
+    arm = {"budget_unit": "boxes", "budget": 320}
+    assert label_extras(arm) == " +budget[320 boxes]"
+    assert label_extras({**arm, "simulated_preview": False}) == " +budget[320 boxes, predicted]"
+    assert parse_arm_overrides("entropy@budget_unit=boxes@simulated_preview=false")[-1] == ("simulated_preview", False)
+
+
+def test_simulated_preview_is_refused_with_people():
+    with pytest.raises(ConfigError, match=r"key 'simulated_preview' must be true with oracle 'human'"):
+        config_from_dict({**CONFIG, "oracle": "human", "unlabelled_data": "x", "simulated_preview": False})
 
 
 def with_costs(run_dir, costs):

@@ -39,7 +39,9 @@ class Ledger:
         pool_ids: the pool's image ids, in pool order (checked on load against the dataset of the run).
         picks: one dict per selected image: ``index``, ``cycle`` (the cycle whose model selected it; it is
             labelled at ``cycle + 1``), ``rank`` (0 = first pick), ``score`` (``None`` for score-free strategies),
-            ``strategy``, ``checkpoint`` (short SHA-256 of the model file that scored it).
+            ``strategy``, ``checkpoint`` (short SHA-256 of the model file that scored it), ``boxes`` (its labelled
+            boxes); with a cost model also ``predicted_boxes``, ``predicted_cost`` (at selection) and ``cost``,
+            ``accepted``, ``shown`` (once labelled).
     """
 
     labelled_at: np.ndarray

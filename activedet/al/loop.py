@@ -443,6 +443,10 @@ class ActiveLearningRun(PoolScoring):
         if pending_images(self.rundir, batch.image_ids):
             return None
         self.oracle.reveal(self.rundir)
+        # an image's boxes, unknown at selection unless the oracle previewed them, are known once it is labelled
+        picks = [
+            {**p, "boxes": self.oracle.num_boxes(p["index"]) if p.get("boxes") is None else p["boxes"]} for p in picks
+        ]
         if self.cost is not None:  # the actual cost, against the pre-annotations the batch was shown
             actual = actual_costs(self.cost, self.pool, batch.indices, batch.predictions())
             picks = [{**pick, **cost} for pick, cost in zip(picks, actual)]

@@ -152,15 +152,18 @@ class SimulatedOracle(Oracle):
     held by ``pool`` (so the cost of an image is known before it is labelled, and the pool needs no update).
 
     ``export``: how each batch is exported before it is answered (``cycles/t/query/``, and the predictions kept in
-    ``cycles/t/predictions.json`` for reports); ``None``: not exported.
+    ``cycles/t/predictions.json`` for reports); ``None``: not exported. ``preview=False``: act as if the labels
+    were unknown until the batch is answered (:attr:`previews_cost` false), so that a budget in boxes or cost
+    spends predicted figures, as it does with people.
     """
 
     annotator = "simulated oracle"
     previews_cost = True
 
-    def __init__(self, pool: DetectionDataset, *, export: BatchExport | None = DEFAULT_EXPORT):
+    def __init__(self, pool: DetectionDataset, *, export: BatchExport | None = DEFAULT_EXPORT, preview: bool = True):
         super().__init__(pool)
         self.export = export
+        self.previews_cost = bool(preview)
 
     def request(self, batch: QueryBatch) -> Labels:
         if self.export is not None:

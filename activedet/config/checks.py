@@ -171,6 +171,14 @@ def _check_oracle(cfg: Config) -> None:
             cfg.unlabelled_data,
         )
 
+    if cfg.oracle == "human" and not cfg.simulated_preview:
+        _fail(
+            "simulated_preview",
+            "true with oracle 'human' (people's labels are never known before they label, so a budget in boxes "
+            "or cost always spends predicted figures; remove the key)",
+            cfg.simulated_preview,
+        )
+
 
 def strategy_of(cfg: Config):
     """The configured strategy (a list of names composes criteria in order)."""

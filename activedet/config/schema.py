@@ -247,6 +247,12 @@ class HumanLoopKeys:
         "(`activedet query` / `import`)",
         choices=ORACLES,
     )
+    simulated_preview: bool = option(
+        True,
+        "`oracle: simulated`: a budget in `boxes` or `cost` spends each pick's true figure, which the simulation "
+        "knows before labelling; `false` spends the figure predicted from the detector's detections, as with "
+        "people (to measure what such a budget buys when labels are not known in advance)",
+    )
     unlabelled_data: str | None = option(
         None,
         "`oracle: human`: a folder of images nobody has labelled (ids = "

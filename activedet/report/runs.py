@@ -157,7 +157,8 @@ def label_extras(config: dict) -> str:
     """The loop settings of a run's config that change what an arm is, shown after its strategy label:
     ``" +pseudo[...]"`` (pseudo labels), ``" +ssl[...]"`` (teacher-student semi-supervision, its options but
     ``method``), ``" +fine-tune"`` (warm start), ``" +typiclust start"`` (an initial set not drawn at random),
-    ``" +budget[320 boxes]"`` (a budget per cycle in boxes or cost rather than images)."""
+    ``" +budget[320 boxes]"`` (a budget per cycle in boxes or cost rather than images; ``" +budget[320 boxes,
+    predicted]"`` when a simulation spends it on predicted figures, ``simulated_preview: false``)."""
     extras = strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else ""
     ssl = config.get("semi_supervised")
     if ssl is not None:
@@ -168,7 +169,8 @@ def label_extras(config: dict) -> str:
     start = config.get("initial_selection")
     extras += f" +{start} start" if start not in (None, "random") else ""
     unit = config.get("budget_unit", "images")
-    extras += f" +budget[{config.get('budget')} {unit}]" if unit != "images" else ""
+    predicted = ", predicted" if config.get("simulated_preview", True) is False else ""
+    extras += f" +budget[{config.get('budget')} {unit}{predicted}]" if unit != "images" else ""
     return extras
 
 
