@@ -246,7 +246,24 @@ def cmd_status(args) -> int:
     metrics = status["last_metrics"] or {}
     shown = {k: v for k, v in metrics.items() if k.count("/") <= 1 and isinstance(v, float)}
     print(f"{'last metrics':16s} " + ", ".join(f"{k} {v:.4f}" for k, v in list(shown.items())[:6]))
+    for batch in status["batches"]:
+        print(f"{'batch':16s} {_batch_line(batch)}")
     return 0
+
+
+def _batch_line(batch: dict) -> str:
+    """``cycle 0: 65 images, 306 boxes (322.3 predicted), cost 2,411 (2,500.0 predicted)``: a labelled batch and,
+    where recorded, the figures predicted when it was selected."""
+    line = f"cycle {batch['cycle']}: {batch['images']} images"
+    if batch["boxes"] is not None:
+        line += f", {batch['boxes']:,.0f} boxes"
+        if batch["predicted_boxes"] is not None:
+            line += f" ({batch['predicted_boxes']:,.1f} predicted)"
+    if batch["cost"] is not None:
+        line += f", cost {batch['cost']:,.0f}"
+        if batch["predicted_cost"] is not None:
+            line += f" ({batch['predicted_cost']:,.1f} predicted)"
+    return line
 
 
 def cmd_strategies(args) -> int:

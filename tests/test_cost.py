@@ -17,6 +17,7 @@ from activedet.al.annotation import write_native_labels
 from activedet.al.cost import CostError, CostModel, accepted_count, box_iou, check_cost_aware, cost_aware_order
 from activedet.al.ledger import Ledger
 from activedet.bench import parse_arm_overrides
+from activedet.cli import main
 from activedet.config import ConfigError, config_from_dict, load_config
 from activedet.report import label_extras
 from activedet.workflows import import_into_run, run_from_config, run_status
@@ -183,7 +184,7 @@ def test_a_cost_budget_in_simulation_spends_actual_costs_and_records_both(tiny_d
     assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(spent))
 
 
-def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, tmp_path):
+def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, tmp_path, capsys):
     config, run, known, class_names = human_setup(
         tiny_data,
         tmp_path,
@@ -211,6 +212,22 @@ def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, 
         assert pick["cost"] == pytest.approx(prices.cost(record.num_boxes, pick["accepted"], pick["shown"]))
     first, second = lines(run)
     assert second["labelled_cost"] == pytest.approx(first["labelled_cost"] + sum(p["cost"] for p in ledger.picks))
+    # status: the labelled batch's true boxes and cost beside what was predicted when it was selected
+    (batch,) = run_status(run)["batches"]
+    assert batch == {
+        "cycle": 0,
+        "images": len(picks),
+        "boxes": sum(known[p["image_id"]].num_boxes for p in picks),
+        "predicted_boxes": pytest.approx(sum(predicted)),
+        "cost": pytest.approx(sum(p["cost"] for p in ledger.picks)),
+        "predicted_cost": pytest.approx(sum(p["predicted_cost"] for p in picks)),
+    }
+    assert main(["status", str(run)]) == 0
+    shown = capsys.readouterr().out
+    assert (
+        f"batch            cycle 0: {len(picks)} images, {batch['boxes']:,} boxes ({sum(predicted):,.1f} predicted)"
+        in shown
+    )
 
 
 def test_a_simulation_without_preview_spends_predicted_boxes_as_people_do(tiny_data, tmp_path):

@@ -20,7 +20,8 @@ __all__ = ["run_status", "check_source"]
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:
     """Where a run stands, from its files: cycle, state (``running``, ``awaiting labels``, ``finished``), labelled
-    images and boxes, the pending batch, the query folder, the imports and the last evaluated metrics.
+    images and boxes, the pending batch, the query folder, the imports, the last evaluated metrics and the labelled
+    batches (:func:`labelled_batches`).
 
     Raises :class:`~activedet.al.fingerprint.PoolChanged` when the train split's source file changed the pool's
     images since the run started (:func:`check_source`)."""
@@ -49,7 +50,32 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         "query_folder": str(query) if pending else None,
         "imports": len(load_import_records(run_dir)),
         "last_metrics": {"cycle": last["cycle"], **last["metrics"]} if last else None,
+        "batches": labelled_batches(ledger),
     }
+
+
+def labelled_batches(ledger: Ledger) -> list[dict[str, Any]]:
+    """Per labelled batch (the picks of one cycle): ``cycle``, ``images``, ``boxes`` (labelled) and, where its
+    selection recorded them (a run with a cost model), ``predicted_boxes``, ``predicted_cost`` and ``cost``: how
+    far the figures a budget in boxes or cost spent at selection were from what labelling found."""
+    by_cycle: dict[int, list[dict]] = {}
+    for pick in ledger.picks:
+        by_cycle.setdefault(int(pick["cycle"]), []).append(pick)
+
+    def total(picks: list[dict], key: str):
+        values = [p.get(key) for p in picks]
+        if any(v is None for v in values):
+            return None
+        return int(sum(values)) if key == "boxes" else round(float(sum(values)), 6)
+
+    return [
+        {
+            "cycle": t,
+            "images": len(picks),
+            **{key: total(picks, key) for key in ("boxes", "predicted_boxes", "cost", "predicted_cost")},
+        }
+        for t, picks in sorted(by_cycle.items())
+    ]
 
 
 def check_source(run_dir: str | Path) -> None:
