@@ -24,7 +24,8 @@ without pre-annotations (the initial set) costs ``image_cost + box_cost * boxes`
   accept_cost * count``.
 
 A budget in ``boxes`` or ``cost`` spends the predicted figure at selection when the oracle cannot preview an
-image's labels (people labelling) and the actual one when it can (simulation); the ledger keeps both.
+image's labels (people labelling, or a simulation with ``simulated_preview: false``) and the actual one when it
+can (simulation); the ledger keeps both.
 
 **Cost-aware selection** (``cost_aware``, :func:`cost_aware_order`): the candidates ranked by score / predicted
 cost, the greedy solution of the knapsack "most informativeness for the budget". Torch-free.
