@@ -40,8 +40,9 @@ __all__ = ["run_bench", "parse_strategy_spec", "parse_arm_overrides", "check_ben
 CYCLE_ZERO_KEYS = ("semi_supervised", "pseudo_labels", "warm_start", "initial_selection")
 #: the config keys an arm may override: those its report label shows (report.label_extras); a budget in other
 #: units than the others' (``@budget_unit=boxes@budget=320``), spent on predicted figures or not
-#: (``@simulated_preview=false``), changes what the cycles buy, not cycle 0
-ARM_KEYS = (*CYCLE_ZERO_KEYS, "budget_unit", "budget", "simulated_preview")
+#: (``@simulated_preview=false``), those calibrated or not (``@cost_calibration=false``), changes what the cycles
+#: buy, not cycle 0
+ARM_KEYS = (*CYCLE_ZERO_KEYS, "budget_unit", "budget", "simulated_preview", "cost_calibration")
 
 
 class BenchRunsFailed(RuntimeError):

@@ -232,22 +232,29 @@ def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, 
 
 def test_a_simulation_without_preview_spends_predicted_boxes_as_people_do(tiny_data, tmp_path):
     config = write_config(
-        tmp_path, tiny_data, strategy="entropy", budget_unit="boxes", budget=20, cycles=1, simulated_preview=False
+        tmp_path, tiny_data, strategy="entropy", budget_unit="boxes", budget=20, cycles=2, simulated_preview=False
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run_from_config(load_config(config), progress=False)
     run, ledger = tmp_path / "run", Ledger.load(tmp_path / "run/ledger.npz")
-    picks = json.loads((run / "cycles/0/selection.json").read_text())["picks"]
+    selection = json.loads((run / "cycles/0/selection.json").read_text())
+    picks = selection["picks"]
+    # the first batch is spent as predicted; the second times the first's true / predicted boxes
+    assert selection["calibration"] == 1.0
+    first_batch = [p for p in ledger.picks if p["cycle"] == 0]
+    factor = sum(p["boxes"] for p in first_batch) / sum(p["predicted_boxes"] for p in first_batch)
+    second = json.loads((run / "cycles/1/selection.json").read_text())
+    assert second["calibration"] == pytest.approx(factor) and factor != 1.0  # the untrained detector over-predicts
     predicted = [p["predicted_boxes"] for p in picks]
     assert picks and all(p["boxes"] is None for p in picks)  # nothing previewed at selection
     capped = any("the batch stopped at" in str(w.message) for w in caught)  # few predicted boxes: the cap
     assert capped or sum(predicted[:-1]) < 20 <= sum(predicted)
     # answered at once, with the true boxes: the ledger and the metrics count what was bought
-    assert [p["index"] for p in ledger.picks] == [p["index"] for p in picks]
-    first, second = lines(run)
-    assert second["labelled_images"] == first["labelled_images"] + len(picks)
-    assert second["labelled_boxes"] == first["labelled_boxes"] + sum(p["boxes"] for p in ledger.picks)
+    assert [p["index"] for p in first_batch] == [p["index"] for p in picks]
+    first, after = lines(run)[:2]
+    assert after["labelled_images"] == first["labelled_images"] + len(picks)
+    assert after["labelled_boxes"] == first["labelled_boxes"] + sum(p["boxes"] for p in first_batch)
     seen = write_config(tmp_path / "seen", tiny_data, strategy="entropy", budget_unit="boxes", budget=20, cycles=0)
     assert load_config(seen).simulated_preview is True
 
@@ -255,7 +262,12 @@ def test_a_simulation_without_preview_spends_predicted_boxes_as_people_do(tiny_d
 def test_a_budget_spent_on_predicted_figures_is_labelled_apart():
     arm = {"budget_unit": "boxes", "budget": 320}
     assert label_extras(arm) == " +budget[320 boxes]"
-    assert label_extras({**arm, "simulated_preview": False}) == " +budget[320 boxes, predicted]"
+    calibrated = {**arm, "simulated_preview": False, "cost_calibration": True}
+    assert label_extras(calibrated) == " +budget[320 boxes, predicted]"
+    uncalibrated = " +budget[320 boxes, predicted, uncalibrated]"
+    assert label_extras({**arm, "simulated_preview": False, "cost_calibration": False}) == uncalibrated
+    assert label_extras({**arm, "simulated_preview": False}) == uncalibrated  # a run made before the key
+    assert parse_arm_overrides("entropy@cost_calibration=false")[-1] == ("cost_calibration", False)
     assert parse_arm_overrides("entropy@budget_unit=boxes@simulated_preview=false")[-1] == ("simulated_preview", False)
 
 
@@ -364,3 +376,44 @@ def test_a_cost_budget_is_bounded_by_image_cost_and_not_capped(recwarn):
     people = SimpleNamespace(previews_cost=False)
     picks = budget_picks(stage, SimpleNamespace(budget_hint=5), options, people, costs, 1000)
     assert picks == list(range(20)) and not recwarn.list  # 20 x image_cost, beyond 2 x the hint of 5
+
+
+def test_calibration_is_actual_over_predicted_over_the_labelled_picks():
+    from activedet.al.cost import calibration
+
+    picks = [
+        {"boxes": 3, "predicted_boxes": 2.0, "cost": 30.0, "predicted_cost": 20.0},
+        {"boxes": 0, "predicted_boxes": 0.5, "cost": 3.0, "predicted_cost": 5.0},
+        {"boxes": 4, "predicted_boxes": None, "cost": None, "predicted_cost": None},  # a run without cost records
+        {"boxes": None, "predicted_boxes": 1.0},  # selected, not labelled yet
+    ]
+    assert calibration(picks, "boxes") == pytest.approx(3 / 2.5)
+    assert calibration(picks, "cost") == pytest.approx(33 / 25)
+    assert calibration([], "boxes") == 1.0  # before the first labelled batch
+    assert calibration([{"boxes": 2, "predicted_boxes": 0.0}], "boxes") == 1.0  # nothing predicted: no ratio
+
+
+@pytest.mark.parametrize("unit", ["boxes", "cost"])
+def test_a_predicted_budget_spends_the_calibrated_figures(unit):
+    """People labelling: each predicted figure is spent times the labelled batches' actual / predicted; a
+    simulation that previews the labels, an image budget and `cost_calibration: false` spend no factor."""
+    from activedet.al.cost_stage import budget_picks, spend_scale
+    from activedet.al.plan import LoopOptions
+
+    history = [{"boxes": 6, "predicted_boxes": 3.0, "cost": 60.0, "predicted_cost": 30.0}]  # both ran 2x low
+    people, simulation = SimpleNamespace(previews_cost=False), SimpleNamespace(previews_cost=True)
+    costs = SimpleNamespace(
+        cost=CostModel(image_cost=1.0), prefetch=lambda picks, chunk: picks, predicted=lambda index: (1.0, 2.0)
+    )
+    assert spend_scale(unit, people, costs, history) == pytest.approx(2.0)
+    assert spend_scale(unit, people, costs, []) == 1.0
+    assert spend_scale(unit, simulation, costs, history) is None
+    assert spend_scale("images", people, costs, history) is None
+    off = SimpleNamespace(**{**vars(costs), "cost": CostModel(image_cost=1.0, cost_calibration=False)})
+    assert spend_scale(unit, people, off, history) is None
+    options = LoopOptions(budget=20, budget_unit=unit)
+    stage = SimpleNamespace(select=lambda inputs: iter(range(1000)))
+    inputs = SimpleNamespace(budget_hint=10)
+    # 1 predicted box (cost 2) per image: 20 images as predicted, 10 at the factor 2 (the crossing image kept)
+    assert len(budget_picks(stage, inputs, options, people, costs, 1000)) == (20 if unit == "boxes" else 10)
+    assert len(budget_picks(stage, inputs, options, people, costs, 1000, 2.0)) == (10 if unit == "boxes" else 5)

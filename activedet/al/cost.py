@@ -27,6 +27,11 @@ A budget in ``boxes`` or ``cost`` spends the predicted figure at selection when 
 image's labels (people labelling, or a simulation with ``simulated_preview: false``) and the actual one when it
 can (simulation); the ledger keeps both.
 
+**Calibration** (``cost_calibration``, :func:`calibration`): predicted figures are biased in a way that holds from
+batch to batch (the scores estimate an IoU-0.5 match, pre-annotations are kept at ``accept_iou``; objects the
+detector misses are not predicted). With it on, each predicted figure spent is multiplied by the batches labelled
+so far's ``sum(actual) / sum(predicted)`` (1 before the first batch is labelled); the selection records the factor.
+
 **Cost-aware selection** (``cost_aware``, :func:`cost_aware_order`): the candidates ranked by score / predicted
 cost, the greedy solution of the knapsack "most informativeness for the budget". Torch-free.
 """
@@ -45,6 +50,7 @@ __all__ = [
     "COST_ESTIMATES",
     "accepted_count",
     "box_iou",
+    "calibration",
     "check_cost_aware",
     "cost_aware_order",
     "scores_rank",
@@ -101,6 +107,12 @@ class CostModel:
         False,
         "select by informativeness / predicted cost (greedy knapsack) instead of the strategy's own order; "
         "needs a strategy that scores each image",
+    )
+
+    cost_calibration: bool = option(
+        True,
+        "a budget in boxes or cost spent on predicted figures (people labelling, or `simulated_preview: false`) "
+        "scales each by actual / predicted over the batches labelled so far; `false`: the figures as predicted",
     )
 
     def check(self) -> CostModel:
@@ -167,6 +179,20 @@ def _array(values) -> np.ndarray:
     if hasattr(values, "detach"):
         values = values.detach().cpu().numpy()
     return np.asarray(values, np.float64)
+
+
+#: the ledger keys of a pick's actual and predicted figure, per budget unit
+_FIGURES = {"boxes": ("boxes", "predicted_boxes"), "cost": ("cost", "predicted_cost")}
+
+
+def calibration(picks, unit: str) -> float:
+    """``sum(actual) / sum(predicted)`` in ``unit`` (``boxes`` or ``cost``) over ``picks`` (the ledger's picks,
+    :attr:`~activedet.al.ledger.Ledger.picks`) that record both; 1.0 when none does or the predicted sum is 0 (a
+    detector that predicted nothing gives no ratio to scale by)."""
+    actual_key, predicted_key = _FIGURES[unit]
+    known = [p for p in picks if p.get(actual_key) is not None and p.get(predicted_key) is not None]
+    predicted = sum(float(p[predicted_key]) for p in known)
+    return sum(float(p[actual_key]) for p in known) / predicted if predicted > 0 else 1.0
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

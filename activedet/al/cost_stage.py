@@ -5,7 +5,8 @@
     select   candidates' predicted boxes and cost  (the cycle's model, predicted on demand and kept in memory)
              cost_aware: candidates ranked by score / predicted cost
              spend per pick: images 1; boxes / cost the oracle's previewed figure (simulation: the revealed boxes,
-             the actual cost against the model's pre-annotations), else the predicted one (people labelling)
+             the actual cost against the model's pre-annotations), else the predicted one (people labelling),
+             with cost_calibration times the labelled batches' actual / predicted
              every pick records predicted_boxes and predicted_cost
     label    once its labels are in: each pick's actual cost against the batch's pre-annotations (cost, accepted)
     evaluate labelled_cost: the initial set at image_cost + box_cost per box (labelled without a model), plus the
@@ -24,7 +25,7 @@ from itertools import islice
 import numpy as np
 
 from ..engine.inference import predict_dataset
-from .cost import CostModel, check_cost_aware, cost_aware_order
+from .cost import CostModel, calibration, check_cost_aware, cost_aware_order
 
 __all__ = [
     "PickCosts",
@@ -34,6 +35,7 @@ __all__ = [
     "cost_per_image",
     "labelled_cost",
     "pick_costs",
+    "spend_scale",
     "spender",
 ]
 
@@ -93,16 +95,25 @@ class _Detections:
         self.boxes, self.labels, self.scores = boxes, labels, scores
 
 
-def spender(unit: str, oracle, costs: PickCosts | None) -> Callable[[int], float]:
-    """What a pick spends in ``unit``: the oracle's previewed figure when it has one, else the predicted one."""
+def spend_scale(unit: str, oracle, costs: PickCosts | None, picks) -> float | None:
+    """The factor each predicted figure is spent at (:func:`~activedet.al.cost.calibration` over the labelled
+    ``picks``), or ``None`` where the budget spends no predicted figure or ``cost_calibration`` is off."""
+    if unit == "images" or costs is None or oracle.previews_cost or not costs.cost.cost_calibration:
+        return None
+    return calibration(picks, unit)
+
+
+def spender(unit: str, oracle, costs: PickCosts | None, scale: float | None = None) -> Callable[[int], float]:
+    """What a pick spends in ``unit``: the oracle's previewed figure when it has one, else the predicted one
+    (times ``scale`` when given)."""
     if unit == "images":
         return lambda index: 1.0
     if oracle.previews_cost:
         if unit == "boxes":
             return lambda index: float(oracle.num_boxes(index))
         return lambda index: costs.actual(index)["cost"]
-    position = 0 if unit == "boxes" else 1
-    return lambda index: costs.predicted(index)[position]
+    position, factor = (0 if unit == "boxes" else 1), (1.0 if scale is None else scale)
+    return lambda index: costs.predicted(index)[position] * factor
 
 
 def pick_costs(costs: PickCosts, picks: list[int]) -> list[dict]:
@@ -160,9 +171,12 @@ def check_cost_setup(unit: str, oracle, cost: CostModel | None, strategy) -> Non
 PREDICTED_BATCH_CAP = 2
 
 
-def budget_picks(stage, inputs, options, oracle, costs: PickCosts | None, pool_size: int) -> list[int]:
+def budget_picks(
+    stage, inputs, options, oracle, costs: PickCosts | None, pool_size: int, scale: float | None = None
+) -> list[int]:
     """The picks of cycle's selection within the budget: ``stage``'s own order, or with ``cost_aware`` the
-    candidates by score / predicted cost; each pick spends what :func:`spender` says.
+    candidates by score / predicted cost; each pick spends what :func:`spender` says (predicted figures times
+    ``scale``, :func:`spend_scale`).
 
     A budget spent on *predicted* boxes (people labelling), or predicted cost with ``image_cost`` 0, stops at
     :data:`PREDICTED_BATCH_CAP` times ``inputs.budget_hint`` images (the labelled set's boxes or cost per image),
@@ -174,7 +188,7 @@ def budget_picks(stage, inputs, options, oracle, costs: PickCosts | None, pool_s
         picks = stage.select(inputs)
     if costs is not None:
         picks = costs.prefetch(picks, inputs.budget_hint)
-    spend = spender(options.budget_unit, oracle, costs)
+    spend = spender(options.budget_unit, oracle, costs, scale)
     unit = options.budget_unit
     # an image costs nothing predicted only in boxes, or in cost at image_cost 0; else the budget bounds the batch
     free = unit == "boxes" or (unit == "cost" and costs is not None and costs.cost.image_cost == 0)

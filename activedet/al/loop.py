@@ -73,6 +73,7 @@ from .cost_stage import (
     check_cost_setup,
     labelled_cost,
     pick_costs,
+    spend_scale,
 )
 from .ledger import Ledger
 from .oracle import Labels, Oracle, Pending, QueryBatch, SimulatedOracle, commit_labels
@@ -344,7 +345,8 @@ class ActiveLearningRun(PoolScoring):
             if self.cost is None
             else PickCosts(self.cost, model, self.pool, device=self.device, batch_size=self.batch_size)
         )
-        picks = budget_picks(stage, inputs, self.options, self.oracle, costs, len(self.pool))
+        scale = spend_scale(self.options.budget_unit, self.oracle, costs, ledger.picks)
+        picks = budget_picks(stage, inputs, self.options, self.oracle, costs, len(self.pool), scale)
         wanted = min(inputs.budget_hint, len(ledger.unlabelled()))
         if not picks and wanted:  # nothing labelled: the cycle could not advance
             raise ValueError(
@@ -386,6 +388,7 @@ class ActiveLearningRun(PoolScoring):
                     "strategy": self.strategy.name,
                     "budget": self.options.budget,
                     "budget_unit": self.options.budget_unit,
+                    **({} if scale is None else {"calibration": round(scale, 6)}),
                     "picks": records,
                 },
             )

@@ -158,7 +158,9 @@ def label_extras(config: dict) -> str:
     ``" +pseudo[...]"`` (pseudo labels), ``" +ssl[...]"`` (teacher-student semi-supervision, its options but
     ``method``), ``" +fine-tune"`` (warm start), ``" +typiclust start"`` (an initial set not drawn at random),
     ``" +budget[320 boxes]"`` (a budget per cycle in boxes or cost rather than images; ``" +budget[320 boxes,
-    predicted]"`` when a simulation spends it on predicted figures, ``simulated_preview: false``)."""
+    predicted]"`` when a simulation spends it on predicted figures, ``simulated_preview: false``, and ``",
+    predicted, uncalibrated]"`` when those are spent as predicted, ``cost_calibration: false``; a run whose config
+    predates that key spent them so)."""
     extras = strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else ""
     ssl = config.get("semi_supervised")
     if ssl is not None:
@@ -169,7 +171,9 @@ def label_extras(config: dict) -> str:
     start = config.get("initial_selection")
     extras += f" +{start} start" if start not in (None, "random") else ""
     unit = config.get("budget_unit", "images")
-    predicted = ", predicted" if config.get("simulated_preview", True) is False else ""
+    predicted = ""
+    if config.get("simulated_preview", True) is False:
+        predicted = ", predicted" if config.get("cost_calibration", False) else ", predicted, uncalibrated"
     extras += f" +budget[{config.get('budget')} {unit}{predicted}]" if unit != "images" else ""
     return extras
 
