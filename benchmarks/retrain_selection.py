@@ -7,7 +7,11 @@ Usage (prints measured numbers; not a test):
 
 The config gives the data, detector and training recipe; the run directory gives ``X_L_{cycle}.npy`` (pool indices
 of the same pool). Training is seeded as the loop seeds that cycle (``derive_seed(seed, cycle, "train")`` with the
-run's seed), so retraining a run's set with its own config reproduces its model.
+run's seed), so retraining a run's set with its own config reproduces its model; ``--salt other`` draws another
+initialisation and batch order (``derive_seed(seed, cycle, "other")``), to tell what a labelled set is worth from
+what one training draw made of it:
+
+    python benchmarks/retrain_selection.py configs/bench.yaml runs/a/seed0 runs/b/seed0 --cycle 3 --salt again
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def main() -> None:
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--cycle", type=int, required=True)
     parser.add_argument("--metric", default="voc/mAP_area")
+    parser.add_argument("--salt", default="train", help="training seed: derive_seed(seed, cycle, SALT)")
     args = parser.parse_args()
     cfg = load_config(args.config)
     pool, test = load_split(cfg, "train"), load_split(cfg, "test")
@@ -42,9 +47,9 @@ def main() -> None:
     for run_dir in map(Path, args.run_dirs):
         seed = json.loads((run_dir / "config.json").read_text())["seed"]
         labelled = np.load(run_dir / f"X_L_{args.cycle}.npy")
-        torch.manual_seed(seed)
+        torch.manual_seed(seed if args.salt == "train" else derive_seed(seed, args.cycle, f"{args.salt}/init"))
         model = build_model(cfg, pool.num_classes)
-        options = replace(cfg.train_options(), seed=derive_seed(seed, args.cycle, "train"))
+        options = replace(cfg.train_options(), seed=derive_seed(seed, args.cycle, args.salt))
         started = time.perf_counter()
         cfg.trainer()(
             model,
