@@ -248,6 +248,12 @@ def cmd_status(args) -> int:
     print(f"{'last metrics':16s} " + ", ".join(f"{k} {v:.4f}" for k, v in list(shown.items())[:6]))
     for batch in status["batches"]:
         print(f"{'batch':16s} {_batch_line(batch)}")
+    if status["calibration"] is not None:
+        ratio = status["calibration"]
+        print(
+            f"{'actual/predicted':16s} boxes {ratio['boxes']:.3f}, cost {ratio['cost']:.3f} over the labelled batches "
+            "(cost_calibration scales the next batch's predictions by these)"
+        )
     return 0
 
 

@@ -222,8 +222,14 @@ def test_a_boxes_budget_with_people_labelling_spends_predicted_boxes(tiny_data, 
         "cost": pytest.approx(sum(p["cost"] for p in ledger.picks)),
         "predicted_cost": pytest.approx(sum(p["predicted_cost"] for p in picks)),
     }
+    ratio = run_status(run)["calibration"]
+    assert ratio == {
+        "boxes": pytest.approx(batch["boxes"] / batch["predicted_boxes"], abs=1e-6),
+        "cost": pytest.approx(batch["cost"] / batch["predicted_cost"], abs=1e-6),
+    }
     assert main(["status", str(run)]) == 0
     shown = capsys.readouterr().out
+    assert f"actual/predicted boxes {ratio['boxes']:.3f}, cost {ratio['cost']:.3f} over the labelled" in shown
     assert (
         f"batch            cycle 0: {len(picks)} images, {batch['boxes']:,} boxes ({sum(predicted):,.1f} predicted)"
         in shown

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .annotation import load_import_records, pending_images
+from .cost import calibration
 from .ledger import Ledger
 from .rundir import RunDir
 
@@ -20,8 +21,10 @@ __all__ = ["run_status", "check_source"]
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:
     """Where a run stands, from its files: cycle, state (``running``, ``awaiting labels``, ``finished``), labelled
-    images and boxes, the pending batch, the query folder, the imports, the last evaluated metrics and the labelled
-    batches (:func:`labelled_batches`).
+    images and boxes, the pending batch, the query folder, the imports, the last evaluated metrics, the labelled
+    batches (:func:`labelled_batches`) and, where they recorded predictions, ``calibration``: actual / predicted
+    boxes and cost over them (:func:`~activedet.al.cost.calibration`, the factors ``cost_calibration`` spends the
+    next batch's predictions at), else ``None``.
 
     Raises :class:`~activedet.al.fingerprint.PoolChanged` when the train split's source file changed the pool's
     images since the run started (:func:`check_source`)."""
@@ -51,6 +54,11 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         "imports": len(load_import_records(run_dir)),
         "last_metrics": {"cycle": last["cycle"], **last["metrics"]} if last else None,
         "batches": labelled_batches(ledger),
+        "calibration": (
+            {unit: round(calibration(ledger.picks, unit), 6) for unit in ("boxes", "cost")}
+            if any(p.get("predicted_boxes") is not None for p in ledger.picks)
+            else None
+        ),
     }
 
 
