@@ -251,7 +251,8 @@ def test_a_simulation_without_preview_spends_predicted_boxes_as_people_do(tiny_d
     first_batch = [p for p in ledger.picks if p["cycle"] == 0]
     factor = sum(p["boxes"] for p in first_batch) / sum(p["predicted_boxes"] for p in first_batch)
     second = json.loads((run / "cycles/1/selection.json").read_text())
-    assert second["calibration"] == pytest.approx(factor) and factor != 1.0  # the untrained detector over-predicts
+    # recorded to 6 decimals; the untrained detector over-predicts, so the factor is not 1
+    assert second["calibration"] == pytest.approx(factor, abs=1e-6) and factor != 1.0
     predicted = [p["predicted_boxes"] for p in picks]
     assert picks and all(p["boxes"] is None for p in picks)  # nothing previewed at selection
     capped = any("the batch stopped at" in str(w.message) for w in caught)  # few predicted boxes: the cap
