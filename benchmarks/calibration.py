@@ -34,10 +34,9 @@ def main() -> None:
             earlier = [p for p in picks if p["cycle"] < cycle]
             line = f"{run} cycle {cycle} ({len(batch)} images):"
             for unit in ratios:
-                actual = sum(float(p[unit]) for p in batch)
-                predicted = sum(float(p[f"predicted_{unit}"]) for p in batch)
                 factor = calibration(earlier, unit)
-                raw, calibrated = actual / predicted, actual / (predicted * factor)
+                raw = calibration(batch, unit)  # the batch's own actual / predicted
+                calibrated = raw / factor
                 line += f"  {unit} actual/predicted {raw:.3f}, calibrated (x{factor:.3f}) {calibrated:.3f}"
                 if earlier:
                     ratios[unit][0].append(raw)
