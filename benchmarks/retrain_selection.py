@@ -12,12 +12,26 @@ initialisation and batch order (``derive_seed(seed, cycle, "other")``), to tell 
 what one training draw made of it:
 
     python benchmarks/retrain_selection.py configs/bench.yaml runs/a/seed0 runs/b/seed0 --cycle 3 --salt again
+
+With ``--out DIR`` every cycle of each run is retrained and written as a run directory that ``activedet report``
+reads (``DIR/<arm folder>/<seed folder>/``: the run's ``config.json`` and a ``metrics.jsonl`` whose records keep
+the labelled counts and cost and carry the retrained metrics, with ``retrained: {config, salt, seconds}``), so the
+paired savings under another training draw come from the report as for the runs themselves:
+
+    python benchmarks/retrain_selection.py configs/bench.yaml runs/bench3/runs/*/seed* --salt again --out runs/again
+    activedet report runs/again --out runs/again/report
+
+A cycle already in ``DIR`` is kept (a stopped retrain continues; run two processes on different runs to use two
+cores); a labelled set met twice with the same seed and cycle (the cycle 0 that a bench's arms share) is trained
+once.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +40,8 @@ import numpy as np
 import torch
 
 from activedet.al.plan import derive_seed
+from activedet.al.rundir import RunDir
+from activedet.atomic import atomic_write_text
 from activedet.config import load_config
 from activedet.engine.distributed import resolve_device
 from activedet.engine.inference import predict_dataset
@@ -33,44 +49,102 @@ from activedet.evaluation import evaluate
 from activedet.workflows import build_model, load_split
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("run_dirs", nargs="+")
-    parser.add_argument("--cycle", type=int, required=True)
-    parser.add_argument("--metric", default="voc/mAP_area")
-    parser.add_argument("--salt", default="train", help="training seed: derive_seed(seed, cycle, SALT)")
-    args = parser.parse_args()
-    cfg = load_config(args.config)
-    pool, test = load_split(cfg, "train"), load_split(cfg, "test")
-    device = resolve_device(cfg.device)
-    for run_dir in map(Path, args.run_dirs):
-        seed = json.loads((run_dir / "config.json").read_text())["seed"]
-        labelled = np.load(run_dir / f"X_L_{args.cycle}.npy")
-        torch.manual_seed(seed if args.salt == "train" else derive_seed(seed, args.cycle, f"{args.salt}/init"))
+class Retrainer:
+    """Trains and evaluates labelled sets of one pool with one config's recipe; remembers what it trained."""
+
+    def __init__(self, config: str, salt: str):
+        self.config, self.salt = config, salt
+        self.cfg = load_config(config)
+        self.pool, self.test = load_split(self.cfg, "train"), load_split(self.cfg, "test")
+        self.device = resolve_device(self.cfg.device)
+        self._done: dict[tuple[int, int, str], tuple[dict, float]] = {}
+
+    def __call__(self, labelled: np.ndarray, seed: int, cycle: int) -> tuple[dict, float]:
+        """The test metrics of a model trained on ``labelled`` (pool indices), and the training seconds."""
+        key = (seed, cycle, hashlib.sha256(np.sort(labelled).astype(np.int64).tobytes()).hexdigest())
+        if key not in self._done:
+            self._done[key] = self._train(labelled, seed, cycle)
+        return self._done[key]
+
+    def _train(self, labelled: np.ndarray, seed: int, cycle: int) -> tuple[dict, float]:
+        cfg, pool = self.cfg, self.pool
+        torch.manual_seed(seed if self.salt == "train" else derive_seed(seed, cycle, f"{self.salt}/init"))
         model = build_model(cfg, pool.num_classes)
-        options = replace(cfg.train_options(), seed=derive_seed(seed, args.cycle, args.salt))
+        options = replace(cfg.train_options(), seed=derive_seed(seed, cycle, self.salt))
         started = time.perf_counter()
         cfg.trainer()(
             model,
             pool.subset(labelled),
             unlabelled=pool.subset(np.setdiff1d(np.arange(len(pool)), labelled)),
             options=options,
-            device=device,
+            device=self.device,
             progress=False,
         )
         seconds = time.perf_counter() - started
-        metrics = evaluate(
-            test,
-            predict_dataset(model, test, device=device, batch_size=cfg.eval_batch_size),
-            metrics=tuple(cfg.metrics),
-        )
-        boxes = sum(pool.records[i].num_boxes for i in labelled)
+        predictions = predict_dataset(model, self.test, device=self.device, batch_size=cfg.eval_batch_size)
+        return evaluate(self.test, predictions, metrics=tuple(cfg.metrics)), seconds
+
+
+def _seed(run_dir: Path) -> int:
+    return json.loads(RunDir(run_dir).config.read_text())["seed"]
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def print_cycle(retrain: Retrainer, run_dir: Path, cycle: int, metric: str) -> None:
+    labelled = np.load(RunDir(run_dir).labelled_indices(cycle))
+    metrics, seconds = retrain(labelled, _seed(run_dir), cycle)
+    boxes = sum(retrain.pool.records[i].num_boxes for i in labelled)
+    print(
+        f"{run_dir} cycle {cycle}: {len(labelled)} images, {boxes} boxes, trained by {retrain.config} in "
+        f"{seconds:.0f} s: {metric} {metrics[metric]:.4f}",
+        flush=True,
+    )
+
+
+def write_run(retrain: Retrainer, run_dir: Path, out: Path, metric: str) -> Path:
+    """Retrain every cycle of ``run_dir`` into ``out/<arm folder>/<seed folder>`` (module docstring)."""
+    source, target = RunDir(run_dir), RunDir(out / run_dir.parent.name / run_dir.name)
+    records = _records(source.metrics_log)
+    if not records:
+        raise SystemExit(f"{source.metrics_log}: no cycle recorded; pass a run directory that finished a cycle")
+    target.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source.config, target.config)
+    done = _records(target.metrics_log)
+    for record in records[len(done) :]:
+        cycle = int(record["cycle"])
+        metrics, seconds = retrain(np.load(source.labelled_indices(cycle)), _seed(run_dir), cycle)
+        retrained = {"config": retrain.config, "salt": retrain.salt, "seconds": round(seconds, 1)}
+        done.append({**record, "metrics": metrics, "retrained": retrained})
+        atomic_write_text(target.metrics_log, "".join(json.dumps(r) + "\n" for r in done))
         print(
-            f"{run_dir} cycle {args.cycle}: {len(labelled)} images, {boxes} boxes, trained by {args.config} in "
-            f"{seconds:.0f} s: {args.metric} {metrics[args.metric]:.4f}",
+            f"{run_dir} cycle {cycle}: {record['labelled_images']} images, {metric} "
+            f"{record['metrics'].get(metric, float('nan')):.4f} in the run, {metrics[metric]:.4f} retrained "
+            f"({seconds:.0f} s)",
             flush=True,
         )
+    return target.root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("--cycle", type=int, help="print this cycle's retrained metric (without --out)")
+    parser.add_argument("--out", type=Path, help="retrain every cycle into run directories the report reads")
+    parser.add_argument("--metric", default="voc/mAP_area")
+    parser.add_argument("--salt", default="train", help="training seed: derive_seed(seed, cycle, SALT)")
+    args = parser.parse_args()
+    if (args.cycle is None) == (args.out is None):
+        parser.error("pass --cycle N (print one cycle) or --out DIR (every cycle, as run directories)")
+    retrain = Retrainer(args.config, args.salt)
+    for run_dir in args.run_dirs:
+        if args.out is None:
+            print_cycle(retrain, run_dir, args.cycle, args.metric)
+        else:
+            write_run(retrain, run_dir, args.out, args.metric)
 
 
 if __name__ == "__main__":

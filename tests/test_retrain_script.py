@@ -1,0 +1,92 @@
+"""benchmarks/retrain_selection.py --out: a run's labelled sets retrained into run directories the report reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_loop import write_config
+
+from activedet.config import load_config
+from activedet.report.runs import load_runs
+from activedet.workflows import run_from_config
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "retrain_selection.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("retrain_selection", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data, tmp_path_factory):
+    """Two arms of seed 0 (same initial set), one cycle each, in ARM/seed0 folders as a bench writes them."""
+    root = tmp_path_factory.mktemp("retrain")
+    dirs = []
+    for strategy in ("random", "entropy"):
+        run_dir = root / "runs" / strategy / "seed0"
+        cfg = write_config(root / strategy, tiny_data, strategy=strategy, cycles=1, out_dir=str(run_dir))
+        run_from_config(load_config(cfg), progress=False)
+        dirs.append(run_dir)
+    return cfg, dirs
+
+
+def test_the_runs_own_draw_reproduces_its_metrics_and_the_report_reads_the_copy(runs, tmp_path):
+    cfg, dirs = runs
+    script = _script()
+    retrain = script.Retrainer(str(cfg), "train")
+    written = [script.write_run(retrain, run_dir, tmp_path / "out", "voc/mAP_area") for run_dir in dirs]
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in written] == ["random/seed0", "entropy/seed0"]
+    for run_dir, copy in zip(dirs, written, strict=True):
+        original, again = _lines(run_dir / "metrics.jsonl"), _lines(copy / "metrics.jsonl")
+        assert [r["cycle"] for r in again] == [0, 1]
+        for before, after in zip(original, again, strict=True):
+            assert after["labelled_images"] == before["labelled_images"]
+            assert after["labelled_boxes"] == before["labelled_boxes"]
+            assert after["metrics"]["voc/mAP_area"] == pytest.approx(before["metrics"]["voc/mAP_area"], abs=1e-9)
+            assert after["retrained"]["salt"] == "train"
+    # the arms share their cycle-0 set and seed: trained once
+    assert len(retrain._done) == 3
+    runs_read = {run.strategy: run for run in load_runs(tmp_path / "out")}
+    assert sorted(runs_read) == ["entropy", "random"]
+    np.testing.assert_array_equal(runs_read["random"].labelled_images, [6, 10])
+
+
+def test_another_draw_differs_and_a_stopped_retrain_continues(runs, tmp_path, monkeypatch):
+    cfg, dirs = runs
+    script = _script()
+    retrain = script.Retrainer(str(cfg), "again")
+    out = script.write_run(retrain, dirs[0], tmp_path / "out", "voc/mAP_area")
+    again = _lines(out / "metrics.jsonl")
+    original = _lines(dirs[0] / "metrics.jsonl")
+    assert [r["metrics"]["voc/mAP_area"] for r in again] != [r["metrics"]["voc/mAP_area"] for r in original]
+    # stopped after cycle 0: the next call trains cycle 1 only and keeps cycle 0's record as it was
+    (out / "metrics.jsonl").write_text(json.dumps(again[0]) + "\n")
+    trained = []
+    fresh = script.Retrainer(str(cfg), "again")
+    monkeypatch.setattr(
+        fresh, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
+    )
+    script.write_run(fresh, dirs[0], tmp_path / "out", "voc/mAP_area")
+    assert trained == [1]
+    assert [r["metrics"]["voc/mAP_area"] for r in _lines(out / "metrics.jsonl")] == [
+        again[0]["metrics"]["voc/mAP_area"],
+        0.5,
+    ]
+
+
+def test_needs_one_of_cycle_or_out(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["retrain_selection.py", "cfg.yaml", "run"])
+    with pytest.raises(SystemExit):
+        _script().main()
+    assert "pass --cycle N (print one cycle) or --out DIR" in capsys.readouterr().err
