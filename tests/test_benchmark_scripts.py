@@ -1,4 +1,5 @@
-"""benchmarks/retrain_selection.py --out: a run's labelled sets retrained into run directories the report reads."""
+"""The benchmark scripts that write run directories: retrain_selection.py --out (a run's labelled sets retrained
+under another training draw) and keep_runs.py (a run's record, small enough to commit); the report reads both."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from activedet.config import load_config
 from activedet.report.runs import load_runs
 from activedet.workflows import run_from_config
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "retrain_selection.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("retrain_selection", SCRIPT)
+def _script(name: str = "retrain_selection"):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -90,3 +91,25 @@ def test_needs_one_of_cycle_or_out(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         _script().main()
     assert "pass --cycle N (print one cycle) or --out DIR" in capsys.readouterr().err
+
+
+def test_a_kept_record_reports_as_the_run_and_holds_no_machine_path(runs, tmp_path):
+    _, dirs = runs
+    keep = _script("keep_runs")
+    root = dirs[0].parents[2]
+    kept = keep.keep_run(dirs[1], tmp_path / "kept" / "entropy" / "seed0", [root], selections=True)
+    config = json.loads((kept / "config.json").read_text())
+    assert config["out_dir"] == "runs/entropy/seed0"
+    assert not any(isinstance(v, str) and v.startswith(str(root)) for v in config.values())
+    assert (kept / "metrics.jsonl").read_bytes() == (dirs[1] / "metrics.jsonl").read_bytes()
+    for t in (0, 1):
+        np.testing.assert_array_equal(np.load(kept / f"X_L_{t}.npy"), np.load(dirs[1] / f"X_L_{t}.npy"))
+    selection = json.loads((kept / "cycles" / "0" / "selection.json").read_text())
+    assert selection == json.loads((dirs[1] / "cycles" / "0" / "selection.json").read_text())
+    assert not (kept / "ledger.npz").exists() and not (kept / "cycles" / "0" / "model.pt").exists()
+    (original,) = load_runs(dirs[1])
+    (record,) = load_runs(kept)
+    assert record.strategy == original.strategy and record.seed == original.seed
+    np.testing.assert_array_equal(record.metrics["voc/mAP_area"], original.metrics["voc/mAP_area"])
+    without = keep.keep_run(dirs[1], tmp_path / "bare", [root])
+    assert not (without / "cycles").exists()
