@@ -22,8 +22,8 @@ paired savings under another training draw come from the report as for the runs 
     activedet report runs/again --out runs/again/report
 
 A cycle already in ``DIR`` is kept (a stopped retrain continues; run two processes on different runs to use two
-cores); a labelled set met twice with the same seed and cycle (the cycle 0 that a bench's arms share) is trained
-once.
+cores); a labelled set met twice (the same images in the same order, seed and cycle: the cycle 0 that a bench's
+arms share) is trained once.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Retrainer:
 
     def __call__(self, labelled: np.ndarray, seed: int, cycle: int) -> tuple[dict, float]:
         """The test metrics of a model trained on ``labelled`` (pool indices), and the training seconds."""
-        key = (seed, cycle, hashlib.sha256(np.sort(labelled).astype(np.int64).tobytes()).hexdigest())
+        key = (seed, cycle, hashlib.sha256(np.asarray(labelled, np.int64).tobytes()).hexdigest())
         if key not in self._done:
             self._done[key] = self._train(labelled, seed, cycle)
         return self._done[key]
