@@ -62,8 +62,8 @@ def main() -> None:
     runs = sorted(log.parent for log in args.source.rglob("metrics.jsonl"))
     if not runs:
         raise SystemExit(f"{args.source}: no run directory (one with metrics.jsonl) below it")
+    roots = [root.resolve() for root in args.root or [Path.cwd()]]
     for run in runs:
-        roots = [root.resolve() for root in args.root or [Path.cwd()]]
         kept = keep_run(run, args.dest / run.relative_to(args.source), roots, selections=args.selections)
         print(f"{run} -> {kept}")
 

@@ -38,7 +38,7 @@ def people():
     return summarize(load_runs(PEOPLE), cycles=3)
 
 
-def test_the_record_reproduces_the_published_random_curves(people):
+def test_the_record_reproduces_the_published_random_curves():
     documented = _documented_random_curves()
     assert sorted(documented) == [0, 1, 2, 3, 4]
     random = {run.seed: run for run in load_runs(PEOPLE / "random")}
