@@ -39,8 +39,7 @@ def keep_run(run_dir: Path, dest: Path, roots: list[Path], *, selections: bool =
     config = {key: _relative(value, roots) for key, value in config.items()}
     target.config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     shutil.copyfile(source.metrics_log, target.metrics_log)
-    cycles = len([line for line in source.metrics_log.read_text().splitlines() if line.strip()])
-    for t in range(cycles):
+    for t in range(len(source.metric_records())):
         shutil.copyfile(source.labelled_indices(t), target.labelled_indices(t))
         selection = source.cycle(t).selection
         if selections and selection.is_file():

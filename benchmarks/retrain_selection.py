@@ -89,10 +89,6 @@ def _seed(run_dir: Path) -> int:
     return json.loads(RunDir(run_dir).config.read_text())["seed"]
 
 
-def _records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def print_cycle(retrain: Retrainer, run_dir: Path, cycle: int, metric: str) -> None:
     labelled = np.load(RunDir(run_dir).labelled_indices(cycle))
     metrics, seconds = retrain(labelled, _seed(run_dir), cycle)
@@ -107,15 +103,15 @@ def print_cycle(retrain: Retrainer, run_dir: Path, cycle: int, metric: str) -> N
 def write_run(retrain: Retrainer, run_dir: Path, out: Path, metric: str) -> Path:
     """Retrain every cycle of ``run_dir`` into ``out/<arm folder>/<seed folder>`` (module docstring)."""
     source, target = RunDir(run_dir), RunDir(out / run_dir.parent.name / run_dir.name)
-    records = _records(source.metrics_log)
+    records = source.metric_records()
     if not records:
         raise SystemExit(f"{source.metrics_log}: no cycle recorded; pass a run directory that finished a cycle")
     target.root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source.config, target.config)
-    done = _records(target.metrics_log)
+    done, seed = target.metric_records(), _seed(run_dir)
     for record in records[len(done) :]:
         cycle = int(record["cycle"])
-        metrics, seconds = retrain(np.load(source.labelled_indices(cycle)), _seed(run_dir), cycle)
+        metrics, seconds = retrain(np.load(source.labelled_indices(cycle)), seed, cycle)
         retrained = {"config": retrain.config, "salt": retrain.salt, "seconds": round(seconds, 1)}
         done.append({**record, "metrics": metrics, "retrained": retrained})
         atomic_write_text(target.metrics_log, "".join(json.dumps(r) + "\n" for r in done))

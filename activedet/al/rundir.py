@@ -34,6 +34,7 @@ A :class:`RunDir` is path-like (``os.fspath(run)`` is its root), so it goes wher
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -230,3 +231,9 @@ class RunDir:
         if not self.cycles_dir.is_dir():
             return []
         return sorted(int(p.name) for p in self.cycles_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def metric_records(self) -> list[dict]:
+        """The lines of :attr:`metrics_log`, one dict per evaluated cycle in order (none: an empty list)."""
+        if not self.metrics_log.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_log.read_text().splitlines() if line.strip()]

@@ -32,7 +32,7 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     ledger = Ledger.load(run.ledger)
     check_source(run_dir)
     t = ledger.cycle
-    lines = [json.loads(x) for x in run.metrics_log.read_text().splitlines()] if run.metrics_log.is_file() else []
+    lines = run.metric_records()
     selection, query = run.cycle(t).selection, run.cycle(t).query
     pending: list[str] = []
     state = "running"
