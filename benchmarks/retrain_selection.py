@@ -21,6 +21,8 @@ paired savings under another training draw come from the report as for the runs 
     python benchmarks/retrain_selection.py configs/bench.yaml runs/bench3/runs/*/seed* --salt again --out runs/again
     activedet report runs/again --out runs/again/report
 
+``--last-cycle N`` stops each run at cycle N (random's curve needs only reach the other arms' last metric).
+
 A cycle already in ``DIR`` is kept (a stopped retrain continues; run two processes on different runs to use two
 cores); a labelled set met twice (the same images in the same order, seed and cycle: the cycle 0 that a bench's
 arms share) is trained once.
@@ -100,10 +102,11 @@ def print_cycle(retrain: Retrainer, run_dir: Path, cycle: int, metric: str) -> N
     )
 
 
-def write_run(retrain: Retrainer, run_dir: Path, out: Path, metric: str) -> Path:
-    """Retrain every cycle of ``run_dir`` into ``out/<arm folder>/<seed folder>`` (module docstring)."""
+def write_run(retrain: Retrainer, run_dir: Path, out: Path, metric: str, last_cycle: int | None = None) -> Path:
+    """Retrain every cycle of ``run_dir`` (up to ``last_cycle``) into ``out/<arm folder>/<seed folder>`` (module
+    docstring)."""
     source, target = RunDir(run_dir), RunDir(out / run_dir.parent.name / run_dir.name)
-    records = source.metric_records()
+    records = [r for r in source.metric_records() if last_cycle is None or int(r["cycle"]) <= last_cycle]
     if not records:
         raise SystemExit(f"{source.metrics_log}: no cycle recorded; pass a run directory that finished a cycle")
     target.root.mkdir(parents=True, exist_ok=True)
@@ -130,6 +133,7 @@ def main() -> None:
     parser.add_argument("run_dirs", nargs="+", type=Path)
     parser.add_argument("--cycle", type=int, help="print this cycle's retrained metric (without --out)")
     parser.add_argument("--out", type=Path, help="retrain every cycle into run directories the report reads")
+    parser.add_argument("--last-cycle", type=int, help="with --out: retrain cycles 0 to N only (default: all)")
     parser.add_argument("--metric", default="voc/mAP_area")
     parser.add_argument("--salt", default="train", help="training seed: derive_seed(seed, cycle, SALT)")
     args = parser.parse_args()
@@ -140,7 +144,7 @@ def main() -> None:
         if args.out is None:
             print_cycle(retrain, run_dir, args.cycle, args.metric)
         else:
-            write_run(retrain, run_dir, args.out, args.metric)
+            write_run(retrain, run_dir, args.out, args.metric, args.last_cycle)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,22 @@ def test_another_draw_differs_and_a_stopped_retrain_continues(runs, tmp_path, mo
     ]
 
 
+def test_last_cycle_stops_each_run_there(runs, tmp_path, monkeypatch):
+    cfg, dirs = runs
+    script = _script()
+    retrain = script.Retrainer(str(cfg), "again")
+    trained = []
+    monkeypatch.setattr(
+        retrain, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
+    )
+    out = script.write_run(retrain, dirs[0], tmp_path / "out", "voc/mAP_area", last_cycle=0)
+    assert trained == [0]
+    assert [r["cycle"] for r in _lines(out / "metrics.jsonl")] == [0]
+    # without the bound, the run goes on from where it stopped
+    script.write_run(retrain, dirs[0], tmp_path / "out", "voc/mAP_area")
+    assert trained == [0, 1]
+
+
 def test_needs_one_of_cycle_or_out(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["retrain_selection.py", "cfg.yaml", "run"])
     with pytest.raises(SystemExit):
