@@ -1,5 +1,6 @@
 """The benchmark scripts that write run directories: retrain_selection.py --out (a run's labelled sets retrained
-under another training draw) and keep_runs.py (a run's record, small enough to commit); the report reads both."""
+under another training draw) and keep_runs.py (a run's record, small enough to commit); the report reads both;
+draws.py averages a saving over such draws."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from test_loop import write_config
 
 from activedet.config import load_config
 from activedet.report.runs import load_runs
+from activedet.report.summary import summarize
 from activedet.workflows import run_from_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -129,3 +131,25 @@ def test_a_kept_record_reports_as_the_run_and_holds_no_machine_path(runs, tmp_pa
     np.testing.assert_array_equal(record.metrics["voc/mAP_area"], original.metrics["voc/mAP_area"])
     without = keep.keep_run(dirs[1], tmp_path / "bare", [root])
     assert not (without / "cycles").exists()
+
+
+def test_draws_average_each_seed_over_the_draws_then_take_the_interval_over_seeds():
+    draws = _script("draws")
+    saved = np.array([[[0.0, 30.0], [0.0, 40.0], [0.0, 50.0]], [[0.0, 40.0], [0.0, 40.0], [0.0, 30.0]]])
+    arm = {"images": saved, "images_bound": np.zeros_like(saved, bool)}
+    interval = draws.over_draws(arm, "images", 1)
+    assert interval.mean == pytest.approx(38.333333) and interval.n == 3  # seeds 35, 40, 40: three values, not six
+    arm["images_bound"][1, 2, 1] = True  # one draw's bound makes the seed's mean a bound
+    assert draws.over_draws(arm, "images", 1).bound
+
+
+def test_draws_of_one_record_are_its_report_and_an_unmatched_draw_is_named(runs, tmp_path):
+    draws = _script("draws")
+    record = BENCHMARKS / "results" / "bench3-people"
+    arms = draws.draw_savings([record, record], cycles=3)
+    (label,) = arms
+    report = summarize(load_runs(record), cycles=3).strategies[label]
+    for axis in ("images", "boxes"):
+        assert draws.over_draws(arms[label], axis, 3) == report.paired_saved(axis)[3]
+    with pytest.raises(SystemExit, match=r"runs: expected the arm .* with seeds \[0, 1, 2, 3, 4\]; run the same runs"):
+        draws.draw_savings([record, runs[1][0].parents[1]], cycles=1)
