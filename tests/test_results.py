@@ -20,6 +20,9 @@ BENCHMARKS_MD = (ROOT / "docs" / "benchmarks.md").read_text()
 PEOPLE = RESULTS / "bench3-people"
 #: the same labelled sets trained again under another draw (benchmarks/retrain_selection.py --salt again)
 PEOPLE_AGAIN = RESULTS / "bench3-people-again"
+#: the default chain spending 320 true boxes per cycle (simulated labelling)
+BOX = RESULTS / "bench3-box"
+BOX_ARM = "compose[criteria=[entropy,class_balance]] +budget[320 boxes]"
 #: the arm that spends 320 boxes per cycle on calibrated predicted counts (the people case, simulated)
 PEOPLE_ARM = "compose[criteria=[entropy,class_balance]] +budget[320 boxes, predicted]"
 
@@ -102,3 +105,17 @@ def test_the_savings_under_another_draw_are_the_docs_and_the_readmes():
         assert f"{mean[2]} of {axis}" in readme
     images, boxes = (draws.mean_interval(arm[axis][1, :, 3]).mean for axis in ("images", "boxes"))
     assert f"those labelled sets saved {images:.1f}% and {boxes:.1f}%" in readme
+
+
+def test_the_box_budgets_savings_are_the_readmes():
+    """The README's box-budget table (320 true boxes per cycle) is what the record computes, paired with the
+    record's random runs (the same runs bit for bit: the first test)."""
+    summary = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3)
+    arm = summary.strategies[BOX_ARM]
+    assert arm.seeds == [0, 1, 2, 3, 4]
+    readme = _flat(README)
+    images = [f"{t} ({round(n)})" for t, n in enumerate(arm.images_mean[1:], 1)]
+    assert f"| cycle (labelled images) | {' | '.join(images)} |" in readme, images
+    for axis in ("images", "boxes"):
+        cells = [_shown(cell) for cell in arm.paired_saved(axis)[1:]]
+        assert f"| **{axis} saved** | {cells[0]} | {cells[1]} | **{cells[2]}** |" in readme, cells
