@@ -32,13 +32,12 @@ def draw_savings(draws: list[Path], *, cycles: int, metric: str = "voc/mAP_area"
     for label, first in summaries[0].strategies.items():
         if label == summaries[0].baseline:
             continue
-        arm = {"seeds": list(first.seeds)}
+        arm, runs = {"seeds": list(first.seeds)}, []
         for summary, draw in zip(summaries, draws, strict=True):
-            other = summary.strategies.get(label)
-            if other is None or list(other.seeds) != arm["seeds"]:
+            runs.append(summary.strategies.get(label))
+            if runs[-1] is None or list(runs[-1].seeds) != arm["seeds"]:
                 raise SystemExit(f"{draw}: expected the arm {label!r} with seeds {arm['seeds']}; run the same runs")
         for axis in AXES:
-            runs = [summary.strategies[label] for summary in summaries]
             arm[axis] = np.stack([getattr(s, f"{axis}_saved_per_seed") for s in runs])
             arm[f"{axis}_bound"] = np.stack([getattr(s, f"{axis}_saved_bound") for s in runs])
         arms[label] = arm

@@ -143,7 +143,7 @@ def test_draws_average_each_seed_over_the_draws_then_take_the_interval_over_seed
     assert draws.over_draws(arm, "images", 1).bound
 
 
-def test_draws_of_one_record_are_its_report_and_an_unmatched_draw_is_named(runs, tmp_path):
+def test_draws_of_one_record_are_its_report_and_an_unmatched_draw_is_named(runs):
     draws = _script("draws")
     record = BENCHMARKS / "results" / "bench3-people"
     arms = draws.draw_savings([record, record], cycles=3)
