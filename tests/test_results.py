@@ -39,6 +39,11 @@ def _documented_random_curves() -> dict[int, list[float]]:
     return {int(seed): [float(v) for v in values.split(", ")] for values, seed in found}
 
 
+def _shown(interval) -> str:
+    assert not interval.bound
+    return f"{interval.mean:.1f}% [{interval.low:.1f}, {interval.high:.1f}]"
+
+
 @pytest.fixture(scope="module")
 def people():
     return summarize(load_runs(PEOPLE), cycles=3)
@@ -59,9 +64,7 @@ def test_the_people_arms_savings_are_the_readmes(people):
     assert arm.seeds == [0, 1, 2, 3, 4]
     readme = _flat(README)
     for axis in ("images", "boxes"):
-        cell = arm.paired_saved(axis)[3]
-        assert not cell.bound
-        shown = f"{cell.mean:.1f}% [{cell.low:.1f}, {cell.high:.1f}] of {axis}"
+        shown = f"{_shown(arm.paired_saved(axis)[3])} of {axis}"
         assert shown in readme, shown
 
 
@@ -70,11 +73,6 @@ def _draws_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _shown(interval) -> str:
-    assert not interval.bound
-    return f"{interval.mean:.1f}% [{interval.low:.1f}, {interval.high:.1f}]"
 
 
 def test_the_retrained_record_holds_the_same_labelled_sets():
