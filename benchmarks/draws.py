@@ -2,10 +2,12 @@
 
 Usage (prints measured numbers; not a test):
 
-    python benchmarks/draws.py benchmarks/results/bench3-people benchmarks/results/bench3-people-again --cycles 3
+    python benchmarks/draws.py --draw benchmarks/results/bench3-people --draw benchmarks/results/bench3-people-again \
+        --cycles 3
 
-Each argument is one draw of the same runs: a bench's runs (or their record) and the run directories that
-``benchmarks/retrain_selection.py --out`` wrote from them under another ``--salt``. Each is summarised as
+Each ``--draw`` is one draw of the same runs, given as one or more folders (as ``activedet report`` takes them): a
+bench's runs (or their record) and the run directories that ``benchmarks/retrain_selection.py --out`` wrote from
+them under another ``--salt``. Each is summarised as
 ``activedet report`` does (``--cycles``, the ``random`` runs of the same draw as the baseline); then, per seed, the
 saving is averaged over the draws and the interval is taken over the seeds. The labelled sets are the same in every
 draw, so the average takes part of one training's noise out of the figure without counting a seed twice.
@@ -25,8 +27,10 @@ from activedet.savings import Interval, mean_interval
 AXES = ("images", "boxes")
 
 
-def draw_savings(draws: list[Path], *, cycles: int, metric: str = "voc/mAP_area") -> dict[str, dict]:
-    """Per arm (but the baseline): ``seeds`` and, per axis, ``saved`` ``[draws, seeds, cycles]`` and ``bound``."""
+def draw_savings(draws: list[Path | list[Path]], *, cycles: int, metric: str = "voc/mAP_area") -> dict[str, dict]:
+    """Per arm (but the baseline): ``seeds`` and, per axis, ``saved`` ``[draws, seeds, cycles]`` and ``bound``.
+
+    Each draw is a folder or a list of folders holding its runs, its ``random`` runs among them."""
     summaries = [summarize(load_runs(draw), metric=metric, cycles=cycles) for draw in draws]
     arms = {}
     for label, first in summaries[0].strategies.items():
@@ -36,7 +40,9 @@ def draw_savings(draws: list[Path], *, cycles: int, metric: str = "voc/mAP_area"
         for summary, draw in zip(summaries, draws, strict=True):
             runs.append(summary.strategies.get(label))
             if runs[-1] is None or list(runs[-1].seeds) != arm["seeds"]:
-                raise SystemExit(f"{draw}: expected the arm {label!r} with seeds {arm['seeds']}; run the same runs")
+                raise SystemExit(
+                    f"{_named(draw)}: expected the arm {label!r} with seeds {arm['seeds']}; run the same runs"
+                )
         for axis in AXES:
             arm[axis] = np.stack([getattr(s, f"{axis}_saved_per_seed") for s in runs])
             arm[f"{axis}_bound"] = np.stack([getattr(s, f"{axis}_saved_bound") for s in runs])
@@ -50,6 +56,10 @@ def over_draws(arm: dict, axis: str, cycle: int) -> Interval:
     return mean_interval(saved.mean(axis=0), bound.any(axis=0))
 
 
+def _named(draw: Path | list[Path]) -> str:
+    return " + ".join(map(str, draw)) if isinstance(draw, list) else str(draw)
+
+
 def _cell(interval: Interval) -> str:
     mark = ">= " if interval.bound else ""
     return f"{mark}{interval.mean:.1f}% [{interval.low:.1f}, {interval.high:.1f}]"
@@ -57,12 +67,20 @@ def _cell(interval: Interval) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("draws", nargs="+", type=Path, help="the runs of each draw (a bench's runs or a record)")
+    parser.add_argument(
+        "--draw",
+        dest="draws",
+        nargs="+",
+        type=Path,
+        action="append",
+        required=True,
+        help="the folders holding one draw's runs (a bench's runs or records); once per draw",
+    )
     parser.add_argument("--cycles", type=int, required=True, help="compare cycles 0 to N, as activedet report")
     parser.add_argument("--metric", default="voc/mAP_area")
     args = parser.parse_args()
     for d, draw in enumerate(args.draws, 1):
-        print(f"draw {d}: {draw}")
+        print(f"draw {d}: {_named(draw)}")
     for label, arm in draw_savings(args.draws, cycles=args.cycles, metric=args.metric).items():
         print(f"{label} (seeds {', '.join(map(str, arm['seeds']))})")
         for cycle in range(1, args.cycles + 1):

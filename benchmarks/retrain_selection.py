@@ -25,7 +25,7 @@ paired savings under another training draw come from the report as for the runs 
 
 A cycle already in ``DIR`` is kept (a stopped retrain continues; run two processes on different runs to use two
 cores); a labelled set met twice (the same images in the same order, seed and cycle: the cycle 0 that a bench's
-arms share) is trained once.
+arms share) is trained once, also when one of them was kept: pass a kept run before the ones that share its sets.
 """
 
 from __future__ import annotations
@@ -63,10 +63,18 @@ class Retrainer:
 
     def __call__(self, labelled: np.ndarray, seed: int, cycle: int) -> tuple[dict, float]:
         """The test metrics of a model trained on ``labelled`` (pool indices), and the training seconds."""
-        key = (seed, cycle, hashlib.sha256(np.asarray(labelled, np.int64).tobytes()).hexdigest())
+        key = self._key(labelled, seed, cycle)
         if key not in self._done:
             self._done[key] = self._train(labelled, seed, cycle)
         return self._done[key]
+
+    def remember(self, labelled: np.ndarray, seed: int, cycle: int, metrics: dict, seconds: float) -> None:
+        """Take a set trained earlier (a cycle kept in ``--out``) as trained: another run's same set reuses it."""
+        self._done.setdefault(self._key(labelled, seed, cycle), (metrics, seconds))
+
+    @staticmethod
+    def _key(labelled: np.ndarray, seed: int, cycle: int) -> tuple[int, int, str]:
+        return seed, cycle, hashlib.sha256(np.asarray(labelled, np.int64).tobytes()).hexdigest()
 
     def _train(self, labelled: np.ndarray, seed: int, cycle: int) -> tuple[dict, float]:
         cfg, pool = self.cfg, self.pool
@@ -112,6 +120,12 @@ def write_run(retrain: Retrainer, run_dir: Path, out: Path, metric: str, last_cy
     target.root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source.config, target.config)
     done, seed = target.metric_records(), _seed(run_dir)
+    for kept in done:
+        drawn = kept.get("retrained", {})
+        if drawn.get("salt") == retrain.salt and drawn.get("config") == retrain.config:
+            cycle = int(kept["cycle"])
+            labelled = np.load(source.labelled_indices(cycle))
+            retrain.remember(labelled, seed, cycle, kept["metrics"], drawn["seconds"])
     for record in records[len(done) :]:
         cycle = int(record["cycle"])
         metrics, seconds = retrain(np.load(source.labelled_indices(cycle)), seed, cycle)

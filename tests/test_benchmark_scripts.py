@@ -104,6 +104,32 @@ def test_last_cycle_stops_each_run_there(runs, tmp_path, monkeypatch):
     assert trained == [0, 1]
 
 
+def test_a_set_kept_from_an_earlier_retrain_is_not_trained_again_for_another_run(runs, tmp_path, monkeypatch):
+    cfg, dirs = runs
+    script = _script()
+    first = script.Retrainer(str(cfg), "again")
+    script.write_run(first, dirs[0], tmp_path / "out", "voc/mAP_area")
+    kept = _lines(tmp_path / "out" / "random" / "seed0" / "metrics.jsonl")
+    trained = []
+    later = script.Retrainer(str(cfg), "again")
+    monkeypatch.setattr(
+        later, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
+    )
+    for run_dir in dirs:  # the kept random run first: the entropy run's cycle 0 is its set
+        script.write_run(later, run_dir, tmp_path / "out", "voc/mAP_area")
+    assert trained == [1]
+    entropy = _lines(tmp_path / "out" / "entropy" / "seed0" / "metrics.jsonl")
+    assert entropy[0]["metrics"] == kept[0]["metrics"] and entropy[1]["metrics"] == {"voc/mAP_area": 0.5}
+    # a set kept under another salt is not this draw's: trained again
+    other = script.Retrainer(str(cfg), "third")
+    monkeypatch.setattr(
+        other, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
+    )
+    script.write_run(other, dirs[0], tmp_path / "out", "voc/mAP_area")
+    script.write_run(other, dirs[1], tmp_path / "out3", "voc/mAP_area")
+    assert trained == [1, 0, 1]
+
+
 def test_needs_one_of_cycle_or_out(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["retrain_selection.py", "cfg.yaml", "run"])
     with pytest.raises(SystemExit):
@@ -153,3 +179,18 @@ def test_draws_of_one_record_are_its_report_and_an_unmatched_draw_is_named(runs)
         assert draws.over_draws(arms[label], axis, 3) == report.paired_saved(axis)[3]
     with pytest.raises(SystemExit, match=r"runs: expected the arm .* with seeds \[0, 1, 2, 3, 4\]; run the same runs"):
         draws.draw_savings([record, runs[1][0].parents[1]], cycles=1)
+
+
+def test_a_draw_of_several_folders_pairs_each_arm_with_the_random_runs_among_them(monkeypatch, capsys):
+    draws = _script("draws")
+    results = BENCHMARKS / "results"
+    draw = [results / "bench3-people" / "random", results / "bench3-box"]
+    arms = draws.draw_savings([draw, draw], cycles=3)
+    (label,) = arms
+    report = summarize(load_runs(draw), cycles=3).strategies[label]
+    assert draws.over_draws(arms[label], "boxes", 3) == report.paired_saved("boxes")[3]
+    monkeypatch.setattr("sys.argv", ["draws.py", "--draw", *map(str, draw), "--draw", *map(str, draw), "--cycles", "1"])
+    draws.main()
+    out = capsys.readouterr().out
+    assert f"draw 2: {draw[0]} + {draw[1]}" in out
+    assert f"{label} (seeds 0, 1, 2, 3, 4)" in out and "cycle 1 boxes saved: draw 1 " in out
