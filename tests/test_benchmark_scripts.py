@@ -20,7 +20,8 @@ from activedet.workflows import run_from_config
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _script(name: str = "retrain_selection"):
+def benchmark_script(name: str = "retrain_selection"):
+    """A script of benchmarks/ as a module (benchmarks/ is not a package)."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -46,7 +47,7 @@ def runs(tiny_data, tmp_path_factory):
 
 def test_the_runs_own_draw_reproduces_its_metrics_and_the_report_reads_the_copy(runs, tmp_path):
     cfg, dirs = runs
-    script = _script()
+    script = benchmark_script()
     retrain = script.Retrainer(str(cfg), "train")
     written = [script.write_run(retrain, run_dir, tmp_path / "out", "voc/mAP_area") for run_dir in dirs]
     assert [p.relative_to(tmp_path / "out").as_posix() for p in written] == ["random/seed0", "entropy/seed0"]
@@ -67,7 +68,7 @@ def test_the_runs_own_draw_reproduces_its_metrics_and_the_report_reads_the_copy(
 
 def test_another_draw_differs_and_a_stopped_retrain_continues(runs, tmp_path, monkeypatch):
     cfg, dirs = runs
-    script = _script()
+    script = benchmark_script()
     retrain = script.Retrainer(str(cfg), "again")
     out = script.write_run(retrain, dirs[0], tmp_path / "out", "voc/mAP_area")
     again = _lines(out / "metrics.jsonl")
@@ -90,7 +91,7 @@ def test_another_draw_differs_and_a_stopped_retrain_continues(runs, tmp_path, mo
 
 def test_last_cycle_stops_each_run_there(runs, tmp_path, monkeypatch):
     cfg, dirs = runs
-    script = _script()
+    script = benchmark_script()
     retrain = script.Retrainer(str(cfg), "again")
     trained = []
     monkeypatch.setattr(
@@ -106,7 +107,7 @@ def test_last_cycle_stops_each_run_there(runs, tmp_path, monkeypatch):
 
 def test_a_set_kept_from_an_earlier_retrain_is_not_trained_again_for_another_run(runs, tmp_path, monkeypatch):
     cfg, dirs = runs
-    script = _script()
+    script = benchmark_script()
     first = script.Retrainer(str(cfg), "again")
     script.write_run(first, dirs[0], tmp_path / "out", "voc/mAP_area")
     kept = _lines(tmp_path / "out" / "random" / "seed0" / "metrics.jsonl")
@@ -133,13 +134,13 @@ def test_a_set_kept_from_an_earlier_retrain_is_not_trained_again_for_another_run
 def test_needs_one_of_cycle_or_out(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["retrain_selection.py", "cfg.yaml", "run"])
     with pytest.raises(SystemExit):
-        _script().main()
+        benchmark_script().main()
     assert "pass --cycle N (print one cycle) or --out DIR" in capsys.readouterr().err
 
 
 def test_a_kept_record_reports_as_the_run_and_holds_no_machine_path(runs, tmp_path):
     _, dirs = runs
-    keep = _script("keep_runs")
+    keep = benchmark_script("keep_runs")
     root = dirs[0].parents[2]
     kept = keep.keep_run(dirs[1], tmp_path / "kept" / "entropy" / "seed0", [root], selections=True)
     config = json.loads((kept / "config.json").read_text())
@@ -160,7 +161,7 @@ def test_a_kept_record_reports_as_the_run_and_holds_no_machine_path(runs, tmp_pa
 
 
 def test_draws_average_each_seed_over_the_draws_then_take_the_interval_over_seeds():
-    draws = _script("draws")
+    draws = benchmark_script("draws")
     saved = np.array([[[0.0, 30.0], [0.0, 40.0], [0.0, 50.0]], [[0.0, 40.0], [0.0, 40.0], [0.0, 30.0]]])
     arm = {"images": saved, "images_bound": np.zeros_like(saved, bool)}
     interval = draws.over_draws(arm, "images", 1)
@@ -170,7 +171,7 @@ def test_draws_average_each_seed_over_the_draws_then_take_the_interval_over_seed
 
 
 def test_draws_of_one_record_are_its_report_and_an_unmatched_draw_is_named(runs):
-    draws = _script("draws")
+    draws = benchmark_script("draws")
     record = BENCHMARKS / "results" / "bench3-people"
     arms = draws.draw_savings([record, record], cycles=3)
     (label,) = arms
@@ -182,7 +183,7 @@ def test_draws_of_one_record_are_its_report_and_an_unmatched_draw_is_named(runs)
 
 
 def test_a_draw_of_several_folders_pairs_each_arm_with_the_random_runs_among_them(monkeypatch, capsys):
-    draws = _script("draws")
+    draws = benchmark_script("draws")
     results = BENCHMARKS / "results"
     draw = [results / "bench3-people" / "random", results / "bench3-box"]
     arms = draws.draw_savings([draw, draw], cycles=3)

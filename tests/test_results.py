@@ -3,12 +3,12 @@ from it: the README and docs cannot drift from the runs behind them."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_benchmark_scripts import benchmark_script
 
 from activedet.report.runs import load_runs
 from activedet.report.summary import summarize
@@ -68,13 +68,6 @@ def test_the_people_arms_savings_are_the_readmes(people):
         assert shown in readme, shown
 
 
-def _draws_script():
-    spec = importlib.util.spec_from_file_location("draws", ROOT / "benchmarks" / "draws.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_retrained_record_holds_the_same_labelled_sets():
     first = {(run.strategy, run.seed): run for run in load_runs(PEOPLE)}
     again = {(run.strategy, run.seed): run for run in load_runs(PEOPLE_AGAIN)}
@@ -88,7 +81,7 @@ def test_the_retrained_record_holds_the_same_labelled_sets():
 
 
 def test_the_savings_under_another_draw_are_the_docs_and_the_readmes():
-    draws = _draws_script()
+    draws = benchmark_script("draws")
     arm = draws.draw_savings([PEOPLE, PEOPLE_AGAIN], cycles=3)[PEOPLE_ARM]
     start = BENCHMARKS_MD.index("### The people arm under another training draw (5 seeds)")
     section = _flat(BENCHMARKS_MD[start : BENCHMARKS_MD.index("\n## ", start)])
