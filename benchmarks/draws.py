@@ -2,7 +2,7 @@
 
 Usage (prints measured numbers; not a test):
 
-    python benchmarks/draws.py --draw benchmarks/results/bench3-people --draw benchmarks/results/bench3-people-again \
+    python benchmarks/draws.py --draw benchmarks/results/bench3-people --draw benchmarks/results/bench3-again \
         --cycles 3
 
 Each ``--draw`` is one draw of the same runs, given as one or more folders (as ``activedet report`` takes them): a
