@@ -80,22 +80,42 @@ def test_the_retrained_record_holds_the_same_labelled_sets():
         assert not np.array_equal(run.metrics["voc/mAP_area"], first[key].metrics["voc/mAP_area"][:cycles]), key
 
 
-def test_the_savings_under_another_draw_are_the_docs_and_the_readmes():
-    draws = benchmark_script("draws")
-    arm = draws.draw_savings([PEOPLE, AGAIN], cycles=3)[PEOPLE_ARM]
-    start = BENCHMARKS_MD.index("### The people arm under another training draw (5 seeds)")
-    section = _flat(BENCHMARKS_MD[start : BENCHMARKS_MD.index("\n## ", start)])
-    readme = _flat(README)
+def _section(heading: str) -> str:
+    """docs/benchmarks.md from ``heading`` to the next heading, flattened."""
+    start = BENCHMARKS_MD.index(heading)
+    return _flat(BENCHMARKS_MD[start : BENCHMARKS_MD.index("\n#", start + 1)])
+
+
+def _two_draw_table(draws, arm: dict, heading: str) -> dict[str, list[str]]:
+    """Check the docs section's table of an arm under two draws (the runs' own training, retrained, each seed's
+    mean over the two) against ``arm``; return each axis's cells of the mean at cycles 1-3."""
+    section = _section(heading)
+    means = {}
     for axis in ("images", "boxes"):
-        retrained = [_shown(draws.mean_interval(arm[axis][1, :, t])) for t in (1, 2, 3)]
+        own, retrained = ([_shown(draws.mean_interval(arm[axis][d, :, t])) for t in (1, 2, 3)] for d in (0, 1))
         mean = [_shown(draws.over_draws(arm, axis, t)) for t in (1, 2, 3)]
+        assert f"| {axis} saved: the runs' own training | {' | '.join(own)} |" in section
         assert f"| {axis} saved: retrained | {' | '.join(retrained)} |" in section
         assert f"| **{axis} saved: each seed's mean over the two draws** | {mean[0]} | {mean[1]} | **{mean[2]}** |" in (
             section
         )
-        assert f"{mean[2]} of {axis}" in readme
+        means[axis] = mean
+    return means
+
+
+def _retrained_at_cycle_3(draws, arm: dict) -> str:
     images, boxes = (draws.mean_interval(arm[axis][1, :, 3]).mean for axis in ("images", "boxes"))
-    assert f"those labelled sets saved {images:.1f}% and {boxes:.1f}%" in readme
+    return f"saved {images:.1f}% and {boxes:.1f}%"
+
+
+def test_the_savings_under_another_draw_are_the_docs_and_the_readmes():
+    draws = benchmark_script("draws")
+    arm = draws.draw_savings([PEOPLE, AGAIN], cycles=3)[PEOPLE_ARM]
+    means = _two_draw_table(draws, arm, "### The people arm under another training draw (5 seeds)")
+    readme = _flat(README)
+    for axis, mean in means.items():
+        assert f"{mean[2]} of {axis}" in readme
+    assert f"those labelled sets {_retrained_at_cycle_3(draws, arm)}" in readme
 
 
 def test_the_box_budgets_savings_are_the_readmes():
@@ -115,19 +135,11 @@ def test_the_box_budgets_savings_are_the_readmes():
 def test_the_box_budgets_savings_under_two_draws_are_the_docs_and_the_readmes():
     draws = benchmark_script("draws")
     arm = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN], cycles=3)[BOX_ARM]
-    start = BENCHMARKS_MD.index("### How much of the box budget's lead is one training draw (5 seeds)")
-    section = _flat(BENCHMARKS_MD[start : BENCHMARKS_MD.index("\n### ", start + 1)])
+    heading = "### How much of the box budget's lead is one training draw (5 seeds)"
+    means = _two_draw_table(draws, arm, heading)
     readme = _flat(README)
-    for axis in ("images", "boxes"):
-        own = [_shown(draws.mean_interval(arm[axis][0, :, t])) for t in (1, 2, 3)]
-        retrained = [_shown(draws.mean_interval(arm[axis][1, :, t])) for t in (1, 2, 3)]
-        mean = [_shown(draws.over_draws(arm, axis, t)) for t in (1, 2, 3)]
-        assert f"| {axis} saved: the runs' own training | {' | '.join(own)} |" in section
-        assert f"| {axis} saved: retrained | {' | '.join(retrained)} |" in section
-        assert f"| **{axis} saved: each seed's mean over the two draws** | {mean[0]} | {mean[1]} | **{mean[2]}** |" in (
-            section
-        )
+    for axis, mean in means.items():
         assert f"| **{axis} saved, mean of two training draws** | {mean[0]} | {mean[1]} | **{mean[2]}** |" in readme
-    images, boxes = (draws.mean_interval(arm[axis][1, :, 3]).mean for axis in ("images", "boxes"))
-    assert f"trained again with another initialisation and batch order saved {images:.1f}% and {boxes:.1f}%" in readme
-    assert f"retrained, the same sets saved {images:.1f}% and {boxes:.1f}%" in section
+    retrained = _retrained_at_cycle_3(draws, arm)
+    assert f"trained again with another initialisation and batch order {retrained}" in readme
+    assert f"retrained, the same sets {retrained}" in _section(heading)
