@@ -257,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the quickstart: generate data, train a CPU-sized detector, evaluate")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1: the same table on every run; 0: torch's default, faster on many "
+        "cores, the figures then depend on the core count)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=commands.cmd_demo)
     return parser

@@ -364,5 +364,5 @@ def cmd_detectors(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), seed=args.seed, progress=not args.quiet)
+    run_demo(Path(args.out), seed=args.seed, threads=args.threads, progress=not args.quiet)
     return 0

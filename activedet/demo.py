@@ -5,13 +5,17 @@
    strategy, cycle 0 trained once and shared) for the strategies in :data:`DEMO_STRATEGIES`;
 3. prints the report table (mAP per cycle against labelled images and boxes) and writes its plots.
 
-Everything lands in the output directory; running it again resumes or reuses what is there.
+Everything lands in the output directory; running it again resumes or reuses what is there. Training runs on one
+CPU thread by default: the order in which torch's CPU kernels sum depends on the thread count, so with one thread
+the demo prints the same table on every run of a machine, whatever its core count.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+
+import torch
 
 from .bench import run_bench
 from .data.synth import generate_dataset
@@ -23,8 +27,13 @@ QUICKSTART_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quicks
 DEMO_STRATEGIES = ("random", "entropy")
 
 
-def run_demo(out: Path, *, seed: int = 0, progress: bool = True):
-    """Generate data (once) and run the demo experiment; returns the report summary."""
+def run_demo(out: Path, *, seed: int = 0, threads: int = 1, progress: bool = True):
+    """Generate data (once) and run the demo experiment; returns the report summary.
+
+    ``threads``: torch's CPU threads while the demo runs (restored afterwards); 0 keeps torch's default (faster on
+    many cores; the figures then depend on the core count)."""
+    if threads < 0:
+        raise ValueError(f"threads: expected 0 (torch's default) or a positive count, got {threads}")
     if not QUICKSTART_CONFIG.is_file():
         raise FileNotFoundError(f"{QUICKSTART_CONFIG} is missing; run the demo from a source checkout of activedet")
     started = time.perf_counter()
@@ -39,14 +48,20 @@ def run_demo(out: Path, *, seed: int = 0, progress: bool = True):
         f"test_data={data / 'annotations' / 'test.json'}",
         f"image_root={data}",
     ]
-    summary = run_bench(
-        QUICKSTART_CONFIG,
-        strategies=list(DEMO_STRATEGIES),
-        seeds=[seed],
-        out=out,
-        overrides=overrides,
-        metric="voc/mAP_area",
-        progress=progress,
-    )
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        summary = run_bench(
+            QUICKSTART_CONFIG,
+            strategies=list(DEMO_STRATEGIES),
+            seeds=[seed],
+            out=out,
+            overrides=overrides,
+            metric="voc/mAP_area",
+            progress=progress,
+        )
+    finally:
+        torch.set_num_threads(before)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; report and plots in {out / 'report'}")
     return summary
