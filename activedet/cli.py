@@ -208,6 +208,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no dataset warnings (e.g. clipped boxes)")
     p.set_defaults(func=commands.cmd_report)
 
+    p = sub.add_parser("retrain", help="train runs' labelled sets again under another draw (or recipe); evaluate")
+    with_config(p)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs whose labelled sets (X_L_<t>.npy) to train")
+    p.add_argument("--out", help="retrain every cycle into run directories under OUT that report and draws read")
+    p.add_argument("--cycle", type=int, metavar="T", help="instead of --out: print cycle T's retrained metric")
+    p.add_argument(
+        "--salt",
+        default="again",
+        help="training draw: seeds derive_seed(seed, cycle, SALT); 'train' is the runs' own (default: again)",
+    )
+    p.add_argument("--last-cycle", type=int, metavar="N", help="with --out: cycles 0..N only (default: every cycle)")
+    p.add_argument("--metric", default="voc/mAP_area", help="the metric printed")
+    p.set_defaults(func=commands.cmd_retrain)
+
+    p = sub.add_parser("draws", help="labels saved under several training draws, and each seed's mean over them")
+    p.add_argument(
+        "--draw",
+        dest="draws",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="the runs of one draw (a bench's runs or records, or retrain's output), its random runs among them; "
+        "once per draw",
+    )
+    p.add_argument("--cycles", type=int, required=True, metavar="N", help="compare cycles 0..N, as report does")
+    p.add_argument("--metric", default="voc/mAP_area")
+    p.add_argument("--baseline", default="random", help="strategy the label savings are measured against")
+    p.set_defaults(func=commands.cmd_draws)
+
     p = sub.add_parser("bench", help="paired comparison: every strategy x seed from one config, then the report")
     with_config(p)
     p.add_argument("--strategies", nargs="+", required=True, help="arms: NAME[:key=value,...][@KEY=VALUE...]")

@@ -27,6 +27,8 @@ __all__ = [
     "cmd_bench_scale",
     "cmd_detectors",
     "cmd_demo",
+    "cmd_draws",
+    "cmd_retrain",
 ]
 
 
@@ -300,6 +302,37 @@ def cmd_report(args) -> int:
             args.runs, args.out, metric=args.metric, cycles=args.cycles, thumbnails_per_cycle=args.thumbnails
         )
         print(f"wrote {page} (open it in a browser; thumbnails in {page.parent / 'thumbs'})")
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    import numpy as np
+
+    from .al.rundir import RunDir
+    from .retrain import Retrainer, retrain_run, run_seed
+
+    if (args.cycle is None) == (args.out is None):
+        raise ValueError("retrain: pass --out DIR (every cycle, as run directories) or --cycle T (print one cycle)")
+    retrain = Retrainer(args.config, salt=args.salt, overrides=args.set)
+    for run_dir in args.run_dirs:
+        if args.out is not None:
+            retrain_run(retrain, run_dir, args.out, last_cycle=args.last_cycle, metric=args.metric)
+            continue
+        labelled = np.load(RunDir(run_dir).labelled_indices(args.cycle))
+        metrics, seconds = retrain(labelled, run_seed(run_dir), args.cycle)
+        boxes = sum(retrain.pool.records[i].num_boxes for i in labelled)
+        print(
+            f"{run_dir} cycle {args.cycle}: {len(labelled)} images, {boxes} boxes, trained in {seconds:.0f} s: "
+            f"{args.metric} {metrics.get(args.metric, float('nan')):.4f}"
+        )
+    return 0
+
+
+def cmd_draws(args) -> int:
+    from .report.draws import draw_savings, format_draws
+
+    arms = draw_savings(args.draws, cycles=args.cycles, metric=args.metric, baseline=args.baseline)
+    print(format_draws(args.draws, arms, cycles=args.cycles))
     return 0
 
 

@@ -7,7 +7,7 @@ Usage (writes files; not a test):
 
 For each run directory below SOURCE (one with ``metrics.jsonl``) it writes ``DEST/<arm folder>/<seed folder>/``:
 ``config.json`` (paths below ``--root`` made relative to it; default: the current directory),
-``metrics.jsonl`` and the labelled sets ``X_L_<t>.npy`` (what ``benchmarks/retrain_selection.py`` retrains); with
+``metrics.jsonl`` and the labelled sets ``X_L_<t>.npy`` (what ``activedet retrain`` trains again); with
 ``--selections``, each cycle's ``cycles/<t>/selection.json`` too (the picks with their predicted boxes and cost, and
 the calibration factor spent; written compact). Models, caches, the ledger and the pool fingerprint stay behind: a
 record reports and retrains, it does not resume.

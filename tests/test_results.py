@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_benchmark_scripts import benchmark_script
 
+from activedet.report import draws
 from activedet.report.runs import load_runs
 from activedet.report.summary import summarize
 
@@ -18,7 +18,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 README = (ROOT / "README.md").read_text()
 BENCHMARKS_MD = (ROOT / "docs" / "benchmarks.md").read_text()
 PEOPLE = RESULTS / "bench3-people"
-#: the labelled sets of PEOPLE and BOX trained again under another draw (benchmarks/retrain_selection.py --salt again)
+#: the labelled sets of PEOPLE and BOX trained again under another draw (activedet retrain --salt again)
 AGAIN = RESULTS / "bench3-again"
 #: the default chain spending 320 true boxes per cycle (simulated labelling)
 BOX = RESULTS / "bench3-box"
@@ -86,7 +86,7 @@ def _section(heading: str) -> str:
     return _flat(BENCHMARKS_MD[start : BENCHMARKS_MD.index("\n#", start + 1)])
 
 
-def _two_draw_table(draws, arm: dict, heading: str) -> dict[str, list[str]]:
+def _two_draw_table(arm: dict, heading: str) -> dict[str, list[str]]:
     """Check the docs section's table of an arm under two draws (the runs' own training, retrained, each seed's
     mean over the two) against ``arm``; return each axis's cells of the mean at cycles 1-3."""
     section = _section(heading)
@@ -103,19 +103,18 @@ def _two_draw_table(draws, arm: dict, heading: str) -> dict[str, list[str]]:
     return means
 
 
-def _retrained_at_cycle_3(draws, arm: dict) -> str:
+def _retrained_at_cycle_3(arm: dict) -> str:
     images, boxes = (draws.mean_interval(arm[axis][1, :, 3]).mean for axis in ("images", "boxes"))
     return f"saved {images:.1f}% and {boxes:.1f}%"
 
 
 def test_the_savings_under_another_draw_are_the_docs_and_the_readmes():
-    draws = benchmark_script("draws")
     arm = draws.draw_savings([PEOPLE, AGAIN], cycles=3)[PEOPLE_ARM]
-    means = _two_draw_table(draws, arm, "### The people arm under another training draw (5 seeds)")
+    means = _two_draw_table(arm, "### The people arm under another training draw (5 seeds)")
     readme = _flat(README)
     for axis, mean in means.items():
         assert f"{mean[2]} of {axis}" in readme
-    assert f"those labelled sets {_retrained_at_cycle_3(draws, arm)}" in readme
+    assert f"those labelled sets {_retrained_at_cycle_3(arm)}" in readme
 
 
 def test_the_box_budgets_savings_are_the_readmes():
@@ -133,13 +132,12 @@ def test_the_box_budgets_savings_are_the_readmes():
 
 
 def test_the_box_budgets_savings_under_two_draws_are_the_docs_and_the_readmes():
-    draws = benchmark_script("draws")
     arm = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN], cycles=3)[BOX_ARM]
     heading = "### How much of the box budget's lead is one training draw (5 seeds)"
-    means = _two_draw_table(draws, arm, heading)
+    means = _two_draw_table(arm, heading)
     readme = _flat(README)
     for axis, mean in means.items():
         assert f"| **{axis} saved, mean of two training draws** | {mean[0]} | {mean[1]} | **{mean[2]}** |" in readme
-    retrained = _retrained_at_cycle_3(draws, arm)
+    retrained = _retrained_at_cycle_3(arm)
     assert f"trained again with another initialisation and batch order {retrained}" in readme
     assert f"retrained, the same sets {retrained}" in _section(heading)

@@ -1,6 +1,6 @@
-"""The benchmark scripts that write run directories: retrain_selection.py --out (a run's labelled sets retrained
-under another training draw) and keep_runs.py (a run's record, small enough to commit); the report reads both;
-draws.py averages a saving over such draws."""
+"""activedet retrain (a run's labelled sets trained again under another draw, as run directories the report reads),
+activedet draws (each seed's saving averaged over such draws) and benchmarks/keep_runs.py (a run's record, small
+enough to commit, that the report, retrain and draws read as the run)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,21 @@ import numpy as np
 import pytest
 from test_loop import write_config
 
+from activedet.cli import main
 from activedet.config import load_config
+from activedet.report.draws import draw_savings, over_draws
 from activedet.report.runs import load_runs
 from activedet.report.summary import summarize
+from activedet.retrain import Retrainer, retrain_run
 from activedet.workflows import run_from_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+RESULTS = BENCHMARKS / "results"
 
 
-def benchmark_script(name: str = "retrain_selection"):
-    """A script of benchmarks/ as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+def _keep_runs():
+    """benchmarks/keep_runs.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("keep_runs", BENCHMARKS / "keep_runs.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -47,9 +51,8 @@ def runs(tiny_data, tmp_path_factory):
 
 def test_the_runs_own_draw_reproduces_its_metrics_and_the_report_reads_the_copy(runs, tmp_path):
     cfg, dirs = runs
-    script = benchmark_script()
-    retrain = script.Retrainer(str(cfg), "train")
-    written = [script.write_run(retrain, run_dir, tmp_path / "out", "voc/mAP_area") for run_dir in dirs]
+    retrain = Retrainer(cfg, salt="train")
+    written = [retrain_run(retrain, run_dir, tmp_path / "out") for run_dir in dirs]
     assert [p.relative_to(tmp_path / "out").as_posix() for p in written] == ["random/seed0", "entropy/seed0"]
     for run_dir, copy in zip(dirs, written, strict=True):
         original, again = _lines(run_dir / "metrics.jsonl"), _lines(copy / "metrics.jsonl")
@@ -68,20 +71,19 @@ def test_the_runs_own_draw_reproduces_its_metrics_and_the_report_reads_the_copy(
 
 def test_another_draw_differs_and_a_stopped_retrain_continues(runs, tmp_path, monkeypatch):
     cfg, dirs = runs
-    script = benchmark_script()
-    retrain = script.Retrainer(str(cfg), "again")
-    out = script.write_run(retrain, dirs[0], tmp_path / "out", "voc/mAP_area")
+    retrain = Retrainer(cfg, salt="again")
+    out = retrain_run(retrain, dirs[0], tmp_path / "out")
     again = _lines(out / "metrics.jsonl")
     original = _lines(dirs[0] / "metrics.jsonl")
     assert [r["metrics"]["voc/mAP_area"] for r in again] != [r["metrics"]["voc/mAP_area"] for r in original]
     # stopped after cycle 0: the next call trains cycle 1 only and keeps cycle 0's record as it was
     (out / "metrics.jsonl").write_text(json.dumps(again[0]) + "\n")
     trained = []
-    fresh = script.Retrainer(str(cfg), "again")
+    fresh = Retrainer(cfg, salt="again")
     monkeypatch.setattr(
         fresh, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
     )
-    script.write_run(fresh, dirs[0], tmp_path / "out", "voc/mAP_area")
+    retrain_run(fresh, dirs[0], tmp_path / "out")
     assert trained == [1]
     assert [r["metrics"]["voc/mAP_area"] for r in _lines(out / "metrics.jsonl")] == [
         again[0]["metrics"]["voc/mAP_area"],
@@ -91,56 +93,66 @@ def test_another_draw_differs_and_a_stopped_retrain_continues(runs, tmp_path, mo
 
 def test_last_cycle_stops_each_run_there(runs, tmp_path, monkeypatch):
     cfg, dirs = runs
-    script = benchmark_script()
-    retrain = script.Retrainer(str(cfg), "again")
+    retrain = Retrainer(cfg, salt="again")
     trained = []
     monkeypatch.setattr(
         retrain, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
     )
-    out = script.write_run(retrain, dirs[0], tmp_path / "out", "voc/mAP_area", last_cycle=0)
+    out = retrain_run(retrain, dirs[0], tmp_path / "out", last_cycle=0)
     assert trained == [0]
     assert [r["cycle"] for r in _lines(out / "metrics.jsonl")] == [0]
     # without the bound, the run goes on from where it stopped
-    script.write_run(retrain, dirs[0], tmp_path / "out", "voc/mAP_area")
+    retrain_run(retrain, dirs[0], tmp_path / "out")
     assert trained == [0, 1]
 
 
 def test_a_set_kept_from_an_earlier_retrain_is_not_trained_again_for_another_run(runs, tmp_path, monkeypatch):
     cfg, dirs = runs
-    script = benchmark_script()
-    first = script.Retrainer(str(cfg), "again")
-    script.write_run(first, dirs[0], tmp_path / "out", "voc/mAP_area")
+    first = Retrainer(cfg, salt="again")
+    retrain_run(first, dirs[0], tmp_path / "out")
     kept = _lines(tmp_path / "out" / "random" / "seed0" / "metrics.jsonl")
     trained = []
-    later = script.Retrainer(str(cfg), "again")
+    later = Retrainer(cfg, salt="again")
     monkeypatch.setattr(
         later, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
     )
     for run_dir in dirs:  # the kept random run first: the entropy run's cycle 0 is its set
-        script.write_run(later, run_dir, tmp_path / "out", "voc/mAP_area")
+        retrain_run(later, run_dir, tmp_path / "out")
     assert trained == [1]
     entropy = _lines(tmp_path / "out" / "entropy" / "seed0" / "metrics.jsonl")
     assert entropy[0]["metrics"] == kept[0]["metrics"] and entropy[1]["metrics"] == {"voc/mAP_area": 0.5}
     # a set kept under another salt is not this draw's: trained again
-    other = script.Retrainer(str(cfg), "third")
+    other = Retrainer(cfg, salt="third")
     monkeypatch.setattr(
         other, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
     )
-    script.write_run(other, dirs[0], tmp_path / "out", "voc/mAP_area")
-    script.write_run(other, dirs[1], tmp_path / "out3", "voc/mAP_area")
+    retrain_run(other, dirs[0], tmp_path / "out")
+    retrain_run(other, dirs[1], tmp_path / "out3")
     assert trained == [1, 0, 1]
 
 
-def test_needs_one_of_cycle_or_out(monkeypatch, capsys):
-    monkeypatch.setattr("sys.argv", ["retrain_selection.py", "cfg.yaml", "run"])
-    with pytest.raises(SystemExit):
-        benchmark_script().main()
-    assert "pass --cycle N (print one cycle) or --out DIR" in capsys.readouterr().err
+def test_the_command_needs_one_of_cycle_or_out_and_prints_a_cycle(runs, capsys):
+    cfg, dirs = runs
+    assert main(["retrain", str(cfg), str(dirs[0])]) == 2
+    assert "pass --out DIR (every cycle, as run directories) or --cycle T (print one cycle)" in capsys.readouterr().err
+    assert main(["retrain", str(cfg), str(dirs[0]), "--cycle", "1", "--salt", "train"]) == 0
+    (record,) = [r for r in _lines(dirs[0] / "metrics.jsonl") if r["cycle"] == 1]
+    shown = f"{dirs[0]} cycle 1: {record['labelled_images']} images, {record['labelled_boxes']} boxes, trained in "
+    assert shown in capsys.readouterr().out
+
+
+def test_a_run_without_a_cycle_is_refused_with_its_file(runs, tmp_path):
+    cfg, dirs = runs
+    empty = tmp_path / "runs" / "random" / "seed0"
+    empty.mkdir(parents=True)
+    (empty / "config.json").write_text((dirs[0] / "config.json").read_text())
+    with pytest.raises(ValueError, match=r"metrics.jsonl: no cycle recorded; pass a run directory that finished"):
+        retrain_run(Retrainer(cfg), empty, tmp_path / "out")
 
 
 def test_a_kept_record_reports_as_the_run_and_holds_no_machine_path(runs, tmp_path):
     _, dirs = runs
-    keep = benchmark_script("keep_runs")
+    keep = _keep_runs()
     root = dirs[0].parents[2]
     kept = keep.keep_run(dirs[1], tmp_path / "kept" / "entropy" / "seed0", [root], selections=True)
     config = json.loads((kept / "config.json").read_text())
@@ -161,37 +173,37 @@ def test_a_kept_record_reports_as_the_run_and_holds_no_machine_path(runs, tmp_pa
 
 
 def test_draws_average_each_seed_over_the_draws_then_take_the_interval_over_seeds():
-    draws = benchmark_script("draws")
     saved = np.array([[[0.0, 30.0], [0.0, 40.0], [0.0, 50.0]], [[0.0, 40.0], [0.0, 40.0], [0.0, 30.0]]])
     arm = {"images": saved, "images_bound": np.zeros_like(saved, bool)}
-    interval = draws.over_draws(arm, "images", 1)
+    interval = over_draws(arm, "images", 1)
     assert interval.mean == pytest.approx(38.333333) and interval.n == 3  # seeds 35, 40, 40: three values, not six
     arm["images_bound"][1, 2, 1] = True  # one draw's bound makes the seed's mean a bound
-    assert draws.over_draws(arm, "images", 1).bound
+    assert over_draws(arm, "images", 1).bound
 
 
 def test_draws_of_one_record_are_its_report_and_an_unmatched_draw_is_named(runs):
-    draws = benchmark_script("draws")
-    record = BENCHMARKS / "results" / "bench3-people"
-    arms = draws.draw_savings([record, record], cycles=3)
+    record = RESULTS / "bench3-people"
+    arms = draw_savings([record, record], cycles=3)
     (label,) = arms
     report = summarize(load_runs(record), cycles=3).strategies[label]
     for axis in ("images", "boxes"):
-        assert draws.over_draws(arms[label], axis, 3) == report.paired_saved(axis)[3]
-    with pytest.raises(SystemExit, match=r"runs: expected the arm .* with seeds \[0, 1, 2, 3, 4\]; run the same runs"):
-        draws.draw_savings([record, runs[1][0].parents[1]], cycles=1)
+        assert over_draws(arms[label], axis, 3) == report.paired_saved(axis)[3]
+    with pytest.raises(
+        ValueError, match=r"runs: expected the arm .* with seeds \[0, 1, 2, 3, 4\], as in the first draw"
+    ):
+        draw_savings([record, runs[1][0].parents[1]], cycles=1)
+    with pytest.raises(ValueError, match=r"draws: expected two or more draws of the same runs, got 1"):
+        draw_savings([record], cycles=1)
 
 
-def test_a_draw_of_several_folders_pairs_each_arm_with_the_random_runs_among_them(monkeypatch, capsys):
-    draws = benchmark_script("draws")
-    results = BENCHMARKS / "results"
+def test_a_draw_of_several_folders_pairs_each_arm_with_the_random_runs_among_them(capsys):
+    results = RESULTS
     draw = [results / "bench3-people" / "random", results / "bench3-box"]
-    arms = draws.draw_savings([draw, draw], cycles=3)
+    arms = draw_savings([draw, draw], cycles=3)
     (label,) = arms
     report = summarize(load_runs(draw), cycles=3).strategies[label]
-    assert draws.over_draws(arms[label], "boxes", 3) == report.paired_saved("boxes")[3]
-    monkeypatch.setattr("sys.argv", ["draws.py", "--draw", *map(str, draw), "--draw", *map(str, draw), "--cycles", "1"])
-    draws.main()
+    assert over_draws(arms[label], "boxes", 3) == report.paired_saved("boxes")[3]
+    assert main(["draws", "--draw", *map(str, draw), "--draw", *map(str, draw), "--cycles", "1"]) == 0
     out = capsys.readouterr().out
     assert f"draw 2: {draw[0]} + {draw[1]}" in out
     assert f"{label} (seeds 0, 1, 2, 3, 4)" in out and "cycle 1 boxes saved: draw 1 " in out
