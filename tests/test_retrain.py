@@ -131,6 +131,15 @@ def test_a_set_kept_from_an_earlier_retrain_is_not_trained_again_for_another_run
     assert trained == [1, 0, 1]
 
 
+def test_the_command_writes_runs_with_its_recipe_and_needs_one_of_cycle_or_out(runs, tmp_path, capsys):
+    cfg, dirs = runs
+    assert main(["retrain", str(cfg), str(dirs[0]), "--out", str(tmp_path / "again"), "--set", "epochs=2"]) == 0
+    records = _lines(tmp_path / "again" / "random" / "seed0" / "metrics.jsonl")
+    assert [r["retrained"]["salt"] for r in records] == ["again", "again"]  # the command's default: another draw
+    assert records[0]["retrained"]["set"] == ["epochs=2"] and records[0]["retrained"]["config"] == str(cfg)
+    assert "retrained (" in capsys.readouterr().out
+
+
 def test_the_command_needs_one_of_cycle_or_out_and_prints_a_cycle(runs, capsys):
     cfg, dirs = runs
     assert main(["retrain", str(cfg), str(dirs[0])]) == 2
