@@ -6,7 +6,9 @@ training per cycle carries that noise. ``activedet retrain CONFIG RUN_DIR... --s
 cycle's set of each run again, seeded ``derive_seed(seed, cycle, salt)`` (the run's own salt, ``train``, reproduces
 its models), and writes run directories that ``activedet report`` reads as it reads the runs; ``activedet draws``
 then averages each seed's saving over the draws (:mod:`activedet.report.draws`). The config gives the data and the
-recipe (``--set`` changes it: e.g. MI-AOD's selections trained as a plain RetinaNet).
+recipe (``--set`` changes it: e.g. MI-AOD's selections trained as a plain RetinaNet). Each cycle's set is trained
+from scratch by the config's trainer (teacher-student semi-supervision included); the loop's warm start and pseudo
+labels act between cycles and are not replayed, so a config that sets them is refused.
 
 A cycle already in the output is kept, so a stopped retrain continues; a labelled set met twice (the same images in
 the same order, seed and cycle: the cycle 0 that a bench's arms share) is trained once, also when it was kept from
@@ -45,6 +47,14 @@ class Retrainer:
         self.salt, self.overrides = salt, list(overrides or [])
         self.config = str(config)
         self.cfg = load_config(config, self.overrides)
+        replayed = {"warm_start": self.cfg.warm_start, "pseudo_labels": self.cfg.pseudo_labels is not None}
+        if any(replayed.values()):
+            keys = " and ".join(key for key, on in replayed.items() if on)
+            raise ValueError(
+                f"{config}: sets {keys}, which the loop applies between cycles and retrain does not replay (it "
+                "trains each cycle's set from scratch with the config's trainer); pass a config without them, "
+                "or --set warm_start=false --set pseudo_labels=null to retrain the plain recipe"
+            )
         self.pool, self.test = load_split(self.cfg, "train"), load_split(self.cfg, "test")
         self.device = resolve_device(self.cfg.device)
         self._done: dict[tuple[int, int, str], tuple[dict, float]] = {}

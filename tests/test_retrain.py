@@ -150,6 +150,14 @@ def test_the_command_needs_one_of_cycle_or_out_and_prints_a_cycle(runs, capsys):
     assert shown in capsys.readouterr().out
 
 
+def test_a_recipe_retrain_cannot_replay_is_refused_naming_its_keys(runs):
+    cfg, _ = runs
+    with pytest.raises(ValueError, match=r"sets warm_start and pseudo_labels, which the loop applies between cycles"):
+        Retrainer(cfg, overrides=["warm_start=true", "pseudo_labels={}"])
+    with pytest.raises(ValueError, match=r"sets pseudo_labels, which .* --set pseudo_labels=null"):
+        Retrainer(cfg, overrides=["pseudo_labels={}"])
+
+
 def test_a_run_without_a_cycle_is_refused_with_its_file(runs, tmp_path):
     cfg, dirs = runs
     empty = tmp_path / "runs" / "random" / "seed0"
