@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from .al.rundir import RunDir
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, atomic_write_text
 from .bench_jobs import folder_name
 from .config import load_config, parse_override
 from .report import format_table, label_extras, strategy_label, write_report
@@ -286,6 +286,7 @@ def run_bench(
     progress: bool = True,
     jobs: int = 1,
     baseline_cycles: int | None = None,
+    draws: int = 1,
 ):
     """Run every arm for every seed from one config and write ``OUT/report`` (baseline: the ``random`` arm without
     ``@`` overrides, else the first arm) and ``OUT/report-vs-ARM`` for each ``random`` arm with overrides; returns
@@ -299,10 +300,18 @@ def run_bench(
     of the config's ``cycles``, so that the other arms' last points fall on random's curve and their labels saved
     are measured instead of bounded (the report compares AUCs and final metrics over the common cycles). Raising it
     later and running the same command again continues the finished random runs.
+
+    ``draws`` > 1 trains every run's labelled sets again under ``draws - 1`` other training draws
+    (:mod:`activedet.retrain`, each run with its own config; ``OUT/draws/draw<k>/``, as many processes as ``jobs``)
+    and writes ``OUT/report/draws.txt``: each arm's labels saved under every draw and each seed's mean over the
+    draws with the interval over the seeds (:mod:`activedet.report.draws`). One training draw moves a saving by
+    about its interval; the mean over draws is the figure to compare arms by.
     """
     out = Path(out)
     if jobs < 1:
         raise ValueError(f"argument --jobs: expected a whole number >= 1, got {jobs}")
+    if draws < 1:
+        raise ValueError(f"argument --draws: expected a whole number >= 1 (1: the runs' own training), got {draws}")
     arms = check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
     overrides = list(overrides or [])
     planned = load_config(config, overrides).cycles  # every arm's, but a baseline that goes on
@@ -326,6 +335,8 @@ def run_bench(
         failed = run_parallel(config, runs, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
     else:
         _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress, cycles=arm_cycles)
+    if draws > 1 and not failed:
+        failed = _retrain_draws(arms, seeds, out, draws=draws, jobs=jobs)
     failures = (
         f"{len(failed)} of the bench's runs failed: "
         + "; ".join(f"{run.title} (log {run.log_path(out / 'logs')})" for run in failed)
@@ -338,6 +349,14 @@ def run_bench(
             raise BenchRunsFailed(f"{failures} No report: {exc}") from None
         raise
     print(format_table(summary))
+    if draws > 1 and not failed:
+        from .report.draws import draw_savings, format_draws
+
+        folders = [out / "runs", *(out / "draws" / f"draw{k}" for k in range(2, draws + 1))]
+        saved = draw_savings(folders, metric=metric, baseline=baseline, cycles=planned)
+        text = format_draws(folders, saved, cycles=planned)
+        atomic_write_text(out / "report" / "draws.txt", text + "\n")
+        print(f"\nLabels saved under {draws} training draws ({out / 'report' / 'draws.txt'}):\n{text}")
     for arm in arms:
         if arm.strategy == "random" and arm.overrides and arm.label != baseline:
             second = write_report(
@@ -347,6 +366,31 @@ def run_bench(
     if failed:
         raise BenchRunsFailed(f"{failures} The reports above leave out what they did not finish.")
     return summary
+
+
+def _retrain_draws(arms: list[Arm], seeds: list[int], out: Path, *, draws: int, jobs: int) -> list:
+    """Train every run's labelled sets again under draws 2..``draws`` (salt ``draw<k>``) into ``OUT/draws/draw<k>``,
+    each run with its own ``config.json``; in turn, or as up to ``jobs`` ``activedet retrain`` processes. A cycle
+    already retrained is kept. Returns the retrains that failed (with ``jobs`` > 1; in turn an error stops)."""
+    retrains = [(k, arm, seed) for k in range(2, draws + 1) for arm in arms for seed in seeds]
+    if jobs == 1:
+        from .retrain import Retrainer, retrain_run
+
+        for k, arm, seed in retrains:
+            run_dir = arm.run_dir(out, seed)
+            print(f"[bench] draw {k}: seed {seed}, strategy {arm.label} -> {out / 'draws' / f'draw{k}'}")
+            retrain = Retrainer(RunDir(run_dir).config, salt=f"draw{k}")
+            retrain_run(retrain, run_dir, out / "draws" / f"draw{k}")
+        return []
+    from .bench_jobs import BenchRun, run_parallel
+
+    jobs_list = []
+    for k, arm, seed in retrains:
+        run_dir = arm.run_dir(out, seed)
+        command = ["retrain", str(RunDir(run_dir).config), str(run_dir), "--salt", f"draw{k}"]
+        command += ["--out", str(out / "draws" / f"draw{k}"), "--quiet"]
+        jobs_list.append(BenchRun(f"{arm.label}@draw{k}", seed, run_dir, [], arm.recorded, command=command))
+    return run_parallel(None, jobs_list, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
 
 
 def run_settings(

@@ -38,6 +38,8 @@ class BenchRun:
         settings: its config overrides (``key=value``, given to ``activedet run`` as ``--set`` in order).
         recorded: the strategy name its records carry (a copied cycle 0 is relabelled to it).
         head: the run of the same seed and overrides whose cycle 0 it shares (``None``: it trains its own).
+        command: the ``activedet`` arguments of another job than ``activedet run`` (a bench's retrain of a run
+            under another training draw); ``settings`` then go unused.
     """
 
     label: str
@@ -46,6 +48,7 @@ class BenchRun:
     settings: list[str]
     recorded: str
     head: BenchRun | None = None
+    command: list[str] | None = None
     returncode: int | None = field(default=None, compare=False)
 
     @property
@@ -75,7 +78,9 @@ def folder_name(label: str) -> str:
     return name
 
 
-def _command(config: Path, run: BenchRun) -> list[str]:
+def _command(config: Path | None, run: BenchRun) -> list[str]:
+    if run.command is not None:
+        return [sys.executable, "-m", "activedet", *run.command]
     return [sys.executable, "-m", "activedet", "run", str(config), "--quiet"] + [
         arg for value in run.settings for arg in ("--set", value)
     ]
@@ -93,7 +98,7 @@ def _cycle_zero_saved(run: BenchRun) -> bool:
 
 
 def run_parallel(
-    config: str | Path,
+    config: str | Path | None,
     runs: list[BenchRun],
     *,
     jobs: int,
@@ -106,7 +111,7 @@ def run_parallel(
     ``share_cycle_zero(source, target, strategy)`` copies a head's cycle 0 into a waiting run before it starts. The
     output of each run goes to :meth:`BenchRun.log_path`.
     """
-    config = Path(config)
+    config = Path(config) if config is not None else None
     logs.mkdir(parents=True, exist_ok=True)
     env = _environment(jobs)
     waiting = list(runs)

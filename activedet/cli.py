@@ -261,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the plain random arm for N cycles (>= the config's cycles) so that every arm's last point is on "
         "random's curve and its labels saved are measured, not bounded; raise it and rerun to continue",
     )
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        metavar="N",
+        help="training draws per run: N > 1 trains every run's labelled sets again under N-1 other draws "
+        "(OUT/draws/) and writes each seed's labels saved averaged over the draws (OUT/report/draws.txt)",
+    )
     p.set_defaults(func=commands.cmd_bench)
 
     p = sub.add_parser("bench-scale", help="time and memory of a pool of N images, step by step, beside pycocotools")

@@ -350,6 +350,7 @@ def cmd_bench(args) -> int:
             progress=not args.quiet,
             jobs=args.jobs,
             baseline_cycles=args.baseline_cycles,
+            draws=args.draws,
         )
     except BenchRunsFailed as exc:
         print(f"activedet bench: error: {exc}", file=sys.stderr)

@@ -173,3 +173,35 @@ def test_a_box_budget_arm_is_labelled_apart_and_shares_cycle_zero(tiny_data, tmp
         check_bench_arguments(
             config, strategies=["entropy@budget_unit=pages"], seeds=[0], overrides=None, metric="voc/mAP_area"
         )
+
+
+def test_draws_retrain_every_run_under_other_draws_and_average_each_seeds_saving(
+    tiny_data, tmp_path, capsys, monkeypatch
+):
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    assert bench(config, tmp_path / "bad", "--draws", "0") == 2
+    assert "argument --draws: expected a whole number >= 1 (1: the runs' own training), got 0" in (
+        capsys.readouterr().err
+    )
+    out = tmp_path / "out"
+    assert bench(config, out, "--draws", "2") == 0
+    printed = capsys.readouterr().out
+    for label in LABELS:
+        run = [json.loads(line) for line in (out / "runs" / label / "seed0/metrics.jsonl").read_text().splitlines()]
+        again = (out / "draws/draw2" / label / "seed0/metrics.jsonl").read_text().splitlines()
+        again = [json.loads(line) for line in again]
+        assert [r["labelled_images"] for r in again] == [r["labelled_images"] for r in run]
+        assert {r["retrained"]["salt"] for r in again} == {"draw2"}
+        assert again[0]["retrained"]["config"] == str(out / "runs" / label / "seed0/config.json")
+    text = (out / "report/draws.txt").read_text()
+    assert f"draw 1: {out / 'runs'}\ndraw 2: {out / 'draws/draw2'}\n{LABELS[1]} (seeds 0)\n" in text
+    assert "cycle 1 images saved: draw 1 " in text and "; mean of the draws " in text
+    assert text.strip() in printed
+    # run again with the same draws: nothing is trained, the same table comes back
+    assert bench(config, out, "--draws", "2", "--jobs", "2") == 0
+    assert (out / "report/draws.txt").read_text() == text
+    # the retrains as processes give what they give in turn (with as many threads as this process computes with)
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    assert bench(config, tmp_path / "parallel", "--draws", "2", "--jobs", "2") == 0
+    assert (tmp_path / "parallel/report/draws.txt").read_text() == text.replace(str(out), str(tmp_path / "parallel"))
+    assert (tmp_path / "parallel/logs" / f"{LABELS[1]}@draw2.seed0.log").is_file()
