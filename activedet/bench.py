@@ -313,6 +313,8 @@ def run_bench(
     if draws < 1:
         raise ValueError(f"argument --draws: expected a whole number >= 1 (1: the runs' own training), got {draws}")
     arms = check_bench_arguments(config, strategies=strategies, seeds=seeds, overrides=overrides, metric=metric)
+    if draws > 1:
+        _check_retrainable(arms)
     overrides = list(overrides or [])
     planned = load_config(config, overrides).cycles  # every arm's, but a baseline that goes on
     if baseline_cycles is not None:
@@ -366,6 +368,18 @@ def run_bench(
     if failed:
         raise BenchRunsFailed(f"{failures} The reports above leave out what they did not finish.")
     return summary
+
+
+def _check_retrainable(arms: list[Arm]) -> None:
+    """``--draws`` trains each cycle's set from scratch: an arm with warm start or pseudo labels (applied by the loop
+    between cycles) cannot be retrained as it ran."""
+    for arm in arms:
+        values = json.loads(arm.cycle_zero)
+        if values["warm_start"] or values["pseudo_labels"] is not None:
+            raise ValueError(
+                f"argument --draws: the arm {arm.spec!r} uses warm_start or pseudo_labels, which the loop applies "
+                "between cycles and a retrain does not replay; leave --draws out or run those arms in another bench"
+            )
 
 
 def _retrain_draws(arms: list[Arm], seeds: list[int], out: Path, *, draws: int, jobs: int) -> list:

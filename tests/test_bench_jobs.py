@@ -183,6 +183,12 @@ def test_draws_retrain_every_run_under_other_draws_and_average_each_seeds_saving
     assert "argument --draws: expected a whole number >= 1 (1: the runs' own training), got 0" in (
         capsys.readouterr().err
     )
+    pseudo = ["bench", str(config), "--strategies", "random", "entropy@pseudo_labels={}", "--seeds", "0"]
+    assert main([*pseudo, "--out", str(tmp_path / "bad"), "--draws", "2"]) == 2
+    assert "argument --draws: the arm 'entropy@pseudo_labels={}' uses warm_start or pseudo_labels" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "bad").exists()
     out = tmp_path / "out"
     assert bench(config, out, "--draws", "2") == 0
     printed = capsys.readouterr().out
