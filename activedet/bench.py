@@ -400,10 +400,11 @@ def _retrain_draws(arms: list[Arm], seeds: list[int], out: Path, *, draws: int, 
 
     jobs_list = []
     for k, arm, seed in retrains:
-        run_dir = arm.run_dir(out, seed)
+        run_dir, draw = arm.run_dir(out, seed), out / "draws" / f"draw{k}"
         command = ["retrain", str(RunDir(run_dir).config), str(run_dir), "--salt", f"draw{k}"]
-        command += ["--out", str(out / "draws" / f"draw{k}"), "--quiet"]
-        jobs_list.append(BenchRun(f"{arm.label}@draw{k}", seed, run_dir, [], arm.recorded, command=command))
+        command += ["--out", str(draw), "--quiet"]
+        target = draw / run_dir.parent.name / run_dir.name  # where retrain_run writes: shown as the job's run
+        jobs_list.append(BenchRun(f"{arm.label}@draw{k}", seed, target, [], arm.recorded, command=command))
     return run_parallel(None, jobs_list, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
 
 

@@ -211,3 +211,6 @@ def test_draws_retrain_every_run_under_other_draws_and_average_each_seeds_saving
     assert bench(config, tmp_path / "parallel", "--draws", "2", "--jobs", "2") == 0
     assert (tmp_path / "parallel/report/draws.txt").read_text() == text.replace(str(out), str(tmp_path / "parallel"))
     assert (tmp_path / "parallel/logs" / f"{LABELS[1]}@draw2.seed0.log").is_file()
+    assert f"strategy {LABELS[1]}@draw2 -> {tmp_path / 'parallel/draws/draw2' / LABELS[1] / 'seed0'} (log" in (
+        capsys.readouterr().out
+    )
