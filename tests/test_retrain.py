@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_loop import write_config
+from test_loop import NEEDS_DETECTOR, write_config
 
 from activedet.cli import main
 from activedet.config import load_config
@@ -67,6 +67,19 @@ def test_the_runs_own_draw_reproduces_its_metrics_and_the_report_reads_the_copy(
     runs_read = {run.strategy: run for run in load_runs(tmp_path / "out")}
     assert sorted(runs_read) == ["entropy", "random"]
     np.testing.assert_array_equal(runs_read["random"].labelled_images, [6, 10])
+
+
+@pytest.mark.parametrize("strategy", ["almdn", "mc_dropout", "ensemble"])
+def test_each_runs_own_config_and_draw_reproduce_its_metrics_on_other_detectors(strategy, tiny_data, tmp_path):
+    """What bench --draws relies on: a run retrained with its own config.json under its own salt is the run (the
+    mixture-density SSD of AL-MDN, a detector with dropout, an ensemble arm, whose cycle metric is member 0's)."""
+    run_dir = tmp_path / "runs" / strategy / "seed0"
+    settings = NEEDS_DETECTOR[strategy]
+    cfg = write_config(tmp_path, tiny_data, strategy=strategy, cycles=1, out_dir=str(run_dir), **settings)
+    run_from_config(load_config(cfg), progress=False)
+    again = retrain_run(Retrainer(run_dir / "config.json"), run_dir, tmp_path / "again")
+    for before, after in zip(_lines(run_dir / "metrics.jsonl"), _lines(again / "metrics.jsonl"), strict=True):
+        assert after["metrics"] == pytest.approx(before["metrics"], abs=1e-9, nan_ok=True)
 
 
 def test_another_draw_differs_and_a_stopped_retrain_continues(runs, tmp_path, monkeypatch):
