@@ -199,8 +199,10 @@ def paired_difference(metric_per_seed: np.ndarray, seeds, base_metric_per_seed: 
     return out
 
 
-def _cell(i: Interval, paired: int, fmt) -> str:
-    """``mean [low, high]``; ``≥`` before a lower bound; the seed count when it differs or there is no CI."""
+def interval_cell(i: Interval, paired: int, fmt=None) -> str:
+    """``mean [low, high]`` (``fmt``: a percentage by default); ``≥`` before a lower bound; the seed count when it
+    differs from ``paired`` or there is no CI."""
+    fmt = fmt or _pct
     if i.n == 0:
         return "n/a"
     text = ("≥ " if i.bound else "") + fmt(i.mean)
@@ -236,8 +238,8 @@ def paired_tables(summary) -> list[str]:
         [
             label,
             str(paired[label]),
-            *(_cell(s.paired_saved_overall(axis), paired[label], _pct) for axis in axes),
-            _cell(s.paired_difference_interval, paired[label], _diff),
+            *(interval_cell(s.paired_saved_overall(axis), paired[label], _pct) for axis in axes),
+            interval_cell(s.paired_difference_interval, paired[label], _diff),
         ]
         for label, s in others.items()
     ]
@@ -246,8 +248,8 @@ def paired_tables(summary) -> list[str]:
     for label, s in others.items():
         saved, diffs = [s.paired_saved(axis) for axis in axes], s.difference_intervals()
         for t in range(1, len(s.cycles)):
-            cells = (_cell(per_cycle[t], paired[label], _pct) for per_cycle in saved)
-            cycle_rows.append([label, str(t), *cells, _cell(diffs[t], paired[label], _diff)])
+            cells = (interval_cell(per_cycle[t], paired[label], _pct) for per_cycle in saved)
+            cycle_rows.append([label, str(t), *cells, interval_cell(diffs[t], paired[label], _diff)])
     note = (
         f"Paired by seed: each run against the `{base}` run with the same seed (same initial set); mean over "
         f"seeds [95% Student-t interval]. Saved = 100 * (1 - used / needed by `{base}` to reach that run's "

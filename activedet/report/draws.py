@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..savings import Interval, mean_interval
+from ..savings import Interval, interval_cell, mean_interval
 from .runs import load_runs
 from .summary import summarize
 
@@ -66,26 +66,24 @@ def over_draws(arm: dict, axis: str, cycle: int) -> Interval:
     return mean_interval(saved.mean(axis=0), bound.any(axis=0))
 
 
-def _cell(interval: Interval) -> str:
-    mark = ">= " if interval.bound else ""
-    return f"{mark}{interval.mean:.1f}% [{interval.low:.1f}, {interval.high:.1f}]"
-
-
 def format_draws(draws: list[Draw], arms: dict[str, dict], *, cycles: int) -> str:
     """The text ``activedet draws`` prints: per arm, cycle and axis, each draw's saving and the mean of the
-    draws (``>=``: a lower bound)."""
+    draws, as the report writes an interval (``≥``: a lower bound; ``n=``: fewer seeds with a defined value)."""
     lines = [f"draw {d}: {_named(draw)}" for d, draw in enumerate(draws, 1)]
     for label, arm in arms.items():
+        seeds = len(arm["seeds"])
         lines.append(f"{label} (seeds {', '.join(map(str, arm['seeds']))})")
         for cycle in range(1, cycles + 1):
             for axis in AXES:
                 per_draw = "; ".join(
-                    f"draw {d + 1} {_cell(mean_interval(arm[axis][d, :, cycle], arm[f'{axis}_bound'][d, :, cycle]))}"
+                    f"draw {d + 1} "
+                    + interval_cell(mean_interval(arm[axis][d, :, cycle], arm[f"{axis}_bound"][d, :, cycle]), seeds)
                     for d in range(len(draws))
                 )
                 per_seed = ", ".join(f"{v:.1f}" for v in arm[axis][:, :, cycle].mean(axis=0))
                 lines.append(
-                    f"  cycle {cycle} {axis} saved: {per_draw}; mean of the draws {_cell(over_draws(arm, axis, cycle))}"
+                    f"  cycle {cycle} {axis} saved: {per_draw}; mean of the draws "
+                    f"{interval_cell(over_draws(arm, axis, cycle), seeds)}"
                     f" (per seed {per_seed})"
                 )
     return "\n".join(lines)
