@@ -71,6 +71,10 @@ class Retrainer:
             self._done[key] = self._train(labelled, seed, cycle)
         return self._done[key]
 
+    def knows(self, labelled: np.ndarray, seed: int, cycle: int) -> bool:
+        """Whether ``labelled`` was trained already (here, or kept and remembered): a call returns it untrained."""
+        return self._key(labelled, seed, cycle) in self._done
+
     def remember(self, labelled: np.ndarray, seed: int, cycle: int, metrics: dict, seconds: float) -> None:
         """Take a set trained earlier (a kept cycle) as trained: another run's same set reuses it."""
         self._done.setdefault(self._key(labelled, seed, cycle), (metrics, seconds))
@@ -135,12 +139,14 @@ def retrain_run(
             retrain.remember(labelled, seed, cycle, kept["metrics"], kept["retrained"]["seconds"])
     for record in records[len(done) :]:
         cycle = int(record["cycle"])
-        metrics, seconds = retrain(np.load(source.labelled_indices(cycle)), seed, cycle)
+        labelled = np.load(source.labelled_indices(cycle))
+        shared = retrain.knows(labelled, seed, cycle)
+        metrics, seconds = retrain(labelled, seed, cycle)
         done.append({**record, "metrics": metrics, "retrained": {**retrain.recipe, "seconds": round(seconds, 1)}})
         atomic_write_text(target.metrics_log, "".join(json.dumps(r) + "\n" for r in done))
         log(
             f"{run_dir} cycle {cycle}: {record['labelled_images']} images, {metric} "
             f"{record['metrics'].get(metric, float('nan')):.4f} in the run, {metrics.get(metric, float('nan')):.4f} "
-            f"retrained ({seconds:.0f} s)"
+            + ("retrained before: the same set as an earlier run's" if shared else f"retrained ({seconds:.0f} s)")
         )
     return target.root

@@ -129,9 +129,12 @@ def test_a_set_kept_from_an_earlier_retrain_is_not_trained_again_for_another_run
     monkeypatch.setattr(
         later, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": 0.5}, 1)
     )
+    lines = []
     for run_dir in dirs:  # the kept random run first: the entropy run's cycle 0 is its set
-        retrain_run(later, run_dir, tmp_path / "out")
+        retrain_run(later, run_dir, tmp_path / "out", log=lines.append)
     assert trained == [1]
+    assert lines[0].endswith("retrained before: the same set as an earlier run's"), lines
+    assert lines[1].endswith("0.5000 retrained (1 s)"), lines
     entropy = _lines(tmp_path / "out" / "entropy" / "seed0" / "metrics.jsonl")
     assert entropy[0]["metrics"] == kept[0]["metrics"] and entropy[1]["metrics"] == {"voc/mAP_area": 0.5}
     # a set kept under another salt is not this draw's: trained again
