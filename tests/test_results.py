@@ -86,19 +86,19 @@ def _section(heading: str) -> str:
     return _flat(BENCHMARKS_MD[start : BENCHMARKS_MD.index("\n#", start + 1)])
 
 
-def _two_draw_table(arm: dict, heading: str) -> dict[str, list[str]]:
-    """Check the docs section's table of an arm under two draws (the runs' own training, retrained, each seed's
-    mean over the two) against ``arm``; return each axis's cells of the mean at cycles 1-3."""
-    section = _section(heading)
+def _draw_table(arm: dict, heading: str, rows: tuple[str, ...]) -> dict[str, list[str]]:
+    """Check the docs section's table of an arm under several draws (one row per draw, named by ``rows``: the runs'
+    own training first, then each retraining; then each seed's mean over the draws) against ``arm``; return each
+    axis's cells of the mean at cycles 1-3."""
+    section, count = _section(heading), {2: "two", 3: "three"}[len(rows)]
     means = {}
     for axis in ("images", "boxes"):
-        own, retrained = ([_shown(draws.mean_interval(arm[axis][d, :, t])) for t in (1, 2, 3)] for d in (0, 1))
+        for d, row in enumerate(rows):
+            cells = [_shown(draws.mean_interval(arm[axis][d, :, t])) for t in (1, 2, 3)]
+            assert f"| {axis} saved: {row} | {' | '.join(cells)} |" in section, (row, cells)
         mean = [_shown(draws.over_draws(arm, axis, t)) for t in (1, 2, 3)]
-        assert f"| {axis} saved: the runs' own training | {' | '.join(own)} |" in section
-        assert f"| {axis} saved: retrained | {' | '.join(retrained)} |" in section
-        assert f"| **{axis} saved: each seed's mean over the two draws** | {mean[0]} | {mean[1]} | **{mean[2]}** |" in (
-            section
-        )
+        row = f"| **{axis} saved: each seed's mean over the {count} draws** | {mean[0]} | {mean[1]} | **{mean[2]}** |"
+        assert row in section, row
         means[axis] = mean
     return means
 
@@ -110,7 +110,8 @@ def _retrained_at_cycle_3(arm: dict) -> str:
 
 def test_the_savings_under_another_draw_are_the_docs_and_the_readmes():
     arm = draws.draw_savings([PEOPLE, AGAIN], cycles=3)[PEOPLE_ARM]
-    means = _two_draw_table(arm, "### The people arm under another training draw (5 seeds)")
+    heading = "### The people arm under another training draw (5 seeds)"
+    means = _draw_table(arm, heading, ("the runs' own training", "retrained"))
     readme = _flat(README)
     for axis, mean in means.items():
         assert f"{mean[2]} of {axis}" in readme
@@ -134,7 +135,7 @@ def test_the_box_budgets_savings_are_the_readmes():
 def test_the_box_budgets_savings_under_two_draws_are_the_docs_and_the_readmes():
     arm = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN], cycles=3)[BOX_ARM]
     heading = "### How much of the box budget's lead is one training draw (5 seeds)"
-    means = _two_draw_table(arm, heading)
+    means = _draw_table(arm, heading, ("the runs' own training", "retrained"))
     readme = _flat(README)
     for axis, mean in means.items():
         assert f"| **{axis} saved, mean of two training draws** | {mean[0]} | {mean[1]} | **{mean[2]}** |" in readme

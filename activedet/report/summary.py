@@ -41,6 +41,9 @@ class StrategySummary:
         auc_images, auc_boxes: ``float64[S]`` normalised AUC per seed (seed order).
         images_needed, boxes_needed: ``float64[C]`` labels the baseline needs for this metric (NaN: outside).
         images_saved_pct, boxes_saved_pct: ``float64[C]`` ``100 * (1 - used / needed)``.
+        images_saved_at_least, boxes_saved_at_least: ``float64[C]`` where the mean metric is above the baseline's
+            whole mean curve (``needed`` undefined, more than its last count), the lower bound
+            ``100 * (1 - used / last count)``; NaN elsewhere.
         metric_per_seed: ``float64[S, C]`` the metric of each seed's run per cycle.
         paired_difference: ``float64[S]`` per seed, the metric at the last common cycle minus the baseline's run
             of the same seed at the same cycle (the paired comparison that shared initial sets allow; NaN where
@@ -70,6 +73,8 @@ class StrategySummary:
     boxes_needed: np.ndarray
     images_saved_pct: np.ndarray
     boxes_saved_pct: np.ndarray
+    images_saved_at_least: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    boxes_saved_at_least: np.ndarray = field(default_factory=lambda: np.zeros(0))
     metric_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     paired_difference: np.ndarray = field(default_factory=lambda: np.zeros(0))
     images_per_seed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
@@ -133,7 +138,12 @@ class StrategySummary:
     def to_dict(self) -> dict:
         """JSON-ready numbers (NaN -> None)."""
         auc = lambda per_seed, ms: {"mean": ms[0], "std": ms[1], "per_seed": per_seed}
-        saved = lambda needed, pct, mean: {"needed_by_baseline": needed, "saved_pct": pct, "mean_saved_pct": mean}
+        saved = lambda axis: {
+            "needed_by_baseline": getattr(self, f"{axis}_needed"),
+            "saved_pct": getattr(self, f"{axis}_saved_pct"),
+            "saved_pct_at_least": getattr(self, f"{axis}_saved_at_least"),
+            "mean_saved_pct": getattr(self, f"mean_{axis}_saved_pct"),
+        }
         return _jsonable(
             {
                 "seeds": self.seeds,
@@ -155,8 +165,8 @@ class StrategySummary:
                 },
                 "paired_savings": {axis: self._paired_dict(axis) for axis in AXES},
                 "labels_saved": {
-                    "images": saved(self.images_needed, self.images_saved_pct, self.mean_images_saved_pct),
-                    "boxes": saved(self.boxes_needed, self.boxes_saved_pct, self.mean_boxes_saved_pct),
+                    "images": saved("images"),
+                    "boxes": saved("boxes"),
                 },
             }
         )
@@ -365,6 +375,8 @@ def _summarize_strategy(
         boxes_needed=undefined(),
         images_saved_pct=undefined(),
         boxes_saved_pct=undefined(),
+        images_saved_at_least=undefined(),
+        boxes_saved_at_least=undefined(),
         metric_per_seed=values.astype(np.float64),
         paired_difference=np.full(len(runs), np.nan),
         images_per_seed=images,
@@ -398,7 +410,11 @@ def _labels_saved(s: StrategySummary, base: StrategySummary) -> None:
     for axis in ("images", "boxes"):
         used, base_x = getattr(s, f"{axis}_mean"), getattr(base, f"{axis}_mean")
         needed = np.array([labels_needed(base_x, base.metric_mean, m) for m in s.metric_mean])
+        top = np.nanmax(base.metric_mean) if np.isfinite(base.metric_mean).any() else np.nan
+        beyond = np.isnan(needed) & (s.metric_mean > top) & (base_x[-1] > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             saved = np.where(needed > 0, 100.0 * (1.0 - used / needed), np.nan)
+            at_least = np.where(beyond, 100.0 * (1.0 - used / base_x[-1]), np.nan)
         setattr(s, f"{axis}_needed", needed)
         setattr(s, f"{axis}_saved_pct", saved)
+        setattr(s, f"{axis}_saved_at_least", at_least)

@@ -34,6 +34,14 @@ def _pct(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:.1f}%"
 
 
+def _saved(s: StrategySummary, axis: str, t: int) -> str:
+    """The mean-curve saving at cycle ``t``; ``≥`` its lower bound above the baseline's last point."""
+    value, at_least = getattr(s, f"{axis}_saved_pct")[t], getattr(s, f"{axis}_saved_at_least")
+    if not math.isfinite(value) and t < len(at_least) and math.isfinite(at_least[t]):
+        return f"≥ {_pct(at_least[t])}"
+    return _pct(value)
+
+
 def cycle_columns(summary: Summary) -> list[tuple[str, Callable[[StrategySummary, int], str]]]:
     """The per-cycle table's columns after "strategy" and "cycle": ``(header, cell)`` pairs, where
     ``cell(strategy_summary, t)`` formats cycle ``t``. A new per-cycle column is one more pair here."""
@@ -44,8 +52,8 @@ def cycle_columns(summary: Summary) -> list[tuple[str, Callable[[StrategySummary
         ("labelled boxes", lambda s, t: _count(s.boxes_mean[t], s.boxes_std[t])),
         *cost,
         (m, lambda s, t: _pm(s.metric_mean[t], s.metric_std[t])),
-        (f"images saved vs {base}", lambda s, t: _pct(s.images_saved_pct[t])),
-        (f"boxes saved vs {base}", lambda s, t: _pct(s.boxes_saved_pct[t])),
+        (f"images saved vs {base}", lambda s, t: _saved(s, "images", t)),
+        (f"boxes saved vs {base}", lambda s, t: _saved(s, "boxes", t)),
     ]
 
 
@@ -86,7 +94,8 @@ def format_table(summary: Summary) -> str:
     ]
     saved = (
         f"Labels saved: 100 * (1 - used / needed by `{base}` to reach the same mean metric), mean over "
-        f"cycles >= 1; n/a outside {base}'s curve."
+        f"cycles >= 1 where measured; ≥: a lower bound, the metric above {base}'s last point; n/a: below its "
+        "first."
         if summary.baseline
         else "Labels saved: no baseline."
     )
