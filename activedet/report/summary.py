@@ -215,7 +215,8 @@ class Summary:
                 "std": "sample standard deviation over seeds (ddof=1); null for one seed",
                 "auc": "trapezoid area under metric vs labelled count / x range, per seed",
                 "labels_saved": "100 * (1 - used / baseline needed at equal mean metric); "
-                "null outside the baseline's curve; mean over cycles >= 1",
+                "null outside the baseline's curve (saved_pct_at_least: above it, the lower bound against the "
+                "baseline's last count); mean over cycles >= 1 where measured",
                 "paired_savings": "per seed against the baseline run of the same seed, "
                 "100 * (1 - used / needed); mean over seeds with a 95% Student-t interval (null for one seed); "
                 "bound: true when some seed's metric is above its whole baseline curve, where needed > the "
