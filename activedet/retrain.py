@@ -10,9 +10,10 @@ recipe (``--set`` changes it: e.g. MI-AOD's selections trained as a plain Retina
 from scratch by the config's trainer (teacher-student semi-supervision included); the loop's warm start and pseudo
 labels act between cycles and are not replayed, so a config that sets them is refused.
 
-A cycle already in the output is kept, so a stopped retrain continues; a labelled set met twice (the same images in
-the same order, seed and cycle: the cycle 0 that a bench's arms share) is trained once, also when it was kept from
-an earlier call (give the kept run before the runs that share its sets).
+A cycle already in the output is kept, so a stopped retrain continues. A labelled set met twice under one training
+(the same images in the same order, seed, cycle, salt and recipe: the cycle 0 that a bench's arms share) is trained
+once: each record carries the digest of what it trained (``retrained.digest``), and a set another run in the same
+output already trained, in this process or another, is taken from that run's record.
 """
 
 from __future__ import annotations
@@ -31,12 +32,27 @@ from .al.plan import derive_seed
 from .al.rundir import RunDir
 from .atomic import atomic_write_text
 from .config import load_config
+from .config.schema import key_fields
 from .engine.distributed import resolve_device
 from .engine.inference import predict_dataset
 from .evaluation import evaluate
 from .workflows import build_model, load_split
 
 __all__ = ["Retrainer", "retrain_run"]
+
+#: the config groups whose keys the training and evaluation of a set depend on (docs/config.md's sections), less
+#: :data:`_NOT_RECIPE`; with :data:`_ALSO_RECIPE`
+_RECIPE_GROUPS = ("Data", "Model", "Training", "Evaluation and run")
+_NOT_RECIPE = ("seed", "out_dir")  # the seed is a key of its own; where runs are written changes nothing
+_ALSO_RECIPE = ("semi_supervised",)
+
+
+def _recipe_digest(cfg) -> str:
+    """A digest of every config value the training and evaluation of a set read: two configs with the same digest
+    (a bench's arms, which differ in the strategy and the budget) train a set alike."""
+    keys = [k for k, (group, _, _) in key_fields().items() if group in _RECIPE_GROUPS and k not in _NOT_RECIPE]
+    values = {key: getattr(cfg, key) for key in [*keys, *_ALSO_RECIPE]}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Retrainer:
@@ -57,31 +73,34 @@ class Retrainer:
             )
         self.pool, self.test = load_split(self.cfg, "train"), load_split(self.cfg, "test")
         self.device = resolve_device(self.cfg.device)
+        self._recipe = _recipe_digest(self.cfg)
         self._done: dict[tuple[int, int, str], tuple[dict, float]] = {}
 
     @property
     def recipe(self) -> dict:
-        """What a retrained record carries (``retrained``) besides its seconds: config, overrides and salt."""
+        """What a retrained record carries (``retrained``) besides its seconds and digest: config, overrides and
+        salt."""
         return {"config": self.config, "set": self.overrides, "salt": self.salt}
+
+    def digest(self, labelled: np.ndarray) -> str:
+        """What training ``labelled`` here means: the set in order, this salt and the config's training recipe."""
+        set_digest = hashlib.sha256(np.asarray(labelled, np.int64).tobytes()).hexdigest()
+        return hashlib.sha256(f"{set_digest}/{self.salt}/{self._recipe}".encode()).hexdigest()
 
     def __call__(self, labelled: np.ndarray, seed: int, cycle: int) -> tuple[dict, float]:
         """The test metrics of a model trained on ``labelled`` (pool indices), and the training seconds."""
-        key = self._key(labelled, seed, cycle)
+        key = (seed, cycle, self.digest(labelled))
         if key not in self._done:
             self._done[key] = self._train(labelled, seed, cycle)
         return self._done[key]
 
     def knows(self, labelled: np.ndarray, seed: int, cycle: int) -> bool:
-        """Whether ``labelled`` was trained already (here, or kept and remembered): a call returns it untrained."""
-        return self._key(labelled, seed, cycle) in self._done
+        """Whether ``labelled`` was trained already (here, or remembered): a call returns it untrained."""
+        return (seed, cycle, self.digest(labelled)) in self._done
 
-    def remember(self, labelled: np.ndarray, seed: int, cycle: int, metrics: dict, seconds: float) -> None:
-        """Take a set trained earlier (a kept cycle) as trained: another run's same set reuses it."""
-        self._done.setdefault(self._key(labelled, seed, cycle), (metrics, seconds))
-
-    @staticmethod
-    def _key(labelled: np.ndarray, seed: int, cycle: int) -> tuple[int, int, str]:
-        return seed, cycle, hashlib.sha256(np.asarray(labelled, np.int64).tobytes()).hexdigest()
+    def remember(self, seed: int, cycle: int, digest: str, metrics: dict, seconds: float) -> None:
+        """Take the set of ``digest`` as trained (a kept cycle): another run's same set reuses it."""
+        self._done.setdefault((seed, cycle, digest), (metrics, seconds))
 
     def _train(self, labelled: np.ndarray, seed: int, cycle: int) -> tuple[dict, float]:
         cfg, pool = self.cfg, self.pool
@@ -132,17 +151,20 @@ def retrain_run(
     target.root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source.config, target.config)
     done, seed = target.metric_records(), run_seed(run_dir)
-    for kept in done:
-        if _same_recipe(kept, retrain.recipe):
+    for kept in done:  # records written before they carried a digest: the source's set under this recipe
+        if "digest" not in kept.get("retrained", {}) and _same_recipe(kept, retrain.recipe):
             cycle = int(kept["cycle"])
-            labelled = np.load(source.labelled_indices(cycle))
-            retrain.remember(labelled, seed, cycle, kept["metrics"], kept["retrained"]["seconds"])
+            digest = retrain.digest(np.load(source.labelled_indices(cycle)))
+            retrain.remember(seed, cycle, digest, kept["metrics"], kept["retrained"]["seconds"])
     for record in records[len(done) :]:
         cycle = int(record["cycle"])
         labelled = np.load(source.labelled_indices(cycle))
+        if not retrain.knows(labelled, seed, cycle):
+            _remember_trained(retrain, Path(out), seed)  # another run's, maybe from another process since
         shared = retrain.knows(labelled, seed, cycle)
         metrics, seconds = retrain(labelled, seed, cycle)
-        done.append({**record, "metrics": metrics, "retrained": {**retrain.recipe, "seconds": round(seconds, 1)}})
+        retrained = {**retrain.recipe, "seconds": round(seconds, 1), "digest": retrain.digest(labelled)}
+        done.append({**record, "metrics": metrics, "retrained": retrained})
         atomic_write_text(target.metrics_log, "".join(json.dumps(r) + "\n" for r in done))
         log(
             f"{run_dir} cycle {cycle}: {record['labelled_images']} images, {metric} "
@@ -150,3 +172,20 @@ def retrain_run(
             + ("retrained before: the same set as an earlier run's" if shared else f"retrained ({seconds:.0f} s)")
         )
     return target.root
+
+
+def _remember_trained(retrain: Retrainer, out: Path, seed: int) -> None:
+    """Remember every set the runs under ``out`` (``ARM/SEED`` folders) with ``seed`` trained, by their records'
+    digests."""
+    for log in out.glob("*/*/metrics.jsonl"):
+        run = RunDir(log.parent)
+        try:
+            if json.loads(run.config.read_text()).get("seed") != seed:
+                continue
+            records = run.metric_records()
+        except (OSError, ValueError):  # a run being written by another process: its sets are not known yet
+            continue
+        for record in records:
+            drawn = record.get("retrained", {})
+            if "digest" in drawn:
+                retrain.remember(seed, int(record["cycle"]), drawn["digest"], record["metrics"], drawn["seconds"])

@@ -199,6 +199,15 @@ def test_draws_retrain_every_run_under_other_draws_and_average_each_seeds_saving
         assert [r["labelled_images"] for r in again] == [r["labelled_images"] for r in run]
         assert {r["retrained"]["salt"] for r in again} == {"draw2"}
         assert again[0]["retrained"]["config"] == str(out / "runs" / label / "seed0/config.json")
+    # entropy's cycle 0 is random's set under the same recipe (the configs differ in the strategy): trained once
+    first, second = (
+        [json.loads(line) for line in (out / "draws/draw2" / label / "seed0/metrics.jsonl").open()] for label in LABELS
+    )
+    assert first[0]["retrained"]["digest"] == second[0]["retrained"]["digest"]
+    reused = [
+        line for line in printed.splitlines() if line.endswith("retrained before: the same set as an earlier run's")
+    ]
+    assert len(reused) == 1 and f"{LABELS[1]}/seed0 cycle 0: 6 images" in reused[0], reused
     text = (out / "report/draws.txt").read_text()
     assert f"draw 1: {out / 'runs'}\ndraw 2: {out / 'draws/draw2'}\n{LABELS[1]} (seeds 0)\n" in text
     assert "cycle 1 images saved: draw 1 " in text and "; mean of the draws " in text

@@ -147,6 +147,33 @@ def test_a_set_kept_from_an_earlier_retrain_is_not_trained_again_for_another_run
     assert trained == [1, 0, 1]
 
 
+def test_a_set_another_runs_config_trained_alike_is_taken_from_its_record(runs, tmp_path, monkeypatch):
+    """As ``bench --draws`` retrains: each run with its own config.json, one Retrainer each (or one process
+    each). The arms' configs differ in the strategy only, so the entropy run's cycle 0, random's set, is read from
+    random's record; under another recipe it is trained."""
+    cfg, dirs = runs
+    trained = []
+
+    def retrainer(run_dir, *overrides):
+        retrain = Retrainer(run_dir / "config.json", salt="draw2", overrides=list(overrides))
+        monkeypatch.setattr(
+            retrain, "_train", lambda labelled, seed, cycle: trained.append(cycle) or ({"voc/mAP_area": cycle}, 1)
+        )
+        return retrain
+
+    for run_dir in dirs:
+        retrain_run(retrainer(run_dir), run_dir, tmp_path / "out")
+    assert trained == [0, 1, 1]
+    entropy = _lines(tmp_path / "out" / "entropy" / "seed0" / "metrics.jsonl")
+    random = _lines(tmp_path / "out" / "random" / "seed0" / "metrics.jsonl")
+    assert entropy[0]["retrained"]["digest"] == random[0]["retrained"]["digest"]
+    assert entropy[1]["retrained"]["digest"] != random[1]["retrained"]["digest"]
+    # random's sets trained with another learning rate are another training: nothing shared
+    retrain_run(retrainer(dirs[0], "lr=0.5"), dirs[0], tmp_path / "out2")
+    retrain_run(retrainer(dirs[1]), dirs[1], tmp_path / "out2")
+    assert trained == [0, 1, 1, 0, 1, 0, 1]
+
+
 def test_the_command_writes_runs_with_its_recipe_and_needs_one_of_cycle_or_out(runs, tmp_path, capsys):
     cfg, dirs = runs
     assert main(["retrain", str(cfg), str(dirs[0]), "--out", str(tmp_path / "again"), "--set", "epochs=2"]) == 0
