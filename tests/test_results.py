@@ -25,6 +25,9 @@ THIRD = RESULTS / "bench3-third"
 #: the default chain spending 320 true boxes per cycle (simulated labelling)
 BOX = RESULTS / "bench3-box"
 BOX_ARM = "compose[criteria=[entropy,class_balance]] +budget[320 boxes]"
+#: the same chain with a 4x shortlist (factors: [4])
+BOX4 = RESULTS / "bench3-box4"
+BOX4_ARM = "compose[criteria=[entropy,class_balance],factors=[4]] +budget[320 boxes]"
 #: the arm that spends 320 boxes per cycle on calibrated predicted counts (the people case, simulated)
 PEOPLE_ARM = "compose[criteria=[entropy,class_balance]] +budget[320 boxes, predicted]"
 
@@ -158,3 +161,32 @@ def test_the_box_budgets_savings_under_three_draws_are_the_docs_and_the_readmes(
     two = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN], cycles=3)[BOX_ARM]
     cells = [_shown(draws.over_draws(two, axis, 3)) for axis in ("images", "boxes")]
     assert f"the box budget saves {cells[0]} and {cells[1]}" in section, cells
+
+
+def test_the_wider_shortlists_savings_and_its_difference_from_the_box_budget_are_the_docs():
+    summary = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX), *load_runs(BOX4)], cycles=3)
+    wide, box = summary.strategies[BOX4_ARM], summary.strategies[BOX_ARM]
+    assert wide.seeds == box.seeds == [0, 1, 2, 3, 4]
+    section = _section("### A budget in boxes over three cycles (5 seeds)")
+    for i, seed in enumerate(wide.seeds):
+        cells = ", ".join(
+            f"{int(wide.images_per_seed[i][t])} / {int(wide.boxes_per_seed[i][t]):,} / {wide.metric_per_seed[i][t]:.3f}"
+            for t in range(4)
+        )
+        saved = [
+            ", ".join(f"{v:.1f}%" for v in getattr(wide, f"{a}_saved_per_seed")[i][1:]) for a in ("images", "boxes")
+        ]
+        assert f"| {seed} | {cells} | {saved[0]} | {saved[1]} |" in section, seed
+    for axis in ("images", "boxes"):
+        cells = [_shown(cell) for cell in wide.paired_saved(axis)[1:]]
+        assert f"{axis} saved {cells[0]}, {cells[1]}, **{cells[2]}**" in section, cells
+    differences = []
+    for axis in ("images", "boxes"):
+        d = draws.mean_interval(
+            getattr(wide, f"{axis}_saved_per_seed")[:, 3] - getattr(box, f"{axis}_saved_per_seed")[:, 3]
+        )
+        differences.append(
+            f"{axis} saved {d.mean:+.1f}{' points' if axis == 'images' else ''} [{d.low:+.1f}, {d.high:+.1f}]"
+        )
+    shown = ", ".join(differences)
+    assert shown in section, shown
