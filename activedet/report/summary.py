@@ -411,11 +411,12 @@ def _labels_saved(s: StrategySummary, base: StrategySummary) -> None:
     for axis in ("images", "boxes"):
         used, base_x = getattr(s, f"{axis}_mean"), getattr(base, f"{axis}_mean")
         needed = np.array([labels_needed(base_x, base.metric_mean, m) for m in s.metric_mean])
-        top = np.nanmax(base.metric_mean) if np.isfinite(base.metric_mean).any() else np.nan
-        beyond = np.isnan(needed) & (s.metric_mean > top) & (base_x[-1] > 0)
+        known = np.isfinite(base.metric_mean).any() and len(base_x) and base_x[-1] > 0
+        top = np.nanmax(base.metric_mean) if known else np.inf  # above it: only a bound against its last count
+        beyond = np.isnan(needed) & (s.metric_mean > top)
         with np.errstate(divide="ignore", invalid="ignore"):
             saved = np.where(needed > 0, 100.0 * (1.0 - used / needed), np.nan)
-            at_least = np.where(beyond, 100.0 * (1.0 - used / base_x[-1]), np.nan)
+            at_least = np.where(beyond, 100.0 * (1.0 - used / (base_x[-1] if known else 1.0)), np.nan)
         setattr(s, f"{axis}_needed", needed)
         setattr(s, f"{axis}_saved_pct", saved)
         setattr(s, f"{axis}_saved_at_least", at_least)
