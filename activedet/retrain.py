@@ -94,9 +94,9 @@ class Retrainer:
             self._done[key] = self._train(labelled, seed, cycle)
         return self._done[key]
 
-    def knows(self, labelled: np.ndarray, seed: int, cycle: int) -> bool:
-        """Whether ``labelled`` was trained already (here, or remembered): a call returns it untrained."""
-        return (seed, cycle, self.digest(labelled)) in self._done
+    def knows(self, seed: int, cycle: int, digest: str) -> bool:
+        """Whether the set of ``digest`` was trained already (here, or remembered): a call returns it untrained."""
+        return (seed, cycle, digest) in self._done
 
     def remember(self, seed: int, cycle: int, digest: str, metrics: dict, seconds: float) -> None:
         """Take the set of ``digest`` as trained (a kept cycle): another run's same set reuses it."""
@@ -159,11 +159,12 @@ def retrain_run(
     for record in records[len(done) :]:
         cycle = int(record["cycle"])
         labelled = np.load(source.labelled_indices(cycle))
-        if not retrain.knows(labelled, seed, cycle):
+        digest = retrain.digest(labelled)
+        if not retrain.knows(seed, cycle, digest):
             _remember_trained(retrain, Path(out), seed)  # another run's, maybe from another process since
-        shared = retrain.knows(labelled, seed, cycle)
+        shared = retrain.knows(seed, cycle, digest)
         metrics, seconds = retrain(labelled, seed, cycle)
-        retrained = {**retrain.recipe, "seconds": round(seconds, 1), "digest": retrain.digest(labelled)}
+        retrained = {**retrain.recipe, "seconds": round(seconds, 1), "digest": digest}
         done.append({**record, "metrics": metrics, "retrained": retrained})
         atomic_write_text(target.metrics_log, "".join(json.dumps(r) + "\n" for r in done))
         log(
