@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,37 @@ SCRIPT = Path(__file__).parent / "ddp_train_script.py"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every living process below ``pid``, children first (from ``/proc``). torchrun starts each worker in a session
+    of its own, so signalling the launcher's process group does not reach them."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [c for c, p in parents.items() if p in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def run(cmd, tmp_path, env: dict | None = None, check: bool = True, timeout: float = 600):
-    """Run ``cmd`` in its own process group, with ``env`` added to the environment; with ``check``, it must exit 0.
-    Past ``timeout`` every process of the group (the launcher and its workers) gets SIGABRT, which makes Python's
-    fault handler print each one's stack, and the test fails with them: a hung collective shows where it hangs."""
+    """Run ``cmd``, with ``env`` added to the environment; with ``check``, it must exit 0. Past ``timeout`` the
+    launcher's workers get SIGABRT, which makes Python's fault handler print each one's stack, then every process
+    below ``cmd`` and ``cmd`` itself are killed and the test fails with the stacks: a hung collective shows where it
+    hangs, and no worker outlives the test (holding its output open)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -25,13 +53,13 @@ def run(cmd, tmp_path, env: dict | None = None, check: bool = True, timeout: flo
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGABRT)
-        try:
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"{cmd} still running after {timeout} s; the stacks at SIGABRT:\n{out[-3000:]}{err[-12000:]}")
+        below = descendants(proc.pid)
+        signal_all(below, signal.SIGABRT)
+        time.sleep(5)  # the fault handlers write
+        signal_all([*descendants(proc.pid), *below, proc.pid], signal.SIGKILL)
+        out, err = proc.communicate()
+        stacks = "\n".join(x for x in err.splitlines() if "Extension modules:" not in x)  # a long line per process
+        pytest.fail(f"{cmd} still running after {timeout} s; the stacks at SIGABRT:\n{out[-3000:]}{stacks[-12000:]}")
     assert not check or proc.returncode == 0, out[-3000:] + err[-3000:]
 
 
@@ -194,3 +222,45 @@ def test_influence_under_two_gloo_processes(tmp_path):
     assert np.isfinite(scores[0]["pool_scores"]).sum() > 5
     picks = [json.loads((tmp_path / name / "cycles/0/selection.json").read_text())["picks"] for name in ("one", "two")]
     assert len(picks[0]) == len(picks[1]) == 5
+
+
+def test_a_rank_that_looks_late_for_a_stage_output_takes_rank_0s_decision(tmp_path):
+    """Every look for a stage's output (ledger, weights, metrics, scores, selection) is rank 0's, shared: rank 1
+    looks a second late each time, after rank 0 has written the file, and the run still ends (looking for itself it
+    would skip a stage rank 0 runs, and the two would wait in different collectives). The run then resumes finished
+    under two processes, every stage skipped alike."""
+    import yaml
+
+    from activedet.data.synth import generate_dataset
+
+    data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
+    cfg = {
+        "data_format": "coco",
+        "train_data": str(data / "annotations/train.json"),
+        "test_data": str(data / "annotations/test.json"),
+        "image_root": str(data),
+        "detector": "ssd",
+        "backbone": "tiny",
+        "min_size": 96,
+        "epochs": 1,
+        "batch_size": 4,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "warmup_iters": 0,
+        "hflip_prob": 0.0,
+        "amp": False,
+        "metrics": ["voc"],
+        "device": "cpu",
+        "strategy": "entropy",
+        "initial_labelled": 6,
+        "budget": 4,
+        "cycles": 1,
+        "eval_batch_size": 3,
+    }
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    late = [*TORCHRUN, str(Path(__file__).parent / "late_rank_script.py")]
+    run([*late, "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"), "--quiet"], tmp_path, timeout=240)
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["labelled_images"] for x in lines] == [6, 10]
+    run([*late, "resume", str(tmp_path / "a"), "--quiet"], tmp_path, timeout=240)
+    assert (tmp_path / "a" / "metrics.jsonl").read_text().splitlines() == lines

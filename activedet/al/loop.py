@@ -193,7 +193,7 @@ class ActiveLearningRun(PoolScoring):
     # ----------------------------------------------------------------------------------------------- stages
     def _load_or_start(self) -> Ledger:
         path = self.rundir.ledger
-        if path.is_file():
+        if dist_utils.main_sees_file(path):
             return Ledger.load(path, pool_ids=self.pool_ids)
         ledger = Ledger.initial(self.pool_ids, self._initial())
         if dist_utils.is_main_process():
@@ -233,7 +233,7 @@ class ActiveLearningRun(PoolScoring):
         if self.pseudo_labels is None or t == 0:
             return []
         path = self.rundir.cycle(t).pseudo_labels
-        if not path.is_file() and not self.rundir.cycle(t).model.is_file():
+        if not dist_utils.main_sees_file(path) and not dist_utils.main_sees_file(self.rundir.cycle(t).model):
             model = self._model(weights_of=t - 1)
             candidates = self.options.pseudo_subset(ledger.unlabelled(), t)
             if self.pseudo_labels.exclude == "shortlist":
@@ -254,7 +254,7 @@ class ActiveLearningRun(PoolScoring):
                 save_pseudo_labels(path, records)
             dist_utils.barrier()
             return records
-        return load_pseudo_labels(path, self.pool) if path.is_file() else []
+        return load_pseudo_labels(path, self.pool) if dist_utils.main_sees_file(path) else []
 
     def _model(self, weights_of: int | None = None) -> torch.nn.Module:
         """A freshly built model (torch seeded by the run seed, so the initial weights never change), with cycle
@@ -267,7 +267,7 @@ class ActiveLearningRun(PoolScoring):
 
     def _train(self, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> tuple[torch.nn.Module, str]:
         path, train_dir = self.rundir.cycle(t).model, self.rundir.cycle(t).train_dir
-        if path.is_file():
+        if dist_utils.main_sees_file(path):
             if dist_utils.is_main_process():
                 shutil.rmtree(train_dir, ignore_errors=True)  # left over when killed right after model.pt
             return self._model(weights_of=t).to(self.device), file_sha256(path)
@@ -306,7 +306,7 @@ class ActiveLearningRun(PoolScoring):
 
     def _evaluate(self, model: torch.nn.Module, ledger: Ledger, t: int, pseudo: list[PseudoLabelRecord]) -> None:
         path = self.rundir.cycle(t).metrics
-        if path.is_file():
+        if dist_utils.main_sees_file(path):
             return
         started = time.perf_counter()
         predictions = predict_dataset(model, self.test, device=self.device, batch_size=self.batch_size)
@@ -334,7 +334,7 @@ class ActiveLearningRun(PoolScoring):
 
     def _select(self, model, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
         path = self.rundir.cycle(t).selection
-        if path.is_file():
+        if dist_utils.main_sees_file(path):
             return json.loads(path.read_text())["picks"]
         started = time.perf_counter()
         rng = np.random.default_rng(derive_seed(self.options.seed, t, "select"))

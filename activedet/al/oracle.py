@@ -194,7 +194,7 @@ def export_query(batch: QueryBatch, export: BatchExport) -> Path:
     model's predictions as pre-annotations, and keep the predictions in ``cycles/t/predictions.json``; returns the
     folder. Every process calls it (the predictions are computed on all of them); rank 0 writes."""
     files = batch.files
-    if not files.query_batch.is_file():
+    if not dist_utils.main_sees_file(files.query_batch):
         predictions = batch.predictions()
         if dist_utils.is_main_process():
             export_batch(

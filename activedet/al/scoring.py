@@ -52,7 +52,7 @@ class PoolScoring:
 
     def _score_stage(self, model, stage: Strategy, k: int, candidates: np.ndarray, ledger: Ledger, t: int):
         path = self.rundir.cycle(t).scores_stage(k)
-        if path.is_file():
+        if dist_utils.main_sees_file(path):
             return load_scores(path)
         started = time.perf_counter()
         # stochastic passes (MC-dropout, augmented views) repeat on resume
@@ -115,7 +115,7 @@ class PoolScoring:
         size, parts = self.options.score_shard_size, []
         for j, start in enumerate(range(0, len(indices), size)):
             path = self.rundir.cycle(t).score_shard(k, part, j)
-            if path.is_file():
+            if dist_utils.main_sees_file(path):
                 parts.append(load_shard(path))
                 continue
             if j > 0 or part != "pool":  # the pool's first shard goes on from the stage's seed

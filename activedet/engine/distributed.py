@@ -8,6 +8,7 @@ two gloo processes). Only rank 0 writes files; :func:`barrier` surrounds writes 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ __all__ = [
     "barrier",
     "all_gather_object",
     "broadcast_object",
+    "main_sees_file",
     "resolve_device",
 ]
 
@@ -103,3 +105,13 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def main_sees_file(path: str | Path) -> bool:
+    """Whether ``path`` is a file as rank 0 sees it, the same answer on every rank (one broadcast; every rank must
+    call it at the same point). A resume decision that steers collectives (skip a stage whose output exists, or run
+    it) goes through it: were each process to look for itself, one that arrives after rank 0 has written the file
+    would skip the stage while the others run it, and their collectives would no longer match (a hang)."""
+    if not is_distributed():
+        return Path(path).is_file()
+    return bool(broadcast_object(Path(path).is_file() if is_main_process() else None))

@@ -240,7 +240,7 @@ class BestEpoch(HookBase):
             trainer.model.load_state_dict(self.best_state)
         elif self.final:
             pass
-        elif self.best_epoch is not None and self.best_path is not None and self.best_path.is_file():
+        elif self.best_epoch is not None and self.best_path is not None and dist_utils.main_sees_file(self.best_path):
             trainer.model.load_state_dict(load_checkpoint(self.best_path, map_location=trainer.device)["model"])
 
 
@@ -261,7 +261,7 @@ class Checkpoint(HookBase):
         self.state: dict = {}
 
     def before_train(self) -> None:
-        if self.resume and self.last is not None and self.last.is_file():
+        if self.resume and self.last is not None and dist_utils.main_sees_file(self.last):
             self.state = load_checkpoint(self.last, map_location=self.trainer.device)
             self.trainer.load_state_dict(self.state, source=str(self.last))
 

@@ -126,7 +126,7 @@ def train_ensemble(
     for m, member in enumerate(model.members):
         member_dir = Path(out_dir) / f"member{m}" if out_dir is not None else None
         done = member_dir / "member.pt" if member_dir is not None else None
-        if resume and done is not None and done.is_file():
+        if resume and done is not None and dist_utils.main_sees_file(done):
             saved = load_checkpoint(done)
             member.load_state_dict(saved["model"])
             results.append(TrainResult(**saved["result"]))
