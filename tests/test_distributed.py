@@ -63,6 +63,46 @@ def run(cmd, tmp_path, env: dict | None = None, check: bool = True, timeout: flo
     assert not check or proc.returncode == 0, out[-3000:] + err[-3000:]
 
 
+def tiny_run_config(tmp_path: Path, **keys) -> Path:
+    """``tmp_path/cfg.yaml``: a run to cycle 0 on the generated tiny data (6 initial images, 5 per cycle), with
+    ``keys`` set (``val_data`` relative to the data folder); returns its path. The pool is scored in shards of 6 =
+    2 processes x batches of 3, so every forward pass has 3 images with one process or two (other batch sizes change
+    the last bits)."""
+    import yaml
+
+    from activedet.data.synth import generate_dataset
+
+    data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
+    if "val_data" in keys:
+        keys["val_data"] = str(data / keys["val_data"])
+    cfg = {
+        "data_format": "coco",
+        "train_data": str(data / "annotations/train.json"),
+        "test_data": str(data / "annotations/test.json"),
+        "image_root": str(data),
+        "backbone": "tiny",
+        "min_size": 96,
+        "epochs": 1,
+        "batch_size": 4,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "warmup_iters": 0,
+        "hflip_prob": 0.0,
+        "amp": False,
+        "metrics": ["voc"],
+        "device": "cpu",
+        "initial_labelled": 6,
+        "budget": 5,
+        "cycles": 0,
+        "eval_batch_size": 3,
+        "score_shard_size": 6,
+        **keys,
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def iteration_losses(run_dir: Path) -> list[float]:
     lines = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
     return [x["loss"] for x in lines if x["event"] == "iter"]
@@ -98,46 +138,17 @@ def test_sharded_pool_scoring_selects_what_one_process_selects(tmp_path, detecto
     import shutil
 
     import numpy as np
-    import yaml
 
-    from activedet.data.synth import generate_dataset
-
-    data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
-    cfg = {
-        "data_format": "coco",
-        "train_data": str(data / "annotations/train.json"),
-        "test_data": str(data / "annotations/test.json"),
-        "image_root": str(data),
-        "detector": detector,
-        "backbone": "tiny",
-        "min_size": 96,
-        "epochs": 1,
-        "batch_size": 4,
-        "optimizer": "adamw",
-        "lr": 0.003,
-        "warmup_iters": 0,
-        "hflip_prob": 0.0,
-        "amp": False,
-        "metrics": ["voc"],
-        "device": "cpu",
-        "strategy": strategy,
-        "initial_labelled": 6,
-        "budget": 5,
-        "cycles": 0,
-        "eval_batch_size": 3,
-        # the pool scored in 3 shards, each split between the processes and gathered; 6 = 2 processes x batches of
-        # 3, so every forward pass has 3 images with one process or two (other batch sizes change the last bits)
-        "score_shard_size": 6,
-    }
+    keys = {"detector": detector, "strategy": strategy}
     if strategy == "hybrid":
-        cfg["strategy_options"] = {"uncertainty": "entropy", "diversity": "coreset"}
+        keys["strategy_options"] = {"uncertainty": "entropy", "diversity": "coreset"}
     elif strategy == "almdn":
-        cfg["strategy_options"] = {"score_threshold": 0.05}
+        keys["strategy_options"] = {"score_threshold": 0.05}
     elif strategy == "cald":  # a chain: augmented views (random cutouts) and a selection-only second stage
-        cfg["strategy_options"] = {"views": "FCDR"}
+        keys["strategy_options"] = {"views": "FCDR"}
     else:
-        cfg.update(max_size=96, training_options={"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1})
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+        keys.update(max_size=96, training_options={"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1})
+    tiny_run_config(tmp_path, **keys)
     launcher = TORCHRUN if detector == "miaod" else [sys.executable]
     run(
         [*launcher, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"), "--quiet"],
@@ -168,41 +179,15 @@ def test_influence_under_two_gloo_processes(tmp_path):
     import shutil
 
     import numpy as np
-    import yaml
 
-    from activedet.data.synth import generate_dataset
-
-    data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
-    cfg = {
-        "data_format": "coco",
-        "train_data": str(data / "annotations/train.json"),
-        "val_data": str(data / "annotations/val.json"),
-        "test_data": str(data / "annotations/test.json"),
-        "image_root": str(data),
-        "detector": "faster_rcnn",
-        "backbone": "tiny",
-        "min_size": 96,
-        "epochs": 1,
-        "batch_size": 4,
-        "optimizer": "adamw",
-        "lr": 0.003,
-        "warmup_iters": 0,
-        "hflip_prob": 0.0,
-        "amp": False,
-        "metrics": ["voc"],
-        "device": "cpu",
-        "strategy": "influence",
-        "eval_every": 5,
-        "strategy_options": {"score_threshold": 0.0, "recursion_images": 6},
-        "initial_labelled": 6,
-        "budget": 5,
-        "cycles": 0,
-        "eval_batch_size": 3,
-        # the pool scored in 3 shards, each split between the processes and gathered; 6 = 2 processes x batches of
-        # 3, so every forward pass has 3 images with one process or two (other batch sizes change the last bits)
-        "score_shard_size": 6,
-    }
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    tiny_run_config(
+        tmp_path,
+        val_data="annotations/val.json",
+        detector="faster_rcnn",
+        strategy="influence",
+        eval_every=5,
+        strategy_options={"score_threshold": 0.0, "recursion_images": 6},
+    )
     run(
         [sys.executable, "-m", "activedet", "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"), "--quiet"],
         tmp_path,
@@ -229,35 +214,7 @@ def test_a_rank_that_looks_late_for_a_stage_output_takes_rank_0s_decision(tmp_pa
     looks a second late each time, after rank 0 has written the file, and the run still ends (looking for itself it
     would skip a stage rank 0 runs, and the two would wait in different collectives). The run then resumes finished
     under two processes, every stage skipped alike."""
-    import yaml
-
-    from activedet.data.synth import generate_dataset
-
-    data = generate_dataset("tiny", tmp_path / "tiny", seed=0)
-    cfg = {
-        "data_format": "coco",
-        "train_data": str(data / "annotations/train.json"),
-        "test_data": str(data / "annotations/test.json"),
-        "image_root": str(data),
-        "detector": "ssd",
-        "backbone": "tiny",
-        "min_size": 96,
-        "epochs": 1,
-        "batch_size": 4,
-        "optimizer": "adamw",
-        "lr": 0.003,
-        "warmup_iters": 0,
-        "hflip_prob": 0.0,
-        "amp": False,
-        "metrics": ["voc"],
-        "device": "cpu",
-        "strategy": "entropy",
-        "initial_labelled": 6,
-        "budget": 4,
-        "cycles": 1,
-        "eval_batch_size": 3,
-    }
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    tiny_run_config(tmp_path, detector="ssd", strategy="entropy", budget=4, cycles=1)
     late = [*TORCHRUN, str(Path(__file__).parent / "late_rank_script.py")]
     run([*late, "run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "a"), "--quiet"], tmp_path, timeout=240)
     lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
