@@ -189,3 +189,46 @@ def test_the_wider_shortlists_savings_and_its_difference_from_the_box_budget_are
         )
     shown = ", ".join(differences)
     assert shown in section, shown
+
+
+def test_the_box_budgets_fourth_cycle_is_the_docs():
+    """The box budget's runs continued by a fourth cycle (bench3-box holds cycles 0-4): per seed and over the seeds,
+    a bound where a seed ends above its random run's curve, and the paired change from cycle 3."""
+    summary = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=4)
+    arm = summary.strategies[BOX_ARM]
+    assert arm.seeds == [0, 1, 2, 3, 4]
+    section = _section("### A budget in boxes over three cycles (5 seeds)")
+
+    def cell(axis: str, i: int, t: int) -> str:
+        value, bound = getattr(arm, f"{axis}_saved_per_seed")[i, t], getattr(arm, f"{axis}_saved_bound")[i, t]
+        return f"{'≥ ' if bound else ''}{value:.1f}%"
+
+    for i, seed in enumerate(arm.seeds):
+        point = (
+            f"{int(arm.images_per_seed[i][4])} / {int(arm.boxes_per_seed[i][4]):,} / {arm.metric_per_seed[i][4]:.3f}"
+        )
+        saved = [f"{cell(axis, i, 3)}, {cell(axis, i, 4)}" for axis in ("images", "boxes")]
+        assert f"| {seed} | {point} | {saved[0]} | {saved[1]} |" in section, seed
+    bounds = [seed for i, seed in enumerate(arm.seeds) if arm.images_saved_bound[i, 4] or arm.boxes_saved_bound[i, 4]]
+    assert bounds == [4], bounds
+    last = load_runs(PEOPLE / "random")[4].metrics["voc/mAP_area"][-1]
+    assert f"Seed 4's cycle-4 mAP is above its random run's last point ({last:.3f} at 800 images)" in section
+    metric = arm.metric_per_seed[:, 4]
+    shown = (
+        f"mAP {metric.mean():.3f} ± {metric.std(ddof=1):.3f} with {arm.images_per_seed[:, 4].mean():.0f} images and "
+        f"{arm.boxes_per_seed[:, 4].mean():,.0f} boxes"
+    )
+    assert shown in section, shown
+    cells, changes = [], []
+    for axis in ("images", "boxes"):
+        saved = arm.paired_saved(axis)[4]
+        assert saved.bound
+        cells.append(f"{saved.mean:.1f}% [{saved.low:.1f}, {saved.high:.1f}]")
+        per_seed = getattr(arm, f"{axis}_saved_per_seed")
+        d = draws.mean_interval(per_seed[:, 4] - per_seed[:, 3])
+        changes.append(f"{d.mean:+.1f}{' points' if axis == 'images' else ''} [{d.low:+.1f}, {d.high:+.1f}] of {axis}")
+    assert f"images saved at least {cells[0]}, boxes at least {cells[1]}" in section, cells
+    assert f"at least {changes[0]} and {changes[1]}" in section, changes
+    images, boxes = (cell.split(" [")[0] for cell in cells)
+    readme = f"at least {images} of images and {boxes} of boxes at {arm.images_per_seed[:, 4].mean():.0f} images"
+    assert readme in _flat(README), readme
