@@ -47,9 +47,15 @@ def _documented_random_curves() -> dict[int, list[float]]:
     return {int(seed): [float(v) for v in values.split(", ")] for values, seed in found}
 
 
-def _shown(interval) -> str:
-    assert not interval.bound
+def _shown(interval, bound: bool = False) -> str:
+    """``mean% [low, high]``; the interval is a bound (some seed above its random curve) only where ``bound``."""
+    assert interval.bound == bound
     return f"{interval.mean:.1f}% [{interval.low:.1f}, {interval.high:.1f}]"
+
+
+def _point(arm, i: int, t: int) -> str:
+    """Seed ``i``'s labelled images / boxes / mAP at cycle ``t``, as the docs' per-seed tables give them."""
+    return f"{int(arm.images_per_seed[i][t])} / {int(arm.boxes_per_seed[i][t]):,} / {arm.metric_per_seed[i][t]:.3f}"
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +180,7 @@ def test_a_variant_of_the_box_budget_and_its_difference_from_it_are_the_docs(rec
     assert variant.seeds == box.seeds == [0, 1, 2, 3, 4]
     section = _section("### A budget in boxes over three cycles (5 seeds)")
     for i, seed in enumerate(variant.seeds):
-        images, boxes, metric = variant.images_per_seed[i], variant.boxes_per_seed[i], variant.metric_per_seed[i]
-        cells = ", ".join(f"{int(images[t])} / {int(boxes[t]):,} / {metric[t]:.3f}" for t in range(4))
+        cells = ", ".join(_point(variant, i, t) for t in range(4))
         saved = [
             ", ".join(f"{v:.1f}%" for v in getattr(variant, f"{a}_saved_per_seed")[i][1:]) for a in ("images", "boxes")
         ]
@@ -224,11 +229,8 @@ def test_the_box_budgets_fourth_cycle_is_the_docs():
         return f"{'≥ ' if bound else ''}{value:.1f}%"
 
     for i, seed in enumerate(arm.seeds):
-        point = (
-            f"{int(arm.images_per_seed[i][4])} / {int(arm.boxes_per_seed[i][4]):,} / {arm.metric_per_seed[i][4]:.3f}"
-        )
         saved = [f"{cell(axis, i, 3)}, {cell(axis, i, 4)}" for axis in ("images", "boxes")]
-        assert f"| {seed} | {point} | {saved[0]} | {saved[1]} |" in section, seed
+        assert f"| {seed} | {_point(arm, i, 4)} | {saved[0]} | {saved[1]} |" in section, seed
     bounds = [seed for i, seed in enumerate(arm.seeds) if arm.images_saved_bound[i, 4] or arm.boxes_saved_bound[i, 4]]
     assert bounds == [4], bounds
     last = load_runs(PEOPLE / "random")[4].metrics["voc/mAP_area"][-1]
@@ -241,9 +243,7 @@ def test_the_box_budgets_fourth_cycle_is_the_docs():
     assert shown in section, shown
     cells, changes = [], []
     for axis in ("images", "boxes"):
-        saved = arm.paired_saved(axis)[4]
-        assert saved.bound
-        cells.append(f"{saved.mean:.1f}% [{saved.low:.1f}, {saved.high:.1f}]")
+        cells.append(_shown(arm.paired_saved(axis)[4], bound=True))
         per_seed = getattr(arm, f"{axis}_saved_per_seed")
         d = draws.mean_interval(per_seed[:, 4] - per_seed[:, 3])
         changes.append(f"{d.mean:+.1f}{' points' if axis == 'images' else ''} [{d.low:+.1f}, {d.high:+.1f}] of {axis}")

@@ -233,7 +233,8 @@ class ActiveLearningRun(PoolScoring):
         if self.pseudo_labels is None or t == 0:
             return []
         path = self.rundir.cycle(t).pseudo_labels
-        if not dist_utils.main_sees_file(path) and not dist_utils.main_sees_file(self.rundir.cycle(t).model):
+        saved = dist_utils.main_sees_file(path)
+        if not saved and not dist_utils.main_sees_file(self.rundir.cycle(t).model):
             model = self._model(weights_of=t - 1)
             candidates = self.options.pseudo_subset(ledger.unlabelled(), t)
             if self.pseudo_labels.exclude == "shortlist":
@@ -254,7 +255,7 @@ class ActiveLearningRun(PoolScoring):
                 save_pseudo_labels(path, records)
             dist_utils.barrier()
             return records
-        return load_pseudo_labels(path, self.pool) if dist_utils.main_sees_file(path) else []
+        return load_pseudo_labels(path, self.pool) if saved else []
 
     def _model(self, weights_of: int | None = None) -> torch.nn.Module:
         """A freshly built model (torch seeded by the run seed, so the initial weights never change), with cycle
