@@ -32,17 +32,10 @@ from .al.rundir import RunDir
 from .atomic import atomic_write_json, atomic_write_text
 from .bench_jobs import folder_name
 from .config import load_config, parse_override
+from .constants import ARM_KEYS, CYCLE_ZERO_KEYS
 from .report import format_table, label_extras, strategy_label, write_report
 
 __all__ = ["run_bench", "parse_strategy_spec", "parse_arm_overrides", "check_bench_arguments", "Arm", "BenchRunsFailed"]
-
-#: the config keys cycle 0 may depend on: arms that differ in them train their own cycle 0
-CYCLE_ZERO_KEYS = ("semi_supervised", "pseudo_labels", "warm_start", "initial_selection")
-#: the config keys an arm may override: those its report label shows (report.label_extras); a budget in other
-#: units than the others' (``@budget_unit=boxes@budget=320``), spent on predicted figures or not
-#: (``@simulated_preview=false``), those calibrated or not (``@cost_calibration=false``), changes what the cycles
-#: buy, not cycle 0
-ARM_KEYS = (*CYCLE_ZERO_KEYS, "budget_unit", "budget", "simulated_preview", "cost_calibration")
 
 
 class BenchRunsFailed(RuntimeError):

@@ -12,9 +12,9 @@ import warnings
 from pathlib import Path
 
 from . import cli_commands as commands
-from .constants import BOX_POLICIES, DATA_FORMATS
+from .constants import ARM_KEYS, BOX_POLICIES, CYCLE_ZERO_KEYS, DATA_FORMATS, EXPORT_FORMATS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "shown_default"]
 
 
 def _sizes(text: str) -> list[int]:
@@ -29,52 +29,98 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def shown_default(action: argparse.Action) -> str | None:
+    """An option's default as ``--help`` and docs/cli.md show it; None where there is none to show (a flag, an
+    option whose absence means 'the config's value' or 'not at all')."""
+    default = action.default
+    if action.required or default is None or default is False or default == argparse.SUPPRESS or default == []:
+        return None
+    if isinstance(default, list | tuple):
+        return " ".join(str(value) for value in default)
+    return str(default)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help with each option's default, as :func:`shown_default` gives it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        default = shown_default(action)
+        return action.help if default is None else f"{action.help} (default: {default.replace('%', '%%')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="activedet", description="Active learning for object detection.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    """The ``activedet`` parser. Each command's ``description`` and each argument's ``help`` are its documentation:
+    ``activedet COMMAND --help`` prints them, and ``docs/cli.md`` is generated from them
+    (``python -m activedet.cli_reference``)."""
+    parser = argparse.ArgumentParser(
+        prog="activedet",
+        description="Active learning for object detection.",
+        epilog="Multi-GPU: torchrun --nproc_per_node 8 -m activedet run CONFIG.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help, description=f"{help[0].upper()}{help[1:]}. {description}", formatter_class=_HelpFormatter
+        )
 
     def with_config(p):
         p.add_argument("config", help="YAML or JSON config file")
-        p.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a config key (value read as YAML), repeatable",
-        )
-        p.add_argument("--quiet", action="store_true", help="no progress bars and no dataset warnings")
+        with_set(p, "override a config key (value read as YAML), repeatable")
+        with_quiet(p)
 
-    p = sub.add_parser("train", help="train a detector from a config file (works under torchrun)")
-    with_config(p)
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if present")
-    p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation after training")
-    p.set_defaults(func=commands.cmd_train)
+    def with_set(p, help: str):
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on the test (or val) split")
-    with_config(p)
-    p.add_argument("--checkpoint", required=True, help="a .pt file written by `activedet train`")
-    p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.set_defaults(func=commands.cmd_eval)
+    def with_quiet(p, help: str = "no progress bars and no dataset warnings"):
+        p.add_argument("--quiet", action="store_true", help=help)
 
-    p = sub.add_parser("predict", help="boxes of single images with their uncertainty and the image's score")
-    with_config(p)
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--checkpoint", required=True, help="a .pt file (activedet train, or RUN/cycles/T/model.pt)")
-    p.add_argument("--min-score", type=float, default=0.3, help="list boxes with at least this score (default 0.3)")
-    p.add_argument("--draw", metavar="DIR", help="also write a PNG per image with the boxes and uncertainties")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument(
-        "--uncertainty",
-        action="store_true",
-        help="every per-box uncertainty the model gives: those of the method its detector comes from "
-        "(a mixture head's four, the agreement across passes or trained models), the score's entropy "
-        "(drawn on the image with --draw)",
+    # ------------------------------------------------------------------------------------------ data and the demo
+    p = command(
+        "demo",
+        "the quickstart: generate data, compare random and entropy with a CPU-sized detector, print the report",
+        "What `make demo` runs: generates the `quickstart` data, runs the paired `random` / `entropy` comparison of "
+        "`configs/quickstart.yaml` and prints the report. One CPU thread by default, so a machine prints the same "
+        "table on every run.",
     )
-    p.set_defaults(func=commands.cmd_predict)
+    p.add_argument("--out", default="runs/quickstart", help="where the data, the runs and the report go")
+    p.add_argument("--seed", type=int, default=0, help="seed of the runs")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (1: the same table on every run; 0: torch's default, faster on many "
+        "cores, the figures then depend on the core count)",
+    )
+    with_quiet(p, "no progress bars")
+    p.set_defaults(func=commands.cmd_demo)
 
-    p = sub.add_parser("validate", help="check a VOC/COCO/YOLO/ImageFolder/CIFAR dataset and report every problem")
-    p.add_argument("format", choices=DATA_FORMATS)
+    p = command(
+        "generate-data",
+        "write the offline benchmark data",
+        "Detection scenes of real handwritten digits (`tiny`, `quickstart`, `bench`, `bench-balanced`) as COCO JSON, "
+        "VOC XML, images and a manifest; `digits-classification`: 32x32 digits as ImageFolder `train/` (1197), "
+        "`val/` (300) and `test/` (300) trees. Nothing is downloaded.",
+    )
+    p.add_argument(
+        "name",
+        help="tiny, quickstart, bench or bench-balanced (detection scenes, COCO + VOC), or digits-classification "
+        "(32x32 digits as ImageFolder train/val/test trees)",
+    )
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=commands.cmd_generate)
+
+    p = command(
+        "validate",
+        "check a VOC, COCO, YOLO, ImageFolder or CIFAR dataset and report every problem",
+        "Problems are grouped by kind: count, values found, a few examples with file and field, and the fix "
+        "(`--verbose`: every one). VOC: every image set found unless `--sets`. Exit status 1 on errors.",
+    )
+    p.add_argument("format", choices=DATA_FORMATS, help="the dataset's layout")
     p.add_argument(
         "path",
         help="VOCdevkit (or VOC<year>) dir, COCO JSON file, YOLO root, ImageFolder root "
@@ -95,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--image-root", help="COCO: directory file_name entries are relative to")
     p.add_argument("--split", choices=("train", "test"), help="CIFAR: check only this split (default: both)")
-    p.add_argument("--box-policy", choices=BOX_POLICIES, default="error", help="VOC/COCO/YOLO")
+    p.add_argument(
+        "--box-policy",
+        choices=BOX_POLICIES,
+        default="error",
+        help="VOC/COCO/YOLO: a box that leaves its image is an error, or is clipped within --clip-tolerance",
+    )
     p.add_argument(
         "--clip-tolerance", type=float, default=2.0, help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'"
     )
@@ -107,52 +158,102 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands.cmd_validate)
 
-    p = sub.add_parser(
-        "generate-data",
-        help="write the offline benchmark data (detection: tiny, quickstart, "
-        "bench; classification: digits-classification)",
+    # ------------------------------------------------------------------------------------------- one detector
+    p = command(
+        "train",
+        "train a detector from a config file and evaluate it on test_data",
+        "Works under torchrun (DistributedSampler; `batch_size` is the global batch; rank 0 writes).",
     )
-    p.add_argument(
-        "name",
-        help="tiny, quickstart, bench or bench-balanced (detection scenes, COCO + VOC), or digits-classification "
-        "(32x32 digits as ImageFolder train/val/test trees)",
-    )
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    p.set_defaults(func=commands.cmd_generate)
+    with_config(p)
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if present")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation after training")
+    p.set_defaults(func=commands.cmd_train)
 
-    p = sub.add_parser("run", help="run active learning from a config (start, or continue the same config)")
+    p = command(
+        "eval",
+        "evaluate a checkpoint with the config's metrics",
+        "On the config's test_data, or its val_data or train_data with --split.",
+    )
+    with_config(p)
+    p.add_argument("--checkpoint", required=True, help="a .pt file written by `activedet train`")
+    p.add_argument(
+        "--split", choices=("test", "val", "train"), default="test", help="the config's split to evaluate on"
+    )
+    p.set_defaults(func=commands.cmd_eval)
+
+    p = command(
+        "predict",
+        "the boxes of single images with class, score and uncertainty, and the image's score",
+        "Each box's uncertainty is the method's own (MI-AOD: the f1/f2 disagreement at its anchor; entropy, margin, "
+        "least confidence: its per-box value); the image's score is the config's strategy's.",
+    )
+    with_config(p)
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--checkpoint", required=True, help="a .pt file (activedet train, or RUN/cycles/T/model.pt)")
+    p.add_argument("--min-score", type=float, default=0.3, help="list boxes with at least this score")
+    p.add_argument("--draw", metavar="DIR", help="also write a PNG per image with the boxes and uncertainties")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="every per-box uncertainty the model gives: those of the method its detector comes from "
+        "(AL-MDN's aleatoric and epistemic localization and classification; for dropout models and ensembles the "
+        "agreement of the passes: semantic, spatial and occurrence certainty), the score's entropy "
+        "(drawn on the image with --draw)",
+    )
+    p.set_defaults(func=commands.cmd_predict)
+
+    # ----------------------------------------------------------------------------------------- active learning
+    p = command(
+        "run",
+        "run active learning from a config",
+        "Starts the run, or continues one started with the same config. Under torchrun training is distributed, "
+        "pool scoring sharded and gathered, and rank 0 writes.",
+    )
     with_config(p)
     p.add_argument("--out", help="run directory (default: the config's out_dir)")
     p.set_defaults(func=commands.cmd_run)
 
-    p = sub.add_parser("resume", help="continue an interrupted run with the config saved in its directory")
-    p.add_argument("run_dir")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key that does not change results (device, num_workers, ...)",
+    p = command(
+        "resume",
+        "continue an interrupted run with the config saved in its directory",
+        "May extend `cycles`. Refused, naming the file and what changed, when the train split's images are no longer "
+        "those the run started with (`RUN/pool.json`).",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("run_dir", help="the run directory")
+    with_set(p, "override a key that does not change results (device, num_workers, cycles, ...), repeatable")
+    with_quiet(p)
     p.set_defaults(func=commands.cmd_resume)
 
-    p = sub.add_parser("query", help="train if needed, score, select and export the next batch for annotation")
-    p.add_argument("run_dir")
-    p.add_argument("--format", help="pre-annotation format of the export (default: the config's export_format)")
+    p = command(
+        "query",
+        "people as the oracle: train if needed, score, select and export the next batch for annotation",
+        "Writes the batch to `RUN/cycles/t/query/`; the run then waits for its labels (persisted; the process "
+        "exits). See docs/human-loop.md.",
+    )
+    p.add_argument("run_dir", help="the run directory (config `oracle: human`)")
+    p.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        help="pre-annotation format of the export (default: the config's export_format)",
+    )
     p.add_argument(
         "--min-score",
         type=float,
         help="lowest detection score written as a pre-annotation (default: the config's export_min_score, 0.3)",
     )
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a resumable key")
-    p.add_argument("--quiet", action="store_true")
+    with_set(p, "override a key that does not change results, repeatable")
+    with_quiet(p)
     p.set_defaults(func=commands.cmd_query)
 
-    p = sub.add_parser("import", help="import the labels people made for the pending batch")
-    p.add_argument("run_dir")
+    p = command(
+        "import",
+        "validate the labels people made for the pending batch and commit them atomically",
+        "Accepts only images of the pending batch, known classes and boxes inside the image (an image with no box is "
+        "a valid empty label); commits them as `RUN/imports/NNNN.json`. A partial batch leaves the rest pending, "
+        "the same file twice changes nothing, and conflicting labels are refused with their list.",
+    )
+    p.add_argument("run_dir", help="the run directory")
     p.add_argument("file", help="the annotation file (or folder) exported by the annotation tool")
     p.add_argument(
         "--format",
@@ -166,21 +267,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--empty-means-labelled",
         action="store_true",
         help="cvat_xml, coco, voc, cvat_voc, yolo, datumaro: an image the file lists without boxes was looked "
-        "at and has nothing "
-        "to box (say so for a finished job only; otherwise such images stay pending)",
+        "at and has nothing to box (say so for a finished job only; otherwise such images stay pending)",
     )
     p.add_argument("--annotator", help="recorded for images whose file names no annotator")
     p.set_defaults(func=commands.cmd_import)
 
-    p = sub.add_parser("status", help="cycle, state, labelled images and boxes, pending images, last metrics")
-    p.add_argument("run_dir")
-    p.add_argument("--json", action="store_true")
+    p = command(
+        "status",
+        "cycle, state, labelled images and boxes, pending images, imports and last metrics of a run",
+        "Per labelled batch: its images and boxes beside the boxes and cost predicted when it was selected, and their "
+        "actual / predicted ratios (the factors `cost_calibration` spends the next predictions at). Read from the "
+        "run's files without torch, in well under a second for a million-image pool; a train file changed since "
+        "the run started is an error (docs/scale.md).",
+    )
+    p.add_argument("run_dir", help="the run directory")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=commands.cmd_status)
 
-    p = sub.add_parser("strategies", help="list the query strategies with a one-line description")
+    p = command("strategies", "list the registered query strategies", "One line each.")
     p.set_defaults(func=commands.cmd_strategies)
 
-    p = sub.add_parser("report", help="tables and plots comparing runs (mean +- std over seeds)")
+    p = command("detectors", "list the detectors that configs can name", "One line each.")
+    p.set_defaults(func=commands.cmd_detectors)
+
+    # ---------------------------------------------------------------------------------------------- comparisons
+    p = command(
+        "report",
+        "tables and plots comparing runs: mean ± std over seeds, AUC, labels saved against random",
+        "`--html` adds `OUT/index.html`, a self-contained page that opens from disk: SVG curves, per-class AP or "
+        "accuracy of each run's last cycle (with `--cycles N`: at cycle N), and each cycle's queried images with "
+        "the ground-truth boxes, the predicted boxes when `RUN/cycles/t/predictions.json` exists, and the "
+        "strategy's rank and score.",
+    )
     p.add_argument("runs", nargs="+", help="run directories, or directories containing runs")
     p.add_argument("--out", default="report", help="where report.md, summary.json, the PNGs (and index.html) go")
     p.add_argument("--metric", default="voc/mAP_area", help="metric key of metrics.jsonl to compare")
@@ -205,47 +323,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --html: queried images shown per cycle (the first N by rank)",
     )
-    p.add_argument("--quiet", action="store_true", help="no dataset warnings (e.g. clipped boxes)")
+    with_quiet(p, "no dataset warnings (e.g. clipped boxes)")
     p.set_defaults(func=commands.cmd_report)
 
-    p = sub.add_parser("retrain", help="train runs' labelled sets again under another draw (or recipe); evaluate")
-    with_config(p)
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs whose labelled sets (X_L_<t>.npy) to train")
-    p.add_argument("--out", help="retrain every cycle into run directories under OUT that report and draws read")
-    p.add_argument("--cycle", type=int, metavar="T", help="instead of --out: print cycle T's retrained metric")
-    p.add_argument(
-        "--salt",
-        default="again",
-        help="training draw: seeds derive_seed(seed, cycle, SALT); 'train' is the runs' own (default: again)",
+    p = command(
+        "bench",
+        "the paired comparison of strategies over seeds from one config, then the report",
+        "An arm is `STRATEGY[:key=value,...][@KEY=VALUE...]`: strategy options (values are YAML: "
+        "`compose:criteria=[entropy,coreset]`) and config overrides of its own, of the keys "
+        f"{', '.join(ARM_KEYS)} (`entropy@semi_supervised={{}}`; `hybrid@initial_selection=typiclust`: a cold "
+        "start; `entropy@budget_unit=boxes@budget=320`: 320 boxes per cycle). Arms share each seed's cycle 0 "
+        f"unless they differ in {', '.join(CYCLE_ZERO_KEYS)}. Each run is `OUT/runs/ARM/seedN` (ARM: the arm's label "
+        "as a file name any common file system accepts), its log `OUT/logs/ARM.seedN.log`; the same command resumes "
+        "every unfinished run. A failed run stops only itself and is named with its log.",
     )
-    p.add_argument("--last-cycle", type=int, metavar="N", help="with --out: cycles 0..N only (default: every cycle)")
-    p.add_argument("--metric", default="voc/mAP_area", help="the metric printed")
-    p.set_defaults(func=commands.cmd_retrain)
-
-    p = sub.add_parser("draws", help="labels saved under several training draws, and each seed's mean over them")
-    p.add_argument(
-        "--draw",
-        dest="draws",
-        nargs="+",
-        action="append",
-        required=True,
-        metavar="DIR",
-        help="the runs of one draw (a bench's runs or records, or retrain's output), its random runs among them; "
-        "once per draw",
-    )
-    p.add_argument("--cycles", type=int, required=True, metavar="N", help="compare cycles 0..N, as report does")
-    p.add_argument("--metric", default="voc/mAP_area")
-    p.add_argument("--baseline", default="random", help="strategy the label savings are measured against")
-    p.set_defaults(func=commands.cmd_draws)
-
-    p = sub.add_parser("bench", help="paired comparison: every strategy x seed from one config, then the report")
     with_config(p)
-    p.add_argument("--strategies", nargs="+", required=True, help="arms: NAME[:key=value,...][@KEY=VALUE...]")
     p.add_argument(
-        "--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="one run per strategy and seed (default: 5 seeds)"
+        "--strategies", nargs="+", required=True, metavar="ARM", help="arms: NAME[:key=value,...][@KEY=VALUE...]"
+    )
+    p.add_argument(
+        "--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="SEED", help="one run per strategy and seed"
     )
     p.add_argument("--out", required=True, help="directory holding one run per strategy and seed, and the report")
-    p.add_argument("--metric", default="voc/mAP_area")
+    p.add_argument("--metric", default="voc/mAP_area", help="metric key of metrics.jsonl the report compares")
     p.add_argument(
         "--jobs",
         type=int,
@@ -267,19 +367,71 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="training draws per run: N > 1 trains every run's labelled sets again under N-1 other draws "
-        "(OUT/draws/) and writes each seed's labels saved averaged over the draws (OUT/report/draws.txt)",
+        "(OUT/draws/, as retrain does) and writes each seed's labels saved averaged over the draws "
+        "(OUT/report/draws.txt, as draws does)",
     )
     p.set_defaults(func=commands.cmd_bench)
 
-    p = sub.add_parser("bench-scale", help="time and memory of a pool of N images, step by step, beside pycocotools")
+    p = command(
+        "retrain",
+        "train runs' labelled sets again under another training draw (or recipe) and evaluate them",
+        "Each set is trained from scratch with the config's recipe, seeded `derive_seed(seed, cycle, SALT)`, into "
+        "run directories `OUT/ARM/seedN` whose `metrics.jsonl` keeps the labelled counts and cost and carries the "
+        "retrained metrics. A cycle already in OUT is kept (a stopped retrain continues), and a set met twice under "
+        "one training (the same images, seed, cycle, salt and training keys) is trained once. A config with "
+        "`warm_start` or `pseudo_labels` (applied by the loop between cycles) is refused.",
+    )
+    with_config(p)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs whose labelled sets (X_L_<t>.npy) to train")
+    p.add_argument("--out", help="retrain every cycle into run directories under OUT that report and draws read")
+    p.add_argument("--cycle", type=int, metavar="T", help="instead of --out: print cycle T's retrained metric")
+    p.add_argument(
+        "--salt",
+        default="again",
+        help="training draw: seeds derive_seed(seed, cycle, SALT); 'train' is the runs' own, which reproduces "
+        "their models",
+    )
+    p.add_argument("--last-cycle", type=int, metavar="N", help="with --out: cycles 0..N only (default: every cycle)")
+    p.add_argument("--metric", default="voc/mAP_area", help="the metric printed with --cycle")
+    p.set_defaults(func=commands.cmd_retrain)
+
+    p = command(
+        "draws",
+        "labels saved by the same runs under several training draws, and each seed's mean over them",
+        "Each draw's folders hold its own random runs; each arm is paired as `activedet report` pairs it, and each "
+        "seed's saving averaged over the draws is given with the 95% interval over the seeds (a seed counted once). "
+        "`≥` marks a lower bound.",
+    )
+    p.add_argument(
+        "--draw",
+        dest="draws",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="the runs of one draw (a bench's runs or records, or retrain's output), its random runs among them; "
+        "once per draw",
+    )
+    p.add_argument("--cycles", type=int, required=True, metavar="N", help="compare cycles 0..N, as report does")
+    p.add_argument("--metric", default="voc/mAP_area", help="metric key of metrics.jsonl to compare")
+    p.add_argument("--baseline", default="random", help="strategy the label savings are measured against")
+    p.set_defaults(func=commands.cmd_draws)
+
+    p = command(
+        "bench-scale",
+        "time and memory of a pool of N images, step by step, beside pycocotools",
+        "A synthetic COCO file (N images without pixels) is read by pycocotools and by the pool index, first and "
+        "cached; then one cycle of the loop with a stand-in detector, its resume, and `activedet status` are timed, "
+        "each step in a fresh process (docs/scale.md).",
+    )
     p.add_argument(
         "--images",
         type=_sizes,
         default=[100_000],
         metavar="N[,N...]",
-        help="pool sizes to measure, e.g. 100000,300000,1000000 (default 100000)",
+        help="pool sizes to measure, e.g. 100000,300000,1000000",
     )
-    p.add_argument("--boxes-per-image", type=float, default=2.0, help="mean boxes per image (Poisson; default 2)")
+    p.add_argument("--boxes-per-image", type=float, default=2.0, help="mean boxes per image (Poisson)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic pool")
     p.add_argument(
         "--out",
@@ -288,22 +440,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the files in this folder (default: a temporary folder, removed afterwards)",
     )
     p.set_defaults(func=commands.cmd_bench_scale)
-
-    p = sub.add_parser("detectors", help="list the detectors that configs can name")
-    p.set_defaults(func=commands.cmd_detectors)
-
-    p = sub.add_parser("demo", help="the quickstart: generate data, train a CPU-sized detector, evaluate")
-    p.add_argument("--out", default="runs/quickstart")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="CPU threads for torch (default 1: the same table on every run; 0: torch's default, faster on many "
-        "cores, the figures then depend on the core count)",
-    )
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=commands.cmd_demo)
     return parser
 
 

@@ -20,6 +20,8 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "EPOCH_CHECKPOINTS",
+    "CYCLE_ZERO_KEYS",
+    "ARM_KEYS",
 ]
 
 #: dataset layouts ``data_format`` names
@@ -50,3 +52,10 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 #: what a training directory keeps once training ends (see ``TrainOptions.epoch_checkpoints``)
 EPOCH_CHECKPOINTS = ("last_best", "last", "all")
+#: the config keys cycle 0 may depend on: arms of a bench that differ in them train their own cycle 0
+CYCLE_ZERO_KEYS = ("semi_supervised", "pseudo_labels", "warm_start", "initial_selection")
+#: the config keys an arm of a bench may override: those its report label shows (``report.label_extras``); a budget
+#: in other units than the others' (``@budget_unit=boxes@budget=320``), spent on predicted figures or not
+#: (``@simulated_preview=false``), those calibrated or not (``@cost_calibration=false``), changes what the cycles
+#: buy, not cycle 0
+ARM_KEYS = (*CYCLE_ZERO_KEYS, "budget_unit", "budget", "simulated_preview", "cost_calibration")

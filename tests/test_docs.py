@@ -22,6 +22,28 @@ def test_every_strategy_detector_and_command_is_documented():
         assert f"`{name}" in README or f"activedet {name}" in README, name
 
 
+def test_docs_cli_md_is_generated_from_the_parser():
+    from activedet.cli_reference import REFERENCE_PATH, render_reference
+
+    written = (Path(__file__).parent.parent / REFERENCE_PATH).read_text(encoding="utf-8")
+    assert written == render_reference(), (
+        "docs/cli.md is stale; regenerate it with `python -m activedet.cli_reference` from the repository root"
+    )
+
+
+def test_every_command_and_argument_says_what_it_is():
+    from activedet.cli_reference import _arguments, _commands
+
+    parser = build_parser()
+    for name, command in _commands(parser).items():
+        assert command.description and command.description.endswith("."), name
+        for action in _arguments(command):
+            assert action.help, (name, action.dest)
+    reference = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    for option in ("--debug", "--clip-tolerance", "--no-eval", "--empty-means-labelled", "--boxes-per-image"):
+        assert f"`{option}" in reference, option
+
+
 # ------------------------------------------------------------------------------ the shipped method specification
 ROOT = Path(__file__).parent.parent
 METHODS = ROOT / "docs" / "methods.md"
