@@ -1,4 +1,5 @@
-"""The README and docs/config.md document every config key, strategy, detector and command (so docs cannot drift)."""
+"""The README and docs document every config key, strategy, detector, command and option, and every command they
+show parses (so docs cannot drift)."""
 
 from pathlib import Path
 
@@ -7,7 +8,8 @@ from activedet.config import config_keys
 from activedet.models import DETECTORS
 from activedet.strategies import STRATEGIES
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
 
 
 def test_every_config_key_is_in_the_reference_table():
@@ -44,8 +46,54 @@ def test_every_command_and_argument_says_what_it_is():
         assert f"`{option}" in reference, option
 
 
+def _documented_commands() -> list[tuple[str, str]]:
+    """Every ``activedet ...`` command of the shell blocks of the README, DEVELOPERS.md and docs: (file, command),
+    continuation lines joined and a quoted value that spans lines kept whole, as bash reads them."""
+    import re
+    import shlex
+
+    files = [ROOT / "README.md", ROOT / "DEVELOPERS.md", *sorted((ROOT / "docs").glob("*.md"))]
+    files += [ROOT / "configs" / "README.md", ROOT / "benchmarks" / "results" / "README.md"]
+    commands = []
+    for path in files:
+        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", path.read_text(), flags=re.S):
+            pending = ""
+            for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+                pending = f"{pending}\n{line}" if pending else line.strip()
+                try:
+                    shlex.split(pending, comments=True)
+                except ValueError:  # an open quote: the command goes on on the next line
+                    continue
+                words = pending.split()
+                if words[:1] == ["activedet"] and len(words) > 1 and not words[1].endswith(":"):  # not an output
+                    commands.append((str(path.relative_to(ROOT)), pending))
+                pending = ""
+    return commands
+
+
+def test_every_documented_command_parses_and_names_files_that_exist():
+    import contextlib
+    import io
+    import shlex
+
+    commands = _documented_commands()
+    assert len(commands) >= 80 and any("training_options={label_epochs: 5," in c for _, c in commands)
+    wrong = []
+    for path, command in commands:
+        errors = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(errors):
+                args = build_parser().parse_args(shlex.split(command, comments=True)[1:])
+        except SystemExit:
+            wrong.append((path, command, errors.getvalue().strip().splitlines()[-1]))
+            continue
+        config = getattr(args, "config", "")
+        if config.startswith("configs/") and not (ROOT / config).is_file():
+            wrong.append((path, command, f"no such config: {config}"))
+    assert not wrong, wrong
+
+
 # ------------------------------------------------------------------------------ the shipped method specification
-ROOT = Path(__file__).parent.parent
 METHODS = ROOT / "docs" / "methods.md"
 
 
