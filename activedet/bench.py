@@ -26,6 +26,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from .al.rundir import RunDir
@@ -292,7 +293,9 @@ def run_bench(
     ``baseline_cycles`` runs the plain ``random`` arm (the baseline of ``OUT/report``) for that many cycles instead
     of the config's ``cycles``, so that the other arms' last points fall on random's curve and their labels saved
     are measured instead of bounded (the report compares AUCs and final metrics over the common cycles). Raising it
-    later and running the same command again continues the finished random runs.
+    later and running the same command again continues the finished random runs. ``"auto"``: once every run has
+    finished, each seed's random run goes on a cycle at a time until its curve reaches the best metric another
+    arm's run of that seed reached (:func:`baseline_short_of`), so that every saving is measured where it can be.
 
     ``draws`` > 1 trains every run's labelled sets again under ``draws - 1`` other training draws
     (:mod:`activedet.retrain`, each run with its own config; ``OUT/draws/draw<k>/``, as many processes as ``jobs``)
@@ -313,7 +316,8 @@ def run_bench(
     if baseline_cycles is not None:
         _check_baseline_cycles(arms, planned, baseline_cycles)
     baseline = _baseline(arms)
-    arm_cycles = {baseline: baseline_cycles} if baseline_cycles is not None else {}
+    auto = baseline_cycles == AUTO
+    arm_cycles = {baseline: baseline_cycles} if baseline_cycles is not None and not auto else {}
     failed = []
     if jobs > 1:
         from .bench_jobs import BenchRun, run_parallel
@@ -330,6 +334,10 @@ def run_bench(
         failed = run_parallel(config, runs, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
     else:
         _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress, cycles=arm_cycles)
+    if auto and not failed:
+        failed = _extend_baseline(
+            config, arms, seeds, out, overrides=overrides, metric=metric, jobs=jobs, planned=planned
+        )
     if draws > 1 and not failed:
         failed = _retrain_draws(arms, seeds, out, draws=draws, jobs=jobs)
     failures = (
@@ -429,15 +437,17 @@ def _baseline(arms: list[Arm]) -> str:
     return _plain_random(arms) or arms[0].label
 
 
-def _check_baseline_cycles(arms: list[Arm], planned: int | None, cycles: int) -> None:
+def _check_baseline_cycles(arms: list[Arm], planned: int | None, cycles: int | str) -> None:
     """``--baseline-cycles`` needs a ``random`` arm without overrides of its own, and at least the cycles the other
-    arms run."""
+    arms run (``auto``: a cycle count to extend)."""
     if _plain_random(arms) is None:
         raise ValueError(
             "argument --baseline-cycles: no arm is 'random' without @ overrides, the baseline that goes on; add "
             "'random' to --strategies or leave --baseline-cycles out"
         )
-    if planned is None or cycles < planned:
+    if cycles == AUTO and planned is not None:
+        return
+    if planned is None or cycles == AUTO or cycles < planned:
         raise ValueError(
             f"argument --baseline-cycles: expected at least the config's 'cycles' ({planned}), got {cycles}; "
             + (
@@ -446,6 +456,92 @@ def _check_baseline_cycles(arms: list[Arm], planned: int | None, cycles: int) ->
                 else f"give a number >= {planned}, or leave it out to run random for {planned} cycles like the others"
             )
         )
+
+
+#: ``--baseline-cycles auto``: random goes on until it reaches the other arms; it stops, the savings then bounds, once
+#: it has labelled this many times the images of the arm run it must reach (a saving of at least 75%)
+AUTO, AUTO_MAX_RATIO = "auto", 4.0
+
+
+def baseline_short_of(
+    baseline_curve: np.ndarray,
+    baseline_images: float,
+    exhausted: bool,
+    arm_curves: list[tuple[np.ndarray, np.ndarray]],
+) -> float | None:
+    """The metric one seed's baseline run still has to reach under ``--baseline-cycles auto``, or None when it has
+    nothing more to do.
+
+    ``baseline_curve`` is its metric per cycle so far, ``baseline_images`` its labelled images at the last one, and
+    ``exhausted`` whether its pool has nothing left to label; ``arm_curves`` holds each other arm's run of the seed
+    as (metric per cycle, labelled images per cycle). The target is the best metric of those runs; the baseline has
+    reached it when a point of its curve is at least as high. It stops short of it once its pool is used up or it
+    has labelled :data:`AUTO_MAX_RATIO` times the images the arm needed for that metric."""
+    best, images = None, None
+    for metrics, labelled in arm_curves:
+        if np.isnan(metrics).all():
+            continue
+        t = int(np.nanargmax(metrics))
+        if best is None or metrics[t] > best:
+            best, images = float(metrics[t]), float(labelled[t])
+    if best is None or (not np.isnan(baseline_curve).all() and np.nanmax(baseline_curve) >= best):
+        return None
+    if exhausted or baseline_images >= AUTO_MAX_RATIO * images:
+        return None
+    return best
+
+
+def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, metric: str, jobs: int, planned: int):
+    """``--baseline-cycles auto``: each seed's plain random run goes on by one cycle, in rounds, while
+    :func:`baseline_short_of` names a metric it has still to reach; returns the runs that failed (none in turn: an
+    error stops)."""
+    from .report.runs import load_runs
+
+    random = next(arm for arm in arms if arm.label == _plain_random(arms))
+    others = [arm for arm in arms if arm is not random]
+    while True:
+        extend = {}
+        for seed in seeds:
+            (run,) = load_runs(random.run_dir(out, seed))
+            last = len(run.cycles) - 1
+            unlabelled = RunDir(random.run_dir(out, seed)).unlabelled_indices(last)
+            exhausted = unlabelled.is_file() and np.load(unlabelled).size == 0
+            curves = []
+            for arm in others:
+                (other,) = load_runs(arm.run_dir(out, seed))
+                curves.append((other.metrics[metric][: planned + 1], other.labelled_images[: planned + 1]))
+            target = baseline_short_of(run.metrics[metric], run.labelled_images[-1], exhausted, curves)
+            if target is not None:
+                extend[seed] = last + 1
+                best = np.nanmax(run.metrics[metric]) if not np.isnan(run.metrics[metric]).all() else float("nan")
+                print(
+                    f"[bench] seed {seed}: random's best {metric} {best:.4f} is below {target:.4f}, which another arm "
+                    f"reached; random goes on to cycle {last + 1}",
+                    flush=True,
+                )
+        if not extend:
+            return []
+        if jobs > 1:
+            from .bench_jobs import BenchRun, run_parallel
+
+            runs = [
+                BenchRun(
+                    random.label,
+                    seed,
+                    random.run_dir(out, seed),
+                    run_settings(random, seed, random.run_dir(out, seed), overrides, cycles=cycles),
+                    random.recorded,
+                )
+                for seed, cycles in extend.items()
+            ]
+            failed = run_parallel(config, runs, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
+            if failed:
+                return failed
+        else:
+            for seed, cycles in extend.items():
+                _run_in_turn(
+                    config, [random], [seed], out, overrides=overrides, progress=False, cycles={random.label: cycles}
+                )
 
 
 def _run_in_turn(config, arms: list[Arm], seeds, out: Path, *, overrides, progress: bool, cycles: dict) -> None:

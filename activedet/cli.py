@@ -48,6 +48,15 @@ class _HelpFormatter(argparse.HelpFormatter):
         return action.help if default is None else f"{action.help} (default: {default.replace('%', '%%')})"
 
 
+def _baseline_cycles(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of cycles or 'auto'; found {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``activedet`` parser. Each command's ``description`` and each argument's ``help`` are its documentation:
     ``activedet COMMAND --help`` prints them, and ``docs/cli.md`` is generated from them
@@ -355,11 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--baseline-cycles",
-        type=int,
+        type=_baseline_cycles,
         default=None,
-        metavar="N",
+        metavar="N|auto",
         help="run the plain random arm for N cycles (>= the config's cycles) so that every arm's last point is on "
-        "random's curve and its labels saved are measured, not bounded; raise it and rerun to continue",
+        "random's curve and its labels saved are measured, not bounded; raise it and rerun to continue. auto: "
+        "once the runs have finished, each seed's random run goes on a cycle at a time until it reaches the best "
+        "metric another arm's run of the seed reached (or has labelled 4 times that run's images, or the whole "
+        "pool: the saving is then a bound)",
     )
     p.add_argument(
         "--draws",

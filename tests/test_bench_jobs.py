@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_loop import outcome, write_config
@@ -92,6 +93,68 @@ def test_baseline_cycles_extends_random_only_and_is_checked(tiny_data, tmp_path,
     assert summary["baseline_extended"]["cycles"] == [0, 1, 2]
     assert summary["strategies"]["random"]["cycles"] == [0, 1]
     assert "`random` went on to cycle 2" in (out / "report/report.md").read_text()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_baseline_cycles_auto_continues_random_until_it_reaches_the_other_arms(
+    jobs, tiny_data, tmp_path, capsys, monkeypatch
+):
+    """The plumbing of ``--baseline-cycles auto`` (what random must reach is decided by ``baseline_short_of``, tested
+    below; here it asks for two more cycles): random goes on a cycle at a time, the other arms stay, the report
+    keeps random's whole curve, and the same command again has nothing more to do."""
+    import activedet.bench
+
+    asked = []
+
+    def short_of(curve, images, exhausted, arm_curves):
+        asked.append((len(curve), len(arm_curves)))
+        return 0.99 if len(curve) < 4 else None
+
+    monkeypatch.setattr(activedet.bench, "baseline_short_of", short_of)
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    out = tmp_path / "out"
+    assert bench(config, out, "--baseline-cycles", "auto", "--jobs", jobs) == 0
+    assert asked == [(2, 1), (3, 1), (4, 1)]
+    printed = capsys.readouterr().out
+    assert "is below 0.9900, which another arm reached; random goes on to cycle 2" in printed
+    assert "random goes on to cycle 3" in printed
+    lines = lambda label: (out / "runs" / label / "seed0/metrics.jsonl").read_text().splitlines()
+    assert len(lines("random")) == 4 and len(lines(LABELS[1])) == 2
+    summary = json.loads((out / "report/summary.json").read_text())
+    assert summary["baseline_extended"]["cycles"] == [0, 1, 2, 3]
+    asked.clear()
+    assert bench(config, out, "--baseline-cycles", "auto", "--jobs", jobs) == 0  # finished: not trained again
+    assert asked == [(4, 1)] and len(lines("random")) == 4
+
+
+def test_baseline_short_of_names_the_best_metric_random_has_not_reached():
+    from activedet.bench import AUTO_MAX_RATIO, baseline_short_of
+
+    arms = [
+        (np.array([0.2, 0.4, 0.5]), np.array([200.0, 270.0, 340.0])),
+        (np.array([0.2, 0.55, np.nan]), np.array([200.0, 300.0, 400.0])),  # a cycle without the metric
+    ]
+    random = np.array([0.2, 0.3, 0.45])
+    assert baseline_short_of(random, 400.0, False, arms) == 0.55
+    assert baseline_short_of(np.array([0.2, 0.56, 0.5]), 400.0, False, arms) is None  # a point reached it
+    assert baseline_short_of(np.array([0.2, 0.55]), 300.0, False, arms) is None  # as high is reached
+    assert baseline_short_of(random, 400.0, True, arms) is None  # nothing left to label: a bound
+    assert baseline_short_of(random, AUTO_MAX_RATIO * 300.0, False, arms) is None  # 4x the images the arm needed
+    assert baseline_short_of(random, AUTO_MAX_RATIO * 300.0 - 1, False, arms) == 0.55
+    assert baseline_short_of(random, 400.0, False, [(np.full(3, np.nan), np.ones(3))]) is None
+    assert baseline_short_of(np.full(2, np.nan), 300.0, False, arms) == 0.55
+
+
+def test_baseline_cycles_auto_is_checked(tiny_data, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_data, cycles=1)
+    with pytest.raises(SystemExit, match="2"):
+        bench(config, tmp_path / "bad", "--baseline-cycles", "all")
+    assert "argument --baseline-cycles: expected a whole number of cycles or 'auto'; found 'all'" in (
+        capsys.readouterr().err
+    )
+    argv = ["bench", str(config), "--strategies", "entropy", "--out", str(tmp_path / "x"), "--baseline-cycles", "auto"]
+    assert main(argv) == 2
+    assert "no arm is 'random' without @ overrides" in capsys.readouterr().err
 
 
 def test_a_cold_start_arm_is_labelled_and_trains_its_own_cycle_zero(tiny_data, tmp_path):
