@@ -25,16 +25,16 @@ def test_every_strategy_detector_and_command_is_documented():
 
 
 def test_docs_cli_md_is_generated_from_the_parser():
-    from activedet.cli_reference import REFERENCE_PATH, render_reference
+    from activedet.cli.reference import REFERENCE_PATH, render_reference
 
     written = (Path(__file__).parent.parent / REFERENCE_PATH).read_text(encoding="utf-8")
     assert written == render_reference(), (
-        "docs/cli.md is stale; regenerate it with `python -m activedet.cli_reference` from the repository root"
+        "docs/cli.md is stale; regenerate it with `python -m activedet.cli.reference` from the repository root"
     )
 
 
 def test_every_command_and_argument_says_what_it_is():
-    from activedet.cli_reference import _arguments, _commands
+    from activedet.cli.reference import _arguments, _commands
 
     parser = build_parser()
     for name, command in _commands(parser).items():

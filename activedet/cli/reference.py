@@ -2,7 +2,7 @@
 
 Each command's description and each argument's help are written once, where the parser defines them;
 ``activedet COMMAND --help`` prints them and this module renders them as Markdown.
-``python -m activedet.cli_reference [PATH]`` writes the file (default ``docs/cli.md``, run from the repository
+``python -m activedet.cli.reference [PATH]`` writes the file (default ``docs/cli.md``, run from the repository
 root); a test checks that the file is what this renders.
 """
 
@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .atomic import atomic_write_text
-from .cli import build_parser, shown_default
+from ..atomic import atomic_write_text
+from . import build_parser, shown_default
 
 __all__ = ["REFERENCE_PATH", "render_reference", "write_reference"]
 
@@ -57,7 +57,7 @@ def render_reference() -> str:
     lines = [
         "# Command line",
         "",
-        "<!-- generated from activedet/cli.py by `python -m activedet.cli_reference`: edit the parser, not this -->",
+        "<!-- generated from the parser in activedet/cli by `python -m activedet.cli.reference`; edit it, not this -->",
         "",
         f"{parser.description} `activedet COMMAND --help` prints a command's section below. {parser.epilog}",
         "",

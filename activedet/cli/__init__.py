@@ -1,4 +1,5 @@
-"""The ``activedet`` command line. Every command is a thin layer over a library function.
+"""The ``activedet`` command line: the parser and ``main``. Every command is a thin layer over a library function
+(:mod:`.commands`, one handler per command); :mod:`.reference` renders ``docs/cli.md`` from the parser.
 
 Run ``activedet COMMAND --help`` for each command's options. Errors in user input (config, data, arguments) are
 printed as one clear message and exit with status 2; ``--debug`` shows the traceback instead.
@@ -11,8 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import cli_commands as commands
-from .constants import ARM_KEYS, BOX_POLICIES, CYCLE_ZERO_KEYS, DATA_FORMATS, EXPORT_FORMATS
+from ..constants import ARM_KEYS, BOX_POLICIES, CYCLE_ZERO_KEYS, DATA_FORMATS, EXPORT_FORMATS
+from . import commands
 
 __all__ = ["main", "build_parser", "shown_default"]
 
@@ -60,7 +61,7 @@ def _baseline_cycles(text: str) -> int | str:
 def build_parser() -> argparse.ArgumentParser:
     """The ``activedet`` parser. Each command's ``description`` and each argument's ``help`` are its documentation:
     ``activedet COMMAND --help`` prints them, and ``docs/cli.md`` is generated from them
-    (``python -m activedet.cli_reference``)."""
+    (``python -m activedet.cli.reference``)."""
     parser = argparse.ArgumentParser(
         prog="activedet",
         description="Active learning for object detection.",
@@ -458,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _show_dataset_warnings(command: str, quiet: bool) -> None:
     """Dataset warnings (e.g. clipped boxes: one line per dataset) as plain lines on stderr without Python's source
     line; none with --quiet. Call inside ``warnings.catch_warnings()``."""
-    from .data.validate import DatasetWarning
+    from ..data.validate import DatasetWarning
 
     shown = warnings.showwarning
 
@@ -487,7 +488,3 @@ def main(argv: list[str] | None = None) -> int:
             distributed = sys.modules.get("activedet.engine.distributed")  # loaded only by commands that use torch
             if distributed is not None:
                 distributed.shutdown()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -44,8 +44,8 @@ def _print_metrics(metrics: dict, title: str) -> None:
 
 
 def cmd_train(args) -> int:
-    from .config import load_config
-    from .workflows import evaluate_from_config, train_from_config
+    from ..config import load_config
+    from ..workflows import evaluate_from_config, train_from_config
 
     cfg = load_config(args.config, args.set)
     model, result = train_from_config(cfg, resume=args.resume, progress=not args.quiet)
@@ -63,8 +63,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .config import load_config
-    from .workflows import evaluate_from_config
+    from ..config import load_config
+    from ..workflows import evaluate_from_config
 
     cfg = load_config(args.config, args.set)
     metrics = evaluate_from_config(cfg, checkpoint=args.checkpoint, split=args.split, progress=not args.quiet)
@@ -73,14 +73,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .config import load_config
-    from .predict import draw_predictions, format_predictions, predict_images
+    from ..config import load_config
+    from ..predict import draw_predictions, format_predictions, predict_images
 
     cfg = load_config(args.config, args.set)
     results = predict_images(cfg, args.checkpoint, args.images, min_score=args.min_score, uncertainty=args.uncertainty)
     print(format_predictions(results))
     if args.json:
-        from .atomic import atomic_write_json
+        from ..atomic import atomic_write_json
 
         atomic_write_json(Path(args.json), results)
     if args.draw:
@@ -90,7 +90,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .data.io import format_problems, validate_path
+    from ..data.io import format_problems, validate_path
 
     detection = args.format in ("voc", "coco", "yolo")
     options = {"box_policy": args.box_policy, "clip_tolerance": args.clip_tolerance} if detection else {}
@@ -108,7 +108,7 @@ def cmd_validate(args) -> int:
             dict.fromkeys(p for split in splits for p in validate_path("cifar", args.path, split=split, **options))
         )
     elif args.format == "voc":  # every image set found unless --sets names some
-        from .data.voc import validate_voc
+        from ..data.voc import validate_voc
 
         checked, skipped, problems = validate_voc(args.path, **options)
     else:
@@ -130,8 +130,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .data.classification import generate_digits_classification
-    from .data.synth import SYNTH_SIZES, generate_dataset
+    from ..data.classification import generate_digits_classification
+    from ..data.synth import SYNTH_SIZES, generate_dataset
 
     names = sorted([*SYNTH_SIZES, "digits-classification"])
     if args.name not in names:
@@ -149,8 +149,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .config import load_config
-    from .workflows import run_from_config
+    from ..config import load_config
+    from ..workflows import run_from_config
 
     cfg = load_config(args.config, args.set)
     run_from_config(cfg, args.out, progress=not args.quiet)
@@ -159,7 +159,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .workflows import resume_run
+    from ..workflows import resume_run
 
     resume_run(args.run_dir, overrides=args.set, progress=not args.quiet)
     _print_status(args.run_dir)
@@ -167,7 +167,7 @@ def cmd_resume(args) -> int:
 
 
 def _print_status(run_dir) -> None:
-    from .al.status import run_status
+    from ..al.status import run_status
 
     status = run_status(run_dir)
     if status["pending"]:
@@ -184,7 +184,7 @@ def _print_status(run_dir) -> None:
 
 def cmd_query(args) -> int:
     """Train if needed, score, select and export the next batch; the run then waits for its labels."""
-    from .al.status import run_status
+    from ..al.status import run_status
 
     status = run_status(args.run_dir)
     if status["pending"]:
@@ -198,7 +198,7 @@ def cmd_query(args) -> int:
         + ([f"export_format={args.format}"] if args.format else [])
         + ([f"export_min_score={args.min_score}"] if args.min_score is not None else [])
     )
-    from .workflows import resume_run  # torch: only once there is work to do
+    from ..workflows import resume_run  # torch: only once there is work to do
 
     resume_run(args.run_dir, overrides=overrides, progress=not args.quiet)
     _print_status(args.run_dir)
@@ -206,7 +206,7 @@ def cmd_query(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .workflows import import_into_run
+    from ..workflows import import_into_run
 
     result = import_into_run(
         args.run_dir,
@@ -234,7 +234,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .al.status import run_status
+    from ..al.status import run_status
 
     status = run_status(args.run_dir)
     if args.json:
@@ -275,7 +275,7 @@ def _batch_line(batch: dict) -> str:
 
 
 def cmd_strategies(args) -> int:
-    from .strategies import METHODS
+    from ..strategies import METHODS
 
     for method in METHODS.values():
         print(f"{method.name:<24s}{method.description}")
@@ -290,13 +290,13 @@ def cmd_strategies(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import format_table, write_report
+    from ..report import format_table, write_report
 
     summary = write_report(args.runs, args.out, metric=args.metric, baseline=args.baseline, cycles=args.cycles)
     print(format_table(summary))
     print(f"\nwrote {args.out}/report.md, summary.json and the plots")
     if args.html:
-        from .html_report import write_html_report
+        from ..html_report import write_html_report
 
         page = write_html_report(
             args.runs, args.out, metric=args.metric, cycles=args.cycles, thumbnails_per_cycle=args.thumbnails
@@ -308,8 +308,8 @@ def cmd_report(args) -> int:
 def cmd_retrain(args) -> int:
     import numpy as np
 
-    from .al.rundir import RunDir
-    from .retrain import Retrainer, retrain_run, run_seed
+    from ..al.rundir import RunDir
+    from ..retrain import Retrainer, retrain_run, run_seed
 
     if (args.cycle is None) == (args.out is None):
         raise ValueError("retrain: pass --out DIR (every cycle, as run directories) or --cycle T (print one cycle)")
@@ -329,7 +329,7 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_draws(args) -> int:
-    from .report.draws import draw_savings, format_draws
+    from ..report.draws import draw_savings, format_draws
 
     arms = draw_savings(args.draws, cycles=args.cycles, metric=args.metric, baseline=args.baseline)
     print(format_draws(args.draws, arms, cycles=args.cycles))
@@ -337,7 +337,7 @@ def cmd_draws(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import BenchRunsFailed, run_bench
+    from ..bench import BenchRunsFailed, run_bench
 
     try:
         run_bench(
@@ -364,7 +364,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_bench_scale(args) -> int:
-    from .bench_scale import bench_scale, format_table
+    from ..bench_scale import bench_scale, format_table
 
     rows = bench_scale(args.images, out=args.out, boxes_per_image=args.boxes_per_image, seed=args.seed)
     print(format_table(rows))
@@ -377,8 +377,8 @@ def cmd_detectors(args) -> int:
     ``training_options`` keys choose from."""
     import dataclasses
 
-    from .engine.trainers import DETECTOR_TRAINING, TRAINERS
-    from .models import DETECTORS, detector_additions
+    from ..engine.trainers import DETECTOR_TRAINING, TRAINERS
+    from ..models import DETECTORS, detector_additions
 
     for name, builder in DETECTORS.items():
         print(f"{name:<34s} {(builder.__doc__ or '').strip().splitlines()[0]}")
@@ -396,7 +396,7 @@ def cmd_detectors(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(Path(args.out), seed=args.seed, threads=args.threads, progress=not args.quiet)
     return 0
