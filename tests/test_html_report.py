@@ -15,7 +15,7 @@ from test_loop import write_config
 
 from activedet.cli import main
 from activedet.config import load_config
-from activedet.html_report import write_html_report
+from activedet.report.html import write_html_report
 from activedet.workflows import run_from_config
 
 HOSTILE = "<script>alert(1)</script>&"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from activedet.report import format_table, load_runs, summarize, write_report
-from activedet.savings import mean_interval, t_quantile
+from activedet.report.savings import mean_interval, t_quantile
 from tests.test_report import make_run
 
 T_975_2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # df=2 closed form (2p - 1) / sqrt(2p(1 - p)): 4.303

@@ -296,7 +296,7 @@ def cmd_report(args) -> int:
     print(format_table(summary))
     print(f"\nwrote {args.out}/report.md, summary.json and the plots")
     if args.html:
-        from ..html_report import write_html_report
+        from ..report.html import write_html_report
 
         page = write_html_report(
             args.runs, args.out, metric=args.metric, cycles=args.cycles, thumbnails_per_cycle=args.thumbnails

@@ -30,7 +30,7 @@ An unfinished run simply has fewer lines. Conventions used throughout:
   cycles t >= 1 where it is defined; cycle 0 is left out because every strategy trains on the same initial
   set there, so it says nothing about the strategy. Computed on mean curves, it is NaN wherever the strategy's
   mean is above the baseline's best point.
-* **Paired labels saved, with 95% intervals** (:mod:`activedet.savings`): the same quantity per seed against the
+* **Paired labels saved, with 95% intervals** (:mod:`activedet.report.savings`): the same quantity per seed against the
   baseline run of the same seed, on every cycle that run completed (even where other seeds' baseline runs
   stopped earlier), with a flagged lower bound instead of NaN above that run's curve, then the
   mean over seeds with a Student-t interval; ``write_report`` also writes them to ``savings.csv``. Runs that
@@ -48,9 +48,9 @@ import os
 from pathlib import Path
 
 from ..atomic import atomic_write
-from ..plots import plot
-from ..savings import labels_needed, normalised_auc, savings_csv
+from .plots import plot
 from .runs import Run, label_extras, load_runs, strategy_label
+from .savings import labels_needed, normalised_auc, savings_csv
 from .summary import StrategySummary, Summary, summarize
 from .tables import format_table
 

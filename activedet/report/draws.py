@@ -15,8 +15,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..savings import Interval, interval_cell, mean_interval
 from .runs import load_runs
+from .savings import Interval, interval_cell, mean_interval
 from .summary import summarize
 
 __all__ = ["AXES", "draw_savings", "over_draws", "format_draws"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..savings import AXES, Interval, labels_needed, mean_interval, normalised_auc, pair_with_baseline, per_seed_overall
 from .runs import Run
+from .savings import AXES, Interval, labels_needed, mean_interval, normalised_auc, pair_with_baseline, per_seed_overall
 
 __all__ = ["StrategySummary", "Summary", "summarize"]
 
@@ -50,7 +50,7 @@ class StrategySummary:
             the baseline has no run of that seed).
         images_per_seed, boxes_per_seed: ``float64[S, C]`` each seed's labelled counts per cycle.
         images_saved_per_seed, boxes_saved_per_seed: ``float64[S, C]`` percent saved against the baseline run
-            of the same seed (:mod:`activedet.savings`); images_saved_bound, boxes_saved_bound: ``bool[S, C]``
+            of the same seed (:mod:`activedet.report.savings`); images_saved_bound, boxes_saved_bound: ``bool[S, C]``
             True where that value is a lower bound (the metric is above the seed's whole baseline curve).
         metric_difference_per_seed: ``float64[S, C]`` metric minus the same seed's baseline run, per cycle.
         cost_mean, cost_std: ``float64[C]`` the labelled set's labelling cost over seeds (NaN where some seed's run

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..savings import has_cost, markdown_table, paired_tables
+from .savings import has_cost, markdown_table, paired_tables
 from .summary import StrategySummary, Summary
 
 __all__ = ["format_table", "cycle_columns"]

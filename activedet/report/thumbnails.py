@@ -1,4 +1,4 @@
-"""The "Queried images" section of the HTML report (:mod:`activedet.html_report`, item 3 of its docstring):
+"""The "Queried images" section of the HTML report (:mod:`activedet.report.html`, item 3 of its docstring):
 per run, each cycle's first picks by rank as thumbnails with the ground-truth boxes (green) and, when
 ``RUN/cycles/t/predictions.json`` exists, the predicted boxes (orange), captioned with the reason for the pick.
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 if TYPE_CHECKING:  # only for annotations: activedet.report imports this module
-    from .report import StrategySummary, Summary
+    from . import StrategySummary, Summary
 
 __all__ = ["plot", "PLOT_FILES", "SAVINGS_PLOT"]
 

@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from ..atomic import atomic_write_text
+from . import Run, Summary, load_runs, summarize
 from .plots import _COLORS
-from .report import Run, Summary, load_runs, summarize
-from .report.thumbnails import THUMB_LEGEND, Thumbnails, run_section
+from .thumbnails import THUMB_LEGEND, Thumbnails, run_section
 
 __all__ = ["write_html_report", "DEFAULT_METRICS"]
 
