@@ -497,14 +497,14 @@ def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, me
     error stops)."""
     from .report.runs import load_runs
 
-    random = next(arm for arm in arms if arm.label == _plain_random(arms))
-    others = [arm for arm in arms if arm is not random]
+    baseline = next(arm for arm in arms if arm.label == _plain_random(arms))
+    others = [arm for arm in arms if arm is not baseline]
     while True:
         extend = {}
         for seed in seeds:
-            (run,) = load_runs(random.run_dir(out, seed))
+            (run,) = load_runs(baseline.run_dir(out, seed))
             last = len(run.cycles) - 1
-            unlabelled = RunDir(random.run_dir(out, seed)).unlabelled_indices(last)
+            unlabelled = RunDir(baseline.run_dir(out, seed)).unlabelled_indices(last)
             exhausted = unlabelled.is_file() and np.load(unlabelled).size == 0
             curves = []
             for arm in others:
@@ -526,11 +526,11 @@ def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, me
 
             runs = [
                 BenchRun(
-                    random.label,
+                    baseline.label,
                     seed,
-                    random.run_dir(out, seed),
-                    run_settings(random, seed, random.run_dir(out, seed), overrides, cycles=cycles),
-                    random.recorded,
+                    baseline.run_dir(out, seed),
+                    run_settings(baseline, seed, baseline.run_dir(out, seed), overrides, cycles=cycles),
+                    baseline.recorded,
                 )
                 for seed, cycles in extend.items()
             ]
@@ -540,7 +540,13 @@ def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, me
         else:
             for seed, cycles in extend.items():
                 _run_in_turn(
-                    config, [random], [seed], out, overrides=overrides, progress=False, cycles={random.label: cycles}
+                    config,
+                    [baseline],
+                    [seed],
+                    out,
+                    overrides=overrides,
+                    progress=False,
+                    cycles={baseline.label: cycles},
                 )
 
 
