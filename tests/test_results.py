@@ -252,3 +252,24 @@ def test_the_box_budgets_fourth_cycle_is_the_docs():
     images, boxes = (cell.split(" [")[0] for cell in cells)
     readme = f"at least {images} of images and {boxes} of boxes at {arm.images_per_seed[:, 4].mean():.0f} images"
     assert readme in _flat(README), readme
+
+
+def test_the_box_budgets_class_by_class_savings_are_the_docs():
+    """benchmarks/per_class.py on the records prints the docs' table (each class's AP paired as the report pairs
+    the mean AP)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("per_class", ROOT / "benchmarks" / "per_class.py")
+    per_class = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(per_class)
+    rows = per_class.class_savings(PEOPLE / "random", BOX, cycle=3)
+    assert [row["name"] for row in rows][:3] == ["zero", "one", "two"] and len(rows) == 10
+    table = per_class.format_rows(rows, 3)
+    section = BENCHMARKS_MD[BENCHMARKS_MD.index("### Where the box budget's saving comes from") :]
+    assert table in section, table
+    # the ordering the prose describes: the most frequent class saves least, the two rarest the most
+    means = {row["name"]: np.nanmean(row["saved"]) for row in rows}
+    assert means["zero"] == min(means.values()) and {"seven", "nine"} == set(sorted(means, key=means.get)[-2:])
+    rarest = min(means["seven"], means["nine"])
+    shown = f"from {means['zero']:.1f}% for the most frequent class to at least {rarest:.0f}% for the two rarest"
+    assert shown in _flat(README), shown
