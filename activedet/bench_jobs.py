@@ -81,7 +81,8 @@ def folder_name(label: str) -> str:
 def _command(config: Path | None, run: BenchRun) -> list[str]:
     if run.command is not None:
         return [sys.executable, "-m", "activedet", *run.command]
-    return [sys.executable, "-m", "activedet", "run", str(config), "--quiet"] + [
+    # not --quiet: the log is a file, so the run writes one plain line per epoch and per scoring pass to follow
+    return [sys.executable, "-m", "activedet", "run", str(config)] + [
         arg for value in run.settings for arg in ("--set", value)
     ]
 

@@ -4,6 +4,7 @@ only itself, is named with its log, and the same command resumes it."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,12 @@ def test_parallel_bench_killed_then_resumed_equals_the_sequential_bench(tiny_dat
 
     monkeypatch.delenv("ACTIVEDET_KILL_AT")
     assert bench(config, tmp_path / "parallel", "--jobs", "3") == 0
+    log = (tmp_path / "parallel/logs/random.seed0.log").read_text()  # a file: plain lines to follow the run by
+    assert (
+        "epoch 1/" in log
+        and "\r" not in log
+        and re.search(r"^cycle 1: 10 labelled images, \d+ boxes, voc/mAP_area", log, re.M)
+    )
     for label in LABELS:
         for seed in (0,):
             a = tmp_path / "in_turn/runs" / label / f"seed{seed}"

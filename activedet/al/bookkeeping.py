@@ -4,7 +4,8 @@
 * the stages' wall-clock seconds (``cycles/t/timing.json``) and the run's logs rebuilt from the per-cycle files
   (``metrics.jsonl``, ``timing.jsonl``);
 * a cycle's training leftovers: TensorBoard logs and per-epoch weights moved into the run directory, older
-  cycles' checkpoints pruned.
+  cycles' checkpoints pruned;
+* the one plain progress line of an evaluated cycle (:func:`cycle_summary`).
 
 Every path is named by :class:`~activedet.al.rundir.RunDir`; every file is written atomically, by rank 0 only.
 """
@@ -21,7 +22,17 @@ from .ledger import Ledger
 from .rundir import RunDir
 from .scores import write_npy
 
-__all__ = ["write_index_files", "record_seconds", "write_metrics_log", "keep_training_logs", "prune_checkpoints"]
+__all__ = [
+    "write_index_files",
+    "record_seconds",
+    "write_metrics_log",
+    "keep_training_logs",
+    "prune_checkpoints",
+    "cycle_summary",
+]
+
+#: the metric a cycle's progress line shows: the first of these the evaluation gave
+HEADLINE_METRICS = ("voc/mAP_area", "coco/AP", "accuracy/top1", "froc/cpm")
 
 
 def write_index_files(rundir: RunDir, ledger: Ledger, pool_ids: list[str]) -> None:
@@ -87,3 +98,16 @@ def prune_checkpoints(rundir: RunDir, t: int, keep: int) -> None:
     """Delete the model files of cycles ``1 .. t - keep`` (``keep_checkpoints``)."""
     for old in range(1, t - keep + 1):  # cycle 0 is kept: bench shares it
         rundir.cycle(old).model.unlink(missing_ok=True)
+
+
+def cycle_summary(record: dict) -> str:
+    """The progress line of an evaluated cycle's record (``cycles/t/metrics.json``), e.g. ``cycle 2: 400 labelled
+    images, 1508 boxes, voc/mAP_area 0.5420``."""
+    metrics = record["metrics"]
+    shown = [f", {key} {metrics[key]:.4f}" for key in HEADLINE_METRICS if isinstance(metrics.get(key), int | float)]
+    boxes = record.get("labelled_boxes")
+    return (
+        f"cycle {record['cycle']}: {record['labelled_images']} labelled images"
+        + (f", {boxes} boxes" if boxes is not None else "")
+        + "".join(shown[:1])
+    )

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -63,7 +64,14 @@ from ..evaluation import evaluate
 from ..strategies.base import Strategy
 from ..tensorboard import log_cycle
 from .annotation import pending_images
-from .bookkeeping import keep_training_logs, prune_checkpoints, record_seconds, write_index_files, write_metrics_log
+from .bookkeeping import (
+    cycle_summary,
+    keep_training_logs,
+    prune_checkpoints,
+    record_seconds,
+    write_index_files,
+    write_metrics_log,
+)
 from .coldstart import cold_start_indices
 from .cost import CostModel, scores_rank
 from .cost_stage import (
@@ -329,6 +337,8 @@ class ActiveLearningRun(PoolScoring):
             record_seconds(self.rundir, t, "evaluate", time.perf_counter() - started)
             atomic_write_json(path, record)
             write_metrics_log(self.rundir)
+            if self.progress:  # on a terminal between the bars; in a log file one line per cycle
+                print(cycle_summary(record), file=sys.stderr, flush=True)
             if self.train_options.tensorboard:
                 log_cycle(self.run_dir, t, metrics, {}, record["pseudo_labels"])
         dist_utils.barrier()

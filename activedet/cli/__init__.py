@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{', '.join(ARM_KEYS)} (`entropy@semi_supervised={{}}`; `hybrid@initial_selection=typiclust`: a cold "
         "start; `entropy@budget_unit=boxes@budget=320`: 320 boxes per cycle). Arms share each seed's cycle 0 "
         f"unless they differ in {', '.join(CYCLE_ZERO_KEYS)}. Each run is `OUT/runs/ARM/seedN` (ARM: the arm's label "
-        "as a file name any common file system accepts), its log `OUT/logs/ARM.seedN.log`; the same command resumes "
+        "as a file name any common file system accepts), its log `OUT/logs/ARM.seedN.log` (with --jobs: a line per "
+        "epoch and per cycle, to follow it by); the same command resumes "
         "every unfinished run. A failed run stops only itself and is named with its log.",
     )
     with_config(p)
