@@ -22,6 +22,7 @@ __all__ = [
     "EPOCH_CHECKPOINTS",
     "CYCLE_ZERO_KEYS",
     "ARM_KEYS",
+    "HEADLINE_METRICS",
 ]
 
 #: dataset layouts ``data_format`` names
@@ -59,3 +60,6 @@ CYCLE_ZERO_KEYS = ("semi_supervised", "pseudo_labels", "warm_start", "initial_se
 #: (``@simulated_preview=false``), those calibrated or not (``@cost_calibration=false``), changes what the cycles
 #: buy, not cycle 0
 ARM_KEYS = (*CYCLE_ZERO_KEYS, "budget_unit", "budget", "simulated_preview", "cost_calibration")
+#: the metric a one-line summary of a cycle shows (its progress line, ``activedet status`` over several runs): the
+#: first of these the evaluation gave
+HEADLINE_METRICS = ("voc/mAP_area", "coco/AP", "accuracy/top1", "froc/cpm")

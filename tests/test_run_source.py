@@ -5,6 +5,7 @@ its config key, what changed and what to do; fixed labels on the same images do 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,33 @@ def test_status_reads_a_run_without_importing_torch(started):
     cached = len(list((run / "cache").iterdir()))
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert again == out and len(list((run / "cache").iterdir())) == cached + 1  # the changed file's index
+
+
+def test_status_of_a_folder_of_runs_is_a_line_each_and_a_run_that_goes_on_is_running(started, capsys):
+    run, _ = started
+    other = run.parent / "more" / "run"
+    shutil.copytree(run, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "cycles": 2}))  # evaluated cycle 0 of 0..2: not done
+    assert run_status(other)["state"] == "running" and run_status(run)["state"] == "finished"
+    code = (
+        f"import sys; from activedet.cli import main; main(['status', {str(run.parent)!r}]); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert lines[-1] == "False", out
+    assert re.fullmatch(
+        rf"{re.escape(str(other))}: cycle 0, running, 6 labelled images, 13 boxes, voc/mAP_area [\d.]+ \(cycle 0\)",
+        lines[0],
+    ), out
+    assert lines[1].startswith(f"{run}: cycle 0, finished, 6 labelled images") and len(lines) == 3  # path order
+    assert main(["status", str(run), str(other), "--json"]) == 0
+    assert [s["state"] for s in json.loads(capsys.readouterr().out)] == ["finished", "running"]
+    assert main(["status", str(run.parent / "nowhere")]) == 2
+    assert "nowhere: no such run directory" in capsys.readouterr().err
+    assert main(["status", str(run.parent / "data")]) == 2
+    assert "data: no run below it (a run directory holds ledger.npz)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from ..atomic import atomic_write, atomic_write_json
+from ..constants import HEADLINE_METRICS
 from ..engine import distributed as dist_utils
 from .ledger import Ledger
 from .rundir import RunDir
@@ -30,9 +31,6 @@ __all__ = [
     "prune_checkpoints",
     "cycle_summary",
 ]
-
-#: the metric a cycle's progress line shows: the first of these the evaluation gave
-HEADLINE_METRICS = ("voc/mAP_area", "coco/AP", "accuracy/top1", "froc/cpm")
 
 
 def write_index_files(rundir: RunDir, ledger: Ledger, pool_ids: list[str]) -> None:

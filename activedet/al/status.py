@@ -7,16 +7,20 @@ whose size and modification time are still those saved in ``pool.json`` is not o
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from ..constants import HEADLINE_METRICS
 from .annotation import load_import_records, pending_images
 from .cost import calibration
 from .ledger import Ledger
+from .plan import LoopOptions
 from .rundir import RunDir
 
-__all__ = ["run_status", "check_source"]
+__all__ = ["run_status", "check_source", "find_runs", "status_line"]
 
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:
@@ -40,8 +44,8 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
         batch = [p["image_id"] for p in json.loads(selection.read_text())["picks"]]
         pending = pending_images(run_dir, batch)
         state = "awaiting labels" if pending else "labelled, ready for the next query"
-    elif lines and lines[-1]["cycle"] == t and not selection.is_file():
-        state = "finished" if run.cycle(t).metrics.is_file() else "running"
+    elif lines and lines[-1]["cycle"] == t and run.cycle(t).metrics.is_file() and _stops_at(run, ledger):
+        state = "finished"
     last = lines[-1] if lines else None
     return {
         "run_dir": str(run_dir),
@@ -116,3 +120,45 @@ def _saved_config(run: RunDir):
         return load_config(run.config)  # raises, naming the file and the key
     cfg._source = str(run.config)
     return cfg
+
+
+def _stops_at(run: RunDir, ledger: Ledger) -> bool:
+    """Whether the run's stopping rule (its saved ``cycles``, ``max_labelled``, or an exhausted pool) holds at the
+    ledger's cycle: an evaluated cycle is the last one, not a run between its evaluation and its selection."""
+    saved = json.loads(run.config.read_text(encoding="utf-8"))
+    options = LoopOptions(**{f.name: saved[f.name] for f in dataclasses.fields(LoopOptions) if f.name in saved})
+    return options.finished(ledger)
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """The run directories (those with a ledger) among ``paths`` and below them, each once, in path order.
+
+    Raises ``FileNotFoundError`` naming a path that does not exist or holds no run."""
+    runs: dict[Path, None] = {}
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such run directory")
+        found = (
+            [path] if RunDir(path).ledger.is_file() else sorted(p.parent for p in path.rglob(RunDir(".").ledger.name))
+        )
+        if not found:
+            raise FileNotFoundError(f"{path}: no run below it (a run directory holds {RunDir('.').ledger.name})")
+        runs.update(dict.fromkeys(found))
+    return list(runs)
+
+
+def status_line(status: dict[str, Any]) -> str:
+    """A run's status on one line: ``RUN: cycle 2, running, 400 labelled images, 1508 boxes, voc/mAP_area 0.5420
+    (cycle 2)``."""
+    parts = [f"cycle {status['cycle']}", status["state"], f"{status['labelled_images']} labelled images"]
+    if status["labelled_boxes"] is not None:
+        parts.append(f"{status['labelled_boxes']} boxes")
+    if status["pending"]:
+        parts.append(f"{len(status['pending'])} pending")
+    metrics = status["last_metrics"] or {}
+    for key in HEADLINE_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
+            parts.append(f"{key} {value:.4f} (cycle {metrics['cycle']})")
+            break
+    return f"{status['run_dir']}: {', '.join(parts)}"

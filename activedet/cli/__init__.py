@@ -288,10 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Per labelled batch: its images and boxes beside the boxes and cost predicted when it was selected, and their "
         "actual / predicted ratios (the factors `cost_calibration` spends the next predictions at). Read from the "
         "run's files without torch, in well under a second for a million-image pool; a train file changed since "
-        "the run started is an error (docs/scale.md).",
+        "the run started is an error (docs/scale.md). Several runs, or a folder holding runs (a bench's OUT): one "
+        "line each, with the last evaluated cycle's headline metric.",
     )
-    p.add_argument("run_dir", help="the run directory")
-    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="a run directory: its status in full; several, or a folder holding runs (a bench's OUT): one line each",
+    )
+    p.add_argument("--json", action="store_true", help="print the status as JSON (a list for several runs)")
     p.set_defaults(func=commands.cmd_status)
 
     p = command("strategies", "list the registered query strategies", "One line each.")

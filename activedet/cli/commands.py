@@ -234,9 +234,17 @@ def cmd_import(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from ..al.status import run_status
+    from ..al.status import find_runs, run_status, status_line
 
-    status = run_status(args.run_dir)
+    runs = find_runs(args.run_dirs)
+    if runs != [Path(p) for p in args.run_dirs] or len(runs) > 1:  # a folder of runs, or several: a line each
+        statuses = [run_status(run) for run in runs]
+        if args.json:
+            print(json.dumps(statuses, indent=2))
+        else:
+            print("\n".join(status_line(status) for status in statuses))
+        return 0
+    status = run_status(runs[0])
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
