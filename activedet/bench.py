@@ -328,7 +328,8 @@ def run_bench(
             for seed in seeds:
                 run_dir = arm.run_dir(out, seed)
                 settings = run_settings(arm, seed, run_dir, overrides, cycles=arm_cycles.get(arm.label))
-                run = BenchRun(arm.label, seed, run_dir, settings, arm.recorded, head=heads.get((seed, arm.cycle_zero)))
+                head = heads.get((seed, arm.cycle_zero))
+                run = BenchRun(arm.label, seed, run_dir, settings, arm.recorded, head=head, quiet=not progress)
                 heads.setdefault((seed, arm.cycle_zero), run)
                 runs.append(run)
         failed = run_parallel(config, runs, jobs=jobs, logs=out / "logs", share_cycle_zero=_share_cycle_zero)
@@ -336,7 +337,7 @@ def run_bench(
         _run_in_turn(config, arms, seeds, out, overrides=overrides, progress=progress, cycles=arm_cycles)
     if auto and not failed:
         failed = _extend_baseline(
-            config, arms, seeds, out, overrides=overrides, metric=metric, jobs=jobs, planned=planned
+            config, arms, seeds, out, overrides=overrides, metric=metric, jobs=jobs, planned=planned, progress=progress
         )
     if draws > 1 and not failed:
         failed = _retrain_draws(arms, seeds, out, draws=draws, jobs=jobs)
@@ -466,17 +467,16 @@ AUTO, AUTO_MAX_RATIO = "auto", 4.0
 def baseline_short_of(
     baseline_curve: np.ndarray,
     baseline_images: float,
-    exhausted: bool,
     arm_curves: list[tuple[np.ndarray, np.ndarray]],
 ) -> float | None:
     """The metric one seed's baseline run still has to reach under ``--baseline-cycles auto``, or None when it has
     nothing more to do.
 
-    ``baseline_curve`` is its metric per cycle so far, ``baseline_images`` its labelled images at the last one, and
-    ``exhausted`` whether its pool has nothing left to label; ``arm_curves`` holds each other arm's run of the seed
-    as (metric per cycle, labelled images per cycle). The target is the best metric of those runs; the baseline has
-    reached it when a point of its curve is at least as high. It stops short of it once its pool is used up or it
-    has labelled :data:`AUTO_MAX_RATIO` times the images the arm needed for that metric."""
+    ``baseline_curve`` is its metric per cycle so far and ``baseline_images`` its labelled images at the last one;
+    ``arm_curves`` holds each other arm's run of the seed as (metric per cycle, labelled images per cycle). The
+    target is the best metric of those runs; the baseline has reached it when a point of its curve is at least as
+    high. It stops short of it once it has labelled :data:`AUTO_MAX_RATIO` times the images the arm needed for that
+    metric (a run that cannot go on, its pool used up or ``max_labelled`` reached, is stopped by the caller)."""
     best, images = None, None
     for metrics, labelled in arm_curves:
         if np.isnan(metrics).all():
@@ -486,12 +486,14 @@ def baseline_short_of(
             best, images = float(metrics[t]), float(labelled[t])
     if best is None or (not np.isnan(baseline_curve).all() and np.nanmax(baseline_curve) >= best):
         return None
-    if exhausted or baseline_images >= AUTO_MAX_RATIO * images:
+    if baseline_images >= AUTO_MAX_RATIO * images:
         return None
     return best
 
 
-def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, metric: str, jobs: int, planned: int):
+def _extend_baseline(
+    config, arms: list[Arm], seeds, out: Path, *, overrides, metric: str, jobs: int, planned: int, progress: bool
+):
     """``--baseline-cycles auto``: each seed's plain random run goes on by one cycle, in rounds, while
     :func:`baseline_short_of` names a metric it has still to reach; returns the runs that failed (none in turn: an
     error stops)."""
@@ -499,18 +501,24 @@ def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, me
 
     baseline = next(arm for arm in arms if arm.label == _plain_random(arms))
     others = [arm for arm in arms if arm is not baseline]
+    asked: dict[int, int] = {}  # per seed, the cycle the last round asked its random run to reach
+    stuck: set[int] = set()
     while True:
         extend = {}
         for seed in seeds:
+            if seed in stuck:
+                continue
             (run,) = load_runs(baseline.run_dir(out, seed))
             last = len(run.cycles) - 1
-            unlabelled = RunDir(baseline.run_dir(out, seed)).unlabelled_indices(last)
-            exhausted = unlabelled.is_file() and np.load(unlabelled).size == 0
+            if asked.get(seed, last) > last:  # asked for a cycle it did not add: pool used up, max_labelled, ...
+                print(f"[bench] seed {seed}: random cannot go past cycle {last}; its savings stay bounds", flush=True)
+                stuck.add(seed)
+                continue
             curves = []
             for arm in others:
                 (other,) = load_runs(arm.run_dir(out, seed))
                 curves.append((other.metrics[metric][: planned + 1], other.labelled_images[: planned + 1]))
-            target = baseline_short_of(run.metrics[metric], run.labelled_images[-1], exhausted, curves)
+            target = baseline_short_of(run.metrics[metric], run.labelled_images[-1], curves)
             if target is not None:
                 extend[seed] = last + 1
                 best = np.nanmax(run.metrics[metric]) if not np.isnan(run.metrics[metric]).all() else float("nan")
@@ -521,6 +529,7 @@ def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, me
                 )
         if not extend:
             return []
+        asked.update(extend)
         if jobs > 1:
             from .bench_jobs import BenchRun, run_parallel
 
@@ -531,6 +540,7 @@ def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, me
                     baseline.run_dir(out, seed),
                     run_settings(baseline, seed, baseline.run_dir(out, seed), overrides, cycles=cycles),
                     baseline.recorded,
+                    quiet=not progress,
                 )
                 for seed, cycles in extend.items()
             ]
@@ -545,7 +555,7 @@ def _extend_baseline(config, arms: list[Arm], seeds, out: Path, *, overrides, me
                     [seed],
                     out,
                     overrides=overrides,
-                    progress=False,
+                    progress=progress,
                     cycles={baseline.label: cycles},
                 )
 

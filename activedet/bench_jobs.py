@@ -40,6 +40,7 @@ class BenchRun:
         head: the run of the same seed and overrides whose cycle 0 it shares (``None``: it trains its own).
         command: the ``activedet`` arguments of another job than ``activedet run`` (a bench's retrain of a run
             under another training draw); ``settings`` then go unused.
+        quiet: ``activedet run --quiet`` (a quiet bench): no dataset warnings and no progress lines in its log.
     """
 
     label: str
@@ -49,6 +50,7 @@ class BenchRun:
     recorded: str
     head: BenchRun | None = None
     command: list[str] | None = None
+    quiet: bool = False
     returncode: int | None = field(default=None, compare=False)
 
     @property
@@ -81,8 +83,8 @@ def folder_name(label: str) -> str:
 def _command(config: Path | None, run: BenchRun) -> list[str]:
     if run.command is not None:
         return [sys.executable, "-m", "activedet", *run.command]
-    # not --quiet: the log is a file, so the run writes one plain line per epoch and per scoring pass to follow
-    return [sys.executable, "-m", "activedet", "run", str(config)] + [
+    # unless quiet, the run writes one plain line per epoch, scoring pass and cycle to its log (a file: no bars)
+    return [sys.executable, "-m", "activedet", "run", str(config), *(["--quiet"] if run.quiet else [])] + [
         arg for value in run.settings for arg in ("--set", value)
     ]
 

@@ -40,13 +40,13 @@ def test_parallel_bench_killed_then_resumed_equals_the_sequential_bench(tiny_dat
     assert (tmp_path / "parallel/report/report.md").is_file()  # written from what finished
 
     monkeypatch.delenv("ACTIVEDET_KILL_AT")
-    assert bench(config, tmp_path / "parallel", "--jobs", "3") == 0
-    log = (tmp_path / "parallel/logs/random.seed0.log").read_text()  # a file: plain lines to follow the run by
-    assert (
-        "epoch 1/" in log
-        and "\r" not in log
-        and re.search(r"^cycle 1: 10 labelled images, \d+ boxes, voc/mAP_area", log, re.M)
+    resume = ["bench", str(config), "--strategies", *ARMS, "--seeds", "0", "--out", str(tmp_path / "parallel")]
+    assert main([*resume, "--jobs", "3"]) == 0  # not quiet: the runs write their progress to their logs
+    log = (tmp_path / "parallel/logs/random.seed0.log").read_text()  # plain lines, no bars: it is a file
+    assert re.fullmatch(
+        r"cycle 1: 10 labelled images, \d+ boxes, voc/mAP_area [\d.]+\nrun finished at cycle 1.*\n", log
     )
+    # (the quiet first bench wrote nothing there: no cycle 0 or epoch lines; the resumed run had its model)
     for label in LABELS:
         for seed in (0,):
             a = tmp_path / "in_turn/runs" / label / f"seed{seed}"
@@ -113,7 +113,7 @@ def test_baseline_cycles_auto_continues_random_until_it_reaches_the_other_arms(
 
     asked = []
 
-    def short_of(curve, images, exhausted, arm_curves):
+    def short_of(curve, images, arm_curves):
         asked.append((len(curve), len(arm_curves)))
         return 0.99 if len(curve) < 4 else None
 
@@ -142,14 +142,33 @@ def test_baseline_short_of_names_the_best_metric_random_has_not_reached():
         (np.array([0.2, 0.55, np.nan]), np.array([200.0, 300.0, 400.0])),  # a cycle without the metric
     ]
     random = np.array([0.2, 0.3, 0.45])
-    assert baseline_short_of(random, 400.0, False, arms) == 0.55
-    assert baseline_short_of(np.array([0.2, 0.56, 0.5]), 400.0, False, arms) is None  # a point reached it
-    assert baseline_short_of(np.array([0.2, 0.55]), 300.0, False, arms) is None  # as high is reached
-    assert baseline_short_of(random, 400.0, True, arms) is None  # nothing left to label: a bound
-    assert baseline_short_of(random, AUTO_MAX_RATIO * 300.0, False, arms) is None  # 4x the images the arm needed
-    assert baseline_short_of(random, AUTO_MAX_RATIO * 300.0 - 1, False, arms) == 0.55
-    assert baseline_short_of(random, 400.0, False, [(np.full(3, np.nan), np.ones(3))]) is None
-    assert baseline_short_of(np.full(2, np.nan), 300.0, False, arms) == 0.55
+    assert baseline_short_of(random, 400.0, arms) == 0.55
+    assert baseline_short_of(np.array([0.2, 0.56, 0.5]), 400.0, arms) is None  # a point reached it
+    assert baseline_short_of(np.array([0.2, 0.55]), 300.0, arms) is None  # as high is reached
+    assert baseline_short_of(random, AUTO_MAX_RATIO * 300.0, arms) is None  # 4x the images the arm needed
+    assert baseline_short_of(random, AUTO_MAX_RATIO * 300.0 - 1, arms) == 0.55
+    assert baseline_short_of(random, 400.0, [(np.full(3, np.nan), np.ones(3))]) is None
+    assert baseline_short_of(np.full(2, np.nan), 300.0, arms) == 0.55
+
+
+def test_baseline_cycles_auto_stops_a_random_run_that_cannot_go_on(tiny_data, tmp_path, capsys, monkeypatch):
+    """A random run that a round asked for one more cycle and that did not add it (here max_labelled: the pool
+    used up is the same) is left where it is, its savings bounds, instead of being asked again forever."""
+    import activedet.bench
+
+    asked = []
+
+    def never_reached(curve, images, arm_curves):
+        asked.append(len(curve))
+        return 0.99
+
+    monkeypatch.setattr(activedet.bench, "baseline_short_of", never_reached)
+    config = write_config(tmp_path, tiny_data, cycles=1, max_labelled=14)  # 6 + 4 per cycle: cycle 2 is the last
+    out = tmp_path / "out"
+    assert bench(config, out, "--baseline-cycles", "auto") == 0
+    assert asked == [2, 3]  # cycle 2 added; asked for cycle 3, which max_labelled ends at once
+    assert "seed 0: random cannot go past cycle 2; its savings stay bounds" in capsys.readouterr().out
+    assert len((out / "runs/random/seed0/metrics.jsonl").read_text().splitlines()) == 3
 
 
 def test_baseline_cycles_auto_is_checked(tiny_data, tmp_path, capsys):

@@ -86,6 +86,8 @@ def test_status_of_a_folder_of_runs_is_a_line_each_and_a_run_that_goes_on_is_run
     assert lines[1].startswith(f"{run}: cycle 0, finished, 6 labelled images") and len(lines) == 3  # path order
     assert main(["status", str(run), str(other), "--json"]) == 0
     assert [s["state"] for s in json.loads(capsys.readouterr().out)] == ["finished", "running"]
+    (other / "config.json").unlink()  # a run made through the library has none: its stopping rule is unknown
+    assert run_status(other)["state"] == "finished"
     assert main(["status", str(run.parent / "nowhere")]) == 2
     assert "nowhere: no such run directory" in capsys.readouterr().err
     assert main(["status", str(run.parent / "data")]) == 2

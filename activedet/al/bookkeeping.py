@@ -13,6 +13,7 @@ Every path is named by :class:`~activedet.al.rundir.RunDir`; every file is writt
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -102,7 +103,11 @@ def cycle_summary(record: dict) -> str:
     """The progress line of an evaluated cycle's record (``cycles/t/metrics.json``), e.g. ``cycle 2: 400 labelled
     images, 1508 boxes, voc/mAP_area 0.5420``."""
     metrics = record["metrics"]
-    shown = [f", {key} {metrics[key]:.4f}" for key in HEADLINE_METRICS if isinstance(metrics.get(key), int | float)]
+    shown = [
+        f", {key} {metrics[key]:.4f}"
+        for key in HEADLINE_METRICS
+        if isinstance(metrics.get(key), int | float) and not math.isnan(metrics[key])
+    ]
     boxes = record.get("labelled_boxes")
     return (
         f"cycle {record['cycle']}: {record['labelled_images']} labelled images"

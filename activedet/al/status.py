@@ -124,7 +124,10 @@ def _saved_config(run: RunDir):
 
 def _stops_at(run: RunDir, ledger: Ledger) -> bool:
     """Whether the run's stopping rule (its saved ``cycles``, ``max_labelled``, or an exhausted pool) holds at the
-    ledger's cycle: an evaluated cycle is the last one, not a run between its evaluation and its selection."""
+    ledger's cycle: an evaluated cycle is the last one, not a run between its evaluation and its selection. A run
+    without ``config.json`` (made through the library) counts an evaluated cycle without a selection as its last."""
+    if not run.config.is_file():  # a run made through the library: no config to read its stopping rule from
+        return True
     saved = json.loads(run.config.read_text(encoding="utf-8"))
     options = LoopOptions(**{f.name: saved[f.name] for f in dataclasses.fields(LoopOptions) if f.name in saved})
     return options.finished(ledger)

@@ -4,7 +4,7 @@ The page opens from disk (``file://``): no server, no JavaScript, no network. It
 
 1. **Learning curves** (the metric vs labelled images, and vs labelled boxes): one line per strategy label
    through the per-cycle means over seeds, a band of ± one sample standard deviation, as inline SVG written here
-   (same colours as the PNG plots of :mod:`activedet.plots`). Means and labels follow :mod:`activedet.report`.
+   (same colours as the PNG plots of :mod:`activedet.report.plots`). Means and labels follow :mod:`activedet.report`.
 2. **Per-class values of the last cycle of each run**: the per-class keys of the metric's family in
    ``metrics.jsonl`` (``voc/<class>/ap_area`` for ``voc/mAP_area``, ``voc/<class>/ap_11pt`` for ``voc/mAP_11pt``,
    ``accuracy/<class>/accuracy`` for ``accuracy/*``, ``coco/<class>/AP`` for ``coco/*``), one row per class
@@ -163,7 +163,7 @@ def _figure(summary: Summary, axis: str) -> str:
     series = [
         (label, getattr(s, f"{axis}_mean"), s.metric_mean, s.metric_std, len(s.seeds))
         for label, s in summary.strategies.items()
-    ]  # sorted labels: the colours of activedet.plots
+    ]  # sorted labels: the colours of activedet.report.plots
     x_ticks, x_decimals = _nice_axis(np.concatenate([x for _, x, *_ in series]))
     y_ticks, y_decimals = _nice_axis(np.concatenate([v for _, _, y, std, _ in series for v in (y, y - std, y + std)]))
     x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
