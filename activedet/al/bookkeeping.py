@@ -13,16 +13,15 @@ Every path is named by :class:`~activedet.al.rundir.RunDir`; every file is writt
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
 from ..atomic import atomic_write, atomic_write_json
-from ..constants import HEADLINE_METRICS
 from ..engine import distributed as dist_utils
 from .ledger import Ledger
 from .rundir import RunDir
 from .scores import write_npy
+from .status import headline_metric
 
 __all__ = [
     "write_index_files",
@@ -102,15 +101,9 @@ def prune_checkpoints(rundir: RunDir, t: int, keep: int) -> None:
 def cycle_summary(record: dict) -> str:
     """The progress line of an evaluated cycle's record (``cycles/t/metrics.json``), e.g. ``cycle 2: 400 labelled
     images, 1508 boxes, voc/mAP_area 0.5420``."""
-    metrics = record["metrics"]
-    shown = [
-        f", {key} {metrics[key]:.4f}"
-        for key in HEADLINE_METRICS
-        if isinstance(metrics.get(key), int | float) and not math.isnan(metrics[key])
-    ]
-    boxes = record.get("labelled_boxes")
+    headline, boxes = headline_metric(record["metrics"]), record.get("labelled_boxes")
     return (
         f"cycle {record['cycle']}: {record['labelled_images']} labelled images"
         + (f", {boxes} boxes" if boxes is not None else "")
-        + "".join(shown[:1])
+        + (f", {headline[0]} {headline[1]:.4f}" if headline is not None else "")
     )

@@ -20,7 +20,7 @@ from .ledger import Ledger
 from .plan import LoopOptions
 from .rundir import RunDir
 
-__all__ = ["run_status", "check_source", "find_runs", "status_line"]
+__all__ = ["run_status", "check_source", "find_runs", "status_line", "headline_metric"]
 
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:
@@ -159,9 +159,17 @@ def status_line(status: dict[str, Any]) -> str:
     if status["pending"]:
         parts.append(f"{len(status['pending'])} pending")
     metrics = status["last_metrics"] or {}
+    headline = headline_metric(metrics)
+    if headline is not None:
+        parts.append(f"{headline[0]} {headline[1]:.4f} (cycle {metrics['cycle']})")
+    return f"{status['run_dir']}: {', '.join(parts)}"
+
+
+def headline_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """The metric a one-line summary shows: the first of :data:`~activedet.constants.HEADLINE_METRICS` that
+    ``metrics`` holds as a number (not NaN), with its value; None when there is none."""
     for key in HEADLINE_METRICS:
         value = metrics.get(key)
-        if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
-            parts.append(f"{key} {value:.4f} (cycle {metrics['cycle']})")
-            break
-    return f"{status['run_dir']}: {', '.join(parts)}"
+        if isinstance(value, int | float) and not math.isnan(value):
+            return key, float(value)
+    return None
