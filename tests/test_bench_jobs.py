@@ -218,7 +218,7 @@ def test_two_spellings_of_one_setting_share_cycle_zero(tiny_data, tmp_path):
 
 
 def test_arm_folders_are_file_names_every_file_system_accepts(tiny_data, tmp_path, monkeypatch):
-    import activedet.bench
+    import activedet.bench_arms
     from activedet.bench import check_bench_arguments
     from activedet.bench_jobs import folder_name
 
@@ -235,7 +235,7 @@ def test_arm_folders_are_file_names_every_file_system_accepts(tiny_data, tmp_pat
     assert folder_name('a/b\\c|d?e*f<g>h "i":j\tk.') == "a_b_c_d_e_f_g_hi=j_k"
     long = [folder_name(f"compose[criteria=[{'entropy,' * 20}{tail}]]") for tail in ("coreset", "kmeans")]
     assert all(len(name) == 120 for name in long) and long[0][:103] == long[1][:103] and long[0] != long[1]
-    monkeypatch.setattr(activedet.bench, "folder_name", lambda label: "same")
+    monkeypatch.setattr(activedet.bench_arms, "folder_name", lambda label: "same")
     with pytest.raises(ValueError, match=r"arms 'random' and 'entropy' would share the run folder 'same'"):
         check_bench_arguments(
             config, strategies=["random", "entropy"], seeds=[0], overrides=None, metric="voc/mAP_area"
