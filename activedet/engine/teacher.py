@@ -159,7 +159,8 @@ def strong_augmentation() -> v2.Compose:
 
     Unbiased Teacher's recipe: colour jitter (p 0.8), grayscale (p 0.2), Gaussian blur σ in [0.1, 2] (p 0.5), then
     three random erasings of decreasing probability filled with noise. Input and output: ``float32[3, H, W]`` in
-    [0, 1]; boxes passed alongside (``tv_tensors.BoundingBoxes``) come out unchanged.
+    [0, 1]. Every step is photometric (no pixel moves), so the boxes the teacher predicts on the weak view are the
+    strong view's targets as they are; pass the image alone.
     """
     return v2.Compose(
         [
