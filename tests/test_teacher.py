@@ -205,7 +205,7 @@ def test_a_hook_adds_loss_terms_to_the_step():
     trainer.forward_model.train = lambda: None
     trainer.train()
     assert trainer.history[0]["train_pull"] == pytest.approx(9.0)
-    assert float(model.w) == pytest.approx(0.6)  # w - lr * 2 (w - 3)
+    assert float(model.w.detach()) == pytest.approx(0.6)  # w - lr * 2 (w - 3)
 
 
 # ------------------------------------------------------------------------------------------ the hook trains
