@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from .bench_jobs import folder_name
-from .config import load_config, parse_override
+from .config import config_keys, load_config, parse_override
 from .constants import ARM_KEYS, CYCLE_ZERO_KEYS
 from .report import label_extras, strategy_label
 
@@ -96,11 +96,17 @@ def parse_arm_overrides(spec: str) -> list[tuple[str, object]]:
                 "(e.g. entropy@semi_supervised.method=teacher_student)"
             )
         key, value = parse_override(text)
-        if key.split(".", 1)[0] not in ARM_KEYS:
+        top = key.split(".", 1)[0]
+        if top not in config_keys():  # e.g. a strategy's option put after '@'
             raise ValueError(
-                f"argument --strategies: {spec!r} overrides {key.split('.', 1)[0]!r}, but an arm may override only "
-                f"what its report label shows ({', '.join(ARM_KEYS)}); set {key.split('.', 1)[0]!r} for every arm "
-                "with --set, or run a separate bench"
+                f"argument --strategies: {spec!r} overrides {top!r}, which is not a config key; a strategy's own "
+                "options go before the first '@', after a comma (e.g. "
+                "'compose:criteria=[entropy,class_balance],class_balance={power: 2}@budget_unit=boxes')"
+            )
+        if top not in ARM_KEYS:
+            raise ValueError(
+                f"argument --strategies: {spec!r} overrides {top!r}, but an arm may override only what its report "
+                f"label shows ({', '.join(ARM_KEYS)}); set {top!r} for every arm with --set, or run a separate bench"
             )
         parsed.append((key, value))
     return parsed

@@ -452,6 +452,9 @@ def test_bench_arms_override_the_config_and_are_labelled_apart(tiny_data, tmp_pa
     assert json.loads(arms[2].overrides[0].split("=", 1)[1]) == {"threshold": 0.5, "burn_in_epochs": 1}
     with pytest.raises(ValueError, match=r"argument --strategies: 'entropy@lr=0.1' overrides 'lr', but an arm may"):
         parse_arm_overrides("entropy@lr=0.1")
+    # a strategy's option after '@' is not a config key: the message says where it goes
+    with pytest.raises(ValueError, match=r"'class_balance', which is not a config key; a strategy's own options go "):
+        parse_arm_overrides("compose:criteria=[entropy,class_balance]@class_balance={power: 2}")
     with pytest.raises(ValueError, match=r"argument --strategies 'random@semi_supervised.threshold=3'.*threshold"):
         check_bench_arguments(
             config, strategies=["random@semi_supervised.threshold=3"], seeds=[0], overrides=None, metric="voc/mAP_area"
