@@ -31,6 +31,8 @@ BOX4_ARM = "compose[criteria=[entropy,class_balance],factors=[4]] +budget[320 bo
 #: the same chain with class_balance's gain per expected box (class_balance: {per_box: true})
 BOXPB = RESULTS / "bench3-boxpb"
 BOXPB_ARM = 'compose[class_balance={"per_box":true},criteria=[entropy,class_balance]] +budget[320 boxes]'
+#: the box budget and random at 16 epochs per cycle (random run on until it reached every seed's box-budget mAP)
+BOX16 = RESULTS / "bench16"
 #: the arm that spends 320 boxes per cycle on calibrated predicted counts (the people case, simulated)
 PEOPLE_ARM = "compose[criteria=[entropy,class_balance]] +budget[320 boxes, predicted]"
 
@@ -273,3 +275,44 @@ def test_the_box_budgets_class_by_class_savings_are_the_docs():
     rarest = min(means["seven"], means["nine"])
     shown = f"from {means['zero']:.1f}% for the most frequent class to at least {rarest:.0f}% for the two rarest"
     assert shown in _flat(README), shown
+
+
+def test_the_box_budget_at_16_epochs_is_the_docs_and_the_readmes():
+    """The box budget and random at 16 epochs per cycle (bench16): per seed, over the seeds, paired with the
+    8-epoch record, and random's extended curve (every saving measured, none a bound)."""
+    summary = summarize(load_runs(BOX16), cycles=3)
+    arm = summary.strategies[BOX_ARM]
+    assert arm.seeds == [0, 1, 2, 3, 4] and not arm.images_saved_bound.any() and not arm.boxes_saved_bound.any()
+    section = _section("### The box budget at 16 epochs per cycle (5 seeds, one draw)")
+    for i, seed in enumerate(arm.seeds):
+        cells = ", ".join(_point(arm, i, t) for t in range(4))
+        saved = [
+            ", ".join(f"{v:.1f}%" for v in getattr(arm, f"{a}_saved_per_seed")[i][1:]) for a in ("images", "boxes")
+        ]
+        assert f"| {seed} | {cells} | {saved[0]} | {saved[1]} |" in section, seed
+    shown = {axis: ", ".join(_shown(cell) for cell in arm.paired_saved(axis)[1:]) for axis in ("images", "boxes")}
+    assert f"images saved {shown['images']}; boxes saved {shown['boxes']}" in section, shown
+    random = {run.seed: run for run in load_runs(BOX16 / "random")}
+    at_600 = ", ".join(f"{random[seed].metrics['voc/mAP_area'][4]:.3f}" for seed in range(4))
+    assert f"{at_600} and {random[4].metrics['voc/mAP_area'][4]:.3f} at 600 images" in section, at_600
+    eight = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3).strategies[BOX_ARM]
+    changes = []
+    for axis in ("images", "boxes"):
+        cells = []
+        for t in (1, 2, 3):
+            d = draws.mean_interval(
+                getattr(arm, f"{axis}_saved_per_seed")[:, t] - getattr(eight, f"{axis}_saved_per_seed")[:, t]
+            )
+            cells.append(f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]")
+        changes.append(", ".join(cells))
+    assert f"the images saved changed by {changes[0]} points" in section, changes
+    assert f"the boxes saved by {changes[1]}." in section, changes
+    readme = _flat(README)
+    cells = []
+    for axis in ("images", "boxes"):
+        saved = arm.paired_saved(axis)
+        cells.append(f"{saved[1].mean:.1f}%, {saved[2].mean:.1f}% and {_shown(saved[3])} of {axis}")
+    shown = f"the box budget saved {cells[0]} and {cells[1]} at cycles 1-3"
+    assert shown in readme, shown
+    fewer = -np.mean(arm.images_saved_per_seed[:, 3] - eight.images_saved_per_seed[:, 3])
+    assert f"{fewer:.1f} points fewer images at cycle 3" in readme, fewer
