@@ -97,6 +97,16 @@ def test_the_retrained_record_holds_the_same_labelled_sets(record):
         assert not np.array_equal(run.metrics["voc/mAP_area"], first[key].metrics["voc/mAP_area"][:cycles]), key
 
 
+def _check_per_seed_rows(arm, section: str) -> None:
+    """The docs' per-seed rows of an arm: seed, images / boxes / mAP at cycles 0-3, images and boxes saved at 1-3."""
+    for i, seed in enumerate(arm.seeds):
+        cells = ", ".join(_point(arm, i, t) for t in range(4))
+        saved = [
+            ", ".join(f"{v:.1f}%" for v in getattr(arm, f"{a}_saved_per_seed")[i][1:]) for a in ("images", "boxes")
+        ]
+        assert f"| {seed} | {cells} | {saved[0]} | {saved[1]} |" in section, seed
+
+
 def _section(heading: str) -> str:
     """docs/benchmarks.md from ``heading`` to the next heading, flattened."""
     start = BENCHMARKS_MD.index(heading)
@@ -181,12 +191,7 @@ def test_a_variant_of_the_box_budget_and_its_difference_from_it_are_the_docs(rec
     variant, box = summary.strategies[label], summary.strategies[BOX_ARM]
     assert variant.seeds == box.seeds == [0, 1, 2, 3, 4]
     section = _section("### A budget in boxes over three cycles (5 seeds)")
-    for i, seed in enumerate(variant.seeds):
-        cells = ", ".join(_point(variant, i, t) for t in range(4))
-        saved = [
-            ", ".join(f"{v:.1f}%" for v in getattr(variant, f"{a}_saved_per_seed")[i][1:]) for a in ("images", "boxes")
-        ]
-        assert f"| {seed} | {cells} | {saved[0]} | {saved[1]} |" in section, seed
+    _check_per_seed_rows(variant, section)
     for axis in ("images", "boxes"):
         cells = [_shown(cell) for cell in variant.paired_saved(axis)[1:]]
         assert f"{axis} saved {cells[0]}, {cells[1]}, **{cells[2]}**" in section, cells
@@ -284,12 +289,7 @@ def test_the_box_budget_at_16_epochs_is_the_docs_and_the_readmes():
     arm = summary.strategies[BOX_ARM]
     assert arm.seeds == [0, 1, 2, 3, 4] and not arm.images_saved_bound.any() and not arm.boxes_saved_bound.any()
     section = _section("### The box budget at 16 epochs per cycle (5 seeds, one draw)")
-    for i, seed in enumerate(arm.seeds):
-        cells = ", ".join(_point(arm, i, t) for t in range(4))
-        saved = [
-            ", ".join(f"{v:.1f}%" for v in getattr(arm, f"{a}_saved_per_seed")[i][1:]) for a in ("images", "boxes")
-        ]
-        assert f"| {seed} | {cells} | {saved[0]} | {saved[1]} |" in section, seed
+    _check_per_seed_rows(arm, section)
     shown = {axis: ", ".join(_shown(cell) for cell in arm.paired_saved(axis)[1:]) for axis in ("images", "boxes")}
     assert f"images saved {shown['images']}; boxes saved {shown['boxes']}" in section, shown
     random = {run.seed: run for run in load_runs(BOX16 / "random")}
