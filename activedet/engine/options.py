@@ -65,6 +65,14 @@ class TrainOptions:
         "SSD's training augmentation (photometric distortion, zoom-out up to 4x, "
         "random crop) before the flip and jitters, as AL-MDN trains; detectors only",
     )
+    repeat_factor_threshold: float | None = option(
+        None,
+        "repeat-factor sampling for long-tailed classes (LVIS): a class in a fraction `f` of the training images "
+        "below this threshold `t` has its images drawn `sqrt(t / f)` times as often; epochs keep their length "
+        "(null: off; LVIS used 0.001 for its 1,203 classes)",
+        gt=0,
+        le=1,
+    )
     eval_every: int = option(1, "validate every N epochs (when a validation split is given)", ge=1)
     early_stopping_patience: int | None = option(
         None, "stop after N validations without improvement (null: never)", ge=1

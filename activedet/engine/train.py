@@ -42,6 +42,7 @@ from . import hooks
 from .hooks import output_dir
 from .inference import predict_dataset
 from .options import OptionError, TrainOptions
+from .repeat_factor import RepeatFactorSampler, image_repeat_factors
 from .teacher import TeacherStudent, TeacherStudentOptions
 from .trainer import Trainer
 
@@ -110,7 +111,11 @@ def build_lr_lambda(options: TrainOptions, iters_per_epoch: int):
 def train_loader(
     train_set: DetectionDataset, options: TrainOptions, seed: int | None = None
 ) -> tuple[torch.utils.data.DataLoader, object]:
-    """This rank's shuffled, augmented loader of ``train_set`` and its sampler (``seed``: ``options.seed``)."""
+    """This rank's shuffled, augmented loader of ``train_set`` and its sampler (``seed``: ``options.seed``).
+
+    With ``options.repeat_factor_threshold`` the epochs draw images of rare classes more often
+    (:mod:`activedet.engine.repeat_factor`; the epoch keeps its length).
+    """
     world = dist_utils.world_size()
     seed = options.seed if seed is None else seed
     if options.batch_size % world:
@@ -141,9 +146,16 @@ def train_loader(
         ssd_augment=options.ssd_augment,
         seed=seed,
     )
-    sampler = torch.utils.data.DistributedSampler(
-        data, num_replicas=world, rank=dist_utils.rank(), shuffle=True, seed=seed, drop_last=False
-    )
+    factors = None
+    if options.repeat_factor_threshold is not None:
+        classes = [train_set.records[i].labels for i in weighted]
+        factors = image_repeat_factors(classes, options.repeat_factor_threshold)
+    if factors is not None and (factors > 1).any():
+        sampler = RepeatFactorSampler(factors, num_replicas=world, rank=dist_utils.rank(), seed=seed)
+    else:  # no class rare enough to repeat: exactly the plain shuffle
+        sampler = torch.utils.data.DistributedSampler(
+            data, num_replicas=world, rank=dist_utils.rank(), shuffle=True, seed=seed, drop_last=False
+        )
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=options.batch_size // world,
