@@ -41,6 +41,8 @@ def test_an_epoch_keeps_its_length_and_is_drawn_from_seed_and_epoch():
         sampler.set_epoch(epoch)
         epochs.append(list(sampler))
     assert any(epoch != first for epoch in epochs)  # every epoch draws afresh
+    for seed in (-7, 2**40, 2**63 - 1):  # any integer seed
+        assert len(list(RepeatFactorSampler(factors, seed=seed))) == 5
 
 
 def test_images_come_round_in_proportion_to_their_factors():

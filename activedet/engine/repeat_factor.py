@@ -68,7 +68,7 @@ class RepeatFactorSampler(torch.utils.data.Sampler[int]):
 
     def epoch_indices(self) -> torch.Tensor:
         """The whole epoch's ``len(factors)`` indices, in order, before they are shared out."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
         factors = torch.from_numpy(self.factors)
         whole = torch.floor(factors)
         copies = (whole + (torch.rand(len(factors), generator=g, dtype=torch.float64) < factors - whole)).long()
