@@ -34,6 +34,8 @@ BOXPB_ARM = 'compose[class_balance={"per_box":true},criteria=[entropy,class_bala
 #: the box budget and random at 16 epochs per cycle (random run on until it reached every seed's box-budget mAP)
 BOXP2 = RESULTS / "bench3-boxp2"
 BOXP2_ARM = 'compose[class_balance={"power":2},criteria=[entropy,class_balance]] +budget[320 boxes]'
+BOXP05 = RESULTS / "bench3-boxp05"
+BOXP05_ARM = 'compose[class_balance={"power":0.5},criteria=[entropy,class_balance]] +budget[320 boxes]'
 BOX16 = RESULTS / "bench16"
 #: the arm that spends 320 boxes per cycle on calibrated predicted counts (the people case, simulated)
 PEOPLE_ARM = "compose[criteria=[entropy,class_balance]] +budget[320 boxes, predicted]"
@@ -187,8 +189,8 @@ def test_the_box_budgets_savings_under_three_draws_are_the_docs_and_the_readmes(
 
 @pytest.mark.parametrize(
     "record,label",
-    [(BOX4, BOX4_ARM), (BOXPB, BOXPB_ARM), (BOXP2, BOXP2_ARM)],
-    ids=["factors-4", "per-box", "power-2"],
+    [(BOX4, BOX4_ARM), (BOXPB, BOXPB_ARM), (BOXP2, BOXP2_ARM), (BOXP05, BOXP05_ARM)],
+    ids=["factors-4", "per-box", "power-2", "power-0.5"],
 )
 def test_a_variant_of_the_box_budget_and_its_difference_from_it_are_the_docs(record, label):
     """The box budget's variants (a 4x shortlist; the class gain per expected box), one draw each: per seed, over
@@ -212,7 +214,7 @@ def test_a_variant_of_the_box_budget_and_its_difference_from_it_are_the_docs(rec
     d = draws.mean_interval(variant.metric_per_seed[:, 3] - box.metric_per_seed[:, 3])
     shown = ", ".join([*differences, f"mAP {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"])
     assert shown in section, shown
-    if record == BOXP2:  # bought at cycle 3, and the mAP paired at cycles 1 and 2
+    if record in (BOXP2, BOXP05):  # bought at cycle 3, and the mAP paired at cycles 1 and 2
         images, boxes = variant.images_per_seed[:, 3].mean(), variant.boxes_per_seed[:, 3].mean()
         bought = f"with {images:.0f} images and {boxes:,.0f} boxes"
         assert f"{bought} at cycle 3 (the box budget's rerun: {box.images_per_seed[:, 3].mean():.0f} and" in section
@@ -233,6 +235,16 @@ def test_a_variant_of_the_box_budget_and_its_difference_from_it_are_the_docs(rec
         saved = [variant.paired_saved(axis)[3].mean for axis in ("images", "boxes")]
         shown = f"with the box budget {saved[0]:.1f}% of images and {saved[1]:.1f}% of boxes at cycle 3"
         assert shown in _flat(README), shown
+
+
+def test_class_balances_power_2_and_0_5_are_the_readme_and_the_strategies_docs():
+    runs = [*load_runs(PEOPLE / "random"), *load_runs(BOXP2), *load_runs(BOXP05)]
+    summary = summarize(runs, cycles=3)
+    saved = [f"{summary.strategies[arm].paired_saved('images')[3].mean:.1f}%" for arm in (BOXP2_ARM, BOXP05_ARM)]
+    shown = f"`power` 2 or 0.5 instead of 1 ({saved[0]} and {saved[1]} of images)"
+    assert shown in _flat(README), shown
+    strategies = _flat((ROOT / "docs" / "strategies.md").read_text())
+    assert f"2 and 0.5 saved no more than 1 ({saved[0]} and {saved[1]} of the images at cycle 3" in strategies, saved
 
 
 def test_the_box_budgets_fourth_cycle_is_the_docs():
