@@ -17,6 +17,7 @@ epoch draws afresh from ``(seed, epoch)``, identically in every process; each pr
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -36,10 +37,7 @@ def image_repeat_factors(image_classes: Sequence[Sequence[int]], threshold: floa
     present = [set(int(c) for c in classes) for classes in image_classes]
     if not present:
         return np.ones(0)
-    images_with: dict[int, int] = {}
-    for classes in present:
-        for c in classes:
-            images_with[c] = images_with.get(c, 0) + 1
+    images_with = Counter(c for classes in present for c in classes)
     class_factor = {c: max(1.0, math.sqrt(threshold / (n / len(present)))) for c, n in images_with.items()}
     return np.array([max((class_factor[c] for c in classes), default=1.0) for classes in present])
 
