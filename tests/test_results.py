@@ -345,22 +345,33 @@ def test_the_box_budget_at_16_epochs_is_the_docs_and_the_readmes():
 
 RFS = RESULTS / "rfs-cycle3" / "retrained.txt"
 _RETRAINED = re.compile(
-    r"^(?P<runs>.+)/seed(?P<seed>\d) cycle 3: (?P<images>\d+) images, (?P<boxes>\d+) boxes, trained in \d+ s: "
-    r"voc/mAP_area (?P<metric>[\d.]+)$"
+    r"^(?P<runs>.+)/seed(?P<seed>\d) cycle (?P<cycle>\d): (?P<images>\d+) images, (?P<boxes>\d+) boxes, "
+    r"trained in \d+ s: voc/mAP_area (?P<metric>[\d.]+)$"
 )
+
+
+def _retrained_lines() -> dict[tuple[str, int], dict[int, tuple[int, int, float]]]:
+    """The record's lines: ``(arm, seed) -> {cycle: (images, boxes, metric)}`` (arm ``random`` or ``box``), each
+    checked to be the labelled set of the record's run (the same images and boxes at that cycle)."""
+    lines: dict[tuple[str, int], dict[int, tuple[int, int, float]]] = {}
+    for line in RFS.read_text().splitlines():
+        row = _RETRAINED.match(line).groupdict()
+        run = {run.seed: run for run in load_runs(ROOT / row["runs"])}[int(row["seed"])]
+        t, counts = int(row["cycle"]), (int(row["images"]), int(row["boxes"]))
+        assert (run.labelled_images[t], run.labelled_boxes[t]) == counts, line
+        assert run.strategy in ("random", BOX_ARM), line
+        arm = "random" if run.strategy == "random" else "box"
+        lines.setdefault((arm, run.seed), {})[t] = (*counts, float(row["metric"]))
+    return lines
 
 
 def test_repeat_factor_sampling_at_cycle_3_is_the_docs():
     """The cycle-3 sets of random and the box budget trained again with repeat-factor sampling (the lines
     `activedet retrain --cycle 3` printed): the same sets as the records', and the docs' table from them."""
-    metrics = {"random": {}, "box": {}}
-    for line in RFS.read_text().splitlines():
-        row = _RETRAINED.match(line).groupdict()
-        run = {run.seed: run for run in load_runs(ROOT / row["runs"])}[int(row["seed"])]
-        assert (run.labelled_images[3], run.labelled_boxes[3]) == (int(row["images"]), int(row["boxes"])), line
-        arm = "random" if run.strategy == "random" else "box"
-        assert arm == "random" or run.strategy == BOX_ARM
-        metrics[arm][run.seed] = (run.metrics["voc/mAP_area"][3], float(row["metric"]))
+    lines, metrics = _retrained_lines(), {"random": {}, "box": {}}
+    for (arm, seed), cycles in lines.items():
+        run = {run.seed: run for run in load_runs(PEOPLE / "random" if arm == "random" else BOX)}[seed]
+        metrics[arm][seed] = (run.metrics["voc/mAP_area"][3], cycles[3][2])
     assert all(sorted(by_seed) == [0, 1, 2, 3, 4] for by_seed in metrics.values())
     own, rfs = ({arm: np.array([m[s][k] for s in range(5)]) for arm, m in metrics.items()} for k in (0, 1))
     section = _section("### Repeat-factor sampling in both arms (5 seeds, cycle 3 trained again)")
@@ -380,3 +391,40 @@ def test_repeat_factor_sampling_at_cycle_3_is_the_docs():
     assert narrowed.low > 0 and (gap_rfs > 0).all()  # what the prose says: narrower, still ahead in every seed
     shown = f"{narrowed.mean:.3f} [{narrowed.low:.3f}, {narrowed.high:.3f}]"
     assert f"narrows by {shown} of mAP" in section and f"over `random` narrowed by {shown}" in _flat(README), shown
+
+
+def test_the_box_budgets_saving_with_repeat_factor_sampling_is_the_docs_and_the_readmes():
+    """random's cycle 3-5 sets and the box budget's cycle-3 sets trained again with repeat-factor sampling: the box
+    budget's saving with it in both arms (random's retrained curve per seed), paired with its saving without it,
+    and against random trained without it."""
+    from activedet.report.savings import labels_needed
+
+    lines = _retrained_lines()
+    plain = {run.seed: run for run in load_runs(PEOPLE / "random")}
+    own = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3).strategies[BOX_ARM]
+    saved, against_plain = {"images": [], "boxes": []}, {"images": [], "boxes": []}
+    for seed in range(5):
+        curve, (*used, metric) = lines[("random", seed)], lines[("box", seed)][3]
+        assert sorted(curve) == [3, 4, 5]
+        for k, axis in enumerate(("images", "boxes")):
+            needed = labels_needed([curve[t][k] for t in (3, 4, 5)], [curve[t][2] for t in (3, 4, 5)], metric)
+            saved[axis].append(100 * (1 - used[k] / needed))  # NaN (and a failed test) where it is not measured
+            run = plain[seed]
+            needed = labels_needed(getattr(run, f"labelled_{axis}"), run.metrics["voc/mAP_area"], metric)
+            against_plain[axis].append(100 * (1 - used[k] / needed))
+    section = _section("### Repeat-factor sampling in both arms (5 seeds, cycle 3 trained again)")
+    cells = {axis: _shown(draws.mean_interval(np.array(v))) for axis, v in saved.items()}
+    shown = f"the box budget saved {cells['images']} of images and {cells['boxes']} of boxes at cycle 3"
+    assert shown in section, shown
+    means = [f"{np.mean(saved[axis]):.1f}%" for axis in ("images", "boxes")]
+    shown = f"with it in both arms the box budget saved {means[0]} of images and {means[1]} of boxes at cycle 3"
+    assert shown in _flat(README), shown
+    changes = []
+    for axis in ("images", "boxes"):
+        d = draws.mean_interval(np.array(saved[axis]) - getattr(own, f"{axis}_saved_per_seed")[:, 3])
+        changes.append(f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]")
+    shown = f"paired with its saving without it, {changes[0]} points of images and {changes[1]} of boxes"
+    assert shown in section, shown
+    cells = {axis: _shown(draws.mean_interval(np.array(v))) for axis, v in against_plain.items()}
+    shown = f"against `random` trained without it, {cells['images']} of images and {cells['boxes']} of boxes"
+    assert shown in section, shown
