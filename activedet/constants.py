@@ -58,8 +58,8 @@ CYCLE_ZERO_KEYS = ("semi_supervised", "pseudo_labels", "warm_start", "initial_se
 #: the config keys an arm of a bench may override: those its report label shows (``report.label_extras``); a budget
 #: in other units than the others' (``@budget_unit=boxes@budget=320``), spent on predicted figures or not
 #: (``@simulated_preview=false``), those calibrated or not (``@cost_calibration=false``), changes what the cycles
-#: buy, not cycle 0
-ARM_KEYS = (*CYCLE_ZERO_KEYS, "budget_unit", "budget", "simulated_preview", "cost_calibration")
+#: buy, not cycle 0; so does skipping near-duplicate picks (``@near_duplicates=0.85``)
+ARM_KEYS = (*CYCLE_ZERO_KEYS, "budget_unit", "budget", "simulated_preview", "cost_calibration", "near_duplicates")
 #: the metric a one-line summary of a cycle shows (its progress line, ``activedet status`` over several runs): the
 #: first of these the evaluation gave
 HEADLINE_METRICS = ("voc/mAP_area", "coco/AP", "accuracy/top1", "froc/cpm")

@@ -19,7 +19,7 @@ disk but the picks' records.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 import numpy as np
@@ -172,7 +172,15 @@ PREDICTED_BATCH_CAP = 2
 
 
 def budget_picks(
-    stage, inputs, options, oracle, costs: PickCosts | None, pool_size: int, scale: float | None = None
+    stage,
+    inputs,
+    options,
+    oracle,
+    costs: PickCosts | None,
+    pool_size: int,
+    scale: float | None = None,
+    *,
+    near_duplicates: Callable[[Iterable[int]], Iterator[int]] | None = None,
 ) -> list[int]:
     """The picks of cycle's selection within the budget: ``stage``'s own order, or with ``cost_aware`` the
     candidates by score / predicted cost; each pick spends what :func:`spender` says (predicted figures times
@@ -181,11 +189,14 @@ def budget_picks(
     A budget spent on *predicted* boxes (people labelling), or predicted cost with ``image_cost`` 0, stops at
     :data:`PREDICTED_BATCH_CAP` times ``inputs.budget_hint`` images (the labelled set's boxes or cost per image),
     with a warning: a weak detector that predicts almost nothing would otherwise send most of the pool to the
-    annotators."""
+    annotators. ``near_duplicates`` filters the picks before they are spent
+    (:class:`~activedet.strategies.near_duplicates.NearDuplicateFilter`)."""
     if costs is not None and costs.cost.cost_aware:
         picks = iter(costs.order(inputs.pool.indices, inputs.pool.scores).tolist())
     else:
         picks = stage.select(inputs)
+    if near_duplicates is not None:
+        picks = near_duplicates(picks)
     if costs is not None:
         picks = costs.prefetch(picks, inputs.budget_hint)
     spend = spender(options.budget_unit, oracle, costs, scale)

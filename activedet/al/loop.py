@@ -47,6 +47,7 @@ import torch
 from .._faults import kill_point
 from ..atomic import atomic_write_json
 from ..data.records import DetectionDataset, check_disjoint
+from ..data.torch_dataset import load_image
 from ..engine import distributed as dist_utils
 from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..engine.inference import iter_predictions, predict_dataset
@@ -62,6 +63,7 @@ from ..engine.pseudo import (
 from ..engine.train import TrainOptions, TrainResult, train_detector
 from ..evaluation import evaluate
 from ..strategies.base import Strategy
+from ..strategies.near_duplicates import NearDuplicateFilter, thumbnail
 from ..tensorboard import log_cycle
 from .annotation import pending_images
 from .bookkeeping import (
@@ -343,6 +345,17 @@ class ActiveLearningRun(PoolScoring):
                 log_cycle(self.run_dir, t, metrics, {}, record["pseudo_labels"])
         dist_utils.barrier()
 
+    def _thumbnail(self, index: int) -> np.ndarray:
+        record = self.pool.records[index]
+        return thumbnail(load_image(record.file_name, record.image_index))
+
+    def _skipped(self, distinct: NearDuplicateFilter) -> list[dict]:
+        """The picks the near-duplicate filter passed over, each with the image it nearly duplicates."""
+        return [
+            {"image_id": self.pool_ids[i], "duplicate_of": self.pool_ids[j], "correlation": c}
+            for i, j, c in distinct.skipped
+        ]
+
     def _select(self, model, scored, ledger: Ledger, t: int, checkpoint: str) -> list[dict]:
         path = self.rundir.cycle(t).selection
         if dist_utils.main_sees_file(path):
@@ -357,7 +370,12 @@ class ActiveLearningRun(PoolScoring):
             else PickCosts(self.cost, model, self.pool, device=self.device, batch_size=self.batch_size)
         )
         scale = spend_scale(self.options.budget_unit, self.oracle, costs, ledger.picks)
-        picks = budget_picks(stage, inputs, self.options, self.oracle, costs, len(self.pool), scale)
+        distinct = None
+        if self.options.near_duplicates is not None:
+            distinct = NearDuplicateFilter(self._thumbnail, ledger.labelled(), self.options.near_duplicates)
+        picks = budget_picks(
+            stage, inputs, self.options, self.oracle, costs, len(self.pool), scale, near_duplicates=distinct
+        )
         wanted = min(inputs.budget_hint, len(ledger.unlabelled()))
         if not picks and wanted:  # nothing labelled: the cycle could not advance
             raise ValueError(
@@ -370,7 +388,14 @@ class ActiveLearningRun(PoolScoring):
             warnings.warn(
                 f"cycle {t}: strategy '{self.strategy.name}' selected {len(picks)} of the {wanted} images "
                 "the budget allows (an empty_policy of 'skip', or a chained stage's shortlist shorter than "
-                "the budget); the cycle continues with fewer",
+                "the budget"
+                + (
+                    f"; {len(distinct.skipped)} picks skipped as near-duplicates of labelled images or earlier "
+                    "picks (near_duplicates)"
+                    if distinct and distinct.skipped
+                    else ""
+                )
+                + "); the cycle continues with fewer",
                 stacklevel=2,
             )
         pool = inputs.pool
@@ -401,6 +426,7 @@ class ActiveLearningRun(PoolScoring):
                     "budget_unit": self.options.budget_unit,
                     **({} if scale is None else {"calibration": round(scale, 6)}),
                     "picks": records,
+                    **({} if distinct is None else {"near_duplicates_skipped": self._skipped(distinct)}),
                 },
             )
             if self.train_options.tensorboard:

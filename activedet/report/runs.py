@@ -160,7 +160,8 @@ def label_extras(config: dict) -> str:
     ``" +budget[320 boxes]"`` (a budget per cycle in boxes or cost rather than images; ``" +budget[320 boxes,
     predicted]"`` when a simulation spends it on predicted figures, ``simulated_preview: false``, and ``",
     predicted, uncalibrated]"`` when those are spent as predicted, ``cost_calibration: false``; a run whose config
-    predates that key spent them so)."""
+    predates that key spent them so), ``" +near_duplicates[0.85]"`` (picks that nearly duplicate another image
+    skipped)."""
     extras = strategy_label(" +pseudo", config["pseudo_labels"]) if config.get("pseudo_labels") is not None else ""
     ssl = config.get("semi_supervised")
     if ssl is not None:
@@ -175,7 +176,8 @@ def label_extras(config: dict) -> str:
     if config.get("simulated_preview", True) is False:
         predicted = ", predicted" if config.get("cost_calibration", False) else ", predicted, uncalibrated"
     extras += f" +budget[{config.get('budget')} {unit}{predicted}]" if unit != "images" else ""
-    return extras
+    near = config.get("near_duplicates")
+    return extras + (f" +near_duplicates[{near}]" if near is not None else "")
 
 
 def _read_records(path: Path, strategy: str, seed: int) -> list[dict]:
