@@ -21,10 +21,56 @@ from activedet.data.torch_dataset import load_image
 from activedet.strategies.near_duplicates import NearDuplicateFilter, _centre, _shifted, thumbnail
 
 
+def pair_table(name: str, pair: np.ndarray, group: np.ndarray, thresholds: list[float]) -> None:
+    """Print how many same-group pairs and how many other pairs reach each threshold of the similarity ``pair``
+    ``[N, N]`` (symmetric)."""
+    same = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
+    upper = np.triu(np.ones(same.shape, bool), 1)  # each pair once
+    n_same, n_other = int((same & upper).sum()), int((~same & upper).sum())
+    print(
+        f"{name}: {n_same} same-group pairs, {n_other} other pairs; the most similar pair of different scenes: "
+        f"{pair[~same & upper].max():.4f}"
+    )
+    for threshold in thresholds:
+        found = int(((pair >= threshold) & same & upper).sum())
+        false = int(((pair >= threshold) & ~same & upper).sum())
+        print(
+            f"  threshold {threshold:.3f}: same-group pairs found {found} / {n_same} ({100 * found / n_same:.1f}%), "
+            f"other pairs at or above it {false}"
+        )
+
+
+def embedding_similarity(config: Path, checkpoint: Path) -> np.ndarray:
+    """``[N, N]`` cosine similarity of the pool's pooled image embeddings by the detector of ``checkpoint``
+    (each dimension standardised over the pool first: raw, every pair is above 0.99)."""
+    import torch
+
+    from activedet.config import load_config
+    from activedet.engine.checkpoint import load_checkpoint
+    from activedet.engine.inference import predict_dataset
+    from activedet.workflows import build_model, load_split
+
+    cfg = load_config(config)
+    pool = load_split(cfg, "train")
+    model = build_model(cfg, pool.num_classes)
+    model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    model.eval()
+    with torch.no_grad():
+        detections = predict_dataset(model, pool, fields=["embedding"], batch_size=32)
+    emb = torch.stack([d.embedding.float() for d in detections]).numpy()
+    emb = (emb - emb.mean(0)) / (emb.std(0) + 1e-6)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return emb @ emb.T
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder written by activedet generate-data")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.75, 0.8, 0.85, 0.9, 0.95])
+    parser.add_argument("--config", type=Path, help="with --checkpoint: the config the detector was trained with")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="also compare the pool by this detector's pooled image embedding"
+    )
     args = parser.parse_args()
     images = json.loads((args.data / "annotations" / "train.json").read_text())["images"]
     groups = json.loads((args.data / "manifest.json").read_text())["splits"]["train"]["near_duplicate_groups"]
@@ -41,24 +87,13 @@ def main() -> None:
     shifted = np.stack([_shifted(t) for t in thumbs])  # [N, 25, D]
     for s in range(shifted.shape[1]):
         np.maximum(best, shifted[:, s] @ centres.T, out=best)  # row: image shifted, column: reference
-    np.fill_diagonal(best, -2.0)
-    same = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
-    np.fill_diagonal(same, False)
-    upper = np.triu(np.ones(same.shape, bool), 1)  # each pair once
     pair = np.maximum(best, best.T)  # a pair is met either way round: the filter sees whichever came first
-    n_same, n_other = int((same & upper).sum()), int((~same & upper).sum())
-    print(
-        f"{len(images)} pool images, {len(groups)} near-duplicate groups, {n_same} same-group pairs, "
-        f"{n_other} other pairs; thumbnails read in {read:.1f} s"
-    )
-    print(f"most similar pair of different scenes: {pair[~same & upper].max():.4f}")
-    for threshold in args.thresholds:
-        found = int(((pair >= threshold) & same & upper).sum())
-        false = int(((pair >= threshold) & ~same & upper).sum())
-        print(
-            f"threshold {threshold:.2f}: same-group pairs found {found} / {n_same} ({100 * found / n_same:.1f}%), "
-            f"other pairs taken for near-duplicates {false}"
-        )
+    print(f"{len(images)} pool images, {len(groups)} near-duplicate groups; thumbnails read in {read:.1f} s")
+    pair_table("thumbnails", pair, group, args.thresholds)
+    if args.checkpoint is not None:
+        if args.config is None:
+            parser.error("--checkpoint needs --config")
+        pair_table("embeddings", embedding_similarity(args.config, args.checkpoint), group, [0.9, 0.95, 0.97, 0.99])
 
     refs, picks = list(range(1000)), list(range(1000, min(len(thumbs), 1500)))
     distinct = NearDuplicateFilter(lambda i: thumbs[i], refs, 0.85)
