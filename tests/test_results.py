@@ -69,6 +69,12 @@ def people():
     return summarize(load_runs(PEOPLE), cycles=3)
 
 
+@pytest.fixture(scope="module")
+def box_budget():
+    """The box budget's record paired with the people record's random runs, over cycles 0-3."""
+    return summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3)
+
+
 def test_the_record_reproduces_the_published_random_curves():
     documented = _documented_random_curves()
     assert sorted(documented) == [0, 1, 2, 3, 4]
@@ -151,11 +157,10 @@ def test_the_savings_under_another_draw_are_the_docs_and_the_readmes():
     assert f"those labelled sets saved {_retrained_at_cycle_3(arm)}" in readme
 
 
-def test_the_box_budgets_savings_are_the_readmes():
+def test_the_box_budgets_savings_are_the_readmes(box_budget):
     """The README's box-budget table (320 true boxes per cycle) is what the record computes, paired with the
     record's random runs (the same runs bit for bit: the first test)."""
-    summary = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3)
-    arm = summary.strategies[BOX_ARM]
+    arm = box_budget.strategies[BOX_ARM]
     assert arm.seeds == [0, 1, 2, 3, 4]
     readme = _flat(README)
     images = [f"{t} ({round(n)})" for t, n in enumerate(arm.images_mean[1:], 1)]
@@ -306,7 +311,7 @@ def test_the_box_budgets_class_by_class_savings_are_the_docs():
     assert shown in _flat(README), shown
 
 
-def test_the_box_budget_at_16_epochs_is_the_docs_and_the_readmes():
+def test_the_box_budget_at_16_epochs_is_the_docs_and_the_readmes(box_budget):
     """The box budget and random at 16 epochs per cycle (bench16): per seed, over the seeds, paired with the
     8-epoch record, and random's extended curve (every saving measured, none a bound)."""
     summary = summarize(load_runs(BOX16), cycles=3)
@@ -319,7 +324,7 @@ def test_the_box_budget_at_16_epochs_is_the_docs_and_the_readmes():
     random = {run.seed: run for run in load_runs(BOX16 / "random")}
     at_600 = ", ".join(f"{random[seed].metrics['voc/mAP_area'][4]:.3f}" for seed in range(4))
     assert f"{at_600} and {random[4].metrics['voc/mAP_area'][4]:.3f} at 600 images" in section, at_600
-    eight = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3).strategies[BOX_ARM]
+    eight = box_budget.strategies[BOX_ARM]
     # per seed and cycle, the 16-epoch saving minus the 8-epoch one
     change = {
         a: getattr(arm, f"{a}_saved_per_seed") - getattr(eight, f"{a}_saved_per_seed") for a in ("images", "boxes")
@@ -396,7 +401,7 @@ def test_repeat_factor_sampling_at_cycle_3_is_the_docs():
     assert f"narrows by {shown} of mAP" in section and f"over `random` narrowed by {shown}" in _flat(README), shown
 
 
-def test_the_box_budgets_saving_with_repeat_factor_sampling_is_the_docs_and_the_readmes():
+def test_the_box_budgets_saving_with_repeat_factor_sampling_is_the_docs_and_the_readmes(box_budget):
     """random's cycle 3-5 sets and the box budget's cycle-3 sets trained again with repeat-factor sampling: the box
     budget's saving with it in both arms (random's retrained curve per seed), paired with its saving without it,
     and against random trained without it."""
@@ -404,7 +409,7 @@ def test_the_box_budgets_saving_with_repeat_factor_sampling_is_the_docs_and_the_
 
     lines = _retrained_lines()
     plain = {run.seed: run for run in load_runs(PEOPLE / "random")}
-    own = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3).strategies[BOX_ARM]
+    own = box_budget.strategies[BOX_ARM]
     saved, against_plain = {"images": [], "boxes": []}, {"images": [], "boxes": []}
     for seed in range(5):
         curve, (*used, metric, _) = lines[("random", seed)], lines[("box", seed)][3]
