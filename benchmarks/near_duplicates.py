@@ -5,7 +5,9 @@
 Reads the pool (``annotations/train.json``) and its near-duplicate groups (``manifest.json``) of data made by
 ``activedet generate-data``, compares every pair of pool images as :mod:`activedet.strategies.near_duplicates`
 does, and prints, per threshold, the same-group pairs found and the pairs of different scenes taken for
-near-duplicates; then the time the filter takes per pick against 1,000 references.
+near-duplicates; then the time the filter takes per pick against 1,000 references. With ``--runs``, for each
+folder of runs (records or a bench's ``runs/ARM``) on that pool: how many of the images its cycles picked show a
+scene (a near-duplicate group) that was labelled or picked before them.
 """
 
 from __future__ import annotations
@@ -63,10 +65,30 @@ def embedding_similarity(config: Path, checkpoint: Path) -> np.ndarray:
     return emb @ emb.T
 
 
+def repeated_picks(arm: Path, group: np.ndarray, cycles: int) -> tuple[int, int]:
+    """``(picks, picks repeating a scene)`` over the seeds of ``arm`` (``seedN`` folders with ``X_L_<t>.npy``) and
+    its cycles 1..``cycles``."""
+    picks = repeats = 0
+    for run in sorted(arm.glob("seed*")):
+        before = np.load(run / "X_L_0.npy")
+        seen = {int(group[i]) for i in before if group[i] >= 0}
+        for t in range(1, cycles + 1):
+            labelled = np.load(run / f"X_L_{t}.npy")
+            for i in np.setdiff1d(labelled, before):  # the cycle's picks (their order within it does not matter)
+                picks += 1
+                if group[i] >= 0:
+                    repeats += int(group[i]) in seen
+                    seen.add(int(group[i]))
+            before = labelled
+    return picks, repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder written by activedet generate-data")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.75, 0.8, 0.85, 0.9, 0.95])
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="folders of runs (seedN) on this pool")
+    parser.add_argument("--cycles", type=int, default=3, help="with --runs: count the picks of cycles 1..N")
     parser.add_argument("--config", type=Path, help="with --checkpoint: the config the detector was trained with")
     parser.add_argument(
         "--checkpoint", type=Path, help="also compare the pool by this detector's pooled image embedding"
@@ -79,6 +101,12 @@ def main() -> None:
     for g, members in enumerate(groups):
         group[[position[m] for m in members]] = g
 
+    for arm in args.runs:
+        picks, repeats = repeated_picks(arm, group, args.cycles)
+        print(
+            f"{arm}: {picks} picks in cycles 1-{args.cycles}, {repeats} ({100 * repeats / picks:.1f}%) show a scene "
+            "labelled or picked before"
+        )
     started = time.perf_counter()
     thumbs = [thumbnail(load_image(args.data / im["file_name"])) for im in images]
     read = time.perf_counter() - started
