@@ -159,7 +159,7 @@ def repeats(run: Path, names: list[str], group: dict[str, int], cycles: int) -> 
 def test_a_run_skips_near_duplicates_and_still_spends_its_budget(dup_data, tmp_path):
     images = json.loads((dup_data / "annotations/train.json").read_text())["images"]
     names, group = [Path(im["file_name"]).stem for im in images], groups_of(dup_data)
-    settings = {"strategy": "random", "budget": 3, "cycles": 2}
+    settings = {"strategy": "random", "budget": 3, "cycles": 2, "epochs": 1}  # random needs no trained model
     plain = write_config(tmp_path / "plain", dup_data, **settings)
     run_from_config(load_config(plain), progress=False)
     assert repeats(tmp_path / "plain/run", names, group, 2)  # without the filter the picks repeat a scene
@@ -183,7 +183,7 @@ def test_a_run_skips_near_duplicates_and_still_spends_its_budget(dup_data, tmp_p
 
 
 def test_a_pool_out_of_distinct_images_gives_a_smaller_batch_and_says_why(dup_data, tmp_path):
-    config = write_config(tmp_path, dup_data, strategy="random", budget=17, cycles=1, near_duplicates=0.85)
+    config = write_config(tmp_path, dup_data, strategy="random", budget=17, cycles=1, epochs=1, near_duplicates=0.85)
     with pytest.warns(
         UserWarning,
         match=r"selected \d+ of the 17 images .*; \d+ picks skipped as near-duplicates of labelled images or "
