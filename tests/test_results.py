@@ -85,13 +85,14 @@ def test_the_record_reproduces_the_published_random_curves():
         assert np.round(run.metrics["voc/mAP_area"], 3).tolist() == documented[seed][:7], seed
 
 
-def test_the_people_arms_savings_are_the_readmes(people):
+def test_the_people_arms_savings_are_the_docs(people):
     arm = people.strategies[PEOPLE_ARM]
     assert arm.seeds == [0, 1, 2, 3, 4]
-    readme = _flat(README)
+    section = _section("### Spending calibrated predicted boxes, as with people (5 seeds)")
     for axis in ("images", "boxes"):
-        shown = f"{_shown(arm.paired_saved(axis)[3])} of {axis}"
-        assert shown in readme, shown
+        cells = [_shown(cell) for cell in arm.paired_saved(axis)[1:]]
+        shown = f"{axis} saved {cells[0]}, {cells[1]}, **{cells[2]}**"
+        assert shown in section, shown
 
 
 @pytest.mark.parametrize("record", [AGAIN, THIRD], ids=["again", "third"])
@@ -147,14 +148,12 @@ def _retrained_at_cycle_3(arm: dict, draw: int = 1) -> str:
     return f"{images:.1f}% and {boxes:.1f}%"
 
 
-def test_the_savings_under_another_draw_are_the_docs_and_the_readmes():
+def test_the_savings_under_another_draw_are_the_docs():
     arm = draws.draw_savings([PEOPLE, AGAIN], cycles=3)[PEOPLE_ARM]
     heading = "### The people arm under another training draw (5 seeds)"
     means = _draw_table(arm, heading, ("the runs' own training", "retrained"))
-    readme = _flat(README)
-    for axis, mean in means.items():
-        assert f"{mean[2]} of {axis}" in readme
-    assert f"those labelled sets saved {_retrained_at_cycle_3(arm)}" in readme
+    shown = f"the people arm saved **{means['images'][2]} of images and {means['boxes'][2]} of boxes**"
+    assert shown in _section(heading), shown
 
 
 def test_the_box_budgets_savings_are_the_readmes(box_budget):
@@ -237,17 +236,12 @@ def test_a_variant_of_the_box_budget_and_its_difference_from_it_are_the_docs(rec
             f"{bought[0]} images for {boxes[0]} boxes at cycle 3, against the box budget's {bought[1]} for {boxes[1]}"
         )
         assert shown in section, shown
-        saved = [variant.paired_saved(axis)[3].mean for axis in ("images", "boxes")]
-        shown = f"with the box budget {saved[0]:.1f}% of images and {saved[1]:.1f}% of boxes at cycle 3"
-        assert shown in _flat(README), shown
 
 
-def test_class_balances_power_2_and_0_5_are_the_readme_and_the_strategies_docs():
+def test_class_balances_power_2_and_0_5_are_the_strategies_docs():
     runs = [*load_runs(PEOPLE / "random"), *load_runs(BOXP2), *load_runs(BOXP05)]
     summary = summarize(runs, cycles=3)
     saved = [f"{summary.strategies[arm].paired_saved('images')[3].mean:.1f}%" for arm in (BOXP2_ARM, BOXP05_ARM)]
-    shown = f"`power` 2 or 0.5 instead of 1 ({saved[0]} and {saved[1]} of images)"
-    assert shown in _flat(README), shown
     strategies = _flat((ROOT / "docs" / "strategies.md").read_text())
     assert f"2 and 0.5 saved no more than 1 ({saved[0]} and {saved[1]} of the images at cycle 3" in strategies, saved
 
@@ -285,9 +279,6 @@ def test_the_box_budgets_fourth_cycle_is_the_docs():
         changes.append(f"{d.mean:+.1f}{' points' if axis == 'images' else ''} [{d.low:+.1f}, {d.high:+.1f}] of {axis}")
     assert f"images saved at least {cells[0]}, boxes at least {cells[1]}" in section, cells
     assert f"at least {changes[0]} and {changes[1]}" in section, changes
-    images, boxes = (cell.split(" [")[0] for cell in cells)
-    readme = f"at least {images} of images and {boxes} of boxes at {arm.images_per_seed[:, 4].mean():.0f} images"
-    assert readme in _flat(README), readme
 
 
 def test_the_box_budgets_class_by_class_savings_are_the_docs():
@@ -311,7 +302,7 @@ def test_the_box_budgets_class_by_class_savings_are_the_docs():
     assert shown in _flat(README), shown
 
 
-def test_the_box_budget_at_16_epochs_is_the_docs_and_the_readmes(box_budget):
+def test_the_box_budget_at_16_epochs_is_the_docs(box_budget):
     """The box budget and random at 16 epochs per cycle (bench16): per seed, over the seeds, paired with the
     8-epoch record, and random's extended curve (every saving measured, none a bound)."""
     summary = summarize(load_runs(BOX16), cycles=3)
@@ -335,17 +326,6 @@ def test_the_box_budget_at_16_epochs_is_the_docs_and_the_readmes(box_budget):
         changes.append(", ".join(f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]" for d in intervals))
     assert f"the images saved changed by {changes[0]} points" in section, changes
     assert f"the boxes saved by {changes[1]}." in section, changes
-    readme = _flat(README)
-    cells = []
-    for axis in ("images", "boxes"):
-        saved = arm.paired_saved(axis)
-        cells.append(f"{saved[1].mean:.1f}%, {saved[2].mean:.1f}% and {_shown(saved[3])} of {axis}")
-    shown = f"the box budget saved {cells[0]} and {cells[1]} at cycles 1-3"
-    assert shown in readme, shown
-    images = change["images"].mean(axis=0)
-    shown = f"{images[1]:.1f} and {images[2]:.1f} points more images at cycles 1 and 2"
-    assert images[1] > 0 and images[2] > 0 and shown in readme, shown
-    assert images[3] < 0 and f"{-images[3]:.1f} points fewer images at cycle 3" in readme, images
 
 
 RFS = RESULTS / "rfs-cycle3" / "retrained.txt"
@@ -398,10 +378,10 @@ def test_repeat_factor_sampling_at_cycle_3_is_the_docs():
     narrowed = draws.mean_interval(gap_own - gap_rfs)
     assert narrowed.low > 0 and (gap_rfs > 0).all()  # what the prose says: narrower, still ahead in every seed
     shown = f"{narrowed.mean:.3f} [{narrowed.low:.3f}, {narrowed.high:.3f}]"
-    assert f"narrows by {shown} of mAP" in section and f"over `random` narrowed by {shown}" in _flat(README), shown
+    assert f"narrows by {shown} of mAP" in section, shown
 
 
-def test_the_box_budgets_saving_with_repeat_factor_sampling_is_the_docs_and_the_readmes(box_budget):
+def test_the_box_budgets_saving_with_repeat_factor_sampling_is_the_docs(box_budget):
     """random's cycle 3-5 sets and the box budget's cycle-3 sets trained again with repeat-factor sampling: the box
     budget's saving with it in both arms (random's retrained curve per seed), paired with its saving without it,
     and against random trained without it."""
@@ -424,9 +404,6 @@ def test_the_box_budgets_saving_with_repeat_factor_sampling_is_the_docs_and_the_
     cells = {axis: _shown(draws.mean_interval(np.array(v))) for axis, v in saved.items()}
     shown = f"the box budget saved {cells['images']} of images and {cells['boxes']} of boxes at cycle 3"
     assert shown in section, shown
-    means = [f"{np.mean(saved[axis]):.1f}%" for axis in ("images", "boxes")]
-    shown = f"with it in both arms the box budget saved {means[0]} of images and {means[1]} of boxes at cycle 3"
-    assert shown in _flat(README), shown
     changes = []
     for axis in ("images", "boxes"):
         d = draws.mean_interval(np.array(saved[axis]) - getattr(own, f"{axis}_saved_per_seed")[:, 3])
@@ -435,4 +412,87 @@ def test_the_box_budgets_saving_with_repeat_factor_sampling_is_the_docs_and_the_
     assert shown in section, shown
     cells = {axis: _shown(draws.mean_interval(np.array(v))) for axis, v in against_plain.items()}
     shown = f"against `random` trained without it, {cells['images']} of images and {cells['boxes']} of boxes"
+    assert shown in section, shown
+
+
+ND = RESULTS / "bench3-nd"
+ND_ARM = "compose[criteria=[entropy,class_balance]] +budget[320 boxes] +near_duplicates[0.85]"
+
+
+def _near_duplicate_draws() -> dict[str, dict[str, np.ndarray]]:
+    """The near-duplicate arm's cycle-3 saving per seed under each draw: its own runs' training (``train``) and its
+    cycle-3 sets retrained (the lines of ``retrained-again.txt``, ``retrained-third.txt``, each checked to be the
+    record's set), each paired with `random`'s sets trained under the same draw."""
+    from activedet.report.savings import labels_needed
+
+    own = {run.seed: run for run in load_runs(ND)}
+    random = {"train": PEOPLE / "random", "again": AGAIN / "random", "third": THIRD / "random"}
+    saved = {}
+    for draw, folder in random.items():
+        curves = {run.seed: run for run in load_runs(folder)}
+        if draw == "train":
+            points = {
+                s: (run.labelled_images[3], run.labelled_boxes[3], run.metrics["voc/mAP_area"][3])
+                for s, run in own.items()
+            }
+        else:
+            points = {}
+            for line in (ND / f"retrained-{draw}.txt").read_text().splitlines():
+                row = _RETRAINED.match(line).groupdict()
+                seed, counts = int(row["seed"]), (int(row["images"]), int(row["boxes"]))
+                assert ROOT / row["runs"] == own[seed].path.parent and row["cycle"] == "3", line
+                assert (own[seed].labelled_images[3], own[seed].labelled_boxes[3]) == counts, line
+                points[seed] = (*counts, float(row["metric"]))
+        assert sorted(points) == [0, 1, 2, 3, 4], draw
+        saved[draw] = {
+            axis: np.array(
+                [
+                    100
+                    * (
+                        1
+                        - points[s][k]
+                        / labels_needed(
+                            getattr(curves[s], f"labelled_{axis}"), curves[s].metrics["voc/mAP_area"], points[s][2]
+                        )
+                    )
+                    for s in range(5)
+                ]
+            )
+            for k, axis in enumerate(("images", "boxes"))
+        }
+    return saved
+
+
+def test_skipping_near_duplicate_picks_is_the_docs():
+    """The box budget with near-duplicate picks skipped (bench3-nd): per seed and over the seeds in its own runs,
+    its cycle-3 sets under the other two draws, each seed's mean over the three, and that mean paired with the box
+    budget's own three-draw mean."""
+    arm = summarize([*load_runs(PEOPLE / "random"), *load_runs(ND)], cycles=3).strategies[ND_ARM]
+    assert arm.seeds == [0, 1, 2, 3, 4] and not arm.images_saved_bound.any() and not arm.boxes_saved_bound.any()
+    section = _section("### Skipping near-duplicate picks with the box budget (5 seeds, three draws)")
+    _check_per_seed_rows(arm, section)
+    for axis in ("images", "boxes"):
+        cells = [_shown(cell) for cell in arm.paired_saved(axis)[1:]]
+        assert f"{axis} saved {cells[0]}, {cells[1]}, **{cells[2]}**" in section, cells
+    saved = _near_duplicate_draws()
+    for axis in ("images", "boxes"):
+        np.testing.assert_allclose(saved["train"][axis], getattr(arm, f"{axis}_saved_per_seed")[:, 3])
+    box = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN, THIRD], cycles=3)[BOX_ARM]
+    rows = {"the runs' own training": "train", "retrained: `again`": "again", "retrained: `third`": "third"}
+    for name, draw in rows.items():
+        cells = [_shown(draws.mean_interval(saved[draw][axis])) for axis in ("images", "boxes")]
+        assert f"| {name} | {cells[0]} | {cells[1]} |" in section, (name, cells)
+    mean = {axis: np.mean([saved[d][axis] for d in rows.values()], axis=0) for axis in ("images", "boxes")}
+    cells = [_shown(draws.mean_interval(mean[axis])) for axis in ("images", "boxes")]
+    assert f"| **each seed's mean over the three draws** | **{cells[0]}** | **{cells[1]}** |" in section, cells
+    theirs = {axis: box[axis][:, :, 3].mean(axis=0) for axis in ("images", "boxes")}
+    cells = [_shown(draws.mean_interval(theirs[axis])) for axis in ("images", "boxes")]
+    assert f"| the box budget, each seed's mean over its three draws | {cells[0]} | {cells[1]} |" in section, cells
+    cells = []
+    for axis in ("images", "boxes"):
+        d = draws.mean_interval(mean[axis] - theirs[axis])
+        cells.append(f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]")
+    assert f"| paired difference, points | {cells[0]} | {cells[1]} |" in section, cells
+    per_seed = [", ".join(f"{v:.1f}%" for v in mean[axis]) for axis in ("images", "boxes")]
+    shown = f"the three-draw means of seeds 0-4 are {per_seed[0]} of images and {per_seed[1]} of boxes"
     assert shown in section, shown
