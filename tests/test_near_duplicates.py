@@ -191,3 +191,16 @@ def test_a_pool_out_of_distinct_images_gives_a_smaller_batch_and_says_why(dup_da
     ):
         ledger = run_from_config(load_config(config), progress=False)
     assert 6 < len(ledger.labelled()) < 6 + 17
+
+
+def test_a_box_budget_is_spent_on_the_picks_the_filter_keeps(dup_data, tmp_path):
+    images = json.loads((dup_data / "annotations/train.json").read_text())["images"]
+    names, group = [Path(im["file_name"]).stem for im in images], groups_of(dup_data)
+    config = write_config(
+        tmp_path, dup_data, strategy="random", budget=25, budget_unit="boxes", cycles=1, epochs=1, near_duplicates=0.85
+    )
+    run_from_config(load_config(config), progress=False)
+    selection = json.loads((tmp_path / "run/cycles/0/selection.json").read_text())
+    boxes = [pick["boxes"] for pick in selection["picks"]]
+    assert sum(boxes) >= 25 and sum(boxes[:-1]) < 25  # skipped picks spend nothing; the crossing pick is the last
+    assert selection["near_duplicates_skipped"] and repeats(tmp_path / "run", names, group, 1) == []
