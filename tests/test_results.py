@@ -419,48 +419,49 @@ ND = RESULTS / "bench3-nd"
 ND_ARM = "compose[criteria=[entropy,class_balance]] +budget[320 boxes] +near_duplicates[0.85]"
 
 
-def _near_duplicate_draws() -> dict[str, dict[str, np.ndarray]]:
-    """The near-duplicate arm's cycle-3 saving per seed under each draw: its own runs' training (``train``) and its
-    cycle-3 sets retrained (the lines of ``retrained-again.txt``, ``retrained-third.txt``, each checked to be the
-    record's set), each paired with `random`'s sets trained under the same draw."""
+def _cycle_3_draws(record: Path) -> dict[str, dict[str, np.ndarray]]:
+    """A record's cycle-3 saving per seed under each draw: its own runs' training (``train``) and its cycle-3 sets
+    retrained (the lines of ``retrained-again.txt``, ``retrained-third.txt``, each checked to be the record's set),
+    each paired with `random`'s sets trained under the same draw."""
     from activedet.report.savings import labels_needed
 
-    own = {run.seed: run for run in load_runs(ND)}
+    own = {run.seed: run for run in load_runs(record)}
     random = {"train": PEOPLE / "random", "again": AGAIN / "random", "third": THIRD / "random"}
     saved = {}
     for draw, folder in random.items():
         curves = {run.seed: run for run in load_runs(folder)}
-        if draw == "train":
-            points = {
-                s: (run.labelled_images[3], run.labelled_boxes[3], run.metrics["voc/mAP_area"][3])
-                for s, run in own.items()
-            }
-        else:
+        points = {
+            s: (run.labelled_images[3], run.labelled_boxes[3], run.metrics["voc/mAP_area"][3]) for s, run in own.items()
+        }
+        if draw != "train":
             points = {}
-            for line in (ND / f"retrained-{draw}.txt").read_text().splitlines():
+            for line in (record / f"retrained-{draw}.txt").read_text().splitlines():
                 row = _RETRAINED.match(line).groupdict()
                 seed, counts = int(row["seed"]), (int(row["images"]), int(row["boxes"]))
                 assert ROOT / row["runs"] == own[seed].path.parent and row["cycle"] == "3", line
                 assert (own[seed].labelled_images[3], own[seed].labelled_boxes[3]) == counts, line
                 points[seed] = (*counts, float(row["metric"]))
         assert sorted(points) == [0, 1, 2, 3, 4], draw
-        saved[draw] = {
-            axis: np.array(
-                [
-                    100
-                    * (
-                        1
-                        - points[s][k]
-                        / labels_needed(
-                            getattr(curves[s], f"labelled_{axis}"), curves[s].metrics["voc/mAP_area"], points[s][2]
-                        )
-                    )
-                    for s in range(5)
-                ]
-            )
-            for k, axis in enumerate(("images", "boxes"))
-        }
+        saved[draw] = {}
+        for k, axis in enumerate(("images", "boxes")):
+            needed = [
+                labels_needed(getattr(curves[s], f"labelled_{axis}"), curves[s].metrics["voc/mAP_area"], points[s][2])
+                for s in range(5)
+            ]
+            saved[draw][axis] = np.array([100 * (1 - points[s][k] / needed[s]) for s in range(5)])
     return saved
+
+
+def _against_the_box_budgets_draws(saved: dict[str, dict[str, np.ndarray]]) -> dict[str, tuple]:
+    """Per axis: each seed's mean over the three draws, the box budget's (bench3-box, bench3-again, bench3-third),
+    and their paired difference."""
+    box = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN, THIRD], cycles=3)[BOX_ARM]
+    out = {}
+    for axis in ("images", "boxes"):
+        mine = np.mean([saved[d][axis] for d in ("train", "again", "third")], axis=0)
+        theirs = box[axis][:, :, 3].mean(axis=0)
+        out[axis] = (mine, theirs, draws.mean_interval(mine - theirs))
+    return out
 
 
 def test_skipping_near_duplicate_picks_is_the_docs():
@@ -474,25 +475,43 @@ def test_skipping_near_duplicate_picks_is_the_docs():
     for axis in ("images", "boxes"):
         cells = [_shown(cell) for cell in arm.paired_saved(axis)[1:]]
         assert f"{axis} saved {cells[0]}, {cells[1]}, **{cells[2]}**" in section, cells
-    saved = _near_duplicate_draws()
+    saved = _cycle_3_draws(ND)
     for axis in ("images", "boxes"):
         np.testing.assert_allclose(saved["train"][axis], getattr(arm, f"{axis}_saved_per_seed")[:, 3])
-    box = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN, THIRD], cycles=3)[BOX_ARM]
     rows = {"the runs' own training": "train", "retrained: `again`": "again", "retrained: `third`": "third"}
     for name, draw in rows.items():
         cells = [_shown(draws.mean_interval(saved[draw][axis])) for axis in ("images", "boxes")]
         assert f"| {name} | {cells[0]} | {cells[1]} |" in section, (name, cells)
-    mean = {axis: np.mean([saved[d][axis] for d in rows.values()], axis=0) for axis in ("images", "boxes")}
+    paired = _against_the_box_budgets_draws(saved)
+    mean = {axis: paired[axis][0] for axis in paired}
     cells = [_shown(draws.mean_interval(mean[axis])) for axis in ("images", "boxes")]
     assert f"| **each seed's mean over the three draws** | **{cells[0]}** | **{cells[1]}** |" in section, cells
-    theirs = {axis: box[axis][:, :, 3].mean(axis=0) for axis in ("images", "boxes")}
-    cells = [_shown(draws.mean_interval(theirs[axis])) for axis in ("images", "boxes")]
+    cells = [_shown(draws.mean_interval(paired[axis][1])) for axis in ("images", "boxes")]
     assert f"| the box budget, each seed's mean over its three draws | {cells[0]} | {cells[1]} |" in section, cells
-    cells = []
-    for axis in ("images", "boxes"):
-        d = draws.mean_interval(mean[axis] - theirs[axis])
-        cells.append(f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]")
+    cells = [f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]" for d in (paired[axis][2] for axis in ("images", "boxes"))]
     assert f"| paired difference, points | {cells[0]} | {cells[1]} |" in section, cells
     per_seed = [", ".join(f"{v:.1f}%" for v in mean[axis]) for axis in ("images", "boxes")]
     shown = f"the three-draw means of seeds 0-4 are {per_seed[0]} of images and {per_seed[1]} of boxes"
+    assert shown in section, shown
+
+
+def test_the_4x_shortlist_under_three_draws_is_the_docs():
+    """bench3-box4's cycle-3 sets retrained under the box budget's other two draws, and each seed's mean over the
+    three paired with the box budget's (the one-draw pairing was with the box budget's best draw)."""
+    saved = _cycle_3_draws(BOX4)
+    paired = _against_the_box_budgets_draws(saved)
+    section = _section("### A budget in boxes over three cycles (5 seeds)")
+    retrained = [
+        [_shown(draws.mean_interval(saved[d][axis])) for d in ("again", "third")] for axis in ("images", "boxes")
+    ]
+    shown = (
+        f"saved {retrained[0][0]} and {retrained[0][1]} of images and {retrained[1][0]} and {retrained[1][1]} of boxes"
+    )
+    assert shown in section, shown
+    mean = [_shown(draws.mean_interval(paired[axis][0])) for axis in ("images", "boxes")]
+    diff = [f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]" for d in (paired[axis][2] for axis in ("images", "boxes"))]
+    shown = (
+        f"each seed's mean over the three draws, {mean[0]} of images and {mean[1]} of boxes, paired with the box "
+        f"budget's three-draw mean: images {diff[0]} points, boxes {diff[1]}"
+    )
     assert shown in section, shown
