@@ -44,7 +44,7 @@ def pair_table(name: str, pair: np.ndarray, group: np.ndarray, thresholds: list[
 
 def embedding_similarity(config: Path, checkpoint: Path) -> np.ndarray:
     """``[N, N]`` cosine similarity of the pool's pooled image embeddings by the detector of ``checkpoint``
-    (each dimension standardised over the pool first: raw, every pair is above 0.99)."""
+    (each dimension standardised over the pool first: raw, every pair of the bench pool is above 0.9)."""
     import torch
 
     from activedet.config import load_config
