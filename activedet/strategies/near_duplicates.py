@@ -3,8 +3,9 @@ labelled or picked this cycle.
 
 Pools hold near-duplicates: consecutive video frames, bursts, the same scene saved twice with another crop or
 exposure. An informative image's near-duplicates are as informative by every score (they show the same objects), so
-an uncertainty or class criterion picks them together, and a budget is spent on labels that teach the detector
-almost nothing new. The filter compares pixels, not the detector's embedding (which a small or barely trained
+an uncertainty or class criterion picks them together and the budget pays for nearly the same labels twice. (Whether
+that costs labels depends on the data and the detector: on the bench data, skipping them saved none; see
+docs/benchmarks.md.) The filter compares pixels, not the detector's embedding (which a small or barely trained
 detector spreads too little to tell a shifted copy from another scene).
 
 Each image is reduced to a **thumbnail**: grey levels (the channels' mean), box-averaged to ``32 x 32``, whatever its
