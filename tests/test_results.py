@@ -335,22 +335,31 @@ _RETRAINED = re.compile(
 )
 
 
-def _retrained_lines() -> dict[tuple[str, int], dict[int, tuple[int, int, float, float]]]:
-    """The record's lines: ``(arm, seed) -> {cycle: (images, boxes, retrained metric, the run's own metric)}`` (arm
-    ``random`` or ``box``), each checked to be the labelled set of the record's run (the same images and boxes at
-    that cycle)."""
+def _checked_retrained(path: Path) -> list[tuple[object, int, float]]:
+    """The lines `activedet retrain --cycle T` printed into ``path``: ``(the record's run, T, retrained metric)``,
+    each checked to be the labelled set of that run (the same images and boxes at that cycle)."""
     runs: dict[str, dict[int, object]] = {}  # each record's runs by seed, read once
-    lines: dict[tuple[str, int], dict[int, tuple[int, int, float, float]]] = {}
-    for line in RFS.read_text().splitlines():
+    checked = []
+    for line in path.read_text().splitlines():
         row = _RETRAINED.match(line).groupdict()
         if row["runs"] not in runs:
             runs[row["runs"]] = {run.seed: run for run in load_runs(ROOT / row["runs"])}
         run = runs[row["runs"]][int(row["seed"])]
-        t, counts = int(row["cycle"]), (int(row["images"]), int(row["boxes"]))
-        assert (run.labelled_images[t], run.labelled_boxes[t]) == counts, line
-        assert run.strategy in ("random", BOX_ARM), line
+        t = int(row["cycle"])
+        assert (run.labelled_images[t], run.labelled_boxes[t]) == (int(row["images"]), int(row["boxes"])), line
+        checked.append((run, t, float(row["metric"])))
+    return checked
+
+
+def _retrained_lines() -> dict[tuple[str, int], dict[int, tuple[int, int, float, float]]]:
+    """The record's lines: ``(arm, seed) -> {cycle: (images, boxes, retrained metric, the run's own metric)}`` (arm
+    ``random`` or ``box``), each checked to be the labelled set of the record's run."""
+    lines: dict[tuple[str, int], dict[int, tuple[int, int, float, float]]] = {}
+    for run, t, metric in _checked_retrained(RFS):
+        assert run.strategy in ("random", BOX_ARM), run.path
         arm = "random" if run.strategy == "random" else "box"
-        lines.setdefault((arm, run.seed), {})[t] = (*counts, float(row["metric"]), run.metrics["voc/mAP_area"][t])
+        counts = (int(run.labelled_images[t]), int(run.labelled_boxes[t]))
+        lines.setdefault((arm, run.seed), {})[t] = (*counts, metric, run.metrics["voc/mAP_area"][t])
     return lines
 
 
@@ -430,17 +439,16 @@ def _cycle_3_draws(record: Path) -> dict[str, dict[str, np.ndarray]]:
     saved = {}
     for draw, folder in random.items():
         curves = {run.seed: run for run in load_runs(folder)}
-        points = {
-            s: (run.labelled_images[3], run.labelled_boxes[3], run.metrics["voc/mAP_area"][3]) for s, run in own.items()
-        }
-        if draw != "train":
+        if draw == "train":
+            points = {
+                s: (run.labelled_images[3], run.labelled_boxes[3], run.metrics["voc/mAP_area"][3])
+                for s, run in own.items()
+            }
+        else:
             points = {}
-            for line in (record / f"retrained-{draw}.txt").read_text().splitlines():
-                row = _RETRAINED.match(line).groupdict()
-                seed, counts = int(row["seed"]), (int(row["images"]), int(row["boxes"]))
-                assert ROOT / row["runs"] == own[seed].path.parent and row["cycle"] == "3", line
-                assert (own[seed].labelled_images[3], own[seed].labelled_boxes[3]) == counts, line
-                points[seed] = (*counts, float(row["metric"]))
+            for run, t, metric in _checked_retrained(record / f"retrained-{draw}.txt"):
+                assert run.path.parent == own[run.seed].path.parent and t == 3, run.path
+                points[run.seed] = (run.labelled_images[3], run.labelled_boxes[3], metric)
         assert sorted(points) == [0, 1, 2, 3, 4], draw
         saved[draw] = {}
         for k, axis in enumerate(("images", "boxes")):
