@@ -124,3 +124,91 @@ def test_chained_after_an_uncertainty_criterion_it_re_ranks_the_shortlist(tiny_d
     entropy_of = dict(zip(first.indices.tolist(), first.scores.tolist()))
     assert [p["score"] for p in picks] == [entropy_of[p["index"]] for p in picks]
     assert all(p["score"] is not None for p in picks)
+
+
+def test_previewed_classes_replace_the_detections_with_the_candidates_truth():
+    strategy = get_strategy("class_balance", classes="previewed")
+    assert strategy.needs_preview and not get_strategy("class_balance").needs_preview
+    pool = [
+        detections([2], [0.9]),  # looks rare, holds only the frequent class
+        detections([1], [0.9]),  # looks frequent, holds the rare class
+        detections([], []),  # no detection, holds nothing
+    ]
+    truth = {10: [3.0, 0.0], 11: [1.0, 1.0], 12: [0.0, 0.0]}
+    scored = ScoredPool.collect(zip(range(10, 13), pool), strategy)
+    asked = []
+
+    def previewed(indices):
+        asked.append(list(indices))
+        return np.array([truth[int(i)] for i in indices])
+
+    inputs = SelectionInput(
+        scored,
+        None,
+        budget_hint=2,
+        rng=np.random.default_rng(0),
+        labelled_class_counts=np.array([50.0, 1.0]),
+        previewed_class_counts=previewed,
+    )
+    assert list(strategy.select(inputs)) == [11, 10, 12]
+    assert asked == [[10, 11, 12]]
+    # the same candidates by the detections: the image that only looks rare comes first
+    predicted = get_strategy("class_balance")
+    inputs.pool = ScoredPool.collect(zip(range(10, 13), pool), predicted)
+    assert list(predicted.select(inputs)) == [10, 11, 12]
+
+
+def test_previewed_classes_without_a_preview_are_refused_with_the_fix():
+    strategy = get_strategy("class_balance", classes="previewed")
+    scored = ScoredPool.collect([(0, detections([1], [0.9]))], strategy)
+    inputs = SelectionInput(scored, None, budget_hint=1, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="only a simulated oracle that previews labels gives; use classes: predicted"):
+        list(strategy.select(inputs))
+    with pytest.raises(ValueError, match=r"'classes' parameter of class_balance must be one of \['predicted'"):
+        get_strategy("class_balance", classes="truth")
+
+
+@pytest.mark.parametrize(
+    "keys,refused",
+    [({"oracle": "human"}, "key 'oracle' must be 'simulated'"), ({"simulated_preview": False}, "'simulated_preview'")],
+)
+def test_a_config_reading_previewed_classes_without_a_preview_is_refused(tiny_data, tmp_path, keys, refused):
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        strategy=["entropy", "class_balance"],
+        strategy_options={"class_balance": {"classes": "previewed"}},
+        **keys,
+    )
+    with pytest.raises(ValueError, match=f"{refused}.*a simulation-only diagnostic"):
+        load_config(config)
+
+
+def test_a_run_with_previewed_classes_buys_the_rare_class_by_its_truth(tiny_data, tmp_path):
+    config = write_config(
+        tmp_path,
+        tiny_data,
+        strategy=["entropy", "class_balance"],
+        strategy_options={"class_balance": {"classes": "previewed"}, "factors": [2.0]},
+        cycles=1,
+    )
+    cfg = load_config(config)
+    ledger = run_from_config(cfg, progress=False)
+    assert len(ledger.labelled()) == 6 + 4
+    # the picks, replayed by hand: the greedy order of the shortlist's true classes against the labelled counts
+    second, _ = load_scores(tmp_path / "run/cycles/0/scores.stage1.npz")
+    records = json.loads((tiny_data / "annotations/train.json").read_text())
+    num_classes = len(records["categories"])
+    by_image = {}
+    for ann in records["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann["category_id"])
+    ids = [image["id"] for image in records["images"]]
+    labels_of = lambda index: by_image.get(ids[index], [])
+    presence = np.array([[float(c + 1 in labels_of(int(i))) for c in range(num_classes)] for i in second.indices])
+    counts = np.zeros(num_classes)
+    for index in np.flatnonzero(ledger.labelled_at == 0):
+        for label in labels_of(int(index)):
+            counts[label - 1] += 1
+    expected = [int(second.indices[p]) for p in balance_order(presence, counts)][:4]
+    picks = json.loads((tmp_path / "run/cycles/0/selection.json").read_text())["picks"]
+    assert [p["index"] for p in picks] == expected

@@ -142,6 +142,20 @@ class Oracle:
         ``None`` (not known until its labels arrive)."""
         return self.num_boxes(index) if self.previews_cost else None
 
+    def preview_class_counts(self, indices: Sequence[int]) -> np.ndarray:
+        """``float64[M, C]``: the boxes per class of each image of ``indices`` before it is labelled (row ``m``,
+        column ``l - 1`` for label ``l``); only an oracle that :attr:`previews_cost` can say."""
+        if not self.previews_cost:
+            raise ValueError(
+                f"{type(self).__name__} cannot preview labels: an image's classes are known once it is labelled"
+            )
+        num_classes = len(self.pool.class_names)
+        out = np.zeros((len(indices), num_classes))
+        for row, index in enumerate(indices):
+            labels = np.asarray(self.pool.records[int(index)].labels, np.int64)
+            out[row] = np.bincount(labels - 1, minlength=num_classes)[:num_classes]
+        return out
+
     def class_counts(self, indices: Sequence[int]) -> np.ndarray:
         """``float64[C]`` labelled boxes per class (index ``l - 1`` for label ``l``) over ``indices``."""
         return self.pool.subset(indices).class_counts().astype(np.float64)

@@ -94,6 +94,7 @@ class PoolScoring:
             rng,
             labelled_class_counts=self.oracle.class_counts(labelled_indices),
             num_labelled=int(len(labelled_indices)),
+            previewed_class_counts=self.oracle.preview_class_counts if self.oracle.previews_cost else None,
         )
 
     def _scored(

@@ -200,6 +200,16 @@ def _check_strategy(cfg: Config) -> None:
         check_cost_aware(cfg.cost_model(), strategy)
     except CostError as exc:
         _fail(exc.name, exc.expected, exc.got)
+    previewing = [stage.name for stage in strategy.stages if stage.needs_preview]
+    if previewing and (cfg.oracle == "human" or not cfg.simulated_preview):
+        human = cfg.oracle == "human"
+        _fail(
+            "oracle" if human else "simulated_preview",
+            ("'simulated'" if human else "true")
+            + f" for strategy '{strategy.name}' ({', '.join(previewing)} reads the candidates' classes before "
+            "they are bought, a simulation-only diagnostic; with people, use the predicted classes)",
+            cfg.oracle if human else cfg.simulated_preview,
+        )
     if any(stage.needs_val for stage in strategy.stages) and cfg.val_data is None:
         _fail(
             "val_data",

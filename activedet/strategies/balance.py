@@ -20,6 +20,11 @@ scores (the scores are the expected number of true boxes, as in :mod:`activedet.
 at the image at all): an image holding one rare object beats one where the same rare object sits among five
 frequent ones, which costs six boxes to label. Use it when boxes, not images, are what the annotation costs.
 
+With ``classes: previewed`` (a simulation-only diagnostic) ``q_c(x)`` is 1 for each class the image's
+ground-truth boxes hold and 0 otherwise, read from the simulated oracle before the image is bought: the same
+selection with the detector's class guesses replaced by the truth, a ceiling on what better guesses could add.
+A run with people refuses it before any work.
+
 It is a general selection step rather than a published method: a greedy, inverse-frequency version of the
 consistency method's class-distribution stage (methods.md §6) with the uncertainty shortlist of §7.5. Any detector; one
 inference pass over its candidates (core fields only).
@@ -35,7 +40,7 @@ import torch
 
 from ..models.outputs import Detections
 from .base import SelectionInput, Strategy
-from .checks import flag, number, summary
+from .checks import choice, flag, number, summary
 from .registry import register
 
 __all__ = ["class_balance", "class_presence", "balance_order"]
@@ -96,7 +101,7 @@ def _describe(det: Detections, *, min_score: float) -> dict[str, np.ndarray]:
     return {"labelled_scores": torch.stack([labels.double(), scores.double()], dim=1).reshape(-1, 2).numpy()}
 
 
-def _select(inputs: SelectionInput, *, power: float, per_box: bool) -> Iterator[int]:
+def _select(inputs: SelectionInput, *, power: float, per_box: bool, previewed: bool) -> Iterator[int]:
     pool = inputs.pool
     if len(pool) == 0:
         return
@@ -105,14 +110,24 @@ def _select(inputs: SelectionInput, *, power: float, per_box: bool) -> Iterator[
     num_classes = (
         len(counts) if counts is not None else int(max((d[:, 0].max() for d in detections if len(d)), default=1))
     )
-    presence = np.stack([class_presence(d[:, 0], d[:, 1], num_classes) for d in detections])
+    if previewed:
+        if inputs.previewed_class_counts is None:
+            raise ValueError(
+                "class_balance: classes 'previewed' reads the candidates' labels before they are bought, which only "
+                "a simulated oracle that previews labels gives; use classes: predicted"
+            )
+        presence = (np.asarray(inputs.previewed_class_counts(pool.indices), np.float64) > 0).astype(np.float64)
+    else:
+        presence = np.stack([class_presence(d[:, 0], d[:, 1], num_classes) for d in detections])
     cost = np.array([1.0 + d[:, 1].sum() for d in detections]) if per_box else None
     for position in balance_order(presence, counts, power=power, cost=cost):
         yield int(pool.indices[position])
 
 
 @register("class_balance")
-def class_balance(*, power: float = 1.0, min_score: float = 0.05, per_box: bool = False) -> Strategy:
+def class_balance(
+    *, power: float = 1.0, min_score: float = 0.05, per_box: bool = False, classes: str = "predicted"
+) -> Strategy:
     """Class balance: candidates by what their predicted classes add to the classes with fewest labelled boxes.
 
     Options:
@@ -121,14 +136,18 @@ def class_balance(*, power: float = 1.0, min_score: float = 0.05, per_box: bool 
         min_score: detections scoring below this are not counted as evidence of their class (0.05).
         per_box: divide each candidate's gain by its expected boxes, ``1 +`` the sum of its detection scores at or
             above ``min_score`` (false): rare classes per box labelled rather than per image.
+        classes: ``"predicted"`` (the detector's detections) or ``"previewed"``: the classes of each candidate's
+            ground-truth boxes, read before it is bought; a simulation-only diagnostic (the module docstring).
     """
     number("class_balance", "power", power, float, 0, 4)
     number("class_balance", "min_score", min_score, float, 0, 1)
     flag("class_balance", "per_box", per_box)
+    choice("class_balance", "classes", classes, ("predicted", "previewed"))
     return Strategy(
         "class_balance",
         summary(class_balance),
         score=None,
         describe=functools.partial(_describe, min_score=float(min_score)),
-        select=functools.partial(_select, power=float(power), per_box=per_box),
+        select=functools.partial(_select, power=float(power), per_box=per_box, previewed=classes == "previewed"),
+        needs_preview=classes == "previewed",
     )

@@ -195,6 +195,9 @@ class SelectionInput:
             summed over the labelled images (for a stage that compares class distributions), or ``None`` when not
             known.
         num_labelled: number of labelled images.
+        previewed_class_counts: ``pool indices -> float64[M, C]``, the ground-truth boxes per class of unlabelled
+            images before they are bought; only an oracle that previews labels (a simulation) gives it, for a
+            stage with ``needs_preview``; ``None`` otherwise.
     """
 
     pool: ScoredPool
@@ -203,6 +206,7 @@ class SelectionInput:
     rng: np.random.Generator
     labelled_class_counts: np.ndarray | None = None
     num_labelled: int = 0
+    previewed_class_counts: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass
@@ -251,6 +255,9 @@ class Strategy:
             (e.g. a normalisation over all detections of the pool); ``NaN`` marks an image with nothing to score.
         describe: ``Detections -> {name: array}``, per-image arrays kept for ``select`` in ``ScoredPool.extras``.
         needs_val: the predictor uses the validation split (the loop refuses to start without one).
+        needs_preview: ``select`` reads the candidates' labels before they are bought
+            (``SelectionInput.previewed_class_counts``): a simulation-only diagnostic, refused before any work with
+            an oracle that cannot preview labels (people, or ``simulated_preview: false``).
         then, shortlist: the next stage of a chain and this stage's candidate factor: ``then`` scores only the
             first ``ceil(shortlist x budget_hint)`` picks of this stage (module docstring).
     """
@@ -268,6 +275,7 @@ class Strategy:
     then: Strategy | None = None
     shortlist: float | None = None
     needs_val: bool = False
+    needs_preview: bool = False
 
     def __post_init__(self) -> None:
         if (self.then is None) != (self.shortlist is None):
