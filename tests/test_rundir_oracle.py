@@ -231,6 +231,25 @@ def test_the_oracle_must_label_the_runs_own_pool_and_box_budgets_need_a_previewe
     assert Pending(["a"]).folder is None
 
 
+def test_previewed_classes_need_an_oracle_that_previews_labels(toy_run):
+    kwargs, truth = toy_run
+    pool = kwargs["pool"]
+    previewing = {**kwargs, "strategy": get_strategy("class_balance", classes="previewed")}
+    for oracle in (HumanOracle(pool), SimulatedOracle(pool, preview=False)):
+        with pytest.raises(
+            ValueError,
+            match=rf"reads the candidates' labels before they are bought, which "
+            rf"{type(oracle).__name__} cannot preview: it is a simulation-only diagnostic",
+        ):
+            ActiveLearningRun(**previewing, oracle=oracle).run()
+        with pytest.raises(ValueError, match="cannot preview labels: an image's classes are known once it is labelled"):
+            oracle.preview_class_counts([0])
+    assert not Path(kwargs["run_dir"]).exists()
+    counts = SimulatedOracle(pool).preview_class_counts([0, 1])
+    for row, record in zip(counts, pool.records[:2]):
+        assert row.tolist() == np.bincount(record.labels, minlength=len(pool.class_names) + 1)[1:].tolist()
+
+
 def test_an_oracle_answer_that_is_neither_labels_nor_pending_stops_the_run_naming_the_oracle(toy_run):
     class Forgetful(Oracle):
         def request(self, batch):
