@@ -3,6 +3,7 @@
 Usage (prints measured numbers; not a test):
 
     python benchmarks/per_class.py BASELINE_RUNS ARM_RUNS [--cycle 3] [--metric ap_area]
+    python benchmarks/per_class.py --boxes TRAIN_COCO_JSON RUNS... [--cycle 3]
 
 ``BASELINE_RUNS`` and ``ARM_RUNS`` are run directories (or folders holding them, e.g. a record of
 ``benchmarks/results``), one run per seed each, with per-class VOC metrics (``voc/<class>/ap_area`` in
@@ -11,6 +12,10 @@ images the same seed's baseline run needed to reach the same AP of that class, e
 pairs the mean AP (:func:`activedet.report.savings.paired_saved`: interpolated on the baseline's own curve, a lower
 bound marked ``≥`` where the arm's AP is above every point of it, undefined where it is below the first). The
 classes are listed by their test boxes, most first.
+
+With ``--boxes`` it prints what each folder of runs bought instead: the labelled boxes of each class at ``--cycle``,
+the mean over its runs (seeds), read from each run's ``X_L_<cycle>.npy`` and the pool's COCO file (the runs'
+``train_data``), classes by their pool boxes, most first.
 """
 
 from __future__ import annotations
@@ -86,14 +91,48 @@ def format_rows(rows: list[dict], cycle: int) -> str:
     return "\n".join(lines)
 
 
+def boxes_bought(pool, folders, *, cycle: int) -> str:
+    """A table: per folder of runs, its runs' mean labelled boxes of each class at ``cycle``; ``pool`` is the runs'
+    pool (a :class:`~activedet.data.records.DetectionDataset` in the runs' pool order)."""
+    per_image = np.zeros((len(pool), len(pool.class_names)))
+    for i, record in enumerate(pool.records):
+        per_image[i] = np.bincount(np.asarray(record.labels, np.int64) - 1, minlength=len(pool.class_names))
+    order = np.argsort(-per_image.sum(axis=0), kind="stable")
+    lines = [
+        f"| runs (seeds) | {' | '.join(pool.class_names[c] for c in order)} | boxes |",
+        "|---|" + "---|" * (len(order) + 1),
+    ]
+    for folder in folders:
+        runs = load_runs(folder)
+        if not runs:
+            raise ValueError(f"{folder}: no runs (folders with metrics.jsonl) found")
+        bought = []
+        for run in runs:
+            labelled = Path(run.path) / f"X_L_{cycle}.npy"
+            if not labelled.is_file():
+                raise ValueError(f"{run.path} has no {labelled.name}: the run did not reach cycle {cycle}")
+            bought.append(per_image[np.load(labelled)].sum(axis=0))
+        mean = np.mean(bought, axis=0)
+        cells = " | ".join(f"{mean[c]:.0f}" for c in order)
+        lines.append(f"| {Path(folder).name} ({', '.join(str(r.seed) for r in runs)}) | {cells} | {mean.sum():,.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("baseline", type=Path, help="the baseline's runs (one per seed), or a folder holding them")
-    parser.add_argument("arm", type=Path, help="the arm's runs (one per seed), or a folder holding them")
+    parser.add_argument("runs", type=Path, nargs="+", help="BASELINE ARM: runs (one per seed) or folders of them")
     parser.add_argument("--cycle", type=int, default=3, help="the arm's cycle to compare (default 3)")
     parser.add_argument("--metric", default="ap_area", help="per-class VOC value: ap_area (default) or ap_11pt")
+    parser.add_argument("--boxes", type=Path, help="the pool's COCO file: print each folder's boxes bought per class")
     args = parser.parse_args()
-    print(format_rows(class_savings(args.baseline, args.arm, cycle=args.cycle, metric=args.metric), args.cycle))
+    if args.boxes is not None:
+        from activedet.data.coco import read_coco
+
+        print(boxes_bought(read_coco(args.boxes, check_images=False), args.runs, cycle=args.cycle))
+        return
+    if len(args.runs) != 2:
+        parser.error(f"expected BASELINE ARM (two folders of runs), got {len(args.runs)}")
+    print(format_rows(class_savings(*args.runs, cycle=args.cycle, metric=args.metric), args.cycle))
 
 
 if __name__ == "__main__":
