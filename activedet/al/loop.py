@@ -166,19 +166,7 @@ class ActiveLearningRun(PoolScoring):
             self.pseudo_labels.thresholds(self.pool.class_names)  # per-class thresholds name known classes
         if len(self.test) == 0:
             raise ValueError("the test split has no images; an active-learning run needs one to evaluate each cycle")
-        needs_val = [stage.name for stage in self.strategy.stages if stage.needs_val]
-        if needs_val and (self.val is None or len(self.val) == 0):
-            raise ValueError(
-                f"strategy '{self.strategy.name}' ({', '.join(needs_val)}) needs a validation split: "
-                "set 'val_data' (val= in the library) to labelled images disjoint from the test split"
-            )
-        needs_preview = [stage.name for stage in self.strategy.stages if stage.needs_preview]
-        if needs_preview and not self.oracle.previews_cost:
-            raise ValueError(
-                f"strategy '{self.strategy.name}' ({', '.join(needs_preview)}) reads the candidates' labels before "
-                f"they are bought, which {type(self.oracle).__name__} cannot preview: it is a simulation-only "
-                "diagnostic (simulated oracle with simulated_preview: true); use the predicted classes instead"
-            )
+        self._check_stage_needs()
         check_cost_setup(self.options.budget_unit, self.oracle, self.cost, self.strategy)
         check_disjoint(self.pool, self.test, self.val)
         ledger = self._load_or_start()

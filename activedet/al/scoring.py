@@ -35,6 +35,23 @@ __all__ = ["PoolScoring"]
 class PoolScoring:
     """The scoring steps of :class:`~activedet.al.loop.ActiveLearningRun` (module docstring)."""
 
+    def _check_stage_needs(self) -> None:
+        """Refuse, before any work, a stage whose needs the run cannot meet: a validation split, or an oracle that
+        previews labels."""
+        needs_val = [stage.name for stage in self.strategy.stages if stage.needs_val]
+        if needs_val and (self.val is None or len(self.val) == 0):
+            raise ValueError(
+                f"strategy '{self.strategy.name}' ({', '.join(needs_val)}) needs a validation split: "
+                "set 'val_data' (val= in the library) to labelled images disjoint from the test split"
+            )
+        needs_preview = [stage.name for stage in self.strategy.stages if stage.needs_preview]
+        if needs_preview and not self.oracle.previews_cost:
+            raise ValueError(
+                f"strategy '{self.strategy.name}' ({', '.join(needs_preview)}) reads the candidates' labels before "
+                f"they are bought, which {type(self.oracle).__name__} cannot preview: it is a simulation-only "
+                "diagnostic (simulated oracle with simulated_preview: true); use the predicted classes instead"
+            )
+
     def _score(self, model: torch.nn.Module, ledger: Ledger, t: int) -> tuple[ScoredPool, ScoredPool | None]:
         """Score the candidates stage by stage; returns the last stage's ``(pool, labelled)`` reductions."""
         candidates = self.options.scoring_subset(ledger.unlabelled(), t)
