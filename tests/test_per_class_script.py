@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_retrain import benchmark_script
 
 from activedet.data.records import DetectionDataset, ImageRecord
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _per_class():
-    spec = importlib.util.spec_from_file_location("per_class", ROOT / "benchmarks" / "per_class.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _record(i: int, labels: list[int]) -> ImageRecord:
@@ -45,9 +36,9 @@ def test_the_boxes_bought_per_class_are_the_mean_over_a_folders_runs(tmp_path):
     )
     _run(tmp_path / "arm/seed0", 0, [[0], [0, 1]], [1, 3])
     _run(tmp_path / "arm/seed1", 1, [[3], [3, 2]], [0, 3])
-    table = _per_class().boxes_bought(pool, [tmp_path / "arm"], cycle=1).splitlines()
+    table = benchmark_script("per_class").boxes_bought(pool, [tmp_path / "arm"], cycle=1).splitlines()
     assert table[0] == "| runs (seeds) | b | a | c | boxes |"
     # seed 0 bought b 2, a 1; seed 1 bought a 1, b 1, c 1: means 1.5 (rounds to 2), 1, 0.5 (rounds to 0)
     assert table[2] == "| arm (0, 1) | 2 | 1 | 0 | 3 |"
     with pytest.raises(ValueError, match=r"has no X_L_2.npy: the run did not reach cycle 2"):
-        _per_class().boxes_bought(pool, [tmp_path / "arm"], cycle=2)
+        benchmark_script("per_class").boxes_bought(pool, [tmp_path / "arm"], cycle=2)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
+from test_retrain import benchmark_script
 
 from activedet.report import draws
 from activedet.report.runs import load_runs
@@ -244,9 +246,9 @@ def test_class_balances_power_2_and_0_5_are_the_strategies_docs():
     shown = []
     for record, bound in ((BOXP2, False), (BOXP05, True)):
         paired = _against_the_box_budgets_draws(_cycle_3_draws(record))["images"]
-        assert paired[3].any() == bound
-        shown.append(f"{'at least ' if bound else ''}{paired[0].mean():.1f}%")
-    default = f"{paired[1].mean():.1f}%"
+        assert paired.bound.any() == bound
+        shown.append(f"{'at least ' if bound else ''}{paired.mine.mean():.1f}%")
+    default = f"{paired.theirs.mean():.1f}%"
     strategies = _flat((ROOT / "docs" / "strategies.md").read_text())
     expected = f"2 and 0.5 saved no more than 1 ({shown[0]} and {shown[1]} of the images at cycle 3"
     assert expected in strategies and f"where the default saved {default};" in strategies, expected
@@ -290,11 +292,7 @@ def test_the_box_budgets_fourth_cycle_is_the_docs():
 def test_the_box_budgets_class_by_class_savings_are_the_docs():
     """benchmarks/per_class.py on the records prints the docs' table (each class's AP paired as the report pairs
     the mean AP)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("per_class", ROOT / "benchmarks" / "per_class.py")
-    per_class = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(per_class)
+    per_class = benchmark_script("per_class")
     rows = per_class.class_savings(PEOPLE / "random", BOX, cycle=3)
     assert [row["name"] for row in rows][:3] == ["zero", "one", "two"] and len(rows) == 10
     table = per_class.format_rows(rows, 3)
@@ -468,9 +466,19 @@ def _cycle_3_draws(record: Path) -> dict[str, dict[str, np.ndarray]]:
     return saved
 
 
-def _against_the_box_budgets_draws(saved: dict[str, dict[str, np.ndarray]]) -> dict[str, tuple]:
-    """Per axis: each seed's mean over the three draws, the box budget's (bench3-box, bench3-again, bench3-third),
-    and their paired difference."""
+class _ThreeDraws(NamedTuple):
+    """One axis of an arm against the box budget at cycle 3: each seed's mean over the three draws (``mine``, a
+    lower bound for the seeds in ``bound``), the box budget's (``theirs``), and their paired ``difference``."""
+
+    mine: np.ndarray
+    theirs: np.ndarray
+    difference: object
+    bound: np.ndarray
+
+
+def _against_the_box_budgets_draws(saved: dict[str, dict[str, np.ndarray]]) -> dict[str, _ThreeDraws]:
+    """Per axis: the arm's three draws (``saved``) against the box budget's (bench3-box, bench3-again,
+    bench3-third)."""
     box = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN, THIRD], cycles=3)[BOX_ARM]
     out = {}
     for axis in ("images", "boxes"):
@@ -478,7 +486,7 @@ def _against_the_box_budgets_draws(saved: dict[str, dict[str, np.ndarray]]) -> d
         mine = np.mean([saved[d][axis] for d in ("train", "again", "third")], axis=0)
         bound = np.any([saved[d][f"{axis}_bound"] for d in ("train", "again", "third")], axis=0)
         theirs = box[axis][:, :, 3].mean(axis=0)
-        out[axis] = (mine, theirs, draws.mean_interval(mine - theirs, bound), bound)
+        out[axis] = _ThreeDraws(mine, theirs, draws.mean_interval(mine - theirs, bound), bound)
     return out
 
 
@@ -512,13 +520,13 @@ def _check_a_three_draw_arm(record: Path, label: str, heading: str) -> None:
         ]
         assert f"| {name} | {cells[0]} | {cells[1]} |" in section, (name, cells)
     paired = _against_the_box_budgets_draws(saved)
-    cells = [_cell(draws.mean_interval(paired[axis][0], paired[axis][3])) for axis in ("images", "boxes")]
+    cells = [_cell(draws.mean_interval(paired[axis].mine, paired[axis].bound)) for axis in ("images", "boxes")]
     assert f"| **each seed's mean over the three draws** | **{cells[0]}** | **{cells[1]}** |" in section, cells
-    cells = [_shown(draws.mean_interval(paired[axis][1])) for axis in ("images", "boxes")]
+    cells = [_shown(draws.mean_interval(paired[axis].theirs)) for axis in ("images", "boxes")]
     assert f"| the box budget, each seed's mean over its three draws | {cells[0]} | {cells[1]} |" in section, cells
-    cells = [_points(paired[axis][2]) for axis in ("images", "boxes")]
+    cells = [_points(paired[axis].difference) for axis in ("images", "boxes")]
     assert f"| paired difference, points | {cells[0]} | {cells[1]} |" in section, cells
-    per_seed = [", ".join(f"{v:.1f}%" for v in paired[axis][0]) for axis in ("images", "boxes")]
+    per_seed = [", ".join(f"{v:.1f}%" for v in paired[axis].mine) for axis in ("images", "boxes")]
     shown = f"the three-draw means of seeds 0-4 are {per_seed[0]} of images and {per_seed[1]} of boxes"
     assert shown in section, shown
 
@@ -579,8 +587,8 @@ def test_a_variant_of_the_box_budget_under_three_draws_is_the_docs(record):
         f"saved {retrained[0][0]} and {retrained[0][1]} of images and {retrained[1][0]} and {retrained[1][1]} of boxes"
     )
     assert shown in section, shown
-    mean = [_cell(draws.mean_interval(paired[axis][0], paired[axis][3])) for axis in ("images", "boxes")]
-    diff = [_points(paired[axis][2]) for axis in ("images", "boxes")]
+    mean = [_cell(draws.mean_interval(paired[axis].mine, paired[axis].bound)) for axis in ("images", "boxes")]
+    diff = [_points(paired[axis].difference) for axis in ("images", "boxes")]
     shown = (
         f"each seed's mean over the three draws, {mean[0]} of images and {mean[1]} of boxes, paired with the box "
         f"budget's three-draw mean: images {diff[0]} points, boxes {diff[1]}"

@@ -24,9 +24,9 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 
 
-def _keep_runs():
-    """benchmarks/keep_runs.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("keep_runs", BENCHMARKS / "keep_runs.py")
+def benchmark_script(name: str):
+    """``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -212,7 +212,7 @@ def test_a_run_without_a_cycle_is_refused_with_its_file(runs, tmp_path):
 
 def test_a_kept_record_reports_as_the_run_and_holds_no_machine_path(runs, tmp_path):
     _, dirs = runs
-    keep = _keep_runs()
+    keep = benchmark_script("keep_runs")
     root = dirs[0].parents[2]
     kept = keep.keep_run(dirs[1], tmp_path / "kept" / "entropy" / "seed0", [root], selections=True)
     config = json.loads((kept / "config.json").read_text())
