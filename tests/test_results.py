@@ -582,6 +582,39 @@ def test_skipping_near_duplicate_picks_is_the_docs():
     _check_a_three_draw_arm(ND, ND_ARM, "### Skipping near-duplicate picks with the box budget (5 seeds, three draws)")
 
 
+SMALLER = RESULTS / "bench6-box160"
+SMALLER_ARM = "compose[criteria=[entropy,class_balance]] +budget[160 boxes]"
+SMALLER_HEADING = "### Half the box budget per cycle, twice the cycles (5 seeds, three draws)"
+
+
+def test_half_the_box_budget_over_six_cycles_is_the_docs():
+    """160 boxes per cycle over six cycles (bench6-box160): its cycle-6 sets hold the labels the box budget's
+    cycle-3 sets hold, so the three-draw pairing is at equal labels; and at each even cycle, its mAP against the box
+    budget's (one draw each) at the cycle that had spent as many boxes."""
+    _check_a_three_draw_arm(SMALLER, SMALLER_ARM, SMALLER_HEADING, last=6)
+    section = _section(SMALLER_HEADING)
+    mine = summarize([*load_runs(PEOPLE / "random"), *load_runs(SMALLER)], cycles=6).strategies[SMALLER_ARM]
+    box = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3).strategies[BOX_ARM]
+    cells = []
+    for t in (1, 2, 3):
+        spent = mine.boxes_per_seed[:, 2 * t] - box.boxes_per_seed[:, t]
+        assert np.abs(spent).max() <= 80, (t, spent)  # the same budget spent, up to the image that crosses it
+        d = draws.mean_interval(mine.metric_per_seed[:, 2 * t] - box.metric_per_seed[:, t])
+        cells.append(f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]")
+    shown = f"mAP minus the box budget's at cycles 2, 4 and 6 (its cycles 1, 2, 3): {', '.join(cells)}"
+    assert shown in section, shown
+    counts = [
+        f"{a.images_per_seed[:, t].mean():.0f} images and {a.boxes_per_seed[:, t].mean():,.0f} boxes"
+        for a, t in ((mine, 6), (box, 3))
+    ]
+    shown = f"with {counts[0]} at cycle 6 (the box budget: {counts[1].replace(' images', '')} at cycle 3)"
+    assert shown in section, shown
+    paired = _against_the_box_budgets_draws(_last_cycle_draws(SMALLER, 6))
+    below = [int((paired[axis].mine < paired[axis].theirs).sum()) for axis in ("images", "boxes")]
+    ranges = [f"{paired[axis].theirs.min():.1f}-{paired[axis].theirs.max():.1f}%" for axis in ("images", "boxes")]
+    assert below == [4, 4] and f"in four seeds of five (its {ranges[0]} and {ranges[1]})" in section, ranges
+
+
 @pytest.mark.parametrize(
     "record", [BOX4, BOXPB, BOXP2, BOXP05], ids=["4x-shortlist", "per-box", "power-2", "power-0.5"]
 )
