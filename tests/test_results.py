@@ -510,10 +510,10 @@ def _points(interval) -> str:
     return ("≥ " if interval.bound else "") + f"{interval.mean:+.1f} [{interval.low:+.1f}, {interval.high:+.1f}]"
 
 
-def _check_a_three_draw_arm(record: Path, label: str, heading: str, last: int = 3) -> None:
+def _check_a_three_draw_arm(record: Path, label: str, heading: str, last: int = 3) -> tuple[object, dict]:
     """An arm's section: per seed and over the seeds in its own runs, its sets at cycle ``last`` under the other two
     draws, each seed's mean over the three, and that mean paired with the box budget's own three-draw mean at cycle
-    3 (the same labels spent where ``last`` is not 3)."""
+    3 (the same labels spent where ``last`` is not 3). Returns the arm's summary and that pairing per axis."""
     arm = summarize([*load_runs(PEOPLE / "random"), *load_runs(record)], cycles=last).strategies[label]
     assert arm.seeds == [0, 1, 2, 3, 4] and not arm.images_saved_bound.any() and not arm.boxes_saved_bound.any()
     section = _section(heading)
@@ -541,6 +541,7 @@ def _check_a_three_draw_arm(record: Path, label: str, heading: str, last: int = 
     per_seed = [", ".join(f"{v:.1f}%" for v in paired[axis].mine) for axis in ("images", "boxes")]
     shown = f"the three-draw means of seeds 0-4 are {per_seed[0]} of images and {per_seed[1]} of boxes"
     assert shown in section, shown
+    return arm, paired
 
 
 PREVIEWED = RESULTS / "bench3-prev"
@@ -591,9 +592,8 @@ def test_half_the_box_budget_over_six_cycles_is_the_docs():
     """160 boxes per cycle over six cycles (bench6-box160): its cycle-6 sets hold the labels the box budget's
     cycle-3 sets hold, so the three-draw pairing is at equal labels; and at each even cycle, its mAP against the box
     budget's (one draw each) at the cycle that had spent as many boxes."""
-    _check_a_three_draw_arm(SMALLER, SMALLER_ARM, SMALLER_HEADING, last=6)
+    mine, paired = _check_a_three_draw_arm(SMALLER, SMALLER_ARM, SMALLER_HEADING, last=6)
     section = _section(SMALLER_HEADING)
-    mine = summarize([*load_runs(PEOPLE / "random"), *load_runs(SMALLER)], cycles=6).strategies[SMALLER_ARM]
     box = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3).strategies[BOX_ARM]
     cells = []
     for t in (1, 2, 3):
@@ -609,7 +609,6 @@ def test_half_the_box_budget_over_six_cycles_is_the_docs():
     ]
     shown = f"with {counts[0]} at cycle 6 (the box budget: {counts[1].replace(' images', '')} at cycle 3)"
     assert shown in section, shown
-    paired = _against_the_box_budgets_draws(_last_cycle_draws(SMALLER, 6))
     below = [int((paired[axis].mine < paired[axis].theirs).sum()) for axis in ("images", "boxes")]
     ranges = [f"{paired[axis].theirs.min():.1f}-{paired[axis].theirs.max():.1f}%" for axis in ("images", "boxes")]
     assert below == [4, 4] and f"in four seeds of five (its {ranges[0]} and {ranges[1]})" in section, ranges
