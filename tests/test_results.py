@@ -638,3 +638,37 @@ def test_a_variant_of_the_box_budget_under_three_draws_is_the_docs(record):
         f"budget's three-draw mean: images {diff[0]} points, boxes {diff[1]}"
     )
     assert shown in section, shown
+
+
+def test_the_box_budgets_variants_side_by_side_are_the_docs():
+    """The summary table of every variant of the box budget with three draws, and the range the prose gives."""
+    variants = [
+        ("a 4x shortlist (`factors: [4]`)", BOX4, 3),
+        ("`class_balance: {per_box: true}`", BOXPB, 3),
+        ("`class_balance: {power: 2}`", BOXP2, 3),
+        ("`class_balance: {power: 0.5}`", BOXP05, 3),
+        ("near-duplicate picks skipped (`near_duplicates: 0.85`)", ND, 3),
+        ("each candidate's true classes (`classes: previewed`, a ceiling)", PREVIEWED, 3),
+        ("160 boxes per cycle over six cycles", SMALLER, 6),
+    ]
+    section = _section("### The box budget's variants side by side (5 seeds, three draws)")
+    differences = {"images": [], "boxes": []}
+    for name, record, last in variants:
+        paired = _against_the_box_budgets_draws(_last_cycle_draws(record, last))
+        cells = [_cell(draws.mean_interval(paired[axis].mine, paired[axis].bound)) for axis in ("images", "boxes")]
+        cells += [_points(paired[axis].difference) for axis in ("images", "boxes")]
+        row = f"| {name} | " + " | ".join(cells) + " |"
+        assert row in section, row
+        for axis in differences:
+            differences[axis].append((paired[axis].difference, name))
+    theirs = [_shown(draws.mean_interval(paired[axis].theirs)) for axis in ("images", "boxes")]
+    assert f"The box budget itself: {theirs[0]} of images, {theirs[1]} of boxes." in section, theirs
+    means = {axis: [d.mean for d, _ in v] for axis, v in differences.items()}
+    shown = (
+        f"from {max(means['images']):+.1f} to {min(means['images']):.1f} points of images and from "
+        f"{max(means['boxes']):.1f} to {min(means['boxes']):.1f} of boxes"
+    )
+    assert shown in section, shown
+    below = [(axis, name) for axis, v in differences.items() for d, name in v if d.high < 0]
+    assert below == [("images", "`class_balance: {per_box: true}`")], below
+    assert not any(d.low > 0 for v in differences.values() for d, _ in v)  # none ahead
