@@ -3,6 +3,7 @@ from it: the README and docs cannot drift from the runs behind them."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -182,7 +183,7 @@ def test_the_box_budgets_savings_are_the_readmes(box_budget):
 
 
 def test_the_box_budgets_savings_under_three_draws_are_the_docs_and_the_readmes():
-    arm = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN, THIRD], cycles=3)[BOX_ARM]
+    arm = _box_budget_draws()
     heading = "### How much of the box budget's lead is one training draw (5 seeds, three draws)"
     rows = ("the runs' own training", "retrained (`again`)", "retrained (`third`)")
     means = _draw_table(arm, heading, rows)
@@ -486,10 +487,17 @@ class _ThreeDraws(NamedTuple):
     bound: np.ndarray
 
 
+@functools.cache
+def _box_budget_draws() -> dict[str, np.ndarray]:
+    """The box budget's savings under its three draws (bench3-box, bench3-again, bench3-third), read once: every
+    arm with three draws is paired with them. Callers read, never write, the arrays."""
+    return draws.draw_savings([[PEOPLE / "random", BOX], AGAIN, THIRD], cycles=3)[BOX_ARM]
+
+
 def _against_the_box_budgets_draws(saved: dict[str, dict[str, np.ndarray]]) -> dict[str, _ThreeDraws]:
     """Per axis: the arm's three draws (``saved``) against the box budget's (bench3-box, bench3-again,
     bench3-third)."""
-    box = draws.draw_savings([[PEOPLE / "random", BOX], AGAIN, THIRD], cycles=3)[BOX_ARM]
+    box = _box_budget_draws()
     out = {}
     for axis in ("images", "boxes"):
         assert not box[f"{axis}_bound"][:, :, 3].any()
@@ -588,13 +596,13 @@ SMALLER_ARM = "compose[criteria=[entropy,class_balance]] +budget[160 boxes]"
 SMALLER_HEADING = "### Half the box budget per cycle, twice the cycles (5 seeds, three draws)"
 
 
-def test_half_the_box_budget_over_six_cycles_is_the_docs():
+def test_half_the_box_budget_over_six_cycles_is_the_docs(box_budget):
     """160 boxes per cycle over six cycles (bench6-box160): its cycle-6 sets hold the labels the box budget's
     cycle-3 sets hold, so the three-draw pairing is at equal labels; and at each even cycle, its mAP against the box
     budget's (one draw each) at the cycle that had spent as many boxes."""
     mine, paired = _check_a_three_draw_arm(SMALLER, SMALLER_ARM, SMALLER_HEADING, last=6)
     section = _section(SMALLER_HEADING)
-    box = summarize([*load_runs(PEOPLE / "random"), *load_runs(BOX)], cycles=3).strategies[BOX_ARM]
+    box = box_budget.strategies[BOX_ARM]
     cells = []
     for t in (1, 2, 3):
         spent = mine.boxes_per_seed[:, 2 * t] - box.boxes_per_seed[:, t]
