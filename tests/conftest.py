@@ -61,6 +61,33 @@ def make_toy_dataset(
     return DetectionDataset(records, ["red", "blue"], root=root)
 
 
+def tiny_model(seed: int = 0, detector: str = "retinanet", **kwargs):
+    """A two-class ``detector`` on the ``tiny`` backbone at 96 px, its weights drawn with torch seeded by ``seed``."""
+    from activedet.models import build_detector
+
+    torch.manual_seed(seed)
+    return build_detector(detector, 2, backbone="tiny", min_size=96, max_size=96, **kwargs)
+
+
+def train_options(**overrides):
+    """Two quick epochs of AdamW for the toy data (``overrides`` replace any option): a ``TrainOptions``."""
+    from activedet.engine.train import TrainOptions
+
+    base = dict(
+        epochs=2,
+        batch_size=4,
+        optimizer="adamw",
+        lr=2e-3,
+        warmup_iters=2,
+        lr_steps=[100],
+        hflip_prob=0.5,
+        amp=False,
+        seed=0,
+        log_every=1,
+    )
+    return TrainOptions(**{**base, **overrides})
+
+
 @pytest.fixture
 def toy_dataset(tmp_path) -> DetectionDataset:
     return make_toy_dataset(tmp_path / "toy")

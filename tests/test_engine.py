@@ -4,31 +4,11 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_model
+from conftest import train_options as options
 
 from activedet.engine.checkpoint import load_checkpoint
 from activedet.engine.train import TrainOptions, build_lr_lambda, train_detector
-from activedet.models import build_detector
-
-
-def tiny_model(seed=0, **kwargs):
-    torch.manual_seed(seed)
-    return build_detector("retinanet", 2, backbone="tiny", min_size=96, max_size=96, **kwargs)
-
-
-def options(**overrides):
-    base = dict(
-        epochs=2,
-        batch_size=4,
-        optimizer="adamw",
-        lr=2e-3,
-        warmup_iters=2,
-        lr_steps=[100],
-        hflip_prob=0.5,
-        amp=False,
-        seed=0,
-        log_every=1,
-    )
-    return TrainOptions(**{**base, **overrides})
 
 
 def test_training_lowers_the_loss_and_logs_json_lines(toy_dataset, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_model, train_options
 
 from activedet.data.records import DetectionDataset, ImageRecord
 from activedet.data.torch_dataset import DetectionTorchDataset, collate_detection
@@ -244,25 +245,8 @@ def test_subset_keeps_the_loss_weight():
 # ---------------------------------------------------------------------------------------- loss-weighted training
 
 
-def tiny_model(seed=0, detector="retinanet"):
-    torch.manual_seed(seed)
-    return build_detector(detector, 2, backbone="tiny", min_size=96, max_size=96)
-
-
 def options(**overrides):
-    base = dict(
-        epochs=2,
-        batch_size=3,
-        optimizer="adamw",
-        lr=2e-3,
-        warmup_iters=2,
-        lr_steps=[100],
-        hflip_prob=0.5,
-        amp=False,
-        seed=0,
-        log_every=1,
-    )
-    return TrainOptions(**{**base, **overrides})
+    return train_options(**{"batch_size": 3, **overrides})
 
 
 def trained(data, opts, **kwargs):
