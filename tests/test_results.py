@@ -659,6 +659,23 @@ def test_half_the_box_budget_with_a_4x_shortlist_is_the_docs(box_budget):
     assert shown in _flat(README), shown
 
 
+LOCALISATION = RESULTS / "bench3-lt"
+LOCALISATION_ARM = "compose[criteria=[entropy,localization_tightness,class_balance],factors=[6,3]] +budget[320 boxes]"
+LOCALISATION_HEADING = "### Localisation tightness in the box budget's shortlist (5 seeds, three draws)"
+
+
+def test_localisation_tightness_in_the_shortlist_is_the_docs():
+    """The box budget's chain with localisation tightness between entropy and class balance (bench3-lt): the
+    three-draw section, and its cycle-0 models those of the near-duplicate arm (the same environment)."""
+    _, paired = _check_a_three_draw_arm(LOCALISATION, LOCALISATION_ARM, LOCALISATION_HEADING)
+    cycle_0 = lambda record: sorted((r.seed, r.metrics["voc/mAP_area"][0]) for r in load_runs(record))
+    assert cycle_0(LOCALISATION) == cycle_0(ND)
+    behind = [int((paired[axis].mine < paired[axis].theirs).sum()) for axis in ("images", "boxes")]
+    assert f"behind the box budget's in {behind[0]} seeds of 5 in images and {behind[1]} in boxes" in _section(
+        LOCALISATION_HEADING
+    ), behind
+
+
 @pytest.mark.parametrize(
     "record", [BOX4, BOXPB, BOXP2, BOXP05], ids=["4x-shortlist", "per-box", "power-2", "power-0.5"]
 )
@@ -696,6 +713,7 @@ def test_the_box_budgets_variants_side_by_side_are_the_docs():
         ("each candidate's true classes (`classes: previewed`, a ceiling)", PREVIEWED, 3),
         ("160 boxes per cycle over six cycles", SMALLER, 6),
         ("160 boxes per cycle over six cycles, a 4x shortlist", SMALLER_F4, 6),
+        ("localisation tightness in the shortlist (`factors: [6, 3]`)", LOCALISATION, 3),
     ]
     section = _section("### The box budget's variants side by side (5 seeds, three draws)")
     differences = {"images": [], "boxes": []}
