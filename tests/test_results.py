@@ -14,6 +14,7 @@ from test_retrain import benchmark_script
 
 from activedet.report import draws
 from activedet.report.runs import load_runs
+from activedet.report.savings import paired_saved
 from activedet.report.summary import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -448,8 +449,6 @@ def _last_cycle_draws(record: Path, last: int = 3) -> dict[str, dict[str, np.nda
     retrained (the lines of ``retrained-again.txt``, ``retrained-third.txt``, each checked to be the record's set),
     each paired with `random`'s sets trained under the same draw by the report's rule (``<axis>_bound``: a seed
     above random's whole curve under that draw, its saving a lower bound)."""
-    from activedet.report.savings import paired_saved
-
     own = {run.seed: run for run in load_runs(record)}
     random = {"train": PEOPLE / "random", "again": AGAIN / "random", "third": THIRD / "random"}
     saved = {}
@@ -738,3 +737,60 @@ def test_the_box_budgets_variants_side_by_side_are_the_docs():
     below = [(axis, name) for axis, v in differences.items() for d, name in v if d.high < 0]
     assert below == [("images", "`class_balance: {per_box: true}`")], below
     assert not any(d.low > 0 for v in differences.values() for d, _ in v)  # none ahead
+
+
+SSL24 = RESULTS / "ssl24-cycle0"
+SSL24_HEADING = "## Five seeds at 24 epochs: a small gain on the first cycle"
+
+
+def test_teacher_student_at_24_epochs_over_five_seeds_is_the_docs():
+    """docs/semi-supervised.md's five-seed comparison (ssl24-cycle0): each seed's cycle-0 mAP, supervised and
+    teacher-student, on the same 200 images, and the paired difference over the seeds."""
+    text = (ROOT / "docs" / "semi-supervised.md").read_text()
+    start = text.index(SSL24_HEADING)
+    end = text.find("\n## ", start + 1)
+    section = _flat(text[start : end if end > 0 else None])
+    supervised = {run.seed: run for run in load_runs(SSL24 / "random")}
+    (folder,) = [path for path in SSL24.iterdir() if path.name.startswith("random+ssl")]
+    ssl = {run.seed: run for run in load_runs(folder)}
+    assert sorted(supervised) == sorted(ssl) == [0, 1, 2, 3, 4]
+    differences = []
+    for seed in range(5):
+        assert supervised[seed].labelled_images[0] == ssl[seed].labelled_images[0] == 200
+        assert supervised[seed].labelled_boxes[0] == ssl[seed].labelled_boxes[0]  # the same initial set
+        a, b = (runs[seed].metrics["voc/mAP_area"][0] for runs in (supervised, ssl))
+        assert f"| {seed} | {a:.3f} | {b:.3f} | {b - a:+.3f} |" in section, seed
+        differences.append(b - a)
+    for seeds, name in ((slice(None), "seeds 0-4"), (slice(1, None), "seeds 1-4")):
+        d = draws.mean_interval(np.array(differences)[seeds])
+        shown = f"{name}: {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+        assert shown in section, shown
+    # in labels: where supervised training's 24-epoch curve (its 200-image runs above, then bench3-people's `random`
+    # sets at 300 images retrained at 24 epochs) reaches each seed's teacher-student mAP
+    second = {run.seed: (run, metric) for run, t, metric in _checked_retrained(SSL24 / "retrained-300.txt")}
+    assert sorted(second) == [0, 1, 2, 3, 4]
+    cells = []
+    for axis in ("images", "boxes"):
+        saved, bound = [], []
+        for seed in range(5):
+            run, metric = second[seed]
+            x = [getattr(supervised[seed], f"labelled_{axis}")[0], getattr(run, f"labelled_{axis}")[1]]
+            curve = [supervised[seed].metrics["voc/mAP_area"][0], metric]
+            s, b = paired_saved([x[0]], [ssl[seed].metrics["voc/mAP_area"][0]], x, curve)
+            saved.append(s[0])
+            bound.append(b[0])
+        cells.append(_cell(draws.mean_interval(np.array(saved), np.array(bound))))
+    shown = f"saved {cells[0]} of the images and {cells[1]} of the boxes"
+    assert shown in section, shown
+    means = [
+        np.mean([second[seed][1] for seed in range(5)]),
+        np.mean([second[seed][0].metrics["voc/mAP_area"][1] for seed in range(5)]),
+    ]
+    shown = f"(mean {means[0]:.3f}; at the bench's 8 epochs the same sets scored {means[1]:.3f} on average)"
+    assert shown in section, shown
+    d = draws.mean_interval(np.array(differences))
+    shown = (
+        f"5 seeds: {d.mean:+.3f} mAP [{d.low:+.3f}, {d.high:+.3f}] over supervised training at 24 epochs, "
+        f"{cells[0]} of the images saved"
+    )
+    assert shown in _flat(README), shown
