@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import train_options
 from PIL import Image
 
 from activedet.data.records import DetectionDataset, ImageRecord
@@ -302,20 +303,10 @@ def test_evaluate_accuracy_keys():
 # train_detector
 # ------------------------------------------------------------------------------------------------------------
 def _options(**overrides) -> TrainOptions:
-    base = dict(
-        epochs=2,
-        batch_size=4,
-        optimizer="adamw",
-        lr=1e-2,
-        warmup_iters=0,
-        lr_schedule="constant",
-        hflip_prob=0.5,
-        amp=True,
-        seed=0,
-        log_every=1,
-        val_metric="top1",
+    """The quick options of conftest, with a constant learning rate, AMP and top-1 validation."""
+    return train_options(
+        **{"lr": 1e-2, "warmup_iters": 0, "lr_schedule": "constant", "amp": True, "val_metric": "top1", **overrides}
     )
-    return TrainOptions(**{**base, **overrides})
 
 
 def test_train_detector_validates_with_accuracy(tmp_path):
