@@ -793,3 +793,79 @@ def test_teacher_student_at_24_epochs_over_five_seeds_is_the_docs():
         f"epochs, {cells[0]} of the images saved"
     )
     assert shown in _flat(README), shown
+
+
+PIPE24 = RESULTS / "pipe24-cycle1"
+PIPE24_HEADING = "## The whole pipeline's first cycle at 24 epochs (5 seeds)"
+
+
+def _supervised_24_epoch_curves() -> dict[int, dict[str, list]]:
+    """Per seed, supervised `random` at 24 epochs: its 200 initial images (ssl24-cycle0's runs), then bench3-people's
+    `random` sets at 300, 400 and 500 images (cycles 1-3) retrained at 24 epochs: images, boxes and mAP per point."""
+    curves = {
+        run.seed: {
+            "images": [run.labelled_images[0]],
+            "boxes": [run.labelled_boxes[0]],
+            "metric": [run.metrics["voc/mAP_area"][0]],
+        }
+        for run in load_runs(SSL24 / "random")
+    }
+    files = (SSL24 / "retrained-300.txt", PIPE24 / "retrained-400.txt", PIPE24 / "retrained-500.txt")
+    for cycle, path in enumerate(files, start=1):
+        for run, t, metric in _checked_retrained(path):
+            assert (run.strategy, t, run.path.parent.parent.name) == ("random", cycle, PEOPLE.name), path
+            curve = curves[run.seed]
+            assert curve["images"][0] == run.labelled_images[0] and curve["boxes"][0] == run.labelled_boxes[0]
+            assert len(curve["metric"]) == cycle, (path, run.seed)  # each point once, in order
+            curve["images"].append(run.labelled_images[t])
+            curve["boxes"].append(run.labelled_boxes[t])
+            curve["metric"].append(metric)
+    return curves
+
+
+def test_the_whole_pipeline_at_24_epochs_is_the_docs():
+    """docs/semi-supervised.md's pipeline section (pipe24-cycle1): the box budget with teacher-student training at
+    24 epochs against supervised `random` at 24 epochs, per seed and over the seeds, at cycles 0 and 1."""
+    section = _section(PIPE24_HEADING, (ROOT / "docs" / "semi-supervised.md").read_text())
+    curves = _supervised_24_epoch_curves()
+    (folder,) = [path for path in PIPE24.iterdir() if path.is_dir()]
+    assert "+ssl[" in folder.name and "+budget[320boxes]" in folder.name
+    pipeline = {run.seed: run for run in load_runs(folder)}
+    (ssl_folder,) = [path for path in SSL24.iterdir() if path.name.startswith("random+ssl")]
+    ssl = {run.seed: run for run in load_runs(ssl_folder)}
+    assert sorted(pipeline) == sorted(curves) == [0, 1, 2, 3, 4]
+    saved = {"images": [], "boxes": []}
+    for seed in range(5):
+        run, curve = pipeline[seed], curves[seed]
+        # cycle 0 is ssl24-cycle0's teacher-student model on the same 200 images
+        assert run.metrics["voc/mAP_area"][0] == ssl[seed].metrics["voc/mAP_area"][0]
+        assert (run.labelled_images[0], run.labelled_boxes[0]) == (curve["images"][0], curve["boxes"][0])
+        for axis in saved:
+            s, bound = paired_saved(
+                getattr(run, f"labelled_{axis}"), run.metrics["voc/mAP_area"], curve[axis], curve["metric"]
+            )
+            assert not bound.any(), (seed, axis)  # every figure measured: random's curve reaches each point
+            saved[axis].append(s)
+        points = ", ".join(
+            f"{int(run.labelled_images[t])} / {int(run.labelled_boxes[t]):,} / {run.metrics['voc/mAP_area'][t]:.3f}"
+            for t in (0, 1)
+        )
+        row = (
+            f"| {seed} | {points} | {', '.join(f'{m:.3f}' for m in curve['metric'])} | "
+            + " | ".join(f"{saved[axis][-1][0]:.1f}%, {saved[axis][-1][1]:.1f}%" for axis in saved)
+            + " |"
+        )
+        assert row in section, row
+    cells = {(axis, t): _cell(draws.mean_interval(np.array(saved[axis])[:, t])) for axis in saved for t in (0, 1)}
+    for t in (0, 1):
+        shown = f"cycle {t}: {cells['images', t]} of the images and {cells['boxes', t]} of the boxes saved"
+        assert shown in section, shown
+    means = [np.mean([getattr(pipeline[seed], f"labelled_{axis}")[1] for seed in range(5)]) for axis in saved]
+    metric = np.array([pipeline[seed].metrics["voc/mAP_area"][1] for seed in range(5)])
+    shown = (
+        f"with {means[0]:.0f} images and {means[1]:,.0f} boxes on average "
+        f"(mAP {metric.mean():.3f} ± {metric.std(ddof=1):.3f})"
+    )
+    assert shown in section, shown
+    shown = f"saved {cells['images', 1]} of the images and {cells['boxes', 1]} of the boxes"
+    assert shown in _flat(README), shown
