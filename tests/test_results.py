@@ -744,15 +744,21 @@ def test_the_box_budgets_variants_side_by_side_are_the_docs():
 
 SSL24 = RESULTS / "ssl24-cycle0"
 SSL24_HEADING = "## Five seeds at 24 epochs: a small gain on the first cycle"
+SEMI_SUPERVISED_MD = (ROOT / "docs" / "semi-supervised.md").read_text()
+
+
+def _teacher_student_runs() -> dict[int, object]:
+    """ssl24-cycle0's teacher-student runs by seed (cycle 0 on each seed's 200 initial images, 24 epochs)."""
+    (folder,) = [path for path in SSL24.iterdir() if path.name.startswith("random+ssl")]
+    return {run.seed: run for run in load_runs(folder)}
 
 
 def test_teacher_student_at_24_epochs_over_five_seeds_is_the_docs():
     """docs/semi-supervised.md's five-seed comparison (ssl24-cycle0): each seed's cycle-0 mAP, supervised and
     teacher-student, on the same 200 images, and the paired difference over the seeds."""
-    section = _section(SSL24_HEADING, (ROOT / "docs" / "semi-supervised.md").read_text())
+    section = _section(SSL24_HEADING, SEMI_SUPERVISED_MD)
     supervised = {run.seed: run for run in load_runs(SSL24 / "random")}
-    (folder,) = [path for path in SSL24.iterdir() if path.name.startswith("random+ssl")]
-    ssl = {run.seed: run for run in load_runs(folder)}
+    ssl = _teacher_student_runs()
     assert sorted(supervised) == sorted(ssl) == [0, 1, 2, 3, 4]
     differences = []
     for seed in range(5):
@@ -829,13 +835,12 @@ def _supervised_24_epoch_curves() -> dict[int, dict[str, list]]:
 def test_the_whole_pipeline_at_24_epochs_is_the_docs():
     """docs/semi-supervised.md's pipeline section (pipe24-cycle1): the box budget with teacher-student training at
     24 epochs against supervised `random` at 24 epochs, per seed and over the seeds, at cycles 0 and 1."""
-    section = _section(PIPE24_HEADING, (ROOT / "docs" / "semi-supervised.md").read_text())
+    section = _section(PIPE24_HEADING, SEMI_SUPERVISED_MD)
     curves = _supervised_24_epoch_curves()
     (folder,) = [path for path in PIPE24.iterdir() if path.is_dir()]
     assert "+ssl[" in folder.name and "+budget[320boxes]" in folder.name
     pipeline = {run.seed: run for run in load_runs(folder)}
-    (ssl_folder,) = [path for path in SSL24.iterdir() if path.name.startswith("random+ssl")]
-    ssl = {run.seed: run for run in load_runs(ssl_folder)}
+    ssl = _teacher_student_runs()
     assert sorted(pipeline) == sorted(curves) == [0, 1, 2, 3, 4]
     saved = {"images": [], "boxes": []}
     for seed in range(5):
