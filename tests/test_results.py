@@ -810,7 +810,8 @@ PIPE24_HEADING = "## The whole pipeline at 24 epochs (5 seeds)"
 def _supervised_24_epoch_curves() -> dict[int, dict[str, list]]:
     """Per seed, supervised `random` at 24 epochs: its 200 initial images (ssl24-cycle0's runs), then bench3-people's
     `random` sets at 300, 400, 500 ... images (its cycles 1, 2, 3 ...) retrained at 24 epochs (ssl24-cycle0's
-    retrained-300.txt, then pipe24's retrained-400.txt, ...): images, boxes and mAP per point."""
+    retrained-300.txt, then pipe24's retrained-400.txt, ...): images, boxes and mAP per point, as far as each seed's
+    curve was trained."""
     curves = {
         run.seed: {
             "images": [run.labelled_images[0]],
@@ -831,7 +832,9 @@ def _supervised_24_epoch_curves() -> dict[int, dict[str, list]]:
             curve["images"].append(run.labelled_images[t])
             curve["boxes"].append(run.labelled_boxes[t])
             curve["metric"].append(metric)
-    assert all(len(curve["metric"]) == 1 + len(files) for curve in curves.values()), "a seed lacks a point"
+    # every seed has each point to 500 images; a later file may leave out a seed (its saving is then a bound, shown
+    # as such) but no seed skips a point (each point once, in order, above)
+    assert all(len(curve["metric"]) >= 4 for curve in curves.values()), "a seed lacks a point"
     return curves
 
 
