@@ -894,3 +894,81 @@ def test_the_whole_pipeline_at_24_epochs_is_the_docs():
     assert shown in section, shown
     shown = f"saved {cells['images', last]} of the images and {cells['boxes', last]} of the boxes"
     assert shown in _flat(README), shown
+
+
+TEACHER_RANDOM_HEADING = "## The strategy's share: `random` with the teacher too (5 seeds)"
+
+
+def _random_with_the_teacher_curves() -> dict[int, dict[str, list]]:
+    """Per seed, `random` with teacher-student training at 24 epochs: ssl24-cycle0's teacher-student model on the 200
+    initial images, then bench3-people's `random` sets trained with the teacher (pipe24's random-teacher-N.txt, N
+    images, in order): images, boxes and mAP per point."""
+    curves = {
+        seed: {
+            "images": [run.labelled_images[0]],
+            "boxes": [run.labelled_boxes[0]],
+            "metric": [run.metrics["voc/mAP_area"][0]],
+        }
+        for seed, run in _teacher_student_runs().items()
+    }
+    files = sorted(PIPE24.glob("random-teacher-*.txt"), key=lambda path: int(path.stem.rpartition("-")[2]))
+    assert files, "no random-teacher-N.txt in the record"
+    for path in files:
+        images = int(path.stem.rpartition("-")[2])
+        lines = _checked_retrained(path)
+        assert sorted(run.seed for run, _, _ in lines) == [0, 1, 2, 3, 4], path
+        for run, t, metric in lines:
+            assert (run.strategy, run.path.parent.parent.name) == ("random", PEOPLE.name), path
+            assert run.labelled_images[t] == images, path
+            curve = curves[run.seed]
+            assert (curve["images"][0], curve["boxes"][0]) == (run.labelled_images[0], run.labelled_boxes[0])
+            curve["images"].append(run.labelled_images[t])
+            curve["boxes"].append(run.labelled_boxes[t])
+            curve["metric"].append(metric)
+    return curves
+
+
+def test_the_strategys_share_with_the_teacher_on_both_sides_is_the_docs():
+    """docs/semi-supervised.md's section on `random` trained with the teacher as well: per seed its mAP at each point
+    beside supervised `random`'s on the same sets, the teacher's gain per point, and the pipeline's last cycle (about
+    400 images) against `random` with the teacher at 400 images (the strategy's share, the same training both sides)."""
+    section = _section(TEACHER_RANDOM_HEADING, SEMI_SUPERVISED_MD)
+    teacher, supervised = _random_with_the_teacher_curves(), _supervised_24_epoch_curves()
+    (folder,) = [path for path in PIPE24.iterdir() if path.is_dir()]
+    pipeline = {run.seed: run for run in load_runs(folder)}
+    (n_cycles,) = {len(run.metrics["voc/mAP_area"]) for run in pipeline.values()}
+    last = n_cycles - 1
+    at_400 = teacher[0]["images"].index(400)
+    gains, shares, wholes = [], [], []
+    for seed in range(5):
+        mine, theirs, run = teacher[seed], supervised[seed], pipeline[seed]
+        same_sets = [theirs["metric"][theirs["images"].index(n)] for n in mine["images"]]
+        gains.append(np.array(mine["metric"]) - np.array(same_sets))
+        shares.append(run.metrics["voc/mAP_area"][last] - mine["metric"][at_400])
+        wholes.append(run.metrics["voc/mAP_area"][last] - theirs["metric"][theirs["images"].index(400)])
+        images, boxes, metric = run.labelled_images[last], run.labelled_boxes[last], run.metrics["voc/mAP_area"][last]
+        point = f"{int(images)} / {int(boxes):,} / {metric:.3f}"
+        row = (
+            f"| {seed} | {', '.join(f'{m:.3f}' for m in mine['metric'])} | {', '.join(f'{m:.3f}' for m in same_sets)} "
+            f"| {point} | {shares[-1]:+.3f} |"
+        )
+        assert row in section, row
+    for k, images in enumerate(teacher[0]["images"]):
+        d = draws.mean_interval(np.array(gains)[:, k])
+        shown = f"with {images:.0f} images: {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+        assert shown in section, shown
+    for d, baseline in (
+        (draws.mean_interval(np.array(shares)), "`random` with the teacher"),
+        (draws.mean_interval(np.array(wholes)), "supervised `random`"),
+    ):
+        shown = f"cycle {last} minus {baseline} at 400 images: {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+        assert shown in section, shown
+    shown = f"every seed ahead by {min(shares):.3f} to {max(shares):.3f}"
+    assert shown in section, shown
+    gain, share = (draws.mean_interval(values) for values in (np.array(gains)[:, at_400], np.array(shares)))
+    shown = (
+        f"pipeline was {share.mean:+.3f} [{share.low:+.3f}, {share.high:+.3f}] mAP ahead of `random` trained with the "
+        f"teacher at 400 images, and the teacher had lifted `random` by {gain.mean:+.3f} [{gain.low:+.3f}, "
+        f"{gain.high:+.3f}] there"
+    )
+    assert shown in _flat(README), shown
