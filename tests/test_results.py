@@ -972,3 +972,55 @@ def test_the_strategys_share_with_the_teacher_on_both_sides_is_the_docs():
         f"{gain.high:+.3f}] there"
     )
     assert shown in _flat(README), shown
+
+
+def test_the_strategys_share_in_labels_is_the_docs():
+    """The same section in labels: per seed and over the seeds, the images and boxes the pipeline saved at each cycle
+    past 0 against `random` with the teacher (a straight line between its points); and how far keeping only those
+    points moves the saving against supervised `random`, whose curve has a point every 100 images."""
+    section = _section(TEACHER_RANDOM_HEADING, SEMI_SUPERVISED_MD)
+    teacher, supervised = _random_with_the_teacher_curves(), _supervised_24_epoch_curves()
+    (folder,) = [path for path in PIPE24.iterdir() if path.is_dir()]
+    pipeline = {run.seed: run for run in load_runs(folder)}
+    (n_cycles,) = {len(run.metrics["voc/mAP_area"]) for run in pipeline.values()}
+    cycles = range(1, n_cycles)
+
+    def saved_against(curves) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per axis: (saved, is_bound), each [seed, cycle], the pipeline against ``curves``."""
+        by_axis = {}
+        for axis in ("images", "boxes"):
+            run_curves = [
+                (getattr(pipeline[s], f"labelled_{axis}"), pipeline[s].metrics["voc/mAP_area"]) for s in range(5)
+            ]
+            pairs = [paired_saved(*run, curves[s][axis], curves[s]["metric"]) for s, run in enumerate(run_curves)]
+            by_axis[axis] = (np.array([saved for saved, _ in pairs]), np.array([bound for _, bound in pairs]))
+        return by_axis
+
+    mine = saved_against(teacher)
+    for seed in range(5):
+        figures = [
+            ", ".join(("≥ " if bound[seed, t] else "") + f"{saved[seed, t]:.1f}%" for t in cycles)
+            for saved, bound in mine.values()
+        ]
+        row = f"| {seed} | " + " | ".join(figures) + " |"
+        assert row in section, row
+    for t in cycles:
+        cells = {axis: _cell(draws.mean_interval(saved[:, t], bound[:, t])) for axis, (saved, bound) in mine.items()}
+        shown = f"cycle {t}: {cells['images']} of the images and {cells['boxes']} of the boxes saved"
+        assert shown in section, shown
+    shown = f"the pipeline saved {cells['images']} of the images and {cells['boxes']} of the boxes at its third cycle"
+    assert n_cycles == 4 and shown in _flat(README), shown
+    # the line's coarseness: supervised `random`'s curve with only the points `random` with the teacher has
+    thinned = {
+        seed: {key: [curve[key][curve["images"].index(n)] for n in teacher[seed]["images"]] for key in curve}
+        for seed, curve in supervised.items()
+    }
+    (full, full_bound), (thin, thin_bound) = saved_against(supervised)["images"], saved_against(thinned)["images"]
+    measured = [t for t in cycles if not (full_bound[:, t].any() or thin_bound[:, t].any())]
+    moved = [thin[:, t] - full[:, t] for t in measured]
+    shown = (
+        f"moves the pipeline's saving of images against it at cycles {', '.join(map(str, measured))} by "
+        f"{', '.join(f'{round(m.mean(), 1) + 0.0:+.1f}' for m in moved)} points on average (by at most "
+        f"{max(np.abs(m).max() for m in moved):.1f} for a seed)"
+    )
+    assert shown in section, shown
