@@ -841,51 +841,69 @@ def _supervised_24_epoch_curves() -> dict[int, dict[str, list]]:
     return curves
 
 
+def _pipeline_runs() -> tuple[dict[int, object], int]:
+    """pipe24's runs by seed (the box budget with teacher-student training) and the number of cycles they reached,
+    the same for every seed."""
+    (folder,) = [path for path in PIPE24.iterdir() if path.is_dir()]
+    assert "+ssl[" in folder.name and "+budget[320boxes]" in folder.name
+    pipeline = {run.seed: run for run in load_runs(folder)}
+    (n_cycles,) = {len(run.metrics["voc/mAP_area"]) for run in pipeline.values()}  # every seed equally far
+    return pipeline, n_cycles
+
+
+def _pipeline_saved(pipeline: dict[int, object], curves: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per axis (images, boxes): ``(saved, is_bound)``, each ``[seed, cycle]``, the pipeline's runs against each
+    seed's ``curves`` (``images``, ``boxes``, ``metric`` per point)."""
+    by_axis = {}
+    for axis in ("images", "boxes"):
+        pairs = [
+            paired_saved(
+                getattr(pipeline[s], f"labelled_{axis}"),
+                pipeline[s].metrics["voc/mAP_area"],
+                curves[s][axis],
+                curves[s]["metric"],
+            )
+            for s in range(5)
+        ]
+        by_axis[axis] = (np.array([saved for saved, _ in pairs]), np.array([bound for _, bound in pairs]))
+    return by_axis
+
+
 def test_the_whole_pipeline_at_24_epochs_is_the_docs():
     """docs/semi-supervised.md's pipeline section (record pipe24): the box budget with teacher-student training at
     24 epochs against supervised `random` at 24 epochs, per seed and over the seeds, at every cycle the runs reached."""
     section = _section(PIPE24_HEADING, SEMI_SUPERVISED_MD)
     curves = _supervised_24_epoch_curves()
-    (folder,) = [path for path in PIPE24.iterdir() if path.is_dir()]
-    assert "+ssl[" in folder.name and "+budget[320boxes]" in folder.name
-    pipeline = {run.seed: run for run in load_runs(folder)}
+    pipeline, n_cycles = _pipeline_runs()
     ssl = _teacher_student_runs()
     assert sorted(pipeline) == sorted(curves) == [0, 1, 2, 3, 4]
-    (n_cycles,) = {len(run.metrics["voc/mAP_area"]) for run in pipeline.values()}  # every seed equally far
     cycles = range(n_cycles)
-    saved: dict[str, list] = {"images": [], "boxes": []}
-    bounds: dict[str, list] = {"images": [], "boxes": []}
+    by_axis = _pipeline_saved(pipeline, curves)
     for seed in range(5):
         run, curve = pipeline[seed], curves[seed]
         # cycle 0 is ssl24-cycle0's teacher-student model on the same 200 images
         assert run.metrics["voc/mAP_area"][0] == ssl[seed].metrics["voc/mAP_area"][0]
         assert (run.labelled_images[0], run.labelled_boxes[0]) == (curve["images"][0], curve["boxes"][0])
-        for axis in saved:
-            s, bound = paired_saved(
-                getattr(run, f"labelled_{axis}"), run.metrics["voc/mAP_area"], curve[axis], curve["metric"]
-            )
-            saved[axis].append(s)
-            bounds[axis].append(bound)
         points = ", ".join(
             f"{int(run.labelled_images[t])} / {int(run.labelled_boxes[t]):,} / {run.metrics['voc/mAP_area'][t]:.3f}"
             for t in cycles
         )
         figures = [
-            ", ".join(("≥ " if bounds[axis][-1][t] else "") + f"{saved[axis][-1][t]:.1f}%" for t in cycles)
-            for axis in saved
+            ", ".join(("≥ " if bound[seed, t] else "") + f"{saved[seed, t]:.1f}%" for t in cycles)
+            for saved, bound in by_axis.values()
         ]
         row = f"| {seed} | {points} | {', '.join(f'{m:.3f}' for m in curve['metric'])} | " + " | ".join(figures) + " |"
         assert row in section, row
     cells = {
-        (axis, t): _cell(draws.mean_interval(np.array(saved[axis])[:, t], np.array(bounds[axis])[:, t]))
-        for axis in saved
+        (axis, t): _cell(draws.mean_interval(saved[:, t], bound[:, t]))
+        for axis, (saved, bound) in by_axis.items()
         for t in cycles
     }
     for t in cycles:
         shown = f"cycle {t}: {cells['images', t]} of the images and {cells['boxes', t]} of the boxes saved"
         assert shown in section, shown
     last = n_cycles - 1
-    means = [np.mean([getattr(pipeline[seed], f"labelled_{axis}")[last] for seed in range(5)]) for axis in saved]
+    means = [np.mean([getattr(pipeline[seed], f"labelled_{axis}")[last] for seed in range(5)]) for axis in by_axis]
     metric = np.array([pipeline[seed].metrics["voc/mAP_area"][last] for seed in range(5)])
     shown = (
         f"with {means[0]:.0f} images and {means[1]:,.0f} boxes on average "
@@ -934,9 +952,7 @@ def test_the_strategys_share_with_the_teacher_on_both_sides_is_the_docs():
     400 images) against `random` with the teacher at 400 images (the strategy's share, the same training both sides)."""
     section = _section(TEACHER_RANDOM_HEADING, SEMI_SUPERVISED_MD)
     teacher, supervised = _random_with_the_teacher_curves(), _supervised_24_epoch_curves()
-    (folder,) = [path for path in PIPE24.iterdir() if path.is_dir()]
-    pipeline = {run.seed: run for run in load_runs(folder)}
-    (n_cycles,) = {len(run.metrics["voc/mAP_area"]) for run in pipeline.values()}
+    pipeline, n_cycles = _pipeline_runs()
     last = n_cycles - 1
     at_400 = teacher[0]["images"].index(400)
     gains, shares, wholes = [], [], []
@@ -980,23 +996,10 @@ def test_the_strategys_share_in_labels_is_the_docs():
     points moves the saving against supervised `random`, whose curve has a point every 100 images."""
     section = _section(TEACHER_RANDOM_HEADING, SEMI_SUPERVISED_MD)
     teacher, supervised = _random_with_the_teacher_curves(), _supervised_24_epoch_curves()
-    (folder,) = [path for path in PIPE24.iterdir() if path.is_dir()]
-    pipeline = {run.seed: run for run in load_runs(folder)}
-    (n_cycles,) = {len(run.metrics["voc/mAP_area"]) for run in pipeline.values()}
+    pipeline, n_cycles = _pipeline_runs()
     cycles = range(1, n_cycles)
 
-    def saved_against(curves) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per axis: (saved, is_bound), each [seed, cycle], the pipeline against ``curves``."""
-        by_axis = {}
-        for axis in ("images", "boxes"):
-            run_curves = [
-                (getattr(pipeline[s], f"labelled_{axis}"), pipeline[s].metrics["voc/mAP_area"]) for s in range(5)
-            ]
-            pairs = [paired_saved(*run, curves[s][axis], curves[s]["metric"]) for s, run in enumerate(run_curves)]
-            by_axis[axis] = (np.array([saved for saved, _ in pairs]), np.array([bound for _, bound in pairs]))
-        return by_axis
-
-    mine = saved_against(teacher)
+    mine = _pipeline_saved(pipeline, teacher)
     for seed in range(5):
         figures = [
             ", ".join(("≥ " if bound[seed, t] else "") + f"{saved[seed, t]:.1f}%" for t in cycles)
@@ -1015,7 +1018,9 @@ def test_the_strategys_share_in_labels_is_the_docs():
         seed: {key: [curve[key][curve["images"].index(n)] for n in teacher[seed]["images"]] for key in curve}
         for seed, curve in supervised.items()
     }
-    (full, full_bound), (thin, thin_bound) = saved_against(supervised)["images"], saved_against(thinned)["images"]
+    (full, full_bound), (thin, thin_bound) = (
+        _pipeline_saved(pipeline, curves)["images"] for curves in (supervised, thinned)
+    )
     measured = [t for t in cycles if not (full_bound[:, t].any() or thin_bound[:, t].any())]
     moved = [thin[:, t] - full[:, t] for t in measured]
     shown = (
