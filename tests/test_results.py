@@ -89,6 +89,22 @@ def test_the_record_reproduces_the_published_random_curves():
         assert np.round(run.metrics["voc/mAP_area"], 3).tolist() == documented[seed][:7], seed
 
 
+def test_randoms_half_of_the_image_budget_table_is_the_record():
+    """The README's first table (and docs/benchmarks.md's copy): `random`'s mAP and boxes bought at 300-500 images
+    are the record's runs over seeds 0-4 (the default's arm of that table has no record)."""
+    arm = summarize(load_runs(PEOPLE / "random"), cycles=3).strategies["random"]
+    assert arm.seeds == [0, 1, 2, 3, 4] and arm.images_mean[1:].tolist() == [300, 400, 500]
+    cycles = (1, 2, 3)
+    cells = [f"{arm.metric_mean[t]:.3f} ± {arm.metric_std[t]:.3f}" for t in cycles]
+    row = f"| `random`: mAP | {' | '.join(cells)} |"
+    bought = [f" / {arm.boxes_mean[t]:,.0f} ± {arm.boxes_std[t]:.0f}" for t in cycles]
+    for text in (README, BENCHMARKS_MD):
+        assert row in text.splitlines(), row
+        (line,) = [line for line in text.splitlines() if line.startswith("| boxes bought: default / random |")]
+        cells = [cell.strip() for cell in line.split("|")[2:-1]]
+        assert len(cells) == 3 and all(cell.endswith(b) for cell, b in zip(cells, bought)), (line, bought)
+
+
 def test_the_people_arms_savings_are_the_docs(people):
     arm = people.strategies[PEOPLE_ARM]
     assert arm.seeds == [0, 1, 2, 3, 4]
