@@ -930,6 +930,12 @@ def test_the_whole_pipeline_at_24_epochs_is_the_docs():
     assert shown in _flat(README), shown
 
 
+def _listed(items) -> str:
+    """``0``, ``0 and 2``, ``1, 3 and 4``: items as the docs' prose lists them."""
+    *rest, last = map(str, items)
+    return f"{', '.join(rest)} and {last}" if rest else last
+
+
 TEACHER_RANDOM_HEADING = "## The strategy's share: `random` with the teacher too (5 seeds)"
 
 
@@ -1044,4 +1050,27 @@ def test_the_strategys_share_in_labels_is_the_docs():
         f"{', '.join(f'{round(m.mean(), 1) + 0.0:+.1f}' for m in moved)} points on average (by at most "
         f"{max(np.abs(m).max() for m in moved):.1f} for a seed)"
     )
+    assert shown in section, shown
+    # and the teacher's own curve without its 600-image point: the straight line from 400 to 700 images
+    without = {
+        seed: {key: [v for n, v in zip(curve["images"], curve[key]) if n != 600] for key in curve}
+        for seed, curve in teacher.items()
+    }
+    assert all(len(curve["images"]) == len(teacher[seed]["images"]) - 1 for seed, curve in without.items())
+    cells = {
+        axis: _cell(draws.mean_interval(saved[:, 3], bound[:, 3]))
+        for axis, (saved, bound) in _pipeline_saved(pipeline, without).items()
+    }
+    shown = (
+        f"Without its 600-image point, the straight line from 400 to 700 images gives {cells['images']} of the images "
+        f"and {cells['boxes']} of the boxes at cycle 3"
+    )
+    assert shown in section, shown
+    below = []  # seeds whose 600-image point lies below the straight line from 400 to 700 images
+    for seed, curve in teacher.items():
+        line = np.interp(600, without[seed]["images"], without[seed]["metric"])
+        if curve["metric"][curve["images"].index(600)] < line:
+            below.append(seed)
+    above = [seed for seed in range(5) if seed not in below]
+    shown = f"point lies below that line for seeds {_listed(below)} and above it for seeds {_listed(above)}"
     assert shown in section, shown
