@@ -885,6 +885,24 @@ def _pipeline_saved(pipeline: dict[int, object], curves: dict) -> dict[str, tupl
     return by_axis
 
 
+def _per_seed(by_axis: dict, seed: int, cycles) -> list[str]:
+    """Per axis, seed ``seed``'s savings at ``cycles`` as the docs' per-seed tables give them (``≥`` on a bound)."""
+    return [
+        ", ".join(("≥ " if bound[seed, t] else "") + f"{saved[seed, t]:.1f}%" for t in cycles)
+        for saved, bound in by_axis.values()
+    ]
+
+
+def _over_seeds(by_axis: dict, t: int) -> dict[str, str]:
+    """Per axis, the mean [interval] over the seeds at cycle ``t`` (``≥`` on a bound)."""
+    return {axis: _cell(draws.mean_interval(saved[:, t], bound[:, t])) for axis, (saved, bound) in by_axis.items()}
+
+
+def _keep_points(curve: dict, images) -> dict:
+    """``curve`` (``images``, ``boxes``, ``metric`` per point) with only its points at the counts ``images``."""
+    return {key: [values[curve["images"].index(n)] for n in images] for key, values in curve.items()}
+
+
 def test_the_whole_pipeline_at_24_epochs_is_the_docs():
     """docs/semi-supervised.md's pipeline section (record pipe24): the box budget with teacher-student training at
     24 epochs against supervised `random` at 24 epochs, per seed and over the seeds, at every cycle the runs reached."""
@@ -904,19 +922,12 @@ def test_the_whole_pipeline_at_24_epochs_is_the_docs():
             f"{int(run.labelled_images[t])} / {int(run.labelled_boxes[t]):,} / {run.metrics['voc/mAP_area'][t]:.3f}"
             for t in cycles
         )
-        figures = [
-            ", ".join(("≥ " if bound[seed, t] else "") + f"{saved[seed, t]:.1f}%" for t in cycles)
-            for saved, bound in by_axis.values()
-        ]
+        figures = _per_seed(by_axis, seed, cycles)
         row = f"| {seed} | {points} | {', '.join(f'{m:.3f}' for m in curve['metric'])} | " + " | ".join(figures) + " |"
         assert row in section, row
-    cells = {
-        (axis, t): _cell(draws.mean_interval(saved[:, t], bound[:, t]))
-        for axis, (saved, bound) in by_axis.items()
-        for t in cycles
-    }
     for t in cycles:
-        shown = f"cycle {t}: {cells['images', t]} of the images and {cells['boxes', t]} of the boxes saved"
+        cells = _over_seeds(by_axis, t)
+        shown = f"cycle {t}: {cells['images']} of the images and {cells['boxes']} of the boxes saved"
         assert shown in section, shown
     last = n_cycles - 1
     means = [np.mean([getattr(pipeline[seed], f"labelled_{axis}")[last] for seed in range(5)]) for axis in by_axis]
@@ -926,7 +937,7 @@ def test_the_whole_pipeline_at_24_epochs_is_the_docs():
         f"(mAP {metric.mean():.3f} ± {metric.std(ddof=1):.3f})"
     )
     assert shown in section, shown
-    shown = f"saved {cells['images', last]} of the images and {cells['boxes', last]} of the boxes"
+    shown = f"saved {cells['images']} of the images and {cells['boxes']} of the boxes"
     assert shown in _flat(README), shown
 
 
@@ -1023,23 +1034,16 @@ def test_the_strategys_share_in_labels_is_the_docs():
 
     mine = _pipeline_saved(pipeline, teacher)
     for seed in range(5):
-        figures = [
-            ", ".join(("≥ " if bound[seed, t] else "") + f"{saved[seed, t]:.1f}%" for t in cycles)
-            for saved, bound in mine.values()
-        ]
-        row = f"| {seed} | " + " | ".join(figures) + " |"
+        row = f"| {seed} | " + " | ".join(_per_seed(mine, seed, cycles)) + " |"
         assert row in section, row
     for t in cycles:
-        cells = {axis: _cell(draws.mean_interval(saved[:, t], bound[:, t])) for axis, (saved, bound) in mine.items()}
+        cells = _over_seeds(mine, t)
         shown = f"cycle {t}: {cells['images']} of the images and {cells['boxes']} of the boxes saved"
         assert shown in section, shown
     shown = f"the pipeline saved {cells['images']} of the images and {cells['boxes']} of the boxes at its third cycle"
     assert n_cycles == 4 and shown in _flat(README), shown
     # the line's coarseness: supervised `random`'s curve with only the points `random` with the teacher has
-    thinned = {
-        seed: {key: [curve[key][curve["images"].index(n)] for n in teacher[seed]["images"]] for key in curve}
-        for seed, curve in supervised.items()
-    }
+    thinned = {seed: _keep_points(curve, teacher[seed]["images"]) for seed, curve in supervised.items()}
     (full, full_bound), (thin, thin_bound) = (
         _pipeline_saved(pipeline, curves)["images"] for curves in (supervised, thinned)
     )
@@ -1052,15 +1056,9 @@ def test_the_strategys_share_in_labels_is_the_docs():
     )
     assert shown in section, shown
     # and the teacher's own curve without its 600-image point: the straight line from 400 to 700 images
-    without = {
-        seed: {key: [v for n, v in zip(curve["images"], curve[key]) if n != 600] for key in curve}
-        for seed, curve in teacher.items()
-    }
+    without = {seed: _keep_points(curve, [n for n in curve["images"] if n != 600]) for seed, curve in teacher.items()}
     assert all(len(curve["images"]) == len(teacher[seed]["images"]) - 1 for seed, curve in without.items())
-    cells = {
-        axis: _cell(draws.mean_interval(saved[:, 3], bound[:, 3]))
-        for axis, (saved, bound) in _pipeline_saved(pipeline, without).items()
-    }
+    cells = _over_seeds(_pipeline_saved(pipeline, without), 3)
     shown = (
         f"Without its 600-image point, the straight line from 400 to 700 images gives {cells['images']} of the images "
         f"and {cells['boxes']} of the boxes at cycle 3"
