@@ -1072,3 +1072,22 @@ def test_the_strategys_share_in_labels_is_the_docs():
     above = [seed for seed in range(5) if seed not in below]
     shown = f"point lies below that line for seeds {_listed(below)} and above it for seeds {_listed(above)}"
     assert shown in section, shown
+
+
+def test_random_next_gives_every_cycle_of_the_recorded_random_runs(tmp_path):
+    """benchmarks/random_next.py's rule (a permutation of the unlabelled images drawn from the cycle's selection
+    seed) gives each of the 30 transitions of the recorded `random` runs, so the set it writes one cycle past the
+    record is the one the run would have labelled; and the script writes that set beside a copy of the record."""
+    random_next = benchmark_script("random_next")
+    for seed in range(5):
+        run = PEOPLE / "random" / f"seed{seed}"
+        for t in range(6):
+            before, after = np.load(run / f"X_L_{t}.npy"), np.load(run / f"X_L_{t + 1}.npy")
+            made = random_next.random_next(before, pool_size=4000, seed=seed, cycle=t, budget=100)
+            np.testing.assert_array_equal(made, after, err_msg=f"seed {seed}, cycle {t}")
+    random_next.main([str(PEOPLE / "random" / "seed1"), str(tmp_path / "seed1")])
+    written = np.load(tmp_path / "seed1" / "X_L_7.npy")
+    assert len(written) == 900 and set(np.load(tmp_path / "seed1" / "X_L_6.npy")) < set(written)
+    np.testing.assert_array_equal(np.load(tmp_path / "seed1" / "X_L_6.npy"), np.load(PEOPLE / "random/seed1/X_L_6.npy"))
+    with pytest.raises(SystemExit, match="expected a `random` run with an image budget"):
+        random_next.main([str(BOX / BOX_ARM.replace(" ", "") / "seed0"), str(tmp_path / "box")])

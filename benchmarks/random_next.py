@@ -1,0 +1,63 @@
+"""Continue a recorded `random` run by one cycle without a model: write the labelled set its next selection makes.
+
+`random` ignores the detector: at cycle ``t`` the loop draws a permutation of the unlabelled images (in index
+order) from ``derive_seed(seed, t, "select")`` and labels the first ``budget`` of them. So the set a run would
+reach one cycle past its record is known without training the model the record does not keep, and
+``activedet retrain CONFIG DIR --cycle T+1`` can train it under any recipe. tests/test_results.py checks that this
+rule gives every cycle of the recorded `random` runs.
+
+Usage (writes files; not a test):
+
+    python benchmarks/random_next.py benchmarks/results/bench3-people/random/seed0 runs/random900/seed0
+
+copies the run's ``config.json`` and ``X_L_<t>.npy`` to the destination and adds the next cycle's set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+
+from activedet.al.plan import derive_seed
+from activedet.al.rundir import RunDir
+
+
+def random_next(labelled: np.ndarray, *, pool_size: int, seed: int, cycle: int, budget: int) -> np.ndarray:
+    """The labelled set (sorted pool indices) after `random`'s selection at ``cycle`` from ``labelled``."""
+    unlabelled = np.setdiff1d(np.arange(pool_size), labelled)
+    rng = np.random.default_rng(derive_seed(seed, cycle, "select"))
+    picks = unlabelled[rng.permutation(len(unlabelled))[:budget]]
+    return np.sort(np.concatenate([labelled, picks]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a recorded `random` run (config.json and X_L_<t>.npy)")
+    parser.add_argument("dest", help="where to write the copy with the next cycle's set")
+    parser.add_argument("--pool-size", type=int, default=4000, help="images in the pool (the bench data: 4000)")
+    args = parser.parse_args(argv)
+    source, target = RunDir(args.run_dir), RunDir(args.dest)
+    config = json.loads(source.config.read_text())
+    if config["strategy"] != "random" or config["budget_unit"] != "images":
+        raise SystemExit(
+            f"{source.config}: strategy {config['strategy']!r}, unit {config['budget_unit']!r}; "
+            "expected a `random` run with an image budget"
+        )
+    cycle = 0
+    while source.labelled_indices(cycle + 1).exists():
+        cycle += 1
+    target.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source.config, target.config)
+    for t in range(cycle + 1):
+        shutil.copyfile(source.labelled_indices(t), target.labelled_indices(t))
+    labelled = np.load(source.labelled_indices(cycle))
+    after = random_next(labelled, pool_size=args.pool_size, seed=config["seed"], cycle=cycle, budget=config["budget"])
+    np.save(target.labelled_indices(cycle + 1), after)
+    print(f"{target.labelled_indices(cycle + 1)}: {len(after)} images (cycle {cycle + 1})")
+
+
+if __name__ == "__main__":
+    main()
