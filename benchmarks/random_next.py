@@ -10,7 +10,8 @@ Usage (writes files; not a test):
 
     python benchmarks/random_next.py benchmarks/results/bench3-people/random/seed0 runs/random900/seed0
 
-copies the run's ``config.json`` and ``X_L_<t>.npy`` to the destination and adds the next cycle's set.
+writes the run's ``config.json`` and its next cycle's set ``X_L_<t+1>.npy`` (``t`` the last cycle there) to the
+destination, which can be given as the source in turn.
 """
 
 from __future__ import annotations
@@ -36,23 +37,22 @@ def random_next(labelled: np.ndarray, *, pool_size: int, seed: int, cycle: int, 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a recorded `random` run (config.json and X_L_<t>.npy)")
-    parser.add_argument("dest", help="where to write the copy with the next cycle's set")
+    parser.add_argument("dest", help="where to write its config.json and the next cycle's set")
     parser.add_argument("--pool-size", type=int, default=4000, help="images in the pool (the bench data: 4000)")
     args = parser.parse_args(argv)
     source, target = RunDir(args.run_dir), RunDir(args.dest)
+    cycles = [int(path.stem.removeprefix("X_L_")) for path in source.root.glob("X_L_*.npy")]
+    if not cycles:
+        raise SystemExit(f"{source.root}: no labelled set X_L_<t>.npy; expected a recorded `random` run")
     config = json.loads(source.config.read_text())
     if config["strategy"] != "random" or config["budget_unit"] != "images":
         raise SystemExit(
             f"{source.config}: strategy {config['strategy']!r}, unit {config['budget_unit']!r}; "
             "expected a `random` run with an image budget"
         )
-    cycle = 0
-    while source.labelled_indices(cycle + 1).exists():
-        cycle += 1
+    cycle = max(cycles)
     target.root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source.config, target.config)
-    for t in range(cycle + 1):
-        shutil.copyfile(source.labelled_indices(t), target.labelled_indices(t))
     labelled = np.load(source.labelled_indices(cycle))
     after = random_next(labelled, pool_size=args.pool_size, seed=config["seed"], cycle=cycle, budget=config["budget"])
     np.save(target.labelled_indices(cycle + 1), after)

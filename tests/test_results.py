@@ -1087,7 +1087,11 @@ def test_random_next_gives_every_cycle_of_the_recorded_random_runs(tmp_path):
             np.testing.assert_array_equal(made, after, err_msg=f"seed {seed}, cycle {t}")
     random_next.main([str(PEOPLE / "random" / "seed1"), str(tmp_path / "seed1")])
     written = np.load(tmp_path / "seed1" / "X_L_7.npy")
-    assert len(written) == 900 and set(np.load(tmp_path / "seed1" / "X_L_6.npy")) < set(written)
-    np.testing.assert_array_equal(np.load(tmp_path / "seed1" / "X_L_6.npy"), np.load(PEOPLE / "random/seed1/X_L_6.npy"))
+    assert len(written) == 900 and set(np.load(PEOPLE / "random/seed1/X_L_6.npy")) < set(written)
+    assert sorted(path.name for path in (tmp_path / "seed1").iterdir()) == ["X_L_7.npy", "config.json"]
+    random_next.main([str(tmp_path / "seed1"), str(tmp_path / "again")])  # its output continues in turn
+    assert set(written) < set(np.load(tmp_path / "again" / "X_L_8.npy"))
+    with pytest.raises(SystemExit, match="no labelled set X_L_<t>.npy"):
+        random_next.main([str(tmp_path), str(tmp_path / "none")])
     with pytest.raises(SystemExit, match="expected a `random` run with an image budget"):
         random_next.main([str(BOX / BOX_ARM.replace(" ", "") / "seed0"), str(tmp_path / "box")])
