@@ -394,6 +394,31 @@ def _checked_retrained(path: Path) -> list[tuple[object, int, float]]:
     return checked
 
 
+#: `random`'s labelled sets one cycle past PEOPLE's `random` runs (benchmarks/random_next.py): config and X_L_7.npy
+NEXT = RESULTS / "random-next"
+
+
+def _checked_next(path: Path) -> list[tuple[int, int, int, int, float]]:
+    """The lines `activedet retrain --cycle T` printed into ``path`` for NEXT's sets: ``(seed, T, images, boxes,
+    retrained metric)``, each set checked to be `random`'s selection one cycle past PEOPLE's run of that seed, 100
+    images more."""
+    random_next = benchmark_script("random_next")
+    runs = {run.seed: run for run in load_runs(PEOPLE / "random")}
+    checked = []
+    for line in path.read_text().splitlines():
+        row = _RETRAINED.match(line).groupdict()
+        assert ROOT / row["runs"] == NEXT, line
+        seed, t, images = int(row["seed"]), int(row["cycle"]), int(row["images"])
+        run = runs[seed]
+        assert t == len(run.labelled_images) and images == run.labelled_images[-1] + 100, line
+        made = random_next.random_next(
+            np.load(run.path / f"X_L_{t - 1}.npy"), pool_size=4000, seed=seed, cycle=t - 1, budget=100
+        )
+        np.testing.assert_array_equal(np.load(NEXT / f"seed{seed}" / f"X_L_{t}.npy"), made, err_msg=line)
+        checked.append((seed, t, images, int(row["boxes"]), float(row["metric"])))
+    return checked
+
+
 def _retrained_lines() -> dict[tuple[str, int], dict[int, tuple[int, int, float, float]]]:
     """The record's lines: ``(arm, seed) -> {cycle: (images, boxes, retrained metric, the run's own metric)}`` (arm
     ``random`` or ``box``), each checked to be the labelled set of the record's run."""
@@ -839,22 +864,38 @@ def _supervised_24_epoch_curves() -> dict[int, dict[str, list]]:
         }
         for run in load_runs(SSL24 / "random")
     }
+    for run in load_runs(PEOPLE / "random"):  # the same 200 initial images
+        assert (curves[run.seed]["images"][0], curves[run.seed]["boxes"][0]) == (
+            run.labelled_images[0],
+            run.labelled_boxes[0],
+        )
     later = sorted(PIPE24.glob("retrained-*.txt"), key=lambda path: int(path.stem.removeprefix("retrained-")))
     files = (SSL24 / "retrained-300.txt", *later)
     for cycle, path in enumerate(files, start=1):
         assert path.name == f"retrained-{200 + 100 * cycle}.txt", path  # no gap in the curve
-        for run, t, metric in _checked_retrained(path):
-            assert (run.strategy, t, run.path.parent.parent.name) == ("random", cycle, PEOPLE.name), path
-            curve = curves[run.seed]
-            assert curve["images"][0] == run.labelled_images[0] and curve["boxes"][0] == run.labelled_boxes[0]
-            assert len(curve["metric"]) == cycle, (path, run.seed)  # each point once, in order
-            curve["images"].append(run.labelled_images[t])
-            curve["boxes"].append(run.labelled_boxes[t])
+        for seed, t, images, boxes, metric in _random_points(path):
+            assert t == cycle, path
+            curve = curves[seed]
+            assert len(curve["metric"]) == cycle, (path, seed)  # each point once, in order
+            curve["images"].append(images)
+            curve["boxes"].append(boxes)
             curve["metric"].append(metric)
     # every seed has each point to 500 images; a later file may leave out a seed (its saving is then a bound, shown
     # as such) but no seed skips a point (each point once, in order, above)
     assert all(len(curve["metric"]) >= 4 for curve in curves.values()), "a seed lacks a point"
     return curves
+
+
+def _random_points(path: Path) -> list[tuple[int, int, int, int, float]]:
+    """The lines `activedet retrain --cycle T` printed into ``path`` for `random`'s sets, PEOPLE's or NEXT's (one
+    cycle past them): ``(seed, T, images, boxes, retrained metric)``, each checked to be that set."""
+    if ROOT / _RETRAINED.match(path.read_text().splitlines()[0])["runs"] == NEXT:
+        return _checked_next(path)
+    points = []
+    for run, t, metric in _checked_retrained(path):
+        assert (run.strategy, run.path.parent.parent.name) == ("random", PEOPLE.name), path
+        points.append((run.seed, t, int(run.labelled_images[t]), int(run.labelled_boxes[t]), metric))
+    return points
 
 
 def _pipeline_runs() -> tuple[dict[int, object], int]:
