@@ -11,7 +11,7 @@ Usage (writes files; not a test):
     python benchmarks/random_next.py benchmarks/results/bench3-people/random/seed0 runs/random900/seed0
 
 writes the run's ``config.json`` and its next cycle's set ``X_L_<t+1>.npy`` (``t`` the last cycle there) to the
-destination, which can be given as the source in turn.
+destination, which can be given as the source in turn (or be the source: the next set is added beside its own).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     cycle = max(cycles)
     target.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source.config, target.config)
+    if target.config.resolve() != source.config.resolve():  # the destination may be the source: the set is added
+        shutil.copyfile(source.config, target.config)
     labelled = np.load(source.labelled_indices(cycle))
     after = random_next(labelled, pool_size=args.pool_size, seed=config["seed"], cycle=cycle, budget=config["budget"])
     np.save(target.labelled_indices(cycle + 1), after)
