@@ -394,7 +394,7 @@ def _checked_retrained(path: Path) -> list[tuple[object, int, float]]:
     return checked
 
 
-#: `random`'s labelled sets one cycle past PEOPLE's `random` runs (benchmarks/random_next.py): config and X_L_7.npy
+#: `random`'s labelled sets past PEOPLE's `random` runs (benchmarks/random_next.py): each seed's config, X_L_7.npy on
 NEXT = RESULTS / "random-next"
 
 
@@ -1117,7 +1117,8 @@ def test_the_strategys_share_in_labels_is_the_docs():
 def test_random_next_gives_every_cycle_of_the_recorded_random_runs(tmp_path):
     """benchmarks/random_next.py's rule (a permutation of the unlabelled images drawn from the cycle's selection
     seed) gives each of the 30 transitions of the recorded `random` runs, so the set it writes one cycle past the
-    record is the one the run would have labelled; and the script writes that set beside a copy of the record."""
+    record is the one the run would have labelled; and the script writes that set with the run's config, where its
+    own output continues."""
     random_next = benchmark_script("random_next")
     for seed in range(5):
         run = PEOPLE / "random" / f"seed{seed}"
