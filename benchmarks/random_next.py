@@ -1,10 +1,10 @@
 """Continue a recorded `random` run by one cycle without a model: write the labelled set its next selection makes.
 
-`random` ignores the detector: at cycle ``t`` the loop draws a permutation of the unlabelled images (in index
-order) from ``derive_seed(seed, t, "select")`` and labels the first ``budget`` of them. So the set a run would
-reach one cycle past its record is known without training the model the record does not keep, and
-``activedet retrain CONFIG DIR --cycle T+1`` can train it under any recipe. tests/test_results.py checks that this
-rule gives every cycle of the recorded `random` runs.
+`random` ignores the detector: at cycle ``t`` the loop gives its selection (``random_select``) the unlabelled images
+in index order and a generator seeded ``derive_seed(seed, t, "select")``, and labels the first ``budget`` images it
+yields. So the set a run would reach one cycle past its record is known without training the model the record
+does not keep, and ``activedet retrain CONFIG DIR --cycle T+1`` can train it under any recipe.
+tests/test_results.py checks that this gives every cycle of the recorded `random` runs.
 
 Usage (writes files; not a test):
 
@@ -19,18 +19,27 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from itertools import islice
 
 import numpy as np
 
 from activedet.al.plan import derive_seed
 from activedet.al.rundir import RunDir
+from activedet.strategies.base import ScoredPool, SelectionInput
+from activedet.strategies.random import random_select
 
 
 def random_next(labelled: np.ndarray, *, pool_size: int, seed: int, cycle: int, budget: int) -> np.ndarray:
     """The labelled set (sorted pool indices) after `random`'s selection at ``cycle`` from ``labelled``."""
     unlabelled = np.setdiff1d(np.arange(pool_size), labelled)
-    rng = np.random.default_rng(derive_seed(seed, cycle, "select"))
-    picks = unlabelled[rng.permutation(len(unlabelled))[:budget]]
+    zeros = np.zeros(len(unlabelled))
+    inputs = SelectionInput(
+        ScoredPool.from_lists(unlabelled, zeros, zeros),
+        None,
+        budget,
+        np.random.default_rng(derive_seed(seed, cycle, "select")),
+    )
+    picks = np.fromiter(islice(random_select(inputs), budget), np.int64)
     return np.sort(np.concatenate([labelled, picks]))
 
 

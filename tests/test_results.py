@@ -1124,8 +1124,8 @@ def test_the_strategys_share_in_labels_is_the_docs():
 
 
 def test_random_next_gives_every_cycle_of_the_recorded_random_runs(tmp_path):
-    """benchmarks/random_next.py's rule (a permutation of the unlabelled images drawn from the cycle's selection
-    seed) gives each of the 30 transitions of the recorded `random` runs, so the set it writes one cycle past the
+    """benchmarks/random_next.py (the library's `random` selection over the unlabelled images, seeded as the loop
+    seeds it) gives each of the 30 transitions of the recorded `random` runs, so the set it writes one cycle past the
     record is the one the run would have labelled; and the script writes that set with the run's config, where its
     own output continues."""
     random_next = benchmark_script("random_next")
