@@ -850,35 +850,47 @@ PIPE24 = RESULTS / "pipe24"
 PIPE24_HEADING = "## The whole pipeline at 24 epochs (5 seeds)"
 
 
+def _run_curve(run, points: int | None = None) -> dict[str, list]:
+    """A run's curve (``images``, ``boxes``, ``metric`` per point), its first ``points`` cycles (default: all)."""
+    return {
+        "images": list(run.labelled_images[:points]),
+        "boxes": list(run.labelled_boxes[:points]),
+        "metric": list(run.metrics["voc/mAP_area"][:points]),
+    }
+
+
+def _add_points(curves: dict[int, dict[str, list]], points) -> None:
+    """Append ``(seed, cycle, images, boxes, metric)`` points (:func:`_random_points`) to each seed's curve."""
+    for seed, _, images, boxes, metric in points:
+        for key, value in (("images", images), ("boxes", boxes), ("metric", metric)):
+            curves[seed][key].append(value)
+
+
+def _check_same_start(curves: dict[int, dict[str, list]]) -> None:
+    """Each seed's curve starts on PEOPLE's `random` run's 200 initial images (the same images and boxes)."""
+    for run in load_runs(PEOPLE / "random"):
+        assert (curves[run.seed]["images"][0], curves[run.seed]["boxes"][0]) == (
+            run.labelled_images[0],
+            run.labelled_boxes[0],
+        )
+
+
 def _supervised_24_epoch_curves() -> dict[int, dict[str, list]]:
     """Per seed, supervised `random` at 24 epochs: its 200 initial images (ssl24-cycle0's runs), then bench3-people's
     `random` sets at 300, 400, 500 ... images (its cycles 1, 2, 3 ...) retrained at 24 epochs (ssl24-cycle0's
     retrained-300.txt, then pipe24's retrained-400.txt, ...): images, boxes and mAP per point, as far as each seed's
     curve was trained."""
-    curves = {
-        run.seed: {
-            "images": [run.labelled_images[0]],
-            "boxes": [run.labelled_boxes[0]],
-            "metric": [run.metrics["voc/mAP_area"][0]],
-        }
-        for run in load_runs(SSL24 / "random")
-    }
-    for run in load_runs(PEOPLE / "random"):  # the same 200 initial images
-        assert (curves[run.seed]["images"][0], curves[run.seed]["boxes"][0]) == (
-            run.labelled_images[0],
-            run.labelled_boxes[0],
-        )
+    curves = {run.seed: _run_curve(run, 1) for run in load_runs(SSL24 / "random")}
+    _check_same_start(curves)
     later = sorted(PIPE24.glob("retrained-*.txt"), key=lambda path: int(path.stem.removeprefix("retrained-")))
     files = (SSL24 / "retrained-300.txt", *later)
     for cycle, path in enumerate(files, start=1):
         assert path.name == f"retrained-{200 + 100 * cycle}.txt", path  # no gap in the curve
-        for seed, t, images, boxes, metric in _random_points(path):
+        points = _random_points(path)
+        for seed, t, *_ in points:
             assert t == cycle, path
-            curve = curves[seed]
-            assert len(curve["metric"]) == cycle, (path, seed)  # each point once, in order
-            curve["images"].append(images)
-            curve["boxes"].append(boxes)
-            curve["metric"].append(metric)
+            assert len(curves[seed]["metric"]) == cycle, (path, seed)  # each point once, in order
+        _add_points(curves, points)
     # every seed has each point to 500 images; a later file may leave out a seed (its saving is then a bound, shown
     # as such) but no seed skips a point (each point once, in order, above)
     assert all(len(curve["metric"]) >= 4 for curve in curves.values()), "a seed lacks a point"
@@ -1003,28 +1015,15 @@ def _random_with_the_teacher_curves() -> dict[int, dict[str, list]]:
     """Per seed, `random` with teacher-student training at 24 epochs: ssl24-cycle0's teacher-student model on the 200
     initial images, then bench3-people's `random` sets trained with the teacher (pipe24's random-teacher-N.txt, N
     images, in order): images, boxes and mAP per point."""
-    curves = {
-        seed: {
-            "images": [run.labelled_images[0]],
-            "boxes": [run.labelled_boxes[0]],
-            "metric": [run.metrics["voc/mAP_area"][0]],
-        }
-        for seed, run in _teacher_student_runs().items()
-    }
+    curves = {seed: _run_curve(run, 1) for seed, run in _teacher_student_runs().items()}
+    _check_same_start(curves)
     files = sorted(PIPE24.glob("random-teacher-*.txt"), key=lambda path: int(path.stem.rpartition("-")[2]))
     assert files, "no random-teacher-N.txt in the record"
     for path in files:
-        images = int(path.stem.rpartition("-")[2])
-        lines = _checked_retrained(path)
-        assert sorted(run.seed for run, _, _ in lines) == [0, 1, 2, 3, 4], path
-        for run, t, metric in lines:
-            assert (run.strategy, run.path.parent.parent.name) == ("random", PEOPLE.name), path
-            assert run.labelled_images[t] == images, path
-            curve = curves[run.seed]
-            assert (curve["images"][0], curve["boxes"][0]) == (run.labelled_images[0], run.labelled_boxes[0])
-            curve["images"].append(run.labelled_images[t])
-            curve["boxes"].append(run.labelled_boxes[t])
-            curve["metric"].append(metric)
+        points = _random_points(path)
+        assert sorted(seed for seed, *_ in points) == [0, 1, 2, 3, 4], path
+        assert all(images == int(path.stem.rpartition("-")[2]) for _, _, images, _, _ in points), path
+        _add_points(curves, points)
     return curves
 
 
@@ -1158,19 +1157,13 @@ def test_the_image_budget_table_is_the_record():
     default = {run.seed: run for run in load_runs(DEFAULT)}
     random = {run.seed: run for run in load_runs(PEOPLE / "random")}
     assert sorted(default) == sorted(random) == [0, 1, 2, 3, 4]
-    curves = {
-        seed: {axis: list(getattr(run, f"labelled_{axis}")) for axis in ("images", "boxes")}
-        | {"metric": list(run.metrics["voc/mAP_area"])}
-        for seed, run in random.items()
-    }
+    curves = {seed: _run_curve(run) for seed, run in random.items()}
     documented = _documented_random_curves()
     at_900 = _random_points(DEFAULT / "random-900.txt")
     assert sorted(seed for seed, *_ in at_900) == [0, 1, 2, 3, 4]
-    for seed, _, images, boxes, metric in at_900:
-        curves[seed]["images"].append(images)
-        curves[seed]["boxes"].append(boxes)
-        curves[seed]["metric"].append(metric)
+    for seed, _, _, _, metric in at_900:
         assert round(metric, 3) == documented[seed][7], seed  # the 900-image point, reproduced
+    _add_points(curves, at_900)
     by_axis = _saved_against(default, curves)
     cycles = (1, 2, 3)
     mine = np.array([default[s].metrics["voc/mAP_area"][: len(cycles) + 1] for s in range(5)])
