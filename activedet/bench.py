@@ -48,8 +48,9 @@ def _share_cycle_zero(source: Path, target: Path, strategy: str) -> None:
     copy = dst.model.with_name(f".{dst.model.name}.copy")  # copied aside, then renamed: never a partial model
     shutil.copyfile(src.model, copy)
     copy.replace(dst.model)
-    if src.timing.is_file():
-        shutil.copyfile(src.timing, dst.timing)
+    for name in ("timing", "environment"):
+        if getattr(src, name).is_file():
+            shutil.copyfile(getattr(src, name), getattr(dst, name))
     metrics = json.loads(src.metrics.read_text())
     metrics["strategy"] = strategy
     atomic_write_json(dst.metrics, metrics)

@@ -34,6 +34,7 @@ from .atomic import atomic_write_text
 from .config import load_config
 from .config.schema import key_fields
 from .engine.distributed import resolve_device
+from .engine.environment import training_environment
 from .engine.inference import predict_dataset
 from .evaluation import evaluate
 from .workflows import build_model, load_split
@@ -142,7 +143,9 @@ def retrain_run(
 ) -> Path:
     """Retrain every cycle of ``run_dir`` (up to ``last_cycle``) into ``out/<arm folder>/<seed folder>``: the
     run's ``config.json`` and a ``metrics.jsonl`` whose records keep the labelled counts and cost and carry the
-    retrained metrics with ``retrained: {config, set, salt, seconds}``. Returns that run directory."""
+    retrained metrics with ``retrained: {config, set, salt, seconds, digest, environment}`` (``environment``: where
+    the model was trained, :mod:`activedet.engine.environment`; absent for a set an earlier run's record trained).
+    Returns that run directory."""
     run_dir = Path(run_dir)
     source, target = RunDir(run_dir), RunDir(Path(out) / run_dir.parent.name / run_dir.name)
     records = [r for r in source.metric_records() if last_cycle is None or int(r["cycle"]) <= last_cycle]
@@ -165,6 +168,8 @@ def retrain_run(
         shared = retrain.knows(seed, cycle, digest)
         metrics, seconds = retrain(labelled, seed, cycle)
         retrained = {**retrain.recipe, "seconds": round(seconds, 1), "digest": digest}
+        if not shared:  # where this model was trained (a set trained before keeps its record's)
+            retrained["environment"] = training_environment(retrain.device)
         done.append({**record, "metrics": metrics, "retrained": retrained})
         atomic_write_text(target.metrics_log, "".join(json.dumps(r) + "\n" for r in done))
         log(

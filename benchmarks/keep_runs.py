@@ -6,11 +6,11 @@ Usage (writes files; not a test):
     python benchmarks/keep_runs.py runs/bench3c/runs benchmarks/results/bench3-people
 
 For each run directory below SOURCE (one with ``metrics.jsonl``) it writes ``DEST/<arm folder>/<seed folder>/``:
-``config.json`` (paths below ``--root`` made relative to it; default: the current directory),
-``metrics.jsonl`` and the labelled sets ``X_L_<t>.npy`` (what ``activedet retrain`` trains again); with
-``--selections``, each cycle's ``cycles/<t>/selection.json`` too (the picks with their predicted boxes and cost, and
-the calibration factor spent; written compact). Models, caches, the ledger and the pool fingerprint stay behind: a
-record reports and retrains, it does not resume.
+``config.json`` (paths below ``--root`` made relative to it; default: the current directory), ``metrics.jsonl``,
+``timing.jsonl`` (each cycle's seconds and where its model was trained) and the labelled sets ``X_L_<t>.npy``
+(what ``activedet retrain`` trains again); with ``--selections``, each cycle's ``cycles/<t>/selection.json`` too
+(the picks with their predicted boxes and cost, and the calibration factor spent; written compact). Models, caches,
+the ledger and the pool fingerprint stay behind: a record reports and retrains, it does not resume.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def keep_run(run_dir: Path, dest: Path, roots: list[Path], *, selections: bool =
     config = {key: _relative(value, roots) for key, value in config.items()}
     target.config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     shutil.copyfile(source.metrics_log, target.metrics_log)
+    if source.timing_log.is_file():  # each cycle's seconds and where its model was trained
+        shutil.copyfile(source.timing_log, target.timing_log)
     for t in range(len(source.metric_records())):
         shutil.copyfile(source.labelled_indices(t), target.labelled_indices(t))
         selection = source.cycle(t).selection

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from test_loop import outcome, write_config
 
@@ -527,3 +528,6 @@ def test_runs_of_one_config_killed_at_random_moments_or_not_write_identical_file
     assert [t["cycle"] for t in timing] == [0, 1] and timing[0]["seconds"]["train"] > 0
     assert set(timing[0]["seconds"]) == {"train", "evaluate", "scores", "select"}
     assert set(timing[1]["seconds"]) == {"train", "evaluate"}
+    for t in timing:  # where each cycle's model was trained, beside its seconds (no result file holds it)
+        assert t["environment"]["torch"] == torch.__version__ and t["environment"]["device"] == "cpu"
+        assert t["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()

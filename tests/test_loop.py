@@ -343,6 +343,10 @@ def test_bench_shares_cycle_zero_and_writes_the_report(tiny_data, tmp_path, caps
     assert (runs / "random/seed0/cycles/0/model.pt").read_bytes() == (
         runs / "entropy[aggregation=sum]/seed0/cycles/0/model.pt"
     ).read_bytes()
+    shared = [
+        (runs / arm / "seed0/cycles/0/environment.json").read_text() for arm in ("random", "entropy[aggregation=sum]")
+    ]
+    assert shared[0] == shared[1] and json.loads(shared[0])["device"] == "cpu"  # where the shared model was trained
     report = tmp_path / "bench" / "report"
     assert (report / "report.md").is_file() and (report / "metric_vs_images.png").is_file()
     assert "entropy[aggregation=sum]" in capsys.readouterr().out

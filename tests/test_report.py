@@ -184,6 +184,39 @@ def test_seed_mismatch_and_missing_baseline_are_warned(tmp_path):
     assert np.isnan(summary.strategies["entropy"].images_saved_pct).all()
 
 
+def _trained_in(run: Path, *environments: dict) -> None:
+    """Give ``run`` a timing.jsonl whose cycle t was trained in ``environments[t]``."""
+    lines = [json.dumps({"cycle": t, "seconds": {"train": 1.0}, "environment": e}) for t, e in enumerate(environments)]
+    (run / "timing.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_runs_trained_in_different_environments_are_warned(tmp_path):
+    """A run's cycles record where their models were trained; the report names the environments when the runs it
+    compares span more than one (another CPU instruction set is another training draw), and is silent when one."""
+    avx2 = {"torch": "2.14.1", "device": "cpu", "cpu_capability": "AVX2", "threads": 1, "world_size": 1}
+    avx512 = {**avx2, "cpu_capability": "AVX512", "cpu": "another model name"}
+    gpu = {"torch": "2.14.1", "device": "cuda", "gpu": "NVIDIA H100", "threads": 8, "world_size": 1}
+    random, entropy = make_run(tmp_path, "random", 1, RANDOM), make_run(tmp_path, "entropy", 1, ENTROPY)
+    _trained_in(random, avx2, avx2, {**avx2, "cpu": "a third name"})  # the CPU's name alone changes nothing
+    _trained_in(entropy, *[avx2] * 3)
+    assert load_runs(random)[0].environments == ("torch 2.14.1, CPU AVX2, 1 thread(s), 1 process(es)",)
+    assert not any("environments" in w for w in summarize(load_runs(tmp_path)).warnings)
+    _trained_in(entropy, avx2, avx512, avx512, gpu)  # a line past the run's last cycle (3 cycles) is not read
+    assert load_runs(entropy)[0].environments == (
+        "torch 2.14.1, CPU AVX2, 1 thread(s), 1 process(es)",
+        "torch 2.14.1, CPU AVX512, 1 thread(s), 1 process(es)",
+    )
+    (warning,) = [w for w in summarize(load_runs(tmp_path)).warnings if "environments" in w]
+    assert warning.startswith(
+        "the runs' models were trained in 2 environments (torch 2.14.1, CPU AVX2, 1 thread(s), 1 process(es): 2 "
+        "run(s); torch 2.14.1, CPU AVX512, 1 thread(s), 1 process(es): 1 run(s)); another torch version"
+    ), warning
+    _trained_in(random, gpu, gpu, gpu)
+    assert load_runs(random)[0].environments == ("torch 2.14.1, NVIDIA H100, 1 process(es)",)
+    (entropy / "timing.jsonl").write_text("{not json\n")  # the timing is no result: unreadable, it is left out
+    assert load_runs(entropy)[0].environments == ()
+
+
 def test_load_accepts_runs_and_parents_blank_lines_and_empty_runs(tmp_path):
     run = make_run(tmp_path / "a", "random", 1, RANDOM)
     make_run(tmp_path / "b" / "nested", "entropy", 1, ENTROPY)

@@ -62,10 +62,15 @@ def test_the_runs_own_draw_reproduces_its_metrics_and_the_report_reads_the_copy(
             assert after["labelled_boxes"] == before["labelled_boxes"]
             assert after["metrics"]["voc/mAP_area"] == pytest.approx(before["metrics"]["voc/mAP_area"], abs=1e-9)
             assert after["retrained"]["salt"] == "train"
-    # the arms share their cycle-0 set and seed: trained once
+    # the arms share their cycle-0 set and seed: trained once, and where is recorded with the training
     assert len(retrain._done) == 3
+    first, second = _lines(written[0] / "metrics.jsonl"), _lines(written[1] / "metrics.jsonl")
+    assert all(r["retrained"]["environment"]["device"] == "cpu" for r in [*first, second[1]])
+    assert "environment" not in second[0]["retrained"]  # random's cycle-0 model, taken from the first record
     runs_read = {run.strategy: run for run in load_runs(tmp_path / "out")}
     assert sorted(runs_read) == ["entropy", "random"]
+    assert runs_read["random"].environments == runs_read["entropy"].environments == load_runs(dirs[0])[0].environments
+    assert len(runs_read["random"].environments) == 1
     np.testing.assert_array_equal(runs_read["random"].labelled_images, [6, 10])
 
 
@@ -219,6 +224,7 @@ def test_a_kept_record_reports_as_the_run_and_holds_no_machine_path(runs, tmp_pa
     assert config["out_dir"] == "runs/entropy/seed0"
     assert not any(isinstance(v, str) and v.startswith(str(root)) for v in config.values())
     assert (kept / "metrics.jsonl").read_bytes() == (dirs[1] / "metrics.jsonl").read_bytes()
+    assert (kept / "timing.jsonl").read_bytes() == (dirs[1] / "timing.jsonl").read_bytes()  # where it was trained
     for t in (0, 1):
         np.testing.assert_array_equal(np.load(kept / f"X_L_{t}.npy"), np.load(dirs[1] / f"X_L_{t}.npy"))
     selection = json.loads((kept / "cycles" / "0" / "selection.json").read_text())

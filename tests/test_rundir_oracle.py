@@ -62,6 +62,7 @@ def test_every_run_dir_path_maps_to_the_documented_layout(tmp_path):
             "query_batch",
             "oracle_labels",
             "timing",
+            "environment",
         )
     } == {
         "model": "cycles/4/model.pt",
@@ -76,6 +77,7 @@ def test_every_run_dir_path_maps_to_the_documented_layout(tmp_path):
         "query_batch": "cycles/4/query/batch.json",
         "oracle_labels": "cycles/4/oracle_labels.json",
         "timing": "cycles/4/timing.json",
+        "environment": "cycles/4/environment.json",
     }
     assert [rel(cycle.scores_stage(k)) for k in range(3)] == [
         "cycles/4/scores.npz",
@@ -203,7 +205,7 @@ def test_a_custom_oracle_labels_a_run_through_import_records_with_no_change_to_t
         | {
             getattr(run.cycle(t), name)
             for t in (0, 1)
-            for name in ("model", "metrics", "timing", "scores", "selection", "oracle_labels")
+            for name in ("model", "metrics", "timing", "environment", "scores", "selection", "oracle_labels")
         }
     )
     written = {p for p in run.root.rglob("*") if p.is_file()}

@@ -1,8 +1,9 @@
 """The run directory's bookkeeping beside the stage outputs: the files no result depends on.
 
 * the index files of a cycle's start (``labelled_indices``, ``labelled_ids``, ``unlabelled_indices``);
-* the stages' wall-clock seconds (``cycles/t/timing.json``) and the run's logs rebuilt from the per-cycle files
-  (``metrics.jsonl``, ``timing.jsonl``);
+* the stages' wall-clock seconds (``cycles/t/timing.json``), where the cycle's model was trained
+  (``cycles/t/environment.json``) and the run's logs rebuilt from the per-cycle files (``metrics.jsonl``,
+  ``timing.jsonl``);
 * a cycle's training leftovers: TensorBoard logs and per-epoch weights moved into the run directory, older
   cycles' checkpoints pruned;
 * the one plain progress line of an evaluated cycle (:func:`cycle_summary`).
@@ -26,6 +27,7 @@ from .status import headline_metric
 __all__ = [
     "write_index_files",
     "record_seconds",
+    "record_environment",
     "write_metrics_log",
     "keep_training_logs",
     "prune_checkpoints",
@@ -53,9 +55,17 @@ def record_seconds(rundir: RunDir, t: int, stage: str, seconds: float) -> None:
     atomic_write_json(path, {**timing, stage: seconds})
 
 
+def record_environment(rundir: RunDir, t: int, environment: dict) -> None:
+    """Write where cycle ``t``'s model was trained (:func:`~activedet.engine.environment.training_environment`) to
+    ``cycles/t/environment.json`` (rank 0; like the timing, no result depends on it)."""
+    if dist_utils.is_main_process():
+        atomic_write_json(rundir.cycle(t).environment, environment)
+
+
 def write_metrics_log(rundir: RunDir) -> None:
     """``metrics.jsonl``: one line per evaluated cycle, rebuilt from the per-cycle files (idempotent), and
-    ``timing.jsonl``: the cycles' wall-clock seconds per stage (``scores``: every scoring stage together)."""
+    ``timing.jsonl``: the cycles' wall-clock seconds per stage (``scores``: every scoring stage together) and, where
+    recorded, the environment its model was trained in."""
     if not dist_utils.is_main_process():
         return
     lines, timings = [], []
@@ -72,7 +82,10 @@ def write_metrics_log(rundir: RunDir) -> None:
         seconds = {k: v for k, v in stages.items() if not k.startswith("score")}
         if any(k.startswith("score") for k in stages):
             seconds["scores"] = sum(v for k, v in stages.items() if k.startswith("score"))
-        timings.append(json.dumps({"cycle": t, "seconds": seconds}, sort_keys=True))
+        timing = {"cycle": t, "seconds": seconds}
+        if rundir.cycle(t).environment.is_file():
+            timing["environment"] = json.loads(rundir.cycle(t).environment.read_text())
+        timings.append(json.dumps(timing, sort_keys=True))
     atomic_write(rundir.metrics_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in lines)))
     atomic_write(rundir.timing_log, lambda tmp: tmp.write_text("".join(f"{x}\n" for x in timings)))
 

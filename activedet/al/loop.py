@@ -50,6 +50,7 @@ from ..data.records import DetectionDataset, check_disjoint
 from ..data.torch_dataset import load_image
 from ..engine import distributed as dist_utils
 from ..engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from ..engine.environment import training_environment
 from ..engine.inference import iter_predictions, predict_dataset
 from ..engine.pseudo import (
     PseudoLabelOptions,
@@ -70,6 +71,7 @@ from .bookkeeping import (
     cycle_summary,
     keep_training_logs,
     prune_checkpoints,
+    record_environment,
     record_seconds,
     write_index_files,
     write_metrics_log,
@@ -293,6 +295,7 @@ class ActiveLearningRun(PoolScoring):
         if dist_utils.is_main_process():
             keep_training_logs(self.rundir, train_dir, t)  # before model.pt: a resume deletes train/
             record_seconds(self.rundir, t, "train", result.wall_time_s)
+            record_environment(self.rundir, t, training_environment(self.device))
             # history through JSON: entries restored on a resume must pickle as those made in one go (pickle
             # shares repeated strings by identity), so a resumed run writes the same bytes as an uninterrupted one
             save_checkpoint(

@@ -9,7 +9,7 @@ Nothing else in activedet spells a run file name; code asks a :class:`RunDir` (`
                                ids and file names (a changed source is refused, :mod:`activedet.al.fingerprint`)
       ledger.npz               the labelled set: for each pool image the cycle it was labelled at (-1: unlabelled)
       metrics.jsonl            one line per evaluated cycle (rebuilt from cycles/t/metrics.json)
-      timing.jsonl             the cycles' wall-clock seconds per stage
+      timing.jsonl             the cycles' wall-clock seconds per stage and where each cycle's model was trained
       X_L_{t}.npy, X_U_{t}.npy, labelled_{t}.txt
                                cycle t's labelled / unlabelled pool indices and labelled image ids
       cache/                   the pool indexes of the run's COCO files (rebuilt whenever stale; safe to delete)
@@ -28,6 +28,7 @@ Nothing else in activedet spells a run file name; code asks a :class:`RunDir` (`
         query/                 the batch exported for annotation; query/batch.json is the export's commit point
         oracle_labels.json     the labels an oracle handed in for the batch (imported like people's files)
         timing.json            its stages' wall-clock seconds
+        environment.json       where its model was trained (torch version, device, CPU instruction set, threads)
 
 A :class:`RunDir` is path-like (``os.fspath(run)`` is its root), so it goes wherever a run directory path does.
 """
@@ -134,6 +135,12 @@ class CycleDir:
     def timing(self) -> Path:
         """The stages' wall-clock seconds (kept apart from every file a result depends on)."""
         return self.path / "timing.json"
+
+    @property
+    def environment(self) -> Path:
+        """Where its model was trained: versions, device, CPU instruction set, threads
+        (:mod:`activedet.engine.environment`)."""
+        return self.path / "environment.json"
 
 
 class RunDir:

@@ -34,6 +34,9 @@ class Run:
         metrics: metric name -> ``float64[C]``; NaN where a cycle reported null or lacked the key.
         labelled_cost: ``float64[C]`` the labelled set's labelling cost (:mod:`activedet.al.cost`); NaN where a
             cycle did not record it (runs without a cost model), ``None`` for all NaN.
+        environments: the distinct environments its cycles' models were trained in, as
+            :func:`~activedet.engine.environment.environment_key` lines (from ``timing.jsonl``; empty where the
+            run did not record them).
     """
 
     path: Path
@@ -44,6 +47,7 @@ class Run:
     labelled_boxes: np.ndarray
     metrics: dict[str, np.ndarray]
     labelled_cost: np.ndarray | None = None
+    environments: tuple[str, ...] = ()
 
 
 def strategy_label(strategy: str, options: dict | None = None) -> str:
@@ -125,7 +129,31 @@ def _load_run(run_dir: Path) -> Run:
         column("labelled_boxes"),
         metrics,
         np.array([r.get("labelled_cost") for r in records], np.float64),
+        _environments(RunDir(run_dir).timing_log, records),
     )
+
+
+def _environments(timing_log: Path, records: list[dict]) -> tuple[str, ...]:
+    """The distinct environments the run's cycles were trained in: a retrained record's own
+    (``retrained.environment``), else the cycle's line of ``timing.jsonl`` (a file no result depends on: a missing
+    or unreadable one gives none)."""
+    from ..engine.environment import environment_key
+
+    by_cycle: dict[int, dict] = {}
+    try:
+        lines = timing_log.read_text(encoding="utf-8").splitlines() if timing_log.is_file() else []
+        for line in filter(str.strip, lines):
+            timing = json.loads(line)
+            if isinstance(timing.get("environment"), dict):
+                by_cycle[timing["cycle"]] = timing["environment"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        by_cycle = {}
+    found: list[str] = []
+    for record in records:
+        environment = record.get("retrained", {}).get("environment") or by_cycle.get(record["cycle"])
+        if isinstance(environment, dict) and environment_key(environment) not in found:
+            found.append(environment_key(environment))
+    return tuple(found)
 
 
 def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:

@@ -279,6 +279,7 @@ def summarize(
         if defined > points:  # went on: the others' last points are on its curve
             extended = _summarize_strategy(baseline, groups[baseline], metric, [], points=defined)
     _warn_unpaired(strategies, warnings)
+    _warn_environments(runs, warnings)
     if baseline is not None and baseline not in strategies:
         warnings.append(
             f"baseline {baseline!r} is not among the strategies ({', '.join(strategies)}); "
@@ -404,6 +405,22 @@ def _warn_unpaired(strategies: dict[str, StrategySummary], warnings: list[str]) 
         warnings.append(
             f"strategies cover different numbers of cycles ({cycles}); their AUCs and final metrics "
             "span different budgets and are not directly comparable"
+        )
+
+
+def _warn_environments(runs: list[Run], warnings: list[str]) -> None:
+    """Runs whose models were trained in different environments (torch version, device, CPU instruction set,
+    threads; :mod:`activedet.engine.environment`) are different training draws: say which, with how many runs."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for key in run.environments:
+            counts[key] = counts.get(key, 0) + 1
+    if len(counts) > 1:
+        found = "; ".join(f"{key}: {n} run(s)" for key, n in sorted(counts.items()))
+        warnings.append(
+            f"the runs' models were trained in {len(counts)} environments ({found}); another torch version, "
+            "device, CPU instruction set or thread count trains another draw, so per-seed figures differ "
+            "between them: compare arms trained in one environment"
         )
 
 
