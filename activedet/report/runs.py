@@ -35,8 +35,8 @@ class Run:
         labelled_cost: ``float64[C]`` the labelled set's labelling cost (:mod:`activedet.al.cost`); NaN where a
             cycle did not record it (runs without a cost model), ``None`` for all NaN.
         environments: the distinct environments its cycles' models were trained in, as
-            :func:`~activedet.engine.environment.environment_key` lines (from ``timing.jsonl``; empty where the
-            run did not record them).
+            :func:`~activedet.engine.environment.environment_key` lines (a retrained record's own, else
+            ``timing.jsonl``'s; empty where the run did not record them).
     """
 
     path: Path
