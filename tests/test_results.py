@@ -1204,3 +1204,74 @@ def test_the_image_budget_table_is_the_record():
         (line,) = [line for line in text.splitlines() if line.startswith("| boxes bought: default / random |")]
         cells = [cell.strip() for cell in line.split("|")[2:-1]]
         assert all(cell.startswith(b) for cell, b in zip(cells, bought, strict=True)), (line, bought)
+
+
+#: one selection round (200 -> 300 images) of every seed method on Faster R-CNN, random on to 500 images
+METHODS = RESULTS / "bench-methods"
+#: each arm's name in the README's table, docs/benchmarks.md's table and its per-seed table
+METHOD_ARMS = {
+    "compose[criteria=[entropy,class_balance]]": ("`[entropy, class_balance]` (the default)",) * 2 + ("default",),
+    "ppal": ("PPAL", "PPAL (`ppal`: DCUS 4B, then CCM k-medoids)", "PPAL"),
+    "localization_tightness": ("LT/C", "LT/C (`localization_tightness`)", "LT/C"),
+    "coreset": ("core-set", "core-set (`coreset`)", "core-set"),
+    "influence": ("ISAL", "ISAL (`influence`)", "ISAL"),
+    "localization_stability": ("LS+C", "LS+C (`localization_stability`)", "LS+C"),
+    "cald": ("CALD as released", "CALD as released (`cald`)", "CALD"),
+}
+
+
+def _table_rows(lines: list[str]) -> dict[str, list[str]]:
+    """The rows of the markdown tables among ``lines``: first cell -> the other cells, bold marks dropped."""
+    rows = {}
+    for line in lines:
+        if line.startswith("| ") and not line.startswith("|---"):
+            name, *cells = [cell.strip().replace("**", "") for cell in line.split("|")[1:-1]]
+            rows[name] = cells
+    return rows
+
+
+def test_every_seed_methods_round_on_faster_rcnn_is_the_record():
+    """The README's table of every seed method (its Faster R-CNN block) and docs/benchmarks.md's section on it:
+    mAP at 300 images, the paired difference and the images and boxes saved over seeds 0-4, per seed too, and
+    `random`'s curve to 500 images, on which every arm's 300-image mAP falls (no saving is a bound)."""
+    summary = summarize(load_runs(METHODS), cycles=1)
+    assert set(summary.strategies) == {"random", *METHOD_ARMS}
+    random, curve = summary.strategies["random"], summary.baseline_extended
+    assert random.seeds == curve.seeds == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(curve.images_per_seed, [[200, 300, 400, 500]] * 5)
+    heading = "## Every seed method against random, one selection round (5 seeds)"
+    for i, seed in enumerate(curve.seeds):
+        points = ", ".join(f"{int(b):,} / {m:.3f}" for b, m in zip(curve.boxes_per_seed[i], curve.metric_per_seed[i]))
+        assert f"{points} (seed {seed})" in _section(heading), seed
+    lines = README.splitlines()
+    mean_std = f"{random.metric_mean[1]:.3f} ± {random.metric_std[1]:.3f}"
+    start = lines.index(f"| *Faster R-CNN, 8 epochs:* `random` | {mean_std} | — | — | — |")
+    end = next(i for i, line in enumerate(lines) if line.startswith("| *RetinaNet"))
+    readme = _table_rows(lines[start + 1 : end])
+    section = BENCHMARKS_MD[BENCHMARKS_MD.index(heading) :]
+    docs = _table_rows(section[: re.compile(r"\n#{2,3} ").search(section).start()].splitlines())
+    assert docs["random"] == [f"{random.boxes_mean[1]:,.0f} ± {random.boxes_std[1]:.0f}", mean_std, "—", "—", "—"]
+    for label, (in_readme, in_docs, per_seed_name) in METHOD_ARMS.items():
+        arm = summary.strategies[label]
+        assert arm.seeds == [0, 1, 2, 3, 4] and arm.images_mean.tolist() == [200, 300], label
+        np.testing.assert_array_equal(arm.boxes_per_seed[:, 0], random.boxes_per_seed[:, 0])  # the same start
+        np.testing.assert_array_equal(arm.metric_per_seed[:, 0], random.metric_per_seed[:, 0])  # one cycle-0 model
+        gap = arm.difference_intervals()[1]
+        saved = [arm.paired_saved(axis)[1] for axis in ("images", "boxes")]
+        assert not any(iv.bound for iv in saved), label
+        figures = [
+            f"{arm.metric_mean[1]:.3f} ± {arm.metric_std[1]:.3f}",
+            f"{gap.mean:+.3f} [{gap.low:+.3f}, {gap.high:+.3f}]",
+            *(f"{iv.mean:.1f}% [{iv.low:.1f}, {iv.high:.1f}]" for iv in saved),
+        ]
+        assert readme[in_readme] == figures, (in_readme, figures)
+        assert docs[in_docs] == [f"{arm.boxes_mean[1]:,.0f} ± {arm.boxes_std[1]:.0f}", *figures], in_docs
+        per_seed = [
+            f"{int(arm.boxes_per_seed[i, 1]):,} / {arm.metric_per_seed[i, 1]:.3f} "
+            f"({arm.metric_difference_per_seed[i, 1]:+.3f}; {arm.images_saved_per_seed[i, 1]:.0f}%, "
+            f"{arm.boxes_saved_per_seed[i, 1]:.0f}%)"
+            for i in range(5)
+        ]
+        assert docs[per_seed_name] == per_seed, (per_seed_name, per_seed)
+    ranked = sorted(METHOD_ARMS, key=lambda label: -summary.strategies[label].metric_mean[1])
+    assert list(readme) == [METHOD_ARMS[label][0] for label in ranked]  # the rows by mAP at 300 images
