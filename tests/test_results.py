@@ -151,11 +151,16 @@ def _check_per_seed_rows(arm, section: str, last: int = 3) -> None:
 NOT_WIDER_HEADING = "### What did not widen the box budget's lead (a summary of the sections below)"
 
 
-def _section(heading: str, text: str = BENCHMARKS_MD) -> str:
-    """``text`` (docs/benchmarks.md) from ``heading`` to the next heading or the end, flattened."""
+def _section_text(heading: str, text: str = BENCHMARKS_MD) -> str:
+    """``text`` (docs/benchmarks.md) from ``heading`` to the next heading or the end, as written."""
     start = text.index(heading)
     end = re.compile(r"\n#{2,3} ").search(text, start + 1)  # not a bash comment in a code block
-    return _flat(text[start : end.start() if end else None])
+    return text[start : end.start() if end else None]
+
+
+def _section(heading: str, text: str = BENCHMARKS_MD) -> str:
+    """:func:`_section_text`, flattened."""
+    return _flat(_section_text(heading, text))
 
 
 def _cycle_0(record: Path) -> list[tuple[int, int, int, float]]:
@@ -1248,8 +1253,7 @@ def test_every_seed_methods_round_on_faster_rcnn_is_the_record():
     start = lines.index(f"| *Faster R-CNN, 8 epochs:* `random` | {mean_std} | — | — | — |")
     end = next(i for i, line in enumerate(lines) if line.startswith("| *RetinaNet"))
     readme = _table_rows(lines[start + 1 : end])
-    section = BENCHMARKS_MD[BENCHMARKS_MD.index(heading) :]
-    docs = _table_rows(section[: re.compile(r"\n#{2,3} ").search(section).start()].splitlines())
+    docs = _table_rows(_section_text(heading).splitlines())
     assert docs["random"] == [f"{random.boxes_mean[1]:,.0f} ± {random.boxes_std[1]:.0f}", mean_std, "—", "—", "—"]
     for label, (in_readme, in_docs, per_seed_name) in METHOD_ARMS.items():
         arm = summary.strategies[label]

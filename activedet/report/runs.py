@@ -151,9 +151,9 @@ def _environments(timing_log: Path, records: list[dict]) -> tuple[str, ...]:
     found: list[str] = []
     for record in records:
         environment = record.get("retrained", {}).get("environment") or by_cycle.get(record["cycle"])
-        if isinstance(environment, dict) and environment_key(environment) not in found:
+        if isinstance(environment, dict):
             found.append(environment_key(environment))
-    return tuple(found)
+    return tuple(dict.fromkeys(found))
 
 
 def _read_config(run_dir: Path) -> tuple[str, dict, int, str]:
