@@ -89,7 +89,7 @@ class LoopOptions:
     warm_start: bool = option(
         False,
         "fine-tune: start each cycle from the previous cycle's weights instead of the "
-        "initial ones (the medical framework's default)",
+        "initial ones (tqxli/semi_supervised_active_learning's default)",
     )
     pseudo_label_subset: Count | None = option(
         None,

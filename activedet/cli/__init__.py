@@ -92,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         "the quickstart: generate data, compare random and entropy with a CPU-sized detector, print the report",
         "What `make demo` runs: generates the `quickstart` data, runs the paired `random` / `entropy` comparison of "
-        "`configs/quickstart.yaml` and prints the report. One CPU thread by default, so a machine prints the same "
-        "table on every run.",
+        "`configs/quickstart.yaml` at 8 epochs per cycle without its validation split, and prints the report. "
+        "One CPU thread by default, so a machine prints the same table on every run.",
     )
     p.add_argument("--out", default="runs/quickstart", help="where the data, the runs and the report go")
-    p.add_argument("--seed", type=int, default=0, help="seed of the runs")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the runs, and of the data when OUT has none yet (else reused)"
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -287,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         "cycle, state, labelled images and boxes, pending images, imports and last metrics of a run",
         "Per labelled batch: its images and boxes beside the boxes and cost predicted when it was selected, and their "
         "actual / predicted ratios (the factors `cost_calibration` spends the next predictions at). Read from the "
-        "run's files without torch, in well under a second for a million-image pool; a train file changed since "
-        "the run started is an error (docs/scale.md). Several runs, or a folder holding runs (a bench's OUT): one "
+        "run's files without torch, in about half a second for a million-image pool (about a second right after "
+        "the train file changed); a train file whose images differ from those the run started with is an error, "
+        "edited labels are not (docs/scale.md). Several runs, or a folder holding runs (a bench's OUT): one "
         "line each, with the last evaluated cycle's headline metric.",
     )
     p.add_argument(

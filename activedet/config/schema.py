@@ -165,7 +165,8 @@ class ModelKeys:
         {},
         "any other keyword of the detector's builder: `anchor_sizes`, "
         "`fpn_channels`; `retinanet`/`fcos`/`ssd`/`faster_rcnn`/`classifier`: `dropout` "
-        "(0, the rate of the dropout before the head's prediction layers; the model trains with it); "
+        "(0, the rate of the dropout before the head's prediction layers; the model trains with it; "
+        "`mc_dropout` samples it on the four detectors, not the classifier); "
         "`ssd` with `vgg16`: `box_scales` (`coco`: torchvision's default boxes; `voc`: the SSD "
         "paper's VOC ones); a method's detector takes its own keywords and a method may add keywords "
         "to the detectors above (`activedet detectors` lists both; the method's documentation "
@@ -205,9 +206,9 @@ class StrategyKeys:
     )
     strategy_options: dict[str, Any] = option(
         {},
-        "the strategy's keyword options, e.g. `{aggregation: sum}`; for a "
-        "list: `factors` and one mapping per criterion, e.g. `{factors: "
-        "[2.0], kmeans: {n_clusters: 10}}`",
+        "the strategy's keyword options; for a list (the default one included): `factors` and one "
+        "mapping per criterion, e.g. `{factors: [4], entropy: {aggregation: sum}}`; for a single "
+        "strategy, its options alone, e.g. `{aggregation: sum}` with `strategy: entropy`",
     )
     pseudo_labels: dict[str, Any] | None = option(
         None,
@@ -216,10 +217,10 @@ class StrategyKeys:
         "mapping (`{}` = defaults) of `score_threshold` (0.8), "
         "`class_thresholds` (per-class overrides: list, or `{class "
         "name or label: threshold}`), `top1_only` (true: one box per "
-        "image, med_sslal), `max_boxes` (null), `loss_weight` (λ = "
+        "image, as tqxli/semi_supervised_active_learning), `max_boxes` (null), `loss_weight` (λ = "
         "1.0), `class_agnostic_nms` (null or an IoU), `exclude` "
         "(`selected`; `shortlist`: not the previous cycle's shortlist "
-        "either, as the medical framework's code); null = off; not "
+        "either, as that code); null = off; not "
         "with a procedure that trains on the unlabelled images its own way",
     )
     semi_supervised: dict[str, Any] | None = option(
