@@ -350,8 +350,10 @@ def import_into_run(
     fmt: str = "auto",
     annotator: str | None = None,
     empty_means_labelled: bool = False,
+    replace: bool = False,
 ):
-    """Validate the labels in ``file`` against the run's pending batch and commit them (one import record).
+    """Validate the labels in ``file`` against the run's pending batch and commit them (one import record);
+    ``replace``: labels that differ from an earlier import of the same image take its place instead of being refused.
 
     Raises ``ValueError`` (nothing merged) when the run awaits no labels, the file is malformed, or any image, class
     or box is wrong; returns :class:`~activedet.al.annotation.ImportResult`.
@@ -381,4 +383,5 @@ def import_into_run(
         pool=pool,
         clip_tolerance=cfg.clip_tolerance,
         annotator=annotator,
+        replace=replace,
     )

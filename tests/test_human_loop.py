@@ -75,12 +75,22 @@ def test_two_human_cycles_with_partial_repeated_and_wrong_imports(human_run, tmp
     wrong["images"][first[0]]["boxes"] = [[1, 1, 20, 20]]
     wrong["images"][first[0]]["labels"] = [class_names[0]]
     (tmp_path / "wrong.json").write_text(json.dumps(wrong))
-    with pytest.raises(ValueError, match=f"already have different imported labels: \\['{first[0]}'\\]"):
+    with pytest.raises(ValueError, match=f"already have other imported labels: \\['{first[0]}'\\]; to replace them"):
         import_into_run(run, tmp_path / "wrong.json")
+    # ... unless the import replaces them (a correction); the earlier record is kept, and a second correction
+    # puts the right labels back
+    assert main(["import", str(run), str(tmp_path / "wrong.json"), "--replace"]) == 0
+    assert "replaced the labels of 1 images" in capsys.readouterr().out
+    records = load_import_records(run)
+    assert len(records) == 2 and records[1]["images"][first[0]]["replaces"] == 1
+    assert records[0]["images"][first[0]]["boxes"] != [[1, 1, 20, 20]]  # the first import is as it was
+    back = import_into_run(run, tmp_path / "part.json", replace=True)
+    assert back.replaced == first and back.labelled == [] and back.pending == rest
+    assert len(load_import_records(run)) == 3
     stranger = next(i for i in truth if i not in status["pending"])
     with pytest.raises(ValueError, match=f"not in cycle 0's query batch: \\['{stranger}'\\]"):
         import_into_run(run, labels_file(tmp_path / "stranger.json", truth, class_names, [stranger] + rest))
-    assert len(load_import_records(run)) == 1 and run_status(run)["pending"] == rest
+    assert len(load_import_records(run)) == 3 and run_status(run)["pending"] == rest
     # a query while images are pending is refused
     assert main(["query", str(run), "--quiet"]) == 1
     assert main(["import", str(run), str(labels_file(tmp_path / "rest.json", truth, class_names, rest))]) == 0
@@ -95,7 +105,11 @@ def test_two_human_cycles_with_partial_repeated_and_wrong_imports(human_run, tmp
         + json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["labelled_boxes"]
     )
     records = load_import_records(run)
-    assert [r["number"] for r in records] == [1, 2] and records[0]["images"][first[0]]["annotator"] == "ann@example.org"
+    assert [r["number"] for r in records] == [1, 2, 3, 4]
+    assert records[0]["images"][first[0]]["annotator"] == "ann@example.org"
+    # once the next query has trained on a batch, its labels are no longer the pending batch's: no replacing them
+    with pytest.raises(ValueError, match=f"not in cycle 1's query batch: \\['{first[0]}'\\]"):
+        import_into_run(run, tmp_path / "wrong.json", replace=True)
 
 
 def test_bad_files_and_boxes_are_refused(human_run, tmp_path):
@@ -107,10 +121,16 @@ def test_bad_files_and_boxes_are_refused(human_run, tmp_path):
         import_into_run(run, tmp_path / "broken.json")
     outside = {
         "format": "activedet-labels",
-        "images": {pending[0]: {"boxes": [[0, 0, 5000, 10]], "labels": [class_names[0]]}},
+        "images": {pending[0]: {"boxes": [[0, 0, 5000, 10], [8, 8, 4, 20]], "labels": [class_names[0]] * 2}},
     }
     (tmp_path / "outside.json").write_text(json.dumps(outside))
-    with pytest.raises(ValueError, match=f"image '{pending[0]}' .*outside the image"):
+    # each box's fault is named: which coordinate lies how far outside, or that the box is empty
+    with pytest.raises(
+        ValueError,
+        match=f"image '{pending[0]}' \\(\\d+x\\d+\\): box #0 \\[0.0, 0.0, 5000.0, 10.0\\] \\(x1, y1, x2, y2\\) x2 = 5000 "
+        "is \\d+ px outside the image \\(up to 2 px is clipped\\); box #1 \\[8.0, 8.0, 4.0, 20.0\\] \\(x1, y1, x2, y2\\) "
+        "is empty \\(x2 must exceed x1",
+    ):
         import_into_run(run, tmp_path / "outside.json")
     unknown = {"format": "activedet-labels", "images": {pending[0]: {"boxes": [[0, 0, 5, 5]], "labels": ["zebra"]}}}
     (tmp_path / "unknown.json").write_text(json.dumps(unknown))

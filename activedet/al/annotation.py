@@ -7,7 +7,8 @@ by whom. That file is the commit point: a run killed during an import has either
 or not (it did not), never half of one; the ledger, which is derived, is brought up to date from the records when
 the run next continues (a batch joins the ledger once no image of it is pending). Importing the same labels again
 changes nothing (no record); labels that contradict earlier ones for the same image are refused with the list of
-images.
+images, unless the import says ``replace``: then its labels take the earlier ones' place (a correction, allowed
+while the batch is the run's current one, before the next query trains on it), and the earlier record is kept.
 
 The native label file (``activedet-labels``), the format an oracle's answer is committed in and :func:`read_labels`
 reads besides the annotation tools' exports, is JSON::
@@ -67,6 +68,7 @@ class ImportResult:
     unchanged: list[str]
     pending: list[str]
     not_labelled: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
 
 
 class ImportRefused(ValueError):
@@ -302,12 +304,14 @@ def import_labels(
     pool: DetectionDataset,
     clip_tolerance: float = 2.0,
     annotator: str | None = None,
+    replace: bool = False,
 ) -> ImportResult:
     """Validate ``labels`` against the pending ``batch`` of ``cycle`` and commit them as one import record.
 
     Refused, with every problem listed and nothing written: images not in the batch, boxes that are not finite, are
     empty or lie outside the image by more than ``clip_tolerance`` pixels (those within it are clipped), and labels
-    that contradict an earlier import of the same image. Images of the batch the file does not mention stay pending.
+    that contradict an earlier import of the same image (with ``replace``, they take its place instead: each such
+    entry records the import it ``replaces``). Images of the batch the file does not mention stay pending.
     ``annotator`` is recorded where the file names none.
     """
     run_dir = Path(run_dir)
@@ -316,7 +320,7 @@ def import_labels(
     position = {image_id: i for i, image_id in enumerate(pool.image_ids())}
     existing = load_import_records(run_dir)
     imported = _imported(existing)
-    problems, conflicts, new, unchanged = [], [], {}, []
+    problems, conflicts, new, unchanged, replaced = [], [], {}, [], []
     outside = sorted(set(labels.labels) - batch_set)
     if outside:
         problems.append(
@@ -334,34 +338,41 @@ def import_labels(
                 "label the original images, or export from a task that holds them"
             )
             continue
-        bad = [j for j, b in enumerate(boxes) if not (np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1])]
         limit = np.array([record.width, record.height, record.width, record.height], np.float64)
-        off = [j for j, b in enumerate(boxes) if (b < -clip_tolerance).any() or (b - limit > clip_tolerance).any()]
-        if bad or off:
+        faults = [(j, fault) for j, b in enumerate(boxes) if (fault := _box_fault(b, limit, clip_tolerance))]
+        if faults:
             problems.append(
-                f"image {image_id!r} ({record.width}x{record.height}): box(es) "
-                + ", ".join(f"#{j} {boxes[j].round(1).tolist()}" for j in (bad + off)[:5])
-                + " are empty, not finite or outside the image; fix them in the annotation tool"
+                f"image {image_id!r} ({record.width}x{record.height}): "
+                + "; ".join(
+                    f"box #{j} {boxes[j].round(1).tolist()} (x1, y1, x2, y2) {fault}" for j, fault in faults[:5]
+                )
+                + (f"; and {len(faults) - 5} more" if len(faults) > 5 else "")
+                + "; fix them in the annotation tool"
             )
             continue
         boxes = np.clip(boxes, 0, limit)
         names = [pool.class_names[int(label) - 1] for label in labels.labels[image_id][1]]
-        if image_id in imported:
-            if _same(imported[image_id], boxes, names):
-                unchanged.append(image_id)
-            else:
-                conflicts.append(image_id)
-            continue
-        new[image_id] = {
+        entry = {
             "boxes": boxes.tolist(),
             "labels": names,
             "difficult": labels.difficult.get(image_id, np.zeros(len(boxes), bool)).tolist(),
             "annotator": labels.annotators.get(image_id) or annotator,
         }
+        if image_id in imported:
+            if _same(imported[image_id], boxes, names):
+                unchanged.append(image_id)
+            elif replace:
+                new[image_id] = {**entry, "replaces": imported[image_id]["import"]}
+                replaced.append(image_id)
+            else:
+                conflicts.append(image_id)
+            continue
+        new[image_id] = entry
     if conflicts:
         problems.append(
-            f"{len(conflicts)} image(s) already have different imported labels: {conflicts[:20]}; "
-            "labels are not overwritten (correct them in the earlier file's place, or leave them out)"
+            f"{len(conflicts)} image(s) already have other imported labels: {conflicts[:20]}; to replace them "
+            "with this file's, import it again with --replace (the earlier import stays in RUN/imports), or leave "
+            "these images out of the file"
         )
     if problems:
         raise ImportRefused(f"{source}: import refused, nothing merged:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -386,4 +397,24 @@ def import_labels(
         )
         kill_point("import", number)  # ... and right after it
     pending = [i for i in batch if i not in imported and i not in new]
-    return ImportResult(path, sorted(new), unchanged, pending, [i for i in labels.unlabelled if i in pending])
+    not_labelled = [i for i in labels.unlabelled if i in pending]
+    return ImportResult(path, sorted(set(new) - set(replaced)), unchanged, pending, not_labelled, sorted(replaced))
+
+
+def _box_fault(box: np.ndarray, limit: np.ndarray, tolerance: float) -> str | None:
+    """What is wrong with one ``box`` (x1, y1, x2, y2 pixels) in an image of ``limit`` (w, h, w, h), or None."""
+    if not np.isfinite(box).all():
+        return "is not finite"
+    if not (box[2] > box[0] and box[3] > box[1]):
+        return "is empty (x2 must exceed x1 and y2 must exceed y1)"
+    past = [
+        f"{name} = {value:g} is {distance:g} px outside the image"
+        for name, value, distance in (
+            ("x1", box[0], -box[0]),
+            ("y1", box[1], -box[1]),
+            ("x2", box[2], box[2] - limit[2]),
+            ("y2", box[3], box[3] - limit[3]),
+        )
+        if distance > tolerance
+    ]
+    return f"{', '.join(past)} (up to {tolerance:g} px is clipped)" if past else None

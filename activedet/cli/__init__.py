@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         "validate the labels people made for the pending batch and commit them atomically",
         "Accepts only images of the pending batch, known classes and boxes inside the image (an image with no box is "
         "a valid empty label); commits them as `RUN/imports/NNNN.json`. A partial batch leaves the rest pending, "
-        "the same file twice changes nothing, and conflicting labels are refused with their list.",
+        "the same file twice changes nothing, and labels that differ from an earlier import are refused with their "
+        "list (--replace corrects them).",
     )
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("file", help="the annotation file (or folder) exported by the annotation tool")
@@ -282,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         "at and has nothing to box (say so for a finished job only; otherwise such images stay pending)",
     )
     p.add_argument("--annotator", help="recorded for images whose file names no annotator")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="labels that differ from an earlier import of the same image replace them (a correction of the "
+        "pending batch, before the next query trains on it); the earlier import is kept in RUN/imports",
+    )
     p.set_defaults(func=commands.cmd_import)
 
     p = command(

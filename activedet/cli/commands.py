@@ -214,10 +214,12 @@ def cmd_import(args) -> int:
         fmt=args.format,
         annotator=args.annotator,
         empty_means_labelled=args.empty_means_labelled,
+        replace=args.replace,
     )
     print(
         f"imported {len(result.labelled)} images from {args.file}"
         + (f" ({len(result.unchanged)} unchanged)" if result.unchanged else "")
+        + (f"; replaced the labels of {len(result.replaced)} images" if result.replaced else "")
         + (
             f"; {len(result.pending)} images still pending"
             if result.pending
