@@ -207,3 +207,20 @@ def test_predict_with_the_default_strategy_shows_its_first_criterion_per_box(tin
     (result,) = json.loads((tmp_path / "pred.json").read_text())
     assert result["strategy"] == "entropy+class_balance" and result["boxes"]
     assert all(0 <= b["entropy"] for b in result["boxes"])  # entropy, the criterion that shortlists
+
+
+@pytest.mark.parametrize(("command", "continues"), [("run", True), ("query", True), ("eval", False)])
+def test_an_interrupted_command_says_so_in_one_line(command, continues, monkeypatch, capsys):
+    from activedet.cli import commands
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, f"cmd_{command}", interrupted)
+    argv = {"run": ["run", "config.yaml"], "query": ["query", "RUN"], "eval": ["eval", "c.yaml", "--checkpoint", "x"]}
+    assert main(argv[command]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith(f"activedet {command}: interrupted") and len(err.splitlines()) == 1, err
+    assert ("the same command continues the run where it stopped" in err) == continues
+    with pytest.raises(KeyboardInterrupt):  # --debug shows the traceback
+        main(["--debug", *argv[command]])

@@ -65,13 +65,13 @@ def test_status_reads_a_run_without_importing_torch(started):
     assert again == out and len(list((run / "cache").iterdir())) == cached + 1  # the changed file's index
 
 
-def test_status_of_a_folder_of_runs_is_a_line_each_and_a_run_that_goes_on_is_running(started, capsys):
+def test_status_of_a_folder_of_runs_is_a_line_each_and_a_run_that_goes_on_is_in_progress(started, capsys):
     run, _ = started
     other = run.parent / "more" / "run"
     shutil.copytree(run, other)
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "cycles": 2}))  # evaluated cycle 0 of 0..2: not done
-    assert run_status(other)["state"] == "running" and run_status(run)["state"] == "finished"
+    assert run_status(other)["state"] == "in progress" and run_status(run)["state"] == "finished"
     code = (
         f"import sys; from activedet.cli import main; main(['status', {str(run.parent)!r}]); "
         "print('torch' in sys.modules)"
@@ -80,12 +80,16 @@ def test_status_of_a_folder_of_runs_is_a_line_each_and_a_run_that_goes_on_is_run
     lines = out.splitlines()
     assert lines[-1] == "False", out
     assert re.fullmatch(
-        rf"{re.escape(str(other))}: cycle 0, running, 6 labelled images, 13 boxes, voc/mAP_area [\d.]+ \(cycle 0\)",
+        rf"{re.escape(str(other))}: cycle 0, in progress, 6 labelled images, 13 boxes, voc/mAP_area [\d.]+ \(cycle 0\)",
         lines[0],
     ), out
     assert lines[1].startswith(f"{run}: cycle 0, finished, 6 labelled images") and len(lines) == 3  # path order
     assert main(["status", str(run), str(other), "--json"]) == 0
-    assert [s["state"] for s in json.loads(capsys.readouterr().out)] == ["finished", "running"]
+    assert [s["state"] for s in json.loads(capsys.readouterr().out)] == ["finished", "in progress"]
+    assert main(["status", str(other)]) == 0  # running or stopped: the files cannot tell, so it says both
+    assert f"in progress (running, or stopped: if no command is working on it, `activedet resume {other}`" in (
+        capsys.readouterr().out
+    )
     (other / "config.json").unlink()  # a run made through the library has none: its stopping rule is unknown
     assert run_status(other)["state"] == "finished"
     assert main(["status", str(run.parent / "nowhere")]) == 2

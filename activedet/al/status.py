@@ -24,7 +24,8 @@ __all__ = ["run_status", "check_source", "find_runs", "status_line", "headline_m
 
 
 def run_status(run_dir: str | Path) -> dict[str, Any]:
-    """Where a run stands, from its files: cycle, state (``running``, ``awaiting labels``, ``finished``), labelled
+    """Where a run stands, from its files: cycle, state (``in progress``: running, or stopped before its end;
+    ``awaiting labels``; ``labelled, ready for the next query``; ``finished``), labelled
     images and boxes, the pending batch, the query folder, the imports, the last evaluated metrics, the labelled
     batches (:func:`labelled_batches`) and, where they recorded predictions, ``calibration``: actual / predicted
     boxes and cost over them (:func:`~activedet.al.cost.calibration`, the factors ``cost_calibration`` spends the
@@ -39,7 +40,7 @@ def run_status(run_dir: str | Path) -> dict[str, Any]:
     lines = run.metric_records()
     selection, query = run.cycle(t).selection, run.cycle(t).query
     pending: list[str] = []
-    state = "running"
+    state = "in progress"
     if selection.is_file() and run.cycle(t).query_batch.is_file():
         batch = [p["image_id"] for p in json.loads(selection.read_text())["picks"]]
         pending = pending_images(run_dir, batch)
@@ -151,7 +152,7 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def status_line(status: dict[str, Any]) -> str:
-    """A run's status on one line: ``RUN: cycle 2, running, 400 labelled images, 1508 boxes, voc/mAP_area 0.5420
+    """A run's status on one line: ``RUN: cycle 2, in progress, 400 labelled images, 1508 boxes, voc/mAP_area 0.5420
     (cycle 2)``."""
     parts = [f"cycle {status['cycle']}", status["state"], f"{status['labelled_images']} labelled images"]
     if status["labelled_boxes"] is not None:

@@ -490,6 +490,13 @@ def _show_dataset_warnings(command: str, quiet: bool) -> None:
     warnings.simplefilter("ignore" if quiet else "default", DatasetWarning)
 
 
+#: What an interrupted command leaves, for the commands that continue where they stopped.
+_RESUMES = {
+    command: "; every finished step is saved: the same command continues the run where it stopped"
+    for command in ("run", "resume", "query")
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
@@ -501,6 +508,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"activedet {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            print(f"activedet {args.command}: interrupted{_RESUMES.get(args.command, '')}", file=sys.stderr)
+            return 130
         finally:
             distributed = sys.modules.get("activedet.engine.distributed")  # loaded only by commands that use torch
             if distributed is not None:

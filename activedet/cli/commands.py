@@ -250,8 +250,13 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
+    hints = {
+        "in progress": f" (running, or stopped: if no command is working on it, `activedet resume {runs[0]}` "
+        "continues it)",
+        "labelled, ready for the next query": " (the batch joins labelled_images then)",
+    }
     for key in ("cycle", "state", "labelled_images", "labelled_boxes", "imports"):
-        print(f"{key:16s} {status[key]}")
+        print(f"{key:16s} {status[key]}" + (hints.get(status[key], "") if key == "state" else ""))
     print(
         f"{'pending':16s} {len(status['pending'])}" + (f" (in {status['query_folder']})" if status["pending"] else "")
     )
