@@ -467,3 +467,22 @@ def test_format_problems_lists_errors_then_warnings_and_a_summary():
     assert format_problems([], source="data/voc") == "0 errors, 0 warnings in data/voc"
     assert format_problems([]) == "0 errors, 0 warnings"
     assert format_problems(problems + [Problem("x.json: images[0]", "bad")]).endswith("in 2 files")
+
+
+def test_an_empty_file_is_said_to_be_empty_and_a_group_title_stops_before_the_details(tmp_path):
+    from activedet.al.annotation import read_labels
+
+    (tmp_path / "empty.json").write_text("\n")
+    with pytest.raises(DatasetError, match=r"empty.json:2:1: the file is empty \(expected JSON\) -> export or write"):
+        read_coco(tmp_path / "empty.json")
+    folder = tmp_path / "xml"
+    folder.mkdir()
+    (folder / "a.xml").write_text("")
+    for name in ("b", "c"):  # cut short at different places
+        (folder / f"{name}.xml").write_text("<annotation><filename>" + name * (3 if name == "c" else 1))
+    with pytest.raises(DatasetError) as raised:
+        read_labels("voc", folder, ["Tree"], sizes={i: (10, 10) for i in "abc"})
+    lines = str(raised.value).splitlines()
+    assert lines[1] == "  a.xml:1:0: the file is empty (expected XML) -> export or write the file again"
+    assert lines[2] == "  malformed XML: no element found: 2 in 2 files", lines  # not "...column: 2 in 2 files"
+    assert lines[3].startswith("    b.xml:1:23: malformed XML: no element found: line 1, column 23"), lines

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_text
-from .records import DetectionDataset, ImageRecord, Problem
+from .records import DetectionDataset, ImageRecord, Problem, unparsable
 from .validate import check_boxes, check_image_file, check_options, find_duplicates, raise_for_problems, shortest_float
 
 __all__ = ["read_coco", "scan_coco", "write_coco"]
@@ -142,9 +142,11 @@ def _load_json(json_path: Path) -> tuple[dict | None, list[Problem]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, [
-            Problem(
+            unparsable(
                 f"{name}:{exc.lineno}:{exc.colno}",
-                f"malformed JSON: {exc.msg}",
+                json_path,
+                "JSON",
+                exc.msg,
                 "fix the JSON syntax (a truncated file usually means an interrupted download)",
             )
         ]

@@ -261,7 +261,9 @@ def group_problem_lines(problems: Sequence[Problem], *, examples: int = 3, more:
 
 
 def _common_words(messages: Sequence[str]) -> str:
-    """The words every message starts with (``"unknown class name"`` ...), without trailing punctuation."""
+    """The words every message starts with (``"unknown class name"`` ...), without trailing punctuation, and only
+    up to the last colon where there is one (``"malformed XML: no element found"`` of ``"... found: line 1, column
+    0"`` and ``"... found: line 1, column 27"``): the details after it are the examples'."""
     words = messages[0].split()
     for message in messages[1:]:
         other = message.split()
@@ -269,7 +271,22 @@ def _common_words(messages: Sequence[str]) -> str:
         while n < min(len(words), len(other)) and words[n] == other[n]:
             n += 1
         words = words[:n]
+    clauses = [i for i, word in enumerate(words) if word.endswith(":")]
+    if clauses:
+        words = words[: clauses[-1] + 1]
     return " ".join(words).rstrip(" ;:,(")
+
+
+def unparsable(location: str, path: Path, syntax: str, error: str, hint: str) -> Problem:
+    """The problem of a file that does not parse as ``syntax`` (``"XML"``, ``"JSON"``): an empty file is said to be
+    empty rather than malformed."""
+    try:
+        empty = not path.read_bytes().strip()
+    except OSError:
+        empty = False
+    if empty:
+        return Problem(location, f"the file is empty (expected {syntax})", "export or write the file again")
+    return Problem(location, f"malformed {syntax}: {error}", hint)
 
 
 def _file_of(location: str) -> str:

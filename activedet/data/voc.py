@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import DetectionDataset, ImageRecord, Problem
+from .records import DetectionDataset, ImageRecord, Problem, unparsable
 from .validate import (
     check_boxes,
     check_image_file,
@@ -341,7 +341,8 @@ def _read_record(
         ]
     except ET.ParseError as exc:
         line, column = exc.position
-        return None, [Problem(f"{where}:{line}:{column}", f"malformed XML: {exc}", "fix the XML syntax")]
+        path = voc_dir / "Annotations" / f"{stem}.xml"
+        return None, [unparsable(f"{where}:{line}:{column}", path, "XML", str(exc), "fix the XML syntax")]
     xml = tree.getroot()
     image_path = Path(voc_dir / "JPEGImages" / (_text(xml, "filename") or f"{stem}.jpg"))
     problems: list[Problem] = []

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
-from ..data.records import DatasetError, Problem
+from ..data.records import DatasetError, Problem, unparsable
 
 LS_HINT = "export the project from Label Studio with Export -> JSON (or pass --format for its other exports)"
 CVAT_HINT = "export the task from CVAT as 'CVAT for images 1.1'"
@@ -328,9 +328,11 @@ def load_json(path: Path, kind: type, expected: str, hint: str, problems: list[P
         return None
     except json.JSONDecodeError as exc:
         problems.append(
-            Problem(
+            unparsable(
                 f"{path.name}:{exc.lineno}:{exc.colno}",
-                f"malformed JSON: {exc.msg}",
+                path,
+                "JSON",
+                exc.msg,
                 "fix the JSON (a truncated file usually means an interrupted download) or " + hint,
             )
         )
@@ -349,9 +351,11 @@ def load_xml(path: Path, problems: list[Problem], name: str | None = None) -> ET
         problems.append(Problem(name, f"file not found: {os.path.abspath(path)}", "check the path"))
     except ET.ParseError as exc:
         problems.append(
-            Problem(
+            unparsable(
                 f"{name}:{exc.position[0]}:{exc.position[1]}",
-                f"malformed XML: {exc}",
+                path,
+                "XML",
+                str(exc),
                 "fix the XML syntax, or export the file again",
             )
         )
