@@ -149,7 +149,9 @@ def with_unlabelled_images(pool: DetectionDataset, folder: str | None) -> Detect
                 f"({name!r}: a '/' becomes '__'); rename one of them"
             )
             continue
-        size, problem = read_image_size(path, str(path))
+        size, problem = read_image_size(
+            path, str(path), unreadable_hint="replace it with a valid image file, or move it out of the folder"
+        )
         if problem is not None:
             problems.append(str(problem))
             continue

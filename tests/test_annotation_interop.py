@@ -385,6 +385,14 @@ def test_an_unlabelled_folder_with_two_images_of_one_exported_name_is_refused_be
         r".*setB/x\.png \('setB__x'",
     ):
         with_unlabelled_images(DetectionDataset([], CLASSES), str(tmp_path / "pool"))
+    (tmp_path / "pool" / "setB__x.png").unlink()
+    (tmp_path / "pool" / "broken.png").write_bytes(b"")  # an unlabelled image has no annotations to remove it from
+    with pytest.raises(
+        ValueError,
+        match=r"broken\.png: cannot read image file .* -> replace it with a valid image "
+        r"file, or move it out of the folder",
+    ):
+        with_unlabelled_images(DetectionDataset([], CLASSES), str(tmp_path / "pool"))
 
 
 def test_a_coco_export_folder_reads_its_one_annotation_file(small_batch, tmp_path):

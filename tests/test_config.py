@@ -39,6 +39,9 @@ def test_unknown_key_suggests_the_closest(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r"unknown key 'epoch'; did you mean 'epochs'\?"):
         config_from_dict({"train_data": "t", "epoch": 3})
+    # a key given with --set is blamed on --set, not on the file
+    with pytest.raises(ConfigError, match=r"^--set epoch=\.\.\.: unknown key 'epoch'; did you mean 'epochs'\?"):
+        load_config(write(tmp_path, "train_data: t.json\n"), ["epoch=1"])
 
 
 def test_wrong_type_names_key_expected_and_found():

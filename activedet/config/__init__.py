@@ -122,6 +122,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
     data = {} if data is None else data
+    changes = dict(parse_override(o) for o in overrides or [])
+    for key in changes:
+        if key not in key_fields():
+            close = difflib.get_close_matches(key, key_fields(), n=1)
+            tip = f"; did you mean '{close[0]}'?" if close else "; `activedet` config keys: docs/config.md"
+            raise ConfigError(f"--set {key}=...: unknown key '{key}'{tip}")
     if isinstance(data, dict):
-        data = dict(data, **dict(parse_override(o) for o in overrides or []))
+        data = dict(data, **changes)
     return config_from_dict(data, where=str(path), base_dir=path.parent)

@@ -80,8 +80,15 @@ def check_options(caller: str, *, box_policy: str = "error", clip_tolerance: flo
 # ---------------------------------------------------------------------------------------------------------- images
 
 
-def read_image_size(path: Path, location: str, *, hint: str = "") -> tuple[tuple[int, int] | None, Problem | None]:
-    """``((width, height), None)`` read from the image header (no pixel decoding), or ``(None, problem)``.
+def read_image_size(
+    path: Path,
+    location: str,
+    *,
+    hint: str = "",
+    unreadable_hint: str = "replace it with a valid image file, or remove the image from the annotations",
+) -> tuple[tuple[int, int] | None, Problem | None]:
+    """``((width, height), None)`` read from the image header (no pixel decoding), or ``(None, problem)`` whose
+    hint is ``hint`` for a missing file and ``unreadable_hint`` for one that is not an image.
 
     Only the header is read, so a file truncated after its header is not detected here.
     """
@@ -98,7 +105,7 @@ def read_image_size(path: Path, location: str, *, hint: str = "") -> tuple[tuple
         return None, Problem(
             location,
             f"cannot read image file {path}: {exc}",
-            "replace it with a valid image file, or remove the image from the annotations",
+            unreadable_hint,
         )
 
 
