@@ -220,3 +220,10 @@ def test_config_is_read_back_from_its_dict():
     again = config_from_dict(cfg.to_dict())
     assert again.to_dict() == cfg.to_dict() and again.lr_steps == [2] and again.source == "config"
     assert config_from_dict({"train_data": "t"}).lr_steps is not config_from_dict({"train_data": "t"}).lr_steps
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo"])
+def test_class_names_beside_a_format_that_names_its_classes_is_refused(tmp_path, fmt):
+    path = write(tmp_path, f"train_data: t.json\ndata_format: {fmt}\nclass_names: [Alive, Dead, Trees]\n")
+    with pytest.raises(ConfigError, match=rf"key 'class_names' must be null with data_format '{fmt}' .*remove the key"):
+        load_config(path)

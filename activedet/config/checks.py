@@ -40,6 +40,7 @@ def check_config(cfg: Config, where: str, error: type[Exception]) -> None:
 
     try:
         _check_task(cfg)
+        _check_class_names(cfg)
         _check_metric_options(cfg)
         _check_training(cfg)
         try:
@@ -54,6 +55,19 @@ def check_config(cfg: Config, where: str, error: type[Exception]) -> None:
         raise error(f"{where}: key '{exc.key}' must be {exc.expected}; found {exc.got!r}") from None
     except _Explained as exc:
         raise error(f"{where}: key {exc.keys}: {exc.message}") from None
+
+
+def _check_class_names(cfg: Config) -> None:
+    """A COCO or YOLO dataset names its classes itself: a ``class_names`` beside it would be ignored, so it is
+    refused rather than silently overridden."""
+    where = {"coco": "the COCO file's 'categories'", "yolo": "its classes.txt or data.yaml"}.get(cfg.data_format)
+    if where is not None and cfg.class_names is not None:
+        _fail(
+            "class_names",
+            f"null with data_format '{cfg.data_format}' ({where} name the classes; "
+            f"`activedet validate {cfg.data_format} PATH` lists them): remove the key",
+            cfg.class_names,
+        )
 
 
 def _check_task(cfg: Config) -> None:

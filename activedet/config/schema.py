@@ -75,7 +75,8 @@ class DataKeys:
         "VOC: class names in label order (default: the 20 VOC classes; "
         "`activedet validate voc DIR` lists the names your files use and the "
         "value to set); ImageFolder/CIFAR: the class names in label order "
-        "(default: the sorted folder names / the batches' meta file)",
+        "(default: the sorted folder names / the batches' meta file); COCO and YOLO name their classes "
+        "themselves (null)",
     )
     box_policy: str = option(
         "error",
