@@ -171,6 +171,11 @@ def test_voc_unknown_class_name_names_file_object_found_and_valid(voc):
         + re.escape("VOC2007 --class-names cat dog person; Python: class_names=['cat', 'dog', 'person'])"),
     ):
         read_voc(voc, class_names=["cat", "dog"])
+    # a name that differs from a listed one by case or a letter or two is most likely misspelt: said first
+    with pytest.raises(DatasetError, match=re.escape("-> did you mean 'Person' for 'person'? fix misspelt names")):
+        read_voc(voc, class_names=["cat", "dog", "Person"])
+    with pytest.raises(DatasetError, match=re.escape("-> did you mean 'persons' for 'person'? fix misspelt names")):
+        read_voc(voc, class_names=["cat", "dog", "persons"])
 
 
 @pytest.mark.parametrize(

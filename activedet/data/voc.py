@@ -22,6 +22,7 @@ from here).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -159,8 +160,16 @@ def _with_class_fix(
         return problems
     names = sorted(used | set(unknown)) if tuple(class_names) == VOC_CLASSES else [*class_names, *unknown]
     flags = " ".join(shlex.quote(n) for n in names)
+    lowered = {n.lower(): n for n in class_names}
+    close = {  # guessed only against names the user gave, not the 20 default ones
+        name: lowered.get(name.lower()) or next(iter(difflib.get_close_matches(name, class_names, n=1)), None)
+        for name in unknown
+        if tuple(class_names) != VOC_CLASSES
+    }
+    guesses = ", ".join(f"'{match}' for '{name}'" for name, match in close.items() if match)
     fix = (
-        f"fix misspelt names, or list every class in label order: config key class_names: {json.dumps(names)} "
+        (f"did you mean {guesses}? " if guesses else "")
+        + f"fix misspelt names, or list every class in label order: config key class_names: {json.dumps(names)} "
         f"(CLI: activedet validate voc {shlex.quote(str(path))} --class-names {flags}; "
         f"Python: class_names={names!r})"
     )
