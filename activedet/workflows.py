@@ -358,7 +358,7 @@ def import_into_run(
     Raises ``ValueError`` (nothing merged) when the run awaits no labels, the file is malformed, or any image, class
     or box is wrong; returns :class:`~activedet.al.annotation.ImportResult`.
     """
-    from .al.annotation import import_labels, read_labels
+    from .al.annotation import ImportRefused, import_labels, read_labels
     from .config import load_config
 
     run_dir, run = Path(run_dir), RunDir(run_dir)
@@ -374,7 +374,13 @@ def import_into_run(
     t = status["cycle"]
     picks = json.loads(run.cycle(t).selection.read_text())["picks"]
     sizes = {r.image_id: (r.width, r.height) for r in pool.records}
-    labels = read_labels(fmt, file, pool.class_names, sizes=sizes, empty_means_labelled=empty_means_labelled)
+    try:
+        labels = read_labels(fmt, file, pool.class_names, sizes=sizes, empty_means_labelled=empty_means_labelled)
+    except ValueError as exc:  # a file that cannot be read as labels: the same header as every refused import
+        lines = str(exc).splitlines()
+        raise ImportRefused(
+            f"{file}: import refused, nothing merged:\n" + "\n".join(f"  - {x}" for x in lines)
+        ) from None
     return import_labels(
         run_dir,
         labels,

@@ -136,6 +136,24 @@ def test_bad_files_and_boxes_are_refused(human_run, tmp_path):
     (tmp_path / "unknown.json").write_text(json.dumps(unknown))
     with pytest.raises(ValueError, match="unknown class\\(es\\) \\['zebra'\\]"):
         import_into_run(run, tmp_path / "unknown.json")
+    # a file that cannot be read as labels is refused under the same header as every import, each fault named
+    misspelt, shapes = class_names[0].upper(), {"a": {"labels": []}, "b": {"boxes": "0 0 5 5", "labels": ["x"]}}
+    odd = {
+        pending[0]: {"boxes": [[0, 0, 5, 5]], "labels": [misspelt]},
+        pending[1]: shapes["a"],
+        pending[2]: shapes["b"],
+    }
+    (tmp_path / "odd.json").write_text(json.dumps({"format": "activedet-labels", "images": odd}))
+    with pytest.raises(ValueError) as refused:
+        import_into_run(run, tmp_path / "odd.json")
+    lines = str(refused.value).splitlines()
+    assert lines[0] == f"{tmp_path / 'odd.json'}: import refused, nothing merged:", lines
+    assert (
+        f"unknown class(es) ['{misspelt}']" in lines[1]
+        and f"did you mean '{class_names[0]}' for '{misspelt}'?" in lines[1]
+    )
+    assert lines[2].endswith("with one label per box; 'boxes' is missing (keys found: ['labels'])"), lines
+    assert lines[3].endswith("'boxes' is string \"0 0 5 5\", not a list"), lines
     empty = {"format": "activedet-labels", "images": {pending[0]: {"boxes": [], "labels": []}}}
     (tmp_path / "empty.json").write_text(json.dumps(empty))
     assert import_into_run(run, tmp_path / "empty.json").labelled == [pending[0]]  # an empty label is a label

@@ -34,10 +34,11 @@ import numpy as np
 
 from .._faults import kill_point
 from ..atomic import atomic_write_json
-from ..data.records import DetectionDataset, ImageRecord
+from ..data.records import DetectionDataset, ImageRecord, likely_meant
 from ..interop import EMPTY_AMBIGUOUS, LabelImport
 from ..interop import LABEL_FORMATS as TOOL_LABEL_FORMATS
 from ..interop import read_labels as read_tool_labels
+from ..interop.common import short_repr
 from .rundir import RunDir
 
 __all__ = [
@@ -107,17 +108,20 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelImp
     problems = []
     for image_id, item in data["images"].items():
         where = f"{path}: image {image_id!r}"
-        if (
-            not isinstance(item, dict)
-            or not isinstance(item.get("boxes"), list)
-            or not isinstance(item.get("labels"), list)
-            or len(item["boxes"]) != len(item["labels"])
-        ):
-            problems.append(f'{where}: expected "boxes" and "labels" lists of the same length')
+        shape = _entry_shape_fault(item)
+        if shape:
+            problems.append(
+                f'{where}: expected {{"boxes": [[x1, y1, x2, y2], ...], "labels": [class name, ...]}} with one '
+                f"label per box; {shape}"
+            )
             continue
         unknown = sorted({str(name) for name in item["labels"] if name not in index})
         if unknown:
-            problems.append(f"{where}: unknown class(es) {unknown}; the run's classes are {list(class_names)}")
+            guesses = {name: likely_meant(name, class_names) for name in unknown}
+            problems.append(
+                f"{where}: unknown class(es) {unknown}; the run's classes are {list(class_names)}"
+                + "".join(f"; did you mean {match!r} for {name!r}?" for name, match in guesses.items() if match)
+            )
             continue
         try:
             boxes = np.asarray(item["boxes"], np.float64).reshape(-1, 4)
@@ -134,6 +138,20 @@ def read_native_labels(path: str | Path, class_names: Sequence[str]) -> LabelImp
     if problems:
         raise ValueError("\n".join(problems[:20]))
     return out
+
+
+def _entry_shape_fault(item: Any) -> str:
+    """What is wrong with the shape of one image's entry of a native label file ("" when nothing is)."""
+    if not isinstance(item, dict):
+        return f"found {short_repr(item)}"
+    for key in ("boxes", "labels"):
+        if key not in item:
+            return f"{key!r} is missing (keys found: {sorted(item)})"
+        if not isinstance(item[key], list):
+            return f"{key!r} is {short_repr(item[key])}, not a list"
+    if len(item["boxes"]) != len(item["labels"]):
+        return f"found {len(item['boxes'])} boxes and {len(item['labels'])} labels"
+    return ""
 
 
 def read_labels(

@@ -25,6 +25,7 @@ ledger, the oracle (one box = one label), class counts and every dataset tool th
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections import Counter
@@ -275,6 +276,13 @@ def _common_words(messages: Sequence[str]) -> str:
     if clauses:
         words = words[: clauses[-1] + 1]
     return " ".join(words).rstrip(" ;:,(")
+
+
+def likely_meant(name: str, choices: Sequence[str]) -> str | None:
+    """The one of ``choices`` that ``name`` is most likely a misspelling of (the same but for case, else the closest
+    by difflib's ratio, at least 0.6), or None."""
+    lowered = {choice.lower(): choice for choice in choices}
+    return lowered.get(name.lower()) or next(iter(difflib.get_close_matches(name, list(choices), n=1)), None)
 
 
 def unparsable(location: str, path: Path, syntax: str, error: str, hint: str) -> Problem:

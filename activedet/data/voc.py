@@ -22,7 +22,6 @@ from here).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import DetectionDataset, ImageRecord, Problem, unparsable
+from .records import DetectionDataset, ImageRecord, Problem, likely_meant, unparsable
 from .validate import (
     check_boxes,
     check_image_file,
@@ -160,12 +159,8 @@ def _with_class_fix(
         return problems
     names = sorted(used | set(unknown)) if tuple(class_names) == VOC_CLASSES else [*class_names, *unknown]
     flags = " ".join(shlex.quote(n) for n in names)
-    lowered = {n.lower(): n for n in class_names}
-    close = {  # guessed only against names the user gave, not the 20 default ones
-        name: lowered.get(name.lower()) or next(iter(difflib.get_close_matches(name, class_names, n=1)), None)
-        for name in unknown
-        if tuple(class_names) != VOC_CLASSES
-    }
+    # guessed only against names the user gave, not the 20 default ones
+    close = {name: likely_meant(name, class_names) for name in unknown if tuple(class_names) != VOC_CLASSES}
     guesses = ", ".join(f"'{match}' for '{name}'" for name, match in close.items() if match)
     fix = (
         (f"did you mean {guesses}? " if guesses else "")
