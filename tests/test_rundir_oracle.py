@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_toy_dataset
 
 from activedet.al.annotation import load_import_records
@@ -18,6 +19,7 @@ from activedet.al.oracle import HumanOracle, Labels, Oracle, Pending, SimulatedO
 from activedet.al.plan import LoopOptions
 from activedet.al.rundir import CycleDir, RunDir
 from activedet.data.records import DetectionDataset, ImageRecord
+from activedet.engine.distributed import resolve_device
 from activedet.engine.train import TrainOptions, TrainResult
 from activedet.models import build_detector
 from activedet.strategies import get_strategy
@@ -210,6 +212,14 @@ def test_a_custom_oracle_labels_a_run_through_import_records_with_no_change_to_t
     )
     written = {p for p in run.root.rglob("*") if p.is_file()}
     assert written <= named and run.ledger in written
+
+
+def test_the_device_auto_is_resolved_when_the_run_is_made(toy_run):
+    kwargs, _ = toy_run
+    run = ActiveLearningRun(**kwargs, device="auto")  # the default, as train_detector's
+    assert run.device == resolve_device("auto") and isinstance(run.device, torch.device)
+    run.run()  # "auto" reaches no torch call unresolved (the environment record, evaluation, scoring)
+    assert json.loads(RunDir(kwargs["run_dir"]).cycle(0).environment.read_text())["device"] == run.device.type
 
 
 def test_the_oracle_must_label_the_runs_own_pool_and_box_budgets_need_a_previewed_cost(toy_run):

@@ -122,7 +122,8 @@ class ActiveLearningRun(PoolScoring):
         initial: the initial labelled set (pool indices); default: drawn from the seed (``options``).
         metrics: evaluation metrics (names of :func:`activedet.evaluation.evaluate`); metric_options: their
             keyword options (``evaluate``'s ``options``).
-        device, batch_size: inference device and batch size for evaluation and scoring.
+        device, batch_size: the device (``"auto"``: CUDA when available, the local rank's GPU under torchrun, else
+            CPU; resolved when the run is made) and the batch size of evaluation and scoring.
         cost: the labelling cost model (:mod:`activedet.al.cost`): each pick records its predicted and actual cost,
             each cycle the labelled set's (``labelled_cost``); a ``budget_unit`` of ``boxes`` or ``cost`` spends the
             predicted figure when the oracle cannot preview labels. ``None``: no costs (``budget_unit: cost`` is
@@ -142,7 +143,7 @@ class ActiveLearningRun(PoolScoring):
     oracle: Oracle | None = None
     metrics: tuple[str, ...] = ("voc",)
     metric_options: dict[str, dict[str, Any]] | None = None
-    device: torch.device | str = "cpu"
+    device: torch.device | str = "auto"
     batch_size: int = 8
     progress: bool = False
     initial: np.ndarray | None = None
@@ -151,6 +152,7 @@ class ActiveLearningRun(PoolScoring):
     def __post_init__(self) -> None:
         self.rundir = RunDir(self.run_dir)
         self.run_dir = self.rundir.root
+        self.device = dist_utils.resolve_device(self.device)
         self.oracle = self.oracle or SimulatedOracle(self.pool)
         if self.oracle.pool is not self.pool:  # labels revealed into another dataset would never be trained on
             raise ValueError(

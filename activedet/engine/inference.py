@@ -40,6 +40,7 @@ def iter_predictions(
     detections made elsewhere (precomputed), or the zero-cost stand-in of ``activedet bench-scale``.
     """
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    device = dist_utils.resolve_device(device)  # "auto" as the trainers read it
     shard = indices[dist_utils.rank() :: dist_utils.world_size()]
     show = progress and dist_utils.is_main_process()
     if hasattr(model, "predict_indices"):
