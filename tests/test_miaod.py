@@ -4,6 +4,7 @@ the released code breaks on, and kill-and-resume inside every stage."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -175,22 +176,31 @@ def test_losses_decrease_on_a_tiny_set(toy_dataset):
     assert [h["stage"] for h in history] == ["label"] * 6 + ["min"] * 2 + ["max"] * 2 + ["label"] * 6
 
 
-def test_labelled_set_smaller_than_a_batch_and_no_unlabelled(toy_dataset):
+def test_labelled_set_smaller_than_a_batch_and_no_unlabelled(toy_dataset, tmp_path):
     torch.manual_seed(0)
     model = build_detector("miaod", 2, backbone="tiny", min_size=96, max_size=160)
-    options = TrainOptions(batch_size=8, optimizer="adamw", lr=1e-3, warmup_iters=0, hflip_prob=0.0, amp=False)
+    options = TrainOptions(
+        batch_size=8, optimizer="adamw", lr=1e-3, warmup_iters=0, hflip_prob=0.0, amp=False, log_every=1
+    )
     schedule = {"label_epochs": 1, "outer_loops": 1, "repeat_labelled": 1}
-    for unlabelled in (toy_dataset.subset([3, 4, 5]), None):
+    for i, unlabelled in enumerate((toy_dataset.subset([3, 4, 5]), None)):
         result = train_miaod(
             model,
             toy_dataset.subset([0, 1]),
             unlabelled=unlabelled,
-            options=options,
+            options=replace(options, epoch_checkpoints="all"),
             training_options=schedule,
+            out_dir=tmp_path / str(i),
             device="cpu",
             progress=False,
         )
         assert [h["stage"] for h in result.history] == ["label", "min", "max", "label"]
+        # the training options every procedure reads: a checkpoint per unit kept, a log line per iteration
+        assert sorted(p.name for p in (tmp_path / str(i)).glob("epoch_*.pt")) == [f"epoch_{u}.pt" for u in (1, 2, 3, 4)]
+        events = [
+            json.loads(line)["event"] for line in (tmp_path / str(i) / "train_log.jsonl").read_text().splitlines()
+        ]
+        assert events.count("unit") == 4 and events.count("iter") >= 4
 
 
 def test_unlabelled_labels_never_reach_the_model(toy_dataset, monkeypatch):

@@ -48,7 +48,7 @@ class TrainOptions:
     lr_steps: list[int] = option([8, 11], "epochs at which the `step` schedule decays the lr")
     lr_gamma: float = option(0.1, "decay factor of the `step` schedule", gt=0, le=1)
     grad_clip: float | None = option(None, "max global gradient L2 norm (null: no clipping)", gt=0)
-    amp: bool = option(True, "mixed precision on CUDA (ignored on CPU)")
+    amp: bool = option(True, "mixed precision on CUDA (ignored on CPU, and by `training: miaod`, which trains in fp32)")
     hflip_prob: float = option(0.5, "horizontal-flip probability of training images", ge=0, le=1)
     scale_jitter: float = option(
         0.0,

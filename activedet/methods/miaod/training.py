@@ -347,8 +347,9 @@ def train_miaod(
             times the labelled count, drawn from ``options.seed``). ``None`` or empty: the adversarial stages
             see only labelled batches.
         val_set: accepted for the trainer interface; MI-AOD evaluates only at the end (the released code).
-        options: optimiser, lr, warm-up, batch size, augmentation, ``lr_gamma`` (the final drop); ``epochs``
-            and ``lr_schedule`` are replaced by the schedule.
+        options: optimiser, lr, warm-up, batch size, augmentation, ``lr_gamma`` (the final drop), ``log_every``
+            and ``epoch_checkpoints`` (an epoch is a unit here); ``epochs`` and ``lr_schedule`` are replaced by the
+            schedule, and training is in fp32 (``amp`` is not used).
         training_options: :class:`MIAODOptions` (or a dict of its fields).
         out_dir, device, resume, progress: as :func:`~activedet.engine.train.train_detector`.
     """
@@ -388,7 +389,7 @@ def train_miaod(
         )
         unlabelled_loader, _ = train_loader(images_only, options, options.seed + 1)
 
-    checkpoint = hooks.Checkpoint(out, resume)
+    checkpoint = hooks.Checkpoint(out, resume, options.epoch_checkpoints)
     trainer = MIAODTrainer(
         model,
         labelled_loader,
@@ -403,7 +404,9 @@ def train_miaod(
             MIAODStages(options, training_options.warmup_per_stage, training_options.optimizer_per_stage),
             hooks.SeedEpochs(options.seed),
             hooks.Progress(progress),
-            hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, epoch_event="unit"),
+            hooks.TrainingLog(
+                out / "train_log.jsonl" if out is not None else None, every=options.log_every, epoch_event="unit"
+            ),
             *tensorboard,
             checkpoint,
         ],
