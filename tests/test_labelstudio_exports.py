@@ -276,3 +276,20 @@ def test_config_checks_the_export_options(tiny_data, tmp_path):
         load_config(write_config(tmp_path, tiny_data, labelstudio_document_root="data"))
     cfg = load_config(write_config(tmp_path, tiny_data, export_min_score=0.05, labelstudio_document_root=None))
     assert cfg.export_min_score == 0.05 and cfg.labelstudio_document_root is None
+
+
+def test_a_batch_export_is_checked_when_made_and_people_get_the_images():
+    from activedet.al.export import BatchExport
+    from activedet.al.oracle import HumanOracle, SimulatedOracle
+
+    with pytest.raises(
+        ValueError, match=r"'images' parameter of BatchExport must be one of \['copy', 'link', 'none'\]"
+    ):
+        BatchExport(images="zip")
+    with pytest.raises(ValueError, match=r"'options' parameter of BatchExport takes the keys .*Got \['min_scor'\]"):
+        BatchExport(options={"min_scor": 0.3})
+    with pytest.raises(ValueError, match=r"'min_score' parameter of BatchExport must be a number in \[0, 1\]"):
+        BatchExport(options={"min_score": 2})
+    pool = DetectionDataset([], ["cat"])
+    assert BatchExport().images == "copy" and HumanOracle(pool).export.images == "copy"  # as export_batch, config
+    assert SimulatedOracle(pool).export.images == "none"  # nobody looks at a simulated batch's images

@@ -61,12 +61,28 @@ LABELSTUDIO_URL_PREFIX = "/data/local-files/?d="
 @dataclass(frozen=True)
 class BatchExport:
     """How each query batch of a run is exported: ``fmt`` (:data:`EXPORT_FORMATS`), ``images``
-    (:data:`IMAGE_MODES`) and ``options``, the keyword options of :func:`export_batch` (``min_score``,
-    ``labelstudio_url_prefix``, ``labelstudio_document_root``)."""
+    (:data:`IMAGE_MODES`; ``copy`` by default, as :func:`export_batch` and the config) and ``options``, the keyword
+    options of :func:`export_batch` (``min_score``, ``labelstudio_url_prefix``, ``labelstudio_document_root``).
+    Checked when made, so that a wrong value is refused before the run trains, not at its first export."""
 
     fmt: str = "activedet"
-    images: str = "none"
+    images: str = "copy"
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("fmt", self.fmt, EXPORT_FORMATS), ("images", self.images, IMAGE_MODES)):
+            if value not in allowed:
+                raise ValueError(
+                    f"The {name!r} parameter of BatchExport must be one of {list(allowed)}. Got {value!r} instead."
+                )
+        known = ("min_score", "labelstudio_url_prefix", "labelstudio_document_root")
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"The 'options' parameter of BatchExport takes the keys {list(known)} (export_batch's options). "
+                f"Got {unknown} instead."
+            )
+        check_export_options("BatchExport", **self.options)
 
 
 def check_export_options(

@@ -46,8 +46,9 @@ __all__ = [
     "export_query",
 ]
 
-#: the batch export a simulated or human oracle writes unless told otherwise (a frozen, shared value)
-DEFAULT_EXPORT = BatchExport()
+#: the batch export a simulated oracle writes unless told otherwise (a frozen, shared value): the files of the
+#: batch without copies of its images, which nobody will look at; people's (:class:`HumanOracle`) copies them
+SIMULATED_EXPORT = BatchExport(images="none")
 
 
 @dataclass
@@ -174,7 +175,7 @@ class SimulatedOracle(Oracle):
     annotator = "simulated oracle"
     previews_cost = True
 
-    def __init__(self, pool: DetectionDataset, *, export: BatchExport | None = DEFAULT_EXPORT, preview: bool = True):
+    def __init__(self, pool: DetectionDataset, *, export: BatchExport | None = SIMULATED_EXPORT, preview: bool = True):
         super().__init__(pool)
         self.export = export
         self.previews_cost = bool(preview)
@@ -194,9 +195,9 @@ class HumanOracle(Oracle):
     (:func:`activedet.al.status.run_status` lists the pending images). Images of ``pool`` not yet labelled hold no
     boxes until their labels are imported."""
 
-    def __init__(self, pool: DetectionDataset, *, export: BatchExport = DEFAULT_EXPORT):
+    def __init__(self, pool: DetectionDataset, *, export: BatchExport | None = None):
         super().__init__(pool)
-        self.export = export
+        self.export = export or BatchExport()  # the images copied beside the files, for the annotators
 
     def request(self, batch: QueryBatch) -> Pending:
         folder = export_query(batch, self.export)
