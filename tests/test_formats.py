@@ -89,6 +89,17 @@ def test_voc_coordinates_are_one_based_and_written_short(tmp_path):
     np.testing.assert_array_equal(back[0].boxes[0], [0, 0, 64, 48])
 
 
+def test_the_library_validates_every_voc_image_set_as_the_command_does(tmp_path):
+    devkit = tmp_path / "VOCdevkit"
+    write_voc(make_dataset(tmp_path, ids=("000009", "000005")), devkit / "VOC2007")
+    write_voc(make_dataset(tmp_path / "b", ids=("2008_000002", "2008_000001")), devkit / "VOC2012")
+    xml = devkit / "VOC2012" / "Annotations" / "2008_000002.xml"
+    xml.write_text(xml.read_text().replace("<name>dog</name>", "<name>zebra</name>", 1))
+    problems = validate_path("voc", devkit, class_names=CLASSES)  # no sets named: every set found, not 2007's alone
+    assert [(p.location.split(":")[0], p.value) for p in problems] == [("VOC2012/Annotations/2008_000002.xml", "zebra")]
+    assert validate_path("voc", devkit, class_names=CLASSES, sets=(("2007", "trainval"),)) == []
+
+
 def test_voc_sets_are_combined_in_the_stated_order(tmp_path):
     devkit = tmp_path / "VOCdevkit"
     write_voc(make_dataset(tmp_path, ids=("000009", "000005", "000007")), devkit / "VOC2007")

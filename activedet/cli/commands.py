@@ -102,12 +102,9 @@ def cmd_validate(args) -> int:
         options["image_root"] = args.image_root
     checked = None
     options["decode"] = args.decode
-    if args.format == "cifar":  # both splits unless one is named; a problem of the shared files is listed once
-        splits = [args.split] if args.split else ["train", "test"]
-        problems = list(
-            dict.fromkeys(p for split in splits for p in validate_path("cifar", args.path, split=split, **options))
-        )
-    elif args.format == "voc":  # every image set found unless --sets names some
+    if args.format == "cifar":  # both splits unless one is named
+        problems = validate_path("cifar", args.path, split=args.split, **options)
+    elif args.format == "voc":  # every image set found unless --sets names some (the sets checked are said)
         from ..data.voc import validate_voc
 
         checked, skipped, problems = validate_voc(args.path, **options)

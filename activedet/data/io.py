@@ -63,6 +63,8 @@ def validate_path(fmt: str, path: str | os.PathLike, **options) -> list[Problem]
 
     This backs ``activedet validate FORMAT PATH``; render the list with :func:`format_problems`. ``decode=True``
     (``--decode``) also decodes every image file in full, in parallel (a truncated file passes the header check).
+    As the command, VOC without ``sets`` checks every image set found, one at a time
+    (:func:`~activedet.data.voc.validate_voc`), and CIFAR without ``split`` both splits, each problem once.
     Invalid ``options`` (e.g. an unknown ``box_policy``) still raise ``ValueError``/``TypeError``.
     """
     check_choice("validate_path", "fmt", fmt, FORMATS)
@@ -76,6 +78,17 @@ def validate_path(fmt: str, path: str | os.PathLike, **options) -> list[Problem]
                 "imagefolder) or the cifar-10-batches-bin / cifar-100-binary directory (cifar)",
             )
         ]
+    if fmt == "voc" and options.get("sets") is None:
+        from .voc import validate_voc
+
+        options.pop("sets", None)
+        return validate_voc(path, decode=decode, **options)[2]
+    if fmt == "cifar" and options.get("split") is None:
+        options.pop("split", None)
+        both = (
+            p for split in ("train", "test") for p in validate_path(fmt, path, split=split, decode=decode, **options)
+        )
+        return list(dict.fromkeys(both))
     dataset, problems = _SCANNERS[fmt](path, **options)
     if decode:  # the whole of every image file, not only its header (those already reported are left out)
         from .images import decode_problems
