@@ -43,6 +43,13 @@ def test_pseudo_labels_train_but_never_count_and_stay_queryable(tiny_data, tmp_p
     pseudo_1 = {p["index"] for p in json.loads((run / "cycles/1/pseudo_labels.json").read_text())["images"]}
     assert pseudo_1 <= scored
     assert len(ledger.labelled()) == 14
+    # a pseudo-label file lost after its cycle trained is made again, the same, when the run goes on
+    saved = (run / "cycles/2/pseudo_labels.json").read_text()
+    (run / "cycles/2/pseudo_labels.json").unlink()
+    run_from_config(load_config(config), progress=False)
+    assert (run / "cycles/2/pseudo_labels.json").read_text() == saved
+    again = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert again["pseudo_labels"] == lines[-1]["pseudo_labels"]
 
 
 def test_sigkill_around_the_pseudo_label_stage_then_resume_gives_the_same_run(tiny_data, tmp_path):

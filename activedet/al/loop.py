@@ -238,12 +238,12 @@ class ActiveLearningRun(PoolScoring):
         )
 
     def _pseudo_labels(self, ledger: Ledger, t: int) -> list[PseudoLabelRecord]:
-        """Cycle ``t``'s pseudo labels, made by cycle ``t - 1``'s model on (a subset of) the unlabelled pool."""
+        """Cycle ``t``'s pseudo labels, made by cycle ``t - 1``'s model on (a subset of) the unlabelled pool, or read
+        from the file they were saved to (made again, the same, where it is missing)."""
         if self.pseudo_labels is None or t == 0:
             return []
         path = self.rundir.cycle(t).pseudo_labels
-        saved = dist_utils.main_sees_file(path)
-        if not saved and not dist_utils.main_sees_file(self.rundir.cycle(t).model):
+        if not dist_utils.main_sees_file(path):
             model = self._model(weights_of=t - 1)
             candidates = self.options.pseudo_subset(ledger.unlabelled(), t)
             if self.pseudo_labels.exclude == "shortlist":
@@ -264,7 +264,7 @@ class ActiveLearningRun(PoolScoring):
                 save_pseudo_labels(path, records)
             dist_utils.barrier()
             return records
-        return load_pseudo_labels(path, self.pool) if saved else []
+        return load_pseudo_labels(path, self.pool)
 
     def _model(self, weights_of: int | None = None) -> torch.nn.Module:
         """A freshly built model (torch seeded by the run seed, so the initial weights never change), with cycle

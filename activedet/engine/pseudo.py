@@ -340,11 +340,19 @@ def load_pseudo_labels(path: str | Path, pool: DetectionDataset) -> list[PseudoL
     Raises ValueError naming the file (and the item) when the file is not a pseudo-label file, an index is not
     in the pool, an image id differs from the pool's image at that index, or boxes, labels or scores are invalid.
     """
-    path = Path(path)
+    try:
+        return _load_pseudo_labels(Path(path), pool)
+    except ValueError as error:
+        raise ValueError(
+            f"{error}; delete the file: the run makes it again from the previous cycle's model when it continues"
+        ) from None
+
+
+def _load_pseudo_labels(path: Path, pool: DetectionDataset) -> list[PseudoLabelRecord]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a JSON file ({error}); delete it to regenerate the pseudo labels") from error
+        raise ValueError(f"{path}: not a JSON file ({error})") from error
     if not isinstance(data, dict) or data.get("format") != FILE_FORMAT or not isinstance(data.get("images"), list):
         raise ValueError(f"{path}: not a pseudo-label file (expected format {FILE_FORMAT!r} and an 'images' list)")
     if data.get("version") != FILE_VERSION:
