@@ -227,3 +227,36 @@ def test_class_names_beside_a_format_that_names_its_classes_is_refused(tmp_path,
     path = write(tmp_path, f"train_data: t.json\ndata_format: {fmt}\nclass_names: [Alive, Dead, Trees]\n")
     with pytest.raises(ConfigError, match=rf"key 'class_names' must be null with data_format '{fmt}' .*remove the key"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "options"),
+    [
+        ("pseudo_labels", "activedet.engine.pseudo:PseudoLabelOptions"),
+        ("semi_supervised", "activedet.engine.teacher:TeacherStudentOptions"),
+    ],
+)
+def test_the_help_of_a_mapping_key_states_the_defaults_its_options_have(key, options):
+    """The reference (docs/config.md) lists a mapping key's options with their defaults by hand: each one stated
+    must be the options class's own default, and every option is listed."""
+    import dataclasses
+    import importlib
+    import re
+
+    from activedet.config.schema import key_fields
+
+    module, name = options.split(":")
+    help_text = key_fields()[key][1].metadata["help"]
+    literal = {True: "true", False: "false", None: "null"}
+    for f in dataclasses.fields(getattr(importlib.import_module(module), name)):
+        stated = re.search(rf"`{f.name}` \((?:λ = )?(`[^`]+`|[\w.-]+)", help_text)
+        assert stated, f"{key}: option {f.name!r} is not in the help"
+        if f.name == "class_thresholds":  # per-class overrides: no single default to state
+            continue
+        default = f.default
+        expected = (
+            literal[default]
+            if default is None or isinstance(default, bool)
+            else (f"`{default}`" if isinstance(default, str) else repr(default))
+        )
+        assert stated.group(1) == expected, (key, f.name, stated.group(1), expected)
