@@ -86,6 +86,10 @@ def test_every_run_dir_path_maps_to_the_documented_layout(tmp_path):
         "cycles/4/scores.stage1.npz",
         "cycles/4/scores.stage2.npz",
     ]
+    assert [rel(cycle.stats(k, "influence")) for k in range(2)] == [  # a predictor's statistics, per stage
+        "cycles/4/influence.json",
+        "cycles/4/influence.stage1.json",
+    ]
     # path-like, and a RunDir of a RunDir is the same run
     assert os.fspath(run) == str(tmp_path) and os.fspath(cycle) == str(tmp_path / "cycles/4")
     assert RunDir(run) == RunDir(str(tmp_path)) and RunDir(run).root == tmp_path

@@ -90,6 +90,11 @@ class CycleDir:
         """Scoring stage ``k``'s scores: ``scores.npz`` for ``k == 0``, ``scores.stage{k}.npz`` after it."""
         return self.path / ("scores.npz" if k == 0 else f"scores.stage{k}.npz")
 
+    def stats(self, k: int, name: str) -> Path:
+        """A scoring predictor's own statistics for stage ``k`` (ISAL's ``influence``): ``{name}.json`` for
+        ``k == 0``, ``{name}.stage{k}.json`` after it."""
+        return self.path / (f"{name}.json" if k == 0 else f"{name}.stage{k}.json")
+
     def score_shards(self, k: int, part: str) -> Path:
         """The finished shards of scoring stage ``k`` (``part``: ``pool`` or ``labelled``), one ``NNNNN.npz`` each;
         removed once the stage's scores are written."""

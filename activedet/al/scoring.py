@@ -13,6 +13,7 @@ inherits it; they read the run's ``rundir``, ``pool``, ``val``, ``strategy``, ``
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 
@@ -80,7 +81,7 @@ class PoolScoring:
             device=self.device,
             batch_size=self.batch_size,
             seed=derive_seed(self.options.seed, t, f"context{k}"),
-            out_dir=self.rundir.cycle(t).path,
+            stats_file=functools.partial(self.rundir.cycle(t).stats, k),
         )
         pool = self._scored(model, stage, candidates, context, t, k, "pool")
         labelled = None

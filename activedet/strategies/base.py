@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -221,7 +222,9 @@ class ScoringContext:
         device: where to compute.
         batch_size: inference batch size.
         seed: this cycle's scoring seed (``(run seed, cycle, stage)``).
-        out_dir: the cycle directory, where a predictor may leave a small JSON of its own statistics (rank 0).
+        stats_file: where a predictor may leave a small JSON of its own statistics (rank 0): ``stats_file(name)``
+            is the path the run directory gives it for this cycle and scoring stage
+            (:meth:`~activedet.al.rundir.CycleDir.stats`); ``None``: nowhere (scoring outside a run).
     """
 
     labelled: Any
@@ -229,7 +232,7 @@ class ScoringContext:
     device: Any = "cpu"
     batch_size: int = 8
     seed: int = 0
-    out_dir: Any = None
+    stats_file: Callable[[str], Path] | None = None
 
 
 @dataclass(frozen=True)

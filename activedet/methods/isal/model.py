@@ -38,7 +38,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -372,10 +371,10 @@ class InfluencePredictor:
             if norms
             else [],
         )
-        if ctx.out_dir is not None and dist_utils.is_main_process():
+        if ctx.stats_file is not None and dist_utils.is_main_process():
             from ...atomic import atomic_write_json
 
-            atomic_write_json(Path(ctx.out_dir) / "influence.json", self.stats)
+            atomic_write_json(ctx.stats_file("influence"), self.stats)
         if norms and len(norms) >= 8 and norms[-1] > 2 * norms[3 * len(norms) // 4]:
             warnings.warn(
                 f"influence: the inverse-HVP recursion is still growing after {len(norms)} steps "
