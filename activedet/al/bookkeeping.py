@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write, atomic_write_json
 from ..engine import distributed as dist_utils
+from ..engine.hooks import TRAINING_FILES
 from .ledger import Ledger
 from .rundir import RunDir
 from .scores import write_npy
@@ -93,11 +94,11 @@ def write_metrics_log(rundir: RunDir) -> None:
 def keep_training_logs(rundir: RunDir, train_dir: Path, t: int) -> None:
     """Move the training's TensorBoard logs to ``RUN/tensorboard/train/cycle{t}`` and, with ``epoch_checkpoints:
     all``, its per-epoch weights to ``cycles/t/epochs/`` (``train/`` is deleted)."""
-    for weights in sorted(train_dir.glob("**/epoch_*.pt")):
+    for weights in sorted(train_dir.glob("**/" + TRAINING_FILES["epoch"].format("*"))):
         target = rundir.cycle(t).epochs_dir / weights.relative_to(train_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         weights.replace(target)
-    for logs in sorted(train_dir.glob("**/tensorboard")):
+    for logs in sorted(train_dir.glob("**/" + TRAINING_FILES["tensorboard"])):
         part = logs.parent.relative_to(train_dir)
         target = rundir.tensorboard_train(t) / part
         shutil.rmtree(target, ignore_errors=True)  # a killed earlier attempt

@@ -28,7 +28,27 @@ from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, save_checkpoint
 from .trainer import HookBase
 
-__all__ = ["output_dir", "SeedEpochs", "Progress", "TrainingLog", "TensorBoard", "BestEpoch", "Checkpoint"]
+__all__ = [
+    "TRAINING_FILES",
+    "output_dir",
+    "SeedEpochs",
+    "Progress",
+    "TrainingLog",
+    "TensorBoard",
+    "BestEpoch",
+    "Checkpoint",
+]
+
+#: The names a training writes in its output folder (``out_dir``), in one place: the hooks and the trainers write
+#: them and the active-learning run keeps the epoch weights and TensorBoard logs of its cycles' training folders
+#: (:func:`activedet.al.bookkeeping.keep_training_logs`). ``epoch`` is formatted with the 1-based epoch number.
+TRAINING_FILES = {
+    "last": "last.pt",
+    "best": "best.pt",
+    "log": "train_log.jsonl",
+    "tensorboard": "tensorboard",
+    "epoch": "epoch_{}.pt",
+}
 
 
 def output_dir(out_dir: str | Path | None) -> Path | None:
@@ -155,7 +175,7 @@ class TensorBoard(HookBase):
 
     @classmethod
     def for_options(cls, options, out: Path | None, iters_per_epoch: int) -> list[TensorBoard]:
-        """``[TensorBoard(out / "tensorboard", ...)]`` when ``options.tensorboard``, else ``[]``."""
+        """``[TensorBoard(out / TRAINING_FILES["tensorboard"], ...)]`` when ``options.tensorboard``, else ``[]``."""
         if not options.tensorboard:
             return []
         if out is None:
@@ -163,7 +183,7 @@ class TensorBoard(HookBase):
                 "The 'tensorboard' training option needs an out_dir to write to; training with "
                 "out_dir=None keeps everything in memory"
             )
-        return [cls(out / "tensorboard", iters_per_epoch)]
+        return [cls(out / TRAINING_FILES["tensorboard"], iters_per_epoch)]
 
     def write(self, record: dict) -> None:
         if self.scalars is not None:
@@ -257,7 +277,7 @@ class Checkpoint(HookBase):
 
     def __init__(self, out: Path | None, resume: bool = False, policy: str | None = None):
         self.out, self.resume, self.policy = out, resume, policy
-        self.last = out / "last.pt" if out is not None else None
+        self.last = out / TRAINING_FILES["last"] if out is not None else None
         self.state: dict = {}
 
     def before_train(self) -> None:
@@ -271,7 +291,7 @@ class Checkpoint(HookBase):
             self.state = trainer.state_dict()
             if self.policy == "all":
                 save_checkpoint(
-                    self.out / f"epoch_{trainer.epoch + 1}.pt",
+                    self.out / TRAINING_FILES["epoch"].format(trainer.epoch + 1),
                     {"model": self.state["model"], "epoch": trainer.epoch + 1},
                 )
             save_checkpoint(self.last, self.state)
@@ -294,4 +314,4 @@ class Checkpoint(HookBase):
             slim.update(model=self.trainer.model.state_dict(), final=True)  # the weights training ends with
         save_checkpoint(self.last, slim)
         if self.policy == "last":
-            (self.out / "best.pt").unlink(missing_ok=True)
+            (self.out / TRAINING_FILES["best"]).unlink(missing_ok=True)

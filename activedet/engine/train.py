@@ -340,7 +340,7 @@ def train_detector(
         def evaluate(m):
             return _validate(m, val_set, options, device, max(1, options.batch_size))
 
-    best = out / "best.pt" if out is not None else None
+    best = out / hooks.TRAINING_FILES["best"] if out is not None else None
     best_epoch = hooks.BestEpoch(
         evaluate,
         options.val_metric,
@@ -366,7 +366,7 @@ def train_detector(
             *([teacher] if teacher is not None else []),  # before BestEpoch: the best weights restored win
             best_epoch,
             hooks.Progress(progress),
-            hooks.TrainingLog(out / "train_log.jsonl" if out is not None else None, every=options.log_every),
+            hooks.TrainingLog(out / hooks.TRAINING_FILES["log"] if out is not None else None, every=options.log_every),
             *tensorboard,
             checkpoint,
         ],

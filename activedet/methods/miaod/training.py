@@ -405,7 +405,9 @@ def train_miaod(
             hooks.SeedEpochs(options.seed),
             hooks.Progress(progress),
             hooks.TrainingLog(
-                out / "train_log.jsonl" if out is not None else None, every=options.log_every, epoch_event="unit"
+                out / hooks.TRAINING_FILES["log"] if out is not None else None,
+                every=options.log_every,
+                epoch_event="unit",
             ),
             *tensorboard,
             checkpoint,
