@@ -9,6 +9,8 @@ __all__ = [
     "DATA_FORMATS",
     "CLASSIFICATION_FORMATS",
     "BOX_POLICIES",
+    "DEFAULT_BOX_POLICY",
+    "DEFAULT_CLIP_TOLERANCE",
     "BAD_IMAGES",
     "METRICS",
     "ORACLES",
@@ -31,6 +33,10 @@ DATA_FORMATS = ("coco", "voc", "yolo", "imagefolder", "cifar")
 CLASSIFICATION_FORMATS = ("imagefolder", "cifar")
 #: what to do with a box that leaves its image: refuse it, or clip it within a tolerance
 BOX_POLICIES = ("error", "clip")
+#: the defaults of ``box_policy`` and ``clip_tolerance`` (pixels a box may overflow under ``clip``), for the config
+#: key and every reader and command that takes them
+DEFAULT_BOX_POLICY = "error"
+DEFAULT_CLIP_TOLERANCE = 2.0
 #: what to do with an image file that cannot be decoded
 BAD_IMAGES = ("stop", "skip")
 #: evaluation protocols (:func:`activedet.evaluation.evaluate`)

@@ -34,6 +34,7 @@ import numpy as np
 
 from .._faults import kill_point
 from ..atomic import atomic_write_json
+from ..constants import DEFAULT_CLIP_TOLERANCE
 from ..data.records import DetectionDataset, ImageRecord, likely_meant
 from ..interop import EMPTY_AMBIGUOUS, LabelImport
 from ..interop import LABEL_FORMATS as TOOL_LABEL_FORMATS
@@ -320,7 +321,7 @@ def import_labels(
     cycle: int,
     batch: Sequence[str],
     pool: DetectionDataset,
-    clip_tolerance: float = 2.0,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     annotator: str | None = None,
     replace: bool = False,
 ) -> ImportResult:

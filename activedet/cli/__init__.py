@@ -12,7 +12,15 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..constants import ARM_KEYS, BOX_POLICIES, CYCLE_ZERO_KEYS, DATA_FORMATS, EXPORT_FORMATS
+from ..constants import (
+    ARM_KEYS,
+    BOX_POLICIES,
+    CYCLE_ZERO_KEYS,
+    DATA_FORMATS,
+    DEFAULT_BOX_POLICY,
+    DEFAULT_CLIP_TOLERANCE,
+    EXPORT_FORMATS,
+)
 from . import commands
 
 __all__ = ["main", "build_parser", "shown_default"]
@@ -156,11 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--box-policy",
         choices=BOX_POLICIES,
-        default="error",
+        default=DEFAULT_BOX_POLICY,
         help="VOC/COCO/YOLO: a box that leaves its image is an error, or is clipped within --clip-tolerance",
     )
     p.add_argument(
-        "--clip-tolerance", type=float, default=2.0, help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'"
+        "--clip-tolerance",
+        type=float,
+        default=DEFAULT_CLIP_TOLERANCE,
+        help="VOC/COCO/YOLO: pixels a box may overflow under 'clip'",
     )
     p.add_argument("--verbose", action="store_true", help="list every problem (default: a few of each kind)")
     p.add_argument(

@@ -18,7 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
 from ..al.cost import CostModel
 from ..al.plan import LoopOptions
-from ..constants import BAD_IMAGES, BOX_POLICIES, DATA_FORMATS, EXPORT_FORMATS, IMAGE_MODES, METRICS, ORACLES
+from ..constants import (
+    BAD_IMAGES,
+    BOX_POLICIES,
+    DATA_FORMATS,
+    DEFAULT_BOX_POLICY,
+    DEFAULT_CLIP_TOLERANCE,
+    EXPORT_FORMATS,
+    IMAGE_MODES,
+    METRICS,
+    ORACLES,
+)
 from ..engine.options import TrainOptions
 from ..fields import hints, option, pydantic_type
 
@@ -79,14 +89,14 @@ class DataKeys:
         "themselves (null)",
     )
     box_policy: str = option(
-        "error",
+        DEFAULT_BOX_POLICY,
         "`error`: any out-of-image box is an error; `clip`: clip boxes overflowing by "
         "at most `clip_tolerance` px (one warning line per dataset, silenced by `--quiet`; "
         "`activedet validate ... --box-policy clip` lists each box)",
         choices=BOX_POLICIES,
     )
     clip_tolerance: float = option(
-        2.0, "pixels a box may overflow under `box_policy: clip`", ge=0, expected="a number >= 0"
+        DEFAULT_CLIP_TOLERANCE, "pixels a box may overflow under `box_policy: clip`", ge=0, expected="a number >= 0"
     )
     bad_images: str = option(
         "stop",

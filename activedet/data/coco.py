@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..constants import DEFAULT_BOX_POLICY, DEFAULT_CLIP_TOLERANCE
 from .records import DetectionDataset, ImageRecord, Problem, unparsable
 from .validate import check_boxes, check_image_file, check_options, find_duplicates, raise_for_problems, shortest_float
 
@@ -42,8 +43,8 @@ def read_coco(
     json_path: str | os.PathLike,
     *,
     image_root: str | os.PathLike | None = None,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     check_images: bool = True,
 ) -> DetectionDataset:
     """Read a COCO detection JSON file into a :class:`DetectionDataset`.
@@ -73,8 +74,8 @@ def scan_coco(
     json_path: str | os.PathLike,
     *,
     image_root: str | os.PathLike | None = None,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     check_images: bool = True,
 ) -> tuple[DetectionDataset, list[Problem]]:
     """Like :func:`read_coco` but never raises for dataset problems: returns ``(dataset, problems)``.

@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from ..constants import DEFAULT_BOX_POLICY, DEFAULT_CLIP_TOLERANCE
 from .coco import scan_coco
 from .index import DIFFICULT, ISCROWD, PoolIndex, StringColumn
 from .records import Problem
@@ -63,8 +64,8 @@ def build_coco_index(
     json_path: str | os.PathLike,
     *,
     image_root: str | os.PathLike | None = None,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     check_images: bool = True,
 ) -> PoolIndex:
     """The :class:`PoolIndex` of a COCO file (arguments as :func:`~activedet.data.coco.read_coco`).
@@ -87,8 +88,8 @@ def scan_coco_index(
     json_path: str | os.PathLike,
     *,
     image_root: str | os.PathLike | None = None,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     check_images: bool = True,
 ) -> tuple[PoolIndex, list[Problem]]:
     """Like :func:`build_coco_index` but returns ``(index, problems)`` instead of raising (as ``scan_coco``)."""

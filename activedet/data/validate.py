@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..constants import BOX_POLICIES, IMAGE_MODES
+from ..constants import BOX_POLICIES, DEFAULT_BOX_POLICY, DEFAULT_CLIP_TOLERANCE, IMAGE_MODES
 from .records import DatasetError, Problem, _file_of, group_problem_lines
 
 __all__ = [
@@ -67,7 +67,9 @@ def check_choice(caller: str, name: str, value: object, choices: Sequence[object
         raise ValueError(f"The {name!r} parameter of {caller} must be one of {tuple(choices)}. Got {value!r} instead.")
 
 
-def check_options(caller: str, *, box_policy: str = "error", clip_tolerance: float = 2.0) -> None:
+def check_options(
+    caller: str, *, box_policy: str = DEFAULT_BOX_POLICY, clip_tolerance: float = DEFAULT_CLIP_TOLERANCE
+) -> None:
     """Raise ``ValueError`` in the library's message shape when a reader's box options are invalid."""
     check_choice(caller, "box_policy", box_policy, BOX_POLICIES)
     if not (isinstance(clip_tolerance, (int, float)) and 0 <= clip_tolerance < float("inf")):
@@ -135,8 +137,8 @@ def check_boxes(
     height: int,
     locate: Callable[[int], str],
     *,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     quote: Callable[[int], str] | None = None,
 ) -> tuple[np.ndarray, list[Problem]]:
     """Check ``boxes`` (``[N, 4]`` xyxy pixels) against a ``width x height`` image under the box policy.

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import DEFAULT_BOX_POLICY, DEFAULT_CLIP_TOLERANCE
 from .records import DetectionDataset, ImageRecord, Problem, likely_meant, unparsable
 from .validate import (
     check_boxes,
@@ -56,8 +57,8 @@ def read_voc(
     *,
     sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
     class_names: Sequence[str] = VOC_CLASSES,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     check_images: bool = True,
 ) -> DetectionDataset:
     """Read one or several Pascal VOC ``(year, image set)`` pairs into one :class:`DetectionDataset`.
@@ -94,8 +95,8 @@ def scan_voc(
     *,
     sets: Sequence[tuple[str, str]] = (("2007", "trainval"),),
     class_names: Sequence[str] = VOC_CLASSES,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     check_images: bool = True,
 ) -> tuple[DetectionDataset, list[Problem]]:
     """Like :func:`read_voc` but never raises for dataset problems: returns ``(dataset, problems)``.

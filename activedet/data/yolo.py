@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..constants import DEFAULT_BOX_POLICY, DEFAULT_CLIP_TOLERANCE
 from .records import DetectionDataset, ImageRecord, Problem
 from .validate import (
     IMAGE_MODES,
@@ -50,8 +51,8 @@ def read_yolo(
     root: str | os.PathLike,
     *,
     names_file: str | os.PathLike | None = None,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     check_images: bool = True,
 ) -> DetectionDataset:
     """Read a YOLO txt dataset into a :class:`DetectionDataset` (records sorted by image path).
@@ -79,8 +80,8 @@ def scan_yolo(
     root: str | os.PathLike,
     *,
     names_file: str | os.PathLike | None = None,
-    box_policy: str = "error",
-    clip_tolerance: float = 2.0,
+    box_policy: str = DEFAULT_BOX_POLICY,
+    clip_tolerance: float = DEFAULT_CLIP_TOLERANCE,
     check_images: bool = True,
 ) -> tuple[DetectionDataset, list[Problem]]:
     """Like :func:`read_yolo` but never raises for dataset problems: returns ``(dataset, problems)``.
