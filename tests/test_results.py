@@ -1279,3 +1279,38 @@ def test_every_seed_methods_round_on_faster_rcnn_is_the_record():
         assert docs[per_seed_name] == per_seed, (per_seed_name, per_seed)
     ranked = sorted(METHOD_ARMS, key=lambda label: -summary.strategies[label].metric_mean[1])
     assert list(readme) == [METHOD_ARMS[label][0] for label in ranked]  # the rows by mAP at 300 images
+
+
+ALMDN_THRESHOLD = RESULTS / "almdn-threshold"
+
+
+def test_almdn_at_a_lower_score_threshold_is_the_record():
+    """AL-MDN's selection at its released score threshold and at 0.2, both from each seed's one cycle-0 model: the
+    docs' per-seed boxes and mAP at 200 and 300 images, the paired difference and the means over seeds."""
+    runs = {(r.strategy, r.seed): r for r in load_runs(ALMDN_THRESHOLD)}
+    arms = {"0.5": "almdn", "0.2": "almdn[score_threshold=0.2]"}
+    assert set(runs) == {(arm, seed) for arm in arms.values() for seed in range(5)}
+    section = _section_text("#### AL-MDN's score threshold at 0.2 (5 seeds)")
+    rows, gaps = [], []
+    for seed in range(5):
+        low, high = (runs[arms[name], seed] for name in ("0.2", "0.5"))
+        assert low.labelled_images.tolist() == high.labelled_images.tolist() == [200, 300]
+        assert low.metrics["voc/mAP_area"][0] == high.metrics["voc/mAP_area"][0]  # one cycle-0 model
+        gaps.append(low.metrics["voc/mAP_area"][1] - high.metrics["voc/mAP_area"][1])
+        cells = [f"{int(r.labelled_boxes[1]):,} / {r.metrics['voc/mAP_area'][1]:.3f}" for r in (high, low)]
+        rows.append(
+            (seed, f"{high.metrics['voc/mAP_area'][0]:.3f} |", f"| {cells[0]} | {cells[1]} | {gaps[-1]:+.3f} |")
+        )
+    for seed, start, end in rows:
+        line = next(x for x in section.splitlines() if x.startswith(f"| {seed} | "))
+        assert line.startswith(f"| {seed} | {start}") and line.endswith(end), line
+    gap = draws.mean_interval(gaps)
+    flat = _flat(section)
+    assert f"paired difference (0.2 − 0.5) {gap.mean:+.3f} [{gap.low:+.3f}, {gap.high:+.3f}] mAP" in flat
+    for name, arm in arms.items():
+        mean = np.array([[runs[arm, s].metrics["voc/mAP_area"][1], runs[arm, s].labelled_boxes[1]] for s in range(5)])
+        shown = (
+            f"{name}, mAP {mean[:, 0].mean():.3f} ± {mean[:, 0].std(ddof=1):.3f} with "
+            f"{mean[:, 1].mean():,.0f} ± {mean[:, 1].std(ddof=1):.0f} boxes"
+        )
+        assert shown in flat, shown
