@@ -127,9 +127,9 @@ def test_bad_files_and_boxes_are_refused(human_run, tmp_path):
     # each box's fault is named: which coordinate lies how far outside, or that the box is empty
     with pytest.raises(
         ValueError,
-        match=f"image '{pending[0]}' \\(\\d+x\\d+\\): box #0 \\[0.0, 0.0, 5000.0, 10.0\\] \\(x1, y1, x2, y2\\) "
-        "x2 = 5000 is \\d+ px outside the image \\(up to 2 px is clipped\\); "
-        "box #1 \\[8.0, 8.0, 4.0, 20.0\\] \\(x1, y1, x2, y2\\) is empty \\(x2 must exceed x1",
+        match=f"image '{pending[0]}': box #0: box xyxy=\\(0, 0, 5000, 10\\) extends \\d+ px beyond the right edge of "
+        "the \\d+x\\d+ image, more than clip_tolerance=2 px; box #1: box must have a positive width and height; "
+        "found xyxy=\\(8, 8, 4, 20\\) \\(width -4, height 12 px\\)",
     ):
         import_into_run(run, tmp_path / "outside.json")
     unknown = {"format": "activedet-labels", "images": {pending[0]: {"boxes": [[0, 0, 5, 5]], "labels": ["zebra"]}}}

@@ -36,6 +36,7 @@ from .._faults import kill_point
 from ..atomic import atomic_write_json
 from ..constants import DEFAULT_CLIP_TOLERANCE
 from ..data.records import DetectionDataset, ImageRecord, likely_meant
+from ..data.validate import check_boxes
 from ..interop import EMPTY_AMBIGUOUS, LabelImport
 from ..interop import LABEL_FORMATS as TOOL_LABEL_FORMATS
 from ..interop import read_labels as read_tool_labels
@@ -358,13 +359,14 @@ def import_labels(
             )
             continue
         limit = np.array([record.width, record.height, record.width, record.height], np.float64)
-        faults = [(j, fault) for j, b in enumerate(boxes) if (fault := _box_fault(b, limit, clip_tolerance))]
-        if faults:
+        _, found = check_boxes(
+            boxes, record.width, record.height, lambda j: f"box #{j}", box_policy="clip", clip_tolerance=clip_tolerance
+        )
+        faults = [f"{p.location}: {p.message}" for p in found if p.severity == "error"]
+        if faults:  # (a box clipped within the tolerance is no fault)
             problems.append(
-                f"image {image_id!r} ({record.width}x{record.height}): "
-                + "; ".join(
-                    f"box #{j} {boxes[j].round(1).tolist()} (x1, y1, x2, y2) {fault}" for j, fault in faults[:5]
-                )
+                f"image {image_id!r}: "
+                + "; ".join(faults[:5])
                 + (f"; and {len(faults) - 5} more" if len(faults) > 5 else "")
                 + "; fix them in the annotation tool"
             )
@@ -418,22 +420,3 @@ def import_labels(
     pending = [i for i in batch if i not in imported and i not in new]
     not_labelled = [i for i in labels.unlabelled if i in pending]
     return ImportResult(path, sorted(set(new) - set(replaced)), unchanged, pending, not_labelled, sorted(replaced))
-
-
-def _box_fault(box: np.ndarray, limit: np.ndarray, tolerance: float) -> str | None:
-    """What is wrong with one ``box`` (x1, y1, x2, y2 pixels) in an image of ``limit`` (w, h, w, h), or None."""
-    if not np.isfinite(box).all():
-        return "is not finite"
-    if not (box[2] > box[0] and box[3] > box[1]):
-        return "is empty (x2 must exceed x1 and y2 must exceed y1)"
-    past = [
-        f"{name} = {value:g} is {distance:g} px outside the image"
-        for name, value, distance in (
-            ("x1", box[0], -box[0]),
-            ("y1", box[1], -box[1]),
-            ("x2", box[2], box[2] - limit[2]),
-            ("y2", box[3], box[3] - limit[3]),
-        )
-        if distance > tolerance
-    ]
-    return f"{', '.join(past)} (up to {tolerance:g} px is clipped)" if past else None
