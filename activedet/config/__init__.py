@@ -83,12 +83,8 @@ def config_from_dict(data: dict[str, Any], *, where: str = "config", base_dir: P
     """Validate a mapping into a :class:`Config`; ``base_dir`` resolves relative paths."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of key: value at the top level; found {type(data).__name__}")
-    keys = key_fields()
     for key in data:
-        if key not in keys:
-            close = difflib.get_close_matches(str(key), keys, n=1)
-            tip = f"; did you mean '{close[0]}'?" if close else f"; valid keys are {sorted(keys)}"
-            raise ConfigError(f"{where}: unknown key '{key}'{tip}")
+        _check_key(key, where)
     if "train_data" not in data:
         raise ConfigError(f"{where}: missing required key 'train_data' (path of the training/pool split)")
     values = dict(data)
@@ -101,6 +97,15 @@ def config_from_dict(data: dict[str, Any], *, where: str = "config", base_dir: P
     cfg._source = where  # not a key: the file later errors name
     check_config(cfg, where, ConfigError)
     return cfg
+
+
+def _check_key(key: Any, where: str) -> None:
+    """Raise ``ConfigError("WHERE: unknown key 'KEY'; did you mean ...")`` unless ``key`` is a config key."""
+    keys = key_fields()
+    if key not in keys:
+        close = difflib.get_close_matches(str(key), keys, n=1)
+        tip = f"; did you mean '{close[0]}'?" if close else f"; valid keys are {sorted(keys)}"
+        raise ConfigError(f"{where}: unknown key '{key}'{tip}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -124,10 +129,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     data = {} if data is None else data
     changes = dict(parse_override(o) for o in overrides or [])
     for key in changes:
-        if key not in key_fields():
-            close = difflib.get_close_matches(key, key_fields(), n=1)
-            tip = f"; did you mean '{close[0]}'?" if close else "; `activedet` config keys: docs/config.md"
-            raise ConfigError(f"--set {key}=...: unknown key '{key}'{tip}")
+        _check_key(key, f"--set {key}=...")
     if isinstance(data, dict):
         data = dict(data, **changes)
     return config_from_dict(data, where=str(path), base_dir=path.parent)
