@@ -377,10 +377,7 @@ def import_into_run(
     try:
         labels = read_labels(fmt, file, pool.class_names, sizes=sizes, empty_means_labelled=empty_means_labelled)
     except ValueError as exc:  # a file that cannot be read as labels: the same header as every refused import
-        lines = str(exc).splitlines()
-        raise ImportRefused(
-            f"{file}: import refused, nothing merged:\n" + "\n".join(f"  - {x}" for x in lines)
-        ) from None
+        raise ImportRefused.listing(file, str(exc).splitlines()) from None
     return import_labels(
         run_dir,
         labels,

@@ -77,6 +77,11 @@ class ImportResult:
 class ImportRefused(ValueError):
     """An import that was refused; nothing was merged."""
 
+    @classmethod
+    def listing(cls, source: str | Path, problems: Sequence[str]) -> ImportRefused:
+        """The refusal of ``source`` with one line per problem, under the header every refused import has."""
+        return cls(f"{source}: import refused, nothing merged:\n" + "\n".join(f"  - {p}" for p in problems))
+
 
 # ----------------------------------------------------------------------------------------------- native files
 def write_native_labels(
@@ -396,7 +401,7 @@ def import_labels(
             "these images out of the file"
         )
     if problems:
-        raise ImportRefused(f"{source}: import refused, nothing merged:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ImportRefused.listing(source, problems)
     path = None
     if new:
         number = len(existing) + 1

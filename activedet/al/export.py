@@ -29,6 +29,7 @@ Predictions whose score is below ``min_score`` are left out of the pre-annotatio
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -75,11 +76,11 @@ class BatchExport:
                 raise ValueError(
                     f"The {name!r} parameter of BatchExport must be one of {list(allowed)}. Got {value!r} instead."
                 )
-        known = ("min_score", "labelstudio_url_prefix", "labelstudio_document_root")
+        known = [name for name in inspect.signature(check_export_options).parameters if name != "caller"]
         unknown = sorted(set(self.options) - set(known))
         if unknown:
             raise ValueError(
-                f"The 'options' parameter of BatchExport takes the keys {list(known)} (export_batch's options). "
+                f"The 'options' parameter of BatchExport takes the keys {known} (export_batch's options). "
                 f"Got {unknown} instead."
             )
         check_export_options("BatchExport", **self.options)
